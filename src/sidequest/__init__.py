@@ -1,0 +1,37 @@
+"""Sidequest: background jobs for Python, wire-compatible with Sidekiq.
+
+Importing this package loads only the client side; the worker lives in ``sidequest.worker``
+and is loaded by the ``sidequest`` command or ``sidequest.worker.embed``.
+"""
+
+from __future__ import annotations
+
+from sidequest import middleware
+from sidequest.connection import configure
+from sidequest.errors import (
+    ConfigError,
+    PayloadError,
+    RedisUnavailable,
+    SidequestError,
+    UnknownJobError,
+)
+from sidequest.job import Job, JobFunction, job
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # jobs and enqueueing
+    "Job",
+    "JobFunction",
+    "job",
+    # setup
+    "configure",
+    "middleware",
+    # errors
+    "ConfigError",
+    "PayloadError",
+    "RedisUnavailable",
+    "SidequestError",
+    "UnknownJobError",
+    "__version__",
+]

@@ -1,0 +1,7 @@
+"""``python -m sidequest`` is the ``sidequest`` command."""
+
+import sys
+
+from sidequest.cli import main
+
+sys.exit(main())

@@ -1,0 +1,133 @@
+"""The ``sidequest`` command: parse flags -> Config -> import the app -> run a Launcher.
+
+    sidequest -r myapp.jobs -c 10 -q critical,3 -q default,2 -q low
+    sidequest run ...      the same, spelled out
+    sidequest dev          worker + a private Redis when none is configured, for development
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from sidequest import __version__, connection
+from sidequest.config import Config, build, parse_queue
+from sidequest.errors import ConfigError
+
+log = logging.getLogger("sidequest")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sidequest",
+        description="Run Sidequest workers (Sidekiq-compatible background jobs).",
+        epilog="Commands: run (default), dev. Example: sidequest -r myapp.jobs -c 10 -q default",
+    )
+    parser.add_argument("-r", "--require", action="append", metavar="MODULE_OR_FILE",
+                        help="module (myapp.jobs) or .py file that defines your jobs; repeatable")
+    parser.add_argument("-c", "--concurrency", type=int, help="processor threads (default 5)")
+    parser.add_argument("-q", "--queue", action="append", metavar="NAME[,WEIGHT]",
+                        help="queue to work on, in priority order, optional weight; repeatable")
+    parser.add_argument("-t", "--timeout", type=float, help="shutdown timeout seconds (25)")
+    parser.add_argument("-C", "--config", metavar="FILE", help="TOML configuration file")
+    parser.add_argument("-e", "--environment", help="application environment name")
+    parser.add_argument("-g", "--tag", help="tag shown with this process in the dashboard")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="log level (INFO; WARNING drops the per-job lines)")
+    parser.add_argument("--log-format", choices=["text", "json"], help="log line format")
+    parser.add_argument("--redis-url", help="Redis URL (default: $SIDEQUEST_REDIS_URL,"
+                        " $REDIS_URL, redis://localhost:6379/0)")
+    parser.add_argument("-V", "--version", action="version", version=f"sidequest {__version__}")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    level = "DEBUG" if args.verbose else args.log_level
+    queues = tuple(parse_queue(q) for q in args.queue) if args.queue else None
+    return build(
+        args.config,
+        require=tuple(args.require) if args.require else None,
+        concurrency=args.concurrency,
+        queues=queues,
+        timeout=args.timeout,
+        environment=args.environment,
+        tag=args.tag,
+        log_level=level,
+        log_format=args.log_format,
+        redis_url=args.redis_url,
+    )
+
+
+def load_app(targets: tuple[str, ...]) -> None:
+    """Import each ``-r`` target: a dotted module, or a path to a .py file."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # console scripts do not include the current dir
+    for target in targets:
+        try:
+            if target.endswith(".py") or os.sep in target:
+                _import_file(Path(target))
+            else:
+                importlib.import_module(target)
+        except ImportError as exc:
+            raise ConfigError(
+                f"could not import {target!r}: {exc}. Run sidequest from your project's root"
+                " directory, or set PYTHONPATH so that Python can find it"
+            ) from exc
+
+
+def _import_file(path: Path) -> None:
+    if not path.is_file():
+        raise ConfigError(f"-r {path}: no such file")
+    sys.path.insert(0, str(path.parent.resolve()))
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"-r {path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+
+
+def run_worker(config: Config) -> int:
+    from sidequest.worker import Launcher
+    from sidequest.worker.logs import setup
+
+    setup(config.log_level, config.log_format)
+    os.environ.setdefault("SIDEQUEST_ENV", config.environment)
+    if not config.require:
+        log.warning("no -r given: no job classes are loaded; pass -r yourapp.jobs")
+    load_app(config.require)
+    if config.redis_url:  # after the app, so the flag wins over a configure() in its code
+        connection.configure(config.redis_url)
+    clean = Launcher(config).run()
+    return 0 if clean else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = "run"
+    if argv and argv[0] in ("run", "dev"):
+        command = argv.pop(0)
+    try:
+        if command == "dev":
+            from sidequest.dev import main as dev_main
+
+            return dev_main(argv)
+        args = _parser().parse_args(argv)
+        return run_worker(config_from_args(args))
+    except ConfigError as exc:
+        print(f"sidequest: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Pushing jobs into Redis exactly as Sidekiq's client does.
+
+``push`` takes a normalized payload (``class``, ``args``, ``queue`` ... and optionally ``at``),
+runs the client middleware, and writes it in one round trip: LPUSH ``queue:NAME`` and SADD
+``queues`` for now, ZADD ``schedule`` for later. Testing modes replace the write with
+``set_push_override`` so that the same code path is exercised in users' tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import redis
+
+from sidequest import connection, keys, middleware
+from sidequest.errors import RedisUnavailable
+from sidequest.payload import Payload, check_args, dumps, new_jid, now
+
+#: Intervals below this are relative seconds; larger values are epoch times (Sidekiq's rule).
+RELATIVE_LIMIT = 1_000_000_000
+BULK_BATCH = 1000
+
+PushOverride = Callable[[list[Payload]], None]
+_override: PushOverride | None = None
+
+
+def set_push_override(func: PushOverride | None) -> PushOverride | None:
+    """Route pushes to ``func`` instead of Redis (used by ``sidequest.testing``)."""
+    global _override
+    previous, _override = _override, func
+    return previous
+
+
+def normalize(item: Payload, created_at: float | None = None) -> Payload:
+    """Validate a raw item and fill in ``jid``, ``created_at``, ``queue`` and ``retry``."""
+    if not isinstance(item.get("class"), str) or not item["class"]:
+        raise ValueError(f"a job needs a 'class' string naming the job, got {item.get('class')!r}")
+    args = item.get("args")
+    if type(args) is not list:
+        raise TypeError(f"job args must be a list, got {type(args).__name__}: {args!r}")
+    check_args(args)
+    queue = item.get("queue", "default")
+    if not isinstance(queue, str) or not queue:
+        raise ValueError(f"queue must be a non-empty string, got {queue!r}")
+    out = dict(item)
+    out["queue"] = queue
+    out.setdefault("retry", True)
+    out.setdefault("jid", new_jid())
+    out.setdefault("created_at", created_at if created_at is not None else now())
+    return out
+
+
+def push(item: Payload) -> str | None:
+    """Normalize, run client middleware and write one job; returns its jid (None if cancelled)."""
+    jobs = push_many([item])
+    return jobs[0]
+
+
+def push_many(items: Sequence[Payload]) -> list[str | None]:
+    """Push jobs sharing one ``created_at``, in pipelines of up to 1,000; jids in input order."""
+    created = now()
+    normalized = [normalize(item, created) for item in items]
+    results: list[str | None] = []
+    for start in range(0, len(normalized), BULK_BATCH):
+        batch = [_through_middleware(job) for job in normalized[start : start + BULK_BATCH]]
+        _write([job for job in batch if job is not None])
+        results.extend(job["jid"] if job is not None else None for job in batch)
+    return results
+
+
+def _through_middleware(job: Payload) -> Payload | None:
+    if not len(middleware.client):
+        return job
+    result = middleware.client.invoke((job, job["queue"]), lambda: job)
+    if result is None:
+        return None
+    if not isinstance(result, dict):
+        raise TypeError(f"client middleware must return the payload or None, got {result!r}")
+    check_args(result.get("args"))
+    return result
+
+
+def _write(jobs: list[Payload]) -> None:
+    if not jobs:
+        return
+    if _override is not None:
+        _override(jobs)
+        return
+    stamp = now()
+    pipe = connection.client().pipeline(transaction=False)
+    by_queue: dict[str, list[str]] = {}
+    scheduled: dict[str, float] = {}
+    for job in jobs:
+        at = job.get("at")
+        if at is not None:
+            body = {k: v for k, v in job.items() if k not in ("at", "enqueued_at")}
+            scheduled[dumps(body)] = float(at)
+        else:
+            job["enqueued_at"] = stamp
+            by_queue.setdefault(job["queue"], []).append(dumps(job))
+    if scheduled:
+        pipe.zadd(keys.SCHEDULE, scheduled)
+    if by_queue:
+        pipe.sadd(keys.QUEUES, *by_queue)
+        for queue, payloads in by_queue.items():
+            pipe.lpush(keys.queue(queue), *payloads)
+    execute(pipe)
+
+
+def execute(pipe: redis.client.Pipeline) -> list[Any]:
+    """Run a pipeline, turning connection failures into a RedisUnavailable that says so."""
+    try:
+        return pipe.execute()
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise RedisUnavailable(
+            f"could not reach Redis at {connection.redacted()} ({exc}); the job was not"
+            " enqueued, so retry later or fail the request"
+        ) from exc
+    except redis.ResponseError as exc:
+        if str(exc).startswith("OOM"):
+            raise RedisUnavailable(
+                f"Redis at {connection.redacted()} is out of memory (maxmemory reached): {exc};"
+                " the job was not enqueued. Free memory or raise maxmemory."
+            ) from exc
+        raise
+
+
+def schedule_time(when: float) -> float | None:
+    """Turn a perform_in/perform_at value into an epoch, or None for "run now"."""
+    at = when if when >= RELATIVE_LIMIT else now() + when
+    return None if at <= now() else at
+
+
+def bulk_items(base: Payload, args_list: Iterable[Any]) -> list[Payload]:
+    items = []
+    for i, args in enumerate(args_list):
+        if type(args) is not list:
+            raise TypeError(
+                f"perform_bulk takes a list of argument lists; item {i} is"
+                f" {type(args).__name__}: {args!r}"
+            )
+        items.append({**base, "args": args})
+    return items

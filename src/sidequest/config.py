@@ -1,0 +1,164 @@
+"""The worker's configuration: one table of defaults, merged with a TOML file and flags,
+validated once and frozen. Pure: no Redis, no threads.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from sidequest.errors import ConfigError
+from sidequest.job import QUEUE_NAME
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a worker process needs; every timer is here so tests can shrink it."""
+
+    require: tuple[str, ...] = ()
+    concurrency: int = 5
+    #: (name, weight) pairs; all weights 0 means strict priority in the given order.
+    queues: tuple[tuple[str, int], ...] = (("default", 0),)
+    timeout: float = 25.0
+    tag: str = ""
+    labels: tuple[str, ...] = ()
+    environment: str = "development"
+    redis_url: str | None = None
+    log_level: str = "INFO"
+    log_format: str = "text"
+    #: Seconds between heartbeats (process hash, lease refresh, stats flush, signals).
+    heartbeat_interval: float = 5.0
+    #: A process whose lease is this old is dead and its in-progress jobs are recovered.
+    lease_ttl: float = 20.0
+    reaper_interval: float = 5.0
+    #: Average seconds between scheduler polls across all processes (Sidekiq's default 5).
+    poll_interval: float = 5.0
+    #: Longest a fetcher blocks in Redis before checking for shutdown.
+    fetch_timeout: float = 2.0
+    #: How long an idle fetcher with several queues waits on the first before rescanning all.
+    idle_wait: float = 0.1
+    max_retries: int = 25
+    #: Process deaths with the job in flight before it goes to the dead set (poison pill).
+    max_deaths: int = 3
+    dead_max_jobs: int = 10_000
+    dead_timeout: float = 180 * 24 * 3600.0
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def strict(self) -> bool:
+        return all(weight == 0 for _, weight in self.queues)
+
+    @property
+    def queue_names(self) -> list[str]:
+        return [name for name, _ in self.queues]
+
+    def validate(self) -> Config:
+        _positive_int("concurrency", self.concurrency, 1000)
+        _positive_int("max_deaths", self.max_deaths, 1000)
+        _positive_int("dead_max_jobs", self.dead_max_jobs, 10**9)
+        if self.max_retries < 0:
+            raise ConfigError(f"max_retries must be >= 0, got {self.max_retries}")
+        for name in ("timeout", "heartbeat_interval", "lease_ttl", "reaper_interval",
+                     "poll_interval", "fetch_timeout", "idle_wait", "dead_timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
+        if self.lease_ttl < 2 * self.heartbeat_interval:
+            raise ConfigError(
+                f"lease_ttl ({self.lease_ttl}s) must be at least twice heartbeat_interval"
+                f" ({self.heartbeat_interval}s), or a slow beat would make a live process look dead"
+            )
+        if not self.queues:
+            raise ConfigError("no queues to work on; give at least one -q NAME")
+        seen: set[str] = set()
+        for name, weight in self.queues:
+            if not QUEUE_NAME.match(name):
+                raise ConfigError(f"queue {name!r}: use letters, digits and _ : . - only")
+            if name in seen:
+                raise ConfigError(f"queue {name!r} is given twice; give it once, with a weight")
+            if weight < 0:
+                raise ConfigError(f"queue {name!r}: weight must be >= 0, got {weight}")
+            seen.add(name)
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"log level {self.log_level!r}: choose one of {', '.join(LOG_LEVELS)}")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"log format {self.log_format!r}: choose text or json")
+        return self
+
+
+def _positive_int(name: str, value: Any, limit: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+        raise ConfigError(f"{name} must be a whole number from 1 to {limit}, got {value!r}")
+
+
+def parse_queue(text: str) -> tuple[str, int]:
+    """``critical,3`` -> ("critical", 3); ``low`` -> ("low", 0)."""
+    name, _, weight = text.partition(",")
+    name = name.strip()
+    if not weight.strip():
+        return name, 0
+    try:
+        return name, int(weight)
+    except ValueError:
+        raise ConfigError(f"queue {text!r}: the weight after the comma must be a whole number") from None
+
+
+def _queues_from_file(value: Any, path: Path) -> tuple[tuple[str, int], ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{path}: queues must be a list like [\"critical,3\", \"default\"]")
+    out = []
+    for item in value:
+        if isinstance(item, str):
+            out.append(parse_queue(item))
+        elif isinstance(item, list) and len(item) == 2 and isinstance(item[0], str):
+            out.append((item[0], int(item[1])))
+        else:
+            raise ConfigError(f"{path}: queue entry {item!r} must be \"name\", \"name,weight\" or [name, weight]")
+    return tuple(out)
+
+
+def load_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a TOML config file into Config field values; unknown keys are errors."""
+    file = Path(path)
+    try:
+        data = tomllib.loads(file.read_text("utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {file} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
+    names = {f.name for f in fields(Config)} - {"extra"}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        key = key.replace("-", "_")
+        if key not in names:
+            raise ConfigError(f"{file}: unknown setting {key!r}; known: {', '.join(sorted(names))}")
+        if key == "queues":
+            value = _queues_from_file(value, file)
+        elif key in ("require", "labels"):
+            value = tuple([value] if isinstance(value, str) else value)
+        values[key] = value
+    return values
+
+
+def build(file: str | None = None, **overrides: Any) -> Config:
+    """Defaults, then the file, then non-None overrides (the command line), validated."""
+    values: dict[str, Any] = load_file(file) if file else {}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        config = Config(**values)
+    except TypeError as exc:
+        raise ConfigError(str(exc)) from None
+    return config.validate()
+
+
+__all__ = ["Config", "build", "load_file", "parse_queue", "replace"]

@@ -1,0 +1,128 @@
+"""The one place that creates Redis clients, and the Lua scripts they run.
+
+Every client works in bytes (``decode_responses=False``): a payload that is not valid UTF-8
+must still be readable so that it can be moved to the dead set instead of crashing a thread.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.commands.core import Script
+from redis.retry import Retry
+from redis.sentinel import Sentinel
+
+DEFAULT_URL = "redis://localhost:6379/0"
+
+_lock = threading.Lock()
+_url: str | None = None
+_options: dict[str, Any] = {}
+_client: redis.Redis | None = None
+_scripts: dict[str, str] = {}
+
+
+def configure(redis_url: str | None = None, **redis_options: Any) -> None:
+    """Set where Sidequest finds Redis, for this process.
+
+    Without a call, ``SIDEQUEST_REDIS_URL``, then ``REDIS_URL``, then
+    ``redis://localhost:6379/0`` is used. ``redis://``, ``rediss://`` (TLS), passwords and ACL
+    users work as in redis-py; ``redis+sentinel://host:port[,host:port]/service[/db]`` reaches
+    the master through Sentinel. Extra keyword arguments go to the redis-py client.
+    """
+    global _url, _options
+    with _lock:
+        _url = redis_url
+        _options = dict(redis_options)
+        _drop_client()
+
+
+def reset() -> None:
+    """Forget the configuration and close the shared client (tests, forks)."""
+    configure(None)
+
+
+def url() -> str:
+    env = os.environ
+    return _url or env.get("SIDEQUEST_REDIS_URL") or env.get("REDIS_URL") or DEFAULT_URL
+
+
+def redacted(value: str | None = None) -> str:
+    """The URL with any password replaced, safe for logs and pages."""
+    text = value if value is not None else url()
+    parts = urlsplit(text)
+    if parts.password is None:
+        return text
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _drop_client() -> None:
+    global _client
+    if _client is not None:
+        _client.close()
+        _client = None
+
+
+def client() -> redis.Redis:
+    """The process-wide client with its connection pool, created on first use."""
+    global _client
+    if _client is None:
+        with _lock:
+            if _client is None:
+                _client = new_client()
+    return _client
+
+
+def new_client(retries: int = 1, **overrides: Any) -> redis.Redis:
+    """A new client with its own pool (the worker keeps blocking calls off the shared one).
+
+    ``retries`` is how often a command is resent on a fresh connection after a connection
+    error: once by default, so a pooled connection that died with a Redis restart is replaced
+    transparently; the worker passes 0 and handles errors itself (a resent fetch could strand
+    a job whose reply was lost).
+    """
+    options: dict[str, Any] = {
+        "socket_connect_timeout": 5.0,
+        "socket_timeout": 10.0,
+        "health_check_interval": 30,
+        "socket_keepalive": True,
+        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), retries),
+        "retry_on_error": [redis.ConnectionError],
+    }
+    options.update(_options)
+    options.update(overrides)
+    target = url()
+    if target.startswith("redis+sentinel://"):
+        return _sentinel_client(target, options)
+    return redis.Redis.from_url(target, **options)
+
+
+def _sentinel_client(target: str, options: dict[str, Any]) -> redis.Redis:
+    parts = urlsplit(target)
+    hosts = []
+    for item in parts.netloc.rsplit("@", 1)[-1].split(","):
+        host, _, port = item.partition(":")
+        hosts.append((host, int(port or 26379)))
+    path = [p for p in parts.path.split("/") if p]
+    if not path:
+        raise ValueError(f"{redacted(target)}: name the Sentinel service, e.g. /mymaster/0")
+    service, db = path[0], int(path[1]) if len(path) > 1 else 0
+    sentinel = Sentinel(hosts, sentinel_kwargs={"password": parts.password}, **options)
+    return sentinel.master_for(service, db=db, password=parts.password, username=parts.username)
+
+
+def script(name: str) -> Script:
+    """A Lua script from ``sidequest/lua/<name>.lua``, bound to no client (pass ``client=``)."""
+    source = _scripts.get(name)
+    if source is None:
+        source = resources.files("sidequest").joinpath(f"lua/{name}.lua").read_text("utf-8")
+        _scripts[name] = source
+    # Bytes source: the SHA is computed without a client's encoder.
+    return Script(None, source.encode("utf-8"))  # type: ignore[arg-type]

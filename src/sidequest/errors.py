@@ -1,0 +1,31 @@
+"""Sidequest's exceptions. This module imports nothing so every layer can use it."""
+
+from __future__ import annotations
+
+
+class SidequestError(Exception):
+    """Base class of every error Sidequest raises on purpose."""
+
+
+class ConfigError(SidequestError, ValueError):
+    """A setting, job option or command-line flag is wrong; the message says which and why."""
+
+
+class RedisUnavailable(SidequestError, ConnectionError):
+    """Redis could not be reached, so nothing was written.
+
+    Raised to the caller of ``perform_async`` and friends during an outage: the job was not
+    enqueued and the caller decides whether to retry, fail the request or buffer it.
+    """
+
+
+class UnknownJobError(SidequestError, LookupError):
+    """A payload names a job class that this process does not know."""
+
+
+class PayloadError(SidequestError, ValueError):
+    """A payload read from Redis is not a job: not JSON, or not the shape Sidekiq defines."""
+
+
+class JobKilled(SidequestError):
+    """Recorded as the error of a job that was in flight when its process died too often."""

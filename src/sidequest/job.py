@@ -1,0 +1,271 @@
+"""The ``Job`` base class and the ``@job`` decorator: what users write and enqueue.
+
+Options are class attributes, checked when the class is defined so that a typo fails at
+import, not at 3 a.m. in a worker. Each job class is registered under its wire name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any, ClassVar
+
+from sidequest import client, registry
+from sidequest.errors import ConfigError
+from sidequest.payload import Payload
+
+#: Names Sidekiq's web UI can show a page for; others would be invisible there.
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9_:.\-]+$")
+OPTIONS = ("queue", "retry", "backtrace", "dead", "retry_queue", "tags", "name")
+#: Per-push options accepted by ``set(...)`` on top of the class options.
+PUSH_OPTIONS = (*OPTIONS[:-1], "jid")
+_NOT_OPTIONS = {"jid", "jobs"}
+#: Spellings that users of Celery, RQ or Sidekiq reach for, and what Sidequest calls them.
+_ALIASES = {
+    "retries": "retry",
+    "max_retries": "retry",
+    "queue_name": "queue",
+    "sidekiq_options": "one class attribute per option",
+    "dead_letter": "dead",
+    "tag": "tags",
+}
+
+
+def validate_options(options: Mapping[str, Any], where: str, allowed: Iterable[str]) -> None:
+    """Raise ConfigError for an unknown option or a value of the wrong type."""
+    allowed = tuple(allowed)
+    for key, value in options.items():
+        if key not in allowed:
+            hint = difflib.get_close_matches(key, allowed, n=1)
+            extra = f"; did you mean {hint[0]!r}?" if hint else f"; known options: {allowed}"
+            raise ConfigError(f"{where}: unknown option {key!r}{extra}")
+        _check_option(key, value, where)
+
+
+def _check_option(key: str, value: Any, where: str) -> None:
+    ok: bool
+    if key in ("queue", "retry_queue"):
+        ok = value is None and key == "retry_queue" or (
+            isinstance(value, str) and bool(QUEUE_NAME.match(value))
+        )
+        expect = "a queue name of letters, digits and _ : . -"
+    elif key in ("retry", "backtrace"):
+        ok = isinstance(value, bool) or isinstance(value, int) and value >= 0
+        expect = "True, False or a non-negative int"
+    elif key == "dead":
+        ok, expect = isinstance(value, bool), "True or False"
+    elif key == "tags":
+        ok = isinstance(value, (list, tuple)) and all(isinstance(t, str) for t in value)
+        expect = "a list of strings"
+    elif key == "jid":
+        ok = isinstance(value, str) and bool(value)
+        expect = "a non-empty string"
+    else:  # name
+        ok, expect = value is None or isinstance(value, str) and bool(value), "a non-empty string"
+    if not ok:
+        raise ConfigError(f"{where}: option {key}={value!r} is invalid; expected {expect}")
+
+
+def _epoch(when: float | datetime | timedelta, relative: bool) -> float:
+    if isinstance(when, timedelta):
+        return when.total_seconds()
+    if isinstance(when, datetime):
+        if when.tzinfo is None:
+            when = when.astimezone()  # naive datetimes are local time, as datetime.timestamp()
+        return when.astimezone(timezone.utc).timestamp()
+    if isinstance(when, bool) or not isinstance(when, (int, float)) or not math.isfinite(when):
+        kind = "an interval in seconds or a timedelta" if relative else "a datetime or epoch"
+        raise TypeError(f"expected {kind}, got {when!r}")
+    return float(when)
+
+
+class _Pusher:
+    """Shared enqueue methods of a job class and of ``Job.set(...)``."""
+
+    def _base(self) -> Payload:
+        raise NotImplementedError
+
+    def perform_async(self, *args: Any) -> str:
+        jid = client.push({**self._base(), "args": list(args)})
+        return jid or ""
+
+    def perform_in(self, interval: float | timedelta, *args: Any) -> str:
+        return self._at(client.schedule_time(_epoch(interval, relative=True)), args)
+
+    def perform_at(self, when: float | datetime, *args: Any) -> str:
+        return self._at(client.schedule_time(_epoch(when, relative=False)), args)
+
+    def _at(self, at: float | None, args: tuple[Any, ...]) -> str:
+        item = {**self._base(), "args": list(args)}
+        if at is not None:
+            item["at"] = at
+        return client.push(item) or ""
+
+    def perform_bulk(
+        self, args_list: Iterable[list[Any]], batch_size: int = client.BULK_BATCH
+    ) -> list[str | None]:
+        """Enqueue one job per argument list, one round trip per ``batch_size`` jobs."""
+        items = client.bulk_items(self._base(), args_list)
+        jids: list[str | None] = []
+        for start in range(0, len(items), max(1, batch_size)):
+            jids.extend(client.push_many(items[start : start + batch_size]))
+        return jids
+
+
+class _Setter(_Pusher):
+    def __init__(self, cls: type[Job], options: dict[str, Any]) -> None:
+        self._cls, self._options = cls, options
+
+    def _base(self) -> Payload:
+        base = self._cls.payload_base()
+        base.update(self._options)
+        if "tags" in base:
+            base["tags"] = list(base["tags"])
+        return base
+
+
+class _JobMeta(type):
+    """Lets the enqueue methods be called on the class: ``SendWelcome.perform_async(42)``."""
+
+    def _base(cls) -> Payload:
+        return cls.payload_base()  # type: ignore[attr-defined,no-any-return]
+
+    perform_async = _Pusher.perform_async
+    perform_in = _Pusher.perform_in
+    perform_at = _Pusher.perform_at
+    _at = _Pusher._at
+    perform_bulk = _Pusher.perform_bulk
+
+
+class Job(metaclass=_JobMeta):
+    """Subclass this and define ``perform``; set options as class attributes.
+
+    ``retry_in(count, exc, payload)`` may return seconds to wait, "kill" or "discard";
+    ``retries_exhausted(payload, exc)`` runs once when the last retry failed.
+    """
+
+    queue: ClassVar[str] = "default"
+    retry: ClassVar[bool | int] = True
+    backtrace: ClassVar[bool | int] = False
+    dead: ClassVar[bool] = True
+    retry_queue: ClassVar[str | None] = None
+    tags: ClassVar[list[str] | tuple[str, ...]] = ()
+    name: ClassVar[str | None] = None
+
+    jid: str = ""
+    payload: Payload
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        where = f"job class {cls.__module__}.{cls.__qualname__}"
+        own = {k: v for k, v in vars(cls).items() if k in OPTIONS}
+        validate_options(own, where, OPTIONS)
+        _check_typos(cls, where)
+        if "perform" in vars(cls) or any("perform" in vars(b) for b in cls.__mro__[1:-2]):
+            registry.register(cls)
+
+    def perform(self, *args: Any) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must define perform()")
+
+    @classmethod
+    def wire_name(cls) -> str:
+        return cls.name or f"{cls.__module__}.{cls.__qualname__}"
+
+    @classmethod
+    def payload_base(cls) -> Payload:
+        base: Payload = {"class": cls.wire_name(), "queue": cls.queue, "retry": cls.retry}
+        if cls.backtrace is not False:
+            base["backtrace"] = cls.backtrace
+        if cls.dead is not True:
+            base["dead"] = cls.dead
+        if cls.retry_queue:
+            base["retry_queue"] = cls.retry_queue
+        if cls.tags:
+            base["tags"] = list(cls.tags)
+        return base
+
+    @classmethod
+    def set(cls, **options: Any) -> _Setter:
+        """Per-push options: ``SendWelcome.set(queue="critical").perform_async(42)``."""
+        validate_options(options, f"{cls.wire_name()}.set()", PUSH_OPTIONS)
+        return _Setter(cls, options)
+
+    @classmethod
+    def retry_in(cls, count: int, exc: BaseException, payload: Payload) -> float | str | None:
+        return None
+
+    @classmethod
+    def retries_exhausted(cls, payload: Payload, exc: BaseException) -> None:
+        return None
+
+
+def _check_typos(cls: type, where: str) -> None:
+    """Catch ``retries = 3`` and friends: a plain attribute that looks like a misspelt option."""
+    for key, value in vars(cls).items():
+        if key.startswith("_") or key in OPTIONS or key in _NOT_OPTIONS or callable(value):
+            continue
+        if isinstance(value, (classmethod, staticmethod, property)):
+            continue
+        hint = _ALIASES.get(key) or next(iter(difflib.get_close_matches(key, OPTIONS, 1, 0.8)), None)
+        if hint:
+            raise ConfigError(f"{where}: unknown option {key!r}; did you mean {hint!r}?")
+
+
+class JobFunction:
+    """What ``@job`` returns: call it to run the function now, or enqueue it like a Job class."""
+
+    def __init__(self, func: Callable[..., Any], job_class: type[Job]) -> None:
+        self.func = func
+        self.job_class = job_class
+        self.__doc__ = func.__doc__
+        self.__name__ = getattr(func, "__name__", "job")
+        self.__wrapped__ = func
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.func(*args, **kwargs)
+
+    def perform_async(self, *args: Any) -> str:
+        return self.job_class.perform_async(*args)
+
+    def perform_in(self, interval: float | timedelta, *args: Any) -> str:
+        return self.job_class.perform_in(interval, *args)
+
+    def perform_at(self, when: float | datetime, *args: Any) -> str:
+        return self.job_class.perform_at(when, *args)
+
+    def perform_bulk(self, args_list: Iterable[list[Any]], batch_size: int = 1000) -> list[str | None]:
+        return self.job_class.perform_bulk(args_list, batch_size)
+
+    def set(self, **options: Any) -> _Setter:
+        return self.job_class.set(**options)
+
+    def __getattr__(self, item: str) -> Any:
+        # Testing helpers (jobs, drain, perform_one, clear) live on the class.
+        return getattr(self.job_class, item)
+
+
+def job(
+    func: Callable[..., Any] | None = None, **options: Any
+) -> JobFunction | Callable[[Callable[..., Any]], JobFunction]:
+    """Turn a function into a job: ``@job`` or ``@job(queue="low", retry=3)``."""
+
+    def wrap(fn: Callable[..., Any]) -> JobFunction:
+        where = f"@job on {fn.__module__}.{fn.__qualname__}"
+        validate_options(options, where, OPTIONS)
+
+        def perform(self: Job, *args: Any) -> None:
+            fn(*args)
+
+        attrs: dict[str, Any] = {
+            "perform": perform,
+            "__module__": fn.__module__,
+            "__qualname__": fn.__qualname__,
+            "__doc__": fn.__doc__,
+            **options,
+        }
+        return JobFunction(fn, _JobMeta(fn.__name__, (Job,), attrs))  # type: ignore[arg-type]
+
+    return wrap(func) if func is not None else wrap

@@ -1,0 +1,72 @@
+"""Every Redis key Sidequest reads or writes, defined once.
+
+Sidekiq's keys (shared with Ruby processes, see docs/compatibility):
+
+    queues                      SET of queue names
+    queue:<name>                LIST of job JSON; LPUSH in, the right end is the oldest
+    schedule, retry, dead       ZSET of job JSON; score = run-at / next retry / death (float s)
+    processes                   SET of process identities
+    <identity>                  HASH: info, busy, beat, quiet, rss, rtt_us, concurrency
+    <identity>:work             HASH tid -> {"queue", "payload", "run_at"} (Sidekiq >= 6.4.2)
+    <identity>:workers          the same hash under Sidekiq 6.4.1's name
+    <identity>-signals          LIST of TSTP / TERM / TTIN
+    stat:processed, stat:failed and stat:<kind>:YYYY-MM-DD (UTC) counters
+
+Sidequest's own keys all start with ``sq:`` so that Sidekiq never trips over them:
+
+    sq:processes                SET of identities that may own an in-progress list
+    sq:lease:<identity>         STRING with a TTL; present while the process is alive
+    sq:inprogress:<identity>    LIST of raw payloads fetched by that process and not yet acked
+    sq:deaths:<jid>             STRING count of process deaths while the job was in flight
+    sq:poison                   LIST of payloads found poisonous by a reaper, bound for `dead`
+    sq:reaper                   STRING lock so only one process reaps at a time
+"""
+
+from __future__ import annotations
+
+QUEUES = "queues"
+SCHEDULE = "schedule"
+RETRY = "retry"
+DEAD = "dead"
+PROCESSES = "processes"
+STAT_PROCESSED = "stat:processed"
+STAT_FAILED = "stat:failed"
+
+SQ_PROCESSES = "sq:processes"
+POISON = "sq:poison"
+REAPER_LOCK = "sq:reaper"
+
+QUEUE_PREFIX = "queue:"
+
+
+def queue(name: str) -> str:
+    return QUEUE_PREFIX + name
+
+
+def stat_daily(kind: str, date: str) -> str:
+    """``kind`` is "processed" or "failed"; ``date`` is a UTC ``YYYY-MM-DD``."""
+    return f"stat:{kind}:{date}"
+
+
+def work(identity: str) -> str:
+    return identity + ":work"
+
+
+def workers_legacy(identity: str) -> str:
+    return identity + ":workers"
+
+
+def signals(identity: str) -> str:
+    return identity + "-signals"
+
+
+def lease(identity: str) -> str:
+    return "sq:lease:" + identity
+
+
+def inprogress(identity: str) -> str:
+    return "sq:inprogress:" + identity
+
+
+def deaths(jid: str) -> str:
+    return "sq:deaths:" + jid

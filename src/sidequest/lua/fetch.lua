@@ -1,0 +1,31 @@
+-- Acknowledge finished jobs and fetch new ones for one process, in one round trip.
+-- KEYS[1]      sq:inprogress:<identity>   the process's in-progress list
+-- KEYS[2]      sq:processes               owners of in-progress lists, for the reapers
+-- KEYS[3..]    queue:<name> ...            queues in the order to try (strict or shuffled)
+-- ARGV[1]      the process identity
+-- ARGV[2]      how many jobs to fetch (0: only acknowledge)
+-- ARGV[3..]    raw payloads of finished jobs to remove from the in-progress list
+-- Returns a flat array: queue key, payload, queue key, payload, ...
+-- A job moves atomically from its queue into the in-progress list (LMOVE), so at every
+-- moment it is in Redis; the in-progress list is recovered if the process dies.
+local inprogress = KEYS[1]
+for i = 3, #ARGV do
+  redis.call('LREM', inprogress, 1, ARGV[i])
+end
+local want = tonumber(ARGV[2])
+local out = {}
+if want <= 0 then return out end
+-- Registered on every fetch, so a reaper that removed us during an outage cannot
+-- leave the jobs we fetch afterwards without an owner it knows of.
+redis.call('SADD', KEYS[2], ARGV[1])
+for k = 3, #KEYS do
+  while want > 0 do
+    local job = redis.call('LMOVE', KEYS[k], inprogress, 'RIGHT', 'LEFT')
+    if not job then break end
+    out[#out + 1] = KEYS[k]
+    out[#out + 1] = job
+    want = want - 1
+  end
+  if want == 0 then break end
+end
+return out

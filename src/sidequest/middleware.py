@@ -1,0 +1,67 @@
+"""Around-middleware chains, for the client (push) and the server (perform).
+
+A client middleware is ``f(payload, queue, call_next) -> payload | None``: it may change the
+payload, and returning None (not calling ``call_next``) cancels the push.
+A server middleware is ``f(job, payload, queue, call_next) -> None``: it runs around
+``perform``; exceptions pass through it like any other code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Chain(Generic[F]):
+    """An ordered list of middleware callables; the first added is the outermost."""
+
+    def __init__(self) -> None:
+        self._entries: list[F] = []
+
+    def add(self, middleware: F) -> F:
+        """Append ``middleware`` (also usable as a decorator)."""
+        if middleware not in self._entries:
+            self._entries.append(middleware)
+        return middleware
+
+    def prepend(self, middleware: F) -> F:
+        self.remove(middleware)
+        self._entries.insert(0, middleware)
+        return middleware
+
+    def remove(self, middleware: F) -> None:
+        if middleware in self._entries:
+            self._entries.remove(middleware)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Any:
+        return iter(list(self._entries))
+
+    def invoke(self, args: tuple[Any, ...], final: Callable[[], Any]) -> Any:
+        """Call each middleware with ``*args, call_next``; the innermost next is ``final``."""
+        entries = self._entries
+        if not entries:
+            return final()
+
+        def step(index: int) -> Any:
+            if index == len(entries):
+                return final()
+            return entries[index](*args, lambda: step(index + 1))
+
+        return step(0)
+
+
+ClientMiddleware = Callable[[dict[str, Any], str, Callable[[], Any]], Any]
+ServerMiddleware = Callable[[Any, dict[str, Any], str, Callable[[], Any]], Any]
+
+#: Runs around every push from this process (perform_async, perform_in, perform_bulk, set).
+client: Chain[ClientMiddleware] = Chain()
+#: Runs around every perform in a worker of this process (and in testing's inline mode).
+server: Chain[ServerMiddleware] = Chain()

@@ -1,0 +1,136 @@
+"""The job payload: Sidekiq's JSON wire format, encoding, decoding and argument checks.
+
+Pure functions, no Redis. Writers produce exactly what Sidekiq 6.4 writes (compact JSON,
+float-second timestamps, a 24-hex jid); readers accept what Sidekiq 6.4 to 8.x write.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any
+
+from sidequest.errors import PayloadError
+
+Payload = dict[str, Any]
+
+#: Deeper nesting than this is refused at enqueue: Ruby and Python parsers both have limits.
+MAX_DEPTH = 100
+#: A value above this is milliseconds (Sidekiq 8), below it seconds (Sidekiq 6 and 7).
+_MS_THRESHOLD = 1e11
+
+_encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_decoder = json.JSONDecoder()
+
+
+def new_jid() -> str:
+    """12 random bytes as 24 lowercase hex characters, as Sidekiq makes them."""
+    return os.urandom(12).hex()
+
+
+def now() -> float:
+    return time.time()
+
+
+def dumps(obj: Any) -> str:
+    return _encoder.encode(obj)
+
+
+def loads(raw: str | bytes) -> Any:
+    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    return _decoder.decode(text)
+
+
+def check_args(args: Any, what: str = "args") -> None:
+    """Raise TypeError naming the first value in ``args`` that is not JSON-native.
+
+    JSON-native means it comes back from a JSON round trip unchanged: str, int, finite float,
+    bool, None, list, and dict with str keys. Tuples, datetimes, Decimals, bytes, sets, NaN and
+    objects are refused before anything reaches Redis (pass ids, not objects).
+    """
+    stack: list[tuple[Any, str, int]] = [(args, what, 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise TypeError(f"{path} is nested deeper than {MAX_DEPTH} levels; flatten it")
+        if value is None or isinstance(value, (bool, int)):
+            continue
+        if isinstance(value, str):
+            _check_str(value, path)
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise TypeError(f"{path} is {value!r}, which JSON cannot carry; use a finite number")
+        elif type(value) is list:
+            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value))
+        elif type(value) is dict:
+            for k, v in value.items():
+                if not isinstance(k, str):
+                    raise TypeError(
+                        f"{path} has the key {k!r} of type {type(k).__name__}; JSON object keys"
+                        " must be str, so it would not round-trip"
+                    )
+                _check_str(k, f"{path} key")
+                stack.append((v, f"{path}[{k!r}]", depth + 1))
+        else:
+            raise TypeError(
+                f"{path} is {_short_repr(value)} of type {type(value).__name__}, which is not"
+                " JSON-native; job arguments must be str, int, float, bool, None, list or dict"
+                " with str keys (pass ids, not objects)"
+            )
+
+
+def _check_str(value: str, path: str) -> None:
+    if value.isascii():
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise TypeError(
+            f"{path} is {_short_repr(value)}, a string with a lone surrogate that is not valid"
+            " UTF-8; encode or clean it first"
+        ) from None
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def decode(raw: str | bytes) -> Payload:
+    """Parse a payload read from a queue or set; PayloadError says what is wrong with it."""
+    try:
+        obj = loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise PayloadError(f"payload is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise PayloadError(f"payload is a JSON {type(obj).__name__}, not an object")
+    cls = obj.get("class")
+    if not isinstance(cls, str) or not cls:
+        raise PayloadError("payload has no 'class' string")
+    if not isinstance(obj.get("args"), list):
+        raise PayloadError("payload 'args' is missing or not a list")
+    queue = obj.get("queue", "default")
+    if not isinstance(queue, str) or not queue:
+        raise PayloadError("payload 'queue' is not a non-empty string")
+    return obj
+
+
+def timestamp(value: Any) -> float | None:
+    """A payload time in float seconds, whether written as seconds (6.x/7.x) or ms (8.x)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, int) or value > _MS_THRESHOLD:
+        # Sidekiq 8 writes integer milliseconds; an integer of seconds never occurs in 6/7.
+        return value / 1000.0 if value > _MS_THRESHOLD else float(value)
+    return float(value)
+
+
+def display_class(job: Payload) -> str:
+    """The name to show for a job: ActiveJob wrappers and display_class unwrapped."""
+    for key in ("display_class", "wrapped", "class"):
+        value = job.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return "?"

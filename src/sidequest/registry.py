@@ -1,0 +1,49 @@
+"""Job classes by wire name: what a worker runs when a payload says ``"class": "..."``."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from sidequest.errors import ConfigError, UnknownJobError
+
+if TYPE_CHECKING:
+    from sidequest.job import Job
+
+_lock = threading.Lock()
+_jobs: dict[str, type[Job]] = {}
+
+
+def register(cls: type[Job]) -> None:
+    name = cls.wire_name()
+    with _lock:
+        old = _jobs.get(name)
+        same = old is not None and (old.__module__, old.__qualname__) == (
+            cls.__module__,
+            cls.__qualname__,
+        )
+        if old is not None and not same:
+            raise ConfigError(
+                f"two job classes share the name {name!r}: {old.__module__}.{old.__qualname__}"
+                f" and {cls.__module__}.{cls.__qualname__}; give one of them name = '...'"
+            )
+        _jobs[name] = cls
+
+
+def lookup(name: str) -> type[Job]:
+    cls = _jobs.get(name)
+    if cls is None:
+        raise UnknownJobError(
+            f"no job class named {name!r} is loaded in this process; make sure the worker"
+            f" imports the module that defines it (sidequest -r yourapp.jobs), and that its"
+            f" name matches (set name = {name!r} on a class to share it with Ruby)"
+        )
+    return cls
+
+
+def names() -> list[str]:
+    return sorted(_jobs)
+
+
+def all_jobs() -> list[type[Job]]:
+    return list(_jobs.values())

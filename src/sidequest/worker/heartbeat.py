@@ -1,0 +1,140 @@
+"""The heartbeat: every few seconds, tell Redis this process is alive and what it is doing.
+
+One beat: flush the processed/failed counters, rewrite the work hashes, refresh the lease
+(the key whose expiry lets other processes recover our jobs), write the process hash that
+Sidekiq's API and UI read, and pick up a remote signal (TSTP, TERM, TTIN).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import redis
+
+from sidequest import __version__, keys
+from sidequest.config import Config
+from sidequest.payload import dumps
+from sidequest.worker.state import ProcessState
+
+log = logging.getLogger("sidequest")
+#: Sidekiq's TTL for the process hash and work hashes.
+PROCESS_TTL = 60
+STATS_TTL = 5 * 365 * 24 * 3600
+
+
+def rss_kb() -> int:
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class Heartbeat:
+    def __init__(
+        self,
+        config: Config,
+        identity: str,
+        client: redis.Redis,
+        state: ProcessState,
+        on_signal: Callable[[str], None],
+    ) -> None:
+        self.config = config
+        self.identity = identity
+        self.client = client
+        self.state = state
+        self.on_signal = on_signal
+        self.quiet = False
+        self.info = dumps(self._info())
+
+    def _info(self) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            "hostname": socket.gethostname(),
+            "started_at": time.time(),
+            "pid": _pid(),
+            "tag": cfg.tag,
+            "concurrency": cfg.concurrency,
+            "queues": cfg.queue_names,
+            "weights": [{name: weight for name, weight in cfg.queues}],
+            "labels": list(cfg.labels),
+            "identity": self.identity,
+            "version": __version__,
+            "embedded": False,
+        }
+
+    def beat(self) -> None:
+        """One heartbeat; raises RedisError if Redis is unreachable (the caller retries)."""
+        self._flush_stats()
+        busy = self.state.busy()
+        started = time.perf_counter()
+        self.client.ping()
+        rtt_us = int((time.perf_counter() - started) * 1e6)
+        pipe = self.client.pipeline(transaction=True)
+        self._work_hashes(pipe, busy)
+        pipe.sadd(keys.PROCESSES, self.identity)
+        pipe.sadd(keys.SQ_PROCESSES, self.identity)
+        pipe.hset(self.identity, mapping={
+            "info": self.info,
+            "busy": len(busy),
+            "beat": time.time(),
+            "quiet": "true" if self.quiet else "false",
+            "rss": rss_kb(),
+            "rtt_us": rtt_us,
+            "concurrency": self.config.concurrency,
+        })
+        pipe.expire(self.identity, PROCESS_TTL)
+        pipe.set(keys.lease(self.identity), _pid(), px=int(self.config.lease_ttl * 1000))
+        pipe.rpop(keys.signals(self.identity))
+        signal = pipe.execute()[-1]
+        if signal:
+            self.on_signal(signal.decode())
+
+    def _work_hashes(self, pipe: Any, busy: dict[str, dict[str, Any]]) -> None:
+        # Both names: Sidekiq 6.4.1 reads ":workers", later versions ":work".
+        for key in (keys.work(self.identity), keys.workers_legacy(self.identity)):
+            pipe.unlink(key)
+            if busy:
+                pipe.hset(key, mapping={tid: dumps(entry) for tid, entry in busy.items()})
+                pipe.expire(key, PROCESS_TTL)
+
+    def _flush_stats(self) -> None:
+        processed, failed = self.state.take_counts()
+        if not processed and not failed:
+            return
+        day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+        pipe = self.client.pipeline(transaction=True)
+        for kind, total_key, count in (("processed", keys.STAT_PROCESSED, processed),
+                                       ("failed", keys.STAT_FAILED, failed)):
+            if count:
+                pipe.incrby(total_key, count)
+                pipe.incrby(keys.stat_daily(kind, day), count)
+                pipe.expire(keys.stat_daily(kind, day), STATS_TTL)
+        try:
+            pipe.execute()
+        except redis.RedisError:
+            self.state.restore(processed, failed)  # counted again at the next beat
+            raise
+
+    def clear(self) -> None:
+        """At shutdown: leave the process set and drop our work hashes and lease."""
+        self._flush_stats()
+        pipe = self.client.pipeline(transaction=True)
+        pipe.srem(keys.PROCESSES, self.identity)
+        pipe.unlink(keys.work(self.identity), keys.workers_legacy(self.identity))
+        pipe.unlink(keys.lease(self.identity))
+        pipe.hset(self.identity, "quiet", "true")
+        pipe.execute()
+
+
+def _pid() -> int:
+    return os.getpid()

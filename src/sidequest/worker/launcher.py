@@ -1,0 +1,175 @@
+"""The Launcher composes a worker process: Manager (fetcher + processors), heartbeat,
+scheduler and reaper threads; it turns signals (local or from Redis) into quiet and stop.
+
+Lifecycle: start() -> [quiet()] -> stop(). ``run()`` is the command-line form: it installs
+signal handlers, blocks until TERM/INT (or a remote TERM), stops, and returns.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from sidequest import connection
+from sidequest.config import Config
+from sidequest.worker.heartbeat import Heartbeat
+from sidequest.worker.manager import Manager
+from sidequest.worker.reaper import Reaper
+from sidequest.worker.scheduler import Scheduler
+from sidequest.worker.state import ProcessState
+
+log = logging.getLogger("sidequest")
+
+
+def make_identity() -> str:
+    """``hostname:pid:nonce``, Sidekiq's process identity."""
+    host = os.environ.get("DYNO") or socket.gethostname()
+    return f"{host}:{os.getpid()}:{os.urandom(6).hex()}"
+
+
+class Launcher:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.identity = make_identity()
+        self.state = ProcessState()
+        self.stopping = threading.Event()
+        self.stop_requested = threading.Event()
+        self._client = connection.new_client(retries=0)
+        self.manager = Manager(config, self.identity, self.state)
+        self.heartbeat = Heartbeat(config, self.identity, self._client, self.state, self.signal)
+        self.scheduler = Scheduler(config, connection.new_client(retries=0), self.stopping)
+        self.reaper = Reaper(config, self.identity, connection.new_client(retries=0),
+                             self.stopping)
+        self._threads: list[threading.Thread] = []
+        self._stopped = False
+
+    def start(self) -> None:
+        """Register with Redis (waiting for it if it is down), then start every thread."""
+        self._first_beat()
+        self.manager.start()
+        for target, name in ((self._beat_loop, "heartbeat"), (self.scheduler.run, "scheduler"),
+                             (self.reaper.run, "reaper")):
+            thread = threading.Thread(target=target, name=f"sidequest-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        log.info("Sidequest %s started: %s, %d threads, queues %s", self.identity,
+                 "strict" if self.config.strict else "weighted", self.config.concurrency,
+                 ", ".join(self.config.queue_names))
+
+    def _first_beat(self) -> None:
+        delay, warned = 0.1, False
+        while True:
+            try:
+                self.heartbeat.beat()
+                return
+            except redis.RedisError as exc:
+                if self.stop_requested.is_set():
+                    raise
+                if not warned:
+                    log.warning("waiting for Redis at %s: %s", connection.redacted(), exc)
+                    warned = True
+                self.stop_requested.wait(delay)
+                delay = min(delay * 2, 2.0)
+
+    def _beat_loop(self) -> None:
+        failing = False
+        while not self.stopping.wait(self.config.heartbeat_interval):
+            try:
+                self.heartbeat.beat()
+                if failing:
+                    log.warning("heartbeat: Redis is reachable again")
+                failing = False
+            except redis.RedisError as exc:
+                if not failing:
+                    log.warning("heartbeat: Redis error, will retry: %s", exc)
+                failing = True
+
+    def signal(self, name: str) -> None:
+        """Act on a signal name, whether from the OS or from ``<identity>-signals``."""
+        if name == "TSTP":
+            self.quiet()
+        elif name in ("TERM", "INT"):
+            self.stop_requested.set()
+        elif name == "TTIN":
+            dump_threads()
+        else:
+            log.warning("ignoring unknown signal %r", name)
+
+    def quiet(self) -> None:
+        if not self.manager.quieted.is_set():
+            log.info("quiet: no new jobs will be fetched")
+        self.heartbeat.quiet = True
+        self.manager.quiet()
+
+    def stop(self) -> bool:
+        """Graceful stop; returns True when no job had to be pushed back."""
+        if self._stopped:
+            return True
+        self._stopped = True
+        log.info("stopping: waiting up to %gs for running jobs", self.config.timeout)
+        self.heartbeat.quiet = True
+        clean = self.manager.stop(time.monotonic() + self.config.timeout)
+        self.stopping.set()
+        try:
+            self.heartbeat.clear()
+        except redis.RedisError as exc:
+            log.warning("could not clear the process record: %s", exc)
+        log.info("stopped")
+        return clean
+
+    def run(self, install_signals: bool = True) -> bool:
+        """Run until TERM/INT or a remote stop; the command-line entry point."""
+        if install_signals:
+            self._install_signals()
+        self.start()
+        while not self.stop_requested.wait(0.5):
+            pass
+        # A job stuck in C code can hold the interpreter: a C-level timer ends the process
+        # shortly after the deadline no matter what (its jobs stay in progress, recovered).
+        faulthandler.dump_traceback_later(self.config.timeout + 1.5, exit=True)
+        try:
+            return self.stop()
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+
+    def _install_signals(self) -> None:
+        handlers: dict[int, Callable[[int, Any], None]] = {
+            signal.SIGTERM: lambda *_: self.signal("TERM"),
+            signal.SIGINT: lambda *_: self.signal("INT"),
+        }
+        if hasattr(signal, "SIGTSTP"):
+            handlers[signal.SIGTSTP] = lambda *_: self.signal("TSTP")
+        if hasattr(signal, "SIGTTIN"):
+            handlers[signal.SIGTTIN] = lambda *_: self.signal("TTIN")
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+
+def dump_threads() -> None:
+    """TTIN: every thread's stack to the log, as Sidekiq does."""
+    frames = sys._current_frames()
+    for thread in threading.enumerate():
+        frame = frames.get(thread.ident or 0)
+        stack = "".join(traceback.format_stack(frame)) if frame else "(no frame)\n"
+        log.warning("thread %s:\n%s", thread.name, stack.rstrip())
+
+
+def embed(config: Config) -> Launcher:
+    """Start a worker inside this process (tests, or an app that runs its own jobs).
+
+    Call ``stop()`` on the returned Launcher to shut it down gracefully.
+    """
+    launcher = Launcher(config)
+    launcher.start()
+    return launcher

@@ -1,0 +1,153 @@
+"""Runs one job: decode it, run the server middleware around ``perform``, then record the
+outcome. Success is acknowledged by the Manager in batches; a failure is written here, in one
+transaction with its acknowledgement, so the job is never both retried and re-run.
+
+Duties:
+1. a payload that cannot be decoded goes to the dead set with its raw text, once;
+2. an unknown class is an ordinary failure (retries, then dead), as in Sidekiq;
+3. any exception, SystemExit and KeyboardInterrupt included, is a failure of that job only.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from sidequest import keys, middleware, registry, retry
+from sidequest.config import Config
+from sidequest.errors import PayloadError
+from sidequest.job import Job
+from sidequest.morgue import add_dead
+from sidequest.payload import Payload, decode, dumps, now
+from sidequest.worker.fetch import Work
+from sidequest.worker.state import ProcessState
+
+log = logging.getLogger("sidequest")
+
+
+class Processor:
+    def __init__(
+        self,
+        config: Config,
+        identity: str,
+        client: redis.Redis,
+        state: ProcessState,
+        stopping: threading.Event,
+    ) -> None:
+        self.config = config
+        self.client = client
+        self.state = state
+        self.stopping = stopping
+        self.inprogress = keys.inprogress(identity)
+
+    def run(self, work: Work, tid: str) -> bool:
+        """Run one job; True means "acknowledge it" (it succeeded), False that it was handled."""
+        try:
+            job = decode(work.raw)
+        except PayloadError as exc:
+            self._bury_raw(work, exc)
+            self.state.finished(tid, failed=True)
+            return False
+        text = work.raw.decode("utf-8", "replace")
+        self.state.started(tid, {"queue": work.queue, "payload": text, "run_at": int(time.time())})
+        failed = True
+        try:
+            failed = not self._perform(work, job, tid)
+        finally:
+            self.state.finished(tid, failed)
+        return not failed
+
+    def _perform(self, work: Work, job: Payload, tid: str) -> bool:
+        fields = {"tid": tid, "class": job["class"], "jid": job.get("jid")}
+        info = log.isEnabledFor(logging.INFO)
+        if info:
+            log.info("start", extra=fields)
+        started = time.monotonic()
+        cls: type[Job] | None = None
+        try:
+            cls = registry.lookup(job["class"])
+            instance = cls()
+            instance.jid = job.get("jid", "")
+            instance.payload = job
+            args = job["args"]
+            if len(middleware.server):
+                middleware.server.invoke((instance, job, work.queue), lambda: instance.perform(*args))
+            else:
+                instance.perform(*args)
+        except BaseException as exc:  # a job's SystemExit must not end the worker
+            fields["elapsed"] = f"{time.monotonic() - started:.3f}"
+            log.warning("fail: %s: %s", retry.error_class(exc), retry.error_message(exc)[:200],
+                        extra=fields)
+            self._failed(work, job, exc, cls)
+            return False
+        if info:
+            fields["elapsed"] = f"{time.monotonic() - started:.3f}"
+            log.info("done", extra=fields)
+        return True
+
+    def _failed(self, work: Work, job: Payload, exc: BaseException, cls: type[Job] | None) -> None:
+        retry_in: Any = None
+        if cls is not None:
+            count = job["retry_count"] + 1 if isinstance(job.get("retry_count"), int) else 0
+            retry_in = _safely(lambda: cls.retry_in(count, exc, job), "retry_in")
+        decision = retry.decide(
+            job, exc, now(), default_retry=cls.retry if cls else True, retry_in=retry_in
+        )
+        exhausted = decision.action != "retry" and retry_in != "discard"
+        # The hook runs when retries ran out, not when retry is off (Sidekiq's rule).
+        if exhausted and cls is not None and job.get("retry", True) is not False:
+            _safely(lambda: cls.retries_exhausted(decision.job, exc), "retries_exhausted")
+        body = dumps(decision.job)
+
+        def write(pipe: Any) -> None:
+            if decision.action == "retry":
+                pipe.zadd(keys.RETRY, {body: decision.at})
+            elif decision.action == "dead":
+                add_dead(pipe, body, now(), self.config.dead_max_jobs, self.config.dead_timeout)
+            pipe.lrem(self.inprogress, 1, work.raw)
+
+        self.write(write)
+
+    def _bury_raw(self, work: Work, exc: PayloadError) -> None:
+        """Keep an unreadable payload byte for byte in the dead set; never redeliver it."""
+        log.error("unreadable payload from queue %s moved to the dead set: %s", work.queue, exc)
+
+        def write(pipe: Any) -> None:
+            add_dead(pipe, work.raw, now(), self.config.dead_max_jobs, self.config.dead_timeout)
+            pipe.lrem(self.inprogress, 1, work.raw)
+
+        self.write(write)
+
+    def write(self, commands: Callable[[Any], None]) -> None:
+        """Run ``commands`` in one MULTI, retrying through a Redis outage until stopping.
+
+        If we give up at shutdown the job stays in the in-progress list, so it is requeued
+        and runs again: at least once, never lost.
+        """
+        delay = 0.05
+        while True:
+            try:
+                pipe = self.client.pipeline(transaction=True)
+                commands(pipe)
+                pipe.execute()
+                return
+            except redis.RedisError as exc:
+                if self.stopping.is_set():
+                    log.warning("could not record a job's outcome before stopping: %s", exc)
+                    return
+                log.warning("Redis error recording a job's outcome, retrying: %s", exc)
+                self.stopping.wait(delay)
+                delay = min(delay * 2, 2.0)
+
+
+def _safely(call: Callable[[], Any], hook: str) -> Any:
+    try:
+        return call()
+    except Exception:
+        log.exception("the job's %s hook raised; ignoring it", hook)
+        return None

@@ -1,0 +1,113 @@
+"""The reaper, run in every worker process: recovers the jobs of processes that died.
+
+A process is dead when its lease key has expired (Redis measures that, not our clocks).
+Its in-progress jobs go back to the front of their queues; a job that was in flight at
+``max_deaths`` process deaths is a poison pill and goes to the dead set instead of killing
+more processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+
+import redis
+
+from sidequest import connection, keys, retry
+from sidequest.config import Config
+from sidequest.errors import JobKilled, PayloadError
+from sidequest.morgue import add_dead
+from sidequest.payload import decode, dumps, now
+
+log = logging.getLogger("sidequest")
+#: How long a job's death count is remembered.
+DEATHS_TTL = 72 * 3600
+
+
+class Reaper:
+    def __init__(
+        self, config: Config, identity: str, client: redis.Redis, stopping: threading.Event
+    ) -> None:
+        self.config = config
+        self.identity = identity
+        self.client = client
+        self.stopping = stopping
+        self._script = connection.script("requeue")
+        self._rng = random.Random()
+
+    def run(self) -> None:
+        failing = False
+        while not self.stopping.wait(self.config.reaper_interval * (0.5 + self._rng.random())):
+            try:
+                self.reap()
+                failing = False
+            except redis.RedisError as exc:
+                if not failing:
+                    log.warning("reaper: Redis error, will retry: %s", exc)
+                failing = True
+
+    def reap(self) -> int:
+        """Recover every dead process's jobs; returns how many were requeued."""
+        owners = [m.decode() for m in self.client.smembers(keys.SQ_PROCESSES)]
+        owners = [o for o in owners if o != self.identity]
+        if not owners:
+            return self.bury_poison()
+        pipe = self.client.pipeline(transaction=False)
+        for owner in owners:
+            pipe.exists(keys.lease(owner))
+        alive = pipe.execute()
+        requeued = 0
+        for owner, live in zip(owners, alive):
+            if not live:
+                requeued += self._reap_one(owner)
+        self.bury_poison()
+        return requeued
+
+    def _reap_one(self, owner: str) -> int:
+        result = self._script(
+            keys=[keys.inprogress(owner), keys.lease(owner), keys.POISON, keys.QUEUES,
+                  keys.SQ_PROCESSES],
+            args=["reap", self.config.max_deaths, DEATHS_TTL, owner],
+            client=self.client,
+        )
+        requeued, poisoned = int(result[0]), int(result[1])
+        if requeued > 0 or poisoned:
+            log.warning("recovered %d jobs of dead process %s (%d poison pills to the dead set)",
+                        max(requeued, 0), owner, poisoned)
+        return max(requeued, 0)
+
+    def bury_poison(self) -> int:
+        """Move payloads the reap script marked as poison into the dead set, one at a time."""
+        buried = 0
+        if not self.client.llen(keys.POISON):
+            return 0
+        # One burier at a time, or two reapers could both file the same payload.
+        lock_ms = int(self.config.reaper_interval * 2000)
+        if not self.client.set(keys.REAPER_LOCK, self.identity, nx=True, px=lock_ms):
+            return 0
+        while not self.stopping.is_set():
+            raw = self.client.lindex(keys.POISON, 0)
+            if raw is None:
+                return buried
+            stamp = now()
+            pipe = self.client.pipeline(transaction=True)
+            add_dead(pipe, self._dead_member(raw, stamp), stamp, self.config.dead_max_jobs,
+                     self.config.dead_timeout)
+            pipe.lrem(keys.POISON, 1, raw)
+            pipe.execute()
+            buried += 1
+        return buried
+
+    def _dead_member(self, raw: bytes, stamp: float) -> str | bytes:
+        try:
+            job = decode(raw)
+        except PayloadError:
+            return raw  # kept byte for byte, as an unreadable payload always is
+        reason = JobKilled(
+            f"the job was running when its worker process died {self.config.max_deaths} times;"
+            " it is treated as a poison pill (crash, segfault or out of memory?) and not retried"
+        )
+        failed = retry.record_failure(job, reason, stamp)
+        failed["error_class"] = "Sidequest::JobKilled"
+        return dumps(failed)

@@ -1,0 +1,88 @@
+"""The scheduler: moves due jobs from ``retry`` then ``schedule`` into their queues.
+
+Each move is one script call that removes the member and pushes the job (with a fresh
+``enqueued_at``) together, so a crash can neither lose a job (Sidekiq's pop-then-push window)
+nor double it when several processes poll at once. Polls are spread at Sidekiq's randomized
+interval so that N processes together poll about once every ``poll_interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+
+import redis
+
+from sidequest import connection, keys
+from sidequest.config import Config
+from sidequest.errors import PayloadError
+from sidequest.morgue import add_dead
+from sidequest.payload import decode, dumps, now
+
+log = logging.getLogger("sidequest")
+BATCH = 100
+
+
+class Scheduler:
+    def __init__(self, config: Config, client: redis.Redis, stopping: threading.Event) -> None:
+        self.config = config
+        self.client = client
+        self.stopping = stopping
+        self._script = connection.script("enqueue_due")
+        self._rng = random.Random()
+
+    def run(self) -> None:
+        self.stopping.wait(self.config.poll_interval * self._rng.random())
+        failing = False
+        while not self.stopping.is_set():
+            try:
+                self.enqueue_due()
+                failing = False
+            except redis.RedisError as exc:
+                if not failing:
+                    log.warning("scheduler: Redis error, will retry: %s", exc)
+                failing = True
+            self.stopping.wait(self._interval())
+
+    def _interval(self) -> float:
+        """Sidekiq's spread: average ``N * poll_interval`` across N processes, +-50%."""
+        try:
+            count = max(1, int(self.client.scard(keys.PROCESSES)))
+        except redis.RedisError:
+            count = 1
+        average = count * self.config.poll_interval
+        return average * self._rng.random() + average / 2
+
+    def enqueue_due(self) -> int:
+        """Move every job due by now; returns how many this process moved."""
+        moved = 0
+        for zset in (keys.RETRY, keys.SCHEDULE):
+            while not self.stopping.is_set():
+                members = self.client.zrange(zset, "-inf", now(), byscore=True, offset=0,
+                                             num=BATCH)
+                if not members:
+                    break
+                moved += self._move(zset, members)
+                if len(members) < BATCH:
+                    break
+        return moved
+
+    def _move(self, zset: str, members: list[bytes]) -> int:
+        stamp = now()
+        pipe = self.client.pipeline(transaction=False)
+        for member in members:
+            try:
+                job = decode(member)
+            except PayloadError as exc:
+                log.error("unreadable job in %s moved to the dead set: %s", zset, exc)
+                tx = self.client.pipeline(transaction=True)
+                tx.zrem(zset, member)
+                add_dead(tx, member, stamp, self.config.dead_max_jobs, self.config.dead_timeout)
+                tx.execute()
+                continue
+            job["enqueued_at"] = stamp
+            job.pop("at", None)
+            self._script(keys=[zset, keys.QUEUES], args=[member, dumps(job), job["queue"]],
+                         client=pipe)
+        return sum(int(n) for n in pipe.execute())

@@ -1,0 +1,73 @@
+"""Redis harness: one real redis-server per session, an empty database per test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from redis_server import RedisServer  # tests/ is on sys.path (pyproject: pythonpath)
+
+INSTALL_HINT = "redis-server is missing: run 'sudo apt-get install redis-server' (or `make redis`)"
+INTEGRATION_DIR = (Path(__file__).parent / "integration").resolve()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Everything under tests/integration needs Redis; tests/unit never starts it.
+    for item in items:
+        if INTEGRATION_DIR in Path(item.path).resolve().parents:
+            item.add_marker(pytest.mark.redis)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    executable = shutil.which("redis-server")
+    if executable is None:
+        # In CI a missing server is a broken setup, not a reason to skip silently.
+        if os.environ.get("CI") == "true":
+            pytest.fail(INSTALL_HINT)
+        pytest.skip(INSTALL_HINT)
+    directory = tmp_path_factory.mktemp("redis")
+    # The free port can be grabbed by someone else before redis binds it: retry.
+    for attempt in range(3):
+        server = RedisServer(executable, directory)
+        try:
+            server.start()
+            break
+        except RuntimeError:
+            if attempt == 2:
+                raise
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> Iterator[str]:
+    if not redis_server.running:  # a fault test stopped it and did not restart it
+        redis_server.start()
+    with redis_server.client() as client:
+        client.flushall()
+    # Imported here so that unit tests collect without the package being importable.
+    import sidequest
+    import sidequest.connection
+
+    sidequest.configure(redis_url=redis_server.url)
+    try:
+        yield redis_server.url
+    finally:
+        sidequest.connection.reset()
+
+
+@pytest.fixture
+def r(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        yield client
+    finally:
+        client.close()
