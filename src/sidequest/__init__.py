@@ -20,18 +20,18 @@ from sidequest.job import Job, JobFunction, job
 __version__ = "0.1.0"
 
 __all__ = [
+    # errors
+    "ConfigError",
     # jobs and enqueueing
     "Job",
     "JobFunction",
-    "job",
-    # setup
-    "configure",
-    "middleware",
-    # errors
-    "ConfigError",
     "PayloadError",
     "RedisUnavailable",
     "SidequestError",
     "UnknownJobError",
     "__version__",
+    # setup
+    "configure",
+    "job",
+    "middleware",
 ]

@@ -14,7 +14,6 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from sidequest import __version__, connection
 from sidequest.config import Config, build, parse_queue
@@ -118,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         if command == "dev":
             from sidequest.dev import main as dev_main
 
-            return dev_main(argv)
+            return int(dev_main(argv))
         args = _parser().parse_args(argv)
         return run_worker(config_from_args(args))
     except ConfigError as exc:

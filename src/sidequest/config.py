@@ -63,6 +63,15 @@ class Config:
         return [name for name, _ in self.queues]
 
     def validate(self) -> Config:
+        self._validate_numbers()
+        self._validate_queues()
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"log level {self.log_level!r}: use one of {', '.join(LOG_LEVELS)}")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"log format {self.log_format!r}: choose text or json")
+        return self
+
+    def _validate_numbers(self) -> None:
         _positive_int("concurrency", self.concurrency, 1000)
         _positive_int("max_deaths", self.max_deaths, 1000)
         _positive_int("dead_max_jobs", self.dead_max_jobs, 10**9)
@@ -76,8 +85,11 @@ class Config:
         if self.lease_ttl < 2 * self.heartbeat_interval:
             raise ConfigError(
                 f"lease_ttl ({self.lease_ttl}s) must be at least twice heartbeat_interval"
-                f" ({self.heartbeat_interval}s), or a slow beat would make a live process look dead"
+                f" ({self.heartbeat_interval}s), or one slow beat would make a live process look"
+                " dead"
             )
+
+    def _validate_queues(self) -> None:
         if not self.queues:
             raise ConfigError("no queues to work on; give at least one -q NAME")
         seen: set[str] = set()
@@ -89,11 +101,6 @@ class Config:
             if weight < 0:
                 raise ConfigError(f"queue {name!r}: weight must be >= 0, got {weight}")
             seen.add(name)
-        if self.log_level not in LOG_LEVELS:
-            raise ConfigError(f"log level {self.log_level!r}: choose one of {', '.join(LOG_LEVELS)}")
-        if self.log_format not in ("text", "json"):
-            raise ConfigError(f"log format {self.log_format!r}: choose text or json")
-        return self
 
 
 def _positive_int(name: str, value: Any, limit: int) -> None:
@@ -110,7 +117,7 @@ def parse_queue(text: str) -> tuple[str, int]:
     try:
         return name, int(weight)
     except ValueError:
-        raise ConfigError(f"queue {text!r}: the weight after the comma must be a whole number") from None
+        raise ConfigError(f"queue {text!r}: the weight after the comma must be a number") from None
 
 
 def _queues_from_file(value: Any, path: Path) -> tuple[tuple[str, int], ...]:
@@ -123,7 +130,9 @@ def _queues_from_file(value: Any, path: Path) -> tuple[tuple[str, int], ...]:
         elif isinstance(item, list) and len(item) == 2 and isinstance(item[0], str):
             out.append((item[0], int(item[1])))
         else:
-            raise ConfigError(f"{path}: queue entry {item!r} must be \"name\", \"name,weight\" or [name, weight]")
+            raise ConfigError(
+                f"{path}: queue entry {item!r} must be \"name\", \"name,weight\" or [name, weight]"
+            )
     return tuple(out)
 
 
@@ -138,16 +147,20 @@ def load_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
     names = {f.name for f in fields(Config)} - {"extra"}
     values: dict[str, Any] = {}
-    for key, value in data.items():
-        key = key.replace("-", "_")
+    for raw_key, value in data.items():
+        key = raw_key.replace("-", "_")
         if key not in names:
             raise ConfigError(f"{file}: unknown setting {key!r}; known: {', '.join(sorted(names))}")
-        if key == "queues":
-            value = _queues_from_file(value, file)
-        elif key in ("require", "labels"):
-            value = tuple([value] if isinstance(value, str) else value)
-        values[key] = value
+        values[key] = _file_value(key, value, file)
     return values
+
+
+def _file_value(key: str, value: Any, file: Path) -> Any:
+    if key == "queues":
+        return _queues_from_file(value, file)
+    if key in ("require", "labels"):
+        return tuple([value] if isinstance(value, str) else value)
+    return value
 
 
 def build(file: str | None = None, **overrides: Any) -> Config:

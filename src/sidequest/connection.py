@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -114,8 +114,13 @@ def _sentinel_client(target: str, options: dict[str, Any]) -> redis.Redis:
     if not path:
         raise ValueError(f"{redacted(target)}: name the Sentinel service, e.g. /mymaster/0")
     service, db = path[0], int(path[1]) if len(path) > 1 else 0
-    sentinel = Sentinel(hosts, sentinel_kwargs={"password": parts.password}, **options)
-    return sentinel.master_for(service, db=db, password=parts.password, username=parts.username)
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        hosts, sentinel_kwargs={"password": parts.password}, **options
+    )
+    master = sentinel.master_for(  # type: ignore[no-untyped-call]
+        service, db=db, password=parts.password, username=parts.username
+    )
+    return cast(redis.Redis, master)
 
 
 def script(name: str) -> Script:

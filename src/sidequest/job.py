@@ -48,12 +48,12 @@ def validate_options(options: Mapping[str, Any], where: str, allowed: Iterable[s
 def _check_option(key: str, value: Any, where: str) -> None:
     ok: bool
     if key in ("queue", "retry_queue"):
-        ok = value is None and key == "retry_queue" or (
+        ok = (value is None and key == "retry_queue") or (
             isinstance(value, str) and bool(QUEUE_NAME.match(value))
         )
         expect = "a queue name of letters, digits and _ : . -"
     elif key in ("retry", "backtrace"):
-        ok = isinstance(value, bool) or isinstance(value, int) and value >= 0
+        ok = isinstance(value, bool) or (isinstance(value, int) and value >= 0)
         expect = "True, False or a non-negative int"
     elif key == "dead":
         ok, expect = isinstance(value, bool), "True or False"
@@ -64,7 +64,7 @@ def _check_option(key: str, value: Any, where: str) -> None:
         ok = isinstance(value, str) and bool(value)
         expect = "a non-empty string"
     else:  # name
-        ok, expect = value is None or isinstance(value, str) and bool(value), "a non-empty string"
+        ok, expect = value is None or (isinstance(value, str) and bool(value)), "a non-empty string"
     if not ok:
         raise ConfigError(f"{where}: option {key}={value!r} is invalid; expected {expect}")
 
@@ -127,17 +127,11 @@ class _Setter(_Pusher):
         return base
 
 
-class _JobMeta(type):
+class _JobMeta(_Pusher, type):
     """Lets the enqueue methods be called on the class: ``SendWelcome.perform_async(42)``."""
 
     def _base(cls) -> Payload:
         return cls.payload_base()  # type: ignore[attr-defined,no-any-return]
-
-    perform_async = _Pusher.perform_async
-    perform_in = _Pusher.perform_in
-    perform_at = _Pusher.perform_at
-    _at = _Pusher._at
-    perform_bulk = _Pusher.perform_bulk
 
 
 class Job(metaclass=_JobMeta):
@@ -209,7 +203,8 @@ def _check_typos(cls: type, where: str) -> None:
             continue
         if isinstance(value, (classmethod, staticmethod, property)):
             continue
-        hint = _ALIASES.get(key) or next(iter(difflib.get_close_matches(key, OPTIONS, 1, 0.8)), None)
+        close = difflib.get_close_matches(key, OPTIONS, 1, 0.8)
+        hint = _ALIASES.get(key) or (close[0] if close else None)
         if hint:
             raise ConfigError(f"{where}: unknown option {key!r}; did you mean {hint!r}?")
 
@@ -236,7 +231,9 @@ class JobFunction:
     def perform_at(self, when: float | datetime, *args: Any) -> str:
         return self.job_class.perform_at(when, *args)
 
-    def perform_bulk(self, args_list: Iterable[list[Any]], batch_size: int = 1000) -> list[str | None]:
+    def perform_bulk(
+        self, args_list: Iterable[list[Any]], batch_size: int = 1000
+    ) -> list[str | None]:
         return self.job_class.perform_bulk(args_list, batch_size)
 
     def set(self, **options: Any) -> _Setter:

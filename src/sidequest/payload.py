@@ -61,24 +61,28 @@ def check_args(args: Any, what: str = "args") -> None:
             _check_str(value, path)
         elif isinstance(value, float):
             if not math.isfinite(value):
-                raise TypeError(f"{path} is {value!r}, which JSON cannot carry; use a finite number")
+                raise TypeError(f"{path} is {value!r}, which JSON cannot carry; use a number")
         elif type(value) is list:
             stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value))
         elif type(value) is dict:
-            for k, v in value.items():
-                if not isinstance(k, str):
-                    raise TypeError(
-                        f"{path} has the key {k!r} of type {type(k).__name__}; JSON object keys"
-                        " must be str, so it would not round-trip"
-                    )
-                _check_str(k, f"{path} key")
-                stack.append((v, f"{path}[{k!r}]", depth + 1))
+            stack.extend(_dict_items(value, path, depth))
         else:
             raise TypeError(
                 f"{path} is {_short_repr(value)} of type {type(value).__name__}, which is not"
                 " JSON-native; job arguments must be str, int, float, bool, None, list or dict"
                 " with str keys (pass ids, not objects)"
             )
+
+
+def _dict_items(value: dict[Any, Any], path: str, depth: int) -> list[tuple[Any, str, int]]:
+    for key in value:
+        if not isinstance(key, str):
+            raise TypeError(
+                f"{path} has the key {key!r} of type {type(key).__name__}; JSON object keys"
+                " must be str, so it would not round-trip"
+            )
+        _check_str(key, f"{path} key")
+    return [(v, f"{path}[{k!r}]", depth + 1) for k, v in value.items()]
 
 
 def _check_str(value: str, path: str) -> None:

@@ -63,7 +63,9 @@ def error_message(exc: BaseException) -> str:
 
 def error_class(exc: BaseException) -> str:
     cls = type(exc)
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def backtrace_lines(tb: TracebackType | None, limit: Any = True) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import cast
 
 import redis
 
@@ -64,7 +65,8 @@ class Fetcher:
     def wait(self, timeout: float) -> Work | None:
         """Block until a job arrives in the first queue of the order, or ``timeout`` passes."""
         queue_key = self.order()[0]
-        raw = self.client.blmove(queue_key, self.inprogress, timeout, "RIGHT", "LEFT")
+        raw = cast("bytes | None", self.client.blmove(
+            queue_key, self.inprogress, timeout, "RIGHT", "LEFT"))  # type: ignore[arg-type]
         if raw is None:
             return None
         return Work(queue_key[len(keys.QUEUE_PREFIX) :], raw)

@@ -15,7 +15,7 @@ import collections
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -144,10 +144,7 @@ class Manager:
         """Wait until there is something to do: idle processors to feed, or acks to send."""
         with self._cond:
             while True:
-                if self.quieted.is_set():
-                    want = 0
-                else:
-                    want = self._idle - len(self._pending)
+                want = 0 if self.quieted.is_set() else self._idle - len(self._pending)
                 if want > 0 or self._acks or self._done or self.quieted.is_set():
                     acks, self._acks = self._acks, []
                     return max(want, 0), acks
@@ -212,7 +209,7 @@ class Manager:
     def _reconcile(self) -> None:
         """After an outage: a fetch whose reply was lost left jobs in our in-progress list
         that no thread knows about. Push those back so they do not wait for our death."""
-        stored = self._client.lrange(self.fetcher.inprogress, 0, -1)
+        stored = cast(list[bytes], self._client.lrange(self.fetcher.inprogress, 0, -1))
         unknown = collections.Counter(stored) - self._known()
         if unknown:
             orphans = [Work(_queue_of(raw), raw) for raw in unknown.elements()]
@@ -232,10 +229,14 @@ class Manager:
         self.processor.write(lambda pipe: script(keys=keys_, args=args, client=pipe))
 
     def _flush(self, acks: list[bytes]) -> None:
-        if acks:
-            self.processor.write(
-                lambda pipe: [pipe.lrem(self.fetcher.inprogress, 1, raw) for raw in acks]
-            )
+        if not acks:
+            return
+
+        def commands(pipe: Any) -> None:
+            for raw in acks:
+                pipe.lrem(self.fetcher.inprogress, 1, raw)
+
+        self.processor.write(commands)
 
     def _requeue_all(self) -> None:
         """Whatever is still in our in-progress list goes back to its queue (shutdown)."""

@@ -76,7 +76,8 @@ class Processor:
             instance.payload = job
             args = job["args"]
             if len(middleware.server):
-                middleware.server.invoke((instance, job, work.queue), lambda: instance.perform(*args))
+                chain_args = (instance, job, work.queue)
+                middleware.server.invoke(chain_args, lambda: instance.perform(*args))
             else:
                 instance.perform(*args)
         except BaseException as exc:  # a job's SystemExit must not end the worker

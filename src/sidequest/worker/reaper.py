@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from typing import Any, cast
 
 import redis
 
@@ -49,7 +50,8 @@ class Reaper:
 
     def reap(self) -> int:
         """Recover every dead process's jobs; returns how many were requeued."""
-        owners = [m.decode() for m in self.client.smembers(keys.SQ_PROCESSES)]
+        members = cast(set[bytes], self.client.smembers(keys.SQ_PROCESSES))
+        owners = [m.decode() for m in members]
         owners = [o for o in owners if o != self.identity]
         if not owners:
             return self.bury_poison()
@@ -58,7 +60,7 @@ class Reaper:
             pipe.exists(keys.lease(owner))
         alive = pipe.execute()
         requeued = 0
-        for owner, live in zip(owners, alive):
+        for owner, live in zip(owners, alive, strict=True):
             if not live:
                 requeued += self._reap_one(owner)
         self.bury_poison()
@@ -87,11 +89,11 @@ class Reaper:
         if not self.client.set(keys.REAPER_LOCK, self.identity, nx=True, px=lock_ms):
             return 0
         while not self.stopping.is_set():
-            raw = self.client.lindex(keys.POISON, 0)
+            raw = cast("bytes | None", self.client.lindex(keys.POISON, 0))
             if raw is None:
                 return buried
             stamp = now()
-            pipe = self.client.pipeline(transaction=True)
+            pipe: Any = self.client.pipeline(transaction=True)  # redis-py's stubs want str
             add_dead(pipe, self._dead_member(raw, stamp), stamp, self.config.dead_max_jobs,
                      self.config.dead_timeout)
             pipe.lrem(keys.POISON, 1, raw)

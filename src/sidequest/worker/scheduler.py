@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from typing import cast
 
 import redis
 
@@ -59,8 +60,8 @@ class Scheduler:
         moved = 0
         for zset in (keys.RETRY, keys.SCHEDULE):
             while not self.stopping.is_set():
-                members = self.client.zrange(zset, "-inf", now(), byscore=True, offset=0,
-                                             num=BATCH)
+                members = cast(list[bytes], self.client.zrange(
+                    zset, "-inf", now(), byscore=True, offset=0, num=BATCH))
                 if not members:
                     break
                 moved += self._move(zset, members)
