@@ -57,13 +57,17 @@ def push(item: Payload) -> str | None:
     return jobs[0]
 
 
-def push_many(items: Sequence[Payload]) -> list[str | None]:
-    """Push jobs sharing one ``created_at``, in pipelines of up to 1,000; jids in input order."""
+def push_many(items: Sequence[Payload], batch_size: int = BULK_BATCH) -> list[str | None]:
+    """Push jobs sharing one ``created_at``, one pipeline per ``batch_size``; jids in order.
+
+    Every item is checked before the first batch is written, so a bad one writes nothing.
+    """
     created = now()
     normalized = [normalize(item, created) for item in items]
     results: list[str | None] = []
-    for start in range(0, len(normalized), BULK_BATCH):
-        batch = [_through_middleware(job) for job in normalized[start : start + BULK_BATCH]]
+    step = max(1, batch_size)
+    for start in range(0, len(normalized), step):
+        batch = [_through_middleware(job) for job in normalized[start : start + step]]
         _write([job for job in batch if job is not None])
         results.extend(job["jid"] if job is not None else None for job in batch)
     return results

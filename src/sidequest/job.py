@@ -108,11 +108,7 @@ class _Pusher:
         self, args_list: Iterable[list[Any]], batch_size: int = client.BULK_BATCH
     ) -> list[str | None]:
         """Enqueue one job per argument list, one round trip per ``batch_size`` jobs."""
-        items = client.bulk_items(self._base(), args_list)
-        jids: list[str | None] = []
-        for start in range(0, len(items), max(1, batch_size)):
-            jids.extend(client.push_many(items[start : start + batch_size]))
-        return jids
+        return client.push_many(client.bulk_items(self._base(), args_list), batch_size)
 
 
 class _Setter(_Pusher):

@@ -158,8 +158,10 @@ class Manager:
                 return
             try:
                 works = self.fetcher.fetch(want, acks)
+                acks = []  # sent: never resend them after a later error
                 if want and not works:
                     works = self._block()
+                self._hand_out(works)  # before reconciling, so these count as known
                 if failures:
                     log.warning("Redis is reachable again; fetching resumes")
                     self._reconcile()
@@ -171,8 +173,6 @@ class Manager:
                 if failures == 1:
                     log.warning("Redis error while fetching, backing off: %s", exc)
                 self.stopping.wait(min(0.1 * 2**failures, 2.0))
-                continue
-            self._hand_out(works)
 
     def _block(self) -> list[Work]:
         """Nothing queued: wait in Redis for the next job instead of polling."""

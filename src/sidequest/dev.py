@@ -1,0 +1,251 @@
+"""``sidequest dev``: a worker for local development, with a private Redis when none is set.
+
+    sidequest dev                                   the example shop, with demo traffic
+    sidequest dev -r myapp.jobs -q default -q low   your app; the same flags as sidequest run
+
+Without ``--redis-url`` (or ``redis_url`` in a ``-C`` file), ``SIDEQUEST_REDIS_URL`` or
+``REDIS_URL``, a throwaway ``redis-server`` is started on a free loopback port, writing
+nothing to disk, and stopped on exit: on Ctrl-C, on SIGTERM, and (on Linux) by the kernel
+if this process dies without cleaning up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import importlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from types import FrameType
+
+import redis
+
+from sidequest import connection
+from sidequest.cli import _parser, config_from_args, load_app, run_worker
+from sidequest.config import Config
+from sidequest.errors import ConfigError
+
+EXAMPLE_APP = "examples.shop.jobs"
+EXAMPLE_TRAFFIC = "examples.shop.traffic"
+EXAMPLE_QUEUES = (("critical", 3), ("default", 2), ("low", 1))
+INSTALL_HINT = (
+    "sidequest dev: redis-server is not installed; install it with:"
+    " sudo apt-get install redis-server, or point REDIS_URL at a running Redis"
+)
+HOST = "127.0.0.1"
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 5.0
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+class RedisStartError(Exception):
+    """The private redis-server did not come up."""
+
+
+def main(argv: list[str]) -> int:
+    args = _dev_parser().parse_args(argv)
+    config, demo = _dev_config(args)
+    traffic = demo and not args.no_demo_traffic
+    source = _configured_by(args, config)
+    if source:
+        _say(f"Redis: {connection.redacted(config.redis_url or connection.url())} ({source})")
+        return _run(config, traffic)
+    executable = shutil.which("redis-server")
+    if executable is None:
+        print(INSTALL_HINT, file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _exit_on_term)  # until the worker installs its own
+    try:
+        with private_redis(executable) as url:
+            connection.configure(redis_url=url)
+            _say(f"Redis: {connection.redacted(url)} (private; stopped on exit)")
+            return _run(replace(config, redis_url=url), traffic)
+    except RedisStartError as exc:
+        print(f"sidequest dev: could not start redis-server: {exc}", file=sys.stderr)
+        return 1
+
+
+def _dev_parser() -> argparse.ArgumentParser:
+    parser = _parser()
+    parser.prog = "sidequest dev"
+    parser.description = (
+        "Run a worker for local development: the example app unless -r is given, and a"
+        " private redis-server unless Redis is configured."
+    )
+    parser.epilog = "Example: sidequest dev -r myapp.jobs -q default -q low"
+    parser.add_argument("--no-demo-traffic", action="store_true",
+                        help="with the example app, do not enqueue example jobs every second")
+    return parser
+
+
+def _dev_config(args: argparse.Namespace) -> tuple[Config, bool]:
+    """The worker's Config, and whether it runs the example app (no -r was given)."""
+    config = config_from_args(args)
+    if config.require:
+        return config, False
+    if not (Path.cwd() / "examples" / "shop" / "jobs.py").is_file():
+        raise ConfigError(
+            f"no -r given and the example app (examples/shop) is not in {Path.cwd()}: pass"
+            " -r yourapp.jobs, or run sidequest dev from the root of a Sidequest checkout"
+        )
+    queues = EXAMPLE_QUEUES if not args.queue and config.queues == Config.queues else None
+    return replace(config, require=(EXAMPLE_APP,), queues=queues or config.queues), True
+
+
+def _configured_by(args: argparse.Namespace, config: Config) -> str:
+    """Where the Redis URL comes from, or "" when none is configured."""
+    if config.redis_url:
+        return "from --redis-url" if args.redis_url else f"from {args.config}"
+    for name in ("SIDEQUEST_REDIS_URL", "REDIS_URL"):
+        if os.environ.get(name):
+            return f"from ${name}"
+    return ""
+
+
+def _run(config: Config, traffic: bool) -> int:
+    """Announce what runs, then run the worker (and the demo traffic) until stopped."""
+    _say(f"Worker: {', '.join(config.require)} on queues {_queues(config)},"
+         f" {config.concurrency} threads")
+    stop = threading.Event()
+    thread = _start_traffic(stop) if traffic else None
+    if thread:
+        _say("Demo traffic: enqueuing example jobs every second (--no-demo-traffic turns it off)")
+    _say("Press Ctrl-C to stop.")
+    try:
+        return run_worker(config)
+    finally:
+        stop.set()
+        if thread:
+            thread.join(STOP_TIMEOUT)
+
+
+def _queues(config: Config) -> str:
+    if config.strict:
+        return ", ".join(config.queue_names) + " (strict order)"
+    return ", ".join(f"{name} (weight {weight})" for name, weight in config.queues)
+
+
+def _start_traffic(stop: threading.Event) -> threading.Thread:
+    load_app((EXAMPLE_TRAFFIC,))  # puts the current directory on sys.path first
+    run: Callable[[threading.Event], None] = importlib.import_module(EXAMPLE_TRAFFIC).run
+    thread = threading.Thread(target=run, args=(stop,), name="sidequest-demo-traffic",
+                              daemon=True)
+    thread.start()
+    return thread
+
+
+def _say(text: str) -> None:
+    print(f"sidequest dev: {text}", flush=True)
+
+
+def _exit_on_term(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+# -- the private redis-server ------------------------------------------------------------
+
+
+@contextmanager
+def private_redis(executable: str) -> Iterator[str]:
+    """Run a redis-server on a free loopback port in a temporary directory; yield its URL."""
+    with tempfile.TemporaryDirectory(prefix="sidequest-dev-") as directory:
+        proc, url = _start_redis(executable, Path(directory))
+        try:
+            yield url
+        finally:
+            _stop_redis(proc)
+            _say("stopped the private Redis")
+
+
+def _start_redis(executable: str, directory: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start and wait for PING; a port taken between choosing and binding is tried again."""
+    error = RedisStartError("no attempt made")
+    for _ in range(3):
+        port = _free_port()
+        url = f"redis://{HOST}:{port}/0"
+        proc = _spawn_redis(executable, port, directory)
+        try:
+            _wait_ready(proc, url, directory / "redis.log")
+            return proc, url
+        except BaseException as exc:  # Ctrl-C while starting must not leave it running
+            _stop_redis(proc)
+            if not isinstance(exc, RedisStartError):
+                raise
+            error = exc
+    raise error
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _spawn_redis(executable: str, port: int, directory: Path) -> subprocess.Popen[bytes]:
+    command = [executable, "--port", str(port), "--bind", HOST, "--dir", str(directory),
+               "--save", "", "--appendonly", "no", "--daemonize", "no",
+               "--logfile", str(directory / "redis.log")]
+    # A session of its own: the terminal's Ctrl-C goes to the worker only, which must still
+    # reach Redis while it stops gracefully; we stop Redis after the worker. preexec_fn is
+    # safe here: no thread has been started yet.
+    return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=_parent_death_signal())  # noqa: PLW1509
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """On Linux, have the kernel TERM redis-server if we die without stopping it (SIGKILL)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+
+    def set_signal() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return set_signal
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    connection.configure(redis_url=url)
+    client = connection.new_client(retries=0, socket_timeout=1.0, socket_connect_timeout=1.0)
+    deadline = time.monotonic() + START_TIMEOUT
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RedisStartError(f"it exited: {_tail(log)}")
+            try:
+                if client.ping():
+                    return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RedisStartError(f"no answer at {url} after {START_TIMEOUT:g}s")
+    finally:
+        client.close()
+
+
+def _tail(log: Path, lines: int = 5) -> str:
+    try:
+        return " | ".join(log.read_text(errors="replace").splitlines()[-lines:]) or "(no log)"
+    except OSError:
+        return "(no log)"
+
+
+def _stop_redis(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -1,0 +1,286 @@
+"""Test doubles for code that enqueues jobs: Sidekiq::Testing's fake and inline modes.
+
+In both modes the normal push path still runs (argument checks, client middleware), so a
+test fails exactly where production would; only the final write to Redis is replaced, and
+nothing touches Redis.
+
+- ``fake()``: pushed jobs are kept in memory. ``SendWelcome.jobs`` lists them,
+  ``SendWelcome.drain()`` runs them here (re-raising a job's exception in the test),
+  ``drain_all()`` runs every queued job, ``clear_all()`` forgets them.
+- ``inline()``: each push runs the job at once, in the caller's thread, on the payload a
+  worker would read; its exception reaches the caller of ``perform_async``.
+
+Each is a switch for the whole process (``testing.fake()`` ... ``testing.disable()``) and a
+context manager that restores the previous mode on exit::
+
+    import pytest
+    from sidequest import testing
+
+    @pytest.fixture(autouse=True)
+    def fake_jobs():
+        with testing.fake():
+            yield
+        testing.clear_all()
+
+    def test_signup_sends_welcome():
+        signup("ada@example.com")                       # calls SendWelcome.perform_async(42)
+        assert [job["args"] for job in SendWelcome.jobs] == [[42]]
+        SendWelcome.drain()                             # runs it; its exception fails the test
+
+    def test_report_end_to_end():
+        with testing.inline():
+            build_report.perform_async(7)               # has run when this returns
+"""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+from typing import Literal, TypeAlias
+
+from sidequest import client, middleware, registry
+from sidequest.errors import SidequestError
+from sidequest.job import Job, JobFunction
+from sidequest.payload import Payload, dumps, loads, now
+
+Mode = Literal["disabled", "fake", "inline"]
+#: A job class, an ``@job`` function, or a wire name (for a job another process defines).
+JobRef: TypeAlias = type[Job] | JobFunction | str
+#: Rounds of "run every queued job" before a drain gives up: a job that keeps enqueueing
+#: itself would otherwise hang the test suite instead of failing one test.
+MAX_ROUNDS = 10_000
+
+__all__ = [
+    "MAX_ROUNDS",
+    "EmptyQueueError",
+    "EndlessDrainError",
+    "Switch",
+    "clear",
+    "clear_all",
+    "disable",
+    "drain",
+    "drain_all",
+    "fake",
+    "inline",
+    "jobs_for",
+    "mode",
+    "perform_one",
+    "queued",
+]
+
+
+class EmptyQueueError(SidequestError, RuntimeError):
+    """``perform_one`` was asked to run a job, but none of that class is queued."""
+
+
+class EndlessDrainError(SidequestError, RuntimeError):
+    """A drain ran ``MAX_ROUNDS`` rounds and jobs were still enqueueing more jobs."""
+
+
+_Entry = tuple[int, Payload]
+
+
+class _Store:
+    """Fake mode's jobs, per wire name, in push order.
+
+    Each job carries a global sequence number so that ``queued`` and ``drain_all`` keep push
+    order across classes, and a drain can tell the jobs it started with from their offspring.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_class: dict[str, list[_Entry]] = {}
+        self.last_seq = 0
+
+    def add(self, jobs: list[Payload]) -> None:
+        with self._lock:
+            for job in jobs:
+                self.last_seq += 1
+                self._by_class.setdefault(job["class"], []).append((self.last_seq, job))
+
+    def jobs(self, name: str) -> list[Payload]:
+        with self._lock:
+            return [job for _, job in self._by_class.get(name, ())]
+
+    def queued(self, queue: str) -> list[Payload]:
+        with self._lock:
+            entries = [e for jobs in self._by_class.values() for e in jobs]
+        return [job for _, job in sorted(entries, key=lambda e: e[0]) if job["queue"] == queue]
+
+    def pop(self, name: str | None) -> _Entry | None:
+        """Remove and return the oldest job of class ``name``, or of any class if None."""
+        with self._lock:
+            if name is None:
+                heads = [(jobs[0][0], key) for key, jobs in self._by_class.items()]
+                if not heads:
+                    return None
+                name = min(heads)[1]
+            jobs = self._by_class.get(name)
+            if not jobs:
+                return None
+            entry = jobs.pop(0)
+            if not jobs:
+                del self._by_class[name]
+            return entry
+
+    def clear(self, name: str | None) -> None:
+        with self._lock:
+            if name is None:
+                self._by_class.clear()
+            else:
+                self._by_class.pop(name, None)
+
+
+_store = _Store()
+_mode: Mode = "disabled"
+
+
+class Switch:
+    """Returned by ``fake()``, ``inline()`` and ``disable()``: the mode is already on.
+
+    Used in a ``with`` block, it puts back the mode that was on before the call.
+    """
+
+    def __init__(self, new_mode: Mode, override: client.PushOverride | None) -> None:
+        global _mode
+        self.mode = new_mode
+        self._previous_mode = _mode
+        self._previous_override = client.set_push_override(override)
+        _mode = new_mode
+
+    def __enter__(self) -> Switch:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        global _mode
+        client.set_push_override(self._previous_override)
+        _mode = self._previous_mode
+
+
+def fake() -> Switch:
+    """Keep pushed jobs in memory until a test drains or clears them."""
+    return Switch("fake", _fake_push)
+
+
+def inline() -> Switch:
+    """Run each pushed job at once, in the caller's thread."""
+    return Switch("inline", _inline_push)
+
+
+def disable() -> Switch:
+    """Push to Redis again (the mode outside tests)."""
+    return Switch("disabled", None)
+
+
+def mode() -> Mode:
+    return _mode
+
+
+def jobs_for(job: JobRef) -> list[Payload]:
+    """The payloads queued for ``job`` in fake mode, oldest first (a copy of the list)."""
+    return _store.jobs(_wire_name(job))
+
+
+def queued(queue: str) -> list[Payload]:
+    """The payloads of every class queued in ``queue`` in fake mode, in push order."""
+    return _store.queued(queue)
+
+
+def clear(job: JobRef) -> None:
+    _store.clear(_wire_name(job))
+
+
+def clear_all() -> None:
+    _store.clear(None)
+
+
+def drain(job: JobRef) -> int:
+    """Run ``job``'s queued jobs, and those they enqueue, until none is left; returns how many.
+
+    A job is removed before it runs; the first exception stops the drain and is raised here,
+    leaving the jobs after it queued.
+    """
+    return _drain(_wire_name(job))
+
+
+def drain_all() -> int:
+    """Run every queued job of every class, oldest first, until none is left."""
+    return _drain(None)
+
+
+def perform_one(job: JobRef) -> Payload:
+    """Run the oldest queued job of ``job`` and return its payload."""
+    name = _wire_name(job)
+    entry = _store.pop(name)
+    if entry is None:
+        raise EmptyQueueError(f"perform_one: no {name} job is queued (enqueue one in fake mode)")
+    _run(entry[1])
+    return entry[1]
+
+
+def _drain(name: str | None) -> int:
+    ran = rounds = 0
+    boundary = -1
+    while (entry := _store.pop(name)) is not None:
+        seq, job = entry
+        if seq > boundary:
+            # Every job queued when the last round began has run; what is left was enqueued
+            # by those jobs. A chain that never ends is a bug, and should fail, not hang.
+            rounds += 1
+            if rounds > MAX_ROUNDS:
+                raise EndlessDrainError(
+                    f"drain gave up after {MAX_ROUNDS} rounds of jobs enqueueing more jobs;"
+                    f" the latest is {job['class']} with args {job['args']!r}"
+                )
+            boundary = _store.last_seq
+        _run(job)
+        ran += 1
+    return ran
+
+
+def _fake_push(jobs: list[Payload]) -> None:
+    # Round trip through JSON as Redis would: the test sees what a worker gets, and later
+    # changes to the caller's argument objects do not leak into the stored job. All are
+    # encoded before any is stored, so a bad payload stores nothing, as a failed pipeline.
+    stored = [loads(dumps(job)) for job in jobs]
+    stamp = now()
+    for job in stored:
+        if "at" not in job:
+            job["enqueued_at"] = stamp
+    _store.add(stored)
+
+
+def _inline_push(jobs: list[Payload]) -> None:
+    for job in jobs:
+        _run(_as_fetched(job))
+
+
+def _as_fetched(job: Payload) -> Payload:
+    """The payload as a worker reads it from its queue, where scheduled jobs lose ``at``."""
+    fetched: Payload = loads(dumps(job))
+    fetched.pop("at", None)
+    fetched["enqueued_at"] = now()
+    return fetched
+
+
+def _run(job: Payload) -> None:
+    """Run one job as a worker's processor does: through the server middleware chain."""
+    cls = registry.lookup(job["class"])
+    instance = cls()
+    instance.jid = job.get("jid", "")
+    instance.payload = job
+    args = job["args"]
+    middleware.server.invoke((instance, job, job["queue"]), lambda: instance.perform(*args))
+
+
+def _wire_name(job: JobRef) -> str:
+    if isinstance(job, str):
+        return job
+    if isinstance(job, JobFunction):
+        return job.job_class.wire_name()
+    return job.wire_name()

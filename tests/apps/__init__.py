@@ -1,0 +1,1 @@
+"""Job modules that test worker subprocesses load with ``-r``."""

@@ -1,0 +1,100 @@
+"""Bad input gets a clear answer and loses nothing: unreadable payloads go to the dead set
+byte for byte, unknown classes retry, and no exception a job raises kills its thread."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import pytest
+import redis
+
+from helpers import running_worker, wait_for
+from sidequest import Job
+
+DONE = threading.Event()
+
+
+class Canary(Job):
+    """Pushed after the bad input: when it runs, the worker survived."""
+
+    def perform(self) -> None:
+        DONE.set()
+
+
+class BadStr(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no message for you")
+
+
+class Raises(Job):
+    def perform(self, kind: str) -> None:
+        if kind == "exit":
+            raise SystemExit(3)
+        if kind == "interrupt":
+            raise KeyboardInterrupt
+        if kind == "badstr":
+            raise BadStr
+        raise ValueError("x" * 10_000_000)
+
+
+@pytest.fixture(autouse=True)
+def _reset() -> None:
+    DONE.clear()
+
+
+RAW_BAD = [
+    b"{not json",
+    b"",
+    b"null",
+    b"42",
+    b'{"class":"X","args":[1,',
+    b'{"args":[]}',
+    b'{"class":"X","args":"not a list"}',
+    b'{"class":7,"args":[]}',
+    b'{"class":"X","args":[],"queue":""}',
+    b'\xff\xfe{"class":"X"}',
+    b"[" * 100_000 + b"]" * 100_000,
+]
+
+
+def test_unreadable_payloads_go_dead_byte_for_byte(redis_url: str) -> None:
+    raw_client = redis.Redis.from_url(redis_url)
+    raw_client.lpush("queue:default", *RAW_BAD)
+    Canary.perform_async()
+    with running_worker(concurrency=2):
+        wait_for(DONE.is_set, what="the canary job after the bad ones")
+        wait_for(lambda: raw_client.zcard("dead") == len(RAW_BAD), what="all bad in dead")
+    assert set(raw_client.zrange("dead", 0, -1)) == set(RAW_BAD)
+    assert raw_client.llen("queue:default") == 0 and raw_client.keys("sq:inprogress:*") == []
+
+
+def test_unknown_class_is_an_ordinary_failure(r: redis.Redis) -> None:
+    r.lpush("queue:default", json.dumps(
+        {"class": "Missing::Job", "args": [1], "jid": "a" * 24, "queue": "default", "retry": True}
+    ))
+    Canary.perform_async()
+    with running_worker():
+        wait_for(DONE.is_set, what="canary")
+        (member,) = wait_for(lambda: r.zrange("retry", 0, -1), what="retry entry")
+    job = json.loads(member)
+    assert job["error_class"] == "sidequest.errors.UnknownJobError"
+    assert "'Missing::Job'" in job["error_message"] and "-r" in job["error_message"]
+
+
+@pytest.mark.parametrize("kind", ["exit", "interrupt", "badstr", "huge"])
+def test_any_exception_is_a_job_failure(r: redis.Redis, kind: str) -> None:
+    Raises.perform_async(kind)
+    Canary.perform_async()
+    with running_worker(concurrency=1):  # one thread: it must survive to run the canary
+        (member,) = wait_for(lambda: r.zrange("retry", 0, -1), what="retry entry")
+        wait_for(DONE.is_set, what="canary on the same thread")
+    job: dict[str, Any] = json.loads(member)
+    expected = {"exit": "SystemExit", "interrupt": "KeyboardInterrupt",
+                "badstr": f"{__name__}.BadStr", "huge": "ValueError"}[kind]
+    assert job["error_class"] == expected
+    if kind == "huge":
+        assert job["error_message"] == "x" * 10_000
+    if kind == "badstr":
+        assert job["error_message"] == "!!! ERROR MESSAGE THREW AN ERROR !!!"

@@ -1,0 +1,152 @@
+"""Nothing is lost: jobs of dead processes are recovered by running ones, poison pills are
+capped, and a Redis outage is survived."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from helpers import FAST, running_worker, wait_for
+from redis_server import RedisServer
+from sidequest import Job, RedisUnavailable
+
+ROOT = Path(__file__).resolve().parents[2]
+SEEN: list[str] = []
+LOCK = threading.Lock()
+
+
+class Tracked(Job):
+    def perform(self, tag: str) -> None:
+        with LOCK:
+            SEEN.append(tag)
+
+
+@pytest.fixture(autouse=True)
+def _clean() -> None:
+    with LOCK:
+        SEEN.clear()
+
+
+def seen() -> list[str]:
+    with LOCK:
+        return list(SEEN)
+
+
+def orphan(r: redis.Redis, owner: str, tags: list[str]) -> list[str]:
+    """Make it look as if process ``owner`` died holding these jobs: no lease, list kept."""
+    jids = []
+    for tag in tags:
+        jid = os.urandom(12).hex()
+        payload = {"class": Tracked.wire_name(), "args": [tag], "jid": jid, "queue": "default",
+                   "retry": True, "created_at": time.time()}
+        r.lpush(f"sq:inprogress:{owner}", json.dumps(payload))
+        jids.append(jid)
+    r.sadd("sq:processes", owner)
+    return jids
+
+
+def test_running_worker_recovers_a_dead_process_jobs(r: redis.Redis) -> None:
+    orphan(r, "ghost:1:abc", ["a", "b", "c"])
+    with running_worker():
+        wait_for(lambda: sorted(seen()) == ["a", "b", "c"], what="recovered jobs to run")
+    assert r.exists("sq:inprogress:ghost:1:abc") == 0
+    assert not r.sismember("sq:processes", "ghost:1:abc")
+
+
+def test_live_process_is_not_reaped(r: redis.Redis) -> None:
+    orphan(r, "alive:1:abc", ["x"])
+    r.set("sq:lease:alive:1:abc", "1", px=60_000)
+    with running_worker() as worker:
+        Tracked.perform_async("marker")
+        wait_for(lambda: "marker" in seen(), what="marker job")
+        worker.reaper.reap()
+    assert seen() == ["marker"] and r.llen("sq:inprogress:alive:1:abc") == 1
+
+
+def test_poison_pill_goes_dead_after_max_deaths(r: redis.Redis) -> None:
+    (jid,) = orphan(r, "ghost:2:abc", ["pill"])
+    r.set(f"sq:deaths:{jid}", 2)  # two earlier deaths; this is the third
+    with running_worker(max_deaths=3):
+        (member,) = wait_for(lambda: r.zrange("dead", 0, -1), what="dead entry")
+    dead = json.loads(member)
+    assert dead["jid"] == jid and dead["error_class"] == "Sidequest::JobKilled"
+    assert "died 3 times" in dead["error_message"] and seen() == []
+    assert r.llen("sq:poison") == 0
+
+
+def test_worker_survives_redis_outage(redis_server: RedisServer, r: redis.Redis) -> None:
+    with running_worker() as worker:
+        Tracked.perform_async("before")
+        wait_for(lambda: "before" in seen(), what="first job")
+        redis_server.stop()
+        with pytest.raises(RedisUnavailable):
+            Tracked.perform_async("during")
+        time.sleep(0.5)  # let every thread hit the outage (this is the fault, not a sync)
+        redis_server.start()
+        Tracked.perform_async("after")
+        wait_for(lambda: "after" in seen(), timeout=15, what="job after Redis came back")
+        assert all(t.is_alive() for t in worker.manager._threads)
+    assert seen() == ["before", "after"]
+
+
+def _worker(redis_url: str, ledger_url: str, config: Path, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "REDIS_URL": redis_url, "LEDGER_URL": ledger_url,
+           "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "sidequest", "-r", "apps.ledger_jobs", "-C", str(config),
+         "--log-level", "WARNING", *args],
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def _identity(r: redis.Redis, pid: int) -> str:
+    for member in r.smembers("processes"):
+        if f":{pid}:" in member:
+            return str(member)
+    return ""
+
+
+def test_sigkilled_worker_loses_nothing(redis_server: RedisServer, r: redis.Redis,
+                                       tmp_path: Path) -> None:
+    config = tmp_path / "worker.toml"
+    config.write_text("\n".join(f"{k} = {v}" for k, v in FAST.items()) + "\n")
+    ledger_url = redis_server.url[:-1] + "1"
+    ledger = redis.Redis.from_url(ledger_url, decode_responses=True)
+    ledger.flushdb()
+    from apps.ledger_jobs import Slow
+
+    victim = _worker(redis_server.url, ledger_url, config, "-c", "50")
+    rescuer = None
+    try:
+        wait_for(lambda: _identity(r, victim.pid), what="victim heartbeat")
+        jids = Slow.perform_bulk([[1.5]] * 50)
+        victim_id = _identity(r, victim.pid)
+        wait_for(lambda: r.llen(f"sq:inprogress:{victim_id}") == 50, what="50 jobs in flight")
+        rescuer = _worker(redis_server.url, ledger_url, config, "-c", "10")
+        wait_for(lambda: _identity(r, rescuer.pid), what="rescuer heartbeat")
+        victim.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        victim.wait(5)
+        wait_for(lambda: ledger.hlen("done") == 50, timeout=30, what="all 50 jobs done")
+        recovery = time.monotonic() - killed_at
+    finally:
+        for proc in (victim, rescuer):
+            if proc and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(10)
+    done = ledger.hgetall("done")
+    assert set(done) == set(jids) and all(v == "1" for v in done.values())
+    # Each job ran at most twice: once in the victim (killed), once in the rescuer.
+    assert all(int(v) <= 2 for v in ledger.hgetall("started").values())
+    # Lease TTL + reaper interval, plus 5 batches of 1.5 s jobs on 10 threads, plus slack.
+    assert recovery < FAST["lease_ttl"] + FAST["reaper_interval"] + 5 * 1.5 + 3
+    assert r.keys("sq:inprogress:*") == []
