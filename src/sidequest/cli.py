@@ -104,8 +104,12 @@ def run_worker(config: Config) -> int:
     load_app(config.require)
     if config.redis_url:  # after the app, so the flag wins over a configure() in its code
         connection.configure(config.redis_url)
-    clean = Launcher(config).run()
-    return 0 if clean else 1
+    if Launcher(config).run():
+        return 0
+    # Some job threads are still running past the deadline (their jobs were pushed back):
+    # do not wait for them at interpreter exit.
+    logging.shutdown()
+    os._exit(1)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,3 +29,21 @@ class Slow(Job):
         ledger().hincrby("started", self.jid, 1)
         time.sleep(seconds)
         ledger().hincrby("done", self.jid, 1)
+
+
+class Sleeper(Job):
+    """Blocks in a C-level sleep far past any shutdown timeout."""
+
+    name = "tests.Sleeper"
+
+    def perform(self, seconds: float) -> None:
+        ledger().hincrby("started", self.jid, 1)
+        time.sleep(seconds)
+        ledger().hincrby("done", self.jid, 1)
+
+
+class Quick(Job):
+    name = "tests.Quick"
+
+    def perform(self, value: object) -> None:
+        ledger().hincrby("done", self.jid, 1)

@@ -212,3 +212,12 @@ def test_server_middleware_wraps_perform(r: redis.Redis) -> None:
     finally:
         middleware.server.remove(around)
     assert ran("before") == [jid] and ran("after") == ["default"] and ran("echo") == ["x"]
+
+
+def test_dead_set_is_trimmed_by_count_and_age(r: redis.Redis) -> None:
+    r.zadd("dead", {'{"class":"Old","args":[]}': time.time() - 181 * 86400})
+    jids = [Fails.set(retry=0).perform_async(i) for i in range(5)]
+    with running_worker(concurrency=1, dead_max_jobs=3):
+        wait_for(lambda: r.get("stat:failed") == "5", what="five failures")
+    kept = [p["jid"] for p in payloads(r, "dead")]
+    assert kept == jids[2:]  # the three newest; the 181-day-old entry is gone

@@ -1,0 +1,136 @@
+"""The ``sidequest`` command as users run it: flags, errors, logs, signals, shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from helpers import FAST, wait_for
+from redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def sidequest(*args: str, env: dict[str, str] | None = None, **kw: object) -> subprocess.Popen[str]:
+    full_env = {**os.environ, **(env or {}),
+                "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    return subprocess.Popen([sys.executable, "-m", "sidequest", *args], env=full_env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def run(*args: str) -> tuple[int, str]:
+    proc = sidequest(*args)
+    out, _ = proc.communicate(timeout=30)
+    return proc.returncode, out
+
+
+class Output:
+    """Collects a process's output lines in a thread so tests can wait for a line."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self._thread.start()
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, text: str, timeout: float = 15) -> str:
+        return wait_for(lambda: next((ln for ln in self.lines if text in ln), None),
+                        timeout, f"output line containing {text!r}; got {self.lines[-5:]}")
+
+
+@pytest.fixture
+def worker_env(redis_server: RedisServer, redis_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+    config = tmp_path / "fast.toml"
+    config.write_text("\n".join(f"{k} = {v}" for k, v in FAST.items()) + "\n")
+    ledger = redis_server.url[:-1] + "1"
+    redis.Redis.from_url(ledger).flushdb()
+    yield {"REDIS_URL": redis_url, "LEDGER_URL": ledger, "CONFIG": str(config)}
+
+
+def test_version_and_help() -> None:
+    code, out = run("-V")
+    assert code == 0 and out.startswith("sidequest ")
+    code, out = run("--help")
+    assert code == 0 and "--concurrency" in out and "NAME[,WEIGHT]" in out
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["-r", "no_such_module_xyz"], "could not import 'no_such_module_xyz'"),
+    (["-c", "0"], "concurrency must be a whole number"),
+    (["-q", "bad queue!"], "use letters, digits"),
+    (["-q", "a,x"], "weight after the comma"),
+    (["-C", "/nonexistent.toml"], "does not exist"),
+])
+def test_bad_flags_exit_2_with_a_clear_message(args: list[str], message: str) -> None:
+    code, out = run(*args)
+    assert code == 2 and message in out and "Traceback" not in out
+
+
+def test_bad_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("concurency = 5\n")
+    code, out = run("-C", str(path))
+    assert code == 2 and "unknown setting 'concurency'" in out
+
+
+def test_json_logs_and_sigterm(worker_env: dict[str, str]) -> None:
+    from apps.ledger_jobs import Quick
+
+    proc = sidequest("-r", "apps.ledger_jobs", "-C", worker_env["CONFIG"], "--log-format", "json",
+                     env=worker_env)
+    out = Output(proc)
+    jid = Quick.perform_async(1)
+    line = json.loads(out.wait_for('"done"'))
+    assert line["jid"] == jid and line["class"] == "tests.Quick" and float(line["elapsed"]) >= 0
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+
+
+def test_ttin_dumps_threads_and_tstp_quiets(worker_env: dict[str, str], r: redis.Redis) -> None:
+    proc = sidequest("-r", "apps.ledger_jobs", "-C", worker_env["CONFIG"], env=worker_env)
+    out = Output(proc)
+    out.wait_for("started")
+    proc.send_signal(signal.SIGTTIN)
+    out.wait_for("thread sidequest-fetcher")
+    proc.send_signal(signal.SIGTSTP)
+    wait_for(lambda: any(r.hget(m, "quiet") == "true" for m in r.smembers("processes")),
+             what="quiet flag")
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(10) == 0
+
+
+def test_stop_with_a_job_stuck_past_the_timeout(worker_env: dict[str, str],
+                                               r: redis.Redis) -> None:
+    from apps.ledger_jobs import Quick, Sleeper
+
+    proc = sidequest("-r", "apps.ledger_jobs", "-C", worker_env["CONFIG"], "-t", "1",
+                     env=worker_env)
+    out = Output(proc)
+    out.wait_for("started")
+    ledger = redis.Redis.from_url(worker_env["LEDGER_URL"])
+    stuck = Sleeper.perform_async(600)
+    done = Quick.perform_async(1)
+    wait_for(lambda: ledger.hexists("started", stuck) and ledger.hexists("done", done),
+             what="both jobs to start")
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(10)
+    assert time.monotonic() - started < 1 + 2  # the timeout plus 2 s, at most
+    assert code == 1  # not clean: a job had to be pushed back
+    (back,) = [json.loads(p) for p in r.lrange("queue:default", 0, -1)]
+    assert back["jid"] == stuck  # the finished job is not pushed back
+    assert r.keys("sq:inprogress:*") == []
