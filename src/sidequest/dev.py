@@ -126,8 +126,15 @@ def _run(config: Config, traffic: bool) -> int:
         return run_worker(config)
     finally:
         stop.set()
-        if thread:
-            thread.join(STOP_TIMEOUT)
+        _join_worker_threads(time.monotonic() + config.fetch_timeout + 1.0)
+
+
+def _join_worker_threads(deadline: float) -> None:
+    """Let the worker's threads (and the demo traffic) finish their last Redis call, so that
+    stopping the private Redis right after does not make them log connection errors."""
+    for thread in threading.enumerate():
+        if thread.name.startswith("sidequest-") and thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _queues(config: Config) -> str:

@@ -6,13 +6,14 @@ second formatting is a real cost; ``-v`` and ``--log-level`` choose.
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
 import sys
 import threading
 import time
-from typing import Any
+from typing import IO, Any
 
 LOGGER = "sidequest"
 _JOB_FIELDS = ("tid", "class", "jid", "elapsed")
@@ -53,9 +54,59 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
+class BatchingHandler(logging.Handler):
+    """Writes log lines in batches from a background thread.
+
+    Ten processor threads each writing and flushing two lines per job contend for the
+    handler lock and the GIL, and halve throughput. Here ``handle`` only appends to a deque
+    (atomic under the GIL); a writer thread formats and writes everything queued every
+    ``interval`` seconds in one call. Warnings and errors are written at once, in order, so
+    what precedes a crash is on screen: a SIGKILL loses at most ``interval`` of info lines.
+    """
+
+    def __init__(self, stream: IO[str], interval: float = 0.05) -> None:
+        super().__init__()
+        self.stream = stream
+        self.interval = interval
+        self._queue: collections.deque[logging.LogRecord] = collections.deque()
+        self._write_lock = threading.Lock()
+        self._wake = threading.Event()
+        threading.Thread(target=self._run, name="sidequest-log", daemon=True).start()
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        self._queue.append(record)
+        if record.levelno >= logging.WARNING:
+            self.flush()
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:  # pragma: no cover - handle() is used
+        self.handle(record)
+
+    def flush(self) -> None:
+        with self._write_lock:
+            lines = []
+            while self._queue:
+                record = self._queue.popleft()
+                try:
+                    lines.append(self.format(record))
+                except Exception:
+                    self.handleError(record)
+            if lines:
+                self.stream.write("\n".join(lines) + "\n")
+                self.stream.flush()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.interval)
+            try:
+                self.flush()
+            except Exception:  # a closed stream at exit must not print a traceback
+                return
+
+
 def setup(level: str, fmt: str) -> logging.Logger:
     logger = logging.getLogger(LOGGER)
-    handler = logging.StreamHandler(sys.stdout)
+    handler = BatchingHandler(sys.stdout)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     logger.handlers[:] = [handler]
     logger.setLevel(level)
