@@ -28,6 +28,7 @@ from sidequest.worker.manager import Manager
 from sidequest.worker.reaper import Reaper
 from sidequest.worker.scheduler import Scheduler
 from sidequest.worker.state import ProcessState
+from sidequest.worker.threads import spawn
 
 log = logging.getLogger("sidequest")
 
@@ -60,9 +61,7 @@ class Launcher:
         self.manager.start()
         for target, name in ((self._beat_loop, "heartbeat"), (self.scheduler.run, "scheduler"),
                              (self.reaper.run, "reaper")):
-            thread = threading.Thread(target=target, name=f"sidequest-{name}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+            self._threads.append(spawn(target, f"sidequest-{name}", self.stopping))
         log.info("Sidequest %s started: %s, %d threads, queues %s", self.identity,
                  "strict" if self.config.strict else "weighted", self.config.concurrency,
                  ", ".join(self.config.queue_names))

@@ -26,6 +26,7 @@ from sidequest.worker.fetch import Fetcher, Work
 from sidequest.worker.logs import thread_id
 from sidequest.worker.processor import Processor
 from sidequest.worker.state import ProcessState
+from sidequest.worker.threads import spawn
 
 log = logging.getLogger("sidequest")
 
@@ -53,13 +54,9 @@ class Manager:
 
     def start(self) -> None:
         for i in range(self.config.concurrency):
-            self._spawn(self._process_loop, f"sidequest-processor-{i}")
-        self._spawn(self._fetch_loop, "sidequest-fetcher")
-
-    def _spawn(self, target: Any, name: str) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
-        thread.start()
-        self._threads.append(thread)
+            self._threads.append(spawn(self._process_loop, f"sidequest-processor-{i}",
+                                       self.stopping))
+        self._threads.append(spawn(self._fetch_loop, "sidequest-fetcher", self.stopping))
 
     def quiet(self) -> None:
         """Stop fetching; running jobs finish, prefetched ones go back to their queues."""
