@@ -29,8 +29,6 @@ from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
-import redis
-
 from sidequest import connection
 from sidequest.cli import _parser, config_from_args, load_app, run_worker
 from sidequest.config import Config
@@ -99,8 +97,9 @@ def _dev_config(args: argparse.Namespace) -> tuple[Config, bool]:
             f"no -r given and the example app (examples/shop) is not in {Path.cwd()}: pass"
             " -r yourapp.jobs, or run sidequest dev from the root of a Sidequest checkout"
         )
-    queues = EXAMPLE_QUEUES if not args.queue and config.queues == Config.queues else None
-    return replace(config, require=(EXAMPLE_APP,), queues=queues or config.queues), True
+    if not args.queue and config.queues == Config().queues:
+        config = replace(config, queues=EXAMPLE_QUEUES)
+    return replace(config, require=(EXAMPLE_APP,)), True
 
 
 def _configured_by(args: argparse.Namespace, config: Config) -> str:
@@ -183,7 +182,7 @@ def _start_redis(executable: str, directory: Path) -> tuple[subprocess.Popen[byt
         url = f"redis://{HOST}:{port}/0"
         proc = _spawn_redis(executable, port, directory)
         try:
-            _wait_ready(proc, url, directory / "redis.log")
+            _wait_ready(proc, port, directory / "redis.log")
             return proc, url
         except BaseException as exc:  # Ctrl-C while starting must not leave it running
             _stop_redis(proc)
@@ -223,22 +222,23 @@ def _parent_death_signal() -> Callable[[], None] | None:
     return set_signal
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    connection.configure(redis_url=url)
-    client = connection.new_client(retries=0, socket_timeout=1.0, socket_connect_timeout=1.0)
+def _wait_ready(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT
+    while not _answers_ping(port):
+        if proc.poll() is not None:
+            raise RedisStartError(f"it exited: {_tail(log)}")
+        if time.monotonic() > deadline:
+            raise RedisStartError(f"no answer on port {port} after {START_TIMEOUT:g}s")
+        time.sleep(0.05)
+
+
+def _answers_ping(port: int) -> bool:
     try:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RedisStartError(f"it exited: {_tail(log)}")
-            try:
-                if client.ping():
-                    return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RedisStartError(f"no answer at {url} after {START_TIMEOUT:g}s")
-    finally:
-        client.close()
+        with socket.create_connection((HOST, port), timeout=1.0) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
 
 
 def _tail(log: Path, lines: int = 5) -> str:

@@ -41,7 +41,12 @@ class Manager:
         self.fetcher = Fetcher(config, identity, self._client)
         self.processor = Processor(config, identity, connection.new_client(retries=0), state,
                                    self.stopping)
-        self._cond = threading.Condition()
+        # One lock, three wait queues: waking only the thread that has something to do
+        # matters, since a notify_all per job would wake every processor (a thundering herd).
+        self._cond = threading.Lock()
+        self._work_ready = threading.Condition(self._cond)  # processors wait for a job
+        self._fetcher_wake = threading.Condition(self._cond)  # the fetcher waits for demand
+        self._finished = threading.Condition(self._cond)  # stop() waits for running jobs
         self._pending: collections.deque[Work] = collections.deque()
         self._acks: list[bytes] = []
         self._idle = 0
@@ -66,7 +71,7 @@ class Manager:
         with self._cond:
             unstarted = list(self._pending)
             self._pending.clear()
-            self._cond.notify_all()
+            self._fetcher_wake.notify_all()
         self._requeue(unstarted)
 
     def stop(self, deadline: float) -> bool:
@@ -77,11 +82,12 @@ class Manager:
         self.quiet()
         with self._cond:
             while self._running and time.monotonic() < deadline:
-                self._cond.wait(min(0.1, max(0.0, deadline - time.monotonic())))
+                self._finished.wait(min(0.1, max(0.0, deadline - time.monotonic())))
             self._done = True
             leftovers = list(self._running.values())
             acks, self._acks = self._acks, []
-            self._cond.notify_all()
+            self._work_ready.notify_all()
+            self._fetcher_wake.notify_all()
         self.stopping.set()
         self._flush(acks)
         if leftovers:
@@ -99,9 +105,9 @@ class Manager:
     def _take(self, tid: str) -> Work | None:
         with self._cond:
             self._idle += 1
-            self._cond.notify_all()
+            self._fetcher_wake.notify()
             while not self._pending and not self._done:
-                self._cond.wait()
+                self._work_ready.wait()
             self._idle -= 1
             if self._done and not self._pending:
                 return None
@@ -115,7 +121,8 @@ class Manager:
             direct = ack and (self._blocking or self.quieted.is_set())
             if ack and not direct:
                 self._acks.append(work.raw)
-            self._cond.notify_all()
+            self._fetcher_wake.notify()
+            self._finished.notify_all()
         if direct:
             # The fetcher is parked in a blocking call or gone: acknowledge now rather than
             # leave a finished job where a crash would run it again.
@@ -145,7 +152,7 @@ class Manager:
                 if want > 0 or self._acks or self._done or self.quieted.is_set():
                     acks, self._acks = self._acks, []
                     return max(want, 0), acks
-                self._cond.wait()
+                self._fetcher_wake.wait()
 
     def _fetch_loop(self) -> None:
         failures = 0
@@ -192,7 +199,7 @@ class Manager:
         with self._cond:
             if not self.quieted.is_set():
                 self._pending.extend(works)
-                self._cond.notify_all()
+                self._work_ready.notify(len(works))
                 return
         self._requeue(works)  # fetched just as we were told to quiet
 
