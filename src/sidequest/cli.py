@@ -104,12 +104,7 @@ def run_worker(config: Config) -> int:
     load_app(config.require)
     if config.redis_url:  # after the app, so the flag wins over a configure() in its code
         connection.configure(config.redis_url)
-    if Launcher(config).run():
-        return 0
-    # Some job threads are still running past the deadline (their jobs were pushed back):
-    # do not wait for them at interpreter exit.
-    logging.shutdown()
-    os._exit(1)
+    return 0 if Launcher(config).run() else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,7 +118,13 @@ def main(argv: list[str] | None = None) -> int:
 
             return int(dev_main(argv))
         args = _parser().parse_args(argv)
-        return run_worker(config_from_args(args))
+        code = run_worker(config_from_args(args))
+        if code:
+            # Job threads still running past the deadline (their jobs were pushed back)
+            # must not hold the interpreter at exit.
+            logging.shutdown()
+            os._exit(code)
+        return code
     except ConfigError as exc:
         print(f"sidequest: {exc}", file=sys.stderr)
         return 2

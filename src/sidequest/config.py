@@ -4,6 +4,7 @@ validated once and frozen. Pure: no Redis, no threads.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import dataclass, field, fields, replace
@@ -75,12 +76,14 @@ class Config:
         _positive_int("concurrency", self.concurrency, 1000)
         _positive_int("max_deaths", self.max_deaths, 1000)
         _positive_int("dead_max_jobs", self.dead_max_jobs, 10**9)
-        if self.max_retries < 0:
-            raise ConfigError(f"max_retries must be >= 0, got {self.max_retries}")
+        retries = self.max_retries
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ConfigError(f"max_retries must be a whole number >= 0, got {retries!r}")
         for name in ("timeout", "heartbeat_interval", "lease_ttl", "reaper_interval",
                      "poll_interval", "fetch_timeout", "idle_wait", "dead_timeout"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value <= 0:
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not number or not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
         if self.lease_ttl < 2 * self.heartbeat_interval:
             raise ConfigError(
@@ -94,12 +97,14 @@ class Config:
             raise ConfigError("no queues to work on; give at least one -q NAME")
         seen: set[str] = set()
         for name, weight in self.queues:
-            if not QUEUE_NAME.match(name):
+            if not isinstance(name, str) or not QUEUE_NAME.fullmatch(name):
                 raise ConfigError(f"queue {name!r}: use letters, digits and _ : . - only")
             if name in seen:
                 raise ConfigError(f"queue {name!r} is given twice; give it once, with a weight")
-            if weight < 0:
-                raise ConfigError(f"queue {name!r}: weight must be >= 0, got {weight}")
+            if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0:
+                raise ConfigError(
+                    f"queue {name!r}: weight must be a whole number >= 0, got {weight!r}"
+                )
             seen.add(name)
 
 
@@ -128,7 +133,7 @@ def _queues_from_file(value: Any, path: Path) -> tuple[tuple[str, int], ...]:
         if isinstance(item, str):
             out.append(parse_queue(item))
         elif isinstance(item, list) and len(item) == 2 and isinstance(item[0], str):
-            out.append((item[0], int(item[1])))
+            out.append((item[0], item[1]))  # the weight's type is checked by validate()
         else:
             raise ConfigError(
                 f"{path}: queue entry {item!r} must be \"name\", \"name,weight\" or [name, weight]"

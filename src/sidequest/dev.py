@@ -45,6 +45,9 @@ HOST = "127.0.0.1"
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+#: Threads of the worker (and the demo) that talk to Redis, by name prefix.
+REDIS_THREADS = ("sidequest-processor-", "sidequest-fetcher", "sidequest-heartbeat",
+                 "sidequest-scheduler", "sidequest-reaper", "sidequest-demo-traffic")
 
 
 class RedisStartError(Exception):
@@ -130,9 +133,12 @@ def _run(config: Config, traffic: bool) -> int:
 
 def _join_worker_threads(deadline: float) -> None:
     """Let the worker's threads (and the demo traffic) finish their last Redis call, so that
-    stopping the private Redis right after does not make them log connection errors."""
+    stopping the private Redis right after does not make them log connection errors.
+
+    Launcher.stop() returns without joining them; the log writer thread never ends.
+    """
     for thread in threading.enumerate():
-        if thread.name.startswith("sidequest-") and thread is not threading.current_thread():
+        if thread.name.startswith(REDIS_THREADS):
             thread.join(max(0.0, deadline - time.monotonic()))
 
 

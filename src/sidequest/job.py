@@ -11,14 +11,14 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Any, ClassVar
+from typing import Any, ClassVar, overload
 
 from sidequest import client, registry
 from sidequest.errors import ConfigError
 from sidequest.payload import Payload
 
 #: Names Sidekiq's web UI can show a page for; others would be invisible there.
-QUEUE_NAME = re.compile(r"^[A-Za-z0-9_:.\-]+$")
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_:.\-]+")
 OPTIONS = ("queue", "retry", "backtrace", "dead", "retry_queue", "tags", "name")
 #: Per-push options accepted by ``set(...)`` on top of the class options.
 PUSH_OPTIONS = (*OPTIONS[:-1], "jid")
@@ -49,7 +49,7 @@ def _check_option(key: str, value: Any, where: str) -> None:
     ok: bool
     if key in ("queue", "retry_queue"):
         ok = (value is None and key == "retry_queue") or (
-            isinstance(value, str) and bool(QUEUE_NAME.match(value))
+            isinstance(value, str) and bool(QUEUE_NAME.fullmatch(value))
         )
         expect = "a queue name of letters, digits and _ : . -"
     elif key in ("retry", "backtrace"):
@@ -123,11 +123,47 @@ class _Setter(_Pusher):
         return base
 
 
+#: ``sidequest.testing`` puts itself here when imported, so that the class-level helpers
+#: below reach it without this module importing it (``import sidequest`` stays lean).
+_testing: Any = None
+
+
+def install_testing(module: Any) -> None:
+    global _testing
+    _testing = module
+
+
+def _fake_mode() -> Any:
+    if _testing is None:
+        raise RuntimeError(
+            "Job.jobs, .drain(), .perform_one() and .clear() work in fake mode: call"
+            " sidequest.testing.fake() first (see the README's 'Testing your jobs')"
+        )
+    return _testing
+
+
 class _JobMeta(_Pusher, type):
     """Lets the enqueue methods be called on the class: ``SendWelcome.perform_async(42)``."""
 
     def _base(cls) -> Payload:
         return cls.payload_base()  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def jobs(cls) -> list[Payload]:
+        """Fake mode: this class's queued payloads (a copy)."""
+        return list(_fake_mode().jobs_for(cls))
+
+    def drain(cls) -> int:
+        """Fake mode: run this class's queued jobs here; a job's exception is raised."""
+        return int(_fake_mode().drain(cls))
+
+    def perform_one(cls) -> Payload:
+        """Fake mode: run the oldest queued job of this class."""
+        return dict(_fake_mode().perform_one(cls))
+
+    def clear(cls) -> None:
+        """Fake mode: forget this class's queued jobs."""
+        _fake_mode().clear(cls)
 
 
 class Job(metaclass=_JobMeta):
@@ -162,7 +198,8 @@ class Job(metaclass=_JobMeta):
 
     @classmethod
     def wire_name(cls) -> str:
-        return cls.name or f"{cls.__module__}.{cls.__qualname__}"
+        # Only a name set on this very class counts: a subclass is a different job.
+        return vars(cls).get("name") or f"{cls.__module__}.{cls.__qualname__}"
 
     @classmethod
     def payload_base(cls) -> Payload:
@@ -240,8 +277,12 @@ class JobFunction:
         return getattr(self.job_class, item)
 
 
+@overload
+def job(func: Callable[..., Any], /) -> JobFunction: ...
+@overload
+def job(func: None = None, /, **options: Any) -> Callable[[Callable[..., Any]], JobFunction]: ...
 def job(
-    func: Callable[..., Any] | None = None, **options: Any
+    func: Callable[..., Any] | None = None, /, **options: Any
 ) -> JobFunction | Callable[[Callable[..., Any]], JobFunction]:
     """Turn a function into a job: ``@job`` or ``@job(queue="low", retry=3)``."""
 

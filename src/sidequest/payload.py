@@ -16,13 +16,21 @@ from sidequest.errors import PayloadError
 
 Payload = dict[str, Any]
 
-#: Deeper nesting than this is refused at enqueue: Ruby and Python parsers both have limits.
-MAX_DEPTH = 100
+#: Deeper nesting of args is refused at enqueue: Ruby's JSON.parse stops at 100 levels, and
+#: the payload object and the args array take two of them.
+MAX_DEPTH = 98
 #: A value above this is milliseconds (Sidekiq 8), below it seconds (Sidekiq 6 and 7).
 _MS_THRESHOLD = 1e11
 
 _encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
-_decoder = json.JSONDecoder()
+
+
+def _no_constants(name: str) -> Any:
+    # Python's json reads NaN and Infinity; JSON (and Ruby's parser) does not.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_decoder = json.JSONDecoder(parse_constant=_no_constants)
 
 
 def new_jid() -> str:

@@ -90,7 +90,7 @@ def decode_backtrace(value: Any) -> list[str]:
         return []
     try:
         lines = loads(zlib.decompress(base64.b64decode(value)))
-    except (ValueError, zlib.error):
+    except (ValueError, zlib.error, RecursionError):
         return []
     return [str(v) for v in lines] if isinstance(lines, list) else []
 

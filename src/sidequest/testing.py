@@ -34,13 +34,14 @@ context manager that restores the previous mode on exit::
 
 from __future__ import annotations
 
+import sys
 import threading
 from types import TracebackType
 from typing import Literal, TypeAlias
 
 from sidequest import client, middleware, registry
 from sidequest.errors import SidequestError
-from sidequest.job import Job, JobFunction
+from sidequest.job import Job, JobFunction, install_testing
 from sidequest.payload import Payload, dumps, loads, now
 
 Mode = Literal["disabled", "fake", "inline"]
@@ -178,11 +179,15 @@ def disable() -> Switch:
 
 
 def mode() -> Mode:
+    """The mode pushes go through now: "fake", "inline" or "disabled" (Redis)."""
     return _mode
 
 
 def jobs_for(job: JobRef) -> list[Payload]:
-    """The payloads queued for ``job`` in fake mode, oldest first (a copy of the list)."""
+    """The payloads queued for ``job`` in fake mode, oldest first.
+
+    A copy: changing the list does not change the queue; use ``clear`` for that.
+    """
     return _store.jobs(_wire_name(job))
 
 
@@ -192,10 +197,12 @@ def queued(queue: str) -> list[Payload]:
 
 
 def clear(job: JobRef) -> None:
+    """Forget ``job``'s queued jobs without running them."""
     _store.clear(_wire_name(job))
 
 
 def clear_all() -> None:
+    """Forget every queued job; call it between tests so that none leaks into the next."""
     _store.clear(None)
 
 
@@ -284,3 +291,7 @@ def _wire_name(job: JobRef) -> str:
     if isinstance(job, JobFunction):
         return job.job_class.wire_name()
     return job.wire_name()
+
+
+# Makes SendWelcome.jobs, .drain(), .perform_one() and .clear() reach this module.
+install_testing(sys.modules[__name__])

@@ -53,7 +53,9 @@ class Output:
 
 
 @pytest.fixture
-def worker_env(redis_server: RedisServer, redis_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+def worker_env(
+    redis_server: RedisServer, redis_url: str, tmp_path: Path
+) -> Iterator[dict[str, str]]:
     config = tmp_path / "fast.toml"
     config.write_text("\n".join(f"{k} = {v}" for k, v in FAST.items()) + "\n")
     ledger = redis_server.url[:-1] + "1"

@@ -120,6 +120,8 @@ class Launcher:
         self.heartbeat.quiet = True
         clean = self.manager.stop(time.monotonic() + self.config.timeout)
         self.stopping.set()
+        for thread in self._threads:  # they wake on `stopping`; a Redis call ends by timeout
+            thread.join(self.config.fetch_timeout + 1)
         try:
             self.heartbeat.clear()
         except redis.RedisError as exc:
@@ -131,7 +133,11 @@ class Launcher:
         """Run until TERM/INT or a remote stop; the command-line entry point."""
         if install_signals:
             self._install_signals()
-        self.start()
+        try:
+            self.start()
+        except redis.RedisError:
+            log.info("stopped before Redis could be reached; nothing was fetched")
+            return True
         while not self.stop_requested.wait(0.5):
             pass
         # A job stuck in C code can hold the interpreter: a C-level timer ends the process

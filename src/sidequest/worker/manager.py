@@ -94,7 +94,14 @@ class Manager:
             log.warning("%d jobs still running at the shutdown deadline; pushing them back",
                         len(leftovers))
         self._requeue_all()
+        # The fetcher may sit in a blocking call for up to fetch_timeout; wait for it so that
+        # nothing of ours talks to Redis after stop() returns. Processors that are still
+        # running jobs are left behind on purpose (their jobs are back in the queues).
+        self._fetcher_thread().join(self.config.fetch_timeout + 1)
         return not leftovers
+
+    def _fetcher_thread(self) -> threading.Thread:
+        return self._threads[-1]
 
     @property
     def busy(self) -> int:

@@ -1,0 +1,221 @@
+"""``sidequest dev`` and the README's examples, run the way a user runs them.
+
+The README's code is not copied here: the tests read each fenced block that follows a
+``<!-- marker -->`` comment in README.md, so the page and the tests cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from redis_server import RedisServer
+from sidequest.config import build
+
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+PRIVATE_URL = re.compile(r"Redis: (redis://127\.0\.0\.1:(\d+)/0) \(private")
+
+
+def readme_block(marker: str) -> str:
+    """The fenced code block right after ``<!-- marker -->`` in README.md."""
+    found = re.search(rf"<!-- {re.escape(marker)} -->\s*```\w*\n(.*?)^```", README.read_text(),
+                      re.DOTALL | re.MULTILINE)
+    assert found, f"README.md has no fenced block after <!-- {marker} -->"
+    return found.group(1)
+
+
+def user_env(**extra: str) -> dict[str, str]:
+    """The caller's environment without any Redis setting, unbuffered so lines arrive at once."""
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "SIDEQUEST_REDIS_URL")}
+    return {**env, "PYTHONUNBUFFERED": "1", **extra}
+
+
+class Output:
+    """A process's stdout+stderr lines, read in a thread, so a test can wait for one."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self._thread.start()
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+
+    def wait_for(self, match: Callable[[str], object], what: str, timeout: float = 20) -> str:
+        """The first line for which ``match`` is true, waiting up to ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                line = next((ln for ln in self.lines if match(ln)), None)
+                if line is not None:
+                    return line
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    pytest.fail(f"no {what} within {timeout}s; output:\n" + self.text())
+                self._cond.wait(left)
+
+    def text(self) -> str:
+        return "\n".join(self.lines[-40:])
+
+    def join(self, timeout: float = 5) -> None:
+        self._thread.join(timeout)
+
+
+def start(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], Output]:
+    proc = subprocess.Popen([sys.executable, "-m", "sidequest", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return proc, Output(proc)
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[str]]]:
+    """Processes a test started; any still running at the end are stopped, then killed."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def accepts_connections(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def stop_and_check(proc: subprocess.Popen[str], out: Output, signum: int) -> None:
+    proc.send_signal(signum)
+    try:
+        code = proc.wait(30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("did not exit within 30s of the signal; output:\n" + out.text())
+    out.join()
+    assert code == 0, out.text()
+    assert not any("Traceback" in line for line in out.lines), out.text()
+
+
+# -- sidequest dev -------------------------------------------------------------------------
+
+
+def test_dev_runs_the_example_app_on_a_private_redis(
+    redis_server: RedisServer, procs: list[subprocess.Popen[str]]
+) -> None:
+    # redis_server: only so that this skips (or fails in CI) like the suite without redis-server.
+    proc, out = start(["dev"], ROOT, user_env())
+    procs.append(proc)
+    found = PRIVATE_URL.search(out.wait_for(PRIVATE_URL.search, "private Redis URL"))
+    assert found is not None
+    port = int(found.group(2))
+    assert port != 6379
+    out.wait_for(lambda ln: "Ctrl-C" in ln, "'Press Ctrl-C' line")
+    out.wait_for(lambda ln: "examples.shop.jobs" in ln and "queues" in ln, "worker line")
+    out.wait_for(lambda ln: ln.startswith("traffic: enqueued"), "demo traffic line")
+    out.wait_for(lambda ln: ln.startswith("shop: "), "line printed by an example job")
+    assert accepts_connections(port)
+
+    stop_and_check(proc, out, signal.SIGINT)
+    assert not accepts_connections(port), "the private redis-server is still running"
+
+
+def test_dev_with_your_app_and_no_demo_traffic(
+    redis_server: RedisServer, procs: list[subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "jobs.py").write_text(readme_block("quickstart:jobs"))
+    proc, out = start(["dev", "-r", "app.jobs", "--no-demo-traffic"], tmp_path, user_env())
+    procs.append(proc)
+    found = PRIVATE_URL.search(out.wait_for(PRIVATE_URL.search, "private Redis URL"))
+    assert found is not None
+    out.wait_for(lambda ln: "Ctrl-C" in ln, "'Press Ctrl-C' line")
+    enqueue = readme_block("quickstart:enqueue")
+    subprocess.run([sys.executable, "-c", enqueue], cwd=tmp_path, check=True, timeout=30,
+                   env=user_env(REDIS_URL=found.group(1)))
+    out.wait_for(lambda ln: "Sending the welcome email to user 42" in ln, "the job's line")
+
+    stop_and_check(proc, out, signal.SIGTERM)
+    assert not any(line.startswith("traffic:") for line in out.lines), out.text()
+    assert not accepts_connections(int(found.group(2)))
+
+
+def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def test_dev_without_redis_server_says_how_to_install_it(tmp_path: Path) -> None:
+    result = run(["-m", "sidequest", "dev"], ROOT, user_env(PATH=str(tmp_path)))
+    assert result.returncode == 2
+    assert "sudo apt-get install redis-server" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_dev_outside_a_checkout_asks_for_your_app(tmp_path: Path) -> None:
+    result = run(["-m", "sidequest", "dev"], tmp_path, user_env())
+    assert result.returncode == 2
+    assert "-r yourapp.jobs" in result.stderr
+
+
+# -- README.md -----------------------------------------------------------------------------
+
+
+def test_readme_quick_start_works_as_written(
+    redis_url: str, r: redis.Redis, procs: list[subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "jobs.py").write_text(readme_block("quickstart:jobs"))
+    env = user_env(REDIS_URL=redis_url)
+
+    subprocess.run([sys.executable, "-c", readme_block("quickstart:enqueue")], cwd=tmp_path,
+                   env=env, check=True, timeout=30)
+    assert r.llen("queue:default") == 2
+
+    command = shlex.split(readme_block("quickstart:run"))
+    assert command[0] == "sidequest"
+    proc, out = start(command[1:], tmp_path, env)
+    procs.append(proc)
+    out.wait_for(lambda ln: "Sending the welcome email to user 42" in ln, "SendWelcome's line")
+    out.wait_for(lambda ln: "Clearing the cache for home" in ln, "clear_cache's line")
+    assert r.llen("queue:default") == 0
+
+    stop_and_check(proc, out, signal.SIGTERM)
+
+
+def test_readme_testing_example_passes(tmp_path: Path) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "jobs.py").write_text(readme_block("quickstart:jobs"))
+    (tmp_path / "test_readme.py").write_text(readme_block("readme:testing"))
+    result = run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "test_readme.py"], tmp_path,
+                 user_env())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout
+
+
+def test_readme_config_file_is_valid(tmp_path: Path) -> None:
+    path = tmp_path / "sidequest.toml"
+    path.write_text(readme_block("readme:config"))
+    config = build(str(path))
+    assert config.require == ("app.jobs",)
+    assert config.queues == (("critical", 3), ("default", 2), ("low", 1))

@@ -1,0 +1,229 @@
+"""sidequest.config: defaults, queue specs, TOML files, validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sidequest.config import Config, build, load_file, parse_queue
+from sidequest.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "sidequest.toml"
+    path.write_text(text, "utf-8")
+    return str(path)
+
+
+# --- defaults -------------------------------------------------------------------------------
+
+
+def test_build_without_anything_gives_sidekiqs_defaults() -> None:
+    config = build()
+    assert config == Config()
+    assert config.concurrency == 5
+    assert config.queues == (("default", 0),)
+    assert config.queue_names == ["default"]
+    assert config.strict is True
+    assert config.timeout == 25.0
+    assert config.max_retries == 25
+    assert config.dead_max_jobs == 10_000
+    assert config.dead_timeout == 180 * 24 * 3600
+    assert config.lease_ttl >= 2 * config.heartbeat_interval
+
+
+def test_none_overrides_are_ignored_and_others_win() -> None:
+    config = build(concurrency=None, timeout=None, tag="api", environment="production")
+    assert (config.concurrency, config.timeout) == (5, 25.0)
+    assert (config.tag, config.environment) == ("api", "production")
+
+
+def test_an_unknown_override_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="concurency"):
+        build(concurency=10)
+
+
+def test_config_is_frozen() -> None:
+    config = build()
+    with pytest.raises(AttributeError):
+        config.concurrency = 9  # type: ignore[misc]
+
+
+# --- queues ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("critical,3", ("critical", 3)),
+        ("low", ("low", 0)),
+        (" low , 2 ", ("low", 2)),
+        ("low,", ("low", 0)),
+        ("low,0", ("low", 0)),
+        ("a:b.c-d_e,10", ("a:b.c-d_e", 10)),
+    ],
+)
+def test_parse_queue(text: str, expected: tuple[str, int]) -> None:
+    assert parse_queue(text) == expected
+
+
+@pytest.mark.parametrize("text", ["low,high", "low,1.5", "low,2,3"])
+def test_parse_queue_refuses_a_weight_that_is_not_a_whole_number(text: str) -> None:
+    with pytest.raises(ConfigError, match=f"queue '{text}': the weight after the comma"):
+        parse_queue(text)
+
+
+def test_queues_without_weights_are_strict_priority() -> None:
+    config = build(queues=(parse_queue("critical"), parse_queue("default"), parse_queue("low")))
+    assert config.strict is True
+    assert config.queue_names == ["critical", "default", "low"]
+
+
+def test_any_weight_makes_the_order_weighted() -> None:
+    config = build(queues=(parse_queue("critical,3"), parse_queue("default,2"), ("low", 0)))
+    assert config.strict is False
+    assert config.queues == (("critical", 3), ("default", 2), ("low", 0))
+
+
+@pytest.mark.parametrize(
+    ("queues", "says"),
+    [
+        ((("default", 0), ("low", 0), ("default", 2)), "'default' is given twice"),
+        ((), "no queues"),
+        ((("bad name", 0),), "'bad name': use letters"),
+        ((("", 0),), "queue '': use letters"),
+        ((("low", -1),), "weight must be a whole number >= 0"),
+    ],
+)
+def test_bad_queue_lists_are_refused(queues: Any, says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        build(queues=queues)
+
+
+def test_a_queue_name_with_a_trailing_newline_is_refused() -> None:
+    with pytest.raises(ConfigError):
+        build(queues=(("default\n", 0),))
+
+
+# --- numbers and timers ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("concurrency", 0, "concurrency must be a whole number from 1 to 1000"),
+        ("concurrency", 1001, "concurrency must be"),
+        ("concurrency", True, "concurrency must be"),
+        ("concurrency", "5", "concurrency must be"),
+        ("concurrency", 2.0, "concurrency must be"),
+        ("max_deaths", 0, "max_deaths must be"),
+        ("dead_max_jobs", 0, "dead_max_jobs must be"),
+        ("max_retries", -1, "max_retries must be a whole number >= 0"),
+        ("timeout", 0, "timeout must be a positive number of seconds"),
+        ("timeout", -1.5, "timeout must be"),
+        ("poll_interval", "5", "poll_interval must be"),
+        ("fetch_timeout", [], "fetch_timeout must be"),
+        ("log_level", "LOUD", "log level 'LOUD'"),
+        ("log_format", "xml", "log format 'xml'"),
+    ],
+)
+def test_bad_numbers_and_names_are_refused(field: str, value: Any, says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        build(**{field: value})
+
+
+def test_lease_ttl_must_be_at_least_twice_the_heartbeat() -> None:
+    with pytest.raises(ConfigError, match=r"lease_ttl \(9.9s\) must be at least twice"):
+        build(heartbeat_interval=5.0, lease_ttl=9.9)
+    assert build(heartbeat_interval=5.0, lease_ttl=10.0).lease_ttl == 10.0
+    assert build(heartbeat_interval=0.2, lease_ttl=1.0).heartbeat_interval == 0.2
+
+
+@pytest.mark.parametrize("field", ["timeout", "heartbeat_interval", "poll_interval"])
+def test_nan_timers_are_refused(field: str) -> None:
+    with pytest.raises(ConfigError, match=field):
+        build(**{field: float("nan")})
+
+
+def test_a_non_integer_max_retries_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="max_retries"):
+        build(max_retries="many")
+
+
+# --- TOML files -----------------------------------------------------------------------------
+
+
+def test_a_toml_file_sets_fields_with_queues_as_strings_and_pairs(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+concurrency = 12
+queues = ["critical,3", ["default", 2], "low"]
+require = "myapp.jobs"
+labels = ["eu", "blue"]
+heartbeat-interval = 1.0
+lease_ttl = 4.0
+log_level = "DEBUG"
+""",
+    )
+    config = build(path)
+    assert config.concurrency == 12
+    assert config.queues == (("critical", 3), ("default", 2), ("low", 0))
+    assert config.strict is False
+    assert config.require == ("myapp.jobs",)
+    assert config.labels == ("eu", "blue")
+    assert (config.heartbeat_interval, config.lease_ttl) == (1.0, 4.0)
+    assert config.log_level == "DEBUG"
+
+
+def test_flags_override_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, 'concurrency = 12\nqueues = ["a", "b"]\n')
+    config = build(path, concurrency=3, queues=None)
+    assert config.concurrency == 3
+    assert config.queue_names == ["a", "b"]
+
+
+def test_load_file_returns_only_what_the_file_sets(tmp_path: Path) -> None:
+    path = write(tmp_path, 'timeout = 8\nqueues = ["x"]\n')
+    assert load_file(path) == {"timeout": 8, "queues": (("x", 0),)}
+
+
+def test_an_unknown_setting_in_the_file_is_an_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "concurency = 10\n")
+    with pytest.raises(ConfigError, match=r"unknown setting 'concurency'; known: .*concurrency"):
+        build(path)
+
+
+def test_extra_cannot_be_set_from_a_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown setting 'extra'"):
+        build(write(tmp_path, "[extra]\na = 1\n"))
+
+
+def test_file_values_are_validated(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="twice"):
+        build(write(tmp_path, 'queues = ["a", ["a", 2]]\n'))
+    with pytest.raises(ConfigError, match="lease_ttl"):
+        build(write(tmp_path, "heartbeat_interval = 11\n"))  # lease_ttl stays 20
+
+
+@pytest.mark.parametrize(
+    "queues",
+    ['"critical"', "[1, 2]", '[["a", 1, 2]]', "[[3, 1]]", '[{name = "a"}]', '["a,x"]'],
+)
+def test_malformed_queue_entries_in_the_file_are_errors(tmp_path: Path, queues: str) -> None:
+    with pytest.raises(ConfigError, match="queue"):
+        build(write(tmp_path, f"queues = {queues}\n"))
+
+
+def test_a_pair_with_a_non_numeric_weight_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="queue"):
+        build(write(tmp_path, 'queues = [["default", "high"]]\n'))
+
+
+def test_a_missing_or_invalid_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        build(str(tmp_path / "missing.toml"))
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        build(write(tmp_path, "concurrency = = 3\n"))

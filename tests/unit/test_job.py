@@ -1,0 +1,399 @@
+"""sidequest.job: options checked at class definition, payloads, enqueue methods, ``@job``."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from sidequest import Job, JobFunction, client, job, registry
+from sidequest.errors import ConfigError, UnknownJobError
+
+
+class TJWelcome(Job):
+    queue = "mailers"
+    retry = 5
+
+    def perform(self, user_id: int) -> None:
+        pass
+
+
+class TJPlain(Job):
+    def perform(self) -> None:
+        pass
+
+
+class TJFull(Job):
+    queue = "reports"
+    retry = False
+    backtrace = 10
+    dead = False
+    retry_queue = "reports_retry"
+    tags = ("billing", "nightly")
+    name = "TJ::FullReport"
+
+    def perform(self) -> None:
+        pass
+
+
+@job
+def tj_bare(x: int) -> int:
+    """Doubles x."""
+    return x * 2
+
+
+@job(queue="low", retry=3, name="TJ::ClearCache")
+def tj_clear_cache(key: str) -> str:
+    return f"cleared {key}"
+
+
+@pytest.fixture
+def pushed() -> Iterator[list[dict[str, Any]]]:
+    """Capture what reaches the write step instead of Redis."""
+    sent: list[dict[str, Any]] = []
+    previous = client.set_push_override(sent.extend)
+    try:
+        yield sent
+    finally:
+        client.set_push_override(previous)
+
+
+# --- options checked when the class is defined --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("attribute", "hint"),
+    [
+        ("retries", "retry"),
+        ("max_retries", "retry"),
+        ("queue_name", "queue"),
+        ("queu", "queue"),
+        ("retyr", "retry"),
+        ("tag", "tags"),
+        ("backtraces", "backtrace"),
+    ],
+)
+def test_a_misspelt_option_fails_at_class_definition(attribute: str, hint: str) -> None:
+    with pytest.raises(ConfigError, match=rf"unknown option '{attribute}'; did you mean '{hint}'"):
+        type("TJTypo", (Job,), {attribute: 3, "perform": lambda self: None})
+
+
+def test_the_error_names_the_class() -> None:
+    with pytest.raises(ConfigError, match=r"job class .*test_the_error_names_the_class.*Typo"):
+
+        class Typo(Job):
+            retries = 3
+
+            def perform(self) -> None:
+                pass
+
+
+def test_ordinary_class_attributes_and_methods_are_allowed() -> None:
+    class TJWithExtras(Job):
+        TIMEOUT_SECONDS = 30
+        batch_size = 100
+        _private = "x"
+
+        def retries(self) -> int:  # a method, not an option
+            return 1
+
+        def perform(self) -> None:
+            pass
+
+    assert TJWithExtras.wire_name().endswith("TJWithExtras")
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("queue", 5),
+        ("queue", ""),
+        ("queue", "has space"),
+        ("queue", "slash/y"),
+        ("queue", None),
+        ("retry", -1),
+        ("retry", "3"),
+        ("retry", 1.5),
+        ("retry", None),
+        ("backtrace", -2),
+        ("backtrace", "all"),
+        ("dead", 0),
+        ("dead", "no"),
+        ("tags", "urgent"),
+        ("tags", [1, 2]),
+        ("tags", None),
+        ("retry_queue", "bad queue"),
+        ("retry_queue", 3),
+        ("name", ""),
+        ("name", 7),
+    ],
+)
+def test_an_option_of_the_wrong_type_fails_at_class_definition(option: str, value: Any) -> None:
+    with pytest.raises(ConfigError, match=rf"option {option}=.* is invalid; expected"):
+        type("TJBadType", (Job,), {option: value, "perform": lambda self: None})
+
+
+def test_a_queue_name_with_a_trailing_newline_is_refused() -> None:
+    with pytest.raises(ConfigError):
+        type("TJNewline", (Job,), {"queue": "mailers\n", "perform": lambda self: None})
+
+
+def test_decorator_options_are_checked_when_decorating() -> None:
+    with pytest.raises(ConfigError, match=r"@job on .*: unknown option 'retries'; did you mean"):
+
+        @job(retries=3)
+        def tj_typo() -> None:
+            pass
+
+    with pytest.raises(ConfigError, match="option queue=5 is invalid"):
+
+        @job(queue=5)
+        def tj_bad() -> None:
+            pass
+
+
+# --- per-push options -----------------------------------------------------------------------
+
+
+def test_set_refuses_an_unknown_or_bad_option() -> None:
+    with pytest.raises(ConfigError, match=r"unknown option 'retries'; did you mean 'retry'"):
+        TJWelcome.set(retries=3)
+    with pytest.raises(ConfigError, match="unknown option 'name'"):
+        TJWelcome.set(name="Other")  # the wire name is the class's, not the push's
+    with pytest.raises(ConfigError, match="option jid='' is invalid"):
+        TJWelcome.set(jid="")
+    with pytest.raises(ConfigError, match="option queue='a b' is invalid"):
+        TJWelcome.set(queue="a b")
+
+
+def test_set_overrides_the_class_options_for_one_push(pushed: list[dict[str, Any]]) -> None:
+    TJWelcome.set(queue="critical", retry=False, tags=("vip",), jid="f" * 24).perform_async(1)
+    TJWelcome.perform_async(2)
+    first, second = pushed
+    assert (first["queue"], first["retry"], first["tags"], first["jid"]) == (
+        "critical",
+        False,
+        ["vip"],
+        "f" * 24,
+    )
+    assert (second["queue"], second["retry"], "tags" in second) == ("mailers", 5, False)
+
+
+# --- wire names and payloads ----------------------------------------------------------------
+
+
+def test_wire_name_is_module_and_qualname_unless_named() -> None:
+    assert TJWelcome.wire_name() == f"{__name__}.TJWelcome"
+    assert TJFull.wire_name() == "TJ::FullReport"
+
+    class TJInner(Job):
+        def perform(self) -> None:
+            pass
+
+    assert TJInner.wire_name() == f"{__name__}.{TJInner.__qualname__}"
+    assert "<locals>" in TJInner.wire_name()
+
+
+def test_payload_base_holds_only_what_differs_from_sidekiqs_defaults() -> None:
+    assert TJPlain.payload_base() == {
+        "class": f"{__name__}.TJPlain",
+        "queue": "default",
+        "retry": True,
+    }
+    assert TJWelcome.payload_base() == {
+        "class": f"{__name__}.TJWelcome",
+        "queue": "mailers",
+        "retry": 5,
+    }
+    assert TJFull.payload_base() == {
+        "class": "TJ::FullReport",
+        "queue": "reports",
+        "retry": False,
+        "backtrace": 10,
+        "dead": False,
+        "retry_queue": "reports_retry",
+        "tags": ["billing", "nightly"],
+    }
+
+
+def test_options_are_inherited() -> None:
+    class TJChildOfWelcome(TJWelcome):
+        pass
+
+    base = TJChildOfWelcome.payload_base()
+    assert (base["queue"], base["retry"]) == ("mailers", 5)
+    assert registry.lookup(TJChildOfWelcome.wire_name()) is TJChildOfWelcome
+
+
+def test_a_subclass_of_a_named_job_gets_its_own_wire_name() -> None:
+    class TJNamedChild(TJFull):
+        pass
+
+    assert TJNamedChild.wire_name() == f"{__name__}.{TJNamedChild.__qualname__}"
+
+
+def test_perform_async_pushes_a_normalized_payload(pushed: list[dict[str, Any]]) -> None:
+    before = time.time()
+    jid = TJWelcome.perform_async(42)
+    [payload] = pushed
+    assert re.fullmatch(r"[0-9a-f]{24}", jid)
+    assert payload["jid"] == jid
+    assert payload["args"] == [42]
+    assert payload["class"] == f"{__name__}.TJWelcome"
+    assert before <= payload["created_at"] <= time.time()
+    assert "at" not in payload
+
+
+def test_perform_bulk_pushes_one_job_per_argument_list(pushed: list[dict[str, Any]]) -> None:
+    jids = TJWelcome.perform_bulk([[1], [2], [3]], batch_size=2)
+    assert [p["args"] for p in pushed] == [[1], [2], [3]]
+    assert [p["jid"] for p in pushed] == jids
+    assert len({p["created_at"] for p in pushed}) == 1
+    with pytest.raises(TypeError, match="item 1 is tuple"):
+        TJWelcome.perform_bulk([[1], (2,)])
+
+
+def test_non_json_arguments_are_refused_before_the_push(pushed: list[dict[str, Any]]) -> None:
+    with pytest.raises(TypeError, match=r"args\[0\] is .* of type datetime"):
+        TJWelcome.perform_async(datetime.now(timezone.utc))
+    assert pushed == []
+
+
+# --- scheduling -----------------------------------------------------------------------------
+
+
+def test_perform_in_and_perform_at_set_at(pushed: list[dict[str, Any]]) -> None:
+    before = time.time()
+    TJPlain.perform_in(300)
+    TJPlain.perform_in(timedelta(hours=1))
+    TJPlain.perform_at(before + 7200)
+    TJPlain.perform_at(datetime.fromtimestamp(before + 60, timezone.utc))
+    TJPlain.perform_at(datetime.fromtimestamp(before + 90))  # naive: local time
+    ats = [p["at"] for p in pushed]
+    assert before + 300 <= ats[0] <= time.time() + 300
+    assert before + 3600 <= ats[1] <= time.time() + 3600
+    assert ats[2:] == pytest.approx([before + 7200, before + 60, before + 90])
+
+
+def test_a_time_in_the_past_runs_now(pushed: list[dict[str, Any]]) -> None:
+    TJPlain.perform_in(0)
+    TJPlain.perform_in(-10)
+    TJPlain.perform_at(time.time() - 5)
+    assert ["at" in p for p in pushed] == [False, False, False]
+
+
+@pytest.mark.parametrize("when", ["soon", None, float("nan"), float("inf"), True, [1]])
+def test_a_bad_time_is_a_type_error(when: Any, pushed: list[dict[str, Any]]) -> None:
+    with pytest.raises(TypeError, match="expected"):
+        TJPlain.perform_in(when)
+    with pytest.raises(TypeError, match="expected"):
+        TJPlain.perform_at(when)
+    assert pushed == []
+
+
+# --- the registry ---------------------------------------------------------------------------
+
+
+def test_job_classes_are_registered_by_wire_name() -> None:
+    assert registry.lookup(f"{__name__}.TJWelcome") is TJWelcome
+    assert registry.lookup("TJ::FullReport") is TJFull
+    assert "TJ::FullReport" in registry.names()
+
+
+def test_a_class_without_perform_is_not_registered() -> None:
+    class TJAbstractBase(Job):
+        queue = "abstract"
+
+    with pytest.raises(UnknownJobError, match="TJAbstractBase"):
+        registry.lookup(TJAbstractBase.wire_name())
+
+
+def test_two_different_classes_with_one_name_are_refused() -> None:
+    class TJFirst(Job):
+        name = "TJ::Duplicate"
+
+        def perform(self) -> None:
+            pass
+
+    with pytest.raises(ConfigError, match=r"two job classes share the name 'TJ::Duplicate'"):
+
+        class TJSecond(Job):
+            name = "TJ::Duplicate"
+
+            def perform(self) -> None:
+                pass
+
+    assert registry.lookup("TJ::Duplicate") is TJFirst
+
+
+def test_redefining_the_same_class_replaces_it() -> None:
+    # A module imported twice (reload, two test runs) defines "the same" class again.
+    def define() -> type[Job]:
+        class TJReloaded(Job):
+            def perform(self) -> None:
+                pass
+
+        return TJReloaded
+
+    first, second = define(), define()
+    assert first is not second
+    assert registry.lookup(second.wire_name()) is second
+
+
+# --- @job -----------------------------------------------------------------------------------
+
+
+def test_calling_a_job_function_runs_it_directly(pushed: list[dict[str, Any]]) -> None:
+    assert tj_bare(21) == 42
+    assert tj_clear_cache("home") == "cleared home"
+    assert pushed == []
+
+
+def test_a_job_function_keeps_the_function_metadata() -> None:
+    assert isinstance(tj_bare, JobFunction)
+    assert tj_bare.__name__ == "tj_bare"
+    assert tj_bare.__doc__ == "Doubles x."
+    assert tj_bare.__wrapped__(1) == 2
+
+
+def test_job_function_wire_names_and_options() -> None:
+    assert tj_bare.job_class.wire_name() == f"{__name__}.tj_bare"
+    assert tj_clear_cache.job_class.wire_name() == "TJ::ClearCache"
+    assert tj_clear_cache.payload_base() == {
+        "class": "TJ::ClearCache",
+        "queue": "low",
+        "retry": 3,
+    }
+    assert tj_clear_cache.queue == "low"  # class attributes are reachable through it
+    assert registry.lookup("TJ::ClearCache") is tj_clear_cache.job_class
+
+
+def test_a_worker_runs_the_function_through_its_class() -> None:
+    calls: list[str] = []
+
+    @job
+    def tj_record(value: str) -> None:
+        calls.append(value)
+
+    instance = registry.lookup(tj_record.job_class.wire_name())()
+    instance.perform("ran")
+    assert calls == ["ran"]
+
+
+def test_job_functions_enqueue_like_classes(pushed: list[dict[str, Any]]) -> None:
+    jid = tj_clear_cache.perform_async("home")
+    tj_clear_cache.perform_in(60, "later")
+    tj_clear_cache.set(queue="critical").perform_async("now")
+    tj_clear_cache.perform_bulk([["a"], ["b"]])
+    assert pushed[0]["jid"] == jid
+    assert [(p["queue"], p["args"], "at" in p) for p in pushed] == [
+        ("low", ["home"], False),
+        ("low", ["later"], True),
+        ("critical", ["now"], False),
+        ("low", ["a"], False),
+        ("low", ["b"], False),
+    ]
