@@ -104,7 +104,7 @@ class Heartbeat:
         for key in (keys.work(self.identity), keys.workers_legacy(self.identity)):
             pipe.unlink(key)
             if busy:
-                pipe.hset(key, mapping={tid: dumps(entry) for tid, entry in busy.items()})
+                pipe.hset(key, mapping={tid: _work_entry(entry) for tid, entry in busy.items()})
                 pipe.expire(key, PROCESS_TTL)
 
     def _flush_stats(self) -> None:
@@ -134,6 +134,14 @@ class Heartbeat:
         pipe.unlink(keys.lease(self.identity))
         pipe.hset(self.identity, "quiet", "true")
         pipe.execute()
+
+
+def _work_entry(entry: dict[str, Any]) -> str:
+    """Sidekiq's work value: the payload embedded as a JSON string."""
+    payload = entry["payload"]
+    if isinstance(payload, bytes):
+        payload = payload.decode("utf-8", "replace")
+    return dumps({**entry, "payload": payload})
 
 
 def _pid() -> int:

@@ -25,6 +25,7 @@ from sidequest.job import Job
 from sidequest.morgue import add_dead
 from sidequest.payload import Payload, decode, dumps, now
 from sidequest.worker.fetch import Work
+from sidequest.worker.logs import job_info
 from sidequest.worker.state import ProcessState
 
 log = logging.getLogger("sidequest")
@@ -53,8 +54,9 @@ class Processor:
             self._bury_raw(work, exc)
             self.state.finished(tid, failed=True)
             return False
-        text = work.raw.decode("utf-8", "replace")
-        self.state.started(tid, {"queue": work.queue, "payload": text, "run_at": int(time.time())})
+        # Raw bytes here; the heartbeat decodes the few that are running when it beats.
+        self.state.started(tid, {"queue": work.queue, "payload": work.raw,
+                                 "run_at": int(time.time())})
         failed = True
         try:
             failed = not self._perform(work, job, tid)
@@ -66,7 +68,7 @@ class Processor:
         fields = {"tid": tid, "class": job["class"], "jid": job.get("jid")}
         info = log.isEnabledFor(logging.INFO)
         if info:
-            log.info("start", extra=fields)
+            job_info(log, "start", fields)
         started = time.monotonic()
         cls: type[Job] | None = None
         try:
@@ -87,8 +89,7 @@ class Processor:
             self._failed(work, job, exc, cls)
             return False
         if info:
-            fields["elapsed"] = f"{time.monotonic() - started:.3f}"
-            log.info("done", extra=fields)
+            job_info(log, "done", {**fields, "elapsed": f"{time.monotonic() - started:.3f}"})
         return True
 
     def _failed(self, work: Work, job: Payload, exc: BaseException, cls: type[Job] | None) -> None:
