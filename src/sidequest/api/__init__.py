@@ -1,0 +1,33 @@
+"""The read and admin view of everything in Redis, shared by the CLI, the dashboard and
+user scripts; the semantics follow Sidekiq's API (Sidekiq::Stats, Queue, RetrySet ...).
+
+    from sidequest.api import Queue, RetrySet, Stats
+    Stats().enqueued
+    for entry in RetrySet().scan("PaymentError"):
+        entry.retry()
+
+Large sets and queues are read in pages, never whole.
+"""
+
+from __future__ import annotations
+
+from sidequest.api.processes import Process, ProcessSet, Work, WorkSet
+from sidequest.api.queues import Queue
+from sidequest.api.records import JobRecord
+from sidequest.api.sets import DeadSet, JobSet, RetrySet, ScheduledSet, SortedEntry
+from sidequest.api.stats import Stats
+
+__all__ = [
+    "DeadSet",
+    "JobRecord",
+    "JobSet",
+    "Process",
+    "ProcessSet",
+    "Queue",
+    "RetrySet",
+    "ScheduledSet",
+    "SortedEntry",
+    "Stats",
+    "Work",
+    "WorkSet",
+]

@@ -1,0 +1,175 @@
+"""Worker processes (Sidequest's and Ruby Sidekiq's alike) and the jobs they are running."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sidequest import connection, keys
+from sidequest.api.records import JobRecord
+
+_FIELDS = ("info", "busy", "beat", "quiet", "rss", "rtt_us", "concurrency")
+#: Pruning the process set runs at most this often across all readers (Sidekiq 7's rule).
+CLEANUP_EVERY = 60
+
+
+class Process:
+    """One entry of the process set, as its last heartbeat described it."""
+
+    def __init__(self, identity: str, info: dict[str, Any], fields: dict[str, Any]) -> None:
+        self.identity = identity
+        self.info = info
+        self.busy = int(fields.get("busy") or 0)
+        self.beat = float(fields.get("beat") or 0)
+        #: True once the process was told to quiet or stop (Sidekiq's ``stopping?``).
+        self.stopping = fields.get("quiet") == "true"
+        self.rss = int(fields.get("rss") or 0)
+        self.rtt_us = int(fields.get("rtt_us") or 0)
+        hash_concurrency = fields.get("concurrency")
+        # Sidekiq 8.1.2+ keeps concurrency only as a hash field; older ones only in info.
+        self.concurrency = int(hash_concurrency or info.get("concurrency") or 0)
+
+    def __repr__(self) -> str:
+        return f"<Process {self.identity} busy={self.busy}/{self.concurrency}>"
+
+    hostname = property(lambda self: str(self.info.get("hostname", "")))
+    pid = property(lambda self: int(self.info.get("pid") or 0))
+    tag = property(lambda self: str(self.info.get("tag") or ""))
+    labels = property(lambda self: list(self.info.get("labels") or []))
+    queues = property(lambda self: list(self.info.get("queues") or []))
+    started_at = property(lambda self: float(self.info.get("started_at") or 0))
+    version = property(lambda self: str(self.info.get("version") or ""))
+
+    def quiet(self) -> None:
+        """Stop fetching new jobs (TSTP); the process stays up until stopped."""
+        self.signal("TSTP")
+
+    def stop(self) -> None:
+        """Graceful stop (TERM): running jobs finish or go back to their queues."""
+        self.signal("TERM")
+
+    def dump_threads(self) -> None:
+        """Ask the process to log every thread's stack (TTIN)."""
+        self.signal("TTIN")
+
+    def signal(self, name: str) -> None:
+        pipe = connection.client().pipeline(transaction=True)
+        pipe.lpush(keys.signals(self.identity), name)
+        pipe.expire(keys.signals(self.identity), 60)
+        pipe.execute()
+
+
+
+class ProcessSet:
+    """Every live process; entries whose heartbeat expired are pruned when read."""
+
+    def __init__(self, clean: bool = True) -> None:
+        if clean:
+            self.cleanup()
+
+    @staticmethod
+    def cleanup() -> int:
+        """Drop identities whose process hash expired; at most once a minute across readers."""
+        client = connection.client()
+        if not client.set("process_cleanup", "1", nx=True, ex=CLEANUP_EVERY):
+            return 0
+        identities = sorted(cast(set[bytes], client.smembers(keys.PROCESSES)))
+        pipe = client.pipeline(transaction=False)
+        for identity in identities:
+            pipe.hget(identity, "info")
+        gone = [i for i, info in zip(identities, pipe.execute(), strict=True) if info is None]
+        if gone:
+            client.srem(keys.PROCESSES, *gone)
+        return len(gone)
+
+    def __iter__(self) -> Iterator[Process]:
+        client = connection.client()
+        identities = sorted(cast(set[bytes], client.smembers(keys.PROCESSES)))
+        pipe = client.pipeline(transaction=False)
+        for identity in identities:
+            pipe.hmget(identity, _FIELDS)
+        for identity, values in zip(identities, pipe.execute(), strict=True):
+            fields = dict(zip(_FIELDS, (_text(v) for v in values), strict=True))
+            if fields["info"] is None:
+                continue  # expired between the two reads
+            yield Process(identity.decode(), json.loads(fields["info"]), fields)
+
+    @property
+    def size(self) -> int:
+        return int(connection.client().scard(keys.PROCESSES))
+
+    def __len__(self) -> int:
+        return self.size
+
+    def processes(self) -> list[Process]:
+        return list(self)
+
+    @property
+    def total_concurrency(self) -> int:
+        return sum(p.concurrency for p in self)
+
+    @property
+    def total_rss_kb(self) -> int:
+        return sum(p.rss for p in self)
+
+    def find(self, identity: str) -> Process | None:
+        return next((p for p in self if p.identity == identity), None)
+
+
+@dataclass(frozen=True)
+class Work:
+    """A job some process is running right now."""
+
+    process: str
+    tid: str
+    queue: str
+    run_at: float
+    job: JobRecord
+
+
+class WorkSet:
+    """The jobs running in every live process, from their work hashes."""
+
+    def __iter__(self) -> Iterator[Work]:
+        client = connection.client()
+        identities = sorted(cast(set[bytes], client.smembers(keys.PROCESSES)))
+        pipe = client.pipeline(transaction=False)
+        for identity in identities:
+            # Sidekiq 6.4.1 writes only ":workers"; later versions and Sidequest ":work".
+            pipe.hgetall(keys.work(identity.decode()))
+            pipe.hgetall(keys.workers_legacy(identity.decode()))
+        results = pipe.execute()
+        works = []
+        for i, identity in enumerate(identities):
+            entries = {**results[2 * i + 1], **results[2 * i]}
+            owner = identity.decode()
+            works += [_work(owner, tid.decode(), value) for tid, value in entries.items()]
+        works.sort(key=lambda w: w.run_at)
+        return iter(works)
+
+    @property
+    def size(self) -> int:
+        client = connection.client()
+        identities = cast(set[bytes], client.smembers(keys.PROCESSES))
+        pipe = client.pipeline(transaction=False)
+        for identity in identities:
+            pipe.hget(identity, "busy")
+        return sum(int(b or 0) for b in pipe.execute())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def _text(value: bytes | None) -> str | None:
+    return value.decode() if value is not None else None
+
+
+def _work(process: str, tid: str, value: bytes) -> Work:
+    entry = json.loads(value)
+    payload = entry.get("payload")
+    # Readers accept the payload as a JSON string or as an object (Sidekiq 8 does both).
+    raw = payload if isinstance(payload, str) else json.dumps(payload)
+    return Work(process, tid, str(entry.get("queue", "")), float(entry.get("run_at") or 0),
+                JobRecord(raw))

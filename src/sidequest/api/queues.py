@@ -1,0 +1,88 @@
+"""Queues: ``queue:<name>`` lists and the ``queues`` set, read in pages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import cast
+
+from sidequest import connection, keys
+from sidequest.api.records import JobRecord
+
+PAGE = 100
+
+
+class Queue:
+    """A named queue. The left end of the list holds the newest job, the right the oldest."""
+
+    def __init__(self, name: str = "default") -> None:
+        self.name = name
+        self.key = keys.queue(name)
+
+    def __repr__(self) -> str:
+        return f"<Queue {self.name}>"
+
+    @classmethod
+    def all(cls) -> list[Queue]:
+        names = cast(set[bytes], connection.client().smembers(keys.QUEUES))
+        return [cls(name.decode()) for name in sorted(names)]
+
+    @property
+    def size(self) -> int:
+        return int(connection.client().llen(self.key))
+
+    def __len__(self) -> int:
+        return self.size
+
+    @property
+    def latency(self) -> float:
+        """Seconds the oldest job has waited; 0 for an empty queue."""
+        return latency_of(cast("bytes | None", connection.client().lindex(self.key, -1)))
+
+    def page(self, page: int = 1, count: int = 25, oldest_first: bool = False) -> list[JobRecord]:
+        """One page (1-based), newest first unless ``oldest_first``."""
+        page, count = max(1, page), max(1, min(count, 1000))
+        start = (page - 1) * count
+        client = connection.client()
+        if oldest_first:
+            raws = cast(list[bytes], client.lrange(self.key, -start - count, -start - 1))
+            raws.reverse()
+        else:
+            raws = cast(list[bytes], client.lrange(self.key, start, start + count - 1))
+        return [JobRecord(raw, self.key) for raw in raws]
+
+    def each(self, oldest_first: bool = False) -> Iterator[JobRecord]:
+        page = 1
+        while True:
+            rows = self.page(page, PAGE, oldest_first)
+            yield from rows
+            if len(rows) < PAGE:
+                return
+            page += 1
+
+    def __iter__(self) -> Iterator[JobRecord]:
+        return self.each()
+
+    def find_job(self, jid: str) -> JobRecord | None:
+        """Scan the queue a page at a time for the job with this jid."""
+        needle = jid.encode()
+        for record in self.each():
+            if needle in record.raw and record.jid == jid:
+                return record
+        return None
+
+    def delete_job(self, raw: bytes | str) -> bool:
+        """Remove one job by its exact stored text (what the dashboard posts back)."""
+        data = raw if isinstance(raw, bytes) else raw.encode("utf-8")
+        return bool(connection.client().lrem(self.key, 1, data))  # type: ignore[arg-type]
+
+    def clear(self) -> None:
+        """Delete the queue and forget its name, as Sidekiq's Queue#clear does."""
+        pipe = connection.client().pipeline(transaction=True)
+        pipe.unlink(self.key)
+        pipe.srem(keys.QUEUES, self.name)
+        pipe.execute()
+
+
+def latency_of(raw: bytes | None) -> float:
+    """Latency from an oldest-job payload fetched elsewhere (e.g. in a pipeline)."""
+    return JobRecord(raw).latency if raw else 0.0

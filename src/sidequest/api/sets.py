@@ -1,0 +1,190 @@
+"""Sidekiq's sorted sets: ``schedule``, ``retry`` and ``dead``, read in pages and acted on
+one entry at a time, each move atomic (it cannot be lost or doubled by a racing process)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, cast
+
+from sidequest import connection, keys
+from sidequest.api.records import JobRecord
+from sidequest.morgue import add_dead
+from sidequest.payload import dumps, now
+
+PAGE = 100
+DEAD_MAX_JOBS = 10_000
+DEAD_TIMEOUT = 180 * 24 * 3600.0
+
+
+class SortedEntry(JobRecord):
+    """A job in a sorted set, with its score (run-at, next retry, or time of death)."""
+
+    def __init__(self, parent: JobSet, raw: bytes, score: float) -> None:
+        super().__init__(raw)
+        self.parent = parent
+        self.score = score
+
+    @property
+    def at(self) -> float:
+        return self.score
+
+    @property
+    def id(self) -> str:
+        """``<score>-<jid>``, the key Sidekiq's web UI uses for a row."""
+        return f"{self.score!r}-{self.jid}"
+
+    def delete(self) -> bool:
+        return bool(connection.client().zrem(self.parent.name, self.raw))
+
+    def add_to_queue(self) -> bool:
+        """Move the job to its queue now, unchanged but for a fresh ``enqueued_at``."""
+        return self.parent.move_to_queue(self, decrement=False)
+
+    def retry(self) -> bool:
+        """Run the job again now; retry_count goes down by one so this try is not counted."""
+        return self.parent.move_to_queue(self, decrement=True)
+
+    def kill(self) -> bool:
+        """Move the job to the dead set."""
+        return self.parent.move_to_dead(self)
+
+
+class JobSet:
+    """Common reading and acting for the three sorted sets."""
+
+    name = ""
+
+    def __init__(self, name: str | None = None) -> None:
+        if name is not None:
+            self.name = name
+        self._move = connection.script("move")
+
+    @property
+    def size(self) -> int:
+        return int(connection.client().zcard(self.name))
+
+    def __len__(self) -> int:
+        return self.size
+
+    def page(self, page: int = 1, count: int = 25, newest_first: bool = False) -> list[SortedEntry]:
+        """One page (1-based) of entries, lowest score first unless ``newest_first``."""
+        page, count = max(1, page), max(1, min(count, 1000))
+        start = (page - 1) * count
+        rows = connection.client().zrange(
+            self.name, start, start + count - 1, desc=newest_first, withscores=True
+        )
+        return [SortedEntry(self, raw, score) for raw, score in cast(Any, rows)]
+
+    def each(self, newest_first: bool = True) -> Iterator[SortedEntry]:
+        """Every entry, read a page at a time."""
+        page = 1
+        while True:
+            rows = self.page(page, PAGE, newest_first)
+            yield from rows
+            if len(rows) < PAGE:
+                return
+            page += 1
+
+    def __iter__(self) -> Iterator[SortedEntry]:
+        return self.each()
+
+    def scan(self, substring: str, limit: int = 1000) -> list[SortedEntry]:
+        """Entries whose JSON contains ``substring``, via ZSCAN (incremental, never whole)."""
+        pattern = "*" + _glob_escape(substring) + "*"
+        found: list[SortedEntry] = []
+        for raw, score in connection.client().zscan_iter(self.name, match=pattern, count=PAGE):
+            found.append(SortedEntry(self, raw, score))
+            if len(found) >= limit:
+                break
+        return found
+
+    def find_job(self, jid: str) -> SortedEntry | None:
+        # Match the jid anywhere (JSON spacing varies between writers), then check the field.
+        pattern = "*" + _glob_escape(jid) + "*"
+        for raw, score in connection.client().zscan_iter(self.name, match=pattern, count=PAGE):
+            entry = SortedEntry(self, raw, score)
+            if entry.jid == jid:
+                return entry
+        return None
+
+    def fetch(self, score: float, jid: str | None = None) -> list[SortedEntry]:
+        """Entries with exactly this score (and jid, if given): how a UI row is found again."""
+        rows = connection.client().zrange(self.name, score, score, byscore=True, withscores=True)
+        entries = [SortedEntry(self, raw, s) for raw, s in cast(Any, rows)]
+        return [e for e in entries if jid is None or e.jid == jid]
+
+    def delete(self, score: float, jid: str) -> int:
+        return sum(entry.delete() for entry in self.fetch(score, jid))
+
+    def clear(self) -> None:
+        connection.client().unlink(self.name)
+
+    def move_to_queue(self, entry: SortedEntry, decrement: bool) -> bool:
+        if not entry.item:
+            return False  # an unreadable payload has no queue; kill or delete it instead
+        job = dict(entry.item)
+        if decrement and isinstance(job.get("retry_count"), int):
+            job["retry_count"] -= 1
+        job["enqueued_at"] = now()
+        queue = job.get("queue") or "default"
+        return self._run_move(entry, "queue", dumps(job), queue)
+
+    def move_to_dead(self, entry: SortedEntry) -> bool:
+        return self._run_move(entry, "dead", entry.value, "")
+
+    def _run_move(self, entry: SortedEntry, where: str, body: str, queue: str) -> bool:
+        moved = self._move(
+            keys=[self.name, keys.QUEUES, keys.DEAD],
+            args=[entry.raw, where, body, queue, repr(now()), DEAD_MAX_JOBS, DEAD_TIMEOUT],
+            client=connection.client(),
+        )
+        return bool(moved)
+
+    def _bulk(self, act: Callable[[SortedEntry], bool]) -> int:
+        """Apply ``act`` to every entry, lowest score first, a page at a time. Entries that
+        move out shift the rest down; entries that stay (unreadable, or raced) are skipped."""
+        done = skipped = 0
+        client = connection.client()
+        while True:
+            rows = client.zrange(self.name, skipped, skipped + PAGE - 1, withscores=True)
+            if not rows:
+                return done
+            for raw, score in cast(Any, rows):
+                if act(SortedEntry(self, raw, score)):
+                    done += 1
+                else:
+                    skipped += 1
+
+    def retry_all(self) -> int:
+        return self._bulk(SortedEntry.retry)
+
+    def kill_all(self) -> int:
+        return self._bulk(SortedEntry.kill)
+
+
+class ScheduledSet(JobSet):
+    name = keys.SCHEDULE
+
+    def add_all_to_queue(self) -> int:
+        return self._bulk(SortedEntry.add_to_queue)
+
+
+class RetrySet(JobSet):
+    name = keys.RETRY
+
+
+class DeadSet(JobSet):
+    name = keys.DEAD
+
+    def each(self, newest_first: bool = True) -> Iterator[SortedEntry]:
+        return super().each(newest_first)
+
+    def kill(self, payload: str | bytes, when: float | None = None) -> None:
+        """Add a raw payload to the dead set, trimmed by Sidekiq's rules."""
+        pipe = connection.client().pipeline(transaction=True)
+        add_dead(pipe, payload, when or now(), DEAD_MAX_JOBS, DEAD_TIMEOUT)
+        pipe.execute()
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

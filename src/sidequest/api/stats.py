@@ -1,0 +1,76 @@
+"""Totals, per-day history and queue sizes: the numbers on a dashboard's summary bar."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, cast
+
+from sidequest import connection, keys
+from sidequest.api.queues import latency_of
+
+#: History reads at most this many days (an MGET per request; Sidekiq's CVE-2022-23837).
+MAX_DAYS = 1825
+
+
+class Stats:
+    """A snapshot taken when created, in two round trips whatever the data size (plus one
+    per process to sum busy counts, as Sidekiq does)."""
+
+    def __init__(self) -> None:
+        client = connection.client()
+        pipe = client.pipeline(transaction=False)
+        pipe.get(keys.STAT_PROCESSED)
+        pipe.get(keys.STAT_FAILED)
+        pipe.zcard(keys.SCHEDULE)
+        pipe.zcard(keys.RETRY)
+        pipe.zcard(keys.DEAD)
+        pipe.scard(keys.PROCESSES)
+        pipe.lindex(keys.queue("default"), -1)
+        pipe.smembers(keys.QUEUES)
+        pipe.smembers(keys.PROCESSES)
+        (processed, failed, self.scheduled_size, self.retry_size, self.dead_size,
+         self.processes_size, oldest, queue_names, processes) = cast(Any, pipe.execute())
+        self.processed = int(processed or 0)
+        self.failed = int(failed or 0)
+        self.default_queue_latency = latency_of(oldest)
+        names = sorted(n.decode() for n in queue_names)
+        pipe = client.pipeline(transaction=False)
+        for name in names:
+            pipe.llen(keys.queue(name))
+        for identity in processes:
+            pipe.hget(identity, "busy")
+        sizes = pipe.execute()
+        self.queues: dict[str, int] = dict(zip(names, (int(s) for s in sizes), strict=False))
+        self.enqueued = sum(self.queues.values())
+        self.workers_size = sum(int(b or 0) for b in sizes[len(names):])
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "processed": self.processed,
+            "failed": self.failed,
+            "busy": self.workers_size,
+            "processes": self.processes_size,
+            "enqueued": self.enqueued,
+            "scheduled": self.scheduled_size,
+            "retries": self.retry_size,
+            "dead": self.dead_size,
+            "default_latency": self.default_queue_latency,
+        }
+
+    @staticmethod
+    def reset(*which: str) -> None:
+        """Set the all-time totals ("processed", "failed", or both) back to 0."""
+        names = which or ("processed", "failed")
+        connection.client().mset({f"stat:{name}": 0 for name in names})
+
+    @staticmethod
+    def history(days: int = 30, start: date | None = None) -> dict[str, dict[str, int]]:
+        """Daily processed and failed counts, newest day first, ``days`` clamped to 1..1825."""
+        days = max(1, min(int(days), MAX_DAYS))
+        first = start or datetime.now(timezone.utc).date()
+        dates = [(first - timedelta(days=i)).isoformat() for i in range(days)]
+        out: dict[str, dict[str, int]] = {}
+        for kind in ("processed", "failed"):
+            values = connection.client().mget([keys.stat_daily(kind, d) for d in dates])
+            out[kind] = {d: int(v or 0) for d, v in zip(dates, cast(Any, values), strict=True)}
+        return out

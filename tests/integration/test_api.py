@@ -1,0 +1,162 @@
+"""sidequest.api: Sidekiq::API's semantics over real Redis data."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import date, timedelta
+from typing import Any
+
+import redis
+
+from helpers import running_worker, wait_for
+from sidequest import Job
+from sidequest.api import (
+    DeadSet,
+    ProcessSet,
+    Queue,
+    RetrySet,
+    ScheduledSet,
+    Stats,
+    WorkSet,
+)
+
+GATE = threading.Event()
+
+
+class ApiJob(Job):
+    queue = "api"
+
+    def perform(self, *args: Any) -> None:
+        GATE.wait(10)
+
+
+def job_json(jid: str, **extra: Any) -> str:
+    return json.dumps({"class": "ApiJob", "args": [1], "jid": jid, "queue": "api",
+                       "retry": True, **extra})
+
+
+def test_stats_totals_queues_and_latency(r: redis.Redis) -> None:
+    r.set("stat:processed", 10)
+    r.set("stat:failed", 3)
+    ApiJob.perform_bulk([[i] for i in range(4)])
+    r.lpush("queue:default", job_json("d" * 24, enqueued_at=time.time() - 30))
+    r.sadd("queues", "default")
+    r.zadd("retry", {job_json("r"): 1})
+    r.zadd("schedule", {job_json("s1"): 1, job_json("s2"): 2})
+    r.sadd("processes", "host:1:x")
+    r.hset("host:1:x", mapping={"info": "{}", "busy": 2})
+    stats = Stats()
+    assert (stats.processed, stats.failed) == (10, 3)
+    assert stats.queues == {"api": 4, "default": 1} and stats.enqueued == 5
+    assert (stats.retry_size, stats.scheduled_size, stats.dead_size) == (1, 2, 0)
+    assert stats.workers_size == 2 and stats.processes_size == 1
+    assert 29 <= stats.default_queue_latency <= 40
+    Stats.reset()
+    assert Stats().processed == 0
+
+
+def test_history_reads_daily_keys_and_clamps_days(r: redis.Redis) -> None:
+    today = date(2026, 1, 10)
+    r.set("stat:processed:2026-01-10", 5)
+    r.set("stat:processed:2026-01-08", 7)
+    r.set("stat:failed:2026-01-09", 1)
+    history = Stats.history(3, start=today)
+    assert history["processed"] == {"2026-01-10": 5, "2026-01-09": 0, "2026-01-08": 7}
+    assert history["failed"]["2026-01-09"] == 1
+    assert len(Stats.history(10**9, start=today)["processed"]) == 1825
+    assert len(Stats.history(-5, start=today)["failed"]) == 1
+    assert (today - timedelta(days=1824)).isoformat() in Stats.history(5000, start=today)["failed"]
+
+
+def test_queue_pages_find_delete_and_clear(r: redis.Redis) -> None:
+    jids = ApiJob.perform_bulk([[i] for i in range(250)])
+    queue = Queue("api")
+    assert queue.size == 250 and [q.name for q in Queue.all()] == ["api"]
+    newest = queue.page(1, 10)
+    assert [rec.args[0] for rec in newest] == list(range(249, 239, -1))
+    oldest = queue.page(2, 10, oldest_first=True)
+    assert [rec.args[0] for rec in oldest] == list(range(10, 20))
+    assert len(list(queue)) == 250  # iterated in pages of 100
+    found = queue.find_job(jids[5])
+    assert found is not None and found.args == [5] and found.klass.endswith("ApiJob")
+    assert found.delete() and queue.find_job(jids[5]) is None and queue.size == 249
+    assert not found.delete()
+    assert queue.latency >= 0
+    queue.clear()
+    assert queue.size == 0 and not r.sismember("queues", "api")
+
+
+def test_retry_set_entry_actions(r: redis.Redis) -> None:
+    r.zadd("retry", {job_json("a" * 24, retry_count=3, error_class="E"): 100.5,
+                     job_json("b" * 24, retry_count=0): 200.0,
+                     job_json("c" * 24): 300.0})
+    retries = RetrySet()
+    assert retries.size == 3
+    assert [e.jid for e in retries.page()] == ["a" * 24, "b" * 24, "c" * 24]
+    entry = retries.find_job("a" * 24)
+    assert entry is not None and entry.score == 100.5 and entry.error_class == "E"
+    assert entry.id == "100.5-" + "a" * 24
+    assert entry.retry() and not entry.retry()  # the second finds it gone
+    (queued,) = [json.loads(p) for p in r.lrange("queue:api", 0, -1)]
+    assert queued["retry_count"] == 2 and time.time() - queued["enqueued_at"] < 5
+    (b_entry,) = retries.fetch(200.0, "b" * 24)
+    assert b_entry.kill() and DeadSet().size == 1
+    assert retries.delete(300.0, "c" * 24) == 1 and retries.size == 0
+
+
+def test_bulk_actions_page_through_and_skip_unreadable(r: redis.Redis) -> None:
+    r.zadd("retry", {job_json(f"{i:024x}"): i for i in range(150)})
+    r.zadd("retry", {"{not json": 0.5})
+    assert RetrySet().retry_all() == 150
+    assert r.llen("queue:api") == 150 and r.zrange("retry", 0, -1) == ["{not json"]
+    assert RetrySet().kill_all() == 1 and DeadSet().size == 1
+    scheduled = ScheduledSet()
+    r.zadd("schedule", {job_json(f"s{i}"): i for i in range(3)})
+    assert scheduled.add_all_to_queue() == 3 and r.llen("queue:api") == 153
+
+
+def test_dead_set_newest_first_scan_and_clear(r: redis.Redis) -> None:
+    dead = DeadSet()
+    for i in range(120):
+        dead.kill(job_json(f"{i:024x}", error_message=f"boom {i}"), when=1000 + i)
+    entries = list(dead)
+    assert len(entries) == 120 and entries[0].jid == f"{119:024x}"
+    hits = dead.scan("boom 11")
+    expected = ["boom 11", *[f"boom {i}" for i in range(110, 120)]]
+    assert sorted(e.error_message or "" for e in hits) == expected
+    assert dead.scan('*?[') == []  # glob characters are matched literally
+    dead.clear()
+    assert dead.size == 0
+
+
+def test_process_set_prunes_and_controls_a_live_worker(r: redis.Redis) -> None:
+    r.sadd("processes", "gone:1:abc")  # its hash expired long ago
+    GATE.clear()
+    ApiJob.perform_async("x")
+    with running_worker(queues=(("api", 0),), tag="api-test") as worker:
+        wait_for(lambda: r.hget(worker.identity, "busy") == "1", what="busy beat")
+        (proc,) = ProcessSet().processes()
+        assert proc.identity == worker.identity and proc.tag == "api-test"
+        assert proc.busy == 1 and proc.concurrency == 5 and proc.queues == ["api"]
+        assert not r.sismember("processes", "gone:1:abc") and not proc.stopping
+        (work,) = list(WorkSet())
+        assert work.process == worker.identity and work.queue == "api"
+        assert work.job.klass.endswith("ApiJob") and WorkSet().size == 1
+        proc.quiet()
+        wait_for(lambda: ProcessSet(clean=False).processes()[0].stopping, what="quiet")
+        GATE.set()
+        proc.stop()
+        wait_for(worker.stop_requested.is_set, what="remote stop")
+
+
+def test_workset_reads_legacy_and_object_payloads(r: redis.Redis) -> None:
+    r.sadd("processes", "ruby:1:abc")
+    r.hset("ruby:1:abc", mapping={"info": json.dumps({"hostname": "ruby"}), "busy": 2})
+    r.hset("ruby:1:abc:workers", "t1", json.dumps(
+        {"queue": "default", "payload": job_json("w1"), "run_at": 5}))
+    r.hset("ruby:1:abc:work", "t2", json.dumps(
+        {"queue": "default", "payload": json.loads(job_json("w2")), "run_at": 3}))
+    works = list(WorkSet())
+    assert [w.job.jid for w in works] == ["w2", "w1"] and WorkSet().size == 2
