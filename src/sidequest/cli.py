@@ -3,6 +3,7 @@
     sidequest -r myapp.jobs -c 10 -q critical,3 -q default,2 -q low
     sidequest run ...      the same, spelled out
     sidequest dev          worker + a private Redis when none is configured, for development
+    sidequest stats        totals and queue sizes; sidequest status: processes and queues
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sidequest",
         description="Run Sidequest workers (Sidekiq-compatible background jobs).",
-        epilog="Commands: run (default), dev. Example: sidequest -r myapp.jobs -c 10 -q default",
+        epilog="Commands: run (default), dev, stats, status [--watch]."
+        " Example: sidequest -r myapp.jobs -c 10 -q default",
     )
     parser.add_argument("-r", "--require", action="append", metavar="MODULE_OR_FILE",
                         help="module (myapp.jobs) or .py file that defines your jobs; repeatable")
@@ -110,9 +112,13 @@ def run_worker(config: Config) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = "run"
-    if argv and argv[0] in ("run", "dev"):
+    if argv and argv[0] in ("run", "dev", "stats", "status"):
         command = argv.pop(0)
     try:
+        if command in ("stats", "status"):
+            from sidequest.monitor import main as monitor_main
+
+            return monitor_main(command, argv)
         if command == "dev":
             from sidequest.dev import main as dev_main
 

@@ -1,0 +1,105 @@
+"""``sidequest stats`` and ``sidequest status``: a terminal view of a Redis full of jobs.
+
+    sidequest stats              totals and queue sizes
+    sidequest status             processes, queues, and the retry/scheduled/dead counts
+    sidequest status --watch 2   the same, redrawn every 2 seconds until Ctrl-C
+
+Everything is read through ``sidequest.api``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from typing import TextIO
+
+import redis
+
+from sidequest import connection
+from sidequest.api import ProcessSet, Queue, Stats
+
+CLEAR = "\033[2J\033[H"
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return lines
+
+
+def render_stats() -> list[str]:
+    stats = Stats()
+    lines = [
+        f"Processed: {stats.processed:,}   Failed: {stats.failed:,}   Busy: {stats.workers_size}"
+        f"   Processes: {stats.processes_size}",
+        f"Enqueued: {stats.enqueued:,}   Retries: {stats.retry_size:,}"
+        f"   Scheduled: {stats.scheduled_size:,}   Dead: {stats.dead_size:,}",
+        "",
+    ]
+    rows = [[name, f"{size:,}"] for name, size in stats.queues.items()]
+    return lines + (_table(["QUEUE", "SIZE"], rows) if rows else ["No queues."])
+
+
+def render_status() -> list[str]:
+    now = time.time()
+    stats = Stats()
+    procs = [[p.identity, p.tag or "-", f"{p.busy}/{p.concurrency}", f"{p.rss / 1024:.0f} MB",
+              _ago(now - p.started_at), _ago(now - p.beat) + " ago",
+              "quiet" if p.stopping else "running"] for p in ProcessSet()]
+    lines = [f"Processes ({len(procs)})"]
+    lines += _table(["IDENTITY", "TAG", "BUSY", "RSS", "UPTIME", "BEAT", "STATE"], procs) \
+        if procs else ["  none running"]
+    queues = [[q.name, f"{q.size:,}", f"{q.latency:.1f}s"] for q in Queue.all()]
+    lines += ["", f"Queues ({len(queues)})"]
+    lines += _table(["NAME", "SIZE", "LATENCY"], queues) if queues else ["  none"]
+    lines += ["", f"Retries: {stats.retry_size:,}   Scheduled: {stats.scheduled_size:,}"
+                  f"   Dead: {stats.dead_size:,}   Processed: {stats.processed:,}"
+                  f"   Failed: {stats.failed:,}"]
+    return lines
+
+
+def _parser(command: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"sidequest {command}",
+                                     description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--watch", nargs="?", type=float, const=2.0, metavar="SECONDS",
+                        help="redraw every SECONDS (default 2) until Ctrl-C")
+    parser.add_argument("--redis-url", help="Redis URL (default: $SIDEQUEST_REDIS_URL,"
+                        " $REDIS_URL, redis://localhost:6379/0)")
+    return parser
+
+
+def main(command: str, argv: list[str], out: TextIO = sys.stdout) -> int:
+    args = _parser(command).parse_args(argv)
+    if args.redis_url:
+        connection.configure(args.redis_url)
+    render: Callable[[], list[str]] = render_stats if command == "stats" else render_status
+    interval = max(0.5, args.watch) if args.watch is not None else None
+    try:
+        while True:
+            lines = render()
+            out.write((CLEAR if interval else "") + "\n".join(lines) + "\n")
+            out.flush()
+            if interval is None:
+                return 0
+            time.sleep(interval)  # a refresh period, not a synchronisation
+    except redis.RedisError as exc:
+        print(f"sidequest {command}: cannot read Redis at {connection.redacted()}: {exc}",
+              file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0

@@ -1,0 +1,78 @@
+"""``sidequest stats`` / ``status``: what an operator sees in the terminal."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import redis
+
+from helpers import running_worker, wait_for
+from sidequest import Job
+from sidequest.monitor import main
+
+ROOT = Path(__file__).resolve().parents[2]
+HOLD = threading.Event()
+
+
+class MonJob(Job):
+    queue = "mon"
+
+    def perform(self) -> None:
+        HOLD.wait(10)
+
+
+def run(command: str, *args: str) -> str:
+    out = io.StringIO()
+    assert main(command, list(args), out) == 0
+    return out.getvalue()
+
+
+def test_stats_shows_totals_and_queues(r: redis.Redis) -> None:
+    r.set("stat:processed", 1234)
+    MonJob.perform_bulk([[]] * 3)
+    r.zadd("dead", {json.dumps({"class": "X", "args": []}): 1})
+    text = run("stats")
+    assert "Processed: 1,234" in text and "Dead: 1" in text and "Enqueued: 3" in text
+    assert any(line.split() == ["mon", "3"] for line in text.splitlines())
+
+
+def test_status_shows_a_busy_process(r: redis.Redis) -> None:
+    HOLD.clear()
+    MonJob.perform_async()
+    MonJob.perform_async()
+    with running_worker(queues=(("mon", 0),), concurrency=1, tag="mon-tag") as worker:
+        wait_for(lambda: r.hget(worker.identity, "busy") == "1", what="busy")
+        text = run("status")
+        HOLD.set()
+    (row,) = [ln for ln in text.splitlines() if ln.startswith(worker.identity)]
+    assert "mon-tag" in row and "1/1" in row and "running" in row
+    assert any(ln.split()[:2] == ["mon", "1"] for ln in text.splitlines())
+
+
+def test_watch_redraws_until_interrupted(redis_url: str) -> None:
+    env = {**os.environ, "REDIS_URL": redis_url}
+    proc = subprocess.Popen([sys.executable, "-m", "sidequest", "status", "--watch", "0.5"],
+                            env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    frames = 0
+    deadline = time.monotonic() + 15
+    while frames < 2 and time.monotonic() < deadline:
+        if "\033[2J" in proc.stdout.readline():
+            frames += 1
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(10) == 0 and frames == 2
+
+
+def test_unreachable_redis_is_a_clear_error() -> None:
+    proc = subprocess.run([sys.executable, "-m", "sidequest", "stats", "--redis-url",
+                           "redis://127.0.0.1:1/0"], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert proc.returncode == 1 and "cannot read Redis at redis://127.0.0.1:1/0" in proc.stderr
