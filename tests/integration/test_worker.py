@@ -221,3 +221,17 @@ def test_dead_set_is_trimmed_by_count_and_age(r: redis.Redis) -> None:
         wait_for(lambda: r.get("stat:failed") == "5", what="five failures")
     kept = [p["jid"] for p in payloads(r, "dead")]
     assert kept == jids[2:]  # the three newest; the 181-day-old entry is gone
+
+
+def test_warns_when_redis_may_evict_jobs(r: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
+    r.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        with running_worker():
+            pass
+    finally:
+        r.config_set("maxmemory-policy", "noeviction")
+    assert any("maxmemory-policy is 'allkeys-lru'" in m for m in caplog.messages)
+    caplog.clear()
+    with running_worker():
+        pass
+    assert not any("maxmemory-policy" in m for m in caplog.messages)

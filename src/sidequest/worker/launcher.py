@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -58,6 +58,7 @@ class Launcher:
     def start(self) -> None:
         """Register with Redis (waiting for it if it is down), then start every thread."""
         self._first_beat()
+        check_redis(self._client)
         self.manager.start()
         for target, name in ((self._beat_loop, "heartbeat"), (self.scheduler.run, "scheduler"),
                              (self.reaper.run, "reaper")):
@@ -159,6 +160,21 @@ class Launcher:
             handlers[signal.SIGTTIN] = lambda *_: self.signal("TTIN")
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
+
+
+def check_redis(client: redis.Redis) -> None:
+    """Warn about Redis settings that can lose jobs behind our back."""
+    try:
+        policy = cast(dict[str, str], client.config_get("maxmemory-policy"))
+    except redis.ResponseError:
+        return  # CONFIG is often disabled on managed Redis; nothing to check then
+    value = policy.get("maxmemory-policy", "noeviction")
+    if value != "noeviction":
+        log.warning(
+            "Redis maxmemory-policy is %r: when memory runs out Redis will silently delete"
+            " keys, queued jobs included. Set it to 'noeviction' (CONFIG SET maxmemory-policy"
+            " noeviction, and in redis.conf) so that pushes fail loudly instead.", value
+        )
 
 
 def dump_threads() -> None:
