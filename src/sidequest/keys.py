@@ -19,6 +19,9 @@ Sidequest's own keys all start with ``sq:`` so that Sidekiq never trips over the
     sq:inprogress:<identity>    LIST of raw payloads fetched by that process and not yet acked
     sq:deaths:<jid>             STRING count of process deaths while the job was in flight
     sq:poison                   LIST of payloads found poisonous by a reaper, bound for `dead`
+    sq:quarantine               LIST of suspects: jobs in flight at max_deaths - 1 deaths, run
+                                one at a time, alone in a process, so a crash blames only them
+    sq:quarantine:lock          STRING: identity of the one process running suspects now
     sq:reaper                   STRING lock so only one process reaps at a time
 """
 
@@ -34,6 +37,8 @@ STAT_FAILED = "stat:failed"
 
 SQ_PROCESSES = "sq:processes"
 POISON = "sq:poison"
+QUARANTINE = "sq:quarantine"
+QUARANTINE_LOCK = "sq:quarantine:lock"
 REAPER_LOCK = "sq:reaper"
 
 QUEUE_PREFIX = "queue:"

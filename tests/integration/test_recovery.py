@@ -18,6 +18,7 @@ import redis
 from helpers import FAST, running_worker, wait_for
 from redis_server import RedisServer
 from sidequest import Job, RedisUnavailable
+from sidequest.worker.launcher import Launcher
 
 ROOT = Path(__file__).resolve().parents[2]
 SEEN: list[str] = []
@@ -150,3 +151,37 @@ def test_sigkilled_worker_loses_nothing(redis_server: RedisServer, r: redis.Redi
     # Lease TTL + reaper interval, plus 5 batches of 1.5 s jobs on 10 threads, plus slack.
     assert recovery < FAST["lease_ttl"] + FAST["reaper_interval"] + 5 * 1.5 + 3
     assert r.keys("sq:inprogress:*") == []
+
+
+class Alone(Job):
+    """Records how many jobs its process was running when it ran."""
+
+    def perform(self, tag: str) -> None:
+        launcher = CURRENT[0]
+        assert isinstance(launcher, Launcher)
+        with LOCK:
+            SEEN.append(f"{tag}:{launcher.manager.busy}")
+
+
+CURRENT: list[object] = []
+
+
+def test_suspect_runs_alone_and_is_cleared(r: redis.Redis) -> None:
+    (jid,) = orphan(r, "ghost:3:abc", ["placeholder"])
+    # Re-write the orphan as an Alone job that already died once: this reap makes it 2.
+    payload = {"class": Alone.wire_name(), "args": ["suspect"], "jid": jid, "queue": "default",
+               "retry": True}
+    r.delete("sq:inprogress:ghost:3:abc")
+    r.lpush("sq:inprogress:ghost:3:abc", json.dumps(payload))
+    r.set(f"sq:deaths:{jid}", 1)
+    Tracked.perform_bulk([[f"n{i}"] for i in range(50)])
+    with running_worker(concurrency=4, max_deaths=3) as worker:
+        CURRENT[:] = [worker]
+        wait_for(lambda: any(s.startswith("suspect:") for s in seen()), what="suspect ran")
+        wait_for(lambda: len(seen()) == 51, what="all jobs")
+        wait_for(lambda: not worker.manager.isolating.is_set(), what="isolation over")
+        Tracked.perform_async("after")
+        wait_for(lambda: "after" in seen(), what="normal fetching resumed")
+    assert "suspect:1" in seen()  # the only job running in its process
+    assert r.exists(f"sq:deaths:{jid}") == 0 and r.llen("sq:quarantine") == 0
+    assert r.exists("sq:quarantine:lock") == 0

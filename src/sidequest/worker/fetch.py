@@ -14,6 +14,7 @@ import redis
 
 from sidequest import connection, keys
 from sidequest.config import Config
+from sidequest.payload import loads
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,8 @@ class Work:
 
     queue: str
     raw: bytes
+    #: Taken from the quarantine: run alone, and its death count is cleared once it ran.
+    suspect: bool = False
 
 
 class Fetcher:
@@ -61,6 +64,18 @@ class Fetcher:
             Work(flat[i].decode()[len(keys.QUEUE_PREFIX) :], flat[i + 1])
             for i in range(0, len(flat), 2)
         ]
+
+    def take_suspect(self) -> Work | None:
+        """Move one job from the quarantine into the in-progress list."""
+        raw = cast("bytes | None", self.client.lmove(keys.QUARANTINE, self.inprogress,
+                                                     "RIGHT", "LEFT"))
+        if raw is None:
+            return None
+        try:
+            queue = str(loads(raw).get("queue") or "default")
+        except (ValueError, AttributeError):
+            queue = "default"  # the processor sends an unreadable payload to the dead set
+        return Work(queue, raw, suspect=True)
 
     def wait(self, timeout: float) -> Work | None:
         """Block until a job arrives in the first queue of the order, or ``timeout`` passes."""

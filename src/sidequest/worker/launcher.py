@@ -21,7 +21,7 @@ from typing import Any, cast
 
 import redis
 
-from sidequest import connection
+from sidequest import connection, keys
 from sidequest.config import Config
 from sidequest.worker.heartbeat import Heartbeat
 from sidequest.worker.manager import Manager
@@ -87,6 +87,7 @@ class Launcher:
         while not self.stopping.wait(self.config.heartbeat_interval):
             try:
                 self.heartbeat.beat()
+                self._check_quarantine()
                 if failing:
                     log.warning("heartbeat: Redis is reachable again")
                 failing = False
@@ -94,6 +95,17 @@ class Launcher:
                 if not failing:
                     log.warning("heartbeat: Redis error, will retry: %s", exc)
                 failing = True
+
+    def _check_quarantine(self) -> None:
+        """One process at a time runs the suspects; the lock expires with its lease."""
+        ttl = int(self.config.lease_ttl * 1000)
+        if self.manager.isolating.is_set():
+            self._client.pexpire(keys.QUARANTINE_LOCK, ttl)
+            return
+        if self.manager.quieted.is_set() or not self._client.llen(keys.QUARANTINE):
+            return
+        if self._client.set(keys.QUARANTINE_LOCK, self.identity, nx=True, px=ttl):
+            self.manager.isolate()
 
     def signal(self, name: str) -> None:
         """Act on a signal name, whether from the OS or from ``<identity>-signals``."""

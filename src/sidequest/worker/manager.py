@@ -37,6 +37,7 @@ class Manager:
         self.identity = identity
         self.stopping = threading.Event()  # set at stop(): give up waiting on Redis
         self.quieted = threading.Event()
+        self.isolating = threading.Event()  # running quarantined suspects, one at a time
         self._client = connection.new_client(retries=0, socket_timeout=config.fetch_timeout + 5)
         self.fetcher = Fetcher(config, identity, self._client)
         self.processor = Processor(config, identity, connection.new_client(retries=0), state,
@@ -107,6 +108,15 @@ class Manager:
     def busy(self) -> int:
         return len(self._running)
 
+    def isolate(self) -> None:
+        """Stop fetching from the queues; once every running job has finished, run the
+        quarantined suspects one at a time, each alone, until the quarantine is empty."""
+        if not self.isolating.is_set():
+            log.warning("running quarantined jobs one at a time, each alone in this process")
+        self.isolating.set()
+        with self._cond:
+            self._fetcher_wake.notify()
+
     # -- processor side ----------------------------------------------------------------
 
     def _take(self, tid: str) -> Work | None:
@@ -156,6 +166,9 @@ class Manager:
         with self._cond:
             while True:
                 want = 0 if self.quieted.is_set() else self._idle - len(self._pending)
+                if self.isolating.is_set():
+                    alone = not self._running and not self._pending
+                    want = 1 if alone and want > 0 else 0
                 if want > 0 or self._acks or self._done or self.quieted.is_set():
                     acks, self._acks = self._acks, []
                     return max(want, 0), acks
@@ -168,10 +181,14 @@ class Manager:
             if self.quieted.is_set() and not acks:
                 return
             try:
-                works = self.fetcher.fetch(want, acks)
-                acks = []  # sent: never resend them after a later error
-                if want and not works:
-                    works = self._block()
+                if self.isolating.is_set():
+                    works = self._fetch_suspect(want, acks)
+                    acks = []
+                else:
+                    works = self.fetcher.fetch(want, acks)
+                    acks = []  # sent: never resend them after a later error
+                    if want and not works:
+                        works = self._block()
                 self._hand_out(works)  # before reconciling, so these count as known
                 if failures:
                     log.warning("Redis is reachable again; fetching resumes")
@@ -184,6 +201,18 @@ class Manager:
                 if failures == 1:
                     log.warning("Redis error while fetching, backing off: %s", exc)
                 self.stopping.wait(min(0.1 * 2**failures, 2.0))
+
+    def _fetch_suspect(self, want: int, acks: list[bytes]) -> list[Work]:
+        self._flush(acks)
+        if not want:
+            return []
+        work = self.fetcher.take_suspect()
+        if work is None:
+            self.isolating.clear()
+            self._client.eval(_RELEASE, 1, keys.QUARANTINE_LOCK, self.identity)
+            log.warning("quarantine empty; fetching from the queues again")
+            return []
+        return [work]
 
     def _block(self) -> list[Work]:
         """Nothing queued: wait in Redis for the next job instead of polling."""
@@ -255,13 +284,17 @@ class Manager:
         try:
             script(
                 keys=[self.fetcher.inprogress, keys.lease(self.identity), keys.POISON,
-                      keys.QUEUES, keys.SQ_PROCESSES],
-                args=["stop", 0, 0, self.identity],
+                      keys.QUEUES, keys.SQ_PROCESSES, keys.QUARANTINE],
+                args=["stop", 0, 0, self.identity, max(1, self.config.max_deaths - 1)],
                 client=self._client,
             )
         except redis.RedisError as exc:
             log.error("could not push unfinished jobs back (%s); the reaper of another process"
                       " will recover them when this one's lease expires", exc)
+
+
+#: Delete a lock only if we still hold it.
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
 
 
 def _queue_of(raw: bytes) -> str:

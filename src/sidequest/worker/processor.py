@@ -62,6 +62,9 @@ class Processor:
             failed = not self._perform(work, job, tid)
         finally:
             self.state.finished(tid, failed)
+        if work.suspect:  # it ran alone without taking the process down: not a poison pill
+            jid = str(job.get("jid", ""))
+            self.write(lambda pipe: pipe.delete(keys.deaths(jid)))
         return not failed
 
     def _perform(self, work: Work, job: Payload, tid: str) -> bool:

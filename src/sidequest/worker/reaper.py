@@ -69,8 +69,9 @@ class Reaper:
     def _reap_one(self, owner: str) -> int:
         result = self._script(
             keys=[keys.inprogress(owner), keys.lease(owner), keys.POISON, keys.QUEUES,
-                  keys.SQ_PROCESSES],
-            args=["reap", self.config.max_deaths, DEATHS_TTL, owner],
+                  keys.SQ_PROCESSES, keys.QUARANTINE],
+            args=["reap", self.config.max_deaths, DEATHS_TTL, owner,
+                  max(1, self.config.max_deaths - 1)],
             client=self.client,
         )
         requeued, poisoned = int(result[0]), int(result[1])
