@@ -33,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-r", "--require", action="append", metavar="MODULE_OR_FILE",
                         help="module (myapp.jobs) or .py file that defines your jobs; repeatable")
     parser.add_argument("-c", "--concurrency", type=int, help="processor threads (default 5)")
+    parser.add_argument("-P", "--processes", type=int, default=1, metavar="N",
+                        help="worker processes to fork, each with -c threads (default 1)")
     parser.add_argument("-q", "--queue", action="append", metavar="NAME[,WEIGHT]",
                         help="queue to work on, in priority order, optional weight; repeatable")
     parser.add_argument("-t", "--timeout", type=float, help="shutdown timeout seconds (25)")
@@ -95,10 +97,12 @@ def _import_file(path: Path) -> None:
     spec.loader.exec_module(module)
 
 
-def run_worker(config: Config) -> int:
+def run_worker(config: Config, processes: int = 1) -> int:
     from sidequest.worker import Launcher
     from sidequest.worker.logs import setup
 
+    if processes > 1:
+        return _supervise(config, processes)
     setup(config.log_level, config.log_format)
     os.environ.setdefault("SIDEQUEST_ENV", config.environment)
     if not config.require:
@@ -107,6 +111,28 @@ def run_worker(config: Config) -> int:
     if config.redis_url:  # after the app, so the flag wins over a configure() in its code
         connection.configure(config.redis_url)
     return 0 if Launcher(config).run() else 1
+
+
+def _supervise(config: Config, processes: int) -> int:
+    from sidequest.worker import Launcher
+    from sidequest.worker.logs import setup
+    from sidequest.worker.supervisor import Supervisor
+
+    logging.basicConfig(level=config.log_level, stream=sys.stdout,
+                        format="%(asctime)s pid=%(process)d %(levelname)s: %(message)s")
+    os.environ.setdefault("SIDEQUEST_ENV", config.environment)
+    load_app(config.require)  # once, before forking: children share the loaded modules
+    if config.redis_url:
+        connection.configure(config.redis_url)
+    connection.after_fork()  # the supervisor must hold no Redis connection across a fork
+
+    def child() -> int:
+        connection.after_fork()
+        logging.getLogger().handlers.clear()
+        setup(config.log_level, config.log_format)
+        return 0 if Launcher(config).run() else 1
+
+    return Supervisor(config, processes, child).run()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
 
             return int(dev_main(argv))
         args = _parser().parse_args(argv)
-        code = run_worker(config_from_args(args))
+        if not 1 <= args.processes <= 64:
+            raise ConfigError(f"-P must be from 1 to 64, got {args.processes}")
+        code = run_worker(config_from_args(args), args.processes)
         if code:
             # Job threads still running past the deadline (their jobs were pushed back)
             # must not hold the interpreter at exit.

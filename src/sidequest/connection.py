@@ -47,6 +47,13 @@ def reset() -> None:
     configure(None)
 
 
+def after_fork() -> None:
+    """In a forked child: forget the parent's client (its sockets belong to the parent)
+    but keep the configuration."""
+    global _client
+    _client = None
+
+
 def url() -> str:
     env = os.environ
     return _url or env.get("SIDEQUEST_REDIS_URL") or env.get("REDIS_URL") or DEFAULT_URL

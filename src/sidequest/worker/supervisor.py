@@ -1,0 +1,112 @@
+"""``sidequest -P N``: one supervisor process forking N worker processes, for the GIL.
+
+Duties:
+1. load the application once, before forking, so children share its memory pages;
+2. fork N children, each a full worker (its own identity, threads and Redis connections);
+3. restart a child that dies unexpectedly, backing off if it keeps dying at once;
+4. forward TERM/INT (graceful stop), TSTP (quiet) and TTIN (thread dump) to every child, and
+   after a stop wait for them up to the shutdown timeout plus a margin, then kill stragglers.
+
+The supervisor itself never talks to Redis: a connection opened before a fork would be shared
+by parent and child, and their replies would interleave.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+
+from sidequest.config import Config
+
+log = logging.getLogger("sidequest")
+#: A child that dies sooner than this after its start counts as a crash loop.
+FAST_DEATH = 5.0
+_FORWARDED = ("SIGTERM", "SIGINT", "SIGTSTP", "SIGTTIN")
+
+
+class Supervisor:
+    def __init__(self, config: Config, processes: int, child_main: Callable[[], int]) -> None:
+        self.config = config
+        self.processes = processes
+        self.child_main = child_main
+        self.children: dict[int, float] = {}  # pid -> start time (monotonic)
+        self.stopping = False
+        self._delay = 0.5
+
+    def run(self) -> int:
+        self._install_signals()
+        for _ in range(self.processes):
+            self._fork()
+        log.info("supervisor %d started %d worker processes: %s", os.getpid(),
+                 self.processes, " ".join(map(str, self.children)))
+        while not self.stopping:
+            self._reap_and_restart()
+            time.sleep(0.2)  # the supervision period; signals interrupt it
+        return self._shutdown()
+
+    def _fork(self) -> None:
+        pid = os.fork()
+        if pid == 0:  # the child: run a worker, never return into the supervisor's loop
+            for name in _FORWARDED:
+                signal.signal(getattr(signal, name), signal.SIG_DFL)
+            code = 1
+            try:
+                code = self.child_main()
+            finally:
+                sys.stdout.flush()
+                os._exit(code)
+        self.children[pid] = time.monotonic()
+
+    def _reap_and_restart(self) -> None:
+        while self.children:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                return
+            started = self.children.pop(pid, time.monotonic())
+            if self.stopping:
+                continue
+            log.warning("worker process %d exited (%s); starting another", pid, _describe(status))
+            if time.monotonic() - started < FAST_DEATH:
+                time.sleep(self._delay)  # do not spin if the app dies at start
+                self._delay = min(self._delay * 2, 30.0)
+            else:
+                self._delay = 0.5
+            self._fork()
+
+    def _install_signals(self) -> None:
+        def forward(signum: int, _frame: object) -> None:
+            if signum in (signal.SIGTERM, signal.SIGINT):
+                self.stopping = True
+            for pid in list(self.children):
+                with contextlib.suppress(ProcessLookupError):  # it just exited
+                    os.kill(pid, signal.SIGTERM if signum == signal.SIGINT else signum)
+
+        for name in _FORWARDED:
+            signal.signal(getattr(signal, name), forward)
+
+    def _shutdown(self) -> int:
+        deadline = time.monotonic() + self.config.timeout + 5
+        worst = 0
+        while self.children and time.monotonic() < deadline:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                time.sleep(0.05)
+                continue
+            self.children.pop(pid, None)
+            worst = max(worst, os.waitstatus_to_exitcode(status))
+        for pid in self.children:
+            log.error("worker process %d did not stop in time; killing it", pid)
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            worst = 1
+        return worst
+
+
+def _describe(status: int) -> str:
+    code = os.waitstatus_to_exitcode(status)
+    return f"killed by signal {-code}" if code < 0 else f"exit code {code}"

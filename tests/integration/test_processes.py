@@ -1,0 +1,56 @@
+"""``sidequest -P N``: a supervisor forks N workers, restarts the ones that die, and stops
+them all on TERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import redis
+
+from helpers import FAST, wait_for
+from redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def pids(r: redis.Redis) -> set[int]:
+    return {int(member.split(":")[1]) for member in r.smembers("processes")}
+
+
+def test_forks_restarts_and_stops_workers(redis_server: RedisServer, r: redis.Redis,
+                                          tmp_path: Path) -> None:
+    config = tmp_path / "fast.toml"
+    config.write_text("\n".join(f"{k} = {v}" for k, v in FAST.items()) + "\n")
+    ledger_url = redis_server.url[:-1] + "1"
+    ledger = redis.Redis.from_url(ledger_url, decode_responses=True)
+    ledger.flushdb()
+    env = {**os.environ, "REDIS_URL": redis_server.url, "LEDGER_URL": ledger_url,
+           "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sidequest", "-P", "2", "-c", "2", "-r", "apps.ledger_jobs",
+         "-C", str(config), "--log-level", "WARNING"],
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        first = wait_for(lambda: pids(r) if len(pids(r)) == 2 else None, what="two workers")
+        assert proc.pid not in first  # the supervisor itself does no work
+        from apps.ledger_jobs import Quick
+
+        jids = Quick.perform_bulk([[i] for i in range(200)])
+        wait_for(lambda: ledger.hlen("done") == 200, what="all jobs done")
+        victim = min(first)
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: len(pids(r) - {victim}) == 2, timeout=20, what="a replacement worker")
+        more = Quick.perform_bulk([[i] for i in range(50)])
+        wait_for(lambda: ledger.hlen("done") == 250, what="jobs after the restart")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+    assert code == 0
+    assert set(ledger.hgetall("done")) == set(jids) | set(more)
+    # The surviving workers left the process set; only the SIGKILLed one lingers until its
+    # record expires, as a crashed process's does.
+    assert pids(r) <= {victim}
