@@ -235,3 +235,12 @@ def test_warns_when_redis_may_evict_jobs(r: redis.Redis, caplog: pytest.LogCaptu
     with running_worker():
         pass
     assert not any("maxmemory-policy" in m for m in caplog.messages)
+
+
+def test_idle_worker_with_several_queues_wakes_on_push(r: redis.Redis) -> None:
+    # Polling every 30 s could not pick the job up in time: only the wake-up can.
+    with running_worker(queues=(("x", 0), ("y", 0), ("z", 0)), idle_wait=30.0,
+                        fetch_timeout=30.0, timeout=1.0):
+        time.sleep(0.3)  # let the fetcher go idle: this is the scenario, not a sync
+        Priority.set(queue="z").perform_async("woken")
+        wait_for(lambda: ran("priority") == ["woken"], timeout=5, what="job on an idle queue")

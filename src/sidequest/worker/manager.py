@@ -27,6 +27,7 @@ from sidequest.worker.logs import thread_id
 from sidequest.worker.processor import Processor
 from sidequest.worker.state import ProcessState
 from sidequest.worker.threads import spawn
+from sidequest.worker.waker import Waker
 
 log = logging.getLogger("sidequest")
 
@@ -40,6 +41,7 @@ class Manager:
         self.isolating = threading.Event()  # running quarantined suspects, one at a time
         self._client = connection.new_client(retries=0, socket_timeout=config.fetch_timeout + 5)
         self.fetcher = Fetcher(config, identity, self._client)
+        self._waker = Waker(self._client, [keys.queue(name) for name in config.queue_names])
         self.processor = Processor(config, identity, connection.new_client(retries=0), state,
                                    self.stopping)
         # One lock, three wait queues: waking only the thread that has something to do
@@ -69,6 +71,7 @@ class Manager:
         if self.quieted.is_set():
             return
         self.quieted.set()
+        self._waker.interrupt()
         with self._cond:
             unstarted = list(self._pending)
             self._pending.clear()
@@ -99,6 +102,7 @@ class Manager:
         # nothing of ours talks to Redis after stop() returns. Processors that are still
         # running jobs are left behind on purpose (their jobs are back in the queues).
         self._fetcher_thread().join(self.config.fetch_timeout + 1)
+        self._waker.dispose()  # only now: the fetcher may have been waiting on it
         return not leftovers
 
     def _fetcher_thread(self) -> threading.Thread:
@@ -216,18 +220,32 @@ class Manager:
 
     def _block(self) -> list[Work]:
         """Nothing queued: wait in Redis for the next job instead of polling."""
-        single = len(self.config.queues) == 1
-        timeout = self.config.fetch_timeout if single else self.config.idle_wait
         with self._cond:
             self._blocking = True
             acks, self._acks = self._acks, []
         self._flush(acks)  # from here on processors acknowledge directly
         try:
-            work = self.fetcher.wait(timeout)
+            if len(self.config.queues) == 1:
+                work = self.fetcher.wait(self.config.fetch_timeout)
+                return [work] if work is not None else []
+            return self._wait_several()
         finally:
             with self._cond:
                 self._blocking = False
-        return [work] if work is not None else []
+
+    def _wait_several(self) -> list[Work]:
+        """Several queues: sleep until Redis says one of them changed, then look again."""
+        if not self._waker.arm():
+            work = self.fetcher.wait(self.config.idle_wait)  # polling fallback
+            return [work] if work is not None else []
+        with self._cond:
+            want = max(self._idle - len(self._pending), 1)
+        works = self.fetcher.fetch(want, [])  # a push may have landed before tracking began
+        if not works and self._waker.wait(self.config.fetch_timeout):
+            works = self.fetcher.fetch(want, [])
+        if works:
+            self._waker.disarm()
+        return works
 
     def _hand_out(self, works: list[Work]) -> None:
         if not works:
