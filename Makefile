@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # clone may lack bench/ or examples/ and ruff errors on a missing path.
 LINT_DIRS := $(wildcard src tests bench examples)
 
-.PHONY: venv redis lint test unit demo bench clean
+.PHONY: venv redis ruby sentinel chromium lint test unit demo bench screenshots clean
 
 venv: $(STAMP)
 
@@ -30,11 +30,42 @@ redis:
 		exit 1; \
 	fi
 
+# Ruby Sidekiq (Debian's ruby-sidekiq 6.4.1) for the interop tests in tests/interop. Without
+# root it only says how to get it: those tests skip locally when it is missing (CI fails them).
+ruby:
+	@ruby -e 'require "sidekiq"' >/dev/null 2>&1 && command -v sidekiq >/dev/null 2>&1 && exit 0; \
+	if [ "$$(id -u)" = 0 ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y ruby-sidekiq; \
+	else \
+		echo "Ruby Sidekiq is missing: run 'sudo apt-get install ruby-sidekiq' (Debian/Ubuntu); the interop tests skip without it"; \
+	fi
+
+# redis-sentinel (Debian package) for tests/fault/test_sentinel.py; skipped locally without
+# it, failed under CI=true. The tests start their own sentinels on free loopback ports.
+sentinel:
+	@command -v redis-sentinel >/dev/null 2>&1 && exit 0; \
+	if [ "$$(id -u)" = 0 ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-sentinel; \
+	else \
+		echo "redis-sentinel is missing: run 'sudo apt-get install redis-sentinel'; the Sentinel fault test skips without it"; \
+	fi
+
+# Debian's Chromium for the dashboard's browser tests (tests/web/test_browser.py), driven by
+# Playwright; never `playwright install`, which downloads browsers of its own. Without root it
+# only says how to get it: those tests skip locally when it is missing (CI fails them).
+chromium:
+	@command -v chromium >/dev/null 2>&1 && exit 0; \
+	if [ "$$(id -u)" = 0 ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	else \
+		echo "chromium is missing: run 'sudo apt-get install chromium' (Debian/Ubuntu); the browser tests skip without it"; \
+	fi
+
 lint: venv
 	$(BIN)/ruff check $(LINT_DIRS)
 	$(BIN)/mypy
 
-test: venv redis
+test: venv redis ruby sentinel chromium
 	$(MAKE) lint
 	$(BIN)/pytest -q
 
@@ -46,6 +77,10 @@ demo: venv redis
 
 bench: venv redis
 	$(BIN)/python bench/throughput.py
+
+# Retakes the README's dashboard screenshots (docs/images/*.png) with the browser tests.
+screenshots: venv redis chromium
+	SIDEQUEST_SCREENSHOTS=1 $(BIN)/pytest -q tests/web/test_browser.py
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -14,13 +14,23 @@ from redis_server import RedisServer  # tests/ is on sys.path (pyproject: python
 
 INSTALL_HINT = "redis-server is missing: run 'sudo apt-get install redis-server' (or `make redis`)"
 INTEGRATION_DIR = (Path(__file__).parent / "integration").resolve()
+INTEROP_DIR = (Path(__file__).parent / "interop").resolve()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Everything under tests/integration needs Redis; tests/unit never starts it.
+    # Everything under tests/integration and tests/interop needs Redis; tests/unit never
+    # starts it. tests/interop also needs Ruby Sidekiq (`-m "not interop"` leaves it out).
+    fault_dir = (Path(__file__).parent / "fault").resolve()
     for item in items:
-        if INTEGRATION_DIR in Path(item.path).resolve().parents:
+        parents = Path(item.path).resolve().parents
+        if INTEGRATION_DIR in parents:
             item.add_marker(pytest.mark.redis)
+        elif INTEROP_DIR in parents:
+            item.add_marker(pytest.mark.redis)
+            item.add_marker(pytest.mark.interop)
+        elif fault_dir in parents:  # worker subprocesses under injected faults
+            item.add_marker(pytest.mark.redis)
+            item.add_marker(pytest.mark.fault)
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@
     sidequest run ...      the same, spelled out
     sidequest dev          worker + a private Redis when none is configured, for development
     sidequest stats        totals and queue sizes; sidequest status: processes and queues
+    sidequest web          the dashboard (needs the web extra: pip install 'sidequest[web]')
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sidequest",
         description="Run Sidequest workers (Sidekiq-compatible background jobs).",
-        epilog="Commands: run (default), dev, stats, status [--watch]."
+        epilog="Commands: run (default), dev, stats, status [--watch], web."
         " Example: sidequest -r myapp.jobs -c 10 -q default",
     )
     parser.add_argument("-r", "--require", action="append", metavar="MODULE_OR_FILE",
@@ -135,10 +136,20 @@ def _supervise(config: Config, processes: int) -> int:
     return Supervisor(config, processes, child).run()
 
 
+def _web(argv: list[str]) -> int:
+    try:
+        from sidequest.web.server import main as web_main
+    except ImportError as exc:  # the web extra is optional
+        print(f"sidequest web: {exc}; the dashboard needs its extra:"
+              " pip install 'sidequest[web]'", file=sys.stderr)
+        return 2
+    return web_main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = "run"
-    if argv and argv[0] in ("run", "dev", "stats", "status"):
+    if argv and argv[0] in ("run", "dev", "stats", "status", "web"):
         command = argv.pop(0)
     try:
         if command in ("stats", "status"):
@@ -149,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
             from sidequest.dev import main as dev_main
 
             return int(dev_main(argv))
+        if command == "web":
+            return _web(argv)
         args = _parser().parse_args(argv)
         if not 1 <= args.processes <= 64:
             raise ConfigError(f"-P must be from 1 to 64, got {args.processes}")

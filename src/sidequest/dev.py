@@ -3,6 +3,10 @@
     sidequest dev                                   the example shop, with demo traffic
     sidequest dev -r myapp.jobs -q default -q low   your app; the same flags as sidequest run
 
+The dashboard runs beside the worker on http://127.0.0.1:7433/ (another free port if that one
+is taken; ``--web-port``, ``--no-web``), without a login unless ``SIDEQUEST_WEB_PASSWORD`` is
+set: it listens on the loopback only.
+
 Without ``--redis-url`` (or ``redis_url`` in a ``-C`` file), ``SIDEQUEST_REDIS_URL`` or
 ``REDIS_URL``, a throwaway ``redis-server`` is started on a free loopback port, writing
 nothing to disk, and stopped on exit: on Ctrl-C, on SIGTERM, and (on Linux) by the kernel
@@ -28,11 +32,15 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from sidequest import connection
 from sidequest.cli import _parser, config_from_args, load_app, run_worker
 from sidequest.config import Config
 from sidequest.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sidequest.web.server import BackgroundServer
 
 EXAMPLE_APP = "examples.shop.jobs"
 EXAMPLE_TRAFFIC = "examples.shop.traffic"
@@ -42,6 +50,7 @@ INSTALL_HINT = (
     " sudo apt-get install redis-server, or point REDIS_URL at a running Redis"
 )
 HOST = "127.0.0.1"
+WEB_PORT = 7433
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -61,7 +70,7 @@ def main(argv: list[str]) -> int:
     source = _configured_by(args, config)
     if source:
         _say(f"Redis: {connection.redacted(config.redis_url or connection.url())} ({source})")
-        return _run(config, traffic)
+        return _run(config, traffic, _web_port(args))
     executable = shutil.which("redis-server")
     if executable is None:
         print(INSTALL_HINT, file=sys.stderr)
@@ -71,7 +80,7 @@ def main(argv: list[str]) -> int:
         with private_redis(executable) as url:
             connection.configure(redis_url=url)
             _say(f"Redis: {connection.redacted(url)} (private; stopped on exit)")
-            return _run(replace(config, redis_url=url), traffic)
+            return _run(replace(config, redis_url=url), traffic, _web_port(args))
     except RedisStartError as exc:
         print(f"sidequest dev: could not start redis-server: {exc}", file=sys.stderr)
         return 1
@@ -87,7 +96,14 @@ def _dev_parser() -> argparse.ArgumentParser:
     parser.epilog = "Example: sidequest dev -r myapp.jobs -q default -q low"
     parser.add_argument("--no-demo-traffic", action="store_true",
                         help="with the example app, do not enqueue example jobs every second")
+    parser.add_argument("--web-port", type=int, default=WEB_PORT,
+                        help=f"port of the dashboard on 127.0.0.1 (default {WEB_PORT}; 0: any)")
+    parser.add_argument("--no-web", action="store_true", help="do not start the dashboard")
     return parser
+
+
+def _web_port(args: argparse.Namespace) -> int | None:
+    return None if args.no_web else int(args.web_port)
 
 
 def _dev_config(args: argparse.Namespace) -> tuple[Config, bool]:
@@ -115,10 +131,11 @@ def _configured_by(args: argparse.Namespace, config: Config) -> str:
     return ""
 
 
-def _run(config: Config, traffic: bool) -> int:
+def _run(config: Config, traffic: bool, web_port: int | None = None) -> int:
     """Announce what runs, then run the worker (and the demo traffic) until stopped."""
     _say(f"Worker: {', '.join(config.require)} on queues {_queues(config)},"
          f" {config.concurrency} threads")
+    dashboard = _start_dashboard(web_port) if web_port is not None else None
     stop = threading.Event()
     thread = _start_traffic(stop) if traffic else None
     if thread:
@@ -128,7 +145,37 @@ def _run(config: Config, traffic: bool) -> int:
         return run_worker(config)
     finally:
         stop.set()
+        if dashboard is not None:
+            dashboard.stop()
         _join_worker_threads(time.monotonic() + config.fetch_timeout + 1.0)
+
+
+def _start_dashboard(port: int) -> BackgroundServer | None:
+    """The dashboard on the loopback, in a thread; None when the web extra is missing."""
+    try:
+        # The dashboard is an optional extra: imported only when it is there to be used.
+        from sidequest.web.server import BackgroundServer, build_app  # noqa: PLC0415
+    except ImportError as exc:
+        _say(f"Dashboard: not started ({exc}); install it with: pip install 'sidequest[web]'")
+        return None
+    try:
+        app = build_app(HOST)
+        server = BackgroundServer(app, HOST, port if port and _port_free(port) else 0).start()
+    except (ConfigError, OSError) as exc:
+        _say(f"Dashboard: not started: {exc}")
+        return None
+    login = "password login" if os.environ.get("SIDEQUEST_WEB_PASSWORD") else "no login"
+    _say(f"Dashboard: {server.url} ({login}, loopback only)")
+    return server
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
 
 
 def _join_worker_threads(deadline: float) -> None:

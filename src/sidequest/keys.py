@@ -23,6 +23,12 @@ Sidequest's own keys all start with ``sq:`` so that Sidekiq never trips over the
                                 one at a time, alone in a process, so a crash blames only them
     sq:quarantine:lock          STRING: identity of the one process running suspects now
     sq:reaper                   STRING lock so only one process reaps at a time
+    sq:metrics:1m:<YYYYMMDDHHMM>   HASH per UTC minute: <class>|p (runs), <class>|f (failures),
+                                   <class>|ms (milliseconds of successful runs); TTL 8 h
+    sq:metrics:10m:<YYYYMMDDHHM>   the same per 10 minutes (the minute's last digit dropped);
+                                   TTL 3 days
+    sq:metrics:hist:<YYYYMMDDHHM>  HASH per 10 minutes: <class>|<bucket> successful runs by
+                                   execution time (bucket bounds in sidequest.metrics); TTL 3 days
 """
 
 from __future__ import annotations
@@ -75,3 +81,19 @@ def inprogress(identity: str) -> str:
 
 def deaths(jid: str) -> str:
     return "sq:deaths:" + jid
+
+
+def metrics_minute(stamp: str) -> str:
+    """``stamp`` is the UTC minute as ``YYYYMMDDHHMM``."""
+    return "sq:metrics:1m:" + stamp
+
+
+def metrics_ten_minutes(stamp: str) -> str:
+    """``stamp`` is the UTC 10-minute slot as ``YYYYMMDDHHM`` (a minute stamp minus its last
+    digit)."""
+    return "sq:metrics:10m:" + stamp
+
+
+def metrics_histogram(stamp: str) -> str:
+    """Per 10-minute slot, like :func:`metrics_ten_minutes`."""
+    return "sq:metrics:hist:" + stamp

@@ -30,7 +30,20 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-_decoder = json.JSONDecoder(parse_constant=_no_constants)
+def _parse_int(text: str) -> int:
+    """Integers of any size, as Ruby writes them: Python refuses to convert strings of over
+    4,300 digits in one go, so longer ones are assembled from chunks."""
+    if len(text) <= 4000:
+        return int(text)
+    sign, digits = (-1, text[1:]) if text[0] == "-" else (1, text)
+    value = 0
+    for start in range(0, len(digits), 4000):
+        chunk = digits[start : start + 4000]
+        value = value * 10 ** len(chunk) + int(chunk)
+    return sign * value
+
+
+_decoder = json.JSONDecoder(parse_constant=_no_constants, parse_int=_parse_int)
 
 
 def new_jid() -> str:

@@ -22,3 +22,16 @@ def test_import_sidequest_loads_no_worker_code() -> None:
 def test_worker_loads_without_the_dev_runner() -> None:
     modules = loaded_after("import sidequest.worker")
     assert "sidequest.worker.manager" in modules and "sidequest.dev" not in modules
+
+
+def test_import_sidequest_loads_no_web_code() -> None:
+    modules = loaded_after("import sidequest; import sidequest.api; import sidequest.metrics")
+    assert not {m for m in modules if m.startswith("sidequest.web")}
+    assert not {"starlette", "jinja2", "uvicorn", "a2wsgi"} & modules
+
+
+def test_web_loads_without_the_worker() -> None:
+    modules = loaded_after("import sidequest.web")
+    assert "sidequest.web.app" in modules and "starlette" in modules
+    assert not {m for m in modules if m.startswith("sidequest.worker")}
+    assert "uvicorn" not in modules  # only `sidequest web` needs the server

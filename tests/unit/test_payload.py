@@ -270,3 +270,9 @@ def test_display_class_unwraps_wrappers() -> None:
     assert display_class({"class": "W", "wrapped": "R", "display_class": "Shown"}) == "Shown"
     assert display_class({"class": "Plain"}) == "Plain"
     assert display_class({"class": "", "wrapped": None}) == "?"
+
+
+def test_decode_reads_integers_of_any_size() -> None:
+    # Ruby writes bignums of any length; Python's int() refuses over 4,300 digits at once.
+    job = decode('{"class":"X","args":[' + "9" * 9000 + ",-" + "1" * 5000 + ",7]}")
+    assert job["args"] == [10**9000 - 1, -int("1" * 2500) * (10**2500) - int("1" * 2500), 7]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import cast
+from dataclasses import dataclass
+from typing import Any, cast
 
 from sidequest import connection, keys
 from sidequest.api.records import JobRecord
@@ -40,15 +41,24 @@ class Queue:
 
     def page(self, page: int = 1, count: int = 25, oldest_first: bool = False) -> list[JobRecord]:
         """One page (1-based), newest first unless ``oldest_first``."""
+        return self.counted_page(page, count, oldest_first)[0]
+
+    def counted_page(
+        self, page: int = 1, count: int = 25, oldest_first: bool = False
+    ) -> tuple[list[JobRecord], int]:
+        """One page and the queue's size, in one round trip (a page past the end is empty)."""
         page, count = max(1, page), max(1, min(count, 1000))
         start = (page - 1) * count
-        client = connection.client()
+        pipe = connection.client().pipeline(transaction=False)
+        pipe.llen(self.key)
         if oldest_first:
-            raws = cast(list[bytes], client.lrange(self.key, -start - count, -start - 1))
-            raws.reverse()
+            pipe.lrange(self.key, -start - count, -start - 1)
         else:
-            raws = cast(list[bytes], client.lrange(self.key, start, start + count - 1))
-        return [JobRecord(raw, self.key) for raw in raws]
+            pipe.lrange(self.key, start, start + count - 1)
+        size, raws = cast(Any, pipe.execute())
+        if oldest_first:
+            raws.reverse()
+        return [JobRecord(raw, self.key) for raw in raws], int(size)
 
     def each(self, oldest_first: bool = False) -> Iterator[JobRecord]:
         page = 1
@@ -81,6 +91,26 @@ class Queue:
         pipe.unlink(self.key)
         pipe.srem(keys.QUEUES, self.name)
         pipe.execute()
+
+
+@dataclass(frozen=True)
+class QueueSummary:
+    name: str
+    size: int
+    latency: float
+
+
+def summaries() -> list[QueueSummary]:
+    """Every queue's size and latency, in two round trips however many queues there are."""
+    client = connection.client()
+    names = sorted(n.decode() for n in cast(set[bytes], client.smembers(keys.QUEUES)))
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.llen(keys.queue(name))
+        pipe.lindex(keys.queue(name), -1)
+    replies = pipe.execute()
+    return [QueueSummary(name, int(replies[2 * i]), latency_of(replies[2 * i + 1]))
+            for i, name in enumerate(names)]
 
 
 def latency_of(raw: bytes | None) -> float:

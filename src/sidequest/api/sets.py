@@ -3,6 +3,7 @@ one entry at a time, each move atomic (it cannot be lost or doubled by a racing 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
@@ -68,12 +69,19 @@ class JobSet:
 
     def page(self, page: int = 1, count: int = 25, newest_first: bool = False) -> list[SortedEntry]:
         """One page (1-based) of entries, lowest score first unless ``newest_first``."""
+        return self.counted_page(page, count, newest_first)[0]
+
+    def counted_page(
+        self, page: int = 1, count: int = 25, newest_first: bool = False
+    ) -> tuple[list[SortedEntry], int]:
+        """One page and the set's size, in one round trip (a page past the end is empty)."""
         page, count = max(1, page), max(1, min(count, 1000))
         start = (page - 1) * count
-        rows = connection.client().zrange(
-            self.name, start, start + count - 1, desc=newest_first, withscores=True
-        )
-        return [SortedEntry(self, raw, score) for raw, score in cast(Any, rows)]
+        pipe = connection.client().pipeline(transaction=False)
+        pipe.zcard(self.name)
+        pipe.zrange(self.name, start, start + count - 1, desc=newest_first, withscores=True)
+        size, rows = cast(Any, pipe.execute())
+        return [SortedEntry(self, raw, score) for raw, score in rows], int(size)
 
     def each(self, newest_first: bool = True) -> Iterator[SortedEntry]:
         """Every entry, read a page at a time."""
@@ -97,6 +105,25 @@ class JobSet:
             if len(found) >= limit:
                 break
         return found
+
+    def search(
+        self, substring: str, cursor: int = 0, limit: int = 25, budget: float = 0.1
+    ) -> tuple[list[SortedEntry], int]:
+        """Entries whose JSON contains ``substring``, from ZSCAN position ``cursor`` on, until
+        ``limit`` are found or ``budget`` seconds are spent; returns them (lowest score first)
+        with the cursor to continue from, 0 when the whole set was scanned. A search over a
+        large set that matches little thus costs a bounded time per call, not one long scan.
+        """
+        pattern = "*" + _glob_escape(substring) + "*"
+        client = connection.client()
+        deadline = time.monotonic() + budget
+        found: list[SortedEntry] = []
+        while True:
+            cursor, rows = cast(Any, client.zscan(self.name, cursor, match=pattern, count=500))
+            found += [SortedEntry(self, raw, score) for raw, score in rows]
+            if not cursor or len(found) >= limit or time.monotonic() >= deadline:
+                found.sort(key=lambda entry: entry.score)
+                return found, int(cursor)
 
     def find_job(self, jid: str) -> SortedEntry | None:
         # Match the jid anywhere (JSON spacing varies between writers), then check the field.

@@ -21,7 +21,7 @@ from typing import Any, cast
 
 import redis
 
-from sidequest import connection, keys
+from sidequest import connection, keys, metrics, middleware
 from sidequest.config import Config
 from sidequest.worker.heartbeat import Heartbeat
 from sidequest.worker.manager import Manager
@@ -41,6 +41,10 @@ def make_identity() -> str:
 
 class Launcher:
     def __init__(self, config: Config) -> None:
+        if hasattr(sys, "set_int_max_str_digits"):
+            # Ruby writes integers of any size; Python's JSON refuses those over 4,300
+            # digits unless this process lifts the limit (3.10.7+/3.11).
+            sys.set_int_max_str_digits(0)
         self.config = config
         self.identity = make_identity()
         self.state = ProcessState()
@@ -57,6 +61,7 @@ class Launcher:
 
     def start(self) -> None:
         """Register with Redis (waiting for it if it is down), then start every thread."""
+        middleware.server.prepend(metrics.recorder)  # outermost: times the whole chain
         self._first_beat()
         check_redis(self._client)
         self.manager.start()
@@ -88,6 +93,7 @@ class Launcher:
             try:
                 self.heartbeat.beat()
                 self._check_quarantine()
+                self.manager.reconcile()
                 if failing:
                     log.warning("heartbeat: Redis is reachable again")
                 failing = False
@@ -122,6 +128,7 @@ class Launcher:
         if not self.manager.quieted.is_set():
             log.info("quiet: no new jobs will be fetched")
         self.heartbeat.quiet = True
+        self.scheduler.paused.set()
         self.manager.quiet()
 
     def stop(self) -> bool:
@@ -132,6 +139,7 @@ class Launcher:
         log.info("stopping: waiting up to %gs for running jobs", self.config.timeout)
         self.heartbeat.quiet = True
         clean = self.manager.stop(time.monotonic() + self.config.timeout)
+        metrics.recorder.close()  # stop its flusher thread and write the last counts
         self.stopping.set()
         for thread in self._threads:  # they wake on `stopping`; a Redis call ends by timeout
             thread.join(self.config.fetch_timeout + 1)

@@ -3,16 +3,24 @@
 Duties:
 1. the fetcher moves as many jobs as there are idle processors into the in-progress list,
    and acknowledges finished jobs in the same round trip (one script call for many jobs);
-2. when the queues are empty it blocks in Redis (BLMOVE) instead of polling;
+2. when the queues are empty it blocks in Redis (BLMOVE, or a wake-up for several queues)
+   instead of polling;
 3. quiet() stops fetching; stop(deadline) waits for running jobs, then pushes every job that
    has not finished back to the front of its queue;
-4. a Redis outage never kills a thread: log once, back off, reconnect, reconcile.
+4. isolate() runs quarantined suspects one at a time, each alone in the process;
+5. a Redis outage never kills a thread: log once, back off, reconnect; reconcile() finds
+   jobs whose fetch reply was lost.
+
+Threads meet only through two ``queue.SimpleQueue``s (C code, no Python-level condition
+variables, which cost more than a Redis round trip under the GIL): processors post "idle,
+and here is my last job to acknowledge" events to the fetcher, which posts jobs back.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import queue
 import threading
 import time
 from typing import Any, cast
@@ -30,6 +38,10 @@ from sidequest.worker.threads import spawn
 from sidequest.worker.waker import Waker
 
 log = logging.getLogger("sidequest")
+#: Posted to the fetcher (compared by identity, never equal to a payload): stop() asks it to
+#: flush what is left and exit; _WAKE makes it look again (quiet, isolate).
+_STOP = b"stop"
+_WAKE = b"wake"
 
 
 class Manager:
@@ -44,19 +56,14 @@ class Manager:
         self._waker = Waker(self._client, [keys.queue(name) for name in config.queue_names])
         self.processor = Processor(config, identity, connection.new_client(retries=0), state,
                                    self.stopping)
-        # One lock, three wait queues: waking only the thread that has something to do
-        # matters, since a notify_all per job would wake every processor (a thundering herd).
-        self._cond = threading.Lock()
-        self._work_ready = threading.Condition(self._cond)  # processors wait for a job
-        self._fetcher_wake = threading.Condition(self._cond)  # the fetcher waits for demand
-        self._finished = threading.Condition(self._cond)  # stop() waits for running jobs
-        self._pending: collections.deque[Work] = collections.deque()
-        self._acks: list[bytes] = []
-        self._idle = 0
-        self._running: dict[str, Work] = {}
-        self._blocking = False
-        self._done = False
+        self._jobs: queue.SimpleQueue[Work | None] = queue.SimpleQueue()
+        self._events: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._running: dict[str, Work] = {}  # tid -> job; single dict ops are GIL-atomic
+        self._blocking = False  # the fetcher is parked in Redis: processors ack directly
+        self._strays: collections.Counter[bytes] | None = None
         self._threads: list[threading.Thread] = []
+        self._thread_of: dict[str, threading.Thread] = {}
+        self._fetcher_thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -64,7 +71,8 @@ class Manager:
         for i in range(self.config.concurrency):
             self._threads.append(spawn(self._process_loop, f"sidequest-processor-{i}",
                                        self.stopping))
-        self._threads.append(spawn(self._fetch_loop, "sidequest-fetcher", self.stopping))
+        self._fetcher_thread = spawn(self._fetch_loop, "sidequest-fetcher", self.stopping)
+        self._threads.append(self._fetcher_thread)
 
     def quiet(self) -> None:
         """Stop fetching; running jobs finish, prefetched ones go back to their queues."""
@@ -72,11 +80,8 @@ class Manager:
             return
         self.quieted.set()
         self._waker.interrupt()
-        with self._cond:
-            unstarted = list(self._pending)
-            self._pending.clear()
-            self._fetcher_wake.notify_all()
-        self._requeue(unstarted)
+        self._events.put(_WAKE)
+        self._requeue(self._drain_jobs())
 
     def stop(self, deadline: float) -> bool:
         """Quiet, wait until ``deadline`` (monotonic) for running jobs, requeue the rest.
@@ -84,29 +89,27 @@ class Manager:
         Returns True when every processor finished in time.
         """
         self.quiet()
-        with self._cond:
-            while self._running and time.monotonic() < deadline:
-                self._finished.wait(min(0.1, max(0.0, deadline - time.monotonic())))
-            self._done = True
-            leftovers = list(self._running.values())
-            acks, self._acks = self._acks, []
-            self._work_ready.notify_all()
-            self._fetcher_wake.notify_all()
+        while self._running and time.monotonic() < deadline:
+            time.sleep(0.02)  # shutdown only: a short poll keeps the hot path lock-free
+        stuck = dict(self._running)
+        leftovers = list(stuck.values())
+        self._requeue(self._drain_jobs())  # fetched while we were quieting
+        for _ in range(self.config.concurrency):
+            self._jobs.put(None)
+        for tid, thread in list(self._thread_of.items()):
+            if tid not in stuck:  # it posts its last acknowledgement, then exits
+                thread.join(1.0)
+        self._events.put(_STOP)
+        if self._fetcher_thread is not None:  # it flushes the last acknowledgements
+            self._fetcher_thread.join(self.config.fetch_timeout + 2)
         self.stopping.set()
-        self._flush(acks)
+        self._flush(self._drain_acks())
         if leftovers:
             log.warning("%d jobs still running at the shutdown deadline; pushing them back",
                         len(leftovers))
         self._requeue_all()
-        # The fetcher may sit in a blocking call for up to fetch_timeout; wait for it so that
-        # nothing of ours talks to Redis after stop() returns. Processors that are still
-        # running jobs are left behind on purpose (their jobs are back in the queues).
-        self._fetcher_thread().join(self.config.fetch_timeout + 1)
         self._waker.dispose()  # only now: the fetcher may have been waiting on it
         return not leftovers
-
-    def _fetcher_thread(self) -> threading.Thread:
-        return self._threads[-1]
 
     @property
     def busy(self) -> int:
@@ -118,167 +121,175 @@ class Manager:
         if not self.isolating.is_set():
             log.warning("running quarantined jobs one at a time, each alone in this process")
         self.isolating.set()
-        with self._cond:
-            self._fetcher_wake.notify()
+        self._events.put(_WAKE)
 
-    # -- processor side ----------------------------------------------------------------
-
-    def _take(self, tid: str) -> Work | None:
-        with self._cond:
-            self._idle += 1
-            self._fetcher_wake.notify()
-            while not self._pending and not self._done:
-                self._work_ready.wait()
-            self._idle -= 1
-            if self._done and not self._pending:
-                return None
-            work = self._pending.popleft()
-            self._running[tid] = work
-            return work
-
-    def _finish(self, tid: str, work: Work, ack: bool) -> None:
-        with self._cond:
-            del self._running[tid]
-            direct = ack and (self._blocking or self.quieted.is_set())
-            if ack and not direct:
-                self._acks.append(work.raw)
-            self._fetcher_wake.notify()
-            self._finished.notify_all()
-        if direct:
-            # The fetcher is parked in a blocking call or gone: acknowledge now rather than
-            # leave a finished job where a crash would run it again.
-            self.processor.write(lambda pipe: pipe.lrem(self.fetcher.inprogress, 1, work.raw))
+    # -- processors --------------------------------------------------------------------
 
     def _process_loop(self) -> None:
         tid = thread_id()
+        self._thread_of[tid] = threading.current_thread()
+        ack: bytes | None = None
         while True:
-            work = self._take(tid)
+            self._events.put(ack)  # idle now, and this job is done
+            work = self._jobs.get()
             if work is None:
                 return
-            ack = False
+            if self.quieted.is_set():  # fetched just as we were told to quiet: not ours now
+                self._requeue([work])
+                ack = None
+                continue
+            self._running[tid] = work
+            ok = False
             try:
-                ack = self.processor.run(work, tid)
+                ok = self.processor.run(work, tid)
             except BaseException:  # the processor handles job errors; this is our own bug
                 log.exception("internal error running a job; it stays in progress for recovery")
             finally:
-                self._finish(tid, work, ack)
+                del self._running[tid]
+            ack = work.raw if ok else None
+            if ack is not None and (self._blocking or self.quieted.is_set()):
+                # Nobody will carry the acknowledgement soon: send it now, rather than
+                # leave a finished job where a crash would run it again.
+                self._flush([ack])
+                ack = None
 
-    # -- fetcher side ------------------------------------------------------------------
-
-    def _wanted(self) -> tuple[int, list[bytes]]:
-        """Wait until there is something to do: idle processors to feed, or acks to send."""
-        with self._cond:
-            while True:
-                want = 0 if self.quieted.is_set() else self._idle - len(self._pending)
-                if self.isolating.is_set():
-                    alone = not self._running and not self._pending
-                    want = 1 if alone and want > 0 else 0
-                if want > 0 or self._acks or self._done or self.quieted.is_set():
-                    acks, self._acks = self._acks, []
-                    return max(want, 0), acks
-                self._fetcher_wake.wait()
+    # -- fetcher -----------------------------------------------------------------------
 
     def _fetch_loop(self) -> None:
+        owed = 0  # idle processors that have no job yet
+        acks: list[bytes] = []
         failures = 0
-        while not self._done:
-            want, acks = self._wanted()
-            if self.quieted.is_set() and not acks:
+        while True:
+            paused = self.quieted.is_set() or self.isolating.is_set()
+            stop, idle, new_acks = self._collect(block=not acks and (not owed or paused))
+            owed += idle
+            acks += new_acks
+            if stop:
+                self._flush(acks)
                 return
             try:
-                if self.isolating.is_set():
-                    works = self._fetch_suspect(want, acks)
-                    acks = []
-                else:
-                    works = self.fetcher.fetch(want, acks)
-                    acks = []  # sent: never resend them after a later error
-                    if want and not works:
-                        works = self._block()
-                self._hand_out(works)  # before reconciling, so these count as known
-                if failures:
-                    log.warning("Redis is reachable again; fetching resumes")
-                    self._reconcile()
+                works = self._fetch(owed, acks)
+                acks = []  # sent: never resend them after a later error
                 failures = 0
             except redis.RedisError as exc:
-                with self._cond:
-                    self._acks[:0] = acks
                 failures += 1
-                if failures == 1:
-                    log.warning("Redis error while fetching, backing off: %s", exc)
-                self.stopping.wait(min(0.1 * 2**failures, 2.0))
+                self._fetch_failed(exc, failures)
+                continue
+            owed -= len(works)
+            for work in works:
+                self._jobs.put(work)
 
-    def _fetch_suspect(self, want: int, acks: list[bytes]) -> list[Work]:
-        self._flush(acks)
-        if not want:
+    def _collect(self, block: bool) -> tuple[bool, int, list[bytes]]:
+        """Read processor events: (stop asked, processors newly idle, acks to send)."""
+        events: list[bytes | None] = []
+        try:
+            if block:
+                events.append(self._events.get(timeout=self.config.fetch_timeout))
+            while True:
+                events.append(self._events.get_nowait())
+        except queue.Empty:
+            pass
+        stop = any(e is _STOP for e in events)
+        mine = [e for e in events if e is not _STOP and e is not _WAKE]
+        return stop, len(mine), [e for e in mine if e]
+
+    def _fetch(self, owed: int, acks: list[bytes]) -> list[Work]:
+        if self.quieted.is_set():
+            self.fetcher.fetch(0, acks)
             return []
-        work = self.fetcher.take_suspect()
-        if work is None:
-            self.isolating.clear()
-            self._client.eval(_RELEASE, 1, keys.QUARANTINE_LOCK, self.identity)
-            log.warning("quarantine empty; fetching from the queues again")
-            return []
-        return [work]
+        if self.isolating.is_set():
+            return self._fetch_suspect(owed, acks)
+        works = self.fetcher.fetch(owed, acks)
+        if owed and not works:
+            works = self._block()
+        return works
+
+    def _fetch_failed(self, exc: redis.RedisError, failures: int) -> None:
+        if failures == 1:
+            log.warning("Redis error while fetching, backing off: %s", exc)
+        if self._strays is None:
+            self._strays = collections.Counter()  # reconcile() will look for lost replies
+        self.stopping.wait(min(0.1 * 2**failures, 2.0))
 
     def _block(self) -> list[Work]:
         """Nothing queued: wait in Redis for the next job instead of polling."""
-        with self._cond:
-            self._blocking = True
-            acks, self._acks = self._acks, []
-        self._flush(acks)  # from here on processors acknowledge directly
+        self._blocking = True
         try:
+            _, _, acks = self._collect(block=False)
+            self._flush(acks)  # from here on processors acknowledge directly
             if len(self.config.queues) == 1:
                 work = self.fetcher.wait(self.config.fetch_timeout)
                 return [work] if work is not None else []
             return self._wait_several()
         finally:
-            with self._cond:
-                self._blocking = False
+            self._blocking = False
 
     def _wait_several(self) -> list[Work]:
         """Several queues: sleep until Redis says one of them changed, then look again."""
         if not self._waker.arm():
             work = self.fetcher.wait(self.config.idle_wait)  # polling fallback
             return [work] if work is not None else []
-        with self._cond:
-            want = max(self._idle - len(self._pending), 1)
-        works = self.fetcher.fetch(want, [])  # a push may have landed before tracking began
+        works = self.fetcher.fetch(1, [])  # a push may have landed before tracking began
         if not works and self._waker.wait(self.config.fetch_timeout):
-            works = self.fetcher.fetch(want, [])
+            works = self.fetcher.fetch(1, [])
         if works:
             self._waker.disarm()
         return works
 
-    def _hand_out(self, works: list[Work]) -> None:
-        if not works:
-            return
-        with self._cond:
-            if not self.quieted.is_set():
-                self._pending.extend(works)
-                self._work_ready.notify(len(works))
-                return
-        self._requeue(works)  # fetched just as we were told to quiet
+    # -- quarantine --------------------------------------------------------------------
+
+    def _fetch_suspect(self, owed: int, acks: list[bytes]) -> list[Work]:
+        self.fetcher.fetch(0, acks)
+        alone = owed == self.config.concurrency and not self._running
+        if not alone:
+            return []
+        work = self.fetcher.take_suspect()
+        if work is None:
+            self.isolating.clear()
+            self._client.eval(_RELEASE, 1, keys.QUARANTINE_LOCK, self.identity)
+            log.warning("quarantine empty; fetching from the queues again")
+            self._events.put(_WAKE)  # look at the queues now
+            return []
+        return [work]
 
     # -- recovery ----------------------------------------------------------------------
 
-    def _known(self) -> collections.Counter[bytes]:
-        with self._cond:
-            raws = [w.raw for w in self._pending] + [w.raw for w in self._running.values()]
-            return collections.Counter(raws + self._acks)
-
-    def _reconcile(self) -> None:
-        """After an outage: a fetch whose reply was lost left jobs in our in-progress list
-        that no thread knows about. Push those back so they do not wait for our death."""
+    def reconcile(self) -> int:
+        """After fetch errors, a fetch whose reply was lost leaves a job in our in-progress
+        list that no thread knows about. The heartbeat calls this on every beat: a stray
+        seen on two beats in a row is pushed back (a job in transit between threads is
+        never a stray that long). Returns how many were pushed back."""
+        previous = self._strays
+        if previous is None:
+            return 0
         stored = cast(list[bytes], self._client.lrange(self.fetcher.inprogress, 0, -1))
-        unknown = collections.Counter(stored) - self._known()
-        if unknown:
-            orphans = [Work(_queue_of(raw), raw) for raw in unknown.elements()]
-            log.warning("requeueing %d jobs whose fetch reply was lost", len(orphans))
-            self._requeue(orphans)
+        known = collections.Counter(w.raw for w in list(self._running.values()))
+        strays = collections.Counter(stored) - known
+        orphans = strays & previous
+        remaining = strays - orphans
+        self._strays = remaining if remaining else None
+        if orphans:
+            log.warning("requeueing %d jobs whose fetch reply was lost", sum(orphans.values()))
+            self._requeue([Work(_queue_of(raw), raw) for raw in orphans.elements()])
+        return sum(orphans.values())
+
+    def _drain_jobs(self) -> list[Work]:
+        works = []
+        try:
+            while True:
+                work = self._jobs.get_nowait()
+                if work is not None:
+                    works.append(work)
+        except queue.Empty:
+            return works
+
+    def _drain_acks(self) -> list[bytes]:
+        return self._collect(block=False)[2]
 
     def _requeue(self, works: list[Work]) -> None:
         """Move jobs from our in-progress list back to the front of their queues."""
         if not works:
             return
-
         args: list[Any] = []
         for work in works:
             args += [work.queue, work.raw]
@@ -317,7 +328,7 @@ _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL
 
 def _queue_of(raw: bytes) -> str:
     try:
-        queue = loads(raw).get("queue")
+        queue_name = loads(raw).get("queue")
     except (ValueError, AttributeError):
-        queue = None
-    return queue if isinstance(queue, str) and queue else "default"
+        queue_name = None
+    return queue_name if isinstance(queue_name, str) and queue_name else "default"

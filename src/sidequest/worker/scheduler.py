@@ -30,6 +30,8 @@ class Scheduler:
         self.config = config
         self.client = client
         self.stopping = stopping
+        #: Set when the process is quieted: like Sidekiq's poller, stop moving jobs.
+        self.paused = threading.Event()
         self._script = connection.script("enqueue_due")
         self._rng = random.Random()
 
@@ -37,6 +39,9 @@ class Scheduler:
         self.stopping.wait(self.config.poll_interval * self._rng.random())
         failing = False
         while not self.stopping.is_set():
+            if self.paused.is_set():
+                self.stopping.wait(self.config.poll_interval)
+                continue
             try:
                 self.enqueue_due()
                 failing = False

@@ -1,0 +1,172 @@
+"""Execution metrics per job class: a server middleware that counts runs, failures and
+execution time per UTC minute and per 10 minutes, for the dashboard's Metrics page.
+
+    from sidequest import metrics, middleware
+    middleware.server.prepend(metrics.recorder)   # outermost: times the whole chain
+
+Counting happens in memory; a background thread adds the counts to Redis every few seconds in
+one pipeline (HINCRBY per field, EXPIRE per key), so a job costs a dict update, not a round
+trip. Keys are described in :mod:`sidequest.keys` (``sq:metrics:*``); they are our own, not
+Sidekiq's metrics keys, whose format changed between Sidekiq 7 and 8. The reader is
+:mod:`sidequest.api.metrics`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import bisect
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import redis
+
+from sidequest import connection, keys
+
+log = logging.getLogger("sidequest")
+
+#: Upper bounds, in ms, of the execution-time histogram's buckets (Sidekiq's); a run goes
+#: into the first bucket whose bound is greater than its duration, the last bucket is open.
+BOUNDS_MS = (20, 30, 45, 65, 100, 150, 225, 335, 500, 750, 1100, 1700, 2500, 3800, 5750, 8500,
+             13000, 20000, 30000, 45000, 65000, 100000, 150000, 225000, 335000)
+BUCKETS = len(BOUNDS_MS) + 1
+MINUTE_TTL = 8 * 3600
+TEN_MINUTE_TTL = 3 * 24 * 3600
+FLUSH_INTERVAL = 5.0
+#: Counts kept when Redis is unreachable; past this many fields new counts are dropped, so
+#: an outage cannot grow the worker's memory without bound.
+MAX_PENDING = 100_000
+
+
+def bucket(ms: float) -> int:
+    """The histogram bucket of a run that took ``ms`` milliseconds."""
+    return bisect.bisect_right(BOUNDS_MS, ms)
+
+
+def job_class(payload: dict[str, Any]) -> str:
+    """The name a run is counted under: the wrapped class of an ActiveJob, else ``class``."""
+    for field in ("wrapped", "class"):
+        value = payload.get(field)
+        if isinstance(value, str) and value:
+            return value
+    return "?"
+
+
+def minute_stamp(at: float) -> str:
+    return datetime.fromtimestamp(at, timezone.utc).strftime("%Y%m%d%H%M")
+
+
+class Recorder:
+    """The middleware: ``recorder(job, payload, queue, call_next)``. Thread-safe."""
+
+    def __init__(self, interval: float = FLUSH_INTERVAL,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.interval = interval
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[str, str], int] = {}
+        self._ttls: dict[str, int] = {}
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __call__(self, job: Any, payload: dict[str, Any], queue: str,
+                 call_next: Callable[[], Any]) -> Any:
+        started = time.perf_counter()
+        try:
+            result = call_next()
+        except BaseException:
+            self.record(job_class(payload), 0.0, failed=True)
+            raise
+        self.record(job_class(payload), (time.perf_counter() - started) * 1000.0, failed=False)
+        return result
+
+    def record(self, klass: str, ms: float, failed: bool) -> None:
+        """Count one run. As in Sidekiq, a failure counts as run and failed, with no time."""
+        stamp = minute_stamp(self.clock())
+        minute, ten = keys.metrics_minute(stamp), keys.metrics_ten_minutes(stamp[:-1])
+        fields = [(minute, f"{klass}|p", 1), (ten, f"{klass}|p", 1)]
+        if failed:
+            fields += [(minute, f"{klass}|f", 1), (ten, f"{klass}|f", 1)]
+        else:
+            whole_ms = round(ms)
+            hist = keys.metrics_histogram(stamp[:-1])
+            fields += [(minute, f"{klass}|ms", whole_ms), (ten, f"{klass}|ms", whole_ms),
+                       (hist, f"{klass}|{bucket(ms)}", 1)]
+        with self._lock:
+            for key, field, amount in fields:
+                self._add(key, field, amount)
+            self._ttls.setdefault(minute, MINUTE_TTL)
+            self._ttls.setdefault(ten, TEN_MINUTE_TTL)
+            if not failed:
+                self._ttls.setdefault(hist, TEN_MINUTE_TTL)
+            if self._thread is None:
+                self._start()
+
+    def _add(self, key: str, field: str, amount: int) -> None:
+        slot = (key, field)
+        if slot in self._pending or len(self._pending) < MAX_PENDING:
+            self._pending[slot] = self._pending.get(slot, 0) + amount
+
+    def flush(self, client: redis.Redis | None = None) -> int:
+        """Add the pending counts to Redis now; returns how many fields were written. On a
+        Redis error the counts are kept for the next flush."""
+        with self._lock:
+            pending, ttls = self._pending, self._ttls
+            self._pending, self._ttls = {}, {}
+        if not pending:
+            return 0
+        pipe = (client or connection.client()).pipeline(transaction=False)
+        for (key, field), amount in pending.items():
+            pipe.hincrby(key, field, amount)
+        for key, ttl in ttls.items():
+            pipe.expire(key, ttl)
+        try:
+            pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("metrics: could not write to Redis, will retry: %s", exc)
+            with self._lock:
+                for (key, field), amount in pending.items():
+                    self._add(key, field, amount)
+                for key, ttl in ttls.items():
+                    self._ttls.setdefault(key, ttl)
+            return 0
+        return len(pending)
+
+    def close(self) -> None:
+        """Stop the flushing thread and write what is left (a worker calls it at stop)."""
+        thread = self._thread
+        if thread is not None:
+            self._wake.set()
+            thread.join(self.interval + 5.0)
+        self.flush()
+
+    def _start(self) -> None:
+        self._wake.clear()
+        self._thread = threading.Thread(target=self._run, name="sidequest-metrics", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._wake.wait(self.interval):
+            try:
+                self.flush()
+            except Exception:  # the thread must outlive any surprise; counts are best effort
+                log.exception("metrics: flush failed")
+        with self._lock:
+            self._thread = None
+
+
+#: The process-wide recorder the worker installs.
+recorder = Recorder()
+
+
+def _flush_at_exit() -> None:
+    try:
+        recorder.flush()
+    except Exception as exc:  # Redis gone at exit: the last few seconds of counts are lost
+        log.debug("metrics: final flush failed: %s", exc)
+
+
+atexit.register(_flush_at_exit)

@@ -1,0 +1,95 @@
+"""``create_app``: the dashboard as an ASGI application (Starlette), to serve with
+``sidequest web``, mount in FastAPI/Starlette, or bridge to WSGI with ``wsgi_app``."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterable
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from sidequest.errors import ConfigError
+from sidequest.web.auth import AuthCallable, AuthPolicy, LoginLimiter, digest
+from sidequest.web.security import Guard
+from sidequest.web.session import Signer
+from sidequest.web.settings import Settings
+from sidequest.web.views import busy, dashboard, login, metrics, queues, sets
+
+PASSWORD_ENV = "SIDEQUEST_WEB_PASSWORD"
+SECRET_ENV = "SIDEQUEST_WEB_SECRET"
+SESSION_HOURS = 12
+NO_AUTH = (
+    "the dashboard needs a login: set SIDEQUEST_WEB_PASSWORD, pass password= or auth= to"
+    " create_app(), or pass insecure=True if something in front of it already checks who"
+    " may use it"
+)
+
+
+def create_app(
+    *,
+    password: str | None = None,
+    auth: AuthCallable | None = None,
+    login_url: str | None = None,
+    secret_key: str | bytes | None = None,
+    insecure: bool = False,
+    allowed_hosts: Iterable[str] | None = None,
+    title: str = "Sidequest",
+    session_hours: float = SESSION_HOURS,
+    login_attempts_per_minute: int = 20,
+) -> Starlette:
+    """The dashboard. Who may use it, in order of precedence:
+
+    - ``auth``: your application's check, ``auth(request) -> bool`` (plain or async; a
+      Starlette ``Request``), e.g. "is the logged-in user staff"; ``login_url`` is where a
+      browser that fails it is sent (else it gets a 401);
+    - ``password`` (else ``$SIDEQUEST_WEB_PASSWORD``): the dashboard's own login page;
+    - ``insecure=True``: no login at all (only behind something that checks already).
+
+    Without any of them it raises ConfigError. Sessions are signed with ``secret_key`` (else
+    ``$SIDEQUEST_WEB_SECRET``, else a random key, so a restart logs everyone out; set one
+    when several processes serve the dashboard). Redis is the one configured for Sidequest
+    (``sidequest.configure`` or ``$SIDEQUEST_REDIS_URL``/``$REDIS_URL``).
+    """
+    password = password if password is not None else os.environ.get(PASSWORD_ENV) or None
+    if auth is None and password is None and not insecure:
+        raise ConfigError(NO_AUTH)
+    policy = AuthPolicy(
+        password_digest=digest(password) if password is not None and auth is None else None,
+        callback=auth, login_url=login_url, insecure=insecure,
+    )
+    secret = secret_key if secret_key is not None else os.environ.get(SECRET_ENV)
+    key = secret.encode() if isinstance(secret, str) else secret or secrets.token_bytes(32)
+    settings = Settings(
+        auth=policy,
+        signer=Signer(key, session_hours * 3600),
+        limiter=LoginLimiter(limit=login_attempts_per_minute),
+        title=title,
+        allowed_hosts=frozenset(h.lower() for h in allowed_hosts) if allowed_hosts else None,
+    )
+    app = Starlette(routes=routes(), middleware=[Middleware(Guard, settings=settings)])
+    app.state.sidequest = settings
+    return app
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/", dashboard.dashboard, methods=["GET"], name="dashboard"),
+        Route("/stats", dashboard.stats, methods=["GET"], name="stats"),
+        Route("/busy", busy.busy, methods=["GET"], name="busy"),
+        Route("/busy", busy.busy_action, methods=["POST"]),
+        Route("/queues", queues.queues, methods=["GET"], name="queues"),
+        Route("/queues/{name:path}", queues.queue, methods=["GET"], name="queue"),
+        Route("/queues/{name:path}/delete", queues.delete_queue, methods=["POST"]),
+        Route("/queues/{name:path}/delete_job", queues.delete_job, methods=["POST"]),
+        *sets.routes(),
+        Route("/metrics", metrics.overview, methods=["GET"], name="metrics"),
+        Route("/metrics/{name:path}", metrics.job_class, methods=["GET"], name="metrics_class"),
+        Route("/login", login.login_page, methods=["GET"], name="login"),
+        Route("/login", login.login, methods=["POST"]),
+        Route("/logout", login.logout, methods=["POST"], name="logout"),
+        Mount("/static", StaticFiles(packages=[("sidequest.web", "static")]), name="static"),
+    ]

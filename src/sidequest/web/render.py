@@ -1,0 +1,159 @@
+"""Turning data into pages: the Jinja2 environment (autoescaping everything), the filters the
+templates use, and small response helpers shared by the views.
+
+Every value read from Redis is attacker-influenced (job arguments, class names, error
+messages, queue names, tags): templates print it only through autoescaping, URLs built from
+it quote it as one path segment, and nothing is ever marked safe.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from typing import Any, cast
+from urllib.parse import quote, urlencode
+
+import jinja2
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse
+
+from sidequest import __version__
+from sidequest.web.session import Session
+from sidequest.web.settings import Settings
+
+#: Characters of job arguments shown in a table cell; the job's own page shows them all.
+ARGS_IN_TABLE = 200
+#: Characters of any one value shown on a job's page (a 50 MB payload must not become a page).
+VALUE_ON_PAGE = 100_000
+
+TABS = (("", "Dashboard"), ("busy", "Busy"), ("queues", "Queues"), ("retries", "Retries"),
+        ("scheduled", "Scheduled"), ("morgue", "Dead"), ("metrics", "Metrics"))
+
+
+def settings(request: Request) -> Settings:
+    return cast(Settings, request.app.state.sidequest)
+
+
+def session(request: Request) -> Session:
+    return cast(Session, request.scope["sidequest.session"])
+
+
+def root(request: Request) -> str:
+    """The path the dashboard is mounted at ("" when it is the whole site)."""
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def route_path(scope: Any) -> str:
+    """The request's path inside the dashboard, whether or not the server kept the mount
+    prefix in ``path`` (Starlette's Mount does, some WSGI bridges do not)."""
+    path, prefix = str(scope.get("path", "/")), str(scope.get("root_path", "")).rstrip("/")
+    return path[len(prefix):] or "/" if prefix and path.startswith(prefix) else path
+
+
+def form(request: Request) -> dict[str, str]:
+    """The POSTed form (first value of each field), parsed and CSRF-checked by the guard."""
+    fields = cast(dict[str, list[str]], request.scope.get("sidequest.form", {}))
+    return {name: values[0] for name, values in fields.items() if values}
+
+
+def form_list(request: Request, name: str) -> list[str]:
+    return list(cast(dict[str, list[str]], request.scope.get("sidequest.form", {})).get(name, []))
+
+
+def page(request: Request, template: str, title: str, status_code: int = 200,
+         **context: Any) -> HTMLResponse:
+    current = session(request)
+    context.setdefault("bare", False)
+    body = ENV.get_template(template).render(
+        request=request, root=root(request), nonce=request.scope["sidequest.nonce"],
+        csrf=current.csrf, flash=current.pop_flash(), page_title=title,
+        app_title=settings(request).title, tabs=TABS, version=__version__,
+        logged_in=current.user is not None, now=time.time(),
+        tab=route_path(request.scope).split("/")[1], **context,
+    )
+    return HTMLResponse(body, status_code=status_code)
+
+
+def text(message: str, status_code: int) -> PlainTextResponse:
+    return PlainTextResponse(message, status_code=status_code)
+
+
+def back(request: Request, path: str, message: str | None = None,
+         **query: str | int) -> RedirectResponse:
+    """303 to ``path`` inside the dashboard (after a POST), with a message for that page."""
+    if message:
+        session(request).say(message)
+    suffix = "?" + urlencode(query) if query else ""
+    return RedirectResponse(root(request) + path + suffix, status_code=303)
+
+
+def segment(value: str) -> str:
+    """``value`` as one URL path segment: slashes, dots and markup all quoted."""
+    return quote(value, safe="")
+
+
+def number(value: float) -> str:
+    return f"{value:,.0f}" if isinstance(value, int) or value >= 100 else f"{value:,.2f}"
+
+
+def ago(seconds: float | None, now: float | None = None) -> str:
+    """``3 min ago`` / ``in 2 h`` for an epoch time; ``-`` when unknown."""
+    if seconds is None:
+        return "-"
+    delta = (now if now is not None else time.time()) - seconds
+    span = abs(delta)
+    for limit, unit, size in ((60, "s", 1), (3600, "min", 60), (86400, "h", 3600)):
+        if span < limit:
+            amount = f"{span // size:.0f} {unit}"
+            break
+    else:
+        amount = f"{span / 86400:.1f} d"
+    return f"{amount} ago" if delta >= 0 else f"in {amount}"
+
+
+def utc(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def short_json(value: Any, limit: int = ARGS_IN_TABLE) -> str:
+    text_value = json.dumps(value, ensure_ascii=False)
+    return text_value if len(text_value) <= limit else text_value[: limit - 1] + "…"
+
+
+def full_json(value: Any) -> str:
+    text_value = json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True)
+    if len(text_value) <= VALUE_ON_PAGE:
+        return text_value
+    return text_value[:VALUE_ON_PAGE] + f"\n… ({len(text_value) - VALUE_ON_PAGE:,} more characters)"
+
+
+def kilobytes(value: int) -> str:
+    return f"{value / 1024:,.0f} MB" if value >= 1024 else f"{value} KB"
+
+
+@jinja2.pass_context
+def page_url(context: jinja2.runtime.Context, **changes: str | int | None) -> str:
+    """The current page's URL with some query parameters changed (None removes one)."""
+    request: Request = context["request"]
+    params = dict(request.query_params)
+    for name, value in changes.items():
+        if value is None:
+            params.pop(name, None)
+        else:
+            params[name] = str(value)
+    return root(request) + route_path(request.scope) + ("?" + urlencode(params) if params else "")
+
+
+ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("sidequest.web", "templates"),
+    autoescape=True,  # every template, whatever its name: nothing is printed unescaped
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+ENV.filters.update(seg=segment, number=number, ago=ago, utc=utc, short_json=short_json,
+                   full_json=full_json, kb=kilobytes)
+ENV.globals.update(page_url=page_url)

@@ -1,0 +1,192 @@
+"""The guard in front of every route: login, CSRF, same-origin, host and response headers.
+
+It wraps the router, so a route added later is protected without doing anything; only
+``PUBLIC_PATHS`` and ``STATIC_PREFIX`` (login, logout, our own CSS and JS) are reachable
+without logging in. For each request it:
+
+1. refuses a Host header outside ``allowed_hosts`` (a login-less dashboard on loopback must
+   not answer a page that rebinds its own domain to 127.0.0.1);
+2. loads the signed session cookie, or starts a new session;
+3. asks the auth policy, and answers 303 to the login page (a browser GET) or 401;
+4. for any method but GET/HEAD, requires the request to come from our own origin
+   (``Sec-Fetch-Site: same-origin``, or without it an ``Origin`` naming our host) *and* to
+   carry the session's CSRF token; it parses the form once and hands it to the view;
+5. adds a nonce Content-Security-Policy (no inline script, no eval), ``nosniff``,
+   ``frame-ancestors 'none'``, no caching of pages, and the session cookie (HttpOnly,
+   SameSite=Lax, Secure under https).
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from http.cookies import SimpleCookie
+from urllib.parse import parse_qs, quote, urlsplit
+
+from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sidequest.web.render import route_path
+from sidequest.web.session import COOKIE, Session
+from sidequest.web.settings import Settings
+
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+#: Paths reachable without logging in: the login form, logging out, and our own CSS/JS.
+PUBLIC_PATHS = frozenset({"/login", "/logout"})
+STATIC_PREFIX = "/static/"
+#: Largest form accepted; a queue page posts back one job's payload to delete it.
+MAX_FORM_BYTES = 16 * 1024 * 1024
+CSP = ("default-src 'none'; script-src 'self' 'nonce-{nonce}'; style-src 'self' 'nonce-{nonce}';"
+       " img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none';"
+       " frame-ancestors 'none'")
+
+
+class Guard:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        nonce = secrets.token_urlsafe(16)
+        session = self.settings.signer.loads(request.cookies.get(COOKIE)) or Session()
+        scope["sidequest.nonce"], scope["sidequest.session"] = nonce, session
+        send = self._decorate(scope, send)
+        refusal, receive = await self._check(request, session, receive)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _check(self, request: Request, session: Session,
+                     receive: Receive) -> tuple[Response | None, Receive]:
+        """A response refusing the request, or None; and the body to replay to the view."""
+        if not self._host_allowed(request):
+            return PlainTextResponse("Unknown host", status_code=400), receive
+        path = route_path(request.scope)
+        public = path in PUBLIC_PATHS or path.startswith(STATIC_PREFIX)
+        if not public and not await self.settings.auth.allows(request, session):
+            return self._unauthenticated(request, path), receive
+        if request.method in SAFE_METHODS:
+            return None, receive
+        return await _check_form(request, session, receive)
+
+    def _host_allowed(self, request: Request) -> bool:
+        allowed = self.settings.allowed_hosts
+        if allowed is None:
+            return True
+        host = request.headers.get("host", "").lower()
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        return name.strip("[]") in allowed
+
+    def _unauthenticated(self, request: Request, path: str) -> Response:
+        auth = self.settings.auth
+        wants_page = request.method == "GET" and "text/html" in request.headers.get("accept", "")
+        root = str(request.scope.get("root_path", "")).rstrip("/")
+        if wants_page and auth.has_login_page:
+            target = quote(root + path + ("?" + request.url.query if request.url.query else ""))
+            return RedirectResponse(f"{root}/login?next={target}", status_code=303)
+        if wants_page and auth.login_url:
+            return RedirectResponse(auth.login_url, status_code=303)
+        return PlainTextResponse("Log in first", status_code=401)
+
+    def _decorate(self, scope: Scope, send: Send) -> Send:
+        """Add the security headers and (if it changed) the session cookie to the response."""
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                _security_headers(headers, scope)
+                session: Session = scope["sidequest.session"]
+                if session.dirty:
+                    headers.append("set-cookie", self._cookie(scope, session))
+            await send(message)
+
+        return send_with_headers
+
+    def _cookie(self, scope: Scope, session: Session) -> str:
+        cookie: SimpleCookie = SimpleCookie()
+        cookie[COOKIE] = self.settings.signer.dumps(session)
+        morsel = cookie[COOKIE]
+        morsel["path"] = str(scope.get("root_path", "")).rstrip("/") or "/"
+        morsel["httponly"] = True
+        morsel["samesite"] = "Lax"  # Strict would drop it on a link from elsewhere: a logout
+        morsel["max-age"] = int(self.settings.signer.max_age)
+        if scope.get("scheme") == "https":
+            morsel["secure"] = True
+        return morsel.OutputString()
+
+
+def same_origin(request: Request) -> bool:
+    """True when the browser says the request comes from a page of this very site."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site == "same-origin"
+    origin = request.headers.get("origin")
+    if not origin or origin == "null":
+        return False  # every current browser sends Origin on a POST; refuse what lacks it
+    return urlsplit(origin).netloc.lower() == request.headers.get("host", "").lower()
+
+
+async def _check_form(request: Request, session: Session,
+                      receive: Receive) -> tuple[Response | None, Receive]:
+    """A state-changing request: same origin, and the session's CSRF token in the form."""
+    if not same_origin(request):
+        return PlainTextResponse("Cross-site request refused", status_code=403), receive
+    body = await _read_body(receive)
+    if body is None:
+        return PlainTextResponse("Form too large", status_code=413), receive
+    fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    token = (fields.get("csrf") or [request.headers.get("x-csrf-token", "")])[0]
+    if not hmac.compare_digest(token.encode(), session.csrf.encode()):
+        return PlainTextResponse("Invalid or missing CSRF token; reload the page",
+                                 status_code=403), receive
+    request.scope["sidequest.form"] = fields
+    return None, _replay(body)
+
+
+def _security_headers(headers: MutableHeaders, scope: Scope) -> None:
+    headers["content-security-policy"] = CSP.format(nonce=scope["sidequest.nonce"])
+    headers["x-content-type-options"] = "nosniff"
+    headers["x-frame-options"] = "DENY"
+    headers["referrer-policy"] = "same-origin"
+    headers["cross-origin-opener-policy"] = "same-origin"
+    if not route_path(scope).startswith(STATIC_PREFIX):
+        headers["cache-control"] = "private, no-store"
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None once it grows past ``MAX_FORM_BYTES``."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_FORM_BYTES:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+

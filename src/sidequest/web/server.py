@@ -1,0 +1,126 @@
+"""``sidequest web``: the dashboard served by uvicorn, and a background server for
+``sidequest dev`` and the browser tests.
+
+    sidequest web                              http://127.0.0.1:7433
+    SIDEQUEST_WEB_PASSWORD=... sidequest web --host 0.0.0.0 --port 8080
+
+On a loopback address it runs without a login unless ``SIDEQUEST_WEB_PASSWORD`` is set, and
+then answers only Host headers naming the loopback (a web page cannot reach it through DNS
+rebinding). On any other address it refuses to start without a password, unless
+``--insecure`` says that something in front of it checks who may use it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+import threading
+import time
+
+import uvicorn
+from starlette.applications import Starlette
+
+from sidequest import connection
+from sidequest.errors import ConfigError
+from sidequest.web.app import PASSWORD_ENV, create_app
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7433
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+START_TIMEOUT = 10.0
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve to anything
+
+
+def build_app(host: str, insecure: bool = False, title: str = "Sidequest") -> Starlette:
+    """The app ``sidequest web`` serves on ``host``; ConfigError when that would be unsafe."""
+    if os.environ.get(PASSWORD_ENV):
+        return create_app(title=title)
+    if is_loopback(host):
+        return create_app(insecure=True, allowed_hosts=LOOPBACK_NAMES, title=title)
+    if insecure:
+        return create_app(insecure=True, title=title)
+    raise ConfigError(
+        f"refusing to serve the dashboard on {host} without a login: set"
+        f" {PASSWORD_ENV}, or pass --insecure if a proxy in front of it already checks who"
+        " may use it"
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sidequest web",
+                                     description="Serve the Sidequest dashboard.")
+    parser.add_argument("--host", default=DEFAULT_HOST,
+                        help=f"address to listen on (default {DEFAULT_HOST})")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help=f"port (default {DEFAULT_PORT})")
+    parser.add_argument("--insecure", action="store_true",
+                        help=f"serve a non-loopback address without a login ({PASSWORD_ENV}"
+                             " unset): only behind a proxy that authenticates")
+    parser.add_argument("--redis-url", help="Redis URL (default: $SIDEQUEST_REDIS_URL,"
+                        " $REDIS_URL, redis://localhost:6379/0)")
+    parser.add_argument("--title", default="Sidequest", help="name shown in the page header")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    if args.redis_url:
+        connection.configure(args.redis_url)
+    app = build_app(args.host, args.insecure, args.title)
+    login = "password login" if os.environ.get(PASSWORD_ENV) else "no login"
+    print(f"sidequest web: {url_of(args.host, args.port)} ({login}); Redis"
+          f" {connection.redacted()}; Ctrl-C stops it", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", server_header=False)
+    return 0
+
+
+def url_of(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/"
+
+
+class BackgroundServer:
+    """uvicorn in a daemon thread (it installs no signal handlers there); ``port=0`` picks a
+    free port, read back once it listens."""
+
+    def __init__(self, app: Starlette, host: str = DEFAULT_HOST, port: int = 0) -> None:
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                server_header=False, lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.host = host
+        self.port = port
+        self._thread = threading.Thread(target=self.server.run, name="sidequest-web",
+                                        daemon=True)
+
+    @property
+    def url(self) -> str:
+        return url_of(self.host, self.port)
+
+    def start(self) -> BackgroundServer:
+        self._thread.start()
+        deadline = time.monotonic() + START_TIMEOUT
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise OSError(f"the dashboard could not listen on {self.host}:{self.port}")
+            time.sleep(0.02)
+        sockets = [s for server in self.server.servers for s in server.sockets]
+        self.port = int(sockets[0].getsockname()[1])
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,46 @@
+"""What ``create_app`` was told, shared by the guard and the views (``app.state.sidequest``)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sidequest.web.auth import AuthPolicy, LoginLimiter
+from sidequest.web.session import Signer
+
+#: The JSON poll is answered from memory when asked again within this many seconds, so many
+#: open dashboards (or a page told to poll too often) cost Redis one read per second at most.
+STATS_CACHE_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    auth: AuthPolicy
+    signer: Signer
+    limiter: LoginLimiter
+    title: str = "Sidequest"
+    #: Host headers accepted (lower case, no port); None accepts any. Set for a login-less
+    #: dashboard on loopback, so that a web page cannot reach it by DNS rebinding.
+    allowed_hosts: frozenset[str] | None = None
+    stats_cache: TimedCache = field(default_factory=lambda: TimedCache(STATS_CACHE_SECONDS))
+
+
+class TimedCache:
+    """One value, recomputed when older than ``ttl`` seconds; safe across threads."""
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._value: Any = None
+        self._at = float("-inf")
+
+    def get(self, compute: Callable[[], Any]) -> Any:
+        with self._lock:
+            if self.clock() - self._at >= self.ttl:
+                self._value = compute()
+                self._at = self.clock()
+            return self._value

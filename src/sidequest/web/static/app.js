@@ -1,0 +1,32 @@
+// Sidequest dashboard: small behaviours for every page. Our own code, no dependencies.
+// Loaded as an external file under a nonce CSP: nothing here evaluates strings or writes
+// HTML; text goes in through textContent only.
+(function () {
+  "use strict";
+
+  // Ask before destructive actions: <form data-confirm="question">.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var question = form.getAttribute && form.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) {
+      event.preventDefault();
+    }
+  });
+
+  // <input type="checkbox" data-select-all="FORM_ID"> toggles every row box of that form.
+  document.addEventListener("change", function (event) {
+    var box = event.target;
+    var formId = box.getAttribute && box.getAttribute("data-select-all");
+    if (formId) {
+      var boxes = document.querySelectorAll('input[type="checkbox"][form="' + CSS.escape(formId) + '"]');
+      for (var i = 0; i < boxes.length; i++) {
+        boxes[i].checked = box.checked;
+      }
+      return;
+    }
+    // <select data-autosubmit> submits its GET form when changed.
+    if (box.hasAttribute && box.hasAttribute("data-autosubmit") && box.form) {
+      box.form.submit();
+    }
+  });
+})();

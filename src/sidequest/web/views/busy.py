@@ -1,0 +1,53 @@
+"""The Busy tab: processes with Quiet and Stop, and the jobs running right now."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from sidequest.api import Process, ProcessSet, Work, WorkSet
+from sidequest.web import params, render
+
+ACTIONS = ("quiet", "stop")
+
+
+async def busy(request: Request) -> Response:
+    page, count = params.page(request), params.count(request, 50)
+    processes, works = await run_in_threadpool(_read)
+    last = params.last_page(len(works), count)
+    page = min(page, last)
+    shown = works[(page - 1) * count: page * count]
+    return render.page(request, "busy.html", "Busy", processes=processes, works=shown,
+                       total_works=len(works), page=page, last_page=last,
+                       concurrency=sum(p.concurrency for p in processes),
+                       busy=sum(p.busy for p in processes))
+
+
+def _read() -> tuple[list[Process], list[Work]]:
+    return ProcessSet().processes(), list(WorkSet())
+
+
+async def busy_action(request: Request) -> Response:
+    """Quiet or stop one process (``identity`` posted) or all of them."""
+    form = render.form(request)
+    action = form.get("action", "")
+    if action not in ACTIONS:
+        return render.text("Unknown action", 400)
+    identity = form.get("identity") or None
+    count = await run_in_threadpool(_signal, identity, action)
+    target = "all processes" if identity is None else "the process"
+    verb = "Quieted" if action == "quiet" else "Stopping"
+    message = f"{verb} {target} ({count})." if count else "No such process is running."
+    return render.back(request, "/busy", message)
+
+
+def _signal(identity: str | None, action: str) -> int:
+    processes = ProcessSet(clean=False).processes()
+    chosen = [p for p in processes if identity is None or p.identity == identity]
+    for process in chosen:
+        if action == "quiet":
+            process.quiet()
+        else:
+            process.stop()
+    return len(chosen)

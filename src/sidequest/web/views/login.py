@@ -1,0 +1,63 @@
+"""The login and logout pages of the built-in password login."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from sidequest.web import render
+from sidequest.web.session import Session
+
+NOT_HERE = "This dashboard uses the application's own login."
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def safe_next(request: Request, target: str | None) -> str:
+    """Where to go after logging in: a path inside the dashboard, never another site."""
+    root = render.root(request)
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc and parts.path.startswith(root + "/"):
+            return target
+    return root + "/"
+
+
+async def login_page(request: Request) -> Response:
+    settings = render.settings(request)
+    if not settings.auth.has_login_page:
+        if settings.auth.login_url:
+            return RedirectResponse(settings.auth.login_url, status_code=303)
+        return render.text(NOT_HERE, 404)
+    return render.page(request, "login.html", "Log in",
+                       next=safe_next(request, request.query_params.get("next")))
+
+
+async def login(request: Request) -> Response:
+    settings = render.settings(request)
+    form = render.form(request)
+    address = client_address(request)
+    if not settings.auth.has_login_page:
+        return render.text(NOT_HERE, 404)
+    if settings.limiter.blocked(address):
+        return render.text("Too many failed logins; try again in a minute.", 429)
+    target = safe_next(request, form.get("next"))
+    if not settings.auth.password_ok(form.get("password", "")):
+        settings.limiter.failed(address)
+        return render.page(request, "login.html", "Log in", status_code=401, next=target,
+                           error="Wrong password.")
+    # A fresh session (and CSRF token) at login: a token seen before it is worth nothing.
+    request.scope["sidequest.session"] = Session(user="admin")
+    return RedirectResponse(target, status_code=303)
+
+
+async def logout(request: Request) -> Response:
+    request.scope["sidequest.session"] = Session()
+    settings = render.settings(request)
+    if settings.auth.has_login_page:
+        return RedirectResponse(render.root(request) + "/login", status_code=303)
+    return RedirectResponse(settings.auth.login_url or render.root(request) + "/", status_code=303)

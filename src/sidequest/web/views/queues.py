@@ -1,0 +1,62 @@
+"""The Queues tab: every queue with size and latency, one queue's jobs page by page (newest
+or oldest first), deleting a job or a whole queue."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from sidequest.api import JobRecord, Queue
+from sidequest.api.queues import summaries
+from sidequest.web import params, render
+
+#: Longest queue name accepted in a URL (Redis allows more; no real queue needs it).
+MAX_NAME = 512
+
+
+async def queues(request: Request) -> Response:
+    rows = await run_in_threadpool(summaries)
+    return render.page(request, "queues.html", "Queues", queues=rows)
+
+
+async def queue(request: Request) -> Response:
+    name = request.path_params["name"]
+    if len(name) > MAX_NAME:
+        return render.text("No such queue", 404)
+    count = params.count(request)
+    oldest = params.choice(request, "direction", ("asc", "desc"), "desc") == "asc"
+    page = params.page(request)
+    rows, size = await run_in_threadpool(Queue(name).counted_page, page, count, oldest)
+    last = params.last_page(size, count)
+    if page > last:  # past the end (the queue shrank, or a hand-made URL): show the last page
+        page = last
+        rows, size = await run_in_threadpool(Queue(name).counted_page, page, count, oldest)
+    return render.page(request, "queue.html", f"Queue {name}", name=name, jobs=rows, size=size,
+                       page=page, last_page=params.last_page(size, count), oldest=oldest,
+                       count=count, encode=encode)
+
+
+def encode(record: JobRecord) -> str:
+    """The job's exact stored bytes, posted back to delete exactly that entry."""
+    return base64.urlsafe_b64encode(record.raw).decode()
+
+
+async def delete_queue(request: Request) -> Response:
+    name = request.path_params["name"]
+    await run_in_threadpool(Queue(name).clear)
+    return render.back(request, "/queues", f"Deleted the queue {name}.")
+
+
+async def delete_job(request: Request) -> Response:
+    name = request.path_params["name"]
+    try:
+        raw = base64.b64decode(render.form(request).get("job", ""), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
+        return render.text("Malformed job reference", 400)
+    deleted = await run_in_threadpool(Queue(name).delete_job, raw)
+    message = "Deleted the job." if deleted else "The job was no longer in the queue."
+    return render.back(request, "/queues/" + render.segment(name), message)

@@ -1,0 +1,162 @@
+"""The Retries, Scheduled and Dead tabs: one sorted set each, paginated or filtered, with
+actions on one row, on the selected rows, or on the whole set, and a page per job.
+
+Rows are addressed as ``<score>-<jid>``, as in Sidekiq's UI, and found again by score, so an
+action touches exactly the entry that was shown, and nothing if it moved meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from sidequest.api import DeadSet, JobSet, RetrySet, ScheduledSet, SortedEntry
+from sidequest.web import params, render
+
+#: Rows one POST may act on (a page shows at most 100).
+MAX_KEYS = 1000
+#: Seconds one filtered page may spend scanning before it offers "more".
+SEARCH_BUDGET = 0.15
+
+ROW_ACTIONS: dict[str, tuple[str, Callable[[SortedEntry], bool]]] = {
+    "retry": ("Retried", SortedEntry.retry),
+    "add_to_queue": ("Added to the queue", SortedEntry.add_to_queue),
+    "delete": ("Deleted", SortedEntry.delete),
+    "kill": ("Killed", SortedEntry.kill),
+}
+
+
+@dataclass(frozen=True)
+class Kind:
+    slug: str
+    title: str
+    jobset: Callable[[], JobSet]
+    newest_first: bool
+    when: str
+    row_actions: tuple[str, ...]
+    all_actions: tuple[str, ...]
+
+
+KINDS = (
+    Kind("retries", "Retries", RetrySet, False, "Next retry", ("retry", "delete", "kill"),
+         ("retry", "delete", "kill")),
+    Kind("scheduled", "Scheduled", ScheduledSet, False, "When", ("add_to_queue", "delete"),
+         ("add_to_queue", "delete")),
+    Kind("morgue", "Dead", DeadSet, True, "Last failed", ("retry", "delete"),
+         ("retry", "delete")),
+)
+LABELS = {"retry": "Retry now", "add_to_queue": "Add to queue", "delete": "Delete",
+          "kill": "Kill"}
+
+
+def routes() -> list[Route]:
+    found: list[Route] = []
+    for kind in KINDS:
+        views = _Views(kind)
+        found += [
+            Route(f"/{kind.slug}", views.listing, methods=["GET"], name=kind.slug),
+            Route(f"/{kind.slug}", views.act_on_rows, methods=["POST"]),
+            Route(f"/{kind.slug}/all/{{action}}", views.act_on_all, methods=["POST"]),
+            Route(f"/{kind.slug}/{{key}}", views.detail, methods=["GET"]),
+            Route(f"/{kind.slug}/{{key}}", views.act_on_one, methods=["POST"]),
+        ]
+    return found
+
+
+def parse_key(key: str) -> tuple[float, str] | None:
+    """``"<score>-<jid>"`` split at the first dash (a jid may contain dashes, a score not)."""
+    score, dash, jid = key.partition("-")
+    try:
+        return (float(score), jid) if dash else None
+    except ValueError:
+        return None
+
+
+class _Views:
+    def __init__(self, kind: Kind) -> None:
+        self.kind = kind
+
+    async def listing(self, request: Request) -> Response:
+        kind = self.kind
+        count, page = params.count(request), params.page(request)
+        substr = params.text(request, "substr")
+        cursor = params.integer(request, "cursor", 0, (0, 2**63 - 1))
+        next_cursor = None
+        if substr:
+            rows, next_cursor = await run_in_threadpool(
+                kind.jobset().search, substr, cursor, count, SEARCH_BUDGET)
+            size = len(rows)
+        else:
+            rows, size = await run_in_threadpool(
+                kind.jobset().counted_page, page, count, kind.newest_first)
+            if page > params.last_page(size, count):
+                page = params.last_page(size, count)
+                rows, size = await run_in_threadpool(
+                    kind.jobset().counted_page, page, count, kind.newest_first)
+        return render.page(request, "set.html", kind.title, kind=kind, rows=rows, size=size,
+                           page=page, last_page=params.last_page(size, count), count=count,
+                           substr=substr, cursor=cursor, next_cursor=next_cursor,
+                           labels=LABELS)
+
+    async def detail(self, request: Request) -> Response:
+        entry = await run_in_threadpool(self._find, request.path_params["key"])
+        if entry is None:
+            return render.page(request, "gone.html", self.kind.title, status_code=404,
+                               kind=self.kind)
+        return render.page(request, "job.html", entry.klass, kind=self.kind, entry=entry,
+                           labels=LABELS, fields=sorted(entry.item.items()))
+
+    def _find(self, key: str) -> SortedEntry | None:
+        parsed = parse_key(key)
+        if parsed is None:
+            return None
+        found = self.kind.jobset().fetch(*parsed)
+        return found[0] if found else None
+
+    async def act_on_one(self, request: Request) -> Response:
+        action = render.form(request).get("action", "")
+        return await self._act(request, [request.path_params["key"]], action)
+
+    async def act_on_rows(self, request: Request) -> Response:
+        action = render.form(request).get("action", "")
+        return await self._act(request, render.form_list(request, "key")[:MAX_KEYS], action)
+
+    async def _act(self, request: Request, keys: list[str], action: str) -> Response:
+        if action not in self.kind.row_actions:
+            return render.text("Unknown action", 400)
+        verb, act = ROW_ACTIONS[action]
+        done = await run_in_threadpool(self._apply, keys, act)
+        return render.back(request, f"/{self.kind.slug}", f"{verb}: {done} of {len(keys)}.")
+
+    def _apply(self, keys: list[str], act: Callable[[SortedEntry], bool]) -> int:
+        jobset, done = self.kind.jobset(), 0
+        for key in keys:
+            parsed = parse_key(key)
+            if parsed is not None:
+                done += sum(act(entry) for entry in jobset.fetch(*parsed))
+        return done
+
+    async def act_on_all(self, request: Request) -> Response:
+        action = request.path_params["action"]
+        if action not in self.kind.all_actions:
+            return render.text("Unknown action", 400)
+        done = await run_in_threadpool(self._apply_all, action)
+        verb = ROW_ACTIONS[action][0]
+        return render.back(request, f"/{self.kind.slug}", f"{verb}: {done}.")
+
+    def _apply_all(self, action: str) -> int:
+        jobset = self.kind.jobset()
+        if action == "delete":
+            size = jobset.size
+            jobset.clear()
+            return size
+        if action == "kill":
+            return jobset.kill_all()
+        if action == "add_to_queue" and isinstance(jobset, ScheduledSet):
+            return jobset.add_all_to_queue()
+        return jobset.retry_all()

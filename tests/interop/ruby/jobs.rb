@@ -1,0 +1,93 @@
+# frozen_string_literal: true
+
+# Ruby job classes for the interop suite, loaded by a real Sidekiq 6.4 server:
+#
+#   sidekiq -r tests/interop/ruby/jobs.rb -q default -c 5
+#
+# with REDIS_URL (the suite's redis-server) and LEDGER_URL (database 1 of it) set.
+# Every run is written to the ledger in the shape the Python twins in
+# tests/apps/interop_jobs.py use, so a test reads outcomes the same way whichever side ran:
+#
+#   HINCRBY done <jid> 1        a completed run
+#   HSET args <jid> <json>      the arguments exactly as perform received them
+#   HSET runner <jid> ruby      which side ran it ("python" for the twins)
+#   HINCRBY attempts <jid> 1    every start of InteropFlaky and InteropDoomed
+#
+# Class name             | Python twin            | what it does
+# InteropRecord          | apps.interop_jobs      | records its run
+# InteropFlaky           | apps.interop_jobs      | fails its first attempt, then records
+# InteropDoomed          | apps.interop_jobs      | always fails; retry: 0, so straight to dead
+# RubyOnlyRecord         | none (Python only enqueues it)
+
+require "json"
+require "redis"
+require "sidekiq"
+require "sidekiq/scheduled"
+
+Redis.silence_deprecations = true if Redis.respond_to?(:silence_deprecations=)
+LEDGER = Redis.new(url: ENV.fetch("LEDGER_URL"))
+
+Sidekiq.configure_server do |config|
+  config.redis = { url: ENV.fetch("REDIS_URL") }
+  # 6.4 polls `schedule` and `retry` about every 5 s per process; poll often instead, so a
+  # scheduled job runs within a fraction of a second.
+  config.options[:poll_interval_average] = 0.2
+end
+
+# 6.4's poller also waits up to 5 random seconds before its first poll. The tests start a
+# fresh server each time, so start polling at once.
+module InteropPollAtOnce
+  private
+
+  def initial_wait; end
+end
+Sidekiq::Scheduled::Poller.prepend(InteropPollAtOnce)
+
+class InteropError < StandardError; end
+
+module InteropLedger
+  def self.record(jid, args)
+    LEDGER.multi do |tx|
+      tx.hincrby("done", jid, 1)
+      tx.hset("args", jid, JSON.generate(args))
+      tx.hset("runner", jid, "ruby")
+    end
+  end
+
+  def self.attempt(jid)
+    LEDGER.hincrby("attempts", jid, 1)
+  end
+end
+
+class InteropRecord
+  include Sidekiq::Job
+
+  def perform(*args)
+    InteropLedger.record(jid, args)
+  end
+end
+
+class RubyOnlyRecord < InteropRecord
+end
+
+class InteropFlaky
+  include Sidekiq::Job
+  sidekiq_options backtrace: true
+
+  def perform(*args)
+    if InteropLedger.attempt(jid) == 1
+      raise InteropError, "first attempt of #{jid} fails on purpose"
+    end
+    InteropLedger.record(jid, args)
+  end
+end
+
+class InteropDoomed
+  include Sidekiq::Job
+  sidekiq_options retry: 0, backtrace: true
+
+  def perform(*_args)
+    InteropLedger.attempt(jid)
+    raise InteropError, "#{jid} always fails"
+  end
+end

@@ -1,0 +1,169 @@
+"""Serving the dashboard: the WSGI bridge, ``sidequest web`` (and its refusal to listen on a
+public address without a login), the background server, and ``sidequest dev``."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import wait_for
+from redis_server import free_port
+from sidequest.errors import ConfigError
+from sidequest.web import wsgi_app
+from sidequest.web.server import BackgroundServer, build_app, is_loopback
+from web_helpers import PASSWORD
+
+pytestmark = pytest.mark.redis
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def call_wsgi(app: Any, path: str, script_name: str = "") -> tuple[str, dict[str, str], str]:
+    environ = {
+        "REQUEST_METHOD": "GET", "SCRIPT_NAME": script_name, "PATH_INFO": path,
+        "QUERY_STRING": "", "SERVER_NAME": "app.example", "SERVER_PORT": "80",
+        "HTTP_HOST": "app.example", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(b""), "wsgi.errors": sys.stderr, "wsgi.version": (1, 0),
+        "wsgi.multithread": True, "wsgi.multiprocess": False, "wsgi.run_once": False,
+        "HTTP_ACCEPT": "text/html",
+    }
+    answer: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        answer["status"], answer["headers"] = status, {k.lower(): v for k, v in headers}
+        return lambda data: None
+
+    body = b"".join(app(environ, start_response)).decode()
+    return answer["status"], answer["headers"], body
+
+
+def test_wsgi_app_serves_pages_under_a_script_name(redis_url: str) -> None:
+    app = wsgi_app(password=PASSWORD)
+    status, headers, _ = call_wsgi(app, "/queues", "/admin/sidequest")
+    assert status.startswith("303")
+    assert headers["location"] == "/admin/sidequest/login?next=/admin/sidequest/queues"
+    status, headers, body = call_wsgi(app, "/login", "/admin/sidequest")
+    assert status.startswith("200") and 'action="/admin/sidequest/login"' in body
+    assert "nonce-" in headers["content-security-policy"]
+    assert "path=/admin/sidequest" in headers["set-cookie"].lower()
+
+
+def test_build_app_needs_a_login_off_the_loopback(redis_url: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SIDEQUEST_WEB_PASSWORD", raising=False)
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("example.com")
+    assert build_app("127.0.0.1").state.sidequest.auth.insecure
+    assert build_app("127.0.0.1").state.sidequest.allowed_hosts == {"127.0.0.1", "localhost",
+                                                                    "::1"}
+    with pytest.raises(ConfigError, match="refusing"):
+        build_app("0.0.0.0")
+    assert build_app("0.0.0.0", insecure=True).state.sidequest.allowed_hosts is None
+    monkeypatch.setenv("SIDEQUEST_WEB_PASSWORD", PASSWORD)
+    assert build_app("0.0.0.0").state.sidequest.auth.has_login_page
+
+
+def get(url: str, host: str | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers={"Host": host} if host else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_background_server(redis_url: str) -> None:
+    server = BackgroundServer(build_app("127.0.0.1")).start()
+    try:
+        assert server.port > 0
+        status, body = get(server.url + "stats")
+        assert status == 200 and "processed" in json.loads(body)["sidequest"]
+        assert get(server.url + "stats", host="rebound.example")[0] == 400
+    finally:
+        server.stop()
+    assert not server._thread.is_alive()
+
+
+def env_for(redis_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIDEQUEST_")}
+    return {**env, "SIDEQUEST_REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1", **extra}
+
+
+def test_sidequest_web_refuses_a_public_address_without_a_login(redis_url: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "sidequest", "web", "--host", "0.0.0.0"],
+                            env=env_for(redis_url), capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert result.returncode == 2
+    assert "refusing" in result.stderr and "SIDEQUEST_WEB_PASSWORD" in result.stderr
+
+
+def serve(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "sidequest", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def stop(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        pytest.fail("did not stop on SIGINT:\n" + out)
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out, out
+    return out
+
+
+def test_sidequest_web_with_a_password(redis_url: str) -> None:
+    port = free_port()
+    proc = serve(["web", "--port", str(port)],
+                 env_for(redis_url, SIDEQUEST_WEB_PASSWORD=PASSWORD))
+    try:
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/login"), 20, "sidequest web")
+        assert get(f"http://127.0.0.1:{port}/stats")[0] == 401
+        assert get(f"http://127.0.0.1:{port}/login")[0] == 200
+    finally:
+        out = stop(proc)
+    assert f"http://127.0.0.1:{port}/ (password login)" in out
+    assert PASSWORD not in out
+
+
+def _answers(url: str) -> bool:
+    try:
+        return get(url)[0] == 200
+    except OSError:
+        return False
+
+
+def test_sidequest_dev_serves_the_dashboard(redis_url: str) -> None:
+    proc = serve(["dev", "--no-demo-traffic", "--web-port", "0", "-c", "1"], env_for(redis_url))
+    lines: list[str] = []
+
+    def dashboard_line() -> str | None:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        lines.append(line)
+        return line if "Dashboard: http" in line or not line else None
+
+    try:
+        line = wait_for(dashboard_line, 30, "the dashboard line of sidequest dev")
+        found = re.search(r"Dashboard: (http://127\.0\.0\.1:\d+/) \(no login, loopback only\)",
+                          line)
+        assert found, "".join(lines)
+        status, body = get(found.group(1) + "stats")
+        assert status == 200 and "enqueued" in body
+    finally:
+        out = "".join(lines) + stop(proc)
+    assert "Dashboard:" in out
