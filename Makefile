@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # clone may lack bench/ or examples/ and ruff errors on a missing path.
 LINT_DIRS := $(wildcard src tests bench examples)
 
-.PHONY: venv redis ruby sentinel chromium lint test unit demo bench screenshots clean
+.PHONY: venv redis ruby sentinel chromium lint test unit demo bench soak screenshots clean
 
 venv: $(STAMP)
 
@@ -77,6 +77,10 @@ demo: venv redis
 
 bench: venv redis
 	$(BIN)/python bench/throughput.py
+
+# Not part of `make test`: a million jobs, then a mixed run with kills (see bench/soak.py).
+soak: venv redis
+	$(BIN)/python bench/soak.py
 
 # Retakes the README's dashboard screenshots (docs/images/*.png) with the browser tests.
 screenshots: venv redis chromium

@@ -110,7 +110,7 @@ def run_worker(config: Config, processes: int = 1) -> int:
         log.warning("no -r given: no job classes are loaded; pass -r yourapp.jobs")
     load_app(config.require)
     if config.redis_url:  # after the app, so the flag wins over a configure() in its code
-        connection.configure(config.redis_url)
+        connection.set_url(config.redis_url)
     return 0 if Launcher(config).run() else 1
 
 
@@ -124,7 +124,7 @@ def _supervise(config: Config, processes: int) -> int:
     os.environ.setdefault("SIDEQUEST_ENV", config.environment)
     load_app(config.require)  # once, before forking: children share the loaded modules
     if config.redis_url:
-        connection.configure(config.redis_url)
+        connection.set_url(config.redis_url)
     connection.after_fork()  # the supervisor must hold no Redis connection across a fork
 
     def child() -> int:

@@ -121,13 +121,11 @@ def execute(pipe: redis.client.Pipeline) -> list[Any]:
             f"could not reach Redis at {connection.redacted()} ({exc}); the job was not"
             " enqueued, so retry later or fail the request"
         ) from exc
-    except redis.ResponseError as exc:
-        if str(exc).startswith("OOM"):
-            raise RedisUnavailable(
-                f"Redis at {connection.redacted()} is out of memory (maxmemory reached): {exc};"
-                " the job was not enqueued. Free memory or raise maxmemory."
-            ) from exc
-        raise
+    except redis.exceptions.OutOfMemoryError as exc:
+        raise RedisUnavailable(
+            f"Redis at {connection.redacted()} is out of memory (maxmemory reached): {exc};"
+            " the job was not enqueued. Free memory or raise maxmemory."
+        ) from exc
 
 
 def schedule_time(when: float) -> float | None:

@@ -42,6 +42,14 @@ def configure(redis_url: str | None = None, **redis_options: Any) -> None:
         _drop_client()
 
 
+def set_url(redis_url: str) -> None:
+    """Point at another Redis, keeping the options given to configure()."""
+    global _url
+    with _lock:
+        _url = redis_url
+        _drop_client()
+
+
 def reset() -> None:
     """Forget the configuration and close the shared client (tests, forks)."""
     configure(None)

@@ -4,7 +4,7 @@ one entry at a time, each move atomic (it cannot be lost or doubled by a racing 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, cast
 
 from sidequest import connection, keys
@@ -147,53 +147,67 @@ class JobSet:
         connection.client().unlink(self.name)
 
     def move_to_queue(self, entry: SortedEntry, decrement: bool) -> bool:
-        if not entry.item:
-            return False  # an unreadable payload has no queue; kill or delete it instead
-        job = dict(entry.item)
-        if decrement and isinstance(job.get("retry_count"), int):
-            job["retry_count"] -= 1
-        job["enqueued_at"] = now()
-        queue = job.get("queue") or "default"
-        return self._run_move(entry, "queue", dumps(job), queue)
+        return self._move_now(entry, "retry" if decrement else "queue")
 
     def move_to_dead(self, entry: SortedEntry) -> bool:
-        return self._run_move(entry, "dead", entry.value, "")
+        return self._move_now(entry, "dead")
 
-    def _run_move(self, entry: SortedEntry, where: str, body: str, queue: str) -> bool:
-        moved = self._move(
+    def _move_now(self, entry: SortedEntry, how: str) -> bool:
+        client = connection.client()
+        return bool(self._queue_move(client, entry, how) and self._move_result(client))
+
+    @staticmethod
+    def _move_result(client: Any) -> Any:
+        return client.execute() if hasattr(client, "execute") else True
+
+    def _queue_move(self, client: Any, entry: SortedEntry, how: str) -> Any:
+        """Run (or, on a pipeline, queue) the atomic move of ``entry``: "retry" (to its
+        queue, retry_count - 1), "queue" (to its queue as is) or "dead". Returns None for
+        an entry that cannot go to a queue (an unreadable payload: kill or delete it)."""
+        if how == "dead":
+            where, body, queue = "dead", entry.value, ""
+        else:
+            if not entry.item:
+                return None
+            job = dict(entry.item)
+            if how == "retry" and isinstance(job.get("retry_count"), int):
+                job["retry_count"] -= 1
+            job["enqueued_at"] = now()
+            where, body, queue = "queue", dumps(job), job.get("queue") or "default"
+        return self._move(
             keys=[self.name, keys.QUEUES, keys.DEAD],
             args=[entry.raw, where, body, queue, repr(now()), DEAD_MAX_JOBS, DEAD_TIMEOUT],
-            client=connection.client(),
+            client=client,
         )
-        return bool(moved)
 
-    def _bulk(self, act: Callable[[SortedEntry], bool]) -> int:
-        """Apply ``act`` to every entry, lowest score first, a page at a time. Entries that
-        move out shift the rest down; entries that stay (unreadable, or raced) are skipped."""
+    def _bulk(self, how: str) -> int:
+        """Move every entry, lowest score first, a page per round trip. Entries that move
+        out shift the rest down; entries that stay (unreadable, or raced) are skipped."""
         done = skipped = 0
         client = connection.client()
         while True:
             rows = client.zrange(self.name, skipped, skipped + PAGE - 1, withscores=True)
             if not rows:
                 return done
-            for raw, score in cast(Any, rows):
-                if act(SortedEntry(self, raw, score)):
-                    done += 1
-                else:
-                    skipped += 1
+            pipe = client.pipeline(transaction=False)
+            queued = [self._queue_move(pipe, SortedEntry(self, raw, score), how)
+                      for raw, score in cast(Any, rows)]
+            moved = sum(int(n) for n in pipe.execute()) if len(pipe) else 0
+            done += moved
+            skipped += len(queued) - moved
 
     def retry_all(self) -> int:
-        return self._bulk(SortedEntry.retry)
+        return self._bulk("retry")
 
     def kill_all(self) -> int:
-        return self._bulk(SortedEntry.kill)
+        return self._bulk("dead")
 
 
 class ScheduledSet(JobSet):
     name = keys.SCHEDULE
 
     def add_all_to_queue(self) -> int:
-        return self._bulk(SortedEntry.add_to_queue)
+        return self._bulk("queue")
 
 
 class RetrySet(JobSet):

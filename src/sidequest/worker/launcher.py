@@ -93,7 +93,6 @@ class Launcher:
             try:
                 self.heartbeat.beat()
                 self._check_quarantine()
-                self.manager.reconcile()
                 if failing:
                     log.warning("heartbeat: Redis is reachable again")
                 failing = False
@@ -163,7 +162,10 @@ class Launcher:
             pass
         # A job stuck in C code can hold the interpreter: a C-level timer ends the process
         # shortly after the deadline no matter what (its jobs stay in progress, recovered).
-        faulthandler.dump_traceback_later(self.config.timeout + 1.5, exit=True)
+        try:
+            faulthandler.dump_traceback_later(self.config.timeout + 1.5, exit=True)
+        except RuntimeError as exc:  # it needs a thread; stopping matters more than the timer
+            log.warning("no hard deadline for this shutdown: %s", exc)
         try:
             return self.stop()
         finally:

@@ -122,7 +122,11 @@ class BatchingHandler(logging.Handler):
                 except Exception:
                     self.handleError(record)
             if lines:
-                self.stream.write("\n".join(lines) + "\n")
+                text = "\n".join(lines) + "\n"
+                try:
+                    self.stream.write(text)
+                except UnicodeEncodeError:  # a lone surrogate in a job's name or error
+                    self.stream.write(text.encode("utf-8", "backslashreplace").decode("utf-8"))
                 self.stream.flush()
 
     def _run(self) -> None:

@@ -61,6 +61,7 @@ class Manager:
         self._running: dict[str, Work] = {}  # tid -> job; single dict ops are GIL-atomic
         self._blocking = False  # the fetcher is parked in Redis: processors ack directly
         self._strays: collections.Counter[bytes] | None = None
+        self._reconcile_at = 0.0
         self._threads: list[threading.Thread] = []
         self._thread_of: dict[str, threading.Thread] = {}
         self._fetcher_thread: threading.Thread | None = None
@@ -178,6 +179,8 @@ class Manager:
             owed -= len(works)
             for work in works:
                 self._jobs.put(work)
+            if self._strays is not None:
+                self._reconcile_safely(works)
 
     def _collect(self, block: bool) -> tuple[bool, int, list[bytes]]:
         """Read processor events: (stop asked, processors newly idle, acks to send)."""
@@ -204,11 +207,17 @@ class Manager:
             works = self._block()
         return works
 
+    def _reconcile_safely(self, fetched: list[Work]) -> None:
+        try:
+            self._reconcile(fetched)
+        except redis.RedisError as exc:
+            log.warning("could not look for jobs whose fetch reply was lost: %s", exc)
+
     def _fetch_failed(self, exc: redis.RedisError, failures: int) -> None:
         if failures == 1:
             log.warning("Redis error while fetching, backing off: %s", exc)
         if self._strays is None:
-            self._strays = collections.Counter()  # reconcile() will look for lost replies
+            self._strays = collections.Counter()  # _reconcile() will look for lost replies
         self.stopping.wait(min(0.1 * 2**failures, 2.0))
 
     def _block(self) -> list[Work]:
@@ -254,16 +263,19 @@ class Manager:
 
     # -- recovery ----------------------------------------------------------------------
 
-    def reconcile(self) -> int:
+    def _reconcile(self, fetched: list[Work]) -> None:
         """After fetch errors, a fetch whose reply was lost leaves a job in our in-progress
-        list that no thread knows about. The heartbeat calls this on every beat: a stray
-        seen on two beats in a row is pushed back (a job in transit between threads is
-        never a stray that long). Returns how many were pushed back."""
+        list that no thread knows about. Runs in the fetcher after a successful fetch, at
+        most once a second: a stray seen on two passes in a row is pushed back (a job in
+        transit between threads, or an acknowledgement on its way, is never a stray that
+        long, since the fetcher sends acknowledgements on every round)."""
         previous = self._strays
-        if previous is None:
-            return 0
+        if previous is None or time.monotonic() < self._reconcile_at:
+            return
+        self._reconcile_at = time.monotonic() + 1.0
         stored = cast(list[bytes], self._client.lrange(self.fetcher.inprogress, 0, -1))
-        known = collections.Counter(w.raw for w in list(self._running.values()))
+        known = collections.Counter(
+            [w.raw for w in list(self._running.values())] + [w.raw for w in fetched])
         strays = collections.Counter(stored) - known
         orphans = strays & previous
         remaining = strays - orphans
@@ -271,7 +283,6 @@ class Manager:
         if orphans:
             log.warning("requeueing %d jobs whose fetch reply was lost", sum(orphans.values()))
             self._requeue([Work(_queue_of(raw), raw) for raw in orphans.elements()])
-        return sum(orphans.values())
 
     def _drain_jobs(self) -> list[Work]:
         works = []

@@ -16,6 +16,7 @@ from typing import Any, cast
 import redis
 
 from sidequest import connection, keys, retry
+from sidequest.api.processes import ProcessSet
 from sidequest.config import Config
 from sidequest.errors import JobKilled, PayloadError
 from sidequest.morgue import add_dead
@@ -50,6 +51,9 @@ class Reaper:
 
     def reap(self) -> int:
         """Recover every dead process's jobs; returns how many were requeued."""
+        # Also prune `processes` of crashed members (at most once a minute across all
+        # readers): the scheduler spaces its polls by that count.
+        ProcessSet.cleanup()
         members = cast(set[bytes], self.client.smembers(keys.SQ_PROCESSES))
         owners = [m.decode() for m in members]
         owners = [o for o in owners if o != self.identity]

@@ -1,0 +1,146 @@
+"""Jobs for the fault tests (tests/fault) and the soak (bench/soak.py).
+
+Every run is recorded in a ledger outside the system under test: an append-only file named
+by ``FAULT_LEDGER``, one JSON line per event ``[event, jid, retry_count, pid, time]`` with
+event "start" or "done". A line is written with one O_APPEND write, which the kernel keeps
+whole even when the process is SIGKILLed right after, and no Redis fault can touch the file.
+
+``FAULT_SOCKET_TIMEOUT`` (seconds), when set, shrinks redis-py's socket timeout for this
+worker's clients (the fault tests use it to detect a black-holed connection sooner).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import resource
+import threading
+import time
+from typing import Any
+
+import sidequest
+from sidequest import Job
+
+LEDGER_ENV = "FAULT_LEDGER"
+_fd: int | None = None
+_lock = threading.Lock()
+
+if os.environ.get("FAULT_SOCKET_TIMEOUT"):
+    sidequest.configure(socket_timeout=float(os.environ["FAULT_SOCKET_TIMEOUT"]))
+
+
+def record(event: str, job: Job) -> None:
+    global _fd
+    if _fd is None:
+        with _lock:
+            if _fd is None:
+                _fd = os.open(os.environ[LEDGER_ENV], os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                              0o644)
+    retry = job.payload.get("retry_count") if isinstance(job.payload, dict) else None
+    line = json.dumps([event, job.jid, retry, os.getpid(), time.time()], default=repr)
+    os.write(_fd, line.encode("utf-8", "backslashreplace") + b"\n")
+
+
+class Work(Job):
+    """Sleeps ``seconds`` (a GIL-releasing C-level block) between its start and done lines;
+    not at all in a worker started with ``FAULT_NO_SLEEP=1`` (a quick re-run)."""
+
+    name = "fault.Work"
+
+    def perform(self, seconds: float = 0.0, *_: Any) -> None:
+        record("start", self)
+        if seconds and not os.environ.get("FAULT_NO_SLEEP"):
+            time.sleep(seconds)
+        record("done", self)
+
+
+class Noop(Job):
+    """Records only its completion (the soak's million jobs)."""
+
+    name = "fault.Noop"
+
+    def perform(self, *_: Any) -> None:
+        record("done", self)
+
+
+class Record(Job):
+    """Takes any arguments and only records itself (the bad-input and fuzz tests push it)."""
+
+    name = "fault.Record"
+
+    def perform(self, *_: Any) -> None:
+        record("start", self)
+        record("done", self)
+
+
+class Flaky(Job):
+    """Fails its first ``failures`` attempts, then succeeds (retries after the hook's delay)."""
+
+    name = "fault.Flaky"
+
+    @classmethod
+    def retry_in(cls, count: int, exc: BaseException, payload: dict[str, Any]) -> float:
+        return 0.01
+
+    def perform(self, failures: int = 1) -> None:
+        record("start", self)
+        attempt = self.payload.get("retry_count")
+        attempt = attempt + 1 if isinstance(attempt, int) else 0
+        if attempt < failures:
+            raise RuntimeError(f"planned failure {attempt + 1} of {failures}")
+        record("done", self)
+
+
+class HoldGil(Job):
+    """Blocks in C for ``seconds`` WITHOUT releasing the GIL (libc sleep through PyDLL)."""
+
+    name = "fault.HoldGil"
+
+    def perform(self, seconds: int) -> None:
+        record("start", self)
+        ctypes.PyDLL(None).sleep(int(seconds))
+        record("done", self)
+
+
+class Exit(Job):
+    """Poison pill: ends the whole process at once, as a C extension calling exit() would."""
+
+    name = "fault.Exit"
+
+    def perform(self) -> None:
+        record("start", self)
+        os._exit(1)
+
+
+class Segfault(Job):
+    """Poison pill: reads address 0."""
+
+    name = "fault.Segfault"
+
+    def perform(self) -> None:
+        record("start", self)
+        ctypes.string_at(0)
+
+
+class Oom(Job):
+    """Poison pill: caps the process's address space a little above what it uses, then
+    allocates past the cap, as a job that runs out of memory under a container limit does."""
+
+    name = "fault.Oom"
+
+    def perform(self, mode: str = "python") -> None:
+        record("start", self)
+        with open("/proc/self/status", encoding="ascii") as status:
+            vm = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
+        cap = (vm + 64 * 1024) * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (cap, resource.getrlimit(resource.RLIMIT_AS)[1]))
+        if mode == "python":
+            blocks = []
+            while True:  # MemoryError in Python, or a failed malloc in C that kills us
+                blocks.append(bytearray(16 * 1024 * 1024))
+        # "c": what an extension that does not check malloc's result does: write through NULL
+        libc = ctypes.CDLL(None)
+        libc.malloc.restype = ctypes.c_void_p
+        address = libc.malloc(ctypes.c_size_t(1 << 40))
+        ctypes.memset(address or 0, 1, 1 << 20)

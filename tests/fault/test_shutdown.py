@@ -1,0 +1,58 @@
+"""F4: SIGTERM with jobs longer than the shutdown timeout."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from apps.fault_jobs import HoldGil, Work
+from fault.conftest import SpawnWorker
+from fault.harness import Ledger
+from helpers import wait_for
+
+TIMEOUT = 1.5
+
+
+def test_sigterm_pushes_back_only_unfinished_jobs(spawn: SpawnWorker, sq: str, r: redis.Redis,
+                                                  ledger: Ledger) -> None:
+    worker = spawn("-c", "6", timeout=TIMEOUT)
+    worker.wait_registered(r)
+    short = Work.perform_bulk([[0.5]] * 3)  # finish within the timeout
+    long = Work.perform_bulk([[30.0]] * 3)  # blocked in time.sleep (C, GIL released)
+    wait_for(lambda: len(ledger.counts("start")) == 6, what="6 jobs running")
+    worker.term()
+    termed = time.monotonic()
+    worker.proc.wait(TIMEOUT + 5)
+    exited = time.monotonic() - termed
+    assert set(ledger.counts("done")) == set(short)
+    assert r.llen("queue:default") == 3 and not r.keys("sq:inprogress:*")
+    rescuer = spawn("-c", "3", env={"FAULT_NO_SLEEP": "1"})
+    wait_for(lambda: ledger.done_count() == 6, what="the 3 pushed-back jobs to run again")
+    rescuer.reap()
+    starts, dones = ledger.counts("start"), ledger.counts("done")
+    print(f"SIGTERM: exited {exited:.2f}s after TERM (timeout {TIMEOUT}s); "
+          f"short {[starts[j] for j in short]} starts, long {[starts[j] for j in long]} starts")
+    assert all(starts[j] == 1 and dones[j] == 1 for j in short)  # not re-run
+    assert all(starts[j] == 2 and dones[j] == 1 for j in long)  # re-run exactly once
+    assert exited < TIMEOUT + 2
+    assert worker.proc.returncode == 1  # "not clean": jobs had to be pushed back
+
+
+@pytest.mark.xfail(strict=True, reason="a job holding the GIL in C blocks the signal handler,"
+                   " the shutdown and its faulthandler deadline, which is armed only after"
+                   " the main thread wakes: exit waits for the C call (see docs/reliability.md)")
+def test_sigterm_exits_in_time_even_if_a_job_holds_the_gil(spawn: SpawnWorker, sq: str,
+                                                            r: redis.Redis,
+                                                            ledger: Ledger) -> None:
+    worker = spawn("-c", "2", timeout=1.0)
+    worker.wait_registered(r)
+    HoldGil.perform_async(6)
+    wait_for(lambda: ledger.counts("start"), what="the GIL holder to start")
+    worker.term()
+    termed = time.monotonic()
+    worker.proc.wait(15)
+    exited = time.monotonic() - termed
+    print(f"SIGTERM with a GIL-holding job: exited after {exited:.2f}s (timeout 1 s)")
+    assert exited < 1.0 + 2
