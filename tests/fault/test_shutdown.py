@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
 import redis
 
 from apps.fault_jobs import HoldGil, Work
@@ -40,9 +39,6 @@ def test_sigterm_pushes_back_only_unfinished_jobs(spawn: SpawnWorker, sq: str, r
     assert worker.proc.returncode == 1  # "not clean": jobs had to be pushed back
 
 
-@pytest.mark.xfail(strict=True, reason="a job holding the GIL in C blocks the signal handler,"
-                   " the shutdown and its faulthandler deadline, which is armed only after"
-                   " the main thread wakes: exit waits for the C call (see docs/reliability.md)")
 def test_sigterm_exits_in_time_even_if_a_job_holds_the_gil(spawn: SpawnWorker, sq: str,
                                                             r: redis.Redis,
                                                             ledger: Ledger) -> None:

@@ -23,6 +23,7 @@ import redis
 
 from sidequest import connection, keys, metrics, middleware
 from sidequest.config import Config
+from sidequest.worker import watchdog
 from sidequest.worker.heartbeat import Heartbeat
 from sidequest.worker.manager import Manager
 from sidequest.worker.reaper import Reaper
@@ -153,6 +154,7 @@ class Launcher:
         """Run until TERM/INT or a remote stop; the command-line entry point."""
         if install_signals:
             self._install_signals()
+            watchdog.start(self.config.timeout + 1.5)
         try:
             self.start()
         except redis.RedisError:
@@ -160,6 +162,7 @@ class Launcher:
             return True
         while not self.stop_requested.wait(0.5):
             pass
+        watchdog.notify_stop()  # no-op when a signal already told it
         # A job stuck in C code can hold the interpreter: a C-level timer ends the process
         # shortly after the deadline no matter what (its jobs stay in progress, recovered).
         try:

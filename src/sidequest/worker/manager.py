@@ -60,6 +60,7 @@ class Manager:
         self._events: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._running: dict[str, Work] = {}  # tid -> job; single dict ops are GIL-atomic
         self._blocking = False  # the fetcher is parked in Redis: processors ack directly
+        self._owed = 0  # idle processors that have no job yet (the fetcher's own count)
         self._strays: collections.Counter[bytes] | None = None
         self._reconcile_at = 0.0
         self._threads: list[threading.Thread] = []
@@ -157,26 +158,25 @@ class Manager:
     # -- fetcher -----------------------------------------------------------------------
 
     def _fetch_loop(self) -> None:
-        owed = 0  # idle processors that have no job yet
         acks: list[bytes] = []
         failures = 0
         while True:
             paused = self.quieted.is_set() or self.isolating.is_set()
-            stop, idle, new_acks = self._collect(block=not acks and (not owed or paused))
-            owed += idle
+            stop, idle, new_acks = self._collect(block=not acks and (not self._owed or paused))
+            self._owed += idle
             acks += new_acks
             if stop:
                 self._flush(acks)
                 return
             try:
-                works = self._fetch(owed, acks)
+                works = self._fetch(self._owed, acks)
                 acks = []  # sent: never resend them after a later error
                 failures = 0
             except redis.RedisError as exc:
                 failures += 1
                 self._fetch_failed(exc, failures)
                 continue
-            owed -= len(works)
+            self._owed -= len(works)
             for work in works:
                 self._jobs.put(work)
             if self._strays is not None:
@@ -224,7 +224,10 @@ class Manager:
         """Nothing queued: wait in Redis for the next job instead of polling."""
         self._blocking = True
         try:
-            _, _, acks = self._collect(block=False)
+            stop, idle, acks = self._collect(block=False)
+            self._owed += idle  # processors that went idle meanwhile are owed a job too
+            if stop:
+                self._events.put(_STOP)  # for the main loop to see
             self._flush(acks)  # from here on processors acknowledge directly
             if len(self.config.queues) == 1:
                 work = self.fetcher.wait(self.config.fetch_timeout)
