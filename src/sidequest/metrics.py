@@ -67,6 +67,7 @@ class Recorder:
         self.interval = interval
         self.clock = clock
         self._lock = threading.Lock()
+        self._runs: dict[tuple[int, str], list[int]] = {}
         self._pending: dict[tuple[str, str], int] = {}
         self._ttls: dict[str, int] = {}
         self._wake = threading.Event()
@@ -84,26 +85,47 @@ class Recorder:
         return result
 
     def record(self, klass: str, ms: float, failed: bool) -> None:
-        """Count one run. As in Sidekiq, a failure counts as run and failed, with no time."""
-        stamp = minute_stamp(self.clock())
-        minute, ten = keys.metrics_minute(stamp), keys.metrics_ten_minutes(stamp[:-1])
-        fields = [(minute, f"{klass}|p", 1), (ten, f"{klass}|p", 1)]
-        if failed:
-            fields += [(minute, f"{klass}|f", 1), (ten, f"{klass}|f", 1)]
-        else:
-            whole_ms = round(ms)
-            hist = keys.metrics_histogram(stamp[:-1])
-            fields += [(minute, f"{klass}|ms", whole_ms), (ten, f"{klass}|ms", whole_ms),
-                       (hist, f"{klass}|{bucket(ms)}", 1)]
+        """Count one run. As in Sidekiq, a failure counts as run and failed, with no time.
+
+        Only a tally per (minute, class) is kept here; key names and fields are built at
+        flush time, so that a job pays a dict lookup and a few additions."""
+        slot_key = (int(self.clock() // 60), klass)
         with self._lock:
-            for key, field, amount in fields:
-                self._add(key, field, amount)
-            self._ttls.setdefault(minute, MINUTE_TTL)
-            self._ttls.setdefault(ten, TEN_MINUTE_TTL)
-            if not failed:
-                self._ttls.setdefault(hist, TEN_MINUTE_TTL)
+            tally = self._runs.get(slot_key)
+            if tally is None:
+                if len(self._runs) >= MAX_PENDING:
+                    return
+                tally = self._runs[slot_key] = [0, 0, 0] + [0] * BUCKETS
+            tally[0] += 1
+            if failed:
+                tally[1] += 1
+            else:
+                tally[2] += round(ms)
+                tally[3 + bucket(ms)] += 1
             if self._thread is None:
                 self._start()
+
+    def _expand(self) -> None:
+        """Turn the tallies into Redis hash fields (caller holds the lock)."""
+        for (minute_index, klass), tally in self._runs.items():
+            stamp = minute_stamp(minute_index * 60.0)
+            minute, ten = keys.metrics_minute(stamp), keys.metrics_ten_minutes(stamp[:-1])
+            runs, fails, total_ms = tally[0], tally[1], tally[2]
+            for key in (minute, ten):
+                self._add(key, f"{klass}|p", runs)
+                if fails:
+                    self._add(key, f"{klass}|f", fails)
+                if runs > fails:
+                    self._add(key, f"{klass}|ms", total_ms)
+            self._ttls.setdefault(minute, MINUTE_TTL)
+            self._ttls.setdefault(ten, TEN_MINUTE_TTL)
+            if runs > fails:
+                hist = keys.metrics_histogram(stamp[:-1])
+                for index, count in enumerate(tally[3:]):
+                    if count:
+                        self._add(hist, f"{klass}|{index}", count)
+                self._ttls.setdefault(hist, TEN_MINUTE_TTL)
+        self._runs.clear()
 
     def _add(self, key: str, field: str, amount: int) -> None:
         slot = (key, field)
@@ -114,6 +136,7 @@ class Recorder:
         """Add the pending counts to Redis now; returns how many fields were written. On a
         Redis error the counts are kept for the next flush."""
         with self._lock:
+            self._expand()
             pending, ttls = self._pending, self._ttls
             self._pending, self._ttls = {}, {}
         if not pending:
