@@ -48,6 +48,10 @@ class Config:
     fetch_timeout: float = 2.0
     #: How long an idle fetcher with several queues waits on the first before rescanning all.
     idle_wait: float = 0.1
+    #: Jobs fetched ahead of need and held, besides the running ones (None: as many as
+    #: ``concurrency``). They cut round trips when Redis is far; they are in the process's
+    #: in-progress list, so a crash loses none, and a stop puts them back.
+    prefetch: int | None = None
     max_retries: int = 25
     #: Process deaths with the job in flight before it goes to the dead set (poison pill).
     max_deaths: int = 3
@@ -58,6 +62,10 @@ class Config:
     @property
     def strict(self) -> bool:
         return all(weight == 0 for _, weight in self.queues)
+
+    @property
+    def prefetch_count(self) -> int:
+        return self.concurrency if self.prefetch is None else self.prefetch
 
     @property
     def queue_names(self) -> list[str]:
@@ -76,6 +84,12 @@ class Config:
         _positive_int("concurrency", self.concurrency, 1000)
         _positive_int("max_deaths", self.max_deaths, 1000)
         _positive_int("dead_max_jobs", self.dead_max_jobs, 10**9)
+        if self.prefetch is not None and (
+            isinstance(self.prefetch, bool) or not isinstance(self.prefetch, int)
+            or not 0 <= self.prefetch <= 10_000
+        ):
+            raise ConfigError(f"prefetch must be a whole number from 0 to 10000, got "
+                              f"{self.prefetch!r}")
         retries = self.max_retries
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ConfigError(f"max_retries must be a whole number >= 0, got {retries!r}")

@@ -60,7 +60,10 @@ class Manager:
         self._events: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._running: dict[str, Work] = {}  # tid -> job; single dict ops are GIL-atomic
         self._blocking = False  # the fetcher is parked in Redis: processors ack directly
-        self._owed = 0  # idle processors that have no job yet (the fetcher's own count)
+        # Jobs the fetcher may still hand out: one per idle processor, plus the prefetch
+        # buffer (the fetcher's own count; each processor event frees one).
+        self._owed = config.prefetch_count
+        self._capacity = config.concurrency + config.prefetch_count
         self._strays: collections.Counter[bytes] | None = None
         self._reconcile_at = 0.0
         self._threads: list[threading.Thread] = []
@@ -252,7 +255,7 @@ class Manager:
 
     def _fetch_suspect(self, owed: int, acks: list[bytes]) -> list[Work]:
         self.fetcher.fetch(0, acks)
-        alone = owed == self.config.concurrency and not self._running
+        alone = owed == self._capacity and not self._running  # nothing running or held
         if not alone:
             return []
         work = self.fetcher.take_suspect()
