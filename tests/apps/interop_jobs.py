@@ -1,8 +1,8 @@
 """Python twins of the Ruby jobs in tests/interop/ruby/jobs.rb, for the interop suite.
 
 Each class sets ``name`` to the Ruby class name, so a job pushed by either side runs on
-either side (InteropBlock exists only here: it keeps a Python worker busy while Ruby's API
-and Web UI look at it). Runs go to the same ledger as tests/apps/ledger_jobs.py (``LEDGER_URL``,
+either side (InteropBlock keeps a worker of either side busy while the other side's API
+and web UI look at it). Runs go to the same ledger as tests/apps/ledger_jobs.py (``LEDGER_URL``,
 database 1), in the shape the Ruby classes write:
 
     HINCRBY done <jid> 1        a completed run

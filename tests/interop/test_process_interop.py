@@ -1,6 +1,10 @@
-"""Ruby's monitoring and control of a Sidequest process: ``Sidekiq::ProcessSet`` and
-``Sidekiq::Workers`` see it, ``quiet!``/``stop!`` reach it, ``Sidekiq::Stats`` adds up what
-it wrote, and Sidekiq's own Web UI renders every page over Python-written data."""
+"""Processes watched and controlled across the languages.
+
+Ruby over Python: ``Sidekiq::ProcessSet`` and ``Sidekiq::Workers`` see a Sidequest process,
+``quiet!``/``stop!`` reach it, and Sidekiq's own Web UI renders every page over Python-written
+data. Python over Ruby: ``sidequest.api.ProcessSet`` and ``WorkSet`` see a busy ``sidekiq``
+process, and ``Process.quiet()``/``stop()`` quiet and stop it. Both: ``Sidekiq::Stats`` and
+``sidequest.api.Stats`` report the same numbers over data both sides wrote."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import redis
 
 from apps.interop_jobs import Block, Doomed, Flaky, Record
 from helpers import FAST, wait_for
+from sidequest.api import DeadSet, JobSet, ProcessSet, Queue, RetrySet, Stats, WorkSet
 
 PROCESSES = """
 processes = Sidekiq::ProcessSet.new.map do |p|
@@ -118,70 +123,125 @@ def test_stop_from_ruby_pushes_a_running_job_back_and_exits_1(
     assert jid not in ledger.done() and worker.identity not in r.smembers("processes")
 
 
+PUSH_BLOCK = 'emit(Sidekiq::Client.push("class" => "InteropBlock", "args" => INPUT))'
+
+
+def test_python_process_set_and_work_set_read_a_busy_ruby_process(
+    start_sidekiq: Callable[..., Any], run_ruby: Callable[..., Any], ledger: Any
+) -> None:
+    sidekiq = start_sidekiq("-q", "other", "-g", "ruby-tag")
+    pushed = time.time()
+    jid = run_ruby(PUSH_BLOCK, ["ruby busy", 2**64])
+    # Sidekiq 6.4 beats every 5 s; the beat after the job started reports it.
+    (process,) = wait_for(lambda: [p for p in ProcessSet() if p.busy == 1],
+                          what="the Ruby process busy in a beat")
+    assert process.identity == sidekiq.identity and len(ProcessSet()) == 1
+    assert (process.hostname, process.pid) == (socket.gethostname(), sidekiq.pid)
+    # 6.4.1 keeps concurrency only inside `info` (8.1.2+ only as a hash field).
+    assert process.concurrency == 5 and process.queues == ["default", "other"]
+    assert (process.tag, process.labels, process.version) == ("ruby-tag", [], "")
+    assert process.stopping is False and process.rss > 0
+    assert process.started_at <= process.beat <= time.time()
+    # Sidekiq 6.4.1 writes the jobs it runs under "<identity>:workers" only.
+    (work,) = WorkSet()
+    assert (work.process, work.queue) == (sidekiq.identity, "default")
+    assert (work.job.klass, work.job.jid, work.job.args) == ("InteropBlock", jid,
+                                                             ["ruby busy", 2**64])
+    assert work.tid and work.run_at == int(work.run_at)  # an integer of seconds
+    assert int(pushed) <= work.run_at <= time.time()
+    assert len(WorkSet()) == 1
+    ledger.r.set("release", 1)
+    ledger.wait_done([jid])
+    ledger.check({jid: ["ruby busy", 2**64]}, runner="ruby")
+
+
+def test_python_quiets_and_stops_a_ruby_process(
+    start_sidekiq: Callable[..., Any], ledger: Any
+) -> None:
+    sidekiq = start_sidekiq()
+
+    def ruby_process() -> Any:
+        return ProcessSet().find(sidekiq.identity)
+
+    process = ruby_process()
+    assert process is not None and process.stopping is False
+    process.quiet()
+    # Ruby picks the signal up at its next beat and reports quiet at the one after.
+    wait_for(lambda: ruby_process().stopping, timeout=20, what="the Ruby process to be quiet")
+    # Its fetchers stopped a beat (5 s) ago; this job waits until the stop (another beat).
+    jid = Record.perform_async("must wait")
+    ruby_process().stop()
+    assert sidekiq.wait_exit(20) == 0, sidekiq.log_tail()
+    assert ProcessSet().processes() == [] and len(WorkSet()) == 0
+    assert Queue("default").size == 1 and jid not in ledger.done()
+
+
 STATS = """
 s = Sidekiq::Stats.new
-history = Sidekiq::Stats::History.new(2)
+history = Sidekiq::Stats::History.new(INPUT["days"], Date.parse(INPUT["start"]))
 emit("processed" => s.processed, "failed" => s.failed, "enqueued" => s.enqueued,
-     "daily" => {"processed" => history.processed, "failed" => history.failed},
      "retry_size" => s.retry_size, "dead_size" => s.dead_size,
-     "scheduled_size" => s.scheduled_size, "default_queue_latency" => s.default_queue_latency,
-     "queues" => s.queues, "processes_size" => s.processes_size)
+     "scheduled_size" => s.scheduled_size, "processes_size" => s.processes_size,
+     "workers_size" => s.workers_size, "queues" => s.queues,
+     "default_queue_latency" => s.default_queue_latency,
+     "history" => {"processed" => history.processed, "failed" => history.failed})
+"""
+
+#: What Sidekiq::Stats and sidequest.api.Stats both report, latency aside.
+STAT_NAMES = ("processed", "failed", "enqueued", "retry_size", "dead_size", "scheduled_size",
+              "processes_size", "workers_size", "queues")
+
+# With -c 1 the Ruby process runs these one after the other, oldest first, and then stays
+# busy in InteropBlock, so it fetches nothing more.
+RUBY_RUNS = """
+jids = 3.times.map { |i| Sidekiq::Client.push("class" => "InteropRecord", "args" => [i]) }
+Sidekiq::Client.push("class" => "InteropDoomed", "args" => ["ruby"], "retry" => 0)
+emit("records" => jids, "block" => Sidekiq::Client.push("class" => "InteropBlock", "args" => []))
 """
 
 
-def _raw_stats(r: redis.Redis) -> dict[str, Any]:
-    queues = {q: r.llen(f"queue:{q}") for q in sorted(r.smembers("queues"))}
-    return {
-        "processed": int(r.get("stat:processed") or 0),
-        "failed": int(r.get("stat:failed") or 0),
-        "enqueued": sum(queues.values()),
-        "retry_size": r.zcard("retry"),
-        "dead_size": r.zcard("dead"),
-        "scheduled_size": r.zcard("schedule"),
-        "queues": {q: n for q, n in queues.items() if n},
-        "processes_size": r.scard("processes"),
-        "daily": {kind: {day: int(r.get(f"stat:{kind}:{day}") or 0) for day in _last_days(2)}
-                  for kind in ("processed", "failed")},
-    }
+def _python_stats(stats: Stats) -> dict[str, Any]:
+    return {name: getattr(stats, name) for name in STAT_NAMES}
 
 
-def _last_days(count: int) -> list[str]:
-    today = datetime.now(timezone.utc).date()
-    return [(today - timedelta(days=n)).isoformat() for n in range(count)]
-
-
-def _default_latency(r: redis.Redis) -> float:
-    oldest = r.lindex("queue:default", -1)
-    return time.time() - json.loads(oldest)["enqueued_at"] if oldest else 0.0
-
-
-def test_ruby_stats_over_python_written_data(
-    python_worker: Callable[..., Any], run_ruby: Callable[..., Any], r: redis.Redis,
-    ledger: Any,
+def test_ruby_and_python_stats_agree_over_data_both_sides_wrote(
+    start_sidekiq: Callable[..., Any], python_worker: Callable[..., Any],
+    run_ruby: Callable[..., Any], ledger: Any,
 ) -> None:
-    worker = python_worker()
-    done = Record.perform_bulk([[i] for i in range(5)])
-    Flaky.perform_async("to retry")
-    Doomed.perform_async("to the dead set")
-    ledger.wait_done([str(j) for j in done])
-    wait_for(lambda: r.zcard("retry") == 1 and r.zcard("dead") == 1, what="the two failures")
-    wait_for(lambda: r.get("stat:processed") == "7", what="7 processed in the stats")
-    assert worker.stop() == 0
+    sidekiq = start_sidekiq("-c", "1")  # serves `default`
+    ruby = run_ruby(RUBY_RUNS)
+    python = python_worker("-q", "busy")
+    records = [str(j) for j in Record.set(queue="busy").perform_bulk([[i] for i in range(5)])]
+    Flaky.set(queue="busy").perform_async("to retry")
+    Doomed.set(queue="busy").perform_async("to the dead set")
+    blocked = Block.set(queue="busy").perform_async("python busy")
+    ledger.wait_done(records + ruby["records"])
+    # Ruby: 4 processed, 1 failed; Python: 7 processed, 2 failed. Both busy with one job.
+    wait_for(lambda: (Stats().processed, Stats().failed) == (11, 3), what="both sides' counts")
+    busy = {sidekiq.identity: 1, python.identity: 1}
+    wait_for(lambda: {p.identity: p.busy for p in ProcessSet()} == busy, what="both busy")
+    # The Flaky retry is due 15 s or more after its failure: it stays put until the end.
     Record.perform_bulk([["queued"]] * 2)
     Record.set(queue="other").perform_bulk([["queued elsewhere"]] * 3)
     Record.perform_in(3600, "later")
-    before = _default_latency(r)
-    stats = run_ruby(STATS)
-    after = _default_latency(r)
-    raw = _raw_stats(r)
-    assert {k: v for k, v in raw.items() if k != "daily"} == {
-        "processed": 7, "failed": 2, "enqueued": 5, "retry_size": 1, "dead_size": 1,
-        "scheduled_size": 1, "queues": {"default": 2, "other": 3}, "processes_size": 0}
-    # Python's daily counters, by UTC date (two days, in case the test straddles midnight).
-    assert [sum(raw["daily"][kind].values()) for kind in ("processed", "failed")] == [7, 2]
-    latency = stats.pop("default_queue_latency")
-    assert stats == raw
-    assert before <= latency <= after
+    tomorrow = datetime.now(timezone.utc).date() + timedelta(days=1)  # in case of midnight
+    before = Stats()
+    out = run_ruby(STATS, {"start": tomorrow.isoformat(), "days": 3})
+    after = Stats()
+    expected = {"processed": 11, "failed": 3, "enqueued": 5, "retry_size": 1, "dead_size": 2,
+                "scheduled_size": 1, "processes_size": 2, "workers_size": 2,
+                "queues": {"default": 2, "other": 3, "busy": 0}}
+    assert _python_stats(before) == _python_stats(after) == expected
+    assert {name: out[name] for name in STAT_NAMES} == expected
+    # Each side measures latency at its own moment: Ruby's lies between Python's two.
+    assert before.default_queue_latency > 0
+    assert before.default_queue_latency - 1e-3 <= out["default_queue_latency"]
+    assert out["default_queue_latency"] <= after.default_queue_latency + 1e-3
+    history = Stats.history(3, tomorrow)
+    assert history == out["history"]
+    assert [sum(history[kind].values()) for kind in ("processed", "failed")] == [11, 3]
+    ledger.r.set("release", 1)
+    ledger.wait_done([ruby["block"], blocked])
 
 
 WEB = """
@@ -210,10 +270,11 @@ emit(pages)
 """
 
 
-def _key(r: redis.Redis, zset: str) -> str:
+def _key(jobset: JobSet, jid: str) -> str:
     """A row key as Sidekiq's UI links it: "<score>-<jid>" (score as Python writes floats)."""
-    ((member, score),) = r.zrange(zset, 0, -1, withscores=True)
-    return f"{score!r}-{json.loads(member)['jid']}"
+    entry = jobset.find_job(jid)
+    assert entry is not None, f"{jid} is not in {jobset.name}"
+    return entry.id
 
 
 def test_sidekiq_web_renders_every_page_over_python_data(
@@ -229,7 +290,7 @@ def test_sidekiq_web_renders_every_page_over_python_data(
     scheduled = Record.perform_in(3600, "later")
     wait_for(lambda: r.zcard("retry") == 1 and r.zcard("dead") == 1, what="the two failures")
     _busy(r, worker.identity, 1)
-    retry_key, dead_key = _key(r, "retry"), _key(r, "dead")
+    retry_key, dead_key = _key(RetrySet(), retried), _key(DeadSet(), dead)
     expect = {
         "/": ["Dashboard"],
         "/busy": [worker.identity, "web-tag", "InteropBlock", running],

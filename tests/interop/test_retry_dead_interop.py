@@ -1,7 +1,7 @@
 """Failures cross over: a job that failed on one side is read, retried and run by the other.
 
-Python-side reads go through the raw ``retry``/``dead`` sorted sets with
-``sidequest.payload.decode`` and ``sidequest.retry.decode_backtrace``.
+Python reads and acts on the ``retry`` and ``dead`` sets through ``sidequest.api`` (RetrySet,
+DeadSet, SortedEntry), Ruby through ``Sidekiq::RetrySet``/``Sidekiq::DeadSet``.
 """
 
 from __future__ import annotations
@@ -11,12 +11,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import redis
-
 from apps.interop_jobs import Doomed, Flaky
 from helpers import wait_for
-from sidequest.payload import decode, dumps, timestamp
-from sidequest.retry import decode_backtrace
+from sidequest.api import DeadSet, RetrySet, SortedEntry
 
 # Ruby reads a sorted set the way its Web UI and scripts do, then optionally acts on it.
 READ_SET = """
@@ -33,6 +30,10 @@ emit("entries" => entries, "size_after" => set.size)
 """
 
 
+def _found(jobset: RetrySet | DeadSet, jid: str) -> Callable[[], SortedEntry | None]:
+    return lambda: jobset.find_job(jid)
+
+
 def _check_python_error(entry: dict[str, Any], jid: str, message: str) -> None:
     assert entry["error_class"] == "apps.interop_jobs.InteropError"
     assert entry["error_message"] == message.format(jid=jid)
@@ -43,14 +44,13 @@ def _check_python_error(entry: dict[str, Any], jid: str, message: str) -> None:
 
 
 def test_python_failure_in_ruby_retry_set_and_retry_all_runs_it_in_python(
-    python_worker: Callable[..., Any], run_ruby: Callable[..., Any], r: redis.Redis,
-    ledger: Any,
+    python_worker: Callable[..., Any], run_ruby: Callable[..., Any], ledger: Any
 ) -> None:
     python_worker()
     started = time.time()
     args = ["héllo", {"n": 2**64 + 1, "f": 0.5}, None]
     jid = Flaky.perform_async(*args)
-    wait_for(lambda: r.zcard("retry") == 1, what="the Python failure in `retry`")
+    wait_for(_found(RetrySet(), jid), what="the Python failure in `retry`")
     out = run_ruby(READ_SET, {"set": "retry", "retry_all": True})
     (entry,) = out["entries"]
     assert (entry["class"], entry["jid"], entry["queue"]) == ("InteropFlaky", jid, "default")
@@ -62,11 +62,11 @@ def test_python_failure_in_ruby_retry_set_and_retry_all_runs_it_in_python(
     assert out["size_after"] == 0
     ledger.wait_done([jid])
     ledger.check({jid: args}, runner="python")
-    assert ledger.attempts(jid) == 2 and r.zcard("retry") == 0
+    assert ledger.attempts(jid) == 2 and RetrySet().size == 0
 
 
-def test_ruby_failure_read_and_requeued_by_python_runs_in_ruby(
-    sidekiq_process: Any, run_ruby: Callable[..., Any], r: redis.Redis, ledger: Any
+def test_ruby_failure_read_and_retried_by_python_runs_in_ruby(
+    sidekiq_process: Any, run_ruby: Callable[..., Any], ledger: Any
 ) -> None:
     started = time.time()
     args = ["wörld", [1, 2.5, 2**62], {"k": None}]
@@ -78,47 +78,49 @@ end
 emit(InteropFlaky.perform_async(*INPUT))
 """
     jid = run_ruby(push, args)
-    (member,) = wait_for(lambda: r.zrange("retry", 0, -1), what="the Ruby failure in `retry`")
-    job = decode(member)
-    assert (job["class"], job["jid"], job["args"]) == ("InteropFlaky", jid, args)
-    assert job["error_class"] == "InteropError"
-    assert job["error_message"] == f"first attempt of {jid} fails on purpose"
-    assert job["retry_count"] == 0 and "retried_at" not in job
-    assert started <= (timestamp(job["failed_at"]) or 0) <= time.time()
-    assert "\n" in job["error_backtrace"]  # 6.4 writes Base64 with line breaks
-    backtrace = decode_backtrace(job["error_backtrace"])
+    retries = RetrySet()
+    entry = wait_for(_found(retries, jid), what="the Ruby failure in `retry`")
+    assert retries.size == 1 and entry.item["class"] == "InteropFlaky"
+    assert (entry.klass, entry.jid, entry.args, entry.queue) == ("InteropFlaky", jid, args,
+                                                                 "default")
+    assert entry.error_class == "InteropError"
+    assert entry.error_message == f"first attempt of {jid} fails on purpose"
+    assert entry.retry_count == 0 and entry.retried_at is None
+    assert started <= (entry.failed_at or 0) < entry.score  # the retry is in the future
+    assert "\n" in entry.item["error_backtrace"]  # 6.4 writes Base64 with line breaks
+    backtrace = entry.error_backtrace
     assert "jobs.rb" in backtrace[0] and "perform" in backtrace[0]
-    # Back to its queue from Python, as a "retry now" does; the retry count is kept.
-    job["enqueued_at"] = time.time()
-    pipe = r.pipeline(transaction=True)
-    pipe.zrem("retry", member)
-    pipe.lpush("queue:default", dumps(job))
-    assert pipe.execute() == [1, 1]
+    # "Retry now" from Python, as Sidekiq's API and UI do it: off the set, retry_count one
+    # lower (so this manual try is not counted), onto its queue, where Ruby runs it.
+    assert entry.retry()
+    assert not entry.retry()  # it is gone: a second click does nothing
     ledger.wait_done([jid])
     ledger.check({jid: args}, runner="ruby")
-    assert ledger.attempts(jid) == 2 and r.zcard("retry") == 0 and r.zcard("dead") == 0
+    assert ledger.attempts(jid) == 2 and retries.size == 0 and DeadSet().size == 0
 
 
 def test_python_job_that_exhausts_its_retries_is_in_ruby_dead_set(
-    python_worker: Callable[..., Any], run_ruby: Callable[..., Any], r: redis.Redis,
-    ledger: Any,
+    python_worker: Callable[..., Any], run_ruby: Callable[..., Any], ledger: Any
 ) -> None:
     python_worker()
     jid = Doomed.set(retry=1).perform_async("doomed", 1.5)
-    (member,) = wait_for(lambda: r.zrange("retry", 0, -1), what="the first failure")
-    r.zadd("retry", {member: time.time()}, xx=True)  # due now rather than in 15+ s
-    wait_for(lambda: r.zcard("dead") == 1, what="the second failure in `dead`")
+    entry = wait_for(_found(RetrySet(), jid), what="the first failure")
+    assert entry.retry_count == 0
+    # Due now rather than in 15+ s; unlike retry(), add_to_queue() keeps the retry count, so
+    # the next failure is the last one allowed.
+    assert entry.add_to_queue()
+    wait_for(_found(DeadSet(), jid), what="the second failure in `dead`")
     out = run_ruby(READ_SET, {"set": "dead"})
     (entry,) = out["entries"]
     assert (entry["class"], entry["jid"], entry["args"]) == ("InteropDoomed", jid, ["doomed", 1.5])
     _check_python_error(entry, jid, "{jid} always fails")
     assert entry["retry_count"] == 1
     assert entry["failed_at"] <= entry["retried_at"] <= entry["score"] <= time.time()
-    assert r.zcard("retry") == 0 and ledger.attempts(jid) == 2
+    assert RetrySet().size == 0 and DeadSet().size == 1 and ledger.attempts(jid) == 2
 
 
-def test_ruby_job_that_exhausts_its_retries_reads_in_python(
-    sidekiq_process: Any, run_ruby: Callable[..., Any], r: redis.Redis, ledger: Any
+def test_ruby_job_that_exhausts_its_retries_reads_in_python_and_retries_from_the_morgue(
+    sidekiq_process: Any, run_ruby: Callable[..., Any], ledger: Any
 ) -> None:
     started = time.time()
     push = """
@@ -129,13 +131,19 @@ end
 emit(InteropDoomed.perform_async("doomed", 2**64 + 1))
 """
     jid = run_ruby(push)
-    (member, score), = wait_for(lambda: r.zrange("dead", 0, -1, withscores=True),
-                                what="the Ruby job in `dead`")
-    job = decode(member)
-    assert (job["class"], job["jid"], job["args"]) == ("InteropDoomed", jid, ["doomed", 2**64 + 1])
-    assert (job["retry"], job["retry_count"]) == (0, 0)
-    assert (job["error_class"], job["error_message"]) == ("InteropError", f"{jid} always fails")
-    failed_at = timestamp(job["failed_at"]) or 0
-    assert started <= failed_at <= score <= time.time()
-    assert "jobs.rb" in decode_backtrace(job["error_backtrace"])[0]
-    assert r.zcard("retry") == 0 and ledger.attempts(jid) == 1
+    dead = DeadSet()
+    entry = wait_for(_found(dead, jid), what="the Ruby job in `dead`")
+    assert dead.size == 1 and RetrySet().size == 0 and ledger.attempts(jid) == 1
+    assert (entry.klass, entry.jid, entry.args) == ("InteropDoomed", jid, ["doomed", 2**64 + 1])
+    assert (entry.item["retry"], entry.retry_count) == (0, 0)
+    assert (entry.error_class, entry.error_message) == ("InteropError", f"{jid} always fails")
+    assert started <= (entry.failed_at or 0) <= entry.score <= time.time()
+    assert entry.retried_at is None and "jobs.rb" in entry.error_backtrace[0]
+    # Retry from the morgue in Python: Ruby runs it again, it fails again, and it is back in
+    # `dead` with the count Ruby's own "Retry Now" would give (-1 + 1 = 0) and a retried_at.
+    assert entry.retry()
+    wait_for(lambda: ledger.attempts(jid) == 2, what="Ruby to run it again")
+    again = wait_for(_found(dead, jid), what="the second death")
+    assert (again.retry_count, again.error_message) == (0, f"{jid} always fails")
+    assert entry.score <= (again.retried_at or 0) <= again.score <= time.time()
+    assert dead.size == 1 and RetrySet().size == 0 and jid not in ledger.done()

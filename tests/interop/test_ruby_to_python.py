@@ -12,6 +12,7 @@ from typing import Any
 
 import redis
 
+from sidequest.api import Queue, WorkSet
 from sidequest.payload import decode, timestamp
 from sidequest.retry import decode_backtrace
 
@@ -99,29 +100,41 @@ emit(entries.sort_by { |e| e["tid"] })
 """
 
 
+def _fake_process(r: redis.Redis, identity: str, work_key: str, entries: dict[str, str]) -> None:
+    """A process whose heartbeat wrote ``entries`` (tid -> work JSON) under ``work_key``."""
+    r.sadd("processes", identity)
+    r.hset(identity, mapping={"info": json.dumps({"identity": identity}),
+                              "busy": len(entries)})
+    r.hset(f"{identity}{work_key}", mapping=entries)
+
+
 def test_work_entries_with_payload_as_string_or_object(
     run_ruby: Callable[..., Any], r: redis.Redis
 ) -> None:
-    as_string = json.loads(_fixture("sidekiq8_work_string.json"))
-    as_object = json.loads(_fixture("sidekiq8_work_object.json"))
-    # Python side: the embedded payload is a JSON string in one and an object in the other.
-    assert isinstance(as_string["payload"], str) and isinstance(as_object["payload"], dict)
-    for entry in (as_string, as_object):
-        embedded = entry["payload"]
-        job = decode(embedded) if isinstance(embedded, str) else embedded
-        assert job["class"] == "InteropRecord" and isinstance(entry["run_at"], int)
-        assert timestamp(job["enqueued_at"]) == 1700000000.456
-    # The samples are real: Sidekiq 6.4 reads both shapes (it looks under ":workers").
-    identity = "fixture-host:4242:0123456789ab"
-    r.sadd("processes", identity)
-    r.hset(identity, mapping={"info": json.dumps({"identity": identity}), "busy": 2})
-    r.hset(f"{identity}:workers", mapping={"tid1": _fixture("sidekiq8_work_string.json"),
-                                           "tid2": _fixture("sidekiq8_work_object.json")})
+    as_string = _fixture("sidekiq8_work_string.json")
+    as_object = _fixture("sidekiq8_work_object.json")
+    # The embedded payload is a JSON string in one and an object in the other.
+    assert isinstance(json.loads(as_string)["payload"], str)
+    assert isinstance(json.loads(as_object)["payload"], dict)
+    jids = ["a1b2c3d4e5f60718293a4b5c", "b2c3d4e5f60718293a4b5c6d"]
+    # Under 6.4.1's key name ":workers", and under ":work", the name from 6.4.2 on.
+    legacy, current = "old-host:4242:0123456789ab", "new-host:4343:ba9876543210"
+    _fake_process(r, legacy, ":workers", {"tid1": as_string, "tid2": as_object})
+    _fake_process(r, current, ":work", {"tid3": as_string, "tid4": as_object})
+    # Python reads both shapes under both key names.
+    works = sorted(WorkSet(), key=lambda w: w.tid)
+    assert [(w.process, w.tid, w.queue, w.run_at) for w in works] == [
+        (legacy, "tid1", "default", 1700000001.0), (legacy, "tid2", "default", 1700000002.0),
+        (current, "tid3", "default", 1700000001.0), (current, "tid4", "default", 1700000002.0)]
+    assert [(w.job.klass, w.job.jid, w.job.args) for w in works] == [
+        ("InteropRecord", jids[0], [10]), ("InteropRecord", jids[1], [11])] * 2
+    assert all(w.job.enqueued_at == 1700000000.456 for w in works)  # 8.x milliseconds
+    assert len(WorkSet()) == 4
+    # The samples are real: Sidekiq 6.4 reads both shapes, but only under ":workers".
     entries = run_ruby(WORKSET)
-    assert [(e["tid"], e["class"], e["queue"]) for e in entries] == [
-        ("tid1", "InteropRecord", "default"), ("tid2", "InteropRecord", "default")]
-    assert [e["jid"] for e in entries] == [
-        json.loads(as_string["payload"])["jid"], as_object["payload"]["jid"]]
+    assert [(e["process"], e["tid"], e["class"], e["queue"]) for e in entries] == [
+        (legacy, "tid1", "InteropRecord", "default"), (legacy, "tid2", "InteropRecord", "default")]
+    assert [e["jid"] for e in entries] == jids
 
 
 def test_python_worker_runs_sidekiq8_jobs_from_a_queue_and_the_retry_set(
@@ -140,9 +153,10 @@ def test_python_worker_runs_sidekiq8_jobs_from_a_queue_and_the_retry_set(
 
 
 def test_python_reads_a_ruby_job_with_a_huge_bignum(
-    run_ruby: Callable[..., Any], r: redis.Redis
+    run_ruby: Callable[..., Any], redis_url: str
 ) -> None:
     push = 'emit(Sidekiq::Client.push("class" => "InteropRecord", "args" => [10**4400, "x"]))'
     jid = run_ruby(push)
-    job = decode(r.lindex("queue:default", 0) or b"")
-    assert job["jid"] == jid and job["args"] == [10**4400, "x"]
+    record = Queue("default").find_job(jid)
+    assert record is not None and record.parse_error is None
+    assert (record.klass, record.args) == ("InteropRecord", [10**4400, "x"])

@@ -11,12 +11,14 @@
 #   HINCRBY done <jid> 1        a completed run
 #   HSET args <jid> <json>      the arguments exactly as perform received them
 #   HSET runner <jid> ruby      which side ran it ("python" for the twins)
-#   HINCRBY attempts <jid> 1    every start of InteropFlaky and InteropDoomed
+#   HINCRBY attempts <jid> 1    every start of InteropFlaky, InteropDoomed and InteropBlock
 #
 # Class name             | Python twin            | what it does
 # InteropRecord          | apps.interop_jobs      | records its run
 # InteropFlaky           | apps.interop_jobs      | fails its first attempt, then records
 # InteropDoomed          | apps.interop_jobs      | always fails; retry: 0, so straight to dead
+# InteropBlock           | apps.interop_jobs      | keeps its thread busy until the ledger key
+#                        |                        | `release` exists (at most 30 s), then records
 # RubyOnlyRecord         | none (Python only enqueues it)
 
 require "json"
@@ -89,5 +91,21 @@ class InteropDoomed
   def perform(*_args)
     InteropLedger.attempt(jid)
     raise InteropError, "#{jid} always fails"
+  end
+end
+
+class InteropBlock
+  include Sidekiq::Job
+
+  # The longest it waits to be released, so that a broken test cannot hang a worker.
+  LIMIT = 30.0
+
+  def perform(*args)
+    InteropLedger.attempt(jid)
+    deadline = ::Process.clock_gettime(::Process::CLOCK_MONOTONIC) + LIMIT
+    until LEDGER.exists?("release") || ::Process.clock_gettime(::Process::CLOCK_MONOTONIC) > deadline
+      sleep 0.01
+    end
+    InteropLedger.record(jid, args)
   end
 end
