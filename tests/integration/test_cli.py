@@ -21,11 +21,27 @@ from redis_server import RedisServer
 ROOT = Path(__file__).resolve().parents[2]
 
 
+STARTED: list[subprocess.Popen[str]] = []
+
+
 def sidequest(*args: str, env: dict[str, str] | None = None, **kw: object) -> subprocess.Popen[str]:
     full_env = {**os.environ, **(env or {}),
                 "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    return subprocess.Popen([sys.executable, "-m", "sidequest", *args], env=full_env, cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "sidequest", *args], env=full_env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+    STARTED.append(proc)
+    return proc
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_workers() -> Iterator[None]:
+    """A failing test must not leave its worker running."""
+    yield
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
 
 
 def run(*args: str) -> tuple[int, str]:
