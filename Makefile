@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # clone may lack bench/ or examples/ and ruff errors on a missing path.
 LINT_DIRS := $(wildcard src tests bench examples)
 
-.PHONY: venv redis ruby sentinel chromium lint test unit demo bench soak screenshots clean
+.PHONY: venv redis ruby sentinel faketime chromium lint test unit demo bench soak screenshots clean
 
 venv: $(STAMP)
 
@@ -50,6 +50,16 @@ sentinel:
 		echo "redis-sentinel is missing: run 'sudo apt-get install redis-sentinel'; the Sentinel fault test skips without it"; \
 	fi
 
+# faketime (Debian package: libfaketime's wrapper) for the clock-skew test
+# tests/fault/test_clock_skew.py; skipped locally without it, failed under CI=true.
+faketime:
+	@command -v faketime >/dev/null 2>&1 && exit 0; \
+	if [ "$$(id -u)" = 0 ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y faketime; \
+	else \
+		echo "faketime is missing: run 'sudo apt-get install faketime'; the clock-skew fault test skips without it"; \
+	fi
+
 # Debian's Chromium for the dashboard's browser tests (tests/web/test_browser.py), driven by
 # Playwright; never `playwright install`, which downloads browsers of its own. Without root it
 # only says how to get it: those tests skip locally when it is missing (CI fails them).
@@ -65,7 +75,7 @@ lint: venv
 	$(BIN)/ruff check $(LINT_DIRS)
 	$(BIN)/mypy
 
-test: venv redis ruby sentinel chromium
+test: venv redis ruby sentinel faketime chromium
 	$(MAKE) lint
 	$(BIN)/pytest -q
 

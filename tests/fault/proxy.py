@@ -223,7 +223,14 @@ class FaultProxy:
     async def _pump(self, conn: _Conn, src: asyncio.StreamReader, dst: asyncio.StreamWriter,
                     parser: RespParser | None) -> None:
         while True:
-            data = await src.read(65536)
+            try:
+                data = await src.read(65536)
+            except ConnectionError:
+                # One side reset (Redis SIGKILLed with bytes unread): pass the reset on, or the
+                # other side would wait for bytes that can never come (a silent black hole).
+                conn.cut = True
+                _rst(dst)
+                return
             if not data:
                 break
             await self._hold()

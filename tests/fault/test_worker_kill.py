@@ -74,5 +74,7 @@ def test_chaos_loop_loses_nothing(spawn: SpawnWorker, sq: str, r: redis.Redis,
     assert report.lost == [] and len(report.reruns) > 0
     # A job runs twice only if it was in flight at a kill: at most 10 threads' worth per kill
     # (plus the prefetched ones, which re-run after their recovery too).
-    assert len(report.reruns) <= kills * 10
+    # Each kill re-runs at most its 10 running jobs, plus jobs that had finished but whose
+    # acknowledgement had not been sent yet (those also show as done twice).
+    assert len(report.reruns) <= kills * 10 + len(report.duplicates)
     assert r.llen("queue:default") == 0

@@ -20,6 +20,7 @@ import redis
 from sidequest import __version__, keys
 from sidequest.config import Config
 from sidequest.payload import dumps
+from sidequest.worker import clock
 from sidequest.worker.state import ProcessState
 
 log = logging.getLogger("sidequest")
@@ -76,9 +77,7 @@ class Heartbeat:
         """One heartbeat; raises RedisError if Redis is unreachable (the caller retries)."""
         self._flush_stats()
         busy = self.state.busy()
-        started = time.perf_counter()
-        self.client.ping()
-        rtt_us = int((time.perf_counter() - started) * 1e6)
+        rtt_us = int(clock.measure(self.client) * 1e6)  # Redis's clock, and the round trip
         pipe = self.client.pipeline(transaction=True)
         self._work_hashes(pipe, busy)
         pipe.sadd(keys.PROCESSES, self.identity)
@@ -133,7 +132,14 @@ class Heartbeat:
         pipe.unlink(keys.work(self.identity), keys.workers_legacy(self.identity))
         pipe.unlink(keys.lease(self.identity))
         pipe.hset(self.identity, "quiet", "true")
+        # Leave the reapers' list too, unless jobs are still in progress (a failed requeue):
+        # then the entry stays, so that a reaper recovers them once the lease is gone.
+        pipe.eval(_FORGET, 2, keys.inprogress(self.identity), keys.SQ_PROCESSES, self.identity)
         pipe.execute()
+
+
+_FORGET = ("if redis.call('EXISTS', KEYS[1]) == 0 then"
+           " return redis.call('SREM', KEYS[2], ARGV[1]) end return 0")
 
 
 def _work_entry(entry: dict[str, Any]) -> str:

@@ -23,7 +23,8 @@ from sidequest.config import Config
 from sidequest.errors import PayloadError
 from sidequest.job import Job
 from sidequest.morgue import add_dead
-from sidequest.payload import Payload, decode, dumps, now
+from sidequest.payload import Payload, decode, dumps
+from sidequest.worker.clock import now
 from sidequest.worker.fetch import Work
 from sidequest.worker.logs import job_info
 from sidequest.worker.state import ProcessState

@@ -20,7 +20,8 @@ from sidequest.api.processes import ProcessSet
 from sidequest.config import Config
 from sidequest.errors import JobKilled, PayloadError
 from sidequest.morgue import add_dead
-from sidequest.payload import decode, dumps, now
+from sidequest.payload import decode, dumps
+from sidequest.worker.clock import now
 
 log = logging.getLogger("sidequest")
 #: How long a job's death count is remembered.

@@ -19,7 +19,8 @@ from sidequest import connection, keys
 from sidequest.config import Config
 from sidequest.errors import PayloadError
 from sidequest.morgue import add_dead
-from sidequest.payload import decode, dumps, now
+from sidequest.payload import decode, dumps
+from sidequest.worker.clock import now
 
 log = logging.getLogger("sidequest")
 BATCH = 100
