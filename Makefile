@@ -85,8 +85,10 @@ unit: venv
 demo: venv redis
 	$(BIN)/sidequest dev
 
+# Sidequest against Ruby Sidekiq and the Python peers (installed on first use under
+# bench/.venvs); rewrites docs/performance.md. Flags: make bench BENCH_ARGS="--quick".
 bench: venv redis
-	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/suite.py $(BENCH_ARGS)
 
 # Not part of `make test`: a million jobs, then a mixed run with kills (see bench/soak.py).
 soak: venv redis

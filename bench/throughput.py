@@ -13,17 +13,14 @@ counted by the job itself in database 1 (bench/jobs.py), not taken from Sideques
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,139 +39,36 @@ for _path in (str(ROOT / "src"), str(ROOT)):
         sys.path.insert(0, _path)
 
 import sidequest  # noqa: E402
+from bench.harness import (  # noqa: E402
+    MB,
+    BenchError,
+    Drain,
+    PrivateRedis,
+    RssSampler,
+    at_least,
+    counter_of,
+    hiredis_text,
+    log_tail,
+    machine_text,
+    progress,
+    rate,
+    terminate,
+    wait_count,
+)
 from bench.jobs import COUNTER_URL_ENV, DONE_KEY, Noop  # noqa: E402
 from sidequest import keys  # noqa: E402
 
-try:
-    import psutil  # type: ignore[import-untyped,unused-ignore]
-except ImportError:  # pragma: no cover - a dev extra
-    sys.exit("psutil is missing: run .venv/bin/pip install -e '.[dev]'")
-
 QUEUE = "default"
 SINGLE_MAX = 20_000  # single pushes are ~10x slower than bulk; this keeps a run short
-POLL = 0.005  # counter poll: 5 ms is <0.1% of a 100k-job drain and costs Redis nothing
-RSS_EVERY = 0.05
-STALL = 30.0  # no completion for this long means the worker is stuck: fail loudly
 ACK_WAIT = 5.0  # acks of the last jobs are flushed by the fetcher a moment after they finish
 STOP_WAIT = 40.0  # the worker's own shutdown timeout (25 s) plus its hard-exit margin
-MB = 1024 * 1024  # as ps and top count
-
-
-class BenchError(Exception):
-    """The bench could not measure: a stalled or dead worker, a missing job, a dead Redis."""
-
-
-# -- the private Redis ---------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class PrivateRedis:
-    """A throwaway redis-server: free loopback port, its own dir, nothing written to disk."""
-
-    host = "127.0.0.1"
-
-    def __init__(self, executable: str, directory: Path) -> None:
-        self.executable = executable
-        self.dir = directory
-        self.port = 0
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-
-    def url(self, db: int = 0) -> str:
-        return f"redis://{self.host}:{self.port}/{db}"
-
-    def client(self, db: int = 0) -> redis.Redis:
-        return redis.Redis(host=self.host, port=self.port, db=db)
-
-    def start(self) -> None:
-        # The free port can be taken by someone else before redis binds it: try a few.
-        for _ in range(3):
-            self.port = free_port()
-            if self._spawn_and_wait():
-                return
-        raise BenchError(f"redis-server would not start; see {self.dir / 'redis.log'}")
-
-    def _spawn_and_wait(self) -> bool:
-        self._log = open(self.dir / "redis.log", "ab")  # noqa: SIM115 - closed in stop()
-        args = ["--port", str(self.port), "--bind", self.host, "--save", "",
-                "--appendonly", "no", "--dir", str(self.dir), "--daemonize", "no"]
-        # Own session: Ctrl-C reaches only the bench, which stops the worker before Redis.
-        self._proc = subprocess.Popen([self.executable, *args], stdin=subprocess.DEVNULL,
-                                      stdout=self._log, stderr=subprocess.STDOUT,
-                                      start_new_session=True)
-        deadline = time.monotonic() + 10
-        with self.client() as probe:
-            while self._proc.poll() is None and time.monotonic() < deadline:
-                try:
-                    return bool(probe.ping())
-                except redis.ConnectionError:
-                    time.sleep(0.05)
-        self.stop()
-        return False
-
-    def version(self) -> str:
-        with self.client() as client:
-            return str(client.info("server")["redis_version"])
-
-    def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            _terminate(proc, timeout=5)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def __enter__(self) -> PrivateRedis:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def _terminate(proc: subprocess.Popen[bytes], timeout: float) -> int:
-    """SIGTERM, wait, SIGKILL if it ignores us; returns the exit code."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            return proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    return proc.wait()
-
 
 # -- the machine ---------------------------------------------------------------------------
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def hiredis_text() -> str:
-    from redis.utils import HIREDIS_AVAILABLE
-
-    if not HIREDIS_AVAILABLE:
-        return "hiredis not installed (pure-Python parser)"
-    return f"hiredis {metadata.version('hiredis')} installed"
-
-
 def machine_lines(server: PrivateRedis) -> list[str]:
-    cpus = os.cpu_count() or 0
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cpus
     return [
-        f"machine   {cpus} CPUs ({usable} usable), {cpu_model()}, {platform.system()}"
-        f" {platform.machine()}",
+        f"machine   {machine_text()}",
         f"python    {platform.python_version()} ({sys.executable})",
         f"redis     redis-server {server.version()}, redis-py {metadata.version('redis')},"
         f" {hiredis_text()}",
@@ -183,12 +77,6 @@ def machine_lines(server: PrivateRedis) -> list[str]:
 
 
 # -- enqueueing ----------------------------------------------------------------------------
-
-
-def rate(jobs: int, seconds: float) -> float:
-    if seconds <= 0:
-        raise BenchError(f"{jobs} jobs took no measurable time; give more jobs (-n)")
-    return jobs / seconds
 
 
 def time_single(count: int) -> float:
@@ -223,77 +111,6 @@ def start_worker(server: PrivateRedis, concurrency: int, level: str,
     # Logs go to a file, as in production, rather than a pipe we would have to keep reading.
     return subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-class RssSampler:
-    """Peak resident memory of a process and its children, sampled on a thread."""
-
-    def __init__(self, pid: int, every: float = RSS_EVERY) -> None:
-        self.pid = pid
-        self.every = every
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
-
-    def _run(self) -> None:
-        while True:
-            self.peak = max(self.peak, tree_rss(self.pid))
-            if self._stop.wait(self.every):
-                return
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def tree_rss(pid: int) -> int:
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0
-    total = 0
-    for proc in procs:
-        # A child that exited between the listing and the read holds no memory.
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            total += proc.memory_info().rss
-    return total
-
-
-@dataclass(frozen=True)
-class Drain:
-    first_at: float  # when the counter was first seen above 0
-    first_count: int  # its value then: those jobs finished before the window opened
-    last_at: float  # when it was first seen at N
-    jobs: int
-
-    @property
-    def rate(self) -> float:
-        return rate(self.jobs - self.first_count, self.last_at - self.first_at)
-
-
-def wait_drain(counter: redis.Redis, jobs: int, worker: subprocess.Popen[bytes]) -> Drain:
-    """Poll the completion counter until it reaches ``jobs``; fail if the worker stalls."""
-    first: tuple[float, int] | None = None
-    seen, changed = 0, time.perf_counter()
-    while True:
-        count = int(counter.get(DONE_KEY) or 0)
-        now = time.perf_counter()
-        if count != seen:
-            seen, changed = count, now
-            first = first or (now, count)
-        if first is not None and count >= jobs:
-            return Drain(first[0], first[1], now, jobs)
-        if worker.poll() is not None:
-            raise BenchError(f"the worker exited (code {worker.returncode}) after"
-                             f" {count:,} of {jobs:,} jobs")
-        if now - changed > STALL:
-            raise BenchError(f"no job finished for {STALL:.0f} s: {count:,} of {jobs:,} done")
-        time.sleep(POLL)
 
 
 @dataclass(frozen=True)
@@ -332,13 +149,6 @@ def check_acks(sq: redis.Redis, counter: redis.Redis, jobs: int) -> Acks:
         if acks.ok or time.monotonic() > deadline:
             return acks
         time.sleep(0.01)
-
-
-def log_tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no worker log)"
 
 
 # -- one run -------------------------------------------------------------------------------
@@ -392,7 +202,7 @@ def drain_with_worker(server: PrivateRedis, opts: Options, sq: redis.Redis,
         worker = start_worker(server, opts.concurrency, opts.log_level, log)
         try:
             with RssSampler(worker.pid) as sampler:
-                drain = wait_drain(counter, opts.jobs, worker)
+                drain = wait_count(counter_of(counter, DONE_KEY), opts.jobs, worker)
             acks = check_acks(sq, counter, opts.jobs)
         except BenchError as exc:
             left = leftovers(sq, counter, opts.jobs).text()
@@ -400,14 +210,8 @@ def drain_with_worker(server: PrivateRedis, opts: Options, sq: redis.Redis,
             header = f"--- worker log ({log_path.name}) ---"
             raise BenchError(f"{exc}\n{left}\n{header}\n{tail}") from None
         finally:
-            code = _terminate(worker, STOP_WAIT)
+            code = terminate(worker, STOP_WAIT)
     return drain, sampler.peak, acks, code
-
-
-def progress(text: str) -> None:
-    # stderr, so that stdout holds only the report.
-    sys.stderr.write(text)
-    sys.stderr.flush()
 
 
 # -- the report ----------------------------------------------------------------------------
@@ -493,16 +297,6 @@ def report(machine: list[str], opts: Options, results: Sequence[RunResult]) -> i
 
 
 # -- command line --------------------------------------------------------------------------
-
-
-def at_least(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}")
-        return value
-
-    return parse
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:

@@ -1,0 +1,132 @@
+"""The systems the suite compares: how each is installed, started and fed.
+
+Every worker runs one process with 10 jobs at a time where the system can (or its closest
+equivalent), at log level WARNING, with its defaults otherwise: the bench measures what a
+user gets, not what a tuned deployment gets. Each Python peer lives in its own virtual
+environment under bench/.venvs/ with a redis-py it accepts (and hiredis, as Sidequest has).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.harness import ROOT
+
+VENVS = ROOT / "bench" / ".venvs"
+CONCURRENCY = "10"
+QUEUE = "default"
+SIDEKIQ_JOB = ROOT / "bench" / "sidekiq" / "bench_job.rb"
+SIDEKIQ_PUSH = ROOT / "bench" / "sidekiq" / "push.rb"
+SIDEKIQ_VERSION = "6.4.1"  # Debian bookworm's ruby-sidekiq
+
+# (bin dir of the system's environment, Redis URL of the system's database) -> argv
+Command = Callable[[Path, str], list[str]]
+
+
+@dataclass(frozen=True)
+class System:
+    name: str  # as given to --systems
+    label: str  # as shown in the table
+    model: str  # how it runs jobs at once
+    bulk: str  # how the bulk figure pushes
+    worker: Command
+    batched: bool = True  # False: the system has no batch push, bulk is a loop
+    venv: str | None = None  # bench/.venvs/<venv>; None: the project's venv, or Ruby
+    requirements: tuple[str, ...] = ()
+    reported: tuple[str, ...] = ()  # distributions whose versions the report states
+    worker_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ruby(self) -> bool:
+        return self.name == "sidekiq"
+
+    def bin_dir(self) -> Path:
+        if self.venv is None:
+            return Path(sys.executable).parent
+        return VENVS / self.venv / "bin"
+
+    def pusher(self) -> list[str]:
+        if self.ruby:
+            return ["ruby", str(SIDEKIQ_PUSH)]
+        module = self.name.split("-")[0]  # celery-threads and celery-prefork share one
+        return [str(self.bin_dir() / "python"), "-m", "bench.agents.push", module]
+
+
+def _sidequest(bin_dir: Path, url: str) -> list[str]:
+    return [str(bin_dir / "python"), "-m", "sidequest", "-r", "bench.jobs", "-c", CONCURRENCY,
+            "--log-level", "WARNING", "-q", QUEUE]
+
+
+def _sidekiq(bin_dir: Path, url: str) -> list[str]:
+    # The log level is set in the required file (Sidekiq 6 has no flag for it).
+    return ["sidekiq", "-r", str(SIDEKIQ_JOB), "-c", CONCURRENCY, "-q", QUEUE]
+
+
+def _celery(pool: str) -> Command:
+    def command(bin_dir: Path, url: str) -> list[str]:
+        return [str(bin_dir / "celery"), "-A", "bench.agents.celery_app", "worker",
+                "--pool", pool, "-c", CONCURRENCY, "-l", "WARNING", "-Q", QUEUE]
+
+    return command
+
+
+def _dramatiq(bin_dir: Path, url: str) -> list[str]:
+    return [str(bin_dir / "dramatiq"), "bench.agents.dramatiq_app", "--processes", "1",
+            "--threads", CONCURRENCY, "--queues", QUEUE, "--skip-logging"]
+
+
+def _huey(bin_dir: Path, url: str) -> list[str]:
+    return [str(bin_dir / "huey_consumer"), "bench.agents.huey_app.huey", "-w", CONCURRENCY,
+            "-k", "thread", "-q"]
+
+
+def _rq(bin_dir: Path, url: str) -> list[str]:
+    return [str(bin_dir / "rq"), "worker", "--worker-class", "rq.worker.SimpleWorker",
+            "--url", url, "--logging_level", "WARNING", "--path", str(ROOT), QUEUE]
+
+
+def _arq(bin_dir: Path, url: str) -> list[str]:
+    return [str(bin_dir / "python"), "-m", "bench.agents.arq_app"]
+
+
+CELERY_REQ = ("celery[redis]==5.7.0", "redis[hiredis]>=6.1")  # kombu wants redis-py >= 6.1
+CELERY_VERSIONS = ("celery", "kombu", "redis", "hiredis")
+# No batch push in Celery (group().apply_async() publishes one by one too, a little slower).
+CELERY_BULK = "loop of apply_async() on one producer"
+
+SYSTEMS: tuple[System, ...] = (
+    System("sidequest", "Sidequest", "10 threads", "perform_bulk, 1,000 a call", _sidequest,
+           reported=("redis", "hiredis")),
+    System("sidekiq", f"Sidekiq {SIDEKIQ_VERSION} (Ruby)", "10 threads",
+           "Sidekiq::Client.push_bulk, 1,000 a call", _sidekiq),
+    System("celery-threads", "Celery threads", "--pool threads -c 10",
+           CELERY_BULK, _celery("threads"), batched=False, venv="celery",
+           requirements=CELERY_REQ, reported=CELERY_VERSIONS),
+    System("celery-prefork", "Celery prefork", "--pool prefork -c 10 (10 processes)",
+           CELERY_BULK, _celery("prefork"), batched=False, venv="celery",
+           requirements=CELERY_REQ, reported=CELERY_VERSIONS),
+    System("dramatiq", "Dramatiq", "--processes 1 --threads 10", "loop of send()", _dramatiq,
+           batched=False, venv="dramatiq",
+           requirements=("dramatiq[redis]==2.2.1", "redis[hiredis]"),
+           reported=("dramatiq", "redis", "hiredis"), worker_env={"BENCH_WORKER": "1"}),
+    System("huey", "Huey", "-w 10 -k thread", "loop of calls", _huey, batched=False,
+           venv="huey",
+           requirements=("huey==3.5.4", "redis[hiredis]"), reported=("huey", "redis", "hiredis")),
+    System("rq", "RQ SimpleWorker", "1 job at a time (RQ has no threaded worker)",
+           "enqueue_many, 1,000 a call", _rq, venv="rq",
+           requirements=("rq==3.0.0", "redis[hiredis]"),
+           reported=("rq", "redis", "hiredis")),
+    System("arq", "arq", "asyncio, max_jobs=10", "loop of enqueue_job()", _arq, batched=False,
+           venv="arq",
+           requirements=("arq==0.28.0", "redis[hiredis]<6"),  # arq 0.28 wants redis-py < 6
+           reported=("arq", "redis", "hiredis")),
+)
+
+BY_NAME = {system.name: system for system in SYSTEMS}
+
+# The chart is drawn in an environment of its own, so the project's venv stays lean.
+PLOT_VENV = "plot"
+PLOT_REQ = ("matplotlib==3.11.2",)

@@ -1,0 +1,135 @@
+"""The comparison suite (bench/suite.py) runs end to end in its quick form, and its proxy works.
+
+No timing assertions on the systems: how fast is the suite's business (``make bench``), and a
+loaded CI machine must not fail the suite. This proves the harness has not rotted: the quick
+form measures Sidequest alone on every workload and prints the table.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parents[2]
+SUITE = ROOT / "bench" / "suite.py"
+PROXY = ROOT / "bench" / "latency_proxy.py"
+DOC = ROOT / "docs" / "performance.md"
+TIMEOUT = 100.0  # under pytest's own 120 s, so that we, not pytest, stop the suite
+HEADS = ("drain jobs/s", "drain +1 ms jobs/s", "bulk enqueue jobs/s", "single enqueue jobs/s",
+         "latency p50 ms", "latency p99 ms", "peak RSS MB")
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench import report, suite  # noqa: E402
+
+
+def need_redis() -> None:
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-server is missing")
+        pytest.skip("redis-server is missing (`make redis`)")
+
+
+def run_suite(*args: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.Popen([sys.executable, str(SUITE), *args], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        # SIGTERM, not SIGKILL: the suite then stops its worker, proxy and redis-server.
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        pytest.fail(f"the suite did not finish in {TIMEOUT:.0f} s\n{out}\n{err}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_quick_suite_measures_every_workload_and_prints_the_table() -> None:
+    need_redis()
+    before = DOC.stat().st_mtime if DOC.exists() else None
+    result = run_suite("--quick", "--no-write")
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    out = result.stdout
+    lines = out.splitlines()
+    head = next((line for line in lines if line.startswith("system ")), None)
+    assert head is not None, out
+    for label in HEADS:
+        assert label in head, head
+    row = next((line for line in lines if re.match(r"Sidequest +[\d,]", line)), None)
+    assert row is not None, out
+    numbers = re.findall(r"[\d,]+(?:\.\d+)?", row)
+    assert len(numbers) == len(HEADS), row  # a value in every column, none "failed"
+    for label in ("machine ", "redis ", "versions", "load "):
+        assert label in out, out
+    after = DOC.stat().st_mtime if DOC.exists() else None
+    assert before == after, "--quick must not rewrite docs/performance.md"
+
+
+def test_quick_changes_only_the_defaults() -> None:
+    quick = suite.parse_args(["--quick"])
+    assert quick.systems == ("sidequest",)
+    assert not quick.install and not quick.write
+    assert quick.runs == 1 and quick.jobs < 100_000
+    full = suite.parse_args(["--systems", "sidequest,rq", "--jobs", "500", "--runs", "4"])
+    assert full.systems == ("sidequest", "rq")
+    assert (full.jobs, full.runs, full.proxy_jobs) == (500, 4, 100)
+    assert full.install and full.write
+    default = suite.parse_args([])
+    assert (default.jobs, default.runs, default.latency_jobs) == (100_000, 3, 1_000)
+    assert default.max_gap == 2.0 and "sidekiq" in default.systems
+
+
+def test_unknown_system_is_refused() -> None:
+    with pytest.raises(SystemExit):
+        suite.parse_args(["--systems", "sidequest,nosuch"])
+
+
+def test_latency_percentiles_from_recorded_timestamps() -> None:
+    # Job i was pushed at 100 + i and started i + 1 ms later: delays of 1..100 ms.
+    entries = [f"{100.0 + i} {100.0 + i + (i + 1) / 1000}".encode() for i in range(100)]
+    p50, p99 = report.latency_percentiles(entries)
+    assert p50 == pytest.approx(50.5, abs=0.01)
+    assert p99 == pytest.approx(99.01, abs=0.01)
+
+
+@pytest.fixture
+def proxy(redis_server: RedisServer) -> Iterator[str]:
+    target = f"{redis_server.host}:{redis_server.port}"
+    proc = subprocess.Popen([sys.executable, str(PROXY), "--target", target, "--delay-ms", "5"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        assert line.startswith("listening on "), line
+        yield f"redis://{line.removeprefix('listening on ')}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_latency_proxy_delays_each_way_and_keeps_the_bytes(proxy: str) -> None:
+    client = redis.Redis.from_url(proxy)
+    with client:
+        big = os.urandom(1 << 20)  # more than one read: chunks must stay in order
+        client.set("bench:proxy", big)
+        assert client.get("bench:proxy") == big
+        start = time.perf_counter()
+        client.ping()
+        # A delay cannot come early: a round trip is at least 5 ms there and 5 ms back.
+        assert time.perf_counter() - start >= 0.0095
+        pipe = client.pipeline(transaction=False)
+        for _ in range(200):
+            pipe.incr("bench:proxy:n")
+        assert pipe.execute()[-1] == 200
