@@ -48,9 +48,10 @@ class Config:
     fetch_timeout: float = 2.0
     #: How long an idle fetcher with several queues waits on the first before rescanning all.
     idle_wait: float = 0.1
-    #: Jobs fetched ahead of need and held, besides the running ones (None: as many as
-    #: ``concurrency``). They cut round trips when Redis is far; they are in the process's
-    #: in-progress list, so a crash loses none, and a stop puts them back.
+    #: Most jobs fetched ahead of need and held besides the running ones (None: four times
+    #: ``concurrency``). The worker holds only what keeps its threads fed across one Redis
+    #: round trip (rate x round trip x 2), so slow jobs are not hoarded; held jobs are in
+    #: the process's in-progress list, so a crash loses none, and a stop puts them back.
     prefetch: int | None = None
     max_retries: int = 25
     #: Process deaths with the job in flight before it goes to the dead set (poison pill).
@@ -65,7 +66,7 @@ class Config:
 
     @property
     def prefetch_count(self) -> int:
-        return self.concurrency if self.prefetch is None else self.prefetch
+        return 4 * self.concurrency if self.prefetch is None else self.prefetch
 
     @property
     def queue_names(self) -> list[str]:

@@ -48,7 +48,7 @@ def test_status_shows_a_busy_process(r: redis.Redis) -> None:
     HOLD.clear()
     MonJob.perform_async()
     MonJob.perform_async()
-    with running_worker(queues=(("mon", 0),), concurrency=1, tag="mon-tag") as worker:
+    with running_worker(queues=(("mon", 0),), concurrency=1, prefetch=0, tag="mon-tag") as worker:
         wait_for(lambda: r.hget(worker.identity, "busy") == "1", what="busy")
         text = run("status")
         HOLD.set()

@@ -42,6 +42,8 @@ log = logging.getLogger("sidequest")
 #: flush what is left and exit; _WAKE makes it look again (quiet, isolate).
 _STOP = b"stop"
 _WAKE = b"wake"
+#: Seconds of work a process may hold beyond its running jobs when Redis is near.
+HOLD = 0.02
 
 
 class Manager:
@@ -62,8 +64,12 @@ class Manager:
         self._blocking = False  # the fetcher is parked in Redis: processors ack directly
         # Jobs the fetcher may still hand out: one per idle processor, plus the prefetch
         # buffer (the fetcher's own count; each processor event frees one).
-        self._owed = config.prefetch_count
-        self._capacity = config.concurrency + config.prefetch_count
+        self._owed = 0
+        self._buffer = 0  # jobs to hold besides the running ones, adapted by _adapt()
+        self._rate = 0.0  # jobs finished per second (moving average)
+        self._rtt = 0.0  # seconds per fetch round trip (moving average)
+        self._last_round = time.monotonic()
+        self._finished_in_window = 0
         self._strays: collections.Counter[bytes] | None = None
         self._reconcile_at = 0.0
         self._threads: list[threading.Thread] = []
@@ -165,14 +171,16 @@ class Manager:
         failures = 0
         while True:
             paused = self.quieted.is_set() or self.isolating.is_set()
-            stop, idle, new_acks = self._collect(block=not acks and (not self._owed or paused))
+            wanted = self._owed > 0 and not paused
+            stop, idle, new_acks = self._collect(block=not acks and not wanted)
             self._owed += idle
+            self._adapt(idle)
             acks += new_acks
             if stop:
                 self._flush(acks)
                 return
             try:
-                works = self._fetch(self._owed, acks)
+                works = self._fetch(max(self._owed, 0), acks)
                 acks = []  # sent: never resend them after a later error
                 failures = 0
             except redis.RedisError as exc:
@@ -184,6 +192,23 @@ class Manager:
                 self._jobs.put(work)
             if self._strays is not None:
                 self._reconcile_safely(works)
+
+    def _adapt(self, finished: int) -> None:
+        """Hold enough fetched jobs to keep the threads busy while the next round trip is
+        on its way, at most ``prefetch``. Short jobs, and a slow network, get a deep buffer;
+        slow jobs get none, so one process does not sit on work an idle one could run."""
+        self._finished_in_window += finished
+        now = time.monotonic()
+        elapsed = now - self._last_round
+        if elapsed < 0.05:  # measure the rate over windows long enough to mean something
+            return
+        self._rate = 0.5 * self._rate + 0.5 * (self._finished_in_window / elapsed)
+        self._last_round, self._finished_in_window = now, 0
+        # What the threads finish in twice a round trip, or in 20 ms when Redis is near (a
+        # held job then waits 20 ms at most, and the threads rarely wait for the fetcher).
+        target = min(self.config.prefetch_count, int(self._rate * max(2 * self._rtt, HOLD)))
+        self._owed += target - self._buffer
+        self._buffer = target
 
     def _collect(self, block: bool) -> tuple[bool, int, list[bytes]]:
         """Read processor events: (stop asked, processors newly idle, acks to send)."""
@@ -205,7 +230,9 @@ class Manager:
             return []
         if self.isolating.is_set():
             return self._fetch_suspect(owed, acks)
+        started = time.monotonic()
         works = self.fetcher.fetch(owed, acks)
+        self._rtt = 0.8 * self._rtt + 0.2 * (time.monotonic() - started)
         if owed and not works:
             works = self._block()
         return works
@@ -255,7 +282,8 @@ class Manager:
 
     def _fetch_suspect(self, owed: int, acks: list[bytes]) -> list[Work]:
         self.fetcher.fetch(0, acks)
-        alone = owed == self._capacity and not self._running  # nothing running or held
+        # Nothing running and nothing held: every processor idle, the buffer untouched.
+        alone = owed == self.config.concurrency + self._buffer and not self._running
         if not alone:
             return []
         work = self.fetcher.take_suspect()
