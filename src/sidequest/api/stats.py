@@ -16,6 +16,18 @@ REDIS_INFO_FIELDS = ("redis_version", "uptime_in_days", "connected_clients",
                      "used_memory_human", "used_memory_peak_human")
 
 
+def _counters(pipe: Any) -> None:
+    """Queue the summary counters on ``pipe``: processed, failed, scheduled, retries, dead,
+    processes, and the oldest job of the default queue (for its latency)."""
+    pipe.get(keys.STAT_PROCESSED)
+    pipe.get(keys.STAT_FAILED)
+    pipe.zcard(keys.SCHEDULE)
+    pipe.zcard(keys.RETRY)
+    pipe.zcard(keys.DEAD)
+    pipe.scard(keys.PROCESSES)
+    pipe.lindex(keys.queue("default"), -1)
+
+
 class Stats:
     """A snapshot taken when created, in two round trips whatever the data size (plus one
     per process to sum busy counts, as Sidekiq does)."""
@@ -23,13 +35,7 @@ class Stats:
     def __init__(self) -> None:
         client = connection.client()
         pipe = client.pipeline(transaction=False)
-        pipe.get(keys.STAT_PROCESSED)
-        pipe.get(keys.STAT_FAILED)
-        pipe.zcard(keys.SCHEDULE)
-        pipe.zcard(keys.RETRY)
-        pipe.zcard(keys.DEAD)
-        pipe.scard(keys.PROCESSES)
-        pipe.lindex(keys.queue("default"), -1)
+        _counters(pipe)
         pipe.smembers(keys.QUEUES)
         pipe.smembers(keys.PROCESSES)
         (processed, failed, self.scheduled_size, self.retry_size, self.dead_size,
@@ -99,15 +105,9 @@ class Totals:
     def read(cls) -> Totals:
         client = connection.client()
         pipe = client.pipeline(transaction=False)
-        pipe.get(keys.STAT_PROCESSED)
-        pipe.get(keys.STAT_FAILED)
-        pipe.scard(keys.PROCESSES)
-        pipe.zcard(keys.SCHEDULE)
-        pipe.zcard(keys.RETRY)
-        pipe.zcard(keys.DEAD)
-        pipe.lindex(keys.queue("default"), -1)
+        _counters(pipe)
         connection.script("totals")(keys=[keys.QUEUES, keys.PROCESSES], client=pipe)
-        processed, failed, processes, scheduled, retries, dead, oldest, sums = cast(
+        processed, failed, scheduled, retries, dead, processes, oldest, sums = cast(
             Any, pipe.execute()
         )
         return cls(processed=int(processed or 0), failed=int(failed or 0), busy=int(sums[1]),
