@@ -98,7 +98,7 @@ def time_bulk(count: int, batch: int) -> float:
 
 
 def start_worker(server: PrivateRedis, concurrency: int, level: str,
-                 log: IO[bytes]) -> subprocess.Popen[bytes]:
+                 log: IO[bytes], processes: int = 1) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env.pop("SIDEQUEST_REDIS_URL", None)  # it wins over REDIS_URL and may name a real server
     env["REDIS_URL"] = server.url(0)
@@ -107,7 +107,7 @@ def start_worker(server: PrivateRedis, concurrency: int, level: str,
         p for p in (str(ROOT), str(ROOT / "src"), env.get("PYTHONPATH")) if p
     )
     command = [sys.executable, "-m", "sidequest", "-r", "bench.jobs", "-c", str(concurrency),
-               "--log-level", level, "-q", QUEUE]
+               "-P", str(processes), "--log-level", level, "-q", QUEUE]
     # Logs go to a file, as in production, rather than a pipe we would have to keep reading.
     return subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -162,6 +162,7 @@ class Options:
     log_level: str
     batch: int
     check: bool
+    processes: int = 1
 
     @property
     def single(self) -> int:
@@ -199,7 +200,7 @@ def drain_with_worker(server: PrivateRedis, opts: Options, sq: redis.Redis,
                       counter: redis.Redis, log_path: Path) -> tuple[Drain, int, Acks, int]:
     """Start one worker, time the drain, check the leftovers, stop it with SIGTERM."""
     with open(log_path, "wb") as log:
-        worker = start_worker(server, opts.concurrency, opts.log_level, log)
+        worker = start_worker(server, opts.concurrency, opts.log_level, log, opts.processes)
         try:
             with RssSampler(worker.pid) as sampler:
                 drain = wait_count(counter_of(counter, DONE_KEY), opts.jobs, worker)
@@ -282,7 +283,8 @@ def ack_lines(results: Sequence[RunResult]) -> tuple[list[str], bool]:
 
 def report(machine: list[str], opts: Options, results: Sequence[RunResult]) -> int:
     runs = f"{opts.runs} run" + ("s" if opts.runs > 1 else "")
-    setup = (f"setup     {opts.jobs:,} jobs, 1 worker process, concurrency {opts.concurrency},"
+    setup = (f"setup     {opts.jobs:,} jobs, -P {opts.processes} (worker processes),"
+             f" concurrency {opts.concurrency},"
              f" worker log level {opts.log_level}, {runs}, bulk batch {opts.batch:,},"
              f" {opts.single:,} single pushes")
     rows, floors_ok = table(results)
@@ -305,6 +307,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("-n", "--jobs", type=at_least(100), help="jobs per run (100000)")
     parser.add_argument("-c", "--concurrency", type=at_least(1), default=10,
                         help="worker threads (10)")
+    parser.add_argument("-P", "--processes", type=at_least(1), default=1,
+                        help="worker processes, sidequest -P (1)")
     parser.add_argument("--runs", type=at_least(1), help="runs; the median is reported (3)")
     parser.add_argument("--log-level", default="WARNING",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -319,7 +323,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     # --quick only changes the defaults, so `--quick -n 20000` still means 20,000 jobs.
     jobs = args.jobs or (5_000 if args.quick else 100_000)
     runs = args.runs or (1 if args.quick else 3)
-    return Options(jobs, args.concurrency, runs, args.log_level, args.batch, args.check)
+    return Options(jobs, args.concurrency, runs, args.log_level, args.batch, args.check,
+                   args.processes)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
