@@ -13,6 +13,7 @@ from typing import Any
 
 from sidequest.errors import ConfigError
 from sidequest.job import QUEUE_NAME
+from sidequest.morgue import DEAD_MAX_JOBS, DEAD_TIMEOUT
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -56,8 +57,8 @@ class Config:
     max_retries: int = 25
     #: Process deaths with the job in flight before it goes to the dead set (poison pill).
     max_deaths: int = 3
-    dead_max_jobs: int = 10_000
-    dead_timeout: float = 180 * 24 * 3600.0
+    dead_max_jobs: int = DEAD_MAX_JOBS
+    dead_timeout: float = DEAD_TIMEOUT
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property

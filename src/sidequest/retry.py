@@ -18,8 +18,6 @@ from sidequest.payload import Payload, dumps, loads
 
 DEFAULT_MAX_RETRIES = 25
 MAX_MESSAGE = 10_000
-DEAD_MAX_JOBS = 10_000
-DEAD_TIMEOUT = 180 * 24 * 3600
 #: Stored when reading an exception's message itself raises.
 UNREADABLE_MESSAGE = "!!! ERROR MESSAGE THREW AN ERROR !!!"
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from sidequest import retry
+from sidequest import morgue, retry
 from sidequest.retry import (
     DEFAULT_MAX_RETRIES,
     MAX_MESSAGE,
@@ -307,5 +307,5 @@ def test_decode_of_deeply_nested_json_is_empty() -> None:
 
 
 def test_module_constants_match_sidekiq() -> None:
-    assert retry.DEAD_MAX_JOBS == 10_000
-    assert retry.DEAD_TIMEOUT == 180 * 24 * 3600
+    assert morgue.DEAD_MAX_JOBS == 10_000
+    assert morgue.DEAD_TIMEOUT == 180 * 24 * 3600

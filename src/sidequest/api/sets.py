@@ -9,12 +9,10 @@ from typing import Any, cast
 
 from sidequest import connection, keys
 from sidequest.api.records import JobRecord
-from sidequest.morgue import add_dead
+from sidequest.morgue import DEAD_MAX_JOBS, DEAD_TIMEOUT, add_dead
 from sidequest.payload import dumps, now
 
 PAGE = 100
-DEAD_MAX_JOBS = 10_000
-DEAD_TIMEOUT = 180 * 24 * 3600.0
 
 
 class SortedEntry(JobRecord):
