@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from sidequest import morgue, retry
+from sidequest import morgue
 from sidequest.retry import (
     DEFAULT_MAX_RETRIES,
     MAX_MESSAGE,
