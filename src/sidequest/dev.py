@@ -54,9 +54,6 @@ WEB_PORT = 7433
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-#: Threads of the worker (and the demo) that talk to Redis, by name prefix.
-REDIS_THREADS = ("sidequest-processor-", "sidequest-fetcher", "sidequest-heartbeat",
-                 "sidequest-scheduler", "sidequest-reaper", "sidequest-demo-traffic")
 
 
 class RedisStartError(Exception):
@@ -147,7 +144,10 @@ def _run(config: Config, traffic: bool, web_port: int | None = None) -> int:
         stop.set()
         if dashboard is not None:
             dashboard.stop()
-        _join_worker_threads(time.monotonic() + config.fetch_timeout + 1.0)
+        if thread is not None:
+            # Launcher.stop() has joined the worker's own threads; the demo's may be in the
+            # middle of a push, which must end before the private Redis is stopped.
+            thread.join(config.fetch_timeout + 1.0)
 
 
 def _start_dashboard(port: int) -> BackgroundServer | None:
@@ -176,17 +176,6 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _join_worker_threads(deadline: float) -> None:
-    """Let the worker's threads (and the demo traffic) finish their last Redis call, so that
-    stopping the private Redis right after does not make them log connection errors.
-
-    Launcher.stop() returns without joining them; the log writer thread never ends.
-    """
-    for thread in threading.enumerate():
-        if thread.name.startswith(REDIS_THREADS):
-            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _queues(config: Config) -> str:
