@@ -54,6 +54,9 @@ class Config:
     #: round trip (rate x round trip x 2), so slow jobs are not hoarded; held jobs are in
     #: the process's in-progress list, so a crash loses none, and a stop puts them back.
     prefetch: int | None = None
+    #: Let fewer threads take jobs while the jobs are short and compute-bound, so that they
+    #: do not queue for the interpreter lock (worker/flow.py); False: always all of them.
+    adaptive_threads: bool = True
     max_retries: int = 25
     #: Process deaths with the job in flight before it goes to the dead set (poison pill).
     max_deaths: int = 3
@@ -92,6 +95,9 @@ class Config:
         ):
             raise ConfigError(f"prefetch must be a whole number from 0 to 10000, got "
                               f"{self.prefetch!r}")
+        if not isinstance(self.adaptive_threads, bool):
+            raise ConfigError(f"adaptive_threads must be true or false, got "
+                              f"{self.adaptive_threads!r}")
         retries = self.max_retries
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ConfigError(f"max_retries must be a whole number >= 0, got {retries!r}")

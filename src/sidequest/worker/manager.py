@@ -1,36 +1,42 @@
 """The Manager: N processor threads fed by one fetcher thread.
 
 Duties:
-1. the fetcher moves as many jobs as there are idle processors into the in-progress list,
-   and acknowledges finished jobs in the same round trip (one script call for many jobs);
+1. the fetcher moves as many jobs as there are idle processors (plus a small buffer) into
+   the in-progress list, and acknowledges finished jobs in the same round trip (one script
+   call for many jobs);
 2. when the queues are empty it blocks in Redis (BLMOVE, or a wake-up for several queues)
    instead of polling;
 3. quiet() stops fetching; stop(deadline) waits for running jobs, then pushes every job that
    has not finished back to the front of its queue;
 4. isolate() runs quarantined suspects one at a time, each alone in the process;
-5. a Redis outage never kills a thread: log once, back off, reconnect; reconcile() finds
-   jobs whose fetch reply was lost.
+5. a Redis outage never kills a thread: log once, back off, reconnect, then look for jobs
+   whose fetch reply was lost;
+6. the flow (worker/flow.py) sizes the buffer and parks the processors that would only
+   queue for the interpreter lock.
 
-Threads meet only through two ``queue.SimpleQueue``s (C code, no Python-level condition
-variables, which cost more than a Redis round trip under the GIL): processors post "idle,
-and here is my last job to acknowledge" events to the fetcher, which posts jobs back.
+Threads meet through C-level structures only (no Python condition variables, which cost more
+than a Redis round trip under the GIL): processors append each finished job to a deque the
+fetcher empties on its rounds, and wake the fetcher through a SimpleQueue only when the jobs
+held for them run low, so a busy fetcher makes one round trip per batch, not per job.
 """
 
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import queue
 import threading
 import time
-from typing import Any, cast
+from typing import Any
 
 import redis
 
 from sidequest import connection, keys
 from sidequest.config import Config
-from sidequest.payload import loads
 from sidequest.worker.fetch import Fetcher, Work
+from sidequest.worker.flow import Flow
+from sidequest.worker.inprogress import InProgress
 from sidequest.worker.logs import thread_id
 from sidequest.worker.processor import Processor
 from sidequest.worker.state import ProcessState
@@ -38,12 +44,13 @@ from sidequest.worker.threads import spawn
 from sidequest.worker.waker import Waker
 
 log = logging.getLogger("sidequest")
-#: Posted to the fetcher (compared by identity, never equal to a payload): stop() asks it to
-#: flush what is left and exit; _WAKE makes it look again (quiet, isolate).
+#: Signals to the fetcher, compared by identity: stop() asks it to flush what is left and
+#: exit; _WAKE makes it look again (quiet, isolate); _NUDGE says the held jobs ran low.
 _STOP = b"stop"
 _WAKE = b"wake"
-#: Seconds of work a process may hold beyond its running jobs when Redis is near.
-HOLD = 0.02
+_NUDGE = b"nudge"
+#: Longest a finished job waits for its acknowledgement while no fetch is due, in seconds.
+ACK_DELAY = 0.05
 
 
 class Manager:
@@ -58,20 +65,26 @@ class Manager:
         self._waker = Waker(self._client, [keys.queue(name) for name in config.queue_names])
         self.processor = Processor(config, identity, connection.new_client(retries=0), state,
                                    self.stopping)
+        self.inprogress = InProgress(config, identity, self._client, self.processor)
         self._jobs: queue.SimpleQueue[Work | None] = queue.SimpleQueue()
-        self._events: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        # Processor -> fetcher, one entry per finished job (append and popleft are atomic):
+        # bytes (idle; acknowledge this job), None (idle), or a 1-tuple (acknowledge, but
+        # parked: not asking for work).
+        self._done: collections.deque[Any] = collections.deque()
+        self._signals: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self._stop_asked = False
+        self._nudged = False  # a nudge is on its way: processors need not send another
+        self._dozing = False  # the fetcher sleeps long: the next acknowledgement nudges it
+        self._flow = Flow(config.concurrency, config.prefetch_count, config.adaptive_threads)
+        self._active = config.concurrency  # processors with a lower index take jobs
+        self._parks = [queue.SimpleQueue[bool]() for _ in range(config.concurrency)]
         self._running: dict[str, Work] = {}  # tid -> job; single dict ops are GIL-atomic
         self._blocking = False  # the fetcher is parked in Redis: processors ack directly
-        # Jobs the fetcher may still hand out: one per idle processor, plus the prefetch
-        # buffer (the fetcher's own count; each processor event frees one).
+        # Jobs the fetcher may still hand out: one per idle processor, plus the buffer (the
+        # fetcher's own count; each finished job frees one).
         self._owed = 0
-        self._buffer = 0  # jobs to hold besides the running ones, adapted by _adapt()
-        self._rate = 0.0  # jobs finished per second (moving average)
-        self._rtt = 0.0  # seconds per fetch round trip (moving average)
-        self._last_round = time.monotonic()
-        self._finished_in_window = 0
-        self._strays: collections.Counter[bytes] | None = None
-        self._reconcile_at = 0.0
+        self._buffer = 0  # jobs to hold besides the running ones, as the flow says
+        self._low = 0  # processors nudge the fetcher when this few jobs are held
         self._threads: list[threading.Thread] = []
         self._thread_of: dict[str, threading.Thread] = {}
         self._fetcher_thread: threading.Thread | None = None
@@ -80,8 +93,8 @@ class Manager:
 
     def start(self) -> None:
         for i in range(self.config.concurrency):
-            self._threads.append(spawn(self._process_loop, f"sidequest-processor-{i}",
-                                       self.stopping))
+            self._threads.append(spawn(functools.partial(self._process_loop, i),
+                                       f"sidequest-processor-{i}", self.stopping))
         self._fetcher_thread = spawn(self._fetch_loop, "sidequest-fetcher", self.stopping)
         self._threads.append(self._fetcher_thread)
 
@@ -90,9 +103,10 @@ class Manager:
         if self.quieted.is_set():
             return
         self.quieted.set()
+        self._set_active(self.config.concurrency)  # parked threads must see the stop
         self._waker.interrupt()
-        self._events.put(_WAKE)
-        self._requeue(self._drain_jobs())
+        self._signals.put(_WAKE)
+        self.inprogress.requeue(self._drain_jobs())
 
     def stop(self, deadline: float) -> bool:
         """Quiet, wait until ``deadline`` (monotonic) for running jobs, requeue the rest.
@@ -104,21 +118,22 @@ class Manager:
             time.sleep(0.02)  # shutdown only: a short poll keeps the hot path lock-free
         stuck = dict(self._running)
         leftovers = list(stuck.values())
-        self._requeue(self._drain_jobs())  # fetched while we were quieting
+        self.inprogress.requeue(self._drain_jobs())  # fetched while we were quieting
+        self._set_active(self.config.concurrency)
         for _ in range(self.config.concurrency):
             self._jobs.put(None)
         for tid, thread in list(self._thread_of.items()):
             if tid not in stuck:  # it posts its last acknowledgement, then exits
                 thread.join(1.0)
-        self._events.put(_STOP)
+        self._signals.put(_STOP)
         if self._fetcher_thread is not None:  # it flushes the last acknowledgements
             self._fetcher_thread.join(self.config.fetch_timeout + 2)
         self.stopping.set()
-        self._flush(self._drain_acks())
+        self.inprogress.acknowledge(self._collect()[1])
         if leftovers:
             log.warning("%d jobs still running at the shutdown deadline; pushing them back",
                         len(leftovers))
-        self._requeue_all()
+        self.inprogress.requeue_all()
         self._waker.dispose()  # only now: the fetcher may have been waiting on it
         return not leftovers
 
@@ -126,59 +141,88 @@ class Manager:
     def busy(self) -> int:
         return len(self._running)
 
+    @property
+    def active(self) -> int:
+        """Processor threads taking jobs now (the others are parked by the flow)."""
+        return self._active
+
     def isolate(self) -> None:
         """Stop fetching from the queues; once every running job has finished, run the
         quarantined suspects one at a time, each alone, until the quarantine is empty."""
         if not self.isolating.is_set():
             log.warning("running quarantined jobs one at a time, each alone in this process")
         self.isolating.set()
-        self._events.put(_WAKE)
+        self._set_active(self.config.concurrency)  # "alone" counts every thread idle
+        self._signals.put(_WAKE)
 
     # -- processors --------------------------------------------------------------------
 
-    def _process_loop(self) -> None:
+    def _process_loop(self, index: int) -> None:
         tid = thread_id()
         self._thread_of[tid] = threading.current_thread()
+        park = self._parks[index]
         ack: bytes | None = None
         while True:
-            self._events.put(ack)  # idle now, and this job is done
+            if index >= self._active:  # paced out: hand in the last job, wait to be called
+                self._done.append((ack,))
+                ack = None
+                park.get()
+                continue
+            self._done.append(ack)  # idle now, and this job is done
+            if not self._nudged and (self._jobs.qsize() <= self._low
+                                     or (ack is not None and self._dozing)):
+                self._nudged = True
+                self._signals.put(_NUDGE)
             work = self._jobs.get()
             if work is None:
                 return
             if self.quieted.is_set():  # fetched just as we were told to quiet: not ours now
-                self._requeue([work])
+                self.inprogress.requeue([work])
                 ack = None
                 continue
-            self._running[tid] = work
-            ok = False
-            try:
-                ok = self.processor.run(work, tid)
-            except BaseException:  # the processor handles job errors; this is our own bug
-                log.exception("internal error running a job; it stays in progress for recovery")
-            finally:
-                del self._running[tid]
-            ack = work.raw if ok else None
-            if ack is not None and (self._blocking or self.quieted.is_set()):
-                # Nobody will carry the acknowledgement soon: send it now, rather than
-                # leave a finished job where a crash would run it again.
-                self._flush([ack])
-                ack = None
+            ack = self._run(work, tid)
+
+    def _run(self, work: Work, tid: str) -> bytes | None:
+        """Run one job; returns the acknowledgement the fetcher should carry, if any."""
+        self._running[tid] = work
+        ok = False
+        try:
+            ok = self.processor.run(work, tid)
+        except BaseException:  # the processor handles job errors; this is our own bug
+            log.exception("internal error running a job; it stays in progress for recovery")
+        finally:
+            del self._running[tid]
+        if not ok:
+            return None
+        if self._blocking or self.quieted.is_set():
+            # Nobody will carry the acknowledgement soon: send it now, rather than leave a
+            # finished job where a crash would run it again.
+            self.inprogress.acknowledge([work.raw])
+            return None
+        return work.raw
 
     # -- fetcher -----------------------------------------------------------------------
 
     def _fetch_loop(self) -> None:
         acks: list[bytes] = []
         failures = 0
+        waited = False
         while True:
-            paused = self.quieted.is_set() or self.isolating.is_set()
-            wanted = self._owed > 0 and not paused
-            stop, idle, new_acks = self._collect(block=not acks and not wanted)
-            self._owed += idle
-            self._adapt(idle)
+            finished, new_acks = self._collect()
             acks += new_acks
-            if stop:
-                self._flush(acks)
+            paused = self.quieted.is_set() or self.isolating.is_set()
+            self._steer(finished, paused)
+            if self._stop_asked:
+                self.inprogress.acknowledge(acks)
                 return
+            hungry = not paused and self._owed > 0 and self._jobs.qsize() <= self._low
+            if not hungry and not waited:  # let acknowledgements gather into one round
+                self._dozing = not acks
+                self._wait(ACK_DELAY if acks else self.config.fetch_timeout)
+                self._dozing = False
+                waited = True
+                continue
+            waited = False
             try:
                 works = self._fetch(max(self._owed, 0), acks)
                 acks = []  # sent: never resend them after a later error
@@ -190,41 +234,61 @@ class Manager:
             self._owed -= len(works)
             for work in works:
                 self._jobs.put(work)
-            if self._strays is not None:
-                self._reconcile_safely(works)
+            if self.inprogress.suspicious:
+                self.inprogress.reconcile(list(self._running.values()) + works)
 
-    def _adapt(self, finished: int) -> None:
-        """Hold enough fetched jobs to keep the threads busy while the next round trip is
-        on its way, at most ``prefetch``. Short jobs, and a slow network, get a deep buffer;
-        slow jobs get none, so one process does not sit on work an idle one could run."""
-        self._finished_in_window += finished
-        now = time.monotonic()
-        elapsed = now - self._last_round
-        if elapsed < 0.05:  # measure the rate over windows long enough to mean something
+    def _steer(self, finished: int, paused: bool) -> None:
+        """Apply the flow's buffer and active-thread figures at the end of each window."""
+        if not self._flow.observe(finished):
             return
-        self._rate = 0.5 * self._rate + 0.5 * (self._finished_in_window / elapsed)
-        self._last_round, self._finished_in_window = now, 0
-        # What the threads finish in twice a round trip, or in 20 ms when Redis is near (a
-        # held job then waits 20 ms at most, and the threads rarely wait for the fetcher).
-        target = min(self.config.prefetch_count, int(self._rate * max(2 * self._rtt, HOLD)))
-        self._owed += target - self._buffer
-        self._buffer = target
+        self._owed += self._flow.buffer - self._buffer
+        self._buffer = self._flow.buffer
+        self._low = self._buffer // 2
+        active = self.config.concurrency if paused else self._flow.active
+        if active != self._active:
+            log.debug("%d of %d threads take jobs", active, self.config.concurrency)
+            self._set_active(active)
 
-    def _collect(self, block: bool) -> tuple[bool, int, list[bytes]]:
-        """Read processor events: (stop asked, processors newly idle, acks to send)."""
-        events: list[bytes | None] = []
+    def _set_active(self, active: int) -> None:
+        previous, self._active = self._active, active
+        for park in self._parks[previous:active]:  # call the parked ones back
+            park.put(True)
+
+    def _wait(self, timeout: float) -> None:
+        """Sleep until a processor or the launcher signals, or ``timeout`` passes."""
         try:
-            if block:
-                events.append(self._events.get(timeout=self.config.fetch_timeout))
-            while True:
-                events.append(self._events.get_nowait())
+            if self._signals.get(timeout=timeout) is _STOP:
+                self._stop_asked = True
         except queue.Empty:
             pass
-        stop = any(e is _STOP for e in events)
-        mine = [e for e in events if e is not _STOP and e is not _WAKE]
-        return stop, len(mine), [e for e in mine if e]
+
+    def _collect(self) -> tuple[int, list[bytes]]:
+        """Take what the processors handed in: (jobs finished, acknowledgements to send);
+        processors newly idle are owed a job."""
+        self._nudged = False  # before reading: a job finished from now on nudges again
+        try:
+            while True:
+                if self._signals.get_nowait() is _STOP:
+                    self._stop_asked = True
+        except queue.Empty:
+            pass
+        finished, idle, acks = 0, 0, []
+        done = self._done
+        while done:
+            entry = done.popleft()
+            finished += 1
+            if type(entry) is tuple:
+                entry = entry[0]
+            else:
+                idle += 1
+            if entry:
+                acks.append(entry)
+        self._owed += idle
+        return finished, acks
 
     def _fetch(self, owed: int, acks: list[bytes]) -> list[Work]:
+        if not owed and not acks:
+            return []
         if self.quieted.is_set():
             self.fetcher.fetch(0, acks)
             return []
@@ -232,33 +296,25 @@ class Manager:
             return self._fetch_suspect(owed, acks)
         started = time.monotonic()
         works = self.fetcher.fetch(owed, acks)
-        self._rtt = 0.8 * self._rtt + 0.2 * (time.monotonic() - started)
+        self._flow.round_trip(time.monotonic() - started)
         if owed and not works:
             works = self._block()
         return works
 
-    def _reconcile_safely(self, fetched: list[Work]) -> None:
-        try:
-            self._reconcile(fetched)
-        except redis.RedisError as exc:
-            log.warning("could not look for jobs whose fetch reply was lost: %s", exc)
-
     def _fetch_failed(self, exc: redis.RedisError, failures: int) -> None:
         if failures == 1:
             log.warning("Redis error while fetching, backing off: %s", exc)
-        if self._strays is None:
-            self._strays = collections.Counter()  # _reconcile() will look for lost replies
+        self.inprogress.fetch_failed()  # reconcile() will look for lost replies
         self.stopping.wait(min(0.1 * 2**failures, 2.0))
 
     def _block(self) -> list[Work]:
         """Nothing queued: wait in Redis for the next job instead of polling."""
         self._blocking = True
         try:
-            stop, idle, acks = self._collect(block=False)
-            self._owed += idle  # processors that went idle meanwhile are owed a job too
-            if stop:
-                self._events.put(_STOP)  # for the main loop to see
-            self._flush(acks)  # from here on processors acknowledge directly
+            # From here on processors acknowledge directly; send what they handed in before.
+            self.inprogress.acknowledge(self._collect()[1])
+            if self._stop_asked:
+                return []
             if len(self.config.queues) == 1:
                 work = self.fetcher.wait(self.config.fetch_timeout)
                 return [work] if work is not None else []
@@ -291,32 +347,9 @@ class Manager:
             self.isolating.clear()
             self._client.eval(_RELEASE, 1, keys.QUARANTINE_LOCK, self.identity)
             log.warning("quarantine empty; fetching from the queues again")
-            self._events.put(_WAKE)  # look at the queues now
+            self._signals.put(_WAKE)  # look at the queues now
             return []
         return [work]
-
-    # -- recovery ----------------------------------------------------------------------
-
-    def _reconcile(self, fetched: list[Work]) -> None:
-        """After fetch errors, a fetch whose reply was lost leaves a job in our in-progress
-        list that no thread knows about. Runs in the fetcher after a successful fetch, at
-        most once a second: a stray seen on two passes in a row is pushed back (a job in
-        transit between threads, or an acknowledgement on its way, is never a stray that
-        long, since the fetcher sends acknowledgements on every round)."""
-        previous = self._strays
-        if previous is None or time.monotonic() < self._reconcile_at:
-            return
-        self._reconcile_at = time.monotonic() + 1.0
-        stored = cast(list[bytes], self._client.lrange(self.fetcher.inprogress, 0, -1))
-        known = collections.Counter(
-            [w.raw for w in list(self._running.values())] + [w.raw for w in fetched])
-        strays = collections.Counter(stored) - known
-        orphans = strays & previous
-        remaining = strays - orphans
-        self._strays = remaining if remaining else None
-        if orphans:
-            log.warning("requeueing %d jobs whose fetch reply was lost", sum(orphans.values()))
-            self._requeue([Work(_queue_of(raw), raw) for raw in orphans.elements()])
 
     def _drain_jobs(self) -> list[Work]:
         works = []
@@ -328,52 +361,6 @@ class Manager:
         except queue.Empty:
             return works
 
-    def _drain_acks(self) -> list[bytes]:
-        return self._collect(block=False)[2]
-
-    def _requeue(self, works: list[Work]) -> None:
-        """Move jobs from our in-progress list back to the front of their queues."""
-        if not works:
-            return
-        args: list[Any] = []
-        for work in works:
-            args += [work.queue, work.raw]
-        script = connection.script("putback")
-        keys_ = [self.fetcher.inprogress, keys.QUEUES]
-        self.processor.write(lambda pipe: script(keys=keys_, args=args, client=pipe))
-
-    def _flush(self, acks: list[bytes]) -> None:
-        if not acks:
-            return
-
-        def commands(pipe: Any) -> None:
-            for raw in acks:
-                pipe.lrem(self.fetcher.inprogress, 1, raw)
-
-        self.processor.write(commands)
-
-    def _requeue_all(self) -> None:
-        """Whatever is still in our in-progress list goes back to its queue (shutdown)."""
-        script = connection.script("requeue")
-        try:
-            script(
-                keys=[self.fetcher.inprogress, keys.lease(self.identity), keys.POISON,
-                      keys.QUEUES, keys.SQ_PROCESSES, keys.QUARANTINE],
-                args=["stop", 0, 0, self.identity, max(1, self.config.max_deaths - 1)],
-                client=self._client,
-            )
-        except redis.RedisError as exc:
-            log.error("could not push unfinished jobs back (%s); the reaper of another process"
-                      " will recover them when this one's lease expires", exc)
-
 
 #: Delete a lock only if we still hold it.
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
-
-
-def _queue_of(raw: bytes) -> str:
-    try:
-        queue_name = loads(raw).get("queue")
-    except (ValueError, AttributeError):
-        queue_name = None
-    return queue_name if isinstance(queue_name, str) and queue_name else "default"

@@ -1,0 +1,120 @@
+"""This process's in-progress list, seen from the Manager: acknowledge finished jobs, put
+unfinished ones back at the front of their queues, and find jobs whose fetch reply was lost.
+
+Every write goes through the processor's ``write`` (one MULTI, retried through an outage
+until the process is stopping), so a job leaves the list only when Redis has it back in a
+queue or it is done.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any, cast
+
+import redis
+
+from sidequest import connection, keys
+from sidequest.config import Config
+from sidequest.payload import loads
+from sidequest.worker.fetch import Work
+from sidequest.worker.processor import Processor
+
+log = logging.getLogger("sidequest")
+#: Seconds between looks for jobs whose fetch reply was lost.
+RECONCILE_EVERY = 1.0
+
+
+class InProgress:
+    def __init__(self, config: Config, identity: str, client: redis.Redis,
+                 processor: Processor) -> None:
+        self.config = config
+        self.identity = identity
+        self.key = keys.inprogress(identity)
+        self._client = client
+        self._processor = processor
+        #: Jobs seen in the list that no thread knew of, on the last look; None when no
+        #: fetch has failed since the last clean look (then there is nothing to look for).
+        self._strays: collections.Counter[bytes] | None = None
+        self._next_look = 0.0
+
+    def acknowledge(self, acks: list[bytes]) -> None:
+        if not acks:
+            return
+
+        def commands(pipe: Any) -> None:
+            for raw in acks:
+                pipe.lrem(self.key, 1, raw)
+
+        self._processor.write(commands)
+
+    def requeue(self, works: list[Work]) -> None:
+        """Move jobs from the list back to the front of their queues."""
+        if not works:
+            return
+        args: list[Any] = []
+        for work in works:
+            args += [work.queue, work.raw]
+        script = connection.script("putback")
+        keys_ = [self.key, keys.QUEUES]
+        self._processor.write(lambda pipe: script(keys=keys_, args=args, client=pipe))
+
+    def requeue_all(self) -> None:
+        """Whatever is still in the list goes back to its queue (shutdown)."""
+        script = connection.script("requeue")
+        try:
+            script(
+                keys=[self.key, keys.lease(self.identity), keys.POISON, keys.QUEUES,
+                      keys.SQ_PROCESSES, keys.QUARANTINE],
+                args=["stop", 0, 0, self.identity, max(1, self.config.max_deaths - 1)],
+                client=self._client,
+            )
+        except redis.RedisError as exc:
+            log.error("could not push unfinished jobs back (%s); the reaper of another process"
+                      " will recover them when this one's lease expires", exc)
+
+    # -- lost fetch replies --------------------------------------------------------------
+
+    @property
+    def suspicious(self) -> bool:
+        """A fetch failed since the last clean look: reconcile() has something to do."""
+        return self._strays is not None
+
+    def fetch_failed(self) -> None:
+        """A fetch failed: its reply may be lost with jobs already moved into the list."""
+        if self._strays is None:
+            self._strays = collections.Counter()
+
+    def reconcile(self, known: Iterable[Work]) -> None:
+        """After fetch errors, a fetch whose reply was lost leaves a job in the list that no
+        thread knows about. Called by the fetcher after a successful fetch with the jobs
+        running and those just fetched, at most once a second: a stray seen on two looks in
+        a row is pushed back (a job held for a thread, in transit between threads, or an
+        acknowledgement on its way, is never a stray that long: held jobs wait milliseconds,
+        and the fetcher sends acknowledgements on every round)."""
+        previous = self._strays
+        if previous is None or time.monotonic() < self._next_look:
+            return
+        self._next_look = time.monotonic() + RECONCILE_EVERY
+        try:
+            stored = cast(list[bytes], self._client.lrange(self.key, 0, -1))
+        except redis.RedisError as exc:
+            log.warning("could not look for jobs whose fetch reply was lost: %s", exc)
+            return
+        strays = collections.Counter(stored) - collections.Counter(w.raw for w in known)
+        orphans = strays & previous
+        remaining = strays - orphans
+        self._strays = remaining if remaining else None
+        if orphans:
+            log.warning("requeueing %d jobs whose fetch reply was lost", sum(orphans.values()))
+            self.requeue([Work(queue_of(raw), raw) for raw in orphans.elements()])
+
+
+def queue_of(raw: bytes) -> str:
+    try:
+        queue_name = loads(raw).get("queue")
+    except (ValueError, AttributeError):
+        queue_name = None
+    return queue_name if isinstance(queue_name, str) and queue_name else "default"

@@ -1,0 +1,117 @@
+"""The flow's arithmetic: how many jobs to hold, and how many threads take jobs."""
+
+from __future__ import annotations
+
+from sidequest.worker.flow import FLOOR, HOLD, WINDOW, Flow
+
+
+class Clocks:
+    """A wall clock and a process CPU clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.wall = 0.0
+        self.cpu = 0.0
+
+    def window(self, busy: float) -> None:
+        length = WINDOW * 1.25  # a little over: sums of 0.1 s drift below whole windows
+        self.wall += length
+        self.cpu += busy * length
+
+
+def flow(concurrency: int = 10, prefetch: int = 40, adaptive: bool = True) -> tuple[Flow, Clocks]:
+    clocks = Clocks()
+    made = Flow(concurrency, prefetch, adaptive, clock=lambda: clocks.wall,
+                cpu=lambda: clocks.cpu)
+    return made, clocks
+
+
+def run_window(made: Flow, clocks: Clocks, jobs: int, busy: float) -> bool:
+    clocks.window(busy)
+    return made.observe(jobs)
+
+
+def test_nothing_changes_inside_a_window() -> None:
+    made, clocks = flow()
+    clocks.wall += WINDOW / 2
+    assert made.observe(500) is False
+    assert made.active == 10 and made.buffer == 0
+
+
+def test_buffer_holds_what_the_threads_finish_while_a_round_trip_is_out() -> None:
+    made, clocks = flow(prefetch=1000)
+    made.round_trip(0.01)  # moving average: 2 ms
+    run_window(made, clocks, jobs=125, busy=0.1)  # 1,000 jobs/s, averaged from 0: 500/s
+    assert made.buffer == int(500 * max(2 * made.rtt, HOLD))
+    made, clocks = flow(prefetch=5)
+    run_window(made, clocks, jobs=10_000, busy=0.1)
+    assert made.buffer == 5, "never more than prefetch"
+
+
+def test_slow_jobs_get_no_buffer() -> None:
+    made, clocks = flow()
+    run_window(made, clocks, jobs=1, busy=0.01)  # 8 jobs/s
+    assert made.buffer == 0
+
+
+def test_waiting_jobs_keep_every_thread() -> None:
+    made, clocks = flow()
+    for _ in range(20):
+        run_window(made, clocks, jobs=500, busy=0.2)
+        assert made.active == 10
+
+
+def test_compute_bound_jobs_shed_threads_while_that_helps() -> None:
+    made, clocks = flow()
+    rate = 1000
+    for expected in (9, 8, 7, 6):
+        rate += 50  # each thread fewer finishes more
+        run_window(made, clocks, jobs=rate, busy=1.0)
+        assert made.active == expected
+
+
+def test_the_climb_turns_back_when_the_rate_falls() -> None:
+    made, clocks = flow()
+    run_window(made, clocks, jobs=1000, busy=1.0)
+    run_window(made, clocks, jobs=1100, busy=1.0)
+    assert made.active == 8
+    run_window(made, clocks, jobs=900, busy=1.0)  # worse at 8 than at 9: back up
+    assert made.active == 9
+    run_window(made, clocks, jobs=950, busy=1.0)  # better again: keep going up
+    assert made.active == 10
+
+
+def test_never_fewer_than_the_floor_nor_more_than_concurrency() -> None:
+    made, clocks = flow(concurrency=6)
+    for i in range(30):
+        run_window(made, clocks, jobs=1000 + 10 * i, busy=1.0)  # always better: down
+        assert FLOOR <= made.active <= 6
+    assert made.active == FLOOR
+    for i in range(30):
+        run_window(made, clocks, jobs=1000 - 10 * i, busy=1.0)  # always worse: turns
+        assert FLOOR <= made.active <= 6
+
+
+def test_jobs_that_start_waiting_get_every_thread_back_at_once() -> None:
+    made, clocks = flow()
+    for i in range(5):
+        run_window(made, clocks, jobs=1000 + 50 * i, busy=1.0)
+    assert made.active < 10
+    run_window(made, clocks, jobs=300, busy=0.1)
+    assert made.active == 10
+
+
+def test_too_few_jobs_in_a_window_is_not_a_measurement() -> None:
+    made, clocks = flow()
+    run_window(made, clocks, jobs=1000, busy=1.0)
+    assert made.active == 9
+    run_window(made, clocks, jobs=3, busy=1.0)  # one long computation, say
+    assert made.active == 10
+
+
+def test_off_switch_and_tiny_pools_keep_every_thread() -> None:
+    made, clocks = flow(adaptive=False)
+    small, small_clocks = flow(concurrency=FLOOR)
+    for i in range(10):
+        run_window(made, clocks, jobs=1000 + 50 * i, busy=1.0)
+        run_window(small, small_clocks, jobs=1000 + 50 * i, busy=1.0)
+        assert made.active == 10 and small.active == FLOOR
