@@ -15,7 +15,7 @@ import redis
 
 from sidequest import connection, keys, middleware
 from sidequest.errors import RedisUnavailable
-from sidequest.payload import Payload, check_args, dumps, new_jid, now
+from sidequest.payload import Payload, check_args, dumps, new_jid, new_jids, now
 
 #: Intervals below this are relative seconds; larger values are epoch times (Sidekiq's rule).
 RELATIVE_LIMIT = 1_000_000_000
@@ -32,7 +32,7 @@ def set_push_override(func: PushOverride | None) -> PushOverride | None:
     return previous
 
 
-def normalize(item: Payload, created_at: float | None = None) -> Payload:
+def normalize(item: Payload, created_at: float | None = None, jid: str | None = None) -> Payload:
     """Validate a raw item and fill in ``jid``, ``created_at``, ``queue`` and ``retry``."""
     if not isinstance(item.get("class"), str) or not item["class"]:
         raise ValueError(f"a job needs a 'class' string naming the job, got {item.get('class')!r}")
@@ -46,8 +46,10 @@ def normalize(item: Payload, created_at: float | None = None) -> Payload:
     out = dict(item)
     out["queue"] = queue
     out.setdefault("retry", True)
-    out.setdefault("jid", new_jid())
-    out.setdefault("created_at", created_at if created_at is not None else now())
+    if "jid" not in out:
+        out["jid"] = jid or new_jid()
+    if "created_at" not in out:
+        out["created_at"] = created_at if created_at is not None else now()
     return out
 
 
@@ -63,7 +65,8 @@ def push_many(items: Sequence[Payload], batch_size: int = BULK_BATCH) -> list[st
     Every item is checked before the first batch is written, so a bad one writes nothing.
     """
     created = now()
-    normalized = [normalize(item, created) for item in items]
+    jids = new_jids(len(items))
+    normalized = [normalize(item, created, jid) for item, jid in zip(items, jids, strict=True)]
     results: list[str | None] = []
     step = max(1, batch_size)
     for start in range(0, len(normalized), step):

@@ -70,7 +70,7 @@ class Config:
 
     @property
     def prefetch_count(self) -> int:
-        return 4 * self.concurrency if self.prefetch is None else self.prefetch
+        return 10 * self.concurrency if self.prefetch is None else self.prefetch
 
     @property
     def queue_names(self) -> list[str]:

@@ -40,8 +40,10 @@ def test_nothing_changes_inside_a_window() -> None:
 def test_buffer_holds_what_the_threads_finish_while_a_round_trip_is_out() -> None:
     made, clocks = flow(prefetch=1000)
     made.round_trip(0.01)  # moving average: 2 ms
-    run_window(made, clocks, jobs=125, busy=0.1)  # 1,000 jobs/s, averaged from 0: 500/s
-    assert made.buffer == int(500 * max(2 * made.rtt, HOLD))
+    run_window(made, clocks, jobs=125, busy=0.1)  # 1,000 jobs/s
+    assert made.buffer == int(1000 * max(2 * made.rtt, HOLD))
+    run_window(made, clocks, jobs=25, busy=0.1)  # 200 jobs/s: the rate comes down gently
+    assert made.buffer == int(600 * max(2 * made.rtt, HOLD))
     made, clocks = flow(prefetch=5)
     run_window(made, clocks, jobs=10_000, busy=0.1)
     assert made.buffer == 5, "never more than prefetch"

@@ -18,6 +18,7 @@ from sidequest.payload import (
     display_class,
     dumps,
     new_jid,
+    new_jids,
     timestamp,
 )
 
@@ -257,6 +258,22 @@ def test_new_jid_is_24_lowercase_hex_and_unique() -> None:
     jids = {new_jid() for _ in range(1000)}
     assert len(jids) == 1000
     assert all(re.fullmatch(r"[0-9a-f]{24}", jid) for jid in jids)
+
+
+def test_new_jids_are_as_many_distinct_jids() -> None:
+    jids = new_jids(500)
+    assert len(jids) == len(set(jids)) == 500
+    assert all(re.fullmatch(r"[0-9a-f]{24}", jid) for jid in jids)
+
+
+def test_dumps_writes_what_the_standard_encoder_writes() -> None:
+    reference = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+    for value in ({"class": "A", "args": [1, -2.5, 1e300, "x\u2028y", None, True, {"k": []}],
+                   "jid": "0" * 24, "created_at": 1700000000.123456},
+                  [10**40, "\ud83d\ude00", "é", [[[]]]], {"": {"a": {"b": 0.1}}}):
+        assert dumps(value) == reference.encode(value)
+    with pytest.raises(TypeError, match="Object of type set is not JSON serializable"):
+        dumps({"a": {1}})
 
 
 def test_dumps_is_compact_and_refuses_nan() -> None:

@@ -71,7 +71,9 @@ class Flow:
         busy = (cpu - self._cpu_started) / elapsed
         rate = self._finished / elapsed
         self._started, self._cpu_started, self._finished = now, cpu, 0
-        self._rate = 0.5 * self._rate + 0.5 * rate
+        # Up at once, down gently: a burst gets its buffer in one window, and one slow
+        # window does not starve the threads.
+        self._rate = max(rate, 0.5 * self._rate + 0.5 * rate)
         self.buffer = min(self.prefetch, int(self._rate * max(2 * self.rtt, HOLD)))
         if self.adaptive:
             self._pace(rate, busy, finished_enough=rate * elapsed >= MIN_JOBS)
