@@ -258,8 +258,9 @@ def idle_latency(world: World, system: System, proc: subprocess.Popen[bytes],
     world.push(system, ["latency", "--gaps", str(gaps)],
                timeout=world.opts.latency_jobs * world.opts.max_gap + 300)
     # Counted by their own entries: a drain job that ran again late must not stand in.
-    wait_count(lambda: int(counter.llen(LATENCY_KEY)), world.opts.latency_jobs, proc)
-    check_exact(counter, world.opts.latency_jobs, "latency jobs (drain jobs ran again?)")
+    pushed = world.opts.latency_jobs + 1  # the first is not counted (latency_percentiles)
+    wait_count(lambda: int(counter.llen(LATENCY_KEY)), pushed, proc)
+    check_exact(counter, pushed, "latency jobs (drain jobs ran again?)")
     return report.latency_percentiles(counter.lrange(LATENCY_KEY, 0, -1))
 
 
@@ -293,7 +294,7 @@ def write_gaps(opts: Options, tmp: Path) -> dict[int, Path]:
         rng = random.Random(opts.seed * 1000 + run)
         path = tmp / f"gaps-{run}.txt"
         path.write_text("".join(f"{rng.uniform(0, opts.max_gap):.6f}\n"
-                                for _ in range(opts.latency_jobs)))
+                                for _ in range(opts.latency_jobs + 1)))
         files[run] = path
     return files
 
