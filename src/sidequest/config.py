@@ -49,7 +49,7 @@ class Config:
     fetch_timeout: float = 2.0
     #: How long an idle fetcher with several queues waits on the first before rescanning all.
     idle_wait: float = 0.1
-    #: Most jobs fetched ahead of need and held besides the running ones (None: four times
+    #: Most jobs fetched ahead of need and held besides the running ones (None: ten times
     #: ``concurrency``). The worker holds only what keeps its threads fed across one Redis
     #: round trip (rate x round trip x 2), so slow jobs are not hoarded; held jobs are in
     #: the process's in-progress list, so a crash loses none, and a stop puts them back.
