@@ -21,8 +21,9 @@ OTHER_COLOUR = "#868e96"
 FAILED = "failed"
 
 
-def panel(ax: Any, systems: list[str], base: str, figure: dict[str, Any]) -> None:
-    values = figure["values"]
+def panel(ax: Any, base: str, figure: dict[str, Any]) -> None:
+    # Only the systems the figure is measured for; None among them is a system that failed.
+    systems, values = figure["systems"], figure["values"]
     shown = [v if v is not None else 0.0 for v in values]
     colours = [BASE_COLOUR if s == base else OTHER_COLOUR for s in systems]
     ax.barh(range(len(systems)), shown, color=colours)
@@ -34,8 +35,11 @@ def panel(ax: Any, systems: list[str], base: str, figure: dict[str, Any]) -> Non
         ax.set_xscale("log")  # latencies span milliseconds to seconds
     ax.tick_params(axis="x", labelsize=7)
     for i, value in enumerate(values):
-        label = FAILED if value is None else _fmt(value, figure["unit"])
-        ax.text(shown[i], i, f" {label}", va="center", fontsize=7)
+        if value is None:  # at the axis's left edge: x = 0 is off a log scale
+            ax.text(0, i, f" {FAILED}", va="center", fontsize=7,
+                    transform=ax.get_yaxis_transform())
+        else:
+            ax.text(value, i, f" {_fmt(value, figure['unit'])}", va="center", fontsize=7)
     ax.margins(x=0.25)
 
 
@@ -50,10 +54,11 @@ def draw(data: dict[str, Any], out: str) -> None:
     fig, axes = plt.subplots(rows, columns, figsize=(11, 2.2 * rows + 0.6))
     flat = list(axes.flat)
     for ax, figure in zip(flat, figures, strict=False):
-        panel(ax, data["systems"], data["base"], figure)
+        panel(ax, data["base"], figure)
     for ax in flat[len(figures):]:
         ax.axis("off")
-    fig.suptitle("One worker process, 10 jobs at once; medians (bench/suite.py)", fontsize=11)
+    fig.suptitle("One worker process (two in \"drain, 2 processes\"), 10 jobs at once each;"
+                 " medians (bench/suite.py)", fontsize=11)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
 

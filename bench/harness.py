@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -131,13 +131,23 @@ class PrivateRedis:
 
 def terminate(proc: subprocess.Popen[bytes], timeout: float) -> int:
     """SIGTERM, wait, SIGKILL if it ignores us; returns the exit code."""
-    if proc.poll() is None:
-        proc.terminate()
+    terminate_all([proc], timeout)
+    return proc.wait()
+
+
+def terminate_all(procs: Sequence[subprocess.Popen[bytes]], timeout: float) -> None:
+    """terminate() for several processes: all get SIGTERM first, so that they shut down in
+    parallel, and ``timeout`` bounds the whole wait, not each process's."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + timeout
+    for proc in procs:
         try:
-            return proc.wait(timeout)
+            proc.wait(max(deadline - time.monotonic(), 0.0))
         except subprocess.TimeoutExpired:
             proc.kill()
-    return proc.wait()
+            proc.wait()
 
 
 def kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -213,9 +223,10 @@ class Drain:
         return rate(self.jobs - self.first_count, self.last_at - self.first_at)
 
 
-def wait_count(read: Callable[[], int], jobs: int, worker: subprocess.Popen[bytes],
+def wait_count(read: Callable[[], int], jobs: int, *workers: subprocess.Popen[bytes],
                stall: float = STALL) -> Drain:
-    """Poll a completion count until it reaches ``jobs``; fail if the worker stalls."""
+    """Poll a completion count until it reaches ``jobs``; fail if the workers stall or any
+    of them exits."""
     first: tuple[float, int] | None = None
     seen, changed = 0, time.perf_counter()
     while True:
@@ -226,9 +237,10 @@ def wait_count(read: Callable[[], int], jobs: int, worker: subprocess.Popen[byte
             first = first or (now, count)
         if first is not None and count >= jobs:
             return Drain(first[0], first[1], now, jobs)
-        if worker.poll() is not None:
-            raise BenchError(f"the worker exited (code {worker.returncode}) after"
-                             f" {count:,} of {jobs:,} jobs")
+        dead = next((worker for worker in workers if worker.poll() is not None), None)
+        if dead is not None:
+            raise BenchError(f"the worker (pid {dead.pid}) exited (code {dead.returncode})"
+                             f" after {count:,} of {jobs:,} jobs")
         if now - changed > stall:
             raise BenchError(f"no job finished for {stall:.0f} s: {count:,} of {jobs:,} done")
         time.sleep(POLL)

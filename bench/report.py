@@ -14,7 +14,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,7 @@ import psutil  # type: ignore[import-untyped,unused-ignore]
 
 from bench import install
 from bench.harness import ROOT, BenchError, PrivateRedis, load_text, machine_text
-from bench.systems import BY_NAME, System
+from bench.systems import BY_NAME, SYSTEMS, System
 
 if TYPE_CHECKING:  # only for the annotation: suite imports this module
     from bench.suite import Options
@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # only for the annotation: suite imports this module
 DOC = ROOT / "docs" / "performance.md"
 IMAGE = ROOT / "docs" / "images" / "performance.png"
 BASE = "sidequest"
+NOT_MEASURED = "-"
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Sample:
     p50_ms: float
     p99_ms: float
     proxy: float
+    drain2: float | None = None  # None: the system has no two-process mode the bench runs
 
 
 @dataclass
@@ -51,13 +53,26 @@ class Results:
     samples: dict[str, list[Sample]] = field(default_factory=dict)
     failures: dict[str, list[str]] = field(default_factory=dict)
 
+    def values(self, system: str, key: str) -> list[float]:
+        """The system's values of one figure over its runs, leaving out runs without one."""
+        values = (getattr(s, key) for s in self.samples.get(system, []))
+        return [value for value in values if value is not None]
+
     def median(self, system: str, key: str) -> float | None:
-        values = [getattr(s, key) for s in self.samples.get(system, [])]
+        values = self.values(system, key)
         return statistics.median(values) if values else None
 
     def spread(self, system: str, key: str) -> tuple[float, float] | None:
-        values = [getattr(s, key) for s in self.samples.get(system, [])]
+        values = self.values(system, key)
         return (min(values), max(values)) if values else None
+
+
+def _everyone(system: System) -> bool:
+    return True
+
+
+def _two_processes(system: System) -> bool:
+    return system.two_processes is not None
 
 
 @dataclass(frozen=True)
@@ -67,6 +82,7 @@ class Figure:
     unit: str
     higher_is_better: bool = True
     decimals: int = 0
+    measured: Callable[[System], bool] = _everyone  # False: "-" for that system, not "failed"
 
     @property
     def head(self) -> str:
@@ -78,6 +94,7 @@ class Figure:
 
 FIGURES = (
     Figure("drain", "drain", "jobs/s"),
+    Figure("drain2", "drain, 2 processes", "jobs/s", measured=_two_processes),
     Figure("proxy", "drain +1 ms", "jobs/s"),
     Figure("bulk", "bulk enqueue", "jobs/s"),
     Figure("single", "single enqueue", "jobs/s"),
@@ -225,7 +242,7 @@ def _shown_args(args: list[str]) -> list[str]:
 def cell(results: Results, system: str, fig: Figure) -> str:
     value = results.median(system, fig.key)
     if value is None:
-        return "failed"
+        return "failed" if fig.measured(BY_NAME[system]) else NOT_MEASURED
     text = fig.fmt(value)
     if fig.key == "bulk" and not BY_NAME[system].batched:
         text += "*"
@@ -261,10 +278,21 @@ def notes(results: Results) -> list[str]:
     lines = ["(x) = the system's median divided by Sidequest's: above 1 is better for jobs/s,"
              " below 1 is better for ms and MB.",
              "* no batch push in this system: bulk is a loop of single pushes.",
-             "peak RSS: the worker's whole process tree during the drain; MB = 2^20 bytes."]
+             "peak RSS: the worker's whole process tree during the drain; MB = 2^20 bytes.",
+             *not_measured_notes(results)]
     for name, errors in results.failures.items():
         lines.append(f"{name} failed {len(errors)} of its runs: "
                      + "; ".join(e.splitlines()[0] for e in errors))
+    return lines
+
+
+def not_measured_notes(results: Results) -> list[str]:
+    lines = []
+    for fig in FIGURES:
+        if all(fig.measured(BY_NAME[name]) for name in results.systems):
+            continue
+        names = " and ".join(system.label for system in SYSTEMS if fig.measured(system))
+        lines.append(f'"{NOT_MEASURED}" = not measured: {fig.label} runs {names} only.')
     return lines
 
 
@@ -292,17 +320,22 @@ def write_docs(setup: Setup, results: Results) -> None:
     print(f"\nwrote {DOC.relative_to(ROOT)} and {IMAGE.relative_to(ROOT)}")
 
 
+def chart_data(results: Results) -> dict[str, Any]:
+    """What bench/chart.py draws: per figure, the systems it is measured for and their
+    medians (None: failed)."""
+    figures = []
+    for fig in FIGURES:
+        names = [n for n in results.systems if fig.measured(BY_NAME[n])]
+        figures.append({"label": fig.label, "unit": fig.unit, "key": fig.key,
+                        "higher_is_better": fig.higher_is_better,
+                        "systems": [BY_NAME[n].label for n in names],
+                        "values": [results.median(n, fig.key) for n in names]})
+    return {"base": BY_NAME[BASE].label, "figures": figures}
+
+
 def draw_chart(results: Results) -> None:
-    data = {
-        "systems": [BY_NAME[n].label for n in results.systems],
-        "base": BY_NAME[BASE].label,
-        "figures": [{"label": f.label, "unit": f.unit, "key": f.key,
-                     "higher_is_better": f.higher_is_better,
-                     "values": [results.median(n, f.key) for n in results.systems]}
-                    for f in FIGURES],
-    }
     source = IMAGE.with_suffix(".json.tmp")
-    source.write_text(json.dumps(data))
+    source.write_text(json.dumps(chart_data(results)))
     try:
         done = subprocess.run([str(install.plot_python()), str(ROOT / "bench" / "chart.py"),
                                str(source), str(IMAGE)], capture_output=True, text=True,
@@ -379,7 +412,7 @@ against the same private Redis, with the same job: one `INCR` on a counter in a 
 database of its own, outside the system under test, so that completions are counted by the
 bench and no system is credited for work it did not do. Each worker is one process running
 10 jobs at once where the system can (its closest equivalent otherwise), at log level
-WARNING, with the system's defaults otherwise."""
+WARNING, with the system's defaults otherwise; only "drain, 2 processes" runs two."""
 
 METHOD = """\
 ## Method
@@ -403,6 +436,15 @@ METHOD = """\
   makes per job. The counter is reached directly, so only the system's own round trips pay.
   The proxy is a Python asyncio process on the same cores; its timer adds a little to the
   asked delay (the PING figure under Setup is the round trip as measured).
+- **drain, 2 processes**: the drain again, with two worker processes of 10 threads each on
+  the machine at once. The machine has 2 cores, and one CPython process is bound by its
+  interpreter lock (one Ruby process by its own), so a second process is how a deployment
+  uses the second core. Sidequest runs `sidequest -P 2`: one command, whose supervisor forks
+  two worker processes of 10 threads each. Ruby Sidekiq runs two `sidekiq` processes of 10
+  threads each, started together, each the command of the drain above (Sidekiq's free
+  edition has no multi-process mode of its own). As for the drain, jobs/s run from the first
+  completion to the last and the counter must end at exactly N. The other systems are not
+  measured here.
 - **peak RSS**: resident memory of the worker's process tree, sampled every 50 ms during the
   drain (Celery prefork and Dramatiq count their pool and supervisor processes too).
 - Every figure is the median of the runs; the systems take turns within each run.

@@ -13,6 +13,8 @@ For each system, in each run (systems interleaved, so a noisy minute hurts all a
                         p50/p99 of (start of perform - push time), recorded by the job
   drain +1 ms           the drain again, the worker talking to Redis through a proxy that
                         adds 1 ms each way (bench/latency_proxy.py)
+  drain, 2 processes    the drain again with two worker processes of 10 threads (Sidequest's
+                        -P 2, two Sidekiq processes); the other systems are not measured
 Every job does one INCR on a counter in database 1, outside the system under test. The
 figures are medians over the runs; the report gives each system's ratio to Sidequest and,
 unless --no-write (or --quick), rewrites docs/performance.md and docs/images/performance.png.
@@ -64,6 +66,7 @@ from bench.harness import (  # noqa: E402
     progress,
     rate,
     terminate,
+    terminate_all,
     wait_count,
 )
 from bench.systems import BY_NAME, System  # noqa: E402
@@ -201,17 +204,29 @@ class World:
     @contextlib.contextmanager
     def worker(self, system: System, url: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
         """One worker process of the system; stopped (and its process group) on the way out."""
-        command = system.worker(system.bin_dir(), url)
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(command, cwd=ROOT, env=self.env(system, url, True),
-                                    stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-            try:
-                yield proc
-            except BenchError as exc:
-                raise BenchError(f"{exc}\n--- {log.name} ---\n{log_tail(log)}") from None
-            finally:
-                terminate(proc, STOP_WAIT)
+        with self.workers(system, [system.worker(system.bin_dir(), url)], url, [log]) as procs:
+            yield procs[0]
+
+    @contextlib.contextmanager
+    def workers(self, system: System, commands: list[list[str]], url: str,
+                logs: list[Path]) -> Iterator[list[subprocess.Popen[bytes]]]:
+        """Worker commands started together, each logging to its own file; all stopped (and
+        their process groups) on the way out."""
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            for command, log in zip(commands, logs, strict=True):
+                with open(log, "wb") as out:  # the child has its own copy of the descriptor
+                    procs.append(subprocess.Popen(
+                        command, cwd=ROOT, env=self.env(system, url, True),
+                        stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                        start_new_session=True))
+            yield procs
+        except BenchError as exc:
+            tails = "".join(f"\n--- {log.name} ---\n{log_tail(log)}" for log in logs)
+            raise BenchError(f"{exc}{tails}") from None
+        finally:
+            terminate_all(procs, STOP_WAIT)
+            for proc in procs:
                 kill_group(proc)  # prefork children a SIGTERM'd parent left behind
 
 
@@ -228,7 +243,8 @@ def measure(world: World, system: System, run: int) -> report.Sample:
     world.flush()
     world.push_rate(system, "bulk", opts.proxy_jobs)
     proxy = proxied_drain(world, system, run)
-    return report.Sample(single, bulk, drain, rss, p50, p99, proxy)
+    return report.Sample(single, bulk, drain, rss, p50, p99, proxy,
+                         two_process_drain(world, system, run))
 
 
 def drain_then_latency(world: World, system: System,
@@ -269,6 +285,22 @@ def proxied_drain(world: World, system: System, run: int) -> float:
     with world.worker(system, world.proxy_url, log) as proc, world.counter() as counter:
         drain = wait_count(counter_of(counter, DONE_KEY), world.opts.proxy_jobs, proc)
         check_exact(counter, world.opts.proxy_jobs)
+    return drain.rate
+
+
+def two_process_drain(world: World, system: System, run: int) -> float | None:
+    """The bulk-pushed drain with two worker processes at once; None if the system has no
+    way to run them that the bench measures."""
+    url = world.server.url(0)
+    commands = system.two_process_workers(url)
+    if not commands:
+        return None
+    world.flush()
+    world.push_rate(system, "bulk", world.opts.jobs)
+    logs = [world.logs / f"{system.name}-{run}-2p-{i}.log" for i in range(1, len(commands) + 1)]
+    with world.workers(system, commands, url, logs) as procs, world.counter() as counter:
+        drain = wait_count(counter_of(counter, DONE_KEY), world.opts.jobs, *procs)
+        check_exact(counter, world.opts.jobs)
     return drain.rate
 
 
@@ -343,7 +375,8 @@ def run_all(world: World, systems: list[System], load: report.Load) -> report.Re
                 progress(f"FAILED ({str(exc).splitlines()[0]})\n")
                 continue
             results.samples.setdefault(system.name, []).append(sample)
-            progress(f"drain {sample.drain:,.0f} jobs/s, p50 {sample.p50_ms:.1f} ms"
+            two = "" if sample.drain2 is None else f", 2 processes {sample.drain2:,.0f}"
+            progress(f"drain {sample.drain:,.0f} jobs/s{two}, p50 {sample.p50_ms:.1f} ms"
                      f" ({time.monotonic() - started:.0f} s)\n")
     return results
 

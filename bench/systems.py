@@ -2,8 +2,10 @@
 
 Every worker runs one process with 10 jobs at a time where the system can (or its closest
 equivalent), at log level WARNING, with its defaults otherwise: the bench measures what a
-user gets, not what a tuned deployment gets. Each Python peer lives in its own virtual
-environment under bench/.venvs/ with a redis-py it accepts (and hiredis, as Sidequest has).
+user gets, not what a tuned deployment gets. Only "drain, 2 processes" runs two such
+processes, for the systems that say how (``two_processes``). Each Python peer lives in its
+own virtual environment under bench/.venvs/ with a redis-py it accepts (and hiredis, as
+Sidequest has).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from bench.harness import ROOT
 
@@ -24,6 +27,10 @@ SIDEKIQ_VERSION = "6.4.1"  # Debian bookworm's ruby-sidekiq
 
 # (bin dir of the system's environment, Redis URL of the system's database) -> argv
 Command = Callable[[Path, str], list[str]]
+# How the system puts two worker processes on the machine for "drain, 2 processes":
+# "flag": its worker command with -P 2 (its own supervisor forks them); "twice": the worker
+# command started twice, as a user of a system without a multi-process mode would.
+TwoProcesses = Literal["flag", "twice"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,7 @@ class System:
     requirements: tuple[str, ...] = ()
     reported: tuple[str, ...] = ()  # distributions whose versions the report states
     worker_env: dict[str, str] = field(default_factory=dict)
+    two_processes: TwoProcesses | None = None  # None: "drain, 2 processes" is not measured
 
     @property
     def ruby(self) -> bool:
@@ -53,6 +61,15 @@ class System:
             return ["ruby", str(SIDEKIQ_PUSH)]
         module = self.name.split("-")[0]  # celery-threads and celery-prefork share one
         return [str(self.bin_dir() / "python"), "-m", "bench.agents.push", module]
+
+    def two_process_workers(self, url: str) -> list[list[str]]:
+        """The commands that together run two worker processes; none without such a mode."""
+        command = self.worker(self.bin_dir(), url)
+        if self.two_processes == "flag":
+            return [[*command, "-P", "2"]]
+        if self.two_processes == "twice":
+            return [command, command]
+        return []
 
 
 def _sidequest(bin_dir: Path, url: str) -> list[str]:
@@ -99,9 +116,10 @@ CELERY_BULK = "loop of apply_async() on one producer"
 
 SYSTEMS: tuple[System, ...] = (
     System("sidequest", "Sidequest", "10 threads", "perform_bulk, 1,000 a call", _sidequest,
-           reported=("redis", "hiredis")),
+           reported=("redis", "hiredis"), two_processes="flag"),
+    # Sidekiq's free edition has no multi-process mode (Enterprise's swarm is one).
     System("sidekiq", f"Sidekiq {SIDEKIQ_VERSION} (Ruby)", "10 threads",
-           "Sidekiq::Client.push_bulk, 1,000 a call", _sidekiq),
+           "Sidekiq::Client.push_bulk, 1,000 a call", _sidekiq, two_processes="twice"),
     System("celery-threads", "Celery threads", "--pool threads -c 10",
            CELERY_BULK, _celery("threads"), batched=False, venv="celery",
            requirements=CELERY_REQ, reported=CELERY_VERSIONS),

@@ -27,13 +27,16 @@ SUITE = ROOT / "bench" / "suite.py"
 PROXY = ROOT / "bench" / "latency_proxy.py"
 DOC = ROOT / "docs" / "performance.md"
 TIMEOUT = 100.0  # under pytest's own 120 s, so that we, not pytest, stop the suite
-HEADS = ("drain jobs/s", "drain +1 ms jobs/s", "bulk enqueue jobs/s", "single enqueue jobs/s",
-         "latency p50 ms", "latency p99 ms", "peak RSS MB")
+HEADS = ("drain jobs/s", "drain, 2 processes jobs/s", "drain +1 ms jobs/s",
+         "bulk enqueue jobs/s", "single enqueue jobs/s", "latency p50 ms", "latency p99 ms",
+         "peak RSS MB")
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import report, suite  # noqa: E402
+from bench.harness import BenchError, terminate_all, wait_count  # noqa: E402
+from bench.systems import BY_NAME  # noqa: E402
 
 
 def need_redis() -> None:
@@ -104,6 +107,103 @@ def test_latency_percentiles_from_recorded_timestamps() -> None:
     p50, p99 = report.latency_percentiles(entries)
     assert p50 == pytest.approx(50.5, abs=0.01)
     assert p99 == pytest.approx(99.01, abs=0.01)
+
+
+def sample(drain: float, drain2: float | None = None) -> report.Sample:
+    return report.Sample(1.0, 2.0, drain, 40.0, 1.0, 5.0, 3.0, drain2)
+
+
+def two_process_results() -> report.Results:
+    # Sidequest and Sidekiq have a two-process drain, RQ has none; Celery failed every run.
+    results = report.Results(systems=["sidequest", "sidekiq", "rq", "celery-threads"])
+    results.samples = {
+        "sidequest": [sample(900, 1000), sample(1100, 3000), sample(1000, 2000)],
+        "sidekiq": [sample(800, 500), sample(800, 1500)],
+        "rq": [sample(100), sample(300)],
+    }
+    results.failures = {"celery-threads": ["run 1: the worker exited"]}
+    return results
+
+
+def figure(key: str) -> report.Figure:
+    return next(fig for fig in report.FIGURES if fig.key == key)
+
+
+def test_medians_and_spreads_leave_out_runs_without_the_figure() -> None:
+    results = two_process_results()
+    results.samples["sidequest"].append(sample(1000))  # a run without it is no zero
+    assert results.median("sidequest", "drain2") == 2000
+    assert results.spread("sidequest", "drain2") == (1000, 3000)
+    assert results.median("rq", "drain2") is None
+    assert results.spread("rq", "drain2") is None
+    assert results.median("rq", "drain") == 200
+
+
+def test_two_process_drain_shows_dash_where_not_measured_and_failed_where_failed() -> None:
+    results = two_process_results()
+    drain2 = figure("drain2")
+    assert report.cell(results, "sidequest", drain2) == "2,000"
+    assert report.cell(results, "sidekiq", drain2) == "1,000 (0.50x)"
+    assert report.cell(results, "rq", drain2) == "-"
+    assert report.cell(results, "rq", figure("drain")) == "200 (0.20x)"
+    assert report.cell(results, "celery-threads", drain2) == "-"  # never measured
+    assert report.cell(results, "celery-threads", figure("drain")) == "failed"
+    column = 1 + report.FIGURES.index(drain2)
+    rows = {line.split("|")[1].strip(): line.split("|")[1 + column].strip()
+            for line in report.markdown_table(results)[2:]}
+    assert rows == {"Sidequest": "2,000", BY_NAME["sidekiq"].label: "1,000 (0.50x)",
+                    "RQ SimpleWorker": "-", "Celery threads": "-"}
+    spread = {line.split("|")[1].strip(): line.split("|")[1 + column].strip()
+              for line in report.spread_table(results)[2:]}
+    assert spread["Sidequest"] == "1,000 - 3,000" and spread["RQ SimpleWorker"] == "-"
+    assert any(line.startswith('"-" = not measured: drain, 2 processes')
+               for line in report.notes(results))
+
+
+def test_no_not_measured_note_when_every_system_has_the_figure() -> None:
+    results = two_process_results()
+    results.systems = ["sidequest", "sidekiq"]
+    assert not any("not measured" in line for line in report.notes(results))
+
+
+def test_chart_draws_only_the_systems_a_figure_is_measured_for() -> None:
+    panels = {panel["key"]: panel for panel in report.chart_data(two_process_results())["figures"]}
+    sidekiq = BY_NAME["sidekiq"].label
+    assert panels["drain2"]["systems"] == ["Sidequest", sidekiq]
+    assert panels["drain2"]["values"] == [2000, 1000]
+    assert panels["drain"]["systems"] == ["Sidequest", sidekiq, "RQ SimpleWorker",
+                                          "Celery threads"]
+    assert panels["drain"]["values"] == [1000, 800, 200, None]  # None: drawn as failed
+
+
+def test_two_worker_processes_are_sidequest_p2_and_two_sidekiqs() -> None:
+    url = "redis://127.0.0.1:1/0"
+    sidequest, sidekiq = BY_NAME["sidequest"], BY_NAME["sidekiq"]
+    one = sidequest.worker(sidequest.bin_dir(), url)
+    assert sidequest.two_process_workers(url) == [[*one, "-P", "2"]]
+    assert sidekiq.two_process_workers(url) == [sidekiq.worker(sidekiq.bin_dir(), url)] * 2
+    for name in ("celery-threads", "celery-prefork", "dramatiq", "huey", "rq", "arq"):
+        assert BY_NAME[name].two_process_workers(url) == [], name
+
+
+def sleeper() -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+
+def test_wait_count_fails_when_any_of_the_workers_exits() -> None:
+    alive, dead = sleeper(), subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    try:
+        dead.wait(30)
+        with pytest.raises(BenchError, match=rf"pid {dead.pid}\) exited \(code 3\)"):
+            wait_count(lambda: 0, 10, alive, dead, stall=5)
+    finally:
+        terminate_all([alive, dead], 10)
+
+
+def test_terminate_all_stops_every_process() -> None:
+    procs = [sleeper(), sleeper()]
+    terminate_all(procs, 10)
+    assert [proc.returncode for proc in procs] == [-signal.SIGTERM] * 2
 
 
 @pytest.fixture
