@@ -4,8 +4,9 @@ Duties:
 1. the fetcher moves as many jobs as there are idle processors (plus a small buffer) into
    the in-progress list, and acknowledges finished jobs in the same round trip (one script
    call for many jobs);
-2. when the queues are empty it blocks in Redis (BLMOVE, or a wake-up for several queues)
-   instead of polling;
+2. when the queues are empty, an idle processor blocks in Redis (BLMOVE, or a wake-up for
+   several queues) instead of polling, and runs the job it receives itself: an idle worker
+   starts a job without a hand-off between threads;
 3. quiet() stops fetching; stop(deadline) waits for running jobs, then pushes every job that
    has not finished back to the front of its queue;
 4. isolate() runs quarantined suspects one at a time, each alone in the process;
@@ -51,6 +52,8 @@ _WAKE = b"wake"
 _NUDGE = b"nudge"
 #: Longest a finished job waits for its acknowledgement while no fetch is due, in seconds.
 ACK_DELAY = 0.05
+#: Handed to an idle processor through the job queue: wait in Redis for the next job.
+_LISTEN = Work("", b"")
 
 
 class Manager:
@@ -79,7 +82,9 @@ class Manager:
         self._active = config.concurrency  # processors with a lower index take jobs
         self._parks = [queue.SimpleQueue[bool]() for _ in range(config.concurrency)]
         self._running: dict[str, Work] = {}  # tid -> job; single dict ops are GIL-atomic
-        self._blocking = False  # the fetcher is parked in Redis: processors ack directly
+        # A processor waits in Redis for the next job: the fetcher does not fetch, and
+        # processors acknowledge directly (no round of the fetcher will carry it soon).
+        self._blocking = False
         # Jobs the fetcher may still hand out: one per idle processor, plus the buffer (the
         # fetcher's own count; each finished job frees one).
         self._owed = 0
@@ -123,8 +128,8 @@ class Manager:
         for _ in range(self.config.concurrency):
             self._jobs.put(None)
         for tid, thread in list(self._thread_of.items()):
-            if tid not in stuck:  # it posts its last acknowledgement, then exits
-                thread.join(1.0)
+            if tid not in stuck:  # it posts its last acknowledgement (or ends its wait in
+                thread.join(self.config.fetch_timeout + 2)  # Redis), then exits
         self._signals.put(_STOP)
         if self._fetcher_thread is not None:  # it flushes the last acknowledgements
             self._fetcher_thread.join(self.config.fetch_timeout + 2)
@@ -176,6 +181,11 @@ class Manager:
             work = self._jobs.get()
             if work is None:
                 return
+            if work is _LISTEN:
+                work = self._listen()
+                if work is None:
+                    ack = None
+                    continue
             if self.quieted.is_set():  # fetched just as we were told to quiet: not ours now
                 self.inprogress.requeue([work])
                 ack = None
@@ -201,6 +211,22 @@ class Manager:
             return None
         return work.raw
 
+    def _listen(self) -> Work | None:
+        """Nothing queued: wait in Redis for the next job, for this thread to run (the
+        fetcher handed this processor the wait and fetches nothing until it ends)."""
+        try:
+            if len(self.config.queues) == 1:
+                return self.fetcher.wait(self.config.fetch_timeout)
+            return self._wait_several()
+        except redis.RedisError as exc:
+            log.warning("Redis error while waiting for jobs, backing off: %s", exc)
+            self.inprogress.fetch_failed()  # the move may have happened, its reply lost
+            self.stopping.wait(1.0)
+            return None
+        finally:
+            self._blocking = False
+            self._signals.put(_NUDGE)  # more may follow: the fetcher looks again
+
     # -- fetcher -----------------------------------------------------------------------
 
     def _fetch_loop(self) -> None:
@@ -215,6 +241,11 @@ class Manager:
             if self._stop_asked:
                 self.inprogress.acknowledge(acks)
                 return
+            if self._blocking:  # a processor waits in Redis; it nudges when it is back
+                self.inprogress.acknowledge(acks)  # handed in just before the wait began
+                acks = []
+                self._wait(self.config.fetch_timeout)
+                continue
             hungry = not paused and self._owed > 0 and self._jobs.qsize() <= self._low
             if not hungry and not waited:  # let acknowledgements gather into one round
                 self._dozing = not acks
@@ -298,7 +329,7 @@ class Manager:
         works = self.fetcher.fetch(owed, acks)
         self._flow.round_trip(time.monotonic() - started)
         if owed and not works:
-            works = self._block()
+            self._hand_over_the_wait()
         return works
 
     def _fetch_failed(self, exc: redis.RedisError, failures: int) -> None:
@@ -307,32 +338,24 @@ class Manager:
         self.inprogress.fetch_failed()  # reconcile() will look for lost replies
         self.stopping.wait(min(0.1 * 2**failures, 2.0))
 
-    def _block(self) -> list[Work]:
-        """Nothing queued: wait in Redis for the next job instead of polling."""
+    def _hand_over_the_wait(self) -> None:
+        """Nothing queued: one idle processor waits in Redis for the next job."""
         self._blocking = True
-        try:
-            # From here on processors acknowledge directly; send what they handed in before.
-            self.inprogress.acknowledge(self._collect()[1])
-            if self._stop_asked:
-                return []
-            if len(self.config.queues) == 1:
-                work = self.fetcher.wait(self.config.fetch_timeout)
-                return [work] if work is not None else []
-            return self._wait_several()
-        finally:
-            self._blocking = False
+        # From here on processors acknowledge directly; send what they handed in before.
+        self.inprogress.acknowledge(self._collect()[1])
+        self._owed -= 1  # the wait counts as a job handed out until the processor is back
+        self._jobs.put(_LISTEN)
 
-    def _wait_several(self) -> list[Work]:
+    def _wait_several(self) -> Work | None:
         """Several queues: sleep until Redis says one of them changed, then look again."""
         if not self._waker.arm():
-            work = self.fetcher.wait(self.config.idle_wait)  # polling fallback
-            return [work] if work is not None else []
+            return self.fetcher.wait(self.config.idle_wait)  # polling fallback
         works = self.fetcher.fetch(1, [])  # a push may have landed before tracking began
         if not works and self._waker.wait(self.config.fetch_timeout):
             works = self.fetcher.fetch(1, [])
         if works:
             self._waker.disarm()
-        return works
+        return works[0] if works else None
 
     # -- quarantine --------------------------------------------------------------------
 
@@ -356,7 +379,7 @@ class Manager:
         try:
             while True:
                 work = self._jobs.get_nowait()
-                if work is not None:
+                if work is not None and work is not _LISTEN:
                     works.append(work)
         except queue.Empty:
             return works
