@@ -7,7 +7,8 @@
   reported (and checked loosely, see below); ``low`` is never starved.
 - idle: a worker at -c 25 with empty queues uses < 5 % of a core (psutil, over 3 s), with
   one queue (blocking BLMOVE) and with several (woken by Redis's invalidation messages),
-  at the production timers: the FAST test timers poll 25 times more often.
+  at the production timers: the FAST test timers poll 25 times more often; and it sends
+  Redis fewer than 20 commands a second (Redis's own command count over 10 s).
 """
 
 from __future__ import annotations
@@ -140,3 +141,21 @@ def test_idle_worker_uses_almost_no_cpu(spawn: SpawnWorker, sq: str, r: redis.Re
                                                           for name, pct in usage.items()))
     for name, pct in usage.items():
         assert pct < 5.0, f"{name}: an idle worker used {pct:.1f} % CPU"
+
+
+@pytest.mark.parametrize("queues", [("-q", "default"),
+                                    ("-q", "critical", "-q", "default", "-q", "low")])
+def test_idle_worker_sends_redis_few_commands(
+        spawn: SpawnWorker, sq: str, r: redis.Redis, ledger: Ledger,
+        queues: tuple[str, ...]) -> None:
+    worker = spawn("-c", "25", *queues, **PRODUCTION)
+    worker.wait_registered(r)
+    Work.perform_async(0)  # one job through the idle path, then idle again
+    wait_for(lambda: ledger.done_count() >= 1, what="the job done")
+    window = 10.0  # two heartbeats, reaper and scheduler passes at the production timers
+    before = int(r.info("stats")["total_commands_processed"])
+    time.sleep(window)  # the measurement window
+    after = int(r.info("stats")["total_commands_processed"])
+    rate = (after - before - 1) / window  # less our own INFO
+    print(f"L4 idle Redis commands at -c 25 with {len(queues) // 2} queue(s): {rate:.1f}/s")
+    assert rate < 20, f"an idle worker sent Redis {rate:.1f} commands/s"
