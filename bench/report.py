@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil  # type: ignore[import-untyped,unused-ignore]
 
-from bench import install
+from bench import install, targets
 from bench.harness import ROOT, BenchError, PrivateRedis, load_text, machine_text
 from bench.systems import BY_NAME, SYSTEMS, System
 
@@ -124,14 +124,20 @@ def percentile(values: Sequence[float], q: int) -> float:
     return statistics.quantiles(ordered, n=100, method="inclusive")[q - 1]
 
 
-def latency_percentiles(entries: Sequence[bytes | str]) -> tuple[float, float]:
-    """p50 and p99, in ms, of the "<push time> <start time>" entries the jobs recorded,
-    leaving out the earliest push: the pusher's first, which also opens its connection (the
-    suite pushes one job more than it counts, for every system)."""
+def latency_delays(entries: Sequence[bytes | str]) -> list[float]:
+    """Start minus push, in ms, of the "<push time> <start time>" entries the jobs recorded,
+    in push order, leaving out the earliest push: the pusher's first, which also opens its
+    connection (the benches push one job more than they count, for every system)."""
     times = sorted(tuple(float(part) for part in entry.split()) for entry in entries)
     delays = [(started - pushed) * 1000 for pushed, started in times[1:]]
     if not delays:
         raise BenchError("the latency jobs recorded no timestamps")
+    return delays
+
+
+def latency_percentiles(entries: Sequence[bytes | str]) -> tuple[float, float]:
+    """p50 and p99, in ms, of latency_delays(entries)."""
+    delays = latency_delays(entries)
     return percentile(delays, 50), percentile(delays, 99)
 
 
@@ -383,6 +389,8 @@ def markdown(setup: Setup, results: Results) -> str:
         *(f"{line}  " for line in notes(results)),
         "",
         "![Medians per system](images/performance.png)",
+        "",
+        *targets.markdown(results),
         "",
         "## Setup",
         "",

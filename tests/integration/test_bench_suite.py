@@ -34,7 +34,7 @@ HEADS = ("drain jobs/s", "drain, 2 processes jobs/s", "drain +1 ms jobs/s",
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import report, suite  # noqa: E402
+from bench import report, suite, targets  # noqa: E402
 from bench.harness import BenchError, terminate_all, wait_count  # noqa: E402
 from bench.systems import BY_NAME  # noqa: E402
 
@@ -235,3 +235,26 @@ def test_latency_proxy_delays_each_way_and_keeps_the_bytes(proxy: str) -> None:
         for _ in range(200):
             pipe.incr("bench:proxy:n")
         assert pipe.execute()[-1] == 200
+
+
+def test_targets_are_checked_against_the_run() -> None:
+    results = report.Results(systems=["sidequest", "sidekiq", "huey"])
+    # single, bulk, drain, rss, p50, p99, proxy, drain2
+    results.samples = {
+        "sidequest": [report.Sample(9e3, 2e5, 12e3, 44.0, 0.7, 1.5, 7e3, 18e3)],
+        "sidekiq": [report.Sample(9e3, 1.8e5, 11e3, 60.0, 0.8, 1.4, 2.5e3, 16e3)],
+        "huey": [report.Sample(2e3, 1e4, 3.5e3, 37.0, 1.0, 4.0, 1e3)],
+    }
+    met = {check.target: (check.measured, check.met) for check in targets.checks(results)}
+    assert met["drain: at least as fast as Sidekiq 6.4.1 (Ruby)"] == ("1.09x", True)
+    assert met["drain through the 1 ms proxy: at least 3x Sidekiq 6.4.1 (Ruby)"] == (
+        "2.80x", False)
+    assert met["drain: at least 4x Huey"] == ("3.4x", False)
+    assert met["latency p99 under 2 ms (idle, one queue)"] == ("1.5 ms", True)
+    assert met["-P 2 faster than -P 1"] == ("1.50x", True)
+    assert met["-P 2 faster than two Sidekiq 6.4.1 (Ruby) processes"] == ("1.12x", True)
+    page = "\n".join(targets.markdown(results))
+    assert "| drain: at least 4x Huey | 3.4x | no |" in page
+    alone = report.Results(systems=["sidequest"])
+    alone.samples = {"sidequest": results.samples["sidequest"]}
+    assert not any("Sidekiq" in c.target for c in targets.checks(alone))
