@@ -98,7 +98,9 @@ def time_bulk(count: int, batch: int) -> float:
 
 
 def start_worker(server: PrivateRedis, concurrency: int, level: str,
-                 log: IO[bytes], processes: int = 1) -> subprocess.Popen[bytes]:
+                 log: IO[bytes], processes: int = 1,
+                 *, queues: Sequence[str] = (QUEUE,)) -> subprocess.Popen[bytes]:
+    """``sidequest -r bench.jobs`` on the private Redis; several queues are strict order."""
     env = dict(os.environ)
     env.pop("SIDEQUEST_REDIS_URL", None)  # it wins over REDIS_URL and may name a real server
     env["REDIS_URL"] = server.url(0)
@@ -107,7 +109,9 @@ def start_worker(server: PrivateRedis, concurrency: int, level: str,
         p for p in (str(ROOT), str(ROOT / "src"), env.get("PYTHONPATH")) if p
     )
     command = [sys.executable, "-m", "sidequest", "-r", "bench.jobs", "-c", str(concurrency),
-               "-P", str(processes), "--log-level", level, "-q", QUEUE]
+               "-P", str(processes), "--log-level", level]
+    for queue in queues:
+        command += ["-q", queue]
     # Logs go to a file, as in production, rather than a pipe we would have to keep reading.
     return subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -1,4 +1,4 @@
-"""The throughput bench runs end to end and prints its report.
+"""The throughput and latency benches run end to end and print their reports.
 
 No timing assertions: how fast is the bench's business (``make bench``), and a loaded CI
 machine must not fail the suite. This only proves the bench still works.
@@ -18,28 +18,36 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench" / "throughput.py"
+LATENCY = ROOT / "bench" / "latency.py"
 TIMEOUT = 100.0  # under pytest's own 120 s, so that we, not pytest, stop the bench
+LATENCY_ROWS = ("idle, one queue", "idle, three queues", "busy, one queue",
+                "busy, three queues")
 
 
-def run_bench(*args: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.Popen([sys.executable, str(BENCH), *args], cwd=ROOT, text=True,
+def run_bench(*args: str, script: Path = BENCH,
+              timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.Popen([sys.executable, str(script), *args], cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        out, err = proc.communicate(timeout=TIMEOUT)
+        out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         # SIGTERM, not the SIGKILL of subprocess.run: the bench then stops its worker and
         # its redis-server instead of leaving them running.
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
-        pytest.fail(f"the bench did not finish in {TIMEOUT:.0f} s\n{out}\n{err}")
+        pytest.fail(f"the bench did not finish in {timeout:.0f} s\n{out}\n{err}")
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def test_quick_bench_prints_its_report() -> None:
+def need_redis() -> None:
     if shutil.which("redis-server") is None:
         if os.environ.get("CI") == "true":
             pytest.fail("redis-server is missing")
         pytest.skip("redis-server is missing (`make redis`)")
+
+
+def test_quick_bench_prints_its_report() -> None:
+    need_redis()
     result = run_bench("--quick")
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     out = result.stdout
@@ -49,3 +57,31 @@ def test_quick_bench_prints_its_report() -> None:
     assert re.search(r"^all acknowledged: yes ", out, re.MULTILINE), out
     for label in ("bulk enqueue jobs/s", "single enqueue jobs/s", "peak RSS MB", "machine "):
         assert label in out, out
+
+
+def latency_row(out: str, label: str) -> list[str]:
+    """The cells of the scenario's table row (they are separated by two spaces or more)."""
+    line = next((line for line in out.splitlines() if line.startswith(label + "  ")), None)
+    assert line is not None, f"no row for {label!r}\n{out}"
+    return re.split(r"\s{2,}", line.strip())
+
+
+def test_quick_latency_bench_prints_a_row_per_scenario() -> None:
+    need_redis()
+    # About 10 s on 2 cores: four workers started and stopped, 21 pushes each.
+    result = run_bench("--quick", script=LATENCY, timeout=60.0)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    out = result.stdout
+    assert "machine " in out and "worker stopped cleanly: yes" in out, out
+    for label in LATENCY_ROWS:
+        # scenario, worker, queue, jobs, p50, p99, max, load jobs/s, max queue
+        cells = latency_row(out, label)
+        assert len(cells) == 9, cells
+        assert cells[3] == "20", cells
+        p50, p99, top = (float(cell.replace(",", "")) for cell in cells[4:7])
+        assert 0 < p50 <= p99 <= top, cells
+        if label.startswith("busy"):
+            assert float(cells[7].replace(",", "")) > 0, cells  # the load flowed
+            assert cells[8].isdigit(), cells
+        else:
+            assert cells[7:] == ["-", "-"], cells
