@@ -258,3 +258,14 @@ def test_targets_are_checked_against_the_run() -> None:
     alone = report.Results(systems=["sidequest"])
     alone.samples = {"sidequest": results.samples["sidequest"]}
     assert not any("Sidekiq" in c.target for c in targets.checks(alone))
+
+
+def test_the_page_has_its_table_targets_and_method() -> None:
+    results = report.Results(systems=["sidequest", "sidekiq"])
+    results.samples = {"sidequest": [sample(1000, 1500)], "sidekiq": [sample(900, 1400)]}
+    setup = report.Setup("2026-01-01", "2 CPUs", "3.11", "redis 7", "small", {
+        "sidequest": "sidequest 0.1", "sidekiq": "sidekiq 6.4.1"}, "bench/suite.py --quick")
+    page = report.markdown(setup, results)
+    for part in ("# Performance", "| Sidequest | 1,000 |", "## Targets", "## Setup",
+                 "## Method", "- **drain, 2 processes**:", "bench/suite.py --quick"):
+        assert part in page, part
