@@ -296,13 +296,18 @@ class Manager:
     def _collect(self) -> tuple[int, list[bytes]]:
         """Take what the processors handed in: (jobs finished, acknowledgements to send);
         processors newly idle are owed a job."""
-        self._nudged = False  # before reading: a job finished from now on nudges again
         try:
             while True:
                 if self._signals.get_nowait() is _STOP:
                     self._stop_asked = True
         except queue.Empty:
             pass
+        # After the signals, before the entries: a processor that still saw the flag set
+        # handed its entry in before this point, so it is read below; one that sees it clear
+        # sends a nudge that stays queued for the next wait. (Cleared before the signals
+        # were read, a nudge could be swallowed with the flag left set, and the fetcher
+        # would sleep a whole fetch_timeout while processors wait for work.)
+        self._nudged = False
         finished, idle, acks = 0, 0, []
         done = self._done
         while done:
