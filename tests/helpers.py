@@ -1,11 +1,20 @@
-"""Shared test helpers: polling with a deadline (never a bare sleep) and an embedded worker."""
+"""Shared test helpers: polling with a deadline (never a bare sleep), an embedded worker, and
+running a bench script."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
+
+import pytest
 
 T = TypeVar("T")
 
@@ -44,3 +53,26 @@ def running_worker(**overrides: Any) -> Iterator[Any]:
         yield launcher
     finally:
         launcher.stop()
+
+
+def need_redis() -> None:
+    """Skip a test that starts its own redis-server where there is none; fail on CI."""
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-server is missing")
+        pytest.skip("redis-server is missing (`make redis`)")
+
+
+def run_script(script: Path, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run a bench script to the end; at ``timeout`` send it SIGTERM, not the SIGKILL of
+    subprocess.run, so that it stops its workers and its redis-server, then fail."""
+    proc = subprocess.Popen([sys.executable, str(script), *args], cwd=script.parents[1],
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        pytest.fail(f"{script.name} did not finish in {timeout:.0f} s\n{out}\n{err}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+

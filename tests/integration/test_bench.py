@@ -6,15 +6,10 @@ machine must not fail the suite. This only proves the bench still works.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
+from helpers import need_redis, run_script
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench" / "throughput.py"
@@ -24,31 +19,13 @@ LATENCY_ROWS = ("idle, one queue", "idle, three queues", "busy, one queue",
                 "busy, three queues")
 
 
-def run_bench(*args: str, script: Path = BENCH,
-              timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.Popen([sys.executable, str(script), *args], cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        # SIGTERM, not the SIGKILL of subprocess.run: the bench then stops its worker and
-        # its redis-server instead of leaving them running.
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
-        pytest.fail(f"the bench did not finish in {timeout:.0f} s\n{out}\n{err}")
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def need_redis() -> None:
-    if shutil.which("redis-server") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is missing")
-        pytest.skip("redis-server is missing (`make redis`)")
 
 
 def test_quick_bench_prints_its_report() -> None:
     need_redis()
-    result = run_bench("--quick")
+    result = run_script(BENCH, "--quick", timeout=TIMEOUT)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     out = result.stdout
     drain = re.search(r"^drain jobs/s\s+([\d,]+)", out, re.MULTILINE)
@@ -69,7 +46,7 @@ def latency_row(out: str, label: str) -> list[str]:
 def test_quick_latency_bench_prints_a_row_per_scenario() -> None:
     need_redis()
     # About 10 s on 2 cores: four workers started and stopped, 21 pushes each.
-    result = run_bench("--quick", script=LATENCY, timeout=60.0)
+    result = run_script(LATENCY, "--quick", timeout=60.0)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     out = result.stdout
     assert "machine " in out and "worker stopped cleanly: yes" in out, out

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from helpers import need_redis, run_script
 from redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,30 +39,10 @@ from bench.harness import BenchError, terminate_all, wait_count  # noqa: E402
 from bench.systems import BY_NAME  # noqa: E402
 
 
-def need_redis() -> None:
-    if shutil.which("redis-server") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is missing")
-        pytest.skip("redis-server is missing (`make redis`)")
-
-
-def run_suite(*args: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.Popen([sys.executable, str(SUITE), *args], cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        out, err = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        # SIGTERM, not SIGKILL: the suite then stops its worker, proxy and redis-server.
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
-        pytest.fail(f"the suite did not finish in {TIMEOUT:.0f} s\n{out}\n{err}")
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
 def test_quick_suite_measures_every_workload_and_prints_the_table() -> None:
     need_redis()
     before = DOC.stat().st_mtime if DOC.exists() else None
-    result = run_suite("--quick", "--no-write")
+    result = run_script(SUITE, "--quick", "--no-write", timeout=TIMEOUT)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     out = result.stdout
     lines = out.splitlines()

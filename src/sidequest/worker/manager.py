@@ -124,6 +124,8 @@ class Manager:
         stuck = dict(self._running)
         leftovers = list(stuck.values())
         self.inprogress.requeue(self._drain_jobs())  # fetched while we were quieting
+        # Again: a fetcher round that began before quiet() may have parked threads since,
+        # and each thread must take its None below to exit.
         self._set_active(self.config.concurrency)
         for _ in range(self.config.concurrency):
             self._jobs.put(None)
