@@ -17,6 +17,7 @@ from sidequest.payload import (
     decode,
     display_class,
     dumps,
+    loads,
     new_jid,
     new_jids,
     timestamp,
@@ -267,19 +268,28 @@ def test_new_jids_are_as_many_distinct_jids() -> None:
 
 
 def test_dumps_writes_what_the_standard_encoder_writes() -> None:
-    reference = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+    reference = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False)
     for value in ({"class": "A", "args": [1, -2.5, 1e300, "x\u2028y", None, True, {"k": []}],
                    "jid": "0" * 24, "created_at": 1700000000.123456},
-                  [10**40, "\ud83d\ude00", "é", [[[]]]], {"": {"a": {"b": 0.1}}}):
+                  [10**40, "\U0001f600", "é", [[[]]]], {"": {"a": {"b": 0.1}}}):
         assert dumps(value) == reference.encode(value)
     with pytest.raises(TypeError, match="Object of type set is not JSON serializable"):
         dumps({"a": {1}})
 
 
-def test_dumps_is_compact_and_refuses_nan() -> None:
-    assert dumps({"a": [1, 2], "b": "é"}) == '{"a":[1,2],"b":"\\u00e9"}'
+def test_dumps_is_compact_writes_raw_utf8_and_refuses_nan() -> None:
+    # Ruby's JSON.generate writes non-ASCII text as is; tests/interop compares every
+    # escape with real Ruby.
+    assert dumps({"a": [1, 2], "b": "é"}) == '{"a":[1,2],"b":"é"}'
     with pytest.raises(ValueError, match="not JSON compliant"):
         dumps([float("nan")])
+
+
+def test_dumps_escapes_a_lone_surrogate_rather_than_failing() -> None:
+    # Not valid UTF-8, so Redis could not be sent it raw; the payload is written escaped.
+    text = dumps({"error_message": "no such file: b\udcff", "x": "é"})
+    assert text == '{"error_message":"no such file: b\\udcff","x":"\\u00e9"}'
+    assert loads(text) == {"error_message": "no such file: b\udcff", "x": "é"}
 
 
 def test_display_class_unwraps_wrappers() -> None:
