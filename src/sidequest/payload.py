@@ -198,6 +198,22 @@ def decode(raw: str | bytes) -> Payload:
     return obj
 
 
+def normalized(job: Payload, queue: str | None = None) -> Payload:
+    """``job`` with what Sidekiq's ``Client.push`` fills in when missing: ``queue`` (the one
+    it was fetched from, else "default"), ``jid`` and ``created_at``. Ruby's public
+    ``JobSet#schedule`` and other clients write jobs without them; every reader of a payload
+    that may lack them runs it through this. Returns ``job`` itself when nothing is missing.
+    """
+    if "queue" in job and "jid" in job and "created_at" in job:
+        return job
+    out = dict(job) if "queue" in job else {"queue": queue or "default", **job}
+    if "jid" not in out:
+        out["jid"] = new_jid()
+    if "created_at" not in out:
+        out["created_at"] = now()
+    return out
+
+
 def timestamp(value: Any) -> float | None:
     """A payload time in float seconds, whether written as seconds (6.x/7.x) or ms (8.x)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -20,6 +21,7 @@ from sidequest.payload import (
     loads,
     new_jid,
     new_jids,
+    normalized,
     timestamp,
 )
 
@@ -303,3 +305,15 @@ def test_decode_reads_integers_of_any_size() -> None:
     # Ruby writes bignums of any length; Python's int() refuses over 4,300 digits at once.
     job = decode('{"class":"X","args":[' + "9" * 9000 + ",-" + "1" * 5000 + ",7]}")
     assert job["args"] == [10**9000 - 1, -int("1" * 2500) * (10**2500) - int("1" * 2500), 7]
+
+
+def test_normalized_fills_in_what_sidekiqs_client_push_would() -> None:
+    bare = {"class": "X", "args": [1]}
+    job = normalized(bare, "low")
+    assert bare == {"class": "X", "args": [1]}  # the input is left alone
+    assert list(job)[:3] == ["queue", "class", "args"] and job["queue"] == "low"
+    assert re.fullmatch(r"[0-9a-f]{24}", job["jid"])
+    assert isinstance(job["created_at"], float) and abs(job["created_at"] - time.time()) < 60
+    assert normalized(bare)["queue"] == "default"
+    whole = {"class": "X", "args": [], "queue": "q", "jid": "j", "created_at": 1.5}
+    assert normalized(whole, "other") is whole
