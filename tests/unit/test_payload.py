@@ -317,3 +317,11 @@ def test_normalized_fills_in_what_sidekiqs_client_push_would() -> None:
     assert normalized(bare)["queue"] == "default"
     whole = {"class": "X", "args": [], "queue": "q", "jid": "j", "created_at": 1.5}
     assert normalized(whole, "other") is whole
+
+
+def test_times_are_written_as_json_floats_even_on_a_whole_second() -> None:
+    # Sidekiq 8 tells the formats apart by JSON type: a Float is seconds (6.x/7.x), an
+    # Integer milliseconds. A whole second written as 1700000000 would read as 1970.
+    text = dumps({"created_at": 1700000000.0, "failed_at": float(1_700_000_000)})
+    assert text == '{"created_at":1700000000.0,"failed_at":1700000000.0}'
+    assert timestamp(loads(text)["created_at"]) == 1700000000.0
