@@ -18,6 +18,7 @@ from sidequest.payload import (
     decode,
     display_class,
     dumps,
+    dumps_bytes,
     loads,
     new_jid,
     new_jids,
@@ -292,6 +293,11 @@ def test_dumps_escapes_a_lone_surrogate_rather_than_failing() -> None:
     text = dumps({"error_message": "no such file: b\udcff", "x": "é"})
     assert text == '{"error_message":"no such file: b\\udcff","x":"\\u00e9"}'
     assert loads(text) == {"error_message": "no such file: b\udcff", "x": "é"}
+
+
+def test_dumps_bytes_is_dumps_in_utf8() -> None:
+    for value in ({"a": "é 日本 🎉"}, {"a": "plain"}, {"e": "b\udcff", "x": "é"}):
+        assert dumps_bytes(value) == dumps(value).encode("utf-8")
 
 
 def test_display_class_unwraps_wrappers() -> None:
