@@ -15,7 +15,7 @@ import redis
 
 from sidequest import connection, keys, middleware
 from sidequest.errors import RedisUnavailable
-from sidequest.payload import Payload, check_args, dumps, new_jid, new_jids, now
+from sidequest.payload import Payload, check_args, dumps_bytes, new_jid, new_jids, now
 
 #: Intervals below this are relative seconds; larger values are epoch times (Sidekiq's rule).
 RELATIVE_LIMIT = 1_000_000_000
@@ -96,16 +96,16 @@ def _write(jobs: list[Payload]) -> None:
         return
     stamp = now()
     pipe = connection.client().pipeline(transaction=False)
-    by_queue: dict[str, list[str]] = {}
-    scheduled: dict[str, float] = {}
+    by_queue: dict[str, list[bytes]] = {}
+    scheduled: dict[bytes, float] = {}
     for job in jobs:
         at = job.get("at")
         if at is not None:
             body = {k: v for k, v in job.items() if k not in ("at", "enqueued_at")}
-            scheduled[dumps(body)] = float(at)
+            scheduled[dumps_bytes(body)] = float(at)
         else:
             job["enqueued_at"] = stamp
-            by_queue.setdefault(job["queue"], []).append(dumps(job))
+            by_queue.setdefault(job["queue"], []).append(dumps_bytes(job))
     if scheduled:
         pipe.zadd(keys.SCHEDULE, scheduled)
     if by_queue:

@@ -1,7 +1,8 @@
 """The job payload: Sidekiq's JSON wire format, encoding, decoding and argument checks.
 
-Pure functions, no Redis. Writers produce exactly what Sidekiq 6.4 writes (compact JSON,
-float-second timestamps, a 24-hex jid); readers accept what Sidekiq 6.4 to 8.x write.
+Pure functions, no Redis. Writers produce exactly what Sidekiq 6.4 writes (compact JSON with
+strings as Ruby's ``JSON.generate`` writes them, float-second timestamps, a 24-hex jid);
+readers accept what Sidekiq 6.4 to 8.x write.
 """
 
 from __future__ import annotations
@@ -27,17 +28,26 @@ def _not_serializable(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-# The C encoder, built once (json.JSONEncoder builds one per call, a third of the cost of a
-# small payload): compact, ASCII-only as Sidekiq writes, NaN and Infinity refused. Without
-# circular-reference markers, which one shared dict cannot keep across threads; a cycle ends
-# in RecursionError, and check_args refuses deep nesting in job arguments before that.
+# The C encoders, built once (json.JSONEncoder builds one per call, a third of the cost of a
+# small payload): compact, NaN and Infinity refused. Strings are written as Ruby's
+# JSON.generate writes them: UTF-8 as is, only '"', '\\' and control characters escaped (the
+# same short forms and lowercase \u00XX). Ruby's API finds a sorted-set entry by its
+# re-serialised text (ScheduledSet#reschedule), so any other spelling would miss ours.
+# Without circular-reference markers, which one shared dict cannot keep across threads; a
+# cycle ends in RecursionError, and check_args refuses deep nesting in job arguments first.
 _c_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
-_encode: Any = (
-    _c_encoder(None, _not_serializable, json.encoder.encode_basestring_ascii, None, ":", ",",
-               False, False, False)
-    if _c_encoder is not None else None
-)
-_encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
+def _make_c_encoder(strings: Any) -> Any:
+    if _c_encoder is None:  # a Python without the C accelerator
+        return None
+    return _c_encoder(None, _not_serializable, strings, None, ":", ",", False, False, False)
+
+
+_encode: Any = _make_c_encoder(json.encoder.encode_basestring)
+_encode_ascii: Any = _make_c_encoder(json.encoder.encode_basestring_ascii)
+_encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+_encoder_ascii = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 def _no_constants(name: str) -> Any:
@@ -77,9 +87,33 @@ def now() -> float:
 
 
 def dumps(obj: Any) -> str:
-    if _encode is None:  # a Python without the C accelerator
-        return _encoder.encode(obj)
-    return "".join(_encode(obj, 0))
+    """Compact JSON with strings in raw UTF-8, byte for byte what Ruby's JSON.generate writes
+    for the same strings (floats differ only in exponent spelling: ``1e+20`` for ``1.0e+20``).
+    """
+    text = _encoder.encode(obj) if _encode is None else "".join(_encode(obj, 0))
+    if text.isascii():  # O(1) in CPython: the common case costs nothing more
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _dumps_ascii(obj)
+    return text
+
+
+def dumps_bytes(obj: Any) -> bytes:
+    """:func:`dumps` as the UTF-8 bytes sent to Redis, encoded once (the client's hot path:
+    redis-py passes bytes through instead of encoding the text again)."""
+    text = _encoder.encode(obj) if _encode is None else "".join(_encode(obj, 0))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _dumps_ascii(obj).encode("ascii")
+
+
+def _dumps_ascii(obj: Any) -> str:
+    # A lone surrogate (an error message built from an undecodable file name, say) has no
+    # UTF-8 form: write the payload ASCII-escaped rather than fail to store it.
+    return _encoder_ascii.encode(obj) if _encode_ascii is None else "".join(_encode_ascii(obj, 0))
 
 
 def loads(raw: str | bytes) -> Any:
@@ -175,6 +209,22 @@ def decode(raw: str | bytes) -> Payload:
     if not isinstance(queue, str) or not queue:
         raise PayloadError("payload 'queue' is not a non-empty string")
     return obj
+
+
+def normalized(job: Payload, queue: str | None = None) -> Payload:
+    """``job`` with what Sidekiq's ``Client.push`` fills in when missing: ``queue`` (the one
+    it was fetched from, else "default"), ``jid`` and ``created_at``. Ruby's public
+    ``JobSet#schedule`` and other clients write jobs without them; every reader of a payload
+    that may lack them runs it through this. Returns ``job`` itself when nothing is missing.
+    """
+    if "queue" in job and "jid" in job and "created_at" in job:
+        return job
+    out = dict(job) if "queue" in job else {"queue": queue or "default", **job}
+    if "jid" not in out:
+        out["jid"] = new_jid()
+    if "created_at" not in out:
+        out["created_at"] = now()
+    return out
 
 
 def timestamp(value: Any) -> float | None:

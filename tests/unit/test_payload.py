@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -17,8 +18,11 @@ from sidequest.payload import (
     decode,
     display_class,
     dumps,
+    dumps_bytes,
+    loads,
     new_jid,
     new_jids,
+    normalized,
     timestamp,
 )
 
@@ -267,19 +271,33 @@ def test_new_jids_are_as_many_distinct_jids() -> None:
 
 
 def test_dumps_writes_what_the_standard_encoder_writes() -> None:
-    reference = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+    reference = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False)
     for value in ({"class": "A", "args": [1, -2.5, 1e300, "x\u2028y", None, True, {"k": []}],
                    "jid": "0" * 24, "created_at": 1700000000.123456},
-                  [10**40, "\ud83d\ude00", "é", [[[]]]], {"": {"a": {"b": 0.1}}}):
+                  [10**40, "\U0001f600", "é", [[[]]]], {"": {"a": {"b": 0.1}}}):
         assert dumps(value) == reference.encode(value)
     with pytest.raises(TypeError, match="Object of type set is not JSON serializable"):
         dumps({"a": {1}})
 
 
-def test_dumps_is_compact_and_refuses_nan() -> None:
-    assert dumps({"a": [1, 2], "b": "é"}) == '{"a":[1,2],"b":"\\u00e9"}'
+def test_dumps_is_compact_writes_raw_utf8_and_refuses_nan() -> None:
+    # Ruby's JSON.generate writes non-ASCII text as is; tests/interop compares every
+    # escape with real Ruby.
+    assert dumps({"a": [1, 2], "b": "é"}) == '{"a":[1,2],"b":"é"}'
     with pytest.raises(ValueError, match="not JSON compliant"):
         dumps([float("nan")])
+
+
+def test_dumps_escapes_a_lone_surrogate_rather_than_failing() -> None:
+    # Not valid UTF-8, so Redis could not be sent it raw; the payload is written escaped.
+    text = dumps({"error_message": "no such file: b\udcff", "x": "é"})
+    assert text == '{"error_message":"no such file: b\\udcff","x":"\\u00e9"}'
+    assert loads(text) == {"error_message": "no such file: b\udcff", "x": "é"}
+
+
+def test_dumps_bytes_is_dumps_in_utf8() -> None:
+    for value in ({"a": "é 日本 🎉"}, {"a": "plain"}, {"e": "b\udcff", "x": "é"}):
+        assert dumps_bytes(value) == dumps(value).encode("utf-8")
 
 
 def test_display_class_unwraps_wrappers() -> None:
@@ -293,3 +311,23 @@ def test_decode_reads_integers_of_any_size() -> None:
     # Ruby writes bignums of any length; Python's int() refuses over 4,300 digits at once.
     job = decode('{"class":"X","args":[' + "9" * 9000 + ",-" + "1" * 5000 + ",7]}")
     assert job["args"] == [10**9000 - 1, -int("1" * 2500) * (10**2500) - int("1" * 2500), 7]
+
+
+def test_normalized_fills_in_what_sidekiqs_client_push_would() -> None:
+    bare = {"class": "X", "args": [1]}
+    job = normalized(bare, "low")
+    assert bare == {"class": "X", "args": [1]}  # the input is left alone
+    assert list(job)[:3] == ["queue", "class", "args"] and job["queue"] == "low"
+    assert re.fullmatch(r"[0-9a-f]{24}", job["jid"])
+    assert isinstance(job["created_at"], float) and abs(job["created_at"] - time.time()) < 60
+    assert normalized(bare)["queue"] == "default"
+    whole = {"class": "X", "args": [], "queue": "q", "jid": "j", "created_at": 1.5}
+    assert normalized(whole, "other") is whole
+
+
+def test_times_are_written_as_json_floats_even_on_a_whole_second() -> None:
+    # Sidekiq 8 tells the formats apart by JSON type: a Float is seconds (6.x/7.x), an
+    # Integer milliseconds. A whole second written as 1700000000 would read as 1970.
+    text = dumps({"created_at": 1700000000.0, "failed_at": float(1_700_000_000)})
+    assert text == '{"created_at":1700000000.0,"failed_at":1700000000.0}'
+    assert timestamp(loads(text)["created_at"]) == 1700000000.0

@@ -10,7 +10,7 @@ from typing import Any, cast
 from sidequest import connection, keys
 from sidequest.api.records import JobRecord
 from sidequest.morgue import DEAD_MAX_JOBS, DEAD_TIMEOUT, add_dead
-from sidequest.payload import dumps, now
+from sidequest.payload import dumps, normalized, now
 
 PAGE = 100
 
@@ -167,13 +167,14 @@ class JobSet:
         else:
             if not entry.item:
                 return None
-            job = dict(entry.item)
+            # A copy, with what Sidekiq's Client.push fills in when missing (queue, jid...).
+            job = dict(normalized(entry.item))
             if how == "retry" and isinstance(job.get("retry_count"), int):
                 job["retry_count"] -= 1
             job["enqueued_at"] = now()
-            where, body, queue = "queue", dumps(job), job.get("queue") or "default"
+            where, body, queue = "queue", dumps(job), job["queue"]
         return self._move(
-            keys=[self.name, keys.QUEUES, keys.DEAD],
+            keys=[self.name, keys.QUEUES, keys.DEAD, keys.queue(queue or "default")],
             args=[entry.raw, where, body, queue, repr(now()), DEAD_MAX_JOBS, DEAD_TIMEOUT],
             client=client,
         )

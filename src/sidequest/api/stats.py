@@ -88,7 +88,7 @@ class Stats:
 
 @dataclass(frozen=True)
 class Totals:
-    """The summary bar's numbers in one round trip of eight commands, whatever the number of
+    """The summary bar's numbers in two round trips of nine commands, whatever the number of
     queues, processes or jobs: what a dashboard polls every few seconds."""
 
     processed: int
@@ -106,10 +106,15 @@ class Totals:
         client = connection.client()
         pipe = client.pipeline(transaction=False)
         _counters(pipe)
-        connection.script("totals")(keys=[keys.QUEUES, keys.PROCESSES], client=pipe)
-        processed, failed, scheduled, retries, dead, processes, oldest, sums = cast(
-            Any, pipe.execute()
+        pipe.smembers(keys.QUEUES)
+        pipe.smembers(keys.PROCESSES)
+        processed, failed, scheduled, retries, dead, processes, oldest, names, identities = (
+            cast(Any, pipe.execute())
         )
+        # The script is handed every key it reads (servers that check declared keys insist).
+        queue_keys = [keys.queue(name.decode()) for name in names]
+        sums = connection.script("totals")(
+            keys=[*queue_keys, *identities], args=[len(queue_keys)], client=client)
         return cls(processed=int(processed or 0), failed=int(failed or 0), busy=int(sums[1]),
                    processes=int(processes), enqueued=int(sums[0]), scheduled=int(scheduled),
                    retries=int(retries), dead=int(dead), default_latency=latency_of(oldest))

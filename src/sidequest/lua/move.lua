@@ -1,5 +1,6 @@
 -- Move one member of a sorted set (schedule, retry or dead) elsewhere, atomically.
 -- KEYS[1]  the set holding the member     KEYS[2]  queues     KEYS[3]  dead
+-- KEYS[4]  queue:<name> (for "queue")
 -- ARGV[1]  the member as read             ARGV[2]  "queue" or "dead"
 -- ARGV[3]  the payload to write there     ARGV[4]  queue name (for "queue")
 -- ARGV[5]  now, float seconds             ARGV[6]  dead set size limit
@@ -7,7 +8,7 @@
 -- Returns 1 if moved, 0 if the member was no longer there (someone else acted first).
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 if ARGV[2] == 'queue' then
-  redis.call('LPUSH', 'queue:' .. ARGV[4], ARGV[3])
+  redis.call('LPUSH', KEYS[4], ARGV[3])
   redis.call('SADD', KEYS[2], ARGV[4])
 else
   local now = tonumber(ARGV[5])

@@ -21,6 +21,7 @@ from sidequest.config import Config
 from sidequest.payload import loads
 from sidequest.worker.fetch import Work
 from sidequest.worker.processor import Processor
+from sidequest.worker.requeue import requeue_list
 
 log = logging.getLogger("sidequest")
 #: Seconds between looks for jobs whose fetch reply was lost.
@@ -58,19 +59,16 @@ class InProgress:
         for work in works:
             args += [work.queue, work.raw]
         script = connection.script("putback")
-        keys_ = [self.key, keys.QUEUES]
+        keys_ = [self.key, keys.QUEUES, *(keys.queue(work.queue) for work in works)]
         self._processor.write(lambda pipe: script(keys=keys_, args=args, client=pipe))
 
-    def requeue_all(self) -> None:
-        """Whatever is still in the list goes back to its queue (shutdown)."""
-        script = connection.script("requeue")
+    def requeue_all(self, running: Iterable[Work] = ()) -> None:
+        """Whatever is still in the list goes back to its queue (shutdown); ``running`` are
+        the jobs known to be in it, whose queue is known even if their payload omits it."""
         try:
-            script(
-                keys=[self.key, keys.lease(self.identity), keys.POISON, keys.QUEUES,
-                      keys.SQ_PROCESSES, keys.QUARANTINE],
-                args=["stop", 0, 0, self.identity, max(1, self.config.max_deaths - 1)],
-                client=self._client,
-            )
+            requeue_list(self._client, self.identity, "stop",
+                         max_deaths=self.config.max_deaths, deaths_ttl=0,
+                         fetched_from={work.raw: work.queue for work in running})
         except redis.RedisError as exc:
             log.error("could not push unfinished jobs back (%s); the reaper of another process"
                       " will recover them when this one's lease expires", exc)

@@ -140,7 +140,7 @@ class Manager:
         if leftovers:
             log.warning("%d jobs still running at the shutdown deadline; pushing them back",
                         len(leftovers))
-        self.inprogress.requeue_all()
+        self.inprogress.requeue_all(leftovers)
         self._waker.dispose()  # only now: the fetcher may have been waiting on it
         return not leftovers
 

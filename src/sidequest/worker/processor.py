@@ -23,7 +23,7 @@ from sidequest.config import Config
 from sidequest.errors import PayloadError
 from sidequest.job import Job
 from sidequest.morgue import add_dead
-from sidequest.payload import Payload, decode, dumps
+from sidequest.payload import Payload, decode, dumps, normalized
 from sidequest.worker.clock import now
 from sidequest.worker.fetch import Work
 from sidequest.worker.logs import job_info
@@ -50,7 +50,9 @@ class Processor:
     def run(self, work: Work, tid: str) -> bool:
         """Run one job; True means "acknowledge it" (it succeeded), False that it was handled."""
         try:
-            job = decode(work.raw)
+            # Missing queue, jid or created_at filled in as Sidekiq's client would; a retry
+            # then goes to the queue the job was fetched from.
+            job = normalized(decode(work.raw), work.queue)
         except PayloadError as exc:
             self._bury_raw(work, exc)
             self.state.finished(tid, failed=True)

@@ -15,13 +15,14 @@ from typing import Any, cast
 
 import redis
 
-from sidequest import connection, keys, retry
+from sidequest import keys, retry
 from sidequest.api.processes import ProcessSet
 from sidequest.config import Config
 from sidequest.errors import JobKilled, PayloadError
 from sidequest.morgue import add_dead
 from sidequest.payload import decode, dumps
 from sidequest.worker.clock import now
+from sidequest.worker.requeue import requeue_list
 
 log = logging.getLogger("sidequest")
 #: How long a job's death count is remembered.
@@ -36,7 +37,6 @@ class Reaper:
         self.identity = identity
         self.client = client
         self.stopping = stopping
-        self._script = connection.script("requeue")
         self._rng = random.Random()
 
     def run(self) -> None:
@@ -72,14 +72,9 @@ class Reaper:
         return requeued
 
     def _reap_one(self, owner: str) -> int:
-        result = self._script(
-            keys=[keys.inprogress(owner), keys.lease(owner), keys.POISON, keys.QUEUES,
-                  keys.SQ_PROCESSES, keys.QUARANTINE],
-            args=["reap", self.config.max_deaths, DEATHS_TTL, owner,
-                  max(1, self.config.max_deaths - 1)],
-            client=self.client,
-        )
-        requeued, poisoned = int(result[0]), int(result[1])
+        requeued, poisoned = requeue_list(self.client, owner, "reap",
+                                          max_deaths=self.config.max_deaths,
+                                          deaths_ttl=DEATHS_TTL)
         if requeued > 0 or poisoned:
             log.warning("recovered %d jobs of dead process %s (%d poison pills to the dead set)",
                         max(requeued, 0), owner, poisoned)

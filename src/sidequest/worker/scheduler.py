@@ -19,7 +19,7 @@ from sidequest import connection, keys
 from sidequest.config import Config
 from sidequest.errors import PayloadError
 from sidequest.morgue import add_dead
-from sidequest.payload import decode, dumps
+from sidequest.payload import decode, dumps, normalized
 from sidequest.worker.clock import now
 
 log = logging.getLogger("sidequest")
@@ -88,8 +88,12 @@ class Scheduler:
                 add_dead(tx, member, stamp, self.config.dead_max_jobs, self.config.dead_timeout)
                 tx.execute()
                 continue
+            # A job written without queue, jid or created_at (Ruby's JobSet#schedule, other
+            # clients) gets them as Sidekiq's Client.push would give them.
+            job = normalized(job)
             job["enqueued_at"] = stamp
             job.pop("at", None)
-            self._script(keys=[zset, keys.QUEUES], args=[member, dumps(job), job["queue"]],
-                         client=pipe)
+            queue = job["queue"]
+            self._script(keys=[zset, keys.QUEUES, keys.queue(queue)],
+                         args=[member, dumps(job), queue], client=pipe)
         return sum(int(n) for n in pipe.execute())
