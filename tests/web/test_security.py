@@ -117,13 +117,13 @@ def test_wrong_password_and_tampered_cookie_get_nothing(app: Starlette, anon: Cl
         assert other.get("/stats").status_code == 401
         other.cookies.set(COOKIE, body.replace("a", "b") + "." + signature)
         assert other.get("/stats").status_code == 401
-    with Client(create_app(password=PASSWORD, secret_key="another key")) as other:
+    with Client(create_app(password=PASSWORD, secret_key="another key " + "y" * 32)) as other:
         other.cookies.set(COOKIE, cookie)  # signed by a different server
         assert other.get("/stats").status_code == 401
 
 
 def test_session_expires(redis_url: str) -> None:
-    app = create_app(password=PASSWORD, secret_key="k", session_hours=1 / 3600)
+    app = create_app(password=PASSWORD, secret_key="k" * 32, session_hours=1 / 3600)
     with Client(app) as client:
         client.login()
         assert client.get("/stats").status_code == 200

@@ -6,7 +6,8 @@ without logging in. For each request it:
 
 1. refuses a Host header outside ``allowed_hosts`` (a login-less dashboard on loopback must
    not answer a page that rebinds its own domain to 127.0.0.1);
-2. loads the signed session cookie, or starts a new session;
+2. loads the signed session cookie (a logged-in one only while Redis says it is live), or
+   starts a new session;
 3. asks the auth policy, and answers 303 to the login page (a browser GET) or 401;
 4. for any method but GET/HEAD, requires the request to come from our own origin
    (``Sec-Fetch-Site: same-origin``, or without it an ``Origin`` naming our host) *and* to
@@ -54,7 +55,7 @@ class Guard:
             return
         request = Request(scope)
         nonce = secrets.token_urlsafe(16)
-        session = self.settings.signer.loads(request.cookies.get(COOKIE)) or Session()
+        session = await self._session(request)
         scope["sidequest.nonce"], scope["sidequest.session"] = nonce, session
         send = self._decorate(scope, send)
         refusal, receive = await self._check(request, session, receive)
@@ -62,6 +63,15 @@ class Guard:
             await refusal(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+    async def _session(self, request: Request) -> Session:
+        """The request's session, or a new one; a logged-out (revoked) login counts as none."""
+        session = self.settings.signer.loads(request.cookies.get(COOKIE))
+        if session is None:
+            return Session()
+        if session.user is not None and not await self.settings.live.live(session.sid):
+            return Session()
+        return session
 
     async def _check(self, request: Request, session: Session,
                      receive: Receive) -> tuple[Response | None, Receive]:

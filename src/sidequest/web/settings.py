@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sidequest.web.auth import AuthPolicy, LoginLimiter
+from sidequest.web.revocation import LiveSessions
 from sidequest.web.session import Signer
 
 #: The JSON poll is answered from memory when asked again within this many seconds, so many
@@ -20,6 +21,7 @@ STATS_CACHE_SECONDS = 1.0
 class Settings:
     auth: AuthPolicy
     signer: Signer
+    live: LiveSessions
     limiter: LoginLimiter
     title: str = "Sidequest"
     #: Host headers accepted (lower case, no port); None accepts any. Set for a login-less

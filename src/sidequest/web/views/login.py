@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+import redis
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -11,6 +12,7 @@ from sidequest.web import render
 from sidequest.web.session import Session
 
 NOT_HERE = "This dashboard uses the application's own login."
+REDIS_DOWN = "Redis is not answering; try again in a moment."
 
 
 def client_address(request: Request) -> str:
@@ -50,14 +52,22 @@ async def login(request: Request) -> Response:
         settings.limiter.failed(address)
         return render.page(request, "login.html", "Log in", status_code=401, next=target,
                            error="Wrong password.")
+    try:
+        sid = await settings.live.start()
+    except redis.RedisError:
+        return render.text(REDIS_DOWN, 503)
     # A fresh session (and CSRF token) at login: a token seen before it is worth nothing.
-    request.scope["sidequest.session"] = Session(user="admin")
+    request.scope["sidequest.session"] = Session(user="admin", sid=sid)
     return RedirectResponse(target, status_code=303)
 
 
 async def logout(request: Request) -> Response:
-    request.scope["sidequest.session"] = Session()
     settings = render.settings(request)
+    try:
+        await settings.live.end(render.session(request).sid)
+    except redis.RedisError:
+        return render.text(REDIS_DOWN, 503)  # the session could not be revoked: say so
+    request.scope["sidequest.session"] = Session()
     if settings.auth.has_login_page:
         return RedirectResponse(render.root(request) + "/login", status_code=303)
     return RedirectResponse(settings.auth.login_url or render.root(request) + "/", status_code=303)
