@@ -13,7 +13,8 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from sidequest.errors import ConfigError
-from sidequest.web.auth import AuthCallable, AuthPolicy, LoginLimiter, digest
+from sidequest.web.auth import AuthCallable, AuthPolicy, digest
+from sidequest.web.limiter import LoginLimiter
 from sidequest.web.revocation import LiveSessions
 from sidequest.web.security import Guard
 from sidequest.web.session import Signer
@@ -45,7 +46,7 @@ def create_app(
     allowed_hosts: Iterable[str] | None = None,
     title: str = "Sidequest",
     session_hours: float = SESSION_HOURS,
-    login_attempts_per_minute: int = 20,
+    login_attempts_per_minute: int = 30,
 ) -> Starlette:
     """The dashboard. Who may use it, in order of precedence:
 
@@ -83,7 +84,7 @@ def create_app(
         signer=Signer(key or secrets.token_bytes(MIN_SECRET), session_hours * 3600,
                       policy.password_digest or b""),
         live=LiveSessions(session_hours * 3600),
-        limiter=LoginLimiter(limit=login_attempts_per_minute),
+        limiter=LoginLimiter(per_minute=login_attempts_per_minute),
         title=title,
         allowed_hosts=frozenset(h.lower() for h in allowed_hosts) if allowed_hosts else None,
     )

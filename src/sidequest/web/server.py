@@ -18,6 +18,7 @@ import os
 import sys
 import threading
 import time
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -69,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--redis-url", help="Redis URL (default: $SIDEQUEST_REDIS_URL,"
                         " $REDIS_URL, redis://localhost:6379/0)")
     parser.add_argument("--title", default="Sidequest", help="name shown in the page header")
+    parser.add_argument("--forwarded-allow-ips", metavar="ADDRESSES",
+                        help="comma-separated addresses of proxies whose X-Forwarded-For and"
+                             " X-Forwarded-Proto headers are believed (default: none)")
     return parser
 
 
@@ -80,7 +84,8 @@ def main(argv: list[str]) -> int:
     login = "password login" if os.environ.get(PASSWORD_ENV) else "no login"
     print(f"sidequest web: {url_of(args.host, args.port)} ({login}); Redis"
           f" {connection.redacted()}; Ctrl-C stops it", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", server_header=False)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", server_header=False,
+                **proxy_options(args.forwarded_allow_ips))
     return 0
 
 
@@ -89,13 +94,25 @@ def url_of(host: str, port: int) -> str:
     return f"http://{shown}:{port}/"
 
 
+def proxy_options(forwarded_allow_ips: str | None) -> dict[str, Any]:
+    """uvicorn's options for forwarded headers. uvicorn itself believes ``X-Forwarded-For``
+    and ``-Proto`` from 127.0.0.1 by default, so a client on this host (or any request passed
+    on by a local proxy that does not overwrite them) could pick its address for the login
+    limiter; the dashboard believes them only from the addresses it is given."""
+    if not forwarded_allow_ips:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": forwarded_allow_ips}
+
+
 class BackgroundServer:
     """uvicorn in a daemon thread (it installs no signal handlers there); ``port=0`` picks a
     free port, read back once it listens."""
 
-    def __init__(self, app: Starlette, host: str = DEFAULT_HOST, port: int = 0) -> None:
+    def __init__(self, app: Starlette, host: str = DEFAULT_HOST, port: int = 0,
+                 forwarded_allow_ips: str | None = None) -> None:
         config = uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                server_header=False, lifespan="off")
+                                server_header=False, lifespan="off",
+                                **proxy_options(forwarded_allow_ips))
         self.server = uvicorn.Server(config)
         self.host = host
         self.port = port

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sidequest.web.auth import AuthPolicy, LoginLimiter
+from sidequest.web.auth import AuthPolicy
+from sidequest.web.limiter import LoginLimiter
 from sidequest.web.revocation import LiveSessions
 from sidequest.web.session import Signer
 
