@@ -47,6 +47,7 @@ def create_app(
     title: str = "Sidequest",
     session_hours: float = SESSION_HOURS,
     login_attempts_per_minute: int = 30,
+    https: bool = False,
 ) -> Starlette:
     """The dashboard. Who may use it, in order of precedence:
 
@@ -60,6 +61,10 @@ def create_app(
     characters. Sessions are signed with ``secret_key`` (else ``$SIDEQUEST_WEB_SECRET``, else
     a random key, so a restart logs everyone out; set one of at least 32 bytes when several
     processes serve the dashboard); logging out or changing the password revokes them.
+    ``https=True`` says browsers reach the dashboard over https (a TLS proxy in front of it):
+    the session cookie is then always ``Secure`` and every response carries HSTS. Without it
+    the cookie is ``Secure`` only on requests that arrived over https (as the server sees
+    them: directly, or through a proxy whose forwarded headers it trusts).
     Redis is the one configured for Sidequest (``sidequest.configure`` or
     ``$SIDEQUEST_REDIS_URL``/``$REDIS_URL``); it also holds the live sessions and the login
     limiter's counts.
@@ -86,6 +91,7 @@ def create_app(
         live=LiveSessions(session_hours * 3600),
         limiter=LoginLimiter(per_minute=login_attempts_per_minute),
         title=title,
+        https=https,
         allowed_hosts=frozenset(h.lower() for h in allowed_hosts) if allowed_hosts else None,
     )
     app = Starlette(routes=routes(), middleware=[Middleware(Guard, settings=settings)])

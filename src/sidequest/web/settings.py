@@ -25,6 +25,8 @@ class Settings:
     live: LiveSessions
     limiter: LoginLimiter
     title: str = "Sidequest"
+    #: Browsers reach the dashboard over https: Secure cookie and HSTS on every response.
+    https: bool = False
     #: Host headers accepted (lower case, no port); None accepts any. Set for a login-less
     #: dashboard on loopback, so that a web page cannot reach it by DNS rebinding.
     allowed_hosts: frozenset[str] | None = None
