@@ -162,6 +162,9 @@ def test_forwarded_headers_of_a_trusted_proxy_name_the_client(served: Background
     for n in range(3):
         assert browser.login("wrong", {"X-Forwarded-For": f"198.51.100.{n}"}) == 401
     assert failures(r) == {f"198.51.100.{n}": "1" for n in range(3)}
+    # What a client wrote itself comes first; the proxy appends the address it saw.
+    assert browser.login("wrong", {"X-Forwarded-For": "203.0.113.1, 198.51.100.50"}) == 401
+    assert "198.51.100.50" in failures(r) and "203.0.113.1" not in failures(r)
     other = Browser(served.port, source="127.0.0.2")  # not the trusted proxy
     assert other.login("wrong", {"X-Forwarded-For": "203.0.113.9"}) == 401
     assert failures(r)["127.0.0.2"] == "1" and "203.0.113.9" not in failures(r)
