@@ -19,6 +19,7 @@ from helpers import wait_for
 from redis_server import free_port
 from serving_helpers import answers, env_for, serve, stop
 from sidequest import keys
+from sidequest.errors import ConfigError
 from sidequest.web import create_app
 from sidequest.web.limiter import LoginLimiter
 from sidequest.web.server import BackgroundServer
@@ -63,6 +64,12 @@ def test_a_clean_address_is_not_delayed(redis_url: str) -> None:
     assert limiter.delay(limiter.free_failures) == limiter.base_delay
     assert limiter.delay(limiter.free_failures + 1) == 2 * limiter.base_delay
     assert limiter.delay(10**9) == limiter.max_delay
+
+
+@pytest.mark.parametrize("per_minute", [0, -5])
+def test_a_cap_below_one_is_refused(redis_url: str, per_minute: int) -> None:
+    with pytest.raises(ConfigError, match="login_attempts_per_minute must be 1 or more"):
+        create_app(password=PASSWORD, login_attempts_per_minute=per_minute)
 
 
 def test_one_cap_for_every_process_and_address(redis_url: str) -> None:

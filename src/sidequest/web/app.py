@@ -65,9 +65,10 @@ def create_app(
     the session cookie is then always ``Secure`` and every response carries HSTS. Without it
     the cookie is ``Secure`` only on requests that arrived over https (as the server sees
     them: directly, or through a proxy whose forwarded headers it trusts).
-    Redis is the one configured for Sidequest (``sidequest.configure`` or
-    ``$SIDEQUEST_REDIS_URL``/``$REDIS_URL``); it also holds the live sessions and the login
-    limiter's counts.
+    At most ``login_attempts_per_minute`` logins are checked, across all addresses and
+    processes (see ``limiter.py``). Redis is the one configured for Sidequest
+    (``sidequest.configure`` or ``$SIDEQUEST_REDIS_URL``/``$REDIS_URL``); it also holds the
+    live sessions and the login limiter's counts.
     """
     password = password if password is not None else os.environ.get(PASSWORD_ENV) or None
     if auth is None and password is None and not insecure:
@@ -78,15 +79,14 @@ def create_app(
         password_digest=digest(password) if password is not None and auth is None else None,
         callback=auth, login_url=login_url, insecure=insecure,
     )
-    secret = secret_key if secret_key is not None else os.environ.get(SECRET_ENV) or None
-    key = secret.encode() if isinstance(secret, str) else secret
-    if key is not None:
-        check_secret(key)
+    if login_attempts_per_minute < 1:
+        raise ConfigError(f"login_attempts_per_minute must be 1 or more, got"
+                          f" {login_attempts_per_minute}")
     settings = Settings(
         auth=policy,
         # The password's digest is part of the signing key: changing the password makes
         # every cookie signed before worthless, even with the same secret.
-        signer=Signer(key or secrets.token_bytes(MIN_SECRET), session_hours * 3600,
+        signer=Signer(signing_secret(secret_key), session_hours * 3600,
                       policy.password_digest or b""),
         live=LiveSessions(session_hours * 3600),
         limiter=LoginLimiter(per_minute=login_attempts_per_minute),
@@ -97,6 +97,16 @@ def create_app(
     app = Starlette(routes=routes(), middleware=[Middleware(Guard, settings=settings)])
     app.state.sidequest = settings
     return app
+
+
+def signing_secret(secret_key: str | bytes | None) -> bytes:
+    """``secret_key``, else ``$SIDEQUEST_WEB_SECRET``, else random bytes for this process."""
+    secret = secret_key if secret_key is not None else os.environ.get(SECRET_ENV) or None
+    if secret is None:
+        return secrets.token_bytes(MIN_SECRET)
+    key = secret.encode() if isinstance(secret, str) else secret
+    check_secret(key)
+    return key
 
 
 def check_password(password: str) -> None:
