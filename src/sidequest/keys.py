@@ -1,6 +1,9 @@
 """Every Redis key Sidequest reads or writes, defined once.
 
-Sidekiq's keys (shared with Ruby processes, see docs/compatibility):
+docs/redis-layout.md describes each key, who writes and reads it, and the job payload; a test
+keeps that page in step with this module.
+
+Sidekiq's keys (shared with Ruby processes):
 
     queues                      SET of queue names
     queue:<name>                LIST of job JSON; LPUSH in, the right end is the oldest
