@@ -44,7 +44,7 @@ QUEUE = "bench"
 BATCH = 5_000
 REPEATS = 5
 LIMIT_MS = 300.0
-PASSWORD = "bench"
+PASSWORD = "bench-password"
 CLASSES = 40
 
 

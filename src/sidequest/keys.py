@@ -32,6 +32,12 @@ Sidequest's own keys all start with ``sq:`` so that Sidekiq never trips over the
                                    TTL 3 days
     sq:metrics:hist:<YYYYMMDDHHM>  HASH per 10 minutes: <class>|<bucket> successful runs by
                                    execution time (bucket bounds in sidequest.metrics); TTL 3 days
+    sq:web:session:<sid>        STRING per logged-in dashboard session; TTL its lifetime, and
+                                deleted at logout (the signed cookie is worthless without it)
+    sq:web:login                STRING: when the next login attempt may be checked, shared by
+                                every dashboard process (float s); TTL a few minutes
+    sq:web:login:<address>      STRING count of recent failed logins from one client address
+                                (an IPv6 /64); TTL 15 minutes from the last failure
 """
 
 from __future__ import annotations
@@ -100,3 +106,15 @@ def metrics_ten_minutes(stamp: str) -> str:
 def metrics_histogram(stamp: str) -> str:
     """Per 10-minute slot, like :func:`metrics_ten_minutes`."""
     return "sq:metrics:hist:" + stamp
+
+
+WEB_LOGIN_SLOT = "sq:web:login"
+
+
+def web_session(sid: str) -> str:
+    """A logged-in dashboard session; ``sid`` is random, made at login."""
+    return "sq:web:session:" + sid
+
+
+def web_login_failures(address: str) -> str:
+    return "sq:web:login:" + address

@@ -38,7 +38,7 @@ emit(
 
 @pytest.fixture
 def client(redis_url: str) -> Iterator[Client]:
-    app: Starlette = create_app(password=PASSWORD, secret_key="interop-secret")
+    app: Starlette = create_app(password=PASSWORD, secret_key="interop-secret-" + "x" * 32)
     with Client(app) as logged_in:
         assert logged_in.login().status_code == 303
         yield logged_in

@@ -13,7 +13,7 @@ from web_helpers import PASSWORD, Client
 
 @pytest.fixture
 def app(redis_url: str) -> Starlette:
-    return create_app(password=PASSWORD, secret_key="test-secret")
+    return create_app(password=PASSWORD, secret_key="test-secret-" + "x" * 32)
 
 
 @pytest.fixture

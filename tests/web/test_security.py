@@ -1,5 +1,6 @@
 """Dashboard security (reliability.md S1-S5): login on every route, CSRF and same-origin on
-every state change, headers, clamped parameters, constant-time password check, rate limit."""
+every state change, headers, clamped parameters, constant-time password check (the login
+limiter is in test_login_limiter.py)."""
 
 from __future__ import annotations
 
@@ -117,13 +118,13 @@ def test_wrong_password_and_tampered_cookie_get_nothing(app: Starlette, anon: Cl
         assert other.get("/stats").status_code == 401
         other.cookies.set(COOKIE, body.replace("a", "b") + "." + signature)
         assert other.get("/stats").status_code == 401
-    with Client(create_app(password=PASSWORD, secret_key="another key")) as other:
+    with Client(create_app(password=PASSWORD, secret_key="another key " + "y" * 32)) as other:
         other.cookies.set(COOKIE, cookie)  # signed by a different server
         assert other.get("/stats").status_code == 401
 
 
 def test_session_expires(redis_url: str) -> None:
-    app = create_app(password=PASSWORD, secret_key="k", session_hours=1 / 3600)
+    app = create_app(password=PASSWORD, secret_key="k" * 32, session_hours=1 / 3600)
     with Client(app) as client:
         client.login()
         assert client.get("/stats").status_code == 200
@@ -275,14 +276,6 @@ def test_password_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch,
     digests = [c for c in calls if isinstance(c[0], bytes) and len(c[0]) == 32]
     assert digests, "the password check did not go through hmac.compare_digest on digests"
     assert all(PASSWORD.encode() not in a + b for a, b in digests)
-
-
-def test_failed_logins_are_limited_per_address(anon: Client) -> None:
-    for _ in range(20):
-        assert anon.login("wrong").status_code == 401
-    assert anon.login("wrong").status_code == 429
-    assert anon.login().status_code == 429  # even the right one, until the minute is over
-    assert anon.get("/stats").status_code == 401
 
 
 def test_no_login_configured_is_an_error(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +15,7 @@ import pytest
 
 from helpers import wait_for
 from redis_server import free_port
+from serving_helpers import answers, env_for, get, serve, stop
 from sidequest.errors import ConfigError
 from sidequest.web import wsgi_app
 from sidequest.web.server import BackgroundServer, build_app, is_loopback
@@ -74,15 +71,6 @@ def test_build_app_needs_a_login_off_the_loopback(redis_url: str,
     assert build_app("0.0.0.0").state.sidequest.auth.has_login_page
 
 
-def get(url: str, host: str | None = None) -> tuple[int, str]:
-    request = urllib.request.Request(url, headers={"Host": host} if host else {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status, answer.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
 def test_background_server(redis_url: str) -> None:
     server = BackgroundServer(build_app("127.0.0.1")).start()
     try:
@@ -95,11 +83,6 @@ def test_background_server(redis_url: str) -> None:
     assert not server._thread.is_alive()
 
 
-def env_for(redis_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIDEQUEST_")}
-    return {**env, "SIDEQUEST_REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1", **extra}
-
-
 def test_sidequest_web_refuses_a_public_address_without_a_login(redis_url: str) -> None:
     result = subprocess.run([sys.executable, "-m", "sidequest", "web", "--host", "0.0.0.0"],
                             env=env_for(redis_url), capture_output=True, text=True, timeout=60,
@@ -108,43 +91,18 @@ def test_sidequest_web_refuses_a_public_address_without_a_login(redis_url: str) 
     assert "refusing" in result.stderr and "SIDEQUEST_WEB_PASSWORD" in result.stderr
 
 
-def serve(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "sidequest", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def stop(proc: subprocess.Popen[str]) -> str:
-    proc.send_signal(signal.SIGINT)
-    try:
-        out, _ = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-        pytest.fail("did not stop on SIGINT:\n" + out)
-    assert proc.returncode == 0, out
-    assert "Traceback" not in out, out
-    return out
-
-
 def test_sidequest_web_with_a_password(redis_url: str) -> None:
     port = free_port()
     proc = serve(["web", "--port", str(port)],
                  env_for(redis_url, SIDEQUEST_WEB_PASSWORD=PASSWORD))
     try:
-        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/login"), 20, "sidequest web")
+        wait_for(lambda: answers(f"http://127.0.0.1:{port}/login"), 20, "sidequest web")
         assert get(f"http://127.0.0.1:{port}/stats")[0] == 401
         assert get(f"http://127.0.0.1:{port}/login")[0] == 200
     finally:
         out = stop(proc)
     assert f"http://127.0.0.1:{port}/ (password login)" in out
     assert PASSWORD not in out
-
-
-def _answers(url: str) -> bool:
-    try:
-        return get(url)[0] == 200
-    except OSError:
-        return False
 
 
 def test_sidequest_dev_serves_the_dashboard(redis_url: str) -> None:

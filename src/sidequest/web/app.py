@@ -13,7 +13,9 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from sidequest.errors import ConfigError
-from sidequest.web.auth import AuthCallable, AuthPolicy, LoginLimiter, digest
+from sidequest.web.auth import AuthCallable, AuthPolicy, digest
+from sidequest.web.limiter import LoginLimiter
+from sidequest.web.revocation import LiveSessions
 from sidequest.web.security import Guard
 from sidequest.web.session import Signer
 from sidequest.web.settings import Settings
@@ -22,6 +24,11 @@ from sidequest.web.views import busy, dashboard, login, metrics, queues, sets
 PASSWORD_ENV = "SIDEQUEST_WEB_PASSWORD"
 SECRET_ENV = "SIDEQUEST_WEB_SECRET"
 SESSION_HOURS = 12
+#: Shortest password and secret accepted: a shorter one falls to guessing (the login limiter
+#: slows guesses down, it cannot make "abc" safe), and anyone who knows the secret can sign
+#: a session cookie.
+MIN_PASSWORD = 8
+MIN_SECRET = 32
 NO_AUTH = (
     "the dashboard needs a login: set SIDEQUEST_WEB_PASSWORD, pass password= or auth= to"
     " create_app(), or pass insecure=True if something in front of it already checks who"
@@ -39,7 +46,8 @@ def create_app(
     allowed_hosts: Iterable[str] | None = None,
     title: str = "Sidequest",
     session_hours: float = SESSION_HOURS,
-    login_attempts_per_minute: int = 20,
+    login_attempts_per_minute: int = 30,
+    https: bool = False,
 ) -> Starlette:
     """The dashboard. Who may use it, in order of precedence:
 
@@ -49,30 +57,73 @@ def create_app(
     - ``password`` (else ``$SIDEQUEST_WEB_PASSWORD``): the dashboard's own login page;
     - ``insecure=True``: no login at all (only behind something that checks already).
 
-    Without any of them it raises ConfigError. Sessions are signed with ``secret_key`` (else
-    ``$SIDEQUEST_WEB_SECRET``, else a random key, so a restart logs everyone out; set one
-    when several processes serve the dashboard). Redis is the one configured for Sidequest
-    (``sidequest.configure`` or ``$SIDEQUEST_REDIS_URL``/``$REDIS_URL``).
+    Without any of them it raises ConfigError, as it does for a password shorter than 8
+    characters. Sessions are signed with ``secret_key`` (else ``$SIDEQUEST_WEB_SECRET``, else
+    a random key, so a restart logs everyone out; set one of at least 32 bytes when several
+    processes serve the dashboard); logging out or changing the password revokes them.
+    ``https=True`` says browsers reach the dashboard over https (a TLS proxy in front of it):
+    the session cookie is then always ``Secure`` and every response carries HSTS. Without it
+    the cookie is ``Secure`` only on requests that arrived over https (as the server sees
+    them: directly, or through a proxy whose forwarded headers it trusts).
+    At most ``login_attempts_per_minute`` logins are checked, across all addresses and
+    processes (see ``limiter.py``). Redis is the one configured for Sidequest
+    (``sidequest.configure`` or ``$SIDEQUEST_REDIS_URL``/``$REDIS_URL``); it also holds the
+    live sessions and the login limiter's counts.
     """
     password = password if password is not None else os.environ.get(PASSWORD_ENV) or None
     if auth is None and password is None and not insecure:
         raise ConfigError(NO_AUTH)
+    if auth is None and password is not None:
+        check_password(password)
     policy = AuthPolicy(
         password_digest=digest(password) if password is not None and auth is None else None,
         callback=auth, login_url=login_url, insecure=insecure,
     )
-    secret = secret_key if secret_key is not None else os.environ.get(SECRET_ENV)
-    key = secret.encode() if isinstance(secret, str) else secret or secrets.token_bytes(32)
+    if login_attempts_per_minute < 1:
+        raise ConfigError(f"login_attempts_per_minute must be 1 or more, got"
+                          f" {login_attempts_per_minute}")
     settings = Settings(
         auth=policy,
-        signer=Signer(key, session_hours * 3600),
-        limiter=LoginLimiter(limit=login_attempts_per_minute),
+        # The password's digest is part of the signing key: changing the password makes
+        # every cookie signed before worthless, even with the same secret.
+        signer=Signer(signing_secret(secret_key), session_hours * 3600,
+                      policy.password_digest or b""),
+        live=LiveSessions(session_hours * 3600),
+        limiter=LoginLimiter(per_minute=login_attempts_per_minute),
         title=title,
+        https=https,
         allowed_hosts=frozenset(h.lower() for h in allowed_hosts) if allowed_hosts else None,
     )
     app = Starlette(routes=routes(), middleware=[Middleware(Guard, settings=settings)])
     app.state.sidequest = settings
     return app
+
+
+def signing_secret(secret_key: str | bytes | None) -> bytes:
+    """``secret_key``, else ``$SIDEQUEST_WEB_SECRET``, else random bytes for this process."""
+    secret = secret_key if secret_key is not None else os.environ.get(SECRET_ENV) or None
+    if secret is None:
+        return secrets.token_bytes(MIN_SECRET)
+    key = secret.encode() if isinstance(secret, str) else secret
+    check_secret(key)
+    return key
+
+
+def check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise ConfigError(
+            f"the dashboard password ({PASSWORD_ENV} or password=) is {len(password)}"
+            f" characters long; use at least {MIN_PASSWORD}, e.g. a few random words"
+        )
+
+
+def check_secret(secret: bytes) -> None:
+    if len(secret) < MIN_SECRET:
+        raise ConfigError(
+            f"the dashboard secret ({SECRET_ENV} or secret_key=) is {len(secret)} bytes long;"
+            f" use at least {MIN_SECRET} random bytes, e.g. the output of"
+            " python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
 
 
 def routes() -> list[BaseRoute]:

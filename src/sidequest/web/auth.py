@@ -2,7 +2,8 @@
 check (an auth callable). The login page itself is in ``views/login.py``.
 
 The password is compared as SHA-256 digests with ``hmac.compare_digest``, so neither its
-length nor its content leaks through timing; failed logins are limited per client address.
+length nor its content leaks through timing; failed logins slow down further attempts
+(``limiter.py``).
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import inspect
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -23,8 +22,6 @@ from sidequest.web.session import Session
 #: ``auth(request) -> bool``, plain or async: True lets the request in. A plain function runs
 #: in a worker thread, so it may use a blocking ORM (Django) or a framework's session.
 AuthCallable = Callable[[Request], "bool | Awaitable[bool]"]
-#: Client addresses remembered by the limiter; the oldest are forgotten beyond this.
-MAX_TRACKED = 10_000
 
 
 def digest(password: str) -> bytes:
@@ -58,30 +55,3 @@ class AuthPolicy:
         if self.password_digest is not None:
             return session.user is not None
         return self.insecure
-
-
-class LoginLimiter:
-    """At most ``limit`` failed logins per client address in any ``window`` seconds."""
-
-    def __init__(self, limit: int = 20, window: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit = limit
-        self.window = window
-        self.clock = clock
-        self._failures: dict[str, deque[float]] = {}
-
-    def blocked(self, address: str) -> bool:
-        failures = self._failures.get(address)
-        if failures is None:
-            return False
-        horizon = self.clock() - self.window
-        while failures and failures[0] <= horizon:
-            failures.popleft()
-        if not failures:
-            del self._failures[address]
-        return len(failures) >= self.limit
-
-    def failed(self, address: str) -> None:
-        if address not in self._failures and len(self._failures) >= MAX_TRACKED:
-            del self._failures[next(iter(self._failures))]
-        self._failures.setdefault(address, deque()).append(self.clock())

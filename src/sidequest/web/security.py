@@ -6,19 +6,21 @@ without logging in. For each request it:
 
 1. refuses a Host header outside ``allowed_hosts`` (a login-less dashboard on loopback must
    not answer a page that rebinds its own domain to 127.0.0.1);
-2. loads the signed session cookie, or starts a new session;
+2. loads the signed session cookie (a logged-in one only while Redis says it is live), or
+   starts a new session;
 3. asks the auth policy, and answers 303 to the login page (a browser GET) or 401;
 4. for any method but GET/HEAD, requires the request to come from our own origin
    (``Sec-Fetch-Site: same-origin``, or without it an ``Origin`` naming our host) *and* to
    carry the session's CSRF token; it parses the form once and hands it to the view;
 5. adds a nonce Content-Security-Policy (no inline script, no eval), ``nosniff``,
    ``frame-ancestors 'none'``, no caching of pages, and the session cookie (HttpOnly,
-   SameSite=Lax, Secure under https).
+   SameSite=Lax, Secure under https or when told the site is https), and HSTS when told.
 """
 
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, quote, urlsplit
@@ -38,6 +40,12 @@ PUBLIC_PATHS = frozenset({"/login", "/logout"})
 STATIC_PREFIX = "/static/"
 #: Largest form accepted; a queue page posts back one job's payload to delete it.
 MAX_FORM_BYTES = 16 * 1024 * 1024
+#: Sent with every response when the dashboard is told it is served over https: browsers
+#: then refuse plain http to this host for a year. No includeSubDomains: that is the site's
+#: decision, not the dashboard's.
+HSTS = "max-age=31536000"
+HOST_HEADER = re.compile(
+    r"(?:\[(?P<ip6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9._-]+))(?::[0-9]{1,5})?")
 CSP = ("default-src 'none'; script-src 'self' 'nonce-{nonce}'; style-src 'self' 'nonce-{nonce}';"
        " img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none';"
        " frame-ancestors 'none'")
@@ -54,7 +62,7 @@ class Guard:
             return
         request = Request(scope)
         nonce = secrets.token_urlsafe(16)
-        session = self.settings.signer.loads(request.cookies.get(COOKIE)) or Session()
+        session = await self._session(request)
         scope["sidequest.nonce"], scope["sidequest.session"] = nonce, session
         send = self._decorate(scope, send)
         refusal, receive = await self._check(request, session, receive)
@@ -62,6 +70,15 @@ class Guard:
             await refusal(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+    async def _session(self, request: Request) -> Session:
+        """The request's session, or a new one; a logged-out (revoked) login counts as none."""
+        session = self.settings.signer.loads(request.cookies.get(COOKIE))
+        if session is None:
+            return Session()
+        if session.user is not None and not await self.settings.live.live(session.sid):
+            return Session()
+        return session
 
     async def _check(self, request: Request, session: Session,
                      receive: Receive) -> tuple[Response | None, Receive]:
@@ -80,9 +97,8 @@ class Guard:
         allowed = self.settings.allowed_hosts
         if allowed is None:
             return True
-        host = request.headers.get("host", "").lower()
-        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-        return name.strip("[]") in allowed
+        name = host_name(request.headers.get("host", ""))
+        return name is not None and name in allowed
 
     def _unauthenticated(self, request: Request, path: str) -> Response:
         auth = self.settings.auth
@@ -105,6 +121,8 @@ class Guard:
                 session: Session = scope["sidequest.session"]
                 if session.dirty:
                     headers.append("set-cookie", self._cookie(scope, session))
+                if self.settings.https:
+                    headers["strict-transport-security"] = HSTS
             await send(message)
 
         return send_with_headers
@@ -117,9 +135,19 @@ class Guard:
         morsel["httponly"] = True
         morsel["samesite"] = "Lax"  # Strict would drop it on a link from elsewhere: a logout
         morsel["max-age"] = int(self.settings.signer.max_age)
-        if scope.get("scheme") == "https":
+        if self.settings.https or scope.get("scheme") == "https":
             morsel["secure"] = True
         return morsel.OutputString()
+
+
+def host_name(header: str) -> str | None:
+    """The name in a Host header (lower case, no port or brackets), or None unless the whole
+    header is a name or address and an optional port: ``127.0.0.1:80@evil.example`` is not
+    127.0.0.1."""
+    found = HOST_HEADER.fullmatch(header)
+    if found is None:
+        return None
+    return (found.group("ip6") or found.group("name")).lower()
 
 
 def same_origin(request: Request) -> bool:

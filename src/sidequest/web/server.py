@@ -8,6 +8,10 @@ On a loopback address it runs without a login unless ``SIDEQUEST_WEB_PASSWORD`` 
 then answers only Host headers naming the loopback (a web page cannot reach it through DNS
 rebinding). On any other address it refuses to start without a password, unless
 ``--insecure`` says that something in front of it checks who may use it.
+
+Behind a TLS proxy, ``--https`` marks the session cookie Secure and sends HSTS, and
+``--forwarded-allow-ips`` names the proxy whose ``X-Forwarded-For``/``-Proto`` are believed
+(nobody's by default). ``--redis-url-file`` keeps a Redis password out of ``ps``.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import os
 import sys
 import threading
 import time
+from typing import Any
+from urllib.parse import urlsplit
 
 import uvicorn
 from starlette.applications import Starlette
@@ -41,14 +47,18 @@ def is_loopback(host: str) -> bool:
         return False  # a host name other than localhost may resolve to anything
 
 
-def build_app(host: str, insecure: bool = False, title: str = "Sidequest") -> Starlette:
+def build_app(host: str, insecure: bool = False, title: str = "Sidequest",
+              https: bool = False) -> Starlette:
     """The app ``sidequest web`` serves on ``host``; ConfigError when that would be unsafe."""
     if os.environ.get(PASSWORD_ENV):
-        return create_app(title=title)
+        return create_app(title=title, https=https)
     if is_loopback(host):
-        return create_app(insecure=True, allowed_hosts=LOOPBACK_NAMES, title=title)
+        # The loopback names, and the address it was told to listen on (127.0.0.2 is
+        # loopback too, and a browser sends it as the Host).
+        names = (*LOOPBACK_NAMES, host.strip("[]").lower())
+        return create_app(insecure=True, allowed_hosts=names, title=title, https=https)
     if insecure:
-        return create_app(insecure=True, title=title)
+        return create_app(insecure=True, title=title, https=https)
     raise ConfigError(
         f"refusing to serve the dashboard on {host} without a login: set"
         f" {PASSWORD_ENV}, or pass --insecure if a proxy in front of it already checks who"
@@ -66,22 +76,54 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--insecure", action="store_true",
                         help=f"serve a non-loopback address without a login ({PASSWORD_ENV}"
                              " unset): only behind a proxy that authenticates")
-    parser.add_argument("--redis-url", help="Redis URL (default: $SIDEQUEST_REDIS_URL,"
-                        " $REDIS_URL, redis://localhost:6379/0)")
+    redis_url = parser.add_mutually_exclusive_group()
+    redis_url.add_argument("--redis-url", help="Redis URL (default: $SIDEQUEST_REDIS_URL,"
+                           " $REDIS_URL, redis://localhost:6379/0); one with a password is"
+                           " better given in $SIDEQUEST_REDIS_URL or --redis-url-file, as"
+                           " every user of this machine can read command lines")
+    redis_url.add_argument("--redis-url-file", metavar="PATH",
+                           help="read the Redis URL from this file (e.g. a mounted secret)")
+    parser.add_argument("--https", action="store_true",
+                        help="browsers reach the dashboard over https (a TLS proxy in front):"
+                             " always mark the session cookie Secure and send HSTS")
     parser.add_argument("--title", default="Sidequest", help="name shown in the page header")
+    parser.add_argument("--forwarded-allow-ips", metavar="ADDRESSES",
+                        help="comma-separated addresses of proxies whose X-Forwarded-For and"
+                             " X-Forwarded-Proto headers are believed (default: none)")
     return parser
 
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    if args.redis_url:
-        connection.configure(args.redis_url)
-    app = build_app(args.host, args.insecure, args.title)
+    redis_url = redis_url_of(args)
+    if redis_url:
+        connection.configure(redis_url)
+    app = build_app(args.host, args.insecure, args.title, https=args.https)
     login = "password login" if os.environ.get(PASSWORD_ENV) else "no login"
     print(f"sidequest web: {url_of(args.host, args.port)} ({login}); Redis"
           f" {connection.redacted()}; Ctrl-C stops it", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", server_header=False)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", server_header=False,
+                **proxy_options(args.forwarded_allow_ips))
     return 0
+
+
+def redis_url_of(args: argparse.Namespace) -> str | None:
+    """The Redis URL given on the command line or in ``--redis-url-file``, if any."""
+    if args.redis_url_file:
+        try:
+            with open(args.redis_url_file, encoding="utf-8") as file:
+                url = file.read().strip()
+        except OSError as exc:
+            raise ConfigError(f"--redis-url-file {args.redis_url_file}: {exc.strerror}") from exc
+        if not url:
+            raise ConfigError(f"--redis-url-file {args.redis_url_file}: the file is empty;"
+                              " write the Redis URL in it")
+        return url
+    if args.redis_url and urlsplit(args.redis_url).password is not None:
+        print("sidequest web: warning: the Redis password in --redis-url can be read by every"
+              " user of this machine (ps); put the URL in SIDEQUEST_REDIS_URL or a file"
+              " given to --redis-url-file instead", file=sys.stderr, flush=True)
+    return str(args.redis_url) if args.redis_url else None
 
 
 def url_of(host: str, port: int) -> str:
@@ -89,13 +131,25 @@ def url_of(host: str, port: int) -> str:
     return f"http://{shown}:{port}/"
 
 
+def proxy_options(forwarded_allow_ips: str | None) -> dict[str, Any]:
+    """uvicorn's options for forwarded headers. uvicorn itself believes ``X-Forwarded-For``
+    and ``-Proto`` from 127.0.0.1 by default, so a client on this host (or any request passed
+    on by a local proxy that does not overwrite them) could pick its address for the login
+    limiter; the dashboard believes them only from the addresses it is given."""
+    if not forwarded_allow_ips:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": forwarded_allow_ips}
+
+
 class BackgroundServer:
     """uvicorn in a daemon thread (it installs no signal handlers there); ``port=0`` picks a
     free port, read back once it listens."""
 
-    def __init__(self, app: Starlette, host: str = DEFAULT_HOST, port: int = 0) -> None:
+    def __init__(self, app: Starlette, host: str = DEFAULT_HOST, port: int = 0,
+                 forwarded_allow_ips: str | None = None) -> None:
         config = uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                server_header=False, lifespan="off")
+                                server_header=False, lifespan="off",
+                                **proxy_options(forwarded_allow_ips))
         self.server = uvicorn.Server(config)
         self.host = host
         self.port = port

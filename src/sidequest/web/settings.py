@@ -8,7 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sidequest.web.auth import AuthPolicy, LoginLimiter
+from sidequest.web.auth import AuthPolicy
+from sidequest.web.limiter import LoginLimiter
+from sidequest.web.revocation import LiveSessions
 from sidequest.web.session import Signer
 
 #: The JSON poll is answered from memory when asked again within this many seconds, so many
@@ -20,8 +22,11 @@ STATS_CACHE_SECONDS = 1.0
 class Settings:
     auth: AuthPolicy
     signer: Signer
+    live: LiveSessions
     limiter: LoginLimiter
     title: str = "Sidequest"
+    #: Browsers reach the dashboard over https: Secure cookie and HSTS on every response.
+    https: bool = False
     #: Host headers accepted (lower case, no port); None accepts any. Set for a login-less
     #: dashboard on loopback, so that a web page cannot reach it by DNS rebinding.
     allowed_hosts: frozenset[str] | None = None

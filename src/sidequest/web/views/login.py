@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
 from urllib.parse import urlsplit
 
+import redis
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -11,6 +14,7 @@ from sidequest.web import render
 from sidequest.web.session import Session
 
 NOT_HERE = "This dashboard uses the application's own login."
+REDIS_DOWN = "Redis is not answering; try again in a moment."
 
 
 def client_address(request: Request) -> str:
@@ -43,21 +47,40 @@ async def login(request: Request) -> Response:
     address = client_address(request)
     if not settings.auth.has_login_page:
         return render.text(NOT_HERE, 404)
-    if settings.limiter.blocked(address):
-        return render.text("Too many failed logins; try again in a minute.", 429)
     target = safe_next(request, form.get("next"))
-    if not settings.auth.password_ok(form.get("password", "")):
-        settings.limiter.failed(address)
-        return render.page(request, "login.html", "Log in", status_code=401, next=target,
-                           error="Wrong password.")
+    try:
+        admission = await settings.limiter.admit(address)
+        if admission.retry_after is not None:
+            return too_many(admission.retry_after)
+        # Every attempt waits its turn before the password is checked, the right one too:
+        # answering it sooner would tell a guesser which guess was right.
+        await asyncio.sleep(admission.wait)
+        if not settings.auth.password_ok(form.get("password", "")):
+            await settings.limiter.failed(address)
+            return render.page(request, "login.html", "Log in", status_code=401, next=target,
+                               error="Wrong password.")
+        sid = await settings.live.start()
+    except redis.RedisError:
+        return render.text(REDIS_DOWN, 503)
     # A fresh session (and CSRF token) at login: a token seen before it is worth nothing.
-    request.scope["sidequest.session"] = Session(user="admin")
+    request.scope["sidequest.session"] = Session(user="admin", sid=sid)
     return RedirectResponse(target, status_code=303)
 
 
+def too_many(retry_after: float) -> Response:
+    seconds = max(1, math.ceil(retry_after))
+    answer = render.text(f"Too many login attempts; try again in {seconds} seconds.", 429)
+    answer.headers["retry-after"] = str(seconds)
+    return answer
+
+
 async def logout(request: Request) -> Response:
-    request.scope["sidequest.session"] = Session()
     settings = render.settings(request)
+    try:
+        await settings.live.end(render.session(request).sid)
+    except redis.RedisError:
+        return render.text(REDIS_DOWN, 503)  # the session could not be revoked: say so
+    request.scope["sidequest.session"] = Session()
     if settings.auth.has_login_page:
         return RedirectResponse(render.root(request) + "/login", status_code=303)
     return RedirectResponse(settings.auth.login_url or render.root(request) + "/", status_code=303)
