@@ -59,8 +59,12 @@ def test_status_shows_a_busy_process(r: redis.Redis) -> None:
 
 def test_watch_redraws_until_interrupted(redis_url: str) -> None:
     env = {**os.environ, "REDIS_URL": redis_url}
+    # A suite started in the background (`make test &`, nohup) passes SIGINT on as ignored,
+    # and Python then never raises KeyboardInterrupt: give the child the default, as a
+    # terminal would.
     proc = subprocess.Popen([sys.executable, "-m", "sidequest", "status", "--watch", "0.5"],
-                            env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+                            env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout is not None
     frames = 0
     deadline = time.monotonic() + 15

@@ -19,7 +19,7 @@ KEY_POSITIONS = {
     "LMOVE": (1, 2), "RPUSH": (1,), "LPUSH": (1,), "LPOP": (1,), "LREM": (1,), "LLEN": (1,),
     "SADD": (1,), "SREM": (1,), "SMEMBERS": (1,), "ZREM": (1,), "ZADD": (1,),
     "ZREMRANGEBYSCORE": (1,), "ZREMRANGEBYRANK": (1,), "INCR": (1,), "EXPIRE": (1,),
-    "GET": (1,), "DEL": (1,), "EXISTS": (1,), "HGET": (1,),
+    "GET": (1,), "DEL": (1,), "EXISTS": (1,), "HGET": (1,), "SET": (1,), "TIME": (),
 }
 CALL = re.compile(r"redis\.p?call\(\s*'(\w+)'\s*((?:,[^,()]*(?:\([^()]*\))?[^,()]*)*)\)")
 FROM_KEYS = re.compile(r"local\s+([\w,\s]+?)\s*=\s*(KEYS\[[^\n]*)")

@@ -19,5 +19,6 @@ if wait > max_wait then
   return {'full', tostring(wait - max_wait), tostring(failures)}
 end
 free_at = free_at + interval
-redis.call('SET', KEYS[1], tostring(free_at), 'PX', math.ceil((free_at - now) * 1000) + 1000)
+local ttl_ms = math.ceil((free_at - now) * 1000) + 1000
+redis.call('SET', KEYS[1], tostring(free_at), 'PX', ttl_ms)
 return {'ok', tostring(wait), tostring(failures)}
