@@ -183,8 +183,8 @@ def first_failure(failed_at: Any) -> float | None:
 def exhausted(failed: Payload, limit: int, now: float) -> bool:
     """Sidekiq 8.1's rule: with ``retry_for`` (seconds) set, the time since the first failure
     decides and the count is ignored; otherwise the count against the limit."""
-    window = failed.get("retry_for")
-    if window and isinstance(window, (int, float)) and not isinstance(window, bool):
+    window = failed.get("retry_for")  # Ruby truthiness: 0 is a (closed) window too
+    if isinstance(window, (int, float)) and not isinstance(window, bool):
         started = first_failure(failed.get("failed_at"))
         return started is not None and started + window < now
     return bool(failed["retry_count"] >= limit)

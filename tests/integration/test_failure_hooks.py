@@ -158,3 +158,12 @@ def test_raising_handlers_and_hooks_are_logged_and_lose_nothing(
     logged = caplog.text
     assert "hook broke" in logged and "death handler broke" in logged
     assert "error handler broke" in logged
+
+
+def test_error_handlers_see_an_unreadable_payload(r: redis.Redis) -> None:
+    on_error(lambda exc, context: note("error", (context["context"], context["jobstr"])))
+    r.lpush("queue:default", "{not json")
+    with running_worker():
+        wait_for(lambda: seen("error"), what="the error handler")
+        wait_for(lambda: r.zcard("dead") == 1, what="the dead entry")
+    assert seen("error") == [("Invalid JSON for job", "{not json")]

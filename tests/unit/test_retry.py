@@ -288,6 +288,13 @@ def test_retry_for_reads_sidekiq_8_milliseconds_and_older_float_seconds() -> Non
     assert decide(in_seconds, ValueError(), NOW).action == "exhausted"
 
 
+def test_retry_for_zero_is_a_window_too_as_ruby_zero_is_true() -> None:
+    payload = job(retry=5, retry_count=0, retry_for=0, failed_at=NOW - 1)
+    assert decide(payload, ValueError(), NOW).action == "exhausted"
+    assert decide(job(retry=5, retry_count=0, retry_for=None, failed_at=NOW - 1), ValueError(),
+                  NOW).action == "retry"
+
+
 def test_retry_for_on_the_first_failure_starts_the_window() -> None:
     decision = decide(job(retry_for=1), ValueError(), NOW)
     assert decision.action == "retry"

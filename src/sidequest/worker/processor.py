@@ -144,6 +144,10 @@ class Processor:
             pipe.lrem(self.inprogress, 1, work.raw)
 
         self.write(write)
+        raw = work.raw
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        hooks.report_error(exc, {"context": "Invalid JSON for job", "queue": work.queue,
+                                 "jobstr": text})
 
     def write(self, commands: Callable[[Any], None]) -> None:
         """Run ``commands`` in one MULTI, retrying through a Redis outage until stopping.
