@@ -63,3 +63,20 @@ def test_ruby_pushed_retry_for_uses_the_window_not_the_count(
     assert DeadSet().find_job(inside) is None and RetrySet().find_job(outside) is None
     assert ledger.attempts(inside) == 1 and ledger.attempts(outside) == 1
     assert dead.score <= time.time()
+
+
+def test_ruby_scheduler_moves_a_scrubbed_python_retry_back_to_python(
+    start_sidekiq: Callable[..., Any], python_worker: Callable[..., Any], fast_toml: Any,
+    ledger: Any, r: Any,
+) -> None:
+    # Python's own scheduler stays asleep, so only Ruby's poller can move the retry.
+    text = fast_toml.read_text().replace("initial_poll_wait = 0", "initial_poll_wait = 600")
+    fast_toml.write_text(text)
+    python_worker("-q", "pyonly")
+    start_sidekiq()  # works `default` only, but its poller moves every due retry
+    jid = BadName.set(queue="pyonly").perform_async("y")
+    entry = wait_for(lambda: RetrySet().find_job(jid), what="the failure in `retry`")
+    r.zadd("retry", {entry.raw: time.time() - 1})  # due now rather than in 15+ s
+    ledger.wait_done([jid])
+    ledger.check({jid: ["y"]}, runner="python")
+    assert ledger.attempts(jid) == 2 and RetrySet().size == 0
