@@ -47,7 +47,7 @@ BACKLOG = 50_000
 MB = 1024 * 1024
 #: Shrunk so that a killed worker's jobs come back within a couple of seconds.
 TIMERS = {"heartbeat_interval": 0.5, "lease_ttl": 2.0, "reaper_interval": 0.5,
-          "poll_interval": 0.5, "fetch_timeout": 1.0, "timeout": 5.0}
+          "poll_interval": 0.5, "initial_poll_wait": 0, "fetch_timeout": 1.0, "timeout": 5.0}
 
 
 def private_redis(directory: Path) -> RedisServer:

@@ -24,6 +24,7 @@ FAST = {
     "lease_ttl": 1.0,
     "reaper_interval": 0.2,
     "poll_interval": 0.1,
+    "initial_poll_wait": 0,
     "fetch_timeout": 0.5,
     "idle_wait": 0.05,
     "timeout": 2.0,

@@ -15,6 +15,7 @@ from sidequest.errors import (
     SidequestError,
     UnknownJobError,
 )
+from sidequest.hooks import on_death, on_error
 from sidequest.job import Job, JobFunction, job
 
 __version__ = "0.1.0"
@@ -34,4 +35,6 @@ __all__ = [
     "configure",
     "job",
     "middleware",
+    "on_death",
+    "on_error",
 ]

@@ -8,6 +8,7 @@ runs the client middleware, and writes it in one round trip: LPUSH ``queue:NAME`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -40,6 +41,7 @@ def normalize(item: Payload, created_at: float | None = None, jid: str | None = 
     if type(args) is not list:
         raise TypeError(f"job args must be a list, got {type(args).__name__}: {args!r}")
     check_args(args)
+    _check_timing_and_tags(item)
     queue = item.get("queue", "default")
     if not isinstance(queue, str) or not queue:
         raise ValueError(f"queue must be a non-empty string, got {queue!r}")
@@ -51,6 +53,28 @@ def normalize(item: Payload, created_at: float | None = None, jid: str | None = 
     if "created_at" not in out:
         out["created_at"] = created_at if created_at is not None else now()
     return out
+
+
+def _check_timing_and_tags(item: Payload) -> None:
+    """Sidekiq's own checks on ``at``, ``tags`` and ``retry_for``, so that a job it would refuse
+    is refused here too rather than written and misread later."""
+    if "at" in item and not _is_number(item["at"]):
+        raise TypeError(f"job 'at' must be a number (epoch seconds), got {item['at']!r}; leave "
+                        "it out to enqueue now")
+    tags = item.get("tags")
+    if tags is not None and tags is not False and type(tags) is not list:
+        raise TypeError(f"job tags must be a list of strings, got {type(tags).__name__}: "
+                        f"{tags!r}")
+    window = item.get("retry_for")
+    if window is not None and window is not False and (
+        not _is_number(window) or window > 1_000_000_000
+    ):
+        raise ValueError(f"retry_for must be a number of seconds (for example 48 * 3600), "
+                         f"got {window!r}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def push(item: Payload) -> str | None:

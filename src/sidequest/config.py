@@ -45,6 +45,10 @@ class Config:
     reaper_interval: float = 5.0
     #: Average seconds between scheduler polls across all processes (Sidekiq's default 5).
     poll_interval: float = 5.0
+    #: Seconds before a process's first scheduler poll (Sidekiq's 10): time for the heartbeats
+    #: of processes started together to register, since the poll interval is spread by their
+    #: count. A random share of ``poll_interval`` is added so they do not all poll at once.
+    initial_poll_wait: float = 10.0
     #: Longest a fetcher blocks in Redis before checking for shutdown.
     fetch_timeout: float = 2.0
     #: How long an idle fetcher with several queues waits on the first before rescanning all.
@@ -98,6 +102,10 @@ class Config:
         if not isinstance(self.adaptive_threads, bool):
             raise ConfigError(f"adaptive_threads must be true or false, got "
                               f"{self.adaptive_threads!r}")
+        wait = self.initial_poll_wait
+        if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait < 3600:
+            raise ConfigError(f"initial_poll_wait must be a number of seconds from 0 to 3600, "
+                              f"got {wait!r}")
         retries = self.max_retries
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ConfigError(f"max_retries must be a whole number >= 0, got {retries!r}")

@@ -82,3 +82,27 @@ class Block(Job):
         while not ledger().exists("release") and time.monotonic() < deadline:
             time.sleep(0.01)
         record(self.jid, args)
+
+
+class BadName(Job):
+    """Fails its first attempt with a message holding a lone surrogate, as an error about a
+    file name with undecodable bytes does."""
+
+    name = "InteropBadName"
+    backtrace = True
+
+    def perform(self, *args: Any) -> None:
+        if attempt(self.jid) == 1:
+            name = b"rapport-\xe9t\xe9.csv".decode("utf-8", "surrogateescape")
+            raise InteropError(f"cannot open {name}")
+        record(self.jid, args)
+
+
+class Windowed(Job):
+    """Always fails; pushed from Ruby with ``retry_for``."""
+
+    name = "InteropWindowed"
+
+    def perform(self, *args: Any) -> None:
+        attempt(self.jid)
+        raise InteropError(f"{self.jid} fails inside its retry window")

@@ -125,6 +125,9 @@ def test_a_queue_name_with_a_trailing_newline_is_refused() -> None:
         ("timeout", -1.5, "timeout must be"),
         ("poll_interval", "5", "poll_interval must be"),
         ("fetch_timeout", [], "fetch_timeout must be"),
+        ("initial_poll_wait", -1, "initial_poll_wait must be a number of seconds"),
+        ("initial_poll_wait", float("nan"), "initial_poll_wait must be"),
+        ("initial_poll_wait", True, "initial_poll_wait must be"),
         ("log_level", "LOUD", "log level 'LOUD'"),
         ("log_format", "xml", "log format 'xml'"),
     ],
@@ -145,6 +148,11 @@ def test_lease_ttl_must_be_at_least_twice_the_heartbeat() -> None:
 def test_nan_timers_are_refused(field: str) -> None:
     with pytest.raises(ConfigError, match=field):
         build(**{field: float("nan")})
+
+
+def test_the_first_scheduler_poll_waits_10_seconds_by_default_as_sidekiq() -> None:
+    assert build().initial_poll_wait == 10.0
+    assert build(initial_poll_wait=0).initial_poll_wait == 0
 
 
 def test_a_non_integer_max_retries_is_a_config_error() -> None:

@@ -22,6 +22,7 @@ from sidequest.retry import (
     error_class,
     error_message,
     max_attempts,
+    scrub,
 )
 
 NOW = 1_700_000_000.0
@@ -60,20 +61,21 @@ class UnprintableError(Exception):
 
 @pytest.mark.parametrize("count", range(25))
 def test_backoff_is_count_to_the_fourth_plus_15_plus_jitter(count: int) -> None:
+    """Sidekiq 8's jitter: any whole second in [0, 10 * (count + 1)), not steps of count+1."""
     base = count**4 + 15
     rng = random.Random(count)
     mirror = random.Random(count)
-    delays = [backoff(count, rng) for _ in range(300)]
-    assert delays == [float(base + mirror.randrange(10) * (count + 1)) for _ in range(300)]
-    # Over 300 draws every jitter step appears, so both ends of the range are reached.
-    assert min(delays) == base
-    assert max(delays) == base + 9 * (count + 1)
-    assert all((d - base) % (count + 1) == 0 for d in delays)
+    delays = [backoff(count, rng) for _ in range(3000)]
+    assert delays == [float(base + mirror.randrange(10 * (count + 1))) for _ in range(3000)]
+    assert min(delays) >= base
+    assert max(delays) <= base + 10 * (count + 1) - 1
+    if count >= 1:  # not only multiples of count + 1, as Sidekiq 6 and 7 drew
+        assert any((d - base) % (count + 1) for d in delays)
 
 
 def test_backoff_without_rng_stays_in_bounds() -> None:
     assert all(15 <= backoff(0) <= 24 for _ in range(100))
-    assert all(10_000 + 15 <= backoff(10) <= 10_000 + 15 + 99 for _ in range(100))
+    assert all(10_000 + 15 <= backoff(10) <= 10_000 + 15 + 109 for _ in range(100))
 
 
 # --- max_attempts ---------------------------------------------------------------------------
@@ -81,7 +83,7 @@ def test_backoff_without_rng_stays_in_bounds() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(True, 25), (None, 25), ("yes", 25), (False, None), (0, 0), (3, 3), (-2, 0)],
+    [(True, 25), (None, None), ("yes", 25), (False, None), (0, 0), (3, 3), (-2, -2)],
 )
 def test_max_attempts_follows_ruby_truthiness(value: Any, expected: int | None) -> None:
     assert max_attempts(value) == expected
@@ -132,26 +134,49 @@ def test_default_is_25_retries_then_the_dead_set() -> None:
         current = decision.job
         if decision.action != "retry":
             break
-    assert actions == ["retry"] * 25 + ["dead"]
+    assert actions == ["retry"] * 25 + ["exhausted"]
     assert current["retry_count"] == 25
 
 
+@pytest.mark.parametrize("limit", [0, 2, 7])
+def test_max_retries_is_the_limit_for_retry_true(limit: int) -> None:
+    current, actions = job(retry=True), []
+    for _ in range(limit + 3):
+        decision = decide(current, ValueError(), NOW, max_retries=limit)
+        actions.append(decision.action)
+        current = decision.job
+        if decision.action != "retry":
+            break
+    assert actions == ["retry"] * limit + ["exhausted"]
+    # An explicit count in the payload wins over the setting.
+    assert decide(job(retry=3, retry_count=1), ValueError(), NOW, max_retries=0).action == "retry"
+
+
 def test_payload_without_retry_uses_the_class_default() -> None:
-    assert decide(job(), ValueError(), NOW, default_retry=False).action == "drop"
+    assert decide(job(), ValueError(), NOW, default_retry=False).action == "off"
     exhausted = job(retry_count=1)
-    assert decide(exhausted, ValueError(), NOW, default_retry=2).action == "dead"
+    assert decide(exhausted, ValueError(), NOW, default_retry=2).action == "exhausted"
     assert decide(exhausted, ValueError(), NOW, default_retry=3).action == "retry"
 
 
-def test_retry_false_drops_without_a_dead_entry() -> None:
-    decision = decide(job(retry=False), ValueError("gone"), NOW)
-    assert decision.action == "drop"
-    assert decision.job["error_message"] == "gone"
+def test_retry_null_means_the_class_default_as_in_ruby() -> None:
+    assert decide(job(retry=None), ValueError(), NOW, default_retry=False).action == "off"
+    assert decide(job(retry=None), ValueError(), NOW).action == "retry"
+    spent = job(retry=None, retry_count=1)
+    assert decide(spent, ValueError(), NOW, default_retry=2).action == "exhausted"
+
+
+def test_retry_false_is_off_and_never_asks_retry_in() -> None:
+    asked: list[int] = []
+    decision = decide(job(retry=False), ValueError("gone"), NOW,
+                      retry_in=lambda count, exc, payload: asked.append(count))
+    assert decision.action == "off"
+    assert asked == []
 
 
 def test_retry_zero_goes_straight_to_the_dead_set() -> None:
     decision = decide(job(retry=0), ValueError(), NOW)
-    assert decision.action == "dead"
+    assert decision.action == "exhausted"
     assert decision.job["retry_count"] == 0
 
 
@@ -163,13 +188,7 @@ def test_retry_n_allows_exactly_n_retries() -> None:
         current = decision.job
         if decision.action != "retry":
             break
-    assert actions == ["retry", "retry", "retry", "dead"]
-
-
-def test_dead_false_drops_instead_of_the_dead_set() -> None:
-    assert decide(job(retry=0, dead=False), ValueError(), NOW).action == "drop"
-    assert decide(job(retry=1, retry_count=0, dead=False), ValueError(), NOW).action == "drop"
-    assert decide(job(retry=1, dead=False), ValueError(), NOW).action == "retry"
+    assert actions == ["retry", "retry", "retry", "exhausted"]
 
 
 def test_retry_queue_moves_the_retry_to_another_queue() -> None:
@@ -182,34 +201,104 @@ def test_retry_queue_moves_the_retry_to_another_queue() -> None:
 # --- decide: the retry_in hook's answer ---------------------------------------------------
 
 
+def answer(value: Any) -> Any:
+    """A retry_in hook that always gives ``value``."""
+    return lambda count, exc, payload: value
+
+
 def test_retry_in_seconds_replaces_the_backoff_but_keeps_jitter() -> None:
     rng = random.Random(5)
-    decision = decide(job(retry_count=2), ValueError(), NOW, retry_in=120, rng=rng)
+    decision = decide(job(retry_count=2), ValueError(), NOW, retry_in=answer(120), rng=rng)
     count = 3
     assert decision.action == "retry"
-    assert decision.at == NOW + 120 + random.Random(5).randrange(10) * (count + 1)
+    assert decision.at == NOW + 120 + random.Random(5).randrange(10 * (count + 1))
 
 
-def test_retry_in_float_seconds() -> None:
-    decision = decide(job(), ValueError(), NOW, retry_in=2.5, rng=random.Random(0))
-    assert decision.at == NOW + 2.5 + random.Random(0).randrange(10)
+def test_retry_in_gets_the_count_the_error_and_the_recorded_payload() -> None:
+    seen: list[Any] = []
+    error = ValueError("x")
+    decide(job(retry_count=4), error, NOW,
+           retry_in=lambda count, exc, payload: seen.append((count, exc, payload)))
+    [(count, exc, payload)] = seen
+    assert (count, exc, payload["retry_count"], payload["error_message"]) == (5, error, 5, "x")
 
 
-@pytest.mark.parametrize("answer", [None, 0, -5, True, "soon"])
-def test_other_retry_in_answers_use_the_default_backoff(answer: Any) -> None:
-    decision = decide(job(), ValueError(), NOW, retry_in=answer, rng=random.Random(3))
+def test_retry_in_float_seconds_are_truncated_as_ruby_to_i() -> None:
+    decision = decide(job(), ValueError(), NOW, retry_in=answer(2.9), rng=random.Random(0))
+    assert decision.at == NOW + 2 + random.Random(0).randrange(10)
+    decision = decide(job(), ValueError(), NOW, retry_in=answer(0.5), rng=random.Random(0))
+    assert decision.at == NOW + backoff(0, random.Random(0))
+
+
+@pytest.mark.parametrize("value", [None, 0, -5, "soon", float("nan"), float("inf")])
+def test_other_retry_in_answers_use_the_default_backoff(value: Any) -> None:
+    decision = decide(job(), ValueError(), NOW, retry_in=answer(value), rng=random.Random(3))
     assert decision.action == "retry"
     assert decision.at == NOW + backoff(0, random.Random(3))
 
 
-def test_retry_in_kill_sends_to_the_dead_set_now() -> None:
-    assert decide(job(retry=10), ValueError(), NOW, retry_in="kill").action == "dead"
-    assert decide(job(retry=10, dead=False), ValueError(), NOW, retry_in="kill").action == "drop"
+def test_retry_in_kill_means_exhausted_now() -> None:
+    decision = decide(job(retry=10), ValueError(), NOW, retry_in=answer("kill"))
+    assert decision.action == "exhausted"
 
 
-def test_retry_in_discard_drops_the_job() -> None:
-    decision = decide(job(retry=10), ValueError("x"), NOW, retry_in="discard")
-    assert decision.action == "drop"
+def test_retry_in_discard_drops_the_job_and_marks_it() -> None:
+    decision = decide(job(retry=10), ValueError("x"), NOW, retry_in=answer("discard"))
+    assert decision.action == "discard"
+    assert decision.job["discarded_at"] == NOW
+
+
+def test_exhaustion_is_checked_before_retry_in_is_asked() -> None:
+    """Sidekiq's order: on the last try the hook is not called, so a "discard" there cannot
+    keep the job from the exhausted hook and the dead set."""
+    asked: list[int] = []
+
+    def hook(count: int, exc: BaseException, payload: Any) -> str:
+        asked.append(count)
+        return "discard"
+
+    assert decide(job(retry=2, retry_count=0), ValueError(), NOW, retry_in=hook).action == "discard"
+    assert decide(job(retry=2, retry_count=1), ValueError(), NOW, retry_in=hook).action \
+        == "exhausted"
+    assert asked == [1]
+
+
+# --- retry_for: a time window instead of a count ------------------------------------------
+
+
+def test_retry_for_ignores_the_count_while_inside_the_window() -> None:
+    failed_at = NOW - 3000
+    payload = job(retry=1, retry_count=5, retry_for=3600, failed_at=failed_at)
+    assert decide(payload, ValueError(), NOW).action == "retry"
+
+
+def test_retry_for_is_exhausted_once_the_window_since_the_first_failure_is_past() -> None:
+    payload = job(retry=True, retry_count=1, retry_for=3600, failed_at=NOW - 3601)
+    decision = decide(payload, ValueError(), NOW)
+    assert decision.action == "exhausted"
+    assert decision.job["failed_at"] == NOW - 3601  # the first failure, kept
+
+
+def test_retry_for_reads_sidekiq_8_milliseconds_and_older_float_seconds() -> None:
+    in_ms = job(retry_count=0, retry_for=60, failed_at=int((NOW - 61) * 1000))
+    assert decide(in_ms, ValueError(), NOW).action == "exhausted"
+    in_ms_recent = job(retry_count=0, retry_for=60, failed_at=int((NOW - 30) * 1000))
+    assert decide(in_ms_recent, ValueError(), NOW).action == "retry"
+    in_seconds = job(retry_count=0, retry_for=60, failed_at=NOW - 61.5)
+    assert decide(in_seconds, ValueError(), NOW).action == "exhausted"
+
+
+def test_retry_for_zero_is_a_window_too_as_ruby_zero_is_true() -> None:
+    payload = job(retry=5, retry_count=0, retry_for=0, failed_at=NOW - 1)
+    assert decide(payload, ValueError(), NOW).action == "exhausted"
+    assert decide(job(retry=5, retry_count=0, retry_for=None, failed_at=NOW - 1), ValueError(),
+                  NOW).action == "retry"
+
+
+def test_retry_for_on_the_first_failure_starts_the_window() -> None:
+    decision = decide(job(retry_for=1), ValueError(), NOW)
+    assert decision.action == "retry"
+    assert decide(decision.job, ValueError(), NOW + 2).action == "exhausted"
 
 
 # --- what is stored about the error -------------------------------------------------------
@@ -228,6 +317,36 @@ def test_an_exception_whose_str_raises_gets_a_placeholder() -> None:
     failed = decide(job(), UnprintableError(), NOW).job
     assert failed["error_message"] == "!!! ERROR MESSAGE THREW AN ERROR !!!"
     assert failed["error_class"] == f"{__name__}.UnprintableError"
+
+
+def test_an_exception_without_arguments_has_its_class_name_as_message() -> None:
+    assert error_message(KeyError()) == "KeyError"
+    assert error_message(UnprintableError.__mro__[1]()) == "Exception"
+    assert error_message(ValueError("")) == ""  # an explicit empty message stays empty
+
+
+def test_lone_surrogates_are_replaced_as_ruby_scrub_does() -> None:
+    name = b"caf\xe9.txt".decode("utf-8", "surrogateescape")
+    exc = raised(OSError(f"cannot read {name}"))  # as code listing a directory would write
+    failed = decide(job(backtrace=True), exc, NOW).job
+    assert failed["error_message"] == "cannot read caf\ufffd.txt"
+    body = json.dumps(failed, ensure_ascii=False)
+    body.encode("utf-8")  # would raise on a lone surrogate
+    assert scrub("a\ud800b") == "a\ufffd\ufffd\ufffdb"  # a UTF-16 half is invalid UTF-8
+    assert scrub("ok é 😀") == "ok é 😀"
+
+
+def test_backtrace_lines_are_scrubbed() -> None:
+    def boom() -> None:
+        raise ValueError("x")
+
+    boom.__code__ = boom.__code__.replace(co_filename="/srv/\udce9.py")
+    try:
+        boom()
+    except ValueError as exc:
+        failed = decide(job(backtrace=True), exc, NOW).job
+    lines = decode_backtrace(failed["error_backtrace"])
+    assert lines[0].startswith("/srv/\ufffd.py:")
 
 
 def test_error_class_is_qualified_except_for_builtins() -> None:
@@ -254,7 +373,14 @@ def test_backtrace_n_keeps_the_innermost_n_lines() -> None:
     assert [line.rsplit("in `", 1)[1] for line in lines] == ["innermost'", "middle'"]
 
 
-@pytest.mark.parametrize("option", [False, 0, None])
+def test_backtrace_zero_is_true_in_ruby_and_keeps_no_lines() -> None:
+    failed = decide(job(backtrace=0), raised(ValueError("x")), NOW).job
+    assert decode_backtrace(failed["error_backtrace"]) == []
+    failed = decide(job(backtrace=-1), raised(ValueError("x")), NOW).job
+    assert len(decode_backtrace(failed["error_backtrace"])) == 3
+
+
+@pytest.mark.parametrize("option", [False, None])
 def test_no_backtrace_unless_asked(option: Any) -> None:
     fields = {} if option is None else {"backtrace": option}
     assert "error_backtrace" not in decide(job(**fields), raised(ValueError()), NOW).job

@@ -50,7 +50,9 @@ class Stats:
         for identity in processes:
             pipe.hget(identity, "busy")
         sizes = pipe.execute()
-        self.queues: dict[str, int] = dict(zip(names, (int(s) for s in sizes), strict=False))
+        # Largest first, as Sidekiq orders them; names break ties so the order is stable.
+        pairs = sorted(zip(names, (int(s) for s in sizes), strict=False), key=lambda p: -p[1])
+        self.queues: dict[str, int] = dict(pairs)
         self.enqueued = sum(self.queues.values())
         self.workers_size = sum(int(b or 0) for b in sizes[len(names):])
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from sidequest import keys, middleware, registry, retry
+from sidequest import hooks, keys, middleware, registry, retry
 from sidequest.config import Config
 from sidequest.errors import PayloadError
 from sidequest.job import Job
@@ -99,27 +99,43 @@ class Processor:
         return True
 
     def _failed(self, work: Work, job: Payload, exc: BaseException, cls: type[Job] | None) -> None:
-        retry_in: Any = None
+        """Sidekiq's order: record the error, check exhaustion, then ask the class's
+        ``retry_in``; write the outcome with the acknowledgement, then run the handlers."""
+        ask: retry.RetryIn | None = None
         if cls is not None:
-            count = job["retry_count"] + 1 if isinstance(job.get("retry_count"), int) else 0
-            retry_in = _safely(lambda: cls.retry_in(count, exc, job), "retry_in")
+            found = cls
+
+            def ask(count: int, error: BaseException, payload: Payload) -> Any:
+                return _safely(lambda: found.retry_in(count, error, payload), "retry_in", job)
+
         decision = retry.decide(
-            job, exc, now(), default_retry=cls.retry if cls else True, retry_in=retry_in
+            job, exc, now(), default_retry=cls.retry if cls else True,
+            max_retries=self.config.max_retries, retry_in=ask,
         )
-        exhausted = decision.action != "retry" and retry_in != "discard"
-        # The hook runs when retries ran out, not when retry is off (Sidekiq's rule).
-        if exhausted and cls is not None and job.get("retry", True) is not False:
-            _safely(lambda: cls.retries_exhausted(decision.job, exc), "retries_exhausted")
-        body = dumps(decision.job)
+        failed = decision.job
+        to_morgue = decision.action == "exhausted" and failed.get("dead", True) is not False
+        if decision.action == "exhausted" and cls is not None:
+            found = cls
+            answer = _safely(lambda: found.retries_exhausted(failed, exc), "retries_exhausted",
+                             failed)
+            if answer == retry.DISCARD:
+                to_morgue = False
+        if decision.action == "exhausted" and not to_morgue:
+            failed["discarded_at"] = now()
+        body = dumps(failed)
 
         def write(pipe: Any) -> None:
             if decision.action == "retry":
                 pipe.zadd(keys.RETRY, {body: decision.at})
-            elif decision.action == "dead":
+            elif to_morgue:
                 add_dead(pipe, body, now(), self.config.dead_max_jobs, self.config.dead_timeout)
             pipe.lrem(self.inprogress, 1, work.raw)
 
         self.write(write)
+        if decision.action != "retry":
+            hooks.report_death(failed, exc)
+        hooks.report_error(exc, {"context": "Job raised exception", "job": job,
+                                 "queue": work.queue})
 
     def _bury_raw(self, work: Work, exc: PayloadError) -> None:
         """Keep an unreadable payload byte for byte in the dead set; never redeliver it."""
@@ -130,6 +146,10 @@ class Processor:
             pipe.lrem(self.inprogress, 1, work.raw)
 
         self.write(write)
+        raw = work.raw
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        hooks.report_error(exc, {"context": "Invalid JSON for job", "queue": work.queue,
+                                 "jobstr": text})
 
     def write(self, commands: Callable[[Any], None]) -> None:
         """Run ``commands`` in one MULTI, retrying through a Redis outage until stopping.
@@ -153,9 +173,11 @@ class Processor:
                 delay = min(delay * 2, 2.0)
 
 
-def _safely(call: Callable[[], Any], hook: str) -> Any:
+def _safely(call: Callable[[], Any], hook: str, job: Payload) -> Any:
+    """Run one of the job class's hooks; one that raises is logged, reported and ignored."""
     try:
         return call()
-    except Exception:
+    except Exception as exc:
         log.exception("the job's %s hook raised; ignoring it", hook)
+        hooks.report_error(exc, {"context": f"Error calling {hook}", "job": job})
         return None

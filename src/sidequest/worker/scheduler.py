@@ -37,7 +37,8 @@ class Scheduler:
         self._rng = random.Random()
 
     def run(self) -> None:
-        self.stopping.wait(self.config.poll_interval * self._rng.random())
+        first = self.config.initial_poll_wait + self.config.poll_interval * self._rng.random()
+        self.stopping.wait(first)
         failing = False
         while not self.stopping.is_set():
             if self.paused.is_set():
