@@ -60,11 +60,13 @@ def test_status_shows_a_busy_process(r: redis.Redis) -> None:
 def test_watch_redraws_until_interrupted(redis_url: str) -> None:
     env = {**os.environ, "REDIS_URL": redis_url}
     # A suite started in the background (`make test &`, nohup) passes SIGINT on as ignored,
-    # and Python then never raises KeyboardInterrupt: give the child the default, as a
-    # terminal would.
-    proc = subprocess.Popen([sys.executable, "-m", "sidequest", "status", "--watch", "0.5"],
-                            env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # and Python then never raises KeyboardInterrupt: give the command Python's own Ctrl-C
+    # handler, as a terminal would.
+    start = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler);"
+             " sys.argv = ['sidequest', 'status', '--watch', '0.5'];"
+             " runpy.run_module('sidequest', run_name='__main__')")
+    proc = subprocess.Popen([sys.executable, "-c", start],
+                            env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     frames = 0
     deadline = time.monotonic() + 15
