@@ -88,6 +88,10 @@ def push_many(items: Sequence[Payload], batch_size: int = BULK_BATCH) -> list[st
 
     Every item is checked before the first batch is written, so a bad one writes nothing.
     """
+    if len(items) > 1 and any("jid" in item for item in items):
+        # Every job would carry the same jid, and jids must be unique (Sidekiq refuses too).
+        raise ValueError("a jid was given for a bulk push of several jobs; each job needs its "
+                         "own jid: drop jid from .set(...), or push the jobs one at a time")
     created = now()
     jids = new_jids(len(items))
     normalized = [normalize(item, created, jid) for item, jid in zip(items, jids, strict=True)]

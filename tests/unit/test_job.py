@@ -257,6 +257,16 @@ def test_perform_bulk_pushes_one_job_per_argument_list(pushed: list[dict[str, An
         TJWelcome.perform_bulk([[1], (2,)])
 
 
+def test_one_jid_for_a_bulk_push_of_several_jobs_is_refused(
+    pushed: list[dict[str, Any]],
+) -> None:
+    with pytest.raises(ValueError, match="each job needs its own jid"):
+        TJWelcome.set(jid="a" * 24).perform_bulk([[1], [2]])
+    assert pushed == []
+    # One job may carry the jid it was given, as with perform_async.
+    assert TJWelcome.set(jid="b" * 24).perform_bulk([[1]]) == ["b" * 24]
+
+
 def test_non_json_arguments_are_refused_before_the_push(pushed: list[dict[str, Any]]) -> None:
     with pytest.raises(TypeError, match=r"args\[0\] is .* of type datetime"):
         TJWelcome.perform_async(datetime.now(timezone.utc))
