@@ -150,8 +150,8 @@ class _JobMeta(_Pusher, type):
 
     @property
     def jobs(cls) -> list[Payload]:
-        """Fake mode: this class's queued payloads (a copy)."""
-        return list(_fake_mode().jobs_for(cls))
+        """Fake mode: this class's queued payloads, the live list (``.jobs.clear()`` works)."""
+        return _fake_mode().jobs_for(cls)  # type: ignore[no-any-return]
 
     def drain(cls) -> int:
         """Fake mode: run this class's queued jobs here; a job's exception is raised."""

@@ -65,5 +65,6 @@ ServerMiddleware = Callable[[Any, dict[str, Any], str, Callable[[], Any]], Any]
 
 #: Runs around every push from this process (perform_async, perform_in, perform_bulk, set).
 client: Chain[ClientMiddleware] = Chain()
-#: Runs around every perform in a worker of this process (and in testing's inline mode).
+#: Runs around every perform in a worker of this process. The testing modes run their own
+#: chain, ``sidequest.testing.server_middleware``.
 server: Chain[ServerMiddleware] = Chain()

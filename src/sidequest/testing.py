@@ -84,52 +84,62 @@ _Entry = tuple[int, Payload]
 class _Store:
     """Fake mode's jobs, per wire name, in push order.
 
-    Each job carries a global sequence number so that ``queued`` and ``drain_all`` keep push
-    order across classes, and a drain can tell the jobs it started with from their offspring.
+    Each class's list is the one ``Job.jobs`` hands out, so Sidekiq's idiom
+    ``SendWelcome.jobs.clear()`` empties the queue. Each job also gets a global sequence
+    number, kept beside it (keyed by the payload's identity), so that ``queued`` and
+    ``drain_all`` keep push order across classes, and a drain can tell the jobs it started
+    with from their offspring.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_class: dict[str, list[_Entry]] = {}
+        self._by_class: dict[str, list[Payload]] = {}
+        self._seq: dict[int, int] = {}
         self.last_seq = 0
 
     def add(self, jobs: list[Payload]) -> None:
         with self._lock:
             for job in jobs:
                 self.last_seq += 1
-                self._by_class.setdefault(job["class"], []).append((self.last_seq, job))
+                self._seq[id(job)] = self.last_seq
+                self._by_class.setdefault(job["class"], []).append(job)
 
     def jobs(self, name: str) -> list[Payload]:
+        """The live list of ``name``'s queued payloads: changing it changes the queue."""
         with self._lock:
-            return [job for _, job in self._by_class.get(name, ())]
+            return self._by_class.setdefault(name, [])
+
+    def _order(self, job: Payload) -> int:
+        # A payload a test put in the list by hand has no number: it counts as the newest.
+        return self._seq.get(id(job), self.last_seq + 1)
 
     def queued(self, queue: str) -> list[Payload]:
         with self._lock:
-            entries = [e for jobs in self._by_class.values() for e in jobs]
-        return [job for _, job in sorted(entries, key=lambda e: e[0]) if job["queue"] == queue]
+            jobs = [job for jobs in self._by_class.values() for job in jobs]
+            return sorted((j for j in jobs if j["queue"] == queue), key=self._order)
 
     def pop(self, name: str | None) -> _Entry | None:
         """Remove and return the oldest job of class ``name``, or of any class if None."""
         with self._lock:
             if name is None:
-                heads = [(jobs[0][0], key) for key, jobs in self._by_class.items()]
+                heads = [(self._order(jobs[0]), key) for key, jobs in self._by_class.items()
+                         if jobs]
                 if not heads:
                     return None
                 name = min(heads)[1]
             jobs = self._by_class.get(name)
             if not jobs:
                 return None
-            entry = jobs.pop(0)
-            if not jobs:
-                del self._by_class[name]
-            return entry
+            job = jobs.pop(0)
+            return self._seq.pop(id(job), self.last_seq + 1), job
 
     def clear(self, name: str | None) -> None:
         with self._lock:
-            if name is None:
-                self._by_class.clear()
-            else:
-                self._by_class.pop(name, None)
+            lists = self._by_class.values() if name is None else [self._by_class.get(name, [])]
+            for jobs in lists:
+                for job in jobs:
+                    self._seq.pop(id(job), None)
+                jobs.clear()
 
 
 _store = _Store()
@@ -186,7 +196,7 @@ def mode() -> Mode:
 def jobs_for(job: JobRef) -> list[Payload]:
     """The payloads queued for ``job`` in fake mode, oldest first.
 
-    A copy: changing the list does not change the queue; use ``clear`` for that.
+    The live list, as in Sidekiq: ``jobs_for(SendWelcome).clear()`` empties the queue.
     """
     return _store.jobs(_wire_name(job))
 
@@ -275,14 +285,21 @@ def _as_fetched(job: Payload) -> Payload:
     return fetched
 
 
+#: Server middleware for jobs run by the testing modes (drain, perform_one, inline). Separate
+#: from ``sidequest.middleware.server`` and empty by default, as in Sidekiq's testing mode,
+#: so that production middleware (metrics, connections) does not run in unit tests; add to it
+#: what a test needs.
+server_middleware: middleware.Chain[middleware.ServerMiddleware] = middleware.Chain()
+
+
 def _run(job: Payload) -> None:
-    """Run one job as a worker's processor does: through the server middleware chain."""
+    """Run one job as a worker's processor does, through the testing server chain."""
     cls = registry.lookup(job["class"])
     instance = cls()
     instance.jid = job.get("jid", "")
     instance.payload = job
     args = job["args"]
-    middleware.server.invoke((instance, job, job["queue"]), lambda: instance.perform(*args))
+    server_middleware.invoke((instance, job, job["queue"]), lambda: instance.perform(*args))
 
 
 def _wire_name(job: JobRef) -> str:

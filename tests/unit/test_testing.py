@@ -108,11 +108,11 @@ def server_calls() -> Iterator[list[tuple[str, str, str, str]]]:
         calls.append((payload["class"], payload["jid"], queue, instance.jid))
         return call_next()
 
-    middleware.server.add(record)
+    testing.server_middleware.add(record)
     try:
         yield calls
     finally:
-        middleware.server.remove(record)
+        testing.server_middleware.remove(record)
 
 
 def wire(cls: type[Job]) -> str:
@@ -171,11 +171,18 @@ def test_fake_stores_a_json_copy_of_the_arguments() -> None:
     assert testing.jobs_for(TTRecorder)[0]["args"] == [{"tags": ["a"]}]
 
 
-def test_jobs_for_returns_a_copy_of_the_list() -> None:
+def test_jobs_is_the_live_list_so_the_sidekiq_idiom_clear_works() -> None:
     testing.fake()
     TTRecorder.perform_async(1)
-    testing.jobs_for(TTRecorder).clear()
-    assert len(testing.jobs_for(TTRecorder)) == 1
+    TTRecorder.perform_async(2)
+    assert TTRecorder.jobs is testing.jobs_for(TTRecorder)
+    TTRecorder.jobs.clear()
+    assert testing.jobs_for(TTRecorder) == []
+    assert TTRecorder.drain() == 0
+    TTRecorder.perform_async(3)
+    queue = TTRecorder.jobs[0]["queue"]
+    TTRecorder.jobs.pop(0)
+    assert testing.queued(queue) == []
 
 
 def test_fake_keeps_scheduled_jobs_with_at_and_drains_them() -> None:
@@ -305,19 +312,43 @@ def test_drain_runs_the_server_middleware(server_calls: list[tuple[str, str, str
     assert server_calls == [(wire(TTSendWelcome), jid, "mailers", jid)]
 
 
+def test_the_global_server_chain_does_not_run_in_testing_modes(
+    server_calls: list[tuple[str, str, str, str]],
+) -> None:
+    seen: list[str] = []
+
+    def production_only(
+        instance: Job, payload: dict[str, Any], queue: str, call_next: Callable[[], Any]
+    ) -> Any:
+        seen.append(payload["jid"])
+        return call_next()
+
+    middleware.server.add(production_only)
+    try:
+        testing.fake()
+        TTSendWelcome.perform_async(1)
+        testing.drain(TTSendWelcome)
+        with testing.inline():
+            TTSendWelcome.perform_async(2)
+    finally:
+        middleware.server.remove(production_only)
+    assert seen == []
+    assert len(server_calls) == 2  # the testing chain ran for both
+
+
 def test_server_middleware_can_skip_perform() -> None:
     def skip(
         instance: Job, payload: dict[str, Any], queue: str, call_next: Callable[[], Any]
     ) -> None:
         return None  # not calling call_next: the job does not run
 
-    middleware.server.add(skip)
+    testing.server_middleware.add(skip)
     try:
         testing.fake()
         TTSendWelcome.perform_async(1)
         assert testing.drain(TTSendWelcome) == 1
     finally:
-        middleware.server.remove(skip)
+        testing.server_middleware.remove(skip)
     assert runs == []
 
 
