@@ -43,7 +43,8 @@ def expected(raw: bytes) -> str:
         return "dead"
     if payload["class"] == "fault.Record":
         return "done"
-    return "dead" if retry.max_attempts(payload.get("retry", True)) == 0 else "retry"
+    attempts = retry.max_attempts(payload.get("retry", True))
+    return "dead" if attempts is not None and attempts <= 0 else "retry"
 
 
 def locate(raw: bytes, r: redis.Redis, ledger: Ledger) -> list[str]:
