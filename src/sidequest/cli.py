@@ -111,7 +111,13 @@ def run_worker(config: Config, processes: int = 1) -> int:
     load_app(config.require)
     if config.redis_url:  # after the app, so the flag wins over a configure() in its code
         connection.set_url(config.redis_url)
-    return 0 if Launcher(config).run() else 1
+    if not Launcher(config).run():
+        # Jobs were still running at the deadline and were pushed back: a graceful stop all
+        # the same, so exit 0 as Sidekiq does (supervisors restart a process that exits 1).
+        # Their threads must not hold the interpreter at exit.
+        logging.shutdown()
+        os._exit(0)
+    return 0
 
 
 def _supervise(config: Config, processes: int) -> int:
@@ -131,7 +137,8 @@ def _supervise(config: Config, processes: int) -> int:
         connection.after_fork()
         logging.getLogger().handlers.clear()
         setup(config.log_level, config.log_format)
-        return 0 if Launcher(config).run() else 1
+        Launcher(config).run()  # pushed-back jobs still make a graceful stop: exit 0
+        return 0
 
     return Supervisor(config, processes, child).run()
 
@@ -167,8 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"-P must be from 1 to 64, got {args.processes}")
         code = run_worker(config_from_args(args), args.processes)
         if code:
-            # Job threads still running past the deadline (their jobs were pushed back)
-            # must not hold the interpreter at exit.
+            # A worker process of -P was killed: no thread may hold the interpreter at exit.
             logging.shutdown()
             os._exit(code)
         return code

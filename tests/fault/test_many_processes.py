@@ -88,7 +88,7 @@ def test_thirty_processes_start_and_stop_twice(spawn: SpawnWorker, sq: str, r: r
               f"left over: {left or 'nothing'}; {len(stale)} stale sq:processes entries")
         assert peak >= baseline + PROCESSES
         # 0: every job finished in time; 1: some were pushed back (Launcher.run's contract).
-        assert set(codes) <= {0, 1}, codes
+        assert set(codes) == {0}, codes  # graceful, even with jobs pushed back
         assert left == {}
         stale_total += len(stale)
     drainer = spawn("-c", "20")

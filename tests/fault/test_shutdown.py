@@ -36,7 +36,7 @@ def test_sigterm_pushes_back_only_unfinished_jobs(spawn: SpawnWorker, sq: str, r
     assert all(starts[j] == 1 and dones[j] == 1 for j in short)  # not re-run
     assert all(starts[j] == 2 and dones[j] == 1 for j in long)  # re-run exactly once
     assert exited < TIMEOUT + 2
-    assert worker.proc.returncode == 1  # "not clean": jobs had to be pushed back
+    assert worker.proc.returncode == 0  # pushed-back jobs still make a graceful stop
 
 
 def test_sigterm_exits_in_time_even_if_a_job_holds_the_gil(spawn: SpawnWorker, sq: str,
