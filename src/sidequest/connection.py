@@ -18,6 +18,8 @@ from redis.commands.core import Script
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
+from sidequest.errors import ConfigError
+
 DEFAULT_URL = "redis://localhost:6379/0"
 
 _lock = threading.Lock()
@@ -25,6 +27,28 @@ _url: str | None = None
 _options: dict[str, Any] = {}
 _client: redis.Redis | None = None
 _scripts: dict[str, str] = {}
+
+
+_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://")
+
+
+def check_url(text: str) -> str:
+    """``text`` if it is a Redis URL Sidequest can use, else a ConfigError saying what one
+    looks like (``localhost:6379`` alone is the usual slip)."""
+    if not isinstance(text, str) or not text.startswith(_SCHEMES):
+        raise ConfigError(
+            f"{redacted(str(text))!r} is not a Redis URL: write it as redis://HOST:PORT/DB, "
+            "e.g. redis://localhost:6379/0 (rediss:// for TLS, redis://:PASSWORD@HOST:PORT/0 "
+            "with a password, unix:///path/to/redis.sock, "
+            "redis+sentinel://HOST:PORT/SERVICE/DB for Sentinel)")
+    try:
+        port = urlsplit(text).port if not text.startswith(("unix:", "redis+sentinel:")) else None
+    except ValueError:
+        port = -1
+    if port is not None and not 0 < port < 65536:
+        raise ConfigError(f"{redacted(text)!r}: the port must be a number from 1 to 65535, "
+                          "e.g. redis://localhost:6379/0")
+    return text
 
 
 def configure(redis_url: str | None = None, **redis_options: Any) -> None:
@@ -36,6 +60,8 @@ def configure(redis_url: str | None = None, **redis_options: Any) -> None:
     the master through Sentinel. Extra keyword arguments go to the redis-py client.
     """
     global _url, _options
+    if redis_url is not None:
+        check_url(redis_url)
     with _lock:
         _url = redis_url
         _options = dict(redis_options)
@@ -45,6 +71,7 @@ def configure(redis_url: str | None = None, **redis_options: Any) -> None:
 def set_url(redis_url: str) -> None:
     """Point at another Redis, keeping the options given to configure()."""
     global _url
+    check_url(redis_url)
     with _lock:
         _url = redis_url
         _drop_client()
@@ -113,7 +140,9 @@ def new_client(retries: int = 1, **overrides: Any) -> redis.Redis:
     }
     options.update(_options)
     options.update(overrides)
-    target = url()
+    target = check_url(url())  # the environment's URL is read here, so checked here
+    if target.startswith("unix://"):
+        options.pop("socket_keepalive", None)  # a TCP option: a Unix socket refuses it
     if target.startswith("redis+sentinel://"):
         return _sentinel_client(target, options)
     return redis.Redis.from_url(target, **options)

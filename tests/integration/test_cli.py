@@ -152,3 +152,27 @@ def test_stop_with_a_job_stuck_past_the_timeout(worker_env: dict[str, str],
     (back,) = [json.loads(p) for p in r.lrange("queue:default", 0, -1)]
     assert back["jid"] == stuck  # the finished job is not pushed back
     assert r.keys("sq:inprogress:*") == []
+
+
+@pytest.mark.parametrize("command", [["-r", "apps.fault_jobs"], ["stats"], ["status"]])
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_a_malformed_redis_url_is_one_clear_line_and_exit_2(command: list[str], how: str) -> None:
+    if how == "flag":
+        proc = sidequest(*command, "--redis-url", "localhost:6379")
+    else:
+        proc = sidequest(*command, env={"REDIS_URL": "localhost:6379",
+                                        "SIDEQUEST_REDIS_URL": ""})
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 2, out
+    assert "'localhost:6379' is not a Redis URL" in out and "redis://localhost:6379/0" in out
+    assert "Traceback" not in out
+
+
+def test_a_malformed_redis_url_in_code_fails_at_configure() -> None:
+    from sidequest import connection
+    from sidequest.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="is not a Redis URL.*redis://localhost:6379/0"):
+        connection.configure("localhost:6379")
+    with pytest.raises(ConfigError, match="the port must be a number"):
+        connection.configure("redis://localhost:99999/0")
