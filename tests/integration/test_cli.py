@@ -172,7 +172,7 @@ def test_a_malformed_redis_url_in_code_fails_at_configure() -> None:
     from sidequest import connection
     from sidequest.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="is not a Redis URL.*redis://localhost:6379/0"):
+    with pytest.raises(ConfigError, match=r"is not a Redis URL.*redis://localhost:6379/0"):
         connection.configure("localhost:6379")
     with pytest.raises(ConfigError, match="the port must be a number"):
         connection.configure("redis://localhost:99999/0")
