@@ -10,11 +10,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
-import importlib.util
 import logging
 import os
 import sys
+import traceback
 from pathlib import Path
 
 from sidequest import __version__, connection
@@ -34,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-r", "--require", action="append", metavar="MODULE_OR_FILE",
                         help="module (myapp.jobs) or .py file that defines your jobs; repeatable")
     parser.add_argument("-c", "--concurrency", type=int, help="processor threads (default 5)")
-    parser.add_argument("-P", "--processes", type=int, default=1, metavar="N",
+    parser.add_argument("-P", "--processes", type=int, default=None, metavar="N",
                         help="worker processes to fork, each with -c threads (default 1)")
     parser.add_argument("-q", "--queue", action="append", metavar="NAME[,WEIGHT]",
                         help="queue to work on, in priority order, optional weight; repeatable")
@@ -53,7 +54,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    level = "DEBUG" if args.verbose else args.log_level
     queues = tuple(parse_queue(q) for q in args.queue) if args.queue else None
     return build(
         args.config,
@@ -63,9 +63,11 @@ def config_from_args(args: argparse.Namespace) -> Config:
         timeout=args.timeout,
         environment=args.environment,
         tag=args.tag,
-        log_level=level,
+        log_level=args.log_level,
         log_format=args.log_format,
         redis_url=args.redis_url,
+        verbose=args.verbose or None,  # unset: the file's value, if any
+        processes=args.processes,
     )
 
 
@@ -74,28 +76,53 @@ def load_app(targets: tuple[str, ...]) -> None:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # console scripts do not include the current dir
     for target in targets:
+        is_file = target.endswith(".py") or os.sep in target
+        module = _module_for_file(Path(target)) if is_file else target
         try:
-            if target.endswith(".py") or os.sep in target:
-                _import_file(Path(target))
-            else:
-                importlib.import_module(target)
+            importlib.import_module(module)
         except ImportError as exc:
-            raise ConfigError(
-                f"could not import {target!r}: {exc}. Run sidequest from your project's root"
-                " directory, or set PYTHONPATH so that Python can find it"
-            ) from exc
+            raise ConfigError(_import_failure(target, module, exc)) from exc
 
 
-def _import_file(path: Path) -> None:
+def _module_for_file(path: Path) -> str:
+    """The dotted name under which ``-r app/jobs.py`` is imported: the same as ``-r app.jobs``,
+    so that job names (``app.jobs.SendWelcome``) match what the app enqueues."""
     if not path.is_file():
         raise ConfigError(f"-r {path}: no such file")
-    sys.path.insert(0, str(path.parent.resolve()))
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    if spec is None or spec.loader is None:
+    if path.suffix != ".py":
         raise ConfigError(f"-r {path}: not a Python file")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = module
-    spec.loader.exec_module(module)
+    resolved = path.resolve()
+    with contextlib.suppress(ValueError):
+        local = resolved.with_suffix("").relative_to(Path.cwd().resolve()).parts
+        if local and all(part.isidentifier() for part in local):
+            return ".".join(local)
+    # Outside the working directory: climb the packages (folders with __init__.py), and put
+    # the folder above the top one on sys.path.
+    parts: list[str] = [resolved.stem]
+    folder = resolved.parent
+    while (folder / "__init__.py").is_file() and folder.name.isidentifier():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    sys.path.insert(0, str(folder))
+    return ".".join(parts)
+
+
+def _import_failure(target: str, module: str, exc: ImportError) -> str:
+    """Say which import failed and where: the app's own module, or a package it imports."""
+    missing = exc.name or ""
+    if missing and not (module == missing or module.startswith(missing + ".")):
+        frames = [f for f in traceback.extract_tb(exc.__traceback__)
+                  if not f.filename.startswith("<frozen")]
+        where = f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
+        if isinstance(exc, ModuleNotFoundError):
+            return (f"could not import {target!r}: {where}'import {missing}' failed: no module "
+                    f"named {missing!r} is installed in this Python ({sys.executable}). Install "
+                    f"it (pip install {missing.split('.')[0]}) or fix the import")
+        return f"could not import {target!r}: {where}{exc}"
+    top = module.split(".", maxsplit=1)[0]
+    return (f"could not import {target!r}: {exc}. Run sidequest from your project's root"
+            f" directory (where `python -c 'import {top}'` works), or set PYTHONPATH so that"
+            " Python can find it")
 
 
 def run_worker(config: Config, processes: int = 1) -> int:
@@ -170,9 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         if command == "web":
             return _web(argv)
         args = _parser().parse_args(argv)
-        if not 1 <= args.processes <= 64:
-            raise ConfigError(f"-P must be from 1 to 64, got {args.processes}")
-        code = run_worker(config_from_args(args), args.processes)
+        config = config_from_args(args)
+        code = run_worker(config, config.processes)
         if code:
             # A worker process of -P was killed: no thread may hold the interpreter at exit.
             logging.shutdown()

@@ -4,6 +4,7 @@ validated once and frozen. Pure: no Redis, no threads.
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import sys
@@ -38,6 +39,10 @@ class Config:
     redis_url: str | None = None
     log_level: str = "INFO"
     log_format: str = "text"
+    #: ``-v``: log at DEBUG (wins over log_level).
+    verbose: bool = False
+    #: ``-P``: worker processes forked by one supervisor, each with ``concurrency`` threads.
+    processes: int = 1
     #: Seconds between heartbeats (process hash, lease refresh, stats flush, signals).
     heartbeat_interval: float = 5.0
     #: A process whose lease is this old is dead and its in-progress jobs are recovered.
@@ -91,6 +96,12 @@ class Config:
 
     def _validate_numbers(self) -> None:
         _positive_int("concurrency", self.concurrency, 1000)
+        if isinstance(self.processes, bool) or not isinstance(self.processes, int) or not (
+            1 <= self.processes <= 64
+        ):
+            raise ConfigError(f"processes (-P) must be from 1 to 64, got {self.processes!r}")
+        if not isinstance(self.verbose, bool):
+            raise ConfigError(f"verbose must be true or false, got {self.verbose!r}")
         _positive_int("max_deaths", self.max_deaths, 1000)
         _positive_int("dead_max_jobs", self.dead_max_jobs, 10**9)
         if self.prefetch is not None and (
@@ -185,7 +196,10 @@ def load_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     for raw_key, value in data.items():
         key = raw_key.replace("-", "_")
         if key not in names:
-            raise ConfigError(f"{file}: unknown setting {key!r}; known: {', '.join(sorted(names))}")
+            close = difflib.get_close_matches(key, sorted(names), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else (
+                "the settings are listed in the README's Configuration section")
+            raise ConfigError(f"{file}: unknown setting {key!r}; {hint}")
         values[key] = _file_value(key, value, file)
     return values
 
@@ -200,13 +214,20 @@ def _file_value(key: str, value: Any, file: Path) -> Any:
 
 def build(file: str | None = None, **overrides: Any) -> Config:
     """Defaults, then the file, then non-None overrides (the command line), validated."""
-    values: dict[str, Any] = load_file(file) if file else {}
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    from_file: dict[str, Any] = load_file(file) if file else {}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    values = {**from_file, **given}
+    if values.get("verbose") is True:
+        values["log_level"] = "DEBUG"
     try:
-        config = Config(**values)
+        return Config(**values).validate()
     except TypeError as exc:
         raise ConfigError(str(exc)) from None
-    return config.validate()
+    except ConfigError as exc:
+        # A bad value from the file: name the file, so the user knows where to look.
+        if any(key in str(exc) for key in set(from_file) - set(given)):
+            raise ConfigError(f"{file}: {exc}") from None
+        raise
 
 
 __all__ = ["Config", "build", "load_file", "parse_queue", "replace"]

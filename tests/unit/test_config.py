@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -200,8 +201,27 @@ def test_load_file_returns_only_what_the_file_sets(tmp_path: Path) -> None:
 
 def test_an_unknown_setting_in_the_file_is_an_error(tmp_path: Path) -> None:
     path = write(tmp_path, "concurency = 10\n")
-    with pytest.raises(ConfigError, match=r"unknown setting 'concurency'; known: .*concurrency"):
+    with pytest.raises(ConfigError, match=r"'concurency'; did you mean 'concurrency'"):
         build(path)
+    with pytest.raises(ConfigError, match=r"unknown setting 'zzz'; the settings are listed"):
+        build(write(tmp_path, "zzz = 1\n"))
+
+
+def test_every_flag_has_a_setting_processes_and_verbose_too(tmp_path: Path) -> None:
+    config = build(write(tmp_path, "processes = 3\nverbose = true\n"))
+    assert config.processes == 3 and config.verbose and config.log_level == "DEBUG"
+    assert build(write(tmp_path, "processes = 3\n"), processes=2).processes == 2
+    with pytest.raises(ConfigError, match=r"processes \(-P\) must be from 1 to 64"):
+        build(processes=65)
+
+
+def test_a_bad_value_in_the_file_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "concurrency = -1\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: concurrency"):
+        build(path)
+    # The same bad value from a flag does not blame the file.
+    with pytest.raises(ConfigError, match=r"^concurrency"):
+        build(write(tmp_path, "tag = 'x'\n"), concurrency=-1)
 
 
 def test_extra_cannot_be_set_from_a_file(tmp_path: Path) -> None:

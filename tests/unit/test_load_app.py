@@ -1,0 +1,69 @@
+"""``-r`` as users write it: a module or a file path gives the same job names, and an import
+that fails says which import, where, and what to do."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sidequest import registry
+from sidequest.cli import load_app
+from sidequest.errors import ConfigError
+
+JOBS = """
+from sidequest import Job
+
+class LoadAppWelcome(Job):
+    def perform(self, user_id):
+        pass
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A project root holding an ``lappkg`` package, as the working directory."""
+    package = tmp_path / "lappkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "jobs.py").write_text(JOBS)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    yield tmp_path
+    for name in [m for m in sys.modules if m == "lappkg" or m.startswith("lappkg.")]:
+        del sys.modules[name]
+
+
+@pytest.mark.parametrize("target", ["lappkg/jobs.py", "lappkg.jobs"])
+def test_a_file_path_gives_the_same_job_names_as_the_module(project: Path, target: str) -> None:
+    load_app((target,))
+    assert "lappkg.jobs" in sys.modules and "jobs" not in sys.modules
+    assert registry.lookup("lappkg.jobs.LoadAppWelcome").__module__ == "lappkg.jobs"
+
+
+def test_a_file_outside_the_working_directory_is_named_by_its_packages(
+    project: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+    load_app((str(project / "lappkg" / "jobs.py"),))
+    assert registry.lookup("lappkg.jobs.LoadAppWelcome").__module__ == "lappkg.jobs"
+
+
+def test_a_missing_package_is_named_with_the_file_and_line(project: Path) -> None:
+    (project / "lappkg" / "broken.py").write_text("import os\nimport not_installed_xyz\n")
+    with pytest.raises(ConfigError) as caught:
+        load_app(("lappkg.broken",))
+    message = str(caught.value)
+    assert "broken.py:2" in message
+    assert "'import not_installed_xyz' failed" in message
+    assert "pip install not_installed_xyz" in message
+    assert "root directory" not in message
+
+
+def test_a_module_that_is_not_there_says_where_to_run_from(project: Path) -> None:
+    with pytest.raises(ConfigError, match=r"could not import 'nothere\.jobs'.*root directory"):
+        load_app(("nothere.jobs",))
+    with pytest.raises(ConfigError, match=r"-r nothere\.py: no such file"):
+        load_app(("nothere.py",))
