@@ -152,8 +152,7 @@ def _supervise(config: Config, processes: int) -> int:
     from sidequest.worker.logs import setup
     from sidequest.worker.supervisor import Supervisor
 
-    logging.basicConfig(level=config.log_level, stream=sys.stdout,
-                        format="%(asctime)s pid=%(process)d %(levelname)s: %(message)s")
+    setup(config.log_level, config.log_format)  # the supervisor's lines in the same format
     os.environ.setdefault("SIDEQUEST_ENV", config.environment)
     load_app(config.require)  # once, before forking: children share the loaded modules
     if config.redis_url:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -121,9 +122,17 @@ def test_json_logs_and_sigterm(worker_env: dict[str, str]) -> None:
 def test_ttin_dumps_threads_and_tstp_quiets(worker_env: dict[str, str], r: redis.Redis) -> None:
     proc = sidequest("-r", "apps.ledger_jobs", "-C", worker_env["CONFIG"], env=worker_env)
     out = Output(proc)
-    out.wait_for("started")
-    proc.send_signal(signal.SIGTTIN)
-    out.wait_for("thread sidequest-fetcher")
+    out.wait_for("started")  # written before the threads start: ask until the fetcher is up
+
+    last_ask = [0.0]
+
+    def dumped_fetcher() -> bool:
+        if time.monotonic() - last_ask[0] > 0.5:  # one dump per half second, not per poll
+            last_ask[0] = time.monotonic()
+            proc.send_signal(signal.SIGTTIN)
+        return any("thread sidequest-fetcher" in line for line in list(out.lines))
+
+    wait_for(dumped_fetcher, timeout=15, what="a TTIN dump that shows the fetcher thread")
     proc.send_signal(signal.SIGTSTP)
     wait_for(lambda: any(r.hget(m, "quiet") == "true" for m in r.smembers("processes")),
              what="quiet flag")
@@ -176,3 +185,70 @@ def test_a_malformed_redis_url_in_code_fails_at_configure() -> None:
         connection.configure("localhost:6379")
     with pytest.raises(ConfigError, match="the port must be a number"):
         connection.configure("redis://localhost:99999/0")
+
+
+def _worker_log(worker_env: dict[str, str], *flags: str, push: Callable[[], object],
+                until: str) -> tuple[subprocess.Popen[str], Output]:
+    proc = sidequest("-r", "apps.output_jobs", "-C", worker_env["CONFIG"], *flags,
+                     env=worker_env)
+    out = Output(proc)
+    out.wait_for("started")
+    push()
+    out.wait_for(until)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0
+    return proc, out
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_a_failure_logs_its_traceback_once(worker_env: dict[str, str], verbose: bool) -> None:
+    from apps.output_jobs import Divide
+
+    _, out = _worker_log(worker_env, *(["-v"] if verbose else []),
+                         push=lambda: Divide.perform_async(7), until="in _divide")
+    text = "\n".join(out.lines)
+    assert text.count("fail: ZeroDivisionError: division by zero") == 1
+    assert "output_jobs.py" in text and "in _divide" in text
+    # Compact at WARNING (frames one line each), the whole traceback with -v.
+    assert ("Traceback (most recent call last)" in text) == verbose
+    assert ("-v logs the whole traceback" in text) != verbose
+
+
+def test_json_logs_carry_elapsed_as_a_number(worker_env: dict[str, str]) -> None:
+    from apps.output_jobs import Divide
+
+    _, out = _worker_log(worker_env, "--log-format", "json",
+                         push=lambda: Divide.perform_async(1), until="ZeroDivisionError")
+    fails = [json.loads(line) for line in out.lines if '"fail: ' in line]
+    assert len(fails) == 1 and isinstance(fails[0]["elapsed"], float)
+    assert "_divide" in fails[0]["msg"]
+
+
+def test_job_output_comes_after_the_banner_in_whole_lines(worker_env: dict[str, str]) -> None:
+    from apps.output_jobs import Chatty
+
+    _, out = _worker_log(worker_env, "-c", "5",
+                         push=lambda: Chatty.perform_bulk([[n] for n in range(5)]),
+                         until="chatty-4-line-49-end")
+    lines = list(out.lines)
+    banner = next(i for i, line in enumerate(lines) if "started" in line)
+    chatty = [i for i, line in enumerate(lines) if "chatty-" in line]
+    assert chatty and banner < chatty[0]
+    for i in chatty:
+        assert re.fullmatch(r"chatty-\d-line-\d+-end", lines[i]), lines[i]
+    assert len(chatty) == 250
+
+
+def test_processes_log_json_with_their_own_pids(worker_env: dict[str, str]) -> None:
+    proc = sidequest("-r", "apps.output_jobs", "-C", worker_env["CONFIG"], "-P", "2",
+                     "--log-format", "json", env=worker_env)
+    out = Output(proc)
+    wait_for(lambda: sum('started: ' in line for line in out.lines) == 2, timeout=20,
+             what="both worker processes to start")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+    records = [json.loads(line) for line in out.lines if line.strip()]  # every line is JSON
+    starts = {r["pid"] for r in records if "started: " in r["msg"]}
+    supervisor = [r for r in records if r["msg"].startswith("supervisor ")]
+    assert supervisor and supervisor[0]["pid"] == proc.pid
+    assert len(starts) == 2 and proc.pid not in starts

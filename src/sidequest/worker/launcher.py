@@ -23,7 +23,7 @@ import redis
 
 from sidequest import connection, keys, metrics, middleware
 from sidequest.config import Config
-from sidequest.worker import watchdog
+from sidequest.worker import logs, watchdog
 from sidequest.worker.heartbeat import Heartbeat
 from sidequest.worker.manager import Manager
 from sidequest.worker.reaper import Reaper
@@ -65,13 +65,15 @@ class Launcher:
         middleware.server.prepend(metrics.recorder)  # outermost: times the whole chain
         self._first_beat()
         check_redis(self._client)
+        # The banner first, written out now: a job's own output must not precede it.
+        log.info("Sidequest %s started: %s, %d threads, queues %s", self.identity,
+                 "strict" if self.config.strict else "weighted", self.config.concurrency,
+                 ", ".join(self.config.queue_names))
+        logs.flush()
         self.manager.start()
         for target, name in ((self._beat_loop, "heartbeat"), (self.scheduler.run, "scheduler"),
                              (self.reaper.run, "reaper")):
             self._threads.append(spawn(target, f"sidequest-{name}", self.stopping))
-        log.info("Sidequest %s started: %s, %d threads, queues %s", self.identity,
-                 "strict" if self.config.strict else "weighted", self.config.concurrency,
-                 ", ".join(self.config.queue_names))
 
     def _first_beat(self) -> None:
         delay, warned = 0.1, False

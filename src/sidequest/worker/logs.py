@@ -13,13 +13,16 @@ import os
 import sys
 import threading
 import time
-from typing import IO, Any
+import traceback
+from typing import IO, Any, cast
 
 LOGGER = "sidequest"
 _JOB_FIELDS = ("tid", "class", "jid", "elapsed")
 
 
 _PID = os.getpid()
+#: Frames of a failed job's traceback in its WARNING line.
+TRACEBACK_FRAMES = 5
 #: Set by setup(): the handler that per-job lines go to directly.
 _handler: BatchingHandler | None = None
 
@@ -138,10 +141,66 @@ class BatchingHandler(logging.Handler):
                 return
 
 
+class LineSafeStream:
+    """Standard output shared by job threads: each thread's text is written a whole line at a
+    time, so two jobs' ``print`` calls (text, then newline, as two writes) never merge on one
+    line, and log lines land between jobs' lines, never inside them."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+        self._pending = threading.local()
+
+    def write(self, text: str) -> int:
+        pending = getattr(self._pending, "text", "") + text
+        head, newline, tail = pending.rpartition("\n")
+        self._pending.text = tail
+        if newline:
+            with self._lock:
+                self._stream.write(head + newline)
+        return len(text)
+
+    def flush(self) -> None:
+        pending = getattr(self._pending, "text", "")
+        self._pending.text = ""
+        with self._lock:
+            if pending:
+                self._stream.write(pending)
+            self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:  # encoding, fileno, isatty... of the real stream
+        return getattr(self._stream, name)
+
+
+def flush() -> None:
+    """Write every queued log line now (the banner must precede the first job's output)."""
+    if _handler is not None:
+        _handler.flush()
+
+
+def log_failure(logger: logging.Logger, summary: str, exc: BaseException,
+                fields: dict[str, Any]) -> None:
+    """A failed job, once, at WARNING: its error and the last frames of its traceback, one
+    line each; the whole traceback when DEBUG (``-v``) is on."""
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.warning(summary, extra=fields, exc_info=(type(exc), exc, exc.__traceback__))
+        return
+    frames = traceback.extract_tb(exc.__traceback__)[-TRACEBACK_FRAMES:]
+    lines = [f"    {f.filename}:{f.lineno} in {f.name}" for f in frames]
+    if lines:
+        lines.append(f"    (last {len(frames)} frames; -v logs the whole traceback)")
+    logger.warning("\n".join([summary, *lines]), extra=fields)
+
+
 def setup(level: str, fmt: str) -> logging.Logger:
-    global _handler
+    global _handler, _PID
+    _PID = os.getpid()  # after a fork (-P), the child's own pid, not the supervisor's
+    real = sys.stdout._stream if isinstance(sys.stdout, LineSafeStream) else sys.stdout
+    # A new wrapper each time: after a fork, the parent's lock may be held by a dead thread.
+    stream = cast(IO[str], LineSafeStream(real))
+    sys.stdout = stream
     logger = logging.getLogger(LOGGER)
-    handler = _handler = BatchingHandler(sys.stdout)
+    handler = _handler = BatchingHandler(stream)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     logger.handlers[:] = [handler]
     logger.setLevel(level)

@@ -26,7 +26,7 @@ from sidequest.morgue import add_dead
 from sidequest.payload import Payload, decode, dumps, normalized
 from sidequest.worker.clock import now
 from sidequest.worker.fetch import Work
-from sidequest.worker.logs import job_info
+from sidequest.worker.logs import job_info, log_failure
 from sidequest.worker.state import ProcessState
 
 log = logging.getLogger("sidequest")
@@ -89,13 +89,13 @@ class Processor:
             else:
                 instance.perform(*args)
         except BaseException as exc:  # a job's SystemExit must not end the worker
-            fields["elapsed"] = f"{time.monotonic() - started:.3f}"
-            log.warning("fail: %s: %s", retry.error_class(exc), retry.error_message(exc)[:200],
-                        extra=fields)
+            fields["elapsed"] = round(time.monotonic() - started, 3)
+            summary = f"fail: {retry.error_class(exc)}: {retry.error_message(exc)[:2000]}"
+            log_failure(log, summary, exc, fields)
             self._failed(work, job, exc, cls)
             return False
         if info:
-            job_info(log, "done", {**fields, "elapsed": f"{time.monotonic() - started:.3f}"})
+            job_info(log, "done", {**fields, "elapsed": round(time.monotonic() - started, 3)})
         return True
 
     def _failed(self, work: Work, job: Payload, exc: BaseException, cls: type[Job] | None) -> None:

@@ -1,0 +1,27 @@
+"""Jobs whose output and failures the CLI tests read from the worker's log."""
+
+from __future__ import annotations
+
+from sidequest import Job
+
+
+def _divide(value: int) -> float:
+    return value / 0
+
+
+class Divide(Job):
+    name = "tests.Divide"
+    retry = False
+
+    def perform(self, value: int) -> None:
+        _divide(value)
+
+
+class Chatty(Job):
+    """Prints lines the way job code does, to check they reach the log whole."""
+
+    name = "tests.Chatty"
+
+    def perform(self, n: int) -> None:
+        for i in range(50):
+            print(f"chatty-{n}-line-{i}-end")
