@@ -173,8 +173,9 @@ def _web(argv: list[str]) -> int:
     try:
         from sidequest.web.server import main as web_main
     except ImportError as exc:  # the web extra is optional
-        print(f"sidequest web: {exc}; the dashboard needs its extra:"
-              " pip install 'sidequest[web]'", file=sys.stderr)
+        hint = "" if "sidequest[web]" in str(exc) else (
+            "; the dashboard needs its extra: pip install 'sidequest[web]'")
+        print(f"sidequest web: {exc}{hint}", file=sys.stderr)
         return 2
     return web_main(argv)
 

@@ -10,6 +10,8 @@ Everything is read through ``sidequest.api``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -102,4 +104,9 @@ def main(command: str, argv: list[str], out: TextIO = sys.stdout) -> int:
               file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:
+        # `sidequest stats --watch | head -3`: the reader left; stop quietly, as cat does.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

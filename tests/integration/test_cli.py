@@ -26,8 +26,10 @@ STARTED: list[subprocess.Popen[str]] = []
 
 
 def sidequest(*args: str, env: dict[str, str] | None = None, **kw: object) -> subprocess.Popen[str]:
-    full_env = {**os.environ, **(env or {}),
-                "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    extra = (env or {}).get("PYTHONPATH", "")
+    path = os.pathsep.join(p for p in (extra, str(ROOT / "tests"),
+                                       os.environ.get("PYTHONPATH", "")) if p)
+    full_env = {**os.environ, **(env or {}), "PYTHONPATH": path}
     proc = subprocess.Popen([sys.executable, "-m", "sidequest", *args], env=full_env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
     STARTED.append(proc)
@@ -252,3 +254,13 @@ def test_processes_log_json_with_their_own_pids(worker_env: dict[str, str]) -> N
     supervisor = [r for r in records if r["msg"].startswith("supervisor ")]
     assert supervisor and supervisor[0]["pid"] == proc.pid
     assert len(starts) == 2 and proc.pid not in starts
+
+
+def test_web_without_its_extra_says_so_once(tmp_path: Path) -> None:
+    # A starlette that cannot be imported stands in for a missing extra.
+    (tmp_path / "starlette").mkdir()
+    (tmp_path / "starlette" / "__init__.py").write_text("raise ImportError('no starlette')\n")
+    proc = sidequest("web", env={"PYTHONPATH": str(tmp_path)})
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 2, out
+    assert out.count("needs its extra") == 1 and "pip install 'sidequest[web]'" in out

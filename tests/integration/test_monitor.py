@@ -82,3 +82,17 @@ def test_unreachable_redis_is_a_clear_error() -> None:
                            "redis://127.0.0.1:1/0"], capture_output=True, text=True, timeout=60,
                           check=False)
     assert proc.returncode == 1 and "cannot read Redis at redis://127.0.0.1:1/0" in proc.stderr
+
+
+def test_watch_into_a_pipe_that_closes_ends_quietly(redis_url: str) -> None:
+    # `sidequest stats --watch | head -3`: the reader goes away after three lines.
+    env = {**os.environ, "REDIS_URL": redis_url}
+    proc = subprocess.Popen([sys.executable, "-m", "sidequest", "stats", "--watch", "0.5"],
+                            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    for _ in range(3):
+        proc.stdout.readline()
+    proc.stdout.close()
+    assert proc.wait(15) == 0
+    assert "Traceback" not in proc.stderr.read()
