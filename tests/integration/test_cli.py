@@ -264,3 +264,29 @@ def test_web_without_its_extra_says_so_once(tmp_path: Path) -> None:
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 2, out
     assert out.count("needs its extra") == 1 and "pip install 'sidequest[web]'" in out
+
+
+def test_a_second_ctrl_c_says_a_stop_is_running_and_a_third_forces_it(
+    worker_env: dict[str, str], r: redis.Redis,
+) -> None:
+    from apps.ledger_jobs import Sleeper
+
+    proc = sidequest("-r", "apps.ledger_jobs", "-C", worker_env["CONFIG"], "-t", "30",
+                     env=worker_env)
+    out = Output(proc)
+    out.wait_for("started")
+    ledger = redis.Redis.from_url(worker_env["LEDGER_URL"])
+    jid = Sleeper.perform_async(600)
+    wait_for(lambda: ledger.hexists("started", jid), what="the job to start")
+    proc.send_signal(signal.SIGINT)
+    # Two signals sent at once arrive as one: send the second once the stop has begun.
+    wait_for(lambda: any(r.hget(m, "quiet") == "true" for m in r.smembers("processes")),
+             what="the graceful stop to begin")
+    proc.send_signal(signal.SIGINT)
+    out.wait_for("a graceful stop is in progress")
+    assert proc.poll() is None  # still waiting for the job, as asked the first time
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(10) == 1
+    # Forced: the job was not lost, it waits in the in-progress list for a reaper.
+    held = [p for key in r.scan_iter("sq:inprogress:*") for p in r.lrange(key, 0, -1)]
+    assert [json.loads(p)["jid"] for p in held] == [jid]

@@ -59,6 +59,7 @@ class Launcher:
                              self.stopping)
         self._threads: list[threading.Thread] = []
         self._stopped = False
+        self._stop_signals = 0
 
     def start(self) -> None:
         """Register with Redis (waiting for it if it is down), then start every thread."""
@@ -126,6 +127,22 @@ class Launcher:
         else:
             log.warning("ignoring unknown signal %r", name)
 
+    def _os_stop(self, name: str) -> None:
+        """TERM/INT from the OS: the first stops gracefully; a second says so and how to force
+        it; a third forces it. Forcing leaves running jobs in this process's in-progress list,
+        from which the other workers (or the next start) recover them, as after a crash."""
+        self._stop_signals += 1
+        if self._stop_signals == 1:
+            self.signal(name)
+        elif self._stop_signals == 2:
+            log.warning("a graceful stop is in progress: waiting up to %gs for running jobs."
+                        " Press Ctrl-C again (or send TERM) to stop now; their jobs will be run"
+                        " again by another worker", self.config.timeout)
+        else:
+            log.warning("stopping now; unfinished jobs stay in progress and will be recovered")
+            logs.flush()
+            os._exit(1)
+
     def quiet(self) -> None:
         if not self.manager.quieted.is_set():
             log.info("quiet: no new jobs will be fetched")
@@ -178,8 +195,8 @@ class Launcher:
 
     def _install_signals(self) -> None:
         handlers: dict[int, Callable[[int, Any], None]] = {
-            signal.SIGTERM: lambda *_: self.signal("TERM"),
-            signal.SIGINT: lambda *_: self.signal("INT"),
+            signal.SIGTERM: lambda *_: self._os_stop("TERM"),
+            signal.SIGINT: lambda *_: self._os_stop("INT"),
         }
         if hasattr(signal, "SIGTSTP"):
             handlers[signal.SIGTSTP] = lambda *_: self.signal("TSTP")
