@@ -140,6 +140,12 @@ def encode_backtrace(lines: list[str]) -> str:
     return base64.b64encode(zlib.compress(dumps(lines).encode())).decode("ascii")
 
 
+#: Largest backtrace inflated for display. A few kilobytes of Base64 can inflate to gigabytes
+#: (a zlib bomb written into Redis); past this, a marker line is shown instead.
+MAX_BACKTRACE_BYTES = 1024 * 1024
+BACKTRACE_TOO_LARGE = "(backtrace too large to show: it inflates to over 1 MiB)"
+
+
 def decode_backtrace(value: Any) -> list[str]:
     """Read any Sidekiq backtrace: Base64 with or without newlines, or a raw JSON array."""
     if isinstance(value, list):
@@ -147,7 +153,11 @@ def decode_backtrace(value: Any) -> list[str]:
     if not isinstance(value, str) or not value:
         return []
     try:
-        lines = loads(zlib.decompress(base64.b64decode(value)))
+        inflater = zlib.decompressobj()
+        text = inflater.decompress(base64.b64decode(value), MAX_BACKTRACE_BYTES)
+        if inflater.unconsumed_tail:
+            return [BACKTRACE_TOO_LARGE]
+        lines = loads(text)
     except (ValueError, zlib.error, RecursionError):
         return []
     return [str(v) for v in lines] if isinstance(lines, list) else []

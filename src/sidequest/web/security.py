@@ -25,6 +25,7 @@ import secrets
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, quote, urlsplit
 
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
@@ -38,8 +39,17 @@ SAFE_METHODS = frozenset({"GET", "HEAD"})
 #: Paths reachable without logging in: the login form, logging out, and our own CSS/JS.
 PUBLIC_PATHS = frozenset({"/login", "/logout"})
 STATIC_PREFIX = "/static/"
-#: Largest form accepted; a queue page posts back one job's payload to delete it.
+#: Largest form accepted from a logged-in user; a queue page posts back one job's payload to
+#: delete it.
 MAX_FORM_BYTES = 16 * 1024 * 1024
+#: Largest form accepted before login: the login form is a password and a token. Anything
+#: bigger is refused before it is read, so nobody can make the server read and parse
+#: megabytes without a password.
+PUBLIC_FORM_BYTES = 8 * 1024
+#: Most fields a form may have (parse_qs stops there rather than building millions).
+MAX_FIELDS = 1000
+#: Bodies above this are parsed on a worker thread, so the event loop keeps serving.
+PARSE_ON_LOOP_BYTES = 64 * 1024
 #: Sent with every response when the dashboard is told it is served over https: browsers
 #: then refuse plain http to this host for a year. No includeSubDomains: that is the site's
 #: decision, not the dashboard's.
@@ -91,7 +101,8 @@ class Guard:
             return self._unauthenticated(request, path), receive
         if request.method in SAFE_METHODS:
             return None, receive
-        return await _check_form(request, session, receive)
+        return await _check_form(request, session, receive,
+                                 PUBLIC_FORM_BYTES if public else MAX_FORM_BYTES)
 
     def _host_allowed(self, request: Request) -> bool:
         allowed = self.settings.allowed_hosts
@@ -161,15 +172,25 @@ def same_origin(request: Request) -> bool:
     return urlsplit(origin).netloc.lower() == request.headers.get("host", "").lower()
 
 
-async def _check_form(request: Request, session: Session,
-                      receive: Receive) -> tuple[Response | None, Receive]:
+async def _check_form(request: Request, session: Session, receive: Receive,
+                      limit: int) -> tuple[Response | None, Receive]:
     """A state-changing request: same origin, and the session's CSRF token in the form."""
     if not same_origin(request):
         return PlainTextResponse("Cross-site request refused", status_code=403), receive
-    body = await _read_body(receive)
+    too_large = PlainTextResponse("Form too large", status_code=413)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return too_large, receive  # refused before a byte of it is read
+    body = await _read_body(receive, limit)
     if body is None:
-        return PlainTextResponse("Form too large", status_code=413), receive
-    fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+        return too_large, receive
+    try:
+        if len(body) > PARSE_ON_LOOP_BYTES:
+            fields = await run_in_threadpool(_parse_form, body)
+        else:
+            fields = _parse_form(body)
+    except ValueError:
+        return PlainTextResponse("Too many form fields", status_code=413), receive
     token = (fields.get("csrf") or [request.headers.get("x-csrf-token", "")])[0]
     if not hmac.compare_digest(token.encode(), session.csrf.encode()):
         return PlainTextResponse("Invalid or missing CSRF token; reload the page",
@@ -188,8 +209,13 @@ def _security_headers(headers: MutableHeaders, scope: Scope) -> None:
         headers["cache-control"] = "private, no-store"
 
 
-async def _read_body(receive: Receive) -> bytes | None:
-    """The whole request body, or None once it grows past ``MAX_FORM_BYTES``."""
+def _parse_form(body: bytes) -> dict[str, list[str]]:
+    return parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True,
+                    max_num_fields=MAX_FIELDS)
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or None once it grows past ``limit``."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -198,7 +224,7 @@ async def _read_body(receive: Receive) -> bytes | None:
             break
         chunk: bytes = message.get("body", b"")
         size += len(chunk)
-        if size > MAX_FORM_BYTES:
+        if size > limit:
             return None
         chunks.append(chunk)
         if not message.get("more_body", False):

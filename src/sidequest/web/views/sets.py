@@ -108,8 +108,11 @@ class _Views:
         if entry is None:
             return render.page(request, "gone.html", self.kind.title, status_code=404,
                                kind=self.kind)
+        # Inflated once, off the event loop: a hostile entry can cost up to the size cap.
+        backtrace = await run_in_threadpool(lambda: entry.error_backtrace)
         return render.page(request, "job.html", entry.klass, kind=self.kind, entry=entry,
-                           labels=LABELS, fields=sorted(entry.item.items()))
+                           labels=LABELS, fields=sorted(entry.item.items()),
+                           backtrace=backtrace)
 
     def _find(self, key: str) -> SortedEntry | None:
         parsed = parse_key(key)
