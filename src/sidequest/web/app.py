@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterable
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -13,6 +14,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from sidequest.errors import ConfigError
+from sidequest.web import errors
 from sidequest.web.auth import AuthCallable, AuthPolicy, digest
 from sidequest.web.limiter import LoginLimiter
 from sidequest.web.revocation import LiveSessions
@@ -94,7 +96,10 @@ def create_app(
         https=https,
         allowed_hosts=frozenset(h.lower() for h in allowed_hosts) if allowed_hosts else None,
     )
-    app = Starlette(routes=routes(), middleware=[Middleware(Guard, settings=settings)])
+    handlers: dict[Any, Any] = {error: errors.redis_unreachable for error in errors.UNREACHABLE}
+    handlers[500] = errors.server_error
+    app = Starlette(routes=routes(), middleware=[Middleware(Guard, settings=settings)],
+                    exception_handlers=handlers)
     app.state.sidequest = settings
     return app
 

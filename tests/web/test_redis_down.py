@@ -1,0 +1,69 @@
+"""``sidequest web`` while Redis is down: a page that says so (where it looked, without the
+password), one log line rather than a traceback per request, and the dashboard back by
+itself when Redis returns. Also: an unexpected error still gets the security headers."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from helpers import wait_for
+from redis_server import RedisServer, free_port
+from serving_helpers import answers, env_for, get, serve, stop
+from sidequest.web import create_app
+from web_helpers import Client
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path, redis_server: RedisServer) -> Iterator[RedisServer]:
+    """A Redis of this test's own, to stop and start (redis_server: skip/fail like the rest)."""
+    server = RedisServer(shutil.which("redis-server") or "redis-server", tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_pages_say_redis_is_unreachable_and_recover(own_redis: RedisServer) -> None:
+    port = free_port()
+    url = own_redis.url.replace("redis://", "redis://:hunter2hunter2@")
+    own_redis.client().config_set("requirepass", "hunter2hunter2")
+    proc = serve(["web", "--port", str(port)], env_for(url))
+    try:
+        wait_for(lambda: answers(f"http://127.0.0.1:{port}/"), 20, "the dashboard")
+        own_redis.stop()
+        for path in ("/", "/queues", "/retries", "/busy", "/stats"):
+            status, body = get(f"http://127.0.0.1:{port}{path}")
+            assert status == 503, (path, body[:300])
+            if path != "/stats":
+                assert "Redis is unreachable" in body
+                assert f"127.0.0.1:{own_redis.port}" in body and "hunter2" not in body
+        own_redis.start()
+        own_redis.client().config_set("requirepass", "hunter2hunter2")
+        wait_for(lambda: get(f"http://127.0.0.1:{port}/queues")[0] == 200, 20,
+                 "the dashboard to recover")
+    finally:
+        out = stop(proc)
+    assert "Traceback" not in out
+    assert out.count("is unreachable") == 1, out  # one line for the outage, not per page
+    assert "hunter2" not in out
+
+
+def test_an_unexpected_error_still_carries_the_security_headers() -> None:
+    app = create_app(insecure=True)
+
+    async def boom(scope: object, receive: object, send: object) -> None:
+        raise RuntimeError("a bug in a view")
+
+    app.router.add_route("/boom", boom)
+    with Client(app, raise_server_exceptions=False) as client:
+        answer = client.get("/boom")
+    assert answer.status_code == 500
+    for header in ("content-security-policy", "x-frame-options", "x-content-type-options",
+                   "cache-control"):
+        assert header in answer.headers, header
+    assert "no-store" in answer.headers["cache-control"]
