@@ -26,6 +26,11 @@ PushOverride = Callable[[list[Payload]], None]
 _override: PushOverride | None = None
 
 
+def pushes_are_local() -> bool:
+    """True in the testing modes: pushes stay in this process instead of going to Redis."""
+    return _override is not None
+
+
 def set_push_override(func: PushOverride | None) -> PushOverride | None:
     """Route pushes to ``func`` instead of Redis (used by ``sidequest.testing``)."""
     global _override
