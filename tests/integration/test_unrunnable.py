@@ -22,7 +22,7 @@ def test_a_class_defined_in_a_function_is_refused(r: redis.Redis) -> None:
         def perform(self) -> None:
             pass
 
-    with pytest.raises(ConfigError, match="defined inside a function.*top level"):
+    with pytest.raises(ConfigError, match=r"defined inside a function.*top level"):
         Inner.perform_async()
     with pytest.raises(ConfigError, match="defined inside a function"):
         Inner.set(queue="x").perform_in(10)
