@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sidequest import middleware
 from sidequest.connection import configure
+from sidequest.enqueue import enqueue
 from sidequest.errors import (
     ConfigError,
     PayloadError,
@@ -33,6 +34,7 @@ __all__ = [
     "__version__",
     # setup
     "configure",
+    "enqueue",
     "job",
     "middleware",
     "on_death",

@@ -71,7 +71,7 @@ def _check_option(key: str, value: Any, where: str) -> None:
         raise ConfigError(f"{where}: option {key}={value!r} is invalid; expected {expect}")
 
 
-def _epoch(when: float | datetime | timedelta, relative: bool) -> float:
+def to_epoch(when: float | datetime | timedelta, relative: bool) -> float:
     if isinstance(when, timedelta):
         return when.total_seconds()
     if isinstance(when, datetime):
@@ -95,10 +95,10 @@ class _Pusher:
         return jid or ""
 
     def perform_in(self, interval: float | timedelta, *args: Any) -> str:
-        return self._at(client.schedule_time(_epoch(interval, relative=True)), args)
+        return self._at(client.schedule_time(to_epoch(interval, relative=True)), args)
 
     def perform_at(self, when: float | datetime, *args: Any) -> str:
-        return self._at(client.schedule_time(_epoch(when, relative=False)), args)
+        return self._at(client.schedule_time(to_epoch(when, relative=False)), args)
 
     def _at(self, at: float | None, args: tuple[Any, ...]) -> str:
         item = {**self._base(), "args": list(args)}

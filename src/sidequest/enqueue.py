@@ -1,0 +1,42 @@
+"""``sidequest.enqueue``: push a job by its name, from a process that cannot import the job
+class (another service, a script, a different codebase), in the spirit of Sidekiq's
+``Client.push``. The same checks as ``perform_async`` run before anything is written."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sidequest import client
+from sidequest.job import PUSH_OPTIONS, to_epoch, validate_options
+
+
+def enqueue(job_name: str, *args: Any, queue: str = "default",
+            delay: float | timedelta | None = None, at: float | datetime | None = None,
+            **options: Any) -> str:
+    """Push the job named ``job_name`` (its wire name: ``"app.jobs.SendWelcome"``, or the
+    class's ``name``) with positional ``args``; returns its jid.
+
+    ``queue`` is where it goes (the job class's own ``queue`` is not known here), ``delay``
+    (seconds or a timedelta) or ``at`` (a datetime or epoch seconds) schedule it, and
+    ``retry``, ``backtrace``, ``dead``, ``retry_queue``, ``tags`` and ``jid`` are the options
+    of ``Job.set(...)``.
+    """
+    if not isinstance(job_name, str) or not job_name.strip():
+        raise ValueError(f"enqueue() needs the job's name as a string, e.g. "
+                         f"'app.jobs.SendWelcome'; got {job_name!r}")
+    if delay is not None and at is not None:
+        raise ValueError("enqueue() takes delay= or at=, not both")
+    validate_options(options, "enqueue()", PUSH_OPTIONS)
+    item: dict[str, Any] = {"class": job_name, "queue": queue, **options, "args": list(args)}
+    if "tags" in item:
+        item["tags"] = list(item["tags"])
+    if delay is not None:
+        when = client.schedule_time(to_epoch(delay, relative=True))
+    elif at is not None:
+        when = client.schedule_time(to_epoch(at, relative=False))
+    else:
+        when = None
+    if when is not None:
+        item["at"] = when
+    return client.push(item) or ""
