@@ -204,11 +204,13 @@ def test_readme_quick_start_works_as_written(
 
 
 def test_readme_testing_example_passes(tmp_path: Path) -> None:
+    # Laid out as the README says: tests/test_jobs.py beside app/, pythonpath = ["."].
     (tmp_path / "app").mkdir()
     (tmp_path / "app" / "jobs.py").write_text(readme_block("quickstart:jobs"))
-    (tmp_path / "test_readme.py").write_text(readme_block("readme:testing"))
-    result = run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "test_readme.py"], tmp_path,
-                 user_env())
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_jobs.py").write_text(readme_block("readme:testing"))
+    (tmp_path / "pyproject.toml").write_text('[tool.pytest.ini_options]\npythonpath = ["."]\n')
+    result = run(["-m", "pytest", "-q", "-p", "no:cacheprovider"], tmp_path, user_env())
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
 
