@@ -181,8 +181,10 @@ def test_dev_outside_a_checkout_asks_for_your_app(tmp_path: Path) -> None:
 # -- README.md -----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("file_form", [False, True], ids=["module", "file"])
 def test_readme_quick_start_works_as_written(
-    redis_url: str, r: redis.Redis, procs: list[subprocess.Popen[str]], tmp_path: Path
+    redis_url: str, r: redis.Redis, procs: list[subprocess.Popen[str]], tmp_path: Path,
+    file_form: bool,
 ) -> None:
     (tmp_path / "app").mkdir()
     (tmp_path / "app" / "jobs.py").write_text(readme_block("quickstart:jobs"))
@@ -194,6 +196,9 @@ def test_readme_quick_start_works_as_written(
 
     command = shlex.split(readme_block("quickstart:run"))
     assert command[0] == "sidequest"
+    if file_form:  # `-r app/jobs.py` must find the jobs the app enqueued as app.jobs.*
+        command = [("app/jobs.py" if word == "app.jobs" else word) for word in command]
+        assert "app/jobs.py" in command
     proc, out = start(command[1:], tmp_path, env)
     procs.append(proc)
     out.wait_for(lambda ln: "Sending the welcome email to user 42" in ln, "SendWelcome's line")
