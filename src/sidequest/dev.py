@@ -51,6 +51,8 @@ INSTALL_HINT = (
 )
 HOST = "127.0.0.1"
 WEB_PORT = 7433
+#: Where an app's perform_async goes with no setting (redis://localhost:6379/0).
+DEFAULT_REDIS_PORT = 6379
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -65,6 +67,13 @@ def main(argv: list[str]) -> int:
     config, demo = _dev_config(args)
     traffic = demo and not args.no_demo_traffic
     source = _configured_by(args, config)
+    if not source and _answers_ping(DEFAULT_REDIS_PORT):
+        # The Redis the app's own perform_async reaches without any setting: use it, so the
+        # worker and the app meet.
+        config = replace(config, redis_url=connection.DEFAULT_URL)
+        source = f"already running on {HOST}:{DEFAULT_REDIS_PORT}, where your app pushes too"
+    if args.print_env:
+        return _print_env(config, source)
     if source:
         _say(f"Redis: {connection.redacted(config.redis_url or connection.url())} ({source})")
         return _run(config, traffic, _web_port(args))
@@ -77,10 +86,24 @@ def main(argv: list[str]) -> int:
         with private_redis(executable) as url:
             connection.configure(redis_url=url)
             _say(f"Redis: {connection.redacted(url)} (private; stopped on exit)")
+            _say("your app pushes to localhost:6379 unless told otherwise; in the shell that"
+                 f" runs it:\n\n    export REDIS_URL={url}\n")
             return _run(replace(config, redis_url=url), traffic, _web_port(args))
     except RedisStartError as exc:
         print(f"sidequest dev: could not start redis-server: {exc}", file=sys.stderr)
         return 1
+
+
+def _print_env(config: Config, source: str) -> int:
+    """``--print-env``: the export line for the Redis dev would use, for the app's shell."""
+    if source:
+        print(f"export REDIS_URL={config.redis_url or connection.url()}")
+        return 0
+    print("sidequest dev: no Redis is configured and none answers on"
+          f" {HOST}:{DEFAULT_REDIS_PORT}, so dev would start a private one on a free port;"
+          " start Redis (sudo apt-get install redis-server) or run sidequest dev and copy the"
+          " export line it prints", file=sys.stderr)
+    return 1
 
 
 def _dev_parser() -> argparse.ArgumentParser:
@@ -96,6 +119,8 @@ def _dev_parser() -> argparse.ArgumentParser:
     parser.add_argument("--web-port", type=int, default=WEB_PORT,
                         help=f"port of the dashboard on 127.0.0.1 (default {WEB_PORT}; 0: any)")
     parser.add_argument("--no-web", action="store_true", help="do not start the dashboard")
+    parser.add_argument("--print-env", action="store_true",
+                        help="print the export REDIS_URL=... line for your app's shell, and exit")
     return parser
 
 

@@ -149,6 +149,8 @@ def test_dev_with_your_app_and_no_demo_traffic(
     procs.append(proc)
     found = PRIVATE_URL.search(out.wait_for(PRIVATE_URL.search, "private Redis URL"))
     assert found is not None
+    # The app's shell is told exactly how to reach the same Redis.
+    out.wait_for(lambda ln: ln.strip() == f"export REDIS_URL={found.group(1)}", "export line")
     out.wait_for(lambda ln: "Ctrl-C" in ln, "'Press Ctrl-C' line")
     enqueue = readme_block("quickstart:enqueue")
     subprocess.run([sys.executable, "-c", enqueue], cwd=tmp_path, check=True, timeout=30,
@@ -226,3 +228,37 @@ def test_readme_config_file_is_valid(tmp_path: Path) -> None:
     config = build(str(path))
     assert config.require == ("app.jobs",)
     assert config.queues == (("critical", 3), ("default", 2), ("low", 1))
+
+
+def test_dev_print_env_gives_the_export_line(redis_url: str, tmp_path: Path) -> None:
+    result = run(["-m", "sidequest", "dev", "-r", "json", "--print-env"], tmp_path,
+                 user_env(REDIS_URL=redis_url))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"export REDIS_URL={redis_url}"
+
+
+def test_dev_uses_a_redis_already_on_the_default_port(
+    redis_server: RedisServer, procs: list[subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    if accepts_connections(6379):
+        pytest.skip("something already listens on 6379; this test starts its own Redis there")
+    default = RedisServer(redis_server.executable, tmp_path)
+    default.port = 6379
+    default.start()
+    try:
+        result = run(["-m", "sidequest", "dev", "-r", "json", "--print-env"], tmp_path,
+                     user_env())
+        assert result.stdout.strip() == "export REDIS_URL=redis://localhost:6379/0"
+        (tmp_path / "app").mkdir()
+        (tmp_path / "app" / "jobs.py").write_text(readme_block("quickstart:jobs"))
+        proc, out = start(["dev", "-r", "app.jobs", "--no-web"], tmp_path, user_env())
+        procs.append(proc)
+        out.wait_for(lambda ln: "already running on 127.0.0.1:6379" in ln, "the Redis line")
+        out.wait_for(lambda ln: "Ctrl-C" in ln, "'Press Ctrl-C' line")
+        # The app, with no setting at all, pushes where the worker listens.
+        subprocess.run([sys.executable, "-c", readme_block("quickstart:enqueue")],
+                       cwd=tmp_path, check=True, timeout=30, env=user_env())
+        out.wait_for(lambda ln: "Sending the welcome email to user 42" in ln, "the job's line")
+        stop_and_check(proc, out, signal.SIGTERM)
+    finally:
+        default.stop()
