@@ -46,6 +46,11 @@ def normalize(item: Payload, created_at: float | None = None, jid: str | None = 
     if type(args) is not list:
         raise TypeError(f"job args must be a list, got {type(args).__name__}: {args!r}")
     check_args(args)
+    kwargs = item.get("kwargs")
+    if kwargs is not None:
+        if type(kwargs) is not dict:
+            raise TypeError(f"job kwargs must be a dict, got {type(kwargs).__name__}")
+        check_args(kwargs, "kwargs")
     _check_timing_and_tags(item)
     queue = item.get("queue", "default")
     if not isinstance(queue, str) or not queue:

@@ -7,6 +7,7 @@ import, not at 3 a.m. in a worker. Each job class is registered under its wire n
 from __future__ import annotations
 
 import difflib
+import inspect
 import math
 import re
 import sys
@@ -90,18 +91,23 @@ class _Pusher:
     def _base(self) -> Payload:
         raise NotImplementedError
 
-    def perform_async(self, *args: Any) -> str:
-        jid = client.push({**self._base(), "args": list(args)})
-        return jid or ""
+    def _job_class(self) -> type[Job]:
+        raise NotImplementedError
 
-    def perform_in(self, interval: float | timedelta, *args: Any) -> str:
-        return self._at(client.schedule_time(to_epoch(interval, relative=True)), args)
+    def perform_async(self, *args: Any, **kwargs: Any) -> str:
+        return self._at(None, args, kwargs)
 
-    def perform_at(self, when: float | datetime, *args: Any) -> str:
-        return self._at(client.schedule_time(to_epoch(when, relative=False)), args)
+    def perform_in(self, interval: float | timedelta, *args: Any, **kwargs: Any) -> str:
+        return self._at(client.schedule_time(to_epoch(interval, relative=True)), args, kwargs)
 
-    def _at(self, at: float | None, args: tuple[Any, ...]) -> str:
+    def perform_at(self, when: float | datetime, *args: Any, **kwargs: Any) -> str:
+        return self._at(client.schedule_time(to_epoch(when, relative=False)), args, kwargs)
+
+    def _at(self, at: float | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        check_call(self._job_class(), args, kwargs)
         item = {**self._base(), "args": list(args)}
+        if kwargs:  # only then: a positional job's payload stays what Sidekiq writes
+            item[KWARGS] = kwargs
         if at is not None:
             item["at"] = at
         return client.push(item) or ""
@@ -116,6 +122,9 @@ class _Pusher:
 class _Setter(_Pusher):
     def __init__(self, cls: type[Job], options: dict[str, Any]) -> None:
         self._cls, self._options = cls, options
+
+    def _job_class(self) -> type[Job]:
+        return self._cls
 
     def _base(self) -> Payload:
         check_runnable(self._cls)
@@ -151,6 +160,9 @@ class _JobMeta(_Pusher, type):
     def _base(cls) -> Payload:
         check_runnable(cls)
         return cls.payload_base()  # type: ignore[attr-defined,no-any-return]
+
+    def _job_class(cls) -> type[Job]:
+        return cls  # type: ignore[return-value]
 
     @property
     def jobs(cls) -> list[Payload]:
@@ -233,6 +245,41 @@ class Job(metaclass=_JobMeta):
         return None
 
 
+#: The top-level payload key of keyword arguments. Ruby Sidekiq ignores keys it does not
+#: know; a Ruby-pushed job has none and runs with its positional ``args`` only.
+KWARGS = "kwargs"
+_signatures: dict[type, inspect.Signature | None] = {}
+
+
+def _with_self(fn: Callable[..., Any]) -> inspect.Signature | None:
+    """``fn``'s signature with a leading ``self``, as a method's: what a push is checked on."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    this = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
+    return signature.replace(parameters=[this, *signature.parameters.values()])
+
+
+def check_call(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Refuse a push whose arguments ``perform`` cannot take, naming the job and the signature,
+    now rather than as a TypeError in the worker (retried for weeks)."""
+    if cls not in _signatures:
+        try:
+            _signatures[cls] = inspect.signature(cls.perform)  # type: ignore[attr-defined]
+        except (TypeError, ValueError):  # a C function or odd callable: nothing to check
+            _signatures[cls] = None
+    signature = _signatures[cls]
+    if signature is None:
+        return
+    try:
+        signature.bind(None, *args, **kwargs)
+    except TypeError as exc:
+        shown = signature.replace(parameters=list(signature.parameters.values())[1:])
+        name = vars(cls).get("name") or f"{cls.__module__}.{cls.__qualname__}"
+        raise TypeError(f"{name}.perform{shown} cannot take these arguments: {exc}") from None
+
+
 _runnable: set[type] = set()
 
 
@@ -301,14 +348,14 @@ class JobFunction:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.func(*args, **kwargs)
 
-    def perform_async(self, *args: Any) -> str:
-        return self.job_class.perform_async(*args)
+    def perform_async(self, *args: Any, **kwargs: Any) -> str:
+        return self.job_class.perform_async(*args, **kwargs)
 
-    def perform_in(self, interval: float | timedelta, *args: Any) -> str:
-        return self.job_class.perform_in(interval, *args)
+    def perform_in(self, interval: float | timedelta, *args: Any, **kwargs: Any) -> str:
+        return self.job_class.perform_in(interval, *args, **kwargs)
 
-    def perform_at(self, when: float | datetime, *args: Any) -> str:
-        return self.job_class.perform_at(when, *args)
+    def perform_at(self, when: float | datetime, *args: Any, **kwargs: Any) -> str:
+        return self.job_class.perform_at(when, *args, **kwargs)
 
     def perform_bulk(
         self, args_list: Iterable[list[Any]], batch_size: int = 1000
@@ -336,8 +383,10 @@ def job(
         where = f"@job on {fn.__module__}.{fn.__qualname__}"
         validate_options(options, where, OPTIONS)
 
-        def perform(self: Job, *args: Any) -> None:
-            fn(*args)
+        def perform(self: Job, *args: Any, **kwargs: Any) -> None:
+            fn(*args, **kwargs)
+
+        perform.__signature__ = _with_self(fn)  # type: ignore[attr-defined]
 
         attrs: dict[str, Any] = {
             "perform": perform,

@@ -298,8 +298,9 @@ def _run(job: Payload) -> None:
     instance = cls()
     instance.jid = job.get("jid", "")
     instance.payload = job
-    args = job["args"]
-    server_middleware.invoke((instance, job, job["queue"]), lambda: instance.perform(*args))
+    args, kwargs = job["args"], job.get("kwargs") or {}
+    server_middleware.invoke((instance, job, job["queue"]),
+                             lambda: instance.perform(*args, **kwargs))
 
 
 def _wire_name(job: JobRef) -> str:

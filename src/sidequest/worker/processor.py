@@ -82,12 +82,12 @@ class Processor:
             instance = cls()
             instance.jid = job.get("jid", "")
             instance.payload = job
-            args = job["args"]
+            args, kwargs = job["args"], job.get("kwargs") or {}
             if len(middleware.server):
                 chain_args = (instance, job, work.queue)
-                middleware.server.invoke(chain_args, lambda: instance.perform(*args))
+                middleware.server.invoke(chain_args, lambda: instance.perform(*args, **kwargs))
             else:
-                instance.perform(*args)
+                instance.perform(*args, **kwargs)
         except BaseException as exc:  # a job's SystemExit must not end the worker
             fields["elapsed"] = round(time.monotonic() - started, 3)
             summary = f"fail: {retry.error_class(exc)}: {retry.error_message(exc)[:2000]}"
