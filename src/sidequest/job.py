@@ -275,7 +275,9 @@ def check_call(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None
     try:
         signature.bind(None, *args, **kwargs)
     except TypeError as exc:
-        shown = signature.replace(parameters=list(signature.parameters.values())[1:])
+        plain = [p.replace(annotation=inspect.Parameter.empty)
+                 for p in list(signature.parameters.values())[1:]]
+        shown = inspect.Signature(plain)
         name = vars(cls).get("name") or f"{cls.__module__}.{cls.__qualname__}"
         raise TypeError(f"{name}.perform{shown} cannot take these arguments: {exc}") from None
 

@@ -56,3 +56,27 @@ def test_bad_calls_write_nothing(r: redis.Redis, call: object, error: type, says
     with pytest.raises(error, match=says):
         call()  # type: ignore[operator]
     assert r.dbsize() == 0
+
+
+class KwFlaky(sidequest.Job):
+    """Fails its first run, so the retry is seen to keep the keywords."""
+
+    name = "tests.KwFlaky"
+    RUNS: list[dict[str, object]] = []
+
+    def perform(self, n: int, *, label: str, extra: dict[str, int] | None = None) -> None:
+        KwFlaky.RUNS.append({"n": n, "label": label, "extra": extra})
+        if len(KwFlaky.RUNS) == 1:
+            raise RuntimeError("first run fails")
+
+
+def test_a_worker_runs_keyword_arguments_and_a_retry_keeps_them(r: redis.Redis) -> None:
+    KwFlaky.RUNS.clear()
+    KwFlaky.perform_async(3, label="é", extra={"a": 1})
+    with running_worker():
+        wait_for(lambda: r.zcard("retry") == 1, what="the first failure to be in retry")
+        (entry,) = r.zrange("retry", 0, -1)
+        assert json.loads(entry)["kwargs"] == {"label": "é", "extra": {"a": 1}}
+        r.zadd("retry", {entry: 0})  # due now
+        wait_for(lambda: len(KwFlaky.RUNS) == 2, what="the retry to run")
+    assert KwFlaky.RUNS[1] == {"n": 3, "label": "é", "extra": {"a": 1}}
