@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, ClassVar, overload
+from typing import Any, ClassVar, Generic, ParamSpec, TypeVar, overload
 
 from sidequest import client, registry
 from sidequest.errors import ConfigError
@@ -245,6 +245,9 @@ class Job(metaclass=_JobMeta):
         return None
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
 #: The top-level payload key of keyword arguments. Ruby Sidekiq ignores keys it does not
 #: know; a Ruby-pushed job has none and runs with its positional ``args`` only.
 KWARGS = "kwargs"
@@ -337,26 +340,30 @@ def _check_typos(cls: type, where: str) -> None:
             raise ConfigError(f"{where}: unknown option {key!r}; did you mean {hint!r}?")
 
 
-class JobFunction:
-    """What ``@job`` returns: call it to run the function now, or enqueue it like a Job class."""
+class JobFunction(Generic[P, R]):
+    """What ``@job`` returns: call it to run the function now, or enqueue it like a Job class.
 
-    def __init__(self, func: Callable[..., Any], job_class: type[Job]) -> None:
+    Generic over the function's parameters, so that type checkers check ``perform_async``,
+    ``perform_in`` and ``perform_at`` calls against the function's own signature.
+    """
+
+    def __init__(self, func: Callable[P, R], job_class: type[Job]) -> None:
         self.func = func
         self.job_class = job_class
         self.__doc__ = func.__doc__
         self.__name__ = getattr(func, "__name__", "job")
         self.__wrapped__ = func
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.func(*args, **kwargs)
 
-    def perform_async(self, *args: Any, **kwargs: Any) -> str:
+    def perform_async(self, *args: P.args, **kwargs: P.kwargs) -> str:
         return self.job_class.perform_async(*args, **kwargs)
 
-    def perform_in(self, interval: float | timedelta, *args: Any, **kwargs: Any) -> str:
+    def perform_in(self, interval: float | timedelta, *args: P.args, **kwargs: P.kwargs) -> str:
         return self.job_class.perform_in(interval, *args, **kwargs)
 
-    def perform_at(self, when: float | datetime, *args: Any, **kwargs: Any) -> str:
+    def perform_at(self, when: float | datetime, *args: P.args, **kwargs: P.kwargs) -> str:
         return self.job_class.perform_at(when, *args, **kwargs)
 
     def perform_bulk(
@@ -373,15 +380,15 @@ class JobFunction:
 
 
 @overload
-def job(func: Callable[..., Any], /) -> JobFunction: ...
+def job(func: Callable[P, R], /) -> JobFunction[P, R]: ...
 @overload
-def job(func: None = None, /, **options: Any) -> Callable[[Callable[..., Any]], JobFunction]: ...
+def job(func: None = None, /, **options: Any) -> Callable[[Callable[P, R]], JobFunction[P, R]]: ...
 def job(
-    func: Callable[..., Any] | None = None, /, **options: Any
-) -> JobFunction | Callable[[Callable[..., Any]], JobFunction]:
+    func: Callable[P, R] | None = None, /, **options: Any
+) -> JobFunction[P, R] | Callable[[Callable[P, R]], JobFunction[P, R]]:
     """Turn a function into a job: ``@job`` or ``@job(queue="low", retry=3)``."""
 
-    def wrap(fn: Callable[..., Any]) -> JobFunction:
+    def wrap(fn: Callable[P, R]) -> JobFunction[P, R]:
         where = f"@job on {fn.__module__}.{fn.__qualname__}"
         validate_options(options, where, OPTIONS)
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 import sys
 import threading
 from types import TracebackType
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 from sidequest import client, middleware, registry
 from sidequest.errors import SidequestError
@@ -46,7 +46,7 @@ from sidequest.payload import Payload, dumps, loads, now
 
 Mode = Literal["disabled", "fake", "inline"]
 #: A job class, an ``@job`` function, or a wire name (for a job another process defines).
-JobRef: TypeAlias = type[Job] | JobFunction | str
+JobRef: TypeAlias = type[Job] | JobFunction[Any, Any] | str
 #: Rounds of "run every queued job" before a drain gives up: a job that keeps enqueueing
 #: itself would otherwise hang the test suite instead of failing one test.
 MAX_ROUNDS = 10_000
