@@ -227,9 +227,16 @@ def normalized(job: Payload, queue: str | None = None) -> Payload:
     return out
 
 
+#: Largest value read as a time (milliseconds of the year 5000, give or take): beyond it a
+#: field holds garbage, which reads as "unknown" rather than breaking every page showing it.
+_MAX_TIME = 1e14
+
+
 def timestamp(value: Any) -> float | None:
     """A payload time in float seconds, whether written as seconds (6.x/7.x) or ms (8.x)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not -_MAX_TIME < value < _MAX_TIME:  # 1e300, 10**400, inf: odd data, not a time
         return None
     if isinstance(value, int) or value > _MS_THRESHOLD:
         # Sidekiq 8 writes integer milliseconds; an integer of seconds never occurs in 6/7.

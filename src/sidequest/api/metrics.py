@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from sidequest import connection, keys
+from sidequest.api.lenient import as_int
 from sidequest.metrics import BUCKETS, minute_stamp
 
 #: Period name -> (seconds, slot length in seconds).
@@ -75,7 +76,7 @@ def summary(
             name, _, kind = raw_field.decode("utf-8", "replace").rpartition("|")
             if needle and needle not in name.lower():
                 continue
-            _add(found.setdefault(name, ClassMetrics(name)), kind, int(value))
+            _add(found.setdefault(name, ClassMetrics(name)), kind, as_int(value))
     return sorted(found.values(), key=lambda m: (-m.total_ms, -m.processed, m.name))
 
 
@@ -95,7 +96,7 @@ def for_class(name: str, period: str = "1h",
     metrics = ClassMetrics(name)
     series = []
     for (start, _), (p, f, ms) in zip(periods, replies, strict=False):
-        slot = Slot(start, int(p or 0), int(f or 0), int(ms or 0))
+        slot = Slot(start, as_int(p), as_int(f), as_int(ms))
         series.append(slot)
         metrics.processed += slot.processed
         metrics.failed += slot.failed

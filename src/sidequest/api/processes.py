@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sidequest import connection, keys
+from sidequest.api.lenient import as_float, as_int, json_object, replies
 from sidequest.api.records import JobRecord
 
 _FIELDS = ("info", "busy", "beat", "quiet", "rss", "rtt_us", "concurrency")
@@ -21,25 +22,25 @@ class Process:
     def __init__(self, identity: str, info: dict[str, Any], fields: dict[str, Any]) -> None:
         self.identity = identity
         self.info = info
-        self.busy = int(fields.get("busy") or 0)
-        self.beat = float(fields.get("beat") or 0)
+        self.busy = as_int(fields.get("busy"))
+        self.beat = as_float(fields.get("beat")) or 0.0
         #: True once the process was told to quiet or stop (Sidekiq's ``stopping?``).
         self.stopping = fields.get("quiet") == "true"
-        self.rss = int(fields.get("rss") or 0)
-        self.rtt_us = int(fields.get("rtt_us") or 0)
+        self.rss = as_int(fields.get("rss"))
+        self.rtt_us = as_int(fields.get("rtt_us"))
         hash_concurrency = fields.get("concurrency")
         # Sidekiq 8.1.2+ keeps concurrency only as a hash field; older ones only in info.
-        self.concurrency = int(hash_concurrency or info.get("concurrency") or 0)
+        self.concurrency = as_int(hash_concurrency or info.get("concurrency"))
 
     def __repr__(self) -> str:
         return f"<Process {self.identity} busy={self.busy}/{self.concurrency}>"
 
     hostname = property(lambda self: str(self.info.get("hostname", "")))
-    pid = property(lambda self: int(self.info.get("pid") or 0))
+    pid = property(lambda self: as_int(self.info.get("pid")))
     tag = property(lambda self: str(self.info.get("tag") or ""))
     labels = property(lambda self: list(self.info.get("labels") or []))
     queues = property(lambda self: list(self.info.get("queues") or []))
-    started_at = property(lambda self: float(self.info.get("started_at") or 0))
+    started_at = property(lambda self: as_float(self.info.get("started_at")) or 0.0)
     version = property(lambda self: str(self.info.get("version") or ""))
 
     def quiet(self) -> None:
@@ -94,7 +95,7 @@ class ProcessSet:
             fields = dict(zip(_FIELDS, (_text(v) for v in values), strict=True))
             if fields["info"] is None:
                 continue  # expired between the two reads
-            yield Process(identity.decode(), json.loads(fields["info"]), fields)
+            yield Process(identity.decode(), json_object(fields["info"]), fields)
 
     @property
     def size(self) -> int:
@@ -156,7 +157,7 @@ class WorkSet:
         pipe = client.pipeline(transaction=False)
         for identity in identities:
             pipe.hget(identity, "busy")
-        return sum(int(b or 0) for b in pipe.execute())
+        return sum(as_int(b) for b in replies(pipe))
 
     def __len__(self) -> int:
         return self.size
@@ -167,9 +168,9 @@ def _text(value: bytes | None) -> str | None:
 
 
 def _work(process: str, tid: str, value: bytes) -> Work:
-    entry = json.loads(value)
+    entry = json_object(value)  # an unreadable entry shows as an unknown job, not an error
     payload = entry.get("payload")
     # Readers accept the payload as a JSON string or as an object (Sidekiq 8 does both).
     raw = payload if isinstance(payload, str) else json.dumps(payload)
-    return Work(process, tid, str(entry.get("queue", "")), float(entry.get("run_at") or 0),
+    return Work(process, tid, str(entry.get("queue", "")), as_float(entry.get("run_at")) or 0.0,
                 JobRecord(raw))

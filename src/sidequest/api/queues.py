@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
+
+import redis
 
 from sidequest import connection, keys
+from sidequest.api.lenient import as_int, replies
 from sidequest.api.records import JobRecord
 
 PAGE = 100
@@ -37,7 +40,10 @@ class Queue:
     @property
     def latency(self) -> float:
         """Seconds the oldest job has waited; 0 for an empty queue."""
-        return latency_of(cast("bytes | None", connection.client().lindex(self.key, -1)))
+        try:
+            return latency_of(cast("bytes | None", connection.client().lindex(self.key, -1)))
+        except redis.ResponseError:  # not a list: another program's key
+            return 0.0
 
     def page(self, page: int = 1, count: int = 25, oldest_first: bool = False) -> list[JobRecord]:
         """One page (1-based), newest first unless ``oldest_first``."""
@@ -55,10 +61,11 @@ class Queue:
             pipe.lrange(self.key, -start - count, -start - 1)
         else:
             pipe.lrange(self.key, start, start + count - 1)
-        size, raws = cast(Any, pipe.execute())
+        size, raws = replies(pipe)  # a key of the wrong type reads as empty
+        raws = list(raws or ())
         if oldest_first:
             raws.reverse()
-        return [JobRecord(raw, self.key) for raw in raws], int(size)
+        return [JobRecord(raw, self.key) for raw in raws], as_int(size)
 
     def each(self, oldest_first: bool = False) -> Iterator[JobRecord]:
         page = 1
@@ -108,8 +115,8 @@ def summaries() -> list[QueueSummary]:
     for name in names:
         pipe.llen(keys.queue(name))
         pipe.lindex(keys.queue(name), -1)
-    replies = pipe.execute()
-    return [QueueSummary(name, int(replies[2 * i]), latency_of(replies[2 * i + 1]))
+    answers = replies(pipe)  # a key of the wrong type reads as an empty queue
+    return [QueueSummary(name, as_int(answers[2 * i]), latency_of(answers[2 * i + 1]))
             for i, name in enumerate(names)]
 
 

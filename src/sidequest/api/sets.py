@@ -3,11 +3,13 @@ one entry at a time, each move atomic (it cannot be lost or doubled by a racing 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from typing import Any, cast
 
 from sidequest import connection, keys
+from sidequest.api.lenient import as_int, replies
 from sidequest.api.records import JobRecord
 from sidequest.morgue import DEAD_MAX_JOBS, DEAD_TIMEOUT, add_dead
 from sidequest.payload import dumps, normalized, now
@@ -78,8 +80,8 @@ class JobSet:
         pipe = connection.client().pipeline(transaction=False)
         pipe.zcard(self.name)
         pipe.zrange(self.name, start, start + count - 1, desc=newest_first, withscores=True)
-        size, rows = cast(Any, pipe.execute())
-        return [SortedEntry(self, raw, score) for raw, score in rows], int(size)
+        size, rows = replies(pipe)  # a key of the wrong type reads as empty
+        return [SortedEntry(self, raw, score) for raw, score in rows or ()], as_int(size)
 
     def each(self, newest_first: bool = True) -> Iterator[SortedEntry]:
         """Every entry, read a page at a time."""
@@ -134,7 +136,10 @@ class JobSet:
 
     def fetch(self, score: float, jid: str | None = None) -> list[SortedEntry]:
         """Entries with exactly this score (and jid, if given): how a UI row is found again."""
-        rows = connection.client().zrange(self.name, score, score, byscore=True, withscores=True)
+        if math.isnan(score):
+            return []  # no member has it; Redis would refuse the range
+        bound = repr(score) if math.isfinite(score) else ("+inf" if score > 0 else "-inf")
+        rows = connection.client().zrange(self.name, bound, bound, byscore=True, withscores=True)
         entries = [SortedEntry(self, raw, s) for raw, s in cast(Any, rows)]
         return [e for e in entries if jid is None or e.jid == jid]
 

@@ -7,6 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, cast
 
 from sidequest import connection, keys
+from sidequest.api.lenient import as_int, replies
 from sidequest.api.queues import latency_of
 
 #: History reads at most this many days (an MGET per request; Sidekiq's CVE-2022-23837).
@@ -38,23 +39,25 @@ class Stats:
         _counters(pipe)
         pipe.smembers(keys.QUEUES)
         pipe.smembers(keys.PROCESSES)
-        (processed, failed, self.scheduled_size, self.retry_size, self.dead_size,
-         self.processes_size, oldest, queue_names, processes) = cast(Any, pipe.execute())
-        self.processed = int(processed or 0)
-        self.failed = int(failed or 0)
+        (processed, failed, scheduled, retries, dead, procs, oldest, queue_names,
+         processes) = replies(pipe)  # a key of the wrong type reads as unknown
+        self.scheduled_size, self.retry_size = as_int(scheduled), as_int(retries)
+        self.dead_size, self.processes_size = as_int(dead), as_int(procs)
+        self.processed = as_int(processed)
+        self.failed = as_int(failed)
         self.default_queue_latency = latency_of(oldest)
-        names = sorted(n.decode() for n in queue_names)
+        names = sorted(n.decode() for n in queue_names or ())
         pipe = client.pipeline(transaction=False)
         for name in names:
             pipe.llen(keys.queue(name))
-        for identity in processes:
+        for identity in processes or ():
             pipe.hget(identity, "busy")
-        sizes = pipe.execute()
+        sizes = replies(pipe)
         # Largest first, as Sidekiq orders them; names break ties so the order is stable.
-        pairs = sorted(zip(names, (int(s) for s in sizes), strict=False), key=lambda p: -p[1])
+        pairs = sorted(zip(names, (as_int(s) for s in sizes), strict=False), key=lambda p: -p[1])
         self.queues: dict[str, int] = dict(pairs)
         self.enqueued = sum(self.queues.values())
-        self.workers_size = sum(int(b or 0) for b in sizes[len(names):])
+        self.workers_size = sum(as_int(b) for b in sizes[len(names):])
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -84,7 +87,7 @@ class Stats:
         out: dict[str, dict[str, int]] = {}
         for kind in ("processed", "failed"):
             values = connection.client().mget([keys.stat_daily(kind, d) for d in dates])
-            out[kind] = {d: int(v or 0) for d, v in zip(dates, cast(Any, values), strict=True)}
+            out[kind] = {d: as_int(v) for d, v in zip(dates, cast(Any, values), strict=True)}
         return out
 
 
@@ -111,15 +114,17 @@ class Totals:
         pipe.smembers(keys.QUEUES)
         pipe.smembers(keys.PROCESSES)
         processed, failed, scheduled, retries, dead, processes, oldest, names, identities = (
-            cast(Any, pipe.execute())
+            replies(pipe)  # a key of the wrong type reads as unknown, not an error
         )
+        names, identities = names or set(), identities or set()
         # The script is handed every key it reads (servers that check declared keys insist).
         queue_keys = [keys.queue(name.decode()) for name in names]
         sums = connection.script("totals")(
             keys=[*queue_keys, *identities], args=[len(queue_keys)], client=client)
-        return cls(processed=int(processed or 0), failed=int(failed or 0), busy=int(sums[1]),
-                   processes=int(processes), enqueued=int(sums[0]), scheduled=int(scheduled),
-                   retries=int(retries), dead=int(dead), default_latency=latency_of(oldest))
+        return cls(processed=as_int(processed), failed=as_int(failed), busy=as_int(sums[1]),
+                   processes=as_int(processes), enqueued=as_int(sums[0]),
+                   scheduled=as_int(scheduled), retries=as_int(retries), dead=as_int(dead),
+                   default_latency=latency_of(oldest))
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

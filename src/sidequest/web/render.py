@@ -115,7 +115,10 @@ def ago(seconds: float | None, now: float | None = None) -> str:
 def utc(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    try:
+        return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, OSError, ValueError, TypeError):  # 1e300, inf: odd data in Redis
+        return "(unreadable time)"
 
 
 def short_json(value: Any, limit: int = ARGS_IN_TABLE) -> str:

@@ -1,0 +1,107 @@
+"""Every page over hostile or odd values written straight into Redis: each page renders what
+it can (200, or a clean 404 for a job it cannot find) and never answers 500."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import pytest
+import redis
+
+from web_helpers import Client
+
+pytestmark = pytest.mark.redis
+
+NOW = time.time()
+IDENTITY = "odd-host:1:abcdef"
+
+
+def job(**fields: object) -> str:
+    base = {"class": "Odd", "args": [1], "jid": "0123456789abcdef01234567", "queue": "default",
+            "retry": True, "created_at": NOW, "enqueued_at": NOW}
+    return json.dumps({**base, **fields})
+
+
+def process(r: redis.Redis, **fields: str) -> None:
+    info = {"hostname": "odd-host", "pid": 1, "started_at": NOW, "concurrency": 5,
+            "queues": ["default"], "identity": IDENTITY, "tag": "", "labels": []}
+    values = {"info": json.dumps(info), "busy": "0", "beat": str(NOW), "quiet": "false",
+              "rss": "1000", "rtt_us": "100", "concurrency": "5", **fields}
+    r.sadd("processes", IDENTITY)
+    r.hset(IDENTITY, mapping=values)
+
+
+def work(r: redis.Redis, entry: str) -> None:
+    process(r, busy="1")
+    r.hset(f"{IDENTITY}:work", "tid1", entry)
+    r.hset(f"{IDENTITY}:workers", "tid1", entry)
+
+
+def queued(payload: str) -> Callable[[redis.Redis], None]:
+    def write(r: redis.Redis) -> None:
+        r.sadd("queues", "default")
+        r.lpush("queue:default", payload)
+    return write
+
+
+def in_set(name: str, payload: str, score: float = NOW) -> Callable[[redis.Redis], None]:
+    return lambda r: r.zadd(name, {payload: score})
+
+
+BAD: dict[str, Callable[[redis.Redis], object]] = {
+    "info not JSON": lambda r: process(r, info="{not json"),
+    "info a list": lambda r: process(r, info="[1, 2]"),
+    "busy abc": lambda r: process(r, busy="abc"),
+    "pid and concurrency not numbers": lambda r: process(
+        r, info=json.dumps({"pid": "x", "concurrency": "y", "started_at": 1e300}),
+        concurrency="many"),
+    "started_at 1e300": lambda r: process(r, info=json.dumps({"started_at": 1e300})),
+    "work entry not JSON": lambda r: work(r, "{oops"),
+    "work entry with odd run_at": lambda r: work(r, json.dumps(
+        {"queue": "default", "payload": job(), "run_at": "soon"})),
+    "work payload not a job": lambda r: work(r, json.dumps(
+        {"queue": "default", "payload": "[1]", "run_at": NOW})),
+    "retry score inf": in_set("retry", job(), float("inf")),
+    "retry score 1e300": in_set("retry", job(), 1e300),
+    "dead score -inf": in_set("dead", job(), float("-inf")),
+    "created_at 1e20": queued(job(created_at=1e20, enqueued_at=1e20)),
+    "created_at 10**400": queued(job(created_at=10**400, enqueued_at=10**400)),
+    "enqueued_at a string": queued(job(enqueued_at="yesterday")),
+    "retry entry with huge times": in_set("retry", job(failed_at=10**400, retried_at=1e20,
+                                                       retry_count="x")),
+    "queue key of the wrong type": lambda r: (r.sadd("queues", "default"),
+                                              r.set("queue:default", "a string")),
+    "schedule of the wrong type": lambda r: r.set("schedule", "x"),
+    "stat:processed abc": lambda r: r.set("stat:processed", "abc"),
+    "daily stat 1.5": lambda r: r.set(
+        f"stat:processed:{time.strftime('%Y-%m-%d', time.gmtime())}", "1.5"),
+    "metrics counter abc": lambda r: r.hset(
+        f"sq:metrics:1m:{time.strftime('%Y%m%d%H%M', time.gmtime())}",
+        mapping={"Odd|p": "abc", "Odd|f": "1.5", "Odd|ms": "x"}),
+    "payload not JSON in a queue": queued("{broken"),
+    "payload a JSON list in retry": in_set("retry", "[1, 2, 3]"),
+}
+PAGES = ["/", "/?days=30", "/stats", "/busy", "/queues", "/queues/default",
+         "/queues/default?direction=asc", "/retries", "/scheduled", "/morgue", "/metrics",
+         "/metrics/Odd", "/retries?substr=Odd"]
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_every_page_survives(client: Client, r: redis.Redis, case: str) -> None:
+    BAD[case](r)
+    failures = {}
+    for path in PAGES:
+        answer = client.get(path)
+        if answer.status_code != 200:
+            failures[path] = answer.status_code
+    # A job page for a set entry whose key holds an odd score.
+    for name, slug in (("retry", "retries"), ("dead", "morgue"), ("schedule", "scheduled")):
+        if r.type(name) == "zset":
+            for _member, score in r.zrange(name, 0, 0, withscores=True):
+                answer = client.get(f"/{slug}/{score!r}-0123456789abcdef01234567")
+                if answer.status_code not in (200, 404):
+                    failures[f"/{slug}/<entry>"] = answer.status_code
+    assert client.get("/retries/nan-x").status_code in (200, 404)
+    assert not failures, failures
