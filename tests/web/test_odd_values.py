@@ -105,3 +105,20 @@ def test_every_page_survives(client: Client, r: redis.Redis, case: str) -> None:
                     failures[f"/{slug}/<entry>"] = answer.status_code
     assert client.get("/retries/nan-x").status_code in (200, 404)
     assert not failures, failures
+
+
+def test_bidi_controls_are_shown_escaped(client: Client, r: redis.Redis) -> None:
+    r.sadd("queues", "default")
+    r.lpush("queue:default", job(args=["invoice\u202etxt.exe"]))
+    page = client.get("/queues/default").text
+    assert "\u202e" not in page and "invoice\\u202etxt.exe" in page
+
+
+def test_a_huge_queue_name_makes_no_huge_cookie(client: Client, r: redis.Redis) -> None:
+    name = "q" * 6000
+    r.sadd("queues", name)
+    r.lpush(f"queue:{name}", job(queue=name))
+    answer = client.submit(f"/queues/{name}/delete")
+    assert answer.status_code == 303
+    assert len(answer.headers.get("set-cookie", "")) < 1000
+    assert not r.exists(f"queue:{name}")

@@ -9,12 +9,14 @@ it quote it as one path segment, and nothing is ever marked safe.
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import datetime, timezone
 from typing import Any, cast
 from urllib.parse import quote, urlencode
 
 import jinja2
+import markupsafe
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 
@@ -150,12 +152,27 @@ def page_url(context: jinja2.runtime.Context, **changes: str | int | None) -> st
     return root(request) + route_path(request.scope) + ("?" + urlencode(params) if params else "")
 
 
+#: Bidirectional and invisible formatting characters: printed raw, a job name or argument
+#: could show text in another order than it has (U+202E turns "exe.txt" around).
+_BIDI = re.compile("[\u061c\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def visible(value: Any) -> Any:
+    """Every printed value with bidi and invisible controls shown as ``\\u202e``."""
+    if isinstance(value, str) and _BIDI.search(value):
+        shown = _BIDI.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
+        # Already-escaped markup stays markup: the replacements are plain ASCII.
+        return markupsafe.Markup(shown) if isinstance(value, markupsafe.Markup) else shown
+    return value
+
+
 ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("sidequest.web", "templates"),
     autoescape=True,  # every template, whatever its name: nothing is printed unescaped
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
+    finalize=visible,
 )
 ENV.filters.update(seg=segment, number=number, ago=ago, utc=utc, short_json=short_json,
                    full_json=full_json, kb=kilobytes)

@@ -37,6 +37,10 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+#: Longest flash message kept in the session cookie.
+MAX_FLASH = 300
+
+
 @dataclass
 class Session:
     csrf: str = field(default_factory=new_token)
@@ -56,6 +60,10 @@ class Session:
         return message
 
     def say(self, message: str) -> None:
+        # The message travels in the cookie: a queue name of thousands of characters must not
+        # make a cookie browsers refuse.
+        if len(message) > MAX_FLASH:
+            message = message[: MAX_FLASH - 1] + "…"
         self.flash = message
         self.dirty = True
 
