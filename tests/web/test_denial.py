@@ -141,3 +141,40 @@ def login(port: int) -> str:
     answer.read()
     assert answer.status == 303, answer.status
     return answer.getheader("set-cookie", "").split(";")[0]
+
+
+def test_a_search_over_huge_entries_never_blocks_redis(r: redis.Redis) -> None:
+    from sidequest.api import RetrySet
+
+    # Entries of 4 MB of "a", and a 100-character pattern of "a"s ending in "b": the shape
+    # that makes a glob match cost the entry's size times the pattern's, inside Redis.
+    for i in range(5):
+        r.zadd("retry", {json.dumps({"class": "Big", "args": ["a" * 4_000_000],
+                                     "jid": f"{i:024d}"}): i})
+    r.zadd("retry", {json.dumps({"class": "Small", "args": ["a" * 99 + "b"],
+                                 "jid": "f" * 24}): 10})
+    worst = [0.0]
+    done = threading.Event()
+
+    def ping() -> None:
+        port = r.connection_pool.connection_kwargs["port"]
+        with redis.Redis(host="127.0.0.1", port=port) as other:
+            while not done.is_set():
+                started = time.monotonic()
+                other.ping()
+                worst[0] = max(worst[0], time.monotonic() - started)
+
+    pinger = threading.Thread(target=ping)
+    pinger.start()
+    try:
+        cursor, found = 0, []
+        while True:
+            entries, cursor = RetrySet().search("a" * 99 + "b", cursor, budget=0.15)
+            found += [e.jid for e in entries]
+            if not cursor:
+                break
+    finally:
+        done.set()
+        pinger.join()
+    assert found == ["f" * 24]
+    assert worst[0] < PLAIN_LIMIT, f"Redis answered a PING in {worst[0] * 1000:.0f} ms"

@@ -8,6 +8,10 @@ import time
 from collections.abc import Iterator
 from typing import Any, cast
 
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
 from sidequest import connection, keys
 from sidequest.api.lenient import as_int, replies
 from sidequest.api.records import JobRecord
@@ -15,6 +19,21 @@ from sidequest.morgue import DEAD_MAX_JOBS, DEAD_TIMEOUT, add_dead
 from sidequest.payload import dumps, normalized, now
 
 PAGE = 100
+#: Entries a search reads per ZSCAN call.
+SEARCH_STEP = 50
+_scanner: dict[str, Any] = {}
+
+
+def _scan_client() -> Any:
+    """A client of its own for searches that resends a command on a dead connection (Redis
+    restarted) but never after a timeout: a scan that timed out is not sent again. One per
+    Redis URL, so a reconfigured process searches the Redis it now uses."""
+    url = connection.url()
+    if url not in _scanner:
+        _scanner.clear()
+        _scanner[url] = connection.new_client(
+            retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)))
+    return _scanner[url]
 
 
 class SortedEntry(JobRecord):
@@ -97,14 +116,14 @@ class JobSet:
         return self.each()
 
     def scan(self, substring: str, limit: int = 1000) -> list[SortedEntry]:
-        """Entries whose JSON contains ``substring``, via ZSCAN (incremental, never whole)."""
-        pattern = "*" + _glob_escape(substring) + "*"
+        """Entries whose JSON contains ``substring`` (up to ``limit``), read a slice at a time."""
         found: list[SortedEntry] = []
-        for raw, score in connection.client().zscan_iter(self.name, match=pattern, count=PAGE):
-            found.append(SortedEntry(self, raw, score))
-            if len(found) >= limit:
-                break
-        return found
+        cursor = 0
+        while True:
+            cursor, batch = self._matching(substring, cursor)
+            found += batch
+            if not cursor or len(found) >= limit:
+                return found[:limit]
 
     def search(
         self, substring: str, cursor: int = 0, limit: int = 25, budget: float = 0.1
@@ -114,16 +133,27 @@ class JobSet:
         with the cursor to continue from, 0 when the whole set was scanned. A search over a
         large set that matches little thus costs a bounded time per call, not one long scan.
         """
-        pattern = "*" + _glob_escape(substring) + "*"
-        client = connection.client()
         deadline = time.monotonic() + budget
         found: list[SortedEntry] = []
         while True:
-            cursor, rows = cast(Any, client.zscan(self.name, cursor, match=pattern, count=500))
-            found += [SortedEntry(self, raw, score) for raw, score in rows]
+            cursor, batch = self._matching(substring, cursor)
+            found += batch
             if not cursor or len(found) >= limit or time.monotonic() >= deadline:
                 found.sort(key=lambda entry: entry.score)
                 return found, int(cursor)
+
+    def _matching(self, substring: str, cursor: int) -> tuple[int, list[SortedEntry]]:
+        """One small ZSCAN step and its entries that contain ``substring``.
+
+        The matching is done here, not with ZSCAN's MATCH: Redis's glob costs the entry's size
+        times the pattern's, inside Redis, so a long pattern over a few huge entries would block
+        Redis (every worker with it) for seconds. A step reads a few entries, so Redis is
+        busy for microseconds per call, and the client used is not retried on a timeout.
+        """
+        needle = substring.encode("utf-8", "surrogatepass")
+        cursor, rows = cast(Any, _scan_client().zscan(self.name, cursor, count=SEARCH_STEP))
+        return int(cursor), [SortedEntry(self, raw, score) for raw, score in rows
+                             if needle in raw]
 
     def find_job(self, jid: str) -> SortedEntry | None:
         # Match the jid anywhere (JSON spacing varies between writers), then check the field.
