@@ -122,3 +122,23 @@ def test_a_huge_queue_name_makes_no_huge_cookie(client: Client, r: redis.Redis) 
     assert answer.status_code == 303
     assert len(answer.headers.get("set-cookie", "")) < 1000
     assert not r.exists(f"queue:{name}")
+
+
+@pytest.mark.parametrize("direction", ["desc", "asc"])
+def test_huge_jobs_make_a_small_page_and_delete_by_their_button(
+    client: Client, r: redis.Redis, direction: str,
+) -> None:
+    import re
+
+    r.sadd("queues", "big")
+    for i in range(3):
+        r.lpush("queue:big", json.dumps({"class": "Big", "args": ["x" * 13_000_000],
+                                         "jid": f"{i:024d}", "queue": "big"}))
+    page = client.get(f"/queues/big?direction={direction}")
+    assert page.status_code == 200 and len(page.content) < 200_000
+    refs = re.findall(r'name="job" value="([^"]+)"', page.text)
+    assert len(refs) == 3
+    answer = client.submit("/queues/big/delete_job", {"job": refs[1]})
+    assert answer.status_code == 303
+    assert [json.loads(raw)["jid"] for raw in r.lrange("queue:big", 0, -1)] == [
+        f"{2:024d}", f"{0:024d}"]  # the middle one, in either order, is the second row

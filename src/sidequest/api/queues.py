@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import cast
@@ -87,6 +88,18 @@ class Queue:
                 return record
         return None
 
+    def delete_by_reference(self, near: int, digest: str) -> bool:
+        """Remove the job whose :func:`digest` is ``digest``, looked for within ``REF_WINDOW``
+        places of index ``near`` (where a page showed it; jobs pushed or taken since move it
+        a little). A page posts this short reference, not the job itself, which may be
+        megabytes. False if it is not there any more."""
+        client = connection.client()
+        rows = cast(list[bytes], client.lrange(self.key, near - REF_WINDOW, near + REF_WINDOW))
+        for raw in rows:
+            if digest_of(raw) == digest:
+                return bool(client.lrem(self.key, 1, raw))  # type: ignore[arg-type]
+        return False
+
     def delete_job(self, raw: bytes | str) -> bool:
         """Remove one job by its exact stored text (what the dashboard posts back)."""
         data = raw if isinstance(raw, bytes) else raw.encode("utf-8")
@@ -98,6 +111,15 @@ class Queue:
         pipe.unlink(self.key)
         pipe.srem(keys.QUEUES, self.name)
         pipe.execute()
+
+
+#: How far from where a page showed it a job is looked for when deleted by reference.
+REF_WINDOW = 500
+
+
+def digest_of(raw: bytes) -> str:
+    """A short fingerprint of a stored job: what a page posts back to act on it."""
+    return hashlib.sha256(raw).hexdigest()[:32]
 
 
 @dataclass(frozen=True)

@@ -39,9 +39,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD"})
 #: Paths reachable without logging in: the login form, logging out, and our own CSS/JS.
 PUBLIC_PATHS = frozenset({"/login", "/logout"})
 STATIC_PREFIX = "/static/"
-#: Largest form accepted from a logged-in user; a queue page posts back one job's payload to
-#: delete it.
-MAX_FORM_BYTES = 16 * 1024 * 1024
+#: Largest form accepted from a logged-in user: pages post short references to jobs (a
+#: page of 1,000 selected rows is about 60 KB), never the jobs themselves.
+MAX_FORM_BYTES = 1024 * 1024
 #: Largest form accepted before login: the login form is a password and a token. Anything
 #: bigger is refused before it is read, so nobody can make the server read and parse
 #: megabytes without a password.

@@ -3,15 +3,14 @@ or oldest first), deleting a job or a whole queue."""
 
 from __future__ import annotations
 
-import base64
-import binascii
+import re
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from sidequest.api import JobRecord, Queue
-from sidequest.api.queues import summaries
+from sidequest.api import Queue
+from sidequest.api.queues import digest_of, summaries
 from sidequest.web import params, render
 
 #: Longest queue name accepted in a URL (Redis allows more; no real queue needs it).
@@ -35,14 +34,14 @@ async def queue(request: Request) -> Response:
     if page > last:  # past the end (the queue shrank, or a hand-made URL): show the last page
         page = last
         rows, size = await run_in_threadpool(Queue(name).counted_page, page, count, oldest)
-    return render.page(request, "queue.html", f"Queue {name}", name=name, jobs=rows, size=size,
-                       page=page, last_page=params.last_page(size, count), oldest=oldest,
-                       count=count, encode=encode)
-
-
-def encode(record: JobRecord) -> str:
-    """The job's exact stored bytes, posted back to delete exactly that entry."""
-    return base64.urlsafe_b64encode(record.raw).decode()
+    start = (page - 1) * count
+    # Where each row sits in the list: from the left when newest first, from the right
+    # (negative) when oldest first.
+    refs = [f"{-(start + 1 + i) if oldest else start + i}:{digest_of(row.raw)}"
+            for i, row in enumerate(rows)]
+    return render.page(request, "queue.html", f"Queue {name}", name=name,
+                       jobs=list(zip(rows, refs, strict=True)), size=size, page=page,
+                       last_page=params.last_page(size, count), oldest=oldest, count=count)
 
 
 async def delete_queue(request: Request) -> Response:
@@ -53,10 +52,9 @@ async def delete_queue(request: Request) -> Response:
 
 async def delete_job(request: Request) -> Response:
     name = request.path_params["name"]
-    try:
-        raw = base64.b64decode(render.form(request).get("job", ""), altchars=b"-_", validate=True)
-    except (binascii.Error, ValueError):
+    near, _, digest = render.form(request).get("job", "").partition(":")
+    if not re.fullmatch(r"-?\d{1,12}", near) or not re.fullmatch(r"[0-9a-f]{32}", digest):
         return render.text("Malformed job reference", 400)
-    deleted = await run_in_threadpool(Queue(name).delete_job, raw)
+    deleted = await run_in_threadpool(Queue(name).delete_by_reference, int(near), digest)
     message = "Deleted the job." if deleted else "The job was no longer in the queue."
     return render.back(request, "/queues/" + render.segment(name), message)
