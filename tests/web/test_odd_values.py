@@ -142,3 +142,21 @@ def test_huge_jobs_make_a_small_page_and_delete_by_their_button(
     assert answer.status_code == 303
     assert [json.loads(raw)["jid"] for raw in r.lrange("queue:big", 0, -1)] == [
         f"{2:024d}", f"{0:024d}"]  # the middle one, in either order, is the second row
+
+
+def test_a_jid_with_a_slash_can_be_opened_and_acted_on(client: Client, r: redis.Redis) -> None:
+    import re
+
+    r.zadd("retry", {job(jid="odd/jid"): NOW + 3600})
+    page = client.get("/retries").text
+    (link,) = set(re.findall(r'href="(/retries/[^"]+)"', page))
+    assert client.get(link).status_code == 200
+    answer = client.submit(link, {"action": "delete"})
+    assert answer.status_code == 303 and r.zcard("retry") == 0
+
+
+def test_static_files_are_cacheable_and_carry_no_cookie(anon: Client) -> None:
+    answer = anon.get("/static/app.css")
+    assert answer.status_code == 200
+    assert "set-cookie" not in answer.headers
+    assert "no-store" not in answer.headers.get("cache-control", "")

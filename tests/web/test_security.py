@@ -33,7 +33,8 @@ from web_helpers import (
 pytestmark = pytest.mark.redis
 
 #: A value for each path parameter, so that every route can be requested.
-SAMPLE = {"{name:path}/": "default/", "{name}": "default", "{key}": "1700000000.5-abc",
+SAMPLE = {"{name:path}/": "default/", "{name}": "default", "{key:path}": "1700000000.5-abc",
+          "{key}": "1700000000.5-abc",
           "{action}": "retry", "{name:path}": "app.jobs.Report"}
 #: Routes reachable without logging in, and why.
 PUBLIC = {

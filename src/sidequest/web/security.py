@@ -125,12 +125,17 @@ class Guard:
     def _decorate(self, scope: Scope, send: Send) -> Send:
         """Add the security headers and (if it changed) the session cookie to the response."""
 
+        # Decided now: by the time the response starts, the static files' Mount has moved
+        # the scope's root path and the request's path no longer shows /static/.
+        static = route_path(scope).startswith(STATIC_PREFIX)
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                _security_headers(headers, scope)
+                _security_headers(headers, scope, static)
                 session: Session = scope["sidequest.session"]
-                if session.dirty:
+                # Our CSS and JS are public and cacheable: no session cookie rides on them.
+                if session.dirty and not static:
                     headers.append("set-cookie", self._cookie(scope, session))
                 if self.settings.https:
                     headers["strict-transport-security"] = HSTS
@@ -199,13 +204,13 @@ async def _check_form(request: Request, session: Session, receive: Receive,
     return None, _replay(body)
 
 
-def _security_headers(headers: MutableHeaders, scope: Scope) -> None:
+def _security_headers(headers: MutableHeaders, scope: Scope, static: bool) -> None:
     headers["content-security-policy"] = CSP.format(nonce=scope["sidequest.nonce"])
     headers["x-content-type-options"] = "nosniff"
     headers["x-frame-options"] = "DENY"
     headers["referrer-policy"] = "same-origin"
     headers["cross-origin-opener-policy"] = "same-origin"
-    if not route_path(scope).startswith(STATIC_PREFIX):
+    if not static:
         headers["cache-control"] = "private, no-store"
 
 

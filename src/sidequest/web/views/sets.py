@@ -62,8 +62,9 @@ def routes() -> list[Route]:
             Route(f"/{kind.slug}", views.listing, methods=["GET"], name=kind.slug),
             Route(f"/{kind.slug}", views.act_on_rows, methods=["POST"]),
             Route(f"/{kind.slug}/all/{{action}}", views.act_on_all, methods=["POST"]),
-            Route(f"/{kind.slug}/{{key}}", views.detail, methods=["GET"]),
-            Route(f"/{kind.slug}/{{key}}", views.act_on_one, methods=["POST"]),
+            # :path, so that a jid with a slash (another client's) still names its row.
+            Route(f"/{kind.slug}/{{key:path}}", views.detail, methods=["GET"]),
+            Route(f"/{kind.slug}/{{key:path}}", views.act_on_one, methods=["POST"]),
         ]
     return found
 
