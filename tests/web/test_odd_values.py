@@ -160,3 +160,13 @@ def test_static_files_are_cacheable_and_carry_no_cookie(anon: Client) -> None:
     assert answer.status_code == 200
     assert "set-cookie" not in answer.headers
     assert "no-store" not in answer.headers.get("cache-control", "")
+
+
+def test_metrics_of_many_classes_are_paged(client: Client, r: redis.Redis) -> None:
+    stamp = time.strftime("%Y%m%d%H%M", time.gmtime())
+    r.hset(f"sq:metrics:1m:{stamp}", mapping={f"Class{i:05d}|p": 1 for i in range(3000)})
+    first = client.get("/metrics")
+    assert first.status_code == 200 and first.text.count("/metrics/Class") == 25
+    assert "Page 1 of 120" in first.text
+    last = client.get("/metrics?page=120").text
+    assert last.count("/metrics/Class") == 25

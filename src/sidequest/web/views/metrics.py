@@ -31,8 +31,14 @@ async def overview(request: Request) -> Response:
     period = params.choice(request, "period", metrics.PERIODS, "1h")
     substr = params.text(request, "substr")
     rows = await run_in_threadpool(metrics.summary, period, None, substr)
-    return render.page(request, "metrics.html", "Metrics", rows=rows, period=period,
-                       periods=PERIOD_LABELS, substr=substr)
+    # Paged: a fleet with 100,000 job classes must not make a page of megabytes.
+    count, page = params.count(request), params.page(request)
+    last = params.last_page(len(rows), count)
+    page = min(page, last)
+    shown = rows[(page - 1) * count : page * count]
+    return render.page(request, "metrics.html", "Metrics", rows=shown, period=period,
+                       periods=PERIOD_LABELS, substr=substr, page=page, last_page=last,
+                       total=len(rows))
 
 
 async def job_class(request: Request) -> Response:
