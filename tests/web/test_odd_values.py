@@ -170,3 +170,17 @@ def test_metrics_of_many_classes_are_paged(client: Client, r: redis.Redis) -> No
     assert "Page 1 of 120" in first.text
     last = client.get("/metrics?page=120").text
     assert last.count("/metrics/Class") == 25
+
+
+@pytest.mark.parametrize("name", ["what?now", "hash#tag", "a/b", "100%"])
+def test_queue_names_with_url_characters_link_to_their_page(
+    client: Client, r: redis.Redis, name: str,
+) -> None:
+    import re
+
+    r.sadd("queues", name)
+    r.lpush(f"queue:{name}", job(queue=name, jid="c" * 24))
+    links = re.findall(r'href="(/queues/[^"]+)"', client.get("/queues").text)
+    (link,) = [link for link in links if "c" * 24 not in link]
+    page = client.get(link)
+    assert page.status_code == 200 and "c" * 24 in page.text
