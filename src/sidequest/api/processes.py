@@ -10,6 +10,7 @@ from typing import Any, cast
 from sidequest import connection, keys
 from sidequest.api.lenient import as_float, as_int, json_object, replies
 from sidequest.api.records import JobRecord
+from sidequest.errors import SidequestError
 
 _FIELDS = ("info", "busy", "beat", "quiet", "rss", "rtt_us", "concurrency")
 #: Pruning the process set runs at most this often across all readers (Sidekiq 7's rule).
@@ -43,13 +44,27 @@ class Process:
     started_at = property(lambda self: as_float(self.info.get("started_at")) or 0.0)
     version = property(lambda self: str(self.info.get("version") or ""))
 
+    @property
+    def embedded(self) -> bool:
+        """Started inside an application (``embed()``, Sidekiq's embedded mode): only that
+        application quiets or stops it."""
+        return self.info.get("embedded") is True
+
     def quiet(self) -> None:
         """Stop fetching new jobs (TSTP); the process stays up until stopped."""
+        self._refuse_if_embedded("quiet")
         self.signal("TSTP")
 
     def stop(self) -> None:
         """Graceful stop (TERM): running jobs finish or go back to their queues."""
+        self._refuse_if_embedded("stop")
         self.signal("TERM")
+
+    def _refuse_if_embedded(self, action: str) -> None:
+        if self.embedded:
+            raise SidequestError(
+                f"cannot {action} {self.identity}: it is embedded in an application, which"
+                " starts and stops it (as Sidekiq refuses for embedded processes)")
 
     def dump_threads(self) -> None:
         """Ask the process to log every thread's stack (TTIN)."""

@@ -48,8 +48,12 @@ class Heartbeat:
         client: redis.Redis,
         state: ProcessState,
         on_signal: Callable[[str], None],
+        *,
+        embedded: bool = False,
     ) -> None:
         self.config = config
+        #: Started by embed() inside an application: Sidekiq's API refuses to signal it.
+        self.embedded = embedded
         self.identity = identity
         self.client = client
         self.state = state
@@ -70,7 +74,7 @@ class Heartbeat:
             "labels": list(cfg.labels),
             "identity": self.identity,
             "version": __version__,
-            "embedded": False,
+            "embedded": self.embedded,
         }
 
     def beat(self) -> None:

@@ -41,7 +41,7 @@ def make_identity() -> str:
 
 
 class Launcher:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, embedded: bool = False) -> None:
         if hasattr(sys, "set_int_max_str_digits"):
             # Ruby writes integers of any size; Python's JSON refuses those over 4,300
             # digits unless this process lifts the limit (3.10.7+/3.11).
@@ -53,7 +53,9 @@ class Launcher:
         self.stop_requested = threading.Event()
         self._client = connection.new_client(retries=0)
         self.manager = Manager(config, self.identity, self.state)
-        self.heartbeat = Heartbeat(config, self.identity, self._client, self.state, self.signal)
+        self.embedded = embedded
+        self.heartbeat = Heartbeat(config, self.identity, self._client, self.state,
+                                   self.signal, embedded=embedded)
         self.scheduler = Scheduler(config, connection.new_client(retries=0), self.stopping)
         self.reaper = Reaper(config, self.identity, connection.new_client(retries=0),
                              self.stopping)
@@ -118,7 +120,12 @@ class Launcher:
 
     def signal(self, name: str) -> None:
         """Act on a signal name, whether from the OS or from ``<identity>-signals``."""
-        if name == "TSTP":
+        if self.embedded and name in ("TSTP", "TERM", "INT"):
+            # The application that embeds the worker decides when it quiets or stops, as
+            # with Sidekiq's embedded mode; the API and dashboard do not offer it either.
+            log.warning("ignoring a remote %s: this worker is embedded in an application,"
+                        " which stops it (Launcher.stop())", name)
+        elif name == "TSTP":
             self.quiet()
         elif name in ("TERM", "INT"):
             self.stop_requested.set()
@@ -235,6 +242,6 @@ def embed(config: Config) -> Launcher:
 
     Call ``stop()`` on the returned Launcher to shut it down gracefully.
     """
-    launcher = Launcher(config)
+    launcher = Launcher(config, embedded=True)
     launcher.start()
     return launcher

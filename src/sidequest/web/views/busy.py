@@ -44,7 +44,8 @@ async def busy_action(request: Request) -> Response:
 
 def _signal(identity: str | None, action: str) -> int:
     processes = ProcessSet(clean=False).processes()
-    chosen = [p for p in processes if identity is None or p.identity == identity]
+    chosen = [p for p in processes if (identity is None or p.identity == identity)
+              and not p.embedded]  # an embedded worker is its application's to stop
     for process in chosen:
         if action == "quiet":
             process.quiet()
