@@ -44,12 +44,19 @@ def wait_for(check: Callable[[], T], timeout: float = 10.0, what: str = "conditi
 
 
 @contextmanager
-def running_worker(**overrides: Any) -> Iterator[Any]:
-    """An in-process worker with fast timers, stopped (gracefully) at the end."""
+def running_worker(embedded: bool = True, **overrides: Any) -> Iterator[Any]:
+    """An in-process worker with fast timers, stopped (gracefully) at the end. With
+    ``embedded=False`` it acts as a ``sidequest`` process would (remote stops obeyed)."""
     from sidequest.config import build
     from sidequest.worker import embed
+    from sidequest.worker.launcher import Launcher
 
-    launcher = embed(build(**{**FAST, **overrides}))
+    config = build(**{**FAST, **overrides})
+    if embedded:
+        launcher = embed(config)
+    else:
+        launcher = Launcher(config)
+        launcher.start()
     try:
         yield launcher
     finally:

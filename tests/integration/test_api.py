@@ -135,7 +135,7 @@ def test_process_set_prunes_and_controls_a_live_worker(r: redis.Redis) -> None:
     r.sadd("processes", "gone:1:abc")  # its hash expired long ago
     GATE.clear()
     ApiJob.perform_async("x")
-    with running_worker(queues=(("api", 0),), tag="api-test") as worker:
+    with running_worker(embedded=False, queues=(("api", 0),), tag="api-test") as worker:
         wait_for(lambda: r.hget(worker.identity, "busy") == "1", what="busy beat")
         (proc,) = ProcessSet().processes()
         assert proc.identity == worker.identity and proc.tag == "api-test"

@@ -178,7 +178,7 @@ def test_heartbeat_writes_process_and_work(r: redis.Redis) -> None:
 
 
 def test_remote_quiet_and_stop_signals(r: redis.Redis) -> None:
-    with running_worker() as worker:
+    with running_worker(embedded=False) as worker:
         r.lpush(f"{worker.identity}-signals", "TSTP")
         wait_for(lambda: r.hget(worker.identity, "quiet") == "true", what="quiet flag")
         Echo.perform_async("after quiet")

@@ -207,7 +207,7 @@ def test_retry_a_job_from_the_retries_page(page: Any, r: redis.Redis, tmp_path: 
 
 def test_quiet_a_process_from_the_busy_page(page: Any, tmp_path: Path) -> None:
     RELEASE.clear()
-    with running_worker(queues=((QUEUE, 1),), tag="shop") as worker:
+    with running_worker(embedded=False, queues=((QUEUE, 1),), tag="shop") as worker:
         try:
             Export.perform_bulk([[4100 + i, fmt] for i, fmt in enumerate(("csv", "xlsx", "pdf"))])
             log_in(page, "/busy")
