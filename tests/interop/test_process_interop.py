@@ -215,9 +215,28 @@ def test_ruby_and_python_stats_agree_over_data_both_sides_wrote(
     Flaky.set(queue="busy").perform_async("to retry")
     Doomed.set(queue="busy").perform_async("to the dead set")
     blocked = Block.set(queue="busy").perform_async("python busy")
-    ledger.wait_done(records + ruby["records"])
+    try:
+        ledger.wait_done(records + ruby["records"])
+    except AssertionError as exc:
+        missing = set(records + ruby["records"]) - {k.decode() if isinstance(k, bytes) else k
+                                                    for k in ledger.r.hkeys("done")}
+        raise AssertionError(f"{exc}; missing {missing} (python {records}, ruby "
+                             f"{ruby['records']}); python log: {python.log_tail()}") from None
     # Ruby: 4 processed, 1 failed; Python: 7 processed, 2 failed. Both busy with one job.
-    wait_for(lambda: (Stats().processed, Stats().failed) == (11, 3), what="both sides' counts")
+    # Ruby 6.4 flushes its counters on its heartbeat, every 5 s: allow several beats, and
+    # say what was seen if they never add up.
+    seen: list[tuple[int, int]] = []
+
+    def counts_add_up() -> bool:
+        stats = Stats()
+        seen.append((stats.processed, stats.failed))
+        return seen[-1] == (11, 3)
+
+    try:
+        wait_for(counts_add_up, timeout=30, what="both sides' counts (11 processed, 3 failed)")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last seen {seen[-1]}; ledger {ledger.r.hgetall('done')}"
+                             ) from None
     busy = {sidekiq.identity: 1, python.identity: 1}
     wait_for(lambda: {p.identity: p.busy for p in ProcessSet()} == busy, what="both busy")
     # The Flaky retry is due 15 s or more after its failure: it stays put until the end.

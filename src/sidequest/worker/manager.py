@@ -35,6 +35,7 @@ import redis
 
 from sidequest import connection, keys
 from sidequest.config import Config
+from sidequest.worker.buffer import PriorityBuffer
 from sidequest.worker.fetch import Fetcher, Work
 from sidequest.worker.flow import Flow
 from sidequest.worker.inprogress import InProgress
@@ -69,7 +70,11 @@ class Manager:
         self.processor = Processor(config, identity, connection.new_client(retries=0), state,
                                    self.stopping)
         self.inprogress = InProgress(config, identity, self._client, self.processor)
-        self._jobs: queue.SimpleQueue[Work | None] = queue.SimpleQueue()
+        # Strict priority across several queues: the held jobs are handed out highest queue
+        # first (a plain FIFO would run a lower queue's job fetched before a new critical one).
+        self._jobs: Any = (PriorityBuffer(config.queue_names, sentinels=(_LISTEN,))
+                           if config.strict and len(config.queue_names) > 1
+                           else queue.SimpleQueue())
         # Processor -> fetcher, one entry per finished job (append and popleft are atomic):
         # bytes (idle; acknowledge this job), None (idle), or a 1-tuple (acknowledge, but
         # parked: not asking for work).

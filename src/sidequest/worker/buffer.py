@@ -1,0 +1,63 @@
+"""The jobs a process holds between fetching and running them, in strict priority order.
+
+With strict queues (``-q critical -q default``), a job of a higher queue must never start
+after a lower queue's job that was fetched later, as when each thread fetches for itself.
+The prefetch buffer would otherwise run what it holds first come, first served, so a
+``critical`` job fetched now would wait behind ``default`` jobs fetched a moment ago. Here
+each queue keeps its own line, and a processor takes from the highest line that has a job.
+
+Hand-offs stay as cheap as a ``queue.SimpleQueue``: one token per job goes through a
+SimpleQueue (which does the blocking), and the jobs wait in one deque per queue rank
+(``append``/``popleft`` are atomic under the GIL). Tokens and jobs are equal in number, so
+a taker that got a token always finds a job. Sentinels (stop, listen) go through the token
+queue themselves.
+"""
+
+from __future__ import annotations
+
+import collections
+import queue
+from typing import Any
+
+from sidequest.worker.fetch import Work
+
+_JOB = object()  # the token that says "a job is waiting in a line"
+
+
+class PriorityBuffer:
+    """A ``SimpleQueue`` of Work (and sentinels) that hands out the highest queue first."""
+
+    def __init__(self, queue_names: list[str], sentinels: tuple[Any, ...] = ()) -> None:
+        #: Objects handed out in turn like stop markers, never reordered (the manager's
+        #: "wait in Redis" marker is a Work).
+        self._sentinels = sentinels
+        self._rank = {name: i for i, name in enumerate(queue_names)}
+        self._lines: list[collections.deque[Work]] = [collections.deque() for _ in queue_names]
+        self._lines.append(collections.deque())  # a queue not in the list (a suspect's)
+        self._tokens: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def put(self, item: Any) -> None:
+        if isinstance(item, Work) and not any(item is s for s in self._sentinels):
+            self._lines[self._rank.get(item.queue, len(self._lines) - 1)].append(item)
+            self._tokens.put(_JOB)
+        else:
+            self._tokens.put(item)
+
+    def get(self) -> Any:
+        return self._take(self._tokens.get())
+
+    def get_nowait(self) -> Any:
+        return self._take(self._tokens.get_nowait())
+
+    def qsize(self) -> int:
+        return self._tokens.qsize()
+
+    def _take(self, token: Any) -> Any:
+        if token is not _JOB:
+            return token
+        for line in self._lines:
+            try:
+                return line.popleft()
+            except IndexError:
+                continue
+        raise AssertionError("a job token without a job")  # tokens and jobs are equal
