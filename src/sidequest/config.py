@@ -23,6 +23,11 @@ else:  # pragma: no cover
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
+#: The fewest jobs the default prefetch may hold. The fetcher refills at half the buffer, so
+#: this sets how many jobs share one fetch round trip at low concurrency: at -c 1 a cap of 10
+#: meant a round (and two thread wake-ups) every 5 jobs, 2.5 context switches a job; 100
+#: halves that. The flow still holds only what the threads finish in two round trips.
+MIN_PREFETCH = 100
 
 @dataclass(frozen=True)
 class Config:
@@ -59,9 +64,10 @@ class Config:
     #: How long an idle fetcher with several queues waits on the first before rescanning all.
     idle_wait: float = 0.1
     #: Most jobs fetched ahead of need and held besides the running ones (None: ten times
-    #: ``concurrency``). The worker holds only what keeps its threads fed across one Redis
-    #: round trip (rate x round trip x 2), so slow jobs are not hoarded; held jobs are in
-    #: the process's in-progress list, so a crash loses none, and a stop puts them back.
+    #: ``concurrency``, at least ``MIN_PREFETCH``). The worker holds only what keeps its
+    #: threads fed across one Redis round trip (rate x round trip x 2), so slow jobs are not
+    #: hoarded; held jobs are in the process's in-progress list, so a crash loses none, and a
+    #: stop puts them back.
     prefetch: int | None = None
     #: Let fewer threads take jobs while the jobs are short and compute-bound, so that they
     #: do not queue for the interpreter lock (worker/flow.py); False: always all of them.
@@ -79,7 +85,9 @@ class Config:
 
     @property
     def prefetch_count(self) -> int:
-        return 10 * self.concurrency if self.prefetch is None else self.prefetch
+        if self.prefetch is None:
+            return max(10 * self.concurrency, MIN_PREFETCH)
+        return self.prefetch
 
     @property
     def queue_names(self) -> list[str]:
