@@ -92,9 +92,9 @@ class Manager:
         self._blocking = False
         # Jobs the fetcher may still hand out: one per idle processor, plus the buffer (the
         # fetcher's own count; each finished job frees one).
-        self._owed = 0
-        self._buffer = 0  # jobs to hold besides the running ones, as the flow says
-        self._low = 0  # processors nudge the fetcher when this few jobs are held
+        self._buffer = self._flow.buffer  # jobs to hold besides the running ones
+        self._owed = self._buffer
+        self._low = self._buffer // 2  # processors nudge the fetcher when this few are held
         self._threads: list[threading.Thread] = []
         self._thread_of: dict[str, threading.Thread] = {}
         self._fetcher_thread: threading.Thread | None = None
