@@ -7,18 +7,16 @@ import, not at 3 a.m. in a worker. Each job class is registered under its wire n
 from __future__ import annotations
 
 import difflib
-import inspect
 import math
 import re
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
-from typing import Any, ClassVar, Generic, ParamSpec, TypeVar, overload
+from typing import Any, ClassVar, Generic, ParamSpec, Protocol, TypeVar, cast, overload
 
 from sidequest import client, registry
 from sidequest.errors import ConfigError
 from sidequest.payload import Payload
+from sidequest.pushcheck import KWARGS, check_call, check_runnable, with_self
 
 #: Names Sidekiq's web UI can show a page for; others would be invisible there.
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_:.\-]+")
@@ -85,46 +83,34 @@ def to_epoch(when: float | datetime | timedelta, relative: bool) -> float:
     return float(when)
 
 
-class _Pusher:
-    """Shared enqueue methods of a job class and of ``Job.set(...)``."""
-
-    def _base(self) -> Payload:
-        raise NotImplementedError
-
-    def _job_class(self) -> type[Job]:
-        raise NotImplementedError
-
-    def perform_async(self, *args: Any, **kwargs: Any) -> str:
-        return self._at(None, args, kwargs)
-
-    def perform_in(self, interval: float | timedelta, *args: Any, **kwargs: Any) -> str:
-        return self._at(client.schedule_time(to_epoch(interval, relative=True)), args, kwargs)
-
-    def perform_at(self, when: float | datetime, *args: Any, **kwargs: Any) -> str:
-        return self._at(client.schedule_time(to_epoch(when, relative=False)), args, kwargs)
-
-    def _at(self, at: float | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        check_call(self._job_class(), args, kwargs)
-        item = {**self._base(), "args": list(args)}
-        if kwargs:  # only then: a positional job's payload stays what Sidekiq writes
-            item[KWARGS] = kwargs
-        if at is not None:
-            item["at"] = at
-        return client.push(item) or ""
-
-    def perform_bulk(
-        self, args_list: Iterable[list[Any]], batch_size: int = client.BULK_BATCH
-    ) -> list[str | None]:
-        """Enqueue one job per argument list, one round trip per ``batch_size`` jobs."""
-        return client.push_many(client.bulk_items(self._base(), args_list), batch_size)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-class _Setter(_Pusher):
+class _Performer(Protocol[P]):
+    """What the enqueue methods see of a job class: its ``perform``, whose parameters they
+    take. Annotating ``cls`` with it lets mypy and pyright check each enqueue call against
+    the ``perform`` of the very class it is made on."""
+
+    def perform(self, *args: P.args, **kwargs: P.kwargs) -> object: ...
+
+
+def _push(cls: type[Job], base: Payload, at: float | None, args: tuple[Any, ...],
+          kwargs: dict[str, Any]) -> str:
+    check_call(cls, args, kwargs)
+    item = {**base, "args": list(args)}
+    if kwargs:  # only then: a positional job's payload stays what Sidekiq writes
+        item[KWARGS] = kwargs
+    if at is not None:
+        item["at"] = at
+    return client.push(item) or ""
+
+
+class _Setter(Generic[P]):
+    """``Job.set(...)``: the enqueue methods, with per-push options over the class's."""
+
     def __init__(self, cls: type[Job], options: dict[str, Any]) -> None:
         self._cls, self._options = cls, options
-
-    def _job_class(self) -> type[Job]:
-        return self._cls
 
     def _base(self) -> Payload:
         check_runnable(self._cls)
@@ -133,6 +119,24 @@ class _Setter(_Pusher):
         if "tags" in base:
             base["tags"] = list(base["tags"])
         return base
+
+    def perform_async(self, /, *args: P.args, **kwargs: P.kwargs) -> str:
+        return _push(self._cls, self._base(), None, args, kwargs)
+
+    def perform_in(self, interval: float | timedelta, /, *args: P.args, **kwargs: P.kwargs) -> str:
+        at = client.schedule_time(to_epoch(interval, relative=True))
+        return _push(self._cls, self._base(), at, args, kwargs)
+
+    def perform_at(self, when: float | datetime, /, *args: P.args, **kwargs: P.kwargs) -> str:
+        at = client.schedule_time(to_epoch(when, relative=False))
+        return _push(self._cls, self._base(), at, args, kwargs)
+
+    def perform_bulk(
+        self, args_list: Iterable[list[Any]], batch_size: int = client.BULK_BATCH
+    ) -> list[str | None]:
+        """Enqueue one job per argument list, one round trip per ``batch_size`` jobs.
+        Positional arguments only, as in Sidekiq: each item is one job's ``args``."""
+        return client.push_many(client.bulk_items(self._base(), args_list), batch_size)
 
 
 #: ``sidequest.testing`` puts itself here when imported, so that the class-level helpers
@@ -154,15 +158,8 @@ def _fake_mode() -> Any:
     return _testing
 
 
-class _JobMeta(_Pusher, type):
-    """Lets the enqueue methods be called on the class: ``SendWelcome.perform_async(42)``."""
-
-    def _base(cls) -> Payload:
-        check_runnable(cls)
-        return cls.payload_base()  # type: ignore[attr-defined,no-any-return]
-
-    def _job_class(cls) -> type[Job]:
-        return cls  # type: ignore[return-value]
+class _JobMeta(type):
+    """Lets the testing helpers be called on the class: ``SendWelcome.drain()``."""
 
     @property
     def jobs(cls) -> list[Payload]:
@@ -209,8 +206,35 @@ class Job(metaclass=_JobMeta):
         if "perform" in vars(cls) or any("perform" in vars(b) for b in cls.__mro__[1:-2]):
             registry.register(cls)
 
-    def perform(self, *args: Any) -> None:
+    def perform(self, *args: Any, **kwargs: Any) -> None:
         raise NotImplementedError(f"{type(self).__name__} must define perform()")
+
+    # The enqueue methods. ``cls`` is typed as "a class with a perform" so that type checkers
+    # take the parameters of this class's own perform; ``cls`` and the time are
+    # positional-only, so perform's parameters may have any name.
+    @classmethod
+    def perform_async(cls: type[_Performer[P]], /, *args: P.args, **kwargs: P.kwargs) -> str:
+        """Enqueue ``perform(*args, **kwargs)`` to run now; returns the job id."""
+        return _setter(cls, {}).perform_async(*args, **kwargs)
+
+    @classmethod
+    def perform_in(cls: type[_Performer[P]], interval: float | timedelta, /, *args: P.args,
+                   **kwargs: P.kwargs) -> str:
+        """Enqueue to run after ``interval`` seconds (or a timedelta)."""
+        return _setter(cls, {}).perform_in(interval, *args, **kwargs)
+
+    @classmethod
+    def perform_at(cls: type[_Performer[P]], when: float | datetime, /, *args: P.args,
+                   **kwargs: P.kwargs) -> str:
+        """Enqueue to run at ``when``, a datetime (naive = local time) or epoch seconds."""
+        return _setter(cls, {}).perform_at(when, *args, **kwargs)
+
+    @classmethod
+    def perform_bulk(
+        cls, args_list: Iterable[list[Any]], batch_size: int = client.BULK_BATCH
+    ) -> list[str | None]:
+        """Enqueue one job per argument list, one round trip per ``batch_size`` jobs."""
+        return _Setter[Any](cls, {}).perform_bulk(args_list, batch_size)
 
     @classmethod
     def wire_name(cls) -> str:
@@ -231,10 +255,11 @@ class Job(metaclass=_JobMeta):
         return base
 
     @classmethod
-    def set(cls, **options: Any) -> _Setter:
+    def set(cls: type[_Performer[P]], /, **options: Any) -> _Setter[P]:
         """Per-push options: ``SendWelcome.set(queue="critical").perform_async(42)``."""
-        validate_options(options, f"{cls.wire_name()}.set()", PUSH_OPTIONS)
-        return _Setter(cls, options)
+        job_cls = cast("type[Job]", cls)
+        validate_options(options, f"{job_cls.wire_name()}.set()", PUSH_OPTIONS)
+        return _setter(cls, options)
 
     @classmethod
     def retry_in(cls, count: int, exc: BaseException, payload: Payload) -> float | str | None:
@@ -245,86 +270,10 @@ class Job(metaclass=_JobMeta):
         return None
 
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
-#: The top-level payload key of keyword arguments. Ruby Sidekiq ignores keys it does not
-#: know; a Ruby-pushed job has none and runs with its positional ``args`` only.
-KWARGS = "kwargs"
-_signatures: dict[type, inspect.Signature | None] = {}
-
-
-def _with_self(fn: Callable[..., Any]) -> inspect.Signature | None:
-    """``fn``'s signature with a leading ``self``, as a method's: what a push is checked on."""
-    try:
-        signature = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return None
-    this = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
-    return signature.replace(parameters=[this, *signature.parameters.values()])
-
-
-def check_call(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """Refuse a push whose arguments ``perform`` cannot take, naming the job and the signature,
-    now rather than as a TypeError in the worker (retried for weeks)."""
-    if cls not in _signatures:
-        try:
-            _signatures[cls] = inspect.signature(cls.perform)  # type: ignore[attr-defined]
-        except (TypeError, ValueError):  # a C function or odd callable: nothing to check
-            _signatures[cls] = None
-    signature = _signatures[cls]
-    if signature is None:
-        return
-    try:
-        signature.bind(None, *args, **kwargs)
-    except TypeError as exc:
-        plain = [p.replace(annotation=inspect.Parameter.empty)
-                 for p in list(signature.parameters.values())[1:]]
-        shown = inspect.Signature(plain)
-        name = vars(cls).get("name") or f"{cls.__module__}.{cls.__qualname__}"
-        raise TypeError(f"{name}.perform{shown} cannot take these arguments: {exc}") from None
-
-
-_runnable: set[type] = set()
-
-
-def check_runnable(cls: type) -> None:
-    """Refuse a real push of a job no worker could import by its name: defined inside a
-    function, in ``__main__``, or in a module imported under a name that depends on the
-    working directory. Without this it would fail only in the worker, and retry for weeks.
-    An explicit ``name`` (shared with Ruby, or mapped by hand) and the testing modes, which
-    run jobs in this process, are exempt."""
-    if cls in _runnable or client.pushes_are_local() or vars(cls).get("name"):
-        return
-    module, qualname = cls.__module__, cls.__qualname__
-    problem = None
-    if "<locals>" in qualname:
-        problem = (f"{module}.{qualname} is defined inside a function, so a worker cannot "
-                   "import it: define it at the top level of a module")
-    elif module == "__main__":
-        problem = (f"{qualname} is defined in the script being run (__main__), which a worker "
-                   "cannot import: move it into a module (e.g. app/jobs.py) and import it")
-    else:
-        problem = _directory_dependent(module, qualname)
-    if problem:
-        raise ConfigError(f"{problem}; or give the class an explicit name = '...' that the "
-                          "worker's classes share")
-    _runnable.add(cls)
-
-
-def _directory_dependent(module: str, qualname: str) -> str | None:
-    """A top-level module name for a file inside a package (``jobs`` for app/jobs.py, after
-    ``cd app``): a worker started from the project root knows it as ``app.jobs``."""
-    if "." in module:
-        return None
-    file = getattr(sys.modules.get(module), "__file__", None)
-    if not file or not (Path(file).parent / "__init__.py").is_file():
-        return None
-    package = Path(file).parent.name
-    return (f"{module}.{qualname} was imported as {module!r} from inside the package "
-            f"{package!r} (the working directory decides that name), while a worker run from "
-            f"the project root knows it as '{package}.{module}': import it as "
-            f"{package}.{module} and run from the project root")
+def _setter(cls: type[_Performer[P]], options: dict[str, Any]) -> _Setter[P]:
+    # The enqueue methods are only ever bound to Job subclasses; the annotation of their
+    # ``cls`` is for the type checker's benefit.
+    return _Setter(cast("type[Job]", cls), options)
 
 
 def _check_typos(cls: type, where: str) -> None:
@@ -357,22 +306,23 @@ class JobFunction(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.func(*args, **kwargs)
 
-    def perform_async(self, *args: P.args, **kwargs: P.kwargs) -> str:
-        return self.job_class.perform_async(*args, **kwargs)
+    def perform_async(self, /, *args: P.args, **kwargs: P.kwargs) -> str:
+        return self.set().perform_async(*args, **kwargs)
 
-    def perform_in(self, interval: float | timedelta, *args: P.args, **kwargs: P.kwargs) -> str:
-        return self.job_class.perform_in(interval, *args, **kwargs)
+    def perform_in(self, interval: float | timedelta, /, *args: P.args, **kwargs: P.kwargs) -> str:
+        return self.set().perform_in(interval, *args, **kwargs)
 
-    def perform_at(self, when: float | datetime, *args: P.args, **kwargs: P.kwargs) -> str:
-        return self.job_class.perform_at(when, *args, **kwargs)
+    def perform_at(self, when: float | datetime, /, *args: P.args, **kwargs: P.kwargs) -> str:
+        return self.set().perform_at(when, *args, **kwargs)
 
     def perform_bulk(
-        self, args_list: Iterable[list[Any]], batch_size: int = 1000
+        self, args_list: Iterable[list[Any]], batch_size: int = client.BULK_BATCH
     ) -> list[str | None]:
         return self.job_class.perform_bulk(args_list, batch_size)
 
-    def set(self, **options: Any) -> _Setter:
-        return self.job_class.set(**options)
+    def set(self, **options: Any) -> _Setter[P]:
+        validate_options(options, f"{self.job_class.wire_name()}.set()", PUSH_OPTIONS)
+        return _Setter(self.job_class, options)
 
     def __getattr__(self, item: str) -> Any:
         # Testing helpers (jobs, drain, perform_one, clear) live on the class.
@@ -395,7 +345,7 @@ def job(
         def perform(self: Job, *args: Any, **kwargs: Any) -> None:
             fn(*args, **kwargs)
 
-        perform.__signature__ = _with_self(fn)  # type: ignore[attr-defined]
+        perform.__signature__ = with_self(fn)  # type: ignore[attr-defined]
 
         attrs: dict[str, Any] = {
             "perform": perform,
