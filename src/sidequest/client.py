@@ -16,7 +16,7 @@ import redis
 
 from sidequest import connection, keys, middleware
 from sidequest.errors import RedisUnavailable
-from sidequest.payload import Payload, check_args, dumps_bytes, new_jid, new_jids, now
+from sidequest.payload import KWARGS, Payload, check_args, dumps_bytes, new_jid, new_jids, now
 
 #: Intervals below this are relative seconds; larger values are epoch times (Sidekiq's rule).
 RELATIVE_LIMIT = 1_000_000_000
@@ -46,11 +46,11 @@ def normalize(item: Payload, created_at: float | None = None, jid: str | None = 
     if type(args) is not list:
         raise TypeError(f"job args must be a list, got {type(args).__name__}: {args!r}")
     check_args(args)
-    kwargs = item.get("kwargs")
+    kwargs = item.get(KWARGS)
     if kwargs is not None:
         if type(kwargs) is not dict:
             raise TypeError(f"job kwargs must be a dict, got {type(kwargs).__name__}")
-        check_args(kwargs, "kwargs")
+        check_args(kwargs, KWARGS)
     _check_timing_and_tags(item)
     queue = item.get("queue", "default")
     if not isinstance(queue, str) or not queue:

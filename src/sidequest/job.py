@@ -15,8 +15,8 @@ from typing import Any, ClassVar, Generic, ParamSpec, Protocol, TypeVar, cast, o
 
 from sidequest import client, registry
 from sidequest.errors import ConfigError
-from sidequest.payload import Payload
-from sidequest.pushcheck import KWARGS, check_call, check_runnable, with_self
+from sidequest.payload import KWARGS, Payload
+from sidequest.pushcheck import check_call, check_runnable, with_self
 
 #: Names Sidekiq's web UI can show a page for; others would be invisible there.
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_:.\-]+")

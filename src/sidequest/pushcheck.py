@@ -14,9 +14,6 @@ from typing import Any
 from sidequest import client
 from sidequest.errors import ConfigError
 
-#: The top-level payload key of keyword arguments. Ruby Sidekiq ignores keys it does not
-#: know; a Ruby-pushed job has none and runs with its positional ``args`` only.
-KWARGS = "kwargs"
 _signatures: dict[type, inspect.Signature | None] = {}
 
 

@@ -42,7 +42,7 @@ from typing import Any, Literal, TypeAlias
 from sidequest import client, middleware, registry
 from sidequest.errors import SidequestError
 from sidequest.job import Job, JobFunction, install_testing
-from sidequest.payload import Payload, dumps, loads, now
+from sidequest.payload import KWARGS, Payload, dumps, loads, now
 
 Mode = Literal["disabled", "fake", "inline"]
 #: A job class, an ``@job`` function, or a wire name (for a job another process defines).
@@ -298,7 +298,7 @@ def _run(job: Payload) -> None:
     instance = cls()
     instance.jid = job.get("jid", "")
     instance.payload = job
-    args, kwargs = job["args"], job.get("kwargs") or {}
+    args, kwargs = job["args"], job.get(KWARGS) or {}
     server_middleware.invoke((instance, job, job["queue"]),
                              lambda: instance.perform(*args, **kwargs))
 

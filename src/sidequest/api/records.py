@@ -13,7 +13,7 @@ from typing import Any
 
 from sidequest import connection, keys
 from sidequest.errors import PayloadError
-from sidequest.payload import Payload, decode, display_class, timestamp
+from sidequest.payload import KWARGS, Payload, decode, display_class, timestamp
 from sidequest.retry import decode_backtrace
 
 
@@ -47,6 +47,12 @@ class JobRecord:
     def args(self) -> list[Any]:
         args = self.item.get("args")
         return args if isinstance(args, list) else []
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of a job pushed by Sidequest; {} for other jobs."""
+        kwargs = self.item.get(KWARGS)
+        return kwargs if isinstance(kwargs, dict) else {}
 
     @property
     def queue(self) -> str:

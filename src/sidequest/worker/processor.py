@@ -23,7 +23,7 @@ from sidequest.config import Config
 from sidequest.errors import PayloadError
 from sidequest.job import Job
 from sidequest.morgue import add_dead
-from sidequest.payload import Payload, decode, dumps, normalized
+from sidequest.payload import KWARGS, Payload, decode, dumps, normalized
 from sidequest.worker.clock import now
 from sidequest.worker.fetch import Work
 from sidequest.worker.logs import job_info, log_failure
@@ -82,7 +82,7 @@ class Processor:
             instance = cls()
             instance.jid = job.get("jid", "")
             instance.payload = job
-            args, kwargs = job["args"], job.get("kwargs") or {}
+            args, kwargs = job["args"], job.get(KWARGS) or {}
             if len(middleware.server):
                 chain_args = (instance, job, work.queue)
                 middleware.server.invoke(chain_args, lambda: instance.perform(*args, **kwargs))
