@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from sidequest import connection, keys, middleware
+from sidequest import connection, expiry, keys, middleware, unique
 from sidequest.errors import RedisUnavailable
 from sidequest.payload import KWARGS, Payload, check_args, dumps_bytes, new_jid, new_jids, now
 
@@ -62,6 +62,11 @@ def normalize(item: Payload, created_at: float | None = None, jid: str | None = 
         out["jid"] = jid or new_jid()
     if "created_at" not in out:
         out["created_at"] = created_at if created_at is not None else now()
+    problem = unique.check_options(out.get(unique.FOR), out.get(unique.UNTIL))
+    if problem:
+        raise ValueError(problem)
+    unique.stamp(out)
+    expiry.stamp(out)
     return out
 
 
@@ -88,7 +93,8 @@ def _is_number(value: Any) -> bool:
 
 
 def push(item: Payload) -> str | None:
-    """Normalize, run client middleware and write one job; returns its jid (None if cancelled)."""
+    """Normalize, run client middleware and write one job; returns its jid (None if cancelled,
+    or if it is a unique job and an identical one is queued, scheduled or running)."""
     jobs = push_many([item])
     return jobs[0]
 
@@ -109,8 +115,9 @@ def push_many(items: Sequence[Payload], batch_size: int = BULK_BATCH) -> list[st
     step = max(1, batch_size)
     for start in range(0, len(normalized), step):
         batch = [_through_middleware(job) for job in normalized[start : start + step]]
-        _write([job for job in batch if job is not None])
-        results.extend(job["jid"] if job is not None else None for job in batch)
+        refused = _write([job for job in batch if job is not None])
+        results.extend(job["jid"] if job is not None and job["jid"] not in refused else None
+                       for job in batch)
     return results
 
 
@@ -126,31 +133,56 @@ def _through_middleware(job: Payload) -> Payload | None:
     return result
 
 
-def _write(jobs: list[Payload]) -> None:
+def _write(jobs: list[Payload]) -> set[str]:
+    """Write the jobs in one round trip; returns the jids of unique jobs that were refused
+    because an identical job holds the lock."""
     if not jobs:
-        return
+        return set()
     if _override is not None:
         _override(jobs)
-        return
+        return set()
     stamp = now()
     pipe = connection.client().pipeline(transaction=False)
     by_queue: dict[str, list[bytes]] = {}
     scheduled: dict[bytes, float] = {}
+    uniques: list[tuple[Payload, bytes]] = []
     for job in jobs:
         at = job.get("at")
         if at is not None:
-            body = {k: v for k, v in job.items() if k not in ("at", "enqueued_at")}
-            scheduled[dumps_bytes(body)] = float(at)
+            body = dumps_bytes({k: v for k, v in job.items() if k not in ("at", "enqueued_at")})
         else:
             job["enqueued_at"] = stamp
-            by_queue.setdefault(job["queue"], []).append(dumps_bytes(job))
+            body = dumps_bytes(job)
+        if unique.DIGEST in job:
+            uniques.append((job, body))
+        elif at is not None:
+            scheduled[body] = float(at)
+        else:
+            by_queue.setdefault(job["queue"], []).append(body)
     if scheduled:
         pipe.zadd(keys.SCHEDULE, scheduled)
     if by_queue:
         pipe.sadd(keys.QUEUES, *by_queue)
         for queue, payloads in by_queue.items():
             pipe.lpush(keys.queue(queue), *payloads)
-    execute(pipe)
+    _push_unique(pipe, uniques, stamp)
+    answers = execute(pipe)
+    taken = answers[len(answers) - len(uniques):] if uniques else []
+    return {job["jid"] for (job, _), ok in zip(uniques, taken, strict=True) if not ok}
+
+
+def _push_unique(pipe: redis.client.Pipeline, uniques: list[tuple[Payload, bytes]],
+                 stamp: float) -> None:
+    """Each unique job: take its lock and write it in one script call (lua/unique_push.lua)."""
+    if not uniques:
+        return
+    script = connection.script("unique_push")
+    for job, body in uniques:
+        at = job.get("at")
+        target = keys.SCHEDULE if at is not None else keys.queue(job["queue"])
+        script(keys=[keys.unique_lock(job[unique.DIGEST]), keys.QUEUES, target],
+               args=[job["jid"], unique.lock_ttl_ms(job, stamp), body,
+                     "" if at is None else repr(float(at)), job["queue"]], client=pipe)
 
 
 def execute(pipe: redis.client.Pipeline) -> list[Any]:

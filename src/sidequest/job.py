@@ -13,14 +13,15 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar, Generic, ParamSpec, Protocol, TypeVar, cast, overload
 
-from sidequest import client, registry
+from sidequest import client, expiry, registry, unique
 from sidequest.errors import ConfigError
 from sidequest.payload import KWARGS, Payload
 from sidequest.pushcheck import check_call, check_runnable, with_self
 
 #: Names Sidekiq's web UI can show a page for; others would be invisible there.
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_:.\-]+")
-OPTIONS = ("queue", "retry", "backtrace", "dead", "retry_queue", "tags", "name")
+OPTIONS = ("queue", "retry", "backtrace", "dead", "retry_queue", "tags", "unique_for",
+           "unique_until", "expires_in", "name")
 #: Per-push options accepted by ``set(...)`` on top of the class options.
 PUSH_OPTIONS = (*OPTIONS[:-1], "jid")
 _NOT_OPTIONS = {"jid", "jobs"}
@@ -61,6 +62,13 @@ def _check_option(key: str, value: Any, where: str) -> None:
     elif key == "tags":
         ok = isinstance(value, (list, tuple)) and all(isinstance(t, str) for t in value)
         expect = "a list of strings"
+    elif key in ("unique_for", "unique_until", "expires_in"):
+        problem = (expiry.check_option(value) if key == "expires_in" else
+                   unique.check_options(value, None) if key == "unique_for" else
+                   unique.check_options(None, value))
+        if problem:
+            raise ConfigError(f"{where}: option {problem}")
+        return
     elif key == "jid":
         ok = isinstance(value, str) and bool(value)
         expect = "a non-empty string"
@@ -103,7 +111,15 @@ def _push(cls: type[Job], base: Payload, at: float | None, args: tuple[Any, ...]
         item[KWARGS] = kwargs
     if at is not None:
         item["at"] = at
+    _unique_identity(cls, item, args, kwargs)
     return client.push(item) or ""
+
+
+def _unique_identity(cls: type[Job], item: Payload, args: Any, kwargs: dict[str, Any]) -> None:
+    """A unique job whose class has a ``unique_key`` hook is identified by what it returns."""
+    hook = getattr(cls, "unique_key", None)
+    if item.get(unique.FOR) and hook is not None:
+        unique.stamp(item, key=hook(*args, **kwargs))
 
 
 class _Setter(Generic[P]):
@@ -136,7 +152,10 @@ class _Setter(Generic[P]):
     ) -> list[str | None]:
         """Enqueue one job per argument list, one round trip per ``batch_size`` jobs.
         Positional arguments only, as in Sidekiq: each item is one job's ``args``."""
-        return client.push_many(client.bulk_items(self._base(), args_list), batch_size)
+        items = client.bulk_items(self._base(), args_list)
+        for item in items:
+            _unique_identity(self._cls, item, item["args"], {})
+        return client.push_many(items, batch_size)
 
 
 #: ``sidequest.testing`` puts itself here when imported, so that the class-level helpers
@@ -192,6 +211,12 @@ class Job(metaclass=_JobMeta):
     dead: ClassVar[bool] = True
     retry_queue: ClassVar[str | None] = None
     tags: ClassVar[list[str] | tuple[str, ...]] = ()
+    #: Seconds during which an identical push (class, queue, arguments) is dropped.
+    unique_for: ClassVar[float | None] = None
+    #: When the unique lock is released: "start" or "success" (the default).
+    unique_until: ClassVar[str | None] = None
+    #: Seconds after its enqueue (or run time) by which the job must start, or be dropped.
+    expires_in: ClassVar[float | None] = None
     name: ClassVar[str | None] = None
 
     jid: str = ""
@@ -252,6 +277,9 @@ class Job(metaclass=_JobMeta):
             base["retry_queue"] = cls.retry_queue
         if cls.tags:
             base["tags"] = list(cls.tags)
+        for option in ("unique_for", "unique_until", "expires_in"):
+            if getattr(cls, option) is not None:
+                base[option] = getattr(cls, option)
         return base
 
     @classmethod

@@ -38,6 +38,11 @@ Sidequest's own keys all start with ``sq:`` so that Sidekiq never trips over the
                                 every dashboard process (float s); TTL a few minutes
     sq:web:login:<address>      STRING count of recent failed logins from one client address
                                 (an IPv6 /64); TTL 15 minutes from the last failure
+    sq:unique:<digest>          STRING: jid of the unique job holding this identity (class,
+                                queue, arguments, run time); TTL unique_for (+ the wait of a
+                                scheduled job)
+    sq:stat:expired             STRING count of jobs dropped unrun because their expires_at
+                                had passed when they were fetched
 """
 
 from __future__ import annotations
@@ -57,10 +62,16 @@ QUARANTINE_LOCK = "sq:quarantine:lock"
 REAPER_LOCK = "sq:reaper"
 
 QUEUE_PREFIX = "queue:"
+UNIQUE_PREFIX = "sq:unique:"
+STAT_EXPIRED = "sq:stat:expired"
 
 
 def queue(name: str) -> str:
     return QUEUE_PREFIX + name
+
+
+def unique_lock(digest: str) -> str:
+    return UNIQUE_PREFIX + digest
 
 
 def stat_daily(kind: str, date: str) -> str:

@@ -11,7 +11,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from sidequest import connection, keys
+from sidequest import connection, keys, unique
 from sidequest.errors import PayloadError
 from sidequest.payload import KWARGS, Payload, decode, display_class, timestamp
 from sidequest.retry import decode_backtrace
@@ -112,7 +112,10 @@ class JobRecord:
         if self.queue_key is None:
             raise TypeError("this record is not in a queue; delete it through its set")
         client = connection.client()
-        return bool(client.lrem(self.queue_key, 1, self.raw))  # type: ignore[arg-type]
+        deleted = bool(client.lrem(self.queue_key, 1, self.raw))  # type: ignore[arg-type]
+        if deleted:
+            unique.release_raw(self.raw)  # a unique job deleted gives its identity back
+        return deleted
 
     @property
     def queue_name(self) -> str | None:

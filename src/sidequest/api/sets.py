@@ -12,7 +12,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from sidequest import connection, keys
+from sidequest import connection, keys, unique
 from sidequest.api.lenient import as_int, replies
 from sidequest.api.records import JobRecord
 from sidequest.morgue import DEAD_MAX_JOBS, DEAD_TIMEOUT, add_dead
@@ -54,7 +54,10 @@ class SortedEntry(JobRecord):
         return f"{self.score!r}-{self.jid}"
 
     def delete(self) -> bool:
-        return bool(connection.client().zrem(self.parent.name, self.raw))
+        deleted = bool(connection.client().zrem(self.parent.name, self.raw))
+        if deleted:
+            unique.release_raw(self.raw)  # a unique job deleted gives its identity back
+        return deleted
 
     def add_to_queue(self) -> bool:
         """Move the job to its queue now, unchanged but for a fresh ``enqueued_at``."""
@@ -66,7 +69,10 @@ class SortedEntry(JobRecord):
 
     def kill(self) -> bool:
         """Move the job to the dead set."""
-        return self.parent.move_to_dead(self)
+        killed = self.parent.move_to_dead(self)
+        if killed:
+            unique.release_raw(self.raw)
+        return killed
 
 
 class JobSet:

@@ -52,7 +52,10 @@ class Stats:
             pipe.llen(keys.queue(name))
         for identity in processes or ():
             pipe.hget(identity, "busy")
-        sizes = replies(pipe)
+        pipe.get(keys.STAT_EXPIRED)
+        *sizes, expired = replies(pipe)
+        #: Jobs dropped unrun because they were fetched after their ``expires_at``.
+        self.expired = as_int(expired)
         # Largest first, as Sidekiq orders them; names break ties so the order is stable.
         pairs = sorted(zip(names, (as_int(s) for s in sizes), strict=False), key=lambda p: -p[1])
         self.queues: dict[str, int] = dict(pairs)
@@ -69,6 +72,7 @@ class Stats:
             "scheduled": self.scheduled_size,
             "retries": self.retry_size,
             "dead": self.dead_size,
+            "expired": self.expired,
             "default_latency": self.default_queue_latency,
         }
 

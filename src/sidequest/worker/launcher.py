@@ -21,9 +21,9 @@ from typing import Any, cast
 
 import redis
 
-from sidequest import connection, keys, metrics, middleware
+from sidequest import connection, hooks, keys, metrics, middleware, unique
 from sidequest.config import Config
-from sidequest.worker import logs, watchdog
+from sidequest.worker import guards, logs, watchdog
 from sidequest.worker.heartbeat import Heartbeat
 from sidequest.worker.manager import Manager
 from sidequest.worker.reaper import Reaper
@@ -65,7 +65,10 @@ class Launcher:
 
     def start(self) -> None:
         """Register with Redis (waiting for it if it is down), then start every thread."""
+        middleware.server.prepend(guards.server_middleware)  # unique locks, expiry
         middleware.server.prepend(metrics.recorder)  # outermost: times the whole chain
+        if unique.on_death not in hooks.death_handlers:  # a job that will not run again
+            hooks.on_death(unique.on_death)  # gives its unique identity back
         self._first_beat()
         check_redis(self._client)
         # The banner first, written out now: a job's own output must not precede it.

@@ -1,0 +1,113 @@
+"""Unique jobs: while a job is queued, scheduled or running, an identical push is dropped.
+
+A job class (or ``@job``, or ``.set``) with ``unique_for = seconds`` is pushed with three
+top-level payload keys: ``unique_for``, ``unique_until`` ("start" or "success") and
+``unique_digest``, the identity of the job (class, queue, arguments and run time, or what the
+class's ``unique_key(*args, **kwargs)`` returns). The push takes the lock
+``sq:unique:<digest>`` (value: the jid) and writes the job in one Lua step
+(lua/unique_push.lua), so a duplicate writes nothing and a lock never exists without its job.
+
+The worker releases the lock when the job starts (``unique_until = "start"``) or succeeds
+(the default), and when it dies; the dashboard releases it when it deletes the job. The lock's
+TTL, ``unique_for`` (plus the wait of a scheduled job), is a safety net: a job whose process
+was killed keeps its lock while the reaper puts it back, and only a lock older than that
+lets an identical job in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from sidequest import connection, keys
+from sidequest.payload import KWARGS, Payload, loads
+
+log = logging.getLogger("sidequest")
+
+FOR, UNTIL, DIGEST = "unique_for", "unique_until", "unique_digest"
+UNTIL_VALUES = ("start", "success")
+
+
+def check_options(unique_for: Any, unique_until: Any) -> str | None:
+    """What is wrong with these option values, or None."""
+    if unique_for is not None and (
+        isinstance(unique_for, bool) or not isinstance(unique_for, (int, float))
+        or not math.isfinite(unique_for) or unique_for <= 0
+    ):
+        return f"unique_for={unique_for!r} is invalid; expected a number of seconds above 0"
+    if unique_until is not None and unique_until not in UNTIL_VALUES:
+        return f"unique_until={unique_until!r} is invalid; expected 'start' or 'success'"
+    return None
+
+
+def digest(parts: Any) -> str:
+    """A stable hash of JSON-native ``parts``: the same on every host and Python version."""
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def stamp(item: Payload, key: Any = None) -> None:
+    """Add the identity of a unique job to its normalized payload (in place). ``key``: what
+    the class's ``unique_key`` hook returned, standing in for the arguments."""
+    if not item.get(FOR) or DIGEST in item:
+        return
+    what = [item["args"], item.get(KWARGS) or {}] if key is None else ["key", key]
+    item[DIGEST] = digest([item["class"], item["queue"], what, item.get("at")])
+    item.setdefault(UNTIL, "success")
+
+
+def lock_ttl_ms(item: Payload, now: float) -> int:
+    wait = max(float(item["at"]) - now, 0.0) if item.get("at") is not None else 0.0
+    return max(1, math.ceil((float(item[FOR]) + wait) * 1000))
+
+
+def release(item: Payload, client: redis.Redis | None = None) -> None:
+    """Drop the job's lock if it still holds it; a job without one is left alone."""
+    name, jid = item.get(DIGEST), item.get("jid")
+    if not isinstance(name, str) or not isinstance(jid, str):
+        return
+    script = connection.script("unique_release")
+    try:
+        script(keys=[keys.unique_lock(name)], args=[jid], client=client or connection.client())
+    except redis.RedisError as exc:  # the lock's TTL frees it anyway
+        log.warning("could not release the unique lock of %s (%s); it expires on its own",
+                    jid, exc)
+
+
+def release_raw(raw: bytes | str, client: redis.Redis | None = None) -> None:
+    """``release`` for a stored payload that was just deleted (the dashboard, the API); one
+    that cannot be read, or holds no lock, is left alone."""
+    marker = DIGEST.encode() if isinstance(raw, bytes) else DIGEST
+    if marker not in raw:  # type: ignore[operator]  # both bytes or both str
+        return
+    try:
+        item = loads(raw)
+    except ValueError:
+        return
+    if isinstance(item, dict):
+        release(item, client)
+
+
+def server_middleware(job: Any, payload: Payload, queue: str,
+                      call_next: Callable[[], Any]) -> Any:
+    """Releases the lock at start, or after a successful run (a failure keeps it: the job
+    will retry; its death releases it through ``on_death``)."""
+    if DIGEST not in payload:
+        return call_next()
+    if payload.get(UNTIL) == "start":
+        release(payload)
+        return call_next()
+    result = call_next()
+    release(payload)
+    return result
+
+
+def on_death(payload: Payload, exc: BaseException) -> None:
+    """A job that will not run again gives its identity back."""
+    release(payload)

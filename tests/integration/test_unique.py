@@ -1,0 +1,178 @@
+"""Unique jobs (``unique_for``): an identical push while the job is queued, scheduled or
+running writes nothing and returns None; the lock goes at start or success, at death, and
+when the job is deleted; its TTL is the safety net. Real Redis, in-process workers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar
+
+import pytest
+import redis
+
+from helpers import running_worker, wait_for
+from sidequest import Job, job, keys
+from sidequest.api import DeadSet, Queue, ScheduledSet
+from sidequest.errors import ConfigError
+
+ran: list[tuple[str, Any]] = []
+gate = threading.Event()
+
+
+class Sync(Job):
+    unique_for = 60
+
+    def perform(self, account: int) -> None:
+        ran.append((self.jid, account))
+
+
+class Held(Job):
+    """Runs until the test opens the gate."""
+
+    unique_for = 60
+    started: ClassVar[threading.Event] = threading.Event()
+
+    def perform(self, account: int) -> None:
+        Held.started.set()
+        gate.wait(10)
+        ran.append((self.jid, account))
+
+
+class HeldUntilStart(Held):
+    unique_until = "start"
+
+
+class Broken(Job):
+    unique_for = 60
+    retry = False
+
+    def perform(self, account: int) -> None:
+        raise RuntimeError("always fails")
+
+
+class ByAccount(Job):
+    """Identity is the account alone, whatever the note."""
+
+    unique_for = 60
+
+    @staticmethod
+    def unique_key(account: int, note: str = "") -> Any:
+        return account
+
+    def perform(self, account: int, note: str = "") -> None:
+        ran.append((self.jid, account))
+
+
+@pytest.fixture(autouse=True)
+def _fresh(redis_url: str) -> None:
+    ran.clear()
+    gate.clear()
+    Held.started.clear()
+
+
+def locks(r: redis.Redis) -> list[str]:
+    return sorted(str(k) for k in r.scan_iter(match=keys.UNIQUE_PREFIX + "*"))
+
+
+def test_5000_simultaneous_identical_pushes_make_one_job(r: redis.Redis) -> None:
+    start = threading.Barrier(50)
+
+    def push_100(_: int) -> list[str | None]:
+        start.wait()
+        return [Sync.perform_async(7) or None for _ in range(100)]
+
+    with ThreadPoolExecutor(50) as pool:
+        results = [jid for batch in pool.map(push_100, range(50)) for jid in batch]
+    assert len(results) == 5000
+    accepted = [jid for jid in results if jid]
+    assert len(accepted) == 1
+    assert Queue("default").size == 1 and len(locks(r)) == 1
+    assert r.get(locks(r)[0]) == accepted[0]  # the lock names its job
+
+
+def test_other_arguments_queues_and_run_times_are_other_jobs(r: redis.Redis) -> None:
+    assert Sync.perform_async(1) and Sync.perform_async(2)
+    assert Sync.set(queue="other").perform_async(1)
+    assert not Sync.perform_async(1)
+    at = time.time() + 600
+    assert Sync.perform_at(at, 1) and Sync.perform_at(at + 1, 1)
+    assert not Sync.perform_at(at, 1)  # scheduled pushes are unique by their run time
+    assert ScheduledSet().size == 2 and len(locks(r)) == 5
+    (digest,) = {e.item["unique_digest"] for e in ScheduledSet() if e.score == at}
+    assert r.pttl(keys.unique_lock(digest)) > 600_000, "its wait plus unique_for"
+
+
+def test_unique_key_hook_names_the_identity() -> None:
+    assert ByAccount.perform_async(5, "first")
+    assert not ByAccount.perform_async(5, "second")
+    assert ByAccount.perform_async(6, "first")
+
+
+def test_bulk_pushes_are_unique_too() -> None:
+    jids = Sync.perform_bulk([[1], [1], [2]])
+    assert jids[0] and jids[1] is None and jids[2]
+    assert Queue("default").size == 2
+
+
+def test_released_after_success_and_not_while_running(r: redis.Redis) -> None:
+    first = Held.perform_async(3)
+    with running_worker():
+        wait_for(Held.started.is_set, what="the job to start")
+        assert not Held.perform_async(3), "a running job still holds its identity"
+        gate.set()
+        wait_for(lambda: ran, what="the job to finish")
+        wait_for(lambda: not locks(r), what="the lock to go after success")
+        second = Held.perform_async(3)
+        assert second and second != first
+        wait_for(lambda: len(ran) == 2, what="the second job")
+
+
+def test_released_at_start_with_unique_until_start(r: redis.Redis) -> None:
+    HeldUntilStart.perform_async(3)
+    with running_worker():
+        wait_for(Held.started.is_set, what="the job to start")
+        assert HeldUntilStart.perform_async(3), "started: an identical job may be queued"
+        gate.set()
+        wait_for(lambda: len(ran) == 2, what="both jobs")
+
+
+def test_a_job_that_dies_gives_its_identity_back(r: redis.Redis) -> None:
+    Broken.perform_async(9)
+    with running_worker():
+        wait_for(lambda: not locks(r), what="the lock to go when the job died")
+    assert Broken.perform_async(9)
+
+
+def test_deleting_a_job_from_the_api_releases_it(r: redis.Redis) -> None:
+    Sync.perform_async(4)
+    Sync.perform_in(600, 4)
+    (queued,) = list(Queue("default"))
+    assert queued.delete()
+    (scheduled,) = list(ScheduledSet())
+    assert scheduled.kill() and DeadSet().size == 1
+    assert not locks(r)
+    assert Sync.perform_async(4) and Sync.perform_in(600, 4)
+
+
+def test_the_lock_expires_after_unique_for(r: redis.Redis) -> None:
+    assert Sync.set(unique_for=0.3).perform_async(8)
+    assert not Sync.perform_async(8)
+    deadline = time.monotonic() + 5
+    while not Sync.perform_async(8):  # the TTL is Redis's: poll for it to lapse
+        assert time.monotonic() < deadline, "the lock never expired"
+        time.sleep(0.05)
+    assert Queue("default").size == 2
+
+
+def test_function_jobs_and_options_are_checked() -> None:
+    @job(unique_for=30, unique_until="start")
+    def refresh(account: int) -> None: ...
+
+    assert refresh.job_class.payload_base()["unique_until"] == "start"
+    with pytest.raises(ConfigError, match="unique_for=-1 is invalid"):
+        Sync.set(unique_for=-1)
+    with pytest.raises(ConfigError, match="unique_until='end' is invalid"):
+        type("Bad", (Job,), {"unique_until": "end", "perform": lambda self: None,
+                             "__module__": __name__})
