@@ -104,7 +104,7 @@ class _Performer(Protocol[P]):
 
 
 def _push(cls: type[Job], base: Payload, at: float | None, args: tuple[Any, ...],
-          kwargs: dict[str, Any]) -> str:
+          kwargs: dict[str, Any]) -> str | None:
     check_call(cls, args, kwargs)
     item = {**base, "args": list(args)}
     if kwargs:  # only then: a positional job's payload stays what Sidekiq writes
@@ -112,7 +112,7 @@ def _push(cls: type[Job], base: Payload, at: float | None, args: tuple[Any, ...]
     if at is not None:
         item["at"] = at
     _unique_identity(cls, item, args, kwargs)
-    return client.push(item) or ""
+    return client.push(item)
 
 
 def _unique_identity(cls: type[Job], item: Payload, args: Any, kwargs: dict[str, Any]) -> None:
@@ -136,14 +136,16 @@ class _Setter(Generic[P]):
             base["tags"] = list(base["tags"])
         return base
 
-    def perform_async(self, /, *args: P.args, **kwargs: P.kwargs) -> str:
+    def perform_async(self, /, *args: P.args, **kwargs: P.kwargs) -> str | None:
         return _push(self._cls, self._base(), None, args, kwargs)
 
-    def perform_in(self, interval: float | timedelta, /, *args: P.args, **kwargs: P.kwargs) -> str:
+    def perform_in(self, interval: float | timedelta, /, *args: P.args,
+                   **kwargs: P.kwargs) -> str | None:
         at = client.schedule_time(to_epoch(interval, relative=True))
         return _push(self._cls, self._base(), at, args, kwargs)
 
-    def perform_at(self, when: float | datetime, /, *args: P.args, **kwargs: P.kwargs) -> str:
+    def perform_at(self, when: float | datetime, /, *args: P.args,
+                   **kwargs: P.kwargs) -> str | None:
         at = client.schedule_time(to_epoch(when, relative=False))
         return _push(self._cls, self._base(), at, args, kwargs)
 
@@ -238,19 +240,22 @@ class Job(metaclass=_JobMeta):
     # take the parameters of this class's own perform; ``cls`` and the time are
     # positional-only, so perform's parameters may have any name.
     @classmethod
-    def perform_async(cls: type[_Performer[P]], /, *args: P.args, **kwargs: P.kwargs) -> str:
-        """Enqueue ``perform(*args, **kwargs)`` to run now; returns the job id."""
+    def perform_async(cls: type[_Performer[P]], /, *args: P.args,
+                      **kwargs: P.kwargs) -> str | None:
+        """Enqueue ``perform(*args, **kwargs)`` to run now; returns the job id (None: a unique
+        job whose identical twin is queued, scheduled or running, or a client middleware
+        cancelled the push)."""
         return _setter(cls, {}).perform_async(*args, **kwargs)
 
     @classmethod
     def perform_in(cls: type[_Performer[P]], interval: float | timedelta, /, *args: P.args,
-                   **kwargs: P.kwargs) -> str:
+                   **kwargs: P.kwargs) -> str | None:
         """Enqueue to run after ``interval`` seconds (or a timedelta)."""
         return _setter(cls, {}).perform_in(interval, *args, **kwargs)
 
     @classmethod
     def perform_at(cls: type[_Performer[P]], when: float | datetime, /, *args: P.args,
-                   **kwargs: P.kwargs) -> str:
+                   **kwargs: P.kwargs) -> str | None:
         """Enqueue to run at ``when``, a datetime (naive = local time) or epoch seconds."""
         return _setter(cls, {}).perform_at(when, *args, **kwargs)
 
@@ -334,13 +339,15 @@ class JobFunction(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.func(*args, **kwargs)
 
-    def perform_async(self, /, *args: P.args, **kwargs: P.kwargs) -> str:
+    def perform_async(self, /, *args: P.args, **kwargs: P.kwargs) -> str | None:
         return self.set().perform_async(*args, **kwargs)
 
-    def perform_in(self, interval: float | timedelta, /, *args: P.args, **kwargs: P.kwargs) -> str:
+    def perform_in(self, interval: float | timedelta, /, *args: P.args,
+                   **kwargs: P.kwargs) -> str | None:
         return self.set().perform_in(interval, *args, **kwargs)
 
-    def perform_at(self, when: float | datetime, /, *args: P.args, **kwargs: P.kwargs) -> str:
+    def perform_at(self, when: float | datetime, /, *args: P.args,
+                   **kwargs: P.kwargs) -> str | None:
         return self.set().perform_at(when, *args, **kwargs)
 
     def perform_bulk(
