@@ -172,3 +172,33 @@ def test_definitions_lost_with_redis_data_are_written_again(r: redis.Redis) -> N
         wait_for(lambda: r.hexists(keys.PERIODIC, "beat") and pushed(r), timeout=15,
                  what="the entry written again and pushing")
     assert all(j["periodic_tick"] >= lost_at - 1 for j in pushed(r))
+
+
+def test_a_tick_offered_by_many_pollers_at_once_is_pushed_once(r: redis.Redis) -> None:
+    import threading
+
+    from sidequest import connection
+    from sidequest.config import build
+    from sidequest.worker.periodic import PeriodicPoller, register
+
+    entry = sidequest.periodic(Beat, every=1, name="beat", queue=QUEUE)
+    now = int(r.time()[0])
+    register(connection.client(), entry, now)
+    pollers = [PeriodicPoller(build(), connection.new_client(), threading.Event(), [entry])
+               for _ in range(8)]
+    barrier = threading.Barrier(len(pollers))
+
+    def offer_all(poller: PeriodicPoller) -> None:
+        barrier.wait()
+        for tick in range(now + 1, now + 31):
+            poller._offer(entry, tick, tick)
+
+    threads = [threading.Thread(target=offer_all, args=(p,)) for p in pollers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(j["periodic_tick"] for j in pushed(r)) == list(range(now + 1, now + 31))
+    # An old tick offered again (a process whose clock is behind) is refused too.
+    pollers[0]._offer(entry, now + 5, now + 5)
+    assert len(pushed(r)) == 30
