@@ -30,4 +30,4 @@ def test_three_processes_push_each_second_once(spawn: SpawnWorker, r: redis.Redi
         worker.reap()
     count, problems = check_every_second(r, start, end)
     assert not problems, problems
-    assert count == end - start + 1 >= DURATION - 2
+    assert count == end - start + 1 >= DURATION - 5

@@ -50,5 +50,5 @@ def test_random_sigkills_neither_skip_nor_double_a_tick(spawn: SpawnWorker,
         worker.reap()
     count, problems = check_every_second(r, start, end)
     assert not problems, f"{kills} kills: {problems}"
-    assert count == end - start + 1 >= DURATION - 2
+    assert count == end - start + 1 >= DURATION - 5
     assert kills >= 10
