@@ -15,6 +15,7 @@ import redis
 import sidequest
 from helpers import running_worker, wait_for
 from sidequest import keys, periodic_jobs
+from sidequest.worker.periodic import register, remove
 
 QUEUE = "periodic-test"  # no worker in these tests reads it, except where it says so
 
@@ -133,13 +134,17 @@ def test_a_removed_entry_stops_being_pushed_by_an_older_process(r: redis.Redis) 
     with running_worker() as worker:
         wait_for(lambda: pushed(r), timeout=10, what="a first tick")
         # A newer process started without the entry: it removed it and left a tombstone.
-        from sidequest.worker.periodic import remove
         remove(r, "beat", int(time.time()))
         wait_for(lambda: "beat" in worker.periodic._gone, timeout=10, what="the poller to stop")
         count = len(pushed(r))
         time.sleep(1.5)
         assert len(pushed(r)) == count
-    assert not r.hexists(keys.PERIODIC, "beat")
+        assert not r.hexists(keys.PERIODIC, "beat")
+        # A process started later defines it again: the last to start decides.
+        from sidequest import connection
+        register(connection.client(), periodic_jobs.entries()[0], int(r.time()[0]))
+        wait_for(lambda: len(pushed(r)) > count, timeout=10, what="pushes to resume")
+    assert not worker.periodic._gone
 
 
 def test_a_different_definition_is_logged_and_replaced(r: redis.Redis,
@@ -179,7 +184,7 @@ def test_a_tick_offered_by_many_pollers_at_once_is_pushed_once(r: redis.Redis) -
 
     from sidequest import connection
     from sidequest.config import build
-    from sidequest.worker.periodic import PeriodicPoller, register
+    from sidequest.worker.periodic import PeriodicPoller
 
     entry = sidequest.periodic(Beat, every=1, name="beat", queue=QUEUE)
     now = int(r.time()[0])

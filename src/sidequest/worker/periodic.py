@@ -52,7 +52,7 @@ class PeriodicPoller:
         self.paused = threading.Event()
         self._push = connection.script("periodic_push")
         self._last: dict[str, int] = {}  # ticks handled, kept across a Redis data loss
-        self._gone: set[str] = set()  # removed by a newer process: no longer pushed here
+        self._gone: set[str] = set()  # removed by a process started later: not pushed here
         self._noted: dict[str, int] = {}  # missed spans already logged
         self._rng = random.Random()
         self.ttl = int(2 * config.periodic_grace) + 60
@@ -82,7 +82,7 @@ class PeriodicPoller:
 
     def poll(self) -> float:
         """Offer every due tick; returns the seconds until the next one (at most MAX_WAIT)."""
-        live = [e for e in self.entries if e.name not in self._gone]
+        live = self.entries
         pipe = self.client.pipeline(transaction=False)
         pipe.time()
         for entry in live:
@@ -94,7 +94,13 @@ class PeriodicPoller:
         wait = MAX_WAIT
         for i, entry in enumerate(live):
             stored, defined = replies[1 + 2 * i], replies[2 + 2 * i]
-            if not defined and not self._restore(entry, now):
+            if entry.name in self._gone:
+                if not defined:
+                    continue
+                # A process that starts later defines it again (the last to start decides).
+                log.info("periodic %s is defined again; pushing it", entry.name)
+                self._gone.discard(entry.name)
+            elif not defined and not self._restore(entry, now):
                 continue
             last = max(int(float(stored or 0)), self._last.get(entry.name, 0))
             for tick, handled in self.due(entry, last, now):
@@ -150,7 +156,8 @@ class PeriodicPoller:
         pushing it here), or lost with Redis's data (write it again and carry on)."""
         if self.client.hexists(keys.PERIODIC_REMOVED, entry.name):
             log.warning("periodic %s was removed by a process that no longer defines it; this "
-                        "process stops pushing it (restart it to define it again)", entry.name)
+                        "process stops pushing it until a process that defines it starts",
+                        entry.name)
             self._gone.add(entry.name)
             return False
         log.warning("periodic %s: its definition is missing from Redis (was Redis's data "
