@@ -49,6 +49,7 @@ def test_random_sigkills_neither_skip_nor_double_a_tick(spawn: SpawnWorker,
     for worker in workers:
         worker.reap()
     count, problems = check_every_second(r, start, end)
+    print(f"{kills} SIGKILLs in {DURATION}s: {count} ticks judged, {problems or 'each once'}")
     assert not problems, f"{kills} kills: {problems}"
     assert count == end - start + 1 >= DURATION - 5
     assert kills >= 10
