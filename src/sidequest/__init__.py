@@ -18,6 +18,7 @@ from sidequest.errors import (
 )
 from sidequest.hooks import on_death, on_error
 from sidequest.job import Job, JobFunction, job
+from sidequest.periodic_jobs import periodic
 
 __version__ = "0.1.0"
 
@@ -39,4 +40,5 @@ __all__ = [
     "middleware",
     "on_death",
     "on_error",
+    "periodic",
 ]

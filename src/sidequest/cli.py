@@ -4,6 +4,7 @@
     sidequest run ...      the same, spelled out
     sidequest dev          worker + a private Redis when none is configured, for development
     sidequest stats        totals and queue sizes; sidequest status: processes and queues
+    sidequest periodic     periodic entries: schedule, time zone, next and last run
     sidequest web          the dashboard (needs the web extra: pip install 'sidequest[web]')
 """
 
@@ -29,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sidequest",
         description="Run Sidequest workers (Sidekiq-compatible background jobs).",
-        epilog="Commands: run (default), dev, stats, status [--watch], web."
+        epilog="Commands: run (default), dev, stats, status [--watch], periodic, web."
         " Example: sidequest -r myapp.jobs -c 10 -q default",
     )
     parser.add_argument("-r", "--require", action="append", metavar="MODULE_OR_FILE",
@@ -183,10 +184,10 @@ def _web(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = "run"
-    if argv and argv[0] in ("run", "dev", "stats", "status", "web"):
+    if argv and argv[0] in ("run", "dev", "stats", "status", "periodic", "web"):
         command = argv.pop(0)
     try:
-        if command in ("stats", "status"):
+        if command in ("stats", "status", "periodic"):
             from sidequest.monitor import main as monitor_main
 
             return monitor_main(command, argv)

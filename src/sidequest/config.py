@@ -15,6 +15,7 @@ from typing import Any
 from sidequest.errors import ConfigError
 from sidequest.job import QUEUE_NAME
 from sidequest.morgue import DEAD_MAX_JOBS, DEAD_TIMEOUT
+from sidequest.periodic_jobs import from_table
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -77,6 +78,11 @@ class Config:
     max_deaths: int = 3
     dead_max_jobs: int = DEAD_MAX_JOBS
     dead_timeout: float = DEAD_TIMEOUT
+    #: ``[[periodic]]`` tables of the TOML file (checked when read; registered by the worker).
+    periodic: tuple[dict[str, Any], ...] = ()
+    #: Seconds a periodic tick may be late and still be pushed (a worker restarting, Redis
+    #: briefly away); older ticks were missed: skipped, or run once with ``catch_up``.
+    periodic_grace: float = 60.0
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -129,7 +135,8 @@ class Config:
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ConfigError(f"max_retries must be a whole number >= 0, got {retries!r}")
         for name in ("timeout", "heartbeat_interval", "lease_ttl", "reaper_interval",
-                     "poll_interval", "fetch_timeout", "idle_wait", "dead_timeout"):
+                     "poll_interval", "fetch_timeout", "idle_wait", "dead_timeout",
+                     "periodic_grace"):
             value = getattr(self, name)
             number = isinstance(value, (int, float)) and not isinstance(value, bool)
             if not number or not math.isfinite(value) or value <= 0:
@@ -215,6 +222,12 @@ def load_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 def _file_value(key: str, value: Any, file: Path) -> Any:
     if key == "queues":
         return _queues_from_file(value, file)
+    if key == "periodic":
+        if not isinstance(value, list):
+            raise ConfigError(f"{file}: write periodic jobs as [[periodic]] tables")
+        for table in value:
+            from_table(table, str(file))  # a bad entry fails now, naming the file
+        return tuple(value)
     if key in ("require", "labels"):
         return tuple([value] if isinstance(value, str) else value)
     return value

@@ -129,3 +129,25 @@ def web_session(sid: str) -> str:
 
 def web_login_failures(address: str) -> str:
     return "sq:web:login:" + address
+
+
+# Periodic jobs (sidequest.periodic; pushed by sidequest.worker.periodic)
+#
+#     sq:periodic                  HASH entry name -> definition JSON (class, cron | every,
+#                                  args, tz, queue, catch_up), written by starting workers
+#     sq:periodic:removed          HASH entry name -> epoch it was removed: a worker still
+#                                  running an older definition stops pushing it
+#     sq:periodic:state:<name>     HASH tick (last tick handled), last_tick + jid + at (the
+#                                  last push), paused, outcome + outcome_at of that jid
+#     sq:periodic:tick:<name>:<t>  STRING jid pushed for the tick at epoch <t>; set NX in the
+#                                  same script as the push, so a tick is pushed once; TTL
+PERIODIC = "sq:periodic"
+PERIODIC_REMOVED = "sq:periodic:removed"
+
+
+def periodic_state(name: str) -> str:
+    return "sq:periodic:state:" + name
+
+
+def periodic_tick(name: str, tick: int) -> str:
+    return f"sq:periodic:tick:{name}:{tick}"

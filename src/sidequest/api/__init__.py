@@ -11,6 +11,7 @@ Large sets and queues are read in pages, never whole.
 
 from __future__ import annotations
 
+from sidequest.api.periodic import PeriodicEntry, PeriodicSet
 from sidequest.api.processes import Process, ProcessSet, Work, WorkSet
 from sidequest.api.queues import Queue
 from sidequest.api.records import JobRecord
@@ -21,6 +22,8 @@ __all__ = [
     "DeadSet",
     "JobRecord",
     "JobSet",
+    "PeriodicEntry",
+    "PeriodicSet",
     "Process",
     "ProcessSet",
     "Queue",

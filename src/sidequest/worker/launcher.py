@@ -1,5 +1,6 @@
 """The Launcher composes a worker process: Manager (fetcher + processors), heartbeat,
-scheduler and reaper threads; it turns signals (local or from Redis) into quiet and stop.
+scheduler, reaper and periodic threads; it turns signals (local or from Redis) into quiet and
+stop.
 
 Lifecycle: start() -> [quiet()] -> stop(). ``run()`` is the command-line form: it installs
 signal handlers, blocks until TERM/INT (or a remote TERM), stops, and returns.
@@ -26,6 +27,7 @@ from sidequest.config import Config
 from sidequest.worker import guards, logs, watchdog
 from sidequest.worker.heartbeat import Heartbeat
 from sidequest.worker.manager import Manager
+from sidequest.worker.periodic import PeriodicPoller, load_entries, record_outcome
 from sidequest.worker.reaper import Reaper
 from sidequest.worker.scheduler import Scheduler
 from sidequest.worker.state import ProcessState
@@ -59,6 +61,8 @@ class Launcher:
         self.scheduler = Scheduler(config, connection.new_client(retries=0), self.stopping)
         self.reaper = Reaper(config, self.identity, connection.new_client(retries=0),
                              self.stopping)
+        self.periodic = PeriodicPoller(config, connection.new_client(retries=0), self.stopping,
+                                       load_entries(config))
         self._threads: list[threading.Thread] = []
         self._stopped = False
         self._stop_signals = 0
@@ -66,6 +70,8 @@ class Launcher:
     def start(self) -> None:
         """Register with Redis (waiting for it if it is down), then start every thread."""
         middleware.server.prepend(guards.server_middleware)  # unique locks, expiry
+        if self.periodic.entries:
+            middleware.server.prepend(record_outcome)
         middleware.server.prepend(metrics.recorder)  # outermost: times the whole chain
         if unique.on_death not in hooks.death_handlers:  # a job that will not run again
             hooks.on_death(unique.on_death)  # gives its unique identity back
@@ -78,7 +84,7 @@ class Launcher:
         logs.flush()
         self.manager.start()
         for target, name in ((self._beat_loop, "heartbeat"), (self.scheduler.run, "scheduler"),
-                             (self.reaper.run, "reaper")):
+                             (self.reaper.run, "reaper"), (self.periodic.run, "periodic")):
             self._threads.append(spawn(target, f"sidequest-{name}", self.stopping))
 
     def _first_beat(self) -> None:
@@ -158,6 +164,7 @@ class Launcher:
             log.info("quiet: no new jobs will be fetched")
         self.heartbeat.quiet = True
         self.scheduler.paused.set()
+        self.periodic.paused.set()
         self.manager.quiet()
 
     def stop(self) -> bool:
