@@ -43,6 +43,12 @@ Sidequest's own keys all start with ``sq:`` so that Sidekiq never trips over the
                                 scheduled job)
     sq:stat:expired             STRING count of jobs dropped unrun because their expires_at
                                 had passed when they were fetched
+    sq:limiter:<name>           a limiter's state: ZSET token -> expiry (concurrent), HASH
+                                w, c (bucket), ZSET call -> time (window); expires when idle
+    sq:limiter:<name>:over      STRING count of jobs rescheduled by this limiter; TTL 1 hour
+    sq:limiters                 ZSET "<kind>|<limit>|<interval>|<name>" -> last use (ms), the
+                                limiters used in the last hour, for the dashboard
+    sq:stat:overlimit           STRING count of jobs rescheduled because a limiter was full
 """
 
 from __future__ import annotations
@@ -64,10 +70,20 @@ REAPER_LOCK = "sq:reaper"
 QUEUE_PREFIX = "queue:"
 UNIQUE_PREFIX = "sq:unique:"
 STAT_EXPIRED = "sq:stat:expired"
+LIMITERS = "sq:limiters"
+STAT_OVERLIMIT = "sq:stat:overlimit"
 
 
 def queue(name: str) -> str:
     return QUEUE_PREFIX + name
+
+
+def limiter(name: str) -> str:
+    return f"sq:limiter:{name}"
+
+
+def limiter_over(name: str) -> str:
+    return f"sq:limiter:{name}:over"
 
 
 def unique_lock(digest: str) -> str:
