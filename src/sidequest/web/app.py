@@ -21,7 +21,16 @@ from sidequest.web.revocation import LiveSessions
 from sidequest.web.security import Guard
 from sidequest.web.session import Signer
 from sidequest.web.settings import Settings
-from sidequest.web.views import busy, dashboard, login, metrics, prometheus, queues, sets
+from sidequest.web.views import (
+    busy,
+    dashboard,
+    limiters,
+    login,
+    metrics,
+    prometheus,
+    queues,
+    sets,
+)
 from sidequest.web.views import periodic as periodic_view
 
 PASSWORD_ENV = "SIDEQUEST_WEB_PASSWORD"
@@ -145,6 +154,7 @@ def routes() -> list[BaseRoute]:
         *sets.routes(),
         Route("/metrics", metrics.overview, methods=["GET"], name="metrics"),
         Route("/prometheus", prometheus.prometheus, methods=["GET"], name="prometheus"),
+        Route("/limiters", limiters.limiters, methods=["GET"], name="limiters"),
         Route("/metrics/{name:path}", metrics.job_class, methods=["GET"], name="metrics_class"),
         Route("/periodic", periodic_view.periodic, methods=["GET"], name="periodic"),
         Route("/periodic", periodic_view.periodic_action, methods=["POST"]),
