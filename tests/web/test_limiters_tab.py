@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 
+import pytest
 import redis
 
 from sidequest import OverLimit, keys, limiter
@@ -20,10 +21,8 @@ def test_limiters_in_use_are_listed(client: Client, r: redis.Redis) -> None:
     api.acquire()
     window = limiter.window("sms <b>", 10, "second")
     window.acquire()
-    try:
-        stripe.acquire()
-    except OverLimit:
-        pass
+    with pytest.raises(OverLimit):
+        stripe.acquire()  # both slots are held
     r.set(keys.limiter_over("stripe"), 3)
     page = client.get("/limiters")
     assert page.status_code == 200
