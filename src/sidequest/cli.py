@@ -36,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-r", "--require", action="append", metavar="MODULE_OR_FILE",
                         help="module (myapp.jobs) or .py file that defines your jobs; repeatable")
     parser.add_argument("-c", "--concurrency", type=int, help="processor threads (default 5)")
+    parser.add_argument("--async-concurrency", type=int, metavar="N",
+                        help="async def jobs running at once on the event loop (default 100)")
     parser.add_argument("-P", "--processes", type=int, default=None, metavar="N",
                         help="worker processes to fork, each with -c threads (default 1)")
     parser.add_argument("-q", "--queue", action="append", metavar="NAME[,WEIGHT]",
@@ -60,6 +62,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         args.config,
         require=tuple(args.require) if args.require else None,
         concurrency=args.concurrency,
+        async_concurrency=args.async_concurrency,
         queues=queues,
         timeout=args.timeout,
         environment=args.environment,

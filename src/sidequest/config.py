@@ -36,6 +36,9 @@ class Config:
 
     require: tuple[str, ...] = ()
     concurrency: int = 5
+    #: ``async def perform`` jobs running at once on the process's event loop, beside the
+    #: ``concurrency`` threads.
+    async_concurrency: int = 100
     #: (name, weight) pairs; all weights 0 means strict priority in the given order.
     queues: tuple[tuple[str, int], ...] = (("default", 0),)
     timeout: float = 25.0
@@ -110,6 +113,7 @@ class Config:
 
     def _validate_numbers(self) -> None:
         _positive_int("concurrency", self.concurrency, 1000)
+        _positive_int("async_concurrency", self.async_concurrency, 100_000)
         if isinstance(self.processes, bool) or not isinstance(self.processes, int) or not (
             1 <= self.processes <= 64
         ):

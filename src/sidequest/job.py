@@ -7,6 +7,7 @@ import, not at 3 a.m. in a worker. Each job class is registered under its wire n
 from __future__ import annotations
 
 import difflib
+import inspect
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -24,7 +25,7 @@ OPTIONS = ("queue", "retry", "backtrace", "dead", "retry_queue", "tags", "unique
            "unique_until", "expires_in", "name")
 #: Per-push options accepted by ``set(...)`` on top of the class options.
 PUSH_OPTIONS = (*OPTIONS[:-1], "jid")
-_NOT_OPTIONS = {"jid", "jobs"}
+_NOT_OPTIONS = {"jid", "jobs", "async_perform"}
 #: Spellings that users of Celery, RQ or Sidekiq reach for, and what Sidequest calls them.
 _ALIASES = {
     "retries": "retry",
@@ -220,6 +221,9 @@ class Job(metaclass=_JobMeta):
     #: Seconds after its enqueue (or run time) by which the job must start, or be dropped.
     expires_in: ClassVar[float | None] = None
     name: ClassVar[str | None] = None
+    #: Set when the class is defined: ``perform`` is ``async def`` (it runs on the worker's
+    #: event loop, not on a thread).
+    async_perform: ClassVar[bool] = False
 
     jid: str = ""
     payload: Payload
@@ -230,6 +234,7 @@ class Job(metaclass=_JobMeta):
         own = {k: v for k, v in vars(cls).items() if k in OPTIONS}
         validate_options(own, where, OPTIONS)
         _check_typos(cls, where)
+        cls.async_perform = inspect.iscoroutinefunction(cls.perform)
         if "perform" in vars(cls) or any("perform" in vars(b) for b in cls.__mro__[1:-2]):
             registry.register(cls)
 
@@ -266,6 +271,24 @@ class Job(metaclass=_JobMeta):
         """Enqueue one job per argument list, one round trip per ``batch_size`` jobs."""
         return _Setter[Any](cls, {}).perform_bulk(args_list, batch_size)
 
+    # From async code: the same pushes on a worker thread, so the event loop never waits on
+    # Redis ("a" for awaitable, as in Django).
+    @classmethod
+    async def aperform_async(cls: type[_Performer[P]], /, *args: P.args,
+                             **kwargs: P.kwargs) -> str | None:
+        return await _off_loop(lambda: _setter(cls, {}).perform_async(*args, **kwargs))
+
+    @classmethod
+    async def aperform_in(cls: type[_Performer[P]], interval: float | timedelta, /,
+                          *args: P.args, **kwargs: P.kwargs) -> str | None:
+        return await _off_loop(lambda: _setter(cls, {}).perform_in(interval, *args, **kwargs))
+
+    @classmethod
+    async def aperform_bulk(
+        cls, args_list: Iterable[list[Any]], batch_size: int = client.BULK_BATCH
+    ) -> list[str | None]:
+        return await _off_loop(lambda: cls.perform_bulk(args_list, batch_size))
+
     @classmethod
     def wire_name(cls) -> str:
         # Only a name set on this very class counts: a subclass is a different job.
@@ -301,6 +324,12 @@ class Job(metaclass=_JobMeta):
     @classmethod
     def retries_exhausted(cls, payload: Payload, exc: BaseException) -> None:
         return None
+
+
+async def _off_loop(push: Callable[[], R]) -> R:
+    import asyncio  # noqa: PLC0415 - only async callers pay for it
+
+    return await asyncio.to_thread(push)
 
 
 def _setter(cls: type[_Performer[P]], options: dict[str, Any]) -> _Setter[P]:
@@ -380,6 +409,11 @@ def job(
         def perform(self: Job, *args: Any, **kwargs: Any) -> None:
             fn(*args, **kwargs)
 
+        async def perform_async_fn(self: Job, *args: Any, **kwargs: Any) -> None:
+            await fn(*args, **kwargs)  # type: ignore[misc]
+
+        if inspect.iscoroutinefunction(fn):  # an async def job: its perform is one too
+            perform = perform_async_fn  # type: ignore[assignment]
         perform.__signature__ = with_self(fn)  # type: ignore[attr-defined]
 
         attrs: dict[str, Any] = {

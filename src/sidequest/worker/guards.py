@@ -5,7 +5,9 @@ plain job pays two dict lookups and a try block, not three more levels of the ch
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sidequest import expiry, unique
@@ -14,8 +16,35 @@ from sidequest.payload import Payload
 from sidequest.worker import overlimit
 
 
-def server_middleware(job: Any, payload: Payload, queue: str,
-                      call_next: Callable[[], Any]) -> Any:
+class _Guards:
+    def __call__(self, job: Any, payload: Payload, queue: str,
+                 call_next: Callable[[], Any]) -> Any:
+        return _guard(job, payload, queue, call_next)
+
+    async def acall(self, job: Any, payload: Payload, queue: str,
+                    call_next: Callable[[], Awaitable[Any]]) -> Any:
+        """The same around an ``async def perform`` job: the Redis writes (rare: a unique
+        lock, an expired job, a full limiter) run off the event loop."""
+        try:
+            if unique.DIGEST in payload or expiry.AT in payload:
+                if expiry.AT in payload and expiry.expired(payload, time.time()):
+                    await asyncio.to_thread(expiry.server_middleware, job, payload, queue,
+                                            lambda: None)
+                    await asyncio.to_thread(unique.release, payload)
+                    return None
+                if payload.get(unique.UNTIL) == "start":
+                    await asyncio.to_thread(unique.release, payload)
+                    return await call_next()
+                result = await call_next()
+                await asyncio.to_thread(unique.release, payload)
+                return result
+            return await call_next()
+        except OverLimit as exc:
+            await asyncio.to_thread(overlimit.reschedule, payload, queue, exc)
+            return None
+
+
+def _guard(job: Any, payload: Payload, queue: str, call_next: Callable[[], Any]) -> Any:
     try:
         if unique.DIGEST not in payload and expiry.AT not in payload:
             return call_next()
@@ -27,3 +56,6 @@ def server_middleware(job: Any, payload: Payload, queue: str,
     except OverLimit as exc:
         overlimit.reschedule(payload, queue, exc)
         return None
+
+
+server_middleware = _Guards()

@@ -35,6 +35,8 @@ import redis
 
 from sidequest import connection, keys
 from sidequest.config import Config
+from sidequest.worker.async_jobs import AsyncJobs
+from sidequest.worker.asyncio_runner import AsyncRunner
 from sidequest.worker.buffer import PriorityBuffer
 from sidequest.worker.fetch import Fetcher, Work
 from sidequest.worker.flow import Flow
@@ -70,6 +72,9 @@ class Manager:
         self.processor = Processor(config, identity, connection.new_client(retries=0), state,
                                    self.stopping)
         self.inprogress = InProgress(config, identity, self._client, self.processor)
+        self.asyncio = AsyncRunner(config.async_concurrency)
+        self.processor.async_jobs = AsyncJobs(self.asyncio, state, self.processor.failed,
+                                              self._async_acknowledge)
         # Strict priority across several queues: the held jobs are handed out highest queue
         # first (a plain FIFO would run a lower queue's job fetched before a new critical one).
         self._jobs: Any = (PriorityBuffer(config.queue_names, sentinels=(_LISTEN,))
@@ -124,10 +129,16 @@ class Manager:
         Returns True when every processor finished in time.
         """
         self.quiet()
-        while self._running and time.monotonic() < deadline:
+        while (self._running or self.asyncio.busy) and time.monotonic() < deadline:
             time.sleep(0.02)  # shutdown only: a short poll keeps the hot path lock-free
         stuck = dict(self._running)
         leftovers = list(stuck.values())
+        late = self.asyncio.running()
+        if late:  # async jobs past the deadline: cancelled, they stay in the list (pushed back)
+            self.asyncio.cancel(late)
+            end = time.monotonic() + 2
+            while self.asyncio.busy and time.monotonic() < end:
+                time.sleep(0.02)
         self.inprogress.requeue(self._drain_jobs())  # fetched while we were quieting
         # Again: a fetcher round that began before quiet() may have parked threads since,
         # and each thread must take its None below to exit.
@@ -142,16 +153,25 @@ class Manager:
             self._fetcher_thread.join(self.config.fetch_timeout + 2)
         self.stopping.set()
         self.inprogress.acknowledge(self._collect()[1])
-        if leftovers:
+        if leftovers or late:
             log.warning("%d jobs still running at the shutdown deadline; pushing them back",
-                        len(leftovers))
+                        len(leftovers) + len(late))
         self.inprogress.requeue_all(leftovers)
         self._waker.dispose()  # only now: the fetcher may have been waiting on it
-        return not leftovers
+        self.asyncio.close()
+        return not (leftovers or late)
 
     @property
     def busy(self) -> int:
-        return len(self._running)
+        return len(self._running) + self.asyncio.busy
+
+    def _async_acknowledge(self, raw: bytes) -> None:
+        """An async job succeeded (called off the event loop): acknowledge it with the next
+        fetch round, or now when no round will carry it soon."""
+        if self._blocking or self.quieted.is_set():
+            self.inprogress.acknowledge([raw])
+        else:
+            self._done.append((raw,))  # a finished job, not an idle processor
 
     @property
     def active(self) -> int:
@@ -202,7 +222,7 @@ class Manager:
     def _run(self, work: Work, tid: str) -> bytes | None:
         """Run one job; returns the acknowledgement the fetcher should carry, if any."""
         self._running[tid] = work
-        ok = False
+        ok: bool | None = False  # None: an async job the event loop now runs and acknowledges
         try:
             ok = self.processor.run(work, tid)
         except BaseException:  # the processor handles job errors; this is our own bug

@@ -10,6 +10,8 @@ Duties:
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import threading
 import time
@@ -24,6 +26,7 @@ from sidequest.errors import PayloadError
 from sidequest.job import Job
 from sidequest.morgue import add_dead
 from sidequest.payload import KWARGS, Payload, decode, dumps, normalized
+from sidequest.worker import async_jobs
 from sidequest.worker.clock import now
 from sidequest.worker.fetch import Work
 from sidequest.worker.logs import job_info, log_failure
@@ -46,9 +49,12 @@ class Processor:
         self.state = state
         self.stopping = stopping
         self.inprogress = keys.inprogress(identity)
+        #: Set by the manager: runs ``async def perform`` jobs on the event loop.
+        self.async_jobs: async_jobs.AsyncJobs | None = None
 
-    def run(self, work: Work, tid: str) -> bool:
-        """Run one job; True means "acknowledge it" (it succeeded), False that it was handled."""
+    def run(self, work: Work, tid: str) -> bool | None:
+        """Run one job; True means "acknowledge it" (it succeeded), False that it was handled,
+        None that an ``async def perform`` went to the event loop, which records its outcome."""
         try:
             # Missing queue, jid or created_at filled in as Sidekiq's client would; a retry
             # then goes to the queue the job was fetched from.
@@ -57,6 +63,11 @@ class Processor:
             self._bury_raw(work, exc)
             self.state.finished(tid, failed=True)
             return False
+        if self.async_jobs is not None and not work.suspect:
+            cls = registry.find(job["class"])
+            if cls is not None and cls.async_perform and async_jobs.chain_is_async():
+                self.async_jobs.start(work, job, cls)
+                return None
         # Raw bytes here; the heartbeat decodes the few that are running when it beats.
         self.state.started(tid, {"queue": work.queue, "payload": work.raw,
                                  "run_at": int(time.time())})
@@ -85,20 +96,30 @@ class Processor:
             args, kwargs = job["args"], job.get(KWARGS) or {}
             if len(middleware.server):
                 chain_args = (instance, job, work.queue)
-                middleware.server.invoke(chain_args, lambda: instance.perform(*args, **kwargs))
+                middleware.server.invoke(chain_args, lambda: self._call(instance, args, kwargs))
             else:
-                instance.perform(*args, **kwargs)
+                self._call(instance, args, kwargs)
         except BaseException as exc:  # a job's SystemExit must not end the worker
             fields["elapsed"] = round(time.monotonic() - started, 3)
             summary = f"fail: {retry.error_class(exc)}: {retry.error_message(exc)[:2000]}"
             log_failure(log, summary, exc, fields)
-            self._failed(work, job, exc, cls)
+            self.failed(work, job, exc, cls)
             return False
         if info:
             job_info(log, "done", {**fields, "elapsed": round(time.monotonic() - started, 3)})
         return True
 
-    def _failed(self, work: Work, job: Payload, exc: BaseException, cls: type[Job] | None) -> None:
+    def _call(self, instance: Job, args: Any, kwargs: Any) -> Any:
+        result: Any = instance.perform(*args, **kwargs)  # type: ignore[func-returns-value]
+        if inspect.iscoroutine(result):
+            # An async job run by this thread (sync middleware around it, or a suspect run
+            # alone): the event loop runs it, this thread waits.
+            if self.async_jobs is None:
+                return asyncio.run(result)
+            return self.async_jobs.runner.wait_result(result)
+        return result
+
+    def failed(self, work: Work, job: Payload, exc: BaseException, cls: type[Job] | None) -> None:
         """Sidekiq's order: record the error, check exhaustion, then ask the class's
         ``retry_in``; write the outcome with the acknowledgement, then run the handlers."""
         ask: retry.RetryIn | None = None
