@@ -12,6 +12,7 @@ worker's clients (the fault tests use it to detect a black-holed connection soon
 from __future__ import annotations
 
 import ctypes
+import asyncio
 import json
 import os
 import resource
@@ -52,6 +53,18 @@ class Work(Job):
         record("start", self)
         if seconds and not os.environ.get("FAULT_NO_SLEEP"):
             time.sleep(seconds)
+        record("done", self)
+
+
+class AsyncWork(Job):
+    """Work as ``async def``: awaits ``seconds`` on the worker's event loop."""
+
+    name = "fault.AsyncWork"
+
+    async def perform(self, seconds: float = 0.0, *_: Any) -> None:
+        record("start", self)
+        if seconds:
+            await asyncio.sleep(seconds)
         record("done", self)
 
 
