@@ -11,6 +11,7 @@ from sidequest.connection import configure
 from sidequest.enqueue import enqueue
 from sidequest.errors import (
     ConfigError,
+    JobTimeout,
     PayloadError,
     RedisUnavailable,
     SidequestError,
@@ -29,6 +30,7 @@ __all__ = [
     # jobs and enqueueing; rate limiters (limiter, OverLimit)
     "Job",
     "JobFunction",
+    "JobTimeout",
     "OverLimit",
     "PayloadError",
     "RedisUnavailable",

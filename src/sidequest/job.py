@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar, Generic, ParamSpec, Protocol, TypeVar, cast, overload
 
-from sidequest import client, expiry, registry, unique
+from sidequest import client, registry, unique
 from sidequest.errors import ConfigError
 from sidequest.payload import KWARGS, Payload
 from sidequest.pushcheck import check_call, check_runnable, with_self
@@ -22,7 +22,7 @@ from sidequest.pushcheck import check_call, check_runnable, with_self
 #: Names Sidekiq's web UI can show a page for; others would be invisible there.
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_:.\-]+")
 OPTIONS = ("queue", "retry", "backtrace", "dead", "retry_queue", "tags", "unique_for",
-           "unique_until", "expires_in", "name")
+           "unique_until", "expires_in", "timeout", "name")
 #: Per-push options accepted by ``set(...)`` on top of the class options.
 PUSH_OPTIONS = (*OPTIONS[:-1], "jid")
 _NOT_OPTIONS = {"jid", "jobs", "async_perform"}
@@ -63,10 +63,9 @@ def _check_option(key: str, value: Any, where: str) -> None:
     elif key == "tags":
         ok = isinstance(value, (list, tuple)) and all(isinstance(t, str) for t in value)
         expect = "a list of strings"
-    elif key in ("unique_for", "unique_until", "expires_in"):
-        problem = (expiry.check_option(value) if key == "expires_in" else
-                   unique.check_options(value, None) if key == "unique_for" else
-                   unique.check_options(None, value))
+    elif key in ("unique_for", "unique_until", "expires_in", "timeout"):
+        problem = (unique.check_options(None, value) if key == "unique_until"
+                   else _seconds_problem(key, value))
         if problem:
             raise ConfigError(f"{where}: option {problem}")
         return
@@ -77,6 +76,13 @@ def _check_option(key: str, value: Any, where: str) -> None:
         ok, expect = value is None or (isinstance(value, str) and bool(value)), "a non-empty string"
     if not ok:
         raise ConfigError(f"{where}: option {key}={value!r} is invalid; expected {expect}")
+
+
+def _seconds_problem(key: str, value: Any) -> str | None:
+    if value is None or (not isinstance(value, bool) and isinstance(value, (int, float))
+                         and math.isfinite(value) and value > 0):
+        return None
+    return f"{key}={value!r} is invalid; expected a number of seconds above 0"
 
 
 def to_epoch(when: float | datetime | timedelta, relative: bool) -> float:
@@ -161,6 +167,16 @@ class _Setter(Generic[P]):
         return client.push_many(items, batch_size)
 
 
+#: The worker running this process's jobs, if any (it sets itself here when it starts):
+#: what ``Job.cancelled()`` and ``Job.stopping()`` ask.
+_worker: Any = None
+
+
+def install_worker(worker: Any) -> None:
+    global _worker
+    _worker = worker
+
+
 #: ``sidequest.testing`` puts itself here when imported, so that the class-level helpers
 #: below reach it without this module importing it (``import sidequest`` stays lean).
 _testing: Any = None
@@ -220,6 +236,8 @@ class Job(metaclass=_JobMeta):
     unique_until: ClassVar[str | None] = None
     #: Seconds after its enqueue (or run time) by which the job must start, or be dropped.
     expires_in: ClassVar[float | None] = None
+    #: Seconds a run may take; past it the job gets sidequest.JobTimeout (a failure).
+    timeout: ClassVar[float | None] = None
     name: ClassVar[str | None] = None
     #: Set when the class is defined: ``perform`` is ``async def`` (it runs on the worker's
     #: event loop, not on a thread).
@@ -240,6 +258,16 @@ class Job(metaclass=_JobMeta):
 
     def perform(self, *args: Any, **kwargs: Any) -> None:
         raise NotImplementedError(f"{type(self).__name__} must define perform()")
+
+    def cancelled(self) -> bool:
+        """True once ``sidequest.api.cancel(self.jid)`` was called (seen within a second): a
+        long job checks it between steps and stops, saving its position if it can."""
+        return _worker is not None and _worker.is_cancelled(self.jid)
+
+    def stopping(self) -> bool:
+        """True while the worker is shutting down: a long job may save its position and
+        return (or raise) so that it is pushed back and resumed by the next worker."""
+        return _worker is not None and _worker.is_stopping()
 
     # The enqueue methods. ``cls`` is typed as "a class with a perform" so that type checkers
     # take the parameters of this class's own perform; ``cls`` and the time are
@@ -305,7 +333,7 @@ class Job(metaclass=_JobMeta):
             base["retry_queue"] = cls.retry_queue
         if cls.tags:
             base["tags"] = list(cls.tags)
-        for option in ("unique_for", "unique_until", "expires_in"):
+        for option in ("unique_for", "unique_until", "expires_in", "timeout"):
             if getattr(cls, option) is not None:
                 base[option] = getattr(cls, option)
         return base

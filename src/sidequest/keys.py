@@ -49,6 +49,8 @@ Sidequest's own keys all start with ``sq:`` so that Sidekiq never trips over the
     sq:limiters                 ZSET "<kind>|<limit>|<interval>|<name>" -> last use (ms), the
                                 limiters used in the last hour, for the dashboard
     sq:stat:overlimit           STRING count of jobs rescheduled because a limiter was full
+    sq:cancelled                ZSET jid -> when it was cancelled (epoch s); entries older than
+                                30 days are trimmed at each cancel
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ QUEUE_PREFIX = "queue:"
 UNIQUE_PREFIX = "sq:unique:"
 STAT_EXPIRED = "sq:stat:expired"
 LIMITERS = "sq:limiters"
+CANCELLED = "sq:cancelled"
 STAT_OVERLIMIT = "sq:stat:overlimit"
 
 

@@ -11,8 +11,8 @@ worker's clients (the fault tests use it to detect a black-holed connection soon
 
 from __future__ import annotations
 
-import ctypes
 import asyncio
+import ctypes
 import json
 import os
 import resource
@@ -65,6 +65,18 @@ class AsyncWork(Job):
         record("start", self)
         if seconds:
             await asyncio.sleep(seconds)
+        record("done", self)
+
+
+class Stuck(Job):
+    """Blocks in C (``time.sleep``) far past its 1 s timeout: the JobTimeout cannot land."""
+
+    name = "fault.Stuck"
+    timeout = 1
+
+    def perform(self, seconds: float = 60.0) -> None:
+        record("start", self)
+        time.sleep(seconds)
         record("done", self)
 
 

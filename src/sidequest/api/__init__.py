@@ -11,6 +11,7 @@ Large sets and queues are read in pages, never whole.
 
 from __future__ import annotations
 
+from sidequest.api.cancel import cancel
 from sidequest.api.periodic import PeriodicEntry, PeriodicSet
 from sidequest.api.processes import Process, ProcessSet, Work, WorkSet
 from sidequest.api.queues import Queue
@@ -33,4 +34,5 @@ __all__ = [
     "Stats",
     "Work",
     "WorkSet",
+    "cancel",
 ]

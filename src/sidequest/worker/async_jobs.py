@@ -12,8 +12,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from sidequest import middleware, retry
+from sidequest.errors import JobTimeout
 from sidequest.job import Job
 from sidequest.payload import KWARGS, Payload
+from sidequest.worker import cancels
 from sidequest.worker.asyncio_runner import AsyncRunner
 from sidequest.worker.fetch import Work
 from sidequest.worker.logs import job_info, log_failure
@@ -63,25 +65,45 @@ class AsyncJobs:
             job_info(log, "start", fields)
 
         async def run() -> Any:
-            def final() -> Awaitable[Any]:
-                return cast("Awaitable[Any]", instance.perform(*args, **kwargs))
-
+            final = _timed(lambda: instance.perform(*args, **kwargs), job.get("timeout"))
             return await invoke_async((instance, job, work.queue), final)
 
         async def done(error: BaseException | None) -> None:
             fields["elapsed"] = round(time.monotonic() - started, 3)
             self.state.finished(key, failed=error is not None)
-            loop = asyncio.get_running_loop()
-            if error is None:
-                if log.isEnabledFor(logging.INFO):
-                    job_info(log, "done", fields)
-                await loop.run_in_executor(None, self._acknowledge, work.raw)
-            elif isinstance(error, asyncio.CancelledError):
-                log.warning("async job %s cancelled at shutdown; it goes back to its queue",
-                            jid)  # still in the in-progress list: the stop pushes it back
-            else:
-                summary = f"fail: {retry.error_class(error)}: {retry.error_message(error)[:2000]}"
-                log_failure(log, summary, error, fields)
-                await loop.run_in_executor(None, self._failed, work, job, error, cls)
+            await self._outcome(work, job, cls, fields, error)
 
         self.runner.submit(jid, cls.wire_name(), run, done)
+
+    async def _outcome(self, work: Work, job: Payload, cls: type[Job], fields: dict[str, Any],
+                       error: BaseException | None) -> None:
+        loop = asyncio.get_running_loop()
+        jid = str(fields["jid"])
+        if error is None:
+            if log.isEnabledFor(logging.INFO):
+                job_info(log, "done", fields)
+            await loop.run_in_executor(None, self._acknowledge, work.raw)
+        elif isinstance(error, asyncio.CancelledError) and cancels.is_cancelled(jid):
+            log.warning("async job %s stopped: it was cancelled", jid)
+            await loop.run_in_executor(None, self._acknowledge, work.raw)
+        elif isinstance(error, asyncio.CancelledError):
+            log.warning("async job %s cancelled at shutdown; it goes back to its queue",
+                        jid)  # still in the in-progress list: the stop pushes it back
+        else:
+            summary = f"fail: {retry.error_class(error)}: {retry.error_message(error)[:2000]}"
+            log_failure(log, summary, error, fields)
+            await loop.run_in_executor(None, self._failed, work, job, error, cls)
+
+
+def _timed(call: Callable[[], Any], limit: Any) -> Callable[[], Awaitable[Any]]:
+    """``call()``'s coroutine, cancelled at ``limit`` seconds with JobTimeout (if a limit)."""
+    async def final() -> Any:
+        coro = cast("Awaitable[Any]", call())
+        if not isinstance(limit, (int, float)) or isinstance(limit, bool) or limit <= 0:
+            return await coro
+        try:
+            return await asyncio.wait_for(coro, limit)
+        except asyncio.TimeoutError:
+            raise JobTimeout(f"the job ran past its timeout of {limit:g} s") from None
+
+    return final

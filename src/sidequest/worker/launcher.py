@@ -24,7 +24,9 @@ import redis
 
 from sidequest import connection, hooks, keys, metrics, middleware, unique
 from sidequest.config import Config
-from sidequest.worker import guards, logs, watchdog
+from sidequest.job import install_worker
+from sidequest.worker import cancels, guards, logs, watchdog
+from sidequest.worker.cancels import CancelWatcher
 from sidequest.worker.heartbeat import Heartbeat
 from sidequest.worker.manager import Manager
 from sidequest.worker.periodic import PeriodicPoller, load_entries, record_outcome
@@ -53,6 +55,7 @@ class Launcher:
         self.state = ProcessState()
         self.stopping = threading.Event()
         self.stop_requested = threading.Event()
+        self.retired = False  # a stuck job made the process stop
         self._client = connection.new_client(retries=0)
         self.manager = Manager(config, self.identity, self.state)
         self.embedded = embedded
@@ -82,9 +85,15 @@ class Launcher:
                  "strict" if self.config.strict else "weighted", self.config.concurrency,
                  ", ".join(self.config.queue_names))
         logs.flush()
+        self.manager.retire = self._retire
+        install_worker(self)  # Job.cancelled() and Job.stopping() ask it
+        watcher = CancelWatcher(connection.new_client(retries=0), self.stopping,
+                                self.manager.asyncio.cancel)
+        watcher.first_look()  # before the first fetch: no job cancelled earlier starts
         self.manager.start()
         for target, name in ((self._beat_loop, "heartbeat"), (self.scheduler.run, "scheduler"),
-                             (self.reaper.run, "reaper"), (self.periodic.run, "periodic")):
+                             (self.reaper.run, "reaper"), (self.periodic.run, "periodic"),
+                             (watcher.run, "cancels")):
             self._threads.append(spawn(target, f"sidequest-{name}", self.stopping))
 
     def _first_beat(self) -> None:
@@ -158,6 +167,20 @@ class Launcher:
             log.warning("stopping now; unfinished jobs stay in progress and will be recovered")
             logs.flush()
             os._exit(1)
+
+    def _retire(self) -> None:
+        """A job ignored its timeout: stop (its thread cannot be killed) for the supervisor
+        to start a fresh process; the other jobs are pushed back as at any stop."""
+        self.retired = True
+        self.stop_requested.set()
+        if self.embedded:
+            self.manager.quiet()
+
+    def is_cancelled(self, jid: str) -> bool:
+        return cancels.is_cancelled(jid)
+
+    def is_stopping(self) -> bool:
+        return self.stop_requested.is_set() or self.manager.quieted.is_set()
 
     def quiet(self) -> None:
         if not self.manager.quieted.is_set():

@@ -29,12 +29,15 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
 
-from sidequest import connection, keys
+from sidequest import connection, keys, registry
 from sidequest.config import Config
+from sidequest.errors import JobTimeout, PayloadError
+from sidequest.payload import decode, normalized
 from sidequest.worker.async_jobs import AsyncJobs
 from sidequest.worker.asyncio_runner import AsyncRunner
 from sidequest.worker.buffer import PriorityBuffer
@@ -45,6 +48,7 @@ from sidequest.worker.logs import thread_id
 from sidequest.worker.processor import Processor
 from sidequest.worker.state import ProcessState
 from sidequest.worker.threads import spawn
+from sidequest.worker.timeouts import Timeouts
 from sidequest.worker.waker import Waker
 
 log = logging.getLogger("sidequest")
@@ -75,6 +79,10 @@ class Manager:
         self.asyncio = AsyncRunner(config.async_concurrency)
         self.processor.async_jobs = AsyncJobs(self.asyncio, state, self.processor.failed,
                                               self._async_acknowledge)
+        self.timeouts = Timeouts(on_stuck=self._stuck)
+        self.processor.timeouts = self.timeouts
+        #: What to do when a job ignores its timeout: the launcher stops the process.
+        self.retire: Callable[[], None] = self.quiet
         # Strict priority across several queues: the held jobs are handed out highest queue
         # first (a plain FIFO would run a lower queue's job fetched before a new critical one).
         self._jobs: Any = (PriorityBuffer(config.queue_names, sentinels=(_LISTEN,))
@@ -165,6 +173,21 @@ class Manager:
     def busy(self) -> int:
         return len(self._running) + self.asyncio.busy
 
+    def _stuck(self, jid: str) -> None:
+        """A job ignored its timeout (stuck in C code): record one failure for it (which
+        takes it out of the in-progress list), then retire the process."""
+        for tid, work in list(self._running.items()):
+            try:
+                job = normalized(decode(work.raw), work.queue)
+            except PayloadError:
+                continue
+            if job.get("jid") == jid:
+                self._running.pop(tid, None)
+                self.processor.failed(work, job, JobTimeout(
+                    "the job ran past its timeout and did not stop; its process retired"),
+                    registry.find(job.get("class")))
+        self.retire()
+
     def _async_acknowledge(self, raw: bytes) -> None:
         """An async job succeeded (called off the event loop): acknowledge it with the next
         fetch round, or now when no round will carry it soon."""
@@ -228,7 +251,7 @@ class Manager:
         except BaseException:  # the processor handles job errors; this is our own bug
             log.exception("internal error running a job; it stays in progress for recovery")
         finally:
-            del self._running[tid]
+            self._running.pop(tid, None)  # gone already if it was declared stuck
         if not ok:
             return None
         if self._blocking or self.quieted.is_set():

@@ -31,6 +31,7 @@ from sidequest.worker.clock import now
 from sidequest.worker.fetch import Work
 from sidequest.worker.logs import job_info, log_failure
 from sidequest.worker.state import ProcessState
+from sidequest.worker.timeouts import Timeouts
 
 log = logging.getLogger("sidequest")
 
@@ -51,6 +52,8 @@ class Processor:
         self.inprogress = keys.inprogress(identity)
         #: Set by the manager: runs ``async def perform`` jobs on the event loop.
         self.async_jobs: async_jobs.AsyncJobs | None = None
+        #: Set by the manager: the watchdog of jobs with a ``timeout``.
+        self.timeouts: Timeouts | None = None
 
     def run(self, work: Work, tid: str) -> bool | None:
         """Run one job; True means "acknowledge it" (it succeeded), False that it was handled,
@@ -94,11 +97,12 @@ class Processor:
             instance.jid = job.get("jid", "")
             instance.payload = job
             args, kwargs = job["args"], job.get(KWARGS) or {}
-            if len(middleware.server):
-                chain_args = (instance, job, work.queue)
-                middleware.server.invoke(chain_args, lambda: self._call(instance, args, kwargs))
+            limit: Any = job.get("timeout")
+            if self.timeouts is not None and _is_seconds(limit):
+                with self.timeouts.watch(str(job.get("jid", "")), float(limit)):
+                    self._chain(work, job, instance, args, kwargs)
             else:
-                self._call(instance, args, kwargs)
+                self._chain(work, job, instance, args, kwargs)
         except BaseException as exc:  # a job's SystemExit must not end the worker
             fields["elapsed"] = round(time.monotonic() - started, 3)
             summary = f"fail: {retry.error_class(exc)}: {retry.error_message(exc)[:2000]}"
@@ -108,6 +112,13 @@ class Processor:
         if info:
             job_info(log, "done", {**fields, "elapsed": round(time.monotonic() - started, 3)})
         return True
+
+    def _chain(self, work: Work, job: Payload, instance: Job, args: Any, kwargs: Any) -> None:
+        if len(middleware.server):
+            chain_args = (instance, job, work.queue)
+            middleware.server.invoke(chain_args, lambda: self._call(instance, args, kwargs))
+        else:
+            self._call(instance, args, kwargs)
 
     def _call(self, instance: Job, args: Any, kwargs: Any) -> Any:
         result: Any = instance.perform(*args, **kwargs)  # type: ignore[func-returns-value]
@@ -192,6 +203,10 @@ class Processor:
                 log.warning("Redis error recording a job's outcome, retrying: %s", exc)
                 self.stopping.wait(delay)
                 delay = min(delay * 2, 2.0)
+
+
+def _is_seconds(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
 
 def _safely(call: Callable[[], Any], hook: str, job: Payload) -> Any:
