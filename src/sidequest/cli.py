@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-c", "--concurrency", type=int, help="processor threads (default 5)")
     parser.add_argument("--async-concurrency", type=int, metavar="N",
                         help="async def jobs running at once on the event loop (default 100)")
+    parser.add_argument("--max-memory", type=int, metavar="MB",
+                        help="past this RSS, finish running jobs and exit for the supervisor"
+                             " (-P restarts it)")
     parser.add_argument("-P", "--processes", type=int, default=None, metavar="N",
                         help="worker processes to fork, each with -c threads (default 1)")
     parser.add_argument("-q", "--queue", action="append", metavar="NAME[,WEIGHT]",
@@ -63,6 +66,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         require=tuple(args.require) if args.require else None,
         concurrency=args.concurrency,
         async_concurrency=args.async_concurrency,
+        max_memory=args.max_memory,
         queues=queues,
         timeout=args.timeout,
         environment=args.environment,

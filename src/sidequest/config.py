@@ -39,6 +39,9 @@ class Config:
     #: ``async def perform`` jobs running at once on the process's event loop, beside the
     #: ``concurrency`` threads.
     async_concurrency: int = 100
+    #: MB of resident memory past which a process finishes its running jobs and exits for
+    #: its supervisor (``-P``, systemd, Kubernetes) to start a fresh one; None: no limit.
+    max_memory: int | None = None
     #: (name, weight) pairs; all weights 0 means strict priority in the given order.
     queues: tuple[tuple[str, int], ...] = (("default", 0),)
     timeout: float = 25.0
@@ -88,6 +91,11 @@ class Config:
     periodic_grace: float = 60.0
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
+    def _validate_limits(self) -> None:
+        _positive_int("async_concurrency", self.async_concurrency, 100_000)
+        if self.max_memory is not None:
+            _positive_int("max_memory", self.max_memory, 10**7)
+
     @property
     def strict(self) -> bool:
         return all(weight == 0 for _, weight in self.queues)
@@ -113,7 +121,7 @@ class Config:
 
     def _validate_numbers(self) -> None:
         _positive_int("concurrency", self.concurrency, 1000)
-        _positive_int("async_concurrency", self.async_concurrency, 100_000)
+        self._validate_limits()
         if isinstance(self.processes, bool) or not isinstance(self.processes, int) or not (
             1 <= self.processes <= 64
         ):

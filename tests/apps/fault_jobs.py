@@ -80,6 +80,20 @@ class Stuck(Job):
         record("done", self)
 
 
+_hoard: list[bytes] = []
+
+
+class Hog(Job):
+    """Keeps ``mb`` megabytes for the life of its process, as a leaking job would."""
+
+    name = "fault.Hog"
+
+    def perform(self, mb: int) -> None:
+        record("start", self)
+        _hoard.append(b"x" * (mb * 1024 * 1024))
+        record("done", self)
+
+
 class Noop(Job):
     """Records only its completion (the soak's million jobs)."""
 

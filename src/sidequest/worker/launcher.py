@@ -27,7 +27,7 @@ from sidequest.config import Config
 from sidequest.job import install_worker
 from sidequest.worker import cancels, guards, logs, watchdog
 from sidequest.worker.cancels import CancelWatcher
-from sidequest.worker.heartbeat import Heartbeat
+from sidequest.worker.heartbeat import Heartbeat, rss_kb
 from sidequest.worker.manager import Manager
 from sidequest.worker.periodic import PeriodicPoller, load_entries, record_outcome
 from sidequest.worker.reaper import Reaper
@@ -114,6 +114,7 @@ class Launcher:
     def _beat_loop(self) -> None:
         failing = False
         while not self.stopping.wait(self.config.heartbeat_interval):
+            self._check_memory()
             try:
                 self.heartbeat.beat()
                 self._check_quarantine()
@@ -167,6 +168,16 @@ class Launcher:
             log.warning("stopping now; unfinished jobs stay in progress and will be recovered")
             logs.flush()
             os._exit(1)
+
+    def _check_memory(self) -> None:
+        limit = self.config.max_memory
+        if limit is None or self.retired:
+            return
+        used = rss_kb() / 1024
+        if used > limit:
+            log.warning("memory %.0f MB is over max_memory %d MB: finishing the running jobs "
+                        "and exiting for the supervisor to start a fresh process", used, limit)
+            self._retire()
 
     def _retire(self) -> None:
         """A job ignored its timeout: stop (its thread cannot be killed) for the supervisor
