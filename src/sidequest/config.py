@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from sidequest.errors import ConfigError
-from sidequest.job import QUEUE_NAME
 from sidequest.morgue import DEAD_MAX_JOBS, DEAD_TIMEOUT
+from sidequest.options import QUEUE_NAME
 from sidequest.periodic_jobs import from_table
 
 if sys.version_info >= (3, 11):

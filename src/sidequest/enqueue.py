@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sidequest import client
-from sidequest.job import PUSH_OPTIONS, to_epoch, validate_options
+from sidequest.options import PUSH_OPTIONS, to_epoch, validate_options
 
 
 def enqueue(job_name: str, *args: Any, queue: str = "default",

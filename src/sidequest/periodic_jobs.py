@@ -19,7 +19,8 @@ from typing import Any
 
 from sidequest import cron, registry
 from sidequest.errors import ConfigError, UnknownJobError
-from sidequest.job import QUEUE_NAME, Job, JobFunction
+from sidequest.job import Job, JobFunction
+from sidequest.options import QUEUE_NAME
 from sidequest.payload import KWARGS, Payload, check_args
 from sidequest.pushcheck import check_call
 
