@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from sidequest import connection, expiry, keys, middleware, unique
+from sidequest import connection, expiry, keys, middleware, status, unique
 from sidequest.errors import RedisUnavailable
 from sidequest.payload import KWARGS, Payload, check_args, dumps_bytes, new_jid, new_jids, now
 
@@ -143,6 +143,25 @@ def _write(jobs: list[Payload]) -> set[str]:
         return set()
     stamp = now()
     pipe = connection.client().pipeline(transaction=False)
+    by_queue, scheduled, uniques = _sort(jobs, stamp)
+    if scheduled:
+        pipe.zadd(keys.SCHEDULE, scheduled)
+    if by_queue:
+        pipe.sadd(keys.QUEUES, *by_queue)
+        for queue, payloads in by_queue.items():
+            pipe.lpush(keys.queue(queue), *payloads)
+    for job in jobs:  # a job that stores its result is "queued" or "scheduled" from now
+        if status.wanted(job):
+            status.write(pipe, job, "scheduled" if job.get("at") is not None else "queued")
+    _push_unique(pipe, uniques, stamp)
+    answers = execute(pipe)
+    taken = answers[len(answers) - len(uniques):] if uniques else []
+    return {job["jid"] for (job, _), ok in zip(uniques, taken, strict=True) if not ok}
+
+
+def _sort(jobs: list[Payload], stamp: float) -> tuple[
+        dict[str, list[bytes]], dict[bytes, float], list[tuple[Payload, bytes]]]:
+    """Each job's stored text, by where it goes: a queue, the schedule, or a unique push."""
     by_queue: dict[str, list[bytes]] = {}
     scheduled: dict[bytes, float] = {}
     uniques: list[tuple[Payload, bytes]] = []
@@ -159,16 +178,7 @@ def _write(jobs: list[Payload]) -> set[str]:
             scheduled[body] = float(at)
         else:
             by_queue.setdefault(job["queue"], []).append(body)
-    if scheduled:
-        pipe.zadd(keys.SCHEDULE, scheduled)
-    if by_queue:
-        pipe.sadd(keys.QUEUES, *by_queue)
-        for queue, payloads in by_queue.items():
-            pipe.lpush(keys.queue(queue), *payloads)
-    _push_unique(pipe, uniques, stamp)
-    answers = execute(pipe)
-    taken = answers[len(answers) - len(uniques):] if uniques else []
-    return {job["jid"] for (job, _), ok in zip(uniques, taken, strict=True) if not ok}
+    return by_queue, scheduled, uniques
 
 
 def _push_unique(pipe: redis.client.Pipeline, uniques: list[tuple[Payload, bytes]],

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Generic, ParamSpec, Protocol, TypeVar, cast, overload
 
-from sidequest import client, registry, unique
+from sidequest import client, registry, status, unique
 from sidequest.options import OPTIONS, PUSH_OPTIONS, check_typos, to_epoch, validate_options
 from sidequest.payload import KWARGS, Payload
 from sidequest.pushcheck import check_call, check_runnable, with_self
@@ -156,6 +156,10 @@ class Job(metaclass=_JobMeta):
     expires_in: ClassVar[float | None] = None
     #: Seconds a run may take; past it the job gets sidequest.JobTimeout (a failure).
     timeout: ClassVar[float | None] = None
+    #: Keep the job's state, progress and result for sidequest.api.JobStatus.
+    store_result: ClassVar[bool | None] = None
+    #: Seconds the stored status and result are kept after their last change (24 h).
+    result_ttl: ClassVar[float | None] = None
     name: ClassVar[str | None] = None
     #: Set when the class is defined: ``perform`` is ``async def`` (it runs on the worker's
     #: event loop, not on a thread).
@@ -181,6 +185,11 @@ class Job(metaclass=_JobMeta):
         """True once ``sidequest.api.cancel(self.jid)`` was called (seen within a second): a
         long job checks it between steps and stops, saving its position if it can."""
         return _worker is not None and _worker.is_cancelled(self.jid)
+
+    def set_progress(self, fraction: float, message: str | None = None) -> None:
+        """Record how far the job is (0 to 1) and what it is doing, for
+        ``sidequest.api.JobStatus`` (kept ``result_ttl``, 24 hours by default)."""
+        status.set_progress(self.payload, fraction, message)
 
     def stopping(self) -> bool:
         """True while the worker is shutting down: a long job may save its position and
@@ -251,7 +260,8 @@ class Job(metaclass=_JobMeta):
             base["retry_queue"] = cls.retry_queue
         if cls.tags:
             base["tags"] = list(cls.tags)
-        for option in ("unique_for", "unique_until", "expires_in", "timeout"):
+        for option in ("unique_for", "unique_until", "expires_in", "timeout", "store_result",
+                       "result_ttl"):
             if getattr(cls, option) is not None:
                 base[option] = getattr(cls, option)
         return base

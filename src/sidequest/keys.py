@@ -49,6 +49,8 @@ Sidequest's own keys all start with ``sq:`` so that Sidekiq never trips over the
     sq:limiters                 ZSET "<kind>|<limit>|<interval>|<name>" -> last use (ms), the
                                 limiters used in the last hour, for the dashboard
     sq:stat:overlimit           STRING count of jobs rescheduled because a limiter was full
+    sq:status:<jid>             HASH state, progress, message, result, updated_at of a job whose
+                                class stores results; TTL result_ttl after its last change
     sq:cancelled                ZSET jid -> when it was cancelled (epoch s); entries older than
                                 30 days are trimmed at each cancel
 """
@@ -87,6 +89,10 @@ def limiter(name: str) -> str:
 
 def limiter_over(name: str) -> str:
     return f"sq:limiter:{name}:over"
+
+
+def status(jid: str) -> str:
+    return f"sq:status:{jid}"
 
 
 def unique_lock(digest: str) -> str:

@@ -18,11 +18,13 @@ from sidequest.api.queues import Queue
 from sidequest.api.records import JobRecord
 from sidequest.api.sets import DeadSet, JobSet, RetrySet, ScheduledSet, SortedEntry
 from sidequest.api.stats import Stats
+from sidequest.api.status import JobStatus
 
 __all__ = [
     "DeadSet",
     "JobRecord",
     "JobSet",
+    "JobStatus",
     "PeriodicEntry",
     "PeriodicSet",
     "Process",

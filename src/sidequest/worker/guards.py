@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sidequest import expiry, unique
+from sidequest import expiry, status, unique
 from sidequest.limiter import OverLimit
 from sidequest.payload import Payload
 from sidequest.worker import cancels, overlimit
@@ -32,6 +32,9 @@ class _Guards:
         lock, an expired job, a full limiter) run off the event loop."""
         if cancels.jids and _cancelled(payload):
             return None
+        run = call_next
+        if status.STORE in payload:
+            run = lambda: _awith_status(payload, call_next)  # noqa: E731
         try:
             if unique.DIGEST in payload or expiry.AT in payload:
                 if expiry.AT in payload and expiry.expired(payload, time.time()):
@@ -41,11 +44,11 @@ class _Guards:
                     return None
                 if payload.get(unique.UNTIL) == "start":
                     await asyncio.to_thread(unique.release, payload)
-                    return await call_next()
-                result = await call_next()
+                    return await run()
+                result = await run()
                 await asyncio.to_thread(unique.release, payload)
                 return result
-            return await call_next()
+            return await run()
         except OverLimit as exc:
             await asyncio.to_thread(overlimit.reschedule, payload, queue, exc)
             return None
@@ -62,16 +65,50 @@ def _cancelled(payload: Payload) -> bool:
 
 def _guard(job: Any, payload: Payload, queue: str, call_next: Callable[[], Any]) -> Any:
     try:
-        if unique.DIGEST not in payload and expiry.AT not in payload:
+        if (unique.DIGEST not in payload and expiry.AT not in payload
+                and status.STORE not in payload):
             return call_next()
+        run = call_next
+        if status.STORE in payload:
+            run = lambda: _with_status(payload, call_next)  # noqa: E731
         # Unique outside expiry: a job dropped as expired gives its lock back like one that
         # ran. An OverLimit passes through both: a rescheduled job keeps its identity.
         return unique.server_middleware(
-            job, payload, queue,
-            lambda: expiry.server_middleware(job, payload, queue, call_next))
+            job, payload, queue, lambda: expiry.server_middleware(job, payload, queue, run))
     except OverLimit as exc:
         overlimit.reschedule(payload, queue, exc)
         return None
+
+
+def _with_status(payload: Payload, call_next: Callable[[], Any]) -> Any:
+    """A job that stores its result: running, then succeeded with the result, or retrying
+    (the death handler makes it dead), or scheduled again by a full limiter."""
+    status.save(payload, "running")
+    try:
+        result = call_next()
+    except OverLimit:
+        status.save(payload, "scheduled")
+        raise
+    except BaseException:
+        status.save(payload, "retrying")
+        raise
+    status.save(payload, "succeeded", result=status.result_text(result))
+    return result
+
+
+async def _awith_status(payload: Payload, call_next: Callable[[], Awaitable[Any]]) -> Any:
+    await asyncio.to_thread(status.save, payload, "running")
+    try:
+        result = await call_next()
+    except OverLimit:
+        await asyncio.to_thread(status.save, payload, "scheduled")
+        raise
+    except BaseException:
+        await asyncio.to_thread(status.save, payload, "retrying")
+        raise
+    await asyncio.to_thread(status.save, payload, "succeeded",
+                            result=status.result_text(result))
+    return result
 
 
 server_middleware = _Guards()

@@ -22,7 +22,7 @@ from typing import Any, cast
 
 import redis
 
-from sidequest import connection, hooks, keys, metrics, middleware, unique
+from sidequest import connection, hooks, keys, metrics, middleware, status, unique
 from sidequest.config import Config
 from sidequest.job import install_worker
 from sidequest.worker import cancels, guards, logs, watchdog
@@ -76,8 +76,9 @@ class Launcher:
         if self.periodic.entries:
             middleware.server.prepend(record_outcome)
         middleware.server.prepend(metrics.recorder)  # outermost: times the whole chain
-        if unique.on_death not in hooks.death_handlers:  # a job that will not run again
-            hooks.on_death(unique.on_death)  # gives its unique identity back
+        for handler in (unique.on_death, status.on_death):  # a job that will not run again
+            if handler not in hooks.death_handlers:  # frees its identity, is marked dead
+                hooks.on_death(handler)
         self._first_beat()
         check_redis(self._client)
         # The banner first, written out now: a job's own output must not precede it.

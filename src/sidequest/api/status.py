@@ -1,0 +1,39 @@
+"""``JobStatus(jid)``: the state, progress and result of a job whose class stores them
+(``store_result = True``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, cast
+
+from sidequest import connection, keys
+from sidequest.api.lenient import as_float
+
+
+class JobStatus:
+    """A snapshot read when created. ``state`` is None when nothing is stored for the jid
+    (a class that does not store results, or one whose ``result_ttl`` ran out)."""
+
+    def __init__(self, jid: str) -> None:
+        self.jid = jid
+        pipe = connection.client().pipeline(transaction=False)
+        pipe.hgetall(keys.status(jid))
+        pipe.ttl(keys.status(jid))
+        raw, ttl = pipe.execute()
+        found = {k.decode(): v.decode("utf-8", "replace")
+                 for k, v in cast(dict[bytes, bytes], raw).items()}
+        self.state: str | None = found.get("state")
+        self.progress: float | None = as_float(found.get("progress"), None)
+        self.message: str | None = found.get("message")
+        self.updated_at: float | None = as_float(found.get("updated_at"), None)
+        self._result = found.get("result")
+        #: Seconds until the stored status and result expire (None: nothing stored).
+        self.ttl: int | None = int(ttl) if isinstance(ttl, int) and ttl >= 0 else None
+
+    @property
+    def result(self) -> Any:
+        """What ``perform`` returned (JSON), once the job has succeeded; None before."""
+        return json.loads(self._result) if self._result is not None else None
+
+    def __repr__(self) -> str:
+        return f"JobStatus({self.jid!r}, state={self.state!r}, progress={self.progress!r})"

@@ -1,0 +1,79 @@
+"""Job status, progress and results, opt-in per job class (``store_result = True``).
+
+Such a job carries ``store_result`` (and ``result_ttl``, seconds, 24 hours by default) in its
+payload, and its status lives in the hash ``sq:status:<jid>`` for ``result_ttl`` after its
+last change: ``state`` (queued, scheduled, running, retrying, succeeded, dead), ``progress``
+(0 to 1) and ``message`` from ``self.set_progress``, and ``result``, the JSON of what
+``perform`` returned. ``sidequest.api.JobStatus(jid)`` reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from sidequest import connection, keys
+from sidequest.payload import Payload, dumps
+
+log = logging.getLogger("sidequest")
+
+STORE, TTL = "store_result", "result_ttl"
+DEFAULT_TTL = 86400
+STATES = ("queued", "scheduled", "running", "retrying", "succeeded", "dead")
+
+
+def wanted(payload: Payload) -> bool:
+    return payload.get(STORE) is True
+
+
+def ttl_of(payload: Payload) -> int:
+    value = payload.get(TTL)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return max(1, int(value))
+    return DEFAULT_TTL
+
+
+def fields(state: str, **extra: Any) -> dict[str, Any]:
+    return {"state": state, "updated_at": repr(time.time()), **extra}
+
+
+def write(pipe: Any, payload: Payload, state: str, **extra: Any) -> None:
+    """Queue the status change on ``pipe`` (a pipeline or a client)."""
+    key = keys.status(str(payload.get("jid", "")))
+    pipe.hset(key, mapping=fields(state, **extra))
+    pipe.expire(key, ttl_of(payload))
+
+
+def save(payload: Payload, state: str, **extra: Any) -> None:
+    """Write a status change now; a Redis error is logged, never the job's problem."""
+    try:
+        pipe = connection.client().pipeline(transaction=True)
+        write(pipe, payload, state, **extra)
+        pipe.execute()
+    except Exception as exc:
+        log.warning("could not record the status of job %s: %s", payload.get("jid"), exc)
+
+
+def result_text(result: Any) -> str:
+    """The JSON of ``perform``'s return value, or a note that it has none."""
+    try:
+        return dumps(result)
+    except (TypeError, ValueError):
+        return json.dumps({"unserializable": repr(result)[:200]})
+
+
+def on_death(payload: Payload, exc: BaseException) -> None:
+    """Death handler: a job that stores its result and will not run again is dead."""
+    if wanted(payload):
+        save(payload, "dead")
+
+
+def set_progress(payload: Payload, fraction: float, message: str | None) -> None:
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"progress is a fraction from 0 to 1, got {fraction!r}")
+    extra: dict[str, Any] = {"progress": repr(float(fraction))}
+    if message is not None:
+        extra["message"] = str(message)[:1000]
+    save(payload, "running", **extra)

@@ -1,0 +1,82 @@
+"""Job status, progress and results (``store_result = True``): queued or scheduled at the
+push, running with progress, succeeded with the JSON result, retrying after a failure and
+dead once it will not run again; kept ``result_ttl``. Real Redis, an in-process worker."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+import redis
+
+from helpers import running_worker, wait_for
+from sidequest import Job, keys
+from sidequest.api import JobStatus
+
+gate = threading.Event()
+
+
+class Export(Job):
+    store_result = True
+    result_ttl = 600
+
+    def perform(self, rows: int) -> dict[str, Any]:
+        self.set_progress(0.5, "halfway")
+        gate.wait(10)
+        return {"rows": rows, "file": "export.csv"}
+
+
+class Doomed(Job):
+    store_result = True
+    retry = 1
+
+    def perform(self) -> None:
+        raise RuntimeError("no disk")
+
+
+class Plain(Job):
+    def perform(self) -> None:
+        pass
+
+
+@pytest.fixture(autouse=True)
+def _fresh(redis_url: str) -> None:
+    gate.clear()
+
+
+def test_queued_running_with_progress_then_succeeded_with_the_result(r: redis.Redis) -> None:
+    jid = Export.perform_async(120)
+    assert jid and JobStatus(jid).state == "queued"
+    later = Export.perform_in(3600, 1)
+    assert later and JobStatus(later).state == "scheduled"
+    with running_worker():
+        running = wait_for(lambda: (s := JobStatus(jid)).progress and s, what="progress")
+        assert (running.state, running.progress, running.message) == ("running", 0.5,
+                                                                      "halfway")
+        assert running.result is None
+        gate.set()
+        done = wait_for(lambda: (s := JobStatus(jid)).state == "succeeded" and s,
+                        what="the job to succeed")
+    assert done.result == {"rows": 120, "file": "export.csv"}
+    assert done.ttl is not None and 590 <= done.ttl <= 600
+
+
+def test_a_failure_is_retrying_and_death_is_dead() -> None:
+    jid = Doomed.perform_async()
+    with running_worker():
+        wait_for(lambda: JobStatus(jid).state == "retrying", what="the first failure")
+    assert JobStatus(jid).ttl is not None and JobStatus(jid).ttl > 80_000  # the default, 24 h
+
+
+def test_dead_after_its_last_retry(r: redis.Redis) -> None:
+    jid = Doomed.set(retry=False).perform_async()
+    with running_worker():
+        wait_for(lambda: JobStatus(jid).state == "dead", what="the job to be dead")
+
+
+def test_jobs_that_do_not_store_results_leave_nothing(r: redis.Redis) -> None:
+    jid = Plain.perform_async()
+    with running_worker():
+        wait_for(lambda: r.llen("queue:default") == 0, what="the job to run")
+    assert JobStatus(jid).state is None and not r.exists(keys.status(jid))
