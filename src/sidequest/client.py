@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from sidequest import connection, keys, middleware
+from sidequest import connection, keys, middleware, unique
 from sidequest.errors import RedisUnavailable
 from sidequest.payload import Payload, check_args, dumps_bytes, new_jid, new_jids, now
 
@@ -88,7 +88,8 @@ def _is_number(value: Any) -> bool:
 
 
 def push(item: Payload) -> str | None:
-    """Normalize, run client middleware and write one job; returns its jid (None if cancelled)."""
+    """Normalize, run client middleware and write one job; returns its jid (None if a
+    middleware cancelled it or it is a duplicate of a unique job)."""
     jobs = push_many([item])
     return jobs[0]
 
@@ -109,8 +110,9 @@ def push_many(items: Sequence[Payload], batch_size: int = BULK_BATCH) -> list[st
     step = max(1, batch_size)
     for start in range(0, len(normalized), step):
         batch = [_through_middleware(job) for job in normalized[start : start + step]]
-        _write([job for job in batch if job is not None])
-        results.extend(job["jid"] if job is not None else None for job in batch)
+        duplicates = _write([job for job in batch if job is not None])
+        results.extend(job["jid"] if job is not None and job["jid"] not in duplicates
+                       else None for job in batch)
     return results
 
 
@@ -126,31 +128,41 @@ def _through_middleware(job: Payload) -> Payload | None:
     return result
 
 
-def _write(jobs: list[Payload]) -> None:
+def _write(jobs: list[Payload]) -> set[str]:
+    """Write ``jobs`` in one round trip; returns the jids of unique duplicates not written."""
     if not jobs:
-        return
+        return set()
     if _override is not None:
         _override(jobs)
-        return
+        return set()
     stamp = now()
     pipe = connection.client().pipeline(transaction=False)
     by_queue: dict[str, list[bytes]] = {}
     scheduled: dict[bytes, float] = {}
+    locked: list[tuple[Payload, bytes, float | None]] = []
     for job in jobs:
         at = job.get("at")
         if at is not None:
-            body = {k: v for k, v in job.items() if k not in ("at", "enqueued_at")}
-            scheduled[dumps_bytes(body)] = float(at)
+            body = dumps_bytes({k: v for k, v in job.items() if k not in ("at", "enqueued_at")})
         else:
             job["enqueued_at"] = stamp
-            by_queue.setdefault(job["queue"], []).append(dumps_bytes(job))
+            body = dumps_bytes(job)
+        if unique.PAYLOAD_KEY in job:
+            locked.append((job, body, None if at is None else float(at)))
+        elif at is not None:
+            scheduled[body] = float(at)
+        else:
+            by_queue.setdefault(job["queue"], []).append(body)
     if scheduled:
         pipe.zadd(keys.SCHEDULE, scheduled)
     if by_queue:
         pipe.sadd(keys.QUEUES, *by_queue)
         for queue, payloads in by_queue.items():
             pipe.lpush(keys.queue(queue), *payloads)
-    execute(pipe)
+    unique.queue_pushes(pipe, locked, stamp)
+    results = execute(pipe)
+    written = results[len(results) - len(locked):] if locked else []
+    return {str(job["jid"]) for (job, _, _), ok in zip(locked, written, strict=True) if not ok}
 
 
 def execute(pipe: redis.client.Pipeline) -> list[Any]:

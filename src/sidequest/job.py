@@ -16,13 +16,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, ClassVar, Generic, ParamSpec, TypeVar, overload
 
-from sidequest import client, registry
+from sidequest import client, expiry, registry, unique
 from sidequest.errors import ConfigError
 from sidequest.payload import Payload
 
 #: Names Sidekiq's web UI can show a page for; others would be invisible there.
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_:.\-]+")
-OPTIONS = ("queue", "retry", "backtrace", "dead", "retry_queue", "tags", "name")
+OPTIONS = ("queue", "retry", "backtrace", "dead", "retry_queue", "tags", "unique_for",
+           "unique_until", "expires_in", "name")
 #: Per-push options accepted by ``set(...)`` on top of the class options.
 PUSH_OPTIONS = (*OPTIONS[:-1], "jid")
 _NOT_OPTIONS = {"jid", "jobs"}
@@ -63,6 +64,10 @@ def _check_option(key: str, value: Any, where: str) -> None:
     elif key == "tags":
         ok = isinstance(value, (list, tuple)) and all(isinstance(t, str) for t in value)
         expect = "a list of strings"
+    elif key in unique.OPTIONS:
+        ok, expect = unique.check_option(key, value)
+    elif key == "expires_in":
+        ok, expect = expiry.check_option(value)
     elif key == "jid":
         ok = isinstance(value, str) and bool(value)
         expect = "a non-empty string"
@@ -94,29 +99,39 @@ class _Pusher:
     def _job_class(self) -> type[Job]:
         raise NotImplementedError
 
-    def perform_async(self, *args: Any, **kwargs: Any) -> str:
+    def perform_async(self, *args: Any, **kwargs: Any) -> str | None:
+        """Enqueue now; returns the jid, or None when the push was dropped (a duplicate of a
+        unique job, or a client middleware said no)."""
         return self._at(None, args, kwargs)
 
-    def perform_in(self, interval: float | timedelta, *args: Any, **kwargs: Any) -> str:
+    def perform_in(self, interval: float | timedelta, *args: Any, **kwargs: Any) -> str | None:
         return self._at(client.schedule_time(to_epoch(interval, relative=True)), args, kwargs)
 
-    def perform_at(self, when: float | datetime, *args: Any, **kwargs: Any) -> str:
+    def perform_at(self, when: float | datetime, *args: Any, **kwargs: Any) -> str | None:
         return self._at(client.schedule_time(to_epoch(when, relative=False)), args, kwargs)
 
-    def _at(self, at: float | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    def _at(self, at: float | None, args: tuple[Any, ...],
+            kwargs: dict[str, Any]) -> str | None:
         check_call(self._job_class(), args, kwargs)
         item = {**self._base(), "args": list(args)}
         if kwargs:  # only then: a positional job's payload stays what Sidekiq writes
             item[KWARGS] = kwargs
         if at is not None:
             item["at"] = at
-        return client.push(item) or ""
+        return client.push(self._stamp(item))
+
+    def _stamp(self, item: Payload) -> Payload:
+        """Turn the unique and expiry options into their payload keys."""
+        hook = getattr(self._job_class(), "unique_key", None)
+        return expiry.stamp(unique.stamp(item, hook))
 
     def perform_bulk(
         self, args_list: Iterable[list[Any]], batch_size: int = client.BULK_BATCH
     ) -> list[str | None]:
-        """Enqueue one job per argument list, one round trip per ``batch_size`` jobs."""
-        return client.push_many(client.bulk_items(self._base(), args_list), batch_size)
+        """Enqueue one job per argument list, one round trip per ``batch_size`` jobs; a unique
+        job's duplicates (in Redis or earlier in the list) get None."""
+        items = [self._stamp(item) for item in client.bulk_items(self._base(), args_list)]
+        return client.push_many(items, batch_size)
 
 
 class _Setter(_Pusher):
@@ -196,6 +211,11 @@ class Job(metaclass=_JobMeta):
     retry_queue: ClassVar[str | None] = None
     tags: ClassVar[list[str] | tuple[str, ...]] = ()
     name: ClassVar[str | None] = None
+    #: Seconds a duplicate (same class, queue and args, or ``unique_key(*args)``) is dropped.
+    unique_for: ClassVar[float | None] = None
+    unique_until: ClassVar[str] = "success"
+    #: Seconds after its push (or its run time) by which the job must start, or be dropped.
+    expires_in: ClassVar[float | None] = None
 
     jid: str = ""
     payload: Payload
@@ -228,6 +248,11 @@ class Job(metaclass=_JobMeta):
             base["retry_queue"] = cls.retry_queue
         if cls.tags:
             base["tags"] = list(cls.tags)
+        if cls.unique_for is not None:
+            base["unique_for"] = cls.unique_for
+            base["unique_until"] = cls.unique_until
+        if cls.expires_in is not None:
+            base["expires_in"] = cls.expires_in
         return base
 
     @classmethod
@@ -357,13 +382,15 @@ class JobFunction(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.func(*args, **kwargs)
 
-    def perform_async(self, *args: P.args, **kwargs: P.kwargs) -> str:
+    def perform_async(self, *args: P.args, **kwargs: P.kwargs) -> str | None:
         return self.job_class.perform_async(*args, **kwargs)
 
-    def perform_in(self, interval: float | timedelta, *args: P.args, **kwargs: P.kwargs) -> str:
+    def perform_in(self, interval: float | timedelta, *args: P.args,
+                   **kwargs: P.kwargs) -> str | None:
         return self.job_class.perform_in(interval, *args, **kwargs)
 
-    def perform_at(self, when: float | datetime, *args: P.args, **kwargs: P.kwargs) -> str:
+    def perform_at(self, when: float | datetime, *args: P.args,
+                   **kwargs: P.kwargs) -> str | None:
         return self.job_class.perform_at(when, *args, **kwargs)
 
     def perform_bulk(

@@ -118,3 +118,18 @@ def web_session(sid: str) -> str:
 
 def web_login_failures(address: str) -> str:
     return "sq:web:login:" + address
+
+
+# Unique and expiring jobs (sidequest/unique.py, sidequest/expiry.py).
+#
+#     sq:unique:<digest>          STRING: the jid holding a unique job's lock; TTL unique_for
+#                                 (plus the wait of a scheduled job)
+#     sq:stat:expired             STRING count of jobs dropped because they expired
+
+STAT_EXPIRED = "sq:stat:expired"
+
+
+def unique_lock(digest: str) -> str:
+    """``digest`` is the SHA-256 hex of the job's identity (class, queue, args or the job's
+    ``unique_key``, and run time)."""
+    return "sq:unique:" + digest

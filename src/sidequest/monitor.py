@@ -50,7 +50,8 @@ def render_stats() -> list[str]:
         f"Processed: {stats.processed:,}   Failed: {stats.failed:,}   Busy: {stats.workers_size}"
         f"   Processes: {stats.processes_size}",
         f"Enqueued: {stats.enqueued:,}   Retries: {stats.retry_size:,}"
-        f"   Scheduled: {stats.scheduled_size:,}   Dead: {stats.dead_size:,}",
+        f"   Scheduled: {stats.scheduled_size:,}   Dead: {stats.dead_size:,}"
+        f"   Expired: {stats.expired:,}",
         "",
     ]
     rows = [[name, f"{size:,}"] for name, size in stats.queues.items()]

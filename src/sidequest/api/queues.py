@@ -9,7 +9,7 @@ from typing import cast
 
 import redis
 
-from sidequest import connection, keys
+from sidequest import connection, keys, unique
 from sidequest.api.lenient import as_int, replies
 from sidequest.api.records import JobRecord
 
@@ -97,13 +97,16 @@ class Queue:
         rows = cast(list[bytes], client.lrange(self.key, near - REF_WINDOW, near + REF_WINDOW))
         for raw in rows:
             if digest_of(raw) == digest:
-                return bool(client.lrem(self.key, 1, raw))  # type: ignore[arg-type]
+                return self.delete_job(raw)
         return False
 
     def delete_job(self, raw: bytes | str) -> bool:
         """Remove one job by its exact stored text (what the dashboard posts back)."""
         data = raw if isinstance(raw, bytes) else raw.encode("utf-8")
-        return bool(connection.client().lrem(self.key, 1, data))  # type: ignore[arg-type]
+        if not connection.client().lrem(self.key, 1, data):  # type: ignore[arg-type]
+            return False
+        unique.release_raw(data)  # it will not run: free its unique lock
+        return True
 
     def clear(self) -> None:
         """Delete the queue and forget its name, as Sidekiq's Queue#clear does."""

@@ -11,7 +11,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from sidequest import connection, keys
+from sidequest import connection, keys, unique
 from sidequest.errors import PayloadError
 from sidequest.payload import Payload, decode, display_class, timestamp
 from sidequest.retry import decode_backtrace
@@ -106,7 +106,10 @@ class JobRecord:
         if self.queue_key is None:
             raise TypeError("this record is not in a queue; delete it through its set")
         client = connection.client()
-        return bool(client.lrem(self.queue_key, 1, self.raw))  # type: ignore[arg-type]
+        if not client.lrem(self.queue_key, 1, self.raw):  # type: ignore[arg-type]
+            return False
+        unique.release_raw(self.raw)  # it will not run: free its unique lock
+        return True
 
     @property
     def queue_name(self) -> str | None:

@@ -12,7 +12,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from sidequest import connection, keys
+from sidequest import connection, keys, unique
 from sidequest.api.lenient import as_int, replies
 from sidequest.api.records import JobRecord
 from sidequest.morgue import DEAD_MAX_JOBS, DEAD_TIMEOUT, add_dead
@@ -54,7 +54,7 @@ class SortedEntry(JobRecord):
         return f"{self.score!r}-{self.jid}"
 
     def delete(self) -> bool:
-        return bool(connection.client().zrem(self.parent.name, self.raw))
+        return _released(bool(connection.client().zrem(self.parent.name, self.raw)), self.raw)
 
     def add_to_queue(self) -> bool:
         """Move the job to its queue now, unchanged but for a fresh ``enqueued_at``."""
@@ -66,7 +66,14 @@ class SortedEntry(JobRecord):
 
     def kill(self) -> bool:
         """Move the job to the dead set."""
-        return self.parent.move_to_dead(self)
+        return _released(self.parent.move_to_dead(self), self.raw)
+
+
+def _released(done: bool, raw: bytes) -> bool:
+    """After a job was deleted or killed, free its unique lock: it will not run again."""
+    if done:
+        unique.release_raw(raw)
+    return done
 
 
 class JobSet:

@@ -39,8 +39,11 @@ class Stats:
         _counters(pipe)
         pipe.smembers(keys.QUEUES)
         pipe.smembers(keys.PROCESSES)
+        pipe.get(keys.STAT_EXPIRED)
         (processed, failed, scheduled, retries, dead, procs, oldest, queue_names,
-         processes) = replies(pipe)  # a key of the wrong type reads as unknown
+         processes, expired) = replies(pipe)  # a key of the wrong type reads as unknown
+        #: Jobs dropped unstarted because their ``expires_in`` ran out (Sidequest's own).
+        self.expired = as_int(expired)
         self.scheduled_size, self.retry_size = as_int(scheduled), as_int(retries)
         self.dead_size, self.processes_size = as_int(dead), as_int(procs)
         self.processed = as_int(processed)
@@ -69,6 +72,7 @@ class Stats:
             "scheduled": self.scheduled_size,
             "retries": self.retry_size,
             "dead": self.dead_size,
+            "expired": self.expired,
             "default_latency": self.default_queue_latency,
         }
 

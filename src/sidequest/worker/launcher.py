@@ -21,7 +21,7 @@ from typing import Any, cast
 
 import redis
 
-from sidequest import connection, keys, metrics, middleware
+from sidequest import connection, expiry, keys, metrics, middleware, unique
 from sidequest.config import Config
 from sidequest.worker import logs, watchdog
 from sidequest.worker.heartbeat import Heartbeat
@@ -65,6 +65,10 @@ class Launcher:
 
     def start(self) -> None:
         """Register with Redis (waiting for it if it is down), then start every thread."""
+        # Before any user middleware: an expired job is dropped before anything runs, and a
+        # unique lock is released around all of it (also when expiry drops the job).
+        middleware.server.prepend(expiry.server_middleware)
+        middleware.server.prepend(unique.server_middleware)
         middleware.server.prepend(metrics.recorder)  # outermost: times the whole chain
         self._first_beat()
         check_redis(self._client)

@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from sidequest import hooks, keys, middleware, registry, retry
+from sidequest import hooks, keys, middleware, registry, retry, unique
 from sidequest.config import Config
 from sidequest.errors import PayloadError
 from sidequest.job import Job
@@ -127,8 +127,11 @@ class Processor:
         def write(pipe: Any) -> None:
             if decision.action == "retry":
                 pipe.zadd(keys.RETRY, {body: decision.at})
-            elif to_morgue:
-                add_dead(pipe, body, now(), self.config.dead_max_jobs, self.config.dead_timeout)
+            else:
+                if to_morgue:
+                    add_dead(pipe, body, now(), self.config.dead_max_jobs,
+                             self.config.dead_timeout)
+                unique.release(job, pipe)  # it will not run again: free its unique lock
             pipe.lrem(self.inprogress, 1, work.raw)
 
         self.write(write)
