@@ -188,7 +188,7 @@ def test_bad_options_are_refused_at_definition(r: redis.Redis) -> None:
     with pytest.raises(ConfigError, match="unique_until"):
         Sync.set(unique_until="finish")
     with pytest.raises(ConfigError, match="unique_for"):
-        class Bad(Job):  # noqa: F841
+        class Bad(Job):
             unique_for = -1
 
             def perform(self) -> None:
