@@ -263,3 +263,20 @@ def test_a_lock_taken_over_after_expiry_is_not_released_by_the_old_job(
     record_ = Queue("default").find_job(str(old))
     assert record_ is not None and record_.delete()
     assert r.get(lock) == "someone-else"
+
+
+def test_released_by_kill_all_but_left_to_expire_by_clear(r: redis.Redis) -> None:
+    from sidequest.api import RetrySet
+
+    for account in (1, 2):
+        Sync.perform_in(600, account)
+    moved = ScheduledSet().add_all_to_queue()  # into the queue, locks kept
+    assert moved == 2 and len(locks(r)) == 2
+    for raw in r.lrange("queue:default", 0, -1):
+        r.zadd("retry", {raw: time.time() + 600})
+    r.delete("queue:default")
+    assert RetrySet().kill_all() == 2
+    assert not locks(r) and r.zcard("dead") == 2
+    Sync.perform_in(600, 3)
+    ScheduledSet().clear()  # a whole set at once: its locks expire after unique_for
+    assert len(locks(r)) == 1

@@ -233,7 +233,11 @@ class JobSet:
             pipe = client.pipeline(transaction=False)
             queued = [self._queue_move(pipe, SortedEntry(self, raw, score), how)
                       for raw, score in cast(Any, rows)]
-            moved = sum(int(n) for n in pipe.execute()) if len(pipe) else 0
+            results = pipe.execute() if len(pipe) else []
+            moved = sum(int(n) for n in results)
+            if how == "dead":  # killed: they will not run again, so free their unique locks
+                for (raw, _), result in zip(cast(Any, rows), results, strict=False):
+                    _released(bool(result), raw)
             done += moved
             skipped += len(queued) - moved
 
