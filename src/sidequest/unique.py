@@ -19,6 +19,7 @@ then lasts its TTL).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -35,6 +36,12 @@ UNTIL = ("start", "success")
 OPTIONS = ("unique_for", "unique_until")
 
 UniqueKey = Callable[..., Any]
+
+
+@functools.cache
+def _script(name: str) -> Any:
+    """A script object made once (it hashes its source), shared by every call."""
+    return connection.script(name)
 
 
 def check_option(key: str, value: Any) -> tuple[bool, str]:
@@ -98,7 +105,9 @@ def queue_pushes(pipe: Any, jobs: list[tuple[Payload, bytes, float | None]],
                  now: float) -> None:
     """Queue on ``pipe`` one atomic lock-and-push per unique job; each result is 1 when the
     job was written, 0 for a duplicate (nothing written)."""
-    script = connection.script("unique_push")
+    if not jobs:  # the common case: no unique job in this push
+        return
+    script = _script("unique_push")
     for job, body, score in jobs:
         lock, jid, entry = lock_of(job)  # type: ignore[misc]
         target = keys.SCHEDULE if score is not None else keys.queue(job["queue"])
@@ -114,8 +123,8 @@ def release(job: Payload, pipe: Any = None) -> None:
     if found is None:
         return
     lock, jid, _ = found
-    connection.script("unique_release")(keys=[lock], args=[jid],
-                                        client=pipe if pipe is not None else connection.client())
+    _script("unique_release")(keys=[lock], args=[jid],
+                              client=pipe if pipe is not None else connection.client())
 
 
 def release_raw(raw: bytes | str, pipe: Any = None) -> None:
