@@ -280,3 +280,14 @@ def test_released_by_kill_all_but_left_to_expire_by_clear(r: redis.Redis) -> Non
     Sync.perform_in(600, 3)
     ScheduledSet().clear()  # a whole set at once: its locks expire after unique_for
     assert len(locks(r)) == 1
+
+
+def test_enqueue_by_name_is_unique_too(r: redis.Redis) -> None:
+    from sidequest import enqueue
+
+    first = enqueue("RubyJob", 1, unique_for=60)
+    assert first is not None
+    assert enqueue("RubyJob", 1, unique_for=60) is None
+    assert enqueue("RubyJob", 1, queue="other", unique_for=60) is not None
+    assert enqueue("RubyJob", 1) is not None  # without the option: not unique
+    assert r.llen("queue:default") == 2 and r.llen("queue:other") == 1
