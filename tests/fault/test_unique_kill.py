@@ -1,6 +1,7 @@
 """Unique jobs when a real ``sidequest`` worker process is SIGKILLed mid-job: the lock stays
 while a reaper requeues the job, so no duplicate slips in; with no worker left to run it,
-the lock expires after ``unique_for`` (the safety net) and the job can be pushed again."""
+the lock expires after ``unique_for`` (the safety net) and the job can be pushed again; a
+poison pill buried in the dead set by a reaper releases its lock."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import time
 
 import redis
 
-from apps.fault_jobs import Work
+from apps.fault_jobs import Exit, Work
 from fault.conftest import SpawnWorker
-from fault.harness import Ledger
+from fault.harness import Ledger, Supervisor
 from helpers import wait_for
 
 
@@ -63,3 +64,19 @@ def test_lock_expires_after_unique_for_when_no_worker_runs_the_job(
     assert time.monotonic() - pushed >= 2.9
     again = Work.set(unique_for=3).perform_async(30.0)
     assert again is not None and again != jid
+
+
+def test_poison_pill_releases_its_lock_when_buried(spawn: SpawnWorker, sq: str,
+                                                  r: redis.Redis, ledger: Ledger) -> None:
+    pill = Exit.set(unique_for=120).perform_async()
+    assert pill is not None
+    supervisor = Supervisor(lambda: spawn("-c", "2"))
+    try:
+        wait_for(lambda: ledger.counts("start")[pill] >= 1, timeout=20, what="a first death")
+        assert Exit.set(unique_for=120).perform_async() is None  # recovering: still locked
+        wait_for(lambda: r.zcard("dead") == 1, timeout=40, what="the pill in the dead set")
+    finally:
+        supervisor.stop()
+    assert pill.encode() in r.zrange("dead", 0, 0)[0]
+    assert not lock_holders(r)  # buried and released in one transaction
+    assert Exit.set(unique_for=120).perform_async() not in (None, pill)
