@@ -291,3 +291,15 @@ def test_enqueue_by_name_is_unique_too(r: redis.Redis) -> None:
     assert enqueue("RubyJob", 1, queue="other", unique_for=60) is not None
     assert enqueue("RubyJob", 1) is not None  # without the option: not unique
     assert r.llen("queue:default") == 2 and r.llen("queue:other") == 1
+
+
+def test_released_when_deleted_as_the_dashboard_does(r: redis.Redis) -> None:
+    from sidequest.api.queues import digest_of
+
+    Sync.perform_async(1)
+    Sync.perform_async(2)
+    raw = r.lrange("queue:default", 0, 0)[0]
+    assert Queue("default").delete_by_reference(0, digest_of(raw.encode()))
+    assert len(locks(r)) == 1
+    assert Sync.perform_async(2) is not None  # the newest (args [2]) was the one deleted
+    assert Sync.perform_async(1) is None
