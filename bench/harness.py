@@ -224,9 +224,10 @@ class Drain:
 
 
 def wait_count(read: Callable[[], int], jobs: int, *workers: subprocess.Popen[bytes],
-               stall: float = STALL) -> Drain:
+               stall: float = STALL, on_first: Callable[[], object] | None = None) -> Drain:
     """Poll a completion count until it reaches ``jobs``; fail if the workers stall or any
-    of them exits."""
+    of them exits. ``on_first`` is called when the first completion is seen (the drain's
+    window opens), e.g. to snapshot the worker's CPU time."""
     first: tuple[float, int] | None = None
     seen, changed = 0, time.perf_counter()
     while True:
@@ -234,7 +235,10 @@ def wait_count(read: Callable[[], int], jobs: int, *workers: subprocess.Popen[by
         now = time.perf_counter()
         if count != seen:
             seen, changed = count, now
-            first = first or (now, count)
+            if first is None:
+                first = (now, count)
+                if on_first is not None:
+                    on_first()
         if first is not None and count >= jobs:
             return Drain(first[0], first[1], now, jobs)
         dead = next((worker for worker in workers if worker.poll() is not None), None)

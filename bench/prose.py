@@ -11,6 +11,15 @@ bench and no system is credited for work it did not do. Each worker is one proce
 10 jobs at once where the system can (its closest equivalent otherwise), at log level
 WARNING, with the system's defaults otherwise; only "drain, 2 processes" runs two."""
 
+COST_TEXT = """\
+Measured over the same drain, from its first completion to its last (bench/cost.py): the CPU
+time of the worker's process tree, its context switches summed over all its threads (a
+voluntary switch is a thread waiting: for a socket, a lock or the interpreter lock; an
+involuntary one is the kernel taking its core away), and the Redis server's CPU time, all
+divided by the jobs drained. A rate depends on the machine; these say where the time goes,
+and they are what to compare across CPU types. The job's own `INCR` (through the system's
+Redis client) is part of each figure."""
+
 METHOD = """\
 ## Method
 

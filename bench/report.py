@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import psutil  # type: ignore[import-untyped,unused-ignore]
 
 from bench import install, targets
-from bench.harness import ROOT, BenchError, PrivateRedis, load_text, machine_text
-from bench.prose import INTRO, METHOD, RUNNING, SYSTEM_NOTES
+from bench.harness import ROOT, BenchError, PrivateRedis, cpu_model, load_text, machine_text
+from bench.prose import COST_TEXT, INTRO, METHOD, RUNNING, SYSTEM_NOTES
 from bench.systems import BY_NAME, SYSTEMS, System
 
 if TYPE_CHECKING:  # only for the annotation: suite imports this module
@@ -46,6 +46,11 @@ class Sample:
     p99_ms: float
     proxy: float
     drain2: float | None = None  # None: the system has no two-process mode the bench runs
+    # What each drained job cost (bench/cost.py); None where it was not measured.
+    cpu_us: float | None = None
+    voluntary: float | None = None
+    involuntary: float | None = None
+    redis_us: float | None = None
 
 
 @dataclass
@@ -102,6 +107,13 @@ FIGURES = (
     Figure("p50_ms", "latency p50", "ms", higher_is_better=False, decimals=1),
     Figure("p99_ms", "latency p99", "ms", higher_is_better=False, decimals=1),
     Figure("rss_mb", "peak RSS", "MB", higher_is_better=False),
+)
+#: Why a system drains as fast as it does: the cost of one job in the drain, per system.
+COSTS = (
+    Figure("cpu_us", "worker CPU", "us/job", higher_is_better=False),
+    Figure("voluntary", "voluntary switches", "/job", higher_is_better=False, decimals=2),
+    Figure("involuntary", "involuntary switches", "/job", higher_is_better=False, decimals=2),
+    Figure("redis_us", "Redis CPU", "us/job", higher_is_better=False),
 )
 
 
@@ -259,23 +271,23 @@ def cell(results: Results, system: str, fig: Figure) -> str:
     return f"{text} ({value / base:.2f}x)"
 
 
-def rows(results: Results) -> list[list[str]]:
-    head = ["system", *(f.head for f in FIGURES)]
-    body = [[BY_NAME[name].label, *(cell(results, name, f) for f in FIGURES)]
+def rows(results: Results, figures: Sequence[Figure] = FIGURES) -> list[list[str]]:
+    head = ["system", *(f.head for f in figures)]
+    body = [[BY_NAME[name].label, *(cell(results, name, f) for f in figures)]
             for name in results.systems]
     return [head, *body]
 
 
-def text_table(results: Results) -> list[str]:
-    table = rows(results)
+def text_table(results: Results, figures: Sequence[Figure] = FIGURES) -> list[str]:
+    table = rows(results, figures)
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     return ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
                       for i, (c, w) in enumerate(zip(row, widths, strict=True)))
             for row in table]
 
 
-def markdown_table(results: Results) -> list[str]:
-    table = rows(results)
+def markdown_table(results: Results, figures: Sequence[Figure] = FIGURES) -> list[str]:
+    table = rows(results, figures)
     lines = ["| " + " | ".join(row) + " |" for row in table]
     lines.insert(1, "|---" + "|---:" * (len(table[0]) - 1) + "|")
     return lines
@@ -314,7 +326,8 @@ def setup_lines(setup: Setup) -> list[str]:
 
 def text(setup: Setup, results: Results) -> str:
     return "\n".join(["Sidequest comparison bench", *setup_lines(setup), "",
-                      *text_table(results), "", *notes(results)])
+                      *text_table(results), "", *notes(results), "",
+                      f"Cost per drained job ({cpu_model()}):", *text_table(results, COSTS)])
 
 
 # -- docs/performance.md -------------------------------------------------------------------
@@ -353,12 +366,12 @@ def draw_chart(results: Results) -> None:
         raise BenchError(f"bench/chart.py failed:\n{done.stderr[-2000:]}")
 
 
-def spread_table(results: Results) -> list[str]:
-    head = ["system", *(f.head for f in FIGURES)]
-    lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * len(FIGURES) + "|"]
+def spread_table(results: Results, figures: Sequence[Figure] = FIGURES) -> list[str]:
+    head = ["system", *(f.head for f in figures)]
+    lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * len(figures) + "|"]
     for name in results.systems:
         cells = []
-        for fig in FIGURES:
+        for fig in figures:
             span = results.spread(name, fig.key)
             cells.append("-" if span is None else f"{fig.fmt(span[0])} - {fig.fmt(span[1])}")
         lines.append(f"| {BY_NAME[name].label} | " + " | ".join(cells) + " |")
@@ -383,11 +396,17 @@ def markdown(setup: Setup, results: Results) -> str:
         "",
         INTRO,
         "",
-        f"Run of {setup.date}: `{setup.command}`.",
+        f"Run of {setup.date} on {cpu_model()}: `{setup.command}`.",
         "",
         *markdown_table(results),
         "",
         *(f"{line}  " for line in notes(results)),
+        "",
+        "### What a drained job costs",
+        "",
+        COST_TEXT,
+        "",
+        *markdown_table(results, COSTS),
         "",
         "![Medians per system](images/performance.png)",
         "",
@@ -405,6 +424,8 @@ def markdown(setup: Setup, results: Results) -> str:
         "Lowest and highest value over the runs:",
         "",
         *spread_table(results),
+        "",
+        *spread_table(results, COSTS),
         "",
         RUNNING,
         "",

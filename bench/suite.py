@@ -47,7 +47,7 @@ for _path in (str(ROOT / "src"), str(ROOT)):
 
 import redis  # noqa: E402
 
-from bench import install, report  # noqa: E402
+from bench import cost, install, report  # noqa: E402
 from bench.agents.common import (  # noqa: E402
     COUNTER_URL_ENV,
     DONE_KEY,
@@ -239,24 +239,35 @@ def measure(world: World, system: System, run: int) -> report.Sample:
     single = world.push_rate(system, "single", opts.single)
     world.flush()  # only the bulk-pushed jobs are drained
     bulk = world.push_rate(system, "bulk", opts.jobs)
-    drain, rss, (p50, p99) = drain_then_latency(world, system, run)
+    drain, rss, (p50, p99), cost = drain_then_latency(world, system, run)
     world.flush()
     world.push_rate(system, "bulk", opts.proxy_jobs)
     proxy = proxied_drain(world, system, run)
     return report.Sample(single, bulk, drain, rss, p50, p99, proxy,
-                         two_process_drain(world, system, run))
+                         two_process_drain(world, system, run), cost.cpu_us, cost.voluntary,
+                         cost.involuntary, cost.redis_us)
 
 
 def drain_then_latency(world: World, system: System,
-                       run: int) -> tuple[float, float, tuple[float, float]]:
-    """Drain the queue with a new worker, then measure latency on it, now idle."""
+                       run: int) -> tuple[float, float, tuple[float, float], cost.Cost]:
+    """Drain the queue with a new worker, then measure latency on it, now idle. Also what
+    each drained job cost (bench/cost.py), between the first completion and the last."""
     log = world.logs / f"{system.name}-{run}.log"
-    with world.worker(system, world.server.url(0), log) as proc, world.counter() as counter:
+    with (world.worker(system, world.server.url(0), log) as proc, world.counter() as counter,
+          world.server.client(0) as server):
+        snapshots: list[cost.Usage] = []
+
+        def snapshot() -> None:
+            snapshots.append(cost.usage(proc.pid, server))
+
         with RssSampler(proc.pid) as sampler:
-            drain = wait_count(counter_of(counter, DONE_KEY), world.opts.jobs, proc)
+            drain = wait_count(counter_of(counter, DONE_KEY), world.opts.jobs, proc,
+                               on_first=snapshot)
+            snapshot()
         check_exact(counter, world.opts.jobs)
         latency = idle_latency(world, system, proc, counter, run)
-    return drain.rate, sampler.peak / MB, latency
+    per_job = cost.per_job(snapshots[0], snapshots[-1], drain.jobs - drain.first_count)
+    return drain.rate, sampler.peak / MB, latency, per_job
 
 
 def check_exact(counter: redis.Redis, jobs: int, what: str = "jobs") -> None:

@@ -48,6 +48,10 @@ def _against_sidekiq(results: Results) -> Iterator[Check]:
     if p50 is not None and theirs is not None:
         yield Check(f"latency p50 no worse than {ruby}'s", f"{p50:.1f} ms vs {theirs:.1f} ms",
                     p50 <= theirs)
+    cpu, ruby_cpu = results.median(BASE, "cpu_us"), results.median(RUBY, "cpu_us")
+    if cpu is not None and ruby_cpu is not None:
+        yield Check(f"worker CPU per drained job at most {ruby}'s",
+                    f"{cpu:.0f} us vs {ruby_cpu:.0f} us", cpu <= ruby_cpu)
     two, ruby_two = results.median(BASE, "drain2"), results.median(RUBY, "drain2")
     if two is not None and ruby_two:
         yield Check(f"-P 2 faster than two {ruby} processes", f"{two / ruby_two:.2f}x",
@@ -68,6 +72,10 @@ def _own(results: Results) -> Iterator[Check]:
     p99 = results.median(BASE, "p99_ms")
     if p99 is not None:
         yield Check("latency p99 under 2 ms (idle, one queue)", f"{p99:.1f} ms", p99 < 2.0)
+    involuntary = results.median(BASE, "involuntary")
+    if involuntary is not None:
+        yield Check("under one involuntary context switch per drained job",
+                    f"{involuntary:.2f}", involuntary < 1.0)
     rss = results.median(BASE, "rss_mb")
     if rss is not None:
         yield Check("peak RSS at 10 threads under 50 MB", f"{rss:.0f} MB", rss < 50.0)

@@ -6,11 +6,12 @@ and is loaded by the ``sidequest`` command or ``sidequest.worker.embed``.
 
 from __future__ import annotations
 
-from sidequest import middleware
+from sidequest import limiter, middleware
 from sidequest.connection import configure
 from sidequest.enqueue import enqueue
 from sidequest.errors import (
     ConfigError,
+    JobTimeout,
     PayloadError,
     RedisUnavailable,
     SidequestError,
@@ -18,15 +19,19 @@ from sidequest.errors import (
 )
 from sidequest.hooks import on_death, on_error
 from sidequest.job import Job, JobFunction, job
+from sidequest.limiter import OverLimit
+from sidequest.periodic_jobs import periodic
 
 __version__ = "0.1.0"
 
 __all__ = [
     # errors
     "ConfigError",
-    # jobs and enqueueing
+    # jobs and enqueueing; rate limiters (limiter, OverLimit)
     "Job",
     "JobFunction",
+    "JobTimeout",
+    "OverLimit",
     "PayloadError",
     "RedisUnavailable",
     "SidequestError",
@@ -36,7 +41,9 @@ __all__ = [
     "configure",
     "enqueue",
     "job",
+    "limiter",
     "middleware",
     "on_death",
     "on_error",
+    "periodic",
 ]

@@ -4,6 +4,7 @@
     sidequest run ...      the same, spelled out
     sidequest dev          worker + a private Redis when none is configured, for development
     sidequest stats        totals and queue sizes; sidequest status: processes and queues
+    sidequest periodic     periodic entries: schedule, time zone, next and last run
     sidequest web          the dashboard (needs the web extra: pip install 'sidequest[web]')
 """
 
@@ -29,12 +30,17 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sidequest",
         description="Run Sidequest workers (Sidekiq-compatible background jobs).",
-        epilog="Commands: run (default), dev, stats, status [--watch], web."
+        epilog="Commands: run (default), dev, stats, status [--watch], periodic, web."
         " Example: sidequest -r myapp.jobs -c 10 -q default",
     )
     parser.add_argument("-r", "--require", action="append", metavar="MODULE_OR_FILE",
                         help="module (myapp.jobs) or .py file that defines your jobs; repeatable")
     parser.add_argument("-c", "--concurrency", type=int, help="processor threads (default 5)")
+    parser.add_argument("--async-concurrency", type=int, metavar="N",
+                        help="async def jobs running at once on the event loop (default 100)")
+    parser.add_argument("--max-memory", type=int, metavar="MB",
+                        help="past this RSS, finish running jobs and exit for the supervisor"
+                             " (-P restarts it)")
     parser.add_argument("-P", "--processes", type=int, default=None, metavar="N",
                         help="worker processes to fork, each with -c threads (default 1)")
     parser.add_argument("-q", "--queue", action="append", metavar="NAME[,WEIGHT]",
@@ -59,6 +65,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         args.config,
         require=tuple(args.require) if args.require else None,
         concurrency=args.concurrency,
+        async_concurrency=args.async_concurrency,
+        max_memory=args.max_memory,
         queues=queues,
         timeout=args.timeout,
         environment=args.environment,
@@ -183,10 +191,10 @@ def _web(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = "run"
-    if argv and argv[0] in ("run", "dev", "stats", "status", "web"):
+    if argv and argv[0] in ("run", "dev", "stats", "status", "periodic", "web"):
         command = argv.pop(0)
     try:
-        if command in ("stats", "status"):
+        if command in ("stats", "status", "periodic"):
             from sidequest.monitor import main as monitor_main
 
             return monitor_main(command, argv)

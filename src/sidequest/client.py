@@ -14,9 +14,9 @@ from typing import Any
 
 import redis
 
-from sidequest import connection, keys, middleware, unique
+from sidequest import connection, expiry, keys, middleware, unique
 from sidequest.errors import RedisUnavailable
-from sidequest.payload import Payload, check_args, dumps_bytes, new_jid, new_jids, now
+from sidequest.payload import KWARGS, Payload, check_args, dumps_bytes, new_jid, new_jids, now
 
 #: Intervals below this are relative seconds; larger values are epoch times (Sidekiq's rule).
 RELATIVE_LIMIT = 1_000_000_000
@@ -46,11 +46,11 @@ def normalize(item: Payload, created_at: float | None = None, jid: str | None = 
     if type(args) is not list:
         raise TypeError(f"job args must be a list, got {type(args).__name__}: {args!r}")
     check_args(args)
-    kwargs = item.get("kwargs")
+    kwargs = item.get(KWARGS)
     if kwargs is not None:
         if type(kwargs) is not dict:
             raise TypeError(f"job kwargs must be a dict, got {type(kwargs).__name__}")
-        check_args(kwargs, "kwargs")
+        check_args(kwargs, KWARGS)
     _check_timing_and_tags(item)
     queue = item.get("queue", "default")
     if not isinstance(queue, str) or not queue:
@@ -62,6 +62,11 @@ def normalize(item: Payload, created_at: float | None = None, jid: str | None = 
         out["jid"] = jid or new_jid()
     if "created_at" not in out:
         out["created_at"] = created_at if created_at is not None else now()
+    problem = unique.check_options(out.get(unique.FOR), out.get(unique.UNTIL))
+    if problem:
+        raise ValueError(problem)
+    unique.stamp(out)
+    expiry.stamp(out)
     return out
 
 
@@ -88,8 +93,8 @@ def _is_number(value: Any) -> bool:
 
 
 def push(item: Payload) -> str | None:
-    """Normalize, run client middleware and write one job; returns its jid (None if a
-    middleware cancelled it or it is a duplicate of a unique job)."""
+    """Normalize, run client middleware and write one job; returns its jid (None if cancelled,
+    or if it is a unique job and an identical one is queued, scheduled or running)."""
     jobs = push_many([item])
     return jobs[0]
 
@@ -110,9 +115,9 @@ def push_many(items: Sequence[Payload], batch_size: int = BULK_BATCH) -> list[st
     step = max(1, batch_size)
     for start in range(0, len(normalized), step):
         batch = [_through_middleware(job) for job in normalized[start : start + step]]
-        duplicates = _write([job for job in batch if job is not None])
-        results.extend(job["jid"] if job is not None and job["jid"] not in duplicates
-                       else None for job in batch)
+        refused = _write([job for job in batch if job is not None])
+        results.extend(job["jid"] if job is not None and job["jid"] not in refused else None
+                       for job in batch)
     return results
 
 
@@ -129,7 +134,8 @@ def _through_middleware(job: Payload) -> Payload | None:
 
 
 def _write(jobs: list[Payload]) -> set[str]:
-    """Write ``jobs`` in one round trip; returns the jids of unique duplicates not written."""
+    """Write the jobs in one round trip; returns the jids of unique jobs that were refused
+    because an identical job holds the lock."""
     if not jobs:
         return set()
     if _override is not None:
@@ -139,7 +145,7 @@ def _write(jobs: list[Payload]) -> set[str]:
     pipe = connection.client().pipeline(transaction=False)
     by_queue: dict[str, list[bytes]] = {}
     scheduled: dict[bytes, float] = {}
-    locked: list[tuple[Payload, bytes, float | None]] = []
+    uniques: list[tuple[Payload, bytes]] = []
     for job in jobs:
         at = job.get("at")
         if at is not None:
@@ -147,8 +153,8 @@ def _write(jobs: list[Payload]) -> set[str]:
         else:
             job["enqueued_at"] = stamp
             body = dumps_bytes(job)
-        if unique.PAYLOAD_KEY in job:
-            locked.append((job, body, None if at is None else float(at)))
+        if unique.DIGEST in job:
+            uniques.append((job, body))
         elif at is not None:
             scheduled[body] = float(at)
         else:
@@ -159,10 +165,24 @@ def _write(jobs: list[Payload]) -> set[str]:
         pipe.sadd(keys.QUEUES, *by_queue)
         for queue, payloads in by_queue.items():
             pipe.lpush(keys.queue(queue), *payloads)
-    unique.queue_pushes(pipe, locked, stamp)
-    results = execute(pipe)
-    written = results[len(results) - len(locked):] if locked else []
-    return {str(job["jid"]) for (job, _, _), ok in zip(locked, written, strict=True) if not ok}
+    _push_unique(pipe, uniques, stamp)
+    answers = execute(pipe)
+    taken = answers[len(answers) - len(uniques):] if uniques else []
+    return {job["jid"] for (job, _), ok in zip(uniques, taken, strict=True) if not ok}
+
+
+def _push_unique(pipe: redis.client.Pipeline, uniques: list[tuple[Payload, bytes]],
+                 stamp: float) -> None:
+    """Each unique job: take its lock and write it in one script call (lua/unique_push.lua)."""
+    if not uniques:
+        return
+    script = connection.script("unique_push")
+    for job, body in uniques:
+        at = job.get("at")
+        target = keys.SCHEDULE if at is not None else keys.queue(job["queue"])
+        script(keys=[keys.unique_lock(job[unique.DIGEST]), keys.QUEUES, target],
+               args=[job["jid"], unique.lock_ttl_ms(job, stamp), body,
+                     "" if at is None else repr(float(at)), job["queue"]], client=pipe)
 
 
 def execute(pipe: redis.client.Pipeline) -> list[Any]:

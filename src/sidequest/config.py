@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from sidequest.errors import ConfigError
-from sidequest.job import QUEUE_NAME
 from sidequest.morgue import DEAD_MAX_JOBS, DEAD_TIMEOUT
+from sidequest.options import QUEUE_NAME
+from sidequest.periodic_jobs import from_table
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -23,6 +24,11 @@ else:  # pragma: no cover
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
+#: The fewest jobs the default prefetch may hold. The fetcher refills at half the buffer, so
+#: this sets how many jobs share one fetch round trip at low concurrency: at -c 1 a cap of 10
+#: meant a round (and two thread wake-ups) every 5 jobs, 2.5 context switches a job; 100
+#: halves that. The flow still holds only what the threads finish in two round trips.
+MIN_PREFETCH = 100
 
 @dataclass(frozen=True)
 class Config:
@@ -30,6 +36,12 @@ class Config:
 
     require: tuple[str, ...] = ()
     concurrency: int = 5
+    #: ``async def perform`` jobs running at once on the process's event loop, beside the
+    #: ``concurrency`` threads.
+    async_concurrency: int = 100
+    #: MB of resident memory past which a process finishes its running jobs and exits for
+    #: its supervisor (``-P``, systemd, Kubernetes) to start a fresh one; None: no limit.
+    max_memory: int | None = None
     #: (name, weight) pairs; all weights 0 means strict priority in the given order.
     queues: tuple[tuple[str, int], ...] = (("default", 0),)
     timeout: float = 25.0
@@ -59,9 +71,10 @@ class Config:
     #: How long an idle fetcher with several queues waits on the first before rescanning all.
     idle_wait: float = 0.1
     #: Most jobs fetched ahead of need and held besides the running ones (None: ten times
-    #: ``concurrency``). The worker holds only what keeps its threads fed across one Redis
-    #: round trip (rate x round trip x 2), so slow jobs are not hoarded; held jobs are in
-    #: the process's in-progress list, so a crash loses none, and a stop puts them back.
+    #: ``concurrency``, at least ``MIN_PREFETCH``). The worker holds only what keeps its
+    #: threads fed across one Redis round trip (rate x round trip x 2), so slow jobs are not
+    #: hoarded; held jobs are in the process's in-progress list, so a crash loses none, and a
+    #: stop puts them back.
     prefetch: int | None = None
     #: Let fewer threads take jobs while the jobs are short and compute-bound, so that they
     #: do not queue for the interpreter lock (worker/flow.py); False: always all of them.
@@ -71,7 +84,17 @@ class Config:
     max_deaths: int = 3
     dead_max_jobs: int = DEAD_MAX_JOBS
     dead_timeout: float = DEAD_TIMEOUT
+    #: ``[[periodic]]`` tables of the TOML file (checked when read; registered by the worker).
+    periodic: tuple[dict[str, Any], ...] = ()
+    #: Seconds a periodic tick may be late and still be pushed (a worker restarting, Redis
+    #: briefly away); older ticks were missed: skipped, or run once with ``catch_up``.
+    periodic_grace: float = 60.0
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def _validate_limits(self) -> None:
+        _positive_int("async_concurrency", self.async_concurrency, 100_000)
+        if self.max_memory is not None:
+            _positive_int("max_memory", self.max_memory, 10**7)
 
     @property
     def strict(self) -> bool:
@@ -79,7 +102,9 @@ class Config:
 
     @property
     def prefetch_count(self) -> int:
-        return 10 * self.concurrency if self.prefetch is None else self.prefetch
+        if self.prefetch is None:
+            return max(10 * self.concurrency, MIN_PREFETCH)
+        return self.prefetch
 
     @property
     def queue_names(self) -> list[str]:
@@ -96,6 +121,7 @@ class Config:
 
     def _validate_numbers(self) -> None:
         _positive_int("concurrency", self.concurrency, 1000)
+        self._validate_limits()
         if isinstance(self.processes, bool) or not isinstance(self.processes, int) or not (
             1 <= self.processes <= 64
         ):
@@ -121,7 +147,8 @@ class Config:
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ConfigError(f"max_retries must be a whole number >= 0, got {retries!r}")
         for name in ("timeout", "heartbeat_interval", "lease_ttl", "reaper_interval",
-                     "poll_interval", "fetch_timeout", "idle_wait", "dead_timeout"):
+                     "poll_interval", "fetch_timeout", "idle_wait", "dead_timeout",
+                     "periodic_grace"):
             value = getattr(self, name)
             number = isinstance(value, (int, float)) and not isinstance(value, bool)
             if not number or not math.isfinite(value) or value <= 0:
@@ -207,6 +234,12 @@ def load_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 def _file_value(key: str, value: Any, file: Path) -> Any:
     if key == "queues":
         return _queues_from_file(value, file)
+    if key == "periodic":
+        if not isinstance(value, list):
+            raise ConfigError(f"{file}: write periodic jobs as [[periodic]] tables")
+        for table in value:
+            from_table(table, str(file))  # a bad entry fails now, naming the file
+        return tuple(value)
     if key in ("require", "labels"):
         return tuple([value] if isinstance(value, str) else value)
     return value

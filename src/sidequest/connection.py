@@ -158,10 +158,10 @@ def _sentinel_client(target: str, options: dict[str, Any]) -> redis.Redis:
     if not path:
         raise ValueError(f"{redacted(target)}: name the Sentinel service, e.g. /mymaster/0")
     service, db = path[0], int(path[1]) if len(path) > 1 else 0
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]  # typed in redis-py 8.2
         hosts, sentinel_kwargs={"password": parts.password}, **options
     )
-    master = sentinel.master_for(  # type: ignore[no-untyped-call]
+    master = sentinel.master_for(  # type: ignore[no-untyped-call,unused-ignore]
         service, db=db, password=parts.password, username=parts.username
     )
     return cast(redis.Redis, master)

@@ -7,21 +7,20 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sidequest import client, expiry, unique
-from sidequest.job import PUSH_OPTIONS, to_epoch, validate_options
+from sidequest import client
+from sidequest.options import PUSH_OPTIONS, to_epoch, validate_options
 
 
 def enqueue(job_name: str, *args: Any, queue: str = "default",
             delay: float | timedelta | None = None, at: float | datetime | None = None,
-            **options: Any) -> str | None:
+            **options: Any) -> str:
     """Push the job named ``job_name`` (its wire name: ``"app.jobs.SendWelcome"``, or the
     class's ``name``) with positional ``args``; returns its jid.
 
     ``queue`` is where it goes (the job class's own ``queue`` is not known here), ``delay``
     (seconds or a timedelta) or ``at`` (a datetime or epoch seconds) schedule it, and
-    ``retry``, ``backtrace``, ``dead``, ``retry_queue``, ``tags``, ``unique_for``,
-    ``unique_until``, ``expires_in`` and ``jid`` are the options of ``Job.set(...)``. Returns
-    None for a duplicate of a unique job.
+    ``retry``, ``backtrace``, ``dead``, ``retry_queue``, ``tags`` and ``jid`` are the options
+    of ``Job.set(...)``.
     """
     if not isinstance(job_name, str) or not job_name.strip():
         raise ValueError(f"enqueue() needs the job's name as a string, e.g. "
@@ -40,4 +39,4 @@ def enqueue(job_name: str, *args: Any, queue: str = "default",
         when = None
     if when is not None:
         item["at"] = when
-    return client.push(expiry.stamp(unique.stamp(item)))
+    return client.push(item) or ""

@@ -29,3 +29,10 @@ class PayloadError(SidequestError, ValueError):
 
 class JobKilled(SidequestError):
     """Recorded as the error of a job that was in flight when its process died too often."""
+
+
+class JobTimeout(SidequestError):
+    """Raised inside a job that ran past its ``timeout``; a failure under the retry rules."""
+
+    def __init__(self, message: str = "the job ran past its timeout") -> None:
+        super().__init__(message)

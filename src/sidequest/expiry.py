@@ -1,64 +1,65 @@
-"""Expiring jobs: a job with ``expires_in = seconds`` that has not started that long after it
-was pushed (or after its scheduled run time) is dropped when a worker fetches it: counted in
-``sq:stat:expired``, logged once, never run and never retried. A retry that comes due after
-the deadline is dropped the same way.
+"""Expiring jobs: a job not started by a deadline is dropped unrun.
 
-The payload carries ``sq_expires_at`` (epoch seconds), a key Ruby Sidekiq ignores: a Ruby
-worker runs the job whatever its age.
+``expires_in = seconds`` (a class option, ``@job`` or ``.set``) becomes the payload key
+``expires_at``: the epoch by which the job must start, counted from its enqueue, or from its
+run time for a scheduled job. The worker drops a job fetched after that moment: it is
+acknowledged without running, counted in ``sq:stat:expired``, logged, and never retried. A
+Ruby Sidekiq process ignores the key and runs the job.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
-from sidequest import connection, keys
-from sidequest.payload import Payload, now
+import redis
 
-#: Not Sidekiq Pro's own option name in the payload, so its middleware never reads ours.
-PAYLOAD_KEY = "sq_expires_at"
+from sidequest import connection, keys
+from sidequest.payload import Payload
 
 log = logging.getLogger("sidequest")
 
-
-def check_option(value: Any) -> tuple[bool, str]:
-    ok = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
-                           and math.isfinite(value) and value > 0)
-    return ok, "a positive number of seconds, or None"
+IN, AT = "expires_in", "expires_at"
 
 
-def stamp(item: Payload) -> Payload:
-    """Turn the ``expires_in`` option of a push into the absolute ``sq_expires_at``."""
-    seconds = item.pop("expires_in", None)
-    if seconds is not None:
-        at = item.get("at")
-        start = float(at) if isinstance(at, (int, float)) else now()
-        item[PAYLOAD_KEY] = start + float(seconds)
-    return item
-
-
-def expired(payload: Payload, when: float) -> bool:
-    deadline = payload.get(PAYLOAD_KEY)
-    return (isinstance(deadline, (int, float)) and not isinstance(deadline, bool)
-            and deadline < when)
-
-
-def server_middleware(instance: Any, payload: Payload, queue: str,
-                      call_next: Callable[[], Any]) -> Any:
-    """Skip ``perform`` for a job past its deadline; the job is then acknowledged as done."""
-    if PAYLOAD_KEY not in payload or not expired(payload, now()):
-        return call_next()
-    connection.client().incr(keys.STAT_EXPIRED)
-    late = now() - float(payload[PAYLOAD_KEY])
-    log.warning("expired: %s jid=%s queue=%s was not started in time (%.1f s past its "
-                "expires_in deadline); dropped", payload.get("class"), payload.get("jid"),
-                queue, late)
+def check_option(value: Any) -> str | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                              or not math.isfinite(value) or value <= 0):
+        return f"expires_in={value!r} is invalid; expected a number of seconds above 0"
     return None
 
 
-def expired_count() -> int:
-    """How many jobs were dropped as expired, all time."""
-    value = connection.client().get(keys.STAT_EXPIRED)
-    return int(value) if value else 0
+def stamp(item: Payload) -> None:
+    """Turn ``expires_in`` into ``expires_at`` in a normalized payload (in place)."""
+    seconds = item.pop(IN, None)
+    if seconds is None:
+        return
+    problem = check_option(seconds)
+    if problem:
+        raise ValueError(problem)
+    start = item.get("at") or item["created_at"]
+    item[AT] = float(start) + float(seconds)
+
+
+def expired(payload: Payload, now: float) -> bool:
+    deadline = payload.get(AT)
+    return isinstance(deadline, (int, float)) and not isinstance(deadline, bool) and (
+        now > deadline)
+
+
+def server_middleware(job: Any, payload: Payload, queue: str,
+                      call_next: Callable[[], Any]) -> Any:
+    """Drops a job fetched after its ``expires_at``: not run, not a failure, counted."""
+    if AT not in payload or not expired(payload, time.time()):
+        return call_next()
+    late = time.time() - float(payload[AT])
+    log.warning("expired: %s %s was not started by its expires_at (%.1f s late); dropped "
+                "unrun", payload.get("class"), payload.get("jid"), late)
+    try:
+        connection.client().incr(keys.STAT_EXPIRED)
+    except redis.RedisError as exc:
+        log.warning("could not count an expired job: %s", exc)
+    return None

@@ -6,140 +6,52 @@ import, not at 3 a.m. in a worker. Each job class is registered under its wire n
 
 from __future__ import annotations
 
-import difflib
 import inspect
-import math
-import re
-import sys
-from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
-from typing import Any, ClassVar, Generic, ParamSpec, TypeVar, overload
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Generic, ParamSpec, Protocol, TypeVar, cast, overload
 
-from sidequest import client, expiry, registry, unique
-from sidequest.errors import ConfigError
-from sidequest.payload import Payload
+from sidequest import client, registry, unique
+from sidequest.options import OPTIONS, PUSH_OPTIONS, check_typos, to_epoch, validate_options
+from sidequest.payload import KWARGS, Payload
+from sidequest.pushcheck import check_call, check_runnable, with_self
 
-#: Names Sidekiq's web UI can show a page for; others would be invisible there.
-QUEUE_NAME = re.compile(r"[A-Za-z0-9_:.\-]+")
-OPTIONS = ("queue", "retry", "backtrace", "dead", "retry_queue", "tags", "unique_for",
-           "unique_until", "expires_in", "name")
-#: Per-push options accepted by ``set(...)`` on top of the class options.
-PUSH_OPTIONS = (*OPTIONS[:-1], "jid")
-_NOT_OPTIONS = {"jid", "jobs"}
-#: Spellings that users of Celery, RQ or Sidekiq reach for, and what Sidequest calls them.
-_ALIASES = {
-    "retries": "retry",
-    "max_retries": "retry",
-    "queue_name": "queue",
-    "sidekiq_options": "one class attribute per option",
-    "dead_letter": "dead",
-    "tag": "tags",
-}
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def validate_options(options: Mapping[str, Any], where: str, allowed: Iterable[str]) -> None:
-    """Raise ConfigError for an unknown option or a value of the wrong type."""
-    allowed = tuple(allowed)
-    for key, value in options.items():
-        if key not in allowed:
-            hint = difflib.get_close_matches(key, allowed, n=1)
-            extra = f"; did you mean {hint[0]!r}?" if hint else f"; known options: {allowed}"
-            raise ConfigError(f"{where}: unknown option {key!r}{extra}")
-        _check_option(key, value, where)
+class _Performer(Protocol[P]):
+    """What the enqueue methods see of a job class: its ``perform``, whose parameters they
+    take. Annotating ``cls`` with it lets mypy and pyright check each enqueue call against
+    the ``perform`` of the very class it is made on."""
+
+    def perform(self, *args: P.args, **kwargs: P.kwargs) -> object: ...
 
 
-def _check_option(key: str, value: Any, where: str) -> None:
-    ok: bool
-    if key in ("queue", "retry_queue"):
-        ok = (value is None and key == "retry_queue") or (
-            isinstance(value, str) and bool(QUEUE_NAME.fullmatch(value))
-        )
-        expect = "a queue name of letters, digits and _ : . -"
-    elif key in ("retry", "backtrace"):
-        ok = isinstance(value, bool) or (isinstance(value, int) and value >= 0)
-        expect = "True, False or a non-negative int"
-    elif key == "dead":
-        ok, expect = isinstance(value, bool), "True or False"
-    elif key == "tags":
-        ok = isinstance(value, (list, tuple)) and all(isinstance(t, str) for t in value)
-        expect = "a list of strings"
-    elif key in unique.OPTIONS:
-        ok, expect = unique.check_option(key, value)
-    elif key == "expires_in":
-        ok, expect = expiry.check_option(value)
-    elif key == "jid":
-        ok = isinstance(value, str) and bool(value)
-        expect = "a non-empty string"
-    else:  # name
-        ok, expect = value is None or (isinstance(value, str) and bool(value)), "a non-empty string"
-    if not ok:
-        raise ConfigError(f"{where}: option {key}={value!r} is invalid; expected {expect}")
+def _push(cls: type[Job], base: Payload, at: float | None, args: tuple[Any, ...],
+          kwargs: dict[str, Any]) -> str | None:
+    check_call(cls, args, kwargs)
+    item = {**base, "args": list(args)}
+    if kwargs:  # only then: a positional job's payload stays what Sidekiq writes
+        item[KWARGS] = kwargs
+    if at is not None:
+        item["at"] = at
+    _unique_identity(cls, item, args, kwargs)
+    return client.push(item)
 
 
-def to_epoch(when: float | datetime | timedelta, relative: bool) -> float:
-    if isinstance(when, timedelta):
-        return when.total_seconds()
-    if isinstance(when, datetime):
-        if when.tzinfo is None:
-            when = when.astimezone()  # naive datetimes are local time, as datetime.timestamp()
-        return when.astimezone(timezone.utc).timestamp()
-    if isinstance(when, bool) or not isinstance(when, (int, float)) or not math.isfinite(when):
-        kind = "an interval in seconds or a timedelta" if relative else "a datetime or epoch"
-        raise TypeError(f"expected {kind}, got {when!r}")
-    return float(when)
+def _unique_identity(cls: type[Job], item: Payload, args: Any, kwargs: dict[str, Any]) -> None:
+    """A unique job whose class has a ``unique_key`` hook is identified by what it returns."""
+    hook = getattr(cls, "unique_key", None)
+    if item.get(unique.FOR) and hook is not None:
+        unique.stamp(item, key=hook(*args, **kwargs))
 
 
-class _Pusher:
-    """Shared enqueue methods of a job class and of ``Job.set(...)``."""
+class _Setter(Generic[P]):
+    """``Job.set(...)``: the enqueue methods, with per-push options over the class's."""
 
-    def _base(self) -> Payload:
-        raise NotImplementedError
-
-    def _job_class(self) -> type[Job]:
-        raise NotImplementedError
-
-    def perform_async(self, *args: Any, **kwargs: Any) -> str | None:
-        """Enqueue now; returns the jid, or None when the push was dropped (a duplicate of a
-        unique job, or a client middleware said no)."""
-        return self._at(None, args, kwargs)
-
-    def perform_in(self, interval: float | timedelta, *args: Any, **kwargs: Any) -> str | None:
-        return self._at(client.schedule_time(to_epoch(interval, relative=True)), args, kwargs)
-
-    def perform_at(self, when: float | datetime, *args: Any, **kwargs: Any) -> str | None:
-        return self._at(client.schedule_time(to_epoch(when, relative=False)), args, kwargs)
-
-    def _at(self, at: float | None, args: tuple[Any, ...],
-            kwargs: dict[str, Any]) -> str | None:
-        check_call(self._job_class(), args, kwargs)
-        item = {**self._base(), "args": list(args)}
-        if kwargs:  # only then: a positional job's payload stays what Sidekiq writes
-            item[KWARGS] = kwargs
-        if at is not None:
-            item["at"] = at
-        return client.push(self._stamp(item))
-
-    def _stamp(self, item: Payload) -> Payload:
-        """Turn the unique and expiry options into their payload keys."""
-        hook = getattr(self._job_class(), "unique_key", None)
-        return expiry.stamp(unique.stamp(item, hook))
-
-    def perform_bulk(
-        self, args_list: Iterable[list[Any]], batch_size: int = client.BULK_BATCH
-    ) -> list[str | None]:
-        """Enqueue one job per argument list, one round trip per ``batch_size`` jobs; a unique
-        job's duplicates (in Redis or earlier in the list) get None."""
-        items = [self._stamp(item) for item in client.bulk_items(self._base(), args_list)]
-        return client.push_many(items, batch_size)
-
-
-class _Setter(_Pusher):
     def __init__(self, cls: type[Job], options: dict[str, Any]) -> None:
         self._cls, self._options = cls, options
-
-    def _job_class(self) -> type[Job]:
-        return self._cls
 
     def _base(self) -> Payload:
         check_runnable(self._cls)
@@ -148,6 +60,39 @@ class _Setter(_Pusher):
         if "tags" in base:
             base["tags"] = list(base["tags"])
         return base
+
+    def perform_async(self, /, *args: P.args, **kwargs: P.kwargs) -> str | None:
+        return _push(self._cls, self._base(), None, args, kwargs)
+
+    def perform_in(self, interval: float | timedelta, /, *args: P.args,
+                   **kwargs: P.kwargs) -> str | None:
+        at = client.schedule_time(to_epoch(interval, relative=True))
+        return _push(self._cls, self._base(), at, args, kwargs)
+
+    def perform_at(self, when: float | datetime, /, *args: P.args,
+                   **kwargs: P.kwargs) -> str | None:
+        at = client.schedule_time(to_epoch(when, relative=False))
+        return _push(self._cls, self._base(), at, args, kwargs)
+
+    def perform_bulk(
+        self, args_list: Iterable[list[Any]], batch_size: int = client.BULK_BATCH
+    ) -> list[str | None]:
+        """Enqueue one job per argument list, one round trip per ``batch_size`` jobs.
+        Positional arguments only, as in Sidekiq: each item is one job's ``args``."""
+        items = client.bulk_items(self._base(), args_list)
+        for item in items:
+            _unique_identity(self._cls, item, item["args"], {})
+        return client.push_many(items, batch_size)
+
+
+#: The worker running this process's jobs, if any (it sets itself here when it starts):
+#: what ``Job.cancelled()`` and ``Job.stopping()`` ask.
+_worker: Any = None
+
+
+def install_worker(worker: Any) -> None:
+    global _worker
+    _worker = worker
 
 
 #: ``sidequest.testing`` puts itself here when imported, so that the class-level helpers
@@ -169,15 +114,8 @@ def _fake_mode() -> Any:
     return _testing
 
 
-class _JobMeta(_Pusher, type):
-    """Lets the enqueue methods be called on the class: ``SendWelcome.perform_async(42)``."""
-
-    def _base(cls) -> Payload:
-        check_runnable(cls)
-        return cls.payload_base()  # type: ignore[attr-defined,no-any-return]
-
-    def _job_class(cls) -> type[Job]:
-        return cls  # type: ignore[return-value]
+class _JobMeta(type):
+    """Lets the testing helpers be called on the class: ``SendWelcome.drain()``."""
 
     @property
     def jobs(cls) -> list[Payload]:
@@ -210,12 +148,18 @@ class Job(metaclass=_JobMeta):
     dead: ClassVar[bool] = True
     retry_queue: ClassVar[str | None] = None
     tags: ClassVar[list[str] | tuple[str, ...]] = ()
-    name: ClassVar[str | None] = None
-    #: Seconds a duplicate (same class, queue and args, or ``unique_key(*args)``) is dropped.
+    #: Seconds during which an identical push (class, queue, arguments) is dropped.
     unique_for: ClassVar[float | None] = None
-    unique_until: ClassVar[str] = "success"
-    #: Seconds after its push (or its run time) by which the job must start, or be dropped.
+    #: When the unique lock is released: "start" or "success" (the default).
+    unique_until: ClassVar[str | None] = None
+    #: Seconds after its enqueue (or run time) by which the job must start, or be dropped.
     expires_in: ClassVar[float | None] = None
+    #: Seconds a run may take; past it the job gets sidequest.JobTimeout (a failure).
+    timeout: ClassVar[float | None] = None
+    name: ClassVar[str | None] = None
+    #: Set when the class is defined: ``perform`` is ``async def`` (it runs on the worker's
+    #: event loop, not on a thread).
+    async_perform: ClassVar[bool] = False
 
     jid: str = ""
     payload: Payload
@@ -225,12 +169,71 @@ class Job(metaclass=_JobMeta):
         where = f"job class {cls.__module__}.{cls.__qualname__}"
         own = {k: v for k, v in vars(cls).items() if k in OPTIONS}
         validate_options(own, where, OPTIONS)
-        _check_typos(cls, where)
+        check_typos(cls, where)
+        cls.async_perform = inspect.iscoroutinefunction(cls.perform)
         if "perform" in vars(cls) or any("perform" in vars(b) for b in cls.__mro__[1:-2]):
             registry.register(cls)
 
-    def perform(self, *args: Any) -> None:
+    def perform(self, *args: Any, **kwargs: Any) -> None:
         raise NotImplementedError(f"{type(self).__name__} must define perform()")
+
+    def cancelled(self) -> bool:
+        """True once ``sidequest.api.cancel(self.jid)`` was called (seen within a second): a
+        long job checks it between steps and stops, saving its position if it can."""
+        return _worker is not None and _worker.is_cancelled(self.jid)
+
+    def stopping(self) -> bool:
+        """True while the worker is shutting down: a long job may save its position and
+        return (or raise) so that it is pushed back and resumed by the next worker."""
+        return _worker is not None and _worker.is_stopping()
+
+    # The enqueue methods. ``cls`` is typed as "a class with a perform" so that type checkers
+    # take the parameters of this class's own perform; ``cls`` and the time are
+    # positional-only, so perform's parameters may have any name.
+    @classmethod
+    def perform_async(cls: type[_Performer[P]], /, *args: P.args,
+                      **kwargs: P.kwargs) -> str | None:
+        """Enqueue ``perform(*args, **kwargs)`` to run now; returns the job id (None: a unique
+        job whose identical twin is queued, scheduled or running, or a client middleware
+        cancelled the push)."""
+        return _setter(cls, {}).perform_async(*args, **kwargs)
+
+    @classmethod
+    def perform_in(cls: type[_Performer[P]], interval: float | timedelta, /, *args: P.args,
+                   **kwargs: P.kwargs) -> str | None:
+        """Enqueue to run after ``interval`` seconds (or a timedelta)."""
+        return _setter(cls, {}).perform_in(interval, *args, **kwargs)
+
+    @classmethod
+    def perform_at(cls: type[_Performer[P]], when: float | datetime, /, *args: P.args,
+                   **kwargs: P.kwargs) -> str | None:
+        """Enqueue to run at ``when``, a datetime (naive = local time) or epoch seconds."""
+        return _setter(cls, {}).perform_at(when, *args, **kwargs)
+
+    @classmethod
+    def perform_bulk(
+        cls, args_list: Iterable[list[Any]], batch_size: int = client.BULK_BATCH
+    ) -> list[str | None]:
+        """Enqueue one job per argument list, one round trip per ``batch_size`` jobs."""
+        return _Setter[Any](cls, {}).perform_bulk(args_list, batch_size)
+
+    # From async code: the same pushes on a worker thread, so the event loop never waits on
+    # Redis ("a" for awaitable, as in Django).
+    @classmethod
+    async def aperform_async(cls: type[_Performer[P]], /, *args: P.args,
+                             **kwargs: P.kwargs) -> str | None:
+        return await _off_loop(lambda: _setter(cls, {}).perform_async(*args, **kwargs))
+
+    @classmethod
+    async def aperform_in(cls: type[_Performer[P]], interval: float | timedelta, /,
+                          *args: P.args, **kwargs: P.kwargs) -> str | None:
+        return await _off_loop(lambda: _setter(cls, {}).perform_in(interval, *args, **kwargs))
+
+    @classmethod
+    async def aperform_bulk(
+        cls, args_list: Iterable[list[Any]], batch_size: int = client.BULK_BATCH
+    ) -> list[str | None]:
+        return await _off_loop(lambda: cls.perform_bulk(args_list, batch_size))
 
     @classmethod
     def wire_name(cls) -> str:
@@ -248,18 +251,17 @@ class Job(metaclass=_JobMeta):
             base["retry_queue"] = cls.retry_queue
         if cls.tags:
             base["tags"] = list(cls.tags)
-        if cls.unique_for is not None:
-            base["unique_for"] = cls.unique_for
-            base["unique_until"] = cls.unique_until
-        if cls.expires_in is not None:
-            base["expires_in"] = cls.expires_in
+        for option in ("unique_for", "unique_until", "expires_in", "timeout"):
+            if getattr(cls, option) is not None:
+                base[option] = getattr(cls, option)
         return base
 
     @classmethod
-    def set(cls, **options: Any) -> _Setter:
+    def set(cls: type[_Performer[P]], /, **options: Any) -> _Setter[P]:
         """Per-push options: ``SendWelcome.set(queue="critical").perform_async(42)``."""
-        validate_options(options, f"{cls.wire_name()}.set()", PUSH_OPTIONS)
-        return _Setter(cls, options)
+        job_cls = cast("type[Job]", cls)
+        validate_options(options, f"{job_cls.wire_name()}.set()", PUSH_OPTIONS)
+        return _setter(cls, options)
 
     @classmethod
     def retry_in(cls, count: int, exc: BaseException, payload: Payload) -> float | str | None:
@@ -270,99 +272,16 @@ class Job(metaclass=_JobMeta):
         return None
 
 
-P = ParamSpec("P")
-R = TypeVar("R")
+async def _off_loop(push: Callable[[], R]) -> R:
+    import asyncio  # noqa: PLC0415 - only async callers pay for it
 
-#: The top-level payload key of keyword arguments. Ruby Sidekiq ignores keys it does not
-#: know; a Ruby-pushed job has none and runs with its positional ``args`` only.
-KWARGS = "kwargs"
-_signatures: dict[type, inspect.Signature | None] = {}
+    return await asyncio.to_thread(push)
 
 
-def _with_self(fn: Callable[..., Any]) -> inspect.Signature | None:
-    """``fn``'s signature with a leading ``self``, as a method's: what a push is checked on."""
-    try:
-        signature = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return None
-    this = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
-    return signature.replace(parameters=[this, *signature.parameters.values()])
-
-
-def check_call(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """Refuse a push whose arguments ``perform`` cannot take, naming the job and the signature,
-    now rather than as a TypeError in the worker (retried for weeks)."""
-    if cls not in _signatures:
-        try:
-            _signatures[cls] = inspect.signature(cls.perform)  # type: ignore[attr-defined]
-        except (TypeError, ValueError):  # a C function or odd callable: nothing to check
-            _signatures[cls] = None
-    signature = _signatures[cls]
-    if signature is None:
-        return
-    try:
-        signature.bind(None, *args, **kwargs)
-    except TypeError as exc:
-        plain = [p.replace(annotation=inspect.Parameter.empty)
-                 for p in list(signature.parameters.values())[1:]]
-        shown = inspect.Signature(plain)
-        name = vars(cls).get("name") or f"{cls.__module__}.{cls.__qualname__}"
-        raise TypeError(f"{name}.perform{shown} cannot take these arguments: {exc}") from None
-
-
-_runnable: set[type] = set()
-
-
-def check_runnable(cls: type) -> None:
-    """Refuse a real push of a job no worker could import by its name: defined inside a
-    function, in ``__main__``, or in a module imported under a name that depends on the
-    working directory. Without this it would fail only in the worker, and retry for weeks.
-    An explicit ``name`` (shared with Ruby, or mapped by hand) and the testing modes, which
-    run jobs in this process, are exempt."""
-    if cls in _runnable or client.pushes_are_local() or vars(cls).get("name"):
-        return
-    module, qualname = cls.__module__, cls.__qualname__
-    problem = None
-    if "<locals>" in qualname:
-        problem = (f"{module}.{qualname} is defined inside a function, so a worker cannot "
-                   "import it: define it at the top level of a module")
-    elif module == "__main__":
-        problem = (f"{qualname} is defined in the script being run (__main__), which a worker "
-                   "cannot import: move it into a module (e.g. app/jobs.py) and import it")
-    else:
-        problem = _directory_dependent(module, qualname)
-    if problem:
-        raise ConfigError(f"{problem}; or give the class an explicit name = '...' that the "
-                          "worker's classes share")
-    _runnable.add(cls)
-
-
-def _directory_dependent(module: str, qualname: str) -> str | None:
-    """A top-level module name for a file inside a package (``jobs`` for app/jobs.py, after
-    ``cd app``): a worker started from the project root knows it as ``app.jobs``."""
-    if "." in module:
-        return None
-    file = getattr(sys.modules.get(module), "__file__", None)
-    if not file or not (Path(file).parent / "__init__.py").is_file():
-        return None
-    package = Path(file).parent.name
-    return (f"{module}.{qualname} was imported as {module!r} from inside the package "
-            f"{package!r} (the working directory decides that name), while a worker run from "
-            f"the project root knows it as '{package}.{module}': import it as "
-            f"{package}.{module} and run from the project root")
-
-
-def _check_typos(cls: type, where: str) -> None:
-    """Catch ``retries = 3`` and friends: a plain attribute that looks like a misspelt option."""
-    for key, value in vars(cls).items():
-        if key.startswith("_") or key in OPTIONS or key in _NOT_OPTIONS or callable(value):
-            continue
-        if isinstance(value, (classmethod, staticmethod, property)):
-            continue
-        close = difflib.get_close_matches(key, OPTIONS, 1, 0.8)
-        hint = _ALIASES.get(key) or (close[0] if close else None)
-        if hint:
-            raise ConfigError(f"{where}: unknown option {key!r}; did you mean {hint!r}?")
+def _setter(cls: type[_Performer[P]], options: dict[str, Any]) -> _Setter[P]:
+    # The enqueue methods are only ever bound to Job subclasses; the annotation of their
+    # ``cls`` is for the type checker's benefit.
+    return _Setter(cast("type[Job]", cls), options)
 
 
 class JobFunction(Generic[P, R]):
@@ -382,24 +301,25 @@ class JobFunction(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.func(*args, **kwargs)
 
-    def perform_async(self, *args: P.args, **kwargs: P.kwargs) -> str | None:
-        return self.job_class.perform_async(*args, **kwargs)
+    def perform_async(self, /, *args: P.args, **kwargs: P.kwargs) -> str | None:
+        return self.set().perform_async(*args, **kwargs)
 
-    def perform_in(self, interval: float | timedelta, *args: P.args,
+    def perform_in(self, interval: float | timedelta, /, *args: P.args,
                    **kwargs: P.kwargs) -> str | None:
-        return self.job_class.perform_in(interval, *args, **kwargs)
+        return self.set().perform_in(interval, *args, **kwargs)
 
-    def perform_at(self, when: float | datetime, *args: P.args,
+    def perform_at(self, when: float | datetime, /, *args: P.args,
                    **kwargs: P.kwargs) -> str | None:
-        return self.job_class.perform_at(when, *args, **kwargs)
+        return self.set().perform_at(when, *args, **kwargs)
 
     def perform_bulk(
-        self, args_list: Iterable[list[Any]], batch_size: int = 1000
+        self, args_list: Iterable[list[Any]], batch_size: int = client.BULK_BATCH
     ) -> list[str | None]:
         return self.job_class.perform_bulk(args_list, batch_size)
 
-    def set(self, **options: Any) -> _Setter:
-        return self.job_class.set(**options)
+    def set(self, **options: Any) -> _Setter[P]:
+        validate_options(options, f"{self.job_class.wire_name()}.set()", PUSH_OPTIONS)
+        return _Setter(self.job_class, options)
 
     def __getattr__(self, item: str) -> Any:
         # Testing helpers (jobs, drain, perform_one, clear) live on the class.
@@ -422,7 +342,12 @@ def job(
         def perform(self: Job, *args: Any, **kwargs: Any) -> None:
             fn(*args, **kwargs)
 
-        perform.__signature__ = _with_self(fn)  # type: ignore[attr-defined]
+        async def perform_async_fn(self: Job, *args: Any, **kwargs: Any) -> None:
+            await fn(*args, **kwargs)  # type: ignore[misc]
+
+        if inspect.iscoroutinefunction(fn):  # an async def job: its perform is one too
+            perform = perform_async_fn  # type: ignore[assignment]
+        perform.__signature__ = with_self(fn)  # type: ignore[attr-defined]
 
         attrs: dict[str, Any] = {
             "perform": perform,

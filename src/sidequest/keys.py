@@ -38,6 +38,19 @@ Sidequest's own keys all start with ``sq:`` so that Sidekiq never trips over the
                                 every dashboard process (float s); TTL a few minutes
     sq:web:login:<address>      STRING count of recent failed logins from one client address
                                 (an IPv6 /64); TTL 15 minutes from the last failure
+    sq:unique:<digest>          STRING: jid of the unique job holding this identity (class,
+                                queue, arguments, run time); TTL unique_for (+ the wait of a
+                                scheduled job)
+    sq:stat:expired             STRING count of jobs dropped unrun because their expires_at
+                                had passed when they were fetched
+    sq:limiter:<name>           a limiter's state: ZSET token -> expiry (concurrent), HASH
+                                w, c (bucket), ZSET call -> time (window); expires when idle
+    sq:limiter:<name>:over      STRING count of jobs rescheduled by this limiter; TTL 1 hour
+    sq:limiters                 ZSET "<kind>|<limit>|<interval>|<name>" -> last use (ms), the
+                                limiters used in the last hour, for the dashboard
+    sq:stat:overlimit           STRING count of jobs rescheduled because a limiter was full
+    sq:cancelled                ZSET jid -> when it was cancelled (epoch s); entries older than
+                                30 days are trimmed at each cancel
 """
 
 from __future__ import annotations
@@ -57,10 +70,27 @@ QUARANTINE_LOCK = "sq:quarantine:lock"
 REAPER_LOCK = "sq:reaper"
 
 QUEUE_PREFIX = "queue:"
+UNIQUE_PREFIX = "sq:unique:"
+STAT_EXPIRED = "sq:stat:expired"
+LIMITERS = "sq:limiters"
+CANCELLED = "sq:cancelled"
+STAT_OVERLIMIT = "sq:stat:overlimit"
 
 
 def queue(name: str) -> str:
     return QUEUE_PREFIX + name
+
+
+def limiter(name: str) -> str:
+    return f"sq:limiter:{name}"
+
+
+def limiter_over(name: str) -> str:
+    return f"sq:limiter:{name}:over"
+
+
+def unique_lock(digest: str) -> str:
+    return UNIQUE_PREFIX + digest
 
 
 def stat_daily(kind: str, date: str) -> str:
@@ -120,16 +150,23 @@ def web_login_failures(address: str) -> str:
     return "sq:web:login:" + address
 
 
-# Unique and expiring jobs (sidequest/unique.py, sidequest/expiry.py).
+# Periodic jobs (sidequest.periodic; pushed by sidequest.worker.periodic)
 #
-#     sq:unique:<digest>          STRING: the jid holding a unique job's lock; TTL unique_for
-#                                 (plus the wait of a scheduled job)
-#     sq:stat:expired             STRING count of jobs dropped because they expired
+#     sq:periodic                  HASH entry name -> definition JSON (class, cron | every,
+#                                  args, tz, queue, catch_up), written by starting workers
+#     sq:periodic:removed          HASH entry name -> epoch it was removed: a worker still
+#                                  running an older definition stops pushing it
+#     sq:periodic:state:<name>     HASH tick (last tick handled), last_tick + jid + at (the
+#                                  last push), paused, outcome + outcome_at of that jid
+#     sq:periodic:tick:<name>:<t>  STRING jid pushed for the tick at epoch <t>; set NX in the
+#                                  same script as the push, so a tick is pushed once; TTL
+PERIODIC = "sq:periodic"
+PERIODIC_REMOVED = "sq:periodic:removed"
 
-STAT_EXPIRED = "sq:stat:expired"
+
+def periodic_state(name: str) -> str:
+    return "sq:periodic:state:" + name
 
 
-def unique_lock(digest: str) -> str:
-    """``digest`` is the SHA-256 hex of the job's identity (class, queue, args or the job's
-    ``unique_key``, and run time)."""
-    return "sq:unique:" + digest
+def periodic_tick(name: str, tick: int) -> str:
+    return f"sq:periodic:tick:{name}:{tick}"

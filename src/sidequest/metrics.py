@@ -18,7 +18,7 @@ import bisect
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -78,6 +78,18 @@ class Recorder:
         started = time.perf_counter()
         try:
             result = call_next()
+        except BaseException:
+            self.record(job_class(payload), 0.0, failed=True)
+            raise
+        self.record(job_class(payload), (time.perf_counter() - started) * 1000.0, failed=False)
+        return result
+
+    async def acall(self, job: Any, payload: dict[str, Any], queue: str,
+                    call_next: Callable[[], Awaitable[Any]]) -> Any:
+        """The same around an ``async def perform`` job, on the event loop."""
+        started = time.perf_counter()
+        try:
+            result = await call_next()
         except BaseException:
             self.record(job_class(payload), 0.0, failed=True)
             raise

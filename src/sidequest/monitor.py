@@ -3,6 +3,7 @@
     sidequest stats              totals and queue sizes
     sidequest status             processes, queues, and the retry/scheduled/dead counts
     sidequest status --watch 2   the same, redrawn every 2 seconds until Ctrl-C
+    sidequest periodic           periodic entries: schedule, time zone, next and last run
 
 Everything is read through ``sidequest.api``.
 """
@@ -20,7 +21,7 @@ from typing import TextIO
 import redis
 
 from sidequest import connection
-from sidequest.api import ProcessSet, Queue, Stats
+from sidequest.api import PeriodicSet, ProcessSet, Queue, Stats
 
 CLEAR = "\033[2J\033[H"
 
@@ -51,7 +52,7 @@ def render_stats() -> list[str]:
         f"   Processes: {stats.processes_size}",
         f"Enqueued: {stats.enqueued:,}   Retries: {stats.retry_size:,}"
         f"   Scheduled: {stats.scheduled_size:,}   Dead: {stats.dead_size:,}"
-        f"   Expired: {stats.expired:,}",
+        + (f"   Expired: {stats.expired:,}" if stats.expired else ""),
         "",
     ]
     rows = [[name, f"{size:,}"] for name, size in stats.queues.items()]
@@ -76,6 +77,26 @@ def render_status() -> list[str]:
     return lines
 
 
+def _when(epoch: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch)) if epoch else "-"
+
+
+def render_periodic() -> list[str]:
+    rows = []
+    for entry in PeriodicSet():
+        last = f"{_when(entry.last_run)} {entry.last_jid} {entry.outcome}".strip()
+        rows.append([entry.name, entry.schedule, entry.tz,
+                     "paused" if entry.paused else _when(entry.next_run),
+                     last if entry.last_jid else "-"])
+    if not rows:
+        return ["No periodic entries (a worker writes them when it starts)."]
+    return _table(["NAME", "SCHEDULE", "TZ", "NEXT RUN", "LAST RUN (JID, OUTCOME)"], rows)
+
+
+RENDER: dict[str, Callable[[], list[str]]] = {
+    "stats": render_stats, "status": render_status, "periodic": render_periodic}
+
+
 def _parser(command: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"sidequest {command}",
                                      description=__doc__.splitlines()[0] if __doc__ else None)
@@ -90,7 +111,7 @@ def main(command: str, argv: list[str], out: TextIO = sys.stdout) -> int:
     args = _parser(command).parse_args(argv)
     if args.redis_url:
         connection.configure(args.redis_url)
-    render: Callable[[], list[str]] = render_stats if command == "stats" else render_status
+    render = RENDER[command]
     interval = max(0.5, args.watch) if args.watch is not None else None
     try:
         while True:

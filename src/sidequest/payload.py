@@ -17,6 +17,11 @@ from sidequest.errors import PayloadError
 
 Payload = dict[str, Any]
 
+#: The top-level key holding a job's keyword arguments, written only when there are some.
+#: Ruby Sidekiq passes ``args`` alone to ``perform`` and ignores keys it does not know, and
+#: no Sidekiq feature uses this one; a job pushed from Ruby has positional arguments only.
+KWARGS = "kwargs"
+
 #: Deeper nesting of args is refused at enqueue: Ruby's JSON.parse stops at 100 levels, and
 #: the payload object and the args array take two of them.
 MAX_DEPTH = 98

@@ -41,6 +41,11 @@ def lookup(name: str) -> type[Job]:
     return cls
 
 
+def find(name: object) -> type[Job] | None:
+    """The class registered under ``name``, or None."""
+    return _jobs.get(name) if isinstance(name, str) else None
+
+
 def names() -> list[str]:
     return sorted(_jobs)
 

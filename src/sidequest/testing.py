@@ -34,6 +34,9 @@ context manager that restores the previous mode on exit::
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import inspect
 import sys
 import threading
 from types import TracebackType
@@ -42,7 +45,7 @@ from typing import Any, Literal, TypeAlias
 from sidequest import client, middleware, registry
 from sidequest.errors import SidequestError
 from sidequest.job import Job, JobFunction, install_testing
-from sidequest.payload import Payload, dumps, loads, now
+from sidequest.payload import KWARGS, Payload, dumps, loads, now
 
 Mode = Literal["disabled", "fake", "inline"]
 #: A job class, an ``@job`` function, or a wire name (for a job another process defines).
@@ -298,9 +301,26 @@ def _run(job: Payload) -> None:
     instance = cls()
     instance.jid = job.get("jid", "")
     instance.payload = job
-    args, kwargs = job["args"], job.get("kwargs") or {}
+    args, kwargs = job["args"], job.get(KWARGS) or {}
     server_middleware.invoke((instance, job, job["queue"]),
-                             lambda: instance.perform(*args, **kwargs))
+                             lambda: _perform(instance, args, kwargs))
+
+
+def _perform(instance: Job, args: Any, kwargs: Any) -> Any:
+    result: Any = instance.perform(*args, **kwargs)  # type: ignore[func-returns-value]
+    if inspect.iscoroutine(result):  # async def perform: run it to the end here
+        return _run_coroutine(result)
+    return result
+
+
+def _run_coroutine(coro: Any) -> Any:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    # Called from async code (a test of an async app): run it on a loop of its own.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def _wire_name(job: JobRef) -> str:

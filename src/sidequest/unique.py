@@ -1,152 +1,113 @@
-"""Unique jobs: while one job with a given identity is queued, scheduled or running, an
-identical push is dropped (``perform_async`` returns None) and writes nothing.
+"""Unique jobs: while a job is queued, scheduled or running, an identical push is dropped.
 
-The identity is the job's class, queue and arguments (or what the class's ``unique_key(*args)``
-returns) and, for a scheduled job, its run time to the second. Its SHA-256 names the lock
-``sq:unique:<digest>``, a string holding the jid of the job that owns it, with a TTL of
-``unique_for`` seconds (plus the wait of a scheduled job) as the safety net. The lock is taken
-and the job pushed in one Lua step, so no crash leaves a lock without its job.
+A job class (or ``@job``, or ``.set``) with ``unique_for = seconds`` is pushed with three
+top-level payload keys: ``unique_for``, ``unique_until`` ("start" or "success") and
+``unique_digest``, the identity of the job (class, queue, arguments and run time, or what the
+class's ``unique_key(*args, **kwargs)`` returns). The push takes the lock
+``sq:unique:<digest>`` (value: the jid) and writes the job in one Lua step
+(lua/unique_push.lua), so a duplicate writes nothing and a lock never exists without its job.
 
-The lock is released, only by the job that holds it, when the job starts (``unique_until =
-"start"``) or succeeds (``"success"``, the default), and when it dies, is discarded or is
-deleted through the API or the dashboard. A job that fails keeps its lock while it waits
-to retry; one whose process was killed keeps it while a reaper requeues it.
-
-The payload carries ``sq_unique``: ``{"key": <digest>, "for": <seconds>, "until": ...}``, a
-key Ruby Sidekiq ignores, so a Ruby worker runs the job (without releasing the lock, which
-then lasts its TTL).
+The worker releases the lock when the job starts (``unique_until = "start"``) or succeeds
+(the default), and when it dies; the dashboard releases it when it deletes the job. The lock's
+TTL, ``unique_for`` (plus the wait of a scheduled job), is a safety net: a job whose process
+was killed keeps its lock while the reaper puts it back, and only a lock older than that
+lets an identical job in.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
+import logging
 import math
 from collections.abc import Callable
 from typing import Any
 
+import redis
+
 from sidequest import connection, keys
-from sidequest.payload import Payload, loads
+from sidequest.payload import KWARGS, Payload, loads
 
-#: The payload key; deliberately not Sidekiq Enterprise's ``unique_for``/``unique_until``,
-#: so that an Enterprise process sharing the Redis never acts on our jobs' locks.
-PAYLOAD_KEY = "sq_unique"
-UNTIL = ("start", "success")
-OPTIONS = ("unique_for", "unique_until")
+log = logging.getLogger("sidequest")
 
-UniqueKey = Callable[..., Any]
+FOR, UNTIL, DIGEST = "unique_for", "unique_until", "unique_digest"
+UNTIL_VALUES = ("start", "success")
 
 
-@functools.cache
-def _script(name: str) -> Any:
-    """A script object made once (it hashes its source), shared by every call."""
-    return connection.script(name)
+def check_options(unique_for: Any, unique_until: Any) -> str | None:
+    """What is wrong with these option values, or None."""
+    if unique_for is not None and (
+        isinstance(unique_for, bool) or not isinstance(unique_for, (int, float))
+        or not math.isfinite(unique_for) or unique_for <= 0
+    ):
+        return f"unique_for={unique_for!r} is invalid; expected a number of seconds above 0"
+    if unique_until is not None and unique_until not in UNTIL_VALUES:
+        return f"unique_until={unique_until!r} is invalid; expected 'start' or 'success'"
+    return None
 
 
-def check_option(key: str, value: Any) -> tuple[bool, str]:
-    """Whether ``value`` is valid for ``unique_for``/``unique_until``, and what is expected."""
-    if key == "unique_until":
-        return value in UNTIL, '"start" or "success"'
-    return _positive(value), "a positive number of seconds, or None"
+def digest(parts: Any) -> str:
+    """A stable hash of JSON-native ``parts``: the same on every host and Python version."""
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
-def _positive(value: Any) -> bool:
-    if value is None:
-        return True
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value) and value > 0)
+def stamp(item: Payload, key: Any = None) -> None:
+    """Add the identity of a unique job to its normalized payload (in place). ``key``: what
+    the class's ``unique_key`` hook returned, standing in for the arguments."""
+    if not item.get(FOR) or DIGEST in item:
+        return
+    what = [item["args"], item.get(KWARGS) or {}] if key is None else ["key", key]
+    item[DIGEST] = digest([item["class"], item["queue"], what, item.get("at")])
+    item.setdefault(UNTIL, "success")
 
 
-def stamp(item: Payload, unique_key: UniqueKey | None = None) -> Payload:
-    """Turn the ``unique_for``/``unique_until`` options of a push into ``sq_unique``."""
-    seconds = item.pop("unique_for", None)
-    until = item.pop("unique_until", None) or "success"
-    if seconds is None:
-        return item
-    item[PAYLOAD_KEY] = {"key": digest(item, unique_key), "for": seconds, "until": until}
-    return item
+def lock_ttl_ms(item: Payload, now: float) -> int:
+    wait = max(float(item["at"]) - now, 0.0) if item.get("at") is not None else 0.0
+    return max(1, math.ceil((float(item[FOR]) + wait) * 1000))
 
 
-def digest(item: Payload, unique_key: UniqueKey | None = None) -> str:
-    """SHA-256 of the canonical JSON of the job's identity."""
-    args = item.get("args", [])
-    if unique_key is not None:
-        what: Any = ["key", unique_key(*args)]
-    else:
-        what = ["args", args, item.get("kwargs") or {}]
-    at = item.get("at")
-    run_at = int(at) if isinstance(at, (int, float)) else None
-    identity = [item.get("class"), item.get("queue", "default"), what, run_at]
+def release(item: Payload, client: redis.Redis | None = None) -> None:
+    """Drop the job's lock if it still holds it; a job without one is left alone."""
+    name, jid = item.get(DIGEST), item.get("jid")
+    if not isinstance(name, str) or not isinstance(jid, str):
+        return
+    script = connection.script("unique_release")
     try:
-        text = json.dumps(identity, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{item.get('class')}.unique_key must return JSON values (str, int, "
-                        f"float, bool, None, list, dict with str keys): {exc}") from None
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+        script(keys=[keys.unique_lock(name)], args=[jid], client=client or connection.client())
+    except redis.RedisError as exc:  # the lock's TTL frees it anyway
+        log.warning("could not release the unique lock of %s (%s); it expires on its own",
+                    jid, exc)
 
 
-def lock_of(job: Payload) -> tuple[str, str, dict[str, Any]] | None:
-    """(lock key, jid, the ``sq_unique`` entry) of a unique job, else None."""
-    entry = job.get(PAYLOAD_KEY)
-    if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
-        return None
-    return keys.unique_lock(entry["key"]), str(job.get("jid", "")), entry
-
-
-def ttl_ms(entry: dict[str, Any], score: float | None, now: float) -> int:
-    """The lock lives ``unique_for`` seconds past the job's run time."""
-    wait = max(0.0, score - now) if score is not None else 0.0
-    return max(1, int((wait + float(entry["for"])) * 1000))
-
-
-def queue_pushes(pipe: Any, jobs: list[tuple[Payload, bytes, float | None]],
-                 now: float) -> None:
-    """Queue on ``pipe`` one atomic lock-and-push per unique job; each result is 1 when the
-    job was written, 0 for a duplicate (nothing written)."""
-    if not jobs:  # the common case: no unique job in this push
+def release_raw(raw: bytes | str, client: redis.Redis | None = None) -> None:
+    """``release`` for a stored payload that was just deleted (the dashboard, the API); one
+    that cannot be read, or holds no lock, is left alone."""
+    marker = DIGEST.encode() if isinstance(raw, bytes) else DIGEST
+    if marker not in raw:  # type: ignore[operator]  # both bytes or both str
         return
-    script = _script("unique_push")
-    for job, body, score in jobs:
-        lock, jid, entry = lock_of(job)  # type: ignore[misc]
-        target = keys.SCHEDULE if score is not None else keys.queue(job["queue"])
-        script(keys=[lock, target, keys.QUEUES],
-               args=[jid, ttl_ms(entry, score, now), body,
-                     "" if score is None else repr(score), job["queue"]], client=pipe)
-
-
-def release(job: Payload, pipe: Any = None) -> None:
-    """Drop the job's lock if it holds it; on ``pipe`` when given (inside its transaction),
-    else now."""
-    found = lock_of(job)
-    if found is None:
-        return
-    lock, jid, _ = found
-    _script("unique_release")(keys=[lock], args=[jid],
-                              client=pipe if pipe is not None else connection.client())
-
-
-def release_raw(raw: bytes | str, pipe: Any = None) -> None:
-    """Release the lock of a stored payload that was deleted or buried (API, dashboard,
-    reaper); on ``pipe`` when given."""
     try:
-        job = loads(raw)
-    except (ValueError, RecursionError):
+        item = loads(raw)
+    except ValueError:
         return
-    if isinstance(job, dict) and PAYLOAD_KEY in job:
-        release(job, pipe)
+    if isinstance(item, dict):
+        release(item, client)
 
 
-def server_middleware(instance: Any, payload: Payload, queue: str,
+def server_middleware(job: Any, payload: Payload, queue: str,
                       call_next: Callable[[], Any]) -> Any:
-    """Release the lock when the job starts or, by default, when it returns."""
-    if PAYLOAD_KEY not in payload:
+    """Releases the lock at start, or after a successful run (a failure keeps it: the job
+    will retry; its death releases it through ``on_death``)."""
+    if DIGEST not in payload:
         return call_next()
-    entry = payload[PAYLOAD_KEY]
-    if isinstance(entry, dict) and entry.get("until") == "start":
+    if payload.get(UNTIL) == "start":
         release(payload)
         return call_next()
     result = call_next()
     release(payload)
     return result
+
+
+def on_death(payload: Payload, exc: BaseException) -> None:
+    """A job that will not run again gives its identity back."""
+    release(payload)

@@ -11,6 +11,7 @@ worker's clients (the fault tests use it to detect a black-holed connection soon
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import json
 import os
@@ -52,6 +53,44 @@ class Work(Job):
         record("start", self)
         if seconds and not os.environ.get("FAULT_NO_SLEEP"):
             time.sleep(seconds)
+        record("done", self)
+
+
+class AsyncWork(Job):
+    """Work as ``async def``: awaits ``seconds`` on the worker's event loop."""
+
+    name = "fault.AsyncWork"
+
+    async def perform(self, seconds: float = 0.0, *_: Any) -> None:
+        record("start", self)
+        if seconds:
+            await asyncio.sleep(seconds)
+        record("done", self)
+
+
+class Stuck(Job):
+    """Blocks in C (``time.sleep``) far past its 1 s timeout: the JobTimeout cannot land."""
+
+    name = "fault.Stuck"
+    timeout = 1
+
+    def perform(self, seconds: float = 60.0) -> None:
+        record("start", self)
+        time.sleep(seconds)
+        record("done", self)
+
+
+_hoard: list[bytes] = []
+
+
+class Hog(Job):
+    """Keeps ``mb`` megabytes for the life of its process, as a leaking job would."""
+
+    name = "fault.Hog"
+
+    def perform(self, mb: int) -> None:
+        record("start", self)
+        _hoard.append(b"x" * (mb * 1024 * 1024))
         record("done", self)
 
 

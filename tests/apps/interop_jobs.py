@@ -59,6 +59,18 @@ class Flaky(Job):
         record(self.jid, args)
 
 
+class Parked(Flaky):
+    """Fails its first attempt like InteropFlaky, and asks for its retry an hour later, so a
+    test that reads the retry set finds it there however long a loaded machine takes (the
+    default delay, 15-24 s, can pass while a slow test still looks)."""
+
+    name = "InteropParked"
+
+    @classmethod
+    def retry_in(cls, count: int, exc: BaseException, payload: Any) -> float:
+        return 3600.0
+
+
 class Doomed(Job):
     """Always fails; retry = 0 sends it to the dead set at once (push with set(retry=N))."""
 

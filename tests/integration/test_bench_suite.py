@@ -58,6 +58,12 @@ def test_quick_suite_measures_every_workload_and_prints_the_table() -> None:
         assert label in out, out
     after = DOC.stat().st_mtime if DOC.exists() else None
     assert before == after, "--quick must not rewrite docs/performance.md"
+    # The cost per drained job, from /proc and Redis's INFO: a figure in each column.
+    costs = lines[lines.index(next(line for line in lines if line.startswith("Cost per"))):]
+    assert all(label in costs[1] for label in ("worker CPU", "switches", "Redis CPU")), costs
+    cpu, voluntary, involuntary, redis_cpu = (float(n.replace(",", "")) for n in re.findall(
+        r"[\d,]+(?:\.\d+)?", costs[2]))
+    assert cpu > 0 and redis_cpu > 0 and voluntary + involuntary > 0, costs
 
 
 def test_quick_changes_only_the_defaults() -> None:
@@ -221,11 +227,16 @@ def test_targets_are_checked_against_the_run() -> None:
     results = report.Results(systems=["sidequest", "sidekiq", "huey"])
     # single, bulk, drain, rss, p50, p99, proxy, drain2
     results.samples = {
-        "sidequest": [report.Sample(9e3, 2e5, 12e3, 44.0, 0.7, 1.5, 7e3, 18e3)],
-        "sidekiq": [report.Sample(9e3, 1.8e5, 11e3, 60.0, 0.8, 1.4, 2.5e3, 16e3)],
+        "sidequest": [report.Sample(9e3, 2e5, 12e3, 44.0, 0.7, 1.5, 7e3, 18e3, 95.0, 3.1, 1.2,
+                                    30.0)],
+        "sidekiq": [report.Sample(9e3, 1.8e5, 11e3, 60.0, 0.8, 1.4, 2.5e3, 16e3, 90.0, 1.0, 0.4,
+                                  35.0)],
         "huey": [report.Sample(2e3, 1e4, 3.5e3, 37.0, 1.0, 4.0, 1e3)],
     }
     met = {check.target: (check.measured, check.met) for check in targets.checks(results)}
+    assert met["worker CPU per drained job at most Sidekiq 6.4.1 (Ruby)'s"] == (
+        "95 us vs 90 us", False)
+    assert met["under one involuntary context switch per drained job"] == ("1.20", False)
     assert met["drain: at least as fast as Sidekiq 6.4.1 (Ruby)"] == ("1.09x", True)
     assert met["drain through the 1 ms proxy: at least 3x Sidekiq 6.4.1 (Ruby)"] == (
         "2.80x", False)

@@ -1,13 +1,9 @@
-"""Expiring jobs against a real redis-server and an in-process worker: a job not started
-within ``expires_in`` of its push (or its run time) is dropped when fetched, counted, logged
-once and never retried; a job in time runs."""
+"""Expiring jobs (``expires_in``): a job fetched after its deadline is dropped unrun,
+counted, logged once and never retried; one fetched in time runs."""
 
 from __future__ import annotations
 
-import io
-import json
 import logging
-import threading
 import time
 from typing import Any
 
@@ -15,97 +11,53 @@ import pytest
 import redis
 
 from helpers import running_worker, wait_for
-from sidequest import ConfigError, Job, job, monitor
-from sidequest.api import Stats
+from sidequest import Job, keys
+from sidequest.api import DeadSet, Queue, RetrySet, ScheduledSet, Stats
+from sidequest.errors import ConfigError
+from sidequest.monitor import render_stats
 
-LOCK = threading.Lock()
-RAN: list[Any] = []
+ran: list[Any] = []
+
+
+class Report(Job):
+    expires_in = 0.2
+
+    def perform(self, name: str) -> None:
+        ran.append(name)
 
 
 @pytest.fixture(autouse=True)
-def _clean() -> None:
-    with LOCK:
-        RAN.clear()
+def _fresh(redis_url: str) -> None:
+    ran.clear()
 
 
-class Notify(Job):
-    expires_in = 0.3
-
-    def perform(self, value: Any) -> None:
-        with LOCK:
-            RAN.append(value)
-
-
-class NotifyUnique(Notify):
-    unique_for = 60
-
-    def perform(self, value: Any) -> None:
-        super().perform(value)
-
-
-@job(expires_in=3600)
-def patient(value: Any) -> None:
-    with LOCK:
-        RAN.append(value)
-
-
-def ran() -> list[Any]:
-    with LOCK:
-        return list(RAN)
-
-
-def deadline_of(r: redis.Redis, raw: str) -> float:
-    return float(json.loads(raw)["sq_expires_at"])
-
-
-def test_payload_carries_the_deadline(r: redis.Redis) -> None:
-    before = time.time()
-    Notify.perform_async(1)
-    (raw,) = r.lrange("queue:default", 0, -1)
-    assert before + 0.3 <= deadline_of(r, raw) <= time.time() + 0.3
-    assert "expires_in" not in json.loads(raw)
-    at = time.time() + 600
-    Notify.set(expires_in=60).perform_at(at, 2)
-    (scheduled,) = r.zrange("schedule", 0, -1)
-    assert deadline_of(r, scheduled) == pytest.approx(at + 60)  # counted from the run time
-
-
-def test_expired_job_is_dropped_counted_logged_once_never_retried(
+def test_a_job_fetched_after_its_deadline_is_dropped_and_counted(
     r: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    late = Notify.perform_async("late")
-    NotifyUnique.perform_async("late-unique")
-    wait_for(lambda: time.time() > deadline_of(r, r.lrange("queue:default", 0, 0)[0]),
-             what="the deadlines to pass")
-    caplog.set_level(logging.WARNING, logger="sidequest")
-    with running_worker(concurrency=2) as worker:
-        in_time = patient.perform_async("in time")
-        wait_for(lambda: ran() == ["in time"], what="the job in time to run")
-        wait_for(lambda: r.get("sq:stat:expired") == "2", what="two expired jobs counted")
-        wait_for(lambda: r.llen(f"sq:inprogress:{worker.identity}") == 0, what="acks")
-    assert in_time is not None and ran() == ["in time"]
-    assert r.llen("queue:default") == 0
-    assert r.zcard("retry") == 0 and r.zcard("dead") == 0 and r.zcard("schedule") == 0
-    lines = [rec.getMessage() for rec in caplog.records if rec.getMessage().startswith("expired")]
-    assert len(lines) == 2 and sum(str(late) in line for line in lines) == 1
-    # The unique job's lock went with it: it can be pushed again.
-    assert not list(r.scan_iter("sq:unique:*"))
-    assert Stats().expired == 2 and Stats().as_dict()["expired"] == 2
-    out = io.StringIO()
-    assert monitor.main("stats", [], out) == 0
-    assert "Expired: 2" in out.getvalue()
+    Report.perform_async("stale")
+    (entry,) = list(Queue("default"))
+    deadline = entry.item["expires_at"]
+    assert deadline == pytest.approx(entry.item["created_at"] + 0.2)
+    wait_for(lambda: time.time() > deadline + 0.05, what="the deadline to pass")
+    fresh = Report.set(expires_in=60).perform_async("fresh")
+    with caplog.at_level(logging.WARNING, "sidequest"), running_worker():
+        wait_for(lambda: ran == ["fresh"] and r.get(keys.STAT_EXPIRED) == "1",
+                 what="the fresh job to run and the stale one to be counted")
+        wait_for(lambda: Queue("default").size == 0, what="the queue to empty")
+    assert fresh and RetrySet().size == 0 and DeadSet().size == 0
+    assert Stats().expired == 1 and "Expired: 1" in render_stats()[1]
+    lines = [rec.getMessage() for rec in caplog.records if "expired" in rec.getMessage()]
+    assert len(lines) == 1 and entry.jid in lines[0]
 
 
-def test_a_job_in_time_runs_and_counts_nothing(r: redis.Redis) -> None:
-    Notify.set(expires_in=60).perform_async("fresh")
-    with running_worker(concurrency=2):
-        wait_for(lambda: ran() == ["fresh"], what="the job to run")
-    assert r.get("sq:stat:expired") is None and Stats().expired == 0
+def test_a_scheduled_job_expires_from_its_run_time() -> None:
+    at = time.time() + 3600
+    Report.set(expires_in=30).perform_at(at, "later")
+    (entry,) = list(ScheduledSet())
+    assert entry.item["expires_at"] == pytest.approx(at + 30)
+    assert "expires_in" not in entry.item
 
 
-def test_bad_expires_in_is_refused(r: redis.Redis) -> None:
-    with pytest.raises(ConfigError, match="expires_in"):
-        Notify.set(expires_in=0)
-    with pytest.raises(ConfigError, match="expires_in"):
-        Notify.set(expires_in="1h")
-    assert r.dbsize() == 0
+def test_bad_values_are_refused() -> None:
+    with pytest.raises(ConfigError, match="expires_in=0 is invalid"):
+        Report.set(expires_in=0)

@@ -15,8 +15,8 @@ from typing import Any
 import redis
 
 from helpers import FAST
-from sidequest import client, connection, keys, unique
-from sidequest.api import Queue, RetrySet, ScheduledSet
+from sidequest import client, connection, keys
+from sidequest.api import RetrySet, ScheduledSet
 from sidequest.api.stats import Totals
 from sidequest.config import build
 from sidequest.payload import dumps
@@ -27,8 +27,7 @@ from sidequest.worker.requeue import requeue_list
 from sidequest.worker.scheduler import Scheduler
 from sidequest.worker.state import ProcessState
 
-SCRIPTS = ("enqueue_due", "fetch", "move", "putback", "requeue", "totals", "unique_push",
-           "unique_release")
+SCRIPTS = ("enqueue_due", "fetch", "move", "putback", "requeue", "totals")
 #: Which arguments of a command are keys (LMOVE has two); every other command used has one.
 TWO_KEYS = {"LMOVE"}
 STOP = "sq-test-monitor-stop"
@@ -84,10 +83,6 @@ def exercise(config: Any, identity: str, r: redis.Redis) -> None:
     r.hset("host:1:abc", "busy", 2)
     r.sadd(keys.PROCESSES, "host:1:abc")
     assert Totals.read().busy == 2
-    jid = client.push(unique.stamp({"class": "Once", "args": [1], "unique_for": 60}))
-    assert client.push(unique.stamp({"class": "Once", "args": [1], "unique_for": 60})) is None
-    found = Queue("default").find_job(str(jid))
-    assert found is not None and found.delete()  # releases the lock
 
 
 def test_every_script_touches_only_its_declared_keys(redis_url: str, r: redis.Redis) -> None:

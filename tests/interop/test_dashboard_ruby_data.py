@@ -24,7 +24,7 @@ PUSH_BLOCK = 'emit(Sidekiq::Client.push("class" => "InteropBlock", "args" => ["r
 PUSH_JOBS = """
 later = Time.now.to_f + 3600
 emit(
-  "retry" => Sidekiq::Client.push("class" => "InteropFlaky", "args" => INPUT["retry"],
+  "retry" => Sidekiq::Client.push("class" => "InteropParked", "args" => INPUT["retry"],
                                   "backtrace" => true),
   "dead" => Sidekiq::Client.push("class" => "InteropDoomed", "args" => ["ruby dead"],
                                  "retry" => 0, "backtrace" => true),
@@ -59,21 +59,21 @@ def test_dashboard_pages_and_retry_now_over_ruby_written_data(
     wait_for(lambda: [p for p in ProcessSet() if p.busy >= 1], what="a busy Ruby process")
     retry_args = ["ruby retry", {"n": 2**64}]
     jids = run_ruby(PUSH_JOBS, {"retry": retry_args})
-    # Ruby fails both at once; the retry is due in 15 s or more, long after this test acts.
+    # Ruby fails both at once; the retry is due in an hour, long after this test acts.
     retry_id, dead_id = _entry_id(RetrySet(), jids["retry"]), _entry_id(DeadSet(), jids["dead"])
     retry_error = f"first attempt of {jids['retry']} fails on purpose"
     expect = {
         "/busy": [identity, f":{sidekiq_process.pid}", "InteropBlock", blocked, "ruby busy"],
         "/queues": ["waiting", "default"],
         "/queues/waiting": ["InteropRecord", jids["queued"], "ruby queued"],
-        "/retries": ["InteropFlaky", "InteropError", retry_error],
-        f"/retries/{retry_id}": ["InteropFlaky", jids["retry"], "InteropError", retry_error,
+        "/retries": ["InteropParked", "InteropError", retry_error],
+        f"/retries/{retry_id}": ["InteropParked", jids["retry"], "InteropError", retry_error,
                                  "jobs.rb", "Backtrace", "18446744073709551616"],
         "/scheduled": ["InteropRecord", "ruby later"],
         "/morgue": ["InteropDoomed", "InteropError", f"{jids['dead']} always fails"],
         f"/morgue/{dead_id}": ["InteropDoomed", jids["dead"], "always fails", "jobs.rb"],
         "/metrics": ["Metrics"],
-        "/metrics/InteropFlaky": ["InteropFlaky"],
+        "/metrics/InteropParked": ["InteropParked"],
     }
     for path, texts in expect.items():
         page = client.get(path)

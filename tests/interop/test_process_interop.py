@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from apps.interop_jobs import Block, Doomed, Flaky, Record
+from apps.interop_jobs import Block, Doomed, Parked, Record
 from helpers import FAST, wait_for
 from sidequest.api import DeadSet, JobSet, ProcessSet, Queue, RetrySet, Stats, WorkSet
 
@@ -212,7 +212,7 @@ def test_ruby_and_python_stats_agree_over_data_both_sides_wrote(
     ruby = run_ruby(RUBY_RUNS)
     python = python_worker("-q", "busy")
     records = [str(j) for j in Record.set(queue="busy").perform_bulk([[i] for i in range(5)])]
-    Flaky.set(queue="busy").perform_async("to retry")
+    Parked.set(queue="busy").perform_async("to retry")
     Doomed.set(queue="busy").perform_async("to the dead set")
     blocked = Block.set(queue="busy").perform_async("python busy")
     try:
@@ -239,7 +239,7 @@ def test_ruby_and_python_stats_agree_over_data_both_sides_wrote(
                              ) from None
     busy = {sidekiq.identity: 1, python.identity: 1}
     wait_for(lambda: {p.identity: p.busy for p in ProcessSet()} == busy, what="both busy")
-    # The Flaky retry is due 15 s or more after its failure: it stays put until the end.
+    # The Parked retry is due an hour after its failure: it stays put until the end.
     Record.perform_bulk([["queued"]] * 2)
     Record.set(queue="other").perform_bulk([["queued elsewhere"]] * 3)
     Record.perform_in(3600, "later")
@@ -302,7 +302,7 @@ def test_sidekiq_web_renders_every_page_over_python_data(
 ) -> None:
     # The worker serves only `busy`, so what Python pushes to `default` stays queued.
     worker = python_worker("-q", "busy", "-g", "web-tag")
-    retried = Flaky.set(queue="busy").perform_async("to retry", "ü")
+    retried = Parked.set(queue="busy").perform_async("to retry", "ü")
     dead = Doomed.set(queue="busy").perform_async("to the dead set")
     running = Block.set(queue="busy").perform_async("running")
     queued = Record.perform_async("queued", {"n": 2**64})
@@ -315,8 +315,8 @@ def test_sidekiq_web_renders_every_page_over_python_data(
         "/busy": [worker.identity, "web-tag", "InteropBlock", running],
         "/queues": ["default"],
         "/queues/default": ["InteropRecord", queued],
-        "/retries": ["InteropFlaky", retried],
-        f"/retries/{retry_key}": ["InteropFlaky", retried, "fails on purpose",
+        "/retries": ["InteropParked", retried],
+        f"/retries/{retry_key}": ["InteropParked", retried, "fails on purpose",
                                   "apps.interop_jobs.InteropError", "interop_jobs.py"],
         "/scheduled": ["InteropRecord", scheduled],
         "/morgue": ["InteropDoomed", dead],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sidequest.worker.flow import FLOOR, HOLD, WINDOW, Flow
+from sidequest.worker.flow import FLOOR, HOLD, START, WINDOW, Flow
 
 
 class Clocks:
@@ -34,7 +34,13 @@ def test_nothing_changes_inside_a_window() -> None:
     made, clocks = flow()
     clocks.wall += WINDOW / 2
     assert made.observe(500) is False
-    assert made.active == 10 and made.buffer == 0
+    assert made.active == 10 and made.buffer == 10
+
+
+def test_before_any_rate_the_buffer_holds_one_job_per_thread() -> None:
+    assert Flow(10, 100).buffer == 10
+    assert Flow(10, 4).buffer == 4, "never more than prefetch"
+    assert Flow(10, 0).buffer == 0, "prefetch 0: fetch only for a free thread"
 
 
 def test_buffer_holds_what_the_threads_finish_while_a_round_trip_is_out() -> None:
@@ -62,32 +68,34 @@ def test_waiting_jobs_keep_every_thread() -> None:
         assert made.active == 10
 
 
-def test_compute_bound_jobs_shed_threads_while_that_helps() -> None:
+def test_compute_bound_jobs_start_from_a_few_threads_and_add_them_while_that_helps() -> None:
     made, clocks = flow()
+    run_window(made, clocks, jobs=1000, busy=1.0)
+    assert made.active == START  # at once, not one thread a window
     rate = 1000
-    for expected in (9, 8, 7, 6):
-        rate += 50  # each thread fewer finishes more
+    for expected in (START + 1, START + 2, START + 3):
+        rate += 50  # each thread more finishes more
         run_window(made, clocks, jobs=rate, busy=1.0)
         assert made.active == expected
 
 
 def test_the_climb_turns_back_when_the_rate_falls() -> None:
     made, clocks = flow()
-    run_window(made, clocks, jobs=1000, busy=1.0)
-    run_window(made, clocks, jobs=1100, busy=1.0)
-    assert made.active == 8
-    run_window(made, clocks, jobs=900, busy=1.0)  # worse at 8 than at 9: back up
-    assert made.active == 9
-    run_window(made, clocks, jobs=950, busy=1.0)  # better again: keep going up
-    assert made.active == 10
+    run_window(made, clocks, jobs=1000, busy=1.0)  # busy: down to START
+    run_window(made, clocks, jobs=1000, busy=1.0)  # the first rate at START: step up
+    assert made.active == START + 1
+    run_window(made, clocks, jobs=900, busy=1.0)  # worse with one more: back down
+    assert made.active == START
+    run_window(made, clocks, jobs=950, busy=1.0)  # better again: keep going down
+    assert made.active == START - 1
 
 
 def test_never_fewer_than_the_floor_nor_more_than_concurrency() -> None:
     made, clocks = flow(concurrency=6)
     for i in range(30):
-        run_window(made, clocks, jobs=1000 + 10 * i, busy=1.0)  # always better: down
+        run_window(made, clocks, jobs=1000 + 10 * i, busy=1.0)  # always better: up
         assert FLOOR <= made.active <= 6
-    assert made.active == FLOOR
+    assert made.active == 6
     for i in range(30):
         run_window(made, clocks, jobs=1000 - 10 * i, busy=1.0)  # always worse: turns
         assert FLOOR <= made.active <= 6
@@ -105,7 +113,7 @@ def test_jobs_that_start_waiting_get_every_thread_back_at_once() -> None:
 def test_too_few_jobs_in_a_window_is_not_a_measurement() -> None:
     made, clocks = flow()
     run_window(made, clocks, jobs=1000, busy=1.0)
-    assert made.active == 9
+    assert made.active == START
     run_window(made, clocks, jobs=3, busy=1.0)  # one long computation, say
     assert made.active == 10
 

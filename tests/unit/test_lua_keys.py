@@ -21,6 +21,9 @@ KEY_POSITIONS = {
     "ZREMRANGEBYSCORE": (1,), "ZREMRANGEBYRANK": (1,), "INCR": (1,), "EXPIRE": (1,),
     "GET": (1,), "DEL": (1,), "EXISTS": (1,), "HGET": (1,), "SET": (1,), "TIME": (),
 }
+# Periodic jobs' and the limiters' scripts.
+KEY_POSITIONS.update({"HEXISTS": (1,), "HSET": (1,), "HDEL": (1,), "ZCARD": (1,),
+                      "ZRANGE": (1,), "PEXPIRE": (1,), "HINCRBY": (1,)})
 CALL = re.compile(r"redis\.p?call\(\s*'(\w+)'\s*((?:,[^,()]*(?:\([^()]*\))?[^,()]*)*)\)")
 FROM_KEYS = re.compile(r"local\s+([\w,\s]+?)\s*=\s*(KEYS\[[^\n]*)")
 

@@ -1,5 +1,6 @@
 """The dashboard in a real browser (Debian's Chromium driven by Playwright): log in, watch
-the real-time graph move while a worker runs, retry a job and see it run, quiet a process.
+the real-time graph move while a worker runs, retry a job and see it run, quiet a process,
+pause a periodic job and enqueue one now.
 
 Skipped when Chromium or Playwright is missing, except under CI=true where that fails (as a
 missing redis-server does). With SIDEQUEST_SCREENSHOTS=1 the pages are saved to
@@ -232,3 +233,38 @@ def test_quiet_a_process_from_the_busy_page(page: Any, tmp_path: Path) -> None:
             wait_for(shows_quiet, 10, "the Busy page to show the process as quiet")
         finally:
             RELEASE.set()
+
+
+def test_pause_and_enqueue_from_the_periodic_page(page: Any, r: redis.Redis,
+                                                  tmp_path: Path) -> None:
+    from sidequest import periodic_jobs
+
+    periodic_jobs.clear()
+    periodic_jobs.periodic(Report, every=2, args=[7], name="sales-report")
+    periodic_jobs.periodic(Report, cron="30 2 * * *", args=[8], tz="Europe/Paris",
+                           name="nightly-report")
+    periodic_jobs.periodic(Report, cron="0 9 * * MON-FRI", args=[9], tz="America/New_York",
+                           name="weekday-digest")
+    try:
+        with running_worker(queues=((QUEUE, 1),)):
+            log_in(page, "/periodic")
+            row = page.locator("#periodic tbody tr", has_text="sales-report")
+
+            def succeeded() -> bool:
+                page.reload()
+                return "succeeded" in row.inner_text()
+
+            wait_for(succeeded, 20, "a periodic run shown as succeeded")
+            assert page.locator("#periodic tbody tr").count() == 3
+            assert "At 02:30 every day" in page.inner_text("#periodic")
+            screenshot(page, "periodic", tmp_path)
+            row.get_by_role("button", name="Pause").click()
+            assert "Paused sales-report." in page.inner_text(".flash")
+            assert "paused" in row.inner_text()
+            assert r.hget("sq:periodic:state:sales-report", "paused") == "1"
+            nightly = page.locator("#periodic tbody tr", has_text="nightly-report")
+            nightly.get_by_role("button", name="Enqueue now").click()
+            assert "Enqueued nightly-report now" in page.inner_text(".flash")
+            wait_for(lambda: r.sismember(DONE_KEY, "8"), 15, "the enqueued job to run")
+    finally:
+        periodic_jobs.clear()

@@ -77,6 +77,17 @@ def test_busy_lists_processes_and_running_jobs(client: Client, r: redis.Redis) -
     assert "app.jobs.Export" in page and A in page and "[99]" in page and ">t1<" in page
 
 
+def test_cancel_a_running_job_from_the_busy_page(client: Client, r: redis.Redis) -> None:
+    process(r, "worker-1:4242:aaaaaaaaaaaa", busy=1, work={"t1": job(A, args=[1])})
+    page = client.get("/busy").text
+    assert 'name="action" value="cancel"' in page and f'name="jid" value="{A}"' in page
+    answer = client.submit("/busy", {"action": "cancel", "jid": A})
+    assert answer.status_code == 303
+    assert r.zscore("sq:cancelled", A) is not None
+    assert f"Cancelling {A}" in flash(client.get("/busy").text)
+    assert client.submit("/busy", {"action": "cancel", "jid": ""}).status_code == 400
+
+
 def test_quiet_and_stop_one_process_or_all(client: Client, r: redis.Redis) -> None:
     process(r, "w1:1:aaaaaaaaaaaa")
     process(r, "w2:2:bbbbbbbbbbbb")

@@ -11,6 +11,8 @@ Large sets and queues are read in pages, never whole.
 
 from __future__ import annotations
 
+from sidequest.api.cancel import cancel
+from sidequest.api.periodic import PeriodicEntry, PeriodicSet
 from sidequest.api.processes import Process, ProcessSet, Work, WorkSet
 from sidequest.api.queues import Queue
 from sidequest.api.records import JobRecord
@@ -21,6 +23,8 @@ __all__ = [
     "DeadSet",
     "JobRecord",
     "JobSet",
+    "PeriodicEntry",
+    "PeriodicSet",
     "Process",
     "ProcessSet",
     "Queue",
@@ -30,4 +34,5 @@ __all__ = [
     "Stats",
     "Work",
     "WorkSet",
+    "cancel",
 ]

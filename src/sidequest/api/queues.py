@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import redis
 
@@ -97,16 +97,13 @@ class Queue:
         rows = cast(list[bytes], client.lrange(self.key, near - REF_WINDOW, near + REF_WINDOW))
         for raw in rows:
             if digest_of(raw) == digest:
-                return self.delete_job(raw)
+                return _deleted(client.lrem(self.key, 1, raw), raw)  # type: ignore[arg-type]
         return False
 
     def delete_job(self, raw: bytes | str) -> bool:
         """Remove one job by its exact stored text (what the dashboard posts back)."""
         data = raw if isinstance(raw, bytes) else raw.encode("utf-8")
-        if not connection.client().lrem(self.key, 1, data):  # type: ignore[arg-type]
-            return False
-        unique.release_raw(data)  # it will not run: free its unique lock
-        return True
+        return _deleted(connection.client().lrem(self.key, 1, data), data)  # type: ignore[arg-type]
 
     def clear(self) -> None:
         """Delete the queue and forget its name, as Sidekiq's Queue#clear does."""
@@ -148,3 +145,10 @@ def summaries() -> list[QueueSummary]:
 def latency_of(raw: bytes | None) -> float:
     """Latency from an oldest-job payload fetched elsewhere (e.g. in a pipeline)."""
     return JobRecord(raw).latency if raw else 0.0
+
+
+def _deleted(removed: Any, raw: bytes) -> bool:
+    """Whether LREM removed the job; a unique job deleted gives its identity back."""
+    if removed:
+        unique.release_raw(raw)
+    return bool(removed)

@@ -13,7 +13,7 @@ from typing import Any
 
 from sidequest import connection, keys, unique
 from sidequest.errors import PayloadError
-from sidequest.payload import Payload, decode, display_class, timestamp
+from sidequest.payload import KWARGS, Payload, decode, display_class, timestamp
 from sidequest.retry import decode_backtrace
 
 
@@ -47,6 +47,12 @@ class JobRecord:
     def args(self) -> list[Any]:
         args = self.item.get("args")
         return args if isinstance(args, list) else []
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of a job pushed by Sidequest; {} for other jobs."""
+        kwargs = self.item.get(KWARGS)
+        return kwargs if isinstance(kwargs, dict) else {}
 
     @property
     def queue(self) -> str:
@@ -106,10 +112,10 @@ class JobRecord:
         if self.queue_key is None:
             raise TypeError("this record is not in a queue; delete it through its set")
         client = connection.client()
-        if not client.lrem(self.queue_key, 1, self.raw):  # type: ignore[arg-type]
-            return False
-        unique.release_raw(self.raw)  # it will not run: free its unique lock
-        return True
+        deleted = bool(client.lrem(self.queue_key, 1, self.raw))  # type: ignore[arg-type]
+        if deleted:
+            unique.release_raw(self.raw)  # a unique job deleted gives its identity back
+        return deleted
 
     @property
     def queue_name(self) -> str | None:

@@ -54,7 +54,10 @@ class SortedEntry(JobRecord):
         return f"{self.score!r}-{self.jid}"
 
     def delete(self) -> bool:
-        return _released(bool(connection.client().zrem(self.parent.name, self.raw)), self.raw)
+        deleted = bool(connection.client().zrem(self.parent.name, self.raw))
+        if deleted:
+            unique.release_raw(self.raw)  # a unique job deleted gives its identity back
+        return deleted
 
     def add_to_queue(self) -> bool:
         """Move the job to its queue now, unchanged but for a fresh ``enqueued_at``."""
@@ -66,14 +69,10 @@ class SortedEntry(JobRecord):
 
     def kill(self) -> bool:
         """Move the job to the dead set."""
-        return _released(self.parent.move_to_dead(self), self.raw)
-
-
-def _released(done: bool, raw: bytes) -> bool:
-    """After a job was deleted or killed, free its unique lock: it will not run again."""
-    if done:
-        unique.release_raw(raw)
-    return done
+        killed = self.parent.move_to_dead(self)
+        if killed:
+            unique.release_raw(self.raw)
+        return killed
 
 
 class JobSet:
@@ -233,11 +232,7 @@ class JobSet:
             pipe = client.pipeline(transaction=False)
             queued = [self._queue_move(pipe, SortedEntry(self, raw, score), how)
                       for raw, score in cast(Any, rows)]
-            results = pipe.execute() if len(pipe) else []
-            moved = sum(int(n) for n in results)
-            if how == "dead":  # killed: they will not run again, so free their unique locks
-                for (raw, _), result in zip(cast(Any, rows), results, strict=False):
-                    _released(bool(result), raw)
+            moved = sum(int(n) for n in pipe.execute()) if len(pipe) else 0
             done += moved
             skipped += len(queued) - moved
 

@@ -39,11 +39,8 @@ class Stats:
         _counters(pipe)
         pipe.smembers(keys.QUEUES)
         pipe.smembers(keys.PROCESSES)
-        pipe.get(keys.STAT_EXPIRED)
         (processed, failed, scheduled, retries, dead, procs, oldest, queue_names,
-         processes, expired) = replies(pipe)  # a key of the wrong type reads as unknown
-        #: Jobs dropped unstarted because their ``expires_in`` ran out (Sidequest's own).
-        self.expired = as_int(expired)
+         processes) = replies(pipe)  # a key of the wrong type reads as unknown
         self.scheduled_size, self.retry_size = as_int(scheduled), as_int(retries)
         self.dead_size, self.processes_size = as_int(dead), as_int(procs)
         self.processed = as_int(processed)
@@ -55,7 +52,10 @@ class Stats:
             pipe.llen(keys.queue(name))
         for identity in processes or ():
             pipe.hget(identity, "busy")
-        sizes = replies(pipe)
+        pipe.get(keys.STAT_EXPIRED)
+        *sizes, expired = replies(pipe)
+        #: Jobs dropped unrun because they were fetched after their ``expires_at``.
+        self.expired = as_int(expired)
         # Largest first, as Sidekiq orders them; names break ties so the order is stable.
         pairs = sorted(zip(names, (as_int(s) for s in sizes), strict=False), key=lambda p: -p[1])
         self.queues: dict[str, int] = dict(pairs)

@@ -1,16 +1,16 @@
--- Take a unique job's lock and push the job, in one atomic step: no crash can leave the
--- lock without its job, and a duplicate writes nothing at all.
--- KEYS[1] the lock, KEYS[2] the target (queue:<name> or schedule), KEYS[3] queues
--- ARGV[1] jid, ARGV[2] lock TTL in ms, ARGV[3] payload, ARGV[4] score ('' = queue now),
--- ARGV[5] queue name
-local lock, target, queues = KEYS[1], KEYS[2], KEYS[3]
-if not redis.call('SET', lock, ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return 0
-end
+-- Push a unique job only if no identical one holds its lock, in one atomic step: a duplicate
+-- writes nothing, and a lock never exists without the job that took it.
+-- KEYS[1]  sq:unique:<digest>   the lock       KEYS[2]  queues
+-- KEYS[3]  queue:<name> (to run now) or schedule (to run at ARGV[4])
+-- ARGV[1]  the job's jid (the lock's value)    ARGV[2]  lock TTL, milliseconds
+-- ARGV[3]  the payload                        ARGV[4]  run-at epoch seconds, or "" for now
+-- ARGV[5]  the queue name
+-- Returns 1 if pushed, 0 if an identical job holds the lock.
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
 if ARGV[4] == '' then
-  redis.call('SADD', queues, ARGV[5])
-  redis.call('LPUSH', target, ARGV[3])
+  redis.call('SADD', KEYS[2], ARGV[5])
+  redis.call('LPUSH', KEYS[3], ARGV[3])
 else
-  redis.call('ZADD', target, ARGV[4], ARGV[3])
+  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
 end
 return 1

@@ -1,8 +1,5 @@
--- Release a unique job's lock only if this job still holds it: after the TTL ran out an
--- identical job may hold it now, and that lock is not ours to drop.
--- KEYS[1] the lock; ARGV[1] the jid of the job releasing it
-local lock = KEYS[1]
-if redis.call('GET', lock) == ARGV[1] then
-  return redis.call('DEL', lock)
-end
+-- Release a unique job's lock, only if it still belongs to that job (its jid): after the
+-- lock expired, an identical job pushed since holds a lock of its own.
+-- KEYS[1]  sq:unique:<digest>     ARGV[1]  the jid that took it
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0

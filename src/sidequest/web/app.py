@@ -21,7 +21,17 @@ from sidequest.web.revocation import LiveSessions
 from sidequest.web.security import Guard
 from sidequest.web.session import Signer
 from sidequest.web.settings import Settings
-from sidequest.web.views import busy, dashboard, login, metrics, queues, sets
+from sidequest.web.views import (
+    busy,
+    dashboard,
+    limiters,
+    login,
+    metrics,
+    prometheus,
+    queues,
+    sets,
+)
+from sidequest.web.views import periodic as periodic_view
 
 PASSWORD_ENV = "SIDEQUEST_WEB_PASSWORD"
 SECRET_ENV = "SIDEQUEST_WEB_SECRET"
@@ -143,7 +153,11 @@ def routes() -> list[BaseRoute]:
         Route("/queues/{name:path}/delete_job", queues.delete_job, methods=["POST"]),
         *sets.routes(),
         Route("/metrics", metrics.overview, methods=["GET"], name="metrics"),
+        Route("/prometheus", prometheus.prometheus, methods=["GET"], name="prometheus"),
+        Route("/limiters", limiters.limiters, methods=["GET"], name="limiters"),
         Route("/metrics/{name:path}", metrics.job_class, methods=["GET"], name="metrics_class"),
+        Route("/periodic", periodic_view.periodic, methods=["GET"], name="periodic"),
+        Route("/periodic", periodic_view.periodic_action, methods=["POST"]),
         Route("/login", login.login_page, methods=["GET"], name="login"),
         Route("/login", login.login, methods=["POST"]),
         Route("/logout", login.logout, methods=["POST"], name="logout"),

@@ -30,7 +30,8 @@ ARGS_IN_TABLE = 200
 VALUE_ON_PAGE = 100_000
 
 TABS = (("", "Dashboard"), ("busy", "Busy"), ("queues", "Queues"), ("retries", "Retries"),
-        ("scheduled", "Scheduled"), ("morgue", "Dead"), ("metrics", "Metrics"))
+        ("scheduled", "Scheduled"), ("morgue", "Dead"), ("metrics", "Metrics"),
+        ("periodic", "Periodic"), ("limiters", "Limiters"))
 
 
 def settings(request: Request) -> Settings:

@@ -20,6 +20,7 @@ without logging in. For each request it:
 from __future__ import annotations
 
 import hmac
+import os
 import re
 import secrets
 from http.cookies import SimpleCookie
@@ -38,6 +39,10 @@ from sidequest.web.settings import Settings
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 #: Paths reachable without logging in: the login form, logging out, and our own CSS/JS.
 PUBLIC_PATHS = frozenset({"/login", "/logout"})
+#: A Prometheus scraper cannot log in: with this variable set, ``/prometheus`` also answers a
+#: request carrying ``Authorization: Bearer <its value>``.
+SCRAPE_TOKEN_ENV = "SIDEQUEST_PROMETHEUS_TOKEN"
+SCRAPE_PATH = "/prometheus"
 STATIC_PREFIX = "/static/"
 #: Largest form accepted from a logged-in user: pages post short references to jobs (a
 #: page of 1,000 selected rows is about 60 KB), never the jobs themselves.
@@ -97,7 +102,8 @@ class Guard:
             return PlainTextResponse("Unknown host", status_code=400), receive
         path = route_path(request.scope)
         public = path in PUBLIC_PATHS or path.startswith(STATIC_PREFIX)
-        if not public and not await self.settings.auth.allows(request, session):
+        scraper = path == SCRAPE_PATH and request.method in SAFE_METHODS and _scraper(request)
+        if not (public or scraper) and not await self.settings.auth.allows(request, session):
             return self._unauthenticated(request, path), receive
         if request.method in SAFE_METHODS:
             return None, receive
@@ -249,3 +255,10 @@ def _replay(body: bytes) -> Receive:
 
     return receive
 
+
+def _scraper(request: Request) -> bool:
+    """The request carries the scrape token (compared in constant time); never true while
+    the token is unset or shorter than 16 characters."""
+    token = os.environ.get(SCRAPE_TOKEN_ENV, "")
+    given = request.headers.get("authorization", "")
+    return len(token) >= 16 and hmac.compare_digest(given.encode(), f"Bearer {token}".encode())

@@ -1,5 +1,6 @@
 """The Launcher composes a worker process: Manager (fetcher + processors), heartbeat,
-scheduler and reaper threads; it turns signals (local or from Redis) into quiet and stop.
+scheduler, reaper and periodic threads; it turns signals (local or from Redis) into quiet and
+stop.
 
 Lifecycle: start() -> [quiet()] -> stop(). ``run()`` is the command-line form: it installs
 signal handlers, blocks until TERM/INT (or a remote TERM), stops, and returns.
@@ -21,11 +22,14 @@ from typing import Any, cast
 
 import redis
 
-from sidequest import connection, expiry, keys, metrics, middleware, unique
+from sidequest import connection, hooks, keys, metrics, middleware, unique
 from sidequest.config import Config
-from sidequest.worker import logs, watchdog
-from sidequest.worker.heartbeat import Heartbeat
+from sidequest.job import install_worker
+from sidequest.worker import cancels, guards, logs, watchdog
+from sidequest.worker.cancels import CancelWatcher
+from sidequest.worker.heartbeat import Heartbeat, rss_kb
 from sidequest.worker.manager import Manager
+from sidequest.worker.periodic import PeriodicPoller, load_entries, record_outcome
 from sidequest.worker.reaper import Reaper
 from sidequest.worker.scheduler import Scheduler
 from sidequest.worker.state import ProcessState
@@ -51,6 +55,7 @@ class Launcher:
         self.state = ProcessState()
         self.stopping = threading.Event()
         self.stop_requested = threading.Event()
+        self.retired = False  # a stuck job made the process stop
         self._client = connection.new_client(retries=0)
         self.manager = Manager(config, self.identity, self.state)
         self.embedded = embedded
@@ -59,17 +64,20 @@ class Launcher:
         self.scheduler = Scheduler(config, connection.new_client(retries=0), self.stopping)
         self.reaper = Reaper(config, self.identity, connection.new_client(retries=0),
                              self.stopping)
+        self.periodic = PeriodicPoller(config, connection.new_client(retries=0), self.stopping,
+                                       load_entries(config))
         self._threads: list[threading.Thread] = []
         self._stopped = False
         self._stop_signals = 0
 
     def start(self) -> None:
         """Register with Redis (waiting for it if it is down), then start every thread."""
-        # Before any user middleware: an expired job is dropped before anything runs, and a
-        # unique lock is released around all of it (also when expiry drops the job).
-        middleware.server.prepend(expiry.server_middleware)
-        middleware.server.prepend(unique.server_middleware)
+        middleware.server.prepend(guards.server_middleware)  # unique locks, expiry
+        if self.periodic.entries:
+            middleware.server.prepend(record_outcome)
         middleware.server.prepend(metrics.recorder)  # outermost: times the whole chain
+        if unique.on_death not in hooks.death_handlers:  # a job that will not run again
+            hooks.on_death(unique.on_death)  # gives its unique identity back
         self._first_beat()
         check_redis(self._client)
         # The banner first, written out now: a job's own output must not precede it.
@@ -77,9 +85,15 @@ class Launcher:
                  "strict" if self.config.strict else "weighted", self.config.concurrency,
                  ", ".join(self.config.queue_names))
         logs.flush()
+        self.manager.retire = self._retire
+        install_worker(self)  # Job.cancelled() and Job.stopping() ask it
+        watcher = CancelWatcher(connection.new_client(retries=0), self.stopping,
+                                self.manager.asyncio.cancel)
+        watcher.first_look()  # before the first fetch: no job cancelled earlier starts
         self.manager.start()
         for target, name in ((self._beat_loop, "heartbeat"), (self.scheduler.run, "scheduler"),
-                             (self.reaper.run, "reaper")):
+                             (self.reaper.run, "reaper"), (self.periodic.run, "periodic"),
+                             (watcher.run, "cancels")):
             self._threads.append(spawn(target, f"sidequest-{name}", self.stopping))
 
     def _first_beat(self) -> None:
@@ -100,6 +114,7 @@ class Launcher:
     def _beat_loop(self) -> None:
         failing = False
         while not self.stopping.wait(self.config.heartbeat_interval):
+            self._check_memory()
             try:
                 self.heartbeat.beat()
                 self._check_quarantine()
@@ -154,11 +169,36 @@ class Launcher:
             logs.flush()
             os._exit(1)
 
+    def _check_memory(self) -> None:
+        limit = self.config.max_memory
+        if limit is None or self.retired:
+            return
+        used = rss_kb() / 1024
+        if used > limit:
+            log.warning("memory %.0f MB is over max_memory %d MB: finishing the running jobs "
+                        "and exiting for the supervisor to start a fresh process", used, limit)
+            self._retire()
+
+    def _retire(self) -> None:
+        """A job ignored its timeout: stop (its thread cannot be killed) for the supervisor
+        to start a fresh process; the other jobs are pushed back as at any stop."""
+        self.retired = True
+        self.stop_requested.set()
+        if self.embedded:
+            self.manager.quiet()
+
+    def is_cancelled(self, jid: str) -> bool:
+        return cancels.is_cancelled(jid)
+
+    def is_stopping(self) -> bool:
+        return self.stop_requested.is_set() or self.manager.quieted.is_set()
+
     def quiet(self) -> None:
         if not self.manager.quieted.is_set():
             log.info("quiet: no new jobs will be fetched")
         self.heartbeat.quiet = True
         self.scheduler.paused.set()
+        self.periodic.paused.set()
         self.manager.quiet()
 
     def stop(self) -> bool:

@@ -29,12 +29,17 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
 
-from sidequest import connection, keys
+from sidequest import connection, keys, registry
 from sidequest.config import Config
+from sidequest.errors import JobTimeout, PayloadError
+from sidequest.payload import decode, normalized
+from sidequest.worker.async_jobs import AsyncJobs
+from sidequest.worker.asyncio_runner import AsyncRunner
 from sidequest.worker.buffer import PriorityBuffer
 from sidequest.worker.fetch import Fetcher, Work
 from sidequest.worker.flow import Flow
@@ -43,6 +48,7 @@ from sidequest.worker.logs import thread_id
 from sidequest.worker.processor import Processor
 from sidequest.worker.state import ProcessState
 from sidequest.worker.threads import spawn
+from sidequest.worker.timeouts import Timeouts
 from sidequest.worker.waker import Waker
 
 log = logging.getLogger("sidequest")
@@ -70,6 +76,13 @@ class Manager:
         self.processor = Processor(config, identity, connection.new_client(retries=0), state,
                                    self.stopping)
         self.inprogress = InProgress(config, identity, self._client, self.processor)
+        self.asyncio = AsyncRunner(config.async_concurrency)
+        self.processor.async_jobs = AsyncJobs(self.asyncio, state, self.processor.failed,
+                                              self._async_acknowledge)
+        self.timeouts = Timeouts(on_stuck=self._stuck)
+        self.processor.timeouts = self.timeouts
+        #: What to do when a job ignores its timeout: the launcher stops the process.
+        self.retire: Callable[[], None] = self.quiet
         # Strict priority across several queues: the held jobs are handed out highest queue
         # first (a plain FIFO would run a lower queue's job fetched before a new critical one).
         self._jobs: Any = (PriorityBuffer(config.queue_names, sentinels=(_LISTEN,))
@@ -92,9 +105,9 @@ class Manager:
         self._blocking = False
         # Jobs the fetcher may still hand out: one per idle processor, plus the buffer (the
         # fetcher's own count; each finished job frees one).
-        self._owed = 0
-        self._buffer = 0  # jobs to hold besides the running ones, as the flow says
-        self._low = 0  # processors nudge the fetcher when this few jobs are held
+        self._buffer = self._flow.buffer  # jobs to hold besides the running ones
+        self._owed = self._buffer
+        self._low = self._buffer // 2  # processors nudge the fetcher when this few are held
         self._threads: list[threading.Thread] = []
         self._thread_of: dict[str, threading.Thread] = {}
         self._fetcher_thread: threading.Thread | None = None
@@ -124,10 +137,16 @@ class Manager:
         Returns True when every processor finished in time.
         """
         self.quiet()
-        while self._running and time.monotonic() < deadline:
+        while (self._running or self.asyncio.busy) and time.monotonic() < deadline:
             time.sleep(0.02)  # shutdown only: a short poll keeps the hot path lock-free
         stuck = dict(self._running)
         leftovers = list(stuck.values())
+        late = self.asyncio.running()
+        if late:  # async jobs past the deadline: cancelled, they stay in the list (pushed back)
+            self.asyncio.cancel(late)
+            end = time.monotonic() + 2
+            while self.asyncio.busy and time.monotonic() < end:
+                time.sleep(0.02)
         self.inprogress.requeue(self._drain_jobs())  # fetched while we were quieting
         # Again: a fetcher round that began before quiet() may have parked threads since,
         # and each thread must take its None below to exit.
@@ -142,16 +161,40 @@ class Manager:
             self._fetcher_thread.join(self.config.fetch_timeout + 2)
         self.stopping.set()
         self.inprogress.acknowledge(self._collect()[1])
-        if leftovers:
+        if leftovers or late:
             log.warning("%d jobs still running at the shutdown deadline; pushing them back",
-                        len(leftovers))
+                        len(leftovers) + len(late))
         self.inprogress.requeue_all(leftovers)
         self._waker.dispose()  # only now: the fetcher may have been waiting on it
-        return not leftovers
+        self.asyncio.close()
+        return not (leftovers or late)
 
     @property
     def busy(self) -> int:
-        return len(self._running)
+        return len(self._running) + self.asyncio.busy
+
+    def _stuck(self, jid: str) -> None:
+        """A job ignored its timeout (stuck in C code): record one failure for it (which
+        takes it out of the in-progress list), then retire the process."""
+        for tid, work in list(self._running.items()):
+            try:
+                job = normalized(decode(work.raw), work.queue)
+            except PayloadError:
+                continue
+            if job.get("jid") == jid:
+                self._running.pop(tid, None)
+                self.processor.failed(work, job, JobTimeout(
+                    "the job ran past its timeout and did not stop; its process retired"),
+                    registry.find(job.get("class")))
+        self.retire()
+
+    def _async_acknowledge(self, raw: bytes) -> None:
+        """An async job succeeded (called off the event loop): acknowledge it with the next
+        fetch round, or now when no round will carry it soon."""
+        if self._blocking or self.quieted.is_set():
+            self.inprogress.acknowledge([raw])
+        else:
+            self._done.append((raw,))  # a finished job, not an idle processor
 
     @property
     def active(self) -> int:
@@ -202,13 +245,13 @@ class Manager:
     def _run(self, work: Work, tid: str) -> bytes | None:
         """Run one job; returns the acknowledgement the fetcher should carry, if any."""
         self._running[tid] = work
-        ok = False
+        ok: bool | None = False  # None: an async job the event loop now runs and acknowledges
         try:
             ok = self.processor.run(work, tid)
         except BaseException:  # the processor handles job errors; this is our own bug
             log.exception("internal error running a job; it stays in progress for recovery")
         finally:
-            del self._running[tid]
+            self._running.pop(tid, None)  # gone already if it was declared stuck
         if not ok:
             return None
         if self._blocking or self.quieted.is_set():

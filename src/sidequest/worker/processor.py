@@ -10,6 +10,8 @@ Duties:
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import threading
 import time
@@ -18,16 +20,18 @@ from typing import Any
 
 import redis
 
-from sidequest import hooks, keys, middleware, registry, retry, unique
+from sidequest import hooks, keys, middleware, registry, retry
 from sidequest.config import Config
 from sidequest.errors import PayloadError
 from sidequest.job import Job
 from sidequest.morgue import add_dead
-from sidequest.payload import Payload, decode, dumps, normalized
+from sidequest.payload import KWARGS, Payload, decode, dumps, normalized
+from sidequest.worker import async_jobs
 from sidequest.worker.clock import now
 from sidequest.worker.fetch import Work
 from sidequest.worker.logs import job_info, log_failure
 from sidequest.worker.state import ProcessState
+from sidequest.worker.timeouts import Timeouts
 
 log = logging.getLogger("sidequest")
 
@@ -46,9 +50,14 @@ class Processor:
         self.state = state
         self.stopping = stopping
         self.inprogress = keys.inprogress(identity)
+        #: Set by the manager: runs ``async def perform`` jobs on the event loop.
+        self.async_jobs: async_jobs.AsyncJobs | None = None
+        #: Set by the manager: the watchdog of jobs with a ``timeout``.
+        self.timeouts: Timeouts | None = None
 
-    def run(self, work: Work, tid: str) -> bool:
-        """Run one job; True means "acknowledge it" (it succeeded), False that it was handled."""
+    def run(self, work: Work, tid: str) -> bool | None:
+        """Run one job; True means "acknowledge it" (it succeeded), False that it was handled,
+        None that an ``async def perform`` went to the event loop, which records its outcome."""
         try:
             # Missing queue, jid or created_at filled in as Sidekiq's client would; a retry
             # then goes to the queue the job was fetched from.
@@ -57,6 +66,11 @@ class Processor:
             self._bury_raw(work, exc)
             self.state.finished(tid, failed=True)
             return False
+        if self.async_jobs is not None and not work.suspect:
+            cls = registry.find(job["class"])
+            if cls is not None and cls.async_perform and async_jobs.chain_is_async():
+                self.async_jobs.start(work, job, cls)
+                return None
         # Raw bytes here; the heartbeat decodes the few that are running when it beats.
         self.state.started(tid, {"queue": work.queue, "payload": work.raw,
                                  "run_at": int(time.time())})
@@ -82,23 +96,41 @@ class Processor:
             instance = cls()
             instance.jid = job.get("jid", "")
             instance.payload = job
-            args, kwargs = job["args"], job.get("kwargs") or {}
-            if len(middleware.server):
-                chain_args = (instance, job, work.queue)
-                middleware.server.invoke(chain_args, lambda: instance.perform(*args, **kwargs))
+            args, kwargs = job["args"], job.get(KWARGS) or {}
+            limit: Any = job.get("timeout")
+            if self.timeouts is not None and _is_seconds(limit):
+                with self.timeouts.watch(str(job.get("jid", "")), float(limit)):
+                    self._chain(work, job, instance, args, kwargs)
             else:
-                instance.perform(*args, **kwargs)
+                self._chain(work, job, instance, args, kwargs)
         except BaseException as exc:  # a job's SystemExit must not end the worker
             fields["elapsed"] = round(time.monotonic() - started, 3)
             summary = f"fail: {retry.error_class(exc)}: {retry.error_message(exc)[:2000]}"
             log_failure(log, summary, exc, fields)
-            self._failed(work, job, exc, cls)
+            self.failed(work, job, exc, cls)
             return False
         if info:
             job_info(log, "done", {**fields, "elapsed": round(time.monotonic() - started, 3)})
         return True
 
-    def _failed(self, work: Work, job: Payload, exc: BaseException, cls: type[Job] | None) -> None:
+    def _chain(self, work: Work, job: Payload, instance: Job, args: Any, kwargs: Any) -> None:
+        if len(middleware.server):
+            chain_args = (instance, job, work.queue)
+            middleware.server.invoke(chain_args, lambda: self._call(instance, args, kwargs))
+        else:
+            self._call(instance, args, kwargs)
+
+    def _call(self, instance: Job, args: Any, kwargs: Any) -> Any:
+        result: Any = instance.perform(*args, **kwargs)  # type: ignore[func-returns-value]
+        if inspect.iscoroutine(result):
+            # An async job run by this thread (sync middleware around it, or a suspect run
+            # alone): the event loop runs it, this thread waits.
+            if self.async_jobs is None:
+                return asyncio.run(result)
+            return self.async_jobs.runner.wait_result(result)
+        return result
+
+    def failed(self, work: Work, job: Payload, exc: BaseException, cls: type[Job] | None) -> None:
         """Sidekiq's order: record the error, check exhaustion, then ask the class's
         ``retry_in``; write the outcome with the acknowledgement, then run the handlers."""
         ask: retry.RetryIn | None = None
@@ -127,11 +159,8 @@ class Processor:
         def write(pipe: Any) -> None:
             if decision.action == "retry":
                 pipe.zadd(keys.RETRY, {body: decision.at})
-            else:
-                if to_morgue:
-                    add_dead(pipe, body, now(), self.config.dead_max_jobs,
-                             self.config.dead_timeout)
-                unique.release(job, pipe)  # it will not run again: free its unique lock
+            elif to_morgue:
+                add_dead(pipe, body, now(), self.config.dead_max_jobs, self.config.dead_timeout)
             pipe.lrem(self.inprogress, 1, work.raw)
 
         self.write(write)
@@ -174,6 +203,10 @@ class Processor:
                 log.warning("Redis error recording a job's outcome, retrying: %s", exc)
                 self.stopping.wait(delay)
                 delay = min(delay * 2, 2.0)
+
+
+def _is_seconds(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
 
 def _safely(call: Callable[[], Any], hook: str, job: Payload) -> Any:

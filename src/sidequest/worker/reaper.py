@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import redis
 
-from sidequest import keys, retry, unique
+from sidequest import keys, retry
 from sidequest.api.processes import ProcessSet
 from sidequest.config import Config
 from sidequest.errors import JobKilled, PayloadError
@@ -98,7 +98,6 @@ class Reaper:
             add_dead(pipe, self._dead_member(raw, stamp), stamp, self.config.dead_max_jobs,
                      self.config.dead_timeout)
             pipe.lrem(keys.POISON, 1, raw)
-            unique.release_raw(raw, pipe)  # dead: it will not run again
             pipe.execute()
             buried += 1
         return buried

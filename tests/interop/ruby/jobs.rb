@@ -84,6 +84,12 @@ class InteropFlaky
   end
 end
 
+# InteropFlaky whose retry is due an hour later: a test reading the retry set finds it
+# there however long a loaded machine takes (the default delay is 15-24 s).
+class InteropParked < InteropFlaky
+  sidekiq_retry_in { |_count, _exception| 3600 }
+end
+
 class InteropDoomed
   include Sidekiq::Job
   sidekiq_options retry: 0, backtrace: true

@@ -6,10 +6,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from sidequest.api import Process, ProcessSet, Work, WorkSet
+from sidequest.api import Process, ProcessSet, Work, WorkSet, cancel
 from sidequest.web import params, render
 
-ACTIONS = ("quiet", "stop")
+ACTIONS = ("quiet", "stop", "cancel")
 
 
 async def busy(request: Request) -> Response:
@@ -34,6 +34,13 @@ async def busy_action(request: Request) -> Response:
     action = form.get("action", "")
     if action not in ACTIONS:
         return render.text("Unknown action", 400)
+    if action == "cancel":
+        jid = form.get("jid", "")
+        if not jid:
+            return render.text("No job given", 400)
+        await run_in_threadpool(cancel, jid)
+        return render.back(request, "/busy", f"Cancelling {jid}: it stops within a second if "
+                                             "it checks, or is dropped before it starts.")
     identity = form.get("identity") or None
     count = await run_in_threadpool(_signal, identity, action)
     target = "all processes" if identity is None else "the process"

@@ -1,0 +1,30 @@
+"""Cancelling a job by its jid, wherever it is."""
+
+from __future__ import annotations
+
+import time
+
+from sidequest import connection, keys
+from sidequest.api.sets import RetrySet, ScheduledSet
+
+#: How long a cancellation is remembered (a retry may be due weeks later).
+RETENTION = 30 * 86400
+
+
+def cancel(jid: str) -> bool:
+    """Cancel job ``jid``: if it waits in the schedule or the retry set it is removed now; a
+    queued one is dropped when a worker fetches it; a running one sees ``self.cancelled()``
+    become true within a second (an async job gets CancelledError). Returns True if the job
+    was found and removed from a set. Only Sidequest workers honour a cancellation."""
+    if not isinstance(jid, str) or not jid:
+        raise ValueError(f"cancel() needs a job id (jid) string, got {jid!r}")
+    now = time.time()
+    pipe = connection.client().pipeline(transaction=True)
+    pipe.zadd(keys.CANCELLED, {jid: now})
+    pipe.zremrangebyscore(keys.CANCELLED, "-inf", now - RETENTION)
+    pipe.execute()
+    for jobset in (ScheduledSet(), RetrySet()):
+        entry = jobset.find_job(jid)
+        if entry is not None and entry.delete():
+            return True
+    return False

@@ -1,0 +1,169 @@
+"""Periodic entries as Redis holds them, for the CLI, the dashboard and scripts:
+
+    from sidequest.api import PeriodicSet
+    for entry in PeriodicSet():
+        print(entry.name, entry.schedule, entry.next_run, entry.last_jid)
+    PeriodicSet().pause("nightly"); PeriodicSet().enqueue_now("nightly")
+
+Definitions were written by worker processes; anything another program wrote that cannot be
+read shows as unknown instead of raising.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis
+
+from sidequest import client as push_client
+from sidequest import connection, cron, keys, registry
+from sidequest.errors import ConfigError, UnknownJobError
+from sidequest.payload import Payload
+from sidequest.periodic_jobs import PAYLOAD_NAME
+
+
+@dataclass(frozen=True)
+class PeriodicEntry:
+    name: str
+    definition: dict[str, Any]
+    #: The schedule as written: the cron expression, or "every 30s".
+    schedule: str
+    #: The schedule in words ("At 03:00 every day"), or "" when it cannot be read.
+    description: str
+    tz: str
+    next_run: float | None
+    last_run: float | None
+    last_tick: int | None
+    last_jid: str
+    #: "succeeded" or "failed" once the last pushed job ran; "" before that.
+    outcome: str
+    paused: bool
+
+    @property
+    def job_class(self) -> str:
+        return str(self.definition.get("class", ""))
+
+    @property
+    def queue(self) -> str:
+        return str(self.definition.get("queue", "default"))
+
+
+class PeriodicSet:
+    """Every periodic entry in Redis, by name."""
+
+    def __init__(self, client: redis.Redis | None = None) -> None:
+        self.client = client or connection.client()
+
+    def __iter__(self) -> Iterator[PeriodicEntry]:
+        return iter(self.entries())
+
+    def __len__(self) -> int:
+        return int(self.client.hlen(keys.PERIODIC))
+
+    def entries(self) -> list[PeriodicEntry]:
+        stored = cast(dict[bytes, bytes], self.client.hgetall(keys.PERIODIC))
+        names = sorted(raw.decode("utf-8", "replace") for raw in stored)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.time()
+        for name in names:
+            pipe.hgetall(keys.periodic_state(name))
+        replies = pipe.execute()
+        now = replies[0][0] + replies[0][1] / 1e6
+        return [_entry(name, stored[name.encode()], state, now)
+                for name, state in zip(names, replies[1:], strict=True)]
+
+    def find(self, name: str) -> PeriodicEntry | None:
+        return next((e for e in self.entries() if e.name == name), None)
+
+    def pause(self, name: str) -> bool:
+        """Stop pushing ``name``'s ticks until resumed; False if there is no such entry."""
+        if not self.client.hexists(keys.PERIODIC, name):
+            return False
+        self.client.hset(keys.periodic_state(name), "paused", "1")
+        return True
+
+    def resume(self, name: str) -> bool:
+        """Push ``name`` again from its next tick (the ticks it let pass are not replayed)."""
+        if not self.client.hexists(keys.PERIODIC, name):
+            return False
+        self.client.hdel(keys.periodic_state(name), "paused")
+        return True
+
+    def enqueue_now(self, name: str) -> str | None:
+        """Push ``name``'s job now, outside its schedule, as a normal push (client middleware
+        included); it becomes the entry's last run. None if there is no such entry."""
+        raw = self.client.hget(keys.PERIODIC, name)
+        definition = _loads(raw)
+        if not definition or not isinstance(definition.get("class"), str):
+            return None
+        jid = push_client.push(_payload(name, definition))
+        if jid and self.client.hexists(keys.PERIODIC, name):
+            self.client.hset(keys.periodic_state(name),
+                             mapping={"jid": jid, "at": time.time()})
+            self.client.hdel(keys.periodic_state(name), "outcome", "outcome_at")
+        return jid
+
+
+def _payload(name: str, definition: dict[str, Any]) -> Payload:
+    try:
+        item = registry.lookup(definition["class"]).payload_base()
+    except UnknownJobError:
+        item = {"class": definition["class"], "retry": True}
+    item["queue"] = definition.get("queue") or "default"
+    item["args"] = list(definition.get("args") or [])
+    if definition.get("kwargs"):
+        item["kwargs"] = dict(definition["kwargs"])
+    item[PAYLOAD_NAME] = name
+    return item
+
+
+def _loads(raw: Any) -> dict[str, Any]:
+    try:
+        value = json.loads(raw) if raw is not None else None
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def schedule_of(definition: dict[str, Any]) -> cron.Schedule | None:
+    """The schedule a stored definition describes, or None if it cannot be read."""
+    try:
+        if "every" in definition:
+            return cron.Every(definition["every"])
+        return cron.Cron(definition["cron"], cron.zone(definition.get("tz")))
+    except (ConfigError, KeyError, TypeError):
+        return None
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if 0 < number < 1e11 else None
+
+
+def _entry(name: str, raw: bytes, state: dict[bytes, bytes], now: float) -> PeriodicEntry:
+    definition = _loads(raw)
+    fields = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace")
+              for k, v in state.items()}
+    schedule = schedule_of(definition)
+    tick = _number(fields.get("tick"))
+    next_run = None
+    if schedule is not None:
+        next_run = float(schedule.next_after(max(now, tick or 0)))
+    written = definition.get("cron") or (
+        f"every {definition['every']}s" if "every" in definition else "?")
+    last_tick = _number(fields.get("last_tick"))
+    return PeriodicEntry(
+        name=name, definition=definition, schedule=str(written),
+        description=schedule.describe() if schedule is not None else "",
+        tz=str(definition.get("tz") or "UTC"), next_run=next_run,
+        last_run=_number(fields.get("at")),
+        last_tick=int(last_tick) if last_tick is not None else None,
+        last_jid=fields.get("jid", ""), outcome=fields.get("outcome", ""),
+        paused=fields.get("paused") == "1")

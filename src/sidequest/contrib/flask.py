@@ -1,0 +1,97 @@
+"""Flask integration: configuration from ``app.config``, every job run inside the app's
+application context, and the dashboard mounted in the app behind the app's own check.
+
+    pip install 'sidequest[flask]'
+
+    from flask import Flask, session
+    from sidequest.contrib.flask import Sidequest
+
+    app = Flask(__name__)
+    app.config["SIDEQUEST_REDIS_URL"] = "redis://localhost:6379/0"
+    Sidequest(app, auth=lambda: session.get("role") == "admin")
+
+Run the worker with ``sidequest -r yourapp`` (the module that creates the app and imports the
+jobs), so that it builds the same app and its jobs can use ``current_app``, extensions and
+``flask.g``. ``auth`` runs inside a Flask request context built from the dashboard request,
+so it can read ``flask.session`` or Flask-Login's ``current_user``.
+
+Settings read from ``app.config``: ``SIDEQUEST_REDIS_URL`` (where jobs go and come from),
+``SIDEQUEST_DASHBOARD`` (the dashboard's URL prefix, default ``/sidequest``; ``None`` for
+no dashboard), ``SIDEQUEST_LOGIN_URL`` (where a browser that fails ``auth`` is sent).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+try:
+    from flask import Flask
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+except ImportError as exc:  # pragma: no cover - the message is the point
+    raise ImportError("sidequest.contrib.flask needs Flask: pip install 'sidequest[flask]'"
+                      ) from exc
+
+from sidequest import connection, middleware
+from sidequest.errors import ConfigError
+
+DEFAULT_PREFIX = "/sidequest"
+
+
+class Sidequest:
+    """The extension; ``Sidequest(app, ...)`` or ``ext = Sidequest(); ext.init_app(app)``."""
+
+    def __init__(self, app: Flask | None = None, *, auth: Callable[[], bool] | None = None,
+                 **dashboard_options: Any) -> None:
+        self.app: Flask | None = None
+        self.auth = auth
+        self.dashboard_options = dashboard_options
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        prefix = app.config.get("SIDEQUEST_DASHBOARD", DEFAULT_PREFIX)
+        if prefix and self.auth is None and "password" not in self.dashboard_options:
+            raise ConfigError(
+                "Sidequest(app): the dashboard needs auth= (a function that says whether the "
+                "current user may see it, e.g. lambda: session.get('role') == 'admin') or "
+                "password=; or set app.config['SIDEQUEST_DASHBOARD'] = None for no dashboard")
+        self.app = app
+        app.extensions["sidequest"] = self
+        url = app.config.get("SIDEQUEST_REDIS_URL")
+        if url:
+            connection.configure(redis_url=url)
+        middleware.server.add(self.in_app_context)
+        if prefix:
+            self._mount(app, str(prefix))
+
+    def in_app_context(self, job: Any, payload: dict[str, Any], queue: str,
+                       call_next: Callable[[], Any]) -> Any:
+        """Server middleware: the job runs inside the app's application context."""
+        assert self.app is not None
+        with self.app.app_context():
+            return call_next()
+
+    def _mount(self, app: Flask, prefix: str) -> None:
+        from sidequest.web import wsgi_app  # noqa: PLC0415 - only apps with a dashboard
+
+        options = dict(self.dashboard_options)
+        if self.auth is not None:
+            options["auth"] = self._request_check(app, self.auth)
+        login_url = app.config.get("SIDEQUEST_LOGIN_URL")
+        if login_url:
+            options.setdefault("login_url", login_url)
+        dashboard = wsgi_app(**options)
+        app.wsgi_app = DispatcherMiddleware(  # type: ignore[method-assign]
+            app.wsgi_app, {prefix.rstrip("/"): dashboard})  # type: ignore[dict-item]
+
+    @staticmethod
+    def _request_check(app: Flask, auth: Callable[[], bool]) -> Callable[[Any], bool]:
+        def check(request: Any) -> bool:
+            # The dashboard's request, replayed as a Flask request (path and cookies), so
+            # that auth sees the app's own session and login.
+            headers = {"Cookie": request.headers.get("cookie", "")}
+            with app.test_request_context(str(request.url.path), headers=headers):
+                return bool(auth())
+
+        return check

@@ -1,0 +1,136 @@
+"""Prometheus metrics for the whole Redis: queue sizes and latency, busy threads, the retry,
+scheduled and dead sets, totals, and per job class runs, failures and run times.
+
+    pip install 'sidequest[prometheus]'
+
+The dashboard serves them at ``/prometheus`` (see the README); to serve them from your own
+app, register the collector with prometheus-client:
+
+    from prometheus_client import REGISTRY
+    from sidequest.contrib.prometheus import SidequestCollector
+    REGISTRY.register(SidequestCollector())
+
+Every figure is read from Redis at scrape time, so one scrape target covers every process.
+A scrape costs five pipelined round trips and at most ``MAX_QUEUES`` queues' worth of
+commands, however many queues and job classes exist. Per-class figures cover the last hour (from the
+per-minute execution metrics the workers record), so they are gauges, and the run-time
+histogram is a gauge histogram; the all-time totals are counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import cast
+
+try:
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeHistogramMetricFamily,
+        GaugeMetricFamily,
+        Metric,
+    )
+    from prometheus_client.registry import Collector
+except ImportError as exc:  # pragma: no cover - the message is the point
+    raise ImportError(
+        "sidequest.contrib.prometheus needs prometheus-client: "
+        "pip install 'sidequest[prometheus]'"
+    ) from exc
+
+from sidequest import connection, keys
+from sidequest.api import Stats, metrics
+from sidequest.api.lenient import as_int
+from sidequest.api.queues import latency_of
+from sidequest.metrics import BOUNDS_MS, BUCKETS, minute_stamp
+
+#: Queues reported per scrape, the largest first; a Redis with more reports these.
+MAX_QUEUES = 500
+
+
+class SidequestCollector(Collector):
+    """Reads the figures from Redis on each ``collect()`` (each scrape)."""
+
+    def collect(self) -> Iterator[Metric]:
+        stats = Stats()
+        yield from _totals(stats)
+        yield from _queues(list(stats.queues)[:MAX_QUEUES])
+        yield from _classes(metrics.summary("1h"))
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, value=value)
+
+
+def _totals(stats: Stats) -> Iterator[Metric]:
+    yield CounterMetricFamily("sidequest_processed", "Jobs run, failures included (all time).",
+                              value=stats.processed)
+    yield CounterMetricFamily("sidequest_failed", "Jobs that raised (all time).",
+                              value=stats.failed)
+    yield CounterMetricFamily("sidequest_expired", "Jobs dropped unrun past their expires_at.",
+                              value=stats.expired)
+    yield _gauge("sidequest_busy", "Jobs running now, in every process.", stats.workers_size)
+    yield _gauge("sidequest_processes", "Worker processes alive.", stats.processes_size)
+    yield _gauge("sidequest_enqueued", "Jobs waiting in every queue.", stats.enqueued)
+    yield _gauge("sidequest_scheduled", "Jobs in the schedule set.", stats.scheduled_size)
+    yield _gauge("sidequest_retries", "Jobs waiting to retry.", stats.retry_size)
+    yield _gauge("sidequest_dead", "Jobs in the dead set.", stats.dead_size)
+
+
+def _queues(names: list[str]) -> Iterator[Metric]:
+    pipe = connection.client().pipeline(transaction=False)
+    for name in names:
+        pipe.llen(keys.queue(name))
+        pipe.lindex(keys.queue(name), -1)
+    replies = pipe.execute(raise_on_error=False)
+    size = GaugeMetricFamily("sidequest_queue_size", "Jobs waiting in the queue.",
+                             labels=["queue"])
+    latency = GaugeMetricFamily("sidequest_queue_latency_seconds",
+                                "Age of the oldest job waiting in the queue.", labels=["queue"])
+    for i, name in enumerate(names):
+        length, oldest = replies[2 * i], replies[2 * i + 1]
+        size.add_metric([name], as_int(length))
+        latency.add_metric([name], latency_of(oldest if isinstance(oldest, bytes) else None))
+    yield size
+    yield latency
+
+
+def _classes(found: list[metrics.ClassMetrics]) -> Iterator[Metric]:
+    runs = GaugeMetricFamily("sidequest_job_runs_last_hour",
+                             "Runs of the job class in the last hour, failures included.",
+                             labels=["class"])
+    failures = GaugeMetricFamily("sidequest_job_failures_last_hour",
+                                 "Runs of the job class that raised in the last hour.",
+                                 labels=["class"])
+    for item in found:
+        runs.add_metric([item.name], item.processed)
+        failures.add_metric([item.name], item.failed)
+    yield runs
+    yield failures
+    yield _durations(found)
+
+
+def _durations(found: list[metrics.ClassMetrics]) -> GaugeHistogramMetricFamily:
+    """Bucket counts from the 10-minute histogram hashes covering the last hour, read for
+    every class at once (one pipelined round trip of seven HGETALLs)."""
+    pipe = connection.client().pipeline(transaction=False)
+    for start, _ in metrics.slots("24h")[-metrics.HISTOGRAM_SLOTS["1h"]:]:
+        pipe.hgetall(keys.metrics_histogram(minute_stamp(start)[:-1]))
+    counts: dict[str, list[int]] = {}
+    for fields in cast(list[dict[bytes, bytes]], pipe.execute(raise_on_error=False)):
+        if not isinstance(fields, dict):
+            continue  # a key of the wrong type: leave it out
+        for raw, value in fields.items():
+            name, _, bucket = raw.decode("utf-8", "replace").rpartition("|")
+            if bucket.isdigit() and int(bucket) < BUCKETS:
+                counts.setdefault(name, [0] * BUCKETS)[int(bucket)] += as_int(value)
+    family = GaugeHistogramMetricFamily(
+        "sidequest_job_duration_seconds",
+        "Run times of the job class's successful runs in about the last hour.",
+        labels=["class"])
+    total_ms = {item.name: item.total_ms for item in found}
+    for name, histogram in sorted(counts.items()):
+        cumulative, buckets = 0, []
+        for bound_ms, count in zip([*BOUNDS_MS, None], histogram, strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if bound_ms is None else f"{bound_ms / 1000:g}", cumulative))
+        family.add_metric([name], buckets, gsum_value=total_ms.get(name, 0) / 1000)
+    return family

@@ -1,0 +1,72 @@
+"""SQLAlchemy integration: a fresh session for every job, and pushes that wait for the
+database commit.
+
+    pip install 'sidequest[sqlalchemy]'
+
+    from sqlalchemy.orm import scoped_session, sessionmaker
+    from sidequest.contrib.sqlalchemy import after_commit, session_per_job
+
+    Session = scoped_session(sessionmaker(engine))
+    session_per_job(Session)          # in the module the worker loads (-r)
+
+    with Session() as session, session.begin():
+        session.add(user)
+        after_commit(session, SendWelcome.perform_async, user.id)
+
+``session_per_job`` removes the scoped session after each job, in the job's own thread, so
+that no job sees another's objects or keeps a connection out of the pool. ``after_commit``
+pushes when the session's transaction commits and never if it rolls back, so a worker never
+gets a job for a row it cannot see yet, nor for one that was never written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+try:
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session, scoped_session
+except ImportError as exc:  # pragma: no cover - the message is the point
+    raise ImportError("sidequest.contrib.sqlalchemy needs SQLAlchemy: "
+                      "pip install 'sidequest[sqlalchemy]'") from exc
+
+from sidequest import middleware
+
+_PENDING = "sidequest.after_commit"
+
+
+def session_per_job(scoped: scoped_session[Any]) -> Callable[..., Any]:
+    """Add a server middleware that removes ``scoped``'s session after every job (rolling
+    back what the job left uncommitted); returns it, so that a test can remove it."""
+
+    def remove_after(job: Any, payload: dict[str, Any], queue: str,
+                     call_next: Callable[[], Any]) -> Any:
+        try:
+            return call_next()
+        finally:
+            scoped.remove()
+
+    middleware.server.add(remove_after)
+    return remove_after
+
+
+def after_commit(session: Session, push: Callable[..., Any], *args: Any,
+                 **kwargs: Any) -> None:
+    """Call ``push(*args, **kwargs)`` (a ``perform_async``, ``perform_in``, ...) once the
+    session's current transaction commits; forget it if the transaction rolls back."""
+    # Listeners stay for the session's life (SQLAlchemy forbids removing one while its
+    # event runs); each commit or rollback empties the list.
+    if not event.contains(session, "after_commit", _run):
+        event.listen(session, "after_commit", _run)
+        event.listen(session, "after_rollback", _forget)
+    session.info.setdefault(_PENDING, []).append((push, args, kwargs))
+
+
+def _run(session: Session) -> None:
+    for push, args, kwargs in session.info.pop(_PENDING, []):
+        push(*args, **kwargs)
+
+
+def _forget(session: Session) -> None:
+    session.info.pop(_PENDING, None)

@@ -1,0 +1,132 @@
+"""When a periodic job's next tick falls: cron expressions in a time zone, or every N seconds.
+
+Pure: no Redis, no clock of its own. Every function takes the instant to start from (epoch
+seconds) and returns a tick as whole epoch seconds, so that every process computes the same
+ticks from the same schedule whatever its own clock says: a tick is named by its scheduled
+time, never by the time a process noticed it.
+
+Cron expressions are parsed by cronsim (five fields, or six with seconds first). Daylight
+saving follows Debian's cron, for five- and six-field expressions alike: a job at a fixed time
+(minute and hour fields not starting with ``*``) runs once on the day the clocks jump forward
+(at the first instant after the gap when its time does not exist) and once on the day they
+fall back (at the first of the two instants); a job that runs more often than hourly follows
+real time and so runs 0 or 2 times in the skipped or repeated hour, as cron's does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cronsim import CronSim, CronSimError
+
+from sidequest.errors import ConfigError
+
+UTC = timezone.utc
+CRON_HELP = ("write five fields 'minute hour day-of-month month day-of-week' "
+             "(e.g. '0 3 * * *' for 03:00 daily), or six with seconds first "
+             "(e.g. '*/10 * * * * *' for every 10 seconds)")
+
+
+def zone(name: str | None) -> ZoneInfo:
+    """The IANA time zone ``name`` (None: UTC), or a ConfigError saying what to write."""
+    if name is None:
+        return ZoneInfo("UTC")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"tz must be an IANA time zone name such as 'Europe/Paris' or "
+                          f"'UTC', got {name!r}")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"unknown time zone {name!r}: use an IANA name such as "
+                          f"'Europe/Paris', 'America/New_York' or 'UTC'") from None
+
+
+@dataclass(frozen=True)
+class Cron:
+    """A cron expression evaluated in the time zone ``tz``."""
+
+    expression: str
+    tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.expression, str):
+            raise ConfigError(f"cron must be a string, got {self.expression!r}; {CRON_HELP}")
+        fields = self.expression.split()
+        if len(fields) not in (5, 6):
+            raise ConfigError(f"cron {self.expression!r} has {len(fields)} fields; {CRON_HELP}")
+        try:
+            simulator = CronSim(self.expression, datetime(2000, 1, 1))
+            next(simulator)
+        except CronSimError as exc:
+            raise ConfigError(f"cron {self.expression!r}: {str(exc).lower()} field; "
+                              f"{CRON_HELP}") from None
+        except StopIteration:
+            raise ConfigError(f"cron {self.expression!r} never matches a date (within 50 "
+                              f"years); check its day and month fields") from None
+
+    @property
+    def fields(self) -> list[str]:
+        parts = self.expression.split()
+        return parts if len(parts) == 6 else ["0", *parts]
+
+    @property
+    def wall_clock(self) -> bool:
+        """Fixed-time jobs are scheduled on the local wall clock and moved out of a DST gap;
+        the rest follow real time (Debian cron's rule)."""
+        _, minute, hour, *_ = self.fields
+        return not minute.startswith("*") and not hour.startswith("*")
+
+    def next_after(self, epoch: float) -> int:
+        """The first tick strictly after ``epoch``."""
+        start = math.floor(epoch)
+        after = datetime.fromtimestamp(start, self.tz)
+        if not self.wall_clock:
+            return int(next(CronSim(self.expression, after)).timestamp())
+        for candidate in CronSim(self.expression, after.replace(tzinfo=None)):
+            tick = int(_resolve(candidate, self.tz).timestamp())
+            if tick > start:  # a naive start forgets which of two repeated hours it was
+                return tick
+        raise StopIteration  # pragma: no cover - cronsim ends its iteration itself
+
+    def describe(self) -> str:
+        return CronSim(self.expression, datetime(2000, 1, 1)).explain()
+
+
+def _resolve(local: datetime, tz: ZoneInfo) -> datetime:
+    """A wall-clock time in ``tz``: in a gap (clocks jumped forward), the first minute after
+    it; when repeated (clocks fell back), the first of the two."""
+    while True:
+        aware = local.replace(tzinfo=tz, fold=0)
+        if aware.astimezone(UTC).astimezone(tz).replace(tzinfo=None) == local:
+            return aware
+        local += timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Every:
+    """Every ``seconds`` seconds, on multiples of it since the epoch: every process agrees on
+    the ticks without talking to the others."""
+
+    seconds: int
+
+    def __post_init__(self) -> None:
+        value = self.seconds
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 366 * 86400:
+            raise ConfigError(f"every must be a whole number of seconds from 1 to a year "
+                              f"(31622400), got {value!r}; use cron for calendar schedules")
+
+    def next_after(self, epoch: float) -> int:
+        return (math.floor(epoch) // self.seconds + 1) * self.seconds
+
+    def describe(self) -> str:
+        for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+            if self.seconds % size == 0:
+                count = self.seconds // size
+                return f"Every {unit}" if count == 1 else f"Every {count} {unit}s"
+        return "Every second" if self.seconds == 1 else f"Every {self.seconds} seconds"
+
+
+Schedule = Cron | Every

@@ -1,0 +1,107 @@
+"""Job options: which there are, what values they take, and the checks that catch a
+misspelt or mistyped one when the class is defined (or ``.set(...)`` is called), not when the
+job runs. Shared by ``Job``, ``@job``, ``.set``, ``sidequest.enqueue`` and the config file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sidequest import unique
+from sidequest.errors import ConfigError
+
+#: Names Sidekiq's web UI can show a page for; others would be invisible there.
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_:.\-]+")
+OPTIONS = ("queue", "retry", "backtrace", "dead", "retry_queue", "tags", "unique_for",
+           "unique_until", "expires_in", "timeout", "name")
+#: Per-push options accepted by ``set(...)`` on top of the class options.
+PUSH_OPTIONS = (*OPTIONS[:-1], "jid")
+_NOT_OPTIONS = {"jid", "jobs", "async_perform"}
+#: Spellings that users of Celery, RQ or Sidekiq reach for, and what Sidequest calls them.
+_ALIASES = {
+    "retries": "retry",
+    "max_retries": "retry",
+    "queue_name": "queue",
+    "sidekiq_options": "one class attribute per option",
+    "dead_letter": "dead",
+    "tag": "tags",
+}
+
+
+def validate_options(options: Mapping[str, Any], where: str, allowed: Iterable[str]) -> None:
+    """Raise ConfigError for an unknown option or a value of the wrong type."""
+    allowed = tuple(allowed)
+    for key, value in options.items():
+        if key not in allowed:
+            hint = difflib.get_close_matches(key, allowed, n=1)
+            extra = f"; did you mean {hint[0]!r}?" if hint else f"; known options: {allowed}"
+            raise ConfigError(f"{where}: unknown option {key!r}{extra}")
+        _check_option(key, value, where)
+
+
+def _check_option(key: str, value: Any, where: str) -> None:
+    ok: bool
+    if key in ("queue", "retry_queue"):
+        ok = (value is None and key == "retry_queue") or (
+            isinstance(value, str) and bool(QUEUE_NAME.fullmatch(value))
+        )
+        expect = "a queue name of letters, digits and _ : . -"
+    elif key in ("retry", "backtrace"):
+        ok = isinstance(value, bool) or (isinstance(value, int) and value >= 0)
+        expect = "True, False or a non-negative int"
+    elif key == "dead":
+        ok, expect = isinstance(value, bool), "True or False"
+    elif key == "tags":
+        ok = isinstance(value, (list, tuple)) and all(isinstance(t, str) for t in value)
+        expect = "a list of strings"
+    elif key in ("unique_for", "unique_until", "expires_in", "timeout"):
+        problem = (unique.check_options(None, value) if key == "unique_until"
+                   else _seconds_problem(key, value))
+        if problem:
+            raise ConfigError(f"{where}: option {problem}")
+        return
+    elif key == "jid":
+        ok = isinstance(value, str) and bool(value)
+        expect = "a non-empty string"
+    else:  # name
+        ok, expect = value is None or (isinstance(value, str) and bool(value)), "a non-empty string"
+    if not ok:
+        raise ConfigError(f"{where}: option {key}={value!r} is invalid; expected {expect}")
+
+
+def _seconds_problem(key: str, value: Any) -> str | None:
+    if value is None or (not isinstance(value, bool) and isinstance(value, (int, float))
+                         and math.isfinite(value) and value > 0):
+        return None
+    return f"{key}={value!r} is invalid; expected a number of seconds above 0"
+
+
+def to_epoch(when: float | datetime | timedelta, relative: bool) -> float:
+    if isinstance(when, timedelta):
+        return when.total_seconds()
+    if isinstance(when, datetime):
+        if when.tzinfo is None:
+            when = when.astimezone()  # naive datetimes are local time, as datetime.timestamp()
+        return when.astimezone(timezone.utc).timestamp()
+    if isinstance(when, bool) or not isinstance(when, (int, float)) or not math.isfinite(when):
+        kind = "an interval in seconds or a timedelta" if relative else "a datetime or epoch"
+        raise TypeError(f"expected {kind}, got {when!r}")
+    return float(when)
+
+
+def check_typos(cls: type, where: str) -> None:
+    """Catch ``retries = 3`` and friends: a plain attribute that looks like a misspelt option."""
+    for key, value in vars(cls).items():
+        if key.startswith("_") or key in OPTIONS or key in _NOT_OPTIONS or callable(value):
+            continue
+        if isinstance(value, (classmethod, staticmethod, property)):
+            continue
+        close = difflib.get_close_matches(key, OPTIONS, 1, 0.8)
+        hint = _ALIASES.get(key) or (close[0] if close else None)
+        if hint:
+            raise ConfigError(f"{where}: unknown option {key!r}; did you mean {hint!r}?")

@@ -1,0 +1,90 @@
+"""Checks made when a job is pushed, before anything reaches Redis: the arguments fit the
+job's ``perform``, and a worker will be able to import the job's class by its name. Both
+would otherwise fail only in the worker, where a job retries for weeks.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sidequest import client
+from sidequest.errors import ConfigError
+
+_signatures: dict[type, inspect.Signature | None] = {}
+
+
+def with_self(fn: Callable[..., Any]) -> inspect.Signature | None:
+    """``fn``'s signature with a leading ``self``, as a method's: what a push is checked on."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    this = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
+    return signature.replace(parameters=[this, *signature.parameters.values()])
+
+
+def check_call(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Refuse a push whose arguments ``perform`` cannot take, naming the job and the signature,
+    now rather than as a TypeError in the worker (retried for weeks)."""
+    if cls not in _signatures:
+        try:
+            _signatures[cls] = inspect.signature(cls.perform)  # type: ignore[attr-defined]
+        except (TypeError, ValueError):  # a C function or odd callable: nothing to check
+            _signatures[cls] = None
+    signature = _signatures[cls]
+    if signature is None:
+        return
+    try:
+        signature.bind(None, *args, **kwargs)
+    except TypeError as exc:
+        plain = [p.replace(annotation=inspect.Parameter.empty)
+                 for p in list(signature.parameters.values())[1:]]
+        shown = inspect.Signature(plain)
+        name = vars(cls).get("name") or f"{cls.__module__}.{cls.__qualname__}"
+        raise TypeError(f"{name}.perform{shown} cannot take these arguments: {exc}") from None
+
+
+_runnable: set[type] = set()
+
+
+def check_runnable(cls: type) -> None:
+    """Refuse a real push of a job no worker could import by its name: defined inside a
+    function, in ``__main__``, or in a module imported under a name that depends on the
+    working directory. Without this it would fail only in the worker, and retry for weeks.
+    An explicit ``name`` (shared with Ruby, or mapped by hand) and the testing modes, which
+    run jobs in this process, are exempt."""
+    if cls in _runnable or client.pushes_are_local() or vars(cls).get("name"):
+        return
+    module, qualname = cls.__module__, cls.__qualname__
+    problem = None
+    if "<locals>" in qualname:
+        problem = (f"{module}.{qualname} is defined inside a function, so a worker cannot "
+                   "import it: define it at the top level of a module")
+    elif module == "__main__":
+        problem = (f"{qualname} is defined in the script being run (__main__), which a worker "
+                   "cannot import: move it into a module (e.g. app/jobs.py) and import it")
+    else:
+        problem = _directory_dependent(module, qualname)
+    if problem:
+        raise ConfigError(f"{problem}; or give the class an explicit name = '...' that the "
+                          "worker's classes share")
+    _runnable.add(cls)
+
+
+def _directory_dependent(module: str, qualname: str) -> str | None:
+    """A top-level module name for a file inside a package (``jobs`` for app/jobs.py, after
+    ``cd app``): a worker started from the project root knows it as ``app.jobs``."""
+    if "." in module:
+        return None
+    file = getattr(sys.modules.get(module), "__file__", None)
+    if not file or not (Path(file).parent / "__init__.py").is_file():
+        return None
+    package = Path(file).parent.name
+    return (f"{module}.{qualname} was imported as {module!r} from inside the package "
+            f"{package!r} (the working directory decides that name), while a worker run from "
+            f"the project root knows it as '{package}.{module}': import it as "
+            f"{package}.{module} and run from the project root")

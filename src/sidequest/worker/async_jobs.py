@@ -1,0 +1,109 @@
+"""Running one ``async def perform`` job on the process's event loop (worker/asyncio_runner.py)
+and recording its outcome as the processor does for thread jobs: a success is acknowledged,
+a failure goes through the retry rules, a cancellation at shutdown leaves the job in the
+in-progress list for the stop to push back."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+from sidequest import middleware, retry
+from sidequest.errors import JobTimeout
+from sidequest.job import Job
+from sidequest.payload import KWARGS, Payload
+from sidequest.worker import cancels
+from sidequest.worker.asyncio_runner import AsyncRunner
+from sidequest.worker.fetch import Work
+from sidequest.worker.logs import job_info, log_failure
+from sidequest.worker.state import ProcessState
+
+log = logging.getLogger("sidequest")
+
+Failed = Callable[[Work, Payload, BaseException, "type[Job] | None"], None]
+
+
+def chain_is_async() -> bool:
+    """Every server middleware has a coroutine form: the chain can run on the loop."""
+    return all(hasattr(entry, "acall") for entry in middleware.server)
+
+
+async def invoke_async(args: tuple[Any, ...], final: Callable[[], Awaitable[Any]]) -> Any:
+    entries = list(middleware.server)
+
+    async def step(index: int) -> Any:
+        if index == len(entries):
+            return await final()
+        return await entries[index].acall(*args, lambda: step(index + 1))
+
+    return await step(0)
+
+
+class AsyncJobs:
+    def __init__(self, runner: AsyncRunner, state: ProcessState, failed: Failed,
+                 acknowledge: Callable[[bytes], None]) -> None:
+        self.runner = runner
+        self.state = state
+        self._failed = failed
+        self._acknowledge = acknowledge
+
+    def start(self, work: Work, job: Payload, cls: type[Job]) -> None:
+        """Hand the job to the loop (waits while ``async_concurrency`` jobs are running)."""
+        jid = str(job.get("jid", ""))
+        key = f"async-{jid}"  # its own entry on the Busy page: the thread moves on
+        self.state.started(key, {"queue": work.queue, "payload": work.raw,
+                                 "run_at": int(time.time())})
+        instance = cls()
+        instance.jid, instance.payload = jid, job
+        args, kwargs = job["args"], job.get(KWARGS) or {}
+        fields = {"tid": key, "class": job["class"], "jid": jid}
+        started = time.monotonic()
+        if log.isEnabledFor(logging.INFO):
+            job_info(log, "start", fields)
+
+        async def run() -> Any:
+            final = _timed(lambda: instance.perform(*args, **kwargs), job.get("timeout"))
+            return await invoke_async((instance, job, work.queue), final)
+
+        async def done(error: BaseException | None) -> None:
+            fields["elapsed"] = round(time.monotonic() - started, 3)
+            self.state.finished(key, failed=error is not None)
+            await self._outcome(work, job, cls, fields, error)
+
+        self.runner.submit(jid, cls.wire_name(), run, done)
+
+    async def _outcome(self, work: Work, job: Payload, cls: type[Job], fields: dict[str, Any],
+                       error: BaseException | None) -> None:
+        loop = asyncio.get_running_loop()
+        jid = str(fields["jid"])
+        if error is None:
+            if log.isEnabledFor(logging.INFO):
+                job_info(log, "done", fields)
+            await loop.run_in_executor(None, self._acknowledge, work.raw)
+        elif isinstance(error, asyncio.CancelledError) and cancels.is_cancelled(jid):
+            log.warning("async job %s stopped: it was cancelled", jid)
+            await loop.run_in_executor(None, self._acknowledge, work.raw)
+        elif isinstance(error, asyncio.CancelledError):
+            log.warning("async job %s cancelled at shutdown; it goes back to its queue",
+                        jid)  # still in the in-progress list: the stop pushes it back
+        else:
+            summary = f"fail: {retry.error_class(error)}: {retry.error_message(error)[:2000]}"
+            log_failure(log, summary, error, fields)
+            await loop.run_in_executor(None, self._failed, work, job, error, cls)
+
+
+def _timed(call: Callable[[], Any], limit: Any) -> Callable[[], Awaitable[Any]]:
+    """``call()``'s coroutine, cancelled at ``limit`` seconds with JobTimeout (if a limit)."""
+    async def final() -> Any:
+        coro = cast("Awaitable[Any]", call())
+        if not isinstance(limit, (int, float)) or isinstance(limit, bool) or limit <= 0:
+            return await coro
+        try:
+            return await asyncio.wait_for(coro, limit)
+        except asyncio.TimeoutError:
+            raise JobTimeout(f"the job ran past its timeout of {limit:g} s") from None
+
+    return final

@@ -1,0 +1,123 @@
+"""Jobs whose ``perform`` is ``async def``: one event loop per worker process, on a thread of
+its own, running up to ``async_concurrency`` of them at once beside the processor threads.
+
+A processor thread fetches and decodes an async job as any other, then hands it to the loop
+and is free for the next job; the job stays in the process's in-progress list until it ends,
+so a crash loses nothing (the reaper puts it back). When it ends, the outcome is recorded as
+for a thread job: a success is acknowledged by the manager's next fetch round, a failure
+goes through the retry rules in the same transaction as its acknowledgement.
+
+Server middleware runs around an async job on the loop when every middleware in the chain
+has an ``acall`` coroutine form (the built-in ones do). A plain (sync) middleware still
+works: the processor thread then runs the chain and waits for the coroutine, which keeps
+the middleware's "around" meaning but holds a thread per running async job.
+
+A coroutine that blocks the loop (a sync call inside ``async def``) stalls every other async
+job; a watchdog notices when the loop woke over 100 ms late and names the jobs running then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import Future
+from typing import Any
+
+log = logging.getLogger("sidequest")
+
+#: The loop is "blocked" when a 50 ms sleep ends this much later than asked.
+BLOCKED = 0.1
+TICK = 0.05
+
+
+class AsyncRunner:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._slots = threading.BoundedSemaphore(limit)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Lock()
+        #: jid -> (class name, its future), for stop() and the blocked-loop warning.
+        self._running: dict[str, tuple[str, Future[Any]]] = {}
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._started:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(target=self._serve, name="sidequest-asyncio",
+                                                daemon=True)
+                self._thread.start()
+            return self._loop
+
+    def _serve(self) -> None:
+        assert self._loop is not None
+        asyncio.set_event_loop(self._loop)
+        self._loop.create_task(self._watch())
+        self._loop.run_forever()
+
+    async def _watch(self) -> None:
+        while True:
+            asked = time.monotonic()
+            await asyncio.sleep(TICK)
+            late = time.monotonic() - asked - TICK
+            if late > BLOCKED:
+                names = sorted({name for name, _ in self._running.values()})
+                log.warning("the event loop of async jobs was blocked for %.0f ms; async jobs "
+                            "running then: %s (a blocking call inside async def perform "
+                            "stalls them all: use await, or asyncio.to_thread)",
+                            late * 1000, ", ".join(names) or "none")
+
+    def submit(self, jid: str, name: str, work: Callable[[], Coroutine[Any, Any, Any]],
+               done: Callable[[BaseException | None], Awaitable[None]]) -> None:
+        """Run ``work()`` on the loop, then ``done(exception or None)`` there. Waits (in the
+        calling processor thread) while ``limit`` async jobs are running."""
+        self._slots.acquire()
+        try:
+            future = asyncio.run_coroutine_threadsafe(self._guard(jid, work, done), self.loop)
+        except BaseException:
+            self._slots.release()
+            raise
+        self._running[jid] = (name, future)
+
+    async def _guard(self, jid: str, work: Callable[[], Coroutine[Any, Any, Any]],
+                     done: Callable[[BaseException | None], Awaitable[None]]) -> None:
+        error: BaseException | None = None
+        try:
+            await work()
+        except BaseException as exc:  # a job's exception, or its cancellation at stop
+            error = exc
+        try:
+            await done(error)
+        finally:
+            self._running.pop(jid, None)
+            self._slots.release()
+
+    def wait_result(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Run ``coro`` on the loop and wait for it here (the sync-middleware path)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    @property
+    def busy(self) -> int:
+        return len(self._running)
+
+    def running(self) -> list[str]:
+        return list(self._running)
+
+    def cancel(self, jids: list[str]) -> None:
+        """Cancel these running jobs (shutdown past its deadline): each sees CancelledError,
+        and its ``done`` is told so (the job is pushed back, not failed)."""
+        for jid in jids:
+            entry = self._running.get(jid)
+            if entry is not None:
+                entry[1].cancel()
+
+    def close(self) -> None:
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            if self._thread is not None:
+                self._thread.join(5)

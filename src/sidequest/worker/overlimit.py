@@ -1,0 +1,52 @@
+"""A job whose ``perform`` raised OverLimit (a rate limiter stayed full): not a failure.
+It goes back to the schedule with a growing delay, without using a retry, counted as "over
+limit"; after ``limiter.max_reschedules`` reschedules it goes to the dead set.
+
+The original is acknowledged by the worker as a finished job after this writes the new
+entry, so a crash in between may run the job twice, never lose it (the delivery guarantee:
+at least once)."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import Any
+
+from sidequest import connection, keys, limiter
+from sidequest.limiter import OverLimit
+from sidequest.morgue import add_dead
+from sidequest.payload import Payload, dumps
+
+log = logging.getLogger("sidequest")
+#: Payload key: how many times the job was put back because a limiter was full.
+COUNT = "overlimit_count"
+#: Longest delay between two tries, in seconds.
+MAX_DELAY = 3600.0
+
+
+def delay(count: int, hint: float) -> float:
+    """Seconds until the next try: grows with the count (5 s, 10 s, 15 s, ...), never sooner
+    than the limiter said a slot frees, with jitter so that rescheduled jobs spread out."""
+    return min(MAX_DELAY, max(5.0 * count, hint) + random.uniform(0, 2.5 * count))
+
+
+def reschedule(payload: Payload, queue: str, exc: OverLimit) -> None:
+    count = int(payload.get(COUNT) or 0) + 1
+    item = {k: v for k, v in payload.items() if k != "enqueued_at"}
+    item[COUNT] = count
+    now = time.time()
+    pipe: Any = connection.client().pipeline(transaction=True)
+    pipe.incr(keys.STAT_OVERLIMIT)
+    pipe.incr(keys.limiter_over(exc.name))
+    pipe.expire(keys.limiter_over(exc.name), 3600, nx=True)
+    if count > limiter.max_reschedules:
+        item.update({"error_class": "OverLimit", "error_message": str(exc), "failed_at": now})
+        add_dead(pipe, dumps(item), now)
+        log.warning("%s %s: over limit %d times (%s); moved to the dead set",
+                    payload.get("class"), payload.get("jid"), count - 1, exc.name)
+    else:
+        pipe.zadd(keys.SCHEDULE, {dumps(item): now + delay(count, exc.retry_in)})
+        log.info("%s %s: over limit (%s); rescheduled, try %d", payload.get("class"),
+                 payload.get("jid"), exc.name, count)
+    pipe.execute()

@@ -1,0 +1,248 @@
+"""The periodic poller: a thread in every worker process that pushes each due tick of the
+periodic entries, exactly once across all processes, with no leader to lose.
+
+Every process computes the same ticks (named by their scheduled time, from Redis's clock, not
+its own) and offers each to one script that pushes the job only if the tick was not pushed
+before: a per-tick key set NX in the same atomic step as the LPUSH, and a monotonic last tick
+per entry. A process killed at any point leaves either both or neither.
+
+Ticks late by up to ``periodic_grace`` seconds (a restart, Redis away for a moment) are still
+pushed, one job each; older ones were missed while no worker ran, and are skipped, or run
+once for entries with ``catch_up``.
+
+At start the process writes its entries to Redis and, if it defines any, removes the entries
+it no longer defines (leaving a tombstone so that a process still running the old code stops
+pushing them). A definition that differs from the stored one is logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, cast
+
+import redis
+
+from sidequest import client as push_client
+from sidequest import connection, keys, periodic_jobs
+from sidequest.config import Config
+from sidequest.payload import Payload, dumps, new_jid
+from sidequest.periodic_jobs import PAYLOAD_NAME, PAYLOAD_TICK, Entry
+
+log = logging.getLogger("sidequest")
+#: Longest sleep between polls: how soon a re-registration after a Redis restart happens.
+MAX_WAIT = 5.0
+#: Most on-time ticks pushed per entry per poll (60 with every=1 and the default grace).
+MAX_TICKS = 1000
+
+
+class PeriodicPoller:
+    def __init__(self, config: Config, client: redis.Redis, stopping: threading.Event,
+                 entries: list[Entry]) -> None:
+        self.config = config
+        self.client = client
+        self.stopping = stopping
+        self.entries = entries
+        #: Set when the process is quieted: like the scheduler, stop pushing.
+        self.paused = threading.Event()
+        self._push = connection.script("periodic_push")
+        self._last: dict[str, int] = {}  # ticks handled, kept across a Redis data loss
+        self._gone: set[str] = set()  # removed by a process started later: not pushed here
+        self._noted: dict[str, int] = {}  # missed spans already logged
+        self._rng = random.Random()
+        self.ttl = int(2 * config.periodic_grace) + 60
+
+    def run(self) -> None:
+        if not self.entries:
+            return
+        failing = False
+        synced = False
+        while not self.stopping.is_set():
+            wait = MAX_WAIT
+            try:
+                if not synced:
+                    sync(self.client, self.entries)
+                    synced = True
+                if not self.paused.is_set():
+                    wait = self.poll()
+                if failing:
+                    log.warning("periodic: Redis is reachable again")
+                failing = False
+            except redis.RedisError as exc:
+                if not failing:
+                    log.warning("periodic: Redis error, will retry: %s", exc)
+                failing, wait = True, 1.0
+            # A little jitter: processes woken for the same tick do not all hit Redis at once.
+            self.stopping.wait(wait + self._rng.random() * 0.02)
+
+    def poll(self) -> float:
+        """Offer every due tick; returns the seconds until the next one (at most MAX_WAIT)."""
+        live = self.entries
+        pipe = self.client.pipeline(transaction=False)
+        pipe.time()
+        for entry in live:
+            pipe.hget(keys.periodic_state(entry.name), "tick")
+            pipe.hexists(keys.PERIODIC, entry.name)
+        replies = pipe.execute()
+        seconds, micros = replies[0]
+        now = seconds + micros / 1e6
+        wait = MAX_WAIT
+        for i, entry in enumerate(live):
+            stored, defined = replies[1 + 2 * i], replies[2 + 2 * i]
+            if entry.name in self._gone:
+                if not defined:
+                    continue
+                # A process that starts later defines it again (the last to start decides).
+                log.info("periodic %s is defined again; pushing it", entry.name)
+                self._gone.discard(entry.name)
+            elif not defined and not self._restore(entry, now):
+                continue
+            last = max(int(float(stored or 0)), self._last.get(entry.name, 0))
+            for tick, handled in self.due(entry, last, now):
+                if not self._offer(entry, tick, handled):
+                    break
+            following = entry.schedule.next_after(max(now, self._last.get(entry.name, 0)))
+            wait = min(wait, following - now)
+        return max(wait, 0.0)
+
+    def due(self, entry: Entry, last: int, now: float) -> list[tuple[int, int]]:
+        """(tick, handled) pairs to offer, oldest first: a catch-up for missed ticks, then
+        every tick within the grace period. A never-seen entry starts now."""
+        horizon = now - self.config.periodic_grace
+        if not last:
+            last = math.floor(now) - 1  # registration sets it; a lost state starts now
+        out: list[tuple[int, int]] = []
+        start: float = last
+        first = entry.schedule.next_after(last)
+        if first <= horizon:
+            start = horizon
+            if entry.catch_up:
+                out.append((first, math.floor(horizon)))
+            elif self._noted.get(entry.name) != first:
+                self._noted[entry.name] = first
+                log.info("periodic %s: ticks since %s were missed while no worker ran; "
+                         "skipped (set catch_up to run them once)", entry.name,
+                         time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(first)))
+        tick = entry.schedule.next_after(start)
+        while tick <= now and len(out) < MAX_TICKS:
+            out.append((tick, tick))
+            tick = entry.schedule.next_after(tick)
+        return out
+
+    def _offer(self, entry: Entry, tick: int, handled: int) -> bool:
+        """Push ``tick`` unless someone did; False when the entry is gone."""
+        job = push_client.normalize({**entry.payload_base(), PAYLOAD_TICK: tick},
+                                    jid=new_jid())
+        job["enqueued_at"] = job["created_at"]
+        result = int(self._push(
+            keys=[keys.PERIODIC, keys.periodic_state(entry.name),
+                  keys.periodic_tick(entry.name, tick), keys.QUEUES, keys.queue(entry.queue)],
+            args=[entry.name, tick, handled, dumps(job), entry.queue, self.ttl, job["jid"],
+                  job["created_at"]],
+            client=self.client))
+        self._last[entry.name] = max(self._last.get(entry.name, 0), handled)
+        if result == 1:
+            log.debug("periodic %s: pushed %s for tick %d", entry.name, job["jid"], tick)
+        # -1: removed since this process started (or Redis lost it): _restore decides next.
+        return result != -1
+
+    def _restore(self, entry: Entry, now: float) -> bool:
+        """The definition is missing: removed by a process that no longer defines it (stop
+        pushing it here), or lost with Redis's data (write it again and carry on)."""
+        if self.client.hexists(keys.PERIODIC_REMOVED, entry.name):
+            log.warning("periodic %s was removed by a process that no longer defines it; this "
+                        "process stops pushing it until a process that defines it starts",
+                        entry.name)
+            self._gone.add(entry.name)
+            return False
+        log.warning("periodic %s: its definition is missing from Redis (was Redis's data "
+                    "lost?); writing it again", entry.name)
+        register(self.client, entry, self._last.get(entry.name) or math.floor(now))
+        return True
+
+
+def sync(client: redis.Redis, entries: list[Entry]) -> None:
+    """At start: write this process's entries; if it defines any, remove the others."""
+    stored = cast(dict[bytes, bytes], client.hgetall(keys.PERIODIC))
+    seconds, _ = client.time()
+    names = {e.name for e in entries}
+    for entry in entries:
+        old = stored.get(entry.name.encode())
+        if old is not None and _loads(old) != entry.definition():
+            log.warning("periodic %s is defined differently by another process: %s here, %s "
+                        "in Redis; this definition replaces it (processes that run the other "
+                        "one keep pushing theirs until they restart)", entry.name,
+                        json.dumps(entry.definition()), old.decode("utf-8", "replace"))
+        register(client, entry, int(seconds))
+    if not entries:
+        return
+    for raw in stored:
+        name = raw.decode("utf-8", "replace")
+        if name not in names:
+            remove(client, name, int(seconds))
+            log.info("periodic %s removed: this process no longer defines it", name)
+
+
+def register(client: redis.Redis, entry: Entry, since: int) -> None:
+    """Write ``entry``'s definition; a new entry's first tick is the first after ``since``."""
+    pipe = client.pipeline(transaction=True)
+    pipe.hset(keys.PERIODIC, entry.name, dumps(entry.definition()))
+    pipe.hdel(keys.PERIODIC_REMOVED, entry.name)
+    pipe.hsetnx(keys.periodic_state(entry.name), "tick", since)
+    pipe.execute()
+
+
+def remove(client: redis.Redis, name: str, when: int) -> None:
+    pipe = client.pipeline(transaction=True)
+    pipe.hdel(keys.PERIODIC, name)
+    pipe.delete(keys.periodic_state(name))
+    pipe.hset(keys.PERIODIC_REMOVED, name, when)
+    pipe.execute()
+
+
+def _loads(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def load_entries(config: Config) -> list[Entry]:
+    """The entries of this process: registered by its modules, then its [[periodic]] tables
+    (built again now that the application is loaded, so job classes give their options)."""
+    for table in config.periodic:
+        periodic_jobs.add(periodic_jobs.from_table(table, "config file"))
+    return periodic_jobs.entries()
+
+
+_outcome_script = connection.script("periodic_outcome")
+
+
+def record_outcome(job: Any, payload: Payload, queue: str, call_next: Callable[[], Any]) -> Any:
+    """Server middleware: note how the last job of a periodic entry ended, for the
+    dashboard. Other jobs pass straight through."""
+    name = payload.get(PAYLOAD_NAME)
+    if not isinstance(name, str):
+        return call_next()
+    try:
+        result = call_next()
+    except BaseException:
+        _note(name, payload, "failed")
+        raise
+    _note(name, payload, "succeeded")
+    return result
+
+
+def _note(name: str, payload: Payload, outcome: str) -> None:
+    try:
+        _outcome_script(keys=[keys.periodic_state(name)],
+                        args=[str(payload.get("jid", "")), outcome, time.time()],
+                        client=connection.client())
+    except redis.RedisError as exc:  # the job's own result matters more than this note
+        log.warning("periodic %s: could not record the outcome of %s: %s", name,
+                    payload.get("jid"), exc)

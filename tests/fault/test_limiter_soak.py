@@ -1,0 +1,21 @@
+"""A 10-per-second bucket limiter used by 4 processes x 10 threads for 60 s: every clock
+second of Redis's allows exactly 10 calls, so the minute allows 600 (within 1 %), never more
+than 10 in one second."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from apps.limiter_load import run_load, stamps_of
+
+
+def test_bucket_holds_for_a_minute_under_40_threads(redis_url: str) -> None:
+    procs = [run_load(redis_url, "bucket", "soak", 10, 1, 10, 60) for _ in range(4)]
+    stamps = stamps_of(procs)
+    per_second = Counter(stamp // 1000 for stamp in stamps)
+    seconds = max(per_second) - min(per_second) + 1
+    print(f"bucket 10/s, 4 processes x 10 threads: {len(stamps)} calls allowed over "
+          f"{seconds} Redis seconds, at most {max(per_second.values())} in one")
+    assert max(per_second.values()) <= 10
+    full = [per_second[s] for s in range(min(per_second) + 1, max(per_second))]
+    assert sum(full) >= 0.99 * 10 * len(full) and len(full) >= 58

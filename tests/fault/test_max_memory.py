@@ -1,0 +1,25 @@
+"""``--max-memory``: under ``-P 2``, a child that grew past the limit finishes its jobs and
+exits, the parent starts a fresh one, and every job is done once (none lost, none twice)."""
+
+from __future__ import annotations
+
+import redis
+
+from apps.fault_jobs import Hog
+from fault.conftest import SpawnWorker
+from fault.harness import Ledger, jids
+from helpers import wait_for
+
+
+def test_children_over_the_limit_are_replaced_and_nothing_is_lost(
+    spawn: SpawnWorker, sq: str, r: redis.Redis, ledger: Ledger
+) -> None:
+    accepted = Hog.perform_bulk([[15]] * 24)  # 360 MB in all, 15 MB a job
+    parent = spawn("-P", "2", "-c", "2", "--max-memory", "90")
+    wait_for(lambda: ledger.done_count() == 24, timeout=60, what="all 24 jobs done")
+    report = ledger.check(accepted, dead=jids(r.zrange("dead", 0, -1)))
+    pids = {entry[3] for entry in ledger.entries() if entry[0] == "done"}
+    print(f"--max-memory 90 under -P 2: {report.text()}; {len(pids)} child processes ran them")
+    assert report.lost == [] and report.duplicates == {}
+    assert len(pids) > 2, "children over the limit were replaced"
+    assert "over max_memory" in parent.log(400)

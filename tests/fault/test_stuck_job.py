@@ -1,0 +1,36 @@
+"""A job stuck in C code past its timeout (a JobTimeout cannot land there) makes its process
+retire: the stuck job counts one failure, the other jobs go back to the queue, and the
+process exits for its supervisor to restart; a fresh worker runs the rest. Nothing is lost."""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+from apps.fault_jobs import Stuck, Work
+from fault.conftest import SpawnWorker
+from fault.harness import Ledger
+from helpers import wait_for
+from sidequest.api import RetrySet
+from sidequest.worker.timeouts import GRACE
+
+
+def test_a_stuck_job_retires_its_process_and_loses_nothing(
+    spawn: SpawnWorker, sq: str, r: redis.Redis, ledger: Ledger
+) -> None:
+    victim = spawn("-c", "3")
+    victim.wait_registered(r)
+    stuck = Stuck.perform_async(60.0)
+    others = Work.perform_bulk([[5.0]] * 2)
+    wait_for(lambda: len(ledger.counts("start")) == 3, what="all three jobs running")
+    begun = time.monotonic()
+    wait_for(lambda: not victim.alive, timeout=1 + GRACE + 20, what="the process to retire")
+    assert time.monotonic() - begun >= 1 + GRACE - 0.5, "not before the grace period"
+    (entry,) = list(RetrySet())
+    assert entry.jid == stuck and entry.item["error_class"].endswith("JobTimeout")
+    rescuer = spawn("-c", "3")
+    rescuer.wait_registered(r)
+    wait_for(lambda: ledger.done_count() == 2, timeout=30, what="the other jobs to be done")
+    assert set(ledger.counts("done")) == set(others), victim.log()
+    assert "retiring this process" in victim.log()

@@ -1,0 +1,82 @@
+"""sidequest.contrib.flask with a real Flask app: app.config sets the Redis, jobs run inside
+the app's application context in a worker, and the dashboard is mounted behind the app's
+own session check (an admin sees it, anyone else is refused or sent to log in)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask, current_app, session
+
+from helpers import running_worker, wait_for
+from sidequest import Job, middleware
+from sidequest.contrib.flask import Sidequest
+from sidequest.errors import ConfigError
+
+seen: list[Any] = []
+
+
+class UsesApp(Job):
+    def perform(self, key: str) -> None:
+        seen.append(current_app.config[key])  # raises outside an application context
+
+
+def make_app(redis_url: str) -> Flask:
+    app = Flask("shop")
+    app.config.update(SECRET_KEY="flask-test-secret", SIDEQUEST_REDIS_URL=redis_url,
+                      SIDEQUEST_LOGIN_URL="/login", GREETING="hello from the app")
+
+    @app.post("/become/<role>")
+    def become(role: str) -> str:
+        session["role"] = role
+        return "ok"
+
+    @app.post("/signup")
+    def signup() -> str:
+        return UsesApp.perform_async("GREETING") or ""
+
+    Sidequest(app, auth=lambda: session.get("role") == "admin")
+    return app
+
+
+@pytest.fixture
+def app(redis_url: str) -> Iterator[Flask]:
+    seen.clear()
+    made = make_app(redis_url)
+    try:
+        yield made
+    finally:
+        ext = made.extensions["sidequest"]
+        middleware.server.remove(ext.in_app_context)
+
+
+def test_jobs_pushed_by_the_app_run_inside_its_context(app: Flask, r: redis.Redis) -> None:
+    jid = app.test_client().post("/signup").text
+    assert jid and r.llen("queue:default") == 1
+    with running_worker():
+        wait_for(lambda: seen, what="the job to run")
+    assert seen == ["hello from the app"]
+
+
+def test_the_dashboard_is_behind_the_apps_own_check(app: Flask) -> None:
+    client = app.test_client()
+    refused = client.get("/sidequest/", headers={"Accept": "text/html"})
+    assert refused.status_code == 303 and refused.headers["Location"] == "/login"
+    client.post("/become/customer")
+    assert client.get("/sidequest/", headers={"Accept": "text/html"}).status_code == 303
+    client.post("/become/admin")
+    page = client.get("/sidequest/", headers={"Accept": "text/html"})
+    assert page.status_code == 200 and "Dashboard" in page.text
+    assert client.get("/sidequest/queues").status_code == 200
+
+
+def test_a_dashboard_without_a_check_is_refused(redis_url: str) -> None:
+    app = Flask("open")
+    with pytest.raises(ConfigError, match="needs auth="):
+        Sidequest(app)
+    app.config["SIDEQUEST_DASHBOARD"] = None
+    ext = Sidequest(app)  # no dashboard, nothing to protect
+    middleware.server.remove(ext.in_app_context)

@@ -1,0 +1,124 @@
+"""Rate limiters across processes, on a real Redis: a bucket and a sliding window allow
+exactly their limit, a concurrent limiter is never exceeded and gets back the slots of a
+SIGKILLed holder (never those of a live one), idle state expires, and OverLimit out of
+``perform`` reschedules the job without using a retry."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections import Counter
+
+import pytest
+import redis
+
+from apps.limiter_load import run_load, stamps_of
+from helpers import running_worker, wait_for
+from sidequest import Job, OverLimit, keys, limiter
+from sidequest.api import DeadSet, RetrySet, ScheduledSet
+
+
+def test_bucket_allows_its_limit_per_interval_across_processes(redis_url: str) -> None:
+    procs = [run_load(redis_url, "bucket", "api", 10, 1, 5, 4) for _ in range(3)]
+    stamps = stamps_of(procs)
+    per_second = Counter(stamp // 1000 for stamp in stamps)
+    assert max(per_second.values()) == 10, per_second  # full, never over
+    inner = [count for second, count in per_second.items()
+             if min(per_second) < second < max(per_second)]
+    assert inner and all(count == 10 for count in inner), per_second
+
+
+def test_window_allows_its_limit_in_any_sliding_interval(redis_url: str) -> None:
+    procs = [run_load(redis_url, "window", "sms", 10, 1, 5, 3) for _ in range(3)]
+    stamps = stamps_of(procs)
+    # Any 10 consecutive calls past the first 10 span at least the interval.
+    assert len(stamps) >= 30
+    assert all(stamps[i + 10] - stamps[i] >= 1000 for i in range(len(stamps) - 10))
+
+
+def test_concurrent_limit_is_never_exceeded(redis_url: str, r: redis.Redis) -> None:
+    procs = [run_load(redis_url, "concurrent", "stripe", 5, 5, 6, 3, 0.02) for _ in range(2)]
+    seen: list[int] = []
+    while any(proc.poll() is None for proc in procs):
+        seen.append(int(r.zcard(keys.limiter("stripe"))))
+        time.sleep(0.01)
+    stamps_of(procs)
+    assert max(seen) == 5 and len(seen) > 100, "full at times, never over"
+
+
+def test_a_killed_holder_loses_its_slots_after_lock_timeout_a_live_one_never(
+    redis_url: str,
+) -> None:
+    holder = run_load(redis_url, "concurrent", "db", 2, 1, 2, 30, 30)  # holds for 30 s
+    stripe = limiter.concurrent("db", 2, lock_timeout=1)
+    wait_for(lambda: _full(stripe), what="the holder to take both slots")
+    deadline = time.monotonic() + 2.5  # more than twice the lock timeout
+    while time.monotonic() < deadline:  # alive: its slots are renewed
+        with pytest.raises(OverLimit):
+            stripe.acquire()
+        time.sleep(0.1)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    killed = time.monotonic()
+    wait_for(lambda: not _full(stripe), timeout=3, what="the dead holder's slots to lapse")
+    assert time.monotonic() - killed <= 1.5
+
+
+def _full(made: limiter.ConcurrentLimiter) -> bool:
+    try:
+        made.acquire()
+    except OverLimit:
+        return True
+    made.release()
+    return False
+
+
+def test_idle_state_of_many_dynamic_names_expires(r: redis.Redis) -> None:
+    for uid in range(100_000):
+        limiter.bucket(f"user-{uid}", 10, 0.2).acquire()
+    assert r.exists(keys.limiter("user-99999"))
+    wait_for(lambda: not list(r.scan_iter(match="sq:limiter:*", count=10_000)), timeout=10,
+             what="every limiter's state to expire")
+
+
+class Charge(Job):
+    held = limiter.concurrent("gateway", 1, lock_timeout=30)
+
+    def perform(self, order: int) -> None:
+        with Charge.held:
+            pass
+
+
+def test_over_limit_reschedules_without_a_retry_then_dies(
+    redis_url: str, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = limiter.concurrent("gateway", 1, lock_timeout=30)
+    taken = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with blocker:
+            taken.set()
+            release.wait(20)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    taken.wait(5)
+    try:
+        jid = Charge.perform_async(1)
+        with running_worker():
+            (entry,) = wait_for(lambda: list(ScheduledSet()), what="the job to be rescheduled")
+        assert entry.jid == jid and entry.item["overlimit_count"] == 1
+        assert "retry_count" not in entry.item and RetrySet().size == 0
+        assert entry.at - time.time() > 3, "a delay, not a hot loop"
+        assert r.get(keys.STAT_OVERLIMIT) == "1" and r.get(keys.limiter_over("gateway")) == "1"
+        monkeypatch.setattr(limiter, "max_reschedules", 1)
+        assert entry.add_to_queue()
+        with running_worker():
+            wait_for(lambda: DeadSet().size == 1, what="the job to die after its reschedules")
+        (dead,) = list(DeadSet())
+        assert dead.item["error_class"] == "OverLimit" and ScheduledSet().size == 0
+    finally:
+        release.set()
+        holder.join()

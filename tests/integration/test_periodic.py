@@ -1,0 +1,209 @@
+"""The periodic poller in an in-process worker against a real Redis: ticks pushed once with
+the payload of a normal push, catch-up on and off, pause, removal of entries no longer
+defined, the outcome of the last run, and recovery when Redis loses its data."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+import sidequest
+from helpers import running_worker, wait_for
+from sidequest import keys, periodic_jobs
+from sidequest.worker.periodic import register, remove
+
+QUEUE = "periodic-test"  # no worker in these tests reads it, except where it says so
+
+
+class Beat(sidequest.Job):
+    name = "tests.Beat"
+
+    def perform(self, label: str = "") -> None:
+        if label == "fail":
+            raise RuntimeError("failed on purpose")
+
+
+@pytest.fixture(autouse=True)
+def fresh() -> Iterator[None]:
+    periodic_jobs.clear()
+    yield
+    periodic_jobs.clear()
+
+
+def pushed(r: redis.Redis, queue: str = QUEUE) -> list[dict[str, Any]]:
+    """The queue's jobs, oldest first."""
+    return [json.loads(raw) for raw in reversed(r.lrange(keys.queue(queue), 0, -1))]
+
+
+def test_every_second_ticks_are_pushed_once_each_as_normal_jobs(r: redis.Redis) -> None:
+    sidequest.periodic(Beat, every=1, args=["x"], name="beat", queue=QUEUE)
+    # Two pollers in one process race for every tick just as two processes do.
+    with running_worker(), running_worker():
+        wait_for(lambda: len(pushed(r)) >= 4, timeout=15, what="4 ticks")
+    jobs = pushed(r)
+    ticks = [job["periodic_tick"] for job in jobs]
+    assert ticks == list(range(ticks[0], ticks[0] + len(ticks))), ticks  # none doubled/skipped
+    job = jobs[0]
+    assert job["class"] == "tests.Beat" and job["args"] == ["x"] and job["queue"] == QUEUE
+    assert job["periodic"] == "beat" and job["retry"] is True and len(job["jid"]) == 24
+    assert isinstance(job["created_at"], float) and job["enqueued_at"] == job["created_at"]
+    assert r.sismember(keys.QUEUES, QUEUE)
+    state = r.hgetall(keys.periodic_state("beat"))
+    assert state["jid"] == jobs[-1]["jid"] and int(state["last_tick"]) == ticks[-1]
+    assert r.get(keys.periodic_tick("beat", ticks[0])) == job["jid"]
+    assert 0 < r.ttl(keys.periodic_tick("beat", ticks[0])) <= 2 * 60 + 60
+    assert json.loads(r.hget(keys.PERIODIC, "beat")) == {
+        "name": "beat", "class": "tests.Beat", "every": 1, "args": ["x"], "tz": None,
+        "queue": QUEUE, "catch_up": False}
+
+
+def _long_gone(r: redis.Redis, name: str, seconds_ago: int) -> int:
+    """Make Redis say the entry's last tick was long ago, as if no worker ran since."""
+    now = int(r.time()[0])
+    r.hset(keys.PERIODIC, name, "{}")
+    r.hset(keys.periodic_state(name), "tick", now - seconds_ago)
+    return now - seconds_ago
+
+
+def test_missed_ticks_are_skipped_without_catch_up(r: redis.Redis) -> None:
+    sidequest.periodic(Beat, every=10, name="beat", queue=QUEUE)
+    since = _long_gone(r, "beat", 3600)
+    with running_worker(periodic_grace=5.0):
+        started = int(r.time()[0])
+        wait_for(lambda: r.hget(keys.periodic_state("beat"), "jid"), timeout=20,
+                 what="an on-time tick")
+    ticks = [job["periodic_tick"] for job in pushed(r)]
+    assert ticks and all(t > started - 5 for t in ticks), (since, started, ticks)
+
+
+def test_catch_up_runs_missed_ticks_once(r: redis.Redis) -> None:
+    sidequest.periodic(Beat, every=10, name="beat", queue=QUEUE, catch_up=True)
+    since = _long_gone(r, "beat", 3600)
+    first_missed = (since // 10 + 1) * 10
+    with running_worker(periodic_grace=5.0), running_worker(periodic_grace=5.0):
+        # The next on-time tick comes after both pollers had their turn at the catch-up.
+        wait_for(lambda: len(pushed(r)) >= 2, timeout=20, what="catch-up and on-time ticks")
+    jobs = pushed(r)
+    assert jobs[0]["periodic_tick"] == first_missed  # the first missed tick, once
+    assert [j["periodic_tick"] for j in jobs].count(first_missed) == 1
+    assert all(j["periodic_tick"] > int(r.time()[0]) - 30 for j in jobs[1:])
+
+
+def test_a_paused_entry_lets_ticks_pass_and_does_not_replay_them(r: redis.Redis) -> None:
+    sidequest.periodic(Beat, every=1, name="beat", queue=QUEUE)
+    with running_worker():
+        wait_for(lambda: pushed(r), timeout=10, what="a first tick")
+        r.hset(keys.periodic_state("beat"), "paused", "1")
+        time.sleep(0.3)  # a push already in flight lands
+        held = len(pushed(r))
+        before = int(r.hget(keys.periodic_state("beat"), "tick"))
+        wait_for(lambda: int(r.hget(keys.periodic_state("beat"), "tick")) >= before + 2,
+                 timeout=10, what="paused ticks to pass")
+        assert len(pushed(r)) == held
+        r.hdel(keys.periodic_state("beat"), "paused")
+        resumed = int(r.time()[0])
+        wait_for(lambda: len(pushed(r)) > held, timeout=10, what="a tick after resuming")
+    assert all(j["periodic_tick"] >= resumed - 1 for j in pushed(r)[held:])
+
+
+def test_a_start_removes_entries_it_no_longer_defines(r: redis.Redis) -> None:
+    r.hset(keys.PERIODIC, "retired", json.dumps({"name": "retired", "every": 5}))
+    r.hset(keys.periodic_state("retired"), "tick", 1)
+    sidequest.periodic(Beat, every=3600, name="kept", queue=QUEUE)
+    with running_worker():
+        wait_for(lambda: not r.hexists(keys.PERIODIC, "retired"), what="removal")
+    assert r.hkeys(keys.PERIODIC) == ["kept"]
+    assert not r.exists(keys.periodic_state("retired"))
+    assert r.hexists(keys.PERIODIC_REMOVED, "retired")
+
+
+def test_a_process_without_entries_removes_nothing(r: redis.Redis) -> None:
+    r.hset(keys.PERIODIC, "other-app", json.dumps({"name": "other-app", "every": 5}))
+    with running_worker():
+        time.sleep(0.5)
+    assert r.hexists(keys.PERIODIC, "other-app")
+
+
+def test_a_removed_entry_stops_being_pushed_by_an_older_process(r: redis.Redis) -> None:
+    sidequest.periodic(Beat, every=1, name="beat", queue=QUEUE)
+    with running_worker() as worker:
+        wait_for(lambda: pushed(r), timeout=10, what="a first tick")
+        # A newer process started without the entry: it removed it and left a tombstone.
+        remove(r, "beat", int(time.time()))
+        wait_for(lambda: "beat" in worker.periodic._gone, timeout=10, what="the poller to stop")
+        count = len(pushed(r))
+        time.sleep(1.5)
+        assert len(pushed(r)) == count
+        assert not r.hexists(keys.PERIODIC, "beat")
+        # A process started later defines it again: the last to start decides.
+        from sidequest import connection
+        register(connection.client(), periodic_jobs.entries()[0], int(r.time()[0]))
+        wait_for(lambda: len(pushed(r)) > count, timeout=10, what="pushes to resume")
+    assert not worker.periodic._gone
+
+
+def test_a_different_definition_is_logged_and_replaced(r: redis.Redis,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    r.hset(keys.PERIODIC, "beat", json.dumps({"name": "beat", "every": 99}))
+    sidequest.periodic(Beat, every=3600, name="beat", queue=QUEUE)
+    with running_worker():
+        wait_for(lambda: b'"every":3600' in r.hget(keys.PERIODIC, "beat").encode(),
+                 what="the definition written")
+    assert "periodic beat is defined differently by another process" in caplog.text
+
+
+def test_outcome_of_the_last_run(r: redis.Redis) -> None:
+    sidequest.periodic(Beat, every=1, name="ok", queue=QUEUE)
+    sidequest.periodic(Beat, every=1, args=["fail"], name="bad", queue=QUEUE)
+    with running_worker(queues=((QUEUE, 0),)):
+        for name, outcome in (("ok", "succeeded"), ("bad", "failed")):
+            wait_for(lambda n=name: r.hget(keys.periodic_state(n), "outcome"), timeout=10,
+                     what=f"{name}'s outcome")
+            state = r.hgetall(keys.periodic_state(name))
+            assert state["outcome"] == outcome, state
+
+
+def test_definitions_lost_with_redis_data_are_written_again(r: redis.Redis) -> None:
+    sidequest.periodic(Beat, every=1, name="beat", queue=QUEUE)
+    with running_worker():
+        wait_for(lambda: pushed(r), timeout=10, what="a first tick")
+        r.flushall()
+        lost_at = int(r.time()[0])
+        wait_for(lambda: r.hexists(keys.PERIODIC, "beat") and pushed(r), timeout=15,
+                 what="the entry written again and pushing")
+    assert all(j["periodic_tick"] >= lost_at - 1 for j in pushed(r))
+
+
+def test_a_tick_offered_by_many_pollers_at_once_is_pushed_once(r: redis.Redis) -> None:
+    import threading
+
+    from sidequest import connection
+    from sidequest.config import build
+    from sidequest.worker.periodic import PeriodicPoller
+
+    entry = sidequest.periodic(Beat, every=1, name="beat", queue=QUEUE)
+    now = int(r.time()[0])
+    register(connection.client(), entry, now)
+    pollers = [PeriodicPoller(build(), connection.new_client(), threading.Event(), [entry])
+               for _ in range(8)]
+    barrier = threading.Barrier(len(pollers))
+
+    def offer_all(poller: PeriodicPoller) -> None:
+        barrier.wait()
+        for tick in range(now + 1, now + 31):
+            poller._offer(entry, tick, tick)
+
+    threads = [threading.Thread(target=offer_all, args=(p,)) for p in pollers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(j["periodic_tick"] for j in pushed(r)) == list(range(now + 1, now + 31))
+    # An old tick offered again (a process whose clock is behind) is refused too.
+    pollers[0]._offer(entry, now + 5, now + 5)
+    assert len(pushed(r)) == 30

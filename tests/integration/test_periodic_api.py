@@ -1,0 +1,106 @@
+"""sidequest.api.PeriodicSet and `sidequest periodic`: what Redis holds about periodic
+entries, read back with their next and last runs; pause, resume and enqueue now."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+import sidequest
+from sidequest import keys, periodic_jobs
+from sidequest.api import PeriodicSet
+from sidequest.worker.periodic import register
+
+QUEUE = "periodic-api"
+
+
+class Nightly(sidequest.Job):
+    name = "tests.Nightly"
+    retry = 2
+
+    def perform(self, days: int) -> None:
+        pass
+
+
+@pytest.fixture(autouse=True)
+def fresh() -> Iterator[None]:
+    periodic_jobs.clear()
+    yield
+    periodic_jobs.clear()
+
+
+@pytest.fixture
+def entries(r: redis.Redis) -> int:
+    """Two entries as a worker writes them at start; returns Redis's now."""
+    now = int(r.time()[0])
+    nightly = periodic_jobs.make_entry(Nightly, cron="30 2 * * *", args=[7],
+                                       tz="Europe/Paris", name="nightly", queue=QUEUE)
+    ping = periodic_jobs.make_entry("RubyPing", every=30, name="ping")
+    from sidequest import connection
+
+    for entry in (nightly, ping):
+        register(connection.client(), entry, now)
+    return now
+
+
+def test_entries_with_next_and_last_runs(r: redis.Redis, entries: int) -> None:
+    r.hset(keys.periodic_state("ping"), mapping={
+        "tick": entries, "last_tick": entries, "jid": "a" * 24, "at": entries + 0.25,
+        "outcome": "failed"})
+    nightly, ping = PeriodicSet().entries()
+    assert (nightly.name, nightly.schedule, nightly.tz, nightly.job_class) == (
+        "nightly", "30 2 * * *", "Europe/Paris", "tests.Nightly")
+    assert nightly.description == "At 02:30 every day"
+    assert nightly.next_run is not None and 0 < nightly.next_run - entries <= 86400 + 3600
+    assert nightly.last_jid == "" and nightly.last_run is None and not nightly.paused
+    assert (ping.schedule, ping.description, ping.tz) == ("every 30s", "Every 30 seconds", "UTC")
+    assert ping.next_run == (entries // 30 + 1) * 30
+    assert (ping.last_jid, ping.last_run, ping.outcome) == ("a" * 24, entries + 0.25, "failed")
+
+
+def test_pause_resume_and_enqueue_now(r: redis.Redis, entries: int) -> None:
+    periodic = PeriodicSet()
+    assert periodic.pause("nightly") and periodic.find("nightly").paused  # type: ignore[union-attr]
+    assert periodic.resume("nightly") and not periodic.find("nightly").paused  # type: ignore[union-attr]
+    assert not periodic.pause("nope") and periodic.enqueue_now("nope") is None
+    jid = periodic.enqueue_now("nightly")
+    job = json.loads(r.lindex(keys.queue(QUEUE), 0))
+    assert job["jid"] == jid and job["args"] == [7] and job["class"] == "tests.Nightly"
+    assert job["retry"] == 2 and job["periodic"] == "nightly"
+    assert periodic.find("nightly").last_jid == jid  # type: ignore[union-attr]
+
+
+def test_unreadable_definitions_show_as_unknown(r: redis.Redis) -> None:
+    r.hset(keys.PERIODIC, mapping={"junk": "not json", "odd": json.dumps({"cron": "nope"})})
+    r.hset(keys.periodic_state("odd"), mapping={"at": "1e300", "tick": "x"})
+    junk, odd = PeriodicSet().entries()
+    assert (junk.schedule, junk.next_run, junk.description) == ("?", None, "")
+    assert (odd.schedule, odd.next_run, odd.last_run) == ("nope", None, None)
+
+
+def run_command(redis_url: str) -> str:
+    out = subprocess.run([sys.executable, "-m", "sidequest", "periodic", "--redis-url",
+                          redis_url], capture_output=True, text=True, timeout=60, check=True)
+    return out.stdout
+
+
+def test_the_periodic_command(r: redis.Redis, redis_url: str, entries: int) -> None:
+    r.hset(keys.periodic_state("ping"), mapping={"jid": "b" * 24, "at": entries,
+                                                 "outcome": "succeeded"})
+    PeriodicSet().pause("nightly")
+    lines = run_command(redis_url).splitlines()
+    assert lines[0].split() == ["NAME", "SCHEDULE", "TZ", "NEXT", "RUN", "LAST", "RUN", "(JID,",
+                                "OUTCOME)"]
+    assert lines[1].split()[:8] == ["nightly", "30", "2", "*", "*", "*", "Europe/Paris",
+                                    "paused"]
+    assert lines[2].split()[:4] == ["ping", "every", "30s", "UTC"]
+    assert lines[2].split()[-2:] == ["b" * 24, "succeeded"]
+
+
+def test_the_periodic_command_without_entries(redis_url: str) -> None:
+    assert "No periodic entries" in run_command(redis_url)

@@ -1,0 +1,89 @@
+"""sidequest.contrib.sqlalchemy with a real SQLAlchemy and SQLite: a push made with
+after_commit happens at the commit and never on a rollback; session_per_job hands every job
+a fresh session (nothing left over from the job before) in a real in-process worker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from sqlalchemy import String, create_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, scoped_session, sessionmaker
+
+from helpers import running_worker, wait_for
+from sidequest import Job, middleware
+from sidequest.contrib.sqlalchemy import after_commit, session_per_job
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50))
+
+
+Session: scoped_session[Any] = scoped_session(sessionmaker())
+seen: list[Any] = []
+
+
+class Welcome(Job):
+    def perform(self, user_id: int) -> None:
+        session = Session()
+        seen.append((id(session), len(session.identity_map), session.get(User, user_id).name))
+        session.add(User(name="left behind, uncommitted"))  # must not reach the next job
+
+
+@pytest.fixture
+def db(tmp_path: Path, redis_url: str) -> Iterator[None]:
+    engine = create_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    Base.metadata.create_all(engine)
+    Session.configure(bind=engine)
+    seen.clear()
+    try:
+        yield
+    finally:
+        Session.remove()
+        engine.dispose()
+
+
+def test_push_happens_at_commit_and_never_on_rollback(db: None, r: redis.Redis) -> None:
+    with Session() as session:
+        with session.begin():
+            user = User(name="ada")
+            session.add(user)
+            session.flush()
+            after_commit(session, Welcome.perform_async, user.id)
+            assert r.llen("queue:default") == 0, "not before the commit"
+        assert r.llen("queue:default") == 1
+        with pytest.raises(RuntimeError), session.begin():
+            session.add(User(name="bob"))
+            after_commit(session, Welcome.perform_async, 99)
+            raise RuntimeError("the request failed")
+    assert r.llen("queue:default") == 1, "a rolled-back transaction pushes nothing"
+    with Session() as session, session.begin():
+        session.add(User(name="cy"))  # a later commit does not replay the dropped push
+    assert r.llen("queue:default") == 1
+
+
+def test_each_job_gets_a_fresh_session(db: None) -> None:
+    with Session() as session, session.begin():
+        session.add_all([User(name="ada"), User(name="bob")])
+    remove = session_per_job(Session)
+    try:
+        Welcome.perform_async(1)
+        Welcome.perform_async(2)
+        with running_worker(concurrency=1):
+            wait_for(lambda: len(seen) == 2, what="both jobs")
+    finally:
+        middleware.server.remove(remove)
+    assert [names for _, _, names in seen] == ["ada", "bob"]
+    # The second job's session held only what it loaded: nothing of the first job's.
+    assert [count for _, count, _ in seen] == [0, 0]
+    with Session() as session:
+        assert session.query(User).count() == 2, "uncommitted work was rolled back"

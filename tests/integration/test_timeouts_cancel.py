@@ -1,0 +1,136 @@
+"""Time limits and cancellation: a spinning thread job and a sleeping async job fail with
+JobTimeout at their deadline; a cancelled job never starts, a running one sees
+``self.cancelled()`` within a second (an async one is cancelled); ``self.stopping()`` is true
+during a graceful stop. Real Redis, in-process workers."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import pytest
+import redis
+
+from helpers import running_worker, wait_for
+from sidequest import Job
+from sidequest.api import Queue, RetrySet, ScheduledSet, cancel
+
+events: list[tuple[str, float]] = []
+started = threading.Event()
+
+
+def note(what: str) -> None:
+    events.append((what, time.time()))
+
+
+class Spin(Job):
+    timeout = 1
+    retry = 1
+
+    def perform(self) -> None:
+        note("start")
+        n = 0
+        while True:  # pure Python: the JobTimeout lands at the next instruction
+            n += 1
+
+
+class Nap(Job):
+    timeout = 0.5
+    retry = 1
+
+    async def perform(self) -> None:
+        note("start")
+        await asyncio.sleep(30)
+
+
+class Steps(Job):
+    """A long job that checks for cancellation or a stop between steps."""
+
+    def perform(self) -> None:
+        started.set()
+        for _ in range(3000):
+            if self.cancelled():
+                note("cancelled")
+                return
+            if self.stopping():
+                note("stopping")
+                return
+            time.sleep(0.01)
+        note("finished")
+
+
+class AsyncSteps(Job):
+    async def perform(self) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            note("async cancelled")
+            raise
+
+
+@pytest.fixture(autouse=True)
+def _fresh(redis_url: str) -> None:
+    events.clear()
+    started.clear()
+
+
+def _failure_at() -> tuple[Any, float]:
+    (entry,) = wait_for(lambda: list(RetrySet()), timeout=10, what="the timeout's failure")
+    return entry, entry.item["failed_at"]
+
+
+def test_a_spinning_thread_job_times_out_at_its_deadline() -> None:
+    Spin.perform_async()
+    with running_worker():
+        entry, failed_at = _failure_at()
+    assert entry.item["error_class"].endswith("JobTimeout")
+    # Its 1 s deadline, plus the watchdog's 0.1 s tick and a loaded machine's slack.
+    assert 0.9 <= failed_at - dict(events)["start"] <= 2.0
+
+
+def test_a_sleeping_async_job_times_out() -> None:
+    Nap.perform_async()
+    with running_worker():
+        entry, _ = _failure_at()
+    assert entry.item["error_class"].endswith("JobTimeout")
+    assert "0.5 s" in entry.item["error_message"]
+
+
+def test_a_cancelled_job_never_starts(r: redis.Redis) -> None:
+    queued = Steps.perform_async()
+    scheduled = Steps.perform_in(3600)
+    assert queued and scheduled
+    assert cancel(scheduled) is True and ScheduledSet().size == 0
+    assert cancel(queued) is False  # still queued: dropped when fetched
+    with running_worker():
+        wait_for(lambda: Queue("default").size == 0, what="the queue to be emptied")
+        time_limit = time.monotonic() + 1  # longer than the cancel watcher's look
+        wait_for(lambda: time.monotonic() > time_limit, what="a moment")
+    assert not started.is_set() and RetrySet().size == 0
+
+
+def test_running_jobs_see_their_cancellation_within_a_second() -> None:
+    jid = Steps.perform_async()
+    async_jid = AsyncSteps.perform_async()
+    assert jid and async_jid
+    with running_worker():
+        wait_for(started.is_set, what="the jobs to start")
+        wait_for(lambda: Queue("default").size == 0, what="both to be running")
+        asked = time.time()
+        cancel(jid)
+        cancel(async_jid)
+        wait_for(lambda: {"cancelled", "async cancelled"} <= {e for e, _ in events},
+                 timeout=5, what="both jobs to see the cancellation")
+    seen = dict(events)
+    assert seen["cancelled"] - asked < 1.5
+    assert RetrySet().size == 0, "a cancelled job is not a failure"
+
+
+def test_stopping_is_true_during_a_graceful_stop() -> None:
+    Steps.perform_async()
+    with running_worker():
+        wait_for(started.is_set, what="the job to start")
+    assert [e for e, _ in events] == ["stopping"]

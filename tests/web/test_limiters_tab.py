@@ -1,0 +1,40 @@
+"""The Limiters tab lists the limiters used in the last hour with their kind, limit, use
+now and reschedules; a real limiter fills it, and a full one says so."""
+
+from __future__ import annotations
+
+import html
+
+import pytest
+import redis
+
+from sidequest import OverLimit, keys, limiter
+from web_helpers import Client
+
+
+def test_limiters_in_use_are_listed(client: Client, r: redis.Redis) -> None:
+    assert "No rate limiter was used" in client.get("/limiters").text
+    stripe = limiter.concurrent("stripe", 2, lock_timeout=30)
+    stripe.acquire()
+    stripe.acquire()
+    api = limiter.bucket("github", 5000, "hour")
+    api.acquire()
+    window = limiter.window("sms <b>", 10, "second")
+    window.acquire()
+    with pytest.raises(OverLimit):
+        stripe.acquire()  # both slots are held
+    r.set(keys.limiter_over("stripe"), 3)
+    page = client.get("/limiters")
+    assert page.status_code == 200
+    text = html.unescape(page.text)
+    row = text[text.index('data-name="stripe"'):]
+    row = row[:row.index("</tr>")]
+    assert "concurrent" in row and "2 at once" in row and ">full<" in row
+    assert '<td class="num over">3</td>' in row
+    row = text[text.index('data-name="github"'):]
+    row = row[:row.index("</tr>")]
+    assert "5000 per 3600 s" in row and '<td class="num in-use">1</td>' in row
+    assert "sms <b>" in text and "<strong>sms <b></strong>" not in page.text  # escaped
+    stripe.release()
+    stripe.release()
+    assert ">full<" not in client.get("/limiters").text

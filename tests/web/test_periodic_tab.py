@@ -1,0 +1,84 @@
+"""The Periodic tab against real Redis data: entries with their schedule in words and as
+written, time zone, next and last run with jid and outcome; pause, resume and enqueue now,
+each a POST behind the same CSRF check as every other action; hostile names printed inert."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+
+from sidequest import connection, keys, periodic_jobs
+from sidequest.worker.periodic import register
+from web_helpers import HOSTILE, SAME_ORIGIN, Client, flash
+
+pytestmark = pytest.mark.redis
+
+
+def define(r: redis.Redis) -> int:
+    now = int(r.time()[0])
+    for entry in (
+        periodic_jobs.make_entry("app.jobs.NightlyReport", cron="30 2 * * *", args=[7],
+                                 tz="Europe/Paris", name="nightly-report", queue="reports"),
+        periodic_jobs.make_entry("app.jobs.Ping", every=30, name="ping"),
+    ):
+        register(connection.client(), entry, now)
+    r.hset(keys.periodic_state("ping"), mapping={"jid": "a" * 24, "at": now - 12,
+                                                 "last_tick": now - 12, "outcome": "failed"})
+    return now
+
+
+def test_the_tab_lists_entries(client: Client, r: redis.Redis) -> None:
+    define(r)
+    page = client.get("/periodic").text
+    assert 'href="/periodic" class="active"' in page
+    assert "nightly-report" in page and "At 02:30 every day" in page and "30 2 * * *" in page
+    assert "Europe/Paris" in page and "app.jobs.NightlyReport" in page and "[7]" in page
+    assert "Every 30 seconds" in page and "every 30s" in page and "UTC" in page
+    assert "a" * 24 in page and "failed" in page and "never" in page
+    assert page.count(">Pause<") == 2 and page.count(">Enqueue now<") == 2
+
+
+def test_pause_resume_and_enqueue_now(client: Client, r: redis.Redis) -> None:
+    define(r)
+    answer = client.submit("/periodic", {"action": "pause", "name": "ping"})
+    assert answer.status_code == 303 and answer.headers["location"] == "/periodic"
+    assert r.hget(keys.periodic_state("ping"), "paused") == "1"
+    page = client.get("/periodic").text
+    assert "Paused ping." in flash(page) and ">Resume<" in page
+    client.submit("/periodic", {"action": "resume", "name": "ping"})
+    assert not r.hexists(keys.periodic_state("ping"), "paused")
+    client.submit("/periodic", {"action": "enqueue", "name": "nightly-report"})
+    job = json.loads(r.lindex("queue:reports", 0))
+    assert job["class"] == "app.jobs.NightlyReport" and job["args"] == [7]
+    assert job["periodic"] == "nightly-report"
+    page = client.get("/periodic").text
+    assert f"Enqueued nightly-report now ({job['jid']})." in flash(page)
+    assert r.hget(keys.periodic_state("nightly-report"), "jid") == job["jid"]
+    client.submit("/periodic", {"action": "pause", "name": "gone"})
+    assert "No periodic entry gone." in flash(client.get("/periodic").text)
+    assert client.submit("/periodic", {"action": "explode", "name": "ping"}).status_code == 400
+
+
+@pytest.mark.parametrize("token", [None, "forged"])
+def test_actions_need_the_csrf_token(client: Client, r: redis.Redis, token: str | None) -> None:
+    define(r)
+    data = {"action": "enqueue", "name": "ping"}
+    if token is not None:
+        data["csrf"] = token
+    answer = client.post("/periodic", data=data, headers=SAME_ORIGIN, follow_redirects=False)
+    assert answer.status_code == 403
+    assert r.llen("queue:default") == 0
+
+
+def test_hostile_definitions_are_printed_inert(client: Client, r: redis.Redis) -> None:
+    r.hset(keys.PERIODIC, HOSTILE, json.dumps({"class": HOSTILE, "cron": HOSTILE,
+                                               "tz": HOSTILE, "args": [HOSTILE]}))
+    page = client.get("/periodic").text
+    assert "<script>alert(1)" not in page and "&lt;script&gt;" in page
+    assert "unreadable schedule" in page
+
+
+def test_no_entries(client: Client) -> None:
+    assert "No periodic jobs." in client.get("/periodic").text
