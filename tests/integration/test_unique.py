@@ -176,3 +176,19 @@ def test_function_jobs_and_options_are_checked() -> None:
     with pytest.raises(ConfigError, match="unique_until='end' is invalid"):
         type("Bad", (Job,), {"unique_until": "end", "perform": lambda self: None,
                              "__module__": __name__})
+
+
+def test_kill_all_gives_identities_back_clear_leaves_them_to_expire(r: redis.Redis) -> None:
+    from sidequest.api import RetrySet
+
+    for account in (1, 2):
+        Sync.perform_in(600, account)
+    for raw in r.zrange("schedule", 0, -1):  # as if they had failed and wait to retry
+        r.zadd("retry", {raw: time.time() + 600})
+    r.delete("schedule")
+    assert len(locks(r)) == 2
+    assert RetrySet().kill_all() == 2
+    assert locks(r) == [] and r.zcard("dead") == 2
+    Sync.perform_in(600, 3)
+    ScheduledSet().clear()  # a whole set at once: its locks expire after unique_for
+    assert len(locks(r)) == 1

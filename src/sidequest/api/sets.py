@@ -232,7 +232,12 @@ class JobSet:
             pipe = client.pipeline(transaction=False)
             queued = [self._queue_move(pipe, SortedEntry(self, raw, score), how)
                       for raw, score in cast(Any, rows)]
-            moved = sum(int(n) for n in pipe.execute()) if len(pipe) else 0
+            results = pipe.execute() if len(pipe) else []
+            moved = sum(int(n) for n in results)
+            if how == "dead":  # killed: unique jobs give their identity back, as kill() does
+                for (raw, _), result in zip(cast(Any, rows), results, strict=False):
+                    if result:
+                        unique.release_raw(raw)
             done += moved
             skipped += len(queued) - moved
 

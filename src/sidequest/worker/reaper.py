@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import redis
 
-from sidequest import keys, retry
+from sidequest import keys, retry, unique
 from sidequest.api.processes import ProcessSet
 from sidequest.config import Config
 from sidequest.errors import JobKilled, PayloadError
@@ -99,6 +99,7 @@ class Reaper:
                      self.config.dead_timeout)
             pipe.lrem(keys.POISON, 1, raw)
             pipe.execute()
+            unique.release_raw(raw, self.client)  # dead: a unique pill gives its identity back
             buried += 1
         return buried
 
