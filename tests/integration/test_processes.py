@@ -54,3 +54,29 @@ def test_forks_restarts_and_stops_workers(redis_server: RedisServer, r: redis.Re
     # The surviving workers left the process set; only the SIGKILLed one lingers until its
     # record expires, as a crashed process's does.
     assert pids(r) <= {victim}
+
+
+def test_workers_stop_when_their_supervisor_is_killed(redis_server: RedisServer,
+                                                      r: redis.Redis, tmp_path: Path) -> None:
+    config = tmp_path / "fast.toml"
+    config.write_text("\n".join(f"{k} = {v}" for k, v in FAST.items()) + "\n")
+    env = {**os.environ, "REDIS_URL": redis_server.url,
+           "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sidequest", "-P", "2", "-c", "1", "-r", "apps.ledger_jobs",
+         "-C", str(config), "--log-level", "WARNING"],
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    children = wait_for(lambda: pids(r) if len(pids(r)) == 2 else None, what="two workers")
+    proc.kill()  # SIGKILL: the supervisor cannot tell its children anything
+    proc.wait(10)
+
+    def gone(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    # Each child is sent SIGTERM by the kernel, stops gracefully and leaves the process set.
+    wait_for(lambda: all(gone(pid) for pid in children) and not pids(r), timeout=20,
+             what="the orphaned workers to stop")

@@ -14,6 +14,7 @@ by parent and child, and their replies would interleave.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -28,6 +29,9 @@ log = logging.getLogger("sidequest")
 FAST_DEATH = 5.0
 _FORWARDED = ("SIGTERM", "SIGINT", "SIGTSTP", "SIGTTIN")
 
+
+#: prctl option: the signal a process gets when its parent dies.
+PR_SET_PDEATHSIG = 1
 
 class Supervisor:
     def __init__(self, config: Config, processes: int, child_main: Callable[[], int]) -> None:
@@ -50,10 +54,12 @@ class Supervisor:
         return self._shutdown()
 
     def _fork(self) -> None:
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the child: run a worker, never return into the supervisor's loop
             for name in _FORWARDED:
                 signal.signal(getattr(signal, name), signal.SIG_DFL)
+            _stop_with(parent)
             code = 1
             try:
                 code = self.child_main()
@@ -105,6 +111,19 @@ class Supervisor:
             os.waitpid(pid, 0)
             worst = 1
         return worst
+
+
+def _stop_with(parent: int) -> None:
+    """In a child: be sent SIGTERM (a graceful stop) when the supervisor dies, even by
+    SIGKILL, so that no worker runs on unsupervised (Linux's PR_SET_PDEATHSIG; elsewhere a
+    no-op, as there the service manager stops the process group)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _describe(status: int) -> str:
