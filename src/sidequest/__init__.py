@@ -7,6 +7,7 @@ and is loaded by the ``sidequest`` command or ``sidequest.worker.embed``.
 from __future__ import annotations
 
 from sidequest import limiter, middleware
+from sidequest.batch import Batch
 from sidequest.connection import configure
 from sidequest.enqueue import enqueue
 from sidequest.errors import (
@@ -25,6 +26,7 @@ from sidequest.periodic_jobs import periodic
 __version__ = "0.1.0"
 
 __all__ = [
+    "Batch",
     # errors
     "ConfigError",
     # jobs and enqueueing; rate limiters (limiter, OverLimit)

@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from sidequest import connection, expiry, keys, middleware, status, unique
+from sidequest import batch, connection, expiry, keys, middleware, status, unique
 from sidequest.errors import RedisUnavailable
 from sidequest.payload import KWARGS, Payload, check_args, dumps_bytes, new_jid, new_jids, now
 
@@ -111,13 +111,17 @@ def push_many(items: Sequence[Payload], batch_size: int = BULK_BATCH) -> list[st
     created = now()
     jids = new_jids(len(items))
     normalized = [normalize(item, created, jid) for item, jid in zip(items, jids, strict=True)]
+    joining = batch.current()
+    if joining is not None:  # pushed inside `with batch.jobs():`
+        for job in normalized:
+            job.setdefault(batch.PAYLOAD_KEY, joining.ancestry)
     results: list[str | None] = []
     step = max(1, batch_size)
     for start in range(0, len(normalized), step):
-        batch = [_through_middleware(job) for job in normalized[start : start + step]]
-        refused = _write([job for job in batch if job is not None])
+        chunk = [_through_middleware(job) for job in normalized[start : start + step]]
+        refused = _write([job for job in chunk if job is not None])
         results.extend(job["jid"] if job is not None and job["jid"] not in refused else None
-                       for job in batch)
+                       for job in chunk)
     return results
 
 
@@ -143,6 +147,10 @@ def _write(jobs: list[Payload]) -> set[str]:
         return set()
     stamp = now()
     pipe = connection.client().pipeline(transaction=False)
+    for job in jobs:  # batch membership first: the job cannot finish before it is a member
+        ancestry = batch.ancestry_of(job)
+        if ancestry:
+            batch.add_member(pipe, ancestry[0], job["jid"])
     by_queue, scheduled, uniques = _sort(jobs, stamp)
     if scheduled:
         pipe.zadd(keys.SCHEDULE, scheduled)

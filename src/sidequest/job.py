@@ -11,7 +11,9 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Generic, ParamSpec, Protocol, TypeVar, cast, overload
 
+from sidequest import batch as batch_module
 from sidequest import client, registry, status, unique
+from sidequest.batch import Batch
 from sidequest.options import OPTIONS, PUSH_OPTIONS, check_typos, to_epoch, validate_options
 from sidequest.payload import KWARGS, Payload
 from sidequest.pushcheck import check_call, check_runnable, with_self
@@ -185,6 +187,13 @@ class Job(metaclass=_JobMeta):
         """True once ``sidequest.api.cancel(self.jid)`` was called (seen within a second): a
         long job checks it between steps and stops, saving its position if it can."""
         return _worker is not None and _worker.is_cancelled(self.jid)
+
+    @property
+    def batch(self) -> Batch | None:
+        """The batch this job belongs to, if any: ``with self.batch.jobs(): ...`` adds the
+        jobs pushed in the block to it."""
+        ancestry = batch_module.ancestry_of(self.payload)
+        return batch_module.Batch.open(ancestry) if ancestry else None
 
     def set_progress(self, fraction: float, message: str | None = None) -> None:
         """Record how far the job is (0 to 1) and what it is doing, for

@@ -51,6 +51,12 @@ Sidequest's own keys all start with ``sq:`` so that Sidekiq never trips over the
     sq:stat:overlimit           STRING count of jobs rescheduled because a limiter was full
     sq:status:<jid>             HASH state, progress, message, result, updated_at of a job whose
                                 class stores results; TTL result_ttl after its last change
+    sq:batch:<bid>              HASH bid, description, created, parent, total, sealed,
+                                on_success / on_complete (callback payloads), complete_at,
+                                success_at; with sq:batch:<bid>:pending, :ran, :failed (SETs of
+                                member jids, or "b:<bid>" for child batches); TTL 30 days, 3 days
+                                after the batch's success
+    sq:batches                  ZSET bid -> created (the last 30 days), for the dashboard
     sq:cancelled                ZSET jid -> when it was cancelled (epoch s); entries older than
                                 30 days are trimmed at each cancel
 """
@@ -76,6 +82,7 @@ UNIQUE_PREFIX = "sq:unique:"
 STAT_EXPIRED = "sq:stat:expired"
 LIMITERS = "sq:limiters"
 CANCELLED = "sq:cancelled"
+BATCHES = "sq:batches"
 STAT_OVERLIMIT = "sq:stat:overlimit"
 
 
@@ -89,6 +96,15 @@ def limiter(name: str) -> str:
 
 def limiter_over(name: str) -> str:
     return f"sq:limiter:{name}:over"
+
+
+def batch(bid: str) -> str:
+    return f"sq:batch:{bid}"
+
+
+def batch_part(bid: str, part: str) -> str:
+    """``part`` is "pending", "ran" or "failed"."""
+    return f"sq:batch:{bid}:{part}"
 
 
 def status(jid: str) -> str:

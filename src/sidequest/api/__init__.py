@@ -11,6 +11,7 @@ Large sets and queues are read in pages, never whole.
 
 from __future__ import annotations
 
+from sidequest.api.batches import BatchStatus
 from sidequest.api.cancel import cancel
 from sidequest.api.periodic import PeriodicEntry, PeriodicSet
 from sidequest.api.processes import Process, ProcessSet, Work, WorkSet
@@ -21,6 +22,7 @@ from sidequest.api.stats import Stats
 from sidequest.api.status import JobStatus
 
 __all__ = [
+    "BatchStatus",
     "DeadSet",
     "JobRecord",
     "JobSet",

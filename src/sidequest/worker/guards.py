@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sidequest import expiry, status, unique
+from sidequest import batch, expiry, status, unique
 from sidequest.limiter import OverLimit
 from sidequest.payload import Payload
 from sidequest.worker import cancels, overlimit
@@ -66,11 +66,14 @@ def _cancelled(payload: Payload) -> bool:
 def _guard(job: Any, payload: Payload, queue: str, call_next: Callable[[], Any]) -> Any:
     try:
         if (unique.DIGEST not in payload and expiry.AT not in payload
-                and status.STORE not in payload):
+                and status.STORE not in payload and batch.PAYLOAD_KEY not in payload):
             return call_next()
         run = call_next
         if status.STORE in payload:
             run = lambda: _with_status(payload, call_next)  # noqa: E731
+        if batch.PAYLOAD_KEY in payload:
+            inner = run
+            run = lambda: _in_batch(payload, inner)  # noqa: E731
         # Unique outside expiry: a job dropped as expired gives its lock back like one that
         # ran. An OverLimit passes through both: a rescheduled job keeps its identity.
         return unique.server_middleware(
@@ -78,6 +81,24 @@ def _guard(job: Any, payload: Payload, queue: str, call_next: Callable[[], Any])
     except OverLimit as exc:
         overlimit.reschedule(payload, queue, exc)
         return None
+
+
+def _in_batch(payload: Payload, call_next: Callable[[], Any]) -> Any:
+    """A batch's job: its outcome is recorded in the batch (and its ancestors'), which may
+    push their callbacks. A full limiter is neither: the job will run again."""
+    ancestry = batch.ancestry_of(payload)
+    jid = str(payload.get("jid", ""))
+    try:
+        result = call_next()
+    except OverLimit:
+        raise
+    except BaseException:
+        if ancestry:
+            batch.update(ancestry, jid, "failure")
+        raise
+    if ancestry:
+        batch.update(ancestry, jid, "success")
+    return result
 
 
 def _with_status(payload: Payload, call_next: Callable[[], Any]) -> Any:

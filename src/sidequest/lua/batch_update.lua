@@ -1,0 +1,46 @@
+-- Record one member's outcome in a batch and, when the batch is sealed and done, push its
+-- callbacks, each exactly once (HSETNX of its time guards the push), then pass the batch's own
+-- outcome up to its parent, and so on up the ancestry.
+-- KEYS[1]           schedule (callbacks are pushed there, due now; the scheduler queues them)
+-- KEYS[4n-2..4n+1]  for level n (1 = the job's own batch, 2 = its parent, ...):
+--                   sq:batch:<bid>, :pending, :ran, :failed
+-- ARGV[1]  member ("" to only check, e.g. at sealing): a jid, or "b:<bid>" of a child batch
+-- ARGV[2]  "success", "failure" or "complete" (a child batch ran every job once)
+-- ARGV[3]  now (float seconds)    ARGV[4]  seconds to keep a batch after its success
+-- Returns the number of callbacks pushed.
+local member, outcome = ARGV[1], ARGV[2]
+local now, keep = tonumber(ARGV[3]), tonumber(ARGV[4])
+local pushed = 0
+local levels = (#KEYS - 1) / 4
+for lvl = 1, levels do
+  local h, p, r, f = KEYS[4 * lvl - 2], KEYS[4 * lvl - 1], KEYS[4 * lvl], KEYS[4 * lvl + 1]
+  if redis.call('EXISTS', h) == 0 then break end
+  if member ~= '' then
+    redis.call('SADD', r, member)
+    if outcome == 'success' then
+      redis.call('SREM', p, member)
+      redis.call('SREM', f, member)
+    elseif outcome == 'failure' then
+      redis.call('SADD', f, member)
+    end
+  end
+  if redis.call('HGET', h, 'sealed') ~= '1' then break end
+  local total = tonumber(redis.call('HGET', h, 'total') or '0')
+  local order = now + lvl / 1000  -- a child's callbacks sort before its parent's
+  local complete, success = false, false
+  if redis.call('SCARD', r) >= total and redis.call('HSETNX', h, 'complete_at', now) == 1 then
+    complete = true
+    local cb = redis.call('HGET', h, 'on_complete')
+    if cb then redis.call('ZADD', KEYS[1], order, cb); pushed = pushed + 1 end
+  end
+  if redis.call('SCARD', p) == 0 and redis.call('HSETNX', h, 'success_at', now) == 1 then
+    success = true
+    local cb = redis.call('HGET', h, 'on_success')
+    if cb then redis.call('ZADD', KEYS[1], order + 0.0001, cb); pushed = pushed + 1 end
+    for _, key in ipairs({h, p, r, f}) do redis.call('EXPIRE', key, keep) end
+  end
+  if not (complete or success) then break end
+  member = 'b:' .. redis.call('HGET', h, 'bid')
+  if success then outcome = 'success' else outcome = 'complete' end
+end
+return pushed

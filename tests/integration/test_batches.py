@@ -1,0 +1,120 @@
+"""Batches on a real Redis with in-process workers: callbacks fire exactly once, on_complete
+when every job ran once, on_success when all succeeded (a retried job counts when it
+succeeds); jobs add jobs through self.batch; nested batches fire child first."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+import redis
+
+from helpers import running_worker, wait_for
+from sidequest import Batch, Job
+from sidequest.api import BatchStatus
+
+calls: list[tuple[str, Any]] = []
+lock = threading.Lock()
+attempts: dict[int, int] = {}
+
+
+def called(name: str, arg: Any) -> None:
+    with lock:
+        calls.append((name, arg))
+
+
+class Row(Job):
+    retry = 3
+
+    @classmethod
+    def retry_in(cls, count: int, exc: BaseException, payload: Any) -> float:
+        return 0.1  # retry at once: the scheduler brings it back within a poll
+
+    def perform(self, n: int, fail_first: bool = False) -> None:
+        with lock:
+            attempts[n] = attempts.get(n, 0) + 1
+            first = attempts[n] == 1
+        if fail_first and first:
+            raise RuntimeError(f"row {n}: transient")
+
+
+class Doomed(Job):
+    retry = False
+
+    def perform(self) -> None:
+        raise RuntimeError("always")
+
+
+class Fanout(Job):
+    def perform(self, n: int) -> None:
+        batch = self.batch
+        assert batch is not None
+        with batch.jobs():
+            Row.perform_async(1000 + n)
+
+
+class OnSuccess(Job):
+    def perform(self, tag: str) -> None:
+        called("success", tag)
+
+
+class OnComplete(Job):
+    def perform(self, tag: str) -> None:
+        called("complete", tag)
+
+
+@pytest.fixture(autouse=True)
+def _fresh(redis_url: str) -> None:
+    calls.clear()
+    attempts.clear()
+
+
+def test_transient_failures_then_success_fire_each_callback_once(r: redis.Redis) -> None:
+    batch = Batch(description="import", on_success=(OnSuccess, ["import"]),
+                  on_complete=(OnComplete, ["import"]))
+    with batch.jobs():
+        Row.perform_bulk([[i, i % 20 == 0] for i in range(400)])  # 5% fail once
+    assert BatchStatus(batch.bid).total == 400
+    with running_worker(concurrency=5):
+        wait_for(lambda: len(calls) == 2, timeout=30, what="both callbacks")
+        wait_for(lambda: BatchStatus(batch.bid).success, what="the batch's success")
+    status = BatchStatus(batch.bid)
+    assert sorted(calls) == [("complete", "import"), ("success", "import")]
+    assert (status.total, status.pending, status.failures) == (400, 0, 0)
+    assert status.complete and status.description == "import"
+    assert r.ttl(f"sq:batch:{batch.bid}") <= 3 * 86400
+
+
+def test_a_dead_job_fires_on_complete_once_and_on_success_never() -> None:
+    batch = Batch(on_success=(OnSuccess, ["b"]), on_complete=(OnComplete, ["b"]))
+    with batch.jobs():
+        Row.perform_async(1)
+        dead = Doomed.perform_async()
+    with running_worker():
+        wait_for(lambda: calls, what="on_complete")
+        status = wait_for(lambda: (s := BatchStatus(batch.bid)).complete and s, what="complete")
+    assert calls == [("complete", "b")]
+    assert status.failed_jids == [dead] and not status.success and status.pending == 1
+
+
+def test_jobs_add_jobs_and_nested_batches_fire_child_first() -> None:
+    parent = Batch(description="parent", on_success=(OnSuccess, ["parent"]))
+    child = Batch(description="child", parent=parent, on_success=(OnSuccess, ["child"]))
+    with child.jobs():
+        Fanout.perform_bulk([[i] for i in range(5)])  # each adds a Row to the child
+    with parent.jobs():
+        Row.perform_async(99)
+    with running_worker(concurrency=3):
+        wait_for(lambda: len(calls) == 2, timeout=20, what="both batches' callbacks")
+    assert calls == [("success", "child"), ("success", "parent")]
+    assert BatchStatus(child.bid).total == 10 and BatchStatus(parent.bid).total == 2
+    assert {1000 + i for i in range(5)} <= set(attempts)
+
+
+def test_an_empty_batch_succeeds_when_sealed() -> None:
+    batch = Batch(on_success=(OnSuccess, ["empty"]))
+    with batch.jobs():
+        pass
+    with running_worker():
+        wait_for(lambda: calls == [("success", "empty")], what="the callback")
