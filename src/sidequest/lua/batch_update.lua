@@ -37,7 +37,10 @@ for lvl = 1, levels do
     success = true
     local cb = redis.call('HGET', h, 'on_success')
     if cb then redis.call('ZADD', KEYS[1], order + 0.0001, cb); pushed = pushed + 1 end
-    for _, key in ipairs({h, p, r, f}) do redis.call('EXPIRE', key, keep) end
+    redis.call('EXPIRE', h, keep)
+    redis.call('EXPIRE', p, keep)
+    redis.call('EXPIRE', r, keep)
+    redis.call('EXPIRE', f, keep)
   end
   if not (complete or success) then break end
   member = 'b:' .. redis.call('HGET', h, 'bid')
