@@ -22,6 +22,7 @@ from sidequest.web.security import Guard
 from sidequest.web.session import Signer
 from sidequest.web.settings import Settings
 from sidequest.web.views import (
+    batches,
     busy,
     dashboard,
     limiters,
@@ -155,6 +156,7 @@ def routes() -> list[BaseRoute]:
         Route("/metrics", metrics.overview, methods=["GET"], name="metrics"),
         Route("/prometheus", prometheus.prometheus, methods=["GET"], name="prometheus"),
         Route("/limiters", limiters.limiters, methods=["GET"], name="limiters"),
+        Route("/batches", batches.batches, methods=["GET"], name="batches"),
         Route("/metrics/{name:path}", metrics.job_class, methods=["GET"], name="metrics_class"),
         Route("/periodic", periodic_view.periodic, methods=["GET"], name="periodic"),
         Route("/periodic", periodic_view.periodic_action, methods=["POST"]),

@@ -31,7 +31,7 @@ VALUE_ON_PAGE = 100_000
 
 TABS = (("", "Dashboard"), ("busy", "Busy"), ("queues", "Queues"), ("retries", "Retries"),
         ("scheduled", "Scheduled"), ("morgue", "Dead"), ("metrics", "Metrics"),
-        ("periodic", "Periodic"), ("limiters", "Limiters"))
+        ("periodic", "Periodic"), ("limiters", "Limiters"), ("batches", "Batches"))
 
 
 def settings(request: Request) -> Settings:
