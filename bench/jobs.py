@@ -34,3 +34,30 @@ class Noop(Job):
         # (index) for throughput; (index, push time) when the bench measures latency.
         started = time.time()
         common.record(args[1] if len(args) > 1 else None, started)
+
+
+# The feature bench (bench/features.py): the same one-INCR job, alone, under a limiter and in a
+# batch, to measure what each feature adds per job.
+_limiter: Any = None
+
+
+class Limited(Job):
+    name = "bench.Limited"
+    retry = False
+
+    def perform(self, *args: Any) -> None:
+        global _limiter
+        if _limiter is None:
+            from sidequest import limiter
+
+            _limiter = limiter.bucket("bench", 10**9, "second")  # never full: the cost only
+        with _limiter:
+            common.record(None, time.time())
+
+
+class Batched(Job):
+    name = "bench.Batched"
+    retry = False
+
+    def perform(self, *args: Any) -> None:
+        common.record(None, time.time())

@@ -26,7 +26,7 @@ _lock = threading.Lock()
 _url: str | None = None
 _options: dict[str, Any] = {}
 _client: redis.Redis | None = None
-_scripts: dict[str, str] = {}
+_script_objects: dict[str, Script] = {}
 
 
 _SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://")
@@ -168,10 +168,13 @@ def _sentinel_client(target: str, options: dict[str, Any]) -> redis.Redis:
 
 
 def script(name: str) -> Script:
-    """A Lua script from ``sidequest/lua/<name>.lua``, bound to no client (pass ``client=``)."""
-    source = _scripts.get(name)
-    if source is None:
+    """A Lua script from ``sidequest/lua/<name>.lua``, bound to no client (pass ``client=``).
+    Made once per name: a limiter or a batch calls one per job, and building one hashes the
+    source."""
+    made = _script_objects.get(name)
+    if made is None:
         source = resources.files("sidequest").joinpath(f"lua/{name}.lua").read_text("utf-8")
-        _scripts[name] = source
-    # Bytes source: the SHA is computed without a client's encoder.
-    return Script(None, source.encode("utf-8"))  # type: ignore[arg-type]
+        # Bytes source: the SHA is computed without a client's encoder.
+        made = Script(None, source.encode("utf-8"))  # type: ignore[arg-type]
+        _script_objects[name] = made
+    return made

@@ -62,3 +62,14 @@ def test_quick_latency_bench_prints_a_row_per_scenario() -> None:
             assert cells[8].isdigit(), cells
         else:
             assert cells[7:] == ["-", "-"], cells
+
+
+def test_feature_bench_prints_each_kind_against_a_plain_job() -> None:
+    need_redis()
+    features = BENCH.parent / "features.py"
+    result = run_script(features, "-n", "300", "--runs", "1", timeout=90.0)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    rows = re.findall(r"^  (plain|limiter|batch) +([\d,]+) jobs/s \(([\d.]+)x\) +(\d+) us CPU",
+                      result.stdout, re.MULTILINE)
+    assert [row[0] for row in rows] == ["plain", "limiter", "batch"], result.stdout
+    assert rows[0][2] == "1.00" and all(int(row[3]) > 0 for row in rows)
