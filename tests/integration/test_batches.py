@@ -70,18 +70,18 @@ def _fresh(redis_url: str) -> None:
     attempts.clear()
 
 
-def test_transient_failures_then_success_fire_each_callback_once(r: redis.Redis) -> None:
+def test_10000_jobs_with_5_percent_transient_failures_fire_each_callback_once(r: redis.Redis) -> None:
     batch = Batch(description="import", on_success=(OnSuccess, ["import"]),
                   on_complete=(OnComplete, ["import"]))
     with batch.jobs():
-        Row.perform_bulk([[i, i % 20 == 0] for i in range(400)])  # 5% fail once
-    assert BatchStatus(batch.bid).total == 400
-    with running_worker(concurrency=5):
-        wait_for(lambda: len(calls) == 2, timeout=30, what="both callbacks")
+        Row.perform_bulk([[i, i % 20 == 0] for i in range(10_000)])  # 5% fail once
+    assert BatchStatus(batch.bid).total == 10_000
+    with running_worker(concurrency=10):
+        wait_for(lambda: len(calls) == 2, timeout=120, what="both callbacks")
         wait_for(lambda: BatchStatus(batch.bid).success, what="the batch's success")
     status = BatchStatus(batch.bid)
     assert sorted(calls) == [("complete", "import"), ("success", "import")]
-    assert (status.total, status.pending, status.failures) == (400, 0, 0)
+    assert (status.total, status.pending, status.failures) == (10_000, 0, 0)
     assert status.complete and status.description == "import"
     assert r.ttl(f"sq:batch:{batch.bid}") <= 3 * 86400
 
