@@ -70,7 +70,7 @@ def _fresh(redis_url: str) -> None:
     attempts.clear()
 
 
-def test_10000_jobs_with_5_percent_transient_failures_fire_each_callback_once(r: redis.Redis) -> None:
+def test_10000_jobs_with_5_percent_failing_once_fire_each_callback_once(r: redis.Redis) -> None:
     batch = Batch(description="import", on_success=(OnSuccess, ["import"]),
                   on_complete=(OnComplete, ["import"]))
     with batch.jobs():
