@@ -268,3 +268,37 @@ def test_pause_and_enqueue_from_the_periodic_page(page: Any, r: redis.Redis,
             wait_for(lambda: r.sismember(DONE_KEY, "8"), 15, "the enqueued job to run")
     finally:
         periodic_jobs.clear()
+
+
+def test_the_batches_and_limiters_tabs_in_a_browser(page: Any, r: redis.Redis,
+                                                    tmp_path: Path) -> None:
+    from sidequest import Batch, limiter
+    from sidequest.batch import update
+
+    batch = Batch(description="nightly import")
+    with batch.jobs():
+        jids = [Report.perform_async(i) for i in range(40)]
+    for jid in jids[:30]:
+        update(batch.ancestry, str(jid), "success")
+    update(batch.ancestry, str(jids[30]), "failure")
+    Batch(description="welcome emails")
+    stripe = limiter.concurrent("stripe", 5, lock_timeout=30)
+    stripe.acquire()
+    stripe.acquire()
+    limiter.bucket("github", 5000, "hour").acquire()
+    try:
+        log_in(page, "/batches")
+        row = page.locator("#batches tbody tr", has_text="nightly import")
+        assert row.locator("progress").get_attribute("value") == "30"
+        assert "running" in row.inner_text() and str(jids[30]) in row.inner_text()
+        screenshot(page, "batches", tmp_path)
+        row.locator(f"a[href*='{jids[30]}']").first.click()
+        page.wait_for_url(re.compile(r"/retries\?substr="))
+        page.goto("/limiters")
+        stripe_row = page.locator("#limiters tbody tr", has_text="stripe")
+        assert "2" in stripe_row.locator(".in-use").inner_text()
+        assert page.locator("#limiters tbody tr").count() == 2
+        screenshot(page, "limiters", tmp_path)
+    finally:
+        stripe.release()
+        stripe.release()
