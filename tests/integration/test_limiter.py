@@ -16,7 +16,8 @@ import redis
 from apps.limiter_load import run_load, stamps_of
 from helpers import running_worker, wait_for
 from sidequest import Job, OverLimit, keys, limiter
-from sidequest.api import DeadSet, RetrySet, ScheduledSet
+from sidequest.api import DeadSet, RetrySet, ScheduledSet, Stats
+from sidequest.monitor import render_stats
 
 
 def test_bucket_allows_its_limit_per_interval_across_processes(redis_url: str) -> None:
@@ -78,6 +79,8 @@ def test_idle_state_of_many_dynamic_names_expires(r: redis.Redis) -> None:
     for uid in range(100_000):
         limiter.bucket(f"user-{uid}", 10, 0.2).acquire()
     assert r.exists(keys.limiter("user-99999"))
+    # The registry of names in use (for the dashboard) is bounded and lapses too.
+    assert r.zcard(keys.LIMITERS) == 10_000 and 0 < r.pttl(keys.LIMITERS) <= 3_600_000
     wait_for(lambda: not list(r.scan_iter(match="sq:limiter:*", count=10_000)), timeout=10,
              what="every limiter's state to expire")
 
@@ -113,6 +116,7 @@ def test_over_limit_reschedules_without_a_retry_then_dies(
         assert "retry_count" not in entry.item and RetrySet().size == 0
         assert entry.at - time.time() > 3, "a delay, not a hot loop"
         assert r.get(keys.STAT_OVERLIMIT) == "1" and r.get(keys.limiter_over("gateway")) == "1"
+        assert Stats().overlimit == 1 and "Over limit: 1" in render_stats()[1]
         monkeypatch.setattr(limiter, "max_reschedules", 1)
         assert entry.add_to_queue()
         with running_worker():
