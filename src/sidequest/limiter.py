@@ -19,8 +19,8 @@ names made per user (``limiter.bucket(f"user-{uid}", 10, "minute")``) do not fil
 When the limit is reached, ``with`` waits up to ``wait_timeout`` seconds (default 0) for a
 slot, then raises :class:`OverLimit`. Raised out of ``perform``, it does not count as a
 failure: the worker puts the job back in the schedule with a growing delay, without using a
-retry, and counts it as "over limit"; after ``max_reschedules`` (default 20) the job goes to
-the dead set.
+retry, and counts it as "over limit"; after ``max_reschedules`` (default 20) the job dies as
+after its last retry (the dead set unless ``dead = False``; the death handlers run).
 
 A concurrent slot is held until the ``with`` block ends. While the process lives, its slots
 are renewed every third of ``lock_timeout``; a process that dies loses its slots after

@@ -15,8 +15,8 @@ import redis
 
 from apps.limiter_load import run_load, stamps_of
 from helpers import running_worker, wait_for
-from sidequest import Job, OverLimit, keys, limiter
-from sidequest.api import DeadSet, RetrySet, ScheduledSet, Stats
+from sidequest import Job, OverLimit, hooks, keys, limiter
+from sidequest.api import DeadSet, JobStatus, RetrySet, ScheduledSet, Stats
 from sidequest.monitor import render_stats
 
 
@@ -126,3 +126,44 @@ def test_over_limit_reschedules_without_a_retry_then_dies(
     finally:
         release.set()
         holder.join()
+
+
+class StoredCharge(Job):
+    store_result = True
+    unique_for = 600
+    held = limiter.concurrent("gateway", 1, lock_timeout=30)
+
+    def perform(self, order: int) -> None:
+        with StoredCharge.held:
+            pass
+
+
+class DroppedCharge(StoredCharge):
+    dead = False
+
+
+def test_death_by_over_limit_is_a_death_like_any_other(
+    r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its death handlers run: the unique lock is freed, the stored status says dead, the
+    application hears of it; a class with ``dead = False`` is dropped, not kept."""
+    heard: list[tuple[str, str]] = []
+
+    def handler(job: dict[str, object], exc: BaseException) -> None:
+        heard.append((str(job["jid"]), type(exc).__name__))
+
+    monkeypatch.setattr(limiter, "max_reschedules", 0)
+    monkeypatch.setattr(hooks, "death_handlers", [handler])
+    blocker = limiter.concurrent("gateway", 1, lock_timeout=30)
+    blocker.acquire()
+    try:
+        kept, dropped = StoredCharge.perform_async(1), DroppedCharge.perform_async(2)
+        assert kept and dropped and len(list(r.scan_iter(match="sq:unique:*"))) == 2
+        with running_worker():
+            wait_for(lambda: len(heard) == 2, what="both deaths to be reported")
+    finally:
+        blocker.release()
+    assert sorted(heard) == sorted([(kept, "OverLimit"), (dropped, "OverLimit")])
+    assert [entry.jid for entry in DeadSet()] == [kept] and ScheduledSet().size == 0
+    assert JobStatus(kept).state == "dead" and JobStatus(dropped).state == "dead"
+    assert not list(r.scan_iter(match="sq:unique:*")), "the unique locks are freed"
