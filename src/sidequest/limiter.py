@@ -200,10 +200,16 @@ class _Renewer:
         self._lock = threading.Lock()
         self._held: dict[ConcurrentLimiter, list[str]] = {}
         self._thread: threading.Thread | None = None
+        # Set when a slot arrives whose lock timeout is shorter than the current nap allows:
+        # the thread wakes at once rather than let that slot lapse while it sleeps.
+        self._wake = threading.Event()
+        self._period = float("inf")
 
     def hold(self, limiter: ConcurrentLimiter, token: str) -> None:
         with self._lock:
             self._held.setdefault(limiter, []).append(token)
+            if limiter._interval_ms / 3000 < self._period:
+                self._wake.set()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="sidequest-limiters",
                                                 daemon=True)
@@ -221,10 +227,12 @@ class _Renewer:
         while True:
             with self._lock:
                 held = {lim: list(tokens) for lim, tokens in self._held.items()}
-            shortest = min((lim._interval_ms for lim in held), default=3000) / 1000
+                shortest = min((lim._interval_ms for lim in held), default=3000) / 1000
+                self._period = max(shortest / 3, 0.05)
+                self._wake.clear()
             for lim, tokens in held.items():
                 _quietly(lambda lim=lim, tokens=tokens: lim.renew(tokens))  # type: ignore[misc]
-            time.sleep(max(shortest / 3, 0.05))
+            self._wake.wait(self._period)
 
 
 def _quietly(call: Callable[[], Any]) -> None:

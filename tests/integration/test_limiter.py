@@ -167,3 +167,17 @@ def test_death_by_over_limit_is_a_death_like_any_other(
     assert [entry.jid for entry in DeadSet()] == [kept] and ScheduledSet().size == 0
     assert JobStatus(kept).state == "dead" and JobStatus(dropped).state == "dead"
     assert not list(r.scan_iter(match="sq:unique:*")), "the unique locks are freed"
+
+
+def test_a_short_lock_timeout_held_beside_a_long_one_is_renewed_in_time(r: redis.Redis) -> None:
+    """The renewing thread naps a third of the shortest lock timeout it knows; a slot with a
+    shorter one, taken during a long nap, wakes it rather than lapse while its holder lives."""
+    slow = limiter.concurrent("slow-api", 1, lock_timeout=60)
+    fast = limiter.concurrent("fast-api", 1, lock_timeout=0.6)
+    with slow:
+        time.sleep(0.2)  # lets the renewing thread start its 20 s nap (the case to test)
+        with fast:
+            deadline = time.monotonic() + 2  # over three lock timeouts
+            while time.monotonic() < deadline:
+                assert _full(limiter.concurrent("fast-api", 1, lock_timeout=0.6))
+                time.sleep(0.05)
