@@ -30,6 +30,7 @@ are renewed every third of ``lock_timeout``; a process that dies loses its slots
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import threading
 import time
@@ -242,3 +243,13 @@ def _quietly(call: Callable[[], Any]) -> None:
 
 
 _renewer = _Renewer()
+
+
+def _after_fork() -> None:
+    # A forked child (``sidequest -P``) has none of its parent's threads: it starts its own
+    # renewing thread at its first slot, and holds none of its parent's slots.
+    global _renewer
+    _renewer = _Renewer()
+
+
+os.register_at_fork(after_in_child=_after_fork)

@@ -5,14 +5,17 @@ SIGKILLed holder (never those of a live one), idle state expires, and OverLimit 
 
 from __future__ import annotations
 
+import multiprocessing
 import signal
 import threading
 import time
 from collections import Counter
+from typing import Any
 
 import pytest
 import redis
 
+import sidequest
 from apps.limiter_load import run_load, stamps_of
 from helpers import running_worker, wait_for
 from sidequest import Job, OverLimit, hooks, keys, limiter
@@ -181,3 +184,30 @@ def test_a_short_lock_timeout_held_beside_a_long_one_is_renewed_in_time(r: redis
             while time.monotonic() < deadline:
                 assert _full(limiter.concurrent("fast-api", 1, lock_timeout=0.6))
                 time.sleep(0.05)
+
+
+def _hold_in_child(url: str, taken: Any, done: Any) -> None:
+    sidequest.configure(redis_url=url)
+    with limiter.concurrent("forked", 1, lock_timeout=0.6):
+        taken.set()
+        done.wait(10)
+
+
+def test_a_forked_child_renews_its_own_slots(redis_url: str) -> None:
+    """A process forked after its parent took a slot (the renewing thread running) gets a
+    renewing thread of its own: its slot outlives the lock timeout while it holds it."""
+    with limiter.concurrent("parent", 1, lock_timeout=60):  # the parent's thread runs
+        fork = multiprocessing.get_context("fork")
+        taken, done = fork.Event(), fork.Event()
+        child = fork.Process(target=_hold_in_child, args=(redis_url, taken, done))
+        child.start()
+        try:
+            assert taken.wait(10), "the child took its slot"
+            deadline = time.monotonic() + 2  # over three lock timeouts
+            while time.monotonic() < deadline:
+                assert _full(limiter.concurrent("forked", 1, lock_timeout=0.6))
+                time.sleep(0.05)
+        finally:
+            done.set()
+            child.join(10)
+    assert child.exitcode == 0
