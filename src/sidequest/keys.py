@@ -47,7 +47,8 @@ Sidequest's own keys all start with ``sq:`` so that Sidekiq never trips over the
                                 w, c (bucket), ZSET call -> time (window); expires when idle
     sq:limiter:<name>:over      STRING count of jobs rescheduled by this limiter; TTL 1 hour
     sq:limiters                 ZSET "<kind>|<limit>|<interval>|<name>" -> last use (ms), the
-                                limiters used in the last hour, for the dashboard
+                                limiters used in the last hour (the newest 10,000), for the
+                                dashboard; expires an hour after the last acquire
     sq:stat:overlimit           STRING count of jobs rescheduled because a limiter was full
     sq:status:<jid>             HASH state, progress, message, result, updated_at of a job whose
                                 class stores results; TTL result_ttl after its last change

@@ -19,8 +19,8 @@ names made per user (``limiter.bucket(f"user-{uid}", 10, "minute")``) do not fil
 When the limit is reached, ``with`` waits up to ``wait_timeout`` seconds (default 0) for a
 slot, then raises :class:`OverLimit`. Raised out of ``perform``, it does not count as a
 failure: the worker puts the job back in the schedule with a growing delay, without using a
-retry, and counts it as "over limit"; after ``max_reschedules`` (default 20) the job goes to
-the dead set.
+retry, and counts it as "over limit"; after ``max_reschedules`` (default 20) the job dies as
+after its last retry (the dead set unless ``dead = False``; the death handlers run).
 
 A concurrent slot is held until the ``with`` block ends. While the process lives, its slots
 are renewed every third of ``lock_timeout``; a process that dies loses its slots after
@@ -30,6 +30,8 @@ are renewed every third of ``lock_timeout``; a process that dies loses its slots
 from __future__ import annotations
 
 import contextlib
+import math
+import os
 import secrets
 import threading
 import time
@@ -55,25 +57,31 @@ class OverLimit(Exception):
         self.retry_in = retry_in
 
 
-def _seconds(interval: float | str) -> float:
+def _seconds(name: str, interval: float | str) -> float:
     if isinstance(interval, str):
         if interval not in INTERVALS:
-            raise ValueError(f"interval {interval!r}: use one of {', '.join(INTERVALS)} or a "
-                             "number of seconds")
+            raise ValueError(f"limiter {name!r}: interval {interval!r}: use one of "
+                             f"{', '.join(INTERVALS)} or a number of seconds")
         return INTERVALS[interval]
-    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
-        raise ValueError(f"interval must be a number of seconds above 0, got {interval!r}")
-    return float(interval)
+    return _duration(name, "interval", interval, zero=False)
 
 
-def _check(name: str, limit: int, wait_timeout: float) -> None:
+def _duration(name: str, what: str, value: object, zero: bool) -> float:
+    """A finite number of seconds (above 0, or from 0 when ``zero``), else a clear error."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value) or value < 0 or (value == 0 and not zero)):
+        least = ">= 0" if zero else "above 0"
+        raise ValueError(f"limiter {name!r}: {what} must be a finite number of seconds {least}, "
+                         f"got {value!r}")
+    return float(value)
+
+
+def _check(name: str, limit: int) -> None:
     if not isinstance(name, str) or not name or "|" in name:
         raise ValueError(f"a limiter needs a non-empty name without '|', got {name!r}")
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ValueError(f"limiter {name!r}: the limit must be a whole number >= 1, got "
                          f"{limit!r}")
-    if wait_timeout < 0:
-        raise ValueError(f"limiter {name!r}: wait_timeout must be >= 0, got {wait_timeout!r}")
 
 
 class Limiter:
@@ -82,8 +90,8 @@ class Limiter:
     kind = ""
 
     def __init__(self, name: str, limit: int, interval: float, wait_timeout: float) -> None:
-        _check(name, limit, wait_timeout)
-        self.name, self.limit, self.wait_timeout = name, limit, float(wait_timeout)
+        _check(name, limit)
+        self.name, self.limit, self.wait_timeout = name, limit, wait_timeout
         self.key = keys.limiter(name)
         self._interval_ms = max(1, round(interval * 1000))
         self._member = f"{self.kind}|{limit}|{interval:g}|{name}"
@@ -125,8 +133,6 @@ class ConcurrentLimiter(Limiter):
     kind = "concurrent"
 
     def __init__(self, name: str, limit: int, lock_timeout: float, wait_timeout: float) -> None:
-        if lock_timeout <= 0:
-            raise ValueError(f"limiter {name!r}: lock_timeout must be above 0")
         super().__init__(name, limit, lock_timeout, wait_timeout)
         # Tokens this thread holds, innermost last: the same limiter may be nested.
         self._held = threading.local()
@@ -176,20 +182,24 @@ class WindowLimiter(Limiter):
 def concurrent(name: str, limit: int, lock_timeout: float = 30,
                wait_timeout: float = 0) -> ConcurrentLimiter:
     """At most ``limit`` holders at once across every process."""
-    return ConcurrentLimiter(name, limit, float(lock_timeout), float(wait_timeout))
+    lock = _duration(name, "lock_timeout", lock_timeout, zero=False)
+    return ConcurrentLimiter(name, limit, lock, _duration(name, "wait_timeout", wait_timeout,
+                                                          zero=True))
 
 
 def bucket(name: str, limit: int, interval: float | str,
            wait_timeout: float = 0) -> BucketLimiter:
     """At most ``limit`` calls per fixed ``interval`` ("second", "minute", "hour", "day" or
     seconds), counted from the start of each interval on Redis's clock."""
-    return BucketLimiter(name, limit, _seconds(interval), float(wait_timeout))
+    return BucketLimiter(name, limit, _seconds(name, interval),
+                         _duration(name, "wait_timeout", wait_timeout, zero=True))
 
 
 def window(name: str, limit: int, interval: float | str,
            wait_timeout: float = 0) -> WindowLimiter:
     """At most ``limit`` calls in any sliding ``interval``."""
-    return WindowLimiter(name, limit, _seconds(interval), float(wait_timeout))
+    return WindowLimiter(name, limit, _seconds(name, interval),
+                         _duration(name, "wait_timeout", wait_timeout, zero=True))
 
 
 class _Renewer:
@@ -200,10 +210,16 @@ class _Renewer:
         self._lock = threading.Lock()
         self._held: dict[ConcurrentLimiter, list[str]] = {}
         self._thread: threading.Thread | None = None
+        # Set when a slot arrives whose lock timeout is shorter than the current nap allows:
+        # the thread wakes at once rather than let that slot lapse while it sleeps.
+        self._wake = threading.Event()
+        self._period = float("inf")
 
     def hold(self, limiter: ConcurrentLimiter, token: str) -> None:
         with self._lock:
             self._held.setdefault(limiter, []).append(token)
+            if limiter._interval_ms / 3000 < self._period:
+                self._wake.set()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="sidequest-limiters",
                                                 daemon=True)
@@ -221,10 +237,12 @@ class _Renewer:
         while True:
             with self._lock:
                 held = {lim: list(tokens) for lim, tokens in self._held.items()}
-            shortest = min((lim._interval_ms for lim in held), default=3000) / 1000
+                shortest = min((lim._interval_ms for lim in held), default=3000) / 1000
+                self._period = max(shortest / 3, 0.05)
+                self._wake.clear()
             for lim, tokens in held.items():
                 _quietly(lambda lim=lim, tokens=tokens: lim.renew(tokens))  # type: ignore[misc]
-            time.sleep(max(shortest / 3, 0.05))
+            self._wake.wait(self._period)
 
 
 def _quietly(call: Callable[[], Any]) -> None:
@@ -234,3 +252,13 @@ def _quietly(call: Callable[[], Any]) -> None:
 
 
 _renewer = _Renewer()
+
+
+def _after_fork() -> None:
+    # A forked child (``sidequest -P``) has none of its parent's threads: it starts its own
+    # renewing thread at its first slot, and holds none of its parent's slots.
+    global _renewer
+    _renewer = _Renewer()
+
+
+os.register_at_fork(after_in_child=_after_fork)

@@ -52,7 +52,8 @@ def render_stats() -> list[str]:
         f"   Processes: {stats.processes_size}",
         f"Enqueued: {stats.enqueued:,}   Retries: {stats.retry_size:,}"
         f"   Scheduled: {stats.scheduled_size:,}   Dead: {stats.dead_size:,}"
-        + (f"   Expired: {stats.expired:,}" if stats.expired else ""),
+        + (f"   Expired: {stats.expired:,}" if stats.expired else "")
+        + (f"   Over limit: {stats.overlimit:,}" if stats.overlimit else ""),
         "",
     ]
     rows = [[name, f"{size:,}"] for name, size in stats.queues.items()]

@@ -5,18 +5,22 @@ SIGKILLed holder (never those of a live one), idle state expires, and OverLimit 
 
 from __future__ import annotations
 
+import multiprocessing
 import signal
 import threading
 import time
 from collections import Counter
+from typing import Any
 
 import pytest
 import redis
 
+import sidequest
 from apps.limiter_load import run_load, stamps_of
 from helpers import running_worker, wait_for
-from sidequest import Job, OverLimit, keys, limiter
-from sidequest.api import DeadSet, RetrySet, ScheduledSet
+from sidequest import Job, OverLimit, hooks, keys, limiter
+from sidequest.api import DeadSet, JobStatus, RetrySet, ScheduledSet, Stats
+from sidequest.monitor import render_stats
 
 
 def test_bucket_allows_its_limit_per_interval_across_processes(redis_url: str) -> None:
@@ -78,6 +82,8 @@ def test_idle_state_of_many_dynamic_names_expires(r: redis.Redis) -> None:
     for uid in range(100_000):
         limiter.bucket(f"user-{uid}", 10, 0.2).acquire()
     assert r.exists(keys.limiter("user-99999"))
+    # The registry of names in use (for the dashboard) is bounded and lapses too.
+    assert r.zcard(keys.LIMITERS) == 10_000 and 0 < r.pttl(keys.LIMITERS) <= 3_600_000
     wait_for(lambda: not list(r.scan_iter(match="sq:limiter:*", count=10_000)), timeout=10,
              what="every limiter's state to expire")
 
@@ -113,6 +119,7 @@ def test_over_limit_reschedules_without_a_retry_then_dies(
         assert "retry_count" not in entry.item and RetrySet().size == 0
         assert entry.at - time.time() > 3, "a delay, not a hot loop"
         assert r.get(keys.STAT_OVERLIMIT) == "1" and r.get(keys.limiter_over("gateway")) == "1"
+        assert Stats().overlimit == 1 and "Over limit: 1" in render_stats()[1]
         monkeypatch.setattr(limiter, "max_reschedules", 1)
         assert entry.add_to_queue()
         with running_worker():
@@ -122,3 +129,85 @@ def test_over_limit_reschedules_without_a_retry_then_dies(
     finally:
         release.set()
         holder.join()
+
+
+class StoredCharge(Job):
+    store_result = True
+    unique_for = 600
+    held = limiter.concurrent("gateway", 1, lock_timeout=30)
+
+    def perform(self, order: int) -> None:
+        with StoredCharge.held:
+            pass
+
+
+class DroppedCharge(StoredCharge):
+    dead = False
+
+
+def test_death_by_over_limit_is_a_death_like_any_other(
+    r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its death handlers run: the unique lock is freed, the stored status says dead, the
+    application hears of it; a class with ``dead = False`` is dropped, not kept."""
+    heard: list[tuple[str, str]] = []
+
+    def handler(job: dict[str, object], exc: BaseException) -> None:
+        heard.append((str(job["jid"]), type(exc).__name__))
+
+    monkeypatch.setattr(limiter, "max_reschedules", 0)
+    monkeypatch.setattr(hooks, "death_handlers", [handler])
+    blocker = limiter.concurrent("gateway", 1, lock_timeout=30)
+    blocker.acquire()
+    try:
+        kept, dropped = StoredCharge.perform_async(1), DroppedCharge.perform_async(2)
+        assert kept and dropped and len(list(r.scan_iter(match="sq:unique:*"))) == 2
+        with running_worker():
+            wait_for(lambda: len(heard) == 2, what="both deaths to be reported")
+    finally:
+        blocker.release()
+    assert sorted(heard) == sorted([(kept, "OverLimit"), (dropped, "OverLimit")])
+    assert [entry.jid for entry in DeadSet()] == [kept] and ScheduledSet().size == 0
+    assert JobStatus(kept).state == "dead" and JobStatus(dropped).state == "dead"
+    assert not list(r.scan_iter(match="sq:unique:*")), "the unique locks are freed"
+
+
+def test_a_short_lock_timeout_held_beside_a_long_one_is_renewed_in_time(r: redis.Redis) -> None:
+    """The renewing thread naps a third of the shortest lock timeout it knows; a slot with a
+    shorter one, taken during a long nap, wakes it rather than lapse while its holder lives."""
+    slow = limiter.concurrent("slow-api", 1, lock_timeout=60)
+    fast = limiter.concurrent("fast-api", 1, lock_timeout=0.6)
+    with slow:
+        time.sleep(0.2)  # lets the renewing thread start its 20 s nap (the case to test)
+        with fast:
+            deadline = time.monotonic() + 2  # over three lock timeouts
+            while time.monotonic() < deadline:
+                assert _full(limiter.concurrent("fast-api", 1, lock_timeout=0.6))
+                time.sleep(0.05)
+
+
+def _hold_in_child(url: str, taken: Any, done: Any) -> None:
+    sidequest.configure(redis_url=url)
+    with limiter.concurrent("forked", 1, lock_timeout=0.6):
+        taken.set()
+        done.wait(10)
+
+
+def test_a_forked_child_renews_its_own_slots(redis_url: str) -> None:
+    """A process forked after its parent took a slot (the renewing thread running) gets a
+    renewing thread of its own: its slot outlives the lock timeout while it holds it."""
+    with limiter.concurrent("parent", 1, lock_timeout=60):  # the parent's thread runs
+        fork = multiprocessing.get_context("fork")
+        taken, done = fork.Event(), fork.Event()
+        child = fork.Process(target=_hold_in_child, args=(redis_url, taken, done))
+        child.start()
+        try:
+            assert taken.wait(10), "the child took its slot"
+            deadline = time.monotonic() + 2  # over three lock timeouts
+            while time.monotonic() < deadline:
+                assert _full(limiter.concurrent("forked", 1, lock_timeout=0.6))
+                time.sleep(0.05)
+        finally:
+            done.set()
+            child.join(10)
+    assert child.exitcode == 0

@@ -1,6 +1,6 @@
 """The dashboard in a real browser (Debian's Chromium driven by Playwright): log in, watch
 the real-time graph move while a worker runs, retry a job and see it run, quiet a process,
-pause a periodic job and enqueue one now.
+pause a periodic job and enqueue one now, see a full rate limiter and its reschedules.
 
 Skipped when Chromium or Playwright is missing, except under CI=true where that fails (as a
 missing redis-server does). With SIDEQUEST_SCREENSHOTS=1 the pages are saved to
@@ -270,9 +270,8 @@ def test_pause_and_enqueue_from_the_periodic_page(page: Any, r: redis.Redis,
         periodic_jobs.clear()
 
 
-def test_the_batches_and_limiters_tabs_in_a_browser(page: Any, r: redis.Redis,
-                                                    tmp_path: Path) -> None:
-    from sidequest import Batch, limiter
+def test_the_batches_tab_in_a_browser(page: Any, tmp_path: Path) -> None:
+    from sidequest import Batch
     from sidequest.batch import update
 
     batch = Batch(description="nightly import")
@@ -282,23 +281,56 @@ def test_the_batches_and_limiters_tabs_in_a_browser(page: Any, r: redis.Redis,
         update(batch.ancestry, str(jid), "success")
     update(batch.ancestry, str(jids[30]), "failure")
     Batch(description="welcome emails")
-    stripe = limiter.concurrent("stripe", 5, lock_timeout=30)
+    log_in(page, "/batches")
+    row = page.locator("#batches tbody tr", has_text="nightly import")
+    assert row.locator("progress").get_attribute("value") == "30"
+    assert "running" in row.inner_text() and str(jids[30]) in row.inner_text()
+    screenshot(page, "batches", tmp_path)
+    row.locator(f"a[href*='{jids[30]}']").first.click()
+    page.wait_for_url(re.compile(r"/retries\?substr="))
+
+
+class Charge(Job):
+    """A job behind a concurrent limiter that the test keeps full: it is rescheduled."""
+
+    queue = QUEUE
+    name = "app.jobs.Charge"
+
+    def perform(self, order_id: int) -> None:
+        from sidequest import limiter
+
+        with limiter.concurrent("stripe", 2, lock_timeout=30):
+            pass
+
+
+def test_the_limiters_tab_shows_a_full_limiter_and_its_reschedules(
+    page: Any, r: redis.Redis, tmp_path: Path
+) -> None:
+    from sidequest import limiter
+
+    stripe = limiter.concurrent("stripe", 2, lock_timeout=30)
     stripe.acquire()
     stripe.acquire()
-    limiter.bucket("github", 5000, "hour").acquire()
     try:
-        log_in(page, "/batches")
-        row = page.locator("#batches tbody tr", has_text="nightly import")
-        assert row.locator("progress").get_attribute("value") == "30"
-        assert "running" in row.inner_text() and str(jids[30]) in row.inner_text()
-        screenshot(page, "batches", tmp_path)
-        row.locator(f"a[href*='{jids[30]}']").first.click()
-        page.wait_for_url(re.compile(r"/retries\?substr="))
-        page.goto("/limiters")
-        stripe_row = page.locator("#limiters tbody tr", has_text="stripe")
-        assert "2" in stripe_row.locator(".in-use").inner_text()
-        assert page.locator("#limiters tbody tr").count() == 2
+        limiter.bucket("github", 5000, "hour").acquire()
+        limiter.window("sms", 10, "second").acquire()
+        for order in range(3):
+            Charge.perform_async(order)
+        with running_worker(queues=((QUEUE, 1),)):
+            wait_for(lambda: r.zcard("schedule") == 3, 20, "three charges rescheduled")
+        log_in(page, "/")
+        page.locator("nav a", has_text="Limiters").click()
+        page.wait_for_url(re.compile(r"/limiters$"))
+        row = page.locator("#limiters tbody tr[data-name=stripe]")
+        assert "concurrent" in row.inner_text() and "full" in row.inner_text()
+        assert row.locator("td.over").inner_text() == "3"
+        github = page.locator("#limiters tbody tr[data-name=github]")
+        assert "5000 per 3600 s" in github.inner_text()
+        assert github.locator("td.in-use").inner_text() == "1"
+        assert page.locator("#limiters tbody tr").count() == 3
         screenshot(page, "limiters", tmp_path)
     finally:
         stripe.release()
         stripe.release()
+    page.reload()
+    assert "full" not in page.locator("#limiters tbody tr[data-name=stripe]").inner_text()

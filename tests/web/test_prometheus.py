@@ -10,7 +10,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from sidequest import metrics
+from sidequest import keys, metrics
 from sidequest.web.security import SCRAPE_TOKEN_ENV
 from web_helpers import Client, enqueue, failed, job
 
@@ -29,6 +29,7 @@ def test_queue_sets_totals_and_classes(client: Client, r: redis.Redis) -> None:
     enqueue(r, "mailers", job("c" * 24, queue="mailers"))
     r.zadd("retry", {failed("d" * 24): time.time() + 60})
     r.set("stat:processed", 12)
+    r.set(keys.STAT_OVERLIMIT, 3)
     recorder = metrics.Recorder()
     recorder.record("app.jobs.Report", 40.0, failed=False)  # bucket <45 ms
     recorder.record("app.jobs.Report", 0.0, failed=True)
@@ -41,6 +42,7 @@ def test_queue_sets_totals_and_classes(client: Client, r: redis.Redis) -> None:
     assert found[("sidequest_queue_latency_seconds", (("queue", "default"),))] >= 29
     assert found[("sidequest_retries", ())] == 1
     assert found[("sidequest_processed_total", ())] == 12
+    assert found[("sidequest_overlimit_total", ())] == 3
     report = (("class", "app.jobs.Report"),)
     assert found[("sidequest_job_runs_last_hour", report)] == 2
     assert found[("sidequest_job_failures_last_hour", report)] == 1

@@ -53,9 +53,12 @@ class Stats:
         for identity in processes or ():
             pipe.hget(identity, "busy")
         pipe.get(keys.STAT_EXPIRED)
-        *sizes, expired = replies(pipe)
+        pipe.get(keys.STAT_OVERLIMIT)
+        *sizes, expired, overlimit = replies(pipe)
         #: Jobs dropped unrun because they were fetched after their ``expires_at``.
         self.expired = as_int(expired)
+        #: Jobs put back in the schedule because a rate limiter was full (not failures).
+        self.overlimit = as_int(overlimit)
         # Largest first, as Sidekiq orders them; names break ties so the order is stable.
         pairs = sorted(zip(names, (as_int(s) for s in sizes), strict=False), key=lambda p: -p[1])
         self.queues: dict[str, int] = dict(pairs)
@@ -73,6 +76,7 @@ class Stats:
             "retries": self.retry_size,
             "dead": self.dead_size,
             "expired": self.expired,
+            "overlimit": self.overlimit,
             "default_latency": self.default_queue_latency,
         }
 

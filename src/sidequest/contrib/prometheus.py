@@ -67,6 +67,9 @@ def _totals(stats: Stats) -> Iterator[Metric]:
                               value=stats.failed)
     yield CounterMetricFamily("sidequest_expired", "Jobs dropped unrun past their expires_at.",
                               value=stats.expired)
+    yield CounterMetricFamily("sidequest_overlimit",
+                              "Jobs rescheduled because a rate limiter was full (all time).",
+                              value=stats.overlimit)
     yield _gauge("sidequest_busy", "Jobs running now, in every process.", stats.workers_size)
     yield _gauge("sidequest_processes", "Worker processes alive.", stats.processes_size)
     yield _gauge("sidequest_enqueued", "Jobs waiting in every queue.", stats.enqueued)

@@ -9,6 +9,9 @@ local interval = tonumber(ARGV[2])
 local w = math.floor(now / interval)
 redis.call('ZADD', KEYS[2], now, ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 3600000)
+-- Bounded however many names are made: the newest 10,000, lapsing an hour after the last use.
+redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -10001)
+redis.call('PEXPIRE', KEYS[2], 3600000)
 if tonumber(redis.call('HGET', KEYS[1], 'w') or -1) ~= w then
   redis.call('HSET', KEYS[1], 'w', w, 'c', 0)
 end

@@ -9,6 +9,9 @@ local ttl = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZADD', KEYS[2], now, ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 3600000)
+-- Bounded however many names are made: the newest 10,000, lapsing an hour after the last use.
+redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -10001)
+redis.call('PEXPIRE', KEYS[2], 3600000)
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
   redis.call('ZADD', KEYS[1], now + ttl, ARGV[3])
   redis.call('PEXPIRE', KEYS[1], ttl + 1000)

@@ -13,7 +13,7 @@ import random
 import time
 from typing import Any
 
-from sidequest import connection, keys, limiter
+from sidequest import connection, hooks, keys, limiter
 from sidequest.limiter import OverLimit
 from sidequest.morgue import add_dead
 from sidequest.payload import Payload, dumps
@@ -40,13 +40,21 @@ def reschedule(payload: Payload, queue: str, exc: OverLimit) -> None:
     pipe.incr(keys.STAT_OVERLIMIT)
     pipe.incr(keys.limiter_over(exc.name))
     pipe.expire(keys.limiter_over(exc.name), 3600, nx=True)
-    if count > limiter.max_reschedules:
+    dead = count > limiter.max_reschedules
+    if dead:
         item.update({"error_class": "OverLimit", "error_message": str(exc), "failed_at": now})
-        add_dead(pipe, dumps(item), now)
-        log.warning("%s %s: over limit %d times (%s); moved to the dead set",
-                    payload.get("class"), payload.get("jid"), count - 1, exc.name)
+        kept = item.get("dead", True) is not False  # `dead = False`: dropped, as after retries
+        if kept:
+            add_dead(pipe, dumps(item), now)
+        log.warning("%s %s: over limit %d times (%s); %s", payload.get("class"),
+                    payload.get("jid"), count - 1, exc.name,
+                    "moved to the dead set" if kept else "discarded (dead = False)")
     else:
         pipe.zadd(keys.SCHEDULE, {dumps(item): now + delay(count, exc.retry_in)})
         log.info("%s %s: over limit (%s); rescheduled, try %d", payload.get("class"),
                  payload.get("jid"), exc.name, count)
     pipe.execute()
+    if dead:
+        # As for a job out of retries: its unique lock is freed, its stored status says dead,
+        # and the application's death handlers hear of it.
+        hooks.report_death(item, exc)

@@ -1,0 +1,59 @@
+"""The README's rate limiter example runs as written: its module in app/, its pushes in one
+process, a real ``sidequest`` worker in another; the fourth note to one user is over its
+3-a-minute bucket and goes back to the schedule, not to the retries."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import redis
+
+from helpers import wait_for
+from sidequest import keys
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_block(marker: str) -> str:
+    """The fenced code block right after ``<!-- marker -->`` in README.md."""
+    found = re.search(rf"<!-- {re.escape(marker)} -->\s*```\w*\n(.*?)^```", README.read_text(),
+                      re.DOTALL | re.MULTILINE)
+    assert found, f"README.md has no fenced block after <!-- {marker} -->"
+    return found.group(1)
+
+
+def test_readme_limiters_example_runs(redis_url: str, r: redis.Redis, tmp_path: Path) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "__init__.py").write_text("")
+    (tmp_path / "app" / "limited_jobs.py").write_text(readme_block("readme:limiters"))
+    env = {k: v for k, v in os.environ.items() if k != "SIDEQUEST_REDIS_URL"}
+    env.update(REDIS_URL=redis_url, PYTHONPATH=str(tmp_path), PYTHONUNBUFFERED="1")
+    # The bucket counts per clock minute of Redis's: start well inside one, so that the four
+    # notes cannot straddle two minutes.
+    wait_for(lambda: int(r.time()[0]) % 60 < 45, timeout=20, what="the start of a minute")
+    pushed = subprocess.run([sys.executable, "-c", readme_block("readme:limiters-try")],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30,
+                            check=False)
+    assert pushed.returncode == 0, pushed.stderr
+    assert r.llen("queue:default") == 5
+    log = tmp_path / "worker.out"
+    with log.open("w") as out:
+        worker = subprocess.Popen([sys.executable, "-m", "sidequest", "-r", "app.limited_jobs"],
+                                  cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: r.zcard("schedule") == 1 and log.read_text().count("to user") == 3,
+                     timeout=20, what="three notes sent and the fourth rescheduled")
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(30)
+    text = log.read_text()
+    assert "charging order 1001" in text and text.count("to user 7 : note") == 3, text
+    (entry,) = [json.loads(raw) for raw in r.zrange("schedule", 0, -1)]
+    assert entry["class"] == "app.limited_jobs.Notify" and entry["overlimit_count"] == 1
+    assert r.zcard("retry") == 0 and r.get(keys.STAT_OVERLIMIT) == "1"

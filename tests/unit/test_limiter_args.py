@@ -1,0 +1,39 @@
+"""Bad limiter arguments are refused when the limiter is made, with an error naming the
+limiter, the argument and what would do; nothing touches Redis."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from sidequest import limiter
+
+
+@pytest.mark.parametrize(("make", "words"), [
+    (lambda: limiter.bucket("api", 10, "minutes"), "interval 'minutes': use one of second"),
+    (lambda: limiter.window("api", 10, 0), "interval must be a finite number"),
+    (lambda: limiter.window("api", 10, math.nan), "got nan"),
+    (lambda: limiter.bucket("api", 10, math.inf), "got inf"),
+    (lambda: limiter.bucket("api", 10, True), "got True"),
+    (lambda: limiter.bucket("api", 10, "second", wait_timeout="5"), "wait_timeout must be"),
+    (lambda: limiter.window("api", 10, 1, wait_timeout=-1), "seconds >= 0, got -1"),
+    (lambda: limiter.concurrent("api", 5, lock_timeout=0), "lock_timeout must be"),
+    (lambda: limiter.concurrent("api", 5, lock_timeout=None), "got None"),
+    (lambda: limiter.concurrent("api", 0), "the limit must be a whole number >= 1, got 0"),
+    (lambda: limiter.concurrent("api", 2.5), "got 2.5"),
+    (lambda: limiter.concurrent("", 5), "non-empty name"),
+    (lambda: limiter.bucket("a|b", 5, 1), "without '|'"),
+])
+def test_bad_arguments_are_named(make: Any, words: str) -> None:
+    with pytest.raises(ValueError, match="limiter") as raised:
+        make()
+    assert words in str(raised.value)
+
+
+def test_good_arguments_are_kept() -> None:
+    made = limiter.bucket("api", 10, "minute", wait_timeout=2)
+    assert (made.limit, made.wait_timeout, made._interval_ms) == (10, 2.0, 60_000)
+    assert limiter.window("sms", 3, 0.25)._interval_ms == 250
+    assert limiter.concurrent("db", 2, lock_timeout=1.5)._interval_ms == 1500
