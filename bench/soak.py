@@ -197,7 +197,9 @@ def recycle_phase(seconds: float, workdir: Path) -> bool:
     r = server.client()
     ledger = Ledger(workdir / "ledger3.jsonl")
     sidequest.configure(redis_url=server.url)
-    config = write_config(workdir / "soak3.toml", **TIMERS)
+    # Nothing is killed here: the default 20 s lease, so that a heartbeat late on a loaded
+    # machine cannot let a sibling's reaper take a live process's jobs (a rerun, not a loss).
+    config = write_config(workdir / "soak3.toml", **{**TIMERS, "lease_ttl": 20.0})
     parent = Worker(server.url, ledger.path, config, workdir, "-P", "2", "-c", "4",
                     "--max-memory", "90")
     try:
