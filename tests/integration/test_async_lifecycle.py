@@ -14,7 +14,7 @@ import pytest
 
 from helpers import running_worker, wait_for
 from sidequest import Job
-from sidequest.api import Queue, WorkSet
+from sidequest.api import Queue, WorkSet, metrics
 
 started = threading.Event()
 finished: list[str] = []
@@ -81,3 +81,30 @@ def test_a_graceful_stop_pushes_late_async_jobs_back() -> None:
     assert finished == []
     queue = Queue("default")
     assert [j.jid for j in queue] == [jid]
+
+
+class Breaks(Job):
+    retry = False
+
+    async def perform(self) -> None:
+        await asyncio.sleep(0.01)
+        raise LookupError("no such row")
+
+
+def test_async_runs_are_counted_in_the_metrics_and_logged(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="sidequest")
+    with running_worker():
+        ok = Waits.perform_bulk([[0.2]] * 3)
+        bad = Breaks.perform_async()
+        wait_for(lambda: len(finished) == 3, what="the three jobs to end")
+        # The metrics recorder flushes on stop; read them after.
+    waits, _ = metrics.for_class(Waits.wire_name())
+    breaks, _ = metrics.for_class(Breaks.wire_name())
+    assert (waits.processed, waits.failed) == (3, 0)
+    assert waits.total_ms >= 3 * 200 - 30, "each run's time is its await, not a thread's"
+    assert (breaks.processed, breaks.failed) == (1, 1)
+    lines = [(r.getMessage(), getattr(r, "jid", None)) for r in caplog.records]
+    for jid in ok:
+        assert ("start", jid) in lines and ("done", jid) in lines, lines
+    assert any(msg.startswith("fail: LookupError") and jid == bad for msg, jid in lines), lines
