@@ -90,7 +90,8 @@ demo: venv redis
 bench: venv redis
 	$(BIN)/python bench/suite.py $(BENCH_ARGS)
 
-# Not part of `make test`: a million jobs, then a mixed run with kills (see bench/soak.py).
+# Not part of `make test`: a million jobs, a mixed run with kills, then five minutes of
+# --max-memory recycling under -P 2 (see bench/soak.py).
 soak: venv redis
 	$(BIN)/python bench/soak.py
 

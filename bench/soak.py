@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/soak.py                         # 1,000,000 no-op jobs + mixed run
     .venv/bin/python bench/soak.py --jobs 100000 --mixed 20000   # the reduced form
+    .venv/bin/python bench/soak.py --jobs 0 --mixed 0 --recycle 60   # phase 3 only, 1 minute
     make soak
 
 Phase 1 (L1): ``--jobs`` no-op jobs through ONE worker process at -c 10, pushed in pipelined
@@ -14,6 +15,11 @@ Phase 2 (L2, shortened): ``--mixed`` jobs over three weighted queues (critical,3
 low,1), 1 % failing once then retried, 5 % scheduled 1-5 s ahead, two workers of which one
 is SIGKILLed and replaced every ``--kill-every`` seconds. Reported: lost (must be 0),
 duplicates, and the retry/schedule/dead sets and in-progress lists at the end (empty).
+
+Phase 3 (memory recycling): ``-P 2 --max-memory 90`` for ``--recycle`` seconds while a
+steady stream of jobs arrives, one in ten a ``fault.Hog`` that keeps 5 MB for the life of its
+process (a leak). Children past the limit finish their jobs and exit; the parent starts fresh
+ones. Reported: jobs, lost (must be 0), duplicates, and how many child processes ran them.
 
 Every completion is counted by the job in an append-only ledger file outside Redis
 (tests/apps/fault_jobs.py). Each phase runs against a private redis-server on a free port.
@@ -185,15 +191,54 @@ def mixed_phase(jobs: int, kill_every: float, workdir: Path) -> bool:
         server.stop()
 
 
+def recycle_phase(seconds: float, workdir: Path) -> bool:
+    print(f"== phase 3: -P 2 --max-memory 90 for {seconds:g}s, one job in ten leaking 5 MB")
+    server = private_redis(workdir / "redis3")
+    r = server.client()
+    ledger = Ledger(workdir / "ledger3.jsonl")
+    sidequest.configure(redis_url=server.url)
+    # Nothing is killed here: the default 20 s lease, so that a heartbeat late on a loaded
+    # machine cannot let a sibling's reaper take a live process's jobs (a rerun, not a loss).
+    config = write_config(workdir / "soak3.toml", **{**TIMERS, "lease_ttl": 20.0})
+    parent = Worker(server.url, ledger.path, config, workdir, "-P", "2", "-c", "4",
+                    "--max-memory", "90")
+    try:
+        wait(lambda: r.scard("processes") >= 2, 30, "two children to register")
+        accepted: list[str] = []
+        started = time.monotonic()
+        while time.monotonic() - started < seconds:
+            items = [{"class": "fault.Hog", "args": [5]}] + [
+                {"class": "fault.Work", "args": [0.01]}] * 9
+            accepted += [j for j in client.push_many(items) if j]
+            time.sleep(0.5)
+            if not parent.alive:
+                raise SystemExit(f"soak: the -P parent died:\n{parent.log()}")
+        wait(lambda: ledger.done_count() >= len(accepted), 120, "every job done")
+        report = ledger.check(accepted, dead=[])
+        pids = {entry[3] for entry in ledger.entries() if entry[0] == "done"}
+        print(f"  {len(accepted):,} jobs in {time.monotonic() - started:.1f}s; {report.text()};"
+              f" {len(pids)} child processes ran them")
+        ok = not report.lost and not report.duplicates and len(pids) > 2
+        print(f"  phase 3 {'PASS' if ok else 'FAIL'}")
+        return ok
+    finally:
+        parent.reap()
+        sidequest.connection.reset()
+        server.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=1_000_000, help="no-op jobs (phase 1)")
     parser.add_argument("--mixed", type=int, default=100_000, help="mixed jobs (phase 2)")
     parser.add_argument("--kill-every", type=float, default=5.0, help="seconds between kills")
+    parser.add_argument("--recycle", type=float, default=300.0,
+                        help="seconds of --max-memory recycling under -P 2 (phase 3)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sidequest-soak-") as tmp:
         ok = noop_phase(args.jobs, Path(tmp)) if args.jobs else True
         ok = (mixed_phase(args.mixed, args.kill_every, Path(tmp)) if args.mixed else True) and ok
+        ok = (recycle_phase(args.recycle, Path(tmp)) if args.recycle else True) and ok
     print("soak", "PASS" if ok else "FAIL")
     return 0 if ok else 1
 

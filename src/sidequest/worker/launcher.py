@@ -87,6 +87,10 @@ class Launcher:
                  ", ".join(self.config.queue_names))
         logs.flush()
         self.manager.retire = self._retire
+        if self.config.max_memory is not None:
+            # After every job, not only on the heartbeat: a few fast jobs that each keep
+            # memory could otherwise carry the process far past the limit between two beats.
+            self.manager.after_job = self._check_memory
         install_worker(self)  # Job.cancelled() and Job.stopping() ask it
         watcher = CancelWatcher(connection.new_client(retries=0), self.stopping,
                                 self.manager.asyncio.cancel)

@@ -83,6 +83,9 @@ class Manager:
         self.processor.timeouts = self.timeouts
         #: What to do when a job ignores its timeout: the launcher stops the process.
         self.retire: Callable[[], None] = self.quiet
+        #: Called by a processor thread after each job it ran (the launcher's memory check,
+        #: when there is a max_memory: a job that grew the process is noticed at once).
+        self.after_job: Callable[[], None] | None = None
         # Strict priority across several queues: the held jobs are handed out highest queue
         # first (a plain FIFO would run a lower queue's job fetched before a new critical one).
         self._jobs: Any = (PriorityBuffer(config.queue_names, sentinels=(_LISTEN,))
@@ -252,6 +255,8 @@ class Manager:
             log.exception("internal error running a job; it stays in progress for recovery")
         finally:
             self._running.pop(tid, None)  # gone already if it was declared stuck
+        if self.after_job is not None:
+            self.after_job()
         if not ok:
             return None
         if self._blocking or self.quieted.is_set():

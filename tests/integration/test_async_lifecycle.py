@@ -1,0 +1,110 @@
+"""Async jobs seen from outside while they run and when they misbehave: a loop-blocking job is
+named in a warning, running async jobs show on the Busy page's data (WorkSet) and in the
+process's busy count, and a graceful stop cancels the late ones past the shutdown timeout
+and pushes them back to their queue. Real Redis, in-process workers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+
+import pytest
+
+from helpers import running_worker, wait_for
+from sidequest import Job
+from sidequest.api import Queue, WorkSet, metrics
+
+started = threading.Event()
+finished: list[str] = []
+
+
+class BlocksTheLoop(Job):
+    async def perform(self) -> None:
+        time.sleep(0.4)  # a sync call inside async def: the mistake the warning is for
+        finished.append(self.jid)
+
+
+class Waits(Job):
+    async def perform(self, seconds: float) -> None:
+        started.set()
+        await asyncio.sleep(seconds)
+        finished.append(self.jid)
+
+
+@pytest.fixture(autouse=True)
+def _fresh(redis_url: str) -> None:
+    started.clear()
+    finished.clear()
+
+
+def test_a_job_blocking_the_loop_is_named_in_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="sidequest")
+    with running_worker():
+        jid = BlocksTheLoop.perform_async()
+        wait_for(lambda: jid in finished, what="the blocking job to end")
+        wait_for(lambda: any("was blocked" in r.getMessage() for r in caplog.records),
+                 what="the blocked-loop warning")
+    (warning,) = [r.getMessage() for r in caplog.records if "was blocked" in r.getMessage()][:1]
+    assert "BlocksTheLoop" in warning, warning
+
+
+def test_a_quiet_loop_gives_no_warning(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="sidequest")
+    with running_worker():
+        jids = Waits.perform_bulk([[0.3]] * 20)
+        wait_for(lambda: len(finished) == 20, what="20 awaiting jobs")
+    assert set(finished) == set(jids)
+    assert not [r for r in caplog.records if "was blocked" in r.getMessage()]
+
+
+def test_running_async_jobs_show_on_the_busy_page() -> None:
+    with running_worker(async_concurrency=10):
+        jids = Waits.perform_bulk([[3.0]] * 5)
+        works = wait_for(lambda: [w for w in WorkSet() if w.job.klass == Waits.wire_name()]
+                         if len(list(WorkSet())) == 5 else None, what="5 busy entries")
+        assert {w.job.jid for w in works} == set(jids)
+        assert all(w.tid.startswith("async-") for w in works)
+        wait_for(lambda: WorkSet().size == 5, what="the busy count in the heartbeat")
+        wait_for(lambda: len(finished) == 5, what="the jobs to end")
+        wait_for(lambda: not list(WorkSet()), what="the busy entries to go")
+
+
+def test_a_graceful_stop_pushes_late_async_jobs_back() -> None:
+    with running_worker(timeout=0.5) as launcher:
+        jid = Waits.perform_async(60.0)
+        assert started.wait(10), "the job did not start"
+        begun = time.monotonic()
+        assert launcher.stop() is False, "a job had to be pushed back"
+        assert time.monotonic() - begun < 5, "the stop waited past its timeout"
+    assert finished == []
+    queue = Queue("default")
+    assert [j.jid for j in queue] == [jid]
+
+
+class Breaks(Job):
+    retry = False
+
+    async def perform(self) -> None:
+        await asyncio.sleep(0.01)
+        raise LookupError("no such row")
+
+
+def test_async_runs_are_counted_in_the_metrics_and_logged(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="sidequest")
+    with running_worker():
+        ok = Waits.perform_bulk([[0.2]] * 3)
+        bad = Breaks.perform_async()
+        wait_for(lambda: len(finished) == 3, what="the three jobs to end")
+        # The metrics recorder flushes on stop; read them after.
+    waits, _ = metrics.for_class(Waits.wire_name())
+    breaks, _ = metrics.for_class(Breaks.wire_name())
+    assert (waits.processed, waits.failed) == (3, 0)
+    assert waits.total_ms >= 3 * 200 - 30, "each run's time is its await, not a thread's"
+    assert (breaks.processed, breaks.failed) == (1, 1)
+    lines = [(r.getMessage(), getattr(r, "jid", None)) for r in caplog.records]
+    for jid in ok:
+        assert ("start", jid) in lines and ("done", jid) in lines, lines
+    assert any(msg.startswith("fail: LookupError") and jid == bad for msg, jid in lines), lines

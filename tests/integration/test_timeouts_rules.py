@@ -1,0 +1,102 @@
+"""Time limits and cancellation under the usual rules: a timeout given at the push
+(``.set(timeout=...)``) applies to that push only, a timed-out job with no retries left goes
+to the dead set, a job waiting in the retry set never runs again once cancelled, and an async
+job sees its cancellation within a second. Real Redis, in-process workers."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from helpers import running_worker, wait_for
+from sidequest import Job
+from sidequest.api import DeadSet, RetrySet, cancel
+
+runs: list[str] = []
+started = threading.Event()
+cancelled_at: list[float] = []
+
+
+class Slow(Job):
+    retry = 1
+
+    def perform(self, seconds: float) -> None:
+        runs.append(self.jid)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:  # Python steps: a JobTimeout can land
+            pass
+
+
+class NoRetries(Job):
+    retry = 0
+    timeout = 0.5
+
+    async def perform(self) -> None:
+        await asyncio.sleep(30)
+
+
+class Fails(Job):
+    retry = 5
+
+    def perform(self) -> None:
+        runs.append(self.jid)
+        raise RuntimeError("upstream down")
+
+
+class Waits(Job):
+    async def perform(self) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled_at.append(time.time())
+            raise
+
+
+@pytest.fixture(autouse=True)
+def _fresh(redis_url: str) -> None:
+    runs.clear()
+    started.clear()
+    cancelled_at.clear()
+
+
+def test_a_timeout_set_at_the_push_applies_to_that_push_only() -> None:
+    limited = Slow.set(timeout=0.5).perform_async(3.0)
+    free = Slow.perform_async(1.0)
+    with running_worker(concurrency=2):
+        (entry,) = wait_for(lambda: list(RetrySet()), what="the limited job's failure")
+        wait_for(lambda: len(runs) == 2, what="both jobs to run")
+    assert entry.jid == limited and entry.item["error_class"].endswith("JobTimeout")
+    assert free in runs and RetrySet().size == 1, "the job without a limit ran to its end"
+
+
+def test_a_timed_out_job_without_retries_is_dead() -> None:
+    jid = NoRetries.perform_async()
+    with running_worker():
+        (entry,) = wait_for(lambda: list(DeadSet()), what="the job in the dead set")
+    assert entry.jid == jid and entry.item["error_class"].endswith("JobTimeout")
+    assert RetrySet().size == 0
+
+
+def test_a_cancelled_retry_never_runs_again() -> None:
+    jid = Fails.perform_async()
+    assert jid
+    with running_worker():
+        wait_for(lambda: RetrySet().size == 1, what="the first failure")
+        assert cancel(jid) is True
+    assert RetrySet().size == 0 and runs == [jid]
+
+
+def test_an_async_job_gets_its_cancellation_within_a_second() -> None:
+    jid = Waits.perform_async()
+    assert jid
+    with running_worker():
+        assert started.wait(10), "the job did not start"
+        asked = time.time()
+        cancel(jid)
+        wait_for(lambda: cancelled_at, what="the CancelledError")
+    assert cancelled_at[0] - asked < 1.5  # the watcher looks every 0.5 s; slack for load
+    assert RetrySet().size == 0 and DeadSet().size == 0, "a cancellation is not a failure"
