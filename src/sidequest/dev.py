@@ -165,6 +165,11 @@ def _run(config: Config, traffic: bool, web_port: int | None = None) -> int:
     _say("Press Ctrl-C to stop.")
     try:
         return run_worker(config)
+    except KeyboardInterrupt:
+        # Ctrl-C before the worker had installed its own handler (it was still starting):
+        # a stop asked for, not a crash. Anything it fetched is recovered by its lease.
+        _say("stopped while starting")
+        return 0
     finally:
         stop.set()
         if dashboard is not None:

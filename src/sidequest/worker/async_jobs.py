@@ -65,7 +65,7 @@ class AsyncJobs:
             job_info(log, "start", fields)
 
         async def run() -> Any:
-            final = _timed(lambda: instance.perform(*args, **kwargs), job.get("timeout"))
+            final = timed(lambda: instance.perform(*args, **kwargs), job.get("timeout"))
             return await invoke_async((instance, job, work.queue), final)
 
         async def done(error: BaseException | None) -> None:
@@ -95,7 +95,7 @@ class AsyncJobs:
             await loop.run_in_executor(None, self._failed, work, job, error, cls)
 
 
-def _timed(call: Callable[[], Any], limit: Any) -> Callable[[], Awaitable[Any]]:
+def timed(call: Callable[[], Any], limit: Any) -> Callable[[], Awaitable[Any]]:
     """``call()``'s coroutine, cancelled at ``limit`` seconds with JobTimeout (if a limit)."""
     async def final() -> Any:
         coro = cast("Awaitable[Any]", call())

@@ -17,13 +17,14 @@ pushing them). A definition that differs from the stored one is logged.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import redis
@@ -223,19 +224,39 @@ def load_entries(config: Config) -> list[Entry]:
 _outcome_script = connection.script("periodic_outcome")
 
 
-def record_outcome(job: Any, payload: Payload, queue: str, call_next: Callable[[], Any]) -> Any:
+class _RecordOutcome:
     """Server middleware: note how the last job of a periodic entry ended, for the
     dashboard. Other jobs pass straight through."""
-    name = payload.get(PAYLOAD_NAME)
-    if not isinstance(name, str):
-        return call_next()
-    try:
-        result = call_next()
-    except BaseException:
-        _note(name, payload, "failed")
-        raise
-    _note(name, payload, "succeeded")
-    return result
+
+    def __call__(self, job: Any, payload: Payload, queue: str,
+                 call_next: Callable[[], Any]) -> Any:
+        name = payload.get(PAYLOAD_NAME)
+        if not isinstance(name, str):
+            return call_next()
+        try:
+            result = call_next()
+        except BaseException:
+            _note(name, payload, "failed")
+            raise
+        _note(name, payload, "succeeded")
+        return result
+
+    async def acall(self, job: Any, payload: Payload, queue: str,
+                    call_next: Callable[[], Awaitable[Any]]) -> Any:
+        """The same around an ``async def perform`` job (so the chain stays async)."""
+        name = payload.get(PAYLOAD_NAME)
+        if not isinstance(name, str):
+            return await call_next()
+        try:
+            result = await call_next()
+        except BaseException:
+            await asyncio.to_thread(_note, name, payload, "failed")
+            raise
+        await asyncio.to_thread(_note, name, payload, "succeeded")
+        return result
+
+
+record_outcome = _RecordOutcome()
 
 
 def _note(name: str, payload: Payload, outcome: str) -> None:

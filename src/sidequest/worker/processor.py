@@ -98,7 +98,8 @@ class Processor:
             instance.payload = job
             args, kwargs = job["args"], job.get(KWARGS) or {}
             limit: Any = job.get("timeout")
-            if self.timeouts is not None and _is_seconds(limit):
+            # An async job's limit is its coroutine's (wait_for), not this thread's watchdog.
+            if self.timeouts is not None and _is_seconds(limit) and not cls.async_perform:
                 with self.timeouts.watch(str(job.get("jid", "")), float(limit)):
                     self._chain(work, job, instance, args, kwargs)
             else:
@@ -124,10 +125,11 @@ class Processor:
         result: Any = instance.perform(*args, **kwargs)  # type: ignore[func-returns-value]
         if inspect.iscoroutine(result):
             # An async job run by this thread (sync middleware around it, or a suspect run
-            # alone): the event loop runs it, this thread waits.
+            # alone): the event loop runs it, under its own time limit; this thread waits.
+            timed = async_jobs.timed(lambda: result, instance.payload.get("timeout"))()
             if self.async_jobs is None:
-                return asyncio.run(result)
-            return self.async_jobs.runner.wait_result(result)
+                return asyncio.run(timed)  # type: ignore[arg-type]
+            return self.async_jobs.runner.wait_result(timed)  # type: ignore[arg-type]
         return result
 
     def failed(self, work: Work, job: Payload, exc: BaseException, cls: type[Job] | None) -> None:
