@@ -84,3 +84,14 @@ def run_script(script: Path, *args: str, timeout: float) -> subprocess.Completed
         pytest.fail(f"{script.name} did not finish in {timeout:.0f} s\n{out}\n{err}")
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
+
+
+def readme_block(marker: str) -> str:
+    """The fenced code block right after ``<!-- marker -->`` in README.md."""
+    import re
+
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    found = re.search(rf"<!-- {re.escape(marker)} -->\s*```\w*\n(.*?)^```", readme.read_text(),
+                      re.DOTALL | re.MULTILINE)
+    assert found, f"README.md has no fenced block after <!-- {marker} -->"
+    return found.group(1)
