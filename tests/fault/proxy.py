@@ -160,7 +160,10 @@ class FaultProxy:
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.close()
+            # Closed on the loop's own thread: asyncio's Server is not thread-safe, and a
+            # close from here raced with the loop detaching the last connection (both woke
+            # the server's waiters; the second found none: a TypeError at teardown).
+            self._call(_close(self._server))
             self.reset_all()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
@@ -284,3 +287,7 @@ class FaultProxy:
                     rule.seen.append(args)
                     return rule
         return None
+
+
+async def _close(server: asyncio.Server) -> None:
+    server.close()
