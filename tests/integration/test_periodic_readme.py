@@ -5,7 +5,6 @@ The README's code is read from README.md (after its `<!-- periodic:... -->` mark
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -13,18 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import wait_for
+from helpers import readme_block, wait_for
 from sidequest import periodic_jobs
 from sidequest.config import build
-
-README = Path(__file__).resolve().parents[2] / "README.md"
-
-
-def readme_block(marker: str) -> str:
-    found = re.search(rf"<!-- {re.escape(marker)} -->\s*```\w*\n(.*?)^```", README.read_text(),
-                      re.DOTALL | re.MULTILINE)
-    assert found, f"README.md has no fenced block after <!-- {marker} -->"
-    return found.group(1)
 
 
 def test_the_readme_example_runs(tmp_path: Path, redis_url: str) -> None:

@@ -5,22 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import redis
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-
-
-def readme_block(marker: str) -> str:
-    """The fenced code block right after ``<!-- marker -->`` in README.md."""
-    found = re.search(rf"<!-- {re.escape(marker)} -->\s*```\w*\n(.*?)^```", README.read_text(),
-                      re.DOTALL | re.MULTILINE)
-    assert found, f"README.md has no fenced block after <!-- {marker} -->"
-    return found.group(1)
+from helpers import readme_block
 
 
 def test_readme_unique_example_runs(redis_url: str, r: redis.Redis, tmp_path: Path) -> None:
