@@ -6,8 +6,12 @@ STAMP  := $(VENV)/.installed
 # Lint only the dirs that exist: git does not keep empty dirs, so a fresh
 # clone may lack bench/ or examples/ and ruff errors on a missing path.
 LINT_DIRS := $(wildcard src tests bench examples)
+# Supported Pythons besides the one .venv runs on; each gets the unit and integration tests
+# (noxfile.py finds them on PATH or in pyenv's versions directory).
+OTHER_PYTHONS := 3.10 3.12 3.13
 
-.PHONY: venv redis ruby sentinel faketime chromium lint test unit demo bench soak screenshots clean
+.PHONY: venv redis ruby sentinel faketime chromium lint test unit demo bench soak screenshots clean \
+	check-main check-soaks check-timed $(addprefix python-,$(OTHER_PYTHONS))
 
 venv: $(STAMP)
 
@@ -75,9 +79,26 @@ lint: venv
 	$(BIN)/ruff check $(LINT_DIRS)
 	$(BIN)/mypy
 
+# The whole suite on .venv's Python, the unit and integration tests on the other Pythons.
+# Two phases to fit a 2-core machine: first what can share it (tests that mostly wait on
+# subprocesses and Redis) side by side, then the timing-sensitive fault, browser and Ruby
+# tests alone. --output-sync prints each part's output whole when it ends.
 test: venv redis ruby sentinel faketime chromium
 	$(MAKE) lint
-	$(BIN)/pytest -q
+	$(MAKE) -j --output-sync=target check-main check-soaks $(addprefix python-,$(OTHER_PYTHONS))
+	$(MAKE) check-timed
+
+check-main:
+	$(BIN)/pytest -q tests/unit tests/integration
+
+check-soaks:
+	$(BIN)/pytest -q -m soak tests/fault
+
+check-timed:
+	$(BIN)/pytest -q -m "not soak" tests/fault tests/web tests/interop
+
+$(addprefix python-,$(OTHER_PYTHONS)): python-%: venv
+	$(BIN)/nox -s tests-$*
 
 unit: venv
 	$(BIN)/pytest -q tests/unit
@@ -100,6 +121,6 @@ screenshots: venv redis chromium
 	SIDEQUEST_SCREENSHOTS=1 $(BIN)/pytest -q tests/web/test_browser.py
 
 clean:
-	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .nox build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 	find . -name '*.egg-info' -type d -prune -exec rm -rf {} +
