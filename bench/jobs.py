@@ -61,3 +61,19 @@ class Batched(Job):
 
     def perform(self, *args: Any) -> None:
         common.record(None, time.time())
+
+
+# The capacity bench (bench/capacity.py): its counter lives on a Redis of its own, so the
+# measured server does only Sidequest's work. FailsOnce fails its first run and asks to be
+# retried at once: the retry path without Sidekiq's 15 s minimum wait.
+class FailsOnce(Job):
+    name = "bench.FailsOnce"
+
+    def perform(self, *args: Any) -> None:
+        if "retry_count" not in self.payload:
+            raise RuntimeError("the bench's planned first failure")
+        common.record(None, time.time())
+
+    @classmethod
+    def retry_in(cls, count: int, exc: BaseException, payload: Any) -> float:
+        return 0.0
