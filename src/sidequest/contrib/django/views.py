@@ -48,6 +48,9 @@ def _call_wsgi(request: HttpRequest, path: str) -> HttpResponse:
     # dashboard's own part, so what precedes it is where the dashboard is mounted.
     environ["SCRIPT_NAME"] = request.path[: len(request.path) - len(path)].rstrip("/")
     environ["PATH_INFO"] = "/" + path
+    # The host Django checked against ALLOWED_HOSTS (the dashboard compares a form's Origin
+    # with it); a client may have sent none.
+    environ["HTTP_HOST"] = request.get_host()
     environ["wsgi.input"] = io.BytesIO(request.body)
     environ["CONTENT_LENGTH"] = str(len(request.body))
     environ.setdefault("wsgi.url_scheme", request.scheme)
