@@ -23,7 +23,7 @@ class SidequestConfig(AppConfig):
             connection.configure(redis_url=settings.redis_url)
         middleware.server.add(db.check_connections)
         oncommit.install(db.on_commit)
-        django_checks.register(checks.connections_for_concurrency, "database")
+        django_checks.register(checks.connections_for_concurrency)
         # Every app's jobs.py, so that the worker knows each job class by its name.
         autodiscover_modules("jobs")
         if _uses_backend():  # the backend's job classes, for the worker to find them
