@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # clone may lack bench/ or examples/ and ruff errors on a missing path.
 LINT_DIRS := $(wildcard src tests bench examples)
 
-.PHONY: venv redis ruby sentinel faketime chromium lint test unit demo bench soak screenshots clean
+.PHONY: venv redis ruby sentinel faketime chromium lint test test-django unit demo bench soak screenshots clean
 
 venv: $(STAMP)
 
@@ -19,6 +19,35 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/pip install -e '.[dev]'
 	touch $@
+
+# tests/django runs in two environments of its own: Django 6 (Python 3.12 or later) and
+# Django 5.2 with the django-tasks backport (this Python). PYTHON312 is the first Python
+# >= 3.12 found (python3.12, python3.13, pyenv's versions); set it to use another.
+DJANGO6  := .venv-django6
+DJANGO52 := .venv-django52
+PYTHON312 ?= $(shell for c in python3.12 python3.13 python3.14 $$HOME/.pyenv/versions/3.1[2-9]*/bin/python3; do \
+	"$$c" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1 && { command -v "$$c"; break; }; done)
+NO_PYTHON312 := Django 6 needs Python 3.12 or later and none was found: install one \
+	('sudo apt-get install python3.12', or 'pyenv install 3.12') or set PYTHON312=/path/to/python3.12
+
+$(DJANGO6)/.installed: pyproject.toml
+	@test -n "$(PYTHON312)" || { echo "$(NO_PYTHON312)"; exit 1; }
+	test -x $(DJANGO6)/bin/python || $(PYTHON312) -m venv $(DJANGO6)
+	$(DJANGO6)/bin/pip install -e '.[django,dev-django]'
+	touch $@
+
+$(DJANGO52)/.installed: pyproject.toml
+	test -x $(DJANGO52)/bin/python || $(PYTHON) -m venv $(DJANGO52)
+	$(DJANGO52)/bin/pip install -e '.[django,dev-django]' 'django>=5.2,<6' 'django-tasks>=0.12'
+	touch $@
+
+# Without Python 3.12 the Django 6 run is skipped with the way to get it (failed under CI).
+test-django: redis $(DJANGO52)/.installed
+	@if [ -n "$(PYTHON312)" ]; then \
+		$(MAKE) --no-print-directory $(DJANGO6)/.installed && $(DJANGO6)/bin/pytest -q tests/django; \
+	elif [ "$$CI" = true ]; then echo "$(NO_PYTHON312)"; exit 1; \
+	else echo "skipping the Django 6 tests: $(NO_PYTHON312)"; fi
+	$(DJANGO52)/bin/pytest -q tests/django
 
 # Only installs the binary; the tests start their own server on a free port.
 redis:
@@ -78,6 +107,7 @@ lint: venv
 test: venv redis ruby sentinel faketime chromium
 	$(MAKE) lint
 	$(BIN)/pytest -q
+	$(MAKE) test-django
 
 unit: venv
 	$(BIN)/pytest -q tests/unit
@@ -100,6 +130,6 @@ screenshots: venv redis chromium
 	SIDEQUEST_SCREENSHOTS=1 $(BIN)/pytest -q tests/web/test_browser.py
 
 clean:
-	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(DJANGO6) $(DJANGO52) build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 	find . -name '*.egg-info' -type d -prune -exec rm -rf {} +
