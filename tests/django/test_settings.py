@@ -39,6 +39,12 @@ def test_values_are_checked_and_flags_win(project: object) -> None:
     with override_settings(SIDEQUEST={"CONCURRENCY": 3, "queues": ["critical,2", "low"]}):
         config = conf.worker_config()
         assert config.concurrency == 3 and config.queues == (("critical", 2), ("low", 0))
+        # The worker's flags win over the settings, as they do over a config file.
+        from sidequest import cli
+
+        flags = cli._parser().parse_args(["-c", "7"])
+        config = cli.config_from_args(flags, base=conf.values(), base_source=conf.SOURCE)
+        assert config.concurrency == 7 and config.queues == (("critical", 2), ("low", 0))
     with override_settings(SIDEQUEST={"concurrency": 0}), pytest.raises(
             ConfigError, match=r"^settings.SIDEQUEST: concurrency must be a whole number"):
         conf.worker_config()

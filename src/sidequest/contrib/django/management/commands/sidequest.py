@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any
 
-from django.core.management.base import BaseCommand, handle_default_options
+from django.core.management.base import BaseCommand, CommandError, handle_default_options
 from django.db import connections
 
 from sidequest import cli
@@ -34,8 +34,9 @@ class Command(BaseCommand):
         sys.exit(run(args))
 
     def handle(self, *args: Any, **options: Any) -> None:
-        # call_command("sidequest", "-c", "2"): the same flags as on the command line.
-        sys.exit(run(self.create_parser("manage.py", "sidequest").parse_args(list(args))))
+        # Only reached through call_command(), which expects Django's own options.
+        raise CommandError("run the worker from the command line: python manage.py sidequest "
+                           "[flags]; in-process workers: sidequest.worker.embed()")
 
 
 def run(args: argparse.Namespace) -> int:
