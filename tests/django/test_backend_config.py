@@ -40,3 +40,31 @@ def test_bad_options_are_named(project: object) -> None:
         SidequestBackend("default", {"OPTIONS": {"PRIORITY": 1}})
     with pytest.raises(ConfigError, match=r"PRIORITY_QUEUES.*pairs"):
         SidequestBackend("default", {"OPTIONS": {"PRIORITY_QUEUES": ["critical"]}})
+    with pytest.raises(ConfigError, match="retry='often' is invalid"):
+        SidequestBackend("default", {"OPTIONS": {"RETRY": "often"}})
+
+
+def test_a_failed_push_leaves_no_result(project: object) -> None:
+    from shop.tasks import add
+
+    from sidequest import middleware
+
+    try:
+        from django.tasks.exceptions import TaskResultDoesNotExist
+    except ImportError:
+        from django_tasks.exceptions import TaskResultDoesNotExist
+
+    pushed: list[str] = []
+
+    def refuse(payload: dict[str, object], queue: str, call_next: object) -> None:
+        pushed.append(str(payload["jid"]))
+        raise RuntimeError("refused by a client middleware")
+
+    middleware.client.add(refuse)
+    try:
+        with pytest.raises(RuntimeError, match="refused"):
+            add.enqueue(1, 2)
+    finally:
+        middleware.client.remove(refuse)
+    with pytest.raises(TaskResultDoesNotExist):
+        add.get_result(pushed[0])  # the task was never enqueued: no result to show

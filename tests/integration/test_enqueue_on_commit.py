@@ -70,3 +70,22 @@ def test_bad_arguments_fail_at_the_call_not_at_the_commit(
     with pytest.raises(TypeError):
         Receipt.perform_async({1, 2})  # type: ignore[arg-type]
     assert pending == []
+
+
+def test_bulk_pushes_wait_too_and_keep_their_jids(
+        r: redis.Redis, pending: list[Callable[[], object]]) -> None:
+    jids = Plain.set(enqueue_on_commit=True).perform_bulk([[1], [2]])
+    assert r.llen("queue:default") == 0 and len(jids) == 2 and all(jids)
+    pending.pop()()
+    written = [json.loads(x) for x in r.lrange("queue:default", 0, -1)]
+    assert sorted(job["jid"] for job in written) == sorted(jids)
+
+
+def test_inside_a_batch_it_is_refused(r: redis.Redis,
+                                      pending: list[Callable[[], object]]) -> None:
+    from sidequest import Batch
+
+    batch = Batch(description="receipts")
+    with pytest.raises(ValueError, match="batch"), batch.jobs():
+        Receipt.perform_async(1)
+    assert pending == [] and r.llen("queue:default") == 0

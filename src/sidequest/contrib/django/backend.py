@@ -22,6 +22,7 @@ Sidekiq's backoff (``RETRY``, 25 by default; 0 for none) and reads as ``READY`` 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -45,6 +46,7 @@ from sidequest.contrib.django.tasks_api import (
     task_started,
 )
 from sidequest.errors import ConfigError
+from sidequest.options import validate_options
 
 _STATES = {
     "queued": TaskResultStatus.READY,
@@ -76,6 +78,8 @@ class SidequestBackend(BaseTaskBackend):
         self.priority_queues = _priority_queues(alias, options.get("PRIORITY_QUEUES", ()))
         self.retry = options.get("RETRY", True)
         self.result_ttl = options.get("RESULT_TTL", status.DEFAULT_TTL)
+        validate_options({"retry": self.retry, "result_ttl": self.result_ttl},
+                         f"TASKS[{alias!r}]['OPTIONS']", ("retry", "result_ttl"))
 
     def queue_for(self, task: Any) -> str:
         for lowest, queue in self.priority_queues:
@@ -96,10 +100,16 @@ class SidequestBackend(BaseTaskBackend):
         setter = job_class.set(queue=self.queue_for(task), jid=result.id, retry=self.retry,
                                store_result=True, result_ttl=self.result_ttl)
         job_args = (task.module_path, result.args, result.kwargs, self.alias)
-        if task.run_after is not None:
-            setter.perform_at(task.run_after, *job_args)
-        else:
-            setter.perform_async(*job_args)
+        try:
+            if task.run_after is not None:
+                setter.perform_at(task.run_after, *job_args)
+            else:
+                setter.perform_async(*job_args)
+        except Exception:
+            # Not enqueued: get_result must not report it as waiting to run.
+            with contextlib.suppress(Exception):
+                connection.client().delete(keys.status(result.id))
+            raise
         task_enqueued.send(type(self), task_result=result)
         return result
 
