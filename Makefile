@@ -6,8 +6,12 @@ STAMP  := $(VENV)/.installed
 # Lint only the dirs that exist: git does not keep empty dirs, so a fresh
 # clone may lack bench/ or examples/ and ruff errors on a missing path.
 LINT_DIRS := $(wildcard src tests bench examples)
+# Supported Pythons besides the one .venv runs on; each gets the unit and integration tests
+# (noxfile.py finds them on PATH or in pyenv's versions directory).
+OTHER_PYTHONS := 3.10 3.12 3.13
 
-.PHONY: venv redis ruby sentinel faketime chromium lint test test-django unit demo bench soak screenshots clean
+.PHONY: venv redis ruby sentinel faketime chromium lint test unit demo bench soak screenshots clean \
+	check-main check-soaks check-timed check-django $(addprefix python-,$(OTHER_PYTHONS))
 
 venv: $(STAMP)
 
@@ -19,35 +23,6 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/pip install -e '.[dev]'
 	touch $@
-
-# tests/django runs in two environments of its own: Django 6 (Python 3.12 or later) and
-# Django 5.2 with the django-tasks backport (this Python). PYTHON312 is the first Python
-# >= 3.12 found (python3.12, python3.13, pyenv's versions); set it to use another.
-DJANGO6  := .venv-django6
-DJANGO52 := .venv-django52
-PYTHON312 ?= $(shell for c in python3.12 python3.13 python3.14 $$HOME/.pyenv/versions/3.1[2-9]*/bin/python3; do \
-	"$$c" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1 && { command -v "$$c"; break; }; done)
-NO_PYTHON312 := Django 6 needs Python 3.12 or later and none was found: install one \
-	('sudo apt-get install python3.12', or 'pyenv install 3.12') or set PYTHON312=/path/to/python3.12
-
-$(DJANGO6)/.installed: pyproject.toml
-	@test -n "$(PYTHON312)" || { echo "$(NO_PYTHON312)"; exit 1; }
-	test -x $(DJANGO6)/bin/python || $(PYTHON312) -m venv $(DJANGO6)
-	$(DJANGO6)/bin/pip install -e '.[django,dev-django]'
-	touch $@
-
-$(DJANGO52)/.installed: pyproject.toml
-	test -x $(DJANGO52)/bin/python || $(PYTHON) -m venv $(DJANGO52)
-	$(DJANGO52)/bin/pip install -e '.[django,dev-django]' 'django>=5.2,<6' 'django-tasks>=0.12'
-	touch $@
-
-# Without Python 3.12 the Django 6 run is skipped with the way to get it (failed under CI).
-test-django: redis $(DJANGO52)/.installed
-	@if [ -n "$(PYTHON312)" ]; then \
-		$(MAKE) --no-print-directory $(DJANGO6)/.installed && $(DJANGO6)/bin/pytest -q tests/django; \
-	elif [ "$$CI" = true ]; then echo "$(NO_PYTHON312)"; exit 1; \
-	else echo "skipping the Django 6 tests: $(NO_PYTHON312)"; fi
-	$(DJANGO52)/bin/pytest -q tests/django
 
 # Only installs the binary; the tests start their own server on a free port.
 redis:
@@ -104,10 +79,40 @@ lint: venv
 	$(BIN)/ruff check $(LINT_DIRS)
 	$(BIN)/mypy
 
+# The whole suite on .venv's Python, the unit and integration tests on the other Pythons.
+# Two phases to fit a 2-core machine: first what can share it (tests that mostly wait on
+# subprocesses and Redis) side by side, then the timing-sensitive fault, browser and Ruby
+# tests alone. --output-sync prints each part's output whole when it ends.
 test: venv redis ruby sentinel faketime chromium
 	$(MAKE) lint
-	$(BIN)/pytest -q
-	$(MAKE) test-django
+	$(MAKE) -j --output-sync=target check-main check-soaks check-django \
+		$(addprefix python-,$(OTHER_PYTHONS))
+	$(MAKE) check-timed
+
+check-main:
+	$(BIN)/pytest -q tests/unit tests/integration
+
+check-soaks:
+	$(BIN)/pytest -q -m soak tests/fault
+
+check-timed:
+	$(BIN)/pytest -q -m "not soak" tests/fault tests/web tests/interop
+
+# tests/django (a real Django project and workers) in two nox environments: Django 6 on
+# Python 3.12, and Django 5.2 with the django-tasks backport on 3.11. Without Python 3.12 it
+# says how to get it and skips the Django 6 run (under CI=true it fails).
+PYTHON312 := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12.*/bin/python3.12) \
+	$(shell command -v python3.12 2>/dev/null))
+NO_PYTHON312 := Django 6 needs Python 3.12 and it was not found: install it ('pyenv install \
+	3.12' or 'sudo apt-get install python3.12'), so that python3.12 is on PATH or in pyenv
+check-django: venv redis
+	@if [ -n "$(PYTHON312)" ]; then $(BIN)/nox -s django6; \
+	elif [ "$$CI" = true ]; then echo "$(NO_PYTHON312)"; exit 1; \
+	else echo "skipping the Django 6 tests: $(NO_PYTHON312)"; fi
+	$(BIN)/nox -s django52
+
+$(addprefix python-,$(OTHER_PYTHONS)): python-%: venv
+	$(BIN)/nox -s tests-$*
 
 unit: venv
 	$(BIN)/pytest -q tests/unit
@@ -130,6 +135,6 @@ screenshots: venv redis chromium
 	SIDEQUEST_SCREENSHOTS=1 $(BIN)/pytest -q tests/web/test_browser.py
 
 clean:
-	rm -rf $(VENV) $(DJANGO6) $(DJANGO52) build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .nox build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 	find . -name '*.egg-info' -type d -prune -exec rm -rf {} +

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib
 import logging
 import os
@@ -43,6 +44,10 @@ def _parser(prog: str = "sidequest") -> argparse.ArgumentParser:
     parser.add_argument("--max-memory", type=int, metavar="MB",
                         help="past this RSS, finish running jobs and exit for the supervisor"
                              " (-P restarts it)")
+    parser.add_argument("--metrics-port", type=int, metavar="PORT",
+                        help="serve this process's Prometheus metrics on PORT (-P N: PORT+i)")
+    parser.add_argument("--metrics-host", metavar="HOST",
+                        help="address for --metrics-port (default 0.0.0.0)")
     parser.add_argument("-P", "--processes", type=int, default=None, metavar="N",
                         help="worker processes to fork, each with -c threads (default 1)")
     parser.add_argument("-q", "--queue", action="append", metavar="NAME[,WEIGHT]",
@@ -73,6 +78,8 @@ def config_from_args(args: argparse.Namespace, base: Mapping[str, Any] | None = 
         concurrency=args.concurrency,
         async_concurrency=args.async_concurrency,
         max_memory=args.max_memory,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
         queues=queues,
         timeout=args.timeout,
         environment=args.environment,
@@ -175,11 +182,18 @@ def _supervise(config: Config, processes: int) -> int:
         connection.set_url(config.redis_url)
     connection.after_fork()  # the supervisor must hold no Redis connection across a fork
 
-    def child() -> int:
+    def child(slot: int) -> int:
         connection.after_fork()
         logging.getLogger().handlers.clear()
         setup(config.log_level, config.log_format)
-        Launcher(config).run()  # pushed-back jobs still make a graceful stop: exit 0
+        own = config
+        if config.metrics_port is not None:  # each process is a scrape target of its own
+            own = dataclasses.replace(config, metrics_port=config.metrics_port + slot)
+        try:
+            Launcher(own).run()  # pushed-back jobs still make a graceful stop: exit 0
+        except ConfigError as exc:
+            log.error("%s", exc)
+            return 2
         return 0
 
     return Supervisor(config, processes, child).run()

@@ -43,6 +43,11 @@ class Config:
     #: MB of resident memory past which a process finishes its running jobs and exits for
     #: its supervisor (``-P``, systemd, Kubernetes) to start a fresh one; None: no limit.
     max_memory: int | None = None
+    #: Serve this process's Prometheus metrics over HTTP on this port (with ``-P N``, process
+    #: i takes ``metrics_port + i``); None: not served. Needs prometheus-client.
+    metrics_port: int | None = None
+    #: The address the metrics are served on: all interfaces, as exporters do by default.
+    metrics_host: str = "0.0.0.0"
     #: (name, weight) pairs; all weights 0 means strict priority in the given order.
     queues: tuple[tuple[str, int], ...] = (("default", 0),)
     timeout: float = 25.0
@@ -96,6 +101,11 @@ class Config:
         _positive_int("async_concurrency", self.async_concurrency, 100_000)
         if self.max_memory is not None:
             _positive_int("max_memory", self.max_memory, 10**7)
+        if self.metrics_port is not None:
+            _positive_int("metrics_port", self.metrics_port, 65535 - self.processes + 1)
+        if not isinstance(self.metrics_host, str) or not self.metrics_host:
+            raise ConfigError(f"metrics_host must be an address such as 127.0.0.1, "
+                              f"got {self.metrics_host!r}")
 
     @property
     def strict(self) -> bool:

@@ -69,6 +69,8 @@ SCHEDULE = "schedule"
 RETRY = "retry"
 DEAD = "dead"
 PROCESSES = "processes"
+#: Set (NX, 60 s) by whoever prunes dead entries from ``processes``: once a minute at most.
+PROCESS_CLEANUP = "process_cleanup"
 STAT_PROCESSED = "stat:processed"
 STAT_FAILED = "stat:failed"
 

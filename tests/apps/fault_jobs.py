@@ -56,6 +56,19 @@ class Work(Job):
         record("done", self)
 
 
+class AsyncBlocker(Job):
+    """An ``async def`` job that blocks its event loop (a sync sleep) far past its 1 s timeout:
+    the loop cannot deliver the cancellation."""
+
+    name = "fault.AsyncBlocker"
+    timeout = 1
+
+    async def perform(self, seconds: float = 60.0) -> None:
+        record("start", self)
+        time.sleep(seconds)
+        record("done", self)
+
+
 class AsyncWork(Job):
     """Work as ``async def``: awaits ``seconds`` on the worker's event loop."""
 

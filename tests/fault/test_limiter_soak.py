@@ -20,6 +20,7 @@ SECONDS = int(os.environ.get("SIDEQUEST_LIMITER_SOAK", "60"))
 
 
 @pytest.mark.slow
+@pytest.mark.soak  # a minute, mostly waiting: `make test` runs it beside the unit tests
 def test_bucket_holds_for_a_minute_under_40_threads(redis_url: str) -> None:
     assert SECONDS >= 5, "SIDEQUEST_LIMITER_SOAK: give at least 5 seconds"
     procs = [run_load(redis_url, "bucket", "soak", 10, 1, 10, SECONDS) for _ in range(4)]

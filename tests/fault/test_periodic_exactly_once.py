@@ -15,6 +15,7 @@ DURATION = 60
 
 
 @pytest.mark.slow
+@pytest.mark.soak  # a minute, mostly waiting: `make test` runs it beside the unit tests
 @pytest.mark.timeout(150)
 def test_three_processes_push_each_second_once(spawn: SpawnWorker, r: redis.Redis) -> None:
     workers = [spawn("-r", "apps.periodic_app") for _ in range(3)]

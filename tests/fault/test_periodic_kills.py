@@ -19,6 +19,7 @@ DURATION = 60
 
 
 @pytest.mark.slow
+@pytest.mark.soak  # a minute, mostly waiting: `make test` runs it beside the unit tests
 @pytest.mark.timeout(170)
 def test_random_sigkills_neither_skip_nor_double_a_tick(spawn: SpawnWorker,
                                                         r: redis.Redis) -> None:

@@ -1,6 +1,7 @@
 """A job stuck in C code past its timeout (a JobTimeout cannot land there) makes its process
 retire: the stuck job counts one failure, the other jobs go back to the queue, and the
-process exits for its supervisor to restart; a fresh worker runs the rest. Nothing is lost."""
+process exits for its supervisor to restart; a fresh worker runs the rest. Nothing is lost.
+The same for an async job that blocks the event loop, where its cancellation cannot land."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 
 import redis
 
-from apps.fault_jobs import Stuck, Work
+from apps.fault_jobs import AsyncBlocker, AsyncWork, Stuck, Work
 from fault.conftest import SpawnWorker
 from fault.harness import Ledger
 from helpers import wait_for
@@ -34,3 +35,25 @@ def test_a_stuck_job_retires_its_process_and_loses_nothing(
     wait_for(lambda: ledger.done_count() == 2, timeout=30, what="the other jobs to be done")
     assert set(ledger.counts("done")) == set(others), victim.log()
     assert "retiring this process" in victim.log()
+
+
+def test_an_async_job_blocking_the_loop_retires_its_process_and_loses_nothing(
+    spawn: SpawnWorker, sq: str, r: redis.Redis, ledger: Ledger
+) -> None:
+    victim = spawn("-c", "3")
+    victim.wait_registered(r)
+    others = AsyncWork.perform_bulk([[5.0]] * 2) + Work.perform_bulk([[5.0]])
+    wait_for(lambda: len(ledger.counts("start")) == 3, what="the other jobs running")
+    blocker = AsyncBlocker.perform_async(60.0)
+    wait_for(lambda: len(ledger.counts("start")) == 4, what="the blocking job running")
+    begun = time.monotonic()
+    wait_for(lambda: not victim.alive, timeout=1 + GRACE + 20, what="the process to retire")
+    assert time.monotonic() - begun >= 1 + GRACE - 0.5, "not before the grace period"
+    (entry,) = list(RetrySet())
+    assert entry.jid == blocker and entry.item["error_class"].endswith("JobTimeout")
+    rescuer = spawn("-c", "3")
+    rescuer.wait_registered(r)
+    wait_for(lambda: ledger.done_count() >= 3, timeout=30, what="the other jobs to be done")
+    assert set(ledger.counts("done")) == set(others), victim.log()
+    log = victim.log(10_000)
+    assert "retiring this process" in log and "blocks the event loop" in log, log

@@ -11,7 +11,7 @@ from typing import Any
 import redis
 
 from helpers import running_worker, wait_for
-from sidequest import Job
+from sidequest import Job, keys
 from sidequest.api import (
     DeadSet,
     ProcessSet,
@@ -137,6 +137,9 @@ def test_process_set_prunes_and_controls_a_live_worker(r: redis.Redis) -> None:
     ApiJob.perform_async("x")
     with running_worker(embedded=False, queues=(("api", 0),), tag="api-test") as worker:
         wait_for(lambda: r.hget(worker.identity, "busy") == "1", what="busy beat")
+        # A reaper thread left by an earlier test may have run the (once a minute) cleanup
+        # since the flush; the read below must be the one that prunes.
+        r.delete(keys.PROCESS_CLEANUP)
         (proc,) = ProcessSet().processes()
         assert proc.identity == worker.identity and proc.tag == "api-test"
         assert proc.busy == 1 and proc.concurrency == 5 and proc.queues == ["api"]

@@ -50,13 +50,36 @@ def test_a_job_blocking_the_loop_is_named_in_a_warning(caplog: pytest.LogCapture
     assert "BlocksTheLoop" in warning, warning
 
 
+class StallMeter(threading.Thread):
+    """A control thread that sleeps as the loop's watchdog does and keeps its worst lateness:
+    what the machine itself (another process's load) did to this process's threads."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.worst_ms = 0.0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            asked = time.monotonic()
+            time.sleep(0.05)
+            self.worst_ms = max(self.worst_ms, (time.monotonic() - asked - 0.05) * 1000)
+
+
 def test_a_quiet_loop_gives_no_warning(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="sidequest")
+    meter = StallMeter()
+    meter.start()
     with running_worker():
         jids = Waits.perform_bulk([[0.3]] * 20)
         wait_for(lambda: len(finished) == 20, what="20 awaiting jobs")
+    meter.done.set()
     assert set(finished) == set(jids)
-    assert not [r for r in caplog.records if "was blocked" in r.getMessage()]
+    # On a loaded machine any thread can be held up past 100 ms; a warning is excused only
+    # when the control thread of this process was held up about as long.
+    blocked = [r.args[0] for r in caplog.records if "was blocked" in r.getMessage()
+               if isinstance(r.args, tuple)]
+    assert all(ms <= meter.worst_ms + 50 for ms in blocked), (blocked, meter.worst_ms)
 
 
 def test_running_async_jobs_show_on_the_busy_page() -> None:

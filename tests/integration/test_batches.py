@@ -70,6 +70,7 @@ def _fresh(redis_url: str) -> None:
     attempts.clear()
 
 
+@pytest.mark.slow  # a load test: run once, not on every Python
 def test_10000_jobs_with_5_percent_failing_once_fire_each_callback_once(r: redis.Redis) -> None:
     batch = Batch(description="import", on_success=(OnSuccess, ["import"]),
                   on_complete=(OnComplete, ["import"]))

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from helpers import need_redis, run_script
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,6 +25,7 @@ LATENCY_ROWS = ("idle, one queue", "idle, three queues", "busy, one queue",
 
 
 
+@pytest.mark.slow  # a load test: run once, not on every Python
 def test_quick_bench_prints_its_report() -> None:
     need_redis()
     result = run_script(BENCH, "--quick", timeout=TIMEOUT)
@@ -43,6 +46,7 @@ def latency_row(out: str, label: str) -> list[str]:
     return re.split(r"\s{2,}", line.strip())
 
 
+@pytest.mark.slow  # a load test: run once, not on every Python
 def test_quick_latency_bench_prints_a_row_per_scenario() -> None:
     need_redis()
     # About 10 s on 2 cores: four workers started and stopped, 21 pushes each.
@@ -64,6 +68,7 @@ def test_quick_latency_bench_prints_a_row_per_scenario() -> None:
             assert cells[7:] == ["-", "-"], cells
 
 
+@pytest.mark.slow  # a load test: run once, not on every Python
 def test_feature_bench_prints_each_kind_against_a_plain_job() -> None:
     need_redis()
     features = BENCH.parent / "features.py"

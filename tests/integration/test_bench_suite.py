@@ -39,6 +39,7 @@ from bench.harness import BenchError, terminate_all, wait_count  # noqa: E402
 from bench.systems import BY_NAME  # noqa: E402
 
 
+@pytest.mark.slow  # a load test: run once, not on every Python
 def test_quick_suite_measures_every_workload_and_prints_the_table() -> None:
     need_redis()
     before = DOC.stat().st_mtime if DOC.exists() else None

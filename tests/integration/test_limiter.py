@@ -78,6 +78,7 @@ def _full(made: limiter.ConcurrentLimiter) -> bool:
     return False
 
 
+@pytest.mark.slow  # a load test: run once, not on every Python
 def test_idle_state_of_many_dynamic_names_expires(r: redis.Redis) -> None:
     for uid in range(100_000):
         limiter.bucket(f"user-{uid}", 10, 0.2).acquire()

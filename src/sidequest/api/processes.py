@@ -89,7 +89,7 @@ class ProcessSet:
     def cleanup() -> int:
         """Drop identities whose process hash expired; at most once a minute across readers."""
         client = connection.client()
-        if not client.set("process_cleanup", "1", nx=True, ex=CLEANUP_EVERY):
+        if not client.set(keys.PROCESS_CLEANUP, "1", nx=True, ex=CLEANUP_EVERY):
             return 0
         identities = sorted(cast(set[bytes], client.smembers(keys.PROCESSES)))
         pipe = client.pipeline(transaction=False)

@@ -15,11 +15,12 @@ from sidequest import middleware, retry
 from sidequest.errors import JobTimeout
 from sidequest.job import Job
 from sidequest.payload import KWARGS, Payload
-from sidequest.worker import cancels
+from sidequest.worker import cancels, timeouts
 from sidequest.worker.asyncio_runner import AsyncRunner
 from sidequest.worker.fetch import Work
 from sidequest.worker.logs import job_info, log_failure
 from sidequest.worker.state import ProcessState
+from sidequest.worker.timeouts import Timeouts
 
 log = logging.getLogger("sidequest")
 
@@ -49,6 +50,10 @@ class AsyncJobs:
         self.state = state
         self._failed = failed
         self._acknowledge = acknowledge
+        #: Set by the manager: keeps the deadlines, to notice a job that cannot be cancelled.
+        self.timeouts: Timeouts | None = None
+        #: jid -> what ``give_up`` needs; a job not in it when it ends was given up on.
+        self._live: dict[str, tuple[Work, Payload, type[Job]]] = {}
 
     def start(self, work: Work, job: Payload, cls: type[Job]) -> None:
         """Hand the job to the loop (waits while ``async_concurrency`` jobs are running)."""
@@ -63,17 +68,33 @@ class AsyncJobs:
         started = time.monotonic()
         if log.isEnabledFor(logging.INFO):
             job_info(log, "start", fields)
+        limit = timeouts.seconds(job.get("timeout"))
 
         async def run() -> Any:
-            final = timed(lambda: instance.perform(*args, **kwargs), job.get("timeout"))
+            final = timed(lambda: instance.perform(*args, **kwargs), limit)
             return await invoke_async((instance, job, work.queue), final)
 
         async def done(error: BaseException | None) -> None:
+            if self.timeouts is not None and limit is not None:
+                self.timeouts.unwatch_async(jid)
+            if self._live.pop(jid, None) is None:
+                return  # given up on (stuck past its timeout): its failure is recorded
             fields["elapsed"] = round(time.monotonic() - started, 3)
             self.state.finished(key, failed=error is not None)
             await self._outcome(work, job, cls, fields, error)
 
+        self._live[jid] = (work, job, cls)
+        if self.timeouts is not None and limit is not None:
+            self.timeouts.watch_async(jid, limit)
         self.runner.submit(jid, cls.wire_name(), run, done)
+
+    def give_up(self, jid: str) -> tuple[Work, Payload, type[Job]] | None:
+        """The job is stuck past its timeout: its outcome is no longer this object's to record
+        (the caller records its failure). Returns what it ran, or None if it has ended."""
+        entry = self._live.pop(jid, None)
+        if entry is not None:
+            self.state.finished(f"async-{jid}", failed=True)
+        return entry
 
     async def _outcome(self, work: Work, job: Payload, cls: type[Job], fields: dict[str, Any],
                        error: BaseException | None) -> None:
@@ -95,11 +116,11 @@ class AsyncJobs:
             await loop.run_in_executor(None, self._failed, work, job, error, cls)
 
 
-def timed(call: Callable[[], Any], limit: Any) -> Callable[[], Awaitable[Any]]:
+def timed(call: Callable[[], Any], limit: float | None) -> Callable[[], Awaitable[Any]]:
     """``call()``'s coroutine, cancelled at ``limit`` seconds with JobTimeout (if a limit)."""
     async def final() -> Any:
         coro = cast("Awaitable[Any]", call())
-        if not isinstance(limit, (int, float)) or isinstance(limit, bool) or limit <= 0:
+        if limit is None:
             return await coro
         try:
             return await asyncio.wait_for(coro, limit)

@@ -14,6 +14,8 @@ the middleware's "around" meaning but holds a thread per running async job.
 
 A coroutine that blocks the loop (a sync call inside ``async def``) stalls every other async
 job; a watchdog notices when the loop woke over 100 ms late and names the jobs running then.
+One that blocks it past its timeout retires the process (worker/timeouts.py); the stop then
+does not wait for async jobs that a blocked loop cannot finish or cancel.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ log = logging.getLogger("sidequest")
 #: The loop is "blocked" when a 50 ms sleep ends this much later than asked.
 BLOCKED = 0.1
 TICK = 0.05
+#: A loop that has not woken for this long is stuck: nothing on it can end or be cancelled.
+STUCK = 1.0
 
 
 class AsyncRunner:
@@ -42,6 +46,7 @@ class AsyncRunner:
         self._started = threading.Lock()
         #: jid -> (class name, its future), for stop() and the blocked-loop warning.
         self._running: dict[str, tuple[str, Future[Any]]] = {}
+        self._beat = time.monotonic()  # the watch coroutine's last wake-up
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -61,7 +66,7 @@ class AsyncRunner:
 
     async def _watch(self) -> None:
         while True:
-            asked = time.monotonic()
+            asked = self._beat = time.monotonic()
             await asyncio.sleep(TICK)
             late = time.monotonic() - asked - TICK
             if late > BLOCKED:
@@ -104,6 +109,11 @@ class AsyncRunner:
     def busy(self) -> int:
         return len(self._running)
 
+    @property
+    def stuck(self) -> bool:
+        """The loop is blocked (by a sync call in a job): no async job can end now."""
+        return self._loop is not None and time.monotonic() - self._beat > STUCK
+
     def running(self) -> list[str]:
         return list(self._running)
 
@@ -119,5 +129,5 @@ class AsyncRunner:
         loop = self._loop
         if loop is not None:
             loop.call_soon_threadsafe(loop.stop)
-            if self._thread is not None:
+            if self._thread is not None and not self.stuck:  # a stuck one ends with us
                 self._thread.join(5)

@@ -18,7 +18,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import redis
 
@@ -34,6 +34,9 @@ from sidequest.worker.reaper import Reaper
 from sidequest.worker.scheduler import Scheduler
 from sidequest.worker.state import ProcessState
 from sidequest.worker.threads import spawn
+
+if TYPE_CHECKING:
+    from sidequest.worker.exporter import Exporter
 
 log = logging.getLogger("sidequest")
 
@@ -56,6 +59,7 @@ class Launcher:
         self.stopping = threading.Event()
         self.stop_requested = threading.Event()
         self.retired = False  # a stuck job made the process stop
+        self.exporter: Exporter | None = None  # --metrics-port
         self._client = connection.new_client(retries=0)
         self.manager = Manager(config, self.identity, self.state)
         self.embedded = embedded
@@ -76,6 +80,7 @@ class Launcher:
         if self.periodic.entries:
             middleware.server.prepend(record_outcome)
         middleware.server.prepend(metrics.recorder)  # outermost: times the whole chain
+        self._serve_metrics()
         for handler in (unique.on_death, status.on_death):  # a job that will not run again
             if handler not in hooks.death_handlers:  # frees its identity, is marked dead
                 hooks.on_death(handler)
@@ -100,6 +105,21 @@ class Launcher:
                              (self.reaper.run, "reaper"), (self.periodic.run, "periodic"),
                              (watcher.run, "cancels")):
             self._threads.append(spawn(target, f"sidequest-{name}", self.stopping))
+
+    def _serve_metrics(self) -> None:
+        """``--metrics-port``: this process's own Prometheus endpoint (prometheus-client is
+        imported only then)."""
+        port = self.config.metrics_port
+        if port is None or self.exporter is not None:
+            return
+        from sidequest.worker.exporter import Exporter  # noqa: PLC0415 - needs the extra
+
+        self.exporter = Exporter(self.identity, self.config.concurrency,
+                                 lambda: self.manager.busy)
+        self.exporter.serve(self.config.metrics_host, port)
+        middleware.server.prepend(self.exporter)
+        log.info("Prometheus metrics of this process on http://%s:%d/metrics",
+                 self.config.metrics_host, port)
 
     def _first_beat(self) -> None:
         delay, warned = 0.1, False
@@ -215,6 +235,9 @@ class Launcher:
         self.heartbeat.quiet = True
         clean = self.manager.stop(time.monotonic() + self.config.timeout)
         metrics.recorder.close()  # stop its flusher thread and write the last counts
+        if self.exporter is not None:
+            self.exporter.close()
+            middleware.server.remove(self.exporter)
         self.stopping.set()
         for thread in self._threads:  # they wake on `stopping`; a Redis call ends by timeout
             thread.join(self.config.fetch_timeout + 1)

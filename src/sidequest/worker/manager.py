@@ -63,6 +63,10 @@ ACK_DELAY = 0.05
 _LISTEN = Work("", b"")
 
 
+def _stuck_error() -> JobTimeout:
+    return JobTimeout("the job ran past its timeout and did not stop; its process retired")
+
+
 class Manager:
     def __init__(self, config: Config, identity: str, state: ProcessState) -> None:
         self.config = config
@@ -77,9 +81,11 @@ class Manager:
                                    self.stopping)
         self.inprogress = InProgress(config, identity, self._client, self.processor)
         self.asyncio = AsyncRunner(config.async_concurrency)
-        self.processor.async_jobs = AsyncJobs(self.asyncio, state, self.processor.failed,
-                                              self._async_acknowledge)
         self.timeouts = Timeouts(on_stuck=self._stuck)
+        self.async_jobs = AsyncJobs(self.asyncio, state, self.processor.failed,
+                                    self._async_acknowledge)
+        self.async_jobs.timeouts = self.timeouts
+        self.processor.async_jobs = self.async_jobs
         self.processor.timeouts = self.timeouts
         #: What to do when a job ignores its timeout: the launcher stops the process.
         self.retire: Callable[[], None] = self.quiet
@@ -140,7 +146,10 @@ class Manager:
         Returns True when every processor finished in time.
         """
         self.quiet()
-        while (self._running or self.asyncio.busy) and time.monotonic() < deadline:
+        def async_busy() -> bool:  # a blocked loop can neither finish nor cancel a job
+            return self.asyncio.busy > 0 and not self.asyncio.stuck
+
+        while (self._running or async_busy()) and time.monotonic() < deadline:
             time.sleep(0.02)  # shutdown only: a short poll keeps the hot path lock-free
         stuck = dict(self._running)
         leftovers = list(stuck.values())
@@ -148,7 +157,7 @@ class Manager:
         if late:  # async jobs past the deadline: cancelled, they stay in the list (pushed back)
             self.asyncio.cancel(late)
             end = time.monotonic() + 2
-            while self.asyncio.busy and time.monotonic() < end:
+            while async_busy() and time.monotonic() < end:
                 time.sleep(0.02)
         self.inprogress.requeue(self._drain_jobs())  # fetched while we were quieting
         # Again: a fetcher round that began before quiet() may have parked threads since,
@@ -186,9 +195,10 @@ class Manager:
                 continue
             if job.get("jid") == jid:
                 self._running.pop(tid, None)
-                self.processor.failed(work, job, JobTimeout(
-                    "the job ran past its timeout and did not stop; its process retired"),
-                    registry.find(job.get("class")))
+                self.processor.failed(work, job, _stuck_error(), registry.find(job.get("class")))
+        given_up = self.async_jobs.give_up(jid)
+        if given_up is not None:
+            self.processor.failed(*given_up[:2], _stuck_error(), given_up[2])
         self.retire()
 
     def _async_acknowledge(self, raw: bytes) -> None:

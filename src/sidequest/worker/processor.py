@@ -26,7 +26,7 @@ from sidequest.errors import PayloadError
 from sidequest.job import Job
 from sidequest.morgue import add_dead
 from sidequest.payload import KWARGS, Payload, decode, dumps, normalized
-from sidequest.worker import async_jobs
+from sidequest.worker import async_jobs, timeouts
 from sidequest.worker.clock import now
 from sidequest.worker.fetch import Work
 from sidequest.worker.logs import job_info, log_failure
@@ -97,10 +97,10 @@ class Processor:
             instance.jid = job.get("jid", "")
             instance.payload = job
             args, kwargs = job["args"], job.get(KWARGS) or {}
-            limit: Any = job.get("timeout")
+            limit = timeouts.seconds(job.get("timeout"))
             # An async job's limit is its coroutine's (wait_for), not this thread's watchdog.
-            if self.timeouts is not None and _is_seconds(limit) and not cls.async_perform:
-                with self.timeouts.watch(str(job.get("jid", "")), float(limit)):
+            if self.timeouts is not None and limit is not None and not cls.async_perform:
+                with self.timeouts.watch(str(job.get("jid", "")), limit):
                     self._chain(work, job, instance, args, kwargs)
             else:
                 self._chain(work, job, instance, args, kwargs)
@@ -126,7 +126,8 @@ class Processor:
         if inspect.iscoroutine(result):
             # An async job run by this thread (sync middleware around it, or a suspect run
             # alone): the event loop runs it, under its own time limit; this thread waits.
-            timed = async_jobs.timed(lambda: result, instance.payload.get("timeout"))()
+            timed = async_jobs.timed(lambda: result,
+                                     timeouts.seconds(instance.payload.get("timeout")))()
             if self.async_jobs is None:
                 return asyncio.run(timed)  # type: ignore[arg-type]
             return self.async_jobs.runner.wait_result(timed)  # type: ignore[arg-type]
@@ -205,10 +206,6 @@ class Processor:
                 log.warning("Redis error recording a job's outcome, retrying: %s", exc)
                 self.stopping.wait(delay)
                 delay = min(delay * 2, 2.0)
-
-
-def _is_seconds(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
 
 def _safely(call: Callable[[], Any], hook: str, job: Payload) -> Any:

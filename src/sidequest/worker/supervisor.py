@@ -34,18 +34,21 @@ _FORWARDED = ("SIGTERM", "SIGINT", "SIGTSTP", "SIGTTIN")
 PR_SET_PDEATHSIG = 1
 
 class Supervisor:
-    def __init__(self, config: Config, processes: int, child_main: Callable[[], int]) -> None:
+    def __init__(self, config: Config, processes: int,
+                 child_main: Callable[[int], int]) -> None:
         self.config = config
         self.processes = processes
+        #: Runs a child, given its slot (0 to processes - 1): a restarted child takes the
+        #: slot of the one it replaces (its metrics port, for one).
         self.child_main = child_main
-        self.children: dict[int, float] = {}  # pid -> start time (monotonic)
+        self.children: dict[int, tuple[float, int]] = {}  # pid -> (start time, slot)
         self.stopping = False
         self._delay = 0.5
 
     def run(self) -> int:
         self._install_signals()
-        for _ in range(self.processes):
-            self._fork()
+        for slot in range(self.processes):
+            self._fork(slot)
         log.info("supervisor %d started %d worker processes: %s", os.getpid(),
                  self.processes, " ".join(map(str, self.children)))
         while not self.stopping:
@@ -53,7 +56,7 @@ class Supervisor:
             time.sleep(0.2)  # the supervision period; signals interrupt it
         return self._shutdown()
 
-    def _fork(self) -> None:
+    def _fork(self, slot: int) -> None:
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the child: run a worker, never return into the supervisor's loop
@@ -62,18 +65,18 @@ class Supervisor:
             _stop_with(parent)
             code = 1
             try:
-                code = self.child_main()
+                code = self.child_main(slot)
             finally:
                 sys.stdout.flush()
                 os._exit(code)
-        self.children[pid] = time.monotonic()
+        self.children[pid] = (time.monotonic(), slot)
 
     def _reap_and_restart(self) -> None:
         while self.children:
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
                 return
-            started = self.children.pop(pid, time.monotonic())
+            started, slot = self.children.pop(pid, (time.monotonic(), 0))
             if self.stopping:
                 continue
             log.warning("worker process %d exited (%s); starting another", pid, _describe(status))
@@ -82,7 +85,7 @@ class Supervisor:
                 self._delay = min(self._delay * 2, 30.0)
             else:
                 self._delay = 0.5
-            self._fork()
+            self._fork(slot)
 
     def _install_signals(self) -> None:
         def forward(signum: int, _frame: object) -> None:

@@ -6,7 +6,10 @@ exception surfaces at the job's next Python instruction, and the job fails under
 retry rules. A job stuck in C code or a system call never gets to that instruction: after
 ``GRACE`` more seconds the watchdog records one failure for it and retires the process (it
 stops fetching, pushes its other jobs back and exits for its supervisor to restart it),
-since a thread cannot be killed. Async jobs are timed by ``asyncio.wait_for`` instead.
+since a thread cannot be killed. Async jobs are timed by ``asyncio.wait_for`` instead; the
+watchdog only keeps their deadlines, and one still running ``GRACE`` seconds past its deadline
+(it blocks the event loop, so the cancellation cannot be delivered, or it swallows it) is stuck
+in the same way.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from sidequest.errors import JobTimeout
 
@@ -25,6 +29,12 @@ log = logging.getLogger("sidequest")
 #: Seconds a job gets to stop after its JobTimeout before the process retires.
 GRACE = 5.0
 TICK = 0.1
+
+
+def seconds(value: Any) -> float | None:
+    """A job's ``timeout`` as seconds, or None when it has none (absent, zero, not a number)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    return float(value) if ok else None
 
 
 @dataclass
@@ -41,6 +51,8 @@ class Timeouts:
         self._on_stuck = on_stuck
         self._lock = threading.Lock()
         self._watched: dict[int, _Watched] = {}
+        #: Async jobs: jid -> when it is stuck (monotonic: its deadline plus GRACE).
+        self._async: dict[str, float] = {}
         self._thread: threading.Thread | None = None
 
     @contextmanager
@@ -49,15 +61,28 @@ class Timeouts:
         ident = threading.get_ident()
         with self._lock:
             self._watched[ident] = _Watched(jid, ident, time.monotonic() + seconds)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="sidequest-timeouts",
-                                                daemon=True)
-                self._thread.start()
+            self._start()
         try:
             yield
         finally:
             with self._lock:
                 self._watched.pop(ident, None)
+
+    def watch_async(self, jid: str, seconds: float) -> None:
+        """An async job with a deadline of ``seconds`` started; ``unwatch_async`` when it ends."""
+        with self._lock:
+            self._async[jid] = time.monotonic() + seconds + GRACE
+            self._start()
+
+    def unwatch_async(self, jid: str) -> None:
+        with self._lock:
+            self._async.pop(jid, None)
+
+    def _start(self) -> None:  # holding the lock
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="sidequest-timeouts",
+                                            daemon=True)
+            self._thread.start()
 
     def _run(self) -> None:
         while True:
@@ -70,11 +95,17 @@ class Timeouts:
                         _raise_in(entry.thread)
                     elif entry.fired is not None and now - entry.fired > GRACE:
                         del self._watched[entry.thread]
-                        log.error("job %s did not stop %.0f s after its timeout (stuck in C "
-                                  "code or a system call); retiring this process", entry.jid,
-                                  GRACE)
-                        threading.Thread(target=self._on_stuck, args=(entry.jid,),
-                                         daemon=True).start()
+                        self._stuck(entry.jid, "stuck in C code or a system call")
+                for jid, limit in list(self._async.items()):
+                    if now >= limit:
+                        del self._async[jid]
+                        self._stuck(jid, "an async job that blocks the event loop or "
+                                         "ignores its cancellation")
+
+    def _stuck(self, jid: str, why: str) -> None:
+        log.error("job %s did not stop %.0f s after its timeout (%s); retiring this process",
+                  jid, GRACE, why)
+        threading.Thread(target=self._on_stuck, args=(jid,), daemon=True).start()
 
 
 def _raise_in(thread: int) -> None:

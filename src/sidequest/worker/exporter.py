@@ -1,0 +1,97 @@
+"""Per-process Prometheus metrics (``--metrics-port``): what this worker process did and is
+doing, served over HTTP by prometheus-client for a scraper that watches each process (a pod,
+a systemd unit) rather than the whole Redis (the dashboard's ``/prometheus`` does that).
+
+Counters and a run-time histogram per job class and queue are updated by a server middleware,
+so they count from the process's start, as Prometheus counters should; the busy threads are
+read at scrape time; prometheus-client adds the process's memory, CPU and open files.
+Imported only when the flag is set: the worker runs without prometheus-client otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sidequest.errors import ConfigError
+from sidequest.metrics import job_class
+
+#: Run-time histogram buckets, seconds: a few ms to a few minutes.
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+class Exporter:
+    """The registry, the middleware that feeds it, and the HTTP server that serves it."""
+
+    def __init__(self, identity: str, concurrency: int, busy: Callable[[], int]) -> None:
+        try:
+            import prometheus_client as prom  # noqa: PLC0415 - an extra, only with the flag
+        except ImportError as exc:
+            raise ConfigError("--metrics-port needs prometheus-client: "
+                              "pip install 'sidequest[prometheus]'") from exc
+        self._prom = prom
+        self.registry = prom.CollectorRegistry()
+        prom.ProcessCollector(registry=self.registry)
+        labels = ["class", "queue"]
+        self.processed = prom.Counter("sidequest_worker_processed", "Jobs this process ran, "
+                                      "failures included", labels, registry=self.registry)
+        self.failed = prom.Counter("sidequest_worker_failed", "Jobs this process ran that "
+                                   "raised", labels, registry=self.registry)
+        self.duration = prom.Histogram("sidequest_worker_job_duration_seconds", "Run time of "
+                                       "this process's jobs, failures included", labels,
+                                       buckets=BUCKETS, registry=self.registry)
+        prom.Gauge("sidequest_worker_busy", "Jobs running in this process now",
+                   registry=self.registry).set_function(busy)
+        prom.Gauge("sidequest_worker_concurrency", "Processor threads of this process",
+                   registry=self.registry).set(concurrency)
+        prom.Info("sidequest_worker", "This worker process", registry=self.registry).info(
+            {"identity": identity, "pid": str(os.getpid())})
+        self._server: Any = None
+
+    def serve(self, host: str, port: int) -> None:
+        try:
+            served = self._prom.start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            raise ConfigError(f"--metrics-port {port}: cannot listen on {host}:{port} ({exc}); "
+                              "choose a free port (with -P N, process i takes PORT + i)"
+                              ) from exc
+        self._server = served[0] if isinstance(served, tuple) else None
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def _count(self, payload: dict[str, Any], queue: str, started: float,
+               failed: bool) -> None:
+        labels = (job_class(payload), queue)
+        self.processed.labels(*labels).inc()
+        if failed:
+            self.failed.labels(*labels).inc()
+        self.duration.labels(*labels).observe(time.perf_counter() - started)
+
+    # -- the server middleware (sync and async forms) ------------------------------------
+
+    def __call__(self, job: Any, payload: dict[str, Any], queue: str,
+                 call_next: Callable[[], Any]) -> Any:
+        started = time.perf_counter()
+        try:
+            result = call_next()
+        except BaseException:
+            self._count(payload, queue, started, failed=True)
+            raise
+        self._count(payload, queue, started, failed=False)
+        return result
+
+    async def acall(self, job: Any, payload: dict[str, Any], queue: str,
+                    call_next: Callable[[], Awaitable[Any]]) -> Any:
+        started = time.perf_counter()
+        try:
+            result = await call_next()
+        except BaseException:
+            self._count(payload, queue, started, failed=True)
+            raise
+        self._count(payload, queue, started, failed=False)
+        return result
