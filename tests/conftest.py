@@ -18,7 +18,7 @@ INTEGRATION_DIR = (Path(__file__).parent / "integration").resolve()
 INTEROP_DIR = (Path(__file__).parent / "interop").resolve()
 DJANGO_DIR = (Path(__file__).parent / "django").resolve()
 
-# tests/django runs in environments of its own that have Django (`make test-django`); an
+# tests/django runs in environments of its own that have Django (`make check-django`); an
 # environment without it does not collect that folder.
 collect_ignore_glob = [] if importlib.util.find_spec("django") else ["django/*"]
 

@@ -1,8 +1,8 @@
 """A real Django project (djproject + the shop app, SQLite) against the suite's real
 redis-server; workers are ``python manage.py sidequest`` subprocesses.
 
-Run with a Django environment (``make test-django``); the main environment has no Django
-and does not collect this folder (tests/conftest.py)."""
+Run with a Django environment (``make check-django``: nox sessions django6 and django52);
+the main environment has no Django and does not collect this folder (tests/conftest.py)."""
 
 from __future__ import annotations
 
