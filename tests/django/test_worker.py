@@ -81,3 +81,12 @@ def test_the_worker_takes_the_cli_flags(project: Path, redis_server: RedisServer
         capture_output=True, text=True, timeout=60, check=False)
     assert bad.returncode == 2
     assert "concurrency must be a whole number from 1 to 1000, got 0" in bad.stderr
+
+
+def test_async_jobs_use_the_async_orm(worker: subprocess.Popen[str]) -> None:
+    from shop.jobs import RecordAsync
+    from shop.models import Order
+
+    Order.objects.create(number=1)
+    RecordAsync.perform_async("a1")
+    assert wait_for(lambda: seen("async", "a1"), 30, "the async job's row") == ["1"]

@@ -26,3 +26,10 @@ class BreakConnection(Job):
     def perform(self, key: str) -> None:
         Event.objects.create(kind="broke", key=key)
         connection.connection.close()  # the raw sqlite3 connection; Django does not know
+
+
+class RecordAsync(Job):
+    """An ``async def`` job using Django's async ORM on the worker's event loop."""
+
+    async def perform(self, key: str) -> None:
+        await Event.objects.acreate(kind="async", key=key, value=str(await Order.objects.acount()))
