@@ -85,3 +85,14 @@ def test_a_dashboard_form_works_through_django(users: dict[str, object]) -> None
     done = submit(form.group(2))
     assert done.status_code in (302, 303), done.content[:300]
     assert r.llen("queue:doomed") == 0
+
+
+def test_served_by_django_under_asgi_too(users: dict[str, object]) -> None:
+    """Under an ASGI server the request carries no WSGI keys; the dashboard still answers."""
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    client = AsyncClient()
+    async_to_sync(client.aforce_login)(users["staff"])
+    page = async_to_sync(client.get)("/ops/sidequest/queues", headers={"accept": "text/html"})
+    assert page.status_code == 200 and b'href="/ops/sidequest/static/app.css' in page.content
