@@ -11,7 +11,7 @@ LINT_DIRS := $(wildcard src tests bench examples)
 OTHER_PYTHONS := 3.10 3.12 3.13
 
 .PHONY: venv redis ruby sentinel faketime chromium lint test unit demo bench soak screenshots clean \
-	check-main check-soaks check-timed $(addprefix python-,$(OTHER_PYTHONS))
+	check-main check-soaks check-timed check-django $(addprefix python-,$(OTHER_PYTHONS))
 
 venv: $(STAMP)
 
@@ -85,7 +85,8 @@ lint: venv
 # tests alone. --output-sync prints each part's output whole when it ends.
 test: venv redis ruby sentinel faketime chromium
 	$(MAKE) lint
-	$(MAKE) -j --output-sync=target check-main check-soaks $(addprefix python-,$(OTHER_PYTHONS))
+	$(MAKE) -j --output-sync=target check-main check-soaks check-django \
+		$(addprefix python-,$(OTHER_PYTHONS))
 	$(MAKE) check-timed
 
 check-main:
@@ -96,6 +97,19 @@ check-soaks:
 
 check-timed:
 	$(BIN)/pytest -q -m "not soak" tests/fault tests/web tests/interop
+
+# tests/django (a real Django project and workers) in two nox environments: Django 6 on
+# Python 3.12, and Django 5.2 with the django-tasks backport on 3.11. Without Python 3.12 it
+# says how to get it and skips the Django 6 run (under CI=true it fails).
+PYTHON312 := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12.*/bin/python3.12) \
+	$(shell command -v python3.12 2>/dev/null))
+NO_PYTHON312 := Django 6 needs Python 3.12 and it was not found: install it ('pyenv install \
+	3.12' or 'sudo apt-get install python3.12'), so that python3.12 is on PATH or in pyenv
+check-django: venv redis
+	@if [ -n "$(PYTHON312)" ]; then $(BIN)/nox -s django6; \
+	elif [ "$$CI" = true ]; then echo "$(NO_PYTHON312)"; exit 1; \
+	else echo "skipping the Django 6 tests: $(NO_PYTHON312)"; fi
+	$(BIN)/nox -s django52
 
 $(addprefix python-,$(OTHER_PYTHONS)): python-%: venv
 	$(BIN)/nox -s tests-$*

@@ -46,3 +46,17 @@ def tests(session: nox.Session) -> None:
     # Load tests, which measure the machine more than the interpreter ("slow"), run once too.
     args = session.posargs or ["tests/unit", "tests/integration", "-m", "not slow"]
     session.run("pytest", "-q", "-p", "no:cacheprovider", *args)
+
+
+# tests/django: the Django integration on Django 6 (Python 3.12 or later) and on Django 5.2
+# with the django-tasks backport; `make check-django` runs both.
+@nox.session(python="3.12")
+def django6(session: nox.Session) -> None:
+    session.install("-e", ".[django,dev-django]")
+    session.run("pytest", "-q", "-p", "no:cacheprovider", *(session.posargs or ["tests/django"]))
+
+
+@nox.session(python="3.11")
+def django52(session: nox.Session) -> None:
+    session.install("-e", ".[django,dev-django]", "django>=5.2,<6", "django-tasks>=0.12")
+    session.run("pytest", "-q", "-p", "no:cacheprovider", *(session.posargs or ["tests/django"]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from collections.abc import Iterator
@@ -15,6 +16,11 @@ from redis_server import RedisServer  # tests/ is on sys.path (pyproject: python
 INSTALL_HINT = "redis-server is missing: run 'sudo apt-get install redis-server' (or `make redis`)"
 INTEGRATION_DIR = (Path(__file__).parent / "integration").resolve()
 INTEROP_DIR = (Path(__file__).parent / "interop").resolve()
+DJANGO_DIR = (Path(__file__).parent / "django").resolve()
+
+# tests/django runs in environments of its own that have Django (`make check-django`); an
+# environment without it does not collect that folder.
+collect_ignore_glob = [] if importlib.util.find_spec("django") else ["django/*"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -23,7 +29,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     fault_dir = (Path(__file__).parent / "fault").resolve()
     for item in items:
         parents = Path(item.path).resolve().parents
-        if INTEGRATION_DIR in parents:
+        if INTEGRATION_DIR in parents or DJANGO_DIR in parents:
             item.add_marker(pytest.mark.redis)
         elif INTEROP_DIR in parents:
             item.add_marker(pytest.mark.redis)

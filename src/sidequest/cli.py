@@ -18,7 +18,9 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from sidequest import __version__, connection
 from sidequest.config import Config, build, parse_queue
@@ -27,9 +29,9 @@ from sidequest.errors import ConfigError
 log = logging.getLogger("sidequest")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str = "sidequest") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="sidequest",
+        prog=prog,
         description="Run Sidequest workers (Sidekiq-compatible background jobs).",
         epilog="Commands: run (default), dev, stats, status [--watch], periodic, web."
         " Example: sidequest -r myapp.jobs -c 10 -q default",
@@ -64,10 +66,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
+def config_from_args(args: argparse.Namespace, base: Mapping[str, Any] | None = None,
+                     base_source: str = "") -> Config:
+    """The flags over the config file over ``base`` (a framework's settings, see build())."""
     queues = tuple(parse_queue(q) for q in args.queue) if args.queue else None
     return build(
         args.config,
+        base=base,
+        base_source=base_source,
         require=tuple(args.require) if args.require else None,
         concurrency=args.concurrency,
         async_concurrency=args.async_concurrency,
@@ -140,7 +146,9 @@ def _import_failure(target: str, module: str, exc: ImportError) -> str:
             " Python can find it")
 
 
-def run_worker(config: Config, processes: int = 1) -> int:
+def run_worker(config: Config, processes: int = 1, *, app_loaded: bool = False) -> int:
+    """Run the worker; ``app_loaded``: the jobs are imported already (a framework's command
+    did it), so no ``-r`` is needed."""
     from sidequest.worker import Launcher
     from sidequest.worker.logs import setup
 
@@ -148,7 +156,7 @@ def run_worker(config: Config, processes: int = 1) -> int:
         return _supervise(config, processes)
     setup(config.log_level, config.log_format)
     os.environ.setdefault("SIDEQUEST_ENV", config.environment)
-    if not config.require:
+    if not config.require and not app_loaded:
         log.warning("no -r given: no job classes are loaded; pass -r yourapp.jobs")
     load_app(config.require)
     if config.redis_url:  # after the app, so the flag wins over a configure() in its code

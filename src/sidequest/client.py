@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from sidequest import batch, connection, expiry, keys, middleware, status, unique
+from sidequest import batch, connection, expiry, keys, middleware, oncommit, status, unique
 from sidequest.errors import RedisUnavailable
 from sidequest.payload import KWARGS, Payload, check_args, dumps_bytes, new_jid, new_jids, now
 
@@ -108,8 +108,27 @@ def push_many(items: Sequence[Payload], batch_size: int = BULK_BATCH) -> list[st
         # Every job would carry the same jid, and jids must be unique (Sidekiq refuses too).
         raise ValueError("a jid was given for a bulk push of several jobs; each job needs its "
                          "own jid: drop jid from .set(...), or push the jobs one at a time")
-    created = now()
     jids = new_jids(len(items))
+    if oncommit.wanted(list(items)):
+        return _push_on_commit(items, batch_size, jids)
+    return _push_now(items, batch_size, jids)
+
+
+def _push_on_commit(items: Sequence[Payload], batch_size: int,
+                    jids: list[str]) -> list[str | None]:
+    """Check the jobs now (a bad one fails the caller, not the commit), write them when the
+    transaction commits; the jids are chosen now, so the caller can keep them."""
+    if batch.current() is not None:
+        raise ValueError("enqueue_on_commit cannot be used inside `with batch.jobs():` (the "
+                         "batch closes before the commit); push the batch after the commit")
+    for item, jid in zip(items, jids, strict=True):
+        normalize(item, None, jid)
+    oncommit.defer(lambda: _push_now(items, batch_size, jids))
+    return [item.get("jid") or jid for item, jid in zip(items, jids, strict=True)]
+
+
+def _push_now(items: Sequence[Payload], batch_size: int, jids: list[str]) -> list[str | None]:
+    created = now()
     normalized = [normalize(item, created, jid) for item, jid in zip(items, jids, strict=True)]
     joining = batch.current()
     if joining is not None:  # pushed inside `with batch.jobs():`

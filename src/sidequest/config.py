@@ -8,6 +8,7 @@ import difflib
 import math
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -228,16 +229,22 @@ def load_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"config file {file} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
+    return from_mapping(data, file)
+
+
+def from_mapping(data: Mapping[str, Any], source: str | os.PathLike[str]) -> dict[str, Any]:
+    """Config field values from a mapping with the TOML file's keys (a file, or a framework's
+    settings such as Django's ``SIDEQUEST``); unknown keys are errors naming ``source``."""
     names = {f.name for f in fields(Config)} - {"extra"}
     values: dict[str, Any] = {}
     for raw_key, value in data.items():
-        key = raw_key.replace("-", "_")
+        key = str(raw_key).replace("-", "_")
         if key not in names:
             close = difflib.get_close_matches(key, sorted(names), n=1)
             hint = f"did you mean {close[0]!r}?" if close else (
                 "the settings are listed in the README's Configuration section")
-            raise ConfigError(f"{file}: unknown setting {key!r}; {hint}")
-        values[key] = _file_value(key, value, file)
+            raise ConfigError(f"{source}: unknown setting {key!r}; {hint}")
+        values[key] = _file_value(key, value, Path(source))
     return values
 
 
@@ -255,11 +262,15 @@ def _file_value(key: str, value: Any, file: Path) -> Any:
     return value
 
 
-def build(file: str | None = None, **overrides: Any) -> Config:
-    """Defaults, then the file, then non-None overrides (the command line), validated."""
+def build(file: str | None = None, *, base: Mapping[str, Any] | None = None,
+          base_source: str = "", **overrides: Any) -> Config:
+    """Defaults, then ``base`` (values from ``from_mapping``, e.g. a framework's settings,
+    named ``base_source`` in errors), then the file, then non-None overrides (the command
+    line), validated."""
+    from_base: dict[str, Any] = dict(base or {})
     from_file: dict[str, Any] = load_file(file) if file else {}
     given = {k: v for k, v in overrides.items() if v is not None}
-    values = {**from_file, **given}
+    values = {**from_base, **from_file, **given}
     if values.get("verbose") is True:
         values["log_level"] = "DEBUG"
     try:
@@ -267,10 +278,14 @@ def build(file: str | None = None, **overrides: Any) -> Config:
     except TypeError as exc:
         raise ConfigError(str(exc)) from None
     except ConfigError as exc:
-        # A bad value from the file: name the file, so the user knows where to look.
+        # A bad value from the file (or the settings): name it, so the user knows where to
+        # look.
         if any(key in str(exc) for key in set(from_file) - set(given)):
             raise ConfigError(f"{file}: {exc}") from None
+        if base_source and any(key in str(exc) for key in set(from_base) - set(from_file)
+                               - set(given)):
+            raise ConfigError(f"{base_source}: {exc}") from None
         raise
 
 
-__all__ = ["Config", "build", "load_file", "parse_queue", "replace"]
+__all__ = ["Config", "build", "from_mapping", "load_file", "parse_queue", "replace"]

@@ -162,6 +162,9 @@ class Job(metaclass=_JobMeta):
     store_result: ClassVar[bool | None] = None
     #: Seconds the stored status and result are kept after their last change (24 h).
     result_ttl: ClassVar[float | None] = None
+    #: Push when the database transaction around the push commits, never on rollback (needs
+    #: a database integration: ``sidequest.contrib.django``).
+    enqueue_on_commit: ClassVar[bool | None] = None
     name: ClassVar[str | None] = None
     #: Set when the class is defined: ``perform`` is ``async def`` (it runs on the worker's
     #: event loop, not on a thread).
@@ -270,7 +273,7 @@ class Job(metaclass=_JobMeta):
         if cls.tags:
             base["tags"] = list(cls.tags)
         for option in ("unique_for", "unique_until", "expires_in", "timeout", "store_result",
-                       "result_ttl"):
+                       "result_ttl", "enqueue_on_commit"):
             if getattr(cls, option) is not None:
                 base[option] = getattr(cls, option)
         return base

@@ -18,7 +18,8 @@ from sidequest.errors import ConfigError
 #: Names Sidekiq's web UI can show a page for; others would be invisible there.
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_:.\-]+")
 OPTIONS = ("queue", "retry", "backtrace", "dead", "retry_queue", "tags", "unique_for",
-           "unique_until", "expires_in", "timeout", "store_result", "result_ttl", "name")
+           "unique_until", "expires_in", "timeout", "store_result", "result_ttl",
+           "enqueue_on_commit", "name")
 #: Per-push options accepted by ``set(...)`` on top of the class options.
 PUSH_OPTIONS = (*OPTIONS[:-1], "jid")
 _NOT_OPTIONS = {"jid", "jobs", "async_perform"}
@@ -59,7 +60,7 @@ def _check_option(key: str, value: Any, where: str) -> None:
     elif key == "tags":
         ok = isinstance(value, (list, tuple)) and all(isinstance(t, str) for t in value)
         expect = "a list of strings"
-    elif key == "store_result":
+    elif key in ("store_result", "enqueue_on_commit"):
         ok, expect = isinstance(value, bool), "True or False"
     elif key in ("unique_for", "unique_until", "expires_in", "timeout", "result_ttl"):
         problem = (unique.check_options(None, value) if key == "unique_until"

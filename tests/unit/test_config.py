@@ -255,3 +255,18 @@ def test_a_missing_or_invalid_file_is_a_config_error(tmp_path: Path) -> None:
         build(str(tmp_path / "missing.toml"))
     with pytest.raises(ConfigError, match="not valid TOML"):
         build(write(tmp_path, "concurrency = = 3\n"))
+
+
+def test_settings_mapping_is_checked_like_the_file() -> None:
+    """A framework's settings dict (Django's SIDEQUEST) takes the file's keys and errors,
+    named after where they came from; the file and the flags win over it."""
+    from sidequest.config import build, from_mapping
+
+    with pytest.raises(ConfigError, match=r"^settings.X: unknown setting 'concurency'; did you "
+                                          r"mean 'concurrency'\?"):
+        from_mapping({"concurency": 3}, "settings.X")
+    base = from_mapping({"concurrency": 0, "queues": ["critical,2", "low"]}, "settings.X")
+    with pytest.raises(ConfigError, match=r"^settings.X: concurrency must be a whole number"):
+        build(base=base, base_source="settings.X")
+    config = build(base=base, base_source="settings.X", concurrency=4)
+    assert config.concurrency == 4 and config.queues == (("critical", 2), ("low", 0))

@@ -1,0 +1,30 @@
+"""Django integration: an app for ``INSTALLED_APPS`` and a ``django.tasks`` backend.
+
+    pip install 'sidequest[django]'        # Django 5.2 also: pip install django-tasks
+
+    INSTALLED_APPS = [..., "sidequest.contrib.django"]
+    SIDEQUEST = {"redis_url": "redis://localhost:6379/0", "concurrency": 10,
+                 "queues": ["critical,3", "default"]}
+    TASKS = {"default": {"BACKEND": "sidequest.contrib.django.SidequestBackend"}}
+
+The app reads ``SIDEQUEST`` (the keys of the TOML config file, checked the same way),
+imports every installed app's ``jobs.py``, runs each job with Django's database connections
+checked before and after it (as Django does around a request), writes ``enqueue_on_commit``
+jobs when the transaction commits, and adds ``python manage.py sidequest`` (the worker, with
+the ``sidequest`` command's flags) and a system check of the database connections against
+the worker's concurrency. ``sidequest.contrib.django.urls`` serves the dashboard to staff.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def __getattr__(name: str) -> Any:
+    # Loaded on use: Django imports this package for INSTALLED_APPS before its settings are
+    # ready, and the backend needs django.tasks (or the django-tasks backport).
+    if name == "SidequestBackend":
+        from sidequest.contrib.django.backend import SidequestBackend  # noqa: PLC0415
+
+        return SidequestBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

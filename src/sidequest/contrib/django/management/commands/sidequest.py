@@ -1,0 +1,52 @@
+"""``python manage.py sidequest``: the worker, with the ``sidequest`` command's flags, over
+the ``SIDEQUEST`` settings (flags win, then a ``-C`` file, then the settings)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, handle_default_options
+from django.db import connections
+
+from sidequest import cli
+from sidequest.contrib.django import conf
+from sidequest.errors import ConfigError
+
+
+class Command(BaseCommand):
+    help = "Run a Sidequest worker for this project's jobs (the flags of `sidequest`)."
+
+    def create_parser(self, prog_name: str, subcommand: str,
+                      **kwargs: Any) -> argparse.ArgumentParser:
+        # The sidequest command's own parser: Django's -v/--version would clash with its
+        # -v (verbose) and -V, and the worker should take the same flags either way.
+        parser = cli._parser(prog=f"{os.path.basename(prog_name)} {subcommand}")
+        parser.add_argument("--settings", help="Django settings module")
+        parser.add_argument("--pythonpath", help="a directory to add to sys.path")
+        return parser
+
+    def run_from_argv(self, argv: list[str]) -> None:
+        args = self.create_parser(argv[0], argv[1]).parse_args(argv[2:])
+        handle_default_options(args)
+        sys.exit(run(args))
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        # Only reached through call_command(), which expects Django's own options.
+        raise CommandError("run the worker from the command line: python manage.py sidequest "
+                           "[flags]; in-process workers: sidequest.worker.embed()")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = cli.config_from_args(args, base=conf.values(), base_source=conf.SOURCE)
+        # Forked worker processes (-P) must not share the parent's database sockets.
+        connections.close_all()
+        return cli.run_worker(config, config.processes, app_loaded=True)
+    except ConfigError as exc:
+        print(f"manage.py sidequest: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

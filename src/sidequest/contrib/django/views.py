@@ -1,0 +1,79 @@
+"""The dashboard as a Django view, for staff only: a logged-in user with ``is_staff`` sees
+it; an anonymous visitor is sent to ``settings.LOGIN_URL``; other users get 403.
+
+The dashboard is Sidequest's own WSGI app (``sidequest.web``), called with the Django
+request's environ under the URL it is mounted at; it keeps its own CSRF token on its forms,
+and the check of who may use it is Django's, made here before the app is called.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.views.decorators.csrf import csrf_exempt
+
+_app: Any = None
+_lock = threading.Lock()
+
+
+def _dashboard() -> Any:
+    global _app
+    with _lock:
+        if _app is None:
+            from sidequest.web import wsgi_app  # noqa: PLC0415 - the web extra, on first use
+
+            # insecure=True: no login of the dashboard's own; only staff reach it (below).
+            _app = wsgi_app(insecure=True)
+        return _app
+
+
+@csrf_exempt
+def dashboard(request: HttpRequest, path: str = "") -> HttpResponse:
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    if not user.is_staff:
+        return HttpResponseForbidden("The Sidequest dashboard is for staff users.")
+    return _call_wsgi(request, path)
+
+
+def _call_wsgi(request: HttpRequest, path: str) -> HttpResponse:
+    environ = dict(request.META)
+    # request.path is the whole path (SCRIPT_NAME included); the captured ``path`` is the
+    # dashboard's own part, so what precedes it is where the dashboard is mounted.
+    environ["SCRIPT_NAME"] = request.path[: len(request.path) - len(path)].rstrip("/")
+    environ["PATH_INFO"] = "/" + path
+    # The host Django checked against ALLOWED_HOSTS (the dashboard compares a form's Origin
+    # with it); a client may have sent none.
+    environ["HTTP_HOST"] = request.get_host()
+    environ["wsgi.input"] = io.BytesIO(request.body)
+    environ["CONTENT_LENGTH"] = str(len(request.body))
+    environ.setdefault("wsgi.url_scheme", request.scheme)
+    environ.setdefault("wsgi.errors", io.StringIO())
+    started: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]],
+                       exc_info: Any = None) -> Callable[[bytes], None]:
+        started["status"], started["headers"] = status, headers
+        return lambda data: None
+
+    chunks = _dashboard()(environ, start_response)
+    try:
+        body = b"".join(chunks)
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+    response = HttpResponse(body, status=int(started["status"].split(" ", 1)[0]))
+    for name, value in started["headers"]:
+        if name.lower() == "set-cookie":
+            # Several cookies: Django keeps one header per name, so parse them into its jar.
+            response.cookies.load(value)
+        else:
+            response[name] = value
+    return response

@@ -1,0 +1,46 @@
+"""``enqueue_on_commit``: pushes that wait for the database transaction around them.
+
+A job class (or one ``.set(...)``) with ``enqueue_on_commit = True`` hands its push to the
+transaction integration installed here (``sidequest.contrib.django`` installs Django's
+``transaction.on_commit``): inside a transaction the job is written when it commits and
+never if it rolls back, so a worker never gets a job for a row it cannot see yet; outside one
+it is written at once. Sidequest's core knows no database, so without an integration such a
+push is refused with a message saying what to install.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sidequest.errors import ConfigError
+from sidequest.payload import Payload
+
+OPTION = "enqueue_on_commit"
+
+#: ``defer(push)``: call ``push()`` when the current transaction commits (at once outside
+#: one), forget it on rollback. Set by the integration, e.g. Django's ``transaction.on_commit``.
+Defer = Callable[[Callable[[], object]], None]
+_defer: Defer | None = None
+
+
+def install(defer: Defer | None) -> Defer | None:
+    """Set the function that defers a push to the commit; returns the previous one."""
+    global _defer
+    previous, _defer = _defer, defer
+    return previous
+
+
+def wanted(items: list[Payload]) -> bool:
+    """Whether these pushes wait for the commit; takes the option out of the payloads (it is
+    not part of what is written to Redis)."""
+    flags = [bool(item.pop(OPTION, False)) for item in items]
+    return any(flags)
+
+
+def defer(push: Callable[[], object]) -> None:
+    if _defer is None:
+        raise ConfigError(
+            "enqueue_on_commit=True needs a database integration to know when the "
+            "transaction commits: add 'sidequest.contrib.django' to INSTALLED_APPS, or push "
+            "after your own commit and leave enqueue_on_commit unset")
+    _defer(push)

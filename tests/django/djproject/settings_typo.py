@@ -1,0 +1,3 @@
+from djproject.settings import *  # noqa: F403
+
+SIDEQUEST = {"concurency": 4}

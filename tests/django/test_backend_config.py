@@ -1,0 +1,70 @@
+"""SidequestBackend without a worker: where tasks go, and its configuration errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from sidequest.errors import ConfigError
+
+
+def test_priority_and_queue_name_pick_the_queue(project: object) -> None:
+    import redis
+    from django.conf import settings
+    from shop.tasks import email, urgent
+
+    r = redis.Redis.from_url(settings.SIDEQUEST["redis_url"])
+    r.delete("queue:critical", "queue:emails")
+    urgent_id = urgent.enqueue("u").id  # priority 80 >= 50: the critical queue
+    email_id = email.enqueue("e").id
+    # No worker in this test: the jobs wait in their queues.
+    assert urgent_id.encode() in r.lindex("queue:critical", 0)
+    assert email_id.encode() in r.lindex("queue:emails", 0)
+    r.delete("queue:critical", "queue:emails")
+
+
+def test_unknown_result_id(project: object) -> None:
+    from shop.tasks import add
+
+    try:
+        from django.tasks.exceptions import TaskResultDoesNotExist
+    except ImportError:
+        from django_tasks.exceptions import TaskResultDoesNotExist
+    with pytest.raises(TaskResultDoesNotExist):
+        add.get_result("no-such-result")
+
+
+def test_bad_options_are_named(project: object) -> None:
+    from sidequest.contrib.django import SidequestBackend
+
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['PRIORITY'\]"):
+        SidequestBackend("default", {"OPTIONS": {"PRIORITY": 1}})
+    with pytest.raises(ConfigError, match=r"PRIORITY_QUEUES.*pairs"):
+        SidequestBackend("default", {"OPTIONS": {"PRIORITY_QUEUES": ["critical"]}})
+    with pytest.raises(ConfigError, match="retry='often' is invalid"):
+        SidequestBackend("default", {"OPTIONS": {"RETRY": "often"}})
+
+
+def test_a_failed_push_leaves_no_result(project: object) -> None:
+    from shop.tasks import add
+
+    from sidequest import middleware
+
+    try:
+        from django.tasks.exceptions import TaskResultDoesNotExist
+    except ImportError:
+        from django_tasks.exceptions import TaskResultDoesNotExist
+
+    pushed: list[str] = []
+
+    def refuse(payload: dict[str, object], queue: str, call_next: object) -> None:
+        pushed.append(str(payload["jid"]))
+        raise RuntimeError("refused by a client middleware")
+
+    middleware.client.add(refuse)
+    try:
+        with pytest.raises(RuntimeError, match="refused"):
+            add.enqueue(1, 2)
+    finally:
+        middleware.client.remove(refuse)
+    with pytest.raises(TaskResultDoesNotExist):
+        add.get_result(pushed[0])  # the task was never enqueued: no result to show

@@ -1,0 +1,98 @@
+"""The dashboard under the project's URL (``include("sidequest.contrib.django.urls")``),
+behind Django's staff login."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.usefixtures("events")
+
+
+@pytest.fixture
+def users(project: object) -> dict[str, object]:
+    from django.contrib.auth.models import User
+
+    User.objects.filter(username__in=["ops", "customer"]).delete()
+    # No passwords: force_login needs none, and hashing one is slow.
+    return {"staff": User.objects.create_user("ops", is_staff=True),
+            "customer": User.objects.create_user("customer")}
+
+
+def test_anonymous_visitors_go_to_the_login_url(users: dict[str, object]) -> None:
+    from django.test import Client
+
+    response = Client().get("/ops/sidequest/queues?x=1")
+    assert response.status_code == 302
+    assert response["Location"] == "/accounts/login/?next=/ops/sidequest/queues%3Fx%3D1"
+
+
+def test_non_staff_users_are_refused(users: dict[str, object]) -> None:
+    from django.test import Client
+
+    client = Client()
+    client.force_login(users["customer"])
+    response = client.get("/ops/sidequest/")
+    assert response.status_code == 403
+    assert response.content == b"The Sidequest dashboard is for staff users."
+
+
+def test_staff_see_the_dashboard_under_the_project_url(users: dict[str, object]) -> None:
+    from django.test import Client
+    from shop.jobs import RecordOrder
+
+    RecordOrder.set(queue="reports").perform_async(1)
+    client = Client()
+    client.force_login(users["staff"])
+    page = client.get("/ops/sidequest/queues", HTTP_ACCEPT="text/html")
+    assert page.status_code == 200, page.content[:500]
+    html = page.content.decode()
+    assert "reports" in html  # the queue just pushed to, read from Redis
+    assert 'href="/ops/sidequest/' in html  # links stay under the mount point
+    assert page.cookies  # the dashboard's own session cookie (its CSRF token lives there)
+    assert 'href="/ops/sidequest/static/app.css' in html
+    assert client.get("/ops/sidequest/static/app.css").status_code == 200
+
+
+def test_a_dashboard_form_works_through_django(users: dict[str, object]) -> None:
+    """A POST (the queue's Delete button) passes Django's middleware (the dashboard checks
+    its own CSRF token) and reaches Redis."""
+    import re
+    from urllib.parse import urlencode
+
+    import redis
+    from django.conf import settings
+    from django.test import Client
+    from shop.jobs import RecordOrder
+
+    r = redis.Redis.from_url(settings.SIDEQUEST["redis_url"])
+    RecordOrder.set(queue="doomed").perform_async(1)
+    client = Client()
+    client.force_login(users["staff"])
+    html = client.get("/ops/sidequest/queues", HTTP_ACCEPT="text/html").content.decode()
+    form = re.search(r'action="(/ops/sidequest/queues/doomed/delete)".*?name="csrf" '
+                     r'value="([^"]+)"', html, re.DOTALL)
+    assert form, "no Delete form for the queue"
+
+    def submit(token: str) -> Any:  # as a browser posts a form: url-encoded, with Origin
+        return client.post(form.group(1), urlencode({"csrf": token}),
+                           content_type="application/x-www-form-urlencoded",
+                           HTTP_ORIGIN="http://testserver")
+
+    refused = submit("wrong")
+    assert refused.status_code == 403 and r.llen("queue:doomed") == 1
+    done = submit(form.group(2))
+    assert done.status_code in (302, 303), done.content[:300]
+    assert r.llen("queue:doomed") == 0
+
+
+def test_served_by_django_under_asgi_too(users: dict[str, object]) -> None:
+    """Under an ASGI server the request carries no WSGI keys; the dashboard still answers."""
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    client = AsyncClient()
+    async_to_sync(client.aforce_login)(users["staff"])
+    page = async_to_sync(client.get)("/ops/sidequest/queues", headers={"accept": "text/html"})
+    assert page.status_code == 200 and b'href="/ops/sidequest/static/app.css' in page.content

@@ -1,0 +1,81 @@
+"""The SIDEQUEST settings (the config file's keys and checks) and the system check of the
+database connections against the worker's concurrency."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from redis_server import RedisServer
+from sidequest.errors import ConfigError
+
+
+def manage(project: Path, redis_server: RedisServer, *args: str,
+           settings: str = "djproject.settings") -> subprocess.CompletedProcess[str]:
+    from conftest import HERE, project_env
+
+    env = {**project_env(redis_server.url, project), "DJANGO_SETTINGS_MODULE": settings}
+    return subprocess.run([sys.executable, str(HERE / "manage.py"), *args], env=env, cwd=HERE,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_a_misspelt_setting_fails_startup_with_the_config_files_error(
+        project: Path, redis_server: RedisServer) -> None:
+    bad = manage(project, redis_server, "check", settings="djproject.settings_typo")
+    assert bad.returncode != 0
+    assert ("settings.SIDEQUEST: unknown setting 'concurency'; did you mean 'concurrency'?"
+            in bad.stderr)
+
+
+def test_values_are_checked_and_flags_win(project: object) -> None:
+    from django.test import override_settings
+
+    from sidequest.contrib.django import conf
+
+    with override_settings(SIDEQUEST={"CONCURRENCY": 3, "queues": ["critical,2", "low"]}):
+        config = conf.worker_config()
+        assert config.concurrency == 3 and config.queues == (("critical", 2), ("low", 0))
+        # The worker's flags win over the settings, as they do over a config file.
+        from sidequest import cli
+
+        flags = cli._parser().parse_args(["-c", "7"])
+        config = cli.config_from_args(flags, base=conf.values(), base_source=conf.SOURCE)
+        assert config.concurrency == 7 and config.queues == (("critical", 2), ("low", 0))
+    with override_settings(SIDEQUEST={"concurrency": 0}), pytest.raises(
+            ConfigError, match=r"^settings.SIDEQUEST: concurrency must be a whole number"):
+        conf.worker_config()
+    with override_settings(SIDEQUEST=["concurrency", 3]), pytest.raises(
+            ConfigError, match="must be a dict"):
+        conf.worker_config()
+
+
+def check_ids(**databases: Any) -> list[str]:
+    from django.test import override_settings
+
+    from sidequest.contrib.django.checks import connections_for_concurrency
+
+    with override_settings(DATABASES=databases, SIDEQUEST={"concurrency": 10}):
+        return [m.id for m in connections_for_concurrency()]
+
+
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
+def test_system_check_of_pools_and_persistent_connections(project: object) -> None:
+    pg = {"ENGINE": "django.db.backends.postgresql", "NAME": "shop"}
+    assert check_ids(default={**pg, "OPTIONS": {"pool": {"max_size": 4}}}) == ["sidequest.W001"]
+    assert check_ids(default={**pg, "OPTIONS": {"pool": True}}) == ["sidequest.W001"]
+    assert check_ids(default={**pg, "OPTIONS": {"pool": {"max_size": 11}}}) == []
+    assert check_ids(default={**pg, "CONN_MAX_AGE": 60}) == ["sidequest.W002"]
+    assert check_ids(default={**pg, "CONN_MAX_AGE": None}) == ["sidequest.W002"]
+    assert check_ids(default={**pg, "CONN_MAX_AGE": 60, "CONN_HEALTH_CHECKS": True}) == []
+    assert check_ids(default=pg) == []
+
+
+def test_manage_py_check_reports_it(project: Path, redis_server: RedisServer) -> None:
+    out = manage(project, redis_server, "check", settings="djproject.settings_persistent")
+    assert out.returncode == 0, out.stderr
+    assert "sidequest.W002" in out.stderr and "CONN_HEALTH_CHECKS" in out.stderr
+    assert "sidequest.W" not in manage(project, redis_server, "check").stderr

@@ -1,0 +1,94 @@
+"""SidequestBackend through Django's own task API: ``@task`` functions, ``.enqueue()``,
+``.get_result()``, run by a real ``manage.py sidequest`` worker."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from helpers import wait_for
+
+pytestmark = pytest.mark.usefixtures("events")
+
+
+def finished(task: Any, result_id: str, timeout: float = 30) -> Any:
+    def check() -> Any:
+        result = task.get_result(result_id)
+        return result if result.is_finished else None
+
+    return wait_for(check, timeout, f"task result {result_id}")
+
+
+def test_enqueue_and_get_result(worker: subprocess.Popen[str]) -> None:
+    from shop.tasks import add
+
+    result = add.enqueue(2, 3)
+    assert result.status == "READY" and result.backend == "default"
+    done = finished(add, result.id)
+    assert done.status == "SUCCESSFUL" and done.return_value == 5
+    assert done.args == [2, 3] and done.kwargs == {}
+    assert done.enqueued_at <= done.started_at <= done.finished_at
+    assert done.attempts == 1 and done.errors == []
+    result.refresh()
+    assert result.return_value == 5
+
+
+def test_a_failing_task_is_failed_with_its_error(worker: subprocess.Popen[str]) -> None:
+    from shop.tasks import explode
+
+    result = explode.enqueue("boom")
+    done = finished(explode, result.id)
+    assert done.status == "FAILED"
+    (error,) = done.errors
+    assert error.exception_class is ValueError
+    assert "boom" in error.traceback
+    with pytest.raises(ValueError, match="Task failed"):
+        done.return_value  # noqa: B018
+
+
+def test_async_task_and_context(worker: subprocess.Popen[str]) -> None:
+    from shop.tasks import attempt_number, shout
+
+    loud = shout.enqueue("hey")
+    counted = attempt_number.enqueue("ctx")
+    assert finished(shout, loud.id).return_value == "HEY"
+    assert finished(attempt_number, counted.id).return_value == 1
+
+
+def test_run_after_waits(worker: subprocess.Popen[str]) -> None:
+    import redis
+    from django.conf import settings
+    from django.utils import timezone
+    from shop.tasks import add
+
+    result = add.using(run_after=timezone.now() + timedelta(seconds=3)).enqueue(1, 1)
+    r = redis.Redis.from_url(settings.SIDEQUEST["redis_url"])
+    assert r.zscore("schedule", r.zrange("schedule", 0, -1)[0]) is not None
+    assert add.get_result(result.id).status == "READY"
+    # Scheduled jobs are polled every few seconds; the worker's poll moves it when due.
+    done = finished(add, result.id, timeout=60)
+    assert done.return_value == 2 and done.started_at >= result.enqueued_at + timedelta(
+        seconds=3)
+
+
+def test_signals(worker: subprocess.Popen[str]) -> None:
+    import os
+
+    from shop.models import Event
+    from shop.tasks import add
+
+    result = add.enqueue(4, 4)
+    finished(add, result.id)
+
+    def all_three() -> dict[str, str] | None:
+        kinds = dict(Event.objects.filter(key=result.id).values_list("kind", "value"))
+        return kinds if len(kinds) == 3 else None
+
+    kinds = wait_for(all_three, 30, "the three signals")
+    assert kinds["task_enqueued"] == f"{os.getpid()}:READY"  # where it was enqueued
+    assert kinds["task_started"].endswith(":RUNNING")
+    assert kinds["task_finished"].endswith(":SUCCESSFUL")
+    assert kinds["task_started"].split(":")[0] == str(worker.pid)  # in the worker
