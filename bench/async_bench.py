@@ -14,8 +14,9 @@ arq, which has no batch push: enqueue_job calls, a hundred awaited at once), the
 process starts and drains them, running --concurrency jobs at once (Sidequest:
 --async-concurrency N with its default 5 processor threads; arq: max_jobs=N, its other
 settings at their defaults). The rate is jobs/s from the first completion to the last, as
-the bench polls the counter; the worker's CPU per job is measured over the same window
-(bench/cost.py). Medians over the runs; the ratio is Sidequest's rate over arq's.
+the bench polls the counter; the worker's CPU and the Redis server's CPU per job are
+measured over the same window (bench/cost.py). Medians over the runs; the ratios are
+Sidequest's figures over arq's.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class Options:
 class Sample:
     rate: float  # jobs/s, first completion to last
     cpu_us: float  # the worker's CPU per job over the same window
+    redis_us: float  # the Redis server's CPU per job (its own and the counter's work)
 
 
 def _choices(known: tuple[str, ...], what: str) -> object:
@@ -188,7 +190,7 @@ def drain(server: PrivateRedis, system: str, kind: str, opts: Options, log: Path
         terminate_all([proc], STOP_WAIT)
         kill_group(proc)
     per_job = cost.per_job(marks[0], marks[-1], done.jobs - done.first_count)
-    return Sample(done.rate, per_job.cpu_us)
+    return Sample(done.rate, per_job.cpu_us, per_job.redis_us)
 
 
 # -- the report ----------------------------------------------------------------------------
@@ -196,23 +198,27 @@ def drain(server: PrivateRedis, system: str, kind: str, opts: Options, log: Path
 
 def medians(samples: list[Sample]) -> Sample:
     return Sample(statistics.median(s.rate for s in samples),
-                  statistics.median(s.cpu_us for s in samples))
+                  statistics.median(s.cpu_us for s in samples),
+                  statistics.median(s.redis_us for s in samples))
 
 
 def report_text(opts: Options, results: dict[tuple[str, str], list[Sample]]) -> str:
     lines = [f"Async drain ({cpu_model()}; {opts.jobs:,} jobs a drain, one worker process,"
              f" {opts.concurrency} jobs at once, medians of {opts.runs} run(s), first"
              " completion to last):",
-             f"  {'kind':6} {'system':10} {'jobs/s':>9} {'CPU us/job':>11}"]
+             f"  {'kind':6} {'system':10} {'jobs/s':>9} {'CPU us/job':>11}"
+             f" {'Redis us/job':>13}"]
     ratios: dict[str, float] = {}
     for kind in opts.kinds:
         found = {s: medians(results[(s, kind)]) for s in opts.systems}
         for system, sample in found.items():
-            lines.append(f"  {kind:6} {system:10} {sample.rate:9,.0f} {sample.cpu_us:11.0f}")
+            lines.append(f"  {kind:6} {system:10} {sample.rate:9,.0f} {sample.cpu_us:11.0f}"
+                         f" {sample.redis_us:13.0f}")
         if len(found) == 2:
             ratios[kind] = found["sidequest"].rate / found["arq"].rate
+            sq, arq = found["sidequest"], found["arq"]
             lines.append(f"  {kind:6} {'ratio':10} {ratios[kind]:8.2f}x"
-                         f" {found['sidequest'].cpu_us / found['arq'].cpu_us:10.2f}x")
+                         f" {sq.cpu_us / arq.cpu_us:10.2f}x {sq.redis_us / arq.redis_us:12.2f}x")
     if len(ratios) == len(opts.kinds):
         met = all(r >= TARGET for r in ratios.values())
         each = ", ".join(f"{kind} {r:.2f}x" for kind, r in ratios.items())
@@ -236,7 +242,7 @@ def run_all(opts: Options, server: PrivateRedis, logs: Path) -> dict[tuple[str, 
                 sample = drain(server, system, kind, opts, logs / f"{system}-{kind}.log")
                 results[(system, kind)].append(sample)
                 progress(f"run {run}/{opts.runs} {kind} {system}: {sample.rate:,.0f} jobs/s,"
-                         f" {sample.cpu_us:.0f} us CPU/job\n")
+                         f" {sample.cpu_us:.0f} us CPU/job, Redis {sample.redis_us:.0f} us/job\n")
     return results
 
 
