@@ -74,6 +74,7 @@ class Options:
     kinds: tuple[str, ...]
     systems: tuple[str, ...]
     install: bool
+    arq_poll_delay: float | None
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
                    help=f"comma list of job kinds ({','.join(ASYNC_KINDS)})")
     p.add_argument("--systems", type=_choices(SYSTEMS, "system"), default=SYSTEMS,
                    help="comma list (sidequest,arq); the ratio needs both")
+    p.add_argument("--arq-poll-delay", type=float, metavar="SECONDS",
+                   help="arq's poll_delay (its default, 0.5 s, unless given)")
     p.add_argument("--quick", action="store_true",
                    help="300 jobs, 1 run, no install: proves the bench works")
     p.add_argument("--skip-install", action="store_true",
@@ -114,7 +117,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     return Options(jobs=args.jobs or (300 if args.quick else 20_000),
                    runs=args.runs or (1 if args.quick else 3),
                    concurrency=args.concurrency, kinds=args.kinds, systems=args.systems,
-                   install=not (args.quick or args.skip_install))
+                   install=not (args.quick or args.skip_install),
+                   arq_poll_delay=args.arq_poll_delay)
 
 
 # -- one drain -----------------------------------------------------------------------------
@@ -142,8 +146,9 @@ def worker_command(system: str, opts: Options) -> list[str]:
         return [sys.executable, "-m", "sidequest", "-r", "bench.jobs",
                 "--async-concurrency", str(opts.concurrency), "--log-level", "WARNING",
                 "-q", "default"]
+    delay = [] if opts.arq_poll_delay is None else ["--poll-delay", str(opts.arq_poll_delay)]
     return [str(arq_python()), "-m", "bench.agents.arq_async", "worker", "--max-jobs",
-            str(opts.concurrency)]
+            str(opts.concurrency), *delay]
 
 
 def push(server: PrivateRedis, system: str, kind: str, jobs: int) -> None:

@@ -52,7 +52,9 @@ async def push(kind: str, count: int) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="arq's async bench worker and pusher")
     sub = parser.add_subparsers(dest="mode", required=True)
-    sub.add_parser("worker").add_argument("--max-jobs", type=int, required=True)
+    worker = sub.add_parser("worker")
+    worker.add_argument("--max-jobs", type=int, required=True)
+    worker.add_argument("--poll-delay", type=float, help="seconds (arq's default: 0.5)")
     cmd = sub.add_parser("push")
     cmd.add_argument("--kind", choices=common.ASYNC_KINDS, required=True)
     cmd.add_argument("--count", type=int, required=True)
@@ -63,8 +65,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         common.emit(time.perf_counter() - started, args.count)
         return
     logging.basicConfig(level=logging.WARNING)
-    run_worker({"functions": [sleep, incr], "max_jobs": args.max_jobs},
-               redis_settings=settings())
+    options: dict[str, Any] = {"functions": [sleep, incr], "max_jobs": args.max_jobs}
+    if args.poll_delay is not None:
+        options["poll_delay"] = args.poll_delay
+    run_worker(options, redis_settings=settings())
 
 
 if __name__ == "__main__":
