@@ -121,9 +121,11 @@ demo: venv redis
 	$(BIN)/sidequest dev
 
 # Sidequest against Ruby Sidekiq and the Python peers (installed on first use under
-# bench/.venvs); rewrites docs/performance.md. Flags: make bench BENCH_ARGS="--quick".
+# bench/.venvs); rewrites docs/performance.md. Then async jobs against arq (printed only).
+# Flags: make bench BENCH_ARGS="--quick" ASYNC_BENCH_ARGS="-n 5000 --runs 1".
 bench: venv redis
 	$(BIN)/python bench/suite.py $(BENCH_ARGS)
+	$(BIN)/python bench/async_bench.py $(ASYNC_BENCH_ARGS)
 
 # Not part of `make test`: a million jobs, a mixed run with kills, then five minutes of
 # --max-memory recycling under -P 2 (see bench/soak.py).

@@ -77,3 +77,21 @@ class FailsOnce(Job):
     @classmethod
     def retry_in(cls, count: int, exc: BaseException, payload: Any) -> float:
         return 0.0
+
+
+# The async bench (bench/async_bench.py): the same I/O-bound coroutines arq runs there
+# (bench/agents/arq_async.py), on the worker's event loop.
+class AsyncSleep(Job):
+    name = "bench.AsyncSleep"
+    retry = False
+
+    async def perform(self, *args: Any) -> None:
+        await common.async_work("sleep")
+
+
+class AsyncIncr(Job):
+    name = "bench.AsyncIncr"
+    retry = False
+
+    async def perform(self, *args: Any) -> None:
+        await common.async_work("incr")

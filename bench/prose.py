@@ -70,6 +70,7 @@ make bench                                   # install what is missing, 3 runs, 
 make bench BENCH_ARGS="--systems sidequest,sidekiq --jobs 20000 --runs 1 --no-write"
 .venv/bin/python bench/suite.py --quick      # Sidequest alone, small sizes: what `make test` runs
 .venv/bin/python bench/throughput.py         # Sidequest alone against its own floors (--check)
+.venv/bin/python bench/async_bench.py        # async def jobs against arq (make bench runs it too)
 ```
 
 Flags: `--systems` (comma list of sidequest, sidekiq, celery-threads, celery-prefork, dramatiq,

@@ -75,6 +75,36 @@ def record(pushed_at: float | None, started: float) -> None:
     client.incr(DONE_KEY)
 
 
+# -- the async bench (bench/async_bench.py) ------------------------------------------------
+
+#: The I/O-bound jobs both async systems run, by kind: "sleep" waits 10 ms on the event loop,
+#: then counts itself; "incr" only counts itself. Both count with one INCR over redis.asyncio.
+ASYNC_KINDS = ("sleep", "incr")
+ASYNC_SLEEP = 0.01
+
+_async_client: Any = None
+
+
+def _async_counter() -> Any:
+    """One redis.asyncio client per process, made on first use (on the loop that runs the
+    jobs: a process of either system runs its async jobs on one event loop)."""
+    global _async_client
+    if _async_client is None:
+        from redis import asyncio as aioredis
+
+        _async_client = aioredis.Redis.from_url(counter_url())
+    return _async_client
+
+
+async def async_work(kind: str) -> None:
+    """The whole async bench job, the same in every system."""
+    if kind == "sleep":
+        import asyncio
+
+        await asyncio.sleep(ASYNC_SLEEP)
+    await _async_counter().incr(DONE_KEY)
+
+
 # -- pushing -------------------------------------------------------------------------------
 
 PushOne = Callable[[int, "float | None"], Any]  # (index, push time or None)

@@ -37,6 +37,16 @@ TICK = 0.05
 STUCK = 1.0
 
 
+class _Entry:
+    """A running async job: its class name, and its future once the loop has it."""
+
+    __slots__ = ("future", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.future: Future[Any] | None = None
+
+
 class AsyncRunner:
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -44,14 +54,15 @@ class AsyncRunner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._started = threading.Lock()
-        #: jid -> (class name, its future), for stop() and the blocked-loop warning.
-        self._running: dict[str, tuple[str, Future[Any]]] = {}
+        #: jid -> its entry, for stop(), busy and the blocked-loop warning.
+        self._running: dict[str, _Entry] = {}
         self._beat = time.monotonic()  # the watch coroutine's last wake-up
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         with self._started:
             if self._loop is None:
+                self._beat = time.monotonic()  # not "stuck" before its first tick
                 self._loop = asyncio.new_event_loop()
                 self._thread = threading.Thread(target=self._serve, name="sidequest-asyncio",
                                                 daemon=True)
@@ -70,7 +81,7 @@ class AsyncRunner:
             await asyncio.sleep(TICK)
             late = time.monotonic() - asked - TICK
             if late > BLOCKED:
-                names = sorted({name for name, _ in self._running.values()})
+                names = sorted({entry.name for entry in self._running.values()})
                 log.warning("the event loop of async jobs was blocked for %.0f ms; async jobs "
                             "running then: %s (a blocking call inside async def perform "
                             "stalls them all: use await, or asyncio.to_thread)",
@@ -81,12 +92,17 @@ class AsyncRunner:
         """Run ``work()`` on the loop, then ``done(exception or None)`` there. Waits (in the
         calling processor thread) while ``limit`` async jobs are running."""
         self._slots.acquire()
+        # Listed before the loop can see the job: a job that ends before this thread runs
+        # again must find its entry to remove (listed after, it stayed "busy" for good, and
+        # a stop waited its whole deadline for it).
+        entry = self._running[jid] = _Entry(name)
         try:
-            future = asyncio.run_coroutine_threadsafe(self._guard(jid, work, done), self.loop)
+            entry.future = asyncio.run_coroutine_threadsafe(self._guard(jid, work, done),
+                                                            self.loop)
         except BaseException:
+            self._running.pop(jid, None)
             self._slots.release()
             raise
-        self._running[jid] = (name, future)
 
     async def _guard(self, jid: str, work: Callable[[], Coroutine[Any, Any, Any]],
                      done: Callable[[BaseException | None], Awaitable[None]]) -> None:
@@ -122,8 +138,8 @@ class AsyncRunner:
         and its ``done`` is told so (the job is pushed back, not failed)."""
         for jid in jids:
             entry = self._running.get(jid)
-            if entry is not None:
-                entry[1].cancel()
+            if entry is not None and entry.future is not None:
+                entry.future.cancel()
 
     def close(self) -> None:
         loop = self._loop

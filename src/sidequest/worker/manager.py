@@ -83,7 +83,7 @@ class Manager:
         self.asyncio = AsyncRunner(config.async_concurrency)
         self.timeouts = Timeouts(on_stuck=self._stuck)
         self.async_jobs = AsyncJobs(self.asyncio, state, self.processor.failed,
-                                    self._async_acknowledge)
+                                    self._async_acknowledge, self._async_acknowledge_later)
         self.async_jobs.timeouts = self.timeouts
         self.processor.async_jobs = self.async_jobs
         self.processor.timeouts = self.timeouts
@@ -208,6 +208,15 @@ class Manager:
             self.inprogress.acknowledge([raw])
         else:
             self._done.append((raw,))  # a finished job, not an idle processor
+
+    def _async_acknowledge_later(self, raw: bytes) -> bool:
+        """An async job succeeded (called on the event loop): hand its acknowledgement to
+        the fetcher's next round, a deque append and no I/O. False when no round will carry
+        it soon: the caller then sends it itself, off the loop (_async_acknowledge)."""
+        if self._blocking or self.quieted.is_set():
+            return False
+        self._done.append((raw,))  # a finished job, not an idle processor
+        return True
 
     @property
     def active(self) -> int:

@@ -1,0 +1,76 @@
+"""The event loop that runs async jobs (worker/asyncio_runner.py): what it counts as running."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from concurrent.futures import Future
+from typing import Any
+
+import pytest
+
+from sidequest.worker import asyncio_runner
+from sidequest.worker.asyncio_runner import AsyncRunner
+
+
+def test_a_job_that_ends_before_submit_returns_is_not_left_running(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The submitting thread may lose the interpreter right after the hand-off and get it
+    # back only once the job has ended; that job must not stay counted as running (a stop
+    # would wait its whole deadline for it).
+    schedule = asyncio.run_coroutine_threadsafe
+
+    def schedule_then_stall(coro: Coroutine[Any, Any, Any],
+                            loop: asyncio.AbstractEventLoop) -> Future[Any]:
+        future = schedule(coro, loop)
+        future.result(timeout=10)  # the job is over before the submitter runs on
+        return future
+
+    monkeypatch.setattr(asyncio_runner.asyncio, "run_coroutine_threadsafe",
+                        schedule_then_stall)
+    runner = AsyncRunner(limit=2)
+    outcomes: list[BaseException | None] = []
+
+    async def work() -> None:
+        await asyncio.sleep(0)
+
+    async def done(error: BaseException | None) -> None:
+        outcomes.append(error)
+
+    try:
+        for i in range(3):  # more than the limit: each ended job gave its slot back
+            runner.submit(f"jid-{i}", "Quick", work, done)
+        assert outcomes == [None, None, None]
+        assert runner.busy == 0 and runner.running() == []
+    finally:
+        runner.close()
+
+
+def test_a_running_job_is_counted_until_it_ends_and_can_be_cancelled() -> None:
+    runner = AsyncRunner(limit=5)
+    release = threading.Event()
+    started = threading.Event()
+    outcomes: list[BaseException | None] = []
+    ended = threading.Event()
+
+    async def work() -> None:
+        started.set()
+        while not release.is_set():
+            await asyncio.sleep(0.01)
+
+    async def done(error: BaseException | None) -> None:
+        outcomes.append(error)
+        ended.set()
+
+    try:
+        runner.submit("a", "Slow", work, done)
+        assert started.wait(10)
+        assert runner.busy == 1 and runner.running() == ["a"]
+        runner.cancel(["a"])
+        assert ended.wait(10)
+        assert len(outcomes) == 1 and isinstance(outcomes[0], asyncio.CancelledError)
+        assert runner.busy == 0
+    finally:
+        release.set()
+        runner.close()
