@@ -10,7 +10,7 @@ LINT_DIRS := $(wildcard src tests bench examples)
 # (noxfile.py finds them on PATH or in pyenv's versions directory).
 OTHER_PYTHONS := 3.10 3.12 3.13
 
-.PHONY: venv redis ruby sentinel faketime chromium lint test unit demo bench soak screenshots clean \
+.PHONY: venv redis ruby sentinel postgresql faketime chromium lint test unit demo bench soak screenshots clean \
 	check-main check-soaks check-timed check-django $(addprefix python-,$(OTHER_PYTHONS))
 
 venv: $(STAMP)
@@ -54,6 +54,16 @@ sentinel:
 		echo "redis-sentinel is missing: run 'sudo apt-get install redis-sentinel'; the Sentinel fault test skips without it"; \
 	fi
 
+# PostgreSQL (Debian package) for tests/django/test_postgres.py, which starts a private
+# server of its own; skipped locally without it, failed under CI=true.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && exit 0; \
+	if [ "$$(id -u)" = 0 ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; \
+	else \
+		echo "PostgreSQL is missing: run 'sudo apt-get install postgresql'; the Django PostgreSQL test skips without it"; \
+	fi
+
 # faketime (Debian package: libfaketime's wrapper) for the clock-skew test
 # tests/fault/test_clock_skew.py; skipped locally without it, failed under CI=true.
 faketime:
@@ -83,7 +93,7 @@ lint: venv
 # Two phases to fit a 2-core machine: first what can share it (tests that mostly wait on
 # subprocesses and Redis) side by side, then the timing-sensitive fault, browser and Ruby
 # tests alone. --output-sync prints each part's output whole when it ends.
-test: venv redis ruby sentinel faketime chromium
+test: venv redis ruby sentinel postgresql faketime chromium
 	$(MAKE) lint
 	$(MAKE) -j --output-sync=target check-main check-soaks check-django \
 		$(addprefix python-,$(OTHER_PYTHONS))
@@ -105,7 +115,7 @@ PYTHON312 := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12.*/bin/python3.1
 	$(shell command -v python3.12 2>/dev/null))
 NO_PYTHON312 := Django 6 needs Python 3.12 and it was not found: install it ('pyenv install \
 	3.12' or 'sudo apt-get install python3.12'), so that python3.12 is on PATH or in pyenv
-check-django: venv redis
+check-django: venv redis postgresql
 	@if [ -n "$(PYTHON312)" ]; then $(BIN)/nox -s django6; \
 	elif [ "$$CI" = true ]; then echo "$(NO_PYTHON312)"; exit 1; \
 	else echo "skipping the Django 6 tests: $(NO_PYTHON312)"; fi
