@@ -59,7 +59,39 @@ def minute_stamp(at: float) -> str:
     return datetime.fromtimestamp(at, timezone.utc).strftime("%Y%m%d%H%M")
 
 
-class Recorder:
+class Timing:
+    """A server middleware that times the rest of the chain and hands each run to
+    ``observe(payload, queue, seconds, failed)``; sync and async (``acall``) forms."""
+
+    def observe(self, payload: dict[str, Any], queue: str, seconds: float,
+                failed: bool) -> None:
+        raise NotImplementedError
+
+    def __call__(self, job: Any, payload: dict[str, Any], queue: str,
+                 call_next: Callable[[], Any]) -> Any:
+        started = time.perf_counter()
+        try:
+            result = call_next()
+        except BaseException:
+            self.observe(payload, queue, time.perf_counter() - started, True)
+            raise
+        self.observe(payload, queue, time.perf_counter() - started, False)
+        return result
+
+    async def acall(self, job: Any, payload: dict[str, Any], queue: str,
+                    call_next: Callable[[], Awaitable[Any]]) -> Any:
+        """The same around an ``async def perform`` job, on the event loop."""
+        started = time.perf_counter()
+        try:
+            result = await call_next()
+        except BaseException:
+            self.observe(payload, queue, time.perf_counter() - started, True)
+            raise
+        self.observe(payload, queue, time.perf_counter() - started, False)
+        return result
+
+
+class Recorder(Timing):
     """The middleware: ``recorder(job, payload, queue, call_next)``. Thread-safe."""
 
     def __init__(self, interval: float = FLUSH_INTERVAL,
@@ -73,28 +105,9 @@ class Recorder:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def __call__(self, job: Any, payload: dict[str, Any], queue: str,
-                 call_next: Callable[[], Any]) -> Any:
-        started = time.perf_counter()
-        try:
-            result = call_next()
-        except BaseException:
-            self.record(job_class(payload), 0.0, failed=True)
-            raise
-        self.record(job_class(payload), (time.perf_counter() - started) * 1000.0, failed=False)
-        return result
-
-    async def acall(self, job: Any, payload: dict[str, Any], queue: str,
-                    call_next: Callable[[], Awaitable[Any]]) -> Any:
-        """The same around an ``async def perform`` job, on the event loop."""
-        started = time.perf_counter()
-        try:
-            result = await call_next()
-        except BaseException:
-            self.record(job_class(payload), 0.0, failed=True)
-            raise
-        self.record(job_class(payload), (time.perf_counter() - started) * 1000.0, failed=False)
-        return result
+    def observe(self, payload: dict[str, Any], queue: str, seconds: float,
+                failed: bool) -> None:
+        self.record(job_class(payload), 0.0 if failed else seconds * 1000.0, failed)
 
     def record(self, klass: str, ms: float, failed: bool) -> None:
         """Count one run. As in Sidekiq, a failure counts as run and failed, with no time.

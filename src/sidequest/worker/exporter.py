@@ -11,19 +11,19 @@ Imported only when the flag is set: the worker runs without prometheus-client ot
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from sidequest.errors import ConfigError
-from sidequest.metrics import job_class
+from sidequest.metrics import Timing, job_class
 
 #: Run-time histogram buckets, seconds: a few ms to a few minutes.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
-class Exporter:
-    """The registry, the middleware that feeds it, and the HTTP server that serves it."""
+class Exporter(Timing):
+    """The registry, the middleware that feeds it (``observe``, called by ``Timing`` around
+    each run), and the HTTP server that serves it."""
 
     def __init__(self, identity: str, concurrency: int, busy: Callable[[], int]) -> None:
         try:
@@ -64,34 +64,10 @@ class Exporter:
             self._server.shutdown()
             self._server.server_close()
 
-    def _count(self, payload: dict[str, Any], queue: str, started: float,
-               failed: bool) -> None:
+    def observe(self, payload: dict[str, Any], queue: str, seconds: float,
+                failed: bool) -> None:
         labels = (job_class(payload), queue)
         self.processed.labels(*labels).inc()
         if failed:
             self.failed.labels(*labels).inc()
-        self.duration.labels(*labels).observe(time.perf_counter() - started)
-
-    # -- the server middleware (sync and async forms) ------------------------------------
-
-    def __call__(self, job: Any, payload: dict[str, Any], queue: str,
-                 call_next: Callable[[], Any]) -> Any:
-        started = time.perf_counter()
-        try:
-            result = call_next()
-        except BaseException:
-            self._count(payload, queue, started, failed=True)
-            raise
-        self._count(payload, queue, started, failed=False)
-        return result
-
-    async def acall(self, job: Any, payload: dict[str, Any], queue: str,
-                    call_next: Callable[[], Awaitable[Any]]) -> Any:
-        started = time.perf_counter()
-        try:
-            result = await call_next()
-        except BaseException:
-            self._count(payload, queue, started, failed=True)
-            raise
-        self._count(payload, queue, started, failed=False)
-        return result
+        self.duration.labels(*labels).observe(seconds)
