@@ -109,7 +109,7 @@ def push_many(items: Sequence[Payload], batch_size: int = BULK_BATCH) -> list[st
         raise ValueError("a jid was given for a bulk push of several jobs; each job needs its "
                          "own jid: drop jid from .set(...), or push the jobs one at a time")
     jids = new_jids(len(items))
-    if oncommit.wanted(list(items)):
+    if oncommit.wanted(items):
         return _push_on_commit(items, batch_size, jids)
     return _push_now(items, batch_size, jids)
 

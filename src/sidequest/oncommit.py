@@ -10,7 +10,7 @@ push is refused with a message saying what to install.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from sidequest.errors import ConfigError
 from sidequest.payload import Payload
@@ -30,7 +30,7 @@ def install(defer: Defer | None) -> Defer | None:
     return previous
 
 
-def wanted(items: list[Payload]) -> bool:
+def wanted(items: Sequence[Payload]) -> bool:
     """Whether these pushes wait for the commit; takes the option out of the payloads (it is
     not part of what is written to Redis)."""
     flags = [bool(item.pop(OPTION, False)) for item in items]

@@ -198,7 +198,8 @@ class Manager:
                 self.processor.failed(work, job, _stuck_error(), registry.find(job.get("class")))
         given_up = self.async_jobs.give_up(jid)
         if given_up is not None:
-            self.processor.failed(*given_up[:2], _stuck_error(), given_up[2])
+            work, job, cls = given_up
+            self.processor.failed(work, job, _stuck_error(), cls)
         self.retire()
 
     def _async_acknowledge(self, raw: bytes) -> None:

@@ -15,6 +15,9 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections, transaction
 
+#: ``close_old_connections`` in the thread Django's async ORM calls run in.
+_check_async = sync_to_async(close_old_connections, thread_sensitive=True)
+
 
 class CheckConnections:
     """Server middleware: ``close_old_connections`` before and after each job, in its
@@ -30,12 +33,11 @@ class CheckConnections:
 
     async def acall(self, job: Any, payload: dict[str, Any], queue: str,
                     call_next: Callable[[], Awaitable[Any]]) -> Any:
-        check = sync_to_async(close_old_connections, thread_sensitive=True)
-        await check()
+        await _check_async()
         try:
             return await call_next()
         finally:
-            await check()
+            await _check_async()
 
 
 check_connections = CheckConnections()
