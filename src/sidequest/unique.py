@@ -8,7 +8,9 @@ class's ``unique_key(*args, **kwargs)`` returns). The push takes the lock
 (lua/unique_push.lua), so a duplicate writes nothing and a lock never exists without its job.
 
 The worker releases the lock when the job starts (``unique_until = "start"``) or succeeds
-(the default), and when it dies; the dashboard releases it when it deletes the job. The lock's
+(the default: in the same transaction as the job's acknowledgement, so that no crash between
+the two lets an identical job in while the reaper runs this one again), and when it dies; the
+dashboard releases it when it deletes the job. The lock's
 TTL, ``unique_for`` (plus the wait of a scheduled job), is a safety net: a job whose process
 was killed keeps its lock while the reaper puts it back, and only a lock older than that
 lets an identical job in.
@@ -31,6 +33,9 @@ from sidequest.payload import KWARGS, Payload, loads
 log = logging.getLogger("sidequest")
 
 FOR, UNTIL, DIGEST = "unique_for", "unique_until", "unique_digest"
+#: Set, in memory only, on the payload of a job that succeeded holding its lock "until
+#: success": the worker then releases the lock with the job's acknowledgement.
+_WITH_ACK = "\x00unique_release_with_ack"
 UNTIL_VALUES = ("start", "success")
 
 
@@ -94,18 +99,38 @@ def release_raw(raw: bytes | str, client: redis.Redis | None = None) -> None:
         release(item, client)
 
 
+def release_in(pipe: Any, item: Payload) -> None:
+    """Queue the release of the job's lock on ``pipe`` (a transaction of the caller's)."""
+    script = connection.script("unique_release")
+    script(keys=[keys.unique_lock(str(item[DIGEST]))], args=[str(item.get("jid"))],
+           client=pipe)
+
+
+def releases_with_ack(item: Payload) -> bool:
+    """Whether the job's lock goes with its acknowledgement (it succeeded holding it); the
+    mark is taken off, so it is acted on once."""
+    return bool(item.pop(_WITH_ACK, False))
+
+
 def server_middleware(job: Any, payload: Payload, queue: str,
                       call_next: Callable[[], Any]) -> Any:
-    """Releases the lock at start, or after a successful run (a failure keeps it: the job
-    will retry; its death releases it through ``on_death``)."""
+    """Releases the lock at start, or marks it to go with the acknowledgement of a run that
+    succeeded (a failure keeps it: the job will retry; its death releases it through
+    ``on_death``; a full limiter reschedules the job with its lock)."""
     if DIGEST not in payload:
         return call_next()
     if payload.get(UNTIL) == "start":
         release(payload)
         return call_next()
     result = call_next()
-    release(payload)
+    mark_success(payload)
     return result
+
+
+def mark_success(payload: Payload) -> None:
+    """The job is done with its lock: release it with the acknowledgement."""
+    if isinstance(payload.get(DIGEST), str) and isinstance(payload.get("jid"), str):
+        payload[_WITH_ACK] = True
 
 
 def on_death(payload: Payload, exc: BaseException) -> None:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
-from sidequest import middleware, retry
+from sidequest import middleware, retry, unique
 from sidequest.errors import JobTimeout
 from sidequest.job import Job
 from sidequest.payload import KWARGS, Payload
@@ -25,6 +25,7 @@ from sidequest.worker.timeouts import Timeouts
 log = logging.getLogger("sidequest")
 
 Failed = Callable[[Work, Payload, BaseException, "type[Job] | None"], None]
+Releasing = Callable[[Work, Payload], None]
 
 
 def chain_is_async() -> bool:
@@ -45,8 +46,9 @@ async def invoke_async(args: tuple[Any, ...], final: Callable[[], Awaitable[Any]
 
 class AsyncJobs:
     def __init__(self, runner: AsyncRunner, state: ProcessState, failed: Failed,
-                 acknowledge: Callable[[bytes], None],
-                 acknowledge_later: Callable[[bytes], bool] | None = None) -> None:
+                 acknowledge: Callable[[bytes], None], *,
+                 acknowledge_later: Callable[[bytes], bool] | None = None,
+                 acknowledge_releasing: Releasing | None = None) -> None:
         self.runner = runner
         self.state = state
         self._failed = failed
@@ -56,6 +58,8 @@ class AsyncJobs:
         # job woke a thread per completion: about a tenth of the worker's CPU time in a
         # profile of a drain of one-INCR async jobs (bench/async_bench.py).
         self._acknowledge_later = acknowledge_later
+        # A success that also releases its unique lock, in one transaction (off the loop).
+        self._acknowledge_releasing = acknowledge_releasing
         #: Set by the manager: keeps the deadlines, to notice a job that cannot be cancelled.
         self.timeouts: Timeouts | None = None
         #: jid -> what ``give_up`` needs; a job not in it when it ends was given up on.
@@ -109,7 +113,9 @@ class AsyncJobs:
         if error is None:
             if log.isEnabledFor(logging.INFO):
                 job_info(log, "done", fields)
-            if self._acknowledge_later is None or not self._acknowledge_later(work.raw):
+            if self._acknowledge_releasing is not None and unique.releases_with_ack(job):
+                await loop.run_in_executor(None, self._acknowledge_releasing, work, job)
+            elif self._acknowledge_later is None or not self._acknowledge_later(work.raw):
                 await loop.run_in_executor(None, self._acknowledge, work.raw)
         elif isinstance(error, asyncio.CancelledError) and cancels.is_cancelled(jid):
             log.warning("async job %s stopped: it was cancelled", jid)

@@ -1,7 +1,8 @@
 """The server middleware of what acts when a job runs: ``unique_for`` (release the lock at
-start or after success), ``expires_in`` (drop a job fetched too late) and the limiters
-(reschedule a job whose ``perform`` raised OverLimit). One middleware for all, so that a
-plain job pays two dict lookups and a try block, not three more levels of the chain."""
+start, or with the acknowledgement of a success), ``expires_in`` (drop a job fetched too
+late) and the limiters (reschedule a job whose ``perform`` raised OverLimit). One middleware
+for all, so that a plain job pays two dict lookups and a try block, not three more levels of
+the chain."""
 
 from __future__ import annotations
 
@@ -40,13 +41,13 @@ class _Guards:
                 if expiry.AT in payload and expiry.expired(payload, time.time()):
                     await asyncio.to_thread(expiry.server_middleware, job, payload, queue,
                                             lambda: None)
-                    await asyncio.to_thread(unique.release, payload)
+                    unique.mark_success(payload)  # its lock goes with the acknowledgement
                     return None
                 if payload.get(unique.UNTIL) == "start":
                     await asyncio.to_thread(unique.release, payload)
                     return await run()
                 result = await run()
-                await asyncio.to_thread(unique.release, payload)
+                unique.mark_success(payload)  # released with the acknowledgement
                 return result
             return await run()
         except OverLimit as exc:

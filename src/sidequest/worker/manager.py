@@ -83,7 +83,9 @@ class Manager:
         self.asyncio = AsyncRunner(config.async_concurrency)
         self.timeouts = Timeouts(on_stuck=self._stuck)
         self.async_jobs = AsyncJobs(self.asyncio, state, self.processor.failed,
-                                    self._async_acknowledge, self._async_acknowledge_later)
+                                    self._async_acknowledge,
+                                    acknowledge_later=self._async_acknowledge_later,
+                                    acknowledge_releasing=self.processor.acknowledge_releasing)
         self.async_jobs.timeouts = self.timeouts
         self.processor.async_jobs = self.async_jobs
         self.processor.timeouts = self.timeouts

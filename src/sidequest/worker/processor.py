@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 
-from sidequest import hooks, keys, middleware, registry, retry
+from sidequest import hooks, keys, middleware, registry, retry, unique
 from sidequest.config import Config
 from sidequest.errors import PayloadError
 from sidequest.job import Job
@@ -82,7 +82,19 @@ class Processor:
         if work.suspect:  # it ran alone without taking the process down: not a poison pill
             jid = str(job.get("jid", ""))
             self.write(lambda pipe: pipe.delete(keys.deaths(jid)))
+        if not failed and unique.releases_with_ack(job):
+            self.acknowledge_releasing(work, job)
+            return False  # acknowledged here
         return not failed
+
+    def acknowledge_releasing(self, work: Work, job: Payload) -> None:
+        """Acknowledge a job and release its unique lock in one transaction: a crash between
+        the two would let an identical job in while the reaper runs this one again."""
+        def write(pipe: Any) -> None:
+            pipe.lrem(self.inprogress, 1, work.raw)
+            unique.release_in(pipe, job)
+
+        self.write(write)
 
     def _perform(self, work: Work, job: Payload, tid: str) -> bool:
         fields = {"tid": tid, "class": job["class"], "jid": job.get("jid")}
