@@ -1,9 +1,10 @@
 """The scheduler: moves due jobs from ``retry`` then ``schedule`` into their queues.
 
-Each move is one script call that removes the member and pushes the job (with a fresh
-``enqueued_at``) together, so a crash can neither lose a job (Sidekiq's pop-then-push window)
-nor double it when several processes poll at once. Polls are spread at Sidekiq's randomized
-interval so that N processes together poll about once every ``poll_interval`` seconds.
+Each batch of due jobs is one script call that, job by job, removes the member and pushes
+the job (with a fresh ``enqueued_at``) together, so a crash can neither lose a job (Sidekiq's
+pop-then-push window) nor double it when several processes poll at once. Polls are spread at
+Sidekiq's randomized interval so that N processes together poll about once every
+``poll_interval`` seconds.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from typing import cast
+from typing import Any, cast
 
 import redis
 
@@ -78,7 +79,9 @@ class Scheduler:
 
     def _move(self, zset: str, members: list[bytes]) -> int:
         stamp = now()
-        pipe = self.client.pipeline(transaction=False)
+        script_keys = [zset, keys.QUEUES]
+        index: dict[str, int] = {}  # queue name -> its key's position in script_keys (1-based)
+        args: list[Any] = []
         for member in members:
             try:
                 job = decode(member)
@@ -95,6 +98,10 @@ class Scheduler:
             job["enqueued_at"] = stamp
             job.pop("at", None)
             queue = job["queue"]
-            self._script(keys=[zset, keys.QUEUES, keys.queue(queue)],
-                         args=[member, dumps(job), queue], client=pipe)
-        return sum(int(n) for n in pipe.execute())
+            if queue not in index:
+                script_keys.append(keys.queue(queue))
+                index[queue] = len(script_keys)
+            args += [member, dumps(job), index[queue], queue]
+        if not args:
+            return 0
+        return int(self._script(keys=script_keys, args=args, client=self.client))
