@@ -9,6 +9,7 @@ A server middleware is ``f(job, payload, queue, call_next) -> None``: it runs ar
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -49,15 +50,12 @@ class Chain(Generic[F]):
         entries = self._entries
         if not entries:
             return final()
-        if len(entries) == 1:  # the common case (the worker's metrics): no closures
-            return entries[0](*args, final)
-
-        def step(index: int) -> Any:
-            if index == len(entries):
-                return final()
-            return entries[index](*args, lambda: step(index + 1))
-
-        return step(0)
+        # Built from the inside out, each next a partial (made in C): no Python frame per
+        # level besides the middleware's own, on a path every job takes.
+        call_next = final
+        for entry in reversed(entries):
+            call_next = partial(entry, *args, call_next)
+        return call_next()
 
 
 ClientMiddleware = Callable[[dict[str, Any], str, Callable[[], Any]], Any]
