@@ -1,0 +1,178 @@
+"""Sharding, client side: every push lands on the Redis server of its queue's shard, checked
+with raw clients on both servers (two real redis-servers)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+import sidequest
+from redis_server import RedisServer
+from sidequest import Batch, Job, client, connection, keys
+from sidequest.errors import ConfigError
+
+
+class Report(Job):
+    queue = "reports"
+
+    def perform(self, n: int) -> None:
+        pass
+
+
+class Mail(Job):
+    def perform(self, n: int) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def second_server(tmp_path_factory: pytest.TempPathFactory,
+                  redis_server: RedisServer) -> Iterator[RedisServer]:
+    server = RedisServer(redis_server.executable, tmp_path_factory.mktemp("shard2"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def shards(redis_url: str, second_server: RedisServer) -> Iterator[tuple[redis.Redis,
+                                                                         redis.Redis]]:
+    """(default server, reports server) raw clients; queues reports and exports on the second."""
+    with second_server.client() as other:
+        other.flushall()
+    sidequest.configure(redis_url, shards={"reports": second_server.url},
+                        shard_queues={"reports": "reports", "exports": "reports"})
+    first = redis.Redis.from_url(redis_url)
+    second = second_server.client()
+    try:
+        yield first, second
+    finally:
+        first.close()
+        second.close()
+        connection.reset()
+
+
+def bodies(r: redis.Redis, key: str) -> list[dict[str, Any]]:
+    return [json.loads(raw) for raw in r.lrange(key, 0, -1)]
+
+
+def test_perform_async_goes_to_the_shard_of_its_queue(shards: tuple[redis.Redis,
+                                                                     redis.Redis]) -> None:
+    first, second = shards
+    report_jid = Report.perform_async(1)
+    mail_jid = Mail.perform_async(2)
+    assert [j["jid"] for j in bodies(second, "queue:reports")] == [report_jid]
+    assert [j["jid"] for j in bodies(first, "queue:default")] == [mail_jid]
+    assert second.smembers("queues") == {b"reports"}
+    assert first.smembers("queues") == {b"default"}
+    assert not first.exists("queue:reports") and not second.exists("queue:default")
+
+
+def test_scheduled_jobs_go_to_their_shards_schedule(shards: tuple[redis.Redis,
+                                                                   redis.Redis]) -> None:
+    first, second = shards
+    Report.perform_in(60, 1)
+    Mail.perform_at(time.time() + 60, 2)
+    (on_second,) = second.zrange("schedule", 0, -1)
+    (on_first,) = first.zrange("schedule", 0, -1)
+    assert json.loads(on_second)["class"].endswith("Report")
+    assert json.loads(on_first)["class"].endswith("Mail")
+
+
+def test_a_bulk_push_across_shards_routes_each_job(shards: tuple[redis.Redis,
+                                                                  redis.Redis]) -> None:
+    first, second = shards
+    items = [{"class": "Any", "args": [i], "queue": q}
+             for i, q in enumerate(["reports", "default", "exports", "low", "reports"])]
+    jids = client.push_many(items)
+    assert all(jids)
+    assert [j["args"] for j in reversed(bodies(second, "queue:reports"))] == [[0], [4]]
+    assert [j["args"] for j in bodies(second, "queue:exports")] == [[2]]
+    assert [j["args"] for j in bodies(first, "queue:default")] == [[1]]
+    assert [j["args"] for j in bodies(first, "queue:low")] == [[3]]
+    assert second.smembers("queues") == {b"reports", b"exports"}
+    assert first.smembers("queues") == {b"default", b"low"}
+
+
+def test_enqueue_by_name_is_routed(shards: tuple[redis.Redis, redis.Redis]) -> None:
+    first, second = shards
+    jid = sidequest.enqueue("other.app.Export", 7, queue="exports")
+    assert [j["jid"] for j in bodies(second, "queue:exports")] == [jid]
+    assert first.dbsize() == 0
+
+
+def test_a_unique_lock_lives_on_the_jobs_shard(shards: tuple[redis.Redis, redis.Redis]) -> None:
+    first, second = shards
+    assert Report.set(unique_for=60).perform_async(5)
+    assert Report.set(unique_for=60).perform_async(5) is None  # the lock holds on that shard
+    assert len(second.keys(keys.UNIQUE_PREFIX + "*")) == 1
+    assert first.keys(keys.UNIQUE_PREFIX + "*") == []
+    assert second.llen("queue:reports") == 1
+
+
+def test_a_batch_and_its_jobs_live_on_one_shard(shards: tuple[redis.Redis,
+                                                               redis.Redis]) -> None:
+    first, second = shards
+    batch = Batch("reports", shard="reports")
+    with batch.jobs():
+        Report.perform_async(1)
+    assert second.hget(f"sq:batch:{batch.bid}", "total") == b"1"
+    assert not first.exists(f"sq:batch:{batch.bid}")
+    (job,) = bodies(second, "queue:reports")
+    assert job["sq_batch"] == [batch.bid]
+
+    default_batch = Batch("mail")
+    with pytest.raises(ValueError, match="batch and its jobs live on one shard"), \
+            default_batch.jobs():
+        Report.perform_async(2)
+    assert second.llen("queue:reports") == 1  # nothing written by the refused push
+    with pytest.raises(ValueError, match="route the callback's queue"):
+        Batch("x", on_success=(Report, [1]))
+
+
+def test_a_retry_queue_on_another_shard_is_refused(shards: tuple[redis.Redis,
+                                                                  redis.Redis]) -> None:
+    first, second = shards
+    with pytest.raises(ValueError, match="retry_queue 'low' is on shard 'default'"):
+        Report.set(retry_queue="low").perform_async(1)
+    assert second.dbsize() == 0 and first.dbsize() == 0
+
+
+def test_unreachable_shard_names_itself(redis_url: str) -> None:
+    sidequest.configure(redis_url, shards={"far": "redis://127.0.0.1:1/0"},
+                        shard_queues={"reports": "far"})
+    try:
+        with pytest.raises(sidequest.RedisUnavailable, match="shard 'far'"):
+            Report.perform_async(1)
+    finally:
+        connection.reset()
+
+
+def test_the_environment_configures_shards(redis_url: str, second_server: RedisServer,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    with second_server.client() as other:
+        other.flushall()
+    monkeypatch.setenv("SIDEQUEST_SHARDS", f"reports={second_server.url}")
+    monkeypatch.setenv("SIDEQUEST_SHARD_QUEUES", "reports=reports")
+    connection.configure(redis_url)
+    try:
+        Report.perform_async(1)
+        with second_server.client() as other:
+            assert other.llen("queue:reports") == 1
+    finally:
+        connection.reset()
+
+
+def test_configure_refuses_a_bad_table(redis_url: str) -> None:
+    with pytest.raises(ConfigError, match="shard 'x'.*not a Redis URL"):
+        sidequest.configure(redis_url, shards={"x": "localhost:6379"})
+    with pytest.raises(ConfigError, match="'exports' to shard 'report'.*did you mean 'reports'"):
+        sidequest.configure(redis_url, shards={"reports": "redis://h:6379/0"},
+                            shard_queues={"exports": "report"})
+    connection.reset()
