@@ -170,9 +170,9 @@ def test_the_environment_configures_shards(redis_url: str, second_server: RedisS
 
 
 def test_configure_refuses_a_bad_table(redis_url: str) -> None:
-    with pytest.raises(ConfigError, match="shard 'x'.*not a Redis URL"):
+    with pytest.raises(ConfigError, match=r"shard 'x'.*not a Redis URL"):
         sidequest.configure(redis_url, shards={"x": "localhost:6379"})
-    with pytest.raises(ConfigError, match="'exports' to shard 'report'.*did you mean 'reports'"):
+    with pytest.raises(ConfigError, match=r"'exports' to shard 'report'.*did you mean 'reports'"):
         sidequest.configure(redis_url, shards={"reports": "redis://h:6379/0"},
                             shard_queues={"exports": "report"})
     connection.reset()
