@@ -65,7 +65,7 @@ def test_sigkilled_sharded_worker_loses_nothing(spawn: SpawnWorker, server: Redi
         for pid in victim_pids:
             os.kill(pid, signal.SIGKILL)
         victim.kill()
-        rescuer = spawn("-c", "10", "-q", "default", "-q", "reports", env=env)
+        spawn("-c", "10", "-q", "default", "-q", "reports", env=env)
         rescuer_pids: set[int] = set()
 
         def rescuer_registered() -> bool:
