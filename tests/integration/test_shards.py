@@ -1,11 +1,13 @@
 """Sharding, client side: every push lands on the Redis server of its queue's shard, checked
-with raw clients on both servers (two real redis-servers)."""
+with raw clients on both servers (two real redis-servers); stats and `sidequest stats` sum them."""
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +15,8 @@ import redis
 
 import sidequest
 from redis_server import RedisServer
-from sidequest import Batch, Job, client, connection, keys
+from sidequest import Batch, Job, client, connection, keys, monitor
+from sidequest.api.stats import Stats, Totals, each_shard, summed
 from sidequest.errors import ConfigError
 
 
@@ -175,4 +178,58 @@ def test_configure_refuses_a_bad_table(redis_url: str) -> None:
     with pytest.raises(ConfigError, match=r"'exports' to shard 'report'.*did you mean 'reports'"):
         sidequest.configure(redis_url, shards={"reports": "redis://h:6379/0"},
                             shard_queues={"exports": "report"})
+    connection.reset()
+
+
+def test_stats_of_each_shard_and_their_sum(shards: tuple[redis.Redis, redis.Redis]) -> None:
+    first, second = shards
+    Report.perform_bulk([[i] for i in range(3)])
+    Mail.perform_bulk([[i] for i in range(2)])
+    sidequest.enqueue("x.Export", queue="exports")
+    first.set("stat:processed", 10)
+    second.set("stat:processed", 32)
+    second.zadd("retry", {"{}": 1})
+    each = each_shard(Stats)
+    assert list(each) == ["default", "reports"]
+    assert each["default"].queues == {"default": 2}
+    assert each["reports"].queues == {"reports": 3, "exports": 1}
+    total = summed(s.as_dict() for s in each.values())
+    assert (total["enqueued"], total["processed"], total["retries"]) == (6, 42, 1)
+    totals = each_shard(Totals.read)
+    assert summed(t.as_dict() for t in totals.values())["enqueued"] == 6
+
+
+def test_sidequest_stats_shows_each_shard_and_the_total(
+        shards: tuple[redis.Redis, redis.Redis], second_server: RedisServer, redis_url: str,
+        tmp_path: Path) -> None:
+    first, second = shards
+    Report.perform_bulk([[i] for i in range(3)])
+    Mail.perform_async(1)
+    first.set("stat:processed", 5)
+    second.set("stat:processed", 7)
+    config = tmp_path / "sidequest.toml"
+    config.write_text(f'redis_url = "{redis_url}"\n[shards]\nreports = "{second_server.url}"\n'
+                      '[shard_queues]\nreports = "reports"\n')
+    connection.reset()  # the command reads its file, not this process's configuration
+    out = io.StringIO()
+    assert monitor.main("stats", ["-C", str(config)], out=out) == 0
+    text = out.getvalue()
+    default_part, rest = text.split("Shard reports")
+    reports_part, total_part = rest.split("All 2 shards")
+    assert default_part.startswith("Shard default (redis://")
+    assert "Processed: 5 " in default_part and "Enqueued: 1 " in default_part
+    assert "Processed: 7 " in reports_part and "reports  3" in reports_part
+    assert "Processed: 12 " in total_part and "Enqueued: 4 " in total_part
+    assert "reports  3" in total_part and "default  1" in total_part
+    out = io.StringIO()
+    assert monitor.main("status", ["-C", str(config)], out=out) == 0
+    assert "Shard default" in out.getvalue() and "Shard reports" in out.getvalue()
+
+
+def test_sidequest_stats_reports_a_bad_shard_table(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "sidequest.toml"
+    config.write_text('[shard_queues]\nreports = "nowhere"\n')
+    assert monitor.main("stats", ["-C", str(config)]) == 2
+    assert "'reports' to shard 'nowhere', which is not defined" in capsys.readouterr().err
     connection.reset()
