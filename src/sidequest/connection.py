@@ -151,6 +151,9 @@ def on_shard(name: str) -> Iterator[None]:
     """In the block (this thread or task only), ``client()`` is shard ``name``'s client."""
     global _scoping
     shard_url(name)
+    if not _scoping and name == _home:  # one Redis, or the process's own: nothing to switch
+        yield
+        return
     _scoping = True
     token = _chosen.set(name)
     try:

@@ -16,7 +16,9 @@ import redis
 import sidequest
 from redis_server import RedisServer
 from sidequest import Batch, Job, client, connection, keys, monitor
+from sidequest.api.cancel import cancel
 from sidequest.api.stats import Stats, Totals, each_shard, summed
+from sidequest.api.status import JobStatus
 from sidequest.errors import ConfigError
 
 
@@ -233,3 +235,25 @@ def test_sidequest_stats_reports_a_bad_shard_table(tmp_path: Path,
     assert monitor.main("stats", ["-C", str(config)]) == 2
     assert "'reports' to shard 'nowhere', which is not defined" in capsys.readouterr().err
     connection.reset()
+
+
+class StoredReport(Job):
+    queue = "reports"
+    store_result = True
+
+    def perform(self) -> None:
+        pass
+
+
+def test_status_and_cancel_find_a_job_on_any_shard(shards: tuple[redis.Redis,
+                                                                  redis.Redis]) -> None:
+    first, second = shards
+    jid = StoredReport.perform_async()
+    assert second.exists(f"sq:status:{jid}") and not first.exists(f"sq:status:{jid}")
+    assert JobStatus(jid).state == "queued"  # looked up from the default shard
+    later = Report.perform_in(600, 1)
+    assert cancel(later) is True
+    assert second.zcard("schedule") == 0
+    # Every shard's workers hear of it (a queued copy could be fetched on either).
+    assert first.zscore("sq:cancelled", later) and second.zscore("sq:cancelled", later)
+    assert cancel("f" * 24) is False
