@@ -15,7 +15,7 @@ import redis
 
 import sidequest
 from redis_server import RedisServer
-from sidequest import Batch, Job, client, connection, keys, monitor
+from sidequest import Batch, Job, client, connection, keys, limiter, monitor
 from sidequest.api.cancel import cancel
 from sidequest.api.stats import Stats, Totals, each_shard, summed
 from sidequest.api.status import JobStatus
@@ -257,3 +257,13 @@ def test_status_and_cancel_find_a_job_on_any_shard(shards: tuple[redis.Redis,
     # Every shard's workers hear of it (a queued copy could be fetched on either).
     assert first.zscore("sq:cancelled", later) and second.zscore("sq:cancelled", later)
     assert cancel("f" * 24) is False
+
+
+def test_limiters_live_on_the_default_shard(shards: tuple[redis.Redis, redis.Redis]) -> None:
+    first, second = shards
+    with connection.on_shard("reports"), limiter.concurrent("pdf", 1):
+        assert connection.client().connection_pool.connection_kwargs["port"] != \
+            first.connection_pool.connection_kwargs["port"]  # the block is on the other shard
+        assert first.zcard(keys.limiter("pdf")) == 1  # the slot is taken on the default one
+    assert first.zcard(keys.limiter("pdf")) == 0 and first.zcard(keys.LIMITERS) == 1
+    assert second.dbsize() == 0
