@@ -176,11 +176,6 @@ def client_for(name: str) -> redis.Redis:
     return made
 
 
-def client_for_queue(queue: str) -> redis.Redis:
-    table = shard_map()
-    return client_for(table.shard_of(queue)) if table is not None else client()
-
-
 def set_url(redis_url: str) -> None:
     """Point at another Redis, keeping the options given to configure()."""
     global _url
