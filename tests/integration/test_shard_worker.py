@@ -94,3 +94,22 @@ def test_one_command_serves_queues_on_two_shards(both: tuple[redis.Redis, redis.
         assert worker.reap() == 0, worker.log()
     # A graceful stop clears the process entries on both shards.
     assert first.scard("processes") == 0 and other.scard("processes") == 0
+
+
+def test_a_worker_of_one_other_shard_is_one_process_on_it(
+        both: tuple[redis.Redis, redis.Redis], second: RedisServer, redis_url: str,
+        tmp_path: Path) -> None:
+    first, other = both
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    worker = Worker(redis_url, ledger.path, write_config(tmp_path / "w.toml"), tmp_path,
+                    "-q", "reports", env=shard_env(second))
+    try:
+        wait_for(lambda: other.scard("processes"), 30, "the worker to register on its shard")
+        (identity,) = other.smembers("processes")
+        assert f":{worker.pid}:".encode() in identity  # no supervisor: the process itself
+        jids = Work.set(queue="reports").perform_bulk([[0]] * 3)
+        wait_for(lambda: ledger.done_count() == 3, 30, "the shard's 3 jobs")
+        assert set(ledger.counts("done")) == set(jids)
+        assert first.scard("processes") == 0 and first.dbsize() == 0
+    finally:
+        assert worker.reap() == 0, worker.log()
