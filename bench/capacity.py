@@ -19,6 +19,11 @@ Redis, so the measured server does only Sidequest's work:
 
 It prints the median microseconds of Redis CPU per job and the jobs per second one Redis core
 sustains at that cost, with the CPU model: the capacity model is their sum for a workload.
+
+    .venv/bin/python bench/capacity.py --shards 2
+
+then also spreads the same jobs over two measured Redis servers (bench/shard_capacity.py) and
+prints each shard's CPU per job beside the single-Redis figure, with their ratio.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from bench.harness import (  # noqa: E402
     wait_count,
 )
 from bench.jobs import COUNTER_URL_ENV, DONE_KEY, FailsOnce, Noop  # noqa: E402
+from bench.shard_capacity import TOLERANCE, ShardedBench  # noqa: E402
 
 OPERATIONS = ("push", "bulk push", "run", "retry", "scheduled")
 #: The worker's timers for the bench: a scheduler that polls often, so that retried and
@@ -130,6 +136,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("-n", "--jobs", type=at_least(100), default=20_000,
                    help="jobs per operation (20,000)")
     p.add_argument("--runs", type=at_least(1), default=3, help="runs; medians (3)")
+    p.add_argument("--shards", type=int, choices=(1, 2), default=1,
+                   help="2: also measure each shard's cost with the jobs on two Redis servers")
     return p.parse_args(argv)
 
 
@@ -160,7 +168,34 @@ def main(argv: list[str] | None = None) -> int:
             for operation in OPERATIONS:
                 us = statistics.median(results[operation])
                 print(f"{operation:<12} {us:8.1f} {1e6 / us:22,.0f}")
+            if opts.shards == 2:
+                (base / "c").mkdir()
+                with PrivateRedis(executable, base / "c") as other:
+                    sharded = ShardedBench([server, other], tally, base, bench.config)
+                    _compare(sharded, results, opts)
     return 0
+
+
+def _compare(sharded: ShardedBench, single: dict[str, list[float]],
+             opts: argparse.Namespace) -> None:
+    per_shard: dict[str, list[list[float]]] = {op: [] for op in OPERATIONS}
+    for run in range(opts.runs):
+        for operation in OPERATIONS:
+            per_shard[operation].append(sharded.sample(operation, opts.jobs))
+            print(f"run {run + 1}: sharded {operation}: "
+                  f"{', '.join(f'{us:.1f}' for us in per_shard[operation][-1])} us",
+                  file=sys.stderr)
+    print(f"\nThe same jobs on 2 shards (half each), us of Redis CPU per job, median of "
+          f"{opts.runs}; ratio = shard / single Redis")
+    print(f"{'operation':<12} {'single':>8} {'shard 1':>8} {'shard 2':>8} {'ratio 1':>8} "
+          f"{'ratio 2':>8}  within {TOLERANCE:.0%}")
+    for operation in OPERATIONS:
+        one = statistics.median(single[operation])
+        shards = [statistics.median(r[i] for r in per_shard[operation]) for i in range(2)]
+        ratios = [us / one for us in shards]
+        ok = all(abs(ratio - 1) <= TOLERANCE for ratio in ratios)
+        print(f"{operation:<12} {one:8.1f} {shards[0]:8.1f} {shards[1]:8.1f} "
+              f"{ratios[0]:8.2f} {ratios[1]:8.2f}  {'yes' if ok else 'NO'}")
 
 
 if __name__ == "__main__":

@@ -46,8 +46,17 @@ Callback = tuple[Any, list[Any]]
 
 
 class Batch:
+    shard: str
+
     def __init__(self, description: str = "", on_success: Callback | None = None,
-                 on_complete: Callback | None = None, parent: Batch | None = None) -> None:
+                 on_complete: Callback | None = None, parent: Batch | None = None,
+                 shard: str | None = None) -> None:
+        # With several Redis servers, a batch and its jobs (and callbacks) live on one: the
+        # given shard, else the parent's, else the current one (the job's own in a job).
+        self.shard = shard or (parent.shard if parent else connection.current_shard())
+        if parent is not None and parent.shard != self.shard:
+            raise ValueError(f"a child batch lives on its parent's shard ({parent.shard!r}),"
+                             f" not {self.shard!r}; leave shard= out")
         self.bid = secrets.token_hex(12)
         self.description = str(description)
         self.ancestry: list[str] = [self.bid, *(parent.ancestry if parent else [])]
@@ -56,8 +65,8 @@ class Batch:
                                   "parent": parent.bid if parent else ""}
         for name, callback in (("on_success", on_success), ("on_complete", on_complete)):
             if callback is not None:
-                fields[name] = _callback_payload(callback, self.bid)
-        pipe: Any = connection.client().pipeline(transaction=True)
+                fields[name] = _callback_payload(callback, self.bid, self.shard)
+        pipe: Any = connection.client_for(self.shard).pipeline(transaction=True)
         pipe.hset(keys.batch(self.bid), mapping=fields)
         pipe.expire(keys.batch(self.bid), KEEP)
         pipe.zadd(keys.BATCHES, {self.bid: time.time()})
@@ -71,6 +80,7 @@ class Batch:
         """An existing batch, to add jobs to it (``self.batch`` in a job)."""
         batch = cls.__new__(cls)
         batch.bid, batch.ancestry, batch.description = ancestry[0], list(ancestry), ""
+        batch.shard = connection.current_shard()  # a job's batch is on the job's shard
         return batch
 
     @contextlib.contextmanager
@@ -82,8 +92,9 @@ class Batch:
             yield self
         finally:
             _current.reset(token)
-        connection.client().hset(keys.batch(self.bid), "sealed", 1)
-        update(self.ancestry, "", "check")  # all done already, or an empty batch
+        target = connection.client_for(self.shard)
+        target.hset(keys.batch(self.bid), "sealed", 1)
+        update(self.ancestry, "", "check", target)  # all done already, or an empty batch
 
 
 def current() -> Batch | None:
@@ -98,7 +109,8 @@ def add_member(pipe: Any, bid: str, member: str) -> None:
         pipe.expire(keys.batch_part(bid, part), KEEP)
 
 
-def update(ancestry: list[str], member: str, outcome: str) -> int:
+def update(ancestry: list[str], member: str, outcome: str,
+           target: Any = None) -> int:
     """Record a member's outcome ("success", "failure", or "check" only); pushes the
     callbacks that are due. Returns how many were pushed."""
     batch_keys = [keys.SCHEDULE]
@@ -107,7 +119,7 @@ def update(ancestry: list[str], member: str, outcome: str) -> int:
                        keys.batch_part(bid, "ran"), keys.batch_part(bid, "failed")]
     return int(connection.script("batch_update")(
         keys=batch_keys, args=[member, outcome, time.time(), KEEP_AFTER_SUCCESS],
-        client=connection.client()))
+        client=target or connection.client()))
 
 
 def ancestry_of(payload: Payload) -> list[str] | None:
@@ -117,11 +129,17 @@ def ancestry_of(payload: Payload) -> list[str] | None:
     return None
 
 
-def _callback_payload(callback: Callback, bid: str) -> str:
+def _callback_payload(callback: Callback, bid: str, shard: str) -> str:
     from sidequest import client  # noqa: PLC0415 - client imports this module
 
     target, args = callback
     job_class: Any = getattr(target, "job_class", target)  # a @job function's class
     item = client.normalize({**job_class.payload_base(), "args": list(args),
                              "sq_batch_callback": bid})
+    table = connection.shard_map()
+    if table is not None and table.shard_of(item["queue"]) != shard:
+        # Its shard's scheduler pushes the callback into a queue of that same Redis.
+        raise ValueError(f"batch callback {item['class']} goes to queue {item['queue']!r} on "
+                         f"shard {table.shard_of(item['queue'])!r}, but the batch is kept on "
+                         f"shard {shard!r}; route the callback's queue to the batch's shard")
     return dumps(item)

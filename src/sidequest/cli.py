@@ -149,19 +149,24 @@ def _import_failure(target: str, module: str, exc: ImportError) -> str:
 def run_worker(config: Config, processes: int = 1, *, app_loaded: bool = False) -> int:
     """Run the worker; ``app_loaded``: the jobs are imported already (a framework's command
     did it), so no ``-r`` is needed."""
-    from sidequest.worker import Launcher
+    from sidequest.worker import Launcher, sharding
     from sidequest.worker.logs import setup
 
-    if processes > 1:
-        return _supervise(config, processes)
     setup(config.log_level, config.log_format)
     os.environ.setdefault("SIDEQUEST_ENV", config.environment)
-    if not config.require and not app_loaded:
+    if processes == 1 and not config.require and not app_loaded:
         log.warning("no -r given: no job classes are loaded; pass -r yourapp.jobs")
-    load_app(config.require)
+    load_app(config.require)  # once, before any fork: children share the loaded modules
     if config.redis_url:  # after the app, so the flag wins over a configure() in its code
         connection.set_url(config.redis_url)
-    if not Launcher(config).run():
+    if config.shards or config.shard_queues:
+        connection.set_shards(config.shards, config.shard_queues)
+    plan = sharding.plan(config)
+    if processes > 1 or len(plan) > 1:
+        return _supervise(config, processes, plan)
+    shard, own = plan[0]
+    connection.use_shard(shard)
+    if not Launcher(own).run():
         # Jobs were still running at the deadline and were pushed back: a graceful stop all
         # the same, so exit 0 as Sidekiq does (supervisors restart a process that exits 1).
         # Their threads must not hold the interpreter at exit.
@@ -170,25 +175,26 @@ def run_worker(config: Config, processes: int = 1, *, app_loaded: bool = False) 
     return 0
 
 
-def _supervise(config: Config, processes: int) -> int:
+def _supervise(config: Config, processes: int, plan: list[tuple[str, Config]]) -> int:
+    """Fork ``processes`` worker processes per shard of ``plan`` (slot i serves shard
+    ``i // processes``)."""
     from sidequest.worker import Launcher
     from sidequest.worker.logs import setup
     from sidequest.worker.supervisor import Supervisor
 
-    setup(config.log_level, config.log_format)  # the supervisor's lines in the same format
-    os.environ.setdefault("SIDEQUEST_ENV", config.environment)
-    load_app(config.require)  # once, before forking: children share the loaded modules
-    if config.redis_url:
-        connection.set_url(config.redis_url)
     connection.after_fork()  # the supervisor must hold no Redis connection across a fork
+    if len(plan) > 1:
+        log.info("queues on %d shards: %s", len(plan), "; ".join(
+            f"{shard}: {', '.join(own.queue_names)}" for shard, own in plan))
 
     def child(slot: int) -> int:
         connection.after_fork()
         logging.getLogger().handlers.clear()
         setup(config.log_level, config.log_format)
-        own = config
+        shard, own = plan[slot // processes]
+        connection.use_shard(shard)
         if config.metrics_port is not None:  # each process is a scrape target of its own
-            own = dataclasses.replace(config, metrics_port=config.metrics_port + slot)
+            own = dataclasses.replace(own, metrics_port=config.metrics_port + slot)
         try:
             Launcher(own).run()  # pushed-back jobs still make a graceful stop: exit 0
         except ConfigError as exc:
@@ -196,7 +202,7 @@ def _supervise(config: Config, processes: int) -> int:
             return 2
         return 0
 
-    return Supervisor(config, processes, child).run()
+    return Supervisor(config, processes * len(plan), child).run()
 
 
 def _web(argv: list[str]) -> int:

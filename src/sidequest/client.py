@@ -14,7 +14,17 @@ from typing import Any
 
 import redis
 
-from sidequest import batch, connection, expiry, keys, middleware, oncommit, status, unique
+from sidequest import (
+    batch,
+    connection,
+    expiry,
+    keys,
+    middleware,
+    oncommit,
+    shards,
+    status,
+    unique,
+)
 from sidequest.errors import RedisUnavailable
 from sidequest.payload import KWARGS, Payload, check_args, dumps_bytes, new_jid, new_jids, now
 
@@ -134,6 +144,9 @@ def _push_now(items: Sequence[Payload], batch_size: int, jids: list[str]) -> lis
     if joining is not None:  # pushed inside `with batch.jobs():`
         for job in normalized:
             job.setdefault(batch.PAYLOAD_KEY, joining.ancestry)
+    table = connection.shard_map()
+    if table is not None:  # a job that would be stranded on another shard fails now
+        shards.check_jobs(table, normalized, joining.shard if joining is not None else None)
     results: list[str | None] = []
     step = max(1, batch_size)
     for start in range(0, len(normalized), step):
@@ -164,8 +177,18 @@ def _write(jobs: list[Payload]) -> set[str]:
     if _override is not None:
         _override(jobs)
         return set()
+    table = connection.shard_map()
+    if table is None:
+        return _write_to(connection.client(), jobs)
+    refused: set[str] = set()
+    for shard, part in shards.by_shard(table, jobs).items():  # each on its queue's shard
+        refused |= _write_to(connection.client_for(shard), part, shard)
+    return refused
+
+
+def _write_to(target: redis.Redis, jobs: list[Payload], shard: str | None = None) -> set[str]:
     stamp = now()
-    pipe = connection.client().pipeline(transaction=False)
+    pipe = target.pipeline(transaction=False)
     for job in jobs:  # batch membership first: the job cannot finish before it is a member
         ancestry = batch.ancestry_of(job)
         if ancestry:
@@ -181,7 +204,7 @@ def _write(jobs: list[Payload]) -> set[str]:
         if status.wanted(job):
             status.write(pipe, job, "scheduled" if job.get("at") is not None else "queued")
     _push_unique(pipe, uniques, stamp)
-    answers = execute(pipe)
+    answers = execute(pipe, shard)
     taken = answers[len(answers) - len(uniques):] if uniques else []
     return {job["jid"] for (job, _), ok in zip(uniques, taken, strict=True) if not ok}
 
@@ -222,20 +245,26 @@ def _push_unique(pipe: redis.client.Pipeline, uniques: list[tuple[Payload, bytes
                      "" if at is None else repr(float(at)), job["queue"]], client=pipe)
 
 
-def execute(pipe: redis.client.Pipeline) -> list[Any]:
+def execute(pipe: redis.client.Pipeline, shard: str | None = None) -> list[Any]:
     """Run a pipeline, turning connection failures into a RedisUnavailable that says so."""
     try:
         return pipe.execute()
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise RedisUnavailable(
-            f"could not reach Redis at {connection.redacted()} ({exc}); the job was not"
+            f"could not reach Redis at {_where(shard)} ({exc}); the job was not"
             " enqueued, so retry later or fail the request"
         ) from exc
     except redis.exceptions.OutOfMemoryError as exc:
         raise RedisUnavailable(
-            f"Redis at {connection.redacted()} is out of memory (maxmemory reached): {exc};"
+            f"Redis at {_where(shard)} is out of memory (maxmemory reached): {exc};"
             " the job was not enqueued. Free memory or raise maxmemory."
         ) from exc
+
+
+def _where(shard: str | None) -> str:
+    if shard is None:
+        return connection.redacted()
+    return f"{connection.redacted(connection.shard_url(shard))} (shard {shard!r})"
 
 
 def schedule_time(when: float) -> float | None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from sidequest import shards
 from sidequest.errors import ConfigError
 from sidequest.morgue import DEAD_MAX_JOBS, DEAD_TIMEOUT
 from sidequest.options import QUEUE_NAME
@@ -95,6 +96,11 @@ class Config:
     #: Seconds a periodic tick may be late and still be pushed (a worker restarting, Redis
     #: briefly away); older ticks were missed: skipped, or run once with ``catch_up``.
     periodic_grace: float = 60.0
+    #: Further Redis servers by name (``[shards]``: name = URL) and the queues routed to them
+    #: (``[shard_queues]``: queue = shard name); other queues stay on ``redis_url``, the
+    #: ``default`` shard. Empty: ``$SIDEQUEST_SHARDS``, or one Redis.
+    shards: Mapping[str, str] = field(default_factory=dict)
+    shard_queues: Mapping[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def _validate_limits(self) -> None:
@@ -124,6 +130,7 @@ class Config:
     def validate(self) -> Config:
         self._validate_numbers()
         self._validate_queues()
+        shards.build(self.shards, self.shard_queues)
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"log level {self.log_level!r}: use one of {', '.join(LOG_LEVELS)}")
         if self.log_format not in ("text", "json"):

@@ -6,10 +6,13 @@ must still be readable so that it can be moved to the dead set instead of crashi
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import threading
+from collections.abc import Iterator, Mapping
 from importlib import resources
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -20,6 +23,9 @@ from redis.sentinel import Sentinel
 
 from sidequest.errors import ConfigError
 
+if TYPE_CHECKING:
+    from sidequest.shards import ShardMap
+
 DEFAULT_URL = "redis://localhost:6379/0"
 
 _lock = threading.Lock()
@@ -27,6 +33,19 @@ _url: str | None = None
 _options: dict[str, Any] = {}
 _client: redis.Redis | None = None
 _script_objects: dict[str, Script] = {}
+
+# Sharding (shards.py): the routing table, read from the environment on first use unless
+# configure() gave one; the shard this process works on ("home": a worker process serves
+# one); the shard a block of code chose (on_shard: a dashboard request, the stats of each).
+_map: ShardMap | None = None
+_map_read = False
+_home = "default"
+_chosen: contextvars.ContextVar[str | None] = contextvars.ContextVar("sidequest_shard",
+                                                                     default=None)
+#: True once a home or a chosen shard may differ from the default: only then does client()
+#: look them up, so that one Redis costs what it did.
+_scoping = False
+_shard_clients: dict[str, redis.Redis] = {}
 
 
 _SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://")
@@ -51,21 +70,110 @@ def check_url(text: str) -> str:
     return text
 
 
-def configure(redis_url: str | None = None, **redis_options: Any) -> None:
+def configure(redis_url: str | None = None, *, shards: Mapping[str, str] | None = None,
+              shard_queues: Mapping[str, str] | None = None, **redis_options: Any) -> None:
     """Set where Sidequest finds Redis, for this process.
 
     Without a call, ``SIDEQUEST_REDIS_URL``, then ``REDIS_URL``, then
     ``redis://localhost:6379/0`` is used. ``redis://``, ``rediss://`` (TLS), passwords and ACL
     users work as in redis-py; ``redis+sentinel://host:port[,host:port]/service[/db]`` reaches
     the master through Sentinel. Extra keyword arguments go to the redis-py client.
+
+    ``shards`` names further Redis servers (name -> URL) and ``shard_queues`` routes queues
+    to them (queue -> shard name); other queues stay on ``redis_url``, the ``default`` shard.
+    Without them, ``SIDEQUEST_SHARDS`` and ``SIDEQUEST_SHARD_QUEUES`` are read.
     """
-    global _url, _options
+    global _url, _options, _home, _scoping
     if redis_url is not None:
         check_url(redis_url)
     with _lock:
         _url = redis_url
         _options = dict(redis_options)
+        _home, _scoping = "default", False
         _drop_client()
+    set_shards(shards, shard_queues)
+
+
+def set_shards(shards: Mapping[str, str] | None, shard_queues: Mapping[str, str] | None,
+               source: str = "") -> None:
+    """Set the routing table (both None: read it from the environment on first use)."""
+    global _map, _map_read
+    from sidequest import shards as routing  # noqa: PLC0415 - it imports this module
+
+    table = routing.build(shards, shard_queues, source)
+    with _lock:
+        _map, _map_read = table, table is not None
+        _drop_shard_clients()
+
+
+def shard_map() -> ShardMap | None:
+    """The routing table, or None with one Redis."""
+    global _map, _map_read
+    if not _map_read:
+        from sidequest import shards as routing  # noqa: PLC0415 - it imports this module
+
+        _map, _map_read = routing.from_env(os.environ), True
+    return _map
+
+
+def shard_names() -> list[str]:
+    table = shard_map()
+    return table.names if table is not None else ["default"]
+
+
+def shard_url(name: str) -> str:
+    """The URL of shard ``name``; a ConfigError naming the shards if there is none."""
+    if name == "default":
+        return default_url()
+    table = shard_map()
+    if table is None or name not in table.urls:
+        raise ConfigError(f"no shard named {name!r}; the shards are: "
+                          f"{', '.join(shard_names())}")
+    return table.urls[name]
+
+
+def use_shard(name: str) -> None:
+    """Make shard ``name`` this process's Redis (a worker process serving that shard)."""
+    global _home, _scoping
+    shard_url(name)
+    with _lock:
+        _home, _scoping = name, name != "default" or _scoping
+        _drop_client()
+
+
+def current_shard() -> str:
+    """The shard that ``client()`` talks to here: the chosen one, else the process's."""
+    return _chosen.get() or _home
+
+
+@contextlib.contextmanager
+def on_shard(name: str) -> Iterator[None]:
+    """In the block (this thread or task only), ``client()`` is shard ``name``'s client."""
+    global _scoping
+    shard_url(name)
+    if not _scoping and name == _home:  # one Redis, or the process's own: nothing to switch
+        yield
+        return
+    _scoping = True
+    token = _chosen.set(name)
+    try:
+        yield
+    finally:
+        _chosen.reset(token)
+
+
+def client_for(name: str) -> redis.Redis:
+    """The shared client of shard ``name``, created on first use."""
+    if name == "default" and not _scoping:
+        return client()
+    made = _shard_clients.get(name)
+    if made is None:
+        target = shard_url(name)
+        with _lock:
+            made = _shard_clients.get(name)
+            if made is None:
+                made = _shard_clients[name] = new_client(target=target)
+    return made
 
 
 def set_url(redis_url: str) -> None:
@@ -87,9 +195,18 @@ def after_fork() -> None:
     but keep the configuration."""
     global _client
     _client = None
+    _shard_clients.clear()
 
 
 def url() -> str:
+    """The URL of the Redis that ``client()`` talks to."""
+    if _scoping:
+        return shard_url(current_shard())
+    return default_url()
+
+
+def default_url() -> str:
+    """The ordinary Redis URL: the default shard's."""
     env = os.environ
     return _url or env.get("SIDEQUEST_REDIS_URL") or env.get("REDIS_URL") or DEFAULT_URL
 
@@ -110,11 +227,21 @@ def _drop_client() -> None:
     if _client is not None:
         _client.close()
         _client = None
+    _drop_shard_clients()
+
+
+def _drop_shard_clients() -> None:
+    for made in _shard_clients.values():
+        made.close()
+    _shard_clients.clear()
 
 
 def client() -> redis.Redis:
-    """The process-wide client with its connection pool, created on first use."""
+    """The process-wide client with its connection pool, created on first use (with shards:
+    the client of the shard chosen by ``on_shard``, else of the process's shard)."""
     global _client
+    if _scoping:
+        return client_for(current_shard())
     if _client is None:
         with _lock:
             if _client is None:
@@ -122,7 +249,8 @@ def client() -> redis.Redis:
     return _client
 
 
-def new_client(retries: int = 1, **overrides: Any) -> redis.Redis:
+def new_client(retries: int = 1, *, target: str | None = None,
+               **overrides: Any) -> redis.Redis:
     """A new client with its own pool (the worker keeps blocking calls off the shared one).
 
     ``retries`` is how often a command is resent on a fresh connection after a connection
@@ -140,7 +268,7 @@ def new_client(retries: int = 1, **overrides: Any) -> redis.Redis:
     }
     options.update(_options)
     options.update(overrides)
-    target = check_url(url())  # the environment's URL is read here, so checked here
+    target = check_url(target or url())  # the environment's URL is read here, so checked here
     if target.startswith("unix://"):
         options.pop("socket_keepalive", None)  # a TCP option: a Unix socket refuses it
     if target.startswith("redis+sentinel://"):

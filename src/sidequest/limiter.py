@@ -46,6 +46,9 @@ max_reschedules = 20
 INTERVALS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
 #: Longest sleep between two tries while waiting for a slot, in seconds.
 MAX_NAP = 0.5
+#: With several Redis servers, every limiter lives on the default one, so that jobs of every
+#: shard share its slots.
+LIMITER_SHARD = "default"
 
 
 class OverLimit(Exception):
@@ -125,7 +128,8 @@ class Limiter:
 
     def _run(self, script: str, args: list[Any]) -> tuple[bool, float, int]:
         taken, wait_ms, now_ms = connection.script(script)(
-            keys=[self.key, keys.LIMITERS], args=args, client=connection.client())
+            keys=[self.key, keys.LIMITERS], args=args,
+            client=connection.client_for(LIMITER_SHARD))
         return bool(taken), int(wait_ms) / 1000, int(now_ms)
 
 
@@ -157,11 +161,11 @@ class ConcurrentLimiter(Limiter):
         if tokens:
             token = tokens.pop()
             _renewer.drop(self, token)
-            connection.client().zrem(self.key, token)
+            connection.client_for(LIMITER_SHARD).zrem(self.key, token)
 
     def renew(self, tokens: list[str]) -> None:
         connection.script("limiter_renew")(keys=[self.key], args=[self._interval_ms, *tokens],
-                                           client=connection.client())
+                                           client=connection.client_for(LIMITER_SHARD))
 
 
 class BucketLimiter(Limiter):

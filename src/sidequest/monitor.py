@@ -22,6 +22,9 @@ import redis
 
 from sidequest import connection
 from sidequest.api import PeriodicSet, ProcessSet, Queue, Stats
+from sidequest.api.stats import each_shard, summed
+from sidequest.config import load_file
+from sidequest.errors import ConfigError
 
 CLEAR = "\033[2J\033[H"
 
@@ -46,17 +49,42 @@ def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def render_stats() -> list[str]:
-    stats = Stats()
+    if len(connection.shard_names()) == 1:
+        return _stats_lines(Stats())
+    snapshots = each_shard(Stats)
+    lines: list[str] = []
+    for name, stats in snapshots.items():
+        with connection.on_shard(name):
+            lines += [f"Shard {name} ({connection.redacted()})", *_indent(_stats_lines(stats))]
+        lines.append("")
+    total = summed(s.as_dict() for s in snapshots.values())
+    queues: dict[str, int] = {}
+    for stats in snapshots.values():
+        for queue, size in stats.queues.items():
+            queues[queue] = queues.get(queue, 0) + size
+    return [*lines, f"All {len(snapshots)} shards", *_indent(_totals_lines(total, queues))]
+
+
+def _indent(lines: list[str]) -> list[str]:
+    return [f"  {line}" if line else line for line in lines]
+
+
+def _stats_lines(stats: Stats) -> list[str]:
+    return _totals_lines(stats.as_dict(), stats.queues)
+
+
+def _totals_lines(stats: dict[str, int], queues: dict[str, int]) -> list[str]:
     lines = [
-        f"Processed: {stats.processed:,}   Failed: {stats.failed:,}   Busy: {stats.workers_size}"
-        f"   Processes: {stats.processes_size}",
-        f"Enqueued: {stats.enqueued:,}   Retries: {stats.retry_size:,}"
-        f"   Scheduled: {stats.scheduled_size:,}   Dead: {stats.dead_size:,}"
-        + (f"   Expired: {stats.expired:,}" if stats.expired else "")
-        + (f"   Over limit: {stats.overlimit:,}" if stats.overlimit else ""),
+        f"Processed: {stats['processed']:,}   Failed: {stats['failed']:,}"
+        f"   Busy: {stats['busy']}   Processes: {stats['processes']}",
+        f"Enqueued: {stats['enqueued']:,}   Retries: {stats['retries']:,}"
+        f"   Scheduled: {stats['scheduled']:,}   Dead: {stats['dead']:,}"
+        + (f"   Expired: {stats['expired']:,}" if stats["expired"] else "")
+        + (f"   Over limit: {stats['overlimit']:,}" if stats["overlimit"] else ""),
         "",
     ]
-    rows = [[name, f"{size:,}"] for name, size in stats.queues.items()]
+    ordered = sorted(queues.items(), key=lambda p: (-p[1], p[0]))
+    rows = [[name, f"{size:,}"] for name, size in ordered]
     return lines + (_table(["QUEUE", "SIZE"], rows) if rows else ["No queues."])
 
 
@@ -94,8 +122,22 @@ def render_periodic() -> list[str]:
     return _table(["NAME", "SCHEDULE", "TZ", "NEXT RUN", "LAST RUN (JID, OUTCOME)"], rows)
 
 
+def per_shard(render: Callable[[], list[str]]) -> Callable[[], list[str]]:
+    """``render`` once per shard under a heading naming it; as it is with one Redis."""
+    def each() -> list[str]:
+        if len(connection.shard_names()) == 1:
+            return render()
+        lines: list[str] = []
+        for name, part in each_shard(render).items():
+            with connection.on_shard(name):
+                lines += [f"Shard {name} ({connection.redacted()})", *_indent(part), ""]
+        return lines[:-1]
+    return each
+
+
 RENDER: dict[str, Callable[[], list[str]]] = {
-    "stats": render_stats, "status": render_status, "periodic": render_periodic}
+    "stats": render_stats, "status": per_shard(render_status),
+    "periodic": per_shard(render_periodic)}
 
 
 def _parser(command: str) -> argparse.ArgumentParser:
@@ -105,13 +147,28 @@ def _parser(command: str) -> argparse.ArgumentParser:
                         help="redraw every SECONDS (default 2) until Ctrl-C")
     parser.add_argument("--redis-url", help="Redis URL (default: $SIDEQUEST_REDIS_URL,"
                         " $REDIS_URL, redis://localhost:6379/0)")
+    parser.add_argument("-C", "--config", metavar="FILE",
+                        help="the worker's TOML file, for its redis_url and [shards]")
     return parser
+
+
+def _connect(args: argparse.Namespace) -> None:
+    if args.config:
+        values = load_file(args.config)
+        connection.configure(args.redis_url or values.get("redis_url"),
+                             shards=values.get("shards"), shard_queues=values.get("shard_queues"))
+    elif args.redis_url:
+        connection.configure(args.redis_url)
+    connection.shard_map()  # a bad $SIDEQUEST_SHARDS is reported now, not as a crash
 
 
 def main(command: str, argv: list[str], out: TextIO = sys.stdout) -> int:
     args = _parser(command).parse_args(argv)
-    if args.redis_url:
-        connection.configure(args.redis_url)
+    try:
+        _connect(args)
+    except ConfigError as exc:
+        print(f"sidequest {command}: {exc}", file=sys.stderr)
+        return 2
     render = RENDER[command]
     interval = max(0.5, args.watch) if args.watch is not None else None
     try:

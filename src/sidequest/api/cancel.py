@@ -18,6 +18,14 @@ def cancel(jid: str) -> bool:
     was found and removed from a set. Only Sidequest workers honour a cancellation."""
     if not isinstance(jid, str) or not jid:
         raise ValueError(f"cancel() needs a job id (jid) string, got {jid!r}")
+    found = False
+    for shard in connection.shard_names():  # the jid does not say which shard has the job
+        with connection.on_shard(shard):
+            found = _cancel_here(jid) or found
+    return found
+
+
+def _cancel_here(jid: str) -> bool:
     now = time.time()
     pipe = connection.client().pipeline(transaction=True)
     pipe.zadd(keys.CANCELLED, {jid: now})

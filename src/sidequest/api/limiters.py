@@ -36,7 +36,7 @@ def _parse(member: bytes) -> tuple[str, int, float, str] | None:
 
 
 def limiters(now: float | None = None) -> list[LimiterInfo]:
-    client = connection.client()
+    client = connection.client_for("default")  # every limiter lives there (limiter.py)
     now_ms = int((now if now is not None else time.time()) * 1000)
     rows = cast(list[tuple[bytes, float]],
                 client.zrevrange(keys.LIMITERS, 0, MAX_LISTED - 1, withscores=True))

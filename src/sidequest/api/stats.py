@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sidequest import connection, keys
 from sidequest.api.lenient import as_int, replies
 from sidequest.api.queues import latency_of
 
+T = TypeVar("T")
 #: History reads at most this many days (an MGET per request; Sidekiq's CVE-2022-23837).
 MAX_DAYS = 1825
 #: The Redis INFO fields a dashboard shows; nothing else (INFO also names files and hosts).
@@ -143,3 +145,25 @@ def redis_info() -> dict[str, str]:
     ``REDIS_INFO_FIELDS`` only, so no host names or paths reach a page."""
     info = connection.client().info()
     return {name: str(info[name]) for name in REDIS_INFO_FIELDS if name in info}
+
+
+def each_shard(read: Callable[[], T]) -> dict[str, T]:
+    """``read()`` on every shard (connection.py's routing table), the default first: with one
+    Redis, ``{"default": read()}``."""
+    out: dict[str, T] = {}
+    for name in connection.shard_names():
+        with connection.on_shard(name):
+            out[name] = read()
+    return out
+
+
+def summed(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The sum of ``as_dict()`` rows of several shards; a latency is the largest, not a sum."""
+    out: dict[str, Any] = {}
+    for row in rows:
+        for key, value in row.items():
+            if key.endswith("latency"):
+                out[key] = max(out.get(key, 0.0), value)
+            elif isinstance(value, (int, float)):
+                out[key] = out.get(key, 0) + value
+    return out

@@ -16,10 +16,15 @@ class JobStatus:
 
     def __init__(self, jid: str) -> None:
         self.jid = jid
-        pipe = connection.client().pipeline(transaction=False)
-        pipe.hgetall(keys.status(jid))
-        pipe.ttl(keys.status(jid))
-        raw, ttl = pipe.execute()
+        # With several shards the job's is not known from its jid: the current one first.
+        here = connection.current_shard()
+        for shard in [here, *(name for name in connection.shard_names() if name != here)]:
+            pipe = connection.client_for(shard).pipeline(transaction=False)
+            pipe.hgetall(keys.status(jid))
+            pipe.ttl(keys.status(jid))
+            raw, ttl = pipe.execute()
+            if raw:
+                break
         found = {k.decode(): v.decode("utf-8", "replace")
                  for k, v in cast(dict[bytes, bytes], raw).items()}
         self.state: str | None = found.get("state")

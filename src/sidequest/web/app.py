@@ -8,11 +8,13 @@ import secrets
 from collections.abc import Iterable
 from typing import Any
 
+import redis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from sidequest import connection
 from sidequest.errors import ConfigError
 from sidequest.web import errors
 from sidequest.web.auth import AuthCallable, AuthPolicy, digest
@@ -21,6 +23,7 @@ from sidequest.web.revocation import LiveSessions
 from sidequest.web.security import Guard
 from sidequest.web.session import Signer
 from sidequest.web.settings import Settings
+from sidequest.web.shards import ShardScope
 from sidequest.web.views import (
     batches,
     busy,
@@ -101,18 +104,24 @@ def create_app(
         # every cookie signed before worthless, even with the same secret.
         signer=Signer(signing_secret(secret_key), session_hours * 3600,
                       policy.password_digest or b""),
-        live=LiveSessions(session_hours * 3600),
-        limiter=LoginLimiter(per_minute=login_attempts_per_minute),
+        # Sessions and login counts live on the default shard, whichever shard a page shows.
+        live=LiveSessions(session_hours * 3600, client=_default_client),
+        limiter=LoginLimiter(per_minute=login_attempts_per_minute, client=_default_client),
         title=title,
         https=https,
         allowed_hosts=frozenset(h.lower() for h in allowed_hosts) if allowed_hosts else None,
     )
     handlers: dict[Any, Any] = {error: errors.redis_unreachable for error in errors.UNREACHABLE}
     handlers[500] = errors.server_error
-    app = Starlette(routes=routes(), middleware=[Middleware(Guard, settings=settings)],
+    app = Starlette(routes=routes(), middleware=[Middleware(Guard, settings=settings),
+                                                 Middleware(ShardScope)],
                     exception_handlers=handlers)
     app.state.sidequest = settings
     return app
+
+
+def _default_client() -> redis.Redis:
+    return connection.client_for("default")
 
 
 def signing_secret(secret_key: str | bytes | None) -> bytes:

@@ -20,7 +20,7 @@ import markupsafe
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 
-from sidequest import __version__
+from sidequest import __version__, connection
 from sidequest.web.session import Session
 from sidequest.web.settings import Settings
 
@@ -68,7 +68,13 @@ def page(request: Request, template: str, title: str, status_code: int = 200,
          **context: Any) -> HTMLResponse:
     current = session(request)
     context.setdefault("bare", False)
+    base = str(request.scope.get("sidequest.base", root(request)))
+    shard_names = connection.shard_names()
+    here = route_path(request.scope)
     body = ENV.get_template(template).render(
+        base=base, shard=request.scope.get("sidequest.shard", "default"),
+        shard_links=[(name, (base if name == "default" else f"{base}/shards/{name}") + here)
+                     for name in shard_names] if len(shard_names) > 1 else [],
         request=request, root=root(request), nonce=request.scope["sidequest.nonce"],
         csrf=current.csrf, flash=current.pop_flash(), page_title=title,
         app_title=settings(request).title, tabs=TABS, version=__version__,

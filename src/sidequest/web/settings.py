@@ -31,6 +31,13 @@ class Settings:
     #: dashboard on loopback, so that a web page cannot reach it by DNS rebinding.
     allowed_hosts: frozenset[str] | None = None
     stats_cache: TimedCache = field(default_factory=lambda: TimedCache(STATS_CACHE_SECONDS))
+    #: The same for each other shard (several Redis servers), by name.
+    shard_stats_caches: dict[str, TimedCache] = field(default_factory=dict)
+
+    def stats_cache_of(self, shard: str) -> TimedCache:
+        if shard == "default":
+            return self.stats_cache
+        return self.shard_stats_caches.setdefault(shard, TimedCache(STATS_CACHE_SECONDS))
 
 
 class TimedCache:

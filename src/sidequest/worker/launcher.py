@@ -25,7 +25,7 @@ import redis
 from sidequest import connection, hooks, keys, metrics, middleware, status, unique
 from sidequest.config import Config
 from sidequest.job import install_worker
-from sidequest.worker import cancels, guards, logs, watchdog
+from sidequest.worker import cancels, guards, logs, sharding, watchdog
 from sidequest.worker.cancels import CancelWatcher
 from sidequest.worker.heartbeat import Heartbeat, rss_kb
 from sidequest.worker.manager import Manager
@@ -53,6 +53,7 @@ class Launcher:
             # Ruby writes integers of any size; Python's JSON refuses those over 4,300
             # digits unless this process lifts the limit (3.10.7+/3.11).
             sys.set_int_max_str_digits(0)
+        sharding.check_served(config)  # every queue on this process's Redis
         self.config = config
         self.identity = make_identity()
         self.state = ProcessState()
@@ -69,7 +70,7 @@ class Launcher:
         self.reaper = Reaper(config, self.identity, connection.new_client(retries=0),
                              self.stopping)
         self.periodic = PeriodicPoller(config, connection.new_client(retries=0), self.stopping,
-                                       load_entries(config))
+                                       sharding.own_entries(load_entries(config)))
         self._threads: list[threading.Thread] = []
         self._stopped = False
         self._stop_signals = 0

@@ -38,8 +38,13 @@ def reschedule(payload: Payload, queue: str, exc: OverLimit) -> None:
     now = time.time()
     pipe: Any = connection.client().pipeline(transaction=True)
     pipe.incr(keys.STAT_OVERLIMIT)
-    pipe.incr(keys.limiter_over(exc.name))
-    pipe.expire(keys.limiter_over(exc.name), 3600, nx=True)
+    # The limiter's own count is kept beside it, on the default shard (limiter.py).
+    counts: Any = pipe if connection.current_shard() == limiter.LIMITER_SHARD else (
+        connection.client_for(limiter.LIMITER_SHARD).pipeline(transaction=False))
+    counts.incr(keys.limiter_over(exc.name))
+    counts.expire(keys.limiter_over(exc.name), 3600, nx=True)
+    if counts is not pipe:
+        counts.execute()
     dead = count > limiter.max_reschedules
     if dead:
         item.update({"error_class": "OverLimit", "error_message": str(exc), "failed_at": now})

@@ -19,8 +19,11 @@ class SidequestConfig(AppConfig):
         from sidequest.contrib.django import checks, conf, db  # noqa: PLC0415
 
         settings = conf.worker_config()  # a bad SIDEQUEST fails at startup, clearly
-        if settings.redis_url:
-            connection.configure(redis_url=settings.redis_url)
+        if settings.redis_url or settings.shards or settings.shard_queues:
+            # Pushes from the web processes go to the shard of their queue, as the worker's.
+            connection.configure(redis_url=settings.redis_url,
+                                 shards=settings.shards or None,
+                                 shard_queues=settings.shard_queues or None)
         middleware.server.add(db.check_connections)
         oncommit.install(db.on_commit)
         django_checks.register(checks.connections_for_concurrency)

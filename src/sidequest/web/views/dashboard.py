@@ -11,17 +11,22 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from sidequest.api.stats import Stats, Totals, redis_info
+from sidequest import connection
+from sidequest.api.stats import Stats, Totals, each_shard, redis_info, summed
 from sidequest.web import charts, params, render
 
 DAY_CHOICES = (7, 30, 90, 180)
 DEFAULT_POLL = 5
+SHARD_COLUMNS = (("processed", "Processed"), ("failed", "Failed"), ("busy", "Busy"),
+                 ("processes", "Processes"), ("enqueued", "Enqueued"), ("retries", "Retries"),
+                 ("scheduled", "Scheduled"), ("dead", "Dead"))
 
 
 async def dashboard(request: Request) -> Response:
     days = params.integer(request, "days", 30, params.DAYS)
     poll = params.integer(request, "poll", DEFAULT_POLL, params.POLL_SECONDS)
     totals, history, info = await run_in_threadpool(_read, days)
+    rows = await run_in_threadpool(each_shard, Totals.read) if _sharded() else {}
     dates = sorted(history["processed"])  # newest first from the API; oldest first on a chart
     chart = charts.lines(
         [date.fromisoformat(d).strftime("%b %d") for d in dates],
@@ -30,7 +35,23 @@ async def dashboard(request: Request) -> Response:
     )
     return render.page(request, "dashboard.html", "Dashboard", totals=totals, days=days,
                        day_choices=DAY_CHOICES, poll=poll, poll_choices=(2, 5, 10, 30, 60),
-                       history=chart, redis=info)
+                       history=chart, redis=info, **_shard_context(request, rows))
+
+
+def _sharded() -> bool:
+    return len(connection.shard_names()) > 1
+
+
+def _shard_context(request: Request, rows: dict[str, Totals]) -> dict[str, Any]:
+    """The Shards table of the overview: each shard's totals, a link to its dashboard, and
+    the sum of all."""
+    base = str(request.scope.get("sidequest.base", render.root(request)))
+    return {
+        "shard_columns": SHARD_COLUMNS,
+        "shard_rows": [(name, base + ("" if name == "default" else f"/shards/{name}") + "/",
+                        totals.as_dict()) for name, totals in rows.items()],
+        "shard_total": summed(t.as_dict() for t in rows.values()),
+    }
 
 
 def _read(days: int) -> tuple[Totals, dict[str, dict[str, int]], dict[str, str]]:
@@ -39,7 +60,8 @@ def _read(days: int) -> tuple[Totals, dict[str, dict[str, int]], dict[str, str]]
 
 async def stats(request: Request) -> Response:
     """The JSON the real-time graph polls: eight Redis commands, at most once a second."""
-    cache = render.settings(request).stats_cache
+    cache = render.settings(request).stats_cache_of(
+        str(request.scope.get("sidequest.shard", "default")))
     body: dict[str, Any] = await run_in_threadpool(cache.get, _poll_body)
     return JSONResponse(body)
 

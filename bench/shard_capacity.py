@@ -1,0 +1,98 @@
+"""``bench/capacity.py --shards 2``: the Redis CPU per job of each shard when the same jobs
+are spread over two Redis servers, against the single-Redis figures.
+
+Half the jobs go to queue ``default`` (the default shard), half to queue ``s1``, routed to a
+second measured server. One worker command serves both queues, so it runs one process per
+shard (each with ``-c 10``, as the single-Redis run's one process). Each shard's CPU is
+divided by the jobs it carried. Sharding should not change what a job costs its Redis: each
+shard's figure should be within 10% of the single-Redis one.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import redis
+
+from bench.harness import PrivateRedis, counter_of, kill_group, terminate_all, wait_count
+from bench.jobs import COUNTER_URL_ENV, DONE_KEY, FailsOnce, Noop
+from sidequest import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+QUEUES = ("default", "s1")
+#: Within this ratio of the single-Redis figure, sharding costs a job nothing extra.
+TOLERANCE = 0.10
+
+
+def redis_cpu(client: redis.Redis) -> float:
+    cpu = client.info("cpu")
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+
+class ShardedBench:
+    def __init__(self, servers: list[PrivateRedis], tally: PrivateRedis, logs: Path,
+                 config: Path) -> None:
+        self.servers, self.tally, self.logs, self.config = servers, tally, logs, config
+        self.clients = [server.client(0) for server in servers]
+        self.counter = tally.client(0)
+        self.env = {"SIDEQUEST_SHARDS": f"s1={servers[1].url(0)}",
+                    "SIDEQUEST_SHARD_QUEUES": "s1=s1"}
+        connection.configure(servers[0].url(0), shards={"s1": servers[1].url(0)},
+                             shard_queues={"s1": "s1"})
+
+    def cpu(self) -> list[float]:
+        return [redis_cpu(client) for client in self.clients]
+
+    def run(self, jobs: int, name: str) -> None:
+        env = {**os.environ, **self.env, "REDIS_URL": self.servers[0].url(0),
+               COUNTER_URL_ENV: self.tally.url(0),
+               "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
+        env.pop("SIDEQUEST_REDIS_URL", None)
+        with open(self.logs / f"sharded-{name}.log", "ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "sidequest", "-r", "bench.jobs", "-c", "10",
+                 "-q", QUEUES[0], "-q", QUEUES[1], "--log-level", "WARNING",
+                 "-C", str(self.config)], cwd=ROOT, env=env, stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_count(counter_of(self.counter, DONE_KEY), jobs, proc)
+        finally:
+            terminate_all([proc], 30)
+            kill_group(proc)
+
+    def push(self, operation: str, half: int) -> None:
+        """``half`` jobs to each shard's queue: one at a time, in bulk, or scheduled."""
+        noop = [Noop.set(queue=q) for q in QUEUES]
+        if operation == "bulk push":
+            for setter in noop:
+                setter.perform_bulk([[i] for i in range(half)])
+            return
+        for i in range(half):
+            for setter in noop:
+                if operation == "push":
+                    setter.perform_async(i)
+                else:
+                    setter.perform_in(1, i)
+
+    def sample(self, operation: str, jobs: int) -> list[float]:
+        """Redis CPU microseconds per job of one operation, on each shard."""
+        for client in self.clients:
+            client.flushall()
+        self.counter.flushall()
+        half = jobs // 2
+        before = self.cpu()
+        if operation in ("run", "retry"):
+            job_class = Noop if operation == "run" else FailsOnce
+            for q in QUEUES:
+                job_class.set(queue=q).perform_bulk([[i] for i in range(half)])
+            before = self.cpu()  # the pushes are not part of a run
+            self.run(2 * half, operation)
+        else:
+            self.push(operation, half)
+            if operation == "scheduled":
+                self.run(2 * half, operation)
+        return [(after - start) / half * 1e6
+                for after, start in zip(self.cpu(), before, strict=True)]

@@ -1,0 +1,150 @@
+"""Sharding: queues spread over several independent Redis servers ("shards").
+
+Each shard is an ordinary Sidekiq-format Redis holding the queues routed to it, with its own
+schedule, retry and dead sets and its own processes. A queue not named in the routing table
+lives on the default shard: the ordinary Redis URL, named ``default``. This module is the
+routing table and its checks; connection.py holds the clients.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sidequest.connection import check_url
+from sidequest.errors import ConfigError
+from sidequest.options import QUEUE_NAME
+
+DEFAULT = "default"
+SHARD_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+#: ``reports=redis://h2:6379/0 eu=redis://h3:6379/0`` (space-separated: a Sentinel URL
+#: holds commas).
+ENV_SHARDS = "SIDEQUEST_SHARDS"
+#: ``reports=reports exports=reports``: queue=shard pairs.
+ENV_SHARD_QUEUES = "SIDEQUEST_SHARD_QUEUES"
+
+
+@dataclass(frozen=True)
+class ShardMap:
+    """Shard names to URLs (the default shard's URL is the ordinary one, not kept here) and
+    queue names to shard names."""
+
+    urls: Mapping[str, str]
+    queues: Mapping[str, str]
+
+    def shard_of(self, queue: str) -> str:
+        return self.queues.get(queue, DEFAULT)
+
+    @property
+    def names(self) -> list[str]:
+        """Every shard, the default first."""
+        return [DEFAULT, *sorted(self.urls)]
+
+    def group(self, queues: Iterable[str]) -> dict[str, list[str]]:
+        """The queues by shard, each list in the given order; shards in order of first use."""
+        out: dict[str, list[str]] = {}
+        for queue in queues:
+            out.setdefault(self.shard_of(queue), []).append(queue)
+        return out
+
+
+def build(shards: Mapping[str, str] | None, shard_queues: Mapping[str, str] | None,
+          source: str = "") -> ShardMap | None:
+    """The checked routing table, or None when no shard is defined (one Redis)."""
+    where = f"{source}: " if source else ""
+    urls = _urls(shards or {}, where)
+    queues = _routes(shard_queues or {}, urls, where)
+    if not urls and not queues:
+        return None
+    return ShardMap(urls=urls, queues=queues)
+
+
+def _urls(shards: Any, where: str) -> dict[str, str]:
+    if not isinstance(shards, Mapping):
+        raise ConfigError(f"{where}shards must map shard names to Redis URLs, e.g. "
+                          f"{{\"reports\": \"redis://h2:6379/0\"}}; got {shards!r}")
+    urls: dict[str, str] = {}
+    for name, url in shards.items():
+        if not isinstance(name, str) or not SHARD_NAME.fullmatch(name):
+            raise ConfigError(f"{where}shards: shard name {name!r}: use letters, digits and "
+                              "_ . - only (at most 64)")
+        if name == DEFAULT:
+            raise ConfigError(f"{where}shards: the shard named {DEFAULT!r} is the ordinary "
+                              "Redis URL (redis_url); give it there and leave it out of shards")
+        try:
+            urls[name] = check_url(url)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}shards: shard {name!r}: {exc}") from None
+    return urls
+
+
+def _routes(shard_queues: Any, urls: Mapping[str, str], where: str) -> dict[str, str]:
+    if not isinstance(shard_queues, Mapping):
+        raise ConfigError(f"{where}shard_queues must map queue names to shard names, e.g. "
+                          f"{{\"exports\": \"reports\"}}; got {shard_queues!r}")
+    known = [DEFAULT, *sorted(urls)]
+    routes: dict[str, str] = {}
+    for queue, shard in shard_queues.items():
+        if not isinstance(queue, str) or not QUEUE_NAME.fullmatch(queue):
+            raise ConfigError(f"{where}shard_queues: queue {queue!r}: use letters, digits "
+                              "and _ : . - only")
+        if shard not in known:
+            close = difflib.get_close_matches(str(shard), known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"{where}shard_queues routes queue {queue!r} to shard {shard!r}, which is not "
+                f"defined{hint}; define it under shards (name = Redis URL) or route the queue "
+                f"to one of: {', '.join(known)}")
+        routes[queue] = shard
+    return routes
+
+
+def _pairs(text: str, variable: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in text.split():
+        name, equals, value = item.partition("=")
+        if not equals or not name or not value:
+            raise ConfigError(f"${variable}: {item!r} is not NAME=VALUE; write space-separated "
+                              "pairs such as 'reports=redis://h2:6379/0'")
+        out[name] = value
+    return out
+
+
+def from_env(environ: Mapping[str, str] = os.environ) -> ShardMap | None:
+    """The table from ``$SIDEQUEST_SHARDS`` and ``$SIDEQUEST_SHARD_QUEUES``, if set."""
+    shards = _pairs(environ.get(ENV_SHARDS, ""), ENV_SHARDS)
+    routes = _pairs(environ.get(ENV_SHARD_QUEUES, ""), ENV_SHARD_QUEUES)
+    return build(shards, routes, "$" + ENV_SHARDS if shards else "")
+
+
+def by_shard(table: ShardMap, jobs: Iterable[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """The jobs by the shard of their queue, in order."""
+    out: dict[str, list[Any]] = {}
+    for job in jobs:
+        out.setdefault(table.shard_of(job["queue"]), []).append(job)
+    return out
+
+
+def check_jobs(table: ShardMap, jobs: Iterable[Mapping[str, Any]],
+               batch_shard: str | None) -> None:
+    """Refuse a job that the worker of its shard could not finish: retried into a queue of
+    another shard, or joining a batch kept on another shard."""
+    for job in jobs:
+        queue = job["queue"]
+        shard = table.shard_of(queue)
+        retry_queue = job.get("retry_queue")
+        if isinstance(retry_queue, str) and table.shard_of(retry_queue) != shard:
+            raise ValueError(
+                f"{job['class']}: queue {queue!r} is on shard {shard!r} but its retry_queue "
+                f"{retry_queue!r} is on shard {table.shard_of(retry_queue)!r}; retries stay on "
+                "the job's shard, so pick a retry_queue routed to the same shard")
+        if batch_shard is not None and shard != batch_shard:
+            raise ValueError(
+                f"{job['class']}: queue {queue!r} is on shard {shard!r} but the batch is kept "
+                f"on shard {batch_shard!r}; a batch and its jobs live on one shard: create it "
+                f"with Batch(..., shard={shard!r}) or push to a queue of shard "
+                f"{batch_shard!r}")

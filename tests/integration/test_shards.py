@@ -1,0 +1,269 @@
+"""Sharding, client side: every push lands on the Redis server of its queue's shard, checked
+with raw clients on both servers (two real redis-servers); stats and `sidequest stats` sum them."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+import sidequest
+from redis_server import RedisServer
+from sidequest import Batch, Job, client, connection, keys, limiter, monitor
+from sidequest.api.cancel import cancel
+from sidequest.api.stats import Stats, Totals, each_shard, summed
+from sidequest.api.status import JobStatus
+from sidequest.errors import ConfigError
+
+
+class Report(Job):
+    queue = "reports"
+
+    def perform(self, n: int) -> None:
+        pass
+
+
+class Mail(Job):
+    def perform(self, n: int) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def second_server(tmp_path_factory: pytest.TempPathFactory,
+                  redis_server: RedisServer) -> Iterator[RedisServer]:
+    server = RedisServer(redis_server.executable, tmp_path_factory.mktemp("shard2"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def shards(redis_url: str, second_server: RedisServer) -> Iterator[tuple[redis.Redis,
+                                                                         redis.Redis]]:
+    """(default server, reports server) raw clients; queues reports and exports on the second."""
+    with second_server.client() as other:
+        other.flushall()
+    sidequest.configure(redis_url, shards={"reports": second_server.url},
+                        shard_queues={"reports": "reports", "exports": "reports"})
+    first = redis.Redis.from_url(redis_url)
+    second = second_server.client()
+    try:
+        yield first, second
+    finally:
+        first.close()
+        second.close()
+        connection.reset()
+
+
+def bodies(r: redis.Redis, key: str) -> list[dict[str, Any]]:
+    return [json.loads(raw) for raw in r.lrange(key, 0, -1)]
+
+
+def test_perform_async_goes_to_the_shard_of_its_queue(shards: tuple[redis.Redis,
+                                                                     redis.Redis]) -> None:
+    first, second = shards
+    report_jid = Report.perform_async(1)
+    mail_jid = Mail.perform_async(2)
+    assert [j["jid"] for j in bodies(second, "queue:reports")] == [report_jid]
+    assert [j["jid"] for j in bodies(first, "queue:default")] == [mail_jid]
+    assert second.smembers("queues") == {b"reports"}
+    assert first.smembers("queues") == {b"default"}
+    assert not first.exists("queue:reports") and not second.exists("queue:default")
+
+
+def test_scheduled_jobs_go_to_their_shards_schedule(shards: tuple[redis.Redis,
+                                                                   redis.Redis]) -> None:
+    first, second = shards
+    Report.perform_in(60, 1)
+    Mail.perform_at(time.time() + 60, 2)
+    (on_second,) = second.zrange("schedule", 0, -1)
+    (on_first,) = first.zrange("schedule", 0, -1)
+    assert json.loads(on_second)["class"].endswith("Report")
+    assert json.loads(on_first)["class"].endswith("Mail")
+
+
+def test_a_bulk_push_across_shards_routes_each_job(shards: tuple[redis.Redis,
+                                                                  redis.Redis]) -> None:
+    first, second = shards
+    items = [{"class": "Any", "args": [i], "queue": q}
+             for i, q in enumerate(["reports", "default", "exports", "low", "reports"])]
+    jids = client.push_many(items)
+    assert all(jids)
+    assert [j["args"] for j in reversed(bodies(second, "queue:reports"))] == [[0], [4]]
+    assert [j["args"] for j in bodies(second, "queue:exports")] == [[2]]
+    assert [j["args"] for j in bodies(first, "queue:default")] == [[1]]
+    assert [j["args"] for j in bodies(first, "queue:low")] == [[3]]
+    assert second.smembers("queues") == {b"reports", b"exports"}
+    assert first.smembers("queues") == {b"default", b"low"}
+
+
+def test_enqueue_by_name_is_routed(shards: tuple[redis.Redis, redis.Redis]) -> None:
+    first, second = shards
+    jid = sidequest.enqueue("other.app.Export", 7, queue="exports")
+    assert [j["jid"] for j in bodies(second, "queue:exports")] == [jid]
+    assert first.dbsize() == 0
+
+
+def test_a_unique_lock_lives_on_the_jobs_shard(shards: tuple[redis.Redis, redis.Redis]) -> None:
+    first, second = shards
+    assert Report.set(unique_for=60).perform_async(5)
+    assert Report.set(unique_for=60).perform_async(5) is None  # the lock holds on that shard
+    assert len(second.keys(keys.UNIQUE_PREFIX + "*")) == 1
+    assert first.keys(keys.UNIQUE_PREFIX + "*") == []
+    assert second.llen("queue:reports") == 1
+
+
+def test_a_batch_and_its_jobs_live_on_one_shard(shards: tuple[redis.Redis,
+                                                               redis.Redis]) -> None:
+    first, second = shards
+    batch = Batch("reports", shard="reports")
+    with batch.jobs():
+        Report.perform_async(1)
+    assert second.hget(f"sq:batch:{batch.bid}", "total") == b"1"
+    assert not first.exists(f"sq:batch:{batch.bid}")
+    (job,) = bodies(second, "queue:reports")
+    assert job["sq_batch"] == [batch.bid]
+
+    default_batch = Batch("mail")
+    with pytest.raises(ValueError, match="batch and its jobs live on one shard"), \
+            default_batch.jobs():
+        Report.perform_async(2)
+    assert second.llen("queue:reports") == 1  # nothing written by the refused push
+    with pytest.raises(ValueError, match="route the callback's queue"):
+        Batch("x", on_success=(Report, [1]))
+
+
+def test_a_retry_queue_on_another_shard_is_refused(shards: tuple[redis.Redis,
+                                                                  redis.Redis]) -> None:
+    first, second = shards
+    with pytest.raises(ValueError, match="retry_queue 'low' is on shard 'default'"):
+        Report.set(retry_queue="low").perform_async(1)
+    assert second.dbsize() == 0 and first.dbsize() == 0
+
+
+def test_unreachable_shard_names_itself(redis_url: str) -> None:
+    sidequest.configure(redis_url, shards={"far": "redis://127.0.0.1:1/0"},
+                        shard_queues={"reports": "far"})
+    try:
+        with pytest.raises(sidequest.RedisUnavailable, match="shard 'far'"):
+            Report.perform_async(1)
+    finally:
+        connection.reset()
+
+
+def test_the_environment_configures_shards(redis_url: str, second_server: RedisServer,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    with second_server.client() as other:
+        other.flushall()
+    monkeypatch.setenv("SIDEQUEST_SHARDS", f"reports={second_server.url}")
+    monkeypatch.setenv("SIDEQUEST_SHARD_QUEUES", "reports=reports")
+    connection.configure(redis_url)
+    try:
+        Report.perform_async(1)
+        with second_server.client() as other:
+            assert other.llen("queue:reports") == 1
+    finally:
+        connection.reset()
+
+
+def test_configure_refuses_a_bad_table(redis_url: str) -> None:
+    with pytest.raises(ConfigError, match=r"shard 'x'.*not a Redis URL"):
+        sidequest.configure(redis_url, shards={"x": "localhost:6379"})
+    with pytest.raises(ConfigError, match=r"'exports' to shard 'report'.*did you mean 'reports'"):
+        sidequest.configure(redis_url, shards={"reports": "redis://h:6379/0"},
+                            shard_queues={"exports": "report"})
+    connection.reset()
+
+
+def test_stats_of_each_shard_and_their_sum(shards: tuple[redis.Redis, redis.Redis]) -> None:
+    first, second = shards
+    Report.perform_bulk([[i] for i in range(3)])
+    Mail.perform_bulk([[i] for i in range(2)])
+    sidequest.enqueue("x.Export", queue="exports")
+    first.set("stat:processed", 10)
+    second.set("stat:processed", 32)
+    second.zadd("retry", {"{}": 1})
+    each = each_shard(Stats)
+    assert list(each) == ["default", "reports"]
+    assert each["default"].queues == {"default": 2}
+    assert each["reports"].queues == {"reports": 3, "exports": 1}
+    total = summed(s.as_dict() for s in each.values())
+    assert (total["enqueued"], total["processed"], total["retries"]) == (6, 42, 1)
+    totals = each_shard(Totals.read)
+    assert summed(t.as_dict() for t in totals.values())["enqueued"] == 6
+
+
+def test_sidequest_stats_shows_each_shard_and_the_total(
+        shards: tuple[redis.Redis, redis.Redis], second_server: RedisServer, redis_url: str,
+        tmp_path: Path) -> None:
+    first, second = shards
+    Report.perform_bulk([[i] for i in range(3)])
+    Mail.perform_async(1)
+    first.set("stat:processed", 5)
+    second.set("stat:processed", 7)
+    config = tmp_path / "sidequest.toml"
+    config.write_text(f'redis_url = "{redis_url}"\n[shards]\nreports = "{second_server.url}"\n'
+                      '[shard_queues]\nreports = "reports"\n')
+    connection.reset()  # the command reads its file, not this process's configuration
+    out = io.StringIO()
+    assert monitor.main("stats", ["-C", str(config)], out=out) == 0
+    text = out.getvalue()
+    default_part, rest = text.split("Shard reports")
+    reports_part, total_part = rest.split("All 2 shards")
+    assert default_part.startswith("Shard default (redis://")
+    assert "Processed: 5 " in default_part and "Enqueued: 1 " in default_part
+    assert "Processed: 7 " in reports_part and "reports  3" in reports_part
+    assert "Processed: 12 " in total_part and "Enqueued: 4 " in total_part
+    assert "reports  3" in total_part and "default  1" in total_part
+    out = io.StringIO()
+    assert monitor.main("status", ["-C", str(config)], out=out) == 0
+    assert "Shard default" in out.getvalue() and "Shard reports" in out.getvalue()
+
+
+def test_sidequest_stats_reports_a_bad_shard_table(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "sidequest.toml"
+    config.write_text('[shard_queues]\nreports = "nowhere"\n')
+    assert monitor.main("stats", ["-C", str(config)]) == 2
+    assert "'reports' to shard 'nowhere', which is not defined" in capsys.readouterr().err
+    connection.reset()
+
+
+class StoredReport(Job):
+    queue = "reports"
+    store_result = True
+
+    def perform(self) -> None:
+        pass
+
+
+def test_status_and_cancel_find_a_job_on_any_shard(shards: tuple[redis.Redis,
+                                                                  redis.Redis]) -> None:
+    first, second = shards
+    jid = StoredReport.perform_async()
+    assert second.exists(f"sq:status:{jid}") and not first.exists(f"sq:status:{jid}")
+    assert JobStatus(jid).state == "queued"  # looked up from the default shard
+    later = Report.perform_in(600, 1)
+    assert cancel(later) is True
+    assert second.zcard("schedule") == 0
+    # Every shard's workers hear of it (a queued copy could be fetched on either).
+    assert first.zscore("sq:cancelled", later) and second.zscore("sq:cancelled", later)
+    assert cancel("f" * 24) is False
+
+
+def test_limiters_live_on_the_default_shard(shards: tuple[redis.Redis, redis.Redis]) -> None:
+    first, second = shards
+    with connection.on_shard("reports"), limiter.concurrent("pdf", 1):
+        assert connection.client().connection_pool.connection_kwargs["port"] != \
+            first.connection_pool.connection_kwargs["port"]  # the block is on the other shard
+        assert first.zcard(keys.limiter("pdf")) == 1  # the slot is taken on the default one
+    assert first.zcard(keys.limiter("pdf")) == 0 and first.zcard(keys.LIMITERS) == 1
+    assert second.dbsize() == 0

@@ -1,0 +1,61 @@
+"""Sharding's configuration: the TOML tables, the environment, and the errors that say what
+to fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sidequest import shards
+from sidequest.config import build
+from sidequest.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "sidequest.toml"
+    path.write_text(text, "utf-8")
+    return str(path)
+
+
+def test_toml_tables_give_the_routing_table(tmp_path: Path) -> None:
+    config = build(write(tmp_path, '[shards]\nreports = "redis://h2:6379/0"\n'
+                                   '[shard_queues]\nreports = "reports"\nexports = "reports"\n'))
+    table = shards.build(config.shards, config.shard_queues)
+    assert table is not None
+    assert table.names == ["default", "reports"]
+    assert table.shard_of("exports") == "reports" and table.shard_of("mail") == "default"
+    assert table.group(["a", "reports", "b", "exports"]) == {
+        "default": ["a", "b"], "reports": ["reports", "exports"]}
+
+
+def test_no_shards_means_one_redis() -> None:
+    assert shards.build({}, {}) is None
+    assert shards.from_env({}) is None
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('[shards]\nreports = "h2:6379"\n', r"sidequest.toml: shards: shard 'reports': 'h2:6379' "
+                                        r"is not a Redis URL: write it as redis://"),
+    ('[shard_queues]\nexports = "reports"\n', r"sidequest.toml: shard_queues routes queue "
+                                              r"'exports' to shard 'reports', which is not "
+                                              r"defined; define it under shards"),
+    ('[shards]\ndefault = "redis://h:1/0"\n', r"the shard named 'default' is the ordinary "
+                                              r"Redis URL \(redis_url\)"),
+    ('[shards]\n"a b" = "redis://h:1/0"\n', r"shard name 'a b': use letters"),
+    ('shards = ["redis://h:1/0"]\n', r"shards must map shard names to Redis URLs"),
+])
+def test_a_bad_table_is_a_config_error_naming_the_file(tmp_path: Path, text: str,
+                                                       message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build(write(tmp_path, text))
+
+
+def test_environment_pairs() -> None:
+    table = shards.from_env({"SIDEQUEST_SHARDS": "reports=redis://h2:6379/0  eu=redis://h3/1",
+                             "SIDEQUEST_SHARD_QUEUES": "exports=eu"})
+    assert table is not None
+    assert table.urls == {"reports": "redis://h2:6379/0", "eu": "redis://h3/1"}
+    assert table.shard_of("exports") == "eu"
+    with pytest.raises(ConfigError, match=r"\$SIDEQUEST_SHARDS: 'reports' is not NAME=VALUE"):
+        shards.from_env({"SIDEQUEST_SHARDS": "reports"})

@@ -1,0 +1,108 @@
+"""The dashboard of two shards in a real browser (Debian's Chromium driven by Playwright):
+the overview's Shards table, the header's shard selector, a shard's pages and an action on
+one shard leaving the other untouched, with no script or CSP error on any page.
+
+Skipped when Chromium or Playwright is missing, except under CI=true where that fails."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+import sidequest
+from redis_server import RedisServer
+from sidequest import connection
+from sidequest.web import create_app
+from sidequest.web.server import BackgroundServer
+from web_helpers import PASSWORD, enqueue, job
+
+pytestmark = pytest.mark.redis
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def servers(redis_url: str, tmp_path: Path,
+            redis_server: RedisServer) -> Iterator[tuple[redis.Redis, redis.Redis]]:
+    other = RedisServer(redis_server.executable, tmp_path)
+    other.start()
+    sidequest.configure(redis_url, shards={"reports": other.url},
+                        shard_queues={"reports": "reports"})
+    first, second = redis.Redis.from_url(redis_url), other.client()
+    try:
+        yield first, second
+    finally:
+        first.close()
+        second.close()
+        connection.reset()
+        other.stop()
+
+
+@pytest.fixture
+def page(servers: tuple[redis.Redis, redis.Redis]) -> Iterator[Any]:
+    missing = shutil.which(CHROMIUM) is None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing = True
+    if missing:
+        message = f"browser tests need {CHROMIUM} and the playwright package"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    live = BackgroundServer(create_app(password=PASSWORD)).start()
+    problems: list[str] = []
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            context = chromium.new_context(base_url=live.url.rstrip("/"))
+            tab = context.new_page()
+            tab.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            tab.on("pageerror", lambda exc: problems.append(str(exc)))
+            tab.on("dialog", lambda dialog: dialog.accept())
+            tab.set_default_timeout(15_000)
+            try:
+                yield tab
+            finally:
+                chromium.close()
+    finally:
+        live.stop()
+    assert not problems, problems
+
+
+def test_browse_and_act_on_each_shard(page: Any,
+                                      servers: tuple[redis.Redis, redis.Redis]) -> None:
+    first, second = servers
+    first.set("stat:processed", 40)
+    second.set("stat:processed", 2)
+    enqueue(first, "reports", job("a" * 24, queue="reports"))  # a same-named queue on both
+    enqueue(second, "reports", job("b" * 24, queue="reports"), job("c" * 24, queue="reports"))
+    page.goto("/")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda url: "/login" not in url)
+    table = page.locator("#shards")
+    assert table.locator("tbody tr").all_inner_texts()[1].split()[:2] == ["reports", "2"]
+    assert table.locator('[data-total="processed"]').inner_text() == "42"
+    page.click("nav.shards >> text=reports")  # the selector keeps the tab: the overview
+    page.wait_for_url("**/shards/reports/")
+    page.wait_for_function(  # its real-time graph polls that shard's figures
+        "document.getElementById('realtime-status').textContent.indexOf('waiting') < 0")
+    page.click("header nav >> text=Queues")
+    page.wait_for_url("**/shards/reports/queues")
+    assert page.locator("#queues tbody tr").count() == 1
+    page.click("#queues button:has-text('Delete')")
+    page.wait_for_url("**/shards/reports/queues")
+    assert page.locator(".flash").inner_text() == "Deleted the queue reports."
+    assert second.llen("queue:reports") == 0 and first.llen("queue:reports") == 1
+    page.click("nav.shards >> text=default")
+    page.wait_for_url(lambda url: url.endswith("/queues") and "/shards/" not in url)
+    assert page.locator("#queues tbody tr").count() == 1

@@ -1,0 +1,114 @@
+"""The dashboard with two shards (two real redis-servers): the overview shows each shard and
+the sum, /shards/NAME/... shows and acts on that shard only, with the usual login and CSRF
+rules."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+import redis
+from starlette.applications import Starlette
+
+import sidequest
+from redis_server import RedisServer
+from sidequest import connection
+from web_helpers import SAME_ORIGIN, Client, enqueue, job
+
+pytestmark = pytest.mark.redis
+
+A, B, C = "a" * 24, "b" * 24, "c" * 24
+
+
+@pytest.fixture(scope="module")
+def second(tmp_path_factory: pytest.TempPathFactory,
+           redis_server: RedisServer) -> Iterator[RedisServer]:
+    server = RedisServer(redis_server.executable, tmp_path_factory.mktemp("shard2"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def both(redis_url: str, second: RedisServer) -> Iterator[tuple[redis.Redis, redis.Redis]]:
+    with second.client() as other:
+        other.flushall()
+    sidequest.configure(redis_url, shards={"reports": second.url},
+                        shard_queues={"reports": "reports"})
+    first, other = redis.Redis.from_url(redis_url), second.client()
+    try:
+        yield first, other
+    finally:
+        first.close()
+        other.close()
+        connection.reset()
+
+
+@pytest.fixture
+def browser(both: tuple[redis.Redis, redis.Redis], app: Starlette) -> Iterator[Client]:
+    with Client(app) as client:
+        assert client.login().status_code == 303
+        yield client
+
+
+def test_the_overview_shows_each_shard_and_the_total(both: tuple[redis.Redis, redis.Redis],
+                                                     browser: Client) -> None:
+    first, other = both
+    first.set("stat:processed", 100)
+    other.set("stat:processed", 23)
+    enqueue(first, "default", job(A))
+    enqueue(other, "reports", job(B, queue="reports"), job(C, queue="reports"))
+    page = browser.get("/").text
+    rows = re.findall(r'<tr[^>]*>\s*<td><a href="([^"]+)">([^<]+)</a></td>(.*?)</tr>', page,
+                      re.S)
+    assert [(href, name) for href, name, _ in rows] == [("/", "default"),
+                                                        ("/shards/reports/", "reports")]
+    assert 'data-total="processed">123<' in page and 'data-total="enqueued">3<' in page
+    # The header's shard selector keeps the page: the same tab on the other shard.
+    queues = browser.get("/queues").text
+    assert 'href="/shards/reports/queues"' in queues and 'href="/queues"' in queues
+
+
+def test_a_shards_pages_show_its_data(both: tuple[redis.Redis, redis.Redis],
+                                      browser: Client) -> None:
+    first, other = both
+    enqueue(first, "default", job(A))
+    enqueue(other, "reports", job(B, queue="reports"))
+    default_page = browser.get("/queues").text
+    reports_page = browser.get("/shards/reports/queues").text
+    assert 'href="/queues/default"' in default_page and "/queues/reports" not in default_page
+    assert 'href="/shards/reports/queues/reports"' in reports_page
+    assert "/queues/default" not in reports_page
+    assert browser.get("/shards/reports/queues/reports").text.count(B) >= 1
+    body = browser.get("/shards/reports/stats").json()
+    assert body["sidequest"]["enqueued"] == 1
+    # The static files stay at the dashboard's root.
+    assert 'href="/static/app.css' in reports_page
+
+
+def test_an_action_acts_on_the_shard_of_its_url_with_csrf(
+        both: tuple[redis.Redis, redis.Redis], browser: Client) -> None:
+    first, other = both
+    enqueue(first, "reports", job(A, queue="reports"))  # a queue of that name on both
+    enqueue(other, "reports", job(B, queue="reports"))
+    refused = browser.post("/shards/reports/queues/reports/delete", data={"csrf": "forged"},
+                           headers=SAME_ORIGIN, follow_redirects=False)
+    assert refused.status_code == 403 and other.llen("queue:reports") == 1
+    done = browser.submit("/shards/reports/queues/reports/delete")
+    assert done.status_code == 303 and done.headers["location"] == "/shards/reports/queues"
+    assert other.llen("queue:reports") == 0
+    assert first.llen("queue:reports") == 1  # the default shard's queue is untouched
+
+
+def test_unknown_shard_and_logged_out(both: tuple[redis.Redis, redis.Redis], browser: Client,
+                                      app: Starlette) -> None:
+    missing = browser.get("/shards/nope/queues")
+    assert missing.status_code == 404 and "the shards are: default, reports" in missing.text
+    with Client(app) as anon:
+        page = anon.get("/shards/reports/queues", headers={"Accept": "text/html"},
+                        follow_redirects=False)
+        assert page.status_code == 303
+        assert page.headers["location"].startswith("/login?next=")
