@@ -87,3 +87,36 @@ def r(redis_url: str) -> Iterator[redis.Redis]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def second_redis(tmp_path_factory: pytest.TempPathFactory,
+                 redis_server: RedisServer) -> Iterator[RedisServer]:
+    """A second redis-server: the sharding tests' shard beside the default one."""
+    server = RedisServer(redis_server.executable, tmp_path_factory.mktemp("shard2"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def two_shards(redis_url: str,
+               second_redis: RedisServer) -> Iterator[tuple[redis.Redis, redis.Redis]]:
+    """Sidequest configured with the default Redis and shard "reports" on the second, which
+    holds queues reports and exports; yields raw clients (default, reports), both emptied."""
+    with second_redis.client() as other:
+        other.flushall()
+    import sidequest  # here, as in redis_url: unit tests collect without the package
+    import sidequest.connection
+
+    sidequest.configure(redis_url, shards={"reports": second_redis.url},
+                        shard_queues={"reports": "reports", "exports": "reports"})
+    first, other = redis.Redis.from_url(redis_url), second_redis.client()
+    try:
+        yield first, other
+    finally:
+        first.close()
+        other.close()
+        sidequest.connection.reset()

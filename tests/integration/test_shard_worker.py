@@ -6,18 +6,15 @@ shard)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import redis
 
-import sidequest
 from apps.fault_jobs import Work
 from fault.harness import Ledger, Worker, write_config
 from helpers import wait_for
 from redis_server import RedisServer
-from sidequest import Job, connection
+from sidequest import Job
 
 
 class Fails(Job):
@@ -27,43 +24,19 @@ class Fails(Job):
         pass
 
 
-@pytest.fixture
-def second(tmp_path_factory: pytest.TempPathFactory,
-           redis_server: RedisServer) -> Iterator[RedisServer]:
-    server = RedisServer(redis_server.executable, tmp_path_factory.mktemp("shard2"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def both(redis_url: str, second: RedisServer) -> Iterator[tuple[redis.Redis, redis.Redis]]:
-    sidequest.configure(redis_url, shards={"reports": second.url},
-                        shard_queues={"reports": "reports"})
-    first, other = redis.Redis.from_url(redis_url), second.client()
-    try:
-        yield first, other
-    finally:
-        first.close()
-        other.close()
-        connection.reset()
-
-
 def shard_env(second: RedisServer) -> dict[str, str]:
     return {"SIDEQUEST_SHARDS": f"reports={second.url}", "SIDEQUEST_SHARD_QUEUES":
             "reports=reports"}
 
 
-def test_one_command_serves_queues_on_two_shards(both: tuple[redis.Redis, redis.Redis],
-                                                 second: RedisServer, redis_url: str,
+def test_one_command_serves_queues_on_two_shards(two_shards: tuple[redis.Redis, redis.Redis],
+                                                 second_redis: RedisServer, redis_url: str,
                                                  tmp_path: Path) -> None:
-    first, other = both
+    first, other = two_shards
     ledger = Ledger(tmp_path / "ledger.jsonl")
     config = write_config(tmp_path / "w.toml")
     worker = Worker(redis_url, ledger.path, config, tmp_path, "-q", "default", "-q", "reports",
-                    "-c", "2", env=shard_env(second))
+                    "-c", "2", env=shard_env(second_redis))
     try:
         wait_for(lambda: first.scard("processes") and other.scard("processes"), 30,
                  "the worker to register on both shards")
@@ -97,12 +70,12 @@ def test_one_command_serves_queues_on_two_shards(both: tuple[redis.Redis, redis.
 
 
 def test_a_worker_of_one_other_shard_is_one_process_on_it(
-        both: tuple[redis.Redis, redis.Redis], second: RedisServer, redis_url: str,
+        two_shards: tuple[redis.Redis, redis.Redis], second_redis: RedisServer, redis_url: str,
         tmp_path: Path) -> None:
-    first, other = both
+    first, other = two_shards
     ledger = Ledger(tmp_path / "ledger.jsonl")
     worker = Worker(redis_url, ledger.path, write_config(tmp_path / "w.toml"), tmp_path,
-                    "-q", "reports", env=shard_env(second))
+                    "-q", "reports", env=shard_env(second_redis))
     try:
         wait_for(lambda: other.scard("processes"), 30, "the worker to register on its shard")
         (identity,) = other.smembers("processes")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,42 +33,13 @@ class Mail(Job):
         pass
 
 
-@pytest.fixture(scope="module")
-def second_server(tmp_path_factory: pytest.TempPathFactory,
-                  redis_server: RedisServer) -> Iterator[RedisServer]:
-    server = RedisServer(redis_server.executable, tmp_path_factory.mktemp("shard2"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def shards(redis_url: str, second_server: RedisServer) -> Iterator[tuple[redis.Redis,
-                                                                         redis.Redis]]:
-    """(default server, reports server) raw clients; queues reports and exports on the second."""
-    with second_server.client() as other:
-        other.flushall()
-    sidequest.configure(redis_url, shards={"reports": second_server.url},
-                        shard_queues={"reports": "reports", "exports": "reports"})
-    first = redis.Redis.from_url(redis_url)
-    second = second_server.client()
-    try:
-        yield first, second
-    finally:
-        first.close()
-        second.close()
-        connection.reset()
-
-
 def bodies(r: redis.Redis, key: str) -> list[dict[str, Any]]:
     return [json.loads(raw) for raw in r.lrange(key, 0, -1)]
 
 
-def test_perform_async_goes_to_the_shard_of_its_queue(shards: tuple[redis.Redis,
+def test_perform_async_goes_to_the_shard_of_its_queue(two_shards: tuple[redis.Redis,
                                                                      redis.Redis]) -> None:
-    first, second = shards
+    first, second = two_shards
     report_jid = Report.perform_async(1)
     mail_jid = Mail.perform_async(2)
     assert [j["jid"] for j in bodies(second, "queue:reports")] == [report_jid]
@@ -79,9 +49,9 @@ def test_perform_async_goes_to_the_shard_of_its_queue(shards: tuple[redis.Redis,
     assert not first.exists("queue:reports") and not second.exists("queue:default")
 
 
-def test_scheduled_jobs_go_to_their_shards_schedule(shards: tuple[redis.Redis,
+def test_scheduled_jobs_go_to_their_shards_schedule(two_shards: tuple[redis.Redis,
                                                                    redis.Redis]) -> None:
-    first, second = shards
+    first, second = two_shards
     Report.perform_in(60, 1)
     Mail.perform_at(time.time() + 60, 2)
     (on_second,) = second.zrange("schedule", 0, -1)
@@ -90,9 +60,9 @@ def test_scheduled_jobs_go_to_their_shards_schedule(shards: tuple[redis.Redis,
     assert json.loads(on_first)["class"].endswith("Mail")
 
 
-def test_a_bulk_push_across_shards_routes_each_job(shards: tuple[redis.Redis,
+def test_a_bulk_push_across_shards_routes_each_job(two_shards: tuple[redis.Redis,
                                                                   redis.Redis]) -> None:
-    first, second = shards
+    first, second = two_shards
     items = [{"class": "Any", "args": [i], "queue": q}
              for i, q in enumerate(["reports", "default", "exports", "low", "reports"])]
     jids = client.push_many(items)
@@ -105,15 +75,15 @@ def test_a_bulk_push_across_shards_routes_each_job(shards: tuple[redis.Redis,
     assert first.smembers("queues") == {b"default", b"low"}
 
 
-def test_enqueue_by_name_is_routed(shards: tuple[redis.Redis, redis.Redis]) -> None:
-    first, second = shards
+def test_enqueue_by_name_is_routed(two_shards: tuple[redis.Redis, redis.Redis]) -> None:
+    first, second = two_shards
     jid = sidequest.enqueue("other.app.Export", 7, queue="exports")
     assert [j["jid"] for j in bodies(second, "queue:exports")] == [jid]
     assert first.dbsize() == 0
 
 
-def test_a_unique_lock_lives_on_the_jobs_shard(shards: tuple[redis.Redis, redis.Redis]) -> None:
-    first, second = shards
+def test_a_unique_lock_lives_on_the_jobs_shard(two_shards: tuple[redis.Redis, redis.Redis]) -> None:
+    first, second = two_shards
     assert Report.set(unique_for=60).perform_async(5)
     assert Report.set(unique_for=60).perform_async(5) is None  # the lock holds on that shard
     assert len(second.keys(keys.UNIQUE_PREFIX + "*")) == 1
@@ -121,9 +91,9 @@ def test_a_unique_lock_lives_on_the_jobs_shard(shards: tuple[redis.Redis, redis.
     assert second.llen("queue:reports") == 1
 
 
-def test_a_batch_and_its_jobs_live_on_one_shard(shards: tuple[redis.Redis,
+def test_a_batch_and_its_jobs_live_on_one_shard(two_shards: tuple[redis.Redis,
                                                                redis.Redis]) -> None:
-    first, second = shards
+    first, second = two_shards
     batch = Batch("reports", shard="reports")
     with batch.jobs():
         Report.perform_async(1)
@@ -141,9 +111,9 @@ def test_a_batch_and_its_jobs_live_on_one_shard(shards: tuple[redis.Redis,
         Batch("x", on_success=(Report, [1]))
 
 
-def test_a_retry_queue_on_another_shard_is_refused(shards: tuple[redis.Redis,
+def test_a_retry_queue_on_another_shard_is_refused(two_shards: tuple[redis.Redis,
                                                                   redis.Redis]) -> None:
-    first, second = shards
+    first, second = two_shards
     with pytest.raises(ValueError, match="retry_queue 'low' is on shard 'default'"):
         Report.set(retry_queue="low").perform_async(1)
     assert second.dbsize() == 0 and first.dbsize() == 0
@@ -159,16 +129,16 @@ def test_unreachable_shard_names_itself(redis_url: str) -> None:
         connection.reset()
 
 
-def test_the_environment_configures_shards(redis_url: str, second_server: RedisServer,
+def test_the_environment_configures_shards(redis_url: str, second_redis: RedisServer,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    with second_server.client() as other:
+    with second_redis.client() as other:
         other.flushall()
-    monkeypatch.setenv("SIDEQUEST_SHARDS", f"reports={second_server.url}")
+    monkeypatch.setenv("SIDEQUEST_SHARDS", f"reports={second_redis.url}")
     monkeypatch.setenv("SIDEQUEST_SHARD_QUEUES", "reports=reports")
     connection.configure(redis_url)
     try:
         Report.perform_async(1)
-        with second_server.client() as other:
+        with second_redis.client() as other:
             assert other.llen("queue:reports") == 1
     finally:
         connection.reset()
@@ -183,8 +153,8 @@ def test_configure_refuses_a_bad_table(redis_url: str) -> None:
     connection.reset()
 
 
-def test_stats_of_each_shard_and_their_sum(shards: tuple[redis.Redis, redis.Redis]) -> None:
-    first, second = shards
+def test_stats_of_each_shard_and_their_sum(two_shards: tuple[redis.Redis, redis.Redis]) -> None:
+    first, second = two_shards
     Report.perform_bulk([[i] for i in range(3)])
     Mail.perform_bulk([[i] for i in range(2)])
     sidequest.enqueue("x.Export", queue="exports")
@@ -202,15 +172,15 @@ def test_stats_of_each_shard_and_their_sum(shards: tuple[redis.Redis, redis.Redi
 
 
 def test_sidequest_stats_shows_each_shard_and_the_total(
-        shards: tuple[redis.Redis, redis.Redis], second_server: RedisServer, redis_url: str,
+        two_shards: tuple[redis.Redis, redis.Redis], second_redis: RedisServer, redis_url: str,
         tmp_path: Path) -> None:
-    first, second = shards
+    first, second = two_shards
     Report.perform_bulk([[i] for i in range(3)])
     Mail.perform_async(1)
     first.set("stat:processed", 5)
     second.set("stat:processed", 7)
     config = tmp_path / "sidequest.toml"
-    config.write_text(f'redis_url = "{redis_url}"\n[shards]\nreports = "{second_server.url}"\n'
+    config.write_text(f'redis_url = "{redis_url}"\n[shards]\nreports = "{second_redis.url}"\n'
                       '[shard_queues]\nreports = "reports"\n')
     connection.reset()  # the command reads its file, not this process's configuration
     out = io.StringIO()
@@ -245,9 +215,9 @@ class StoredReport(Job):
         pass
 
 
-def test_status_and_cancel_find_a_job_on_any_shard(shards: tuple[redis.Redis,
+def test_status_and_cancel_find_a_job_on_any_shard(two_shards: tuple[redis.Redis,
                                                                   redis.Redis]) -> None:
-    first, second = shards
+    first, second = two_shards
     jid = StoredReport.perform_async()
     assert second.exists(f"sq:status:{jid}") and not first.exists(f"sq:status:{jid}")
     assert JobStatus(jid).state == "queued"  # looked up from the default shard
@@ -259,8 +229,8 @@ def test_status_and_cancel_find_a_job_on_any_shard(shards: tuple[redis.Redis,
     assert cancel("f" * 24) is False
 
 
-def test_limiters_live_on_the_default_shard(shards: tuple[redis.Redis, redis.Redis]) -> None:
-    first, second = shards
+def test_limiters_live_on_the_default_shard(two_shards: tuple[redis.Redis, redis.Redis]) -> None:
+    first, second = two_shards
     with connection.on_shard("reports"), limiter.concurrent("pdf", 1):
         assert connection.client().connection_pool.connection_kwargs["port"] != \
             first.connection_pool.connection_kwargs["port"]  # the block is on the other shard

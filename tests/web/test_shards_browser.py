@@ -9,15 +9,11 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-import sidequest
-from redis_server import RedisServer
-from sidequest import connection
 from sidequest.web import create_app
 from sidequest.web.server import BackgroundServer
 from web_helpers import PASSWORD, enqueue, job
@@ -30,24 +26,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-backg
 
 
 @pytest.fixture
-def servers(redis_url: str, tmp_path: Path,
-            redis_server: RedisServer) -> Iterator[tuple[redis.Redis, redis.Redis]]:
-    other = RedisServer(redis_server.executable, tmp_path)
-    other.start()
-    sidequest.configure(redis_url, shards={"reports": other.url},
-                        shard_queues={"reports": "reports"})
-    first, second = redis.Redis.from_url(redis_url), other.client()
-    try:
-        yield first, second
-    finally:
-        first.close()
-        second.close()
-        connection.reset()
-        other.stop()
-
-
-@pytest.fixture
-def page(servers: tuple[redis.Redis, redis.Redis]) -> Iterator[Any]:
+def page(two_shards: tuple[redis.Redis, redis.Redis]) -> Iterator[Any]:
     missing = shutil.which(CHROMIUM) is None
     try:
         from playwright.sync_api import sync_playwright
@@ -79,8 +58,8 @@ def page(servers: tuple[redis.Redis, redis.Redis]) -> Iterator[Any]:
 
 
 def test_browse_and_act_on_each_shard(page: Any,
-                                      servers: tuple[redis.Redis, redis.Redis]) -> None:
-    first, second = servers
+                                      two_shards: tuple[redis.Redis, redis.Redis]) -> None:
+    first, second = two_shards
     first.set("stat:processed", 40)
     second.set("stat:processed", 2)
     enqueue(first, "reports", job("a" * 24, queue="reports"))  # a same-named queue on both

@@ -11,9 +11,6 @@ import pytest
 import redis
 from starlette.applications import Starlette
 
-import sidequest
-from redis_server import RedisServer
-from sidequest import connection
 from web_helpers import SAME_ORIGIN, Client, enqueue, job
 
 pytestmark = pytest.mark.redis
@@ -21,42 +18,16 @@ pytestmark = pytest.mark.redis
 A, B, C = "a" * 24, "b" * 24, "c" * 24
 
 
-@pytest.fixture(scope="module")
-def second(tmp_path_factory: pytest.TempPathFactory,
-           redis_server: RedisServer) -> Iterator[RedisServer]:
-    server = RedisServer(redis_server.executable, tmp_path_factory.mktemp("shard2"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
-def both(redis_url: str, second: RedisServer) -> Iterator[tuple[redis.Redis, redis.Redis]]:
-    with second.client() as other:
-        other.flushall()
-    sidequest.configure(redis_url, shards={"reports": second.url},
-                        shard_queues={"reports": "reports"})
-    first, other = redis.Redis.from_url(redis_url), second.client()
-    try:
-        yield first, other
-    finally:
-        first.close()
-        other.close()
-        connection.reset()
-
-
-@pytest.fixture
-def browser(both: tuple[redis.Redis, redis.Redis], app: Starlette) -> Iterator[Client]:
+def browser(two_shards: tuple[redis.Redis, redis.Redis], app: Starlette) -> Iterator[Client]:
     with Client(app) as client:
         assert client.login().status_code == 303
         yield client
 
 
-def test_the_overview_shows_each_shard_and_the_total(both: tuple[redis.Redis, redis.Redis],
+def test_the_overview_shows_each_shard_and_the_total(two_shards: tuple[redis.Redis, redis.Redis],
                                                      browser: Client) -> None:
-    first, other = both
+    first, other = two_shards
     first.set("stat:processed", 100)
     other.set("stat:processed", 23)
     enqueue(first, "default", job(A))
@@ -72,9 +43,9 @@ def test_the_overview_shows_each_shard_and_the_total(both: tuple[redis.Redis, re
     assert 'href="/shards/reports/queues"' in queues and 'href="/queues"' in queues
 
 
-def test_a_shards_pages_show_its_data(both: tuple[redis.Redis, redis.Redis],
+def test_a_shards_pages_show_its_data(two_shards: tuple[redis.Redis, redis.Redis],
                                       browser: Client) -> None:
-    first, other = both
+    first, other = two_shards
     enqueue(first, "default", job(A))
     enqueue(other, "reports", job(B, queue="reports"))
     default_page = browser.get("/queues").text
@@ -90,8 +61,8 @@ def test_a_shards_pages_show_its_data(both: tuple[redis.Redis, redis.Redis],
 
 
 def test_an_action_acts_on_the_shard_of_its_url_with_csrf(
-        both: tuple[redis.Redis, redis.Redis], browser: Client) -> None:
-    first, other = both
+        two_shards: tuple[redis.Redis, redis.Redis], browser: Client) -> None:
+    first, other = two_shards
     enqueue(first, "reports", job(A, queue="reports"))  # a queue of that name on both
     enqueue(other, "reports", job(B, queue="reports"))
     refused = browser.post("/shards/reports/queues/reports/delete", data={"csrf": "forged"},
@@ -103,7 +74,7 @@ def test_an_action_acts_on_the_shard_of_its_url_with_csrf(
     assert first.llen("queue:reports") == 1  # the default shard's queue is untouched
 
 
-def test_unknown_shard_and_logged_out(both: tuple[redis.Redis, redis.Redis], browser: Client,
+def test_unknown_shard_and_logged_out(two_shards: tuple[redis.Redis, redis.Redis], browser: Client,
                                       app: Starlette) -> None:
     missing = browser.get("/shards/nope/queues")
     assert missing.status_code == 404 and "the shards are: default, reports" in missing.text
