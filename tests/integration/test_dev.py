@@ -6,6 +6,7 @@ The README's code is not copied here: the tests read each fenced block that foll
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shlex
@@ -13,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -120,8 +122,21 @@ def stop_and_check(proc: subprocess.Popen[str], out: Output, signum: int) -> Non
 # -- sidequest dev -------------------------------------------------------------------------
 
 
+@pytest.fixture
+def port_6379() -> Iterator[None]:
+    """Port 6379, Redis's default, free for this test. ``sidequest dev`` uses a Redis that
+    answers there, and one test starts one there; `make test` runs the suites of several
+    Python versions side by side, so these tests take turns through a lock file. Something
+    else listening there skips the test."""
+    with open(Path(tempfile.gettempdir()) / "sidequest-tests-port-6379.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if accepts_connections(6379):
+            pytest.skip("something else listens on 6379, which this test needs free")
+        yield
+
+
 def test_dev_runs_the_example_app_on_a_private_redis(
-    redis_server: RedisServer, procs: list[subprocess.Popen[str]]
+    port_6379: None, redis_server: RedisServer, procs: list[subprocess.Popen[str]]
 ) -> None:
     # redis_server: only so that this skips (or fails in CI) like the suite without redis-server.
     proc, out = start(["dev"], ROOT, user_env())
@@ -141,7 +156,8 @@ def test_dev_runs_the_example_app_on_a_private_redis(
 
 
 def test_dev_with_your_app_and_no_demo_traffic(
-    redis_server: RedisServer, procs: list[subprocess.Popen[str]], tmp_path: Path
+    port_6379: None, redis_server: RedisServer, procs: list[subprocess.Popen[str]],
+    tmp_path: Path
 ) -> None:
     (tmp_path / "app").mkdir()
     (tmp_path / "app" / "jobs.py").write_text(readme_block("quickstart:jobs"))
@@ -167,7 +183,8 @@ def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Completed
                           text=True, timeout=60, check=False)
 
 
-def test_dev_without_redis_server_says_how_to_install_it(tmp_path: Path) -> None:
+def test_dev_without_redis_server_says_how_to_install_it(port_6379: None,
+                                                         tmp_path: Path) -> None:
     result = run(["-m", "sidequest", "dev"], ROOT, user_env(PATH=str(tmp_path)))
     assert result.returncode == 2
     assert "sudo apt-get install redis-server" in result.stderr
@@ -238,10 +255,9 @@ def test_dev_print_env_gives_the_export_line(redis_url: str, tmp_path: Path) -> 
 
 
 def test_dev_uses_a_redis_already_on_the_default_port(
-    redis_server: RedisServer, procs: list[subprocess.Popen[str]], tmp_path: Path
+    port_6379: None, redis_server: RedisServer, procs: list[subprocess.Popen[str]],
+    tmp_path: Path
 ) -> None:
-    if accepts_connections(6379):
-        pytest.skip("something already listens on 6379; this test starts its own Redis there")
     default = RedisServer(redis_server.executable, tmp_path)
     default.port = 6379
     default.start()
