@@ -74,15 +74,13 @@ def lock_ttl_ms(item: Payload, now: float) -> int:
 
 def release(item: Payload, client: redis.Redis | None = None) -> None:
     """Drop the job's lock if it still holds it; a job without one is left alone."""
-    name, jid = item.get(DIGEST), item.get("jid")
-    if not isinstance(name, str) or not isinstance(jid, str):
+    if not isinstance(item.get(DIGEST), str) or not isinstance(item.get("jid"), str):
         return
-    script = connection.script("unique_release")
     try:
-        script(keys=[keys.unique_lock(name)], args=[jid], client=client or connection.client())
+        release_in(client or connection.client(), item)
     except redis.RedisError as exc:  # the lock's TTL frees it anyway
         log.warning("could not release the unique lock of %s (%s); it expires on its own",
-                    jid, exc)
+                    item.get("jid"), exc)
 
 
 def release_raw(raw: bytes | str, client: redis.Redis | None = None) -> None:
@@ -100,7 +98,8 @@ def release_raw(raw: bytes | str, client: redis.Redis | None = None) -> None:
 
 
 def release_in(pipe: Any, item: Payload) -> None:
-    """Queue the release of the job's lock on ``pipe`` (a transaction of the caller's)."""
+    """Release the job's lock through ``pipe``: a client, or a transaction of the caller's
+    (queued there, to run with its other commands)."""
     script = connection.script("unique_release")
     script(keys=[keys.unique_lock(str(item[DIGEST]))], args=[str(item.get("jid"))],
            client=pipe)

@@ -48,7 +48,7 @@ class AsyncJobs:
     def __init__(self, runner: AsyncRunner, state: ProcessState, failed: Failed,
                  acknowledge: Callable[[bytes], None], *,
                  acknowledge_later: Callable[[bytes], bool] | None = None,
-                 acknowledge_releasing: Releasing | None = None) -> None:
+                 acknowledge_releasing: Releasing) -> None:
         self.runner = runner
         self.state = state
         self._failed = failed
@@ -113,7 +113,7 @@ class AsyncJobs:
         if error is None:
             if log.isEnabledFor(logging.INFO):
                 job_info(log, "done", fields)
-            if self._acknowledge_releasing is not None and unique.releases_with_ack(job):
+            if unique.releases_with_ack(job):
                 await loop.run_in_executor(None, self._acknowledge_releasing, work, job)
             elif self._acknowledge_later is None or not self._acknowledge_later(work.raw):
                 await loop.run_in_executor(None, self._acknowledge, work.raw)
