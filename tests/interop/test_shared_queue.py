@@ -5,6 +5,7 @@ in flight in a killed Ruby process is gone (Sidekiq's BasicFetch keeps it only i
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -50,7 +51,16 @@ def test_ruby_and_python_workers_share_one_queue(
         mine = [jid for jid, who in ledger.r.hgetall("runner").items() if who == runner]
         ledger.check({jid: expected[jid] for jid in mine}, runner)
     assert r.llen("queue:default") == 0
-    assert (r.zcard("retry"), r.zcard("dead"), r.zcard("schedule")) == (0, 0, 0)
+    failures = [_failure(raw) for raw in r.zrange("retry", 0, -1) + r.zrange("dead", 0, -1)]
+    assert failures == [], failures
+    assert r.zcard("schedule") == 0
+
+
+def _failure(raw: str) -> tuple[Any, ...]:
+    """What a failed job's entry says about who failed it and why, for the assertion message."""
+    job = json.loads(raw)
+    return (job.get("jid"), job.get("error_class"), job.get("error_message"),
+            job.get("failed_at"), job.get("retry_count"))
 
 
 SCHEDULE_BULK = """
