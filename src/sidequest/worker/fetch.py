@@ -16,6 +16,10 @@ from sidequest import connection, keys
 from sidequest.config import Config
 from sidequest.payload import loads
 
+#: LREM's count when a finished job leaves the in-progress list: search from the tail, where
+#: the oldest jobs are (fetch pushes at the head), so the search ends after a few entries.
+ACK_FROM_TAIL = -1
+
 
 @dataclass(frozen=True)
 class Work:

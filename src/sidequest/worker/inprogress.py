@@ -19,7 +19,7 @@ import redis
 from sidequest import connection, keys
 from sidequest.config import Config
 from sidequest.payload import loads
-from sidequest.worker.fetch import Work
+from sidequest.worker.fetch import ACK_FROM_TAIL, Work
 from sidequest.worker.processor import Processor
 from sidequest.worker.requeue import requeue_list
 
@@ -47,7 +47,7 @@ class InProgress:
 
         def commands(pipe: Any) -> None:
             for raw in acks:
-                pipe.lrem(self.key, 1, raw)
+                pipe.lrem(self.key, ACK_FROM_TAIL, raw)
 
         self._processor.write(commands)
 

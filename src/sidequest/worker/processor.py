@@ -28,7 +28,7 @@ from sidequest.morgue import add_dead
 from sidequest.payload import KWARGS, Payload, decode, dumps, normalized
 from sidequest.worker import async_jobs, timeouts
 from sidequest.worker.clock import now
-from sidequest.worker.fetch import Work
+from sidequest.worker.fetch import ACK_FROM_TAIL, Work
 from sidequest.worker.logs import job_info, log_failure
 from sidequest.worker.state import ProcessState
 from sidequest.worker.timeouts import Timeouts
@@ -91,7 +91,7 @@ class Processor:
         """Acknowledge a job and release its unique lock in one transaction: a crash between
         the two would let an identical job in while the reaper runs this one again."""
         def write(pipe: Any) -> None:
-            pipe.lrem(self.inprogress, 1, work.raw)
+            pipe.lrem(self.inprogress, ACK_FROM_TAIL, work.raw)
             unique.release_in(pipe, job)
 
         self.write(write)
@@ -176,7 +176,7 @@ class Processor:
                 pipe.zadd(keys.RETRY, {body: decision.at})
             elif to_morgue:
                 add_dead(pipe, body, now(), self.config.dead_max_jobs, self.config.dead_timeout)
-            pipe.lrem(self.inprogress, 1, work.raw)
+            pipe.lrem(self.inprogress, ACK_FROM_TAIL, work.raw)
 
         self.write(write)
         if decision.action != "retry":
@@ -190,7 +190,7 @@ class Processor:
 
         def write(pipe: Any) -> None:
             add_dead(pipe, work.raw, now(), self.config.dead_max_jobs, self.config.dead_timeout)
-            pipe.lrem(self.inprogress, 1, work.raw)
+            pipe.lrem(self.inprogress, ACK_FROM_TAIL, work.raw)
 
         self.write(write)
         raw = work.raw
