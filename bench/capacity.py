@@ -12,30 +12,36 @@ Redis, so the measured server does only Sidequest's work:
   bulk push     perform_bulk, 1,000 jobs a call
   run           one worker process (-c 10) fetching, running and acknowledging the jobs, with
                 its heartbeats, stats and scheduler polls
-  retry         a job that fails once and is retried at once: its first run, the failure's
-                write to the retry set, the scheduler's move back and the second run
+  run one by one  the same with one thread and no prefetch: a batch round trip per job
+  retry         a job that fails once and is retried (within Sidekiq's 0-10 s jitter): its
+                first run, the failure's write to the retry set, the scheduler's move back
+                and the second run
   scheduled     perform_in, one job per call: the write to the schedule, the scheduler's
                 move to the queue, the run
 
-It prints the median microseconds of Redis CPU per job and the jobs per second one Redis core
-sustains at that cost, with the CPU model: the capacity model is their sum for a workload.
+and an idle worker for 10 s. It prints the median microseconds of Redis CPU per job, the
+batch round trips per job, the seconds a worker ran per job, and the model fitted to them
+(bench/redis_cost.py): the cost of a batch round trip, of a worker's second, and each
+operation's work per job.
 
     .venv/bin/python bench/capacity.py --shards 2
 
-then also spreads the same jobs over two measured Redis servers (bench/shard_capacity.py) and
-prints each shard's CPU per job beside the single-Redis figure, with their ratio.
+then also spreads the same jobs over two measured Redis servers (bench/shard_capacity.py),
+interleaved with the single-Redis runs, and compares each shard's measured CPU per job with
+what the model predicts from that shard's own round trips and worker seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +52,7 @@ for _path in (str(ROOT / "src"), str(ROOT)):
 import redis  # noqa: E402
 
 from bench.harness import (  # noqa: E402
+    BenchError,
     PrivateRedis,
     at_least,
     counter_of,
@@ -55,24 +62,26 @@ from bench.harness import (  # noqa: E402
     wait_count,
 )
 from bench.jobs import COUNTER_URL_ENV, DONE_KEY, FailsOnce, Noop  # noqa: E402
+from bench.redis_cost import Cost, Model, Sample, Usage  # noqa: E402
 from bench.shard_capacity import TOLERANCE, ShardedBench  # noqa: E402
+from sidequest import keys  # noqa: E402
 
-OPERATIONS = ("push", "bulk push", "run", "retry", "scheduled")
+OPERATIONS = ("push", "bulk push", "run", "run one by one", "retry", "scheduled")
+#: The two runs whose difference gives the cost of a round trip (redis_cost.Model.fit).
+BATCHED, ONE_BY_ONE = "run", "run one by one"
 #: The worker's timers for the bench: a scheduler that polls often, so that retried and
 #: scheduled jobs move at once rather than after Sidekiq's 5 s average poll.
 WORKER_TOML = "poll_interval = 0.2\ninitial_poll_wait = 0\n"
+#: "run one by one": one thread and no prefetch, so each job is fetched in a round trip of
+#: its own, as on a lightly loaded worker.
+ONE_BY_ONE_TOML = WORKER_TOML + "prefetch = 0\n"
 
 
-def redis_cpu(client: redis.Redis) -> float:
-    cpu = client.info("cpu")
-    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
-
-
-def measured(client: redis.Redis, work: Callable[[], None]) -> float:
-    """Seconds of Redis CPU that ``work()`` cost."""
-    before = redis_cpu(client)
+def measured(client: redis.Redis, jobs: int, work: Callable[[], object]) -> Sample:
+    """What ``work()`` cost the server."""
+    before = Usage.of(client)
     work()
-    return redis_cpu(client) - before
+    return Sample.between(jobs, before, Usage.of(client))
 
 
 class Bench:
@@ -82,53 +91,72 @@ class Bench:
         self.counter = tally.client(0)
         self.config = logs / "worker.toml"
         self.config.write_text(WORKER_TOML)
+        self.one_by_one = logs / "one-by-one.toml"
+        self.one_by_one.write_text(ONE_BY_ONE_TOML)
 
     def reset(self) -> None:
         self.client.flushall()
         self.counter.flushall()
 
-    def push(self, jobs: int) -> float:
-        return measured(self.client, lambda: [Noop.perform_async(i) for i in range(jobs)])
+    def push(self, jobs: int) -> Sample:
+        return measured(self.client, jobs,
+                        lambda: [Noop.perform_async(i) for i in range(jobs)])
 
-    def bulk_push(self, jobs: int) -> float:
-        return measured(self.client, lambda: Noop.perform_bulk([[i] for i in range(jobs)]))
+    def bulk_push(self, jobs: int) -> Sample:
+        return measured(self.client, jobs, lambda: Noop.perform_bulk([[i] for i in range(jobs)]))
 
-    def run(self, jobs: int, name: str) -> float:
-        """Redis CPU of a worker started on the pushed jobs until ``jobs`` completed."""
+    @contextlib.contextmanager
+    def worker(self, name: str, one_by_one: bool = False) -> Iterator[subprocess.Popen[bytes]]:
         env = {**os.environ, "REDIS_URL": self.server.url(0), COUNTER_URL_ENV: self.tally.url(0),
                "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
         env.pop("SIDEQUEST_REDIS_URL", None)
-        before = redis_cpu(self.client)
         with open(self.logs / f"{name}.log", "ab") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "sidequest", "-r", "bench.jobs", "-c", "10",
-                 "--log-level", "WARNING", "-C", str(self.config)], cwd=ROOT, env=env,
+                [sys.executable, "-m", "sidequest", "-r", "bench.jobs",
+                 "-c", "1" if one_by_one else "10", "--log-level", "WARNING",
+                 "-C", str(self.one_by_one if one_by_one else self.config)], cwd=ROOT, env=env,
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            wait_count(counter_of(self.counter, DONE_KEY), jobs, proc)
-            spent = redis_cpu(self.client) - before
+            yield proc
         finally:
             terminate_all([proc], 30)
             kill_group(proc)
-        return spent
 
-    def sample(self, operation: str, jobs: int) -> float:
-        """Redis CPU microseconds per job of one operation."""
+    def run(self, jobs: int, name: str, one_by_one: bool = False) -> Sample:
+        """What a worker started on the pushed jobs cost until ``jobs`` completed."""
+        before = Usage.of(self.client)
+        with self.worker(name, one_by_one) as proc:
+            wait_count(counter_of(self.counter, DONE_KEY), jobs, proc)
+            return Sample.between(jobs, before, Usage.of(self.client), worker=True)
+
+    def idle(self, seconds: float) -> Sample:
+        """What a started worker with nothing to do costs the server over ``seconds``."""
+        self.reset()
+        with self.worker("idle") as proc:
+            deadline = time.monotonic() + 30
+            while not self.client.scard(keys.PROCESSES):  # registered: its timers run
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise BenchError("the idle worker did not start; see idle.log")
+                time.sleep(0.05)
+            before = Usage.of(self.client)
+            time.sleep(seconds)  # the measured stretch itself
+            return Sample.between(1, before, Usage.of(self.client), worker=True)
+
+    def sample(self, operation: str, jobs: int) -> Sample:
+        """What one operation on ``jobs`` jobs cost the server."""
         self.reset()
         if operation == "push":
-            spent = self.push(jobs)
-        elif operation == "bulk push":
-            spent = self.bulk_push(jobs)
-        elif operation == "run":
+            return self.push(jobs)
+        if operation == "bulk push":
+            return self.bulk_push(jobs)
+        if operation in (BATCHED, ONE_BY_ONE):
             self.bulk_push(jobs)
-            spent = self.run(jobs, "run")
-        elif operation == "retry":
+            return self.run(jobs, "run", one_by_one=operation == ONE_BY_ONE)
+        if operation == "retry":
             FailsOnce.perform_bulk([[i] for i in range(jobs)])
-            spent = self.run(jobs, "retry")
-        else:
-            spent = measured(self.client, lambda: [Noop.perform_in(1, i) for i in range(jobs)])
-            spent += self.run(jobs, "scheduled")
-        return spent / jobs * 1e6
+            return self.run(jobs, "retry")
+        pushed = measured(self.client, jobs, lambda: [Noop.perform_in(1, i) for i in range(jobs)])
+        return pushed + self.run(jobs, "scheduled")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -136,6 +164,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("-n", "--jobs", type=at_least(100), default=20_000,
                    help="jobs per operation (20,000)")
     p.add_argument("--runs", type=at_least(1), default=3, help="runs; medians (3)")
+    p.add_argument("--idle-seconds", type=float, default=10.0,
+                   help="how long the idle worker is measured, each run (10)")
     p.add_argument("--shards", type=int, choices=(1, 2), default=1,
                    help="2: also measure each shard's cost with the jobs on two Redis servers")
     return p.parse_args(argv)
@@ -149,53 +179,80 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix="sq-capacity-") as tmp:
         base = Path(tmp)
-        (base / "a").mkdir()
-        (base / "b").mkdir()
+        for name in "abc":
+            (base / name).mkdir()
         with PrivateRedis(executable, base / "a") as server, \
-                PrivateRedis(executable, base / "b") as tally:
+                PrivateRedis(executable, base / "b") as tally, \
+                PrivateRedis(executable, base / "c") as other:
             os.environ["REDIS_URL"] = server.url(0)
             os.environ.pop("SIDEQUEST_REDIS_URL", None)
             bench = Bench(server, tally, base)
-            results: dict[str, list[float]] = {op: [] for op in OPERATIONS}
-            for run in range(opts.runs):
-                for operation in OPERATIONS:
-                    results[operation].append(bench.sample(operation, opts.jobs))
-                    print(f"run {run + 1}: {operation}: {results[operation][-1]:.1f} us",
-                          file=sys.stderr)
+            sharded = (ShardedBench([server, other], tally, base, bench.config)
+                       if opts.shards == 2 else None)
+            single, per_shard, idles = _measure(bench, sharded, opts)
+            idle = sorted(idles, key=lambda sample: sample.cpu / sample.seconds)[len(idles) // 2]
             print(f"Redis CPU per job, {opts.jobs:,} jobs per operation, median of "
                   f"{opts.runs}; {cpu_model()}, redis-server {server.version()}")
-            print(f"{'operation':<12} {'us/job':>8} {'jobs/s per Redis core':>22}")
-            for operation in OPERATIONS:
-                us = statistics.median(results[operation])
-                print(f"{operation:<12} {us:8.1f} {1e6 / us:22,.0f}")
-            if opts.shards == 2:
-                (base / "c").mkdir()
-                with PrivateRedis(executable, base / "c") as other:
-                    sharded = ShardedBench([server, other], tally, base, bench.config)
-                    _compare(sharded, results, opts)
+            costs = {op: Cost.median(samples) for op, samples in single.items()}
+            model = Model.fit(costs, BATCHED, ONE_BY_ONE, idle)
+            _print_model(costs, model, idle)
+            if per_shard:
+                _compare(per_shard, model, opts)
     return 0
 
 
-def _compare(sharded: ShardedBench, single: dict[str, list[float]],
-             opts: argparse.Namespace) -> None:
-    per_shard: dict[str, list[list[float]]] = {op: [] for op in OPERATIONS}
+def _measure(bench: Bench, sharded: ShardedBench | None, opts: argparse.Namespace,
+             ) -> tuple[dict[str, list[Sample]], dict[str, list[list[Sample]]], list[Sample]]:
+    """Every operation and the idle worker ``opts.runs`` times, on one Redis and
+    (interleaved, so that a slow stretch of a shared machine hits both alike) on two
+    shards."""
+    single: dict[str, list[Sample]] = {op: [] for op in OPERATIONS}
+    per_shard: dict[str, list[list[Sample]]] = {}
+    idles: list[Sample] = []
     for run in range(opts.runs):
+        idles.append(bench.idle(opts.idle_seconds))
         for operation in OPERATIONS:
-            per_shard[operation].append(sharded.sample(operation, opts.jobs))
-            print(f"run {run + 1}: sharded {operation}: "
-                  f"{', '.join(f'{us:.1f}' for us in per_shard[operation][-1])} us",
+            single[operation].append(bench.sample(operation, opts.jobs))
+            print(f"run {run + 1}: {operation}: {single[operation][-1].us_per_job:.1f} us",
                   file=sys.stderr)
+            if sharded is None or operation == ONE_BY_ONE:
+                continue
+            shards = sharded.sample(operation, opts.jobs)
+            per_shard.setdefault(operation, []).append(shards)
+            print(f"run {run + 1}: sharded {operation}: "
+                  f"{', '.join(f'{s.us_per_job:.1f}' for s in shards)} us", file=sys.stderr)
+    return single, per_shard, idles
+
+
+def _print_model(costs: dict[str, Cost], model: Model, idle: Sample) -> None:
+    print(f"{'operation':<15} {'us/job':>7} {'trips/job':>9} {'worker us/job':>13} "
+          f"{'work us/job':>11} {'jobs/s per Redis core':>22}")
+    for operation, cost in costs.items():
+        print(f"{operation:<15} {cost.us_per_job:7.1f} {cost.trips_per_job:9.3f} "
+              f"{cost.us_of_worker_per_job:13.1f} {model.work[operation]:11.1f} "
+              f"{1e6 / cost.us_per_job:22,.0f}")
+    print(f"a round trip: {model.us_per_trip:.1f} us (the slope from {BATCHED!r} to "
+          f"{ONE_BY_ONE!r}); a worker's timers: {model.us_per_second:.0f} us per second "
+          f"(idle worker: {idle.cpu * 1e6 / idle.seconds:.0f} us/s, "
+          f"{idle.trips / idle.seconds:.1f} round trips/s)")
+    print("work = us/job - trips/job x round trip - worker us/job x timers per second")
+
+
+def _compare(per_shard: dict[str, list[list[Sample]]], model: Model,
+             opts: argparse.Namespace) -> None:
+    """Each shard's measured cost against the model's for its own jobs and round trips."""
     print(f"\nThe same jobs on 2 shards (half each), us of Redis CPU per job, median of "
-          f"{opts.runs}; ratio = shard / single Redis")
-    print(f"{'operation':<12} {'single':>8} {'shard 1':>8} {'shard 2':>8} {'ratio 1':>8} "
-          f"{'ratio 2':>8}  within {TOLERANCE:.0%}")
-    for operation in OPERATIONS:
-        one = statistics.median(single[operation])
-        shards = [statistics.median(r[i] for r in per_shard[operation]) for i in range(2)]
-        ratios = [us / one for us in shards]
-        ok = all(abs(ratio - 1) <= TOLERANCE for ratio in ratios)
-        print(f"{operation:<12} {one:8.1f} {shards[0]:8.1f} {shards[1]:8.1f} "
-              f"{ratios[0]:8.2f} {ratios[1]:8.2f}  {'yes' if ok else 'NO'}")
+          f"{opts.runs}; model = work + trips/job x round trip; ratio = measured / model")
+    print(f"{'operation':<12} {'shard':>5} {'us/job':>7} {'trips/job':>9} "
+          f"{'worker us/job':>13} {'model':>7} {'ratio':>6}  within {TOLERANCE:.0%}")
+    for operation, runs in per_shard.items():
+        for i in range(2):
+            cost = Cost.median([shards[i] for shards in runs])
+            predicted = model.predict(operation, cost)
+            ratio = cost.us_per_job / predicted
+            print(f"{operation:<12} {i + 1:5} {cost.us_per_job:7.1f} {cost.trips_per_job:9.3f} "
+                  f"{cost.us_of_worker_per_job:13.1f} {predicted:7.1f} {ratio:6.2f}  "
+                  f"{'yes' if abs(ratio - 1) <= TOLERANCE else 'NO'}")
 
 
 if __name__ == "__main__":

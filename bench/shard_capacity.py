@@ -13,23 +13,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-
-import redis
 
 from bench.harness import PrivateRedis, counter_of, kill_group, terminate_all, wait_count
 from bench.jobs import COUNTER_URL_ENV, DONE_KEY, FailsOnce, Noop
+from bench.redis_cost import Sample, Usage
 from sidequest import connection
 
 ROOT = Path(__file__).resolve().parent.parent
 QUEUES = ("default", "s1")
 #: Within this ratio of the single-Redis figure, sharding costs a job nothing extra.
 TOLERANCE = 0.10
-
-
-def redis_cpu(client: redis.Redis) -> float:
-    cpu = client.info("cpu")
-    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
 
 
 class ShardedBench:
@@ -43,8 +38,8 @@ class ShardedBench:
         connection.configure(servers[0].url(0), shards={"s1": servers[1].url(0)},
                              shard_queues={"s1": "s1"})
 
-    def cpu(self) -> list[float]:
-        return [redis_cpu(client) for client in self.clients]
+    def usage(self) -> list[Usage]:
+        return [Usage.of(client) for client in self.clients]
 
     def run(self, jobs: int, name: str) -> None:
         env = {**os.environ, **self.env, "REDIS_URL": self.servers[0].url(0),
@@ -77,22 +72,26 @@ class ShardedBench:
                 else:
                     setter.perform_in(1, i)
 
-    def sample(self, operation: str, jobs: int) -> list[float]:
-        """Redis CPU microseconds per job of one operation, on each shard."""
+    def sample(self, operation: str, jobs: int) -> list[Sample]:
+        """What one operation cost each shard (half the jobs each)."""
         for client in self.clients:
             client.flushall()
         self.counter.flushall()
         half = jobs // 2
-        before = self.cpu()
         if operation in ("run", "retry"):
             job_class = Noop if operation == "run" else FailsOnce
             for q in QUEUES:
                 job_class.set(queue=q).perform_bulk([[i] for i in range(half)])
-            before = self.cpu()  # the pushes are not part of a run
-            self.run(2 * half, operation)
-        else:
-            self.push(operation, half)
-            if operation == "scheduled":
-                self.run(2 * half, operation)
-        return [(after - start) / half * 1e6
-                for after, start in zip(self.cpu(), before, strict=True)]
+            return self._measured(half, lambda: self.run(2 * half, operation), worker=True)
+        pushed = self._measured(half, lambda: self.push(operation, half))
+        if operation != "scheduled":
+            return pushed
+        ran = self._measured(half, lambda: self.run(2 * half, operation), worker=True)
+        return [a + b for a, b in zip(pushed, ran, strict=True)]
+
+    def _measured(self, half: int, work: Callable[[], None], worker: bool = False,
+                  ) -> list[Sample]:
+        before = self.usage()
+        work()
+        return [Sample.between(half, start, after, worker)
+                for start, after in zip(before, self.usage(), strict=True)]

@@ -78,18 +78,3 @@ def test_feature_bench_prints_each_kind_against_a_plain_job() -> None:
                       result.stdout, re.MULTILINE)
     assert [row[0] for row in rows] == ["plain", "limiter", "batch"], result.stdout
     assert rows[0][2] == "1.00" and all(int(row[3]) > 0 for row in rows)
-
-
-@pytest.mark.slow  # a load test: run once, not on every Python
-def test_capacity_bench_prints_the_redis_cost_of_each_operation() -> None:
-    need_redis()
-    capacity = BENCH.parent / "capacity.py"
-    result = run_script(capacity, "-n", "300", "--runs", "1", timeout=120.0)
-    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
-    rows = re.findall(r"^(push|bulk push|run|retry|scheduled) +([\d.]+) +([\d,]+)$",
-                      result.stdout, re.MULTILINE)
-    assert [row[0] for row in rows] == ["push", "bulk push", "run", "retry", "scheduled"]
-    costs = {name: float(us) for name, us, _ in rows}
-    assert all(us > 0 for us in costs.values()), costs
-    # A job that fails once runs twice: it cannot cost Redis less than one run.
-    assert costs["retry"] > costs["run"] and costs["bulk push"] < costs["push"], costs

@@ -1,0 +1,137 @@
+"""What a stretch of work cost one Redis server, and the capacity model built from it.
+
+A Redis server's CPU goes two ways: into the commands (the work a job needs, whatever the
+batching) and into each request it reads (waking up, the read and write system calls,
+parsing: the same for a request of one command or a script moving fifty jobs). So the model
+of docs/scaling.md is, per operation,
+
+    Redis CPU = jobs x work per job + batch round trips x cost of one
+                + seconds a worker runs x its timers' cost per second
+
+A batch round trip is one call of a script that handles many jobs: a worker's fetch (which
+also acknowledges the jobs finished since the last) and the scheduler's move of due jobs.
+Their number depends on load, which is why a per-job figure alone cannot carry from one
+setup to another; the server counts them itself (the ``evalsha`` calls in ``INFO
+commandstats``). A push's round trip is one per push, whatever the load, so it is part of
+the push's work. The cost of a batch round trip is the slope between two runs of the same
+jobs that differ only in batching (a busy worker fetching dozens of jobs a round trip, and
+one thread fetching one job at a time). The timers (heartbeat, scheduler polls, the idle
+fetch's wake-ups, and the server's own housekeeping) cost what the server spends per second
+with an idle worker, less its batch round trips. Each operation's work per job is what is
+left of its measured cost. A shard's cost is
+predicted from its own jobs, round trips and seconds, which is what the two-shard check
+compares with its measured CPU: a shard with half the jobs batches fewer per round trip and
+runs longer per job, and the model must account for both.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import redis
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A snapshot of a server's counters, CPU seconds (user + system) and script calls (the
+    batched round trips), and of the clock."""
+
+    cpu: float
+    trips: int
+    at: float
+
+    @classmethod
+    def of(cls, client: redis.Redis) -> Usage:
+        info = client.info("all")
+        scripts = sum(int(info.get(f"cmdstat_{name}", {}).get("calls", 0))
+                      for name in ("evalsha", "eval"))
+        return cls(float(info["used_cpu_user"]) + float(info["used_cpu_sys"]), scripts,
+                   time.monotonic())
+
+
+@dataclass(frozen=True)
+class Sample:
+    """What ``jobs`` jobs cost one server between two snapshots."""
+
+    jobs: int
+    cpu: float
+    trips: int
+    #: How long a worker ran meanwhile (0 for pushes, where none runs).
+    seconds: float = 0.0
+
+    @classmethod
+    def between(cls, jobs: int, before: Usage, after: Usage, worker: bool = False) -> Sample:
+        return cls(jobs, after.cpu - before.cpu, after.trips - before.trips,
+                   after.at - before.at if worker else 0.0)
+
+    def __add__(self, other: Sample) -> Sample:
+        return Sample(self.jobs, self.cpu + other.cpu, self.trips + other.trips,
+                      self.seconds + other.seconds)
+
+    @property
+    def us_per_job(self) -> float:
+        return self.cpu / self.jobs * 1e6
+
+    @property
+    def trips_per_job(self) -> float:
+        return self.trips / self.jobs
+
+    @property
+    def seconds_per_job(self) -> float:
+        return self.seconds / self.jobs
+
+
+@dataclass(frozen=True)
+class Cost:
+    """An operation's medians over several runs."""
+
+    us_per_job: float
+    trips_per_job: float
+    us_of_worker_per_job: float  # microseconds a worker ran per job
+
+    @classmethod
+    def median(cls, samples: Sequence[Sample]) -> Cost:
+        return cls(statistics.median(s.us_per_job for s in samples),
+                   statistics.median(s.trips_per_job for s in samples),
+                   statistics.median(s.seconds_per_job * 1e6 for s in samples))
+
+
+@dataclass(frozen=True)
+class Model:
+    """The cost of a round trip and of a worker's second, and each operation's work per job
+    besides them."""
+
+    us_per_trip: float
+    us_per_second: float
+    work: dict[str, float]
+
+    @classmethod
+    def fit(cls, costs: dict[str, Cost], batched: str, one_by_one: str, idle: Sample) -> Model:
+        """The round trip's cost from two runs of the same jobs batched differently (their
+        timers' share taken out with the idle worker's cost); the timers' cost from an idle
+        worker."""
+        a, b = costs[batched], costs[one_by_one]
+        per_trip = (b.us_per_job - a.us_per_job) / (b.trips_per_job - a.trips_per_job)
+        per_second = (idle.cpu * 1e6 - per_trip * idle.trips) / idle.seconds
+        for _ in range(3):  # the two depend on each other a little; a few rounds settle it
+            timers = per_second * (b.us_of_worker_per_job - a.us_of_worker_per_job) / 1e6
+            per_trip = (b.us_per_job - a.us_per_job - timers) / (b.trips_per_job
+                                                                 - a.trips_per_job)
+            per_second = (idle.cpu * 1e6 - per_trip * idle.trips) / idle.seconds
+        model = cls(per_trip, per_second, {})
+        for op, cost in costs.items():
+            model.work[op] = cost.us_per_job - model.overhead(cost.trips_per_job,
+                                                              cost.us_of_worker_per_job)
+        return model
+
+    def overhead(self, trips_per_job: float, us_of_worker_per_job: float) -> float:
+        """Microseconds per job of round trips and timers."""
+        return self.us_per_trip * trips_per_job + self.us_per_second * us_of_worker_per_job / 1e6
+
+    def predict(self, operation: str, cost: Cost) -> float:
+        """Redis CPU microseconds per job of ``operation`` at this many round trips and
+        worker seconds a job."""
+        return self.work[operation] + self.overhead(cost.trips_per_job, cost.us_of_worker_per_job)
