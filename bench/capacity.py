@@ -236,6 +236,11 @@ def _print_model(costs: dict[str, Cost], model: Model, idle: Sample) -> None:
           f"(idle worker: {idle.cpu * 1e6 / idle.seconds:.0f} us/s, "
           f"{idle.trips / idle.seconds:.1f} round trips/s)")
     print("work = us/job - trips/job x round trip - worker us/job x timers per second")
+    run = costs[BATCHED]
+    print(f"of a run's work: fetch (LMOVE) {run.fetch_us_per_job:.1f} us, acknowledge (LREM) "
+          f"{run.ack_us_per_job:.1f} us, the rest (the scripts' handling of each job, the "
+          f"worker's stats) {model.work[BATCHED] - run.fetch_us_per_job - run.ack_us_per_job:.1f}"
+          " us")
 
 
 def _compare(per_shard: dict[str, list[list[Sample]]], model: Model,

@@ -42,14 +42,20 @@ class Usage:
     cpu: float
     trips: int
     at: float
+    #: Microseconds the server spent in LMOVE (a job fetched) and LREM (a job acknowledged).
+    fetch_us: float = 0.0
+    ack_us: float = 0.0
 
     @classmethod
     def of(cls, client: redis.Redis) -> Usage:
         info = client.info("all")
-        scripts = sum(int(info.get(f"cmdstat_{name}", {}).get("calls", 0))
-                      for name in ("evalsha", "eval"))
-        return cls(float(info["used_cpu_user"]) + float(info["used_cpu_sys"]), scripts,
-                   time.monotonic())
+
+        def stat(command: str, field: str) -> float:
+            return float(info.get(f"cmdstat_{command}", {}).get(field, 0))
+
+        return cls(float(info["used_cpu_user"]) + float(info["used_cpu_sys"]),
+                   int(stat("evalsha", "calls") + stat("eval", "calls")), time.monotonic(),
+                   stat("lmove", "usec"), stat("lrem", "usec"))
 
 
 @dataclass(frozen=True)
@@ -61,15 +67,19 @@ class Sample:
     trips: int
     #: How long a worker ran meanwhile (0 for pushes, where none runs).
     seconds: float = 0.0
+    fetch_us: float = 0.0
+    ack_us: float = 0.0
 
     @classmethod
     def between(cls, jobs: int, before: Usage, after: Usage, worker: bool = False) -> Sample:
         return cls(jobs, after.cpu - before.cpu, after.trips - before.trips,
-                   after.at - before.at if worker else 0.0)
+                   after.at - before.at if worker else 0.0,
+                   after.fetch_us - before.fetch_us, after.ack_us - before.ack_us)
 
     def __add__(self, other: Sample) -> Sample:
         return Sample(self.jobs, self.cpu + other.cpu, self.trips + other.trips,
-                      self.seconds + other.seconds)
+                      self.seconds + other.seconds, self.fetch_us + other.fetch_us,
+                      self.ack_us + other.ack_us)
 
     @property
     def us_per_job(self) -> float:
@@ -91,12 +101,17 @@ class Cost:
     us_per_job: float
     trips_per_job: float
     us_of_worker_per_job: float  # microseconds a worker ran per job
+    #: Of us_per_job, the commands that fetch a job (LMOVE) and acknowledge it (LREM).
+    fetch_us_per_job: float = 0.0
+    ack_us_per_job: float = 0.0
 
     @classmethod
     def median(cls, samples: Sequence[Sample]) -> Cost:
         return cls(statistics.median(s.us_per_job for s in samples),
                    statistics.median(s.trips_per_job for s in samples),
-                   statistics.median(s.seconds_per_job * 1e6 for s in samples))
+                   statistics.median(s.seconds_per_job * 1e6 for s in samples),
+                   statistics.median(s.fetch_us / s.jobs for s in samples),
+                   statistics.median(s.ack_us / s.jobs for s in samples))
 
 
 @dataclass(frozen=True)

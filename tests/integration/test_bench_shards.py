@@ -46,6 +46,10 @@ def test_capacity_bench_fits_a_model_and_checks_each_shard_against_it() -> None:
         # work = us/job - trips/job x round trip - worker seconds/job x timers, to rounding
         expected = us - trips * trip - worker_us / 1e6 * timers
         assert abs(work - expected) <= 0.1 + 0.001 * trip + 0.0001 * timers, (name, work)
+    fetch, ack = (float(v) for v in re.findall(
+        r"^of a run's work: fetch \(LMOVE\) ([\d.]+) us, acknowledge \(LREM\) ([\d.]+) us",
+        result.stdout, re.MULTILINE)[0])
+    assert 0 < fetch + ack <= single["run"][3] + 0.1, (fetch, ack, single["run"])
     shards = re.findall(rf"^({'|'.join(OPERATIONS)}) +([12]) +{NUMBER} +{NUMBER} +{NUMBER}"
                         rf" +{NUMBER} +{NUMBER} +(yes|NO)$", result.stdout, re.MULTILINE)
     assert [(row[0], row[1]) for row in shards] == [
