@@ -151,7 +151,10 @@ def run_worker(config: Config, processes: int = 1, *, app_loaded: bool = False) 
     did it), so no ``-r`` is needed."""
     from sidequest.worker import Launcher, sharding
     from sidequest.worker.logs import setup
+    from sidequest.worker.threads import use_batch_scheduling
 
+    if config.batch_scheduling:  # before any thread (the log writer's too) or fork: they
+        use_batch_scheduling()  # inherit the policy
     setup(config.log_level, config.log_format)
     os.environ.setdefault("SIDEQUEST_ENV", config.environment)
     if processes == 1 and not config.require and not app_loaded:

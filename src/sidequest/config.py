@@ -86,6 +86,10 @@ class Config:
     #: Let fewer threads take jobs while the jobs are short and compute-bound, so that they
     #: do not queue for the interpreter lock (worker/flow.py); False: always all of them.
     adaptive_threads: bool = True
+    #: Run the worker under Linux's SCHED_BATCH policy (worker/threads.py): a thread it wakes
+    #: waits for the running one's time slice instead of preempting it. False: the default
+    #: policy. Ignored where the OS has no such policy.
+    batch_scheduling: bool = True
     max_retries: int = 25
     #: Process deaths with the job in flight before it goes to the dead set (poison pill).
     max_deaths: int = 3
@@ -154,9 +158,8 @@ class Config:
         ):
             raise ConfigError(f"prefetch must be a whole number from 0 to 10000, got "
                               f"{self.prefetch!r}")
-        if not isinstance(self.adaptive_threads, bool):
-            raise ConfigError(f"adaptive_threads must be true or false, got "
-                              f"{self.adaptive_threads!r}")
+        _flag("adaptive_threads", self.adaptive_threads)
+        _flag("batch_scheduling", self.batch_scheduling)
         wait = self.initial_poll_wait
         if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait < 3600:
             raise ConfigError(f"initial_poll_wait must be a number of seconds from 0 to 3600, "
@@ -197,6 +200,11 @@ class Config:
 def _positive_int(name: str, value: Any, limit: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
         raise ConfigError(f"{name} must be a whole number from 1 to {limit}, got {value!r}")
+
+
+def _flag(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
 
 
 def parse_queue(text: str) -> tuple[str, int]:

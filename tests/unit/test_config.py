@@ -131,6 +131,8 @@ def test_a_queue_name_with_a_trailing_newline_is_refused() -> None:
         ("initial_poll_wait", True, "initial_poll_wait must be"),
         ("log_level", "LOUD", "log level 'LOUD'"),
         ("log_format", "xml", "log format 'xml'"),
+        ("adaptive_threads", "yes", "adaptive_threads must be true or false, got 'yes'"),
+        ("batch_scheduling", 1, "batch_scheduling must be true or false, got 1"),
     ],
 )
 def test_bad_numbers_and_names_are_refused(field: str, value: Any, says: str) -> None:
