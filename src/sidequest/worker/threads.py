@@ -31,12 +31,12 @@ def use_batch_scheduling() -> bool:
     """Put the calling thread, and every thread and process it starts from now on, under
     Linux's SCHED_BATCH policy; True if it took.
 
-    A worker is throughput work. Under the default policy a thread that wakes another (a
-    processor handing the fetcher its acknowledgements, Redis answering) lets the woken one
-    preempt whoever runs on that core, often a thread of the same process that must then
-    wait for the interpreter lock again. SCHED_BATCH keeps the woken thread waiting for the
-    current time slice instead (a free core still runs it at once), which cut involuntary
-    context switches per job by about a third in a 10-thread drain. Needs no privileges.
+    Under the default policy a thread that wakes (Redis answered, a lock came free) may
+    preempt whoever runs on its core. SCHED_BATCH makes it wait for the current time slice
+    instead (a free core still runs it at once): a worker sharing its host with a web server
+    then no longer takes the server's core whenever one of its threads wakes. Measured in a
+    10-thread drain of one-INCR jobs on a 2-core host: involuntary context switches per job
+    fell from about 1.0 to 0.74, and throughput fell about 6%. Needs no privileges.
     """
     policy = getattr(os, "SCHED_BATCH", None)
     if policy is None or not hasattr(os, "sched_setscheduler"):
