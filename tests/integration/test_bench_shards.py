@@ -58,4 +58,6 @@ def test_capacity_bench_fits_a_model_and_checks_each_shard_against_it() -> None:
         assert float(us) > 0, name  # both shards did the work
         # ratio = measured / model, printed to 0.1 us and 0.01
         assert abs(float(ratio) - float(us) / float(model)) <= 0.01 + 0.1 / abs(float(model))
-        assert (verdict == "yes") == (abs(float(ratio) - 1) <= 0.10 + 0.005), (name, ratio)
+        off = abs(float(ratio) - 1)
+        if abs(off - 0.10) > 0.006:  # at the boundary the printed ratio cannot tell
+            assert (verdict == "yes") == (off <= 0.10), (name, ratio, verdict)
