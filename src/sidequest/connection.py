@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
-from redis.cluster import ClusterNode, RedisCluster
+from redis.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.commands.core import Script
 from redis.retry import Retry
 from redis.sentinel import Sentinel
@@ -354,6 +354,14 @@ def _cluster_client(target: str, options: dict[str, Any]) -> redis.Redis:
     made = RedisCluster(startup_nodes=nodes, password=parts.password, username=parts.username,
                         ssl=target.startswith("rediss+"), **options)
     return cast(redis.Redis, made)
+
+
+def prepare(made: Script, pipe: Any) -> None:
+    """Call before queueing ``made`` in ``pipe``. A Redis Cluster pipeline only queues EVALSHA
+    (it cannot load a script), and a replica promoted by a failover starts with an empty
+    script cache: so on a cluster the script is loaded on every primary first."""
+    if isinstance(pipe, ClusterPipeline):
+        client().script_load(made.script)
 
 
 def script(name: str) -> Script:

@@ -167,6 +167,9 @@ def spawn(cluster_url: str, ledger: Ledger, tmp_path: Path) -> Iterator[Callable
     finally:
         for worker in workers:
             worker.reap(timeout=5)
+    # A worker that hit something cluster mode cannot do would have logged a traceback.
+    for worker in workers:
+        assert "Traceback" not in worker.log_path.read_text(errors="replace"), worker.log(80)
 
 
 def identity_of(worker: Worker, client: redis.RedisCluster) -> str:

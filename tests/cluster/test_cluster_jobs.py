@@ -30,6 +30,10 @@ def all_keys(cluster: Cluster) -> list[bytes]:
     return found
 
 
+def unique_locks(cluster: Cluster) -> list[bytes]:
+    return [k for k in all_keys(cluster) if k.startswith(b"{sq}sq:unique:")]
+
+
 def test_push_every_way_runs_each_job_once_under_one_tag(
         cluster: Cluster, rc: redis.RedisCluster, spawn: Callable[..., Worker],
         ledger: Ledger) -> None:
@@ -77,3 +81,42 @@ def test_second_worker_requeues_a_killed_workers_jobs(
     wait_for(lambda: rc.llen(f"{{sq}}sq:inprogress:{owner}") == 0, 10,
              "the dead worker's in-progress list to empty")
     assert time.monotonic() - started < 60
+
+
+def test_a_worker_on_several_queues_polls_them_all(
+        spawn: Callable[..., Worker], ledger: Ledger) -> None:
+    """Several queues: a worker waits on key tracking with one Redis, and polls on a cluster
+    (tracking needs one connection to one server)."""
+    worker = spawn("-c", "2", "-q", "high", "-q", "low")
+    accepted = [Work.set(queue=q).perform_async(0) for q in ("high", "low") for _ in range(5)]
+    wait_for(lambda: ledger.done_count() >= len(accepted), 30, "jobs of both queues to run")
+    late = [Work.set(queue="low").perform_async(0) for _ in range(3)]
+    wait_for(lambda: ledger.done_count() >= len(accepted) + 3, 30, "jobs pushed while idle")
+    report = ledger.check(accepted + late)
+    assert not report.lost and not report.duplicates, report.text()
+    assert worker.alive, worker.log()
+
+
+class Unique(Job):
+    name = "fault.Record"
+    unique_for = 60
+
+
+def test_unique_jobs_load_their_script_on_an_empty_script_cache(
+        cluster: Cluster, rc: redis.RedisCluster, spawn: Callable[..., Worker],
+        ledger: Ledger) -> None:
+    """A replica promoted by a failover has no scripts loaded, and a cluster pipeline cannot
+    load one: the push and the lock's release must still work."""
+    for port in cluster.primaries():
+        cluster.node(port).script_flush()
+    first = Unique.perform_async(7)
+    assert first and Unique.perform_async(7) is None  # the lock holds the duplicate back
+    assert unique_locks(cluster)
+    spawn("-c", "2")
+    wait_for(lambda: ledger.done_count() == 1, 30, "the unique job to run")
+    for port in cluster.primaries():
+        cluster.node(port).script_flush()
+    wait_for(lambda: not unique_locks(cluster), 10, "the lock to be released")
+    again = Unique.perform_async(7)
+    assert again and again != first
+    wait_for(lambda: ledger.done_count() == 2, 30, "the second push to run")

@@ -138,7 +138,10 @@ class Heartbeat:
         pipe.hset(keys.process(self.identity), "quiet", "true")
         # Leave the reapers' list too, unless jobs are still in progress (a failed requeue):
         # then the entry stays, so that a reaper recovers them once the lease is gone.
-        pipe.eval(_FORGET, 2, keys.inprogress(self.identity), keys.SQ_PROCESSES, self.identity)
+        # execute_command: a Redis Cluster pipeline's eval() is another method.
+        pipe.execute_command(  # type: ignore[no-untyped-call]
+            "EVAL", _FORGET, 2, keys.inprogress(self.identity),
+            keys.SQ_PROCESSES, self.identity)
         pipe.execute()
 
 
