@@ -17,12 +17,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
-from redis.cluster import ClusterNode, ClusterPipeline, RedisCluster
+from redis.cluster import ClusterPipeline
 from redis.commands.core import Script
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from sidequest import keys
+from sidequest import cluster, keys
 from sidequest.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -345,15 +345,12 @@ def _sentinel_client(target: str, options: dict[str, Any]) -> redis.Redis:
 def _cluster_client(target: str, options: dict[str, Any]) -> redis.Redis:
     """A RedisCluster client; every key carries one hash tag, so it talks to one primary."""
     parts = urlsplit(target)
-    nodes = [ClusterNode(host, port)  # type: ignore[no-untyped-call]
-             for host, port in _cluster_nodes(target)]
     # redis.Redis's connection-retry options have no RedisCluster equivalent: the cluster
     # client retries on its own, refreshing the slot map after MOVED or a failover.
     for name in ("retry_on_error", "health_check_interval"):
         options.pop(name, None)
-    made = RedisCluster(startup_nodes=nodes, password=parts.password, username=parts.username,
-                        ssl=target.startswith("rediss+"), **options)
-    return cast(redis.Redis, made)
+    return cluster.client(_cluster_nodes(target), password=parts.password,
+                          username=parts.username, ssl=target.startswith("rediss+"), **options)
 
 
 def prepare(made: Script, pipe: Any) -> None:

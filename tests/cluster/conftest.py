@@ -47,29 +47,47 @@ class Cluster:
     def node(self, port: int) -> redis.Redis:
         return redis.Redis("127.0.0.1", port, socket_timeout=2, retry=NO_RETRY)
 
+    def launch(self, port: int) -> None:
+        """Start (or restart, with its nodes file: it rejoins) the node on ``port``."""
+        log = open(self.dir / f"redis-{port}.log", "ab")  # noqa: SIM115 - child owns it
+        self.procs[port] = subprocess.Popen(
+            [self.executable, "--port", str(port), "--bind", "127.0.0.1",
+             "--cluster-enabled", "yes", "--cluster-config-file",
+             str(self.dir / f"nodes-{port}.conf"), "--cluster-node-timeout",
+             str(NODE_TIMEOUT_MS), "--save", "", "--appendonly", "no",
+             "--dir", str(self.dir)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self._wait(lambda: self.node(port).ping(), f"node {port} to answer PING")
+
     def start(self) -> None:
         for port in self.ports:
-            log = open(self.dir / f"redis-{port}.log", "wb")  # noqa: SIM115 - child owns it
-            self.procs[port] = subprocess.Popen(
-                [self.executable, "--port", str(port), "--bind", "127.0.0.1",
-                 "--cluster-enabled", "yes", "--cluster-config-file",
-                 str(self.dir / f"nodes-{port}.conf"), "--cluster-node-timeout",
-                 str(NODE_TIMEOUT_MS), "--save", "", "--appendonly", "no",
-                 "--dir", str(self.dir)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        for port in self.ports:
-            self._wait(lambda p=port: self.node(p).ping(), f"node {port} to answer PING")
+            self.launch(port)
         subprocess.run(["redis-cli", "--cluster", "create",
                         *(f"127.0.0.1:{p}" for p in self.ports),
                         "--cluster-replicas", "1", "--cluster-yes"],
                        check=True, capture_output=True, timeout=60)
+        self.healthy()
+
+    def healthy(self) -> None:
+        """Wait until every node says cluster_state:ok and every primary has a replica in
+        sync (so a failover test has one to promote)."""
         for port in self.ports:
             self._wait(lambda p=port: self.node(p).cluster("info").get("cluster_state") == "ok",
                        f"node {port} to report cluster_state:ok")
-        # Every replica attached and in sync, so a failover test has a replica to promote.
         self._wait(lambda: len(self.primaries()) == 3 and all(
             self.node(p).info("replication").get("connected_slaves") == 1
             for p in self.primaries()), "every primary to have its replica")
+
+    def kill(self, port: int) -> None:
+        self.procs[port].kill()
+        self.procs[port].wait(10)
+
+    def restore(self) -> None:
+        """Restart killed nodes (they come back as replicas) and wait for a healthy cluster."""
+        for port in self.ports:
+            if self.procs[port].poll() is not None:
+                self.launch(port)
+        self.healthy()
 
     def _wait(self, check: object, what: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -126,6 +144,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture
 def cluster_url(cluster: Cluster) -> Iterator[str]:
+    if len(cluster.alive()) < len(cluster.ports):  # a failover test killed a node
+        cluster.restore()
     cluster.flush()
     import sidequest
     import sidequest.connection
@@ -178,3 +198,17 @@ def identity_of(worker: Worker, client: redis.RedisCluster) -> str:
         if f":{worker.pid}:".encode() in member:
             return str(member.decode())
     return ""
+
+
+
+def slot_owner(cluster: Cluster) -> int | None:
+    """The port of the primary serving the {sq} slot now (the others answer MOVED)."""
+    for port in cluster.primaries():
+        try:
+            cluster.node(port).exists("{sq}probe")
+        except redis.ResponseError:
+            continue  # MOVED (or ASK mid-migration)
+        except redis.RedisError:
+            continue
+        return port
+    return None
