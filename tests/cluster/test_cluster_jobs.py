@@ -56,6 +56,10 @@ def test_failure_goes_to_retry_and_runs_again_and_retry_0_goes_dead(
     flaky = Flaky.perform_async(1)
     doomed = Flaky.set(retry=0).perform_async(5)
     spawn("-c", "2")
+    wait_for(lambda: rc.zcard("{sq}retry") == 1, 30, "the failed job to be set for a retry")
+    [(member, _)] = rc.zrange("{sq}retry", 0, -1, withscores=True)
+    assert flaky.encode() in member
+    rc.zadd("{sq}retry", {member: time.time()}, xx=True)  # due now, not in 15-25 s
     wait_for(lambda: ledger.counts("done")[flaky] == 1, 30, "the flaky job to succeed on retry")
     assert ledger.counts("start")[flaky] == 2
     wait_for(lambda: rc.zcard("{sq}dead") == 1, 30, "the retry=0 job to reach the dead set")
