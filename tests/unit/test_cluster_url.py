@@ -59,3 +59,12 @@ def test_mixing_cluster_and_plain_shards_is_refused() -> None:
     connection.configure("redis+cluster://127.0.0.1:7000")
     with pytest.raises(ConfigError, match="all shards or for none"):
         connection.new_client(target="redis://127.0.0.1:6380/0")
+
+
+def test_shard_urls_may_be_cluster_urls_and_are_checked_the_same_way() -> None:
+    from sidequest import shards
+
+    table = shards.build({"b": "redis+cluster://h:7000,h:7001"}, {"q": "b"}, "test")
+    assert table is not None and table.urls["b"] == "redis+cluster://h:7000,h:7001"
+    with pytest.raises(ConfigError, match="only database 0"):
+        shards.build({"b": "redis+cluster://h:7000/2"}, {"q": "b"}, "test")
