@@ -45,3 +45,5 @@ def test_main_pages_answer_with_the_clusters_jobs(
     assert "d" * 24 in pages["/morgue"].text
     assert owner and owner in pages["/busy"].text and running in pages["/busy"].text
     assert 'data-stat="enqueued">2<' in pages["/"].text, queued
+    version = rc.info(target_nodes=rc.get_node_from_key("{sq}queues"))["redis_version"]
+    assert f"<dd>{version}</dd>" in pages["/"].text  # the primary serving {sq}

@@ -144,7 +144,11 @@ class Totals:
 def redis_info() -> dict[str, str]:
     """Version, uptime, connections and memory of the Redis server: the fields of
     ``REDIS_INFO_FIELDS`` only, so no host names or paths reach a page."""
-    info = connection.client().info()
+    client: Any = connection.client()
+    if hasattr(client, "get_node_from_key"):  # Redis Cluster: the primary holding our keys
+        info = client.info(target_nodes=client.get_node_from_key(keys.QUEUES))
+    else:
+        info = client.info()
     return {name: str(info[name]) for name in REDIS_INFO_FIELDS if name in info}
 
 
