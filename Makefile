@@ -11,7 +11,7 @@ LINT_DIRS := $(wildcard src tests bench examples)
 OTHER_PYTHONS := 3.10 3.12 3.13
 
 .PHONY: venv redis ruby sentinel postgresql faketime chromium lint test unit demo bench soak screenshots clean \
-	check-main check-soaks check-timed check-django $(addprefix python-,$(OTHER_PYTHONS))
+	check-main check-cluster check-soaks check-timed check-django $(addprefix python-,$(OTHER_PYTHONS))
 
 venv: $(STAMP)
 
@@ -95,12 +95,16 @@ lint: venv
 # tests alone. --output-sync prints each part's output whole when it ends.
 test: venv redis ruby sentinel postgresql faketime chromium
 	$(MAKE) lint
-	$(MAKE) -j --output-sync=target check-main check-soaks check-django \
+	$(MAKE) -j --output-sync=target check-main check-cluster check-soaks check-django \
 		$(addprefix python-,$(OTHER_PYTHONS))
 	$(MAKE) check-timed
 
 check-main:
 	$(BIN)/pytest -q tests/unit tests/integration
+
+# A Redis Cluster of 3 primaries and 3 replicas, started by tests/cluster/conftest.py.
+check-cluster:
+	$(BIN)/pytest -q tests/cluster
 
 check-soaks:
 	$(BIN)/pytest -q -m soak tests/fault

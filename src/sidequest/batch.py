@@ -117,9 +117,10 @@ def update(ancestry: list[str], member: str, outcome: str,
     for bid in ancestry:
         batch_keys += [keys.batch(bid), keys.batch_part(bid, "pending"),
                        keys.batch_part(bid, "ran"), keys.batch_part(bid, "failed")]
-    return int(connection.script("batch_update")(
-        keys=batch_keys, args=[member, outcome, time.time(), KEEP_AFTER_SUCCESS],
-        client=target or connection.client()))
+    script = connection.script("batch_update")
+    connection.prepare(script, target)
+    return int(script(keys=batch_keys, args=[member, outcome, time.time(), KEEP_AFTER_SUCCESS],
+                      client=target or connection.client()))
 
 
 def ancestry_of(payload: Payload) -> list[str] | None:

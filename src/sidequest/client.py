@@ -237,6 +237,7 @@ def _push_unique(pipe: redis.client.Pipeline, uniques: list[tuple[Payload, bytes
     if not uniques:
         return
     script = connection.script("unique_push")
+    connection.prepare(script, pipe)
     for job, body in uniques:
         at = job.get("at")
         target = keys.SCHEDULE if at is not None else keys.queue(job["queue"])

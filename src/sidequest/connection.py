@@ -17,10 +17,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
+from redis.cluster import ClusterPipeline
 from redis.commands.core import Script
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
+from sidequest import cluster, keys
 from sidequest.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -48,7 +50,14 @@ _scoping = False
 _shard_clients: dict[str, redis.Redis] = {}
 
 
-_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://")
+_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "redis+cluster://",
+            "rediss+cluster://")
+_CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+
+
+def is_cluster(text: str) -> bool:
+    """True for a Redis Cluster URL (``redis+cluster://`` or ``rediss+cluster://``)."""
+    return text.startswith(_CLUSTER_SCHEMES)
 
 
 def check_url(text: str) -> str:
@@ -59,7 +68,10 @@ def check_url(text: str) -> str:
             f"{redacted(str(text))!r} is not a Redis URL: write it as redis://HOST:PORT/DB, "
             "e.g. redis://localhost:6379/0 (rediss:// for TLS, redis://:PASSWORD@HOST:PORT/0 "
             "with a password, unix:///path/to/redis.sock, "
-            "redis+sentinel://HOST:PORT/SERVICE/DB for Sentinel)")
+            "redis+sentinel://HOST:PORT/SERVICE/DB for Sentinel, "
+            "redis+cluster://HOST:PORT[,HOST:PORT] for Redis Cluster)")
+    if is_cluster(text):
+        return _check_cluster_url(text)
     try:
         port = urlsplit(text).port if not text.startswith(("unix:", "redis+sentinel:")) else None
     except ValueError:
@@ -68,6 +80,32 @@ def check_url(text: str) -> str:
         raise ConfigError(f"{redacted(text)!r}: the port must be a number from 1 to 65535, "
                           "e.g. redis://localhost:6379/0")
     return text
+
+
+def _check_cluster_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.path.strip("/"):
+        raise ConfigError(f"{redacted(text)!r}: a Redis Cluster has only database 0, so a "
+                          "cluster URL takes no /DB: write redis+cluster://HOST:PORT[,HOST:PORT]")
+    for host, port in _cluster_nodes(text):
+        if not host or not 0 < port < 65536:
+            raise ConfigError(f"{redacted(text)!r}: name each node as HOST:PORT with a port "
+                              "from 1 to 65535, e.g. redis+cluster://10.0.0.1:7000,10.0.0.2:7000")
+    return text
+
+
+def _cluster_nodes(text: str) -> list[tuple[str, int]]:
+    """The startup nodes of a cluster URL (port 6379 when a node names none; -1 if bad)."""
+    nodes = []
+    for item in urlsplit(text).netloc.rsplit("@", 1)[-1].split(","):
+        host, _, port = item.strip().rpartition(":") if ":" in item else (item.strip(), "", "")
+        nodes.append((host, int(port) if port.isdigit() else (6379 if not port else -1)))
+    return nodes
+
+
+def _use_key_names(target: str) -> None:
+    # Key names follow the default Redis: tagged on a cluster, Sidekiq's otherwise.
+    keys.use_cluster_names(is_cluster(target))
 
 
 def configure(redis_url: str | None = None, *, shards: Mapping[str, str] | None = None,
@@ -91,6 +129,7 @@ def configure(redis_url: str | None = None, *, shards: Mapping[str, str] | None 
         _options = dict(redis_options)
         _home, _scoping = "default", False
         _drop_client()
+    _use_key_names(default_url())
     set_shards(shards, shard_queues)
 
 
@@ -183,6 +222,7 @@ def set_url(redis_url: str) -> None:
     with _lock:
         _url = redis_url
         _drop_client()
+    _use_key_names(redis_url)
 
 
 def reset() -> None:
@@ -269,10 +309,17 @@ def new_client(retries: int = 1, *, target: str | None = None,
     options.update(_options)
     options.update(overrides)
     target = check_url(target or url())  # the environment's URL is read here, so checked here
+    if is_cluster(target) != is_cluster(default_url()):
+        raise ConfigError(f"{redacted(target)!r} and the default Redis "
+                          f"{redacted(default_url())!r}: use Redis Cluster for all shards or "
+                          "for none (key names differ between the two)")
+    _use_key_names(default_url())
     if target.startswith("unix://"):
         options.pop("socket_keepalive", None)  # a TCP option: a Unix socket refuses it
     if target.startswith("redis+sentinel://"):
         return _sentinel_client(target, options)
+    if is_cluster(target):
+        return _cluster_client(target, options)
     return redis.Redis.from_url(target, **options)
 
 
@@ -293,6 +340,25 @@ def _sentinel_client(target: str, options: dict[str, Any]) -> redis.Redis:
         service, db=db, password=parts.password, username=parts.username
     )
     return cast(redis.Redis, master)
+
+
+def _cluster_client(target: str, options: dict[str, Any]) -> redis.Redis:
+    """A RedisCluster client; every key carries one hash tag, so it talks to one primary."""
+    parts = urlsplit(target)
+    # redis.Redis's connection-retry options have no RedisCluster equivalent: the cluster
+    # client retries on its own, refreshing the slot map after MOVED or a failover.
+    for name in ("retry_on_error", "health_check_interval"):
+        options.pop(name, None)
+    return cluster.client(_cluster_nodes(target), password=parts.password,
+                          username=parts.username, ssl=target.startswith("rediss+"), **options)
+
+
+def prepare(made: Script, pipe: Any) -> None:
+    """Call before queueing ``made`` in ``pipe``. A Redis Cluster pipeline only queues EVALSHA
+    (it cannot load a script), and a replica promoted by a failover starts with an empty
+    script cache: so on a cluster the script is loaded on every primary first."""
+    if isinstance(pipe, ClusterPipeline):
+        client().script_load(made.script)
 
 
 def script(name: str) -> Script:

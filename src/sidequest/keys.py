@@ -64,6 +64,10 @@ Sidequest's own keys all start with ``sq:`` so that Sidekiq never trips over the
 
 from __future__ import annotations
 
+#: "" with one Redis (Sidekiq's names, unchanged); CLUSTER_TAG on a Redis Cluster, put in
+#: front of every key so that all of them hash to one slot (see use_cluster_names).
+tag = ""
+
 QUEUES = "queues"
 SCHEDULE = "schedule"
 RETRY = "retry"
@@ -94,24 +98,24 @@ def queue(name: str) -> str:
 
 
 def limiter(name: str) -> str:
-    return f"sq:limiter:{name}"
+    return tag + f"sq:limiter:{name}"
 
 
 def limiter_over(name: str) -> str:
-    return f"sq:limiter:{name}:over"
+    return tag + f"sq:limiter:{name}:over"
 
 
 def batch(bid: str) -> str:
-    return f"sq:batch:{bid}"
+    return tag + f"sq:batch:{bid}"
 
 
 def batch_part(bid: str, part: str) -> str:
     """``part`` is "pending", "ran" or "failed"."""
-    return f"sq:batch:{bid}:{part}"
+    return tag + f"sq:batch:{bid}:{part}"
 
 
 def status(jid: str) -> str:
-    return f"sq:status:{jid}"
+    return tag + f"sq:status:{jid}"
 
 
 def unique_lock(digest: str) -> str:
@@ -120,47 +124,52 @@ def unique_lock(digest: str) -> str:
 
 def stat_daily(kind: str, date: str) -> str:
     """``kind`` is "processed" or "failed"; ``date`` is a UTC ``YYYY-MM-DD``."""
-    return f"stat:{kind}:{date}"
+    return tag + f"stat:{kind}:{date}"
+
+
+def process(identity: str) -> str:
+    """A process's hash; ``identity`` is its member of ``processes`` (untagged)."""
+    return tag + identity
 
 
 def work(identity: str) -> str:
-    return identity + ":work"
+    return process(identity) + ":work"
 
 
 def workers_legacy(identity: str) -> str:
-    return identity + ":workers"
+    return process(identity) + ":workers"
 
 
 def signals(identity: str) -> str:
-    return identity + "-signals"
+    return process(identity) + "-signals"
 
 
 def lease(identity: str) -> str:
-    return "sq:lease:" + identity
+    return tag + "sq:lease:" + identity
 
 
 def inprogress(identity: str) -> str:
-    return "sq:inprogress:" + identity
+    return tag + "sq:inprogress:" + identity
 
 
 def deaths(jid: str) -> str:
-    return "sq:deaths:" + jid
+    return tag + "sq:deaths:" + jid
 
 
 def metrics_minute(stamp: str) -> str:
     """``stamp`` is the UTC minute as ``YYYYMMDDHHMM``."""
-    return "sq:metrics:1m:" + stamp
+    return tag + "sq:metrics:1m:" + stamp
 
 
 def metrics_ten_minutes(stamp: str) -> str:
     """``stamp`` is the UTC 10-minute slot as ``YYYYMMDDHHM`` (a minute stamp minus its last
     digit)."""
-    return "sq:metrics:10m:" + stamp
+    return tag + "sq:metrics:10m:" + stamp
 
 
 def metrics_histogram(stamp: str) -> str:
     """Per 10-minute slot, like :func:`metrics_ten_minutes`."""
-    return "sq:metrics:hist:" + stamp
+    return tag + "sq:metrics:hist:" + stamp
 
 
 WEB_LOGIN_SLOT = "sq:web:login"
@@ -168,11 +177,11 @@ WEB_LOGIN_SLOT = "sq:web:login"
 
 def web_session(sid: str) -> str:
     """A logged-in dashboard session; ``sid`` is random, made at login."""
-    return "sq:web:session:" + sid
+    return tag + "sq:web:session:" + sid
 
 
 def web_login_failures(address: str) -> str:
-    return "sq:web:login:" + address
+    return tag + "sq:web:login:" + address
 
 
 # Periodic jobs (sidequest.periodic; pushed by sidequest.worker.periodic)
@@ -190,8 +199,27 @@ PERIODIC_REMOVED = "sq:periodic:removed"
 
 
 def periodic_state(name: str) -> str:
-    return "sq:periodic:state:" + name
+    return tag + "sq:periodic:state:" + name
 
 
 def periodic_tick(name: str, tick: int) -> str:
-    return f"sq:periodic:tick:{name}:{tick}"
+    return tag + f"sq:periodic:tick:{name}:{tick}"
+
+
+# Redis Cluster mode (sidequest.connection switches to it for a redis+cluster:// URL)
+#
+# Every key gets the one hash tag {sq} in front: {sq}queue:default, {sq}retry,
+# {sq}sq:inprogress:<identity>. Redis Cluster hashes only the tag, so all keys share one slot
+# and every MULTI and Lua script stays legal (no CROSSSLOT). Set members (queue names,
+# process identities) stay untagged.
+CLUSTER_TAG = "{sq}"
+_NAMES = {name: value for name, value in globals().items()
+          if name.isupper() and isinstance(value, str) and name != "CLUSTER_TAG"}
+
+
+def use_cluster_names(on: bool) -> None:
+    """Switch every key name to its cluster form (``on``) or back to Sidekiq's."""
+    global tag
+    tag = CLUSTER_TAG if on else ""
+    for name, value in _NAMES.items():
+        globals()[name] = tag + value

@@ -101,6 +101,7 @@ def release_in(pipe: Any, item: Payload) -> None:
     """Release the job's lock through ``pipe``: a client, or a transaction of the caller's
     (queued there, to run with its other commands)."""
     script = connection.script("unique_release")
+    connection.prepare(script, pipe)
     script(keys=[keys.unique_lock(str(item[DIGEST]))], args=[str(item.get("jid"))],
            client=pipe)
 

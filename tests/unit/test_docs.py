@@ -86,7 +86,8 @@ def _key_texts() -> list[str]:
             continue
         if isinstance(value, str):
             texts.append(value)
-        elif inspect.isfunction(value) and value.__module__ == keys.__name__:
+        elif (inspect.isfunction(value) and value.__module__ == keys.__name__
+              and value is not keys.use_cluster_names):  # a switch, not a key name
             n = len(inspect.signature(value).parameters)
             built = value(*["\x00"] * n)
             texts.extend(part for part in built.split("\x00") if part)

@@ -94,7 +94,7 @@ class ProcessSet:
         identities = sorted(cast(set[bytes], client.smembers(keys.PROCESSES)))
         pipe = client.pipeline(transaction=False)
         for identity in identities:
-            pipe.hget(identity, "info")
+            pipe.hget(keys.process(identity.decode()), "info")
         gone = [i for i, info in zip(identities, pipe.execute(), strict=True) if info is None]
         if gone:
             client.srem(keys.PROCESSES, *gone)
@@ -105,7 +105,7 @@ class ProcessSet:
         identities = sorted(cast(set[bytes], client.smembers(keys.PROCESSES)))
         pipe = client.pipeline(transaction=False)
         for identity in identities:
-            pipe.hmget(identity, _FIELDS)
+            pipe.hmget(keys.process(identity.decode()), _FIELDS)
         for identity, values in zip(identities, pipe.execute(), strict=True):
             fields = dict(zip(_FIELDS, (_text(v) for v in values), strict=True))
             if fields["info"] is None:
@@ -171,7 +171,7 @@ class WorkSet:
         identities = cast(set[bytes], client.smembers(keys.PROCESSES))
         pipe = client.pipeline(transaction=False)
         for identity in identities:
-            pipe.hget(identity, "busy")
+            pipe.hget(keys.process(identity.decode()), "busy")
         return sum(as_int(b) for b in replies(pipe))
 
     def __len__(self) -> int:

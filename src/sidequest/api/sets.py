@@ -78,11 +78,12 @@ class SortedEntry(JobRecord):
 class JobSet:
     """Common reading and acting for the three sorted sets."""
 
-    name = ""
+    #: The attribute of sidequest.keys naming this set, read when a set is made (the names
+    #: change in Redis Cluster mode).
+    key_name = ""
 
     def __init__(self, name: str | None = None) -> None:
-        if name is not None:
-            self.name = name
+        self.name: str = name if name is not None else getattr(keys, self.key_name, "")
         self._move = connection.script("move")
 
     @property
@@ -249,18 +250,18 @@ class JobSet:
 
 
 class ScheduledSet(JobSet):
-    name = keys.SCHEDULE
+    key_name = "SCHEDULE"
 
     def add_all_to_queue(self) -> int:
         return self._bulk("queue")
 
 
 class RetrySet(JobSet):
-    name = keys.RETRY
+    key_name = "RETRY"
 
 
 class DeadSet(JobSet):
-    name = keys.DEAD
+    key_name = "DEAD"
 
     def each(self, newest_first: bool = True) -> Iterator[SortedEntry]:
         return super().each(newest_first)

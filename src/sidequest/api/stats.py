@@ -53,7 +53,7 @@ class Stats:
         for name in names:
             pipe.llen(keys.queue(name))
         for identity in processes or ():
-            pipe.hget(identity, "busy")
+            pipe.hget(keys.process(identity.decode()), "busy")
         pipe.get(keys.STAT_EXPIRED)
         pipe.get(keys.STAT_OVERLIMIT)
         *sizes, expired, overlimit = replies(pipe)
@@ -129,8 +129,9 @@ class Totals:
         names, identities = names or set(), identities or set()
         # The script is handed every key it reads (servers that check declared keys insist).
         queue_keys = [keys.queue(name.decode()) for name in names]
+        process_keys = [keys.process(i.decode()) for i in identities]
         sums = connection.script("totals")(
-            keys=[*queue_keys, *identities], args=[len(queue_keys)], client=client)
+            keys=[*queue_keys, *process_keys], args=[len(queue_keys)], client=client)
         return cls(processed=as_int(processed), failed=as_int(failed), busy=as_int(sums[1]),
                    processes=as_int(processes), enqueued=as_int(sums[0]),
                    scheduled=as_int(scheduled), retries=as_int(retries), dead=as_int(dead),
@@ -143,7 +144,11 @@ class Totals:
 def redis_info() -> dict[str, str]:
     """Version, uptime, connections and memory of the Redis server: the fields of
     ``REDIS_INFO_FIELDS`` only, so no host names or paths reach a page."""
-    info = connection.client().info()
+    client: Any = connection.client()
+    if hasattr(client, "get_node_from_key"):  # Redis Cluster: the primary holding our keys
+        info = client.info(target_nodes=client.get_node_from_key(keys.QUEUES))
+    else:
+        info = client.info()
     return {name: str(info[name]) for name in REDIS_INFO_FIELDS if name in info}
 
 

@@ -86,7 +86,7 @@ class Heartbeat:
         self._work_hashes(pipe, busy)
         pipe.sadd(keys.PROCESSES, self.identity)
         pipe.sadd(keys.SQ_PROCESSES, self.identity)
-        pipe.hset(self.identity, mapping={
+        pipe.hset(keys.process(self.identity), mapping={
             "info": self.info,
             "busy": len(busy),
             "beat": time.time(),
@@ -95,7 +95,7 @@ class Heartbeat:
             "rtt_us": rtt_us,
             "concurrency": self.config.concurrency,
         })
-        pipe.expire(self.identity, PROCESS_TTL)
+        pipe.expire(keys.process(self.identity), PROCESS_TTL)
         pipe.set(keys.lease(self.identity), _pid(), px=int(self.config.lease_ttl * 1000))
         pipe.rpop(keys.signals(self.identity))
         signal = pipe.execute()[-1]
@@ -135,10 +135,13 @@ class Heartbeat:
         pipe.srem(keys.PROCESSES, self.identity)
         pipe.unlink(keys.work(self.identity), keys.workers_legacy(self.identity))
         pipe.unlink(keys.lease(self.identity))
-        pipe.hset(self.identity, "quiet", "true")
+        pipe.hset(keys.process(self.identity), "quiet", "true")
         # Leave the reapers' list too, unless jobs are still in progress (a failed requeue):
         # then the entry stays, so that a reaper recovers them once the lease is gone.
-        pipe.eval(_FORGET, 2, keys.inprogress(self.identity), keys.SQ_PROCESSES, self.identity)
+        # execute_command: a Redis Cluster pipeline's eval() is another method.
+        pipe.execute_command(  # type: ignore[no-untyped-call]
+            "EVAL", _FORGET, 2, keys.inprogress(self.identity),
+            keys.SQ_PROCESSES, self.identity)
         pipe.execute()
 
 

@@ -60,7 +60,12 @@ class InProgress:
             args += [work.queue, work.raw]
         script = connection.script("putback")
         keys_ = [self.key, keys.QUEUES, *(keys.queue(work.queue) for work in works)]
-        self._processor.write(lambda pipe: script(keys=keys_, args=args, client=pipe))
+
+        def queue(pipe: Any) -> Any:
+            connection.prepare(script, pipe)
+            return script(keys=keys_, args=args, client=pipe)
+
+        self._processor.write(queue)
 
     def requeue_all(self, running: Iterable[Work] = ()) -> None:
         """Whatever is still in the list goes back to its queue (shutdown); ``running`` are

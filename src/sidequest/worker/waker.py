@@ -41,6 +41,11 @@ class Waker:
             return False
         if self.armed:
             return True
+        if not hasattr(self.client, "connection_pool"):
+            # A Redis Cluster client has a pool per node and no one connection to track on.
+            log.info("Redis Cluster: idle workers poll their queues")
+            self.unsupported = True
+            return False
         try:
             self._connect()
             assert self._tracker is not None and self._listener is not None

@@ -1,0 +1,54 @@
+"""The Redis Cluster client: redis-py's RedisCluster, refreshing its slot map at once after
+a connection error.
+
+redis-py asks for a topology refresh after a connection error and runs it with a later
+command, paced; a pipeline that keeps failing against a dead primary could go on trying it
+for as long as the failover takes and longer. Sidequest's loops already back off between
+attempts, so each failed attempt re-reads the slot map right away: the first attempt after
+a replica is promoted reaches it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import redis
+from redis.cluster import ClusterNode, RedisCluster
+
+_LOST = (redis.ConnectionError, redis.TimeoutError)
+
+
+class Cluster(RedisCluster):
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().execute_command(*args, **kwargs)  # type: ignore[no-untyped-call]
+        except _LOST:
+            self.refresh()
+            raise
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
+        pipe = super().pipeline(transaction, shard_hint)  # type: ignore[no-untyped-call]
+        execute = pipe.execute
+
+        def execute_refreshing(raise_on_error: bool = True) -> list[Any]:
+            try:
+                return list(execute(raise_on_error))
+            except _LOST:
+                self.refresh()
+                raise
+
+        pipe.execute = execute_refreshing
+        return pipe
+
+    def refresh(self) -> None:
+        """Re-read the slot map now; a failure leaves the old one for the next attempt."""
+        # No node answering leaves the caller's error standing; it will try again.
+        with contextlib.suppress(redis.RedisError):
+            self.nodes_manager.initialize()
+
+
+def client(nodes: list[tuple[str, int]], **options: Any) -> redis.Redis:
+    startup = [ClusterNode(host, port) for host, port in nodes]  # type: ignore[no-untyped-call]
+    made: Any = Cluster(startup_nodes=startup, **options)
+    return made  # type: ignore[no-any-return]

@@ -1,0 +1,70 @@
+"""Redis Cluster URLs: parsing, the errors for bad ones, and the key names they switch on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from sidequest import connection, keys
+from sidequest.errors import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def _forget() -> Iterator[None]:
+    try:
+        yield
+    finally:
+        connection.reset()
+        keys.use_cluster_names(False)
+
+
+def test_cluster_urls_are_accepted_with_their_startup_nodes() -> None:
+    url = "redis+cluster://10.0.0.1:7000,10.0.0.2:7001,node3"
+    assert connection.check_url(url) == url
+    assert connection._cluster_nodes(url) == [("10.0.0.1", 7000), ("10.0.0.2", 7001),
+                                              ("node3", 6379)]
+    assert connection.is_cluster("rediss+cluster://:pw@h:7000")
+    assert not connection.is_cluster("redis://h:7000/0")
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("redis+cluster://h:7000/1", "only database 0"),
+    ("redis+cluster://h:7000/0", "only database 0"),
+    ("redis+cluster://h:99999", "port from 1 to 65535"),
+    ("redis+cluster://h:x", "HOST:PORT"),
+    ("redis+cluster://:7000", "HOST:PORT"),
+])
+def test_bad_cluster_urls_are_refused_with_what_to_write(url: str, says: str) -> None:
+    with pytest.raises(ConfigError, match=says) as caught:
+        connection.check_url(url)
+    assert "redis+cluster://" in str(caught.value)
+
+
+def test_a_cluster_url_tags_every_key_and_a_plain_url_restores_sidekiqs_names() -> None:
+    connection.configure("redis+cluster://127.0.0.1:7000")
+    assert keys.queue("default") == "{sq}queue:default"
+    assert (keys.RETRY, keys.SCHEDULE, keys.DEAD) == ("{sq}retry", "{sq}schedule", "{sq}dead")
+    assert keys.process("host:1:abc") == "{sq}host:1:abc"
+    assert keys.work("host:1:abc") == "{sq}host:1:abc:work"
+    assert keys.inprogress("i") == "{sq}sq:inprogress:i"
+    assert keys.QUEUE_PREFIX == "{sq}queue:"
+    connection.configure("redis://127.0.0.1:6379/0")
+    assert keys.queue("default") == "queue:default"
+    assert (keys.RETRY, keys.work("h"), keys.inprogress("i")) == (
+        "retry", "h:work", "sq:inprogress:i")
+
+
+def test_mixing_cluster_and_plain_shards_is_refused() -> None:
+    connection.configure("redis+cluster://127.0.0.1:7000")
+    with pytest.raises(ConfigError, match="all shards or for none"):
+        connection.new_client(target="redis://127.0.0.1:6380/0")
+
+
+def test_shard_urls_may_be_cluster_urls_and_are_checked_the_same_way() -> None:
+    from sidequest import shards
+
+    table = shards.build({"b": "redis+cluster://h:7000,h:7001"}, {"q": "b"}, "test")
+    assert table is not None and table.urls["b"] == "redis+cluster://h:7000,h:7001"
+    with pytest.raises(ConfigError, match="only database 0"):
+        shards.build({"b": "redis+cluster://h:7000/2"}, {"q": "b"}, "test")
