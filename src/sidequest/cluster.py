@@ -16,6 +16,8 @@ from typing import Any
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 
+from sidequest.errors import ConfigError
+
 _LOST = (redis.ConnectionError, redis.TimeoutError)
 
 
@@ -48,7 +50,20 @@ class Cluster(RedisCluster):
             self.nodes_manager.initialize()
 
 
+#: The first redis-py whose cluster pipelines queue EVALSHA (pushes of unique jobs, putbacks).
+NEEDS = (8, 2)
+
+
+def check_version(version: str = redis.__version__) -> None:
+    """A ConfigError naming the fix when the installed redis-py cannot run cluster mode."""
+    parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+    if parts < NEEDS:
+        raise ConfigError(f"Redis Cluster mode needs redis-py {NEEDS[0]}.{NEEDS[1]} or newer "
+                          f"(installed: {version}): pip install 'sidequest[cluster]'")
+
+
 def client(nodes: list[tuple[str, int]], **options: Any) -> redis.Redis:
+    check_version()
     startup = [ClusterNode(host, port) for host, port in nodes]  # type: ignore[no-untyped-call]
     made: Any = Cluster(startup_nodes=startup, **options)
     return made  # type: ignore[no-any-return]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
 
-from sidequest import connection, keys
+from sidequest import cluster, connection, keys
 from sidequest.errors import ConfigError
 
 
@@ -68,3 +69,16 @@ def test_shard_urls_may_be_cluster_urls_and_are_checked_the_same_way() -> None:
     assert table is not None and table.urls["b"] == "redis+cluster://h:7000,h:7001"
     with pytest.raises(ConfigError, match="only database 0"):
         shards.build({"b": "redis+cluster://h:7000/2"}, {"q": "b"}, "test")
+
+
+@pytest.mark.parametrize("version", ["8.2.0", "8.10.1", "10.0.0b1"])
+def test_a_recent_redis_py_runs_cluster_mode(version: str) -> None:
+    cluster.check_version(version)
+
+
+@pytest.mark.parametrize("version", ["8.1.0", "7.4.1", "5.0.8"])
+def test_an_older_redis_py_is_refused_with_the_fix(version: str) -> None:
+    with pytest.raises(ConfigError, match=rf"needs redis-py 8.2 or newer \(installed: "
+                                          rf"{re.escape(version)}\): pip install "
+                                          r"'sidequest\[cluster\]'"):
+        cluster.check_version(version)
