@@ -59,7 +59,8 @@ def check_version(version: str = redis.__version__) -> None:
     parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
     if parts < NEEDS:
         raise ConfigError(f"Redis Cluster mode needs redis-py {NEEDS[0]}.{NEEDS[1]} or newer "
-                          f"(installed: {version}): pip install 'sidequest[cluster]'")
+                          f"(installed: {version}): pip install 'sidequest[cluster]' "
+                          "(redis-py 8.2 needs Python 3.11 or newer)")
 
 
 def client(nodes: list[tuple[str, int]], **options: Any) -> redis.Redis:
