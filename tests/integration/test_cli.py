@@ -134,7 +134,11 @@ def test_ttin_dumps_threads_and_tstp_quiets(worker_env: dict[str, str], r: redis
             proc.send_signal(signal.SIGTTIN)
         return any("thread sidequest-fetcher" in line for line in list(out.lines))
 
-    wait_for(dumped_fetcher, timeout=15, what="a TTIN dump that shows the fetcher thread")
+    try:  # generous: phase 1 of make test runs several suites side by side on two cores
+        wait_for(dumped_fetcher, timeout=40, what="a TTIN dump that shows the fetcher thread")
+    except AssertionError as exc:  # say what the worker did instead
+        raise AssertionError(f"{exc}; exit code {proc.poll()}; its last lines:\n"
+                             + "\n".join(out.lines[-30:])) from None
     proc.send_signal(signal.SIGTSTP)
     wait_for(lambda: any(r.hget(m, "quiet") == "true" for m in r.smembers("processes")),
              what="quiet flag")
