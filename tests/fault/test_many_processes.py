@@ -57,15 +57,16 @@ def test_thirty_processes_start_and_stop_twice(spawn: SpawnWorker, sq: str, r: r
     stale_total = 0
     for round_no in range(1, ROUNDS + 1):
         started = time.monotonic()
-        workers: list[Worker] = [spawn("-c", "2", timeout=0.8) for _ in range(PROCESSES)]
+        workers: list[Worker] = [spawn("-c", "2", timeout=1.5) for _ in range(PROCESSES)]
         wait_for(lambda: r.scard("processes") == PROCESSES, timeout=60,
                  what=f"{PROCESSES} processes registered")
         up = time.monotonic() - started
         peak = clients(r)
-        # Work for all: 2 threads each busy with a 1.2 s job, so that the stop finds jobs
-        # running (pushed back to the queue at the 0.8 s shutdown timeout; the watchdog
-        # would SIGKILL a process still there 1.5 s later).
-        accepted += Work.perform_bulk([[1.2]] * (2 * PROCESSES))
+        # Work for all: 2 threads each busy with a 2.5 s job, so that the stop finds jobs
+        # running (pushed back to the queue at the 1.5 s shutdown timeout; the watchdog
+        # would SIGKILL a process still there 1.5 s later). Thirty processes stopping at once
+        # on two cores take up to about 2 s: a 0.8 s timeout left too thin a margin.
+        accepted += Work.perform_bulk([[2.5]] * (2 * PROCESSES))
         expected = len(accepted) - 5
         wait_for(lambda n=expected: len(ledger.counts("start")) >= n, timeout=30,
                  what="the jobs to start")
@@ -93,7 +94,7 @@ def test_thirty_processes_start_and_stop_twice(spawn: SpawnWorker, sq: str, r: r
         stale_total += len(stale)
     drainer = spawn("-c", "20")
     drainer_id = drainer.wait_registered(r)
-    wait_for(lambda: ledger.done_count() >= len(accepted), timeout=30, what="the drain")
+    wait_for(lambda: ledger.done_count() >= len(accepted), timeout=60, what="the drain")
     wait_for(lambda: r.smembers("sq:processes") <= {drainer_id.encode()},
              what="the drainer's reaper to drop stale sq:processes entries")
     drainer.reap()
