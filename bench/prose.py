@@ -18,7 +18,14 @@ voluntary switch is a thread waiting: for a socket, a lock or the interpreter lo
 involuntary one is the kernel taking its core away), and the Redis server's CPU time, all
 divided by the jobs drained. A rate depends on the machine; these say where the time goes,
 and they are what to compare across CPU types. The job's own `INCR` (through the system's
-Redis client) is part of each figure."""
+Redis client) is part of each figure.
+
+"The job alone" is that `INCR`, the same job code, run in a bare loop on one thread with no
+job system around it (bench/agents/job_alone.py, bench/sidekiq/job_alone.rb): what the job
+costs in its language and client. "The system's own CPU" is the worker's CPU per job less
+that: fetching, decoding, dispatching and acknowledging, and the waits its threads add
+around the job's own round trip (several threads that share one interpreter lock make each
+of their Redis calls dearer than one thread does)."""
 
 METHOD = """\
 ## Method

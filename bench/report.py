@@ -51,6 +51,15 @@ class Sample:
     voluntary: float | None = None
     involuntary: float | None = None
     redis_us: float | None = None
+    # The job's own work alone, one thread, no system around it (bench/agents/job_alone.py).
+    job_us: float | None = None
+
+    @property
+    def own_us(self) -> float | None:
+        """What the system itself spends per drained job: its worker's CPU less the job's."""
+        if self.cpu_us is None or self.job_us is None:
+            return None
+        return self.cpu_us - self.job_us
 
 
 @dataclass
@@ -114,6 +123,8 @@ COSTS = (
     Figure("voluntary", "voluntary switches", "/job", higher_is_better=False, decimals=2),
     Figure("involuntary", "involuntary switches", "/job", higher_is_better=False, decimals=2),
     Figure("redis_us", "Redis CPU", "us/job", higher_is_better=False),
+    Figure("job_us", "the job alone", "us/job", higher_is_better=False),
+    Figure("own_us", "the system's own CPU", "us/job", higher_is_better=False),
 )
 
 

@@ -36,7 +36,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 ROOT = Path(__file__).resolve().parent.parent
 # Run as a script, Python puts bench/ on sys.path, not the repo root that holds the `bench`
@@ -74,6 +74,7 @@ from bench.systems import BY_NAME, System  # noqa: E402
 STOP_WAIT = 40.0  # Sidequest's shutdown timeout (25 s) plus margin; the others stop sooner
 PUSH_TIMEOUT = 1800.0  # a pusher that takes longer than this is stuck
 SINGLE_MAX = 10_000  # single pushes are 10x slower than bulk; the rate settles well before
+JOB_ALONE = 5_000  # runs of the job alone (bench/agents/job_alone.py): a second or so
 SETTLE = 0.3  # after a drain: time for a job that would run twice to show up in the count
 
 
@@ -185,7 +186,14 @@ class World:
 
     def push(self, system: System, args: list[str], timeout: float = PUSH_TIMEOUT) -> float:
         """Run the system's pusher; returns the seconds it timed itself."""
-        command = [*system.pusher(), *args]
+        return float(self.agent(system, [*system.pusher(), *args], timeout)["seconds"])
+
+    def job_alone(self, system: System) -> float:
+        """CPU microseconds of one run of the system's bench job, alone on one thread."""
+        return float(self.agent(system, system.job_alone(JOB_ALONE), PUSH_TIMEOUT)["cpu_us"])
+
+    def agent(self, system: System, command: list[str], timeout: float) -> dict[str, Any]:
+        """Run a command of the system's environment that prints one JSON line; its fields."""
         try:
             done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
                                   env=self.env(system, self.server.url(0), False),
@@ -196,7 +204,7 @@ class World:
         if done.returncode != 0 or not lines:
             tail = "\n".join(done.stderr.strip().splitlines()[-15:])
             raise BenchError(f"{' '.join(command)} failed ({done.returncode}):\n{tail}")
-        return float(report.json_line(lines[-1])["seconds"])
+        return report.json_line(lines[-1])
 
     def push_rate(self, system: System, mode: str, count: int) -> float:
         return rate(count, self.push(system, [mode, "--count", str(count)]))
@@ -245,7 +253,7 @@ def measure(world: World, system: System, run: int) -> report.Sample:
     proxy = proxied_drain(world, system, run)
     return report.Sample(single, bulk, drain, rss, p50, p99, proxy,
                          two_process_drain(world, system, run), cost.cpu_us, cost.voluntary,
-                         cost.involuntary, cost.redis_us)
+                         cost.involuntary, cost.redis_us, world.job_alone(system))
 
 
 def drain_then_latency(world: World, system: System,

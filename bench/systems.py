@@ -23,6 +23,7 @@ CONCURRENCY = "10"
 QUEUE = "default"
 SIDEKIQ_JOB = ROOT / "bench" / "sidekiq" / "bench_job.rb"
 SIDEKIQ_PUSH = ROOT / "bench" / "sidekiq" / "push.rb"
+SIDEKIQ_JOB_ALONE = ROOT / "bench" / "sidekiq" / "job_alone.rb"
 SIDEKIQ_VERSION = "6.4.1"  # Debian bookworm's ruby-sidekiq
 
 # (bin dir of the system's environment, Redis URL of the system's database) -> argv
@@ -46,6 +47,7 @@ class System:
     reported: tuple[str, ...] = ()  # distributions whose versions the report states
     worker_env: dict[str, str] = field(default_factory=dict)
     two_processes: TwoProcesses | None = None  # None: "drain, 2 processes" is not measured
+    async_jobs: bool = False  # its bench job is ``async def`` (redis.asyncio)
 
     @property
     def ruby(self) -> bool:
@@ -61,6 +63,15 @@ class System:
             return ["ruby", str(SIDEKIQ_PUSH)]
         module = self.name.split("-")[0]  # celery-threads and celery-prefork share one
         return [str(self.bin_dir() / "python"), "-m", "bench.agents.push", module]
+
+    def job_alone(self, count: int) -> list[str]:
+        """The command that runs the system's bench job alone, ``count`` times, on one thread
+        (bench/agents/job_alone.py, bench/sidekiq/job_alone.rb)."""
+        if self.ruby:
+            return ["ruby", str(SIDEKIQ_JOB_ALONE), "--count", str(count)]
+        flags = ["--async"] if self.async_jobs else []
+        return [str(self.bin_dir() / "python"), "-m", "bench.agents.job_alone", "--count",
+                str(count), *flags]
 
     def two_process_workers(self, url: str) -> list[list[str]]:
         """The commands that together run two worker processes; none without such a mode."""
@@ -140,7 +151,7 @@ SYSTEMS: tuple[System, ...] = (
     System("arq", "arq", "asyncio, max_jobs=10", "loop of enqueue_job()", _arq, batched=False,
            venv="arq",
            requirements=("arq==0.28.0", "redis[hiredis]<6"),  # arq 0.28 wants redis-py < 6
-           reported=("arq", "redis", "hiredis")),
+           reported=("arq", "redis", "hiredis"), async_jobs=True),
 )
 
 BY_NAME = {system.name: system for system in SYSTEMS}

@@ -52,6 +52,12 @@ def _against_sidekiq(results: Results) -> Iterator[Check]:
     if cpu is not None and ruby_cpu is not None:
         yield Check(f"worker CPU per drained job at most {ruby}'s",
                     f"{cpu:.0f} us vs {ruby_cpu:.0f} us", cpu <= ruby_cpu)
+    own, ruby_own = results.median(BASE, "own_us"), results.median(RUBY, "own_us")
+    if own is not None and ruby_own is not None:
+        # The same, less each job's own INCR through its language's client: what the
+        # systems themselves spend, apart from the cost of redis-py against Ruby's client.
+        yield Check(f"the system's own CPU per drained job at most {ruby}'s",
+                    f"{own:.0f} us vs {ruby_own:.0f} us", own <= ruby_own)
     two, ruby_two = results.median(BASE, "drain2"), results.median(RUBY, "drain2")
     if two is not None and ruby_two:
         yield Check(f"-P 2 faster than two {ruby} processes", f"{two / ruby_two:.2f}x",
