@@ -141,8 +141,28 @@ class Ledger:
 
     def wait_done(self, jids: Iterable[str], timeout: float = 20.0) -> None:
         wanted = set(jids)
-        wait_for(lambda: wanted <= set(self.r.hkeys("done")), timeout,
-                 f"{len(wanted)} jobs in the ledger")
+        try:
+            wait_for(lambda: wanted <= set(self.r.hkeys("done")), timeout,
+                     f"{len(wanted)} jobs in the ledger")
+        except AssertionError as exc:
+            missing = wanted - set(self.r.hkeys("done"))
+            raise AssertionError(f"{exc}; not run: {self.whereabouts(missing)}") from None
+
+    def whereabouts(self, jids: set[str]) -> dict[str, str]:
+        """Where each of ``jids`` sits in database 0 (a queue, a sorted set, a worker's
+        in-progress list) and how often it was attempted: what a timeout failure prints."""
+        found = {jid: f"nowhere in database 0 ({self.attempts(jid)} attempts)" for jid in jids}
+        where = self.r.connection_pool.connection_kwargs
+        with redis.Redis(where["host"], where["port"], 0, decode_responses=True) as data:
+            for key in data.scan_iter(count=1000):
+                kind = data.type(key)
+                members = (data.lrange(key, 0, -1) if kind == "list" else
+                           data.zrange(key, 0, -1) if kind == "zset" else [])
+                for member in members:
+                    for jid in jids:
+                        if jid in member:
+                            found[jid] = f"{kind} {key} ({self.attempts(jid)} attempts)"
+        return found
 
     def check(self, expected: dict[str, list[Any]], runner: str) -> None:
         """Each jid ran exactly once, on ``runner``'s side, with exactly these arguments."""
