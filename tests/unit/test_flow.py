@@ -90,6 +90,19 @@ def test_the_climb_turns_back_when_the_rate_falls() -> None:
     assert made.active == START - 1
 
 
+def test_one_thread_when_fewer_threads_finish_more() -> None:
+    # Jobs whose own round trips make a second thread only add lock hand-offs: each thread
+    # fewer finishes more, and the climb settles on one (then tries two again, and back).
+    made, clocks = flow()
+    rates = {1: 1200, 2: 1100, 3: 1000}
+    run_window(made, clocks, jobs=1000, busy=1.0)
+    seen = []
+    for _ in range(8):
+        run_window(made, clocks, jobs=rates.get(made.active, 900), busy=1.0)
+        seen.append(made.active)
+    assert FLOOR == 1 and 1 in seen and max(seen) <= 3, seen
+
+
 def test_never_fewer_than_the_floor_nor_more_than_concurrency() -> None:
     made, clocks = flow(concurrency=6)
     for i in range(30):
