@@ -25,7 +25,7 @@ from cluster.conftest import Cluster, identity_of
 from fault.harness import ROOT, Ledger, Worker
 from helpers import wait_for
 from sidequest import Batch, keys, limiter
-from sidequest.api import BatchStatus, JobStatus, Stats, cancel
+from sidequest.api import BatchStatus, JobStatus, PeriodicSet, Stats, cancel
 
 
 def all_keys(cluster: Cluster) -> list[bytes]:
@@ -198,8 +198,25 @@ def test_periodic_cron_ticks_are_pushed_once_by_one_of_two_workers(
     seconds = pushes[cluster_periodic.EVERY_SECOND]
     assert all(seconds[t] == 1 for t in range(start, end + 1)), seconds
     assert all(n == 1 for n in seconds.values()), seconds
-    assert rc.hget("{sq}sq:periodic:state:" + cluster_periodic.EVERY_SECOND, "tick")
     assert_all_tagged(cluster)
+
+
+def test_periodic_entries_are_listed_and_paused_through_the_api_and_cli(
+        rc: redis.RedisCluster, spawn: Callable[..., Worker], cluster_url: str) -> None:
+    spawn("-r", "apps.cluster_periodic")
+    wait_for(lambda: periodic_pushes(rc)[cluster_periodic.EVERY_SECOND], 30,
+             "the every-second entry's first push")
+    entries = {e.name: e for e in PeriodicSet()}
+    assert entries[cluster_periodic.EVERY_MINUTE].schedule == "* * * * *"
+    assert entries[cluster_periodic.EVERY_SECOND].last_jid
+    rows = {line.split()[0]: line for line in run_cli(cluster_url, "periodic").splitlines()}
+    assert "* * * * *" in rows[cluster_periodic.EVERY_MINUTE], rows
+    assert PeriodicSet().pause(cluster_periodic.EVERY_SECOND)
+    paused_at = int(rc.time()[0])
+    wait_for(lambda: int(rc.time()[0]) >= paused_at + 3, 30, "three seconds while paused")
+    late = [t for t in periodic_pushes(rc)[cluster_periodic.EVERY_SECOND] if t > paused_at + 1]
+    assert not late, f"ticks pushed while paused: {late}"
+    assert "paused" in run_cli(cluster_url, "periodic")
 
 
 def test_time_is_read_on_the_primary_holding_the_keys(
