@@ -26,6 +26,8 @@ from fault.harness import ROOT, Ledger, Worker
 from helpers import wait_for
 from sidequest import Batch, keys, limiter
 from sidequest.api import BatchStatus, JobStatus, PeriodicSet, Stats, cancel
+from sidequest.web import create_app
+from web_helpers import PASSWORD, Client
 
 
 def all_keys(cluster: Cluster) -> list[bytes]:
@@ -42,6 +44,17 @@ def assert_all_tagged(cluster: Cluster) -> None:
 
 def unique_locks(cluster: Cluster) -> list[bytes]:
     return [k for k in all_keys(cluster) if k.startswith(b"{sq}sq:unique:")]
+
+
+def dashboard(*paths: str) -> dict[str, str]:
+    """The dashboard's pages at ``paths`` (each must answer 200), logged in."""
+    app = create_app(password=PASSWORD, secret_key="test-secret-" + "x" * 32)
+    with Client(app) as client:
+        assert client.login().status_code == 303
+        answers = {path: client.get(path) for path in paths}
+    for path, answer in answers.items():
+        assert answer.status_code == 200, f"{path}: {answer.status_code}"
+    return {path: answer.text for path, answer in answers.items()}
 
 
 def times(ledger: Ledger, event: str) -> dict[str, float]:
@@ -105,6 +118,8 @@ def test_concurrent_and_bucket_limiters_hold_their_limits(
     assert rc.get(f"{{sq}}sq:limiter:{cluster_jobs.three_a_day.name}:over") == b"2"
     waiting = [json.loads(m) for m in rc.zrange("{sq}schedule", 0, -1)]
     assert sorted(j["jid"] for j in waiting) == sorted(set(bucketed) - set(ran))
+    page = dashboard("/limiters")["/limiters"]
+    assert cluster_jobs.three_a_day.name in page and cluster_jobs.two_at_once.name in page
     assert_all_tagged(cluster)
 
 
@@ -138,7 +153,7 @@ def test_a_batch_calls_back_once_and_stats_count_it(
     with batch.jobs():
         members = [j for j in Work.perform_bulk([[0]] * 8) if j]
     parked = Work.set(queue="cluster-parked").perform_bulk([[0]] * 2)
-    spawn("-r", "apps.cluster_jobs", "-c", "4")
+    worker = spawn("-r", "apps.cluster_jobs", "-c", "4")
     wait_for(lambda: ledger.counts("callback"), 30, "the batch's success callback")
     status = BatchStatus(batch.bid)
     assert status.success and status.pending == 0 and status.total == len(members) == 8
@@ -152,6 +167,11 @@ def test_a_batch_calls_back_once_and_stats_count_it(
     assert "Processed: 9" in text and "Failed: 0" in text and "Enqueued: 2" in text, text
     assert any(line.split() == ["cluster-parked", "2"] for line in text.splitlines()), text
     assert parked and all(parked)
+    assert worker.reap() == 0, worker.log()  # a worker writes its last metrics as it stops
+    pages = dashboard("/batches", "/metrics", "/metrics/fault.Work", "/stats")
+    assert batch.bid in pages["/batches"] and "cluster batch" in pages["/batches"]
+    assert "fault.Work" in pages["/metrics"]
+    assert json.loads(pages["/stats"])["sidequest"]["processed"] == 9
     assert_all_tagged(cluster)
 
 
@@ -217,6 +237,8 @@ def test_periodic_entries_are_listed_and_paused_through_the_api_and_cli(
     late = [t for t in periodic_pushes(rc)[cluster_periodic.EVERY_SECOND] if t > paused_at + 1]
     assert not late, f"ticks pushed while paused: {late}"
     assert "paused" in run_cli(cluster_url, "periodic")
+    page = dashboard("/periodic")["/periodic"]
+    assert cluster_periodic.EVERY_MINUTE in page and cluster_periodic.EVERY_SECOND in page
 
 
 def test_time_is_read_on_the_primary_holding_the_keys(
