@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import redis
 
 import sidequest
@@ -130,10 +131,18 @@ def test_a_limiter_built_before_the_cluster_is_configured_uses_the_tag(
     sidequest.connection.reset()  # Sidekiq's names, as in a process that has not connected
     assert keys.tag == ""
     early = limiter.concurrent("cluster-early", 1)
+    per_day = limiter.bucket("cluster-early-bucket", 1, "day")
+    sliding = limiter.window("cluster-early-window", 1, "hour")
     sidequest.configure(redis_url=cluster_url)
     with early:
         assert rc.zcard("{sq}sq:limiter:cluster-early") == 1
     assert rc.zcard("{sq}sq:limiter:cluster-early") == 0
+    for full in (per_day, sliding):
+        with full:
+            pass
+        with pytest.raises(limiter.OverLimit):
+            full.acquire()
+        assert rc.exists(f"{{sq}}sq:limiter:{full.name}")
     assert_all_tagged(cluster)
 
 
@@ -152,26 +161,33 @@ def test_a_batch_calls_back_once_and_stats_count_it(
     batch = Batch(description="cluster batch", on_success=(cluster_jobs.BatchDone, ["b"]))
     with batch.jobs():
         members = [j for j in Work.perform_bulk([[0]] * 8) if j]
+        # A child batch: its success counts for the parent, in one script over the keys of
+        # both batches.
+        child = Batch(description="cluster child", parent=batch,
+                      on_success=(cluster_jobs.BatchDone, ["child"]))
+        with child.jobs():
+            members += [j for j in Work.perform_bulk([[0]] * 2) if j]
     parked = Work.set(queue="cluster-parked").perform_bulk([[0]] * 2)
     worker = spawn("-r", "apps.cluster_jobs", "-c", "4")
-    wait_for(lambda: ledger.counts("callback"), 30, "the batch's success callback")
+    wait_for(lambda: len(ledger.counts("callback")) == 2, 30, "both batches' callbacks")
     status = BatchStatus(batch.bid)
-    assert status.success and status.pending == 0 and status.total == len(members) == 8
+    assert status.success and status.pending == 0 and status.total == 9  # 8 jobs, 1 batch
+    assert BatchStatus(child.bid).success and BatchStatus(child.bid).total == 2
     assert all(ledger.counts("done")[j] == 1 for j in members)
-    # Nine jobs ran (the members and the callback); once counted, the callback had its turn.
-    wait_for(lambda: rc.get("{sq}stat:processed") == b"9", 30, "nine jobs to be counted")
-    assert sum(ledger.counts("callback").values()) == 1
+    # Twelve jobs ran (ten members, two callbacks); once counted, every callback had its turn.
+    wait_for(lambda: rc.get("{sq}stat:processed") == b"12", 30, "twelve jobs to be counted")
+    assert sum(ledger.counts("callback").values()) == 2
     assert rc.zcard("{sq}schedule") == 0 and rc.llen("{sq}queue:default") == 0
 
     text = run_cli(cluster_url, "stats")
-    assert "Processed: 9" in text and "Failed: 0" in text and "Enqueued: 2" in text, text
+    assert "Processed: 12" in text and "Failed: 0" in text and "Enqueued: 2" in text, text
     assert any(line.split() == ["cluster-parked", "2"] for line in text.splitlines()), text
     assert parked and all(parked)
     assert worker.reap() == 0, worker.log()  # a worker writes its last metrics as it stops
     pages = dashboard("/batches", "/metrics", "/metrics/fault.Work", "/stats")
     assert batch.bid in pages["/batches"] and "cluster batch" in pages["/batches"]
     assert "fault.Work" in pages["/metrics"]
-    assert json.loads(pages["/stats"])["sidequest"]["processed"] == 9
+    assert json.loads(pages["/stats"])["sidequest"]["processed"] == 12
     assert_all_tagged(cluster)
 
 
