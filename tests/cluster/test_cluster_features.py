@@ -21,7 +21,7 @@ import sidequest
 import sidequest.connection
 from apps import cluster_jobs, cluster_periodic
 from apps.cluster_jobs import Bucketed, Cancellable, Concurrent, Result
-from apps.fault_jobs import Record, Work
+from apps.fault_jobs import AsyncWork, Record, Work
 from cluster.conftest import Cluster, identity_of
 from fault.harness import ROOT, Ledger, Worker
 from helpers import wait_for
@@ -74,6 +74,7 @@ def test_scheduled_unique_result_and_cancel_with_one_worker(
     assert far and cancel(far) is True  # a scheduled job is removed at once
     assert not any(far.encode() in m for m in rc.zrange("{sq}schedule", 0, -1))
     result = Result.perform_async(2, 3)
+    awaited = AsyncWork.perform_async(0.1)  # an async def job, on the worker's event loop
     running = Cancellable.perform_async(30)
 
     spawn("-r", "apps.cluster_jobs", "-c", "4")
@@ -87,6 +88,7 @@ def test_scheduled_unique_result_and_cancel_with_one_worker(
     assert status.result == {"sum": 5} and status.ttl and status.ttl > 0
     wait_for(lambda: not unique_locks(cluster), 30, "the unique lock to be released")
     assert ledger.counts("done")[unique] == 1
+    wait_for(lambda: ledger.counts("done")[awaited] == 1, 30, "the async job to run")
     again = Record.set(unique_for=60).perform_async("once")
     assert again and again != unique
     assert ledger.counts("start")[far] == 0 and ledger.counts("done")[running] == 0
@@ -183,6 +185,10 @@ def test_a_batch_calls_back_once_and_stats_count_it(
     assert "Processed: 12" in text and "Failed: 0" in text and "Enqueued: 2" in text, text
     assert any(line.split() == ["cluster-parked", "2"] for line in text.splitlines()), text
     assert parked and all(parked)
+    status_text = run_cli(cluster_url, "status")
+    owner = identity_of(worker, rc)
+    assert owner and owner in status_text, status_text
+    assert any(line.split()[:2] == ["cluster-parked", "2"] for line in status_text.splitlines())
     assert worker.reap() == 0, worker.log()  # a worker writes its last metrics as it stops
     pages = dashboard("/batches", "/metrics", "/metrics/fault.Work", "/stats")
     assert batch.bid in pages["/batches"] and "cluster batch" in pages["/batches"]
