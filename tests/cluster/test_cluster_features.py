@@ -26,7 +26,16 @@ from cluster.conftest import Cluster, identity_of
 from fault.harness import ROOT, Ledger, Worker
 from helpers import wait_for
 from sidequest import Batch, keys, limiter
-from sidequest.api import BatchStatus, JobStatus, PeriodicSet, Stats, cancel
+from sidequest.api import (
+    BatchStatus,
+    DeadSet,
+    JobStatus,
+    PeriodicSet,
+    Queue,
+    ScheduledSet,
+    Stats,
+    cancel,
+)
 from sidequest.web import create_app
 from web_helpers import PASSWORD, Client
 
@@ -146,6 +155,21 @@ def test_a_limiter_built_before_the_cluster_is_configured_uses_the_tag(
             full.acquire()
         assert rc.exists(f"{{sq}}sq:limiter:{full.name}")
     assert_all_tagged(cluster)
+
+
+def test_queues_and_sets_made_before_the_cluster_is_configured_read_it(
+        cluster_url: str, rc: redis.RedisCluster) -> None:
+    """A Queue or a job set kept from import time (a health check's, say) must read the
+    tagged keys, not miss them silently."""
+    sidequest.connection.reset()
+    assert keys.tag == ""
+    queue, scheduled, dead = Queue("default"), ScheduledSet(), DeadSet()
+    sidequest.configure(redis_url=cluster_url)
+    Work.perform_async(0)
+    Work.perform_in(3600, 0)
+    rc.zadd("{sq}dead", {json.dumps({"class": "X", "args": [], "jid": "d" * 24}): time.time()})
+    assert (queue.size, scheduled.size, dead.size) == (1, 1, 1)
+    assert queue.key == "{sq}queue:default" and scheduled.name == "{sq}schedule"
 
 
 def run_cli(cluster_url: str, *args: str) -> str:
