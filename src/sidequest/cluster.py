@@ -16,6 +16,7 @@ from typing import Any
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 
+from sidequest import keys
 from sidequest.errors import ConfigError
 
 _LOST = (redis.ConnectionError, redis.TimeoutError)
@@ -28,6 +29,14 @@ class Cluster(RedisCluster):
         except _LOST:
             self.refresh()
             raise
+
+    def time(self, **kwargs: Any) -> Any:
+        """TIME of the primary holding Sidequest's keys (redis-py asks an arbitrary node):
+        the clock that scores and periodic ticks are compared with, reachable whenever the
+        keys are."""
+        owner = self.get_node_from_key(keys.QUEUES)  # type: ignore[no-untyped-call]
+        kwargs.setdefault("target_nodes", owner)
+        return super().time(**kwargs)
 
     def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
         pipe = super().pipeline(transaction, shard_hint)  # type: ignore[no-untyped-call]

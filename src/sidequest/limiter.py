@@ -95,9 +95,14 @@ class Limiter:
     def __init__(self, name: str, limit: int, interval: float, wait_timeout: float) -> None:
         _check(name, limit)
         self.name, self.limit, self.wait_timeout = name, limit, wait_timeout
-        self.key = keys.limiter(name)
         self._interval_ms = max(1, round(interval * 1000))
         self._member = f"{self.kind}|{limit}|{interval:g}|{name}"
+
+    @property
+    def key(self) -> str:
+        """Named at each use: a limiter is built at import, before the first Redis client
+        decides whether key names carry the Redis Cluster tag."""
+        return keys.limiter(self.name)
 
     def _try(self) -> tuple[bool, float, int]:
         """One acquire attempt: (taken, seconds until one may free, Redis's time in ms)."""

@@ -8,6 +8,7 @@ import time
 from datetime import date, timedelta
 from typing import Any
 
+import pytest
 import redis
 
 from helpers import running_worker, wait_for
@@ -55,6 +56,16 @@ def test_stats_totals_queues_and_latency(r: redis.Redis) -> None:
     assert 29 <= stats.default_queue_latency <= 40
     Stats.reset()
     assert Stats().processed == 0
+
+
+def test_stats_reset_names_the_totals_it_knows(r: redis.Redis) -> None:
+    r.set("stat:processed", 4)
+    r.set("stat:failed", 2)
+    Stats.reset("failed")
+    assert r.get("stat:failed") == "0" and r.get("stat:processed") == "4"
+    with pytest.raises(ValueError, match=r"'proccessed'.*'processed' and/or 'failed'"):
+        Stats.reset("proccessed")
+    assert r.get("stat:processed") == "4" and r.get("stat:proccessed") is None
 
 
 def test_history_reads_daily_keys_and_clamps_days(r: redis.Redis) -> None:

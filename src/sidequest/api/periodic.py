@@ -67,14 +67,15 @@ class PeriodicSet:
     def entries(self) -> list[PeriodicEntry]:
         stored = cast(dict[bytes, bytes], self.client.hgetall(keys.PERIODIC))
         names = sorted(raw.decode("utf-8", "replace") for raw in stored)
+        # TIME on its own: a Redis Cluster pipeline refuses commands without a key.
+        seconds, micros = self.client.time()
         pipe = self.client.pipeline(transaction=False)
-        pipe.time()
         for name in names:
             pipe.hgetall(keys.periodic_state(name))
         replies = pipe.execute()
-        now = replies[0][0] + replies[0][1] / 1e6
+        now = seconds + micros / 1e6
         return [_entry(name, stored[name.encode()], state, now)
-                for name, state in zip(names, replies[1:], strict=True)]
+                for name, state in zip(names, replies, strict=True)]
 
     def find(self, name: str) -> PeriodicEntry | None:
         return next((e for e in self.entries() if e.name == name), None)

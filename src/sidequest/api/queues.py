@@ -21,7 +21,12 @@ class Queue:
 
     def __init__(self, name: str = "default") -> None:
         self.name = name
-        self.key = keys.queue(name)
+
+    @property
+    def key(self) -> str:
+        """Named at each use: a Queue made at import, before the first Redis client chose
+        Redis Cluster's tagged names, must not keep Sidekiq's."""
+        return keys.queue(self.name)
 
     def __repr__(self) -> str:
         return f"<Queue {self.name}>"

@@ -78,13 +78,19 @@ class SortedEntry(JobRecord):
 class JobSet:
     """Common reading and acting for the three sorted sets."""
 
-    #: The attribute of sidequest.keys naming this set, read when a set is made (the names
-    #: change in Redis Cluster mode).
+    #: The attribute of sidequest.keys naming this set, read at each use: a set made at
+    #: import, before the first Redis client chose Redis Cluster's tagged names, must not
+    #: keep Sidekiq's.
     key_name = ""
 
     def __init__(self, name: str | None = None) -> None:
-        self.name: str = name if name is not None else getattr(keys, self.key_name, "")
+        self._name = name
         self._move = connection.script("move")
+
+    @property
+    def name(self) -> str:
+        """The sorted set's Redis key."""
+        return self._name if self._name is not None else str(getattr(keys, self.key_name, ""))
 
     @property
     def size(self) -> int:

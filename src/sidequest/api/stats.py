@@ -86,7 +86,12 @@ class Stats:
     def reset(*which: str) -> None:
         """Set the all-time totals ("processed", "failed", or both) back to 0."""
         names = which or ("processed", "failed")
-        connection.client().mset({f"stat:{name}": 0 for name in names})
+        totals = {"processed": keys.STAT_PROCESSED, "failed": keys.STAT_FAILED}
+        unknown = [name for name in names if name not in totals]
+        if unknown:
+            raise ValueError(f"Stats.reset: no total named {', '.join(map(repr, unknown))}; "
+                             "use 'processed' and/or 'failed'")
+        connection.client().mset({totals[name]: 0 for name in names})
 
     @staticmethod
     def history(days: int = 30, start: date | None = None) -> dict[str, dict[str, int]]:

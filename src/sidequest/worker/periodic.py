@@ -84,17 +84,17 @@ class PeriodicPoller:
     def poll(self) -> float:
         """Offer every due tick; returns the seconds until the next one (at most MAX_WAIT)."""
         live = self.entries
+        # TIME on its own: a Redis Cluster pipeline refuses commands without a key.
+        seconds, micros = self.client.time()
         pipe = self.client.pipeline(transaction=False)
-        pipe.time()
         for entry in live:
             pipe.hget(keys.periodic_state(entry.name), "tick")
             pipe.hexists(keys.PERIODIC, entry.name)
         replies = pipe.execute()
-        seconds, micros = replies[0]
         now = seconds + micros / 1e6
         wait = MAX_WAIT
         for i, entry in enumerate(live):
-            stored, defined = replies[1 + 2 * i], replies[2 + 2 * i]
+            stored, defined = replies[2 * i], replies[1 + 2 * i]
             if entry.name in self._gone:
                 if not defined:
                     continue
