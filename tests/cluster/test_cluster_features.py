@@ -244,7 +244,10 @@ def periodic_pushes(rc: redis.RedisCluster) -> dict[str, collections.Counter[int
 def test_periodic_cron_ticks_are_pushed_once_by_one_of_two_workers(
         cluster: Cluster, rc: redis.RedisCluster, spawn: Callable[..., Worker]) -> None:
     """The every-minute entry's state says the previous minute was handled (as if workers had
-    run then): the minute that began since is due at once, and must be pushed once."""
+    run then): the minute that began since is due at once, and must be pushed once. A new
+    minute that begins while the workers start makes that one due instead (a missed tick is
+    run once, not caught up), so the test starts early in a minute."""
+    wait_for(lambda: int(rc.time()[0]) % 60 < 30, 35, "the first half of a minute")
     now = int(rc.time()[0])
     minute = now - now % 60
     rc.hset(f"{{sq}}sq:periodic:state:{cluster_periodic.EVERY_MINUTE}", "tick", minute - 60)
@@ -259,8 +262,10 @@ def test_periodic_cron_ticks_are_pushed_once_by_one_of_two_workers(
     end = int(rc.time()[0]) - 1  # a tick still in flight is not judged
     pushes = periodic_pushes(rc)
     minutes = pushes[cluster_periodic.EVERY_MINUTE]
-    assert minutes[minute] == 1 and all(n == 1 for n in minutes.values()), minutes
-    assert set(minutes) <= {minute, minute + 60}
+    # Workers slower than 30 s to start may see the next minute first; either way each
+    # minute that was pushed was pushed once.
+    assert minutes and all(n == 1 for n in minutes.values()), minutes
+    assert set(minutes) <= {minute, minute + 60}, (minute, minutes)
     seconds = pushes[cluster_periodic.EVERY_SECOND]
     assert all(seconds[t] == 1 for t in range(start, end + 1)), seconds
     assert all(n == 1 for n in seconds.values()), seconds
