@@ -94,12 +94,11 @@ lint: venv
 	$(BIN)/mypy
 
 # The whole suite on .venv's Python, the unit and integration tests on the other Pythons.
-# Two phases to fit a 2-core machine: first what can share it (tests that mostly wait on
-# subprocesses and Redis) side by side, then the timing-sensitive fault, browser and Ruby
-# tests alone. --output-sync prints each part's output whole when it ends.
+# Two phases to fit a 2-core machine: first the linters and what can share the machine
+# (tests that mostly wait on subprocesses and Redis) side by side, then the timing-sensitive
+# fault, browser and Ruby tests alone. --output-sync prints each part's output whole when it ends.
 test: venv redis ruby sentinel postgresql faketime chromium
-	$(MAKE) lint
-	$(MAKE) -j --output-sync=target check-main check-cluster check-soaks check-django \
+	$(MAKE) -j --output-sync=target lint check-main check-cluster check-soaks check-django \
 		$(addprefix python-,$(OTHER_PYTHONS))
 	$(MAKE) check-timed
 

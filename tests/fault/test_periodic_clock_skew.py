@@ -18,6 +18,7 @@ DURATION = 30
 
 
 @pytest.mark.slow
+@pytest.mark.soak  # half a minute of waiting for ticks: `make test` runs it beside the unit tests
 @pytest.mark.timeout(120)
 def test_skewed_clocks_neither_skip_nor_double_a_tick(spawn: SpawnWorker,
                                                       r: redis.Redis) -> None:

@@ -59,6 +59,7 @@ def run_across_restart(server: RedisServer, spawn: SpawnWorker, kill: bool) -> t
 
 
 @pytest.mark.slow
+@pytest.mark.soak  # mostly waiting for ticks: `make test` runs it beside the unit tests
 @pytest.mark.timeout(120)
 def test_redis_killed_and_restarted_from_its_aof(tmp_path: Path, spawn: SpawnWorker) -> None:
     aof = flagged_server(tmp_path, "--appendonly", "yes", "--appendfsync", "always")
