@@ -7,6 +7,7 @@ form measures Sidequest alone on every workload and prints the table.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -250,6 +251,14 @@ def test_targets_are_checked_against_the_run() -> None:
     assert met["drain through the 1 ms proxy: at least 3x Sidekiq 6.4.1 (Ruby)"] == (
         "2.80x", False)
     assert met["drain: at least 4x Huey"] == ("3.4x", False)
+    # 3x Sidekiq through the proxy is 7,500 jobs/s, below Sidequest's 12,000 without it: no
+    # note. Against a Sidekiq at 4,500 (13,500 needed), the target is out of reach.
+    results.samples["sidekiq"][0] = dataclasses.replace(results.samples["sidekiq"][0],
+                                                        proxy=4.5e3)
+    met = {check.target: (check.measured, check.met) for check in targets.checks(results)}
+    assert met["drain through the 1 ms proxy: at least 3x Sidekiq 6.4.1 (Ruby)"] == (
+        "1.56x (3x is 13,500 jobs/s, above Sidequest's drain without the proxy, 12,000)",
+        False)
     assert met["latency p99 under 2 ms (idle, one queue)"] == ("1.5 ms", True)
     assert met["-P 2 faster than -P 1"] == ("1.50x", True)
     assert met["-P 2 faster than two Sidekiq 6.4.1 (Ruby) processes"] == ("1.12x", True)
