@@ -186,6 +186,9 @@ def _supervise(config: Config, processes: int, plan: list[tuple[str, Config]]) -
     from sidequest.worker.supervisor import Supervisor
 
     connection.after_fork()  # the supervisor must hold no Redis connection across a fork
+    # Nor a thread: one caught writing a log line by fork() would leave the child's standard
+    # output locked. The supervisor logs little: it writes each line itself.
+    setup(config.log_level, config.log_format, background=False)
     if len(plan) > 1:
         log.info("queues on %d shards: %s", len(plan), "; ".join(
             f"{shard}: {', '.join(own.queue_names)}" for shard, own in plan))

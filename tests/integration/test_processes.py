@@ -37,6 +37,9 @@ def test_forks_restarts_and_stops_workers(redis_server: RedisServer, r: redis.Re
     try:
         first = wait_for(lambda: pids(r) if len(pids(r)) == 2 else None, what="two workers")
         assert proc.pid not in first  # the supervisor itself does no work
+        # Nor has it any thread but its main one: fork() copies only the calling thread, and
+        # a lock another one held (a log line half written) would stay locked in the child.
+        assert os.listdir(f"/proc/{proc.pid}/task") == [str(proc.pid)]
         from apps.ledger_jobs import Quick
 
         jids = Quick.perform_bulk([[i] for i in range(200)])

@@ -97,20 +97,37 @@ class BatchingHandler(logging.Handler):
     what precedes a crash is on screen: a SIGKILL loses at most ``interval`` of info lines.
     """
 
-    def __init__(self, stream: IO[str], interval: float = 0.05) -> None:
+    def __init__(self, stream: IO[str], interval: float = 0.05, background: bool = True) -> None:
         super().__init__()
         self.stream = stream
         self.interval = interval
         self._queue: collections.deque[logging.LogRecord] = collections.deque()
         self._write_lock = threading.Lock()
         self._wake = threading.Event()
-        threading.Thread(target=self._run, name="sidequest-log", daemon=True).start()
+        self._closed = False
+        self.pid = os.getpid()
+        # Without a background thread every line is written at once, by the thread that
+        # logs it: for a process that forks (the -P supervisor), since a thread caught
+        # mid-write by fork() would leave the child's standard output locked forever.
+        self._thread: threading.Thread | None = None
+        if background:
+            self._thread = threading.Thread(target=self._run, name="sidequest-log", daemon=True)
+            self._thread.start()
 
     def handle(self, record: logging.LogRecord) -> bool:
         self._queue.append(record)
-        if record.levelno >= logging.WARNING:
+        if self._thread is None or record.levelno >= logging.WARNING:
             self.flush()
         return True
+
+    def close(self) -> None:
+        """Write what is queued and end the writer thread."""
+        self._closed = True
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(1.0)
+        self.flush()
+        super().close()
 
     def emit(self, record: logging.LogRecord) -> None:  # pragma: no cover - handle() is used
         self.handle(record)
@@ -133,7 +150,7 @@ class BatchingHandler(logging.Handler):
                 self.stream.flush()
 
     def _run(self) -> None:
-        while True:
+        while not self._closed:
             self._wake.wait(self.interval)
             try:
                 self.flush()
@@ -192,7 +209,9 @@ def log_failure(logger: logging.Logger, summary: str, exc: BaseException,
     logger.warning("\n".join([summary, *lines]), extra=fields)
 
 
-def setup(level: str, fmt: str) -> logging.Logger:
+def setup(level: str, fmt: str, background: bool = True) -> logging.Logger:
+    """Sidequest's log lines to standard output; ``background``: written in batches by a
+    thread of their own (see BatchingHandler), else at once by the thread that logs."""
     global _handler, _PID
     _PID = os.getpid()  # after a fork (-P), the child's own pid, not the supervisor's
     real = sys.stdout._stream if isinstance(sys.stdout, LineSafeStream) else sys.stdout
@@ -200,7 +219,10 @@ def setup(level: str, fmt: str) -> logging.Logger:
     stream = cast(IO[str], LineSafeStream(real))
     sys.stdout = stream
     logger = logging.getLogger(LOGGER)
-    handler = _handler = BatchingHandler(stream)
+    if _handler is not None and _handler.pid == _PID:
+        _handler.close()  # or its thread would outlive it (a child's copy is left alone:
+        # its queue holds the parent's lines, and its lock may have been held at the fork)
+    handler = _handler = BatchingHandler(stream, background=background)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     logger.handlers[:] = [handler]
     logger.setLevel(level)
