@@ -372,3 +372,9 @@ def script(name: str) -> Script:
         made = Script(None, source.encode("utf-8"))  # type: ignore[arg-type]
         _script_objects[name] = made
     return made
+
+
+# The environment's URL already decides the key names at import: an application that names
+# a key (a limiter, a job set, its own constant) while its modules load, before the first
+# client or configure(), gets the names it will use. configure() may still switch them.
+_use_key_names(default_url())
