@@ -24,7 +24,10 @@ def test_main_pages_answer_with_the_clusters_jobs(
     running = Work.perform_async(30)  # busy while the pages are read
     worker = spawn("-c", "2")
     wait_for(lambda: ledger.counts("start")[running] == 1, 30, "the long job to start")
-    owner = identity_of(worker, rc)
+    # The busy page reads the work hash that heartbeats write: wait for the one after the start.
+    owner = wait_for(lambda: identity_of(worker, rc), 30, "the worker's first heartbeat")
+    wait_for(lambda: running.encode() in b"".join(rc.hvals(f"{{sq}}{owner}:work")), 30,
+             "the heartbeat that lists the running job")
     queued, scheduled = Work.set(queue="later").perform_async(0), Work.perform_in(3600, 0)
     rc.zadd("{sq}retry", {failed("r" * 24): time.time() + 3600})
     rc.zadd("{sq}dead", {failed("d" * 24): time.time()})
