@@ -202,7 +202,7 @@ def _supervise(config: Config, processes: int, plan: list[tuple[str, Config]]) -
         if config.metrics_port is not None:  # each process is a scrape target of its own
             own = dataclasses.replace(own, metrics_port=config.metrics_port + slot)
         try:
-            Launcher(own).run()  # pushed-back jobs still make a graceful stop: exit 0
+            Launcher(own, supervised=True).run()  # pushed-back jobs: still a graceful stop
         except ConfigError as exc:
             log.error("%s", exc)
             return 2

@@ -3,6 +3,7 @@ them all on TERM."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -83,3 +84,33 @@ def test_workers_stop_when_their_supervisor_is_killed(redis_server: RedisServer,
     # Each child is sent SIGTERM by the kernel, stops gracefully and leaves the process set.
     wait_for(lambda: all(gone(pid) for pid in children) and not pids(r), timeout=20,
              what="the orphaned workers to stop")
+
+
+def test_one_ctrl_c_to_the_whole_group_is_one_graceful_stop(redis_server: RedisServer,
+                                                           r: redis.Redis,
+                                                           tmp_path: Path) -> None:
+    """A terminal's Ctrl-C reaches every process of the group, and the supervisor forwards
+    it too: each worker hears it twice at once, which is still the first press, not the
+    second that says how to force a stop."""
+    config = tmp_path / "fast.toml"
+    config.write_text("\n".join(f"{k} = {v}" for k, v in FAST.items()) + "\n")
+    env = {**os.environ, "REDIS_URL": redis_server.url,
+           "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    log = tmp_path / "out.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sidequest", "-P", "2", "-c", "1", "-r", "apps.ledger_jobs",
+             "-C", str(config)], env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True)  # a process group of its own, as a terminal makes
+    try:
+        wait_for(lambda: pids(r) if len(pids(r)) == 2 else None, what="two workers")
+        os.killpg(proc.pid, signal.SIGINT)
+        code = proc.wait(30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert code == 0, text
+    assert text.count("stopping: waiting up to") == 2, text  # each worker stops gracefully
+    assert "graceful stop is in progress" not in text, text
+    assert not pids(r), text

@@ -47,8 +47,16 @@ def make_identity() -> str:
     return f"{host}:{os.getpid()}:{os.urandom(6).hex()}"
 
 
+#: Seconds within which a second stop signal to a supervised process (-P) is the echo of
+#: the first: when a whole process group is signalled (Ctrl-C in a terminal, a service
+#: manager's stop), each worker hears it from the OS and again from its supervisor, within
+#: milliseconds. A person pressing Ctrl-C again takes longer.
+ECHO = 0.25
+
+
 class Launcher:
-    def __init__(self, config: Config, embedded: bool = False) -> None:
+    def __init__(self, config: Config, embedded: bool = False,
+                 supervised: bool = False) -> None:
         if hasattr(sys, "set_int_max_str_digits"):
             # Ruby writes integers of any size; Python's JSON refuses those over 4,300
             # digits unless this process lifts the limit (3.10.7+/3.11).
@@ -74,6 +82,8 @@ class Launcher:
         self._threads: list[threading.Thread] = []
         self._stopped = False
         self._stop_signals = 0
+        self.supervised = supervised  # forked by a -P supervisor, which forwards signals
+        self._last_stop = -ECHO  # monotonic time of the last stop signal counted
 
     def start(self) -> None:
         """Register with Redis (waiting for it if it is down), then start every thread."""
@@ -183,6 +193,10 @@ class Launcher:
         """TERM/INT from the OS: the first stops gracefully; a second says so and how to force
         it; a third forces it. Forcing leaves running jobs in this process's in-progress list,
         from which the other workers (or the next start) recover them, as after a crash."""
+        now = time.monotonic()
+        if self.supervised and now - self._last_stop < ECHO:
+            return  # the same stop, heard from the OS and from the supervisor
+        self._last_stop = now
         self._stop_signals += 1
         if self._stop_signals == 1:
             self.signal(name)
