@@ -182,7 +182,7 @@ def _supervise(config: Config, processes: int, plan: list[tuple[str, Config]]) -
     """Fork ``processes`` worker processes per shard of ``plan`` (slot i serves shard
     ``i // processes``)."""
     from sidequest.worker import Launcher
-    from sidequest.worker.logs import setup
+    from sidequest.worker.logs import flush, setup
     from sidequest.worker.supervisor import Supervisor
 
     connection.after_fork()  # the supervisor must hold no Redis connection across a fork
@@ -206,6 +206,8 @@ def _supervise(config: Config, processes: int, plan: list[tuple[str, Config]]) -
         except ConfigError as exc:
             log.error("%s", exc)
             return 2
+        finally:
+            flush()  # the lines still queued: the child ends in os._exit, which writes none
         return 0
 
     return Supervisor(config, processes * len(plan), child).run()

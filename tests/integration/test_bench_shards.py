@@ -49,7 +49,9 @@ def test_capacity_bench_fits_a_model_and_checks_each_shard_against_it() -> None:
     fetch, ack = (float(v) for v in re.findall(
         r"^of a run's work: fetch \(LMOVE\) ([\d.]+) us, acknowledge \(LREM\) ([\d.]+) us",
         result.stdout, re.MULTILINE)[0])
-    assert 0 < fetch + ack <= single["run"][3] + 0.1, (fetch, ack, single["run"])
+    # Part of what a run costs. (Not compared with the fitted work: with 200 jobs a loaded
+    # machine's worker seconds dominate, and the work left after them can come out below 0.)
+    assert 0 < fetch + ack <= single["run"][0] + 0.1, (fetch, ack, single["run"])
     shards = re.findall(rf"^({'|'.join(OPERATIONS)}) +([12]) +{NUMBER} +{NUMBER} +{NUMBER}"
                         rf" +{NUMBER} +{NUMBER} +(yes|NO)$", result.stdout, re.MULTILINE)
     assert [(row[0], row[1]) for row in shards] == [
