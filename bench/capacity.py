@@ -29,6 +29,12 @@ operation's work per job.
 then also spreads the same jobs over two measured Redis servers (bench/shard_capacity.py),
 interleaved with the single-Redis runs, and compares each shard's measured CPU per job with
 what the model predicts from that shard's own round trips and worker seconds.
+
+    .venv/bin/python bench/capacity.py --cluster
+
+also runs every operation, interleaved likewise, on a local Redis Cluster of 3 primaries
+(bench/cluster_capacity.py) and prints what a job cost the primary holding the ``{sq}`` slot,
+the other primaries, and the ratio to the single-Redis figure.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ import argparse
 import contextlib
 import os
 import shutil
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,6 +59,7 @@ for _path in (str(ROOT / "src"), str(ROOT)):
 
 import redis  # noqa: E402
 
+from bench.cluster_capacity import ClusterBench, ClusterSample  # noqa: E402
 from bench.harness import (  # noqa: E402
     BenchError,
     PrivateRedis,
@@ -62,9 +71,10 @@ from bench.harness import (  # noqa: E402
     wait_count,
 )
 from bench.jobs import COUNTER_URL_ENV, DONE_KEY, FailsOnce, Noop  # noqa: E402
+from bench.local_cluster import LocalCluster  # noqa: E402
 from bench.redis_cost import Cost, Model, Sample, Usage  # noqa: E402
 from bench.shard_capacity import TOLERANCE, ShardedBench  # noqa: E402
-from sidequest import keys  # noqa: E402
+from sidequest import connection, keys  # noqa: E402
 
 OPERATIONS = ("push", "bulk push", "run", "run one by one", "retry", "scheduled")
 #: The two runs whose difference gives the cost of a round trip (redis_cost.Model.fit).
@@ -106,8 +116,10 @@ class Bench:
         return measured(self.client, jobs, lambda: Noop.perform_bulk([[i] for i in range(jobs)]))
 
     @contextlib.contextmanager
-    def worker(self, name: str, one_by_one: bool = False) -> Iterator[subprocess.Popen[bytes]]:
-        env = {**os.environ, "REDIS_URL": self.server.url(0), COUNTER_URL_ENV: self.tally.url(0),
+    def worker(self, name: str, one_by_one: bool = False, url: str | None = None,
+               ) -> Iterator[subprocess.Popen[bytes]]:
+        env = {**os.environ, "REDIS_URL": url or self.server.url(0),
+               COUNTER_URL_ENV: self.tally.url(0),
                "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
         env.pop("SIDEQUEST_REDIS_URL", None)
         with open(self.logs / f"{name}.log", "ab") as out:
@@ -168,11 +180,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="how long the idle worker is measured, each run (10)")
     p.add_argument("--shards", type=int, choices=(1, 2), default=1,
                    help="2: also measure each shard's cost with the jobs on two Redis servers")
+    p.add_argument("--cluster", action="store_true",
+                   help="also measure each operation on a local Redis Cluster of 3 primaries")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse(argv)
+    # SIGTERM (a timeout's) unwinds like Ctrl-C, so the workers, Redis servers and cluster
+    # nodes, each in a session of its own, are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     executable = shutil.which("redis-server")
     if executable is None:
         print("redis-server is missing: apt-get install redis-server", file=sys.stderr)
@@ -189,7 +206,16 @@ def main(argv: list[str] | None = None) -> int:
             bench = Bench(server, tally, base)
             sharded = (ShardedBench([server, other], tally, base, bench.config)
                        if opts.shards == 2 else None)
-            single, per_shard, idles = _measure(bench, sharded, opts)
+            with contextlib.ExitStack() as stack:
+                clustered = None
+                if opts.cluster:
+                    (base / "cluster").mkdir()
+                    cluster = stack.enter_context(
+                        LocalCluster(executable, base / "cluster"))
+                    clustered = ClusterBench(cluster, tally, bench.worker,
+                                             _restorer(server, other, opts.shards))
+                single, per_shard, idles, on_cluster = _measure(bench, sharded, clustered,
+                                                                opts)
             idle = sorted(idles, key=lambda sample: sample.cpu / sample.seconds)[len(idles) // 2]
             print(f"Redis CPU per job, {opts.jobs:,} jobs per operation, median of "
                   f"{opts.runs}; {cpu_model()}, redis-server {server.version()}")
@@ -198,30 +224,49 @@ def main(argv: list[str] | None = None) -> int:
             _print_model(costs, model, idle)
             if per_shard:
                 _compare(per_shard, model, opts)
+            if on_cluster:
+                _print_cluster(on_cluster, costs, opts)
     return 0
 
 
-def _measure(bench: Bench, sharded: ShardedBench | None, opts: argparse.Namespace,
-             ) -> tuple[dict[str, list[Sample]], dict[str, list[list[Sample]]], list[Sample]]:
+def _restorer(server: PrivateRedis, other: PrivateRedis, shards: int) -> Callable[[], None]:
+    """What puts this process's Sidequest back on the single Redis (and its second shard)
+    after a cluster run."""
+    if shards == 2:
+        return lambda: connection.configure(server.url(0), shards={"s1": other.url(0)},
+                                            shard_queues={"s1": "s1"})
+    return lambda: connection.configure(server.url(0))
+
+
+def _measure(bench: Bench, sharded: ShardedBench | None, clustered: ClusterBench | None,
+             opts: argparse.Namespace) -> tuple[dict[str, list[Sample]],
+                                                dict[str, list[list[Sample]]], list[Sample],
+                                                dict[str, list[ClusterSample]]]:
     """Every operation and the idle worker ``opts.runs`` times, on one Redis and
     (interleaved, so that a slow stretch of a shared machine hits both alike) on two
     shards."""
     single: dict[str, list[Sample]] = {op: [] for op in OPERATIONS}
     per_shard: dict[str, list[list[Sample]]] = {}
     idles: list[Sample] = []
+    on_cluster: dict[str, list[ClusterSample]] = {}
     for run in range(opts.runs):
         idles.append(bench.idle(opts.idle_seconds))
         for operation in OPERATIONS:
             single[operation].append(bench.sample(operation, opts.jobs))
             print(f"run {run + 1}: {operation}: {single[operation][-1].us_per_job:.1f} us",
                   file=sys.stderr)
+            if clustered is not None:
+                made = clustered.sample(operation, opts.jobs)
+                on_cluster.setdefault(operation, []).append(made)
+                print(f"run {run + 1}: cluster {operation}: {made.owner.us_per_job:.1f} us",
+                      file=sys.stderr)
             if sharded is None or operation == ONE_BY_ONE:
                 continue
             shards = sharded.sample(operation, opts.jobs)
             per_shard.setdefault(operation, []).append(shards)
             print(f"run {run + 1}: sharded {operation}: "
                   f"{', '.join(f'{s.us_per_job:.1f}' for s in shards)} us", file=sys.stderr)
-    return single, per_shard, idles
+    return single, per_shard, idles, on_cluster
 
 
 def _print_model(costs: dict[str, Cost], model: Model, idle: Sample) -> None:
@@ -258,6 +303,24 @@ def _compare(per_shard: dict[str, list[list[Sample]]], model: Model,
             print(f"{operation:<12} {i + 1:5} {cost.us_per_job:7.1f} {cost.trips_per_job:9.3f} "
                   f"{cost.us_of_worker_per_job:13.1f} {predicted:7.1f} {ratio:6.2f}  "
                   f"{'yes' if abs(ratio - 1) <= TOLERANCE else 'NO'}")
+
+
+def _print_cluster(on_cluster: dict[str, list[ClusterSample]], costs: dict[str, Cost],
+                   opts: argparse.Namespace) -> None:
+    """The {sq} primary's cost per job beside the single Redis's, and the rest."""
+    print(f"\nThe same jobs on a Redis Cluster of 3 primaries, no replicas: us of Redis CPU "
+          f"per job on the primary holding {{sq}}, median of {opts.runs}; others = the other "
+          "2 primaries together; cluster calls = CLUSTER commands all nodes answered; "
+          "ratio = {sq} primary / one Redis")
+    print(f"{'operation':<15} {'us/job':>7} {'trips/job':>9} {'others us/job':>13} "
+          f"{'cluster calls/job':>17} {'ratio':>6}")
+    for operation, samples in on_cluster.items():
+        owner = Cost.median([s.owner for s in samples])
+        others = statistics.median(s.others.us_per_job for s in samples)
+        calls = statistics.median(s.calls_per_job for s in samples)
+        print(f"{operation:<15} {owner.us_per_job:7.1f} {owner.trips_per_job:9.3f} "
+              f"{others:13.1f} {calls:17.4f} "
+              f"{owner.us_per_job / costs[operation].us_per_job:6.2f}")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,8 @@ class Usage:
     #: Microseconds the server spent in LMOVE (a job fetched) and LREM (a job acknowledged).
     fetch_us: float = 0.0
     ack_us: float = 0.0
+    #: CLUSTER subcommands answered (a cluster client's slot map refreshes and the like).
+    cluster_calls: int = 0
 
     @classmethod
     def of(cls, client: redis.Redis) -> Usage:
@@ -55,7 +57,9 @@ class Usage:
 
         return cls(float(info["used_cpu_user"]) + float(info["used_cpu_sys"]),
                    int(stat("evalsha", "calls") + stat("eval", "calls")), time.monotonic(),
-                   stat("lmove", "usec"), stat("lrem", "usec"))
+                   stat("lmove", "usec"), stat("lrem", "usec"),
+                   sum(int(fields["calls"]) for name, fields in info.items()
+                       if name.startswith("cmdstat_cluster") and isinstance(fields, dict)))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,118 @@
+"""A throwaway local Redis Cluster for the benches: primaries only (no replicas, so a
+primary's CPU is its own work, not also feeding a replica), on free loopback ports, in a
+directory of the caller's, stopped by ``stop()`` or at the end of a ``with`` block."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+import redis
+
+from bench.harness import BenchError, free_port
+
+#: The cluster bus listens on the client port + 10000, so that one must be free too.
+BUS_OFFSET = 10000
+#: The slot of every Sidequest key in cluster mode (keys.py puts this hash tag in front).
+HASH_TAG = "{sq}"
+
+
+def _cluster_port() -> int:
+    while True:
+        port = free_port()
+        if port + BUS_OFFSET > 65535:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + BUS_OFFSET))
+            except OSError:
+                continue
+        return port
+
+
+class LocalCluster:
+    host = "127.0.0.1"
+
+    def __init__(self, executable: str, directory: Path, primaries: int = 3) -> None:
+        self.executable, self.dir = executable, directory
+        self.ports = [_cluster_port() for _ in range(primaries)]
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"{self.host}:{p}" for p in self.ports)
+
+    def node(self, port: int) -> redis.Redis:
+        return redis.Redis(self.host, port, socket_timeout=5)
+
+    def __enter__(self) -> LocalCluster:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        for port in self.ports:
+            with open(self.dir / f"redis-{port}.log", "ab") as log:
+                # Own session: Ctrl-C reaches only the bench, which then stops the nodes.
+                self.procs.append(subprocess.Popen(
+                    [self.executable, "--port", str(port), "--bind", self.host,
+                     "--cluster-enabled", "yes", "--cluster-config-file",
+                     str(self.dir / f"nodes-{port}.conf"), "--save", "",
+                     "--appendonly", "no", "--dir", str(self.dir)],
+                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    start_new_session=True))
+        for port in self.ports:
+            self._wait(lambda p=port: self.node(p).ping(), f"node {port} to answer PING")
+        created = subprocess.run(
+            ["redis-cli", "--cluster", "create", *(f"{self.host}:{p}" for p in self.ports),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            capture_output=True, timeout=60, check=False)
+        if created.returncode != 0:
+            raise BenchError(f"redis-cli --cluster create failed: {created.stdout!r}")
+        for port in self.ports:
+            self._wait(lambda p=port: self.node(p).cluster("info")["cluster_state"] == "ok",
+                       f"node {port} to report cluster_state:ok")
+
+    def owner(self) -> int:
+        """The port of the primary that serves the ``{sq}`` slot."""
+        with self.node(self.ports[0]) as probe:
+            slot = int(probe.cluster("keyslot", HASH_TAG))
+            for start, end, primary, *_ in probe.execute_command("CLUSTER SLOTS"):
+                if int(start) <= slot <= int(end):
+                    return int(primary[1])
+        raise BenchError(f"no node serves slot {slot}")
+
+    def flush(self) -> None:
+        for port in self.ports:
+            with self.node(port) as client:
+                client.flushall()
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+
+    def _wait(self, check: object, what: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if check():  # type: ignore[operator]
+                    return
+            except (redis.RedisError, KeyError):
+                pass
+            if any(proc.poll() is not None for proc in self.procs):
+                raise BenchError(f"a cluster node exited; see {self.dir}/redis-*.log")
+            if time.monotonic() > deadline:
+                raise BenchError(f"timed out waiting for {what}")
+            time.sleep(0.1)

@@ -1,0 +1,60 @@
+"""bench/capacity.py --cluster runs end to end on a real local Redis Cluster: it prints each
+operation's Redis CPU per job on the primary holding the {sq} slot beside the other primaries
+and the ratio to the single-Redis figure of the same run."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from helpers import need_redis, run_script
+
+CAPACITY = Path(__file__).resolve().parents[2] / "bench" / "capacity.py"
+OPERATIONS = ["push", "bulk push", "run", "run one by one", "retry", "scheduled"]
+NUMBER = r"([\d.]+)"
+
+
+def need_cluster_support() -> None:
+    need_redis()
+    if shutil.which("redis-cli") is None:
+        pytest.skip("redis-cli is missing: it creates the cluster (`make redis`)")
+    redis = pytest.importorskip("redis", reason="redis-py is missing")
+    major, minor = (int(part) for part in redis.__version__.split(".")[:2])
+    if (major, minor) < (8, 2):
+        pytest.skip("cluster mode needs redis-py >= 8.2 (the `cluster` extra, Python 3.11+)")
+
+
+def rows(stdout: str, columns: int, tail: str = "") -> dict[str, list[float]]:
+    found = re.findall(rf"^({'|'.join(OPERATIONS)})" + rf" +{NUMBER}" * columns + tail + "$",
+                       stdout, re.MULTILINE)
+    return {name: [float(v) for v in values] for name, *values in found}
+
+
+@pytest.mark.slow  # a load test: run once, not on every Python
+def test_capacity_bench_measures_the_sq_primary_of_a_cluster() -> None:
+    need_cluster_support()
+    result = run_script(CAPACITY, "-n", "200", "--runs", "1", "--cluster",
+                        "--idle-seconds", "1", timeout=240.0)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    single_part, _, cluster_part = result.stdout.partition("Redis Cluster of 3 primaries")
+    assert cluster_part, result.stdout
+    # us/job, trips/job, worker us/job, work us/job, then jobs/s with thousands commas
+    single = {name: values[0] for name, values in rows(single_part, 4, r" +[\d,]+").items()}
+    assert list(single) == OPERATIONS, result.stdout
+    cluster = rows(cluster_part, 5)  # us/job, trips/job, others us/job, calls/job, ratio
+    assert list(cluster) == OPERATIONS, result.stdout
+    for name, (us, _, _, _, ratio) in cluster.items():
+        assert us > 0, (name, us)
+        # ratio = the {sq} primary's us/job / one Redis's, printed to 0.1 us and 0.01
+        assert abs(ratio - us / single[name]) <= 0.01 + 0.1 / single[name], (name, ratio)
+    # The worker's fetch scripts ran on the {sq} primary: every Sidequest key is there.
+    assert cluster["run one by one"][1] >= 0.9, cluster
+    assert cluster["run"][1] > 0, cluster
+    # A starting worker's cluster client asks a node for the slot map (CLUSTER SLOTS).
+    assert cluster["run"][3] > 0, cluster
+    # Pushes are all work on the {sq} primary; the other two only tick over meanwhile.
+    push, others = cluster["push"][0], cluster["push"][2]
+    assert push > 2 * others, (push, others)
