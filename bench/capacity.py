@@ -13,7 +13,7 @@ Redis, so the measured server does only Sidequest's work:
   run           one worker process (-c 10) fetching, running and acknowledging the jobs, with
                 its heartbeats, stats and scheduler polls
   run one by one  the same with one thread and no prefetch: a batch round trip per job
-  retry         a job that fails once and is retried (within Sidekiq's 0-10 s jitter): its
+  retry         a job that fails once and is retried (1 s after, plus Sidekiq's 0-9 s jitter): its
                 first run, the failure's write to the retry set, the scheduler's move back
                 and the second run
   scheduled     perform_in, one job per call: the write to the schedule, the scheduler's
