@@ -137,12 +137,12 @@ class Ledger:
         path.touch()
 
     def entries(self) -> list[list[Any]]:
-        out = []
-        with open(self.path, encoding="utf-8") as file:
-            for line in file:
-                if line.endswith("\n"):  # a line being written is read next time
-                    out.append(json.loads(line))
-        return out
+        # One read, then lines: iterating the file would yield a line being written in two
+        # pieces (its head at the end of the file, skipped; its tail, appended meanwhile, as
+        # a line of its own), and the tail is not JSON.
+        text = self.path.read_text(encoding="utf-8")
+        complete = text[: text.rfind("\n") + 1]  # a line being written is read next time
+        return [json.loads(line) for line in complete.splitlines()]
 
     def counts(self, event: str) -> collections.Counter[Any]:
         return collections.Counter(
