@@ -113,5 +113,4 @@ def test_one_ctrl_c_to_the_whole_group_is_one_graceful_stop(redis_server: RedisS
     assert code == 0, text
     assert text.count("stopping: waiting up to") == 2, text  # each worker stops gracefully
     assert "graceful stop is in progress" not in text, text
-    assert "Traceback" not in text, text  # nor did a watchdog, still starting, print one
     assert not pids(r), text

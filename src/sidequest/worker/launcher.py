@@ -266,8 +266,8 @@ class Launcher:
     def run(self, install_signals: bool = True) -> bool:
         """Run until TERM/INT or a remote stop; the command-line entry point."""
         if install_signals:
-            watchdog.start(self.config.timeout + 1.5)
             self._install_signals()
+            watchdog.start(self.config.timeout + 1.5)
         try:
             self.start()
         except redis.RedisError:

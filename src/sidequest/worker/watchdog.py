@@ -52,13 +52,6 @@ def start(grace: float) -> None:
     """Start the watchdog for this process; call from the main thread, before any signal."""
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
-    # Started with TERM and INT ignored (an ignored signal stays ignored across exec): a
-    # Ctrl-C to the whole group while its interpreter starts, before its program ignores
-    # them itself, would end it with a KeyboardInterrupt traceback. This process stays
-    # deaf to them for the few milliseconds of the fork; the caller installs its own
-    # handlers right after.
-    previous = {signum: signal.signal(signum, signal.SIG_IGN)
-                for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         subprocess.Popen(
             [sys.executable, "-I", "-S", "-c", _PROGRAM, str(read_fd), str(os.getpid()),
@@ -72,8 +65,6 @@ def start(grace: float) -> None:
         return
     finally:
         os.close(read_fd)
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
     signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
     _WRITE_FD[0] = write_fd
 
