@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
 from collections.abc import Coroutine
 from concurrent.futures import Future
 from typing import Any
@@ -74,3 +76,33 @@ def test_a_running_job_is_counted_until_it_ends_and_can_be_cancelled() -> None:
     finally:
         release.set()
         runner.close()
+
+
+def test_a_job_that_blocks_the_loop_and_ends_is_named_in_the_warning(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # The job blocks the loop, then ends in the same step (its done() does not yield): by the
+    # time the watchdog wakes the job is gone from the running list, yet it is the culprit.
+    caplog.set_level(logging.WARNING, logger="sidequest")
+    runner = AsyncRunner(limit=2)
+    ended = threading.Event()
+
+    async def work() -> None:
+        time.sleep(0.4)  # a sync call inside async def
+
+    async def done(error: BaseException | None) -> None:
+        ended.set()
+
+    try:
+        runner.submit("a", "BlocksTheLoop", work, done)
+        assert ended.wait(10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not blocked_warnings(caplog):
+            time.sleep(0.01)
+        assert any("BlocksTheLoop" in message for message in blocked_warnings(caplog)), \
+            blocked_warnings(caplog)
+    finally:
+        runner.close()
+
+
+def blocked_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "was blocked" in r.getMessage()]

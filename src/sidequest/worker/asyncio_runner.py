@@ -13,7 +13,8 @@ works: the processor thread then runs the chain and waits for the coroutine, whi
 the middleware's "around" meaning but holds a thread per running async job.
 
 A coroutine that blocks the loop (a sync call inside ``async def``) stalls every other async
-job; a watchdog notices when the loop woke over 100 ms late and names the jobs running then.
+job; a watchdog notices when the loop woke over 100 ms late and names the jobs running then
+(or that ended in the late wake-up's interval).
 One that blocks it past its timeout retires the process (worker/timeouts.py); the stop then
 does not wait for async jobs that a blocked loop cannot finish or cancel.
 """
@@ -56,6 +57,10 @@ class AsyncRunner:
         self._started = threading.Lock()
         #: jid -> its entry, for stop(), busy and the blocked-loop warning.
         self._running: dict[str, _Entry] = {}
+        #: Names of jobs that ended since the watchdog's last wake-up (loop thread only): a
+        #: job that blocks the loop and ends in the same step is gone from _running by the
+        #: time the watchdog wakes, yet it is the one to name.
+        self._ended: set[str] = set()
         self._beat = time.monotonic()  # the watch coroutine's last wake-up
 
     @property
@@ -80,8 +85,9 @@ class AsyncRunner:
             asked = self._beat = time.monotonic()
             await asyncio.sleep(TICK)
             late = time.monotonic() - asked - TICK
+            ended, self._ended = self._ended, set()
             if late > BLOCKED:
-                names = sorted({entry.name for entry in self._running.values()})
+                names = sorted({entry.name for entry in self._running.values()} | ended)
                 log.warning("the event loop of async jobs was blocked for %.0f ms; async jobs "
                             "running then: %s (a blocking call inside async def perform "
                             "stalls them all: use await, or asyncio.to_thread)",
@@ -114,7 +120,9 @@ class AsyncRunner:
         try:
             await done(error)
         finally:
-            self._running.pop(jid, None)
+            entry = self._running.pop(jid, None)
+            if entry is not None:
+                self._ended.add(entry.name)
             self._slots.release()
 
     def wait_result(self, coro: Coroutine[Any, Any, Any]) -> Any:
