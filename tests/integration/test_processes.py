@@ -86,31 +86,53 @@ def test_workers_stop_when_their_supervisor_is_killed(redis_server: RedisServer,
              what="the orphaned workers to stop")
 
 
-def test_one_ctrl_c_to_the_whole_group_is_one_graceful_stop(redis_server: RedisServer,
-                                                           r: redis.Redis,
-                                                           tmp_path: Path) -> None:
-    """A terminal's Ctrl-C reaches every process of the group, and the supervisor forwards
-    it too: each worker hears it twice at once, which is still the first press, not the
-    second that says how to force a stop."""
+def signal_the_group(server: RedisServer, r: redis.Redis, tmp_path: Path,
+                     *signals: signal.Signals) -> tuple[int, str]:
+    """Run ``sidequest -P 2`` in a process group of its own, as a terminal makes; once both
+    workers are up send each of ``signals`` to the whole group, waiting after each for the
+    log to grow; then Ctrl-C it. Returns its exit code and its output."""
     config = tmp_path / "fast.toml"
     config.write_text("\n".join(f"{k} = {v}" for k, v in FAST.items()) + "\n")
-    env = {**os.environ, "REDIS_URL": redis_server.url,
+    env = {**os.environ, "REDIS_URL": server.url,
            "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     log = tmp_path / "out.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "sidequest", "-P", "2", "-c", "1", "-r", "apps.ledger_jobs",
              "-C", str(config)], env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True)  # a process group of its own, as a terminal makes
+            start_new_session=True)
     try:
         wait_for(lambda: pids(r) if len(pids(r)) == 2 else None, what="two workers")
+        for signum in signals:
+            size = log.stat().st_size
+            os.killpg(proc.pid, signum)
+            wait_for(lambda s=size: log.stat().st_size > s, what=f"an answer to {signum.name}")
         os.killpg(proc.pid, signal.SIGINT)
         code = proc.wait(30)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-    text = log.read_text()
+    return code, log.read_text()
+
+
+def test_one_ctrl_c_to_the_whole_group_is_one_graceful_stop(redis_server: RedisServer,
+                                                           r: redis.Redis,
+                                                           tmp_path: Path) -> None:
+    """A terminal's Ctrl-C reaches every process of the group, and the supervisor forwards
+    it too: each worker hears it twice at once, which is still the first press, not the
+    second that says how to force a stop."""
+    code, text = signal_the_group(redis_server, r, tmp_path)
     assert code == 0, text
     assert text.count("stopping: waiting up to") == 2, text  # each worker stops gracefully
     assert "graceful stop is in progress" not in text, text
     assert not pids(r), text
+
+
+def test_a_thread_dump_to_the_whole_group_prints_once_per_worker(redis_server: RedisServer,
+                                                                r: redis.Redis,
+                                                                tmp_path: Path) -> None:
+    """TTIN to the group reaches each worker from the OS and from the supervisor: one dump
+    each, not two."""
+    code, text = signal_the_group(redis_server, r, tmp_path, signal.SIGTTIN)
+    assert code == 0, text
+    assert text.count("thread MainThread:") == 2, text

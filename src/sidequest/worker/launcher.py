@@ -47,8 +47,8 @@ def make_identity() -> str:
     return f"{host}:{os.getpid()}:{os.urandom(6).hex()}"
 
 
-#: Seconds within which a second stop signal to a supervised process (-P) is the echo of
-#: the first: when a whole process group is signalled (Ctrl-C in a terminal, a service
+#: Seconds within which a second signal of one kind to a supervised process (-P) is the echo
+#: of the first: when a whole process group is signalled (Ctrl-C in a terminal, a service
 #: manager's stop), each worker hears it from the OS and again from its supervisor, within
 #: milliseconds. A person pressing Ctrl-C again takes longer.
 ECHO = 0.25
@@ -83,7 +83,7 @@ class Launcher:
         self._stopped = False
         self._stop_signals = 0
         self.supervised = supervised  # forked by a -P supervisor, which forwards signals
-        self._last_stop = -ECHO  # monotonic time of the last stop signal counted
+        self._heard: dict[str, float] = {}  # signal kind -> monotonic time last acted on
 
     def start(self) -> None:
         """Register with Redis (waiting for it if it is down), then start every thread."""
@@ -193,10 +193,8 @@ class Launcher:
         """TERM/INT from the OS: the first stops gracefully; a second says so and how to force
         it; a third forces it. Forcing leaves running jobs in this process's in-progress list,
         from which the other workers (or the next start) recover them, as after a crash."""
-        now = time.monotonic()
-        if self.supervised and now - self._last_stop < ECHO:
-            return  # the same stop, heard from the OS and from the supervisor
-        self._last_stop = now
+        if self._echo("stop"):  # INT and TERM alike: the supervisor forwards INT as TERM
+            return
         self._stop_signals += 1
         if self._stop_signals == 1:
             self.signal(name)
@@ -208,6 +206,22 @@ class Launcher:
             log.warning("stopping now; unfinished jobs stay in progress and will be recovered")
             logs.flush()
             os._exit(1)
+
+    def _os_signal(self, name: str) -> None:
+        """TSTP or TTIN from the OS: acted on once, though a supervised process hears a
+        group's signal twice (one quiet is enough, and a thread dump printed twice is
+        noise)."""
+        if not self._echo(name):
+            self.signal(name)
+
+    def _echo(self, kind: str) -> bool:
+        """True when this signal repeats one heard within ECHO by a supervised process: the
+        same signal, from the OS and from the supervisor."""
+        now = time.monotonic()
+        if self.supervised and now - self._heard.get(kind, -ECHO) < ECHO:
+            return True
+        self._heard[kind] = now
+        return False
 
     def _check_memory(self) -> None:
         limit = self.config.max_memory
@@ -293,9 +307,9 @@ class Launcher:
             signal.SIGINT: lambda *_: self._os_stop("INT"),
         }
         if hasattr(signal, "SIGTSTP"):
-            handlers[signal.SIGTSTP] = lambda *_: self.signal("TSTP")
+            handlers[signal.SIGTSTP] = lambda *_: self._os_signal("TSTP")
         if hasattr(signal, "SIGTTIN"):
-            handlers[signal.SIGTTIN] = lambda *_: self.signal("TTIN")
+            handlers[signal.SIGTTIN] = lambda *_: self._os_signal("TTIN")
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
 

@@ -26,7 +26,7 @@ log = logging.getLogger("sidequest")
 #: worker would look as big as the worker itself.
 _PROGRAM = """
 import os, signal, sys, time
-signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; not ours
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # stray INT or TERM: not for us (the pipe tells)
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 fd, parent, grace = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 while True:
@@ -56,7 +56,11 @@ def start(grace: float) -> None:
         subprocess.Popen(
             [sys.executable, "-I", "-S", "-c", _PROGRAM, str(read_fd), str(os.getpid()),
              str(grace)],
-            pass_fds=(read_fd,), stdin=subprocess.DEVNULL, start_new_session=False,
+            # A session of its own: a Ctrl-C at the terminal goes to the worker's process
+            # group, and one that came while this interpreter was starting (before it
+            # ignores SIGINT) printed a KeyboardInterrupt traceback. It needs no signal:
+            # the worker's exit closes the pipe, and that ends it.
+            pass_fds=(read_fd,), stdin=subprocess.DEVNULL, start_new_session=True,
         )
     except OSError as exc:
         log.warning("no watchdog for this worker (%s): a job holding the GIL could delay"

@@ -1,0 +1,39 @@
+"""The watchdog process (worker/watchdog.py): out of the worker's process group, so a Ctrl-C
+at the terminal never reaches it, and gone as soon as the worker is."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import psutil
+
+WORKER = """
+from sidequest.worker import watchdog
+watchdog.start(30.0)
+print("ready", flush=True)
+import time
+time.sleep(60)
+"""
+
+
+def test_the_watchdog_is_outside_the_workers_group_and_ends_with_it() -> None:
+    worker = subprocess.Popen([sys.executable, "-c", WORKER], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert worker.stdout is not None and worker.stdout.readline() == "ready\n"
+        (dog,) = psutil.Process(worker.pid).children()
+        assert os.getpgid(dog.pid) != os.getpgid(worker.pid)
+        # What a Ctrl-C does: INT to the worker's whole group. The worker (no handler here)
+        # ends; the watchdog did not get it and ends because the worker's pipe closed.
+        os.killpg(worker.pid, signal.SIGINT)
+        assert worker.wait(10) != 0
+        dog.wait(10)
+        assert worker.stderr is not None
+        assert worker.stderr.read().count("KeyboardInterrupt") == 1  # the worker's own
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
