@@ -80,3 +80,12 @@ class BatchDone(Job):
 
     def perform(self, label: str) -> None:
         record("callback", self)
+
+
+class BatchComplete(Job):
+    """A batch's on_complete callback: notes "complete" (on_success notes "callback")."""
+
+    name = "cluster.BatchComplete"
+
+    def perform(self, label: str) -> None:
+        record("complete", self)
