@@ -7,12 +7,15 @@ STAMP  := $(VENV)/.installed
 # clone may lack bench/ or examples/ and ruff errors on a missing path.
 LINT_DIRS := $(wildcard src tests bench examples)
 # Supported Pythons besides the one .venv runs on (noxfile.py finds them on PATH or in pyenv's
-# versions directory). The oldest and the newest get the unit and integration tests; 3.12,
-# between them, the unit tests, since the Django 6 session runs workers on 3.12 already:
-# three integration runs beside the main one would push `make test` past 20 minutes on a
-# 2-core machine. `nox -s tests-3.12` runs all of them there.
+# versions directory). Each gets the unit tests. The integration tests, which the main Python
+# runs whole, are shared between the oldest and the newest (each file runs on one of them);
+# 3.12 gets none, since the Django 6 session runs workers on 3.12 already. More integration
+# runs beside the main one push `make test` past 20 minutes on a 2-core machine;
+# `nox -s tests-3.13` (no arguments) runs all of them on one Python.
 OTHER_PYTHONS := 3.10 3.12 3.13
 NOX_ARGS_3.12 := -- tests/unit -m "not slow"
+NOX_ARGS_3.10 := -- tests/unit tests/integration -m "not slow" --integration-share 0/2
+NOX_ARGS_3.13 := -- tests/unit tests/integration -m "not slow" --integration-share 1/2
 
 .PHONY: venv redis ruby sentinel postgresql faketime chromium lint test unit demo bench soak screenshots clean \
 	check-main check-cluster check-soaks check-timed check-django $(addprefix python-,$(OTHER_PYTHONS))
@@ -93,7 +96,8 @@ lint: venv
 	$(BIN)/ruff check $(LINT_DIRS)
 	$(BIN)/mypy
 
-# The whole suite on .venv's Python, the unit and integration tests on the other Pythons.
+# The whole suite on .venv's Python; on the other Pythons the unit tests, and on 3.10 and
+# 3.13 half of the integration tests each.
 # Two phases to fit a 2-core machine: first the linters and what can share the machine
 # (tests that mostly wait on subprocesses and Redis) side by side, then the timing-sensitive
 # fault, browser and Ruby tests alone. --output-sync prints each part's output whole when it ends.

@@ -23,7 +23,16 @@ DJANGO_DIR = (Path(__file__).parent / "django").resolve()
 collect_ignore_glob = [] if importlib.util.find_spec("django") else ["django/*"]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--integration-share", metavar="K/N", default=None,
+        help="run the K-th of N shares of tests/integration's files (0-based, by sorted path; "
+             "other tests all run): `make test` splits them between the extra Pythons, "
+             "which the main one already covers whole")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _keep_integration_share(config, items)
     # Everything under tests/integration and tests/interop needs Redis; tests/unit never
     # starts it. tests/interop also needs Ruby Sidekiq (`-m "not interop"` leaves it out).
     fault_dir = (Path(__file__).parent / "fault").resolve()
@@ -37,6 +46,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         elif fault_dir in parents:  # worker subprocesses under injected faults
             item.add_marker(pytest.mark.redis)
             item.add_marker(pytest.mark.fault)
+
+
+def _keep_integration_share(config: pytest.Config, items: list[pytest.Item]) -> None:
+    share = config.getoption("--integration-share")
+    if share is None:
+        return
+    try:
+        k, n = (int(part) for part in share.split("/"))
+        if not 0 <= k < n:
+            raise ValueError(share)
+    except ValueError:
+        raise pytest.UsageError(f"--integration-share {share!r}: give K/N with 0 <= K < N, "
+                                "as in 0/2") from None
+    files = sorted({Path(item.path).resolve() for item in items
+                    if INTEGRATION_DIR in Path(item.path).resolve().parents})
+    others = set(files) - set(files[k::n])
+    kept, dropped = [], []
+    for item in items:
+        (dropped if Path(item.path).resolve() in others else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(scope="session")
