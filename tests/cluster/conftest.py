@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import pytest
 import redis
 
 from fault.harness import Ledger, Worker, write_config
+from helpers import wait_for
 from redis_server import NO_RETRY, free_port
 
 NODE_TIMEOUT_MS = 1000
@@ -32,6 +32,14 @@ def _cluster_port() -> int:
             except OSError:
                 continue
         return port
+
+
+def answers(check: Callable[[], Any]) -> bool:
+    """``check()``, with a node that does not answer yet (or errs) counted as False."""
+    try:
+        return bool(check())
+    except redis.RedisError:
+        return False
 
 
 class Cluster:
@@ -89,17 +97,8 @@ class Cluster:
                 self.launch(port)
         self.healthy()
 
-    def _wait(self, check: object, what: str, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if check():  # type: ignore[operator]
-                    return
-            except redis.RedisError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"timed out waiting for {what}")
-            time.sleep(0.1)
+    def _wait(self, check: Callable[[], Any], what: str) -> None:
+        wait_for(lambda: answers(check), 30.0, what)
 
     def alive(self) -> list[int]:
         return [p for p, proc in self.procs.items() if proc.poll() is None]

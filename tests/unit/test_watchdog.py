@@ -10,7 +10,11 @@ import sys
 
 import psutil
 
+# Ctrl-C's default action, set explicitly: a test run from a background shell inherits
+# SIGINT ignored.
 WORKER = """
+import signal
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from sidequest.worker import watchdog
 watchdog.start(30.0)
 print("ready", flush=True)

@@ -15,15 +15,11 @@ Duties:
 6. the flow (worker/flow.py) sizes the buffer and parks the processors that would only
    queue for the interpreter lock.
 
-Threads meet through C-level structures only (no Python condition variables, which cost more
-than a Redis round trip under the GIL): processors append each finished job to a deque the
-fetcher empties on its rounds, and wake the fetcher through a SimpleQueue only when the jobs
-held for them run low, so a busy fetcher makes one round trip per batch, not per job.
+Processors and the fetcher meet in an Exchange (worker/exchange.py), without locks.
 """
 
 from __future__ import annotations
 
-import collections
 import functools
 import logging
 import queue
@@ -41,6 +37,7 @@ from sidequest.payload import decode, normalized
 from sidequest.worker.async_jobs import AsyncJobs
 from sidequest.worker.asyncio_runner import AsyncRunner
 from sidequest.worker.buffer import PriorityBuffer
+from sidequest.worker.exchange import NUDGE, STOP, WAKE, Exchange
 from sidequest.worker.fetch import Fetcher, Work
 from sidequest.worker.flow import Flow
 from sidequest.worker.inprogress import InProgress
@@ -52,11 +49,6 @@ from sidequest.worker.timeouts import Timeouts
 from sidequest.worker.waker import Waker
 
 log = logging.getLogger("sidequest")
-#: Signals to the fetcher, compared by identity: stop() asks it to flush what is left and
-#: exit; _WAKE makes it look again (quiet, isolate); _NUDGE says the held jobs ran low.
-_STOP = b"stop"
-_WAKE = b"wake"
-_NUDGE = b"nudge"
 #: Longest a finished job waits for its acknowledgement while no fetch is due, in seconds.
 ACK_DELAY = 0.05
 #: Handed to an idle processor through the job queue: wait in Redis for the next job.
@@ -99,14 +91,7 @@ class Manager:
         self._jobs: Any = (PriorityBuffer(config.queue_names, sentinels=(_LISTEN,))
                            if config.strict and len(config.queue_names) > 1
                            else queue.SimpleQueue())
-        # Processor -> fetcher, one entry per finished job (append and popleft are atomic):
-        # bytes (idle; acknowledge this job), None (idle), or a 1-tuple (acknowledge, but
-        # parked: not asking for work).
-        self._done: collections.deque[Any] = collections.deque()
-        self._signals: queue.SimpleQueue[bytes] = queue.SimpleQueue()
-        self._stop_asked = False
-        self._nudged = False  # a nudge is on its way: processors need not send another
-        self._dozing = False  # the fetcher sleeps long: the next acknowledgement nudges it
+        self._exchange = Exchange()
         self._flow = Flow(config.concurrency, config.prefetch_count, config.adaptive_threads)
         self._active = config.concurrency  # processors with a lower index take jobs
         self._parks = [queue.SimpleQueue[bool]() for _ in range(config.concurrency)]
@@ -139,7 +124,7 @@ class Manager:
         self.quieted.set()
         self._set_active(self.config.concurrency)  # parked threads must see the stop
         self._waker.interrupt()
-        self._signals.put(_WAKE)
+        self._exchange.signal(WAKE)
         self.inprogress.requeue(self._drain_jobs())
 
     def stop(self, deadline: float) -> bool:
@@ -170,7 +155,7 @@ class Manager:
         for tid, thread in list(self._thread_of.items()):
             if tid not in stuck:  # it posts its last acknowledgement (or ends its wait in
                 thread.join(self.config.fetch_timeout + 2)  # Redis), then exits
-        self._signals.put(_STOP)
+        self._exchange.signal(STOP)
         if self._fetcher_thread is not None:  # it flushes the last acknowledgements
             self._fetcher_thread.join(self.config.fetch_timeout + 2)
         self.stopping.set()
@@ -210,7 +195,7 @@ class Manager:
         if self._blocking or self.quieted.is_set():
             self.inprogress.acknowledge([raw])
         else:
-            self._done.append((raw,))  # a finished job, not an idle processor
+            self._exchange.finished(raw)
 
     def _async_acknowledge_later(self, raw: bytes) -> bool:
         """An async job succeeded (called on the event loop): hand its acknowledgement to
@@ -218,7 +203,7 @@ class Manager:
         it soon: the caller then sends it itself, off the loop (_async_acknowledge)."""
         if self._blocking or self.quieted.is_set():
             return False
-        self._done.append((raw,))  # a finished job, not an idle processor
+        self._exchange.finished(raw)
         return True
 
     @property
@@ -233,7 +218,7 @@ class Manager:
             log.warning("running quarantined jobs one at a time, each alone in this process")
         self.isolating.set()
         self._set_active(self.config.concurrency)  # "alone" counts every thread idle
-        self._signals.put(_WAKE)
+        self._exchange.signal(WAKE)
 
     # -- processors --------------------------------------------------------------------
 
@@ -241,18 +226,15 @@ class Manager:
         tid = thread_id()
         self._thread_of[tid] = threading.current_thread()
         park = self._parks[index]
+        exchange = self._exchange
         ack: bytes | None = None
         while True:
             if index >= self._active:  # paced out: hand in the last job, wait to be called
-                self._done.append((ack,))
+                exchange.finished(ack)
                 ack = None
                 park.get()
                 continue
-            self._done.append(ack)  # idle now, and this job is done
-            if not self._nudged and (self._jobs.qsize() <= self._low
-                                     or (ack is not None and self._dozing)):
-                self._nudged = True
-                self._signals.put(_NUDGE)
+            exchange.idle(ack, self._jobs, self._low)  # idle now, and this job is done
             work = self._jobs.get()
             if work is None:
                 return
@@ -302,7 +284,7 @@ class Manager:
             return None
         finally:
             self._blocking = False
-            self._signals.put(_NUDGE)  # more may follow: the fetcher looks again
+            self._exchange.signal(NUDGE)  # more may follow: the fetcher looks again
 
     # -- fetcher -----------------------------------------------------------------------
 
@@ -315,19 +297,19 @@ class Manager:
             acks += new_acks
             paused = self.quieted.is_set() or self.isolating.is_set()
             self._steer(finished, paused)
-            if self._stop_asked:
+            if self._exchange.stop_asked:
                 self.inprogress.acknowledge(acks)
                 return
             if self._blocking:  # a processor waits in Redis; it nudges when it is back
                 self.inprogress.acknowledge(acks)  # handed in just before the wait began
                 acks = []
-                self._wait(self.config.fetch_timeout)
+                self._exchange.wait(self.config.fetch_timeout)
                 continue
             hungry = not paused and self._owed > 0 and self._jobs.qsize() <= self._low
             if not hungry and not waited:  # let acknowledgements gather into one round
-                self._dozing = not acks
-                self._wait(ACK_DELAY if acks else self.config.fetch_timeout)
-                self._dozing = False
+                self._exchange.dozing = not acks
+                self._exchange.wait(ACK_DELAY if acks else self.config.fetch_timeout)
+                self._exchange.dozing = False
                 waited = True
                 continue
             waited = False
@@ -362,40 +344,9 @@ class Manager:
         for park in self._parks[previous:active]:  # call the parked ones back
             park.put(True)
 
-    def _wait(self, timeout: float) -> None:
-        """Sleep until a processor or the launcher signals, or ``timeout`` passes."""
-        try:
-            if self._signals.get(timeout=timeout) is _STOP:
-                self._stop_asked = True
-        except queue.Empty:
-            pass
-
     def _collect(self) -> tuple[int, list[bytes]]:
-        """Take what the processors handed in: (jobs finished, acknowledgements to send);
-        processors newly idle are owed a job."""
-        try:
-            while True:
-                if self._signals.get_nowait() is _STOP:
-                    self._stop_asked = True
-        except queue.Empty:
-            pass
-        # After the signals, before the entries: a processor that still saw the flag set
-        # handed its entry in before this point, so it is read below; one that sees it clear
-        # sends a nudge that stays queued for the next wait. (Cleared before the signals
-        # were read, a nudge could be swallowed with the flag left set, and the fetcher
-        # would sleep a whole fetch_timeout while processors wait for work.)
-        self._nudged = False
-        finished, idle, acks = 0, 0, []
-        done = self._done
-        while done:
-            entry = done.popleft()
-            finished += 1
-            if type(entry) is tuple:
-                entry = entry[0]
-            else:
-                idle += 1
-            if entry:
-                acks.append(entry)
+        """(jobs finished, acknowledgements to send); processors newly idle are owed a job."""
+        finished, idle, acks = self._exchange.collect()
         self._owed += idle
         return finished, acks
 
@@ -452,7 +403,7 @@ class Manager:
             self.isolating.clear()
             self._client.eval(_RELEASE, 1, keys.QUARANTINE_LOCK, self.identity)
             log.warning("quarantine empty; fetching from the queues again")
-            self._signals.put(_WAKE)  # look at the queues now
+            self._exchange.signal(WAKE)  # look at the queues now
             return []
         return [work]
 
