@@ -1,9 +1,10 @@
-"""Installs what the suite compares against, and reports the versions it then runs.
+"""Installs what the suite compares, and reports the versions it then runs.
 
-Python peers: one virtual environment each under bench/.venvs/<name> (gitignored), from PyPI,
-pinned in bench/systems.py; an environment is rebuilt only when its requirements change (a
-stamp file holds the list it was built from). Ruby Sidekiq: Debian's ruby-sidekiq through
-apt-get when we are root; otherwise the command to run is printed.
+Python systems: one virtual environment each under bench/.venvs/<name> (gitignored): the
+peers from PyPI, pinned in bench/systems.py, and Sidequest's default install; an environment
+is rebuilt only when its requirements change (a stamp file holds the list it was built
+from). Ruby Sidekiq: Debian's ruby-sidekiq through apt-get when we are root; otherwise the
+command to run is printed.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def ensure(systems: list[System], chart: bool) -> None:
 
 def check_installed(systems: list[System], chart: bool) -> None:
     """--skip-install: fail now, not half an hour in, when something is missing."""
-    missing = [s.name for s in systems if s.venv is not None
+    missing = [s.name for s in systems if s.venv is not None and not s.project_fallback
                and not (VENVS / s.venv / "bin" / "python").exists()]
     if any(s.ruby for s in systems) and sidekiq_versions() is None:
         missing.append("sidekiq")
@@ -114,13 +115,12 @@ def versions(system: System) -> str:
         return (f"sidekiq {sidekiq}{note}, redis-rb {redis_rb}, connection_pool {pool},"
                 f" ruby {ruby} (Debian packages)")
     python = system.bin_dir() / "python"
-    names = ("sidequest", *system.reported) if system.venv is None else system.reported
     script = ("import json, sys, importlib.metadata as m; print(json.dumps("
               "{n: m.version(n) for n in sys.argv[1:]}))")
-    found = json.loads(_run([str(python), "-c", script, *names], timeout=60))
-    where = "project venv" if system.venv is None else f"bench/.venvs/{system.venv}"
+    found = json.loads(_run([str(python), "-c", script, *system.reported], timeout=60))
+    where = "project venv" if system.in_project_venv else f"bench/.venvs/{system.venv}"
     text = ", ".join(f"{n} {v}" for n, v in found.items()) + f" ({where})"
-    return text + git_text() if system.venv is None else text
+    return text + git_text() if system.name == "sidequest" else text
 
 
 def git_text() -> str:

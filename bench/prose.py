@@ -86,6 +86,9 @@ huey, rq, arq), `--jobs N` (100,000), `--runs R` (3), `--proxy-jobs` (N/10), `--
 workers' logs). At the defaults a run takes hours, mostly the latency test (1,000 gaps of up
 to 2 s per system and run); the sizes of the run above are under Setup. The Python peers are
 installed on first use into `bench/.venvs/<name>` (gitignored), pinned in `bench/systems.py`;
+so is Sidequest's default install (this working tree with its required dependencies, none of
+the development extras), into `bench/.venvs/sidequest`; until that is built (`--quick`,
+`--skip-install`) Sidequest runs from the project's venv, and the versions line says which.
 Ruby Sidekiq comes from Debian's `ruby-sidekiq` (apt-get, when run as root)."""
 
 SYSTEM_NOTES = """\

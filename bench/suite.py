@@ -177,7 +177,7 @@ class World:
         env = dict(os.environ)
         env.pop("SIDEQUEST_REDIS_URL", None)  # it wins over REDIS_URL and may name a real one
         env.pop("VIRTUAL_ENV", None)
-        paths = [str(ROOT), *([str(self.src)] if system.venv is None else [])]
+        paths = [str(ROOT), *([str(self.src)] if system.name == "sidequest" else [])]
         env.update({"REDIS_URL": url, REDIS_URL_ENV: url,
                     COUNTER_URL_ENV: self.server.url(1), "PYTHONPATH": os.pathsep.join(paths)})
         if worker:

@@ -3,9 +3,11 @@
 Every worker runs one process with 10 jobs at a time where the system can (or its closest
 equivalent), at log level WARNING, with its defaults otherwise: the bench measures what a
 user gets, not what a tuned deployment gets. Only "drain, 2 processes" runs two such
-processes, for the systems that say how (``two_processes``). Each Python peer lives in its
-own virtual environment under bench/.venvs/ with a redis-py it accepts (and hiredis, as
-Sidequest has).
+processes, for the systems that say how (``two_processes``). Each Python system lives in its
+own virtual environment under bench/.venvs/: each peer with a redis-py it accepts (and
+hiredis, as Sidequest has), and Sidequest as `pip install sidequest` gets it, without the
+development extras of the project's venv (which, for one, make redis-py import OpenTelemetry:
+4 MB more in every worker).
 """
 
 from __future__ import annotations
@@ -18,7 +20,21 @@ from typing import Literal
 
 from bench.harness import ROOT
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Sidequest's own dependency on 3.10
+    import tomli as tomllib
+
 VENVS = ROOT / "bench" / ".venvs"
+
+
+def _default_install() -> tuple[str, ...]:
+    """pip arguments for Sidequest's default install: the working tree (editable, so the
+    bench runs the code as it is) with its required dependencies and no extras. Naming the
+    dependencies puts them in the environment's stamp: a change of them rebuilds it."""
+    with open(ROOT / "pyproject.toml", "rb") as file:
+        dependencies: list[str] = tomllib.load(file)["project"]["dependencies"]
+    return ("-e", str(ROOT), *dependencies)
 CONCURRENCY = "10"
 QUEUE = "default"
 SIDEKIQ_JOB = ROOT / "bench" / "sidekiq" / "bench_job.rb"
@@ -43,6 +59,9 @@ class System:
     worker: Command
     batched: bool = True  # False: the system has no batch push, bulk is a loop
     venv: str | None = None  # bench/.venvs/<venv>; None: the project's venv, or Ruby
+    #: Run from the project's venv while bench/.venvs/<venv> is not built (--quick and
+    #: --skip-install do not build it); the report then says "project venv".
+    project_fallback: bool = False
     requirements: tuple[str, ...] = ()
     reported: tuple[str, ...] = ()  # distributions whose versions the report states
     worker_env: dict[str, str] = field(default_factory=dict)
@@ -54,9 +73,14 @@ class System:
         return self.name == "sidekiq"
 
     def bin_dir(self) -> Path:
-        if self.venv is None:
+        own = VENVS / self.venv / "bin" if self.venv is not None else None
+        if own is None or (self.project_fallback and not (own / "python").exists()):
             return Path(sys.executable).parent
-        return VENVS / self.venv / "bin"
+        return own
+
+    @property
+    def in_project_venv(self) -> bool:
+        return self.bin_dir() == Path(sys.executable).parent
 
     def pusher(self) -> list[str]:
         if self.ruby:
@@ -127,7 +151,8 @@ CELERY_BULK = "loop of apply_async() on one producer"
 
 SYSTEMS: tuple[System, ...] = (
     System("sidequest", "Sidequest", "10 threads", "perform_bulk, 1,000 a call", _sidequest,
-           reported=("redis", "hiredis"), two_processes="flag"),
+           venv="sidequest", requirements=_default_install(), project_fallback=True,
+           reported=("sidequest", "redis", "hiredis"), two_processes="flag"),
     # Sidekiq's free edition has no multi-process mode (Enterprise's swarm is one).
     System("sidekiq", f"Sidekiq {SIDEKIQ_VERSION} (Ruby)", "10 threads",
            "Sidekiq::Client.push_bulk, 1,000 a call", _sidekiq, two_processes="twice"),

@@ -21,6 +21,11 @@ from pathlib import Path
 import pytest
 import redis
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
 from helpers import need_redis, run_script
 from redis_server import RedisServer
 
@@ -85,6 +90,22 @@ def test_quick_changes_only_the_defaults() -> None:
     default = suite.parse_args([])
     assert (default.jobs, default.runs, default.latency_jobs) == (100_000, 3, 1_000)
     assert default.max_gap == 2.0 and "sidekiq" in default.systems
+
+
+def test_sidequest_is_measured_as_its_default_install() -> None:
+    """Its own environment: the working tree with the required dependencies of pyproject.toml
+    and no extras (the project's venv has the development ones); the project's venv only
+    while that environment is not built, and then the report says so."""
+    sidequest = BY_NAME["sidequest"]
+    with open(ROOT / "pyproject.toml", "rb") as file:
+        required = tomllib.load(file)["project"]["dependencies"]
+    assert sidequest.requirements == ("-e", str(ROOT), *required)
+    assert not any("[" in requirement for requirement in sidequest.requirements)
+    built = dataclasses.replace(sidequest, venv="sidequest-default-install-test")
+    assert built.bin_dir() == Path(sys.executable).parent and built.in_project_venv
+    strict = dataclasses.replace(built, project_fallback=False)
+    assert strict.bin_dir().parent.name == "sidequest-default-install-test"
+    assert not strict.in_project_venv
 
 
 def test_unknown_system_is_refused() -> None:
