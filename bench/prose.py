@@ -87,7 +87,7 @@ workers' logs). At the defaults a run takes hours, mostly the latency test (1,00
 to 2 s per system and run); the sizes of the run above are under Setup. The Python peers are
 installed on first use into `bench/.venvs/<name>` (gitignored), pinned in `bench/systems.py`;
 so is Sidequest's default install (this working tree with its required dependencies, none of
-the development extras), into `bench/.venvs/sidequest`; until that is built (`--quick`,
+the development extras), into `bench/.venvs/<name>` as well; until that is built (`--quick`,
 `--skip-install`) Sidequest runs from the project's venv, and the versions line says which.
 Ruby Sidekiq comes from Debian's `ruby-sidekiq` (apt-get, when run as root)."""
 
