@@ -77,10 +77,14 @@ def test_a_quiet_loop_gives_no_warning(caplog: pytest.LogCaptureFixture) -> None
     meter.done.set()
     assert set(finished) == set(jids)
     # On a loaded machine any thread can be held up past 100 ms; a warning is excused only
-    # when the control thread of this process was held up about as long.
+    # when the control thread of this process was held up about as long. Two threads that
+    # queue for one interpreter lock on a busy machine wait unequally (a CI run saw 218 ms
+    # for the loop, 155 for the control thread), hence up to twice as long; on a quiet
+    # machine the control thread's few milliseconds excuse no warning at all.
     blocked = [r.args[0] for r in caplog.records if "was blocked" in r.getMessage()
                if isinstance(r.args, tuple)]
-    assert all(ms <= meter.worst_ms + 50 for ms in blocked), (blocked, meter.worst_ms)
+    excused = max(2 * meter.worst_ms, meter.worst_ms + 50)
+    assert all(ms <= excused for ms in blocked), (blocked, meter.worst_ms)
 
 
 def test_running_async_jobs_show_on_the_busy_page() -> None:
