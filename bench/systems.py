@@ -35,6 +35,8 @@ def _default_install() -> tuple[str, ...]:
     with open(ROOT / "pyproject.toml", "rb") as file:
         dependencies: list[str] = tomllib.load(file)["project"]["dependencies"]
     return ("-e", str(ROOT), *dependencies)
+
+
 CONCURRENCY = "10"
 QUEUE = "default"
 SIDEKIQ_JOB = ROOT / "bench" / "sidekiq" / "bench_job.rb"

@@ -59,12 +59,12 @@ def _keep_integration_share(config: pytest.Config, items: list[pytest.Item]) -> 
     except ValueError:
         raise pytest.UsageError(f"--integration-share {share!r}: give K/N with 0 <= K < N, "
                                 "as in 0/2") from None
-    files = sorted({Path(item.path).resolve() for item in items
-                    if INTEGRATION_DIR in Path(item.path).resolve().parents})
+    path_of = {item: Path(item.path).resolve() for item in items}
+    files = sorted({path for path in path_of.values() if INTEGRATION_DIR in path.parents})
     others = set(files) - set(files[k::n])
     kept, dropped = [], []
     for item in items:
-        (dropped if Path(item.path).resolve() in others else kept).append(item)
+        (dropped if path_of[item] in others else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
