@@ -66,14 +66,15 @@ class Batch:
         for name, callback in (("on_success", on_success), ("on_complete", on_complete)):
             if callback is not None:
                 fields[name] = _callback_payload(callback, self.bid, self.shard)
-        pipe: Any = connection.client_for(self.shard).pipeline(transaction=True)
-        pipe.hset(keys.batch(self.bid), mapping=fields)
-        pipe.expire(keys.batch(self.bid), KEEP)
-        pipe.zadd(keys.BATCHES, {self.bid: time.time()})
-        pipe.zremrangebyscore(keys.BATCHES, "-inf", time.time() - KEEP)
-        if parent is not None:  # the parent waits for this batch like for one of its jobs
-            add_member(pipe, parent.bid, f"b:{self.bid}")
-        pipe.execute()
+        with connection.on_shard(self.shard):  # its client, and on a cluster its keys' tag
+            pipe: Any = connection.client().pipeline(transaction=True)
+            pipe.hset(keys.batch(self.bid), mapping=fields)
+            pipe.expire(keys.batch(self.bid), KEEP)
+            pipe.zadd(keys.BATCHES, {self.bid: time.time()})
+            pipe.zremrangebyscore(keys.BATCHES, "-inf", time.time() - KEEP)
+            if parent is not None:  # the parent waits for this batch like for one of its jobs
+                add_member(pipe, parent.bid, f"b:{self.bid}")
+            pipe.execute()
 
     @classmethod
     def open(cls, ancestry: list[str]) -> Batch:
@@ -92,9 +93,10 @@ class Batch:
             yield self
         finally:
             _current.reset(token)
-        target = connection.client_for(self.shard)
-        target.hset(keys.batch(self.bid), "sealed", 1)
-        update(self.ancestry, "", "check", target)  # all done already, or an empty batch
+        with connection.on_shard(self.shard):
+            target = connection.client()
+            target.hset(keys.batch(self.bid), "sealed", 1)
+            update(self.ancestry, "", "check", target)  # all done already, or an empty batch
 
 
 def current() -> Batch | None:

@@ -182,7 +182,8 @@ def _write(jobs: list[Payload]) -> set[str]:
         return _write_to(connection.client(), jobs)
     refused: set[str] = set()
     for shard, part in shards.by_shard(table, jobs).items():  # each on its queue's shard
-        refused |= _write_to(connection.client_for(shard), part, shard)
+        with connection.on_shard(shard):  # its client, and on a cluster its keys' tag
+            refused |= _write_to(connection.client(), part, shard)
     return refused
 
 

@@ -7,7 +7,6 @@ must still be readable so that it can be moved to the dead set instead of crashi
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import os
 import threading
 from collections.abc import Iterator, Mapping
@@ -22,7 +21,7 @@ from redis.commands.core import Script
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from sidequest import cluster, keys
+from sidequest import cluster, keys, scope
 from sidequest.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -37,17 +36,14 @@ _client: redis.Redis | None = None
 _script_objects: dict[str, Script] = {}
 
 # Sharding (shards.py): the routing table, read from the environment on first use unless
-# configure() gave one; the shard this process works on ("home": a worker process serves
-# one); the shard a block of code chose (on_shard: a dashboard request, the stats of each).
+# configure() gave one. The shard this process works on and the one a block of code chose
+# (on_shard: a dashboard request, the stats of each) are kept in scope.py.
 _map: ShardMap | None = None
 _map_read = False
-_home = "default"
-_chosen: contextvars.ContextVar[str | None] = contextvars.ContextVar("sidequest_shard",
-                                                                     default=None)
 #: True once a home or a chosen shard may differ from the default: only then does client()
 #: look them up, so that one Redis costs what it did.
 _scoping = False
-_shard_clients: dict[str, redis.Redis] = {}
+_shard_clients: dict[str, redis.Redis] = {}  # by URL
 
 
 _SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "redis+cluster://",
@@ -121,13 +117,13 @@ def configure(redis_url: str | None = None, *, shards: Mapping[str, str] | None 
     to them (queue -> shard name); other queues stay on ``redis_url``, the ``default`` shard.
     Without them, ``SIDEQUEST_SHARDS`` and ``SIDEQUEST_SHARD_QUEUES`` are read.
     """
-    global _url, _options, _home, _scoping
+    global _url, _options, _scoping
     if redis_url is not None:
         check_url(redis_url)
     with _lock:
         _url = redis_url
         _options = dict(redis_options)
-        _home, _scoping = "default", False
+        scope.home, _scoping = scope.DEFAULT, False
         _drop_client()
     _use_key_names(default_url())
     set_shards(shards, shard_queues)
@@ -173,16 +169,16 @@ def shard_url(name: str) -> str:
 
 def use_shard(name: str) -> None:
     """Make shard ``name`` this process's Redis (a worker process serving that shard)."""
-    global _home, _scoping
+    global _scoping
     shard_url(name)
     with _lock:
-        _home, _scoping = name, name != "default" or _scoping
+        scope.home, _scoping = name, name != "default" or _scoping
         _drop_client()
 
 
 def current_shard() -> str:
     """The shard that ``client()`` talks to here: the chosen one, else the process's."""
-    return _chosen.get() or _home
+    return scope.current()
 
 
 @contextlib.contextmanager
@@ -190,28 +186,29 @@ def on_shard(name: str) -> Iterator[None]:
     """In the block (this thread or task only), ``client()`` is shard ``name``'s client."""
     global _scoping
     shard_url(name)
-    if not _scoping and name == _home:  # one Redis, or the process's own: nothing to switch
+    if not _scoping and name == scope.home:  # one Redis, or the process's own: no switch
         yield
         return
     _scoping = True
-    token = _chosen.set(name)
+    token = scope.chosen.set(name)
     try:
         yield
     finally:
-        _chosen.reset(token)
+        scope.chosen.reset(token)
 
 
 def client_for(name: str) -> redis.Redis:
     """The shared client of shard ``name``, created on first use."""
     if name == "default" and not _scoping:
         return client()
-    made = _shard_clients.get(name)
+    # Keyed by URL: shards on one Redis Cluster (told apart by their keys' tags) share it.
+    target = shard_url(name)
+    made = _shard_clients.get(target)
     if made is None:
-        target = shard_url(name)
         with _lock:
-            made = _shard_clients.get(name)
+            made = _shard_clients.get(target)
             if made is None:
-                made = _shard_clients[name] = new_client(target=target)
+                made = _shard_clients[target] = new_client(target=target)
     return made
 
 

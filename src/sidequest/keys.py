@@ -64,9 +64,9 @@ Sidequest's own keys all start with ``sq:`` so that Sidekiq never trips over the
 
 from __future__ import annotations
 
-#: "" with one Redis (Sidekiq's names, unchanged); CLUSTER_TAG on a Redis Cluster, put in
-#: front of every key so that all of them hash to one slot (see use_cluster_names).
-tag = ""
+from typing import TYPE_CHECKING
+
+from sidequest import scope
 
 QUEUES = "queues"
 SCHEDULE = "schedule"
@@ -94,42 +94,42 @@ STAT_OVERLIMIT = "sq:stat:overlimit"
 
 
 def queue(name: str) -> str:
-    return QUEUE_PREFIX + name
+    return _tag() + "queue:" + name
 
 
 def limiter(name: str) -> str:
-    return tag + f"sq:limiter:{name}"
+    return _default_tag() + f"sq:limiter:{name}"
 
 
 def limiter_over(name: str) -> str:
-    return tag + f"sq:limiter:{name}:over"
+    return _default_tag() + f"sq:limiter:{name}:over"
 
 
 def batch(bid: str) -> str:
-    return tag + f"sq:batch:{bid}"
+    return _tag() + f"sq:batch:{bid}"
 
 
 def batch_part(bid: str, part: str) -> str:
     """``part`` is "pending", "ran" or "failed"."""
-    return tag + f"sq:batch:{bid}:{part}"
+    return _tag() + f"sq:batch:{bid}:{part}"
 
 
 def status(jid: str) -> str:
-    return tag + f"sq:status:{jid}"
+    return _tag() + f"sq:status:{jid}"
 
 
 def unique_lock(digest: str) -> str:
-    return UNIQUE_PREFIX + digest
+    return _tag() + "sq:unique:" + digest
 
 
 def stat_daily(kind: str, date: str) -> str:
     """``kind`` is "processed" or "failed"; ``date`` is a UTC ``YYYY-MM-DD``."""
-    return tag + f"stat:{kind}:{date}"
+    return _tag() + f"stat:{kind}:{date}"
 
 
 def process(identity: str) -> str:
     """A process's hash; ``identity`` is its member of ``processes`` (untagged)."""
-    return tag + identity
+    return _tag() + identity
 
 
 def work(identity: str) -> str:
@@ -145,31 +145,31 @@ def signals(identity: str) -> str:
 
 
 def lease(identity: str) -> str:
-    return tag + "sq:lease:" + identity
+    return _tag() + "sq:lease:" + identity
 
 
 def inprogress(identity: str) -> str:
-    return tag + "sq:inprogress:" + identity
+    return _tag() + "sq:inprogress:" + identity
 
 
 def deaths(jid: str) -> str:
-    return tag + "sq:deaths:" + jid
+    return _tag() + "sq:deaths:" + jid
 
 
 def metrics_minute(stamp: str) -> str:
     """``stamp`` is the UTC minute as ``YYYYMMDDHHMM``."""
-    return tag + "sq:metrics:1m:" + stamp
+    return _tag() + "sq:metrics:1m:" + stamp
 
 
 def metrics_ten_minutes(stamp: str) -> str:
     """``stamp`` is the UTC 10-minute slot as ``YYYYMMDDHHM`` (a minute stamp minus its last
     digit)."""
-    return tag + "sq:metrics:10m:" + stamp
+    return _tag() + "sq:metrics:10m:" + stamp
 
 
 def metrics_histogram(stamp: str) -> str:
     """Per 10-minute slot, like :func:`metrics_ten_minutes`."""
-    return tag + "sq:metrics:hist:" + stamp
+    return _tag() + "sq:metrics:hist:" + stamp
 
 
 WEB_LOGIN_SLOT = "sq:web:login"
@@ -177,11 +177,11 @@ WEB_LOGIN_SLOT = "sq:web:login"
 
 def web_session(sid: str) -> str:
     """A logged-in dashboard session; ``sid`` is random, made at login."""
-    return tag + "sq:web:session:" + sid
+    return _default_tag() + "sq:web:session:" + sid
 
 
 def web_login_failures(address: str) -> str:
-    return tag + "sq:web:login:" + address
+    return _default_tag() + "sq:web:login:" + address
 
 
 # Periodic jobs (sidequest.periodic; pushed by sidequest.worker.periodic)
@@ -199,27 +199,62 @@ PERIODIC_REMOVED = "sq:periodic:removed"
 
 
 def periodic_state(name: str) -> str:
-    return tag + "sq:periodic:state:" + name
+    return _tag() + "sq:periodic:state:" + name
 
 
 def periodic_tick(name: str, tick: int) -> str:
-    return tag + f"sq:periodic:tick:{name}:{tick}"
+    return _tag() + f"sq:periodic:tick:{name}:{tick}"
 
 
 # Redis Cluster mode (sidequest.connection switches to it for a redis+cluster:// URL)
 #
-# Every key gets the one hash tag {sq} in front: {sq}queue:default, {sq}retry,
-# {sq}sq:inprogress:<identity>. Redis Cluster hashes only the tag, so all keys share one slot
-# and every MULTI and Lua script stays legal (no CROSSSLOT). Set members (queue names,
-# process identities) stay untagged.
+# Every key gets its shard's hash tag in front: {sq} on the default shard ({sq}queue:default,
+# {sq}retry, {sq}sq:inprogress:<identity>), {sq:<name>} on shard <name>. Redis Cluster hashes
+# only the tag, so a shard's keys share one slot and every MULTI and Lua script stays legal
+# (no CROSSSLOT), while different shards' slots differ and can live on different primaries.
+# Set members (queue names, process identities) stay untagged. The limiters and the
+# dashboard's logins live on the default shard whichever shard asks (ON_DEFAULT_SHARD).
 CLUSTER_TAG = "{sq}"
 _NAMES = {name: value for name, value in globals().items()
           if name.isupper() and isinstance(value, str) and name != "CLUSTER_TAG"}
+ON_DEFAULT_SHARD = frozenset({"LIMITERS", "WEB_LOGIN_SLOT"})
+_cluster = False
+
+
+def tag_of(shard: str) -> str:
+    """The hash tag in front of the keys of shard ``shard``: "" with plain Redis."""
+    if not _cluster:
+        return ""
+    return CLUSTER_TAG if shard == scope.DEFAULT else "{sq:" + shard + "}"
+
+
+def _tag() -> str:
+    return tag_of(scope.current()) if _cluster else ""
+
+
+def _default_tag() -> str:
+    return CLUSTER_TAG if _cluster else ""
 
 
 def use_cluster_names(on: bool) -> None:
-    """Switch every key name to its cluster form (``on``) or back to Sidekiq's."""
-    global tag
-    tag = CLUSTER_TAG if on else ""
+    """Switch every key name to its cluster form (``on``) or back to Sidekiq's.
+
+    Sidekiq's names are plain module attributes. Tagged names depend on the shard that the
+    code reading them works on, so on a cluster they are taken out of the module and
+    ``__getattr__`` builds each one as it is read."""
+    global _cluster
+    _cluster = on
     for name, value in _NAMES.items():
-        globals()[name] = tag + value
+        if on:
+            globals().pop(name, None)
+        else:
+            globals()[name] = value
+
+
+if not TYPE_CHECKING:  # mypy keeps checking the names above; only their values vary
+
+    def __getattr__(name: str) -> str:
+        value = _NAMES.get(name)
+        if value is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        return (_default_tag() if name in ON_DEFAULT_SHARD else _tag()) + value

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sidequest.connection import check_url
+from sidequest.connection import check_url, is_cluster, redacted
 from sidequest.errors import ConfigError
 from sidequest.options import QUEUE_NAME
 
@@ -79,6 +79,13 @@ def _urls(shards: Any, where: str) -> dict[str, str]:
             urls[name] = check_url(url)
         except ConfigError as exc:
             raise ConfigError(f"{where}shards: shard {name!r}: {exc}") from None
+        twin = next((other for other, seen in urls.items()
+                     if seen == url and other != name and not is_cluster(url)), None)
+        if twin is not None:
+            raise ConfigError(f"{where}shards {twin!r} and {name!r} name the same Redis "
+                              f"({redacted(url)}), where they would share every key: route "
+                              "their queues to one shard (only shards on a Redis Cluster, "
+                              "whose keys carry the shard's name, may share a URL)")
     return urls
 
 

@@ -44,6 +44,9 @@ def test_no_shards_means_one_redis() -> None:
                                               r"Redis URL \(redis_url\)"),
     ('[shards]\n"a b" = "redis://h:1/0"\n', r"shard name 'a b': use letters"),
     ('shards = ["redis://h:1/0"]\n', r"shards must map shard names to Redis URLs"),
+    ('[shards]\na = "redis://:pw@h:1/0"\nb = "redis://:pw@h:1/0"\n',
+     r"shards 'a' and 'b' name the same Redis \(redis://:\*\*\*@h:1/0\), where they would "
+     r"share every key: route their queues to one shard"),
 ])
 def test_a_bad_table_is_a_config_error_naming_the_file(tmp_path: Path, text: str,
                                                        message: str) -> None:
@@ -59,3 +62,10 @@ def test_environment_pairs() -> None:
     assert table.shard_of("exports") == "eu"
     with pytest.raises(ConfigError, match=r"\$SIDEQUEST_SHARDS: 'reports' is not NAME=VALUE"):
         shards.from_env({"SIDEQUEST_SHARDS": "reports"})
+
+
+def test_shards_on_one_cluster_may_share_its_url() -> None:
+    """On a Redis Cluster each shard's keys carry its name in their hash tag."""
+    url = "redis+cluster://10.0.0.1:7000,10.0.0.2:7000"
+    table = shards.build({"a": url, "b": url}, {"q": "b"})
+    assert table is not None and table.urls == {"a": url, "b": url}

@@ -19,10 +19,11 @@ class JobStatus:
         # With several shards the job's is not known from its jid: the current one first.
         here = connection.current_shard()
         for shard in [here, *(name for name in connection.shard_names() if name != here)]:
-            pipe = connection.client_for(shard).pipeline(transaction=False)
-            pipe.hgetall(keys.status(jid))
-            pipe.ttl(keys.status(jid))
-            raw, ttl = pipe.execute()
+            with connection.on_shard(shard):  # its client, and on a cluster its keys' tag
+                pipe = connection.client().pipeline(transaction=False)
+                pipe.hgetall(keys.status(jid))
+                pipe.ttl(keys.status(jid))
+                raw, ttl = pipe.execute()
             if raw:
                 break
         found = {k.decode(): v.decode("utf-8", "replace")
