@@ -105,6 +105,7 @@ class Bench:
         self.one_by_one.write_text(ONE_BY_ONE_TOML)
 
     def reset(self) -> None:
+        connection.configure(self.server.url(0))  # the other benches point it elsewhere
         self.client.flushall()
         self.counter.flushall()
 
@@ -204,16 +205,18 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["REDIS_URL"] = server.url(0)
             os.environ.pop("SIDEQUEST_REDIS_URL", None)
             bench = Bench(server, tally, base)
-            sharded = (ShardedBench([server, other], tally, base, bench.config)
-                       if opts.shards == 2 else None)
+            sharded = [ShardedBench.on_servers([server, other], tally, base, bench.config)
+                       ] if opts.shards == 2 else []
             with contextlib.ExitStack() as stack:
                 clustered = None
                 if opts.cluster:
                     (base / "cluster").mkdir()
                     cluster = stack.enter_context(
                         LocalCluster(executable, base / "cluster"))
-                    clustered = ClusterBench(cluster, tally, bench.worker,
-                                             _restorer(server, other, opts.shards))
+                    clustered = ClusterBench(cluster, tally, bench.worker)
+                    if opts.shards == 2:
+                        sharded.append(ShardedBench.on_cluster(cluster, tally, base,
+                                                               bench.config))
                 single, per_shard, idles, on_cluster = _measure(bench, sharded, clustered,
                                                                 opts)
             idle = sorted(idles, key=lambda sample: sample.cpu / sample.seconds)[len(idles) // 2]
@@ -223,30 +226,26 @@ def main(argv: list[str] | None = None) -> int:
             model = Model.fit(costs, BATCHED, ONE_BY_ONE, idle)
             _print_model(costs, model, idle)
             if per_shard:
-                _compare(per_shard, model, opts)
+                _compare(per_shard[0], model, opts, "2 shards (half each)")
             if on_cluster:
                 _print_cluster(on_cluster, costs, opts)
+            if len(per_shard) > 1:
+                _compare(per_shard[1], model, opts, "2 shards of one Redis Cluster (half each, "
+                         "each shard's hash tag on a primary of its own)")
     return 0
 
 
-def _restorer(server: PrivateRedis, other: PrivateRedis, shards: int) -> Callable[[], None]:
-    """What puts this process's Sidequest back on the single Redis (and its second shard)
-    after a cluster run."""
-    if shards == 2:
-        return lambda: connection.configure(server.url(0), shards={"s1": other.url(0)},
-                                            shard_queues={"s1": "s1"})
-    return lambda: connection.configure(server.url(0))
+PerShard = dict[str, list[list[Sample]]]
 
 
-def _measure(bench: Bench, sharded: ShardedBench | None, clustered: ClusterBench | None,
-             opts: argparse.Namespace) -> tuple[dict[str, list[Sample]],
-                                                dict[str, list[list[Sample]]], list[Sample],
-                                                dict[str, list[ClusterSample]]]:
+def _measure(bench: Bench, sharded: list[ShardedBench], clustered: ClusterBench | None,
+             opts: argparse.Namespace) -> tuple[dict[str, list[Sample]], list[PerShard],
+                                                list[Sample], dict[str, list[ClusterSample]]]:
     """Every operation and the idle worker ``opts.runs`` times, on one Redis and
-    (interleaved, so that a slow stretch of a shared machine hits both alike) on two
-    shards."""
+    (interleaved, so that a slow stretch of a shared machine hits all alike) on a cluster
+    and on two shards (of plain Redis, then of the cluster)."""
     single: dict[str, list[Sample]] = {op: [] for op in OPERATIONS}
-    per_shard: dict[str, list[list[Sample]]] = {}
+    per_shard: list[PerShard] = [{} for _ in sharded]
     idles: list[Sample] = []
     on_cluster: dict[str, list[ClusterSample]] = {}
     for run in range(opts.runs):
@@ -260,12 +259,14 @@ def _measure(bench: Bench, sharded: ShardedBench | None, clustered: ClusterBench
                 on_cluster.setdefault(operation, []).append(made)
                 print(f"run {run + 1}: cluster {operation}: {made.owner.us_per_job:.1f} us",
                       file=sys.stderr)
-            if sharded is None or operation == ONE_BY_ONE:
+            if operation == ONE_BY_ONE:
                 continue
-            shards = sharded.sample(operation, opts.jobs)
-            per_shard.setdefault(operation, []).append(shards)
-            print(f"run {run + 1}: sharded {operation}: "
-                  f"{', '.join(f'{s.us_per_job:.1f}' for s in shards)} us", file=sys.stderr)
+            for where, (each, results) in enumerate(zip(sharded, per_shard, strict=True)):
+                shards = each.sample(operation, opts.jobs)
+                results.setdefault(operation, []).append(shards)
+                print(f"run {run + 1}: sharded{' cluster' if where else ''} {operation}: "
+                      f"{', '.join(f'{s.us_per_job:.1f}' for s in shards)} us",
+                      file=sys.stderr)
     return single, per_shard, idles, on_cluster
 
 
@@ -288,10 +289,9 @@ def _print_model(costs: dict[str, Cost], model: Model, idle: Sample) -> None:
           " us")
 
 
-def _compare(per_shard: dict[str, list[list[Sample]]], model: Model,
-             opts: argparse.Namespace) -> None:
+def _compare(per_shard: PerShard, model: Model, opts: argparse.Namespace, what: str) -> None:
     """Each shard's measured cost against the model's for its own jobs and round trips."""
-    print(f"\nThe same jobs on 2 shards (half each), us of Redis CPU per job, median of "
+    print(f"\nThe same jobs on {what}, us of Redis CPU per job, median of "
           f"{opts.runs}; model = work + trips/job x round trip; ratio = measured / model")
     print(f"{'operation':<12} {'shard':>5} {'us/job':>7} {'trips/job':>9} "
           f"{'worker us/job':>13} {'model':>7} {'ratio':>6}  within {TOLERANCE:.0%}")

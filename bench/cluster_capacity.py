@@ -43,9 +43,8 @@ class ClusterSample:
 
 
 class ClusterBench:
-    def __init__(self, cluster: LocalCluster, tally: PrivateRedis, worker: Spawner,
-                 restore: Callable[[], None]) -> None:
-        self.cluster, self.worker, self.restore = cluster, worker, restore
+    def __init__(self, cluster: LocalCluster, tally: PrivateRedis, worker: Spawner) -> None:
+        self.cluster, self.worker = cluster, worker
         self.counter = tally.client(0)
         self.owner = cluster.owner()
         self.clients = {port: cluster.node(port) for port in cluster.ports}
@@ -55,10 +54,7 @@ class ClusterBench:
         self.cluster.flush()
         self.counter.flushall()
         connection.configure(self.cluster.url)
-        try:
-            return self._sample(operation, jobs)
-        finally:
-            self.restore()
+        return self._sample(operation, jobs)
 
     def _sample(self, operation: str, jobs: int) -> ClusterSample:
         if operation == "push":

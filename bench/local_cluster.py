@@ -16,7 +16,8 @@ from bench.harness import BenchError, free_port
 
 #: The cluster bus listens on the client port + 10000, so that one must be free too.
 BUS_OFFSET = 10000
-#: The slot of every Sidequest key in cluster mode (keys.py puts this hash tag in front).
+#: The slot of every key of the default shard in cluster mode (keys.py puts this hash tag
+#: in front; another shard's is {sq:<name>}).
 HASH_TAG = "{sq}"
 
 
@@ -83,10 +84,10 @@ class LocalCluster:
             self._wait(lambda p=port: self.node(p).cluster("info")["cluster_state"] == "ok",
                        f"node {port} to report cluster_state:ok")
 
-    def owner(self) -> int:
-        """The port of the primary that serves the ``{sq}`` slot."""
+    def owner(self, tag: str = HASH_TAG) -> int:
+        """The port of the primary that serves the slot of hash tag ``tag``."""
         with self.node(self.ports[0]) as probe:
-            slot = int(probe.cluster("keyslot", HASH_TAG))
+            slot = int(probe.cluster("keyslot", tag))
             for start, end, primary, *_ in probe.execute_command("CLUSTER SLOTS"):
                 if int(start) <= slot <= int(end):
                     return int(primary[1])

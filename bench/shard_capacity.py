@@ -6,6 +6,10 @@ second measured server. One worker command serves both queues, so it runs one pr
 shard (each with ``-c 10``, as the single-Redis run's one process). Each shard's CPU is
 divided by the jobs it carried. Sharding should not change what a job costs its Redis: each
 shard's figure should be within 10% of the single-Redis one.
+
+With ``--cluster`` as well, the same runs on one Redis Cluster: the second shard's keys
+carry its own hash tag, chosen to sit on another primary than ``{sq}``, and each of the two
+primaries is measured as each server is.
 """
 
 from __future__ import annotations
@@ -16,40 +20,66 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import redis
+
 from bench.harness import PrivateRedis, counter_of, kill_group, terminate_all, wait_count
 from bench.jobs import COUNTER_URL_ENV, DONE_KEY, FailsOnce, Noop
+from bench.local_cluster import LocalCluster
 from bench.redis_cost import Sample, Usage
 from sidequest import connection
 
 ROOT = Path(__file__).resolve().parent.parent
-QUEUES = ("default", "s1")
 #: Within this ratio of the single-Redis figure, sharding costs a job nothing extra.
 TOLERANCE = 0.10
 
 
 class ShardedBench:
-    def __init__(self, servers: list[PrivateRedis], tally: PrivateRedis, logs: Path,
-                 config: Path) -> None:
-        self.servers, self.tally, self.logs, self.config = servers, tally, logs, config
-        self.clients = [server.client(0) for server in servers]
+    """Half the jobs on queue ``default`` (the default shard), half on a queue named after
+    the second shard; ``clients`` measure the server (or primary) of each, ``urls`` reach
+    them."""
+
+    def __init__(self, clients: list[redis.Redis], urls: list[str], shard: str, *,
+                 tally: PrivateRedis, logs: Path, config: Path) -> None:
+        self.clients, self.urls, self.shard = clients, urls, shard
+        self.tally, self.logs, self.config = tally, logs, config
+        self.queues = ("default", shard)
         self.counter = tally.client(0)
-        self.env = {"SIDEQUEST_SHARDS": f"s1={servers[1].url(0)}",
-                    "SIDEQUEST_SHARD_QUEUES": "s1=s1"}
-        connection.configure(servers[0].url(0), shards={"s1": servers[1].url(0)},
-                             shard_queues={"s1": "s1"})
+        self.env = {"SIDEQUEST_SHARDS": f"{shard}={urls[1]}",
+                    "SIDEQUEST_SHARD_QUEUES": f"{shard}={shard}"}
+
+    @classmethod
+    def on_servers(cls, servers: list[PrivateRedis], tally: PrivateRedis, logs: Path,
+                   config: Path) -> ShardedBench:
+        return cls([server.client(0) for server in servers],
+                   [server.url(0) for server in servers], "s1", tally=tally, logs=logs,
+                   config=config)
+
+    @classmethod
+    def on_cluster(cls, cluster: LocalCluster, tally: PrivateRedis, logs: Path,
+                   config: Path) -> ShardedBench:
+        home = cluster.owner()
+        shard = next(f"s{i}" for i in range(1, 100)
+                     if cluster.owner("{sq:" + f"s{i}" + "}") != home)
+        other = cluster.owner("{sq:" + shard + "}")
+        return cls([cluster.node(home), cluster.node(other)], [cluster.url, cluster.url],
+                   shard, tally=tally, logs=logs, config=config)
+
+    def configure(self) -> None:
+        connection.configure(self.urls[0], shards={self.shard: self.urls[1]},
+                             shard_queues={self.shard: self.shard})
 
     def usage(self) -> list[Usage]:
         return [Usage.of(client) for client in self.clients]
 
     def run(self, jobs: int, name: str) -> None:
-        env = {**os.environ, **self.env, "REDIS_URL": self.servers[0].url(0),
+        env = {**os.environ, **self.env, "REDIS_URL": self.urls[0],
                COUNTER_URL_ENV: self.tally.url(0),
                "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
         env.pop("SIDEQUEST_REDIS_URL", None)
         with open(self.logs / f"sharded-{name}.log", "ab") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "sidequest", "-r", "bench.jobs", "-c", "10",
-                 "-q", QUEUES[0], "-q", QUEUES[1], "--log-level", "WARNING",
+                 "-q", self.queues[0], "-q", self.queues[1], "--log-level", "WARNING",
                  "-C", str(self.config)], cwd=ROOT, env=env, stdout=out,
                 stderr=subprocess.STDOUT, start_new_session=True)
         try:
@@ -67,7 +97,7 @@ class ShardedBench:
         more on each (waking up, a colder cache): 12-23% more for a bare LPUSH on a 2-core
         host, whatever sends it. That is the cost of a half-idle server, not of sharding; a
         capacity model is for busy servers."""
-        for queue in QUEUES:
+        for queue in self.queues:
             setter = Noop.set(queue=queue)
             if operation == "bulk push":
                 setter.perform_bulk([[i] for i in range(half)])
@@ -80,13 +110,14 @@ class ShardedBench:
 
     def sample(self, operation: str, jobs: int) -> list[Sample]:
         """What one operation cost each shard (half the jobs each)."""
+        self.configure()
         for client in self.clients:
             client.flushall()
         self.counter.flushall()
         half = jobs // 2
         if operation in ("run", "retry"):
             job_class = Noop if operation == "run" else FailsOnce
-            for q in QUEUES:
+            for q in self.queues:
                 job_class.set(queue=q).perform_bulk([[i] for i in range(half)])
             return self._measured(half, lambda: self.run(2 * half, operation), worker=True)
         pushed = self._measured(half, lambda: self.push(operation, half))
