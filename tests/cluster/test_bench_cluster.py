@@ -1,6 +1,7 @@
-"""bench/capacity.py --cluster runs end to end on a real local Redis Cluster: it prints each
-operation's Redis CPU per job on the primary holding the {sq} slot beside the other primaries
-and the ratio to the single-Redis figure of the same run."""
+"""bench/capacity.py --shards 2 --cluster runs end to end on a real local Redis Cluster: it
+prints each operation's Redis CPU per job on the primary holding the {sq} slot beside the
+other primaries and the ratio to the single-Redis figure of the same run, then each of two
+primaries' cost with the jobs on two shards of the cluster, against the model."""
 
 from __future__ import annotations
 
@@ -37,10 +38,11 @@ def rows(stdout: str, columns: int, tail: str = "") -> dict[str, list[float]]:
 @pytest.mark.slow  # a load test: run once, not on every Python
 def test_capacity_bench_measures_the_sq_primary_of_a_cluster() -> None:
     need_cluster_support()
-    result = run_script(CAPACITY, "-n", "200", "--runs", "1", "--cluster",
-                        "--idle-seconds", "1", timeout=240.0)
+    result = run_script(CAPACITY, "-n", "200", "--runs", "1", "--shards", "2", "--cluster",
+                        "--idle-seconds", "1", timeout=300.0)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     single_part, _, cluster_part = result.stdout.partition("Redis Cluster of 3 primaries")
+    cluster_part, _, shards_part = cluster_part.partition("2 shards of one Redis Cluster")
     assert cluster_part, result.stdout
     # us/job, trips/job, worker us/job, work us/job, then jobs/s with thousands commas
     single = {name: values[0] for name, values in rows(single_part, 4, r" +[\d,]+").items()}
@@ -59,3 +61,12 @@ def test_capacity_bench_measures_the_sq_primary_of_a_cluster() -> None:
     # Pushes are all work on the {sq} primary; the other two only tick over meanwhile.
     push, others = cluster["push"][0], cluster["push"][2]
     assert push > 2 * others, (push, others)
+    # Two shards on the cluster: both primaries did their half of every operation.
+    shards = re.findall(rf"^({'|'.join(OPERATIONS)}) +([12]) +{NUMBER} +{NUMBER} +{NUMBER}"
+                        rf" +{NUMBER} +{NUMBER} +(yes|NO)$", shards_part, re.MULTILINE)
+    assert [(row[0], row[1]) for row in shards] == [
+        (name, shard) for name in OPERATIONS if name != "run one by one" for shard in "12"]
+    for name, _, us, trips, _, _, _, _ in shards:
+        assert float(us) > 0, (name, us)
+        if name == "run":  # the second shard's worker process fetched from its own primary
+            assert float(trips) > 0, (name, trips)

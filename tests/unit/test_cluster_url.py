@@ -82,3 +82,24 @@ def test_an_older_redis_py_is_refused_with_the_fix(version: str) -> None:
                                           rf"{re.escape(version)}\): pip install "
                                           r"'sidequest\[cluster\]'"):
         cluster.check_version(version)
+
+
+def test_each_shard_of_a_cluster_has_its_own_tag_and_plain_redis_none() -> None:
+    """Key names follow the shard the code works on (its process's, or one a block chose);
+    the limiters and the dashboard's logins keep the default shard's."""
+    url = "redis+cluster://10.0.0.1:7000"
+    connection.configure(url, shards={"eu": url}, shard_queues={"mail": "eu"})
+    assert (keys.QUEUES, keys.queue("mail"), keys.tag_of("eu")) == (
+        "{sq}queues", "{sq}queue:mail", "{sq:eu}")
+    with connection.on_shard("eu"):
+        assert (keys.QUEUES, keys.RETRY, keys.queue("mail"), keys.lease("p")) == (
+            "{sq:eu}queues", "{sq:eu}retry", "{sq:eu}queue:mail", "{sq:eu}sq:lease:p")
+        assert (keys.LIMITERS, keys.limiter("x"), keys.WEB_LOGIN_SLOT) == (
+            "{sq}sq:limiters", "{sq}sq:limiter:x", "{sq}sq:web:login")
+    assert keys.RETRY == "{sq}retry"
+    connection.use_shard("eu")  # a worker process serving shard eu
+    assert (keys.SCHEDULE, keys.limiter_over("x")) == ("{sq:eu}schedule", "{sq}sq:limiter:x:over")
+    connection.configure("redis://h:6379/0", shards={"eu": "redis://h2:6379/0"})
+    with connection.on_shard("eu"):
+        assert (keys.QUEUES, keys.queue("mail"), keys.tag_of("eu")) == (
+            "queues", "queue:mail", "")
