@@ -310,7 +310,8 @@ def _print_cluster(on_cluster: dict[str, list[ClusterSample]], costs: dict[str, 
     """The {sq} primary's cost per job beside the single Redis's, and the rest."""
     print(f"\nThe same jobs on a Redis Cluster of 3 primaries, no replicas: us of Redis CPU "
           f"per job on the primary holding {{sq}}, median of {opts.runs}; others = the other "
-          "2 primaries together; cluster calls = CLUSTER commands all nodes answered; "
+          "2 primaries together; cluster calls = CLUSTER and COMMAND calls all nodes answered "
+          "(what a cluster client asks when it starts); "
           "ratio = {sq} primary / one Redis")
     print(f"{'operation':<15} {'us/job':>7} {'trips/job':>9} {'others us/job':>13} "
           f"{'cluster calls/job':>17} {'ratio':>6}")

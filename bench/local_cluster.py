@@ -46,6 +46,7 @@ class LocalCluster:
     def url(self) -> str:
         return "redis+cluster://" + ",".join(f"{self.host}:{p}" for p in self.ports)
 
+
     def node(self, port: int) -> redis.Redis:
         return redis.Redis(self.host, port, socket_timeout=5)
 
@@ -84,10 +85,15 @@ class LocalCluster:
             self._wait(lambda p=port: self.node(p).cluster("info")["cluster_state"] == "ok",
                        f"node {port} to report cluster_state:ok")
 
-    def owner(self, tag: str = HASH_TAG) -> int:
-        """The port of the primary that serves the slot of hash tag ``tag``."""
+    def owner(self, tag: str = HASH_TAG, slot: int | None = None) -> int:
+        """The port of the primary that serves the slot of hash tag ``tag`` (or ``slot``).
+
+        redis-py's cluster client sends what has no key to the primary of slot 0, the
+        command table it reads at start (COMMAND, a millisecond or two of that node's CPU,
+        once per client) included."""
         with self.node(self.ports[0]) as probe:
-            slot = int(probe.cluster("keyslot", tag))
+            if slot is None:
+                slot = int(probe.cluster("keyslot", tag))
             for start, end, primary, *_ in probe.execute_command("CLUSTER SLOTS"):
                 if int(start) <= slot <= int(end):
                     return int(primary[1])

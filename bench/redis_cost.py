@@ -45,7 +45,8 @@ class Usage:
     #: Microseconds the server spent in LMOVE (a job fetched) and LREM (a job acknowledged).
     fetch_us: float = 0.0
     ack_us: float = 0.0
-    #: CLUSTER subcommands answered (a cluster client's slot map refreshes and the like).
+    #: CLUSTER subcommands and COMMAND answered: what a cluster client asks when it starts
+    #: (the slot map, the command table) and when the slot map may have changed.
     cluster_calls: int = 0
 
     @classmethod
@@ -59,7 +60,8 @@ class Usage:
                    int(stat("evalsha", "calls") + stat("eval", "calls")), time.monotonic(),
                    stat("lmove", "usec"), stat("lrem", "usec"),
                    sum(int(fields["calls"]) for name, fields in info.items()
-                       if name.startswith("cmdstat_cluster") and isinstance(fields, dict)))
+                       if name.startswith(("cmdstat_cluster", "cmdstat_command"))
+                       and isinstance(fields, dict)))
 
 
 @dataclass(frozen=True)
