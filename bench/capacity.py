@@ -231,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
                 _print_cluster(on_cluster, costs, opts)
             if len(per_shard) > 1:
                 _compare(per_shard[1], model, opts, "2 shards of one Redis Cluster (half each, "
-                         "each shard's hash tag on a primary of its own)")
+                         "each shard's hash tag on a primary of its own)",
+                         _cluster_factors(on_cluster, costs))
     return 0
 
 
@@ -289,16 +290,28 @@ def _print_model(costs: dict[str, Cost], model: Model, idle: Sample) -> None:
           " us")
 
 
-def _compare(per_shard: PerShard, model: Model, opts: argparse.Namespace, what: str) -> None:
-    """Each shard's measured cost against the model's for its own jobs and round trips."""
+def _cluster_factors(on_cluster: dict[str, list[ClusterSample]],
+                     costs: dict[str, Cost]) -> dict[str, float]:
+    """Per operation, what a job costs the {sq} primary over what it costs one Redis: the
+    cluster table's ratio, which the model of a cluster primary multiplies by."""
+    return {op: Cost.median([s.owner for s in samples]).us_per_job / costs[op].us_per_job
+            for op, samples in on_cluster.items()}
+
+
+def _compare(per_shard: PerShard, model: Model, opts: argparse.Namespace, what: str,
+             factors: dict[str, float] | None = None) -> None:
+    """Each shard's measured cost against the model's for its own jobs and round trips
+    (times the cluster's factor for the operation, on a cluster)."""
+    times = " x the cluster table's ratio" if factors else ""
     print(f"\nThe same jobs on {what}, us of Redis CPU per job, median of "
-          f"{opts.runs}; model = work + trips/job x round trip; ratio = measured / model")
+          f"{opts.runs}; model = (work + trips/job x round trip + worker us/job x timers)"
+          f"{times}; ratio = measured / model")
     print(f"{'operation':<12} {'shard':>5} {'us/job':>7} {'trips/job':>9} "
           f"{'worker us/job':>13} {'model':>7} {'ratio':>6}  within {TOLERANCE:.0%}")
     for operation, runs in per_shard.items():
         for i in range(2):
             cost = Cost.median([shards[i] for shards in runs])
-            predicted = model.predict(operation, cost)
+            predicted = model.predict(operation, cost) * (factors or {}).get(operation, 1.0)
             ratio = cost.us_per_job / predicted
             print(f"{operation:<12} {i + 1:5} {cost.us_per_job:7.1f} {cost.trips_per_job:9.3f} "
                   f"{cost.us_of_worker_per_job:13.1f} {predicted:7.1f} {ratio:6.2f}  "

@@ -16,6 +16,8 @@ import redis
 from fault.harness import Ledger, Worker, write_config
 from helpers import wait_for
 from redis_server import NO_RETRY, free_port
+from sidequest.web import create_app
+from web_helpers import PASSWORD, Client
 
 NODE_TIMEOUT_MS = 1000
 
@@ -189,6 +191,17 @@ def spawn(cluster_url: str, ledger: Ledger, tmp_path: Path) -> Iterator[Callable
     # A worker that hit something cluster mode cannot do would have logged a traceback.
     for worker in workers:
         assert "Traceback" not in worker.log_path.read_text(errors="replace"), worker.log(80)
+
+
+def dashboard(*paths: str) -> dict[str, str]:
+    """The dashboard's pages at ``paths`` (each must answer 200), logged in."""
+    app = create_app(password=PASSWORD, secret_key="test-secret-" + "x" * 32)
+    with Client(app) as client:
+        assert client.login().status_code == 303
+        answers = {path: client.get(path) for path in paths}
+    for path, answer in answers.items():
+        assert answer.status_code == 200, f"{path}: {answer.status_code}"
+    return {path: answer.text for path, answer in answers.items()}
 
 
 def identity_of(worker: Worker, client: redis.RedisCluster) -> str:

@@ -22,7 +22,7 @@ import sidequest.connection
 from apps import cluster_jobs, cluster_periodic
 from apps.cluster_jobs import Bucketed, Cancellable, Concurrent, Result
 from apps.fault_jobs import AsyncWork, Record, Work
-from cluster.conftest import Cluster, identity_of
+from cluster.conftest import Cluster, dashboard, identity_of
 from fault.harness import ROOT, Ledger, Worker
 from helpers import wait_for
 from sidequest import Batch, keys, limiter
@@ -36,8 +36,6 @@ from sidequest.api import (
     Stats,
     cancel,
 )
-from sidequest.web import create_app
-from web_helpers import PASSWORD, Client
 
 
 def all_keys(cluster: Cluster) -> list[bytes]:
@@ -54,17 +52,6 @@ def assert_all_tagged(cluster: Cluster) -> None:
 
 def unique_locks(cluster: Cluster) -> list[bytes]:
     return [k for k in all_keys(cluster) if k.startswith(b"{sq}sq:unique:")]
-
-
-def dashboard(*paths: str) -> dict[str, str]:
-    """The dashboard's pages at ``paths`` (each must answer 200), logged in."""
-    app = create_app(password=PASSWORD, secret_key="test-secret-" + "x" * 32)
-    with Client(app) as client:
-        assert client.login().status_code == 303
-        answers = {path: client.get(path) for path in paths}
-    for path, answer in answers.items():
-        assert answer.status_code == 200, f"{path}: {answer.status_code}"
-    return {path: answer.text for path, answer in answers.items()}
 
 
 def times(ledger: Ledger, event: str) -> dict[str, float]:

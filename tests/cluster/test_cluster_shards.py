@@ -21,12 +21,10 @@ import sidequest
 import sidequest.connection
 from apps.cluster_jobs import Concurrent, two_at_once
 from apps.fault_jobs import Work
-from cluster.conftest import Cluster
+from cluster.conftest import Cluster, dashboard
 from fault.harness import ROOT, Ledger, Worker, write_config
 from helpers import wait_for
 from sidequest import Job, keys
-from sidequest.web import create_app
-from web_helpers import PASSWORD, Client
 
 CANDIDATES = ("reports", "exports", "eu", "us", "bulk", "mail", "media", "search", "audit")
 
@@ -142,12 +140,3 @@ def run_stats(cluster_url: str, shards: dict[str, str]) -> str:
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
-
-def dashboard(*paths: str) -> dict[str, str]:
-    app = create_app(password=PASSWORD, secret_key="test-secret-" + "x" * 32)
-    with Client(app) as client:
-        assert client.login().status_code == 303
-        answers = {path: client.get(path) for path in paths}
-    for path, answer in answers.items():
-        assert answer.status_code == 200, f"{path}: {answer.status_code}"
-    return {path: answer.text for path, answer in answers.items()}
