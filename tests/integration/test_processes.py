@@ -136,3 +136,40 @@ def test_a_thread_dump_to_the_whole_group_prints_once_per_worker(redis_server: R
     code, text = signal_the_group(redis_server, r, tmp_path, signal.SIGTTIN)
     assert code == 0, text
     assert text.count("thread MainThread:") == 2, text
+
+
+def test_a_worker_killed_while_stopping_is_reported_and_fails_the_exit_code(
+        redis_server: RedisServer, r: redis.Redis, tmp_path: Path) -> None:
+    """A worker that dies by a signal during the shutdown did not stop gracefully: the
+    supervisor says so and exits 1, rather than counting it as a clean exit."""
+    config = tmp_path / "fast.toml"
+    config.write_text("\n".join(f"{k} = {v}" for k, v in FAST.items()) + "\n")
+    ledger_url = redis_server.url[:-1] + "1"
+    ledger = redis.Redis.from_url(ledger_url, decode_responses=True)
+    ledger.flushdb()
+    env = {**os.environ, "REDIS_URL": redis_server.url, "LEDGER_URL": ledger_url,
+           "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    log = tmp_path / "out.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sidequest", "-P", "2", "-c", "1", "-r", "apps.ledger_jobs",
+             "-C", str(config)], env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: len(pids(r)) == 2, what="two workers")
+        from apps.ledger_jobs import Slow
+
+        Slow.perform_async(30)  # its worker's graceful stop waits the 2 s timeout on it
+        victim = wait_for(lambda: next((int(m.split(":")[1]) for m in r.smembers("processes")
+                                        if r.hlen(f"{m}:work")), None), what="a busy worker")
+        proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: log.read_text().count("stopping: waiting up to") == 2,
+                 what="both workers stopping")
+        os.kill(victim, signal.SIGKILL)
+        code = proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    text = log.read_text()
+    assert code == 1, text
+    assert f"worker process {victim} ended while stopping (killed by signal 9)" in text, text

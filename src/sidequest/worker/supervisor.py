@@ -107,7 +107,11 @@ class Supervisor:
                 time.sleep(0.05)
                 continue
             self.children.pop(pid, None)
-            worst = max(worst, os.waitstatus_to_exitcode(status))
+            code = os.waitstatus_to_exitcode(status)
+            if code < 0:  # a signal's default action ended it: no graceful stop, say so
+                log.error("worker process %d ended while stopping (%s)", pid,
+                          _describe(status))
+            worst = max(worst, 1 if code < 0 else code)
         for pid in self.children:
             log.error("worker process %d did not stop in time; killing it", pid)
             os.kill(pid, signal.SIGKILL)
