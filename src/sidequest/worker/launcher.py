@@ -28,6 +28,7 @@ from sidequest.job import install_worker
 from sidequest.worker import cancels, guards, logs, sharding, watchdog
 from sidequest.worker.cancels import CancelWatcher
 from sidequest.worker.heartbeat import Heartbeat, rss_kb
+from sidequest.worker.inbox import Inbox
 from sidequest.worker.manager import Manager
 from sidequest.worker.periodic import PeriodicPoller, load_entries, record_outcome
 from sidequest.worker.reaper import Reaper
@@ -47,11 +48,11 @@ def make_identity() -> str:
     return f"{host}:{os.getpid()}:{os.urandom(6).hex()}"
 
 
-#: Seconds within which a second signal of one kind to a supervised process (-P) is the echo
-#: of the first: when a whole process group is signalled (Ctrl-C in a terminal, a service
-#: manager's stop), each worker hears it from the OS and again from its supervisor, within
-#: milliseconds. A person pressing Ctrl-C again takes longer.
-ECHO = 0.25
+#: How often the main thread looks for a requested stop. It sleeps rather than waiting on
+#: the stop_requested Event: the signal handlers set that Event in this same thread, and
+#: Event.set blocks on the lock that Event.wait holds for a few steps at each wake-up, so a
+#: signal landing there would hang the process for good.
+NAP = 0.1
 
 
 class Launcher:
@@ -83,7 +84,7 @@ class Launcher:
         self._stopped = False
         self._stop_signals = 0
         self.supervised = supervised  # forked by a -P supervisor, which forwards signals
-        self._heard: dict[str, float] = {}  # signal kind -> monotonic time last acted on
+        self.inbox = Inbox(self._os_act, supervised)
 
     def start(self) -> None:
         """Register with Redis (waiting for it if it is down), then start every thread."""
@@ -144,8 +145,14 @@ class Launcher:
                 if not warned:
                     log.warning("waiting for Redis at %s: %s", connection.redacted(), exc)
                     warned = True
-                self.stop_requested.wait(delay)
+                self._nap(delay)
                 delay = min(delay * 2, 2.0)
+
+    def _nap(self, seconds: float) -> None:
+        """Sleep up to ``seconds``, less once a stop is requested (see NAP)."""
+        end = time.monotonic() + seconds
+        while not self.stop_requested.is_set() and (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, NAP))
 
     def _beat_loop(self) -> None:
         failing = False
@@ -193,8 +200,6 @@ class Launcher:
         """TERM/INT from the OS: the first stops gracefully; a second says so and how to force
         it; a third forces it. Forcing leaves running jobs in this process's in-progress list,
         from which the other workers (or the next start) recover them, as after a crash."""
-        if self._echo("stop"):  # INT and TERM alike: the supervisor forwards INT as TERM
-            return
         self._stop_signals += 1
         if self._stop_signals == 1:
             self.signal(name)
@@ -207,21 +212,13 @@ class Launcher:
             logs.flush()
             os._exit(1)
 
-    def _os_signal(self, name: str) -> None:
-        """TSTP or TTIN from the OS: acted on once, though a supervised process hears a
-        group's signal twice (one quiet is enough, and a thread dump printed twice is
-        noise)."""
-        if not self._echo(name):
+    def _os_act(self, name: str) -> None:
+        """A signal from the OS, once the inbox has dropped a supervised process's echoes
+        (one quiet is enough, and a thread dump printed twice is noise)."""
+        if name in ("TERM", "INT"):
+            self._os_stop(name)
+        else:
             self.signal(name)
-
-    def _echo(self, kind: str) -> bool:
-        """True when this signal repeats one heard within ECHO by a supervised process: the
-        same signal, from the OS and from the supervisor."""
-        now = time.monotonic()
-        if self.supervised and now - self._heard.get(kind, -ECHO) < ECHO:
-            return True
-        self._heard[kind] = now
-        return False
 
     def _check_memory(self) -> None:
         limit = self.config.max_memory
@@ -287,8 +284,8 @@ class Launcher:
         except redis.RedisError:
             log.info("stopped before Redis could be reached; nothing was fetched")
             return True
-        while not self.stop_requested.wait(0.5):
-            pass
+        while not self.stop_requested.is_set():
+            time.sleep(NAP)
         watchdog.notify_stop()  # no-op when a signal already told it
         # A job stuck in C code can hold the interpreter: a C-level timer ends the process
         # shortly after the deadline no matter what (its jobs stay in progress, recovered).
@@ -303,13 +300,13 @@ class Launcher:
 
     def _install_signals(self) -> None:
         handlers: dict[int, Callable[[int, Any], None]] = {
-            signal.SIGTERM: lambda *_: self._os_stop("TERM"),
-            signal.SIGINT: lambda *_: self._os_stop("INT"),
+            signal.SIGTERM: lambda *_: self.inbox.arrive("TERM"),
+            signal.SIGINT: lambda *_: self.inbox.arrive("INT"),
         }
         if hasattr(signal, "SIGTSTP"):
-            handlers[signal.SIGTSTP] = lambda *_: self._os_signal("TSTP")
+            handlers[signal.SIGTSTP] = lambda *_: self.inbox.arrive("TSTP")
         if hasattr(signal, "SIGTTIN"):
-            handlers[signal.SIGTTIN] = lambda *_: self._os_signal("TTIN")
+            handlers[signal.SIGTTIN] = lambda *_: self.inbox.arrive("TTIN")
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
 
