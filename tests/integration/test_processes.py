@@ -22,8 +22,10 @@ def pids(r: redis.Redis) -> set[int]:
     return {int(member.split(":")[1]) for member in r.smembers("processes")}
 
 
-def test_forks_restarts_and_stops_workers(redis_server: RedisServer, r: redis.Redis,
-                                          tmp_path: Path) -> None:
+def ledger_setup(redis_server: RedisServer, tmp_path: Path,
+                 ) -> tuple[Path, redis.Redis, dict[str, str]]:
+    """The FAST settings file, an emptied ledger (database 1) for apps.ledger_jobs, and the
+    environment a worker command needs for both."""
     config = tmp_path / "fast.toml"
     config.write_text("\n".join(f"{k} = {v}" for k, v in FAST.items()) + "\n")
     ledger_url = redis_server.url[:-1] + "1"
@@ -31,6 +33,12 @@ def test_forks_restarts_and_stops_workers(redis_server: RedisServer, r: redis.Re
     ledger.flushdb()
     env = {**os.environ, "REDIS_URL": redis_server.url, "LEDGER_URL": ledger_url,
            "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    return config, ledger, env
+
+
+def test_forks_restarts_and_stops_workers(redis_server: RedisServer, r: redis.Redis,
+                                          tmp_path: Path) -> None:
+    config, ledger, env = ledger_setup(redis_server, tmp_path)
     proc = subprocess.Popen(
         [sys.executable, "-m", "sidequest", "-P", "2", "-c", "2", "-r", "apps.ledger_jobs",
          "-C", str(config), "--log-level", "WARNING"],
@@ -142,13 +150,7 @@ def test_a_worker_killed_while_stopping_is_reported_and_fails_the_exit_code(
         redis_server: RedisServer, r: redis.Redis, tmp_path: Path) -> None:
     """A worker that dies by a signal during the shutdown did not stop gracefully: the
     supervisor says so and exits 1, rather than counting it as a clean exit."""
-    config = tmp_path / "fast.toml"
-    config.write_text("\n".join(f"{k} = {v}" for k, v in FAST.items()) + "\n")
-    ledger_url = redis_server.url[:-1] + "1"
-    ledger = redis.Redis.from_url(ledger_url, decode_responses=True)
-    ledger.flushdb()
-    env = {**os.environ, "REDIS_URL": redis_server.url, "LEDGER_URL": ledger_url,
-           "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    config, _, env = ledger_setup(redis_server, tmp_path)
     log = tmp_path / "out.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
