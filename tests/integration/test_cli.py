@@ -294,3 +294,31 @@ def test_a_second_ctrl_c_says_a_stop_is_running_and_a_third_forces_it(
     # Forced: the job was not lost, it waits in the in-progress list for a reaper.
     held = [p for key in r.scan_iter("sq:inprogress:*") for p in r.lrange(key, 0, -1)]
     assert [json.loads(p)["jid"] for p in held] == [jid]
+
+
+@pytest.mark.parametrize(("command", "code", "said"), [
+    ([], 130, ""), (["dev", "--no-web"], 0, "stopped while starting"),
+])
+def test_ctrl_c_while_starting_stops_even_when_inherited_as_ignored(
+    redis_url: str, tmp_path: Path, command: list[str], code: int, said: str,
+) -> None:
+    # A shell without job control starts background commands with INT ignored; the app
+    # below takes as long to import as the test lets it, so the INT lands during start-up.
+    (tmp_path / "slow_app.py").write_text(
+        "import pathlib, sys, time\n"
+        "print('loading the app', flush=True)\n"
+        f"while not pathlib.Path({str(tmp_path / 'go')!r}).exists():\n"
+        "    time.sleep(0.02)\n"
+    )
+    proc = sidequest(*command, "-r", "slow_app", env={
+        "PYTHONPATH": str(tmp_path), "SIDEQUEST_REDIS_URL": redis_url,
+    }, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    out = Output(proc)
+    out.wait_for("loading the app")
+    proc.send_signal(signal.SIGINT)
+    try:
+        assert proc.wait(15) == code, out.lines
+    finally:
+        (tmp_path / "go").touch()  # before the fix the INT was lost: let it finish importing
+    assert not any("Traceback" in line for line in out.lines), out.lines
+    assert said in "\n".join(out.lines)

@@ -4,7 +4,11 @@ do); a supervised process's echo within ECHO is dropped, a later press is not.""
 
 from __future__ import annotations
 
+import inspect
+import sys
 import time
+from types import FrameType
+from typing import Any
 
 from sidequest.worker.inbox import ECHO, Inbox
 
@@ -49,3 +53,29 @@ def test_a_second_press_after_the_echo_window_counts() -> None:
         time.sleep(ECHO / 5)
     inbox.arrive("INT")
     assert acted == ["INT", "TSTP", "INT"]
+
+
+
+def test_a_signal_landing_as_the_handler_finishes_is_not_lost() -> None:
+    """A handler can be interrupted at its last step too, clearing the acting flag."""
+    acted: list[str] = []
+    inbox = Inbox(acted.append, supervised=False)
+    source, first = inspect.getsourcelines(Inbox.arrive)
+    clearing = first + next(i for i, text in enumerate(source) if "self._acting = False" in text)
+    landed: list[str] = []
+
+    def trace(frame: FrameType, event: str, arg: object) -> Any:
+        if frame.f_code is not Inbox.arrive.__code__:
+            return None
+        if event == "line" and frame.f_lineno == clearing and not landed:
+            landed.append("TERM")
+            inbox.arrive("TERM")  # runs untraced, as a nested signal handler would
+        return trace
+
+    sys.settrace(trace)
+    try:
+        inbox.arrive("INT")
+    finally:
+        sys.settrace(None)
+    assert landed == ["TERM"]
+    assert acted == ["INT", "TERM"]

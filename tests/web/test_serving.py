@@ -109,19 +109,23 @@ def test_sidequest_dev_serves_the_dashboard(redis_url: str) -> None:
     proc = serve(["dev", "--no-demo-traffic", "--web-port", "0", "-c", "1"], env_for(redis_url))
     lines: list[str] = []
 
-    def dashboard_line() -> str | None:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        lines.append(line)
-        return line if "Dashboard: http" in line or not line else None
+    def line_with(text: str) -> str:
+        def read() -> str | None:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            lines.append(line)
+            return line if text in line or not line else None
+
+        return wait_for(read, 30, f"a line of sidequest dev with {text!r}")
 
     try:
-        line = wait_for(dashboard_line, 30, "the dashboard line of sidequest dev")
         found = re.search(r"Dashboard: (http://127\.0\.0\.1:\d+/) \(no login, loopback only\)",
-                          line)
+                          line_with("Dashboard: http"))
         assert found, "".join(lines)
         status, body = get(found.group(1) + "stats")
         assert status == 200 and "enqueued" in body
+        # Stop a started worker: a Ctrl-C during start-up is test_cli's subject.
+        assert " started: " in line_with(" started: "), "".join(lines)
     finally:
         out = "".join(lines) + stop(proc)
     assert "Dashboard:" in out

@@ -36,16 +36,18 @@ class Inbox:
         """Call from the signal handler: act on ``name`` (and on any signal that lands
         meanwhile), unless an outer handler in this thread is acting already."""
         self._arrived.append((name, time.monotonic()))  # atomic: safe at any step
-        if self._acting:
-            return
-        self._acting = True
-        try:
-            while self._arrived:
-                name, at = self._arrived.popleft()
-                if not self._echo(_KIND.get(name, name), at):
-                    self._act(name)
-        finally:
-            self._acting = False
+        # The outer loop looks again once _acting is cleared: a signal that lands after the
+        # inner loop found the queue empty, but before _acting was cleared, left its entry
+        # to this handler, which must not return without it.
+        while self._arrived and not self._acting:
+            self._acting = True
+            try:
+                while self._arrived:
+                    name, at = self._arrived.popleft()
+                    if not self._echo(_KIND.get(name, name), at):
+                        self._act(name)
+            finally:
+                self._acting = False
 
     def _echo(self, kind: str, at: float) -> bool:
         """True when this signal repeats one heard within ECHO by a supervised process: the
