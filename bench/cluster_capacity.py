@@ -47,14 +47,13 @@ class ClusterBench:
         self.cluster, self.worker = cluster, worker
         self.counter = tally.client(0)
         self.owner = cluster.owner()
-        self.url = cluster.url
         self.clients = {port: cluster.node(port) for port in cluster.ports}
 
     def sample(self, operation: str, jobs: int) -> ClusterSample:
         """What one operation on ``jobs`` jobs cost the cluster's nodes."""
         self.cluster.flush()
         self.counter.flushall()
-        connection.configure(self.url)
+        connection.configure(self.cluster.url)
         return self._sample(operation, jobs)
 
     def _sample(self, operation: str, jobs: int) -> ClusterSample:
@@ -75,7 +74,7 @@ class ClusterBench:
         """As the single-Redis run: measured until the last job completes, before the
         worker stops."""
         before = self._usage()
-        with self.worker(f"cluster-{name}", one_by_one, self.url) as proc:
+        with self.worker(f"cluster-{name}", one_by_one, self.cluster.url) as proc:
             wait_count(counter_of(self.counter, DONE_KEY), jobs, proc)
             return self._between(jobs, before, self._usage(), worker=True)
 

@@ -46,7 +46,6 @@ class LocalCluster:
     def url(self) -> str:
         return "redis+cluster://" + ",".join(f"{self.host}:{p}" for p in self.ports)
 
-
     def node(self, port: int) -> redis.Redis:
         return redis.Redis(self.host, port, socket_timeout=5)
 

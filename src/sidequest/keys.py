@@ -94,7 +94,7 @@ STAT_OVERLIMIT = "sq:stat:overlimit"
 
 
 def queue(name: str) -> str:
-    return _tag() + "queue:" + name
+    return _tag() + _NAMES["QUEUE_PREFIX"] + name
 
 
 def limiter(name: str) -> str:
@@ -119,7 +119,7 @@ def status(jid: str) -> str:
 
 
 def unique_lock(digest: str) -> str:
-    return _tag() + "sq:unique:" + digest
+    return _tag() + _NAMES["UNIQUE_PREFIX"] + digest
 
 
 def stat_daily(kind: str, date: str) -> str:
@@ -233,7 +233,7 @@ def _tag() -> str:
 
 
 def _default_tag() -> str:
-    return CLUSTER_TAG if _cluster else ""
+    return tag_of(scope.DEFAULT)
 
 
 def use_cluster_names(on: bool) -> None:

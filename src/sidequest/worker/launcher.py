@@ -83,7 +83,8 @@ class Launcher:
         self._threads: list[threading.Thread] = []
         self._stopped = False
         self._stop_signals = 0
-        self.supervised = supervised  # forked by a -P supervisor, which forwards signals
+        # supervised: forked by a -P supervisor, which forwards signals (the inbox drops
+        # their echoes)
         self.inbox = Inbox(self._os_act, supervised)
 
     def start(self) -> None:
