@@ -172,6 +172,11 @@ def use_shard(name: str) -> None:
     global _scoping
     shard_url(name)
     with _lock:
+        if name == scope.home and not _scoping:
+            # Already so: keep the client. Closing it would cut the commands another thread
+            # has in flight on it (the dashboard that ``sidequest dev`` serves beside the
+            # worker), and redis-py does not make that safe.
+            return
         scope.home, _scoping = name, name != "default" or _scoping
         _drop_client()
 
@@ -217,8 +222,10 @@ def set_url(redis_url: str) -> None:
     global _url
     check_url(redis_url)
     with _lock:
+        unchanged = redis_url == default_url()
         _url = redis_url
-        _drop_client()
+        if not unchanged:  # the same Redis: keep the client, as use_shard does
+            _drop_client()
     _use_key_names(redis_url)
 
 

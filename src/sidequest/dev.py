@@ -157,6 +157,8 @@ def _run(config: Config, traffic: bool, web_port: int | None = None) -> int:
     """Announce what runs, then run the worker (and the demo traffic) until stopped."""
     _say(f"Worker: {', '.join(config.require)} on queues {_queues(config)},"
          f" {config.concurrency} threads")
+    if config.redis_url:  # the dashboard, up while the worker starts, reads this Redis too
+        connection.set_url(config.redis_url)
     dashboard = _start_dashboard(web_port) if web_port is not None else None
     stop = threading.Event()
     thread = _start_traffic(stop) if traffic else None

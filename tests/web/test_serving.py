@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from helpers import wait_for
 from redis_server import free_port
@@ -105,27 +106,59 @@ def test_sidequest_web_with_a_password(redis_url: str) -> None:
     assert PASSWORD not in out
 
 
+def line_with(proc: subprocess.Popen[str], lines: list[str], text: str) -> str:
+    """The next line of ``proc`` holding ``text``; every line read is kept in ``lines``."""
+    def read() -> str | None:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        lines.append(line)
+        return line if text in line or not line else None
+
+    return wait_for(read, 30, f"a line of sidequest dev with {text!r}")
+
+
+def dashboard_url(proc: subprocess.Popen[str], lines: list[str]) -> str:
+    found = re.search(r"Dashboard: (http://127\.0\.0\.1:\d+/) \(no login, loopback only\)",
+                      line_with(proc, lines, "Dashboard: http"))
+    assert found, "".join(lines)
+    return found.group(1)
+
+
 def test_sidequest_dev_serves_the_dashboard(redis_url: str) -> None:
     proc = serve(["dev", "--no-demo-traffic", "--web-port", "0", "-c", "1"], env_for(redis_url))
     lines: list[str] = []
-
-    def line_with(text: str) -> str:
-        def read() -> str | None:
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            lines.append(line)
-            return line if text in line or not line else None
-
-        return wait_for(read, 30, f"a line of sidequest dev with {text!r}")
-
     try:
-        found = re.search(r"Dashboard: (http://127\.0\.0\.1:\d+/) \(no login, loopback only\)",
-                          line_with("Dashboard: http"))
-        assert found, "".join(lines)
-        status, body = get(found.group(1) + "stats")
+        status, body = get(dashboard_url(proc, lines) + "stats")
         assert status == 200 and "enqueued" in body
         # Stop a started worker: a Ctrl-C during start-up is test_cli's subject.
-        assert " started: " in line_with(" started: "), "".join(lines)
+        assert " started: " in line_with(proc, lines, " started: "), "".join(lines)
     finally:
         out = "".join(lines) + stop(proc)
     assert "Dashboard:" in out
+
+
+def test_sidequest_dev_dashboard_reads_the_redis_url_flag_while_the_worker_starts(
+    redis_url: str, tmp_path: Path,
+) -> None:
+    with redis.Redis.from_url(redis_url) as r:
+        r.sadd("queues", "seen")
+        r.lpush("queue:seen", *[json.dumps({"jid": f"j{n}", "class": "X", "args": []})
+                                for n in range(3)])
+    # The app takes as long to import as the test lets it: the dashboard is asked meanwhile.
+    (tmp_path / "slow_app.py").write_text(
+        "import pathlib, time\n"
+        f"while not pathlib.Path({str(tmp_path / 'go')!r}).exists():\n"
+        "    time.sleep(0.02)\n"
+    )
+    env = env_for("redis://127.0.0.1:1/0", PYTHONPATH=str(tmp_path))  # nothing listens there
+    proc = serve(["dev", "--redis-url", redis_url, "-r", "slow_app", "--web-port", "0",
+                  "-c", "1"], env)
+    lines: list[str] = []
+    try:
+        status, body = get(dashboard_url(proc, lines) + "stats")
+        assert status == 200, body
+        assert json.loads(body)["sidequest"]["enqueued"] == 3
+    finally:
+        (tmp_path / "go").touch()
+        out = "".join(lines) + stop(proc)
+    assert f"Redis: {redis_url} (from --redis-url)" in out

@@ -1,0 +1,48 @@
+"""The shared Redis client is replaced only when the Redis it talks to changes: closing it
+cuts the commands that other threads have in flight on it (``sidequest dev`` serves the
+dashboard from a thread while the worker starts and settles its Redis). No Redis is needed:
+making a client connects nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from sidequest import connection
+
+URL = "redis://127.0.0.1:1/0"
+
+
+@pytest.fixture
+def configured() -> Iterator[None]:
+    connection.configure(URL)
+    try:
+        yield
+    finally:
+        connection.reset()
+
+
+def test_naming_the_same_redis_keeps_the_client(configured: None) -> None:
+    shared = connection.client()
+    connection.set_url(URL)
+    connection.use_shard("default")
+    assert connection.client() is shared
+
+
+def test_another_redis_gets_a_new_client(configured: None) -> None:
+    shared = connection.client()
+    connection.set_url("redis://127.0.0.1:2/0")
+    assert connection.client() is not shared
+    assert connection.url() == "redis://127.0.0.1:2/0"
+
+
+def test_another_home_shard_gets_its_own_client() -> None:
+    connection.configure(URL, shards={"eu": "redis://127.0.0.1:2/0"}, shard_queues={"x": "eu"})
+    try:
+        shared = connection.client()
+        connection.use_shard("eu")
+        assert connection.client() is not shared
+        assert connection.url() == "redis://127.0.0.1:2/0"
+    finally:
+        connection.reset()
