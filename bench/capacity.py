@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
@@ -85,6 +86,8 @@ WORKER_TOML = "poll_interval = 0.2\ninitial_poll_wait = 0\n"
 #: "run one by one": one thread and no prefetch, so each job is fetched in a round trip of
 #: its own, as on a lightly loaded worker.
 ONE_BY_ONE_TOML = WORKER_TOML + "prefetch = 0\n"
+#: Seconds after a worker registers that still count as its start.
+SETTLE = 1.0
 
 
 def measured(client: redis.Redis, jobs: int, work: Callable[[], object]) -> Sample:
@@ -142,18 +145,26 @@ class Bench:
             wait_count(counter_of(self.counter, DONE_KEY), jobs, proc)
             return Sample.between(jobs, before, Usage.of(self.client), worker=True)
 
-    def idle(self, seconds: float) -> Sample:
-        """What a started worker with nothing to do costs the server over ``seconds``."""
+    def idle(self, seconds: float) -> tuple[Sample, Sample]:
+        """What a worker's start costs the server, from its launch to SETTLE seconds after it
+        registered (the sample's ``seconds``: those its timers ran), and what the started
+        worker with nothing to do costs over ``seconds``."""
         self.reset()
+        launched = Usage.of(self.client)
         with self.worker("idle") as proc:
             deadline = time.monotonic() + 30
             while not self.client.scard(keys.PROCESSES):  # registered: its timers run
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise BenchError("the idle worker did not start; see idle.log")
-                time.sleep(0.05)
+                time.sleep(0.01)
+            registered = time.monotonic()
+            time.sleep(SETTLE)  # its first looks at the queues and the schedule: the start's
             before = Usage.of(self.client)
             time.sleep(seconds)  # the measured stretch itself
-            return Sample.between(1, before, Usage.of(self.client), worker=True)
+            idle = Sample.between(1, before, Usage.of(self.client), worker=True)
+        start = Sample.between(1, launched, before, worker=True)
+        return (dataclasses.replace(start, seconds=before.at - registered),
+                dataclasses.replace(idle, starts=0))
 
     def sample(self, operation: str, jobs: int) -> Sample:
         """What one operation on ``jobs`` jobs cost the server."""
@@ -219,11 +230,13 @@ def main(argv: list[str] | None = None) -> int:
                                                                bench.config))
                 single, per_shard, idles, on_cluster = _measure(bench, sharded, clustered,
                                                                 opts)
-            idle = sorted(idles, key=lambda sample: sample.cpu / sample.seconds)[len(idles) // 2]
+            middle = len(idles) // 2
+            idle = sorted((i for _, i in idles), key=lambda i: i.cpu / i.seconds)[middle]
+            start = sorted((s for s, _ in idles), key=lambda s: s.cpu)[middle]
             print(f"Redis CPU per job, {opts.jobs:,} jobs per operation, median of "
                   f"{opts.runs}; {cpu_model()}, redis-server {server.version()}")
             costs = {op: Cost.median(samples) for op, samples in single.items()}
-            model = Model.fit(costs, BATCHED, ONE_BY_ONE, idle)
+            model = Model.fit(costs, BATCHED, ONE_BY_ONE, idle, start)
             _print_model(costs, model, idle)
             if per_shard:
                 _compare(per_shard[0], model, opts, "2 shards (half each)")
@@ -241,13 +254,14 @@ PerShard = dict[str, list[list[Sample]]]
 
 def _measure(bench: Bench, sharded: list[ShardedBench], clustered: ClusterBench | None,
              opts: argparse.Namespace) -> tuple[dict[str, list[Sample]], list[PerShard],
-                                                list[Sample], dict[str, list[ClusterSample]]]:
+                                                list[tuple[Sample, Sample]],
+                                                dict[str, list[ClusterSample]]]:
     """Every operation and the idle worker ``opts.runs`` times, on one Redis and
     (interleaved, so that a slow stretch of a shared machine hits all alike) on a cluster
     and on two shards (of plain Redis, then of the cluster)."""
     single: dict[str, list[Sample]] = {op: [] for op in OPERATIONS}
     per_shard: list[PerShard] = [{} for _ in sharded]
-    idles: list[Sample] = []
+    idles: list[tuple[Sample, Sample]] = []  # a worker's start, then its idle stretch
     on_cluster: dict[str, list[ClusterSample]] = {}
     for run in range(opts.runs):
         idles.append(bench.idle(opts.idle_seconds))
@@ -281,8 +295,10 @@ def _print_model(costs: dict[str, Cost], model: Model, idle: Sample) -> None:
     print(f"a round trip: {model.us_per_trip:.1f} us (the slope from {BATCHED!r} to "
           f"{ONE_BY_ONE!r}); a worker's timers: {model.us_per_second:.0f} us per second "
           f"(idle worker: {idle.cpu * 1e6 / idle.seconds:.0f} us/s, "
-          f"{idle.trips / idle.seconds:.1f} round trips/s)")
-    print("work = us/job - trips/job x round trip - worker us/job x timers per second")
+          f"{idle.trips / idle.seconds:.1f} round trips/s); a worker's start: "
+          f"{model.us_per_start:.0f} us")
+    print("work = us/job - trips/job x round trip - worker us/job x timers per second"
+          " - starts/job x start (a worker run: one start)")
     run = costs[BATCHED]
     print(f"of a run's work: fetch (LMOVE) {run.fetch_us_per_job:.1f} us, acknowledge (LREM) "
           f"{run.ack_us_per_job:.1f} us, the rest (the scripts' handling of each job, the "

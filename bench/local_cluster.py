@@ -21,7 +21,8 @@ BUS_OFFSET = 10000
 HASH_TAG = "{sq}"
 
 
-def _cluster_port() -> int:
+def cluster_port() -> int:
+    """A free loopback port whose cluster bus port (+ BUS_OFFSET) is free too."""
     while True:
         port = free_port()
         if port + BUS_OFFSET > 65535:
@@ -39,7 +40,7 @@ class LocalCluster:
 
     def __init__(self, executable: str, directory: Path, primaries: int = 3) -> None:
         self.executable, self.dir = executable, directory
-        self.ports = [_cluster_port() for _ in range(primaries)]
+        self.ports = [cluster_port() for _ in range(primaries)]
         self.procs: list[subprocess.Popen[bytes]] = []
 
     @property

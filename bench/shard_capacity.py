@@ -76,7 +76,9 @@ class ShardedBench:
     def usage(self) -> list[Usage]:
         return [Usage.of(client) for client in self.clients]
 
-    def run(self, jobs: int, name: str) -> None:
+    def run(self, jobs: int, name: str) -> list[Usage]:
+        """Each server's counters once ``jobs`` are done, taken before the worker stops (as
+        the single-Redis run takes them): its stopping is no job's cost."""
         env = {**os.environ, **self.env, "REDIS_URL": self.urls[0],
                COUNTER_URL_ENV: self.tally.url(0),
                "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
@@ -89,6 +91,7 @@ class ShardedBench:
                 stderr=subprocess.STDOUT, start_new_session=True)
         try:
             wait_count(counter_of(self.counter, DONE_KEY), jobs, proc)
+            return self.usage()
         finally:
             terminate_all([proc], 30)
             kill_group(proc)
@@ -131,9 +134,10 @@ class ShardedBench:
         ran = self._measured(half, lambda: self.run(2 * half, operation), worker=True)
         return [a + b for a, b in zip(pushed, ran, strict=True)]
 
-    def _measured(self, half: int, work: Callable[[], None], worker: bool = False,
-                  ) -> list[Sample]:
+    def _measured(self, half: int, work: Callable[[], list[Usage] | None],
+                  worker: bool = False) -> list[Sample]:
+        """What ``work`` cost each server: up to the counters it returns, else to its end."""
         before = self.usage()
-        work()
+        done = work() or self.usage()
         return [Sample.between(half, start, after, worker)
-                for start, after in zip(before, self.usage(), strict=True)]
+                for start, after in zip(before, done, strict=True)]

@@ -6,19 +6,32 @@ The ledger is a hash in another Redis database (``LEDGER_URL``): field = jid, va
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from sidequest import Job
 
 _ledger: redis.Redis | None = None
+_lock = threading.Lock()
 
 
 def ledger() -> redis.Redis:
+    """One client for all of a worker's threads. The ledger is the tests' witness, not the
+    system under test: a reply that times out on a loaded host (seen once in CI: a new
+    connection's HELLO unanswered for 5 s) is tried again rather than failing the job, which
+    would send it to a retry the test does not wait for. A retried write that had landed
+    shows up as a run counted twice, which the tests catch."""
     global _ledger
     if _ledger is None:
-        _ledger = redis.Redis.from_url(os.environ["LEDGER_URL"])
+        with _lock:
+            if _ledger is None:
+                _ledger = redis.Redis.from_url(
+                    os.environ["LEDGER_URL"], retry=Retry(ExponentialBackoff(cap=0.5), 3),
+                    retry_on_error=[redis.ConnectionError, redis.TimeoutError])
     return _ledger
 
 

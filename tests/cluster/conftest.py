@@ -4,8 +4,8 @@ emptied before each test, and Sidequest configured with its redis+cluster:// URL
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,27 +13,19 @@ from typing import Any
 import pytest
 import redis
 
-from fault.harness import Ledger, Worker, write_config
-from helpers import wait_for
-from redis_server import NO_RETRY, free_port
-from sidequest.web import create_app
-from web_helpers import PASSWORD, Client
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # the benches' cluster helpers, shared with the suite
+    sys.path.insert(0, str(ROOT))
+
+from bench.local_cluster import cluster_port  # noqa: E402
+
+from fault.harness import Ledger, Worker, write_config  # noqa: E402
+from helpers import wait_for  # noqa: E402
+from redis_server import NO_RETRY  # noqa: E402
+from sidequest.web import create_app  # noqa: E402
+from web_helpers import PASSWORD, Client  # noqa: E402
 
 NODE_TIMEOUT_MS = 1000
-
-
-def _cluster_port() -> int:
-    """A free port P below 55536 whose bus port P + 10000 is free too (the cluster bus)."""
-    while True:
-        port = free_port()
-        if port > 55535:
-            continue
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
 
 
 def answers(check: Callable[[], Any]) -> bool:
@@ -47,7 +39,7 @@ def answers(check: Callable[[], Any]) -> bool:
 class Cluster:
     def __init__(self, directory: Path, executable: str) -> None:
         self.dir, self.executable = directory, executable
-        self.ports = [_cluster_port() for _ in range(6)]
+        self.ports = [cluster_port() for _ in range(6)]
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
 
     @property
