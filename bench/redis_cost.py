@@ -20,7 +20,8 @@ one thread fetching one job at a time). The timers (heartbeat, scheduler polls, 
 fetch's wake-ups, and the server's own housekeeping) cost what the server spends per second
 with an idle worker, less its batch round trips. A worker's start (its connections, its
 registration, its first look at the queues) costs the server a few milliseconds once,
-measured from launch to a second after the worker registers, less that second's timers.
+measured from launch to a second after the worker registers, less its timers' rate over that
+stretch (a run's seconds count from the launch too).
 Each operation's work per job is what is left of its measured cost. A shard's cost is
 predicted from its own jobs, round trips, seconds and starts, which is what the two-shard
 check compares with its measured CPU: a shard with half the jobs batches fewer per round
@@ -145,9 +146,9 @@ class Model:
             start: Sample) -> Model:
         """The round trip's cost from two runs of the same jobs batched differently (their
         timers' share taken out with the idle worker's cost); the timers' cost from an idle
-        worker; a start's from the worker's first stretch (``start``: its ``seconds`` are
-        those after it registered, when its timers run) less that stretch's timers. The two
-        runs pay one start each for the same jobs, so it does not bend the slope."""
+        worker; a start's from the worker's first stretch, from its launch, less the timers
+        over it. The two runs pay one start each for the same jobs, so it does not bend the
+        slope."""
         a, b = costs[batched], costs[one_by_one]
         per_trip = (b.us_per_job - a.us_per_job) / (b.trips_per_job - a.trips_per_job)
         per_second = (idle.cpu * 1e6 - per_trip * idle.trips) / idle.seconds
