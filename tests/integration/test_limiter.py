@@ -194,6 +194,8 @@ def _hold_in_child(url: str, taken: Any, done: Any) -> None:
         done.wait(10)
 
 
+# Forking with the renewing thread running is the point; Python 3.12+ warns of any such fork.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_renews_its_own_slots(redis_url: str) -> None:
     """A process forked after its parent took a slot (the renewing thread running) gets a
     renewing thread of its own: its slot outlives the lock timeout while it holds it."""
