@@ -18,7 +18,8 @@ NOX_ARGS_3.10 := -- tests/unit tests/integration -m "not slow" --integration-sha
 NOX_ARGS_3.13 := -- tests/unit tests/integration -m "not slow" --integration-share 1/2
 
 .PHONY: venv redis ruby sentinel postgresql faketime chromium lint test unit demo bench soak screenshots clean \
-	check-main check-cluster check-soaks check-timed check-django $(addprefix python-,$(OTHER_PYTHONS))
+	check-main check-unit check-integration check-cluster check-soaks check-web-interop check-timed \
+	check-django $(addprefix python-,$(OTHER_PYTHONS))
 
 venv: $(STAMP)
 
@@ -98,16 +99,27 @@ lint: venv
 
 # The whole suite on .venv's Python; on the other Pythons the unit tests, and on 3.10 and
 # 3.13 half of the integration tests each.
-# Two phases to fit a 2-core machine: first the linters and what can share the machine
-# (tests that mostly wait on subprocesses and Redis) side by side, then the timing-sensitive
-# fault, browser and Ruby tests alone. --output-sync prints each part's output whole when it ends.
+# Three phases to fit a 2-core machine, each running its parts side by side; --output-sync
+# prints each part's output whole when it ends. First the linters and what can share a busy
+# machine; then the fault, dashboard and Ruby tests, which start worker processes and mostly
+# wait on them; last, alone, the tests marked `timed`, which assert a wall-clock time or an
+# idle cost that only a quiet machine can show.
 test: venv redis ruby sentinel postgresql faketime chromium
-	$(MAKE) -j --output-sync=target lint check-main check-cluster check-soaks check-django \
-		$(addprefix python-,$(OTHER_PYTHONS))
+	$(MAKE) -j --output-sync=target lint check-unit check-integration-0 check-integration-1 \
+		check-cluster check-soaks check-django $(addprefix python-,$(OTHER_PYTHONS))
+	$(MAKE) -j --output-sync=target check-faults-0 check-faults-1 check-web-interop
 	$(MAKE) check-timed
 
-check-main:
-	$(BIN)/pytest -q tests/unit tests/integration
+check-main: check-unit check-integration
+
+check-unit:
+	$(BIN)/pytest -q tests/unit
+
+check-integration:
+	$(BIN)/pytest -q tests/integration
+
+check-integration-%:
+	$(BIN)/pytest -q tests/integration --integration-share $*/2
 
 # A Redis Cluster of 3 primaries and 3 replicas, started by tests/cluster/conftest.py.
 check-cluster:
@@ -116,8 +128,15 @@ check-cluster:
 check-soaks:
 	$(BIN)/pytest -q -m soak tests/fault
 
+# Every other fault test, in two shares run side by side.
+check-faults-%:
+	$(BIN)/pytest -q -m "not soak and not timed" tests/fault --share $*/2
+
+check-web-interop:
+	$(BIN)/pytest -q -m "not timed" tests/web tests/interop
+
 check-timed:
-	$(BIN)/pytest -q -m "not soak" tests/fault tests/web tests/interop
+	$(BIN)/pytest -q -m timed tests/fault tests/web tests/interop
 
 # tests/django (a real Django project and workers) in two nox environments: Django 6 on
 # Python 3.12, and Django 5.2 with the django-tasks backport on 3.11. Without Python 3.12 it

@@ -29,10 +29,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run the K-th of N shares of tests/integration's files (0-based, by sorted path; "
              "other tests all run): `make test` splits them between the extra Pythons, "
              "which the main one already covers whole")
+    parser.addoption(
+        "--share", metavar="K/N", default=None,
+        help="run every N-th collected test starting at the K-th (0-based): `make test` runs "
+             "the fault tests as side-by-side shares")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     _keep_integration_share(config, items)
+    _keep_share(config, items)
     # Everything under tests/integration and tests/interop needs Redis; tests/unit never
     # starts it. tests/interop also needs Ruby Sidekiq (`-m "not interop"` leaves it out).
     fault_dir = (Path(__file__).parent / "fault").resolve()
@@ -48,26 +53,46 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.fault)
 
 
-def _keep_integration_share(config: pytest.Config, items: list[pytest.Item]) -> None:
-    share = config.getoption("--integration-share")
+def _parse_share(config: pytest.Config, option: str) -> tuple[int, int] | None:
+    share = config.getoption(option)
     if share is None:
-        return
+        return None
     try:
         k, n = (int(part) for part in share.split("/"))
         if not 0 <= k < n:
             raise ValueError(share)
     except ValueError:
-        raise pytest.UsageError(f"--integration-share {share!r}: give K/N with 0 <= K < N, "
+        raise pytest.UsageError(f"{option} {share!r}: give K/N with 0 <= K < N, "
                                 "as in 0/2") from None
+    return k, n
+
+
+def _deselect(config: pytest.Config, items: list[pytest.Item], dropped: list[pytest.Item]) -> None:
+    if dropped:
+        gone = {id(item) for item in dropped}
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if id(item) not in gone]
+
+
+def _keep_integration_share(config: pytest.Config, items: list[pytest.Item]) -> None:
+    share = _parse_share(config, "--integration-share")
+    if share is None:
+        return
+    k, n = share
     path_of = {item: Path(item.path).resolve() for item in items}
     files = sorted({path for path in path_of.values() if INTEGRATION_DIR in path.parents})
     others = set(files) - set(files[k::n])
-    kept, dropped = [], []
-    for item in items:
-        (dropped if path_of[item] in others else kept).append(item)
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = kept
+    _deselect(config, items, [item for item in items if path_of[item] in others])
+
+
+def _keep_share(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # By test rather than by file: a few fault files hold most of the minutes, so shares of
+    # files came out lopsided.
+    share = _parse_share(config, "--share")
+    if share is None:
+        return
+    k, n = share
+    _deselect(config, items, [item for i, item in enumerate(items) if i % n != k])
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,9 @@ from fault.harness import Ledger, jids
 from fault.proxy import FaultProxy
 from helpers import wait_for
 
+# Timed: its figures and its no-timeout check mean something only on an otherwise quiet machine.
+pytestmark = pytest.mark.timed
+
 #: What a worker logs when a Redis call fails or times out (none is expected here).
 ERROR_MARKS = ("Timeout", "timed out", "Redis error", "backing off", "Traceback")
 

@@ -124,6 +124,7 @@ PRODUCTION = {"heartbeat_interval": 5.0, "lease_ttl": 20.0, "reaper_interval": 5
               "poll_interval": 5.0, "fetch_timeout": 2.0, "idle_wait": 0.1, "timeout": 25.0}
 
 
+@pytest.mark.timed
 def test_idle_worker_uses_almost_no_cpu(spawn: SpawnWorker, sq: str, r: redis.Redis) -> None:
     shapes = {
         "one queue": ("-q", "default"),
@@ -146,6 +147,7 @@ def test_idle_worker_uses_almost_no_cpu(spawn: SpawnWorker, sq: str, r: redis.Re
         assert pct < 5.0, f"{name}: an idle worker used {pct:.1f} % CPU"
 
 
+@pytest.mark.timed
 @pytest.mark.parametrize("queues", [("-q", "default"),
                                     ("-q", "critical", "-q", "default", "-q", "low")])
 def test_idle_worker_sends_redis_few_commands(

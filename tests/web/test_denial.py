@@ -20,7 +20,8 @@ from redis_server import free_port
 from serving_helpers import answers, env_for, serve, stop
 from web_helpers import PASSWORD
 
-pytestmark = pytest.mark.redis
+# Timed: run alone in `make test`, since a busy machine alone can slow a plain request.
+pytestmark = [pytest.mark.redis, pytest.mark.timed]
 #: Slowest a plain request may be answered while the attack runs.
 PLAIN_LIMIT = 0.1
 

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench" / "web_pages.py"
 ROW = re.compile(r"^(/\S*)\s+([\d.]+)ms\s+([\d.]+)ms\s+(\d+)$", re.MULTILINE)
 
-pytestmark = [pytest.mark.redis, pytest.mark.slow]
+pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.timed]
 
 
 def test_every_page_is_fast_with_a_million_jobs(redis_server: object) -> None:
