@@ -36,6 +36,11 @@ what the model predicts from that shard's own round trips and worker seconds.
 also runs every operation, interleaved likewise, on a local Redis Cluster of 3 primaries
 (bench/cluster_capacity.py) and prints what a job cost the primary holding the ``{sq}`` slot,
 the other primaries, and the ratio to the single-Redis figure.
+
+    .venv/bin/python bench/capacity.py --cluster --cluster-replicas 1
+
+gives each primary a replica, as a production cluster has: the {sq} primary's figure then
+includes the replication feed, and the replica's own CPU per job is printed beside it.
 """
 
 from __future__ import annotations
@@ -202,6 +207,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="2: also measure each shard's cost with the jobs on two Redis servers")
     p.add_argument("--cluster", action="store_true",
                    help="also measure each operation on a local Redis Cluster of 3 primaries")
+    p.add_argument("--cluster-replicas", type=int, choices=(0, 1), default=0,
+                   help="replicas per cluster primary (0); with 1, the primaries' figures "
+                        "include the replication feed")
     return p.parse_args(argv)
 
 
@@ -231,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
                 if opts.cluster:
                     (base / "cluster").mkdir()
                     cluster = stack.enter_context(
-                        LocalCluster(executable, base / "cluster"))
+                        LocalCluster(executable, base / "cluster",
+                                     replicas=opts.cluster_replicas))
                     clustered = ClusterBench(cluster, tally, bench.worker)
                     if opts.shards == 2:
                         sharded.append(ShardedBench.on_cluster(cluster, tally, base,
@@ -347,21 +356,26 @@ def _compare(per_shard: PerShard, model: Model, opts: argparse.Namespace, what: 
 def _print_cluster(on_cluster: dict[str, list[ClusterSample]], costs: dict[str, Cost],
                    opts: argparse.Namespace) -> None:
     """The {sq} primary's cost per job beside the single Redis's, and the rest."""
-    print(f"\nThe same jobs on a Redis Cluster of 3 primaries, no replicas: us of Redis CPU "
+    replicas = opts.cluster_replicas
+    shape = f"{replicas} replica each" if replicas else "no replicas"
+    print(f"\nThe same jobs on a Redis Cluster of 3 primaries, {shape}: us of Redis CPU "
           f"per job on the primary holding {{sq}}, median of {opts.runs}; others = the other "
           "2 primaries together; cluster calls = CLUSTER and COMMAND calls all nodes answered "
           "(what a cluster client asks when it starts); "
-          "ratio = {sq} primary / one Redis")
+          "ratio = {sq} primary / one Redis"
+          + ("; replica = the {sq} primary's replica" if replicas else ""))
     print(f"{'operation':<15} {'us/job':>7} {'trips/job':>9} {'others us/job':>13} "
-          f"{'cluster calls/job':>17} {'ratio':>6}")
+          f"{'cluster calls/job':>17} {'ratio':>6}" + (f" {'replica us/job':>14}" if replicas
+                                                      else ""))
     for operation, samples in on_cluster.items():
         owner = Cost.median([s.owner for s in samples])
         others = statistics.median(s.others.us_per_job for s in samples)
         calls = statistics.median(s.calls_per_job for s in samples)
+        fed = [s.replica.us_per_job for s in samples if s.replica is not None]
         print(f"{operation:<15} {owner.us_per_job:7.1f} {owner.trips_per_job:9.3f} "
               f"{others:13.1f} {calls:17.4f} "
-              f"{owner.us_per_job / costs[operation].us_per_job:6.2f}")
-
+              f"{owner.us_per_job / costs[operation].us_per_job:6.2f}"
+              + (f" {statistics.median(fed):14.1f}" if fed else ""))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,10 +1,13 @@
 """``bench/capacity.py --cluster``: what each operation costs a Redis Cluster of 3 primaries
-(bench/local_cluster.py, no replicas), against the single-Redis figures of the same run.
+(bench/local_cluster.py; with ``--cluster-replicas 1``, a replica each), against the
+single-Redis figures of the same run.
 
 Every Sidequest key carries the ``{sq}`` hash tag, so all of them live in one slot, on one
 primary: that primary does the work, and the other two should be all but idle. Both are
 measured (INFO cpu of each node), as are the cluster client's own calls (CLUSTER SLOTS and
-the like, from INFO commandstats of every node), which a single Redis never sees.
+the like, from INFO commandstats of every node), which a single Redis never sees. With
+replicas, the ``{sq}`` primary's figure includes feeding its replica, and the replica's own
+CPU (applying what it is fed) is measured beside it.
 """
 
 from __future__ import annotations
@@ -26,16 +29,20 @@ Spawner = Callable[[str, bool, str], AbstractContextManager[subprocess.Popen[byt
 
 @dataclass(frozen=True)
 class ClusterSample:
-    """What ``jobs`` jobs cost the ``{sq}`` primary, the other primaries together, and how
-    many CLUSTER calls all the nodes answered meanwhile."""
+    """What ``jobs`` jobs cost the ``{sq}`` primary, the other primaries together, the
+    ``{sq}`` primary's replicas together (None without replicas), and how many CLUSTER
+    calls all the nodes answered meanwhile."""
 
     owner: Sample
     others: Sample
     cluster_calls: int
+    replica: Sample | None = None
 
     def __add__(self, other: ClusterSample) -> ClusterSample:
+        replica = (self.replica + other.replica
+                   if self.replica is not None and other.replica is not None else None)
         return ClusterSample(self.owner + other.owner, self.others + other.others,
-                             self.cluster_calls + other.cluster_calls)
+                             self.cluster_calls + other.cluster_calls, replica)
 
     @property
     def calls_per_job(self) -> float:
@@ -47,6 +54,8 @@ class ClusterBench:
         self.cluster, self.worker = cluster, worker
         self.counter = tally.client(0)
         self.owner = cluster.owner()
+        self.replicas = cluster.replicas_of(self.owner)
+        self.others = [port for port in cluster.primary_ports() if port != self.owner]
         self.clients = {port: cluster.node(port) for port in cluster.ports}
 
     def sample(self, operation: str, jobs: int) -> ClusterSample:
@@ -91,10 +100,15 @@ class ClusterBench:
                  worker: bool = False) -> ClusterSample:
         samples = {port: Sample.between(jobs, before[port], after[port], worker)
                    for port in self.clients}
-        others = [samples[port] for port in self.clients if port != self.owner]
-        total = others[0]
-        for sample in others[1:]:
-            total += sample
         calls = sum(after[port].cluster_calls - before[port].cluster_calls
                     for port in self.clients)
-        return ClusterSample(samples[self.owner], total, calls)
+        replica = _total([samples[port] for port in self.replicas]) if self.replicas else None
+        return ClusterSample(samples[self.owner], _total([samples[p] for p in self.others]),
+                             calls, replica)
+
+
+def _total(samples: list[Sample]) -> Sample:
+    total = samples[0]
+    for sample in samples[1:]:
+        total += sample
+    return total

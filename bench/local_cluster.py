@@ -1,6 +1,7 @@
-"""A throwaway local Redis Cluster for the benches: primaries only (no replicas, so a
-primary's CPU is its own work, not also feeding a replica), on free loopback ports, in a
-directory of the caller's, stopped by ``stop()`` or at the end of a ``with`` block."""
+"""A throwaway local Redis Cluster for the benches, on free loopback ports, in a directory of
+the caller's, stopped by ``stop()`` or at the end of a ``with`` block. By default primaries
+only, so that a primary's CPU is its own work; with replicas, a primary's CPU also holds the
+replication feed, as in production."""
 
 from __future__ import annotations
 
@@ -38,9 +39,11 @@ def cluster_port() -> int:
 class LocalCluster:
     host = "127.0.0.1"
 
-    def __init__(self, executable: str, directory: Path, primaries: int = 3) -> None:
-        self.executable, self.dir = executable, directory
-        self.ports = [cluster_port() for _ in range(primaries)]
+    def __init__(self, executable: str, directory: Path, primaries: int = 3,
+                 replicas: int = 0) -> None:
+        self.executable, self.dir, self.replicas = executable, directory, replicas
+        #: Every node, primaries and replicas alike (redis-cli picks which is which).
+        self.ports = [cluster_port() for _ in range(primaries * (1 + replicas))]
         self.procs: list[subprocess.Popen[bytes]] = []
 
     @property
@@ -77,13 +80,36 @@ class LocalCluster:
             self._wait(lambda p=port: self.node(p).ping(), f"node {port} to answer PING")
         created = subprocess.run(
             ["redis-cli", "--cluster", "create", *(f"{self.host}:{p}" for p in self.ports),
-             "--cluster-replicas", "0", "--cluster-yes"],
+             "--cluster-replicas", str(self.replicas), "--cluster-yes"],
             capture_output=True, timeout=60, check=False)
         if created.returncode != 0:
             raise BenchError(f"redis-cli --cluster create failed: {created.stdout!r}")
         for port in self.ports:
             self._wait(lambda p=port: self.node(p).cluster("info")["cluster_state"] == "ok",
                        f"node {port} to report cluster_state:ok")
+        # A replica still loading its first copy would charge its primary for the transfer
+        # in the first sample.
+        for port in self.primary_ports():
+            self._wait(lambda p=port: len(self._synced_replicas(p)) == self.replicas,
+                       f"the replicas of {port} to be in sync")
+
+    def _slot_ranges(self) -> list[tuple[int, int, int, list[int]]]:
+        """(first slot, last slot, primary port, replica ports) of every range."""
+        with self.node(self.ports[0]) as probe:
+            return [(int(start), int(end), int(primary[1]), [int(r[1]) for r in replicas])
+                    for start, end, primary, *replicas in probe.execute_command("CLUSTER SLOTS")]
+
+    def primary_ports(self) -> list[int]:
+        return sorted({primary for _, _, primary, _ in self._slot_ranges()})
+
+    def replicas_of(self, primary: int) -> list[int]:
+        return sorted({port for _, _, owner, replicas in self._slot_ranges()
+                       if owner == primary for port in replicas})
+
+    def _synced_replicas(self, primary: int) -> list[str]:
+        info = self.node(primary).info("replication")
+        return [key for key, value in info.items() if key.startswith("slave")
+                and isinstance(value, dict) and value.get("state") == "online"]
 
     def owner(self, tag: str = HASH_TAG, slot: int | None = None) -> int:
         """The port of the primary that serves the slot of hash tag ``tag`` (or ``slot``).
@@ -91,16 +117,16 @@ class LocalCluster:
         redis-py's cluster client sends what has no key to the primary of slot 0, the
         command table it reads at start (COMMAND, a millisecond or two of that node's CPU,
         once per client) included."""
-        with self.node(self.ports[0]) as probe:
-            if slot is None:
+        if slot is None:
+            with self.node(self.ports[0]) as probe:
                 slot = int(probe.cluster("keyslot", tag))
-            for start, end, primary, *_ in probe.execute_command("CLUSTER SLOTS"):
-                if int(start) <= slot <= int(end):
-                    return int(primary[1])
+        for start, end, primary, _ in self._slot_ranges():
+            if start <= slot <= end:
+                return primary
         raise BenchError(f"no node serves slot {slot}")
 
     def flush(self) -> None:
-        for port in self.ports:
+        for port in self.primary_ports():  # replicas refuse writes; they follow
             with self.node(port) as client:
                 client.flushall()
 

@@ -1,6 +1,7 @@
 """bench/capacity.py --shards 2 --cluster runs end to end on a real local Redis Cluster: it
 prints each operation's Redis CPU per job on the primary holding the {sq} slot beside the
-other primaries and the ratio to the single-Redis figure of the same run, then each of two
+other primaries, the ratio to the single-Redis figure of the same run and that primary's
+replica, then each of two
 primaries' cost with the jobs on two shards of the cluster, against the model."""
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def rows(stdout: str, columns: int, tail: str = "") -> dict[str, list[float]]:
 def test_capacity_bench_measures_the_sq_primary_of_a_cluster() -> None:
     need_cluster_support()
     result = run_script(CAPACITY, "-n", "200", "--runs", "1", "--shards", "2", "--cluster",
-                        "--idle-seconds", "1", timeout=300.0)
+                        "--cluster-replicas", "1", "--idle-seconds", "1", timeout=300.0)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     single_part, _, cluster_part = result.stdout.partition("Redis Cluster of 3 primaries")
     cluster_part, _, shards_part = cluster_part.partition("2 shards of one Redis Cluster")
@@ -50,9 +51,11 @@ def test_capacity_bench_measures_the_sq_primary_of_a_cluster() -> None:
     # us/job, trips/job, worker us/job, work us/job, then jobs/s with thousands commas
     single = {name: values[0] for name, values in rows(single_part, 4, r" +[\d,]+").items()}
     assert list(single) == OPERATIONS, result.stdout
-    cluster = rows(cluster_part, 5)  # us/job, trips/job, others us/job, calls/job, ratio
+    # us/job, trips/job, others us/job, calls/job, ratio, replica us/job
+    cluster = rows(cluster_part, 6)
     assert list(cluster) == OPERATIONS, result.stdout
-    for name, (us, _, _, _, ratio) in cluster.items():
+    for name, (us, _, _, _, ratio, replica) in cluster.items():
+        assert replica > 0, (name, replica)  # it applied every write its primary fed it
         assert us > 0, (name, us)
         # ratio = the {sq} primary's us/job / one Redis's, printed to 0.1 us and 0.01
         assert abs(ratio - us / single[name]) <= 0.01 + 0.1 / single[name], (name, ratio)
