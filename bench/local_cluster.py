@@ -93,23 +93,27 @@ class LocalCluster:
             self._wait(lambda p=port: len(self._synced_replicas(p)) == self.replicas,
                        f"the replicas of {port} to be in sync")
 
-    def _slot_ranges(self) -> list[tuple[int, int, int, list[int]]]:
-        """(first slot, last slot, primary port, replica ports) of every range."""
+    def _slot_ranges(self) -> list[tuple[int, int, int]]:
+        """(first slot, last slot, primary port) of every range."""
         with self.node(self.ports[0]) as probe:
-            return [(int(start), int(end), int(primary[1]), [int(r[1]) for r in replicas])
-                    for start, end, primary, *replicas in probe.execute_command("CLUSTER SLOTS")]
+            return [(int(start), int(end), int(primary[1]))
+                    for start, end, primary, *_ in probe.execute_command("CLUSTER SLOTS")]
 
     def primary_ports(self) -> list[int]:
-        return sorted({primary for _, _, primary, _ in self._slot_ranges()})
+        return sorted({primary for _, _, primary in self._slot_ranges()})
 
     def replicas_of(self, primary: int) -> list[int]:
-        return sorted({port for _, _, owner, replicas in self._slot_ranges()
-                       if owner == primary for port in replicas})
+        """From the primary itself: another node's CLUSTER SLOTS can lag behind the gossip."""
+        return sorted(int(entry["port"]) for entry in self._replica_entries(primary))
 
-    def _synced_replicas(self, primary: int) -> list[str]:
+    def _synced_replicas(self, primary: int) -> list[dict[str, object]]:
+        return [entry for entry in self._replica_entries(primary)
+                if entry.get("state") == "online"]
+
+    def _replica_entries(self, primary: int) -> list[dict[str, object]]:
         info = self.node(primary).info("replication")
-        return [key for key, value in info.items() if key.startswith("slave")
-                and isinstance(value, dict) and value.get("state") == "online"]
+        return [value for key, value in info.items()
+                if key.startswith("slave") and isinstance(value, dict)]
 
     def owner(self, tag: str = HASH_TAG, slot: int | None = None) -> int:
         """The port of the primary that serves the slot of hash tag ``tag`` (or ``slot``).
@@ -120,7 +124,7 @@ class LocalCluster:
         if slot is None:
             with self.node(self.ports[0]) as probe:
                 slot = int(probe.cluster("keyslot", tag))
-        for start, end, primary, _ in self._slot_ranges():
+        for start, end, primary in self._slot_ranges():
             if start <= slot <= end:
                 return primary
         raise BenchError(f"no node serves slot {slot}")
