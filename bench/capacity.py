@@ -377,5 +377,6 @@ def _print_cluster(on_cluster: dict[str, list[ClusterSample]], costs: dict[str, 
               f"{owner.us_per_job / costs[operation].us_per_job:6.2f}"
               + (f" {statistics.median(fed):14.1f}" if fed else ""))
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -108,7 +108,4 @@ class ClusterBench:
 
 
 def _total(samples: list[Sample]) -> Sample:
-    total = samples[0]
-    for sample in samples[1:]:
-        total += sample
-    return total
+    return sum(samples[1:], samples[0])

@@ -1,8 +1,8 @@
 """bench/capacity.py --shards 2 --cluster runs end to end on a real local Redis Cluster: it
 prints each operation's Redis CPU per job on the primary holding the {sq} slot beside the
 other primaries, the ratio to the single-Redis figure of the same run and that primary's
-replica, then each of two
-primaries' cost with the jobs on two shards of the cluster, against the model."""
+replica, then each of two primaries' cost with the jobs on two shards of the cluster, against
+the model."""
 
 from __future__ import annotations
 
