@@ -82,8 +82,10 @@ def usage(pid: int, server: redis.Redis) -> Usage:
 
 def per_job(before: Usage, after: Usage, jobs: int) -> Cost:
     jobs = max(jobs, 1)
+    # Sums first, then the difference: with no tick of CPU in the window the two sums are
+    # equal and give exactly 0, where u2 + s2 - u1 - s1 can round to -1e-16 and print "-0".
     return Cost(
-        cpu_us=(after.user + after.system - before.user - before.system) / jobs * 1e6,
+        cpu_us=((after.user + after.system) - (before.user + before.system)) / jobs * 1e6,
         voluntary=(after.voluntary - before.voluntary) / jobs,
         involuntary=(after.involuntary - before.involuntary) / jobs,
         redis_us=(after.redis - before.redis) / jobs * 1e6,

@@ -67,3 +67,12 @@ def test_per_job_divides_differences() -> None:
     assert per.cpu_us == pytest.approx(200.0)
     assert (per.voluntary, per.involuntary) == (pytest.approx(0.1), pytest.approx(0.01))
     assert per.redis_us == pytest.approx(60.0)
+
+
+def test_a_window_without_cpu_ticks_costs_exactly_zero() -> None:
+    # Short drains of sleeping jobs can see no CPU tick between the snapshots; the figure
+    # must then be 0, not a rounding error below it (which printed as "-0").
+    same = cost.Usage(user=0.37, system=0.21, voluntary=5, involuntary=1, redis=1.0)
+    figures = cost.per_job(same, same, 300)
+    assert figures.cpu_us == 0.0
+    assert f"{figures.cpu_us:.0f}" == "0"

@@ -99,8 +99,11 @@ def signal_the_group(server: RedisServer, r: redis.Redis, tmp_path: Path,
     """Run ``sidequest -P 2`` in a process group of its own, as a terminal makes; once both
     workers are up send each of ``signals`` to the whole group, waiting after each for the
     log to grow; then Ctrl-C it. Returns its exit code and its output."""
+    # No job runs, so the stop is quick; a long shutdown timeout keeps the watchdog (which
+    # kills a worker 1.5 s past it) away from a worker that is merely slow on a loaded host.
     config = tmp_path / "fast.toml"
-    config.write_text("\n".join(f"{k} = {v}" for k, v in FAST.items()) + "\n")
+    settings = {**FAST, "timeout": 15.0}
+    config.write_text("\n".join(f"{k} = {v}" for k, v in settings.items()) + "\n")
     env = {**os.environ, "REDIS_URL": server.url,
            "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     log = tmp_path / "out.log"
