@@ -16,15 +16,13 @@ import dataclasses
 import importlib
 import logging
 import os
-import signal
 import sys
-import threading
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sidequest import __version__, connection
+from sidequest import __version__, connection, interrupts
 from sidequest.config import Config, build, parse_queue
 from sidequest.errors import ConfigError
 
@@ -226,22 +224,9 @@ def _web(argv: list[str]) -> int:
     return web_main(argv)
 
 
-def _answer_interrupts() -> None:
-    """Make INT a KeyboardInterrupt from the first line on, even when inherited as ignored.
-
-    A shell without job control (a script's ``sidequest ... &``, many CI runners) starts its
-    background commands with INT ignored, and Python then installs no INT handler. The worker
-    installs its own once it starts, so INT stops it after start-up either way; an INT sent
-    during start-up (loading the app, reaching Redis) was dropped, and the worker ran on.
-    """
-    if (threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGINT) is signal.SIG_IGN):
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    _answer_interrupts()
+    interrupts.install()
     command = "run"
     if argv and argv[0] in ("run", "dev", "stats", "status", "periodic", "web"):
         command = argv.pop(0)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import redis
 
-from sidequest import connection, hooks, keys, metrics, middleware, status, unique
+from sidequest import connection, hooks, interrupts, keys, metrics, middleware, status, unique
 from sidequest.config import Config
 from sidequest.job import install_worker
 from sidequest.worker import cancels, guards, logs, sharding, watchdog
@@ -280,6 +280,9 @@ class Launcher:
         if install_signals:
             self._install_signals()
             watchdog.start(self.config.timeout + 1.5)
+        if self.stop_requested.is_set():
+            log.info("stopped while starting; nothing was fetched")
+            return True
         try:
             self.start()
         except redis.RedisError:
@@ -310,6 +313,8 @@ class Launcher:
             handlers[signal.SIGTTIN] = lambda *_: self.inbox.arrive("TTIN")
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
+        if interrupts.take():  # a Ctrl-C during start-up that Python had to drop
+            self.inbox.arrive("INT")
 
 
 def check_redis(client: redis.Redis) -> None:

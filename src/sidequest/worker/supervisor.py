@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from sidequest import interrupts
 from sidequest.config import Config
 
 log = logging.getLogger("sidequest")
@@ -47,6 +48,9 @@ class Supervisor:
 
     def run(self) -> int:
         self._install_signals()
+        if interrupts.take():  # a Ctrl-C while the app loaded that Python had to drop
+            log.info("stopped while starting")
+            return 0
         for slot in range(self.processes):
             self._fork(slot)
         log.info("supervisor %d started %d worker processes: %s", os.getpid(),

@@ -1,0 +1,38 @@
+"""Ctrl-C during start-up: a KeyboardInterrupt, and a record that a stop was asked for.
+
+The command line installs this INT handler first thing, also where INT was inherited as
+ignored: a shell without job control (a script's ``sidequest ... &``, many CI runners) starts
+background commands that way, and Python then installs no handler, so an INT during start-up
+(loading the app, reaching Redis) was dropped. The handler raises KeyboardInterrupt, as
+Python's own does, which ends a start-up that is importing the app. But CPython prints and
+drops an exception raised inside a weakref callback or a ``__del__``, and the import system
+runs such callbacks as a module finishes loading: a Ctrl-C at that instant would be lost and
+the worker would start and run on. So the handler also records the signal, and the worker
+(or the ``-P`` supervisor), once its own handlers are in place, stops at once if one came.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+
+_pending: list[int] = []
+
+
+def install() -> None:
+    """Answer INT from now on; a no-op outside the main thread (signals go to it only)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _interrupt)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    _pending.append(signum)
+    raise KeyboardInterrupt
+
+
+def take() -> bool:
+    """True, once, if an INT came before the caller's own handlers: it should stop."""
+    came = bool(_pending)
+    _pending.clear()
+    return came

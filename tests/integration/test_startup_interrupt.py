@@ -1,0 +1,50 @@
+"""A Ctrl-C during start-up stops the worker even when Python drops its KeyboardInterrupt.
+
+CPython prints and drops an exception raised inside a weakref callback (the import system
+runs such callbacks as a module finishes loading), so an INT that lands there ends nothing.
+The app below makes that happen on purpose while it is imported: it sends itself INT from
+inside a weakref callback. The command line's INT handler records the signal as well as
+raising, and the worker (or the -P supervisor) stops as soon as its own handlers are in.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+APP = """
+import os, signal, weakref
+
+class _Thing:
+    pass
+
+def _interrupt_inside_a_callback(ref):
+    os.kill(os.getpid(), signal.SIGINT)
+    for _ in range(100_000):  # the INT handler runs here, and Python drops its exception
+        pass
+
+_thing = _Thing()
+_ref = weakref.ref(_thing, _interrupt_inside_a_callback)
+del _thing
+"""
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_an_interrupt_python_dropped_while_the_app_loaded_still_stops_the_worker(
+        redis_url: str, tmp_path: Path, processes: str) -> None:
+    (tmp_path / "dropped_int_app.py").write_text(APP)
+    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "sidequest", "-r", "dropped_int_app", "-c", "1", "-P", processes],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+    out = done.stdout + done.stderr
+    assert "KeyboardInterrupt" in out and "Exception ignored" in out, out  # it was dropped
+    assert done.returncode == 0, out
+    assert "stopped while starting" in out, out
+    assert " started: " not in out, out  # no worker ran
