@@ -109,10 +109,13 @@ def push(item: Payload) -> str | None:
     return jobs[0]
 
 
-def push_many(items: Sequence[Payload], batch_size: int = BULK_BATCH) -> list[str | None]:
+def push_many(items: Sequence[Payload], batch_size: int = BULK_BATCH, *,
+              uniform: bool = False) -> list[str | None]:
     """Push jobs sharing one ``created_at``, one pipeline per ``batch_size``; jids in order.
 
     Every item is checked before the first batch is written, so a bad one writes nothing.
+    ``uniform``: the items differ in ``args`` only (``perform_bulk``), so what else they
+    carry is checked once, not once per job.
     """
     if len(items) > 1 and any("jid" in item for item in items):
         # Every job would carry the same jid, and jids must be unique (Sidekiq refuses too).
@@ -120,26 +123,45 @@ def push_many(items: Sequence[Payload], batch_size: int = BULK_BATCH) -> list[st
                          "own jid: drop jid from .set(...), or push the jobs one at a time")
     jids = new_jids(len(items))
     if oncommit.wanted(items):
-        return _push_on_commit(items, batch_size, jids)
-    return _push_now(items, batch_size, jids)
+        return _push_on_commit(items, batch_size, jids, uniform)
+    return _push_now(items, batch_size, jids, uniform)
+
+
+def _normalize_all(items: Sequence[Payload], created: float | None, jids: list[str],
+                   uniform: bool) -> list[Payload]:
+    if not uniform or len(items) < 2 or items[0].get(unique.FOR):
+        # A unique job's identity comes from its arguments: each is normalized in full.
+        return [normalize(item, created, jid) for item, jid in zip(items, jids, strict=True)]
+    first = normalize(items[0], created, jids[0])
+    # The rest differ from the first in args and jid only: a copy keeps its key order.
+    jobs = [first]
+    for item, jid in zip(items[1:], jids[1:], strict=True):
+        args = item["args"]
+        if type(args) is not list:
+            raise TypeError(f"job args must be a list, got {type(args).__name__}: {args!r}")
+        check_args(args)
+        job = first.copy()
+        job["args"], job["jid"] = args, jid
+        jobs.append(job)
+    return jobs
 
 
 def _push_on_commit(items: Sequence[Payload], batch_size: int,
-                    jids: list[str]) -> list[str | None]:
+                    jids: list[str], uniform: bool) -> list[str | None]:
     """Check the jobs now (a bad one fails the caller, not the commit), write them when the
     transaction commits; the jids are chosen now, so the caller can keep them."""
     if batch.current() is not None:
         raise ValueError("enqueue_on_commit cannot be used inside `with batch.jobs():` (the "
                          "batch closes before the commit); push the batch after the commit")
-    for item, jid in zip(items, jids, strict=True):
-        normalize(item, None, jid)
-    oncommit.defer(lambda: _push_now(items, batch_size, jids))
+    _normalize_all(items, None, jids, uniform)
+    oncommit.defer(lambda: _push_now(items, batch_size, jids, uniform))
     return [item.get("jid") or jid for item, jid in zip(items, jids, strict=True)]
 
 
-def _push_now(items: Sequence[Payload], batch_size: int, jids: list[str]) -> list[str | None]:
+def _push_now(items: Sequence[Payload], batch_size: int, jids: list[str],
+              uniform: bool = False) -> list[str | None]:
     created = now()
-    normalized = [normalize(item, created, jid) for item, jid in zip(items, jids, strict=True)]
+    normalized = _normalize_all(items, created, jids, uniform)
     joining = batch.current()
     if joining is not None:  # pushed inside `with batch.jobs():`
         for job in normalized:

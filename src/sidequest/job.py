@@ -84,7 +84,7 @@ class _Setter(Generic[P]):
         items = client.bulk_items(self._base(), args_list)
         for item in items:
             _unique_identity(self._cls, item, item["args"], {})
-        return client.push_many(items, batch_size)
+        return client.push_many(items, batch_size, uniform=True)
 
 
 #: The worker running this process's jobs, if any (it sets itself here when it starts):

@@ -257,6 +257,30 @@ def test_perform_bulk_pushes_one_job_per_argument_list(pushed: list[dict[str, An
         TJWelcome.perform_bulk([[1], (2,)])
 
 
+def test_a_bulk_push_makes_the_payloads_one_push_at_a_time_would(
+    pushed: list[dict[str, Any]],
+) -> None:
+    # perform_bulk checks the options once and copies the first payload for the others:
+    # every key, its value and its place must still be what normalizing each job gives.
+    options = {"queue": "mail", "tags": ["a"], "retry": 3, "expires_in": 60.0}
+    TJWelcome.set(**options).perform_bulk([[1], [2], [{"k": "v"}]])
+    for payload in pushed:
+        base = {k: v for k, v in payload.items() if k != "enqueued_at"}
+        alone = client.normalize({**TJWelcome.set(**options)._base(), "args": payload["args"]},
+                                 payload["created_at"], payload["jid"])
+        assert list(base) == list(alone) and base == alone
+    assert [p["args"] for p in pushed] == [[1], [2], [{"k": "v"}]]
+    assert len({p["jid"] for p in pushed}) == 3
+
+
+def test_a_bad_argument_late_in_a_bulk_push_names_itself_and_pushes_nothing(
+    pushed: list[dict[str, Any]],
+) -> None:
+    with pytest.raises(TypeError, match=r"args\[0\] is .* of type set"):
+        TJWelcome.perform_bulk([[1], [2], [{1, 2}]])
+    assert pushed == []
+
+
 def test_one_jid_for_a_bulk_push_of_several_jobs_is_refused(
     pushed: list[dict[str, Any]],
 ) -> None:
