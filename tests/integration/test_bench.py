@@ -63,7 +63,8 @@ def test_quick_latency_bench_prints_a_row_per_scenario() -> None:
         assert 0 < p50 <= p99 <= top, cells
         if label.startswith("busy"):
             assert float(cells[7].replace(",", "")) > 0, cells  # the load flowed
-            assert cells[8].isdigit(), cells
+            # A worker starved by a loaded machine falls behind: 1,007 has a separator.
+            assert re.fullmatch(r"\d{1,3}(,\d{3})*", cells[8]), cells
         else:
             assert cells[7:] == ["-", "-"], cells
 
