@@ -49,7 +49,7 @@ if wait "$timer" 2>/dev/null; then
     kill -9 "$parent" 2>/dev/null
 fi
 """
-#: The script's $0: it names the script in its error messages and in ``ps -f``.
+#: What ``ps`` shows as the script's name ($0).
 NAME = "sidequest-watchdog"
 
 
