@@ -8,9 +8,9 @@ ahead and one 10 minutes behind (libfaketime through the Debian ``faketime`` pac
 
 libfaketime 0.9.10 (Debian 12) needs two work-arounds under Python 3.11, both in
 faketime_shim/sitecustomize.py: only the wall clock is faked (faking the monotonic clock hangs
-every timed lock), and ``time.sleep`` goes through ``select``. Nothing here depends on the
-worker's watchdog process (a shell script, which the shim does not reach). Without
-``faketime``, or if it does not work with Python,
+every timed lock), and ``time.sleep`` goes through ``select``. The worker's watchdog process
+(a fresh ``python -I -S``, which loads no sitecustomize) still dies at its first sleep after a
+TERM; nothing here depends on it. Without ``faketime``, or if it does not work with Python,
 the tests skip locally and fail under CI=true (``make faketime`` installs it as root).
 """
 

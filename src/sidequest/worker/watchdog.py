@@ -9,10 +9,6 @@ still there.
 The worker's jobs then stay in its in-progress list, and the reapers of other processes
 recover them once its lease expires. When the worker exits, the pipe closes and the watchdog
 exits too.
-
-The watchdog is a POSIX shell script, not a second Python interpreter: while the worker runs
-it is a shell waiting on ``dd`` for one byte, about 4 MB of RSS against 10 MB for
-``python -I -S``, on every worker process.
 """
 
 from __future__ import annotations
@@ -22,46 +18,34 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 
 log = logging.getLogger("sidequest")
 
-#: Arguments: the worker's pid, the grace in seconds; stdin: the read end of the wakeup pipe.
-#: A byte that is neither TERM nor INT (TSTP, TTIN, a job's own signal) is skipped; ``echo .``
-#: keeps a newline byte (SIGUSR1) from reading as the end of the pipe. Background lists get
-#: /dev/null as stdin, hence fd 3. A stray INT or TERM (a service manager signalling the whole
-#: group) is ignored, by this shell and by the commands it starts: the pipe tells it to stop.
+#: The watchdog's program: a fresh interpreter (-I -S) costs a few MB, a fork of a loaded
+#: worker would look as big as the worker itself.
 _PROGRAM = """
-trap '' INT TERM
-parent=$1 grace=$2
-term=$(printf '\\017') int=$(printf '\\002')
-while :; do
-    byte=$(dd bs=1 count=1 2>/dev/null; echo .)
-    case ${byte%.} in
-        '') exit 0 ;;
-        "$term"|"$int") break ;;
-    esac
-done
-exec 3<&0
-sleep "$grace" & timer=$!
-(cat <&3 >/dev/null; kill -9 "$timer" 2>/dev/null) & reader=$!
-if wait "$timer" 2>/dev/null; then
-    kill -9 "$reader" 2>/dev/null
-    kill -9 "$parent" 2>/dev/null
-fi
+import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # stray INT or TERM: not for us (the pipe tells)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+fd, parent, grace = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+while True:
+    data = os.read(fd, 64)
+    if not data:
+        sys.exit(0)  # the worker exited
+    if {signal.SIGTERM, signal.SIGINT} & set(data):
+        break
+deadline = time.monotonic() + grace
+os.set_blocking(fd, False)
+while time.monotonic() < deadline:
+    time.sleep(0.05)
+    try:
+        if os.read(fd, 64) == b"":
+            sys.exit(0)
+    except BlockingIOError:
+        pass
+os.kill(parent, signal.SIGKILL)
 """
-#: What ``ps`` shows as the script's name ($0).
-NAME = "sidequest-watchdog"
-
-
-def spawn(read_fd: int, parent: int, grace: float) -> subprocess.Popen[bytes]:
-    """The watchdog of ``parent``, reading the signal numbers from ``read_fd``."""
-    return subprocess.Popen(
-        ["/bin/sh", "-c", _PROGRAM, NAME, str(parent), f"{grace:.3f}"],
-        # A session of its own: a Ctrl-C at the terminal goes to the worker's process group,
-        # and one that came while the shell was starting (before its trap) would end it.
-        # It needs no signal: the worker's exit closes the pipe, and that ends it.
-        stdin=read_fd, start_new_session=True,
-    )
 
 
 def start(grace: float) -> None:
@@ -69,7 +53,15 @@ def start(grace: float) -> None:
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
     try:
-        spawn(read_fd, os.getpid(), grace)
+        subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", _PROGRAM, str(read_fd), str(os.getpid()),
+             str(grace)],
+            # A session of its own: a Ctrl-C at the terminal goes to the worker's process
+            # group, and one that came while this interpreter was starting (before it
+            # ignores SIGINT) printed a KeyboardInterrupt traceback. It needs no signal:
+            # the worker's exit closes the pipe, and that ends it.
+            pass_fds=(read_fd,), stdin=subprocess.DEVNULL, start_new_session=True,
+        )
     except OSError as exc:
         log.warning("no watchdog for this worker (%s): a job holding the GIL could delay"
                     " its shutdown", exc)
