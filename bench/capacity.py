@@ -48,6 +48,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import os
 import shutil
 import signal
@@ -257,13 +258,14 @@ def main(argv: list[str] | None = None) -> int:
             model = Model.fit(costs, BATCHED, ONE_BY_ONE, idle, start)
             _print_model(costs, model, idle)
             if per_shard:
-                _compare(per_shard[0], model, opts, "2 shards (half each)")
+                _compare(per_shard[0], model, costs, _per_run(single), opts=opts,
+                         what="2 shards (half each)")
             if on_cluster:
                 _print_cluster(on_cluster, costs, opts)
             if len(per_shard) > 1:
-                _compare(per_shard[1], model, opts, "2 shards of one Redis Cluster (half each, "
-                         "each shard's hash tag on a primary of its own)",
-                         _cluster_factors(on_cluster, costs))
+                _compare(per_shard[1], model, costs, _per_run(single, on_cluster), opts=opts,
+                         what="2 shards of one Redis Cluster (half each, each shard's hash tag "
+                         "on a primary of its own)")
     return 0
 
 
@@ -276,7 +278,9 @@ def _measure(bench: Bench, sharded: list[ShardedBench], clustered: ClusterBench 
                                                 dict[str, list[ClusterSample]]]:
     """Every operation and the idle worker ``opts.runs`` times, on one Redis and
     (interleaved, so that a slow stretch of a shared machine hits all alike) on a cluster
-    and on two shards (of plain Redis, then of the cluster)."""
+    and on two shards (of plain Redis, then of the cluster). Every other run takes an
+    operation's samples in the opposite order, so that a machine slowing down (or speeding
+    up) over a run does not favour the samples taken first."""
     single: dict[str, list[Sample]] = {op: [] for op in OPERATIONS}
     per_shard: list[PerShard] = [{} for _ in sharded]
     idles: list[tuple[Sample, Sample]] = []  # a worker's start, then its idle stretch
@@ -285,23 +289,47 @@ def _measure(bench: Bench, sharded: list[ShardedBench], clustered: ClusterBench 
         idles.append(bench.idle(opts.idle_seconds))
         for operation in OPERATIONS:
             jobs = jobs_for(operation, opts.jobs)
-            single[operation].append(bench.sample(operation, jobs))
-            print(f"run {run + 1}: {operation}: {single[operation][-1].us_per_job:.1f} us",
-                  file=sys.stderr)
-            if clustered is not None:
-                made = clustered.sample(operation, jobs)
-                on_cluster.setdefault(operation, []).append(made)
-                print(f"run {run + 1}: cluster {operation}: {made.owner.us_per_job:.1f} us",
-                      file=sys.stderr)
-            if operation == ONE_BY_ONE:
-                continue
+            label = f"run {run + 1}:"
+            # Each reference sample beside the shards compared with it: one Redis with
+            # two plain shards, a one-shard cluster with two shards of the cluster.
+            steps = [functools.partial(_sample_single, bench, single, operation, jobs, label)]
             for where, (each, results) in enumerate(zip(sharded, per_shard, strict=True)):
-                shards = each.sample(operation, jobs)
-                results.setdefault(operation, []).append(shards)
-                print(f"run {run + 1}: sharded{' cluster' if where else ''} {operation}: "
-                      f"{', '.join(f'{s.us_per_job:.1f}' for s in shards)} us",
-                      file=sys.stderr)
+                if where and clustered is not None:
+                    steps.append(functools.partial(_sample_cluster, clustered, on_cluster,
+                                                   operation, jobs, label))
+                if operation != ONE_BY_ONE:
+                    steps.append(functools.partial(
+                        _sample_shards, each, results, operation, jobs,
+                        f"{label} sharded{' cluster' if where else ''}"))
+            if clustered is not None and len(sharded) < 2:
+                steps.append(functools.partial(_sample_cluster, clustered, on_cluster,
+                                               operation, jobs, label))
+            for step in steps[::-1] if run % 2 else steps:
+                step()
     return single, per_shard, idles, on_cluster
+
+
+def _sample_single(bench: Bench, single: dict[str, list[Sample]], operation: str, jobs: int,
+                   label: str) -> None:
+    single[operation].append(bench.sample(operation, jobs))
+    print(f"{label} {operation}: {single[operation][-1].us_per_job:.1f} us",
+          file=sys.stderr)
+
+
+def _sample_cluster(clustered: ClusterBench, on_cluster: dict[str, list[ClusterSample]],
+                    operation: str, jobs: int, label: str) -> None:
+    made = clustered.sample(operation, jobs)
+    on_cluster.setdefault(operation, []).append(made)
+    print(f"{label} cluster {operation}: {made.owner.us_per_job:.1f} us",
+          file=sys.stderr)
+
+
+def _sample_shards(each: ShardedBench, results: PerShard, operation: str, jobs: int,
+                   label: str) -> None:
+    shards = each.sample(operation, jobs)
+    results.setdefault(operation, []).append(shards)
+    print(f"{label} {operation}: {', '.join(f'{s.us_per_job:.1f}' for s in shards)} us",
+          file=sys.stderr)
 
 
 def _print_model(costs: dict[str, Cost], model: Model, idle: Sample) -> None:
@@ -325,31 +353,52 @@ def _print_model(costs: dict[str, Cost], model: Model, idle: Sample) -> None:
           " us")
 
 
-def _cluster_factors(on_cluster: dict[str, list[ClusterSample]],
-                     costs: dict[str, Cost]) -> dict[str, float]:
-    """Per operation, what a job costs the {sq} primary over what it costs one Redis: the
-    cluster table's ratio, which the model of a cluster primary multiplies by."""
-    return {op: Cost.median([s.owner for s in samples]).us_per_job / costs[op].us_per_job
-            for op, samples in on_cluster.items()}
+def _per_run(single: dict[str, list[Sample]],
+             on_cluster: dict[str, list[ClusterSample]] | None = None) -> dict[str, list[float]]:
+    """Per operation, each run's cost on the reference the shards are compared with: one
+    Redis, or the {sq} primary of a one-shard cluster (whose ratio to one Redis the model of
+    a cluster primary multiplies by)."""
+    if on_cluster is None:
+        return {op: [s.us_per_job for s in samples] for op, samples in single.items()}
+    return {op: [s.owner.us_per_job for s in samples] for op, samples in on_cluster.items()}
 
 
-def _compare(per_shard: PerShard, model: Model, opts: argparse.Namespace, what: str,
-             factors: dict[str, float] | None = None) -> None:
-    """Each shard's measured cost against the model's for its own jobs and round trips
-    (times the cluster's factor for the operation, on a cluster)."""
-    times = " x the cluster table's ratio" if factors else ""
+def paired(model: Model, operation: str, samples: list[Sample], reference: list[float],
+           cost: Cost) -> tuple[list[float], list[float]]:
+    """Run by run, the model's prediction for a shard's sample, scaled by how that run's
+    reference sample (us per job) compared with ``cost``, the reference's median; and the
+    sample's ratio to it."""
+    models = [model.predict(operation, Cost.median([sample])) * ref / cost.us_per_job
+              for sample, ref in zip(samples, reference, strict=True)]
+    return models, [s.us_per_job / m for s, m in zip(samples, models, strict=True)]
+
+
+def _compare(per_shard: PerShard, model: Model, costs: dict[str, Cost],
+             reference: dict[str, list[float]], *, opts: argparse.Namespace,
+             what: str) -> None:
+    """Each shard's measured cost against the model's for its own jobs and round trips.
+
+    Run by run: each shard sample is taken right after the reference sample of the same
+    operation, and the model's prediction is scaled by how that reference sample compared
+    with the reference's median. A shared machine's slow minute then raises both sides of a
+    pair alike, and the ratio is the median of the pairs' ratios."""
     print(f"\nThe same jobs on {what}, us of Redis CPU per job, median of "
-          f"{opts.runs}; model = (work + trips/job x round trip + worker us/job x timers)"
-          f"{times}; ratio = measured / model")
+          f"{opts.runs}; model = (work + trips/job x round trip + worker us/job x timers) x "
+          "(the run's reference sample / its median); ratio = measured / model, the median "
+          "of the runs' ratios (lowest-highest)")
     print(f"{'operation':<12} {'shard':>5} {'us/job':>7} {'trips/job':>9} "
-          f"{'worker us/job':>13} {'model':>7} {'ratio':>6}  within {TOLERANCE:.0%}")
+          f"{'worker us/job':>13} {'model':>7} {'ratio':>6} {'runs':>11}  "
+          f"within {TOLERANCE:.0%}")
     for operation, runs in per_shard.items():
         for i in range(2):
+            models, ratios = paired(model, operation, [shards[i] for shards in runs],
+                                    reference[operation], costs[operation])
             cost = Cost.median([shards[i] for shards in runs])
-            predicted = model.predict(operation, cost) * (factors or {}).get(operation, 1.0)
-            ratio = cost.us_per_job / predicted
-            print(f"{operation:<12} {i + 1:5} {cost.us_per_job:7.1f} {cost.trips_per_job:9.3f} "
-                  f"{cost.us_of_worker_per_job:13.1f} {predicted:7.1f} {ratio:6.2f}  "
+            ratio = statistics.median(ratios)
+            print(f"{operation:<12} {i + 1:5} {cost.us_per_job:7.2f} "
+                  f"{cost.trips_per_job:9.3f} {cost.us_of_worker_per_job:13.1f} "
+                  f"{statistics.median(models):7.2f} {ratio:6.2f} "
+                  f"{min(ratios):5.2f}-{max(ratios):<5.2f}  "
                   f"{'yes' if abs(ratio - 1) <= TOLERANCE else 'NO'}")
 
 

@@ -69,10 +69,11 @@ def test_capacity_bench_measures_the_sq_primary_of_a_cluster() -> None:
     assert push > 2 * others, (push, others)
     # Two shards on the cluster: both primaries did their half of every operation.
     shards = re.findall(rf"^({'|'.join(OPERATIONS)}) +([12]) +{NUMBER} +{NUMBER} +{NUMBER}"
-                        rf" +{NUMBER} +{NUMBER} +(yes|NO)$", shards_part, re.MULTILINE)
+                        rf" +{NUMBER} +{NUMBER} +{NUMBER}-{NUMBER} +(yes|NO)$", shards_part,
+                        re.MULTILINE)
     assert [(row[0], row[1]) for row in shards] == [
         (name, shard) for name in OPERATIONS if name != "run one by one" for shard in "12"]
-    for name, _, us, trips, _, _, _, _ in shards:
+    for name, _, us, trips, _, _, _, _, _, _ in shards:
         assert float(us) > 0, (name, us)
         if name == "run":  # the second shard's worker process fetched from its own primary
             assert float(trips) > 0, (name, trips)

@@ -1,18 +1,27 @@
 """bench/capacity.py --shards 2 runs end to end: it prints each operation's Redis cost on one
 Redis with the capacity model fitted to it, then each shard's measured cost beside what the
-model predicts from that shard's own round trips and worker seconds. (bench/capacity.py
+model predicts from that shard's own round trips and worker seconds, run by run. (bench/capacity.py
 without --shards prints the first part alone: the same code.)"""
 
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
 
 from helpers import need_redis, run_script
 
-CAPACITY = Path(__file__).resolve().parents[2] / "bench" / "capacity.py"
+ROOT = Path(__file__).resolve().parents[2]
+for _path in (str(ROOT), str(ROOT / "src")):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+from bench.capacity import paired  # noqa: E402
+from bench.redis_cost import Cost, Model, Sample  # noqa: E402
+
+CAPACITY = ROOT / "bench" / "capacity.py"
 OPERATIONS = ["push", "bulk push", "run", "run one by one", "retry", "scheduled"]
 NUMBER = r"(-?[\d.]+)"
 
@@ -56,13 +65,32 @@ def test_capacity_bench_fits_a_model_and_checks_each_shard_against_it() -> None:
     # machine's worker seconds dominate, and the work left after them can come out below 0.)
     assert 0 < fetch + ack <= single["run"][0] + 0.1, (fetch, ack, single["run"])
     shards = re.findall(rf"^({'|'.join(OPERATIONS)}) +([12]) +{NUMBER} +{NUMBER} +{NUMBER}"
-                        rf" +{NUMBER} +{NUMBER} +(yes|NO)$", result.stdout, re.MULTILINE)
+                        rf" +{NUMBER} +{NUMBER} +{NUMBER}-{NUMBER} +(yes|NO)$", result.stdout,
+                        re.MULTILINE)
     assert [(row[0], row[1]) for row in shards] == [
         (name, shard) for name in OPERATIONS if name != "run one by one" for shard in "12"]
-    for name, _, us, _, _, model, ratio, verdict in shards:
+    for name, _, us, _, _, model, ratio, low, high, verdict in shards:
         assert float(us) > 0, name  # both shards did the work
-        # ratio = measured / model, printed to 0.1 us and 0.01
-        assert abs(float(ratio) - float(us) / float(model)) <= 0.01 + 0.1 / abs(float(model))
+        # One run: the ratio is that run's measured / model, printed to 0.01 us and 0.01,
+        # and the runs' range is that one ratio.
+        assert abs(float(ratio) - float(us) / float(model)) <= 0.01 + 0.01 / abs(float(model))
+        assert float(low) == float(ratio) == float(high), (name, ratio, low, high)
         off = abs(float(ratio) - 1)
         if abs(off - 0.10) > 0.006:  # at the boundary the printed ratio cannot tell
             assert (verdict == "yes") == (off <= 0.10), (name, ratio, verdict)
+
+
+def test_each_shard_sample_is_judged_against_the_reference_sample_of_its_own_run() -> None:
+    # The model predicts 12 us a job at 0.02 round trips a job (10 us of work, 100 a trip).
+    model = Model(us_per_trip=100.0, us_per_second=0.0, us_per_start=0.0, work={"run": 10.0})
+    # The one-Redis reference: 10 us a job in the first run, 20 in a run twice as slow;
+    # its median is 15.
+    median = Cost(us_per_job=15.0, trips_per_job=0.02, us_of_worker_per_job=0.0)
+    shard = [Sample(jobs=1000, cpu=0.008, trips=20),  # 8 us
+             Sample(jobs=1000, cpu=0.0176, trips=20)]  # 17.6 us, in the slow run
+    models, ratios = paired(model, "run", shard, [10.0, 20.0], median)
+    # Each run's prediction is 12 us x that run's reference / the median: 8 and 16 us.
+    assert models == pytest.approx([8.0, 16.0])
+    # The first shard sample is what its run predicts; the second is 10% over its run's,
+    # though against the unscaled 12 us it would look 47% over.
+    assert ratios == pytest.approx([1.0, 1.1])
