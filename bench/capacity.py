@@ -29,7 +29,9 @@ operation's work per job.
 
 then also spreads the same jobs over two measured Redis servers (bench/shard_capacity.py),
 interleaved with the single-Redis runs, and compares each shard's measured CPU per job with
-what the model predicts from that shard's own round trips and worker seconds.
+what the model predicts from that shard's own round trips and worker seconds, run by run
+against the one-Redis sample taken beside it (the median of the runs' ratios). On a shared
+machine use more runs (--runs 9): single samples swing by a fifth or more.
 
     .venv/bin/python bench/capacity.py --cluster
 
