@@ -265,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
             if on_cluster:
                 _print_cluster(on_cluster, costs, opts)
             if len(per_shard) > 1:
-                _compare(per_shard[1], model, costs, _per_run(single, on_cluster), opts=opts,
+                owners = {op: [s.owner for s in runs] for op, runs in on_cluster.items()}
+                _compare(per_shard[1], model, costs, _per_run(owners), opts=opts,
                          what="2 shards of one Redis Cluster (half each, each shard's hash tag "
                          "on a primary of its own)")
     return 0
@@ -292,20 +293,19 @@ def _measure(bench: Bench, sharded: list[ShardedBench], clustered: ClusterBench 
         for operation in OPERATIONS:
             jobs = jobs_for(operation, opts.jobs)
             label = f"run {run + 1}:"
-            # Each reference sample beside the shards compared with it: one Redis with
-            # two plain shards, a one-shard cluster with two shards of the cluster.
-            steps = [functools.partial(_sample_single, bench, single, operation, jobs, label)]
-            for where, (each, results) in enumerate(zip(sharded, per_shard, strict=True)):
-                if where and clustered is not None:
-                    steps.append(functools.partial(_sample_cluster, clustered, on_cluster,
-                                                   operation, jobs, label))
-                if operation != ONE_BY_ONE:
-                    steps.append(functools.partial(
-                        _sample_shards, each, results, operation, jobs,
-                        f"{label} sharded{' cluster' if where else ''}"))
-            if clustered is not None and len(sharded) < 2:
+            # Each reference sample beside the shards compared with it: one Redis, then two
+            # plain shards; a one-shard cluster, then two shards of the cluster.
+            shards = [functools.partial(_sample_shards, each, results, operation, jobs,
+                                        f"{label} sharded{' cluster' if where else ''}")
+                      for where, (each, results) in enumerate(zip(sharded, per_shard,
+                                                                  strict=True))
+                      ] if operation != ONE_BY_ONE else []
+            steps = [functools.partial(_sample_single, bench, single, operation, jobs, label),
+                     *shards[:1]]
+            if clustered is not None:
                 steps.append(functools.partial(_sample_cluster, clustered, on_cluster,
                                                operation, jobs, label))
+            steps += shards[1:]
             for step in steps[::-1] if run % 2 else steps:
                 step()
     return single, per_shard, idles, on_cluster
@@ -355,14 +355,11 @@ def _print_model(costs: dict[str, Cost], model: Model, idle: Sample) -> None:
           " us")
 
 
-def _per_run(single: dict[str, list[Sample]],
-             on_cluster: dict[str, list[ClusterSample]] | None = None) -> dict[str, list[float]]:
+def _per_run(samples: dict[str, list[Sample]]) -> dict[str, list[float]]:
     """Per operation, each run's cost on the reference the shards are compared with: one
     Redis, or the {sq} primary of a one-shard cluster (whose ratio to one Redis the model of
     a cluster primary multiplies by)."""
-    if on_cluster is None:
-        return {op: [s.us_per_job for s in samples] for op, samples in single.items()}
-    return {op: [s.owner.us_per_job for s in samples] for op, samples in on_cluster.items()}
+    return {op: [s.us_per_job for s in runs] for op, runs in samples.items()}
 
 
 def paired(model: Model, operation: str, samples: list[Sample], reference: list[float],
