@@ -16,7 +16,8 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import psutil  # type: ignore[import-untyped,unused-ignore]
 
@@ -25,13 +26,33 @@ from bench.harness import ROOT, BenchError, PrivateRedis, cpu_model, load_text, 
 from bench.prose import COST_TEXT, INTRO, METHOD, RUNNING, SYSTEM_NOTES
 from bench.systems import BY_NAME, SYSTEMS, System
 
-if TYPE_CHECKING:  # only for the annotation: suite imports this module
-    from bench.suite import Options
-
 DOC = ROOT / "docs" / "performance.md"
 IMAGE = ROOT / "docs" / "images" / "performance.png"
 BASE = "sidequest"
 NOT_MEASURED = "-"
+SINGLE_MAX = 10_000  # single pushes are 10x slower than bulk; the rate settles well before
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the suite's command line asked for (bench/suite.py)."""
+
+    systems: tuple[str, ...]
+    jobs: int
+    proxy_jobs: int
+    latency_jobs: int
+    max_gap: float
+    runs: int
+    delay_ms: float
+    seed: int
+    quick: bool
+    install: bool
+    write: bool
+    logs: Path | None
+
+    @property
+    def single(self) -> int:
+        return min(self.jobs, SINGLE_MAX)
 
 
 @dataclass(frozen=True)

@@ -73,32 +73,11 @@ from bench.systems import BY_NAME, System  # noqa: E402
 
 STOP_WAIT = 40.0  # Sidequest's shutdown timeout (25 s) plus margin; the others stop sooner
 PUSH_TIMEOUT = 1800.0  # a pusher that takes longer than this is stuck
-SINGLE_MAX = 10_000  # single pushes are 10x slower than bulk; the rate settles well before
 JOB_ALONE = 5_000  # runs of the job alone (bench/agents/job_alone.py): a second or so
 SETTLE = 0.3  # after a drain: time for a job that would run twice to show up in the count
 
 
 # -- options -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Options:
-    systems: tuple[str, ...]
-    jobs: int
-    proxy_jobs: int
-    latency_jobs: int
-    max_gap: float
-    runs: int
-    delay_ms: float
-    seed: int
-    quick: bool
-    install: bool
-    write: bool
-    logs: Path | None
-
-    @property
-    def single(self) -> int:
-        return min(self.jobs, SINGLE_MAX)
 
 
 def _system_list(text: str) -> tuple[str, ...]:
@@ -133,12 +112,12 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_args(argv: Sequence[str] | None) -> Options:
+def parse_args(argv: Sequence[str] | None) -> report.Options:
     args = parser().parse_args(argv)
     quick = args.quick
     # --quick only changes the defaults: `--quick --systems sidequest,rq` still means both.
     jobs = args.jobs or (2_000 if quick else 100_000)
-    return Options(
+    return report.Options(
         systems=args.systems or (("sidequest",) if quick else tuple(BY_NAME)),
         jobs=jobs,
         proxy_jobs=args.proxy_jobs or max(jobs // 10, 100),
@@ -159,7 +138,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
 
 @dataclass
 class World:
-    opts: Options
+    opts: report.Options
     server: PrivateRedis
     proxy_url: str
     logs: Path
@@ -338,7 +317,7 @@ def snapshot_src(tmp: Path) -> Path:
     return dest
 
 
-def write_gaps(opts: Options, tmp: Path) -> dict[int, Path]:
+def write_gaps(opts: report.Options, tmp: Path) -> dict[int, Path]:
     """One gap list per run, the same for every system in that run."""
     files = {}
     for run in range(1, opts.runs + 1):
@@ -400,7 +379,7 @@ def run_all(world: World, systems: list[System], load: report.Load) -> report.Re
     return results
 
 
-def bench(opts: Options) -> int:
+def bench(opts: report.Options) -> int:
     systems = [BY_NAME[name] for name in opts.systems]
     if opts.install:
         install.ensure(systems, chart=opts.write)

@@ -31,7 +31,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from sidequest import connection, keys
+from sidequest import connection, items, keys
 from sidequest.payload import Payload, dumps
 
 PAYLOAD_KEY = "sq_batch"
@@ -133,11 +133,9 @@ def ancestry_of(payload: Payload) -> list[str] | None:
 
 
 def _callback_payload(callback: Callback, bid: str, shard: str) -> str:
-    from sidequest import client  # noqa: PLC0415 - client imports this module
-
     target, args = callback
     job_class: Any = getattr(target, "job_class", target)  # a @job function's class
-    item = client.normalize({**job_class.payload_base(), "args": list(args),
+    item = items.normalize({**job_class.payload_base(), "args": list(args),
                              "sq_batch_callback": bid})
     table = connection.shard_map()
     if table is not None and table.shard_of(item["queue"]) != shard:

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from importlib import resources
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -21,7 +21,7 @@ from redis.commands.core import Script
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from sidequest import cluster, keys, scope
+from sidequest import cluster, keys, scope, urls
 from sidequest.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -46,62 +46,9 @@ _scoping = False
 _shard_clients: dict[str, redis.Redis] = {}  # by URL
 
 
-_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "redis+cluster://",
-            "rediss+cluster://")
-_CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
-
-
-def is_cluster(text: str) -> bool:
-    """True for a Redis Cluster URL (``redis+cluster://`` or ``rediss+cluster://``)."""
-    return text.startswith(_CLUSTER_SCHEMES)
-
-
-def check_url(text: str) -> str:
-    """``text`` if it is a Redis URL Sidequest can use, else a ConfigError saying what one
-    looks like (``localhost:6379`` alone is the usual slip)."""
-    if not isinstance(text, str) or not text.startswith(_SCHEMES):
-        raise ConfigError(
-            f"{redacted(str(text))!r} is not a Redis URL: write it as redis://HOST:PORT/DB, "
-            "e.g. redis://localhost:6379/0 (rediss:// for TLS, redis://:PASSWORD@HOST:PORT/0 "
-            "with a password, unix:///path/to/redis.sock, "
-            "redis+sentinel://HOST:PORT/SERVICE/DB for Sentinel, "
-            "redis+cluster://HOST:PORT[,HOST:PORT] for Redis Cluster)")
-    if is_cluster(text):
-        return _check_cluster_url(text)
-    try:
-        port = urlsplit(text).port if not text.startswith(("unix:", "redis+sentinel:")) else None
-    except ValueError:
-        port = -1
-    if port is not None and not 0 < port < 65536:
-        raise ConfigError(f"{redacted(text)!r}: the port must be a number from 1 to 65535, "
-                          "e.g. redis://localhost:6379/0")
-    return text
-
-
-def _check_cluster_url(text: str) -> str:
-    parts = urlsplit(text)
-    if parts.path.strip("/"):
-        raise ConfigError(f"{redacted(text)!r}: a Redis Cluster has only database 0, so a "
-                          "cluster URL takes no /DB: write redis+cluster://HOST:PORT[,HOST:PORT]")
-    for host, port in _cluster_nodes(text):
-        if not host or not 0 < port < 65536:
-            raise ConfigError(f"{redacted(text)!r}: name each node as HOST:PORT with a port "
-                              "from 1 to 65535, e.g. redis+cluster://10.0.0.1:7000,10.0.0.2:7000")
-    return text
-
-
-def _cluster_nodes(text: str) -> list[tuple[str, int]]:
-    """The startup nodes of a cluster URL (port 6379 when a node names none; -1 if bad)."""
-    nodes = []
-    for item in urlsplit(text).netloc.rsplit("@", 1)[-1].split(","):
-        host, _, port = item.strip().rpartition(":") if ":" in item else (item.strip(), "", "")
-        nodes.append((host, int(port) if port.isdigit() else (6379 if not port else -1)))
-    return nodes
-
-
 def _use_key_names(target: str) -> None:
     # Key names follow the default Redis: tagged on a cluster, Sidekiq's otherwise.
-    keys.use_cluster_names(is_cluster(target))
+    keys.use_cluster_names(urls.is_cluster(target))
 
 
 def configure(redis_url: str | None = None, *, shards: Mapping[str, str] | None = None,
@@ -119,7 +66,7 @@ def configure(redis_url: str | None = None, *, shards: Mapping[str, str] | None 
     """
     global _url, _options, _scoping
     if redis_url is not None:
-        check_url(redis_url)
+        urls.check_url(redis_url)
     with _lock:
         _url = redis_url
         _options = dict(redis_options)
@@ -220,7 +167,7 @@ def client_for(name: str) -> redis.Redis:
 def set_url(redis_url: str) -> None:
     """Point at another Redis, keeping the options given to configure()."""
     global _url
-    check_url(redis_url)
+    urls.check_url(redis_url)
     with _lock:
         unchanged = redis_url == default_url()
         _url = redis_url
@@ -256,14 +203,8 @@ def default_url() -> str:
 
 
 def redacted(value: str | None = None) -> str:
-    """The URL with any password replaced, safe for logs and pages."""
-    text = value if value is not None else url()
-    parts = urlsplit(text)
-    if parts.password is None:
-        return text
-    user = parts.username or ""
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    """The URL (default: the current one) with any password replaced, safe for logs and pages."""
+    return urls.redacted(value if value is not None else url())
 
 
 def _drop_client() -> None:
@@ -312,8 +253,8 @@ def new_client(retries: int = 1, *, target: str | None = None,
     }
     options.update(_options)
     options.update(overrides)
-    target = check_url(target or url())  # the environment's URL is read here, so checked here
-    if is_cluster(target) != is_cluster(default_url()):
+    target = urls.check_url(target or url())  # the environment's URL is read here, so checked here
+    if urls.is_cluster(target) != urls.is_cluster(default_url()):
         raise ConfigError(f"{redacted(target)!r} and the default Redis "
                           f"{redacted(default_url())!r}: use Redis Cluster for all shards or "
                           "for none (key names differ between the two)")
@@ -322,7 +263,7 @@ def new_client(retries: int = 1, *, target: str | None = None,
         options.pop("socket_keepalive", None)  # a TCP option: a Unix socket refuses it
     if target.startswith("redis+sentinel://"):
         return _sentinel_client(target, options)
-    if is_cluster(target):
+    if urls.is_cluster(target):
         return _cluster_client(target, options)
     return redis.Redis.from_url(target, **options)
 
@@ -353,7 +294,7 @@ def _cluster_client(target: str, options: dict[str, Any]) -> redis.Redis:
     # client retries on its own, refreshing the slot map after MOVED or a failover.
     for name in ("retry_on_error", "health_check_interval"):
         options.pop(name, None)
-    return cluster.client(_cluster_nodes(target), password=parts.password,
+    return cluster.client(urls.cluster_nodes(target), password=parts.password,
                           username=parts.username, ssl=target.startswith("rediss+"), **options)
 
 

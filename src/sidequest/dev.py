@@ -34,8 +34,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from sidequest import connection
-from sidequest.cli import _parser, config_from_args, load_app, run_worker
+from sidequest import connection, runner
 from sidequest.config import Config
 from sidequest.errors import ConfigError
 
@@ -107,7 +106,7 @@ def _print_env(config: Config, source: str) -> int:
 
 
 def _dev_parser() -> argparse.ArgumentParser:
-    parser = _parser()
+    parser = runner.parser()
     parser.prog = "sidequest dev"
     parser.description = (
         "Run a worker for local development: the example app unless -r is given, and a"
@@ -130,7 +129,7 @@ def _web_port(args: argparse.Namespace) -> int | None:
 
 def _dev_config(args: argparse.Namespace) -> tuple[Config, bool]:
     """The worker's Config, and whether it runs the example app (no -r was given)."""
-    config = config_from_args(args)
+    config = runner.config_from_args(args)
     if config.require:
         return config, False
     if not (Path.cwd() / "examples" / "shop" / "jobs.py").is_file():
@@ -166,7 +165,7 @@ def _run(config: Config, traffic: bool, web_port: int | None = None) -> int:
         _say("Demo traffic: enqueuing example jobs every second (--no-demo-traffic turns it off)")
     _say("Press Ctrl-C to stop.")
     try:
-        return run_worker(config)
+        return runner.run_worker(config)
     except KeyboardInterrupt:
         # Ctrl-C before the worker had installed its own handler (it was still starting):
         # a stop asked for, not a crash. Anything it fetched is recovered by its lease.
@@ -217,7 +216,7 @@ def _queues(config: Config) -> str:
 
 
 def _start_traffic(stop: threading.Event) -> threading.Thread:
-    load_app((EXAMPLE_TRAFFIC,))  # puts the current directory on sys.path first
+    runner.load_app((EXAMPLE_TRAFFIC,))  # puts the current directory on sys.path first
     run: Callable[[threading.Event], None] = importlib.import_module(EXAMPLE_TRAFFIC).run
     thread = threading.Thread(target=run, args=(stop,), name="sidequest-demo-traffic",
                               daemon=True)

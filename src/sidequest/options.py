@@ -12,7 +12,6 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sidequest import unique
 from sidequest.errors import ConfigError
 
 #: Names Sidekiq's web UI can show a page for; others would be invisible there.
@@ -23,6 +22,8 @@ OPTIONS = ("queue", "retry", "backtrace", "dead", "retry_queue", "tags", "unique
 #: Per-push options accepted by ``set(...)`` on top of the class options.
 PUSH_OPTIONS = (*OPTIONS[:-1], "jid")
 _NOT_OPTIONS = {"jid", "jobs", "async_perform"}
+#: When a unique job gives its lock back: as it starts, or once it has succeeded.
+UNIQUE_UNTIL = ("start", "success")
 #: Spellings that users of Celery, RQ or Sidekiq reach for, and what Sidequest calls them.
 _ALIASES = {
     "retries": "retry",
@@ -63,7 +64,7 @@ def _check_option(key: str, value: Any, where: str) -> None:
     elif key in ("store_result", "enqueue_on_commit"):
         ok, expect = isinstance(value, bool), "True or False"
     elif key in ("unique_for", "unique_until", "expires_in", "timeout", "result_ttl"):
-        problem = (unique.check_options(None, value) if key == "unique_until"
+        problem = (check_unique(None, value) if key == "unique_until"
                    else _seconds_problem(key, value))
         if problem:
             raise ConfigError(f"{where}: option {problem}")
@@ -108,3 +109,15 @@ def check_typos(cls: type, where: str) -> None:
         hint = _ALIASES.get(key) or (close[0] if close else None)
         if hint:
             raise ConfigError(f"{where}: unknown option {key!r}; did you mean {hint!r}?")
+
+
+def check_unique(unique_for: Any, unique_until: Any) -> str | None:
+    """What is wrong with these unique-job option values, or None."""
+    if unique_for is not None and (
+        isinstance(unique_for, bool) or not isinstance(unique_for, (int, float))
+        or not math.isfinite(unique_for) or unique_for <= 0
+    ):
+        return f"unique_for={unique_for!r} is invalid; expected a number of seconds above 0"
+    if unique_until is not None and unique_until not in UNIQUE_UNTIL:
+        return f"unique_until={unique_until!r} is invalid; expected 'start' or 'success'"
+    return None

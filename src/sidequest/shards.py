@@ -15,9 +15,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sidequest.connection import check_url, is_cluster, redacted
 from sidequest.errors import ConfigError
 from sidequest.options import QUEUE_NAME
+from sidequest.urls import check_url, is_cluster, redacted
 
 DEFAULT = "default"
 SHARD_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")

@@ -36,21 +36,6 @@ FOR, UNTIL, DIGEST = "unique_for", "unique_until", "unique_digest"
 #: Set, in memory only, on the payload of a job that succeeded holding its lock "until
 #: success": the worker then releases the lock with the job's acknowledgement.
 _WITH_ACK = "\x00unique_release_with_ack"
-UNTIL_VALUES = ("start", "success")
-
-
-def check_options(unique_for: Any, unique_until: Any) -> str | None:
-    """What is wrong with these option values, or None."""
-    if unique_for is not None and (
-        isinstance(unique_for, bool) or not isinstance(unique_for, (int, float))
-        or not math.isfinite(unique_for) or unique_for <= 0
-    ):
-        return f"unique_for={unique_for!r} is invalid; expected a number of seconds above 0"
-    if unique_until is not None and unique_until not in UNTIL_VALUES:
-        return f"unique_until={unique_until!r} is invalid; expected 'start' or 'success'"
-    return None
-
-
 def digest(parts: Any) -> str:
     """A stable hash of JSON-native ``parts``: the same on every host and Python version."""
     text = json.dumps(parts, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

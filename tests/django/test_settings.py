@@ -40,10 +40,10 @@ def test_values_are_checked_and_flags_win(project: object) -> None:
         config = conf.worker_config()
         assert config.concurrency == 3 and config.queues == (("critical", 2), ("low", 0))
         # The worker's flags win over the settings, as they do over a config file.
-        from sidequest import cli
+        from sidequest import runner
 
-        flags = cli._parser().parse_args(["-c", "7"])
-        config = cli.config_from_args(flags, base=conf.values(), base_source=conf.SOURCE)
+        flags = runner.parser().parse_args(["-c", "7"])
+        config = runner.config_from_args(flags, base=conf.values(), base_source=conf.SOURCE)
         assert config.concurrency == 7 and config.queues == (("critical", 2), ("low", 0))
     with override_settings(SIDEQUEST={"concurrency": 0}), pytest.raises(
             ConfigError, match=r"^settings.SIDEQUEST: concurrency must be a whole number"):

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sidequest import cluster, connection, keys
+from sidequest import cluster, connection, keys, urls
 from sidequest.errors import ConfigError
 
 
@@ -22,11 +22,11 @@ def _forget() -> Iterator[None]:
 
 def test_cluster_urls_are_accepted_with_their_startup_nodes() -> None:
     url = "redis+cluster://10.0.0.1:7000,10.0.0.2:7001,node3"
-    assert connection.check_url(url) == url
-    assert connection._cluster_nodes(url) == [("10.0.0.1", 7000), ("10.0.0.2", 7001),
+    assert urls.check_url(url) == url
+    assert urls.cluster_nodes(url) == [("10.0.0.1", 7000), ("10.0.0.2", 7001),
                                               ("node3", 6379)]
-    assert connection.is_cluster("rediss+cluster://:pw@h:7000")
-    assert not connection.is_cluster("redis://h:7000/0")
+    assert urls.is_cluster("rediss+cluster://:pw@h:7000")
+    assert not urls.is_cluster("redis://h:7000/0")
 
 
 @pytest.mark.parametrize(("url", "says"), [
@@ -38,7 +38,7 @@ def test_cluster_urls_are_accepted_with_their_startup_nodes() -> None:
 ])
 def test_bad_cluster_urls_are_refused_with_what_to_write(url: str, says: str) -> None:
     with pytest.raises(ConfigError, match=says) as caught:
-        connection.check_url(url)
+        urls.check_url(url)
     assert "redis+cluster://" in str(caught.value)
 
 

@@ -17,6 +17,7 @@ def test_import_sidequest_loads_no_worker_code() -> None:
     assert "sidequest.job" in modules and "sidequest.client" in modules
     assert not {m for m in modules if m.startswith("sidequest.worker")}
     assert "sidequest.cli" not in modules and "sidequest.dev" not in modules
+    assert "sidequest.runner" not in modules
 
 
 def test_worker_loads_without_the_dev_runner() -> None:

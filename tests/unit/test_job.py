@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from sidequest import Job, JobFunction, client, job, registry
+from sidequest import Job, JobFunction, client, items, job, registry
 from sidequest.errors import ConfigError, UnknownJobError
 
 
@@ -266,7 +266,7 @@ def test_a_bulk_push_makes_the_payloads_one_push_at_a_time_would(
     TJWelcome.set(**options).perform_bulk([[1], [2], [{"k": "v"}]])
     for payload in pushed:
         base = {k: v for k, v in payload.items() if k != "enqueued_at"}
-        alone = client.normalize({**TJWelcome.set(**options)._base(), "args": payload["args"]},
+        alone = items.normalize({**TJWelcome.set(**options)._base(), "args": payload["args"]},
                                  payload["created_at"], payload["jid"])
         assert list(base) == list(alone) and base == alone
     assert [p["args"] for p in pushed] == [[1], [2], [{"k": "v"}]]

@@ -1,4 +1,4 @@
-"""sidequest.client.normalize refuses what Sidekiq's client refuses: a non-numeric ``at``,
+"""sidequest.items.normalize refuses what Sidekiq's client refuses: a non-numeric ``at``,
 tags that are not a list, and a ``retry_for`` that is not a relative number of seconds."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from sidequest.client import normalize
+from sidequest.items import normalize
 
 
 def item(**fields: Any) -> dict[str, Any]:

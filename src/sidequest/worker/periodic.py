@@ -29,8 +29,7 @@ from typing import Any, cast
 
 import redis
 
-from sidequest import client as push_client
-from sidequest import connection, keys, periodic_jobs
+from sidequest import connection, items, keys, periodic_jobs
 from sidequest.config import Config
 from sidequest.payload import Payload, dumps, new_jid
 from sidequest.periodic_jobs import PAYLOAD_NAME, PAYLOAD_TICK, Entry
@@ -137,7 +136,7 @@ class PeriodicPoller:
 
     def _offer(self, entry: Entry, tick: int, handled: int) -> bool:
         """Push ``tick`` unless someone did; False when the entry is gone."""
-        job = push_client.normalize({**entry.payload_base(), PAYLOAD_TICK: tick},
+        job = items.normalize({**entry.payload_base(), PAYLOAD_TICK: tick},
                                     jid=new_jid())
         job["enqueued_at"] = job["created_at"]
         result = int(self._push(

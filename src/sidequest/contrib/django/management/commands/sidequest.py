@@ -11,7 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, handle_default_options
 from django.db import connections
 
-from sidequest import cli
+from sidequest import runner
 from sidequest.contrib.django import conf
 from sidequest.errors import ConfigError
 
@@ -23,7 +23,7 @@ class Command(BaseCommand):
                       **kwargs: Any) -> argparse.ArgumentParser:
         # The sidequest command's own parser: Django's -v/--version would clash with its
         # -v (verbose) and -V, and the worker should take the same flags either way.
-        parser = cli._parser(prog=f"{os.path.basename(prog_name)} {subcommand}")
+        parser = runner.parser(prog=f"{os.path.basename(prog_name)} {subcommand}")
         parser.add_argument("--settings", help="Django settings module")
         parser.add_argument("--pythonpath", help="a directory to add to sys.path")
         return parser
@@ -41,10 +41,10 @@ class Command(BaseCommand):
 
 def run(args: argparse.Namespace) -> int:
     try:
-        config = cli.config_from_args(args, base=conf.values(), base_source=conf.SOURCE)
+        config = runner.config_from_args(args, base=conf.values(), base_source=conf.SOURCE)
         # Forked worker processes (-P) must not share the parent's database sockets.
         connections.close_all()
-        return cli.run_worker(config, config.processes, app_loaded=True)
+        return runner.run_worker(config, config.processes, app_loaded=True)
     except ConfigError as exc:
         print(f"manage.py sidequest: {exc}", file=sys.stderr)
         return 2

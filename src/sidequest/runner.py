@@ -1,0 +1,210 @@
+"""The worker command's parts: its flags, the Config they make, importing the app's jobs,
+and running the worker (one Launcher, or the -P supervisor and its children).
+
+``sidequest`` (cli.py), ``sidequest dev`` (dev.py) and Django's ``manage.py sidequest`` build
+on these; nothing here dispatches between subcommands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import importlib
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sidequest import __version__, connection
+from sidequest.config import Config, build, parse_queue
+from sidequest.errors import ConfigError
+
+log = logging.getLogger("sidequest")
+
+
+def parser(prog: str = "sidequest") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Run Sidequest workers (Sidekiq-compatible background jobs).",
+        epilog="Commands: run (default), dev, stats, status [--watch], periodic, web."
+        " Example: sidequest -r myapp.jobs -c 10 -q default",
+    )
+    parser.add_argument("-r", "--require", action="append", metavar="MODULE_OR_FILE",
+                        help="module (myapp.jobs) or .py file that defines your jobs; repeatable")
+    parser.add_argument("-c", "--concurrency", type=int, help="processor threads (default 5)")
+    parser.add_argument("--async-concurrency", type=int, metavar="N",
+                        help="async def jobs running at once on the event loop (default 100)")
+    parser.add_argument("--max-memory", type=int, metavar="MB",
+                        help="past this RSS, finish running jobs and exit for the supervisor"
+                             " (-P restarts it)")
+    parser.add_argument("--metrics-port", type=int, metavar="PORT",
+                        help="serve this process's Prometheus metrics on PORT (-P N: PORT+i)")
+    parser.add_argument("--metrics-host", metavar="HOST",
+                        help="address for --metrics-port (default 0.0.0.0)")
+    parser.add_argument("-P", "--processes", type=int, default=None, metavar="N",
+                        help="worker processes to fork, each with -c threads (default 1)")
+    parser.add_argument("-q", "--queue", action="append", metavar="NAME[,WEIGHT]",
+                        help="queue to work on, in priority order, optional weight; repeatable")
+    parser.add_argument("-t", "--timeout", type=float, help="shutdown timeout seconds (25)")
+    parser.add_argument("-C", "--config", metavar="FILE", help="TOML configuration file")
+    parser.add_argument("-e", "--environment", help="application environment name")
+    parser.add_argument("-g", "--tag", help="tag shown with this process in the dashboard")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="log level (INFO; WARNING drops the per-job lines)")
+    parser.add_argument("--log-format", choices=["text", "json"], help="log line format")
+    parser.add_argument("--redis-url", help="Redis URL (default: $SIDEQUEST_REDIS_URL,"
+                        " $REDIS_URL, redis://localhost:6379/0)")
+    parser.add_argument("-V", "--version", action="version", version=f"sidequest {__version__}")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace, base: Mapping[str, Any] | None = None,
+                     base_source: str = "") -> Config:
+    """The flags over the config file over ``base`` (a framework's settings, see build())."""
+    queues = tuple(parse_queue(q) for q in args.queue) if args.queue else None
+    return build(
+        args.config,
+        base=base,
+        base_source=base_source,
+        require=tuple(args.require) if args.require else None,
+        concurrency=args.concurrency,
+        async_concurrency=args.async_concurrency,
+        max_memory=args.max_memory,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
+        queues=queues,
+        timeout=args.timeout,
+        environment=args.environment,
+        tag=args.tag,
+        log_level=args.log_level,
+        log_format=args.log_format,
+        redis_url=args.redis_url,
+        verbose=args.verbose or None,  # unset: the file's value, if any
+        processes=args.processes,
+    )
+
+
+def load_app(targets: tuple[str, ...]) -> None:
+    """Import each ``-r`` target: a dotted module, or a path to a .py file."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # console scripts do not include the current dir
+    for target in targets:
+        is_file = target.endswith(".py") or os.sep in target
+        module = _module_for_file(Path(target)) if is_file else target
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError(_import_failure(target, module, exc)) from exc
+
+
+def _module_for_file(path: Path) -> str:
+    """The dotted name under which ``-r app/jobs.py`` is imported: the same as ``-r app.jobs``,
+    so that job names (``app.jobs.SendWelcome``) match what the app enqueues."""
+    if not path.is_file():
+        raise ConfigError(f"-r {path}: no such file")
+    if path.suffix != ".py":
+        raise ConfigError(f"-r {path}: not a Python file")
+    resolved = path.resolve()
+    with contextlib.suppress(ValueError):
+        local = resolved.with_suffix("").relative_to(Path.cwd().resolve()).parts
+        if local and all(part.isidentifier() for part in local):
+            return ".".join(local)
+    # Outside the working directory: climb the packages (folders with __init__.py), and put
+    # the folder above the top one on sys.path.
+    parts: list[str] = [resolved.stem]
+    folder = resolved.parent
+    while (folder / "__init__.py").is_file() and folder.name.isidentifier():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    sys.path.insert(0, str(folder))
+    return ".".join(parts)
+
+
+def _import_failure(target: str, module: str, exc: ImportError) -> str:
+    """Say which import failed and where: the app's own module, or a package it imports."""
+    missing = exc.name or ""
+    if missing and not (module == missing or module.startswith(missing + ".")):
+        frames = [f for f in traceback.extract_tb(exc.__traceback__)
+                  if not f.filename.startswith("<frozen")]
+        where = f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
+        if isinstance(exc, ModuleNotFoundError):
+            return (f"could not import {target!r}: {where}'import {missing}' failed: no module "
+                    f"named {missing!r} is installed in this Python ({sys.executable}). Install "
+                    f"it (pip install {missing.split('.')[0]}) or fix the import")
+        return f"could not import {target!r}: {where}{exc}"
+    top = module.split(".", maxsplit=1)[0]
+    return (f"could not import {target!r}: {exc}. Run sidequest from your project's root"
+            f" directory (where `python -c 'import {top}'` works), or set PYTHONPATH so that"
+            " Python can find it")
+
+
+def run_worker(config: Config, processes: int = 1, *, app_loaded: bool = False) -> int:
+    """Run the worker; ``app_loaded``: the jobs are imported already (a framework's command
+    did it), so no ``-r`` is needed."""
+    from sidequest.worker import Launcher, sharding
+    from sidequest.worker.logs import setup
+    from sidequest.worker.threads import use_batch_scheduling
+
+    if config.batch_scheduling:  # before any thread (the log writer's too) or fork: they
+        use_batch_scheduling()  # inherit the policy
+    setup(config.log_level, config.log_format)
+    os.environ.setdefault("SIDEQUEST_ENV", config.environment)
+    if processes == 1 and not config.require and not app_loaded:
+        log.warning("no -r given: no job classes are loaded; pass -r yourapp.jobs")
+    load_app(config.require)  # once, before any fork: children share the loaded modules
+    if config.redis_url:  # after the app, so the flag wins over a configure() in its code
+        connection.set_url(config.redis_url)
+    if config.shards or config.shard_queues:
+        connection.set_shards(config.shards, config.shard_queues)
+    plan = sharding.plan(config)
+    if processes > 1 or len(plan) > 1:
+        return _supervise(config, processes, plan)
+    shard, own = plan[0]
+    connection.use_shard(shard)
+    if not Launcher(own).run():
+        # Jobs were still running at the deadline and were pushed back: a graceful stop all
+        # the same, so exit 0 as Sidekiq does (supervisors restart a process that exits 1).
+        # Their threads must not hold the interpreter at exit.
+        logging.shutdown()
+        os._exit(0)
+    return 0
+
+
+def _supervise(config: Config, processes: int, plan: list[tuple[str, Config]]) -> int:
+    """Fork ``processes`` worker processes per shard of ``plan`` (slot i serves shard
+    ``i // processes``)."""
+    from sidequest.worker import Launcher
+    from sidequest.worker.logs import flush, setup
+    from sidequest.worker.supervisor import Supervisor
+
+    connection.after_fork()  # the supervisor must hold no Redis connection across a fork
+    # Nor a thread: one caught writing a log line by fork() would leave the child's standard
+    # output locked. The supervisor logs little: it writes each line itself.
+    setup(config.log_level, config.log_format, background=False)
+    if len(plan) > 1:
+        log.info("queues on %d shards: %s", len(plan), "; ".join(
+            f"{shard}: {', '.join(own.queue_names)}" for shard, own in plan))
+
+    def child(slot: int) -> int:
+        connection.after_fork()
+        logging.getLogger().handlers.clear()
+        setup(config.log_level, config.log_format)
+        shard, own = plan[slot // processes]
+        connection.use_shard(shard)
+        if config.metrics_port is not None:  # each process is a scrape target of its own
+            own = dataclasses.replace(own, metrics_port=config.metrics_port + slot)
+        try:
+            Launcher(own, supervised=True).run()  # pushed-back jobs: still a graceful stop
+        except ConfigError as exc:
+            log.error("%s", exc)
+            return 2
+        finally:
+            flush()  # the lines still queued: the child ends in os._exit, which writes none
+        return 0
+
+    return Supervisor(config, processes * len(plan), child).run()

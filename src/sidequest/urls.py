@@ -1,0 +1,72 @@
+"""Redis URLs: which ones Sidequest accepts, what a bad one is told, and how one is shown
+without its password. Pure text handling, no connection: the shard table checks its URLs
+with it before any client exists.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+from sidequest.errors import ConfigError
+
+_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "redis+cluster://",
+            "rediss+cluster://")
+_CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+
+
+def is_cluster(text: str) -> bool:
+    """True for a Redis Cluster URL (``redis+cluster://`` or ``rediss+cluster://``)."""
+    return text.startswith(_CLUSTER_SCHEMES)
+
+
+def check_url(text: str) -> str:
+    """``text`` if it is a Redis URL Sidequest can use, else a ConfigError saying what one
+    looks like (``localhost:6379`` alone is the usual slip)."""
+    if not isinstance(text, str) or not text.startswith(_SCHEMES):
+        raise ConfigError(
+            f"{redacted(str(text))!r} is not a Redis URL: write it as redis://HOST:PORT/DB, "
+            "e.g. redis://localhost:6379/0 (rediss:// for TLS, redis://:PASSWORD@HOST:PORT/0 "
+            "with a password, unix:///path/to/redis.sock, "
+            "redis+sentinel://HOST:PORT/SERVICE/DB for Sentinel, "
+            "redis+cluster://HOST:PORT[,HOST:PORT] for Redis Cluster)")
+    if is_cluster(text):
+        return _check_cluster_url(text)
+    try:
+        port = urlsplit(text).port if not text.startswith(("unix:", "redis+sentinel:")) else None
+    except ValueError:
+        port = -1
+    if port is not None and not 0 < port < 65536:
+        raise ConfigError(f"{redacted(text)!r}: the port must be a number from 1 to 65535, "
+                          "e.g. redis://localhost:6379/0")
+    return text
+
+
+def _check_cluster_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.path.strip("/"):
+        raise ConfigError(f"{redacted(text)!r}: a Redis Cluster has only database 0, so a "
+                          "cluster URL takes no /DB: write redis+cluster://HOST:PORT[,HOST:PORT]")
+    for host, port in cluster_nodes(text):
+        if not host or not 0 < port < 65536:
+            raise ConfigError(f"{redacted(text)!r}: name each node as HOST:PORT with a port "
+                              "from 1 to 65535, e.g. redis+cluster://10.0.0.1:7000,10.0.0.2:7000")
+    return text
+
+
+def cluster_nodes(text: str) -> list[tuple[str, int]]:
+    """The startup nodes of a cluster URL (port 6379 when a node names none; -1 if bad)."""
+    nodes = []
+    for item in urlsplit(text).netloc.rsplit("@", 1)[-1].split(","):
+        host, _, port = item.strip().rpartition(":") if ":" in item else (item.strip(), "", "")
+        nodes.append((host, int(port) if port.isdigit() else (6379 if not port else -1)))
+    return nodes
+
+
+def redacted(text: str) -> str:
+    """``text`` with any password replaced, safe for logs and pages."""
+    parts = urlsplit(text)
+    if parts.password is None:
+        return text
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
