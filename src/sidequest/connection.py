@@ -11,7 +11,7 @@ import os
 import threading
 from collections.abc import Iterator, Mapping
 from importlib import resources
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import redis
@@ -22,10 +22,9 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from sidequest import cluster, keys, scope, urls
+from sidequest import shards as shards_table  # its parameters are named shards here
 from sidequest.errors import ConfigError
-
-if TYPE_CHECKING:
-    from sidequest.shards import ShardMap
+from sidequest.shards import ShardMap
 
 DEFAULT_URL = "redis://localhost:6379/0"
 
@@ -80,9 +79,7 @@ def set_shards(shards: Mapping[str, str] | None, shard_queues: Mapping[str, str]
                source: str = "") -> None:
     """Set the routing table (both None: read it from the environment on first use)."""
     global _map, _map_read
-    from sidequest import shards as routing  # noqa: PLC0415 - it imports this module
-
-    table = routing.build(shards, shard_queues, source)
+    table = shards_table.build(shards, shard_queues, source)
     with _lock:
         _map, _map_read = table, table is not None
         _drop_shard_clients()
@@ -92,9 +89,7 @@ def shard_map() -> ShardMap | None:
     """The routing table, or None with one Redis."""
     global _map, _map_read
     if not _map_read:
-        from sidequest import shards as routing  # noqa: PLC0415 - it imports this module
-
-        _map, _map_read = routing.from_env(os.environ), True
+            _map, _map_read = shards_table.from_env(os.environ), True
     return _map
 
 
