@@ -74,21 +74,32 @@ def push_many(items: Sequence[Payload], batch_size: int = BULK_BATCH, *,
 
 def _normalize_all(items: Sequence[Payload], created: float | None, jids: list[str],
                    uniform: bool) -> list[Payload]:
-    if not uniform or len(items) < 2 or items[0].get(unique.FOR):
-        # A unique job's identity comes from its arguments: each is normalized in full.
-        return [normalize(item, created, jid) for item, jid in zip(items, jids, strict=True)]
-    first = normalize(items[0], created, jids[0])
-    # The rest differ from the first in args and jid only: a copy keeps its key order.
-    jobs = [first]
-    for item, jid in zip(items[1:], jids[1:], strict=True):
-        args = item["args"]
-        if type(args) is not list:
-            raise TypeError(f"job args must be a list, got {type(args).__name__}: {args!r}")
-        check_args(args)
-        job = first.copy()
-        job["args"], job["jid"] = args, jid
-        jobs.append(job)
-    return jobs
+    """Every item checked and filled in; a bad one of several is named by its position."""
+    jobs: list[Payload] = []
+    try:
+        if not uniform or len(items) < 2 or items[0].get(unique.FOR):
+            # A unique job's identity comes from its arguments: each is normalized in full.
+            for item, jid in zip(items, jids, strict=True):
+                jobs.append(normalize(item, created, jid))
+            return jobs
+        first = normalize(items[0], created, jids[0])
+        # The rest differ from the first in args and jid only: a copy keeps its key order.
+        jobs.append(first)
+        for item, jid in zip(items[1:], jids[1:], strict=True):
+            args = item["args"]
+            if type(args) is not list:
+                raise TypeError(f"job args must be a list, got {type(args).__name__}: {args!r}")
+            check_args(args)
+            job = first.copy()
+            job["args"], job["jid"] = args, jid
+            jobs.append(job)
+        return jobs
+    except (TypeError, ValueError) as exc:
+        if len(items) < 2:
+            raise
+        where = f"job {len(jobs)} of the {len(items)} pushed together (counting from 0)"
+        kind = TypeError if isinstance(exc, TypeError) else ValueError
+        raise kind(f"{where}: {exc}; none of them was enqueued") from None
 
 
 def _push_on_commit(items: Sequence[Payload], batch_size: int,

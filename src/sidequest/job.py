@@ -16,7 +16,7 @@ from sidequest import client, registry, status, unique
 from sidequest.batch import Batch
 from sidequest.options import OPTIONS, PUSH_OPTIONS, check_typos, to_epoch, validate_options
 from sidequest.payload import KWARGS, Payload
-from sidequest.pushcheck import check_call, check_runnable, with_self
+from sidequest.pushcheck import check_bulk, check_call, check_runnable, with_self
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -82,6 +82,7 @@ class _Setter(Generic[P]):
         """Enqueue one job per argument list, one round trip per ``batch_size`` jobs.
         Positional arguments only, as in Sidekiq: each item is one job's ``args``."""
         items = client.bulk_items(self._base(), args_list)
+        check_bulk(self._cls, (item["args"] for item in items))
         for item in items:
             _unique_identity(self._cls, item, item["args"], {})
         return client.push_many(items, batch_size, uniform=True)

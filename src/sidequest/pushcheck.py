@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import inspect
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,22 @@ def check_call(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None
         shown = inspect.Signature(plain)
         name = vars(cls).get("name") or f"{cls.__module__}.{cls.__qualname__}"
         raise TypeError(f"{name}.perform{shown} cannot take these arguments: {exc}") from None
+
+
+def check_bulk(cls: type, args_lists: Iterable[list[Any]]) -> None:
+    """``check_call`` for each job of a bulk push (positional arguments only). Whether
+    ``perform`` binds them depends only on how many there are, so each count is checked once:
+    a push of many jobs pays a set lookup per job, not a signature bind."""
+    fits: set[int] = set()
+    for position, args in enumerate(args_lists):
+        if len(args) in fits:
+            continue
+        try:
+            check_call(cls, tuple(args), {})
+        except TypeError as exc:
+            raise TypeError(f"perform_bulk item {position}: {exc}; none of the jobs was "
+                            "enqueued") from None
+        fits.add(len(args))
 
 
 _runnable: set[type] = set()

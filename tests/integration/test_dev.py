@@ -160,6 +160,7 @@ def test_dev_with_your_app_and_no_demo_traffic(
     tmp_path: Path
 ) -> None:
     (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "__init__.py").write_text("")  # the README's layout: a package
     (tmp_path / "app" / "jobs.py").write_text(readme_block("quickstart:jobs"))
     proc, out = start(["dev", "-r", "app.jobs", "--no-demo-traffic"], tmp_path, user_env())
     procs.append(proc)
@@ -206,6 +207,7 @@ def test_readme_quick_start_works_as_written(
     file_form: bool,
 ) -> None:
     (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "__init__.py").write_text("")  # the README's layout: a package
     (tmp_path / "app" / "jobs.py").write_text(readme_block("quickstart:jobs"))
     env = user_env(REDIS_URL=redis_url)
 
@@ -230,6 +232,7 @@ def test_readme_quick_start_works_as_written(
 def test_readme_testing_example_passes(tmp_path: Path) -> None:
     # Laid out as the README says: tests/test_jobs.py beside app/, pythonpath = ["."].
     (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "__init__.py").write_text("")  # the README's layout: a package
     (tmp_path / "app" / "jobs.py").write_text(readme_block("quickstart:jobs"))
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "test_jobs.py").write_text(readme_block("readme:testing"))

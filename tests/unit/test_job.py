@@ -276,8 +276,23 @@ def test_a_bulk_push_makes_the_payloads_one_push_at_a_time_would(
 def test_a_bad_argument_late_in_a_bulk_push_names_itself_and_pushes_nothing(
     pushed: list[dict[str, Any]],
 ) -> None:
-    with pytest.raises(TypeError, match=r"args\[0\] is .* of type set"):
+    with pytest.raises(TypeError, match=r"job 2 of the 3 .*: args\[0\] is .* of type set"):
         TJWelcome.perform_bulk([[1], [2], [{1, 2}]])
+    assert pushed == []
+
+
+@pytest.mark.parametrize(("args_lists", "problem"), [
+    ([[1], [2], [3, 4]], "item 2: .*too many positional arguments"),
+    ([[]], "item 0: .*missing a required argument: 'user_id'"),
+])
+def test_a_bulk_push_perform_cannot_take_is_refused_whole(
+    pushed: list[dict[str, Any]], args_lists: list[list[Any]], problem: str,
+) -> None:
+    # As perform_async refuses it: the worker would fail each such job, and retry it.
+    with pytest.raises(TypeError, match=rf"perform_bulk {problem}"):
+        TJWelcome.perform_bulk(args_lists)
+    with pytest.raises(TypeError, match="cannot take these arguments"):
+        tj_clear_cache.perform_bulk([["a"], ["a", "b"]])
     assert pushed == []
 
 
