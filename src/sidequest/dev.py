@@ -63,16 +63,11 @@ class RedisStartError(Exception):
 
 def main(argv: list[str]) -> int:
     args = _dev_parser().parse_args(argv)
+    if args.print_env:  # about Redis only: no app to load, so no -r needed
+        return _print_env(*_redis_choice(args, runner.config_from_args(args)))
     config, demo = _dev_config(args)
     traffic = demo and not args.no_demo_traffic
-    source = _configured_by(args, config)
-    if not source and _answers_ping(DEFAULT_REDIS_PORT):
-        # The Redis the app's own perform_async reaches without any setting: use it, so the
-        # worker and the app meet.
-        config = replace(config, redis_url=connection.DEFAULT_URL)
-        source = f"already running on {HOST}:{DEFAULT_REDIS_PORT}, where your app pushes too"
-    if args.print_env:
-        return _print_env(config, source)
+    config, source = _redis_choice(args, config)
     if source:
         _say(f"Redis: {connection.redacted(config.redis_url or connection.url())} ({source})")
         return _run(config, traffic, _web_port(args))
@@ -91,6 +86,18 @@ def main(argv: list[str]) -> int:
     except RedisStartError as exc:
         print(f"sidequest dev: could not start redis-server: {exc}", file=sys.stderr)
         return 1
+
+
+def _redis_choice(args: argparse.Namespace, config: Config) -> tuple[Config, str]:
+    """The Redis configured, else one answering on the default port; and where it came from
+    ("" when there is neither: dev then starts a private one)."""
+    source = _configured_by(args, config)
+    if not source and _answers_ping(DEFAULT_REDIS_PORT):
+        # The Redis the app's own perform_async reaches without any setting: use it, so the
+        # worker and the app meet.
+        config = replace(config, redis_url=connection.DEFAULT_URL)
+        source = f"already running on {HOST}:{DEFAULT_REDIS_PORT}, where your app pushes too"
+    return config, source
 
 
 def _print_env(config: Config, source: str) -> int:

@@ -251,7 +251,8 @@ def test_readme_config_file_is_valid(tmp_path: Path) -> None:
 
 
 def test_dev_print_env_gives_the_export_line(redis_url: str, tmp_path: Path) -> None:
-    result = run(["-m", "sidequest", "dev", "-r", "json", "--print-env"], tmp_path,
+    # In the app's own directory (no example app there), and without -r: it is about Redis.
+    result = run(["-m", "sidequest", "dev", "--print-env"], tmp_path,
                  user_env(REDIS_URL=redis_url))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"export REDIS_URL={redis_url}"
@@ -265,8 +266,7 @@ def test_dev_uses_a_redis_already_on_the_default_port(
     default.port = 6379
     default.start()
     try:
-        result = run(["-m", "sidequest", "dev", "-r", "json", "--print-env"], tmp_path,
-                     user_env())
+        result = run(["-m", "sidequest", "dev", "--print-env"], tmp_path, user_env())
         assert result.stdout.strip() == "export REDIS_URL=redis://localhost:6379/0"
         (tmp_path / "app").mkdir()
         (tmp_path / "app" / "jobs.py").write_text(readme_block("quickstart:jobs"))
