@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import sys
@@ -18,6 +19,17 @@ import sys
 from sidequest import interrupts
 from sidequest.errors import ConfigError
 from sidequest.runner import config_from_args, parser, run_worker
+
+COMMANDS = ("run", "dev", "stats", "status", "periodic", "web")
+
+
+def _unknown_command(word: str) -> str:
+    close = difflib.get_close_matches(word, COMMANDS, n=1, cutoff=0.6)
+    hint = f"did you mean 'sidequest {close[0]}'? " if close else ""
+    if not close and ("." in word or "/" in word):  # a module or file: the jobs to load
+        hint = f"to load your jobs from it, pass -r {word}; "
+    return (f"unknown command {word!r}; {hint}the commands are {', '.join(COMMANDS)}"
+            " (none: run), e.g. sidequest -r myapp.jobs")
 
 
 def _web(argv: list[str]) -> int:
@@ -35,32 +47,39 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     interrupts.install()
     command = "run"
-    if argv and argv[0] in ("run", "dev", "stats", "status", "periodic", "web"):
+    if argv and argv[0] in COMMANDS:
         command = argv.pop(0)
+    elif argv and not argv[0].startswith("-"):
+        print(f"sidequest: {_unknown_command(argv[0])}", file=sys.stderr)
+        return 2
     try:
-        if command in ("stats", "status", "periodic"):
-            from sidequest.monitor import main as monitor_main
-
-            return monitor_main(command, argv)
-        if command == "dev":
-            from sidequest.dev import main as dev_main
-
-            return int(dev_main(argv))
-        if command == "web":
-            return _web(argv)
-        args = parser().parse_args(argv)
-        config = config_from_args(args)
-        code = run_worker(config, config.processes)
-        if code:
-            # A worker process of -P was killed: no thread may hold the interpreter at exit.
-            logging.shutdown()
-            os._exit(code)
-        return code
+        return _dispatch(command, argv)
     except ConfigError as exc:
         print(f"sidequest: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _dispatch(command: str, argv: list[str]) -> int:
+    if command in ("stats", "status", "periodic"):
+        from sidequest.monitor import main as monitor_main
+
+        return monitor_main(command, argv)
+    if command == "dev":
+        from sidequest.dev import main as dev_main
+
+        return int(dev_main(argv))
+    if command == "web":
+        return _web(argv)
+    args = parser().parse_args(argv)
+    config = config_from_args(args)
+    code = run_worker(config, config.processes)
+    if code:
+        # A worker process of -P was killed: no thread may hold the interpreter at exit.
+        logging.shutdown()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import difflib
 import importlib
 import logging
 import os
@@ -17,7 +18,7 @@ import sys
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from sidequest import __version__, connection
 from sidequest.config import Config, build, parse_queue
@@ -26,8 +27,28 @@ from sidequest.errors import ConfigError
 log = logging.getLogger("sidequest")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a "did you mean" for a misspelt flag (as the config file has)."""
+
+    def error(self, message: str) -> NoReturn:
+        prefix = "unrecognized arguments: "
+        if message.startswith(prefix):
+            hints = [_flag_hint(word, list(self._option_string_actions))
+                     for word in message[len(prefix):].split()]
+            message += "".join(f"; {hint}" for hint in hints if hint)
+        super().error(message)
+
+
+def _flag_hint(word: str, flags: list[str]) -> str:
+    name = word.split("=", 1)[0]
+    if not name.startswith("-"):
+        return ""
+    close = difflib.get_close_matches(name, flags, n=1, cutoff=0.75)
+    return f"did you mean {close[0]} (for {name})?" if close else ""
+
+
 def parser(prog: str = "sidequest") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=prog,
         description="Run Sidequest workers (Sidekiq-compatible background jobs).",
         epilog="Commands: run (default), dev, stats, status [--watch], periodic, web."

@@ -95,6 +95,10 @@ def test_version_and_help() -> None:
     (["-q", "bad queue!"], "use letters, digits"),
     (["-q", "a,x"], "weight after the comma"),
     (["-C", "/nonexistent.toml"], "does not exist"),
+    (["--concurency", "3"], "did you mean --concurrency (for --concurency)?"),
+    (["stat"], "unknown command 'stat'; did you mean 'sidequest stats'?"),
+    (["app/jobs.py"], "unknown command 'app/jobs.py'; to load your jobs from it, pass -r"),
+    (["go"], "unknown command 'go'; the commands are run, dev"),
 ])
 def test_bad_flags_exit_2_with_a_clear_message(args: list[str], message: str) -> None:
     code, out = run(*args)
