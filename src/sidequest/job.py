@@ -362,14 +362,15 @@ def job(
         where = f"@job on {fn.__module__}.{fn.__qualname__}"
         validate_options(options, where, OPTIONS)
 
-        def perform(self: Job, *args: Any, **kwargs: Any) -> None:
-            fn(*args, **kwargs)
+        # The function's return value is the job's result (kept with store_result=True).
+        def perform(self: Job, *args: Any, **kwargs: Any) -> Any:
+            return fn(*args, **kwargs)
 
-        async def perform_async_fn(self: Job, *args: Any, **kwargs: Any) -> None:
-            await fn(*args, **kwargs)  # type: ignore[misc]
+        async def perform_async_fn(self: Job, *args: Any, **kwargs: Any) -> Any:
+            return await fn(*args, **kwargs)  # type: ignore[misc]
 
         if inspect.iscoroutinefunction(fn):  # an async def job: its perform is one too
-            perform = perform_async_fn  # type: ignore[assignment]
+            perform = perform_async_fn
         perform.__signature__ = with_self(fn)  # type: ignore[attr-defined]
 
         attrs: dict[str, Any] = {

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from helpers import running_worker, wait_for
-from sidequest import Job, keys
+from sidequest import Job, job, keys
 from sidequest.api import JobStatus
 
 gate = threading.Event()
@@ -33,6 +33,16 @@ class Doomed(Job):
 
     def perform(self) -> None:
         raise RuntimeError("no disk")
+
+
+@job(store_result=True)
+def st_total(a: int, b: int) -> int:
+    return a + b
+
+
+@job(store_result=True)
+async def st_total_async(a: int, b: int) -> int:
+    return a * b
 
 
 class Plain(Job):
@@ -80,3 +90,11 @@ def test_jobs_that_do_not_store_results_leave_nothing(r: redis.Redis) -> None:
     with running_worker():
         wait_for(lambda: r.llen("queue:default") == 0, what="the job to run")
     assert JobStatus(jid).state is None and not r.exists(keys.status(jid))
+
+
+def test_a_function_job_stores_what_it_returns() -> None:
+    jids = [st_total.perform_async(2, 3), st_total_async.perform_async(2, 3)]
+    with running_worker():
+        done = [wait_for(lambda jid=jid: (s := JobStatus(jid)).state == "succeeded" and s,
+                         what="the job to succeed") for jid in jids]
+    assert [status.result for status in done] == [5, 6]
