@@ -239,6 +239,11 @@ def execute(pipe: redis.client.Pipeline, shard: str | None = None) -> list[Any]:
             f"Redis at {_where(shard)} is out of memory (maxmemory reached): {exc};"
             " the job was not enqueued. Free memory or raise maxmemory."
         ) from exc
+    except redis.ResponseError as exc:
+        problem = connection.missing_database(exc, _where(shard))
+        if problem is None:
+            raise
+        raise problem from exc  # the job was not enqueued
 
 
 def _where(shard: str | None) -> str:

@@ -202,6 +202,16 @@ def redacted(value: str | None = None) -> str:
     return urls.redacted(value if value is not None else url())
 
 
+def missing_database(exc: redis.RedisError, where: str) -> ConfigError | None:
+    """The ConfigError to raise when ``exc`` says the URL's database number is more than the
+    server has (waiting would not help); None for any other error."""
+    if not isinstance(exc, redis.ResponseError) or "DB index is out of range" not in str(exc):
+        return None
+    return ConfigError(f"the Redis URL {where} names a database this server does not have"
+                       " (a server has 16 by default, /0 to /15; redis.conf's databases"
+                       " setting changes that): use a database number the server has")
+
+
 def _drop_client() -> None:
     global _client
     if _client is not None:

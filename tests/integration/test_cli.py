@@ -187,6 +187,31 @@ def test_a_malformed_redis_url_is_one_clear_line_and_exit_2(command: list[str], 
     assert "Traceback" not in out
 
 
+def test_a_database_the_server_lacks_is_a_clear_error_not_a_wait(redis_url: str) -> None:
+    # Redis answers SELECT 99 with an error: waiting would never help, so say what to fix.
+    missing = redis_url.rsplit("/", 1)[0] + "/99"
+    proc = sidequest("-r", "apps.fault_jobs", "--redis-url", missing)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 2, out
+    assert "names a database this server does not have" in out and "Traceback" not in out
+
+    from sidequest import Job, connection
+    from sidequest.errors import ConfigError
+
+    class MissingDatabaseJob(Job):
+        name = "MissingDatabaseJob"
+
+        def perform(self) -> None:
+            pass
+
+    connection.configure(missing)
+    try:
+        with pytest.raises(ConfigError, match="names a database this server does not have"):
+            MissingDatabaseJob.perform_async()
+    finally:
+        connection.configure(redis_url)
+
+
 def test_a_malformed_redis_url_in_code_fails_at_configure() -> None:
     from sidequest import connection
     from sidequest.errors import ConfigError

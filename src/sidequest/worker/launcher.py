@@ -143,6 +143,9 @@ class Launcher:
             except redis.RedisError as exc:
                 if self.stop_requested.is_set():
                     raise
+                problem = connection.missing_database(exc, connection.redacted())
+                if problem is not None:  # no wait fixes a URL: say so and exit 2
+                    raise problem from exc
                 if not warned:
                     log.warning("waiting for Redis at %s: %s", connection.redacted(), exc)
                     warned = True
