@@ -201,7 +201,7 @@ def _supervise(config: Config, processes: int, plan: list[tuple[str, Config]]) -
     ``i // processes``)."""
     from sidequest.worker import Launcher
     from sidequest.worker.logs import flush, setup
-    from sidequest.worker.supervisor import Supervisor
+    from sidequest.worker.supervisor import CONFIG_ERROR, Supervisor
 
     connection.after_fork()  # the supervisor must hold no Redis connection across a fork
     # Nor a thread: one caught writing a log line by fork() would leave the child's standard
@@ -223,7 +223,7 @@ def _supervise(config: Config, processes: int, plan: list[tuple[str, Config]]) -
             Launcher(own, supervised=True).run()  # pushed-back jobs: still a graceful stop
         except ConfigError as exc:
             log.error("%s", exc)
-            return 2
+            return CONFIG_ERROR
         finally:
             flush()  # the lines still queued: the child ends in os._exit, which writes none
         return 0

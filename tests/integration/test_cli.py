@@ -194,6 +194,11 @@ def test_a_database_the_server_lacks_is_a_clear_error_not_a_wait(redis_url: str)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 2, out
     assert "names a database this server does not have" in out and "Traceback" not in out
+    # With -P, the supervisor does not restart children that would fail the same way.
+    proc = sidequest("-r", "apps.fault_jobs", "--redis-url", missing, "-P", "2")
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 2, out
+    assert "stopped on a configuration error" in out and "starting another" not in out
 
     from sidequest import Job, connection
     from sidequest.errors import ConfigError

@@ -3,7 +3,8 @@
 Duties:
 1. load the application once, before forking, so children share its memory pages;
 2. fork N children, each a full worker (its own identity, threads and Redis connections);
-3. restart a child that dies unexpectedly, backing off if it keeps dying at once;
+3. restart a child that dies unexpectedly, backing off if it keeps dying at once; a child
+   that stops on a configuration error stops them all (exit 2), since a restart would too;
 4. forward TERM/INT (graceful stop), TSTP (quiet) and TTIN (thread dump) to every child, and
    after a stop wait for them up to the shutdown timeout plus a margin, then kill stragglers.
 
@@ -29,6 +30,8 @@ log = logging.getLogger("sidequest")
 #: A child that dies sooner than this after its start counts as a crash loop.
 FAST_DEATH = 5.0
 _FORWARDED = ("SIGTERM", "SIGINT", "SIGTSTP", "SIGTTIN")
+#: A child's exit code for a configuration error: a restart would fail the same way.
+CONFIG_ERROR = 2
 
 
 #: prctl option: the signal a process gets when its parent dies.
@@ -45,6 +48,7 @@ class Supervisor:
         self.children: dict[int, tuple[float, int]] = {}  # pid -> (start time, slot)
         self.stopping = False
         self._delay = 0.5
+        self._misconfigured = False
 
     def run(self) -> int:
         self._install_signals()
@@ -83,6 +87,9 @@ class Supervisor:
             started, slot = self.children.pop(pid, (time.monotonic(), 0))
             if self.stopping:
                 continue
+            if os.waitstatus_to_exitcode(status) == CONFIG_ERROR:
+                self._give_up(pid)
+                return
             log.warning("worker process %d exited (%s); starting another", pid, _describe(status))
             if time.monotonic() - started < FAST_DEATH:
                 time.sleep(self._delay)  # do not spin if the app dies at start
@@ -90,6 +97,15 @@ class Supervisor:
             else:
                 self._delay = 0.5
             self._fork(slot)
+
+    def _give_up(self, pid: int) -> None:
+        """A child stopped on a configuration error (logged by it): stop the others."""
+        log.error("worker process %d stopped on a configuration error (above); stopping the"
+                  " other worker processes: fix it and start again", pid)
+        self._misconfigured = self.stopping = True
+        for other in list(self.children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(other, signal.SIGTERM)
 
     def _install_signals(self) -> None:
         def forward(signum: int, _frame: object) -> None:
@@ -121,7 +137,7 @@ class Supervisor:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
             worst = 1
-        return worst
+        return CONFIG_ERROR if self._misconfigured else worst
 
 
 def _stop_with(parent: int) -> None:
