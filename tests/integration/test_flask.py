@@ -4,6 +4,9 @@ own session check (an admin sees it, anyone else is refused or sent to log in)."
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -80,3 +83,35 @@ def test_a_dashboard_without_a_check_is_refused(redis_url: str) -> None:
     app.config["SIDEQUEST_DASHBOARD"] = None
     ext = Sidequest(app)  # no dashboard, nothing to protect
     middleware.server.remove(ext.in_app_context)
+
+
+#: The README's Flask app, two dashboard requests whose responses are never read, then exit.
+#: a2wsgi's bridge used to leave each such request's ASGI task waiting for good for the rest
+#: of its response to be read: "Task was destroyed but it is pending!" at exit.
+UNREAD_RESPONSES = """
+import asyncio, gc, os
+from flask import Flask, session
+from sidequest.contrib.flask import Sidequest
+
+app = Flask(__name__)
+app.config["SECRET_KEY"] = "flask-test-secret"
+app.config["SIDEQUEST_REDIS_URL"] = os.environ["TEST_REDIS_URL"]
+app.config["SIDEQUEST_LOGIN_URL"] = "/login"
+Sidequest(app, auth=lambda: session.get("role") == "admin")
+client = app.test_client()
+statuses = [client.get(path, headers={"Accept": "text/html"}).status_code
+            for path in ("/sidequest/", "/sidequest/login")]
+# Counted, not kept: a task still referenced at exit is never reported destroyed.
+pending = sum(1 for o in gc.get_objects() if isinstance(o, asyncio.Task) and not o.done())
+print(statuses, "pending tasks:", pending)
+"""
+
+
+def test_unread_dashboard_responses_leave_no_task_behind(redis_url: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIDEQUEST_")}
+    result = subprocess.run([sys.executable, "-c", UNREAD_RESPONSES],
+                            env={**env, "TEST_REDIS_URL": redis_url}, capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "pending tasks: 0" in result.stdout, result.stdout
+    assert "Task was destroyed" not in result.stderr, result.stderr

@@ -4,6 +4,9 @@ a scrape token; parsed back with prometheus-client's own parser."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -11,8 +14,10 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from sidequest import keys, metrics
+from sidequest.errors import ConfigError
+from sidequest.web import create_app, wsgi_app
 from sidequest.web.security import SCRAPE_TOKEN_ENV
-from web_helpers import Client, enqueue, failed, job
+from web_helpers import PASSWORD, Client, enqueue, failed, job
 
 TOKEN = "scrape-token-" + "y" * 20
 
@@ -54,8 +59,62 @@ def test_queue_sets_totals_and_classes(client: Client, r: redis.Redis) -> None:
 def test_a_scraper_needs_the_token(anon: Client, monkeypatch: pytest.MonkeyPatch) -> None:
     assert anon.get("/prometheus").status_code == 401
     monkeypatch.setenv(SCRAPE_TOKEN_ENV, TOKEN)
-    assert anon.get("/prometheus", headers={"Authorization": "Bearer wrong"}).status_code == 401
-    answer = anon.get("/prometheus", headers={"Authorization": f"Bearer {TOKEN}"})
-    assert answer.status_code == 200 and "sidequest_busy" in answer.text
-    # The token opens this page only.
-    assert anon.get("/queues", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 401
+    # The token is read (and checked) when the app is made: the running one still has none.
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    assert anon.get("/prometheus", headers=bearer).status_code == 401
+    with Client(create_app(password=PASSWORD)) as scraper:
+        wrong = scraper.get("/prometheus", headers={"Authorization": "Bearer wrong"})
+        assert wrong.status_code == 401
+        answer = scraper.get("/prometheus", headers=bearer)
+        assert answer.status_code == 200 and "sidequest_busy" in answer.text
+        # The token opens this page only.
+        assert scraper.get("/queues", headers=bearer).status_code == 401
+
+
+#: Tokens a scraper could never use: too short (it used to be ignored without a word, and
+#: every scrape got 401), or with what an Authorization header does not carry as it is.
+UNUSABLE = [
+    ("short", r"is 5 characters long; use at least 16"),
+    ("x" * 15, r"is 15 characters long; use at least 16"),
+    (TOKEN + "\n", rf"control or non-ASCII character at position {len(TOKEN) + 1}"),
+    (" " + TOKEN, r"a space, control or non-ASCII character at position 1 "),
+    ("scrape token " + "y" * 20, r"a space, .* at position 7 "),
+    ("caf\u00e9-" + "y" * 20, r"non-ASCII character at position 4 "),
+]
+
+
+@pytest.mark.parametrize(("token", "complaint"), UNUSABLE)
+def test_an_unusable_token_is_refused(token: str, complaint: str, redis_url: str,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SCRAPE_TOKEN_ENV, token)
+    for make in (create_app, wsgi_app):  # mounted in an ASGI app, or in a WSGI one
+        with pytest.raises(ConfigError, match=rf"SIDEQUEST_PROMETHEUS_TOKEN.*{complaint}"
+                           r".*token_urlsafe"):
+            make(password=PASSWORD)
+        with pytest.raises(ConfigError, match="SIDEQUEST_PROMETHEUS_TOKEN"):
+            make(insecure=True)  # whatever guards the pages
+
+
+def test_the_shortest_token_is_used_and_an_empty_one_is_none(
+        redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SCRAPE_TOKEN_ENV, "")
+    assert create_app(password=PASSWORD).state.sidequest.scrape_token is None
+    token = "!~" + "z" * 14  # 16 characters, the ends of printable ASCII
+    monkeypatch.setenv(SCRAPE_TOKEN_ENV, token)
+    app = create_app(password=PASSWORD)
+    assert token not in repr(app.state.sidequest)
+    with Client(app) as anon:
+        answer = anon.get("/prometheus", headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 200
+
+
+def test_sidequest_web_refuses_a_short_token(redis_url: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIDEQUEST_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "sidequest", "web", "--port", "1"],
+        env={**env, "SIDEQUEST_REDIS_URL": redis_url, SCRAPE_TOKEN_ENV: "short"},
+        capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2, result.stderr
+    assert SCRAPE_TOKEN_ENV in result.stderr and "at least 16" in result.stderr
+    assert "secrets.token_urlsafe(24)" in result.stderr
+    assert "Traceback" not in result.stderr and not result.stdout

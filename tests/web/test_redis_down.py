@@ -4,15 +4,20 @@ itself when Redis returns. Also: an unexpected error still gets the security hea
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
+from starlette.requests import Request
+from starlette.responses import Response
 
 from helpers import wait_for
 from redis_server import RedisServer, free_port
 from serving_helpers import answers, env_for, get, serve, stop
+from sidequest.errors import RedisUnavailable
 from sidequest.web import create_app
 from web_helpers import Client
 
@@ -41,6 +46,7 @@ def test_pages_say_redis_is_unreachable_and_recover(own_redis: RedisServer) -> N
             assert status == 503, (path, body[:300])
             if path != "/stats":
                 assert "Redis is unreachable" in body
+                assert "refused." in body and ".." not in body  # one period, not two
                 assert f"127.0.0.1:{own_redis.port}" in body and "hunter2" not in body
         own_redis.start()
         own_redis.client().config_set("requirepass", "hunter2hunter2")
@@ -51,6 +57,36 @@ def test_pages_say_redis_is_unreachable_and_recover(own_redis: RedisServer) -> N
     assert "Traceback" not in out
     assert out.count("is unreachable") == 1, out  # one line for the outage, not per page
     assert "hunter2" not in out
+
+
+#: Texts of the errors that mean Redis is down, and how the page's sentence should end.
+REASONS = [
+    (redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused."),
+     "Connection refused."),
+    (redis.TimeoutError("Timeout reading from socket"), "Timeout reading from socket."),
+    (redis.ConnectionError("Error while reading from socket: still waiting... \n"),
+     "still waiting."),
+    (RedisUnavailable(" . "), "RedisUnavailable."),
+    (redis.ConnectionError(), "ConnectionError."),
+]
+
+
+@pytest.mark.parametrize(("error", "ending"), REASONS)
+def test_the_unreachable_page_ends_its_sentence_with_one_period(error: Exception,
+                                                                ending: str) -> None:
+    app = create_app(insecure=True)
+
+    async def down(request: Request) -> Response:
+        raise error
+
+    app.router.add_route("/down", down)
+    with Client(app) as client:
+        answer = client.get("/down")
+    assert answer.status_code == 503
+    sentence = re.search(r"could not reach Redis at .*?</code>: (.*?)</p>", answer.text, re.S)
+    assert sentence is not None, answer.text
+    assert sentence.group(1).endswith(ending), sentence.group(1)
+    assert ".." not in answer.text
 
 
 def test_an_unexpected_error_still_carries_the_security_headers() -> None:

@@ -3,6 +3,7 @@ public address without a login), the background server, and ``sidequest dev``.""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import re
@@ -55,6 +56,24 @@ def test_wsgi_app_serves_pages_under_a_script_name(redis_url: str) -> None:
     assert status.startswith("200") and 'action="/admin/sidequest/login"' in body
     assert "nonce-" in headers["content-security-policy"]
     assert "path=/admin/sidequest" in headers["set-cookie"].lower()
+
+
+def test_a_wsgi_response_closed_unread_leaves_no_task_behind(redis_url: str) -> None:
+    """A WSGI server closes a response it stops reading (the client hung up); a2wsgi's own
+    iterable then left the request's ASGI task waiting for good."""
+    app = wsgi_app(password=PASSWORD)
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/login", "SERVER_NAME": "app.example",
+               "SERVER_PORT": "80", "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(b"")}
+    chunks = app(environ, lambda status, headers, exc_info=None: lambda data: None)
+    next(iter(chunks))  # the first chunk only, as a server whose client hangs up
+    getattr(chunks, "close", lambda: None)()
+    loop = app.bridge.loop
+    assert asyncio.run_coroutine_threadsafe(_pending(), loop).result(timeout=10) == 0
+
+
+async def _pending() -> int:
+    """Tasks of the running loop still pending, but for the one asking."""
+    return len(asyncio.all_tasks() - {asyncio.current_task()})
 
 
 def test_build_app_needs_a_login_off_the_loopback(redis_url: str,

@@ -83,7 +83,7 @@ class Sidequest:
             options.setdefault("login_url", login_url)
         dashboard = wsgi_app(**options)
         app.wsgi_app = DispatcherMiddleware(  # type: ignore[method-assign]
-            app.wsgi_app, {prefix.rstrip("/"): dashboard})  # type: ignore[dict-item]
+            app.wsgi_app, {prefix.rstrip("/"): dashboard})
 
     @staticmethod
     def _request_check(app: Flask, auth: Callable[[], bool]) -> Callable[[Any], bool]:

@@ -20,7 +20,7 @@ from sidequest.web import errors
 from sidequest.web.auth import AuthCallable, AuthPolicy, digest
 from sidequest.web.limiter import LoginLimiter
 from sidequest.web.revocation import LiveSessions
-from sidequest.web.security import Guard
+from sidequest.web.security import MIN_SCRAPE_TOKEN, SCRAPE_TOKEN_ENV, Guard
 from sidequest.web.session import Signer
 from sidequest.web.settings import Settings
 from sidequest.web.shards import ShardScope
@@ -45,6 +45,8 @@ SESSION_HOURS = 12
 #: a session cookie.
 MIN_PASSWORD = 8
 MIN_SECRET = 32
+#: How to make a good scrape token (32 URL-safe characters), for the error that refuses one.
+MAKE_TOKEN = "python3 -c 'import secrets; print(secrets.token_urlsafe(24))'"
 NO_AUTH = (
     "the dashboard needs a login: set SIDEQUEST_WEB_PASSWORD, pass password= or auth= to"
     " create_app(), or pass insecure=True if something in front of it already checks who"
@@ -74,9 +76,11 @@ def create_app(
     - ``insecure=True``: no login at all (only behind something that checks already).
 
     Without any of them it raises ConfigError, as it does for a password shorter than 8
-    characters. Sessions are signed with ``secret_key`` (else ``$SIDEQUEST_WEB_SECRET``, else
-    a random key, so a restart logs everyone out; set one of at least 32 bytes when several
-    processes serve the dashboard); logging out or changing the password revokes them.
+    characters, and for a ``$SIDEQUEST_PROMETHEUS_TOKEN`` (which opens ``/prometheus`` to a
+    scraper) shorter than 16 or not printable ASCII. Sessions are signed with ``secret_key``
+    (else ``$SIDEQUEST_WEB_SECRET``, else a random key, so a restart logs everyone out; set
+    one of at least 32 bytes when several processes serve the dashboard); logging out or
+    changing the password revokes them.
     ``https=True`` says browsers reach the dashboard over https (a TLS proxy in front of it):
     the session cookie is then always ``Secure`` and every response carries HSTS. Without it
     the cookie is ``Secure`` only on requests that arrived over https (as the server sees
@@ -91,6 +95,7 @@ def create_app(
         raise ConfigError(NO_AUTH)
     if auth is None and password is not None:
         check_password(password)
+    token = scrape_token()
     policy = AuthPolicy(
         password_digest=digest(password) if password is not None and auth is None else None,
         callback=auth, login_url=login_url, insecure=insecure,
@@ -110,6 +115,7 @@ def create_app(
         title=title,
         https=https,
         allowed_hosts=frozenset(h.lower() for h in allowed_hosts) if allowed_hosts else None,
+        scrape_token=token,
     )
     handlers: dict[Any, Any] = {error: errors.redis_unreachable for error in errors.UNREACHABLE}
     handlers[500] = errors.server_error
@@ -148,6 +154,35 @@ def check_secret(secret: bytes) -> None:
             f"the dashboard secret ({SECRET_ENV} or secret_key=) is {len(secret)} bytes long;"
             f" use at least {MIN_SECRET} random bytes, e.g. the output of"
             " python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+
+
+def scrape_token() -> str | None:
+    """``$SIDEQUEST_PROMETHEUS_TOKEN``, checked; None when it is unset or empty."""
+    token = os.environ.get(SCRAPE_TOKEN_ENV) or None
+    if token is not None:
+        check_scrape_token(token)
+    return token
+
+
+def check_scrape_token(token: str) -> None:
+    """Refuse a token that would be ignored or never match, rather than start a dashboard
+    whose scraper gets 401 for no reason it can see."""
+    # The scraper sends it in a header: whitespace at either end is stripped on the way,
+    # and anything but ASCII arrives as other bytes, so such a token could never match.
+    bad = next((i for i, char in enumerate(token, 1) if not "!" <= char <= "~"), None)
+    if bad is not None:
+        raise ConfigError(
+            f"the Prometheus scrape token ({SCRAPE_TOKEN_ENV}) has a space, control or"
+            f" non-ASCII character at position {bad} of {len(token)}, which a scraper's"
+            " Authorization header cannot carry as it is; use only printable ASCII, e.g. the"
+            f" output of {MAKE_TOKEN}"
+        )
+    if len(token) < MIN_SCRAPE_TOKEN:
+        raise ConfigError(
+            f"the Prometheus scrape token ({SCRAPE_TOKEN_ENV}) is {len(token)} characters"
+            f" long; use at least {MIN_SCRAPE_TOKEN} random characters, e.g. the output of"
+            f" {MAKE_TOKEN}"
         )
 
 

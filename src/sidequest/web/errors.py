@@ -4,6 +4,7 @@ unreachable (and recovers by itself), or a bare 500 that still carries the secur
 from __future__ import annotations
 
 import logging
+import string
 import time
 
 import redis
@@ -28,6 +29,8 @@ BARE_HEADERS = {
     "referrer-policy": "same-origin",
 }
 _last_logged = [0.0]
+#: What ends an exception's text and would double the period the page puts after it.
+TRAILING_STOPS = string.whitespace + "."
 
 
 async def redis_unreachable(request: Request, exc: Exception) -> Response:
@@ -39,9 +42,16 @@ async def redis_unreachable(request: Request, exc: Exception) -> Response:
         log.warning("Redis at %s is unreachable: %s (pages answer 503 until it is back)",
                     where, exc)
     response = render.page(request, "unavailable.html", "Redis unreachable", status_code=503,
-                           where=where, reason=str(exc) or type(exc).__name__)
+                           where=where, reason=reason_of(exc))
     response.headers["retry-after"] = "5"
     return response
+
+
+def reason_of(exc: Exception) -> str:
+    """The exception's text for the page's sentence, which ends it with its own period:
+    without the period (and spaces) that redis-py's messages already end with, else the
+    page would read "Connection refused..". The exception's class when no text is left."""
+    return str(exc).rstrip(TRAILING_STOPS) or type(exc).__name__
 
 
 async def server_error(request: Request, exc: Exception) -> Response:

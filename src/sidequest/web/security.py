@@ -20,7 +20,6 @@ without logging in. For each request it:
 from __future__ import annotations
 
 import hmac
-import os
 import re
 import secrets
 from http.cookies import SimpleCookie
@@ -40,8 +39,10 @@ SAFE_METHODS = frozenset({"GET", "HEAD"})
 #: Paths reachable without logging in: the login form, logging out, and our own CSS/JS.
 PUBLIC_PATHS = frozenset({"/login", "/logout"})
 #: A Prometheus scraper cannot log in: with this variable set, ``/prometheus`` also answers a
-#: request carrying ``Authorization: Bearer <its value>``.
+#: request carrying ``Authorization: Bearer <its value>``. ``create_app`` reads it once and
+#: refuses a token shorter than ``MIN_SCRAPE_TOKEN`` (it opens a page without the password).
 SCRAPE_TOKEN_ENV = "SIDEQUEST_PROMETHEUS_TOKEN"
+MIN_SCRAPE_TOKEN = 16
 SCRAPE_PATH = "/prometheus"
 STATIC_PREFIX = "/static/"
 #: Largest form accepted from a logged-in user: pages post short references to jobs (a
@@ -102,7 +103,8 @@ class Guard:
             return PlainTextResponse("Unknown host", status_code=400), receive
         path = route_path(request.scope)
         public = path in PUBLIC_PATHS or path.startswith(STATIC_PREFIX)
-        scraper = path == SCRAPE_PATH and request.method in SAFE_METHODS and _scraper(request)
+        scraper = (path == SCRAPE_PATH and request.method in SAFE_METHODS
+                   and _scraper(request, self.settings.scrape_token))
         if not (public or scraper) and not await self.settings.auth.allows(request, session):
             return self._unauthenticated(request, path), receive
         if request.method in SAFE_METHODS:
@@ -256,9 +258,9 @@ def _replay(body: bytes) -> Receive:
     return receive
 
 
-def _scraper(request: Request) -> bool:
-    """The request carries the scrape token (compared in constant time); never true while
-    the token is unset or shorter than 16 characters."""
-    token = os.environ.get(SCRAPE_TOKEN_ENV, "")
+def _scraper(request: Request, token: str | None) -> bool:
+    """The request carries the scrape token (compared in constant time); never true without
+    one (``create_app`` has refused a token too short to keep out guesses)."""
     given = request.headers.get("authorization", "")
-    return len(token) >= 16 and hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+    return token is not None and hmac.compare_digest(given.encode(),
+                                                     f"Bearer {token}".encode())

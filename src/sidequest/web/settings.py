@@ -30,6 +30,10 @@ class Settings:
     #: Host headers accepted (lower case, no port); None accepts any. Set for a login-less
     #: dashboard on loopback, so that a web page cannot reach it by DNS rebinding.
     allowed_hosts: frozenset[str] | None = None
+    #: The token a Prometheus scraper sends for /prometheus (``$SIDEQUEST_PROMETHEUS_TOKEN``,
+    #: checked by ``create_app``); None: only a login opens it. Kept out of repr, and so of
+    #: any log line or traceback that prints the settings.
+    scrape_token: str | None = field(default=None, repr=False)
     stats_cache: TimedCache = field(default_factory=lambda: TimedCache(STATS_CACHE_SECONDS))
     #: The same for each other shard (several Redis servers), by name.
     shard_stats_caches: dict[str, TimedCache] = field(default_factory=dict)
