@@ -92,12 +92,14 @@ def test_the_unreachable_page_ends_its_sentence_with_one_period(error: Exception
 def test_an_unexpected_error_still_carries_the_security_headers() -> None:
     app = create_app(insecure=True)
 
-    async def boom(scope: object, receive: object, send: object) -> None:
+    async def boom(request: object) -> None:  # a view, called with the request
         raise RuntimeError("a bug in a view")
 
     app.router.add_route("/boom", boom)
     with Client(app, raise_server_exceptions=False) as client:
         answer = client.get("/boom")
+    with Client(app) as client, pytest.raises(RuntimeError, match="a bug in a view"):
+        client.get("/boom")  # the error the 500 stands for is the view's own
     assert answer.status_code == 500
     for header in ("content-security-policy", "x-frame-options", "x-content-type-options",
                    "cache-control"):
