@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
 import re
 import signal
 import subprocess
@@ -277,6 +279,43 @@ def test_job_output_comes_after_the_banner_in_whole_lines(worker_env: dict[str, 
     for i in chatty:
         assert re.fullmatch(r"chatty-\d-line-\d+-end", lines[i]), lines[i]
     assert len(chatty) == 250
+
+
+def test_on_a_terminal_a_jobs_output_comes_between_its_start_and_done_lines(
+    worker_env: dict[str, str],
+) -> None:
+    from apps.output_jobs import Chatty
+
+    master, terminal = pty.openpty()
+    path = os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sidequest", "-r", "apps.output_jobs", "-C", worker_env["CONFIG"],
+         "-c", "1"], env={**os.environ, **worker_env, "PYTHONPATH": path}, cwd=ROOT,
+        stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal)
+    STARTED.append(proc)
+    os.close(terminal)
+    seen: list[bytes] = []
+
+    def read() -> None:
+        with contextlib.suppress(OSError):  # EIO once the worker has closed the terminal
+            while chunk := os.read(master, 65536):
+                seen.append(chunk)
+
+    threading.Thread(target=read, daemon=True).start()
+    text = lambda: b"".join(seen).decode(errors="replace")  # noqa: E731
+    wait_for(lambda: "started" in text(), 15, "the worker's banner")
+    Chatty.perform_async(7)
+    marker = "chatty-7-line-49-end"
+    wait_for(lambda: marker in text() and "done" in text().split(marker, 1)[1], 15,
+             "the job's done line")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0
+    os.close(master)
+    lines = text().replace("\r\n", "\n").splitlines()
+    start = next(i for i, ln in enumerate(lines) if "tests.Chatty" in ln and "start" in ln)
+    done = next(i for i, ln in enumerate(lines) if "tests.Chatty" in ln and "done" in ln)
+    output = [i for i, ln in enumerate(lines) if ln.startswith("chatty-7-line-")]
+    assert len(output) == 50 and start < output[0] and output[-1] < done, lines
 
 
 def test_processes_log_json_with_their_own_pids(worker_env: dict[str, str]) -> None:

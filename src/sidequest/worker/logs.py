@@ -209,12 +209,24 @@ def log_failure(logger: logging.Logger, summary: str, exc: BaseException,
     logger.warning("\n".join([summary, *lines]), extra=fields)
 
 
+def _is_terminal(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a replaced or closed stream
+        return False
+
+
 def setup(level: str, fmt: str, background: bool = True) -> logging.Logger:
     """Sidequest's log lines to standard output; ``background``: written in batches by a
-    thread of their own (see BatchingHandler), else at once by the thread that logs."""
+    thread of their own (see BatchingHandler), else (and on a terminal) at once by the
+    thread that logs."""
     global _handler, _PID
     _PID = os.getpid()  # after a fork (-P), the child's own pid, not the supervisor's
     real = sys.stdout._stream if isinstance(sys.stdout, LineSafeStream) else sys.stdout
+    # On a terminal someone is reading along: each line is written as it is logged, so a
+    # job's own output shows between its start and done lines. Batching pays off for the
+    # throughput of a worker whose output goes to a file or a log collector.
+    background = background and not _is_terminal(real)
     # A new wrapper each time: after a fork, the parent's lock may be held by a dead thread.
     stream = cast(IO[str], LineSafeStream(real))
     sys.stdout = stream
