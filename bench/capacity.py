@@ -295,11 +295,11 @@ def _measure(bench: Bench, sharded: list[ShardedBench], clustered: ClusterBench 
             label = f"run {run + 1}:"
             # Each reference sample beside the shards compared with it: one Redis, then two
             # plain shards; a one-shard cluster, then two shards of the cluster.
-            shards = [functools.partial(_sample_shards, each, results, operation, jobs,
-                                        f"{label} sharded{' cluster' if where else ''}")
-                      for where, (each, results) in enumerate(zip(sharded, per_shard,
-                                                                  strict=True))
-                      ] if operation != ONE_BY_ONE else []
+            pairs = zip(sharded, per_shard, strict=True)
+            shards = [] if operation == ONE_BY_ONE else [
+                functools.partial(_sample_shards, each, results, operation, jobs,
+                                  f"{label} sharded{' cluster' if where else ''}")
+                for where, (each, results) in enumerate(pairs)]
             steps = [functools.partial(_sample_single, bench, single, operation, jobs, label),
                      *shards[:1]]
             if clustered is not None:

@@ -136,7 +136,7 @@ def _callback_payload(callback: Callback, bid: str, shard: str) -> str:
     target, args = callback
     job_class: Any = getattr(target, "job_class", target)  # a @job function's class
     item = items.normalize({**job_class.payload_base(), "args": list(args),
-                             "sq_batch_callback": bid})
+                            "sq_batch_callback": bid})
     table = connection.shard_map()
     if table is not None and table.shard_of(item["queue"]) != shard:
         # Its shard's scheduler pushes the callback into a queue of that same Redis.

@@ -89,7 +89,7 @@ def shard_map() -> ShardMap | None:
     """The routing table, or None with one Redis."""
     global _map, _map_read
     if not _map_read:
-            _map, _map_read = shards_table.from_env(os.environ), True
+        _map, _map_read = shards_table.from_env(os.environ), True
     return _map
 
 

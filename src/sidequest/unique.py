@@ -36,6 +36,8 @@ FOR, UNTIL, DIGEST = "unique_for", "unique_until", "unique_digest"
 #: Set, in memory only, on the payload of a job that succeeded holding its lock "until
 #: success": the worker then releases the lock with the job's acknowledgement.
 _WITH_ACK = "\x00unique_release_with_ack"
+
+
 def digest(parts: Any) -> str:
     """A stable hash of JSON-native ``parts``: the same on every host and Python version."""
     text = json.dumps(parts, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

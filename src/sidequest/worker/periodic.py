@@ -137,7 +137,7 @@ class PeriodicPoller:
     def _offer(self, entry: Entry, tick: int, handled: int) -> bool:
         """Push ``tick`` unless someone did; False when the entry is gone."""
         job = items.normalize({**entry.payload_base(), PAYLOAD_TICK: tick},
-                                    jid=new_jid())
+                              jid=new_jid())
         job["enqueued_at"] = job["created_at"]
         result = int(self._push(
             keys=[keys.PERIODIC, keys.periodic_state(entry.name),

@@ -103,17 +103,18 @@ class Supervisor:
         log.error("worker process %d stopped on a configuration error (above); stopping the"
                   " other worker processes: fix it and start again", pid)
         self._misconfigured = self.stopping = True
-        for other in list(self.children):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(other, signal.SIGTERM)
+        self._signal_children(signal.SIGTERM)
+
+    def _signal_children(self, signum: int) -> None:
+        for pid in list(self.children):
+            with contextlib.suppress(ProcessLookupError):  # it just exited
+                os.kill(pid, signum)
 
     def _install_signals(self) -> None:
         def forward(signum: int, _frame: object) -> None:
             if signum in (signal.SIGTERM, signal.SIGINT):
                 self.stopping = True
-            for pid in list(self.children):
-                with contextlib.suppress(ProcessLookupError):  # it just exited
-                    os.kill(pid, signal.SIGTERM if signum == signal.SIGINT else signum)
+            self._signal_children(signal.SIGTERM if signum == signal.SIGINT else signum)
 
         for name in _FORWARDED:
             signal.signal(getattr(signal, name), forward)
