@@ -27,9 +27,19 @@ def with_self(fn: Callable[..., Any]) -> inspect.Signature | None:
     return signature.replace(parameters=[this, *signature.parameters.values()])
 
 
-def check_call(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+#: Added to the error when a worker's call of ``perform`` does not bind: the push was not
+#: checked against this code (an older version of the job, or another client).
+IN_WORKER = ("; the job was pushed with arguments this version of perform does not accept "
+             "(by older code, or by a client that does not check them, such as Ruby "
+             "Sidekiq). It retries as any failure does: deploy a perform that accepts them, "
+             "or delete the job")
+
+
+def check_call(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any],
+               hint: str = "") -> None:
     """Refuse a push whose arguments ``perform`` cannot take, naming the job and the signature,
-    now rather than as a TypeError in the worker (retried for weeks)."""
+    now rather than as a TypeError in the worker (retried for weeks). A worker calls it with
+    ``hint=IN_WORKER`` after ``perform`` raised a TypeError, to say which kind it was."""
     if cls not in _signatures:
         try:
             _signatures[cls] = inspect.signature(cls.perform)  # type: ignore[attr-defined]
@@ -45,7 +55,19 @@ def check_call(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None
                  for p in list(signature.parameters.values())[1:]]
         shown = inspect.Signature(plain)
         name = vars(cls).get("name") or f"{cls.__module__}.{cls.__qualname__}"
-        raise TypeError(f"{name}.perform{shown} cannot take these arguments: {exc}") from None
+        raise TypeError(f"{name}.perform{shown} cannot take these arguments: {exc}{hint}"
+                        ) from None
+
+
+def call_perform(instance: Any, args: Any, kwargs: Any) -> Any:
+    """``instance.perform(*args, **kwargs)``, for a worker. Arguments that do not fit the
+    signature raise a TypeError from the caller's frame, whose traceback shows only
+    Sidequest's code: such an error is replaced by one naming the signature and the cause."""
+    try:
+        return instance.perform(*args, **kwargs)
+    except TypeError:
+        check_call(type(instance), tuple(args), kwargs, IN_WORKER)
+        raise
 
 
 def check_bulk(cls: type, args_lists: Iterable[list[Any]]) -> None:

@@ -98,3 +98,37 @@ def test_any_exception_is_a_job_failure(r: redis.Redis, kind: str) -> None:
         assert job["error_message"] == "x" * 10_000
     if kind == "badstr":
         assert job["error_message"] == "!!! ERROR MESSAGE THREW AN ERROR !!!"
+
+
+class TakesTwo(Job):
+    def perform(self, user_id: int, note: str) -> None:
+        if note == "inside":
+            raise TypeError("raised by the job itself")
+
+
+class AsyncTakesTwo(Job):
+    async def perform(self, user_id: int, note: str) -> None:
+        if note == "inside":
+            raise TypeError("raised by the job itself")
+
+
+@pytest.mark.parametrize("cls", [TakesTwo, AsyncTakesTwo])
+def test_arguments_perform_cannot_take_are_named(r: redis.Redis, cls: type[Job]) -> None:
+    """A payload from older code or another client: the error names the signature and says
+    why, instead of a TypeError whose traceback shows only the worker's frames. A TypeError
+    the job raises itself is left as it is."""
+    name = f"{__name__}.{cls.__name__}"
+    for args in ([1], [1, "inside"]):
+        r.lpush("queue:default", json.dumps(
+            {"class": name, "args": args, "jid": f"{len(args):024d}", "queue": "default",
+             "retry": True}))
+    with running_worker():
+        members = wait_for(lambda: (m := r.zrange("retry", 0, -1)) and len(m) == 2 and m,
+                           what="both jobs in retry")
+    errors = {json.loads(m)["jid"]: json.loads(m) for m in members}
+    short, inside = errors[f"{1:024d}"], errors[f"{2:024d}"]
+    assert short["error_class"] == inside["error_class"] == "TypeError"
+    assert short["error_message"].startswith(
+        f"{name}.perform(user_id, note) cannot take these arguments: missing a required "
+        "argument: 'note'; the job was pushed with arguments")
+    assert inside["error_message"] == "raised by the job itself"

@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 
-from sidequest import hooks, keys, middleware, registry, retry, unique
+from sidequest import hooks, keys, middleware, pushcheck, registry, retry, unique
 from sidequest.config import Config
 from sidequest.errors import PayloadError
 from sidequest.job import Job
@@ -134,7 +134,7 @@ class Processor:
             self._call(instance, args, kwargs)
 
     def _call(self, instance: Job, args: Any, kwargs: Any) -> Any:
-        result: Any = instance.perform(*args, **kwargs)  # type: ignore[func-returns-value]
+        result: Any = pushcheck.call_perform(instance, args, kwargs)
         if inspect.iscoroutine(result):
             # An async job run by this thread (sync middleware around it, or a suspect run
             # alone): the event loop runs it, under its own time limit; this thread waits.
