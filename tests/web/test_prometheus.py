@@ -71,6 +71,21 @@ def test_a_scraper_needs_the_token(anon: Client, monkeypatch: pytest.MonkeyPatch
         assert scraper.get("/queues", headers=bearer).status_code == 401
 
 
+def test_the_token_can_be_passed_to_create_app(
+        redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An app that keeps its secrets elsewhere than the environment passes the token; the
+    argument wins over the variable, and is checked as strictly."""
+    monkeypatch.setenv(SCRAPE_TOKEN_ENV, "from-the-environment-" + "e" * 16)
+    with Client(create_app(password=PASSWORD, prometheus_token=TOKEN)) as scraper:
+        assert scraper.get("/prometheus", headers={
+            "Authorization": f"Bearer {TOKEN}"}).status_code == 200
+        assert scraper.get("/prometheus", headers={
+            "Authorization": f"Bearer {os.environ[SCRAPE_TOKEN_ENV]}"}).status_code == 401
+    with pytest.raises(ConfigError, match=r"prometheus_token or \$SIDEQUEST_PROMETHEUS_TOKEN"
+                       r"\) is 5 characters long"):
+        wsgi_app(password=PASSWORD, prometheus_token="short")
+
+
 #: Tokens a scraper could never use: too short (it used to be ignored without a word, and
 #: every scrape got 401), or with what an Authorization header does not carry as it is.
 UNUSABLE = [

@@ -66,6 +66,7 @@ def create_app(
     session_hours: float = SESSION_HOURS,
     login_attempts_per_minute: int = 30,
     https: bool = False,
+    prometheus_token: str | None = None,
 ) -> Starlette:
     """The dashboard. Who may use it, in order of precedence:
 
@@ -76,11 +77,12 @@ def create_app(
     - ``insecure=True``: no login at all (only behind something that checks already).
 
     Without any of them it raises ConfigError, as it does for a password shorter than 8
-    characters, and for a ``$SIDEQUEST_PROMETHEUS_TOKEN`` (which opens ``/prometheus`` to a
-    scraper) shorter than 16 or not printable ASCII. Sessions are signed with ``secret_key``
-    (else ``$SIDEQUEST_WEB_SECRET``, else a random key, so a restart logs everyone out; set
-    one of at least 32 bytes when several processes serve the dashboard); logging out or
-    changing the password revokes them.
+    characters. ``prometheus_token`` (else ``$SIDEQUEST_PROMETHEUS_TOKEN``) also opens
+    ``/prometheus`` to a scraper that sends it as a bearer token; one shorter than 16 or not
+    printable ASCII is refused too.
+    Sessions are signed with ``secret_key`` (else ``$SIDEQUEST_WEB_SECRET``, else a random
+    key, so a restart logs everyone out; set one of at least 32 bytes when several processes
+    serve the dashboard); logging out or changing the password revokes them.
     ``https=True`` says browsers reach the dashboard over https (a TLS proxy in front of it):
     the session cookie is then always ``Secure`` and every response carries HSTS. Without it
     the cookie is ``Secure`` only on requests that arrived over https (as the server sees
@@ -95,7 +97,7 @@ def create_app(
         raise ConfigError(NO_AUTH)
     if auth is None and password is not None:
         check_password(password)
-    token = scrape_token()
+    token = scrape_token(prometheus_token)
     policy = AuthPolicy(
         password_digest=digest(password) if password is not None and auth is None else None,
         callback=auth, login_url=login_url, insecure=insecure,
@@ -157,9 +159,10 @@ def check_secret(secret: bytes) -> None:
         )
 
 
-def scrape_token() -> str | None:
-    """``$SIDEQUEST_PROMETHEUS_TOKEN``, checked; None when it is unset or empty."""
-    token = os.environ.get(SCRAPE_TOKEN_ENV) or None
+def scrape_token(given: str | None = None) -> str | None:
+    """``given``, else ``$SIDEQUEST_PROMETHEUS_TOKEN``, checked; None when both are unset or
+    empty."""
+    token = given or os.environ.get(SCRAPE_TOKEN_ENV) or None
     if token is not None:
         check_scrape_token(token)
     return token
@@ -173,16 +176,16 @@ def check_scrape_token(token: str) -> None:
     bad = next((i for i, char in enumerate(token, 1) if not "!" <= char <= "~"), None)
     if bad is not None:
         raise ConfigError(
-            f"the Prometheus scrape token ({SCRAPE_TOKEN_ENV}) has a space, control or"
-            f" non-ASCII character at position {bad} of {len(token)}, which a scraper's"
-            " Authorization header cannot carry as it is; use only printable ASCII, e.g. the"
-            f" output of {MAKE_TOKEN}"
+            f"the Prometheus scrape token (prometheus_token or ${SCRAPE_TOKEN_ENV}) has a"
+            f" space, control or non-ASCII character at position {bad} of {len(token)}, which"
+            " a scraper's Authorization header cannot carry as it is; use only printable"
+            f" ASCII, e.g. the output of {MAKE_TOKEN}"
         )
     if len(token) < MIN_SCRAPE_TOKEN:
         raise ConfigError(
-            f"the Prometheus scrape token ({SCRAPE_TOKEN_ENV}) is {len(token)} characters"
-            f" long; use at least {MIN_SCRAPE_TOKEN} random characters, e.g. the output of"
-            f" {MAKE_TOKEN}"
+            f"the Prometheus scrape token (prometheus_token or ${SCRAPE_TOKEN_ENV}) is"
+            f" {len(token)} characters long; use at least {MIN_SCRAPE_TOKEN} random"
+            f" characters, e.g. the output of {MAKE_TOKEN}"
         )
 
 
