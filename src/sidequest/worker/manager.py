@@ -30,10 +30,9 @@ from typing import Any
 
 import redis
 
-from sidequest import connection, keys, registry
+from sidequest import connection, keys
 from sidequest.config import Config
-from sidequest.errors import JobTimeout, PayloadError
-from sidequest.payload import decode, normalized
+from sidequest.worker import stuck
 from sidequest.worker.async_jobs import AsyncJobs
 from sidequest.worker.asyncio_runner import AsyncRunner
 from sidequest.worker.buffer import PriorityBuffer
@@ -53,10 +52,6 @@ log = logging.getLogger("sidequest")
 ACK_DELAY = 0.05
 #: Handed to an idle processor through the job queue: wait in Redis for the next job.
 _LISTEN = Work("", b"")
-
-
-def _stuck_error() -> JobTimeout:
-    return JobTimeout("the job ran past its timeout and did not stop; its process retired")
 
 
 class Manager:
@@ -173,20 +168,8 @@ class Manager:
         return len(self._running) + self.asyncio.busy
 
     def _stuck(self, jid: str) -> None:
-        """A job ignored its timeout (stuck in C code): record one failure for it (which
-        takes it out of the in-progress list), then retire the process."""
-        for tid, work in list(self._running.items()):
-            try:
-                job = normalized(decode(work.raw), work.queue)
-            except PayloadError:
-                continue
-            if job.get("jid") == jid:
-                self._running.pop(tid, None)
-                self.processor.failed(work, job, _stuck_error(), registry.find(job.get("class")))
-        given_up = self.async_jobs.give_up(jid)
-        if given_up is not None:
-            work, job, cls = given_up
-            self.processor.failed(work, job, _stuck_error(), cls)
+        """A job ignored its timeout: record its failure, then retire the process."""
+        stuck.fail(jid, self._running, self.processor, self.async_jobs)
         self.retire()
 
     def _async_acknowledge(self, raw: bytes) -> None:

@@ -1,0 +1,34 @@
+"""A job that ran past its timeout and did not stop (stuck in C code, or a blocked event
+loop): its thread cannot be taken back, so one failure is recorded for it (which takes it out
+of the in-progress list, to retry like any failure) before the process retires."""
+
+from __future__ import annotations
+
+from sidequest import registry
+from sidequest.errors import JobTimeout, PayloadError
+from sidequest.payload import decode, normalized
+from sidequest.worker.async_jobs import AsyncJobs
+from sidequest.worker.fetch import Work
+from sidequest.worker.processor import Processor
+
+
+def error() -> JobTimeout:
+    return JobTimeout("the job ran past its timeout and did not stop; its process retired")
+
+
+def fail(jid: str, running: dict[str, Work], processor: Processor,
+         async_jobs: AsyncJobs) -> None:
+    """Record the failure of the job ``jid``: a thread's (``running``: thread id -> job,
+    from which it is removed) or the event loop's."""
+    for tid, work in list(running.items()):
+        try:
+            job = normalized(decode(work.raw), work.queue)
+        except PayloadError:
+            continue
+        if job.get("jid") == jid:
+            running.pop(tid, None)
+            processor.failed(work, job, error(), registry.find(job.get("class")))
+    given_up = async_jobs.give_up(jid)
+    if given_up is not None:
+        work, job, cls = given_up
+        processor.failed(work, job, error(), cls)
