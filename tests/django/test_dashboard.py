@@ -96,3 +96,32 @@ def test_served_by_django_under_asgi_too(users: dict[str, object]) -> None:
     async_to_sync(client.aforce_login)(users["staff"])
     page = async_to_sync(client.get)("/ops/sidequest/queues", headers={"accept": "text/html"})
     assert page.status_code == 200 and b'href="/ops/sidequest/static/app.css' in page.content
+
+
+@pytest.fixture
+def scrape_token(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A token in the environment, and a dashboard made after it was set (the view makes
+    its app, and reads the token, on first use)."""
+    from sidequest.contrib.django import views
+
+    token = "django-scrape-token-" + "z" * 12
+    monkeypatch.setenv("SIDEQUEST_PROMETHEUS_TOKEN", token)
+    monkeypatch.setattr(views, "_app", None)
+    monkeypatch.setattr(views, "_token", None)  # both put back for the next test
+    return token
+
+
+def test_a_scraper_with_the_token_reads_prometheus_only(users: dict[str, object],
+                                                       scrape_token: str) -> None:
+    """A scraper cannot log in to Django: the token opens the metrics page, and nothing
+    else; without it the page is staff-only like the rest."""
+    from django.test import Client
+
+    bearer = {"HTTP_AUTHORIZATION": f"Bearer {scrape_token}"}
+    metrics = Client().get("/ops/sidequest/prometheus", **bearer)
+    assert metrics.status_code == 200 and b"sidequest_busy" in metrics.content
+    assert Client().get("/ops/sidequest/prometheus").status_code == 302  # to the login
+    wrong = Client().get("/ops/sidequest/prometheus", HTTP_AUTHORIZATION="Bearer wrong")
+    assert wrong.status_code == 302
+    assert Client().get("/ops/sidequest/queues", **bearer).status_code == 302
+    assert Client().post("/ops/sidequest/prometheus", **bearer).status_code == 302

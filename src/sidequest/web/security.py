@@ -259,8 +259,11 @@ def _replay(body: bytes) -> Receive:
 
 
 def _scraper(request: Request, token: str | None) -> bool:
-    """The request carries the scrape token (compared in constant time); never true without
-    one (``create_app`` has refused a token too short to keep out guesses)."""
-    given = request.headers.get("authorization", "")
-    return token is not None and hmac.compare_digest(given.encode(),
+    return bearer_matches(request.headers.get("authorization", ""), token)
+
+
+def bearer_matches(authorization: str, token: str | None) -> bool:
+    """An Authorization header carries the scrape token (compared in constant time); never
+    true without one (``create_app`` has refused a token too short to keep out guesses)."""
+    return token is not None and hmac.compare_digest(authorization.encode(),
                                                      f"Bearer {token}".encode())

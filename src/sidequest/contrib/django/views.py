@@ -1,5 +1,7 @@
 """The dashboard as a Django view, for staff only: a logged-in user with ``is_staff`` sees
-it; an anonymous visitor is sent to ``settings.LOGIN_URL``; other users get 403.
+it; an anonymous visitor is sent to ``settings.LOGIN_URL``; other users get 403. A Prometheus
+scraper cannot log in: with ``$SIDEQUEST_PROMETHEUS_TOKEN`` set, ``prometheus`` (that page
+only) also answers a GET carrying ``Authorization: Bearer <the token>``.
 
 The dashboard is Sidequest's own WSGI app (``sidequest.web``), called with the Django
 request's environ under the URL it is mounted at; it keeps its own CSRF token on its forms,
@@ -18,22 +20,37 @@ from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.views.decorators.csrf import csrf_exempt
 
 _app: Any = None
+_token: str | None = None  # the scrape token, read (and checked) with the app
 _lock = threading.Lock()
 
 
 def _dashboard() -> Any:
-    global _app
+    global _app, _token
     with _lock:
         if _app is None:
-            from sidequest.web import wsgi_app  # noqa: PLC0415 - the web extra, on first use
+            # The web extra, on first use.
+            from sidequest.web import wsgi_app  # noqa: PLC0415
+            from sidequest.web.app import scrape_token  # noqa: PLC0415
 
             # insecure=True: no login of the dashboard's own; only staff reach it (below).
             _app = wsgi_app(insecure=True)
+            _token = scrape_token()
         return _app
+
+
+def _scraper(request: HttpRequest, path: str) -> bool:
+    if path != "prometheus" or request.method not in ("GET", "HEAD"):
+        return False
+    from sidequest.web.security import bearer_matches  # noqa: PLC0415 - as above
+
+    _dashboard()
+    return bearer_matches(request.headers.get("Authorization", ""), _token)
 
 
 @csrf_exempt
 def dashboard(request: HttpRequest, path: str = "") -> HttpResponse:
+    if _scraper(request, path):
+        return _call_wsgi(request, path)
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return redirect_to_login(request.get_full_path())
