@@ -33,12 +33,26 @@ def register(cls: type[Job]) -> None:
 def lookup(name: str) -> type[Job]:
     cls = _jobs.get(name)
     if cls is None:
-        raise UnknownJobError(
-            f"no job class named {name!r} is loaded in this process; make sure the worker"
-            f" imports the module that defines it (sidequest -r yourapp.jobs), and that its"
-            f" name matches (set name = {name!r} on a class to share it with Ruby)"
-        )
+        raise UnknownJobError(_unknown(name))
     return cls
+
+
+def _unknown(name: str) -> str:
+    # The same class under another module path: the pusher imported the module by another
+    # name (run from inside the package: "jobs" for app/jobs.py), which the push-time check
+    # cannot always see (a package without __init__.py).
+    tail = name.rsplit(".", 1)[-1]
+    twins = [known for known in _jobs if known != name and known.rsplit(".", 1)[-1] == tail]
+    if twins:
+        where = twins[0].rsplit(".", 1)[0]
+        return (f"no job class named {name!r} is loaded in this process, but {twins[0]!r} is:"
+                " the process that pushed it imported the module under another name (it ran"
+                " from another directory, or with another sys.path); import it there as"
+                f" {where!r}, as this worker does, or give the class an explicit"
+                " name = '...'")
+    return (f"no job class named {name!r} is loaded in this process; make sure the worker"
+            f" imports the module that defines it (sidequest -r yourapp.jobs), and that its"
+            f" name matches (set name = {name!r} on a class to share it with Ruby)")
 
 
 def find(name: object) -> type[Job] | None:

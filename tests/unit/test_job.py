@@ -353,6 +353,18 @@ def test_job_classes_are_registered_by_wire_name() -> None:
     assert "TJ::FullReport" in registry.names()
 
 
+def test_an_unknown_name_points_at_the_same_class_under_another_module() -> None:
+    """Pushed by a process that imported the module by another name (run from inside the
+    package): the worker's error names the class it has, and how to push under its name."""
+    with pytest.raises(UnknownJobError, match=(
+            rf"no job class named 'elsewhere.TJWelcome' is loaded in this process, but"
+            rf" '{__name__}.TJWelcome' is: .* import it there as '{__name__}'")):
+        registry.lookup("elsewhere.TJWelcome")
+    with pytest.raises(UnknownJobError, match=r"sidequest -r yourapp.jobs") as plain:
+        registry.lookup("app.jobs.NothingLikeIt")
+    assert "but" not in str(plain.value)
+
+
 def test_a_class_without_perform_is_not_registered() -> None:
     class TJAbstractBase(Job):
         queue = "abstract"
