@@ -24,15 +24,50 @@ PUSH_OPTIONS = (*OPTIONS[:-1], "jid")
 _NOT_OPTIONS = {"jid", "jobs", "async_perform"}
 #: When a unique job gives its lock back: as it starts, or once it has succeeded.
 UNIQUE_UNTIL = ("start", "success")
-#: Spellings that users of Celery, RQ or Sidekiq reach for, and what Sidequest calls them.
+#: Spellings that users of Celery, RQ or Sidekiq reach for (or slips too far from the name
+#: for difflib), and what Sidequest calls them.
 _ALIASES = {
     "retries": "retry",
+    "retires": "retry",
     "max_retries": "retry",
+    "max_retry": "retry",
+    "retry_count": "retry",
     "queue_name": "queue",
-    "sidekiq_options": "one class attribute per option",
     "dead_letter": "dead",
     "tag": "tags",
+    "unique": "unique_for",
+    "unique_for_seconds": "unique_for",
+    "expiry": "expires_in",
+    "expires": "expires_in",
+    "ttl": "expires_in",
+    "timeout_seconds": "timeout",
+    "time_limit": "timeout",
+    "soft_time_limit": "timeout",
+    "job_timeout": "timeout",
+    "save_result": "store_result",
+    "keep_result": "store_result",
+    "store_results": "store_result",
+    "result_expires": "result_ttl",
 }
+#: Names that are no option at all, with what to do instead.
+_INSTEAD = {
+    "sidekiq_options": "set one class attribute per option (retry = 5, queue = 'low')",
+    "delay": "push with perform_in(seconds, ...) instead",
+    "countdown": "push with perform_in(seconds, ...) instead",
+    "eta": "push with perform_at(when, ...) instead",
+}
+
+
+def _hint(key: str, known: Iterable[str], cutoff: float) -> str | None:
+    """What to tell a user who wrote ``key``: the option meant, or what to do instead."""
+    if key in _INSTEAD:
+        return _INSTEAD[key]
+    known = tuple(known)
+    alias = _ALIASES.get(key)
+    if alias in known:
+        return f"did you mean {alias!r}?"
+    close = difflib.get_close_matches(key, known, 1, cutoff)
+    return f"did you mean {close[0]!r}?" if close else None
 
 
 def validate_options(options: Mapping[str, Any], where: str, allowed: Iterable[str]) -> None:
@@ -40,9 +75,8 @@ def validate_options(options: Mapping[str, Any], where: str, allowed: Iterable[s
     allowed = tuple(allowed)
     for key, value in options.items():
         if key not in allowed:
-            hint = difflib.get_close_matches(key, allowed, n=1)
-            extra = f"; did you mean {hint[0]!r}?" if hint else f"; known options: {allowed}"
-            raise ConfigError(f"{where}: unknown option {key!r}{extra}")
+            hint = _hint(key, allowed, 0.6) or f"known options: {allowed}"
+            raise ConfigError(f"{where}: unknown option {key!r}; {hint}")
         _check_option(key, value, where)
 
 
@@ -105,10 +139,10 @@ def check_typos(cls: type, where: str) -> None:
             continue
         if isinstance(value, (classmethod, staticmethod, property)):
             continue
-        close = difflib.get_close_matches(key, OPTIONS, 1, 0.8)
-        hint = _ALIASES.get(key) or (close[0] if close else None)
+        # A stricter cutoff than for set(): a job class may hold constants of its own.
+        hint = _hint(key, OPTIONS, 0.8)
         if hint:
-            raise ConfigError(f"{where}: unknown option {key!r}; did you mean {hint!r}?")
+            raise ConfigError(f"{where}: unknown option {key!r}; {hint}")
 
 
 def check_unique(unique_for: Any, unique_until: Any) -> str | None:

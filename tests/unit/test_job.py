@@ -75,11 +75,37 @@ def pushed() -> Iterator[list[dict[str, Any]]]:
         ("retyr", "retry"),
         ("tag", "tags"),
         ("backtraces", "backtrace"),
+        # Too far from the name for difflib's cutoff, or another system's name for it.
+        ("retires", "retry"),
+        ("max_retry", "retry"),
+        ("unique", "unique_for"),
+        ("expiry", "expires_in"),
+        ("timeout_seconds", "timeout"),
+        ("time_limit", "timeout"),
+        ("save_result", "store_result"),
+        ("keep_result", "store_result"),
+        ("result_expires", "result_ttl"),
     ],
 )
 def test_a_misspelt_option_fails_at_class_definition(attribute: str, hint: str) -> None:
     with pytest.raises(ConfigError, match=rf"unknown option '{attribute}'; did you mean '{hint}'"):
         type("TJTypo", (Job,), {attribute: 3, "perform": lambda self: None})
+
+
+def test_an_option_from_elsewhere_says_what_to_do_instead() -> None:
+    with pytest.raises(ConfigError, match=r"unknown option 'sidekiq_options'; set one class"
+                       r" attribute per option"):
+        type("TJSidekiq", (Job,), {"sidekiq_options": {"retry": 3},
+                                   "perform": lambda self: None})
+    job_class = type("TJDelay", (Job,), {"perform": lambda self: None})
+    with pytest.raises(ConfigError, match=r"unknown option 'delay'; push with perform_in"):
+        job_class.set(delay=5)  # type: ignore[attr-defined]
+
+
+def test_a_constant_of_the_class_is_not_taken_for_an_option() -> None:
+    job_class = type("TJConstants", (Job,), {"batch_size": 100, "api_url": "https://x",
+                                             "perform": lambda self: None})
+    assert job_class.batch_size == 100  # type: ignore[attr-defined]
 
 
 def test_the_error_names_the_class() -> None:
