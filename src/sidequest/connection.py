@@ -7,6 +7,9 @@ must still be readable so that it can be moved to the dead set instead of crashi
 from __future__ import annotations
 
 import contextlib
+import difflib
+import functools
+import inspect
 import os
 import threading
 from collections.abc import Iterator, Mapping
@@ -66,6 +69,7 @@ def configure(redis_url: str | None = None, *, shards: Mapping[str, str] | None 
     global _url, _options, _scoping
     if redis_url is not None:
         urls.check_url(redis_url)
+    _check_client_options(redis_options)
     with _lock:
         _url = redis_url
         _options = dict(redis_options)
@@ -73,6 +77,36 @@ def configure(redis_url: str | None = None, *, shards: Mapping[str, str] | None 
         _drop_client()
     _use_key_names(default_url())
     set_shards(shards, shard_queues)
+
+
+def _check_client_options(options: Mapping[str, Any]) -> None:
+    """Refuse a keyword redis-py would take for nothing or reject only at the first command
+    (a misspelt ``configure(redis=...)`` would fail at the first push, inside redis-py)."""
+    known = _client_option_names()
+    for name in options:
+        if name in known:
+            continue
+        if name in ("redis", "url", "redis_url", "uri", "host_url"):
+            hint = "pass the URL as the first argument: configure('redis://host:6379/0')"
+        else:
+            close = difflib.get_close_matches(name, known, 1)
+            hint = (f"did you mean {close[0]!r}?" if close
+                    else "extra keyword arguments go to the redis-py client")
+        raise ConfigError(f"sidequest.configure(): unknown Redis client option {name!r}; {hint}")
+
+
+@functools.cache
+def _client_option_names() -> frozenset[str]:
+    """What redis-py's clients, pools and connections take by name, in the installed version."""
+    conn = redis.connection
+    takers: list[Any] = [redis.Redis.__init__, redis.RedisCluster.__init__,
+                         conn.ConnectionPool.__init__, conn.AbstractConnection.__init__,
+                         conn.Connection.__init__, conn.SSLConnection.__init__,
+                         conn.UnixDomainSocketConnection.__init__]
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return frozenset(p.name for taker in takers
+                     for p in inspect.signature(taker).parameters.values()
+                     if p.kind in named and p.name != "self")
 
 
 def set_shards(shards: Mapping[str, str] | None, shard_queues: Mapping[str, str] | None,
