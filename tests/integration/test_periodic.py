@@ -207,3 +207,28 @@ def test_a_tick_offered_by_many_pollers_at_once_is_pushed_once(r: redis.Redis) -
     # An old tick offered again (a process whose clock is behind) is refused too.
     pollers[0]._offer(entry, now + 5, now + 5)
     assert len(pushed(r)) == 30
+
+
+class Tick(sidequest.Job):
+    """Registered under this module's name: a periodic entry for ``Tock`` is a near miss."""
+
+    def perform(self) -> None:
+        pass
+
+
+def test_a_worker_refuses_an_entry_naming_no_job_of_a_loaded_module(r: redis.Redis) -> None:
+    """A slip in a class name (this module is loaded, and defines Tick, not Tock) stops the
+    start with a did-you-mean, instead of ticks failing in the worker for weeks. A name in no
+    loaded module (a Ruby class, another service's job) is still accepted."""
+    from sidequest.errors import ConfigError
+
+    sidequest.periodic(f"{__name__}.Tock", every=5, queue=QUEUE)
+    sidequest.periodic("Reports::Daily", every=5, queue=QUEUE)
+    refused = (rf"periodic entry '{__name__}.Tock': the module '{__name__}' is loaded but"
+               rf" defines no job 'Tock' .*did you mean '{__name__}.Tick'\?")
+    with pytest.raises(ConfigError, match=refused), running_worker():
+        pass
+    periodic_jobs.clear()
+    sidequest.periodic("Reports::Daily", every=5, queue=QUEUE)
+    with running_worker():
+        wait_for(lambda: r.hexists(keys.PERIODIC, "Reports::Daily"), what="the entry")

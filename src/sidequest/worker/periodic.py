@@ -217,7 +217,9 @@ def load_entries(config: Config) -> list[Entry]:
     (built again now that the application is loaded, so job classes give their options)."""
     for table in config.periodic:
         periodic_jobs.add(periodic_jobs.from_table(table, "config file"))
-    return periodic_jobs.entries()
+    found = periodic_jobs.entries()
+    periodic_jobs.check_classes(found)
+    return found
 
 
 _outcome_script = connection.script("periodic_outcome")
