@@ -7,6 +7,7 @@ tested without Redis or threads.
 from __future__ import annotations
 
 import base64
+import logging
 import math
 import random
 import re
@@ -18,6 +19,8 @@ from types import TracebackType
 from typing import Any, Literal
 
 from sidequest.payload import Payload, dumps, loads
+
+log = logging.getLogger("sidequest")
 
 DEFAULT_MAX_RETRIES = 25
 MAX_MESSAGE = 10_000
@@ -237,7 +240,13 @@ def decide(
     if answer == KILL:
         return Decision("exhausted", failed)
     delay = float(count**4 + 15)
-    seconds = _ruby_to_i(answer) if isinstance(answer, (int, float)) else 0
+    number = isinstance(answer, (int, float)) and not isinstance(answer, bool)
+    if not number and answer is not None:
+        # Sidekiq falls back to the default without a word; a typo ("Kill", "later") would
+        # then look like a hook that works.
+        log.warning("%s.retry_in returned %r, which is not seconds, 'kill', 'discard' or None:"
+                    " the default backoff applies", job.get("class"), answer)
+    seconds = _ruby_to_i(answer) if number else 0
     if seconds > 0:
         delay = float(seconds)
     return Decision("retry", failed, now + delay + jitter(count, rng))

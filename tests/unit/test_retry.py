@@ -237,6 +237,20 @@ def test_other_retry_in_answers_use_the_default_backoff(value: Any) -> None:
     assert decision.at == NOW + backoff(0, random.Random(3))
 
 
+@pytest.mark.parametrize(("value", "logged"), [
+    ("soon", True), ("Kill", True), (True, True), (None, False), (0, False), (30, False)])
+def test_an_answer_that_is_no_answer_is_logged(value: Any, logged: bool,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    """A typo in a retry_in hook's answer would otherwise pass for a hook that works."""
+    with caplog.at_level("WARNING", logger="sidequest"):
+        decide(job(), ValueError(), NOW, retry_in=answer(value))
+    warned = [r.getMessage() for r in caplog.records]
+    assert bool(warned) is logged
+    if logged:
+        assert warned == [f"SendWelcome.retry_in returned {value!r}, which is not seconds, 'kill',"
+                          " 'discard' or None: the default backoff applies"]
+
+
 def test_retry_in_kill_means_exhausted_now() -> None:
     decision = decide(job(retry=10), ValueError(), NOW, retry_in=answer("kill"))
     assert decision.action == "exhausted"
