@@ -27,7 +27,12 @@ from sidequest.errors import ConfigError
 UTC = timezone.utc
 CRON_HELP = ("write five fields 'minute hour day-of-month month day-of-week' "
              "(e.g. '0 3 * * *' for 03:00 daily), or six with seconds first "
-             "(e.g. '*/10 * * * * *' for every 10 seconds)")
+             "(e.g. '*/10 * * * * *' for every 10 seconds), or @hourly, @daily, @weekly, "
+             "@monthly or @yearly")
+#: crontab's nicknames, as cron(8) reads them (cronsim takes fields only).
+NICKNAMES = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
+             "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
+             "@hourly": "0 * * * *"}
 
 
 def zone(name: str | None) -> ZoneInfo:
@@ -54,11 +59,14 @@ class Cron:
     def __post_init__(self) -> None:
         if not isinstance(self.expression, str):
             raise ConfigError(f"cron must be a string, got {self.expression!r}; {CRON_HELP}")
-        fields = self.expression.split()
+        fields = self.spec.split()
+        if self.expression.strip().startswith("@") and self.spec == self.expression:
+            raise ConfigError(f"cron {self.expression!r} is no nickname Sidequest knows;"
+                              f" {CRON_HELP}")
         if len(fields) not in (5, 6):
             raise ConfigError(f"cron {self.expression!r} has {len(fields)} fields; {CRON_HELP}")
         try:
-            simulator = CronSim(self.expression, datetime(2000, 1, 1))
+            simulator = CronSim(self.spec, datetime(2000, 1, 1))
             next(simulator)
         except CronSimError as exc:
             raise ConfigError(f"cron {self.expression!r}: {str(exc).lower()} field; "
@@ -68,8 +76,13 @@ class Cron:
                               f"years); check its day and month fields") from None
 
     @property
+    def spec(self) -> str:
+        """The expression in fields: a nickname (@daily) spelt out."""
+        return NICKNAMES.get(self.expression.strip().lower(), self.expression)
+
+    @property
     def fields(self) -> list[str]:
-        parts = self.expression.split()
+        parts = self.spec.split()
         return parts if len(parts) == 6 else ["0", *parts]
 
     @property
@@ -84,15 +97,15 @@ class Cron:
         start = math.floor(epoch)
         after = datetime.fromtimestamp(start, self.tz)
         if not self.wall_clock:
-            return int(next(CronSim(self.expression, after)).timestamp())
-        for candidate in CronSim(self.expression, after.replace(tzinfo=None)):
+            return int(next(CronSim(self.spec, after)).timestamp())
+        for candidate in CronSim(self.spec, after.replace(tzinfo=None)):
             tick = int(_resolve(candidate, self.tz).timestamp())
             if tick > start:  # a naive start forgets which of two repeated hours it was
                 return tick
         raise StopIteration  # pragma: no cover - cronsim ends its iteration itself
 
     def describe(self) -> str:
-        return CronSim(self.expression, datetime(2000, 1, 1)).explain()
+        return CronSim(self.spec, datetime(2000, 1, 1)).explain()
 
 
 def _resolve(local: datetime, tz: ZoneInfo) -> datetime:

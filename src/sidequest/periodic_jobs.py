@@ -131,7 +131,10 @@ def make_entry(job: type[Job] | JobFunction[Any, Any] | str, *, cron: str | None
             raise ConfigError(f"{label}: kwargs must be a dict, got {kwargs!r}")
         check_args(kwargs, "kwargs")
     if cls is not None:
-        check_call(cls, tuple(args), kwargs or {})
+        try:
+            check_call(cls, tuple(args), kwargs or {})
+        except TypeError as exc:
+            raise ConfigError(f"{label}: {exc}") from None
     queue = queue if queue is not None else (cls.queue if cls is not None else "default")
     if not isinstance(queue, str) or not QUEUE_NAME.fullmatch(queue):
         raise ConfigError(f"{label}: queue {queue!r} must be letters, digits and _ : . -")

@@ -89,7 +89,19 @@ def test_descriptions() -> None:
         "Every second", "Every 45 seconds", "Every 2 minutes", "Every hour", "Every 2 days"]
 
 
+@pytest.mark.parametrize(("nickname", "fields"), [
+    ("@hourly", "0 * * * *"), ("@daily", "0 0 * * *"), ("@midnight", "0 0 * * *"),
+    ("@weekly", "0 0 * * 0"), ("@monthly", "0 0 1 * *"), ("@yearly", "0 0 1 1 *"),
+    ("@annually", "0 0 1 1 *"), ("@Daily", "0 0 * * *")])
+def test_crontab_nicknames_tick_as_their_fields(nickname: str, fields: str) -> None:
+    start = datetime(2026, 3, 14, 15, 9, 26, tzinfo=zone("Europe/Paris")).timestamp()
+    by_name, by_fields = Cron(nickname, zone("Europe/Paris")), Cron(fields, zone("Europe/Paris"))
+    assert by_name.next_after(start) == by_fields.next_after(start)
+    assert by_name.describe() == by_fields.describe() and by_name.expression == nickname
+
+
 @pytest.mark.parametrize(("expression", "message"), [
+    ("@reboot", "'@reboot' is no nickname Sidequest knows"),
     ("* * *", "has 3 fields"),
     ("61 * * * *", "bad minute field"),
     ("0 25 * * *", "bad hour field"),
