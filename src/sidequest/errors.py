@@ -31,8 +31,11 @@ class JobKilled(SidequestError):
     """Recorded as the error of a job that was in flight when its process died too often."""
 
 
+TIMEOUT_MESSAGE = "the job ran past its timeout"
+
+
 class JobTimeout(SidequestError):
     """Raised inside a job that ran past its ``timeout``; a failure under the retry rules."""
 
-    def __init__(self, message: str = "the job ran past its timeout") -> None:
+    def __init__(self, message: str = TIMEOUT_MESSAGE) -> None:
         super().__init__(message)

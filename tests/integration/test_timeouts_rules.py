@@ -70,6 +70,8 @@ def test_a_timeout_set_at_the_push_applies_to_that_push_only() -> None:
         (entry,) = wait_for(lambda: list(RetrySet()), what="the limited job's failure")
         wait_for(lambda: len(runs) == 2, what="both jobs to run")
     assert entry.jid == limited and entry.item["error_class"].endswith("JobTimeout")
+    # The limit is named, for a thread job as for an async one (below).
+    assert entry.item["error_message"] == "the job ran past its timeout of 0.5 s"
     assert free in runs and RetrySet().size == 1, "the job without a limit ran to its end"
 
 
@@ -78,6 +80,7 @@ def test_a_timed_out_job_without_retries_is_dead() -> None:
     with running_worker():
         (entry,) = wait_for(lambda: list(DeadSet()), what="the job in the dead set")
     assert entry.jid == jid and entry.item["error_class"].endswith("JobTimeout")
+    assert entry.item["error_message"] == "the job ran past its timeout of 0.5 s"
     assert RetrySet().size == 0
 
 

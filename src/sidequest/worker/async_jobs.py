@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from sidequest import middleware, pushcheck, retry, unique
-from sidequest.errors import JobTimeout
+from sidequest.errors import TIMEOUT_MESSAGE, JobTimeout
 from sidequest.job import Job
 from sidequest.payload import KWARGS, Payload
 from sidequest.worker import cancels, timeouts
@@ -138,6 +138,6 @@ def timed(call: Callable[[], Any], limit: float | None) -> Callable[[], Awaitabl
         try:
             return await asyncio.wait_for(coro, limit)
         except asyncio.TimeoutError:
-            raise JobTimeout(f"the job ran past its timeout of {limit:g} s") from None
+            raise JobTimeout(f"{TIMEOUT_MESSAGE} of {limit:g} s") from None
 
     return final

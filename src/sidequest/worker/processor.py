@@ -22,7 +22,7 @@ import redis
 
 from sidequest import hooks, keys, middleware, pushcheck, registry, retry, unique
 from sidequest.config import Config
-from sidequest.errors import PayloadError
+from sidequest.errors import TIMEOUT_MESSAGE, JobTimeout, PayloadError
 from sidequest.job import Job
 from sidequest.morgue import add_dead
 from sidequest.payload import KWARGS, Payload, decode, dumps, normalized
@@ -112,8 +112,7 @@ class Processor:
             limit = timeouts.seconds(job.get("timeout"))
             # An async job's limit is its coroutine's (wait_for), not this thread's watchdog.
             if self.timeouts is not None and limit is not None and not cls.async_perform:
-                with self.timeouts.watch(str(job.get("jid", "")), limit):
-                    self._chain(work, job, instance, args, kwargs)
+                self._watched(self.timeouts, limit, (work, job, instance, args, kwargs))
             else:
                 self._chain(work, job, instance, args, kwargs)
         except BaseException as exc:  # a job's SystemExit must not end the worker
@@ -125,6 +124,18 @@ class Processor:
         if info:
             job_info(log, "done", {**fields, "elapsed": round(time.monotonic() - started, 3)})
         return True
+
+    def _watched(self, timeouts: Timeouts, limit: float,
+                 chain: tuple[Work, Payload, Job, Any, Any]) -> None:
+        try:
+            with timeouts.watch(str(chain[1].get("jid", "")), limit):
+                self._chain(*chain)
+        except JobTimeout as exc:
+            # Raised into the thread as a bare class (no message can ride along): give it the
+            # limit, as an async job's has, keeping the traceback of where the job was.
+            if exc.args == (TIMEOUT_MESSAGE,):
+                exc.args = (f"{TIMEOUT_MESSAGE} of {limit:g} s",)
+            raise
 
     def _chain(self, work: Work, job: Payload, instance: Job, args: Any, kwargs: Any) -> None:
         if len(middleware.server):
