@@ -71,6 +71,25 @@ def test_push_happens_at_commit_and_never_on_rollback(db: None, r: redis.Redis) 
     assert r.llen("queue:default") == 1
 
 
+def test_a_savepoint_rollback_forgets_only_its_own_pushes(db: None, r: redis.Redis) -> None:
+    """The get-or-create pattern (try a savepoint, roll it back on IntegrityError) must not
+    lose the pushes made before it, nor keep the ones made inside it."""
+    with Session() as session, session.begin():
+        after_commit(session, Welcome.set(queue="outer").perform_async, 1)
+        with pytest.raises(ValueError), session.begin_nested():
+            after_commit(session, Welcome.set(queue="rolled-back").perform_async, 2)
+            with session.begin_nested():  # released, inside the one rolled back
+                after_commit(session, Welcome.set(queue="rolled-back").perform_async, 3)
+            raise ValueError("duplicate row")
+        with session.begin_nested():  # released: its push stands
+            after_commit(session, Welcome.set(queue="released").perform_async, 4)
+        with pytest.raises(ValueError), session.begin_nested():
+            raise ValueError("an empty savepoint rolled back")
+        assert r.keys("queue:*") == [], "not before the commit"
+    assert sorted(r.keys("queue:*")) == ["queue:outer", "queue:released"]
+    assert r.llen("queue:outer") == r.llen("queue:released") == 1
+
+
 def test_each_job_gets_a_fresh_session(db: None) -> None:
     with Session() as session, session.begin():
         session.add_all([User(name="ada"), User(name="bob")])

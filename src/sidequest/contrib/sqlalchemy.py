@@ -26,7 +26,7 @@ from typing import Any
 
 try:
     from sqlalchemy import event
-    from sqlalchemy.orm import Session, scoped_session
+    from sqlalchemy.orm import Session, SessionTransaction, scoped_session
 except ImportError as exc:  # pragma: no cover - the message is the point
     raise ImportError("sidequest.contrib.sqlalchemy needs SQLAlchemy: "
                       "pip install 'sidequest[sqlalchemy]'") from exc
@@ -54,19 +54,39 @@ def session_per_job(scoped: scoped_session[Any]) -> Callable[..., Any]:
 def after_commit(session: Session, push: Callable[..., Any], *args: Any,
                  **kwargs: Any) -> None:
     """Call ``push(*args, **kwargs)`` (a ``perform_async``, ``perform_in``, ...) once the
-    session's current transaction commits; forget it if the transaction rolls back."""
+    session's current transaction commits; forget it if the transaction rolls back. Inside a
+    savepoint (``begin_nested``), its rollback forgets the pushes made in it, and only those:
+    the ones made before it still happen at the commit."""
     # Listeners stay for the session's life (SQLAlchemy forbids removing one while its
     # event runs); each commit or rollback empties the list.
     if not event.contains(session, "after_commit", _run):
         event.listen(session, "after_commit", _run)
-        event.listen(session, "after_rollback", _forget)
-    session.info.setdefault(_PENDING, []).append((push, args, kwargs))
+        event.listen(session, "after_soft_rollback", _forget)
+    # The innermost savepoint, else the transaction (None: one will begin on first use).
+    within = session.get_nested_transaction() or session.get_transaction()
+    session.info.setdefault(_PENDING, []).append((within, push, args, kwargs))
 
 
 def _run(session: Session) -> None:
-    for push, args, kwargs in session.info.pop(_PENDING, []):
+    if session.in_nested_transaction():
+        return  # a savepoint released (SQLAlchemy 2.1 fires after_commit for it): not yet
+    for _, push, args, kwargs in session.info.pop(_PENDING, []):
         push(*args, **kwargs)
 
 
-def _forget(session: Session) -> None:
-    session.info.pop(_PENDING, None)
+def _forget(session: Session, previous: SessionTransaction) -> None:
+    """A rollback ended ``previous``: drop the pushes made inside it. after_rollback would
+    not do: it fires for a savepoint's rollback too, with no word of which transaction."""
+    if not previous.nested:  # the whole transaction
+        session.info.pop(_PENDING, None)
+        return
+    pending = session.info.get(_PENDING, [])
+    pending[:] = [entry for entry in pending if not _inside(entry[0], previous)]
+
+
+def _inside(transaction: SessionTransaction | None, ended: SessionTransaction) -> bool:
+    while transaction is not None:
+        if transaction is ended:
+            return True
+        transaction = transaction.parent
+    return False
