@@ -125,3 +125,44 @@ def test_a_scraper_with_the_token_reads_prometheus_only(users: dict[str, object]
     assert wrong.status_code == 302
     assert Client().get("/ops/sidequest/queues", **bearer).status_code == 302
     assert Client().post("/ops/sidequest/prometheus", **bearer).status_code == 302
+
+
+def test_a_form_from_one_process_posts_to_another(users: dict[str, object],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every process serving the site signs the dashboard's sessions alike (from
+    SECRET_KEY): a form loaded from one is accepted by another. A second dashboard app stands
+    for the other process; each used to sign with a random key of its own."""
+    import re
+    from urllib.parse import urlencode
+
+    import redis
+    from django.conf import settings
+    from django.test import Client
+    from shop.jobs import RecordOrder
+
+    from sidequest.contrib.django import views
+
+    r = redis.Redis.from_url(settings.SIDEQUEST["redis_url"])
+    RecordOrder.set(queue="doomed").perform_async(1)
+    client = Client()
+    client.force_login(users["staff"])
+    html = client.get("/ops/sidequest/queues", HTTP_ACCEPT="text/html").content.decode()
+    form = re.search(r'action="(/ops/sidequest/queues/doomed/delete)".*?name="csrf" '
+                     r'value="([^"]+)"', html, re.DOTALL)
+    assert form, "no Delete form for the queue"
+    monkeypatch.setattr(views, "_app", None)  # the next request is served by another app
+    done = client.post(form.group(1), urlencode({"csrf": form.group(2)}),
+                       content_type="application/x-www-form-urlencoded",
+                       HTTP_ORIGIN="http://testserver")
+    assert done.status_code in (302, 303), done.content[:300]
+    assert r.llen("queue:doomed") == 0
+
+
+def test_mounted_without_a_trailing_slash_its_links_work(users: dict[str, object]) -> None:
+    """path("sidequest", include(...)): /ops-bare/sidequest/queues gave a bare Not Found."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(users["staff"])
+    page = client.get("/ops-bare/sidequest/queues", HTTP_ACCEPT="text/html")
+    assert page.status_code == 200 and b'href="/ops-bare/sidequest/' in page.content

@@ -45,6 +45,22 @@ def make_app(redis_url: str) -> Flask:
     return app
 
 
+def make_app_with(redis_url: str, **settings: Any) -> Flask:
+    """The app with other settings; its job middleware is removed at once (not needed)."""
+    app = Flask("shop")
+    app.config.update(SECRET_KEY="flask-test-secret", SIDEQUEST_REDIS_URL=redis_url,
+                      **settings)
+
+    @app.post("/become/<role>")
+    def become(role: str) -> str:
+        session["role"] = role
+        return "ok"
+
+    ext = Sidequest(app, auth=lambda: session.get("role") == "admin")
+    middleware.server.remove(ext.in_app_context)
+    return app
+
+
 @pytest.fixture
 def app(redis_url: str) -> Iterator[Flask]:
     seen.clear()
@@ -83,6 +99,58 @@ def test_a_dashboard_without_a_check_is_refused(redis_url: str) -> None:
     app.config["SIDEQUEST_DASHBOARD"] = None
     ext = Sidequest(app)  # no dashboard, nothing to protect
     middleware.server.remove(ext.in_app_context)
+
+
+def test_the_prefix_is_mounted_however_it_is_written(redis_url: str) -> None:
+    """Without its leading slash the dashboard was mounted nowhere, without a word."""
+    for written in ("ops", "/ops/", " ops"):
+        app = make_app_with(redis_url, SIDEQUEST_DASHBOARD=written)
+        client = app.test_client()
+        client.post("/become/admin")
+        assert client.get("/ops/queues").status_code == 200, written
+    with pytest.raises(ConfigError, match="would cover the whole app"):
+        make_app_with(redis_url, SIDEQUEST_DASHBOARD="/")
+
+
+def test_a_misspelt_setting_is_refused(redis_url: str) -> None:
+    with pytest.raises(ConfigError, match=r"unknown setting app.config\['SIDEQUEST_REDIS'\];"
+                       r" did you mean 'SIDEQUEST_REDIS_URL'\?"):
+        make_app_with(redis_url, SIDEQUEST_REDIS="redis://elsewhere:6379/0")
+
+
+def test_a_form_from_one_process_posts_to_another(redis_url: str, r: redis.Redis) -> None:
+    """Two app processes (two app objects here, each with its dashboard) sign alike, from the
+    app's secret_key: a form loaded from one is accepted by the other."""
+    import re
+
+    UsesApp.set(queue="doomed").perform_async("GREETING")
+    first, second = make_app_with(redis_url), make_app_with(redis_url)
+    client = first.test_client()
+    client.post("/become/admin")
+    html = client.get("/sidequest/queues", headers={"Accept": "text/html"}).text
+    form = re.search(r'action="(/sidequest/queues/doomed/delete)".*?name="csrf" '
+                     r'value="([^"]+)"', html, re.DOTALL)
+    assert form, "no Delete form for the queue"
+    other = second.test_client()
+    for cookie in client._cookies.values():  # the browser's cookies, sent to the other
+        other.set_cookie(cookie.key, cookie.value, domain=cookie.domain, path=cookie.path)
+    done = other.post(form.group(1), data={"csrf": form.group(2)},
+                      headers={"Origin": "http://localhost"})
+    assert done.status_code in (302, 303), done.text[:300]
+    assert r.llen("queue:doomed") == 0
+
+
+def test_the_signing_key_comes_from_the_app_unless_one_is_given(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from sidequest.web.app import SECRET_ENV, secret_from_host
+
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    derived = secret_from_host("flask-test-secret")
+    assert derived == secret_from_host(b"flask-test-secret") and derived is not None
+    assert len(derived) == 32 and b"flask-test-secret" not in derived
+    assert secret_from_host(None) is None and secret_from_host("") is None
+    monkeypatch.setenv(SECRET_ENV, "s" * 32)
+    assert secret_from_host("flask-test-secret") is None  # the variable wins
 
 
 #: The README's Flask app, two dashboard requests whose responses are never read, then exit.

@@ -15,13 +15,18 @@ jobs), so that it builds the same app and its jobs can use ``current_app``, exte
 ``flask.g``. ``auth`` runs inside a Flask request context built from the dashboard request,
 so it can read ``flask.session`` or Flask-Login's ``current_user``.
 
-Settings read from ``app.config``: ``SIDEQUEST_REDIS_URL`` (where jobs go and come from),
-``SIDEQUEST_DASHBOARD`` (the dashboard's URL prefix, default ``/sidequest``; ``None`` for
-no dashboard), ``SIDEQUEST_LOGIN_URL`` (where a browser that fails ``auth`` is sent).
+Settings read from ``app.config`` when the extension is set up (so set them before):
+``SIDEQUEST_REDIS_URL`` (where jobs go and come from), ``SIDEQUEST_DASHBOARD`` (the
+dashboard's URL prefix, default ``/sidequest``; ``None`` for no dashboard),
+``SIDEQUEST_LOGIN_URL`` (where a browser that fails ``auth`` is sent). Another
+``SIDEQUEST_`` key is refused with a did-you-mean. The dashboard signs its sessions with a
+key derived from the app's ``secret_key`` (unless ``$SIDEQUEST_WEB_SECRET`` or
+``secret_key=`` is given), so that every process of the app accepts the others' forms.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +41,7 @@ from sidequest import connection, middleware
 from sidequest.errors import ConfigError
 
 DEFAULT_PREFIX = "/sidequest"
+SETTINGS = ("SIDEQUEST_REDIS_URL", "SIDEQUEST_DASHBOARD", "SIDEQUEST_LOGIN_URL")
 
 
 class Sidequest:
@@ -50,7 +56,8 @@ class Sidequest:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        prefix = app.config.get("SIDEQUEST_DASHBOARD", DEFAULT_PREFIX)
+        _check_settings(app.config)
+        prefix = _prefix(app.config.get("SIDEQUEST_DASHBOARD", DEFAULT_PREFIX))
         if prefix and self.auth is None and "password" not in self.dashboard_options:
             raise ConfigError(
                 "Sidequest(app): the dashboard needs auth= (a function that says whether the "
@@ -63,7 +70,7 @@ class Sidequest:
             connection.configure(redis_url=url)
         middleware.server.add(self.in_app_context)
         if prefix:
-            self._mount(app, str(prefix))
+            self._mount(app, prefix)
 
     def in_app_context(self, job: Any, payload: dict[str, Any], queue: str,
                        call_next: Callable[[], Any]) -> Any:
@@ -74,6 +81,7 @@ class Sidequest:
 
     def _mount(self, app: Flask, prefix: str) -> None:
         from sidequest.web import wsgi_app  # noqa: PLC0415 - only apps with a dashboard
+        from sidequest.web.app import secret_from_host  # noqa: PLC0415 - as above
 
         options = dict(self.dashboard_options)
         if self.auth is not None:
@@ -81,9 +89,11 @@ class Sidequest:
         login_url = app.config.get("SIDEQUEST_LOGIN_URL")
         if login_url:
             options.setdefault("login_url", login_url)
+        if "secret_key" not in options:
+            options["secret_key"] = secret_from_host(app.secret_key)
         dashboard = wsgi_app(**options)
         app.wsgi_app = DispatcherMiddleware(  # type: ignore[method-assign]
-            app.wsgi_app, {prefix.rstrip("/"): dashboard})
+            app.wsgi_app, {prefix: dashboard})
 
     @staticmethod
     def _request_check(app: Flask, auth: Callable[[], bool]) -> Callable[[Any], bool]:
@@ -95,3 +105,24 @@ class Sidequest:
                 return bool(auth())
 
         return check
+
+
+def _check_settings(config: Any) -> None:
+    for key in config:
+        if key.startswith("SIDEQUEST_") and key not in SETTINGS:
+            close = difflib.get_close_matches(key, SETTINGS, 1)
+            hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(SETTINGS)}"
+            raise ConfigError(f"Sidequest(app): unknown setting app.config[{key!r}]; {hint}")
+
+
+def _prefix(value: Any) -> str | None:
+    """The dashboard's URL prefix as werkzeug's dispatcher matches it: one leading slash, none
+    at the end ("sidequest" or "/sidequest/" mounted nothing, without a word)."""
+    if not value:
+        return None
+    path = "/" + str(value).strip().strip("/")
+    if path == "/":
+        raise ConfigError(f"Sidequest(app): SIDEQUEST_DASHBOARD={value!r} would cover the whole"
+                          " app; give it a path of its own, e.g. '/sidequest', or None for no"
+                          " dashboard")
+    return path

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 from collections.abc import Iterable
@@ -130,6 +132,18 @@ def create_app(
 
 def _default_client() -> redis.Redis:
     return connection.client_for("default")
+
+
+def secret_from_host(host_secret: str | bytes | None) -> bytes | None:
+    """A dashboard secret derived from the host framework's own (Django's SECRET_KEY, Flask's
+    secret_key), for a dashboard mounted in it; None when ``$SIDEQUEST_WEB_SECRET`` is set
+    (it wins) or the host has none. Every process of the app then signs alike, so a form
+    loaded from one process posts to another (a random key per process refused it). The
+    HMAC keeps the host's key itself out of the dashboard's cookies."""
+    if os.environ.get(SECRET_ENV) or not host_secret:
+        return None
+    key = host_secret.encode() if isinstance(host_secret, str) else host_secret
+    return hmac.new(key, b"sidequest dashboard sessions", hashlib.sha256).digest()
 
 
 def signing_secret(secret_key: str | bytes | None) -> bytes:

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.views.decorators.csrf import csrf_exempt
@@ -30,10 +31,12 @@ def _dashboard() -> Any:
         if _app is None:
             # The web extra, on first use.
             from sidequest.web import wsgi_app  # noqa: PLC0415
-            from sidequest.web.app import scrape_token  # noqa: PLC0415
+            from sidequest.web.app import scrape_token, secret_from_host  # noqa: PLC0415
 
             # insecure=True: no login of the dashboard's own; only staff reach it (below).
-            _app = wsgi_app(insecure=True)
+            # The signing key comes from SECRET_KEY, so that every process serving the site
+            # accepts a form loaded from another.
+            _app = wsgi_app(insecure=True, secret_key=secret_from_host(settings.SECRET_KEY))
             _token = scrape_token()
         return _app
 
@@ -64,7 +67,9 @@ def _call_wsgi(request: HttpRequest, path: str) -> HttpResponse:
     # request.path is the whole path (SCRIPT_NAME included); the captured ``path`` is the
     # dashboard's own part, so what precedes it is where the dashboard is mounted.
     environ["SCRIPT_NAME"] = request.path[: len(request.path) - len(path)].rstrip("/")
-    environ["PATH_INFO"] = "/" + path
+    # lstrip: mounted without a trailing slash (path("sidequest", ...)), the captured path
+    # of /sidequest/queues starts with one, and "//queues" would be no page.
+    environ["PATH_INFO"] = "/" + path.lstrip("/")
     # The host Django checked against ALLOWED_HOSTS (the dashboard compares a form's Origin
     # with it); a client may have sent none.
     environ["HTTP_HOST"] = request.get_host()
