@@ -12,6 +12,11 @@ interval, how many in any sliding interval.
             with stripe:
                 ...
 
+    class Text(Job):
+        async def perform(self, user_id):
+            async with sms:                 # in async code: waits without blocking the loop
+                ...
+
 Each acquire is one Lua script on Redis's clock (``TIME``), so limits hold exactly across
 processes and hosts whatever their clocks say. A limiter's state expires once it is idle, so
 names made per user (``limiter.bucket(f"user-{uid}", 10, "minute")``) do not fill Redis.
@@ -22,23 +27,37 @@ failure: the worker puts the job back in the schedule with a growing delay, with
 retry, and counts it as "over limit"; after ``max_reschedules`` (default 20) the job dies as
 after its last retry (the dead set unless ``dead = False``; the death handlers run).
 
+``async with`` does the same in async code while the event loop runs other jobs (its Redis
+calls run in a thread); a plain ``with`` there would freeze the loop, so it is refused.
+
 A concurrent slot is held until the ``with`` block ends. While the process lives, its slots
 are renewed every third of ``lock_timeout``; a process that dies loses its slots after
 ``lock_timeout``, never sooner while it is alive.
+
+One name is one limiter (limiter_names.py): the same name made again with another kind or
+other limits is refused.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import math
 import os
 import secrets
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
-from sidequest import connection, keys
+import redis
+
+from sidequest import connection, keys, limiter_names
+from sidequest.limiter_names import LimiterConflict
+
+__all__ = ["BucketLimiter", "ConcurrentLimiter", "Limiter", "LimiterConflict", "OverLimit",
+           "WindowLimiter", "bucket", "concurrent", "max_reschedules", "window"]
 
 #: Reschedules of one job because of a full limiter before it goes to the dead set.
 max_reschedules = 20
@@ -87,8 +106,23 @@ def _check(name: str, limit: int) -> None:
                          f"{limit!r}")
 
 
+class _Attempt(NamedTuple):
+    taken: bool
+    wait: float  # seconds until a slot may free
+    at: int  # Redis's time, ms
+    token: str | None = None  # the concurrent slot taken
+
+
+#: The concurrent slots held in this context, innermost last: a thread's, or an asyncio
+#: task's. Per thread was wrong once coroutines share the loop's thread: one task's ``async
+#: with`` ending gave back the slot another task had taken last.
+_holding: contextvars.ContextVar[tuple[tuple[ConcurrentLimiter, str], ...]] = (
+    contextvars.ContextVar("sidequest_limiter_holding", default=()))
+
+
 class Limiter:
-    """What the three kinds share: ``with limiter:``, waiting up to ``wait_timeout``."""
+    """What the three kinds share: ``with limiter:`` and ``async with limiter:``, waiting up
+    to ``wait_timeout``."""
 
     kind = ""
 
@@ -96,7 +130,17 @@ class Limiter:
         _check(name, limit)
         self.name, self.limit, self.wait_timeout = name, limit, wait_timeout
         self._interval_ms = max(1, round(interval * 1000))
+        self._interval = interval
         self._member = f"{self.kind}|{limit}|{interval:g}|{name}"
+        #: Where the application made it: named by a same-name conflict.
+        self.defined_at = limiter_names.site()
+        limiter_names.register(self)
+
+    @property
+    def definition(self) -> str:
+        """The call that makes this limiter, ``wait_timeout`` aside: two limiters of one
+        name must agree on it."""
+        return f"limiter.{self.kind}({self.name!r}, {self.limit}, {self._interval:g})"
 
     @property
     def key(self) -> str:
@@ -104,25 +148,80 @@ class Limiter:
         decides whether key names carry the Redis Cluster tag."""
         return keys.limiter(self.name)
 
-    def _try(self) -> tuple[bool, float, int]:
-        """One acquire attempt: (taken, seconds until one may free, Redis's time in ms)."""
+    def _try(self) -> _Attempt:
+        """One acquire attempt, one Redis round trip; records nothing (it may run in a
+        thread of its own for ``async with``: the caller records the slot)."""
         raise NotImplementedError
 
     def acquire(self) -> int:
         """Take a slot, waiting up to ``wait_timeout``; raise OverLimit after that. Returns
         when it was taken, in milliseconds on Redis's clock."""
+        self._refuse_on_loop()
         deadline = time.monotonic() + self.wait_timeout
         while True:
-            taken, wait, at = self._try()
-            if taken:
-                return at
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise OverLimit(self.name, wait)
-            time.sleep(min(max(wait, 0.001), left, MAX_NAP))
+            attempt = self._try()
+            if attempt.taken:
+                return self._took(attempt)
+            time.sleep(self._nap(attempt, deadline))
+
+    async def aacquire(self) -> int:
+        """``acquire`` for async code: waits with ``await`` and calls Redis in a thread, so
+        the event loop runs other jobs (and the slot's holder) meanwhile."""
+        deadline = time.monotonic() + self.wait_timeout
+        while True:
+            attempt = await self._atry()
+            if attempt.taken:
+                return self._took(attempt)
+            await asyncio.sleep(self._nap(attempt, deadline))
+
+    def _nap(self, attempt: _Attempt, deadline: float) -> float:
+        """Seconds to wait before the next try; OverLimit once ``wait_timeout`` is spent."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise OverLimit(self.name, attempt.wait)
+        return min(max(attempt.wait, 0.001), left, MAX_NAP)
+
+    async def _atry(self) -> _Attempt:
+        # redis-py's client blocks: in a thread, the loop goes on.
+        call = asyncio.ensure_future(asyncio.to_thread(self._try))
+        try:
+            return await asyncio.shield(call)
+        except asyncio.CancelledError:
+            # Cancelled (a timeout, a stop) while the thread still runs: a slot it takes has
+            # no holder left, and would stay taken until its lock timeout.
+            call.add_done_callback(self._abandon)
+            raise
+
+    def _abandon(self, call: asyncio.Future[_Attempt]) -> None:
+        token = None if call.cancelled() or call.exception() else call.result().token
+        if token is not None:  # a thread: the loop may be closing
+            threading.Thread(target=_quietly, args=(lambda: self._give_back(token),),
+                             name="sidequest-limiter-release", daemon=True).start()
+
+    def _refuse_on_loop(self) -> None:
+        """A plain ``with`` in async code would block the loop while it waits, and every
+        other async job (even the slot's holder) with it."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        raise RuntimeError(
+            f"limiter {self.name!r}: `with` (or acquire()) inside async code would block the "
+            f"event loop, and every async job with it, while it waits for a slot: use "
+            f"`async with` on the limiter (or `await aacquire()` and `await arelease()`)")
+
+    def _took(self, attempt: _Attempt) -> int:
+        """Record a slot taken in this context; returns when, on Redis's clock."""
+        return attempt.at
 
     def release(self) -> None:
         """Give back what ``acquire`` took (only a concurrent slot is given back)."""
+
+    async def arelease(self) -> None:
+        """``release`` for async code."""
+
+    def _give_back(self, token: str) -> None:
+        """Free a slot in Redis (concurrent only)."""
 
     def __enter__(self) -> Limiter:
         self.acquire()
@@ -131,10 +230,22 @@ class Limiter:
     def __exit__(self, *exc: object) -> None:
         self.release()
 
+    async def __aenter__(self) -> Limiter:
+        await self.aacquire()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.arelease()
+
     def _run(self, script: str, args: list[Any]) -> tuple[bool, float, int]:
-        taken, wait_ms, now_ms = connection.script(script)(
-            keys=[self.key, keys.LIMITERS], args=args,
-            client=connection.client_for(LIMITER_SHARD))
+        client = connection.client_for(LIMITER_SHARD)
+        try:
+            taken, wait_ms, now_ms = connection.script(script)(
+                keys=[self.key, keys.LIMITERS], args=args, client=client)
+        except redis.ResponseError as exc:
+            if "WRONGTYPE" not in str(exc):
+                raise
+            raise limiter_names.other_kind(self, client) from exc
         return bool(taken), int(wait_ms) / 1000, int(now_ms)
 
 
@@ -142,31 +253,46 @@ class ConcurrentLimiter(Limiter):
     kind = "concurrent"
 
     def __init__(self, name: str, limit: int, lock_timeout: float, wait_timeout: float) -> None:
-        super().__init__(name, limit, lock_timeout, wait_timeout)
-        # Tokens this thread holds, innermost last: the same limiter may be nested.
-        self._held = threading.local()
+        super().__init__(name, limit, lock_timeout, wait_timeout)  # its interval: the lock's
 
-    def _try(self) -> tuple[bool, float, int]:
+    @property
+    def definition(self) -> str:
+        return f"limiter.concurrent({self.name!r}, {self.limit}, lock_timeout={self._interval:g})"
+
+    def _try(self) -> _Attempt:
         token = secrets.token_hex(8)
         taken, wait, at = self._run("limiter_concurrent",
                                     [self.limit, self._interval_ms, token, self._member])
-        if taken:
-            self._tokens().append(token)
-            _renewer.hold(self, token)
-        return taken, wait, at
+        return _Attempt(taken, wait, at, token if taken else None)
 
-    def _tokens(self) -> list[str]:
-        if not hasattr(self._held, "tokens"):
-            self._held.tokens = []
-        tokens: list[str] = self._held.tokens
-        return tokens
+    def _took(self, attempt: _Attempt) -> int:
+        assert attempt.token is not None
+        _holding.set((*_holding.get(), (self, attempt.token)))
+        _renewer.hold(self, attempt.token)
+        return attempt.at
+
+    def _untake(self) -> str | None:
+        """Forget this context's innermost slot of this limiter; its token, if any."""
+        held = _holding.get()
+        for i in range(len(held) - 1, -1, -1):
+            if held[i][0] is self:
+                _holding.set(held[:i] + held[i + 1:])
+                _renewer.drop(self, held[i][1])
+                return held[i][1]
+        return None
 
     def release(self) -> None:
-        tokens = self._tokens()
-        if tokens:
-            token = tokens.pop()
-            _renewer.drop(self, token)
-            connection.client_for(LIMITER_SHARD).zrem(self.key, token)
+        token = self._untake()
+        if token is not None:
+            self._give_back(token)
+
+    async def arelease(self) -> None:
+        token = self._untake()  # at once: the slot is this task's no more, even if cancelled
+        if token is not None:
+            await asyncio.to_thread(self._give_back, token)
+
+    def _give_back(self, token: str) -> None:
+        connection.client_for(LIMITER_SHARD).zrem(self.key, token)
 
     def renew(self, tokens: list[str]) -> None:
         connection.script("limiter_renew")(keys=[self.key], args=[self._interval_ms, *tokens],
@@ -176,16 +302,18 @@ class ConcurrentLimiter(Limiter):
 class BucketLimiter(Limiter):
     kind = "bucket"
 
-    def _try(self) -> tuple[bool, float, int]:
-        return self._run("limiter_bucket", [self.limit, self._interval_ms, self._member])
+    def _try(self) -> _Attempt:
+        return _Attempt(*self._run("limiter_bucket",
+                                   [self.limit, self._interval_ms, self._member]))
 
 
 class WindowLimiter(Limiter):
     kind = "window"
 
-    def _try(self) -> tuple[bool, float, int]:
+    def _try(self) -> _Attempt:
         call = secrets.token_hex(8)
-        return self._run("limiter_window", [self.limit, self._interval_ms, call, self._member])
+        return _Attempt(*self._run("limiter_window",
+                                   [self.limit, self._interval_ms, call, self._member]))
 
 
 def concurrent(name: str, limit: int, lock_timeout: float = 30,

@@ -1,10 +1,12 @@
 """Rate limiters across processes, on a real Redis: a bucket and a sliding window allow
 exactly their limit, a concurrent limiter is never exceeded and gets back the slots of a
-SIGKILLed holder (never those of a live one), idle state expires, and OverLimit out of
-``perform`` reschedules the job without using a retry."""
+SIGKILLed holder (never those of a live one), idle state expires, OverLimit out of
+``perform`` reschedules the job without using a retry, and another process's limiter of
+another kind under the same name is a clear error."""
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import signal
 import threading
@@ -216,3 +218,31 @@ def test_a_forked_child_renews_its_own_slots(redis_url: str) -> None:
             done.set()
             child.join(10)
     assert child.exitcode == 0
+
+
+def test_another_process_limiter_of_another_kind_on_the_same_name_is_named(
+    redis_url: str, r: redis.Redis
+) -> None:
+    """Every kind keeps its state under ``sq:limiter:<name>``: a bucket's hash under the name
+    of this process's concurrent or window limiter (or their sorted set under a bucket's
+    name) is a clear error naming the limiter and what to do, not Redis's WRONGTYPE."""
+    stamps_of([run_load(redis_url, "bucket", "mixed", 1, 60, 1, 0.2)])  # another process
+    assert r.type(keys.limiter("mixed")) == "hash"
+    mine = limiter.concurrent("mixed", 1)
+    with pytest.raises(limiter.LimiterConflict) as raised:
+        mine.acquire()
+    text = str(raised.value)
+    assert f"limiter 'mixed' ({mine.definition}, {__file__}:" in text
+    assert "holds the state of a bucket limiter of the same name" in text
+    assert "rename one of them" in text
+    stamps_of([run_load(redis_url, "window", "mixed-too", 1, 60, 1, 0.2)])
+    bucket = limiter.bucket("mixed-too", 1, "minute")
+    with pytest.raises(limiter.LimiterConflict, match="a concurrent or window limiter"):
+        bucket.acquire()
+
+    async def in_async_code() -> None:
+        async with bucket:
+            pass
+
+    with pytest.raises(limiter.LimiterConflict, match="'mixed-too'"):
+        asyncio.run(in_async_code())
