@@ -44,12 +44,12 @@ def _unknown(name: str) -> str:
     tail = name.rsplit(".", 1)[-1]
     twins = [known for known in _jobs if known != name and known.rsplit(".", 1)[-1] == tail]
     if twins:
-        where = twins[0].rsplit(".", 1)[0]
+        pushed, here = name.rsplit(".", 1)[0], twins[0].rsplit(".", 1)[0]
         return (f"no job class named {name!r} is loaded in this process, but {twins[0]!r} is:"
-                " the process that pushed it imported the module under another name (it ran"
-                " from another directory, or with another sys.path); import it there as"
-                f" {where!r}, as this worker does, or give the class an explicit"
-                " name = '...'")
+                f" the process that pushed it imported the module as {pushed!r}, this worker"
+                f" as {here!r} (each names it from where it runs, or from its sys.path). Import"
+                " it under one name in both, from the project root, or give the class an"
+                " explicit name = '...'")
     return (f"no job class named {name!r} is loaded in this process; make sure the worker"
             f" imports the module that defines it (sidequest -r yourapp.jobs), and that its"
             f" name matches (set name = {name!r} on a class to share it with Ruby)")

@@ -131,17 +131,20 @@ def _module_for_file(path: Path) -> str:
     if path.suffix != ".py":
         raise ConfigError(f"-r {path}: not a Python file")
     resolved = path.resolve()
-    with contextlib.suppress(ValueError):
-        local = resolved.with_suffix("").relative_to(Path.cwd().resolve()).parts
-        if local and all(part.isidentifier() for part in local):
-            return ".".join(local)
-    # Outside the working directory: climb the packages (folders with __init__.py), and put
-    # the folder above the top one on sys.path.
+    # Inside a package, its top folder's parent is the project root, wherever the worker is
+    # started from (run from above it, project/app/jobs.py is app.jobs, as the app pushes).
     parts: list[str] = [resolved.stem]
     folder = resolved.parent
     while (folder / "__init__.py").is_file() and folder.name.isidentifier():
         parts.insert(0, folder.name)
         folder = folder.parent
+    if len(parts) == 1:
+        # In a plain folder: named from the working directory (app/jobs.py is app.jobs,
+        # app a namespace package), when it lies inside it.
+        with contextlib.suppress(ValueError):
+            local = resolved.with_suffix("").relative_to(Path.cwd().resolve()).parts
+            if local and all(part.isidentifier() for part in local):
+                return ".".join(local)
     sys.path.insert(0, str(folder))
     return ".".join(parts)
 

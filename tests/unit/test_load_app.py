@@ -51,6 +51,30 @@ def test_a_file_outside_the_working_directory_is_named_by_its_packages(
     assert registry.lookup("lappkg.jobs.LoadAppWelcome").__module__ == "lappkg.jobs"
 
 
+def test_a_file_below_the_working_directory_is_named_by_its_packages(project: Path) -> None:
+    """Run from above the project root (no package there): project/lappkg/jobs.py is
+    lappkg.jobs, as the app that pushes knows it, not <project>.lappkg.jobs."""
+    above = project.parent
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(above)
+        load_app((f"{project.name}/lappkg/jobs.py",))
+    assert "lappkg.jobs" in sys.modules
+    assert not [m for m in sys.modules if m.startswith(f"{project.name}.")]
+    assert registry.lookup("lappkg.jobs.LoadAppWelcome").__module__ == "lappkg.jobs"
+
+
+def test_a_file_in_a_namespace_package_is_named_from_the_working_directory(
+        project: Path) -> None:
+    (project / "nsapp").mkdir()
+    (project / "nsapp" / "nsjobs.py").write_text(JOBS.replace("LoadAppWelcome", "NsWelcome"))
+    try:
+        load_app(("nsapp/nsjobs.py",))
+        assert registry.lookup("nsapp.nsjobs.NsWelcome").__module__ == "nsapp.nsjobs"
+    finally:
+        for name in ("nsapp", "nsapp.nsjobs"):
+            sys.modules.pop(name, None)
+
+
 def test_a_missing_package_is_named_with_the_file_and_line(project: Path) -> None:
     (project / "lappkg" / "broken.py").write_text("import os\nimport not_installed_xyz\n")
     with pytest.raises(ConfigError) as caught:
