@@ -16,7 +16,8 @@ from sidequest import client, registry, status, unique
 from sidequest.batch import Batch
 from sidequest.options import OPTIONS, PUSH_OPTIONS, check_typos, to_epoch, validate_options
 from sidequest.payload import KWARGS, Payload
-from sidequest.pushcheck import check_bulk, check_call, check_runnable, with_self
+from sidequest.pushcheck import check_runnable
+from sidequest.signatures import check_bulk, check_call, with_self
 
 P = ParamSpec("P")
 R = TypeVar("R")

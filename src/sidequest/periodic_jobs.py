@@ -24,7 +24,7 @@ from sidequest.errors import ConfigError, UnknownJobError
 from sidequest.job import Job, JobFunction
 from sidequest.options import QUEUE_NAME
 from sidequest.payload import KWARGS, Payload, check_args
-from sidequest.pushcheck import check_call
+from sidequest.signatures import check_call
 
 #: Top-level payload keys of a periodic push (Ruby Sidekiq ignores keys it does not know):
 #: the entry's name and the tick (epoch seconds) the job was pushed for.

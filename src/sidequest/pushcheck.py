@@ -1,90 +1,15 @@
-"""Checks made when a job is pushed, before anything reaches Redis: the arguments fit the
-job's ``perform``, and a worker will be able to import the job's class by its name. Both
-would otherwise fail only in the worker, where a job retries for weeks.
+"""Checked when a job is pushed, before anything reaches Redis: a worker will be able to
+import the job's class by its name (else it would fail only in the worker, where a job
+retries for weeks). Whether the arguments fit ``perform`` is signatures.py's.
 """
 
 from __future__ import annotations
 
-import inspect
 import sys
-from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
 from sidequest import client
 from sidequest.errors import ConfigError
-
-_signatures: dict[type, inspect.Signature | None] = {}
-
-
-def with_self(fn: Callable[..., Any]) -> inspect.Signature | None:
-    """``fn``'s signature with a leading ``self``, as a method's: what a push is checked on."""
-    try:
-        signature = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return None
-    this = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
-    return signature.replace(parameters=[this, *signature.parameters.values()])
-
-
-#: Added to the error when a worker's call of ``perform`` does not bind: the push was not
-#: checked against this code (an older version of the job, or another client).
-IN_WORKER = ("; the job was pushed with arguments this version of perform does not accept "
-             "(by older code, or by a client that does not check them, such as Ruby "
-             "Sidekiq). It retries as any failure does: deploy a perform that accepts them, "
-             "or delete the job")
-
-
-def check_call(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any],
-               hint: str = "") -> None:
-    """Refuse a push whose arguments ``perform`` cannot take, naming the job and the signature,
-    now rather than as a TypeError in the worker (retried for weeks). A worker calls it with
-    ``hint=IN_WORKER`` after ``perform`` raised a TypeError, to say which kind it was."""
-    if cls not in _signatures:
-        try:
-            _signatures[cls] = inspect.signature(cls.perform)  # type: ignore[attr-defined]
-        except (TypeError, ValueError):  # a C function or odd callable: nothing to check
-            _signatures[cls] = None
-    signature = _signatures[cls]
-    if signature is None:
-        return
-    try:
-        signature.bind(None, *args, **kwargs)
-    except TypeError as exc:
-        plain = [p.replace(annotation=inspect.Parameter.empty)
-                 for p in list(signature.parameters.values())[1:]]
-        shown = inspect.Signature(plain)
-        name = vars(cls).get("name") or f"{cls.__module__}.{cls.__qualname__}"
-        raise TypeError(f"{name}.perform{shown} cannot take these arguments: {exc}{hint}"
-                        ) from None
-
-
-def call_perform(instance: Any, args: Any, kwargs: Any) -> Any:
-    """``instance.perform(*args, **kwargs)``, for a worker. Arguments that do not fit the
-    signature raise a TypeError from the caller's frame, whose traceback shows only
-    Sidequest's code: such an error is replaced by one naming the signature and the cause."""
-    try:
-        return instance.perform(*args, **kwargs)
-    except TypeError:
-        check_call(type(instance), tuple(args), kwargs, IN_WORKER)
-        raise
-
-
-def check_bulk(cls: type, args_lists: Iterable[list[Any]]) -> None:
-    """``check_call`` for each job of a bulk push (positional arguments only). Whether
-    ``perform`` binds them depends only on how many there are, so each count is checked once:
-    a push of many jobs pays a set lookup per job, not a signature bind."""
-    fits: set[int] = set()
-    for position, args in enumerate(args_lists):
-        if len(args) in fits:
-            continue
-        try:
-            check_call(cls, tuple(args), {})
-        except TypeError as exc:
-            raise TypeError(f"perform_bulk item {position}: {exc}; none of the jobs was "
-                            "enqueued") from None
-        fits.add(len(args))
-
 
 _runnable: set[type] = set()
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
-from sidequest import middleware, pushcheck, retry, unique
+from sidequest import middleware, retry, signatures, unique
 from sidequest.errors import TIMEOUT_MESSAGE, JobTimeout
 from sidequest.job import Job
 from sidequest.payload import KWARGS, Payload
@@ -81,7 +81,7 @@ class AsyncJobs:
         limit = timeouts.seconds(job.get("timeout"))
 
         async def run() -> Any:
-            final = timed(lambda: pushcheck.call_perform(instance, args, kwargs), limit)
+            final = timed(lambda: signatures.call_perform(instance, args, kwargs), limit)
             return await invoke_async((instance, job, work.queue), final)
 
         async def done(error: BaseException | None) -> None:

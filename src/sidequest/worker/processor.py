@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 
-from sidequest import hooks, keys, middleware, pushcheck, registry, retry, unique
+from sidequest import hooks, keys, middleware, registry, retry, signatures, unique
 from sidequest.config import Config
 from sidequest.errors import TIMEOUT_MESSAGE, JobTimeout, PayloadError
 from sidequest.job import Job
@@ -145,7 +145,7 @@ class Processor:
             self._call(instance, args, kwargs)
 
     def _call(self, instance: Job, args: Any, kwargs: Any) -> Any:
-        result: Any = pushcheck.call_perform(instance, args, kwargs)
+        result: Any = signatures.call_perform(instance, args, kwargs)
         if inspect.iscoroutine(result):
             # An async job run by this thread (sync middleware around it, or a suspect run
             # alone): the event loop runs it, under its own time limit; this thread waits.
