@@ -18,6 +18,13 @@ pushed; when none is pending, ``on_success``. Both pushes are made by one Lua st
 gets there first. Callbacks go through the schedule, due at once, so a Ruby process's
 scheduler may move them too.
 
+A member that will never run, because it expired or was cancelled first, is done without a
+failure (``dropped``): the batch can still succeed. One that dies without running to its end
+(a limiter kept it waiting too often) is a failure, as a job out of retries is.
+
+In the testing modes (``sidequest.testing``) batches live in this process
+(``LocalBatches``): the same sets in dicts, and due callbacks go to the fake queues.
+
 Payload key: ``sq_batch``, the list of the job's batch id and its ancestors' (never Sidekiq
 Pro's ``bid``, whose batches are kept elsewhere).
 """
@@ -26,22 +33,33 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
 import secrets
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
-from sidequest import connection, items, keys
-from sidequest.payload import Payload, dumps
+from sidequest import connection, items, keys, registry
+from sidequest.payload import Payload, dumps, loads
+from sidequest.signatures import check_call
+
+log = logging.getLogger("sidequest")
 
 PAYLOAD_KEY = "sq_batch"
 #: Seconds a batch is kept after its success, and at most from its creation.
 KEEP_AFTER_SUCCESS = 3 * 86400
 KEEP = 30 * 86400
+#: What a callback looks like, for the errors that refuse another shape.
+CALLBACK_FORM = ("(JobClass, [args]): a Job class, an @job function or a job's name, then "
+                 "the list of the arguments its perform takes")
 
 #: The batch a ``with batch.jobs():`` block is filling in this thread or task.
 _current: contextvars.ContextVar[Batch | None] = contextvars.ContextVar("sidequest_batch",
                                                                         default=None)
+#: Set by the testing modes (``keep_locally``): batches are kept in this process, not in Redis.
+_local: LocalBatches | None = None
 Callback = tuple[Any, list[Any]]
 
 
@@ -51,6 +69,9 @@ class Batch:
     def __init__(self, description: str = "", on_success: Callback | None = None,
                  on_complete: Callback | None = None, parent: Batch | None = None,
                  shard: str | None = None) -> None:
+        if parent is not None and not isinstance(parent, Batch):
+            raise TypeError(f"parent must be the parent Batch object, got {parent!r}: pass "
+                            "the Batch itself (in one of its jobs, self.batch), not its bid")
         # With several Redis servers, a batch and its jobs (and callbacks) live on one: the
         # given shard, else the parent's, else the current one (the job's own in a job).
         self.shard = shard or (parent.shard if parent else connection.current_shard())
@@ -65,7 +86,13 @@ class Batch:
                                   "parent": parent.bid if parent else ""}
         for name, callback in (("on_success", on_success), ("on_complete", on_complete)):
             if callback is not None:
-                fields[name] = _callback_payload(callback, self.bid, self.shard)
+                fields[name] = _callback_payload(name, callback, self.bid, self.shard)
+        if _local is not None:
+            _local.create(self.bid, fields, parent.bid if parent else None)
+        else:
+            self._write(fields, parent)
+
+    def _write(self, fields: dict[str, Any], parent: Batch | None) -> None:
         with connection.on_shard(self.shard):  # its client, and on a cluster its keys' tag
             pipe: Any = connection.client().pipeline(transaction=True)
             pipe.hset(keys.batch(self.bid), mapping=fields)
@@ -87,12 +114,24 @@ class Batch:
     @contextlib.contextmanager
     def jobs(self) -> Iterator[Batch]:
         """Every job pushed in the block (in this thread or task) joins the batch; at the end
-        the batch is sealed: its callbacks may fire once its jobs are done."""
+        the batch is sealed: its callbacks may fire once its jobs are done. A block that
+        raises leaves it unsealed: its callbacks must not claim a batch that was not filled."""
         token = _current.set(self)
         try:
             yield self
+        except BaseException:
+            log.warning("batch %s was not sealed: its `with batch.jobs()` block raised; the "
+                        "jobs pushed in it run, but its callbacks wait until a later block "
+                        "on this batch ends", self.bid)
+            raise
         finally:
             _current.reset(token)
+        self._seal()
+
+    def _seal(self) -> None:
+        if _local is not None:
+            _local.seal(self.ancestry)
+            return
         with connection.on_shard(self.shard):
             target = connection.client()
             target.hset(keys.batch(self.bid), "sealed", 1)
@@ -111,18 +150,45 @@ def add_member(pipe: Any, bid: str, member: str) -> None:
         pipe.expire(keys.batch_part(bid, part), KEEP)
 
 
+def member_keys(payload: Payload) -> list[str]:
+    """The keys a job's push adds it to as a member of its batch (none outside a batch), for
+    a push script that makes it a member only if the job is written (lua/unique_push.lua)."""
+    ancestry = ancestry_of(payload)
+    if not ancestry:
+        return []
+    bid = ancestry[0]
+    return [keys.batch(bid), *(keys.batch_part(bid, part)
+                               for part in ("pending", "ran", "failed"))]
+
+
 def update(ancestry: list[str], member: str, outcome: str,
            target: Any = None) -> int:
     """Record a member's outcome ("success", "failure", or "check" only); pushes the
     callbacks that are due. Returns how many were pushed."""
+    if _local is not None:
+        return _local.update(ancestry, member, outcome)
+    return int(queue_update(target or connection.client(), ancestry, member, outcome))
+
+
+def queue_update(pipe: Any, ancestry: list[str], member: str, outcome: str) -> Any:
+    """``update`` on ``pipe``: a client answers with the callbacks pushed, a pipeline queues
+    it (to record an outcome in the same transaction as what caused it)."""
     batch_keys = [keys.SCHEDULE]
     for bid in ancestry:
         batch_keys += [keys.batch(bid), keys.batch_part(bid, "pending"),
                        keys.batch_part(bid, "ran"), keys.batch_part(bid, "failed")]
     script = connection.script("batch_update")
-    connection.prepare(script, target)
-    return int(script(keys=batch_keys, args=[member, outcome, time.time(), KEEP_AFTER_SUCCESS],
-                      client=target or connection.client()))
+    connection.prepare(script, pipe)
+    return script(keys=batch_keys, args=[member, outcome, time.time(), KEEP_AFTER_SUCCESS],
+                  client=pipe)
+
+
+def dropped(payload: Payload) -> None:
+    """A member that will never run (expired, or cancelled before it started) is done, and
+    not a failure: without this its batch would wait for it forever."""
+    ancestry = ancestry_of(payload)
+    if ancestry:
+        update(ancestry, str(payload.get("jid", "")), "success")
 
 
 def ancestry_of(payload: Payload) -> list[str] | None:
@@ -132,11 +198,15 @@ def ancestry_of(payload: Payload) -> list[str] | None:
     return None
 
 
-def _callback_payload(callback: Callback, bid: str, shard: str) -> str:
-    target, args = callback
-    job_class: Any = getattr(target, "job_class", target)  # a @job function's class
-    item = items.normalize({**job_class.payload_base(), "args": list(args),
-                            "sq_batch_callback": bid})
+def _callback_payload(name: str, callback: Any, bid: str, shard: str) -> str:
+    target, args = _callback_parts(name, callback)
+    job_class = _callback_class(name, target)
+    if job_class is None:  # a job only another process defines (a Ruby one, say)
+        base: Payload = {"class": target, "queue": "default", "retry": True}
+    else:
+        base = job_class.payload_base()
+        _check_arguments(name, job_class, args)
+    item = items.normalize({**base, "args": args, "sq_batch_callback": bid})
     table = connection.shard_map()
     if table is not None and table.shard_of(item["queue"]) != shard:
         # Its shard's scheduler pushes the callback into a queue of that same Redis.
@@ -144,3 +214,133 @@ def _callback_payload(callback: Callback, bid: str, shard: str) -> str:
                          f"shard {table.shard_of(item['queue'])!r}, but the batch is kept on "
                          f"shard {shard!r}; route the callback's queue to the batch's shard")
     return dumps(item)
+
+
+def _callback_parts(name: str, callback: Any) -> tuple[Any, list[Any]]:
+    if not isinstance(callback, (tuple, list)) or len(callback) != 2:
+        raise TypeError(f"{name} must be {CALLBACK_FORM}; got {callback!r}")
+    target, args = callback
+    if type(args) not in (list, tuple):
+        hint = " (keyword arguments are not supported)" if isinstance(args, dict) else ""
+        raise TypeError(f"{name} must be {CALLBACK_FORM}; its arguments {args!r} are not a "
+                        f"list{hint}")
+    return target, list(args)
+
+
+def _callback_class(name: str, target: Any) -> Any:
+    """The job class of a callback's target; None for the name of a class not loaded here."""
+    target = getattr(target, "job_class", target)  # a @job function's class
+    if isinstance(target, type) and callable(getattr(target, "payload_base", None)):
+        return target
+    if isinstance(target, str) and target.strip():
+        return registry.find(target)
+    raise TypeError(f"{name} must be {CALLBACK_FORM}; {target!r} is not a job")
+
+
+def _check_arguments(name: str, job_class: Any, args: list[Any]) -> None:
+    """Refused now, as a push would be, not as a callback failing when the batch is done."""
+    try:
+        check_call(job_class, tuple(args), {})
+    except TypeError as exc:
+        raise TypeError(f"{name}: {exc}") from None
+
+
+@dataclass
+class _Kept:
+    """One batch of the testing modes: what lua/batch_update.lua keeps in Redis."""
+
+    fields: dict[str, Any]
+    total: int = 0
+    sealed: bool = False
+    complete: bool = False
+    success: bool = False
+    pending: set[str] = field(default_factory=set)
+    ran: set[str] = field(default_factory=set)
+    failed: set[str] = field(default_factory=set)
+
+    def record(self, member: str, outcome: str) -> None:
+        self.ran.add(member)
+        if outcome == "success":
+            self.pending.discard(member)
+            self.failed.discard(member)
+        elif outcome == "failure":
+            self.failed.add(member)
+
+    def due(self) -> tuple[list[str], str | None]:
+        """The callbacks that fire now (each once), and the outcome the batch passes up to
+        its parent: "success", "complete", or None when nothing changed."""
+        complete = not self.complete and len(self.ran) >= self.total
+        success = not self.success and not self.pending
+        self.complete, self.success = self.complete or complete, self.success or success
+        fired = [self.fields[name] for name, fires in (("on_complete", complete),
+                                                       ("on_success", success))
+                 if fires and name in self.fields]
+        return fired, "success" if success else "complete" if complete else None
+
+
+class LocalBatches:
+    """The testing modes' batches, in this process: the steps of lua/batch_update.lua, with
+    due callbacks handed to ``deliver`` (a fake queue, or run inline) instead of the
+    schedule."""
+
+    def __init__(self, deliver: Callable[[list[Payload]], None]) -> None:
+        self._deliver = deliver
+        self._lock = threading.Lock()
+        self._batches: dict[str, _Kept] = {}
+
+    def create(self, bid: str, fields: dict[str, Any], parent: str | None) -> None:
+        with self._lock:
+            self._batches[bid] = _Kept(dict(fields))
+        if parent is not None:
+            self.add_member(parent, f"b:{bid}")
+
+    def add_member(self, bid: str, member: str) -> None:
+        with self._lock:
+            kept = self._batches.get(bid)
+            if kept is not None:
+                kept.pending.add(member)
+                kept.total += 1
+
+    def seal(self, ancestry: list[str]) -> None:
+        with self._lock:
+            kept = self._batches.get(ancestry[0])
+            if kept is not None:
+                kept.sealed = True
+        self.update(ancestry, "", "check")
+
+    def update(self, ancestry: list[str], member: str, outcome: str) -> int:
+        with self._lock:
+            fired = self._settle(ancestry, member, outcome)
+        # Outside the lock: an inline callback runs now, and may end batches of its own.
+        if fired:
+            self._deliver([loads(text) for text in fired])
+        return len(fired)
+
+    def _settle(self, ancestry: list[str], member: str, outcome: str) -> list[str]:
+        fired: list[str] = []
+        for bid in ancestry:  # the job's batch, then each parent the batch's end reaches
+            kept = self._batches.get(bid)
+            if kept is None:
+                break
+            if member:
+                kept.record(member, outcome)
+            if not kept.sealed:
+                break
+            fires, passed = kept.due()
+            fired += fires
+            if passed is None:
+                break
+            member, outcome = f"b:{bid}", passed
+        return fired
+
+    def clear(self) -> None:
+        with self._lock:
+            self._batches.clear()
+
+
+def keep_locally(batches: LocalBatches | None) -> LocalBatches | None:
+    """Keep batches in ``batches`` (the testing modes), or in Redis again with None; returns
+    what was used before."""
+    global _local
+    previous, _local = _local, batches
+    return previous

@@ -170,7 +170,7 @@ def _write_to(target: redis.Redis, jobs: list[Payload], shard: str | None = None
     pipe = target.pipeline(transaction=False)
     for job in jobs:  # batch membership first: the job cannot finish before it is a member
         ancestry = batch.ancestry_of(job)
-        if ancestry:
+        if ancestry and unique.DIGEST not in job:  # a unique push's script adds its own
             batch.add_member(pipe, ancestry[0], job["jid"])
     by_queue, scheduled, uniques = _sort(jobs, stamp)
     if scheduled:
@@ -212,7 +212,9 @@ def _sort(jobs: list[Payload], stamp: float) -> tuple[
 
 def _push_unique(pipe: redis.client.Pipeline, uniques: list[tuple[Payload, bytes]],
                  stamp: float) -> None:
-    """Each unique job: take its lock and write it in one script call (lua/unique_push.lua)."""
+    """Each unique job: take its lock and write it in one script call (lua/unique_push.lua),
+    which makes it a member of its batch only if it is written: a refused duplicate is none,
+    else its batch would wait for it forever."""
     if not uniques:
         return
     script = connection.script("unique_push")
@@ -220,9 +222,11 @@ def _push_unique(pipe: redis.client.Pipeline, uniques: list[tuple[Payload, bytes
     for job, body in uniques:
         at = job.get("at")
         target = keys.SCHEDULE if at is not None else keys.queue(job["queue"])
-        script(keys=[keys.unique_lock(job[unique.DIGEST]), keys.QUEUES, target],
+        script(keys=[keys.unique_lock(job[unique.DIGEST]), keys.QUEUES, target,
+                     *batch.member_keys(job)],
                args=[job["jid"], unique.lock_ttl_ms(job, stamp), body,
-                     "" if at is None else repr(float(at)), job["queue"]], client=pipe)
+                     "" if at is None else repr(float(at)), job["queue"], batch.KEEP],
+               client=pipe)
 
 
 def execute(pipe: redis.client.Pipeline, shard: str | None = None) -> list[Any]:

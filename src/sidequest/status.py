@@ -2,7 +2,8 @@
 
 Such a job carries ``store_result`` (and ``result_ttl``, seconds, 24 hours by default) in its
 payload, and its status lives in the hash ``sq:status:<jid>`` for ``result_ttl`` after its
-last change: ``state`` (queued, scheduled, running, retrying, succeeded, dead), ``progress``
+last change: ``state`` (queued, scheduled, running, retrying, then one of the ends:
+succeeded, dead, cancelled or expired, the last two for a job dropped unrun), ``progress``
 (0 to 1) and ``message`` from ``self.set_progress``, and ``result``, the JSON of what
 ``perform`` returned. ``sidequest.api.JobStatus(jid)`` reads it.
 """
@@ -21,7 +22,8 @@ log = logging.getLogger("sidequest")
 
 STORE, TTL = "store_result", "result_ttl"
 DEFAULT_TTL = 86400
-STATES = ("queued", "scheduled", "running", "retrying", "succeeded", "dead")
+STATES = ("queued", "scheduled", "running", "retrying", "succeeded", "dead", "cancelled",
+          "expired")
 
 
 def wanted(payload: Payload) -> bool:

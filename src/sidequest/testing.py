@@ -10,6 +10,9 @@ nothing touches Redis.
 - ``inline()``: each push runs the job at once, in the caller's thread, on the payload a
   worker would read; its exception reaches the caller of ``perform_async``.
 
+Batches work in both, kept in this process: a job run here counts in its batch, and a
+batch's callbacks are queued (fake) or run (inline) when it is done, as a worker would.
+
 Each is a switch for the whole process (``testing.fake()`` ... ``testing.disable()``) and a
 context manager that restores the previous mode on exit::
 
@@ -42,9 +45,10 @@ import threading
 from types import TracebackType
 from typing import Any, Literal, TypeAlias
 
-from sidequest import client, middleware, registry
+from sidequest import batch, client, middleware, registry
 from sidequest.errors import SidequestError
 from sidequest.job import Job, JobFunction, install_testing
+from sidequest.limiter import OverLimit
 from sidequest.payload import KWARGS, Payload, dumps, loads, now
 
 Mode = Literal["disabled", "fake", "inline"]
@@ -160,6 +164,7 @@ class Switch:
         self.mode = new_mode
         self._previous_mode = _mode
         self._previous_override = client.set_push_override(override)
+        self._previous_batches = batch.keep_locally(None if override is None else _batches)
         _mode = new_mode
 
     def __enter__(self) -> Switch:
@@ -173,6 +178,7 @@ class Switch:
     ) -> None:
         global _mode
         client.set_push_override(self._previous_override)
+        batch.keep_locally(self._previous_batches)
         _mode = self._previous_mode
 
 
@@ -215,8 +221,10 @@ def clear(job: JobRef) -> None:
 
 
 def clear_all() -> None:
-    """Forget every queued job; call it between tests so that none leaks into the next."""
+    """Forget every queued job, and every batch; call it between tests so that none leaks
+    into the next."""
     _store.clear(None)
+    _batches.clear()
 
 
 def drain(job: JobRef) -> int:
@@ -272,12 +280,40 @@ def _fake_push(jobs: list[Payload]) -> None:
     for job in stored:
         if "at" not in job:
             job["enqueued_at"] = stamp
+    _join_batches(stored)
     _store.add(stored)
 
 
 def _inline_push(jobs: list[Payload]) -> None:
+    _join_batches(jobs)
     for job in jobs:
         _run(_as_fetched(job))
+
+
+def _deliver(jobs: list[Payload]) -> None:
+    """A batch's due callbacks, queued as the scheduler would (run at once when inline)."""
+    if _mode == "inline":
+        _inline_push(jobs)
+    else:
+        _fake_push(jobs)
+
+
+#: The testing modes' batches: their members and callbacks, in this process.
+_batches = batch.LocalBatches(_deliver)
+
+
+def _join_batches(jobs: list[Payload]) -> None:
+    """A job pushed in ``with batch.jobs():`` joins the batch, as a push to Redis does."""
+    for job in jobs:
+        ancestry = batch.ancestry_of(job)
+        if ancestry:
+            _batches.add_member(ancestry[0], job["jid"])
+
+
+def _record(job: Payload, outcome: str) -> None:
+    ancestry = batch.ancestry_of(job)
+    if ancestry:
+        _batches.update(ancestry, str(job.get("jid", "")), outcome)
 
 
 def _as_fetched(job: Payload) -> Payload:
@@ -302,8 +338,15 @@ def _run(job: Payload) -> None:
     instance.jid = job.get("jid", "")
     instance.payload = job
     args, kwargs = job["args"], job.get(KWARGS) or {}
-    server_middleware.invoke((instance, job, job["queue"]),
-                             lambda: _perform(instance, args, kwargs))
+    try:
+        server_middleware.invoke((instance, job, job["queue"]),
+                                 lambda: _perform(instance, args, kwargs))
+    except OverLimit:
+        raise  # a worker would run it again later: not an outcome for its batch yet
+    except BaseException:
+        _record(job, "failure")
+        raise
+    _record(job, "success")
 
 
 def _perform(instance: Job, args: Any, kwargs: Any) -> Any:

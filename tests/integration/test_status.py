@@ -1,10 +1,13 @@
 """Job status, progress and results (``store_result = True``): queued or scheduled at the
 push, running with progress, succeeded with the JSON result, retrying after a failure and
-dead once it will not run again; kept ``result_ttl``. Real Redis, an in-process worker."""
+dead once it will not run again, cancelled or expired when dropped unrun; kept
+``result_ttl``. Real Redis, an in-process worker."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -12,7 +15,7 @@ import redis
 
 from helpers import running_worker, wait_for
 from sidequest import Job, job, keys
-from sidequest.api import JobStatus
+from sidequest.api import JobStatus, cancel
 
 gate = threading.Event()
 
@@ -98,3 +101,53 @@ def test_a_function_job_stores_what_it_returns() -> None:
         done = [wait_for(lambda jid=jid: (s := JobStatus(jid)).state == "succeeded" and s,
                          what="the job to succeed") for jid in jids]
     assert [status.result for status in done] == [5, 6]
+
+
+class Stale(Job):
+    store_result = True
+    expires_in = 0.2
+
+    def perform(self) -> None:
+        pass
+
+
+@job(store_result=True, expires_in=0.2)
+async def st_stale_async() -> None:
+    pass
+
+
+started = threading.Event()
+
+
+@job(store_result=True)
+async def st_waiting() -> None:
+    started.set()
+    await asyncio.sleep(30)
+
+
+def test_a_job_dropped_unrun_ends_cancelled_or_expired() -> None:
+    """A page polling a job that will never run sees it end, instead of waiting on its first
+    state for result_ttl."""
+    stale = [Stale.perform_async(), st_stale_async.perform_async()]
+    queued = [Export.perform_async(1), st_total_async.perform_async(1, 2)]
+    scheduled = Export.perform_in(3600, 2)
+    assert all(stale) and all(queued) and scheduled
+    assert cancel(scheduled) and JobStatus(scheduled).state == "cancelled"  # by the API
+    for jid in queued:
+        cancel(jid)  # dropped by the worker that fetches it
+    deadline = time.time() + 0.25
+    wait_for(lambda: time.time() > deadline, what="the deadline to pass")
+    with running_worker():
+        for jid, state in [*((j, "expired") for j in stale), *((j, "cancelled") for j in queued)]:
+            wait_for(lambda jid=jid, state=state: JobStatus(jid).state == state,
+                     what=f"{jid} to be {state}")
+
+
+def test_an_async_job_cancelled_while_running_ends_cancelled() -> None:
+    started.clear()
+    jid = st_waiting.perform_async()
+    assert jid
+    with running_worker():
+        wait_for(started.is_set, what="the job to start")
+        cancel(jid)
+        wait_for(lambda: JobStatus(jid).state == "cancelled", what="the job to be cancelled")

@@ -6,8 +6,15 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
-from sidequest import connection, keys
+from sidequest import client, connection, keys
 from sidequest.api.lenient import as_float
+
+#: Why ``JobStatus`` refuses to read in the testing modes.
+IN_TESTING = ("JobStatus reads the status a worker stores in Redis, and in testing.fake() and "
+              "testing.inline() no job's status is stored (nothing is written to Redis): see "
+              "a job's outcome in the test itself (drain() raises its exception; perform() "
+              "on an instance returns its result), or test the status end to end against "
+              "Redis with a worker, outside the testing modes")
 
 
 class JobStatus:
@@ -15,6 +22,8 @@ class JobStatus:
     (a class that does not store results, or one whose ``result_ttl`` ran out)."""
 
     def __init__(self, jid: str) -> None:
+        if client.pushes_are_local():  # else a ConnectionError, or a stale status, from Redis
+            raise RuntimeError(IN_TESTING)
         self.jid = jid
         # With several shards the job's is not known from its jid: the current one first.
         here = connection.current_shard()

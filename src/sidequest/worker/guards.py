@@ -1,8 +1,9 @@
 """The server middleware of what acts when a job runs: ``unique_for`` (release the lock at
 start, or with the acknowledgement of a success), ``expires_in`` (drop a job fetched too
-late) and the limiters (reschedule a job whose ``perform`` raised OverLimit). One middleware
-for all, so that a plain job pays two dict lookups and a try block, not three more levels of
-the chain."""
+late), the limiters (reschedule a job whose ``perform`` raised OverLimit), cancellations
+(drop a job cancelled before it started) and the bookkeeping of batches and stored
+statuses around the job. One middleware for all, so that a plain job pays two dict lookups
+and a try block, not three more levels of the chain."""
 
 from __future__ import annotations
 
@@ -24,23 +25,23 @@ class _Guards:
     def __call__(self, job: Any, payload: Payload, queue: str,
                  call_next: Callable[[], Any]) -> Any:
         if cancels.jids and _cancelled(payload):
+            _dropped(payload, "cancelled")
             return None
         return _guard(job, payload, queue, call_next)
 
     async def acall(self, job: Any, payload: Payload, queue: str,
                     call_next: Callable[[], Awaitable[Any]]) -> Any:
-        """The same around an ``async def perform`` job: the Redis writes (rare: a unique
-        lock, an expired job, a full limiter) run off the event loop."""
+        """The same around an ``async def perform`` job: the Redis writes (a unique lock, a
+        dropped job, a full limiter, a batch's or a stored status's record) run off the
+        event loop."""
         if cancels.jids and _cancelled(payload):
+            await asyncio.to_thread(_dropped, payload, "cancelled")
             return None
-        run = call_next
-        if status.STORE in payload:
-            run = lambda: _awith_status(payload, call_next)  # noqa: E731
+        run = _async_run(payload, call_next)
         try:
             if unique.DIGEST in payload or expiry.AT in payload:
                 if expiry.AT in payload and expiry.expired(payload, time.time()):
-                    await asyncio.to_thread(expiry.server_middleware, job, payload, queue,
-                                            lambda: None)
+                    await asyncio.to_thread(_drop_expired, job, payload, queue)
                     unique.mark_success(payload)  # its lock goes with the acknowledgement
                     return None
                 if payload.get(unique.UNTIL) == "start":
@@ -64,41 +65,107 @@ def _cancelled(payload: Payload) -> bool:
     return True
 
 
+def _dropped(payload: Payload, state: str) -> None:
+    """A job that will never run ("cancelled" or "expired"): a page polling its stored status
+    sees that it ended, and its batch counts it as done, not failed, instead of waiting."""
+    if status.wanted(payload):
+        status.save(payload, state)
+    if batch.PAYLOAD_KEY in payload:
+        batch.dropped(payload)
+
+
+def _drop_expired(job: Any, payload: Payload, queue: str) -> None:
+    """Called once the job is known expired: expiry logs and counts it, unrun."""
+    expiry.server_middleware(job, payload, queue, lambda: None)
+    _dropped(payload, "expired")
+
+
 def _guard(job: Any, payload: Payload, queue: str, call_next: Callable[[], Any]) -> Any:
     try:
         if (unique.DIGEST not in payload and expiry.AT not in payload
                 and status.STORE not in payload and batch.PAYLOAD_KEY not in payload):
             return call_next()
-        run = call_next
-        if status.STORE in payload:
-            run = lambda: _with_status(payload, call_next)  # noqa: E731
-        if batch.PAYLOAD_KEY in payload:
-            inner = run
-            run = lambda: _in_batch(payload, inner)  # noqa: E731
+        run = _sync_run(payload, call_next)
         # Unique outside expiry: a job dropped as expired gives its lock back like one that
         # ran. An OverLimit passes through both: a rescheduled job keeps its identity.
         return unique.server_middleware(
-            job, payload, queue, lambda: expiry.server_middleware(job, payload, queue, run))
+            job, payload, queue, lambda: _unless_expired(job, payload, queue, run))
     except OverLimit as exc:
         overlimit.reschedule(payload, queue, exc)
         return None
 
 
+def _unless_expired(job: Any, payload: Payload, queue: str, run: Callable[[], Any]) -> Any:
+    if expiry.AT in payload and expiry.expired(payload, time.time()):
+        _drop_expired(job, payload, queue)
+        return None
+    return run()
+
+
+def _sync_run(payload: Payload, call_next: Callable[[], Any]) -> Callable[[], Any]:
+    """The job, inside the status and batch steps its payload asks for."""
+    run = call_next
+    if status.STORE in payload:
+        run = lambda: _with_status(payload, call_next)  # noqa: E731
+    if batch.PAYLOAD_KEY in payload:
+        inner = run
+        run = lambda: _in_batch(payload, inner)  # noqa: E731
+    return run
+
+
+def _async_run(payload: Payload,
+               call_next: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
+    run = call_next
+    if status.STORE in payload:
+        run = lambda: _awith_status(payload, call_next)  # noqa: E731
+    if batch.PAYLOAD_KEY in payload:
+        inner = run
+        run = lambda: _ain_batch(payload, inner)  # noqa: E731
+    return run
+
+
+def _batch_outcome(payload: Payload, exc: BaseException) -> str | None:
+    """What a member's exception is to its batch. None when the job runs again: a full
+    limiter reschedules it, a stop at shutdown pushes it back. A cancelled async job is
+    stopped for good: done, not failed, as one cancelled before it started."""
+    if isinstance(exc, OverLimit):
+        return None
+    if isinstance(exc, asyncio.CancelledError):
+        return "success" if cancels.is_cancelled(str(payload.get("jid", ""))) else None
+    return "failure"
+
+
 def _in_batch(payload: Payload, call_next: Callable[[], Any]) -> Any:
     """A batch's job: its outcome is recorded in the batch (and its ancestors'), which may
-    push their callbacks. A full limiter is neither: the job will run again."""
+    push their callbacks."""
     ancestry = batch.ancestry_of(payload)
     jid = str(payload.get("jid", ""))
     try:
         result = call_next()
-    except OverLimit:
-        raise
-    except BaseException:
-        if ancestry:
-            batch.update(ancestry, jid, "failure")
+    except BaseException as exc:
+        outcome = _batch_outcome(payload, exc)
+        if ancestry and outcome:
+            batch.update(ancestry, jid, outcome)
         raise
     if ancestry:
         batch.update(ancestry, jid, "success")
+    return result
+
+
+async def _ain_batch(payload: Payload, call_next: Callable[[], Awaitable[Any]]) -> Any:
+    ancestry = batch.ancestry_of(payload)
+    jid = str(payload.get("jid", ""))
+    try:
+        result = await call_next()
+    except BaseException as exc:
+        outcome = _batch_outcome(payload, exc)
+        if ancestry and outcome:
+            # Shielded: a cancelled job's task may be cancelled again (a stop) while this
+            # write is under way, and the write must still be made.
+            await asyncio.shield(asyncio.to_thread(batch.update, ancestry, jid, outcome))
+        raise
+    if ancestry:
+        await asyncio.to_thread(batch.update, ancestry, jid, "success")
     return result
 
 
@@ -124,6 +191,12 @@ async def _awith_status(payload: Payload, call_next: Callable[[], Awaitable[Any]
         result = await call_next()
     except OverLimit:
         await asyncio.to_thread(status.save, payload, "scheduled")
+        raise
+    except asyncio.CancelledError:
+        # Cancelled by the API, it will not run again; stopped at shutdown, it is pushed
+        # back and retried. Shielded as in _ain_batch.
+        state = "cancelled" if cancels.is_cancelled(str(payload.get("jid", ""))) else "retrying"
+        await asyncio.shield(asyncio.to_thread(status.save, payload, state))
         raise
     except BaseException:
         await asyncio.to_thread(status.save, payload, "retrying")

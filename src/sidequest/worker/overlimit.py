@@ -1,6 +1,7 @@
 """A job whose ``perform`` raised OverLimit (a rate limiter stayed full): not a failure.
 It goes back to the schedule with a growing delay, without using a retry, counted as "over
-limit"; after ``limiter.max_reschedules`` reschedules it goes to the dead set.
+limit"; after ``limiter.max_reschedules`` reschedules it goes to the dead set (a failure to
+its batch, if it has one).
 
 The original is acknowledged by the worker as a finished job after this writes the new
 entry, so a crash in between may run the job twice, never lose it (the delivery guarantee:
@@ -13,7 +14,7 @@ import random
 import time
 from typing import Any
 
-from sidequest import connection, hooks, keys, limiter
+from sidequest import batch, connection, hooks, keys, limiter
 from sidequest.limiter import OverLimit
 from sidequest.morgue import add_dead
 from sidequest.payload import Payload, dumps
@@ -47,13 +48,7 @@ def reschedule(payload: Payload, queue: str, exc: OverLimit) -> None:
         counts.execute()
     dead = count > limiter.max_reschedules
     if dead:
-        item.update({"error_class": "OverLimit", "error_message": str(exc), "failed_at": now})
-        kept = item.get("dead", True) is not False  # `dead = False`: dropped, as after retries
-        if kept:
-            add_dead(pipe, dumps(item), now)
-        log.warning("%s %s: over limit %d times (%s); %s", payload.get("class"),
-                    payload.get("jid"), count - 1, exc.name,
-                    "moved to the dead set" if kept else "discarded (dead = False)")
+        _bury(pipe, item, exc, now)
     else:
         pipe.zadd(keys.SCHEDULE, {dumps(item): now + delay(count, exc.retry_in)})
         log.info("%s %s: over limit (%s); rescheduled, try %d", payload.get("class"),
@@ -63,3 +58,17 @@ def reschedule(payload: Payload, queue: str, exc: OverLimit) -> None:
         # As for a job out of retries: its unique lock is freed, its stored status says dead,
         # and the application's death handlers hear of it.
         hooks.report_death(item, exc)
+
+
+def _bury(pipe: Any, item: Payload, exc: OverLimit, now: float) -> None:
+    """Queue on ``pipe`` the job's death: the dead set, and a failure to its batch."""
+    item.update({"error_class": "OverLimit", "error_message": str(exc), "failed_at": now})
+    kept = item.get("dead", True) is not False  # `dead = False`: dropped, as after retries
+    if kept:
+        add_dead(pipe, dumps(item), now)
+    ancestry = batch.ancestry_of(item)
+    if ancestry:  # a failure, as a job out of retries is: its batch stops waiting for it
+        batch.queue_update(pipe, ancestry, str(item.get("jid", "")), "failure")
+    log.warning("%s %s: over limit %d times (%s); %s", item.get("class"), item.get("jid"),
+                item[COUNT] - 1, exc.name,
+                "moved to the dead set" if kept else "discarded (dead = False)")

@@ -1,0 +1,116 @@
+"""Batches in the testing modes, with no Redis: members and callbacks are kept in this
+process, a batch's callbacks land in the fake queues when its jobs are drained (at the end
+of the block for an empty batch), and run at once inline; JobStatus says why it cannot
+answer instead of failing to connect."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import sidequest
+from sidequest import Batch, Job, connection, testing
+from sidequest.api import JobStatus
+
+ran: list[tuple[str, Any]] = []
+
+
+class TBRow(Job):
+    def perform(self, n: int) -> None:
+        ran.append(("row", n))
+        if n < 0:
+            raise ValueError(f"row {n}")
+
+
+class TBFanout(Job):
+    def perform(self, n: int) -> None:
+        ran.append(("fanout", n))
+        batch = self.batch
+        assert batch is not None
+        with batch.jobs():
+            TBRow.perform_async(100 + n)
+
+
+class TBDone(Job):
+    def perform(self, tag: str) -> None:
+        ran.append(("success", tag))
+
+
+class TBReport(Job):
+    def perform(self, tag: str) -> None:
+        ran.append(("complete", tag))
+
+
+@pytest.fixture(autouse=True)
+def no_redis() -> Iterator[None]:
+    """Sidequest pointed at a port nothing listens on: any use of Redis raises."""
+    ran.clear()
+    testing.clear_all()
+    sidequest.configure(redis_url="redis://127.0.0.1:1/0")
+    try:
+        with testing.fake():
+            yield
+    finally:
+        testing.clear_all()
+        connection.reset()
+
+
+def _batch(tag: str, **extra: Any) -> Batch:
+    return Batch(description=tag, on_success=(TBDone, [tag]), on_complete=(TBReport, [tag]),
+                 **extra)
+
+
+def test_callbacks_land_in_the_fake_queues_when_the_jobs_are_drained() -> None:
+    batch = _batch("import")
+    with batch.jobs():
+        TBRow.perform_bulk([[1], [2]])
+    assert TBDone.jobs == [] and TBReport.jobs == [], "not before its jobs ran"
+    TBRow.perform_one()
+    assert TBDone.jobs == []
+    TBRow.drain()
+    assert [job["args"] for job in TBReport.jobs] == [["import"]]
+    assert [job["args"] for job in TBDone.jobs] == [["import"]]
+    assert TBDone.jobs[0]["sq_batch_callback"] == batch.bid
+    testing.drain_all()
+    assert ran[-2:] == [("complete", "import"), ("success", "import")]
+
+
+def test_an_empty_batch_fires_at_the_end_of_its_block() -> None:
+    with _batch("empty").jobs():
+        assert TBDone.jobs == []
+    assert len(TBDone.jobs) == 1 and len(TBReport.jobs) == 1
+
+
+def test_a_failed_job_fires_on_complete_only() -> None:
+    with _batch("partly").jobs():
+        TBRow.perform_bulk([[1], [-1]])
+    with pytest.raises(ValueError, match="row -1"):
+        TBRow.drain()
+    assert len(TBReport.jobs) == 1 and TBDone.jobs == []
+
+
+def test_jobs_add_jobs_and_a_child_fires_before_its_parent() -> None:
+    parent = _batch("parent")
+    child = _batch("child", parent=parent)
+    with child.jobs():
+        TBFanout.perform_async(1)  # adds a TBRow to the child while it is drained
+    with parent.jobs():
+        TBRow.perform_async(2)
+    testing.drain_all()
+    assert [tag for kind, tag in ran if kind == "success"] == ["child", "parent"]
+    assert ("row", 101) in ran
+
+
+def test_inline_runs_the_callbacks_when_the_block_ends() -> None:
+    with testing.inline():
+        with _batch("inline").jobs():
+            TBRow.perform_async(1)
+            assert ran == [("row", 1)]
+        assert ran == [("row", 1), ("complete", "inline"), ("success", "inline")]
+
+
+def test_job_status_says_it_cannot_answer_in_the_testing_modes() -> None:
+    with pytest.raises(RuntimeError, match=r"testing.fake\(\) and testing.inline\(\)"):
+        JobStatus("0123456789abcdef01234567")
