@@ -202,7 +202,11 @@ class Job(metaclass=_JobMeta):
 
     def set_progress(self, fraction: float, message: str | None = None) -> None:
         """Record how far the job is (0 to 1) and what it is doing, for
-        ``sidequest.api.JobStatus`` (kept ``result_ttl``, 24 hours by default)."""
+        ``sidequest.api.JobStatus`` (kept ``result_ttl``, 24 hours by default). Only a class
+        with ``store_result = True`` keeps a status; the testing modes keep none."""
+        status.check_progress(fraction)
+        if client.pushes_are_local():
+            return
         status.set_progress(self.payload, fraction, message)
 
     def stopping(self) -> bool:

@@ -58,11 +58,16 @@ def save(payload: Payload, state: str, **extra: Any) -> None:
         log.warning("could not record the status of job %s: %s", payload.get("jid"), exc)
 
 
-def result_text(result: Any) -> str:
-    """The JSON of ``perform``'s return value, or a note that it has none."""
+def result_text(result: Any, payload: Payload) -> str:
+    """The JSON of ``perform``'s return value, or a note that it has none (logged: the
+    note could pass for a result otherwise)."""
     try:
         return dumps(result)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError) as exc:
+        log.warning("%s %s returned a value that is not JSON (%s); its stored result is"
+                    " {\"unserializable\": <its repr>}: return str, int, float, bool, None,"
+                    " lists and dicts of them (e.g. a datetime's isoformat())",
+                    payload.get("class"), payload.get("jid"), exc)
         return json.dumps({"unserializable": repr(result)[:200]})
 
 
@@ -72,9 +77,27 @@ def on_death(payload: Payload, exc: BaseException) -> None:
         save(payload, "dead")
 
 
+def check_progress(fraction: Any) -> None:
+    number = isinstance(fraction, (int, float)) and not isinstance(fraction, bool)
+    if not number or not 0 <= fraction <= 1:
+        hint = f" ({fraction}% is {fraction / 100:g})" if number and 1 < fraction <= 100 else ""
+        raise ValueError(f"progress is a fraction from 0 to 1, e.g. 0.5 for half way;"
+                         f" got {fraction!r}{hint}")
+
+
+#: Job classes told once that their progress is not kept.
+_told: set[str] = set()
+
+
 def set_progress(payload: Payload, fraction: float, message: str | None) -> None:
-    if not 0 <= fraction <= 1:
-        raise ValueError(f"progress is a fraction from 0 to 1, got {fraction!r}")
+    if not wanted(payload):
+        # A status without store_result would outlive the job as "running" for a day.
+        name = str(payload.get("class"))
+        if name not in _told:
+            _told.add(name)
+            log.warning("%s.set_progress: nothing is kept, as the class does not set"
+                        " store_result = True (set it to read progress with JobStatus)", name)
+        return
     extra: dict[str, Any] = {"progress": repr(float(fraction))}
     if message is not None:
         extra["message"] = str(message)[:1000]

@@ -53,6 +53,22 @@ class Plain(Job):
         pass
 
 
+class ReportsOnly(Job):
+    """Reports progress without store_result: nothing may be kept."""
+
+    def perform(self) -> None:
+        self.set_progress(0.5, "half")
+
+
+class ReturnsADate(Job):
+    store_result = True
+
+    def perform(self) -> dict[str, Any]:
+        import datetime
+
+        return {"when": datetime.datetime(2026, 1, 2)}
+
+
 @pytest.fixture(autouse=True)
 def _fresh(redis_url: str) -> None:
     gate.clear()
@@ -93,6 +109,40 @@ def test_jobs_that_do_not_store_results_leave_nothing(r: redis.Redis) -> None:
     with running_worker():
         wait_for(lambda: r.llen("queue:default") == 0, what="the job to run")
     assert JobStatus(jid).state is None and not r.exists(keys.status(jid))
+
+
+def test_progress_without_store_result_is_not_kept_and_says_so(
+        r: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
+    """It stayed "running" for a day after the job ended."""
+    jids = [ReportsOnly.perform_async(), ReportsOnly.perform_async()]
+    with caplog.at_level("WARNING", logger="sidequest"), running_worker():
+        wait_for(lambda: r.get("stat:processed") == "2", what="both jobs to run")
+    assert not any(r.exists(keys.status(jid)) for jid in jids if jid)
+    told = [rec.getMessage() for rec in caplog.records if "set_progress" in rec.getMessage()]
+    assert told == [f"{__name__}.ReportsOnly.set_progress: nothing is kept, as the class does"
+                    " not set store_result = True (set it to read progress with JobStatus)"]
+
+
+@pytest.mark.parametrize(("fraction", "says"), [
+    ("half", "got 'half'"), (50, r"got 50 \(50% is 0.5\)"), (None, "got None"),
+    (True, "got True"), (-0.1, "got -0.1")])
+def test_a_progress_that_is_no_fraction_says_what_to_write(fraction: Any, says: str) -> None:
+    job_object = Export()
+    job_object.payload = {"class": "Export", "jid": "x" * 24, "store_result": True}
+    with pytest.raises(ValueError, match=rf"a fraction from 0 to 1, e.g. 0.5 .*; {says}"):
+        job_object.set_progress(fraction)
+
+
+def test_a_result_that_is_not_json_is_noted_and_logged(
+        caplog: pytest.LogCaptureFixture) -> None:
+    jid = ReturnsADate.perform_async()
+    assert jid
+    with caplog.at_level("WARNING", logger="sidequest"), running_worker():
+        done = wait_for(lambda: (s := JobStatus(jid)).state == "succeeded" and s,
+                        what="the job to succeed")
+    assert set(done.result) == {"unserializable"}
+    assert any(f"ReturnsADate {jid} returned a value that is not JSON" in rec.getMessage()
+               for rec in caplog.records)
 
 
 def test_a_function_job_stores_what_it_returns() -> None:

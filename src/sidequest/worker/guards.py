@@ -181,7 +181,7 @@ def _with_status(payload: Payload, call_next: Callable[[], Any]) -> Any:
     except BaseException:
         status.save(payload, "retrying")
         raise
-    status.save(payload, "succeeded", result=status.result_text(result))
+    status.save(payload, "succeeded", result=status.result_text(result, payload))
     return result
 
 
@@ -202,7 +202,7 @@ async def _awith_status(payload: Payload, call_next: Callable[[], Awaitable[Any]
         await asyncio.to_thread(status.save, payload, "retrying")
         raise
     await asyncio.to_thread(status.save, payload, "succeeded",
-                            result=status.result_text(result))
+                            result=status.result_text(result, payload))
     return result
 
 
