@@ -68,3 +68,15 @@ def test_a_failed_push_leaves_no_result(project: object) -> None:
         middleware.client.remove(refuse)
     with pytest.raises(TaskResultDoesNotExist):
         add.get_result(pushed[0])  # the task was never enqueued: no result to show
+
+
+def test_every_job_state_reads_as_a_task_status(project: object) -> None:
+    """A state Sidequest adds (cancelled, expired) must not read as READY, which a caller
+    polls for ever."""
+    from sidequest import status
+    from sidequest.contrib.django import backend
+
+    assert set(backend._STATES) == set(status.STATES)
+    ended = {name for name, kind in backend._STATES.items()
+             if kind in (backend.TaskResultStatus.FAILED, backend.TaskResultStatus.SUCCESSFUL)}
+    assert ended == {"succeeded", "dead", "cancelled", "expired"}

@@ -55,6 +55,9 @@ _STATES = {
     "running": TaskResultStatus.RUNNING,
     "succeeded": TaskResultStatus.SUCCESSFUL,
     "dead": TaskResultStatus.FAILED,
+    # Dropped unrun (sidequest.api.cancel, expires_in): Django's tasks have no such end.
+    "cancelled": TaskResultStatus.FAILED,
+    "expired": TaskResultStatus.FAILED,
 }
 #: The fields this backend adds to a job's status hash (keys.status), beside Sidequest's.
 TASK, ARGS, KWARGS, BACKEND = "task", "task_args", "task_kwargs", "task_backend"
