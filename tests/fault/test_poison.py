@@ -72,3 +72,25 @@ def test_memory_error_is_a_job_failure(spawn: SpawnWorker, sq: str, r: redis.Red
     failed = json.loads(member)
     assert failed["jid"] == pill and failed["error_class"] == "MemoryError"
     assert ledger.check(normal).lost == [] and worker.alive
+
+
+def test_a_poison_pill_in_a_batch_is_its_failure(spawn: SpawnWorker, sq: str,
+                                                 r: redis.Redis, ledger: Ledger) -> None:
+    """Buried by a reaper, never by the job's own process: its batch must still hear of it,
+    or it waits for good (and a stored status would say "running")."""
+    from sidequest import Batch
+    from sidequest.api import BatchStatus
+
+    batch = Batch("with a pill")
+    with batch.jobs():
+        normal = Work.perform_bulk([[0.005]] * 20)
+        pill = Exit.perform_async()
+    supervisor = Supervisor(lambda: spawn("-c", "5"))
+    try:
+        wait_for(lambda: pill in _dead(r), timeout=40, what="the pill in the dead set")
+        ended = wait_for(lambda: (s := BatchStatus(batch.bid)).complete and s, timeout=20,
+                         what="the batch to complete")
+    finally:
+        supervisor.stop()
+    assert ended.total == len(normal) + 1 and ended.failed_jids == [pill]
+    assert not ended.success and ended.pending == 1

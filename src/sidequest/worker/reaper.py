@@ -15,12 +15,12 @@ from typing import Any, cast
 
 import redis
 
-from sidequest import keys, retry, unique
+from sidequest import batch, hooks, keys, retry, unique
 from sidequest.api.processes import ProcessSet
 from sidequest.config import Config
 from sidequest.errors import JobKilled, PayloadError
 from sidequest.morgue import add_dead
-from sidequest.payload import decode, dumps
+from sidequest.payload import Payload, decode, dumps
 from sidequest.worker.clock import now
 from sidequest.worker.requeue import requeue_list
 
@@ -94,24 +94,34 @@ class Reaper:
             if raw is None:
                 return buried
             stamp = now()
+            failed = self._failed(raw, stamp)
             pipe: Any = self.client.pipeline(transaction=True)  # redis-py's stubs want str
-            add_dead(pipe, self._dead_member(raw, stamp), stamp, self.config.dead_max_jobs,
-                     self.config.dead_timeout)
+            add_dead(pipe, raw if failed is None else dumps(failed), stamp,
+                     self.config.dead_max_jobs, self.config.dead_timeout)
+            ancestry = batch.ancestry_of(failed) if failed else None
+            if failed and ancestry:  # a failure to its batch, which stops waiting for it
+                batch.queue_update(pipe, ancestry, str(failed.get("jid", "")), "failure")
             pipe.lrem(keys.POISON, 1, raw)
             pipe.execute()
             unique.release_raw(raw, self.client)  # dead: a unique pill gives its identity back
+            if failed is not None:  # the death handlers hear of it (a stored status: dead)
+                hooks.report_death(failed, self._reason())
             buried += 1
         return buried
 
-    def _dead_member(self, raw: bytes, stamp: float) -> str | bytes:
+    def _failed(self, raw: bytes, stamp: float) -> Payload | None:
+        """The job as the dead set keeps it; None for an unreadable payload, which is kept
+        byte for byte."""
         try:
             job = decode(raw)
         except PayloadError:
-            return raw  # kept byte for byte, as an unreadable payload always is
-        reason = JobKilled(
+            return None
+        failed = retry.record_failure(job, self._reason(), stamp)
+        failed["error_class"] = "Sidequest::JobKilled"
+        return failed
+
+    def _reason(self) -> JobKilled:
+        return JobKilled(
             f"the job was running when its worker process died {self.config.max_deaths} times;"
             " it is treated as a poison pill (crash, segfault or out of memory?) and not retried"
         )
-        failed = retry.record_failure(job, reason, stamp)
-        failed["error_class"] = "Sidequest::JobKilled"
-        return dumps(failed)
