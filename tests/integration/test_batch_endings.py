@@ -161,6 +161,20 @@ def test_a_member_cancelled_before_it_ran_is_done_without_a_failure() -> None:
     assert (status.pending, status.failures) == (0, 0) and ran == ["row 4"]
 
 
+def test_a_scheduled_member_deleted_from_the_dashboard_is_done_without_a_failure() -> None:
+    """The dashboard's Delete on the Scheduled tab is the API's entry.delete(): the job
+    will never run, and its batch must not wait for it."""
+    batch = _batch("deleted")
+    with batch.jobs():
+        scheduled = BERow.perform_in(3600, 1)
+        BERow.perform_async(2)
+    (entry,) = [e for e in ScheduledSet() if e.jid == scheduled]
+    assert entry.delete() and BatchStatus(batch.bid).pending == 1
+    with running_worker():
+        _fired(("complete", "deleted"), ("success", "deleted"))
+    assert ran == ["row 2"]
+
+
 def test_an_async_member_cancelled_while_running_is_done_without_a_failure() -> None:
     batch = _batch("stopped")
     with batch.jobs():

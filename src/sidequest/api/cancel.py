@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from sidequest import batch, connection, keys, status
-from sidequest.api.sets import RetrySet, ScheduledSet, SortedEntry
+from sidequest import connection, keys
+from sidequest.api.sets import RetrySet, ScheduledSet
 
 #: How long a cancellation is remembered (a retry may be due weeks later).
 RETENTION = 30 * 86400
@@ -33,18 +33,6 @@ def _cancel_here(jid: str) -> bool:
     pipe.execute()
     for jobset in (ScheduledSet(), RetrySet()):
         entry = jobset.find_job(jid)
-        if entry is not None and entry.delete():
-            _dropped(entry, retrying=isinstance(jobset, RetrySet))
+        if entry is not None and entry.delete():  # its batch and status hear of it there
             return True
     return False
-
-
-def _dropped(entry: SortedEntry, retrying: bool) -> None:
-    """A job taken out of a set never reaches a worker, whose guard would otherwise record
-    its end: its stored status says cancelled here, and a scheduled member of a batch is done
-    without a failure. A retrying one has failed already: to its batch it stays a failure,
-    as a dead job does."""
-    if status.wanted(entry.item):
-        status.save(entry.item, "cancelled")
-    if not retrying:
-        batch.dropped(entry.item)

@@ -12,7 +12,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from sidequest import connection, keys, unique
+from sidequest import batch, connection, keys, status, unique
 from sidequest.api.lenient import as_int, replies
 from sidequest.api.records import JobRecord
 from sidequest.morgue import DEAD_MAX_JOBS, DEAD_TIMEOUT, add_dead
@@ -57,7 +57,20 @@ class SortedEntry(JobRecord):
         deleted = bool(connection.client().zrem(self.parent.name, self.raw))
         if deleted:
             unique.release_raw(self.raw)  # a unique job deleted gives its identity back
+            if self.parent.key_name != "DEAD":
+                self._dropped()
         return deleted
+
+    def _dropped(self) -> None:
+        """A scheduled or retrying job deleted (or cancelled) never reaches a worker, whose
+        guard would otherwise record its end: its stored status says cancelled, and a
+        scheduled member of a batch is done without a failure, or its batch would wait for
+        it for good. A retrying one has failed already: to its batch it stays a failure, as
+        a dead job does."""
+        if status.wanted(self.item):
+            status.save(self.item, "cancelled")
+        if self.parent.key_name == "SCHEDULE":
+            batch.dropped(self.item)
 
     def add_to_queue(self) -> bool:
         """Move the job to its queue now, unchanged but for a fresh ``enqueued_at``."""
