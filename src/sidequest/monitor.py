@@ -140,9 +140,16 @@ RENDER: dict[str, Callable[[], list[str]]] = {
     "periodic": per_shard(render_periodic)}
 
 
+#: What each command shows, for its --help.
+ABOUT = {"stats": "Totals (processed, failed, busy, the retry, scheduled and dead sets) and"
+                  " each queue's size.",
+         "status": "The worker processes (busy threads, memory, uptime), then each queue's"
+                   " size and latency.",
+         "periodic": "The periodic entries: schedule, time zone, next run and last run."}
+
+
 def _parser(command: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"sidequest {command}",
-                                     description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(prog=f"sidequest {command}", description=ABOUT[command])
     parser.add_argument("--watch", nargs="?", type=float, const=2.0, metavar="SECONDS",
                         help="redraw every SECONDS (default 2) until Ctrl-C")
     parser.add_argument("--redis-url", help="Redis URL (default: $SIDEQUEST_REDIS_URL,"

@@ -166,3 +166,23 @@ def test_mounted_without_a_trailing_slash_its_links_work(users: dict[str, object
     client.force_login(users["staff"])
     page = client.get("/ops-bare/sidequest/queues", HTTP_ACCEPT="text/html")
     assert page.status_code == 200 and b'href="/ops-bare/sidequest/' in page.content
+
+
+def test_mounted_without_the_app_says_to_install_it(users: dict[str, object],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the app, SIDEQUEST is never read and the dashboard showed the default Redis
+    (or said it was unreachable) with no word of why."""
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+    from django.test import Client
+    from django.test.utils import override_settings
+
+    from sidequest.contrib.django import views
+
+    monkeypatch.setattr(views, "_app", None)
+    client = Client(raise_request_exception=True)
+    client.force_login(users["staff"])
+    apps = [app for app in settings.INSTALLED_APPS if app != "sidequest.contrib.django"]
+    with override_settings(INSTALLED_APPS=apps), pytest.raises(
+            ImproperlyConfigured, match="'sidequest.contrib.django' is not in INSTALLED_APPS"):
+        client.get("/ops/sidequest/queues")

@@ -133,6 +133,11 @@ def test_async_runs_are_counted_in_the_metrics_and_logged(
     assert waits.total_ms >= 3 * 200 - 30, "each run's time is its await, not a thread's"
     assert (breaks.processed, breaks.failed) == (1, 1)
     lines = [(r.getMessage(), getattr(r, "jid", None)) for r in caplog.records]
+    # Through the app's own logging (an embedded worker), each line leads with its job.
+    waits = f"class={Waits.wire_name()} jid="
     for jid in ok:
-        assert ("start", jid) in lines and ("done", jid) in lines, lines
-    assert any(msg.startswith("fail: LookupError") and jid == bad for msg, jid in lines), lines
+        assert (f"{waits}{jid} start", jid) in lines, lines
+        assert any(msg.startswith(f"{waits}{jid} elapsed=") and msg.endswith(" done")
+                   and at == jid for msg, at in lines), lines
+    assert any(f"jid={bad} " in msg and " fail: LookupError" in msg and jid == bad
+               for msg, jid in lines), lines

@@ -83,7 +83,7 @@ def test_jobs_pushed_by_the_app_run_inside_its_context(app: Flask, r: redis.Redi
 def test_the_dashboard_is_behind_the_apps_own_check(app: Flask) -> None:
     client = app.test_client()
     refused = client.get("/sidequest/", headers={"Accept": "text/html"})
-    assert refused.status_code == 303 and refused.headers["Location"] == "/login"
+    assert refused.status_code == 303 and refused.headers["Location"] == "/login?next=/sidequest/"
     client.post("/become/customer")
     assert client.get("/sidequest/", headers={"Accept": "text/html"}).status_code == 303
     client.post("/become/admin")

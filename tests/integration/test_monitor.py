@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import redis
 
 from helpers import running_worker, wait_for
@@ -96,3 +97,13 @@ def test_watch_into_a_pipe_that_closes_ends_quietly(redis_url: str) -> None:
     proc.stdout.close()
     assert proc.wait(15) == 0
     assert "Traceback" not in proc.stderr.read()
+
+
+@pytest.mark.parametrize(("command", "says"), [
+    ("stats", "Totals"), ("status", "The worker processes"), ("periodic", "periodic entries")])
+def test_each_command_s_help_says_what_it_shows(command: str, says: str,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(command, ["--help"])
+    shown = capsys.readouterr().out
+    assert says in shown and "``" not in shown

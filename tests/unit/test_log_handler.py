@@ -42,3 +42,10 @@ def test_in_the_background_info_lines_wait_for_the_writer_and_close_ends_it() ->
     handler.close()
     assert not thread.is_alive() and time.monotonic() - started < 5
     assert out.getvalue().endswith("a warning\nlast\n")
+
+
+def test_counts_in_log_lines_read_as_english() -> None:
+    from sidequest.worker.logs import counted
+
+    assert [counted(n, "job") for n in (0, 1, 2)] == ["0 jobs", "1 job", "2 jobs"]
+    assert counted(1, "poison pill") == "1 poison pill"

@@ -334,6 +334,12 @@ def test_auth_callable_with_login_url_redirects_browsers(redis_url: str) -> None
         assert page.status_code == 303
         assert page.headers["location"] == "/accounts/login?next=/sidequest/"
         assert client.get("/stats").status_code == 401
+    # Without a next of its own, the login page is told where the browser was going.
+    for login_url, sent_to in (("/login", "/login?next=/queues%3Fpage%3D2"),
+                               ("/auth?via=sq", "/auth?via=sq&next=/queues%3Fpage%3D2")):
+        with Client(create_app(auth=lambda request: False, login_url=login_url)) as client:
+            page = client.get("/queues?page=2", headers=HTML, follow_redirects=False)
+            assert page.headers["location"] == sent_to
 
 
 def test_mounted_under_a_prefix(redis_url: str, r: redis.Redis) -> None:

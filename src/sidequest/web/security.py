@@ -123,11 +123,11 @@ class Guard:
         auth = self.settings.auth
         wants_page = request.method == "GET" and "text/html" in request.headers.get("accept", "")
         root = str(request.scope.get("root_path", "")).rstrip("/")
+        target = quote(root + path + ("?" + request.url.query if request.url.query else ""))
         if wants_page and auth.has_login_page:
-            target = quote(root + path + ("?" + request.url.query if request.url.query else ""))
             return RedirectResponse(f"{root}/login?next={target}", status_code=303)
         if wants_page and auth.login_url:
-            return RedirectResponse(auth.login_url, status_code=303)
+            return RedirectResponse(_with_next(auth.login_url, target), status_code=303)
         return PlainTextResponse("Log in first", status_code=401)
 
     def _decorate(self, scope: Scope, send: Send) -> Send:
@@ -256,6 +256,14 @@ def _replay(body: bytes) -> Receive:
         return {"type": "http.request", "body": body, "more_body": False}
 
     return receive
+
+
+def _with_next(login_url: str, target: str) -> str:
+    """The app's login page, told where to send the browser back (``next``, as Django and
+    Flask-Login read it), unless its URL names a ``next`` already."""
+    if "next=" in login_url:
+        return login_url
+    return f"{login_url}{'&' if '?' in login_url else '?'}next={target}"
 
 
 def _scraper(request: Request, token: str | None) -> bool:

@@ -20,6 +20,7 @@ from sidequest import connection, keys
 from sidequest.config import Config
 from sidequest.payload import loads
 from sidequest.worker.fetch import ACK_FROM_TAIL, Work
+from sidequest.worker.logs import counted
 from sidequest.worker.processor import Processor
 from sidequest.worker.requeue import requeue_list
 
@@ -111,7 +112,8 @@ class InProgress:
         remaining = strays - orphans
         self._strays = remaining if remaining else None
         if orphans:
-            log.warning("requeueing %d jobs whose fetch reply was lost", sum(orphans.values()))
+            log.warning("requeueing %s whose fetch reply was lost",
+                        counted(sum(orphans.values()), "job"))
             self.requeue([Work(queue_of(raw), raw) for raw in orphans.elements()])
 
 

@@ -42,14 +42,31 @@ class JobLine(logging.LogRecord):
         self.exc_info, self.exc_text, self.stack_info = None, None, None
 
 
+def counted(n: int, noun: str) -> str:
+    """``1 job``, ``2 jobs``: for log lines read by people."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _ours(logger: logging.Logger) -> bool:
+    return _handler is not None and logger.handlers == [_handler]
+
+
+def _shown(msg: str, fields: dict[str, Any]) -> str:
+    """``msg`` led by the job's fields, for an app's own formatter (an embedded worker under
+    ``logging.basicConfig``), which knows nothing of them: "start" alone says which job?"""
+    shown = [f"{name}={fields[name]}" for name in _JOB_FIELDS[1:] if fields.get(name) is not None]
+    return " ".join([*shown, msg])
+
+
 def job_info(logger: logging.Logger, msg: str, fields: dict[str, Any]) -> None:
     """Log a per-job line at INFO: straight to our batching handler when it is installed,
     through the logging machinery otherwise (an app that embeds the worker)."""
-    if _handler is not None and logger.handlers == [_handler]:
+    handler = _handler
+    if handler is not None and logger.handlers == [handler]:
         if logger.isEnabledFor(logging.INFO):
-            _handler.handle(JobLine(msg, fields))
+            handler.handle(JobLine(msg, fields))
     else:
-        logger.info(msg, extra=fields)
+        logger.info(_shown(msg, fields), extra=fields)
 
 
 class TextFormatter(logging.Formatter):
@@ -199,6 +216,8 @@ def log_failure(logger: logging.Logger, summary: str, exc: BaseException,
                 fields: dict[str, Any]) -> None:
     """A failed job, once, at WARNING: its error and the last frames of its traceback, one
     line each; the whole traceback when DEBUG (``-v``) is on."""
+    if not _ours(logger):
+        summary = _shown(summary, fields)
     if logger.isEnabledFor(logging.DEBUG):
         logger.warning(summary, extra=fields, exc_info=(type(exc), exc, exc.__traceback__))
         return

@@ -40,7 +40,7 @@ from sidequest.worker.exchange import NUDGE, STOP, WAKE, Exchange
 from sidequest.worker.fetch import Fetcher, Work
 from sidequest.worker.flow import Flow
 from sidequest.worker.inprogress import InProgress
-from sidequest.worker.logs import thread_id
+from sidequest.worker.logs import counted, thread_id
 from sidequest.worker.processor import Processor
 from sidequest.worker.state import ProcessState
 from sidequest.worker.threads import spawn
@@ -156,8 +156,8 @@ class Manager:
         self.stopping.set()
         self.inprogress.acknowledge(self._collect()[1])
         if leftovers or late:
-            log.warning("%d jobs still running at the shutdown deadline; pushing them back",
-                        len(leftovers) + len(late))
+            log.warning("%s still running at the shutdown deadline; pushing them back",
+                        counted(len(leftovers) + len(late), "job"))
         self.inprogress.requeue_all(leftovers)
         self._waker.dispose()  # only now: the fetcher may have been waiting on it
         self.asyncio.close()

@@ -22,6 +22,7 @@ from sidequest.errors import JobKilled, PayloadError
 from sidequest.morgue import add_dead
 from sidequest.payload import Payload, decode, dumps
 from sidequest.worker.clock import now
+from sidequest.worker.logs import counted
 from sidequest.worker.requeue import requeue_list
 
 log = logging.getLogger("sidequest")
@@ -76,8 +77,8 @@ class Reaper:
                                           max_deaths=self.config.max_deaths,
                                           deaths_ttl=DEATHS_TTL)
         if requeued > 0 or poisoned:
-            log.warning("recovered %d jobs of dead process %s (%d poison pills to the dead set)",
-                        max(requeued, 0), owner, poisoned)
+            log.warning("recovered %s of dead process %s (%s to the dead set)",
+                        counted(max(requeued, 0), "job"), owner, counted(poisoned, "poison pill"))
         return max(requeued, 0)
 
     def bury_poison(self) -> int:

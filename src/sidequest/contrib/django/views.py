@@ -15,8 +15,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from django.apps import apps as django_apps
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.views.decorators.csrf import csrf_exempt
 
@@ -25,10 +27,18 @@ _token: str | None = None  # the scrape token, read (and checked) with the app
 _lock = threading.Lock()
 
 
+#: Without the app, SIDEQUEST is never read: the dashboard would show the default Redis.
+NOT_INSTALLED = ("the Sidequest dashboard is mounted, but 'sidequest.contrib.django' is not in"
+                 " INSTALLED_APPS, so its SIDEQUEST settings (the Redis to show) are not read;"
+                 " add it to INSTALLED_APPS")
+
+
 def _dashboard() -> Any:
     global _app, _token
     with _lock:
         if _app is None:
+            if not django_apps.is_installed("sidequest.contrib.django"):
+                raise ImproperlyConfigured(NOT_INSTALLED)
             # The web extra, on first use.
             from sidequest.web import wsgi_app  # noqa: PLC0415
             from sidequest.web.app import scrape_token, secret_from_host  # noqa: PLC0415
