@@ -47,7 +47,17 @@ def _unique_identity(cls: type[Job], item: Payload, args: Any, kwargs: dict[str,
     """A unique job whose class has a ``unique_key`` hook is identified by what it returns."""
     hook = getattr(cls, "unique_key", None)
     if item.get(unique.FOR) and hook is not None:
-        unique.stamp(item, key=hook(*args, **kwargs))
+        where = f"{cls.wire_name()}.unique_key"
+        try:
+            key = hook(*args, **kwargs)
+        except TypeError as exc:  # often a plain method: self takes the first argument
+            raise TypeError(f"{where}: {exc} (it takes perform's arguments, without self:"
+                            " make it a @staticmethod)") from exc
+        try:
+            unique.stamp(item, key=key)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{where} returned {key!r}, which is not JSON: return str, int,"
+                            f" float, bool, None, or lists and dicts of them ({exc})") from None
 
 
 class _Setter(Generic[P]):

@@ -110,6 +110,36 @@ def test_unique_key_hook_names_the_identity() -> None:
     assert ByAccount.perform_async(6, "first")
 
 
+class KeyedWrong(Job):
+    unique_for = 60
+
+    def unique_key(self, account: int) -> Any:  # no @staticmethod: self takes the account
+        return account
+
+    def perform(self, account: int) -> None:
+        pass
+
+
+class KeyedOdd(Job):
+    unique_for = 60
+
+    @staticmethod
+    def unique_key(account: int) -> Any:
+        return object()
+
+    def perform(self, account: int) -> None:
+        pass
+
+
+def test_a_unique_key_hook_written_wrong_is_named() -> None:
+    with pytest.raises(TypeError, match=r"KeyedWrong.unique_key: .*make it a @staticmethod"):
+        KeyedWrong.perform_async(1)
+    with pytest.raises(TypeError, match=r"KeyedOdd.unique_key returned <object .*>, which is"
+                       r" not JSON"):
+        KeyedOdd.perform_async(1)
+    assert Queue("default").size == 0
+
+
 def test_bulk_pushes_are_unique_too() -> None:
     jids = Sync.perform_bulk([[1], [1], [2]])
     assert jids[0] and jids[1] is None and jids[2]
