@@ -181,3 +181,19 @@ def test_sidequest_dev_dashboard_reads_the_redis_url_flag_while_the_worker_start
         (tmp_path / "go").touch()
         out = "".join(lines) + stop(proc)
     assert f"Redis: {redis_url} (from --redis-url)" in out
+
+
+def test_sidequest_web_on_a_port_in_use_says_so_first(redis_url: str) -> None:
+    """It printed its banner, then uvicorn's bind error, and exited 3."""
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "sidequest", "web", "--port", str(port)],
+                                env=env_for(redis_url), capture_output=True, text=True,
+                                timeout=60, check=False)
+    assert result.returncode == 2, result.stderr
+    assert f"cannot listen on http://127.0.0.1:{port}/" in result.stderr
+    assert "pick another with --port" in result.stderr and "Ctrl-C" not in result.stdout

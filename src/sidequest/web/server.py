@@ -17,8 +17,11 @@ Behind a TLS proxy, ``--https`` marks the session cookie Secure and sends HSTS, 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import ipaddress
 import os
+import socket
 import sys
 import threading
 import time
@@ -99,12 +102,33 @@ def main(argv: list[str]) -> int:
     if redis_url:
         connection.configure(redis_url)
     app = build_app(args.host, args.insecure, args.title, https=args.https)
+    sock = listening(args.host, args.port)  # before the banner: a port in use is said first
     login = "password login" if os.environ.get(PASSWORD_ENV) else "no login"
     print(f"sidequest web: {url_of(args.host, args.port)} ({login}); Redis"
           f" {connection.redacted()}; Ctrl-C stops it", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", server_header=False,
-                **proxy_options(args.forwarded_allow_ips))
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info",
+                            server_header=False, **proxy_options(args.forwarded_allow_ips))
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn raises the Ctrl-C it caught again
+        uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def listening(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port``, or a ConfigError saying why not and what to do."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        busy = exc.errno == errno.EADDRINUSE
+        raise ConfigError(
+            f"cannot listen on {url_of(host, port)}: {exc.strerror or exc}"
+            + ("; another program (another sidequest web?) has the port: stop it, or pick"
+               " another with --port" if busy else "; check --host and --port")) from None
+    sock.listen(2048)
+    return sock
 
 
 def redis_url_of(args: argparse.Namespace) -> str | None:
