@@ -121,6 +121,14 @@ def load_app(targets: tuple[str, ...]) -> None:
             importlib.import_module(module)
         except ImportError as exc:
             raise ConfigError(_import_failure(target, module, exc)) from exc
+        except Exception as exc:
+            if type(exc).__name__ not in ("ImproperlyConfigured", "AppRegistryNotReady"):
+                raise
+            # A Django project's module, imported before Django is set up.
+            raise ConfigError(f"could not import {target!r}: it needs Django set up"
+                              f" ({type(exc).__name__}: {exc}). Run the worker as"
+                              " `python manage.py sidequest`, which sets Django up and loads"
+                              " each installed app's jobs.py") from None
 
 
 def _module_for_file(path: Path) -> str:
@@ -178,7 +186,7 @@ def run_worker(config: Config, processes: int = 1, *, app_loaded: bool = False) 
         use_batch_scheduling()  # inherit the policy
     setup(config.log_level, config.log_format)
     os.environ.setdefault("SIDEQUEST_ENV", config.environment)
-    if processes == 1 and not config.require and not app_loaded:
+    if not config.require and not app_loaded:
         log.warning("no -r given: no job classes are loaded; pass -r yourapp.jobs")
     load_app(config.require)  # once, before any fork: children share the loaded modules
     if config.redis_url:  # after the app, so the flag wins over a configure() in its code

@@ -184,5 +184,5 @@ def test_mounted_without_the_app_says_to_install_it(users: dict[str, object],
     client.force_login(users["staff"])
     apps = [app for app in settings.INSTALLED_APPS if app != "sidequest.contrib.django"]
     with override_settings(INSTALLED_APPS=apps), pytest.raises(
-            ImproperlyConfigured, match="'sidequest.contrib.django' is not in INSTALLED_APPS"):
+            ImproperlyConfigured, match=r"'sidequest\.contrib\.django' is not in INSTALLED_APPS"):
         client.get("/ops/sidequest/queues")

@@ -30,7 +30,8 @@ def test_push_from_a_route_run_by_the_lifespan_worker(
         assert isinstance(jid, str) and len(jid) == 24
         wait_for(lambda: "welcome, user 42" in capsys.readouterr().out, what="the job to run")
         refused = client.get("/sidequest/", headers={"Accept": "text/html"}, follow_redirects=False)
-        assert refused.status_code == 303 and refused.headers["location"] == "/login"
+        assert refused.status_code == 303
+        assert refused.headers["location"] == "/login?next=/sidequest/"
         page = client.get("/sidequest/", headers={"x-role": "admin"})
         assert page.status_code == 200 and "Dashboard" in page.text
     # The lifespan's exit stopped the worker: it left the process set.

@@ -232,3 +232,13 @@ def test_a_worker_refuses_an_entry_naming_no_job_of_a_loaded_module(r: redis.Red
     sidequest.periodic("Reports::Daily", every=5, queue=QUEUE)
     with running_worker():
         wait_for(lambda: r.hexists(keys.PERIODIC, "Reports::Daily"), what="the entry")
+
+
+def test_an_entry_for_a_queue_this_worker_does_not_serve_is_pointed_out(
+        r: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
+    sidequest.periodic(Beat, every=5, queue=QUEUE, name="unserved")
+    with caplog.at_level("WARNING", logger="sidequest"), running_worker(queues=(("default", 0),)):
+        pass
+    assert [m for m in caplog.messages if "unserved" in m] == [
+        f"periodic unserved pushes to queue '{QUEUE}', which this worker does not serve (-q):"
+        " its jobs wait there unless another worker does"]

@@ -75,6 +75,18 @@ def test_a_file_in_a_namespace_package_is_named_from_the_working_directory(
             sys.modules.pop(name, None)
 
 
+def test_a_django_module_without_django_set_up_says_to_use_manage_py(project: Path) -> None:
+    """Django's own error names settings, not the worker command that sets them up."""
+    (project / "lappkg" / "djangoish.py").write_text(
+        "class ImproperlyConfigured(Exception):\n    pass\n\n"
+        "raise ImproperlyConfigured('Requested setting INSTALLED_APPS, but settings are not"
+        " configured')\n")
+    with pytest.raises(ConfigError, match=r"could not import 'lappkg.djangoish': it needs Django"
+                       r" set up \(ImproperlyConfigured: Requested setting .*\)\. Run the"
+                       r" worker as `python manage.py sidequest`"):
+        load_app(("lappkg.djangoish",))
+
+
 def test_a_missing_package_is_named_with_the_file_and_line(project: Path) -> None:
     (project / "lappkg" / "broken.py").write_text("import os\nimport not_installed_xyz\n")
     with pytest.raises(ConfigError) as caught:

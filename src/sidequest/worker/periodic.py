@@ -219,6 +219,11 @@ def load_entries(config: Config) -> list[Entry]:
         periodic_jobs.add(periodic_jobs.from_table(table, "config file"))
     found = periodic_jobs.entries()
     periodic_jobs.check_classes(found)
+    for entry in found:
+        if entry.queue not in config.queue_names:  # another worker may: a warning, no more
+            log.warning("periodic %s pushes to queue %r, which this worker does not serve"
+                        " (-q): its jobs wait there unless another worker does", entry.name,
+                        entry.queue)
     return found
 
 
