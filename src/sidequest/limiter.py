@@ -59,6 +59,8 @@ from sidequest.limiter_names import LimiterConflict
 __all__ = ["BucketLimiter", "ConcurrentLimiter", "Limiter", "LimiterConflict", "OverLimit",
            "WindowLimiter", "bucket", "concurrent", "max_reschedules", "window"]
 
+#: The thread of the worker's event loop for async jobs (worker/asyncio_runner.py).
+ASYNC_JOBS_THREAD = "sidequest-asyncio"
 #: Reschedules of one job because of a full limiter before it goes to the dead set.
 max_reschedules = 20
 
@@ -199,11 +201,11 @@ class Limiter:
                              name="sidequest-limiter-release", daemon=True).start()
 
     def _refuse_on_loop(self) -> None:
-        """A plain ``with`` in async code would block the loop while it waits, and every
-        other async job (even the slot's holder) with it."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
+        """A plain ``with`` in an ``async def perform`` would block the worker's event loop
+        while it waits, and every other async job (even the slot's holder) with it. Only
+        there: a loop of someone else's in this thread (a notebook's, a test tool's that
+        drives a browser) is theirs to block."""
+        if threading.current_thread().name != ASYNC_JOBS_THREAD:
             return
         raise RuntimeError(
             f"limiter {self.name!r}: `with` (or acquire()) inside async code would block the "

@@ -29,6 +29,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any
 
+from sidequest.limiter import ASYNC_JOBS_THREAD  # a blocking `with` is refused there
+
 log = logging.getLogger("sidequest")
 
 #: The loop is "blocked" when a 50 ms sleep ends this much later than asked.
@@ -69,7 +71,7 @@ class AsyncRunner:
             if self._loop is None:
                 self._beat = time.monotonic()  # not "stuck" before its first tick
                 self._loop = asyncio.new_event_loop()
-                self._thread = threading.Thread(target=self._serve, name="sidequest-asyncio",
+                self._thread = threading.Thread(target=self._serve, name=ASYNC_JOBS_THREAD,
                                                 daemon=True)
                 self._thread.start()
             return self._loop
