@@ -55,18 +55,13 @@ def test_staff_see_the_dashboard_under_the_project_url(users: dict[str, object])
     assert client.get("/ops/sidequest/static/app.css").status_code == 200
 
 
-def test_a_dashboard_form_works_through_django(users: dict[str, object]) -> None:
-    """A POST (the queue's Delete button) passes Django's middleware (the dashboard checks
-    its own CSRF token) and reaches Redis."""
+def _delete_form(users: dict[str, object]) -> tuple[Any, Any]:
+    """A staff client, and the Delete form (its action and CSRF token) of a queue it loaded."""
     import re
-    from urllib.parse import urlencode
 
-    import redis
-    from django.conf import settings
     from django.test import Client
     from shop.jobs import RecordOrder
 
-    r = redis.Redis.from_url(settings.SIDEQUEST["redis_url"])
     RecordOrder.set(queue="doomed").perform_async(1)
     client = Client()
     client.force_login(users["staff"])
@@ -74,6 +69,19 @@ def test_a_dashboard_form_works_through_django(users: dict[str, object]) -> None
     form = re.search(r'action="(/ops/sidequest/queues/doomed/delete)".*?name="csrf" '
                      r'value="([^"]+)"', html, re.DOTALL)
     assert form, "no Delete form for the queue"
+    return client, form
+
+
+def test_a_dashboard_form_works_through_django(users: dict[str, object]) -> None:
+    """A POST (the queue's Delete button) passes Django's middleware (the dashboard checks
+    its own CSRF token) and reaches Redis."""
+    from urllib.parse import urlencode
+
+    import redis
+    from django.conf import settings
+
+    r = redis.Redis.from_url(settings.SIDEQUEST["redis_url"])
+    client, form = _delete_form(users)
 
     def submit(token: str) -> Any:  # as a browser posts a form: url-encoded, with Origin
         return client.post(form.group(1), urlencode({"csrf": token}),
@@ -132,24 +140,15 @@ def test_a_form_from_one_process_posts_to_another(users: dict[str, object],
     """Every process serving the site signs the dashboard's sessions alike (from
     SECRET_KEY): a form loaded from one is accepted by another. A second dashboard app stands
     for the other process; each used to sign with a random key of its own."""
-    import re
     from urllib.parse import urlencode
 
     import redis
     from django.conf import settings
-    from django.test import Client
-    from shop.jobs import RecordOrder
 
     from sidequest.contrib.django import views
 
     r = redis.Redis.from_url(settings.SIDEQUEST["redis_url"])
-    RecordOrder.set(queue="doomed").perform_async(1)
-    client = Client()
-    client.force_login(users["staff"])
-    html = client.get("/ops/sidequest/queues", HTTP_ACCEPT="text/html").content.decode()
-    form = re.search(r'action="(/ops/sidequest/queues/doomed/delete)".*?name="csrf" '
-                     r'value="([^"]+)"', html, re.DOTALL)
-    assert form, "no Delete form for the queue"
+    client, form = _delete_form(users)
     monkeypatch.setattr(views, "_app", None)  # the next request is served by another app
     done = client.post(form.group(1), urlencode({"csrf": form.group(2)}),
                        content_type="application/x-www-form-urlencoded",

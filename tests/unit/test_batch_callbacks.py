@@ -4,13 +4,11 @@ silently, when the batch ends. Accepted forms are checked in fake mode, with no 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-import sidequest
-from sidequest import Batch, Job, connection, job, testing
+from sidequest import Batch, Job, job, testing
 
 
 class CBDone(Job):
@@ -21,18 +19,6 @@ class CBDone(Job):
 @job
 def cb_notify(import_id: int, channel: str = "ops") -> None:
     pass
-
-
-@pytest.fixture
-def fake_without_redis() -> Iterator[None]:
-    testing.clear_all()
-    sidequest.configure(redis_url="redis://127.0.0.1:1/0")  # nothing listens there
-    try:
-        with testing.fake():
-            yield
-    finally:
-        testing.clear_all()
-        connection.reset()
 
 
 FORM = r"must be \(JobClass, \[args\]\)"

@@ -5,13 +5,11 @@ answer instead of failing to connect."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-import sidequest
-from sidequest import Batch, Job, connection, testing
+from sidequest import Batch, Job, testing
 from sidequest.api import JobStatus
 
 ran: list[tuple[str, Any]] = []
@@ -44,17 +42,9 @@ class TBReport(Job):
 
 
 @pytest.fixture(autouse=True)
-def no_redis() -> Iterator[None]:
-    """Sidequest pointed at a port nothing listens on: any use of Redis raises."""
+def no_redis(fake_without_redis: None) -> None:
+    """Every test in fake mode with no Redis to reach (conftest.py)."""
     ran.clear()
-    testing.clear_all()
-    sidequest.configure(redis_url="redis://127.0.0.1:1/0")
-    try:
-        with testing.fake():
-            yield
-    finally:
-        testing.clear_all()
-        connection.reset()
 
 
 def _batch(tag: str, **extra: Any) -> Batch:
