@@ -174,22 +174,29 @@ def host_name(header: str) -> str | None:
     return (found.group("ip6") or found.group("name")).lower()
 
 
-def same_origin(request: Request) -> bool:
-    """True when the browser says the request comes from a page of this very site."""
+def cross_site(request: Request) -> str | None:
+    """Why the request does not come from a page of this very site, as the browser tells;
+    None when it does."""
     site = request.headers.get("sec-fetch-site")
     if site is not None:
-        return site == "same-origin"
+        return None if site == "same-origin" else f"Sec-Fetch-Site is {site!r}"
     origin = request.headers.get("origin")
     if not origin or origin == "null":
-        return False  # every current browser sends Origin on a POST; refuse what lacks it
-    return urlsplit(origin).netloc.lower() == request.headers.get("host", "").lower()
+        # Every current browser sends Origin on a POST; refuse what lacks it.
+        return ("the request has no Origin header (a browser sends one with every form; a"
+                " script must send the dashboard's own, e.g. Origin: http://host:port)")
+    host = request.headers.get("host", "").lower()
+    if urlsplit(origin).netloc.lower() != host:
+        return f"its Origin {origin!r} is not this dashboard's host {host!r}"
+    return None
 
 
 async def _check_form(request: Request, session: Session, receive: Receive,
                       limit: int) -> tuple[Response | None, Receive]:
     """A state-changing request: same origin, and the session's CSRF token in the form."""
-    if not same_origin(request):
-        return PlainTextResponse("Cross-site request refused", status_code=403), receive
+    why = cross_site(request)
+    if why is not None:
+        return PlainTextResponse(f"Cross-site request refused: {why}", status_code=403), receive
     too_large = PlainTextResponse("Form too large", status_code=413)
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
