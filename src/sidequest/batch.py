@@ -233,6 +233,9 @@ def _callback_class(name: str, target: Any) -> Any:
     if isinstance(target, type) and callable(getattr(target, "payload_base", None)):
         return target
     if isinstance(target, str) and target.strip():
+        problem = registry.near_miss(target)  # a slip in a name this process could check
+        if problem:
+            raise TypeError(f"{name}: {problem}")
         return registry.find(target)
     raise TypeError(f"{name} must be {CALLBACK_FORM}; {target!r} is not a job")
 

@@ -79,6 +79,10 @@ def configure(redis_url: str | None = None, *, shards: Mapping[str, str] | None 
     set_shards(shards, shard_queues)
 
 
+#: configure()'s own keywords, for a did-you-mean when one is misspelt.
+_OWN = ("redis_url", "shards", "shard_queues")
+
+
 def _check_client_options(options: Mapping[str, Any]) -> None:
     """Refuse a keyword redis-py would take for nothing or reject only at the first command
     (a misspelt ``configure(redis=...)`` would fail at the first push, inside redis-py)."""
@@ -89,7 +93,7 @@ def _check_client_options(options: Mapping[str, Any]) -> None:
         if name in ("redis", "url", "redis_url", "uri", "host_url"):
             hint = "pass the URL as the first argument: configure('redis://host:6379/0')"
         else:
-            close = difflib.get_close_matches(name, known, 1)
+            close = difflib.get_close_matches(name, [*_OWN, *known], 1)
             hint = (f"did you mean {close[0]!r}?" if close
                     else "extra keyword arguments go to the redis-py client")
         raise ConfigError(f"sidequest.configure(): unknown Redis client option {name!r}; {hint}")

@@ -13,8 +13,6 @@ worker started with ``-r`` writes them to Redis and removes the ones no longer d
 
 from __future__ import annotations
 
-import difflib
-import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -212,17 +210,9 @@ def check_classes(found: list[Entry]) -> None:
     (every tick would fail in the worker and retry for weeks). Names outside the loaded
     modules (a Ruby class, another service's job) are left alone."""
     for entry in found:
-        if registry.find(entry.job_class) is not None:
-            continue
-        module, _, attr = entry.job_class.rpartition(".")
-        if not module or module not in sys.modules:
-            continue
-        there = [name for name in registry.names() if name.startswith(module + ".")]
-        close = difflib.get_close_matches(entry.job_class, there, 1)
-        hint = (f"; did you mean {close[0]!r}?" if close
-                else f"; its job classes: {', '.join(there)}" if there else "")
-        raise ConfigError(f"periodic entry {entry.name!r}: the module {module!r} is loaded but"
-                          f" defines no job {attr!r} (a Job class or an @job function){hint}")
+        problem = registry.near_miss(entry.job_class)
+        if problem:
+            raise ConfigError(f"periodic entry {entry.name!r}: {problem}")
 
 
 def clear() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import sys
 import threading
 from typing import TYPE_CHECKING
 
@@ -58,6 +60,22 @@ def _unknown(name: str) -> str:
 def find(name: object) -> type[Job] | None:
     """The class registered under ``name``, or None."""
     return _jobs.get(name) if isinstance(name, str) else None
+
+
+def near_miss(name: str) -> str | None:
+    """For a job name this process does not define: what is wrong when its module is loaded
+    here (the name is a slip, not another process's job); None otherwise."""
+    if find(name) is not None:
+        return None
+    module, _, attr = name.rpartition(".")
+    if not module or module not in sys.modules:
+        return None
+    there = [known for known in names() if known.startswith(module + ".")]
+    close = difflib.get_close_matches(name, there, 1)
+    hint = (f"; did you mean {close[0]!r}?" if close
+            else f"; its job classes: {', '.join(there)}" if there else "")
+    return (f"the module {module!r} is loaded but defines no job {attr!r} (a Job class or an"
+            f" @job function){hint}")
 
 
 def names() -> list[str]:

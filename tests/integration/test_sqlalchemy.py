@@ -90,6 +90,18 @@ def test_a_savepoint_rollback_forgets_only_its_own_pushes(db: None, r: redis.Red
     assert r.llen("queue:outer") == r.llen("queue:released") == 1
 
 
+def test_a_scoped_session_is_taken_for_its_session(db: None, r: redis.Redis) -> None:
+    """Flask-SQLAlchemy's db.session is a scoped_session: it raised AttributeError."""
+    with Session.begin():
+        Session.add(User(name="di"))
+        after_commit(Session, Welcome.perform_async, 1)
+        assert r.llen("queue:default") == 0
+    assert r.llen("queue:default") == 1
+    with pytest.raises(TypeError, match=r"after_commit needs the push itself .*"
+                       r"after_commit\(session, SendWelcome.perform_async, user.id\)"):
+        after_commit(Session, "a jid, from a push already made")
+
+
 def test_each_job_gets_a_fresh_session(db: None) -> None:
     with Session() as session, session.begin():
         session.add_all([User(name="ada"), User(name="bob")])

@@ -66,3 +66,14 @@ def test_a_name_this_process_does_not_know_is_pushed_as_named() -> None:
         pass
     (pushed,) = testing.jobs_for("HardJob")
     assert (pushed["queue"], pushed["args"], pushed["retry"]) == ("default", [1], True)
+
+
+@pytest.mark.usefixtures("fake_without_redis")
+def test_a_misspelt_callback_name_in_a_loaded_module_is_refused() -> None:
+    """Periodic entries get the same check; a name in no loaded module (a Ruby class) is
+    still taken as another process's job."""
+    with pytest.raises(TypeError, match=(
+            rf"on_success: the module '{__name__}' is loaded but defines no job 'CBDonne'"
+            rf" .*did you mean '{__name__}.CBDone'\?")):
+        Batch(on_success=(f"{__name__}.CBDonne", [1]))
+    Batch(on_success=("Reports::Done", [1]))

@@ -27,6 +27,8 @@ def _forget() -> Iterator[None]:
                            r" 'socket_timeout'\?"),
     ({"frobnicate": 1}, r"unknown Redis client option 'frobnicate'; extra keyword arguments"
                         r" go to the redis-py client"),
+    ({"shard_queue": {}}, r"unknown Redis client option 'shard_queue'; did you mean"
+                          r" 'shard_queues'\?"),
 ])
 def test_an_option_redis_py_does_not_take_is_refused(options: dict[str, object],
                                                      says: str) -> None:

@@ -12,7 +12,8 @@ from sidequest import limiter
 
 
 @pytest.mark.parametrize(("make", "words"), [
-    (lambda: limiter.bucket("api", 10, "minutes"), "interval 'minutes': use one of second"),
+    (lambda: limiter.bucket("api", 10, "minutes"),
+     "interval 'minutes': did you mean 'minute'? use one of second"),
     (lambda: limiter.window("api", 10, 0), "interval must be a finite number"),
     (lambda: limiter.window("api", 10, math.nan), "got nan"),
     (lambda: limiter.bucket("api", 10, math.inf), "got inf"),
@@ -37,3 +38,20 @@ def test_good_arguments_are_kept() -> None:
     assert (made.limit, made.wait_timeout, made._interval_ms) == (10, 2.0, 60_000)
     assert limiter.window("sms", 3, 0.25)._interval_ms == 250
     assert limiter.concurrent("db", 2, lock_timeout=1.5)._interval_ms == 1500
+
+
+@pytest.mark.usefixtures("fake_without_redis")
+def test_in_the_testing_modes_a_limiter_lets_calls_through_without_redis() -> None:
+    """What a unit test checks is the job, not the limit; nothing reaches Redis (there is
+    none to reach here)."""
+    import asyncio
+
+    slot = limiter.concurrent("fake-slot", 1)
+    with slot, slot:  # a concurrent limit of 1, taken twice: not enforced here
+        pass
+
+    async def in_async_code() -> None:
+        async with limiter.window("fake-window", 1, "second"):
+            pass
+
+    asyncio.run(in_async_code())

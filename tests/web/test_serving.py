@@ -197,3 +197,13 @@ def test_sidequest_web_on_a_port_in_use_says_so_first(redis_url: str) -> None:
     assert result.returncode == 2, result.stderr
     assert f"cannot listen on http://127.0.0.1:{port}/" in result.stderr
     assert "pick another with --port" in result.stderr and "Ctrl-C" not in result.stdout
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "http"])
+def test_sidequest_web_refuses_a_port_that_is_none(redis_url: str, port: str) -> None:
+    """99999 gave a traceback (OverflowError from bind)."""
+    result = subprocess.run([sys.executable, "-m", "sidequest", "web", "--port", port],
+                            env=env_for(redis_url), capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"'{port}' is no port: give a whole number from 1 to 65535" in result.stderr

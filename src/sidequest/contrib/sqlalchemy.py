@@ -51,12 +51,21 @@ def session_per_job(scoped: scoped_session[Any]) -> Callable[..., Any]:
     return remove_after
 
 
-def after_commit(session: Session, push: Callable[..., Any], *args: Any,
+def after_commit(session: Session | scoped_session[Any], push: Callable[..., Any], *args: Any,
                  **kwargs: Any) -> None:
     """Call ``push(*args, **kwargs)`` (a ``perform_async``, ``perform_in``, ...) once the
     session's current transaction commits; forget it if the transaction rolls back. Inside a
     savepoint (``begin_nested``), its rollback forgets the pushes made in it, and only those:
-    the ones made before it still happen at the commit."""
+    the ones made before it still happen at the commit. ``session`` may be a
+    ``scoped_session`` (Flask-SQLAlchemy's ``db.session``): its current session is used."""
+    if not callable(push):
+        raise TypeError(f"after_commit needs the push itself and its arguments, e.g."
+                        f" after_commit(session, SendWelcome.perform_async, user.id), got"
+                        f" {push!r}: the result of a push made already")
+    _defer(session() if isinstance(session, scoped_session) else session, (push, args, kwargs))
+
+
+def _defer(session: Session, call: tuple[Callable[..., Any], Any, Any]) -> None:
     # Listeners stay for the session's life (SQLAlchemy forbids removing one while its
     # event runs); each commit or rollback empties the list.
     if not event.contains(session, "after_commit", _run):
@@ -64,7 +73,7 @@ def after_commit(session: Session, push: Callable[..., Any], *args: Any,
         event.listen(session, "after_soft_rollback", _forget)
     # The innermost savepoint, else the transaction (None: one will begin on first use).
     within = session.get_nested_transaction() or session.get_transaction()
-    session.info.setdefault(_PENDING, []).append((within, push, args, kwargs))
+    session.info.setdefault(_PENDING, []).append((within, *call))
 
 
 def _run(session: Session) -> None:

@@ -69,12 +69,19 @@ def build_app(host: str, insecure: bool = False, title: str = "Sidequest",
     )
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is no port: give a whole number from 1 to"
+                                         " 65535")
+    return int(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sidequest web",
                                      description="Serve the Sidequest dashboard.")
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help=f"address to listen on (default {DEFAULT_HOST})")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+    parser.add_argument("--port", type=_port, default=DEFAULT_PORT,
                         help=f"port (default {DEFAULT_PORT})")
     parser.add_argument("--insecure", action="store_true",
                         help=f"serve a non-loopback address without a login ({PASSWORD_ENV}"
