@@ -41,6 +41,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
+
 from sidequest import connection, items, keys, registry
 from sidequest.payload import Payload, dumps, loads
 from sidequest.signatures import check_call
@@ -120,9 +122,9 @@ class Batch:
         try:
             yield self
         except BaseException:
-            log.warning("batch %s was not sealed: its `with batch.jobs()` block raised; the "
-                        "jobs pushed in it run, but its callbacks wait until a later block "
-                        "on this batch ends", self.bid)
+            log.warning("a `with batch.jobs()` block of batch %s raised: the jobs pushed in it"
+                        " run and count in the batch; a batch no earlier block sealed stays"
+                        " unsealed (no callbacks) until a later block on it ends", self.bid)
             raise
         finally:
             _current.reset(token)
@@ -140,6 +142,17 @@ class Batch:
 
 def current() -> Batch | None:
     return _current.get()
+
+
+@contextlib.contextmanager
+def outside() -> Iterator[None]:
+    """No batch is being filled in the block: a job run inline (the testing modes) inside a
+    ``with batch.jobs():`` pushes what a worker would, not more members of that batch."""
+    token = _current.set(None)
+    try:
+        yield
+    finally:
+        _current.reset(token)
 
 
 def add_member(pipe: Any, bid: str, member: str) -> None:
@@ -184,11 +197,19 @@ def queue_update(pipe: Any, ancestry: list[str], member: str, outcome: str) -> A
 
 
 def dropped(payload: Payload) -> None:
-    """A member that will never run (expired, or cancelled before it started) is done, and
-    not a failure: without this its batch would wait for it forever."""
+    """A member that will never run again (expired, or cancelled before it started) is done:
+    without this its batch would wait for it forever. Not a failure, unless it failed before
+    (a retry dropped): recording a success would clear that failure, and on_success fire. A
+    Redis error is logged: the job is gone either way, and its caller must not fail."""
     ancestry = ancestry_of(payload)
-    if ancestry:
-        update(ancestry, str(payload.get("jid", "")), "success")
+    if not ancestry:
+        return
+    outcome = "failure" if "failed_at" in payload else "success"
+    try:
+        update(ancestry, str(payload.get("jid", "")), outcome)
+    except redis.RedisError as exc:
+        log.warning("batch %s: could not record that job %s was dropped (%s); the batch waits"
+                    " for it", ancestry[0], payload.get("jid"), exc)
 
 
 def ancestry_of(payload: Payload) -> list[str] | None:

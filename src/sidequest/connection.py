@@ -106,7 +106,7 @@ def _client_option_names() -> frozenset[str]:
     takers: list[Any] = [redis.Redis.__init__, redis.RedisCluster.__init__,
                          conn.ConnectionPool.__init__, conn.AbstractConnection.__init__,
                          conn.Connection.__init__, conn.SSLConnection.__init__,
-                         conn.UnixDomainSocketConnection.__init__]
+                         conn.UnixDomainSocketConnection.__init__, Sentinel.__init__]
     named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     return frozenset(p.name for taker in takers
                      for p in inspect.signature(taker).parameters.values()

@@ -132,7 +132,7 @@ def make_entry(job: type[Job] | JobFunction[Any, Any] | str, *, cron: str | None
         try:
             check_call(cls, tuple(args), kwargs or {})
         except TypeError as exc:
-            raise ConfigError(f"{label}: {exc}") from None
+            raise TypeError(f"{label}: {exc}") from None
     queue = queue if queue is not None else (cls.queue if cls is not None else "default")
     if not isinstance(queue, str) or not QUEUE_NAME.fullmatch(queue):
         raise ConfigError(f"{label}: queue {queue!r} must be letters, digits and _ : . -")

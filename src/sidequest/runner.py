@@ -146,11 +146,13 @@ def _module_for_file(path: Path) -> str:
     while (folder / "__init__.py").is_file() and folder.name.isidentifier():
         parts.insert(0, folder.name)
         folder = folder.parent
-    if len(parts) == 1:
-        # In a plain folder: named from the working directory (app/jobs.py is app.jobs,
-        # app a namespace package), when it lies inside it.
+    cwd = Path.cwd().resolve()
+    if len(parts) == 1 or (cwd / "__init__.py").is_file():
+        # In a plain folder, or run from inside a package (an app started there names its
+        # modules from there too): named from the working directory (app/jobs.py is
+        # app.jobs, app a namespace package), when it lies inside it.
         with contextlib.suppress(ValueError):
-            local = resolved.with_suffix("").relative_to(Path.cwd().resolve()).parts
+            local = resolved.with_suffix("").relative_to(cwd).parts
             if local and all(part.isidentifier() for part in local):
                 return ".".join(local)
     sys.path.insert(0, str(folder))

@@ -339,8 +339,9 @@ def _run(job: Payload) -> None:
     instance.payload = job
     args, kwargs = job["args"], job.get(KWARGS) or {}
     try:
-        server_middleware.invoke((instance, job, job["queue"]),
-                                 lambda: _perform(instance, args, kwargs))
+        with batch.outside():
+            server_middleware.invoke((instance, job, job["queue"]),
+                                     lambda: _perform(instance, args, kwargs))
     except OverLimit:
         raise  # a worker would run it again later: not an outcome for its batch yet
     except BaseException:

@@ -80,3 +80,16 @@ def test_every_job_state_reads_as_a_task_status(project: object) -> None:
     ended = {name for name, kind in backend._STATES.items()
              if kind in (backend.TaskResultStatus.FAILED, backend.TaskResultStatus.SUCCESSFUL)}
     assert ended == {"succeeded", "dead", "cancelled", "expired"}
+
+
+def test_a_result_reads_in_the_testing_modes(project: object) -> None:
+    """JobStatus refuses the testing modes; the backend reads its own hash, so a project's
+    tests under testing.fake() can still enqueue and refresh a task result."""
+    from shop.tasks import add
+
+    from sidequest import testing
+
+    with testing.fake():
+        result = add.enqueue(2, 3)
+        assert add.get_result(result.id).status == "READY"
+        testing.clear_all()

@@ -185,3 +185,12 @@ def test_mounted_without_the_app_says_to_install_it(users: dict[str, object],
     with override_settings(INSTALLED_APPS=apps), pytest.raises(
             ImproperlyConfigured, match=r"'sidequest\.contrib\.django' is not in INSTALLED_APPS"):
         client.get("/ops/sidequest/queues")
+
+
+def test_a_scraper_reads_prometheus_under_a_mount_without_a_trailing_slash(
+        users: dict[str, object], scrape_token: str) -> None:
+    from django.test import Client
+
+    bearer = {"HTTP_AUTHORIZATION": f"Bearer {scrape_token}"}
+    metrics = Client().get("/ops-bare/sidequest/prometheus", **bearer)
+    assert metrics.status_code == 200 and b"sidequest_busy" in metrics.content

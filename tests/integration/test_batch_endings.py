@@ -212,7 +212,7 @@ def test_a_block_that_raises_leaves_the_batch_unsealed_until_a_block_ends(
           batch.jobs()):
         BERow.perform_async(1)
         raise RuntimeError("the rows could not be read")
-    assert any(batch.bid in rec.getMessage() and "not sealed" in rec.getMessage()
+    assert any(batch.bid in rec.getMessage() and "stays unsealed" in rec.getMessage()
                for rec in caplog.records)
     with running_worker():
         wait_for(lambda: Queue("default").size == 0 and ran == ["row 1"], what="the job")
@@ -230,3 +230,21 @@ def test_fake_mode_writes_no_batch_to_redis(r: redis.Redis) -> None:
         assert [j["args"] for j in BEDone.jobs] == [["fake"]]
     testing.clear_all()
     assert r.keys("*") == [], "nothing in Redis, and no callback in its schedule"
+
+
+def test_a_member_dropped_after_a_failure_stays_a_failure() -> None:
+    """A retry that expires, or a job cancelled after it failed once: dropping it must not
+    clear its failure (on_success fired for a batch with a failed job)."""
+    from sidequest import batch as batch_module
+
+    batch = _batch("failed-then-dropped")
+    with batch.jobs():
+        failing = BERow.perform_in(3600, 1)
+        fine = BERow.perform_in(3600, 2)
+    assert failing and fine
+    (entry,) = [e for e in ScheduledSet() if e.jid == failing]
+    batch_module.update(batch.ancestry, failing, "failure")  # its first try failed
+    batch_module.dropped({**entry.item, "failed_at": time.time()})  # then it was dropped
+    batch_module.update(batch.ancestry, fine, "success")
+    status = BatchStatus(batch.bid)
+    assert status.complete and not status.success and status.failed_jids == [failing]

@@ -112,10 +112,13 @@ def test_the_prefix_is_mounted_however_it_is_written(redis_url: str) -> None:
         make_app_with(redis_url, SIDEQUEST_DASHBOARD="/")
 
 
-def test_a_misspelt_setting_is_refused(redis_url: str) -> None:
-    with pytest.raises(ConfigError, match=r"unknown setting app.config\['SIDEQUEST_REDIS'\];"
-                       r" did you mean 'SIDEQUEST_REDIS_URL'\?"):
+def test_a_misspelt_setting_is_pointed_out(redis_url: str,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="sidequest"):
         make_app_with(redis_url, SIDEQUEST_REDIS="redis://elsewhere:6379/0")
+    assert caplog.messages == [
+        "Sidequest(app): app.config['SIDEQUEST_REDIS'] is not a setting of the extension and"
+        " is ignored; did you mean 'SIDEQUEST_REDIS_URL'?"]
 
 
 def test_a_form_from_one_process_posts_to_another(redis_url: str, r: redis.Redis) -> None:

@@ -40,3 +40,9 @@ def test_redis_py_options_are_accepted() -> None:
     sidequest.configure("redis://127.0.0.1:6379/0", socket_timeout=3, max_connections=20,
                         ssl_cert_reqs="required", client_name="shop", decode_responses=False)
     assert connection._options["max_connections"] == 20
+
+
+def test_sentinel_options_are_accepted() -> None:
+    sidequest.configure("redis+sentinel://127.0.0.1:26379/mymaster/0", min_other_sentinels=1,
+                        sentinel_kwargs={"password": "x"})
+    assert connection._options["min_other_sentinels"] == 1

@@ -103,3 +103,16 @@ def test_a_module_that_is_not_there_says_where_to_run_from(project: Path) -> Non
         load_app(("nothere.jobs",))
     with pytest.raises(ConfigError, match=r"-r nothere\.py: no such file"):
         load_app(("nothere.py",))
+
+
+def test_a_file_run_from_inside_a_package_is_named_from_there(project: Path) -> None:
+    """Run from inside the package (its folder has __init__.py), an app started there knows
+    jobs.py as jobs: the worker must too, not as <package>.jobs."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(project / "lappkg")
+        patch.setattr(sys, "path", list(sys.path))
+        try:
+            load_app(("jobs.py",))
+            assert "jobs" in sys.modules and registry.lookup("jobs.LoadAppWelcome")
+        finally:
+            sys.modules.pop("jobs", None)

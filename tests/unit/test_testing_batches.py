@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from sidequest import Batch, Job, testing
+from sidequest import batch as batch_module
 from sidequest.api import JobStatus
 
 ran: list[tuple[str, Any]] = []
@@ -29,6 +30,14 @@ class TBFanout(Job):
         assert batch is not None
         with batch.jobs():
             TBRow.perform_async(100 + n)
+
+
+class TBPushesOne(Job):
+    """Pushes a job outside any batch block of its own: a worker would not make it a member."""
+
+    def perform(self, n: int) -> None:
+        ran.append(("pusher", n))
+        TBRow.perform_async(200 + n)
 
 
 class TBDone(Job):
@@ -104,3 +113,16 @@ def test_inline_runs_the_callbacks_when_the_block_ends() -> None:
 def test_job_status_says_it_cannot_answer_in_the_testing_modes() -> None:
     with pytest.raises(RuntimeError, match=r"testing.fake\(\) and testing.inline\(\)"):
         JobStatus("0123456789abcdef01234567")
+
+
+def test_inline_a_job_pushed_by_a_member_is_not_a_member() -> None:
+    """Run inline inside the block, the member would otherwise push into the block's batch:
+    a worker runs it later, outside any block."""
+    with testing.inline():
+        batch = _batch("inline-pusher")
+        with batch.jobs():
+            TBPushesOne.perform_async(1)
+        assert ("row", 201) in ran
+        assert ran[-2:] == [("complete", "inline-pusher"), ("success", "inline-pusher")]
+        assert batch_module._local is not None
+        assert batch_module._local._batches[batch.bid].total == 1

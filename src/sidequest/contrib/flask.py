@@ -19,14 +19,15 @@ Settings read from ``app.config`` when the extension is set up (so set them befo
 ``SIDEQUEST_REDIS_URL`` (where jobs go and come from), ``SIDEQUEST_DASHBOARD`` (the
 dashboard's URL prefix, default ``/sidequest``; ``None`` for no dashboard),
 ``SIDEQUEST_LOGIN_URL`` (where a browser that fails ``auth`` is sent). Another
-``SIDEQUEST_`` key is refused with a did-you-mean. The dashboard signs its sessions with a
-key derived from the app's ``secret_key`` (unless ``$SIDEQUEST_WEB_SECRET`` or
-``secret_key=`` is given), so that every process of the app accepts the others' forms.
+``SIDEQUEST_`` key is logged as ignored, with a did-you-mean. The dashboard signs its
+sessions with a key derived from the app's ``secret_key`` (unless ``$SIDEQUEST_WEB_SECRET``
+or ``secret_key=`` is given), so that every process of the app accepts the others' forms.
 """
 
 from __future__ import annotations
 
 import difflib
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +41,7 @@ except ImportError as exc:  # pragma: no cover - the message is the point
 from sidequest import connection, middleware
 from sidequest.errors import ConfigError
 
+log = logging.getLogger("sidequest")
 DEFAULT_PREFIX = "/sidequest"
 SETTINGS = ("SIDEQUEST_REDIS_URL", "SIDEQUEST_DASHBOARD", "SIDEQUEST_LOGIN_URL")
 
@@ -108,11 +110,14 @@ class Sidequest:
 
 
 def _check_settings(config: Any) -> None:
+    """Point out a ``SIDEQUEST_`` key the extension does not read: a misspelt setting was
+    ignored without a word. Logged, not refused: an app may keep constants of its own."""
     for key in config:
         if key.startswith("SIDEQUEST_") and key not in SETTINGS:
             close = difflib.get_close_matches(key, SETTINGS, 1)
-            hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(SETTINGS)}"
-            raise ConfigError(f"Sidequest(app): unknown setting app.config[{key!r}]; {hint}")
+            hint = f"did you mean {close[0]!r}?" if close else f"it reads {', '.join(SETTINGS)}"
+            log.warning("Sidequest(app): app.config[%r] is not a setting of the extension and"
+                        " is ignored; %s", key, hint)
 
 
 def _prefix(value: Any) -> str | None:

@@ -97,15 +97,17 @@ class Reaper:
             stamp = now()
             failed = self._failed(raw, stamp)
             pipe: Any = self.client.pipeline(transaction=True)  # redis-py's stubs want str
+            pipe.lrem(keys.POISON, 1, raw)
             add_dead(pipe, raw if failed is None else dumps(failed), stamp,
                      self.config.dead_max_jobs, self.config.dead_timeout)
             ancestry = batch.ancestry_of(failed) if failed else None
             if failed and ancestry:  # a failure to its batch, which stops waiting for it
                 batch.queue_update(pipe, ancestry, str(failed.get("jid", "")), "failure")
-            pipe.lrem(keys.POISON, 1, raw)
-            pipe.execute()
+            removed = pipe.execute()[0]
             unique.release_raw(raw, self.client)  # dead: a unique pill gives its identity back
-            if failed is not None:  # the death handlers hear of it (a stored status: dead)
+            # The death handlers hear of it once (a stored status: dead): not again from a
+            # reaper that took the pill after this one's lock lapsed, and found it gone.
+            if failed is not None and removed:
                 hooks.report_death(failed, self._reason())
             buried += 1
         return buried

@@ -52,7 +52,7 @@ def _dashboard() -> Any:
 
 
 def _scraper(request: HttpRequest, path: str) -> bool:
-    if path != "prometheus" or request.method not in ("GET", "HEAD"):
+    if path.strip("/") != "prometheus" or request.method not in ("GET", "HEAD"):
         return False
     from sidequest.web.security import bearer_matches  # noqa: PLC0415 - as above
 
