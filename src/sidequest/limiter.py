@@ -41,20 +41,18 @@ other limits is refused.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import difflib
 import math
-import os
 import secrets
 import threading
 import time
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import redis
 
 from sidequest import client, connection, keys, limiter_names
+from sidequest import limiter_renewal as renewal
 from sidequest.limiter_names import LimiterConflict
 
 __all__ = ["BucketLimiter", "ConcurrentLimiter", "Limiter", "LimiterConflict", "OverLimit",
@@ -210,7 +208,7 @@ class Limiter:
     def _abandon(self, call: asyncio.Future[_Attempt]) -> None:
         token = None if call.cancelled() or call.exception() else call.result().token
         if token is not None:  # a thread: the loop may be closing
-            threading.Thread(target=_quietly, args=(lambda: self._give_back(token),),
+            threading.Thread(target=renewal.quietly, args=(lambda: self._give_back(token),),
                              name="sidequest-limiter-release", daemon=True).start()
 
     def _refuse_on_loop(self) -> None:
@@ -283,7 +281,7 @@ class ConcurrentLimiter(Limiter):
     def _took(self, attempt: _Attempt) -> int:
         assert attempt.token is not None
         _holding.set((*_holding.get(), (self, attempt.token)))
-        _renewer.hold(self, attempt.token)
+        renewal.renewer.hold(self, attempt.token)
         return attempt.at
 
     def _untake(self) -> str | None:
@@ -292,7 +290,7 @@ class ConcurrentLimiter(Limiter):
         for i in range(len(held) - 1, -1, -1):
             if held[i][0] is self:
                 _holding.set(held[:i] + held[i + 1:])
-                _renewer.drop(self, held[i][1])
+                renewal.renewer.drop(self, held[i][1])
                 return held[i][1]
         return None
 
@@ -352,65 +350,3 @@ def window(name: str, limit: int, interval: float | str,
     """At most ``limit`` calls in any sliding ``interval``."""
     return WindowLimiter(name, limit, _seconds(name, interval),
                          _duration(name, "wait_timeout", wait_timeout, zero=True))
-
-
-class _Renewer:
-    """Extends the concurrent slots this process holds, so that a live holder never loses
-    one; a daemon thread started at the first slot taken."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._held: dict[ConcurrentLimiter, list[str]] = {}
-        self._thread: threading.Thread | None = None
-        # Set when a slot arrives whose lock timeout is shorter than the current nap allows:
-        # the thread wakes at once rather than let that slot lapse while it sleeps.
-        self._wake = threading.Event()
-        self._period = float("inf")
-
-    def hold(self, limiter: ConcurrentLimiter, token: str) -> None:
-        with self._lock:
-            self._held.setdefault(limiter, []).append(token)
-            if limiter._interval_ms / 3000 < self._period:
-                self._wake.set()
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="sidequest-limiters",
-                                                daemon=True)
-                self._thread.start()
-
-    def drop(self, limiter: ConcurrentLimiter, token: str) -> None:
-        with self._lock:
-            tokens = self._held.get(limiter, [])
-            if token in tokens:
-                tokens.remove(token)
-            if not tokens:
-                self._held.pop(limiter, None)
-
-    def _run(self) -> None:
-        while True:
-            with self._lock:
-                held = {lim: list(tokens) for lim, tokens in self._held.items()}
-                shortest = min((lim._interval_ms for lim in held), default=3000) / 1000
-                self._period = max(shortest / 3, 0.05)
-                self._wake.clear()
-            for lim, tokens in held.items():
-                _quietly(lambda lim=lim, tokens=tokens: lim.renew(tokens))  # type: ignore[misc]
-            self._wake.wait(self._period)
-
-
-def _quietly(call: Callable[[], Any]) -> None:
-    # Redis down: the slot's own expiry is the fallback; the next renewal tries again.
-    with contextlib.suppress(Exception):
-        call()
-
-
-_renewer = _Renewer()
-
-
-def _after_fork() -> None:
-    # A forked child (``sidequest -P``) has none of its parent's threads: it starts its own
-    # renewing thread at its first slot, and holds none of its parent's slots.
-    global _renewer
-    _renewer = _Renewer()
-
-
-os.register_at_fork(after_in_child=_after_fork)

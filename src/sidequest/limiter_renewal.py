@@ -1,0 +1,82 @@
+"""Renewing the concurrent-limiter slots this process holds: a live holder never loses one
+to its lock timeout, and a process that dies loses them after it (limiter.py). One daemon
+thread per process, started at the first slot taken.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+
+class Renewable(Protocol):
+    """A concurrent limiter, as the renewer sees it."""
+
+    _interval_ms: int
+
+    def renew(self, tokens: list[str]) -> None: ...
+
+
+class Renewer:
+    """Extends the concurrent slots this process holds, so that a live holder never loses
+    one; a daemon thread started at the first slot taken."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[Renewable, list[str]] = {}
+        self._thread: threading.Thread | None = None
+        # Set when a slot arrives whose lock timeout is shorter than the current nap allows:
+        # the thread wakes at once rather than let that slot lapse while it sleeps.
+        self._wake = threading.Event()
+        self._period = float("inf")
+
+    def hold(self, limiter: Renewable, token: str) -> None:
+        with self._lock:
+            self._held.setdefault(limiter, []).append(token)
+            if limiter._interval_ms / 3000 < self._period:
+                self._wake.set()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="sidequest-limiters",
+                                                daemon=True)
+                self._thread.start()
+
+    def drop(self, limiter: Renewable, token: str) -> None:
+        with self._lock:
+            tokens = self._held.get(limiter, [])
+            if token in tokens:
+                tokens.remove(token)
+            if not tokens:
+                self._held.pop(limiter, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                held = {lim: list(tokens) for lim, tokens in self._held.items()}
+                shortest = min((lim._interval_ms for lim in held), default=3000) / 1000
+                self._period = max(shortest / 3, 0.05)
+                self._wake.clear()
+            for lim, tokens in held.items():
+                quietly(lambda lim=lim, tokens=tokens: lim.renew(tokens))  # type: ignore[misc]
+            self._wake.wait(self._period)
+
+
+def quietly(call: Callable[[], Any]) -> None:
+    # Redis down: the slot's own expiry is the fallback; the next renewal tries again.
+    with contextlib.suppress(Exception):
+        call()
+
+
+renewer = Renewer()
+
+
+def _after_fork() -> None:
+    # A forked child (``sidequest -P``) has none of its parent's threads: it starts its own
+    # renewing thread at its first slot, and holds none of its parent's slots.
+    global renewer
+    renewer = Renewer()
+
+
+os.register_at_fork(after_in_child=_after_fork)
