@@ -94,32 +94,37 @@ class Reaper:
             raw = cast("bytes | None", self.client.lindex(keys.POISON, 0))
             if raw is None:
                 return buried
-            stamp = now()
-            failed = self._failed(raw, stamp)
-            pipe: Any = self.client.pipeline(transaction=True)  # redis-py's stubs want str
-            pipe.lrem(keys.POISON, 1, raw)
-            add_dead(pipe, raw if failed is None else dumps(failed), stamp,
-                     self.config.dead_max_jobs, self.config.dead_timeout)
-            ancestry = batch.ancestry_of(failed) if failed else None
-            if failed and ancestry:  # a failure to its batch, which stops waiting for it
-                batch.queue_update(pipe, ancestry, str(failed.get("jid", "")), "failure")
-            removed = pipe.execute()[0]
-            unique.release_raw(raw, self.client)  # dead: a unique pill gives its identity back
-            # The death handlers hear of it once (a stored status: dead): not again from a
-            # reaper that took the pill after this one's lock lapsed, and found it gone.
-            if failed is not None and removed:
-                hooks.report_death(failed, self._reason())
+            self._bury(raw)
             buried += 1
         return buried
 
-    def _failed(self, raw: bytes, stamp: float) -> Payload | None:
+    def _bury(self, raw: bytes) -> None:
+        """One pill to the dead set, and a failure to its batch, which stops waiting for it."""
+        stamp, reason = now(), self._reason()
+        failed = self._failed(raw, stamp, reason)
+        pipe: Any = self.client.pipeline(transaction=True)  # redis-py's stubs want str
+        pipe.lrem(keys.POISON, 1, raw)
+        add_dead(pipe, raw if failed is None else dumps(failed), stamp,
+                 self.config.dead_max_jobs, self.config.dead_timeout)
+        ancestry = batch.ancestry_of(failed) if failed is not None else None
+        if failed is not None and ancestry:
+            batch.queue_update(pipe, ancestry, str(failed.get("jid", "")), "failure")
+        removed = pipe.execute()[0]
+        unique.release_raw(raw, self.client)  # dead: a unique pill gives its identity back
+        # The death handlers hear of it once (a stored status: dead): not again from a reaper
+        # that took the pill after this one's lock lapsed, and found it gone.
+        if failed is not None and removed:
+            hooks.report_death(failed, reason)
+
+    @staticmethod
+    def _failed(raw: bytes, stamp: float, reason: JobKilled) -> Payload | None:
         """The job as the dead set keeps it; None for an unreadable payload, which is kept
         byte for byte."""
         try:
             job = decode(raw)
         except PayloadError:
             return None
-        failed = retry.record_failure(job, self._reason(), stamp)
+        failed = retry.record_failure(job, reason, stamp)
         failed["error_class"] = "Sidequest::JobKilled"
         return failed
 
