@@ -14,8 +14,8 @@ LINT_DIRS := $(wildcard src tests bench examples)
 # `nox -s tests-3.13` (no arguments) runs all of them on one Python.
 OTHER_PYTHONS := 3.10 3.12 3.13
 NOX_ARGS_3.12 := -- tests/unit -m "not slow"
-NOX_ARGS_3.10 := -- tests/unit tests/integration -m "not slow" --integration-share 0/2
-NOX_ARGS_3.13 := -- tests/unit tests/integration -m "not slow" --integration-share 1/2
+NOX_ARGS_3.10 := -- tests/unit tests/integration -m "not slow and not timed" --integration-share 0/2
+NOX_ARGS_3.13 := -- tests/unit tests/integration -m "not slow and not timed" --integration-share 1/2
 
 .PHONY: venv redis ruby sentinel postgresql faketime chromium lint test unit demo bench soak screenshots clean \
 	check-main check-unit check-integration check-cluster check-soaks check-web-interop check-timed \
@@ -116,10 +116,10 @@ check-unit:
 	$(BIN)/pytest -q tests/unit
 
 check-integration:
-	$(BIN)/pytest -q tests/integration
+	$(BIN)/pytest -q -m "not timed" tests/integration
 
 check-integration-%:
-	$(BIN)/pytest -q tests/integration --integration-share $*/2
+	$(BIN)/pytest -q -m "not timed" tests/integration --integration-share $*/2
 
 # A Redis Cluster of 3 primaries and 3 replicas, started by tests/cluster/conftest.py.
 check-cluster:
@@ -136,7 +136,7 @@ check-web-interop:
 	$(BIN)/pytest -q -m "not timed" tests/web tests/interop
 
 check-timed:
-	$(BIN)/pytest -q -m timed tests/fault tests/web tests/interop
+	$(BIN)/pytest -q -m timed tests/integration tests/fault tests/web tests/interop
 
 # tests/django (a real Django project and workers) in two nox environments: Django 6 on
 # Python 3.12, and Django 5.2 with the django-tasks backport on 3.11. Without Python 3.12 it

@@ -44,7 +44,7 @@ def tests(session: nox.Session) -> None:
     main environment's Python, in `make test`."""
     session.install("-e", ".[dev]")  # dev: mypy and pyright for tests/unit/test_typing.py
     # Load tests, which measure the machine more than the interpreter ("slow"), run once too.
-    args = session.posargs or ["tests/unit", "tests/integration", "-m", "not slow"]
+    args = session.posargs or ["tests/unit", "tests/integration", "-m", "not slow and not timed"]
     session.run("pytest", "-q", "-p", "no:cacheprovider", *args)
 
 
