@@ -22,6 +22,7 @@ from sidequest import (
     shards,
     status,
     unique,
+    wire,
 )
 from sidequest.errors import RedisUnavailable
 from sidequest.items import normalize
@@ -167,12 +168,16 @@ def _write(jobs: list[Payload]) -> set[str]:
 
 def _write_to(target: redis.Redis, jobs: list[Payload], shard: str | None = None) -> set[str]:
     stamp = now()
+    by_queue, scheduled, uniques = _sort(jobs, stamp)
+    if not uniques and wire.usable(target) and not any(map(_has_extras, jobs)):
+        # The common push, plain jobs: its few commands without a pipeline's overhead.
+        _guarded(lambda: wire.run(target, _plain_commands(by_queue, scheduled)), shard)
+        return set()
     pipe = target.pipeline(transaction=False)
     for job in jobs:  # batch membership first: the job cannot finish before it is a member
         ancestry = batch.ancestry_of(job)
         if ancestry and unique.DIGEST not in job:  # a unique push's script adds its own
             batch.add_member(pipe, ancestry[0], job["jid"])
-    by_queue, scheduled, uniques = _sort(jobs, stamp)
     if scheduled:
         pipe.zadd(keys.SCHEDULE, scheduled)
     if by_queue:
@@ -183,9 +188,28 @@ def _write_to(target: redis.Redis, jobs: list[Payload], shard: str | None = None
         if status.wanted(job):
             status.write(pipe, job, "scheduled" if job.get("at") is not None else "queued")
     _push_unique(pipe, uniques, stamp)
-    answers = execute(pipe, shard)
+    answers = _guarded(pipe.execute, shard)
     taken = answers[len(answers) - len(uniques):] if uniques else []
     return {job["jid"] for (job, _), ok in zip(uniques, taken, strict=True) if not ok}
+
+
+def _has_extras(job: Payload) -> bool:
+    """Whether writing the job takes more than its queue or the schedule."""
+    return bool(batch.ancestry_of(job)) or status.wanted(job)
+
+
+def _plain_commands(by_queue: dict[str, list[bytes]],
+                    scheduled: dict[bytes, float]) -> list[tuple[Any, ...]]:
+    """What a pipeline would send for jobs that only go to their queue or the schedule."""
+    commands: list[tuple[Any, ...]] = []
+    if scheduled:
+        pairs = [part for body, at in scheduled.items() for part in (at, body)]
+        commands.append(("ZADD", keys.SCHEDULE, *pairs))
+    if by_queue:
+        commands.append(("SADD", keys.QUEUES, *by_queue))
+        commands.extend(("LPUSH", keys.queue(queue), *payloads)
+                        for queue, payloads in by_queue.items())
+    return commands
 
 
 def _sort(jobs: list[Payload], stamp: float) -> tuple[
@@ -229,10 +253,10 @@ def _push_unique(pipe: redis.client.Pipeline, uniques: list[tuple[Payload, bytes
                client=pipe)
 
 
-def execute(pipe: redis.client.Pipeline, shard: str | None = None) -> list[Any]:
-    """Run a pipeline, turning connection failures into a RedisUnavailable that says so."""
+def _guarded(write: Callable[[], list[Any]], shard: str | None) -> list[Any]:
+    """Run a write of jobs, turning connection failures into a RedisUnavailable that says so."""
     try:
-        return pipe.execute()
+        return write()
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise RedisUnavailable(
             f"could not reach Redis at {_where(shard)} ({exc}); the job was not"

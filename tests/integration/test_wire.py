@@ -1,0 +1,77 @@
+"""The enqueue path's plain round trip (sidequest/wire.py) against a real Redis: replies in
+order, error replies that leave the connection in step, a dropped connection replaced, and
+an enqueue that writes once."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+
+import sidequest
+from sidequest import Job, RedisUnavailable, connection, wire
+
+
+class Plain(Job):
+    queue = "wire"
+
+    def perform(self, n: int) -> None:
+        pass
+
+
+def test_replies_come_back_in_order(redis_url: str) -> None:
+    target = connection.client()
+    assert wire.usable(target)
+    replies = wire.run(target, [("SET", "w:a", "1"), ("INCR", "w:a"), ("GET", "w:a")])
+    assert replies == [b"OK", 2, b"2"]
+
+
+def test_an_error_reply_raises_after_every_reply_is_read(redis_url: str) -> None:
+    target = connection.client()
+    target.set("w:s", "text")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        wire.run(target, [("LPUSH", "w:s", "x"), ("SET", "w:after", "yes")])
+    # The command after the failing one ran, and the next caller on the pool gets its own
+    # reply, not the one left over from the failed exchange.
+    assert target.get("w:after") == b"yes"
+    assert wire.run(target, [("GET", "w:s")]) == [b"text"]
+
+
+def test_a_connection_killed_by_the_server_is_replaced(redis_url: str, r: redis.Redis) -> None:
+    Plain.perform_async(1)  # the pool now holds an open connection
+    target = connection.client()
+    killed = r.client_kill_filter(_type="normal", skipme=True)
+    assert killed >= 1
+    Plain.perform_async(2)
+    assert sorted(json.loads(raw)["args"][0] for raw in r.lrange("queue:wire", 0, -1)) == [1, 2]
+    assert wire.run(target, [("PING",)]) == [b"PONG"]
+
+
+def test_a_plain_push_is_one_sadd_and_one_lpush(redis_url: str, r: redis.Redis) -> None:
+    jid = Plain.perform_async(7)
+    assert r.smembers("queues") == {"wire"}
+    (raw,) = r.lrange("queue:wire", 0, -1)
+    assert json.loads(raw)["jid"] == jid
+    at = 4_000_000_000
+    later = Plain.perform_at(at, 8)
+    ((body, score),) = r.zrange("schedule", 0, -1, withscores=True)
+    assert json.loads(body)["jid"] == later and score == at
+
+
+def test_a_single_connection_client_keeps_the_pipeline(redis_url: str) -> None:
+    single = redis.Redis.from_url(redis_url, single_connection_client=True)
+    try:
+        assert not wire.usable(single)
+    finally:
+        single.close()
+
+
+def test_redis_gone_is_reported_as_unavailable() -> None:
+    sidequest.configure("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    try:
+        assert wire.usable(connection.client())
+        with pytest.raises(RedisUnavailable, match="not enqueued"):
+            Plain.perform_async(1)
+    finally:
+        connection.reset()
