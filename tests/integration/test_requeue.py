@@ -68,3 +68,26 @@ def test_four_reapers_at_once_push_each_job_once(
         thread.join(10)
     assert sum(n for n, _ in results) == 1 and sum(p for _, p in results) == 1
     assert r.llen(keys.queue("default")) == 1 and r.llen(keys.POISON) == 1
+
+
+def test_a_pill_filed_by_one_reaper_is_not_filed_again_by_another(r: redis.Redis) -> None:
+    # Two reapers whose burials overlap (the first's lock lapsed mid-way): both read the same
+    # pill from the poison list; the dead set must hold it once, its death reported once.
+    from sidequest import hooks
+    from sidequest.worker.reaper import Reaper
+
+    pill = json.dumps({"class": "Pill", "args": [], "jid": "p" * 24, "queue": "low"})
+    r.lpush(keys.POISON, pill)
+    config = build(**FAST)
+    deaths: list[str] = []
+    hooks.death_handlers.append(lambda job, exc: deaths.append(job["jid"]))
+    try:
+        first, second = (Reaper(config, f"host:{n}:r", connection.client(), threading.Event())
+                         for n in (1, 2))
+        first._bury(pill.encode())
+        second._bury(pill.encode())
+    finally:
+        hooks.death_handlers.pop()
+    assert r.llen(keys.POISON) == 0
+    assert [json.loads(entry)["jid"] for entry in r.zrange(keys.DEAD, 0, -1)] == ["p" * 24]
+    assert deaths == ["p" * 24]

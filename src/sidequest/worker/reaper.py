@@ -102,19 +102,34 @@ class Reaper:
         """One pill to the dead set, and a failure to its batch, which stops waiting for it."""
         stamp, reason = now(), self._reason()
         failed = self._failed(raw, stamp, reason)
-        pipe: Any = self.client.pipeline(transaction=True)  # redis-py's stubs want str
-        pipe.lrem(keys.POISON, 1, raw)
-        add_dead(pipe, raw if failed is None else dumps(failed), stamp,
-                 self.config.dead_max_jobs, self.config.dead_timeout)
-        ancestry = batch.ancestry_of(failed) if failed is not None else None
-        if failed is not None and ancestry:
-            batch.queue_update(pipe, ancestry, str(failed.get("jid", "")), "failure")
-        removed = pipe.execute()[0]
+        if not self._file(raw, failed, stamp):
+            return  # another reaper, past this one's lapsed lock, filed it already
         unique.release_raw(raw, self.client)  # dead: a unique pill gives its identity back
-        # The death handlers hear of it once (a stored status: dead): not again from a reaper
-        # that took the pill after this one's lock lapsed, and found it gone.
-        if failed is not None and removed:
+        if failed is not None:  # a stored status says dead: the death handlers hear of it
             hooks.report_death(failed, reason)
+
+    def _file(self, raw: bytes, failed: Payload | None, stamp: float) -> bool:
+        """Move the pill from the poison list to the dead set in one transaction, if it is
+        still there: WATCH makes the check and the move one step, so two reapers never both
+        file it (its dead-set entry carries a time of its own, so a second would not merge)."""
+        ancestry = batch.ancestry_of(failed) if failed is not None else None
+        pipe: Any = self.client.pipeline(transaction=True)  # redis-py's stubs want str
+        with pipe:
+            while True:
+                try:
+                    pipe.watch(keys.POISON)
+                    if pipe.lpos(keys.POISON, raw) is None:
+                        return False
+                    pipe.multi()
+                    pipe.lrem(keys.POISON, 1, raw)
+                    add_dead(pipe, raw if failed is None else dumps(failed), stamp,
+                             self.config.dead_max_jobs, self.config.dead_timeout)
+                    if failed is not None and ancestry:
+                        batch.queue_update(pipe, ancestry, str(failed.get("jid", "")), "failure")
+                    pipe.execute()
+                    return True
+                except redis.WatchError:  # the list changed (a new pill): look again
+                    continue
 
     @staticmethod
     def _failed(raw: bytes, stamp: float, reason: JobKilled) -> Payload | None:
