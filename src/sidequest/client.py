@@ -253,6 +253,12 @@ def _push_unique(pipe: redis.client.Pipeline, uniques: list[tuple[Payload, bytes
                client=pipe)
 
 
+#: What a Redis Cluster answers while a primary is down or its slots move to a replica.
+_CLUSTER_UNAVAILABLE = (redis.exceptions.ClusterDownError, redis.exceptions.TryAgainError,
+                        redis.exceptions.SlotNotCoveredError,
+                        redis.exceptions.RedisClusterUnreachableError)
+
+
 def _guarded(write: Callable[[], list[Any]], shard: str | None) -> list[Any]:
     """Run a write of jobs, turning connection failures into a RedisUnavailable that says so."""
     try:
@@ -261,6 +267,12 @@ def _guarded(write: Callable[[], list[Any]], shard: str | None) -> list[Any]:
         raise RedisUnavailable(
             f"could not reach Redis at {_where(shard)} ({exc}); the job was not"
             " enqueued, so retry later or fail the request"
+        ) from exc
+    except _CLUSTER_UNAVAILABLE as exc:
+        raise RedisUnavailable(
+            f"Redis Cluster at {_where(shard)} cannot take the write now ({exc}): a primary"
+            " is down or failing over. The job was not enqueued, so retry later or fail the"
+            " request"
         ) from exc
     except redis.exceptions.OutOfMemoryError as exc:
         raise RedisUnavailable(
