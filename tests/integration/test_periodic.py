@@ -242,3 +242,15 @@ def test_an_entry_for_a_queue_this_worker_does_not_serve_is_pointed_out(
     assert [m for m in caplog.messages if "unserved" in m] == [
         f"periodic unserved pushes to queue '{QUEUE}', which this worker does not serve (-q):"
         " its jobs wait there unless another worker does"]
+
+
+def test_an_entry_for_a_queue_on_another_shard_is_not_pointed_out(
+        two_shards: tuple[redis.Redis, redis.Redis], caplog: pytest.LogCaptureFixture) -> None:
+    # A sharded command runs one process per shard: the default shard's process leaves the
+    # "reports" entry to the process of shard "reports", which serves that queue.
+    sidequest.periodic(Beat, every=5, queue="reports", name="elsewhere")
+    sidequest.periodic(Beat, every=5, queue=QUEUE, name="unserved")
+    with caplog.at_level("WARNING", logger="sidequest"), running_worker(queues=(("default", 0),)):
+        pass
+    warned = [m for m in caplog.messages if "does not serve" in m]
+    assert len(warned) == 1 and warned[0].startswith("periodic unserved ")

@@ -30,7 +30,12 @@ from sidequest.worker.cancels import CancelWatcher
 from sidequest.worker.heartbeat import Heartbeat, rss_kb
 from sidequest.worker.inbox import Inbox
 from sidequest.worker.manager import Manager
-from sidequest.worker.periodic import PeriodicPoller, load_entries, record_outcome
+from sidequest.worker.periodic import (
+    PeriodicPoller,
+    load_entries,
+    record_outcome,
+    warn_unserved,
+)
 from sidequest.worker.reaper import Reaper
 from sidequest.worker.scheduler import Scheduler
 from sidequest.worker.state import ProcessState
@@ -78,8 +83,11 @@ class Launcher:
         self.scheduler = Scheduler(config, connection.new_client(retries=0), self.stopping)
         self.reaper = Reaper(config, self.identity, connection.new_client(retries=0),
                              self.stopping)
+        # With shards, an entry whose queue is on another shard is that shard's process's.
+        entries = sharding.own_entries(load_entries(config))
+        warn_unserved(entries, config)
         self.periodic = PeriodicPoller(config, connection.new_client(retries=0), self.stopping,
-                                       sharding.own_entries(load_entries(config)))
+                                       entries)
         self._threads: list[threading.Thread] = []
         self._stopped = False
         self._stop_signals = 0

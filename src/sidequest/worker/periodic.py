@@ -219,12 +219,16 @@ def load_entries(config: Config) -> list[Entry]:
         periodic_jobs.add(periodic_jobs.from_table(table, "config file"))
     found = periodic_jobs.entries()
     periodic_jobs.check_classes(found)
-    for entry in found:
+    return found
+
+
+def warn_unserved(entries: list[Entry], config: Config) -> None:
+    """Point out the entries (of this process's shard) whose queue it does not serve."""
+    for entry in entries:
         if entry.queue not in config.queue_names:  # another worker may: a warning, no more
             log.warning("periodic %s pushes to queue %r, which this worker does not serve"
                         " (-q): its jobs wait there unless another worker does", entry.name,
                         entry.queue)
-    return found
 
 
 _outcome_script = connection.script("periodic_outcome")
