@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from sidequest import shards
+from sidequest import connection, shards
 from sidequest.errors import ConfigError
 from sidequest.morgue import DEAD_MAX_JOBS, DEAD_TIMEOUT
 from sidequest.options import QUEUE_NAME
@@ -246,6 +246,19 @@ def load_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
     return from_mapping(data, file)
+
+
+def connect_as_file(path: str | None, redis_url: str | None) -> None:
+    """Reach Redis as the worker given the TOML file ``path`` does (its ``redis_url`` and
+    shard table), for the commands that read what workers write; a URL given on the command
+    line wins over the file's. Without a file, only that URL (if any) is set."""
+    if path:
+        values = load_file(path)
+        connection.configure(redis_url or values.get("redis_url"),
+                             shards=values.get("shards"), shard_queues=values.get("shard_queues"))
+    elif redis_url:
+        connection.configure(redis_url)
+    connection.shard_map()  # a bad $SIDEQUEST_SHARDS is reported now, not at the first page
 
 
 def from_mapping(data: Mapping[str, Any], source: str | os.PathLike[str]) -> dict[str, Any]:

@@ -207,3 +207,29 @@ def test_sidequest_web_refuses_a_port_that_is_none(redis_url: str, port: str) ->
                             timeout=60, check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"'{port}' is no port: give a whole number from 1 to 65535" in result.stderr
+
+
+def test_sidequest_web_reads_the_workers_config_file(redis_url: str, second_redis: Any,
+                                                     tmp_path: Path) -> None:
+    # The worker's TOML file names the shards: the dashboard reads the same file, rather
+    # than the shard table repeated in the environment.
+    config = tmp_path / "sidequest.toml"
+    config.write_text(f'redis_url = "{redis_url}"\n'
+                      f'[shards]\nreports = "{second_redis.url}"\n'
+                      '[shard_queues]\nreports = "reports"\n')
+    port = free_port()
+    env = env_for("redis://127.0.0.1:1/0", SIDEQUEST_WEB_PASSWORD=PASSWORD)  # the file wins
+    proc = serve(["web", "--port", str(port), "-C", str(config)], env)
+    try:
+        wait_for(lambda: answers(f"http://127.0.0.1:{port}/login"), 20, "sidequest web")
+    finally:
+        out = stop(proc)
+    assert f"; Redis {redis_url} and shards reports;" in out
+
+
+def test_sidequest_web_names_a_bad_config_file(redis_url: str, tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "sidequest", "web", "-C",
+                             str(tmp_path / "missing.toml")], capture_output=True, text=True,
+                            timeout=30, env=env_for(redis_url), check=False)
+    assert result.returncode == 2
+    assert "missing.toml does not exist" in result.stderr

@@ -32,6 +32,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from sidequest import connection
+from sidequest.config import connect_as_file
 from sidequest.errors import ConfigError
 from sidequest.web.app import PASSWORD_ENV, create_app
 
@@ -93,6 +94,8 @@ def _parser() -> argparse.ArgumentParser:
                            " every user of this machine can read command lines")
     redis_url.add_argument("--redis-url-file", metavar="PATH",
                            help="read the Redis URL from this file (e.g. a mounted secret)")
+    parser.add_argument("-C", "--config", metavar="FILE",
+                        help="the worker's TOML file, for its redis_url and shard table")
     parser.add_argument("--https", action="store_true",
                         help="browsers reach the dashboard over https (a TLS proxy in front):"
                              " always mark the session cookie Secure and send HSTS")
@@ -105,19 +108,22 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    redis_url = redis_url_of(args)
-    if redis_url:
-        connection.configure(redis_url)
+    connect_as_file(args.config, redis_url_of(args))
     app = build_app(args.host, args.insecure, args.title, https=args.https)
     sock = listening(args.host, args.port)  # before the banner: a port in use is said first
     login = "password login" if os.environ.get(PASSWORD_ENV) else "no login"
     print(f"sidequest web: {url_of(args.host, args.port)} ({login}); Redis"
-          f" {connection.redacted()}; Ctrl-C stops it", flush=True)
+          f" {connection.redacted()}{_shards_note()}; Ctrl-C stops it", flush=True)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info",
                             server_header=False, **proxy_options(args.forwarded_allow_ips))
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn raises the Ctrl-C it caught again
         uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def _shards_note() -> str:
+    others = connection.shard_names()[1:]
+    return f" and shards {', '.join(others)}" if others else ""
 
 
 def listening(host: str, port: int) -> socket.socket:
