@@ -16,13 +16,14 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TextIO
 
 import redis
 
 from sidequest import connection
 from sidequest.api import PeriodicSet, ProcessSet, Queue, Stats
-from sidequest.api.stats import each_shard, summed
+from sidequest.api.stats import ShardUnreachable, describe, each_reachable_shard, summed
 from sidequest.config import load_file
 from sidequest.errors import ConfigError
 
@@ -48,21 +49,55 @@ def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
+@dataclass(frozen=True)
+class Screen:
+    """What a command prints, and the shards it could not read (named on the screen too)."""
+
+    lines: list[str]
+    down: dict[str, ShardUnreachable] = field(default_factory=dict)
+
+
 def render_stats() -> list[str]:
+    return stats_screen().lines
+
+
+def stats_screen() -> Screen:
     if len(connection.shard_names()) == 1:
-        return _stats_lines(Stats())
-    snapshots = each_shard(Stats)
-    lines: list[str] = []
-    for name, stats in snapshots.items():
-        with connection.on_shard(name):
-            lines += [f"Shard {name} ({connection.redacted()})", *_indent(_stats_lines(stats))]
-        lines.append("")
+        return Screen(_stats_lines(Stats()))
+    reads = each_reachable_shard(Stats)
+    snapshots = reads.values
+    lines = _shard_parts({name: _stats_lines(s) for name, s in snapshots.items()}, reads.down)
+    if not snapshots:  # every shard is down: no sum to show
+        return Screen(lines[:-1], reads.down)
     total = summed(s.as_dict() for s in snapshots.values())
     queues: dict[str, int] = {}
     for stats in snapshots.values():
         for queue, size in stats.queues.items():
             queues[queue] = queues.get(queue, 0) + size
-    return [*lines, f"All {len(snapshots)} shards", *_indent(_totals_lines(total, queues))]
+    return Screen([*lines, _total_heading(reads.down), *_indent(_totals_lines(total, queues))],
+                  reads.down)
+
+
+def _shard_parts(parts: dict[str, list[str]], down: dict[str, ShardUnreachable]) -> list[str]:
+    """Each shard's heading and its part, in shard order; a shard that could not be read is
+    named where its part would be, with the reason."""
+    lines: list[str] = []
+    for name in connection.shard_names():
+        heading = f"Shard {name} ({connection.redacted(connection.shard_url(name))})"
+        if name in down:
+            lines += [f"{heading}: UNREACHABLE, not shown: {down[name].reason}", ""]
+        else:
+            lines += [heading, *_indent(parts[name]), ""]
+    return lines
+
+
+def _total_heading(down: dict[str, ShardUnreachable]) -> str:
+    count = len(connection.shard_names())
+    if not down:
+        return f"All {count} shards"
+    # A sum that quietly left a shard out would read as the whole: say what it lacks.
+    return (f"All shards but {', '.join(down)} ({count - len(down)} of {count};"
+            f" {', '.join(down)} could not be read)")
 
 
 def _indent(lines: list[str]) -> list[str]:
@@ -122,21 +157,19 @@ def render_periodic() -> list[str]:
     return _table(["NAME", "SCHEDULE", "TZ", "NEXT RUN", "LAST RUN (JID, OUTCOME)"], rows)
 
 
-def per_shard(render: Callable[[], list[str]]) -> Callable[[], list[str]]:
-    """``render`` once per shard under a heading naming it; as it is with one Redis."""
-    def each() -> list[str]:
+def per_shard(render: Callable[[], list[str]]) -> Callable[[], Screen]:
+    """``render`` once per shard under a heading naming it; as it is with one Redis. A shard
+    that cannot be reached is named where its part would be, and the others are shown."""
+    def each() -> Screen:
         if len(connection.shard_names()) == 1:
-            return render()
-        lines: list[str] = []
-        for name, part in each_shard(render).items():
-            with connection.on_shard(name):
-                lines += [f"Shard {name} ({connection.redacted()})", *_indent(part), ""]
-        return lines[:-1]
+            return Screen(render())
+        reads = each_reachable_shard(render)
+        return Screen(_shard_parts(reads.values, reads.down)[:-1], reads.down)
     return each
 
 
-RENDER: dict[str, Callable[[], list[str]]] = {
-    "stats": render_stats, "status": per_shard(render_status),
+RENDER: dict[str, Callable[[], Screen]] = {
+    "stats": stats_screen, "status": per_shard(render_status),
     "periodic": per_shard(render_periodic)}
 
 
@@ -180,15 +213,16 @@ def main(command: str, argv: list[str], out: TextIO = sys.stdout) -> int:
     interval = max(0.5, args.watch) if args.watch is not None else None
     try:
         while True:
-            lines = render()
-            out.write((CLEAR if interval else "") + "\n".join(lines) + "\n")
+            screen = render()
+            out.write((CLEAR if interval else "") + "\n".join(screen.lines) + "\n")
             out.flush()
+            _report_down(command, screen.down)
             if interval is None:
-                return 0
+                # The shards that answered are printed, but a script must notice the gap.
+                return 1 if screen.down else 0
             time.sleep(interval)  # a refresh period, not a synchronisation
     except redis.RedisError as exc:
-        print(f"sidequest {command}: cannot read Redis at {connection.redacted()}: {exc}",
-              file=sys.stderr)
+        print(f"sidequest {command}: {_failure(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0
@@ -197,3 +231,19 @@ def main(command: str, argv: list[str], out: TextIO = sys.stdout) -> int:
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def _report_down(command: str, down: dict[str, ShardUnreachable]) -> None:
+    for error in down.values():
+        print(f"sidequest {command}: {describe(error.shard)} is unreachable ({error.reason});"
+              " the other shards are shown without it: start it or correct its URL",
+              file=sys.stderr)
+
+
+def _failure(exc: redis.RedisError) -> str:
+    if isinstance(exc, ShardUnreachable):
+        return str(exc)  # it names the shard it could not reach
+    if len(connection.shard_names()) == 1:
+        return f"cannot read Redis at {connection.redacted()}: {exc}"
+    # Not a shard that is down but a command refused: which shard said so is not known here.
+    return f"cannot read the shards ({', '.join(connection.shard_names())}): {exc}"

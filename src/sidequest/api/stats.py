@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import string
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
+
+import redis
 
 from sidequest import connection, keys
 from sidequest.api.lenient import as_int, replies
 from sidequest.api.queues import latency_of
+from sidequest.errors import RedisUnavailable
 
 T = TypeVar("T")
 #: History reads at most this many days (an MGET per request; Sidekiq's CVE-2022-23837).
@@ -157,14 +161,75 @@ def redis_info() -> dict[str, str]:
     return {name: str(info[name]) for name in REDIS_INFO_FIELDS if name in info}
 
 
+#: What a shard's read raises when its Redis cannot be reached (refused, timed out, a
+#: wrong password, still loading), as opposed to a command it refused or a bug.
+UNREACHABLE_ERRORS = (redis.ConnectionError, redis.TimeoutError, RedisUnavailable)
+
+
+class ShardUnreachable(redis.ConnectionError, RedisUnavailable):
+    """The Redis of shard ``shard`` could not be reached: a RedisUnavailable that names the
+    shard and its URL (``where``, without the password); ``reason`` is the error's own text.
+    It is also the ``redis.ConnectionError`` that these reads raised before, so code that
+    catches that still does (redis-py's class first: its ``__init__`` sets what its
+    instrumentation reads, then hands the message on to RedisUnavailable's)."""
+
+    def __init__(self, shard: str, error: Exception, advice: str) -> None:
+        self.shard = shard
+        self.where = connection.redacted(connection.shard_url(shard))
+        # Without its final period: the messages that quote it go on after it.
+        self.reason = str(error).rstrip(string.whitespace + ".") or type(error).__name__
+        super().__init__(f"could not reach {describe(shard)} ({self.reason}); {advice}")
+
+
+def describe(shard: str) -> str:
+    """``shard 'mail' at redis://host:6379/0``, or only the URL with one Redis (its one shard
+    has a name nobody wrote)."""
+    where = connection.redacted(connection.shard_url(shard))
+    return f"shard {shard!r} at {where}" if len(connection.shard_names()) > 1 else where
+
+
+@dataclass(frozen=True)
+class ShardReads(Generic[T]):
+    """What ``each_reachable_shard`` read: ``values`` of the shards that answered, in shard
+    order, and ``down``, the error of each shard that could not be reached."""
+
+    values: dict[str, T]
+    down: dict[str, ShardUnreachable]
+
+
+def each_reachable_shard(read: Callable[[], T]) -> ShardReads[T]:
+    """``read()`` on every shard that answers: a shard that is down is left out of ``values``
+    and named in ``down``, so a caller can show the others and say which one is missing.
+    Errors other than "cannot reach it" (a refused command, a bug) are raised."""
+    values: dict[str, T] = {}
+    down: dict[str, ShardUnreachable] = {}
+    for name in connection.shard_names():
+        try:
+            values[name] = _read_on(name, read, "start it or correct its URL; the other "
+                                    "shards were read without it")
+        except ShardUnreachable as exc:
+            down[name] = exc
+    return ShardReads(values, down)
+
+
 def each_shard(read: Callable[[], T]) -> dict[str, T]:
     """``read()`` on every shard (connection.py's routing table), the default first: with one
-    Redis, ``{"default": read()}``."""
-    out: dict[str, T] = {}
-    for name in connection.shard_names():
-        with connection.on_shard(name):
-            out[name] = read()
-    return out
+    Redis, ``{"default": read()}``. A shard that cannot be reached raises ShardUnreachable
+    naming it (a sum must not leave a shard out unnoticed); ``each_reachable_shard`` reads
+    the others without it."""
+    advice = ("start it or correct its URL, or use each_reachable_shard() to read the other "
+              "shards without it")
+    return {name: _read_on(name, read, advice) for name in connection.shard_names()}
+
+
+def _read_on(name: str, read: Callable[[], T], advice: str) -> T:
+    with connection.on_shard(name):
+        try:
+            return read()
+        except ShardUnreachable:
+            raise  # already names the shard it could not reach
+        except UNREACHABLE_ERRORS as exc:
+            raise ShardUnreachable(name, exc, advice) from exc
 
 
 def summed(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

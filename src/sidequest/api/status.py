@@ -8,6 +8,7 @@ from typing import Any, cast
 
 from sidequest import client, connection, keys
 from sidequest.api.lenient import as_float
+from sidequest.api.stats import UNREACHABLE_ERRORS, ShardUnreachable
 
 #: Why ``JobStatus`` refuses to read in the testing modes.
 IN_TESTING = ("JobStatus reads the status a worker stores in Redis, and in testing.fake() and "
@@ -25,18 +26,8 @@ class JobStatus:
         if client.pushes_are_local():  # else a ConnectionError, or a stale status, from Redis
             raise RuntimeError(IN_TESTING)
         self.jid = jid
-        # With several shards the job's is not known from its jid: the current one first.
-        here = connection.current_shard()
-        for shard in [here, *(name for name in connection.shard_names() if name != here)]:
-            with connection.on_shard(shard):  # its client, and on a cluster its keys' tag
-                pipe = connection.client().pipeline(transaction=False)
-                pipe.hgetall(keys.status(jid))
-                pipe.ttl(keys.status(jid))
-                raw, ttl = pipe.execute()
-            if raw:
-                break
-        found = {k.decode(): v.decode("utf-8", "replace")
-                 for k, v in cast(dict[bytes, bytes], raw).items()}
+        raw, ttl = _find(jid)
+        found = {k.decode(): v.decode("utf-8", "replace") for k, v in raw.items()}
         self.state: str | None = found.get("state")
         self.progress: float | None = as_float(found.get("progress"), None)
         self.message: str | None = found.get("message")
@@ -52,3 +43,40 @@ class JobStatus:
 
     def __repr__(self) -> str:
         return f"JobStatus({self.jid!r}, state={self.state!r}, progress={self.progress!r})"
+
+
+def _find(jid: str) -> tuple[dict[bytes, bytes], Any]:
+    """The stored status of ``jid`` and its TTL, from the first shard that has one. With
+    several shards the job's is not known from its jid: the current one first, then the
+    others; a shard that is down is passed over, since the status may be on another one."""
+    here = connection.current_shard()
+    down: dict[str, Exception] = {}
+    for shard in [here, *(name for name in connection.shard_names() if name != here)]:
+        try:
+            raw, ttl = _read(shard, jid)
+        except UNREACHABLE_ERRORS as exc:
+            down[shard] = exc
+            continue
+        if raw:
+            return raw, ttl
+    if down:  # "nothing stored" would be a guess: the status may be on a shard that is down
+        shard, error = next(iter(down.items()))
+        raise ShardUnreachable(shard, error, _advice(jid, list(down))) from error
+    return {}, -2
+
+
+def _read(shard: str, jid: str) -> tuple[dict[bytes, bytes], Any]:
+    with connection.on_shard(shard):  # its client, and on a cluster its keys' tag
+        pipe = connection.client().pipeline(transaction=False)
+        pipe.hgetall(keys.status(jid))
+        pipe.ttl(keys.status(jid))
+        raw, ttl = pipe.execute()
+    return cast(dict[bytes, bytes], raw), ttl
+
+
+def _advice(jid: str, down: list[str]) -> str:
+    if len(connection.shard_names()) == 1:
+        return f"the status of job {jid} could not be read: try again once Redis is back"
+    more = f" (shards {', '.join(map(repr, down))} are down)" if len(down) > 1 else ""
+    return (f"the status of job {jid} is not on the shards that answered and may be on this "
+            f"one{more}: try again once it is back")

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from sidequest import connection
+from sidequest.api.stats import ShardUnreachable
 from sidequest.errors import RedisUnavailable
 from sidequest.web import render
 
@@ -34,23 +35,37 @@ TRAILING_STOPS = string.whitespace + "."
 
 
 async def redis_unreachable(request: Request, exc: Exception) -> Response:
-    """503 with a page that says where the dashboard looked (no password) and retries."""
-    where = connection.redacted()
+    """503 with a page that says which shard's Redis the dashboard could not reach and where
+    it looked (no password), and retries."""
+    shard, where = unreachable_shard(exc)
     now = time.monotonic()
     if now - _last_logged[0] > LOG_EVERY:
         _last_logged[0] = now
-        log.warning("Redis at %s is unreachable: %s (pages answer 503 until it is back)",
-                    where, exc)
+        log.warning("Redis %sat %s is unreachable: %s (pages that need it answer 503 until it "
+                    "is back)", f"of shard {shard} " if shard else "", where, reason_of(exc))
     response = render.page(request, "unavailable.html", "Redis unreachable", status_code=503,
-                           where=where, reason=reason_of(exc))
+                           where=where, down_shard=shard, reason=reason_of(exc))
     response.headers["retry-after"] = "5"
     return response
+
+
+def unreachable_shard(exc: Exception) -> tuple[str | None, str]:
+    """The shard that could not be reached (None with one Redis) and its redacted URL. A
+    ShardUnreachable names it, since a page may read shards other than its own; a bare
+    redis-py error comes from the page's own shard."""
+    if isinstance(exc, ShardUnreachable):
+        shard, where = exc.shard, exc.where
+    else:
+        shard, where = connection.current_shard(), connection.redacted()
+    return (shard if len(connection.shard_names()) > 1 else None), where
 
 
 def reason_of(exc: Exception) -> str:
     """The exception's text for the page's sentence, which ends it with its own period:
     without the period (and spaces) that redis-py's messages already end with, else the
     page would read "Connection refused..". The exception's class when no text is left."""
+    if isinstance(exc, ShardUnreachable):
+        return exc.reason  # the redis-py error's text, not the advice meant for code
     return str(exc).rstrip(TRAILING_STOPS) or type(exc).__name__
 
 

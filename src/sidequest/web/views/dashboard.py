@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from sidequest import connection
-from sidequest.api.stats import Stats, Totals, each_shard, redis_info, summed
+from sidequest.api.stats import ShardReads, Stats, Totals, each_reachable_shard, redis_info, summed
 from sidequest.web import charts, params, render
 
 DAY_CHOICES = (7, 30, 90, 180)
@@ -26,7 +26,8 @@ async def dashboard(request: Request) -> Response:
     days = params.integer(request, "days", 30, params.DAYS)
     poll = params.integer(request, "poll", DEFAULT_POLL, params.POLL_SECONDS)
     totals, history, info = await run_in_threadpool(_read, days)
-    rows = await run_in_threadpool(each_shard, Totals.read) if _sharded() else {}
+    # A shard that is down is marked in the Shards table, not a 503 for every shard's page.
+    rows = await run_in_threadpool(each_reachable_shard, Totals.read) if _sharded() else None
     dates = sorted(history["processed"])  # newest first from the API; oldest first on a chart
     chart = charts.lines(
         [date.fromisoformat(d).strftime("%b %d") for d in dates],
@@ -42,15 +43,21 @@ def _sharded() -> bool:
     return len(connection.shard_names()) > 1
 
 
-def _shard_context(request: Request, rows: dict[str, Totals]) -> dict[str, Any]:
-    """The Shards table of the overview: each shard's totals, a link to its dashboard, and
-    the sum of all."""
+def _shard_context(request: Request, reads: ShardReads[Totals] | None) -> dict[str, Any]:
+    """The Shards table of the overview: each shard's totals (None for one that could not be
+    read), a link to its dashboard, the shards that are down, and the sum of the others."""
+    if reads is None:
+        return {"shard_columns": SHARD_COLUMNS, "shard_rows": [], "shard_down": {},
+                "shard_total": {}}
     base = str(request.scope.get("sidequest.base", render.root(request)))
+    values = reads.values
     return {
         "shard_columns": SHARD_COLUMNS,
         "shard_rows": [(name, base + ("" if name == "default" else f"/shards/{name}") + "/",
-                        totals.as_dict()) for name, totals in rows.items()],
-        "shard_total": summed(t.as_dict() for t in rows.values()),
+                        values[name].as_dict() if name in values else None)
+                       for name in connection.shard_names()],
+        "shard_down": reads.down,
+        "shard_total": summed(t.as_dict() for t in values.values()),
     }
 
 
