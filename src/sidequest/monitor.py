@@ -24,7 +24,7 @@ import redis
 from sidequest import connection
 from sidequest.api import PeriodicSet, ProcessSet, Queue, Stats
 from sidequest.api.stats import ShardUnreachable, describe, each_reachable_shard, summed
-from sidequest.config import load_file
+from sidequest.config import connect_as_file
 from sidequest.errors import ConfigError
 
 CLEAR = "\033[2J\033[H"
@@ -193,13 +193,7 @@ def _parser(command: str) -> argparse.ArgumentParser:
 
 
 def _connect(args: argparse.Namespace) -> None:
-    if args.config:
-        values = load_file(args.config)
-        connection.configure(args.redis_url or values.get("redis_url"),
-                             shards=values.get("shards"), shard_queues=values.get("shard_queues"))
-    elif args.redis_url:
-        connection.configure(args.redis_url)
-    connection.shard_map()  # a bad $SIDEQUEST_SHARDS is reported now, not as a crash
+    connect_as_file(args.config, args.redis_url)
 
 
 def main(command: str, argv: list[str], out: TextIO = sys.stdout) -> int:
