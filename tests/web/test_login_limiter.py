@@ -58,6 +58,41 @@ def test_failures_slow_down_and_the_right_password_still_gets_in(redis_url: str,
         assert client.get("/stats").status_code == 200
 
 
+def test_the_right_password_clears_the_address_failures(redis_url: str,
+                                                        r: redis.Redis) -> None:
+    """Typos cost seconds: once the right password is in, the next login waits for nothing
+    (before, every login from the address waited until 15 minutes after the last typo)."""
+    app = tuned(create_app(password=PASSWORD), free_failures=2, base_delay=0.2, max_delay=0.4)
+    with Client(app) as client:
+        for _ in range(4):
+            assert client.login("wrong").status_code == 401
+        status, elapsed = timed_login(client, PASSWORD)
+        assert status == 303 and elapsed >= 0.4  # this one still waits, as a wrong one would
+        assert r.get(keys.web_login_failures("testclient")) is None
+        status, elapsed = timed_login(client, PASSWORD)
+        assert status == 303 and elapsed < 0.2
+
+
+def test_a_login_clears_only_its_own_address(redis_url: str, r: redis.Redis) -> None:
+    limiter = LoginLimiter()
+    for address in ("198.51.100.1", "198.51.100.2", "2001:db8::1"):
+        limiter._failed(address)
+    limiter._succeeded("198.51.100.1")
+    limiter._succeeded("2001:db8::ffff")  # the same /64
+    assert failures(r) == {"198.51.100.2": "1"}
+
+
+def test_failures_are_kept_for_the_window_after_the_last_one(redis_url: str,
+                                                              r: redis.Redis) -> None:
+    """As docs/security.md says: a guesser who keeps going never gets a fresh start."""
+    limiter = LoginLimiter(window=900)
+    key = keys.web_login_failures("198.51.100.1")
+    limiter._failed("198.51.100.1")
+    r.expire(key, 5)  # the first failure was almost 15 minutes ago
+    limiter._failed("198.51.100.1")
+    assert r.get(key) == "2" and r.ttl(key) > 890
+
+
 def test_a_clean_address_is_not_delayed(redis_url: str) -> None:
     limiter = LoginLimiter()
     assert limiter.delay(0) == limiter.delay(limiter.free_failures - 1) == 0.0

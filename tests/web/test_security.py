@@ -145,7 +145,10 @@ def test_logout_forgets_the_session(client: Client) -> None:
     ({"Sec-Fetch-Site": "none"}, "Sec-Fetch-Site is 'none'"),
     ({"Origin": "https://evil.example"},
      "its Origin 'https://evil.example' is not this dashboard's host 'testserver'"),
-    ({"Origin": "null"}, "the request has no Origin header"),
+    ({"Origin": "null"}, 'its Origin is "null", which a browser sends from a privacy-sensitive'
+                         " context (a sandboxed frame, a file:// page, a redirect from another"
+                         " site); submit the form from the dashboard's own page at"
+                         " http://testserver/, not from a saved copy or an embedded frame"),
     ({}, "the request has no Origin header"),  # no current browser posts a form that way
 ])
 def test_cross_site_posts_are_refused(client: Client, r: redis.Redis,
@@ -312,7 +315,7 @@ def test_auth_callable_decides(r: redis.Redis, asynchronous: bool) -> None:
     async def staff_async(request: Any) -> bool:
         return staff(request)
 
-    app = create_app(auth=staff_async if asynchronous else staff, password="ignored")
+    app = create_app(auth=staff_async if asynchronous else staff)
     with Client(app) as client:
         assert client.get("/stats").status_code == 401
         assert client.get("/", headers=HTML, follow_redirects=False).status_code == 401
@@ -327,6 +330,40 @@ def test_auth_callable_decides(r: redis.Redis, asynchronous: bool) -> None:
         answer = client.post("/queues/x/delete", data={"csrf": token.group(1)},
                              headers=SAME_ORIGIN, follow_redirects=False)
         assert answer.status_code == 303 and r.llen("queue:x") == 0
+
+
+def staff_only(request: Any) -> bool:
+    return False
+
+
+@pytest.mark.parametrize("ways", [
+    {"auth": staff_only, "password": PASSWORD},
+    {"auth": staff_only, "insecure": True},
+    {"password": PASSWORD, "insecure": True},
+    {"auth": staff_only, "password": PASSWORD, "insecure": True},
+])
+def test_more_than_one_way_to_log_in_is_refused(redis_url: str, ways: dict[str, Any]) -> None:
+    """One would be ignored without a word: a password beside auth= left a login page that
+    answered 404."""
+    with pytest.raises(ConfigError) as refused:
+        create_app(**ways)
+    message = str(refused.value)
+    named = [f"{way}=True" if way == "insecure" else f"{way}=" for way in ways]
+    assert f"create_app() was given {' and '.join(named)}" in message
+    advice = message.split("pass only one: ")[1].split("; ")  # each one, with what it is for
+    assert [part.split(" ")[0] for part in advice] == named
+
+
+def test_the_password_variable_beside_auth_is_ignored_out_loud(
+        r: redis.Redis, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The variable may be set for a `sidequest web` on the same host: not an error."""
+    monkeypatch.setenv("SIDEQUEST_WEB_PASSWORD", PASSWORD)
+    with Client(create_app(auth=lambda request: True)) as client:
+        assert client.get("/stats").status_code == 200
+        assert client.get("/login").status_code == 404
+    assert "SIDEQUEST_WEB_PASSWORD is set but ignored here" in caplog.text
+    # Beside insecure=True (Django's mount passes it) the variable wins: a login page.
+    assert create_app(insecure=True).state.sidequest.auth.has_login_page
 
 
 def test_auth_callable_with_login_url_redirects_browsers(redis_url: str) -> None:
@@ -359,6 +396,9 @@ def test_mounted_under_a_prefix(redis_url: str, r: redis.Redis) -> None:
                              data={"csrf": token.group(1), "password": PASSWORD,
                                    "next": "/admin/jobs/queues"})
         assert answer.headers["location"] == "/admin/jobs/queues"
+        sandboxed = client.post("/admin/jobs/logout", headers={"Origin": "null"})
+        assert sandboxed.status_code == 403
+        assert "the dashboard's own page at http://testserver/admin/jobs/," in sandboxed.text
         assert "path=/admin/jobs" in answer.headers["set-cookie"].lower()
         queues = client.get("/admin/jobs/queues").text
         assert 'href="/admin/jobs/queues/we%2Fird"' in queues

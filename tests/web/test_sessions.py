@@ -138,7 +138,9 @@ def test_weak_passwords_and_secrets_are_refused(redis_url: str,
         create_app()
     monkeypatch.setenv("SIDEQUEST_WEB_SECRET", "x" * 32)
     assert create_app().state.sidequest.auth.has_login_page
-    assert create_app(auth=lambda request: True, password="a")  # the password is not used
+    assert not create_app(auth=lambda request: True).state.sidequest.auth.has_login_page
+    with pytest.raises(ConfigError, match=r"given auth= and password=.*pass only one"):
+        create_app(auth=lambda request: True, password="a")  # one of them would be ignored
 
 
 def test_sidequest_web_refuses_a_weak_password(redis_url: str) -> None:

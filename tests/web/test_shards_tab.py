@@ -11,6 +11,8 @@ import pytest
 import redis
 from starlette.applications import Starlette
 
+from sidequest import __version__
+from sidequest.web.render import TABS
 from web_helpers import SAME_ORIGIN, Client, enqueue, job
 
 pytestmark = pytest.mark.redis
@@ -83,3 +85,17 @@ def test_unknown_shard_and_logged_out(two_shards: tuple[redis.Redis, redis.Redis
                         follow_redirects=False)
         assert page.status_code == 303
         assert page.headers["location"].startswith("/login?next=")
+
+
+def test_the_login_page_shows_nothing_of_the_deployment(
+        two_shards: tuple[redis.Redis, redis.Redis], app: Starlette) -> None:
+    """A visitor who has not logged in sees the product's name and the form: no tabs, no
+    shard names, no version."""
+    with Client(app) as anon:
+        for answer in (anon.get("/login"), anon.submit("/login", {"password": "wrong"})):
+            page = answer.text
+            assert 'name="password"' in page and "Log in to Sidequest" in page
+            assert "<nav" not in page
+            assert not re.search(r"\b(default|reports|shards)\b", page), page
+            assert not any(f">{label}<" in page for _, label in TABS)
+            assert __version__ not in page

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 from collections.abc import Iterable
@@ -39,6 +40,7 @@ from sidequest.web.views import (
 )
 from sidequest.web.views import periodic as periodic_view
 
+log = logging.getLogger("sidequest.web")
 PASSWORD_ENV = "SIDEQUEST_WEB_PASSWORD"
 SECRET_ENV = "SIDEQUEST_WEB_SECRET"
 SESSION_HOURS = 12
@@ -49,6 +51,13 @@ MIN_PASSWORD = 8
 MIN_SECRET = 32
 #: How to make a good scrape token (32 URL-safe characters), for the error that refuses one.
 MAKE_TOKEN = "python3 -c 'import secrets; print(secrets.token_urlsafe(24))'"
+#: What each way of deciding who may use the dashboard is for, for the error that refuses two.
+WAYS = {
+    "auth=": "auth= to let your application's own check decide",
+    "password=": "password= (or $SIDEQUEST_WEB_PASSWORD) for the dashboard's own login page",
+    "insecure=True": "insecure=True for no login, only when something in front of the"
+                     " dashboard already checks who may use it",
+}
 NO_AUTH = (
     "the dashboard needs a login: set SIDEQUEST_WEB_PASSWORD, pass password= or auth= to"
     " create_app(), or pass insecure=True if something in front of it already checks who"
@@ -70,18 +79,20 @@ def create_app(
     https: bool = False,
     prometheus_token: str | None = None,
 ) -> Starlette:
-    """The dashboard. Who may use it, in order of precedence:
+    """The dashboard. Who may use it, exactly one of:
 
     - ``auth``: your application's check, ``auth(request) -> bool`` (plain or async; a
       Starlette ``Request``), e.g. "is the logged-in user staff"; ``login_url`` is where a
       browser that fails it is sent, told ``next`` (else it gets a 401);
+      ``$SIDEQUEST_WEB_PASSWORD`` is then ignored, with a warning in the log;
     - ``password`` (else ``$SIDEQUEST_WEB_PASSWORD``): the dashboard's own login page;
-    - ``insecure=True``: no login at all (only behind something that checks already).
+    - ``insecure=True``: no login at all (only behind something that checks already); a
+      ``$SIDEQUEST_WEB_PASSWORD`` set where it runs still asks for the password.
 
-    Without any of them it raises ConfigError, as it does for a password shorter than 8
-    characters. ``prometheus_token`` (else ``$SIDEQUEST_PROMETHEUS_TOKEN``) also opens
-    ``/prometheus`` to a scraper that sends it as a bearer token; one shorter than 16 or not
-    printable ASCII is refused too.
+    With none of them, or more than one, it raises ConfigError, as it does for a password
+    shorter than 8 characters. ``prometheus_token`` (else ``$SIDEQUEST_PROMETHEUS_TOKEN``)
+    also opens ``/prometheus`` to a scraper that sends it as a bearer token; one shorter than
+    16 or not printable ASCII is refused too.
     Sessions are signed with ``secret_key`` (else ``$SIDEQUEST_WEB_SECRET``, else a random
     key, so a restart logs everyone out; set one of at least 32 bytes when several processes
     serve the dashboard); logging out or changing the password revokes them.
@@ -94,16 +105,8 @@ def create_app(
     (``sidequest.configure`` or ``$SIDEQUEST_REDIS_URL``/``$REDIS_URL``); it also holds the
     live sessions and the login limiter's counts.
     """
-    password = password if password is not None else os.environ.get(PASSWORD_ENV) or None
-    if auth is None and password is None and not insecure:
-        raise ConfigError(NO_AUTH)
-    if auth is None and password is not None:
-        check_password(password)
+    policy = auth_policy(password, auth, login_url, insecure)
     token = scrape_token(prometheus_token)
-    policy = AuthPolicy(
-        password_digest=digest(password) if password is not None and auth is None else None,
-        callback=auth, login_url=login_url, insecure=insecure,
-    )
     if login_attempts_per_minute < 1:
         raise ConfigError(f"login_attempts_per_minute must be 1 or more, got"
                           f" {login_attempts_per_minute}")
@@ -128,6 +131,42 @@ def create_app(
                     exception_handlers=handlers)
     app.state.sidequest = settings
     return app
+
+
+def auth_policy(password: str | None, auth: AuthCallable | None, login_url: str | None,
+                insecure: bool) -> AuthPolicy:
+    """The one way ``create_app`` was told to decide who may use the dashboard; ConfigError
+    when it was told none, or more than one."""
+    check_one_way(password, auth, insecure)
+    if auth is not None:
+        if os.environ.get(PASSWORD_ENV):
+            # Not an error: the variable may be there for a `sidequest web` on this host.
+            log.warning("%s is set but ignored here: create_app(auth=...) decides who may use"
+                        " this dashboard", PASSWORD_ENV)
+        return AuthPolicy(callback=auth, login_url=login_url)
+    # The variable wins over insecure=True: a password set where the dashboard runs is
+    # never dropped for a default written in code (sidequest web's loopback does the same).
+    password = password if password is not None else os.environ.get(PASSWORD_ENV) or None
+    if password is not None:
+        check_password(password)
+        return AuthPolicy(password_digest=digest(password), login_url=login_url)
+    if not insecure:
+        raise ConfigError(NO_AUTH)
+    return AuthPolicy(login_url=login_url, insecure=True)
+
+
+def check_one_way(password: str | None, auth: AuthCallable | None, insecure: bool) -> None:
+    """Refuse two ways at once: one of them would be ignored without a word (a password
+    given beside auth= used to leave a login page that answered 404)."""
+    given = [name for name, used in (("auth=", auth is not None),
+                                     ("password=", password is not None),
+                                     ("insecure=True", insecure)) if used]
+    if len(given) > 1:
+        raise ConfigError(
+            f"create_app() was given {' and '.join(given)}, but the dashboard uses exactly one"
+            " way to decide who may use it; pass only one: "
+            + "; ".join(WAYS[name] for name in given)
+        )
 
 
 def _default_client() -> redis.Redis:

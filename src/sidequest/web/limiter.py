@@ -7,10 +7,13 @@ Both counts live in Redis, so every process serving the dashboard shares them:
   ``max_wait`` it is answered 429 with ``Retry-After`` without checking the password. However
   many addresses (or forged headers) an attacker uses, no more than ``per_minute`` guesses a
   minute are checked;
-- each client address (an IPv6 /64) that failed more than ``free_failures`` times in the last
-  ``window`` seconds waits ``base_delay``, doubled per further failure, up to ``max_delay``,
-  before its password is checked. Nobody is locked out: the right password still logs in
-  after the delay, so a colleague's typos behind the same NAT cost seconds, not the day.
+- each client address (an IPv6 /64) that failed ``free_failures`` times or more waits
+  ``base_delay``, doubled per further failure, up to ``max_delay``, before its password is
+  checked. Its count is kept until ``window`` seconds pass without a failure from it (each
+  failure starts the window again, so steady guessing never gets a fresh start) or until the
+  right password logs in from it, which clears it. Nobody is locked out: the right password
+  still logs in after the delay, and the address's next login is not delayed, so a
+  colleague's typos behind the same NAT cost seconds, not the day.
 
 The address is the one uvicorn reports: the TCP peer, or a proxy's forwarded header only when
 that proxy is trusted (``sidequest web --forwarded-allow-ips``).
@@ -81,10 +84,20 @@ class LoginLimiter:
         try:
             with self._client().pipeline(transaction=True) as pipe:
                 pipe.incr(key)
+                # From the last failure, not the first: a guesser who keeps going never
+                # starts afresh; typos are cleared by the login that follows them.
                 pipe.expire(key, int(self.window))
                 pipe.execute()
         except redis.ResponseError:  # not a number (written by hand?): start counting again
             self._client().set(key, 1, ex=int(self.window))
+
+    async def succeeded(self, address: str) -> None:
+        """The right password logged in from ``address``: forget its failures, so that its
+        next login is not delayed (the failures were typos, not guesses)."""
+        await run_in_threadpool(self._succeeded, address)
+
+    def _succeeded(self, address: str) -> None:
+        self._client().delete(keys.web_login_failures(_bucket(address)))
 
 
 def _bucket(address: str) -> str:

@@ -181,11 +181,18 @@ def cross_site(request: Request) -> str | None:
     if site is not None:
         return None if site == "same-origin" else f"Sec-Fetch-Site is {site!r}"
     origin = request.headers.get("origin")
-    if not origin or origin == "null":
+    host = request.headers.get("host", "").lower()
+    if not origin:
         # Every current browser sends Origin on a POST; refuse what lacks it.
         return ("the request has no Origin header (a browser sends one with every form; a"
                 " script must send the dashboard's own, e.g. Origin: http://host:port)")
-    host = request.headers.get("host", "").lower()
+    if origin == "null":
+        # The browser hides where the form came from, so it cannot be shown to be ours.
+        root = str(request.scope.get("root_path", "")).rstrip("/")
+        return ('its Origin is "null", which a browser sends from a privacy-sensitive context'
+                " (a sandboxed frame, a file:// page, a redirect from another site); submit the"
+                f" form from the dashboard's own page at {request.url.scheme}://{host}{root}/,"
+                " not from a saved copy or an embedded frame")
     if urlsplit(origin).netloc.lower() != host:
         return f"its Origin {origin!r} is not this dashboard's host {host!r}"
     return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import secrets
 from urllib.parse import urlsplit
 
 import redis
@@ -15,6 +16,10 @@ from sidequest.web.session import Session
 
 NOT_HERE = "This dashboard uses the application's own login."
 REDIS_DOWN = "Redis is not answering; try again in a moment."
+#: What the login page puts on its CSS and JS links to refresh browsers' copies, in place of
+#: the version the other pages use: a visitor who has not logged in is not told which
+#: Sidequest runs here. New for each process, so an upgrade (a restart) still refreshes them.
+ASSET_TAG = secrets.token_urlsafe(6)
 
 
 def client_address(request: Request) -> str:
@@ -37,8 +42,15 @@ async def login_page(request: Request) -> Response:
         if settings.auth.login_url:
             return RedirectResponse(settings.auth.login_url, status_code=303)
         return render.text(NOT_HERE, 404)
-    return render.page(request, "login.html", "Log in",
-                       next=safe_next(request, request.query_params.get("next")))
+    return login_form(request, safe_next(request, request.query_params.get("next")))
+
+
+def login_form(request: Request, target: str, status_code: int = 200,
+               **context: str) -> Response:
+    """The login page, for visitors not logged in: the form and the dashboard's title, no
+    tabs, shard names or version (nothing about the deployment before the password)."""
+    return render.page(request, "login.html", "Log in", status_code=status_code, next=target,
+                       bare=True, asset_tag=ASSET_TAG, **context)
 
 
 async def login(request: Request) -> Response:
@@ -57,8 +69,9 @@ async def login(request: Request) -> Response:
         await asyncio.sleep(admission.wait)
         if not settings.auth.password_ok(form.get("password", "")):
             await settings.limiter.failed(address)
-            return render.page(request, "login.html", "Log in", status_code=401, next=target,
-                               error="Wrong password.")
+            return login_form(request, target, 401, error="Wrong password.")
+        # The failures before it were typos: the address's next login is not delayed.
+        await settings.limiter.succeeded(address)
         sid = await settings.live.start()
     except redis.RedisError:
         return render.text(REDIS_DOWN, 503)
