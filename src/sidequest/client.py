@@ -280,7 +280,7 @@ def _guarded(write: Callable[[], list[Any]], shard: str | None) -> list[Any]:
             " the job was not enqueued. Free memory or raise maxmemory."
         ) from exc
     except redis.ResponseError as exc:
-        problem = connection.missing_database(exc, _where(shard))
+        problem = connection.url_problem(exc, _where(shard))
         if problem is None:
             raise
         raise problem from exc  # the job was not enqueued

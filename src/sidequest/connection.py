@@ -24,7 +24,7 @@ from redis.commands.core import Script
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from sidequest import cluster, keys, scope, urls
+from sidequest import cluster, keys, scope, url_problems, urls
 from sidequest import shards as shards_table  # its parameters are named shards here
 from sidequest.errors import ConfigError
 from sidequest.shards import ShardMap
@@ -42,6 +42,10 @@ _script_objects: dict[str, Script] = {}
 # (on_shard: a dashboard request, the stats of each) are kept in scope.py.
 _map: ShardMap | None = None
 _map_read = False
+#: True when the table came from configure() or set_shards(), not from the environment: a
+#: later configure() that names no shards keeps it (an extension configuring the URL after
+#: the app configured its shards must not strand the shards' jobs on the default Redis).
+_map_explicit = False
 #: True once a home or a chosen shard may differ from the default: only then does client()
 #: look them up, so that one Redis costs what it did.
 _scoping = False
@@ -64,19 +68,35 @@ def configure(redis_url: str | None = None, *, shards: Mapping[str, str] | None 
 
     ``shards`` names further Redis servers (name -> URL) and ``shard_queues`` routes queues
     to them (queue -> shard name); other queues stay on ``redis_url``, the ``default`` shard.
-    Without them, ``SIDEQUEST_SHARDS`` and ``SIDEQUEST_SHARD_QUEUES`` are read.
+    Passing either replaces the routing table; omitting both keeps the table an earlier
+    call set (checked again against this call's ``redis_url``), and ``shards={}`` drops it.
+    Without a table from a call, ``SIDEQUEST_SHARDS`` and ``SIDEQUEST_SHARD_QUEUES`` are read.
     """
     global _url, _options, _scoping
     if redis_url is not None:
         urls.check_url(redis_url)
     _check_client_options(redis_options)
+    # Built before anything changes: a refused table leaves the earlier configuration whole.
+    table, explicit = _next_table(shards, shard_queues, _default_for(redis_url))
     with _lock:
         _url = redis_url
         _options = dict(redis_options)
         scope.home, _scoping = scope.DEFAULT, False
         _drop_client()
     _use_key_names(default_url())
-    set_shards(shards, shard_queues)
+    _set_table(table, explicit)
+
+
+def _next_table(shards: Mapping[str, str] | None, shard_queues: Mapping[str, str] | None,
+                default: str) -> tuple[ShardMap | None, bool]:
+    """The routing table configure() leaves, and whether it came from code (not the
+    environment, which is read again on first use)."""
+    if shards is None and shard_queues is None:
+        if _map is None or not _map_explicit:
+            return None, False
+        shards, shard_queues = _map.urls, _map.queues  # kept, but the URL may have changed
+    table = shards_table.build(shards, shard_queues, default=default)
+    return table, table is not None
 
 
 #: configure()'s own keywords, for a did-you-mean when one is misspelt.
@@ -115,11 +135,16 @@ def _client_option_names() -> frozenset[str]:
 
 def set_shards(shards: Mapping[str, str] | None, shard_queues: Mapping[str, str] | None,
                source: str = "") -> None:
-    """Set the routing table (both None: read it from the environment on first use)."""
-    global _map, _map_read
-    table = shards_table.build(shards, shard_queues, source)
+    """Set the routing table (both None, or both empty: read it from the environment on
+    first use)."""
+    table = shards_table.build(shards, shard_queues, source, default=default_url())
+    _set_table(table, table is not None)
+
+
+def _set_table(table: ShardMap | None, explicit: bool) -> None:
+    global _map, _map_read, _map_explicit
     with _lock:
-        _map, _map_read = table, table is not None
+        _map, _map_read, _map_explicit = table, explicit, explicit
         _drop_shard_clients()
 
 
@@ -127,7 +152,7 @@ def shard_map() -> ShardMap | None:
     """The routing table, or None with one Redis."""
     global _map, _map_read
     if not _map_read:
-        _map, _map_read = shards_table.from_env(os.environ), True
+        _map, _map_read = shards_table.from_env(os.environ, default=default_url()), True
     return _map
 
 
@@ -210,7 +235,9 @@ def set_url(redis_url: str) -> None:
 
 
 def reset() -> None:
-    """Forget the configuration and close the shared client (tests, forks)."""
+    """Forget the configuration, shards included, and close the shared client (tests,
+    forks)."""
+    set_shards(None, None)  # first: configure(None) alone keeps a table set in code
     configure(None)
 
 
@@ -231,8 +258,13 @@ def url() -> str:
 
 def default_url() -> str:
     """The ordinary Redis URL: the default shard's."""
+    return _default_for(_url)
+
+
+def _default_for(configured: str | None) -> str:
+    """The default shard's URL when configure() was given ``configured``."""
     env = os.environ
-    return _url or env.get("SIDEQUEST_REDIS_URL") or env.get("REDIS_URL") or DEFAULT_URL
+    return configured or env.get("SIDEQUEST_REDIS_URL") or env.get("REDIS_URL") or DEFAULT_URL
 
 
 def redacted(value: str | None = None) -> str:
@@ -240,14 +272,11 @@ def redacted(value: str | None = None) -> str:
     return urls.redacted(value if value is not None else url())
 
 
-def missing_database(exc: redis.RedisError, where: str) -> ConfigError | None:
-    """The ConfigError to raise when ``exc`` says the URL's database number is more than the
-    server has (waiting would not help); None for any other error."""
-    if not isinstance(exc, redis.ResponseError) or "DB index is out of range" not in str(exc):
-        return None
-    return ConfigError(f"the Redis URL {where} names a database this server does not have"
-                       " (a server has 16 by default, /0 to /15; redis.conf's databases"
-                       " setting changes that): use a database number the server has")
+def url_problem(exc: BaseException, where: str) -> ConfigError | None:
+    """The ConfigError to raise when ``exc`` says the Redis URL itself is wrong (a missing
+    database, a URL of the wrong kind for the server), so that no wait would help; None for
+    any other error. ``where`` names the Redis in the message (a redacted URL)."""
+    return url_problems.diagnose(exc, where, cluster_url=urls.is_cluster(default_url()))
 
 
 def _drop_client() -> None:
@@ -337,8 +366,15 @@ def _cluster_client(target: str, options: dict[str, Any]) -> redis.Redis:
     # client retries on its own, refreshing the slot map after MOVED or a failover.
     for name in ("retry_on_error", "health_check_interval"):
         options.pop(name, None)
-    return cluster.client(urls.cluster_nodes(target), password=parts.password,
-                          username=parts.username, ssl=target.startswith("rediss+"), **options)
+    try:  # the client reads the slot map from the nodes now, so a plain Redis shows here
+        return cluster.client(urls.cluster_nodes(target), password=parts.password,
+                              username=parts.username, ssl=target.startswith("rediss+"),
+                              **options)
+    except redis.exceptions.RedisClusterException as exc:
+        problem = url_problems.plain_behind_cluster_url(exc, redacted(target))
+        if problem is None:
+            raise
+        raise problem from exc
 
 
 def prepare(made: Script, pipe: Any) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from sidequest.errors import ConfigError
 from sidequest.options import QUEUE_NAME
-from sidequest.urls import check_url, is_cluster, redacted
+from sidequest.urls import check_url, is_cluster, redacted, server_of
 
 DEFAULT = "default"
 SHARD_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
@@ -53,10 +53,15 @@ class ShardMap:
 
 
 def build(shards: Mapping[str, str] | None, shard_queues: Mapping[str, str] | None,
-          source: str = "") -> ShardMap | None:
-    """The checked routing table, or None when no shard is defined (one Redis)."""
+          source: str = "", default: str | None = None) -> ShardMap | None:
+    """The checked routing table, or None when no shard is defined (one Redis).
+
+    ``default`` is the default shard's URL (``redis_url``): a shard naming that Redis too is
+    refused, as two shards naming one Redis are."""
     where = f"{source}: " if source else ""
     urls = _urls(shards or {}, where)
+    if urls and default is not None:
+        _check_apart(urls, default, where)
     queues = _routes(shard_queues or {}, urls, where)
     if not urls and not queues:
         return None
@@ -68,7 +73,7 @@ def _urls(shards: Any, where: str) -> dict[str, str]:
         raise ConfigError(f"{where}shards must map shard names to Redis URLs, e.g. "
                           f"{{\"reports\": \"redis://h2:6379/0\"}}; got {shards!r}")
     urls: dict[str, str] = {}
-    for name, url in shards.items():
+    for name, given in shards.items():
         if not isinstance(name, str) or not SHARD_NAME.fullmatch(name):
             raise ConfigError(f"{where}shards: shard name {name!r}: use letters, digits and "
                               "_ . - only (at most 64)")
@@ -76,17 +81,45 @@ def _urls(shards: Any, where: str) -> dict[str, str]:
             raise ConfigError(f"{where}shards: the shard named {DEFAULT!r} is the ordinary "
                               "Redis URL (redis_url); give it there and leave it out of shards")
         try:
-            urls[name] = check_url(url)
+            url = check_url(given)
         except ConfigError as exc:
             raise ConfigError(f"{where}shards: shard {name!r}: {exc}") from None
-        twin = next((other for other, seen in urls.items()
-                     if seen == url and other != name and not is_cluster(url)), None)
+        twin = _twin(urls, url)
         if twin is not None:
             raise ConfigError(f"{where}shards {twin!r} and {name!r} name the same Redis "
-                              f"({redacted(url)}), where they would share every key: route "
-                              "their queues to one shard (only shards on a Redis Cluster, "
-                              "whose keys carry the shard's name, may share a URL)")
+                              f"({_both(urls[twin], url)}), where they would share every "
+                              "key: route their queues to one shard (only shards on a Redis "
+                              "Cluster, whose keys carry the shard's name, may share a URL)")
+        urls[name] = url
     return urls
+
+
+def _twin(urls: Mapping[str, str], url: str) -> str | None:
+    """The shard among ``urls`` on the same plain Redis server and database as ``url``
+    (however either is spelt); None if there is none, or ``url`` is a cluster's."""
+    if is_cluster(url):
+        return None
+    here = server_of(url)
+    return next((name for name, other in urls.items() if server_of(other) == here), None)
+
+
+def _check_apart(urls: Mapping[str, str], default: str, where: str) -> None:
+    """Refuse a shard on the default shard's Redis: its queues would share that Redis's
+    keys (and ``sidequest stats`` would count them twice)."""
+    twin = _twin(urls, default)
+    if twin is not None:
+        raise ConfigError(
+            f"{where}shards: shard {twin!r} ({redacted(urls[twin])}) names the same Redis as "
+            f"the default shard (redis_url {redacted(default)}), where they would share every "
+            f"key: point shard {twin!r} at another Redis server, or remove it and its "
+            "shard_queues entries (those queues then stay on the default shard)")
+
+
+def _both(first: str, second: str) -> str:
+    """Two spellings of one Redis, each without its password; one if they are the same."""
+    if first == second:
+        return redacted(first)
+    return f"{redacted(first)} and {redacted(second)}"
 
 
 def _routes(shard_queues: Any, urls: Mapping[str, str], where: str) -> dict[str, str]:
@@ -121,11 +154,13 @@ def _pairs(text: str, variable: str) -> dict[str, str]:
     return out
 
 
-def from_env(environ: Mapping[str, str] = os.environ) -> ShardMap | None:
-    """The table from ``$SIDEQUEST_SHARDS`` and ``$SIDEQUEST_SHARD_QUEUES``, if set."""
+def from_env(environ: Mapping[str, str] = os.environ,
+             default: str | None = None) -> ShardMap | None:
+    """The table from ``$SIDEQUEST_SHARDS`` and ``$SIDEQUEST_SHARD_QUEUES``, if set (checked
+    against ``default``, the default shard's URL, as build() does)."""
     shards = _pairs(environ.get(ENV_SHARDS, ""), ENV_SHARDS)
     routes = _pairs(environ.get(ENV_SHARD_QUEUES, ""), ENV_SHARD_QUEUES)
-    return build(shards, routes, "$" + ENV_SHARDS if shards else "")
+    return build(shards, routes, "$" + ENV_SHARDS if shards else "", default)
 
 
 def by_shard(table: ShardMap, jobs: Iterable[Mapping[str, Any]]) -> dict[str, list[Any]]:

@@ -5,13 +5,16 @@ with it before any client exists.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from sidequest.errors import ConfigError
 
 _SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "redis+cluster://",
             "rediss+cluster://")
 _CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+#: Names of this machine that reach one server on one port.
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+DEFAULT_PORT = 6379
 
 
 def is_cluster(text: str) -> bool:
@@ -60,6 +63,44 @@ def cluster_nodes(text: str) -> list[tuple[str, int]]:
         host, _, port = item.strip().rpartition(":") if ":" in item else (item.strip(), "", "")
         nodes.append((host, int(port) if port.isdigit() else (6379 if not port else -1)))
     return nodes
+
+
+def server_of(text: str) -> str:
+    """Which Redis server and database a URL reaches, the same text for two spellings of
+    one: host lowercased, localhost, 127.0.0.1 and ::1 as one host, port 6379 and database 0
+    when not named. TLS, user and password are left out: they do not change the server.
+    Host names are not resolved, so a name and its address still differ."""
+    parts = urlsplit(text)
+    query = parse_qs(parts.query).get("db")
+    if text.startswith("unix:"):
+        return f"unix:{parts.path}/{_db(query[0] if query else '')}"
+    sentinel = text.startswith("redis+sentinel:")
+    nodes = ",".join(sorted(f"{_host(host)}:{port}" for host, port
+                            in _nodes(parts.netloc, 26379 if sentinel else DEFAULT_PORT)))
+    if sentinel:  # the service names the server: /SERVICE/DB
+        service, db = ([part for part in parts.path.split("/") if part] + ["", ""])[:2]
+        return f"sentinel:{nodes}/{service}/{_db(db)}"
+    db = query[0] if query else parts.path.strip("/")  # redis-py: ?db= wins over the path
+    return f"{'cluster' if is_cluster(text) else 'tcp'}:{nodes}/{_db(db)}"
+
+
+def _nodes(netloc: str, default_port: int) -> list[tuple[str, int | str]]:
+    out: list[tuple[str, int | str]] = []
+    for item in netloc.rsplit("@", 1)[-1].split(","):
+        host, colon, port = item.strip().rpartition(":")
+        if not colon or host.endswith(":") or "]" in port:  # no port, or a bare IPv6 host
+            host, port = item.strip(), ""
+        out.append((host, int(port) if port.isdigit() else port or default_port))
+    return out
+
+
+def _host(host: str) -> str:
+    host = host.strip("[]").lower()
+    return "localhost" if host in _LOOPBACK else host
+
+
+def _db(text: str) -> str:
+    return str(int(text)) if text.isdigit() else text or "0"
 
 
 def redacted(text: str) -> str:

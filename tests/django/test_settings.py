@@ -3,6 +3,7 @@ database connections against the worker's concurrency."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -79,3 +80,34 @@ def test_manage_py_check_reports_it(project: Path, redis_server: RedisServer) ->
     assert out.returncode == 0, out.stderr
     assert "sidequest.W002" in out.stderr and "CONN_HEALTH_CHECKS" in out.stderr
     assert "sidequest.W" not in manage(project, redis_server, "check").stderr
+
+
+#: A settings module that sets the shards in code, before the app's ready() configures the
+#: Redis URL from SIDEQUEST (which names no shards).
+SHARDS_IN_CODE = """
+import os
+import sidequest
+from djproject.settings import *  # noqa: F403
+
+sidequest.configure(os.environ["SHOP_REDIS_URL"], shards={"reports": os.environ["SHARD_URL"]},
+                    shard_queues={"reports": "reports"})
+"""
+
+
+def test_shards_set_in_code_survive_the_apps_configuration(
+        project: Path, redis_server: RedisServer, second_redis: RedisServer,
+        tmp_path: Path) -> None:
+    (tmp_path / "shards_in_code.py").write_text(SHARDS_IN_CODE, "utf-8")
+    from conftest import HERE, project_env
+
+    env = {**project_env(redis_server.url, project), "SHARD_URL": second_redis.url,
+           "DJANGO_SETTINGS_MODULE": "shards_in_code"}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
+    with second_redis.client() as shard:
+        shard.flushall()
+        done = subprocess.run(
+            [sys.executable, str(HERE / "manage.py"), "shell", "-c",
+             "import sidequest; print(sidequest.enqueue('x.Report', queue='reports'))"],
+            env=env, cwd=HERE, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        assert shard.llen("queue:reports") == 1  # not stranded on the default Redis

@@ -14,7 +14,9 @@ import pytest
 import redis
 from flask import Flask, current_app, session
 
+import sidequest
 from helpers import running_worker, wait_for
+from redis_server import RedisServer
 from sidequest import Job, middleware
 from sidequest.contrib.flask import Sidequest
 from sidequest.errors import ConfigError
@@ -119,6 +121,48 @@ def test_a_misspelt_setting_is_pointed_out(redis_url: str,
     assert caplog.messages == [
         "Sidequest(app): app.config['SIDEQUEST_REDIS'] is not a setting of the extension and"
         " is ignored; did you mean 'SIDEQUEST_REDIS_URL'?"]
+
+
+class Report(Job):
+    queue = "reports"
+
+    def perform(self, n: int) -> None:
+        pass
+
+
+@pytest.fixture
+def shard(second_redis: RedisServer) -> Iterator[redis.Redis]:
+    """The second Redis, emptied: shard "reports" of these tests."""
+    with second_redis.client() as other:
+        other.flushall()
+        yield other
+
+
+def test_shards_come_from_app_config(redis_url: str, r: redis.Redis, shard: redis.Redis,
+                                     second_redis: RedisServer,
+                                     caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="sidequest"):
+        make_app_with(redis_url, SIDEQUEST_SHARDS={"reports": second_redis.url},
+                      SIDEQUEST_SHARD_QUEUES={"reports": "reports"})
+    assert caplog.messages == []  # no "did you mean" for the settings it reads
+    Report.perform_async(1)
+    assert shard.llen("queue:reports") == 1 and not r.exists("queue:reports")
+
+
+def test_shards_the_app_configured_in_code_survive_the_extension(
+        redis_url: str, r: redis.Redis, shard: redis.Redis, second_redis: RedisServer) -> None:
+    sidequest.configure(redis_url, shards={"reports": second_redis.url},
+                        shard_queues={"reports": "reports"})
+    make_app_with(redis_url)  # SIDEQUEST_REDIS_URL set, no SIDEQUEST_SHARDS
+    Report.perform_async(4242)
+    assert shard.llen("queue:reports") == 1 and not r.exists("queue:reports")
+
+
+def test_a_bad_shard_setting_names_the_extension(redis_url: str) -> None:
+    with pytest.raises(ConfigError, match=r"^Sidequest\(app\): app.config's SIDEQUEST_ settings: "
+                                          r"shard_queues routes queue 'reports' to shard "
+                                          r"'report', which is not defined"):
+        make_app_with(redis_url, SIDEQUEST_SHARD_QUEUES={"reports": "report"})
 
 
 def test_a_form_from_one_process_posts_to_another(redis_url: str, r: redis.Redis) -> None:

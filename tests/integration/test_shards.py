@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,8 @@ from sidequest.api.cancel import cancel
 from sidequest.api.stats import Stats, Totals, each_shard, summed
 from sidequest.api.status import JobStatus
 from sidequest.errors import ConfigError
+
+TESTS = Path(__file__).resolve().parents[1]
 
 
 class Report(Job):
@@ -237,3 +242,106 @@ def test_limiters_live_on_the_default_shard(two_shards: tuple[redis.Redis, redis
         assert first.zcard(keys.limiter("pdf")) == 1  # the slot is taken on the default one
     assert first.zcard(keys.limiter("pdf")) == 0 and first.zcard(keys.LIMITERS) == 1
     assert second.dbsize() == 0
+
+
+def test_a_later_configure_keeps_the_shards_set_in_code(
+        two_shards: tuple[redis.Redis, redis.Redis], redis_url: str) -> None:
+    """An extension (Flask's) configuring the URL after the app set its shards must not strand
+    the shards' jobs on the default Redis, where no worker of their queue looks."""
+    first, second = two_shards
+    sidequest.configure(redis_url, socket_timeout=5)
+    Report.perform_async(4242)
+    assert second.llen("queue:reports") == 1 and not first.exists("queue:reports")
+    sidequest.configure(redis_url, shards={})  # an empty table drops them
+    Report.perform_async(4243)
+    assert first.llen("queue:reports") == 1 and second.llen("queue:reports") == 1
+
+
+def test_reset_forgets_the_shards_set_in_code(two_shards: tuple[redis.Redis, redis.Redis],
+                                              redis_url: str) -> None:
+    first, second = two_shards
+    connection.reset()
+    sidequest.configure(redis_url)
+    assert connection.shard_map() is None
+    Report.perform_async(1)
+    assert first.llen("queue:reports") == 1 and second.dbsize() == 0
+
+
+def test_a_kept_table_is_checked_against_the_new_url(
+        two_shards: tuple[redis.Redis, redis.Redis], second_redis: RedisServer,
+        redis_url: str) -> None:
+    _first, second = two_shards
+    with pytest.raises(ConfigError, match=r"shard 'reports' .* names the same Redis as the "
+                                          r"default shard"):
+        sidequest.configure(second_redis.url)
+    Report.perform_async(1)  # the refused call changed nothing
+    assert second.llen("queue:reports") == 1 and connection.default_url() == redis_url
+
+
+def loopback_twin(url: str) -> str:
+    """``url`` with 127.0.0.1 spelt localhost: the same Redis."""
+    return url.replace("127.0.0.1", "localhost")
+
+
+@pytest.mark.parametrize("spelling", [lambda url: url, loopback_twin,
+                                      lambda url: url.removesuffix("/0")])
+def test_a_shard_on_the_default_redis_is_refused(redis_url: str, r: redis.Redis,
+                                                 spelling: Any) -> None:
+    """Its queues would share the default's keys, and `sidequest stats` count them twice."""
+    with pytest.raises(ConfigError, match=r"shards: shard 'a' \(redis://.*\) names the same "
+                                          r"Redis as the default shard \(redis_url "
+                                          r"redis://.*\), where they would share every key: "
+                                          r"point shard 'a' at another Redis server"):
+        sidequest.configure(redis_url, shards={"a": spelling(redis_url)},
+                            shard_queues={"reports": "a"})
+    Report.perform_async(1)
+    assert r.llen("queue:reports") == 1
+    assert connection.shard_map() is None
+
+
+def test_two_spellings_of_one_shard_are_refused(redis_url: str,
+                                                second_redis: RedisServer) -> None:
+    url = second_redis.url
+    with pytest.raises(ConfigError, match=rf"shards 'a' and 'b' name the same Redis \({url} "
+                                          rf"and {loopback_twin(url)}\)"):
+        sidequest.configure(redis_url, shards={"a": url, "b": loopback_twin(url)})
+
+
+def test_the_environment_and_the_worker_refuse_a_shard_on_the_default_redis(
+        redis_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("SIDEQUEST_SHARDS", f"a={loopback_twin(redis_url)}")
+    with pytest.raises(ConfigError, match=r"\$SIDEQUEST_SHARDS: shards: shard 'a'.* names the "
+                                          r"same Redis as the default shard"):
+        Report.perform_async(1)
+    monkeypatch.delenv("SIDEQUEST_SHARDS")
+    config = tmp_path / "sidequest.toml"  # the worker's (and stats') settings file
+    config.write_text(f'redis_url = "{redis_url}"\n[shards]\na = "{redis_url}"\n')
+    assert monitor.main("stats", ["-C", str(config)]) == 2
+    assert "names the same Redis as the default shard" in capsys.readouterr().err
+    connection.reset()
+    worker = subprocess.run([sys.executable, "-m", "sidequest", "-r", "apps.fault_jobs", "-C",
+                             str(config)], capture_output=True, text=True, timeout=60,
+                            check=False, env={**os.environ, "PYTHONPATH": str(TESTS)})
+    assert worker.returncode == 2, worker.stderr
+    assert "names the same Redis as the default shard" in worker.stderr
+    assert "Traceback" not in worker.stderr
+
+
+def test_another_database_of_the_default_server_is_a_shard_of_its_own(
+        redis_url: str, r: redis.Redis) -> None:
+    """Accepted (the docs refuse only a shard that would share every key): its keys are
+    apart, so nothing is counted twice, though it adds no capacity."""
+    other_db = redis_url.removesuffix("/0") + "/1"
+    sidequest.configure(redis_url, shards={"side": other_db}, shard_queues={"reports": "side"})
+    try:
+        with redis.Redis.from_url(other_db) as side:
+            side.flushdb()
+            Report.perform_bulk([[1], [2]])
+            Mail.perform_async(3)
+            assert side.llen("queue:reports") == 2 and r.llen("queue:default") == 1
+            assert summed(t.as_dict() for t in each_shard(Totals.read).values())[
+                "enqueued"] == 3
+            side.flushdb()
+    finally:
+        connection.reset()

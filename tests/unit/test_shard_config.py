@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sidequest import shards
+from sidequest import shards, urls
 from sidequest.config import build
 from sidequest.errors import ConfigError
 
@@ -69,3 +69,35 @@ def test_shards_on_one_cluster_may_share_its_url() -> None:
     url = "redis+cluster://10.0.0.1:7000,10.0.0.2:7000"
     table = shards.build({"a": url, "b": url}, {"q": "b"})
     assert table is not None and table.urls == {"a": url, "b": url}
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    ("redis://127.0.0.1:6492/0", "redis://localhost:6492/0"),
+    ("redis://[::1]:6492/0", "redis://LOCALHOST:6492"),
+    ("redis://h2/0", "rediss://user:pw@H2:6379/0"),
+    ("redis://h2:6379/1", "redis://h2:6379/0?db=1"),
+    ("unix:///run/redis.sock", "unix:///run/redis.sock?db=0"),
+    ("redis+sentinel://a:26379,b:26379/main/0", "redis+sentinel://b,a/main"),
+])
+def test_spellings_of_one_redis_are_one_server(first: str, second: str) -> None:
+    assert urls.server_of(first) == urls.server_of(second)
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    ("redis://h2:6379/0", "redis://h2:6379/1"),  # another database: keys apart
+    ("redis://h2:6379/0", "redis://h3:6379/0"),
+    ("redis://localhost:6379/0", "redis://localhost:6380/0"),
+    ("redis+sentinel://a/main/0", "redis+sentinel://a/other/0"),
+])
+def test_other_servers_or_databases_differ(first: str, second: str) -> None:
+    assert urls.server_of(first) != urls.server_of(second)
+
+
+def test_a_shard_is_checked_against_the_default_url() -> None:
+    with pytest.raises(ConfigError, match=r"shard 'a' \(redis://127.0.0.1:6491/0\) names the "
+                                          r"same Redis as the default shard \(redis_url "
+                                          r"redis://localhost:6491\)"):
+        shards.build({"a": "redis://127.0.0.1:6491/0"}, {}, default="redis://localhost:6491")
+    url = "redis+cluster://10.0.0.1:7000"  # on a cluster the tags keep them apart
+    assert shards.build({"a": url}, {}, default=url) is not None
+    assert shards.build({"a": "redis://h:6379/1"}, {}, default="redis://h:6379/0") is not None

@@ -16,9 +16,11 @@ jobs), so that it builds the same app and its jobs can use ``current_app``, exte
 so it can read ``flask.session`` or Flask-Login's ``current_user``.
 
 Settings read from ``app.config`` when the extension is set up (so set them before):
-``SIDEQUEST_REDIS_URL`` (where jobs go and come from), ``SIDEQUEST_DASHBOARD`` (the
-dashboard's URL prefix, default ``/sidequest``; ``None`` for no dashboard),
-``SIDEQUEST_LOGIN_URL`` (where a browser that fails ``auth`` is sent). Another
+``SIDEQUEST_REDIS_URL`` (where jobs go and come from), ``SIDEQUEST_SHARDS`` and
+``SIDEQUEST_SHARD_QUEUES`` (dicts, as ``sidequest.configure(shards=..., shard_queues=...)``
+takes them; left out, the shards an earlier ``configure()`` set are kept),
+``SIDEQUEST_DASHBOARD`` (the dashboard's URL prefix, default ``/sidequest``; ``None`` for no
+dashboard), ``SIDEQUEST_LOGIN_URL`` (where a browser that fails ``auth`` is sent). Another
 ``SIDEQUEST_`` key is logged as ignored, with a did-you-mean. The dashboard signs its
 sessions with a key derived from the app's ``secret_key`` (unless ``$SIDEQUEST_WEB_SECRET``
 or ``secret_key=`` is given), so that every process of the app accepts the others' forms.
@@ -43,7 +45,8 @@ from sidequest.errors import ConfigError
 
 log = logging.getLogger("sidequest")
 DEFAULT_PREFIX = "/sidequest"
-SETTINGS = ("SIDEQUEST_REDIS_URL", "SIDEQUEST_DASHBOARD", "SIDEQUEST_LOGIN_URL")
+SETTINGS = ("SIDEQUEST_REDIS_URL", "SIDEQUEST_SHARDS", "SIDEQUEST_SHARD_QUEUES",
+            "SIDEQUEST_DASHBOARD", "SIDEQUEST_LOGIN_URL")
 
 
 class Sidequest:
@@ -67,9 +70,7 @@ class Sidequest:
                 "password=; or set app.config['SIDEQUEST_DASHBOARD'] = None for no dashboard")
         self.app = app
         app.extensions["sidequest"] = self
-        url = app.config.get("SIDEQUEST_REDIS_URL")
-        if url:
-            connection.configure(redis_url=url)
+        _configure(app.config)
         middleware.server.add(self.in_app_context)
         if prefix:
             self._mount(app, prefix)
@@ -107,6 +108,20 @@ class Sidequest:
                 return bool(auth())
 
         return check
+
+
+def _configure(config: Any) -> None:
+    """Point Sidequest at the app's Redis and shards. Settings left out keep what an earlier
+    ``sidequest.configure()`` set: an app may configure its shards in code."""
+    url = config.get("SIDEQUEST_REDIS_URL")
+    shards, routes = config.get("SIDEQUEST_SHARDS"), config.get("SIDEQUEST_SHARD_QUEUES")
+    try:
+        if url:
+            connection.configure(redis_url=url, shards=shards, shard_queues=routes)
+        elif shards is not None or routes is not None:  # the URL an earlier call set stays
+            connection.set_shards(shards, routes)
+    except ConfigError as exc:
+        raise ConfigError(f"Sidequest(app): app.config's SIDEQUEST_ settings: {exc}") from None
 
 
 def _check_settings(config: Any) -> None:

@@ -125,6 +125,7 @@ def create_app(
         scrape_token=token,
     )
     handlers: dict[Any, Any] = {error: errors.redis_unreachable for error in errors.UNREACHABLE}
+    handlers.update({error: errors.misconfigured for error in errors.MISCONFIGURED})
     handlers[500] = errors.server_error
     app = Starlette(routes=routes(), middleware=[Middleware(Guard, settings=settings),
                                                  Middleware(ShardScope)],

@@ -13,12 +13,15 @@ from starlette.responses import PlainTextResponse, Response
 
 from sidequest import connection
 from sidequest.api.stats import ShardUnreachable
-from sidequest.errors import RedisUnavailable
+from sidequest.errors import ConfigError, RedisUnavailable
 from sidequest.web import render
 
 log = logging.getLogger("sidequest.web")
 #: Redis failures that mean "cannot reach it", not "it refused this command".
 UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, RedisUnavailable)
+#: What may mean the Redis URL itself is wrong (a cluster node behind redis://, a plain Redis
+#: behind redis+cluster://, a missing database): checked by ``misconfigured``.
+MISCONFIGURED = (ConfigError, redis.ResponseError, redis.exceptions.RedisClusterException)
 #: Seconds between two log lines about the same outage: one line, not one per request.
 LOG_EVERY = 30.0
 #: Headers for a response the guard never saw (an error raised past it).
@@ -67,6 +70,19 @@ def reason_of(exc: Exception) -> str:
     if isinstance(exc, ShardUnreachable):
         return exc.reason  # the redis-py error's text, not the advice meant for code
     return str(exc).rstrip(TRAILING_STOPS) or type(exc).__name__
+
+
+async def misconfigured(request: Request, exc: Exception) -> Response:
+    """A 500 page that says what is wrong with the Redis URL and what to write instead, for
+    an error that no wait would mend; any other such error is an ordinary 500."""
+    problem = exc if isinstance(exc, ConfigError) else connection.url_problem(
+        exc, connection.redacted())
+    if problem is None:
+        log.error("error under %s", request.url.path, exc_info=exc)  # handled: not re-raised
+        return await server_error(request, exc)
+    log.error("the dashboard cannot use Redis: %s", problem)
+    return render.page(request, "misconfigured.html", "Configuration error", status_code=500,
+                       problem=str(problem), bare=True)
 
 
 async def server_error(request: Request, exc: Exception) -> Response:

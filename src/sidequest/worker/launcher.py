@@ -151,7 +151,7 @@ class Launcher:
             except redis.RedisError as exc:
                 if self.stop_requested.is_set():
                     raise
-                problem = connection.missing_database(exc, connection.redacted())
+                problem = connection.url_problem(exc, connection.redacted())
                 if problem is not None:  # no wait fixes a URL: say so and exit 2
                     raise problem from exc
                 if not warned:

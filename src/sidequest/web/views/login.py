@@ -73,7 +73,8 @@ async def login(request: Request) -> Response:
         # The failures before it were typos: the address's next login is not delayed.
         await settings.limiter.succeeded(address)
         sid = await settings.live.start()
-    except redis.RedisError:
+    except (redis.ConnectionError, redis.TimeoutError):
+        # Only these: a reply such as MOVED says the URL is wrong (web/errors.misconfigured).
         return render.text(REDIS_DOWN, 503)
     # A fresh session (and CSRF token) at login: a token seen before it is worth nothing.
     request.scope["sidequest.session"] = Session(user="admin", sid=sid)

@@ -1,0 +1,57 @@
+"""Redis errors that mean the URL itself is wrong, so that no wait or retry would help, and
+the ConfigError that says so: a database number the server lacks, a Redis Cluster node
+behind a plain URL, a plain Redis behind a cluster URL."""
+
+from __future__ import annotations
+
+import redis
+
+from sidequest.errors import ConfigError
+
+
+def diagnose(exc: BaseException, where: str, *, cluster_url: bool) -> ConfigError | None:
+    """The ConfigError for ``exc``, or None when it is not a URL problem. ``where`` names the
+    Redis (a redacted URL); ``cluster_url``: whether the configured URL is a cluster's."""
+    problem = missing_database(exc, where)
+    if problem is None and not cluster_url:
+        problem = cluster_behind_plain_url(exc, where)
+    return problem or plain_behind_cluster_url(exc, where)
+
+
+def missing_database(exc: BaseException, where: str) -> ConfigError | None:
+    if not isinstance(exc, redis.ResponseError) or "DB index is out of range" not in str(exc):
+        return None
+    return ConfigError(f"the Redis URL {where} names a database this server does not have"
+                       " (a server has 16 by default, /0 to /15; redis.conf's databases"
+                       " setting changes that): use a database number the server has")
+
+
+#: What only a Redis Cluster node answers a plain client: the key's slot is served by another
+#: node (MOVED, or ASK while it moves), or one transaction's keys lie in several slots.
+_CLUSTER_REPLIES = (redis.exceptions.AskError, redis.exceptions.ClusterCrossSlotError)
+_REPLY_WORDS = {redis.exceptions.MovedError: "MOVED", redis.exceptions.AskError: "ASK",
+                redis.exceptions.ClusterCrossSlotError: "CROSSSLOT"}
+
+
+def cluster_behind_plain_url(exc: BaseException, where: str) -> ConfigError | None:
+    """For a plain client only: a cluster client follows MOVED and ASK itself."""
+    if not isinstance(exc, _CLUSTER_REPLIES):
+        return None
+    reply = _REPLY_WORDS.get(type(exc), "a cluster's redirect")
+    return ConfigError(f"Redis at {where} is a Redis Cluster node (it answered {reply}), "
+                       "which a plain redis:// URL cannot use: "
+                       "use a redis+cluster:// URL naming one or more of its nodes, e.g. "
+                       "redis+cluster://HOST:PORT,HOST:PORT (rediss+cluster:// for TLS, and "
+                       "no /DB: a cluster has only database 0)")
+
+
+def plain_behind_cluster_url(exc: BaseException, where: str) -> ConfigError | None:
+    # redis-py's words when a startup node refuses CLUSTER SLOTS (raised as a
+    # RedisClusterException, which is no RedisError).
+    if not isinstance(exc, redis.exceptions.RedisClusterException) or (
+            "Cluster mode is not enabled" not in str(exc)):
+        return None
+    return ConfigError(f"Redis at {where} is not a Redis Cluster node (cluster mode is not "
+                       "enabled on it), so a redis+cluster:// URL cannot use it: use a "
+                       "redis:// URL for a single Redis server, e.g. redis://HOST:PORT/0 "
+                       "(rediss:// for TLS)")

@@ -1,0 +1,107 @@
+"""A Redis URL of the wrong kind: ``redis://`` pointed at a Redis Cluster node, or
+``redis+cluster://`` pointed at a plain Redis. Each is a configuration error saying which URL
+to write, from a push, from the worker at start (exit 2, no traceback, no endless wait) and
+from the dashboard, rather than a raw MovedError or RedisClusterException."""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+
+import sidequest
+from apps.fault_jobs import Work
+from cluster.conftest import Cluster
+from sidequest.errors import ConfigError
+from sidequest.web import create_app
+from web_helpers import PASSWORD, Client
+
+TESTS = Path(__file__).resolve().parents[1]
+#: What the error says for a cluster node behind redis://, and for a plain Redis behind
+#: redis+cluster://.
+IS_A_NODE = (r"Redis at redis://127\.0\.0\.1:\d+/0 is a Redis Cluster node \(it answered "
+             r"MOVED\), which a plain redis:// URL cannot use: use a redis\+cluster:// URL")
+IS_PLAIN = (r"Redis at redis\+cluster://127\.0\.0\.1:\d+ is not a Redis Cluster node \(cluster "
+            r"mode is not enabled on it\), so a redis\+cluster:// URL cannot use it: use a "
+            r"redis:// URL")
+
+
+def worker(url: str, *flags: str) -> subprocess.CompletedProcess[str]:
+    """``sidequest -r apps.fault_jobs --redis-url URL`` run to its end (a minute at most)."""
+    env = {**os.environ, "PYTHONPATH": str(TESTS), "FAULT_LEDGER": os.devnull}
+    return subprocess.run([sys.executable, "-m", "sidequest", "-r", "apps.fault_jobs",
+                           "--redis-url", url, *flags], env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+@pytest.fixture
+def node_url(cluster: Cluster, cluster_url: str, rc: redis.RedisCluster) -> str:
+    """A plain URL at a primary that does not serve the slot of Sidekiq's ``queues`` key (nor
+    of ``processes``), so a push and the first heartbeat meet MOVED."""
+    taken = {rc.get_node_from_key(key).port for key in ("queues", "processes")}
+    port = next(p for p in cluster.primaries() if p not in taken)
+    return f"redis://127.0.0.1:{port}/0"
+
+
+def as_cluster(plain_url: str) -> str:
+    """``redis://127.0.0.1:PORT/0`` as a cluster URL at the same (plain) server."""
+    return "redis+cluster://" + plain_url.removeprefix("redis://").removesuffix("/0")
+
+
+def test_a_push_by_redis_url_to_a_cluster_node_says_so(node_url: str) -> None:
+    sidequest.configure(node_url)
+    with pytest.raises(ConfigError, match=IS_A_NODE):
+        Work.perform_async(0)
+    with pytest.raises(ConfigError, match=IS_A_NODE):  # a push through a pipeline, too
+        Work.set(store_result=True).perform_async(0)
+
+
+@pytest.mark.parametrize("flags", [(), ("-P", "2")])
+def test_a_worker_by_redis_url_at_a_cluster_node_exits_2(node_url: str,
+                                                         flags: tuple[str, ...]) -> None:
+    done = worker(node_url, *flags)
+    assert done.returncode == 2, done.stdout + done.stderr
+    said = done.stdout + done.stderr
+    assert "is a Redis Cluster node (it answered" in said and "redis+cluster://" in said
+    assert "Traceback" not in said and "waiting for Redis" not in said
+
+
+def test_a_push_by_cluster_url_to_a_plain_redis_says_so(redis_url: str) -> None:
+    sidequest.configure(as_cluster(redis_url))
+    with pytest.raises(ConfigError, match=IS_PLAIN):
+        Work.perform_async(0)
+
+
+@pytest.mark.parametrize("flags", [(), ("-P", "2")])
+def test_a_worker_by_cluster_url_at_a_plain_redis_exits_2(redis_url: str,
+                                                          flags: tuple[str, ...]) -> None:
+    done = worker(as_cluster(redis_url), *flags)
+    assert done.returncode == 2, done.stdout + done.stderr
+    said = done.stdout + done.stderr
+    assert "is not a Redis Cluster node (cluster mode is not enabled on it)" in said
+    assert "Traceback" not in said
+
+
+def test_the_dashboard_by_cluster_url_at_a_plain_redis_says_so(redis_url: str) -> None:
+    sidequest.configure(as_cluster(redis_url))
+    app = create_app(password=PASSWORD, secret_key="test-secret-" + "x" * 32)
+    with Client(app) as client:
+        page = client.login()  # the login limiter is the first to reach Redis
+    assert page.status_code == 500
+    assert re.search(IS_PLAIN, html.unescape(page.text)), page.text
+
+
+def test_the_dashboard_by_redis_url_at_a_cluster_node_says_so(node_url: str) -> None:
+    sidequest.configure(node_url)
+    app = create_app(password=PASSWORD, secret_key="test-secret-" + "x" * 32)
+    with Client(app) as client:
+        page = client.login()
+    assert page.status_code == 500
+    assert re.search(IS_A_NODE.replace("MOVED", "(MOVED|CROSSSLOT)"),
+                     html.unescape(page.text)), page.text
