@@ -79,6 +79,7 @@ def test_busy_lists_processes_and_running_jobs(client: Client, r: redis.Redis) -
 
 def test_cancel_a_running_job_from_the_busy_page(client: Client, r: redis.Redis) -> None:
     process(r, "worker-1:4242:aaaaaaaaaaaa", busy=1, work={"t1": job(A, args=[1])})
+    r.sadd("sq:processes", "worker-1:4242:aaaaaaaaaaaa")  # a Sidequest process
     page = client.get("/busy").text
     assert 'name="action" value="cancel"' in page and f'name="jid" value="{A}"' in page
     answer = client.submit("/busy", {"action": "cancel", "jid": A})
@@ -86,6 +87,14 @@ def test_cancel_a_running_job_from_the_busy_page(client: Client, r: redis.Redis)
     assert r.zscore("sq:cancelled", A) is not None
     assert f"Cancelling {A}" in flash(client.get("/busy").text)
     assert client.submit("/busy", {"action": "cancel", "jid": ""}).status_code == 400
+
+
+def test_a_job_running_in_ruby_sidekiq_offers_no_cancel(client: Client, r: redis.Redis) -> None:
+    # Ruby Sidekiq cannot cancel a running job: the button would promise what cannot happen.
+    process(r, "ruby-1:77:cccccccccccc", busy=1, work={"t1": job(A, args=[1])})
+    page = client.get("/busy").text
+    assert A in page and 'name="action" value="cancel"' not in page
+    assert "cannot cancel a running job" in page
 
 
 def test_quiet_and_stop_one_process_or_all(client: Client, r: redis.Redis) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from sidequest import connection, keys
 from sidequest.api import Process, ProcessSet, Work, WorkSet, cancel
 from sidequest.web import params, render
 
@@ -14,18 +17,22 @@ ACTIONS = ("quiet", "stop", "cancel")
 
 async def busy(request: Request) -> Response:
     page, count = params.page(request), params.count(request, 50)
-    processes, works = await run_in_threadpool(_read)
+    processes, works, ours = await run_in_threadpool(_read)
     last = params.last_page(len(works), count)
     page = min(page, last)
     shown = works[(page - 1) * count: page * count]
     return render.page(request, "busy.html", "Busy", processes=processes, works=shown,
                        total_works=len(works), page=page, last_page=last,
                        concurrency=sum(p.concurrency for p in processes),
-                       busy=sum(p.busy for p in processes))
+                       busy=sum(p.busy for p in processes), cancellable=ours)
 
 
-def _read() -> tuple[list[Process], list[Work]]:
-    return ProcessSet().processes(), list(WorkSet())
+def _read() -> tuple[list[Process], list[Work], set[str]]:
+    """The processes, their running jobs, and which processes are Sidequest's: only those
+    can cancel a running job (Ruby Sidekiq would run it to its end, and a cancel mark left
+    behind would drop its retry if a Sidequest worker fetched that)."""
+    ours = cast(set[bytes], connection.client().smembers(keys.SQ_PROCESSES))
+    return ProcessSet().processes(), list(WorkSet()), {m.decode() for m in ours}
 
 
 async def busy_action(request: Request) -> Response:
