@@ -4,16 +4,17 @@ validated once and frozen. Pure: no Redis, no threads.
 
 from __future__ import annotations
 
-import difflib
+import logging
 import math
 import os
+import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from sidequest import connection, shards
+from sidequest import connection, shards, sidekiq_settings
 from sidequest.errors import ConfigError
 from sidequest.morgue import DEAD_MAX_JOBS, DEAD_TIMEOUT
 from sidequest.options import QUEUE_NAME
@@ -236,14 +237,43 @@ def _queues_from_file(value: Any, path: Path) -> tuple[tuple[str, int], ...]:
     return tuple(out)
 
 
+#: The names a settings file (or a framework's settings mapping) may use.
+SETTINGS = frozenset(f.name for f in fields(Config)) - {"extra"}
+
+#: A queue name ending in ``:3``, in Sidekiq as here a name: the weight follows a comma.
+_COLON_WEIGHT = re.compile(r"(.+):(\d+)")
+
+log = logging.getLogger(__name__)
+
+
+def _warn_of_colon_weights(queues: Iterable[tuple[str, int]]) -> None:
+    """``-q critical:3`` is a queue of that name, in Sidekiq as here (a name may hold a
+    colon), so it is no error; but it is more likely a weight in the wrong syntax. A queue
+    given a weight (``shard:2,1``) has its colon in the name on purpose."""
+    for name, weight in queues:
+        match = _COLON_WEIGHT.fullmatch(name)
+        if match and not weight:
+            spec = f"{match.group(1)},{match.group(2)}"
+            log.warning("queue %r is a queue of that name, not %r with weight %s: a weight "
+                        "follows a comma, -q %s (\"%s\" in the settings file)",
+                        name, match.group(1), match.group(2), spec, spec)
+
+
 def load_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a TOML config file into Config field values; unknown keys are errors."""
     file = Path(path)
     try:
-        data = tomllib.loads(file.read_text("utf-8"))
+        text = file.read_text("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file {file} does not exist") from None
+    # A Sidekiq user passes sidekiq.yml first: say what Sidequest reads, and show it.
+    if file.suffix.lower() in (".yml", ".yaml"):
+        raise ConfigError(sidekiq_settings.yaml_error(file, text, SETTINGS))
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
+        if sidekiq_settings.looks_like_yaml(text):
+            raise ConfigError(sidekiq_settings.yaml_error(file, text, SETTINGS)) from None
         raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
     return from_mapping(data, file)
 
@@ -264,14 +294,11 @@ def connect_as_file(path: str | None, redis_url: str | None) -> None:
 def from_mapping(data: Mapping[str, Any], source: str | os.PathLike[str]) -> dict[str, Any]:
     """Config field values from a mapping with the TOML file's keys (a file, or a framework's
     settings such as Django's ``SIDEQUEST``); unknown keys are errors naming ``source``."""
-    names = {f.name for f in fields(Config)} - {"extra"}
     values: dict[str, Any] = {}
     for raw_key, value in data.items():
         key = str(raw_key).replace("-", "_")
-        if key not in names:
-            close = difflib.get_close_matches(key, sorted(names), n=1)
-            hint = f"did you mean {close[0]!r}?" if close else (
-                "the settings are listed in the README's Configuration section")
+        if key not in SETTINGS:
+            hint = sidekiq_settings.unknown_hint(key, value, SETTINGS)
             raise ConfigError(f"{source}: unknown setting {key!r}; {hint}")
         values[key] = _file_value(key, value, Path(source))
     return values
@@ -303,7 +330,7 @@ def build(file: str | None = None, *, base: Mapping[str, Any] | None = None,
     if values.get("verbose") is True:
         values["log_level"] = "DEBUG"
     try:
-        return Config(**values).validate()
+        config = Config(**values).validate()
     except TypeError as exc:
         raise ConfigError(str(exc)) from None
     except ConfigError as exc:
@@ -315,6 +342,8 @@ def build(file: str | None = None, *, base: Mapping[str, Any] | None = None,
                                - set(given)):
             raise ConfigError(f"{base_source}: {exc}") from None
         raise
+    _warn_of_colon_weights(config.queues)
+    return config
 
 
 __all__ = ["Config", "build", "from_mapping", "load_file", "parse_queue", "replace"]

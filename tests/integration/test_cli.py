@@ -114,6 +114,27 @@ def test_bad_config_file(tmp_path: Path) -> None:
     assert code == 2 and "unknown setting 'concurency'" in out
 
 
+def test_sidekiq_settings_are_answered_with_what_to_write(tmp_path: Path) -> None:
+    """The walkthrough of a Sidekiq user: a pidfile setting, then their sidekiq.yml."""
+    (tmp_path / "sk3.toml").write_text('require=["app.jobs"]\npidfile="x.pid"\n')
+    code, out = run("-C", str(tmp_path / "sk3.toml"))
+    assert code == 2 and "unknown setting 'pidfile'; Sidekiq 6 removed it too: run the" in out
+    assert "Configuration section" not in out
+    (tmp_path / "sidekiq.yml").write_text(":concurrency: 4\n:queues:\n  - [critical, 3]\n")
+    code, out = run("-r", "app.jobs", "-C", str(tmp_path / "sidekiq.yml"))
+    assert code == 2 and "Traceback" not in out and "not valid TOML" not in out
+    assert "Sidequest reads a TOML settings file, not sidekiq.yml" in out
+    assert '\n\nconcurrency = 4\nqueues = ["critical,3"]\n' in out
+
+
+def test_a_colon_weight_is_a_warning_not_an_error() -> None:
+    # The worker goes on (to fail on the missing module, before it needs Redis).
+    code, out = run("-r", "no_such_module_here", "-q", "critical:3", "-q", "low")
+    assert code == 2 and "could not import 'no_such_module_here'" in out
+    assert ("queue 'critical:3' is a queue of that name, not 'critical' with weight 3: a weight"
+            " follows a comma, -q critical,3") in out
+
+
 def test_json_logs_and_sigterm(worker_env: dict[str, str]) -> None:
     from apps.ledger_jobs import Quick
 
