@@ -187,13 +187,16 @@ def test_remote_quiet_and_stop_signals(r: redis.Redis) -> None:
     assert ran("echo") == [] and r.llen("queue:default") == 1
 
 
-def test_graceful_stop_pushes_unfinished_jobs_back(r: redis.Redis) -> None:
+def test_graceful_stop_pushes_unfinished_jobs_back(r: redis.Redis,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
     Blocks.perform_async(0.01)
     long_jid = Blocks.perform_async(30)
-    with running_worker(concurrency=2, timeout=0.5):
+    with caplog.at_level("WARNING", logger="sidequest"), running_worker(concurrency=2,
+                                                                        timeout=0.5):
         wait_for(lambda: ran("finished") == [0.01] and len(ran("started")) == 2, what="starts")
     (back,) = [json.loads(p) for p in r.lrange("queue:default", 0, -1)]
     assert back["jid"] == long_jid
+    assert "1 job still running at the shutdown deadline; pushing it back" in caplog.messages
     assert r.keys("sq:inprogress:*") == []
     RELEASE.set()
 

@@ -79,7 +79,8 @@ def test_busy_lists_processes_and_running_jobs(client: Client, r: redis.Redis) -
 
 def test_cancel_a_running_job_from_the_busy_page(client: Client, r: redis.Redis) -> None:
     process(r, "worker-1:4242:aaaaaaaaaaaa", busy=1, work={"t1": job(A, args=[1])})
-    r.sadd("sq:processes", "worker-1:4242:aaaaaaaaaaaa")  # a Sidequest process
+    r.sadd("sq:processes", "worker-1:4242:aaaaaaaaaaaa")  # a Sidequest process, alive:
+    r.set("sq:lease:worker-1:4242:aaaaaaaaaaaa", "1", px=60_000)  # one without is not shown
     page = client.get("/busy").text
     assert 'name="action" value="cancel"' in page and f'name="jid" value="{A}"' in page
     answer = client.submit("/busy", {"action": "cancel", "jid": A})

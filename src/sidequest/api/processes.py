@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -79,7 +79,8 @@ class Process:
 
 
 class ProcessSet:
-    """Every live process; entries whose heartbeat expired are pruned when read."""
+    """Every live process; entries whose heartbeat expired are pruned when read, and
+    Sidequest processes whose lease expired are not shown (see _live_reads)."""
 
     def __init__(self, clean: bool = True) -> None:
         if clean:
@@ -101,16 +102,11 @@ class ProcessSet:
         return len(gone)
 
     def __iter__(self) -> Iterator[Process]:
-        client = connection.client()
-        identities = sorted(cast(set[bytes], client.smembers(keys.PROCESSES)))
-        pipe = client.pipeline(transaction=False)
-        for identity in identities:
-            pipe.hmget(keys.process(identity.decode()), _FIELDS)
-        for identity, values in zip(identities, pipe.execute(), strict=True):
+        for identity, (values,) in _live_reads(lambda p, i: p.hmget(keys.process(i), _FIELDS)):
             fields = dict(zip(_FIELDS, (_text(v) for v in values), strict=True))
             if fields["info"] is None:
                 continue  # expired between the two reads
-            yield Process(identity.decode(), json_object(fields["info"]), fields)
+            yield Process(identity, json_object(fields["info"]), fields)
 
     @property
     def size(self) -> int:
@@ -149,33 +145,62 @@ class WorkSet:
     """The jobs running in every live process, from their work hashes."""
 
     def __iter__(self) -> Iterator[Work]:
-        client = connection.client()
-        identities = sorted(cast(set[bytes], client.smembers(keys.PROCESSES)))
-        pipe = client.pipeline(transaction=False)
-        for identity in identities:
-            # Sidekiq 6.4.1 writes only ":workers"; later versions and Sidequest ":work".
-            pipe.hgetall(keys.work(identity.decode()))
-            pipe.hgetall(keys.workers_legacy(identity.decode()))
-        results = pipe.execute()
         works = []
-        for i, identity in enumerate(identities):
-            entries = {**results[2 * i + 1], **results[2 * i]}
-            owner = identity.decode()
+        for owner, (work, legacy) in _live_reads(_read_work):
+            entries = {**legacy, **work}
             works += [_work(owner, tid.decode(), value) for tid, value in entries.items()]
         works.sort(key=lambda w: w.run_at)
         return iter(works)
 
     @property
     def size(self) -> int:
-        client = connection.client()
-        identities = cast(set[bytes], client.smembers(keys.PROCESSES))
-        pipe = client.pipeline(transaction=False)
-        for identity in identities:
-            pipe.hget(keys.process(identity.decode()), "busy")
-        return sum(as_int(b) for b in replies(pipe))
+        busy = _live_reads(lambda p, i: p.hget(keys.process(i), "busy"), lenient=True)
+        return sum(as_int(b) for _, (b,) in busy)
 
     def __len__(self) -> int:
         return self.size
+
+
+def _live_reads(read: Callable[[Any, str], object], *,
+                lenient: bool = False) -> list[tuple[str, list[Any]]]:
+    """Each member of ``processes`` in order, with the replies of the commands ``read``
+    queues for it, leaving out Sidequest processes whose lease has expired.
+
+    Those are dead (the reaper's own test), but their hashes outlive them until a reaper
+    recovers their jobs, up to ``reaper_interval`` later, and deletes them; shown meanwhile,
+    a killed process would seem to run the jobs that are about to run elsewhere. Ruby
+    processes have no lease and are not in ``sq:processes``: they are never checked. The
+    cost is one more set read and one EXISTS per Sidequest process, in the same two round
+    trips. ``lenient``: a failed read (a key of the wrong type) replies None."""
+    client = connection.client()
+    identities, ours = _members(client)
+    checked = [i for i in identities if i in ours]
+    pipe = client.pipeline(transaction=False)
+    for identity in checked:
+        pipe.exists(keys.lease(identity.decode()))
+    for identity in identities:
+        read(pipe, identity.decode())
+    results = replies(pipe) if lenient else pipe.execute()
+    leases, reads = results[:len(checked)], results[len(checked):]
+    dead = {i for i, live in zip(checked, leases, strict=True) if not live}
+    per = len(reads) // max(1, len(identities))  # replies per process
+    return [(identity.decode(), reads[n * per:(n + 1) * per])
+            for n, identity in enumerate(identities) if identity not in dead]
+
+
+def _members(client: Any) -> tuple[list[bytes], set[bytes]]:
+    """``processes`` (sorted) and ``sq:processes``, in one round trip."""
+    pipe = client.pipeline(transaction=False)
+    pipe.smembers(keys.PROCESSES)
+    pipe.smembers(keys.SQ_PROCESSES)
+    listed, ours = pipe.execute()
+    return sorted(listed), ours
+
+
+def _read_work(pipe: Any, identity: str) -> None:
+    # Sidekiq 6.4.1 writes only ":workers"; later versions and Sidequest ":work".
+    pipe.hgetall(keys.work(identity))
+    pipe.hgetall(keys.workers_legacy(identity))
 
 
 def _text(value: bytes | None) -> str | None:

@@ -2,7 +2,9 @@
 -- KEYS[1]  sq:inprogress:<identity>    KEYS[2]  sq:lease:<identity>
 -- KEYS[3]  sq:poison                    KEYS[4]  queues
 -- KEYS[5]  sq:processes                 KEYS[6]  sq:quarantine
--- KEYS[5 + 2i], KEYS[6 + 2i]  queue:<name> and sq:deaths:<jid> of the i-th job
+-- KEYS[7]  processes                    KEYS[8]  <identity> (Sidekiq's process hash)
+-- KEYS[9]  <identity>:work              KEYS[10] <identity>:workers
+-- KEYS[9 + 2i], KEYS[10 + 2i]  queue:<name> and sq:deaths:<jid> of the i-th job
 -- ARGV[1]  "reap" (the owner died) or "stop" (the owner is shutting down)
 -- ARGV[2]  deaths after which a job is poison (reap only)
 -- ARGV[3]  seconds to remember a job's death count
@@ -17,14 +19,25 @@
 -- cannot be read, goes to sq:poison, from which the reaper moves it to the dead set. A job
 -- one death short of the limit is a suspect: it goes to sq:quarantine, where it runs alone
 -- in a process, so that jobs that merely ran beside a crashing one are not blamed again.
+-- Reaping also removes the owner from Sidekiq's process set (see below).
 local inprogress, lease, poison, queues = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local processes, process, work, workers = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local reap = ARGV[1] == 'reap'
 if reap and redis.call('EXISTS', lease) == 1 then return {-1, 0, 0} end
+if reap then
+  -- The owner is dead: without this its process hash and work hash would live out their
+  -- 60 s TTL, and the Busy page, `sidequest status` and Sidekiq's API would show it running
+  -- the very jobs requeued here. Done in this step, with the lease checked, so a heartbeat
+  -- (which writes the lease and these keys in one MULTI) cannot fall in between; a process
+  -- that was only cut off writes them all again at its next beat.
+  redis.call('SREM', processes, ARGV[4])
+  redis.call('DEL', process, work, workers)
+end
 local limit, ttl, suspect_at = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[5])
 local requeued, poisoned = 0, 0
 for i = 1, (#ARGV - 5) / 2 do
   local job, queue = ARGV[4 + 2 * i], ARGV[5 + 2 * i]
-  local queue_key, deaths_key = KEYS[5 + 2 * i], KEYS[6 + 2 * i]
+  local queue_key, deaths_key = KEYS[9 + 2 * i], KEYS[10 + 2 * i]
   -- The list is read newest first; RPUSH in that order leaves the oldest next out.
   if redis.call('LREM', inprogress, 1, job) == 1 then
     if queue == '' then

@@ -156,8 +156,9 @@ class Manager:
         self.stopping.set()
         self.inprogress.acknowledge(self._collect()[1])
         if leftovers or late:
-            log.warning("%s still running at the shutdown deadline; pushing them back",
-                        counted(len(leftovers) + len(late), "job"))
+            count = len(leftovers) + len(late)
+            log.warning("%s still running at the shutdown deadline; pushing %s back",
+                        counted(count, "job"), "it" if count == 1 else "them")
         self.inprogress.requeue_all(leftovers)
         self._waker.dispose()  # only now: the fetcher may have been waiting on it
         self.asyncio.close()

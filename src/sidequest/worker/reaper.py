@@ -3,7 +3,8 @@
 A process is dead when its lease key has expired (Redis measures that, not our clocks).
 Its in-progress jobs go back to the front of their queues; a job that was in flight at
 ``max_deaths`` process deaths is a poison pill and goes to the dead set instead of killing
-more processes.
+more processes. The same step takes the dead process out of Sidekiq's process set (its hash
+and work hashes), so that no page shows it running the jobs just requeued.
 """
 
 from __future__ import annotations

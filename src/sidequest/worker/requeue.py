@@ -31,12 +31,16 @@ def requeue_list(
     fetched_from: Mapping[bytes, str] | None = None,
 ) -> tuple[int, int]:
     """Push ``owner``'s in-progress jobs back; ``mode`` is "reap" or "stop". Returns
-    (requeued, poisoned), or (-1, 0) when reaping a process whose lease is back.
+    (requeued, poisoned), or (-1, 0) when reaping a process whose lease is back. A reap also
+    takes the dead owner out of Sidekiq's process set (its hash and work hashes too).
     ``fetched_from`` maps payloads to the queue they were fetched from, for jobs that do not
     name their queue (otherwise "default", as Sidekiq's client assumes)."""
     script = connection.script("requeue")
     head = [keys.inprogress(owner), keys.lease(owner), keys.POISON, keys.QUEUES,
-            keys.SQ_PROCESSES, keys.QUARANTINE]
+            keys.SQ_PROCESSES, keys.QUARANTINE,
+            # Sidekiq's entries of the owner, which a reap removes (a stop leaves them to
+            # the owner's heartbeat)
+            keys.PROCESSES, keys.process(owner), keys.work(owner), keys.workers_legacy(owner)]
     base: list[Any] = [mode, max_deaths, deaths_ttl, owner, max(1, max_deaths - 1)]
     requeued = poisoned = 0
     for _ in range(MAX_ROUNDS):

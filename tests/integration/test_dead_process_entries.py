@@ -1,0 +1,110 @@
+"""A killed Sidequest process leaves the Busy page when its jobs are recovered, not a minute
+later when its hashes expire: the reaper deletes its Sidekiq-format entries in the same step,
+and the API hides a Sidequest process whose lease is gone even before that. Ruby Sidekiq's
+processes are never touched. A process that was only cut off registers again in full at its
+next beat."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import redis
+
+from helpers import FAST
+from sidequest import connection, keys
+from sidequest.api import ProcessSet, WorkSet
+from sidequest.config import build
+from sidequest.worker.heartbeat import Heartbeat
+from sidequest.worker.reaper import Reaper
+from sidequest.worker.requeue import requeue_list
+from sidequest.worker.state import ProcessState
+
+JOB = json.dumps({"class": "Slow", "args": [40], "jid": "d" * 24, "queue": "pq"})
+
+
+def beating(identity: str, *jobs: str) -> Heartbeat:
+    """A Sidequest process as its heartbeat registers it, running ``jobs`` (each also in its
+    in-progress list, as after a fetch)."""
+    state = ProcessState()
+    for n, raw in enumerate(jobs):
+        state.started(f"t{n}", {"queue": "pq", "payload": raw, "run_at": int(time.time())})
+        connection.client().lpush(keys.inprogress(identity), raw)
+    heartbeat = Heartbeat(build(**FAST), identity, connection.client(), state, lambda _: None)
+    heartbeat.beat()
+    return heartbeat
+
+
+def ruby_process(r: redis.Redis, identity: str) -> None:
+    """A Ruby Sidekiq process: no lease, not in sq:processes."""
+    r.sadd("processes", identity)
+    r.hset(identity, mapping={"info": json.dumps({"hostname": "ruby"}), "busy": 1})
+    r.hset(f"{identity}:work", "t1", json.dumps({"queue": "q", "payload": JOB, "run_at": 1}))
+
+
+def kill(r: redis.Redis, identity: str) -> None:
+    """SIGKILL, as Redis sees it once the lease's TTL is over."""
+    r.delete(keys.lease(identity))
+
+
+def keys_of(r: redis.Redis, identity: str) -> list[str]:
+    return sorted(r.scan_iter(f"*{identity}*"))
+
+
+def test_the_reaper_deletes_a_dead_process_s_entries_with_its_jobs(r: redis.Redis) -> None:
+    beating("dead:1:aaaa", JOB)
+    beating("idle:2:bbbb")  # dead too, with nothing in flight
+    beating("live:3:cccc", JOB)
+    ruby_process(r, "ruby:4:dddd")
+    live_keys, ruby_keys = keys_of(r, "live:3:cccc"), keys_of(r, "ruby:4:dddd")
+    kill(r, "dead:1:aaaa")
+    kill(r, "idle:2:bbbb")
+    assert Reaper(build(**FAST), "me:5:eeee", connection.client(), threading.Event()).reap() == 1
+    assert r.lrange(keys.queue("pq"), 0, -1) == [JOB]
+    # Nothing named after the dead processes is left: not in `processes`, no hash, no work.
+    assert keys_of(r, "dead:1:aaaa") == [] and keys_of(r, "idle:2:bbbb") == []
+    assert r.smembers("processes") == {"live:3:cccc", "ruby:4:dddd"}
+    assert r.smembers(keys.SQ_PROCESSES) == {"live:3:cccc"}
+    assert keys_of(r, "live:3:cccc") == live_keys and keys_of(r, "ruby:4:dddd") == ruby_keys
+
+
+def test_a_stop_or_a_lease_back_leaves_the_entries_alone(r: redis.Redis) -> None:
+    beating("back:1:aaaa", JOB)
+    registered = keys_of(r, "back:1:aaaa")
+    assert requeue_list(connection.client(), "back:1:aaaa", "reap", max_deaths=3,
+                        deaths_ttl=60) == (-1, 0)  # its lease is there: alive
+    assert keys_of(r, "back:1:aaaa") == registered
+    # A graceful stop requeues first, then its heartbeat's clear() leaves the process set.
+    assert requeue_list(connection.client(), "back:1:aaaa", "stop", max_deaths=3,
+                        deaths_ttl=60) == (1, 0)
+    assert r.sismember("processes", "back:1:aaaa") and r.exists("back:1:aaaa:work")
+    assert r.hget("back:1:aaaa", "info") is not None
+
+
+def test_a_process_cut_off_past_its_lease_registers_again_at_its_next_beat(
+    r: redis.Redis,
+) -> None:
+    heartbeat = beating("cut:1:aaaa", JOB)
+    registered = keys_of(r, "cut:1:aaaa")
+    kill(r, "cut:1:aaaa")  # no beat reached Redis for a lease's time
+    requeue_list(connection.client(), "cut:1:aaaa", "reap", max_deaths=3, deaths_ttl=60)
+    assert not r.sismember("processes", "cut:1:aaaa") and not r.exists("cut:1:aaaa")
+    heartbeat.beat()  # Redis reachable again
+    # Everything but the in-progress list, which the reaper emptied (its job is requeued).
+    assert keys_of(r, "cut:1:aaaa") == [k for k in registered if "inprogress" not in k]
+    assert r.sismember("processes", "cut:1:aaaa") and r.sismember(keys.SQ_PROCESSES,
+                                                                   "cut:1:aaaa")
+    assert json.loads(r.hget("cut:1:aaaa", "info"))["identity"] == "cut:1:aaaa"
+    assert [w.job.jid for w in WorkSet()] == ["d" * 24]
+
+
+def test_the_api_hides_a_sidequest_process_whose_lease_is_gone(r: redis.Redis) -> None:
+    beating("dead:1:aaaa", JOB)
+    beating("live:2:bbbb", JOB)
+    ruby_process(r, "ruby:3:cccc")  # no lease either, and shown: Ruby has none
+    kill(r, "dead:1:aaaa")  # and no reaper has run yet
+    assert [p.identity for p in ProcessSet()] == ["live:2:bbbb", "ruby:3:cccc"]
+    assert sorted(w.process for w in WorkSet()) == ["live:2:bbbb", "ruby:3:cccc"]
+    assert WorkSet().size == 2
+    assert r.exists("dead:1:aaaa", "dead:1:aaaa:work") == 2  # hidden, not deleted
