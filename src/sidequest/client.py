@@ -253,10 +253,12 @@ def _push_unique(pipe: redis.client.Pipeline, uniques: list[tuple[Payload, bytes
                client=pipe)
 
 
-#: What a Redis Cluster answers while a primary is down or its slots move to a replica.
-_CLUSTER_UNAVAILABLE = (redis.exceptions.ClusterDownError, redis.exceptions.TryAgainError,
-                        redis.exceptions.SlotNotCoveredError,
-                        redis.exceptions.RedisClusterUnreachableError)
+#: What a Redis Cluster answers while a primary is down or its slots move to a replica
+#: (by name: redis-py before 8.2 lacks some of them).
+_CLUSTER_UNAVAILABLE: tuple[type[BaseException], ...] = tuple(
+    getattr(redis.exceptions, name) for name in (
+        "ClusterDownError", "TryAgainError", "SlotNotCoveredError",
+        "RedisClusterUnreachableError") if hasattr(redis.exceptions, name))
 
 
 def _guarded(write: Callable[[], list[Any]], shard: str | None) -> list[Any]:
