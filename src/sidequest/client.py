@@ -265,6 +265,12 @@ def _guarded(write: Callable[[], list[Any]], shard: str | None) -> list[Any]:
     """Run a write of jobs, turning connection failures into a RedisUnavailable that says so."""
     try:
         return write()
+    except wire.ReplyLost as exc:
+        raise RedisUnavailable(
+            f"the connection to Redis at {_where(shard)} failed after the job was sent"
+            f" ({exc}), so it may have been enqueued; check for it (its jid is in the"
+            " payload you pushed) before pushing it again"
+        ) from exc
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise RedisUnavailable(
             f"could not reach Redis at {_where(shard)} ({exc}); the job was not"

@@ -15,7 +15,9 @@ class RedisUnavailable(SidequestError, ConnectionError):
     """Redis could not be reached, so nothing was written.
 
     Raised to the caller of ``perform_async`` and friends during an outage: the job was not
-    enqueued and the caller decides whether to retry, fail the request or buffer it.
+    enqueued and the caller decides whether to retry, fail the request or buffer it. One
+    case differs, and its message says so: the connection failed after the job was sent,
+    so it may have been enqueued.
     """
 
 

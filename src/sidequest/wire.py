@@ -4,8 +4,9 @@ An enqueue is two short commands (SADD and LPUSH). Sent through a redis-py pipel
 cost about a third more than the round trip itself: the pipeline object, its reset, its
 per-command parsing options and bookkeeping. ``run`` packs the commands, sends them and reads
 the raw replies on a pooled connection, keeping what matters from the pipeline: the
-connection's health check, its retry policy after a connection error, and a connection
-whose replies were not all read is closed rather than handed to the next caller.
+connection's health check, and a connection whose replies were not all read is closed rather
+than handed to the next caller. Unlike redis-py's own retry, nothing is sent twice: a push
+whose reply was lost may have been written.
 
 Only for a plain ``redis.Redis`` (a single server or Sentinel's primary); a cluster client
 routes by slot and keeps its pipeline.
@@ -31,21 +32,34 @@ def usable(target: object) -> bool:
     return type(target) is redis.Redis and target.connection is None
 
 
+class ReplyLost(redis.ConnectionError):
+    """The commands were sent but their replies never came (a timeout, a dropped
+    connection): they may have run. Not retried, so that a push is never written twice."""
+
+
 def run(target: redis.Redis, commands: Sequence[Command]) -> list[Any]:
     """Send ``commands`` in one write and return their replies, in order. An error reply
-    raises (as a pipeline's ``execute`` does), after every reply has been read."""
+    raises (as a pipeline's ``execute`` does), after every reply has been read.
+
+    Nothing is resent: the pool hands out a connection it checked (one the server closed is
+    replaced first), a failure to connect raises before anything is sent, and a failure
+    after that raises ReplyLost, since the commands may have run."""
     pool = target.connection_pool
-    conn = pool.get_connection("PIPELINE") if _NAMED else pool.get_connection()
+    conn: Any = pool.get_connection("PIPELINE") if _NAMED else pool.get_connection()
     try:
-        replies: list[Any] = conn.retry.call_with_retry(
-            lambda: _exchange(conn, commands), lambda _error: _drop(conn))
-        return replies
+        conn.connect()  # a no-op when connected; a failure here means nothing was sent,
+        conn.check_health()  # as here (a PING after an idle spell)
+        try:
+            return _exchange(conn, commands)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            _drop(conn)
+            raise ReplyLost(str(exc)) from exc
     finally:
         pool.release(conn)
 
 
 def _exchange(conn: Any, commands: Sequence[Command]) -> list[Any]:
-    conn.send_packed_command(conn.pack_commands(commands))
+    conn.send_packed_command(conn.pack_commands(commands), check_health=False)
     replies: list[Any] = []
     failure: redis.ResponseError | None = None
     try:

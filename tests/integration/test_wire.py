@@ -75,3 +75,23 @@ def test_redis_gone_is_reported_as_unavailable() -> None:
             Plain.perform_async(1)
     finally:
         connection.reset()
+
+
+def test_a_reply_lost_after_the_send_is_not_sent_again(redis_url: str, r: redis.Redis) -> None:
+    # Redis holds writes (CLIENT PAUSE WRITE) past the client's timeout: the push was sent and
+    # may yet run, so it must be neither resent (a second copy) nor called "not enqueued".
+    sidequest.configure(redis_url, socket_timeout=0.3)
+    try:
+        Plain.perform_async(0)  # a connection in the pool, to be reused
+        connections = r.info("stats")["total_connections_received"]
+        r.execute_command("CLIENT", "PAUSE", 1000, "WRITE")
+        with pytest.raises(RedisUnavailable, match="may have been enqueued"):
+            Plain.perform_async(1)
+        # Not resent: a resend would have opened a new connection to send it on.
+        assert r.info("stats")["total_connections_received"] == connections
+        r.execute_command("CLIENT", "UNPAUSE")
+        Plain.perform_async(2)  # the pool recovers
+        assert 2 in [json.loads(raw)["args"][0] for raw in r.lrange("queue:wire", 0, -1)]
+    finally:
+        r.execute_command("CLIENT", "UNPAUSE")
+        connection.reset()
