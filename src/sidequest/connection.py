@@ -226,6 +226,8 @@ def set_url(redis_url: str) -> None:
     """Point at another Redis, keeping the options given to configure()."""
     global _url
     urls.check_url(redis_url)
+    if _map_explicit:  # a table set in code is checked against the new default, as configure()
+        _next_table(None, None, redis_url)
     with _lock:
         unchanged = redis_url == default_url()
         _url = redis_url

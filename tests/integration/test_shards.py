@@ -278,6 +278,16 @@ def test_a_kept_table_is_checked_against_the_new_url(
     assert second.llen("queue:reports") == 1 and connection.default_url() == redis_url
 
 
+def test_a_worker_url_on_a_shards_redis_is_refused(
+        two_shards: tuple[redis.Redis, redis.Redis], second_redis: RedisServer,
+        redis_url: str) -> None:
+    # The worker's --redis-url (set_url) must not bypass the check configure() makes.
+    with pytest.raises(ConfigError, match=r"shard 'reports' .* names the same Redis as the "
+                                          r"default shard"):
+        connection.set_url(second_redis.url)
+    assert connection.default_url() == redis_url
+
+
 def loopback_twin(url: str) -> str:
     """``url`` with 127.0.0.1 spelt localhost: the same Redis."""
     return url.replace("127.0.0.1", "localhost")

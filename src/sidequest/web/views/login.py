@@ -11,6 +11,7 @@ import redis
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from sidequest import connection
 from sidequest.web import render
 from sidequest.web.session import Session
 
@@ -73,8 +74,9 @@ async def login(request: Request) -> Response:
         # The failures before it were typos: the address's next login is not delayed.
         await settings.limiter.succeeded(address)
         sid = await settings.live.start()
-    except (redis.ConnectionError, redis.TimeoutError):
-        # Only these: a reply such as MOVED says the URL is wrong (web/errors.misconfigured).
+    except redis.RedisError as exc:
+        if connection.url_problem(exc, connection.redacted()) is not None:
+            raise  # the URL is wrong (MOVED: a cluster node): web/errors.misconfigured says so
         return render.text(REDIS_DOWN, 503)
     # A fresh session (and CSRF token) at login: a token seen before it is worth nothing.
     request.scope["sidequest.session"] = Session(user="admin", sid=sid)
