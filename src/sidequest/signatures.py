@@ -11,6 +11,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 _signatures: dict[type, inspect.Signature | None] = {}
+#: Per job class, the range of positional argument counts its ``perform`` takes when that is
+#: all there is to check (no keyword-only parameter without a default); None otherwise.
+_counts: dict[type, tuple[int, float] | None] = {}
 
 
 def with_self(fn: Callable[..., Any]) -> inspect.Signature | None:
@@ -37,13 +40,13 @@ def check_call(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any],
     now rather than as a TypeError in the worker (retried for weeks). A worker calls it with
     ``hint=IN_WORKER`` after ``perform`` raised a TypeError, to say which kind it was."""
     if cls not in _signatures:
-        try:
-            _signatures[cls] = inspect.signature(cls.perform)  # type: ignore[attr-defined]
-        except (TypeError, ValueError):  # a C function or odd callable: nothing to check
-            _signatures[cls] = None
+        _learn(cls)
     signature = _signatures[cls]
     if signature is None:
         return
+    counts = _counts[cls]
+    if counts is not None and not kwargs and counts[0] <= len(args) <= counts[1]:
+        return  # the common push: positional arguments only, as many as perform takes
     try:
         signature.bind(None, *args, **kwargs)
     except TypeError as exc:
@@ -53,6 +56,31 @@ def check_call(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any],
         name = vars(cls).get("name") or f"{cls.__module__}.{cls.__qualname__}"
         raise TypeError(f"{name}.perform{shown} cannot take these arguments: {exc}{hint}"
                         ) from None
+
+
+def _learn(cls: type) -> None:
+    try:
+        signature: inspect.Signature | None = inspect.signature(cls.perform)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):  # a C function or odd callable: nothing to check
+        signature = None
+    _signatures[cls] = signature
+    _counts[cls] = None if signature is None else _positional_counts(signature)
+
+
+def _positional_counts(signature: inspect.Signature) -> tuple[int, float] | None:
+    """How many positional arguments (after self) ``signature`` takes, at least and at most;
+    None when a call with those alone could still fail (a required keyword-only one)."""
+    low, high = 0, 0.0
+    kind = inspect.Parameter
+    for parameter in list(signature.parameters.values())[1:]:
+        if parameter.kind in (kind.POSITIONAL_ONLY, kind.POSITIONAL_OR_KEYWORD):
+            high += 1
+            low += parameter.default is kind.empty
+        elif parameter.kind is kind.VAR_POSITIONAL:
+            high = float("inf")
+        elif parameter.kind is kind.KEYWORD_ONLY and parameter.default is kind.empty:
+            return None
+    return low, high
 
 
 def call_perform(instance: Any, args: Any, kwargs: Any) -> Any:

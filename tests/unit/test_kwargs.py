@@ -25,6 +25,16 @@ def kw_clear(key: str, *, deep: bool = False) -> None:
     RUNS.append((0, f"{key}:{deep}"))
 
 
+class KwKeyed(Job):
+    def perform(self, user_id: int, *, key: str) -> None:  # key has no default
+        RUNS.append((user_id, key))
+
+
+class KwMany(Job):
+    def perform(self, first: int, *rest: int) -> None:
+        RUNS.append((first, str(rest)))
+
+
 @pytest.fixture(autouse=True)
 def fake() -> Iterator[None]:
     RUNS.clear()
@@ -64,11 +74,21 @@ def test_function_jobs_take_keywords_too() -> None:
     (lambda: KwWelcome.perform_async(1, colour="red"), "unexpected keyword argument 'colour'"),
     (lambda: KwWelcome.perform_async(1, 2, 3), "too many positional arguments"),
     (lambda: kw_clear.perform_async("k", True), "too many positional arguments"),
+    (lambda: KwKeyed.perform_async(1), "missing a required argument: 'key'"),
+    (KwMany.perform_async, "missing a required argument: 'first'"),
 ])
 def test_a_call_perform_cannot_take_is_refused_at_the_push(call: Any, says: str) -> None:
     with pytest.raises(TypeError, match=says):
         call()
     assert KwWelcome.jobs == [] and kw_clear.jobs == []
+
+
+def test_positional_pushes_that_fit_are_taken() -> None:
+    KwMany.perform_async(1, 2, 3, 4)
+    KwKeyed.perform_async(1, key="k")
+    KwWelcome.perform_async(1, "hi")
+    assert [job["args"] for job in (*KwMany.jobs, *KwKeyed.jobs, *KwWelcome.jobs)] == [
+        [1, 2, 3, 4], [1], [1, "hi"]]
 
 
 def test_keyword_values_must_be_json_native() -> None:
