@@ -95,3 +95,13 @@ def test_a_reply_lost_after_the_send_is_not_sent_again(redis_url: str, r: redis.
     finally:
         r.execute_command("CLIENT", "UNPAUSE")
         connection.reset()
+
+
+def test_without_hiredis_redis_py_packs_the_same_commands(
+        redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = connection.client()
+    commands = [("SET", "w:f", "café"), ("ZADD", "w:z", 1.5, b"m"), ("GET", "w:f")]
+    fast = wire.run(target, commands)
+    monkeypatch.setattr(wire, "_pack_command", None)  # as installed without hiredis
+    assert wire.run(target, commands) == [b"OK", 0, "café".encode()] and fast[0] == b"OK"
+    assert target.zscore("w:z", "m") == 1.5
