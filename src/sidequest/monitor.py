@@ -22,7 +22,7 @@ from typing import TextIO
 import redis
 
 from sidequest import connection
-from sidequest.api import PeriodicSet, ProcessSet, Queue, Stats
+from sidequest.api import PeriodicSet, ProcessSet, Queue, Stats, awaiting_recovery
 from sidequest.api.stats import ShardUnreachable, describe, each_reachable_shard, summed
 from sidequest.config import connect_as_file
 from sidequest.errors import ConfigError
@@ -138,7 +138,19 @@ def render_status() -> list[str]:
     lines += ["", f"Retries: {stats.retry_size:,}   Scheduled: {stats.scheduled_size:,}"
                   f"   Dead: {stats.dead_size:,}   Processed: {stats.processed:,}"
                   f"   Failed: {stats.failed:,}"]
-    return lines
+    return lines + _awaiting_lines()
+
+
+def _awaiting_lines() -> list[str]:
+    """Jobs of dead Sidequest processes not yet put back: said, since nothing else shows them."""
+    orphans = awaiting_recovery()
+    if not orphans:
+        return []
+    waiting = sum(orphans.values())
+    jobs = f"{waiting} job" + ("" if waiting == 1 else "s")
+    owners = f"{len(orphans)} stopped process" + ("" if len(orphans) == 1 else "es")
+    return ["", f"Awaiting recovery: {jobs} of {owners} ({', '.join(orphans)}); a running"
+                " Sidequest worker puts them back in their queues (Ruby Sidekiq does not)"]
 
 
 def _when(epoch: float | None) -> str:

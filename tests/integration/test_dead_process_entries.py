@@ -108,3 +108,22 @@ def test_the_api_hides_a_sidequest_process_whose_lease_is_gone(r: redis.Redis) -
     assert sorted(w.process for w in WorkSet()) == ["live:2:bbbb", "ruby:3:cccc"]
     assert WorkSet().size == 2
     assert r.exists("dead:1:aaaa", "dead:1:aaaa:work") == 2  # hidden, not deleted
+
+
+def test_jobs_awaiting_recovery_are_counted_and_shown(r: redis.Redis) -> None:
+    # Until a Sidequest worker's reaper runs (none may: a shop of Ruby workers), a dead
+    # process's jobs are in no queue and on no page: these are where they are said.
+    from sidequest.api import awaiting_recovery
+    from sidequest.monitor import render_status
+
+    beating("dead:1:aaaa", JOB, JOB.replace("d" * 24, "e" * 24))
+    beating("live:2:bbbb", JOB)
+    beating("idle:3:cccc")
+    kill(r, "dead:1:aaaa")
+    kill(r, "idle:3:cccc")  # dead too, but nothing of it waits
+    assert awaiting_recovery() == {"dead:1:aaaa": 2}
+    assert ("Awaiting recovery: 2 jobs of 1 stopped process (dead:1:aaaa); a running Sidequest"
+            " worker puts them back in their queues (Ruby Sidekiq does not)") in render_status()
+    Reaper(build(**FAST), "live:2:bbbb", connection.client(), threading.Event()).reap()
+    assert awaiting_recovery() == {}
+    assert not any(line.startswith("Awaiting") for line in render_status())

@@ -324,3 +324,18 @@ def test_the_redis_password_never_appears(app: Any, r: redis.Redis, redis_url: s
                 assert secret not in answer.text, path
     finally:
         r.config_set("requirepass", "")
+
+
+def test_the_busy_page_says_which_jobs_await_recovery(client: Client, r: redis.Redis) -> None:
+    def said() -> str:
+        return " ".join(client.get("/busy").text.split())
+
+    r.sadd("sq:processes", "gone:9:dddddddddddd")  # a Sidequest process, its lease expired
+    r.lpush("sq:inprogress:gone:9:dddddddddddd", job(A))
+    assert ("1 job of 1 Sidequest process that stopped (<code>gone:9:dddddddddddd</code>) waits"
+            " in Redis to go back to its queue: no Sidequest worker is running to put it back"
+            in said())
+    r.sadd("sq:processes", "live:8:eeeeeeeeeeee")
+    r.set("sq:lease:live:8:eeeeeeeeeeee", "1", px=60_000)
+    process(r, "live:8:eeeeeeeeeeee")
+    assert "a running Sidequest worker puts it back within half a minute" in said()

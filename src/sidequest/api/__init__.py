@@ -14,7 +14,7 @@ from __future__ import annotations
 from sidequest.api.batches import BatchStatus
 from sidequest.api.cancel import cancel
 from sidequest.api.periodic import PeriodicEntry, PeriodicSet
-from sidequest.api.processes import Process, ProcessSet, Work, WorkSet
+from sidequest.api.processes import Process, ProcessSet, Work, WorkSet, awaiting_recovery
 from sidequest.api.queues import Queue
 from sidequest.api.records import JobRecord
 from sidequest.api.sets import DeadSet, JobSet, RetrySet, ScheduledSet, SortedEntry
@@ -38,5 +38,6 @@ __all__ = [
     "Stats",
     "Work",
     "WorkSet",
+    "awaiting_recovery",
     "cancel",
 ]

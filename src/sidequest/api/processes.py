@@ -214,3 +214,19 @@ def _work(process: str, tid: str, value: bytes) -> Work:
     raw = payload if isinstance(payload, str) else json.dumps(payload)
     return Work(process, tid, str(entry.get("queue", "")), as_float(entry.get("run_at")) or 0.0,
                 JobRecord(raw))
+
+
+def awaiting_recovery() -> dict[str, int]:
+    """How many jobs wait in the in-progress list of each Sidequest process that died (its
+    lease expired), by identity. A running Sidequest worker's reaper puts them back in their
+    queues within about ``reaper_interval``; while none runs (a shop whose other workers are
+    all Ruby Sidekiq) they wait in Redis, kept but unseen elsewhere."""
+    client = connection.client()
+    ours = sorted(cast(set[bytes], client.smembers(keys.SQ_PROCESSES)))
+    pipe = client.pipeline(transaction=False)
+    for identity in ours:
+        pipe.exists(keys.lease(identity.decode()))
+        pipe.llen(keys.inprogress(identity.decode()))
+    answers = pipe.execute()
+    return {identity.decode(): int(count) for identity, live, count
+            in zip(ours, answers[::2], answers[1::2], strict=True) if not live and count}

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sidequest import connection, keys
-from sidequest.api import Process, ProcessSet, Work, WorkSet, cancel
+from sidequest.api import Process, ProcessSet, Work, WorkSet, awaiting_recovery, cancel
 from sidequest.web import params, render
 
 ACTIONS = ("quiet", "stop", "cancel")
@@ -17,22 +17,26 @@ ACTIONS = ("quiet", "stop", "cancel")
 
 async def busy(request: Request) -> Response:
     page, count = params.page(request), params.count(request, 50)
-    processes, works, ours = await run_in_threadpool(_read)
+    processes, works, ours, orphans = await run_in_threadpool(_read)
     last = params.last_page(len(works), count)
     page = min(page, last)
     shown = works[(page - 1) * count: page * count]
     return render.page(request, "busy.html", "Busy", processes=processes, works=shown,
                        total_works=len(works), page=page, last_page=last,
                        concurrency=sum(p.concurrency for p in processes),
-                       busy=sum(p.busy for p in processes), cancellable=ours)
+                       busy=sum(p.busy for p in processes), cancellable=ours,
+                       orphans=orphans,
+                       recoverer=any(p.identity in ours for p in processes))
 
 
-def _read() -> tuple[list[Process], list[Work], set[str]]:
-    """The processes, their running jobs, and which processes are Sidequest's: only those
-    can cancel a running job (Ruby Sidekiq would run it to its end, and a cancel mark left
-    behind would drop its retry if a Sidequest worker fetched that)."""
+def _read() -> tuple[list[Process], list[Work], set[str], dict[str, int]]:
+    """The processes, their running jobs, which processes are Sidequest's (only those can
+    cancel a running job: Ruby Sidekiq would run it to its end, and a cancel mark left
+    behind would drop its retry if a Sidequest worker fetched that), and the jobs of dead
+    Sidequest processes that wait to go back to their queues."""
     ours = cast(set[bytes], connection.client().smembers(keys.SQ_PROCESSES))
-    return ProcessSet().processes(), list(WorkSet()), {m.decode() for m in ours}
+    return (ProcessSet().processes(), list(WorkSet()), {m.decode() for m in ours},
+            awaiting_recovery())
 
 
 async def busy_action(request: Request) -> Response:
