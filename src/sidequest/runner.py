@@ -214,7 +214,7 @@ def _supervise(config: Config, processes: int, plan: list[tuple[str, Config]]) -
     ``i // processes``)."""
     from sidequest.worker import Launcher
     from sidequest.worker.logs import flush, setup
-    from sidequest.worker.supervisor import CONFIG_ERROR, Supervisor
+    from sidequest.worker.supervisor import CONFIG_ERROR, Child, Supervisor
 
     connection.after_fork()  # the supervisor must hold no Redis connection across a fork
     # Nor a thread: one caught writing a log line by fork() would leave the child's standard
@@ -224,16 +224,16 @@ def _supervise(config: Config, processes: int, plan: list[tuple[str, Config]]) -
         log.info("queues on %d shards: %s", len(plan), "; ".join(
             f"{shard}: {', '.join(own.queue_names)}" for shard, own in plan))
 
-    def child(slot: int) -> int:
+    def child(start: Child) -> int:
         connection.after_fork()
         logging.getLogger().handlers.clear()
         setup(config.log_level, config.log_format)
-        shard, own = plan[slot // processes]
+        shard, own = plan[start.slot // processes]
         connection.use_shard(shard)
         if config.metrics_port is not None:  # each process is a scrape target of its own
-            own = dataclasses.replace(own, metrics_port=config.metrics_port + slot)
-        try:
-            Launcher(own, supervised=True).run()  # pushed-back jobs: still a graceful stop
+            own = dataclasses.replace(own, metrics_port=config.metrics_port + start.slot)
+        try:  # pushed-back jobs: still a graceful stop
+            Launcher(own, supervised=True, nonce=start.nonce, gone=start.gone).run()
         except ConfigError as exc:
             log.error("%s", exc)
             return CONFIG_ERROR

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import redis
@@ -178,3 +179,35 @@ def test_a_worker_killed_while_stopping_is_reported_and_fails_the_exit_code(
     text = log.read_text()
     assert code == 1, text
     assert f"worker process {victim} ended while stopping (killed by signal 9)" in text, text
+
+
+def test_a_killed_workers_jobs_run_again_at_once_not_after_its_lease(
+        redis_server: RedisServer, r: redis.Redis, tmp_path: Path) -> None:
+    # The supervisor reaps a killed child, so it knows it dead: the child replacing it
+    # recovers its jobs at start, where a reaper would wait for the lease (30 s here).
+    config, ledger, env = ledger_setup(redis_server, tmp_path)
+    slow_lease = {**FAST, "lease_ttl": 30.0, "reaper_interval": 30.0}
+    config.write_text("\n".join(f"{k} = {v}" for k, v in slow_lease.items()) + "\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sidequest", "-P", "2", "-c", "1", "-r", "apps.ledger_jobs",
+         "-C", str(config), "--log-level", "WARNING"],
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: len(pids(r)) == 2, what="two workers")
+        from apps.ledger_jobs import Slow
+
+        jid = Slow.perform_async(30)
+        wait_for(lambda: ledger.hget("started", jid) == "1", what="the job to start")
+        (owner,) = [key.removeprefix("sq:inprogress:") for key in r.scan_iter("sq:inprogress:*")
+                    if r.llen(key)]
+        os.kill(int(owner.split(":")[1]), signal.SIGKILL)
+        killed = time.monotonic()
+        wait_for(lambda: ledger.hget("started", jid) == "2", timeout=15,
+                 what="the job to start again")
+        assert time.monotonic() - killed < 15  # its lease had 30 s to run
+        assert not r.exists(f"sq:lease:{owner}", owner, f"{owner}:work")
+        assert owner not in r.smembers("processes")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+    assert code == 0

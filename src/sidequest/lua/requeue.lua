@@ -5,7 +5,8 @@
 -- KEYS[7]  processes                    KEYS[8]  <identity> (Sidekiq's process hash)
 -- KEYS[9]  <identity>:work              KEYS[10] <identity>:workers
 -- KEYS[9 + 2i], KEYS[10 + 2i]  queue:<name> and sq:deaths:<jid> of the i-th job
--- ARGV[1]  "reap" (the owner died) or "stop" (the owner is shutting down)
+-- ARGV[1]  "reap" (the owner's lease expired), "gone" (the owner is known dead) or "stop"
+--          (the owner is shutting down)
 -- ARGV[2]  deaths after which a job is poison (reap only)
 -- ARGV[3]  seconds to remember a job's death count
 -- ARGV[4]  the owner's identity         ARGV[5]  deaths from which a job is a suspect
@@ -22,8 +23,11 @@
 -- Reaping also removes the owner from Sidekiq's process set (see below).
 local inprogress, lease, poison, queues = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local processes, process, work, workers = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
-local reap = ARGV[1] == 'reap'
-if reap and redis.call('EXISTS', lease) == 1 then return {-1, 0, 0} end
+-- "gone": the owner is known dead (its supervisor reaped the process), so its lease is not
+-- waited for but deleted; otherwise as "reap".
+local reap = ARGV[1] == 'reap' or ARGV[1] == 'gone'
+if ARGV[1] == 'reap' and redis.call('EXISTS', lease) == 1 then return {-1, 0, 0} end
+if ARGV[1] == 'gone' then redis.call('DEL', lease) end
 if reap then
   -- The owner is dead: without this its process hash and work hash would live out their
   -- 60 s TTL, and the Busy page, `sidequest status` and Sidekiq's API would show it running

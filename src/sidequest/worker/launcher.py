@@ -12,7 +12,6 @@ import faulthandler
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -25,7 +24,7 @@ import redis
 from sidequest import connection, hooks, interrupts, keys, metrics, middleware, status, unique
 from sidequest.config import Config
 from sidequest.job import install_worker
-from sidequest.worker import cancels, guards, logs, sharding, watchdog
+from sidequest.worker import cancels, guards, identity, logs, sharding, watchdog
 from sidequest.worker.cancels import CancelWatcher
 from sidequest.worker.heartbeat import Heartbeat, rss_kb
 from sidequest.worker.inbox import Inbox
@@ -47,12 +46,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("sidequest")
 
 
-def make_identity() -> str:
-    """``hostname:pid:nonce``, Sidekiq's process identity."""
-    host = os.environ.get("DYNO") or socket.gethostname()
-    return f"{host}:{os.getpid()}:{os.urandom(6).hex()}"
-
-
 #: How often the main thread looks for a requested stop. It sleeps rather than waiting on
 #: the stop_requested Event: the signal handlers set that Event in this same thread, and
 #: Event.set blocks on the lock that Event.wait holds for a few steps at each wake-up, so a
@@ -62,14 +55,17 @@ NAP = 0.1
 
 class Launcher:
     def __init__(self, config: Config, embedded: bool = False,
-                 supervised: bool = False) -> None:
+                 supervised: bool = False, nonce: str | None = None,
+                 gone: tuple[str, ...] = ()) -> None:
         if hasattr(sys, "set_int_max_str_digits"):
             # Ruby writes integers of any size; Python's JSON refuses those over 4,300
             # digits unless this process lifts the limit (3.10.7+/3.11).
             sys.set_int_max_str_digits(0)
         sharding.check_served(config)  # every queue on this process's Redis
         self.config = config
-        self.identity = make_identity()
+        self.identity = identity.make(nonce)  # the nonce a -P supervisor chose
+        #: Processes known dead (their supervisor reaped them): recovered at start.
+        self.gone = gone
         self.state = ProcessState()
         self.stopping = threading.Event()
         self.stop_requested = threading.Event()
@@ -107,6 +103,8 @@ class Launcher:
                 hooks.on_death(handler)
         self._first_beat()
         check_redis(self._client)
+        for owner in self.gone:  # now, not when its lease runs out: it is known dead
+            self.reaper.recover_gone(owner)
         # The banner first, written out now: a job's own output must not precede it.
         log.info("Sidequest %s started: %s, %d threads, queues %s", self.identity,
                  "strict" if self.config.strict else "weighted", self.config.concurrency,

@@ -73,8 +73,19 @@ class Reaper:
         self.bury_poison()
         return requeued
 
-    def _reap_one(self, owner: str) -> int:
-        requeued, poisoned = requeue_list(self.client, owner, "reap",
+    def recover_gone(self, owner: str) -> None:
+        """Recover the jobs of ``owner``, a process known to be dead (its supervisor reaped
+        it), without waiting for its lease to run out. A Redis error is logged: the lease
+        reaper of any live process recovers them later all the same."""
+        try:
+            self._reap_one(owner, "gone")
+            self.bury_poison()
+        except redis.RedisError as exc:
+            log.warning("could not recover the jobs of stopped process %s now (%s); they"
+                        " are recovered once its lease runs out", owner, exc)
+
+    def _reap_one(self, owner: str, mode: str = "reap") -> int:
+        requeued, poisoned = requeue_list(self.client, owner, mode,
                                           max_deaths=self.config.max_deaths,
                                           deaths_ttl=DEATHS_TTL)
         if requeued > 0 or poisoned:

@@ -30,7 +30,8 @@ def requeue_list(
     client: redis.Redis, owner: str, mode: str, *, max_deaths: int, deaths_ttl: int,
     fetched_from: Mapping[bytes, str] | None = None,
 ) -> tuple[int, int]:
-    """Push ``owner``'s in-progress jobs back; ``mode`` is "reap" or "stop". Returns
+    """Push ``owner``'s in-progress jobs back; ``mode`` is "reap", "gone" (a reap that does
+    not wait for the lease: the owner is known dead) or "stop". Returns
     (requeued, poisoned), or (-1, 0) when reaping a process whose lease is back. A reap also
     takes the dead owner out of Sidekiq's process set (its hash and work hashes too).
     ``fetched_from`` maps payloads to the queue they were fetched from, for jobs that do not

@@ -22,9 +22,11 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from sidequest import interrupts
 from sidequest.config import Config
+from sidequest.worker import identity
 
 log = logging.getLogger("sidequest")
 #: A child that dies sooner than this after its start counts as a crash loop.
@@ -34,18 +36,28 @@ _FORWARDED = ("SIGTERM", "SIGINT", "SIGTSTP", "SIGTTIN")
 CONFIG_ERROR = 2
 
 
+@dataclass(frozen=True)
+class Child:
+    """What a forked child is given: its slot, the nonce of its identity, and the
+    identities of dead children whose jobs it recovers at start."""
+
+    slot: int
+    nonce: str
+    gone: tuple[str, ...]
+
+
 #: prctl option: the signal a process gets when its parent dies.
 PR_SET_PDEATHSIG = 1
 
 class Supervisor:
     def __init__(self, config: Config, processes: int,
-                 child_main: Callable[[int], int]) -> None:
+                 child_main: Callable[[Child], int]) -> None:
         self.config = config
         self.processes = processes
         #: Runs a child, given its slot (0 to processes - 1): a restarted child takes the
         #: slot of the one it replaces (its metrics port, for one).
         self.child_main = child_main
-        self.children: dict[int, tuple[float, int]] = {}  # pid -> (start time, slot)
+        self.children: dict[int, tuple[float, int, str]] = {}  # pid -> (start, slot, nonce)
         self.stopping = False
         self._delay = 0.5
         self._misconfigured = False
@@ -64,8 +76,11 @@ class Supervisor:
             time.sleep(0.2)  # the supervision period; signals interrupt it
         return self._shutdown()
 
-    def _fork(self, slot: int) -> None:
+    def _fork(self, slot: int, gone: tuple[str, ...] = ()) -> None:
+        """Start the child of ``slot``; ``gone``: the identity of the child it replaces, if
+        that one died, for it to recover that one's jobs at once."""
         parent = os.getpid()
+        nonce = identity.new_nonce()  # chosen here, so that its identity is known here
         pid = os.fork()
         if pid == 0:  # the child: run a worker, never return into the supervisor's loop
             for name in _FORWARDED:
@@ -73,18 +88,18 @@ class Supervisor:
             _stop_with(parent)
             code = 1
             try:
-                code = self.child_main(slot)
+                code = self.child_main(Child(slot, nonce, gone))
             finally:
                 sys.stdout.flush()
                 os._exit(code)
-        self.children[pid] = (time.monotonic(), slot)
+        self.children[pid] = (time.monotonic(), slot, nonce)
 
     def _reap_and_restart(self) -> None:
         while self.children:
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
                 return
-            started, slot = self.children.pop(pid, (time.monotonic(), 0))
+            started, slot, nonce = self.children.pop(pid, (time.monotonic(), 0, ""))
             if self.stopping:
                 continue
             if os.waitstatus_to_exitcode(status) == CONFIG_ERROR:
@@ -96,7 +111,9 @@ class Supervisor:
                 self._delay = min(self._delay * 2, 30.0)
             else:
                 self._delay = 0.5
-            self._fork(slot)
+            # Dead for certain (reaped here): its replacement recovers its jobs at start,
+            # instead of a reaper after its lease expires (the fallback, if that one fails).
+            self._fork(slot, (identity.of(pid, nonce),) if nonce else ())
 
     def _give_up(self, pid: int) -> None:
         """A child stopped on a configuration error (logged by it): stop the others."""
