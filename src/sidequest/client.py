@@ -276,6 +276,12 @@ def _guarded(write: Callable[[], list[Any]], shard: str | None) -> list[Any]:
             f"could not reach Redis at {_where(shard)} ({exc}); the job was not"
             " enqueued, so retry later or fail the request"
         ) from exc
+    except redis.ReadOnlyError as exc:
+        raise RedisUnavailable(
+            f"Redis at {_where(shard)} is a read-only replica ({exc}); the job was not"
+            " enqueued. After a failover, point the URL at the new primary (or use Sentinel:"
+            " redis+sentinel://), then retry"
+        ) from exc
     except _CLUSTER_UNAVAILABLE as exc:
         raise RedisUnavailable(
             f"Redis Cluster at {_where(shard)} cannot take the write now ({exc}): a primary"

@@ -63,8 +63,9 @@ def _learn(cls: type) -> None:
         signature: inspect.Signature | None = inspect.signature(cls.perform)  # type: ignore[attr-defined]
     except (TypeError, ValueError):  # a C function or odd callable: nothing to check
         signature = None
-    _signatures[cls] = signature
+    # _counts first: a thread that finds cls in _signatures reads both without a lock.
     _counts[cls] = None if signature is None else _positional_counts(signature)
+    _signatures[cls] = signature
 
 
 def _positional_counts(signature: inspect.Signature) -> tuple[int, float] | None:
@@ -72,7 +73,11 @@ def _positional_counts(signature: inspect.Signature) -> tuple[int, float] | None
     None when a call with those alone could still fail (a required keyword-only one)."""
     low, high = 0, 0.0
     kind = inspect.Parameter
-    for parameter in list(signature.parameters.values())[1:]:
+    parameters = list(signature.parameters.values())
+    if not parameters or parameters[0].kind not in (kind.POSITIONAL_ONLY,
+                                                    kind.POSITIONAL_OR_KEYWORD):
+        return None  # no self to drop (a static perform?): leave it to bind
+    for parameter in parameters[1:]:
         if parameter.kind in (kind.POSITIONAL_ONLY, kind.POSITIONAL_OR_KEYWORD):
             high += 1
             low += parameter.default is kind.empty

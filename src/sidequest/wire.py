@@ -55,15 +55,27 @@ def run(target: redis.Redis, commands: Sequence[Command]) -> list[Any]:
     pool = target.connection_pool
     conn: Any = pool.get_connection("PIPELINE") if _NAMED else pool.get_connection()
     try:
-        conn.connect()  # a no-op when connected; a failure here means nothing was sent,
-        conn.check_health()  # as here (a PING after an idle spell)
-        try:
-            return _exchange(conn, commands)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            _drop(conn)
-            raise ReplyLost(str(exc)) from exc
+        for attempt in (1, 2):
+            conn.connect()  # a no-op when connected; a failure here means nothing was
+            conn.check_health()  # sent, as here (a PING after an idle spell)
+            try:
+                return _exchange(conn, commands)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                _drop(conn)
+                if not _refused_by_replica(exc):
+                    raise ReplyLost(str(exc)) from exc
+                if attempt == 2:
+                    raise  # refused twice, so not written: a plain ConnectionError
+                # Refused, so not written: once more, on the primary Sentinel names now.
+        raise AssertionError("unreachable")
     finally:
         pool.release(conn)
+
+
+def _refused_by_replica(exc: BaseException) -> bool:
+    """A Sentinel-managed connection turns a replica's READONLY refusal (its primary was
+    failed over) into a ConnectionError: the commands were refused, none was run."""
+    return isinstance(exc.__context__, redis.ReadOnlyError)
 
 
 def _exchange(conn: Any, commands: Sequence[Command]) -> list[Any]:
@@ -87,9 +99,11 @@ def _exchange(conn: Any, commands: Sequence[Command]) -> list[Any]:
 
 def _pack(conn: Any, commands: Sequence[Command]) -> Any:
     """The commands as Redis reads them. hiredis packs str, bytes, int and float as redis-py's
-    encoder does with its default UTF-8, in a fifth of the time; a client with another
-    encoding, or without hiredis, packs through redis-py."""
-    if _pack_command is None or conn.encoder.encoding != "utf-8":
+    encoder does with its default (UTF-8, strict), in a fifth of the time; any other
+    connection, or one without hiredis, packs through redis-py."""
+    encoder = getattr(conn, "encoder", None)  # a client-side caching proxy has none
+    if (_pack_command is None or encoder is None or encoder.encoding != "utf-8"
+            or encoder.encoding_errors != "strict"):
         return conn.pack_commands(commands)
     return [b"".join([_pack_command(tuple(command)) for command in commands])]
 

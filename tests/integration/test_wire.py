@@ -5,6 +5,7 @@ an enqueue that writes once."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import redis
@@ -105,3 +106,19 @@ def test_without_hiredis_redis_py_packs_the_same_commands(
     monkeypatch.setattr(wire, "_pack_command", None)  # as installed without hiredis
     assert wire.run(target, commands) == [b"OK", 0, "café".encode()] and fast[0] == b"OK"
     assert target.zscore("w:z", "m") == 1.5
+
+
+def test_a_push_to_a_read_only_replica_says_it_was_not_enqueued(
+        redis_server: Any, second_redis: Any, r: redis.Redis) -> None:
+    # A plain URL left on the old primary after a failover: it answers READONLY.
+    replica = second_redis.client()
+    replica.replicaof(redis_server.host, redis_server.port)
+    try:
+        sidequest.configure(second_redis.url)
+        with pytest.raises(RedisUnavailable, match=r"read-only replica .*not enqueued"):
+            Plain.perform_async(6)
+    finally:
+        connection.reset()
+        replica.replicaof("NO", "ONE")
+        replica.close()
+    assert r.llen("queue:wire") == 0

@@ -35,6 +35,12 @@ class KwMany(Job):
         RUNS.append((first, str(rest)))
 
 
+class KwStatic(Job):
+    @staticmethod
+    def perform(*, key: str) -> None:  # no self: nothing may be dropped as one
+        RUNS.append((0, key))
+
+
 @pytest.fixture(autouse=True)
 def fake() -> Iterator[None]:
     RUNS.clear()
@@ -76,6 +82,7 @@ def test_function_jobs_take_keywords_too() -> None:
     (lambda: kw_clear.perform_async("k", True), "too many positional arguments"),
     (lambda: KwKeyed.perform_async(1), "missing a required argument: 'key'"),
     (KwMany.perform_async, "missing a required argument: 'first'"),
+    (KwStatic.perform_async, "too many positional arguments"),
 ])
 def test_a_call_perform_cannot_take_is_refused_at_the_push(call: Any, says: str) -> None:
     with pytest.raises(TypeError, match=says):

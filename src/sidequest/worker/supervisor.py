@@ -99,7 +99,11 @@ class Supervisor:
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
                 return
-            started, slot, nonce = self.children.pop(pid, (time.monotonic(), 0, ""))
+            if pid not in self.children:
+                # Not a worker: an orphan the supervisor adopted as PID 1 in a container (a
+                # dead worker's watchdog, a process the application started): only reaped.
+                continue
+            started, slot, nonce = self.children.pop(pid)
             if self.stopping:
                 continue
             if os.waitstatus_to_exitcode(status) == CONFIG_ERROR:
