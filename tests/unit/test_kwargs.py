@@ -80,7 +80,7 @@ def test_function_jobs_take_keywords_too() -> None:
     (lambda: KwWelcome.perform_async(1, colour="red"), "unexpected keyword argument 'colour'"),
     (lambda: KwWelcome.perform_async(1, 2, 3), "too many positional arguments"),
     (lambda: kw_clear.perform_async("k", True), "too many positional arguments"),
-    (lambda: KwKeyed.perform_async(1), "missing a required argument: 'key'"),
+    (lambda: KwKeyed.perform_async(1), "missing a required (keyword-only )?argument: 'key'"),
     (KwMany.perform_async, "missing a required argument: 'first'"),
     (KwStatic.perform_async, "too many positional arguments"),
 ])
