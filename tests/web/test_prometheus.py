@@ -33,6 +33,8 @@ def test_queue_sets_totals_and_classes(client: Client, r: redis.Redis) -> None:
     enqueue(r, "default", json.dumps(old), job("b" * 24))
     enqueue(r, "mailers", job("c" * 24, queue="mailers"))
     r.zadd("retry", {failed("d" * 24): time.time() + 60})
+    r.sadd("sq:processes", "gone:9:aaaa")  # a dead Sidequest process (no lease) with a job
+    r.lpush("sq:inprogress:gone:9:aaaa", job("e" * 24))
     r.set("stat:processed", 12)
     r.set(keys.STAT_OVERLIMIT, 3)
     recorder = metrics.Recorder()
@@ -46,6 +48,7 @@ def test_queue_sets_totals_and_classes(client: Client, r: redis.Redis) -> None:
     assert found[("sidequest_queue_size", (("queue", "mailers"),))] == 1
     assert found[("sidequest_queue_latency_seconds", (("queue", "default"),))] >= 29
     assert found[("sidequest_retries", ())] == 1
+    assert found[("sidequest_awaiting_recovery", ())] == 1
     assert found[("sidequest_processed_total", ())] == 12
     assert found[("sidequest_overlimit_total", ())] == 3
     report = (("class", "app.jobs.Report"),)

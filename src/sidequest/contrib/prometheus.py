@@ -37,7 +37,7 @@ except ImportError as exc:  # pragma: no cover - the message is the point
     ) from exc
 
 from sidequest import connection, keys
-from sidequest.api import Stats, metrics
+from sidequest.api import Stats, awaiting_recovery, metrics
 from sidequest.api.lenient import as_int
 from sidequest.api.queues import latency_of
 from sidequest.metrics import BOUNDS_MS, BUCKETS, minute_stamp
@@ -52,6 +52,10 @@ class SidequestCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         stats = Stats()
         yield from _totals(stats)
+        # Jobs of dead processes that no Sidequest worker has put back yet: with only Ruby
+        # workers running nothing will, so this is what to alert on.
+        yield _gauge("sidequest_awaiting_recovery", "Jobs of dead Sidequest processes not yet"
+                     " put back in their queues.", sum(awaiting_recovery().values()))
         yield from _queues(list(stats.queues)[:MAX_QUEUES])
         yield from _classes(metrics.summary("1h"))
 
