@@ -87,7 +87,7 @@ def release_raw(raw: bytes | str, client: redis.Redis | None = None) -> None:
 def release_in(pipe: Any, item: Payload) -> None:
     """Release the job's lock through ``pipe``: a client, or a transaction of the caller's
     (queued there, to run with its other commands)."""
-    script = connection.script("unique_release")
+    script = connection.script("release_lock")
     connection.prepare(script, pipe)
     script(keys=[keys.unique_lock(str(item[DIGEST]))], args=[str(item.get("jid"))],
            client=pipe)

@@ -127,3 +127,18 @@ def test_jobs_awaiting_recovery_are_counted_and_shown(r: redis.Redis) -> None:
     Reaper(build(**FAST), "live:2:bbbb", connection.client(), threading.Event()).reap()
     assert awaiting_recovery() == {}
     assert not any(line.startswith("Awaiting") for line in render_status())
+
+
+def test_a_process_known_dead_is_recovered_with_its_quarantine_lock(r: redis.Redis) -> None:
+    # A -P supervisor saw it die: its replacement recovers it at once, lease or not, and
+    # frees the quarantine lock it held (the suspects would otherwise wait out its TTL).
+    beating("gone:1:aaaa", JOB)  # its lease is still alive
+    r.set(keys.QUARANTINE_LOCK, "gone:1:aaaa", px=60_000)
+    Reaper(build(**FAST), "new:2:bbbb", connection.client(), threading.Event()).recover_gone(
+        "gone:1:aaaa")
+    assert r.lrange("queue:pq", 0, -1) == [JOB]
+    assert keys_of(r, "gone:1:aaaa") == [] and not r.exists(keys.QUARANTINE_LOCK)
+    r.set(keys.QUARANTINE_LOCK, "other:3:cccc", px=60_000)  # another's lock stays
+    Reaper(build(**FAST), "new:2:bbbb", connection.client(), threading.Event()).recover_gone(
+        "gone:1:aaaa")
+    assert r.get(keys.QUARANTINE_LOCK) == "other:3:cccc"

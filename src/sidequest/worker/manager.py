@@ -42,6 +42,7 @@ from sidequest.worker.flow import Flow
 from sidequest.worker.inprogress import InProgress
 from sidequest.worker.logs import counted, thread_id
 from sidequest.worker.processor import Processor
+from sidequest.worker.requeue import release_quarantine
 from sidequest.worker.state import ProcessState
 from sidequest.worker.threads import spawn
 from sidequest.worker.timeouts import Timeouts
@@ -385,7 +386,7 @@ class Manager:
         work = self.fetcher.take_suspect()
         if work is None:
             self.isolating.clear()
-            self._client.eval(_RELEASE, 1, keys.QUARANTINE_LOCK, self.identity)
+            release_quarantine(self._client, self.identity)
             log.warning("quarantine empty; fetching from the queues again")
             self._exchange.signal(WAKE)  # look at the queues now
             return []
@@ -401,6 +402,3 @@ class Manager:
         except queue.Empty:
             return works
 
-
-#: Delete a lock only if we still hold it.
-_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"

@@ -24,7 +24,7 @@ from sidequest.morgue import add_dead
 from sidequest.payload import Payload, decode, dumps
 from sidequest.worker.clock import now
 from sidequest.worker.logs import counted
-from sidequest.worker.requeue import requeue_list
+from sidequest.worker.requeue import release_quarantine, requeue_list
 
 log = logging.getLogger("sidequest")
 #: How long a job's death count is remembered.
@@ -79,6 +79,7 @@ class Reaper:
         reaper of any live process recovers them later all the same."""
         try:
             self._reap_one(owner, "gone")
+            release_quarantine(self.client, owner)
             self.bury_poison()
         except redis.RedisError as exc:
             log.warning("could not recover the jobs of stopped process %s now (%s); they"

@@ -74,3 +74,11 @@ def _queue_and_jid(raw: bytes, fetched_from: Mapping[bytes, str]) -> tuple[str, 
     queue = job.get("queue") or fetched_from.get(raw) or "default"
     jid = job.get("jid")
     return str(queue), jid if isinstance(jid, str) else digest
+
+
+def release_quarantine(client: redis.Redis, holder: str) -> None:
+    """Give up the quarantine lock (one process at a time runs suspects) if ``holder`` has
+    it: when the quarantine is empty, or for a process known dead, whose lock would
+    otherwise keep the suspects waiting until it expires."""
+    script = connection.script("release_lock")
+    script(keys=[keys.QUARANTINE_LOCK], args=[holder], client=client)
