@@ -20,9 +20,12 @@ CLEANUP_EVERY = 60
 class Process:
     """One entry of the process set, as its last heartbeat described it."""
 
-    def __init__(self, identity: str, info: dict[str, Any], fields: dict[str, Any]) -> None:
+    def __init__(self, identity: str, info: dict[str, Any], fields: dict[str, Any],
+                 sidequest: bool = False) -> None:
         self.identity = identity
         self.info = info
+        #: A Sidequest process (it holds a lease), not Ruby Sidekiq: only it can cancel a job.
+        self.sidequest = sidequest
         self.busy = as_int(fields.get("busy"))
         self.beat = as_float(fields.get("beat")) or 0.0
         #: True once the process was told to quiet or stop (Sidekiq's ``stopping?``).
@@ -102,11 +105,12 @@ class ProcessSet:
         return len(gone)
 
     def __iter__(self) -> Iterator[Process]:
-        for identity, (values,) in _live_reads(lambda p, i: p.hmget(keys.process(i), _FIELDS)):
+        for identity, ours, (values,) in _live_reads(
+                lambda p, i: p.hmget(keys.process(i), _FIELDS)):
             fields = dict(zip(_FIELDS, (_text(v) for v in values), strict=True))
             if fields["info"] is None:
                 continue  # expired between the two reads
-            yield Process(identity, json_object(fields["info"]), fields)
+            yield Process(identity, json_object(fields["info"]), fields, sidequest=ours)
 
     @property
     def size(self) -> int:
@@ -146,7 +150,7 @@ class WorkSet:
 
     def __iter__(self) -> Iterator[Work]:
         works = []
-        for owner, (work, legacy) in _live_reads(_read_work):
+        for owner, _, (work, legacy) in _live_reads(_read_work):
             entries = {**legacy, **work}
             works += [_work(owner, tid.decode(), value) for tid, value in entries.items()]
         works.sort(key=lambda w: w.run_at)
@@ -155,16 +159,17 @@ class WorkSet:
     @property
     def size(self) -> int:
         busy = _live_reads(lambda p, i: p.hget(keys.process(i), "busy"), lenient=True)
-        return sum(as_int(b) for _, (b,) in busy)
+        return sum(as_int(b) for _, _, (b,) in busy)
 
     def __len__(self) -> int:
         return self.size
 
 
 def _live_reads(read: Callable[[Any, str], object], *,
-                lenient: bool = False) -> list[tuple[str, list[Any]]]:
-    """Each member of ``processes`` in order, with the replies of the commands ``read``
-    queues for it, leaving out Sidequest processes whose lease has expired.
+                lenient: bool = False) -> list[tuple[str, bool, list[Any]]]:
+    """Each member of ``processes`` in order, whether it is a Sidequest process, and the
+    replies of the commands ``read`` queues for it, leaving out Sidequest processes whose
+    lease has expired.
 
     Those are dead (the reaper's own test), but their hashes outlive them until a reaper
     recovers their jobs, up to ``reaper_interval`` later, and deletes them; shown meanwhile,
@@ -184,7 +189,7 @@ def _live_reads(read: Callable[[Any, str], object], *,
     leases, reads = results[:len(checked)], results[len(checked):]
     dead = {i for i, live in zip(checked, leases, strict=True) if not live}
     per = len(reads) // max(1, len(identities))  # replies per process
-    return [(identity.decode(), reads[n * per:(n + 1) * per])
+    return [(identity.decode(), identity in ours, reads[n * per:(n + 1) * per])
             for n, identity in enumerate(identities) if identity not in dead]
 
 

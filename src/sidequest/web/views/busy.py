@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import cast
-
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from sidequest import connection, keys
 from sidequest.api import Process, ProcessSet, Work, WorkSet, awaiting_recovery, cancel
 from sidequest.web import params, render
 
@@ -17,7 +14,8 @@ ACTIONS = ("quiet", "stop", "cancel")
 
 async def busy(request: Request) -> Response:
     page, count = params.page(request), params.count(request, 50)
-    processes, works, ours, orphans = await run_in_threadpool(_read)
+    processes, works, orphans = await run_in_threadpool(_read)
+    ours = {p.identity for p in processes if p.sidequest}
     last = params.last_page(len(works), count)
     page = min(page, last)
     shown = works[(page - 1) * count: page * count]
@@ -26,17 +24,15 @@ async def busy(request: Request) -> Response:
                        concurrency=sum(p.concurrency for p in processes),
                        busy=sum(p.busy for p in processes), cancellable=ours,
                        orphans=orphans,
-                       recoverer=any(p.identity in ours for p in processes))
+                       recoverer=bool(ours))
 
 
-def _read() -> tuple[list[Process], list[Work], set[str], dict[str, int]]:
-    """The processes, their running jobs, which processes are Sidequest's (only those can
-    cancel a running job: Ruby Sidekiq would run it to its end, and a cancel mark left
-    behind would drop its retry if a Sidequest worker fetched that), and the jobs of dead
-    Sidequest processes that wait to go back to their queues."""
-    ours = cast(set[bytes], connection.client().smembers(keys.SQ_PROCESSES))
-    return (ProcessSet().processes(), list(WorkSet()), {m.decode() for m in ours},
-            awaiting_recovery())
+def _read() -> tuple[list[Process], list[Work], dict[str, int]]:
+    """The processes (only Sidequest's can cancel a running job: Ruby Sidekiq would run it
+    to its end, and a cancel mark left behind would drop its retry if a Sidequest worker
+    fetched that), their running jobs, and the jobs of dead Sidequest processes that wait
+    to go back to their queues."""
+    return ProcessSet().processes(), list(WorkSet()), awaiting_recovery()
 
 
 async def busy_action(request: Request) -> Response:
