@@ -29,7 +29,7 @@ def fetches_jobs(args: Args) -> bool:
 
 
 def carries_acks(args: Args) -> bool:
-    return len(_argv(args)) > 2  # ARGV[3..]: payloads of finished jobs
+    return len(_argv(args)) > 3  # ARGV[4..]: payloads of finished jobs
 
 
 def is_ack(args: Args) -> bool:

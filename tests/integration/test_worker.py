@@ -153,6 +153,19 @@ def test_weighted_queues_are_all_served(r: redis.Redis) -> None:
     assert 110 <= first.count("a") <= 190 and first.count("b") >= 10
 
 
+def test_weighted_queues_mix_within_each_fetched_batch(r: redis.Redis) -> None:
+    Priority.set(queue="a").perform_bulk([["a"]] * 600)
+    Priority.set(queue="b").perform_bulk([["b"]] * 600)
+    with running_worker(concurrency=1, queues=(("a", 3), ("b", 1)), prefetch=100):
+        wait_for(lambda: len(ran("priority")) >= 400, what="400 jobs")
+    order = ran("priority")[:400]
+    # Fetches bring up to 100 jobs at a time here. Each job draws its queue by weight, so
+    # every 100 hold about 75 a's (4 standard deviations: 58 to 92), not a batch of 100
+    # from whichever queue the batch drew first.
+    blocks = [order[i:i + 100].count("a") for i in range(0, 400, 100)]
+    assert all(55 <= count <= 95 for count in blocks), blocks
+
+
 def test_heartbeat_writes_process_and_work(r: redis.Redis) -> None:
     Blocks.perform_async(10)
     with running_worker(concurrency=3, tag="shop", labels=("blue",)) as worker:

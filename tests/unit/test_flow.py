@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sidequest.worker.flow import FLOOR, HOLD, START, WINDOW, Flow
+from sidequest.worker.flow import FIRST_WINDOW, FLOOR, HOLD, START, WINDOW, Flow
 
 
 class Clocks:
@@ -19,9 +19,11 @@ class Clocks:
 
 
 def flow(concurrency: int = 10, prefetch: int = 40, adaptive: bool = True) -> tuple[Flow, Clocks]:
+    """A flow whose windows have opened (jobs were fetched)."""
     clocks = Clocks()
     made = Flow(concurrency, prefetch, adaptive, clock=lambda: clocks.wall,
                 cpu=lambda: clocks.cpu)
+    made.open()  # the first jobs were fetched
     return made, clocks
 
 
@@ -32,7 +34,7 @@ def run_window(made: Flow, clocks: Clocks, jobs: int, busy: float) -> bool:
 
 def test_nothing_changes_inside_a_window() -> None:
     made, clocks = flow()
-    clocks.wall += WINDOW / 2
+    clocks.wall += FIRST_WINDOW / 2
     assert made.observe(500) is False
     assert made.active == 10 and made.buffer == 10
 
@@ -45,7 +47,8 @@ def test_before_any_rate_the_buffer_holds_one_job_per_thread() -> None:
 
 def test_buffer_holds_what_the_threads_finish_while_a_round_trip_is_out() -> None:
     made, clocks = flow(prefetch=1000)
-    made.round_trip(0.01)  # moving average: 2 ms
+    made.round_trip(0.01)  # the first round trip seeds the moving average
+    assert made.rtt == 0.01
     run_window(made, clocks, jobs=125, busy=0.1)  # 1,000 jobs/s
     assert made.buffer == int(1000 * max(2 * made.rtt, HOLD))
     run_window(made, clocks, jobs=25, busy=0.1)  # 200 jobs/s: the rate comes down gently
@@ -138,3 +141,64 @@ def test_off_switch_and_tiny_pools_keep_every_thread() -> None:
         run_window(made, clocks, jobs=1000 + 50 * i, busy=1.0)
         run_window(small, small_clocks, jobs=1000 + 50 * i, busy=1.0)
         assert made.active == 10 and small.active == FLOOR
+
+
+def test_round_trips_are_a_moving_average_seeded_by_the_first() -> None:
+    made = Flow(10, 100)
+    made.round_trip(0.004)
+    made.round_trip(0.014)
+    assert made.rtt == 0.8 * 0.004 + 0.2 * 0.014
+
+
+def test_windows_open_at_the_first_fetched_jobs_and_the_first_is_short() -> None:
+    clocks = Clocks()
+    made = Flow(10, 1000, clock=lambda: clocks.wall, cpu=lambda: clocks.cpu)
+    made.round_trip(0.005)
+    clocks.wall += 5.0  # starting up, then idle: no window is measured
+    clocks.cpu += 1.0
+    assert made.observe(3) is False  # processors idle at the start: nothing measured
+    made.open()  # the first jobs were fetched
+    opened = clocks.wall
+    clocks.wall += FIRST_WINDOW / 2
+    assert made.observe(100) is False
+    clocks.wall += FIRST_WINDOW
+    assert made.observe(50) is True
+    rate = 150 / (clocks.wall - opened)  # not 150 jobs over the 5 s of start-up
+    assert made.buffer == int(rate * max(2 * 0.005, HOLD))
+    assert made.active == 10, "the start-up's CPU time is not the jobs'"
+    clocks.wall += FIRST_WINDOW * 1.5
+    assert made.observe(50) is False, "later windows are WINDOW long"
+    clocks.wall += WINDOW
+    assert made.observe(50) is True
+
+
+def test_threads_that_ran_out_double_the_buffer_up_to_prefetch() -> None:
+    made = Flow(10, 100)
+    sizes = []
+    for _ in range(5):
+        made.starved()
+        sizes.append(made.buffer)
+    assert sizes == [20, 40, 80, 100, 100]
+    none = Flow(10, 0)
+    none.starved()
+    assert none.buffer == 0, "prefetch 0 holds nothing"
+
+
+def test_a_window_that_starved_keeps_the_doubled_buffer_and_the_next_resizes_it() -> None:
+    made, clocks = flow(prefetch=1000)
+    made.round_trip(0.01)
+    made.starved()
+    made.starved()
+    assert made.buffer == 40
+    run_window(made, clocks, jobs=100, busy=0.1)  # 800 jobs/s: 16 jobs in two round trips
+    assert made.buffer == 40, "that rate was held down by the buffer"
+    run_window(made, clocks, jobs=100, busy=0.1)  # no thread ran out this time
+    assert made.buffer == int(800 * 2 * 0.01)
+
+
+def test_slow_jobs_keep_an_empty_buffer_when_threads_wait() -> None:
+    made, clocks = flow()
+    run_window(made, clocks, jobs=1, busy=0.01)
+    assert made.buffer == 0
+    made.starved()
+    assert made.buffer == 0

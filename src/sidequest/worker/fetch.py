@@ -6,6 +6,7 @@ it keeps no state about which jobs are running, that is the Manager's.
 
 from __future__ import annotations
 
+import collections
 import random
 from dataclasses import dataclass
 from typing import cast
@@ -44,6 +45,7 @@ class Fetcher:
         self._weighted = [
             keys.queue(name) for name, weight in config.queues for _ in range(max(weight, 1))
         ]
+        self._weight = collections.Counter(self._weighted)  # per queue key
         self._script = connection.script("fetch")
         self._rng = random.Random()
 
@@ -59,15 +61,26 @@ class Fetcher:
         """Acknowledge ``acks`` and move up to ``count`` jobs into the in-progress list."""
         if count <= 0 and not acks:
             return []
+        order = self.order()
         flat = self._script(
-            keys=[self.inprogress, keys.SQ_PROCESSES, *self.order()],
-            args=[self.identity, count, *acks],
+            keys=[self.inprogress, keys.SQ_PROCESSES, *order],
+            args=[self.identity, count, self._plan(order, count), *acks],
             client=self.client,
         )
         return [
             Work(flat[i].decode()[len(keys.QUEUE_PREFIX) :], flat[i + 1])
             for i in range(0, len(flat), 2)
         ]
+
+    def _plan(self, order: list[str], count: int) -> bytes:
+        """Weighted queues: the queue each job of the batch tries first (its position in
+        ``order``, one byte each), drawn by weight as Sidekiq draws one per fetch. Strict
+        order, one queue, or more queues than a byte counts: b"", the batch takes from the
+        first queue of ``order`` that has jobs."""
+        if self.strict or count <= 0 or not 1 < len(order) < 256:
+            return b""
+        weights = [self._weight[key] for key in order]
+        return bytes(self._rng.choices(range(1, len(order) + 1), weights, k=count))
 
     def take_suspect(self) -> Work | None:
         """Move one job from the quarantine into the in-progress list."""

@@ -5,6 +5,12 @@ threads take jobs. Pure arithmetic on what the fetcher thread measures; no Redis
    is on its way, at most ``prefetch``: what the threads finish in twice a round trip, or in
    ``HOLD`` when Redis is near. Short jobs, and a slow network, get a deep buffer; slow jobs
    get none, so one process does not sit on work an idle one could run.
+   The rate that sizes the buffer is itself held down by a buffer too small for the round
+   trip (the threads wait for each fetch), so at the start, or when the network slows, the
+   buffer would grow only a little each window. Instead, whenever a thread waits for work
+   that Redis still had (the last fetch came back full), the buffer doubles at once, as a
+   TCP window does in slow start: through a 3 ms round trip it reaches its size within a few
+   fetches, not a few windows. The window's figure brings it back down if it overshot.
 2. The active threads. Under CPython's global interpreter lock, threads that mostly compute
    take turns; past a handful, each extra one adds hand-offs of the lock (each a context
    switch, several per job) without finishing jobs any sooner. On a 2-core machine, jobs of
@@ -42,6 +48,9 @@ FLOOR = 1
 START = 2
 #: Fewest completions in a window for its rate to be worth comparing.
 MIN_JOBS = 20
+#: The first window, from the first fetch that brought jobs, is shorter: a drain of a few
+#: thousand short jobs is over in a few windows, and spends the first one on every thread.
+FIRST_WINDOW = 0.03
 
 
 class Flow:
@@ -69,18 +78,37 @@ class Flow:
         self._finished = 0
         self._step = 1  # the hill climb's direction: up from START
         self._last_rate: float | None = None
+        self._starved = False  # a thread waited for work this window
+        self._window = WINDOW  # this window's length: FIRST_WINDOW for the first
+        self._opened = False  # jobs were fetched: windows measure work, not start-up
+
+    def starved(self) -> None:
+        """A thread waited for a job while the queue still had some: hold twice as many."""
+        self._starved = True
+        self.buffer = min(self.prefetch, 2 * self.buffer)
+
+    def open(self) -> None:
+        """The first jobs were fetched: the first window starts now. Counted from the start,
+        the time and CPU spent starting up (imports, connections) and waiting for work would
+        read as a slow rate."""
+        if not self._opened:
+            self._opened, self._window = True, FIRST_WINDOW
+            self._started, self._cpu_started, self._finished = self._clock(), self._cpu(), 0
 
     def round_trip(self, seconds: float) -> None:
-        self.rtt = 0.8 * self.rtt + 0.2 * seconds
+        self.rtt = 0.8 * self.rtt + 0.2 * seconds if self.rtt else seconds
 
     def observe(self, finished: int) -> bool:
         """Count ``finished`` jobs; at the end of a window, adapt the buffer and the active
         threads and return True."""
-        self._finished += finished
-        now = self._clock()
-        elapsed = now - self._started
-        if elapsed < WINDOW:
+        if not self._opened:
             return False
+        now = self._clock()
+        self._finished += finished
+        elapsed = now - self._started
+        if elapsed < self._window:
+            return False
+        self._window = WINDOW
         cpu = self._cpu()
         busy = (cpu - self._cpu_started) / elapsed
         rate = self._finished / elapsed
@@ -88,7 +116,11 @@ class Flow:
         # Up at once, down gently: a burst gets its buffer in one window, and one slow
         # window does not starve the threads.
         self._rate = max(rate, 0.5 * self._rate + 0.5 * rate)
-        self.buffer = min(self.prefetch, int(self._rate * max(2 * self.rtt, HOLD)))
+        sized = min(self.prefetch, int(self._rate * max(2 * self.rtt, HOLD)))
+        # A window in which threads waited measured a rate the buffer held down: keep what
+        # the doubling reached.
+        self.buffer = max(sized, self.buffer) if self._starved else sized
+        self._starved = False
         if self.adaptive:
             self._pace(rate, busy, finished_enough=rate * elapsed >= MIN_JOBS)
         return True

@@ -40,6 +40,7 @@ from sidequest.worker.exchange import NUDGE, STOP, WAKE, Exchange
 from sidequest.worker.fetch import Fetcher, Work
 from sidequest.worker.flow import Flow
 from sidequest.worker.inprogress import InProgress
+from sidequest.worker.ledger import Ledger
 from sidequest.worker.logs import counted, thread_id
 from sidequest.worker.processor import Processor
 from sidequest.worker.requeue import release_quarantine
@@ -95,11 +96,8 @@ class Manager:
         # A processor waits in Redis for the next job: the fetcher does not fetch, and
         # processors acknowledge directly (no round of the fetcher will carry it soon).
         self._blocking = False
-        # Jobs the fetcher may still hand out: one per idle processor, plus the buffer (the
-        # fetcher's own count; each finished job frees one).
-        self._buffer = self._flow.buffer  # jobs to hold besides the running ones
-        self._owed = self._buffer
-        self._low = self._buffer // 2  # processors nudge the fetcher when this few are held
+        # Jobs the fetcher may still hand out; processors nudge it when ledger.low are held.
+        self._ledger = Ledger(self._flow)
         self._threads: list[threading.Thread] = []
         self._thread_of: dict[str, threading.Thread] = {}
         self._fetcher_thread: threading.Thread | None = None
@@ -211,7 +209,7 @@ class Manager:
         tid = thread_id()
         self._thread_of[tid] = threading.current_thread()
         park = self._parks[index]
-        exchange = self._exchange
+        exchange, ledger = self._exchange, self._ledger
         ack: bytes | None = None
         while True:
             if index >= self._active:  # paced out: hand in the last job, wait to be called
@@ -219,7 +217,7 @@ class Manager:
                 ack = None
                 park.get()
                 continue
-            exchange.idle(ack, self._jobs, self._low)  # idle now, and this job is done
+            exchange.idle(ack, self._jobs, ledger.low)  # idle now, and this job is done
             work = self._jobs.get()
             if work is None:
                 return
@@ -248,9 +246,9 @@ class Manager:
             self.after_job()
         if not ok:
             return None
-        if self._blocking or self.quieted.is_set():
-            # Nobody will carry the acknowledgement soon: send it now, rather than leave a
-            # finished job where a crash would run it again.
+        if self.quieted.is_set():
+            # The fetcher may be gone (stopping) and will carry nothing soon: send it now,
+            # rather than leave a finished job where a crash would run it again.
             self.inprogress.acknowledge([work.raw])
             return None
         return work.raw
@@ -286,39 +284,50 @@ class Manager:
                 self.inprogress.acknowledge(acks)
                 return
             if self._blocking:  # a processor waits in Redis; it nudges when it is back
-                self.inprogress.acknowledge(acks)  # handed in just before the wait began
+                # Jobs held or running still finish: the first acknowledgement wakes this
+                # thread, and those handed in during its round trip go in the next one.
+                self.inprogress.acknowledge(acks)
                 acks = []
-                self._exchange.wait(self.config.fetch_timeout)
+                self._doze(self.config.fetch_timeout)
                 continue
-            hungry = not paused and self._owed > 0 and self._jobs.qsize() <= self._low
+            hungry = (not paused and self._ledger.owed > 0
+                      and self._jobs.qsize() <= self._ledger.low)
             if not hungry and not waited:  # let acknowledgements gather into one round
-                self._exchange.dozing = not acks
-                self._exchange.wait(ACK_DELAY if acks else self.config.fetch_timeout)
-                self._exchange.dozing = False
+                if acks:
+                    self._exchange.wait(ACK_DELAY)
+                else:
+                    self._doze(self.config.fetch_timeout)
                 waited = True
                 continue
             waited = False
             try:
-                works = self._fetch(max(self._owed, 0), acks)
+                owed = max(self._ledger.owed, 0)
+                works = self._fetch(owed, acks)
                 acks = []  # sent: never resend them after a later error
                 failures = 0
             except redis.RedisError as exc:
                 failures += 1
                 self._fetch_failed(exc, failures)
                 continue
-            self._owed -= len(works)
+            self._ledger.fetched(owed, len(works), self._jobs.qsize())
             for work in works:
                 self._jobs.put(work)
             if self.inprogress.suspicious:
                 self.inprogress.reconcile(list(self._running.values()) + works)
 
+    def _doze(self, timeout: float) -> None:
+        """Sleep until signalled or ``timeout``; the next acknowledgement handed in wakes
+        this thread (an entry handed in before ``dozing`` was set sent no nudge: look first)."""
+        self._exchange.dozing = True
+        if not self._exchange.done:
+            self._exchange.wait(timeout)
+        self._exchange.dozing = False
+
     def _steer(self, finished: int, paused: bool) -> None:
         """Apply the flow's buffer and active-thread figures at the end of each window."""
         if not self._flow.observe(finished):
             return
-        self._owed += self._flow.buffer - self._buffer
-        self._buffer = self._flow.buffer
-        self._low = self._buffer // 2
+        self._ledger.resize()
         active = self.config.concurrency if paused else self._flow.active
         if active != self._active:
             log.debug("%d of %d threads take jobs", active, self.config.concurrency)
@@ -332,7 +341,7 @@ class Manager:
     def _collect(self) -> tuple[int, list[bytes]]:
         """(jobs finished, acknowledgements to send); processors newly idle are owed a job."""
         finished, idle, acks = self._exchange.collect()
-        self._owed += idle
+        self._ledger.owed += idle
         return finished, acks
 
     def _fetch(self, owed: int, acks: list[bytes]) -> list[Work]:
@@ -346,6 +355,8 @@ class Manager:
         started = time.monotonic()
         works = self.fetcher.fetch(owed, acks)
         self._flow.round_trip(time.monotonic() - started)
+        if works:
+            self._flow.open()
         if owed and not works:
             self._hand_over_the_wait()
         return works
@@ -359,9 +370,8 @@ class Manager:
     def _hand_over_the_wait(self) -> None:
         """Nothing queued: one idle processor waits in Redis for the next job."""
         self._blocking = True
-        # From here on processors acknowledge directly; send what they handed in before.
-        self.inprogress.acknowledge(self._collect()[1])
-        self._owed -= 1  # the wait counts as a job handed out until the processor is back
+        self.inprogress.acknowledge(self._collect()[1])  # handed in before the wait
+        self._ledger.owed -= 1  # the wait counts as a job handed out until the processor is back
         self._jobs.put(_LISTEN)
 
     def _wait_several(self) -> Work | None:
@@ -380,7 +390,7 @@ class Manager:
     def _fetch_suspect(self, owed: int, acks: list[bytes]) -> list[Work]:
         self.fetcher.fetch(0, acks)
         # Nothing running and nothing held: every processor idle, the buffer untouched.
-        alone = owed == self.config.concurrency + self._buffer and not self._running
+        alone = owed == self.config.concurrency + self._ledger.buffer and not self._running
         if not alone:
             return []
         work = self.fetcher.take_suspect()
