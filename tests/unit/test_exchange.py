@@ -43,6 +43,18 @@ def test_an_acknowledgement_wakes_a_dozing_fetcher() -> None:
     assert signals(exchange) == [NUDGE]
 
 
+def test_a_parked_or_async_jobs_acknowledgement_wakes_a_dozing_fetcher_too() -> None:
+    exchange = Exchange()
+    exchange.finished(b"awake")  # the fetcher is not dozing: its next round carries it
+    assert signals(exchange) == []
+    exchange.dozing = True
+    exchange.finished(None)
+    assert signals(exchange) == []
+    exchange.finished(b"a")
+    exchange.finished(b"b")  # a nudge is on its way already
+    assert signals(exchange) == [NUDGE]
+
+
 def test_finished_jobs_are_acknowledged_without_counting_an_idle_processor() -> None:
     exchange = Exchange()
     exchange.finished(b"parked")

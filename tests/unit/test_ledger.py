@@ -1,44 +1,64 @@
-"""The fetcher's ledger (worker/ledger.py): owed jobs, and the buffer doubling when the
-threads run out of held jobs before a full refill comes back."""
+"""The fetcher's ledger (worker/ledger.py): owed jobs, and the buffer doubling when at least
+half the threads waited for a refill between two full fetches."""
 
 from __future__ import annotations
 
 from sidequest.worker.flow import Flow
-from sidequest.worker.ledger import Ledger
+from sidequest.worker.ledger import Ledger, Round
+
+ACTIVE = 10
 
 
 def ledger(prefetch: int = 100) -> Ledger:
-    made = Ledger(Flow(10, prefetch))
-    made.owed += 10  # ten idle processors at the start
+    made = Ledger(Flow(ACTIVE, prefetch))
+    made.owed += ACTIVE  # every processor idle at the start
+    return made
+
+
+def started() -> Ledger:
+    """After a first full fetch: 10 jobs running, 10 held."""
+    made = ledger()
+    made.fetched(Round(asked=20, got=20, before=0, after=0, finished=0), ACTIVE)
     return made
 
 
 def test_the_first_fetch_owes_every_thread_and_the_buffer_and_never_doubles() -> None:
     made = ledger()
     assert (made.buffer, made.owed, made.low) == (10, 20, 5)
-    made.fetched(asked=20, got=20, held=0)  # nothing was held before the first fetch
-    assert (made.buffer, made.owed) == (10, 0)
+    made.fetched(Round(asked=20, got=20, before=0, after=0, finished=0), ACTIVE)
+    assert (made.buffer, made.owed) == (10, 0), "every thread idle, but nothing came before"
 
 
-def test_a_full_refill_that_finds_nothing_held_doubles_the_buffer() -> None:
-    made = ledger()
-    made.fetched(asked=20, got=20, held=0)
-    made.owed += 15  # fifteen jobs finished while the refill was out
-    made.fetched(asked=15, got=15, held=0)
-    assert (made.buffer, made.low) == (20, 10)
+def fetch(made: Ledger, *, got: int, before: int, after: int, finished: int,
+          waiting: int = 0) -> None:
+    """A fetch that leaves with ``before`` jobs held and ``waiting`` processors idle (so
+    it asks for the buffer's worth less what is held, plus one per idle processor)."""
+    made.owed = made.buffer - before + waiting
+    made.fetched(Round(made.owed, got, before, after, finished), ACTIVE)
+
+
+def test_threads_that_ran_through_the_held_jobs_while_a_full_refill_was_out() -> None:
+    made = started()
+    fetch(made, got=5, before=5, after=0, finished=12)
+    assert (made.buffer, made.low) == (20, 10), "7 threads found nothing held: doubled"
     assert made.owed == 10, "the ten more to hold are owed at once"
 
 
-def test_no_doubling_while_jobs_are_held_or_redis_ran_short() -> None:
-    made = ledger()
-    made.fetched(asked=20, got=20, held=0)
-    made.owed += 8
-    made.fetched(asked=8, got=8, held=3)  # the refill came in time
-    made.owed += 8
-    made.fetched(asked=8, got=5, held=0)  # the queue ran dry: no bigger buffer helps
-    made.fetched(asked=0, got=0, held=0)  # acknowledgements only
+def test_every_thread_waiting_as_a_full_refill_leaves() -> None:
+    made = started()
+    fetch(made, got=20, before=0, after=0, finished=0, waiting=10)
+    assert made.buffer == 20
+
+
+def test_no_doubling_unless_half_the_threads_waited_between_full_fetches() -> None:
+    made = started()
+    fetch(made, got=5, before=5, after=3, finished=2)  # came back in time
+    fetch(made, got=5, before=5, after=0, finished=9)  # 4 of 10 threads waited
+    fetch(made, got=11, before=0, after=0, finished=0, waiting=1)  # slow jobs: one waited
+    fetch(made, got=3, before=5, after=0, finished=20)  # the queue ran dry
+    fetch(made, got=20, before=0, after=0, finished=0, waiting=10)  # after the dry round
     assert made.buffer == 10
-    assert made.owed == 3
+    assert made.owed == 0
 
 
 def test_resize_follows_the_flow_both_ways() -> None:

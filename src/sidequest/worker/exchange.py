@@ -43,8 +43,12 @@ class Exchange:
             self.signals.put(NUDGE)
 
     def finished(self, ack: bytes | None) -> None:
-        """A job ended without a processor asking for the next one (parked, or async)."""
+        """A job ended without a processor asking for the next one (parked, or async); its
+        acknowledgement wakes a dozing fetcher, as an idle processor's does."""
         self.done.append((ack,))
+        if ack is not None and self.dozing and not self.nudged:
+            self.nudged = True
+            self.signals.put(NUDGE)
 
     def signal(self, what: bytes) -> None:
         self.signals.put(what)

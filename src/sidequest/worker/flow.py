@@ -7,10 +7,11 @@ threads take jobs. Pure arithmetic on what the fetcher thread measures; no Redis
    get none, so one process does not sit on work an idle one could run.
    The rate that sizes the buffer is itself held down by a buffer too small for the round
    trip (the threads wait for each fetch), so at the start, or when the network slows, the
-   buffer would grow only a little each window. Instead, whenever a thread waits for work
-   that Redis still had (the last fetch came back full), the buffer doubles at once, as a
-   TCP window does in slow start: through a 3 ms round trip it reaches its size within a few
-   fetches, not a few windows. The window's figure brings it back down if it overshot.
+   buffer would grow only a little each window. Instead, whenever the threads take every
+   held job while a refill is out and the refill comes back full (Redis had more), the
+   buffer doubles at once, as a TCP window does in slow start: through a 3 ms round trip
+   it reaches its size within a few fetches, not a few windows. The window's figure brings
+   it back down if it overshot.
 2. The active threads. Under CPython's global interpreter lock, threads that mostly compute
    take turns; past a handful, each extra one adds hand-offs of the lock (each a context
    switch, several per job) without finishing jobs any sooner. On a 2-core machine, jobs of
@@ -96,7 +97,7 @@ class Flow:
             self._started, self._cpu_started, self._finished = self._clock(), self._cpu(), 0
 
     def round_trip(self, seconds: float) -> None:
-        self.rtt = 0.8 * self.rtt + 0.2 * seconds if self.rtt else seconds
+        self.rtt = 0.8 * self.rtt + 0.2 * seconds
 
     def observe(self, finished: int) -> bool:
         """Count ``finished`` jobs; at the end of a window, adapt the buffer and the active

@@ -8,7 +8,20 @@ processors read ``low``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sidequest.worker.flow import Flow
+
+
+@dataclass(frozen=True)
+class Round:
+    """One fetch round trip, as the fetcher saw it."""
+
+    asked: int  # jobs it asked for
+    got: int  # jobs it brought
+    before: int  # jobs held when it left
+    after: int  # jobs held when it came back (before its own were added)
+    finished: int  # jobs that finished while it was out
 
 
 class Ledger:
@@ -17,18 +30,24 @@ class Ledger:
         self.buffer = flow.buffer
         self.owed = self.buffer
         self.low = self.buffer // 2
-        self._refilled = False  # a fetch came back since the start
+        self._full = False  # the last fetch brought every job it asked for
 
-    def fetched(self, asked: int, got: int, held: int) -> None:
-        """A fetch for ``asked`` jobs brought ``got``; ``held`` jobs were left when it came."""
-        self.owed -= got
-        if self._refilled and asked and got == asked and not held:
-            # The threads took every job held before the refill came, and Redis had more:
-            # the buffer is too small for the round trip. (The first fetch starts from
-            # nothing held, which says nothing about the buffer.)
+    def fetched(self, fetch: Round, active: int) -> None:
+        """Count a fetch's jobs; double the buffer if at least half the ``active``
+        processors waited for it while Redis still had jobs."""
+        full = fetch.asked > 0 and fetch.got == fetch.asked
+        # Processors idle as it left, and those that finished while it was out and found
+        # none of the held jobs left.
+        waited = max(self.owed - self.buffer + fetch.before, 0) + max(
+            fetch.finished - fetch.before, 0)
+        # Only between two full fetches: after nothing (the first, or one after a wait in
+        # Redis) every thread is idle, which says nothing of the buffer. One thread of many
+        # waiting is slow jobs ending by chance, not a buffer too small.
+        if full and self._full and not fetch.after and 2 * waited >= active:
             self.flow.starved()
             self.resize()
-        self._refilled = True
+        self._full = full
+        self.owed -= fetch.got
 
     def resize(self) -> None:
         """Hold as many jobs as the flow now says: the difference is owed (or paid back)."""

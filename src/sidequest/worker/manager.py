@@ -40,7 +40,7 @@ from sidequest.worker.exchange import NUDGE, STOP, WAKE, Exchange
 from sidequest.worker.fetch import Fetcher, Work
 from sidequest.worker.flow import Flow
 from sidequest.worker.inprogress import InProgress
-from sidequest.worker.ledger import Ledger
+from sidequest.worker.ledger import Ledger, Round
 from sidequest.worker.logs import counted, thread_id
 from sidequest.worker.processor import Processor
 from sidequest.worker.requeue import release_quarantine
@@ -93,8 +93,8 @@ class Manager:
         self._active = config.concurrency  # processors with a lower index take jobs
         self._parks = [queue.SimpleQueue[bool]() for _ in range(config.concurrency)]
         self._running: dict[str, Work] = {}  # tid -> job; single dict ops are GIL-atomic
-        # A processor waits in Redis for the next job: the fetcher does not fetch, and
-        # processors acknowledge directly (no round of the fetcher will carry it soon).
+        # A processor waits in Redis for the next job: the fetcher does not fetch; it only
+        # carries the acknowledgements of jobs that finish meanwhile (the first one wakes it).
         self._blocking = False
         # Jobs the fetcher may still hand out; processors nudge it when ledger.low are held.
         self._ledger = Ledger(self._flow)
@@ -301,7 +301,7 @@ class Manager:
                 continue
             waited = False
             try:
-                owed = max(self._ledger.owed, 0)
+                owed, held = max(self._ledger.owed, 0), self._jobs.qsize()
                 works = self._fetch(owed, acks)
                 acks = []  # sent: never resend them after a later error
                 failures = 0
@@ -309,7 +309,8 @@ class Manager:
                 failures += 1
                 self._fetch_failed(exc, failures)
                 continue
-            self._ledger.fetched(owed, len(works), self._jobs.qsize())
+            self._ledger.fetched(Round(owed, len(works), held, self._jobs.qsize(),
+                                       len(self._exchange.done)), self._active)
             for work in works:
                 self._jobs.put(work)
             if self.inprogress.suspicious:
