@@ -60,7 +60,7 @@ def test_finished_jobs_are_acknowledged_without_counting_an_idle_processor() -> 
     exchange.finished(b"parked")
     exchange.finished(None)
     exchange.idle(b"idle", held(10), low=5)
-    assert exchange.collect() == (3, 1, [b"parked", b"idle"])
+    assert exchange.collect() == (3, 1, [b"idle", b"parked"])
     assert exchange.collect() == (0, 0, [])
 
 

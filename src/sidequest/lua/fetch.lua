@@ -49,7 +49,7 @@ local function take(k)
 end
 for n = 1, want do
   local first = 2 + (string.byte(plan, n) or 1)
-  if first > #KEYS then first = 3 end
+  if first < 3 or first > #KEYS then first = 3 end
   local key, job = first, take(first)
   if not job then
     for k = 3, #KEYS do

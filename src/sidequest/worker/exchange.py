@@ -21,11 +21,12 @@ NUDGE = b"nudge"
 
 class Exchange:
     def __init__(self) -> None:
-        # One entry per finished job (append and popleft are atomic): bytes (an idle
-        # processor; acknowledge this job), None (an idle processor, nothing to
-        # acknowledge), or a 1-tuple (acknowledge its job or None, but no processor is
-        # asking for work: parked, or an async job that the event loop finished).
-        self.done: collections.deque[Any] = collections.deque()
+        # One entry per idle processor (append and popleft are atomic): the payload of the
+        # job it finished, to acknowledge, or None (nothing to acknowledge).
+        self.done: collections.deque[bytes | None] = collections.deque()
+        # One entry per job that ended with no processor asking for work (parked, or an
+        # async job that the event loop finished): its payload, or None.
+        self.ended: collections.deque[bytes | None] = collections.deque()
         self.signals: queue.SimpleQueue[bytes] = queue.SimpleQueue()
         self.stop_asked = False
         self.nudged = False  # a nudge is on its way: processors need not send another
@@ -45,13 +46,17 @@ class Exchange:
     def finished(self, ack: bytes | None) -> None:
         """A job ended without a processor asking for the next one (parked, or async); its
         acknowledgement wakes a dozing fetcher, as an idle processor's does."""
-        self.done.append((ack,))
+        self.ended.append(ack)
         if ack is not None and self.dozing and not self.nudged:
             self.nudged = True
             self.signals.put(NUDGE)
 
     def signal(self, what: bytes) -> None:
         self.signals.put(what)
+
+    def pending(self) -> bool:
+        """Something was handed in since the last collect."""
+        return bool(self.done or self.ended)
 
     # -- fetcher side --------------------------------------------------------------------
 
@@ -78,15 +83,16 @@ class Exchange:
         # were read, a nudge could be swallowed with the flag left set, and the fetcher
         # would sleep a whole fetch_timeout while processors wait for work.)
         self.nudged = False
-        finished, idle, acks = 0, 0, []
-        done = self.done
-        while done:
-            entry = done.popleft()
-            finished += 1
-            if type(entry) is tuple:
-                entry = entry[0]
-            else:
-                idle += 1
+        acks: list[bytes] = []
+        idle = self._drain(self.done, acks)
+        return idle + self._drain(self.ended, acks), idle, acks
+
+    @staticmethod
+    def _drain(entries: collections.deque[bytes | None], acks: list[bytes]) -> int:
+        count = 0
+        while entries:
+            entry = entries.popleft()
+            count += 1
             if entry:
                 acks.append(entry)
-        return finished, idle, acks
+        return count

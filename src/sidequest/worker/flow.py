@@ -7,11 +7,11 @@ threads take jobs. Pure arithmetic on what the fetcher thread measures; no Redis
    get none, so one process does not sit on work an idle one could run.
    The rate that sizes the buffer is itself held down by a buffer too small for the round
    trip (the threads wait for each fetch), so at the start, or when the network slows, the
-   buffer would grow only a little each window. Instead, whenever the threads take every
-   held job while a refill is out and the refill comes back full (Redis had more), the
-   buffer doubles at once, as a TCP window does in slow start: through a 3 ms round trip
-   it reaches its size within a few fetches, not a few windows. The window's figure brings
-   it back down if it overshot.
+   buffer would grow only a little each window. Instead, whenever half the threads or more
+   wait with nothing held for a refill that comes back full, after a full one (Redis had
+   more all along), the buffer doubles at once, as a TCP window does in slow start: through
+   a 3 ms round trip it reaches its size within a few fetches, not a few windows. The
+   window's figure brings it back down if it overshot.
 2. The active threads. Under CPython's global interpreter lock, threads that mostly compute
    take turns; past a handful, each extra one adds hand-offs of the lock (each a context
    switch, several per job) without finishing jobs any sooner. On a 2-core machine, jobs of
@@ -79,12 +79,12 @@ class Flow:
         self._finished = 0
         self._step = 1  # the hill climb's direction: up from START
         self._last_rate: float | None = None
-        self._starved = False  # a thread waited for work this window
+        self._starved = False  # threads waited for a refill this window
         self._window = WINDOW  # this window's length: FIRST_WINDOW for the first
         self._opened = False  # jobs were fetched: windows measure work, not start-up
 
     def starved(self) -> None:
-        """A thread waited for a job while the queue still had some: hold twice as many."""
+        """Threads waited for a refill while the queue still had jobs: hold twice as many."""
         self._starved = True
         self.buffer = min(self.prefetch, 2 * self.buffer)
 

@@ -1,7 +1,8 @@
 """The fetcher's ledger: how many jobs it may still hand out, kept in step with the flow.
 
 ``owed`` is one job per idle processor plus the buffer (the jobs to hold besides the running
-ones), less the jobs handed out since; each finished job frees one. The fetcher refills
+ones), less the jobs handed out since: each processor that goes idle frees one (a parked
+thread or an async job frees none). The fetcher refills
 when something is owed and at most ``low`` jobs are held. Only the fetcher thread writes it;
 processors read ``low``.
 """
@@ -19,9 +20,8 @@ class Round:
 
     asked: int  # jobs it asked for
     got: int  # jobs it brought
-    before: int  # jobs held when it left
     after: int  # jobs held when it came back (before its own were added)
-    finished: int  # jobs that finished while it was out
+    pending: int  # processors that went idle since the last collect (not yet counted)
 
 
 class Ledger:
@@ -34,16 +34,14 @@ class Ledger:
 
     def fetched(self, fetch: Round, active: int) -> None:
         """Count a fetch's jobs; double the buffer if at least half the ``active``
-        processors waited for it while Redis still had jobs."""
+        processors are waiting for them while Redis still had jobs."""
         full = fetch.asked > 0 and fetch.got == fetch.asked
-        # Processors idle as it left, and those that finished while it was out and found
-        # none of the held jobs left.
-        waited = max(self.owed - self.buffer + fetch.before, 0) + max(
-            fetch.finished - fetch.before, 0)
+        # owed - buffer + held counts the idle processors the fetcher has collected.
+        waiting = self.owed - self.buffer + fetch.after + fetch.pending
         # Only between two full fetches: after nothing (the first, or one after a wait in
         # Redis) every thread is idle, which says nothing of the buffer. One thread of many
         # waiting is slow jobs ending by chance, not a buffer too small.
-        if full and self._full and not fetch.after and 2 * waited >= active:
+        if full and self._full and not fetch.after and 2 * waiting >= active:
             self.flow.starved()
             self.resize()
         self._full = full

@@ -94,7 +94,8 @@ class Manager:
         self._parks = [queue.SimpleQueue[bool]() for _ in range(config.concurrency)]
         self._running: dict[str, Work] = {}  # tid -> job; single dict ops are GIL-atomic
         # A processor waits in Redis for the next job: the fetcher does not fetch; it only
-        # carries the acknowledgements of jobs that finish meanwhile (the first one wakes it).
+        # carries the acknowledgements of jobs that finish meanwhile (an acknowledgement
+        # wakes it when it dozes).
         self._blocking = False
         # Jobs the fetcher may still hand out; processors nudge it when ledger.low are held.
         self._ledger = Ledger(self._flow)
@@ -174,17 +175,19 @@ class Manager:
 
     def _async_acknowledge(self, raw: bytes) -> None:
         """An async job succeeded (called off the event loop): acknowledge it with the next
-        fetch round, or now when no round will carry it soon."""
-        if self._blocking or self.quieted.is_set():
+        fetch round (it wakes a dozing fetcher), or now once quieted: the fetcher may be
+        gone."""
+        if self.quieted.is_set():
             self.inprogress.acknowledge([raw])
         else:
             self._exchange.finished(raw)
 
     def _async_acknowledge_later(self, raw: bytes) -> bool:
         """An async job succeeded (called on the event loop): hand its acknowledgement to
-        the fetcher's next round, a deque append and no I/O. False when no round will carry
-        it soon: the caller then sends it itself, off the loop (_async_acknowledge)."""
-        if self._blocking or self.quieted.is_set():
+        the fetcher's next round, a deque append and no I/O. False once quieted, when the
+        fetcher may be gone: the caller then sends it itself, off the loop
+        (_async_acknowledge)."""
+        if self.quieted.is_set():
             return False
         self._exchange.finished(raw)
         return True
@@ -301,7 +304,7 @@ class Manager:
                 continue
             waited = False
             try:
-                owed, held = max(self._ledger.owed, 0), self._jobs.qsize()
+                owed = max(self._ledger.owed, 0)
                 works = self._fetch(owed, acks)
                 acks = []  # sent: never resend them after a later error
                 failures = 0
@@ -309,7 +312,7 @@ class Manager:
                 failures += 1
                 self._fetch_failed(exc, failures)
                 continue
-            self._ledger.fetched(Round(owed, len(works), held, self._jobs.qsize(),
+            self._ledger.fetched(Round(owed, len(works), self._jobs.qsize(),
                                        len(self._exchange.done)), self._active)
             for work in works:
                 self._jobs.put(work)
@@ -320,7 +323,7 @@ class Manager:
         """Sleep until signalled or ``timeout``; the next acknowledgement handed in wakes
         this thread (an entry handed in before ``dozing`` was set sent no nudge: look first)."""
         self._exchange.dozing = True
-        if not self._exchange.done:
+        if not self._exchange.pending():
             self._exchange.wait(timeout)
         self._exchange.dozing = False
 
