@@ -61,3 +61,16 @@ class PriorityBuffer:
             except IndexError:
                 continue
         raise AssertionError("a job token without a job")  # tokens and jobs are equal
+
+
+def drain(jobs: Any) -> list[Work]:
+    """Take every job still held (a SimpleQueue or a PriorityBuffer) without waiting;
+    sentinels other than Work (stop markers) are dropped."""
+    works = []
+    try:
+        while True:
+            item = jobs.get_nowait()
+            if isinstance(item, Work):
+                works.append(item)
+    except queue.Empty:
+        return works

@@ -9,13 +9,16 @@ from __future__ import annotations
 import collections
 import random
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import redis
 
 from sidequest import connection, keys
 from sidequest.config import Config
 from sidequest.payload import loads
+
+if TYPE_CHECKING:
+    from sidequest.worker.waker import Waker
 
 #: LREM's count when a finished job leaves the in-progress list: search from the tail, where
 #: the oldest jobs are (fetch pushes at the head), so the search ends after a few entries.
@@ -81,6 +84,18 @@ class Fetcher:
             return b""
         weights = [self._weight[key] for key in order]
         return bytes(self._rng.choices(range(1, len(order) + 1), weights, k=count))
+
+    def wait_several(self, waker: Waker, timeout: float, poll: float) -> Work | None:
+        """Several queues: sleep until Redis says one of them changed (or ``timeout``
+        passes), then look again; poll for ``poll`` seconds where Redis cannot tell."""
+        if not waker.arm():
+            return self.wait(poll)  # polling fallback: a blocking wait on the first queue
+        works = self.fetch(1, [])  # a push may have landed before tracking began
+        if not works and waker.wait(timeout):
+            works = self.fetch(1, [])
+        if works:
+            waker.disarm()
+        return works[0] if works else None
 
     def take_suspect(self) -> Work | None:
         """Move one job from the quarantine into the in-progress list."""

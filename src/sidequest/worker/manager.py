@@ -35,7 +35,7 @@ from sidequest.config import Config
 from sidequest.worker import stuck
 from sidequest.worker.async_jobs import AsyncJobs
 from sidequest.worker.asyncio_runner import AsyncRunner
-from sidequest.worker.buffer import PriorityBuffer
+from sidequest.worker.buffer import PriorityBuffer, drain
 from sidequest.worker.exchange import NUDGE, STOP, WAKE, Exchange
 from sidequest.worker.fetch import Fetcher, Work
 from sidequest.worker.flow import Flow
@@ -262,7 +262,8 @@ class Manager:
         try:
             if len(self.config.queues) == 1:
                 return self.fetcher.wait(self.config.fetch_timeout)
-            return self._wait_several()
+            return self.fetcher.wait_several(self._waker, self.config.fetch_timeout,
+                                             self.config.idle_wait)
         except redis.RedisError as exc:
             log.warning("Redis error while waiting for jobs, backing off: %s", exc)
             self.inprogress.fetch_failed()  # the move may have happened, its reply lost
@@ -378,17 +379,6 @@ class Manager:
         self._ledger.owed -= 1  # the wait counts as a job handed out until the processor is back
         self._jobs.put(_LISTEN)
 
-    def _wait_several(self) -> Work | None:
-        """Several queues: sleep until Redis says one of them changed, then look again."""
-        if not self._waker.arm():
-            return self.fetcher.wait(self.config.idle_wait)  # polling fallback
-        works = self.fetcher.fetch(1, [])  # a push may have landed before tracking began
-        if not works and self._waker.wait(self.config.fetch_timeout):
-            works = self.fetcher.fetch(1, [])
-        if works:
-            self._waker.disarm()
-        return works[0] if works else None
-
     # -- quarantine --------------------------------------------------------------------
 
     def _fetch_suspect(self, owed: int, acks: list[bytes]) -> list[Work]:
@@ -407,12 +397,5 @@ class Manager:
         return [work]
 
     def _drain_jobs(self) -> list[Work]:
-        works = []
-        try:
-            while True:
-                work = self._jobs.get_nowait()
-                if work is not None and work is not _LISTEN:
-                    works.append(work)
-        except queue.Empty:
-            return works
+        return [work for work in drain(self._jobs) if work is not _LISTEN]
 
