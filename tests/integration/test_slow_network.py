@@ -156,3 +156,30 @@ def test_slow_jobs_are_not_hoarded_through_bursts(r: redis.Redis, slow_redis: st
     # the 4 threads wait for a refill and the buffer doubles to hold them. Never the 64 of
     # the prefetch: the rest stay in Redis for other processes.
     assert most_held <= 4 + 2 * 4, most_held
+
+
+def test_a_worker_fed_through_its_wait_sizes_its_buffer_for_slow_jobs(
+        r: redis.Redis) -> None:
+    """Jobs that arrive one at a time reach the worker through its wait in Redis, never in a
+    fetched batch; their completions open the first window all the same, so the buffer is
+    sized for slow jobs before a burst comes, rather than kept at one job per thread."""
+    DONE.clear()
+    with running_worker(concurrency=4, prefetch=PREFETCH) as worker:
+        inprogress = keys.inprogress(worker.manager.identity)
+        for n in range(8):  # 8 x 50 ms: past the first window and a full one
+            wait_for(lambda: worker.manager._blocking, timeout=10,
+                     what="a processor waiting in Redis")
+            Nap.perform_async(n)
+            wait_for(lambda n=n: done() == n + 1, timeout=10, what=f"job {n}")
+        most_held = 0
+
+        def drained() -> bool:
+            nonlocal most_held
+            most_held = max(most_held, int(r.llen(inprogress)))
+            return done() == 8 + 16
+
+        Nap.perform_bulk([[i] for i in range(16)])
+        wait_for(drained, timeout=20, what="the burst of 16")
+    # Jobs of 50 ms, one at a time, finish 20 a second: none worth holding. Before, the
+    # buffer stayed at its starting size and the burst's first fetch took 4 jobs to hold.
+    assert most_held <= 4 + 1, most_held

@@ -89,9 +89,10 @@ class Flow:
         self.buffer = min(self.prefetch, 2 * self.buffer)
 
     def open(self) -> None:
-        """The first jobs were fetched: the first window starts now. Counted from the start,
-        the time and CPU spent starting up (imports, connections) and waiting for work would
-        read as a slow rate."""
+        """The first jobs were fetched, or the first one finished (a worker fed one job at a
+        time through its wait in Redis never fetches a batch): the first window starts now.
+        Counted from the start, the time and CPU spent starting up (imports, connections)
+        and waiting for work would read as a slow rate."""
         if not self._opened:
             self._opened, self._window = True, FIRST_WINDOW
             self._started, self._cpu_started, self._finished = self._clock(), self._cpu(), 0

@@ -282,6 +282,8 @@ class Manager:
         while True:
             finished, new_acks = self._collect()
             acks += new_acks
+            if new_acks:  # jobs fed one at a time through a wait in Redis open it too
+                self._flow.open()
             paused = self.quieted.is_set() or self.isolating.is_set()
             self._steer(finished, paused)
             if self._exchange.stop_asked:
