@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import redis
 from sqlalchemy import String, create_engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, scoped_session, sessionmaker
 
 from helpers import running_worker, wait_for
@@ -26,6 +27,12 @@ class User(Base):
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(50))
+
+
+class Email(Base):
+    __tablename__ = "emails"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(String(50), unique=True)
 
 
 Session: scoped_session[Any] = scoped_session(sessionmaker())
@@ -88,6 +95,28 @@ def test_a_savepoint_rollback_forgets_only_its_own_pushes(db: None, r: redis.Red
         assert r.keys("queue:*") == [], "not before the commit"
     assert sorted(r.keys("queue:*")) == ["queue:outer", "queue:released"]
     assert r.llen("queue:outer") == r.llen("queue:released") == 1
+
+
+def test_a_failed_flush_in_a_savepoint_keeps_the_pushes_made_before_it(
+        db: None, r: redis.Redis) -> None:
+    """Get-or-create as written: the savepoint's flush raises IntegrityError. The failed
+    flush rolls back its own subtransaction first, which was taken for the whole one."""
+    with Session.begin():
+        Session.add(Email(address="taken@example.com"))
+    with Session() as session, session.begin():
+        after_commit(session, Welcome.perform_async, 1)
+        with pytest.raises(IntegrityError), session.begin_nested():
+            after_commit(session, Welcome.set(queue="rolled-back").perform_async, 2)
+            session.add(Email(address="taken@example.com"))
+            session.flush()
+        assert r.keys("queue:*") == [], "not before the commit"
+    assert r.keys("queue:*") == ["queue:default"]
+    assert r.llen("queue:default") == 1
+    with pytest.raises(IntegrityError), Session() as session, session.begin():
+        after_commit(session, Welcome.perform_async, 3)
+        session.add(Email(address="taken@example.com"))
+        session.flush()  # no savepoint: the whole transaction rolls back, and its push
+    assert r.llen("queue:default") == 1
 
 
 def test_a_scoped_session_is_taken_for_its_session(db: None, r: redis.Redis) -> None:

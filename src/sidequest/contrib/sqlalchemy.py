@@ -84,13 +84,19 @@ def _run(session: Session) -> None:
 
 
 def _forget(session: Session, previous: SessionTransaction) -> None:
-    """A rollback ended ``previous``: drop the pushes made inside it. after_rollback would
-    not do: it fires for a savepoint's rollback too, with no word of which transaction."""
-    if not previous.nested:  # the whole transaction
+    """A rollback ended ``previous``: drop the pushes made inside what it undid. after_rollback
+    would not do: it fires for a savepoint's rollback too, with no word of which one."""
+    # A flush runs in a subtransaction of its own, neither a savepoint nor the whole. When
+    # it fails, this fires once, for it, and what it undoes reaches up to the innermost
+    # savepoint around it (get-or-create's IntegrityError), or else the whole transaction.
+    undone = previous
+    while undone.parent is not None and not undone.nested:
+        undone = undone.parent
+    if undone.parent is None:  # the whole transaction
         session.info.pop(_PENDING, None)
         return
     pending = session.info.get(_PENDING, [])
-    pending[:] = [entry for entry in pending if not _inside(entry[0], previous)]
+    pending[:] = [entry for entry in pending if not _inside(entry[0], undone)]
 
 
 def _inside(transaction: SessionTransaction | None, ended: SessionTransaction) -> bool:
