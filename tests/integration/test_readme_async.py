@@ -70,6 +70,11 @@ def test_readme_reindex_resumes_where_it_stopped(redis_url: str, r: redis.Redis,
     (raw,) = r.lrange("queue:default", 0, -1)
     resumed = json.loads(raw)
     assert resumed["class"].endswith("Reindex") and resumed["args"][0] > 0
+    # It ran once: stopping() turns true when fetching stops, not before. Before, it was
+    # true up to a tenth of a second earlier, and the stopping worker fetched the pushed
+    # job back and ran it again, dozens of times.
+    log = (tmp_path / "worker.log").read_text()
+    assert log.count("Reindex") <= 2 and int(r.get("stat:processed") or 0) == 1, log
 
 
 def _busy(r: redis.Redis) -> str:

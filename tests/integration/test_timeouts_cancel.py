@@ -6,6 +6,7 @@ during a graceful stop. Real Redis, in-process workers."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from typing import Any
@@ -134,3 +135,37 @@ def test_stopping_is_true_during_a_graceful_stop() -> None:
     with running_worker():
         wait_for(started.is_set, what="the job to start")
     assert [e for e, _ in events] == ["stopping"]
+
+
+class Resumes(Job):
+    """The README's resume pattern: on a stop, push the rest and return."""
+
+    def perform(self, start: int = 0) -> None:
+        events.append(("run", time.time()))
+        started.set()
+        for i in range(start, 3000):
+            if self.stopping():
+                Resumes.perform_async(i)
+                return
+            steps.append(i)
+            time.sleep(0.01)
+
+
+steps: list[int] = []
+
+
+def test_stopping_turns_true_when_fetching_stops_not_before(r: redis.Redis) -> None:
+    """A stop is asked (TERM) before the worker quiets (its main thread acts on it up to a
+    tenth of a second later). Had stopping() turned true at the ask, the job would push its
+    remainder, and the still-fetching worker would take it back and run it again, dozens of
+    times, until it quieted."""
+    steps.clear()
+    Resumes.perform_async()
+    with running_worker(embedded=False) as launcher:
+        wait_for(started.is_set, what="the job to start")
+        launcher.signal("TERM")  # asked; no main loop here to act on it
+        asked = len(steps)
+        wait_for(lambda: len(steps) >= asked + 20, what="20 more steps after the ask")
+    assert [e for e, _ in events] == ["run"], "it ran once"
+    (raw,) = r.lrange("queue:default", 0, -1)
+    assert json.loads(raw)["args"] == [steps[-1] + 1], "the rest was pushed, once"

@@ -252,7 +252,10 @@ class Launcher:
         return cancels.is_cancelled(jid)
 
     def is_stopping(self) -> bool:
-        return self.stop_requested.is_set() or self.manager.quieted.is_set()
+        # Quieted, not merely asked: the main thread acts on a stop up to NAP later, and a
+        # job that saw the stop and pushed its remainder would meanwhile be fetched and run
+        # again, over and over, by the worker that is about to stop.
+        return self.manager.quieted.is_set()
 
     def quiet(self) -> None:
         if not self.manager.quieted.is_set():
