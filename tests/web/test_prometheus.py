@@ -136,3 +136,35 @@ def test_sidequest_web_refuses_a_short_token(redis_url: str) -> None:
     assert SCRAPE_TOKEN_ENV in result.stderr and "at least 16" in result.stderr
     assert "secrets.token_urlsafe(24)" in result.stderr
     assert "Traceback" not in result.stderr and not result.stdout
+
+
+def test_an_apps_own_registry_survives_a_redis_outage(redis_url: str, r: redis.Redis) -> None:
+    """Registered in an app's registry, the collector neither fails the app's start (it was
+    collected at registration) nor its scrapes while Redis is down."""
+    import socket
+
+    from prometheus_client import CollectorRegistry, Counter, generate_latest
+
+    import sidequest
+    import sidequest.connection
+    from sidequest.contrib.prometheus import SidequestCollector
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = f"redis://127.0.0.1:{probe.getsockname()[1]}/0"
+    registry = CollectorRegistry(auto_describe=True)  # as prometheus_client.REGISTRY
+    Counter("app_requests", "The app's own figure.", registry=registry).inc()
+    r.set("stat:processed", 5)
+    try:
+        sidequest.connection.reset()
+        sidequest.configure(redis_url=dead)
+        registry.register(SidequestCollector())
+        down = samples(generate_latest(registry).decode())
+    finally:
+        sidequest.connection.reset()
+        sidequest.configure(redis_url=redis_url)
+    assert down[("sidequest_redis_up", ())] == 0
+    assert down[("app_requests_total", ())] == 1
+    assert ("sidequest_processed_total", ()) not in down
+    up = samples(generate_latest(registry).decode())
+    assert up[("sidequest_redis_up", ())] == 1 and up[("sidequest_processed_total", ())] == 5

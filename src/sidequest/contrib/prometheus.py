@@ -19,8 +19,11 @@ histogram is a gauge histogram; the all-time totals are counters.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import cast
+
+import redis
 
 try:
     from prometheus_client.core import (
@@ -42,14 +45,37 @@ from sidequest.api.lenient import as_int
 from sidequest.api.queues import latency_of
 from sidequest.metrics import BOUNDS_MS, BUCKETS, minute_stamp
 
+log = logging.getLogger("sidequest")
+
 #: Queues reported per scrape, the largest first; a Redis with more reports these.
 MAX_QUEUES = 500
 
 
 class SidequestCollector(Collector):
-    """Reads the figures from Redis on each ``collect()`` (each scrape)."""
+    """Reads the figures from Redis on each ``collect()`` (each scrape).
+
+    While Redis cannot be reached, a scrape gives ``sidequest_redis_up 0`` and nothing else
+    (1 with the figures otherwise), rather than failing the scrape of the whole registry:
+    registered in an app's own registry, an exception here would take the app's other
+    metrics down with it."""
+
+    def describe(self) -> Iterator[Metric]:
+        # Without describe(), prometheus-client calls collect() at registration, so an app
+        # that registers this while Redis is down would fail to start. The names are left
+        # undeclared (no duplicate check for them), which prometheus-client allows.
+        return iter(())
 
     def collect(self) -> Iterator[Metric]:
+        try:
+            found = list(self._read())
+        except redis.RedisError as exc:
+            log.warning("Prometheus scrape: Redis could not be read: %s", exc)
+            yield _up(0)
+            return
+        yield _up(1)
+        yield from found
+
+    def _read(self) -> Iterator[Metric]:
         stats = Stats()
         yield from _totals(stats)
         # Jobs of dead processes that no Sidequest worker has put back yet: with only Ruby
@@ -58,6 +84,11 @@ class SidequestCollector(Collector):
                      " put back in their queues.", sum(awaiting_recovery().values()))
         yield from _queues(list(stats.queues)[:MAX_QUEUES])
         yield from _classes(metrics.summary("1h"))
+
+
+def _up(value: int) -> GaugeMetricFamily:
+    return _gauge("sidequest_redis_up", "1 when this scrape could read Sidequest's Redis, else 0"
+                  " (and no other figure).", value)
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
