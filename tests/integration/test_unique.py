@@ -14,7 +14,7 @@ import redis
 
 from helpers import running_worker, wait_for
 from sidequest import Job, job, keys
-from sidequest.api import DeadSet, Queue, ScheduledSet
+from sidequest.api import DeadSet, Queue, ScheduledSet, cancel
 from sidequest.errors import ConfigError
 
 ran: list[tuple[str, Any]] = []
@@ -184,6 +184,25 @@ def test_deleting_a_job_from_the_api_releases_it(r: redis.Redis) -> None:
     assert scheduled.kill() and DeadSet().size == 1
     assert not locks(r)
     assert Sync.perform_async(4) and Sync.perform_in(600, 4)
+
+
+class AsyncUnique(Job):
+    unique_for = 60
+
+    async def perform(self, account: int) -> None:
+        ran.append((self.jid, account))
+
+
+@pytest.mark.parametrize("cls", [Sync, AsyncUnique])
+def test_a_job_cancelled_while_queued_gives_its_identity_back(
+        r: redis.Redis, cls: type[Job]) -> None:
+    queued = cls.perform_async(5)
+    assert queued and cancel(queued) is False  # queued: dropped when fetched
+    with running_worker():
+        wait_for(lambda: Queue("default").size == 0, what="the cancelled job to be fetched")
+        wait_for(lambda: not locks(r), what="the lock to go with the dropped job")
+    assert not ran, "it never ran"
+    assert cls.perform_async(5), "an identical job may be pushed again at once"
 
 
 def test_the_lock_expires_after_unique_for(r: redis.Redis) -> None:

@@ -26,6 +26,7 @@ class _Guards:
                  call_next: Callable[[], Any]) -> Any:
         if cancels.jids and _cancelled(payload):
             _dropped(payload, "cancelled")
+            unique.mark_success(payload)  # never to run: its lock goes with the ack
             return None
         return _guard(job, payload, queue, call_next)
 
@@ -36,6 +37,7 @@ class _Guards:
         event loop."""
         if cancels.jids and _cancelled(payload):
             await asyncio.to_thread(_dropped, payload, "cancelled")
+            unique.mark_success(payload)
             return None
         run = _async_run(payload, call_next)
         try:
