@@ -17,7 +17,7 @@ from sidequest.batch import Batch
 from sidequest.options import OPTIONS, PUSH_OPTIONS, check_typos, to_epoch, validate_options
 from sidequest.payload import KWARGS, Payload
 from sidequest.pushcheck import check_runnable
-from sidequest.signatures import check_bulk, check_call, with_self
+from sidequest.signatures import NO_PERFORM, check_bulk, check_call, with_self
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -197,6 +197,8 @@ class Job(metaclass=_JobMeta):
 
     def perform(self, *args: Any, **kwargs: Any) -> None:
         raise NotImplementedError(f"{type(self).__name__} must define perform()")
+
+    setattr(perform, NO_PERFORM, True)  # a push of a class that reaches it is refused
 
     def cancelled(self) -> bool:
         """True once ``sidequest.api.cancel(self.jid)`` was called (seen within a second): a

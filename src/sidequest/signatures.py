@@ -6,9 +6,13 @@ from older code or another client).
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Callable, Iterable
 from typing import Any
+
+#: Set on ``Job.perform``, the base's stand-in: a class that reaches it defines no perform.
+NO_PERFORM = "__sidequest_no_perform__"
 
 _signatures: dict[type, inspect.Signature | None] = {}
 #: Per job class, the range of positional argument counts its ``perform`` takes when that is
@@ -42,6 +46,9 @@ def check_call(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any],
     if cls not in _signatures:
         _learn(cls)
     signature = _signatures[cls]
+    # Only a stub for another process's class (its own ``name``) may go without a perform.
+    if getattr(cls.perform, NO_PERFORM, False) and not vars(cls).get("name"):  # type: ignore[attr-defined]
+        _no_perform(cls)
     if signature is None:
         return
     counts = _counts[cls]
@@ -56,6 +63,22 @@ def check_call(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any],
         name = vars(cls).get("name") or f"{cls.__module__}.{cls.__qualname__}"
         raise TypeError(f"{name}.perform{shown} cannot take these arguments: {exc}{hint}"
                         ) from None
+
+
+def _no_perform(cls: type) -> None:
+    """Refuse a push of a class that defines no perform (a base class, or a misspelt
+    ``def preform``): in the worker it would be an unknown class, retried for weeks."""
+    own: set[str] = set()
+    for base in cls.__mro__:
+        if getattr(vars(base).get("perform"), NO_PERFORM, False):
+            break  # the Job base: its methods are not the user's
+        own.update(name for name, value in vars(base).items()
+                   if callable(value) and not name.startswith(("_", "perform")))
+    near = difflib.get_close_matches("perform", sorted(own), n=1, cutoff=0.7)
+    hint = f"; did you mean to name {near[0]!r} perform?" if near else ""
+    raise TypeError(f"{cls.__module__}.{cls.__qualname__} defines no perform(), so no worker"
+                    f" could run it: give it a `def perform(self, ...)`{hint} (to push a job"
+                    " that another process runs, a Ruby class say, set `name` to its name)")
 
 
 def _learn(cls: type) -> None:

@@ -132,3 +132,35 @@ def test_arguments_perform_cannot_take_are_named(r: redis.Redis, cls: type[Job])
         f"{name}.perform(user_id, note) cannot take these arguments: missing a required "
         "argument: 'note'; the job was pushed with arguments")
     assert inside["error_message"] == "raised by the job itself"
+
+
+class NoPerform(Job):
+    """A base for job classes, or a job whose perform is misspelt."""
+
+    queue = "default"
+
+    def preform(self, user_id: int) -> None:
+        pass
+
+
+def test_a_class_without_perform_is_refused_at_the_push(r: redis.Redis) -> None:
+    """In the worker it is an unknown class (never registered), whose error blamed the
+    worker's imports, retried for weeks; now the push says what is missing."""
+    refused = r"NoPerform defines no perform\(\), so no worker could run it: .*did you " \
+              r"mean to name 'preform' perform\?"
+    with pytest.raises(TypeError, match=refused):
+        NoPerform.perform_async(1)
+    with pytest.raises(TypeError, match=refused):
+        NoPerform.perform_in(60, 1)
+    with pytest.raises(TypeError, match=refused):
+        NoPerform.perform_bulk([[1], [2]])
+    assert r.keys("*") == [], "nothing was written"
+
+
+class RubyStub(Job):
+    name = "HardJob"  # runs in Ruby: a stub to push it needs no perform
+
+
+def test_a_named_stub_for_another_process_needs_no_perform(r: redis.Redis) -> None:
+    jid = RubyStub.perform_async(1)
+    assert jid and json.loads(r.lindex("queue:default", 0))["class"] == "HardJob"
