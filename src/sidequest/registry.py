@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import sys
 import threading
 from typing import TYPE_CHECKING
@@ -68,14 +69,37 @@ def near_miss(name: str) -> str | None:
     if find(name) is not None:
         return None
     module, _, attr = name.rpartition(".")
-    if not module or module not in sys.modules:
+    if not module:
         return None
+    if module not in sys.modules:
+        return _missing_module(name, module)
     there = [known for known in names() if known.startswith(module + ".")]
     close = difflib.get_close_matches(name, there, 1)
     hint = (f"; did you mean {close[0]!r}?" if close
             else f"; its job classes: {', '.join(there)}" if there else "")
     return (f"the module {module!r} is loaded but defines no job {attr!r} (a Job class or an"
             f" @job function){hint}")
+
+
+def _missing_module(name: str, module: str) -> str | None:
+    """A slip in the module part ("app.pjob.Beat" for "app.pjobs.Beat"): the module exists
+    nowhere on this process's path, and a job loaded here has almost that name. Another
+    service's job, in a module this process lacks, is rarely that close to one of ours."""
+    close = difflib.get_close_matches(name, names(), 1, cutoff=0.9)
+    if not close or _importable(module):
+        return None
+    return (f"no module {module!r} exists where this process looks, and {close[0]!r} is a job"
+            f" loaded here; did you mean {close[0]!r}?")
+
+
+def _importable(module: str) -> bool:
+    parent = module.rpartition(".")[0]
+    if parent and parent not in sys.modules:
+        return True  # finding it would import its package: assume it is another's module
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def names() -> list[str]:

@@ -234,6 +234,19 @@ def test_a_worker_refuses_an_entry_naming_no_job_of_a_loaded_module(r: redis.Red
         wait_for(lambda: r.hexists(keys.PERIODIC, "Reports::Daily"), what="the entry")
 
 
+def test_a_worker_refuses_an_entry_with_a_slip_in_its_module_name(r: redis.Redis) -> None:
+    """The module part misspelt: no such module exists, and a loaded job has almost that
+    name. Before, the worker started and every tick failed as an unknown class."""
+    from sidequest.errors import ConfigError
+
+    slip = __name__ + "s.Tick"  # test_periodics.Tick
+    sidequest.periodic(slip, every=5, queue=QUEUE)
+    refused = (rf"periodic entry '{slip}': no module '{slip[:-5]}' exists where this process"
+               rf" looks, and '{__name__}.Tick' is a job loaded here; did you mean")
+    with pytest.raises(ConfigError, match=refused), running_worker():
+        pass
+
+
 def test_an_entry_for_a_queue_this_worker_does_not_serve_is_pointed_out(
         r: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
     sidequest.periodic(Beat, every=5, queue=QUEUE, name="unserved")
