@@ -61,8 +61,24 @@ def check_call(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any],
                  for p in list(signature.parameters.values())[1:]]
         shown = inspect.Signature(plain)
         name = vars(cls).get("name") or f"{cls.__module__}.{cls.__qualname__}"
-        raise TypeError(f"{name}.perform{shown} cannot take these arguments: {exc}{hint}"
+        why = _unknown_keyword(signature, kwargs) or str(exc)
+        raise TypeError(f"{name}.perform{shown} cannot take these arguments: {why}{hint}"
                         ) from None
+
+
+def _unknown_keyword(signature: inspect.Signature, kwargs: dict[str, Any]) -> str | None:
+    """A misspelt keyword first: bind() names the required argument it left missing
+    ('key'), not the one given by mistake ('k')."""
+    parameters = signature.parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return None
+    takes = [n for n, p in parameters.items() if p.kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+    unknown = next((key for key in kwargs if key not in takes), None)
+    if unknown is None:
+        return None
+    close = difflib.get_close_matches(unknown, takes, 1)
+    return f"no parameter named {unknown!r}" + (f"; did you mean {close[0]!r}?" if close else "")
 
 
 def _no_perform(cls: type) -> None:

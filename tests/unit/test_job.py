@@ -322,6 +322,19 @@ def test_a_bulk_push_perform_cannot_take_is_refused_whole(
     assert pushed == []
 
 
+def test_a_misspelt_keyword_is_named_not_the_argument_it_left_missing(
+    pushed: list[dict[str, Any]],
+) -> None:
+    # bind() alone said "missing a required argument: 'key'" for k="a" and kee="a".
+    with pytest.raises(TypeError, match=r"no parameter named 'kee'; did you mean 'key'\?"):
+        tj_clear_cache.perform_async(kee="a")
+    with pytest.raises(TypeError, match=r"no parameter named 'user'; did you mean 'user_id'"):
+        TJWelcome.perform_async(user=1)
+    with pytest.raises(TypeError, match=r"perform\(key\) .*: no parameter named 'k'$"):
+        tj_clear_cache.perform_async(k="a")
+    assert pushed == []
+
+
 def test_one_jid_for_a_bulk_push_of_several_jobs_is_refused(
     pushed: list[dict[str, Any]],
 ) -> None:
