@@ -74,9 +74,12 @@ LIMITER_SHARD = "default"
 class OverLimit(Exception):
     """A limiter was full for longer than its ``wait_timeout``."""
 
-    def __init__(self, name: str, retry_in: float) -> None:
-        super().__init__(f"rate limiter {name!r} is full; a slot frees in {retry_in:.2f} s")
+    def __init__(self, name: str, retry_in: float, why: str | None = None) -> None:
+        super().__init__(f"rate limiter {name!r} is full; "
+                         + (why or f"a slot frees in {retry_in:.2f} s"))
         self.name = name
+        #: Seconds until the limiter expects a slot; 0 when it cannot tell (a concurrent
+        #: slot frees whenever its holder leaves).
         self.retry_in = retry_in
 
 
@@ -157,6 +160,9 @@ class Limiter:
         decides whether key names carry the Redis Cluster tag."""
         return keys.limiter(self.name)
 
+    def _full(self, attempt: _Attempt) -> OverLimit:
+        return OverLimit(self.name, attempt.wait)
+
     def _try(self) -> _Attempt:
         """One acquire attempt, one Redis round trip; records nothing (it may run in a
         thread of its own for ``async with``: the caller records the slot)."""
@@ -191,7 +197,7 @@ class Limiter:
         """Seconds to wait before the next try; OverLimit once ``wait_timeout`` is spent."""
         left = deadline - time.monotonic()
         if left <= 0:
-            raise OverLimit(self.name, attempt.wait)
+            raise self._full(attempt)
         return min(max(attempt.wait, 0.001), left, MAX_NAP)
 
     async def _atry(self) -> _Attempt:
@@ -271,6 +277,13 @@ class ConcurrentLimiter(Limiter):
     @property
     def definition(self) -> str:
         return f"limiter.concurrent({self.name!r}, {self.limit}, lock_timeout={self._interval:g})"
+
+    def _full(self, attempt: _Attempt) -> OverLimit:
+        # The script's wait is when the oldest lease would lapse, which its live holder keeps
+        # renewing: a worst case (a dead holder), not when a slot frees. A job sent back
+        # takes the reschedule steps alone.
+        held = "its one slot is held" if self.limit == 1 else f"all {self.limit} slots are held"
+        return OverLimit(self.name, 0.0, f"{held}; a slot frees when its holder leaves its block")
 
     def _try(self) -> _Attempt:
         token = secrets.token_hex(8)

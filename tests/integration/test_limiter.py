@@ -123,6 +123,10 @@ def test_over_limit_reschedules_without_a_retry_then_dies(
         assert entry.jid == jid and entry.item["overlimit_count"] == 1
         assert "retry_count" not in entry.item and RetrySet().size == 0
         assert entry.at - time.time() > 3, "a delay, not a hot loop"
+        # The first step (5 s plus jitter), not the 30 s lease: the holder renews it while
+        # it lives, and the slot frees whenever it leaves its block.
+        assert entry.at - time.time() < 8, entry.at - time.time()
+        assert entry.item.get("error_message") is None
         assert r.get(keys.STAT_OVERLIMIT) == "1" and r.get(keys.limiter_over("gateway")) == "1"
         assert Stats().overlimit == 1 and "Over limit: 1" in render_stats()[1]
         monkeypatch.setattr(limiter, "max_reschedules", 1)
