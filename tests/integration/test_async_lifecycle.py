@@ -14,7 +14,7 @@ import pytest
 
 from helpers import running_worker, wait_for
 from sidequest import Job
-from sidequest.api import Queue, WorkSet, metrics
+from sidequest.api import JobStatus, Queue, WorkSet, metrics
 
 started = threading.Event()
 finished: list[str] = []
@@ -99,9 +99,14 @@ def test_running_async_jobs_show_on_the_busy_page() -> None:
         wait_for(lambda: not list(WorkSet()), what="the busy entries to go")
 
 
-def test_a_graceful_stop_pushes_late_async_jobs_back() -> None:
+class StoredWaits(Waits):
+    store_result = True
+
+
+@pytest.mark.parametrize("cls", [Waits, StoredWaits])
+def test_a_graceful_stop_pushes_late_async_jobs_back(cls: type[Waits]) -> None:
     with running_worker(timeout=0.5) as launcher:
-        jid = Waits.perform_async(60.0)
+        jid = cls.perform_async(60.0)
         assert started.wait(10), "the job did not start"
         begun = time.monotonic()
         assert launcher.stop() is False, "a job had to be pushed back"
@@ -109,6 +114,8 @@ def test_a_graceful_stop_pushes_late_async_jobs_back() -> None:
     assert finished == []
     queue = Queue("default")
     assert [j.jid for j in queue] == [jid]
+    if cls.store_result:  # where it is, in its queue: it said "retrying"
+        assert JobStatus(jid).state == "queued"
 
 
 class Breaks(Job):

@@ -196,8 +196,8 @@ async def _awith_status(payload: Payload, call_next: Callable[[], Awaitable[Any]
         raise
     except asyncio.CancelledError:
         # Cancelled by the API, it will not run again; stopped at shutdown, it is pushed
-        # back and retried. Shielded as in _ain_batch.
-        state = "cancelled" if cancels.is_cancelled(str(payload.get("jid", ""))) else "retrying"
+        # back to its queue (a time limit is JobTimeout, not this). Shielded as in _ain_batch.
+        state = "cancelled" if cancels.is_cancelled(str(payload.get("jid", ""))) else "queued"
         await asyncio.shield(asyncio.to_thread(status.save, payload, state))
         raise
     except BaseException:
