@@ -47,8 +47,10 @@ def make_app(redis_url: str) -> Flask:
     return app
 
 
-def make_app_with(redis_url: str, **settings: Any) -> Flask:
-    """The app with other settings; its job middleware is removed at once (not needed)."""
+def make_app_with(redis_url: str, options: dict[str, Any] | None = None,
+                  **settings: Any) -> Flask:
+    """The app with other settings (``options``: the extension's dashboard options); its job
+    middleware is removed at once (not needed)."""
     app = Flask("shop")
     app.config.update(SECRET_KEY="flask-test-secret", SIDEQUEST_REDIS_URL=redis_url,
                       **settings)
@@ -58,7 +60,7 @@ def make_app_with(redis_url: str, **settings: Any) -> Flask:
         session["role"] = role
         return "ok"
 
-    ext = Sidequest(app, auth=lambda: session.get("role") == "admin")
+    ext = Sidequest(app, auth=lambda: session.get("role") == "admin", **(options or {}))
     middleware.server.remove(ext.in_app_context)
     return app
 
@@ -165,13 +167,12 @@ def test_a_bad_shard_setting_names_the_extension(redis_url: str) -> None:
         make_app_with(redis_url, SIDEQUEST_SHARD_QUEUES={"reports": "report"})
 
 
-def test_a_form_from_one_process_posts_to_another(redis_url: str, r: redis.Redis) -> None:
-    """Two app processes (two app objects here, each with its dashboard) sign alike, from the
-    app's secret_key: a form loaded from one is accepted by the other."""
+def post_form_across(first: Flask, second: Flask) -> Any:
+    """A queue's Delete form loaded from ``first``'s dashboard, posted to ``second``'s with the
+    same browser cookies: accepted only when the two dashboards sign sessions alike."""
     import re
 
     UsesApp.set(queue="doomed").perform_async("GREETING")
-    first, second = make_app_with(redis_url), make_app_with(redis_url)
     client = first.test_client()
     client.post("/become/admin")
     html = client.get("/sidequest/queues", headers={"Accept": "text/html"}).text
@@ -181,10 +182,47 @@ def test_a_form_from_one_process_posts_to_another(redis_url: str, r: redis.Redis
     other = second.test_client()
     for cookie in client._cookies.values():  # the browser's cookies, sent to the other
         other.set_cookie(cookie.key, cookie.value, domain=cookie.domain, path=cookie.path)
-    done = other.post(form.group(1), data={"csrf": form.group(2)},
+    return other.post(form.group(1), data={"csrf": form.group(2)},
                       headers={"Origin": "http://localhost"})
+
+
+def test_a_form_from_one_process_posts_to_another(redis_url: str, r: redis.Redis) -> None:
+    """Two app processes (two app objects here, each with its dashboard) sign alike, from the
+    app's secret_key: a form loaded from one is accepted by the other."""
+    done = post_form_across(make_app_with(redis_url), make_app_with(redis_url))
     assert done.status_code in (302, 303), done.text[:300]
     assert r.llen("queue:doomed") == 0
+
+
+def test_the_session_secret_comes_from_app_config_first(
+        redis_url: str, r: redis.Redis, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """app.config['SIDEQUEST_WEB_SECRET'] signs the dashboard's sessions, over the app's
+    SECRET_KEY and over $SIDEQUEST_WEB_SECRET (as app.config's other settings win over the
+    environment). It used to be logged as a misspelling and ignored."""
+    from sidequest.web.app import PASSWORD_ENV, SECRET_ENV
+
+    secret = "c" * 32
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
+    monkeypatch.setenv(SECRET_ENV, "e" * 32)
+    with caplog.at_level("WARNING", logger="sidequest"):
+        from_config = make_app_with(redis_url, SIDEQUEST_WEB_SECRET=secret)
+    assert caplog.messages == []  # no "did you mean": it is a setting
+    # Signs alike with a dashboard given the same secret in code, so it signed with it.
+    done = post_form_across(from_config, make_app_with(redis_url, {"secret_key": secret}))
+    assert done.status_code in (302, 303), done.text[:300]
+    assert r.llen("queue:doomed") == 0
+    # And not with one signing with the environment's secret: that one lost.
+    refused = post_form_across(from_config, make_app_with(redis_url))
+    assert refused.status_code == 403, refused.text[:300]
+    assert r.llen("queue:doomed") == 1
+
+
+def test_a_short_secret_in_app_config_is_refused(redis_url: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SIDEQUEST_WEB_SECRET", raising=False)
+    with pytest.raises(ConfigError, match=r"SIDEQUEST_WEB_SECRET or secret_key=\) is 5 bytes"):
+        make_app_with(redis_url, SIDEQUEST_WEB_SECRET="short")
 
 
 def test_the_signing_key_comes_from_the_app_unless_one_is_given(

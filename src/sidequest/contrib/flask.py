@@ -20,10 +20,13 @@ Settings read from ``app.config`` when the extension is set up (so set them befo
 ``SIDEQUEST_SHARD_QUEUES`` (dicts, as ``sidequest.configure(shards=..., shard_queues=...)``
 takes them; left out, the shards an earlier ``configure()`` set are kept),
 ``SIDEQUEST_DASHBOARD`` (the dashboard's URL prefix, default ``/sidequest``; ``None`` for no
-dashboard), ``SIDEQUEST_LOGIN_URL`` (where a browser that fails ``auth`` is sent). Another
+dashboard), ``SIDEQUEST_LOGIN_URL`` (where a browser that fails ``auth`` is sent),
+``SIDEQUEST_WEB_SECRET`` (the dashboard's session secret, at least 32 bytes). Another
 ``SIDEQUEST_`` key is logged as ignored, with a did-you-mean. The dashboard signs its
-sessions with a key derived from the app's ``secret_key`` (unless ``$SIDEQUEST_WEB_SECRET``
-or ``secret_key=`` is given), so that every process of the app accepts the others' forms.
+sessions with a key derived from the app's ``secret_key``, so that every process of the app
+accepts the others' forms; a secret given instead wins over it: ``secret_key=``, else
+``app.config['SIDEQUEST_WEB_SECRET']``, else ``$SIDEQUEST_WEB_SECRET`` (app.config wins over
+the environment, as it does for ``SIDEQUEST_REDIS_URL`` and the shards).
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from sidequest.errors import ConfigError
 log = logging.getLogger("sidequest")
 DEFAULT_PREFIX = "/sidequest"
 SETTINGS = ("SIDEQUEST_REDIS_URL", "SIDEQUEST_SHARDS", "SIDEQUEST_SHARD_QUEUES",
-            "SIDEQUEST_DASHBOARD", "SIDEQUEST_LOGIN_URL")
+            "SIDEQUEST_DASHBOARD", "SIDEQUEST_LOGIN_URL", "SIDEQUEST_WEB_SECRET")
 
 
 class Sidequest:
@@ -93,7 +96,13 @@ class Sidequest:
         if login_url:
             options.setdefault("login_url", login_url)
         if "secret_key" not in options:
-            options["secret_key"] = secret_from_host(app.secret_key)
+            # app.config's secret wins over $SIDEQUEST_WEB_SECRET, as app.config's Redis URL
+            # and shards win over the environment's: the app's own settings are the more
+            # specific. Empty counts as unset, as it does for the variable. Without either,
+            # the key is derived from the app's SECRET_KEY (None when only the variable is
+            # set: the dashboard then reads the variable itself).
+            options["secret_key"] = (app.config.get("SIDEQUEST_WEB_SECRET")
+                                     or secret_from_host(app.secret_key))
         dashboard = wsgi_app(**options)
         app.wsgi_app = DispatcherMiddleware(  # type: ignore[method-assign]
             app.wsgi_app, {prefix: dashboard})

@@ -19,6 +19,16 @@ from __future__ import annotations
 
 from typing import Any
 
+# Checked here, where every module of the integration (the app, the backend, the urls, the
+# management command) is imported through, so that each says which extra to install instead
+# of a bare "No module named 'django'". Only the top-level package: importing it does not
+# touch the settings, which Django has not read yet when it imports this app.
+try:
+    import django  # noqa: F401
+except ImportError as exc:  # pragma: no cover - the message is the point
+    raise ImportError("sidequest.contrib.django needs Django: pip install 'sidequest[django]'"
+                      ) from exc
+
 
 def __getattr__(name: str) -> Any:
     # Loaded on use: Django imports this package for INSTALLED_APPS before its settings are
