@@ -19,8 +19,10 @@ import sys
 from sidequest import interrupts
 from sidequest.errors import ConfigError
 from sidequest.runner import config_from_args, parser, run_worker
+from sidequest.web_flags import WEB_EXTRA, web_parser
 
 COMMANDS = ("run", "dev", "stats", "status", "periodic", "web")
+
 
 
 def _unknown_command(word: str) -> str:
@@ -36,8 +38,9 @@ def _web(argv: list[str]) -> int:
     try:
         from sidequest.web.server import main as web_main
     except ImportError as exc:  # the web extra is optional
+        web_parser().parse_args(argv)  # --help (or a bad flag) is answered all the same
         hint = "" if "sidequest[web]" in str(exc) else (
-            "; the dashboard needs its extra: pip install 'sidequest[web]'")
+            f"; the dashboard needs its extra: {WEB_EXTRA}")
         print(f"sidequest web: {exc}{hint}", file=sys.stderr)
         return 2
     return web_main(argv)

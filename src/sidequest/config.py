@@ -18,7 +18,7 @@ from sidequest import connection, shards, sidekiq_settings
 from sidequest.errors import ConfigError
 from sidequest.morgue import DEAD_MAX_JOBS, DEAD_TIMEOUT
 from sidequest.options import QUEUE_NAME
-from sidequest.periodic_jobs import from_table
+from sidequest.periodic_jobs import FileTable, from_table
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -218,23 +218,27 @@ def parse_queue(text: str) -> tuple[str, int]:
     try:
         return name, int(weight)
     except ValueError:
-        raise ConfigError(f"queue {text!r}: the weight after the comma must be a number") from None
+        raise ConfigError(f"queue {text!r}: the weight after the comma must be a whole number,"
+                          f" e.g. -q {name},3 (\"{name},3\" in the settings file)") from None
 
 
 def _queues_from_file(value: Any, path: Path) -> tuple[tuple[str, int], ...]:
     if not isinstance(value, list):
         raise ConfigError(f"{path}: queues must be a list like [\"critical,3\", \"default\"]")
-    out = []
-    for item in value:
-        if isinstance(item, str):
-            out.append(parse_queue(item))
-        elif isinstance(item, list) and len(item) == 2 and isinstance(item[0], str):
-            out.append((item[0], item[1]))  # the weight's type is checked by validate()
-        else:
-            raise ConfigError(
-                f"{path}: queue entry {item!r} must be \"name\", \"name,weight\" or [name, weight]"
-            )
-    return tuple(out)
+    return tuple(_queue_from_file(item, path) for item in value)
+
+
+def _queue_from_file(item: Any, path: Path) -> tuple[str, Any]:
+    if isinstance(item, str):
+        try:
+            return parse_queue(item)
+        except ConfigError as exc:  # parse_queue serves -q too, which has no file to name
+            raise ConfigError(f"{path}: {exc}") from None
+    if isinstance(item, list) and len(item) == 2 and isinstance(item[0], str):
+        return item[0], item[1]  # the weight's type is checked by validate()
+    raise ConfigError(
+        f"{path}: queue entry {item!r} must be \"name\", \"name,weight\" or [name, weight]"
+    )
 
 
 #: The names a settings file (or a framework's settings mapping) may use.
@@ -312,10 +316,26 @@ def _file_value(key: str, value: Any, file: Path) -> Any:
             raise ConfigError(f"{file}: write periodic jobs as [[periodic]] tables")
         for table in value:
             from_table(table, str(file))  # a bad entry fails now, naming the file
-        return tuple(value)
+        return tuple(_file_table(table, file) for table in value)
     if key in ("require", "labels"):
         return tuple([value] if isinstance(value, str) else value)
     return value
+
+
+def _file_table(table: dict[str, Any], file: Path) -> FileTable:
+    out = FileTable(table)
+    out.source = str(file)  # for the worker's second check, once the jobs are imported
+    return out
+
+
+#: How validate() speaks of settings whose name its messages do not spell out (they serve
+#: the command line too): a message starting so is about that setting.
+_SPOKEN = {"queues": "queue ", "log_level": "log level ", "log_format": "log format "}
+
+
+def _about(message: str, keys: Iterable[str]) -> bool:
+    """Whether a validation message is about one of the settings ``keys``."""
+    return any(key in message or message.startswith(_SPOKEN.get(key, key)) for key in keys)
 
 
 def build(file: str | None = None, *, base: Mapping[str, Any] | None = None,
@@ -336,10 +356,9 @@ def build(file: str | None = None, *, base: Mapping[str, Any] | None = None,
     except ConfigError as exc:
         # A bad value from the file (or the settings): name it, so the user knows where to
         # look.
-        if any(key in str(exc) for key in set(from_file) - set(given)):
+        if _about(str(exc), set(from_file) - set(given)):
             raise ConfigError(f"{file}: {exc}") from None
-        if base_source and any(key in str(exc) for key in set(from_base) - set(from_file)
-                               - set(given)):
+        if base_source and _about(str(exc), set(from_base) - set(from_file) - set(given)):
             raise ConfigError(f"{base_source}: {exc}") from None
         raise
     _warn_of_colon_weights(config.queues)

@@ -177,8 +177,18 @@ def _schedule(label: str, expression: str | None, every: int | None,
         raise ConfigError(f"{label}: {exc}") from None
 
 
+class FileTable(dict[str, Any]):
+    """A ``[[periodic]]`` table that knows the file (or settings) it was read from: the
+    worker builds its entry again once the application is imported, when a job's perform
+    can first be checked, and that error must name the file too, not just "config file"."""
+
+    source: str = ""
+
+
 def from_table(table: Any, where: str) -> Entry:
-    """An entry from a ``[[periodic]]`` table of a TOML file (``where`` names the file)."""
+    """An entry from a ``[[periodic]]`` table of a TOML file (``where`` names the file,
+    unless the table is a FileTable that knows it)."""
+    where = getattr(table, "source", "") or where
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: each [[periodic]] must be a table with name, class and "
                           f"cron or every, got {table!r}")

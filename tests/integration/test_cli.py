@@ -364,6 +364,16 @@ def test_web_without_its_extra_says_so_once(tmp_path: Path) -> None:
     assert out.count("needs its extra") == 1 and "pip install 'sidequest[web]'" in out
 
 
+def test_web_help_answers_without_its_extra(tmp_path: Path) -> None:
+    (tmp_path / "starlette").mkdir()
+    (tmp_path / "starlette" / "__init__.py").write_text("raise ImportError('no starlette')\n")
+    proc = sidequest("web", "--help", env={"PYTHONPATH": str(tmp_path)})
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert out.startswith("usage: sidequest web") and "--port PORT" in out, out
+    assert "pip install 'sidequest[web]'" in " ".join(out.split())  # argparse wraps it
+
+
 def test_a_second_ctrl_c_says_a_stop_is_running_and_a_third_forces_it(
     worker_env: dict[str, str], r: redis.Redis,
 ) -> None:

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+import sidequest
+from sidequest import periodic_jobs
 from sidequest.config import Config, build, load_file, parse_queue
 from sidequest.errors import ConfigError
 
@@ -73,6 +75,12 @@ def test_parse_queue(text: str, expected: tuple[str, int]) -> None:
 @pytest.mark.parametrize("text", ["low,high", "low,1.5", "low,2,3"])
 def test_parse_queue_refuses_a_weight_that_is_not_a_whole_number(text: str) -> None:
     with pytest.raises(ConfigError, match=f"queue '{text}': the weight after the comma"):
+        parse_queue(text)
+
+
+@pytest.mark.parametrize("text", ["critical,1.5", "critical,abc"])
+def test_a_bad_weight_is_asked_for_as_a_whole_number_with_an_example(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"must be a whole number, e\.g\. -q critical,3 "):
         parse_queue(text)
 
 
@@ -224,6 +232,52 @@ def test_a_bad_value_in_the_file_names_the_file(tmp_path: Path) -> None:
     # The same bad value from a flag does not blame the file.
     with pytest.raises(ConfigError, match=r"^concurrency"):
         build(write(tmp_path, "tag = 'x'\n"), concurrency=-1)
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ('queues = ["critical,abc"]', "queue 'critical,abc': the weight after the comma"),
+    ('queues = [["critical", 1.5]]', "queue 'critical': weight must be a whole number"),
+    ('queues = ["a", "a"]', "queue 'a' is given twice"),
+    ('log_level = "debug"', "log level 'debug': use one of"),
+    ('log_format = "xml"', "log format 'xml': choose text or json"),
+])
+def test_bad_queues_and_log_settings_in_the_file_name_the_file(
+    tmp_path: Path, text: str, says: str,
+) -> None:
+    path = write(tmp_path, text + "\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(path)}: {re.escape(says)}"):
+        build(path)
+
+
+def test_a_bad_queue_from_a_flag_does_not_blame_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, 'queues = ["a"]\nlog_level = "INFO"\n')
+    with pytest.raises(ConfigError, match=r"^queue 'b' is given twice"):
+        build(path, queues=(("b", 0), ("b", 0)))
+    with pytest.raises(ConfigError, match=r"^log level 'debug'"):
+        build(path, log_level="debug")
+
+
+def test_a_periodic_entry_checked_once_its_job_is_imported_names_the_file(
+    tmp_path: Path,
+) -> None:
+    from sidequest.worker.periodic import load_entries
+
+    path = write(tmp_path, '[[periodic]]\nname = "nr"\nclass = "late.Nightly"\nevery = 60\n'
+                           "args = [1, 2]\n")
+    config = build(path)  # the job is not imported yet: its perform cannot be checked
+
+    class Nightly(sidequest.Job):
+        name = "late.Nightly"
+
+        def perform(self) -> None:
+            pass
+
+    try:  # the worker builds the entries again once -r has imported the jobs
+        with pytest.raises(ConfigError, match=rf"^{re.escape(path)}: periodic entry 'nr': "
+                                              r".*cannot take these arguments"):
+            load_entries(config)
+    finally:
+        periodic_jobs.clear()
 
 
 def test_extra_cannot_be_set_from_a_file(tmp_path: Path) -> None:

@@ -39,9 +39,10 @@ from sidequest.web.views import (
     sets,
 )
 from sidequest.web.views import periodic as periodic_view
+from sidequest.web_flags import WEB_PASSWORD_ENV
 
 log = logging.getLogger("sidequest.web")
-PASSWORD_ENV = "SIDEQUEST_WEB_PASSWORD"
+PASSWORD_ENV = WEB_PASSWORD_ENV
 SECRET_ENV = "SIDEQUEST_WEB_SECRET"
 SESSION_HOURS = 12
 #: Shortest password and secret accepted: a shorter one falls to guessing (the login limiter

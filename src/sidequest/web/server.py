@@ -35,9 +35,9 @@ from sidequest import connection
 from sidequest.config import connect_as_file
 from sidequest.errors import ConfigError
 from sidequest.web.app import PASSWORD_ENV, create_app
+from sidequest.web_flags import WEB_HOST, web_parser
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 7433
+DEFAULT_HOST = WEB_HOST
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 START_TIMEOUT = 10.0
 
@@ -70,44 +70,8 @@ def build_app(host: str, insecure: bool = False, title: str = "Sidequest",
     )
 
 
-def _port(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is no port: give a whole number from 1 to"
-                                         " 65535")
-    return int(text)
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sidequest web",
-                                     description="Serve the Sidequest dashboard.")
-    parser.add_argument("--host", default=DEFAULT_HOST,
-                        help=f"address to listen on (default {DEFAULT_HOST})")
-    parser.add_argument("--port", type=_port, default=DEFAULT_PORT,
-                        help=f"port (default {DEFAULT_PORT})")
-    parser.add_argument("--insecure", action="store_true",
-                        help=f"serve a non-loopback address without a login ({PASSWORD_ENV}"
-                             " unset): only behind a proxy that authenticates")
-    redis_url = parser.add_mutually_exclusive_group()
-    redis_url.add_argument("--redis-url", help="Redis URL (default: $SIDEQUEST_REDIS_URL,"
-                           " $REDIS_URL, redis://localhost:6379/0); one with a password is"
-                           " better given in $SIDEQUEST_REDIS_URL or --redis-url-file, as"
-                           " every user of this machine can read command lines")
-    redis_url.add_argument("--redis-url-file", metavar="PATH",
-                           help="read the Redis URL from this file (e.g. a mounted secret)")
-    parser.add_argument("-C", "--config", metavar="FILE",
-                        help="the worker's TOML file, for its redis_url and shard table")
-    parser.add_argument("--https", action="store_true",
-                        help="browsers reach the dashboard over https (a TLS proxy in front):"
-                             " always mark the session cookie Secure and send HSTS")
-    parser.add_argument("--title", default="Sidequest", help="name shown in the page header")
-    parser.add_argument("--forwarded-allow-ips", metavar="ADDRESSES",
-                        help="comma-separated addresses of proxies whose X-Forwarded-For and"
-                             " X-Forwarded-Proto headers are believed (default: none)")
-    return parser
-
-
 def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+    args = web_parser().parse_args(argv)
     connect_as_file(args.config, redis_url_of(args))
     app = build_app(args.host, args.insecure, args.title, https=args.https)
     sock = listening(args.host, args.port)  # before the banner: a port in use is said first
