@@ -134,6 +134,7 @@ class Config:
         return [name for name, _ in self.queues]
 
     def validate(self) -> Config:
+        self._validate_texts()
         self._validate_numbers()
         self._validate_queues()
         shards.build(self.shards, self.shard_queues)
@@ -142,6 +143,15 @@ class Config:
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"log format {self.log_format!r}: choose text or json")
         return self
+
+    def _validate_texts(self) -> None:
+        for name in ("tag", "environment", "metrics_host", "log_level", "log_format"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(f"{name} must be a string, got {getattr(self, name)!r}")
+        for name in ("require", "labels"):
+            value = getattr(self, name)
+            if not isinstance(value, (tuple, list)) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{name} must be a string or a list of strings, got {value!r}")
 
     def _validate_numbers(self) -> None:
         _positive_int("concurrency", self.concurrency, 1000)
@@ -318,7 +328,9 @@ def _file_value(key: str, value: Any, file: Path) -> Any:
             from_table(table, str(file))  # a bad entry fails now, naming the file
         return tuple(_file_table(table, file) for table in value)
     if key in ("require", "labels"):
-        return tuple([value] if isinstance(value, str) else value)
+        # A list of strings, or one string; anything else is for validate() to name.
+        return tuple([value] if isinstance(value, str) else value) if isinstance(
+            value, (str, list)) else value
     return value
 
 

@@ -326,3 +326,19 @@ def test_settings_mapping_is_checked_like_the_file() -> None:
         build(base=base, base_source="settings.X")
     config = build(base=base, base_source="settings.X", concurrency=4)
     assert config.concurrency == 4 and config.queues == (("critical", 2), ("low", 0))
+
+
+@pytest.mark.parametrize(("line", "says"), [
+    ("require = 5", "require must be a string or a list of strings, got 5"),
+    ("labels = 5", "labels must be a string or a list of strings, got 5"),
+    ('labels = ["a", 3]', "labels must be a string or a list of strings"),
+    ("environment = 5", "environment must be a string, got 5"),
+    ("tag = 5", "tag must be a string, got 5"),
+])
+def test_a_setting_of_the_wrong_type_is_named_with_its_file(
+        tmp_path: Path, line: str, says: str) -> None:
+    # A TypeError traceback from deep in the start (or, for tag, nothing at all) before.
+    path = tmp_path / "sidequest.toml"
+    path.write_text(line + "\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: {says}")):
+        build(str(path))
