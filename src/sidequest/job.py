@@ -14,7 +14,14 @@ from typing import Any, ClassVar, Generic, ParamSpec, Protocol, TypeVar, cast, o
 from sidequest import batch as batch_module
 from sidequest import client, registry, status, unique
 from sidequest.batch import Batch
-from sidequest.options import OPTIONS, PUSH_OPTIONS, check_typos, to_epoch, validate_options
+from sidequest.options import (
+    OPTIONS,
+    PUSH_OPTIONS,
+    check_typos,
+    to_epoch,
+    validate_options,
+    warn_of_idle_options,
+)
 from sidequest.payload import KWARGS, Payload
 from sidequest.pushcheck import check_runnable
 from sidequest.signatures import NO_PERFORM, check_bulk, check_call, with_self
@@ -72,6 +79,7 @@ class _Setter(Generic[P]):
         base.update(self._options)
         if "tags" in base:
             base["tags"] = list(base["tags"])
+        warn_of_idle_options(base)
         return base
 
     def perform_async(self, /, *args: P.args, **kwargs: P.kwargs) -> str | None:

@@ -6,6 +6,7 @@ job runs. Shared by ``Job``, ``@job``, ``.set``, ``sidequest.enqueue`` and the c
 from __future__ import annotations
 
 import difflib
+import logging
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -13,6 +14,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sidequest.errors import ConfigError
+
+log = logging.getLogger("sidequest")
 
 #: Names Sidekiq's web UI can show a page for; others would be invisible there.
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_:.\-]+")
@@ -155,3 +158,24 @@ def check_unique(unique_for: Any, unique_until: Any) -> str | None:
     if unique_until is not None and unique_until not in UNIQUE_UNTIL:
         return f"unique_until={unique_until!r} is invalid; expected 'start' or 'success'"
     return None
+
+
+#: An option that does nothing without another: (the option, the one it needs, what to set).
+_NEEDS = (("result_ttl", "store_result", "store_result = True"),
+          ("unique_until", "unique_for", "unique_for = <seconds>"))
+#: Job names already told of an option that does nothing, so each is said once.
+_told: set[tuple[str, str]] = set()
+
+
+def warn_of_idle_options(payload: Mapping[str, Any]) -> None:
+    """Say once per job class when a push carries an option that does nothing without
+    another (``result_ttl`` without ``store_result``): a setting silently ignored reads as
+    a bug in the worker. At the push, not the class: a base class may set one for
+    subclasses that set the other."""
+    for option, needed, fix in _NEEDS:
+        if payload.get(option) is not None and not payload.get(needed):
+            told = (str(payload.get("class")), option)
+            if told not in _told:
+                _told.add(told)
+                log.warning("%s: %s does nothing without %s; set %s, or drop %s", told[0],
+                            option, needed, fix, option)

@@ -498,3 +498,35 @@ def test_job_functions_enqueue_like_classes(pushed: list[dict[str, Any]]) -> Non
         ("low", ["a"], False),
         ("low", ["b"], False),
     ]
+
+
+class TJKeepsNothing(Job):
+    result_ttl = 60  # without store_result: nothing is kept
+
+    def perform(self) -> None:
+        pass
+
+
+class TJUniqueUntilOnly(Job):
+    unique_until = "start"  # without unique_for: no lock is taken
+
+    def perform(self) -> None:
+        pass
+
+
+def test_an_option_that_does_nothing_without_another_is_pointed_out_once(
+    pushed: list[dict[str, Any]], caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level("WARNING", logger="sidequest"):
+        TJKeepsNothing.perform_async()
+        TJKeepsNothing.perform_async()
+        TJUniqueUntilOnly.perform_async()
+        TJKeepsNothing.set(store_result=True).perform_async()  # both: nothing to say
+    name = f"{__name__}.TJKeepsNothing"
+    assert caplog.messages == [
+        f"{name}: result_ttl does nothing without store_result; set store_result = True,"
+        " or drop result_ttl",
+        f"{__name__}.TJUniqueUntilOnly: unique_until does nothing without unique_for; set"
+        " unique_for = <seconds>, or drop unique_until",
+    ]
+    assert len(pushed) == 4, "a warning, not a refusal"
