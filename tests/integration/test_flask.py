@@ -221,8 +221,12 @@ def test_the_session_secret_comes_from_app_config_first(
 def test_a_short_secret_in_app_config_is_refused(redis_url: str,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SIDEQUEST_WEB_SECRET", raising=False)
+    chain = list(middleware.server)
     with pytest.raises(ConfigError, match=r"SIDEQUEST_WEB_SECRET or secret_key=\) is 5 bytes"):
         make_app_with(redis_url, SIDEQUEST_WEB_SECRET="short")
+    # Refused whole: no job middleware left behind (a sync one would turn every later
+    # async job in this process into a thread's asyncio.run, out of reach of cancel()).
+    assert list(middleware.server) == chain
 
 
 def test_the_signing_key_comes_from_the_app_unless_one_is_given(

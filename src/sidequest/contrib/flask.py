@@ -71,12 +71,12 @@ class Sidequest:
                 "Sidequest(app): the dashboard needs auth= (a function that says whether the "
                 "current user may see it, e.g. lambda: session.get('role') == 'admin') or "
                 "password=; or set app.config['SIDEQUEST_DASHBOARD'] = None for no dashboard")
+        _configure(app.config)
+        if prefix:  # may refuse a setting (a short secret): before anything is installed
+            self._mount(app, prefix)
         self.app = app
         app.extensions["sidequest"] = self
-        _configure(app.config)
         middleware.server.add(self.in_app_context)
-        if prefix:
-            self._mount(app, prefix)
 
     def in_app_context(self, job: Any, payload: dict[str, Any], queue: str,
                        call_next: Callable[[], Any]) -> Any:
