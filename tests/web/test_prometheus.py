@@ -168,3 +168,10 @@ def test_an_apps_own_registry_survives_a_redis_outage(redis_url: str, r: redis.R
     assert ("sidequest_processed_total", ()) not in down
     up = samples(generate_latest(registry).decode())
     assert up[("sidequest_redis_up", ())] == 1 and up[("sidequest_processed_total", ())] == 5
+    # Its names are declared: a second registration is refused (each figure twice would
+    # fail the scrape), and a scrape filtered by name finds them.
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        registry.register(SidequestCollector())
+    only = samples(generate_latest(registry.restricted_registry(["sidequest_processed_total"]))
+                   .decode())
+    assert only == {("sidequest_processed_total", ()): 5}

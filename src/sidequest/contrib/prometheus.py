@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import cast
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any, cast
 
 import redis
 
@@ -61,29 +63,57 @@ class SidequestCollector(Collector):
 
     def describe(self) -> Iterator[Metric]:
         # Without describe(), prometheus-client calls collect() at registration, so an app
-        # that registers this while Redis is down would fail to start. The names are left
-        # undeclared (no duplicate check for them), which prometheus-client allows.
-        return iter(())
+        # that registers this while Redis is down would fail to start. The families without
+        # samples: their names let the registry refuse a second registration and answer a
+        # scrape filtered by name.
+        yield _up(0)
+        yield from _families(_Figures())
 
     def collect(self) -> Iterator[Metric]:
         try:
-            found = list(self._read())
+            figures = _Figures.read()
         except redis.RedisError as exc:
             log.warning("Prometheus scrape: Redis could not be read: %s", exc)
             yield _up(0)
             return
         yield _up(1)
-        yield from found
+        yield from _families(figures)
 
-    def _read(self) -> Iterator[Metric]:
+
+#: The totals of a describe(), which reads nothing.
+_NO_STATS = SimpleNamespace(processed=0, failed=0, expired=0, overlimit=0, workers_size=0,
+                            processes_size=0, enqueued=0, scheduled_size=0, retry_size=0,
+                            dead_size=0)
+
+
+@dataclass
+class _Figures:
+    """What one scrape reads from Redis, all of it before any family is built: a scrape
+    that fails midway yields no half set."""
+
+    stats: Any = field(default_factory=lambda: _NO_STATS)
+    #: Jobs of dead processes that no Sidequest worker has put back yet: with only Ruby
+    #: workers running nothing will, so this is what to alert on.
+    awaiting_recovery: int = 0
+    queues: list[tuple[str, int, float]] = field(default_factory=list)
+    classes: list[metrics.ClassMetrics] = field(default_factory=list)
+    histograms: dict[str, list[int]] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls) -> _Figures:
         stats = Stats()
-        yield from _totals(stats)
-        # Jobs of dead processes that no Sidequest worker has put back yet: with only Ruby
-        # workers running nothing will, so this is what to alert on.
-        yield _gauge("sidequest_awaiting_recovery", "Jobs of dead Sidequest processes not yet"
-                     " put back in their queues.", sum(awaiting_recovery().values()))
-        yield from _queues(list(stats.queues)[:MAX_QUEUES])
-        yield from _classes(metrics.summary("1h"))
+        return cls(stats, sum(awaiting_recovery().values()),
+                   _queue_figures(list(stats.queues)[:MAX_QUEUES]), metrics.summary("1h"),
+                   _histograms())
+
+
+def _families(figures: _Figures) -> Iterator[Metric]:
+    yield from _totals(figures.stats)
+    yield _gauge("sidequest_awaiting_recovery", "Jobs of dead Sidequest processes not yet"
+                 " put back in their queues.", figures.awaiting_recovery)
+    yield from _queues(figures.queues)
+    yield from _classes(figures.classes)
+    yield _durations(figures.classes, figures.histograms)
 
 
 def _up(value: int) -> GaugeMetricFamily:
@@ -95,7 +125,7 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
 
 
-def _totals(stats: Stats) -> Iterator[Metric]:
+def _totals(stats: Any) -> Iterator[Metric]:
     yield CounterMetricFamily("sidequest_processed", "Jobs run, failures included (all time).",
                               value=stats.processed)
     yield CounterMetricFamily("sidequest_failed", "Jobs that raised (all time).",
@@ -113,20 +143,29 @@ def _totals(stats: Stats) -> Iterator[Metric]:
     yield _gauge("sidequest_dead", "Jobs in the dead set.", stats.dead_size)
 
 
-def _queues(names: list[str]) -> Iterator[Metric]:
+def _queue_figures(names: list[str]) -> list[tuple[str, int, float]]:
+    """(queue, size, latency) of each queue: one pipelined round trip."""
     pipe = connection.client().pipeline(transaction=False)
     for name in names:
         pipe.llen(keys.queue(name))
         pipe.lindex(keys.queue(name), -1)
     replies = pipe.execute(raise_on_error=False)
+    out = []
+    for i, name in enumerate(names):
+        length, oldest = replies[2 * i], replies[2 * i + 1]
+        out.append((name, as_int(length),
+                    latency_of(oldest if isinstance(oldest, bytes) else None)))
+    return out
+
+
+def _queues(found: list[tuple[str, int, float]]) -> Iterator[Metric]:
     size = GaugeMetricFamily("sidequest_queue_size", "Jobs waiting in the queue.",
                              labels=["queue"])
     latency = GaugeMetricFamily("sidequest_queue_latency_seconds",
                                 "Age of the oldest job waiting in the queue.", labels=["queue"])
-    for i, name in enumerate(names):
-        length, oldest = replies[2 * i], replies[2 * i + 1]
-        size.add_metric([name], as_int(length))
-        latency.add_metric([name], latency_of(oldest if isinstance(oldest, bytes) else None))
+    for name, length, age in found:
+        size.add_metric([name], length)
+        latency.add_metric([name], age)
     yield size
     yield latency
 
@@ -143,12 +182,11 @@ def _classes(found: list[metrics.ClassMetrics]) -> Iterator[Metric]:
         failures.add_metric([item.name], item.failed)
     yield runs
     yield failures
-    yield _durations(found)
 
 
-def _durations(found: list[metrics.ClassMetrics]) -> GaugeHistogramMetricFamily:
-    """Bucket counts from the 10-minute histogram hashes covering the last hour, read for
-    every class at once (one pipelined round trip of seven HGETALLs)."""
+def _histograms() -> dict[str, list[int]]:
+    """Bucket counts per class from the 10-minute histogram hashes covering the last hour,
+    read for every class at once (one pipelined round trip of seven HGETALLs)."""
     pipe = connection.client().pipeline(transaction=False)
     for start, _ in metrics.slots("24h")[-metrics.HISTOGRAM_SLOTS["1h"]:]:
         pipe.hgetall(keys.metrics_histogram(minute_stamp(start)[:-1]))
@@ -160,6 +198,11 @@ def _durations(found: list[metrics.ClassMetrics]) -> GaugeHistogramMetricFamily:
             name, _, bucket = raw.decode("utf-8", "replace").rpartition("|")
             if bucket.isdigit() and int(bucket) < BUCKETS:
                 counts.setdefault(name, [0] * BUCKETS)[int(bucket)] += as_int(value)
+    return counts
+
+
+def _durations(found: list[metrics.ClassMetrics],
+               counts: dict[str, list[int]]) -> GaugeHistogramMetricFamily:
     family = GaugeHistogramMetricFamily(
         "sidequest_job_duration_seconds",
         "Run times of the job class's successful runs in about the last hour.",
