@@ -146,11 +146,14 @@ class Config:
 
     def _validate_texts(self) -> None:
         for name in ("tag", "environment", "metrics_host", "log_level", "log_format"):
-            if not isinstance(getattr(self, name), str):
-                raise ConfigError(f"{name} must be a string, got {getattr(self, name)!r}")
+            value = getattr(self, name)
+            # A tag of None is no tag, as before (a framework's settings may say so).
+            if not isinstance(value, str) and not (name == "tag" and value is None):
+                raise ConfigError(f"{name} must be a string, got {value!r}")
         for name in ("require", "labels"):
             value = getattr(self, name)
-            if not isinstance(value, (tuple, list)) or not all(isinstance(v, str) for v in value):
+            if not isinstance(value, (tuple, list, set, frozenset)) or not all(
+                    isinstance(v, str) for v in value):
                 raise ConfigError(f"{name} must be a string or a list of strings, got {value!r}")
 
     def _validate_numbers(self) -> None:

@@ -75,7 +75,7 @@ class OverLimit(Exception):
     """A limiter was full for longer than its ``wait_timeout``."""
 
     def __init__(self, name: str, retry_in: float, why: str | None = None) -> None:
-        super().__init__(f"rate limiter {name!r} is full; "
+        super().__init__(f"limiter {name!r} is full; "
                          + (why or f"a slot frees in {retry_in:.2f} s"))
         self.name = name
         #: Seconds until the limiter expects a slot; 0 when it cannot tell (a concurrent

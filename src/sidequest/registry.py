@@ -96,6 +96,8 @@ def _importable(module: str) -> bool:
     parent = module.rpartition(".")[0]
     if parent and parent not in sys.modules:
         return True  # finding it would import its package: assume it is another's module
+    if parent and not hasattr(sys.modules[parent], "__path__"):
+        return True  # a plain module's attribute, not a module: a nested class, say
     try:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):

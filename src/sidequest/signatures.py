@@ -77,6 +77,8 @@ def _unknown_keyword(signature: inspect.Signature, kwargs: dict[str, Any]) -> st
     unknown = next((key for key in kwargs if key not in takes), None)
     if unknown is None:
         return None
+    if unknown in parameters:  # positional-only: named, but not by keyword
+        return f"{unknown!r} is positional-only: pass it without its name"
     close = difflib.get_close_matches(unknown, takes, 1)
     return f"no parameter named {unknown!r}" + (f"; did you mean {close[0]!r}?" if close else "")
 

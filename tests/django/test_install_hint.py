@@ -37,6 +37,17 @@ def test_without_django_the_error_names_the_extra(statement: str) -> None:
                     "pip install 'sidequest[django]'"), result.stderr
 
 
+def test_the_error_names_django_as_the_missing_module() -> None:
+    """A worker whose -r module imports the integration reads ``name`` to tell a missing
+    package from a module path that depends on the working directory."""
+    check = WITHOUT_DJANGO + (
+        "try:\n    import sidequest.contrib.django\n"
+        "except ImportError as exc:\n    print(exc.name)\n")
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.stdout.strip() == "django", result.stderr
+
+
 def test_the_check_blocks_django_in_the_subprocess() -> None:
     """The finder does hide Django (else the test above would prove nothing)."""
     result = subprocess.run([sys.executable, "-c", WITHOUT_DJANGO + "import django"],

@@ -342,3 +342,9 @@ def test_a_setting_of_the_wrong_type_is_named_with_its_file(
     path.write_text(line + "\n")
     with pytest.raises(ConfigError, match=re.escape(f"{path}: {says}")):
         build(str(path))
+
+
+def test_a_framework_mapping_may_give_no_tag_and_a_set_of_labels() -> None:
+    # As before the type checks: a Django SIDEQUEST setting written so.
+    config = build(tag=None, labels={"eu"}, require=["app.jobs"])
+    assert not config.tag and set(config.labels) == {"eu"}

@@ -332,6 +332,13 @@ def test_a_misspelt_keyword_is_named_not_the_argument_it_left_missing(
         TJWelcome.perform_async(user=1)
     with pytest.raises(TypeError, match=r"perform\(key\) .*: no parameter named 'k'$"):
         tj_clear_cache.perform_async(k="a")
+
+    @job
+    def tj_positional(user_id: int, /) -> None:
+        pass
+
+    with pytest.raises(TypeError, match=r"'user_id' is positional-only: pass it without"):
+        tj_positional.perform_async(user_id=1)
     assert pushed == []
 
 

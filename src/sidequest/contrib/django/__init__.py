@@ -26,8 +26,10 @@ from typing import Any
 try:
     import django  # noqa: F401
 except ImportError as exc:  # pragma: no cover - the message is the point
-    raise ImportError("sidequest.contrib.django needs Django: pip install 'sidequest[django]'"
-                      ) from exc
+    # name="django": a worker whose -r module fails here says what is missing, not "run
+    # from your project's root".
+    raise ImportError("sidequest.contrib.django needs Django: pip install 'sidequest[django]'",
+                      name="django") from exc
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,34 @@
+"""registry.near_miss: a slip in a job name this process could check is named; a name it
+cannot judge (another process's job, a nested class) is left alone."""
+
+from __future__ import annotations
+
+from sidequest import Job, registry
+
+
+class NMOuter:
+    class NMInner(Job):
+        def perform(self) -> None:
+            pass
+
+
+class NMSync(Job):
+    def perform(self) -> None:
+        pass
+
+
+def test_a_slip_in_the_module_part_is_named() -> None:
+    slip = f"{__name__}s.NMSync"  # no such module, and a loaded job of almost that name
+    assert registry.near_miss(slip) == (
+        f"no module '{__name__}s' exists where this process looks, and '{__name__}.NMSync' is"
+        f" a job loaded here; did you mean '{__name__}.NMSync'?")
+
+
+def test_a_nested_class_name_is_not_taken_for_a_module() -> None:
+    # The part before the last dot is a class of a loaded plain module, not a module.
+    assert registry.near_miss(f"{__name__}.NMOuter.NMInnr") is None
+
+
+def test_names_this_process_cannot_judge_are_left_alone() -> None:
+    assert registry.near_miss("Reports::Daily") is None
+    assert registry.near_miss("otherservice.jobs.Export") is None
