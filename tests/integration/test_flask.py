@@ -125,6 +125,17 @@ def test_a_misspelt_setting_is_pointed_out(redis_url: str,
         " is ignored; did you mean 'SIDEQUEST_REDIS_URL'?"]
 
 
+def test_the_standalone_dashboards_password_setting_says_what_to_use(
+        redis_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    # Its closest setting by spelling is SIDEQUEST_WEB_SECRET, which is no password.
+    with caplog.at_level("WARNING", logger="sidequest"):
+        make_app_with(redis_url, SIDEQUEST_WEB_PASSWORD="correct horse battery staple")
+    assert caplog.messages == [
+        "Sidequest(app): app.config['SIDEQUEST_WEB_PASSWORD'] is not a setting of the extension"
+        " and is ignored; the dashboard in the app is guarded by Sidequest(app, auth=...) (the"
+        " app's own login), or Sidequest(app, password=...)"]
+
+
 class Report(Job):
     queue = "reports"
 

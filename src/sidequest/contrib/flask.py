@@ -133,13 +133,21 @@ def _configure(config: Any) -> None:
         raise ConfigError(f"Sidequest(app): app.config's SIDEQUEST_ settings: {exc}") from None
 
 
+#: Settings of the standalone dashboard that the extension takes another way.
+_NOT_HERE = {
+    "SIDEQUEST_WEB_PASSWORD": "the dashboard in the app is guarded by Sidequest(app, auth=...)"
+                              " (the app's own login), or Sidequest(app, password=...)",
+}
+
+
 def _check_settings(config: Any) -> None:
     """Point out a ``SIDEQUEST_`` key the extension does not read: a misspelt setting was
     ignored without a word. Logged, not refused: an app may keep constants of its own."""
     for key in config:
         if key.startswith("SIDEQUEST_") and key not in SETTINGS:
             close = difflib.get_close_matches(key, SETTINGS, 1)
-            hint = f"did you mean {close[0]!r}?" if close else f"it reads {', '.join(SETTINGS)}"
+            hint = (_NOT_HERE.get(key) or (f"did you mean {close[0]!r}?" if close
+                                           else f"it reads {', '.join(SETTINGS)}"))
             log.warning("Sidequest(app): app.config[%r] is not a setting of the extension and"
                         " is ignored; %s", key, hint)
 
