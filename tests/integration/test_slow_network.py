@@ -165,21 +165,16 @@ def test_a_worker_fed_through_its_wait_sizes_its_buffer_for_slow_jobs(
     sized for slow jobs before a burst comes, rather than kept at one job per thread."""
     DONE.clear()
     with running_worker(concurrency=4, prefetch=PREFETCH) as worker:
-        inprogress = keys.inprogress(worker.manager.identity)
+        flow = worker.manager._flow
+        assert flow.buffer == 4  # one job per thread until a window has measured a rate
         for n in range(8):  # 8 x 50 ms: past the first window and a full one
             wait_for(lambda: worker.manager._blocking, timeout=10,
                      what="a processor waiting in Redis")
             Nap.perform_async(n)
             wait_for(lambda n=n: done() == n + 1, timeout=10, what=f"job {n}")
-        most_held = 0
-
-        def drained() -> bool:
-            nonlocal most_held
-            most_held = max(most_held, int(r.llen(inprogress)))
-            return done() == 8 + 16
-
-        Nap.perform_bulk([[i] for i in range(16)])
-        wait_for(drained, timeout=20, what="the burst of 16")
-    # Jobs of 50 ms, one at a time, finish 20 a second: none worth holding. Before, the
-    # buffer stayed at its starting size and the burst's first fetch took 4 jobs to hold.
-    assert most_held <= 4 + 1, most_held
+        # Jobs of 50 ms, one at a time, finish under 20 a second: holding 4 of them would
+        # take 4 round trips of 100 ms or more. (Before, no window ever opened and the
+        # buffer stayed at 4, so the next burst's first fetch took 4 jobs to hold.) The held
+        # count during a burst is not checked here: it follows the measured round trip,
+        # which a loaded machine stretches.
+        wait_for(lambda: flow.buffer < 4, timeout=5, what="the buffer sized by the rate")
