@@ -106,3 +106,13 @@ def test_a_job_that_blocks_the_loop_and_ends_is_named_in_the_warning(
 
 def blocked_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if "was blocked" in r.getMessage()]
+
+
+def test_a_closed_runner_leaves_no_pending_task_behind(caplog: pytest.LogCaptureFixture) -> None:
+    # The loop's watchdog task was left pending when the loop stopped, and reported as
+    # destroyed while pending when the loop was collected (at the worker's exit).
+    runner = AsyncRunner(limit=1)
+    loop = runner.loop
+    runner.close()
+    assert runner._thread is not None and not runner._thread.is_alive()
+    assert not [task for task in asyncio.all_tasks(loop) if not task.done()]

@@ -79,8 +79,14 @@ class AsyncRunner:
     def _serve(self) -> None:
         assert self._loop is not None
         asyncio.set_event_loop(self._loop)
-        self._loop.create_task(self._watch())
-        self._loop.run_forever()
+        watch = self._loop.create_task(self._watch())
+        try:
+            self._loop.run_forever()
+        finally:
+            # Ended here rather than left pending: a pending task is reported ("Task was
+            # destroyed but it is pending") when the stopped loop is collected.
+            watch.cancel()
+            self._loop.run_until_complete(asyncio.gather(watch, return_exceptions=True))
 
     async def _watch(self) -> None:
         while True:
