@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 
-from sidequest import interrupts
+from sidequest import environ, interrupts
 from sidequest.errors import ConfigError
 from sidequest.runner import config_from_args, parser, run_worker
 from sidequest.web_flags import WEB_EXTRA, web_parser
@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     elif argv and not argv[0].startswith("-"):
         print(f"sidequest: {_unknown_command(argv[0])}", file=sys.stderr)
         return 2
+    for warning in environ.near_misses(os.environ):
+        print(f"sidequest: warning: {warning}", file=sys.stderr)
     try:
         return _dispatch(command, argv)
     except ConfigError as exc:

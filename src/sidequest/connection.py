@@ -24,7 +24,7 @@ from redis.commands.core import Script
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from sidequest import cluster, keys, scope, url_problems, urls
+from sidequest import cluster, environ, keys, scope, url_problems, urls
 from sidequest import shards as shards_table  # its parameters are named shards here
 from sidequest.errors import ConfigError
 from sidequest.shards import ShardMap
@@ -266,7 +266,8 @@ def default_url() -> str:
 def _default_for(configured: str | None) -> str:
     """The default shard's URL when configure() was given ``configured``."""
     env = os.environ
-    return configured or env.get("SIDEQUEST_REDIS_URL") or env.get("REDIS_URL") or DEFAULT_URL
+    return (configured or env.get(environ.REDIS_URL) or env.get(environ.PLAIN_REDIS_URL)
+            or DEFAULT_URL)
 
 
 def redacted(value: str | None = None) -> str:

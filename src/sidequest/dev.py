@@ -34,7 +34,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from sidequest import connection, runner
+from sidequest import connection, environ, runner
 from sidequest.config import Config
 from sidequest.errors import ConfigError
 
@@ -153,7 +153,7 @@ def _configured_by(args: argparse.Namespace, config: Config) -> str:
     """Where the Redis URL comes from, or "" when none is configured."""
     if config.redis_url:
         return "from --redis-url" if args.redis_url else f"from {args.config}"
-    for name in ("SIDEQUEST_REDIS_URL", "REDIS_URL"):
+    for name in (environ.REDIS_URL, environ.PLAIN_REDIS_URL):
         if os.environ.get(name):
             return f"from ${name}"
     return ""
@@ -202,7 +202,7 @@ def _start_dashboard(port: int) -> BackgroundServer | None:
     except (ConfigError, OSError) as exc:
         _say(f"Dashboard: not started: {exc}")
         return None
-    login = "password login" if os.environ.get("SIDEQUEST_WEB_PASSWORD") else "no login"
+    login = "password login" if os.environ.get(environ.WEB_PASSWORD) else "no login"
     _say(f"Dashboard: {server.url} ({login}, loopback only)")
     return server
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sidequest import environ
 from sidequest.errors import ConfigError
 from sidequest.options import QUEUE_NAME
 from sidequest.urls import check_url, is_cluster, redacted, server_of
@@ -23,9 +24,9 @@ DEFAULT = "default"
 SHARD_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 #: ``reports=redis://h2:6379/0 eu=redis://h3:6379/0`` (space-separated: a Sentinel URL
 #: holds commas).
-ENV_SHARDS = "SIDEQUEST_SHARDS"
+ENV_SHARDS = environ.SHARDS
 #: ``reports=reports exports=reports``: queue=shard pairs.
-ENV_SHARD_QUEUES = "SIDEQUEST_SHARD_QUEUES"
+ENV_SHARD_QUEUES = environ.SHARD_QUEUES
 
 
 @dataclass(frozen=True)
@@ -154,12 +155,12 @@ def _pairs(text: str, variable: str) -> dict[str, str]:
     return out
 
 
-def from_env(environ: Mapping[str, str] = os.environ,
+def from_env(env: Mapping[str, str] = os.environ,
              default: str | None = None) -> ShardMap | None:
     """The table from ``$SIDEQUEST_SHARDS`` and ``$SIDEQUEST_SHARD_QUEUES``, if set (checked
     against ``default``, the default shard's URL, as build() does)."""
-    shards = _pairs(environ.get(ENV_SHARDS, ""), ENV_SHARDS)
-    routes = _pairs(environ.get(ENV_SHARD_QUEUES, ""), ENV_SHARD_QUEUES)
+    shards = _pairs(env.get(ENV_SHARDS, ""), ENV_SHARDS)
+    routes = _pairs(env.get(ENV_SHARD_QUEUES, ""), ENV_SHARD_QUEUES)
     return build(shards, routes, "$" + ENV_SHARDS if shards else "", default)
 
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import argparse
 
+from sidequest import environ
+
 #: ``sidequest web``'s defaults.
 WEB_HOST = "127.0.0.1"
 WEB_PORT = 7433
 #: The dashboard's password, from the environment (sidequest.web.app reads it).
-WEB_PASSWORD_ENV = "SIDEQUEST_WEB_PASSWORD"
+WEB_PASSWORD_ENV = environ.WEB_PASSWORD
 WEB_EXTRA = "pip install 'sidequest[web]'"
 
 

@@ -17,7 +17,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from sidequest import connection
+from sidequest import connection, environ
 from sidequest.errors import ConfigError
 from sidequest.web import errors
 from sidequest.web.auth import AuthCallable, AuthPolicy, digest
@@ -43,7 +43,7 @@ from sidequest.web_flags import WEB_PASSWORD_ENV
 
 log = logging.getLogger("sidequest.web")
 PASSWORD_ENV = WEB_PASSWORD_ENV
-SECRET_ENV = "SIDEQUEST_WEB_SECRET"
+SECRET_ENV = environ.WEB_SECRET
 SESSION_HOURS = 12
 #: Shortest password and secret accepted: a shorter one falls to guessing (the login limiter
 #: slows guesses down, it cannot make "abc" safe), and anyone who knows the secret can sign

@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sidequest import environ
 from sidequest.web.render import route_path
 from sidequest.web.session import COOKIE, Session
 from sidequest.web.settings import Settings
@@ -41,7 +42,7 @@ PUBLIC_PATHS = frozenset({"/login", "/logout"})
 #: A Prometheus scraper cannot log in: with this variable set, ``/prometheus`` also answers a
 #: request carrying ``Authorization: Bearer <its value>``. ``create_app`` reads it once and
 #: refuses a token shorter than ``MIN_SCRAPE_TOKEN`` (it opens a page without the password).
-SCRAPE_TOKEN_ENV = "SIDEQUEST_PROMETHEUS_TOKEN"
+SCRAPE_TOKEN_ENV = environ.PROMETHEUS_TOKEN
 MIN_SCRAPE_TOKEN = 16
 SCRAPE_PATH = "/prometheus"
 STATIC_PREFIX = "/static/"
