@@ -121,6 +121,8 @@ def load_app(targets: tuple[str, ...]) -> None:
             importlib.import_module(module)
         except ImportError as exc:
             raise ConfigError(_import_failure(target, module, exc)) from exc
+        except SyntaxError as exc:  # the traceback would be importlib's frames, not the app's
+            raise ConfigError(_syntax_error(target, exc)) from None
         except Exception as exc:
             if type(exc).__name__ not in ("ImproperlyConfigured", "AppRegistryNotReady"):
                 raise
@@ -157,6 +159,19 @@ def _module_for_file(path: Path) -> str:
                 return ".".join(local)
     sys.path.insert(0, str(folder))
     return ".".join(parts)
+
+
+def _syntax_error(target: str, exc: SyntaxError) -> str:
+    """Where the app's code does not parse, shown as Python shows it: the line and a caret."""
+    where = f"{exc.filename}:{exc.lineno}" if exc.lineno else str(exc.filename)
+    text = (exc.text or "").rstrip("\n")
+    shown = ""
+    if text.strip():
+        indent = len(text) - len(text.lstrip())
+        caret = " " * max((exc.offset or 1) - 1 - indent, 0) + "^"
+        shown = f"\n    {text.strip()}\n    {caret}"
+    return (f"could not import {target!r}: {where}: {type(exc).__name__}: {exc.msg}{shown}"
+            "\nFix the code there, then start the worker again")
 
 
 def _import_failure(target: str, module: str, exc: ImportError) -> str:

@@ -116,3 +116,16 @@ def test_a_file_run_from_inside_a_package_is_named_from_there(project: Path) -> 
             assert "jobs" in sys.modules and registry.lookup("jobs.LoadAppWelcome")
         finally:
             sys.modules.pop("jobs", None)
+
+
+def test_code_that_does_not_parse_is_shown_where_it_fails(project: Path) -> None:
+    # Before, the worker died with a traceback through importlib's own frames.
+    (project / "lappkg" / "broken.py").write_text("import os\n\ndef f(:\n    pass\n")
+    with pytest.raises(ConfigError) as caught:
+        load_app(("lappkg.broken",))
+    path = project / "lappkg" / "broken.py"
+    assert str(caught.value) == (
+        f"could not import 'lappkg.broken': {path}:3: SyntaxError: invalid syntax\n"
+        "    def f(:\n"
+        "          ^\n"
+        "Fix the code there, then start the worker again")
