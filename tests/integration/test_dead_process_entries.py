@@ -105,6 +105,7 @@ def test_the_api_hides_a_sidequest_process_whose_lease_is_gone(r: redis.Redis) -
     ruby_process(r, "ruby:3:cccc")  # no lease either, and shown: Ruby has none
     kill(r, "dead:1:aaaa")  # and no reaper has run yet
     assert [p.identity for p in ProcessSet()] == ["live:2:bbbb", "ruby:3:cccc"]
+    assert len(ProcessSet()) == ProcessSet().size == 2
     assert sorted(w.process for w in WorkSet()) == ["live:2:bbbb", "ruby:3:cccc"]
     assert WorkSet().size == 2
     assert r.exists("dead:1:aaaa", "dead:1:aaaa:work") == 2  # hidden, not deleted

@@ -114,7 +114,10 @@ class ProcessSet:
 
     @property
     def size(self) -> int:
-        return int(connection.client().scard(keys.PROCESSES))
+        """How many processes iterating shows: the set's members less the dead Sidequest
+        processes still listed (Stats.processes_size counts the set's members, as Sidekiq)."""
+        return sum(1 for _, _, (listed,) in _live_reads(
+            lambda p, i: p.hexists(keys.process(i), "info")) if listed)
 
     def __len__(self) -> int:
         return self.size
