@@ -77,10 +77,13 @@ def test_the_worker_takes_the_cli_flags(project: Path, redis_server: RedisServer
     for flag in ("--concurrency", "--queue", "--max-memory", "--redis-url"):
         assert flag in help_text
     bad = subprocess.run(
-        [sys.executable, str(HERE / "manage.py"), "sidequest", "-c", "0"], env=env, cwd=HERE,
+        [sys.executable, str(HERE / "manage.py"), "sidequest", "-c", "0"], cwd=HERE,
+        env={**env, "SIDEQUEST_SHARD_QUEUE": "reports=eu"},
         capture_output=True, text=True, timeout=60, check=False)
     assert bad.returncode == 2
     assert "concurrency must be a whole number from 1 to 1000, got 0" in bad.stderr
+    assert ("manage.py sidequest: warning: $SIDEQUEST_SHARD_QUEUE is set but Sidequest does not"
+            " read it; did you mean $SIDEQUEST_SHARD_QUEUES?") in bad.stderr
 
 
 def test_async_jobs_use_the_async_orm(worker: subprocess.Popen[str]) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, handle_default_options
 from django.db import connections
 
-from sidequest import runner
+from sidequest import environ, runner
 from sidequest.contrib.django import conf
 from sidequest.errors import ConfigError
 
@@ -40,6 +40,8 @@ class Command(BaseCommand):
 
 
 def run(args: argparse.Namespace) -> int:
+    for warning in environ.near_misses(os.environ):
+        print(f"manage.py sidequest: warning: {warning}", file=sys.stderr)
     try:
         config = runner.config_from_args(args, base=conf.values(), base_source=conf.SOURCE)
         # Forked worker processes (-P) must not share the parent's database sockets.
