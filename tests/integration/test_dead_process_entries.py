@@ -15,6 +15,7 @@ import redis
 from helpers import FAST
 from sidequest import connection, keys
 from sidequest.api import ProcessSet, WorkSet
+from sidequest.api.stats import Totals
 from sidequest.config import build
 from sidequest.worker.heartbeat import Heartbeat
 from sidequest.worker.reaper import Reaper
@@ -106,6 +107,9 @@ def test_the_api_hides_a_sidequest_process_whose_lease_is_gone(r: redis.Redis) -
     kill(r, "dead:1:aaaa")  # and no reaper has run yet
     assert [p.identity for p in ProcessSet()] == ["live:2:bbbb", "ruby:3:cccc"]
     assert len(ProcessSet()) == ProcessSet().size == 2
+    # The dashboard's tiles: the dead process's job is waiting to run again, not running.
+    totals = Totals.read()
+    assert (totals.busy, totals.processes) == (2, 2), totals
     assert sorted(w.process for w in WorkSet()) == ["live:2:bbbb", "ruby:3:cccc"]
     assert WorkSet().size == 2
     assert r.exists("dead:1:aaaa", "dead:1:aaaa:work") == 2  # hidden, not deleted

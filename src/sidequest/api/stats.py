@@ -112,8 +112,9 @@ class Stats:
 
 @dataclass(frozen=True)
 class Totals:
-    """The summary bar's numbers in two round trips of nine commands, whatever the number of
-    queues, processes or jobs: what a dashboard polls every few seconds."""
+    """The summary bar's numbers in two round trips of ten commands, whatever the number of
+    queues, processes or jobs: what a dashboard polls every few seconds. Busy and processes
+    count live processes only: a dead one still listed until a reaper runs is left out."""
 
     processed: int
     failed: int
@@ -132,17 +133,20 @@ class Totals:
         _counters(pipe)
         pipe.smembers(keys.QUEUES)
         pipe.smembers(keys.PROCESSES)
-        processed, failed, scheduled, retries, dead, processes, oldest, names, identities = (
+        pipe.smembers(keys.SQ_PROCESSES)
+        processed, failed, scheduled, retries, dead, _, oldest, names, identities, ours = (
             replies(pipe)  # a key of the wrong type reads as unknown, not an error
         )
-        names, identities = names or set(), identities or set()
+        names, identities, ours = names or set(), identities or set(), ours or set()
         # The script is handed every key it reads (servers that check declared keys insist).
         queue_keys = [keys.queue(name.decode()) for name in names]
-        process_keys = [keys.process(i.decode()) for i in identities]
+        leased = [i.decode() for i in identities if i in ours]
+        others = [keys.process(i.decode()) for i in identities if i not in ours]
         sums = connection.script("totals")(
-            keys=[*queue_keys, *process_keys], args=[len(queue_keys)], client=client)
+            keys=[*queue_keys, *map(keys.process, leased), *map(keys.lease, leased), *others],
+            args=[len(queue_keys), len(leased)], client=client)
         return cls(processed=as_int(processed), failed=as_int(failed), busy=as_int(sums[1]),
-                   processes=as_int(processes), enqueued=as_int(sums[0]),
+                   processes=as_int(sums[2]), enqueued=as_int(sums[0]),
                    scheduled=as_int(scheduled), retries=as_int(retries), dead=as_int(dead),
                    default_latency=latency_of(oldest))
 
