@@ -68,6 +68,16 @@ def test_stats_json_for_the_real_time_graph(client: Client, r: redis.Redis) -> N
         time.sleep(0.1)
 
 
+def test_the_first_poll_after_a_page_load_never_shows_older_numbers(
+        client: Client, r: redis.Redis) -> None:
+    r.set("stat:processed", 10)
+    assert client.get("/stats").json()["sidequest"]["processed"] == 10  # now cached
+    r.set("stat:processed", 11)  # an action taken within the cache's second
+    assert 'data-stat="processed">11<' in client.get("/").text
+    # The page's own first poll: 11, as the page showed, not the cached 10.
+    assert client.get("/stats").json()["sidequest"]["processed"] == 11
+
+
 def test_busy_lists_processes_and_running_jobs(client: Client, r: redis.Redis) -> None:
     process(r, "worker-1:4242:aaaaaaaaaaaa", tag="shop", busy=1,
             work={"t1": job(A, klass="app.jobs.Export", args=[99])})

@@ -60,3 +60,8 @@ class TimedCache:
                 self._value = compute()
                 self._at = self.clock()
             return self._value
+
+    def put(self, value: Any) -> None:
+        """Store a value computed elsewhere just now (a page that read the same numbers)."""
+        with self._lock:
+            self._value, self._at = value, self.clock()

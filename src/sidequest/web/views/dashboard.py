@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from sidequest import connection
 from sidequest.api.stats import ShardReads, Stats, Totals, each_reachable_shard, redis_info, summed
 from sidequest.web import charts, params, render
+from sidequest.web.settings import TimedCache
 
 DAY_CHOICES = (7, 30, 90, 180)
 DEFAULT_POLL = 5
@@ -26,6 +27,9 @@ async def dashboard(request: Request) -> Response:
     days = params.integer(request, "days", 30, params.DAYS)
     poll = params.integer(request, "poll", DEFAULT_POLL, params.POLL_SECONDS)
     totals, history, info = await run_in_threadpool(_read, days)
+    # The page polls at once: it must get these numbers (or newer), not older ones cached by
+    # an earlier poll, which would undo on the tiles an action the user has just taken.
+    _poll_cache(request).put(_body(totals))
     # A shard that is down is marked in the Shards table, not a 503 for every shard's page.
     rows = await run_in_threadpool(each_reachable_shard, Totals.read) if _sharded() else None
     dates = sorted(history["processed"])  # newest first from the API; oldest first on a chart
@@ -67,11 +71,15 @@ def _read(days: int) -> tuple[Totals, dict[str, dict[str, int]], dict[str, str]]
 
 async def stats(request: Request) -> Response:
     """The JSON the real-time graph polls: eight Redis commands, at most once a second."""
-    cache = render.settings(request).stats_cache_of(
-        str(request.scope.get("sidequest.shard", "default")))
-    body: dict[str, Any] = await run_in_threadpool(cache.get, _poll_body)
+    body: dict[str, Any] = await run_in_threadpool(_poll_cache(request).get,
+                                                   lambda: _body(Totals.read()))
     return JSONResponse(body)
 
 
-def _poll_body() -> dict[str, Any]:
-    return {"sidequest": Totals.read().as_dict(), "server_utc_time": time.time()}
+def _poll_cache(request: Request) -> TimedCache:
+    return render.settings(request).stats_cache_of(
+        str(request.scope.get("sidequest.shard", "default")))
+
+
+def _body(totals: Totals) -> dict[str, Any]:
+    return {"sidequest": totals.as_dict(), "server_utc_time": time.time()}
