@@ -13,8 +13,8 @@ local enqueued, busy, alive = 0, 0, 0
 for i = 1, queues do
   enqueued = enqueued + (tonumber(redis.pcall('LLEN', KEYS[i])) or 0)
 end
-local function count(hash)
-  local running = redis.pcall('HGET', hash, 'busy')
+local function count(i)  -- the process hash KEYS[i]
+  local running = redis.pcall('HGET', KEYS[i], 'busy')
   if type(running) == 'string' then
     busy = busy + (tonumber(running) or 0)
     alive = alive + 1
@@ -22,10 +22,10 @@ local function count(hash)
 end
 for i = 1, ours do
   if redis.call('EXISTS', KEYS[queues + ours + i]) == 1 then
-    count(KEYS[queues + i])
+    count(queues + i)
   end
 end
 for i = queues + 2 * ours + 1, #KEYS do
-  count(KEYS[i])
+  count(i)
 end
 return {enqueued, busy, alive}
