@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import queue
 import threading
+from typing import Any
 
 import pytest
 
-from sidequest.worker.buffer import PriorityBuffer
+from sidequest.worker.buffer import PriorityBuffer, take_back
 from sidequest.worker.fetch import Work
 
 LISTEN = Work("", b"")
@@ -44,3 +45,22 @@ def test_a_taker_blocks_until_a_job_arrives() -> None:
     buffer.put(Work("a", b"late"))
     taker.join(5)
     assert [w.raw for w in got] == [b"late"]
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_take_back_takes_the_last_to_be_handed_out_and_keeps_the_rest_in_order(
+        strict: bool) -> None:
+    jobs: Any = (PriorityBuffer(["critical", "low"], sentinels=(LISTEN,)) if strict
+                 else queue.SimpleQueue())
+    for queue_name, raw in [("low", b"l1"), ("critical", b"c1"), ("low", b"l2")]:
+        jobs.put(Work(queue_name, raw))
+    jobs.put(LISTEN)
+    taken = take_back(jobs, 2, keep=LISTEN)
+    rest = [jobs.get_nowait() for _ in range(jobs.qsize())]
+    if strict:  # handed out c1, l1, l2: the two lowest go back
+        assert [w.raw for w in taken] == [b"l1", b"l2"]
+        assert [w.raw for w in rest] == [b"c1", b""]
+    else:
+        assert [w.raw for w in taken] == [b"c1", b"l2"]
+        assert [w.raw for w in rest] == [b"l1", b""]
+    assert rest[-1] is LISTEN

@@ -70,3 +70,18 @@ def test_resize_follows_the_flow_both_ways() -> None:
     made.flow.buffer = 0
     made.resize()
     assert (made.buffer, made.owed, made.low) == (0, 10, 0)
+
+
+def test_held_jobs_past_an_empty_buffer_are_hoarded_and_given_back() -> None:
+    made = ledger()  # 10 threads, a starting buffer of 10
+    made.fetched(Round(asked=20, got=12, after=0, pending=0), ACTIVE)  # 10 run, 2 held
+    assert made.hoarded == 0  # the starting buffer wants them
+    made.flow.buffer = 0  # a window found the jobs slow
+    made.resize()
+    assert made.hoarded == 2
+    made.given_back(2)
+    assert (made.hoarded, made.owed) == (0, 0)
+    made.flow.buffer = 1  # a buffer that is not empty is reached by running the held jobs
+    made.resize()
+    made.owed -= 3
+    assert made.owed < 0 and made.hoarded == 0

@@ -74,3 +74,22 @@ def drain(jobs: Any) -> list[Work]:
                 works.append(item)
     except queue.Empty:
         return works
+
+
+def take_back(jobs: Any, count: int, keep: Any) -> list[Work]:
+    """Take up to ``count`` of the held jobs back out of ``jobs`` (a SimpleQueue or a
+    PriorityBuffer), those that would be handed out last, and return them in hand-out order;
+    the others are held again in their order. Only the fetcher thread puts jobs in, so none
+    arrive meanwhile; ``keep`` (the wait-in-Redis marker) is held again, never taken."""
+    held = []
+    try:
+        while True:
+            held.append(jobs.get_nowait())
+    except queue.Empty:
+        pass
+    works = [item for item in held if isinstance(item, Work) and item is not keep]
+    taken = works[max(0, len(works) - count):]
+    for item in held:
+        if not any(item is work for work in taken):
+            jobs.put(item)
+    return taken

@@ -52,3 +52,13 @@ class Ledger:
         self.owed += self.flow.buffer - self.buffer
         self.buffer = self.flow.buffer
         self.low = self.buffer // 2
+
+    @property
+    def hoarded(self) -> int:
+        """Held jobs past what the flow wants held, when it wants none (slow jobs fetched by
+        the starting buffer before a window measured them): to give back for idle processes.
+        A smaller buffer that is not empty is reached by running the jobs held."""
+        return -self.owed if self.buffer == 0 and self.owed < 0 else 0
+
+    def given_back(self, count: int) -> None:
+        self.owed += count

@@ -35,7 +35,7 @@ from sidequest.config import Config
 from sidequest.worker import stuck
 from sidequest.worker.async_jobs import AsyncJobs
 from sidequest.worker.asyncio_runner import AsyncRunner
-from sidequest.worker.buffer import PriorityBuffer, drain
+from sidequest.worker.buffer import PriorityBuffer, drain, take_back
 from sidequest.worker.exchange import NUDGE, STOP, WAKE, Exchange
 from sidequest.worker.fetch import Fetcher, Work
 from sidequest.worker.flow import Flow
@@ -296,6 +296,7 @@ class Manager:
                 acks = []
                 self._doze(self.config.fetch_timeout)
                 continue
+            self._give_back(paused)
             hungry = (not paused and self._ledger.owed > 0
                       and self._jobs.qsize() <= self._ledger.low)
             if not hungry and not waited:  # let acknowledgements gather into one round
@@ -321,6 +322,15 @@ class Manager:
                 self._jobs.put(work)
             if self.inprogress.suspicious:
                 self.inprogress.reconcile(list(self._running.values()) + works)
+
+    def _give_back(self, paused: bool) -> None:
+        """Hoarded jobs go back to the front of their queues, for an idle process to run now
+        rather than wait here for a thread (see Ledger.hoarded)."""
+        excess = 0 if paused else self._ledger.hoarded
+        works = take_back(self._jobs, excess, keep=_LISTEN) if excess else []
+        if works:
+            self.inprogress.requeue(works[::-1])  # the first of them to the very front
+            self._ledger.given_back(len(works))
 
     def _doze(self, timeout: float) -> None:
         """Sleep until signalled or ``timeout``; the next acknowledgement handed in wakes
