@@ -271,6 +271,8 @@ def _guarded(write: Callable[[], list[Any]], shard: str | None) -> list[Any]:
             f" ({exc}), so it may have been enqueued; check for it (its jid is in the"
             " payload you pushed) before pushing it again"
         ) from exc
+    except redis.AuthenticationError as exc:  # the URL's fault: no retry would help
+        raise (connection.url_problem(exc, _where(shard)) or RedisUnavailable(str(exc))) from exc
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise RedisUnavailable(
             f"could not reach Redis at {_where(shard)} ({exc}); the job was not"

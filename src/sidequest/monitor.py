@@ -250,6 +250,7 @@ def _failure(exc: redis.RedisError) -> str:
     if isinstance(exc, ShardUnreachable):
         return str(exc)  # it names the shard it could not reach
     if len(connection.shard_names()) == 1:
-        return f"cannot read Redis at {connection.redacted()}: {exc}"
+        problem = connection.url_problem(exc, connection.redacted())  # a wrong password
+        return str(problem) if problem else f"cannot read Redis at {connection.redacted()}: {exc}"
     # Not a shard that is down but a command refused: which shard said so is not known here.
     return f"cannot read the shards ({', '.join(connection.shard_names())}): {exc}"

@@ -12,7 +12,7 @@ from sidequest.errors import ConfigError
 def diagnose(exc: BaseException, where: str, *, cluster_url: bool) -> ConfigError | None:
     """The ConfigError for ``exc``, or None when it is not a URL problem. ``where`` names the
     Redis (a redacted URL); ``cluster_url``: whether the configured URL is a cluster's."""
-    problem = missing_database(exc, where)
+    problem = missing_database(exc, where) or wrong_credentials(exc, where)
     if problem is None and not cluster_url:
         problem = cluster_behind_plain_url(exc, where)
     return problem or plain_behind_cluster_url(exc, where)
@@ -24,6 +24,19 @@ def missing_database(exc: BaseException, where: str) -> ConfigError | None:
     return ConfigError(f"the Redis URL {where} names a database this server does not have"
                        " (a server has 16 by default, /0 to /15; redis.conf's databases"
                        " setting changes that): use a database number the server has")
+
+
+def wrong_credentials(exc: BaseException, where: str) -> ConfigError | None:
+    """A password missing from the URL, or refused: waiting would not help."""
+    if not isinstance(exc, redis.AuthenticationError):
+        return None
+    form = ("redis://:PASSWORD@HOST:PORT/DB, or redis://USER:PASSWORD@HOST:PORT/DB for an ACL"
+            " user; quote characters such as @ / : # as %40 %2F %3A %23")
+    if "invalid username-password" in str(exc) or "WRONGPASS" in str(exc):
+        return ConfigError(f"Redis at {where} refused the user name or password in the URL"
+                           f" ({str(exc).rstrip('.')}): check them; the URL's form is {form}")
+    return ConfigError(f"Redis at {where} requires a password, and the URL gives none: put it"
+                       f" in the URL, as {form}")
 
 
 #: What only a Redis Cluster node answers a plain client: the key's slot is served by another

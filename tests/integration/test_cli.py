@@ -240,6 +240,45 @@ def test_a_database_the_server_lacks_is_a_clear_error_not_a_wait(redis_url: str)
         connection.configure(redis_url)
 
 
+def test_a_missing_or_wrong_password_is_a_clear_error_not_a_wait(tmp_path: Path) -> None:
+    # Before, the worker waited for Redis for good, and a push or `sidequest stats` gave
+    # redis-py's words about HELLO AUTH.
+    import shutil
+
+    from sidequest import Job, connection
+    from sidequest.errors import ConfigError
+
+    guarded = RedisServer(shutil.which("redis-server") or "redis-server", tmp_path)
+    guarded.start()
+    try:
+        guarded.client().config_set("requirepass", "sekret")
+        plain = f"redis://127.0.0.1:{guarded.port}/0"
+        wrong = f"redis://:wrong@127.0.0.1:{guarded.port}/0"
+        for url, words in ((plain, "requires a password, and the URL gives none"),
+                           (wrong, "refused the user name or password in the URL")):
+            proc = sidequest("-r", "apps.fault_jobs", "--redis-url", url)
+            out, _ = proc.communicate(timeout=30)
+            assert proc.returncode == 2, out
+            assert words in out and "redis://:PASSWORD@HOST:PORT/DB" in out, out
+            assert "Traceback" not in out and "wrong" not in out  # the password stays hidden
+            stats = sidequest("stats", "--redis-url", url)
+            out, _ = stats.communicate(timeout=30)
+            assert stats.returncode == 1 and words in out, out
+
+            class PasswordJob(Job):
+                name = "PasswordJob"
+
+                def perform(self) -> None:
+                    pass
+
+            connection.configure(url)
+            with pytest.raises(ConfigError, match=words):
+                PasswordJob.perform_async()
+    finally:
+        connection.reset()
+        guarded.stop()
+
+
 def test_a_malformed_redis_url_in_code_fails_at_configure() -> None:
     from sidequest import connection
     from sidequest.errors import ConfigError
