@@ -161,8 +161,9 @@ def _configured_by(args: argparse.Namespace, config: Config) -> str:
 
 def _run(config: Config, traffic: bool, web_port: int | None = None) -> int:
     """Announce what runs, then run the worker (and the demo traffic) until stopped."""
+    processes = f" in each of {config.processes} processes" if config.processes > 1 else ""
     _say(f"Worker: {', '.join(config.require)} on queues {_queues(config)},"
-         f" {config.concurrency} threads")
+         f" {config.concurrency} threads{processes}")
     if config.redis_url:  # the dashboard, up while the worker starts, reads this Redis too
         connection.set_url(config.redis_url)
     dashboard = _start_dashboard(web_port) if web_port is not None else None
@@ -172,7 +173,7 @@ def _run(config: Config, traffic: bool, web_port: int | None = None) -> int:
         _say("Demo traffic: enqueuing example jobs every second (--no-demo-traffic turns it off)")
     _say("Press Ctrl-C to stop.")
     try:
-        return runner.run_worker(config)
+        return runner.run_worker(config, config.processes)
     except KeyboardInterrupt:
         # Ctrl-C before the worker had installed its own handler (it was still starting):
         # a stop asked for, not a crash. Anything it fetched is recovered by its lease.

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from helpers import wait_for
 from redis_server import RedisServer
 from sidequest.config import build
 
@@ -162,7 +163,8 @@ def test_dev_with_your_app_and_no_demo_traffic(
     (tmp_path / "app").mkdir()
     (tmp_path / "app" / "__init__.py").write_text("")  # the README's layout: a package
     (tmp_path / "app" / "jobs.py").write_text(readme_block("quickstart:jobs"))
-    proc, out = start(["dev", "-r", "app.jobs", "--no-demo-traffic"], tmp_path, user_env())
+    proc, out = start(["dev", "-r", "app.jobs", "--no-demo-traffic", "-P", "2"], tmp_path,
+                      user_env())
     procs.append(proc)
     found = PRIVATE_URL.search(out.wait_for(PRIVATE_URL.search, "private Redis URL"))
     assert found is not None
@@ -173,6 +175,8 @@ def test_dev_with_your_app_and_no_demo_traffic(
     subprocess.run([sys.executable, "-c", enqueue], cwd=tmp_path, check=True, timeout=30,
                    env=user_env(REDIS_URL=found.group(1)))
     out.wait_for(lambda ln: "Sending the welcome email to user 42" in ln, "the job's line")
+    with redis.Redis.from_url(found.group(1)) as client:  # -P is obeyed, as by `sidequest`
+        wait_for(lambda: client.scard("processes") == 2, timeout=30, what="2 processes")
 
     stop_and_check(proc, out, signal.SIGTERM)
     assert not any(line.startswith("traffic:") for line in out.lines), out.text()
