@@ -155,7 +155,7 @@ def time_pages(paths: list[str], repeats: int = REPEATS) -> list[Timing]:
 def poll_commands(client: redis.Redis) -> tuple[int, int]:
     """Commands one uncached JSON poll sends, and commands Redis executes for it (the Lua
     script's reads of each queue and process included; the INFO calls measuring it not)."""
-    from sidequest.web.views.dashboard import _poll_body
+    from sidequest.api.stats import Totals  # what the poll reads
 
     sent = [0]
     execute = redis.client.Pipeline.execute
@@ -164,11 +164,11 @@ def poll_commands(client: redis.Redis) -> tuple[int, int]:
         sent[0] += len(self.command_stack)
         return execute(self, raise_on_error)
 
-    _poll_body()  # loads the Lua script once
+    Totals.read()  # loads the Lua script once
     redis.client.Pipeline.execute = counting  # type: ignore[method-assign]
     try:
         before = int(client.info("stats")["total_commands_processed"])
-        _poll_body()
+        Totals.read()
         after = int(client.info("stats")["total_commands_processed"])
     finally:
         redis.client.Pipeline.execute = execute  # type: ignore[method-assign]

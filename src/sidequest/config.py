@@ -283,6 +283,14 @@ def load_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         text = file.read_text("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file {file} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {file} is a directory: name the TOML file in it,"
+                          f" e.g. -C {file / 'sidequest.toml'}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {file} is not UTF-8 text (byte {exc.start}): save it"
+                          " as UTF-8 TOML") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {file} cannot be read: {exc.strerror}") from None
     # A Sidekiq user passes sidekiq.yml first: say what Sidequest reads, and show it.
     if file.suffix.lower() in (".yml", ".yaml"):
         raise ConfigError(sidekiq_settings.yaml_error(file, text, SETTINGS))
@@ -362,7 +370,14 @@ def build(file: str | None = None, *, base: Mapping[str, Any] | None = None,
     from_file: dict[str, Any] = load_file(file) if file else {}
     given = {k: v for k, v in overrides.items() if v is not None}
     values = {**from_base, **from_file, **given}
-    if values.get("verbose") is True:
+    layers = (from_base, from_file, given)  # later wins
+
+    def layer(key: str) -> int:
+        return max((n for n, layer in enumerate(layers) if key in layer), default=-1)
+
+    # verbose means a DEBUG log level, unless a log level was set by a layer that wins over
+    # it (`-C file-with-verbose.toml --log-level WARNING`: the flag wins, as flags do).
+    if values.get("verbose") is True and layer("verbose") >= layer("log_level"):
         values["log_level"] = "DEBUG"
     try:
         config = Config(**values).validate()

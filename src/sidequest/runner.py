@@ -115,6 +115,7 @@ def load_app(targets: tuple[str, ...]) -> None:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # console scripts do not include the current dir
     for target in targets:
+        _check_target(target)
         is_file = target.endswith(".py") or os.sep in target
         module = _module_for_file(Path(target)) if is_file else target
         try:
@@ -131,6 +132,18 @@ def load_app(targets: tuple[str, ...]) -> None:
                               f" ({type(exc).__name__}: {exc}). Run the worker as"
                               " `python manage.py sidequest`, which sets Django up and loads"
                               " each installed app's jobs.py") from None
+
+
+def _check_target(target: str) -> None:
+    """Refuse what is neither a module name nor a file: an empty value, or a directory
+    (``-r .`` loads a whole application in some job systems; here it names nothing)."""
+    example = "name the module that defines your jobs (-r app.jobs) or its file (-r app/jobs.py)"
+    if not target.strip():
+        raise ConfigError(f"-r was given an empty value: {example}")
+    if target.strip(".") == "" or (os.sep in target and Path(target).is_dir()):
+        django = ("; for a Django project, run python manage.py sidequest, which loads each"
+                  " installed app's jobs.py") if Path(target, "manage.py").is_file() else ""
+        raise ConfigError(f"-r {target}: a directory, not a module: {example}{django}")
 
 
 def _module_for_file(path: Path) -> str:

@@ -348,3 +348,26 @@ def test_a_framework_mapping_may_give_no_tag_and_a_set_of_labels() -> None:
     # As before the type checks: a Django SIDEQUEST setting written so.
     config = build(tag=None, labels={"eu"}, require=["app.jobs"])
     assert not config.tag and set(config.labels) == {"eu"}
+
+
+def test_a_log_level_flag_wins_over_verbose_in_the_file(tmp_path: Path) -> None:
+    file = write(tmp_path, "verbose = true\n")
+    assert build(file, log_level="WARNING").log_level == "WARNING"
+    assert build(file).log_level == "DEBUG"
+    # -v on the command line wins over a level in the file.
+    assert build(write(tmp_path, 'log_level = "WARNING"\n'), verbose=True).log_level == "DEBUG"
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    (None, "is a directory: name the TOML file in it"),
+    (b"tag = \"caf\xe9\"\n", "is not UTF-8 text (byte 10): save it as UTF-8 TOML"),
+])
+def test_a_config_path_that_is_no_text_file_is_named(tmp_path: Path, content: bytes | None,
+                                                     words: str) -> None:
+    path = tmp_path / "settings.toml"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ConfigError, match=re.escape(f"config file {path} {words}")):
+        build(str(path))

@@ -129,3 +129,21 @@ def test_code_that_does_not_parse_is_shown_where_it_fails(project: Path) -> None
         "    def f(:\n"
         "          ^\n"
         "Fix the code there, then start the worker again")
+
+
+@pytest.mark.parametrize(("target", "words"), [
+    ("", "-r was given an empty value: name the module that defines your jobs (-r app.jobs)"),
+    (".", "-r .: a directory, not a module: name the module"),
+    ("lappkg/", "-r lappkg/: a directory, not a module: name the module"),
+])
+def test_a_directory_or_nothing_is_refused_with_what_to_name(project: Path, target: str,
+                                                             words: str) -> None:
+    # Before: a TypeError about relative imports, a ValueError, or "no such file".
+    with pytest.raises(ConfigError) as caught:
+        load_app((target,))
+    assert str(caught.value).startswith(words)
+
+
+def test_a_package_named_as_a_module_is_still_imported(project: Path) -> None:
+    load_app(("lappkg",))  # a directory of that name is there too: it is the package
+    assert "lappkg" in sys.modules

@@ -33,4 +33,6 @@ def test_every_page_is_fast_with_a_million_jobs(redis_server: object) -> None:
         assert status == "200", path
         assert float(median) < 300, f"{path}: {median} ms"
     poll = re.search(r"JSON poll: (\d+) Redis commands in one round trip", result.stdout)
-    assert poll and int(poll.group(1)) <= 9, result.stdout
+    # The counters, the queue and process sets, the Sidequest process set (to leave dead
+    # processes out) and the totals script.
+    assert poll and int(poll.group(1)) <= 10, result.stdout

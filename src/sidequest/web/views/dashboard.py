@@ -70,7 +70,8 @@ def _read(days: int) -> tuple[Totals, dict[str, dict[str, int]], dict[str, str]]
 
 
 async def stats(request: Request) -> Response:
-    """The JSON the real-time graph polls: eight Redis commands, at most once a second."""
+    """The JSON the real-time graph polls: ten Redis commands and one script call in two round
+    trips, at most once a second."""
     body: dict[str, Any] = await run_in_threadpool(_poll_cache(request).get,
                                                    lambda: _body(Totals.read()))
     return JSONResponse(body)
