@@ -13,7 +13,7 @@ import re
 import time
 from datetime import datetime, timezone
 from typing import Any, cast
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 import jinja2
 import markupsafe
@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 
 from sidequest import __version__, connection
+from sidequest.web import params
 from sidequest.web.session import Session
 from sidequest.web.settings import Settings
 
@@ -28,6 +29,13 @@ from sidequest.web.settings import Settings
 ARGS_IN_TABLE = 200
 #: Characters of any one value shown on a job's page (a 50 MB payload must not become a page).
 VALUE_ON_PAGE = 100_000
+
+#: The hidden form field that carries the list page's query (page, filter, order) to an action.
+BACK_FIELD = "back"
+#: What each query parameter of a list page may be when an action returns to it: a pattern
+#: for the number and choice ones; free text (the filter) only has its length cut.
+PLACE_PARAMS = {"page": r"\d{1,8}", "count": r"\d{1,3}", "cursor": r"\d{1,20}",
+                "direction": r"asc|desc", "substr": None}
 
 TABS = (("", "Dashboard"), ("busy", "Busy"), ("queues", "Queues"), ("retries", "Retries"),
         ("scheduled", "Scheduled"), ("morgue", "Dead"), ("metrics", "Metrics"),
@@ -97,6 +105,22 @@ def back(request: Request, path: str, message: str | None = None,
     return RedirectResponse(root(request) + path + suffix, status_code=303)
 
 
+def place(request: Request) -> dict[str, str]:
+    """Where on its list the POSTed form was: the page's query, sent back in the form's hidden
+    ``back`` field, reduced to the known parameters with valid values. An action then returns
+    to the same page, filter and order. Only a query is taken, never a path or a host (the
+    view names the path), so no one can make this a redirect off the dashboard."""
+    sent = form(request).get(BACK_FIELD, "")[:1000]
+    kept: dict[str, str] = {}
+    for name, value in parse_qsl(sent):
+        pattern = PLACE_PARAMS.get(name, "")
+        if pattern is None:
+            kept[name] = value.strip()[:params.MAX_FILTER]
+        elif pattern and re.fullmatch(pattern, value):
+            kept[name] = value
+    return {name: value for name, value in kept.items() if value}
+
+
 def segment(value: str) -> str:
     """``value`` as one URL path segment: slashes, dots and markup all quoted."""
     return quote(value, safe="")
@@ -142,6 +166,11 @@ def full_json(value: Any) -> str:
     return text_value[:VALUE_ON_PAGE] + f"\n… ({len(text_value) - VALUE_ON_PAGE:,} more characters)"
 
 
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``1 job``, ``2 jobs``, ``1,234 jobs`` (``nouns`` for an irregular plural)."""
+    return f"{count:,} {noun if count == 1 else nouns or noun + 's'}"
+
+
 def kilobytes(value: int) -> str:
     return f"{value / 1024:,.0f} MB" if value >= 1024 else f"{value} KB"
 
@@ -182,5 +211,5 @@ ENV = jinja2.Environment(
     finalize=visible,
 )
 ENV.filters.update(seg=segment, number=number, ago=ago, utc=utc, short_json=short_json,
-                   full_json=full_json, kb=kilobytes)
+                   full_json=full_json, kb=kilobytes, plural=plural)
 ENV.globals.update(page_url=page_url)

@@ -4,10 +4,13 @@
 (function () {
   "use strict";
 
-  // Ask before destructive actions: <form data-confirm="question">.
+  // Ask before destructive actions: <form data-confirm="question">, or, in a form with
+  // several buttons of which only some destroy, <button data-confirm="question">.
   document.addEventListener("submit", function (event) {
     var form = event.target;
-    var question = form.getAttribute && form.getAttribute("data-confirm");
+    var button = event.submitter;
+    var question = (button && button.getAttribute("data-confirm")) ||
+      (form.getAttribute && form.getAttribute("data-confirm"));
     if (question && !window.confirm(question)) {
       event.preventDefault();
     }

@@ -57,4 +57,6 @@ async def delete_job(request: Request) -> Response:
         return render.text("Malformed job reference", 400)
     deleted = await run_in_threadpool(Queue(name).delete_by_reference, int(near), digest)
     message = "Deleted the job." if deleted else "The job was no longer in the queue."
-    return render.back(request, "/queues/" + render.segment(name), message)
+    # Back to the page and order the job was deleted from, not to the queue's first page.
+    return render.back(request, "/queues/" + render.segment(name), message,
+                       **render.place(request))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -52,6 +53,16 @@ KINDS = (
 )
 LABELS = {"retry": "Retry now", "add_to_queue": "Add to queue", "delete": "Delete",
           "kill": "Kill"}
+#: Questions asked before an action that cannot be undone, on one row, on the ticked rows,
+#: or on every job of a set ("{title}": the set's name).
+ROW_CONFIRMS = {"delete": "Delete this job?", "kill": "Kill this job? It moves to Dead."}
+BULK_CONFIRMS = {"delete": "Delete the selected jobs?",
+                 "kill": "Kill the selected jobs? They move to Dead."}
+ALL_CONFIRMS = {"retry": "Retry every job in {title} now?",
+                "add_to_queue": "Add every job in {title} to its queue now?",
+                "delete": "Delete every job in {title}?",
+                "kill": "Kill every job in {title}? They move to Dead."}
+NOTHING_SELECTED = "No jobs selected: tick the jobs first."
 
 
 def routes() -> list[Route]:
@@ -67,6 +78,21 @@ def routes() -> list[Route]:
             Route(f"/{kind.slug}/{{key:path}}", views.act_on_one, methods=["POST"]),
         ]
     return found
+
+
+def found_note(found: int, cursor: int, next_cursor: int) -> str:
+    """What a filtered page can truly say of its matches. A search reads the set a part at a
+    time (the cursor marks where it is), so only a search that went from the start to the end
+    in one request knows a total; any other part tells how many it found, and whether more
+    may follow."""
+    matches = render.plural(found, "match", "matches")
+    if not cursor and not next_cursor:
+        return f"{found:,} matching"
+    if not found:
+        return "none found yet; more may follow" if next_cursor else "no more matches"
+    if next_cursor:
+        return f"{'first' if not cursor else 'next'} {matches} shown; more may follow"
+    return f"last {matches}"
 
 
 def parse_key(key: str) -> tuple[float, str] | None:
@@ -87,22 +113,35 @@ class _Views:
         count, page = params.count(request), params.page(request)
         substr = params.text(request, "substr")
         cursor = params.integer(request, "cursor", 0, (0, 2**63 - 1))
-        next_cursor = None
+        next_cursor = 0
         if substr:
             rows, next_cursor = await run_in_threadpool(
                 kind.jobset().search, substr, cursor, count, SEARCH_BUDGET)
             size = len(rows)
         else:
-            rows, size = await run_in_threadpool(
-                kind.jobset().counted_page, page, count, kind.newest_first)
-            if page > params.last_page(size, count):
-                page = params.last_page(size, count)
-                rows, size = await run_in_threadpool(
-                    kind.jobset().counted_page, page, count, kind.newest_first)
+            rows, size, page = await run_in_threadpool(self._page, page, count)
         return render.page(request, "set.html", kind.title, kind=kind, rows=rows, size=size,
                            page=page, last_page=params.last_page(size, count), count=count,
                            substr=substr, cursor=cursor, next_cursor=next_cursor,
-                           labels=LABELS)
+                           found=found_note(len(rows), cursor, next_cursor) if substr else "",
+                           **self._questions())
+
+    def _page(self, page: int, count: int) -> tuple[list[SortedEntry], int, int]:
+        """One page of the set, its size, and the page's number: the last page instead of
+        one past the end (the set shrank, or a hand-made URL)."""
+        jobset, newest_first = self.kind.jobset(), self.kind.newest_first
+        rows, size = jobset.counted_page(page, count, newest_first)
+        if page > params.last_page(size, count):
+            page = params.last_page(size, count)
+            rows, size = jobset.counted_page(page, count, newest_first)
+        return rows, size, page
+
+    def _questions(self) -> dict[str, Any]:
+        """The buttons' labels and the questions asked before the actions that need one."""
+        every = {action: question.format(title=self.kind.title)
+                 for action, question in ALL_CONFIRMS.items()}
+        return {"labels": LABELS, "row_confirms": ROW_CONFIRMS,
+                "bulk_confirms": BULK_CONFIRMS, "all_confirms": every}
 
     async def detail(self, request: Request) -> Response:
         entry = await run_in_threadpool(self._find, request.path_params["key"])
@@ -112,7 +151,7 @@ class _Views:
         # Inflated once, off the event loop: a hostile entry can cost up to the size cap.
         backtrace = await run_in_threadpool(lambda: entry.error_backtrace)
         return render.page(request, "job.html", entry.klass, kind=self.kind, entry=entry,
-                           labels=LABELS, fields=sorted(entry.item.items()),
+                           fields=sorted(entry.item.items()), **self._questions(),
                            backtrace=backtrace)
 
     def _find(self, key: str) -> SortedEntry | None:
@@ -133,9 +172,15 @@ class _Views:
     async def _act(self, request: Request, keys: list[str], action: str) -> Response:
         if action not in self.kind.row_actions:
             return render.text("Unknown action", 400)
+        if not keys:  # a "Selected:" button pressed with no row ticked
+            return self._back(request, NOTHING_SELECTED)
         verb, act = ROW_ACTIONS[action]
         done = await run_in_threadpool(self._apply, keys, act)
-        return render.back(request, f"/{self.kind.slug}", f"{verb}: {done} of {len(keys)}.")
+        return self._back(request, f"{verb}: {done} of {len(keys)}.")
+
+    def _back(self, request: Request, message: str) -> Response:
+        """To the list, on the page, filter and order the action was taken from."""
+        return render.back(request, f"/{self.kind.slug}", message, **render.place(request))
 
     def _apply(self, keys: list[str], act: Callable[[SortedEntry], bool]) -> int:
         jobset, done = self.kind.jobset(), 0
@@ -150,8 +195,7 @@ class _Views:
         if action not in self.kind.all_actions:
             return render.text("Unknown action", 400)
         done = await run_in_threadpool(self._apply_all, action)
-        verb = ROW_ACTIONS[action][0]
-        return render.back(request, f"/{self.kind.slug}", f"{verb}: {done}.")
+        return self._back(request, f"{ROW_ACTIONS[action][0]}: {done}.")
 
     def _apply_all(self, action: str) -> int:
         jobset = self.kind.jobset()
