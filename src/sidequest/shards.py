@@ -54,15 +54,19 @@ class ShardMap:
 
 
 def build(shards: Mapping[str, str] | None, shard_queues: Mapping[str, str] | None,
-          source: str = "", default: str | None = None) -> ShardMap | None:
+          source: str = "", default: str | None = None,
+          routes_source: str | None = None) -> ShardMap | None:
     """The checked routing table, or None when no shard is defined (one Redis).
 
     ``default`` is the default shard's URL (``redis_url``): a shard naming that Redis too is
-    refused, as two shards naming one Redis are."""
+    refused, as two shards naming one Redis are. Errors start with ``source``, or for the
+    routes with ``routes_source`` when they came from elsewhere (another variable)."""
     where = f"{source}: " if source else ""
     urls = _urls(shards or {}, where)
     if urls and default is not None:
         _check_apart(urls, default, where)
+    if routes_source is not None:
+        where = f"{routes_source}: " if routes_source else ""
     queues = _routes(shard_queues or {}, urls, where)
     if not urls and not queues:
         return None
@@ -161,7 +165,8 @@ def from_env(env: Mapping[str, str] = os.environ,
     against ``default``, the default shard's URL, as build() does)."""
     shards = _pairs(env.get(ENV_SHARDS, ""), ENV_SHARDS)
     routes = _pairs(env.get(ENV_SHARD_QUEUES, ""), ENV_SHARD_QUEUES)
-    return build(shards, routes, "$" + ENV_SHARDS if shards else "", default)
+    return build(shards, routes, "$" + ENV_SHARDS if shards else "", default,
+                 routes_source="$" + ENV_SHARD_QUEUES if routes else "")
 
 
 def by_shard(table: ShardMap, jobs: Iterable[Mapping[str, Any]]) -> dict[str, list[Any]]:

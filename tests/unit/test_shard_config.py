@@ -62,6 +62,11 @@ def test_environment_pairs() -> None:
     assert table.shard_of("exports") == "eu"
     with pytest.raises(ConfigError, match=r"\$SIDEQUEST_SHARDS: 'reports' is not NAME=VALUE"):
         shards.from_env({"SIDEQUEST_SHARDS": "reports"})
+    # A route's mistake is in $SIDEQUEST_SHARD_QUEUES, and the message says so.
+    with pytest.raises(ConfigError, match=r"^\$SIDEQUEST_SHARD_QUEUES: shard_queues routes queue "
+                       r"'exports' to shard 'report', which is not defined.*did you mean"):
+        shards.from_env({"SIDEQUEST_SHARDS": "reports=redis://h2:6379/0",
+                         "SIDEQUEST_SHARD_QUEUES": "exports=report"})
 
 
 def test_shards_on_one_cluster_may_share_its_url() -> None:
