@@ -8,7 +8,9 @@ is taken; ``--web-port``, ``--no-web``), without a login unless ``SIDEQUEST_WEB_
 set: it listens on the loopback only.
 
 Without ``--redis-url`` (or ``redis_url`` in a ``-C`` file), ``SIDEQUEST_REDIS_URL`` or
-``REDIS_URL``, a throwaway ``redis-server`` is started on a free loopback port, writing
+``REDIS_URL``, your app's worker uses a Redis answering on localhost:6379 (where the app
+pushes with no setting); the example shop, or your app when none answers there, gets a
+throwaway ``redis-server``, started on a free loopback port, writing
 nothing to disk, and stopped on exit: on Ctrl-C, on SIGTERM, and (on Linux) by the kernel
 if this process dies without cleaning up.
 """
@@ -67,7 +69,7 @@ def main(argv: list[str]) -> int:
         return _print_env(*_redis_choice(args, runner.config_from_args(args)))
     config, demo = _dev_config(args)
     traffic = demo and not args.no_demo_traffic
-    config, source = _redis_choice(args, config)
+    config, source = _redis_choice(args, config, shared=not demo)
     if source:
         _say(f"Redis: {connection.redacted(config.redis_url or connection.url())} ({source})")
         return _run(config, traffic, _web_port(args))
@@ -88,11 +90,14 @@ def main(argv: list[str]) -> int:
         return 1
 
 
-def _redis_choice(args: argparse.Namespace, config: Config) -> tuple[Config, str]:
-    """The Redis configured, else one answering on the default port; and where it came from
-    ("" when there is neither: dev then starts a private one)."""
+def _redis_choice(args: argparse.Namespace, config: Config,
+                  shared: bool = True) -> tuple[Config, str]:
+    """The Redis configured, else (when ``shared``) one answering on the default port; and
+    where it came from ("" when there is neither: dev then starts a private one). The
+    example app is not ``shared``: its demo traffic, failures and dead jobs must not land in
+    the database a developer's own apps use."""
     source = _configured_by(args, config)
-    if not source and _answers_ping(DEFAULT_REDIS_PORT):
+    if not source and shared and _answers_ping(DEFAULT_REDIS_PORT):
         # The Redis the app's own perform_async reaches without any setting: use it, so the
         # worker and the app meet.
         config = replace(config, redis_url=connection.DEFAULT_URL)

@@ -283,5 +283,13 @@ def test_dev_uses_a_redis_already_on_the_default_port(
                        cwd=tmp_path, check=True, timeout=30, env=user_env())
         out.wait_for(lambda ln: "Sending the welcome email to user 42" in ln, "the job's line")
         stop_and_check(proc, out, signal.SIGTERM)
+        # The example shop's demo data stays out of that Redis: it gets a private one.
+        default.client().flushall()
+        proc, out = start(["dev", "--no-web"], ROOT, user_env())
+        procs.append(proc)
+        out.wait_for(PRIVATE_URL.search, "private Redis URL")
+        out.wait_for(lambda ln: ln.startswith("shop: "), "line printed by an example job")
+        stop_and_check(proc, out, signal.SIGTERM)
+        assert default.client().dbsize() == 0, "the demo wrote to the Redis on 6379"
     finally:
         default.stop()
