@@ -17,13 +17,19 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 
 import redis
 
 from sidequest import connection
 from sidequest.api import PeriodicSet, ProcessSet, Queue, Stats, awaiting_recovery
-from sidequest.api.stats import ShardUnreachable, describe, each_reachable_shard, summed
+from sidequest.api.stats import (
+    ShardUnreachable,
+    Totals,
+    describe,
+    each_reachable_shard,
+    summed,
+)
 from sidequest.config import connect_as_file
 from sidequest.errors import ConfigError
 
@@ -61,10 +67,31 @@ def render_stats() -> list[str]:
     return stats_screen().lines
 
 
+@dataclass(frozen=True)
+class _Snapshot:
+    """Sidekiq's stats, with busy and processes counted over live processes only, as
+    ``sidequest status`` and the dashboard count them (the stats count a killed process until
+    its entry is pruned)."""
+
+    stats: Stats
+    live: Totals
+
+    @property
+    def queues(self) -> dict[str, int]:
+        return self.stats.queues
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.stats.as_dict(), "busy": self.live.busy, "processes": self.live.processes}
+
+
+def _snapshot() -> _Snapshot:
+    return _Snapshot(Stats(), Totals.read())
+
+
 def stats_screen() -> Screen:
     if len(connection.shard_names()) == 1:
-        return Screen(_stats_lines(Stats()))
-    reads = each_reachable_shard(Stats)
+        return Screen(_stats_lines(_snapshot()))
+    reads = each_reachable_shard(_snapshot)
     snapshots = reads.values
     lines = _shard_parts({name: _stats_lines(s) for name, s in snapshots.items()}, reads.down)
     if not snapshots:  # every shard is down: no sum to show
@@ -104,7 +131,7 @@ def _indent(lines: list[str]) -> list[str]:
     return [f"  {line}" if line else line for line in lines]
 
 
-def _stats_lines(stats: Stats) -> list[str]:
+def _stats_lines(stats: _Snapshot) -> list[str]:
     return _totals_lines(stats.as_dict(), stats.queues)
 
 

@@ -45,6 +45,19 @@ def test_stats_shows_totals_and_queues(r: redis.Redis) -> None:
     assert any(line.split() == ["mon", "3"] for line in text.splitlines())
 
 
+def test_stats_counts_live_processes_as_status_does(r: redis.Redis) -> None:
+    from sidequest import keys
+
+    # A Sidequest process killed a moment ago: still listed, its lease gone.
+    r.sadd("processes", "dead:1:aaaa")
+    r.sadd(keys.SQ_PROCESSES, "dead:1:aaaa")
+    r.hset("dead:1:aaaa", mapping={"info": json.dumps({"hostname": "dead"}), "busy": 3})
+    r.sadd("processes", "ruby:2:bbbb")  # Ruby Sidekiq holds no lease
+    r.hset("ruby:2:bbbb", mapping={"info": json.dumps({"hostname": "ruby"}), "busy": 1})
+    assert "Busy: 1   Processes: 1" in run("stats")
+    assert "Processes (1)" in run("status")
+
+
 def test_status_shows_a_busy_process(r: redis.Redis) -> None:
     HOLD.clear()
     MonJob.perform_async()
