@@ -289,6 +289,9 @@ class Manager:
             if self._exchange.stop_asked:
                 self.inprogress.acknowledge(acks)
                 return
+            # Also while a processor waits in Redis (the held job took no wait-marker's
+            # place): the job given back is there for it, or for another process.
+            self._give_back(paused)
             if self._blocking:  # a processor waits in Redis; it nudges when it is back
                 # Jobs held or running still finish: the first acknowledgement wakes this
                 # thread, and those handed in during its round trip go in the next one.
@@ -296,7 +299,6 @@ class Manager:
                 acks = []
                 self._doze(self.config.fetch_timeout)
                 continue
-            self._give_back(paused)
             hungry = (not paused and self._ledger.owed > 0
                       and self._jobs.qsize() <= self._ledger.low)
             if not hungry and not waited:  # let acknowledgements gather into one round
