@@ -32,6 +32,8 @@ def test_batches_show_progress_state_and_failures(client: Client, r: redis.Redis
     row = row[:row.index("</tr>")]
     assert 'max="3" value="1"' in row and '<td class="num pending">2</td>' in row
     assert f'href="/retries?substr={second}"' in row and "running" in row
+    # A link to look for the failed job in each set, not a "(dead set)" that reads as a fact.
+    assert f'href="/morgue?substr={second}">Dead</a>' in row and "dead set" not in row
     update(batch.ancestry, third, "success")
     update(batch.ancestry, second, "success")
     assert "succeeded" in client.get("/batches").text

@@ -85,6 +85,9 @@ def test_busy_lists_processes_and_running_jobs(client: Client, r: redis.Redis) -
     assert "worker-1:4242" in page and ">shop<" in page and "50 MB" in page
     assert "1 / 5" in page and "running" in page
     assert "app.jobs.Export" in page and A in page and "[99]" in page and ">t1<" in page
+    # When it last beat, as `sidequest status` shows: a stale beat is a process in trouble.
+    r.hset("worker-1:4242:aaaaaaaaaaaa", "beat", time.time() - 125)
+    assert re.search(r'<td class="beat" title="[^"]+">2 min ago</td>', client.get("/busy").text)
 
 
 def test_cancel_a_running_job_from_the_busy_page(client: Client, r: redis.Redis) -> None:
@@ -136,6 +139,9 @@ def test_queues_and_a_queue_page_both_ways(client: Client, r: redis.Redis) -> No
     assert "[10]" in oldest and "[19]" in oldest and "[9]" not in oldest and "[20]" not in oldest
     past_the_end = client.get("/queues/default?count=10&page=1000").text
     assert "Page 6 of 6" in past_the_end and "[0]" in past_the_end
+    # A latency reads as a person would say it, not "403.50 s".
+    enqueue(r, "stale", job(B, queue="stale", enqueued_at=time.time() - 403.5))
+    assert re.search(r'title="403\.\d{3} s">6 min 43 s<', client.get("/queues").text)
 
 
 def test_delete_one_job_and_a_whole_queue(client: Client, r: redis.Redis) -> None:
@@ -186,6 +192,16 @@ def test_retries_list_detail_and_filter(client: Client, r: redis.Redis,
     found = client.get("/retries?substr=needle").text
     assert found.count('name="key"') == 1 and "d" * 24 in found
     assert "No job matches" in client.get("/retries?substr=no-such-thing").text
+
+
+def test_an_unknown_address_is_a_page_with_the_tabs(client: Client) -> None:
+    # Before: a bare "Not Found" with no way on.
+    answer = client.get("/retrys?page=2")
+    assert answer.status_code == 404
+    assert "Page not found" in answer.text and "<code>/retrys</code>" in answer.text
+    assert 'href="/retries"' in answer.text  # the tabs
+    missing = client.get("/static/nothing.css")  # no page around a missing file
+    assert missing.status_code == 404 and missing.text == "Not Found"
 
 
 def test_retry_delete_and_kill_rows(client: Client, r: redis.Redis,

@@ -127,6 +127,7 @@ def create_app(
     )
     handlers: dict[Any, Any] = {error: errors.redis_unreachable for error in errors.UNREACHABLE}
     handlers.update({error: errors.misconfigured for error in errors.MISCONFIGURED})
+    handlers[404] = errors.not_found
     handlers[500] = errors.server_error
     app = Starlette(routes=routes(), middleware=[Middleware(Guard, settings=settings),
                                                  Middleware(ShardScope)],

@@ -15,6 +15,7 @@ from sidequest import connection
 from sidequest.api.stats import ShardUnreachable
 from sidequest.errors import ConfigError, RedisUnavailable
 from sidequest.web import render
+from sidequest.web.render import route_path
 
 log = logging.getLogger("sidequest.web")
 #: Redis failures that mean "cannot reach it", not "it refused this command".
@@ -83,6 +84,16 @@ async def misconfigured(request: Request, exc: Exception) -> Response:
     log.error("the dashboard cannot use Redis: %s", problem)
     return render.page(request, "misconfigured.html", "Configuration error", status_code=500,
                        problem=str(problem), bare=True)
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    """An address the dashboard does not have: a page with the tabs, to go on from there. A
+    missing static file (no page around it) and a request the guard has not seen (no
+    nonce for the page's scripts) keep the plain answer."""
+    if "/static/" in request.url.path or "sidequest.nonce" not in request.scope:
+        return PlainTextResponse("Not Found", status_code=404)
+    return render.page(request, "notfound.html", "Not found", status_code=404,
+                       path=route_path(request.scope))
 
 
 async def server_error(request: Request, exc: Exception) -> Response:

@@ -171,6 +171,21 @@ def plural(count: int, noun: str, nouns: str | None = None) -> str:
     return f"{count:,} {noun if count == 1 else nouns or noun + 's'}"
 
 
+def duration(seconds: float) -> str:
+    """A wait as a person reads it: ``0.25 s``, ``42.5 s``, ``6 min 43 s``, ``2 h 5 min``,
+    ``3.2 d`` (a queue's latency can be anything from milliseconds to days)."""
+    if seconds < 10:
+        return f"{seconds:.2f} s"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = int(seconds)
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s"
+    if whole < 86400:
+        return f"{whole // 3600} h {whole % 3600 // 60} min"
+    return f"{seconds / 86400:.1f} d"
+
+
 def kilobytes(value: int) -> str:
     return f"{value / 1024:,.0f} MB" if value >= 1024 else f"{value} KB"
 
@@ -211,5 +226,6 @@ ENV = jinja2.Environment(
     finalize=visible,
 )
 ENV.filters.update(seg=segment, number=number, ago=ago, utc=utc, short_json=short_json,
-                   full_json=full_json, kb=kilobytes, plural=plural)
+                   full_json=full_json, kb=kilobytes, plural=plural,
+                   duration=duration)
 ENV.globals.update(page_url=page_url)
