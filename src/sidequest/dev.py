@@ -200,7 +200,9 @@ def _start_dashboard(port: int) -> BackgroundServer | None:
         # The dashboard is an optional extra: imported only when it is there to be used.
         from sidequest.web.server import BackgroundServer, build_app  # noqa: PLC0415
     except ImportError as exc:
-        _say(f"Dashboard: not started ({exc}); install it with: pip install 'sidequest[web]'")
+        extra = "pip install 'sidequest[web]'"
+        hint = "" if extra in str(exc) else f"; install it with: {extra}"
+        _say(f"Dashboard: not started ({exc}){hint}")
         return None
     try:
         app = build_app(HOST)

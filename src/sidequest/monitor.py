@@ -237,6 +237,10 @@ def _connect(args: argparse.Namespace) -> None:
 
 def main(command: str, argv: list[str], out: TextIO = sys.stdout) -> int:
     args = _parser(command).parse_args(argv)
+    if args.watch is not None and not args.watch > 0:  # a typo, not a request to spin
+        print(f"sidequest {command}: --watch takes the seconds between redraws, more than 0;"
+              f" got {args.watch:g}", file=sys.stderr)
+        return 2
     try:
         _connect(args)
     except ConfigError as exc:

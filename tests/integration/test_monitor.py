@@ -120,3 +120,12 @@ def test_each_command_s_help_says_what_it_shows(command: str, says: str,
         main(command, ["--help"])
     shown = capsys.readouterr().out
     assert says in shown and "``" not in shown
+
+
+@pytest.mark.parametrize("seconds", ["-1", "0"])
+def test_a_watch_interval_of_nothing_is_refused(seconds: str,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    # Before, it was taken (as half a second) without a word.
+    assert main("stats", ["--watch", seconds], io.StringIO()) == 2
+    assert ("sidequest stats: --watch takes the seconds between redraws, more than 0; got"
+            f" {float(seconds):g}") in capsys.readouterr().err
