@@ -22,6 +22,7 @@ from sidequest import (
     shards,
     status,
     unique,
+    url_problems,
     wire,
 )
 from sidequest.errors import RedisUnavailable
@@ -275,8 +276,8 @@ def _guarded(write: Callable[[], list[Any]], shard: str | None) -> list[Any]:
         raise (connection.url_problem(exc, _where(shard)) or RedisUnavailable(str(exc))) from exc
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise RedisUnavailable(
-            f"could not reach Redis at {_where(shard)} ({exc}); the job was not"
-            " enqueued, so retry later or fail the request"
+            f"could not reach Redis at {_where(shard)} ({url_problems.readable(exc)}); the job"
+            " was not enqueued, so retry later or fail the request"
         ) from exc
     except redis.ReadOnlyError as exc:
         raise RedisUnavailable(

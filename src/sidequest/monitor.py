@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 import redis
 
-from sidequest import connection
+from sidequest import connection, url_problems
 from sidequest.api import PeriodicSet, ProcessSet, Queue, Stats, awaiting_recovery
 from sidequest.api.stats import (
     ShardUnreachable,
@@ -282,6 +282,7 @@ def _failure(exc: redis.RedisError) -> str:
         return str(exc)  # it names the shard it could not reach
     if len(connection.shard_names()) == 1:
         problem = connection.url_problem(exc, connection.redacted())  # a wrong password
-        return str(problem) if problem else f"cannot read Redis at {connection.redacted()}: {exc}"
+        return str(problem) if problem else (
+            f"cannot read Redis at {connection.redacted()}: {url_problems.readable(exc)}")
     # Not a shard that is down but a command refused: which shard said so is not known here.
     return f"cannot read the shards ({', '.join(connection.shard_names())}): {exc}"

@@ -1,10 +1,14 @@
 """Redis errors that mean the URL itself is wrong, so that no wait or retry would help, and
-the ConfigError that says so: a database number the server lacks, a Redis Cluster node
-behind a plain URL, a plain Redis behind a cluster URL."""
+the ConfigError that says so: a database number the server lacks, a password missing or
+refused, a Redis Cluster node behind a plain URL, a plain Redis behind a cluster URL. Also
+``readable()``: an error's text as a message can quote it."""
 
 from __future__ import annotations
 
+import re
+
 import redis
+from redis.sentinel import MasterNotFoundError
 
 from sidequest.errors import ConfigError
 
@@ -68,3 +72,19 @@ def plain_behind_cluster_url(exc: BaseException, where: str) -> ConfigError | No
                        "enabled on it), so a redis+cluster:// URL cannot use it: use a "
                        "redis:// URL for a single Redis server, e.g. redis://HOST:PORT/0 "
                        "(rediss:// for TLS)")
+
+
+#: How redis-py writes a Sentinel client into MasterNotFoundError's text: about 1 KB of its
+#: connection pool's settings, of which a reader needs the address.
+_SENTINEL_REPR = re.compile(r"<redis\.client\.Redis\(.*?host=([^,>]+),port=(\d+).*?\)>\)>\)>")
+
+
+def readable(exc: BaseException) -> str:
+    """``exc``'s text, with each Sentinel client that redis-py's MasterNotFoundError quotes
+    written as its address, and what to check when no Sentinel named the master."""
+    text = str(exc)
+    if not isinstance(exc, MasterNotFoundError):
+        return text
+    text = _SENTINEL_REPR.sub(lambda found: f"Sentinel {found[1]}:{found[2]}", text)
+    return (f"{text.rstrip('.')}. Check that the URL names Sentinels (port 26379 by default),"
+            " not Redis itself, and the service name their `sentinel monitor` line gives")

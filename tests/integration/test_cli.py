@@ -279,6 +279,16 @@ def test_a_missing_or_wrong_password_is_a_clear_error_not_a_wait(tmp_path: Path)
         guarded.stop()
 
 
+def test_a_sentinel_url_at_a_plain_redis_reads_as_an_address(redis_url: str) -> None:
+    # redis-py's message quotes each Sentinel client whole: about 1 KB of pool settings.
+    port = redis_url.rsplit(":", 1)[1].split("/", maxsplit=1)[0]
+    stats = sidequest("stats", "--redis-url", f"redis+sentinel://127.0.0.1:{port}/mymaster/0")
+    out, _ = stats.communicate(timeout=30)
+    assert stats.returncode == 1, out
+    assert f"No master found for 'mymaster' : Sentinel 127.0.0.1:{port} - " in out, out
+    assert "ConnectionPool" not in out and "port 26379 by default" in out, out
+
+
 def test_a_malformed_redis_url_in_code_fails_at_configure() -> None:
     from sidequest import connection
     from sidequest.errors import ConfigError

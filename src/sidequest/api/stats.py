@@ -10,7 +10,7 @@ from typing import Any, Generic, TypeVar, cast
 
 import redis
 
-from sidequest import connection, keys
+from sidequest import connection, keys, url_problems
 from sidequest.api.lenient import as_int, replies
 from sidequest.api.queues import latency_of
 from sidequest.errors import RedisUnavailable
@@ -181,7 +181,8 @@ class ShardUnreachable(redis.ConnectionError, RedisUnavailable):
         self.shard = shard
         self.where = connection.redacted(connection.shard_url(shard))
         # Without its final period: the messages that quote it go on after it.
-        self.reason = str(error).rstrip(string.whitespace + ".") or type(error).__name__
+        self.reason = (url_problems.readable(error).rstrip(string.whitespace + ".")
+                       or type(error).__name__)
         super().__init__(f"could not reach {describe(shard)} ({self.reason}); {advice}")
 
 

@@ -11,7 +11,7 @@ import redis
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from sidequest import connection
+from sidequest import connection, url_problems
 from sidequest.api.stats import ShardUnreachable
 from sidequest.errors import ConfigError, RedisUnavailable
 from sidequest.web import render
@@ -70,7 +70,7 @@ def reason_of(exc: Exception) -> str:
     page would read "Connection refused..". The exception's class when no text is left."""
     if isinstance(exc, ShardUnreachable):
         return exc.reason  # the redis-py error's text, not the advice meant for code
-    return str(exc).rstrip(TRAILING_STOPS) or type(exc).__name__
+    return url_problems.readable(exc).rstrip(TRAILING_STOPS) or type(exc).__name__
 
 
 async def misconfigured(request: Request, exc: Exception) -> Response:

@@ -21,7 +21,17 @@ from typing import TYPE_CHECKING, Any, cast
 
 import redis
 
-from sidequest import connection, hooks, interrupts, keys, metrics, middleware, status, unique
+from sidequest import (
+    connection,
+    hooks,
+    interrupts,
+    keys,
+    metrics,
+    middleware,
+    status,
+    unique,
+    url_problems,
+)
 from sidequest.config import Config
 from sidequest.job import install_worker
 from sidequest.worker import cancels, guards, identity, logs, sharding, watchdog
@@ -153,7 +163,8 @@ class Launcher:
                 if problem is not None:  # no wait fixes a URL: say so and exit 2
                     raise problem from exc
                 if not warned:
-                    log.warning("waiting for Redis at %s: %s", connection.redacted(), exc)
+                    log.warning("waiting for Redis at %s: %s", connection.redacted(),
+                                url_problems.readable(exc))
                     warned = True
                 self._nap(delay)
                 delay = min(delay * 2, 2.0)
