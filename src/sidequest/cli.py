@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     interrupts.install()
     command = "run"
+    prog = "sidequest run" if argv[:1] == ["run"] else "sidequest"  # as the user typed it
     if argv and argv[0] in COMMANDS:
         command = argv.pop(0)
     elif argv and not argv[0].startswith("-"):
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     for warning in environ.near_misses(os.environ):
         print(f"sidequest: warning: {warning}", file=sys.stderr)
     try:
-        return _dispatch(command, argv)
+        return _dispatch(command, argv, prog)
     except ConfigError as exc:
         print(f"sidequest: {exc}", file=sys.stderr)
         return 2
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _dispatch(command: str, argv: list[str]) -> int:
+def _dispatch(command: str, argv: list[str], prog: str = "sidequest") -> int:
     if command in ("stats", "status", "periodic"):
         from sidequest.monitor import main as monitor_main
 
@@ -77,7 +78,7 @@ def _dispatch(command: str, argv: list[str]) -> int:
         return int(dev_main(argv))
     if command == "web":
         return _web(argv)
-    args = parser().parse_args(argv)
+    args = parser(prog).parse_args(argv)
     config = config_from_args(args)
     code = run_worker(config, config.processes)
     if code:

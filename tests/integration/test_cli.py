@@ -89,6 +89,9 @@ def test_version_and_help() -> None:
     assert code == 0 and out.startswith("sidequest ")
     code, out = run("--help")
     assert code == 0 and "--concurrency" in out and "NAME[,WEIGHT]" in out
+    assert out.startswith("usage: sidequest [")
+    code, out = run("run", "--help")  # named as typed
+    assert code == 0 and out.startswith("usage: sidequest run [") and "--concurrency" in out
 
 
 @pytest.mark.parametrize(("args", "message"), [
