@@ -35,6 +35,8 @@ def test_queue_sets_totals_and_classes(client: Client, r: redis.Redis) -> None:
     r.zadd("retry", {failed("d" * 24): time.time() + 60})
     r.sadd("sq:processes", "gone:9:aaaa")  # a dead Sidequest process (no lease) with a job
     r.lpush("sq:inprogress:gone:9:aaaa", job("e" * 24))
+    r.sadd("processes", "gone:9:aaaa")  # still listed, as until the reaper runs
+    r.hset("gone:9:aaaa", mapping={"info": "{}", "busy": 1})
     r.set("stat:processed", 12)
     r.set(keys.STAT_OVERLIMIT, 3)
     recorder = metrics.Recorder()
@@ -49,6 +51,8 @@ def test_queue_sets_totals_and_classes(client: Client, r: redis.Redis) -> None:
     assert found[("sidequest_queue_latency_seconds", (("queue", "default"),))] >= 29
     assert found[("sidequest_retries", ())] == 1
     assert found[("sidequest_awaiting_recovery", ())] == 1
+    # Its job waits to run again: not running, and the process is not alive.
+    assert found[("sidequest_busy", ())] == 0 and found[("sidequest_processes", ())] == 0
     assert found[("sidequest_processed_total", ())] == 12
     assert found[("sidequest_overlimit_total", ())] == 3
     report = (("class", "app.jobs.Report"),)
