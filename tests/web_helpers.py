@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import shutil
 import time
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import pytest
 import redis
 from starlette.testclient import TestClient
 
@@ -93,3 +98,53 @@ def row_key(r: redis.Redis, zset: str, jid: str) -> str:
         if json.loads(raw)["jid"] == jid:
             return f"{score!r}-{jid}"
     raise AssertionError(f"{jid} is not in {zset}")
+
+
+#: The browser the dashboard tests drive (`make chromium` installs it), and its flags.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def need_browser() -> None:
+    """Skip a browser test where Chromium or playwright is missing; on CI, fail instead."""
+    missing = []
+    if shutil.which(CHROMIUM) is None:
+        missing.append(f"Chromium ({CHROMIUM}: apt-get install chromium, or `make chromium`)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("the playwright package (pip install -e '.[dev]')")
+    if missing:
+        message = "browser tests need " + " and ".join(missing)
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@contextmanager
+def browser_tab(app: Any, **options: Any) -> Iterator[Any]:
+    """A Chromium tab on ``app``, served in a thread; ``options`` go to the browser context
+    (a viewport). The test fails if a page logged a script error."""
+    need_browser()
+    from playwright.sync_api import sync_playwright
+
+    from sidequest.web.server import BackgroundServer
+
+    live = BackgroundServer(app).start()
+    problems: list[str] = []
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            context = chromium.new_context(base_url=live.url.rstrip("/"), **options)
+            tab = context.new_page()
+            tab.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            tab.on("pageerror", lambda exc: problems.append(str(exc)))
+            tab.set_default_timeout(15_000)
+            try:
+                yield tab
+            finally:
+                chromium.close()
+    finally:
+        live.stop()
+    assert not problems, problems

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -25,13 +24,10 @@ from helpers import running_worker, wait_for
 from sidequest import Job
 from sidequest.web import create_app
 from sidequest.web.server import BackgroundServer
-from web_helpers import PASSWORD, failed
+from web_helpers import CHROMIUM, CHROMIUM_ARGS, PASSWORD, failed, need_browser
 
 pytestmark = pytest.mark.redis
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 QUEUE = "browser"
 DONE_KEY = "browser-test:done"
@@ -63,24 +59,9 @@ class Export(Job):
         RELEASE.wait(20)
 
 
-def _chromium_or_skip() -> None:
-    missing = []
-    if shutil.which(CHROMIUM) is None:
-        missing.append(f"Chromium ({CHROMIUM}: apt-get install chromium, or `make chromium`)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        missing.append("the playwright package (pip install -e '.[dev]')")
-    if missing:
-        message = "browser tests need " + " and ".join(missing)
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    _chromium_or_skip()
+    need_browser()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -6,8 +6,6 @@ Skipped when Chromium or Playwright is missing, except under CI=true where that 
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -19,15 +17,19 @@ from sidequest import Batch, Job, connection, limiter, periodic_jobs
 from sidequest.batch import update
 from sidequest.metrics import Recorder
 from sidequest.web import create_app
-from sidequest.web.server import BackgroundServer
 from sidequest.worker.periodic import register
-from web_helpers import PASSWORD, enqueue, failed, job, process, row_key
+from web_helpers import (
+    PASSWORD,
+    browser_tab,
+    enqueue,
+    failed,
+    job,
+    process,
+    row_key,
+)
 
 pytestmark = pytest.mark.redis
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 PHONE = {"width": 390, "height": 844}
 #: Pages with a table.data and the buttons in its rows (None: a table without buttons).
 PAGES = {
@@ -64,36 +66,11 @@ class Step(Job):
 
 @pytest.fixture
 def phone(redis_url: str) -> Iterator[Any]:
-    missing = shutil.which(CHROMIUM) is None
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing = True
-    if missing:
-        message = f"browser tests need {CHROMIUM} and the playwright package"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    live = BackgroundServer(create_app(password=PASSWORD, title="Shop jobs")).start()
-    problems: list[str] = []
-    try:
-        with sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            # Not is_mobile: a mobile layout viewport widens to fit an overflowing page,
-            # which would hide the very overflow looked for.
-            context = chromium.new_context(base_url=live.url.rstrip("/"), viewport=PHONE)
-            tab = context.new_page()
-            tab.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-            tab.on("pageerror", lambda exc: problems.append(str(exc)))
-            tab.set_default_timeout(15_000)
-            try:
-                _log_in(tab)
-                yield tab
-            finally:
-                chromium.close()
-    finally:
-        live.stop()
-    assert not problems, problems
+    # Not is_mobile: a mobile layout viewport widens to fit an overflowing page, which would
+    # hide the very overflow looked for.
+    with browser_tab(create_app(password=PASSWORD, title="Shop jobs"), viewport=PHONE) as tab:
+        _log_in(tab)
+        yield tab
 
 
 def _log_in(tab: Any) -> None:

@@ -6,8 +6,6 @@ Skipped when Chromium or Playwright is missing, except under CI=true where that 
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,46 +13,17 @@ import pytest
 import redis
 
 from sidequest.web import create_app
-from sidequest.web.server import BackgroundServer
-from web_helpers import PASSWORD, enqueue, job
+from web_helpers import PASSWORD, browser_tab, enqueue, job
 
 pytestmark = pytest.mark.redis
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture
 def page(two_shards: tuple[redis.Redis, redis.Redis]) -> Iterator[Any]:
-    missing = shutil.which(CHROMIUM) is None
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing = True
-    if missing:
-        message = f"browser tests need {CHROMIUM} and the playwright package"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    live = BackgroundServer(create_app(password=PASSWORD)).start()
-    problems: list[str] = []
-    try:
-        with sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            context = chromium.new_context(base_url=live.url.rstrip("/"))
-            tab = context.new_page()
-            tab.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-            tab.on("pageerror", lambda exc: problems.append(str(exc)))
-            tab.on("dialog", lambda dialog: dialog.accept())
-            tab.set_default_timeout(15_000)
-            try:
-                yield tab
-            finally:
-                chromium.close()
-    finally:
-        live.stop()
-    assert not problems, problems
+    with browser_tab(create_app(password=PASSWORD)) as tab:
+        tab.on("dialog", lambda dialog: dialog.accept())
+        yield tab
 
 
 def test_browse_and_act_on_each_shard(page: Any,
