@@ -263,10 +263,11 @@ _COLON_WEIGHT = re.compile(r"(.+):(\d+)")
 log = logging.getLogger(__name__)
 
 
-def _warn_of_colon_weights(queues: Iterable[tuple[str, int]]) -> None:
+def warn_of_colon_weights(queues: Iterable[tuple[str, int]]) -> None:
     """``-q critical:3`` is a queue of that name, in Sidekiq as here (a name may hold a
     colon), so it is no error; but it is more likely a weight in the wrong syntax. A queue
-    given a weight (``shard:2,1``) has its colon in the name on purpose."""
+    given a weight (``shard:2,1``) has its colon in the name on purpose. Called by the worker
+    once its logging is set up, so that the warning is a log line in its format."""
     for name, weight in queues:
         match = _COLON_WEIGHT.fullmatch(name)
         if match and not weight:
@@ -391,8 +392,8 @@ def build(file: str | None = None, *, base: Mapping[str, Any] | None = None,
         if base_source and _about(str(exc), set(from_base) - set(from_file) - set(given)):
             raise ConfigError(f"{base_source}: {exc}") from None
         raise
-    _warn_of_colon_weights(config.queues)
     return config
 
 
-__all__ = ["Config", "build", "from_mapping", "load_file", "parse_queue", "replace"]
+__all__ = ["Config", "build", "from_mapping", "load_file", "parse_queue", "replace",
+           "warn_of_colon_weights"]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from sidequest import __version__, connection, environ
-from sidequest.config import Config, build, parse_queue
+from sidequest.config import Config, build, parse_queue, warn_of_colon_weights
 from sidequest.errors import ConfigError
 
 log = logging.getLogger("sidequest")
@@ -215,6 +215,7 @@ def run_worker(config: Config, processes: int = 1, *, app_loaded: bool = False) 
     if config.batch_scheduling:  # before any thread (the log writer's too) or fork: they
         use_batch_scheduling()  # inherit the policy
     setup(config.log_level, config.log_format)
+    warn_of_colon_weights(config.queues)
     os.environ.setdefault(environ.APP_ENV, config.environment)
     if not config.require and not app_loaded:
         log.warning("no -r given: no job classes are loaded; pass -r yourapp.jobs")

@@ -136,6 +136,10 @@ def test_a_colon_weight_is_a_warning_not_an_error() -> None:
     assert code == 2 and "could not import 'no_such_module_here'" in out
     assert ("queue 'critical:3' is a queue of that name, not 'critical' with weight 3: a weight"
             " follows a comma, -q critical,3") in out
+    # A log line in the worker's format: with JSON logs, a JSON line (it was plain text).
+    code, out = run("-r", "no_such_module_here", "-q", "critical:3", "--log-format", "json")
+    (line,) = [ln for ln in out.splitlines() if "critical:3" in ln]
+    assert json.loads(line)["lvl"] == "WARNING"
 
 
 def test_json_logs_and_sigterm(worker_env: dict[str, str]) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sidequest.config import build, from_mapping, parse_queue
+from sidequest.config import build, from_mapping, parse_queue, warn_of_colon_weights
 from sidequest.errors import ConfigError
 from sidequest.sidekiq_settings import EXAMPLE_TOML, SETTINGS_DOC
 
@@ -172,7 +172,9 @@ def test_a_queue_named_like_a_colon_weight_warns_and_is_kept(
     with caplog.at_level("WARNING", logger="sidequest"):
         config = build(queues=(parse_queue("critical:3"), parse_queue("a:b"),
                                parse_queue("low,1")))
-        build(write(tmp_path, 'queues = ["mail:10", "x:y:2,1"]\n'))
+        assert not caplog.records  # said by the worker, once its logging is set up
+        warn_of_colon_weights(config.queues)
+        warn_of_colon_weights(build(write(tmp_path, 'queues = ["mail:10", "x:y:2,1"]\n')).queues)
     assert config.queue_names == ["critical:3", "a:b", "low"]  # and x:y:2, weighted: silent
     assert [r.getMessage() for r in caplog.records] == [
         "queue 'critical:3' is a queue of that name, not 'critical' with weight 3: a weight "

@@ -32,7 +32,7 @@ from sidequest import (
     unique,
     url_problems,
 )
-from sidequest.config import Config
+from sidequest.config import Config, warn_of_colon_weights
 from sidequest.job import install_worker
 from sidequest.worker import cancels, guards, identity, logs, sharding, watchdog
 from sidequest.worker.cancels import CancelWatcher
@@ -369,6 +369,7 @@ def embed(config: Config) -> Launcher:
 
     Call ``stop()`` on the returned Launcher to shut it down gracefully.
     """
+    warn_of_colon_weights(config.queues)
     launcher = Launcher(config, embedded=True)
     launcher.start()
     return launcher
