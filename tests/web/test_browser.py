@@ -204,7 +204,7 @@ def test_quiet_a_process_from_the_busy_page(page: Any, tmp_path: Path) -> None:
             assert "app.jobs.Export" in page.inner_text("#jobs")
             screenshot(page, "busy", tmp_path)
             row.get_by_role("button", name="Quiet").click()
-            assert "Quieted the process (1)." in page.inner_text(".flash")
+            assert "Asked the process to quiet (1)" in page.inner_text(".flash")
             wait_for(worker.manager.quieted.is_set, 10, "the worker to go quiet")
 
             def shows_quiet() -> bool:

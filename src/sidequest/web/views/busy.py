@@ -50,9 +50,11 @@ async def busy_action(request: Request) -> Response:
                                              "it checks, or is dropped before it starts.")
     identity = form.get("identity") or None
     count = await run_in_threadpool(_signal, identity, action)
-    target = "all processes" if identity is None else "the process"
-    verb = "Quieted" if action == "quiet" else "Stopping"
-    message = f"{verb} {target} ({count})." if count else "No such process is running."
+    target = "every process" if identity is None else "the process"
+    # A signal is read within a second; the page shows the new state after the next beat.
+    message = (f"Asked {target} to {action} ({count}); its row shows it after the process's"
+               " next heartbeat, within a few seconds." if count
+               else "No such process is running.")
     return render.back(request, "/busy", message)
 
 
