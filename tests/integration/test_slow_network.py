@@ -180,7 +180,9 @@ def test_a_worker_fed_through_its_wait_sizes_its_buffer_for_slow_jobs(
         wait_for(lambda: flow.buffer < 4, timeout=5, what="the buffer sized by the rate")
 
 
-def test_slow_jobs_fetched_before_the_first_window_go_back_for_others(r: redis.Redis) -> None:
+@pytest.mark.parametrize("queues", [(("default", 1),), (("urgent", 0), ("default", 0))])
+def test_slow_jobs_fetched_before_the_first_window_go_back_for_others(
+        r: redis.Redis, queues: tuple[tuple[str, int], ...]) -> None:
     """The starting buffer holds one job per thread before any rate is measured; once a
     window shows the jobs are slow (nothing finished), the held ones go back to the front of
     the queue for an idle process, instead of waiting here for one of these threads."""
@@ -188,7 +190,8 @@ def test_slow_jobs_fetched_before_the_first_window_go_back_for_others(r: redis.R
     GATE.clear()
     Gated.perform_bulk([[n] for n in range(3)])
     try:
-        with running_worker(concurrency=2, prefetch=PREFETCH) as worker:
+        # One queue (a plain buffer), or strict priority (a buffer per queue).
+        with running_worker(concurrency=2, prefetch=PREFETCH, queues=queues) as worker:
             inprogress = keys.inprogress(worker.manager.identity)
             wait_for(lambda: r.llen(inprogress) == 2 and r.llen("queue:default") == 1,
                      timeout=10, what="the held job back in its queue")

@@ -64,3 +64,13 @@ def test_take_back_takes_the_last_to_be_handed_out_and_keeps_the_rest_in_order(
         assert [w.raw for w in taken] == [b"c1", b"l2"]
         assert [w.raw for w in rest] == [b"l1", b""]
     assert rest[-1] is LISTEN
+
+
+def test_take_back_never_takes_a_higher_queue_before_a_lower_one() -> None:
+    buffer = PriorityBuffer(["critical", "default", "low"], sentinels=(LISTEN,))
+    for queue_name, raw in [("critical", b"c1"), ("low", b"l1"), ("critical", b"c2"),
+                            ("default", b"d1")]:
+        buffer.put(Work(queue_name, raw))
+    taken = buffer.take_back(3)  # from the tail, while takers take from the head
+    assert [w.raw for w in taken] == [b"c2", b"d1", b"l1"]
+    assert buffer.qsize() == 1 and buffer.get().raw == b"c1"

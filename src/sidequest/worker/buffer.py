@@ -52,6 +52,34 @@ class PriorityBuffer:
     def qsize(self) -> int:
         return self._tokens.qsize()
 
+    def take_back(self, count: int) -> list[Work]:
+        """Up to ``count`` held jobs, those that would be handed out last (the newest of the
+        lowest queue first), returned in hand-out order. Taken from the tail while takers
+        may take from the head: no higher queue's job ever leaves while a lower one stays
+        to run first. Sentinels met on the way are held again."""
+        taken: list[Work] = []
+        sentinels = []
+        while len(taken) < count:
+            try:
+                token = self._tokens.get_nowait()
+            except queue.Empty:
+                break
+            if token is not _JOB:
+                sentinels.append(token)
+                continue
+            taken.append(self._pop_last())
+        for token in sentinels:
+            self._tokens.put(token)
+        return taken[::-1]
+
+    def _pop_last(self) -> Work:
+        for line in reversed(self._lines):
+            try:
+                return line.pop()
+            except IndexError:  # empty, or a taker's popleft had its last job
+                continue
+        raise AssertionError("a job token without a job")  # tokens and jobs are equal
+
     def _take(self, token: Any) -> Any:
         if token is not _JOB:
             return token
@@ -78,9 +106,12 @@ def drain(jobs: Any) -> list[Work]:
 
 def take_back(jobs: Any, count: int, keep: Any) -> list[Work]:
     """Take up to ``count`` of the held jobs back out of ``jobs`` (a SimpleQueue or a
-    PriorityBuffer), those that would be handed out last, and return them in hand-out order;
-    the others are held again in their order. Only the fetcher thread puts jobs in, so none
-    arrive meanwhile; ``keep`` (the wait-in-Redis marker) is held again, never taken."""
+    PriorityBuffer), those that would be handed out last, and return them in hand-out order.
+    A SimpleQueue (no priority among its jobs) is emptied and the others are held again in
+    their order; only the fetcher thread puts jobs in, so none arrive meanwhile. ``keep``
+    (the wait-in-Redis marker) is held again, never taken."""
+    if isinstance(jobs, PriorityBuffer):
+        return jobs.take_back(count)
     held = []
     try:
         while True:
