@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TextIO
 
 import redis
 
@@ -25,9 +25,9 @@ from sidequest import connection, url_problems
 from sidequest.api import PeriodicSet, ProcessSet, Queue, Stats, awaiting_recovery
 from sidequest.api.stats import (
     ShardUnreachable,
-    Totals,
     describe,
     each_reachable_shard,
+    live_stats,
     summed,
 )
 from sidequest.config import connect_as_file
@@ -67,31 +67,10 @@ def render_stats() -> list[str]:
     return stats_screen().lines
 
 
-@dataclass(frozen=True)
-class _Snapshot:
-    """Sidekiq's stats, with busy and processes counted over live processes only, as
-    ``sidequest status`` and the dashboard count them (the stats count a killed process until
-    its entry is pruned)."""
-
-    stats: Stats
-    live: Totals
-
-    @property
-    def queues(self) -> dict[str, int]:
-        return self.stats.queues
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**self.stats.as_dict(), "busy": self.live.busy, "processes": self.live.processes}
-
-
-def _snapshot() -> _Snapshot:
-    return _Snapshot(Stats(), Totals.read())
-
-
 def stats_screen() -> Screen:
     if len(connection.shard_names()) == 1:
-        return Screen(_stats_lines(_snapshot()))
-    reads = each_reachable_shard(_snapshot)
+        return Screen(_stats_lines(live_stats()))
+    reads = each_reachable_shard(live_stats)
     snapshots = reads.values
     lines = _shard_parts({name: _stats_lines(s) for name, s in snapshots.items()}, reads.down)
     if not snapshots:  # every shard is down: no sum to show
@@ -131,7 +110,7 @@ def _indent(lines: list[str]) -> list[str]:
     return [f"  {line}" if line else line for line in lines]
 
 
-def _stats_lines(stats: _Snapshot) -> list[str]:
+def _stats_lines(stats: Stats) -> list[str]:
     return _totals_lines(stats.as_dict(), stats.queues)
 
 

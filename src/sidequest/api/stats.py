@@ -110,6 +110,15 @@ class Stats:
         return out
 
 
+def live_stats() -> Stats:
+    """A Stats snapshot whose busy and processes count live processes only, as the dashboard's
+    Totals do, rather than every listed one as Sidekiq's stats do: a killed process is left
+    out at once, not a minute later when its entry is pruned."""
+    stats, live = Stats(), Totals.read()
+    stats.workers_size, stats.processes_size = live.busy, live.processes
+    return stats
+
+
 @dataclass(frozen=True)
 class Totals:
     """The summary bar's numbers in two round trips of ten commands, whatever the number of

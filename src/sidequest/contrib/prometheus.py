@@ -42,10 +42,10 @@ except ImportError as exc:  # pragma: no cover - the message is the point
     ) from exc
 
 from sidequest import connection, keys
-from sidequest.api import Stats, awaiting_recovery, metrics
+from sidequest.api import awaiting_recovery, metrics
 from sidequest.api.lenient import as_int
 from sidequest.api.queues import latency_of
-from sidequest.api.stats import Totals
+from sidequest.api.stats import live_stats
 from sidequest.metrics import BOUNDS_MS, BUCKETS, minute_stamp
 
 log = logging.getLogger("sidequest")
@@ -102,11 +102,7 @@ class _Figures:
 
     @classmethod
     def read(cls) -> _Figures:
-        stats = Stats()
-        # Busy and processes over live processes, as the dashboard counts them: a killed
-        # process is left out at once, not a minute later when its entry is pruned.
-        live = Totals.read()
-        stats.workers_size, stats.processes_size = live.busy, live.processes
+        stats = live_stats()
         return cls(stats, sum(awaiting_recovery().values()),
                    _queue_figures(list(stats.queues)[:MAX_QUEUES]), metrics.summary("1h"),
                    _histograms())

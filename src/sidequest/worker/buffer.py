@@ -94,14 +94,17 @@ class PriorityBuffer:
 def drain(jobs: Any) -> list[Work]:
     """Take every job still held (a SimpleQueue or a PriorityBuffer) without waiting;
     sentinels other than Work (stop markers) are dropped."""
-    works = []
+    return [item for item in _everything(jobs) if isinstance(item, Work)]
+
+
+def _everything(jobs: Any) -> list[Any]:
+    """Every item ``jobs`` holds, sentinels too, taken without waiting."""
+    items = []
     try:
         while True:
-            item = jobs.get_nowait()
-            if isinstance(item, Work):
-                works.append(item)
+            items.append(jobs.get_nowait())
     except queue.Empty:
-        return works
+        return items
 
 
 def take_back(jobs: Any, count: int, keep: Any) -> list[Work]:
@@ -112,15 +115,11 @@ def take_back(jobs: Any, count: int, keep: Any) -> list[Work]:
     (the wait-in-Redis marker) is held again, never taken."""
     if isinstance(jobs, PriorityBuffer):
         return jobs.take_back(count)
-    held = []
-    try:
-        while True:
-            held.append(jobs.get_nowait())
-    except queue.Empty:
-        pass
+    held = _everything(jobs)
     works = [item for item in held if isinstance(item, Work) and item is not keep]
     taken = works[max(0, len(works) - count):]
+    gone = {id(work) for work in taken}
     for item in held:
-        if not any(item is work for work in taken):
+        if id(item) not in gone:
             jobs.put(item)
     return taken
