@@ -11,7 +11,9 @@ import sys
 import psutil
 
 # Ctrl-C's default action, set explicitly: a test run from a background shell inherits
-# SIGINT ignored.
+# SIGINT ignored. Short naps, as the real worker takes: a signal that lands after the
+# interpreter's last check but before a sleep's system call does not cut that sleep short,
+# so one long sleep would keep a worker that got the INT alive for its whole length.
 WORKER = """
 import signal
 signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -19,7 +21,8 @@ from sidequest.worker import watchdog
 watchdog.start(30.0)
 print("ready", flush=True)
 import time
-time.sleep(60)
+for _ in range(600):
+    time.sleep(0.1)
 """
 
 
