@@ -238,20 +238,29 @@ def parse_queue(text: str) -> tuple[str, int]:
 def _queues_from_file(value: Any, path: Path) -> tuple[tuple[str, int], ...]:
     if not isinstance(value, list):
         raise ConfigError(f"{path}: queues must be a list like [\"critical,3\", \"default\"]")
-    return tuple(_queue_from_file(item, path) for item in value)
+    try:
+        return queue_list(value)
+    except ConfigError as exc:  # parse_queue serves -q too, which has no file to name
+        raise ConfigError(f"{path}: {exc}") from None
 
 
-def _queue_from_file(item: Any, path: Path) -> tuple[str, Any]:
+def queue_list(value: Any) -> tuple[tuple[str, Any], ...]:
+    """Queues as a settings file or Python code gives them: a list of "name", "name,weight"
+    or [name, weight] (a tuple too); one name alone is a list of one."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"queues must be a list like [\"critical,3\", \"default\"], got"
+                          f" {value!r}")
+    return tuple(_queue_entry(item) for item in value)
+
+
+def _queue_entry(item: Any) -> tuple[str, Any]:
     if isinstance(item, str):
-        try:
-            return parse_queue(item)
-        except ConfigError as exc:  # parse_queue serves -q too, which has no file to name
-            raise ConfigError(f"{path}: {exc}") from None
-    if isinstance(item, list) and len(item) == 2 and isinstance(item[0], str):
+        return parse_queue(item)
+    if isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str):
         return item[0], item[1]  # the weight's type is checked by validate()
-    raise ConfigError(
-        f"{path}: queue entry {item!r} must be \"name\", \"name,weight\" or [name, weight]"
-    )
+    raise ConfigError(f"queue entry {item!r} must be \"name\", \"name,weight\" or [name, weight]")
 
 
 #: The names a settings file (or a framework's settings mapping) may use.
@@ -370,6 +379,8 @@ def build(file: str | None = None, *, base: Mapping[str, Any] | None = None,
     from_base: dict[str, Any] = dict(base or {})
     from_file: dict[str, Any] = load_file(file) if file else {}
     given = {k: v for k, v in overrides.items() if v is not None}
+    if "queues" in given:  # from code (an embed, a test): the forms a settings file takes
+        given["queues"] = queue_list(given["queues"])
     values = {**from_base, **from_file, **given}
     layers = (from_base, from_file, given)  # later wins
 

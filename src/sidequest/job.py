@@ -136,21 +136,30 @@ def _fake_mode() -> Any:
     return _testing
 
 
+def _fake_mode_on(helper: str, cls: _JobMeta | None = None) -> Any:
+    """The testing module, once fake (or inline) mode is on (see ``testing.check_mode``);
+    with ``cls``, jobs of it that fake mode kept may be read after it ended."""
+    testing = _fake_mode()
+    testing.check_mode(helper, cls is not None and testing.has_jobs(cls))
+    return testing
+
+
 class _JobMeta(type):
     """Lets the testing helpers be called on the class: ``SendWelcome.drain()``."""
 
     @property
     def jobs(cls) -> list[Payload]:
         """Fake mode: this class's queued payloads, the live list (``.jobs.clear()`` works)."""
-        return _fake_mode().jobs_for(cls)  # type: ignore[no-any-return]
+        testing = _fake_mode_on(f"{cls.__name__}.jobs", cls)
+        return testing.jobs_for(cls)  # type: ignore[no-any-return]
 
     def drain(cls) -> int:
         """Fake mode: run this class's queued jobs here; a job's exception is raised."""
-        return int(_fake_mode().drain(cls))
+        return int(_fake_mode_on(f"{cls.__name__}.drain()").drain(cls))
 
     def perform_one(cls) -> Payload:
         """Fake mode: run the oldest queued job of this class."""
-        return dict(_fake_mode().perform_one(cls))
+        return dict(_fake_mode_on(f"{cls.__name__}.perform_one()").perform_one(cls))
 
     def clear(cls) -> None:
         """Fake mode: forget this class's queued jobs."""

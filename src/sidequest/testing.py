@@ -46,7 +46,7 @@ from types import TracebackType
 from typing import Any, Literal, TypeAlias
 
 from sidequest import batch, client, middleware, registry
-from sidequest.errors import SidequestError
+from sidequest.errors import SidequestError, UnknownJobError
 from sidequest.job import Job, JobFunction, install_testing
 from sidequest.limiter import OverLimit
 from sidequest.payload import KWARGS, Payload, dumps, loads, now
@@ -115,6 +115,10 @@ class _Store:
         """The live list of ``name``'s queued payloads: changing it changes the queue."""
         with self._lock:
             return self._by_class.setdefault(name, [])
+
+    def has(self, name: str) -> bool:
+        with self._lock:
+            return bool(self._by_class.get(name))
 
     def _order(self, job: Payload) -> int:
         # A payload a test put in the list by hand has no number: it counts as the newest.
@@ -202,17 +206,39 @@ def mode() -> Mode:
     return _mode
 
 
+def check_mode(helper: str, found: bool = False) -> None:
+    """Refuse a fake-mode helper while pushes go to Redis (a test that forgot to turn fake
+    mode on), unless ``found``: jobs kept by an earlier ``with testing.fake():`` block may be
+    read after it. An empty answer there would let a test pass while its jobs went to Redis,
+    and a drain would push its jobs' jobs there."""
+    if _mode == "disabled" and not found:
+        raise RuntimeError(
+            f"{helper} works on the jobs fake mode keeps, but fake mode is off: pushes go to"
+            f" Redis now. Call it inside 'with testing.fake():' (the README's 'Testing your"
+            f" jobs' has a fixture that turns it on for every test)"
+        )
+
+
+def has_jobs(job: JobRef) -> bool:
+    """Fake mode keeps at least one job of ``job``."""
+    return _store.has(_wire_name(job))
+
+
 def jobs_for(job: JobRef) -> list[Payload]:
     """The payloads queued for ``job`` in fake mode, oldest first.
 
     The live list, as in Sidekiq: ``jobs_for(SendWelcome).clear()`` empties the queue.
     """
-    return _store.jobs(_wire_name(job))
+    name = _wire_name(job)
+    check_mode("testing.jobs_for()", _store.has(name))
+    return _store.jobs(name)
 
 
 def queued(queue: str) -> list[Payload]:
     """The payloads of every class queued in ``queue`` in fake mode, in push order."""
-    return _store.queued(queue)
+    jobs = _store.queued(queue)
+    check_mode("testing.queued()", bool(jobs))
+    return jobs
 
 
 def clear(job: JobRef) -> None:
@@ -233,17 +259,23 @@ def drain(job: JobRef) -> int:
     A job is removed before it runs; the first exception stops the drain and is raised here,
     leaving the jobs after it queued.
     """
-    return _drain(_wire_name(job))
+    check_mode("testing.drain()")
+    name = _wire_name(job)
+    _check_known(name, "drain")
+    return _drain(name)
 
 
 def drain_all() -> int:
     """Run every queued job of every class, oldest first, until none is left."""
+    check_mode("testing.drain_all()")
     return _drain(None)
 
 
 def perform_one(job: JobRef) -> Payload:
     """Run the oldest queued job of ``job`` and return its payload."""
+    check_mode("testing.perform_one()")
     name = _wire_name(job)
+    _check_known(name, "perform_one")
     entry = _store.pop(name)
     if entry is None:
         raise EmptyQueueError(f"perform_one: no {name} job is queued (enqueue one in fake mode)")
@@ -269,6 +301,15 @@ def _drain(name: str | None) -> int:
         _run(job)
         ran += 1
     return ran
+
+
+def _check_known(name: str, helper: str) -> None:
+    """A name no class here answers to and nothing was pushed under is a typo: draining it
+    would report 0 jobs run and pass the test."""
+    if registry.find(name) is None and not _store.has(name):
+        hint = registry.near_miss(name) or "check the name"
+        raise UnknownJobError(f"{helper}: no job class named {name!r} is loaded here and no"
+                              f" job of that name is queued: {hint}")
 
 
 def _fake_push(jobs: list[Payload]) -> None:

@@ -9,8 +9,11 @@ import pytest
 import redis
 
 from helpers import running_worker, wait_for
+from sidequest import testing
 from sidequest.api import ProcessSet
-from sidequest.errors import SidequestError
+from sidequest.config import build
+from sidequest.errors import ConfigError, SidequestError
+from sidequest.worker import embed
 
 pytestmark = pytest.mark.redis
 
@@ -31,3 +34,14 @@ def test_an_embedded_worker_is_marked_and_refuses_remote_stops(r: redis.Redis) -
         wait_for(lambda: r.llen(f"{launcher.identity}-signals") == 0, what="the signal read")
         assert not launcher.stop_requested.is_set()
         assert r.hget(launcher.identity, "quiet") == "false"
+
+
+def test_a_worker_refuses_to_start_in_a_testing_mode(r: redis.Redis) -> None:
+    # Its jobs' pushes would be kept in memory (fake) or run on the spot (inline) in this
+    # process, never reaching Redis, and nothing would say so.
+    for switch in (testing.fake, testing.inline):
+        with switch(), pytest.raises(ConfigError, match=r"fake or inline mode is on.*disable"):
+            embed(build(concurrency=1))
+    assert r.keys("processes") == []  # it stopped before registering
+    with testing.fake(), testing.disable(), running_worker() as launcher:
+        wait_for(lambda: r.hget(launcher.identity, "info"), what="the first beat")

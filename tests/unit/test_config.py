@@ -111,6 +111,32 @@ def test_bad_queue_lists_are_refused(queues: Any, says: str) -> None:
         build(queues=queues)
 
 
+@pytest.mark.parametrize(
+    ("queues", "expected"),
+    [
+        (["default"], (("default", 0),)),
+        ("low", (("low", 0),)),
+        (["critical,3", ("default", 2), ["low", 1]], (("critical", 3), ("default", 2),
+                                                       ("low", 1))),
+    ],
+)
+def test_queues_from_code_take_the_settings_files_forms(queues: Any,
+                                                         expected: Any) -> None:
+    # build() is what an embedded worker's code calls; Django's SIDEQUEST["queues"] and a
+    # TOML file take names and "name,weight" strings, so code will pass them too.
+    assert build(queues=queues).queues == expected
+
+
+@pytest.mark.parametrize(
+    ("queues", "says"),
+    [([3], "queue entry 3 must be"), (5, "queues must be a list"),
+     (["a,b"], "weight after the comma must be a whole number")],
+)
+def test_queues_from_code_in_no_known_form_are_refused(queues: Any, says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        build(queues=queues)
+
+
 def test_a_queue_name_with_a_trailing_newline_is_refused() -> None:
     with pytest.raises(ConfigError):
         build(queues=(("default\n", 0),))

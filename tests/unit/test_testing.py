@@ -394,7 +394,34 @@ def test_drain_all_runs_every_class_in_push_order_with_offspring() -> None:
 
 
 def test_drain_all_with_nothing_queued_runs_nothing() -> None:
+    testing.fake()
     assert testing.drain_all() == 0
+
+
+def test_the_helpers_refuse_to_answer_while_pushes_go_to_redis() -> None:
+    # A test that forgot the fake fixture: an empty list or a drain of 0 would let it pass
+    # while its jobs went to Redis.
+    with pytest.raises(RuntimeError, match=r"TTRecorder\.jobs works on .* fake mode is off"):
+        TTRecorder.jobs  # noqa: B018
+    for call, name in ((TTRecorder.drain, r"TTRecorder\.drain\(\)"),
+                       (TTRecorder.perform_one, r"TTRecorder\.perform_one\(\)"),
+                       (testing.drain_all, r"testing\.drain_all\(\)"),
+                       (lambda: testing.queued("default"), r"testing\.queued\(\)")):
+        with pytest.raises(RuntimeError, match=name + ".*with testing.fake"):
+            call()
+    TTRecorder.clear()  # a teardown's clear is harmless in any mode
+
+
+def test_a_drain_of_a_name_nothing_answers_to_is_refused() -> None:
+    testing.fake()
+    TTRecorder.perform_async(1)
+    typo = TTRecorder.wire_name() + "s"
+    with pytest.raises(UnknownJobError, match=f"drain: no job class named '{typo}'.*did you"
+                                              f" mean '{TTRecorder.wire_name()}'"):
+        testing.drain(typo)
+    with pytest.raises(UnknownJobError, match="perform_one: no job class named 'Elsewhere'"):
+        testing.perform_one("Elsewhere")
+    assert testing.drain(TTRecorder.wire_name()) == 1  # the right name still drains
 
 
 def test_an_endless_chain_fails_instead_of_hanging(monkeypatch: pytest.MonkeyPatch) -> None:

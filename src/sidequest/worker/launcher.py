@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 import redis
 
 from sidequest import (
+    client,
     connection,
     hooks,
     interrupts,
@@ -33,6 +34,7 @@ from sidequest import (
     url_problems,
 )
 from sidequest.config import Config, warn_of_colon_weights
+from sidequest.errors import ConfigError
 from sidequest.job import install_worker
 from sidequest.worker import cancels, guards, identity, logs, sharding, watchdog
 from sidequest.worker.cancels import CancelWatcher
@@ -67,6 +69,12 @@ class Launcher:
     def __init__(self, config: Config, embedded: bool = False,
                  supervised: bool = False, nonce: str | None = None,
                  gone: tuple[str, ...] = ()) -> None:
+        if client.pushes_are_local():
+            raise ConfigError(
+                "a worker cannot start while sidequest.testing's fake or inline mode is on:"
+                " the jobs its jobs push would stay in this process and never reach Redis."
+                " Start it inside 'with testing.disable():', or outside the test's fake mode"
+            )
         if hasattr(sys, "set_int_max_str_digits"):
             # Ruby writes integers of any size; Python's JSON refuses those over 4,300
             # digits unless this process lifts the limit (3.10.7+/3.11).
