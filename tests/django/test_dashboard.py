@@ -55,6 +55,23 @@ def test_staff_see_the_dashboard_under_the_project_url(users: dict[str, object])
     assert client.get("/ops/sidequest/static/app.css").status_code == 200
 
 
+def test_behind_a_tls_proxy_the_dashboards_cookie_is_secure(users: dict[str, object]) -> None:
+    # Django knows the request came over https from SECURE_PROXY_SSL_HEADER; the server's
+    # own environ says http, and the dashboard must go by Django's word.
+    from django.test import Client, override_settings
+
+    def cookie(**headers: str) -> Any:
+        client = Client()  # a new one each time: no cookie yet, so the dashboard sets one
+        client.force_login(users["staff"])
+        page = client.get("/ops/sidequest/queues", HTTP_ACCEPT="text/html", **headers)
+        assert page.status_code == 200
+        return page.cookies["sidequest_session"]
+
+    with override_settings(SECURE_PROXY_SSL_HEADER=("HTTP_X_FORWARDED_PROTO", "https")):
+        assert cookie(HTTP_X_FORWARDED_PROTO="https")["secure"]
+        assert not cookie()["secure"]
+
+
 def _delete_form(users: dict[str, object]) -> tuple[Any, Any]:
     """A staff client, and the Delete form (its action and CSRF token) of a queue it loaded."""
     import re

@@ -381,6 +381,49 @@ def test_auth_callable_with_login_url_redirects_browsers(redis_url: str) -> None
             assert page.headers["location"] == sent_to
 
 
+def test_a_login_url_with_a_next_of_its_own_is_left_as_it_is(redis_url: str) -> None:
+    for login_url, sent_to in (("/auth?next=/home", "/auth?next=/home"),
+                               ("/auth?returnnext=x", "/auth?returnnext=x&next=/queues")):
+        with Client(create_app(auth=lambda request: False, login_url=login_url)) as client:
+            page = client.get("/queues", headers=HTML, follow_redirects=False)
+            assert page.headers["location"] == sent_to
+
+
+def test_a_logged_in_user_auth_refuses_is_not_bounced_back_and_forth(redis_url: str) -> None:
+    # A login page that forwards a logged-in user to next (Django's, Flask-Login's) sent a
+    # user the check refuses straight back, to be sent to log in again, without end.
+    app = create_app(auth=lambda request: False, login_url="/login")
+    with Client(app) as client:
+        first = client.get("/queues", headers=HTML, follow_redirects=False)
+        assert first.status_code == 303 and first.headers["location"].startswith("/login?")
+        back = client.get("/queues", headers=HTML, follow_redirects=False)  # forwarded back
+        assert back.status_code == 403
+        assert "not as a user who may see this dashboard" in back.text and "/login" in back.text
+        # A later visit is sent to log in again (the user may have switched accounts).
+        assert client.get("/queues", headers=HTML, follow_redirects=False).status_code == 303
+
+
+def test_a_browser_back_long_after_the_login_page_is_sent_there_again(
+        redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = create_app(auth=lambda request: False, login_url="/login")
+    with Client(app) as client:
+        assert client.get("/queues", headers=HTML, follow_redirects=False).status_code == 303
+        later = time.time() + 60
+        monkeypatch.setattr(time, "time", lambda: later)
+        assert client.get("/queues", headers=HTML, follow_redirects=False).status_code == 303
+
+
+def test_auth_raising_permission_error_refuses_at_once(redis_url: str) -> None:
+    def staff_only(request: Any) -> bool:
+        raise PermissionError("Staff only: ask an admin for access.")
+
+    with Client(create_app(auth=staff_only, login_url="/login")) as client:
+        for headers in (HTML, {}):
+            page = client.get("/queues", headers=headers, follow_redirects=False)
+            assert page.status_code == 403
+            assert page.text == "Staff only: ask an admin for access."
+
+
 def test_mounted_under_a_prefix(redis_url: str, r: redis.Redis) -> None:
     enqueue(r, "we/ird", job("a" * 24, queue="we/ird"))
     outer = Starlette(routes=[Mount("/admin/jobs", create_app(password=PASSWORD))])

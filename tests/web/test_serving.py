@@ -71,6 +71,21 @@ def test_a_wsgi_response_closed_unread_leaves_no_task_behind(redis_url: str) -> 
     assert asyncio.run_coroutine_threadsafe(_pending(), loop).result(timeout=10) == 0
 
 
+def test_an_error_under_wsgi_reaches_the_log(redis_url: str,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    # An ASGI server logs what the app raises; the WSGI bridge stops listening once the 500
+    # is sent, so without a log of our own the traceback went nowhere.
+    def broken_check(request: Any) -> bool:
+        raise KeyError("the app's session has no user")
+
+    app = wsgi_app(auth=broken_check, login_url="/login")
+    status, _, body = call_wsgi(app, "/queues")
+    assert status.startswith("500") and body == "Internal server error"
+    (record,) = [r for r in caplog.records if r.name == "sidequest.web"]
+    assert "GET /queues" in record.getMessage()
+    assert record.exc_info is not None and "has no user" in str(record.exc_info[1])
+
+
 async def _pending() -> int:
     """Tasks of the running loop still pending, but for the one asking."""
     return len(asyncio.all_tasks() - {asyncio.current_task()})

@@ -84,7 +84,8 @@ def create_app(
 
     - ``auth``: your application's check, ``auth(request) -> bool`` (plain or async; a
       Starlette ``Request``), e.g. "is the logged-in user staff"; ``login_url`` is where a
-      browser that fails it is sent, told ``next`` (else it gets a 401);
+      browser that fails it is sent, told ``next`` (else it gets a 401); raising
+      ``PermissionError`` refuses a logged-in user with a 403 instead;
       ``$SIDEQUEST_WEB_PASSWORD`` is then ignored, with a warning in the log;
     - ``password`` (else ``$SIDEQUEST_WEB_PASSWORD``): the dashboard's own login page;
     - ``insecure=True``: no login at all (only behind something that checks already); a

@@ -13,15 +13,20 @@ import hmac
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from sidequest.web.session import Session
 
-#: ``auth(request) -> bool``, plain or async: True lets the request in. A plain function runs
-#: in a worker thread, so it may use a blocking ORM (Django) or a framework's session.
+#: ``auth(request) -> bool``, plain or async: True lets the request in, False sends a browser
+#: to log in, and PermissionError says a logged-in user may not (a 403). A plain function
+#: runs in a worker thread, so it may use a blocking ORM (Django) or a framework's session.
 AuthCallable = Callable[[Request], "bool | Awaitable[bool]"]
+
+#: What the check says of a request: let it in, send it to log in, or refuse it.
+Verdict = Literal["in", "login", "refused"]
 
 
 def digest(password: str) -> bytes:
@@ -46,12 +51,21 @@ class AuthPolicy:
             return False
         return hmac.compare_digest(digest(candidate), self.password_digest)
 
-    async def allows(self, request: Request, session: Session) -> bool:
-        if self.callback is not None:
-            if inspect.iscoroutinefunction(self.callback):
-                return bool(await self.callback(request))
-            result = await run_in_threadpool(self.callback, request)
-            return bool(await result) if inspect.isawaitable(result) else bool(result)
-        if self.password_digest is not None:
-            return session.user is not None
-        return self.insecure
+    async def verdict(self, request: Request, session: Session) -> tuple[Verdict, str]:
+        """The verdict, and the callback's own words for a refusal (may be empty)."""
+        if self.callback is None:
+            allowed = (session.user is not None if self.password_digest is not None
+                       else self.insecure)
+            return ("in" if allowed else "login"), ""
+        try:
+            allowed = await self._call(request)
+        except PermissionError as exc:
+            return "refused", str(exc)
+        return ("in" if allowed else "login"), ""
+
+    async def _call(self, request: Request) -> bool:
+        assert self.callback is not None
+        if inspect.iscoroutinefunction(self.callback):
+            return bool(await self.callback(request))
+        result = await run_in_threadpool(self.callback, request)
+        return bool(await result) if inspect.isawaitable(result) else bool(result)

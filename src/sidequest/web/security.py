@@ -22,6 +22,7 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
+import time
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -45,6 +46,11 @@ PUBLIC_PATHS = frozenset({"/login", "/logout"})
 SCRAPE_TOKEN_ENV = environ.PROMETHEUS_TOKEN
 MIN_SCRAPE_TOKEN = 16
 SCRAPE_PATH = "/prometheus"
+#: Seconds after sending a browser to the app's login page within which its coming back
+#: still refused is taken as the login page's forwarding, not a new visit (see
+#: ``_to_login_page``). A login page forwards at once; a person typing takes longer, and
+#: comes back let in.
+LOGIN_BOUNCE = 10.0
 STATIC_PREFIX = "/static/"
 #: Largest form accepted from a logged-in user: pages post short references to jobs (a
 #: page of 1,000 selected rows is about 60 KB), never the jobs themselves.
@@ -106,8 +112,12 @@ class Guard:
         public = path in PUBLIC_PATHS or path.startswith(STATIC_PREFIX)
         scraper = (path == SCRAPE_PATH and request.method in SAFE_METHODS
                    and _scraper(request, self.settings.scrape_token))
-        if not (public or scraper) and not await self.settings.auth.allows(request, session):
-            return self._unauthenticated(request, path), receive
+        if not (public or scraper):
+            verdict, words = await self.settings.auth.verdict(request, session)
+            if verdict == "refused":
+                return _refused(words), receive
+            if verdict == "login":
+                return self._unauthenticated(request, path, session), receive
         if request.method in SAFE_METHODS:
             return None, receive
         return await _check_form(request, session, receive,
@@ -120,7 +130,7 @@ class Guard:
         name = host_name(request.headers.get("host", ""))
         return name is not None and name in allowed
 
-    def _unauthenticated(self, request: Request, path: str) -> Response:
+    def _unauthenticated(self, request: Request, path: str, session: Session) -> Response:
         auth = self.settings.auth
         wants_page = request.method == "GET" and "text/html" in request.headers.get("accept", "")
         root = str(request.scope.get("root_path", "")).rstrip("/")
@@ -128,7 +138,7 @@ class Guard:
         if wants_page and auth.has_login_page:
             return RedirectResponse(f"{root}/login?next={target}", status_code=303)
         if wants_page and auth.login_url:
-            return RedirectResponse(_with_next(auth.login_url, target), status_code=303)
+            return _to_login_page(auth.login_url, target, session)
         return PlainTextResponse("Log in first", status_code=401)
 
     def _decorate(self, scope: Scope, send: Send) -> Send:
@@ -273,10 +283,27 @@ def _replay(body: bytes) -> Receive:
     return receive
 
 
+def _to_login_page(login_url: str, target: str, session: Session) -> Response:
+    """Send the browser to the app's login page, unless it was sent there moments ago and
+    came straight back still refused: a login page that forwards a logged-in user to
+    ``next`` (Django's, Flask-Login's) would bounce a user whom ``auth`` refuses for good."""
+    now = time.time()
+    if session.to_login is not None and 0 <= now - session.to_login < LOGIN_BOUNCE:
+        session.to_login, session.dirty = None, True  # a visit after this one may log in
+        return _refused(f"You are logged in, but not as a user who may see this dashboard:"
+                        f" log in as one at {login_url}")
+    session.to_login, session.dirty = now, True
+    return RedirectResponse(_with_next(login_url, target), status_code=303)
+
+
+def _refused(words: str) -> Response:
+    return PlainTextResponse(words or "You may not see this dashboard.", status_code=403)
+
+
 def _with_next(login_url: str, target: str) -> str:
     """The app's login page, told where to send the browser back (``next``, as Django and
     Flask-Login read it), unless its URL names a ``next`` already."""
-    if "next=" in login_url:
+    if "next" in parse_qs(urlsplit(login_url).query, keep_blank_values=True):
         return login_url
     return f"{login_url}{'&' if '?' in login_url else '?'}next={target}"
 

@@ -50,6 +50,9 @@ class Session:
     issued: float = field(default_factory=time.time)
     #: The logged-in session's id; it is live while Redis holds it (logout deletes it).
     sid: str | None = None
+    #: When this browser was last sent to the app's login page (``login_url``): coming
+    #: straight back still refused means the login page let it through, so no loop.
+    to_login: float | None = None
     #: True when the cookie must be (re)written with this response.
     dirty: bool = field(default=True, compare=False)
 
@@ -111,11 +114,17 @@ def _parse(body: str) -> Session | None:
     if not math.isfinite(issued) or not isinstance(csrf, str):
         return None
     return Session(csrf=csrf, issued=issued, dirty=False, user=_text(data.get("user")),
-                   flash=_text(data.get("flash")), sid=_text(data.get("sid")))
+                   flash=_text(data.get("flash")), sid=_text(data.get("sid")),
+                   to_login=_number(data.get("to_login")))
 
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _number(value: Any) -> float | None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return float(value) if ok and math.isfinite(value) else None
 
 
 def _b64(data: bytes) -> str:

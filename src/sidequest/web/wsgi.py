@@ -12,13 +12,17 @@ a response dropped at interpreter exit is closed after the loop's thread has sto
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, cast
 
 from a2wsgi import ASGIMiddleware
 from a2wsgi.wsgi_typing import Environ
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sidequest.web.app import create_app
+
+log = logging.getLogger("sidequest.web")
 
 
 class WSGIDashboard:
@@ -26,7 +30,7 @@ class WSGIDashboard:
     every request has finished (its ASGI task done) by the time the call returns."""
 
     def __init__(self, asgi_app: Any) -> None:
-        self.bridge = ASGIMiddleware(asgi_app)
+        self.bridge = ASGIMiddleware(cast(Any, _logging_errors(asgi_app)))
 
     def __call__(self, environ: dict[str, Any],
                  start_response: Callable[..., Any]) -> list[bytes]:
@@ -38,3 +42,17 @@ class WSGIDashboard:
 def wsgi_app(**options: Any) -> WSGIDashboard:
     """``create_app(**options)`` wrapped as a WSGI callable ``app(environ, start_response)``."""
     return WSGIDashboard(create_app(**options))
+
+
+def _logging_errors(app: ASGIApp) -> ASGIApp:
+    """Log an error no view expected, then raise it on. An ASGI server logs what the app
+    raises; a2wsgi stops listening once the 500 page is sent, and drops it unseen."""
+
+    async def app_logging_errors(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await app(scope, receive, send)
+        except Exception:
+            log.exception("dashboard: error in %s %s", scope.get("method"), scope.get("path"))
+            raise
+
+    return app_logging_errors

@@ -85,7 +85,9 @@ def _call_wsgi(request: HttpRequest, path: str) -> HttpResponse:
     environ["HTTP_HOST"] = request.get_host()
     environ["wsgi.input"] = io.BytesIO(request.body)
     environ["CONTENT_LENGTH"] = str(len(request.body))
-    environ.setdefault("wsgi.url_scheme", request.scheme)
+    # Django's scheme, which honours SECURE_PROXY_SSL_HEADER: behind a TLS proxy the
+    # server's own wsgi.url_scheme says http, and the dashboard's cookie would not be Secure.
+    environ["wsgi.url_scheme"] = request.scheme
     environ.setdefault("wsgi.errors", io.StringIO())
     started: dict[str, Any] = {}
 
