@@ -37,6 +37,23 @@ def test_a_stuck_job_retires_its_process_and_loses_nothing(
     assert "retiring this process" in victim.log()
 
 
+def test_a_stuck_job_whose_call_returns_while_its_process_retires_fails_once(
+    spawn: SpawnWorker, sq: str, r: redis.Redis, ledger: Ledger
+) -> None:
+    # Given up on at 1 + GRACE s, its call returns at 3 + GRACE s, within the shutdown
+    # timeout the retiring process waits: its thread must not record a second outcome (a
+    # second retry entry runs the job twice).
+    victim = spawn("-c", "2", "-t", "20")
+    victim.wait_registered(r)
+    stuck = Stuck.perform_async(3.0 + GRACE)
+    wait_for(lambda: not victim.alive, timeout=3 + GRACE + 25, what="the process to retire")
+    log = victim.log(10_000)
+    assert "retiring this process" in log
+    entries = list(RetrySet())
+    assert [entry.jid for entry in entries] == [stuck], log
+    assert "did not stop" in entries[0].item["error_message"]
+
+
 def test_an_async_job_blocking_the_loop_retires_its_process_and_loses_nothing(
     spawn: SpawnWorker, sq: str, r: redis.Redis, ledger: Ledger
 ) -> None:

@@ -54,6 +54,11 @@ class Processor:
         self.async_jobs: async_jobs.AsyncJobs | None = None
         #: Set by the manager: the watchdog of jobs with a ``timeout``.
         self.timeouts: Timeouts | None = None
+        #: Thread jobs under the watchdog whose outcome is not recorded yet (by id): the
+        #: thread that ran one and the watchdog that gave up on it (``settle``) both try
+        #: to take it out, and only the one that does records an outcome.
+        self._watched_jobs: set[int] = set()
+        self._watched_lock = threading.Lock()
 
     def run(self, work: Work, tid: str) -> bool | None:
         """Run one job; True means "acknowledge it" (it succeeded), False that it was handled,
@@ -103,6 +108,7 @@ class Processor:
             job_info(log, "start", fields)
         started = time.monotonic()
         cls: type[Job] | None = None
+        watched = False
         try:
             cls = registry.lookup(job["class"])
             instance = cls()
@@ -112,18 +118,37 @@ class Processor:
             limit = timeouts.seconds(job.get("timeout"))
             # An async job's limit is its coroutine's (wait_for), not this thread's watchdog.
             if self.timeouts is not None and limit is not None and not cls.async_perform:
+                self._watch(work)
+                watched = True
                 self._watched(self.timeouts, limit, (work, job, instance, args, kwargs))
             else:
                 self._chain(work, job, instance, args, kwargs)
         except BaseException as exc:  # a job's SystemExit must not end the worker
+            if watched and not self.settle(work):
+                return False  # given up on as stuck: its failure is recorded already
             fields["elapsed"] = round(time.monotonic() - started, 3)
             summary = f"fail: {retry.error_class(exc)}: {retry.error_message(exc)[:2000]}"
             log_failure(log, summary, exc, fields)
             self.failed(work, job, exc, cls)
             return False
+        if watched and not self.settle(work):
+            return False
         if info:
             job_info(log, "done", {**fields, "elapsed": round(time.monotonic() - started, 3)})
         return True
+
+    def _watch(self, work: Work) -> None:
+        with self._watched_lock:
+            self._watched_jobs.add(id(work))
+
+    def settle(self, work: Work) -> bool:
+        """Take a watched job's outcome: True for the first caller, the thread that ran it
+        or the watchdog giving up on it as stuck; False for the other."""
+        with self._watched_lock:
+            if id(work) not in self._watched_jobs:
+                return False
+            self._watched_jobs.discard(id(work))
+            return True
 
     def _watched(self, timeouts: Timeouts, limit: float,
                  chain: tuple[Work, Payload, Job, Any, Any]) -> None:

@@ -27,7 +27,10 @@ def fail(jid: str, running: dict[str, Work], processor: Processor,
             continue
         if job.get("jid") == jid:
             running.pop(tid, None)
-            processor.failed(work, job, error(), registry.find(job.get("class")))
+            # Unless its thread has just ended and recorded the outcome itself; else, when
+            # the call it is stuck in returns, the thread records nothing more.
+            if processor.settle(work):
+                processor.failed(work, job, error(), registry.find(job.get("class")))
     given_up = async_jobs.give_up(jid)
     if given_up is not None:
         work, job, cls = given_up
