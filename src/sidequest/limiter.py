@@ -47,6 +47,7 @@ import math
 import secrets
 import threading
 import time
+from datetime import timedelta
 from typing import Any, NamedTuple
 
 import redis
@@ -83,14 +84,15 @@ class OverLimit(Exception):
         self.retry_in = retry_in
 
 
-def _seconds(name: str, interval: float | str) -> float:
+def _seconds(name: str, interval: float | str | timedelta) -> float:
     if isinstance(interval, str):
-        if interval not in INTERVALS:
-            close = difflib.get_close_matches(interval.lower(), INTERVALS, 1)
+        spoken = interval.strip().lower()  # "Minute", "HOUR": the word is what counts
+        if spoken not in INTERVALS:
+            close = difflib.get_close_matches(spoken, INTERVALS, 1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise ValueError(f"limiter {name!r}: interval {interval!r}: {hint}use one of "
                              f"{', '.join(INTERVALS)} or a number of seconds")
-        return INTERVALS[interval]
+        return INTERVALS[spoken]
     return _duration(name, "interval", interval, zero=False)
 
 
@@ -101,7 +103,10 @@ def _untested() -> int:
 
 
 def _duration(name: str, what: str, value: object, zero: bool) -> float:
-    """A finite number of seconds (above 0, or from 0 when ``zero``), else a clear error."""
+    """A finite number of seconds (above 0, or from 0 when ``zero``), else a clear error. A
+    ``timedelta`` counts as its seconds, as ``perform_in`` takes one."""
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
     if (isinstance(value, bool) or not isinstance(value, (int, float))
             or not math.isfinite(value) or value < 0 or (value == 0 and not zero)):
         least = ">= 0" if zero else "above 0"
@@ -283,7 +288,8 @@ class ConcurrentLimiter(Limiter):
         # renewing: a worst case (a dead holder), not when a slot frees. A job sent back
         # takes the reschedule steps alone.
         held = "its one slot is held" if self.limit == 1 else f"all {self.limit} slots are held"
-        return OverLimit(self.name, 0.0, f"{held}; a slot frees when its holder leaves its block")
+        return OverLimit(self.name, 0.0, f"{held}; a slot frees when its holder leaves its"
+                         f" block (or {self._interval:g} s after a holder's process died)")
 
     def _try(self) -> _Attempt:
         token = secrets.token_hex(8)
@@ -342,24 +348,24 @@ class WindowLimiter(Limiter):
                                    [self.limit, self._interval_ms, call, self._member]))
 
 
-def concurrent(name: str, limit: int, lock_timeout: float = 30,
-               wait_timeout: float = 0) -> ConcurrentLimiter:
+def concurrent(name: str, limit: int, lock_timeout: float | timedelta = 30,
+               wait_timeout: float | timedelta = 0) -> ConcurrentLimiter:
     """At most ``limit`` holders at once across every process."""
     lock = _duration(name, "lock_timeout", lock_timeout, zero=False)
     return ConcurrentLimiter(name, limit, lock, _duration(name, "wait_timeout", wait_timeout,
                                                           zero=True))
 
 
-def bucket(name: str, limit: int, interval: float | str,
-           wait_timeout: float = 0) -> BucketLimiter:
+def bucket(name: str, limit: int, interval: float | str | timedelta,
+           wait_timeout: float | timedelta = 0) -> BucketLimiter:
     """At most ``limit`` calls per fixed ``interval`` ("second", "minute", "hour", "day" or
     seconds), counted from the start of each interval on Redis's clock."""
     return BucketLimiter(name, limit, _seconds(name, interval),
                          _duration(name, "wait_timeout", wait_timeout, zero=True))
 
 
-def window(name: str, limit: int, interval: float | str,
-           wait_timeout: float = 0) -> WindowLimiter:
+def window(name: str, limit: int, interval: float | str | timedelta,
+           wait_timeout: float | timedelta = 0) -> WindowLimiter:
     """At most ``limit`` calls in any sliding ``interval``."""
     return WindowLimiter(name, limit, _seconds(name, interval),
                          _duration(name, "wait_timeout", wait_timeout, zero=True))

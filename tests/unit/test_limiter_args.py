@@ -4,6 +4,7 @@ limiter, the argument and what would do; nothing touches Redis."""
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -38,6 +39,18 @@ def test_good_arguments_are_kept() -> None:
     assert (made.limit, made.wait_timeout, made._interval_ms) == (10, 2.0, 60_000)
     assert limiter.window("sms", 3, 0.25)._interval_ms == 250
     assert limiter.concurrent("db", 2, lock_timeout=1.5)._interval_ms == 1500
+
+
+@pytest.mark.usefixtures("fake_without_redis")
+def test_intervals_in_any_case_and_timedeltas_are_taken() -> None:
+    # perform_in takes a timedelta, and "Minute" is the same word as "minute".
+    assert limiter.bucket("api-case", 10, "Minute")._interval_ms == 60_000
+    assert limiter.window("sms-case", 3, " HOUR ")._interval_ms == 3_600_000
+    made = limiter.window("td", 3, timedelta(minutes=2), wait_timeout=timedelta(seconds=5))
+    assert (made._interval_ms, made.wait_timeout) == (120_000, 5.0)
+    assert limiter.concurrent("td-c", 2, lock_timeout=timedelta(seconds=90))._interval_ms == 90_000
+    with pytest.raises(ValueError, match="got -1.0"):
+        limiter.concurrent("td-bad", 2, lock_timeout=timedelta(seconds=-1))
 
 
 @pytest.mark.usefixtures("fake_without_redis")
