@@ -52,7 +52,8 @@ def parser(prog: str = "sidequest") -> argparse.ArgumentParser:
         prog=prog,
         description="Run Sidequest workers (Sidekiq-compatible background jobs).",
         epilog="Commands: run (default), dev, stats, status [--watch], periodic, web."
-        " Example: sidequest -r myapp.jobs -c 10 -q default",
+        " Example: sidequest -r myapp.jobs -c 10 -q default. A flag wins over the -C file"
+        " (under Django, the SIDEQUEST setting), which wins over the defaults shown.",
     )
     parser.add_argument("-r", "--require", action="append", metavar="MODULE_OR_FILE",
                         help="module (myapp.jobs) or .py file that defines your jobs; repeatable")
