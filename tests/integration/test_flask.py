@@ -52,8 +52,8 @@ def make_app_with(redis_url: str, options: dict[str, Any] | None = None,
     """The app with other settings (``options``: the extension's dashboard options); its job
     middleware is removed at once (not needed)."""
     app = Flask("shop")
-    app.config.update(SECRET_KEY="flask-test-secret", SIDEQUEST_REDIS_URL=redis_url,
-                      **settings)
+    app.config.update({"SECRET_KEY": "flask-test-secret", "SIDEQUEST_REDIS_URL": redis_url,
+                       **settings})
 
     @app.post("/become/<role>")
     def become(role: str) -> str:
@@ -88,8 +88,9 @@ def test_the_dashboard_is_behind_the_apps_own_check(app: Flask) -> None:
     client = app.test_client()
     refused = client.get("/sidequest/", headers={"Accept": "text/html"})
     assert refused.status_code == 303 and refused.headers["Location"] == "/login?next=/sidequest/"
-    client.post("/become/customer")
-    assert client.get("/sidequest/", headers={"Accept": "text/html"}).status_code == 303
+    client.post("/become/customer")  # logged in at once, as a user the check refuses
+    back = client.get("/sidequest/", headers={"Accept": "text/html"})
+    assert back.status_code == 403 and "log in as a user who may" in back.text
     client.post("/become/admin")
     page = client.get("/sidequest/", headers={"Accept": "text/html"})
     assert page.status_code == 200 and "Dashboard" in page.text
@@ -227,6 +228,22 @@ def test_the_session_secret_comes_from_app_config_first(
     refused = post_form_across(from_config, make_app_with(redis_url))
     assert refused.status_code == 403, refused.text[:300]
     assert r.llen("queue:doomed") == 1
+
+
+def test_an_app_without_a_secret_key_is_warned_of_forms_failing_across_processes(
+        redis_url: str, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.delenv("SIDEQUEST_WEB_SECRET", raising=False)
+    with caplog.at_level("WARNING", logger="sidequest"):
+        make_app_with(redis_url, SECRET_KEY=None)
+    (warning,) = [m for m in caplog.messages if "SECRET_KEY" in m]
+    assert "gunicorn -w N" in warning and "set app.config['SECRET_KEY']" in warning
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="sidequest"):
+        make_app_with(redis_url)  # with one: silent
+        monkeypatch.setenv("SIDEQUEST_WEB_SECRET", "s" * 32)
+        make_app_with(redis_url, SECRET_KEY=None)  # the variable signs: silent too
+    assert caplog.messages == []
 
 
 def test_a_short_secret_in_app_config_is_refused(redis_url: str,

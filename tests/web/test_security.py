@@ -398,7 +398,8 @@ def test_a_logged_in_user_auth_refuses_is_not_bounced_back_and_forth(redis_url: 
         assert first.status_code == 303 and first.headers["location"].startswith("/login?")
         back = client.get("/queues", headers=HTML, follow_redirects=False)  # forwarded back
         assert back.status_code == 403
-        assert "not as a user who may see this dashboard" in back.text and "/login" in back.text
+        assert "you still may not see this dashboard: log in as a user who may, at /login" \
+            in back.text
         # A later visit is sent to log in again (the user may have switched accounts).
         assert client.get("/queues", headers=HTML, follow_redirects=False).status_code == 303
 

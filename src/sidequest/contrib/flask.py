@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -43,7 +44,7 @@ except ImportError as exc:  # pragma: no cover - the message is the point
     raise ImportError("sidequest.contrib.flask needs Flask: pip install 'sidequest[flask]'"
                       ) from exc
 
-from sidequest import connection, middleware
+from sidequest import connection, environ, middleware
 from sidequest.errors import ConfigError
 
 log = logging.getLogger("sidequest")
@@ -103,6 +104,12 @@ class Sidequest:
             # set: the dashboard then reads the variable itself).
             options["secret_key"] = (app.config.get("SIDEQUEST_WEB_SECRET")
                                      or secret_from_host(app.secret_key))
+            if options["secret_key"] is None and not os.environ.get(environ.WEB_SECRET):
+                log.warning(
+                    "the Flask app has no SECRET_KEY and SIDEQUEST_WEB_SECRET is not set: the"
+                    " dashboard signs its sessions with a key made by this process, so a form"
+                    " loaded from one process (gunicorn -w N) is refused by another and a"
+                    " restart logs everyone out; set app.config['SECRET_KEY']")
         dashboard = wsgi_app(**options)
         app.wsgi_app = DispatcherMiddleware(  # type: ignore[method-assign]
             app.wsgi_app, {prefix: dashboard})

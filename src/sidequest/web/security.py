@@ -290,8 +290,8 @@ def _to_login_page(login_url: str, target: str, session: Session) -> Response:
     now = time.time()
     if session.to_login is not None and 0 <= now - session.to_login < LOGIN_BOUNCE:
         session.to_login, session.dirty = None, True  # a visit after this one may log in
-        return _refused(f"You are logged in, but not as a user who may see this dashboard:"
-                        f" log in as one at {login_url}")
+        return _refused(f"The login page sent you straight back, and you still may not see"
+                        f" this dashboard: log in as a user who may, at {login_url}")
     session.to_login, session.dirty = now, True
     return RedirectResponse(_with_next(login_url, target), status_code=303)
 
