@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -65,6 +66,11 @@ def make_app_with(redis_url: str, options: dict[str, Any] | None = None,
     return app
 
 
+class UsesAppAsync(Job):
+    async def perform(self, key: str) -> None:
+        seen.append((current_app.config[key], threading.current_thread().name))
+
+
 @pytest.fixture
 def app(redis_url: str) -> Iterator[Flask]:
     seen.clear()
@@ -82,6 +88,18 @@ def test_jobs_pushed_by_the_app_run_inside_its_context(app: Flask, r: redis.Redi
     with running_worker():
         wait_for(lambda: seen, what="the job to run")
     assert seen == ["hello from the app"]
+
+
+def test_async_jobs_run_on_the_event_loop_inside_the_apps_context(app: Flask) -> None:
+    # The middleware's coroutine form: without it each async job held a worker thread, and
+    # at most -c of them ran at once.
+    from sidequest.worker.async_jobs import chain_is_async
+
+    assert chain_is_async()
+    UsesAppAsync.perform_async("GREETING")
+    with running_worker():
+        wait_for(lambda: seen, what="the async job to run")
+    assert seen == [("hello from the app", "sidequest-asyncio")]
 
 
 def test_the_dashboard_is_behind_the_apps_own_check(app: Flask) -> None:

@@ -1,28 +1,47 @@
 """sidequest.contrib.opentelemetry: a push inside a request's span makes a producer span and
 carries W3C ``traceparent`` in the payload; the run is a consumer span in the same trace,
-child of the push. Real Redis, an in-process worker, the SDK's in-memory exporter."""
+child of the push. An ``async def perform`` job's span is made on the event loop, so async jobs
+run there many at once, not one per worker thread. Real Redis, an in-process worker, the
+SDK's in-memory exporter."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from helpers import running_worker, wait_for
-from sidequest import Job
+from sidequest import Job, keys, middleware
 from sidequest.contrib import opentelemetry as otel
 
+
+class StartThreads(SpanProcessor):
+    """Records the thread each span starts on: a run's, on the event loop's for an async
+    job whose middleware ran there."""
+
+    def __init__(self) -> None:
+        self.threads: dict[str, list[str]] = {}
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        self.threads.setdefault(span.name, []).append(threading.current_thread().name)
+
+
 EXPORTER = InMemorySpanExporter()
+STARTS = StartThreads()
 _provider = TracerProvider()
 _provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
+_provider.add_span_processor(STARTS)
 trace.set_tracer_provider(_provider)  # once per process; the API refuses a second one
 
 
@@ -38,9 +57,44 @@ class Failing(Job):
         raise ValueError("no such user")
 
 
+class AsyncWelcome(Job):
+    current: list[trace.SpanContext] = []
+
+    async def perform(self, user_id: int) -> None:
+        await asyncio.sleep(0)
+        AsyncWelcome.current.append(trace.get_current_span().get_span_context())
+
+
+class AsyncFailing(Job):
+    retry = False
+
+    async def perform(self) -> None:
+        await asyncio.sleep(0)
+        raise ValueError("no such user")
+
+
+class Gated(Job):
+    """Waits until three of its kind are running at once."""
+
+    retry = False
+    arrived = 0
+    gate: asyncio.Event | None = None  # made on the worker's loop by the first job
+
+    async def perform(self) -> None:
+        if Gated.gate is None:
+            Gated.gate = asyncio.Event()
+        Gated.arrived += 1
+        if Gated.arrived == 3:
+            Gated.gate.set()
+        await asyncio.wait_for(Gated.gate.wait(), 15)
+
+
 @pytest.fixture(autouse=True)
 def _instrumented(redis_url: str) -> Iterator[None]:
     EXPORTER.clear()
+    STARTS.threads.clear()
+    AsyncWelcome.current.clear()
+    Gated.arrived, Gated.gate = 0, None
     otel.instrument()
     try:
         yield
@@ -90,3 +144,54 @@ def test_a_push_from_ruby_without_traceparent_starts_a_trace(r: redis.Redis) -> 
         wait_for(lambda: spans("default process"), what="the run's span")
     (process,) = spans("default process")
     assert process.parent is None
+
+
+def test_an_async_run_continues_the_trace_on_the_event_loop(r: redis.Redis) -> None:
+    tracer = trace.get_tracer("app")
+    with tracer.start_as_current_span("POST /signup") as request:
+        AsyncWelcome.perform_async(42)
+    (publish,) = spans("default publish")
+    with running_worker():
+        wait_for(lambda: spans("default process"), what="the run's span")
+    (process,) = spans("default process")
+    assert process.kind == SpanKind.CONSUMER
+    assert process.context.trace_id == request.get_span_context().trace_id
+    assert process.parent.span_id == publish.context.span_id
+    assert process.attributes["messaging.sidekiq.job_class"] == AsyncWelcome.wire_name()
+    assert process.attributes["messaging.operation"] == "process"
+    assert STARTS.threads["default process"] == ["sidequest-asyncio"], \
+        "made by the middleware's acall, on the loop, not by a thread waiting for the job"
+    (current,) = AsyncWelcome.current
+    assert current.span_id == process.context.span_id, "current inside the job"
+    assert process.status.status_code != StatusCode.ERROR
+
+
+def test_a_failing_async_run_is_an_error_span_and_still_fails(r: redis.Redis) -> None:
+    AsyncFailing.perform_async()
+    with running_worker():
+        wait_for(lambda: spans("default process"), what="the run's span")
+        wait_for(lambda: r.get(keys.STAT_FAILED) == "1", what="the failure counted")
+    (process,) = spans("default process")
+    assert process.status.status_code == StatusCode.ERROR
+    (event,) = [e for e in process.events if e.name == "exception"]
+    assert event.attributes["exception.type"] == "ValueError"
+
+
+def test_async_runs_under_instrument_run_beyond_the_thread_count() -> None:
+    assert otel.server_middleware in list(middleware.server)
+    for _ in range(3):
+        Gated.perform_async()
+    with running_worker(concurrency=1):
+        # Each holding the one thread, the second would not start before the first's 15 s.
+        wait_for(lambda: Gated.arrived == 3, timeout=8, what="three async jobs at once at -c 1")
+        wait_for(lambda: len(spans("default process")) == 3, what="their spans")
+    assert all(s.status.status_code != StatusCode.ERROR for s in spans("default process"))
+
+
+def test_uninstrument_takes_the_middleware_out() -> None:
+    otel.uninstrument()
+    assert otel.server_middleware not in list(middleware.server)
+    assert otel.client_middleware not in list(middleware.client)
+    otel.instrument()
+    otel.instrument()  # once only
+    assert list(middleware.server).count(otel.server_middleware) == 1

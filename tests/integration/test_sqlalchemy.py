@@ -1,21 +1,26 @@
 """sidequest.contrib.sqlalchemy with a real SQLAlchemy and SQLite: a push made with
-after_commit happens at the commit and never on a rollback; session_per_job hands every job
-a fresh session (nothing left over from the job before) in a real in-process worker."""
+after_commit happens at the commit and never on a rollback or a close; session_per_job hands
+every job a fresh session (nothing left over from the job before) in a real in-process
+worker, async jobs included, which it lets run on the event loop, not one per thread."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from sqlalchemy import String, create_engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, String, create_engine, select
+from sqlalchemy.exc import IntegrityError, InvalidRequestError
+from sqlalchemy.ext.asyncio import async_scoped_session, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, scoped_session, sessionmaker
+from sqlalchemy.orm import Session as PlainSession
 
 from helpers import running_worker, wait_for
-from sidequest import Job, middleware
+from sidequest import Job, keys, middleware
 from sidequest.contrib.sqlalchemy import after_commit, session_per_job
 
 
@@ -36,6 +41,11 @@ class Email(Base):
 
 
 Session: scoped_session[Any] = scoped_session(sessionmaker())
+#: A session per task: per async job under session_per_job. Unbound: the jobs using it
+#: only add objects (no I/O), as SQLite has no async driver here.
+TaskSession: async_scoped_session[Any] = async_scoped_session(async_sessionmaker(),
+                                                              scopefunc=asyncio.current_task)
+SCOPED: dict[str, Any] = {"scoped_session": Session, "async_scoped_session": TaskSession}
 seen: list[Any] = []
 
 
@@ -46,17 +56,70 @@ class Welcome(Job):
         session.add(User(name="left behind, uncommitted"))  # must not reach the next job
 
 
+class Adds(Job):
+    """Adds a user on the loop thread's session; commits it, or leaves it uncommitted."""
+
+    async def perform(self, name: str, commit: bool) -> None:
+        session = Session()
+        session.add(User(name=name))
+        session.flush()  # in the database, uncommitted
+        if commit:
+            session.commit()
+        seen.append(name)
+
+
+class Gated(Job):
+    """Adds a user to its session, then waits until three such jobs are running at once."""
+
+    retry = False
+    gate: asyncio.Event | None = None  # made on the worker's loop by the first job
+
+    async def perform(self, kind: str) -> None:
+        if Gated.gate is None:
+            Gated.gate = asyncio.Event()
+        session, user = SCOPED[kind](), User(name=f"job {len(seen)}")
+        session.add(user)
+        seen.append((session, user))
+        if len(seen) == 3:
+            Gated.gate.set()
+        await asyncio.wait_for(Gated.gate.wait(), 15)
+
+
 @pytest.fixture
-def db(tmp_path: Path, redis_url: str) -> Iterator[None]:
+def engine(tmp_path: Path) -> Iterator[Engine]:
     engine = create_engine(f"sqlite:///{tmp_path / 'app.db'}")
     Base.metadata.create_all(engine)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def db(engine: Engine, redis_url: str) -> Iterator[None]:
     Session.configure(bind=engine)
     seen.clear()
+    Gated.gate = None
     try:
         yield
     finally:
         Session.remove()
-        engine.dispose()
+
+
+@pytest.fixture
+def per_job() -> Iterator[Callable[[Any], Any]]:
+    """session_per_job, its middlewares taken out of the chain at the end."""
+    added: list[Any] = []
+
+    def add(scoped: Any) -> Any:
+        added.append(session_per_job(scoped))
+        return added[-1]
+
+    try:
+        yield add
+    finally:
+        for entry in added:
+            middleware.server.remove(entry)
 
 
 def test_push_happens_at_commit_and_never_on_rollback(db: None, r: redis.Redis) -> None:
@@ -147,3 +210,176 @@ def test_each_job_gets_a_fresh_session(db: None) -> None:
     assert [count for _, count, _ in seen] == [0, 0]
     with Session() as session:
         assert session.query(User).count() == 2, "uncommitted work was rolled back"
+
+
+def _inprogress(r: redis.Redis) -> int:
+    identity = next(iter(r.smembers("processes")), "")
+    return int(r.llen(keys.inprogress(identity))) if identity else 0
+
+
+def _names(engine: Engine) -> list[str]:
+    with PlainSession(engine) as session:
+        return list(session.scalars(select(User.name).order_by(User.id)))
+
+
+def test_an_async_jobs_uncommitted_rows_are_not_committed_by_the_next_async_job(
+        db: None, engine: Engine, r: redis.Redis, per_job: Callable[[Any], Any]) -> None:
+    """Async jobs share the event loop's thread, hence its thread-local session: removed in
+    a worker thread instead, A's flushed row stayed in it, and B's commit committed it."""
+    per_job(Session)
+    with running_worker():
+        Adds.perform_async("A", False)
+        wait_for(lambda: seen == ["A"] and not r.llen("queue:default") and not _inprogress(r),
+                 what="job A run to its end")
+        Adds.perform_async("B", True)
+        wait_for(lambda: seen == ["A", "B"], what="job B")
+    assert _names(engine) == ["B"]
+
+
+@pytest.mark.parametrize("kind", ["scoped_session", "async_scoped_session"])
+def test_async_jobs_under_session_per_job_run_beyond_the_thread_count(
+        db: None, engine: Engine, r: redis.Redis, per_job: Callable[[Any], Any],
+        kind: str) -> None:
+    pytest.importorskip("greenlet", reason="AsyncSession.close() runs in a greenlet")
+    per_job(SCOPED[kind])
+    for _ in range(3):
+        Gated.perform_async(kind)
+    with running_worker(concurrency=1):
+        # Each holding the one thread, the second would not start before the first's 15 s.
+        wait_for(lambda: len(seen) == 3, timeout=8, what="three async jobs at once at -c 1")
+        wait_for(lambda: not r.llen("queue:default") and not _inprogress(r),
+                 what="the three jobs' ends")
+    sessions = {id(session) for session, _ in seen}
+    assert len(sessions) == (1 if kind == "scoped_session" else 3)
+    for session, user in seen:
+        assert user not in session, "each job's session was removed (closed) after it"
+    assert _names(engine) == []
+
+
+def test_a_thread_local_session_on_the_loop_stays_until_the_last_async_job_ends(
+        db: None, per_job: Callable[[Any], Any], caplog: pytest.LogCaptureFixture) -> None:
+    """Every async job on the loop's thread shares its thread-local session: removed when
+    the first ended, it went from under the second, in the middle of its work."""
+    caplog.set_level(logging.WARNING, logger="sidequest")
+    remove_after = per_job(Session)
+    ends = {"A": asyncio.Event(), "B": asyncio.Event()}
+
+    async def job(name: str) -> None:
+        Session().add(User(name=name))
+        await ends[name].wait()
+
+    async def both() -> None:
+        a, b = (asyncio.create_task(remove_after.acall(None, {}, "default",
+                                                        lambda name=name: job(name)))
+                for name in "AB")
+        await _until(lambda: len(Session().new) == 2)
+        ends["A"].set()
+        await a
+        assert Session.registry.has(), "B's session is still there"
+        assert sorted(user.name for user in Session().new) == ["A", "B"]
+        ends["B"].set()
+        await b
+        assert not Session.registry.has(), "removed when the last job ended"
+
+    asyncio.run(both())
+    shared = [r.getMessage() for r in caplog.records if "share one session" in r.getMessage()]
+    assert len(shared) == 1, shared
+    assert "async_scoped_session(async_sessionmaker(engine), " \
+           "scopefunc=asyncio.current_task)" in shared[0]
+
+
+def test_an_async_scoped_session_is_removed_in_each_jobs_own_task(
+        db: None, per_job: Callable[[Any], Any], caplog: pytest.LogCaptureFixture) -> None:
+    pytest.importorskip("greenlet", reason="AsyncSession.close() runs in a greenlet")
+    caplog.set_level(logging.WARNING, logger="sidequest")
+    remove_after = per_job(TaskSession)
+    ends = {"A": asyncio.Event(), "B": asyncio.Event()}
+    sessions: dict[str, Any] = {}
+
+    async def job(name: str) -> None:
+        sessions[name] = TaskSession()
+        sessions[name].add(User(name=name))
+        await ends[name].wait()
+
+    async def run(name: str) -> bool:
+        await remove_after.acall(None, {}, "default", lambda: job(name))
+        return TaskSession.registry.has()  # in the job's task: its session is gone
+
+    async def both() -> None:
+        a, b = asyncio.create_task(run("A")), asyncio.create_task(run("B"))
+        await _until(lambda: len(sessions) == 2)
+        assert sessions["A"] is not sessions["B"]
+        ends["A"].set()
+        assert await a is False
+        assert len(sessions["A"].new) == 0, "A's session closed"
+        assert len(sessions["B"].new) == 1, "B's untouched"
+        ends["B"].set()
+        assert await b is False
+        assert len(sessions["B"].new) == 0
+
+    asyncio.run(both())
+    assert not [r for r in caplog.records if "share one session" in r.getMessage()]
+
+
+async def _until(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll ``check`` on the running loop, failing at the deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+def test_a_rollback_before_the_transaction_began_forgets_the_push(
+        db: None, engine: Engine, r: redis.Redis) -> None:
+    """A plain Session with no transaction yet: the push waited for none, and a rollback()
+    there fired no event, so it went out at the next, unrelated commit."""
+    session = PlainSession(engine)
+    after_commit(session, Welcome.perform_async, 1)
+    session.rollback()
+    with session.begin():
+        session.add(User(name="ada"))
+    assert r.llen("queue:default") == 0
+    session.close()
+
+
+@pytest.mark.parametrize("begun", [False, True], ids=["no-transaction-yet", "begun-by-add"])
+def test_a_close_forgets_the_push(db: None, engine: Engine, r: redis.Redis,
+                                  begun: bool) -> None:
+    """close() fires no rollback event (only after_transaction_end, if a transaction)."""
+    session = PlainSession(engine)
+    if begun:
+        session.add(User(name="never committed"))
+    after_commit(session, Welcome.perform_async, 1)
+    session.close()
+    with session.begin():
+        session.add(User(name="ada"))
+    assert r.llen("queue:default") == 0
+    assert _names(engine) == ["ada"]
+    session.close()
+
+
+def test_a_push_before_any_transaction_goes_out_once_at_the_commit(
+        db: None, engine: Engine, r: redis.Redis) -> None:
+    session = PlainSession(engine)
+    after_commit(session, Welcome.perform_async, 1)
+    session.add(User(name="ada"))
+    assert r.llen("queue:default") == 0
+    session.commit()
+    assert r.llen("queue:default") == 1
+    session.add(User(name="bob"))
+    session.commit()
+    assert r.llen("queue:default") == 1, "once"
+    session.close()
+
+
+def test_a_session_without_autobegin_needs_its_transaction_first(
+        db: None, engine: Engine, r: redis.Redis) -> None:
+    session = PlainSession(engine, autobegin=False)
+    with pytest.raises(InvalidRequestError, match=r"autobegin=False: call session.begin\(\) "
+                                                  r"first, then after_commit inside it"):
+        after_commit(session, Welcome.perform_async, 1)
+    with session.begin():
+        after_commit(session, Welcome.perform_async, 1)
+    assert r.llen("queue:default") == 1
+    session.close()

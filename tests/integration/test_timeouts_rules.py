@@ -6,6 +6,7 @@ job sees its cancellation within a second. Real Redis, in-process workers."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 
@@ -56,6 +57,14 @@ class Waits(Job):
             raise
 
 
+class OwnTimeout(Job):
+    retry = 0
+    timeout = 30
+
+    async def perform(self) -> None:
+        raise TimeoutError("the payment API did not answer")  # the job's own, not ours
+
+
 @pytest.fixture(autouse=True)
 def _fresh(redis_url: str) -> None:
     runs.clear()
@@ -103,3 +112,13 @@ def test_an_async_job_gets_its_cancellation_within_a_second() -> None:
         wait_for(lambda: cancelled_at, what="the CancelledError")
     assert cancelled_at[0] - asked < 1.5  # the watcher looks every 0.5 s; slack for load
     assert RetrySet().size == 0 and DeadSet().size == 0, "a cancellation is not a failure"
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout came in 3.11")
+def test_an_async_jobs_own_timeout_error_is_not_taken_for_its_time_limit() -> None:
+    OwnTimeout.perform_async()
+    with running_worker():
+        wait_for(lambda: DeadSet().size == 1, what="the job to fail")
+    (entry,) = list(DeadSet())
+    assert entry.item["error_class"] == "TimeoutError", entry.item
+    assert entry.item["error_message"] == "the payment API did not answer"

@@ -49,7 +49,7 @@ def test_intervals_in_any_case_and_timedeltas_are_taken() -> None:
     made = limiter.window("td", 3, timedelta(minutes=2), wait_timeout=timedelta(seconds=5))
     assert (made._interval_ms, made.wait_timeout) == (120_000, 5.0)
     assert limiter.concurrent("td-c", 2, lock_timeout=timedelta(seconds=90))._interval_ms == 90_000
-    with pytest.raises(ValueError, match="got -1.0"):
+    with pytest.raises(ValueError, match=r"got -1\.0"):
         limiter.concurrent("td-bad", 2, lock_timeout=timedelta(seconds=-1))
 
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 try:
@@ -53,12 +53,38 @@ SETTINGS = ("SIDEQUEST_REDIS_URL", "SIDEQUEST_SHARDS", "SIDEQUEST_SHARD_QUEUES",
             "SIDEQUEST_DASHBOARD", "SIDEQUEST_LOGIN_URL", "SIDEQUEST_WEB_SECRET")
 
 
+class AppContext:
+    """Server middleware: the job runs inside the app's application context. Its coroutine
+    form keeps an ``async def perform`` job on the event loop (Flask keeps the context in a
+    context variable, so each job's task has its own)."""
+
+    def __init__(self, extension: Sidequest) -> None:
+        self.extension = extension
+
+    def __call__(self, job: Any, payload: dict[str, Any], queue: str,
+                 call_next: Callable[[], Any]) -> Any:
+        with self._context():
+            return call_next()
+
+    async def acall(self, job: Any, payload: dict[str, Any], queue: str,
+                    call_next: Callable[[], Awaitable[Any]]) -> Any:
+        with self._context():
+            return await call_next()
+
+    def _context(self) -> Any:
+        app = self.extension.app
+        assert app is not None, "the extension's middleware is added by init_app"
+        return app.app_context()
+
+
 class Sidequest:
     """The extension; ``Sidequest(app, ...)`` or ``ext = Sidequest(); ext.init_app(app)``."""
 
     def __init__(self, app: Flask | None = None, *, auth: Callable[[], bool] | None = None,
                  **dashboard_options: Any) -> None:
         self.app: Flask | None = None
+        #: The server middleware: each job runs inside the app's application context.
+        self.in_app_context = AppContext(self)
         self.auth = auth
         self.dashboard_options = dashboard_options
         if app is not None:
@@ -78,13 +104,6 @@ class Sidequest:
         self.app = app
         app.extensions["sidequest"] = self
         middleware.server.add(self.in_app_context)
-
-    def in_app_context(self, job: Any, payload: dict[str, Any], queue: str,
-                       call_next: Callable[[], Any]) -> Any:
-        """Server middleware: the job runs inside the app's application context."""
-        assert self.app is not None
-        with self.app.app_context():
-            return call_next()
 
     def _mount(self, app: Flask, prefix: str) -> None:
         from sidequest.web import wsgi_app  # noqa: PLC0415 - only apps with a dashboard

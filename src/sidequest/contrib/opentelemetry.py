@@ -17,7 +17,8 @@ read the other.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 try:
@@ -63,18 +64,38 @@ def client_middleware(payload: Payload, queue: str, call_next: Callable[[], Any]
         return call_next()
 
 
-def server_middleware(job: Any, payload: Payload, queue: str,
-                      call_next: Callable[[], Any]) -> Any:
+class ServerMiddleware:
     """A CONSUMER span around the run, continuing the trace the payload carries (if any).
-    An exception is recorded on the span and marks it as an error, then passes on."""
+    An exception is recorded on the span and marks it as an error, then passes on. The
+    ``acall`` form does the same around an ``async def perform`` job, which then runs on the
+    event loop rather than holding a worker thread for its whole run."""
+
+    def __call__(self, job: Any, payload: Payload, queue: str,
+                 call_next: Callable[[], Any]) -> Any:
+        with _consumer_span(payload, queue):
+            return call_next()
+
+    async def acall(self, job: Any, payload: Payload, queue: str,
+                    call_next: Callable[[], Awaitable[Any]]) -> Any:
+        # The span is current in this task's context, which the job's coroutine runs in:
+        # its own spans (an HTTP call's) are children of this one.
+        with _consumer_span(payload, queue):
+            return await call_next()
+
+
+def _consumer_span(payload: Payload, queue: str) -> AbstractContextManager[trace.Span]:
     parent = propagate.extract(payload)
     attributes = _attributes(payload, queue, "process")
     if isinstance(payload.get("retry_count"), int):
         attributes["messaging.sidekiq.retry_count"] = payload["retry_count"]
-    with _tracer().start_as_current_span(
+    # record_exception and set_status_on_exception are on by default: a raise is an error.
+    return _tracer().start_as_current_span(
         f"{queue} process", context=parent, kind=SpanKind.CONSUMER, attributes=attributes,
-    ):
-        return call_next()
+    )
+
+
+#: The one instance: instrument() and uninstrument() add and remove this very object.
+server_middleware = ServerMiddleware()
 
 
 def instrument() -> None:

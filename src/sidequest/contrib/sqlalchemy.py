@@ -14,39 +14,149 @@ database commit.
         after_commit(session, SendWelcome.perform_async, user.id)
 
 ``session_per_job`` removes the scoped session after each job, in the job's own thread, so
-that no job sees another's objects or keeps a connection out of the pool. ``after_commit``
-pushes when the session's transaction commits and never if it rolls back, so a worker never
-gets a job for a row it cannot see yet, nor for one that was never written.
+that no job sees another's objects or keeps a connection out of the pool.
+
+``async def perform`` jobs all run on one thread, the event loop's, many at once, so a
+thread-local ``scoped_session`` gives them all the same session there: one job's commit
+commits what the others have added so far. Give them a session each with an
+``async_scoped_session`` scoped to the task, which ``session_per_job`` removes (awaiting
+``remove()``) in the job's own task when it ends:
+
+    from sqlalchemy.ext.asyncio import async_scoped_session, async_sessionmaker
+
+    AsyncSession = async_scoped_session(async_sessionmaker(async_engine),
+                                        scopefunc=asyncio.current_task)
+    session_per_job(AsyncSession)     # beside session_per_job(Session) for the sync jobs
+
+With a thread-local ``scoped_session``, async jobs still work, sharing it: it is removed
+when the last async job running ends (not at each job's end, which would take it from
+under the others), and a warning says so once. Either way the middleware has a coroutine
+form, so async jobs run on the loop, not one per worker thread.
+
+``after_commit`` pushes when the session's transaction commits and never if it rolls back
+or the session is closed first, so a worker never gets a job for a row it cannot see yet,
+nor for one that was never written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import inspect
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Hashable
+from typing import TYPE_CHECKING, Any
 
 try:
     from sqlalchemy import event
+    from sqlalchemy.exc import InvalidRequestError
     from sqlalchemy.orm import Session, SessionTransaction, scoped_session
+    from sqlalchemy.util import ThreadLocalRegistry
 except ImportError as exc:  # pragma: no cover - the message is the point
     raise ImportError("sidequest.contrib.sqlalchemy needs SQLAlchemy: "
                       "pip install 'sidequest[sqlalchemy]'") from exc
 
 from sidequest import middleware
 
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import async_scoped_session
+
+log = logging.getLogger("sidequest")
+
 _PENDING = "sidequest.after_commit"
 
 
-def session_per_job(scoped: scoped_session[Any]) -> Callable[..., Any]:
-    """Add a server middleware that removes ``scoped``'s session after every job (rolling
-    back what the job left uncommitted); returns it, so that a test can remove it."""
+class SessionPerJob:
+    """The server middleware of ``session_per_job``: ``scoped``'s session is removed after
+    each job (rolling back what the job left uncommitted)."""
 
-    def remove_after(job: Any, payload: dict[str, Any], queue: str,
-                     call_next: Callable[[], Any]) -> Any:
+    def __init__(self, scoped: scoped_session[Any] | async_scoped_session[Any]) -> None:
+        self.scoped = scoped
+        #: An async_scoped_session: its remove() is a coroutine, its sessions AsyncSessions.
+        self.is_async = inspect.iscoroutinefunction(scoped.remove)
+        #: Scope (what the registry keys its sessions by) -> async jobs running in it. Only
+        #: the event loop's thread touches it.
+        self._running: dict[Hashable, int] = {}
+        self._warned_shared = False
+        self._warned_thread = False
+
+    def __call__(self, job: Any, payload: dict[str, Any], queue: str,
+                 call_next: Callable[[], Any]) -> Any:
+        if getattr(job, "async_perform", False):
+            self._warn_thread_path()
         try:
             return call_next()
         finally:
-            scoped.remove()
+            # An async_scoped_session has nothing in a worker thread's scope (its scopefunc,
+            # asyncio.current_task, even raises there), and its remove() must be awaited.
+            if not self.is_async:
+                self.scoped.remove()
 
+    async def acall(self, job: Any, payload: dict[str, Any], queue: str,
+                    call_next: Callable[[], Awaitable[Any]]) -> Any:
+        # The job's coroutine runs in this task, so the scope here is the job's own (but on
+        # Python before 3.12, asyncio.wait_for runs a job with a timeout in a task of its
+        # own, whose async_scoped_session session this cannot reach).
+        scope = self._scope()
+        self._running[scope] = self._running.get(scope, 0) + 1
+        try:
+            return await call_next()
+        finally:
+            await self._leave(scope)
+
+    def _scope(self) -> Hashable:
+        registry = self.scoped.registry
+        if isinstance(registry, ThreadLocalRegistry):
+            return threading.get_ident()  # the loop's thread: every async job's scope
+        return registry.scopefunc()  # type: ignore[no-any-return]
+
+    async def _leave(self, scope: Hashable) -> None:
+        """One async job of ``scope`` ended: remove its session if it was the last one in it;
+        one still running may be in the middle of using it."""
+        others = self._running[scope] - 1
+        thread_local = isinstance(self.scoped.registry, ThreadLocalRegistry)
+        if (others or thread_local) and self.scoped.registry.has():
+            self._warn_shared()
+        if others:
+            self._running[scope] = others
+            return
+        del self._running[scope]
+        if self.is_async:
+            await self.scoped.remove()  # type: ignore[misc]
+        else:
+            self.scoped.remove()  # blocks the loop as the jobs' own sync queries did
+
+    def _warn_shared(self) -> None:
+        if self._warned_shared:
+            return
+        self._warned_shared = True
+        log.warning(
+            "session_per_job: async jobs running at the same time share one session (a "
+            "thread-local scoped_session has one for the event loop's thread, where every "
+            "async job runs), so one job's commit also commits what the others have added "
+            "so far; it is removed when the last of them ends. For a session per async job, "
+            "pass session_per_job an async_scoped_session(async_sessionmaker(engine), "
+            "scopefunc=asyncio.current_task) and use that in async jobs")
+
+    def _warn_thread_path(self) -> None:
+        if self._warned_thread:
+            return
+        self._warned_thread = True
+        log.warning(
+            "session_per_job cannot remove the session an async job used when a worker "
+            "thread runs the job's middleware: the job itself ran on the event loop, out of "
+            "that thread's reach. This happens when a server middleware has no acall "
+            "coroutine form (a warning names it): give it one, so that async jobs run inside "
+            "this middleware's acall")
+
+
+def session_per_job(scoped: scoped_session[Any] | async_scoped_session[Any]) -> SessionPerJob:
+    """Add a server middleware that removes ``scoped``'s session after every job (rolling
+    back what the job left uncommitted); returns it, so that a test can remove it.
+
+    ``scoped`` is a ``scoped_session`` (thread-local: one session per worker thread, and one
+    shared by the async jobs on the event loop's thread) or an ``async_scoped_session``
+    with ``scopefunc=asyncio.current_task`` (a session per async job)."""
+    remove_after = SessionPerJob(scoped)
     middleware.server.add(remove_after)
     return remove_after
 
@@ -54,10 +164,12 @@ def session_per_job(scoped: scoped_session[Any]) -> Callable[..., Any]:
 def after_commit(session: Session | scoped_session[Any], push: Callable[..., Any], *args: Any,
                  **kwargs: Any) -> None:
     """Call ``push(*args, **kwargs)`` (a ``perform_async``, ``perform_in``, ...) once the
-    session's current transaction commits; forget it if the transaction rolls back. Inside a
-    savepoint (``begin_nested``), its rollback forgets the pushes made in it, and only those:
-    the ones made before it still happen at the commit. ``session`` may be a
-    ``scoped_session`` (Flask-SQLAlchemy's ``db.session``): its current session is used."""
+    session's current transaction commits; forget it if the transaction rolls back or the
+    session is closed first. Inside a savepoint (``begin_nested``), its rollback forgets the
+    pushes made in it, and only those: the ones made before it still happen at the commit.
+    With no transaction begun yet, this begins one, as ``session.add()`` would. ``session``
+    may be a ``scoped_session`` (Flask-SQLAlchemy's ``db.session``): its current session is
+    used."""
     if not callable(push):
         raise TypeError(f"after_commit needs the push itself and its arguments, e.g."
                         f" after_commit(session, SendWelcome.perform_async, user.id), got"
@@ -67,13 +179,25 @@ def after_commit(session: Session | scoped_session[Any], push: Callable[..., Any
 
 def _defer(session: Session, call: tuple[Callable[..., Any], Any, Any]) -> None:
     # Listeners stay for the session's life (SQLAlchemy forbids removing one while its
-    # event runs); each commit or rollback empties the list.
+    # event runs); each commit, rollback or close empties the list.
     if not event.contains(session, "after_commit", _run):
         event.listen(session, "after_commit", _run)
         event.listen(session, "after_soft_rollback", _forget)
-    # The innermost savepoint, else the transaction (None: one will begin on first use).
-    within = session.get_nested_transaction() or session.get_transaction()
+        event.listen(session, "after_transaction_end", _ended)
+    # The innermost savepoint, else the transaction.
+    within = session.get_nested_transaction() or session.get_transaction() or _begin(session)
     session.info.setdefault(_PENDING, []).append((within, *call))
+
+
+def _begin(session: Session) -> SessionTransaction:
+    """Begin the transaction the push waits for, as the session's next use would (autobegin).
+    Without one, a rollback() or close() before that use fires no event: the push stayed,
+    and went out at the commit of a later, unrelated transaction."""
+    if not session.autobegin:
+        raise InvalidRequestError(
+            "after_commit needs a transaction to wait for, and this Session has none and "
+            "autobegin=False: call session.begin() first, then after_commit inside it")
+    return session.begin()
 
 
 def _run(session: Session) -> None:
@@ -81,6 +205,13 @@ def _run(session: Session) -> None:
         return  # a savepoint released (SQLAlchemy 2.1 fires after_commit for it): not yet
     for _, push, args, kwargs in session.info.pop(_PENDING, []):
         push(*args, **kwargs)
+
+
+def _ended(session: Session, transaction: SessionTransaction) -> None:
+    """The whole transaction ended: after its commit (whose pushes _run has made already), a
+    rollback, or a close(), which fires no rollback event."""
+    if transaction.parent is None:
+        session.info.pop(_PENDING, None)
 
 
 def _forget(session: Session, previous: SessionTransaction) -> None:

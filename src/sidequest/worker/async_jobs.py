@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
@@ -29,8 +31,44 @@ Releasing = Callable[[Work, Payload], None]
 
 
 def chain_is_async() -> bool:
-    """Every server middleware has a coroutine form: the chain can run on the loop."""
-    return all(hasattr(entry, "acall") for entry in middleware.server)
+    """Every server middleware has a coroutine form: the chain can run on the loop. The
+    processor asks this of each async job; a no sends the job to a thread, which is said
+    once per process (``warn_sync_chain``)."""
+    plain = [entry for entry in middleware.server if not hasattr(entry, "acall")]
+    if plain:
+        warn_sync_chain(plain)
+    return not plain
+
+
+_sync_chain_warned = False
+_sync_chain_lock = threading.Lock()
+
+
+def warn_sync_chain(plain: list[Any]) -> None:
+    """Log, once per process, that async jobs run on threads because of the middlewares in
+    ``plain``: the cap that puts on them is otherwise invisible (jobs just wait)."""
+    global _sync_chain_warned
+    if _sync_chain_warned:  # every async job asks: no lock once it is said
+        return
+    with _sync_chain_lock:  # processor threads ask at once: one warning, not one each
+        if _sync_chain_warned:
+            return
+        _sync_chain_warned = True
+    names = ", ".join(qualified_name(entry) for entry in plain)
+    which = f"middleware {names} has" if len(plain) == 1 else f"middlewares {names} have"
+    log.warning("async jobs run on worker threads, not the event loop: server %s no acall "
+                "coroutine form, so each async job holds a worker thread for its whole run "
+                "and at most -c (concurrency) of them run at once. Give each such "
+                "middleware an `async def acall(job, payload, queue, call_next)` that awaits "
+                "call_next()",
+                which)
+
+
+def qualified_name(entry: Any) -> str:
+    """``module.Qualified.name`` of a middleware: a function's or method's own, else (an
+    instance with ``__call__``) its class's."""
+    named = entry if hasattr(entry, "__qualname__") else type(entry)
+    return f"{getattr(named, '__module__', '?')}.{named.__qualname__}"
 
 
 async def invoke_async(args: tuple[Any, ...], final: Callable[[], Awaitable[Any]]) -> Any:
@@ -135,6 +173,17 @@ def timed(call: Callable[[], Any], limit: float | None) -> Callable[[], Awaitabl
         coro = cast("Awaitable[Any]", call())
         if limit is None:
             return await coro
+        if sys.version_info >= (3, 11):
+            # In the job's own task, where the middleware around it runs (a session scoped
+            # to the task is the job's); wait_for ran it in another task before 3.12.
+            # expired(): the job's own TimeoutError (an HTTP client's) is not ours.
+            try:
+                async with asyncio.timeout(limit) as scope:
+                    return await coro
+            except TimeoutError:
+                if scope.expired():
+                    raise JobTimeout(f"{TIMEOUT_MESSAGE} of {limit:g} s") from None
+                raise
         try:
             return await asyncio.wait_for(coro, limit)
         except asyncio.TimeoutError:
