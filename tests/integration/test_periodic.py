@@ -28,6 +28,14 @@ class Beat(sidequest.Job):
             raise RuntimeError("failed on purpose")
 
 
+class UniqueBeat(sidequest.Job):
+    name = "tests.UniqueBeat"
+    unique_for = 60
+
+    def perform(self) -> None:
+        pass
+
+
 @pytest.fixture(autouse=True)
 def fresh() -> Iterator[None]:
     periodic_jobs.clear()
@@ -68,6 +76,29 @@ def _long_gone(r: redis.Redis, name: str, seconds_ago: int) -> int:
     r.hset(keys.PERIODIC, name, "{}")
     r.hset(keys.periodic_state(name), "tick", now - seconds_ago)
     return now - seconds_ago
+
+
+def test_a_unique_jobs_ticks_wait_for_its_last_run(r: redis.Redis) -> None:
+    # unique_for on a periodic job keeps runs from overlapping, as for a push from code:
+    # no worker reads the queue here, so the first tick's job stays queued holding its lock.
+    sidequest.periodic(UniqueBeat, every=1, name="once", queue=QUEUE)
+
+    def handled() -> int:
+        return int(float(r.hget(keys.periodic_state("once"), "tick") or 0))
+
+    with running_worker():
+        wait_for(lambda: len(pushed(r)) == 1, timeout=10, what="the first tick")
+        (first,) = pushed(r)
+        wait_for(lambda: handled() >= first["periodic_tick"] + 2, timeout=10,
+                 what="two more ticks handled")
+        assert len(pushed(r)) == 1, "a tick pushed a duplicate while the lock was held"
+        lock = keys.unique_lock(first["unique_digest"])
+        assert r.get(lock) == first["jid"]
+        r.delete(keys.queue(QUEUE), lock)  # the job ran: its lock is released
+        wait_for(lambda: len(pushed(r)) == 1, timeout=10, what="a tick once it was free")
+    (second,) = pushed(r)
+    assert second["periodic_tick"] > first["periodic_tick"] + 1
+    assert r.get(keys.unique_lock(second["unique_digest"])) == second["jid"]
 
 
 def test_missed_ticks_are_skipped_without_catch_up(r: redis.Redis) -> None:

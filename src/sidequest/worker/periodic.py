@@ -29,7 +29,7 @@ from typing import Any, cast
 
 import redis
 
-from sidequest import connection, items, keys, periodic_jobs
+from sidequest import connection, items, keys, periodic_jobs, unique
 from sidequest.config import Config
 from sidequest.payload import Payload, dumps, new_jid
 from sidequest.periodic_jobs import PAYLOAD_NAME, PAYLOAD_TICK, Entry
@@ -139,15 +139,23 @@ class PeriodicPoller:
         job = items.normalize({**entry.payload_base(), PAYLOAD_TICK: tick},
                               jid=new_jid())
         job["enqueued_at"] = job["created_at"]
-        result = int(self._push(
-            keys=[keys.PERIODIC, keys.periodic_state(entry.name),
-                  keys.periodic_tick(entry.name, tick), keys.QUEUES, keys.queue(entry.queue)],
-            args=[entry.name, tick, handled, dumps(job), entry.queue, self.ttl, job["jid"],
-                  job["created_at"]],
-            client=self.client))
+        script_keys = [keys.PERIODIC, keys.periodic_state(entry.name),
+                       keys.periodic_tick(entry.name, tick), keys.QUEUES, keys.queue(entry.queue)]
+        script_args = [entry.name, tick, handled, dumps(job), entry.queue, self.ttl, job["jid"],
+                       job["created_at"]]
+        if job.get(unique.FOR) and unique.DIGEST in job:
+            # A unique job's lock, as a push from code takes it: a tick while the last one
+            # is still queued or running is skipped, not run alongside it.
+            script_keys.append(keys.unique_lock(job[unique.DIGEST]))
+            script_args.append(unique.lock_ttl_ms(job, job["created_at"]))
+        result = int(self._push(keys=script_keys, args=script_args, client=self.client))
         self._last[entry.name] = max(self._last.get(entry.name, 0), handled)
         if result == 1:
             log.debug("periodic %s: pushed %s for tick %d", entry.name, job["jid"], tick)
+        elif result == -3:
+            log.info("periodic %s: tick %s skipped: the job is unique (unique_for) and an"
+                     " identical one is still queued or running", entry.name,
+                     time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(tick)))
         # -1: removed since this process started (or Redis lost it): _restore decides next.
         return result != -1
 
