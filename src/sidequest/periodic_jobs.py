@@ -67,6 +67,12 @@ class Entry:
         out.update(args=self.args, tz=self.tz, queue=self.queue, catch_up=self.catch_up)
         if self.kwargs:
             out["kwargs"] = self.kwargs
+        # The class's options (retry, timeout, unique_for, ...): "Enqueue now" from a
+        # dashboard that does not load the class pushes what a tick would.
+        options = {key: value for key, value in self.payload_base().items()
+                   if key not in _NOT_OPTIONS}
+        if options:
+            out[OPTIONS] = options
         return out
 
     def payload_base(self) -> Payload:
@@ -82,6 +88,12 @@ class Entry:
             base[KWARGS] = dict(self.kwargs)
         base[PAYLOAD_NAME] = self.name
         return base
+
+
+#: The key of a stored definition holding the job class's push options.
+OPTIONS = "options"
+#: Payload keys the entry itself sets: not the class's options.
+_NOT_OPTIONS = frozenset({"class", "queue", "args", KWARGS, PAYLOAD_NAME})
 
 
 def periodic(job: type[Job] | JobFunction[Any, Any] | str, *, cron: str | None = None,

@@ -67,7 +67,7 @@ def test_every_second_ticks_are_pushed_once_each_as_normal_jobs(r: redis.Redis) 
     assert 0 < r.ttl(keys.periodic_tick("beat", ticks[0])) <= 2 * 60 + 60
     assert json.loads(r.hget(keys.PERIODIC, "beat")) == {
         "name": "beat", "class": "tests.Beat", "every": 1, "args": ["x"], "tz": None,
-        "queue": QUEUE, "catch_up": False}
+        "queue": QUEUE, "catch_up": False, "options": {"retry": True}}
 
 
 def _long_gone(r: redis.Redis, name: str, seconds_ago: int) -> int:

@@ -75,6 +75,22 @@ def test_pause_resume_and_enqueue_now(r: redis.Redis, entries: int) -> None:
     assert periodic.find("nightly").last_jid == jid  # type: ignore[union-attr]
 
 
+def test_enqueue_now_where_the_class_is_not_loaded_keeps_its_options(
+        r: redis.Redis, entries: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The dashboard runs without the app (sidequest web): the options come from the stored
+    # definition, so the job retries, times out and stays unique as a tick's would.
+    from sidequest import registry
+
+    monkeypatch.setattr(registry, "find", lambda name: None)
+    monkeypatch.setattr(registry, "lookup", lambda name: (_ for _ in ()).throw(
+        sidequest.errors.UnknownJobError(name)))
+    jid = PeriodicSet().enqueue_now("nightly")
+    job = json.loads(r.lindex(keys.queue(QUEUE), 0))
+    assert job["jid"] == jid and job["class"] == "tests.Nightly" and job["retry"] == 2
+    PeriodicSet().enqueue_now("ping")  # a class no process here defines: Sidekiq's default
+    assert json.loads(r.lindex(keys.queue("default"), 0))["retry"] is True
+
+
 def test_unreadable_definitions_show_as_unknown(r: redis.Redis) -> None:
     r.hset(keys.PERIODIC, mapping={"junk": "not json", "odd": json.dumps({"cron": "nope"})})
     r.hset(keys.periodic_state("odd"), mapping={"at": "1e300", "tick": "x"})

@@ -40,7 +40,8 @@ def test_an_entry_takes_the_class_name_and_options() -> None:
     assert periodic_jobs.entries() == [entry]
     assert entry.definition() == {"name": entry.name, "class": Report.wire_name(),
                                   "cron": "0 3 * * *", "args": [7], "tz": "Europe/Paris",
-                                  "queue": "reports", "catch_up": False}
+                                  "queue": "reports", "catch_up": False,
+                                  "options": {"retry": 3}}
 
 
 def test_every_and_a_job_known_only_by_name() -> None:

@@ -23,7 +23,7 @@ from sidequest import client as push_client
 from sidequest import connection, cron, keys, registry
 from sidequest.errors import ConfigError, UnknownJobError
 from sidequest.payload import Payload
-from sidequest.periodic_jobs import PAYLOAD_NAME
+from sidequest.periodic_jobs import OPTIONS, PAYLOAD_NAME
 
 
 @dataclass(frozen=True)
@@ -112,8 +112,10 @@ class PeriodicSet:
 def _payload(name: str, definition: dict[str, Any]) -> Payload:
     try:
         item = registry.lookup(definition["class"]).payload_base()
-    except UnknownJobError:
-        item = {"class": definition["class"], "retry": True}
+    except UnknownJobError:  # the options the defining process stored (retry, timeout, ...)
+        options = definition.get(OPTIONS)
+        item = {"retry": True, **(options if isinstance(options, dict) else {}),
+                "class": definition["class"]}
     item["queue"] = definition.get("queue") or "default"
     item["args"] = list(definition.get("args") or [])
     if definition.get("kwargs"):

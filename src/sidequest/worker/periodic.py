@@ -181,7 +181,7 @@ def sync(client: redis.Redis, entries: list[Entry]) -> None:
     names = {e.name for e in entries}
     for entry in entries:
         old = stored.get(entry.name.encode())
-        if old is not None and _loads(old) != entry.definition():
+        if old is not None and not _same_entry(_loads(old), entry.definition()):
             log.warning("periodic %s is defined differently by another process: %s here, %s "
                         "in Redis; this definition replaces it (processes that run the other "
                         "one keep pushing theirs until they restart)", entry.name,
@@ -194,6 +194,15 @@ def sync(client: redis.Redis, entries: list[Entry]) -> None:
         if name not in names:
             remove(client, name, int(seconds))
             log.info("periodic %s removed: this process no longer defines it", name)
+
+
+def _same_entry(stored: Any, defined: dict[str, Any]) -> bool:
+    """The same schedule, job and arguments; the class's options may differ (code changed
+    them, or a process stored none), and the last process to start stores its own."""
+    if not isinstance(stored, dict):
+        return False
+    return ({k: v for k, v in stored.items() if k != periodic_jobs.OPTIONS}
+            == {k: v for k, v in defined.items() if k != periodic_jobs.OPTIONS})
 
 
 def register(client: redis.Redis, entry: Entry, since: int) -> None:
