@@ -101,7 +101,8 @@ def _check_option(key: str, value: Any, where: str) -> None:
     elif key in ("store_result", "enqueue_on_commit"):
         ok, expect = isinstance(value, bool), "True or False"
     elif key in ("unique_for", "unique_until", "expires_in", "timeout", "result_ttl"):
-        problem = (check_unique(None, value) if key == "unique_until"
+        problem = (check_unique(value, None) if key == "unique_for"
+                   else check_unique(None, value) if key == "unique_until"
                    else _seconds_problem(key, value))
         if problem:
             raise ConfigError(f"{where}: option {problem}")
@@ -148,6 +149,10 @@ def check_typos(cls: type, where: str) -> None:
             raise ConfigError(f"{where}: unknown option {key!r}; {hint}")
 
 
+#: Longest unique_for, in seconds.
+MAX_UNIQUE_FOR = 1_000_000_000
+
+
 def check_unique(unique_for: Any, unique_until: Any) -> str | None:
     """What is wrong with these unique-job option values, or None."""
     if unique_for is not None and (
@@ -155,6 +160,10 @@ def check_unique(unique_for: Any, unique_until: Any) -> str | None:
         or not math.isfinite(unique_for) or unique_for <= 0
     ):
         return f"unique_for={unique_for!r} is invalid; expected a number of seconds above 0"
+    if unique_for is not None and unique_for > MAX_UNIQUE_FOR:
+        # The lock's TTL in milliseconds must fit Redis's integers, with a schedule's wait.
+        return (f"unique_for={unique_for!r} is too long; use at most {MAX_UNIQUE_FOR:,}"
+                f" seconds (about 31 years)")
     if unique_until is not None and unique_until not in UNIQUE_UNTIL:
         return f"unique_until={unique_until!r} is invalid; expected 'start' or 'success'"
     return None

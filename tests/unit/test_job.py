@@ -163,6 +163,13 @@ def test_an_option_of_the_wrong_type_fails_at_class_definition(option: str, valu
         type("TJBadType", (Job,), {option: value, "perform": lambda self: None})
 
 
+def test_a_unique_for_past_what_a_lock_can_hold_fails_at_class_definition() -> None:
+    # Its lock's TTL in milliseconds would overflow Redis's integers at the first push.
+    with pytest.raises(ConfigError, match=r"unique_for=1e\+17 is too long; use at most"):
+        type("TJForever", (Job,), {"unique_for": 1e17, "perform": lambda self: None})
+    type("TJLong", (Job,), {"unique_for": 10 * 365 * 86400, "perform": lambda self: None})
+
+
 def test_a_queue_name_with_a_trailing_newline_is_refused() -> None:
     with pytest.raises(ConfigError):
         type("TJNewline", (Job,), {"queue": "mailers\n", "perform": lambda self: None})

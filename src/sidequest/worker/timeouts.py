@@ -95,7 +95,8 @@ class Timeouts:
                         _raise_in(entry.thread)
                     elif entry.fired is not None and now - entry.fired > GRACE:
                         del self._watched[entry.thread]
-                        self._stuck(entry.jid, "stuck in C code or a system call")
+                        self._stuck(entry.jid, "stuck in C code or a system call, or it "
+                                               "caught the JobTimeout and went on")
                 for jid, limit in list(self._async.items()):
                     if now >= limit:
                         del self._async[jid]
