@@ -5,6 +5,7 @@ defined, the outcome of the last run, and recovery when Redis loses its data."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -101,15 +102,20 @@ def test_a_unique_jobs_ticks_wait_for_its_last_run(r: redis.Redis) -> None:
     assert r.get(keys.unique_lock(second["unique_digest"])) == second["jid"]
 
 
-def test_missed_ticks_are_skipped_without_catch_up(r: redis.Redis) -> None:
+def test_missed_ticks_are_skipped_without_catch_up(r: redis.Redis,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
     sidequest.periodic(Beat, every=10, name="beat", queue=QUEUE)
     since = _long_gone(r, "beat", 3600)
-    with running_worker(periodic_grace=5.0):
+    with caplog.at_level("INFO", logger="sidequest"), running_worker(periodic_grace=5.0):
         started = int(r.time()[0])
         wait_for(lambda: r.hget(keys.periodic_state("beat"), "jid"), timeout=20,
                  what="an on-time tick")
     ticks = [job["periodic_tick"] for job in pushed(r)]
     assert ticks and all(t > started - 5 for t in ticks), (since, started, ticks)
+    (said,) = [m for m in caplog.messages if "were missed" in m]
+    # The span skipped, and what the grace still pushes (0 or 1: 10 s ticks, 5 s grace).
+    assert "the ticks from " in said and "are skipped" in said, said
+    assert re.search(r"[01] ticks? of the last 5 s \(periodic_grace\) pushed now", said), said
 
 
 def test_catch_up_runs_missed_ticks_once(r: redis.Redis) -> None:

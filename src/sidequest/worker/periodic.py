@@ -33,6 +33,7 @@ from sidequest import connection, items, keys, periodic_jobs, unique
 from sidequest.config import Config
 from sidequest.payload import Payload, dumps, new_jid
 from sidequest.periodic_jobs import PAYLOAD_NAME, PAYLOAD_TICK, Entry
+from sidequest.worker.logs import counted
 
 log = logging.getLogger("sidequest")
 #: Longest sleep between polls: how soon a re-registration after a Redis restart happens.
@@ -119,19 +120,21 @@ class PeriodicPoller:
         out: list[tuple[int, int]] = []
         start: float = last
         first = entry.schedule.next_after(last)
+        missed = first <= horizon and not entry.catch_up
         if first <= horizon:
             start = horizon
             if entry.catch_up:
                 out.append((first, math.floor(horizon)))
-            elif self._noted.get(entry.name) != first:
-                self._noted[entry.name] = first
-                log.info("periodic %s: ticks since %s were missed while no worker ran; "
-                         "skipped (set catch_up to run them once)", entry.name,
-                         time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(first)))
         tick = entry.schedule.next_after(start)
         while tick <= now and len(out) < MAX_TICKS:
             out.append((tick, tick))
             tick = entry.schedule.next_after(tick)
+        if missed and self._noted.get(entry.name) != first:
+            self._noted[entry.name] = first
+            log.info("periodic %s: the ticks from %s to %s were missed while no worker ran and"
+                     " are skipped (set catch_up to run them once); %s of the last %g s"
+                     " (periodic_grace) pushed now", entry.name, _utc(first), _utc(horizon),
+                     counted(len(out), "tick"), self.config.periodic_grace)
         return out
 
     def _offer(self, entry: Entry, tick: int, handled: int) -> bool:
@@ -194,6 +197,10 @@ def sync(client: redis.Redis, entries: list[Entry]) -> None:
         if name not in names:
             remove(client, name, int(seconds))
             log.info("periodic %s removed: this process no longer defines it", name)
+
+
+def _utc(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch))
 
 
 def _same_entry(stored: Any, defined: dict[str, Any]) -> bool:
