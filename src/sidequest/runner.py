@@ -79,8 +79,8 @@ def parser(prog: str = "sidequest") -> argparse.ArgumentParser:
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="log level (INFO; WARNING drops the per-job lines)")
     parser.add_argument("--log-format", choices=["text", "json"], help="log line format")
-    parser.add_argument("--redis-url", help="Redis URL (default: $SIDEQUEST_REDIS_URL,"
-                        " $REDIS_URL, redis://localhost:6379/0)")
+    parser.add_argument("--redis-url", help="Redis URL (default: the -C file's redis_url,"
+                        " $SIDEQUEST_REDIS_URL, $REDIS_URL, redis://localhost:6379/0)")
     parser.add_argument("-V", "--version", action="version", version=f"sidequest {__version__}")
     return parser
 
