@@ -13,6 +13,7 @@ worker started with ``-r`` writes them to Redis and removes the ones no longer d
 
 from __future__ import annotations
 
+import difflib
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -206,8 +207,10 @@ def from_table(table: Any, where: str) -> Entry:
                           f"cron or every, got {table!r}")
     unknown = sorted(set(table) - set(TABLE_KEYS))
     if unknown:
+        hints = [f"{key} -> {_meant(key)}" for key in unknown if _meant(key)]
+        hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
         raise ConfigError(f"{where}: [[periodic]] {table.get('name', '')!r}: unknown key(s) "
-                          f"{', '.join(unknown)}; the keys are {', '.join(TABLE_KEYS)}")
+                          f"{', '.join(unknown)}{hint}; the keys are {', '.join(TABLE_KEYS)}")
     if not isinstance(table.get("class"), str):
         raise ConfigError(f"{where}: [[periodic]] {table.get('name', '')!r} needs class = "
                           f"\"the job's name\" (e.g. \"app.jobs.NightlyReport\")")
@@ -218,6 +221,18 @@ def from_table(table: Any, where: str) -> Entry:
                           queue=table.get("queue"), catch_up=table.get("catch_up", False))
     except (ConfigError, TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
+
+
+#: Keys other schedulers use for what a [[periodic]] table calls otherwise.
+_OTHER_NAMES = {"timezone": "tz", "time_zone": "tz", "job": "class", "klass": "class",
+                "schedule": "cron", "interval": "every", "arguments": "args"}
+
+
+def _meant(key: str) -> str | None:
+    if key in _OTHER_NAMES:
+        return _OTHER_NAMES[key]
+    close = difflib.get_close_matches(key, TABLE_KEYS, 1)
+    return close[0] if close else None
 
 
 def entries() -> list[Entry]:
