@@ -74,3 +74,5 @@ def test_an_async_job_blocking_the_loop_retires_its_process_and_loses_nothing(
     assert set(ledger.counts("done")) == set(others), victim.log()
     log = victim.log(10_000)
     assert "retiring this process" in log and "blocks the event loop" in log, log
+    # The two async jobs on the blocked loop went back; the blocker, failed, is not counted.
+    assert "2 jobs still running at the shutdown deadline; pushing them back" in log, log

@@ -136,6 +136,10 @@ class AsyncJobs:
             self.timeouts.watch_async(jid, limit)
         self.runner.submit(jid, cls.wire_name(), run, done)
 
+    def owns(self, jid: str) -> bool:
+        """The job's outcome is still this object's to record (it was not given up on)."""
+        return jid in self._live
+
     def give_up(self, jid: str) -> tuple[Work, Payload, type[Job]] | None:
         """The job is stuck past its timeout: its outcome is no longer this object's to record
         (the caller records its failure). Returns what it ran, or None if it has ended."""

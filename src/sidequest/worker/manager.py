@@ -135,9 +135,11 @@ class Manager:
             time.sleep(0.02)  # shutdown only: a short poll keeps the hot path lock-free
         stuck = dict(self._running)
         leftovers = list(stuck.values())
-        late = self.asyncio.running()
-        if late:  # async jobs past the deadline: cancelled, they stay in the list (pushed back)
-            self.asyncio.cancel(late)
+        running = self.asyncio.running()
+        # Those pushed back; one given up on as stuck has its failure recorded instead.
+        late = [jid for jid in running if self.async_jobs.owns(jid)]
+        if running:  # async jobs past the deadline: cancelled, they stay in the list (pushed back)
+            self.asyncio.cancel(running)
             end = time.monotonic() + 2
             while async_busy() and time.monotonic() < end:
                 time.sleep(0.02)
