@@ -69,6 +69,10 @@ class Cron:
             simulator = CronSim(self.spec, datetime(2000, 1, 1))
             next(simulator)
         except CronSimError as exc:
+            if _days_never_in_months(fields[-5:]):
+                raise ConfigError(f"cron {self.expression!r} never matches a date: no month"
+                                  f" it names has the days it names (the 30th of February,"
+                                  f" say); check its day and month fields") from None
             raise ConfigError(f"cron {self.expression!r}: {str(exc).lower()} field; "
                               f"{CRON_HELP}") from None
         except StopIteration:
@@ -143,3 +147,18 @@ class Every:
 
 
 Schedule = Cron | Every
+
+
+#: Days in each month, February at its longest.
+_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _days_never_in_months(fields: list[str]) -> bool:
+    """Plain day and month numbers (``30 2``, ``31 4,6``), each valid alone, that never meet:
+    the parser calls that a bad day-of-month, which reads as a typo."""
+    days, months = fields[2].split(","), fields[3].split(",")
+    if not all(d.isdigit() and 1 <= int(d) <= 31 for d in days):
+        return False
+    if not all(m.isdigit() and 1 <= int(m) <= 12 for m in months):
+        return False
+    return min(int(d) for d in days) > max(_MONTH_DAYS[int(m) - 1] for m in months)

@@ -105,7 +105,7 @@ def test_crontab_nicknames_tick_as_their_fields(nickname: str, fields: str) -> N
     ("* * *", "has 3 fields"),
     ("61 * * * *", "bad minute field"),
     ("0 25 * * *", "bad hour field"),
-    ("0 0 30 2 *", "bad day-of-month field"),
+    ("0 0 32 * *", "bad day-of-month field"),
     ("0 0 * 13 *", "bad month field"),
     ("1 2 3 4 5 6 7", "has 7 fields"),
 ])
@@ -121,3 +121,10 @@ def test_bad_time_zones_and_intervals() -> None:
     for value in (0, -5, 1.5, True, "30"):
         with pytest.raises(ConfigError, match="every must be a whole number"):
             Every(value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("expression", ["0 0 30 2 *", "0 0 31 4,6 *", "0 0 0 30 2 *"])
+def test_days_no_named_month_has_are_said_to_never_match(expression: str) -> None:
+    # The parser calls these a bad day-of-month field, which reads as a typo in the day.
+    with pytest.raises(ConfigError, match="never matches a date: no month it names has"):
+        Cron(expression)
