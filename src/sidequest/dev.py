@@ -253,8 +253,13 @@ def _exit_on_term(signum: int, frame: FrameType | None) -> None:
 @contextmanager
 def private_redis(executable: str) -> Iterator[str]:
     """Run a redis-server on a free loopback port in a temporary directory; yield its URL."""
-    with tempfile.TemporaryDirectory(prefix="sidequest-dev-") as directory:
+    with tempfile.TemporaryDirectory(prefix="sidequest-dev-",
+                                     ignore_cleanup_errors=True) as directory:
         proc, url = _start_redis(executable, Path(directory))
+        # Its log only explains a failed start, and it writes nothing else (no save): gone
+        # now, nothing is left behind when this process is killed or forced to stop (a
+        # third Ctrl-C), which runs no cleanup.
+        shutil.rmtree(directory, ignore_errors=True)
         try:
             yield url
         finally:

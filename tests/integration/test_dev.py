@@ -137,10 +137,11 @@ def port_6379() -> Iterator[None]:
 
 
 def test_dev_runs_the_example_app_on_a_private_redis(
-    port_6379: None, redis_server: RedisServer, procs: list[subprocess.Popen[str]]
+    port_6379: None, redis_server: RedisServer, procs: list[subprocess.Popen[str]],
+    tmp_path: Path
 ) -> None:
     # redis_server: only so that this skips (or fails in CI) like the suite without redis-server.
-    proc, out = start(["dev"], ROOT, user_env())
+    proc, out = start(["dev"], ROOT, user_env(TMPDIR=str(tmp_path)))
     procs.append(proc)
     found = PRIVATE_URL.search(out.wait_for(PRIVATE_URL.search, "private Redis URL"))
     assert found is not None
@@ -151,6 +152,8 @@ def test_dev_runs_the_example_app_on_a_private_redis(
     out.wait_for(lambda ln: ln.startswith("traffic: enqueued"), "demo traffic line")
     out.wait_for(lambda ln: ln.startswith("shop: "), "line printed by an example job")
     assert accepts_connections(port)
+    # Its directory is gone while it runs: a forced stop (a third Ctrl-C) leaves none.
+    assert list(tmp_path.glob("sidequest-dev-*")) == []
 
     stop_and_check(proc, out, signal.SIGINT)
     assert not accepts_connections(port), "the private redis-server is still running"
