@@ -46,11 +46,11 @@ def _push(cls: type[Job], base: Payload, at: float | None, args: tuple[Any, ...]
         item[KWARGS] = kwargs
     if at is not None:
         item["at"] = at
-    _unique_identity(cls, item, args, kwargs)
+    unique_identity(cls, item, args, kwargs)
     return client.push(item)
 
 
-def _unique_identity(cls: type[Job], item: Payload, args: Any, kwargs: dict[str, Any]) -> None:
+def unique_identity(cls: type[Job], item: Payload, args: Any, kwargs: dict[str, Any]) -> None:
     """A unique job whose class has a ``unique_key`` hook is identified by what it returns."""
     hook = getattr(cls, "unique_key", None)
     if item.get(unique.FOR) and hook is not None:
@@ -103,7 +103,7 @@ class _Setter(Generic[P]):
         items = client.bulk_items(self._base(), args_list)
         check_bulk(self._cls, (item["args"] for item in items))
         for item in items:
-            _unique_identity(self._cls, item, item["args"], {})
+            unique_identity(self._cls, item, item["args"], {})
         return client.push_many(items, batch_size, uniform=True)
 
 

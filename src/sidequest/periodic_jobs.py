@@ -20,7 +20,7 @@ from typing import Any
 
 from sidequest import cron, registry
 from sidequest.errors import ConfigError, UnknownJobError
-from sidequest.job import Job, JobFunction
+from sidequest.job import Job, JobFunction, unique_identity
 from sidequest.options import QUEUE_NAME
 from sidequest.payload import KWARGS, Payload, check_args
 from sidequest.signatures import check_call
@@ -79,22 +79,23 @@ class Entry:
     def payload_base(self) -> Payload:
         """The job as a normal push would write it, before jid and timestamps: the class's
         options when it is loaded here, else Sidekiq's defaults (a Ruby class, say)."""
-        try:
-            base = registry.lookup(self.job_class).payload_base()
-        except UnknownJobError:
-            base = {"class": self.job_class, "retry": True}
+        cls = registry.find(self.job_class)
+        base = cls.payload_base() if cls else {"class": self.job_class, "retry": True}
         base["queue"] = self.queue
         base["args"] = list(self.args)
         if self.kwargs:
             base[KWARGS] = dict(self.kwargs)
         base[PAYLOAD_NAME] = self.name
+        if cls is not None:  # a unique job is identified as perform_async would: unique_key
+            unique_identity(cls, base, base["args"], self.kwargs or {})
         return base
 
 
 #: The key of a stored definition holding the job class's push options.
 OPTIONS = "options"
 #: Payload keys the entry itself sets: not the class's options.
-_NOT_OPTIONS = frozenset({"class", "queue", "args", KWARGS, PAYLOAD_NAME})
+_NOT_OPTIONS = frozenset({"class", "queue", "args", KWARGS, PAYLOAD_NAME, "unique_digest",
+                          "enqueue_on_commit"})
 
 
 def periodic(job: type[Job] | JobFunction[Any, Any] | str, *, cron: str | None = None,

@@ -104,3 +104,39 @@ def test_bad_toml_tables_name_the_file(tmp_path: Path, body: str, message: str) 
     with pytest.raises(ConfigError, match=message) as info:
         build(str(path))
     assert str(path) in str(info.value)
+
+
+class Refresh(sidequest.Job):
+    unique_for = 600
+
+    @staticmethod
+    def unique_key(account: int, reason: str = "") -> int:
+        return account  # the reason does not make another job
+
+    def perform(self, account: int, reason: str = "") -> None:
+        pass
+
+
+def test_a_tick_is_identified_as_perform_async_identifies_the_job(
+        fake_without_redis: None) -> None:
+    # One lock for a tick and a push from code: they never run side by side.
+    entry = sidequest.periodic(Refresh, every=60, args=[7, "tick"])
+    sidequest.testing.clear_all()
+    Refresh.perform_async(7, "from code")
+    (pushed,) = Refresh.jobs
+    assert entry.payload_base()["unique_digest"] == pushed["unique_digest"]
+
+
+class OnCommit(sidequest.Job):
+    unique_for = 600
+    enqueue_on_commit = True
+
+    def perform(self, account: int) -> None:
+        pass
+
+
+def test_a_stored_definition_keeps_options_a_dashboard_push_can_use() -> None:
+    # enqueue_on_commit needs a database transaction, which a dashboard has none of; the
+    # digest is worked out again at each push.
+    options = sidequest.periodic(OnCommit, every=60, args=[7]).definition()["options"]
+    assert options == {"retry": True, "unique_for": 600}

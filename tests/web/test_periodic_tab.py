@@ -61,6 +61,24 @@ def test_pause_resume_and_enqueue_now(client: Client, r: redis.Redis) -> None:
     assert client.submit("/periodic", {"action": "explode", "name": "ping"}).status_code == 400
 
 
+def test_enqueue_now_of_a_unique_job_already_queued_says_so(client: Client,
+                                                             r: redis.Redis) -> None:
+    # The class is not loaded here: the options a worker stored make the push unique, and
+    # a refused duplicate is not a missing entry.
+    r.hset(keys.PERIODIC, "sync", json.dumps({
+        "name": "sync", "class": "app.jobs.Sync", "every": 60, "args": [3], "tz": None,
+        "queue": "default", "catch_up": False,
+        "options": {"retry": 2, "unique_for": 600, "enqueue_on_commit": True}}))
+    client.submit("/periodic", {"action": "enqueue", "name": "sync"})
+    (raw,) = r.lrange("queue:default", 0, -1)
+    job = json.loads(raw)
+    assert job["retry"] == 2 and job["unique_for"] == 600 and "enqueue_on_commit" not in job
+    client.submit("/periodic", {"action": "enqueue", "name": "sync"})
+    said = flash(client.get("/periodic").text)
+    assert "sync was not enqueued: its job is unique" in said, said
+    assert r.llen("queue:default") == 1
+
+
 @pytest.mark.parametrize("token", [None, "forged"])
 def test_actions_need_the_csrf_token(client: Client, r: redis.Redis, token: str | None) -> None:
     define(r)

@@ -21,7 +21,8 @@ import redis
 
 from sidequest import client as push_client
 from sidequest import connection, cron, keys, registry
-from sidequest.errors import ConfigError, UnknownJobError
+from sidequest.errors import ConfigError, SidequestError
+from sidequest.job import unique_identity
 from sidequest.payload import Payload
 from sidequest.periodic_jobs import OPTIONS, PAYLOAD_NAME
 
@@ -96,12 +97,17 @@ class PeriodicSet:
 
     def enqueue_now(self, name: str) -> str | None:
         """Push ``name``'s job now, outside its schedule, as a normal push (client middleware
-        included); it becomes the entry's last run. None if there is no such entry."""
+        included); it becomes the entry's last run. None if there is no such entry; raises
+        SidequestError when the job is unique and an identical one is queued or running."""
         raw = self.client.hget(keys.PERIODIC, name)
         definition = _loads(raw)
         if not definition or not isinstance(definition.get("class"), str):
             return None
         jid = push_client.push(_payload(name, definition))
+        if jid is None:  # a unique job's lock is held, or client middleware dropped it
+            raise SidequestError(f"{name} was not enqueued: its job is unique and an identical"
+                                 f" one is still queued or running (or a client middleware"
+                                 f" dropped it)")
         if jid and self.client.hexists(keys.PERIODIC, name):
             self.client.hset(keys.periodic_state(name),
                              mapping={"jid": jid, "at": time.time()})
@@ -110,9 +116,10 @@ class PeriodicSet:
 
 
 def _payload(name: str, definition: dict[str, Any]) -> Payload:
-    try:
-        item = registry.lookup(definition["class"]).payload_base()
-    except UnknownJobError:  # the options the defining process stored (retry, timeout, ...)
+    cls = registry.find(definition["class"])
+    if cls is not None:
+        item = cls.payload_base()
+    else:  # the options the defining process stored (retry, timeout, ...)
         options = definition.get(OPTIONS)
         item = {"retry": True, **(options if isinstance(options, dict) else {}),
                 "class": definition["class"]}
@@ -121,6 +128,10 @@ def _payload(name: str, definition: dict[str, Any]) -> Payload:
     if definition.get("kwargs"):
         item["kwargs"] = dict(definition["kwargs"])
     item[PAYLOAD_NAME] = name
+    # No database transaction here to wait for: the push is the dashboard's own action.
+    item.pop("enqueue_on_commit", None)
+    if cls is not None:  # identified as a tick (and perform_async) is: its unique_key
+        unique_identity(cls, item, item["args"], item.get("kwargs") or {})
     return item
 
 

@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sidequest.api import PeriodicEntry, PeriodicSet
+from sidequest.errors import SidequestError
 from sidequest.web import render
 
 ACTIONS = ("pause", "resume", "enqueue")
@@ -31,7 +32,10 @@ async def periodic_action(request: Request) -> Response:
 def _act(action: str, name: str) -> str:
     periodic = PeriodicSet()
     if action == "enqueue":
-        jid = periodic.enqueue_now(name)
+        try:
+            jid = periodic.enqueue_now(name)
+        except SidequestError as exc:
+            return f"{exc}."
         return f"Enqueued {name} now ({jid})." if jid else f"No periodic entry {name}."
     done = periodic.pause(name) if action == "pause" else periodic.resume(name)
     if not done:
