@@ -155,6 +155,8 @@ class _Store:
 
 _store = _Store()
 _mode: Mode = "disabled"
+#: Fake mode was on since the last clear_all(): its helpers may be used after it ended.
+_fake_used = False
 
 
 class Switch:
@@ -164,7 +166,8 @@ class Switch:
     """
 
     def __init__(self, new_mode: Mode, override: client.PushOverride | None) -> None:
-        global _mode
+        global _mode, _fake_used
+        _fake_used = _fake_used or new_mode == "fake"
         self.mode = new_mode
         self._previous_mode = _mode
         self._previous_override = client.set_push_override(override)
@@ -207,11 +210,12 @@ def mode() -> Mode:
 
 
 def check_mode(helper: str, found: bool = False) -> None:
-    """Refuse a fake-mode helper while pushes go to Redis (a test that forgot to turn fake
-    mode on), unless ``found``: jobs kept by an earlier ``with testing.fake():`` block may be
-    read after it. An empty answer there would let a test pass while its jobs went to Redis,
-    and a drain would push its jobs' jobs there."""
-    if _mode == "disabled" and not found:
+    """Refuse a fake-mode helper while pushes go to Redis in a test that never turned fake
+    mode on (since the last ``clear_all()``): an empty answer would let it pass while its
+    jobs went to Redis, and a drain would push its jobs' jobs there. After a
+    ``with testing.fake():`` block, or with jobs kept (``found``), it may read and clear them
+    (a teardown's ``SendWelcome.jobs.clear()``)."""
+    if _mode == "disabled" and not found and not _fake_used:
         raise RuntimeError(
             f"{helper} works on the jobs fake mode keeps, but fake mode is off: pushes go to"
             f" Redis now. Call it inside 'with testing.fake():' (the README's 'Testing your"
@@ -249,8 +253,10 @@ def clear(job: JobRef) -> None:
 def clear_all() -> None:
     """Forget every queued job, and every batch; call it between tests so that none leaks
     into the next."""
+    global _fake_used
     _store.clear(None)
     _batches.clear()
+    _fake_used = False
 
 
 def drain(job: JobRef) -> int:

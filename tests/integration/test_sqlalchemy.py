@@ -288,6 +288,26 @@ def test_a_thread_local_session_on_the_loop_stays_until_the_last_async_job_ends(
            "scopefunc=asyncio.current_task)" in shared[0]
 
 
+def test_a_job_with_a_time_limit_leaves_no_task_scoped_session_behind(
+        db: None, per_job: Callable[[Any], Any]) -> None:
+    # The time limit runs the job in its own task (asyncio.wait_for made another one, where
+    # its session was kept for good, with its connection).
+    pytest.importorskip("greenlet", reason="AsyncSession.close() runs in a greenlet")
+    from sidequest.worker.async_jobs import timed
+
+    remove_after = per_job(TaskSession)
+
+    async def job() -> None:
+        TaskSession().add(User(name="limited"))
+
+    async def runs() -> None:
+        for _ in range(3):
+            await remove_after.acall(None, {}, "default", timed(job, 30.0))
+
+    asyncio.run(runs())
+    assert TaskSession.registry.registry == {}
+
+
 def test_an_async_scoped_session_is_removed_in_each_jobs_own_task(
         db: None, per_job: Callable[[Any], Any], caplog: pytest.LogCaptureFixture) -> None:
     pytest.importorskip("greenlet", reason="AsyncSession.close() runs in a greenlet")

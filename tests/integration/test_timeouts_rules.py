@@ -6,7 +6,6 @@ job sees its cancellation within a second. Real Redis, in-process workers."""
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 import time
 
@@ -114,7 +113,6 @@ def test_an_async_job_gets_its_cancellation_within_a_second() -> None:
     assert RetrySet().size == 0 and DeadSet().size == 0, "a cancellation is not a failure"
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout came in 3.11")
 def test_an_async_jobs_own_timeout_error_is_not_taken_for_its_time_limit() -> None:
     OwnTimeout.perform_async()
     with running_worker():

@@ -412,6 +412,18 @@ def test_the_helpers_refuse_to_answer_while_pushes_go_to_redis() -> None:
     TTRecorder.clear()  # a teardown's clear is harmless in any mode
 
 
+def test_after_a_fake_block_the_helpers_still_read_and_clear() -> None:
+    # A teardown after `with testing.fake(): yield` that empties a class's list, which no
+    # test queued anything for: nothing went to Redis, nothing to refuse.
+    with testing.fake():
+        pass
+    assert TTRecorder.jobs == []
+    TTRecorder.jobs.clear()
+    testing.clear_all()  # a new start: a test that never turns fake mode on is told so
+    with pytest.raises(RuntimeError, match="fake mode is off"):
+        TTRecorder.jobs  # noqa: B018
+
+
 def test_a_drain_of_a_name_nothing_answers_to_is_refused() -> None:
     testing.fake()
     TTRecorder.perform_async(1)

@@ -425,6 +425,16 @@ def test_auth_raising_permission_error_refuses_at_once(redis_url: str) -> None:
             assert page.text == "Staff only: ask an admin for access."
 
 
+def test_an_os_permission_error_in_auth_is_an_error_not_a_refusal(redis_url: str) -> None:
+    # The check could not read its session file: a 500 (logged), not a 403 showing the path.
+    def unreadable_session(request: Any) -> bool:
+        raise PermissionError(13, "Permission denied", "/srv/app/sessions/2029ab77")
+
+    with Client(create_app(auth=unreadable_session), raise_server_exceptions=False) as client:
+        page = client.get("/queues", follow_redirects=False)
+        assert page.status_code == 500 and "/srv/app" not in page.text
+
+
 def test_mounted_under_a_prefix(redis_url: str, r: redis.Redis) -> None:
     enqueue(r, "we/ird", job("a" * 24, queue="we/ird"))
     outer = Starlette(routes=[Mount("/admin/jobs", create_app(password=PASSWORD))])

@@ -93,9 +93,8 @@ class SessionPerJob:
 
     async def acall(self, job: Any, payload: dict[str, Any], queue: str,
                     call_next: Callable[[], Awaitable[Any]]) -> Any:
-        # The job's coroutine runs in this task, so the scope here is the job's own (but on
-        # Python before 3.12, asyncio.wait_for runs a job with a timeout in a task of its
-        # own, whose async_scoped_session session this cannot reach).
+        # The job's coroutine runs in this task (its time limit too), so the scope here is
+        # the job's own.
         scope = self._scope()
         self._running[scope] = self._running.get(scope, 0) + 1
         try:
@@ -133,7 +132,8 @@ class SessionPerJob:
             "session_per_job: async jobs running at the same time share one session (a "
             "thread-local scoped_session has one for the event loop's thread, where every "
             "async job runs), so one job's commit also commits what the others have added "
-            "so far; it is removed when the last of them ends. For a session per async job, "
+            "so far; it is removed only when none is running, which a steady stream of jobs "
+            "may never allow. For a session per async job, "
             "pass session_per_job an async_scoped_session(async_sessionmaker(engine), "
             "scopefunc=asyncio.current_task) and use that in async jobs")
 

@@ -21,8 +21,9 @@ from starlette.requests import Request
 from sidequest.web.session import Session
 
 #: ``auth(request) -> bool``, plain or async: True lets the request in, False sends a browser
-#: to log in, and PermissionError says a logged-in user may not (a 403). A plain function
-#: runs in a worker thread, so it may use a blocking ORM (Django) or a framework's session.
+#: to log in, and PermissionError("words") says a logged-in user may not (a 403; one with an
+#: errno is the OS's, an error of the check). A plain function runs in a worker thread, so
+#: it may use a blocking ORM (Django) or a framework's session.
 AuthCallable = Callable[[Request], "bool | Awaitable[bool]"]
 
 #: What the check says of a request: let it in, send it to log in, or refuse it.
@@ -60,6 +61,8 @@ class AuthPolicy:
         try:
             allowed = await self._call(request)
         except PermissionError as exc:
+            if exc.errno is not None:  # the OS refused the check a file: its error, a 500
+                raise
             return "refused", str(exc)
         return ("in" if allowed else "login"), ""
 

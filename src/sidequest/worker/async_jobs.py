@@ -188,9 +188,29 @@ def timed(call: Callable[[], Any], limit: float | None) -> Callable[[], Awaitabl
                 if scope.expired():
                     raise JobTimeout(f"{TIMEOUT_MESSAGE} of {limit:g} s") from None
                 raise
-        try:
-            return await asyncio.wait_for(coro, limit)
-        except asyncio.TimeoutError:
-            raise JobTimeout(f"{TIMEOUT_MESSAGE} of {limit:g} s") from None
+        return await _in_this_task(coro, limit)
 
     return final
+
+
+async def _in_this_task(coro: Awaitable[Any], limit: float) -> Any:
+    """Python 3.10's time limit without wait_for's task of its own: cancel this task when
+    the limit passes, and tell that cancellation from any other."""
+    task = asyncio.current_task()
+    assert task is not None
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        task.cancel()
+
+    timer = asyncio.get_running_loop().call_later(limit, expire)
+    try:
+        return await coro
+    except asyncio.CancelledError:
+        if expired:
+            raise JobTimeout(f"{TIMEOUT_MESSAGE} of {limit:g} s") from None
+        raise
+    finally:
+        timer.cancel()
