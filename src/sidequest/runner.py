@@ -244,7 +244,12 @@ def _supervise(config: Config, processes: int, plan: list[tuple[str, Config]]) -
     ``i // processes``)."""
     from sidequest.worker import Launcher
     from sidequest.worker.logs import flush, setup
-    from sidequest.worker.supervisor import CONFIG_ERROR, Child, Supervisor
+    from sidequest.worker.supervisor import (
+        CONFIG_ERROR,
+        STOPPED_ON_REQUEST,
+        Child,
+        Supervisor,
+    )
 
     connection.after_fork()  # the supervisor must hold no Redis connection across a fork
     # Nor a thread: one caught writing a log line by fork() would leave the child's standard
@@ -262,13 +267,17 @@ def _supervise(config: Config, processes: int, plan: list[tuple[str, Config]]) -
         connection.use_shard(shard)
         if config.metrics_port is not None:  # each process is a scrape target of its own
             own = dataclasses.replace(own, metrics_port=config.metrics_port + start.slot)
+        launcher = None
         try:  # pushed-back jobs: still a graceful stop
-            Launcher(own, supervised=True, nonce=start.nonce, gone=start.gone).run()
+            launcher = Launcher(own, supervised=True, nonce=start.nonce, gone=start.gone,
+                                quiet=start.quiet)
+            launcher.run()
         except ConfigError as exc:
             log.error("%s", exc)
             return CONFIG_ERROR
         finally:
             flush()  # the lines still queued: the child ends in os._exit, which writes none
-        return 0
+        stopped_for_good = launcher is not None and launcher.stopped_on_request
+        return STOPPED_ON_REQUEST if stopped_for_good else 0
 
     return Supervisor(config, processes * len(plan), child).run()

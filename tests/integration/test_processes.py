@@ -211,3 +211,55 @@ def test_a_killed_workers_jobs_run_again_at_once_not_after_its_lease(
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(30)
     assert code == 0
+
+
+def test_a_stop_from_the_dashboard_is_not_undone_by_the_supervisor(
+        redis_server: RedisServer, r: redis.Redis, tmp_path: Path) -> None:
+    # Stop (the dashboard's, the API's, Sidekiq's Web UI's) on each process of a -P group:
+    # the supervisor used to start a replacement under a new identity at once.
+    from sidequest.api import ProcessSet
+
+    config, _, env = ledger_setup(redis_server, tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sidequest", "-P", "2", "-c", "1", "-r", "apps.ledger_jobs",
+         "-C", str(config), "--log-level", "WARNING"],
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        first = wait_for(lambda: pids(r) if len(pids(r)) == 2 else None, what="two workers")
+        (one, other) = sorted(ProcessSet().processes(), key=lambda p: p.pid)
+        one.stop()
+        wait_for(lambda: pids(r) == {other.pid}, timeout=20, what="the first one gone")
+        assert proc.poll() is None, "the other is still supervised"
+        other.stop()
+        code = proc.wait(30)  # none left: the supervisor is done
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == 0 and pids(r) == set() and first == {one.pid, other.pid}
+
+
+def test_a_quieted_group_replaces_a_dead_worker_with_a_quiet_one(
+        redis_server: RedisServer, r: redis.Redis, tmp_path: Path) -> None:
+    config, _, env = ledger_setup(redis_server, tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sidequest", "-P", "2", "-c", "1", "-r", "apps.ledger_jobs",
+         "-C", str(config), "--log-level", "WARNING"],
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        first = wait_for(lambda: pids(r) if len(pids(r)) == 2 else None, what="two workers")
+        proc.send_signal(signal.SIGTSTP)  # before a deploy: quiet the whole group
+
+        def quiet_pids() -> set[int]:
+            return {int(m.split(":")[1]) for m in r.smembers("processes")
+                    if r.hget(m, "quiet") == "true"}
+
+        wait_for(lambda: quiet_pids() == first, what="both quiet")
+        victim = min(first)
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: len(pids(r) - {victim}) == 2, timeout=20, what="a replacement")
+        (replacement,) = pids(r) - first
+        wait_for(lambda: replacement in quiet_pids(), timeout=10, what="the replacement quiet")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)

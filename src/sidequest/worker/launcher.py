@@ -68,7 +68,7 @@ NAP = 0.1
 class Launcher:
     def __init__(self, config: Config, embedded: bool = False,
                  supervised: bool = False, nonce: str | None = None,
-                 gone: tuple[str, ...] = ()) -> None:
+                 gone: tuple[str, ...] = (), *, quiet: bool = False) -> None:
         if client.pushes_are_local():
             raise ConfigError(
                 "a worker cannot start while sidequest.testing's fake or inline mode is on:"
@@ -84,16 +84,19 @@ class Launcher:
         self.identity = identity.make(nonce)  # the nonce a -P supervisor chose
         #: Processes known dead (their supervisor reaped them): recovered at start.
         self.gone = gone
+        #: Start quieted: a -P supervisor told to quiet replaces a dead child with a quiet one.
+        self.start_quiet = quiet
         self.state = ProcessState()
         self.stopping = threading.Event()
         self.stop_requested = threading.Event()
         self.retired = False  # a stuck job made the process stop
+        self.stopped_on_request = False  # a stop from the dashboard or the API
         self.exporter: Exporter | None = None  # --metrics-port
         self._client = connection.new_client(retries=0)
         self.manager = Manager(config, self.identity, self.state)
         self.embedded = embedded
         self.heartbeat = Heartbeat(config, self.identity, self._client, self.state,
-                                   self.signal, embedded=embedded)
+                                   self.remote_signal, embedded=embedded)
         self.scheduler = Scheduler(config, connection.new_client(retries=0), self.stopping)
         self.reaper = Reaper(config, self.identity, connection.new_client(retries=0),
                              self.stopping)
@@ -209,6 +212,14 @@ class Launcher:
         if self._client.set(keys.QUARANTINE_LOCK, self.identity, nx=True, px=ttl):
             self.manager.isolate()
 
+    def remote_signal(self, name: str) -> None:
+        """A signal read from ``<identity>-signals`` (the dashboard, the API, Sidekiq's Web
+        UI): a stop asked that way is for good, and a ``-P`` supervisor starts no
+        replacement (``stopped_on_request``)."""
+        if name in ("TERM", "INT") and not self.embedded:
+            self.stopped_on_request = True
+        self.signal(name)
+
     def signal(self, name: str) -> None:
         """Act on a signal name, whether from the OS or from ``<identity>-signals``."""
         if self.embedded and name in ("TSTP", "TERM", "INT"):
@@ -319,6 +330,8 @@ class Launcher:
         except redis.RedisError:
             log.info("stopped before Redis could be reached; nothing was fetched")
             return True
+        if self.start_quiet:
+            self.quiet()
         while not self.stop_requested.is_set():
             time.sleep(NAP)
         watchdog.notify_stop()  # no-op when a signal already told it

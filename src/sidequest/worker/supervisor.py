@@ -3,8 +3,10 @@
 Duties:
 1. load the application once, before forking, so children share its memory pages;
 2. fork N children, each a full worker (its own identity, threads and Redis connections);
-3. restart a child that dies unexpectedly, backing off if it keeps dying at once; a child
-   that stops on a configuration error stops them all (exit 2), since a restart would too;
+3. restart a child that dies unexpectedly, backing off if it keeps dying at once (quiet, if
+   the group was quieted); a child that stops on a configuration error stops them all (exit
+   2), since a restart would too; one stopped from the dashboard or the API is not
+   restarted, and the supervisor exits once none is left;
 4. forward TERM/INT (graceful stop), TSTP (quiet) and TTIN (thread dump) to every child, and
    after a stop wait for them up to the shutdown timeout plus a margin, then kill stragglers.
 
@@ -34,6 +36,8 @@ FAST_DEATH = 5.0
 _FORWARDED = ("SIGTERM", "SIGINT", "SIGTSTP", "SIGTTIN")
 #: A child's exit code for a configuration error: a restart would fail the same way.
 CONFIG_ERROR = 2
+#: A child's exit code after a stop asked through Redis (the dashboard's Stop): not restarted.
+STOPPED_ON_REQUEST = 3
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,8 @@ class Child:
     slot: int
     nonce: str
     gone: tuple[str, ...]
+    #: The group was quieted (TSTP): the child starts quiet, fetching nothing.
+    quiet: bool = False
 
 
 #: prctl option: the signal a process gets when its parent dies.
@@ -59,6 +65,7 @@ class Supervisor:
         self.child_main = child_main
         self.children: dict[int, tuple[float, int, str]] = {}  # pid -> (start, slot, nonce)
         self.stopping = False
+        self.quieted = False
         self._delay = 0.5
         self._misconfigured = False
 
@@ -88,7 +95,7 @@ class Supervisor:
             _stop_with(parent)
             code = 1
             try:
-                code = self.child_main(Child(slot, nonce, gone))
+                code = self.child_main(Child(slot, nonce, gone, self.quieted))
             finally:
                 sys.stdout.flush()
                 os._exit(code)
@@ -106,9 +113,15 @@ class Supervisor:
             started, slot, nonce = self.children.pop(pid)
             if self.stopping:
                 continue
-            if os.waitstatus_to_exitcode(status) == CONFIG_ERROR:
+            code = os.waitstatus_to_exitcode(status)
+            if code == CONFIG_ERROR:
                 self._give_up(pid)
                 return
+            if code == STOPPED_ON_REQUEST:
+                log.info("worker process %d was stopped from the dashboard or the API; not"
+                         " starting another (%s left)", pid, len(self.children))
+                self.stopping = not self.children  # the last one: the supervisor is done
+                continue
             log.warning("worker process %d exited (%s); starting another", pid, _describe(status))
             if time.monotonic() - started < FAST_DEATH:
                 time.sleep(self._delay)  # do not spin if the app dies at start
@@ -135,6 +148,8 @@ class Supervisor:
         def forward(signum: int, _frame: object) -> None:
             if signum in (signal.SIGTERM, signal.SIGINT):
                 self.stopping = True
+            if signum == getattr(signal, "SIGTSTP", None):
+                self.quieted = True  # a child started from now on starts quiet too
             self._signal_children(signal.SIGTERM if signum == signal.SIGINT else signum)
 
         for name in _FORWARDED:
