@@ -15,6 +15,16 @@ if TYPE_CHECKING:
 
 _lock = threading.Lock()
 _jobs: dict[str, type[Job]] = {}
+#: Names of push-only stubs (a class without perform: a job another process runs).
+_stubs: set[str] = set()
+#: The class Rails' ActiveJob pushes for every job it hands to Sidekiq.
+ACTIVE_JOB_WRAPPER = "ActiveJob::QueueAdapters::SidekiqAdapter::JobWrapper"
+
+
+def note_stub(name: str) -> None:
+    """A push-only stub is named ``name``: a worker that fetches such a job says so."""
+    with _lock:
+        _stubs.add(name)
 
 
 def register(cls: type[Job]) -> None:
@@ -41,6 +51,15 @@ def lookup(name: str) -> type[Job]:
 
 
 def _unknown(name: str) -> str:
+    if name in _stubs:
+        return (f"{name!r} is a push-only stub in this process (a class without perform, for"
+                f" a job another process runs, Ruby's say): this worker fetched it because it"
+                f" serves the job's queue. Give the stub a queue = '...' that only the other"
+                f" process serves, or define perform to run it here")
+    if name == ACTIVE_JOB_WRAPPER:
+        return ("an ActiveJob job from Rails: these run only in Ruby (their arguments are"
+                " ActiveJob's serialization). Keep their queues off this worker's -q, or push"
+                " the job to Python with Sidekiq::Client.push and a class name it defines")
     # The same class under another module path: the pusher imported the module by another
     # name (run from inside the package: "jobs" for app/jobs.py), which the push-time check
     # cannot always see (a package without __init__.py).

@@ -21,6 +21,7 @@ from helpers import wait_for
 from sidequest import retry
 from sidequest.errors import PayloadError
 from sidequest.payload import decode
+from sidequest.worker.processor import UNREADABLE_CLASS
 
 MB = 1024 * 1024
 
@@ -58,15 +59,24 @@ def locate(raw: bytes, r: redis.Redis, ledger: Ledger) -> list[str]:
         places += ["done"] * ledger.counts("done")[key]
     for zset in ("retry", "dead"):
         for member in r.zrange(zset, 0, -1):
-            if member == raw:
+            if member == raw or _holds(member, raw, key):
                 places.append(zset)
-            elif key is not None and member.startswith(b"{"):
-                try:
-                    if json.loads(member).get("jid") == key:
-                        places.append(zset)
-                except (ValueError, RecursionError):
-                    pass
     return places
+
+
+def _holds(member: bytes, raw: bytes, key: Any) -> bool:
+    """The entry is the payload's job (its jid), or keeps JSON that is no job as its one
+    argument (Sidekiq's Dead page needs every entry to be an object)."""
+    if not member.startswith(b"{"):
+        return False
+    try:
+        entry = json.loads(member)
+    except (ValueError, RecursionError):
+        return False
+    if key is not None and entry.get("jid") == key:
+        return True
+    return entry.get("class") == UNREADABLE_CLASS and entry.get("args") == [
+        raw.decode("utf-8", "replace")]
 
 
 def push_and_check(payloads: list[bytes], r: redis.Redis, ledger: Ledger,

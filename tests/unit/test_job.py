@@ -406,6 +406,22 @@ def test_job_classes_are_registered_by_wire_name() -> None:
     assert "TJ::FullReport" in registry.names()
 
 
+class TJRubyStub(Job):
+    name = "RubyRecord"
+    queue = "ruby"
+
+
+def test_a_fetched_stub_or_activejob_job_says_what_it_is() -> None:
+    # The generic advice (set name = ... on a class) is what a stub has done already, and
+    # cannot help an ActiveJob job at all.
+    with pytest.raises(UnknownJobError, match=r"'RubyRecord' is a push-only stub in this"
+                                              r" process .* a queue = '...' that only"):
+        registry.lookup("RubyRecord")
+    with pytest.raises(UnknownJobError, match="an ActiveJob job from Rails: these run only"
+                                              " in Ruby"):
+        registry.lookup(registry.ACTIVE_JOB_WRAPPER)
+
+
 def test_an_unknown_name_points_at_the_same_class_under_another_module() -> None:
     """Pushed by a process that imported the module by another name (run from inside the
     package): the worker's error names the class it has, and how to push under its name."""

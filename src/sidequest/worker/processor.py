@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import logging
 import threading
 import time
@@ -25,7 +26,7 @@ from sidequest.config import Config
 from sidequest.errors import TIMEOUT_MESSAGE, JobTimeout, PayloadError
 from sidequest.job import Job
 from sidequest.morgue import add_dead
-from sidequest.payload import KWARGS, Payload, decode, dumps, normalized
+from sidequest.payload import KWARGS, Payload, decode, dumps, new_jid, normalized
 from sidequest.worker import async_jobs, timeouts
 from sidequest.worker.clock import now
 from sidequest.worker.fetch import ACK_FROM_TAIL, Work
@@ -34,6 +35,8 @@ from sidequest.worker.state import ProcessState
 from sidequest.worker.timeouts import Timeouts
 
 log = logging.getLogger("sidequest")
+#: The class of a dead-set entry holding a payload that is JSON but no job (its one argument).
+UNREADABLE_CLASS = "(unreadable payload)"
 
 
 class Processor:
@@ -221,11 +224,12 @@ class Processor:
                                  "queue": work.queue})
 
     def _bury_raw(self, work: Work, exc: PayloadError) -> None:
-        """Keep an unreadable payload byte for byte in the dead set; never redeliver it."""
+        """Keep an unreadable payload in the dead set; never redeliver it."""
         log.error("unreadable payload from queue %s moved to the dead set: %s", work.queue, exc)
+        entry = _dead_entry(work, exc)
 
         def write(pipe: Any) -> None:
-            add_dead(pipe, work.raw, now(), self.config.dead_max_jobs, self.config.dead_timeout)
+            add_dead(pipe, entry, now(), self.config.dead_max_jobs, self.config.dead_timeout)
             pipe.lrem(self.inprogress, ACK_FROM_TAIL, work.raw)
 
         self.write(write)
@@ -264,3 +268,19 @@ def _safely(call: Callable[[], Any], hook: str, job: Payload) -> Any:
         log.exception("the job's %s hook raised; ignoring it", hook)
         hooks.report_error(exc, {"context": f"Error calling {hook}", "job": job})
         return None
+
+
+def _dead_entry(work: Work, exc: PayloadError) -> bytes | str:
+    """What the dead set keeps of an unreadable payload: byte for byte, as Sidekiq keeps text
+    that is not JSON (its Web UI shows such entries), unless it is JSON but not an object (a
+    list, null, a number), which broke Sidekiq's Dead page and API: that is kept whole as
+    the one argument of a job-shaped entry."""
+    try:
+        if isinstance(json.loads(work.raw), dict):
+            return work.raw
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return work.raw
+    text = work.raw.decode("utf-8") if isinstance(work.raw, bytes) else work.raw
+    return dumps({"class": UNREADABLE_CLASS, "args": [text], "queue": work.queue,
+                  "jid": new_jid(), "retry": False, "created_at": now(), "failed_at": now(),
+                  "error_class": retry.error_class(exc), "error_message": str(exc)})
