@@ -33,10 +33,27 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         prefix = "unrecognized arguments: "
         if message.startswith(prefix):
-            hints = [_flag_hint(word, list(self._option_string_actions))
+            hints = [_SIDEKIQ_FLAGS.get(word) or _flag_hint(word, list(self._option_string_actions))
                      for word in message[len(prefix):].split()]
             message += "".join(f"; {hint}" for hint in hints if hint)
+        elif message.startswith("argument -P/--processes: invalid int value"):
+            message += f"; {_SIDEKIQ_FLAGS['-P']}"
         super().error(message)
+
+
+#: Sidekiq flags that Sidequest has not, or has with another meaning: what to do instead.
+_SIDEKIQ_FLAGS = {
+    "-P": "-P is the number of worker processes here; a pidfile (Sidekiq's -P) is not written:"
+          " run the worker in the foreground under systemd, Docker or Kubernetes",
+    "-d": "-d (daemonize) is not offered, as in Sidekiq 6: run the worker in the foreground"
+          " under systemd, Docker or Kubernetes",
+    "--daemon": "--daemon is not offered, as in Sidekiq 6: run the worker in the foreground"
+                " under systemd, Docker or Kubernetes",
+    "-L": "-L (logfile) is not offered, as in Sidekiq 6: logs go to standard output; redirect"
+          " it, or let systemd or Docker keep them",
+    "--logfile": "--logfile is not offered, as in Sidekiq 6: logs go to standard output;"
+                 " redirect it, or let systemd or Docker keep them",
+}
 
 
 def _flag_hint(word: str, flags: list[str]) -> str:

@@ -104,6 +104,10 @@ def test_version_and_help() -> None:
     (["stat"], "unknown command 'stat'; did you mean 'sidequest stats'?"),
     (["app/jobs.py"], "unknown command 'app/jobs.py'; to load your jobs from it, pass -r"),
     (["go"], "unknown command 'go'; the commands are run, dev"),
+    # Sidekiq's own flags, from a user's old command line.
+    (["-P", "tmp/pids/sidekiq.pid"], "-P is the number of worker processes here; a pidfile"),
+    (["-d"], "-d (daemonize) is not offered, as in Sidekiq 6"),
+    (["-L", "log/sidekiq.log"], "-L (logfile) is not offered, as in Sidekiq 6: logs go to"),
 ])
 def test_bad_flags_exit_2_with_a_clear_message(args: list[str], message: str) -> None:
     code, out = run(*args)
