@@ -9,7 +9,7 @@ runs the client middleware, and writes it in one round trip: LPUSH ``queue:NAME`
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 
@@ -159,11 +159,12 @@ def _write(jobs: list[Payload]) -> set[str]:
         return set()
     table = connection.shard_map()
     if table is None:
-        return _write_to(connection.client(), jobs)
+        return _write_to(_guarded(connection.client, None), jobs)
     refused: set[str] = set()
     for shard, part in shards.by_shard(table, jobs).items():  # each on its queue's shard
         with connection.on_shard(shard):  # its client, and on a cluster its keys' tag
-            refused |= _write_to(connection.client(), part, shard)
+            # Guarded too: a cluster client reads the slot map as it is made.
+            refused |= _write_to(_guarded(connection.client, shard), part, shard)
     return refused
 
 
@@ -256,13 +257,13 @@ def _push_unique(pipe: redis.client.Pipeline, uniques: list[tuple[Payload, bytes
 
 #: What a Redis Cluster answers while a primary is down or its slots move to a replica
 #: (by name: redis-py before 8.2 lacks some of them).
-_CLUSTER_UNAVAILABLE: tuple[type[BaseException], ...] = tuple(
-    getattr(redis.exceptions, name) for name in (
-        "ClusterDownError", "TryAgainError", "SlotNotCoveredError",
-        "RedisClusterUnreachableError") if hasattr(redis.exceptions, name))
+_CLUSTER_UNAVAILABLE = connection.CLUSTER_UNAVAILABLE
 
 
-def _guarded(write: Callable[[], list[Any]], shard: str | None) -> list[Any]:
+_T = TypeVar("_T")
+
+
+def _guarded(write: Callable[[], _T], shard: str | None) -> _T:
     """Run a write of jobs, turning connection failures into a RedisUnavailable that says so."""
     try:
         return write()

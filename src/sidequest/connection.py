@@ -362,6 +362,15 @@ def _sentinel_client(target: str, options: dict[str, Any]) -> redis.Redis:
     return cast(redis.Redis, master)
 
 
+#: A Redis Cluster that cannot serve now (a primary down or failing over, no node answering):
+#: an outage, to wait out or report as one, not a wrong setting. ClusterDownError and
+#: TryAgainError are also ResponseErrors, which readers otherwise take for odd data.
+CLUSTER_UNAVAILABLE: tuple[type[Exception], ...] = tuple(
+    getattr(redis.exceptions, name) for name in (
+        "ClusterDownError", "TryAgainError", "SlotNotCoveredError",
+        "RedisClusterUnreachableError") if hasattr(redis.exceptions, name))
+
+
 def _cluster_client(target: str, options: dict[str, Any]) -> redis.Redis:
     """A RedisCluster client; every key carries one hash tag, so it talks to one primary."""
     parts = urlsplit(target)
@@ -374,6 +383,15 @@ def _cluster_client(target: str, options: dict[str, Any]) -> redis.Redis:
                               username=parts.username, ssl=target.startswith("rediss+"),
                               **options)
     except redis.exceptions.RedisClusterException as exc:
+        # No startup node answers, or the nodes serve only part of the slots (a primary and
+        # its replicas down): the outage a plain URL's unreachable server is, so that a
+        # push says RedisUnavailable and a worker waits, as on a plain Redis.
+        if isinstance(exc, CLUSTER_UNAVAILABLE):
+            reason = str(exc).rpartition("reachable node: ")[2] or str(exc)
+            raise redis.ConnectionError(f"no node of the cluster answers ({reason})") from exc
+        if "slots are not covered" in str(exc):
+            raise redis.ConnectionError(f"the cluster serves only part of its slots ({exc}):"
+                                        f" a primary and its replicas are down") from exc
         problem = url_problems.plain_behind_cluster_url(exc, redacted(target))
         if problem is None:
             raise

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,3 +79,62 @@ def test_a_push_to_an_unserved_slot_raises_redis_unavailable(one_node: redis.Red
     with pytest.raises(RedisUnavailable, match="not enqueued") as info:
         Work.perform_async(2)
     assert "Redis Cluster" in str(info.value)
+
+
+def _take_the_slot_away(node: redis.Redis) -> None:
+    node.execute_command("CLUSTER", "DELSLOTS", node.cluster("keyslot", "{sq}queues"))
+
+
+def test_stats_while_the_slot_is_unserved_fail_instead_of_reading_zeros(
+        one_node: redis.Redis) -> None:
+    # Read as zeros, an outage looked like empty queues to a monitor.
+    from sidequest.api import Stats
+
+    Work.perform_bulk([[i] for i in range(5)])
+    assert Stats().enqueued == 5
+    _take_the_slot_away(one_node)
+    with pytest.raises(redis.RedisError, match=r"CLUSTERDOWN|cluster|slot not served"):
+        Stats()
+    port = one_node.connection_pool.connection_kwargs["port"]
+    out = subprocess.run([sys.executable, "-m", "sidequest", "stats", "--redis-url",
+                          f"redis+cluster://127.0.0.1:{port}"], capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert out.returncode == 1 and "Enqueued: 0" not in out.stdout, out.stdout + out.stderr
+    assert "cannot read" in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_the_dashboard_while_the_slot_is_unserved_answers_its_outage_page(
+        one_node: redis.Redis) -> None:
+    from sidequest.web import create_app
+    from web_helpers import Client
+
+    _take_the_slot_away(one_node)
+    with Client(create_app(insecure=True), raise_server_exceptions=False) as client:
+        for path in ("/", "/queues", "/stats"):
+            answer = client.get(path, headers={"Accept": "text/html"})
+            assert answer.status_code == 503, f"{path}: {answer.status_code}"
+
+
+def test_a_cluster_url_no_node_answers_is_an_outage(tmp_path: Path) -> None:
+    # No node to read the slot map from: a push says RedisUnavailable, a worker waits (as
+    # for a plain Redis that is down) instead of crashing.
+    url = f"redis+cluster://127.0.0.1:{free_port()}"
+    sidequest.configure(url)
+    try:
+        with pytest.raises(RedisUnavailable, match="no node of the cluster answers"):
+            Work.perform_async(1)
+    finally:
+        connection.reset()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "sidequest", "-r", "sidequest", "--redis-url", url],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert worker.stdout is not None
+        line = worker.stdout.readline()
+        while "waiting for Redis" not in line and line:
+            line = worker.stdout.readline()
+        assert "no node of the cluster answers" in line, line
+        assert worker.poll() is None, "it waits"
+    finally:
+        worker.kill()
+        worker.wait(10)

@@ -11,6 +11,8 @@ from typing import Any
 
 import redis
 
+from sidequest.connection import CLUSTER_UNAVAILABLE
+
 
 def as_int(value: Any, default: int = 0) -> int:
     """``value`` (bytes, str or number) as an int; ``default`` when it is not one."""
@@ -46,6 +48,11 @@ def json_object(text: Any) -> dict[str, Any]:
 
 
 def replies(pipe: redis.client.Pipeline) -> list[Any]:
-    """A pipeline's replies with each failed command (a key of the wrong type) as None."""
-    return [None if isinstance(r, redis.ResponseError) else r
-            for r in pipe.execute(raise_on_error=False)]
+    """A pipeline's replies with each failed command (a key of the wrong type) as None. A
+    cluster that cannot serve (also a ResponseError) is raised: read as zeros, an outage
+    would look like empty queues."""
+    out = pipe.execute(raise_on_error=False)
+    for reply in out:
+        if isinstance(reply, CLUSTER_UNAVAILABLE):
+            raise reply
+    return [None if isinstance(r, redis.ResponseError) else r for r in out]

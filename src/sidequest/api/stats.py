@@ -175,8 +175,11 @@ def redis_info() -> dict[str, str]:
 
 
 #: What a shard's read raises when its Redis cannot be reached (refused, timed out, a
-#: wrong password, still loading), as opposed to a command it refused or a bug.
-UNREACHABLE_ERRORS = (redis.ConnectionError, redis.TimeoutError, RedisUnavailable)
+#: wrong password, still loading, a cluster down), as opposed to a command it refused or a
+#: bug.
+UNREACHABLE_ERRORS: tuple[type[Exception], ...] = (
+    redis.ConnectionError, redis.TimeoutError, RedisUnavailable,
+    *connection.CLUSTER_UNAVAILABLE)
 
 
 class ShardUnreachable(redis.ConnectionError, RedisUnavailable):

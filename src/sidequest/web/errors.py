@@ -19,7 +19,8 @@ from sidequest.web.render import route_path
 
 log = logging.getLogger("sidequest.web")
 #: Redis failures that mean "cannot reach it", not "it refused this command".
-UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, RedisUnavailable)
+UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, RedisUnavailable,
+               *connection.CLUSTER_UNAVAILABLE)
 #: What may mean the Redis URL itself is wrong (a cluster node behind redis://, a plain Redis
 #: behind redis+cluster://, a missing database): checked by ``misconfigured``.
 MISCONFIGURED = (ConfigError, redis.ResponseError, redis.exceptions.RedisClusterException)

@@ -92,7 +92,7 @@ class Launcher:
         self.retired = False  # a stuck job made the process stop
         self.stopped_on_request = False  # a stop from the dashboard or the API
         self.exporter: Exporter | None = None  # --metrics-port
-        self._client = connection.new_client(retries=0)
+        self._client = _first_client()
         self.manager = Manager(config, self.identity, self.state)
         self.embedded = embedded
         self.heartbeat = Heartbeat(config, self.identity, self._client, self.state,
@@ -374,6 +374,23 @@ def check_redis(client: redis.Redis) -> None:
             " keys, queued jobs included. Set it to 'noeviction' (CONFIG SET maxmemory-policy"
             " noeviction, and in redis.conf) so that pushes fail loudly instead.", value
         )
+
+
+def _first_client() -> redis.Redis:
+    """The process's first client. A Redis Cluster client reads the slot map as it is made:
+    while no node answers, wait, as ``start`` waits for a plain Redis (the other clients
+    are made right after, from the same answering cluster)."""
+    delay, warned = 0.1, False
+    while True:
+        try:
+            return connection.new_client(retries=0)
+        except redis.ConnectionError as exc:
+            if not warned:
+                log.warning("waiting for Redis at %s: %s", connection.redacted(),
+                            url_problems.readable(exc))
+                warned = True
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 def dump_threads() -> None:
