@@ -19,7 +19,7 @@ from redis_server import RedisServer, free_port
 from serving_helpers import answers, env_for, get, serve, stop
 from sidequest.errors import RedisUnavailable
 from sidequest.web import create_app
-from web_helpers import Client
+from web_helpers import PASSWORD, Client
 
 pytestmark = pytest.mark.redis
 
@@ -59,6 +59,28 @@ def test_pages_say_redis_is_unreachable_and_recover(own_redis: RedisServer) -> N
     assert "Traceback" not in out
     assert out.count("is unreachable") == 1, out  # one line for the outage, not per page
     assert "hunter2" not in out
+
+
+def test_a_logged_in_user_sees_the_outage_page_not_the_login_page(
+        own_redis: RedisServer) -> None:
+    # Whether the login is still live is kept in Redis; not knowing, the dashboard sent a
+    # logged-in user to the login page, which then failed too.
+    from sidequest import connection
+
+    connection.set_url(own_redis.url)
+    try:
+        app = create_app(password=PASSWORD, secret_key="s" * 32)
+        with Client(app) as client:
+            assert client.login().status_code == 303
+            assert client.get("/queues").status_code == 200
+            own_redis.stop()
+            page = client.get("/queues", headers={"Accept": "text/html"},
+                              follow_redirects=False)
+            assert page.status_code == 503 and "Redis is unreachable" in page.text
+            assert client.get("/login").status_code == 200  # its own page still shows
+            assert client.get("/static/app.css").status_code == 200
+    finally:
+        connection.reset()
 
 
 #: Texts of the errors that mean Redis is down, and how the page's sentence should end.

@@ -3,12 +3,12 @@ revokes the cookie in every process serving the dashboard.
 
 A login writes ``sq:web:session:<sid>`` with the session's lifetime as its TTL; logout deletes
 it. A cookie whose key is gone is treated as no login, however valid its signature. When
-Redis cannot be asked, the session counts as logged out (the pages need Redis anyway).
+Redis cannot be asked, ``live`` raises: the dashboard then answers with its outage page,
+not its login page, which would only fail in turn.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable
 
@@ -17,8 +17,6 @@ from starlette.concurrency import run_in_threadpool
 
 from sidequest import connection, keys
 from sidequest.web.session import new_token
-
-log = logging.getLogger(__name__)
 
 
 class LiveSessions:
@@ -35,14 +33,10 @@ class LiveSessions:
         return sid
 
     async def live(self, sid: str | None) -> bool:
+        """Whether the login ``sid`` is live; raises redis.RedisError when Redis cannot say."""
         if not sid:
             return False
-        try:
-            found = await run_in_threadpool(self._client().exists, keys.web_session(sid))
-        except redis.RedisError as exc:
-            log.warning("dashboard: cannot check a session in Redis (%s); treated as logged"
-                        " out", exc)
-            return False
+        found = await run_in_threadpool(self._client().exists, keys.web_session(sid))
         return bool(found)
 
     async def end(self, sid: str | None) -> None:

@@ -26,6 +26,7 @@ import time
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, quote, urlsplit
 
+import redis
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
@@ -33,6 +34,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sidequest import environ
+from sidequest.web import errors
 from sidequest.web.render import route_path
 from sidequest.web.session import COOKIE, Session
 from sidequest.web.settings import Settings
@@ -85,7 +87,14 @@ class Guard:
             return
         request = Request(scope)
         nonce = secrets.token_urlsafe(16)
-        session = await self._session(request)
+        try:
+            session = await self._session(request)
+        except redis.RedisError as exc:
+            # The login cannot be checked: the outage page (it retries), not the login page.
+            scope["sidequest.nonce"], scope["sidequest.session"] = nonce, Session(dirty=False)
+            response = await errors.redis_unreachable(request, exc)
+            await response(scope, receive, self._decorate(scope, send))
+            return
         scope["sidequest.nonce"], scope["sidequest.session"] = nonce, session
         send = self._decorate(scope, send)
         refusal, receive = await self._check(request, session, receive)
@@ -99,9 +108,16 @@ class Guard:
         session = self.settings.signer.loads(request.cookies.get(COOKIE))
         if session is None:
             return Session()
-        if session.user is not None and not await self.settings.live.live(session.sid):
-            return Session()
-        return session
+        if session.user is None:
+            return session
+        path = route_path(request.scope)
+        try:
+            live = await self.settings.live.live(session.sid)
+        except redis.RedisError:
+            if path in PUBLIC_PATHS or path.startswith(STATIC_PREFIX):
+                return Session()  # the login page and the CSS: as logged out
+            raise
+        return session if live else Session()
 
     async def _check(self, request: Request, session: Session,
                      receive: Receive) -> tuple[Response | None, Receive]:
