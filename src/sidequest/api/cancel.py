@@ -6,6 +6,7 @@ import time
 
 from sidequest import connection, keys
 from sidequest.api.sets import RetrySet, ScheduledSet
+from sidequest.api.stats import UNREACHABLE_ERRORS, ShardUnreachable
 
 #: How long a cancellation is remembered (a retry may be due weeks later).
 RETENTION = 30 * 86400
@@ -19,9 +20,20 @@ def cancel(jid: str) -> bool:
     if not isinstance(jid, str) or not jid:
         raise ValueError(f"cancel() needs a job id (jid) string, got {jid!r}")
     found = False
+    down: dict[str, Exception] = {}
     for shard in connection.shard_names():  # the jid does not say which shard has the job
         with connection.on_shard(shard):
-            found = _cancel_here(jid) or found
+            try:
+                found = _cancel_here(jid) or found
+            except UNREACHABLE_ERRORS as exc:  # the others still hear of it
+                down[shard] = exc
+    if down:
+        shard, error = next(iter(down.items()))
+        advice = ("the cancellation is recorded on the shards that answered; cancel again once"
+                  " it is back, in case the job is there"
+                  if len(down) < len(connection.shard_names())
+                  else "the job was not cancelled; cancel again once Redis is back")
+        raise ShardUnreachable(shard, error, advice) from error
     return found
 
 
