@@ -148,13 +148,27 @@ def _routes(shard_queues: Any, urls: Mapping[str, str], where: str) -> dict[str,
     return routes
 
 
+#: An example pair for each variable, for its errors.
+_EXAMPLES = {"SIDEQUEST_SHARDS": "reports=redis://h2:6379/0",
+             "SIDEQUEST_SHARD_QUEUES": "reports=reports"}
+#: ",name=" inside a value: pairs joined with commas, not spaces.
+_JOINED = re.compile(r",\s*[\w.:-]+=")
+
+
 def _pairs(text: str, variable: str) -> dict[str, str]:
     out: dict[str, str] = {}
+    example = _EXAMPLES.get(variable, "name=value")
     for item in text.split():
         name, equals, value = item.partition("=")
         if not equals or not name or not value:
             raise ConfigError(f"${variable}: {item!r} is not NAME=VALUE; write space-separated "
-                              "pairs such as 'reports=redis://h2:6379/0'")
+                              f"pairs such as '{example}'")
+        if _JOINED.search(value):
+            raise ConfigError(f"${variable}: {item!r} holds several pairs joined by a comma;"
+                              f" separate them with spaces, e.g. '{example} mail=...'")
+        if name in out:
+            raise ConfigError(f"${variable}: {name!r} is given twice ({out[name]!r} and"
+                              f" {value!r}); give it once")
         out[name] = value
     return out
 

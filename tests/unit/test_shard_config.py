@@ -69,6 +69,28 @@ def test_environment_pairs() -> None:
                          "SIDEQUEST_SHARD_QUEUES": "exports=report"})
 
 
+@pytest.mark.parametrize(("env", "says"), [
+    # Joined with commas, the first shard's URL swallowed the rest, and mail was undefined.
+    ({"SIDEQUEST_SHARDS": "reports=redis://h2:6672/0,mail=redis://h2:6672/1"},
+     r"\$SIDEQUEST_SHARDS: .* joined by a comma; separate them with spaces"),
+    # The last one silently won: the queue went to the default shard.
+    ({"SIDEQUEST_SHARDS": "reports=redis://h2:6379/0",
+      "SIDEQUEST_SHARD_QUEUES": "reports=reports reports=default"},
+     r"\$SIDEQUEST_SHARD_QUEUES: 'reports' is given twice"),
+    ({"SIDEQUEST_SHARD_QUEUES": "reports"},
+     r"\$SIDEQUEST_SHARD_QUEUES: 'reports' is not NAME=VALUE; .* such as 'reports=reports'"),
+])
+def test_environment_pairs_that_would_be_misread(env: dict[str, str], says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        shards.from_env(env)
+
+
+def test_a_cluster_url_with_several_nodes_is_one_value() -> None:
+    table = shards.from_env({"SIDEQUEST_SHARDS": "a=redis+cluster://h1:7000,h2:7001"},
+                            "redis+cluster://h1:7000,h2:7001")
+    assert table is not None and table.urls["a"] == "redis+cluster://h1:7000,h2:7001"
+
+
 def test_shards_on_one_cluster_may_share_its_url() -> None:
     """On a Redis Cluster each shard's keys carry its name in their hash tag."""
     url = "redis+cluster://10.0.0.1:7000,10.0.0.2:7000"
