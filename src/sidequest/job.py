@@ -211,7 +211,7 @@ class Job(metaclass=_JobMeta):
         cls.async_perform = inspect.iscoroutinefunction(cls.perform)
         if "perform" in vars(cls) or any("perform" in vars(b) for b in cls.__mro__[1:-2]):
             registry.register(cls)
-        else:
+        elif vars(cls).get("name"):  # a push-only stub names the job it stands for
             registry.note_stub(cls.wire_name())
 
     def perform(self, *args: Any, **kwargs: Any) -> None:

@@ -33,12 +33,19 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         prefix = "unrecognized arguments: "
         if message.startswith(prefix):
-            hints = [_SIDEKIQ_FLAGS.get(word) or _flag_hint(word, list(self._option_string_actions))
+            hints = [_sidekiq_hint(word) or _flag_hint(word, list(self._option_string_actions))
                      for word in message[len(prefix):].split()]
             message += "".join(f"; {hint}" for hint in hints if hint)
         elif message.startswith("argument -P/--processes: invalid int value"):
             message += f"; {_SIDEKIQ_FLAGS['-P']}"
         super().error(message)
+
+
+def _sidekiq_hint(word: str) -> str | None:
+    """For a Sidekiq flag however written: ``--logfile=x``, ``-Lx``, ``-dv``."""
+    flag = word.split("=", 1)[0]
+    return _SIDEKIQ_FLAGS.get(flag) or (_SIDEKIQ_FLAGS.get(flag[:2])
+                                        if not flag.startswith("--") else None)
 
 
 #: Sidekiq flags that Sidequest has not, or has with another meaning: what to do instead.

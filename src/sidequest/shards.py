@@ -151,8 +151,8 @@ def _routes(shard_queues: Any, urls: Mapping[str, str], where: str) -> dict[str,
 #: An example pair for each variable, for its errors.
 _EXAMPLES = {"SIDEQUEST_SHARDS": "reports=redis://h2:6379/0",
              "SIDEQUEST_SHARD_QUEUES": "reports=reports"}
-#: ",name=" inside a value: pairs joined with commas, not spaces.
-_JOINED = re.compile(r",\s*[\w.:-]+=")
+#: ",name=scheme://" inside a value: pairs joined with commas, not spaces.
+_JOINED = re.compile(r",\s*[\w.:-]+=[a-z][\w+.-]*://")
 
 
 def _pairs(text: str, variable: str) -> dict[str, str]:
@@ -164,11 +164,11 @@ def _pairs(text: str, variable: str) -> dict[str, str]:
             raise ConfigError(f"${variable}: {item!r} is not NAME=VALUE; write space-separated "
                               f"pairs such as '{example}'")
         if _JOINED.search(value):
-            raise ConfigError(f"${variable}: {item!r} holds several pairs joined by a comma;"
-                              f" separate them with spaces, e.g. '{example} mail=...'")
+            raise ConfigError(f"${variable}: the value of {name!r} holds several pairs joined"
+                              f" by a comma; separate them with spaces, e.g. '{example}"
+                              f" mail=...'")
         if name in out:
-            raise ConfigError(f"${variable}: {name!r} is given twice ({out[name]!r} and"
-                              f" {value!r}); give it once")
+            raise ConfigError(f"${variable}: {name!r} is given twice; give it once")
         out[name] = value
     return out
 

@@ -55,6 +55,7 @@ RAW_BAD = [
     b'{"class":7,"args":[]}',
     b'{"class":"X","args":[],"queue":""}',
     b'\xff\xfe{"class":"X"}',
+    "[1]".encode("utf-16"),  # a JSON list, but not UTF-8: unreadable text, kept as it is
     b"[" * 100_000 + b"]" * 100_000,
 ]
 
@@ -76,7 +77,8 @@ def test_unreadable_payloads_go_dead_and_lose_nothing(redis_url: str) -> None:
     wrapped = [json.loads(entry) for entry in dead - set(RAW_BAD)]
     assert {entry["args"][0].encode() for entry in wrapped} == NOT_OBJECTS
     assert all(entry["class"] == "(unreadable payload)" and entry["queue"] == "default"
-               and "not an object" in entry["error_message"] for entry in wrapped)
+               and entry["retry"] == 0 and "not an object" in entry["error_message"]
+               for entry in wrapped)
     assert raw_client.llen("queue:default") == 0 and raw_client.keys("sq:inprogress:*") == []
 
 

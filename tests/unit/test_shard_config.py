@@ -72,7 +72,7 @@ def test_environment_pairs() -> None:
 @pytest.mark.parametrize(("env", "says"), [
     # Joined with commas, the first shard's URL swallowed the rest, and mail was undefined.
     ({"SIDEQUEST_SHARDS": "reports=redis://h2:6672/0,mail=redis://h2:6672/1"},
-     r"\$SIDEQUEST_SHARDS: .* joined by a comma; separate them with spaces"),
+     r"\$SIDEQUEST_SHARDS: the value of 'reports' holds several pairs joined by a comma"),
     # The last one silently won: the queue went to the default shard.
     ({"SIDEQUEST_SHARDS": "reports=redis://h2:6379/0",
       "SIDEQUEST_SHARD_QUEUES": "reports=reports reports=default"},
@@ -85,10 +85,20 @@ def test_environment_pairs_that_would_be_misread(env: dict[str, str], says: str)
         shards.from_env(env)
 
 
-def test_a_cluster_url_with_several_nodes_is_one_value() -> None:
-    table = shards.from_env({"SIDEQUEST_SHARDS": "a=redis+cluster://h1:7000,h2:7001"},
-                            "redis+cluster://h1:7000,h2:7001")
-    assert table is not None and table.urls["a"] == "redis+cluster://h1:7000,h2:7001"
+@pytest.mark.parametrize("url", [
+    "redis+cluster://h1:7000,h2:7001",
+    "redis+sentinel://s1:26379,s2:26379/mymaster",
+    "redis://:p,w=1@h2:6379/0",  # a password may hold both, unencoded
+])
+def test_urls_with_commas_are_one_value(url: str) -> None:
+    table = shards.from_env({"SIDEQUEST_SHARDS": f"a={url}"}, "redis://elsewhere:6379/0")
+    assert table is not None and table.urls["a"] == url
+
+
+def test_a_shard_twice_is_refused_without_showing_its_passwords() -> None:
+    with pytest.raises(ConfigError, match="'a' is given twice") as caught:
+        shards.from_env({"SIDEQUEST_SHARDS": "a=redis://:secret1@h2/0 a=redis://:secret2@h3/0"})
+    assert "secret" not in str(caught.value)
 
 
 def test_shards_on_one_cluster_may_share_its_url() -> None:

@@ -27,7 +27,7 @@ def cancel(jid: str) -> bool:
                 found = _cancel_here(jid) or found
             except UNREACHABLE_ERRORS as exc:  # the others still hear of it
                 down[shard] = exc
-    if down:
+    if down and not found:  # found: the job was on a shard that answered, not on these
         shard, error = next(iter(down.items()))
         advice = ("the cancellation is recorded on the shards that answered; cancel again once"
                   " it is back, in case the job is there"

@@ -19,11 +19,12 @@ from sidequest.web.render import route_path
 
 log = logging.getLogger("sidequest.web")
 #: Redis failures that mean "cannot reach it", not "it refused this command".
-UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, RedisUnavailable,
-               *connection.CLUSTER_UNAVAILABLE)
+UNREACHABLE: tuple[type[Exception], ...] = (
+    redis.ConnectionError, redis.TimeoutError, RedisUnavailable, *connection.CLUSTER_UNAVAILABLE)
 #: What may mean the Redis URL itself is wrong (a cluster node behind redis://, a plain Redis
 #: behind redis+cluster://, a missing database): checked by ``misconfigured``.
-MISCONFIGURED = (ConfigError, redis.ResponseError, redis.exceptions.RedisClusterException)
+MISCONFIGURED: tuple[type[Exception], ...] = (
+    ConfigError, redis.ResponseError, redis.exceptions.RedisClusterException)
 #: Seconds between two log lines about the same outage: one line, not one per request.
 LOG_EVERY = 30.0
 #: Headers for a response the guard never saw (an error raised past it).

@@ -28,17 +28,19 @@ class LiveSessions:
     async def start(self) -> str:
         """A new live session's id. Raises redis.RedisError when Redis is unreachable."""
         sid = new_token()
-        await run_in_threadpool(self._client().set, keys.web_session(sid), b"1",
-                                ex=self.lifetime)
+        await run_in_threadpool(lambda: self._client().set(keys.web_session(sid), b"1",
+                                                           ex=self.lifetime))
         return sid
 
     async def live(self, sid: str | None) -> bool:
         """Whether the login ``sid`` is live; raises redis.RedisError when Redis cannot say."""
         if not sid:
             return False
-        found = await run_in_threadpool(self._client().exists, keys.web_session(sid))
+        # The client is made in the thread too: a cluster client reads its slot map as it is
+        # made, which must not hold the event loop.
+        found = await run_in_threadpool(lambda: self._client().exists(keys.web_session(sid)))
         return bool(found)
 
     async def end(self, sid: str | None) -> None:
         if sid:
-            await run_in_threadpool(self._client().delete, keys.web_session(sid))
+            await run_in_threadpool(lambda: self._client().delete(keys.web_session(sid)))

@@ -89,10 +89,13 @@ class Guard:
         nonce = secrets.token_urlsafe(16)
         try:
             session = await self._session(request)
-        except redis.RedisError as exc:
-            # The login cannot be checked: the outage page (it retries), not the login page.
+        except errors.UNREACHABLE + errors.MISCONFIGURED as exc:
+            # The login cannot be checked: the outage page (it retries), not the login page;
+            # or the page that says what is wrong with the Redis URL.
             scope["sidequest.nonce"], scope["sidequest.session"] = nonce, Session(dirty=False)
-            response = await errors.redis_unreachable(request, exc)
+            answer = (errors.redis_unreachable if isinstance(exc, errors.UNREACHABLE)
+                      else errors.misconfigured)
+            response = await answer(request, exc)
             await response(scope, receive, self._decorate(scope, send))
             return
         scope["sidequest.nonce"], scope["sidequest.session"] = nonce, session
@@ -113,7 +116,7 @@ class Guard:
         path = route_path(request.scope)
         try:
             live = await self.settings.live.live(session.sid)
-        except redis.RedisError:
+        except (redis.RedisError, redis.exceptions.RedisClusterException):
             if path in PUBLIC_PATHS or path.startswith(STATIC_PREFIX):
                 return Session()  # the login page and the CSS: as logged out
             raise

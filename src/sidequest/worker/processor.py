@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 import threading
 import time
@@ -26,7 +25,7 @@ from sidequest.config import Config
 from sidequest.errors import TIMEOUT_MESSAGE, JobTimeout, PayloadError
 from sidequest.job import Job
 from sidequest.morgue import add_dead
-from sidequest.payload import KWARGS, Payload, decode, dumps, new_jid, normalized
+from sidequest.payload import KWARGS, Payload, decode, dumps, loads, new_jid, normalized
 from sidequest.worker import async_jobs, timeouts
 from sidequest.worker.clock import now
 from sidequest.worker.fetch import ACK_FROM_TAIL, Work
@@ -275,12 +274,13 @@ def _dead_entry(work: Work, exc: PayloadError) -> bytes | str:
     that is not JSON (its Web UI shows such entries), unless it is JSON but not an object (a
     list, null, a number), which broke Sidekiq's Dead page and API: that is kept whole as
     the one argument of a job-shaped entry."""
-    try:
-        if isinstance(json.loads(work.raw), dict):
+    try:  # as decode() reads it: strict UTF-8
+        text = work.raw.decode("utf-8") if isinstance(work.raw, bytes) else work.raw
+        if isinstance(loads(text), dict):
             return work.raw
     except (UnicodeDecodeError, ValueError, RecursionError):
         return work.raw
-    text = work.raw.decode("utf-8") if isinstance(work.raw, bytes) else work.raw
+    # retry 0: a Retry from a Dead page that fails again comes back here, not dropped.
     return dumps({"class": UNREADABLE_CLASS, "args": [text], "queue": work.queue,
-                  "jid": new_jid(), "retry": False, "created_at": now(), "failed_at": now(),
+                  "jid": new_jid(), "retry": 0, "created_at": now(), "failed_at": now(),
                   "error_class": retry.error_class(exc), "error_message": str(exc)})

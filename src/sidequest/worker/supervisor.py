@@ -120,7 +120,8 @@ class Supervisor:
             if code == STOPPED_ON_REQUEST:
                 log.info("worker process %d was stopped from the dashboard or the API; not"
                          " starting another (%s left)", pid, len(self.children))
-                self.stopping = not self.children  # the last one: the supervisor is done
+                if not self.children:  # the last one: the supervisor is done (never reset
+                    self.stopping = True  # the flag: a TERM may have set it meanwhile)
                 continue
             log.warning("worker process %d exited (%s); starting another", pid, _describe(status))
             if time.monotonic() - started < FAST_DEATH:
@@ -168,6 +169,8 @@ class Supervisor:
             if code < 0:  # a signal's default action ended it: no graceful stop, say so
                 log.error("worker process %d ended while stopping (%s)", pid,
                           _describe(status))
+            if code == STOPPED_ON_REQUEST:  # stopped as asked: a graceful stop
+                code = 0
             worst = max(worst, 1 if code < 0 else code)
         for pid in self.children:
             log.error("worker process %d did not stop in time; killing it", pid)
