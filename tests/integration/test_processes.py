@@ -213,19 +213,32 @@ def test_a_killed_workers_jobs_run_again_at_once_not_after_its_lease(
     assert code == 0
 
 
-def test_a_stop_from_the_dashboard_is_not_undone_by_the_supervisor(
-        redis_server: RedisServer, r: redis.Redis, tmp_path: Path) -> None:
-    # Stop (the dashboard's, the API's, Sidekiq's Web UI's) on each process of a -P group:
-    # the supervisor used to start a replacement under a new identity at once.
-    from sidequest.api import ProcessSet
-
+def start_group(redis_server: RedisServer, r: redis.Redis,
+                tmp_path: Path) -> tuple[subprocess.Popen[bytes], set[int]]:
+    """``sidequest -P 2 -c 1`` on the ledger app, once both workers have registered; and
+    their pids."""
     config, _, env = ledger_setup(redis_server, tmp_path)
     proc = subprocess.Popen(
         [sys.executable, "-m", "sidequest", "-P", "2", "-c", "1", "-r", "apps.ledger_jobs",
          "-C", str(config), "--log-level", "WARNING"],
         env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        first = wait_for(lambda: pids(r) if len(pids(r)) == 2 else None, what="two workers")
+        return proc, wait_for(lambda: pids(r) if len(pids(r)) == 2 else None,
+                              what="two workers")
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+
+
+def test_a_stop_from_the_dashboard_is_not_undone_by_the_supervisor(
+        redis_server: RedisServer, r: redis.Redis, tmp_path: Path) -> None:
+    # Stop (the dashboard's, the API's, Sidekiq's Web UI's) on each process of a -P group:
+    # the supervisor used to start a replacement under a new identity at once.
+    from sidequest.api import ProcessSet
+
+    proc, first = start_group(redis_server, r, tmp_path)
+    try:
         (one, other) = sorted(ProcessSet().processes(), key=lambda p: p.pid)
         one.stop()
         wait_for(lambda: pids(r) == {other.pid}, timeout=20, what="the first one gone")
@@ -241,13 +254,8 @@ def test_a_stop_from_the_dashboard_is_not_undone_by_the_supervisor(
 
 def test_a_quieted_group_replaces_a_dead_worker_with_a_quiet_one(
         redis_server: RedisServer, r: redis.Redis, tmp_path: Path) -> None:
-    config, _, env = ledger_setup(redis_server, tmp_path)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sidequest", "-P", "2", "-c", "1", "-r", "apps.ledger_jobs",
-         "-C", str(config), "--log-level", "WARNING"],
-        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, first = start_group(redis_server, r, tmp_path)
     try:
-        first = wait_for(lambda: pids(r) if len(pids(r)) == 2 else None, what="two workers")
         proc.send_signal(signal.SIGTSTP)  # before a deploy: quiet the whole group
 
         def quiet_pids() -> set[int]:

@@ -173,10 +173,7 @@ class Launcher:
                 problem = connection.url_problem(exc, connection.redacted())
                 if problem is not None:  # no wait fixes a URL: say so and exit 2
                     raise problem from exc
-                if not warned:
-                    log.warning("waiting for Redis at %s: %s", connection.redacted(),
-                                url_problems.readable(exc))
-                    warned = True
+                warned = warned or _say_waiting(exc)
                 self._nap(delay)
                 delay = min(delay * 2, 2.0)
 
@@ -385,12 +382,15 @@ def _first_client() -> redis.Redis:
         try:
             return connection.new_client(retries=0)
         except redis.ConnectionError as exc:
-            if not warned:
-                log.warning("waiting for Redis at %s: %s", connection.redacted(),
-                            url_problems.readable(exc))
-                warned = True
+            warned = warned or _say_waiting(exc)
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+
+def _say_waiting(exc: Exception) -> bool:
+    """Say once that the worker waits for Redis; True, for the caller's "said" flag."""
+    log.warning("waiting for Redis at %s: %s", connection.redacted(), url_problems.readable(exc))
+    return True
 
 
 def dump_threads() -> None:
