@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from typing import Any
 
@@ -31,10 +32,16 @@ def wanted(payload: Payload) -> bool:
 
 
 def ttl_of(payload: Payload) -> int:
+    """``result_ttl``, counted from when a scheduled job is due: one deferred for longer had
+    no status from then until it ran."""
     value = payload.get(TTL)
+    ttl = DEFAULT_TTL
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-        return max(1, int(value))
-    return DEFAULT_TTL
+        ttl = max(1, int(value))
+    at = payload.get("at")
+    if isinstance(at, (int, float)) and not isinstance(at, bool) and math.isfinite(at):
+        ttl += max(0, math.ceil(at - time.time()))
+    return ttl
 
 
 def fields(state: str, **extra: Any) -> dict[str, Any]:

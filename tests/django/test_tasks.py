@@ -92,3 +92,44 @@ def test_signals(worker: subprocess.Popen[str]) -> None:
     assert kinds["task_started"].endswith(":RUNNING")
     assert kinds["task_finished"].endswith(":SUCCESSFUL")
     assert kinds["task_started"].split(":")[0] == str(worker.pid)  # in the worker
+
+
+def test_a_task_raising_system_exit_is_failed_with_its_error(
+        worker: subprocess.Popen[str]) -> None:
+    from shop.tasks import leave
+
+    done = finished(leave, leave.enqueue(3).id)
+    assert done.status == "FAILED"
+    (error,) = done.errors
+    assert error.exception_class is SystemExit
+    assert worker.poll() is None  # the worker runs on
+
+
+def test_a_deferred_tasks_result_is_kept_past_its_run_time() -> None:
+    # Its time to live counted from the enqueue: deferred for longer than RESULT_TTL, it
+    # had no result from then until it ran.
+    import redis
+    from django.conf import settings
+    from django.utils import timezone
+    from shop.tasks import add
+
+    result = add.using(run_after=timezone.now() + timedelta(days=2)).enqueue(1, 2)
+    r = redis.Redis.from_url(settings.SIDEQUEST["redis_url"])
+    assert r.ttl(f"sq:status:{result.id}") > 2 * 86400
+    assert add.get_result(result.id).status == "READY"
+
+
+@pytest.mark.parametrize(("payload", "again"), [
+    ({"retry": 0}, False),
+    ({"retry": False}, False),
+    ({"retry": 2}, True),  # the first failure: retry_count not set yet
+    ({"retry": 2, "retry_count": 0}, True),
+    ({"retry": 2, "retry_count": 1}, False),  # the second retry failed: no more
+    ({"retry": True, "retry_count": 3}, True),
+])
+def test_a_failure_that_will_be_retried_does_not_finish_the_task(
+        payload: dict[str, Any], again: bool) -> None:
+    # task_finished with FAILED was sent for every attempt, the retried ones included.
+    from sidequest.contrib.django.backend import _will_retry
+
+    assert _will_retry(payload) is again

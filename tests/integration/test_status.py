@@ -201,3 +201,11 @@ def test_an_async_job_cancelled_while_running_ends_cancelled() -> None:
         wait_for(started.is_set, what="the job to start")
         cancel(jid)
         wait_for(lambda: JobStatus(jid).state == "cancelled", what="the job to be cancelled")
+
+
+def test_a_scheduled_jobs_status_is_kept_from_when_it_is_due(r: redis.Redis) -> None:
+    # Counted from the push, a job deferred past result_ttl had no status until it ran.
+    jid = Export.set(result_ttl=60).perform_in(3600, 1)
+    ttl = r.ttl(f"sq:status:{jid}")
+    assert 3600 < ttl <= 3660, ttl
+    assert JobStatus(jid).state == "scheduled"

@@ -47,7 +47,8 @@ PAGES = {
     "/limiters": None,
 }
 #: Pages without a data table, whose long names must not widen them either.
-OTHER_PAGES = ("/", "/metrics/app.jobs.{long}", "/retries/{key}")
+OTHER_PAGES = ("/", "/metrics/app.jobs.{long}", "/retries/{key}",
+               "/retries?substr=nomatch")  # a filter with its Clear link
 #: Whether an element sits in a box of its own that scrolls sideways (not the page's).
 SCROLLS_INSIDE = """b => {
   for (let e = b.parentElement; e && e !== document.body; e = e.parentElement) {

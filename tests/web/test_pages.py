@@ -275,11 +275,15 @@ def test_metrics_pages(client: Client, r: redis.Redis) -> None:
         recorder.record("app.jobs.Report", ms, failed=False)
     recorder.record("app.jobs.Report", 0.0, failed=True)
     recorder.record("app.jobs.Other", 5.0, failed=False)
+    for _ in range(2):
+        recorder.record("app.jobs.Slow", 65036.0, failed=False)
     recorder.flush()
     page = client.get("/metrics").text
     rows = re.findall(r"<tr>\s*<td><a href=\"/metrics/([^\"?]+)\?period=1h\">", page)
-    assert rows == ["app.jobs.Report", "app.jobs.Other"]  # the most time first
+    assert rows == ["app.jobs.Slow", "app.jobs.Report", "app.jobs.Other"]  # most time first
     assert ">5<" in page and ">1<" in page and "2.09 s" in page and "522.5 ms" in page
+    # A total and an average in one unit, not "130.07 s" beside "65036.0 ms".
+    assert "2 min 10 s" in page and "1 min 5 s" in page and "65036" not in page
     assert client.get("/metrics?substr=other").text.count("app.jobs.Report") == 0
     detail = client.get("/metrics/app.jobs.Report?period=24h").text
     assert "<dd>5</dd>" in detail and "<dd>1</dd>" in detail

@@ -37,3 +37,8 @@ def urgent(key: str) -> str:
 @task(queue_name="emails")
 def email(key: str) -> str:
     return key
+
+
+@task
+def leave(code: int) -> None:
+    raise SystemExit(code)  # no Exception: still a failure of the task, with its error

@@ -22,6 +22,7 @@ Sidekiq's backoff (``RETRY``, 25 by default; 0 for none) and reads as ``READY`` 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -32,7 +33,7 @@ from typing import Any, cast
 
 from django.utils.module_loading import import_string
 
-from sidequest import Job, connection, keys, status
+from sidequest import Job, connection, keys, retry, status
 from sidequest.contrib.django.tasks_api import (
     BaseTaskBackend,
     TaskContext,
@@ -123,7 +124,7 @@ class SidequestBackend(BaseTaskBackend):
         pipe.hset(key, mapping={TASK: task.module_path, ARGS: json.dumps(result.args),
                                 KWARGS: json.dumps(result.kwargs), BACKEND: self.alias,
                                 ENQUEUED: enqueued.isoformat(), "state": "queued"})
-        pipe.expire(key, int(self.result_ttl))
+        pipe.expire(key, int(self.result_ttl))  # the push sets it again, past the run time
         pipe.execute()
 
     def get_result(self, result_id: str) -> Any:
@@ -209,6 +210,7 @@ class _TaskRun:
         self.result = _result_from(job.jid, fields, "running", None)
         self.task = self.result.task
         self.args, self.kwargs = args, kwargs
+        self.retried = _will_retry(job.payload)
 
     def call_args(self) -> tuple[list[Any], dict[str, Any]]:
         if self.task.takes_context:
@@ -232,9 +234,21 @@ class _TaskRun:
             errors = [*json.loads(self.fields.get(ERRORS, "[]")), [path, text]]
             updates[ERRORS] = json.dumps(errors)
             self.result.errors.append(TaskError(exception_class_path=path, traceback=text))
+            if self.retried:  # not finished: it runs again, and reads READY meanwhile
+                object.__setattr__(self.result, "status", TaskResultStatus.READY)
+                connection.client().hset(self.key, mapping=updates)
+                return
             object.__setattr__(self.result, "status", TaskResultStatus.FAILED)
         connection.client().hset(self.key, mapping=updates)
         task_finished.send(type(self.task.get_backend()), task_result=self.result)
+
+
+def _will_retry(payload: dict[str, Any]) -> bool:
+    """A failure of this attempt is retried (Sidekiq's count: the first retry is 0)."""
+    allowed = retry.max_attempts(payload.get("retry"))
+    done = payload.get("retry_count")
+    attempt = done + 1 if isinstance(done, int) and not isinstance(done, bool) else 0
+    return allowed is not None and attempt < allowed
 
 
 class RunTask(Job):
@@ -249,7 +263,7 @@ class RunTask(Job):
         call_args, call_kwargs = run.call_args()
         try:
             value = run.task.call(*call_args, **call_kwargs)
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit too: the worker records it as a failure
             run.finished(exc)
             raise
         run.finished(None, value)
@@ -271,7 +285,9 @@ class RunAsyncTask(Job):
         call_args, call_kwargs = run.call_args()
         try:
             value = await run.task.acall(*call_args, **call_kwargs)
-        except Exception as exc:
+        except asyncio.CancelledError:
+            raise  # a stop or a cancel: the job goes back or ends unrun, no failure
+        except BaseException as exc:
             await sync_to_async(run.finished)(exc)
             raise
         await sync_to_async(run.finished)(None, value)
