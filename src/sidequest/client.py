@@ -255,11 +255,6 @@ def _push_unique(pipe: redis.client.Pipeline, uniques: list[tuple[Payload, bytes
                client=pipe)
 
 
-#: What a Redis Cluster answers while a primary is down or its slots move to a replica
-#: (by name: redis-py before 8.2 lacks some of them).
-_CLUSTER_UNAVAILABLE = connection.CLUSTER_UNAVAILABLE
-
-
 _T = TypeVar("_T")
 
 
@@ -286,7 +281,7 @@ def _guarded(write: Callable[[], _T], shard: str | None) -> _T:
             " enqueued. After a failover, point the URL at the new primary (or use Sentinel:"
             " redis+sentinel://), then retry"
         ) from exc
-    except _CLUSTER_UNAVAILABLE as exc:
+    except connection.CLUSTER_UNAVAILABLE as exc:
         raise RedisUnavailable(
             f"Redis Cluster at {_where(shard)} cannot take the write now ({exc}): a primary"
             " is down or failing over. The job was not enqueued, so retry later or fail the"

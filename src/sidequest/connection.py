@@ -363,7 +363,8 @@ def _sentinel_client(target: str, options: dict[str, Any]) -> redis.Redis:
 
 
 #: A Redis Cluster that cannot serve now (a primary down or failing over, no node answering):
-#: an outage, to wait out or report as one, not a wrong setting. ClusterDownError and
+#: an outage, to wait out or report as one, not a wrong setting (by name: redis-py before 8.2
+#: lacks some of them). ClusterDownError and
 #: TryAgainError are also ResponseErrors, which readers otherwise take for odd data.
 CLUSTER_UNAVAILABLE: tuple[type[Exception], ...] = tuple(
     getattr(redis.exceptions, name) for name in (

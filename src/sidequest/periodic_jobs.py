@@ -77,18 +77,29 @@ class Entry:
         return out
 
     def payload_base(self) -> Payload:
-        """The job as a normal push would write it, before jid and timestamps: the class's
-        options when it is loaded here, else Sidekiq's defaults (a Ruby class, say)."""
-        cls = registry.find(self.job_class)
-        base = cls.payload_base() if cls else {"class": self.job_class, "retry": True}
-        base["queue"] = self.queue
-        base["args"] = list(self.args)
-        if self.kwargs:
-            base[KWARGS] = dict(self.kwargs)
-        base[PAYLOAD_NAME] = self.name
-        if cls is not None:  # a unique job is identified as perform_async would: unique_key
-            unique_identity(cls, base, base["args"], self.kwargs or {})
-        return base
+        """The job as a normal push would write it, before jid and timestamps."""
+        return job_payload(self.job_class, self.queue, self.args, self.kwargs, self.name)
+
+
+def job_payload(job_class: str, queue: str, args: list[Any], kwargs: dict[str, Any] | None,
+                name: str, *, options: Any = None) -> Payload:
+    """A periodic entry's job before jid and timestamps: the class's options when it is
+    loaded here, else the ``options`` its defining process stored over Sidekiq's defaults
+    (a Ruby class, or a dashboard without the app)."""
+    cls = registry.find(job_class)
+    if cls is not None:
+        base = cls.payload_base()
+    else:
+        base = {"retry": True, **(options if isinstance(options, dict) else {}),
+                "class": job_class}
+    base["queue"] = queue
+    base["args"] = list(args)
+    if kwargs:
+        base[KWARGS] = dict(kwargs)
+    base[PAYLOAD_NAME] = name
+    if cls is not None:  # a unique job is identified as perform_async would: unique_key
+        unique_identity(cls, base, base["args"], kwargs or {})
+    return base
 
 
 #: The key of a stored definition holding the job class's push options.

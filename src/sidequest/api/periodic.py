@@ -20,11 +20,10 @@ from typing import Any, cast
 import redis
 
 from sidequest import client as push_client
-from sidequest import connection, cron, keys, registry
+from sidequest import connection, cron, keys
 from sidequest.errors import ConfigError, SidequestError
-from sidequest.job import unique_identity
 from sidequest.payload import Payload
-from sidequest.periodic_jobs import OPTIONS, PAYLOAD_NAME
+from sidequest.periodic_jobs import OPTIONS, job_payload
 
 
 @dataclass(frozen=True)
@@ -116,22 +115,13 @@ class PeriodicSet:
 
 
 def _payload(name: str, definition: dict[str, Any]) -> Payload:
-    cls = registry.find(definition["class"])
-    if cls is not None:
-        item = cls.payload_base()
-    else:  # the options the defining process stored (retry, timeout, ...)
-        options = definition.get(OPTIONS)
-        item = {"retry": True, **(options if isinstance(options, dict) else {}),
-                "class": definition["class"]}
-    item["queue"] = definition.get("queue") or "default"
-    item["args"] = list(definition.get("args") or [])
-    if definition.get("kwargs"):
-        item["kwargs"] = dict(definition["kwargs"])
-    item[PAYLOAD_NAME] = name
+    kwargs = definition.get("kwargs")
+    item = job_payload(definition["class"], definition.get("queue") or "default",
+                       list(definition.get("args") or []),
+                       kwargs if isinstance(kwargs, dict) else None, name,
+                       options=definition.get(OPTIONS))
     # No database transaction here to wait for: the push is the dashboard's own action.
     item.pop("enqueue_on_commit", None)
-    if cls is not None:  # identified as a tick (and perform_async) is: its unique_key
-        unique_identity(cls, item, item["args"], item.get("kwargs") or {})
     return item
 
 
