@@ -49,6 +49,18 @@ def test_a_failing_task_is_failed_with_its_error(worker: subprocess.Popen[str]) 
         done.return_value  # noqa: B018
 
 
+def test_a_return_value_json_cannot_hold_fails_the_task(
+        worker: subprocess.Popen[str]) -> None:
+    from shop.tasks import pair, unstorable, unstorable_async
+
+    assert finished(pair, pair.enqueue(4).id).return_value == [4, 4]
+    for task in (unstorable, unstorable_async):
+        done = finished(task, task.enqueue().id)
+        assert done.status == "FAILED", task
+        (error,) = done.errors
+        assert error.exception_class is TypeError and "Unsupported type" in error.traceback
+
+
 def test_async_task_and_context(worker: subprocess.Popen[str]) -> None:
     from shop.tasks import attempt_number, shout
 

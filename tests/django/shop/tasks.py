@@ -42,3 +42,18 @@ def email(key: str) -> str:
 @task
 def leave(code: int) -> None:
     raise SystemExit(code)  # no Exception: still a failure of the task, with its error
+
+
+@task
+def pair(a: int) -> object:
+    return (a, a)  # a tuple: stored as the list JSON makes of it
+
+
+@task
+def unstorable() -> object:
+    return {1, 2}  # a set: JSON cannot hold it, so the task fails, as in Django's backends
+
+
+@task
+async def unstorable_async() -> object:
+    return object()

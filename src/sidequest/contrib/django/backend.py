@@ -16,7 +16,8 @@ queue)``, and a task whose priority reaches one goes to that queue instead of it
 order. ``get_result`` reads Sidequest's job status (kept ``RESULT_TTL`` seconds, a day by
 default): state, return value, errors, attempts and times. A failed task is retried with
 Sidekiq's backoff (``RETRY``, 25 by default; 0 for none) and reads as ``READY`` meanwhile,
-``FAILED`` once it gives up. ``task_enqueued`` is sent where the task is enqueued,
+``FAILED`` once it gives up; a return value JSON cannot hold fails the task, as in Django's
+own backends. ``task_enqueued`` is sent where the task is enqueued,
 ``task_started`` and ``task_finished`` in the worker that runs it.
 """
 
@@ -41,6 +42,7 @@ from sidequest.contrib.django.tasks_api import (
     TaskResult,
     TaskResultDoesNotExist,
     TaskResultStatus,
+    normalize_json,
     task_enqueued,
     task_finished,
     task_started,
@@ -262,7 +264,8 @@ class RunTask(Job):
         run.started()
         call_args, call_kwargs = run.call_args()
         try:
-            value = run.task.call(*call_args, **call_kwargs)
+            # As Django's own backends do: a return value JSON cannot hold fails the task.
+            value = normalize_json(run.task.call(*call_args, **call_kwargs))
         except BaseException as exc:  # SystemExit too: the worker records it as a failure
             run.finished(exc)
             raise
@@ -284,7 +287,7 @@ class RunAsyncTask(Job):
         await sync_to_async(run.started)()
         call_args, call_kwargs = run.call_args()
         try:
-            value = await run.task.acall(*call_args, **call_kwargs)
+            value = normalize_json(await run.task.acall(*call_args, **call_kwargs))
         except asyncio.CancelledError:
             raise  # a stop or a cancel: the job goes back or ends unrun, no failure
         except BaseException as exc:
