@@ -61,6 +61,15 @@ def test_a_return_value_json_cannot_hold_fails_the_task(
         assert error.exception_class is TypeError and "Unsupported type" in error.traceback
 
 
+def test_an_argument_json_cannot_carry_is_named_as_the_tasks(project: object) -> None:
+    from shop.tasks import add
+
+    with pytest.raises(TypeError, match=r"the task's args\[0\] is nan"):
+        add.enqueue(float("nan"), 1)
+    with pytest.raises(TypeError, match=r"the task's kwargs\['b'\] is inf"):
+        add.enqueue(1, b=float("inf"))
+
+
 def test_async_task_and_context(worker: subprocess.Popen[str]) -> None:
     from shop.tasks import attempt_number, shout
 

@@ -49,6 +49,7 @@ from sidequest.contrib.django.tasks_api import (
 )
 from sidequest.errors import ConfigError
 from sidequest.options import validate_options
+from sidequest.payload import check_args
 
 _STATES = {
     "queued": TaskResultStatus.READY,
@@ -98,6 +99,10 @@ class SidequestBackend(BaseTaskBackend):
             task=task, id=os.urandom(12).hex(), status=TaskResultStatus.READY,
             enqueued_at=None, started_at=None, last_attempted_at=None, finished_at=None,
             args=list(args), kwargs=dict(kwargs), backend=self.alias, errors=[], worker_ids=[])
+        # Django refused what JSON has no type for; NaN and the like are left: name them as
+        # the task's arguments, not as the arguments of the job that carries them.
+        check_args(result.args, "the task's args")
+        check_args(result.kwargs, "the task's kwargs")
         enqueued = datetime.now(timezone.utc)
         object.__setattr__(result, "enqueued_at", enqueued)
         self._remember(result, task, enqueued)
