@@ -22,8 +22,10 @@ QUEUE_NAME = re.compile(r"[A-Za-z0-9_:.\-]+")
 OPTIONS = ("queue", "retry", "backtrace", "dead", "retry_queue", "tags", "unique_for",
            "unique_until", "expires_in", "timeout", "store_result", "result_ttl",
            "enqueue_on_commit", "name")
-#: Per-push options accepted by ``set(...)`` on top of the class options.
-PUSH_OPTIONS = (*OPTIONS[:-1], "jid")
+#: Per-push options accepted by ``set(...)`` on top of the class options. ``wrapped`` names
+#: what a generic runner job runs (a Django task, as ActiveJob's wrapper does in Sidekiq):
+#: the dashboard, the metrics and the traces show that name instead of the runner's class.
+PUSH_OPTIONS = (*OPTIONS[:-1], "jid", "wrapped")
 _NOT_OPTIONS = {"jid", "jobs", "async_perform"}
 #: When a unique job gives its lock back: as it starts, or once it has succeeded.
 UNIQUE_UNTIL = ("start", "success")
@@ -107,7 +109,7 @@ def _check_option(key: str, value: Any, where: str) -> None:
         if problem:
             raise ConfigError(f"{where}: option {problem}")
         return
-    elif key == "jid":
+    elif key in ("jid", "wrapped"):
         ok = isinstance(value, str) and bool(value)
         expect = "a non-empty string"
     else:  # name

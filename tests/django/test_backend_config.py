@@ -22,6 +22,22 @@ def test_priority_and_queue_name_pick_the_queue(project: object) -> None:
     r.delete("queue:critical", "queue:emails")
 
 
+def test_a_queued_task_shows_as_the_task_not_the_runner(project: object) -> None:
+    import redis
+    from django.conf import settings
+    from shop.tasks import email
+
+    from sidequest import api
+
+    r = redis.Redis.from_url(settings.SIDEQUEST["redis_url"])
+    r.delete("queue:emails")
+    email.enqueue("e")
+    (record,) = api.Queue("emails")
+    assert record.item["class"] == "sidequest.contrib.django.RunTask"
+    assert record.klass == "shop.tasks.email"  # on every dashboard page, and in the metrics
+    r.delete("queue:emails")
+
+
 def test_unknown_result_id(project: object) -> None:
     from shop.tasks import add
 

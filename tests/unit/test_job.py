@@ -199,14 +199,18 @@ def test_set_refuses_an_unknown_or_bad_option() -> None:
         TJWelcome.set(name="Other")  # the wire name is the class's, not the push's
     with pytest.raises(ConfigError, match="option jid='' is invalid"):
         TJWelcome.set(jid="")
+    with pytest.raises(ConfigError, match="option wrapped=7 is invalid"):
+        TJWelcome.set(wrapped=7)
     with pytest.raises(ConfigError, match="option queue='a b' is invalid"):
         TJWelcome.set(queue="a b")
 
 
 def test_set_overrides_the_class_options_for_one_push(pushed: list[dict[str, Any]]) -> None:
-    TJWelcome.set(queue="critical", retry=False, tags=("vip",), jid="f" * 24).perform_async(1)
+    TJWelcome.set(queue="critical", retry=False, tags=("vip",), jid="f" * 24,
+                  wrapped="app.tasks.report").perform_async(1)
     TJWelcome.perform_async(2)
     first, second = pushed
+    assert first["wrapped"] == "app.tasks.report" and "wrapped" not in second
     assert (first["queue"], first["retry"], first["tags"], first["jid"]) == (
         "critical",
         False,

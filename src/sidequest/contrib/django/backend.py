@@ -108,7 +108,8 @@ class SidequestBackend(BaseTaskBackend):
         self._remember(result, task, enqueued)
         job_class = RunAsyncTask if _is_async(task.func) else RunTask
         setter = job_class.set(queue=self.queue_for(task), jid=result.id, retry=self.retry,
-                               store_result=True, result_ttl=self.result_ttl)
+                               store_result=True, result_ttl=self.result_ttl,
+                               wrapped=task.module_path)
         job_args = (task.module_path, result.args, result.kwargs, self.alias)
         try:
             if task.run_after is not None:
