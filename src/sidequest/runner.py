@@ -71,13 +71,16 @@ def _flag_hint(word: str, flags: list[str]) -> str:
     return f"did you mean {close[0]} (for {name})?" if close else ""
 
 
-def parser(prog: str = "sidequest") -> argparse.ArgumentParser:
+EPILOG = ("Commands: run (default), dev, stats, status [--watch], periodic, web."
+          " Example: sidequest -r myapp.jobs -c 10 -q default. A flag wins over the -C file,"
+          " which wins over the defaults shown.")
+
+
+def parser(prog: str = "sidequest", epilog: str = EPILOG) -> argparse.ArgumentParser:
     parser = _Parser(
         prog=prog,
         description="Run Sidequest workers (Sidekiq-compatible background jobs).",
-        epilog="Commands: run (default), dev, stats, status [--watch], periodic, web."
-        " Example: sidequest -r myapp.jobs -c 10 -q default. A flag wins over the -C file"
-        " (under Django, the SIDEQUEST setting), which wins over the defaults shown.",
+        epilog=epilog,
     )
     parser.add_argument("-r", "--require", action="append", metavar="MODULE_OR_FILE",
                         help="module (myapp.jobs) or .py file that defines your jobs; repeatable")

@@ -76,6 +76,9 @@ def test_the_worker_takes_the_cli_flags(project: Path, redis_server: RedisServer
         capture_output=True, text=True, check=True).stdout
     for flag in ("--concurrency", "--queue", "--max-memory", "--redis-url"):
         assert flag in help_text
+    # The sidequest command's other commands (web, stats) are not this one's.
+    flat = " ".join(help_text.split())
+    assert "Commands:" not in flat and "Example: python manage.py sidequest -c 10" in flat
     bad = subprocess.run(
         [sys.executable, str(HERE / "manage.py"), "sidequest", "-c", "0"], cwd=HERE,
         env={**env, "SIDEQUEST_SHARD_QUEUE": "reports=eu"},

@@ -15,6 +15,12 @@ from sidequest import environ, runner
 from sidequest.contrib.django import conf
 from sidequest.errors import ConfigError
 
+#: The sidequest command's other commands (stats, web, ...) are not this one's: the
+#: dashboard is mounted in the project's urls, and `sidequest stats` reads the same Redis.
+EPILOG = ("Example: python manage.py sidequest -c 10 -q default -q low. A flag wins over the"
+          " -C file, which wins over the SIDEQUEST setting, which wins over the defaults"
+          " shown. The jobs are found in each installed app's jobs module; -r adds more.")
+
 
 class Command(BaseCommand):
     help = "Run a Sidequest worker for this project's jobs (the flags of `sidequest`)."
@@ -23,7 +29,8 @@ class Command(BaseCommand):
                       **kwargs: Any) -> argparse.ArgumentParser:
         # The sidequest command's own parser: Django's -v/--version would clash with its
         # -v (verbose) and -V, and the worker should take the same flags either way.
-        parser = runner.parser(prog=f"{os.path.basename(prog_name)} {subcommand}")
+        parser = runner.parser(prog=f"{os.path.basename(prog_name)} {subcommand}",
+                               epilog=EPILOG)
         parser.add_argument("--settings", help="Django settings module")
         parser.add_argument("--pythonpath", help="a directory to add to sys.path")
         return parser
