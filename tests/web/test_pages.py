@@ -90,6 +90,16 @@ def test_busy_lists_processes_and_running_jobs(client: Client, r: redis.Redis) -
     assert re.search(r'<td class="beat" title="[^"]+">2 min ago</td>', client.get("/busy").text)
 
 
+def test_the_busy_heading_counts_quiet_processes_apart(client: Client, r: redis.Redis) -> None:
+    process(r, "w1:1:aaaaaaaaaaaa", busy=1)
+    heading = re.compile(r"<h2>Processes <span class=\"muted\">([^<]+)</span>")
+    assert heading.search(client.get("/busy").text)[1] == "1 process, 1 of 5 threads busy"
+    process(r, "w2:2:bbbbbbbbbbbb")
+    r.hset("w2:2:bbbbbbbbbbbb", "quiet", "true")
+    assert heading.search(client.get("/busy").text)[1] == (
+        "2 processes (1 quiet), 1 of 10 threads busy")
+
+
 def test_cancel_a_running_job_from_the_busy_page(client: Client, r: redis.Redis) -> None:
     process(r, "worker-1:4242:aaaaaaaaaaaa", busy=1, work={"t1": job(A, args=[1])})
     r.sadd("sq:processes", "worker-1:4242:aaaaaaaaaaaa")  # a Sidequest process, alive:
@@ -99,7 +109,10 @@ def test_cancel_a_running_job_from_the_busy_page(client: Client, r: redis.Redis)
     answer = client.submit("/busy", {"action": "cancel", "jid": A})
     assert answer.status_code == 303
     assert r.zscore("sq:cancelled", A) is not None
-    assert f"Cancelling {A}" in flash(client.get("/busy").text)
+    page = client.get("/busy").text
+    assert f"Cancelling {A}" in flash(page)
+    # Its row says it is being cancelled, instead of offering Cancel again.
+    assert f'name="jid" value="{A}"' not in page and ">cancelling</span>" in page
     assert client.submit("/busy", {"action": "cancel", "jid": ""}).status_code == 400
 
 

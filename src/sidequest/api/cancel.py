@@ -37,6 +37,22 @@ def cancel(jid: str) -> bool:
     return found
 
 
+def cancelling(jids: list[str]) -> set[str]:
+    """Which of ``jids`` have been cancelled (on a shard that answers): a running one is
+    still stopping, or runs on, unaware, in a process that cannot cancel."""
+    marked: set[str] = set()
+    if not jids:
+        return marked
+    for shard in connection.shard_names():
+        with connection.on_shard(shard):
+            try:
+                scores = connection.client().zmscore(keys.CANCELLED, jids)
+            except UNREACHABLE_ERRORS:
+                continue  # its jobs show as not cancelled rather than fail the page
+        marked.update(jid for jid, score in zip(jids, scores, strict=True) if score is not None)
+    return marked
+
+
 def _cancel_here(jid: str) -> bool:
     now = time.time()
     pipe = connection.client().pipeline(transaction=True)

@@ -7,6 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sidequest.api import Process, ProcessSet, Work, WorkSet, awaiting_recovery, cancel
+from sidequest.api.cancel import cancelling
 from sidequest.web import params, render
 
 ACTIONS = ("quiet", "stop", "cancel")
@@ -14,7 +15,7 @@ ACTIONS = ("quiet", "stop", "cancel")
 
 async def busy(request: Request) -> Response:
     page, count = params.page(request), params.count(request, 50)
-    processes, works, orphans = await run_in_threadpool(_read)
+    processes, works, orphans, cancelled = await run_in_threadpool(_read)
     ours = {p.identity for p in processes if p.sidequest}
     last = params.last_page(len(works), count)
     page = min(page, last)
@@ -23,16 +24,19 @@ async def busy(request: Request) -> Response:
                        total_works=len(works), page=page, last_page=last,
                        concurrency=sum(p.concurrency for p in processes),
                        busy=sum(p.busy for p in processes), cancellable=ours,
-                       orphans=orphans,
+                       cancelled=cancelled, orphans=orphans,
                        recoverer=bool(ours))
 
 
-def _read() -> tuple[list[Process], list[Work], dict[str, int]]:
+def _read() -> tuple[list[Process], list[Work], dict[str, int], set[str]]:
     """The processes (only Sidequest's can cancel a running job: Ruby Sidekiq would run it
     to its end, and a cancel mark left behind would drop its retry if a Sidequest worker
-    fetched that), their running jobs, and the jobs of dead Sidequest processes that wait
-    to go back to their queues."""
-    return ProcessSet().processes(), list(WorkSet()), awaiting_recovery()
+    fetched that), their running jobs, the jobs of dead Sidequest processes that wait to go
+    back to their queues, and which running jobs were cancelled already (their row says so
+    instead of offering Cancel again)."""
+    works = list(WorkSet())
+    jids = [w.job.jid for w in works if w.job.jid]
+    return ProcessSet().processes(), works, awaiting_recovery(), cancelling(jids)
 
 
 async def busy_action(request: Request) -> Response:
