@@ -1,6 +1,7 @@
 """The Periodic tab against real Redis data: entries with their schedule in words and as
-written, time zone, next and last run with jid and outcome; pause, resume and enqueue now,
-each a POST behind the same CSRF check as every other action; hostile names printed inert."""
+written, time zone, next and last run with jid and outcome; pause, resume, enqueue now and
+remove, each a POST behind the same CSRF check as every other action; hostile names printed
+inert."""
 
 from __future__ import annotations
 
@@ -59,6 +60,20 @@ def test_pause_resume_and_enqueue_now(client: Client, r: redis.Redis) -> None:
     client.submit("/periodic", {"action": "pause", "name": "gone"})
     assert "No periodic entry gone." in flash(client.get("/periodic").text)
     assert client.submit("/periodic", {"action": "explode", "name": "ping"}).status_code == 400
+
+
+def test_remove_an_entry_no_code_defines_any_more(client: Client, r: redis.Redis) -> None:
+    define(r)
+    assert client.get("/periodic").text.count(">Remove<") == 2
+    client.submit("/periodic", {"action": "remove", "name": "ping"})
+    page = client.get("/periodic").text
+    assert "Removed ping: running workers stop pushing it" in flash(page)
+    assert 'data-name="ping"' not in page and 'data-name="nightly-report"' in page
+    assert not r.hexists(keys.PERIODIC, "ping") and not r.exists(keys.periodic_state("ping"))
+    # The mark by which a running process that still defines it stops pushing it.
+    assert r.hexists(keys.PERIODIC_REMOVED, "ping")
+    client.submit("/periodic", {"action": "remove", "name": "ping"})
+    assert "No periodic entry ping." in flash(client.get("/periodic").text)
 
 
 def test_enqueue_now_of_a_unique_job_already_queued_says_so(client: Client,

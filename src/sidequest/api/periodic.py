@@ -94,6 +94,17 @@ class PeriodicSet:
         self.client.hdel(keys.periodic_state(name), "paused")
         return True
 
+    def remove(self, name: str) -> bool:
+        """Delete ``name``'s entry, for one no process defines any more (a worker that starts
+        with periodic entries removes the others itself, one started with none removes
+        nothing). Running processes that still define it stop pushing it; one that starts
+        with it writes it back. False if there is no such entry."""
+        if not self.client.hexists(keys.PERIODIC, name):
+            return False
+        seconds, _ = self.client.time()
+        remove(self.client, name, int(seconds))
+        return True
+
     def enqueue_now(self, name: str) -> str | None:
         """Push ``name``'s job now, outside its schedule, as a normal push (client middleware
         included); it becomes the entry's last run. None if there is no such entry; raises
@@ -112,6 +123,16 @@ class PeriodicSet:
                              mapping={"jid": jid, "at": time.time()})
             self.client.hdel(keys.periodic_state(name), "outcome", "outcome_at")
         return jid
+
+
+def remove(client: redis.Redis, name: str, when: int) -> None:
+    """Delete an entry and its state, and leave the mark (``when``, epoch seconds) by which
+    processes that still define it know to stop pushing it."""
+    pipe = client.pipeline(transaction=True)
+    pipe.hdel(keys.PERIODIC, name)
+    pipe.delete(keys.periodic_state(name))
+    pipe.hset(keys.PERIODIC_REMOVED, name, when)
+    pipe.execute()
 
 
 def _payload(name: str, definition: dict[str, Any]) -> Payload:

@@ -30,6 +30,7 @@ from typing import Any, cast
 import redis
 
 from sidequest import connection, items, keys, periodic_jobs, unique
+from sidequest.api.periodic import remove
 from sidequest.config import Config
 from sidequest.payload import Payload, dumps, new_jid
 from sidequest.periodic_jobs import PAYLOAD_NAME, PAYLOAD_TICK, Entry
@@ -218,14 +219,6 @@ def register(client: redis.Redis, entry: Entry, since: int) -> None:
     pipe.hset(keys.PERIODIC, entry.name, dumps(entry.definition()))
     pipe.hdel(keys.PERIODIC_REMOVED, entry.name)
     pipe.hsetnx(keys.periodic_state(entry.name), "tick", since)
-    pipe.execute()
-
-
-def remove(client: redis.Redis, name: str, when: int) -> None:
-    pipe = client.pipeline(transaction=True)
-    pipe.hdel(keys.PERIODIC, name)
-    pipe.delete(keys.periodic_state(name))
-    pipe.hset(keys.PERIODIC_REMOVED, name, when)
     pipe.execute()
 
 

@@ -1,5 +1,5 @@
 """The Periodic tab: every periodic entry with its schedule, next and last run; pause,
-resume and enqueue now."""
+resume, enqueue now, and remove (an entry no deployed code defines any more)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sidequest.api import PeriodicEntry, PeriodicSet
 from sidequest.errors import SidequestError
 from sidequest.web import render
 
-ACTIONS = ("pause", "resume", "enqueue")
+ACTIONS = ("pause", "resume", "enqueue", "remove")
 
 
 async def periodic(request: Request) -> Response:
@@ -20,7 +20,7 @@ async def periodic(request: Request) -> Response:
 
 
 async def periodic_action(request: Request) -> Response:
-    """Pause, resume or enqueue now the entry ``name`` posted."""
+    """Pause, resume, enqueue now or remove the entry ``name`` posted."""
     form = render.form(request)
     action, name = form.get("action", ""), form.get("name", "")
     if action not in ACTIONS or not name:
@@ -37,6 +37,11 @@ def _act(action: str, name: str) -> str:
         except SidequestError as exc:
             return f"{exc}."
         return f"Enqueued {name} now ({jid})." if jid else f"No periodic entry {name}."
+    if action == "remove":
+        if not periodic.remove(name):
+            return f"No periodic entry {name}."
+        return (f"Removed {name}: running workers stop pushing it; one that starts with it"
+                " in its code writes it back.")
     done = periodic.pause(name) if action == "pause" else periodic.resume(name)
     if not done:
         return f"No periodic entry {name}."
