@@ -266,8 +266,9 @@ def test_a_quieted_group_replaces_a_dead_worker_with_a_quiet_one(
         victim = min(first)
         os.kill(victim, signal.SIGKILL)
         wait_for(lambda: len(pids(r) - {victim}) == 2, timeout=20, what="a replacement")
-        (replacement,) = pids(r) - first
-        wait_for(lambda: replacement in quiet_pids(), timeout=10, what="the replacement quiet")
+        # Quiet from its first beat (and so from before its first fetch), not soon after.
+        (member,) = [m for m in r.smembers("processes") if int(m.split(":")[1]) not in first]
+        assert r.hget(member, "quiet") == "true"
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)

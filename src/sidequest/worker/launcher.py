@@ -122,6 +122,8 @@ class Launcher:
         for handler in (unique.on_death, status.on_death):  # a job that will not run again
             if handler not in hooks.death_handlers:  # frees its identity, is marked dead
                 hooks.on_death(handler)
+        if self.start_quiet:  # a replacement in a quieted -P group: quiet from its first beat
+            self.heartbeat.quiet = True
         self._first_beat()
         check_redis(self._client)
         for owner in self.gone:  # now, not when its lease runs out: it is known dead
@@ -140,6 +142,8 @@ class Launcher:
         watcher = CancelWatcher(connection.new_client(retries=0), self.stopping,
                                 self.manager.asyncio.cancel)
         watcher.first_look()  # before the first fetch: no job cancelled earlier starts
+        if self.start_quiet:  # before the fetcher starts: not one job is taken
+            self.quiet()
         self.manager.start()
         for target, name in ((self._beat_loop, "heartbeat"), (self.scheduler.run, "scheduler"),
                              (self.reaper.run, "reaper"), (self.periodic.run, "periodic"),
@@ -327,8 +331,6 @@ class Launcher:
         except redis.RedisError:
             log.info("stopped before Redis could be reached; nothing was fetched")
             return True
-        if self.start_quiet:
-            self.quiet()
         while not self.stop_requested.is_set():
             time.sleep(NAP)
         watchdog.notify_stop()  # no-op when a signal already told it
