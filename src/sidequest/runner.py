@@ -297,7 +297,7 @@ def _supervise(config: Config, processes: int, plan: list[tuple[str, Config]]) -
         launcher = None
         try:  # pushed-back jobs: still a graceful stop
             launcher = Launcher(own, supervised=True, nonce=start.nonce, gone=start.gone,
-                                quiet=start.quiet)
+                                quiet=start.quiet, heard=start.heard)
             launcher.run()
         except ConfigError as exc:
             log.error("%s", exc)

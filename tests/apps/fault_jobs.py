@@ -155,6 +155,19 @@ class HoldGil(Job):
         record("done", self)
 
 
+class HoldGilOnStop(Job):
+    """Runs until its process stops, then blocks in C holding the GIL for ``seconds``: the
+    graceful stop cannot finish, and the process ends by its hard deadline instead."""
+
+    name = "fault.HoldGilOnStop"
+
+    def perform(self, seconds: int) -> None:
+        record("start", self)
+        while not self.stopping():
+            time.sleep(0.05)
+        ctypes.PyDLL(None).sleep(int(seconds))
+
+
 class Exit(Job):
     """Poison pill: ends the whole process at once, as a C extension calling exit() would."""
 

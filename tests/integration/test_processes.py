@@ -4,6 +4,7 @@ them all on TERM."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -269,6 +270,61 @@ def test_a_quieted_group_replaces_a_dead_worker_with_a_quiet_one(
         # Quiet from its first beat (and so from before its first fetch), not soon after.
         (member,) = [m for m in r.smembers("processes") if int(m.split(":")[1]) not in first]
         assert r.hget(member, "quiet") == "true"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
+def test_a_process_quieted_from_the_dashboard_is_replaced_by_a_quiet_one(
+        redis_server: RedisServer, r: redis.Redis, tmp_path: Path) -> None:
+    from sidequest.api import ProcessSet
+
+    proc, first = start_group(redis_server, r, tmp_path)
+    try:
+        victim = min(first)
+        (quieted,) = [p for p in ProcessSet().processes() if p.pid == victim]
+        quieted.quiet()  # the dashboard's Quiet on this one row: the supervisor never sees it
+        wait_for(lambda: r.hget(quieted.identity, "quiet") == "true", what="the quiet")
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: len(pids(r) - {victim}) == 2, timeout=20, what="a replacement")
+        (member,) = [m for m in r.smembers("processes") if int(m.split(":")[1]) not in first]
+        assert r.hget(member, "quiet") == "true"
+        (other,) = [m for m in r.smembers("processes") if int(m.split(":")[1]) == max(first)]
+        assert r.hget(other, "quiet") == "false"  # only the quieted one's slot
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
+def test_a_stopped_process_that_ends_by_its_hard_deadline_is_not_replaced(
+        redis_server: RedisServer, r: redis.Redis, tmp_path: Path) -> None:
+    # Stop from the dashboard, and a job that then holds the GIL past the shutdown timeout:
+    # the process ends by its hard deadline (exit 1), not as a stop asked for (exit 3).
+    from sidequest.api import ProcessSet
+
+    config, _, env = ledger_setup(redis_server, tmp_path)
+    ledger = tmp_path / "ledger.jsonl"
+    log = tmp_path / "supervisor.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sidequest", "-P", "2", "-c", "1", "-r", "apps.fault_jobs",
+             "-C", str(config), "--log-level", "INFO"],
+            env={**env, "FAULT_LEDGER": str(ledger)}, cwd=ROOT, stdout=out, stderr=out)
+    try:
+        first = wait_for(lambda: pids(r) if len(pids(r)) == 2 else None, what="two workers")
+        r.lpush("queue:default", json.dumps({"class": "fault.HoldGilOnStop", "args": [15],
+                                             "queue": "default", "retry": True,
+                                             "jid": "b" * 24, "created_at": time.time(),
+                                             "enqueued_at": time.time()}))
+        started = wait_for(lambda: ledger.exists() and ledger.read_text(), what="the job")
+        runner = json.loads(started.splitlines()[0])[3]
+        (stopped,) = [p for p in ProcessSet().processes() if p.pid == runner]
+        stopped.stop()
+        said = wait_for(lambda: "not starting another" in log.read_text() and log.read_text(),
+                        timeout=30, what="the supervisor to let it go")
+        assert f"worker process {runner} was stopped from the dashboard" in said
+        assert "starting another" not in said.replace("not starting another", "")
+        assert pids(r) - {runner} == first - {runner}
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)

@@ -68,7 +68,8 @@ NAP = 0.1
 class Launcher:
     def __init__(self, config: Config, embedded: bool = False,
                  supervised: bool = False, nonce: str | None = None,
-                 gone: tuple[str, ...] = (), *, quiet: bool = False) -> None:
+                 gone: tuple[str, ...] = (), *, quiet: bool = False,
+                 heard: Callable[[str], None] | None = None) -> None:
         if client.pushes_are_local():
             raise ConfigError(
                 "a worker cannot start while sidequest.testing's fake or inline mode is on:"
@@ -86,6 +87,8 @@ class Launcher:
         self.gone = gone
         #: Start quieted: a -P supervisor told to quiet replaces a dead child with a quiet one.
         self.start_quiet = quiet
+        #: Told each signal read from Redis: a -P supervisor learns of a remote quiet or stop.
+        self._heard = heard
         self.state = ProcessState()
         self.stopping = threading.Event()
         self.stop_requested = threading.Event()
@@ -219,6 +222,8 @@ class Launcher:
         replacement (``stopped_on_request``)."""
         if name in ("TERM", "INT") and not self.embedded:
             self.stopped_on_request = True
+        if self._heard is not None:
+            self._heard(name)
         self.signal(name)
 
     def signal(self, name: str) -> None:

@@ -4,9 +4,10 @@ Duties:
 1. load the application once, before forking, so children share its memory pages;
 2. fork N children, each a full worker (its own identity, threads and Redis connections);
 3. restart a child that dies unexpectedly, backing off if it keeps dying at once (quiet, if
-   the group was quieted); a child that stops on a configuration error stops them all (exit
-   2), since a restart would too; one stopped from the dashboard or the API is not
-   restarted, and the supervisor exits once none is left;
+   the group or that child was quieted); a child that stops on a configuration error stops
+   them all (exit 2), since a restart would too; one stopped from the dashboard or the API
+   is not restarted, even if its stop ends by the hard deadline, and the supervisor exits
+   once none is left (a child tells of a quiet or stop read from Redis on a pipe);
 4. forward TERM/INT (graceful stop), TSTP (quiet) and TTIN (thread dump) to every child, and
    after a stop wait for them up to the shutdown timeout plus a margin, then kill stragglers.
 
@@ -40,16 +41,50 @@ CONFIG_ERROR = 2
 STOPPED_ON_REQUEST = 3
 
 
+#: What a child tells its supervisor through its report pipe: a quiet or a stop asked through
+#: Redis (the dashboard, the API), which the supervisor cannot see otherwise. Its replacement,
+#: should it die, starts quiet; a stopped one is not replaced even if its stop ends in a
+#: forced exit (a job stuck past the shutdown timeout) rather than STOPPED_ON_REQUEST.
+QUIETED, STOPPED = b"Q", b"S"
+
+
 @dataclass(frozen=True)
 class Child:
-    """What a forked child is given: its slot, the nonce of its identity, and the
-    identities of dead children whose jobs it recovers at start."""
+    """What a forked child is given: its slot, the nonce of its identity, the identities of
+    dead children whose jobs it recovers at start, and the pipe it reports on."""
 
     slot: int
     nonce: str
     gone: tuple[str, ...]
-    #: The group was quieted (TSTP): the child starts quiet, fetching nothing.
+    #: The group, or the child this one replaces, was quieted: it starts quiet.
     quiet: bool = False
+    #: The write end of its report pipe (-1: none).
+    report_fd: int = -1
+
+    def heard(self, name: str) -> None:
+        """The child read signal ``name`` from Redis: tell the supervisor what it means for
+        a replacement; never fails the child."""
+        what = {"TSTP": QUIETED, "TERM": STOPPED, "INT": STOPPED}.get(name)
+        if what is not None and self.report_fd >= 0:
+            with contextlib.suppress(OSError):  # the supervisor is gone: nothing to tell
+                os.write(self.report_fd, what)
+
+
+@dataclass
+class _Running:
+    started: float
+    slot: int
+    nonce: str
+    reports: int  # the read end of its report pipe
+
+    def told(self) -> bytes:
+        """What the child reported before it exited (the pipe is closed here)."""
+        try:
+            return os.read(self.reports, 64)
+        except OSError:  # nothing written (non-blocking read)
+            return b""
+        finally:
+            os.close(self.reports)
 
 
 #: prctl option: the signal a process gets when its parent dies.
@@ -63,7 +98,7 @@ class Supervisor:
         #: Runs a child, given its slot (0 to processes - 1): a restarted child takes the
         #: slot of the one it replaces (its metrics port, for one).
         self.child_main = child_main
-        self.children: dict[int, tuple[float, int, str]] = {}  # pid -> (start, slot, nonce)
+        self.children: dict[int, _Running] = {}
         self.stopping = False
         self.quieted = False
         self._delay = 0.5
@@ -83,23 +118,30 @@ class Supervisor:
             time.sleep(0.2)  # the supervision period; signals interrupt it
         return self._shutdown()
 
-    def _fork(self, slot: int, gone: tuple[str, ...] = ()) -> None:
+    def _fork(self, slot: int, gone: tuple[str, ...] = (), quiet: bool = False) -> None:
         """Start the child of ``slot``; ``gone``: the identity of the child it replaces, if
-        that one died, for it to recover that one's jobs at once."""
+        that one died, for it to recover that one's jobs at once; ``quiet``: that one was
+        quieted."""
         parent = os.getpid()
         nonce = identity.new_nonce()  # chosen here, so that its identity is known here
+        reports, report_fd = os.pipe()
+        os.set_blocking(reports, False)
         pid = os.fork()
         if pid == 0:  # the child: run a worker, never return into the supervisor's loop
             for name in _FORWARDED:
                 signal.signal(getattr(signal, name), signal.SIG_DFL)
+            for fd in (reports, *(c.reports for c in self.children.values())):
+                os.close(fd)
             _stop_with(parent)
             code = 1
             try:
-                code = self.child_main(Child(slot, nonce, gone, self.quieted))
+                code = self.child_main(Child(slot, nonce, gone, self.quieted or quiet,
+                                             report_fd))
             finally:
                 sys.stdout.flush()
                 os._exit(code)
-        self.children[pid] = (time.monotonic(), slot, nonce)
+        os.close(report_fd)
+        self.children[pid] = _Running(time.monotonic(), slot, nonce, reports)
 
     def _reap_and_restart(self) -> None:
         while self.children:
@@ -110,28 +152,31 @@ class Supervisor:
                 # Not a worker: an orphan the supervisor adopted as PID 1 in a container (a
                 # dead worker's watchdog, a process the application started): only reaped.
                 continue
-            started, slot, nonce = self.children.pop(pid)
+            child = self.children.pop(pid)
+            told = child.told()
             if self.stopping:
                 continue
             code = os.waitstatus_to_exitcode(status)
             if code == CONFIG_ERROR:
                 self._give_up(pid)
                 return
-            if code == STOPPED_ON_REQUEST:
+            if code == STOPPED_ON_REQUEST or STOPPED in told:
                 log.info("worker process %d was stopped from the dashboard or the API; not"
                          " starting another (%s left)", pid, len(self.children))
                 if not self.children:  # the last one: the supervisor is done (never reset
                     self.stopping = True  # the flag: a TERM may have set it meanwhile)
                 continue
-            log.warning("worker process %d exited (%s); starting another", pid, _describe(status))
-            if time.monotonic() - started < FAST_DEATH:
+            log.warning("worker process %d exited (%s); starting another%s", pid,
+                        _describe(status), ", quiet as it was" if QUIETED in told else "")
+            if time.monotonic() - child.started < FAST_DEATH:
                 time.sleep(self._delay)  # do not spin if the app dies at start
                 self._delay = min(self._delay * 2, 30.0)
             else:
                 self._delay = 0.5
             # Dead for certain (reaped here): its replacement recovers its jobs at start,
             # instead of a reaper after its lease expires (the fallback, if that one fails).
-            self._fork(slot, (identity.of(pid, nonce),) if nonce else ())
+            self._fork(child.slot, (identity.of(pid, child.nonce),) if child.nonce else (),
+                       quiet=QUIETED in told)
 
     def _give_up(self, pid: int) -> None:
         """A child stopped on a configuration error (logged by it): stop the others."""
@@ -164,7 +209,9 @@ class Supervisor:
             if pid == 0:
                 time.sleep(0.05)
                 continue
-            self.children.pop(pid, None)
+            gone = self.children.pop(pid, None)
+            if gone is not None:
+                gone.told()  # closes its pipe
             code = os.waitstatus_to_exitcode(status)
             if code < 0:  # a signal's default action ended it: no graceful stop, say so
                 log.error("worker process %d ended while stopping (%s)", pid,
