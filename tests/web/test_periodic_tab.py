@@ -113,5 +113,17 @@ def test_hostile_definitions_are_printed_inert(client: Client, r: redis.Redis) -
     assert "unreadable schedule" in page
 
 
+def test_malformed_definitions_read_as_unreadable(client: Client, r: redis.Redis) -> None:
+    # Written by hand or by another tool: one odd entry must not take the tab down.
+    r.hset(keys.PERIODIC, mapping={"not-json": "notjson", "no-args": json.dumps(
+        {"class": "X", "every": 5}), "a-list": "[1]", "odd-args": json.dumps(
+        {"class": "X", "every": 5, "args": "text", "every_s": None})})
+    answer = client.get("/periodic")
+    assert answer.status_code == 200
+    for name in ("not-json", "no-args", "a-list", "odd-args"):
+        assert f'data-name="{name}"' in answer.text
+    assert answer.text.count("unreadable schedule") == 2
+
+
 def test_no_entries(client: Client) -> None:
     assert "No periodic jobs." in client.get("/periodic").text

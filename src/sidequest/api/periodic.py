@@ -51,6 +51,12 @@ class PeriodicEntry:
     def queue(self) -> str:
         return str(self.definition.get("queue", "default"))
 
+    @property
+    def args(self) -> list[Any]:
+        """The job's arguments; [] when the stored definition has none it can read."""
+        args = self.definition.get("args")
+        return args if isinstance(args, list) else []
+
 
 class PeriodicSet:
     """Every periodic entry in Redis, by name."""
