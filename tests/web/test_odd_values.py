@@ -4,6 +4,7 @@ it can (200, or a clean 404 for a job it cannot find) and never answers 500."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 
@@ -107,6 +108,16 @@ def test_every_page_survives(client: Client, r: redis.Redis, case: str) -> None:
     assert not failures, failures
 
 
+def test_odd_or_missing_process_times_read_as_unknown(client: Client, r: redis.Redis) -> None:
+    process(r, beat="1e300", info=json.dumps({"hostname": "odd-host", "pid": 1}))
+    page = client.get("/busy").text
+    started = re.search(r'<td title="([^"]*)">([^<]*)</td>\s*(?:{#[^#]*#}\s*)?'
+                        r'<td class="beat" title="([^"]*)">([^<]*)</td>', page)
+    assert started is not None, page
+    # No start time written: unknown, not 1970; a beat of 1e300: unknown, not 300 digits.
+    assert started.groups() == ("-", "-", "(unreadable time)", "-")
+
+
 def test_bidi_controls_are_shown_escaped(client: Client, r: redis.Redis) -> None:
     r.sadd("queues", "default")
     r.lpush("queue:default", job(args=["invoice\u202etxt.exe"]))
@@ -142,6 +153,23 @@ def test_huge_jobs_make_a_small_page_and_delete_by_their_button(
     assert answer.status_code == 303
     assert [json.loads(raw)["jid"] for raw in r.lrange("queue:big", 0, -1)] == [
         f"{2:024d}", f"{0:024d}"]  # the middle one, in either order, is the second row
+
+
+def test_huge_names_and_tags_make_small_pages(client: Client, r: redis.Redis) -> None:
+    # Class, tags and error class are names, and the list cells print them: 5 MB each here.
+    huge = "N" * 5_000_000
+    r.sadd("queues", "bigq")
+    r.lpush("queue:bigq", *(job(**{"class": huge, "tags": [huge], "jid": f"{i:024d}"})
+                            for i in range(3)))
+    r.zadd("retry", {job(**{"class": huge, "tags": [huge], "error_class": huge,
+                            "error_message": "m", "failed_at": NOW}): NOW})
+    for path in ("/queues/bigq", "/retries"):
+        page = client.get(path)
+        assert page.status_code == 200 and len(page.content) < 100_000, (path, len(page.content))
+    (score,) = [s for _m, s in r.zrange("retry", 0, 0, withscores=True)]
+    page = client.get(f"/retries/{score!r}-0123456789abcdef01234567")
+    # Each field row holds at most 100,000 characters of its value, the heading 1,000.
+    assert page.status_code == 200 and len(page.content) < 500_000, len(page.content)
 
 
 def test_a_jid_with_a_slash_can_be_opened_and_acted_on(client: Client, r: redis.Redis) -> None:

@@ -29,6 +29,8 @@ from sidequest.web.settings import Settings
 ARGS_IN_TABLE = 200
 #: Characters of any one value shown on a job's page (a 50 MB payload must not become a page).
 VALUE_ON_PAGE = 100_000
+#: Longest string any template prints: a field row's value and its "more characters" note.
+PRINTED_AT_MOST = VALUE_ON_PAGE + 100
 
 #: The hidden form field that carries the list page's query (page, filter, order) to an action.
 BACK_FIELD = "back"
@@ -78,7 +80,7 @@ def page(request: Request, template: str, title: str, status_code: int = 200,
     context.setdefault("bare", False)
     base = str(request.scope.get("sidequest.base", root(request)))
     shard_names = connection.shard_names()
-    here = route_path(request.scope)
+    here = path_url(route_path(request.scope))  # quoted, as page_url quotes it
     body = ENV.get_template(template).render(
         base=base, shard=request.scope.get("sidequest.shard", "default"),
         shard_links=[(name, (base if name == "default" else f"{base}/shards/{name}") + here)
@@ -126,13 +128,44 @@ def segment(value: str) -> str:
     return quote(value, safe="")
 
 
+def path_url(path: str) -> str:
+    """A request's (decoded) ``path`` as the path of a URL that leads back to it: each
+    segment quoted as ``segment`` quotes it, so a ``?``, ``#`` or ``%`` in a queue's or a
+    class's name stays in the name instead of starting a query, a fragment or an escape.
+    The server decodes the URL to this very path, so it routes it as it did this request."""
+    segments = path.split("/")
+    url = quote(segments[0], safe="")
+    for index, name in enumerate(segments[1:], 1):
+        url += _joint(segments[index - 1], name, index, len(segments)) + quote(name, safe="")
+    return url
+
+
+#: Path segments a browser resolves away (``/queues/../../etc`` is ``/etc`` to it), quoted
+#: or not: the URL standard takes ``%2e%2e`` for ``..`` too.
+DOT_SEGMENTS = frozenset({".", ".."})
+
+
+def _joint(before: str, name: str, index: int, count: int) -> str:
+    """The slash before segment ``index`` (of ``count``), quoted where it would leave a dot
+    segment on its own: after a dot segment, and before one that ends the path. A name such
+    as ``../../etc`` then reads ``..%2F..%2Fetc``, as ``segment`` writes it, and the browser
+    keeps it; the leading slash stays, or the link would be relative."""
+    at_end = name in DOT_SEGMENTS and index == count - 1 and index > 1
+    return "%2F" if before in DOT_SEGMENTS or at_end else "/"
+
+
 def number(value: float) -> str:
     return f"{value:,.0f}" if isinstance(value, int) or value >= 100 else f"{value:,.2f}"
 
 
+#: Epoch seconds past which a time read from Redis is odd data, not a date (year 10000).
+LATEST_TIME = 253402300800
+
+
 def ago(seconds: float | None, now: float | None = None) -> str:
-    """``3 min ago`` / ``in 2 h`` for an epoch time; ``-`` when unknown."""
-    if seconds is None:
+    """``3 min ago`` / ``in 2 h`` for an epoch time; ``-`` when unknown: never written (0,
+    1970), or odd data another tool left (1e300, NaN)."""
+    if seconds is None or not 0 < seconds < LATEST_TIME:
         return "-"
     delta = (now if now is not None else time.time()) - seconds
     span = abs(delta)
@@ -146,7 +179,7 @@ def ago(seconds: float | None, now: float | None = None) -> str:
 
 
 def utc(seconds: float | None) -> str:
-    if seconds is None:
+    if seconds is None or seconds == 0:  # never written
         return "-"
     try:
         return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -200,7 +233,9 @@ def page_url(context: jinja2.runtime.Context, **changes: str | int | None) -> st
             params.pop(name, None)
         else:
             params[name] = str(value)
-    return root(request) + route_path(request.scope) + ("?" + urlencode(params) if params else "")
+    # The scope's path is decoded: printed as it is, a queue named "a?b" would link to "a".
+    path = path_url(route_path(request.scope))
+    return root(request) + path + ("?" + urlencode(params) if params else "")
 
 
 #: Bidirectional and invisible formatting characters: printed raw, a job name or argument
@@ -208,8 +243,19 @@ def page_url(context: jinja2.runtime.Context, **changes: str | int | None) -> st
 _BIDI = re.compile("[\u061c\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 
 
+def cut(value: Any, limit: int = ARGS_IN_TABLE) -> str:
+    """A name read from Redis (a class, a tag, an error class) cut to ``limit`` characters
+    for a table cell or a heading: another tool can write one of megabytes."""
+    text_value = str(value)
+    return text_value if len(text_value) <= limit else text_value[: limit - 1] + "…"
+
+
 def visible(value: Any) -> Any:
-    """Every printed value with bidi and invisible controls shown as ``\\u202e``."""
+    """Every printed value with bidi and invisible controls shown as ``\\u202e``, and none
+    longer than a page should hold (a value a template forgot to cut, from odd data)."""
+    if isinstance(value, str) and not isinstance(value, markupsafe.Markup) and (
+            len(value) > PRINTED_AT_MOST):
+        value = value[:PRINTED_AT_MOST] + f"… ({len(value) - PRINTED_AT_MOST:,} more characters)"
     if isinstance(value, str) and _BIDI.search(value):
         shown = _BIDI.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
         # Already-escaped markup stays markup: the replacements are plain ASCII.
@@ -231,7 +277,7 @@ ENV = jinja2.Environment(
     lstrip_blocks=True,
     finalize=visible,
 )
-ENV.filters.update(seg=segment, number=number, ago=ago, utc=utc, short_json=short_json,
+ENV.filters.update(seg=segment, number=number, ago=ago, utc=utc, short_json=short_json, cut=cut,
                    full_json=full_json, kb=kilobytes, plural=plural,
                    duration=duration, ms=milliseconds)
 ENV.globals.update(page_url=page_url)
