@@ -77,10 +77,38 @@ def test_a_logged_in_user_sees_the_outage_page_not_the_login_page(
             page = client.get("/queues", headers={"Accept": "text/html"},
                               follow_redirects=False)
             assert page.status_code == 503 and "Redis is unreachable" in page.text
-            assert client.get("/login").status_code == 200  # its own page still shows
+            cookie = client.cookies["sidequest_session"]
+            login_page = client.get("/login")  # its own page still shows
+            assert login_page.status_code == 200
+            # ... without replacing the logged-in cookie (and its CSRF token) by a new one.
+            assert "set-cookie" not in login_page.headers
             assert client.get("/static/app.css").status_code == 200
+            # A logout that cannot end the session says so; it did not look done (a 403 and
+            # a logged-out cookie while the session lived on in Redis).
+            answer = client.submit("/logout")
+            assert answer.status_code == 503 and "you are still logged in" in answer.text
+            assert client.cookies["sidequest_session"] == cookie
     finally:
         connection.reset()
+
+
+def test_a_visitor_not_logged_in_learns_nothing_of_a_redis_failure(
+        own_redis: RedisServer) -> None:
+    # A Redis that refuses the dashboard's password: the logged-in page names the Redis URL
+    # and shows the tabs; before the login, a bare sentence.
+    from sidequest import connection
+
+    own_redis.client().config_set("requirepass", "right-password-1")
+    connection.set_url(own_redis.url.replace("redis://", "redis://user:wrong-password@"))
+    try:
+        app = create_app(password=PASSWORD, secret_key="s" * 32)
+        with Client(app) as client:
+            answer = client.login()
+            assert answer.status_code == 503, answer.text
+            assert answer.text == "Redis is not answering; try again in a moment."
+    finally:
+        connection.reset()
+        own_redis.client(password="right-password-1").config_set("requirepass", "")
 
 
 #: Texts of the errors that mean Redis is down, and how the page's sentence should end.

@@ -435,6 +435,20 @@ def test_an_os_permission_error_in_auth_is_an_error_not_a_refusal(redis_url: str
         assert page.status_code == 500 and "/srv/app" not in page.text
 
 
+@pytest.mark.parametrize("target", ["/admin/jobs/../../accounts/login",
+                                    "/admin/jobs/%2e%2e/%2E%2E/accounts", "/admin/jobs/./x/.."])
+def test_after_login_a_dot_segment_never_leaves_the_dashboard(redis_url: str,
+                                                             target: str) -> None:
+    outer = Starlette(routes=[Mount("/admin/jobs", create_app(password=PASSWORD))])
+    with Client(outer) as client:
+        token = CSRF.search(client.get("/admin/jobs/login").text)
+        assert token
+        answer = client.post("/admin/jobs/login", headers=SAME_ORIGIN, follow_redirects=False,
+                             data={"csrf": token.group(1), "password": PASSWORD,
+                                   "next": target})
+        assert answer.status_code == 303 and answer.headers["location"] == "/admin/jobs/"
+
+
 def test_mounted_under_a_prefix(redis_url: str, r: redis.Redis) -> None:
     enqueue(r, "we/ird", job("a" * 24, queue="we/ird"))
     outer = Starlette(routes=[Mount("/admin/jobs", create_app(password=PASSWORD))])

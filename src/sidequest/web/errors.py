@@ -40,15 +40,27 @@ _last_logged = [0.0]
 TRAILING_STOPS = string.whitespace + "."
 
 
+#: The answer to a visitor not logged in (the login form, logout) when Redis fails: nothing
+#: about the deployment (its Redis, its tabs) before the password; the log has the details.
+REDIS_DOWN = "Redis is not answering; try again in a moment."
+MISCONFIGURED_PUBLIC = "The dashboard cannot use its Redis; its server's log says why."
+
+
+def _public(request: Request) -> bool:
+    return bool(request.scope.get("sidequest.public"))
+
+
 async def redis_unreachable(request: Request, exc: Exception) -> Response:
     """503 with a page that says which shard's Redis the dashboard could not reach and where
-    it looked (no password), and retries."""
+    it looked (no password), and retries; a bare sentence before the login."""
     shard, where = unreachable_shard(exc)
     now = time.monotonic()
     if now - _last_logged[0] > LOG_EVERY:
         _last_logged[0] = now
         log.warning("Redis %sat %s is unreachable: %s (pages that need it answer 503 until it "
                     "is back)", f"of shard {shard} " if shard else "", where, reason_of(exc))
+    if _public(request):
+        return PlainTextResponse(REDIS_DOWN, status_code=503, headers={"retry-after": "5"})
     response = render.page(request, "unavailable.html", "Redis unreachable", status_code=503,
                            where=where, down_shard=shard, reason=reason_of(exc))
     response.headers["retry-after"] = "5"
@@ -84,6 +96,8 @@ async def misconfigured(request: Request, exc: Exception) -> Response:
         log.error("error under %s", request.url.path, exc_info=exc)  # handled: not re-raised
         return await server_error(request, exc)
     log.error("the dashboard cannot use Redis: %s", problem)
+    if _public(request):
+        return PlainTextResponse(MISCONFIGURED_PUBLIC, status_code=500)
     return render.page(request, "misconfigured.html", "Configuration error", status_code=500,
                        problem=str(problem), bare=True)
 

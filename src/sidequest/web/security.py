@@ -87,6 +87,9 @@ class Guard:
             return
         request = Request(scope)
         nonce = secrets.token_urlsafe(16)
+        path = route_path(scope)
+        # Seen before any password: an error under it says nothing about the deployment.
+        scope["sidequest.public"] = path in PUBLIC_PATHS or path.startswith(STATIC_PREFIX)
         try:
             session = await self._session(request)
         except errors.UNREACHABLE + errors.MISCONFIGURED as exc:
@@ -113,12 +116,14 @@ class Guard:
             return Session()
         if session.user is None:
             return session
-        path = route_path(request.scope)
         try:
             live = await self.settings.live.live(session.sid)
         except (redis.RedisError, redis.exceptions.RedisClusterException):
-            if path in PUBLIC_PATHS or path.startswith(STATIC_PREFIX):
-                return Session()  # the login page and the CSS: as logged out
+            if request.scope["sidequest.public"]:
+                # The login page, the CSS and logout need no verdict: the cookie as it is, so
+                # that a logout's token still matches and the view can say the session could
+                # not be revoked, and a look at the login page does not replace the cookie.
+                return session
             raise
         return session if live else Session()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import secrets
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import redis
 from starlette.requests import Request
@@ -13,14 +13,18 @@ from starlette.responses import RedirectResponse, Response
 
 from sidequest import connection
 from sidequest.web import render
+from sidequest.web.errors import REDIS_DOWN
 from sidequest.web.session import Session
 
 NOT_HERE = "This dashboard uses the application's own login."
-REDIS_DOWN = "Redis is not answering; try again in a moment."
 #: What the login page puts on its CSS and JS links to refresh browsers' copies, in place of
 #: the version the other pages use: a visitor who has not logged in is not told which
 #: Sidequest runs here. New for each process, so an upgrade (a restart) still refreshes them.
 ASSET_TAG = secrets.token_urlsafe(6)
+
+
+NOT_LOGGED_OUT = ("Redis is not answering, so this session could not be ended: you are still"
+                  " logged in. Log out again in a moment.")
 
 
 def client_address(request: Request) -> str:
@@ -32,7 +36,11 @@ def safe_next(request: Request, target: str | None) -> str:
     root = render.root(request)
     if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
         parts = urlsplit(target)
-        if not parts.scheme and not parts.netloc and parts.path.startswith(root + "/"):
+        # A browser resolves "..", "." and their %2e spellings: /sq/../../accounts leaves
+        # the dashboard for the rest of the site.
+        segments = unquote(parts.path).split("/")
+        if (not parts.scheme and not parts.netloc and parts.path.startswith(root + "/")
+                and "." not in segments and ".." not in segments):
             return target
     return root + "/"
 
@@ -95,7 +103,7 @@ async def logout(request: Request) -> Response:
     try:
         await settings.live.end(render.session(request).sid)
     except redis.RedisError:
-        return render.text(REDIS_DOWN, 503)  # the session could not be revoked: say so
+        return render.text(NOT_LOGGED_OUT, 503)
     request.scope["sidequest.session"] = Session()
     if settings.auth.has_login_page:
         return RedirectResponse(render.root(request) + "/login", status_code=303)
