@@ -268,7 +268,8 @@ def _guarded(write: Callable[[], _T], shard: str | None) -> _T:
             f" ({exc}), so it may have been enqueued; check for it (its jid is in the"
             " payload you pushed) before pushing it again"
         ) from exc
-    except redis.AuthenticationError as exc:  # the URL's fault: no retry would help
+    except (redis.AuthenticationError, redis.exceptions.InvalidResponse) as exc:
+        # The URL's fault (a refused password, a server that is no Redis): no retry helps.
         raise (connection.url_problem(exc, _where(shard)) or RedisUnavailable(str(exc))) from exc
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise RedisUnavailable(

@@ -16,7 +16,8 @@ from sidequest.errors import ConfigError
 def diagnose(exc: BaseException, where: str, *, cluster_url: bool) -> ConfigError | None:
     """The ConfigError for ``exc``, or None when it is not a URL problem. ``where`` names the
     Redis (a redacted URL); ``cluster_url``: whether the configured URL is a cluster's."""
-    problem = missing_database(exc, where) or wrong_credentials(exc, where)
+    problem = (missing_database(exc, where) or wrong_credentials(exc, where)
+               or not_redis(exc, where))
     if problem is None and not cluster_url:
         problem = cluster_behind_plain_url(exc, where)
     return problem or plain_behind_cluster_url(exc, where)
@@ -28,6 +29,15 @@ def missing_database(exc: BaseException, where: str) -> ConfigError | None:
     return ConfigError(f"the Redis URL {where} names a database this server does not have"
                        " (a server has 16 by default, /0 to /15; redis.conf's databases"
                        " setting changes that): use a database number the server has")
+
+
+def not_redis(exc: BaseException, where: str) -> ConfigError | None:
+    """Something else listens there (a web server, a database): its first bytes are no Redis
+    reply, and no wait would change that."""
+    if not isinstance(exc, redis.exceptions.InvalidResponse):
+        return None
+    return ConfigError(f"the server at {where} does not answer as Redis does ({exc}): check the"
+                       " URL's host and port (Redis listens on 6379 unless told otherwise)")
 
 
 def wrong_credentials(exc: BaseException, where: str) -> ConfigError | None:

@@ -290,6 +290,39 @@ def test_a_missing_or_wrong_password_is_a_clear_error_not_a_wait(tmp_path: Path)
         guarded.stop()
 
 
+def test_a_server_that_is_not_redis_is_a_clear_error_not_a_wait() -> None:
+    # An HTTP server on the URL's port: redis-py's InvalidResponse, which no wait mends.
+    import http.server
+    import threading
+
+    from sidequest import Job, connection
+    from sidequest.errors import ConfigError
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"redis://127.0.0.1:{server.server_address[1]}/0"
+    words = "does not answer as Redis does"
+    try:
+        proc = sidequest("-r", "apps.fault_jobs", "--redis-url", url)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 2 and words in out and "Traceback" not in out, out
+
+        class NotRedisJob(Job):
+            name = "NotRedisJob"
+
+            def perform(self) -> None:
+                pass
+
+        connection.configure(url)
+        with pytest.raises(ConfigError, match=words):
+            NotRedisJob.perform_async()
+    finally:
+        connection.reset()
+        server.shutdown()
+        server.server_close()
+
+
 def test_a_sentinel_url_at_a_plain_redis_reads_as_an_address(redis_url: str) -> None:
     # redis-py's message quotes each Sentinel client whole: about 1 KB of pool settings.
     port = redis_url.rsplit(":", 1)[1].split("/", maxsplit=1)[0]
