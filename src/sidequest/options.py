@@ -53,6 +53,7 @@ _ALIASES = {
     "keep_result": "store_result",
     "store_results": "store_result",
     "result_expires": "result_ttl",
+    "queue_as": "queue",
 }
 #: Names that are no option at all, with what to do instead.
 _INSTEAD = {
@@ -60,6 +61,18 @@ _INSTEAD = {
     "delay": "push with perform_in(seconds, ...) instead",
     "countdown": "push with perform_in(seconds, ...) instead",
     "eta": "push with perform_at(when, ...) instead",
+    "rate_limit": "limit a job's rate with a limiter (README: \"Rate limiters\")",
+    "priority": "Sidequest orders work by queue: give urgent jobs a queue of their own"
+                " (queue = 'critical') and list it first (-q critical -q default)",
+    "retry_backoff": "define the classmethod retry_in(count, exc, payload) to choose each"
+                     " wait (the default is Sidekiq's backoff)",
+    "default_retry_delay": "define the classmethod retry_in(count, exc, payload) to choose"
+                           " each wait (the default is Sidekiq's backoff)",
+    "retry_on": "every exception is retried (retry = N); define the classmethod"
+                " retry_in(count, exc, payload) and return \"kill\" or \"discard\" for"
+                " exceptions that should not be",
+    "discard_on": "define the classmethod retry_in(count, exc, payload) and return"
+                  " \"discard\" for those exceptions",
 }
 
 

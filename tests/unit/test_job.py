@@ -118,6 +118,23 @@ def test_the_error_names_the_class() -> None:
                 pass
 
 
+@pytest.mark.parametrize(("attribute", "value", "hint"), [
+    ("queue_as", "mailers", "did you mean 'queue'"),  # ActiveJob
+    ("rate_limit", "10/m", "limiter"),  # Celery
+    ("priority", 9, "give urgent jobs a queue of their own"),
+    ("retry_backoff", True, "retry_in"),
+    ("default_retry_delay", 60, "retry_in"),
+    ("retry_on", (ValueError,), "retry_in"),
+])
+def test_other_systems_option_names_are_refused_with_what_to_do(
+        attribute: str, value: object, hint: str) -> None:
+    # They used to be taken for constants of the class, and silently did nothing.
+    with pytest.raises(ConfigError, match=rf"unknown option '{attribute}'; .*{hint}"):
+        type("TJForeign", (Job,), {attribute: value, "perform": lambda self: None})
+    with pytest.raises(ConfigError, match=rf"unknown option '{attribute}'"):
+        job(**{attribute: value})(lambda: None)
+
+
 def test_ordinary_class_attributes_and_methods_are_allowed() -> None:
     class TJWithExtras(Job):
         TIMEOUT_SECONDS = 30
