@@ -109,9 +109,10 @@ class _YamlScan:
             return
         elif item and self.block:
             self.items.append(item.group(1))
-        elif key and self.block:  # a setting inside ``production:``
+        elif key and self.block:  # a setting inside ``production:``, or ``:schedule:``'s
             self.entries.pop(self.block)
-            self.notes.append(f"{self.block}: {ENVIRONMENT_HINT.format(name=self.block)}")
+            hint = SIDEKIQ_ONLY.get(self.block) or ENVIRONMENT_HINT.format(name=self.block)
+            self.notes.append(f"{self.block}: {hint}")
             self.section, self.block = True, ""
         else:
             self.notes.append(f"line {number} ({raw.strip()!r}) was not read")

@@ -89,6 +89,15 @@ def test_a_misspelt_table_of_sidequests_own_still_gets_did_you_mean(tmp_path: Pa
 # --- sidekiq.yml ----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("block", ["schedule", "scheduler"])
+def test_a_sidekiq_cron_block_points_at_periodic_tables(tmp_path: Path, block: str) -> None:
+    # sidekiq-cron's and sidekiq-scheduler's block was called an environment section.
+    message = error_of(write(tmp_path, f':concurrency: 5\n:{block}:\n  hello:\n'
+                             f'    cron: "0 * * * * *"\n    class: HelloWorld\n', "s.yml"))
+    assert f"not translated: {block}: write periodic jobs as [[periodic]] tables" in message
+    assert "per-environment" not in message
+
+
 def test_the_walkthroughs_sidekiq_yml_is_shown_as_toml(tmp_path: Path) -> None:
     message = error_of(write(tmp_path, ":concurrency: 4\n:queues:\n  - [critical, 3]\n",
                              "sidekiq.yml"))
