@@ -360,6 +360,11 @@ class JobFunction(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.func(*args, **kwargs)
 
+    def perform(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the function now, in this process: what ``SendWelcome().perform(42)`` does for
+        a class (without this, the class's unbound perform took the first argument as self)."""
+        return self.func(*args, **kwargs)
+
     def perform_async(self, /, *args: P.args, **kwargs: P.kwargs) -> str | None:
         return self.set().perform_async(*args, **kwargs)
 

@@ -502,6 +502,9 @@ def test_redefining_the_same_class_replaces_it() -> None:
 def test_calling_a_job_function_runs_it_directly(pushed: list[dict[str, Any]]) -> None:
     assert tj_bare(21) == 42
     assert tj_clear_cache("home") == "cleared home"
+    # perform runs it now too, as SendWelcome().perform(42) does for a class.
+    assert tj_clear_cache.perform("home") == "cleared home"
+    assert tj_clear_cache.perform(key="away") == "cleared away"
     assert pushed == []
 
 
