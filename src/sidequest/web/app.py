@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sidequest import connection, environ
 from sidequest.errors import ConfigError
@@ -247,15 +248,18 @@ def check_scrape_token(token: str) -> None:
 
 
 def routes() -> list[BaseRoute]:
-    return [
+    return one_route_per_path([
         Route("/", dashboard.dashboard, methods=["GET"], name="dashboard"),
         Route("/stats", dashboard.stats, methods=["GET"], name="stats"),
         Route("/busy", busy.busy, methods=["GET"], name="busy"),
         Route("/busy", busy.busy_action, methods=["POST"]),
         Route("/queues", queues.queues, methods=["GET"], name="queues"),
-        Route("/queues/{name:path}", queues.queue, methods=["GET"], name="queue"),
+        # The actions before the queue's page, whose :path matches their paths too: a method
+        # no route takes is answered with the Allow of the first route whose path matched,
+        # and a PUT on .../delete must hear POST. A GET or a POST still finds its own route.
         Route("/queues/{name:path}/delete", queues.delete_queue, methods=["POST"]),
         Route("/queues/{name:path}/delete_job", queues.delete_job, methods=["POST"]),
+        Route("/queues/{name:path}", queues.queue, methods=["GET"], name="queue"),
         *sets.routes(),
         Route("/metrics", metrics.overview, methods=["GET"], name="metrics"),
         Route("/prometheus", prometheus.prometheus, methods=["GET"], name="prometheus"),
@@ -268,4 +272,40 @@ def routes() -> list[BaseRoute]:
         Route("/login", login.login, methods=["POST"]),
         Route("/logout", login.logout, methods=["POST"], name="logout"),
         Mount("/static", StaticFiles(packages=[("sidequest.web", "static")]), name="static"),
-    ]
+    ])
+
+
+def one_route_per_path(found: list[BaseRoute]) -> list[BaseRoute]:
+    """``found`` with the routes of one path (a page and its form's action) made one route,
+    in the place of the first. Starlette answers a method no route takes with the Allow of
+    the first route whose path matched: a PUT on /busy heard "GET, HEAD", not POST."""
+    paths: dict[str, list[Route]] = {}
+    kept: list[BaseRoute | list[Route]] = []
+    for route in found:
+        if not isinstance(route, Route):
+            kept.append(route)
+        elif route.path in paths:
+            paths[route.path].append(route)
+        else:
+            kept.append(paths.setdefault(route.path, [route]))
+    return [joined(item) if isinstance(item, list) else item for item in kept]
+
+
+def joined(same_path: list[Route]) -> Route:
+    """One route taking every method of ``same_path``, each handled by its own route's app."""
+    if len(same_path) == 1:
+        return same_path[0]
+    first = same_path[0]
+    apps = {method: route.app for route in same_path for method in route.methods or ()}
+    return Route(first.path, ByMethod(apps), methods=list(apps), name=first.name)
+
+
+class ByMethod:
+    """The ASGI app of a route that several views share: the one for the request's method
+    (the route has refused any other with a 405 before calling it)."""
+
+    def __init__(self, apps: dict[str, ASGIApp]) -> None:
+        self.apps = apps
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.apps[scope["method"]](scope, receive, send)
