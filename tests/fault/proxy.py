@@ -159,6 +159,10 @@ class FaultProxy:
         return self
 
     def stop(self) -> None:
+        """Close the port and reset every connection: Redis is unreachable from here on.
+        Idempotent: a test may stop it before its fixture does."""
+        if not self._thread.is_alive():
+            return
         if self._server is not None:
             # Closed on the loop's own thread: asyncio's Server is not thread-safe, and a
             # close from here raced with the loop detaching the last connection (both woke

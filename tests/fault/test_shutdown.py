@@ -9,6 +9,7 @@ import redis
 from apps.fault_jobs import HoldGil, Work
 from fault.conftest import SpawnWorker
 from fault.harness import Ledger
+from fault.proxy import FaultProxy
 from helpers import wait_for
 
 TIMEOUT = 1.5
@@ -52,3 +53,28 @@ def test_sigterm_exits_in_time_even_if_a_job_holds_the_gil(spawn: SpawnWorker, s
     exited = time.monotonic() - termed
     print(f"SIGTERM with a GIL-holding job: exited after {exited:.2f}s (timeout 1 s)")
     assert exited < 1.0 + 2
+    # The kill is said, not silent.
+    assert f"worker process {worker.proc.pid} did not stop within 2.5 s" in worker.log(200)
+
+
+def test_sigterm_during_a_redis_outage_exits_on_time(spawn: SpawnWorker, sq: str,
+                                                     r: redis.Redis, ledger: Ledger,
+                                                     proxy: FaultProxy) -> None:
+    # The writes that give prefetched jobs back retried until the process was stopping,
+    # which it was only after waiting for them: the watchdog killed it (exit 137), silently.
+    worker = spawn("-c", "3", url=proxy.url(), timeout=TIMEOUT)
+    worker.wait_registered(r)
+    jids = Work.perform_bulk([[30.0]] * 8)
+    wait_for(lambda: len(ledger.counts("start")) == 3, what="3 jobs running")
+    proxy.stop()  # Redis unreachable: connections reset, new ones refused
+    worker.term()
+    termed = time.monotonic()
+    worker.proc.wait(TIMEOUT + 10)
+    exited = time.monotonic() - termed
+    print(f"SIGTERM during an outage: exited {exited:.2f}s after TERM (timeout {TIMEOUT}s)")
+    assert worker.proc.returncode == 0, worker.log()
+    assert exited < TIMEOUT + 1.5  # before the watchdog's kill
+    assert "could not push unfinished jobs back" in worker.log(200)
+    # Nothing lost: every job is still queued or in the process's in-progress list.
+    held = r.llen("queue:default") + sum(r.llen(k) for k in r.keys("sq:inprogress:*"))
+    assert held == len(jids)

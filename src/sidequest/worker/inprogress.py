@@ -50,7 +50,7 @@ class InProgress:
             for raw in acks:
                 pipe.lrem(self.key, ACK_FROM_TAIL, raw)
 
-        self._processor.write(commands)
+        self._processor.write(commands, "acknowledge finished jobs")
 
     def requeue(self, works: list[Work]) -> None:
         """Move jobs from the list back to the front of their queues."""
@@ -66,7 +66,7 @@ class InProgress:
             connection.prepare(script, pipe)
             return script(keys=keys_, args=args, client=pipe)
 
-        self._processor.write(queue)
+        self._processor.write(queue, "give fetched jobs back to their queues")
 
     def requeue_all(self, running: Iterable[Work] = ()) -> None:
         """Whatever is still in the list goes back to its queue (shutdown); ``running`` are

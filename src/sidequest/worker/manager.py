@@ -127,6 +127,10 @@ class Manager:
 
         Returns True when every processor finished in time.
         """
+        # Through a Redis outage, writes retry only until the deadline: the stop must end
+        # on time (a watchdog kills a process that overstays), and what could not be
+        # written stays in the in-progress list, recovered from there.
+        self.processor.give_up_at = deadline
         self.quiet()
         def async_busy() -> bool:  # a blocked loop can neither finish nor cancel a job
             return self.asyncio.busy > 0 and not self.asyncio.stuck

@@ -61,6 +61,9 @@ class Processor:
         #: to take it out, and only the one that does records an outcome.
         self._watched_jobs: set[int] = set()
         self._watched_lock = threading.Lock()
+        #: Set by the manager's stop (monotonic): past it a write through an outage gives up,
+        #: so that the stop ends on time (its jobs stay in the in-progress list).
+        self.give_up_at: float | None = None
 
     def run(self, work: Work, tid: str) -> bool | None:
         """Run one job; True means "acknowledge it" (it succeeded), False that it was handled,
@@ -237,13 +240,15 @@ class Processor:
         hooks.report_error(exc, {"context": "Invalid JSON for job", "queue": work.queue,
                                  "jobstr": text})
 
-    def write(self, commands: Callable[[Any], None]) -> None:
-        """Run ``commands`` in one MULTI, retrying through a Redis outage until stopping.
+    def write(self, commands: Callable[[Any], None],
+              what: str = "record a job's outcome") -> None:
+        """Run ``commands`` in one MULTI, retrying through a Redis outage until stopping (or
+        the stop's deadline). ``what`` the write does, for the log.
 
         If we give up at shutdown the job stays in the in-progress list, so it is requeued
         and runs again: at least once, never lost.
         """
-        delay = 0.05
+        delay, said = 0.05, False
         while True:
             try:
                 pipe = self.client.pipeline(transaction=True)
@@ -251,12 +256,21 @@ class Processor:
                 pipe.execute()
                 return
             except redis.RedisError as exc:
-                if self.stopping.is_set():
-                    log.warning("could not record a job's outcome before stopping: %s", exc)
+                if self._giving_up():
+                    log.warning("could not %s before stopping (%s): the jobs stay in this"
+                                " process's in-progress list, and are recovered from there",
+                                what, exc)
                     return
-                log.warning("Redis error recording a job's outcome, retrying: %s", exc)
+                if not said:  # once per write: an outage is one line per thread, not dozens
+                    log.warning("Redis error: could not %s, retrying until it answers: %s",
+                                what, exc)
+                    said = True
                 self.stopping.wait(delay)
                 delay = min(delay * 2, 2.0)
+
+    def _giving_up(self) -> bool:
+        limit = self.give_up_at
+        return self.stopping.is_set() or (limit is not None and time.monotonic() >= limit)
 
 
 def _safely(call: Callable[[], Any], hook: str, job: Payload) -> Any:

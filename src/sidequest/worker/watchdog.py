@@ -44,6 +44,11 @@ while time.monotonic() < deadline:
             sys.exit(0)
     except BlockingIOError:
         pass
+sys.stderr.write(f"sidequest: worker process {parent} did not stop within {grace:g} s of its"
+                 " stop signal (a job holding the interpreter, or a stop that hung); killing"
+                 " it: its unfinished jobs stay in progress, and another worker recovers"
+                 " them\\n")
+sys.stderr.flush()
 os.kill(parent, signal.SIGKILL)
 """
 
