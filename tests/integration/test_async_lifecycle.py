@@ -148,3 +148,52 @@ def test_async_runs_are_counted_in_the_metrics_and_logged(
                    and at == jid for msg, at in lines), lines
     assert any(f"jid={bad} " in msg and " fail: LookupError" in msg and jid == bad
                for msg, jid in lines), lines
+
+
+class TimedWaits(Waits):
+    timeout = 2
+
+
+class Plain(Job):
+    queue = "critical"
+
+    def perform(self) -> None:
+        finished.append(f"plain-{self.jid}")
+
+
+def test_a_wait_for_a_slot_counts_toward_no_time_limit_and_holds_no_thread(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # One slot, six 1.2 s jobs with a 2 s limit: the later ones waited 6 s in all. They
+    # failed as stuck past their limit, and the process retired, when the wait counted.
+    caplog.set_level(logging.INFO, logger="sidequest")
+    with running_worker(async_concurrency=1, concurrency=3,
+                        queues=(("critical", 0), ("default", 0))):
+        jids = TimedWaits.perform_bulk([[1.2]] * 6)
+        wait_for(lambda: finished, what="the first job to end")
+        # While async jobs wait for the slot, a plain job still gets a thread at once.
+        pushed = time.monotonic()
+        plain = Plain.perform_async()
+        wait_for(lambda: f"plain-{plain}" in finished, timeout=1.0, what="the plain job")
+        assert time.monotonic() - pushed < 1.0
+        # Only the job with the slot is running: the others wait, not counted as busy.
+        assert len(list(WorkSet())) <= 2  # this job, and at most one plain job
+        wait_for(lambda: len([j for j in finished if not j.startswith("plain-")]) == 6,
+                 timeout=30, what="six jobs, one at a time")
+    assert set(finished) - {f"plain-{plain}"} == set(jids)
+    messages = [r.getMessage() for r in caplog.records]
+    assert not any("did not stop" in m or "past its timeout" in m for m in messages), messages
+    elapsed = [float(m.split("elapsed=")[1].split()[0]) for m in messages
+               if "elapsed=" in m and TimedWaits.wire_name() in m]
+    assert len(elapsed) == 6 and max(elapsed) < 2, elapsed  # its own run, not its wait
+
+
+def test_a_stop_pushes_back_async_jobs_that_wait_for_a_slot() -> None:
+    with running_worker(async_concurrency=1, concurrency=3, timeout=0.5) as launcher:
+        jids = Waits.perform_bulk([[60.0]] * 6)
+        assert started.wait(10), "the job did not start"
+        wait_for(lambda: Queue("default").size == 0, what="every job fetched")
+        begun = time.monotonic()
+        assert launcher.stop() is False, "a job had to be pushed back"
+        assert time.monotonic() - begun < 5, "the stop waited past its timeout"
+    assert finished == []
+    assert sorted(j.jid for j in Queue("default")) == sorted(jids)

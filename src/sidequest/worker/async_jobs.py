@@ -104,37 +104,54 @@ class AsyncJobs:
         self._live: dict[str, tuple[Work, Payload, type[Job]]] = {}
 
     def start(self, work: Work, job: Payload, cls: type[Job]) -> None:
-        """Hand the job to the loop (waits while ``async_concurrency`` jobs are running)."""
+        """Hand the job to the loop, where it waits for one of the ``async_concurrency``
+        slots; this thread waits only while the loop has no room to hold it."""
         jid = str(job.get("jid", ""))
         key = f"async-{jid}"  # its own entry on the Busy page: the thread moves on
-        self.state.started(key, {"queue": work.queue, "payload": work.raw,
-                                 "run_at": int(time.time())})
         instance = cls()
         instance.jid, instance.payload = jid, job
         args, kwargs = job["args"], job.get(KWARGS) or {}
         fields = {"tid": key, "class": job["class"], "jid": jid}
-        started = time.monotonic()
-        if log.isEnabledFor(logging.INFO):
-            job_info(log, "start", fields)
         limit = timeouts.seconds(job.get("timeout"))
+        began = 0.0  # monotonic, once it has a slot
 
         async def run() -> Any:
+            # Only now, with a slot, does it run: the Busy page, its start line, its elapsed
+            # time and its time limit count from here, not from the wait for a slot.
+            nonlocal began
+            began = time.monotonic()
+            self.state.started(key, {"queue": work.queue, "payload": work.raw,
+                                     "run_at": int(time.time())})
+            if log.isEnabledFor(logging.INFO):
+                job_info(log, "start", fields)
+            if self.timeouts is not None and limit is not None:
+                self.timeouts.watch_async(jid, limit)
             final = timed(lambda: signatures.call_perform(instance, args, kwargs), limit)
             return await invoke_async((instance, job, work.queue), final)
 
         async def done(error: BaseException | None) -> None:
+            if not began:
+                await self._unstarted(work, jid, error)
+                return
             if self.timeouts is not None and limit is not None:
                 self.timeouts.unwatch_async(jid)
             if self._live.pop(jid, None) is None:
                 return  # given up on (stuck past its timeout): its failure is recorded
-            fields["elapsed"] = round(time.monotonic() - started, 3)
+            fields["elapsed"] = round(time.monotonic() - began, 3)
             self.state.finished(key, failed=error is not None)
             await self._outcome(work, job, cls, fields, error)
 
         self._live[jid] = (work, job, cls)
-        if self.timeouts is not None and limit is not None:
-            self.timeouts.watch_async(jid, limit)
-        self.runner.submit(jid, cls.wire_name(), run, done)
+        if not self.runner.submit(jid, cls.wire_name(), run, done):
+            self._live.pop(jid, None)  # a stop: it stays in the in-progress list, pushed back
+
+    async def _unstarted(self, work: Work, jid: str, error: BaseException | None) -> None:
+        """A job cancelled while it waited for a slot: by a stop (it stays in the in-progress
+        list, which the stop pushes back), or by sidequest.api.cancel (it is dropped)."""
+        self._live.pop(jid, None)
+        if isinstance(error, asyncio.CancelledError) and cancels.is_cancelled(jid):
+            log.warning("async job %s dropped before it started: it was cancelled", jid)
+            await asyncio.get_running_loop().run_in_executor(None, self._acknowledge, work.raw)
 
     def owns(self, jid: str) -> bool:
         """The job's outcome is still this object's to record (it was not given up on)."""

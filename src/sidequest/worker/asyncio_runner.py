@@ -40,20 +40,32 @@ TICK = 0.05
 STUCK = 1.0
 
 
-class _Entry:
-    """A running async job: its class name, and its future once the loop has it."""
+#: Seconds between looks at a stop while a processor thread waits for room on the loop.
+ROOM_WAIT = 0.1
 
-    __slots__ = ("future", "name")
+
+class _Entry:
+    """An async job handed to the loop: its class name, its future once the loop has it,
+    and whether it has a slot yet (it runs) or waits for one."""
+
+    __slots__ = ("future", "name", "started")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.future: Future[Any] | None = None
+        self.started = False
 
 
 class AsyncRunner:
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, waiting: int = 0) -> None:
         self.limit = limit
-        self._slots = threading.BoundedSemaphore(limit)
+        # A job waits for one of the ``limit`` slots on the loop, not in a processor thread:
+        # a thread held there could run no plain job, nor see a stop. Up to ``waiting`` jobs
+        # wait so; past that a thread waits for room (here), so that a flood of async jobs
+        # is not pulled out of Redis into this one process.
+        self._room = threading.BoundedSemaphore(limit + waiting)
+        self._slots: asyncio.Semaphore | None = None  # made on the loop, which it belongs to
+        self._closing = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._started = threading.Lock()
@@ -95,43 +107,64 @@ class AsyncRunner:
             late = time.monotonic() - asked - TICK
             ended, self._ended = self._ended, set()
             if late > BLOCKED:
-                names = sorted({entry.name for entry in self._running.values()} | ended)
+                names = sorted({entry.name for entry in list(self._running.values())
+                                if entry.started} | ended)
                 log.warning("the event loop of async jobs was blocked for %.0f ms; async jobs "
                             "running then: %s (a blocking call inside async def perform "
                             "stalls them all: use await, or asyncio.to_thread)",
                             late * 1000, ", ".join(names) or "none")
 
     def submit(self, jid: str, name: str, work: Callable[[], Coroutine[Any, Any, Any]],
-               done: Callable[[BaseException | None], Awaitable[None]]) -> None:
-        """Run ``work()`` on the loop, then ``done(exception or None)`` there. Waits (in the
-        calling processor thread) while ``limit`` async jobs are running."""
-        self._slots.acquire()
+               done: Callable[[BaseException | None], Awaitable[None]]) -> bool:
+        """Run ``work()`` on the loop once one of its slots is free, then ``done(exception or
+        None)`` there (a CancelledError if it was cancelled while it waited). Waits in the
+        calling thread only while the loop has no room even to hold it. False, with nothing
+        run, once the runner is closing (a stop): the job stays in the in-progress list,
+        and the stop pushes it back."""
+        while not self._room.acquire(timeout=ROOM_WAIT):
+            if self._closing.is_set():
+                return False
+        if self._closing.is_set():
+            self._room.release()
+            return False
         # Listed before the loop can see the job: a job that ends before this thread runs
         # again must find its entry to remove (listed after, it stayed "busy" for good, and
         # a stop waited its whole deadline for it).
         entry = self._running[jid] = _Entry(name)
         try:
-            entry.future = asyncio.run_coroutine_threadsafe(self._guard(jid, work, done),
-                                                            self.loop)
+            entry.future = asyncio.run_coroutine_threadsafe(
+                self._guard(jid, entry, work, done), self.loop)
         except BaseException:
             self._running.pop(jid, None)
-            self._slots.release()
+            self._room.release()
             raise
+        return True
 
-    async def _guard(self, jid: str, work: Callable[[], Coroutine[Any, Any, Any]],
+    async def _guard(self, jid: str, entry: _Entry,
+                     work: Callable[[], Coroutine[Any, Any, Any]],
                      done: Callable[[BaseException | None], Awaitable[None]]) -> None:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.limit)
         error: BaseException | None = None
         try:
-            await work()
+            async with self._slots:
+                entry.started = True
+                await work()
         except BaseException as exc:  # a job's exception, or its cancellation at stop
             error = exc
         try:
             await done(error)
         finally:
-            entry = self._running.pop(jid, None)
-            if entry is not None:
+            if self._running.pop(jid, None) is not None and entry.started:
                 self._ended.add(entry.name)
-            self._slots.release()
+            self._room.release()
+
+    def close_intake(self) -> None:
+        """A stop: hand no more jobs to the loop, and cancel those that wait for a slot
+        (they never started: they stay in the in-progress list, which the stop pushes
+        back)."""
+        self._closing.set()
+        self.cancel([jid for jid, entry in list(self._running.items()) if not entry.started])
 
     def wait_result(self, coro: Coroutine[Any, Any, Any]) -> Any:
         """Run ``coro`` on the loop and wait for it here (the sync-middleware path)."""
@@ -139,7 +172,8 @@ class AsyncRunner:
 
     @property
     def busy(self) -> int:
-        return len(self._running)
+        """Async jobs running now (not those waiting for a slot)."""
+        return sum(1 for entry in list(self._running.values()) if entry.started)
 
     @property
     def stuck(self) -> bool:
@@ -150,8 +184,9 @@ class AsyncRunner:
         return list(self._running)
 
     def cancel(self, jids: list[str]) -> None:
-        """Cancel these running jobs (shutdown past its deadline): each sees CancelledError,
-        and its ``done`` is told so (the job is pushed back, not failed)."""
+        """Cancel these jobs (shutdown past its deadline, or waiting ones at a stop): each
+        running one sees CancelledError, and its ``done`` is told so (the job is pushed
+        back, not failed)."""
         for jid in jids:
             entry = self._running.get(jid)
             if entry is not None and entry.future is not None:

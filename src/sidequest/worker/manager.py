@@ -69,7 +69,9 @@ class Manager:
         self.processor = Processor(config, identity, connection.new_client(retries=0), state,
                                    self.stopping)
         self.inprogress = InProgress(config, identity, self._client, self.processor)
-        self.asyncio = AsyncRunner(config.async_concurrency)
+        # As many async jobs may wait for a slot as there are threads: each thread would
+        # otherwise have waited holding one.
+        self.asyncio = AsyncRunner(config.async_concurrency, waiting=config.concurrency)
         self.timeouts = Timeouts(on_stuck=self._stuck)
         self.async_jobs = AsyncJobs(self.asyncio, state, self.processor.failed,
                                     self._async_acknowledge,
@@ -132,6 +134,7 @@ class Manager:
         # written stays in the in-progress list, recovered from there.
         self.processor.give_up_at = deadline
         self.quiet()
+        self.asyncio.close_intake()  # async jobs that wait for a slot go back, unstarted
         def async_busy() -> bool:  # a blocked loop can neither finish nor cancel a job
             return self.asyncio.busy > 0 and not self.asyncio.stuck
 
