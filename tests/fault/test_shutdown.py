@@ -6,7 +6,7 @@ import time
 
 import redis
 
-from apps.fault_jobs import HoldGil, Work
+from apps.fault_jobs import Exit, HoldGil, Work
 from fault.conftest import SpawnWorker
 from fault.harness import Ledger
 from fault.proxy import FaultProxy
@@ -78,3 +78,21 @@ def test_sigterm_during_a_redis_outage_exits_on_time(spawn: SpawnWorker, sq: str
     # Nothing lost: every job is still queued or in the process's in-progress list.
     held = r.llen("queue:default") + sum(r.llen(k) for k in r.keys("sq:inprogress:*"))
     assert held == len(jids)
+
+
+def test_a_term_while_a_replacement_waits_starts_none(spawn: SpawnWorker, sq: str,
+                                                      r: redis.Redis, ledger: Ledger) -> None:
+    # Children that die soon after they start are replaced after a growing wait. A TERM in
+    # that wait used to be acted on only after it, and the replacement started then never
+    # heard the TERM: killed at the deadline (exit 1), its job left in progress.
+    Exit.perform_bulk([[]] * 8)
+    parent = spawn("-P", "2", "-c", "1", timeout=TIMEOUT)
+    wait_for(lambda: "starting another in 2 s" in parent.log(400), timeout=60,
+             what="a replacement waiting 2 s")
+    parent.term()
+    termed = time.monotonic()
+    parent.proc.wait(TIMEOUT + 10)
+    exited = time.monotonic() - termed
+    log = parent.log(400)
+    assert parent.proc.returncode == 0, log
+    assert exited < TIMEOUT + 1.5 and "did not stop in time" not in log

@@ -103,6 +103,10 @@ class Supervisor:
         self.quieted = False
         self._delay = 0.5
         self._misconfigured = False
+        #: Replacements to start, each at its time (monotonic): (when, slot, gone, quiet).
+        #: Kept here rather than slept for, so that a TERM meanwhile starts none, and other
+        #: children are still reaped while one slot backs off.
+        self._due: list[tuple[float, int, tuple[str, ...], bool]] = []
 
     def run(self) -> int:
         self._install_signals()
@@ -115,7 +119,8 @@ class Supervisor:
                  self.processes, " ".join(map(str, self.children)))
         while not self.stopping:
             self._reap_and_restart()
-            time.sleep(0.2)  # the supervision period; signals interrupt it
+            self._start_due()
+            time.sleep(0.2)  # the supervision period
         return self._shutdown()
 
     def _fork(self, slot: int, gone: tuple[str, ...] = (), quiet: bool = False) -> None:
@@ -163,20 +168,38 @@ class Supervisor:
             if code == STOPPED_ON_REQUEST or STOPPED in told:
                 log.info("worker process %d was stopped from the dashboard or the API; not"
                          " starting another (%s left)", pid, len(self.children))
-                if not self.children:  # the last one: the supervisor is done (never reset
-                    self.stopping = True  # the flag: a TERM may have set it meanwhile)
+                if not self.children and not self._due:  # the last one: the supervisor is
+                    self.stopping = True  # done (never reset the flag: a TERM may have set it)
                 continue
-            log.warning("worker process %d exited (%s); starting another%s", pid,
-                        _describe(status), ", quiet as it was" if QUIETED in told else "")
-            if time.monotonic() - child.started < FAST_DEATH:
-                time.sleep(self._delay)  # do not spin if the app dies at start
-                self._delay = min(self._delay * 2, 30.0)
-            else:
-                self._delay = 0.5
-            # Dead for certain (reaped here): its replacement recovers its jobs at start,
-            # instead of a reaper after its lease expires (the fallback, if that one fails).
-            self._fork(child.slot, (identity.of(pid, child.nonce),) if child.nonce else (),
-                       quiet=QUIETED in told)
+            self._replace(pid, child, code, told)
+
+    def _replace(self, pid: int, child: _Running, code: int, told: bytes) -> None:
+        """Plan the start of a dead child's replacement: at once after a retirement (exit 0:
+        --max-memory, or a job stuck past its timeout, the process's plan), after a growing
+        wait when children die soon after they start (the app fails at start)."""
+        wait = 0.0
+        if code == 0:
+            log.info("worker process %d retired; starting another", pid)
+        elif time.monotonic() - child.started < FAST_DEATH:
+            wait, self._delay = self._delay, min(self._delay * 2, 30.0)
+        else:
+            self._delay = 0.5
+        if code != 0:
+            log.warning("worker process %d exited (%s); starting another%s%s", pid,
+                        _describe(code), f" in {wait:g} s" if wait else "",
+                        ", quiet as it was" if QUIETED in told else "")
+        # Dead for certain (reaped here): its replacement recovers its jobs at start,
+        # instead of a reaper after its lease expires (the fallback, if that one fails).
+        gone = (identity.of(pid, child.nonce),) if child.nonce else ()
+        self._due.append((time.monotonic() + wait, child.slot, gone, QUIETED in told))
+
+    def _start_due(self) -> None:
+        now = time.monotonic()
+        for entry in [e for e in self._due if e[0] <= now]:
+            self._due.remove(entry)
+            if not self.stopping:
+                _, slot, gone, quiet = entry
+                self._fork(slot, gone, quiet=quiet)
 
     def _give_up(self, pid: int) -> None:
         """A child stopped on a configuration error (logged by it): stop the others."""
@@ -215,7 +238,7 @@ class Supervisor:
             code = os.waitstatus_to_exitcode(status)
             if code < 0:  # a signal's default action ended it: no graceful stop, say so
                 log.error("worker process %d ended while stopping (%s)", pid,
-                          _describe(status))
+                          _describe(code))
             if code == STOPPED_ON_REQUEST:  # stopped as asked: a graceful stop
                 code = 0
             worst = max(worst, 1 if code < 0 else code)
@@ -240,6 +263,6 @@ def _stop_with(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _describe(status: int) -> str:
-    code = os.waitstatus_to_exitcode(status)
+def _describe(code: int) -> str:
+    """An exit code as ``os.waitstatus_to_exitcode`` gives it, in words."""
     return f"killed by signal {-code}" if code < 0 else f"exit code {code}"
