@@ -17,6 +17,7 @@ import os
 import sys
 
 from sidequest import environ, interrupts
+from sidequest.config import default_file
 from sidequest.errors import ConfigError
 from sidequest.runner import config_from_args, parser, run_worker
 from sidequest.web_flags import WEB_EXTRA, web_parser
@@ -79,8 +80,12 @@ def _dispatch(command: str, argv: list[str], prog: str = "sidequest") -> int:
     if command == "web":
         return _web(argv)
     args = parser(prog).parse_args(argv)
+    # Without -C, ./sidequest.toml if there, as Sidekiq reads config/sidekiq.yml. Only here:
+    # `manage.py sidequest` has the project's settings for that, and `sidequest dev` its own.
+    found = default_file() if args.config is None else None
+    args.config = args.config or found
     config = config_from_args(args)
-    code = run_worker(config, config.processes)
+    code = run_worker(config, config.processes, settings_file=found)
     if code:
         # A worker process of -P was killed: no thread may hold the interpreter at exit.
         logging.shutdown()

@@ -26,6 +26,13 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+#: Spellings of a level that other tools take (Python's logging and Celery: ``info``,
+#: ``warn``): read as the level they mean rather than refused.
+_LEVEL_ALIASES = {"WARN": "WARNING"}
+
+#: Settings files read when no -C is given, in this order, as Sidekiq reads
+#: config/sidekiq.yml by default (relative to the working directory).
+DEFAULT_FILES = ("sidequest.toml", os.path.join("config", "sidequest.toml"))
 
 #: The fewest jobs the default prefetch may hold. The fetcher refills at half the buffer, so
 #: this sets how many jobs share one fetch round trip at low concurrency: at -c 1 a cap of 10
@@ -222,6 +229,22 @@ def _flag(name: str, value: Any) -> None:
         raise ConfigError(f"{name} must be true or false, got {value!r}")
 
 
+def level_name(text: str) -> str:
+    """``--log-level`` as typed: ``info`` is INFO, ``warn`` WARNING (the settings file keeps
+    to the names validate() lists). Anything else is returned upper-cased, to be refused."""
+    upper = text.strip().upper()
+    return _LEVEL_ALIASES.get(upper, upper)
+
+
+def default_file() -> str | None:
+    """The settings file read when no -C is given: ./sidequest.toml, else
+    ./config/sidequest.toml, as written in the log; None when neither is there."""
+    for name in DEFAULT_FILES:
+        if Path(name).is_file():
+            return os.path.join(".", name)
+    return None
+
+
 def parse_queue(text: str) -> tuple[str, int]:
     """``critical,3`` -> ("critical", 3); ``low`` -> ("low", 0)."""
     name, _, weight = text.partition(",")
@@ -232,7 +255,18 @@ def parse_queue(text: str) -> tuple[str, int]:
         return name, int(weight)
     except ValueError:
         raise ConfigError(f"queue {text!r}: the weight after the comma must be a whole number,"
-                          f" e.g. -q {name},3 (\"{name},3\" in the settings file)") from None
+                          f" e.g. -q {name},3 (\"{name},3\" in the settings file)"
+                          f"{_several_queues_hint(name, weight.strip())}") from None
+
+
+def _several_queues_hint(name: str, after: str) -> str:
+    """``-q critical,default`` is two queues in Celery's -Q: say how to give two here."""
+    names = [name, *(part.strip() for part in after.split(","))]
+    if not all(QUEUE_NAME.fullmatch(part) for part in names):
+        return ""
+    flags = " ".join(f"-q {part}" for part in names)
+    listed = ", ".join(f'"{part}"' for part in names)
+    return f"; for several queues repeat -q: {flags} ([{listed}] in the settings file)"
 
 
 def _queues_from_file(value: Any, path: Path) -> tuple[tuple[str, int], ...]:
@@ -406,5 +440,5 @@ def build(file: str | None = None, *, base: Mapping[str, Any] | None = None,
     return config
 
 
-__all__ = ["Config", "build", "from_mapping", "load_file", "parse_queue", "replace",
-           "warn_of_colon_weights"]
+__all__ = ["Config", "build", "default_file", "from_mapping", "level_name", "load_file",
+           "parse_queue", "replace", "warn_of_colon_weights"]

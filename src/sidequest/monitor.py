@@ -30,7 +30,7 @@ from sidequest.api.stats import (
     live_stats,
     summed,
 )
-from sidequest.config import connect_as_file
+from sidequest.config import connect_as_file, default_file
 from sidequest.errors import ConfigError
 
 CLEAR = "\033[2J\033[H"
@@ -206,12 +206,14 @@ def _parser(command: str) -> argparse.ArgumentParser:
     parser.add_argument("--redis-url", help="Redis URL (default: $SIDEQUEST_REDIS_URL,"
                         " $REDIS_URL, redis://localhost:6379/0)")
     parser.add_argument("-C", "--config", metavar="FILE",
-                        help="the worker's TOML file, for its redis_url and [shards]")
+                        help="the worker's TOML file, for its redis_url and [shards]"
+                             " (default: ./sidequest.toml or ./config/sidequest.toml if there)")
     return parser
 
 
 def _connect(args: argparse.Namespace) -> None:
-    connect_as_file(args.config, args.redis_url)
+    # The settings file the worker reads without -C (./sidequest.toml): the same Redis.
+    connect_as_file(args.config or default_file(), args.redis_url)
 
 
 def main(command: str, argv: list[str], out: TextIO = sys.stdout) -> int:
@@ -227,10 +229,13 @@ def main(command: str, argv: list[str], out: TextIO = sys.stdout) -> int:
         return 2
     render = RENDER[command]
     interval = max(0.5, args.watch) if args.watch is not None else None
+    frames = 0
     try:
         while True:
             screen = render()
-            out.write((CLEAR if interval else "") + "\n".join(screen.lines) + "\n")
+            out.write(_frame_start(out, frames) if interval else "")
+            out.write("\n".join(screen.lines) + "\n")
+            frames += 1
             out.flush()
             _report_down(command, screen.down)
             if interval is None:
@@ -247,6 +252,14 @@ def main(command: str, argv: list[str], out: TextIO = sys.stdout) -> int:
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def _frame_start(out: TextIO, frames: int) -> str:
+    """What comes before a --watch frame: on a terminal, a cleared screen; into a pipe or a
+    file (`--watch 1 | tee`), where escape codes are noise, a blank line between frames."""
+    if out.isatty():
+        return CLEAR
+    return "\n" if frames else ""
 
 
 def _report_down(command: str, down: dict[str, ShardUnreachable]) -> None:

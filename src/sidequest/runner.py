@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import importlib
 import logging
+import math
 import os
 import sys
 import traceback
@@ -20,11 +21,22 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
-from sidequest import __version__, connection, environ
-from sidequest.config import Config, build, parse_queue, warn_of_colon_weights
+from sidequest import __version__, connection, environ, registry
+from sidequest.config import (
+    LOG_LEVELS,
+    Config,
+    build,
+    level_name,
+    parse_queue,
+    warn_of_colon_weights,
+)
 from sidequest.errors import ConfigError
 
 log = logging.getLogger("sidequest")
+
+
+#: Config.extra's key for "-e was given": the flag then wins over an inherited SIDEQUEST_ENV.
+ENVIRONMENT_FLAG = "environment_flag"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,7 +45,7 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         prefix = "unrecognized arguments: "
         if message.startswith(prefix):
-            hints = [_sidekiq_hint(word) or _flag_hint(word, list(self._option_string_actions))
+            hints = [_foreign_hint(word) or _flag_hint(word, list(self._option_string_actions))
                      for word in message[len(prefix):].split()]
             message += "".join(f"; {hint}" for hint in hints if hint)
         elif message.startswith("argument -P/--processes: invalid int value"):
@@ -41,10 +53,10 @@ class _Parser(argparse.ArgumentParser):
         super().error(message)
 
 
-def _sidekiq_hint(word: str) -> str | None:
-    """For a Sidekiq flag however written: ``--logfile=x``, ``-Lx``, ``-dv``."""
+def _foreign_hint(word: str) -> str | None:
+    """For a Sidekiq or Celery flag however written: ``--logfile=x``, ``-Lx``, ``-dv``."""
     flag = word.split("=", 1)[0]
-    return _SIDEKIQ_FLAGS.get(flag) or (_SIDEKIQ_FLAGS.get(flag[:2])
+    return _FOREIGN_FLAGS.get(flag) or (_FOREIGN_FLAGS.get(flag[:2])
                                         if not flag.startswith("--") else None)
 
 
@@ -62,6 +74,21 @@ _SIDEKIQ_FLAGS = {
                  " redirect it, or let systemd or Docker keep them",
 }
 
+_CELERY_APP = ("is Celery's app; here -r names the module that defines your jobs:"
+               " -r yourapp.jobs (repeat -r for several)")
+_CELERY_QUEUES = ("is Celery's queue list; here it is -q, once per queue:"
+                  " -q critical -q default")
+_CELERY_LEVEL = "is Celery's log level; here it is --log-level (info, warning...) or -v"
+
+#: Celery flags a newcomer types first: what they are called here.
+_CELERY_FLAGS = {
+    "-A": f"-A {_CELERY_APP}", "--app": f"--app {_CELERY_APP}",
+    "-Q": f"-Q {_CELERY_QUEUES}", "--queues": f"--queues {_CELERY_QUEUES}",
+    "-l": f"-l {_CELERY_LEVEL}", "--loglevel": f"--loglevel {_CELERY_LEVEL}",
+}
+
+_FOREIGN_FLAGS = {**_SIDEKIQ_FLAGS, **_CELERY_FLAGS}
+
 
 def _flag_hint(word: str, flags: list[str]) -> str:
     name = word.split("=", 1)[0]
@@ -73,7 +100,8 @@ def _flag_hint(word: str, flags: list[str]) -> str:
 
 EPILOG = ("Commands: run (default), dev, stats, status [--watch], periodic, web."
           " Example: sidequest -r myapp.jobs -c 10 -q default. A flag wins over the -C file,"
-          " which wins over the defaults shown.")
+          " which wins over the defaults shown; without -C, ./sidequest.toml (or"
+          " ./config/sidequest.toml) is read if there.")
 
 
 def parser(prog: str = "sidequest", epilog: str = EPILOG) -> argparse.ArgumentParser:
@@ -103,7 +131,8 @@ def parser(prog: str = "sidequest", epilog: str = EPILOG) -> argparse.ArgumentPa
     parser.add_argument("-e", "--environment", help="application environment name")
     parser.add_argument("-g", "--tag", help="tag shown with this process in the dashboard")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
-    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+    # Any case, and warn for WARNING: `--log-level info` is how Python and Celery spell it.
+    parser.add_argument("--log-level", choices=LOG_LEVELS, type=level_name,
                         help="log level (INFO; WARNING drops the per-job lines)")
     parser.add_argument("--log-format", choices=["text", "json"], help="log line format")
     parser.add_argument("--redis-url", help="Redis URL (default: the -C file's redis_url,"
@@ -135,6 +164,7 @@ def config_from_args(args: argparse.Namespace, base: Mapping[str, Any] | None = 
         redis_url=args.redis_url,
         verbose=args.verbose or None,  # unset: the file's value, if any
         processes=args.processes,
+        extra={ENVIRONMENT_FLAG: True} if args.environment is not None else None,
     )
 
 
@@ -154,12 +184,30 @@ def load_app(targets: tuple[str, ...]) -> None:
             raise ConfigError(_syntax_error(target, exc)) from None
         except Exception as exc:
             if type(exc).__name__ not in ("ImproperlyConfigured", "AppRegistryNotReady"):
-                raise
+                raise ConfigError(_module_raised(target, exc)) from None
             # A Django project's module, imported before Django is set up.
             raise ConfigError(f"could not import {target!r}: it needs Django set up"
                               f" ({type(exc).__name__}: {exc}). Run the worker as"
                               " `python manage.py sidequest`, which sets Django up and loads"
                               " each installed app's jobs.py") from None
+
+
+def _module_raised(target: str, exc: Exception) -> str:
+    """The app's module raised while imported: a bug in its code, so its traceback is printed
+    now (from the module's own frames: the importing ones would only hide it), and the
+    ConfigError that follows says what failed in one line (exit 2, as a bad setting)."""
+    tb = exc.__traceback__
+    while tb is not None and _importing_frame(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    traceback.print_exception(type(exc), exc, tb, file=sys.stderr)
+    sys.stderr.flush()
+    return (f"could not load -r {target}: {type(exc).__name__}: {exc}"
+            " (the traceback above is your module's)")
+
+
+def _importing_frame(filename: str) -> bool:
+    """Whether a frame is this module's or importlib's, not the app's."""
+    return filename in (__file__, importlib.__file__) or filename.startswith("<frozen")
 
 
 def _check_target(target: str) -> None:
@@ -227,15 +275,31 @@ def _import_failure(target: str, module: str, exc: ImportError) -> str:
                     f"named {missing!r} is installed in this Python ({sys.executable}). Install "
                     f"it (pip install {missing.split('.')[0]}) or fix the import")
         return f"could not import {target!r}: {where}{exc}"
+    named = _named_in_module(module)
+    if named:
+        return f"could not import {target!r}: {named}"
     top = module.split(".", maxsplit=1)[0]
     return (f"could not import {target!r}: {exc}. Run sidequest from your project's root"
             f" directory (where `python -c 'import {top}'` works), or set PYTHONPATH so that"
             " Python can find it")
 
 
-def run_worker(config: Config, processes: int = 1, *, app_loaded: bool = False) -> int:
+def _named_in_module(module: str) -> str:
+    """For ``-r app.jobs.SendWelcome``, a class path: its parent module imported (the failed
+    import loaded it) and defines that name. "" when ``module`` is not such a path."""
+    parent, _, name = module.rpartition(".")
+    found = getattr(sys.modules.get(parent), name, None) if parent else None
+    if found is None:
+        return ""
+    kind = "class" if isinstance(found, type) else "function" if callable(found) else "name"
+    return f"-r takes a module, not a {kind}: use -r {parent}"
+
+
+def run_worker(config: Config, processes: int = 1, *, app_loaded: bool = False,
+               settings_file: str | None = None) -> int:
     """Run the worker; ``app_loaded``: the jobs are imported already (a framework's command
-    did it), so no ``-r`` is needed."""
+    did it), so no ``-r`` is needed. ``settings_file``: a settings file read without -C
+    (config.default_file()), named in the log so that its settings are no surprise."""
     from sidequest.worker import Launcher, sharding
     from sidequest.worker.logs import setup
     from sidequest.worker.threads import use_batch_scheduling
@@ -243,11 +307,15 @@ def run_worker(config: Config, processes: int = 1, *, app_loaded: bool = False) 
     if config.batch_scheduling:  # before any thread (the log writer's too) or fork: they
         use_batch_scheduling()  # inherit the policy
     setup(config.log_level, config.log_format)
+    if settings_file:
+        log.info("settings from %s", settings_file)
     warn_of_colon_weights(config.queues)
-    os.environ.setdefault(environ.APP_ENV, config.environment)
+    _export_environment(config)
     if not config.require and not app_loaded:
         log.warning("no -r given: no job classes are loaded; pass -r yourapp.jobs")
     load_app(config.require)  # once, before any fork: children share the loaded modules
+    _warn_if_no_jobs(config.require)
+    _check_memory_limit(config.max_memory)  # before any fork: each child would start as big
     if config.redis_url:  # after the app, so the flag wins over a configure() in its code
         connection.set_url(config.redis_url)
     if config.shards or config.shard_queues:
@@ -264,6 +332,43 @@ def run_worker(config: Config, processes: int = 1, *, app_loaded: bool = False) 
         logging.shutdown()
         os._exit(0)
     return 0
+
+
+def _export_environment(config: Config) -> None:
+    """SIDEQUEST_ENV, for the app to read. An -e flag wins over an inherited value, as
+    Sidekiq's -e overwrites RAILS_ENV: typed on this command, it is meant for this run. The
+    -C file's environment only fills it in when unset, so a shell's value still wins there."""
+    inherited = os.environ.get(environ.APP_ENV)
+    if config.extra.get(ENVIRONMENT_FLAG) and inherited not in (None, config.environment):
+        log.info("-e %s replaces $%s=%s from the environment", config.environment,
+                 environ.APP_ENV, inherited)
+        os.environ[environ.APP_ENV] = config.environment
+    else:
+        os.environ.setdefault(environ.APP_ENV, config.environment)
+
+
+def _warn_if_no_jobs(targets: tuple[str, ...]) -> None:
+    """-r named modules, but none defines a job: the worker would fetch jobs it cannot run
+    (a package's empty __init__.py, say, for the module beside it)."""
+    if targets and not registry.names():
+        log.warning("no job classes are loaded: no Job class or @job function is defined in"
+                    " -r %s (nor in the modules it imports); pass -r the module that defines"
+                    " them, e.g. -r yourapp.jobs", ", -r ".join(targets))
+
+
+def _check_memory_limit(limit: int | None) -> None:
+    """Refuse a max_memory that the process is over before its first job: each process would
+    exit at once, to be restarted (with -P) every few seconds for good."""
+    from sidequest.worker.heartbeat import rss_kb
+
+    used = rss_kb() / 1024  # 0 where the OS does not say: no check then
+    if limit is None or limit >= used:
+        return
+    suggested = math.ceil(used * 2 / 50) * 50  # room for the jobs' own memory
+    raise ConfigError(f"--max-memory {limit} MB (max_memory) is below this worker's memory"
+                      f" right after loading the app, {used:.0f} MB: every process would exit"
+                      f" as soon as it starts. Give a limit with room for your jobs above"
+                      f" that, e.g. --max-memory {suggested}")
 
 
 def _supervise(config: Config, processes: int, plan: list[tuple[str, Config]]) -> int:

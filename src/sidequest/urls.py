@@ -5,7 +5,7 @@ with it before any client exists.
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 from sidequest.errors import ConfigError
 
@@ -41,7 +41,21 @@ def check_url(text: str) -> str:
     if port is not None and not 0 < port < 65536:
         raise ConfigError(f"{redacted(text)!r}: the port must be a number from 1 to 65535, "
                           "e.g. redis://localhost:6379/0")
+    if text.startswith(("redis://", "rediss://")):
+        _check_database(text)
     return text
+
+
+def _check_database(text: str) -> None:
+    """redis-py reads a database that is not a number (``/abc``, ``/db1``) as database 0,
+    without a word: an app and a worker would then share db 0 while the URLs differ."""
+    parts = urlsplit(text)
+    query = parse_qs(parts.query).get("db")  # redis-py: ?db= wins over the path
+    db = query[0] if query else unquote(parts.path).strip("/")
+    if db and not db.isdigit():
+        raise ConfigError(f"{redacted(text)!r}: the database must be a number, got {db!r};"
+                          " write the URL as redis://HOST:PORT/DB, e.g. redis://localhost:6379/3"
+                          " (a server has databases 0 to 15 by default)")
 
 
 def _check_cluster_url(text: str) -> str:

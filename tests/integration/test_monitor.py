@@ -82,13 +82,16 @@ def test_watch_redraws_until_interrupted(redis_url: str) -> None:
     proc = subprocess.Popen([sys.executable, "-c", start],
                             env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
-    frames = 0
+    frames, lines = 0, []
     deadline = time.monotonic() + 15
     while frames < 2 and time.monotonic() < deadline:
-        if "\033[2J" in proc.stdout.readline():
+        lines.append(proc.stdout.readline())
+        if lines[-1].startswith("Processes ("):  # each frame's first line
             frames += 1
     proc.send_signal(signal.SIGINT)
     assert proc.wait(10) == 0 and frames == 2
+    # Into a pipe, no escape codes: a terminal's clear-screen is noise in a file.
+    assert not any("\033[" in line for line in lines)
 
 
 def test_unreachable_redis_is_a_clear_error() -> None:

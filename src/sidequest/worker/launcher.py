@@ -93,6 +93,8 @@ class Launcher:
         self.stopping = threading.Event()
         self.stop_requested = threading.Event()
         self.retired = False  # a stuck job made the process stop
+        #: Every processor thread checks the memory after its job: one of them retires.
+        self._retire_lock = threading.Lock()
         self.stopped_on_request = False  # a stop from the dashboard or the API
         self.exporter: Exporter | None = None  # --metrics-port
         self._client = _first_client()
@@ -132,9 +134,7 @@ class Launcher:
         for owner in self.gone:  # now, not when its lease runs out: it is known dead
             self.reaper.recover_gone(owner)
         # The banner first, written out now: a job's own output must not precede it.
-        log.info("Sidequest %s started: %s, %d threads, queues %s", self.identity,
-                 "strict" if self.config.strict else "weighted", self.config.concurrency,
-                 ", ".join(self.config.queue_names))
+        log.info("%s", self._banner())
         logs.flush()
         self.manager.retire = self._retire
         if self.config.max_memory is not None:
@@ -152,6 +152,15 @@ class Launcher:
                              (self.reaper.run, "reaper"), (self.periodic.run, "periodic"),
                              (watcher.run, "cancels")):
             self._threads.append(spawn(target, f"sidequest-{name}", self.stopping))
+
+    def _banner(self) -> str:
+        """The start line. It names the Redis (password hidden): an app pushing to one
+        database and a worker reading another is otherwise silent."""
+        threads = self.config.concurrency
+        return (f"Sidequest {self.identity} started:"
+                f" {'strict' if self.config.strict else 'weighted'},"
+                f" {threads} thread{'' if threads == 1 else 's'},"
+                f" queues {', '.join(self.config.queue_names)}, Redis {connection.redacted()}")
 
     def _serve_metrics(self) -> None:
         """``--metrics-port``: this process's own Prometheus endpoint (prometheus-client is
@@ -271,7 +280,11 @@ class Launcher:
         if limit is None or self.retired:
             return
         used = rss_kb() / 1024
-        if used > limit:
+        if used <= limit:
+            return
+        with self._retire_lock:  # threads finishing jobs together would each say it
+            if self.retired:
+                return
             log.warning("memory %.0f MB is over max_memory %d MB: finishing the running jobs "
                         "and exiting for the supervisor to start a fresh process", used, limit)
             self._retire()
@@ -281,8 +294,9 @@ class Launcher:
         to start a fresh process; the other jobs are pushed back as at any stop."""
         self.retired = True
         self.stop_requested.set()
-        if self.embedded:
-            self.manager.quiet()
+        # Now, not when the main thread acts on the stop (up to NAP later): a process over
+        # its memory limit takes no further job, and its prefetched ones go back at once.
+        self.manager.quiet()
 
     def is_cancelled(self, jid: str) -> bool:
         return cancels.is_cancelled(jid)
