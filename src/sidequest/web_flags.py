@@ -55,4 +55,5 @@ def _web_redis_flags(parser: argparse.ArgumentParser) -> None:
     redis_url.add_argument("--redis-url-file", metavar="PATH",
                            help="read the Redis URL from this file (e.g. a mounted secret)")
     parser.add_argument("-C", "--config", metavar="FILE",
-                        help="the worker's TOML file, for its redis_url and shard table")
+                        help="the worker's TOML file, for its redis_url and shard table"
+                             " (default: ./sidequest.toml or ./config/sidequest.toml if there)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -240,6 +241,23 @@ def test_sidequest_web_reads_the_workers_config_file(redis_url: str, second_redi
     finally:
         out = stop(proc)
     assert f"; Redis {redis_url} and shards reports;" in out
+
+
+def test_sidequest_web_reads_the_default_settings_file(redis_url: str, tmp_path: Path) -> None:
+    # The worker reads ./sidequest.toml without -C; the dashboard started beside it too.
+    other_db = redis_url.rsplit("/", 1)[0] + "/7"
+    (tmp_path / "sidequest.toml").write_text(f'redis_url = "{other_db}"\n')
+    port = free_port()
+    env = env_for("redis://127.0.0.1:1/0", SIDEQUEST_WEB_PASSWORD=PASSWORD,
+                  PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.Popen([sys.executable, "-m", "sidequest", "web", "--port", str(port)],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: answers(f"http://127.0.0.1:{port}/login"), 20, "sidequest web")
+    finally:
+        out = stop(proc)
+    assert f"; Redis {other_db};" in out
 
 
 def test_sidequest_web_names_a_bad_config_file(redis_url: str, tmp_path: Path) -> None:

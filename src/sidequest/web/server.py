@@ -32,7 +32,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from sidequest import connection
-from sidequest.config import connect_as_file
+from sidequest.config import connect_as_file, default_file
 from sidequest.errors import ConfigError
 from sidequest.web.app import PASSWORD_ENV, create_app
 from sidequest.web_flags import WEB_HOST, web_parser
@@ -72,7 +72,8 @@ def build_app(host: str, insecure: bool = False, title: str = "Sidequest",
 
 def main(argv: list[str]) -> int:
     args = web_parser().parse_args(argv)
-    connect_as_file(args.config, redis_url_of(args))
+    # Without -C, the settings file the worker reads without it: the same Redis.
+    connect_as_file(args.config or default_file(), redis_url_of(args))
     app = build_app(args.host, args.insecure, args.title, https=args.https)
     sock = listening(args.host, args.port)  # before the banner: a port in use is said first
     login = "password login" if os.environ.get(PASSWORD_ENV) else "no login"
