@@ -182,6 +182,8 @@ def load_app(targets: tuple[str, ...]) -> None:
             raise ConfigError(_import_failure(target, module, exc)) from exc
         except SyntaxError as exc:  # the traceback would be importlib's frames, not the app's
             raise ConfigError(_syntax_error(target, exc)) from None
+        except ConfigError:
+            raise  # a job class's bad option: its own message says which and what to do
         except Exception as exc:
             if type(exc).__name__ not in ("ImproperlyConfigured", "AppRegistryNotReady"):
                 raise ConfigError(_module_raised(target, exc)) from None

@@ -197,3 +197,20 @@ def test_a_stop_pushes_back_async_jobs_that_wait_for_a_slot() -> None:
         assert time.monotonic() - begun < 5, "the stop waited past its timeout"
     assert finished == []
     assert sorted(j.jid for j in Queue("default")) == sorted(jids)
+
+
+def test_a_job_cancelled_while_it_waits_for_a_slot_is_dropped_as_cancelled() -> None:
+    # Dropped by the guard when it gets its slot: its status says cancelled (and its batch
+    # and unique lock hear of it), instead of an acknowledgement that told none of them.
+    from sidequest.api import cancel
+
+    with running_worker(async_concurrency=1, concurrency=2):
+        first = StoredWaits.perform_async(1.0)
+        assert started.wait(10), "the first job did not start"
+        waiting = StoredWaits.perform_async(0.1)
+        wait_for(lambda: Queue("default").size == 0, what="the second job fetched")
+        cancel(waiting)
+        wait_for(lambda: JobStatus(waiting).state == "cancelled", timeout=15,
+                 what="the waiting job dropped as cancelled")
+        wait_for(lambda: first in finished, what="the first job to end")
+    assert waiting not in finished

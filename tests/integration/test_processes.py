@@ -291,6 +291,14 @@ def test_a_process_quieted_from_the_dashboard_is_replaced_by_a_quiet_one(
         assert r.hget(member, "quiet") == "true"
         (other,) = [m for m in r.smembers("processes") if int(m.split(":")[1]) == max(first)]
         assert r.hget(other, "quiet") == "false"  # only the quieted one's slot
+        # And its replacement's replacement: quiet too, though none told it to be.
+        second = int(member.split(":")[1])
+        os.kill(second, signal.SIGKILL)
+        wait_for(lambda: len(pids(r) - {victim, second}) == 2, timeout=20,
+                 what="a second replacement")
+        (third,) = [m for m in r.smembers("processes")
+                    if int(m.split(":")[1]) not in first | {second}]
+        assert r.hget(third, "quiet") == "true"
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)

@@ -88,6 +88,9 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         "    def perform(self, user_id):\n        pass\n\n"
         "def helper():\n    pass\n")
     (package / "raises.py").write_text("import os\n\nraise RuntimeError('x')\n")
+    (package / "bad_option.py").write_text(
+        "from sidequest import Job\n\nclass FirstHourLimited(Job):\n"
+        "    rate_limit = '10/m'\n\n    def perform(self):\n        pass\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", list(sys.path))
     yield tmp_path
@@ -208,3 +211,13 @@ def test_watch_clears_the_screen_only_on_a_terminal() -> None:
     assert monitor._frame_start(Terminal(), 0) == monitor.CLEAR
     assert monitor._frame_start(io.StringIO(), 0) == ""
     assert monitor._frame_start(io.StringIO(), 1) == "\n"
+
+
+def test_a_job_class_refused_at_import_keeps_its_own_message(
+    project: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A ConfigError is already the one line to show: not a traceback and a wrapper around it.
+    with pytest.raises(ConfigError, match=r"^job class fhpkg\.bad_option\.FirstHourLimited:"
+                                          r" unknown option 'rate_limit'"):
+        load_app(("fhpkg.bad_option",))
+    assert "Traceback" not in capsys.readouterr().err

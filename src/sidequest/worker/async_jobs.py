@@ -131,7 +131,7 @@ class AsyncJobs:
 
         async def done(error: BaseException | None) -> None:
             if not began:
-                await self._unstarted(work, jid, error)
+                self._unstarted(jid)
                 return
             if self.timeouts is not None and limit is not None:
                 self.timeouts.unwatch_async(jid)
@@ -145,13 +145,16 @@ class AsyncJobs:
         if not self.runner.submit(jid, cls.wire_name(), run, done):
             self._live.pop(jid, None)  # a stop: it stays in the in-progress list, pushed back
 
-    async def _unstarted(self, work: Work, jid: str, error: BaseException | None) -> None:
-        """A job cancelled while it waited for a slot: by a stop (it stays in the in-progress
-        list, which the stop pushes back), or by sidequest.api.cancel (it is dropped)."""
+    def _unstarted(self, jid: str) -> None:
+        """A job cancelled by a stop while it waited for a slot: it stays in the in-progress
+        list, which the stop pushes back. (sidequest.api.cancel does not cancel a waiting
+        job: the guard drops it when it gets its slot.)"""
         self._live.pop(jid, None)
-        if isinstance(error, asyncio.CancelledError) and cancels.is_cancelled(jid):
-            log.warning("async job %s dropped before it started: it was cancelled", jid)
-            await asyncio.get_running_loop().run_in_executor(None, self._acknowledge, work.raw)
+
+    def works(self) -> list[Work]:
+        """The jobs handed to the loop whose outcome is not recorded yet: in the in-progress
+        list, though no thread runs them (not strays)."""
+        return [work for work, _, _ in list(self._live.values())]
 
     def owns(self, jid: str) -> bool:
         """The job's outcome is still this object's to record (it was not given up on)."""

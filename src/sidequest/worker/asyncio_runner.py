@@ -192,6 +192,12 @@ class AsyncRunner:
             if entry is not None and entry.future is not None:
                 entry.future.cancel()
 
+    def cancel_started(self, jids: list[str]) -> None:
+        """Cancel those of these jobs that run (sidequest.api.cancel): a waiting one is left
+        to be dropped when it gets its slot, as any cancelled job is before it starts."""
+        self.cancel([jid for jid in jids
+                     if (entry := self._running.get(jid)) is not None and entry.started])
+
     def close(self) -> None:
         loop = self._loop
         if loop is not None:

@@ -142,8 +142,11 @@ class Launcher:
             # memory could otherwise carry the process far past the limit between two beats.
             self.manager.after_job = self._check_memory
         install_worker(self)  # Job.cancelled() and Job.stopping() ask it
+        # Only started async jobs are cancelled on the loop: one still waiting for a slot is
+        # dropped when it gets one, by the guard that drops any cancelled job (its batch,
+        # status and unique lock hear of it there).
         watcher = CancelWatcher(connection.new_client(retries=0), self.stopping,
-                                self.manager.asyncio.cancel)
+                                self.manager.asyncio.cancel_started)
         watcher.first_look()  # before the first fetch: no job cancelled earlier starts
         if self.start_quiet:  # before the fetcher starts: not one job is taken
             self.quiet()
@@ -293,6 +296,8 @@ class Launcher:
         """A job ignored its timeout: stop (its thread cannot be killed) for the supervisor
         to start a fresh process; the other jobs are pushed back as at any stop."""
         self.retired = True
+        if self._heard is not None:  # a -P supervisor replaces it at once, not as a crash
+            self._heard("RETIRED")
         self.stop_requested.set()
         # Now, not when the main thread acts on the stop (up to NAP later): a process over
         # its memory limit takes no further job, and its prefetched ones go back at once.

@@ -332,7 +332,8 @@ class Manager:
             for work in works:
                 self._jobs.put(work)
             if self.inprogress.suspicious:
-                self.inprogress.reconcile(list(self._running.values()) + works)
+                self.inprogress.reconcile([*self._running.values(), *works,
+                                           *self.async_jobs.works()])
 
     def _give_back(self, paused: bool) -> None:
         """Hoarded jobs go back to the front of their queues, for an idle process to run now

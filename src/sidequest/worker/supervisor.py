@@ -46,6 +46,9 @@ STOPPED_ON_REQUEST = 3
 #: should it die, starts quiet; a stopped one is not replaced even if its stop ends in a
 #: forced exit (a job stuck past the shutdown timeout) rather than STOPPED_ON_REQUEST.
 QUIETED, STOPPED = b"Q", b"S"
+#: A child over --max-memory, or with a job stuck past its timeout, stops to be replaced: at
+#: once, not after the wait a crash at start gets (it, too, may exit 0).
+RETIRED = b"R"
 
 
 @dataclass(frozen=True)
@@ -62,9 +65,9 @@ class Child:
     report_fd: int = -1
 
     def heard(self, name: str) -> None:
-        """The child read signal ``name`` from Redis: tell the supervisor what it means for
-        a replacement; never fails the child."""
-        what = {"TSTP": QUIETED, "TERM": STOPPED, "INT": STOPPED}.get(name)
+        """The child read signal ``name`` from Redis (or is retiring: ``RETIRED``): tell the
+        supervisor what it means for a replacement; never fails the child."""
+        what = {"TSTP": QUIETED, "TERM": STOPPED, "INT": STOPPED, "RETIRED": RETIRED}.get(name)
         if what is not None and self.report_fd >= 0:
             with contextlib.suppress(OSError):  # the supervisor is gone: nothing to tell
                 os.write(self.report_fd, what)
@@ -76,6 +79,7 @@ class _Running:
     slot: int
     nonce: str
     reports: int  # the read end of its report pipe
+    quiet: bool  # started quiet: so is its replacement
 
     def told(self) -> bytes:
         """What the child reported before it exited (the pipe is closed here)."""
@@ -131,6 +135,7 @@ class Supervisor:
         nonce = identity.new_nonce()  # chosen here, so that its identity is known here
         reports, report_fd = os.pipe()
         os.set_blocking(reports, False)
+        quiet = self.quieted or quiet
         pid = os.fork()
         if pid == 0:  # the child: run a worker, never return into the supervisor's loop
             for name in _FORWARDED:
@@ -140,13 +145,18 @@ class Supervisor:
             _stop_with(parent)
             code = 1
             try:
-                code = self.child_main(Child(slot, nonce, gone, self.quieted or quiet,
-                                             report_fd))
+                code = self.child_main(Child(slot, nonce, gone, quiet, report_fd))
             finally:
                 sys.stdout.flush()
                 os._exit(code)
         os.close(report_fd)
-        self.children[pid] = _Running(time.monotonic(), slot, nonce, reports)
+        self.children[pid] = _Running(time.monotonic(), slot, nonce, reports, quiet)
+        # A TERM or TSTP whose handler ran between the fork and the line above was not
+        # passed on to this child: pass it now.
+        if self.stopping:
+            os.kill(pid, signal.SIGTERM)
+        elif self.quieted and not quiet and hasattr(signal, "SIGTSTP"):
+            os.kill(pid, signal.SIGTSTP)
 
     def _reap_and_restart(self) -> None:
         while self.children:
@@ -174,24 +184,26 @@ class Supervisor:
             self._replace(pid, child, code, told)
 
     def _replace(self, pid: int, child: _Running, code: int, told: bytes) -> None:
-        """Plan the start of a dead child's replacement: at once after a retirement (exit 0:
-        --max-memory, or a job stuck past its timeout, the process's plan), after a growing
-        wait when children die soon after they start (the app fails at start)."""
+        """Plan the start of a dead child's replacement: at once after a retirement (it said
+        so: --max-memory, or a job stuck past its timeout, the process's plan), after a
+        growing wait when children die soon after they start (the app fails at start)."""
         wait = 0.0
-        if code == 0:
+        quiet = child.quiet or QUIETED in told
+        retired = code == 0 and RETIRED in told
+        if retired:
             log.info("worker process %d retired; starting another", pid)
         elif time.monotonic() - child.started < FAST_DEATH:
             wait, self._delay = self._delay, min(self._delay * 2, 30.0)
         else:
             self._delay = 0.5
-        if code != 0:
+        if not retired:
             log.warning("worker process %d exited (%s); starting another%s%s", pid,
                         _describe(code), f" in {wait:g} s" if wait else "",
-                        ", quiet as it was" if QUIETED in told else "")
+                        ", quiet as it was" if quiet else "")
         # Dead for certain (reaped here): its replacement recovers its jobs at start,
         # instead of a reaper after its lease expires (the fallback, if that one fails).
         gone = (identity.of(pid, child.nonce),) if child.nonce else ()
-        self._due.append((time.monotonic() + wait, child.slot, gone, QUIETED in told))
+        self._due.append((time.monotonic() + wait, child.slot, gone, quiet))
 
     def _start_due(self) -> None:
         now = time.monotonic()
