@@ -219,8 +219,9 @@ class Processor:
                 add_dead(pipe, body, now(), self.config.dead_max_jobs, self.config.dead_timeout)
             pipe.lrem(self.inprogress, ACK_FROM_TAIL, work.raw)
 
-        self.write(write)
-        if decision.action != "retry":
+        # Not written (a stop through an outage): the job is still in the in-progress list
+        # and runs again, so it did not die; its unique lock and status stay as they are.
+        if self.write(write) and decision.action != "retry":
             hooks.report_death(failed, exc)
         hooks.report_error(exc, {"context": "Job raised exception", "job": job,
                                  "queue": work.queue})
@@ -241,9 +242,9 @@ class Processor:
                                  "jobstr": text})
 
     def write(self, commands: Callable[[Any], None],
-              what: str = "record a job's outcome") -> None:
+              what: str = "record a job's outcome") -> bool:
         """Run ``commands`` in one MULTI, retrying through a Redis outage until stopping (or
-        the stop's deadline). ``what`` the write does, for the log.
+        the stop's deadline). ``what`` the write does, for the log. False if it gave up.
 
         If we give up at shutdown the job stays in the in-progress list, so it is requeued
         and runs again: at least once, never lost.
@@ -254,13 +255,13 @@ class Processor:
                 pipe = self.client.pipeline(transaction=True)
                 commands(pipe)
                 pipe.execute()
-                return
+                return True
             except redis.RedisError as exc:
                 if self._giving_up():
                     log.warning("could not %s before stopping (%s): the jobs stay in this"
                                 " process's in-progress list, and are recovered from there",
                                 what, exc)
-                    return
+                    return False
                 if not said:  # once per write: an outage is one line per thread, not dozens
                     log.warning("Redis error: could not %s, retrying until it answers: %s",
                                 what, exc)
