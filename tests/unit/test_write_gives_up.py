@@ -7,6 +7,8 @@ import threading
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from redis_server import free_port
 from sidequest import hooks
@@ -18,7 +20,8 @@ from sidequest.worker.state import ProcessState
 
 
 def test_no_death_is_reported_for_a_failure_that_was_not_written() -> None:
-    unreachable = redis.Redis(port=free_port(), socket_connect_timeout=0.5)
+    unreachable = redis.Redis(port=free_port(), socket_connect_timeout=0.5,
+                              retry=Retry(NoBackoff(), 0))  # refused at once
     stopping = threading.Event()
     stopping.set()  # a stop: the write gives up instead of retrying
     processor = Processor(build(), "host:1:abc", unreachable, ProcessState(), stopping)
