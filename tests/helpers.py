@@ -95,3 +95,13 @@ def readme_block(marker: str) -> str:
                       re.DOTALL | re.MULTILINE)
     assert found, f"README.md has no fenced block after <!-- {marker} -->"
     return found.group(1)
+
+
+def kill_leftovers(started: list[subprocess.Popen[str]]) -> None:
+    """Kill (and reap) the processes in ``started`` still running: a failing test must not
+    leave its worker behind."""
+    while started:
+        proc = started.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from helpers import FAST, wait_for
+from helpers import FAST, kill_leftovers, wait_for
 from redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,13 +40,8 @@ def sidequest(*args: str, env: dict[str, str] | None = None, **kw: object) -> su
 
 @pytest.fixture(autouse=True)
 def _no_leftover_workers() -> Iterator[None]:
-    """A failing test must not leave its worker running."""
     yield
-    while STARTED:
-        proc = STARTED.pop()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+    kill_leftovers(STARTED)
 
 
 def run(*args: str) -> tuple[int, str]:

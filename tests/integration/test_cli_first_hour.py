@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from helpers import FAST, wait_for
+from helpers import FAST, kill_leftovers, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTED: list[subprocess.Popen[str]] = []
@@ -30,13 +30,8 @@ JOBS = ("import os\nfrom sidequest import Job\n\n"
 
 @pytest.fixture(autouse=True)
 def _no_leftover_workers() -> Iterator[None]:
-    """A failing test must not leave its worker running."""
     yield
-    while STARTED:
-        proc = STARTED.pop()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+    kill_leftovers(STARTED)
 
 
 @pytest.fixture

@@ -253,6 +253,18 @@ def test_a_stop_from_the_dashboard_is_not_undone_by_the_supervisor(
     assert code == 0 and pids(r) == set() and first == {one.pid, other.pid}
 
 
+def replaced(r: redis.Redis, victim: int, known: set[int]) -> str:
+    """SIGKILL ``victim`` (a worker of the group) and return the process-set member of the
+    worker started in its place (not one of ``known``, the pids seen so far)."""
+    os.kill(victim, signal.SIGKILL)
+
+    def fresh() -> str | None:
+        new = [m for m in r.smembers("processes") if int(m.split(":")[1]) not in known]
+        return new[0] if new else None
+
+    return wait_for(fresh, timeout=20, what=f"a replacement for {victim}")
+
+
 def test_a_quieted_group_replaces_a_dead_worker_with_a_quiet_one(
         redis_server: RedisServer, r: redis.Redis, tmp_path: Path) -> None:
     proc, first = start_group(redis_server, r, tmp_path)
@@ -265,10 +277,8 @@ def test_a_quieted_group_replaces_a_dead_worker_with_a_quiet_one(
 
         wait_for(lambda: quiet_pids() == first, what="both quiet")
         victim = min(first)
-        os.kill(victim, signal.SIGKILL)
-        wait_for(lambda: len(pids(r) - {victim}) == 2, timeout=20, what="a replacement")
+        member = replaced(r, victim, first)
         # Quiet from its first beat (and so from before its first fetch), not soon after.
-        (member,) = [m for m in r.smembers("processes") if int(m.split(":")[1]) not in first]
         assert r.hget(member, "quiet") == "true"
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -285,19 +295,13 @@ def test_a_process_quieted_from_the_dashboard_is_replaced_by_a_quiet_one(
         (quieted,) = [p for p in ProcessSet().processes() if p.pid == victim]
         quieted.quiet()  # the dashboard's Quiet on this one row: the supervisor never sees it
         wait_for(lambda: r.hget(quieted.identity, "quiet") == "true", what="the quiet")
-        os.kill(victim, signal.SIGKILL)
-        wait_for(lambda: len(pids(r) - {victim}) == 2, timeout=20, what="a replacement")
-        (member,) = [m for m in r.smembers("processes") if int(m.split(":")[1]) not in first]
+        member = replaced(r, victim, first)
         assert r.hget(member, "quiet") == "true"
         (other,) = [m for m in r.smembers("processes") if int(m.split(":")[1]) == max(first)]
         assert r.hget(other, "quiet") == "false"  # only the quieted one's slot
         # And its replacement's replacement: quiet too, though none told it to be.
         second = int(member.split(":")[1])
-        os.kill(second, signal.SIGKILL)
-        wait_for(lambda: len(pids(r) - {victim, second}) == 2, timeout=20,
-                 what="a second replacement")
-        (third,) = [m for m in r.smembers("processes")
-                    if int(m.split(":")[1]) not in first | {second}]
+        third = replaced(r, second, first | {second})
         assert r.hget(third, "quiet") == "true"
     finally:
         proc.send_signal(signal.SIGTERM)
