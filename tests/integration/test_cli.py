@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from helpers import FAST, kill_leftovers, wait_for
+from helpers import FAST, Output, kill_leftovers, wait_for
 from redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,23 +49,6 @@ def run(*args: str) -> tuple[int, str]:
     out, _ = proc.communicate(timeout=30)
     return proc.returncode, out
 
-
-class Output:
-    """Collects a process's output lines in a thread so tests can wait for a line."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.lines: list[str] = []
-        self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
-        self._thread.start()
-
-    def _read(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_for(self, text: str, timeout: float = 15) -> str:
-        return wait_for(lambda: next((ln for ln in self.lines if text in ln), None),
-                        timeout, f"output line containing {text!r}; got {self.lines[-5:]}")
 
 
 @pytest.fixture

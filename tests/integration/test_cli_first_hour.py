@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from helpers import FAST, kill_leftovers, wait_for
+from helpers import FAST, Output, kill_leftovers, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTED: list[subprocess.Popen[str]] = []
@@ -63,22 +63,6 @@ def sidequest(project: Path, *args: str, env: dict[str, str] | None = None,
     STARTED.append(proc)
     return proc
 
-
-class Output:
-    """Collects a process's output lines in a thread so tests can wait for a line."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, args=(proc,), daemon=True).start()
-
-    def _read(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_for(self, text: str, timeout: float = 15) -> str:
-        return wait_for(lambda: next((ln for ln in self.lines if text in ln), None),
-                        timeout, f"output line containing {text!r}; got {self.lines[-5:]}")
 
 
 def started(proc: subprocess.Popen[str], *waits: str) -> Output:
