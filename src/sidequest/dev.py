@@ -36,7 +36,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from sidequest import connection, environ, runner
+from sidequest import app_loader, connection, environ, runner
 from sidequest.config import Config
 from sidequest.errors import ConfigError
 
@@ -231,7 +231,7 @@ def _queues(config: Config) -> str:
 
 
 def _start_traffic(stop: threading.Event) -> threading.Thread:
-    runner.load_app((EXAMPLE_TRAFFIC,))  # puts the current directory on sys.path first
+    app_loader.load_app((EXAMPLE_TRAFFIC,))  # puts the current directory on sys.path first
     run: Callable[[threading.Event], None] = importlib.import_module(EXAMPLE_TRAFFIC).run
     thread = threading.Thread(target=run, args=(stop,), name="sidequest-demo-traffic",
                               daemon=True)

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from sidequest import config, environ, monitor, runner, urls
+from sidequest.app_loader import load_app
 from sidequest.errors import ConfigError
-from sidequest.runner import config_from_args, load_app, parser
+from sidequest.runner import config_from_args, parser
 
 
 def refusal(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from sidequest import registry
+from sidequest.app_loader import load_app
 from sidequest.errors import ConfigError
-from sidequest.runner import load_app
 
 JOBS = """
 from sidequest import Job

@@ -1,0 +1,143 @@
+"""Loading the application's jobs: each ``-r`` target imported (a dotted module or a .py file),
+and what to tell the user when that fails: a module not found, a class path given for a
+module, a syntax error, or the module's own exception (its traceback, then one line)."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from sidequest.errors import ConfigError
+
+
+def load_app(targets: tuple[str, ...]) -> None:
+    """Import each ``-r`` target: a dotted module, or a path to a .py file."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # console scripts do not include the current dir
+    for target in targets:
+        _check_target(target)
+        is_file = target.endswith(".py") or os.sep in target
+        module = _module_for_file(Path(target)) if is_file else target
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError(_import_failure(target, module, exc)) from exc
+        except SyntaxError as exc:  # the traceback would be importlib's frames, not the app's
+            raise ConfigError(_syntax_error(target, exc)) from None
+        except ConfigError:
+            raise  # a job class's bad option: its own message says which and what to do
+        except Exception as exc:
+            if type(exc).__name__ not in ("ImproperlyConfigured", "AppRegistryNotReady"):
+                raise ConfigError(_module_raised(target, exc)) from None
+            # A Django project's module, imported before Django is set up.
+            raise ConfigError(f"could not import {target!r}: it needs Django set up"
+                              f" ({type(exc).__name__}: {exc}). Run the worker as"
+                              " `python manage.py sidequest`, which sets Django up and loads"
+                              " each installed app's jobs.py") from None
+
+
+def _module_raised(target: str, exc: Exception) -> str:
+    """The app's module raised while imported: a bug in its code, so its traceback is printed
+    now (from the module's own frames: the importing ones would only hide it), and the
+    ConfigError that follows says what failed in one line (exit 2, as a bad setting)."""
+    tb = exc.__traceback__
+    while tb is not None and _importing_frame(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    traceback.print_exception(type(exc), exc, tb, file=sys.stderr)
+    sys.stderr.flush()
+    return (f"could not load -r {target}: {type(exc).__name__}: {exc}"
+            " (the traceback above is your module's)")
+
+
+def _importing_frame(filename: str) -> bool:
+    """Whether a frame is this module's or importlib's, not the app's."""
+    return filename in (__file__, importlib.__file__) or filename.startswith("<frozen")
+
+
+def _check_target(target: str) -> None:
+    """Refuse what is neither a module name nor a file: an empty value, or a directory
+    (``-r .`` loads a whole application in some job systems; here it names nothing)."""
+    example = "name the module that defines your jobs (-r app.jobs) or its file (-r app/jobs.py)"
+    if not target.strip():
+        raise ConfigError(f"-r was given an empty value: {example}")
+    if target.strip(".") == "" or (os.sep in target and Path(target).is_dir()):
+        django = ("; for a Django project, run python manage.py sidequest, which loads each"
+                  " installed app's jobs.py") if Path(target, "manage.py").is_file() else ""
+        raise ConfigError(f"-r {target}: a directory, not a module: {example}{django}")
+
+
+def _module_for_file(path: Path) -> str:
+    """The dotted name under which ``-r app/jobs.py`` is imported: the same as ``-r app.jobs``,
+    so that job names (``app.jobs.SendWelcome``) match what the app enqueues."""
+    if not path.is_file():
+        raise ConfigError(f"-r {path}: no such file")
+    if path.suffix != ".py":
+        raise ConfigError(f"-r {path}: not a Python file")
+    resolved = path.resolve()
+    # Inside a package, its top folder's parent is the project root, wherever the worker is
+    # started from (run from above it, project/app/jobs.py is app.jobs, as the app pushes).
+    parts: list[str] = [resolved.stem]
+    folder = resolved.parent
+    while (folder / "__init__.py").is_file() and folder.name.isidentifier():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    cwd = Path.cwd().resolve()
+    if len(parts) == 1 or (cwd / "__init__.py").is_file():
+        # In a plain folder, or run from inside a package (an app started there names its
+        # modules from there too): named from the working directory (app/jobs.py is
+        # app.jobs, app a namespace package), when it lies inside it.
+        with contextlib.suppress(ValueError):
+            local = resolved.with_suffix("").relative_to(cwd).parts
+            if local and all(part.isidentifier() for part in local):
+                return ".".join(local)
+    sys.path.insert(0, str(folder))
+    return ".".join(parts)
+
+
+def _syntax_error(target: str, exc: SyntaxError) -> str:
+    """Where the app's code does not parse, shown as Python shows it: the line and a caret."""
+    where = f"{exc.filename}:{exc.lineno}" if exc.lineno else str(exc.filename)
+    text = (exc.text or "").rstrip("\n")
+    shown = ""
+    if text.strip():
+        indent = len(text) - len(text.lstrip())
+        caret = " " * max((exc.offset or 1) - 1 - indent, 0) + "^"
+        shown = f"\n    {text.strip()}\n    {caret}"
+    return (f"could not import {target!r}: {where}: {type(exc).__name__}: {exc.msg}{shown}"
+            "\nFix the code there, then start the worker again")
+
+
+def _import_failure(target: str, module: str, exc: ImportError) -> str:
+    """Say which import failed and where: the app's own module, or a package it imports."""
+    missing = exc.name or ""
+    if missing and not (module == missing or module.startswith(missing + ".")):
+        frames = [f for f in traceback.extract_tb(exc.__traceback__)
+                  if not f.filename.startswith("<frozen")]
+        where = f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
+        if isinstance(exc, ModuleNotFoundError):
+            return (f"could not import {target!r}: {where}'import {missing}' failed: no module "
+                    f"named {missing!r} is installed in this Python ({sys.executable}). Install "
+                    f"it (pip install {missing.split('.')[0]}) or fix the import")
+        return f"could not import {target!r}: {where}{exc}"
+    named = _named_in_module(module)
+    if named:
+        return f"could not import {target!r}: {named}"
+    top = module.split(".", maxsplit=1)[0]
+    return (f"could not import {target!r}: {exc}. Run sidequest from your project's root"
+            f" directory (where `python -c 'import {top}'` works), or set PYTHONPATH so that"
+            " Python can find it")
+
+
+def _named_in_module(module: str) -> str:
+    """For ``-r app.jobs.SendWelcome``, a class path: its parent module imported (the failed
+    import loaded it) and defines that name. "" when ``module`` is not such a path."""
+    parent, _, name = module.rpartition(".")
+    found = getattr(sys.modules.get(parent), name, None) if parent else None
+    if found is None:
+        return ""
+    kind = "class" if isinstance(found, type) else "function" if callable(found) else "name"
+    return f"-r takes a module, not a {kind}: use -r {parent}"
