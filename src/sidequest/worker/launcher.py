@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -31,7 +31,6 @@ from sidequest import (
     middleware,
     status,
     unique,
-    url_problems,
 )
 from sidequest.config import Config, warn_of_colon_weights
 from sidequest.errors import ConfigError
@@ -48,6 +47,7 @@ from sidequest.worker.periodic import (
     warn_unserved,
 )
 from sidequest.worker.reaper import Reaper
+from sidequest.worker.redis_wait import check_redis, first_client, say_waiting
 from sidequest.worker.scheduler import Scheduler
 from sidequest.worker.state import ProcessState
 from sidequest.worker.threads import spawn
@@ -97,7 +97,7 @@ class Launcher:
         self._retire_lock = threading.Lock()
         self.stopped_on_request = False  # a stop from the dashboard or the API
         self.exporter: Exporter | None = None  # --metrics-port
-        self._client = _first_client()
+        self._client = first_client()
         self.manager = Manager(config, self.identity, self.state)
         self.embedded = embedded
         self.heartbeat = Heartbeat(config, self.identity, self._client, self.state,
@@ -192,7 +192,7 @@ class Launcher:
                 problem = connection.url_problem(exc, connection.redacted())
                 if problem is not None:  # no wait fixes a URL: say so and exit 2
                     raise problem from exc
-                warned = warned or _say_waiting(exc)
+                warned = warned or say_waiting(exc)
                 self._nap(delay)
                 delay = min(delay * 2, 2.0)
 
@@ -382,41 +382,6 @@ class Launcher:
             signal.signal(signum, handler)
         if interrupts.take():  # a Ctrl-C during start-up that Python had to drop
             self.inbox.arrive("INT")
-
-
-def check_redis(client: redis.Redis) -> None:
-    """Warn about Redis settings that can lose jobs behind our back."""
-    try:
-        policy = cast(dict[str, str], client.config_get("maxmemory-policy"))
-    except redis.ResponseError:
-        return  # CONFIG is often disabled on managed Redis; nothing to check then
-    value = policy.get("maxmemory-policy", "noeviction")
-    if value != "noeviction":
-        log.warning(
-            "Redis maxmemory-policy is %r: when memory runs out Redis will silently delete"
-            " keys, queued jobs included. Set it to 'noeviction' (CONFIG SET maxmemory-policy"
-            " noeviction, and in redis.conf) so that pushes fail loudly instead.", value
-        )
-
-
-def _first_client() -> redis.Redis:
-    """The process's first client. A Redis Cluster client reads the slot map as it is made:
-    while no node answers, wait, as ``start`` waits for a plain Redis (the other clients
-    are made right after, from the same answering cluster)."""
-    delay, warned = 0.1, False
-    while True:
-        try:
-            return connection.new_client(retries=0)
-        except redis.ConnectionError as exc:
-            warned = warned or _say_waiting(exc)
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
-
-
-def _say_waiting(exc: Exception) -> bool:
-    """Say once that the worker waits for Redis; True, for the caller's "said" flag."""
-    log.warning("waiting for Redis at %s: %s", connection.redacted(), url_problems.readable(exc))
-    return True
 
 
 def dump_threads() -> None:
