@@ -6,6 +6,7 @@ and pushes them back to their queue. Real Redis, in-process workers."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -214,3 +215,38 @@ def test_a_job_cancelled_while_it_waits_for_a_slot_is_dropped_as_cancelled() -> 
                  what="the waiting job dropped as cancelled")
         wait_for(lambda: first in finished, what="the first job to end")
     assert waiting not in finished
+
+
+def test_a_quiet_puts_async_jobs_waiting_for_a_slot_back() -> None:
+    # Not started, so another process (the new one of a deploy) can run them now.
+    with running_worker(async_concurrency=1, concurrency=3) as launcher:
+        jids = Waits.perform_bulk([[3.0]] * 5)
+        assert started.wait(10), "the first job did not start"
+        wait_for(lambda: Queue("default").size == 0, what="every job fetched")
+        launcher.quiet()
+        wait_for(lambda: Queue("default").size == 4, what="the 4 waiting jobs back")
+        back = {j.jid for j in Queue("default")}
+        wait_for(lambda: len(finished) == 1, what="the running one to finish")
+    assert len(back) == 4 and back < set(jids) and finished[0] not in back
+
+
+class Stubborn(Job):
+    async def perform(self) -> None:
+        started.set()
+        for _ in range(300):  # ignores its cancellation, as careless code does
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(0.1)
+
+
+def test_a_stop_ends_on_time_past_an_async_job_that_ignores_its_cancellation() -> None:
+    # It waited 2 s for the cancelled jobs to end: past the watchdog's 1.5 s, so a real
+    # process was killed, its unstarted jobs left in progress.
+    with running_worker(async_concurrency=1, concurrency=2, timeout=0.5) as launcher:
+        stubborn = Stubborn.perform_async()
+        assert started.wait(10), "the stubborn job did not start"
+        waiting = Waits.perform_bulk([[0.1]] * 3)
+        wait_for(lambda: Queue("default").size == 0, what="every job fetched")
+        begun = time.monotonic()
+        assert launcher.stop() is False
+        assert time.monotonic() - begun < 0.5 + 1.5, "past the watchdog's grace"
+    assert sorted(j.jid for j in Queue("default")) == sorted([stubborn, *waiting])

@@ -86,7 +86,8 @@ class AsyncJobs:
     def __init__(self, runner: AsyncRunner, state: ProcessState, failed: Failed,
                  acknowledge: Callable[[bytes], None], *,
                  acknowledge_later: Callable[[bytes], bool] | None = None,
-                 acknowledge_releasing: Releasing) -> None:
+                 acknowledge_releasing: Releasing,
+                 requeue: Callable[[list[Work]], None]) -> None:
         self.runner = runner
         self.state = state
         self._failed = failed
@@ -98,6 +99,8 @@ class AsyncJobs:
         self._acknowledge_later = acknowledge_later
         # A success that also releases its unique lock, in one transaction (off the loop).
         self._acknowledge_releasing = acknowledge_releasing
+        # Puts unstarted jobs back at the front of their queues (writes to Redis: off the loop).
+        self._requeue = requeue
         #: Set by the manager: keeps the deadlines, to notice a job that cannot be cancelled.
         self.timeouts: Timeouts | None = None
         #: jid -> what ``give_up`` needs; a job not in it when it ends was given up on.
@@ -131,7 +134,8 @@ class AsyncJobs:
 
         async def done(error: BaseException | None) -> None:
             if not began:
-                self._unstarted(jid)
+                self._live.pop(jid, None)
+                await asyncio.get_running_loop().run_in_executor(None, self._requeue, [work])
                 return
             if self.timeouts is not None and limit is not None:
                 self.timeouts.unwatch_async(jid)
@@ -143,13 +147,9 @@ class AsyncJobs:
 
         self._live[jid] = (work, job, cls)
         if not self.runner.submit(jid, cls.wire_name(), run, done):
-            self._live.pop(jid, None)  # a stop: it stays in the in-progress list, pushed back
-
-    def _unstarted(self, jid: str) -> None:
-        """A job cancelled by a stop while it waited for a slot: it stays in the in-progress
-        list, which the stop pushes back. (sidequest.api.cancel does not cancel a waiting
-        job: the guard drops it when it gets its slot.)"""
-        self._live.pop(jid, None)
+            # Quieted or stopping: it never started, so back to the front of its queue.
+            self._live.pop(jid, None)
+            self._requeue([work])
 
     def works(self) -> list[Work]:
         """The jobs handed to the loop whose outcome is not recorded yet: in the in-progress

@@ -119,8 +119,7 @@ class AsyncRunner:
         """Run ``work()`` on the loop once one of its slots is free, then ``done(exception or
         None)`` there (a CancelledError if it was cancelled while it waited). Waits in the
         calling thread only while the loop has no room even to hold it. False, with nothing
-        run, once the runner is closing (a stop): the job stays in the in-progress list,
-        and the stop pushes it back."""
+        run, once the runner is closing (a quiet or a stop): the caller puts the job back."""
         while not self._room.acquire(timeout=ROOM_WAIT):
             if self._closing.is_set():
                 return False
@@ -148,22 +147,38 @@ class AsyncRunner:
         error: BaseException | None = None
         try:
             async with self._slots:
+                if self._closing.is_set():  # quieted while it waited: it goes back
+                    raise asyncio.CancelledError
                 entry.started = True
                 await work()
+        except GeneratorExit:
+            # Closed unfinished by the garbage collector: the loop stopped under a job that
+            # ignored its cancellation. Nothing can be recorded without a loop; the job is
+            # in the in-progress list, which the stop pushed back.
+            self._forget(jid, entry)
+            raise
         except BaseException as exc:  # a job's exception, or its cancellation at stop
             error = exc
         try:
             await done(error)
         finally:
-            if self._running.pop(jid, None) is not None and entry.started:
-                self._ended.add(entry.name)
-            self._room.release()
+            self._forget(jid, entry)
+
+    def _forget(self, jid: str, entry: _Entry) -> None:
+        if self._running.pop(jid, None) is not None and entry.started:
+            self._ended.add(entry.name)
+        self._room.release()
 
     def close_intake(self) -> None:
-        """A stop: hand no more jobs to the loop, and cancel those that wait for a slot
-        (they never started: they stay in the in-progress list, which the stop pushes
-        back)."""
+        """A quiet or a stop: hand no more jobs to the loop, and cancel those that wait for a
+        slot (they never started: their ``done`` puts them back in their queues)."""
         self._closing.set()
+        # On the loop: a job whose submit passed the check above just now is listed, and its
+        # task scheduled, by then (or it sees the flag when it gets a slot).
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._cancel_waiting)
+
+    def _cancel_waiting(self) -> None:
         self.cancel([jid for jid, entry in list(self._running.items()) if not entry.started])
 
     def wait_result(self, coro: Coroutine[Any, Any, Any]) -> Any:
@@ -181,7 +196,11 @@ class AsyncRunner:
         return self._loop is not None and time.monotonic() - self._beat > STUCK
 
     def running(self) -> list[str]:
+        """Every job handed to the loop, started or waiting for a slot."""
         return list(self._running)
+
+    def started(self) -> list[str]:
+        return [jid for jid, entry in list(self._running.items()) if entry.started]
 
     def cancel(self, jids: list[str]) -> None:
         """Cancel these jobs (shutdown past its deadline, or waiting ones at a stop): each

@@ -54,6 +54,11 @@ log = logging.getLogger("sidequest")
 ACK_DELAY = 0.05
 #: Handed to an idle processor through the job queue: wait in Redis for the next job.
 _LISTEN = Work("", b"")
+#: Seconds a stop waits for async jobs cancelled at its deadline to end: short, since the
+#: watchdog kills the process 1.5 s past the deadline and the rest of the stop (pushing the
+#: unfinished jobs back) must fit in that too. One that ignores its cancellation is
+#: pushed back all the same.
+ASYNC_CANCEL_WAIT = 0.5
 
 
 class Manager:
@@ -76,7 +81,8 @@ class Manager:
         self.async_jobs = AsyncJobs(self.asyncio, state, self.processor.failed,
                                     self._async_acknowledge,
                                     acknowledge_later=self._async_acknowledge_later,
-                                    acknowledge_releasing=self.processor.acknowledge_releasing)
+                                    acknowledge_releasing=self.processor.acknowledge_releasing,
+                                    requeue=self.inprogress.requeue)
         self.async_jobs.timeouts = self.timeouts
         self.processor.async_jobs = self.async_jobs
         self.processor.timeouts = self.timeouts
@@ -115,13 +121,15 @@ class Manager:
         self._threads.append(self._fetcher_thread)
 
     def quiet(self) -> None:
-        """Stop fetching; running jobs finish, prefetched ones go back to their queues."""
+        """Stop fetching; running jobs finish, prefetched ones and async jobs waiting for a
+        slot go back to their queues (another process can start them now)."""
         if self.quieted.is_set():
             return
         self.quieted.set()
         self._set_active(self.config.concurrency)  # parked threads must see the stop
         self._waker.interrupt()
         self._exchange.signal(WAKE)
+        self.asyncio.close_intake()
         self.inprogress.requeue(self._drain_jobs())
 
     def stop(self, deadline: float) -> bool:
@@ -134,7 +142,7 @@ class Manager:
         # written stays in the in-progress list, recovered from there.
         self.processor.give_up_at = deadline
         self.quiet()
-        self.asyncio.close_intake()  # async jobs that wait for a slot go back, unstarted
+
         def async_busy() -> bool:  # a blocked loop can neither finish nor cancel a job
             return self.asyncio.busy > 0 and not self.asyncio.stuck
 
@@ -144,10 +152,10 @@ class Manager:
         leftovers = list(stuck.values())
         running = self.asyncio.running()
         # Those pushed back; one given up on as stuck has its failure recorded instead.
-        late = [jid for jid in running if self.async_jobs.owns(jid)]
+        late = [jid for jid in self.asyncio.started() if self.async_jobs.owns(jid)]
         if running:  # async jobs past the deadline: cancelled, they stay in the list (pushed back)
             self.asyncio.cancel(running)
-            end = time.monotonic() + 2
+            end = time.monotonic() + ASYNC_CANCEL_WAIT
             while async_busy() and time.monotonic() < end:
                 time.sleep(0.02)
         self.inprogress.requeue(self._drain_jobs())  # fetched while we were quieting
