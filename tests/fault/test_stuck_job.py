@@ -20,7 +20,8 @@ from sidequest.worker.timeouts import GRACE
 def test_a_stuck_job_retires_its_process_and_loses_nothing(
     spawn: SpawnWorker, sq: str, r: redis.Redis, ledger: Ledger
 ) -> None:
-    victim = spawn("-c", "3")
+    # The default fetch_timeout (2 s): the stop waited that plus 2 for the stuck thread.
+    victim = spawn("-c", "3", fetch_timeout=2.0)
     victim.wait_registered(r)
     stuck = Stuck.perform_async(60.0)
     others = Work.perform_bulk([[5.0]] * 2)
@@ -35,6 +36,9 @@ def test_a_stuck_job_retires_its_process_and_loses_nothing(
     wait_for(lambda: ledger.done_count() == 2, timeout=30, what="the other jobs to be done")
     assert set(ledger.counts("done")) == set(others), victim.log()
     assert "retiring this process" in victim.log()
+    # A retirement, as planned: exit 0 (the stop waited for the stuck thread past its hard
+    # deadline, and the process ended there, exit 1, with a thread dump).
+    assert victim.proc.returncode == 0, victim.log()
 
 
 def test_a_stuck_job_whose_call_returns_while_its_process_retires_fails_once(

@@ -59,6 +59,10 @@ _LISTEN = Work("", b"")
 #: unfinished jobs back) must fit in that too. One that ignores its cancellation is
 #: pushed back all the same.
 ASYNC_CANCEL_WAIT = 0.5
+#: Seconds past the stop's deadline by which its waits for threads end, whatever holds
+#: them (a fetch retrying through an outage, a thread stuck in a job): the watchdog kills
+#: the process at 1.5, and pushing the unfinished jobs back still has to fit.
+STOP_GRACE = 1.0
 
 
 class Manager:
@@ -142,34 +146,15 @@ class Manager:
         # written stays in the in-progress list, recovered from there.
         self.processor.give_up_at = deadline
         self.quiet()
-
-        def async_busy() -> bool:  # a blocked loop can neither finish nor cancel a job
-            return self.asyncio.busy > 0 and not self.asyncio.stuck
-
-        while (self._running or async_busy()) and time.monotonic() < deadline:
+        while (self._running or self._async_busy()) and time.monotonic() < deadline:
             time.sleep(0.02)  # shutdown only: a short poll keeps the hot path lock-free
         stuck = dict(self._running)
         leftovers = list(stuck.values())
-        running = self.asyncio.running()
         # Those pushed back; one given up on as stuck has its failure recorded instead.
         late = [jid for jid in self.asyncio.started() if self.async_jobs.owns(jid)]
-        if running:  # async jobs past the deadline: cancelled, they stay in the list (pushed back)
-            self.asyncio.cancel(running)
-            end = time.monotonic() + ASYNC_CANCEL_WAIT
-            while async_busy() and time.monotonic() < end:
-                time.sleep(0.02)
+        self._cancel_late_async_jobs()
         self.inprogress.requeue(self._drain_jobs())  # fetched while we were quieting
-        # Again: a fetcher round that began before quiet() may have parked threads since,
-        # and each thread must take its None below to exit.
-        self._set_active(self.config.concurrency)
-        for _ in range(self.config.concurrency):
-            self._jobs.put(None)
-        for tid, thread in list(self._thread_of.items()):
-            if tid not in stuck:  # it posts its last acknowledgement (or ends its wait in
-                thread.join(self.config.fetch_timeout + 2)  # Redis), then exits
-        self._exchange.signal(STOP)
-        if self._fetcher_thread is not None:  # it flushes the last acknowledgements
-            self._fetcher_thread.join(self.config.fetch_timeout + 2)
+        self._end_threads(stuck, deadline + STOP_GRACE)
         self.stopping.set()
         self.inprogress.acknowledge(self._collect()[1])
         if leftovers or late:
@@ -180,6 +165,38 @@ class Manager:
         self._waker.dispose()  # only now: the fetcher may have been waiting on it
         self.asyncio.close()
         return not (leftovers or late)
+
+    def _async_busy(self) -> bool:
+        # A blocked loop can neither finish nor cancel a job: not worth waiting for.
+        return self.asyncio.busy > 0 and not self.asyncio.stuck
+
+    def _cancel_late_async_jobs(self) -> None:
+        """Async jobs past the deadline: cancelled, they stay in the list (pushed back)."""
+        running = self.asyncio.running()
+        if running:
+            self.asyncio.cancel(running)
+            end = time.monotonic() + ASYNC_CANCEL_WAIT
+            while self._async_busy() and time.monotonic() < end:
+                time.sleep(0.02)
+
+    def _end_threads(self, stuck: dict[str, Work], until: float) -> None:
+        """Let each processor thread (but the stuck ones) and then the fetcher end, waiting
+        for none past ``until`` (monotonic)."""
+        # Again: a fetcher round that began before quiet() may have parked threads since,
+        # and each thread must take its None below to exit.
+        self._set_active(self.config.concurrency)
+        for _ in range(self.config.concurrency):
+            self._jobs.put(None)
+
+        def join(thread: threading.Thread) -> None:
+            thread.join(max(0.05, min(self.config.fetch_timeout + 2, until - time.monotonic())))
+
+        for tid, thread in list(self._thread_of.items()):
+            if tid not in stuck:  # it posts its last acknowledgement (or ends its wait in
+                join(thread)  # Redis), then exits
+        self._exchange.signal(STOP)
+        if self._fetcher_thread is not None:  # it flushes the last acknowledgements
+            join(self._fetcher_thread)
 
     @property
     def busy(self) -> int:

@@ -25,7 +25,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sidequest import interrupts
 from sidequest.config import Config
@@ -63,12 +63,16 @@ class Child:
     quiet: bool = False
     #: The write end of its report pipe (-1: none).
     report_fd: int = -1
+    #: What it has reported: each once, so that the pipe never fills (a child quieted a
+    #: thousand times) and a later stop is never behind a full one.
+    _told: set[bytes] = field(default_factory=set, compare=False, repr=False)
 
     def heard(self, name: str) -> None:
         """The child read signal ``name`` from Redis (or is retiring: ``RETIRED``): tell the
         supervisor what it means for a replacement; never fails the child."""
         what = {"TSTP": QUIETED, "TERM": STOPPED, "INT": STOPPED, "RETIRED": RETIRED}.get(name)
-        if what is not None and self.report_fd >= 0:
+        if what is not None and what not in self._told and self.report_fd >= 0:
+            self._told.add(what)
             with contextlib.suppress(OSError):  # the supervisor is gone: nothing to tell
                 os.write(self.report_fd, what)
 
