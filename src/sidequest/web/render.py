@@ -188,8 +188,7 @@ def utc(seconds: float | None) -> str:
 
 
 def short_json(value: Any, limit: int = ARGS_IN_TABLE) -> str:
-    text_value = json.dumps(value, ensure_ascii=False)
-    return text_value if len(text_value) <= limit else text_value[: limit - 1] + "…"
+    return cut(json.dumps(value, ensure_ascii=False), limit)
 
 
 def full_json(value: Any) -> str:

@@ -188,7 +188,7 @@ class AsyncRunner:
     @property
     def busy(self) -> int:
         """Async jobs running now (not those waiting for a slot)."""
-        return sum(1 for entry in list(self._running.values()) if entry.started)
+        return len(self.started())
 
     @property
     def stuck(self) -> bool:
@@ -200,6 +200,7 @@ class AsyncRunner:
         return list(self._running)
 
     def started(self) -> list[str]:
+        """The jobs that have their slot: they run."""
         return [jid for jid, entry in list(self._running.items()) if entry.started]
 
     def cancel(self, jids: list[str]) -> None:
@@ -214,8 +215,8 @@ class AsyncRunner:
     def cancel_started(self, jids: list[str]) -> None:
         """Cancel those of these jobs that run (sidequest.api.cancel): a waiting one is left
         to be dropped when it gets its slot, as any cancelled job is before it starts."""
-        self.cancel([jid for jid in jids
-                     if (entry := self._running.get(jid)) is not None and entry.started])
+        running = set(self.started())
+        self.cancel([jid for jid in jids if jid in running])
 
     def close(self) -> None:
         loop = self._loop
