@@ -7,7 +7,8 @@
             ImportRow.perform_async(row)      # joins the batch
 
 A job of the batch adds more jobs to it with ``with self.batch.jobs(): ...``. A batch may be
-a child of another (``parent=``): the parent's callbacks wait for the child's.
+a child of another (``parent=``): the child's callbacks are jobs of the parent (members from
+when they are pushed), so the parent's callbacks wait for them.
 
 Each member is recorded in sets, never counters: ``pending`` (not yet succeeded), ``ran``
 (ran at least once, succeeded or failed) and ``failed`` (failed, retrying or dead). A job
@@ -88,7 +89,7 @@ class Batch:
                                   "parent": parent.bid if parent else ""}
         for name, callback in (("on_success", on_success), ("on_complete", on_complete)):
             if callback is not None:
-                fields[name] = _callback_payload(name, callback, self.bid, self.shard)
+                fields[name] = _callback_payload(name, callback, self, parent)
         if _local is not None:
             _local.create(self.bid, fields, parent.bid if parent else None)
         else:
@@ -219,7 +220,10 @@ def ancestry_of(payload: Payload) -> list[str] | None:
     return None
 
 
-def _callback_payload(name: str, callback: Any, bid: str, shard: str) -> str:
+def _callback_payload(name: str, callback: Any, batch: Batch, parent: Batch | None) -> str:
+    """A callback's payload, pushed as it is when it fires. A child batch's callback is a job
+    of the parent: lua/batch_update.lua makes it a member as it pushes it."""
+    bid, shard = batch.bid, batch.shard
     target, args = _callback_parts(name, callback)
     job_class = _callback_class(name, target)
     if job_class is None:  # a job only another process defines (a Ruby one, say)
@@ -228,6 +232,8 @@ def _callback_payload(name: str, callback: Any, bid: str, shard: str) -> str:
         base = job_class.payload_base()
         _check_arguments(name, job_class, args)
     item = items.normalize({**base, "args": args, "sq_batch_callback": bid})
+    if parent is not None:
+        item[PAYLOAD_KEY] = list(parent.ancestry)
     table = connection.shard_map()
     if table is not None and table.shard_of(item["queue"]) != shard:
         # Its shard's scheduler pushes the callback into a queue of that same Redis.
@@ -342,7 +348,7 @@ class LocalBatches:
 
     def _settle(self, ancestry: list[str], member: str, outcome: str) -> list[str]:
         fired: list[str] = []
-        for bid in ancestry:  # the job's batch, then each parent the batch's end reaches
+        for level, bid in enumerate(ancestry):  # the job's batch, then each parent reached
             kept = self._batches.get(bid)
             if kept is None:
                 break
@@ -352,10 +358,21 @@ class LocalBatches:
                 break
             fires, passed = kept.due()
             fired += fires
+            if level + 1 < len(ancestry):  # a child's callbacks are jobs of its parent
+                self._join(ancestry[level + 1], fires)
             if passed is None:
                 break
             member, outcome = f"b:{bid}", passed
         return fired
+
+    def _join(self, bid: str, callbacks: list[str]) -> None:
+        above = self._batches.get(bid)
+        if above is None:
+            return
+        for text in callbacks:
+            jid = str(loads(text).get("jid", ""))
+            above.total += jid not in above.pending
+            above.pending.add(jid)
 
     def clear(self) -> None:
         with self._lock:

@@ -184,7 +184,8 @@ def test_a_batch_calls_back_once_and_stats_count_it(
     worker = spawn("-r", "apps.cluster_jobs", "-c", "4")
     wait_for(lambda: len(ledger.counts("callback")) == 2, 30, "both batches' callbacks")
     status = BatchStatus(batch.bid)
-    assert status.success and status.pending == 0 and status.total == 9  # 8 jobs, 1 batch
+    # Its members: 8 jobs, the child batch and the child's callback.
+    assert status.success and status.pending == 0 and status.total == 10
     assert BatchStatus(child.bid).success and BatchStatus(child.bid).total == 2
     assert all(ledger.counts("done")[j] == 1 for j in members)
     # Twelve jobs ran (ten members, two callbacks); once counted, every callback had its turn.

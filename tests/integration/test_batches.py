@@ -109,8 +109,25 @@ def test_jobs_add_jobs_and_nested_batches_fire_child_first() -> None:
     with running_worker(concurrency=3):
         wait_for(lambda: len(calls) == 2, timeout=20, what="both batches' callbacks")
     assert calls == [("success", "child"), ("success", "parent")]
-    assert BatchStatus(child.bid).total == 10 and BatchStatus(parent.bid).total == 2
+    # The parent's members: the child batch, Row 99 and the child's callback.
+    assert BatchStatus(child.bid).total == 10 and BatchStatus(parent.bid).total == 3
     assert {1000 + i for i in range(5)} <= set(attempts)
+
+
+def test_a_childs_callback_is_a_job_of_the_parent_which_waits_for_its_success() -> None:
+    parent = Batch(on_success=(OnSuccess, ["parent"]), on_complete=(OnComplete, ["parent"]))
+    child = Batch(parent=parent, on_success=(Doomed, []))  # the callback dies: no retries
+    with child.jobs():
+        Row.perform_async(1)
+    with parent.jobs():
+        pass
+    with running_worker():
+        wait_for(lambda: calls, what="the parent's on_complete")
+        status = wait_for(lambda: (s := BatchStatus(parent.bid)).complete and s,
+                          what="the parent complete")
+    assert calls == [("complete", "parent")], "never on_success: the child's callback died"
+    assert status.total == 2 and status.failures == 1 and not status.success
+    assert BatchStatus(child.bid).success
 
 
 def test_an_empty_batch_succeeds_when_sealed() -> None:

@@ -102,6 +102,22 @@ def test_jobs_add_jobs_and_a_child_fires_before_its_parent() -> None:
     assert ("row", 101) in ran
 
 
+def test_a_childs_callbacks_are_jobs_of_the_parent() -> None:
+    parent = _batch("parent")
+    child = _batch("child", parent=parent)
+    with child.jobs():
+        TBRow.perform_async(1)
+    with parent.jobs():
+        pass
+    TBRow.drain()
+    assert [job["args"] for job in TBDone.jobs] == [["child"]], "the parent waits for it"
+    assert TBDone.jobs[0]["sq_batch"] == [parent.bid]
+    TBReport.drain()
+    assert TBDone.jobs[-1]["args"] == ["child"], "the child's on_success still pending"
+    testing.drain_all()
+    assert [tag for kind, tag in ran if kind == "success"] == ["child", "parent"]
+
+
 def test_inline_runs_the_callbacks_when_the_block_ends() -> None:
     with testing.inline():
         with _batch("inline").jobs():

@@ -1,6 +1,8 @@
 -- Record one member's outcome in a batch and, when the batch is sealed and done, push its
 -- callbacks, each exactly once (HSETNX of its time guards the push), then pass the batch's own
--- outcome up to its parent, and so on up the ancestry.
+-- outcome up to its parent, and so on up the ancestry. A child batch's callbacks are jobs of
+-- its parent (their payloads carry the parent's ancestry): each joins the parent's members as
+-- it is pushed, so the parent's own callbacks wait for them.
 -- KEYS[1]           schedule (callbacks are pushed there, due now; the scheduler queues them)
 -- KEYS[4n-2..4n+1]  for level n (1 = the job's own batch, 2 = its parent, ...):
 --                   sq:batch:<bid>, :pending, :ran, :failed
@@ -12,6 +14,16 @@ local member, outcome = ARGV[1], ARGV[2]
 local now, keep = tonumber(ARGV[3]), tonumber(ARGV[4])
 local pushed = 0
 local levels = (#KEYS - 1) / 4
+
+-- The callback `cb` of the batch at level `lvl` joins the batch above it, if there is one.
+local function join_parent(lvl, cb)
+  if lvl >= levels or redis.call('EXISTS', KEYS[4 * lvl + 2]) == 0 then return end
+  local jid = cjson.decode(cb)['jid']
+  if jid and redis.call('SADD', KEYS[4 * lvl + 3], jid) == 1 then
+    redis.call('HINCRBY', KEYS[4 * lvl + 2], 'total', 1)
+  end
+end
+
 for lvl = 1, levels do
   local h, p, r, f = KEYS[4 * lvl - 2], KEYS[4 * lvl - 1], KEYS[4 * lvl], KEYS[4 * lvl + 1]
   if redis.call('EXISTS', h) == 0 then break end
@@ -31,12 +43,16 @@ for lvl = 1, levels do
   if redis.call('SCARD', r) >= total and redis.call('HSETNX', h, 'complete_at', now) == 1 then
     complete = true
     local cb = redis.call('HGET', h, 'on_complete')
-    if cb then redis.call('ZADD', KEYS[1], order, cb); pushed = pushed + 1 end
+    if cb then
+      redis.call('ZADD', KEYS[1], order, cb); join_parent(lvl, cb); pushed = pushed + 1
+    end
   end
   if redis.call('SCARD', p) == 0 and redis.call('HSETNX', h, 'success_at', now) == 1 then
     success = true
     local cb = redis.call('HGET', h, 'on_success')
-    if cb then redis.call('ZADD', KEYS[1], order + 0.0001, cb); pushed = pushed + 1 end
+    if cb then
+      redis.call('ZADD', KEYS[1], order + 0.0001, cb); join_parent(lvl, cb); pushed = pushed + 1
+    end
     redis.call('EXPIRE', h, keep)
     redis.call('EXPIRE', p, keep)
     redis.call('EXPIRE', r, keep)
