@@ -232,7 +232,9 @@ def _callback_payload(name: str, callback: Any, batch: Batch, parent: Batch | No
         base = job_class.payload_base()
         _check_arguments(name, job_class, args)
     item = items.normalize({**base, "args": args, "sq_batch_callback": bid})
-    if parent is not None:
+    if parent is not None and job_class is not None:
+        # Not one only another process defines: a Ruby process would run it uncounted,
+        # and the parent would wait for it forever.
         item[PAYLOAD_KEY] = list(parent.ancestry)
     table = connection.shard_map()
     if table is not None and table.shard_of(item["queue"]) != shard:
@@ -370,9 +372,11 @@ class LocalBatches:
         if above is None:
             return
         for text in callbacks:
-            jid = str(loads(text).get("jid", ""))
-            above.total += jid not in above.pending
-            above.pending.add(jid)
+            item = loads(text)
+            if ancestry_of(item):  # not one made before callbacks joined, nor a Ruby job
+                jid = str(item.get("jid", ""))
+                above.total += jid not in above.pending
+                above.pending.add(jid)
 
     def clear(self) -> None:
         with self._lock:

@@ -318,7 +318,9 @@ def _check_known(name: str, helper: str) -> None:
                               f" job of that name is queued: {hint}")
 
 
-def _fake_push(jobs: list[Payload]) -> None:
+def _fake_push(jobs: list[Payload], *, members: bool = False) -> None:
+    """``members``: the jobs are members of their batches already (a child batch's callbacks,
+    which joined its parent as they fell due)."""
     # Round trip through JSON as Redis would: the test sees what a worker gets, and later
     # changes to the caller's argument objects do not leak into the stored job. All are
     # encoded before any is stored, so a bad payload stores nothing, as a failed pipeline.
@@ -327,22 +329,25 @@ def _fake_push(jobs: list[Payload]) -> None:
     for job in stored:
         if "at" not in job:
             job["enqueued_at"] = stamp
-    _join_batches(stored)
+    if not members:
+        _join_batches(stored)
     _store.add(stored)
 
 
-def _inline_push(jobs: list[Payload]) -> None:
-    _join_batches(jobs)
+def _inline_push(jobs: list[Payload], *, members: bool = False) -> None:
+    if not members:
+        _join_batches(jobs)
     for job in jobs:
         _run(_as_fetched(job))
 
 
 def _deliver(jobs: list[Payload]) -> None:
-    """A batch's due callbacks, queued as the scheduler would (run at once when inline)."""
+    """A batch's due callbacks, queued as the scheduler would (run at once when inline). A
+    child batch's callbacks joined its parent as they fell due: they do not join again."""
     if _mode == "inline":
-        _inline_push(jobs)
+        _inline_push(jobs, members=True)
     else:
-        _fake_push(jobs)
+        _fake_push(jobs, members=True)
 
 
 #: The testing modes' batches: their members and callbacks, in this process.

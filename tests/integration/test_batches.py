@@ -4,6 +4,7 @@ succeeds); jobs add jobs through self.batch; nested batches fire child first."""
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 import redis
 
 from helpers import running_worker, wait_for
-from sidequest import Batch, Job
+from sidequest import Batch, Job, keys
 from sidequest.api import BatchStatus
 
 calls: list[tuple[str, Any]] = []
@@ -128,6 +129,26 @@ def test_a_childs_callback_is_a_job_of_the_parent_which_waits_for_its_success() 
     assert calls == [("complete", "parent")], "never on_success: the child's callback died"
     assert status.total == 2 and status.failures == 1 and not status.success
     assert BatchStatus(child.bid).success
+
+
+def test_a_callback_stored_without_the_parents_ancestry_does_not_join_it(
+        r: redis.Redis) -> None:
+    """One stored by an older version, whose payload does not say it is a job of the
+    parent: the parent does not wait for what would never report to it."""
+    parent = Batch(on_success=(OnSuccess, ["parent"]))
+    child = Batch(parent=parent, on_success=(OnSuccess, ["child"]))
+    stored = json.loads(r.hget(keys.batch(child.bid), "on_success") or "{}")
+    assert stored.pop("sq_batch") == [parent.bid]
+    r.hset(keys.batch(child.bid), "on_success", json.dumps(stored))
+    with child.jobs():
+        Row.perform_async(1)
+    with parent.jobs():
+        pass
+    with running_worker():
+        wait_for(lambda: len(calls) == 2, what="both batches' callbacks")
+        wait_for(lambda: BatchStatus(parent.bid).success, what="the parent's success")
+    assert sorted(calls) == [("success", "child"), ("success", "parent")]
+    assert BatchStatus(parent.bid).total == 1
 
 
 def test_an_empty_batch_succeeds_when_sealed() -> None:

@@ -115,7 +115,34 @@ def test_a_childs_callbacks_are_jobs_of_the_parent() -> None:
     TBReport.drain()
     assert TBDone.jobs[-1]["args"] == ["child"], "the child's on_success still pending"
     testing.drain_all()
-    assert [tag for kind, tag in ran if kind == "success"] == ["child", "parent"]
+    assert [call for call in ran if call[0] != "row"] == [
+        ("complete", "child"), ("success", "child"), ("complete", "parent"),
+        ("success", "parent")]
+
+
+def test_inline_a_childs_callbacks_run_before_the_parents() -> None:
+    with testing.inline():
+        parent = _batch("parent")
+        child = _batch("child", parent=parent)
+        with child.jobs():
+            TBRow.perform_async(1)
+        with parent.jobs():
+            pass
+    assert ran == [("row", 1), ("complete", "child"), ("success", "child"),
+                   ("complete", "parent"), ("success", "parent")]
+
+
+def test_a_callback_only_another_process_defines_is_not_a_job_of_the_parent() -> None:
+    parent = _batch("parent")
+    child = Batch(parent=parent, on_success=("Ruby::ImportDone", []))
+    with child.jobs():
+        TBRow.perform_async(1)
+    with parent.jobs():
+        pass
+    TBRow.drain()
+    ruby = testing.jobs_for("Ruby::ImportDone")
+    assert len(ruby) == 1 and "sq_batch" not in ruby[0]
+    assert [job["args"] for job in TBDone.jobs] == [["parent"]], "no wait for the Ruby job"
 
 
 def test_inline_runs_the_callbacks_when_the_block_ends() -> None:

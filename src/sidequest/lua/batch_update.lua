@@ -15,11 +15,14 @@ local now, keep = tonumber(ARGV[3]), tonumber(ARGV[4])
 local pushed = 0
 local levels = (#KEYS - 1) / 4
 
--- The callback `cb` of the batch at level `lvl` joins the batch above it, if there is one.
+-- The callback `cb` of the batch at level `lvl` joins the batch above it, if there is one and
+-- the callback says it is a job of it (sq_batch): not one stored before callbacks joined their
+-- parent, nor one for a job only a Ruby process defines (it would run uncounted).
 local function join_parent(lvl, cb)
   if lvl >= levels or redis.call('EXISTS', KEYS[4 * lvl + 2]) == 0 then return end
-  local jid = cjson.decode(cb)['jid']
-  if jid and redis.call('SADD', KEYS[4 * lvl + 3], jid) == 1 then
+  local item = cjson.decode(cb)
+  if type(item['sq_batch']) ~= 'table' or type(item['jid']) ~= 'string' then return end
+  if redis.call('SADD', KEYS[4 * lvl + 3], item['jid']) == 1 then
     redis.call('HINCRBY', KEYS[4 * lvl + 2], 'total', 1)
   end
 end
