@@ -197,15 +197,16 @@ def queue_update(pipe: Any, ancestry: list[str], member: str, outcome: str) -> A
                   client=pipe)
 
 
-def dropped(payload: Payload) -> None:
+def dropped(payload: Payload, failed: bool = False) -> None:
     """A member that will never run again (expired, or cancelled before it started) is done:
     without this its batch would wait for it forever. Not a failure, unless it failed before
-    (a retry dropped): recording a success would clear that failure, and on_success fire. A
-    Redis error is logged: the job is gone either way, and its caller must not fail."""
+    (a retry dropped) or ``failed`` (killed by hand): recording a success would clear that
+    failure, and on_success fire. A Redis error is logged: the job is gone either way, and
+    its caller must not fail."""
     ancestry = ancestry_of(payload)
     if not ancestry:
         return
-    outcome = "failure" if "failed_at" in payload else "success"
+    outcome = "failure" if failed or "failed_at" in payload else "success"
     try:
         update(ancestry, str(payload.get("jid", "")), outcome)
     except redis.RedisError as exc:

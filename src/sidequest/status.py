@@ -55,6 +55,12 @@ def write(pipe: Any, payload: Payload, state: str, **extra: Any) -> None:
     pipe.expire(key, ttl_of(payload))
 
 
+def keep_until_retry(pipe: Any, payload: Payload, at: float) -> None:
+    """Queue on ``pipe``: the status of a job that will retry at ``at`` lives ``result_ttl``
+    past then, not from its failure: a retry days away must not find it expired."""
+    pipe.expire(keys.status(str(payload.get("jid", ""))), ttl_of({**payload, "at": at}))
+
+
 def save(payload: Payload, state: str, **extra: Any) -> None:
     """Write a status change now; a Redis error is logged, never the job's problem."""
     try:

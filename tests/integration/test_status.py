@@ -98,6 +98,26 @@ def test_a_failure_is_retrying_and_death_is_dead() -> None:
     assert JobStatus(jid).ttl is not None and JobStatus(jid).ttl > 80_000  # the default, 24 h
 
 
+class RetriesLater(Job):
+    store_result = True
+    result_ttl = 60
+
+    @classmethod
+    def retry_in(cls, count: int, exc: BaseException, payload: Any) -> float:
+        return 3600
+
+    def perform(self) -> None:
+        raise RuntimeError("try again in an hour")
+
+
+def test_a_retrying_jobs_status_is_kept_until_its_retry_is_due(r: redis.Redis) -> None:
+    jid = RetriesLater.perform_async()
+    with running_worker():
+        wait_for(lambda: r.zcard("retry") == 1, what="the job in the retry set")
+    assert JobStatus(jid).state == "retrying"
+    assert 3600 < r.ttl(f"sq:status:{jid}") <= 3660 + 60, "result_ttl past the retry"
+
+
 def test_dead_after_its_last_retry(r: redis.Redis) -> None:
     jid = Doomed.set(retry=False).perform_async()
     with running_worker():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, cast
@@ -10,6 +11,7 @@ from typing import Any, cast
 import redis
 
 from sidequest import connection, keys, unique
+from sidequest.api import removed
 from sidequest.api.lenient import as_int, replies
 from sidequest.api.records import JobRecord
 
@@ -99,7 +101,13 @@ class Queue:
         a little). A page posts this short reference, not the job itself, which may be
         megabytes. False if it is not there any more."""
         client = connection.client()
-        rows = cast(list[bytes], client.lrange(self.key, near - REF_WINDOW, near + REF_WINDOW))
+        # The window stays on the side ``near`` counts from (the head, or the tail when
+        # negative): one crossing zero would read from the other end.
+        if near >= 0:
+            start, end = max(0, near - REF_WINDOW), near + REF_WINDOW
+        else:
+            start, end = near - REF_WINDOW, min(-1, near + REF_WINDOW)
+        rows = cast(list[bytes], client.lrange(self.key, start, end))
         for raw in rows:
             if digest_of(raw) == digest:
                 return _deleted(client.lrem(self.key, 1, raw), raw)  # type: ignore[arg-type]
@@ -111,15 +119,36 @@ class Queue:
         return _deleted(connection.client().lrem(self.key, 1, data), data)  # type: ignore[arg-type]
 
     def clear(self) -> None:
-        """Delete the queue and forget its name, as Sidekiq's Queue#clear does."""
-        pipe = connection.client().pipeline(transaction=True)
-        pipe.unlink(self.key)
+        """Delete the queue and forget its name, as Sidekiq's Queue#clear does; then record
+        that its jobs never run (their batches, statuses and unique identities). The list
+        is first renamed in one step with the name's removal, so a job pushed meanwhile
+        starts a new queue rather than be lost unrecorded."""
+        client = connection.client()
+        held = keys.cleared_queue(self.name, secrets.token_hex(6))
+        pipe = client.pipeline(transaction=True)
+        pipe.rename(self.key, held)
+        pipe.expire(held, CLEARED_KEEP)
         pipe.srem(keys.QUEUES, self.name)
-        pipe.execute()
+        if any(isinstance(answer, redis.ResponseError)  # no such key: the queue was empty
+               for answer in pipe.execute(raise_on_error=False)):
+            return
+        start = 0
+        while rows := cast(list[bytes], client.lrange(held, start, start + PAGE * 10 - 1)):
+            for raw in rows:
+                if any(marker in raw for marker in REMOVAL_MARKERS):
+                    removed.never_runs(raw, JobRecord(raw).item)
+            start += len(rows)
+        client.unlink(held)
 
 
 #: How far from where a page showed it a job is looked for when deleted by reference.
 REF_WINDOW = 500
+#: Seconds a cleared queue's jobs are kept while their removal is recorded: gone by then
+#: even if the process clearing it died on the way.
+CLEARED_KEEP = 3600
+#: Only a payload holding one of these leaves something to record when it is removed (a
+#: batch, a stored status, a unique lock): the others are not parsed.
+REMOVAL_MARKERS = (b'"sq_batch"', b'"store_result"', unique.DIGEST.encode())
 
 
 def digest_of(raw: bytes) -> str:
@@ -152,8 +181,8 @@ def latency_of(raw: bytes | None) -> float:
     return JobRecord(raw).latency if raw else 0.0
 
 
-def _deleted(removed: Any, raw: bytes) -> bool:
-    """Whether LREM removed the job; a unique job deleted gives its identity back."""
-    if removed:
-        unique.release_raw(raw)
-    return bool(removed)
+def _deleted(count: Any, raw: bytes) -> bool:
+    """Whether LREM removed the job; one removed records that it never runs."""
+    if count:
+        removed.never_runs(raw, JobRecord(raw).item)
+    return bool(count)

@@ -11,7 +11,8 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from sidequest import connection, keys, unique
+from sidequest import connection, keys
+from sidequest.api import removed
 from sidequest.errors import PayloadError
 from sidequest.payload import KWARGS, Payload, decode, display_class, timestamp
 from sidequest.retry import decode_backtrace
@@ -114,7 +115,7 @@ class JobRecord:
         client = connection.client()
         deleted = bool(client.lrem(self.queue_key, 1, self.raw))  # type: ignore[arg-type]
         if deleted:
-            unique.release_raw(self.raw)  # a unique job deleted gives its identity back
+            removed.never_runs(self.raw, self.item)
         return deleted
 
     @property

@@ -12,7 +12,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from sidequest import batch, connection, keys, status, unique
+from sidequest import connection, keys, unique
+from sidequest.api import removed
 from sidequest.api.lenient import as_int, replies
 from sidequest.api.records import JobRecord
 from sidequest.morgue import DEAD_MAX_JOBS, DEAD_TIMEOUT, add_dead
@@ -55,22 +56,13 @@ class SortedEntry(JobRecord):
 
     def delete(self) -> bool:
         deleted = bool(connection.client().zrem(self.parent.name, self.raw))
-        if deleted:
-            unique.release_raw(self.raw)  # a unique job deleted gives its identity back
-            if self.parent.key_name != "DEAD":
-                self._dropped()
-        return deleted
-
-    def _dropped(self) -> None:
-        """A scheduled or retrying job deleted (or cancelled) never reaches a worker, whose
-        guard would otherwise record its end: its stored status says cancelled, and a
-        scheduled member of a batch is done without a failure, or its batch would wait for
-        it for good. A retrying one has failed already: to its batch it stays a failure, as
-        a dead job does."""
-        if status.wanted(self.item):
-            status.save(self.item, "cancelled")
-        if self.parent.key_name == "SCHEDULE":
-            batch.dropped(self.item)
+        if not deleted:
+            return False
+        if self.parent.key_name == "DEAD":
+            unique.release_raw(self.raw)  # its status and batch heard of its death already
+        else:
+            removed.never_runs(self.raw, self.item)  # a scheduled or retrying job (cancel)
+        return True
 
     def add_to_queue(self) -> bool:
         """Move the job to its queue now, unchanged but for a fresh ``enqueued_at``."""
@@ -84,7 +76,7 @@ class SortedEntry(JobRecord):
         """Move the job to the dead set."""
         killed = self.parent.move_to_dead(self)
         if killed:
-            unique.release_raw(self.raw)
+            removed.killed(self.raw, self.item)
         return killed
 
 
@@ -254,10 +246,10 @@ class JobSet:
                       for raw, score in cast(Any, rows)]
             results = pipe.execute() if len(pipe) else []
             moved = sum(int(n) for n in results)
-            if how == "dead":  # killed: unique jobs give their identity back, as kill() does
+            if how == "dead":  # killed: what kill() records, for each one moved
                 for (raw, _), result in zip(cast(Any, rows), results, strict=False):
                     if result:
-                        unique.release_raw(raw)
+                        removed.killed(raw, JobRecord(raw).item)
             done += moved
             skipped += len(queued) - moved
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 
-from sidequest import hooks, keys, middleware, registry, retry, signatures, unique
+from sidequest import hooks, keys, middleware, registry, retry, signatures, status, unique
 from sidequest.config import Config
 from sidequest.errors import TIMEOUT_MESSAGE, JobTimeout, PayloadError
 from sidequest.job import Job
@@ -214,7 +214,7 @@ class Processor:
 
         def write(pipe: Any) -> None:
             if decision.action == "retry":
-                pipe.zadd(keys.RETRY, {body: decision.at})
+                self._to_retry(pipe, failed, body, decision.at)
             elif to_morgue:
                 add_dead(pipe, body, now(), self.config.dead_max_jobs, self.config.dead_timeout)
             pipe.lrem(self.inprogress, ACK_FROM_TAIL, work.raw)
@@ -225,6 +225,12 @@ class Processor:
             hooks.report_death(failed, exc)
         hooks.report_error(exc, {"context": "Job raised exception", "job": job,
                                  "queue": work.queue})
+
+    @staticmethod
+    def _to_retry(pipe: Any, failed: Payload, body: str, at: float) -> None:
+        pipe.zadd(keys.RETRY, {body: at})
+        if status.wanted(failed):
+            status.keep_until_retry(pipe, failed, at)
 
     def _bury_raw(self, work: Work, exc: PayloadError) -> None:
         """Keep an unreadable payload in the dead set; never redeliver it."""
