@@ -241,8 +241,9 @@ class Job(metaclass=_JobMeta):
         status.set_progress(self.payload, fraction, message)
 
     def stopping(self) -> bool:
-        """True while the worker is shutting down: a long job may save its position and
-        return (or raise) so that it is pushed back and resumed by the next worker."""
+        """True once the worker is quieted or shutting down: a long job may save its
+        position and return (or raise) so that it is pushed back and resumed by the next
+        worker."""
         return _worker is not None and _worker.is_stopping()
 
     # The enqueue methods. ``cls`` is typed as "a class with a perform" so that type checkers
