@@ -106,6 +106,22 @@ class _Setter(Generic[P]):
             unique_identity(self._cls, item, item["args"], {})
         return client.push_many(items, batch_size, uniform=True)
 
+    # From async code, as the class's own: the same pushes, off the event loop.
+    async def aperform_async(self, /, *args: P.args, **kwargs: P.kwargs) -> str | None:
+        return await _off_loop(lambda: self.perform_async(*args, **kwargs))
+
+    async def aperform_in(self, interval: float | timedelta, /, *args: P.args,
+                          **kwargs: P.kwargs) -> str | None:
+        return await _off_loop(lambda: self.perform_in(interval, *args, **kwargs))
+
+    async def aperform_at(self, when: float | datetime, /, *args: P.args,
+                          **kwargs: P.kwargs) -> str | None:
+        return await _off_loop(lambda: self.perform_at(when, *args, **kwargs))
+
+    async def aperform_bulk(self, args_list: Iterable[list[Any]],
+                            batch_size: int = client.BULK_BATCH) -> list[str | None]:
+        return await _off_loop(lambda: self.perform_bulk(args_list, batch_size))
+
 
 #: The worker running this process's jobs, if any (it sets itself here when it starts):
 #: what ``Job.cancelled()`` and ``Job.stopping()`` ask.
@@ -287,6 +303,11 @@ class Job(metaclass=_JobMeta):
     async def aperform_in(cls: type[_Performer[P]], interval: float | timedelta, /,
                           *args: P.args, **kwargs: P.kwargs) -> str | None:
         return await _off_loop(lambda: _setter(cls, {}).perform_in(interval, *args, **kwargs))
+
+    @classmethod
+    async def aperform_at(cls: type[_Performer[P]], when: float | datetime, /,
+                          *args: P.args, **kwargs: P.kwargs) -> str | None:
+        return await _off_loop(lambda: _setter(cls, {}).perform_at(when, *args, **kwargs))
 
     @classmethod
     async def aperform_bulk(

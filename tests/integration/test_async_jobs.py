@@ -5,6 +5,7 @@ in-process workers."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from typing import Any
@@ -109,6 +110,20 @@ def test_aperform_async_pushes_from_a_running_loop(r: redis.Redis) -> None:
 
     jids = asyncio.run(handler())
     assert all(jids) and r.llen("queue:default") == 3 and r.zcard("schedule") == 1
+
+
+def test_set_gives_the_awaitable_pushes_with_its_options(r: redis.Redis) -> None:
+    async def handler() -> list[str | None]:
+        elsewhere = Fetch.set(queue="elsewhere", retry=False)
+        return [await elsewhere.aperform_async(1), await elsewhere.aperform_in(60, 2),
+                await elsewhere.aperform_at(time.time() + 60, 3),
+                *(await elsewhere.aperform_bulk([[4], [5]])),
+                await Fetch.aperform_at(time.time() + 60, 6)]
+
+    jids = asyncio.run(handler())
+    assert all(jids) and r.llen("queue:elsewhere") == 3 and r.zcard("schedule") == 3
+    queued = [json.loads(raw) for raw in r.lrange("queue:elsewhere", 0, -1)]
+    assert {job["retry"] for job in queued} == {False}
 
 
 def test_the_testing_modes_run_coroutines() -> None:
