@@ -7,7 +7,9 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import site
 import sys
+import sysconfig
 import traceback
 from pathlib import Path
 
@@ -114,15 +116,18 @@ def _syntax_error(target: str, exc: SyntaxError) -> str:
 def _import_failure(target: str, module: str, exc: ImportError) -> str:
     """Say which import failed and where: the app's own module, or a package it imports."""
     missing = exc.name or ""
-    if missing and not (module == missing or module.startswith(missing + ".")):
-        frames = [f for f in traceback.extract_tb(exc.__traceback__)
-                  if not f.filename.startswith("<frozen")]
-        where = f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
-        if isinstance(exc, ModuleNotFoundError):
-            return (f"could not import {target!r}: {where}'import {missing}' failed: no module "
-                    f"named {missing!r} is installed in this Python ({sys.executable}). Install "
-                    f"it (pip install {missing.split('.')[0]}) or fix the import")
-        return f"could not import {target!r}: {where}{exc}"
+    if exc.name is None or not isinstance(exc, ModuleNotFoundError):
+        # The module was found and its code ran: it, or code it imports, raised this (a
+        # name missing from a module, a library that needs an extra): where and what.
+        return f"could not import {target!r}: {_where(exc)}{type(exc).__name__}: {exc}"
+    if not (module == missing or module.startswith(missing + ".")):
+        where = _where(exc)
+        absent = _absent_from_package(missing)
+        if absent:
+            return f"could not import {target!r}: {where}'import {missing}' failed: {absent}"
+        return (f"could not import {target!r}: {where}'import {missing}' failed: no module "
+                f"named {missing!r} is installed in this Python ({sys.executable}). Install "
+                f"it (pip install {missing.split('.')[0]}) or fix the import")
     named = _named_in_module(module)
     if named:
         return f"could not import {target!r}: {named}"
@@ -130,6 +135,50 @@ def _import_failure(target: str, module: str, exc: ImportError) -> str:
     return (f"could not import {target!r}: {exc}. Run sidequest from your project's root"
             f" directory (where `python -c 'import {top}'` works), or set PYTHONPATH so that"
             " Python can find it")
+
+
+def _absent_from_package(missing: str) -> str:
+    """For ``a.b.c`` not found while ``a.b`` imported (the app's own package, say): that it
+    has no such module, which no pip install would add. "" when ``a.b`` did not import."""
+    parent, _, leaf = missing.rpartition(".")
+    found = sys.modules.get(parent) if parent else None
+    if found is None:
+        return ""
+    if not hasattr(found, "__path__"):
+        return (f"{parent!r} is a module, not a package, so it has no module {leaf!r}: fix"
+                " the import")
+    folders = [str(folder) for folder in found.__path__]
+    if folders and all(_installed(folder) for folder in folders):
+        fix = f"install a version of {missing.partition('.')[0]} that has it"  # a third party's
+    else:
+        fix = f"add {leaf}.py to the package"
+    return (f"module {missing!r} does not exist: package {parent!r} ({', '.join(folders)})"
+            f" has no module {leaf!r}. Fix the import, or {fix}")
+
+
+def _where(exc: BaseException) -> str:
+    """``file:line: `` of the app's code the exception came through: its last frame outside
+    importlib, Sidequest and the installed packages (what the user can fix), and where it was
+    raised when that is elsewhere (in a library the app imports). "" with no such frame."""
+    frames = [frame for frame in traceback.extract_tb(exc.__traceback__)
+              if not _importing_frame(frame.filename)]
+    if not frames:
+        return ""
+    own = [frame for frame in frames if not _installed(frame.filename)]
+    at = (own or frames)[-1]
+    raised = frames[-1]
+    inside = f" (raised in {raised.filename}:{raised.lineno})" if raised is not at else ""
+    return f"{at.filename}:{at.lineno}{inside}: "
+
+
+def _installed(filename: str) -> bool:
+    """Whether a file is Python's own or an installed package's, not the app's."""
+    paths = sysconfig.get_paths()
+    folders = [paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")
+               if key in paths]
+    folders += [*site.getsitepackages(), site.getusersitepackages()]
+    file = Path(filename).resolve()
+    return any(file.is_relative_to(Path(folder).resolve()) for folder in folders)
 
 
 def _named_in_module(module: str) -> str:

@@ -147,3 +147,76 @@ def test_a_directory_or_nothing_is_refused_with_what_to_name(project: Path, targ
 def test_a_package_named_as_a_module_is_still_imported(project: Path) -> None:
     load_app(("lappkg",))  # a directory of that name is there too: it is the package
     assert "lappkg" in sys.modules
+
+
+def test_a_missing_module_of_the_apps_own_package_says_fix_the_import(project: Path) -> None:
+    """It said to `pip install lappkg`: the app's own package, which no pip install holds."""
+    (project / "lappkg" / "baddep2.py").write_text(
+        "import os\nfrom lappkg.nothere import Thing\n")
+    with pytest.raises(ConfigError) as caught:
+        load_app(("lappkg.baddep2",))
+    package = project / "lappkg"
+    assert str(caught.value) == (
+        f"could not import 'lappkg.baddep2': {package / 'baddep2.py'}:2: 'import"
+        f" lappkg.nothere' failed: module 'lappkg.nothere' does not exist: package 'lappkg'"
+        f" ({package}) has no module 'nothere'. Fix the import, or add nothere.py to the"
+        " package")
+
+
+def test_a_missing_module_of_a_module_says_it_is_no_package(project: Path) -> None:
+    (project / "lappkg" / "baddep3.py").write_text("import lappkg.jobs.nothere\n")
+    with pytest.raises(ConfigError, match=r"baddep3\.py:1: 'import lappkg\.jobs\.nothere'"
+                                          r" failed: 'lappkg\.jobs' is a module, not a"
+                                          r" package, so it has no module 'nothere'"):
+        load_app(("lappkg.baddep3",))
+
+
+def test_a_missing_module_of_an_installed_package_says_which_version(project: Path) -> None:
+    (project / "lappkg" / "baddep5.py").write_text("import pytest.nothere_xyz\n")
+    with pytest.raises(ConfigError, match=r"module 'pytest\.nothere_xyz' does not exist: .*"
+                                          r" Fix the import, or install a version of pytest"
+                                          r" that has it$"):
+        load_app(("lappkg.baddep5",))
+
+
+def test_an_import_error_raised_by_code_shows_where_not_where_to_run_from(
+        project: Path) -> None:
+    """A library that needs an extra (SQLAlchemy's asyncio without greenlet) raises a plain
+    ImportError: it said to run from the project root, where the package imports fine."""
+    (project / "lappkg" / "needs.py").write_text(
+        "\n\nraise ImportError('the greenlet library is required')\n")
+    (project / "lappkg" / "baddep4.py").write_text("import os\nimport lappkg.needs\n")
+    with pytest.raises(ConfigError) as caught:
+        load_app(("lappkg.baddep4",))
+    assert str(caught.value) == (
+        f"could not import 'lappkg.baddep4': {project / 'lappkg' / 'needs.py'}:3: ImportError:"
+        " the greenlet library is required")
+
+
+def test_an_import_error_raised_in_a_library_names_the_apps_line_too(
+        project: Path, tmp_path_factory: pytest.TempPathFactory,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    library = tmp_path_factory.mktemp("site-packages")
+    (library / "lappextra.py").write_text("\nraise ImportError('lappextra requires greenlet')\n")
+    monkeypatch.syspath_prepend(str(library))
+    monkeypatch.setattr("site.getsitepackages", lambda: [str(library)])
+    (project / "lappkg" / "baddep6.py").write_text("import os\n\nimport lappextra\n")
+    try:
+        with pytest.raises(ConfigError) as caught:
+            load_app(("lappkg.baddep6",))
+    finally:
+        sys.modules.pop("lappextra", None)
+    assert str(caught.value) == (
+        f"could not import 'lappkg.baddep6': {project / 'lappkg' / 'baddep6.py'}:3 (raised"
+        f" in {library / 'lappextra.py'}:2): ImportError: lappextra requires greenlet")
+
+
+def test_a_name_missing_from_the_apps_own_package_shows_where(project: Path) -> None:
+    (project / "lappkg" / "baddep7.py").write_text("from lappkg.jobs import Nope\n")
+    with pytest.raises(ConfigError) as caught:
+        load_app(("lappkg.baddep7",))
+    message = str(caught.value)
+    assert message.startswith(f"could not import 'lappkg.baddep7': "
+                              f"{project / 'lappkg' / 'baddep7.py'}:1: ImportError: cannot"
+                              " import name 'Nope' from 'lappkg.jobs'")
+    assert "root directory" not in message
