@@ -13,6 +13,7 @@ Sidekiq's metrics keys, whose format changed between Sidekiq 7 and 8. The reader
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import bisect
 import logging
@@ -84,11 +85,25 @@ class Timing:
         started = time.perf_counter()
         try:
             result = await call_next()
+        except asyncio.CancelledError:
+            # Cancelled by sidequest.api.cancel, the job stopped for good, as a thread job that
+            # saw cancelled() and returned: a run, not a failure. Cancelled by a stop, it goes
+            # back to its queue to run again: like a thread job still running then, uncounted.
+            if cancelled(job):
+                self.observe(payload, queue, time.perf_counter() - started, False)
+            raise
         except BaseException:
             self.observe(payload, queue, time.perf_counter() - started, True)
             raise
         self.observe(payload, queue, time.perf_counter() - started, False)
         return result
+
+
+def cancelled(job: Any) -> bool:
+    """``job.cancelled()``, the Job's own question (sidequest.api.cancel was called on it),
+    so that this module, which the dashboard imports too, needs nothing of the worker's."""
+    asked = getattr(job, "cancelled", None)
+    return callable(asked) and bool(asked())
 
 
 class Recorder(Timing):

@@ -142,7 +142,7 @@ class AsyncJobs:
             if self._live.pop(jid, None) is None:
                 return  # given up on (stuck past its timeout): its failure is recorded
             fields["elapsed"] = round(time.monotonic() - began, 3)
-            self.state.finished(key, failed=error is not None)
+            self._count(key, jid, error)
             await self._outcome(work, job, cls, fields, error)
 
         self._live[jid] = (work, job, cls)
@@ -168,10 +168,22 @@ class AsyncJobs:
             self.state.finished(f"async-{jid}", failed=True)
         return entry
 
+    def _count(self, key: str, jid: str, error: BaseException | None) -> None:
+        """Count the run in the process's stats as a thread job's would be. One cancelled by
+        sidequest.api.cancel stopped for good, as a thread job that saw ``cancelled()`` and
+        returned: processed, not failed. One cancelled by a stop runs again once pushed back,
+        as a thread job still running at the stop's end does: this run is not counted."""
+        stopped = stop_of(jid, error)
+        if stopped == STOPPED_AT_SHUTDOWN:
+            self.state.work.pop(key, None)  # off the Busy page, and in neither counter
+        else:
+            self.state.finished(key, failed=error is not None and stopped is None)
+
     async def _outcome(self, work: Work, job: Payload, cls: type[Job], fields: dict[str, Any],
                        error: BaseException | None) -> None:
         loop = asyncio.get_running_loop()
         jid = str(fields["jid"])
+        stopped = stop_of(jid, error)
         if error is None:
             if log.isEnabledFor(logging.INFO):
                 job_info(log, "done", fields)
@@ -179,16 +191,33 @@ class AsyncJobs:
                 await loop.run_in_executor(None, self._acknowledge_releasing, work, job)
             elif self._acknowledge_later is None or not self._acknowledge_later(work.raw):
                 await loop.run_in_executor(None, self._acknowledge, work.raw)
-        elif isinstance(error, asyncio.CancelledError) and cancels.is_cancelled(jid):
-            log.warning("async job %s stopped: it was cancelled", jid)
+        elif stopped == CANCELLED:
+            # Done, as a thread job that saw cancelled() and returned: its own line, not a
+            # warning of something gone wrong.
+            if log.isEnabledFor(logging.INFO):
+                job_info(log, "done: cancelled", fields)
             await loop.run_in_executor(None, self._acknowledge, work.raw)
-        elif isinstance(error, asyncio.CancelledError):
+        elif stopped == STOPPED_AT_SHUTDOWN:
             log.warning("async job %s cancelled at shutdown; it goes back to its queue",
-                        jid)  # still in the in-progress list: the stop pushes it back
+                        jid, extra=fields)  # still in the in-progress list: the stop pushes it back
         else:
             summary = f"fail: {retry.error_class(error)}: {retry.error_message(error)[:2000]}"
             log_failure(log, summary, error, fields)
             await loop.run_in_executor(None, self._failed, work, job, error, cls)
+
+
+#: How an async job's run was cut short by a cancellation (``stop_of``).
+CANCELLED = "cancelled"
+STOPPED_AT_SHUTDOWN = "shutdown"
+
+
+def stop_of(jid: str, error: BaseException | None) -> str | None:
+    """CANCELLED for a run ended by sidequest.api.cancel, STOPPED_AT_SHUTDOWN for one
+    cancelled by a stop (it goes back to its queue), None for a success or a failure. A time
+    limit is JobTimeout by then, not a cancellation."""
+    if not isinstance(error, asyncio.CancelledError):
+        return None
+    return CANCELLED if cancels.is_cancelled(jid) else STOPPED_AT_SHUTDOWN
 
 
 def timed(call: Callable[[], Any], limit: float | None) -> Callable[[], Awaitable[Any]]:
@@ -204,9 +233,9 @@ def timed(call: Callable[[], Any], limit: float | None) -> Callable[[], Awaitabl
             try:
                 async with asyncio.timeout(limit) as scope:
                     return await coro
-            except TimeoutError:
+            except TimeoutError as exc:
                 if scope.expired():
-                    raise JobTimeout(f"{TIMEOUT_MESSAGE} of {limit:g} s") from None
+                    raise timed_out(limit, exc.__cause__ or exc.__context__) from None
                 raise
         return await _in_this_task(coro, limit)
 
@@ -228,9 +257,22 @@ async def _in_this_task(coro: Awaitable[Any], limit: float) -> Any:
     timer = asyncio.get_running_loop().call_later(limit, expire)
     try:
         return await coro
-    except asyncio.CancelledError:
+    except asyncio.CancelledError as exc:
         if expired:
-            raise JobTimeout(f"{TIMEOUT_MESSAGE} of {limit:g} s") from None
+            raise timed_out(limit, exc) from None
         raise
     finally:
         timer.cancel()
+
+
+def timed_out(limit: float, cancellation: BaseException | None) -> JobTimeout:
+    """The JobTimeout of a job cancelled at its time limit, with the traceback of that
+    cancellation: it runs down to the line where the job was waiting, which its failure's log
+    line and backtrace then name, as a thread job's do. Raised afresh it would hold only
+    Sidequest's own frames, from the time limit outwards."""
+    error = JobTimeout(f"{TIMEOUT_MESSAGE} of {limit:g} s")
+    if isinstance(cancellation, asyncio.CancelledError):
+        # Its first frame is the one raising this, which the raise puts back on top.
+        tb = cancellation.__traceback__
+        error = error.with_traceback(tb.tb_next if tb is not None else None)
+    return error
