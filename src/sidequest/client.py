@@ -112,8 +112,10 @@ def _push_on_commit(items: Sequence[Payload], batch_size: int,
         raise ValueError("enqueue_on_commit cannot be used inside `with batch.jobs():` (the "
                          "batch closes before the commit); push the batch after the commit")
     _normalize_all(items, None, jids, uniform)
-    oncommit.defer(lambda: _push_now(items, batch_size, jids, uniform))
-    return [item.get("jid") or jid for item, jid in zip(items, jids, strict=True)]
+    given = [item.get("jid") or jid for item, jid in zip(items, jids, strict=True)]
+    named = [(str(item.get("class")), str(jid)) for item, jid in zip(items, given, strict=True)]
+    oncommit.defer(oncommit.Deferred(lambda: _push_now(items, batch_size, jids, uniform), named))
+    return given
 
 
 def _push_now(items: Sequence[Payload], batch_size: int, jids: list[str],

@@ -11,6 +11,7 @@ push is refused with a message saying what to install.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from sidequest.errors import ConfigError
 from sidequest.payload import Payload
@@ -21,6 +22,18 @@ OPTION = "enqueue_on_commit"
 #: one), forget it on rollback. Set by the integration, e.g. Django's ``transaction.on_commit``.
 Defer = Callable[[Callable[[], object]], None]
 _defer: Defer | None = None
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """A push waiting for the commit: called, it writes its jobs; ``jobs`` names them (class,
+    jid), for an integration's error when the write fails after the commit."""
+
+    push: Callable[[], object]
+    jobs: list[tuple[str, str]]
+
+    def __call__(self) -> object:
+        return self.push()
 
 
 def install(defer: Defer | None) -> Defer | None:

@@ -19,6 +19,9 @@ _jobs: dict[str, type[Job]] = {}
 _stubs: set[str] = set()
 #: The class Rails' ActiveJob pushes for every job it hands to Sidekiq.
 ACTIVE_JOB_WRAPPER = "ActiveJob::QueueAdapters::SidekiqAdapter::JobWrapper"
+#: How a worker that meets an unknown job is told to load its class: a worker started
+#: another way (Django's manage.py sidequest, which imports each app's jobs.py) sets its own.
+LOAD_HINT = "make sure the worker imports the module that defines it (sidequest -r yourapp.jobs)"
 
 
 def note_stub(name: str) -> None:
@@ -72,9 +75,8 @@ def _unknown(name: str) -> str:
                 f" as {here!r} (each names it from where it runs, or from its sys.path). Import"
                 " it under one name in both, from the project root, or give the class an"
                 " explicit name = '...'")
-    return (f"no job class named {name!r} is loaded in this process; make sure the worker"
-            f" imports the module that defines it (sidequest -r yourapp.jobs), and that its"
-            f" name matches (set name = {name!r} on a class to share it with Ruby)")
+    return (f"no job class named {name!r} is loaded in this process; {LOAD_HINT}, and check"
+            f" that its name matches (set name = {name!r} on a class to share it with Ruby)")
 
 
 def find(name: object) -> type[Job] | None:

@@ -35,6 +35,39 @@ SIDEKIQ_ONLY = {
     "scheduler": "write periodic jobs as [[periodic]] tables (README: \"Periodic jobs\")",
 }
 
+_SHUTDOWN_TIMEOUT = ("did you mean 'timeout'? It is the seconds a stopping worker waits for "
+                     "its running jobs before it puts them back in their queues (-t, 25 by "
+                     "default)")
+_JOB_TIME_LIMIT = ("a job's time limit is the job option timeout (timeout = 30 on the Job "
+                   "class, or .set(timeout=30)), not a setting; the setting timeout is the "
+                   "seconds a stopping worker waits for its running jobs (-t)")
+_THREADS = "did you mean 'concurrency'? It is the threads of each worker process (-c)"
+_WORKERS = ("did you mean 'processes'? It is the worker processes (-P), each running "
+            "concurrency threads (-c)")
+_REDIS_URL = "did you mean 'redis_url'? Write the whole URL: redis_url = \"redis://host:6379/0\""
+
+#: Names that users of Sidekiq, Celery, RQ or Gunicorn reach for, and what Sidequest calls
+#: them. difflib answers several with a harmful neighbour: shutdown_timeout with dead_timeout
+#: (which would empty the dead set within seconds), threads with shards.
+OTHER_NAMES = {
+    **dict.fromkeys(("shutdown_timeout", "graceful_timeout", "graceful_shutdown_timeout",
+                     "stop_timeout", "kill_timeout", "drain_timeout", "term_timeout",
+                     "sigterm_timeout", "shutdown_wait", "grace_period",
+                     "shutdown_grace_period", "timeout_seconds"), _SHUTDOWN_TIMEOUT),
+    **dict.fromkeys(("job_timeout", "task_timeout", "time_limit", "task_time_limit",
+                     "soft_time_limit", "task_soft_time_limit", "hard_timeout"),
+                    _JOB_TIME_LIMIT),
+    **dict.fromkeys(("threads", "max_threads", "num_threads", "thread_count"), _THREADS),
+    **dict.fromkeys(("workers", "num_workers", "worker_count"), _WORKERS),
+    **dict.fromkeys(("url", "redis_host", "redis_uri"), _REDIS_URL),
+    "log_file": SIDEKIQ_ONLY["logfile"],
+}
+
+#: Settings that decide how long failed jobs are kept: suggested for a misspelt name only
+#: when it says "dead", since a guess there deletes jobs (dead_timeout = 5 for a shutdown
+#: timeout would drop each dead job after 5 seconds).
+_SAID_ONLY = {"dead_timeout": "dead", "dead_max_jobs": "dead"}
+
 #: Sidekiq's settings that Sidequest has under another name, for the YAML translation.
 SIDEKIQ_RENAMED = {"average_scheduled_poll_interval": "poll_interval",
                    "dead_timeout_in_seconds": "dead_timeout"}
@@ -189,11 +222,13 @@ def _unquote(text: str) -> str:
 
 def unknown_hint(key: str, value: Any, settings: frozenset[str]) -> str:
     """What to write instead of the unknown setting ``key`` (``settings``: the known ones)."""
-    if key in SIDEKIQ_ONLY:
-        return SIDEKIQ_ONLY[key]
+    name = key.lower().replace("-", "_")
+    if name in SIDEKIQ_ONLY or name in OTHER_NAMES:
+        return SIDEKIQ_ONLY.get(name) or OTHER_NAMES[name]
     if _is_environment_section(key, value, settings):
         return ENVIRONMENT_HINT.format(name=key)
-    close = difflib.get_close_matches(key, sorted(settings), n=1)
+    close = [known for known in difflib.get_close_matches(name, sorted(settings), n=3)
+             if _SAID_ONLY.get(known, "") in name]
     return f"did you mean {close[0]!r}?" if close else f"the settings are listed in {SETTINGS_DOC}"
 
 

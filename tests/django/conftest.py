@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from redis_server import RedisServer
+from redis_server import RedisServer, free_port
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
@@ -40,6 +40,21 @@ def project(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory)
     django.setup()
     call_command("migrate", verbosity=0)
     return database
+
+
+@pytest.fixture
+def redis_down(project: Path) -> Iterator[str]:
+    """Sidequest pointed, for the test, at a port nothing listens on (Redis down, as a real
+    connection sees it: refused); the suite's Redis again afterwards. Returns that URL."""
+    from sidequest import connection
+
+    before = connection.default_url()
+    down = f"redis://127.0.0.1:{free_port()}/0"
+    connection.set_url(down)
+    try:
+        yield down
+    finally:
+        connection.set_url(before)
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from sidequest.errors import ConfigError
@@ -84,6 +86,17 @@ def test_a_failed_push_leaves_no_result(project: object) -> None:
         middleware.client.remove(refuse)
     with pytest.raises(TaskResultDoesNotExist):
         add.get_result(pushed[0])  # the task was never enqueued: no result to show
+
+
+def test_redis_down_raises_what_perform_async_raises(redis_down: str) -> None:
+    from shop.tasks import add
+
+    from sidequest.errors import RedisUnavailable
+
+    # The result is written before the push: that write must fail as the push would.
+    with pytest.raises(RedisUnavailable,
+                       match=f"^could not reach Redis at {re.escape(redis_down)} "):
+        add.enqueue(1, 2)
 
 
 def test_every_job_state_reads_as_a_task_status(project: object) -> None:

@@ -55,6 +55,21 @@ def test_staff_see_the_dashboard_under_the_project_url(users: dict[str, object])
     assert client.get("/ops/sidequest/static/app.css").status_code == 200
 
 
+def test_redis_down_the_page_names_the_sidequest_setting(users: dict[str, object],
+                                                         redis_down: str) -> None:
+    from django.test import Client
+
+    client = Client()
+    client.force_login(users["staff"])
+    page = client.get("/ops/sidequest/queues", HTTP_ACCEPT="text/html")
+    assert page.status_code == 503
+    text = " ".join(page.content.decode().split())
+    assert f"could not reach Redis at <code>{redis_down}</code>" in text
+    # SIDEQUEST wins over the variables: naming only them would send the user astray.
+    assert ('set it with <code>settings.SIDEQUEST["redis_url"]</code>, which wins over'
+            " <code>SIDEQUEST_REDIS_URL</code> and <code>REDIS_URL</code>)") in text
+
+
 def test_behind_a_tls_proxy_the_dashboards_cookie_is_secure(users: dict[str, object]) -> None:
     # Django knows the request came over https from SECURE_PROXY_SSL_HEADER; the server's
     # own environ says http, and the dashboard must go by Django's word.

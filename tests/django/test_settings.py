@@ -54,6 +54,52 @@ def test_values_are_checked_and_flags_win(project: object) -> None:
         conf.worker_config()
 
 
+def test_a_shutdown_timeout_is_not_taken_for_dead_timeout(project: object) -> None:
+    from django.test import override_settings
+
+    from sidequest.contrib.django import conf
+
+    with override_settings(SIDEQUEST={"SHUTDOWN_TIMEOUT": 5}), pytest.raises(
+            ConfigError, match=r"^settings.SIDEQUEST: unknown setting 'shutdown_timeout'; did "
+                               r"you mean 'timeout'\? It is the seconds a stopping worker"):
+        conf.worker_config()
+
+
+def misnamed(**names: Any) -> list[tuple[str, str]]:
+    """The check's warnings, as (message, hint), with SIDEQUEST unset and ``names`` set."""
+    from django.conf import settings
+    from django.test import override_settings
+
+    from sidequest.contrib.django.checks import settings_name
+
+    with override_settings(**names):
+        del settings.SIDEQUEST
+        found = settings_name()
+    assert {m.id for m in found} <= {"sidequest.W003"}
+    return [(m.msg, m.hint) for m in found]
+
+
+def test_a_misnamed_sidequest_setting_is_named(project: object) -> None:
+    for name in ("SIDEKIQ", "SIDE_QUEST", "SIDEQEUST", "SIDEQUEST_SETTINGS", "SIDEQUEST_CONFIG"):
+        ((message, hint),) = misnamed(**{name: {"concurrency": 3}})
+        assert message.startswith(f"settings.{name} is set but settings.SIDEQUEST is not: "
+                                  f"Sidequest reads its settings from SIDEQUEST only, so "
+                                  f"{name} is ignored"), message
+        assert hint == f"rename {name} to SIDEQUEST"
+    ((_, hint),) = misnamed(SIDEQUEST_REDIS_URL="redis://redis:6379/0")
+    assert hint == "write it in the SIDEQUEST dict: SIDEQUEST = {'redis_url': ...}"
+    assert misnamed(SECURE_HSTS=1, SIDE_MENU=[]) == []  # not close enough
+    assert misnamed() == []  # no SIDEQUEST at all is no mistake: the defaults apply
+
+
+def test_manage_py_check_names_a_misnamed_setting(project: Path,
+                                                  redis_server: RedisServer) -> None:
+    out = manage(project, redis_server, "check", settings="djproject.settings_misnamed")
+    assert out.returncode == 0, out.stderr
+    assert "(sidequest.W003) settings.SIDEKIQ is set but settings.SIDEQUEST is not" in out.stderr
+    assert "HINT: rename SIDEKIQ to SIDEQUEST" in out.stderr
+
+
 def check_ids(**databases: Any) -> list[str]:
     from django.test import override_settings
 

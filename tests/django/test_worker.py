@@ -67,6 +67,29 @@ def test_enqueue_on_commit_runs_after_the_commit(worker: subprocess.Popen[str]) 
     assert seen("notified", "6") == []  # rolled back: never pushed
 
 
+def test_an_unknown_job_says_where_django_finds_jobs(worker: subprocess.Popen[str]) -> None:
+    import json
+
+    import redis
+    from django.conf import settings
+
+    import sidequest
+
+    r = redis.Redis.from_url(settings.SIDEQUEST["redis_url"])
+    jid = sidequest.enqueue("billing.jobs.Invoice", 1)  # no such module in this project
+
+    def failed() -> list[bytes]:
+        return [raw for raw in r.zrange("retry", 0, -1) if json.loads(raw)["jid"] == jid]
+
+    (raw,) = wait_for(failed, 30, "the unknown job in the retry set")
+    r.zrem("retry", raw)
+    entry = json.loads(raw)
+    assert ("no job class named 'billing.jobs.Invoice' is loaded in this process; define it in"
+            " an installed app's jobs.py (each is imported at startup) or pass its module to the"
+            " worker (python manage.py sidequest -r yourapp.module), and check that its name"
+            " matches") in str(entry["error_message"])
+
+
 def test_the_worker_takes_the_cli_flags(project: Path, redis_server: RedisServer) -> None:
     from conftest import HERE, project_env
 
@@ -78,6 +101,12 @@ def test_the_worker_takes_the_cli_flags(project: Path, redis_server: RedisServer
         assert flag in help_text
     # The sidequest command's other commands (web, stats) are not this one's.
     flat = " ".join(help_text.split())
+    django_help = subprocess.run(
+        [sys.executable, str(HERE / "manage.py"), "help", "sidequest"], env=env, cwd=HERE,
+        capture_output=True, text=True, check=True).stdout
+    assert " ".join(django_help.split()) == flat
+    assert ("Redis URL (default: the -C file's redis_url, SIDEQUEST['redis_url'] in the Django"
+            " settings, $SIDEQUEST_REDIS_URL, $REDIS_URL, redis://localhost:6379/0)") in flat
     assert "Commands:" not in flat and "Example: python manage.py sidequest -c 10" in flat
     bad = subprocess.run(
         [sys.executable, str(HERE / "manage.py"), "sidequest", "-c", "0"], cwd=HERE,

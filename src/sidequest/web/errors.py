@@ -40,6 +40,11 @@ _last_logged = [0.0]
 TRAILING_STOPS = string.whitespace + "."
 
 
+#: The ``app.state`` attribute naming the settings a host reads Sidequest's from (the Django
+#: integration sets "settings.SIDEQUEST"): where the unreachable page says to set the Redis
+#: URL, since such a setting wins over the environment variables the page names otherwise.
+SETTINGS_SOURCE = "sidequest_settings_source"
+
 #: The answer to a visitor not logged in (the login form, logout) when Redis fails: nothing
 #: about the deployment (its Redis, its tabs) before the password; the log has the details.
 REDIS_DOWN = "Redis is not answering; try again in a moment."
@@ -62,7 +67,8 @@ async def redis_unreachable(request: Request, exc: Exception) -> Response:
     if _public(request):
         return PlainTextResponse(REDIS_DOWN, status_code=503, headers={"retry-after": "5"})
     response = render.page(request, "unavailable.html", "Redis unreachable", status_code=503,
-                           where=where, down_shard=shard, reason=reason_of(exc))
+                           where=where, down_shard=shard, reason=reason_of(exc),
+                           settings_source=getattr(request.app.state, SETTINGS_SOURCE, None))
     response.headers["retry-after"] = "5"
     return response
 

@@ -30,7 +30,12 @@ DATABASES = {
         "NAME": os.environ.get("SHOP_DB", "shop.sqlite3"),
         # The worker and the tests write the same file: wait for each other's locks.
         "OPTIONS": {"timeout": 30},
-    }
+    },
+    # A second database, for enqueue_on_commit inside its transactions (test_on_commit.py).
+    "other": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("SHOP_DB", "shop.sqlite3") + ".other",
+    },
 }
 SIDEQUEST = {
     "redis_url": os.environ.get("SHOP_REDIS_URL", "redis://localhost:6379/0"),

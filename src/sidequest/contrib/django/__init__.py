@@ -11,8 +11,9 @@ The app reads ``SIDEQUEST`` (the keys of the TOML config file, checked the same 
 imports every installed app's ``jobs.py``, runs each job with Django's database connections
 checked before and after it (as Django does around a request), writes ``enqueue_on_commit``
 jobs when the transaction commits, and adds ``python manage.py sidequest`` (the worker, with
-the ``sidequest`` command's flags) and a system check of the database connections against
-the worker's concurrency. ``sidequest.contrib.django.urls`` serves the dashboard to staff.
+the ``sidequest`` command's flags) and system checks: of the database connections against
+the worker's concurrency, and of a ``SIDEQUEST`` setting set under another name.
+``sidequest.contrib.django.urls`` serves the dashboard to staff.
 """
 
 from __future__ import annotations

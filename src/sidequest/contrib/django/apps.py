@@ -26,6 +26,7 @@ class SidequestConfig(AppConfig):
                                  shard_queues=settings.shard_queues or None)
         middleware.server.add(db.check_connections)
         oncommit.install(db.on_commit)
+        django_checks.register(checks.settings_name)
         django_checks.register(checks.connections_for_concurrency)
         # Every app's jobs.py, so that the worker knows each job class by its name.
         autodiscover_modules("jobs")

@@ -34,7 +34,7 @@ from typing import Any, cast
 
 from django.utils.module_loading import import_string
 
-from sidequest import Job, connection, keys, retry, status
+from sidequest import Job, client, connection, keys, retry, status
 from sidequest.contrib.django.tasks_api import (
     BaseTaskBackend,
     TaskContext,
@@ -133,7 +133,8 @@ class SidequestBackend(BaseTaskBackend):
                                 KWARGS: json.dumps(result.kwargs), BACKEND: self.alias,
                                 ENQUEUED: enqueued.isoformat(), "state": "queued"})
         pipe.expire(key, int(self.result_ttl))  # the push sets it again, past the run time
-        pipe.execute()
+        # Redis down: the RedisUnavailable perform_async raises, not redis-py's own error.
+        client._guarded(pipe.execute, None)
 
     def get_result(self, result_id: str) -> Any:
         fields = _read(keys.status(str(result_id)))

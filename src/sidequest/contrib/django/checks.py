@@ -1,4 +1,8 @@
-"""System check (``manage.py check``): can the database connections serve the worker?
+"""System checks (``manage.py check``): is ``SIDEQUEST`` set under its name, and can the
+database connections serve the worker?
+
+A misspelt settings name (``SIDEKIQ``, ``SIDE_QUEST``) is ignored by Django without a word,
+and the worker and the pushes then use the defaults: the first check names it.
 
 Each worker thread holds its own connection while a job runs (Django's connections are per
 thread), so a process needs up to ``concurrency`` of them, plus one for ``async def`` jobs'
@@ -10,16 +14,51 @@ the dead connection (it is replaced only after that error).
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Warning
 
+from sidequest import config
 from sidequest.contrib.django import conf
 from sidequest.errors import ConfigError
 
 #: psycopg_pool's default ``max_size`` (Django passes ``"pool": True`` through as no options).
 DEFAULT_POOL_SIZE = 4
+
+
+#: Names a misnamed SIDEQUEST setting has that its spelling is too far from SIDEQUEST for.
+LOOKALIKES = frozenset({"SIDEKIQ"})
+#: Close enough to be SIDEQUEST misspelt: SIDE_QUEST, SIDEQEUST, SIDEQUEST_CONFIG (0.72),
+#: but not an unrelated name such as SECURE_HSTS (0.6).
+CLOSE = 0.65
+
+
+def settings_name(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """A name like SIDEQUEST set instead of it, which nothing reads."""
+    if hasattr(settings, "SIDEQUEST"):
+        return []
+    names = sorted(name for name in dir(settings) if name.isupper())
+    # SIDEQUEST_*: nothing reads such a setting either (SIDEQUEST_REDIS_URL is a variable of
+    # the environment, not of settings.py).
+    found = [name for name in names if name in LOOKALIKES or name.startswith("SIDEQUEST_")]
+    found += difflib.get_close_matches("SIDEQUEST", names, n=3, cutoff=CLOSE)
+    return [Warning(
+        f"settings.{name} is set but settings.SIDEQUEST is not: Sidequest reads its settings "
+        f"from SIDEQUEST only, so {name} is ignored and the worker and the pushes use the "
+        f"defaults ($SIDEQUEST_REDIS_URL, else $REDIS_URL, else redis://localhost:6379/0)",
+        hint=_rename_hint(name),
+        id="sidequest.W003",
+    ) for name in dict.fromkeys(found)]
+
+
+def _rename_hint(name: str) -> str:
+    setting = name.lower().removeprefix("sidequest_")
+    if name.startswith("SIDEQUEST_") and setting in config.SETTINGS:
+        # SIDEQUEST_REDIS_URL = "...": one setting of the dict, written on its own.
+        return f"write it in the SIDEQUEST dict: SIDEQUEST = {{{setting!r}: ...}}"
+    return f"rename {name} to SIDEQUEST"
 
 
 def connections_for_concurrency(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:

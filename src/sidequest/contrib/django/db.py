@@ -9,11 +9,15 @@ after a database restart then gets a new connection instead of the dead one.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections, transaction
+from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections, transaction
+
+from sidequest import wire
+from sidequest.errors import RedisUnavailable
 
 #: ``close_old_connections`` in the thread Django's async ORM calls run in.
 _check_async = sync_to_async(close_old_connections, thread_sensitive=True)
@@ -44,6 +48,78 @@ check_connections = CheckConnections()
 
 
 def on_commit(push: Callable[[], object]) -> None:
-    """``enqueue_on_commit``: push when the default database's transaction commits (at once
-    outside a transaction); a rollback forgets the push."""
-    transaction.on_commit(push)
+    """``enqueue_on_commit``: push when the transaction open in this thread commits (at once
+    outside one); a rollback forgets the push. With transactions open on several databases,
+    the push waits for the default database's, else for the first open one in ``DATABASES``
+    order: the one whose commit the job most likely needs, and the one Django's
+    ``captureOnCommitCallbacks()`` captures in tests.
+
+    ``robust=False`` (Django's default), so a push that fails at the commit raises to the
+    code that left the ``atomic()`` block instead of being only logged (a request would then
+    answer success for work that never runs). Django's rule for such a failure: the later
+    ``on_commit`` callbacks of that transaction are not run."""
+    alias = _open_transaction()
+    if alias is None:
+        # At once; under manual transaction management, Django's own error.
+        transaction.on_commit(push)
+        return
+    transaction.on_commit(lambda: _push_committed(push, alias), using=alias, robust=False)
+
+
+def _open_transaction() -> str | None:
+    """The database whose commit a push waits for (see on_commit), None outside any."""
+    # initialized_only: a database this thread has not touched has no transaction open, and
+    # asking would open a connection to it.
+    open_ = [conn.alias for conn in connections.all(initialized_only=True)
+             if conn.in_atomic_block]
+    if DEFAULT_DB_ALIAS in open_:
+        return str(DEFAULT_DB_ALIAS)
+    return str(open_[0]) if open_ else None
+
+
+def _push_committed(push: Callable[[], object], alias: str) -> None:
+    try:
+        push()
+    except RedisUnavailable as exc:
+        # The push's own advice ("fail the request") cannot undo a commit: say what can.
+        raise RedisUnavailable(_committed_message(exc, alias, _jobs_of(push))) from exc
+
+
+#: The advice of a push that failed before anything was committed; wrong after a commit.
+_PUSH_ADVICE = re.compile(r"[;.] the job was not enqueued, so retry later or fail the request$",
+                          re.IGNORECASE)
+
+
+def _committed_message(exc: RedisUnavailable, alias: str, jobs: list[tuple[str, str]]) -> str:
+    """The error of a push that failed at the commit of database ``alias``: the data is
+    committed and the job is not in Redis, and what the caller can still do about it."""
+    what, them = _named(jobs)
+    if isinstance(exc.__cause__, wire.ReplyLost):  # sent, maybe written: its text says so
+        outcome = f"{what} may not have been enqueued"
+        again = f"once Redis answers, look for {them} before pushing {them} again"
+    else:
+        outcome = f"{what} {'were' if them == 'them' else 'was'} not enqueued"
+        again = f"push {them} again once Redis answers"
+    return (f"the transaction on database {alias!r} has committed, but {outcome}: "
+            f"{_PUSH_ADVICE.sub('', str(exc))}. The commit cannot be undone, so failing the "
+            f"request would not roll it back: catch sidequest.RedisUnavailable around the "
+            f"`with transaction.atomic():` block and {again}, or "
+            f"record {them} to push later (a row written inside the transaction, as in the "
+            f"outbox pattern, is never lost)")
+
+
+def _named(jobs: list[tuple[str, str]]) -> tuple[str, str]:
+    """The jobs as the error names them (the first three), and the pronoun for them."""
+    if not jobs:
+        return "the job", "it"
+    named = ", ".join(f"{name} (jid {jid})" for name, jid in jobs[:3])
+    if len(jobs) == 1:
+        return f"job {named}", "it"
+    more = f" and {len(jobs) - 3} more" if len(jobs) > 3 else ""
+    return f"jobs {named}{more}", "them"
+
+
+def _jobs_of(push: Callable[[], object]) -> list[tuple[str, str]]:
+    """The (class, jid) of each job a deferred push writes (``oncommit.Deferred.jobs``), for
+    its error to name them; empty for another callable: the error then says "the job"."""
+    return list(getattr(push, "jobs", []))

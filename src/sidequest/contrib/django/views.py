@@ -22,6 +22,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.views.decorators.csrf import csrf_exempt
 
+from sidequest.contrib.django import conf
+
 _app: Any = None
 _token: str | None = None  # the scrape token, read (and checked) with the app
 _lock = threading.Lock()
@@ -40,13 +42,22 @@ def _dashboard() -> Any:
             if not django_apps.is_installed("sidequest.contrib.django"):
                 raise ImproperlyConfigured(NOT_INSTALLED)
             # The web extra, on first use.
-            from sidequest.web import wsgi_app  # noqa: PLC0415
-            from sidequest.web.app import scrape_token, secret_from_host  # noqa: PLC0415
+            from sidequest.web.app import (  # noqa: PLC0415
+                create_app,
+                scrape_token,
+                secret_from_host,
+            )
+            from sidequest.web.errors import SETTINGS_SOURCE  # noqa: PLC0415
+            from sidequest.web.wsgi import WSGIDashboard  # noqa: PLC0415
 
             # insecure=True: no login of the dashboard's own; only staff reach it (below).
             # The signing key comes from SECRET_KEY, so that every process serving the site
             # accepts a form loaded from another.
-            _app = wsgi_app(insecure=True, secret_key=secret_from_host(settings.SECRET_KEY))
+            asgi = create_app(insecure=True, secret_key=secret_from_host(settings.SECRET_KEY))
+            # The Redis-unreachable page then says to set the URL in SIDEQUEST, which wins
+            # over the environment variables it names otherwise.
+            setattr(asgi.state, SETTINGS_SOURCE, conf.SOURCE)
+            _app = WSGIDashboard(asgi)
             _token = scrape_token()
         return _app
 

@@ -11,7 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, handle_default_options
 from django.db import connections
 
-from sidequest import environ, runner
+from sidequest import environ, registry, runner
 from sidequest.contrib.django import conf
 from sidequest.errors import ConfigError
 
@@ -20,6 +20,15 @@ from sidequest.errors import ConfigError
 EPILOG = ("Example: python manage.py sidequest -c 10 -q default -q low. A flag wins over the"
           " -C file, which wins over the SIDEQUEST setting, which wins over the defaults"
           " shown. The jobs are found in each installed app's jobs module; -r adds more.")
+
+#: What a worker meeting an unknown job class says to do: here each installed app's jobs.py
+#: is imported at startup, so that is where a job belongs (-r for a module elsewhere).
+LOAD_HINT = ("define it in an installed app's jobs.py (each is imported at startup) or pass its"
+             " module to the worker (python manage.py sidequest -r yourapp.module)")
+
+#: --redis-url's default, in the order that wins (the SIDEQUEST setting included).
+REDIS_URL_HELP = ("Redis URL (default: the -C file's redis_url, SIDEQUEST['redis_url'] in the"
+                  " Django settings, $SIDEQUEST_REDIS_URL, $REDIS_URL, redis://localhost:6379/0)")
 
 
 class Command(BaseCommand):
@@ -31,6 +40,9 @@ class Command(BaseCommand):
         # -v (verbose) and -V, and the worker should take the same flags either way.
         parser = runner.parser(prog=f"{os.path.basename(prog_name)} {subcommand}",
                                epilog=EPILOG)
+        # The sidequest command's help leaves out the SIDEQUEST setting, which only this
+        # command reads (argparse has no public way to reach an option once added).
+        parser._option_string_actions["--redis-url"].help = REDIS_URL_HELP
         parser.add_argument("--settings", help="Django settings module")
         parser.add_argument("--pythonpath", help="a directory to add to sys.path")
         return parser
@@ -47,6 +59,7 @@ class Command(BaseCommand):
 
 
 def run(args: argparse.Namespace) -> int:
+    registry.LOAD_HINT = LOAD_HINT
     for warning in environ.near_misses(os.environ):
         print(f"manage.py sidequest: warning: {warning}", file=sys.stderr)
     try:

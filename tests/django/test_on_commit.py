@@ -1,0 +1,117 @@
+"""``enqueue_on_commit`` at the edges: Redis down at the commit (the data is committed, the job
+is not in Redis, and the error must say so), and transactions on a database other than the
+default (the push waits for that one's commit)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from sidequest.errors import RedisUnavailable
+
+pytestmark = pytest.mark.usefixtures("events")
+
+#: A queue no worker of the suite serves: what is pushed to it stays there to be counted.
+QUEUE = "on-commit-edges"
+
+
+@pytest.fixture
+def queued(project: object) -> Iterator[Callable[[], int]]:
+    """A function counting the jobs in QUEUE, which starts and ends empty."""
+    import redis
+    from django.conf import settings
+
+    r = redis.Redis.from_url(settings.SIDEQUEST["redis_url"])
+    r.delete(f"queue:{QUEUE}")
+    yield lambda: int(r.llen(f"queue:{QUEUE}"))
+    r.delete(f"queue:{QUEUE}")
+    r.close()
+
+
+def test_redis_down_at_the_commit_says_the_transaction_committed(redis_down: str) -> None:
+    from django.db import transaction
+    from shop.jobs import NotifyOnCommit
+    from shop.models import Order
+
+    with pytest.raises(RedisUnavailable) as caught, transaction.atomic():
+        Order.objects.create(number=31)
+        jid = NotifyOnCommit.set(queue=QUEUE).perform_async(31)
+    message = str(caught.value)
+    assert Order.objects.filter(number=31).exists()  # committed, whatever the push did
+    assert message.startswith(
+        f"the transaction on database 'default' has committed, but job "
+        f"shop.jobs.NotifyOnCommit (jid {jid}) was not enqueued: could not reach Redis at "
+        f"{redis_down} ("), message
+    assert "Connection refused.). The commit cannot be undone, so failing the request would " \
+           "not roll it back" in message
+    assert message.count("not enqueued") == 1
+    assert "catch sidequest.RedisUnavailable around the `with transaction.atomic():`" in message
+    assert "outbox" in message
+    # The advice of a push before any commit: wrong here, since a commit cannot be undone.
+    assert "retry later or fail the request" not in message
+
+
+def test_a_bulk_push_at_the_commit_names_its_jobs(redis_down: str) -> None:
+    from django.db import transaction
+    from shop.jobs import NotifyOnCommit
+
+    with pytest.raises(RedisUnavailable) as caught, transaction.atomic():
+        jids = NotifyOnCommit.set(queue=QUEUE).perform_bulk([[n] for n in range(5)])
+    message = str(caught.value)
+    named = ", ".join(f"shop.jobs.NotifyOnCommit (jid {jid})" for jid in jids[:3])
+    assert f"but jobs {named} and 2 more were not enqueued: " in message, message
+    assert "push them again once Redis answers" in message
+
+
+def test_a_transaction_on_another_database_defers_the_push(queued: Callable[[], int]) -> None:
+    from django.db import transaction
+    from shop.jobs import RecordOrder
+
+    count = queued
+    job = RecordOrder.set(queue=QUEUE, enqueue_on_commit=True)
+    with pytest.raises(RuntimeError), transaction.atomic(using="other"):
+        job.perform_async(1)
+        raise RuntimeError("roll back")
+    assert count() == 0  # rolled back: never pushed
+    with transaction.atomic(using="other"):
+        job.perform_async(2)
+        assert count() == 0  # not before the commit
+    assert count() == 1
+
+
+def test_with_both_databases_open_the_push_waits_for_the_default(queued: Callable[[], int]) -> None:
+    from django.db import transaction
+    from shop.jobs import RecordOrder
+
+    count = queued
+    job = RecordOrder.set(queue=QUEUE, enqueue_on_commit=True)
+    with transaction.atomic():
+        with transaction.atomic(using="other"):
+            job.perform_async(3)
+        assert count() == 0  # "other" has committed; the default has not
+    assert count() == 1
+    with pytest.raises(RuntimeError), transaction.atomic(), transaction.atomic(using="other"):
+        job.perform_async(4)
+        raise RuntimeError("roll back both")
+    assert count() == 1
+
+
+def test_a_reply_lost_at_the_commit_says_the_job_may_be_there(project: object) -> None:
+    """A push whose reply never came may have been written: the error must not say it was
+    not, nor advise pushing it again unchecked (that could run it twice)."""
+    from sidequest import wire
+    from sidequest.contrib.django.db import _committed_message
+
+    try:
+        try:
+            raise wire.ReplyLost("Timeout reading from socket")
+        except wire.ReplyLost as lost:
+            raise RedisUnavailable("the connection to Redis at redis://r:6379/0 failed after "
+                                   "the job was sent (Timeout reading from socket), so it may "
+                                   "have been enqueued") from lost
+    except RedisUnavailable as exc:
+        message = _committed_message(exc, "default", [("shop.jobs.NotifyOnCommit", "j1")])
+    assert message.startswith("the transaction on database 'default' has committed, but job "
+                              "shop.jobs.NotifyOnCommit (jid j1) may not have been enqueued: ")
+    assert "block and once Redis answers, look for it before pushing it again, or" in message
