@@ -1,13 +1,14 @@
-"""Reading batches: ``BatchStatus(bid)`` and the recent batches for the dashboard."""
+"""Reading batches: ``BatchStatus(bid)``, and the batches for the dashboard a page at a time."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, cast
 
 from sidequest import connection, keys
 from sidequest.api.lenient import as_float, as_int
 
-#: Batches listed on the dashboard, the newest first.
+#: Batches on one page of the dashboard's list, the newest first.
 MAX_LISTED = 100
 
 
@@ -16,12 +17,20 @@ class BatchStatus:
     expired batch."""
 
     def __init__(self, bid: str) -> None:
-        self.bid = bid
         pipe: Any = connection.client().pipeline(transaction=False)
-        pipe.hgetall(keys.batch(bid))
-        pipe.scard(keys.batch_part(bid, "pending"))
-        pipe.smembers(keys.batch_part(bid, "failed"))
-        raw, pending, failed = pipe.execute()
+        _ask(pipe, bid)
+        self._read(bid, *pipe.execute())
+
+    @classmethod
+    def _from_replies(cls, bid: str, raw: Any, pending: Any, failed: Any) -> BatchStatus:
+        """The status from the replies to ``_ask``'s commands, sent in a pipeline shared
+        with other batches (one round trip for a page of them)."""
+        status = cls.__new__(cls)
+        status._read(bid, raw, pending, failed)
+        return status
+
+    def _read(self, bid: str, raw: Any, pending: Any, failed: Any) -> None:
+        self.bid = bid
         fields = {k.decode(): v.decode("utf-8", "replace")
                   for k, v in cast(dict[bytes, bytes], raw).items()}
         self.exists = bool(fields)
@@ -45,7 +54,50 @@ class BatchStatus:
                 f"failures={self.failures}, complete={self.complete}, success={self.success})")
 
 
-def recent(limit: int = MAX_LISTED) -> list[BatchStatus]:
-    bids = connection.client().zrevrange(keys.BATCHES, 0, limit - 1)
-    found = [BatchStatus(b.decode()) for b in cast(list[bytes], bids)]
+def _ask(pipe: Any, bid: str) -> None:
+    pipe.hgetall(keys.batch(bid))
+    pipe.scard(keys.batch_part(bid, "pending"))
+    pipe.smembers(keys.batch_part(bid, "failed"))
+
+
+@dataclass(frozen=True)
+class BatchPage:
+    """One page of the batches, the newest first, and how many the index holds."""
+
+    batches: list[BatchStatus]
+    #: Entries in the batches' index (its ZCARD): it keeps a batch 30 days, its record may
+    #: expire sooner (3 days after it succeeded), so some of them may list as nothing.
+    total: int
+
+
+def page_of(page: int, per_page: int = MAX_LISTED) -> BatchPage:
+    """Page ``page`` (from 1) of ``per_page`` batches, in two round trips whatever its size:
+    the index's size and the page's ids, then every batch's record at once."""
+    start = (page - 1) * per_page
+    pipe: Any = connection.client().pipeline(transaction=False)
+    pipe.zcard(keys.BATCHES)
+    pipe.zrevrange(keys.BATCHES, start, start + per_page - 1)
+    total, bids = pipe.execute()
+    return BatchPage(_statuses([b.decode("utf-8", "replace") for b in bids]), int(total))
+
+
+def _statuses(bids: list[str]) -> list[BatchStatus]:
+    """The batches of ``bids`` that still exist, read in one pipeline. A key another tool
+    left of the wrong type counts as no batch, rather than failing the whole page."""
+    if not bids:
+        return []
+    pipe: Any = connection.client().pipeline(transaction=False)
+    for bid in bids:
+        _ask(pipe, bid)
+    replies = pipe.execute(raise_on_error=False)
+    found = []
+    for index, bid in enumerate(bids):
+        raw, pending, failed = replies[3 * index: 3 * index + 3]
+        if not any(isinstance(reply, Exception) for reply in (raw, pending, failed)):
+            found.append(BatchStatus._from_replies(bid, raw, pending, failed))
     return [status for status in found if status.exists]
+
+
+def recent(limit: int = MAX_LISTED) -> list[BatchStatus]:
+    """The newest ``limit`` batches that still exist."""
+    return page_of(1, limit).batches

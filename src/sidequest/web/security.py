@@ -8,7 +8,8 @@ without logging in. For each request it:
    not answer a page that rebinds its own domain to 127.0.0.1);
 2. loads the signed session cookie (a logged-in one only while Redis says it is live), or
    starts a new session;
-3. asks the auth policy, and answers 303 to the login page (a browser GET) or 401;
+3. asks the auth policy, and answers 303 to the login page (a browser's GET, or its POST
+   of one of our forms, which is then not acted on) or 401 (a script);
 4. for any method but GET/HEAD, requires the request to come from our own origin
    (``Sec-Fetch-Site: same-origin``, or without it an ``Origin`` naming our host) *and* to
    carry the session's CSRF token; it parses the form once and hands it to the view;
@@ -35,9 +36,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sidequest import environ
 from sidequest.web import errors
-from sidequest.web.render import route_path
+from sidequest.web.render import path_url, route_path
 from sidequest.web.session import COOKIE, Session
 from sidequest.web.settings import Settings
+from sidequest.web.shards import PREFIX as SHARD_PREFIX
+from sidequest.web.views.login import safe_next
 
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 #: Paths reachable without logging in: the login form, logging out, and our own CSS/JS.
@@ -54,6 +57,10 @@ SCRAPE_PATH = "/prometheus"
 #: comes back let in.
 LOGIN_BOUNCE = 10.0
 STATIC_PREFIX = "/static/"
+#: Said on the login page after a form was posted with a session that had ended: the action
+#: was refused before it was read, so the user must do it again.
+ACTION_NOT_DONE = ("Your session had ended (logged out, expired, or the dashboard restarted),"
+                   " so that action was not done: log in, then do it again.")
 #: Largest form accepted from a logged-in user: pages post short references to jobs (a
 #: page of 1,000 selected rows is about 60 KB), never the jobs themselves.
 MAX_FORM_BYTES = 1024 * 1024
@@ -155,15 +162,23 @@ class Guard:
         return name is not None and name in allowed
 
     def _unauthenticated(self, request: Request, path: str, session: Session) -> Response:
+        """A browser to the login page, told where to come back; anything else a 401. A
+        form posted after the session ended is not acted on (its CSRF token was the dead
+        session's): the login page says so, and sends the user back to the form's page to
+        do it again."""
         auth = self.settings.auth
-        wants_page = request.method == "GET" and "text/html" in request.headers.get("accept", "")
+        if not (_page_wanted(request) and (auth.has_login_page or auth.login_url)):
+            return PlainTextResponse("Log in first", status_code=401)
         root = str(request.scope.get("root_path", "")).rstrip("/")
-        target = quote(root + path + ("?" + request.url.query if request.url.query else ""))
-        if wants_page and auth.has_login_page:
+        if request.method == "GET":
+            target = quote(root + path + ("?" + request.url.query if request.url.query else ""))
+        else:
+            target = quote(_form_page(request, path))
+            session.say(ACTION_NOT_DONE)
+        if auth.has_login_page:
             return RedirectResponse(f"{root}/login?next={target}", status_code=303)
-        if wants_page and auth.login_url:
-            return _to_login_page(auth.login_url, target, session)
-        return PlainTextResponse("Log in first", status_code=401)
+        assert auth.login_url is not None  # checked above
+        return _to_login_page(auth.login_url, target, session)
 
     def _decorate(self, scope: Scope, send: Send) -> Send:
         """Add the security headers and (if it changed) the session cookie to the response."""
@@ -305,6 +320,48 @@ def _replay(body: bytes) -> Receive:
         return {"type": "http.request", "body": body, "more_body": False}
 
     return receive
+
+
+def _page_wanted(request: Request) -> bool:
+    """Whether the request is a browser's navigation (a link, a form), which a login page
+    can answer: a script (fetch, XHR, curl, a monitor) gets a 401 it can read instead. A
+    POST also has to come from our own pages: another site's form earns no login page."""
+    if "text/html" not in request.headers.get("accept", ""):
+        return False
+    if request.headers.get("x-requested-with") is not None:
+        return False
+    mode = request.headers.get("sec-fetch-mode")
+    if mode is not None and mode != "navigate":
+        return False  # fetch() or XHR, whatever Accept it sends
+    if request.method == "GET":
+        return True
+    return request.method == "POST" and cross_site(request) is None
+
+
+def _form_page(request: Request, path: str) -> str:
+    """The page a form refused for want of a login was on, as a URL path (and query) under
+    the dashboard: the Referer when it is one of our pages (our pages send it to their own
+    origin, see ``referrer-policy``), else the page of the tab the form posted to: a form's
+    own path is not always a page (the Delete on /queues posts to /queues/NAME/delete).
+    Either passes the login page's own ``safe_next``, so it never leads off the dashboard."""
+    root = str(request.scope.get("root_path", "")).rstrip("/")
+    referer = urlsplit(request.headers.get("referer", ""))
+    if referer.netloc and referer.netloc.lower() == request.headers.get("host", "").lower():
+        target = referer.path + ("?" + referer.query if referer.query else "")
+        # Not the login page itself: logging in would lead back to it.
+        if safe_next(request, target) == target and referer.path[len(root):] not in PUBLIC_PATHS:
+            return target
+    return safe_next(request, root + path_url(_tab_of(path)))
+
+
+def _tab_of(path: str) -> str:
+    """``/retries`` for ``/retries/all/delete``; ``/shards/eu/queues`` for
+    ``/shards/eu/queues/default/delete``: a page every form's path has above it."""
+    shard = ""
+    if path.startswith(SHARD_PREFIX):
+        name, _, path = path[len(SHARD_PREFIX):].partition("/")
+        shard, path = SHARD_PREFIX + name, "/" + path
+    return shard + "/" + path.split("/")[1]
 
 
 def _to_login_page(login_url: str, target: str, session: Session) -> Response:

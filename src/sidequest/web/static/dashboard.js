@@ -1,11 +1,13 @@
 // Sidequest dashboard: the real-time graph. Polls the JSON endpoint every N seconds and draws
-// the jobs processed and failed since the previous poll as two SVG polylines.
+// the jobs processed and failed since the previous poll as two SVG polylines. A failed poll
+// (Redis down, the server restarting) is retried with a growing wait, never given up.
 (function () {
   "use strict";
 
   var MIN_SECONDS = 2;   // the server clamps too; never poll faster than this
   var MAX_SECONDS = 60;
   var POINTS = 60;       // samples kept on the graph
+  var RETRY_CAP_SECONDS = 30;  // longest wait between polls while they fail
   var LEFT = 56, RIGHT = 788, TOP = 16, BOTTOM = 192;
 
   var box = document.getElementById("realtime");
@@ -22,6 +24,8 @@
   var samples = { processed: [], failed: [] };
   var last = null;
   var timer = null;
+  var failures = 0;      // failed polls in a row
+  var asking = false;    // a poll is under way: showing the tab again must not start another
 
   function text(id, value) {
     var node = document.getElementById(id);
@@ -74,21 +78,57 @@
     last = stats;
   }
 
+  // Why a poll failed, as the status line says it while retrying.
+  function trouble(status) {
+    if (status === 503) {
+      return "Redis unreachable";
+    }
+    if (status === 401) {
+      return "logged out (reload the page to log in)";
+    }
+    return status ? "HTTP " + status : "the dashboard is not answering";
+  }
+
+  // The wait before the next poll: the chosen interval, doubled after each failure in a
+  // row up to RETRY_CAP_SECONDS (a chosen interval above it stays as it is), so that a Redis
+  // or server outage is not hammered and the graph resumes by itself once it is over.
+  function delay() {
+    var cap = Math.max(seconds, RETRY_CAP_SECONDS);
+    return Math.min(seconds * Math.pow(2, failures), cap) * 1000;
+  }
+
+  function schedule() {
+    asking = false;
+    timer = document.hidden ? null : window.setTimeout(poll, delay());
+  }
+
   function poll() {
+    timer = null;
+    asking = true;
     fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
       .then(function (response) {
         if (!response.ok) {
-          throw new Error(response.status === 401 ? "logged out: reload the page" : "HTTP " + response.status);
+          var failed = new Error(trouble(response.status));
+          failed.shown = true;
+          throw failed;
         }
         return response.json();
       })
       .then(function (body) {
         update(body.sidequest);
+        failures = 0;
+        box.removeAttribute("data-failing");
         text("realtime-status", "updated " + new Date().toLocaleTimeString());
-        timer = document.hidden ? null : window.setTimeout(poll, seconds * 1000);
+        schedule();
       })
       .catch(function (error) {
-        text("realtime-status", "stopped: " + error.message);
+        failures += 1;
+        // The next success starts from a fresh baseline: the jobs done during the outage
+        // are not one poll's worth, and would flatten the graph around one spike.
+        last = null;
+        box.setAttribute("data-failing", String(failures));
+        text("realtime-status", (error.shown ? error.message : trouble(0)) + ", retrying…");
+        schedule();
       });
   }
 
@@ -99,7 +139,7 @@
     if (document.hidden) {
       window.clearTimeout(timer);
       timer = null;
-    } else if (timer === null) {
+    } else if (timer === null && !asking) {
       last = null;
       poll();
     }
