@@ -13,11 +13,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
-from sidequest import middleware, retry, signatures, unique
+from sidequest import middleware, retry, signatures
 from sidequest.errors import TIMEOUT_MESSAGE, JobTimeout
 from sidequest.job import Job
 from sidequest.payload import KWARGS, Payload
-from sidequest.worker import cancels, timeouts
+from sidequest.worker import cancels, timeouts, with_ack
 from sidequest.worker.asyncio_runner import AsyncRunner
 from sidequest.worker.fetch import Work
 from sidequest.worker.logs import job_info, log_failure
@@ -27,7 +27,8 @@ from sidequest.worker.timeouts import Timeouts
 log = logging.getLogger("sidequest")
 
 Failed = Callable[[Work, Payload, BaseException, "type[Job] | None"], None]
-Releasing = Callable[[Work, Payload], None]
+#: Acknowledges a job with the writes its end records, in one transaction.
+Acknowledging = Callable[[Work, list[with_ack.Step]], None]
 
 
 def chain_is_async() -> bool:
@@ -86,7 +87,7 @@ class AsyncJobs:
     def __init__(self, runner: AsyncRunner, state: ProcessState, failed: Failed,
                  acknowledge: Callable[[bytes], None], *,
                  acknowledge_later: Callable[[bytes], bool] | None = None,
-                 acknowledge_releasing: Releasing,
+                 acknowledge_with: Acknowledging,
                  requeue: Callable[[list[Work]], None]) -> None:
         self.runner = runner
         self.state = state
@@ -97,8 +98,9 @@ class AsyncJobs:
         # job woke a thread per completion: about a tenth of the worker's CPU time in a
         # profile of a drain of one-INCR async jobs (bench/async_bench.py).
         self._acknowledge_later = acknowledge_later
-        # A success that also releases its unique lock, in one transaction (off the loop).
-        self._acknowledge_releasing = acknowledge_releasing
+        # A success that also records its end (its unique lock's release, its batch's count,
+        # its stored status), in one transaction (off the loop).
+        self._acknowledge_with = acknowledge_with
         # Puts unstarted jobs back at the front of their queues (writes to Redis: off the loop).
         self._requeue = requeue
         #: Set by the manager: keeps the deadlines, to notice a job that cannot be cancelled.
@@ -187,8 +189,9 @@ class AsyncJobs:
         if error is None:
             if log.isEnabledFor(logging.INFO):
                 job_info(log, "done", fields)
-            if unique.releases_with_ack(job):
-                await loop.run_in_executor(None, self._acknowledge_releasing, work, job)
+            steps = with_ack.take(job)
+            if steps:
+                await loop.run_in_executor(None, self._acknowledge_with, work, steps)
             elif self._acknowledge_later is None or not self._acknowledge_later(work.raw):
                 await loop.run_in_executor(None, self._acknowledge, work.raw)
         elif stopped == CANCELLED:
@@ -196,7 +199,7 @@ class AsyncJobs:
             # warning of something gone wrong.
             if log.isEnabledFor(logging.INFO):
                 job_info(log, "done: cancelled", fields)
-            await loop.run_in_executor(None, self._acknowledge, work.raw)
+            await loop.run_in_executor(None, self._acknowledge_with, work, with_ack.take(job))
         elif stopped == STOPPED_AT_SHUTDOWN:
             log.warning("async job %s cancelled at shutdown; it goes back to its queue",
                         jid, extra=fields)  # still in the in-progress list: the stop pushes it back

@@ -16,7 +16,7 @@ from typing import Any
 from sidequest import batch, expiry, status, unique
 from sidequest.limiter import OverLimit
 from sidequest.payload import Payload
-from sidequest.worker import cancels, overlimit
+from sidequest.worker import cancels, overlimit, with_ack
 
 log = logging.getLogger("sidequest")
 
@@ -36,7 +36,7 @@ class _Guards:
         dropped job, a full limiter, a batch's or a stored status's record) run off the
         event loop."""
         if cancels.jids and _cancelled(payload):
-            await asyncio.to_thread(_dropped, payload, "cancelled")
+            _dropped(payload, "cancelled")  # recorded with the acknowledgement: no I/O here
             unique.mark_success(payload)
             return None
         run = _async_run(payload, call_next)
@@ -69,11 +69,21 @@ def _cancelled(payload: Payload) -> bool:
 
 def _dropped(payload: Payload, state: str) -> None:
     """A job that will never run ("cancelled" or "expired"): a page polling its stored status
-    sees that it ended, and its batch counts it as done, not failed, instead of waiting."""
+    sees that it ended, and its batch counts it as done (a failure if it failed before)
+    instead of waiting. Both are written with the acknowledgement."""
     if status.wanted(payload):
-        status.save(payload, state)
+        with_ack.add(payload, lambda pipe: status.write(pipe, payload, state))
     if batch.PAYLOAD_KEY in payload:
-        batch.dropped(payload)
+        outcome = "failure" if "failed_at" in payload else "success"
+        _record_with_ack(payload, outcome)
+
+
+def _record_with_ack(payload: Payload, outcome: str) -> None:
+    """The member's ``outcome`` goes to its batch with the acknowledgement."""
+    ancestry = batch.ancestry_of(payload)
+    if ancestry:
+        jid = str(payload.get("jid", ""))
+        with_ack.add(payload, lambda pipe: batch.queue_update(pipe, ancestry, jid, outcome))
 
 
 def _drop_expired(job: Any, payload: Payload, queue: str) -> None:
@@ -126,65 +136,45 @@ def _async_run(payload: Payload,
     return run
 
 
-def _batch_outcome(payload: Payload, exc: BaseException) -> str | None:
-    """What a member's exception is to its batch. None when the job runs again: a full
-    limiter reschedules it, a stop at shutdown pushes it back. A cancelled async job is
-    stopped for good: done, not failed, as one cancelled before it started."""
-    if isinstance(exc, OverLimit):
-        return None
-    if isinstance(exc, asyncio.CancelledError):
-        return "success" if cancels.is_cancelled(str(payload.get("jid", ""))) else None
-    return "failure"
-
-
 def _in_batch(payload: Payload, call_next: Callable[[], Any]) -> Any:
     """A batch's job: its outcome is recorded in the batch (and its ancestors'), which may
-    push their callbacks."""
-    ancestry = batch.ancestry_of(payload)
-    jid = str(payload.get("jid", ""))
-    try:
-        result = call_next()
-    except BaseException as exc:
-        outcome = _batch_outcome(payload, exc)
-        if ancestry and outcome:
-            batch.update(ancestry, jid, outcome)
-        raise
-    if ancestry:
-        batch.update(ancestry, jid, "success")
+    push their callbacks. A success (or a cancellation, done) is written with the job's
+    acknowledgement, a failure with the failure's record (by the processor): never here,
+    where a Redis error would become the job's own."""
+    result = call_next()
+    _record_with_ack(payload, "success")
     return result
 
 
 async def _ain_batch(payload: Payload, call_next: Callable[[], Awaitable[Any]]) -> Any:
-    ancestry = batch.ancestry_of(payload)
-    jid = str(payload.get("jid", ""))
     try:
         result = await call_next()
-    except BaseException as exc:
-        outcome = _batch_outcome(payload, exc)
-        if ancestry and outcome:
-            # Shielded: a cancelled job's task may be cancelled again (a stop) while this
-            # write is under way, and the write must still be made.
-            await asyncio.shield(asyncio.to_thread(batch.update, ancestry, jid, outcome))
+    except asyncio.CancelledError:
+        # By the API: stopped for good, done to its batch; by a stop: it runs again.
+        if cancels.is_cancelled(str(payload.get("jid", ""))):
+            _record_with_ack(payload, "success")
         raise
-    if ancestry:
-        await asyncio.to_thread(batch.update, ancestry, jid, "success")
+    _record_with_ack(payload, "success")
     return result
 
 
 def _with_status(payload: Payload, call_next: Callable[[], Any]) -> Any:
-    """A job that stores its result: running, then succeeded with the result, or retrying
-    (the death handler makes it dead), or scheduled again by a full limiter."""
+    """A job that stores its result: running, then succeeded with the result (written with
+    the acknowledgement), or scheduled again by a full limiter. A failure's status (retrying,
+    or dead) is written with the failure's record, by the processor."""
     status.save(payload, "running")
     try:
         result = call_next()
     except OverLimit:
         status.save(payload, "scheduled")
         raise
-    except BaseException:
-        status.save(payload, "retrying")
-        raise
-    status.save(payload, "succeeded", result=status.result_text(result, payload))
+    _succeeded(payload, result)
     return result
+
+
+def _succeeded(payload: Payload, result: Any) -> None:
+    text = status.result_text(result, payload)
+    with_ack.add(payload, lambda pipe: status.write(pipe, payload, "succeeded", result=text))
 
 
 async def _awith_status(payload: Payload, call_next: Callable[[], Awaitable[Any]]) -> Any:
@@ -195,16 +185,15 @@ async def _awith_status(payload: Payload, call_next: Callable[[], Awaitable[Any]
         await asyncio.to_thread(status.save, payload, "scheduled")
         raise
     except asyncio.CancelledError:
-        # Cancelled by the API, it will not run again; stopped at shutdown, it is pushed
-        # back to its queue (a time limit is JobTimeout, not this). Shielded as in _ain_batch.
-        state = "cancelled" if cancels.is_cancelled(str(payload.get("jid", ""))) else "queued"
-        await asyncio.shield(asyncio.to_thread(status.save, payload, state))
+        # Cancelled by the API, it will not run again (written with its acknowledgement);
+        # stopped at shutdown, it is pushed back to its queue (a time limit is JobTimeout,
+        # not this): shielded, as the stop may cancel this task again meanwhile.
+        if cancels.is_cancelled(str(payload.get("jid", ""))):
+            with_ack.add(payload, lambda pipe: status.write(pipe, payload, "cancelled"))
+        else:
+            await asyncio.shield(asyncio.to_thread(status.save, payload, "queued"))
         raise
-    except BaseException:
-        await asyncio.to_thread(status.save, payload, "retrying")
-        raise
-    await asyncio.to_thread(status.save, payload, "succeeded",
-                            result=status.result_text(result, payload))
+    _succeeded(payload, result)
     return result
 
 

@@ -85,7 +85,7 @@ class Manager:
         self.async_jobs = AsyncJobs(self.asyncio, state, self.processor.failed,
                                     self._async_acknowledge,
                                     acknowledge_later=self._async_acknowledge_later,
-                                    acknowledge_releasing=self.processor.acknowledge_releasing,
+                                    acknowledge_with=self.processor.acknowledge_with,
                                     requeue=self.inprogress.requeue)
         self.async_jobs.timeouts = self.timeouts
         self.processor.async_jobs = self.async_jobs

@@ -20,13 +20,13 @@ from typing import Any
 
 import redis
 
-from sidequest import hooks, keys, middleware, registry, retry, signatures, status, unique
+from sidequest import batch, hooks, keys, middleware, registry, retry, signatures, status
 from sidequest.config import Config
 from sidequest.errors import TIMEOUT_MESSAGE, JobTimeout, PayloadError
 from sidequest.job import Job
 from sidequest.morgue import add_dead
 from sidequest.payload import KWARGS, Payload, decode, dumps, loads, new_jid, normalized
-from sidequest.worker import async_jobs, timeouts
+from sidequest.worker import async_jobs, timeouts, with_ack
 from sidequest.worker.clock import now
 from sidequest.worker.fetch import ACK_FROM_TAIL, Work
 from sidequest.worker.logs import job_info, log_failure
@@ -92,17 +92,20 @@ class Processor:
         if work.suspect:  # it ran alone without taking the process down: not a poison pill
             jid = str(job.get("jid", ""))
             self.write(lambda pipe: pipe.delete(keys.deaths(jid)))
-        if not failed and unique.releases_with_ack(job):
-            self.acknowledge_releasing(work, job)
+        steps = with_ack.take(job) if not failed else []
+        if steps:
+            self.acknowledge_with(work, steps)
             return False  # acknowledged here
         return not failed
 
-    def acknowledge_releasing(self, work: Work, job: Payload) -> None:
-        """Acknowledge a job and release its unique lock in one transaction: a crash between
-        the two would let an identical job in while the reaper runs this one again."""
+    def acknowledge_with(self, work: Work, steps: list[with_ack.Step]) -> None:
+        """Acknowledge a job and write what its end records (its batch's count, its status,
+        its unique lock's release) in one transaction: a crash between them would let an
+        identical job in, or leave a batch waiting, while the reaper runs this one again."""
         def write(pipe: Any) -> None:
             pipe.lrem(self.inprogress, ACK_FROM_TAIL, work.raw)
-            unique.release_in(pipe, job)
+            for step in steps:
+                step(pipe)
 
         self.write(write)
 
@@ -189,6 +192,7 @@ class Processor:
     def failed(self, work: Work, job: Payload, exc: BaseException, cls: type[Job] | None) -> None:
         """Sidekiq's order: record the error, check exhaustion, then ask the class's
         ``retry_in``; write the outcome with the acknowledgement, then run the handlers."""
+        with_ack.discard(job)
         ask: retry.RetryIn | None = None
         if cls is not None:
             found = cls
@@ -217,6 +221,7 @@ class Processor:
                 self._to_retry(pipe, failed, body, decision.at)
             elif to_morgue:
                 add_dead(pipe, body, now(), self.config.dead_max_jobs, self.config.dead_timeout)
+            _record_failure(pipe, failed, retrying=decision.action == "retry")
             pipe.lrem(self.inprogress, ACK_FROM_TAIL, work.raw)
 
         # Not written (a stop through an outage): the job is still in the in-progress list
@@ -230,6 +235,7 @@ class Processor:
     def _to_retry(pipe: Any, failed: Payload, body: str, at: float) -> None:
         pipe.zadd(keys.RETRY, {body: at})
         if status.wanted(failed):
+            status.write(pipe, failed, "retrying")
             status.keep_until_retry(pipe, failed, at)
 
     def _bury_raw(self, work: Work, exc: PayloadError) -> None:
@@ -278,6 +284,17 @@ class Processor:
     def _giving_up(self) -> bool:
         limit = self.give_up_at
         return self.stopping.is_set() or (limit is not None and time.monotonic() >= limit)
+
+
+def _record_failure(pipe: Any, failed: Payload, retrying: bool) -> None:
+    """A failure's record in its batch (a failure, retrying or not) and, once it will not
+    run again, its stored status: in the failure's own transaction, so that an outage as
+    the job ends delays them rather than loses them."""
+    ancestry = batch.ancestry_of(failed)
+    if ancestry:
+        batch.queue_update(pipe, ancestry, str(failed.get("jid", "")), "failure")
+    if not retrying and status.wanted(failed):
+        status.write(pipe, failed, "dead")
 
 
 def _safely(call: Callable[[], Any], hook: str, job: Payload) -> Any:

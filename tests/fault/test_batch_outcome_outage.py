@@ -1,0 +1,38 @@
+"""A batch member's outcome is written with its acknowledgement (or its failure's record),
+through the worker's retrying write: a connection cut as it is sent delays it, and never
+turns a job that succeeded into a failure (a retry, a rerun, or a batch waiting for good)."""
+
+from __future__ import annotations
+
+import redis
+
+from apps.fault_jobs import AsyncWork, Record, Work
+from fault.conftest import SpawnWorker
+from fault.harness import Ledger, jids
+from fault.proxy import FaultProxy, evalsha_of
+from helpers import wait_for
+from sidequest import Batch, connection
+from sidequest.api import BatchStatus
+
+
+def test_a_cut_as_batch_outcomes_are_sent_fails_no_job(
+        proxy: FaultProxy, spawn: SpawnWorker, sq: str, r: redis.Redis,
+        ledger: Ledger) -> None:
+    # Loaded, as in a Redis that served workers before: the cuts hit the real sends.
+    for name in ("fetch", "putback", "requeue", "batch_update"):
+        r.script_load(connection.script(name).script)
+    batch = Batch(on_success=(Record, []))
+    with batch.jobs():
+        accepted = [*Work.perform_bulk([[0.01]] * 40), *AsyncWork.perform_bulk([[0.01]] * 20)]
+    # One thread: the cuts fall on one job's outcome in a row, more than a resend absorbs.
+    cut = proxy.cut(evalsha_of("batch_update"), "before", times=4)
+    worker = spawn("-c", "1", url=proxy.url())
+    wait_for(lambda: BatchStatus(batch.bid).success, timeout=30, what="the batch's success")
+    wait_for(lambda: ledger.done_count() == len(accepted) + 1, what="the jobs and the callback")
+    report = ledger.check(accepted, dead=jids(r.zrange("dead", 0, -1)))
+    status = BatchStatus(batch.bid)
+    assert cut.fired == 4, "the cuts hit batch outcomes on their way"
+    assert report.lost == [] and report.dead_normal == [] and report.reruns == {}, report
+    assert r.zcard("retry") == 0, "no success was taken for a failure"
+    assert (status.failures, status.pending, status.total) == (0, 0, len(accepted))
+    assert worker.alive
