@@ -44,7 +44,8 @@ from typing import Any
 
 import redis
 
-from sidequest import connection, items, keys, registry
+from sidequest import connection, items, keys, registry, url_problems
+from sidequest.errors import RedisUnavailable
 from sidequest.payload import Payload, dumps, loads
 from sidequest.signatures import check_call
 
@@ -104,7 +105,9 @@ class Batch:
             pipe.zremrangebyscore(keys.BATCHES, "-inf", time.time() - KEEP)
             if parent is not None:  # the parent waits for this batch like for one of its jobs
                 add_member(pipe, parent.bid, f"b:{self.bid}")
-            pipe.execute()
+            with _unreachable(self.shard, "the batch was not created (nothing was written):"
+                              " retry later"):
+                pipe.execute()
 
     @classmethod
     def open(cls, ancestry: list[str]) -> Batch:
@@ -135,10 +138,25 @@ class Batch:
         if _local is not None:
             _local.seal(self.ancestry)
             return
-        with connection.on_shard(self.shard):
+        with connection.on_shard(self.shard), _unreachable(self.shard, (
+                "the jobs pushed in the block are enqueued, but the batch could not be sealed:"
+                " its callbacks wait until a later `with batch.jobs():` block on it ends (an"
+                " empty one will do) once Redis answers")):
             target = connection.client()
             target.hset(keys.batch(self.bid), "sealed", 1)
             update(self.ancestry, "", "check", target)  # all done already, or an empty batch
+
+
+@contextlib.contextmanager
+def _unreachable(shard: str, consequence: str) -> Iterator[None]:
+    """A connection failure as a RedisUnavailable that says what it left undone, as a push's
+    does (a caller's ``except sidequest.RedisUnavailable`` then covers batches too)."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        where = connection.redacted(connection.shard_url(shard))
+        raise RedisUnavailable(f"could not reach Redis at {where}"
+                               f" ({url_problems.readable(exc)}); {consequence}") from exc
 
 
 def current() -> Batch | None:

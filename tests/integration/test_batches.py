@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 import redis
 
+import sidequest
 from helpers import running_worker, wait_for
-from sidequest import Batch, Job, keys
+from sidequest import Batch, Job, RedisUnavailable, keys
 from sidequest.api import BatchStatus
 
 calls: list[tuple[str, Any]] = []
@@ -157,3 +158,15 @@ def test_an_empty_batch_succeeds_when_sealed() -> None:
         pass
     with running_worker():
         wait_for(lambda: calls == [("success", "empty")], what="the callback")
+
+
+def test_batches_during_an_outage_raise_redis_unavailable_saying_what_was_left() -> None:
+    sidequest.configure("redis://:secret@127.0.0.1:1/0", socket_connect_timeout=0.5)
+    try:
+        with pytest.raises(RedisUnavailable, match="the batch was not created") as made:
+            Batch(on_success=(OnSuccess, ["x"]))
+        with pytest.raises(RedisUnavailable, match="status was not read") as read:
+            BatchStatus("a" * 24)
+        assert all("secret" not in str(e.value) for e in (made, read))
+    finally:
+        sidequest.connection.reset()

@@ -109,3 +109,4 @@ def test_kill_all_in_the_retry_set_makes_each_dead(r: redis.Redis) -> None:
                                  '"queue":"by-hand","retry_count":0,"failed_at":1.0'): 1.0})
     assert RetrySet().kill_all() == 1
     assert JobStatus(jid).state == "dead"
+

@@ -7,6 +7,7 @@ from typing import Any, cast
 
 from sidequest import connection, keys
 from sidequest.api.lenient import as_float, as_int
+from sidequest.api.stats import UNREACHABLE_ERRORS, ShardUnreachable
 
 #: Batches on one page of the dashboard's list, the newest first.
 MAX_LISTED = 100
@@ -19,7 +20,13 @@ class BatchStatus:
     def __init__(self, bid: str) -> None:
         pipe: Any = connection.client().pipeline(transaction=False)
         _ask(pipe, bid)
-        self._read(bid, *pipe.execute())
+        try:
+            replies = pipe.execute()
+        except UNREACHABLE_ERRORS as exc:
+            raise ShardUnreachable(connection.current_shard(), exc,
+                                   "the batch's status was not read: ask again once it answers"
+                                   ) from exc
+        self._read(bid, *replies)
 
     @classmethod
     def _from_replies(cls, bid: str, raw: Any, pending: Any, failed: Any) -> BatchStatus:
