@@ -170,3 +170,9 @@ def test_batches_during_an_outage_raise_redis_unavailable_saying_what_was_left()
         assert all("secret" not in str(e.value) for e in (made, read))
     finally:
         sidequest.connection.reset()
+
+
+def test_an_unknown_bid_reads_as_missing_not_as_an_empty_batch() -> None:
+    status = BatchStatus("f" * 24)
+    assert not status.exists
+    assert repr(status) == f"BatchStatus({'f' * 24!r}, exists=False)"

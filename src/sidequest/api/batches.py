@@ -57,6 +57,8 @@ class BatchStatus:
         return max(0, self.total - self.pending)
 
     def __repr__(self) -> str:
+        if not self.exists:  # not an empty batch: none by that id (mistyped, or expired)
+            return f"BatchStatus({self.bid!r}, exists=False)"
         return (f"BatchStatus({self.bid!r}, total={self.total}, pending={self.pending}, "
                 f"failures={self.failures}, complete={self.complete}, success={self.success})")
 
