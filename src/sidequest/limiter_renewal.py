@@ -19,6 +19,8 @@ class Renewable(Protocol):
 
     def renew(self, tokens: list[str]) -> None: ...
 
+    def _give_back(self, token: str) -> None: ...
+
 
 class Renewer:
     """Extends the concurrent slots this process holds, so that a live holder never loses
@@ -50,6 +52,17 @@ class Renewer:
                 tokens.remove(token)
             if not tokens:
                 self._held.pop(limiter, None)
+
+    def give_back_all(self) -> int:
+        """Free every slot still held (a stop pushed back the jobs holding them, and the
+        process exits): the jobs' next run elsewhere must not wait out the lock timeout for
+        slots no job uses. A Redis error leaves a slot to its expiry. Returns how many."""
+        with self._lock:
+            held, self._held = self._held, {}
+        for lim, tokens in held.items():
+            for token in tokens:
+                quietly(lambda lim=lim, token=token: lim._give_back(token))  # type: ignore[misc]
+        return sum(len(tokens) for tokens in held.values())
 
     def _run(self) -> None:
         while True:

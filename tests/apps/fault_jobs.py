@@ -209,3 +209,19 @@ class Oom(Job):
         libc.malloc.restype = ctypes.c_void_p
         address = libc.malloc(ctypes.c_size_t(1 << 40))
         ctypes.memset(address or 0, 1, 1 << 20)
+
+
+#: Two slots, leased for 30 s: far longer than a test waits, so only a release frees them.
+two_slots = sidequest.limiter.concurrent("fault-two-slots", 2, lock_timeout=30)
+
+
+class Limited(Job):
+    """Holds one of ``two_slots`` while it sleeps ``seconds``."""
+
+    name = "fault.Limited"
+
+    def perform(self, seconds: float = 0.0) -> None:
+        with two_slots:
+            record("start", self)
+            time.sleep(seconds)
+            record("done", self)

@@ -6,7 +6,7 @@ import time
 
 import redis
 
-from apps.fault_jobs import Exit, HoldGil, Work
+from apps.fault_jobs import Exit, HoldGil, Limited, Work
 from fault.conftest import SpawnWorker
 from fault.harness import Ledger
 from fault.proxy import FaultProxy
@@ -96,3 +96,16 @@ def test_a_term_while_a_replacement_waits_starts_none(spawn: SpawnWorker, sq: st
     log = parent.log(400)
     assert parent.proc.returncode == 0, log
     assert exited < TIMEOUT + 1.5 and "did not stop in time" not in log
+
+
+def test_sigterm_frees_the_limiter_slots_of_the_jobs_it_pushes_back(
+        spawn: SpawnWorker, sq: str, r: redis.Redis, ledger: Ledger) -> None:
+    worker = spawn("-c", "2", timeout=1.0)
+    worker.wait_registered(r)
+    Limited.perform_bulk([[30.0]] * 2)
+    wait_for(lambda: len(ledger.counts("start")) == 2, what="both jobs holding a slot")
+    assert r.zcard("sq:limiter:fault-two-slots") == 2
+    worker.term()
+    worker.proc.wait(10)
+    assert r.llen("queue:default") == 2, "both pushed back"
+    assert r.zcard("sq:limiter:fault-two-slots") == 0, "not held for the 30 s lease"

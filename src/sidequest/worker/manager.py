@@ -31,6 +31,7 @@ from typing import Any
 import redis
 
 from sidequest import connection, keys
+from sidequest import limiter_renewal as renewal
 from sidequest.config import Config
 from sidequest.worker import stuck
 from sidequest.worker.async_jobs import AsyncJobs
@@ -162,6 +163,8 @@ class Manager:
             log.warning("%s still running at the shutdown deadline; pushing %s back",
                         counted(count, "job"), "it" if count == 1 else "them")
         self.inprogress.requeue_all(leftovers)
+        if leftovers:  # their concurrency slots, held by threads the exit abandons
+            renewal.renewer.give_back_all()
         self._waker.dispose()  # only now: the fetcher may have been waiting on it
         self.asyncio.close()
         return not (leftovers or late)
