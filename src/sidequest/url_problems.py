@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 import redis
+from redis.exceptions import ResponseError
 from redis.sentinel import MasterNotFoundError
 
 from sidequest.errors import ConfigError
@@ -93,8 +94,13 @@ def readable(exc: BaseException) -> str:
     """``exc``'s text, with each Sentinel client that redis-py's MasterNotFoundError quotes
     written as its address, and what to check when no Sentinel named the master."""
     text = str(exc)
-    if not isinstance(exc, MasterNotFoundError):
+    if isinstance(exc, ResponseError) and "unknown command 'sentinel'" in text.lower():
+        # What some redis-py versions raise, instead of MasterNotFoundError, when a
+        # redis+sentinel:// URL names a plain Redis.
+        text = f"the server at the URL is a Redis, not a Sentinel ({text.rstrip('. ')})"
+    elif isinstance(exc, MasterNotFoundError):
+        text = _SENTINEL_REPR.sub(lambda found: f"Sentinel {found[1]}:{found[2]}", text)
+    else:
         return text
-    text = _SENTINEL_REPR.sub(lambda found: f"Sentinel {found[1]}:{found[2]}", text)
     return (f"{text.rstrip('.')}. Check that the URL names Sentinels (port 26379 by default),"
             " not Redis itself, and the service name their `sentinel monitor` line gives")

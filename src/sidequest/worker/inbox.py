@@ -18,8 +18,10 @@ from collections.abc import Callable
 #: Seconds within which a second signal of one kind to a supervised process (-P) is the echo
 #: of the first: when a whole process group is signalled (Ctrl-C in a terminal, a service
 #: manager's stop), each worker hears it from the OS and again from its supervisor, within
-#: milliseconds. A person pressing Ctrl-C again takes longer.
-ECHO = 0.25
+#: milliseconds, or most of a second on a loaded host (the supervisor's forward waits for
+#: its main thread). A person pressing Ctrl-C again to force the stop takes longer, or
+#: presses a third time.
+ECHO = 1.0
 #: INT and TERM are one kind: the supervisor forwards a Ctrl-C's INT as TERM.
 _KIND = {"INT": "stop", "TERM": "stop"}
 
