@@ -52,8 +52,9 @@ Sidequest's own keys all start with ``sq:`` so that Sidekiq never trips over the
     sq:stat:overlimit           STRING count of jobs rescheduled because a limiter was full
     sq:status:<jid>             HASH state, progress, message, result, updated_at of a job whose
                                 class stores results; TTL result_ttl after its last change
-    sq:cleared:<queue>:<token>  LIST a cleared queue's jobs while the API records what they
-                                leave behind (batches, statuses, unique locks); TTL 1 hour
+    sq:cleared:<name>:<token>   LIST or ZSET: a cleared queue's (or schedule's, retry set's)
+                                jobs while the API records what they leave behind (batches,
+                                statuses, unique locks); TTL 1 hour
     sq:batch:<bid>              HASH bid, description, created, parent, total, sealed,
                                 on_success / on_complete (callback payloads), complete_at,
                                 success_at; with sq:batch:<bid>:pending, :ran, :failed (SETs of
@@ -120,10 +121,10 @@ def status(jid: str) -> str:
     return _tag() + f"sq:status:{jid}"
 
 
-def cleared_queue(name: str, token: str) -> str:
-    """A queue's list while its clearing records what its jobs leave behind (its shard's tag,
-    as the queue's own: renamed in one slot)."""
-    return _tag() + f"sq:cleared:{name}:{token}"
+def cleared(what: str, token: str) -> str:
+    """A queue's list (``what`` its name) or the schedule or retry set while its clearing
+    records what its jobs leave behind (its shard's tag, as theirs: renamed in one slot)."""
+    return _tag() + f"sq:cleared:{what}:{token}"
 
 
 def unique_lock(digest: str) -> str:

@@ -36,7 +36,8 @@ def ttl_of(payload: Payload) -> int:
     no status from then until it ran."""
     value = payload.get(TTL)
     ttl = DEFAULT_TTL
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+    if (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+            and math.isfinite(value)):
         ttl = max(1, int(value))
     at = payload.get("at")
     if isinstance(at, (int, float)) and not isinstance(at, bool) and math.isfinite(at):

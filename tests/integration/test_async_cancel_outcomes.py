@@ -117,3 +117,22 @@ def test_a_timed_out_async_job_names_the_line_where_it_waited(
     failures = [record.getMessage() for record in caplog.records
                 if " fail: " in record.getMessage()]
     assert len(failures) == 1 and f"    {where} in perform\n" in failures[0], failures
+
+
+class AwaitsACancelledTask(Job):
+    retry = 1
+
+    async def perform(self) -> None:
+        other = asyncio.ensure_future(asyncio.sleep(30))
+        other.cancel()
+        await other  # its CancelledError: neither the API's cancel nor a stop
+
+
+def test_a_cancelled_error_of_the_jobs_own_is_a_failure(r: redis.Redis) -> None:
+    AwaitsACancelledTask.perform_async()
+    with running_worker():
+        wait_for(lambda: RetrySet().size == 1, what="the failure in the retry set")
+        assert not any(r.llen(key) for key in r.keys("sq:inprogress:*")), "not left held"
+    (entry,) = RetrySet().page()
+    assert entry.error_class is not None and entry.error_class.endswith("CancelledError")
+    assert counters(r)["failed"] == 1

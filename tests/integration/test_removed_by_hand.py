@@ -5,6 +5,8 @@ failure. Its unique identity goes back either way. Real Redis; no worker runs.""
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 import redis
@@ -79,6 +81,21 @@ def test_a_cleared_queue_records_each_job_and_gives_unique_identities_back(
     assert BatchStatus(batch.bid).success, "every cleared member is done"
     assert Unique.perform_async(7), "the identity went back with the cleared job"
     assert not r.keys("sq:cleared:*"), "the held list is gone once recorded"
+
+
+def test_delete_all_in_the_schedule_records_each_job(r: redis.Redis) -> None:
+    jids: list[str] = []
+    batch = _batch(lambda: jids.extend(Kept.perform_in(3600, n) for n in range(3)))
+    at = time.time() + 3600  # one run time: a scheduled unique job's identity includes it
+    assert Unique.perform_at(at, 7) and Unique.perform_at(at, 7) is None
+    ScheduledSet().clear()
+    left = [json.loads(raw)["class"] for raw in r.zrange("schedule", 0, -1)]
+    assert left == [Callback.wire_name()] * 2, "only the batch's callbacks, pushed since"
+    assert not r.keys("sq:cleared:*")
+    assert [JobStatus(jid).state for jid in jids] == ["cancelled"] * 3
+    assert BatchStatus(batch.bid).success, "every cleared member is done"
+    assert Unique.perform_async(7), "the identity went back with the cleared job"
+    RetrySet().clear()  # nothing there: quiet
 
 
 def test_clearing_an_empty_or_missing_queue_is_quiet(r: redis.Redis) -> None:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
 
-from sidequest import connection, keys, unique
+from sidequest import connection, keys
 from sidequest.api import removed
 from sidequest.api.lenient import as_int, replies
 from sidequest.api.records import JobRecord
@@ -120,36 +119,23 @@ class Queue:
 
     def clear(self) -> None:
         """Delete the queue and forget its name, as Sidekiq's Queue#clear does; then record
-        that its jobs never run (their batches, statuses and unique identities). The list
-        is first renamed in one step with the name's removal, so a job pushed meanwhile
-        starts a new queue rather than be lost unrecorded."""
-        client = connection.client()
-        held = keys.cleared_queue(self.name, secrets.token_hex(6))
-        pipe = client.pipeline(transaction=True)
-        pipe.rename(self.key, held)
-        pipe.expire(held, CLEARED_KEEP)
-        pipe.srem(keys.QUEUES, self.name)
-        if any(isinstance(answer, redis.ResponseError)  # no such key: the queue was empty
-               for answer in pipe.execute(raise_on_error=False)):
+        that its jobs never run (their batches, statuses and unique identities), reading
+        them from where the list was set aside."""
+        held = removed.set_aside(self.key, self.name,
+                                 lambda pipe: pipe.srem(keys.QUEUES, self.name))
+        if held is None:
             return
-        start = 0
-        while rows := cast(list[bytes], client.lrange(held, start, start + PAGE * 10 - 1)):
-            for raw in rows:
-                if any(marker in raw for marker in REMOVAL_MARKERS):
-                    removed.never_runs(raw, JobRecord(raw).item)
+        client, start = connection.client(), 0
+        while rows := cast(list[bytes], client.lrange(held, start, start + CLEAR_PAGE - 1)):
+            removed.never_run(rows)
             start += len(rows)
         client.unlink(held)
 
 
 #: How far from where a page showed it a job is looked for when deleted by reference.
 REF_WINDOW = 500
-#: Seconds a cleared queue's jobs are kept while their removal is recorded: gone by then
-#: even if the process clearing it died on the way.
-CLEARED_KEEP = 3600
-#: Only a payload holding one of these leaves something to record when it is removed (a
-#: batch, a stored status, a unique lock): the others are not parsed.
-REMOVAL_MARKERS = (b'"sq_batch"', b'"store_result"', unique.DIGEST.encode())
-
+#: Jobs a clearing reads per round trip.
+CLEAR_PAGE = 1000
 
 def digest_of(raw: bytes) -> str:
     """A short fingerprint of a stored job: what a page posts back to act on it."""

@@ -195,7 +195,20 @@ class JobSet:
         return sum(entry.delete() for entry in self.fetch(score, jid))
 
     def clear(self) -> None:
-        connection.client().unlink(self.name)
+        """Delete every entry. The schedule's and the retry set's jobs then never run: that
+        is recorded for each (its batch, status and unique identity), read from where the
+        set was renamed aside, as for a cleared queue."""
+        if self.key_name not in ("SCHEDULE", "RETRY"):
+            connection.client().unlink(self.name)
+            return
+        held = removed.set_aside(self.name, self.key_name.lower())
+        if held is None:
+            return
+        client, start = connection.client(), 0
+        while rows := cast(list[bytes], client.zrange(held, start, start + PAGE * 10 - 1)):
+            removed.never_run(rows)
+            start += len(rows)
+        client.unlink(held)
 
     def move_to_queue(self, entry: SortedEntry, decrement: bool) -> bool:
         return self._move_now(entry, "retry" if decrement else "queue")

@@ -17,7 +17,7 @@ from sidequest import middleware, retry, signatures
 from sidequest.errors import TIMEOUT_MESSAGE, JobTimeout
 from sidequest.job import Job
 from sidequest.payload import KWARGS, Payload
-from sidequest.worker import cancels, timeouts, with_ack
+from sidequest.worker import cancels, guards, timeouts, with_ack
 from sidequest.worker.asyncio_runner import AsyncRunner
 from sidequest.worker.fetch import Work
 from sidequest.worker.logs import job_info, log_failure
@@ -175,7 +175,7 @@ class AsyncJobs:
         sidequest.api.cancel stopped for good, as a thread job that saw ``cancelled()`` and
         returned: processed, not failed. One cancelled by a stop runs again once pushed back,
         as a thread job still running at the stop's end does: this run is not counted."""
-        stopped = stop_of(jid, error)
+        stopped = stop_of(jid, error, self.runner.closing)
         if stopped == STOPPED_AT_SHUTDOWN:
             self.state.work.pop(key, None)  # off the Busy page, and in neither counter
         else:
@@ -185,7 +185,7 @@ class AsyncJobs:
                        error: BaseException | None) -> None:
         loop = asyncio.get_running_loop()
         jid = str(fields["jid"])
-        stopped = stop_of(jid, error)
+        stopped = stop_of(jid, error, self.runner.closing)
         if error is None:
             if log.isEnabledFor(logging.INFO):
                 job_info(log, "done", fields)
@@ -199,7 +199,7 @@ class AsyncJobs:
             # warning of something gone wrong.
             if log.isEnabledFor(logging.INFO):
                 job_info(log, "done: cancelled", fields)
-            await loop.run_in_executor(None, self._acknowledge_with, work, with_ack.take(job))
+            await loop.run_in_executor(None, self._acknowledge_with, work, _cancelled(job))
         elif stopped == STOPPED_AT_SHUTDOWN:
             log.warning("async job %s cancelled at shutdown; it goes back to its queue",
                         jid, extra=fields)  # still in the in-progress list: the stop pushes it back
@@ -209,18 +209,32 @@ class AsyncJobs:
             await loop.run_in_executor(None, self._failed, work, job, error, cls)
 
 
+def _cancelled(job: Payload) -> list[with_ack.Step]:
+    """What a job cancelled by the API records with its acknowledgement: what its guards
+    marked, or, if the cancellation came before they marked anything (while it waited to
+    release its unique lock, or to save its "running" status), its end as cancelled."""
+    steps = with_ack.take(job)
+    if not steps:
+        guards.dropped(job, "cancelled")
+        steps = with_ack.take(job)
+    return steps
+
+
 #: How an async job's run was cut short by a cancellation (``stop_of``).
 CANCELLED = "cancelled"
 STOPPED_AT_SHUTDOWN = "shutdown"
 
 
-def stop_of(jid: str, error: BaseException | None) -> str | None:
+def stop_of(jid: str, error: BaseException | None, closing: bool) -> str | None:
     """CANCELLED for a run ended by sidequest.api.cancel, STOPPED_AT_SHUTDOWN for one
-    cancelled by a stop (it goes back to its queue), None for a success or a failure. A time
-    limit is JobTimeout by then, not a cancellation."""
+    cancelled by a stop (``closing``: it goes back to its queue), None for a success or a
+    failure, a CancelledError from anywhere else included (a task the job awaited was
+    cancelled): that is the job's own error. A time limit is JobTimeout by then."""
     if not isinstance(error, asyncio.CancelledError):
         return None
-    return CANCELLED if cancels.is_cancelled(jid) else STOPPED_AT_SHUTDOWN
+    if cancels.is_cancelled(jid):
+        return CANCELLED
+    return STOPPED_AT_SHUTDOWN if closing else None
 
 
 def timed(call: Callable[[], Any], limit: float | None) -> Callable[[], Awaitable[Any]]:

@@ -191,6 +191,11 @@ class AsyncRunner:
         return len(self.started())
 
     @property
+    def closing(self) -> bool:
+        """Quieted or stopping: a job cancelled now was cancelled by the stop."""
+        return self._closing.is_set()
+
+    @property
     def stuck(self) -> bool:
         """The loop is blocked (by a sync call in a job): no async job can end now."""
         return self._loop is not None and time.monotonic() - self._beat > STUCK

@@ -25,7 +25,7 @@ class _Guards:
     def __call__(self, job: Any, payload: Payload, queue: str,
                  call_next: Callable[[], Any]) -> Any:
         if cancels.jids and _cancelled(payload):
-            _dropped(payload, "cancelled")
+            dropped(payload, "cancelled")
             unique.mark_success(payload)  # never to run: its lock goes with the ack
             return None
         return _guard(job, payload, queue, call_next)
@@ -36,14 +36,17 @@ class _Guards:
         dropped job, a full limiter, a batch's or a stored status's record) run off the
         event loop."""
         if cancels.jids and _cancelled(payload):
-            _dropped(payload, "cancelled")  # recorded with the acknowledgement: no I/O here
+            dropped(payload, "cancelled")  # recorded with the acknowledgement: no I/O here
             unique.mark_success(payload)
             return None
         run = _async_run(payload, call_next)
         try:
             if unique.DIGEST in payload or expiry.AT in payload:
                 if expiry.AT in payload and expiry.expired(payload, time.time()):
-                    await asyncio.to_thread(_drop_expired, job, payload, queue)
+                    # Its log and count off the loop; its record (no I/O) on it, where the
+                    # job's acknowledgement takes it: from a thread it could come too late.
+                    await asyncio.to_thread(_expired, job, payload, queue)
+                    dropped(payload, "expired")
                     unique.mark_success(payload)  # its lock goes with the acknowledgement
                     return None
                 if payload.get(unique.UNTIL) == "start":
@@ -67,7 +70,7 @@ def _cancelled(payload: Payload) -> bool:
     return True
 
 
-def _dropped(payload: Payload, state: str) -> None:
+def dropped(payload: Payload, state: str) -> None:
     """A job that will never run ("cancelled" or "expired"): a page polling its stored status
     sees that it ended, and its batch counts it as done (a failure if it failed before)
     instead of waiting. Both are written with the acknowledgement."""
@@ -88,8 +91,12 @@ def _record_with_ack(payload: Payload, outcome: str) -> None:
 
 def _drop_expired(job: Any, payload: Payload, queue: str) -> None:
     """Called once the job is known expired: expiry logs and counts it, unrun."""
+    _expired(job, payload, queue)
+    dropped(payload, "expired")
+
+
+def _expired(job: Any, payload: Payload, queue: str) -> None:
     expiry.server_middleware(job, payload, queue, lambda: None)
-    _dropped(payload, "expired")
 
 
 def _guard(job: Any, payload: Payload, queue: str, call_next: Callable[[], Any]) -> Any:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
+from redis.exceptions import RedisClusterException
 
 from sidequest import batch, hooks, keys, middleware, registry, retry, signatures, status
 from sidequest.config import Config
@@ -268,7 +269,7 @@ class Processor:
                 commands(pipe)
                 pipe.execute()
                 return True
-            except redis.RedisError as exc:
+            except (redis.RedisError, RedisClusterException) as exc:  # a slot moving too
                 if self._giving_up():
                     log.warning("could not %s before stopping (%s): the jobs stay in this"
                                 " process's in-progress list, and are recovered from there",

@@ -33,5 +33,7 @@ def fail(jid: str, running: dict[str, Work], processor: Processor,
                 processor.failed(work, job, error(), registry.find(job.get("class")))
     given_up = async_jobs.give_up(jid)
     if given_up is not None:
-        work, job, cls = given_up
-        processor.failed(work, job, error(), cls)
+        work, _, cls = given_up
+        # A payload of its own, as for a thread's: the loop may still be marking the live
+        # one (with_ack) while the failure is written from here.
+        processor.failed(work, normalized(decode(work.raw), work.queue), error(), cls)

@@ -18,8 +18,8 @@ from sidequest.payload import Payload
 
 #: One command (or several) queued on the acknowledgement's transaction.
 Step = Callable[[Any], None]
-#: The payload's list of steps: a key no JSON payload has, so that it is never mistaken for
-#: a field; taken out before the payload is written anywhere.
+#: The payload's list of steps, taken out before the payload is written anywhere: a key no
+#: job writes (a crafted JSON one holds no callables, which take() keeps to).
 _KEY = "\x00sq_with_ack"
 
 
@@ -31,7 +31,10 @@ def add(payload: Payload, step: Step) -> None:
 def take(payload: Payload) -> list[Step]:
     """The steps to write with the acknowledgement, taken out of the payload (so that each
     is written once), its unique lock's release among them."""
-    steps: list[Step] = payload.pop(_KEY, None) or []
+    marked = payload.pop(_KEY, None)
+    # Only what add() put there: a payload's JSON could hold the same key, but not callables.
+    steps: list[Step] = ([step for step in marked if callable(step)]
+                         if isinstance(marked, list) else [])
     if unique.releases_with_ack(payload):
         steps.append(lambda pipe: unique.release_in(pipe, payload))
     return steps
