@@ -136,3 +136,21 @@ def test_a_cancelled_error_of_the_jobs_own_is_a_failure(r: redis.Redis) -> None:
     (entry,) = RetrySet().page()
     assert entry.error_class is not None and entry.error_class.endswith("CancelledError")
     assert counters(r)["failed"] == 1
+
+
+class UniqueLingers(Job):
+    unique_for = 600
+
+    async def perform(self, seconds: float) -> None:
+        started.set()
+        await asyncio.sleep(seconds)
+
+
+def test_a_unique_async_job_cancelled_while_it_runs_gives_its_identity_back() -> None:
+    jid = UniqueLingers.perform_async(30)
+    assert jid and UniqueLingers.perform_async(30) is None, "held while it waits"
+    with running_worker():
+        wait_for(started.is_set, what="the job to start")
+        cancel(jid)
+        wait_for(lambda: UniqueLingers.perform_async(30) is not None,
+                 what="an identical push to get in once the cancelled one is done")

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
-from sidequest import middleware, retry, signatures
+from sidequest import middleware, retry, signatures, unique
 from sidequest.errors import TIMEOUT_MESSAGE, JobTimeout
 from sidequest.job import Job
 from sidequest.payload import KWARGS, Payload
@@ -217,7 +217,10 @@ def _cancelled(job: Payload) -> list[with_ack.Step]:
     if not steps:
         guards.dropped(job, "cancelled")
         steps = with_ack.take(job)
-    return steps
+    # Done for good, as a thread job that saw cancelled() and returned: its identity goes
+    # back with the acknowledgement (an identical push may come in again).
+    unique.mark_success(job)
+    return steps + with_ack.take(job)
 
 
 #: How an async job's run was cut short by a cancellation (``stop_of``).
