@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import redis
 
+import sidequest
 from apps.fault_jobs import AsyncWork, Record, Work
 from fault.conftest import SpawnWorker
 from fault.harness import Ledger, jids
 from fault.proxy import FaultProxy, evalsha_of
 from helpers import wait_for
 from sidequest import Batch, connection
-from sidequest.api import BatchStatus
+from sidequest.api import BatchStatus, Queue
 
 
 def test_a_cut_as_batch_outcomes_are_sent_fails_no_job(
@@ -36,3 +37,20 @@ def test_a_cut_as_batch_outcomes_are_sent_fails_no_job(
     assert r.zcard("retry") == 0, "no success was taken for a failure"
     assert (status.failures, status.pending, status.total) == (0, 0, len(accepted))
     assert worker.alive
+
+
+def test_a_cut_as_a_cleared_queue_is_recorded_loses_no_record(
+        proxy: FaultProxy, sq: str, r: redis.Redis) -> None:
+    r.script_load(connection.script("batch_update").script)
+    batch = Batch()
+    with batch.jobs():
+        Work.set(queue="parked").perform_bulk([[0]] * 50)
+    cut = proxy.cut(evalsha_of("batch_update"), "before", times=3)
+    sidequest.configure(redis_url=proxy.url())
+    try:
+        Queue("parked").clear()  # its records retried through the cuts, not dropped
+    finally:
+        sidequest.configure(redis_url=sq)
+    status = BatchStatus(batch.bid)
+    assert cut.fired == 3
+    assert status.success and status.pending == 0 and not r.keys("sq:cleared:*")

@@ -127,7 +127,7 @@ class Queue:
             return
         client, start = connection.client(), 0
         while rows := cast(list[bytes], client.lrange(held, start, start + CLEAR_PAGE - 1)):
-            removed.never_run(rows)
+            removed.never_run(rows, held)
             start += len(rows)
         client.unlink(held)
 

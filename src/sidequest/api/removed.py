@@ -10,18 +10,21 @@ for a job that will never run.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
 
 from sidequest import batch, connection, keys, status, unique
-from sidequest.errors import PayloadError
+from sidequest.errors import PayloadError, RedisUnavailable
 from sidequest.payload import Payload, decode
 
 #: Seconds a cleared queue's or set's jobs are kept while their removal is recorded: gone by
 #: then even if the process clearing it died on the way.
 CLEARED_KEEP = 3600
+#: Seconds a removal's record is retried through a Redis outage before it says so.
+OUTAGE_WAIT = 30.0
 #: Only a payload holding one of these leaves something to record when it is removed (a
 #: batch, a stored status, a unique lock): the others are not parsed.
 MARKERS = (b'"sq_batch"', b'"store_result"', unique.DIGEST.encode())
@@ -30,19 +33,53 @@ MARKERS = (b'"sq_batch"', b'"store_result"', unique.DIGEST.encode())
 def never_runs(raw: bytes, item: Payload) -> None:
     """``raw`` was deleted from a queue, the schedule or the retry set: cancelled, to its
     status; done to its batch, a failure if it failed before (as a retry deleted)."""
-    unique.release_raw(raw)
-    if status.wanted(item):
-        status.save(item, "cancelled")
-    batch.dropped(item)
+    _record(lambda pipe: _queue_end(pipe, item, "cancelled"))
 
 
 def killed(raw: bytes, item: Payload) -> None:
     """``raw`` was moved to the dead set by hand: dead, to its status; a failure, to its
     batch (recorded again for a retry, which changes nothing)."""
-    unique.release_raw(raw)
+    _record(lambda pipe: _queue_end(pipe, item, "dead"))
+
+
+def _queue_end(pipe: Any, item: Payload, state: str) -> None:
+    """Queue on ``pipe`` what a job removed unrun leaves to record ("cancelled" or "dead"):
+    its unique lock's release, its stored status, its batch's count."""
+    if isinstance(item.get(unique.DIGEST), str) and isinstance(item.get("jid"), str):
+        unique.release_in(pipe, item)
     if status.wanted(item):
-        status.save(item, "dead")
-    batch.dropped(item, failed=True)
+        status.write(pipe, item, state)
+    ancestry = batch.ancestry_of(item)
+    if ancestry:
+        failed = state == "dead" or "failed_at" in item
+        batch.queue_update(pipe, ancestry, str(item.get("jid", "")),
+                           "failure" if failed else "success")
+
+
+def _record(commands: Callable[[Any], None], held: str | None = None) -> None:
+    """Send ``commands`` in one pipeline, again through a Redis outage (each is idempotent)
+    for up to ``OUTAGE_WAIT`` seconds; then raise a RedisUnavailable that says what was not
+    recorded (and, for a clearing, where the rest of its jobs are kept)."""
+    delay, waited = 0.05, 0.0
+    while True:
+        pipe = connection.client().pipeline(transaction=False)
+        commands(pipe)
+        if not len(pipe):
+            return
+        try:
+            pipe.execute()
+            return
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if waited >= OUTAGE_WAIT:
+                kept = (f"; the cleared jobs not yet recorded are kept in {held!r} for"
+                        f" {CLEARED_KEEP // 60} minutes" if held else "")
+                raise RedisUnavailable(
+                    f"the job was removed, but Redis stopped answering before its end was"
+                    f" recorded (its batch, its stored status, its unique lock): {exc}{kept}"
+                ) from exc
+            time.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 2.0)
 
 
 def set_aside(key: str, what: str, also: Callable[[Any], None] | None = None) -> str | None:
@@ -64,12 +101,19 @@ def set_aside(key: str, what: str, also: Callable[[Any], None] | None = None) ->
     return held
 
 
-def never_run(raws: Iterable[bytes]) -> None:
-    """``never_runs`` for each cleared payload that leaves something to record."""
+def never_run(raws: list[bytes], held: str | None = None) -> None:
+    """``never_runs`` for each cleared payload that leaves something to record: one pipeline
+    for all of them, retried through an outage (``held`` is where the rest are kept)."""
+    items = []
     for raw in raws:
         if any(marker in raw for marker in MARKERS):
             try:
-                item = decode(raw)
+                items.append(decode(raw))
             except PayloadError:
-                item = {}
-            never_runs(raw, item)
+                continue
+    def commands(pipe: Any) -> None:
+        for item in items:
+            _queue_end(pipe, item, "cancelled")
+
+    if items:
+        _record(commands, held)

@@ -206,7 +206,7 @@ class JobSet:
             return
         client, start = connection.client(), 0
         while rows := cast(list[bytes], client.zrange(held, start, start + PAGE * 10 - 1)):
-            removed.never_run(rows)
+            removed.never_run(rows, held)
             start += len(rows)
         client.unlink(held)
 
