@@ -116,3 +116,14 @@ def test_a_closed_runner_leaves_no_pending_task_behind(caplog: pytest.LogCapture
     runner.close()
     assert runner._thread is not None and not runner._thread.is_alive()
     assert not [task for task in asyncio.all_tasks(loop) if not task.done()]
+
+
+def test_a_late_loop_with_no_job_running_is_not_blamed_on_a_job(
+        caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="sidequest"):
+        asyncio_runner._blocked(0.128, [])
+        asyncio_runner._blocked(0.5, ["app.jobs.Fetch"])
+    quiet, busy = (record.getMessage() for record in caplog.records)
+    assert "128 ms with no async job running: the host was busy" in quiet
+    assert "async def perform" not in quiet
+    assert "running then: app.jobs.Fetch (a blocking call inside async def perform" in busy

@@ -109,10 +109,7 @@ class AsyncRunner:
             if late > BLOCKED:
                 names = sorted({entry.name for entry in list(self._running.values())
                                 if entry.started} | ended)
-                log.warning("the event loop of async jobs was blocked for %.0f ms; async jobs "
-                            "running then: %s (a blocking call inside async def perform "
-                            "stalls them all: use await, or asyncio.to_thread)",
-                            late * 1000, ", ".join(names) or "none")
+                _blocked(late, names)
 
     def submit(self, jid: str, name: str, work: Callable[[], Coroutine[Any, Any, Any]],
                done: Callable[[BaseException | None], Awaitable[None]]) -> bool:
@@ -229,3 +226,16 @@ class AsyncRunner:
             loop.call_soon_threadsafe(loop.stop)
             if self._thread is not None and not self.stuck:  # a stuck one ends with us
                 self._thread.join(5)
+
+
+def _blocked(late: float, names: list[str]) -> None:
+    """Say the loop was late, and why it may have been: a job's blocking call, or, with none
+    running, something outside the jobs (a busy host, a thread holding the interpreter)."""
+    if names:
+        log.warning("the event loop of async jobs was blocked for %.0f ms; async jobs running"
+                    " then: %s (a blocking call inside async def perform stalls them all: use"
+                    " await, or asyncio.to_thread)", late * 1000, ", ".join(names))
+    else:
+        log.warning("the event loop of async jobs was held up for %.0f ms with no async job"
+                    " running: the host was busy, or a thread held the interpreter (a C call"
+                    " that keeps the GIL)", late * 1000)
