@@ -24,7 +24,8 @@ failure (``dropped``): the batch can still succeed. One that dies without runnin
 (a limiter kept it waiting too often) is a failure, as a job out of retries is.
 
 In the testing modes (``sidequest.testing``) batches live in this process
-(``LocalBatches``): the same sets in dicts, and due callbacks go to the fake queues.
+(``batch_local.LocalBatches``): the same sets in dicts, and due callbacks go to the fake
+queues.
 
 Payload key: ``sq_batch``, the list of the job's batch id and its ancestors' (never Sidekiq
 Pro's ``bid``, whose batches are kept elsewhere).
@@ -36,18 +37,19 @@ import contextlib
 import contextvars
 import logging
 import secrets
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from sidequest import connection, items, keys, registry, url_problems
 from sidequest.errors import RedisUnavailable
-from sidequest.payload import Payload, dumps, loads
+from sidequest.payload import Payload, dumps
 from sidequest.signatures import check_call
+
+if TYPE_CHECKING:
+    from sidequest.batch_local import LocalBatches
 
 log = logging.getLogger("sidequest")
 
@@ -294,112 +296,6 @@ def _check_arguments(name: str, job_class: Any, args: list[Any]) -> None:
         check_call(job_class, tuple(args), {})
     except TypeError as exc:
         raise TypeError(f"{name}: {exc}") from None
-
-
-@dataclass
-class _Kept:
-    """One batch of the testing modes: what lua/batch_update.lua keeps in Redis."""
-
-    fields: dict[str, Any]
-    total: int = 0
-    sealed: bool = False
-    complete: bool = False
-    success: bool = False
-    pending: set[str] = field(default_factory=set)
-    ran: set[str] = field(default_factory=set)
-    failed: set[str] = field(default_factory=set)
-
-    def record(self, member: str, outcome: str) -> None:
-        self.ran.add(member)
-        if outcome == "success":
-            self.pending.discard(member)
-            self.failed.discard(member)
-        elif outcome == "failure":
-            self.failed.add(member)
-
-    def due(self) -> tuple[list[str], str | None]:
-        """The callbacks that fire now (each once), and the outcome the batch passes up to
-        its parent: "success", "complete", or None when nothing changed."""
-        complete = not self.complete and len(self.ran) >= self.total
-        success = not self.success and not self.pending
-        self.complete, self.success = self.complete or complete, self.success or success
-        fired = [self.fields[name] for name, fires in (("on_complete", complete),
-                                                       ("on_success", success))
-                 if fires and name in self.fields]
-        return fired, "success" if success else "complete" if complete else None
-
-
-class LocalBatches:
-    """The testing modes' batches, in this process: the steps of lua/batch_update.lua, with
-    due callbacks handed to ``deliver`` (a fake queue, or run inline) instead of the
-    schedule."""
-
-    def __init__(self, deliver: Callable[[list[Payload]], None]) -> None:
-        self._deliver = deliver
-        self._lock = threading.Lock()
-        self._batches: dict[str, _Kept] = {}
-
-    def create(self, bid: str, fields: dict[str, Any], parent: str | None) -> None:
-        with self._lock:
-            self._batches[bid] = _Kept(dict(fields))
-        if parent is not None:
-            self.add_member(parent, f"b:{bid}")
-
-    def add_member(self, bid: str, member: str) -> None:
-        with self._lock:
-            kept = self._batches.get(bid)
-            if kept is not None:
-                kept.pending.add(member)
-                kept.total += 1
-
-    def seal(self, ancestry: list[str]) -> None:
-        with self._lock:
-            kept = self._batches.get(ancestry[0])
-            if kept is not None:
-                kept.sealed = True
-        self.update(ancestry, "", "check")
-
-    def update(self, ancestry: list[str], member: str, outcome: str) -> int:
-        with self._lock:
-            fired = self._settle(ancestry, member, outcome)
-        # Outside the lock: an inline callback runs now, and may end batches of its own.
-        if fired:
-            self._deliver([loads(text) for text in fired])
-        return len(fired)
-
-    def _settle(self, ancestry: list[str], member: str, outcome: str) -> list[str]:
-        fired: list[str] = []
-        for level, bid in enumerate(ancestry):  # the job's batch, then each parent reached
-            kept = self._batches.get(bid)
-            if kept is None:
-                break
-            if member:
-                kept.record(member, outcome)
-            if not kept.sealed:
-                break
-            fires, passed = kept.due()
-            fired += fires
-            if level + 1 < len(ancestry):  # a child's callbacks are jobs of its parent
-                self._join(ancestry[level + 1], fires)
-            if passed is None:
-                break
-            member, outcome = f"b:{bid}", passed
-        return fired
-
-    def _join(self, bid: str, callbacks: list[str]) -> None:
-        above = self._batches.get(bid)
-        if above is None:
-            return
-        for text in callbacks:
-            item = loads(text)
-            if ancestry_of(item):  # not one made before callbacks joined, nor a Ruby job
-                jid = str(item.get("jid", ""))
-                above.total += jid not in above.pending
-                above.pending.add(jid)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._batches.clear()
 
 
 def keep_locally(batches: LocalBatches | None) -> LocalBatches | None:

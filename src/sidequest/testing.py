@@ -45,7 +45,7 @@ import threading
 from types import TracebackType
 from typing import Any, Literal, TypeAlias
 
-from sidequest import batch, client, middleware, registry
+from sidequest import batch, batch_local, client, middleware, registry
 from sidequest.errors import SidequestError, UnknownJobError
 from sidequest.job import Job, JobFunction, install_testing
 from sidequest.limiter import OverLimit
@@ -351,7 +351,7 @@ def _deliver(jobs: list[Payload]) -> None:
 
 
 #: The testing modes' batches: their members and callbacks, in this process.
-_batches = batch.LocalBatches(_deliver)
+_batches = batch_local.LocalBatches(_deliver)
 
 
 def _join_batches(jobs: list[Payload]) -> None:
