@@ -217,18 +217,22 @@ def queue_update(pipe: Any, ancestry: list[str], member: str, outcome: str) -> A
                   client=pipe)
 
 
-def dropped(payload: Payload, failed: bool = False) -> None:
-    """A member that will never run again (expired, or cancelled before it started) is done:
-    without this its batch would wait for it forever. Not a failure, unless it failed before
-    (a retry dropped) or ``failed`` (killed by hand): recording a success would clear that
-    failure, and on_success fire. A Redis error is logged: the job is gone either way, and
-    its caller must not fail."""
+def dropped_outcome(payload: Payload) -> str:
+    """What a member that will never run again (expired, cancelled or deleted before it
+    started) is to its batch: done, not a failure, unless it failed before (a retry
+    dropped): recording a success would clear that failure, and on_success fire."""
+    return "failure" if "failed_at" in payload else "success"
+
+
+def dropped(payload: Payload) -> None:
+    """Record ``dropped_outcome`` now: without it the batch would wait for the member
+    forever. A Redis error is logged: the job is gone either way, and its caller must not
+    fail."""
     ancestry = ancestry_of(payload)
     if not ancestry:
         return
-    outcome = "failure" if failed or "failed_at" in payload else "success"
     try:
-        update(ancestry, str(payload.get("jid", "")), outcome)
+        update(ancestry, str(payload.get("jid", "")), dropped_outcome(payload))
     except redis.RedisError as exc:
         log.warning("batch %s: could not record that job %s was dropped (%s); the batch waits"
                     " for it", ancestry[0], payload.get("jid"), exc)

@@ -102,13 +102,19 @@ def test_jobs_add_jobs_and_a_child_fires_before_its_parent() -> None:
     assert ("row", 101) in ran
 
 
-def test_a_childs_callbacks_are_jobs_of_the_parent() -> None:
+def _parent_with_a_child_of_one_row() -> Batch:
+    """A parent whose one member is a child batch holding one TBRow; both sealed."""
     parent = _batch("parent")
     child = _batch("child", parent=parent)
     with child.jobs():
         TBRow.perform_async(1)
     with parent.jobs():
         pass
+    return parent
+
+
+def test_a_childs_callbacks_are_jobs_of_the_parent() -> None:
+    parent = _parent_with_a_child_of_one_row()
     TBRow.drain()
     assert [job["args"] for job in TBDone.jobs] == [["child"]], "the parent waits for it"
     assert TBDone.jobs[0]["sq_batch"] == [parent.bid]
@@ -122,12 +128,7 @@ def test_a_childs_callbacks_are_jobs_of_the_parent() -> None:
 
 def test_inline_a_childs_callbacks_run_before_the_parents() -> None:
     with testing.inline():
-        parent = _batch("parent")
-        child = _batch("child", parent=parent)
-        with child.jobs():
-            TBRow.perform_async(1)
-        with parent.jobs():
-            pass
+        _parent_with_a_child_of_one_row()
     assert ran == [("row", 1), ("complete", "child"), ("success", "child"),
                    ("complete", "parent"), ("success", "parent")]
 

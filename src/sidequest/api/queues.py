@@ -170,5 +170,5 @@ def latency_of(raw: bytes | None) -> float:
 def _deleted(count: Any, raw: bytes) -> bool:
     """Whether LREM removed the job; one removed records that it never runs."""
     if count:
-        removed.never_runs(raw, JobRecord(raw).item)
+        removed.never_runs(JobRecord(raw).item)
     return bool(count)

@@ -115,7 +115,7 @@ class JobRecord:
         client = connection.client()
         deleted = bool(client.lrem(self.queue_key, 1, self.raw))  # type: ignore[arg-type]
         if deleted:
-            removed.never_runs(self.raw, self.item)
+            removed.never_runs(self.item)
         return deleted
 
     @property

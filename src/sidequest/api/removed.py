@@ -30,16 +30,27 @@ OUTAGE_WAIT = 30.0
 MARKERS = (b'"sq_batch"', b'"store_result"', unique.DIGEST.encode())
 
 
-def never_runs(raw: bytes, item: Payload) -> None:
-    """``raw`` was deleted from a queue, the schedule or the retry set: cancelled, to its
+def never_runs(item: Payload) -> None:
+    """The job was deleted from a queue, the schedule or the retry set: cancelled, to its
     status; done to its batch, a failure if it failed before (as a retry deleted)."""
-    _record(lambda pipe: _queue_end(pipe, item, "cancelled"))
+    ended([item], "cancelled")
 
 
-def killed(raw: bytes, item: Payload) -> None:
-    """``raw`` was moved to the dead set by hand: dead, to its status; a failure, to its
+def killed(item: Payload) -> None:
+    """The job was moved to the dead set by hand: dead, to its status; a failure, to its
     batch (recorded again for a retry, which changes nothing)."""
-    _record(lambda pipe: _queue_end(pipe, item, "dead"))
+    ended([item], "dead")
+
+
+def ended(items: list[Payload], state: str, held: str | None = None) -> None:
+    """Record the ends of ``items`` ("cancelled" or "dead"), in one pipeline (``held`` is
+    where the rest of a clearing's jobs are kept, for the error if Redis stops answering)."""
+    def commands(pipe: Any) -> None:
+        for item in items:
+            _queue_end(pipe, item, state)
+
+    if items:
+        _record(commands, held)
 
 
 def _queue_end(pipe: Any, item: Payload, state: str) -> None:
@@ -51,9 +62,8 @@ def _queue_end(pipe: Any, item: Payload, state: str) -> None:
         status.write(pipe, item, state)
     ancestry = batch.ancestry_of(item)
     if ancestry:
-        failed = state == "dead" or "failed_at" in item
-        batch.queue_update(pipe, ancestry, str(item.get("jid", "")),
-                           "failure" if failed else "success")
+        outcome = "failure" if state == "dead" else batch.dropped_outcome(item)
+        batch.queue_update(pipe, ancestry, str(item.get("jid", "")), outcome)
 
 
 def _record(commands: Callable[[Any], None], held: str | None = None) -> None:
@@ -111,9 +121,4 @@ def never_run(raws: list[bytes], held: str | None = None) -> None:
                 items.append(decode(raw))
             except PayloadError:
                 continue
-    def commands(pipe: Any) -> None:
-        for item in items:
-            _queue_end(pipe, item, "cancelled")
-
-    if items:
-        _record(commands, held)
+    ended(items, "cancelled", held)

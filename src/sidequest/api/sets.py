@@ -61,7 +61,7 @@ class SortedEntry(JobRecord):
         if self.parent.key_name == "DEAD":
             unique.release_raw(self.raw)  # its status and batch heard of its death already
         else:
-            removed.never_runs(self.raw, self.item)  # a scheduled or retrying job (cancel)
+            removed.never_runs(self.item)  # a scheduled or retrying job (cancel)
         return True
 
     def add_to_queue(self) -> bool:
@@ -76,7 +76,7 @@ class SortedEntry(JobRecord):
         """Move the job to the dead set."""
         killed = self.parent.move_to_dead(self)
         if killed:
-            removed.killed(self.raw, self.item)
+            removed.killed(self.item)
         return killed
 
 
@@ -259,10 +259,9 @@ class JobSet:
                       for raw, score in cast(Any, rows)]
             results = pipe.execute() if len(pipe) else []
             moved = sum(int(n) for n in results)
-            if how == "dead":  # killed: what kill() records, for each one moved
-                for (raw, _), result in zip(cast(Any, rows), results, strict=False):
-                    if result:
-                        removed.killed(raw, JobRecord(raw).item)
+            if how == "dead":  # killed: what kill() records, for the page's moved ones at once
+                removed.ended([JobRecord(raw).item for (raw, _), result
+                               in zip(cast(Any, rows), results, strict=False) if result], "dead")
             done += moved
             skipped += len(queued) - moved
 

@@ -77,8 +77,7 @@ def dropped(payload: Payload, state: str) -> None:
     if status.wanted(payload):
         with_ack.add(payload, lambda pipe: status.write(pipe, payload, state))
     if batch.PAYLOAD_KEY in payload:
-        outcome = "failure" if "failed_at" in payload else "success"
-        _record_with_ack(payload, outcome)
+        _record_with_ack(payload, batch.dropped_outcome(payload))
 
 
 def _record_with_ack(payload: Payload, outcome: str) -> None:
