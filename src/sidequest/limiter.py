@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import difflib
+import logging
 import math
 import secrets
 import threading
@@ -54,6 +55,7 @@ import redis
 
 from sidequest import client, connection, keys, limiter_names
 from sidequest import limiter_renewal as renewal
+from sidequest.errors import RedisUnavailable
 from sidequest.limiter_names import LimiterConflict
 
 __all__ = ["BucketLimiter", "ConcurrentLimiter", "Limiter", "LimiterConflict", "OverLimit",
@@ -70,6 +72,8 @@ MAX_NAP = 0.5
 #: With several Redis servers, every limiter lives on the default one, so that jobs of every
 #: shard share its slots.
 LIMITER_SHARD = "default"
+
+log = logging.getLogger("sidequest")
 
 
 class OverLimit(Exception):
@@ -266,11 +270,23 @@ class Limiter:
         try:
             taken, wait_ms, now_ms = connection.script(script)(
                 keys=[self.key, keys.LIMITERS], args=args, client=client)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise self._unreachable(exc) from exc
         except redis.ResponseError as exc:
             if "WRONGTYPE" not in str(exc):
                 raise
             raise limiter_names.other_kind(self, client) from exc
         return bool(taken), int(wait_ms) / 1000, int(now_ms)
+
+
+    def _unreachable(self, exc: redis.RedisError) -> RedisUnavailable:
+        """Said plainly, since with shards the job's own Redis may be up: every limiter
+        lives on the default one."""
+        where = connection.redacted(connection.shard_url(LIMITER_SHARD))
+        shard = " (limiters live on the default shard)" if len(connection.shard_names()) > 1 \
+            else ""
+        return RedisUnavailable(f"limiter {self.name!r} could not reach its Redis at {where}"
+                                f"{shard}: {exc}. Start it or correct its URL")
 
 
 class ConcurrentLimiter(Limiter):
@@ -324,7 +340,13 @@ class ConcurrentLimiter(Limiter):
             await asyncio.to_thread(self._give_back, token)
 
     def _give_back(self, token: str) -> None:
-        connection.client_for(LIMITER_SHARD).zrem(self.key, token)
+        try:
+            connection.client_for(LIMITER_SHARD).zrem(self.key, token)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # Not the job's failure: its work is done, and running it again for this would
+            # do it twice. No longer renewed, the slot frees itself within lock_timeout.
+            log.warning("%s; its slot frees itself within %g s", self._unreachable(exc),
+                        self._interval)
 
     def renew(self, tokens: list[str]) -> None:
         connection.script("limiter_renew")(keys=[self.key], args=[self._interval_ms, *tokens],
