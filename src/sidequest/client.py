@@ -28,6 +28,7 @@ from sidequest import (
 from sidequest.errors import RedisUnavailable
 from sidequest.items import normalize
 from sidequest.payload import Payload, check_args, dumps_bytes, new_jids, now
+from sidequest.url_clients import CLUSTER_UNAVAILABLE
 
 #: Intervals below this are relative seconds; larger values are epoch times (Sidekiq's rule).
 RELATIVE_LIMIT = 1_000_000_000
@@ -284,7 +285,7 @@ def _guarded(write: Callable[[], _T], shard: str | None) -> _T:
             " enqueued. After a failover, point the URL at the new primary (or use Sentinel:"
             " redis+sentinel://), then retry"
         ) from exc
-    except connection.CLUSTER_UNAVAILABLE as exc:
+    except CLUSTER_UNAVAILABLE as exc:
         raise RedisUnavailable(
             f"Redis Cluster at {_where(shard)} cannot take the write now ({exc}): a primary"
             " is down or failing over. The job was not enqueued, so retry later or fail the"

@@ -16,9 +16,8 @@ from sidequest.errors import RedisUnavailable
 def test_a_limiter_that_cannot_reach_redis_names_itself_and_the_url(redis_url: str) -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
     sidequest.configure(redis_url=dead)
-    with pytest.raises(RedisUnavailable) as caught:
-        with limiter.bucket("reports-api", 10, "minute"):
-            pass
+    with pytest.raises(RedisUnavailable) as caught, limiter.bucket("reports-api", 10, "minute"):
+        pass
     message = str(caught.value)
     assert "limiter 'reports-api' could not reach its Redis at " + dead in message
     assert "Start it or correct its URL" in message
@@ -28,9 +27,9 @@ def test_a_slot_that_cannot_be_given_back_is_logged_not_raised(
     redis_url: str, caplog: pytest.LogCaptureFixture,
 ) -> None:
     slots = limiter.concurrent("stripe-unreachable", 1, lock_timeout=5)
-    with caplog.at_level(logging.WARNING, logger="sidequest"):
-        with slots:  # taken on the live Redis ...
-            sidequest.configure(redis_url=f"redis://127.0.0.1:{free_port()}/0")
-        # ... and the block ends without raising, though the slot could not be given back
+    # Taken on the live Redis, and the block ends without raising, though the slot could
+    # not be given back:
+    with caplog.at_level(logging.WARNING, logger="sidequest"), slots:
+        sidequest.configure(redis_url=f"redis://127.0.0.1:{free_port()}/0")
     assert any("limiter 'stripe-unreachable' could not reach" in rec.getMessage()
                and "frees itself within 5 s" in rec.getMessage() for rec in caplog.records)

@@ -11,7 +11,7 @@ from typing import Any
 
 import redis
 
-from sidequest.connection import CLUSTER_UNAVAILABLE
+from sidequest.url_clients import CLUSTER_UNAVAILABLE
 
 
 def as_int(value: Any, default: int = 0) -> int:

@@ -14,6 +14,7 @@ from sidequest import connection, keys, url_problems
 from sidequest.api.lenient import as_int, replies
 from sidequest.api.queues import latency_of
 from sidequest.errors import RedisUnavailable
+from sidequest.url_clients import CLUSTER_UNAVAILABLE
 
 T = TypeVar("T")
 #: History reads at most this many days (an MGET per request; Sidekiq's CVE-2022-23837).
@@ -179,7 +180,7 @@ def redis_info() -> dict[str, str]:
 #: bug.
 UNREACHABLE_ERRORS: tuple[type[Exception], ...] = (
     redis.ConnectionError, redis.TimeoutError, RedisUnavailable,
-    *connection.CLUSTER_UNAVAILABLE)
+    *CLUSTER_UNAVAILABLE)
 
 
 class ShardUnreachable(redis.ConnectionError, RedisUnavailable):

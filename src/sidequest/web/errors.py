@@ -14,13 +14,14 @@ from starlette.responses import PlainTextResponse, Response
 from sidequest import connection, url_problems
 from sidequest.api.stats import ShardUnreachable
 from sidequest.errors import ConfigError, RedisUnavailable
+from sidequest.url_clients import CLUSTER_UNAVAILABLE
 from sidequest.web import render
 from sidequest.web.render import route_path
 
 log = logging.getLogger("sidequest.web")
 #: Redis failures that mean "cannot reach it", not "it refused this command".
 UNREACHABLE: tuple[type[Exception], ...] = (
-    redis.ConnectionError, redis.TimeoutError, RedisUnavailable, *connection.CLUSTER_UNAVAILABLE)
+    redis.ConnectionError, redis.TimeoutError, RedisUnavailable, *CLUSTER_UNAVAILABLE)
 #: What may mean the Redis URL itself is wrong (a cluster node behind redis://, a plain Redis
 #: behind redis+cluster://, a missing database): checked by ``misconfigured``.
 MISCONFIGURED: tuple[type[Exception], ...] = (

@@ -1,0 +1,69 @@
+"""Clients for the URLs that name more than one server: a Sentinel service and a Redis
+Cluster (connection.py makes every client and calls these for those two kinds)."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import redis
+from redis.sentinel import Sentinel
+
+from sidequest import cluster as cluster_keys
+from sidequest import url_problems, urls
+
+
+def sentinel(target: str, options: dict[str, Any]) -> redis.Redis:
+    parts = urlsplit(target)
+    hosts = []
+    for item in parts.netloc.rsplit("@", 1)[-1].split(","):
+        host, _, port = item.partition(":")
+        hosts.append((host, int(port or 26379)))
+    path = [p for p in parts.path.split("/") if p]
+    if not path:
+        raise ValueError(f"{urls.redacted(target)}: name the Sentinel service, e.g. /mymaster/0")
+    service, db = path[0], int(path[1]) if len(path) > 1 else 0
+    sentinel = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]  # typed in redis-py 8.2
+        hosts, sentinel_kwargs={"password": parts.password}, **options
+    )
+    master = sentinel.master_for(  # type: ignore[no-untyped-call,unused-ignore]
+        service, db=db, password=parts.password, username=parts.username
+    )
+    return cast(redis.Redis, master)
+
+
+#: A Redis Cluster that cannot serve now (a primary down or failing over, no node answering):
+#: an outage, to wait out or report as one, not a wrong setting (by name: redis-py before 8.2
+#: lacks some of them). ClusterDownError and
+#: TryAgainError are also ResponseErrors, which readers otherwise take for odd data.
+CLUSTER_UNAVAILABLE: tuple[type[Exception], ...] = tuple(
+    getattr(redis.exceptions, name) for name in (
+        "ClusterDownError", "TryAgainError", "SlotNotCoveredError",
+        "RedisClusterUnreachableError") if hasattr(redis.exceptions, name))
+
+
+def cluster(target: str, options: dict[str, Any]) -> redis.Redis:
+    """A RedisCluster client; every key carries one hash tag, so it talks to one primary."""
+    parts = urlsplit(target)
+    # redis.Redis's connection-retry options have no RedisCluster equivalent: the cluster
+    # client retries on its own, refreshing the slot map after MOVED or a failover.
+    for name in ("retry_on_error", "health_check_interval"):
+        options.pop(name, None)
+    try:  # the client reads the slot map from the nodes now, so a plain Redis shows here
+        return cluster_keys.client(urls.cluster_nodes(target), password=parts.password,
+                              username=parts.username, ssl=target.startswith("rediss+"),
+                              **options)
+    except redis.exceptions.RedisClusterException as exc:
+        # No startup node answers, or the nodes serve only part of the slots (a primary and
+        # its replicas down): the outage a plain URL's unreachable server is, so that a
+        # push says RedisUnavailable and a worker waits, as on a plain Redis.
+        if isinstance(exc, CLUSTER_UNAVAILABLE):
+            reason = str(exc).rpartition("reachable node: ")[2] or str(exc)
+            raise redis.ConnectionError(f"no node of the cluster answers ({reason})") from exc
+        if "slots are not covered" in str(exc):
+            raise redis.ConnectionError(f"the cluster serves only part of its slots ({exc}):"
+                                        f" a primary and its replicas are down") from exc
+        problem = url_problems.plain_behind_cluster_url(exc, urls.redacted(target))
+        if problem is None:
+            raise
+        raise problem from exc
