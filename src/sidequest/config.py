@@ -4,10 +4,8 @@ validated once and frozen. Pure: no Redis, no threads.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
-import re
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -19,6 +17,7 @@ from sidequest.errors import ConfigError
 from sidequest.morgue import DEAD_MAX_JOBS, DEAD_TIMEOUT
 from sidequest.options import QUEUE_NAME
 from sidequest.periodic_jobs import FileTable, from_table
+from sidequest.queue_specs import queue_list
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -245,30 +244,6 @@ def default_file() -> str | None:
     return None
 
 
-def parse_queue(text: str) -> tuple[str, int]:
-    """``critical,3`` -> ("critical", 3); ``low`` -> ("low", 0)."""
-    name, _, weight = text.partition(",")
-    name = name.strip()
-    if not weight.strip():
-        return name, 0
-    try:
-        return name, int(weight)
-    except ValueError:
-        raise ConfigError(f"queue {text!r}: the weight after the comma must be a whole number,"
-                          f" e.g. -q {name},3 (\"{name},3\" in the settings file)"
-                          f"{_several_queues_hint(name, weight.strip())}") from None
-
-
-def _several_queues_hint(name: str, after: str) -> str:
-    """``-q critical,default`` is two queues in Celery's -Q: say how to give two here."""
-    names = [name, *(part.strip() for part in after.split(","))]
-    if not all(QUEUE_NAME.fullmatch(part) for part in names):
-        return ""
-    flags = " ".join(f"-q {part}" for part in names)
-    listed = ", ".join(f'"{part}"' for part in names)
-    return f"; for several queues repeat -q: {flags} ([{listed}] in the settings file)"
-
-
 def _queues_from_file(value: Any, path: Path) -> tuple[tuple[str, int], ...]:
     if not isinstance(value, list):
         raise ConfigError(f"{path}: queues must be a list like [\"critical,3\", \"default\"]")
@@ -278,47 +253,8 @@ def _queues_from_file(value: Any, path: Path) -> tuple[tuple[str, int], ...]:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def queue_list(value: Any) -> tuple[tuple[str, Any], ...]:
-    """Queues as a settings file or Python code gives them: a list of "name", "name,weight"
-    or [name, weight] (a tuple too); one name alone is a list of one."""
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, (list, tuple)):
-        raise ConfigError(f"queues must be a list like [\"critical,3\", \"default\"], got"
-                          f" {value!r}")
-    return tuple(_queue_entry(item) for item in value)
-
-
-def _queue_entry(item: Any) -> tuple[str, Any]:
-    if isinstance(item, str):
-        return parse_queue(item)
-    if isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str):
-        return item[0], item[1]  # the weight's type is checked by validate()
-    raise ConfigError(f"queue entry {item!r} must be \"name\", \"name,weight\" or [name, weight]")
-
-
 #: The names a settings file (or a framework's settings mapping) may use.
 SETTINGS = frozenset(f.name for f in fields(Config)) - {"extra"}
-
-#: A queue name ending in ``:3``, in Sidekiq as here a name: the weight follows a comma.
-_COLON_WEIGHT = re.compile(r"(.+):(\d+)")
-
-log = logging.getLogger(__name__)
-
-
-def warn_of_colon_weights(queues: Iterable[tuple[str, int]]) -> None:
-    """``-q critical:3`` is a queue of that name, in Sidekiq as here (a name may hold a
-    colon), so it is no error; but it is more likely a weight in the wrong syntax. A queue
-    given a weight (``shard:2,1``) has its colon in the name on purpose. Called by the worker
-    once its logging is set up, so that the warning is a log line in its format."""
-    for name, weight in queues:
-        match = _COLON_WEIGHT.fullmatch(name)
-        if match and not weight:
-            spec = f"{match.group(1)},{match.group(2)}"
-            log.warning("queue %r is a queue of that name, not %r with weight %s: a weight "
-                        "follows a comma, -q %s (\"%s\" in the settings file)",
-                        name, match.group(1), match.group(2), spec, spec)
-
 
 def load_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a TOML config file into Config field values; unknown keys are errors."""
@@ -441,4 +377,4 @@ def build(file: str | None = None, *, base: Mapping[str, Any] | None = None,
 
 
 __all__ = ["Config", "build", "default_file", "from_mapping", "level_name", "load_file",
-           "parse_queue", "replace", "warn_of_colon_weights"]
+           "replace"]

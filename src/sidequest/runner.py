@@ -23,10 +23,9 @@ from sidequest.config import (
     Config,
     build,
     level_name,
-    parse_queue,
-    warn_of_colon_weights,
 )
 from sidequest.errors import ConfigError
+from sidequest.queue_specs import parse_queue, warn_of_colon_weights
 
 log = logging.getLogger("sidequest")
 

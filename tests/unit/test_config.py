@@ -10,8 +10,9 @@ import pytest
 
 import sidequest
 from sidequest import periodic_jobs
-from sidequest.config import Config, build, load_file, parse_queue
+from sidequest.config import Config, build, load_file
 from sidequest.errors import ConfigError
+from sidequest.queue_specs import parse_queue
 
 
 def write(tmp_path: Path, text: str) -> str:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from sidequest.config import build, from_mapping, parse_queue, warn_of_colon_weights
+from sidequest.config import build, from_mapping
 from sidequest.errors import ConfigError
+from sidequest.queue_specs import parse_queue, warn_of_colon_weights
 from sidequest.sidekiq_settings import EXAMPLE_TOML, SETTINGS_DOC
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text("utf-8")

@@ -32,9 +32,10 @@ from sidequest import (
     status,
     unique,
 )
-from sidequest.config import Config, warn_of_colon_weights
+from sidequest.config import Config
 from sidequest.errors import ConfigError
 from sidequest.job import install_worker
+from sidequest.queue_specs import warn_of_colon_weights
 from sidequest.worker import cancels, guards, identity, logs, sharding, watchdog
 from sidequest.worker.cancels import CancelWatcher
 from sidequest.worker.heartbeat import Heartbeat, rss_kb
