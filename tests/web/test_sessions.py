@@ -152,3 +152,13 @@ def test_sidequest_web_refuses_a_weak_password(redis_url: str) -> None:
     assert result.returncode == 2, result.stderr
     assert "SIDEQUEST_WEB_PASSWORD" in result.stderr and "at least 8" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_login_page_sends_a_logged_in_user_on(client: Client) -> None:
+    """No form for who is logged in already: straight to where ``next`` points, or the
+    overview."""
+    answer = client.get("/login?next=/retries", follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"] == "/retries"
+    assert client.get("/login", follow_redirects=False).headers["location"] == "/"
+    assert client.submit("/logout").status_code == 303
+    assert client.get("/login", follow_redirects=False).status_code == 200  # the form again

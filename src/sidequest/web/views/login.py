@@ -51,7 +51,23 @@ async def login_page(request: Request) -> Response:
         if settings.auth.login_url:
             return RedirectResponse(settings.auth.login_url, status_code=303)
         return render.text(NOT_HERE, 404)
-    return login_form(request, safe_next(request, request.query_params.get("next")))
+    target = safe_next(request, request.query_params.get("next"))
+    if await _logged_in(request):  # a form is no use: on to the page
+        return RedirectResponse(target, status_code=303)
+    return login_form(request, target)
+
+
+async def _logged_in(request: Request) -> bool:
+    """Whether the session is a live login. On this public page the guard lets a session
+    whose liveness it could not check through as it is: with Redis down the form shows, as
+    every other page shows the outage."""
+    session = render.session(request)
+    if session.user is None:
+        return False
+    try:
+        return await render.settings(request).live.live(session.sid)
+    except (redis.RedisError, redis.exceptions.RedisClusterException):
+        return False
 
 
 def login_form(request: Request, target: str, status_code: int = 200,
