@@ -229,8 +229,8 @@ def _flag(name: str, value: Any) -> None:
 
 
 def level_name(text: str) -> str:
-    """``--log-level`` as typed: ``info`` is INFO, ``warn`` WARNING (the settings file keeps
-    to the names validate() lists). Anything else is returned upper-cased, to be refused."""
+    """``--log-level`` or a settings file's ``log_level`` as written: ``info`` is INFO,
+    ``warn`` WARNING. Anything else is returned upper-cased, to be refused."""
     upper = text.strip().upper()
     return _LEVEL_ALIASES.get(upper, upper)
 
@@ -322,6 +322,8 @@ def _file_value(key: str, value: Any, file: Path) -> Any:
         # A list of strings, or one string; anything else is for validate() to name.
         return tuple([value] if isinstance(value, str) else value) if isinstance(
             value, (str, list)) else value
+    if key == "log_level" and isinstance(value, str):
+        return level_name(value)  # "info" and "warn" as --log-level takes them
     return value
 
 

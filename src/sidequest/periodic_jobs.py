@@ -14,8 +14,9 @@ worker started with ``-r`` writes them to Redis and removes the ones no longer d
 from __future__ import annotations
 
 import difflib
+import sys
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sidequest import cron, registry
@@ -50,6 +51,11 @@ class Entry:
     #: Ticks missed while no worker ran (longer ago than the grace period) run once when a
     #: worker is back; without it they are skipped.
     catch_up: bool = False
+    #: Where it is defined: "module app.cron" or "file ./sidequest.toml". A worker removes
+    #: from Redis only the entries its own modules and files no longer define, so that pools
+    #: that each define their own entries leave each other's alone. Not part of equality:
+    #: one definition in two places is still one entry.
+    source: str = field(default="", compare=False)
 
     @property
     def schedule_text(self) -> str:
@@ -74,6 +80,8 @@ class Entry:
                    if key not in _NOT_OPTIONS}
         if options:
             out[OPTIONS] = options
+        if self.source:
+            out[SOURCE] = self.source
         return out
 
     def payload_base(self) -> Payload:
@@ -104,6 +112,8 @@ def job_payload(job_class: str, queue: str, args: list[Any], kwargs: dict[str, A
 
 #: The key of a stored definition holding the job class's push options.
 OPTIONS = "options"
+#: The key of a stored definition naming where it is defined (Entry.source).
+SOURCE = "source"
 #: Payload keys the entry itself sets: not the class's options.
 _NOT_OPTIONS = frozenset({"class", "queue", "args", KWARGS, PAYLOAD_NAME, "unique_digest",
                           "enqueue_on_commit"})
@@ -123,7 +133,8 @@ def periodic(job: type[Job] | JobFunction[Any, Any] | str, *, cron: str | None =
     twice); with a different one it is an error."""
     entry = make_entry(job, cron=cron, every=every, args=args, kwargs=kwargs, tz=tz,
                        name=name, queue=queue, catch_up=catch_up)
-    return add(entry)
+    caller = sys._getframe(1).f_globals.get("__name__")
+    return add(replace(entry, source=f"module {caller}") if isinstance(caller, str) else entry)
 
 
 def add(entry: Entry) -> Entry:
@@ -227,12 +238,13 @@ def from_table(table: Any, where: str) -> Entry:
         raise ConfigError(f"{where}: [[periodic]] {table.get('name', '')!r} needs class = "
                           f"\"the job's name\" (e.g. \"app.jobs.NightlyReport\")")
     try:
-        return make_entry(table["class"], cron=table.get("cron"), every=table.get("every"),
-                          args=table.get("args", []), kwargs=table.get("kwargs"),
-                          tz=table.get("tz"), name=table.get("name"),
-                          queue=table.get("queue"), catch_up=table.get("catch_up", False))
+        entry = make_entry(table["class"], cron=table.get("cron"), every=table.get("every"),
+                           args=table.get("args", []), kwargs=table.get("kwargs"),
+                           tz=table.get("tz"), name=table.get("name"),
+                           queue=table.get("queue"), catch_up=table.get("catch_up", False))
     except (ConfigError, TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
+    return replace(entry, source=f"file {where}")
 
 
 #: Keys other schedulers use for what a [[periodic]] table calls otherwise.

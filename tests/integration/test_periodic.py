@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -68,7 +69,8 @@ def test_every_second_ticks_are_pushed_once_each_as_normal_jobs(r: redis.Redis) 
     assert 0 < r.ttl(keys.periodic_tick("beat", ticks[0])) <= 2 * 60 + 60
     assert json.loads(r.hget(keys.PERIODIC, "beat")) == {
         "name": "beat", "class": "tests.Beat", "every": 1, "args": ["x"], "tz": None,
-        "queue": QUEUE, "catch_up": False, "options": {"retry": True}}
+        "queue": QUEUE, "catch_up": False, "options": {"retry": True},
+        "source": f"module {__name__}"}
 
 
 def _long_gone(r: redis.Redis, name: str, seconds_ago: int) -> int:
@@ -157,6 +159,21 @@ def test_a_start_removes_entries_it_no_longer_defines(r: redis.Redis) -> None:
     assert r.hkeys(keys.PERIODIC) == ["kept"]
     assert not r.exists(keys.periodic_state("retired"))
     assert r.hexists(keys.PERIODIC_REMOVED, "retired")
+
+
+def test_a_start_removes_what_its_own_module_dropped_and_leaves_other_pools_alone(
+        r: redis.Redis) -> None:
+    """Two pools share a Redis, each with entries of its own modules: neither start removes
+    the other's; a pool whose module dropped an entry removes that one."""
+    here = f"module {__name__}"
+    for name, source in [("other-pool", "module billing.cron"), ("dropped", here)]:
+        r.hset(keys.PERIODIC, name, json.dumps({"name": name, "every": 5, "source": source}))
+    sidequest.periodic(Beat, every=3600, name="kept", queue=QUEUE)
+    assert periodic_jobs.entries()[0].source == here
+    with running_worker():
+        wait_for(lambda: not r.hexists(keys.PERIODIC, "dropped"), what="removal")
+    assert sorted(r.hkeys(keys.PERIODIC)) == ["kept", "other-pool"]
+    assert json.loads(r.hget(keys.PERIODIC, "kept"))["source"] == here
 
 
 def test_a_process_without_entries_removes_nothing(r: redis.Redis) -> None:
@@ -304,3 +321,36 @@ def test_an_entry_for_a_queue_on_another_shard_is_not_pointed_out(
         pass
     warned = [m for m in caplog.messages if "does not serve" in m]
     assert len(warned) == 1 and warned[0].startswith("periodic unserved ")
+
+
+class Holds(sidequest.Job):
+    """Runs until released, so that a stop waits for it."""
+
+    name = "tests.PeriodicHolds"
+    started = threading.Event()
+    release = threading.Event()
+
+    def perform(self) -> None:
+        Holds.started.set()
+        Holds.release.wait(20)
+
+
+def test_a_stopping_process_pushes_no_more_ticks(r: redis.Redis) -> None:
+    """Stopping waits for running jobs, up to the timeout; meanwhile it pushes nothing, as a
+    quieted process does (a live one, or the next to start, pushes those ticks)."""
+    Holds.started.clear()
+    Holds.release.clear()
+    sidequest.periodic(Beat, every=1, name="beat", queue=QUEUE)
+    with running_worker() as worker:
+        Holds.perform_async()
+        assert Holds.started.wait(10)
+        wait_for(lambda: pushed(r), timeout=10, what="a first tick")
+        stopping = threading.Thread(target=worker.stop)
+        stopping.start()
+        wait_for(worker.periodic.paused.is_set, what="the poller paused by the stop")
+        assert worker.scheduler.paused.is_set() and stopping.is_alive()  # still waiting
+        count = len(pushed(r))
+        time.sleep(1.5)  # ticks fall due meanwhile, none is pushed
+        assert len(pushed(r)) == count
+        Holds.release.set()
+        stopping.join(20)

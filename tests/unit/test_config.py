@@ -265,7 +265,7 @@ def test_a_bad_value_in_the_file_names_the_file(tmp_path: Path) -> None:
     ('queues = ["critical,abc"]', "queue 'critical,abc': the weight after the comma"),
     ('queues = [["critical", 1.5]]', "queue 'critical': weight must be a whole number"),
     ('queues = ["a", "a"]', "queue 'a' is given twice"),
-    ('log_level = "debug"', "log level 'debug': use one of"),
+    ('log_level = "loud"', "log level 'LOUD': use one of"),
     ('log_format = "xml"', "log format 'xml': choose text or json"),
 ])
 def test_bad_queues_and_log_settings_in_the_file_name_the_file(
@@ -398,3 +398,10 @@ def test_a_config_path_that_is_no_text_file_is_named(tmp_path: Path, content: by
         path.write_bytes(content)
     with pytest.raises(ConfigError, match=re.escape(f"config file {path} {words}")):
         build(str(path))
+
+
+@pytest.mark.parametrize(("written", "level"), [("debug", "DEBUG"), ("info", "INFO"),
+                                                ("warn", "WARNING"), ("Error", "ERROR")])
+def test_the_file_takes_a_log_level_as_the_flag_does(tmp_path: Path, written: str,
+                                                      level: str) -> None:
+    assert build(write(tmp_path, f'log_level = "{written}"\n')).log_level == level

@@ -41,7 +41,7 @@ def test_an_entry_takes_the_class_name_and_options() -> None:
     assert entry.definition() == {"name": entry.name, "class": Report.wire_name(),
                                   "cron": "0 3 * * *", "args": [7], "tz": "Europe/Paris",
                                   "queue": "reports", "catch_up": False,
-                                  "options": {"retry": 3}}
+                                  "options": {"retry": 3}, "source": f"module {__name__}"}
 
 
 def test_every_and_a_job_known_only_by_name() -> None:
@@ -140,3 +140,10 @@ def test_a_stored_definition_keeps_options_a_dashboard_push_can_use() -> None:
     # digest is worked out again at each push.
     options = sidequest.periodic(OnCommit, every=60, args=[7]).definition()["options"]
     assert options == {"retry": True, "unique_for": 600}
+
+
+def test_an_entry_knows_where_it_is_defined() -> None:
+    """A worker removes only what its own modules and files dropped (worker/periodic.sync)."""
+    table = {"name": "nightly", "class": "RubyCleanup", "every": 60}
+    assert periodic_jobs.from_table(table, "./pool_a.toml").source == "file ./pool_a.toml"
+    assert sidequest.periodic("RubyCleanup", every=60, name="n").source == f"module {__name__}"

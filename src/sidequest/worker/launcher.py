@@ -328,6 +328,10 @@ class Launcher:
         self._stopped = True
         log.info("stopping: waiting up to %gs for running jobs", self.config.timeout)
         self.heartbeat.quiet = True
+        # As when quieted, it pushes nothing more: a live process pushes what falls due
+        # meanwhile, or the next to start does (periodic ticks within periodic_grace).
+        self.scheduler.paused.set()
+        self.periodic.paused.set()
         clean = self.manager.stop(time.monotonic() + self.config.timeout)
         metrics.recorder.close()  # stop its flusher thread and write the last counts
         if self.exporter is not None:

@@ -11,8 +11,9 @@ pushed, one job each; older ones were missed while no worker ran, and are skippe
 once for entries with ``catch_up``.
 
 At start the process writes its entries to Redis and, if it defines any, removes the entries
-it no longer defines (leaving a tombstone so that a process still running the old code stops
-pushing them). A definition that differs from the stored one is logged.
+that its own modules and settings file defined before and no longer define (leaving a
+tombstone so that a process still running the old code stops pushing them); other pools'
+entries stay. A definition that differs from the stored one is logged.
 """
 
 from __future__ import annotations
@@ -179,7 +180,8 @@ class PeriodicPoller:
 
 
 def sync(client: redis.Redis, entries: list[Entry]) -> None:
-    """At start: write this process's entries; if it defines any, remove the others."""
+    """At start: write this process's entries, and remove the stored ones that its modules
+    and files defined before and define no more (see _stale)."""
     stored = cast(dict[bytes, bytes], client.hgetall(keys.PERIODIC))
     seconds, _ = client.time()
     names = {e.name for e in entries}
@@ -193,11 +195,27 @@ def sync(client: redis.Redis, entries: list[Entry]) -> None:
         register(client, entry, int(seconds))
     if not entries:
         return
-    for raw in stored:
+    sources = {entry.source for entry in entries}
+    for raw, old in stored.items():
         name = raw.decode("utf-8", "replace")
-        if name not in names:
+        source = _stale(name, _loads(old), names, sources)
+        if source is not None:
             remove(client, name, int(seconds))
-            log.info("periodic %s removed: this process no longer defines it", name)
+            log.info("periodic %s removed: %s no longer defines it", name,
+                     source or "this process")
+
+
+def _stale(name: str, stored: Any, names: set[str], sources: set[str]) -> str | None:
+    """Where a stored entry was defined, if this process defines no entry of that name but
+    loads that place: a module or file of its own dropped it. None to keep it: another pool's
+    entry, from a module or a file this process does not load. An entry stored without its
+    place (by an older version) goes as any entry this process does not define ("")."""
+    if name in names:
+        return None
+    source = stored.get(periodic_jobs.SOURCE) if isinstance(stored, dict) else None
+    if isinstance(source, str) and source:
+        return source if source in sources else None
+    return ""
 
 
 def _utc(epoch: float) -> str:
@@ -209,8 +227,9 @@ def _same_entry(stored: Any, defined: dict[str, Any]) -> bool:
     them, or a process stored none), and the last process to start stores its own."""
     if not isinstance(stored, dict):
         return False
-    return ({k: v for k, v in stored.items() if k != periodic_jobs.OPTIONS}
-            == {k: v for k, v in defined.items() if k != periodic_jobs.OPTIONS})
+    mutable = (periodic_jobs.OPTIONS, periodic_jobs.SOURCE)  # moving it to a module is no change
+    return ({k: v for k, v in stored.items() if k not in mutable}
+            == {k: v for k, v in defined.items() if k not in mutable})
 
 
 def register(client: redis.Redis, entry: Entry, since: int) -> None:
