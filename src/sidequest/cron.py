@@ -73,8 +73,8 @@ class Cron:
                 raise ConfigError(f"cron {self.expression!r} never matches a date: no month"
                                   f" it names has the days it names (the 30th of February,"
                                   f" say); check its day and month fields") from None
-            raise ConfigError(f"cron {self.expression!r}: {str(exc).lower()} field; "
-                              f"{CRON_HELP}") from None
+            raise ConfigError(f"cron {self.expression!r}: {str(exc).lower()} field"
+                              f"{_other_dialect(fields)}; {CRON_HELP}") from None
         except StopIteration:
             raise ConfigError(f"cron {self.expression!r} never matches a date (within 50 "
                               f"years); check its day and month fields") from None
@@ -151,6 +151,17 @@ Schedule = Cron | Every
 
 #: Days in each month, February at its longest.
 _MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _other_dialect(fields: list[str]) -> str:
+    """What a Quartz (Java, Spring) expression does here: a year as its last field, or a
+    '?' for "no specific day"."""
+    if len(fields) == 6 and fields[-1].isdigit() and len(fields[-1]) == 4:
+        return (f" (six fields are read with seconds first: {fields[-1]!r} is no"
+                " day-of-week; a year field is not taken)")
+    if "?" in fields:
+        return " ('?' is Quartz's: write '*' for any day)"
+    return ""
 
 
 def _days_never_in_months(fields: list[str]) -> bool:

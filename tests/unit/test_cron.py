@@ -108,6 +108,10 @@ def test_crontab_nicknames_tick_as_their_fields(nickname: str, fields: str) -> N
     ("0 0 32 * *", "bad day-of-month field"),
     ("0 0 * 13 *", "bad month field"),
     ("1 2 3 4 5 6 7", "has 7 fields"),
+    # Quartz's (Java, Spring): a year last, '?' for any day
+    ("0 3 * * * 2026", "bad day-of-week field .six fields are read with seconds first: '2026'"
+                       " is no day-of-week; a year field is not taken"),
+    ("0 0 12 ? * MON", r"bad day-of-month field \('\?' is Quartz's: write '\*' for any day"),
 ])
 def test_bad_expressions_say_which_field(expression: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as info:
