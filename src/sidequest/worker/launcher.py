@@ -15,7 +15,6 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -251,7 +250,7 @@ class Launcher:
         elif name in ("TERM", "INT"):
             self.stop_requested.set()
         elif name == "TTIN":
-            dump_threads()
+            logs.dump_threads()
         else:
             log.warning("ignoring unknown signal %r", name)
 
@@ -387,15 +386,6 @@ class Launcher:
             signal.signal(signum, handler)
         if interrupts.take():  # a Ctrl-C during start-up that Python had to drop
             self.inbox.arrive("INT")
-
-
-def dump_threads() -> None:
-    """TTIN: every thread's stack to the log, as Sidekiq does."""
-    frames = sys._current_frames()
-    for thread in threading.enumerate():
-        frame = frames.get(thread.ident or 0)
-        stack = "".join(traceback.format_stack(frame)) if frame else "(no frame)\n"
-        log.warning("thread %s:\n%s", thread.name, stack.rstrip())
 
 
 def embed(config: Config) -> Launcher:

@@ -270,3 +270,12 @@ def thread_id() -> str:
         value, rem = divmod(value, 36)
         out = digits[rem] + out
     return out or "0"
+
+
+def dump_threads() -> None:
+    """TTIN: every thread's stack to the log, as Sidekiq does."""
+    frames = sys._current_frames()
+    for thread in threading.enumerate():
+        frame = frames.get(thread.ident or 0)
+        stack = "".join(traceback.format_stack(frame)) if frame else "(no frame)\n"
+        logging.getLogger(LOGGER).warning("thread %s:\n%s", thread.name, stack.rstrip())
