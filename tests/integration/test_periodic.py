@@ -311,6 +311,18 @@ def test_an_entry_for_a_queue_this_worker_does_not_serve_is_pointed_out(
         " its jobs wait there unless another worker does"]
 
 
+def test_an_entry_whose_job_this_worker_cannot_run_on_a_queue_it_serves_is_pointed_out(
+        r: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
+    sidequest.periodic("RubyNightlyCleanup", every=5, queue="default", name="ruby-cleanup")
+    with caplog.at_level("WARNING", logger="sidequest"), running_worker(queues=(("default", 0),)):
+        pass
+    assert [m for m in caplog.messages if "ruby-cleanup" in m] == [
+        "periodic ruby-cleanup pushes RubyNightlyCleanup to queue 'default', which this worker"
+        " serves but whose job it does not load: each one it fetches fails and is retried."
+        " Give the entry a queue only the process that runs RubyNightlyCleanup serves, or"
+        " load its module here (-r)"]
+
+
 def test_an_entry_for_a_queue_on_another_shard_is_not_pointed_out(
         two_shards: tuple[redis.Redis, redis.Redis], caplog: pytest.LogCaptureFixture) -> None:
     # A sharded command runs one process per shard: the default shard's process leaves the

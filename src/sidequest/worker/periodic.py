@@ -30,7 +30,7 @@ from typing import Any, cast
 
 import redis
 
-from sidequest import connection, items, keys, periodic_jobs, unique
+from sidequest import connection, items, keys, periodic_jobs, registry, unique
 from sidequest.api.periodic import remove
 from sidequest.config import Config
 from sidequest.payload import Payload, dumps, new_jid
@@ -259,12 +259,19 @@ def load_entries(config: Config) -> list[Entry]:
 
 
 def warn_unserved(entries: list[Entry], config: Config) -> None:
-    """Point out the entries (of this process's shard) whose queue it does not serve."""
+    """Point out the entries (of this process's shard) whose queue it does not serve, and
+    those whose job it cannot run though it serves their queue."""
     for entry in entries:
         if entry.queue not in config.queue_names:  # another worker may: a warning, no more
             log.warning("periodic %s pushes to queue %r, which this worker does not serve"
                         " (-q): its jobs wait there unless another worker does", entry.name,
                         entry.queue)
+        elif registry.find(entry.job_class) is None:  # a Ruby job, say: fine if it is fetched
+            log.warning("periodic %s pushes %s to queue %r, which this worker serves but"
+                        " whose job it does not load: each one it fetches fails and is"
+                        " retried. Give the entry a queue only the process that runs %s"
+                        " serves, or load its module here (-r)", entry.name, entry.job_class,
+                        entry.queue, entry.job_class)
 
 
 _outcome_script = connection.script("periodic_outcome")
