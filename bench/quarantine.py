@@ -115,32 +115,32 @@ def main(argv: list[str] | None = None) -> int:
     executable = shutil.which("redis-server")
     if executable is None:
         raise SystemExit("redis-server is missing: sudo apt-get install redis-server")
-    with tempfile.TemporaryDirectory(prefix="sidequest-quarantine-bench-") as directory:
-        redis_server = PrivateRedis(executable, Path(directory))
-        redis_server.start()
-        worker = None
+    with tempfile.TemporaryDirectory(prefix="sidequest-quarantine-bench-") as directory, \
+            PrivateRedis(executable, Path(directory)) as redis_server:
+        sidequest.configure(redis_url=redis_server.url())
+        # Beats often, so a worker looks at the quarantine soon after it fills.
+        config = build(redis_url=redis_server.url(), concurrency=CONCURRENCY,
+                       heartbeat_interval=0.2)
+        worker = embed(config)
         try:
-            sidequest.configure(redis_url=redis_server.url())
-            # Beats often, so a worker looks at the quarantine soon after it fills.
-            config = build(redis_url=redis_server.url(), concurrency=CONCURRENCY,
-                           heartbeat_interval=0.2)
-            worker = embed(config)
-            client = redis_server.client()
-            plain(min(args.jobs, 1000))  # warm up: connections, scripts loaded
-            seconds: dict[str, list[float]] = {"plain": [], "suspects": []}
-            for _ in range(args.rounds):  # interleaved, so a busy moment hits both
-                seconds["plain"].append(plain(args.jobs))
-                seconds["suspects"].append(suspects(client, args.jobs, config.max_deaths))
-            print(f"{cpu_model()}; -c {CONCURRENCY}, {args.jobs:,} jobs a round, "
-                  f"median of {args.rounds}")
-            rates = {kind: args.jobs / statistics.median(runs) for kind, runs in seconds.items()}
-            for kind, rate in rates.items():
-                print(f"{kind:>9}: {rate:8,.0f} jobs/s  {rate / rates['plain']:5.2f} x plain")
+            seconds = rounds(redis_server.client(), args.jobs, args.rounds, config.max_deaths)
         finally:
-            if worker is not None:
-                worker.stop()
-            redis_server.stop()
+            worker.stop()
+    print(f"{cpu_model()}; -c {CONCURRENCY}, {args.jobs:,} jobs a round, median of {args.rounds}")
+    rates = {kind: args.jobs / statistics.median(runs) for kind, runs in seconds.items()}
+    for kind, rate in rates.items():
+        print(f"{kind:>9}: {rate:8,.0f} jobs/s  {rate / rates['plain']:5.2f} x plain")
     return 0
+
+
+def rounds(client: redis.Redis, jobs: int, count: int, max_deaths: int) -> dict[str, list[float]]:
+    """Seconds of each round of each kind, interleaved so that a busy moment hits both."""
+    plain(min(jobs, 1000))  # warm up: connections, scripts loaded
+    seconds: dict[str, list[float]] = {"plain": [], "suspects": []}
+    for _ in range(count):
+        seconds["plain"].append(plain(jobs))
+        seconds["suspects"].append(suspects(client, jobs, max_deaths))
+    return seconds
 
 
 if __name__ == "__main__":
