@@ -145,13 +145,15 @@ class Flaky(Job):
 
 
 class HoldGil(Job):
-    """Blocks in C for ``seconds`` WITHOUT releasing the GIL (libc sleep through PyDLL)."""
+    """Blocks in C for ``seconds`` WITHOUT releasing the GIL (libc sleep through PyDLL); not
+    at all in a worker started with ``FAULT_NO_SLEEP=1``."""
 
     name = "fault.HoldGil"
 
     def perform(self, seconds: int) -> None:
         record("start", self)
-        ctypes.PyDLL(None).sleep(int(seconds))
+        if not os.environ.get("FAULT_NO_SLEEP"):
+            ctypes.PyDLL(None).sleep(int(seconds))
         record("done", self)
 
 

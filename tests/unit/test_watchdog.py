@@ -44,3 +44,42 @@ def test_the_watchdog_is_outside_the_workers_group_and_ends_with_it() -> None:
         if worker.poll() is None:
             worker.kill()
             worker.wait()
+
+
+FROZEN = """
+import ctypes, sys
+from sidequest.worker import watchdog
+watchdog.start(30.0, stall=float(sys.argv[1]))
+print("ready", flush=True)
+ctypes.PyDLL(None).sleep(30)  # in C, holding the interpreter: no thread runs
+"""
+
+
+def test_a_worker_frozen_in_c_past_the_stall_limit_is_killed_and_said_so() -> None:
+    worker = subprocess.Popen([sys.executable, "-c", FROZEN, "2"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert worker.stdout is not None and worker.stdout.readline() == "ready\n"
+        assert worker.wait(15) == -signal.SIGKILL  # not the 30 s its C call would take
+        assert worker.stderr is not None
+        assert (f"worker process {worker.pid} has run no Python code for 2 s"
+                in worker.stderr.read())
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+
+
+def test_a_live_worker_is_not_killed_for_a_stall() -> None:
+    """The pulse thread runs beside a main thread that sleeps (releasing the interpreter)."""
+    worker = subprocess.Popen([sys.executable, "-c", FROZEN.replace(
+        "ctypes.PyDLL(None).sleep(30)", "import time; time.sleep(4)"), "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert worker.wait(15) == 0, worker.stderr.read() if worker.stderr else ""
+
+
+def test_the_stall_limit_leaves_the_lease_room_and_is_off_for_short_leases() -> None:
+    from sidequest.worker.watchdog import stall_limit
+
+    assert stall_limit(20.0, 5.0) == 13.0  # the defaults
+    assert stall_limit(1.0, 0.2) == 0.0  # tests' fast timers: a hiccup is no freeze

@@ -350,7 +350,8 @@ class Launcher:
         """Run until TERM/INT or a remote stop; the command-line entry point."""
         if install_signals:
             self._install_signals()
-            watchdog.start(self.config.timeout + 1.5)
+            watchdog.start(self.config.timeout + 1.5, watchdog.stall_limit(
+                self.config.lease_ttl, self.config.heartbeat_interval))
         if self.stop_requested.is_set():
             log.info("stopped while starting; nothing was fetched")
             return True

@@ -9,6 +9,13 @@ still there.
 The worker's jobs then stay in its in-progress list, and the reapers of other processes
 recover them once its lease expires. When the worker exits, the pipe closes and the watchdog
 exits too.
+
+The same freeze outside a stop would outlast the worker's lease: its heartbeat cannot renew
+it, another worker takes it for dead and runs its jobs again while the frozen job still runs,
+and the job's own timeout cannot fire either. So a thread of the worker also writes a pulse
+(a zero byte, no signal's number) every second, and a watchdog that hears none for ``stall``
+seconds, less than what is left of the lease by then, kills the worker first: its jobs are
+recovered as after any crash, one run at a time.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 log = logging.getLogger("sidequest")
 
@@ -28,8 +37,19 @@ _PROGRAM = """
 import os, signal, sys, time
 signal.signal(signal.SIGINT, signal.SIG_IGN)  # stray INT or TERM: not for us (the pipe tells)
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
+import select
 fd, parent, grace = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+stall = float(sys.argv[4])  # 0: no pulse is watched
 while True:
+    if not select.select([fd], [], [], stall or None)[0]:
+        sys.stderr.write(f"sidequest: worker process {parent} has run no Python code for"
+                         f" {stall:g} s (a job holding the interpreter in C code: a regular"
+                         " expression, a huge sort); killing it before its lease runs out, so"
+                         " that the worker that recovers its jobs does not run them beside it."
+                         " Raise lease_ttl for jobs that hold the interpreter this long\\n")
+        sys.stderr.flush()
+        os.kill(parent, signal.SIGKILL)
+        sys.exit(0)
     data = os.read(fd, 64)
     if not data:
         sys.exit(0)  # the worker exited
@@ -53,14 +73,30 @@ os.kill(parent, signal.SIGKILL)
 """
 
 
-def start(grace: float) -> None:
-    """Start the watchdog for this process; call from the main thread, before any signal."""
+#: Seconds between two pulses.
+PULSE = 1.0
+#: The shortest stall worth watching for: with a shorter lease (tests shrink every timer) a
+#: busy host's scheduling hiccup would pass for a frozen worker.
+MIN_STALL = 5.0
+
+
+def stall_limit(lease_ttl: float, heartbeat_interval: float) -> float:
+    """Seconds without a pulse after which the worker is frozen: the last lease renewal
+    may be a heartbeat interval older than the last pulse, and a reaper takes the lease's
+    end at once, so the kill leaves it 2 s. 0 (not watched) when that is under MIN_STALL."""
+    stall = lease_ttl - heartbeat_interval - 2 * PULSE
+    return stall if stall >= MIN_STALL else 0.0
+
+
+def start(grace: float, stall: float = 0.0) -> None:
+    """Start the watchdog for this process; call from the main thread, before any signal.
+    ``stall`` > 0: kill the process once it has sent no pulse for that long."""
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
     try:
         subprocess.Popen(
             [sys.executable, "-I", "-S", "-c", _PROGRAM, str(read_fd), str(os.getpid()),
-             str(grace)],
+             str(grace), str(stall)],
             # A session of its own: a Ctrl-C at the terminal goes to the worker's process
             # group, and one that came while this interpreter was starting (before it
             # ignores SIGINT) printed a KeyboardInterrupt traceback. It needs no signal:
@@ -76,6 +112,21 @@ def start(grace: float) -> None:
         os.close(read_fd)
     signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
     _WRITE_FD[0] = write_fd
+    if stall:
+        threading.Thread(target=_pulse, args=(write_fd,), name="sidequest-pulse",
+                         daemon=True).start()
+
+
+def _pulse(fd: int) -> None:
+    """Tell the watchdog that this process still runs Python code, once a PULSE."""
+    while True:
+        try:
+            os.write(fd, b"\0")
+        except BlockingIOError:
+            pass  # a full pipe: the watchdog is behind, and has heard from us anyway
+        except OSError:
+            return  # the watchdog is gone: no one to tell
+        time.sleep(PULSE)
 
 
 _WRITE_FD = [-1]
