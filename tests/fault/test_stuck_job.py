@@ -31,6 +31,9 @@ def test_a_stuck_job_retires_its_process_and_loses_nothing(
     assert time.monotonic() - begun >= 1 + GRACE - 0.5, "not before the grace period"
     (entry,) = list(RetrySet())
     assert entry.jid == stuck and entry.item["error_class"].endswith("JobTimeout")
+    # Counted as a run that failed, beside the others that ran to the end there.
+    done = ledger.done_count()
+    assert (r.get("stat:processed"), r.get("stat:failed")) == (b"%d" % (1 + done), b"1")
     rescuer = spawn("-c", "3")
     rescuer.wait_registered(r)
     wait_for(lambda: ledger.done_count() == 2, timeout=30, what="the other jobs to be done")
@@ -56,6 +59,7 @@ def test_a_stuck_job_whose_call_returns_while_its_process_retires_fails_once(
     entries = list(RetrySet())
     assert [entry.jid for entry in entries] == [stuck], log
     assert "did not stop" in entries[0].item["error_message"]
+    assert (r.get("stat:processed"), r.get("stat:failed")) == (b"1", b"1"), log  # counted once
 
 
 def test_an_async_job_blocking_the_loop_retires_its_process_and_loses_nothing(

@@ -85,11 +85,14 @@ class Processor:
         # Raw bytes here; the heartbeat decodes the few that are running when it beats.
         self.state.started(tid, {"queue": work.queue, "payload": work.raw,
                                  "run_at": int(time.time())})
-        failed = True
+        failed, counted = True, False
         try:
-            failed = not self._perform(work, job, tid)
+            ran = self._perform(work, job, tid)
+            # None: given up on as stuck, its failure recorded and counted (worker/stuck.py)
+            failed, counted = ran is not True, ran is None
         finally:
-            self.state.finished(tid, failed)
+            if not counted:
+                self.state.finished(tid, failed)
         if work.suspect:  # it ran alone without taking the process down: not a poison pill
             jid = str(job.get("jid", ""))
             self.write(lambda pipe: pipe.delete(keys.deaths(jid)))
@@ -110,7 +113,7 @@ class Processor:
 
         self.write(write)
 
-    def _perform(self, work: Work, job: Payload, tid: str) -> bool:
+    def _perform(self, work: Work, job: Payload, tid: str) -> bool | None:
         fields = {"tid": tid, "class": job["class"], "jid": job.get("jid")}
         info = log.isEnabledFor(logging.INFO)
         if info:
@@ -134,14 +137,14 @@ class Processor:
                 self._chain(work, job, instance, args, kwargs)
         except BaseException as exc:  # a job's SystemExit must not end the worker
             if watched and not self.settle(work):
-                return False  # given up on as stuck: its failure is recorded already
+                return None  # given up on as stuck: its failure is recorded already
             fields["elapsed"] = round(time.monotonic() - started, 3)
             summary = f"fail: {retry.error_class(exc)}: {retry.error_message(exc)[:2000]}"
             log_failure(log, summary, exc, fields)
             self.failed(work, job, exc, cls)
             return False
         if watched and not self.settle(work):
-            return False
+            return None
         if info:
             job_info(log, "done", {**fields, "elapsed": round(time.monotonic() - started, 3)})
         return True

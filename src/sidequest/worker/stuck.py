@@ -4,7 +4,7 @@ of the in-progress list, to retry like any failure) before the process retires."
 
 from __future__ import annotations
 
-from sidequest import registry
+from sidequest import metrics, registry
 from sidequest.errors import JobTimeout, PayloadError
 from sidequest.payload import decode, normalized
 from sidequest.worker.async_jobs import AsyncJobs
@@ -31,6 +31,10 @@ def fail(jid: str, running: dict[str, Work], processor: Processor,
             # the call it is stuck in returns, the thread records nothing more.
             if processor.settle(work):
                 processor.failed(work, job, error(), registry.find(job.get("class")))
+                # Counted here (its thread, if its call ever returns, counts nothing more),
+                # in the process's totals and in the metrics the chain would have timed.
+                processor.state.finished(tid, failed=True)
+                metrics.recorder.observe(job, work.queue, 0.0, True)
     given_up = async_jobs.give_up(jid)
     if given_up is not None:
         work, _, cls = given_up
