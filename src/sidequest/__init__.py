@@ -6,6 +6,9 @@ and is loaded by the ``sidequest`` command or ``sidequest.worker.embed``.
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from sidequest import limiter, middleware
 from sidequest.batch import Batch
 from sidequest.connection import configure
@@ -22,6 +25,10 @@ from sidequest.hooks import on_death, on_error
 from sidequest.job import Job, JobFunction, job
 from sidequest.limiter import OverLimit
 from sidequest.periodic_jobs import periodic
+
+if TYPE_CHECKING:  # for type checkers, plain attributes; at run time, loaded on first use
+    from sidequest import api as api
+    from sidequest import testing as testing
 
 __version__ = "0.1.0"
 
@@ -49,3 +56,15 @@ __all__ = [
     "on_error",
     "periodic",
 ]
+
+
+#: Subpackages reachable as attributes after a bare ``import sidequest`` (the migration guides
+#: write ``sidequest.api.cancel(jid)``), loaded only when first used: the API's modules and
+#: the testing doubles cost an import that a process that only pushes need not pay.
+_LAZY = ("api", "testing")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return importlib.import_module(f"sidequest.{name}")
+    raise AttributeError(f"module 'sidequest' has no attribute {name!r}")

@@ -257,9 +257,9 @@ def _callback_payload(name: str, callback: Any, batch: Batch, parent: Batch | No
         base = job_class.payload_base()
         _check_arguments(name, job_class, args)
     item = items.normalize({**base, "args": args, "sq_batch_callback": bid})
-    if parent is not None and job_class is not None:
-        # Not one only another process defines: a Ruby process would run it uncounted,
-        # and the parent would wait for it forever.
+    if parent is not None and job_class is not None and registry.runs_here(job_class):
+        # Not one only another process runs (a name not loaded here, a push-only stub): a
+        # Ruby process would run it uncounted, and the parent would wait for it forever.
         item[PAYLOAD_KEY] = list(parent.ancestry)
     table = connection.shard_map()
     if table is not None and table.shard_of(item["queue"]) != shard:
@@ -290,7 +290,9 @@ def _callback_class(name: str, target: Any) -> Any:
         problem = registry.near_miss(target)  # a slip in a name this process could check
         if problem:
             raise TypeError(f"{name}: {problem}")
-        return registry.find(target)
+        # A push-only stub of that name gives the job's options (its queue), as its class
+        # would.
+        return registry.find(target) or registry.stub(target)
     raise TypeError(f"{name} must be {CALLBACK_FORM}; {target!r} is not a job")
 
 

@@ -13,9 +13,10 @@ from sidequest.options import PUSH_OPTIONS, to_epoch, validate_options
 
 def enqueue(job_name: str, *args: Any, queue: str = "default",
             delay: float | timedelta | None = None, at: float | datetime | None = None,
-            **options: Any) -> str:
+            **options: Any) -> str | None:
     """Push the job named ``job_name`` (its wire name: ``"app.jobs.SendWelcome"``, or the
-    class's ``name``) with positional ``args``; returns its jid.
+    class's ``name``) with positional ``args``; returns its jid (None: a unique job whose
+    identical twin is queued, scheduled or running, or a client middleware cancelled it).
 
     ``queue`` is where it goes (the job class's own ``queue`` is not known here), ``delay``
     (seconds or a timedelta) or ``at`` (a datetime or epoch seconds) schedule it, and
@@ -27,8 +28,9 @@ def enqueue(job_name: str, *args: Any, queue: str = "default",
                          f"'app.jobs.SendWelcome'; got {job_name!r}")
     if delay is not None and at is not None:
         raise ValueError("enqueue() takes delay= or at=, not both")
-    validate_options(options, "enqueue()", PUSH_OPTIONS)
-    item: dict[str, Any] = {"class": job_name, "queue": queue, **options, "args": list(args)}
+    # The queue too: a name no worker may serve (`sidequest -q` refuses it) would strand it.
+    options = validate_options({"queue": queue, **options}, "enqueue()", PUSH_OPTIONS)
+    item: dict[str, Any] = {"class": job_name, **options, "args": list(args)}
     if "tags" in item:
         item["tags"] = list(item["tags"])
     if delay is not None:
@@ -39,4 +41,4 @@ def enqueue(job_name: str, *args: Any, queue: str = "default",
         when = None
     if when is not None:
         item["at"] = when
-    return client.push(item) or ""
+    return client.push(item)

@@ -12,19 +12,12 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar, Generic, ParamSpec, Protocol, TypeVar, cast, overload
 
 from sidequest import batch as batch_module
-from sidequest import client, registry, status, unique
+from sidequest import client, registry, status
 from sidequest.batch import Batch
-from sidequest.options import (
-    OPTIONS,
-    PUSH_OPTIONS,
-    check_typos,
-    to_epoch,
-    validate_options,
-    warn_of_idle_options,
-)
-from sidequest.payload import KWARGS, Payload
-from sidequest.pushcheck import check_runnable
-from sidequest.signatures import NO_PERFORM, check_bulk, check_call, with_self
+from sidequest.options import DURATIONS, OPTIONS, PUSH_OPTIONS, check_typos, validate_options
+from sidequest.payload import Payload
+from sidequest.setter import _off_loop, _Setter
+from sidequest.signatures import NO_PERFORM, with_self
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -36,91 +29,6 @@ class _Performer(Protocol[P]):
     the ``perform`` of the very class it is made on."""
 
     def perform(self, *args: P.args, **kwargs: P.kwargs) -> object: ...
-
-
-def _push(cls: type[Job], base: Payload, at: float | None, args: tuple[Any, ...],
-          kwargs: dict[str, Any]) -> str | None:
-    check_call(cls, args, kwargs)
-    item = {**base, "args": list(args)}
-    if kwargs:  # only then: a positional job's payload stays what Sidekiq writes
-        item[KWARGS] = kwargs
-    if at is not None:
-        item["at"] = at
-    unique_identity(cls, item, args, kwargs)
-    return client.push(item)
-
-
-def unique_identity(cls: type[Job], item: Payload, args: Any, kwargs: dict[str, Any]) -> None:
-    """A unique job whose class has a ``unique_key`` hook is identified by what it returns."""
-    hook = getattr(cls, "unique_key", None)
-    if item.get(unique.FOR) and hook is not None:
-        where = f"{cls.wire_name()}.unique_key"
-        try:
-            key = hook(*args, **kwargs)
-        except TypeError as exc:  # often a plain method: self takes the first argument
-            raise TypeError(f"{where}: {exc} (it takes perform's arguments, without self:"
-                            " make it a @staticmethod)") from exc
-        try:
-            unique.stamp(item, key=key)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"{where} returned {key!r}, which is not JSON: return str, int,"
-                            f" float, bool, None, or lists and dicts of them ({exc})") from None
-
-
-class _Setter(Generic[P]):
-    """``Job.set(...)``: the enqueue methods, with per-push options over the class's."""
-
-    def __init__(self, cls: type[Job], options: dict[str, Any]) -> None:
-        self._cls, self._options = cls, options
-
-    def _base(self) -> Payload:
-        check_runnable(self._cls)
-        base = self._cls.payload_base()
-        base.update(self._options)
-        if "tags" in base:
-            base["tags"] = list(base["tags"])
-        warn_of_idle_options(base)
-        return base
-
-    def perform_async(self, /, *args: P.args, **kwargs: P.kwargs) -> str | None:
-        return _push(self._cls, self._base(), None, args, kwargs)
-
-    def perform_in(self, interval: float | timedelta, /, *args: P.args,
-                   **kwargs: P.kwargs) -> str | None:
-        at = client.schedule_time(to_epoch(interval, relative=True))
-        return _push(self._cls, self._base(), at, args, kwargs)
-
-    def perform_at(self, when: float | datetime, /, *args: P.args,
-                   **kwargs: P.kwargs) -> str | None:
-        at = client.schedule_time(to_epoch(when, relative=False))
-        return _push(self._cls, self._base(), at, args, kwargs)
-
-    def perform_bulk(
-        self, args_list: Iterable[list[Any]], batch_size: int = client.BULK_BATCH
-    ) -> list[str | None]:
-        """Enqueue one job per argument list, one round trip per ``batch_size`` jobs.
-        Positional arguments only, as in Sidekiq: each item is one job's ``args``."""
-        items = client.bulk_items(self._base(), args_list)
-        check_bulk(self._cls, (item["args"] for item in items))
-        for item in items:
-            unique_identity(self._cls, item, item["args"], {})
-        return client.push_many(items, batch_size, uniform=True)
-
-    # From async code, as the class's own: the same pushes, off the event loop.
-    async def aperform_async(self, /, *args: P.args, **kwargs: P.kwargs) -> str | None:
-        return await _off_loop(lambda: self.perform_async(*args, **kwargs))
-
-    async def aperform_in(self, interval: float | timedelta, /, *args: P.args,
-                          **kwargs: P.kwargs) -> str | None:
-        return await _off_loop(lambda: self.perform_in(interval, *args, **kwargs))
-
-    async def aperform_at(self, when: float | datetime, /, *args: P.args,
-                          **kwargs: P.kwargs) -> str | None:
-        return await _off_loop(lambda: self.perform_at(when, *args, **kwargs))
-
-    async def aperform_bulk(self, args_list: Iterable[list[Any]],
-                            batch_size: int = client.BULK_BATCH) -> list[str | None]:
-        return await _off_loop(lambda: self.perform_bulk(args_list, batch_size))
 
 
 #: The worker running this process's jobs, if any (it sets itself here when it starts):
@@ -195,18 +103,21 @@ class Job(metaclass=_JobMeta):
     dead: ClassVar[bool] = True
     retry_queue: ClassVar[str | None] = None
     tags: ClassVar[list[str] | tuple[str, ...]] = ()
-    #: Seconds during which an identical push (class, queue, arguments) is dropped.
-    unique_for: ClassVar[float | None] = None
+    #: Seconds (or a timedelta) in which an identical push (class, queue, arguments) is
+    #: dropped.
+    unique_for: ClassVar[float | timedelta | None] = None
     #: When the unique lock is released: "start" or "success" (the default).
     unique_until: ClassVar[str | None] = None
-    #: Seconds after its enqueue (or run time) by which the job must start, or be dropped.
-    expires_in: ClassVar[float | None] = None
-    #: Seconds a run may take; past it the job gets sidequest.JobTimeout (a failure).
-    timeout: ClassVar[float | None] = None
+    #: Seconds (or a timedelta) after its enqueue (or run time) by which the job must start,
+    #: or be dropped.
+    expires_in: ClassVar[float | timedelta | None] = None
+    #: Seconds (or a timedelta) a run may take; past it the job gets sidequest.JobTimeout (a
+    #: failure).
+    timeout: ClassVar[float | timedelta | None] = None
     #: Keep the job's state, progress and result for sidequest.api.JobStatus.
     store_result: ClassVar[bool | None] = None
-    #: Seconds the stored status and result are kept after their last change (24 h).
-    result_ttl: ClassVar[float | None] = None
+    #: Seconds (or a timedelta) the status and result are kept after their last change (24 h).
+    result_ttl: ClassVar[float | timedelta | None] = None
     #: Push when the database transaction around the push commits, never on rollback (needs
     #: a database integration: ``sidequest.contrib.django``).
     enqueue_on_commit: ClassVar[bool | None] = None
@@ -221,14 +132,16 @@ class Job(metaclass=_JobMeta):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         where = f"job class {cls.__module__}.{cls.__qualname__}"
-        own = {k: v for k, v in vars(cls).items() if k in OPTIONS}
-        validate_options(own, where, OPTIONS)
+        own = validate_options({k: v for k, v in vars(cls).items() if k in OPTIONS}, where,
+                               OPTIONS)
+        for key in DURATIONS & own.keys():  # a timedelta, in seconds: payloads are JSON
+            setattr(cls, key, own[key])
         check_typos(cls, where)
         cls.async_perform = inspect.iscoroutinefunction(cls.perform)
         if "perform" in vars(cls) or any("perform" in vars(b) for b in cls.__mro__[1:-2]):
             registry.register(cls)
         elif vars(cls).get("name"):  # a push-only stub names the job it stands for
-            registry.note_stub(cls.wire_name())
+            registry.note_stub(cls.wire_name(), cls)
 
     def perform(self, *args: Any, **kwargs: Any) -> None:
         raise NotImplementedError(f"{type(self).__name__} must define perform()")
@@ -341,8 +254,8 @@ class Job(metaclass=_JobMeta):
     def set(cls: type[_Performer[P]], /, **options: Any) -> _Setter[P]:
         """Per-push options: ``SendWelcome.set(queue="critical").perform_async(42)``."""
         job_cls = cast("type[Job]", cls)
-        validate_options(options, f"{job_cls.wire_name()}.set()", PUSH_OPTIONS)
-        return _setter(cls, options)
+        return _setter(cls, validate_options(options, f"{job_cls.wire_name()}.set()",
+                                             PUSH_OPTIONS))
 
     @classmethod
     def retry_in(cls, count: int, exc: BaseException, payload: Payload) -> float | str | None:
@@ -351,12 +264,6 @@ class Job(metaclass=_JobMeta):
     @classmethod
     def retries_exhausted(cls, payload: Payload, exc: BaseException) -> None:
         return None
-
-
-async def _off_loop(push: Callable[[], R]) -> R:
-    import asyncio  # noqa: PLC0415 - only async callers pay for it
-
-    return await asyncio.to_thread(push)
 
 
 def _setter(cls: type[_Performer[P]], options: dict[str, Any]) -> _Setter[P]:
@@ -404,8 +311,8 @@ class JobFunction(Generic[P, R]):
         return self.job_class.perform_bulk(args_list, batch_size)
 
     def set(self, **options: Any) -> _Setter[P]:
-        validate_options(options, f"{self.job_class.wire_name()}.set()", PUSH_OPTIONS)
-        return _Setter(self.job_class, options)
+        where = f"{self.job_class.wire_name()}.set()"
+        return _Setter(self.job_class, validate_options(options, where, PUSH_OPTIONS))
 
     def __getattr__(self, item: str) -> Any:
         # Testing helpers (jobs, drain, perform_one, clear) live on the class.
@@ -422,8 +329,9 @@ def job(
     """Turn a function into a job: ``@job`` or ``@job(queue="low", retry=3)``."""
 
     def wrap(fn: Callable[P, R]) -> JobFunction[P, R]:
+        _check_decorated(fn)
         where = f"@job on {fn.__module__}.{fn.__qualname__}"
-        validate_options(options, where, OPTIONS)
+        checked = validate_options(options, where, OPTIONS)
 
         # The function's return value is the job's result (kept with store_result=True).
         def perform(self: Job, *args: Any, **kwargs: Any) -> Any:
@@ -441,8 +349,26 @@ def job(
             "__module__": fn.__module__,
             "__qualname__": fn.__qualname__,
             "__doc__": fn.__doc__,
-            **options,
+            **checked,
         }
         return JobFunction(fn, _JobMeta(fn.__name__, (Job,), attrs))  # type: ignore[arg-type]
 
     return wrap(func) if func is not None else wrap
+
+
+def _check_decorated(fn: object) -> None:
+    """Refuse what ``@job`` cannot turn into a job, saying what to write instead (else it
+    fails on a missing ``__module__``, or wraps a job in a second job)."""
+    if isinstance(fn, str):  # RQ's @job('low'): the queue, given by position
+        raise TypeError(f"@job({fn!r}): @job takes its options by name; write"
+                        f" @job(queue={fn!r}) for a queue (or name={fn!r} for the job's name)")
+    if isinstance(fn, type) and issubclass(fn, Job):
+        raise TypeError(f"@job on {fn.__qualname__}: it is a Job class already, enqueued as it"
+                        f" is ({fn.__qualname__}.perform_async(...)) with its options as class"
+                        " attributes; remove @job, which is for plain functions")
+    if isinstance(fn, JobFunction):
+        raise TypeError(f"@job on {fn.__name__}: it is an @job function already; apply @job"
+                        " once, with every option: @job(queue='low', retry=3)")
+    if not callable(fn):
+        raise TypeError(f"@job turns a function into a job, but got {type(fn).__name__}"
+                        f" {fn!r}; put @job (or @job(queue='low', ...)) above a def")

@@ -9,6 +9,7 @@ import difflib
 import logging
 import math
 import re
+import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -26,6 +27,8 @@ OPTIONS = ("queue", "retry", "backtrace", "dead", "retry_queue", "tags", "unique
 #: what a generic runner job runs (a Django task, as ActiveJob's wrapper does in Sidekiq):
 #: the dashboard, the metrics and the traces show that name instead of the runner's class.
 PUSH_OPTIONS = (*OPTIONS[:-1], "jid", "wrapped")
+#: Options given in seconds, which take a timedelta too (as ``perform_in`` does).
+DURATIONS = ("unique_for", "expires_in", "timeout", "result_ttl")
 _NOT_OPTIONS = {"jid", "jobs", "async_perform"}
 #: When a unique job gives its lock back: as it starts, or once it has succeeded.
 UNIQUE_UNTIL = ("start", "success")
@@ -73,13 +76,40 @@ _INSTEAD = {
                 " exceptions that should not be",
     "discard_on": "define the classmethod retry_in(count, exc, payload) and return"
                   " \"discard\" for those exceptions",
+    # Hooks, not options: only a Job class can define them (an @job function cannot).
+    "retry_in": "retry_in is a hook, not an option: write the job as a Job class (class"
+                " X(sidequest.Job)) with @classmethod def retry_in(cls, count, exc, payload)"
+                " returning the seconds to wait, \"kill\" or \"discard\" (an @job function"
+                " cannot have one; it keeps Sidekiq's backoff)",
+    "retries_exhausted": "retries_exhausted is a hook, not an option: write the job as a Job"
+                         " class (class X(sidequest.Job)) with @classmethod def"
+                         " retries_exhausted(cls, payload, exc) (an @job function cannot"
+                         " have one; sidequest.on_death sees every job's death)",
+    "unique_key": "unique_key is a hook, not an option: write the job as a Job class (class"
+                  " X(sidequest.Job)) with @staticmethod def unique_key(...) taking perform's"
+                  " arguments and returning what identifies the job (an @job function"
+                  " cannot have one)",
+}
+#: Names that set() and enqueue() are given for what belongs to the push itself. Not
+#: checked against a class's attributes, where they may be constants of its own.
+_PUSH_INSTEAD = {
+    "args": "the job's arguments are not an option: pass them to the push, as in"
+            " X.set(queue='low').perform_async(1, 2) or sidequest.enqueue('app.jobs.X', 1, 2)",
+    "kwargs": "keyword arguments go to the push by name, as in"
+              " X.set(queue='low').perform_async(1, key=2); sidequest.enqueue() passes"
+              " positional arguments only, after the job's name: enqueue('app.jobs.X', 1, 2)",
+    "at": "push with perform_at(when, ...) instead",
+    "run_at": "push with perform_at(when, ...) instead",
+    "wait_until": "push with perform_at(when, ...) instead",
+    "wait": "push with perform_in(seconds, ...) instead",
 }
 
 
-def _hint(key: str, known: Iterable[str], cutoff: float) -> str | None:
+def _hint(key: str, known: Iterable[str], cutoff: float,
+          instead: Mapping[str, str] = _INSTEAD) -> str | None:
     """What to tell a user who wrote ``key``: the option meant, or what to do instead."""
-    if key in _INSTEAD:
-        return _INSTEAD[key]
+    if key in instead:
+        return instead[key]
     known = tuple(known)
     alias = _ALIASES.get(key)
     if alias in known:
@@ -88,14 +118,26 @@ def _hint(key: str, known: Iterable[str], cutoff: float) -> str | None:
     return f"did you mean {close[0]!r}?" if close else None
 
 
-def validate_options(options: Mapping[str, Any], where: str, allowed: Iterable[str]) -> None:
-    """Raise ConfigError for an unknown option or a value of the wrong type."""
+def validate_options(options: Mapping[str, Any], where: str,
+                     allowed: Iterable[str]) -> dict[str, Any]:
+    """Raise ConfigError for an unknown option or a value of the wrong type; return the
+    options with each duration in seconds (a timedelta is converted: payloads are JSON)."""
     allowed = tuple(allowed)
+    checked: dict[str, Any] = {}
     for key, value in options.items():
         if key not in allowed:
-            hint = _hint(key, allowed, 0.6) or f"known options: {allowed}"
+            hint = (_hint(key, allowed, 0.6, {**_INSTEAD, **_PUSH_INSTEAD})
+                    or f"known options: {allowed}")
             raise ConfigError(f"{where}: unknown option {key!r}; {hint}")
-        _check_option(key, value, where)
+        seconds = in_seconds(value) if key in DURATIONS else value
+        _check_option(key, seconds, where)
+        checked[key] = seconds
+    return checked
+
+
+def in_seconds(value: Any) -> Any:
+    """A duration option's value in seconds: a timedelta converted, anything else as is."""
+    return value.total_seconds() if isinstance(value, timedelta) else value
 
 
 def _check_option(key: str, value: Any, where: str) -> None:
@@ -135,7 +177,11 @@ def _seconds_problem(key: str, value: Any) -> str | None:
     if value is None or (not isinstance(value, bool) and isinstance(value, (int, float))
                          and math.isfinite(value) and value > 0):
         return None
-    return f"{key}={value!r} is invalid; expected a number of seconds above 0"
+    return f"{key}={value!r} is invalid; expected a number of seconds (or a timedelta) above 0"
+
+
+#: Farther ahead than this, an epoch time is a slip, most often one in milliseconds.
+FAR_AHEAD = 100 * 365.25 * 86400
 
 
 def to_epoch(when: float | datetime | timedelta, relative: bool) -> float:
@@ -148,6 +194,13 @@ def to_epoch(when: float | datetime | timedelta, relative: bool) -> float:
     if isinstance(when, bool) or not isinstance(when, (int, float)) or not math.isfinite(when):
         kind = "an interval in seconds or a timedelta" if relative else "a datetime or epoch"
         raise TypeError(f"expected {kind}, got {when!r}")
+    # Only an epoch can be this large (below 1e9 a number is relative seconds, as in
+    # Sidekiq); in milliseconds it would otherwise schedule the job for year 58000.
+    if when > time.time() + FAR_AHEAD:
+        year = 1970 + int(when // (365.25 * 86400))
+        raise ValueError(f"{when!r} as epoch seconds is the year {year}, over 100 years ahead:"
+                         " it looks like milliseconds (time.time() * 1000, JavaScript's"
+                         " Date.now()); divide it by 1000, or pass a datetime")
     return float(when)
 
 
@@ -174,7 +227,8 @@ def check_unique(unique_for: Any, unique_until: Any) -> str | None:
         isinstance(unique_for, bool) or not isinstance(unique_for, (int, float))
         or not math.isfinite(unique_for) or unique_for <= 0
     ):
-        return f"unique_for={unique_for!r} is invalid; expected a number of seconds above 0"
+        return (f"unique_for={unique_for!r} is invalid; expected a number of seconds (or a"
+                f" timedelta) above 0")
     if unique_for is not None and unique_for > MAX_UNIQUE_FOR:
         # The lock's TTL in milliseconds must fit Redis's integers, with a schedule's wait.
         return (f"unique_for={unique_for!r} is too long; use at most {MAX_UNIQUE_FOR:,}"

@@ -21,9 +21,10 @@ from typing import Any
 
 from sidequest import cron, registry
 from sidequest.errors import ConfigError, UnknownJobError
-from sidequest.job import Job, JobFunction, unique_identity
+from sidequest.job import Job, JobFunction
 from sidequest.options import QUEUE_NAME
 from sidequest.payload import KWARGS, Payload, check_args
+from sidequest.setter import unique_identity
 from sidequest.signatures import check_call
 
 #: Top-level payload keys of a periodic push (Ruby Sidekiq ignores keys it does not know):

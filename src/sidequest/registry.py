@@ -15,8 +15,8 @@ if TYPE_CHECKING:
 
 _lock = threading.Lock()
 _jobs: dict[str, type[Job]] = {}
-#: Names of push-only stubs (a class without perform: a job another process runs).
-_stubs: set[str] = set()
+#: Push-only stubs by name (a class without perform: a job another process runs).
+_stubs: dict[str, type[Job] | None] = {}
 #: The class Rails' ActiveJob pushes for every job it hands to Sidekiq.
 ACTIVE_JOB_WRAPPER = "ActiveJob::QueueAdapters::SidekiqAdapter::JobWrapper"
 #: How a worker that meets an unknown job is told to load its class: a worker started
@@ -24,10 +24,22 @@ ACTIVE_JOB_WRAPPER = "ActiveJob::QueueAdapters::SidekiqAdapter::JobWrapper"
 LOAD_HINT = "make sure the worker imports the module that defines it (sidequest -r yourapp.jobs)"
 
 
-def note_stub(name: str) -> None:
-    """A push-only stub is named ``name``: a worker that fetches such a job says so."""
+def note_stub(name: str, cls: type[Job] | None = None) -> None:
+    """A push-only stub is named ``name``: a worker that fetches such a job says so, and a
+    batch callback given by that name takes the stub's options (its queue)."""
     with _lock:
-        _stubs.add(name)
+        _stubs[name] = cls
+
+
+def stub(name: str) -> type[Job] | None:
+    """The push-only stub named ``name``, or None."""
+    return _stubs.get(name)
+
+
+def runs_here(cls: type[Job]) -> bool:
+    """Whether this process runs jobs of ``cls``: false for a push-only stub, whose job
+    another process runs (a Ruby one, say)."""
+    return _jobs.get(cls.wire_name()) is not None
 
 
 def register(cls: type[Job]) -> None:

@@ -154,3 +154,13 @@ def check_bulk(cls: type, args_lists: Iterable[list[Any]]) -> None:
             raise TypeError(f"perform_bulk item {position}: {exc}; none of the jobs was "
                             "enqueued") from None
         fits.add(len(args))
+
+
+def check_bulk_lists(args_lists: object) -> None:
+    """Refuse a ``perform_bulk`` argument that is no list of argument lists at all (None, a
+    string, a dict), which would fail as a bare "not iterable" or push one job per item."""
+    if args_lists is None or isinstance(args_lists, (str, bytes, dict)) or not isinstance(
+            args_lists, Iterable):
+        raise TypeError(f"perform_bulk takes a list of argument lists, one per job, such as"
+                        f" [[1], [2], [3]] for perform(1), perform(2) and perform(3); got"
+                        f" {type(args_lists).__name__}: {args_lists!r}")

@@ -39,9 +39,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import inspect
 import sys
-import threading
 from types import TracebackType
 from typing import Any, Literal, TypeAlias
 
@@ -50,6 +50,7 @@ from sidequest.errors import SidequestError, UnknownJobError
 from sidequest.job import Job, JobFunction, install_testing
 from sidequest.limiter import OverLimit
 from sidequest.payload import KWARGS, Payload, dumps, loads, now
+from sidequest.testing_store import Store
 
 Mode = Literal["disabled", "fake", "inline"]
 #: A job class, an ``@job`` function, or a wire name (for a job another process defines).
@@ -57,11 +58,16 @@ JobRef: TypeAlias = type[Job] | JobFunction[Any, Any] | str
 #: Rounds of "run every queued job" before a drain gives up: a job that keeps enqueueing
 #: itself would otherwise hang the test suite instead of failing one test.
 MAX_ROUNDS = 10_000
+#: How deep inline runs may nest (a job's push runs a job that pushes ...): at some 15 frames
+#: a level, well short of the recursion limit, whose bare RecursionError names no job.
+MAX_INLINE_DEPTH = 25
 
 __all__ = [
+    "MAX_INLINE_DEPTH",
     "MAX_ROUNDS",
     "EmptyQueueError",
     "EndlessDrainError",
+    "EndlessInlineError",
     "Switch",
     "clear",
     "clear_all",
@@ -85,75 +91,15 @@ class EndlessDrainError(SidequestError, RuntimeError):
     """A drain ran ``MAX_ROUNDS`` rounds and jobs were still enqueueing more jobs."""
 
 
-_Entry = tuple[int, Payload]
+class EndlessInlineError(SidequestError, RuntimeError):
+    """Inline mode: jobs ran ``MAX_INLINE_DEPTH`` deep, each pushed by the one running."""
 
 
-class _Store:
-    """Fake mode's jobs, per wire name, in push order.
-
-    Each class's list is the one ``Job.jobs`` hands out, so Sidekiq's idiom
-    ``SendWelcome.jobs.clear()`` empties the queue. Each job also gets a global sequence
-    number, kept beside it (keyed by the payload's identity), so that ``queued`` and
-    ``drain_all`` keep push order across classes, and a drain can tell the jobs it started
-    with from their offspring.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._by_class: dict[str, list[Payload]] = {}
-        self._seq: dict[int, int] = {}
-        self.last_seq = 0
-
-    def add(self, jobs: list[Payload]) -> None:
-        with self._lock:
-            for job in jobs:
-                self.last_seq += 1
-                self._seq[id(job)] = self.last_seq
-                self._by_class.setdefault(job["class"], []).append(job)
-
-    def jobs(self, name: str) -> list[Payload]:
-        """The live list of ``name``'s queued payloads: changing it changes the queue."""
-        with self._lock:
-            return self._by_class.setdefault(name, [])
-
-    def has(self, name: str) -> bool:
-        with self._lock:
-            return bool(self._by_class.get(name))
-
-    def _order(self, job: Payload) -> int:
-        # A payload a test put in the list by hand has no number: it counts as the newest.
-        return self._seq.get(id(job), self.last_seq + 1)
-
-    def queued(self, queue: str) -> list[Payload]:
-        with self._lock:
-            jobs = [job for jobs in self._by_class.values() for job in jobs]
-            return sorted((j for j in jobs if j["queue"] == queue), key=self._order)
-
-    def pop(self, name: str | None) -> _Entry | None:
-        """Remove and return the oldest job of class ``name``, or of any class if None."""
-        with self._lock:
-            if name is None:
-                heads = [(self._order(jobs[0]), key) for key, jobs in self._by_class.items()
-                         if jobs]
-                if not heads:
-                    return None
-                name = min(heads)[1]
-            jobs = self._by_class.get(name)
-            if not jobs:
-                return None
-            job = jobs.pop(0)
-            return self._seq.pop(id(job), self.last_seq + 1), job
-
-    def clear(self, name: str | None) -> None:
-        with self._lock:
-            lists = self._by_class.values() if name is None else [self._by_class.get(name, [])]
-            for jobs in lists:
-                for job in jobs:
-                    self._seq.pop(id(job), None)
-                jobs.clear()
+#: How many inline runs enclose this one (per context: an async job's pushes run on a thread).
+_inline_depth = contextvars.ContextVar("sidequest_inline_depth", default=0)
 
 
-_store = _Store()
+_store = Store()
 _mode: Mode = "disabled"
 #: Fake mode was on since the last clear_all(): its helpers may be used after it ended.
 _fake_used = False
@@ -285,7 +231,7 @@ def perform_one(job: JobRef) -> Payload:
     entry = _store.pop(name)
     if entry is None:
         raise EmptyQueueError(f"perform_one: no {name} job is queued (enqueue one in fake mode)")
-    _run(entry[1])
+    _run(_as_fetched(entry[1]))
     return entry[1]
 
 
@@ -304,7 +250,7 @@ def _drain(name: str | None) -> int:
                     f" the latest is {job['class']} with args {job['args']!r}"
                 )
             boundary = _store.last_seq
-        _run(job)
+        _run(_as_fetched(job))
         ran += 1
     return ran
 
@@ -338,7 +284,27 @@ def _inline_push(jobs: list[Payload], *, members: bool = False) -> None:
     if not members:
         _join_batches(jobs)
     for job in jobs:
-        _run(_as_fetched(job))
+        _run_inline(_as_fetched(job))
+
+
+def _run_inline(job: Payload) -> None:
+    """Run a job pushed in inline mode, refusing a chain of pushes that never ends (a job
+    that schedules itself again) with an error that names it, before Python's recursion
+    limit does with one that does not."""
+    depth = _inline_depth.get()
+    if depth >= MAX_INLINE_DEPTH:
+        raise EndlessInlineError(
+            f"inline mode: {job['class']} (args {job['args']!r}) was pushed by a job run"
+            f" inline {MAX_INLINE_DEPTH} levels deep (testing.MAX_INLINE_DEPTH), each pushed"
+            " by the one before: taken for a chain that never ends, such as a job that"
+            " enqueues itself (inline, a push runs the job at once, even perform_in's). Test"
+            " it in fake mode: in 'with testing.fake():' push it, then run one step with"
+            " perform_one(); its next push stays queued for the test to check")
+    token = _inline_depth.set(depth + 1)
+    try:
+        _run(job)
+    finally:
+        _inline_depth.reset(token)
 
 
 def _deliver(jobs: list[Payload]) -> None:
@@ -369,10 +335,11 @@ def _record(job: Payload, outcome: str) -> None:
 
 
 def _as_fetched(job: Payload) -> Payload:
-    """The payload as a worker reads it from its queue, where scheduled jobs lose ``at``."""
+    """The payload as a worker reads it from its queue: a scheduled job has lost ``at`` and
+    gained ``enqueued_at`` (when the scheduler moved it), a queued one keeps its own."""
     fetched: Payload = loads(dumps(job))
-    fetched.pop("at", None)
-    fetched["enqueued_at"] = now()
+    if fetched.pop("at", None) is not None or "enqueued_at" not in fetched:
+        fetched["enqueued_at"] = now()
     return fetched
 
 
@@ -415,8 +382,10 @@ def _run_coroutine(coro: Any) -> Any:
     except RuntimeError:
         return asyncio.run(coro)
     # Called from async code (a test of an async app): run it on a loop of its own.
+    # In a copy of this context, so that its own inline pushes count in its depth.
+    context = contextvars.copy_context()
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
+        return pool.submit(context.run, asyncio.run, coro).result()
 
 
 def _wire_name(job: JobRef) -> str:

@@ -250,13 +250,26 @@ def _read_on(name: str, read: Callable[[], T], advice: str) -> T:
             raise ShardUnreachable(name, exc, advice) from exc
 
 
-def summed(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """The sum of ``as_dict()`` rows of several shards; a latency is the largest, not a sum."""
+def summed(rows: Iterable[Mapping[str, Any]] | Mapping[str, Any]) -> dict[str, Any]:
+    """The sum of several shards' rows: what ``each_shard`` read (``summed(each_shard(Stats))``),
+    or their ``as_dict()`` rows; a latency is the largest, not a sum."""
     out: dict[str, Any] = {}
-    for row in rows:
+    for row in _rows(rows):
         for key, value in row.items():
             if key.endswith("latency"):
                 out[key] = max(out.get(key, 0.0), value)
             elif isinstance(value, (int, float)):
                 out[key] = out.get(key, 0) + value
     return out
+
+
+def _rows(given: Iterable[Any] | Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
+    """Each shard's row: ``each_shard``'s answer is keyed by shard name, and a snapshot
+    (Stats, Totals) gives its ``as_dict()``."""
+    for item in given.values() if isinstance(given, Mapping) else given:
+        row = item.as_dict() if hasattr(item, "as_dict") else item
+        if not isinstance(row, Mapping):
+            raise TypeError(f"summed() adds shards' rows: give it what each_shard() returns"
+                            f" (summed(each_shard(Stats))) or as_dict() rows; got"
+                            f" {type(item).__name__} {item!r}")
+        yield row

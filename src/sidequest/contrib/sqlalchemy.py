@@ -68,8 +68,9 @@ except ImportError as exc:  # pragma: no cover - the message is the point
 
 from sidequest import middleware
 from sidequest.errors import ConfigError, RedisUnavailable, SidequestError
-from sidequest.job import Job, JobFunction, _Setter
+from sidequest.job import Job, JobFunction
 from sidequest.pushcheck import check_runnable
+from sidequest.setter import _Setter
 from sidequest.signatures import check_call
 
 if TYPE_CHECKING:

@@ -1,0 +1,76 @@
+"""Where ``sidequest.testing``'s fake mode keeps pushed jobs: per job class, in push order,
+with the order across classes that its drains follow."""
+
+from __future__ import annotations
+
+import threading
+
+from sidequest.payload import Payload
+
+Entry = tuple[int, Payload]
+
+
+class Store:
+    """Fake mode's jobs, per wire name, in push order.
+
+    Each class's list is the one ``Job.jobs`` hands out, so Sidekiq's idiom
+    ``SendWelcome.jobs.clear()`` empties the queue. Each job also gets a global sequence
+    number, kept beside it (keyed by the payload's identity), so that ``queued`` and
+    ``drain_all`` keep push order across classes, and a drain can tell the jobs it started
+    with from their offspring.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_class: dict[str, list[Payload]] = {}
+        self._seq: dict[int, int] = {}
+        self.last_seq = 0
+
+    def add(self, jobs: list[Payload]) -> None:
+        with self._lock:
+            for job in jobs:
+                self.last_seq += 1
+                self._seq[id(job)] = self.last_seq
+                self._by_class.setdefault(job["class"], []).append(job)
+
+    def jobs(self, name: str) -> list[Payload]:
+        """The live list of ``name``'s queued payloads: changing it changes the queue."""
+        with self._lock:
+            return self._by_class.setdefault(name, [])
+
+    def has(self, name: str) -> bool:
+        with self._lock:
+            return bool(self._by_class.get(name))
+
+    def _order(self, job: Payload) -> int:
+        # A payload a test put in the list by hand has no number: it counts as the newest.
+        return self._seq.get(id(job), self.last_seq + 1)
+
+    def queued(self, queue: str) -> list[Payload]:
+        with self._lock:
+            jobs = [job for jobs in self._by_class.values() for job in jobs]
+            return sorted((j for j in jobs if j["queue"] == queue), key=self._order)
+
+    def pop(self, name: str | None) -> Entry | None:
+        """Remove and return the oldest job of class ``name``, or of any class if None."""
+        with self._lock:
+            if name is None:
+                heads = [(self._order(jobs[0]), key) for key, jobs in self._by_class.items()
+                         if jobs]
+                if not heads:
+                    return None
+                name = min(heads)[1]
+            jobs = self._by_class.get(name)
+            if not jobs:
+                return None
+            job = jobs.pop(0)
+            return self._seq.pop(id(job), self.last_seq + 1), job
+
+    def clear(self, name: str | None) -> None:
+        with self._lock:
+            lists = self._by_class.values() if name is None else [self._by_class.get(name, [])]
+            for jobs in lists:
+                for job in jobs:
+                    self._seq.pop(id(job), None)
+                jobs.clear()
+

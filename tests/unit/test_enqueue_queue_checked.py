@@ -1,0 +1,62 @@
+"""``sidequest.enqueue``'s own ``queue`` parameter is checked as ``.set(queue=...)`` is: a
+name no worker may serve (``sidequest -q "a b"`` refuses it) is refused at the push."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import sidequest
+from sidequest import Job, client, middleware
+from sidequest.errors import ConfigError
+
+
+class EQWorker(Job):
+    def perform(self, n: int) -> None:
+        pass
+
+
+@pytest.fixture
+def pushed() -> Iterator[list[dict[str, Any]]]:
+    """What reaches the write step, instead of Redis."""
+    sent: list[dict[str, Any]] = []
+    previous = client.set_push_override(sent.extend)
+    try:
+        yield sent
+    finally:
+        client.set_push_override(previous)
+
+
+@pytest.mark.parametrize("queue", ["a b", "", "low\n", "ünïcode"])
+def test_a_queue_no_worker_can_serve_is_refused_as_set_refuses_it(
+        queue: str, pushed: list[dict[str, Any]]) -> None:
+    with pytest.raises(ConfigError) as by_set:
+        EQWorker.set(queue=queue)
+    with pytest.raises(ConfigError) as by_name:
+        sidequest.enqueue("tests.EQWorker", 1, queue=queue)
+    # The same complaint, after the name of the call that made it.
+    assert str(by_name.value).split(": ", 1)[1] == str(by_set.value).split(": ", 1)[1]
+    assert str(by_name.value).startswith("enqueue(): option queue=")
+    assert pushed == []
+
+
+def test_a_good_queue_still_goes_where_it_is_told(pushed: list[dict[str, Any]]) -> None:
+    jid = sidequest.enqueue("tests.EQWorker", 1, queue="mail.low-2:x")
+    assert [(job["jid"], job["queue"]) for job in pushed] == [(jid, "mail.low-2:x")]
+
+
+def test_a_cancelled_push_returns_none_not_an_empty_string(
+        pushed: list[dict[str, Any]]) -> None:
+    """A push that writes nothing answers None, as perform_async does (the README: a
+    duplicate unique push "writes nothing and returns None")."""
+    def cancel(job: Any, queue: str, call_next: Any) -> None:
+        return None
+
+    middleware.client.add(cancel)
+    try:
+        assert sidequest.enqueue("tests.EQWorker", 1) is None
+    finally:
+        middleware.client.remove(cancel)
+    assert pushed == []
