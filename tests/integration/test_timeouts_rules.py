@@ -64,6 +64,37 @@ class OwnTimeout(Job):
         raise TimeoutError("the payment API did not answer")  # the job's own, not ours
 
 
+class Swallows(Job):
+    """Catches every Exception, its JobTimeout included, and returns."""
+
+    retry = 0
+    timeout = 0.5
+
+    def perform(self) -> str:
+        deadline = time.monotonic() + 2.0
+        try:
+            while time.monotonic() < deadline:
+                pass
+        except Exception:
+            pass
+        runs.append(self.jid)
+        return "went on"
+
+
+class SwallowsAsync(Job):
+    """Catches its cancellation at the time limit and returns."""
+
+    retry = 0
+    timeout = 0.5
+
+    async def perform(self) -> str:
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            runs.append(self.jid)
+        return "survived"
+
+
 @pytest.fixture(autouse=True)
 def _fresh(redis_url: str) -> None:
     runs.clear()
@@ -120,3 +151,21 @@ def test_an_async_jobs_own_timeout_error_is_not_taken_for_its_time_limit() -> No
     (entry,) = list(DeadSet())
     assert entry.item["error_class"] == "TimeoutError", entry.item
     assert entry.item["error_message"] == "the payment API did not answer"
+
+
+def test_a_thread_job_that_catches_its_timeout_and_returns_still_fails() -> None:
+    jid = Swallows.perform_async()
+    with running_worker():
+        (entry,) = wait_for(lambda: list(DeadSet()), what="the job in the dead set")
+    assert runs == [jid], "it ran on after catching the JobTimeout"
+    assert entry.jid == jid and entry.item["error_class"].endswith("JobTimeout")
+    assert entry.item["error_message"] == "the job ran past its timeout of 0.5 s"
+
+
+def test_an_async_job_that_catches_its_cancellation_and_returns_still_fails() -> None:
+    jid = SwallowsAsync.perform_async()
+    with running_worker():
+        (entry,) = wait_for(lambda: list(DeadSet()), what="the job in the dead set")
+    assert runs == [jid]
+    assert entry.jid == jid and entry.item["error_class"].endswith("JobTimeout")
+    assert entry.item["error_message"] == "the job ran past its timeout of 0.5 s"

@@ -252,11 +252,14 @@ def timed(call: Callable[[], Any], limit: float | None) -> Callable[[], Awaitabl
             # expired(): the job's own TimeoutError (an HTTP client's) is not ours.
             try:
                 async with asyncio.timeout(limit) as scope:
-                    return await coro
+                    result = await coro
             except TimeoutError as exc:
                 if scope.expired():
                     raise timed_out(limit, exc.__cause__ or exc.__context__) from None
                 raise
+            if scope.expired():  # it caught its cancellation and returned: still too late
+                raise timed_out(limit, None)
+            return result
         return await _in_this_task(coro, limit)
 
     return final
@@ -276,13 +279,16 @@ async def _in_this_task(coro: Awaitable[Any], limit: float) -> Any:
 
     timer = asyncio.get_running_loop().call_later(limit, expire)
     try:
-        return await coro
+        result = await coro
     except asyncio.CancelledError as exc:
         if expired:
             raise timed_out(limit, exc) from None
         raise
     finally:
         timer.cancel()
+    if expired:  # it caught its cancellation and returned: still too late
+        raise timed_out(limit, None)
+    return result
 
 
 def timed_out(limit: float, cancellation: BaseException | None) -> JobTimeout:

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sidequest.errors import JobTimeout
+from sidequest.errors import TIMEOUT_MESSAGE, JobTimeout
 
 log = logging.getLogger("sidequest")
 #: Seconds a job gets to stop after its JobTimeout before the process retires.
@@ -59,14 +59,19 @@ class Timeouts:
     def watch(self, jid: str, seconds: float) -> Iterator[None]:
         """Run the ``with`` body under a deadline of ``seconds``."""
         ident = threading.get_ident()
+        entry = _Watched(jid, ident, time.monotonic() + seconds)
         with self._lock:
-            self._watched[ident] = _Watched(jid, ident, time.monotonic() + seconds)
+            self._watched[ident] = entry
             self._start()
         try:
             yield
         finally:
             with self._lock:
                 self._watched.pop(ident, None)
+        if entry.fired is not None:
+            # The job caught its JobTimeout (an `except Exception:`) and returned: it still
+            # ran past its limit, and that is a failure, not a success.
+            raise JobTimeout(TIMEOUT_MESSAGE)
 
     def watch_async(self, jid: str, seconds: float) -> None:
         """An async job with a deadline of ``seconds`` started; ``unwatch_async`` when it ends."""
