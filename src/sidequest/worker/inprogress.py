@@ -16,9 +16,9 @@ from typing import Any, cast
 
 import redis
 
-from sidequest import connection, keys
+from sidequest import connection, keys, status
 from sidequest.config import Config
-from sidequest.payload import loads
+from sidequest.payload import Payload, loads
 from sidequest.worker.fetch import ACK_FROM_TAIL, Work
 from sidequest.worker.logs import counted
 from sidequest.worker.processor import Processor
@@ -71,6 +71,7 @@ class InProgress:
     def requeue_all(self, running: Iterable[Work] = ()) -> None:
         """Whatever is still in the list goes back to its queue (shutdown); ``running`` are
         the jobs known to be in it, whose queue is known even if their payload omits it."""
+        running = list(running)
         try:
             requeue_list(self._client, self.identity, "stop",
                          max_deaths=self.config.max_deaths, deaths_ttl=0,
@@ -78,6 +79,11 @@ class InProgress:
         except redis.RedisError as exc:
             log.error("could not push unfinished jobs back (%s); the reaper of another process"
                       " will recover them when this one's lease expires", exc)
+            return
+        for work in running:  # a stored status said "running": it waits in its queue now
+            job = _readable(work.raw)
+            if job is not None and status.wanted(job):
+                status.save(job, "queued")
 
     # -- lost fetch replies --------------------------------------------------------------
 
@@ -123,3 +129,11 @@ def queue_of(raw: bytes) -> str:
     except (ValueError, AttributeError):
         queue_name = None
     return queue_name if isinstance(queue_name, str) and queue_name else "default"
+
+
+def _readable(raw: bytes) -> Payload | None:
+    try:
+        job = loads(raw)
+    except ValueError:
+        return None
+    return job if isinstance(job, dict) else None
