@@ -176,7 +176,7 @@ def _write_to(target: redis.Redis, jobs: list[Payload], shard: str | None = None
     by_queue, scheduled, uniques = _sort(jobs, stamp)
     if not uniques and wire.usable(target) and not any(map(_has_extras, jobs)):
         # The common push, plain jobs: its few commands without a pipeline's overhead.
-        _guarded(lambda: wire.run(target, _plain_commands(by_queue, scheduled)), shard)
+        _guarded(lambda: wire.run(target, _plain_commands(by_queue, scheduled)), shard, jobs)
         return set()
     pipe = target.pipeline(transaction=False)
     for job in jobs:  # batch membership first: the job cannot finish before it is a member
@@ -193,7 +193,7 @@ def _write_to(target: redis.Redis, jobs: list[Payload], shard: str | None = None
         if status.wanted(job):
             status.write(pipe, job, "scheduled" if job.get("at") is not None else "queued")
     _push_unique(pipe, uniques, stamp)
-    answers = _guarded(pipe.execute, shard)
+    answers = _guarded(pipe.execute, shard, jobs)
     taken = answers[len(answers) - len(uniques):] if uniques else []
     return {job["jid"] for (job, _), ok in zip(uniques, taken, strict=True) if not ok}
 
@@ -261,24 +261,24 @@ def _push_unique(pipe: redis.client.Pipeline, uniques: list[tuple[Payload, bytes
 _T = TypeVar("_T")
 
 
-def _guarded(write: Callable[[], _T], shard: str | None) -> _T:
-    """Run a write of jobs, turning connection failures into a RedisUnavailable that says so."""
+def _guarded(write: Callable[[], _T], shard: str | None, jobs: Sequence[Payload] = ()) -> _T:
+    """Run a write of ``jobs``, turning connection failures into a RedisUnavailable that
+    says so."""
     try:
         return write()
-    except wire.ReplyLost as exc:
+    except (wire.ReplyLost, redis.TimeoutError) as exc:
+        if not _maybe_sent(exc):
+            raise RedisUnavailable(_unreachable(shard, exc)) from exc
         raise RedisUnavailable(
             f"the connection to Redis at {_where(shard)} failed after the job was sent"
-            f" ({exc}), so it may have been enqueued; check for it (its jid is in the"
-            " payload you pushed) before pushing it again"
+            f" ({exc}), so it may have been enqueued; check for it ({_jids(jobs)}) before"
+            " pushing it again"
         ) from exc
     except (redis.AuthenticationError, redis.exceptions.InvalidResponse) as exc:
         # The URL's fault (a refused password, a server that is no Redis): no retry helps.
         raise (connection.url_problem(exc, _where(shard)) or RedisUnavailable(str(exc))) from exc
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise RedisUnavailable(
-            f"could not reach Redis at {_where(shard)} ({url_problems.readable(exc)}); the job"
-            " was not enqueued, so retry later or fail the request"
-        ) from exc
+    except redis.ConnectionError as exc:
+        raise RedisUnavailable(_unreachable(shard, exc)) from exc
     except redis.ReadOnlyError as exc:
         raise RedisUnavailable(
             f"Redis at {_where(shard)} is a read-only replica ({exc}); the job was not"
@@ -301,6 +301,23 @@ def _guarded(write: Callable[[], _T], shard: str | None) -> _T:
         if problem is None:
             raise
         raise problem from exc  # the job was not enqueued
+
+
+def _maybe_sent(exc: Exception) -> bool:
+    """Whether the commands may have reached Redis: a reply lost, or one that did not come
+    in time (a hung server, a partition), but not a connection that was never made."""
+    return isinstance(exc, wire.ReplyLost) or "connecting" not in str(exc)
+
+
+def _unreachable(shard: str | None, exc: Exception) -> str:
+    return (f"could not reach Redis at {_where(shard)} ({url_problems.readable(exc)}); the job"
+            " was not enqueued, so retry later or fail the request")
+
+
+def _jids(jobs: Sequence[Payload]) -> str:
+    shown = ", ".join(str(job.get("jid")) for job in jobs[:3])
+    more = f" and {len(jobs) - 3} more" if len(jobs) > 3 else ""
+    return f"jid {shown}" if len(jobs) == 1 else f"jids {shown}{more}" if jobs else "its jid"
 
 
 def _where(shard: str | None) -> str:

@@ -20,6 +20,15 @@ from sidequest import keys
 from sidequest.errors import ConfigError
 
 _LOST = (redis.ConnectionError, redis.TimeoutError)
+#: Raised when no node answers, or none serves the slot: not RedisErrors, so every loop that
+#: waits out an outage (``except redis.RedisError``) would miss them and its thread crash.
+_NO_NODE = tuple(getattr(redis.exceptions, name) for name in (
+    "RedisClusterUnreachableError", "SlotNotCoveredError") if hasattr(redis.exceptions, name))
+
+
+def _outage(exc: Exception) -> redis.ConnectionError:
+    return redis.ConnectionError(
+        f"no node of the Redis Cluster serves Sidequest's keys now ({exc})")
 
 
 class Cluster(RedisCluster):
@@ -29,6 +38,9 @@ class Cluster(RedisCluster):
         except _LOST:
             self.refresh()
             raise
+        except _NO_NODE as exc:
+            self.refresh()
+            raise _outage(exc) from exc
 
     def time(self, **kwargs: Any) -> Any:
         """TIME of the primary holding Sidequest's keys (redis-py asks an arbitrary node):
@@ -48,6 +60,9 @@ class Cluster(RedisCluster):
             except _LOST:
                 self.refresh()
                 raise
+            except _NO_NODE as exc:
+                self.refresh()
+                raise _outage(exc) from exc
 
         pipe.execute = execute_refreshing
         return pipe
@@ -55,7 +70,7 @@ class Cluster(RedisCluster):
     def refresh(self) -> None:
         """Re-read the slot map now; a failure leaves the old one for the next attempt."""
         # No node answering leaves the caller's error standing; it will try again.
-        with contextlib.suppress(redis.RedisError):
+        with contextlib.suppress(redis.RedisError, *_NO_NODE):
             self.nodes_manager.initialize()
 
 

@@ -159,3 +159,33 @@ def test_a_cluster_url_no_node_answers_is_an_outage(tmp_path: Path) -> None:
     finally:
         worker.kill()
         worker.wait(10)
+
+
+def test_no_node_answering_is_a_connection_error_every_outage_loop_waits_out(
+        tmp_path: Path) -> None:
+    """redis-py says so with exceptions that are no RedisError: the worker's loops, which
+    wait out an outage on RedisError, crashed their threads instead."""
+    executable = shutil.which("redis-server")
+    if executable is None:
+        pytest.skip("redis-server is missing: run `make redis`")
+    proc, node = _start(executable, tmp_path)
+    try:
+        node.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        wait_for(lambda: node.cluster("info").get("cluster_state") == "ok", 10,
+                 "the one-node cluster to be ok")
+        port = node.connection_pool.connection_kwargs["port"]
+        sidequest.configure(f"redis+cluster://127.0.0.1:{port}")
+        client = connection.client()
+        assert client.llen("{sq}queue:default") == 0
+        proc.kill()
+        proc.wait(10)
+        for attempt in (lambda: client.llen("{sq}queue:default"),
+                        lambda: client.pipeline(transaction=False).llen("{sq}queues").execute()):
+            with pytest.raises(redis.RedisError):
+                attempt()
+    finally:
+        connection.reset()
+        node.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

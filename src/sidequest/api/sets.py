@@ -255,6 +255,7 @@ class JobSet:
             if not rows:
                 return done
             pipe = client.pipeline(transaction=False)
+            connection.prepare(self._move, pipe)  # a cluster pipeline cannot load it
             queued = [self._queue_move(pipe, SortedEntry(self, raw, score), how)
                       for raw, score in cast(Any, rows)]
             results = pipe.execute() if len(pipe) else []
