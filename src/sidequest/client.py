@@ -266,19 +266,15 @@ def _guarded(write: Callable[[], _T], shard: str | None, jobs: Sequence[Payload]
     says so."""
     try:
         return write()
-    except (wire.ReplyLost, redis.TimeoutError) as exc:
-        if not _maybe_sent(exc):
-            raise RedisUnavailable(_unreachable(shard, exc)) from exc
-        raise RedisUnavailable(
-            f"the connection to Redis at {_where(shard)} failed after the job was sent"
-            f" ({exc}), so it may have been enqueued; check for it ({_jids(jobs)}) before"
-            " pushing it again"
-        ) from exc
     except (redis.AuthenticationError, redis.exceptions.InvalidResponse) as exc:
         # The URL's fault (a refused password, a server that is no Redis): no retry helps.
         raise (connection.url_problem(exc, _where(shard)) or RedisUnavailable(str(exc))) from exc
-    except redis.ConnectionError as exc:
-        raise RedisUnavailable(_unreachable(shard, exc)) from exc
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        # Sent or not: a lost reply, or a read that timed out (also behind a cluster's "no
+        # node answers"), may have written the jobs; a connection never made did not.
+        message = (_maybe_enqueued(shard, exc, jobs) if _maybe_sent(exc)
+                   else _unreachable(shard, exc))
+        raise RedisUnavailable(message) from exc
     except redis.ReadOnlyError as exc:
         raise RedisUnavailable(
             f"Redis at {_where(shard)} is a read-only replica ({exc}); the job was not"
@@ -303,10 +299,24 @@ def _guarded(write: Callable[[], _T], shard: str | None, jobs: Sequence[Payload]
         raise problem from exc  # the job was not enqueued
 
 
-def _maybe_sent(exc: Exception) -> bool:
+def _maybe_sent(exc: BaseException) -> bool:
     """Whether the commands may have reached Redis: a reply lost, or one that did not come
-    in time (a hung server, a partition), but not a connection that was never made."""
-    return isinstance(exc, wire.ReplyLost) or "connecting" not in str(exc)
+    in time (a hung server, a partition), here or behind the error that wraps it; not a
+    connection that was never made."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, wire.ReplyLost) or (
+                isinstance(seen, (redis.TimeoutError, TimeoutError))
+                and "connecting" not in str(seen)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _maybe_enqueued(shard: str | None, exc: Exception, jobs: Sequence[Payload]) -> str:
+    return (f"the connection to Redis at {_where(shard)} failed after the job was sent"
+            f" ({exc}), so it may have been enqueued; check for it ({_jids(jobs)}) before"
+            " pushing it again")
 
 
 def _unreachable(shard: str | None, exc: Exception) -> str:

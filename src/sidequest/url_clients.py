@@ -7,8 +7,6 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from sidequest import cluster as cluster_keys
@@ -51,10 +49,6 @@ def cluster(target: str, options: dict[str, Any]) -> redis.Redis:
     # client retries on its own, refreshing the slot map after MOVED or a failover.
     for name in ("retry_on_error", "health_check_interval"):
         options.pop(name, None)
-    # And no resend: the cluster client resends a command, a push's LPUSH too, after a
-    # timeout, when it may have run (a hung primary ran both). A failure is raised, and the
-    # push says the job may have been enqueued, as on a plain Redis.
-    options["retry"] = Retry(NoBackoff(), 0)
     try:  # the client reads the slot map from the nodes now, so a plain Redis shows here
         return cluster_keys.client(urls.cluster_nodes(target), password=parts.password,
                                    username=parts.username, ssl=target.startswith("rediss+"),

@@ -166,12 +166,15 @@ def test_a_start_removes_what_its_own_module_dropped_and_leaves_other_pools_alon
     """Two pools share a Redis, each with entries of its own modules: neither start removes
     the other's; a pool whose module dropped an entry removes that one."""
     here = f"module {__name__}"
-    for name, source in [("other-pool", "module billing.cron"), ("dropped", here)]:
+    # "emptied": its module is loaded here and defines no entry any more
+    for name, source in [("other-pool", "module billing.cron"), ("dropped", here),
+                         ("emptied", "module json")]:
         r.hset(keys.PERIODIC, name, json.dumps({"name": name, "every": 5, "source": source}))
     sidequest.periodic(Beat, every=3600, name="kept", queue=QUEUE)
     assert periodic_jobs.entries()[0].source == here
     with running_worker():
-        wait_for(lambda: not r.hexists(keys.PERIODIC, "dropped"), what="removal")
+        wait_for(lambda: not r.hexists(keys.PERIODIC, "dropped")
+                 and not r.hexists(keys.PERIODIC, "emptied"), what="removals")
     assert sorted(r.hkeys(keys.PERIODIC)) == ["kept", "other-pool"]
     assert json.loads(r.hget(keys.PERIODIC, "kept"))["source"] == here
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 
 from helpers import running_worker, wait_for
-from sidequest import Job
+from sidequest import Job, metrics
 from sidequest.api import JobStatus
 
 started = threading.Event()
@@ -32,4 +32,6 @@ def test_a_job_pushed_back_at_a_stop_is_queued_again(redis_url: str) -> None:
             wait_for(lambda: JobStatus(jid).state == "running", what="the job running")
         assert JobStatus(jid).state == "queued"  # the stop is over, the job still runs
     finally:
-        release.set()  # the abandoned thread ends
+        release.set()  # the abandoned thread ends: its end is recorded while Redis is here
+    wait_for(lambda: JobStatus(jid).state == "succeeded", what="the abandoned run's end")
+    metrics.recorder.close()  # and its count written now, not to a later test's Redis

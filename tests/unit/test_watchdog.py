@@ -83,3 +83,22 @@ def test_the_stall_limit_leaves_the_lease_room_and_is_off_for_short_leases() -> 
 
     assert stall_limit(20.0, 5.0) == 13.0  # the defaults
     assert stall_limit(1.0, 0.2) == 0.0  # tests' fast timers: a hiccup is no freeze
+
+
+FORKS_AND_EXITS = """
+import os, sys, time
+from sidequest.worker import watchdog
+watchdog.start(30.0, stall=1.0)
+if os.fork() == 0:  # a job's child (multiprocessing's fork): it holds the pipe open
+    time.sleep(4)
+    os._exit(0)
+print("ready", flush=True)
+"""
+
+
+def test_a_worker_gone_while_its_child_holds_the_pipe_is_not_killed_for_a_stall() -> None:
+    worker = subprocess.Popen([sys.executable, "-c", FORKS_AND_EXITS], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    _, err = worker.communicate(timeout=20)  # until the child and the watchdog are gone too
+    assert worker.returncode == 0
+    assert "has run no Python code" not in err, err

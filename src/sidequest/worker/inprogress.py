@@ -82,8 +82,18 @@ class InProgress:
             return
         for work in running:  # a stored status said "running": it waits in its queue now
             job = _readable(work.raw)
-            if job is not None and status.wanted(job):
+            if job is not None and status.wanted(job) and self._still_running(job):
                 status.save(job, "queued")
+
+    def _still_running(self, job: Payload) -> bool:
+        """Not if its thread finished meanwhile (acknowledged, its status written): pushed
+        back it was not. A change between this read and the write is a window of a round
+        trip, at a stop's deadline only."""
+        try:
+            state = self._client.hget(keys.status(str(job.get("jid", ""))), "state")
+        except redis.RedisError:
+            return False
+        return state == b"running"
 
     # -- lost fetch replies --------------------------------------------------------------
 

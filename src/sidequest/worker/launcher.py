@@ -63,6 +63,9 @@ log = logging.getLogger("sidequest")
 #: Event.set blocks on the lock that Event.wait holds for a few steps at each wake-up, so a
 #: signal landing there would hang the process for good.
 NAP = 0.1
+#: Seconds between heartbeats while Redis fails, so that the lease is renewed, and fetching
+#: resumes, soon after it is back.
+BEAT_RETRY = 0.5
 
 
 class Launcher:
@@ -204,10 +207,11 @@ class Launcher:
 
     def _beat_loop(self) -> None:
         failing = False
-        while not self.stopping.wait(self.config.heartbeat_interval):
+        while not self._until_beat(BEAT_RETRY if failing else self.config.heartbeat_interval):
             self._check_memory()
             try:
                 self.heartbeat.beat()
+                self.manager.lease_ok.set()  # a fetch held back since an outage goes on
                 self._check_quarantine()
                 if failing:
                     log.warning("heartbeat: Redis is reachable again")
@@ -216,6 +220,17 @@ class Launcher:
                 if not failing:
                     log.warning("heartbeat: Redis error, will retry: %s", exc)
                 failing = True
+
+    def _until_beat(self, seconds: float) -> bool:
+        """Wait for the next beat; True once stopping. A failed fetch (an outage) asks for
+        one sooner: fetching waits for the lease to be renewed."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            if self.stopping.wait(min(left, BEAT_RETRY)):
+                return True
+            if not self.manager.lease_ok.is_set():
+                return False
+        return False
 
     def _check_quarantine(self) -> None:
         """One process at a time runs the suspects; the lock expires with its lease."""

@@ -53,6 +53,8 @@ from sidequest.worker.waker import Waker
 log = logging.getLogger("sidequest")
 #: Longest a finished job waits for its acknowledgement while no fetch is due, in seconds.
 ACK_DELAY = 0.05
+#: Errors of a Redis that cannot be reached (not of a refused command): the lease may lapse.
+OUTAGE = (redis.ConnectionError, redis.TimeoutError)
 #: Handed to an idle processor through the job queue: wait in Redis for the next job.
 _LISTEN = Work("", b"")
 #: Seconds a stop waits for async jobs cancelled at its deadline to end: short, since the
@@ -72,6 +74,11 @@ class Manager:
         self.identity = identity
         self.stopping = threading.Event()  # set at stop(): give up waiting on Redis
         self.quieted = threading.Event()
+        #: Cleared when a fetch fails, set by the next heartbeat that renews the lease: after
+        #: an outage longer than the lease, a peer may take this process for dead and requeue
+        #: its in-progress list, jobs fetched before the lease is back included.
+        self.lease_ok = threading.Event()
+        self.lease_ok.set()
         self.isolating = threading.Event()  # running quarantined suspects, one at a time
         self._client = connection.new_client(retries=0, socket_timeout=config.fetch_timeout + 5)
         self.fetcher = Fetcher(config, identity, self._client)
@@ -304,6 +311,8 @@ class Manager:
         except redis.RedisError as exc:
             log.warning("Redis error while waiting for jobs, backing off: %s", exc)
             self.inprogress.fetch_failed()  # the move may have happened, its reply lost
+            if isinstance(exc, OUTAGE):
+                self.lease_ok.clear()
             self.stopping.wait(1.0)
             return None
         finally:
@@ -338,11 +347,7 @@ class Manager:
                 continue
             hungry = (not paused and self._ledger.owed > 0
                       and self._jobs.qsize() <= self._ledger.low)
-            if not hungry and not waited:  # let acknowledgements gather into one round
-                if acks:
-                    self._exchange.wait(ACK_DELAY)
-                else:
-                    self._doze(self.config.fetch_timeout)
+            if self._hold_back(hungry, waited, acks):
                 waited = True
                 continue
             waited = False
@@ -362,6 +367,24 @@ class Manager:
             if self.inprogress.suspicious:
                 self.inprogress.reconcile([*self._running.values(), *works,
                                            *self.async_jobs.works()])
+
+    def _hold_back(self, hungry: bool, waited: bool, acks: list[bytes]) -> bool:
+        """Wait instead of fetching now: once, when no job is owed, to let acknowledgements
+        gather into one round; and after an outage until the lease is renewed (finished jobs
+        are acknowledged meanwhile: that is always safe)."""
+        if not self.lease_ok.is_set():
+            if acks:
+                self.inprogress.acknowledge(acks)
+                acks.clear()
+            self.lease_ok.wait(ACK_DELAY * 10)
+            return True
+        if hungry or waited:
+            return False
+        if acks:
+            self._exchange.wait(ACK_DELAY)
+        else:
+            self._doze(self.config.fetch_timeout)
+        return True
 
     def _give_back(self, paused: bool) -> None:
         """Hoarded jobs go back to the front of their queues, for an idle process to run now
@@ -422,6 +445,8 @@ class Manager:
         if failures == 1:
             log.warning("Redis error while fetching, backing off: %s", exc)
         self.inprogress.fetch_failed()  # reconcile() will look for lost replies
+        if isinstance(exc, OUTAGE):
+            self.lease_ok.clear()
         self.stopping.wait(min(0.1 * 2**failures, 2.0))
 
     def _hand_over_the_wait(self) -> None:

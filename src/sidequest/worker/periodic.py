@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import random
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -195,7 +196,9 @@ def sync(client: redis.Redis, entries: list[Entry]) -> None:
         register(client, entry, int(seconds))
     if not entries:
         return
-    sources = {entry.source for entry in entries}
+    # Its entries' places, and every module it loads: a module that dropped its last entry
+    # no longer shows among the entries, but its stored ones are this process's to remove.
+    sources = {entry.source for entry in entries} | {f"module {name}" for name in list(sys.modules)}
     for raw, old in stored.items():
         name = raw.decode("utf-8", "replace")
         source = _stale(name, _loads(old), names, sources)

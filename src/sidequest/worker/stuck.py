@@ -30,11 +30,12 @@ def fail(jid: str, running: dict[str, Work], processor: Processor,
             # Unless its thread has just ended and recorded the outcome itself; else, when
             # the call it is stuck in returns, the thread records nothing more.
             if processor.settle(work):
-                processor.failed(work, job, error(), registry.find(job.get("class")))
                 # Counted here (its thread, if its call ever returns, counts nothing more),
-                # in the process's totals and in the metrics the chain would have timed.
+                # in the process's totals and in the metrics the chain would have timed;
+                # first, before the thread could move on to another job.
                 processor.state.finished(tid, failed=True)
                 metrics.recorder.observe(job, work.queue, 0.0, True)
+                processor.failed(work, job, error(), registry.find(job.get("class")))
     given_up = async_jobs.give_up(jid)
     if given_up is not None:
         work, _, cls = given_up

@@ -39,17 +39,24 @@ signal.signal(signal.SIGINT, signal.SIG_IGN)  # stray INT or TERM: not for us (t
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 import select
 fd, parent, grace = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+def kill():
+    try:
+        os.kill(parent, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # it ended meanwhile
+    sys.exit(0)
 stall = float(sys.argv[4])  # 0: no pulse is watched
 while True:
     if not select.select([fd], [], [], stall or None)[0]:
+        if os.getppid() != parent:
+            sys.exit(0)  # the worker is gone; a process it forked holds the pipe open
         sys.stderr.write(f"sidequest: worker process {parent} has run no Python code for"
                          f" {stall:g} s (a job holding the interpreter in C code: a regular"
                          " expression, a huge sort); killing it before its lease runs out, so"
                          " that the worker that recovers its jobs does not run them beside it."
                          " Raise lease_ttl for jobs that hold the interpreter this long\\n")
         sys.stderr.flush()
-        os.kill(parent, signal.SIGKILL)
-        sys.exit(0)
+        kill()
     data = os.read(fd, 64)
     if not data:
         sys.exit(0)  # the worker exited
@@ -60,7 +67,7 @@ os.set_blocking(fd, False)
 while time.monotonic() < deadline:
     time.sleep(0.05)
     try:
-        if os.read(fd, 64) == b"":
+        if os.read(fd, 64) == b"" or os.getppid() != parent:
             sys.exit(0)
     except BlockingIOError:
         pass
@@ -69,7 +76,7 @@ sys.stderr.write(f"sidequest: worker process {parent} did not stop within {grace
                  " it: its unfinished jobs stay in progress, and another worker recovers"
                  " them\\n")
 sys.stderr.flush()
-os.kill(parent, signal.SIGKILL)
+kill()
 """
 
 
