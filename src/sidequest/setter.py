@@ -4,6 +4,7 @@ one push over the class's, the argument checks, a unique job's identity, then
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
@@ -42,8 +43,10 @@ def unique_identity(cls: type[Job], item: Payload, args: Any, kwargs: dict[str, 
         try:
             key = hook(*args, **kwargs)
         except TypeError as exc:  # often a plain method: self takes the first argument
-            raise TypeError(f"{where}: {exc} (it takes perform's arguments, without self:"
-                            " make it a @staticmethod)") from exc
+            bound = isinstance(inspect.getattr_static(cls, "unique_key", None),
+                               (staticmethod, classmethod))
+            advice = "" if bound else ", without self: make it a @staticmethod"
+            raise TypeError(f"{where}: {exc} (it takes perform's arguments{advice})") from exc
         try:
             unique.stamp(item, key=key)
         except (TypeError, ValueError) as exc:

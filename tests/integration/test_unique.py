@@ -131,6 +131,24 @@ class KeyedOdd(Job):
         pass
 
 
+class KeyedShort(Job):
+    unique_for = 60
+
+    @staticmethod
+    def unique_key(account: int) -> Any:  # a @staticmethod already, one argument short
+        return account
+
+    def perform(self, account: int, region: str = "eu") -> None:
+        pass
+
+
+def test_a_static_unique_key_taking_other_arguments_is_not_told_to_be_static() -> None:
+    with pytest.raises(TypeError) as info:
+        KeyedShort.perform_async(1, "us")
+    assert "KeyedShort.unique_key: " in str(info.value)
+    assert str(info.value).endswith("(it takes perform's arguments)")
+
+
 def test_a_unique_key_hook_written_wrong_is_named() -> None:
     with pytest.raises(TypeError, match=r"KeyedWrong.unique_key: .*make it a @staticmethod"):
         KeyedWrong.perform_async(1)
