@@ -229,3 +229,12 @@ def test_a_scheduled_jobs_status_is_kept_from_when_it_is_due(r: redis.Redis) -> 
     ttl = r.ttl(f"sq:status:{jid}")
     assert 3600 < ttl <= 3660, ttl
     assert JobStatus(jid).state == "scheduled"
+
+
+def test_a_result_of_a_huge_integer_is_read_in_any_process(r: redis.Redis) -> None:
+    """The worker lifts Python's 4,300-digit limit on int parsing; a process reading the
+    result need not."""
+    huge = 10**5000 + 7
+    text = "1" + "0" * 4999 + "7"  # str(huge) is refused here, as in any process
+    r.hset(keys.status("h" * 24), mapping={"state": "succeeded", "result": text})
+    assert JobStatus("h" * 24).result == huge

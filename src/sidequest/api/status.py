@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
-from sidequest import client, connection, keys
+from sidequest import client, connection, keys, payload
 from sidequest.api.lenient import as_float
 from sidequest.api.stats import UNREACHABLE_ERRORS, ShardUnreachable
 
@@ -39,7 +39,12 @@ class JobStatus:
     @property
     def result(self) -> Any:
         """What ``perform`` returned (JSON), once the job has succeeded; None before."""
-        return json.loads(self._result) if self._result is not None else None
+        if self._result is None:
+            return None
+        try:  # integers of any size, as the worker (which lifts Python's limit) stored them
+            return payload.loads(self._result)
+        except ValueError:  # NaN and the like, which json reads
+            return json.loads(self._result)
 
     def __repr__(self) -> str:
         return f"JobStatus({self.jid!r}, state={self.state!r}, progress={self.progress!r})"
