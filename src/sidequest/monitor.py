@@ -69,10 +69,11 @@ def render_stats() -> list[str]:
 
 def stats_screen() -> Screen:
     if len(connection.shard_names()) == 1:
-        return Screen(_stats_lines(live_stats()))
-    reads = each_reachable_shard(live_stats)
-    snapshots = reads.values
-    lines = _shard_parts({name: _stats_lines(s) for name, s in snapshots.items()}, reads.down)
+        return Screen(_stats_lines(live_stats()) + _awaiting_lines())
+    reads = each_reachable_shard(lambda: (live_stats(), _awaiting_lines()))
+    snapshots = {name: stats for name, (stats, _) in reads.values.items()}
+    lines = _shard_parts({name: _stats_lines(stats) + waiting
+                          for name, (stats, waiting) in reads.values.items()}, reads.down)
     if not snapshots:  # every shard is down: no sum to show
         return Screen(lines[:-1], reads.down)
     total = summed(s.as_dict() for s in snapshots.values())

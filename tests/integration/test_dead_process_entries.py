@@ -119,7 +119,7 @@ def test_jobs_awaiting_recovery_are_counted_and_shown(r: redis.Redis) -> None:
     # Until a Sidequest worker's reaper runs (none may: a shop of Ruby workers), a dead
     # process's jobs are in no queue and on no page: these are where they are said.
     from sidequest.api import awaiting_recovery
-    from sidequest.monitor import render_status
+    from sidequest.monitor import render_stats, render_status
 
     beating("dead:1:aaaa", JOB, JOB.replace("d" * 24, "e" * 24))
     beating("live:2:bbbb", JOB)
@@ -129,9 +129,10 @@ def test_jobs_awaiting_recovery_are_counted_and_shown(r: redis.Redis) -> None:
     assert awaiting_recovery() == {"dead:1:aaaa": 2}
     assert ("Awaiting recovery: 2 jobs of 1 stopped process (dead:1:aaaa); a running Sidequest"
             " worker puts them back in their queues (Ruby Sidekiq does not)") in render_status()
+    assert any(line.startswith("Awaiting recovery: 2 jobs") for line in render_stats())
     Reaper(build(**FAST), "live:2:bbbb", connection.client(), threading.Event()).reap()
     assert awaiting_recovery() == {}
-    assert not any(line.startswith("Awaiting") for line in render_status())
+    assert not any(line.startswith("Awaiting") for line in render_status() + render_stats())
 
 
 def test_a_process_known_dead_is_recovered_with_its_quarantine_lock(r: redis.Redis) -> None:
