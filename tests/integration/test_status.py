@@ -223,6 +223,29 @@ def test_an_async_job_cancelled_while_running_ends_cancelled() -> None:
         wait_for(lambda: JobStatus(jid).state == "cancelled", what="the job to be cancelled")
 
 
+class Stoppable(Job):
+    """A thread job that checks cancelled() between steps and returns."""
+
+    store_result = True
+
+    def perform(self) -> str:
+        started.set()
+        deadline = time.monotonic() + 20
+        while not self.cancelled() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return "stopped early"
+
+
+def test_a_thread_job_cancelled_while_running_ends_cancelled() -> None:
+    started.clear()
+    jid = Stoppable.perform_async()
+    assert jid
+    with running_worker():
+        wait_for(started.is_set, what="the job to start")
+        cancel(jid)
+        wait_for(lambda: JobStatus(jid).state == "cancelled", what="the job to be cancelled")
+
+
 def test_a_scheduled_jobs_status_is_kept_from_when_it_is_due(r: redis.Redis) -> None:
     # Counted from the push, a job deferred past result_ttl had no status until it ran.
     jid = Export.set(result_ttl=60).perform_in(3600, 1)

@@ -174,6 +174,11 @@ def _with_status(payload: Payload, call_next: Callable[[], Any]) -> Any:
     except OverLimit:
         status.save(payload, "scheduled")
         raise
+    if cancels.is_cancelled(str(payload.get("jid", ""))):
+        # Cancelled while it ran, it returned (having seen cancelled(), most often): ended
+        # as an async job's CancelledError ends it, not as a success.
+        with_ack.add(payload, lambda pipe: status.write(pipe, payload, "cancelled"))
+        return result
     _succeeded(payload, result)
     return result
 
