@@ -76,6 +76,11 @@ LIMITER_SHARD = "default"
 log = logging.getLogger("sidequest")
 
 
+class LimiterUnreachable(redis.ConnectionError, RedisUnavailable):
+    """A limiter's Redis could not be reached: a RedisUnavailable naming the limiter, and the
+    ``redis.ConnectionError`` it raised before, so code that catches that still does."""
+
+
 class OverLimit(Exception):
     """A limiter was full for longer than its ``wait_timeout``."""
 
@@ -279,14 +284,14 @@ class Limiter:
         return bool(taken), int(wait_ms) / 1000, int(now_ms)
 
 
-    def _unreachable(self, exc: redis.RedisError) -> RedisUnavailable:
+    def _unreachable(self, exc: redis.RedisError) -> LimiterUnreachable:
         """Said plainly, since with shards the job's own Redis may be up: every limiter
         lives on the default one."""
         where = connection.redacted(connection.shard_url(LIMITER_SHARD))
         shard = " (limiters live on the default shard)" if len(connection.shard_names()) > 1 \
             else ""
-        return RedisUnavailable(f"limiter {self.name!r} could not reach its Redis at {where}"
-                                f"{shard}: {exc}. Start it or correct its URL")
+        return LimiterUnreachable(f"limiter {self.name!r} could not reach its Redis at"
+                                  f" {where}{shard}: {exc}. Start it or correct its URL")
 
 
 class ConcurrentLimiter(Limiter):

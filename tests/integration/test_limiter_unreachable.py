@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+import redis
 
 import sidequest
 from redis_server import free_port
@@ -20,6 +21,7 @@ def test_a_limiter_that_cannot_reach_redis_names_itself_and_the_url(redis_url: s
         pass
     message = str(caught.value)
     assert "limiter 'reports-api' could not reach its Redis at " + dead in message
+    assert isinstance(caught.value, redis.ConnectionError)  # what code caught before
     assert "Start it or correct its URL" in message
 
 
