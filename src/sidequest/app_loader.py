@@ -190,3 +190,19 @@ def _named_in_module(module: str) -> str:
         return ""
     kind = "class" if isinstance(found, type) else "function" if callable(found) else "name"
     return f"-r takes a module, not a {kind}: use -r {parent}"
+
+
+def inside_package(targets: tuple[str, ...], cwd: str | None = None) -> str | None:
+    """What to say when the worker runs from inside a package (``cd app && sidequest -r
+    jobs``): it loads ``jobs.SendWelcome`` while the application pushes
+    ``app.jobs.SendWelcome``, a name it does not find; None when all is well."""
+    here = Path(cwd or os.getcwd())
+    top = [t for t in targets if "." not in t and os.sep not in t and not t.endswith(".py")]
+    if not top or not (here / "__init__.py").is_file():
+        return None
+    dotted = ", ".join(f"-r {here.name}.{t}" for t in top)
+    return (f"this directory is the package {here.name!r} (it holds __init__.py), so -r"
+            f" {', -r '.join(top)} loads its jobs under names without {here.name + '.'!r}: jobs"
+            f" your application pushes as {here.name}.{top[0]}.X will not be found. Run the"
+            f" worker from {str(here.parent)!r} instead: sidequest {dotted}")
+

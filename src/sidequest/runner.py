@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any, NoReturn
 
 from sidequest import __version__, connection, environ, registry
-from sidequest.app_loader import load_app
+from sidequest.app_loader import inside_package, load_app
 from sidequest.config import (
     LOG_LEVELS,
     Config,
@@ -183,6 +183,9 @@ def run_worker(config: Config, processes: int = 1, *, app_loaded: bool = False,
         log.warning("no -r given: no job classes are loaded; pass -r yourapp.jobs")
     load_app(config.require)  # once, before any fork: children share the loaded modules
     _warn_if_no_jobs(config.require)
+    misplaced = inside_package(config.require)
+    if misplaced:
+        log.warning("%s", misplaced)
     _check_memory_limit(config.max_memory)  # before any fork: each child would start as big
     if config.redis_url:  # after the app, so the flag wins over a configure() in its code
         connection.set_url(config.redis_url)

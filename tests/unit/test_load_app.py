@@ -220,3 +220,18 @@ def test_a_name_missing_from_the_apps_own_package_shows_where(project: Path) -> 
                               f"{project / 'lappkg' / 'baddep7.py'}:1: ImportError: cannot"
                               " import name 'Nope' from 'lappkg.jobs'")
     assert "root directory" not in message
+
+
+def test_a_worker_run_from_inside_its_package_is_told_where_to_run(tmp_path: Path) -> None:
+    """`cd app && sidequest -r jobs` loads jobs.X while the app pushes app.jobs.X."""
+    from sidequest.app_loader import inside_package
+
+    package = tmp_path / "shop"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    said = inside_package(("jobs",), str(package))
+    assert said is not None
+    assert "jobs your application pushes as shop.jobs.X will not be found" in said
+    assert said.endswith(f"Run the worker from {str(tmp_path)!r} instead: sidequest -r shop.jobs")
+    assert inside_package(("shop.jobs",), str(tmp_path)) is None  # from the project root
+    assert inside_package(("jobs",), str(tmp_path)) is None  # no package here
