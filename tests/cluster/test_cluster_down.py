@@ -26,7 +26,9 @@ class Work(Job):
 
 
 @pytest.fixture
-def one_node(tmp_path: Path) -> Iterator[redis.Redis]:
+def one_node_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], redis.Redis]]:
+    """A one-node cluster serving every slot, Sidequest configured on it: its process and
+    a client of the node."""
     executable = shutil.which("redis-server")
     if executable is None:
         pytest.skip("redis-server is missing: run `make redis`")
@@ -37,12 +39,18 @@ def one_node(tmp_path: Path) -> Iterator[redis.Redis]:
                  "the one-node cluster to be ok")
         port = node.connection_pool.connection_kwargs["port"]
         sidequest.configure(f"redis+cluster://127.0.0.1:{port}")
-        yield node
+        yield proc, node
     finally:
         connection.reset()
         node.close()
-        proc.kill()
+        if proc.poll() is None:
+            proc.kill()
         proc.wait(10)
+
+
+@pytest.fixture
+def one_node(one_node_process: tuple[subprocess.Popen[bytes], redis.Redis]) -> redis.Redis:
+    return one_node_process[1]
 
 
 def _start(executable: str, directory: Path) -> tuple[subprocess.Popen[bytes], redis.Redis]:
@@ -162,30 +170,15 @@ def test_a_cluster_url_no_node_answers_is_an_outage(tmp_path: Path) -> None:
 
 
 def test_no_node_answering_is_a_connection_error_every_outage_loop_waits_out(
-        tmp_path: Path) -> None:
+        one_node_process: tuple[subprocess.Popen[bytes], redis.Redis]) -> None:
     """redis-py says so with exceptions that are no RedisError: the worker's loops, which
     wait out an outage on RedisError, crashed their threads instead."""
-    executable = shutil.which("redis-server")
-    if executable is None:
-        pytest.skip("redis-server is missing: run `make redis`")
-    proc, node = _start(executable, tmp_path)
-    try:
-        node.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
-        wait_for(lambda: node.cluster("info").get("cluster_state") == "ok", 10,
-                 "the one-node cluster to be ok")
-        port = node.connection_pool.connection_kwargs["port"]
-        sidequest.configure(f"redis+cluster://127.0.0.1:{port}")
-        client = connection.client()
-        assert client.llen("{sq}queue:default") == 0
-        proc.kill()
-        proc.wait(10)
-        for attempt in (lambda: client.llen("{sq}queue:default"),
-                        lambda: client.pipeline(transaction=False).llen("{sq}queues").execute()):
-            with pytest.raises(redis.RedisError):
-                attempt()
-    finally:
-        connection.reset()
-        node.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+    proc, _ = one_node_process
+    client = connection.client()
+    assert client.llen("{sq}queue:default") == 0
+    proc.kill()
+    proc.wait(10)
+    for attempt in (lambda: client.llen("{sq}queue:default"),
+                    lambda: client.pipeline(transaction=False).llen("{sq}queues").execute()):
+        with pytest.raises(redis.RedisError):
+            attempt()

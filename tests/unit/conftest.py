@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 import sidequest
-from sidequest import connection, testing
+from sidequest import client, connection, testing
 
 
 @pytest.fixture
@@ -22,3 +23,15 @@ def fake_without_redis() -> Iterator[None]:
     finally:
         testing.clear_all()
         connection.reset()
+
+
+@pytest.fixture
+def pushed() -> Iterator[list[dict[str, Any]]]:
+    """What reaches the write step, captured instead of written to Redis."""
+    sent: list[dict[str, Any]] = []
+    previous = client.set_push_override(sent.extend)
+    try:
+        yield sent
+    finally:
+        client.set_push_override(previous)
+

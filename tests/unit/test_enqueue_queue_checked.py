@@ -3,13 +3,12 @@ name no worker may serve (``sidequest -q "a b"`` refuses it) is refused at the p
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import sidequest
-from sidequest import Job, client, middleware
+from sidequest import Job, middleware
 from sidequest.errors import ConfigError
 
 
@@ -17,16 +16,6 @@ class EQWorker(Job):
     def perform(self, n: int) -> None:
         pass
 
-
-@pytest.fixture
-def pushed() -> Iterator[list[dict[str, Any]]]:
-    """What reaches the write step, instead of Redis."""
-    sent: list[dict[str, Any]] = []
-    previous = client.set_push_override(sent.extend)
-    try:
-        yield sent
-    finally:
-        client.set_push_override(previous)
 
 
 @pytest.mark.parametrize("queue", ["a b", "", "low\n", "ünïcode"])

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
-from sidequest import Job, JobFunction, client, items, job, registry
+from sidequest import Job, JobFunction, items, job, registry
 from sidequest.errors import ConfigError, UnknownJobError
 
 
@@ -50,16 +49,6 @@ def tj_bare(x: int) -> int:
 def tj_clear_cache(key: str) -> str:
     return f"cleared {key}"
 
-
-@pytest.fixture
-def pushed() -> Iterator[list[dict[str, Any]]]:
-    """Capture what reaches the write step instead of Redis."""
-    sent: list[dict[str, Any]] = []
-    previous = client.set_push_override(sent.extend)
-    try:
-        yield sent
-    finally:
-        client.set_push_override(previous)
 
 
 # --- options checked when the class is defined --------------------------------------------

@@ -5,13 +5,13 @@ Sidekiq's rule stays: a number below 1e9 is relative seconds."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import sidequest
-from sidequest import Job, client
+from sidequest import Job
 
 YEAR = 365.25 * 86400
 
@@ -20,15 +20,6 @@ class MEJob(Job):
     def perform(self, n: int) -> None:
         pass
 
-
-@pytest.fixture
-def pushed() -> Iterator[list[dict[str, Any]]]:
-    sent: list[dict[str, Any]] = []
-    previous = client.set_push_override(sent.extend)
-    try:
-        yield sent
-    finally:
-        client.set_push_override(previous)
 
 
 PUSHES: dict[str, Callable[[float], Any]] = {

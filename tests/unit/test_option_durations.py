@@ -5,28 +5,18 @@ The payload carries seconds (it is JSON)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
 import sidequest
-from sidequest import Job, client, job
+from sidequest import Job, job
 from sidequest.errors import ConfigError
 
 DURATIONS = ("unique_for", "expires_in", "timeout", "result_ttl")
 HOUR = timedelta(hours=1)
 
-
-@pytest.fixture
-def pushed() -> Iterator[list[dict[str, Any]]]:
-    sent: list[dict[str, Any]] = []
-    previous = client.set_push_override(sent.extend)
-    try:
-        yield sent
-    finally:
-        client.set_push_override(previous)
 
 
 def durations(payload: dict[str, Any]) -> dict[str, Any]:
