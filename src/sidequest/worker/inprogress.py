@@ -18,7 +18,8 @@ import redis
 
 from sidequest import connection, keys, status
 from sidequest.config import Config
-from sidequest.payload import Payload, loads
+from sidequest.errors import PayloadError
+from sidequest.payload import Payload, decode, loads
 from sidequest.worker.fetch import ACK_FROM_TAIL, Work
 from sidequest.worker.logs import counted
 from sidequest.worker.processor import Processor
@@ -81,8 +82,11 @@ class InProgress:
                       " will recover them when this one's lease expires", exc)
             return
         for work in running:  # a stored status said "running": it waits in its queue now
-            job = _readable(work.raw)
-            if job is not None and status.wanted(job) and self._still_running(job):
+            try:
+                job = decode(work.raw)
+            except PayloadError:
+                continue  # it went to poison, and has no status of its own
+            if status.wanted(job) and self._still_running(job):
                 status.save(job, "queued")
 
     def _still_running(self, job: Payload) -> bool:
@@ -139,11 +143,3 @@ def queue_of(raw: bytes) -> str:
     except (ValueError, AttributeError):
         queue_name = None
     return queue_name if isinstance(queue_name, str) and queue_name else "default"
-
-
-def _readable(raw: bytes) -> Payload | None:
-    try:
-        job = loads(raw)
-    except ValueError:
-        return None
-    return job if isinstance(job, dict) else None
