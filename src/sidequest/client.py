@@ -19,6 +19,7 @@ from sidequest import (
     keys,
     middleware,
     oncommit,
+    sending,
     shards,
     status,
     unique,
@@ -174,28 +175,45 @@ def _write(jobs: list[Payload]) -> set[str]:
 def _write_to(target: redis.Redis, jobs: list[Payload], shard: str | None = None) -> set[str]:
     stamp = now()
     by_queue, scheduled, uniques = _sort(jobs, stamp)
-    if not uniques and wire.usable(target) and not any(map(_has_extras, jobs)):
-        # The common push, plain jobs: its few commands without a pipeline's overhead.
-        _guarded(lambda: wire.run(target, _plain_commands(by_queue, scheduled)), shard, jobs)
-        return set()
-    pipe = target.pipeline(transaction=False)
+    if not uniques and not any(map(_has_extras, jobs)):
+        # The common push, plain jobs: its few commands, built without a pipeline.
+        commands, scripts = _plain_commands(by_queue, scheduled), None
+    else:
+        commands, scripts = _all_commands(jobs, by_queue, scheduled, uniques, stamp)
+    # Sent once: a push whose reply is late is never written twice (sending.py).
+    answers = _guarded(lambda: sending.send(target, commands, scripts), shard, jobs)
+    taken = answers[len(answers) - len(uniques):] if uniques else []
+    return {job["jid"] for (job, _), ok in zip(uniques, taken, strict=True) if not ok}
+
+
+def _all_commands(jobs: list[Payload], by_queue: dict[str, list[bytes]],
+                  scheduled: dict[bytes, float], uniques: list[tuple[Payload, bytes]],
+                  stamp: float) -> tuple[list[Any], dict[str, Any]]:
+    """Every command of a push with batch members, stored statuses or unique jobs, gathered
+    on a pipeline that is never executed; and the source of each script they call."""
+    pipe = _recorder().pipeline(transaction=False)
     for job in jobs:  # batch membership first: the job cannot finish before it is a member
         ancestry = batch.ancestry_of(job)
         if ancestry and unique.DIGEST not in job:  # a unique push's script adds its own
             batch.add_member(pipe, ancestry[0], job["jid"])
-    if scheduled:
-        pipe.zadd(keys.SCHEDULE, scheduled)
-    if by_queue:
-        pipe.sadd(keys.QUEUES, *by_queue)
-        for queue, payloads in by_queue.items():
-            pipe.lpush(keys.queue(queue), *payloads)
+    pipe.command_stack.extend((command, {}) for command in _plain_commands(by_queue, scheduled))
     for job in jobs:  # a job that stores its result is "queued" or "scheduled" from now
         if status.wanted(job):
             status.write(pipe, job, "scheduled" if job.get("at") is not None else "queued")
     _push_unique(pipe, uniques, stamp)
-    answers = _guarded(pipe.execute, shard, jobs)
-    taken = answers[len(answers) - len(uniques):] if uniques else []
-    return {job["jid"] for (job, _), ok in zip(uniques, taken, strict=True) if not ok}
+    scripts = {made.sha: made.script for made in pipe.scripts}
+    return [args for args, _ in pipe.command_stack], scripts
+
+
+def _recorder() -> redis.Redis:
+    """A client that never connects, whose pipelines only gather commands."""
+    global _recording_client
+    if _recording_client is None:
+        _recording_client = redis.Redis(host="commands-are-only-gathered")
+    return _recording_client
+
+
+_recording_client: redis.Redis | None = None
 
 
 def _has_extras(job: Payload) -> bool:
@@ -247,7 +265,6 @@ def _push_unique(pipe: redis.client.Pipeline, uniques: list[tuple[Payload, bytes
     if not uniques:
         return
     script = connection.script("unique_push")
-    connection.prepare(script, pipe)
     for job, body in uniques:
         at = job.get("at")
         target = keys.SCHEDULE if at is not None else keys.queue(job["queue"])

@@ -47,11 +47,21 @@ class ReplyLost(redis.ConnectionError):
 
 def run(target: redis.Redis, commands: Sequence[Command]) -> list[Any]:
     """Send ``commands`` in one write and return their replies, in order. An error reply
-    raises (as a pipeline's ``execute`` does), after every reply has been read.
+    raises (as a pipeline's ``execute`` does), after every reply has been read."""
+    replies = answers(target, commands)
+    failure = next((r for r in replies if isinstance(r, redis.ResponseError)), None)
+    if failure is not None:
+        raise failure
+    return replies
 
-    Nothing is resent: the pool hands out a connection it checked (one the server closed is
-    replaced first), a failure to connect raises before anything is sent, and a failure
-    after that raises ReplyLost, since the commands may have run."""
+
+def answers(target: redis.Redis, commands: Sequence[Command]) -> list[Any]:
+    """As ``run``, but an error reply takes its command's place instead of raising: a caller
+    that resends the commands Redis refused (a redirect, a script not loaded) sees which.
+
+    Nothing is resent here: the pool hands out a connection it checked (one the server
+    closed is replaced first), a failure to connect raises before anything is sent, and a
+    failure after that raises ReplyLost, since the commands may have run."""
     pool = target.connection_pool
     conn: Any = pool.get_connection("PIPELINE") if _NAMED else pool.get_connection()
     try:
@@ -81,19 +91,15 @@ def _refused_by_replica(exc: BaseException) -> bool:
 def _exchange(conn: Any, commands: Sequence[Command]) -> list[Any]:
     conn.send_packed_command(_pack(conn, commands), check_health=False)
     replies: list[Any] = []
-    failure: redis.ResponseError | None = None
     try:
         for _ in commands:
             try:
                 replies.append(conn.read_response())
             except redis.ResponseError as exc:  # the other replies are still to be read
-                failure = failure or exc
                 replies.append(exc)
     except BaseException:
         _drop(conn)  # replies left unread would answer the next caller's commands
         raise
-    if failure is not None:
-        raise failure
     return replies
 
 

@@ -21,6 +21,18 @@ class Plain(Job):
         pass
 
 
+class Once(Plain):
+    unique_for = 60
+
+
+class Stored(Plain):
+    store_result = True
+
+
+def _wire_args(r: redis.Redis) -> list[Any]:
+    return [json.loads(raw)["args"][0] for raw in r.lrange("queue:wire", 0, -1)]
+
+
 def test_replies_come_back_in_order(redis_url: str) -> None:
     target = connection.client()
     assert wire.usable(target)
@@ -96,6 +108,36 @@ def test_a_reply_lost_after_the_send_is_not_sent_again(redis_url: str, r: redis.
     finally:
         r.execute_command("CLIENT", "UNPAUSE")
         connection.reset()
+
+
+@pytest.mark.parametrize("kind", [Once, Stored], ids=["unique", "stored-result"])
+def test_a_push_with_a_script_or_a_status_is_not_sent_again_either(
+        kind: type[Plain], redis_url: str, r: redis.Redis) -> None:
+    # These pushes take more commands than a plain one (a script, a status hash) and once
+    # went through a pipeline, which resends after a timeout.
+    sidequest.configure(redis_url, socket_timeout=0.3)
+    try:
+        kind.perform_async(0)
+        connections = r.info("stats")["total_connections_received"]
+        r.execute_command("CLIENT", "PAUSE", 1000, "WRITE")
+        with pytest.raises(RedisUnavailable, match="may have been enqueued"):
+            kind.perform_async(1)
+        assert r.info("stats")["total_connections_received"] == connections
+        r.execute_command("CLIENT", "UNPAUSE")
+        assert kind.perform_async(2)
+        assert _wire_args(r).count(2) == 1
+    finally:
+        r.execute_command("CLIENT", "UNPAUSE")
+        connection.reset()
+
+
+def test_a_unique_push_loads_its_script_when_redis_has_forgotten_it(
+        redis_url: str, r: redis.Redis) -> None:
+    assert Once.perform_async(1)
+    r.script_flush()  # as after a restart: the next EVALSHA gets NOSCRIPT, and ran nothing
+    assert Once.perform_async(2)
+    assert Once.perform_async(2) is None  # the lock the reloaded script took holds
+    assert sorted(_wire_args(r)) == [1, 2]
 
 
 def test_without_hiredis_redis_py_packs_the_same_commands(
