@@ -39,17 +39,23 @@ def send(target: redis.Redis, commands: Sequence[Command],
     were read. ``scripts`` maps the SHA of each script called by EVALSHA to its source."""
     if not commands:
         return []
-    if wire.usable(target):
-        return _settled(lambda batch: wire.answers(target, batch), commands, scripts or {})
+    if wire.usable(target):  # the common push: one exchange, and every reply a success
+        replies = wire.answers(target, commands)
+        for reply in replies:
+            if isinstance(reply, redis.ResponseError):
+                return _settled(lambda batch: wire.answers(target, batch), commands,
+                                scripts or {}, first=replies)
+        return replies
     if isinstance(target, RedisCluster) and _one_slot(target, commands):
         return _to_cluster(target, commands, scripts or {})
     return _pipelined(target, commands, scripts or {})
 
 
-def _settled(exchange: Any, commands: Sequence[Command],
-             scripts: dict[str, Any], cluster: RedisCluster | None = None) -> list[Any]:
-    """Send through ``exchange`` (commands -> replies), then resend the refused ones."""
-    replies: list[Any] = exchange(commands)
+def _settled(exchange: Any, commands: Sequence[Command], scripts: dict[str, Any],
+             cluster: RedisCluster | None = None, first: list[Any] | None = None) -> list[Any]:
+    """Send through ``exchange`` (commands -> replies) unless ``first`` holds the replies
+    already, then resend the refused ones."""
+    replies: list[Any] = exchange(commands) if first is None else first
     for _ in range(ROUNDS):
         refused = [i for i, reply in enumerate(replies) if _not_run(reply, cluster)]
         if not refused:
