@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import faulthandler
 import logging
-import os
-import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import redis
 
@@ -24,7 +22,6 @@ from sidequest import (
     client,
     connection,
     hooks,
-    interrupts,
     keys,
     metrics,
     middleware,
@@ -49,6 +46,7 @@ from sidequest.worker.periodic import (
 from sidequest.worker.reaper import Reaper
 from sidequest.worker.redis_wait import check_redis, first_client, say_waiting
 from sidequest.worker.scheduler import Scheduler
+from sidequest.worker.signal_handling import SignalHandling
 from sidequest.worker.state import ProcessState
 from sidequest.worker.threads import spawn
 
@@ -68,7 +66,7 @@ NAP = 0.1
 BEAT_RETRY = 0.5
 
 
-class Launcher:
+class Launcher(SignalHandling):
     def __init__(self, config: Config, embedded: bool = False,
                  supervised: bool = False, nonce: str | None = None,
                  gone: tuple[str, ...] = (), *, quiet: bool = False,
@@ -243,56 +241,6 @@ class Launcher:
         if self._client.set(keys.QUARANTINE_LOCK, self.identity, nx=True, px=ttl):
             self.manager.isolate()
 
-    def remote_signal(self, name: str) -> None:
-        """A signal read from ``<identity>-signals`` (the dashboard, the API, Sidekiq's Web
-        UI): a stop asked that way is for good, and a ``-P`` supervisor starts no
-        replacement (``stopped_on_request``)."""
-        if name in ("TERM", "INT") and not self.embedded:
-            self.stopped_on_request = True
-        if self._heard is not None:
-            self._heard(name)
-        self.signal(name)
-
-    def signal(self, name: str) -> None:
-        """Act on a signal name, whether from the OS or from ``<identity>-signals``."""
-        if self.embedded and name in ("TSTP", "TERM", "INT"):
-            # The application that embeds the worker decides when it quiets or stops, as
-            # with Sidekiq's embedded mode; the API and dashboard do not offer it either.
-            log.warning("ignoring a remote %s: this worker is embedded in an application,"
-                        " which stops it (Launcher.stop())", name)
-        elif name == "TSTP":
-            self.quiet()
-        elif name in ("TERM", "INT"):
-            self.stop_requested.set()
-        elif name == "TTIN":
-            logs.dump_threads()
-        else:
-            log.warning("ignoring unknown signal %r", name)
-
-    def _os_stop(self, name: str) -> None:
-        """TERM/INT from the OS: the first stops gracefully; a second says so and how to force
-        it; a third forces it. Forcing leaves running jobs in this process's in-progress list,
-        from which the other workers (or the next start) recover them, as after a crash."""
-        self._stop_signals += 1
-        if self._stop_signals == 1:
-            self.signal(name)
-        elif self._stop_signals == 2:
-            log.warning("a graceful stop is in progress: waiting up to %gs for running jobs."
-                        " Press Ctrl-C again (or send TERM) to stop now; their jobs will be run"
-                        " again by another worker", self.config.timeout)
-        else:
-            log.warning("stopping now; unfinished jobs stay in progress and will be recovered")
-            logs.flush()
-            os._exit(1)
-
-    def _os_act(self, name: str) -> None:
-        """A signal from the OS, once the inbox has dropped a supervised process's echoes
-        (one quiet is enough, and a thread dump printed twice is noise)."""
-        if name in ("TERM", "INT"):
-            self._os_stop(name)
-        else:
-            self.signal(name)
-
     def _check_memory(self) -> None:
         limit = self.config.max_memory
         if limit is None or self.retired:
@@ -388,21 +336,6 @@ class Launcher:
             return self.stop()
         finally:
             faulthandler.cancel_dump_traceback_later()
-
-    def _install_signals(self) -> None:
-        handlers: dict[int, Callable[[int, Any], None]] = {
-            signal.SIGTERM: lambda *_: self.inbox.arrive("TERM"),
-            signal.SIGINT: lambda *_: self.inbox.arrive("INT"),
-        }
-        if hasattr(signal, "SIGTSTP"):
-            handlers[signal.SIGTSTP] = lambda *_: self.inbox.arrive("TSTP")
-        if hasattr(signal, "SIGTTIN"):
-            handlers[signal.SIGTTIN] = lambda *_: self.inbox.arrive("TTIN")
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
-        if interrupts.take():  # a Ctrl-C during start-up that Python had to drop
-            self.inbox.arrive("INT")
-
 
 def embed(config: Config) -> Launcher:
     """Start a worker inside this process (tests, or an app that runs its own jobs).
