@@ -19,7 +19,7 @@ import bisect
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -74,9 +74,11 @@ class Timing:
         try:
             result = call_next()
         except BaseException:
-            self.observe(payload, queue, time.perf_counter() - started, True)
+            if not _given_up or payload.get("jid") not in _given_up:
+                self.observe(payload, queue, time.perf_counter() - started, True)
             raise
-        self.observe(payload, queue, time.perf_counter() - started, False)
+        if not _given_up or payload.get("jid") not in _given_up:
+            self.observe(payload, queue, time.perf_counter() - started, False)
         return result
 
     async def acall(self, job: Any, payload: dict[str, Any], queue: str,
@@ -97,6 +99,21 @@ class Timing:
             raise
         self.observe(payload, queue, time.perf_counter() - started, False)
         return result
+
+
+#: Jids of thread jobs given up on as stuck (worker/stuck.py), counted then as failed runs;
+#: should the call one is stuck in return, the chain's timing of it counts nothing more. A
+#: process retires after such a job, so the set stays small.
+_given_up: set[Any] = set()
+
+
+def given_up(payload: dict[str, Any], queue: str, chain: Iterable[Any]) -> None:
+    """Count a job given up on as stuck, once, as a failed run in every timer of ``chain``
+    (the server middleware: the metrics recorder, and a Prometheus exporter if serving)."""
+    _given_up.add(payload.get("jid"))
+    for entry in chain:
+        if isinstance(entry, Timing):
+            entry.observe(payload, queue, 0.0, True)
 
 
 def cancelled(job: Any) -> bool:

@@ -14,6 +14,7 @@ from fault.conftest import SpawnWorker
 from fault.harness import Ledger
 from helpers import wait_for
 from sidequest.api import RetrySet
+from sidequest.api.metrics import summary
 from sidequest.worker.timeouts import GRACE
 
 
@@ -60,6 +61,9 @@ def test_a_stuck_job_whose_call_returns_while_its_process_retires_fails_once(
     assert [entry.jid for entry in entries] == [stuck], log
     assert "did not stop" in entries[0].item["error_message"]
     assert (r.get("stat:processed"), r.get("stat:failed")) == (b"1", b"1"), log  # counted once
+    # In the metrics too: the chain that timed the call, once it returned, adds nothing.
+    (counted,) = [m for m in summary() if m.name == Stuck.name]
+    assert (counted.processed, counted.failed) == (1, 1), log
 
 
 def test_an_async_job_blocking_the_loop_retires_its_process_and_loses_nothing(

@@ -4,7 +4,7 @@ of the in-progress list, to retry like any failure) before the process retires."
 
 from __future__ import annotations
 
-from sidequest import metrics, registry
+from sidequest import metrics, middleware, registry
 from sidequest.errors import JobTimeout, PayloadError
 from sidequest.payload import decode, normalized
 from sidequest.worker.async_jobs import AsyncJobs
@@ -34,7 +34,7 @@ def fail(jid: str, running: dict[str, Work], processor: Processor,
                 # in the process's totals and in the metrics the chain would have timed;
                 # first, before the thread could move on to another job.
                 processor.state.finished(tid, failed=True)
-                metrics.recorder.observe(job, work.queue, 0.0, True)
+                metrics.given_up(job, work.queue, middleware.server)
                 processor.failed(work, job, error(), registry.find(job.get("class")))
     given_up = async_jobs.give_up(jid)
     if given_up is not None:
