@@ -3,26 +3,27 @@
 redis-py's pipelines resend their commands after a timeout or a dropped connection, a
 cluster pipeline whatever its retry setting; a push whose reply was only late would then be
 written twice. Here the commands go out once, through ``wire``, and only those Redis refused
-without running them are sent again:
+without running them are sent again, each where it belongs:
 
-- NOSCRIPT: the script is loaded, then its call resent (a restarted or promoted server has
-  an empty script cache);
+- NOSCRIPT: the script is loaded on the node that refused it, then its call resent there (a
+  restarted or promoted server, or a node new to the cluster, has an empty script cache);
 - on a Cluster, MOVED (the slot has a new owner: the slot map is re-read), ASK (the slot is
-  migrating and the key is already on the target: resent there after ASKING) and TRYAGAIN
-  (a script's keys are split by a migration for a moment).
+  migrating and the key is already on the target: resent there, after ASKING) and TRYAGAIN
+  (a script's keys are split by a migration for a moment: resent after a pause).
 
 A push's keys all carry one hash tag, so on a Cluster every command goes to one primary: its
-own plain connection, which ``wire`` can use.
+own plain connection, which ``wire`` can use. A client that holds a single connection keeps
+redis-py's pipeline (``single_connection_client``), with its resend after a timeout.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
-from redis.cluster import RedisCluster
+from redis.cluster import PRIMARY, ClusterNode, RedisCluster
 
 from sidequest import wire
 from sidequest.wire import Command
@@ -31,6 +32,12 @@ from sidequest.wire import Command
 #: TRYAGAIN lasts while the keys of one script are being moved, a few milliseconds each.
 ROUNDS = 20
 TRY_AGAIN_PAUSE = 0.02
+
+#: Where a command goes: None for the node serving its slot now (the single Redis, or the
+#: slot's owner), else the (host, port) an ASK redirect named, to be sent after ASKING.
+Route = tuple[str, int] | None
+#: Sends commands along a route and returns their replies, error replies in place.
+Exchange = Callable[[Route, Sequence[Command]], list[Any]]
 
 
 def send(target: redis.Redis, commands: Sequence[Command],
@@ -43,93 +50,125 @@ def send(target: redis.Redis, commands: Sequence[Command],
         replies = wire.answers(target, commands)
         for reply in replies:
             if isinstance(reply, redis.ResponseError):
-                return _settled(lambda batch: wire.answers(target, batch), commands,
-                                scripts or {}, first=replies)
+                return _settled(lambda _, batch: wire.answers(target, batch), commands,
+                                scripts or {}, replies)
         return replies
     if isinstance(target, RedisCluster) and _one_slot(target, commands):
-        return _to_cluster(target, commands, scripts or {})
+        exchange = _cluster_exchange(target, _first_key(commands[0]))
+        return _settled(exchange, commands, scripts or {}, exchange(None, commands), target)
     return _pipelined(target, commands, scripts or {})
 
 
-def _settled(exchange: Any, commands: Sequence[Command], scripts: dict[str, Any],
-             cluster: RedisCluster | None = None, first: list[Any] | None = None) -> list[Any]:
-    """Send through ``exchange`` (commands -> replies) unless ``first`` holds the replies
-    already, then resend the refused ones."""
-    replies: list[Any] = exchange(commands) if first is None else first
-    for _ in range(ROUNDS):
-        refused = [i for i, reply in enumerate(replies) if _not_run(reply, cluster)]
-        if not refused:
-            return _raised(replies)
-        try:
-            again = _prepare_resend(exchange, [replies[i] for i in refused],
-                                    [commands[i] for i in refused], scripts, cluster)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            if len(refused) == len(replies):
+def _settled(exchange: Exchange, commands: Sequence[Command], scripts: dict[str, Any],
+             replies: list[Any], cluster: RedisCluster | None = None) -> list[Any]:
+    """Resend, until none is left or the rounds run out, the commands refused unrun."""
+    return _Push(exchange, commands, scripts, replies, cluster).settle()
+
+
+class _Push:
+    def __init__(self, exchange: Exchange, commands: Sequence[Command], scripts: dict[str, Any],
+                 replies: list[Any], cluster: RedisCluster | None) -> None:
+        self.exchange, self.commands, self.scripts = exchange, commands, scripts
+        self.replies, self.cluster = replies, cluster
+        self.routes: list[Route] = [None] * len(commands)
+
+    def settle(self) -> list[Any]:
+        for _ in range(ROUNDS):
+            refused = [i for i, reply in enumerate(self.replies) if self.refused(reply)]
+            if not refused:
+                return _raised(self.replies)
+            try:
+                self.resend(refused)
+            except Exception as exc:
+                if not self.none_ran():
+                    # Part of the push ran: it may have been enqueued, so never "not enqueued".
+                    raise wire.ReplyLost(f"part of the write ran, then: {exc}") from exc
                 raise
-            raise wire.ReplyLost(f"part of the write ran, then: {exc}") from exc
-        for index, reply in zip(refused, again, strict=True):
-            replies[index] = reply
-    ran = [reply for reply in replies if not _not_run(reply, cluster)]
-    if ran and len(ran) < len(replies):
-        # Part of the push ran: it may have been enqueued, so it must not be called lost.
-        refusal = next(r for r in replies if _not_run(r, cluster))
-        raise wire.ReplyLost(f"Redis kept refusing part of the write: {refusal}")
-    return _raised(replies)
+        leftover = next((r for r in self.replies if self.refused(r)), None)
+        if leftover is None:
+            return _raised(self.replies)
+        if not self.none_ran():
+            raise wire.ReplyLost(f"part of the write ran; Redis kept refusing the rest: {leftover}")
+        if self.cluster is not None:  # none ran: the slot moves for longer than the rounds
+            raise redis.exceptions.TryAgainError(f"the slot kept redirecting the push: {leftover}")
+        raise leftover
+
+    def refused(self, reply: Any) -> bool:
+        return _not_run(reply, self.cluster)
+
+    def none_ran(self) -> bool:
+        return all(self.refused(reply) for reply in self.replies)
+
+    def resend(self, refused: list[int]) -> None:
+        """Deal with why each refused command was refused, then send each along its route."""
+        loaded: set[tuple[Route, str]] = set()
+        for index in refused:
+            refusal, route = self.replies[index], self.routes[index]
+            if isinstance(refusal, redis.exceptions.NoScriptError):
+                sha = str(self.commands[index][1])
+                if (route, sha) not in loaded and sha in self.scripts:
+                    _raised(self.exchange(route, [("SCRIPT", "LOAD", self.scripts[sha])]))
+                    loaded.add((route, sha))
+            elif isinstance(refusal, redis.exceptions.MovedError):
+                self.routes[index] = None  # the exchange re-read the slot map on seeing it
+            elif isinstance(refusal, redis.exceptions.AskError):
+                self.routes[index] = _asked_at(self.cluster, refusal, route,
+                                               self.commands[index])
+        if any(isinstance(self.replies[i], redis.exceptions.TryAgainError) for i in refused):
+            time.sleep(TRY_AGAIN_PAUSE)
+        for route in dict.fromkeys(self.routes[i] for i in refused):
+            indexes = [i for i in refused if self.routes[i] == route]
+            again = self.exchange(route, [self.commands[i] for i in indexes])
+            for index, reply in zip(indexes, again, strict=True):
+                self.replies[index] = reply
 
 
-def _prepare_resend(exchange: Any, refusals: list[Any], commands: list[Command],
-                    scripts: dict[str, Any], cluster: RedisCluster | None) -> list[Any]:
-    """Deal with why each command was refused, then send them again."""
-    if any(isinstance(r, redis.exceptions.NoScriptError) for r in refusals):
-        loads = [("SCRIPT", "LOAD", scripts[str(c[1])]) for c in commands if str(c[1]) in scripts]
-        _raised(exchange(loads))
-    if any(isinstance(r, redis.exceptions.TryAgainError) for r in refusals):
-        time.sleep(TRY_AGAIN_PAUSE)
-    if cluster is None or not any(isinstance(r, redis.exceptions.AskError) for r in refusals):
-        return list(exchange(commands))
-    return _asked(exchange, cluster, refusals, commands)
+def _asked_at(cluster: RedisCluster | None, refusal: Any, origin: Route,
+              command: Command) -> Route:
+    """The address an ASK names, as the client reaches it: remapped, and given the host of
+    the node that answered when it names only a port."""
+    assert cluster is not None  # a single server redirects nothing
+    host, port = refusal.host, refusal.port
+    if not host and origin is not None:
+        host = origin[0]
+    elif not host:
+        owner = cluster.get_node_from_key(_first_key(command))  # type: ignore[no-untyped-call]
+        host = owner.host
+    remap = getattr(cluster.nodes_manager, "remap_host_port", None)
+    address: tuple[str, int] = remap(host, port) if remap is not None else (host, port)
+    return address
 
 
-def _asked(exchange: Any, cluster: RedisCluster, refusals: list[Any],
-           commands: list[Command]) -> list[Any]:
-    """Send ASK-redirected commands to the node named, each after ASKING; the others (only
-    NOSCRIPT or TRYAGAIN here) where they were sent."""
-    replies: list[Any] = [None] * len(commands)
-    local = [i for i, r in enumerate(refusals) if type(r) is not redis.exceptions.AskError]
-    if local:
-        for index, reply in zip(local, exchange([commands[i] for i in local]), strict=True):
-            replies[index] = reply
-    for index, refusal in enumerate(refusals):
-        if type(refusal) is redis.exceptions.AskError:
-            node = cluster.get_node(refusal.host, refusal.port)  # type: ignore[no-untyped-call]
-            if node is None:  # a node the map does not know yet: next round, after a re-read
-                _refresh(cluster)
-                replies[index] = refusal
-                continue
-            target = cluster.get_redis_connection(node)
-            replies[index] = wire.answers(target, [("ASKING",), commands[index]])[1]
-    return replies
-
-
-def _to_cluster(cluster: RedisCluster, commands: Sequence[Command],
-                scripts: dict[str, Any]) -> list[Any]:
-    key = _first_key(commands[0])
-
-    def exchange(batch: Sequence[Command]) -> list[Any]:
-        node = cluster.get_node_from_key(key)  # type: ignore[no-untyped-call]
+def _cluster_exchange(cluster: RedisCluster, key: Any) -> Exchange:
+    def exchange(route: Route, batch: Sequence[Command]) -> list[Any]:
         try:
-            replies = wire.answers(cluster.get_redis_connection(node), batch)
+            if route is not None:  # each command after its own ASKING
+                asked = [part for command in batch for part in (("ASKING",), command)]
+                replies = wire.answers(_node_at(cluster, route), asked)[1::2]
+            else:
+                node = cluster.get_node_from_key(key)  # type: ignore[no-untyped-call]
+                replies = wire.answers(cluster.get_redis_connection(node), batch)
         except wire.ReplyLost:
             raise  # a late reply: the node may be fine; if it died, the next connect fails
         except (redis.ConnectionError, redis.TimeoutError):
             _refresh(cluster)  # the next attempt (a later push, a loop's retry) is rerouted
             raise
-        if any(isinstance(r, redis.exceptions.MovedError) and type(r) is not
-               redis.exceptions.AskError for r in replies):
+        if any(isinstance(r, redis.exceptions.MovedError) for r in replies):
             _refresh(cluster)
         return replies
 
-    return _settled(exchange, commands, scripts, cluster)
+    return exchange
+
+
+def _node_at(cluster: RedisCluster, address: tuple[str, int]) -> redis.Redis:
+    """The client of the node at ``address``; a node that serves no slot yet (one being
+    resharded onto) is missing from the slot map, so it is added to the known nodes."""
+    node = cluster.get_node(*address)  # type: ignore[no-untyped-call]
+    if node is None:
+        node = ClusterNode(*address, server_type=PRIMARY)  # type: ignore[no-untyped-call]
+        cluster.nodes_manager.nodes_cache.setdefault(node.name, node)
+        node = cluster.nodes_manager.nodes_cache[node.name]
+    return cluster.get_redis_connection(node)
 
 
 def _pipelined(target: redis.Redis, commands: Sequence[Command],

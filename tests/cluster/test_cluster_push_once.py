@@ -4,6 +4,7 @@ commands the cluster refused without running."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -12,7 +13,7 @@ import redis
 
 import sidequest
 from cluster.conftest import Cluster, slot_owner
-from sidequest import Job, RedisUnavailable, connection, keys
+from sidequest import Job, RedisUnavailable, connection, keys, sending
 
 SLOT = redis.cluster.key_slot(b"{sq}")
 
@@ -69,15 +70,26 @@ def test_pushes_during_a_slot_migration_land_once_on_the_right_node(
     ids = [n.execute_command("CLUSTER", "MYID") for n in (src, dst)]
     dst.execute_command("CLUSTER", "SETSLOT", SLOT, "IMPORTING", ids[0])
     src.execute_command("CLUSTER", "SETSLOT", SLOT, "MIGRATING", ids[1])
+    client: Any = connection.client()
     try:
         # The queue's list is moved, the queue set is not: SADD runs on the source, LPUSH
-        # is answered ASK and must be sent to the target, after ASKING.
+        # is answered ASK and must be sent to the target, after ASKING. The target is left
+        # out of the client's known nodes, as a node being resharded onto (no slot yet) is.
         _move(src, target, keys.queue("once"))
+        client.nodes_manager.nodes_cache.pop(f"127.0.0.1:{target}")
         assert Plain.perform_async(1) and Stored.perform_async(2)
         # A unique push's script names keys on both nodes: TRYAGAIN until the migration
         # ends, so the push is refused whole, and says it was not enqueued.
         with pytest.raises(RedisUnavailable, match="not enqueued"):
             Once.perform_async(3)
+        # A script call whose key has moved goes to the target after ASKING; a target new
+        # to the cluster has never loaded the script: loaded there, then run once.
+        dst.script_flush()
+        source_code = b"return redis.call('LPUSH', KEYS[1], ARGV[1])"
+        sha = hashlib.sha1(source_code).hexdigest()
+        body = json.dumps({"class": "Plain", "args": [4]})
+        call = ("EVALSHA", sha, 1, keys.queue("once"), body)
+        assert sending.send(client, [call], {sha: source_code}) == [4]
     finally:
         for name in src.execute_command("CLUSTER", "GETKEYSINSLOT", SLOT, 1000):
             _move(src, target, name)
@@ -85,8 +97,8 @@ def test_pushes_during_a_slot_migration_land_once_on_the_right_node(
                                  if p not in (source, target))):
             node.execute_command("CLUSTER", "SETSLOT", SLOT, "NODE", ids[1])
     # The client's slot map still names the source: MOVED, then the new owner.
-    assert Once.perform_async(4) and Plain.perform_async(5)
-    assert sorted(_args(dst)) == [0, 1, 2, 4, 5]
+    assert Once.perform_async(5) and Plain.perform_async(6)
+    assert sorted(_args(dst)) == [0, 1, 2, 4, 5, 6]
     assert slot_owner(cluster) == target
 
 
