@@ -106,6 +106,11 @@ def _check_client_options(options: Mapping[str, Any]) -> None:
     """Refuse a keyword redis-py would take for nothing or reject only at the first command
     (a misspelt ``configure(redis=...)`` would fail at the first push, inside redis-py)."""
     known = _client_option_names()
+    if options.get("single_connection_client"):
+        raise ConfigError(
+            "sidequest.configure(): single_connection_client is not supported: Sidequest's"
+            " threads share one client, which would queue them all on one connection, and"
+            " its pushes rely on a pool to be sent once: remove it")
     for name in options:
         if name in known:
             continue

@@ -12,8 +12,9 @@ without running them are sent again, each where it belongs:
   (a script's keys are split by a migration for a moment: resent after a pause).
 
 A push's keys all carry one hash tag, so on a Cluster every command goes to one primary: its
-own plain connection, which ``wire`` can use. A client that holds a single connection keeps
-redis-py's pipeline (``single_connection_client``), with its resend after a timeout.
+own plain connection, which ``wire`` can use. Only a client ``wire`` cannot use (one that
+holds a single connection, which ``configure()`` refuses, or handed in by an application)
+keeps redis-py's pipeline.
 """
 
 from __future__ import annotations

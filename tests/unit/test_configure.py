@@ -29,6 +29,8 @@ def _forget() -> Iterator[None]:
                         r" go to the redis-py client"),
     ({"shard_queue": {}}, r"unknown Redis client option 'shard_queue'; did you mean"
                           r" 'shard_queues'\?"),
+    ({"single_connection_client": True}, r"single_connection_client is not supported: .*"
+                                         r"remove it"),
 ])
 def test_an_option_redis_py_does_not_take_is_refused(options: dict[str, object],
                                                      says: str) -> None:
