@@ -69,6 +69,29 @@ class AsyncBlocker(Job):
         record("done", self)
 
 
+class AsyncTimed(Job):
+    """An ``async def`` job that awaits well within its 2 s timeout, on a loop that works."""
+
+    name = "fault.AsyncTimed"
+    timeout = 2
+
+    async def perform(self, seconds: float = 1.0) -> None:
+        record("start", self)
+        await asyncio.sleep(seconds)
+        record("done", self)
+
+
+class AsyncHog(Job):
+    """Blocks the event loop (a sync sleep), with no timeout of its own."""
+
+    name = "fault.AsyncHog"
+
+    async def perform(self, seconds: float = 60.0) -> None:
+        record("start", self)
+        time.sleep(seconds)
+        record("done", self)
+
+
 class AsyncWork(Job):
     """Work as ``async def``: awaits ``seconds`` on the worker's event loop."""
 

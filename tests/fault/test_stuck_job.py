@@ -9,7 +9,7 @@ import time
 
 import redis
 
-from apps.fault_jobs import AsyncBlocker, AsyncWork, Stuck, Work
+from apps.fault_jobs import AsyncBlocker, AsyncHog, AsyncTimed, AsyncWork, Stuck, Work
 from fault.conftest import SpawnWorker
 from fault.harness import Ledger
 from helpers import wait_for
@@ -88,3 +88,25 @@ def test_an_async_job_blocking_the_loop_retires_its_process_and_loses_nothing(
     assert "retiring this process" in log and "blocks the event loop" in log, log
     # The two async jobs on the blocked loop went back; the blocker, failed, is not counted.
     assert "2 jobs still running at the shutdown deadline; pushing them back" in log, log
+
+
+def test_the_job_blocking_the_loop_fails_not_the_one_whose_timeout_ran_out_meanwhile(
+    spawn: SpawnWorker, sq: str, r: redis.Redis, ledger: Ledger
+) -> None:
+    # The timed job awaits 1 s of its 2; the hog, which has no timeout, blocks the loop
+    # first, so the timed job's timeout runs out on a loop that cannot run it. The hog is
+    # the one to fail; the timed job goes back to its queue and runs to its end elsewhere.
+    victim = spawn("-c", "3")
+    victim.wait_registered(r)
+    timed = AsyncTimed.perform_async(1.0)
+    wait_for(lambda: len(ledger.counts("start")) == 1, what="the timed job running")
+    hog = AsyncHog.perform_async(60.0)
+    wait_for(lambda: not victim.alive, timeout=2 + GRACE + 20, what="the process to retire")
+    log = victim.log(10_000)
+    assert f"blocked by job {hog}, not by job {timed}" in log, log
+    (entry,) = list(RetrySet())
+    assert entry.jid == hog and "blocked the event loop" in entry.item["error_message"], log
+    rescuer = spawn("-c", "3")
+    rescuer.wait_registered(r)
+    wait_for(lambda: timed in ledger.counts("done"), timeout=30, what="the timed job to end")
+    assert r.get("stat:failed") == b"1", log  # the hog's failure only

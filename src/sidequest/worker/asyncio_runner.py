@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -197,6 +198,19 @@ class AsyncRunner:
         """The loop is blocked (by a sync call in a job): no async job can end now."""
         return self._loop is not None and time.monotonic() - self._beat > STUCK
 
+    def blocking(self) -> str | None:
+        """The jid of the job whose code holds the loop's thread now (a blocking call inside
+        ``async def``), read from that thread's stack, since a blocked loop can tell nothing;
+        None when no job's code is on it."""
+        thread = self._thread
+        frame = sys._current_frames().get(thread.ident) if thread and thread.ident else None
+        while frame is not None:
+            if frame.f_code is _GUARD_CODE:  # every job runs under its own _guard
+                jid = frame.f_locals.get("jid")
+                return jid if isinstance(jid, str) else None
+            frame = frame.f_back
+        return None
+
     def running(self) -> list[str]:
         """Every job handed to the loop, started or waiting for a slot."""
         return list(self._running)
@@ -226,6 +240,9 @@ class AsyncRunner:
             loop.call_soon_threadsafe(loop.stop)
             if self._thread is not None and not self.stuck:  # a stuck one ends with us
                 self._thread.join(5)
+
+
+_GUARD_CODE = AsyncRunner._guard.__code__
 
 
 def _blocked(late: float, names: list[str]) -> None:

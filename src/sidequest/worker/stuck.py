@@ -4,12 +4,16 @@ of the in-progress list, to retry like any failure) before the process retires."
 
 from __future__ import annotations
 
+import logging
+
 from sidequest import metrics, middleware, registry
 from sidequest.errors import JobTimeout, PayloadError
 from sidequest.payload import decode, normalized
 from sidequest.worker.async_jobs import AsyncJobs
 from sidequest.worker.fetch import Work
 from sidequest.worker.processor import Processor
+
+log = logging.getLogger("sidequest")
 
 
 def error() -> JobTimeout:
@@ -36,9 +40,34 @@ def fail(jid: str, running: dict[str, Work], processor: Processor,
                 processor.state.finished(tid, failed=True)
                 metrics.given_up(job, work.queue, middleware.server)
                 processor.failed(work, job, error(), registry.find(job.get("class")))
-    given_up = async_jobs.give_up(jid)
+    culprit = _culprit(jid, async_jobs)
+    given_up = async_jobs.give_up(culprit) if culprit is not None else None
     if given_up is not None:
         work, _, cls = given_up
         # A payload of its own, as for a thread's: the loop may still be marking the live
         # one (with_ack) while the failure is written from here.
-        processor.failed(work, normalized(decode(work.raw), work.queue), error(), cls)
+        failure = error() if culprit == jid else blocked_error()
+        processor.failed(work, normalized(decode(work.raw), work.queue), failure, cls)
+
+
+def _culprit(jid: str, async_jobs: AsyncJobs) -> str | None:
+    """The async job to fail for ``jid``'s overrun: itself, unless the event loop is blocked,
+    in which case every job on it overran for the one whose code blocks it. That one fails;
+    the others go back to their queues with the process's stop. None: no job's code blocks
+    the loop, so none is to blame."""
+    runner = async_jobs.runner
+    if not runner.stuck:
+        return jid  # the loop runs: the job ignores its cancellation
+    culprit = runner.blocking()
+    if culprit != jid:
+        log.error("the event loop of async jobs is blocked by %s, not by job %s: %s",
+                  f"job {culprit}" if culprit else "no job's code", jid,
+                  "it fails, and the other async jobs go back to their queues" if culprit
+                  else "every async job goes back to its queue")
+    return culprit
+
+
+def blocked_error() -> JobTimeout:
+    return JobTimeout("the job blocked the event loop of async jobs (a blocking call inside"
+                      " async def perform: use await, or asyncio.to_thread), so that another"
+                      " job's timeout ran out; its process retired")
