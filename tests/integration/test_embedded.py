@@ -9,13 +9,19 @@ import pytest
 import redis
 
 from helpers import running_worker, wait_for
-from sidequest import testing
+from sidequest import Job, testing
 from sidequest.api import ProcessSet
 from sidequest.config import build
 from sidequest.errors import ConfigError, SidequestError
 from sidequest.worker import embed
+from sidequest.worker import launcher as launcher_module
 
 pytestmark = pytest.mark.redis
+
+
+class Tick(Job):
+    def perform(self) -> None:
+        pass
 
 
 def test_an_embedded_worker_is_marked_and_refuses_remote_stops(r: redis.Redis) -> None:
@@ -45,3 +51,20 @@ def test_a_worker_refuses_to_start_in_a_testing_mode(r: redis.Redis) -> None:
     assert r.keys("processes") == []  # it stopped before registering
     with testing.fake(), testing.disable(), running_worker() as launcher:
         wait_for(lambda: r.hget(launcher.identity, "info"), what="the first beat")
+
+
+def test_an_embedded_worker_that_retires_stops_instead_of_idling_as_running(
+        r: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Over its max_memory after a job: a `sidequest` process would exit for its supervisor
+    # to start a fresh one. Embedded, nothing would act on that, and the worker would show
+    # as running, heartbeating, while it took no job: it stops instead.
+    with running_worker(max_memory=100) as launcher:
+        wait_for(lambda: r.hget(launcher.identity, "info"), what="the first beat")
+        monkeypatch.setattr(launcher_module, "rss_kb", lambda: 200 * 1024)
+        Tick.perform_async()
+        wait_for(launcher.stopping.is_set, what="the retired worker to stop")
+        wait_for(lambda: not r.sismember("processes", launcher.identity),
+                 what="its process to leave the process set")
+        assert launcher.identity not in [p.identity for p in ProcessSet().processes()]
+        assert r.hget(launcher.identity, "quiet") == "true"
+        assert launcher.stop() is True  # the application's own stop, later: nothing to do

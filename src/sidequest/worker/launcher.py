@@ -113,6 +113,7 @@ class Launcher(SignalHandling):
                                        entries)
         self._threads: list[threading.Thread] = []
         self._stopped = False
+        self._stop_lock = threading.Lock()
         self._stop_signals = 0
         # supervised: forked by a -P supervisor, which forwards signals (the inbox drops
         # their echoes)
@@ -265,6 +266,14 @@ class Launcher(SignalHandling):
         # Now, not when the main thread acts on the stop (up to NAP later): a process over
         # its memory limit takes no further job, and its prefetched ones go back at once.
         self.manager.quiet()
+        if self.embedded:
+            # No run loop acts on the stop here, and no supervisor starts a fresh worker: stop
+            # it now (off this thread, which may be one the stop waits for), so that it no
+            # longer shows as a running process that takes no job.
+            log.error("this embedded worker has stopped taking jobs and stops now; the"
+                      " application goes on without it: restart the application to run jobs"
+                      " in it again")
+            threading.Thread(target=self.stop, name="sidequest-retire", daemon=True).start()
 
     def is_cancelled(self, jid: str) -> bool:
         return cancels.is_cancelled(jid)
@@ -284,10 +293,15 @@ class Launcher(SignalHandling):
         self.manager.quiet()
 
     def stop(self) -> bool:
-        """Graceful stop; returns True when no job had to be pushed back."""
-        if self._stopped:
-            return True
-        self._stopped = True
+        """Graceful stop; returns True when no job had to be pushed back. A second call (an
+        embedded worker's application stopping one that retired) waits for the first."""
+        with self._stop_lock:
+            if self._stopped:
+                return True
+            self._stopped = True
+            return self._stop()
+
+    def _stop(self) -> bool:
         log.info("stopping: waiting up to %gs for running jobs", self.config.timeout)
         self.heartbeat.quiet = True
         # As when quieted, it pushes nothing more: a live process pushes what falls due
