@@ -322,6 +322,8 @@ def _maybe_sent(exc: BaseException) -> bool:
     connection that was never made."""
     seen: BaseException | None = exc
     while seen is not None:
+        if isinstance(seen, wire.NotSent):
+            return False
         if isinstance(seen, wire.ReplyLost) or (
                 isinstance(seen, (redis.TimeoutError, TimeoutError))
                 and "connecting" not in str(seen)):

@@ -226,6 +226,12 @@ def client_for(name: str) -> redis.Redis:
     return made
 
 
+def client_options() -> dict[str, Any]:
+    """The redis-py options the last ``configure()`` passed, for an integration that sets
+    the URL from its own settings and must keep them."""
+    return dict(_options)
+
+
 def set_url(redis_url: str) -> None:
     """Point at another Redis, keeping the options given to configure()."""
     global _url
@@ -320,14 +326,17 @@ def new_client(retries: int = 1, *, target: str | None = None,
     ``retries`` is how often a command is resent on a fresh connection after a connection
     error: once by default, so a pooled connection that died with a Redis restart is replaced
     transparently; the worker passes 0 and handles errors itself (a resent fetch could strand
-    a job whose reply was lost).
+    a job whose reply was lost). A timeout is not retried: a Redis that accepts connections
+    but does not answer would otherwise hold a push for four ``socket_timeout``s (connecting
+    and its health check each retried), past a web server's request timeout.
     """
     options: dict[str, Any] = {
         "socket_connect_timeout": 5.0,
         "socket_timeout": 10.0,
         "health_check_interval": 30,
         "socket_keepalive": True,
-        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), retries),
+        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), retries,
+                       supported_errors=(redis.ConnectionError,)),
         "retry_on_error": [redis.ConnectionError],
     }
     options.update(_options)

@@ -40,6 +40,11 @@ def usable(target: object) -> bool:
     return type(target) is redis.Redis and target.connection is None
 
 
+class NotSent(redis.ConnectionError):
+    """No connection could be made ready (refused, or its handshake or health check failed):
+    nothing was sent."""
+
+
 class ReplyLost(redis.ConnectionError):
     """The commands were sent but their replies never came (a timeout, a dropped
     connection): they may have run. Not retried, so that a push is never written twice."""
@@ -63,11 +68,13 @@ def answers(target: redis.Redis, commands: Sequence[Command]) -> list[Any]:
     closed is replaced first), a failure to connect raises before anything is sent, and a
     failure after that raises ReplyLost, since the commands may have run."""
     pool = target.connection_pool
-    conn: Any = pool.get_connection("PIPELINE") if _NAMED else pool.get_connection()
+    conn: Any = _ready(pool.get_connection, "PIPELINE" if _NAMED else None)
     try:
         for attempt in (1, 2):
-            conn.connect()  # a no-op when connected; a failure here means nothing was
-            conn.check_health()  # sent, as here (a PING after an idle spell)
+            # A no-op when connected; a failure here means nothing was sent, as in the check
+            # of a connection that was idle.
+            _ready(conn.connect)
+            _ready(conn.check_health)
             try:
                 return _exchange(conn, commands)
             except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -80,6 +87,16 @@ def answers(target: redis.Redis, commands: Sequence[Command]) -> list[Any]:
         raise AssertionError("unreachable")
     finally:
         pool.release(conn)
+
+
+def _ready(step: Callable[..., Any], *args: Any) -> Any:
+    """A step before anything is sent; its failure is a NotSent."""
+    try:
+        return step(*args) if args and args[0] is not None else step()
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        if isinstance(exc, NotSent):
+            raise
+        raise NotSent(str(exc)) from exc
 
 
 def _refused_by_replica(exc: BaseException) -> bool:

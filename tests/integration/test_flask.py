@@ -18,7 +18,7 @@ from flask import Flask, current_app, session
 import sidequest
 from helpers import running_worker, wait_for
 from redis_server import RedisServer
-from sidequest import Job, middleware
+from sidequest import Job, connection, middleware
 from sidequest.contrib.flask import Sidequest
 from sidequest.errors import ConfigError
 
@@ -188,6 +188,14 @@ def test_shards_the_app_configured_in_code_survive_the_extension(
     make_app_with(redis_url)  # SIDEQUEST_REDIS_URL set, no SIDEQUEST_SHARDS
     Report.perform_async(4242)
     assert shard.llen("queue:reports") == 1 and not r.exists("queue:reports")
+
+
+def test_client_options_the_app_configured_in_code_survive_the_extension(
+        redis_url: str) -> None:
+    # A push must not wait on a hung Redis for longer than the app allowed.
+    sidequest.configure(redis_url, socket_timeout=1.5)
+    make_app_with(redis_url)  # SIDEQUEST_REDIS_URL set: the URL is configured again
+    assert connection.client().connection_pool.connection_kwargs["socket_timeout"] == 1.5
 
 
 def test_a_bad_shard_setting_names_the_extension(redis_url: str) -> None:

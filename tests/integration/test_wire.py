@@ -4,7 +4,11 @@ an enqueue that writes once."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -88,6 +92,43 @@ def test_redis_gone_is_reported_as_unavailable() -> None:
             Plain.perform_async(1)
     finally:
         connection.reset()
+
+
+def test_a_redis_that_accepts_but_never_answers_fails_a_push_in_one_timeout() -> None:
+    # The connection's handshake never gets its reply: nothing was sent, so the push says
+    # it was not enqueued; and connecting is not retried (each retry, and the health check
+    # redis-py retries inside it, would hold the caller another socket_timeout).
+    with _silent_server() as (port, accepted):
+        sidequest.configure(f"redis://127.0.0.1:{port}/0", socket_timeout=0.3)
+        try:
+            with pytest.raises(RedisUnavailable, match="not enqueued"):
+                Plain.perform_async(1)
+        finally:
+            connection.reset()
+        assert len(accepted) == 1
+
+
+@contextlib.contextmanager
+def _silent_server() -> Iterator[tuple[int, list[socket.socket]]]:
+    """A listening socket that accepts connections and never answers."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                return  # closed
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1], accepted
+    finally:
+        listener.close()
+        for conn in accepted:
+            conn.close()
 
 
 def test_a_reply_lost_after_the_send_is_not_sent_again(redis_url: str, r: redis.Redis) -> None:

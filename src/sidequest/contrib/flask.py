@@ -152,7 +152,9 @@ def _configure(config: Any) -> None:
     shards, routes = config.get("SIDEQUEST_SHARDS"), config.get("SIDEQUEST_SHARD_QUEUES")
     try:
         if url:
-            connection.configure(redis_url=url, shards=shards, shard_queues=routes)
+            # With the client options an earlier configure() set (socket_timeout, ...).
+            connection.configure(redis_url=url, shards=shards, shard_queues=routes,
+                                 **connection.client_options())
         elif shards is not None or routes is not None:  # the URL an earlier call set stays
             connection.set_shards(shards, routes)
     except ConfigError as exc:

@@ -21,9 +21,11 @@ class SidequestConfig(AppConfig):
         settings = conf.worker_config()  # a bad SIDEQUEST fails at startup, clearly
         if settings.redis_url or settings.shards or settings.shard_queues:
             # Pushes from the web processes go to the shard of their queue, as the worker's.
+            # With the client options a configure() in settings set (socket_timeout, ...).
             connection.configure(redis_url=settings.redis_url,
                                  shards=settings.shards or None,
-                                 shard_queues=settings.shard_queues or None)
+                                 shard_queues=settings.shard_queues or None,
+                                 **connection.client_options())
         middleware.server.add(db.check_connections)
         oncommit.install(db.on_commit)
         django_checks.register(checks.settings_name)
