@@ -9,7 +9,7 @@ runs the client middleware, and writes it in one round trip: LPUSH ``queue:NAME`
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import redis
 
@@ -116,7 +116,10 @@ def _push_on_commit(items: Sequence[Payload], batch_size: int,
     _normalize_all(items, None, jids, uniform)
     given = [item.get("jid") or jid for item, jid in zip(items, jids, strict=True)]
     named = [(str(item.get("class")), str(jid)) for item, jid in zip(items, given, strict=True)]
-    oncommit.defer(oncommit.Deferred(lambda: _push_now(items, batch_size, jids, uniform), named))
+    deferred = oncommit.Deferred(lambda: _push_now(items, batch_size, jids, uniform), named)
+    oncommit.defer(deferred)
+    if deferred.ran:  # outside a transaction it ran at once: a refused duplicate is None
+        return cast(list[str | None], deferred.result)
     return given
 
 

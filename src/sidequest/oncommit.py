@@ -24,16 +24,21 @@ Defer = Callable[[Callable[[], object]], None]
 _defer: Defer | None = None
 
 
-@dataclass(frozen=True)
+@dataclass
 class Deferred:
     """A push waiting for the commit: called, it writes its jobs; ``jobs`` names them (class,
-    jid), for an integration's error when the write fails after the commit."""
+    jid), for an integration's error when the write fails after the commit. ``result`` is
+    what the push returned, once it ran (at once, outside a transaction)."""
 
     push: Callable[[], object]
     jobs: list[tuple[str, str]]
+    result: object = None
+    ran: bool = False
 
     def __call__(self) -> object:
-        return self.push()
+        self.result = self.push()
+        self.ran = True
+        return self.result
 
 
 def install(defer: Defer | None) -> Defer | None:
@@ -54,6 +59,8 @@ def defer(push: Callable[[], object]) -> None:
     if _defer is None:
         raise ConfigError(
             "enqueue_on_commit=True needs a database integration to know when the "
-            "transaction commits: add 'sidequest.contrib.django' to INSTALLED_APPS, or push "
+            "transaction commits: with Django, add 'sidequest.contrib.django' to "
+            "INSTALLED_APPS; with SQLAlchemy (Flask, FastAPI), push through "
+            "sidequest.contrib.sqlalchemy.after_commit(session, ...) instead; else push "
             "after your own commit and leave enqueue_on_commit unset")
     _defer(push)

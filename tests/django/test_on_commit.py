@@ -64,6 +64,53 @@ def test_a_bulk_push_at_the_commit_names_its_jobs(redis_down: str) -> None:
     assert "push them again once Redis answers" in message
 
 
+def test_every_push_waiting_for_the_commit_is_tried_and_named(redis_down: str) -> None:
+    # Django runs none of a transaction's on_commit callbacks after one raises: the first
+    # failing push must try the others itself and name all that failed, and not one that a
+    # rolled-back savepoint dropped.
+    from django.db import transaction
+    from shop.jobs import NotifyOnCommit
+
+    job = NotifyOnCommit.set(queue=QUEUE)
+    with pytest.raises(RedisUnavailable) as caught, transaction.atomic():
+        first = job.perform_async(41)
+        with pytest.raises(RuntimeError), transaction.atomic():
+            dropped = job.perform_async(42)
+            raise RuntimeError("roll the savepoint back")
+        second = job.perform_async(43)
+        (third,) = job.perform_bulk([[44]])
+    message = str(caught.value)
+    named = ", ".join(f"shop.jobs.NotifyOnCommit (jid {jid})" for jid in (first, second, third))
+    assert f"but jobs {named} were not enqueued: " in message, message
+    assert dropped not in message
+
+
+def test_the_pushes_after_a_failed_one_are_still_made(queued: Callable[[], int]) -> None:
+    from django.db import transaction
+    from shop.jobs import NotifyOnCommit
+
+    from sidequest import middleware
+
+    def refuse_41(job: dict[str, object], queue: str, call_next: Callable[[], object]) -> object:
+        if job["args"] == [41]:
+            raise RedisUnavailable("could not reach Redis at redis://test (refused)")
+        return call_next()
+
+    middleware.client.add(refuse_41)
+    try:
+        with pytest.raises(RedisUnavailable) as caught, transaction.atomic():
+            failed = NotifyOnCommit.set(queue=QUEUE).perform_async(41)
+            NotifyOnCommit.set(queue=QUEUE).perform_async(42)
+            NotifyOnCommit.set(queue=QUEUE).perform_async(43)
+    finally:
+        middleware.client.remove(refuse_41)
+    assert f"but job shop.jobs.NotifyOnCommit (jid {failed}) was not enqueued" in str(caught.value)
+    assert queued() == 2
+    with transaction.atomic():  # the next transaction is on its own
+        NotifyOnCommit.set(queue=QUEUE).perform_async(44)
+    assert queued() == 3
+
+
 def test_a_transaction_on_another_database_defers_the_push(queued: Callable[[], int]) -> None:
     from django.db import transaction
     from shop.jobs import RecordOrder
@@ -111,7 +158,19 @@ def test_a_reply_lost_at_the_commit_says_the_job_may_be_there(project: object) -
                                    "the job was sent (Timeout reading from socket), so it may "
                                    "have been enqueued") from lost
     except RedisUnavailable as exc:
-        message = _committed_message(exc, "default", [("shop.jobs.NotifyOnCommit", "j1")])
+        message = _committed_message([([("shop.jobs.NotifyOnCommit", "j1")], exc)], "default")
     assert message.startswith("the transaction on database 'default' has committed, but job "
                               "shop.jobs.NotifyOnCommit (jid j1) may not have been enqueued: ")
     assert "block and once Redis answers, look for it before pushing it again, or" in message
+
+
+def test_outside_a_transaction_a_refused_duplicate_returns_none(
+        queued: Callable[[], int]) -> None:
+    # The push runs at once there, so its answer is known: a unique job's duplicate is None,
+    # as for any push (a jid would name a job that does not exist).
+    from shop.jobs import NotifyOnCommit
+
+    job = NotifyOnCommit.set(queue=QUEUE, unique_for=60)
+    assert job.perform_async(51) is not None
+    assert job.perform_async(51) is None
+    assert queued() == 1

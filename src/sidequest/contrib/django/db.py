@@ -10,6 +10,7 @@ after a database restart then gets a new connection instead of the dead one.
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -56,14 +57,70 @@ def on_commit(push: Callable[[], object]) -> None:
 
     ``robust=False`` (Django's default), so a push that fails at the commit raises to the
     code that left the ``atomic()`` block instead of being only logged (a request would then
-    answer success for work that never runs). Django's rule for such a failure: the later
-    ``on_commit`` callbacks of that transaction are not run."""
+    answer success for work that never runs). Django runs none of a transaction's later
+    ``on_commit`` callbacks after one raises: so the failing push first tries the other
+    pushes still waiting for that commit, and its error names every job not enqueued."""
     alias = _open_transaction()
     if alias is None:
         # At once; under manual transaction management, Django's own error.
         transaction.on_commit(push)
         return
-    transaction.on_commit(lambda: _push_committed(push, alias), using=alias, robust=False)
+    transaction.on_commit(_Deferred.register(push, alias), using=alias, robust=False)
+
+
+class _Deferred:
+    """One push waiting for the commit of database ``alias``. Each is an ``on_commit``
+    callback of its own, so that a savepoint's rollback drops it as Django drops any.
+
+    The connection keeps only weak references to them: a dropped one is gone, so those
+    still alive and not run are the ones waiting for this commit."""
+
+    def __init__(self, push: Callable[[], object], alias: str) -> None:
+        self.push, self.alias, self.ran = push, alias, False
+
+    @classmethod
+    def register(cls, push: Callable[[], object], alias: str) -> _Deferred:
+        made = cls(push, alias)
+        conn = connections[alias]
+        waiting: list[weakref.ref[_Deferred]] = getattr(conn, _WAITING, [])
+        if len(waiting) >= max(_PRUNE, 2 * getattr(conn, _PRUNED, 0)):
+            # Now and then, not at each push: a transaction may defer thousands.
+            waiting = [ref for ref in waiting if _waiting(ref)]
+            setattr(conn, _PRUNED, len(waiting))
+        waiting.append(weakref.ref(made))
+        setattr(conn, _WAITING, waiting)
+        return made
+
+    def __call__(self) -> None:
+        if self.ran:  # pushed already, with an earlier push that failed
+            return
+        failed = self._run()
+        if failed is None:
+            return
+        others = [made for ref in getattr(connections[self.alias], _WAITING, [])
+                  if _waiting(ref) and (made := ref()) is not None and made.alias == self.alias]
+        failures = [failed, *(f for made in others if (f := made._run()) is not None)]
+        raise RedisUnavailable(_committed_message(failures, self.alias)) from failed[1]
+
+    def _run(self) -> tuple[list[tuple[str, str]], RedisUnavailable] | None:
+        """Push; the jobs and the error when Redis could not take them."""
+        self.ran = True
+        try:
+            self.push()
+        except RedisUnavailable as exc:
+            return _jobs_of(self.push), exc
+        return None
+
+
+#: The attribute of a Django connection that lists its pushes waiting for the commit, and
+#: the one that says how many were left at its last pruning.
+_WAITING, _PRUNED = "_sidequest_waiting", "_sidequest_pruned"
+_PRUNE = 64
+
+
+def _waiting(ref: weakref.ref[_Deferred]) -> bool:
+    made = ref()
+    return made is not None and not made.ran
 
 
 def _open_transaction() -> str | None:
@@ -77,41 +134,37 @@ def _open_transaction() -> str | None:
     return str(open_[0]) if open_ else None
 
 
-def _push_committed(push: Callable[[], object], alias: str) -> None:
-    try:
-        push()
-    except RedisUnavailable as exc:
-        # The push's own advice ("fail the request") cannot undo a commit: say what can.
-        raise RedisUnavailable(_committed_message(exc, alias, _jobs_of(push))) from exc
-
-
 #: The advice of a push that failed before anything was committed; wrong after a commit.
 _PUSH_ADVICE = re.compile(r"[;.] the job was not enqueued, so retry later or fail the request$",
                           re.IGNORECASE)
 
 
-def _committed_message(exc: RedisUnavailable, alias: str, jobs: list[tuple[str, str]]) -> str:
-    """The error of a push that failed at the commit of database ``alias``: the data is
-    committed and the job is not in Redis, and what the caller can still do about it."""
-    what, them = _named(jobs)
-    if isinstance(exc.__cause__, wire.ReplyLost):  # sent, maybe written: its text says so
-        outcome = f"{what} may not have been enqueued"
+def _committed_message(failures: list[tuple[list[tuple[str, str]], RedisUnavailable]],
+                       alias: str) -> str:
+    """The error of the pushes that failed at the commit of database ``alias``: the data is
+    committed and the jobs are not in Redis, and what the caller can still do about it."""
+    jobs = [job for named, _ in failures for job in named]
+    first = failures[0][1]
+    what, them = _named(jobs, unnamed=len(failures))
+    if any(isinstance(exc.__cause__, wire.ReplyLost) for _, exc in failures):
+        outcome = f"{what} may not have been enqueued"  # sent, maybe written
         again = f"once Redis answers, look for {them} before pushing {them} again"
     else:
         outcome = f"{what} {'were' if them == 'them' else 'was'} not enqueued"
         again = f"push {them} again once Redis answers"
     return (f"the transaction on database {alias!r} has committed, but {outcome}: "
-            f"{_PUSH_ADVICE.sub('', str(exc))}. The commit cannot be undone, so failing the "
+            f"{_PUSH_ADVICE.sub('', str(first))}. The commit cannot be undone, so failing the "
             f"request would not roll it back: catch sidequest.RedisUnavailable around the "
             f"`with transaction.atomic():` block and {again}, or "
             f"record {them} to push later (a row written inside the transaction, as in the "
             f"outbox pattern, is never lost)")
 
 
-def _named(jobs: list[tuple[str, str]]) -> tuple[str, str]:
-    """The jobs as the error names them (the first three), and the pronoun for them."""
+def _named(jobs: list[tuple[str, str]], unnamed: int = 1) -> tuple[str, str]:
+    """The jobs as the error names them (the first three), and the pronoun for them;
+    ``unnamed`` is how many pushes there were, for when none names its jobs."""
     if not jobs:
-        return "the job", "it"
+        return ("the job", "it") if unnamed == 1 else (f"{unnamed} pushes' jobs", "them")
     named = ", ".join(f"{name} (jid {jid})" for name, jid in jobs[:3])
     if len(jobs) == 1:
         return f"job {named}", "it"
