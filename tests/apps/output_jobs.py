@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from sidequest import Job
 
 
@@ -25,3 +27,12 @@ class Chatty(Job):
     def perform(self, n: int) -> None:
         for i in range(50):
             print(f"chatty-{n}-line-{i}-end")
+
+
+class Nap(Job):
+    """An ``async def`` job that awaits ``seconds`` on the worker's event loop."""
+
+    name = "tests.Nap"
+
+    async def perform(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)

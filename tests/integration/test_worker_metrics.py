@@ -109,6 +109,30 @@ def test_a_worker_serves_its_own_counts_and_run_times(worker: Any, r: redis.Redi
     assert value(found, "process_resident_memory_bytes") > 1_000_000
 
 
+def test_busy_counts_the_async_jobs_that_run_not_the_threads_waiting_for_the_loop(
+        worker: Any, r: redis.Redis) -> None:
+    # Two run on the loop, two wait there for a slot, and two threads wait to hand over two
+    # more: the dashboard and `sidequest status` say 2 are busy, and so must this gauge.
+    from apps.output_jobs import Nap
+
+    port = free_ports(1)
+    worker("-c", "2", "--async-concurrency", "2", "--metrics-port", str(port),
+           "--metrics-host", "127.0.0.1")
+    wait_for(lambda: samples(port), what="the metrics endpoint")
+    Nap.perform_bulk([[30.0]] * 8)
+    seen: list[float] = []
+
+    def settled() -> bool:
+        found = samples(port)
+        seen.append(value(found, "sidequest_worker_busy") if found else -1)
+        return seen[-3:] == [2.0] * 3  # steady, not caught between two jobs' starts
+
+    try:
+        wait_for(settled, what="the busy gauge to read 2")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; it read {seen[-5:]}") from None
+
+
 def test_each_process_of_p_2_has_its_own_port(worker: Any, r: redis.Redis) -> None:
     port = free_ports(2)
     worker("-P", "2", "-c", "2", "--metrics-port", str(port), "--metrics-host", "127.0.0.1")

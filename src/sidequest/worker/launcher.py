@@ -175,8 +175,10 @@ class Launcher(SignalHandling):
             return
         from sidequest.worker.exporter import Exporter  # noqa: PLC0415 - needs the extra
 
+        # Busy as the heartbeat reports it (the dashboard's figure): the jobs that run, not
+        # the threads waiting to hand an async job to a full event loop.
         self.exporter = Exporter(self.identity, self.config.concurrency,
-                                 lambda: self.manager.busy)
+                                 lambda: len(self.state.work))
         self.exporter.serve(self.config.metrics_host, port)
         middleware.server.prepend(self.exporter)
         log.info("Prometheus metrics of this process on http://%s:%d/metrics",

@@ -203,10 +203,6 @@ class Manager(Feeding):
         if self._fetcher_thread is not None:  # it flushes the last acknowledgements
             join(self._fetcher_thread)
 
-    @property
-    def busy(self) -> int:
-        return len(self._running) + self.asyncio.busy
-
     def _stuck(self, jid: str) -> None:
         """A job ignored its timeout: record its failure, then retire the process."""
         stuck.fail(jid, self._running, self.processor, self.async_jobs)
