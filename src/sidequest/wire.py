@@ -94,8 +94,8 @@ def _ready(step: Callable[..., Any], *args: Any) -> Any:
     try:
         return step(*args) if args and args[0] is not None else step()
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        if isinstance(exc, NotSent):
-            raise
+        if isinstance(exc, (NotSent, redis.AuthenticationError)):
+            raise  # a refused password is the URL's fault, and its caller says so
         raise NotSent(str(exc)) from exc
 
 
