@@ -1,50 +1,89 @@
-"""Loading the application's jobs: each ``-r`` target imported (a dotted module or a .py file),
-and what to tell the user when that fails: a module not found, a class path given for a
-module, a syntax error, or the module's own exception (its traceback, then one line)."""
+"""Loading the application's jobs: each ``-r`` target imported (a dotted module or a .py file,
+optionally followed by ``:create_app()``, an app factory to call), and what to tell the user
+when that fails: a module not found, a class path given for a module, a syntax error, or the
+module's own exception (its traceback, then one line)."""
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import difflib
 import importlib
+import inspect
 import os
+import re
+import shlex
 import site
 import sys
 import sysconfig
 import traceback
 from pathlib import Path
+from typing import Any
 
 from sidequest.errors import ConfigError
 
+#: ``module:factory()`` (Flask's and gunicorn's way to name an app factory): the module or
+#: file, then what follows the first colon that starts a name (a Windows drive's ``C:\``
+#: does not).
+FACTORY = re.compile(r"(?P<module>[^:]+):(?P<expr>[A-Za-z_].*)")
+#: The names Flask looks for when told only a module: an app factory the worker may not call.
+FACTORY_NAMES = ("create_app", "make_app")
+#: What the factories returned (the apps), held for the life of the worker.
+_made: list[Any] = []
+_MISSING = object()
 
-def load_app(targets: tuple[str, ...]) -> None:
-    """Import each ``-r`` target: a dotted module, or a path to a .py file."""
+
+def load_app(targets: tuple[str, ...]) -> list[str]:
+    """Import each ``-r`` target: a dotted module, or a path to a .py file, and call the app
+    factory a ``:create_app()`` after it names. Returns the names of the modules given
+    without a factory (for factory_hint)."""
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # console scripts do not include the current dir
+    loaded: list[str] = []
     for target in targets:
-        _check_target(target)
-        is_file = target.endswith(".py") or os.sep in target
-        module = _module_for_file(Path(target)) if is_file else target
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise ConfigError(_import_failure(target, module, exc)) from exc
-        except SyntaxError as exc:  # the traceback would be importlib's frames, not the app's
-            raise ConfigError(_syntax_error(target, exc)) from None
-        except ConfigError:
-            raise  # a job class's bad option: its own message says which and what to do
-        except Exception as exc:
-            if type(exc).__name__ not in ("ImproperlyConfigured", "AppRegistryNotReady"):
-                raise ConfigError(_module_raised(target, exc)) from None
-            # A Django project's module, imported before Django is set up.
-            raise ConfigError(f"could not import {target!r}: it needs Django set up"
-                              f" ({type(exc).__name__}: {exc}). Run the worker as"
-                              " `python manage.py sidequest`, which sets Django up and loads"
-                              " each installed app's jobs.py") from None
+        spec, expr = _split_factory(target)
+        _check_target(spec)
+        is_file = spec.endswith(".py") or os.sep in spec
+        module = _module_for_file(Path(spec)) if is_file else spec
+        _import(target, module, spec)
+        if expr is None:
+            loaded.append(module)
+        else:
+            _call_factory(target, module, expr)
+    return loaded
 
 
-def _module_raised(target: str, exc: Exception) -> str:
-    """The app's module raised while imported: a bug in its code, so its traceback is printed
-    now (from the module's own frames: the importing ones would only hide it), and the
+def _split_factory(target: str) -> tuple[str, str | None]:
+    """``myapp:create_app()`` as (``myapp``, ``create_app()``); a plain target, (it, None)."""
+    found = FACTORY.fullmatch(target)
+    if found is None or Path(target).is_file():  # a file whose path holds a colon
+        return target, None
+    return found["module"], found["expr"]
+
+
+def _import(target: str, module: str, spec: str) -> None:
+    """Import ``module``; a failure is a ConfigError that says what to do."""
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError(_import_failure(target, module, exc, spec)) from exc
+    except SyntaxError as exc:  # the traceback would be importlib's frames, not the app's
+        raise ConfigError(_syntax_error(target, exc)) from None
+    except ConfigError:
+        raise  # a job class's bad option: its own message says which and what to do
+    except Exception as exc:
+        if type(exc).__name__ not in ("ImproperlyConfigured", "AppRegistryNotReady"):
+            raise ConfigError(_module_raised(target, exc)) from None
+        # A Django project's module, imported before Django is set up.
+        raise ConfigError(f"could not import {target!r}: it needs Django set up"
+                          f" ({type(exc).__name__}: {exc}). Run the worker as"
+                          " `python manage.py sidequest`, which sets Django up and loads"
+                          " each installed app's jobs.py") from None
+
+
+def _module_raised(target: str, exc: Exception, whose: str = "your module's") -> str:
+    """The app's module (or its factory) raised: a bug in its code, so its traceback is
+    printed now (from the app's own frames: the importing ones would only hide it), and the
     ConfigError that follows says what failed in one line (exit 2, as a bad setting)."""
     tb = exc.__traceback__
     while tb is not None and _importing_frame(tb.tb_frame.f_code.co_filename):
@@ -52,7 +91,89 @@ def _module_raised(target: str, exc: Exception) -> str:
     traceback.print_exception(type(exc), exc, tb, file=sys.stderr)
     sys.stderr.flush()
     return (f"could not load -r {target}: {type(exc).__name__}: {exc}"
-            " (the traceback above is your module's)")
+            f" (the traceback above is {whose})")
+
+
+def _call_factory(target: str, module: str, expr: str) -> None:
+    """``-r myapp:create_app()``: call the factory, so that the app is made as the web
+    process makes it (its extensions set up, its blueprints' modules and their jobs
+    imported). ``-r myapp:app`` names what the import made: a function is called, as Flask's
+    ``--app`` does; anything else only has to be there."""
+    name, args, kwargs, called = _parse_factory(target, expr)
+    found = getattr(sys.modules[module], name, _MISSING)
+    if found is _MISSING:
+        raise ConfigError(f"-r {target}: module {module!r} has no attribute {name!r}"
+                          f"{_close_names(sys.modules[module], name)}")
+    if not called and not inspect.isfunction(found):
+        return
+    if not callable(found):
+        raise ConfigError(f"-r {target}: {module}.{name} cannot be called (its type is"
+                          f" {type(found).__name__}): use -r {module}:{name} (without the"
+                          " brackets)")
+    _check_arguments(target, found, args, kwargs)
+    try:
+        _made.append(found(*args, **kwargs))
+    except ConfigError:
+        raise  # a setting the app gives Sidequest (Sidequest(app)): its own message says it
+    except Exception as exc:
+        raise ConfigError(_module_raised(target, exc, "your factory's")) from None
+
+
+def _parse_factory(target: str, expr: str) -> tuple[str, list[Any], dict[str, Any], bool]:
+    """What follows the colon: a name, or a call of one with literal arguments
+    (``create_app('production')``), as Flask's ``--app`` takes it."""
+    example = ("after the colon, name the app factory and call it: -r 'myapp:create_app()'"
+               " (arguments must be literals: create_app('production'))")
+    try:
+        node = ast.parse(expr.strip(), mode="eval").body
+    except SyntaxError:
+        raise ConfigError(f"-r {target}: {example}") from None
+    if isinstance(node, ast.Name):
+        return node.id, [], {}, False
+    if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+        raise ConfigError(f"-r {target}: {example}")
+    try:
+        args = [ast.literal_eval(arg) for arg in node.args]
+        kwargs = {str(kw.arg): ast.literal_eval(kw.value) for kw in node.keywords}
+    except ValueError:
+        raise ConfigError(f"-r {target}: {example}") from None
+    if any(kw.arg is None for kw in node.keywords):  # **options: not a literal either
+        raise ConfigError(f"-r {target}: {example}")
+    return node.func.id, args, kwargs, True
+
+
+def _check_arguments(target: str, factory: Any, args: list[Any],
+                     kwargs: dict[str, Any]) -> None:
+    """Arguments the factory does not take: said as such, not as a traceback of this call."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # a builtin without one: the call will say
+        return
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"-r {target}: {exc}; it is {factory.__name__}{signature}: give its"
+                          f" arguments as literals, e.g. -r 'module:create_app(\"production\")'"
+                          ) from None
+
+
+def _close_names(module: Any, name: str) -> str:
+    functions = [attr for attr in dir(module) if callable(getattr(module, attr, None))
+                 and not attr.startswith("_")]
+    close = difflib.get_close_matches(name, functions, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def factory_hint(modules: list[str]) -> str:
+    """For the warning that no job class is loaded: a module given to -r that defines an app
+    factory the worker did not call (``create_app``), so its app and the jobs its blueprints
+    import were never made. "" when there is none."""
+    for module in modules:
+        for name in FACTORY_NAMES:
+            if inspect.isfunction(getattr(sys.modules.get(module), name, None)):
+                return (f"; {module} defines {name}() but nothing calls it: to make the app"
+                        f" (and import the jobs it imports), pass -r '{module}:{name}()'")
+    return ""
 
 
 def _importing_frame(filename: str) -> bool:
@@ -113,13 +234,17 @@ def _syntax_error(target: str, exc: SyntaxError) -> str:
             "\nFix the code there, then start the worker again")
 
 
-def _import_failure(target: str, module: str, exc: ImportError) -> str:
+def _import_failure(target: str, module: str, exc: ImportError, spec: str) -> str:
     """Say which import failed and where: the app's own module, or a package it imports."""
     missing = exc.name or ""
     if exc.name is None or not isinstance(exc, ModuleNotFoundError):
         # The module was found and its code ran: it, or code it imports, raised this (a
         # name missing from a module, a library that needs an extra): where and what.
         return f"could not import {target!r}: {_where(exc)}{type(exc).__name__}: {exc}"
+    above = _run_from_above(target, spec, missing)
+    if above:  # before "pip install shop", which would fetch someone else's package
+        where = "" if missing.partition(".")[0] == module.partition(".")[0] else _where(exc)
+        return f"could not import {target!r}: {where}'import {missing}' failed: {above}"
     if not (module == missing or module.startswith(missing + ".")):
         where = _where(exc)
         absent = _absent_from_package(missing)
@@ -135,6 +260,37 @@ def _import_failure(target: str, module: str, exc: ImportError) -> str:
     return (f"could not import {target!r}: {exc}. Run sidequest from your project's root"
             f" directory (where `python -c 'import {top}'` works), or set PYTHONPATH so that"
             " Python can find it")
+
+
+def _run_from_above(target: str, spec: str, missing: str) -> str:
+    """For ``cd shop && sidequest -r app``, where app.py imports ``shop.jobs``: Python finds
+    the package shop from the folder that holds it, never from inside it, so the worker must
+    run from there. "" unless the working directory lies in a package of the missing name."""
+    top = missing.partition(".")[0]
+    if top in sys.modules:
+        return ""
+    here = Path.cwd().resolve()
+    package = here
+    while (package / "__init__.py").is_file() and package.name != top:
+        package = package.parent
+    if package.name != top or not (package / "__init__.py").is_file():
+        return ""
+    root = package.parent
+    return (f"the worker runs inside the package {top!r} ({package}), and Python finds a"
+            f" package only from the directory that holds it. Run the worker from"
+            f" {str(root)!r}: cd {shlex.quote(os.path.relpath(root, here))} && sidequest -r"
+            f" {shlex.quote(_target_from(root, here, target, spec))}")
+
+
+def _target_from(root: Path, here: Path, target: str, spec: str) -> str:
+    """``target`` as written from ``root``, a directory above the working one ``here``."""
+    factory = target[len(spec):]  # ":create_app()", if any
+    if spec.endswith(".py") or os.sep in spec:
+        return os.path.relpath(here / spec, root) + factory
+    inner = here.relative_to(root).parts
+    if spec.partition(".")[0] == inner[0]:  # already named from the root: -r shop.app
+        return target
+    return ".".join([*inner, spec]) + factory
 
 
 def _absent_from_package(missing: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import shlex
 import sys
 
 from sidequest import environ, interrupts
@@ -29,8 +30,8 @@ COMMANDS = ("run", "dev", "stats", "status", "periodic", "web")
 def _unknown_command(word: str) -> str:
     close = difflib.get_close_matches(word, COMMANDS, n=1, cutoff=0.6)
     hint = f"did you mean 'sidequest {close[0]}'? " if close else ""
-    if not close and ("." in word or "/" in word):  # a module or file: the jobs to load
-        hint = f"to load your jobs from it, pass -r {word}; "
+    if not close and any(mark in word for mark in "./:"):  # a module, file or app factory
+        hint = f"to load your jobs from it, pass -r {shlex.quote(word)}; "
     return (f"unknown command {word!r}; {hint}the commands are {', '.join(COMMANDS)}"
             " (none: run), e.g. sidequest -r myapp.jobs")
 

@@ -212,19 +212,22 @@ def _parser(command: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _connect(args: argparse.Namespace) -> None:
+def _connect(args: argparse.Namespace, settings_file: bool) -> None:
     # The settings file the worker reads without -C (./sidequest.toml): the same Redis.
-    connect_as_file(args.config or default_file(), args.redis_url)
+    connect_as_file(args.config or (default_file() if settings_file else None), args.redis_url)
 
 
-def main(command: str, argv: list[str], out: TextIO = sys.stdout) -> int:
+def main(command: str, argv: list[str], out: TextIO = sys.stdout, *,
+         settings_file: bool = True) -> int:
+    """``settings_file=False``: without -C, no ./sidequest.toml either (``manage.py
+    sidequest stats``, whose worker reads the project's settings instead)."""
     args = _parser(command).parse_args(argv)
     if args.watch is not None and not args.watch > 0:  # a typo, not a request to spin
         print(f"sidequest {command}: --watch takes the seconds between redraws, more than 0;"
               f" got {args.watch:g}", file=sys.stderr)
         return 2
     try:
-        _connect(args)
+        _connect(args, settings_file)
     except ConfigError as exc:
         print(f"sidequest {command}: {exc}", file=sys.stderr)
         return 2

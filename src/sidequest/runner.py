@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any, NoReturn
 
 from sidequest import __version__, connection, environ, registry
-from sidequest.app_loader import inside_package, load_app
+from sidequest.app_loader import factory_hint, inside_package, load_app
 from sidequest.config import (
     LOG_LEVELS,
     Config,
@@ -106,7 +106,8 @@ def parser(prog: str = "sidequest", epilog: str = EPILOG) -> argparse.ArgumentPa
         epilog=epilog,
     )
     parser.add_argument("-r", "--require", action="append", metavar="MODULE_OR_FILE",
-                        help="module (myapp.jobs) or .py file that defines your jobs; repeatable")
+                        help="module (myapp.jobs) or .py file that defines your jobs, or an app"
+                             " factory that imports them (myapp:create_app()); repeatable")
     parser.add_argument("-c", "--concurrency", type=int, help="processor threads (default 5)")
     parser.add_argument("--async-concurrency", type=int, metavar="N",
                         help="async def jobs running at once on the event loop (default 100)")
@@ -181,8 +182,8 @@ def run_worker(config: Config, processes: int = 1, *, app_loaded: bool = False,
     _export_environment(config)
     if not config.require and not app_loaded:
         log.warning("no -r given: no job classes are loaded; pass -r yourapp.jobs")
-    load_app(config.require)  # once, before any fork: children share the loaded modules
-    _warn_if_no_jobs(config.require)
+    loaded = load_app(config.require)  # once, before any fork: children share the modules
+    _warn_if_no_jobs(config.require, loaded)
     misplaced = inside_package(config.require)
     if misplaced:
         log.warning("%s", misplaced)
@@ -218,13 +219,14 @@ def _export_environment(config: Config) -> None:
         os.environ.setdefault(environ.APP_ENV, config.environment)
 
 
-def _warn_if_no_jobs(targets: tuple[str, ...]) -> None:
+def _warn_if_no_jobs(targets: tuple[str, ...], loaded: list[str]) -> None:
     """-r named modules, but none defines a job: the worker would fetch jobs it cannot run
-    (a package's empty __init__.py, say, for the module beside it)."""
+    (a package's empty __init__.py, say, for the module beside it, or a Flask package whose
+    create_app() imports the jobs but is never called)."""
     if targets and not registry.names():
         log.warning("no job classes are loaded: no Job class or @job function is defined in"
                     " -r %s (nor in the modules it imports); pass -r the module that defines"
-                    " them, e.g. -r yourapp.jobs", ", -r ".join(targets))
+                    " them, e.g. -r yourapp.jobs%s", ", -r ".join(targets), factory_hint(loaded))
 
 
 def _check_memory_limit(limit: int | None) -> None:

@@ -99,7 +99,8 @@ def test_the_worker_takes_the_cli_flags(project: Path, redis_server: RedisServer
         capture_output=True, text=True, check=True).stdout
     for flag in ("--concurrency", "--queue", "--max-memory", "--redis-url"):
         assert flag in help_text
-    # The sidequest command's other commands (web, stats) are not this one's.
+    # Not the sidequest command's list of commands (web and dev are not this one's), but
+    # the views of Redis it runs over the settings' Redis.
     flat = " ".join(help_text.split())
     django_help = subprocess.run(
         [sys.executable, str(HERE / "manage.py"), "help", "sidequest"], env=env, cwd=HERE,
@@ -108,6 +109,8 @@ def test_the_worker_takes_the_cli_flags(project: Path, redis_server: RedisServer
     assert ("Redis URL (default: the -C file's redis_url, SIDEQUEST['redis_url'] in the Django"
             " settings, $SIDEQUEST_REDIS_URL, $REDIS_URL, redis://localhost:6379/0)") in flat
     assert "Commands:" not in flat and "Example: python manage.py sidequest -c 10" in flat
+    assert "Also: python manage.py sidequest stats | status [--watch] | periodic" in flat
+    assert "--skip-checks" in flat
     bad = subprocess.run(
         [sys.executable, str(HERE / "manage.py"), "sidequest", "-c", "0"], cwd=HERE,
         env={**env, "SIDEQUEST_SHARD_QUEUE": "reports=eu"},

@@ -81,6 +81,8 @@ def test_version_and_help() -> None:
     (["--concurency", "3"], "did you mean --concurrency (for --concurency)?"),
     (["stat"], "unknown command 'stat'; did you mean 'sidequest stats'?"),
     (["app/jobs.py"], "unknown command 'app/jobs.py'; to load your jobs from it, pass -r"),
+    (["app:create_app()"], "unknown command 'app:create_app()'; to load your jobs from it,"
+                           " pass -r 'app:create_app()'"),
     (["go"], "unknown command 'go'; the commands are run, dev"),
     # Sidekiq's own flags, from a user's old command line.
     (["-P", "tmp/pids/sidekiq.pid"], "-P is the number of worker processes here; a pidfile"),
