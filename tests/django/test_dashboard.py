@@ -66,8 +66,9 @@ def test_redis_down_the_page_names_the_sidequest_setting(users: dict[str, object
     text = " ".join(page.content.decode().split())
     assert f"could not reach Redis at <code>{redis_down}</code>" in text
     # SIDEQUEST wins over the variables: naming only them would send the user astray.
-    assert ('set it with <code>settings.SIDEQUEST["redis_url"]</code>, which wins over'
-            " <code>SIDEQUEST_REDIS_URL</code> and <code>REDIS_URL</code>)") in text
+    assert ('set it with <code>settings.SIDEQUEST["redis_url"]</code>, which wins over the'
+            " environment variables <code>SIDEQUEST_REDIS_URL</code> and <code>REDIS_URL</code>)"
+            ) in text
 
 
 def test_behind_a_tls_proxy_the_dashboards_cookie_is_secure(users: dict[str, object]) -> None:

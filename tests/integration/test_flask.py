@@ -5,10 +5,12 @@ own session check (an admin sees it, anyone else is refused or sent to log in)."
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,8 +18,8 @@ import redis
 from flask import Flask, current_app, session
 
 import sidequest
-from helpers import running_worker, wait_for
-from redis_server import RedisServer
+from helpers import FAST, Output, kill_leftovers, running_worker, wait_for
+from redis_server import RedisServer, free_port
 from sidequest import Job, connection, middleware
 from sidequest.contrib.flask import Sidequest
 from sidequest.errors import ConfigError
@@ -326,3 +328,106 @@ def test_unread_dashboard_responses_leave_no_task_behind(redis_url: str) -> None
     assert result.returncode == 0, result.stderr
     assert "pending tasks: 0" in result.stdout, result.stdout
     assert "Task was destroyed" not in result.stderr, result.stderr
+
+
+#: The app-factory layout: create_app() sets up the extension and registers a blueprint
+#: whose module imports the jobs, so only a worker that calls create_app() knows them.
+FACTORY_APP = """
+import os
+from flask import Flask
+from sidequest.contrib.flask import Sidequest
+
+sq = Sidequest(auth=lambda: True)
+
+
+def create_app(name="web"):
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="flask-test-secret", NAME=name,
+                      SIDEQUEST_REDIS_URL=os.environ["TEST_REDIS_URL"])
+    sq.init_app(app)
+    from fsqapp.views import pages
+
+    app.register_blueprint(pages)
+    return app
+"""
+FACTORY_VIEWS = """
+from flask import Blueprint
+
+from fsqapp.jobs import Greet  # noqa: F401
+
+pages = Blueprint("pages", __name__)
+"""
+FACTORY_JOBS = """
+from flask import current_app
+from sidequest import Job
+
+
+class Greet(Job):
+    def perform(self):
+        print("greeted by", current_app.config["NAME"], flush=True)
+"""
+STARTED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture
+def factory_project(tmp_path: Path) -> Iterator[Path]:
+    """A project root holding the ``fsqapp`` package, and fast.toml (the test timers)."""
+    package = tmp_path / "fsqapp"
+    package.mkdir()
+    for name, text in (("__init__", FACTORY_APP), ("views", FACTORY_VIEWS),
+                       ("jobs", FACTORY_JOBS)):
+        (package / f"{name}.py").write_text(text)
+    (tmp_path / "fast.toml").write_text("".join(f"{k} = {v}\n" for k, v in FAST.items()))
+    yield tmp_path
+    kill_leftovers(STARTED)
+
+
+def worker_on(project: Path, redis_url: str, target: str) -> tuple[subprocess.Popen[str],
+                                                                    Output]:
+    """``sidequest -r target`` started in ``project``, with $REDIS_URL on a port nothing
+    listens on: only the app's config names the suite's Redis."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIDEQUEST_")}
+    env.update(TEST_REDIS_URL=redis_url, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    proc = subprocess.Popen([sys.executable, "-m", "sidequest", "-r", target, "-c", "1", "-C",
+                             "fast.toml"], cwd=project, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    STARTED.append(proc)
+    return proc, Output(proc)
+
+
+def test_the_worker_calls_the_app_factory_it_is_given(factory_project: Path,
+                                                      redis_url: str) -> None:
+    # Before: "No module named 'fsqapp:create_app()'"; with -r fsqapp, no job class and the
+    # Redis of $REDIS_URL, as create_app() never ran.
+    proc, out = worker_on(factory_project, redis_url, "fsqapp:create_app('worker')")
+    out.wait_for(f"started: strict, 1 thread, queues default, Redis {redis_url}")
+    sidequest.enqueue("fsqapp.jobs.Greet")
+    out.wait_for("greeted by worker")  # in the app's context, the factory's argument
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0
+    assert not any("no job classes" in line for line in out.lines), out.lines
+
+
+def test_a_factory_package_given_without_the_call_says_to_call_it(factory_project: Path,
+                                                                  redis_url: str) -> None:
+    proc, out = worker_on(factory_project, redis_url, "fsqapp")
+    line = out.wait_for("no job classes are loaded")
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(15)
+    assert line.endswith("fsqapp defines create_app() but nothing calls it: to make the app"
+                         " (and import the jobs it imports), pass -r 'fsqapp:create_app()'")
+
+
+def test_redis_down_the_page_names_the_app_config_setting(redis_url: str) -> None:
+    # Before: it said to set SIDEQUEST_REDIS_URL or REDIS_URL in the environment, which
+    # app.config's SIDEQUEST_REDIS_URL overrides: changing them would change nothing.
+    down = f"redis://127.0.0.1:{free_port()}/0"
+    client = make_app_with(down).test_client()
+    client.post("/become/admin")
+    page = client.get("/sidequest/queues", headers={"Accept": "text/html"})
+    assert page.status_code == 503
+    text = " ".join(page.text.split())
+    assert f"could not reach Redis at <code>{down}</code>" in text
+    assert ('set it with <code>app.config["SIDEQUEST_REDIS_URL"]</code>, which wins over the'
+            " environment variables <code>SIDEQUEST_REDIS_URL</code> and <code>REDIS_URL</code>)"
+            ) in text

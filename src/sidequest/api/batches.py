@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sidequest import connection, keys
-from sidequest.api.lenient import as_float, as_int
+from sidequest.api.lenient import as_float, as_int, replies
 from sidequest.api.stats import UNREACHABLE_ERRORS, ShardUnreachable
 
 #: Batches on one page of the dashboard's list, the newest first.
@@ -21,12 +21,12 @@ class BatchStatus:
         pipe: Any = connection.client().pipeline(transaction=False)
         _ask(pipe, bid)
         try:
-            replies = pipe.execute()
+            answers = replies(pipe)  # a key of the wrong type reads as unknown: no batch
         except UNREACHABLE_ERRORS as exc:
             raise ShardUnreachable(connection.current_shard(), exc,
                                    "the batch's status was not read: ask again once it answers"
                                    ) from exc
-        self._read(bid, *replies)
+        self._read(bid, *answers)
 
     @classmethod
     def _from_replies(cls, bid: str, raw: Any, pending: Any, failed: Any) -> BatchStatus:
@@ -38,8 +38,8 @@ class BatchStatus:
 
     def _read(self, bid: str, raw: Any, pending: Any, failed: Any) -> None:
         self.bid = bid
-        fields = {k.decode(): v.decode("utf-8", "replace")
-                  for k, v in cast(dict[bytes, bytes], raw).items()}
+        fields = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace")
+                  for k, v in cast(dict[bytes, bytes], raw or {}).items()}
         self.exists = bool(fields)
         self.description = fields.get("description", "")
         self.created = as_float(fields.get("created"), None)
@@ -47,7 +47,8 @@ class BatchStatus:
         self.total = as_int(fields.get("total"))
         self.pending = as_int(pending)
         #: Jobs that failed and have not succeeded since (retrying or dead).
-        self.failed_jids = sorted(m.decode() for m in failed if not m.startswith(b"b:"))
+        self.failed_jids = sorted(m.decode("utf-8", "replace") for m in failed or ()
+                                  if not m.startswith(b"b:"))
         self.failures = len(self.failed_jids)
         self.complete = "complete_at" in fields
         self.success = "success_at" in fields
@@ -86,8 +87,9 @@ def page_of(page: int, per_page: int = MAX_LISTED) -> BatchPage:
     pipe: Any = connection.client().pipeline(transaction=False)
     pipe.zcard(keys.BATCHES)
     pipe.zrevrange(keys.BATCHES, start, start + per_page - 1)
-    total, bids = pipe.execute()
-    return BatchPage(_statuses([b.decode("utf-8", "replace") for b in bids]), int(total))
+    total, bids = replies(pipe)  # a key of the wrong type reads as no batches
+    return BatchPage(_statuses([b.decode("utf-8", "replace") for b in bids or ()]),
+                     as_int(total))
 
 
 def _statuses(bids: list[str]) -> list[BatchStatus]:

@@ -5,10 +5,18 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from sidequest import connection, keys
-from sidequest.api.lenient import as_float, as_int, json_object, replies
+from sidequest.api.lenient import (
+    as_float,
+    as_int,
+    exact,
+    json_object,
+    key_of,
+    replies,
+    shown,
+)
 from sidequest.api.records import JobRecord
 from sidequest.errors import SidequestError
 
@@ -18,11 +26,14 @@ CLEANUP_EVERY = 60
 
 
 class Process:
-    """One entry of the process set, as its last heartbeat described it."""
+    """One entry of the process set, as its last heartbeat described it. ``identity`` is
+    printable: bytes that are not UTF-8 (another program's) are written out (``\\xff``),
+    while its signals still go to the keys of its exact bytes."""
 
     def __init__(self, identity: str, info: dict[str, Any], fields: dict[str, Any],
                  sidequest: bool = False) -> None:
-        self.identity = identity
+        self._exact = identity  # lenient.exact text, which addresses its keys
+        self.identity = shown(identity)
         self.info = info
         #: A Sidequest process (it holds a lease), not Ruby Sidekiq: only it can cancel a job.
         self.sidequest = sidequest
@@ -75,8 +86,8 @@ class Process:
 
     def signal(self, name: str) -> None:
         pipe = connection.client().pipeline(transaction=True)
-        pipe.lpush(keys.signals(self.identity), name)
-        pipe.expire(keys.signals(self.identity), 60)
+        pipe.lpush(key_of(keys.signals, self._exact), name)
+        pipe.expire(key_of(keys.signals, self._exact), 60)
         pipe.execute()
 
 
@@ -91,22 +102,27 @@ class ProcessSet:
 
     @staticmethod
     def cleanup() -> int:
-        """Drop identities whose process hash expired; at most once a minute across readers."""
+        """Drop identities whose process hash expired; at most once a minute across readers.
+        Identities are read and removed as the bytes they are stored as, so one that is not
+        UTF-8 is pruned like any other; one whose key is not a hash has no ``info`` and goes
+        too."""
         client = connection.client()
         if not client.set(keys.PROCESS_CLEANUP, "1", nx=True, ex=CLEANUP_EVERY):
             return 0
-        identities = sorted(cast(set[bytes], client.smembers(keys.PROCESSES)))
+        identities, _ = _members(client)
         pipe = client.pipeline(transaction=False)
         for identity in identities:
-            pipe.hget(keys.process(identity.decode()), "info")
-        gone = [i for i, info in zip(identities, pipe.execute(), strict=True) if info is None]
+            pipe.hget(key_of(keys.process, identity), "info")
+        gone = [i for i, info in zip(identities, replies(pipe), strict=True) if info is None]
         if gone:
             client.srem(keys.PROCESSES, *gone)
         return len(gone)
 
     def __iter__(self) -> Iterator[Process]:
         for identity, ours, (values,) in _live_reads(
-                lambda p, i: p.hmget(keys.process(i), _FIELDS)):
+                lambda p, i: p.hmget(key_of(keys.process, i), _FIELDS)):
+            if values is None:
+                continue  # its key is not a hash: another program's, no process
             fields = dict(zip(_FIELDS, (_text(v) for v in values), strict=True))
             if fields["info"] is None:
                 continue  # expired between the two reads
@@ -117,7 +133,7 @@ class ProcessSet:
         """How many processes iterating shows: the set's members less the dead Sidequest
         processes still listed (Stats.processes_size counts the set's members, as Sidekiq)."""
         return sum(1 for _, _, (listed,) in _live_reads(
-            lambda p, i: p.hexists(keys.process(i), "info")) if listed)
+            lambda p, i: p.hexists(key_of(keys.process, i), "info")) if listed)
 
     def __len__(self) -> int:
         return self.size
@@ -154,65 +170,67 @@ class WorkSet:
     def __iter__(self) -> Iterator[Work]:
         works = []
         for owner, _, (work, legacy) in _live_reads(_read_work):
-            entries = {**legacy, **work}
-            works += [_work(owner, tid.decode(), value) for tid, value in entries.items()]
+            entries = {**(legacy or {}), **(work or {})}  # None: a key of another type
+            works += [_work(shown(owner), shown(tid), value) for tid, value in entries.items()]
         works.sort(key=lambda w: w.run_at)
         return iter(works)
 
     @property
     def size(self) -> int:
-        busy = _live_reads(lambda p, i: p.hget(keys.process(i), "busy"), lenient=True)
+        busy = _live_reads(lambda p, i: p.hget(key_of(keys.process, i), "busy"))
         return sum(as_int(b) for _, _, (b,) in busy)
 
     def __len__(self) -> int:
         return self.size
 
 
-def _live_reads(read: Callable[[Any, str], object], *,
-                lenient: bool = False) -> list[tuple[str, bool, list[Any]]]:
-    """Each member of ``processes`` in order, whether it is a Sidequest process, and the
-    replies of the commands ``read`` queues for it, leaving out Sidequest processes whose
-    lease has expired.
+def _live_reads(read: Callable[[Any, str], object]) -> list[tuple[str, bool, list[Any]]]:
+    """Each member of ``processes`` in order (as ``lenient.exact`` text, which ``read``
+    turns into keys with ``key_of``), whether it is a Sidequest process, and the replies of
+    the commands ``read`` queues for it, leaving out Sidequest processes whose lease has
+    expired.
 
     Those are dead (the reaper's own test), but their hashes outlive them until a reaper
     recovers their jobs, up to ``reaper_interval`` later, and deletes them; shown meanwhile,
     a killed process would seem to run the jobs that are about to run elsewhere. Ruby
     processes have no lease and are not in ``sq:processes``: they are never checked. The
     cost is one more set read and one EXISTS per Sidequest process, in the same two round
-    trips. ``lenient``: a failed read (a key of the wrong type) replies None."""
+    trips. A failed read (a key of the wrong type) replies None."""
     client = connection.client()
     identities, ours = _members(client)
     checked = [i for i in identities if i in ours]
     pipe = client.pipeline(transaction=False)
     for identity in checked:
-        pipe.exists(keys.lease(identity.decode()))
+        pipe.exists(key_of(keys.lease, identity))
     for identity in identities:
-        read(pipe, identity.decode())
-    results = replies(pipe) if lenient else pipe.execute()
+        read(pipe, exact(identity))
+    results = replies(pipe)
     leases, reads = results[:len(checked)], results[len(checked):]
     dead = {i for i, live in zip(checked, leases, strict=True) if not live}
     per = len(reads) // max(1, len(identities))  # replies per process
-    return [(identity.decode(), identity in ours, reads[n * per:(n + 1) * per])
+    return [(exact(identity), identity in ours, reads[n * per:(n + 1) * per])
             for n, identity in enumerate(identities) if identity not in dead]
 
 
 def _members(client: Any) -> tuple[list[bytes], set[bytes]]:
-    """``processes`` (sorted) and ``sq:processes``, in one round trip."""
+    """``processes`` (sorted) and ``sq:processes``, in one round trip, as stored (bytes);
+    a key of another type reads as no members."""
     pipe = client.pipeline(transaction=False)
     pipe.smembers(keys.PROCESSES)
     pipe.smembers(keys.SQ_PROCESSES)
-    listed, ours = pipe.execute()
-    return sorted(listed), ours
+    listed, ours = replies(pipe)
+    return sorted(listed or ()), ours or set()
 
 
 def _read_work(pipe: Any, identity: str) -> None:
     # Sidekiq 6.4.1 writes only ":workers"; later versions and Sidequest ":work".
-    pipe.hgetall(keys.work(identity))
-    pipe.hgetall(keys.workers_legacy(identity))
+    pipe.hgetall(key_of(keys.work, identity))
+    pipe.hgetall(key_of(keys.workers_legacy, identity))
 
 
 def _text(value: bytes | None) -> str | None:
-    return value.decode() if value is not None else None
+    # Lenient: a field another program wrote in another encoding reads as unknown text.
+    return value.decode("utf-8", "replace") if value is not None else None
 
 
 def _work(process: str, tid: str, value: bytes) -> Work:
@@ -230,11 +248,12 @@ def awaiting_recovery() -> dict[str, int]:
     queues within about ``reaper_interval``; while none runs (a shop whose other workers are
     all Ruby Sidekiq) they wait in Redis, kept but unseen elsewhere."""
     client = connection.client()
-    ours = sorted(cast(set[bytes], client.smembers(keys.SQ_PROCESSES)))
+    ours = sorted(_members(client)[1])
     pipe = client.pipeline(transaction=False)
     for identity in ours:
-        pipe.exists(keys.lease(identity.decode()))
-        pipe.llen(keys.inprogress(identity.decode()))
-    answers = pipe.execute()
-    return {identity.decode(): int(count) for identity, live, count
-            in zip(ours, answers[::2], answers[1::2], strict=True) if not live and count}
+        pipe.exists(key_of(keys.lease, identity))
+        pipe.llen(key_of(keys.inprogress, identity))
+    answers = replies(pipe)  # a key of the wrong type reads as unknown, not an error
+    return {shown(identity): as_int(count) for identity, live, count
+            in zip(ours, answers[::2], answers[1::2], strict=True)
+            if not live and as_int(count)}

@@ -11,35 +11,47 @@ import redis
 
 from sidequest import connection, keys
 from sidequest.api import removed
-from sidequest.api.lenient import as_int, replies
+from sidequest.api.lenient import as_int, exact, key_of, replies, shown, wire
 from sidequest.api.records import JobRecord
 
 PAGE = 100
 
 
 class Queue:
-    """A named queue. The left end of the list holds the newest job, the right the oldest."""
+    """A named queue. The left end of the list holds the newest job, the right the oldest.
 
-    def __init__(self, name: str = "default") -> None:
-        self.name = name
+    ``name`` may be the bytes of a member of ``queues`` (what ``Queue.all`` passes): one
+    that is not UTF-8 (another program's) is then addressed exactly, and ``name`` shows its
+    odd bytes written out (``q\\xff``), printable anywhere."""
+
+    def __init__(self, name: str | bytes = "default") -> None:
+        self._exact = exact(name)
+
+    @property
+    def name(self) -> str:
+        return shown(self._exact)
 
     @property
     def key(self) -> str:
         """Named at each use: a Queue made at import, before the first Redis client chose
-        Redis Cluster's tagged names, must not keep Sidekiq's."""
-        return keys.queue(self.name)
+        Redis Cluster's tagged names, must not keep Sidekiq's. For a name that is not UTF-8
+        it holds lone surrogates (PEP 383): ``lenient.wire`` gives its bytes."""
+        return keys.queue(self._exact)
+
+    @property
+    def _key(self) -> bytes:
+        return key_of(keys.queue, self._exact)
 
     def __repr__(self) -> str:
         return f"<Queue {self.name}>"
 
     @classmethod
     def all(cls) -> list[Queue]:
-        names = cast(set[bytes], connection.client().smembers(keys.QUEUES))
-        return [cls(name.decode()) for name in sorted(names)]
+        return [cls(name) for name in queue_names(connection.client())]
 
     @property
     def size(self) -> int:
-        return int(connection.client().llen(self.key))
+        return int(connection.client().llen(self._key))
 
     def __len__(self) -> int:
         return self.size
@@ -48,7 +60,7 @@ class Queue:
     def latency(self) -> float:
         """Seconds the oldest job has waited; 0 for an empty queue."""
         try:
-            return latency_of(cast("bytes | None", connection.client().lindex(self.key, -1)))
+            return latency_of(cast("bytes | None", connection.client().lindex(self._key, -1)))
         except redis.ResponseError:  # not a list: another program's key
             return 0.0
 
@@ -63,11 +75,11 @@ class Queue:
         page, count = max(1, page), max(1, min(count, 1000))
         start = (page - 1) * count
         pipe = connection.client().pipeline(transaction=False)
-        pipe.llen(self.key)
+        pipe.llen(self._key)
         if oldest_first:
-            pipe.lrange(self.key, -start - count, -start - 1)
+            pipe.lrange(self._key, -start - count, -start - 1)
         else:
-            pipe.lrange(self.key, start, start + count - 1)
+            pipe.lrange(self._key, start, start + count - 1)
         size, raws = replies(pipe)  # a key of the wrong type reads as empty
         raws = list(raws or ())
         if oldest_first:
@@ -106,23 +118,25 @@ class Queue:
             start, end = max(0, near - REF_WINDOW), near + REF_WINDOW
         else:
             start, end = near - REF_WINDOW, min(-1, near + REF_WINDOW)
-        rows = cast(list[bytes], client.lrange(self.key, start, end))
+        rows = cast(list[bytes], client.lrange(self._key, start, end))
         for raw in rows:
             if digest_of(raw) == digest:
-                return _deleted(client.lrem(self.key, 1, raw), raw)  # type: ignore[arg-type]
+                return _deleted(client.lrem(self._key, 1, raw), raw)  # type: ignore[arg-type]
         return False
 
     def delete_job(self, raw: bytes | str) -> bool:
         """Remove one job by its exact stored text (what the dashboard posts back)."""
         data = raw if isinstance(raw, bytes) else raw.encode("utf-8")
-        return _deleted(connection.client().lrem(self.key, 1, data), data)  # type: ignore[arg-type]
+        return _deleted(connection.client().lrem(self._key, 1, data), data)  # type: ignore[arg-type]
 
     def clear(self) -> None:
         """Delete the queue and forget its name, as Sidekiq's Queue#clear does; then record
         that its jobs never run (their batches, statuses and unique identities), reading
         them from where the list was set aside."""
-        held = removed.set_aside(self.key, self.name,
-                                 lambda pipe: pipe.srem(keys.QUEUES, self.name))
+        # The member is removed by its bytes; the held key is named after the shown name,
+        # which redis-py can encode (a random token keeps it apart from any other).
+        held = removed.set_aside(self._key, self.name,
+                                 lambda pipe: pipe.srem(keys.QUEUES, wire(self._exact)))
         if held is None:
             return
         client, start = connection.client(), 0
@@ -144,22 +158,35 @@ def digest_of(raw: bytes) -> str:
 
 @dataclass(frozen=True)
 class QueueSummary:
+    #: Printable: bytes that are not UTF-8 written out (``q\\xff``).
     name: str
     size: int
     latency: float
+    #: The name exactly (``lenient.exact``), to address the queue: ``Queue(summary.exact)``.
+    exact: str = ""
 
 
 def summaries() -> list[QueueSummary]:
     """Every queue's size and latency, in two round trips however many queues there are."""
     client = connection.client()
-    names = sorted(n.decode() for n in cast(set[bytes], client.smembers(keys.QUEUES)))
+    names = queue_names(client)
     pipe = client.pipeline(transaction=False)
     for name in names:
-        pipe.llen(keys.queue(name))
-        pipe.lindex(keys.queue(name), -1)
+        pipe.llen(key_of(keys.queue, name))
+        pipe.lindex(key_of(keys.queue, name), -1)
     answers = replies(pipe)  # a key of the wrong type reads as an empty queue
-    return [QueueSummary(name, as_int(answers[2 * i]), latency_of(answers[2 * i + 1]))
+    return [QueueSummary(shown(name), as_int(answers[2 * i]), latency_of(answers[2 * i + 1]),
+                         exact(name))
             for i, name in enumerate(names)]
+
+
+def queue_names(client: Any) -> list[bytes]:
+    """The members of ``queues`` as stored (bytes), sorted; none when another program left
+    a key of another type there."""
+    pipe = client.pipeline(transaction=False)
+    pipe.smembers(keys.QUEUES)
+    (names,) = replies(pipe)
+    return sorted(cast("set[bytes] | None", names) or ())
 
 
 def latency_of(raw: bytes | None) -> float:

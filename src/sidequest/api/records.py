@@ -13,6 +13,7 @@ from typing import Any
 
 from sidequest import connection, keys
 from sidequest.api import removed
+from sidequest.api.lenient import shown, wire
 from sidequest.errors import PayloadError
 from sidequest.payload import KWARGS, Payload, decode, display_class, timestamp
 from sidequest.retry import decode_backtrace
@@ -23,7 +24,6 @@ class JobRecord:
 
     def __init__(self, raw: bytes | str, queue_key: str | None = None) -> None:
         self.raw = raw if isinstance(raw, bytes) else raw.encode("utf-8")
-        self.value = self.raw.decode("utf-8", "replace")
         self.queue_key = queue_key
         self.parse_error: str | None = None
         try:
@@ -34,6 +34,12 @@ class JobRecord:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.klass} jid={self.jid}>"
+
+    @property
+    def value(self) -> str:
+        """The stored payload as text (bytes that are not UTF-8 replaced). Made when asked,
+        not kept: a record of a 2 MB job would otherwise hold it once more."""
+        return self.raw.decode("utf-8", "replace")
 
     @property
     def jid(self) -> str:
@@ -113,7 +119,8 @@ class JobRecord:
         if self.queue_key is None:
             raise TypeError("this record is not in a queue; delete it through its set")
         client = connection.client()
-        deleted = bool(client.lrem(self.queue_key, 1, self.raw))  # type: ignore[arg-type]
+        # wire: the key of a queue whose name is not UTF-8 holds lone surrogates (PEP 383).
+        deleted = bool(client.lrem(wire(self.queue_key), 1, self.raw))  # type: ignore[arg-type]
         if deleted:
             removed.never_runs(self.item)
         return deleted
@@ -122,7 +129,7 @@ class JobRecord:
     def queue_name(self) -> str | None:
         if self.queue_key is None:
             return None
-        return self.queue_key[len(keys.QUEUE_PREFIX):]
+        return shown(self.queue_key[len(keys.QUEUE_PREFIX):])
 
 
 def utc(seconds: float | None) -> datetime | None:

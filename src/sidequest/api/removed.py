@@ -92,7 +92,7 @@ def _record(commands: Callable[[Any], None], held: str | None = None) -> None:
             delay = min(delay * 2, 2.0)
 
 
-def set_aside(key: str, what: str, also: Callable[[Any], None] | None = None) -> str | None:
+def set_aside(key: str | bytes, what: str, also: Callable[[Any], None] | None = None) -> str | None:
     """Rename ``key`` (a queue or a set being cleared) aside in one step with ``also``'s
     commands, so that a job pushed meanwhile starts it afresh rather than be cleared
     unrecorded. Returns the key it now has, or None when there was nothing to clear."""

@@ -4,6 +4,7 @@ one entry at a time, each move atomic (it cannot be lost or doubled by a racing 
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Iterator
 from typing import Any, cast
@@ -14,7 +15,8 @@ from redis.retry import Retry
 
 from sidequest import connection, keys, unique
 from sidequest.api import removed
-from sidequest.api.lenient import as_int, replies
+from sidequest.api.lenient import as_int, or_empty, replies
+from sidequest.api.queues import digest_of
 from sidequest.api.records import JobRecord
 from sidequest.morgue import DEAD_MAX_JOBS, DEAD_TIMEOUT, add_dead
 from sidequest.payload import dumps, normalized, now
@@ -51,8 +53,22 @@ class SortedEntry(JobRecord):
 
     @property
     def id(self) -> str:
-        """``<score>-<jid>``, the key Sidekiq's web UI uses for a row."""
+        """``<score>-<jid>``, the key Sidekiq's web UI uses for a row. Several entries can
+        share it (unreadable payloads moved in one step have the same time and no jid):
+        ``ref`` names this one alone."""
         return f"{self.score!r}-{self.jid}"
+
+    @property
+    def digest(self) -> str:
+        """A short fingerprint of the stored entry (``queues.digest_of``)."""
+        return digest_of(self.raw)
+
+    @property
+    def ref(self) -> str:
+        """``<score>~<digest>-<jid>``: this very entry, whatever others share its score and
+        jid; ``JobSet.entry(*parse_ref(ref))`` finds it again. The digest sits before the
+        dash, so that everything after it is the jid, as in ``id``."""
+        return f"{self.score!r}~{self.digest}-{self.jid}"
 
     def delete(self) -> bool:
         deleted = bool(connection.client().zrem(self.parent.name, self.raw))
@@ -169,11 +185,16 @@ class JobSet:
         busy for microseconds per call, and the client used is not retried on a timeout.
         """
         needle = substring.encode("utf-8", "surrogatepass")
-        cursor, rows = cast(Any, _scan_client().zscan(self.name, cursor, count=SEARCH_STEP))
+        # A key of the wrong type (another program's) reads as an empty set, searched at once.
+        cursor, rows = cast(Any, or_empty(
+            lambda: _scan_client().zscan(self.name, cursor, count=SEARCH_STEP), (0, [])))
         return int(cursor), [SortedEntry(self, raw, score) for raw, score in rows
                              if needle in raw]
 
     def find_job(self, jid: str) -> SortedEntry | None:
+        return or_empty(lambda: self._find_job(jid), None)
+
+    def _find_job(self, jid: str) -> SortedEntry | None:
         # Match the jid anywhere (JSON spacing varies between writers), then check the field.
         pattern = "*" + _glob_escape(jid) + "*"
         for raw, score in connection.client().zscan_iter(self.name, match=pattern, count=PAGE):
@@ -183,13 +204,24 @@ class JobSet:
         return None
 
     def fetch(self, score: float, jid: str | None = None) -> list[SortedEntry]:
-        """Entries with exactly this score (and jid, if given): how a UI row is found again."""
+        """Entries with exactly this score (and jid, if given), every one of them: several
+        can share both (``entry`` picks one)."""
         if math.isnan(score):
             return []  # no member has it; Redis would refuse the range
         bound = repr(score) if math.isfinite(score) else ("+inf" if score > 0 else "-inf")
-        rows = connection.client().zrange(self.name, bound, bound, byscore=True, withscores=True)
-        entries = [SortedEntry(self, raw, s) for raw, s in cast(Any, rows)]
+        rows: Any = or_empty(lambda: connection.client().zrange(
+            self.name, bound, bound, byscore=True, withscores=True), cast(Any, []))
+        entries = [SortedEntry(self, raw, s) for raw, s in rows]
         return [e for e in entries if jid is None or e.jid == jid]
+
+    def entry(self, score: float, jid: str, digest: str | None = None) -> SortedEntry | None:
+        """The one entry a page's row names: with ``digest`` (from ``ref``), the entry with
+        that score, jid and fingerprint; without (a Sidekiq-style ``<score>-<jid>`` key), the
+        first with that score and jid, as Sidekiq's Web UI takes it. None when it is gone."""
+        found = self.fetch(score, jid)
+        if digest is not None:
+            found = [entry for entry in found if entry.digest == digest]
+        return found[0] if found else None
 
     def delete(self, score: float, jid: str) -> int:
         return sum(entry.delete() for entry in self.fetch(score, jid))
@@ -228,8 +260,10 @@ class JobSet:
         """Run (or, on a pipeline, queue) the atomic move of ``entry``: "retry" (to its
         queue, retry_count - 1), "queue" (to its queue as is) or "dead". Returns None for
         an entry that cannot go to a queue (an unreadable payload: kill or delete it)."""
+        body: bytes | str
         if how == "dead":
-            where, body, queue = "dead", entry.value, ""
+            # The stored bytes: an unreadable payload is kept byte for byte.
+            where, body, queue = "dead", entry.raw, ""
         else:
             if not entry.item:
                 return None
@@ -295,6 +329,31 @@ class DeadSet(JobSet):
         pipe = connection.client().pipeline(transaction=True)
         add_dead(pipe, payload, when or now(), DEAD_MAX_JOBS, DEAD_TIMEOUT)
         pipe.execute()
+
+
+#: ``SortedEntry.ref``: score, digest, jid (anything, dashes and slashes included).
+_REF = re.compile(r"([^~]+)~([0-9a-f]{32})-(.*)", re.DOTALL)
+
+
+def parse_ref(key: str) -> tuple[float, str, str | None] | None:
+    """``(score, jid, digest)`` of a row's key: ``ref``'s ``<score>~<digest>-<jid>``, or
+    Sidekiq's ``<score>-<jid>`` (split at the first dash: a jid may contain dashes), whose
+    digest is None. None when it is neither."""
+    found = _REF.fullmatch(key)
+    score = _score(found.group(1)) if found else None
+    if found and score is not None:
+        return score, found.group(3), found.group(2)
+    # Sidekiq's form; also a jid that merely looks like the tail of a ref ("a~<hex>-b").
+    text, dash, jid = key.partition("-")
+    score = _score(text)
+    return (score, jid, None) if dash and score is not None else None
+
+
+def _score(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def _glob_escape(text: str) -> str:

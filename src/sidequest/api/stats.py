@@ -11,7 +11,7 @@ from typing import Any, Generic, TypeVar, cast
 import redis
 
 from sidequest import connection, keys, url_problems
-from sidequest.api.lenient import as_int, replies
+from sidequest.api.lenient import as_int, key_of, replies, shown
 from sidequest.api.queues import latency_of
 from sidequest.errors import RedisUnavailable
 from sidequest.url_clients import CLUSTER_UNAVAILABLE
@@ -53,12 +53,13 @@ class Stats:
         self.processed = as_int(processed)
         self.failed = as_int(failed)
         self.default_queue_latency = latency_of(oldest)
-        names = sorted(n.decode() for n in queue_names or ())
+        # Names as stored: one that is not UTF-8 (another program's) still names its key.
+        names = sorted(queue_names or ())
         pipe = client.pipeline(transaction=False)
         for name in names:
-            pipe.llen(keys.queue(name))
+            pipe.llen(key_of(keys.queue, name))
         for identity in processes or ():
-            pipe.hget(keys.process(identity.decode()), "busy")
+            pipe.hget(key_of(keys.process, identity), "busy")
         pipe.get(keys.STAT_EXPIRED)
         pipe.get(keys.STAT_OVERLIMIT)
         *sizes, expired, overlimit = replies(pipe)
@@ -68,8 +69,9 @@ class Stats:
         self.overlimit = as_int(overlimit)
         # Largest first, as Sidekiq orders them; names break ties so the order is stable.
         pairs = sorted(zip(names, (as_int(s) for s in sizes), strict=False), key=lambda p: -p[1])
-        self.queues: dict[str, int] = dict(pairs)
-        self.enqueued = sum(self.queues.values())
+        #: Printable names (odd bytes written out as ``\xff``), each queue's size.
+        self.queues: dict[str, int] = {shown(name): size for name, size in pairs}
+        self.enqueued = sum(size for _, size in pairs)
         self.workers_size = sum(as_int(b) for b in sizes[len(names):])
 
     def as_dict(self) -> dict[str, Any]:
@@ -148,12 +150,14 @@ class Totals:
             replies(pipe)  # a key of the wrong type reads as unknown, not an error
         )
         names, identities, ours = names or set(), identities or set(), ours or set()
-        # The script is handed every key it reads (servers that check declared keys insist).
-        queue_keys = [keys.queue(name.decode()) for name in names]
-        leased = [i.decode() for i in identities if i in ours]
-        others = [keys.process(i.decode()) for i in identities if i not in ours]
+        # The script is handed every key it reads (servers that check declared keys insist),
+        # named from the members' bytes: a name that is not UTF-8 still names its key.
+        queue_keys = [key_of(keys.queue, name) for name in names]
+        leased = [i for i in identities if i in ours]
+        others = [key_of(keys.process, i) for i in identities if i not in ours]
         sums = connection.script("totals")(
-            keys=[*queue_keys, *map(keys.process, leased), *map(keys.lease, leased), *others],
+            keys=[*queue_keys, *(key_of(keys.process, i) for i in leased),
+                  *(key_of(keys.lease, i) for i in leased), *others],
             args=[len(queue_keys), len(leased)], client=client)
         return cls(processed=as_int(processed), failed=as_int(failed), busy=as_int(sums[1]),
                    processes=as_int(sums[2]), enqueued=as_int(sums[0]),

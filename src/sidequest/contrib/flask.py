@@ -11,7 +11,8 @@ application context, and the dashboard mounted in the app behind the app's own c
     Sidequest(app, auth=lambda: session.get("role") == "admin")
 
 Run the worker with ``sidequest -r yourapp`` (the module that creates the app and imports the
-jobs), so that it builds the same app and its jobs can use ``current_app``, extensions and
+jobs), or ``sidequest -r 'yourapp:create_app()'`` with an app factory (the worker calls it),
+so that it builds the same app and its jobs can use ``current_app``, extensions and
 ``flask.g``. ``auth`` runs inside a Flask request context built from the dashboard request,
 so it can read ``flask.session`` or Flask-Login's ``current_user``.
 
@@ -106,8 +107,7 @@ class Sidequest:
         middleware.server.add(self.in_app_context)
 
     def _mount(self, app: Flask, prefix: str) -> None:
-        from sidequest.web import wsgi_app  # noqa: PLC0415 - only apps with a dashboard
-        from sidequest.web.app import secret_from_host  # noqa: PLC0415 - as above
+        from sidequest.web.app import secret_from_host  # noqa: PLC0415 - only with a dashboard
 
         options = dict(self.dashboard_options)
         if self.auth is not None:
@@ -129,9 +129,8 @@ class Sidequest:
                     " dashboard signs its sessions with a key made by this process, so a form"
                     " loaded from one process (gunicorn -w N) is refused by another and a"
                     " restart logs everyone out; set app.config['SECRET_KEY']")
-        dashboard = wsgi_app(**options)
         app.wsgi_app = DispatcherMiddleware(  # type: ignore[method-assign]
-            app.wsgi_app, {prefix: dashboard})
+            app.wsgi_app, {prefix: _dashboard(options)})
 
     @staticmethod
     def _request_check(app: Flask, auth: Callable[[], bool]) -> Callable[[Any], bool]:
@@ -143,6 +142,21 @@ class Sidequest:
                 return bool(auth())
 
         return check
+
+
+def _dashboard(options: dict[str, Any]) -> Any:
+    """The dashboard as a WSGI app, its Redis-unreachable page naming app.config's settings:
+    they win over the environment variables it names otherwise (SIDEQUEST_REDIS_URL set in
+    the environment changes nothing while app.config has one)."""
+    from sidequest.web.app import create_app  # noqa: PLC0415 - only apps with a dashboard
+    from sidequest.web.errors import SETTINGS_KEYS, SETTINGS_SOURCE  # noqa: PLC0415 - as above
+    from sidequest.web.wsgi import WSGIDashboard  # noqa: PLC0415 - as above
+
+    asgi = create_app(**options)
+    setattr(asgi.state, SETTINGS_SOURCE, "app.config")
+    setattr(asgi.state, SETTINGS_KEYS, {"redis_url": "SIDEQUEST_REDIS_URL",
+                                        "shards": "SIDEQUEST_SHARDS"})
+    return WSGIDashboard(asgi)
 
 
 def _configure(config: Any) -> None:

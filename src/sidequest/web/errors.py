@@ -17,6 +17,7 @@ from sidequest.errors import ConfigError, RedisUnavailable
 from sidequest.url_clients import CLUSTER_UNAVAILABLE
 from sidequest.web import render
 from sidequest.web.render import route_path
+from sidequest.web.settings import HSTS, Settings
 
 log = logging.getLogger("sidequest.web")
 #: Redis failures that mean "cannot reach it", not "it refused this command".
@@ -28,13 +29,15 @@ MISCONFIGURED: tuple[type[Exception], ...] = (
     ConfigError, redis.ResponseError, redis.exceptions.RedisClusterException)
 #: Seconds between two log lines about the same outage: one line, not one per request.
 LOG_EVERY = 30.0
-#: Headers for a response the guard never saw (an error raised past it).
+#: Headers for a response the guard never saw (an error raised past it): those the guard
+#: sets on every response (security._security_headers), with a fixed policy for the page.
 BARE_HEADERS = {
     "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
     "cache-control": "private, no-store",
     "referrer-policy": "same-origin",
+    "cross-origin-opener-policy": "same-origin",
 }
 _last_logged = [0.0]
 #: What ends an exception's text and would double the period the page puts after it.
@@ -42,9 +45,14 @@ TRAILING_STOPS = string.whitespace + "."
 
 
 #: The ``app.state`` attribute naming the settings a host reads Sidequest's from (the Django
-#: integration sets "settings.SIDEQUEST"): where the unreachable page says to set the Redis
-#: URL, since such a setting wins over the environment variables the page names otherwise.
+#: integration sets "settings.SIDEQUEST", the Flask one "app.config"): where the unreachable
+#: page says to set the Redis URL, since such a setting wins over the environment variables
+#: the page names otherwise.
 SETTINGS_SOURCE = "sidequest_settings_source"
+#: Beside it, the keys the host's settings give the Redis URL and the shard table, when they
+#: are not SIDEQUEST's own ("redis_url", "shards"): Flask's app.config has SIDEQUEST_REDIS_URL.
+SETTINGS_KEYS = "sidequest_settings_keys"
+DEFAULT_KEYS = {"redis_url": "redis_url", "shards": "shards"}
 
 #: The answer to a visitor not logged in (the login form, logout) when Redis fails: nothing
 #: about the deployment (its Redis, its tabs) before the password; the log has the details.
@@ -67,9 +75,11 @@ async def redis_unreachable(request: Request, exc: Exception) -> Response:
                     "is back)", f"of shard {shard} " if shard else "", where, reason_of(exc))
     if _public(request):
         return PlainTextResponse(REDIS_DOWN, status_code=503, headers={"retry-after": "5"})
+    state = request.app.state
     response = render.page(request, "unavailable.html", "Redis unreachable", status_code=503,
                            where=where, down_shard=shard, reason=reason_of(exc),
-                           settings_source=getattr(request.app.state, SETTINGS_SOURCE, None))
+                           settings_source=getattr(state, SETTINGS_SOURCE, None),
+                           settings_keys={**DEFAULT_KEYS, **getattr(state, SETTINGS_KEYS, {})})
     response.headers["retry-after"] = "5"
     return response
 
@@ -121,5 +131,10 @@ async def not_found(request: Request, exc: Exception) -> Response:
 
 async def server_error(request: Request, exc: Exception) -> Response:
     """A 500 for an error no view expected; it is raised past the guard, so the security
-    headers are set here. The traceback goes to the log (Starlette re-raises it)."""
-    return PlainTextResponse("Internal server error", status_code=500, headers=BARE_HEADERS)
+    headers are set here (HSTS too, as the guard would under ``https=True``). The traceback
+    goes to the log (Starlette re-raises it)."""
+    headers = dict(BARE_HEADERS)
+    settings = getattr(getattr(request.scope.get("app"), "state", None), "sidequest", None)
+    if isinstance(settings, Settings) and settings.https:
+        headers["strict-transport-security"] = HSTS
+    return PlainTextResponse("Internal server error", status_code=500, headers=headers)

@@ -13,7 +13,7 @@ import re
 import time
 from datetime import datetime, timezone
 from typing import Any, cast
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 import jinja2
 import markupsafe
@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 
 from sidequest import __version__, connection
+from sidequest.api import lenient
 from sidequest.web import params
 from sidequest.web.session import Session
 from sidequest.web.settings import Settings
@@ -80,7 +81,7 @@ def page(request: Request, template: str, title: str, status_code: int = 200,
     context.setdefault("bare", False)
     base = str(request.scope.get("sidequest.base", root(request)))
     shard_names = connection.shard_names()
-    here = path_url(route_path(request.scope))  # quoted, as page_url quotes it
+    here = path_url(exact_path(request.scope))  # quoted, as page_url quotes it
     body = ENV.get_template(template).render(
         base=base, shard=request.scope.get("sidequest.shard", "default"),
         shard_links=[(name, (base if name == "default" else f"{base}/shards/{name}") + here)
@@ -124,8 +125,51 @@ def place(request: Request) -> dict[str, str]:
 
 
 def segment(value: str) -> str:
-    """``value`` as one URL path segment: slashes, dots and markup all quoted."""
-    return quote(value, safe="")
+    """``value`` as one URL path segment: slashes, dots and markup all quoted. A name that
+    is not UTF-8 (``lenient.exact`` text) is quoted as its bytes (``q%FF``), which
+    ``exact_param`` reads back."""
+    try:
+        data = lenient.wire(value)
+    except UnicodeEncodeError:  # a lone surrogate from JSON ("\\ud800"): no bytes stand for it
+        data = value.encode("utf-8", "surrogatepass")
+    return quote(data, safe="")
+
+
+def exact_path(scope: Any) -> str:
+    """``route_path`` with the bytes that are not UTF-8 as ``lenient.exact`` text (lone
+    surrogates) instead of U+FFFD: the server decodes the path leniently, so a page about a
+    queue so named (``/queues/q%FF``) is found again in the raw path the client sent. As
+    ``route_path`` when there is nothing to recover, or no raw path to read it from."""
+    path, raw_path = route_path(scope), scope.get("raw_path")
+    if "\ufffd" not in path or not isinstance(raw_path, bytes):
+        return path
+    sent = unquote(raw_path.decode("latin-1"), errors="surrogateescape")
+    root = str(scope.get("root_path", "")).rstrip("/")
+    # Only what decodes to the very path the router matched: never another name.
+    for exact in (sent[len(root):] if root and sent.startswith(root) else None, sent):
+        if exact is not None and _replaced(exact) == path:
+            return exact
+    return path
+
+
+def exact_param(request: Request, name: str, suffix: str = "") -> str:
+    """Path parameter ``name`` as the client sent it (see ``exact_path``): the exact name of
+    a queue whose name is not UTF-8, which ``segment`` quotes as ``q%FF``. ``suffix`` is
+    what the route has after the parameter ("/delete")."""
+    value = str(request.path_params[name])
+    path = route_path(request.scope)
+    if "\ufffd" not in value or not path.endswith(value + suffix):
+        return value
+    prefix, exact = path[:len(path) - len(value) - len(suffix)], exact_path(request.scope)
+    if not (exact.startswith(prefix) and exact.endswith(suffix)):
+        return value
+    found = exact[len(prefix):len(exact) - len(suffix)]
+    return found if _replaced(found) == value else value
+
+
+def _replaced(exact: str) -> str:
+    """``exact`` text as a server decodes its bytes: each that is not UTF-8 as U+FFFD."""
+    return lenient.wire(exact).decode("utf-8", "replace")
 
 
 def path_url(path: str) -> str:
@@ -134,9 +178,9 @@ def path_url(path: str) -> str:
     class's name stays in the name instead of starting a query, a fragment or an escape.
     The server decodes the URL to this very path, so it routes it as it did this request."""
     segments = path.split("/")
-    url = quote(segments[0], safe="")
+    url = segment(segments[0])
     for index, name in enumerate(segments[1:], 1):
-        url += _joint(segments[index - 1], name, index, len(segments)) + quote(name, safe="")
+        url += _joint(segments[index - 1], name, index, len(segments)) + segment(name)
     return url
 
 
@@ -233,13 +277,15 @@ def page_url(context: jinja2.runtime.Context, **changes: str | int | None) -> st
         else:
             params[name] = str(value)
     # The scope's path is decoded: printed as it is, a queue named "a?b" would link to "a".
-    path = path_url(route_path(request.scope))
+    path = path_url(exact_path(request.scope))
     return root(request) + path + ("?" + urlencode(params) if params else "")
 
 
 #: Bidirectional and invisible formatting characters: printed raw, a job name or argument
 #: could show text in another order than it has (U+202E turns "exe.txt" around).
 _BIDI = re.compile("[\u061c\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+#: A lone surrogate: what stands for a byte that is not UTF-8 in an exact name.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def cut(value: Any, limit: int = ARGS_IN_TABLE) -> str:
@@ -255,6 +301,11 @@ def visible(value: Any) -> Any:
     if isinstance(value, str) and not isinstance(value, markupsafe.Markup) and (
             len(value) > PRINTED_AT_MOST):
         value = value[:PRINTED_AT_MOST] + f"… ({len(value) - PRINTED_AT_MOST:,} more characters)"
+    if isinstance(value, str) and _SURROGATE.search(value):
+        # An exact name that is not UTF-8 (or a lone surrogate a JSON string escaped): its
+        # surrogates would fail the page's encoding. Written out, markup stays markup.
+        written = lenient.shown(value)
+        value = markupsafe.Markup(written) if isinstance(value, markupsafe.Markup) else written
     if isinstance(value, str) and _BIDI.search(value):
         shown = _BIDI.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
         # Already-escaped markup stays markup: the replacements are plain ASCII.

@@ -38,7 +38,7 @@ from sidequest import environ
 from sidequest.web import errors
 from sidequest.web.render import path_url, route_path
 from sidequest.web.session import COOKIE, Session
-from sidequest.web.settings import Settings
+from sidequest.web.settings import HSTS, Settings
 from sidequest.web.shards import PREFIX as SHARD_PREFIX
 from sidequest.web.views.login import safe_next
 
@@ -72,10 +72,6 @@ PUBLIC_FORM_BYTES = 8 * 1024
 MAX_FIELDS = 1000
 #: Bodies above this are parsed on a worker thread, so the event loop keeps serving.
 PARSE_ON_LOOP_BYTES = 64 * 1024
-#: Sent with every response when the dashboard is told it is served over https: browsers
-#: then refuse plain http to this host for a year. No includeSubDomains: that is the site's
-#: decision, not the dashboard's.
-HSTS = "max-age=31536000"
 HOST_HEADER = re.compile(
     r"(?:\[(?P<ip6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9._-]+))(?::[0-9]{1,5})?")
 CSP = ("default-src 'none'; script-src 'self' 'nonce-{nonce}'; style-src 'self' 'nonce-{nonce}';"

@@ -16,6 +16,10 @@ from sidequest.web.session import Signer
 #: The JSON poll is answered from memory when asked again within this many seconds, so many
 #: open dashboards (or a page told to poll too often) cost Redis one read per second at most.
 STATS_CACHE_SECONDS = 1.0
+#: Sent with every response when the dashboard is told it is served over https: browsers
+#: then refuse plain http to this host for a year. No includeSubDomains: that is the site's
+#: decision, not the dashboard's.
+HSTS = "max-age=31536000"
 
 
 @dataclass(frozen=True)

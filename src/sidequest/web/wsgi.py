@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from typing import Any, cast
+from urllib.parse import quote
 
 from a2wsgi import ASGIMiddleware
 from a2wsgi.wsgi_typing import Environ
@@ -23,6 +24,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from sidequest.web.app import create_app
 
 log = logging.getLogger("sidequest.web")
+#: Where ``_lenient_path`` keeps the path's bytes for the ASGI scope's ``raw_path``.
+RAW_PATH = "sidequest.raw_path"
 
 
 class WSGIDashboard:
@@ -34,6 +37,7 @@ class WSGIDashboard:
 
     def __call__(self, environ: dict[str, Any],
                  start_response: Callable[..., Any]) -> list[bytes]:
+        _lenient_path(environ)
         # The dashboard's responses are finite and small (pages, JSON, a few KB of CSS and
         # JS; it streams nothing), so holding one whole costs little.
         return list(self.bridge(cast(Environ, environ), start_response))
@@ -44,11 +48,32 @@ def wsgi_app(**options: Any) -> WSGIDashboard:
     return WSGIDashboard(create_app(**options))
 
 
+def _lenient_path(environ: dict[str, Any]) -> None:
+    """a2wsgi decodes the path as strict UTF-8 and fails on a byte that is not (the link to
+    a queue whose name is not UTF-8, ``/queues/q%FF``). Such a path is handed on decoded
+    leniently, as ASGI servers do, with its bytes kept for the scope's ``raw_path``, where
+    ``render.exact_param`` finds the exact name."""
+    parts = [str(environ.get(key, "")).encode("latin-1", "replace")
+             for key in ("SCRIPT_NAME", "PATH_INFO")]
+    try:
+        for part in parts:
+            part.decode("utf-8")
+    except UnicodeDecodeError:
+        environ[RAW_PATH] = quote(b"".join(parts), safe="/").encode("ascii")
+        # WSGI carries the path's bytes as latin-1 text: the same, each odd byte now U+FFFD.
+        environ["SCRIPT_NAME"], environ["PATH_INFO"] = (
+            part.decode("utf-8", "replace").encode("utf-8").decode("latin-1") for part in parts)
+
+
 def _logging_errors(app: ASGIApp) -> ASGIApp:
     """Log an error no view expected, then raise it on. An ASGI server logs what the app
-    raises; a2wsgi stops listening once the 500 page is sent, and drops it unseen."""
+    raises; a2wsgi stops listening once the 500 page is sent, and drops it unseen. Also
+    gives the scope the raw path ``_lenient_path`` kept (a2wsgi sets none)."""
 
     async def app_logging_errors(scope: Scope, receive: Receive, send: Send) -> None:
+        raw_path = scope.get("wsgi_environ", {}).get(RAW_PATH)
+        if raw_path is not None and "raw_path" not in scope:
+            scope["raw_path"] = raw_path
         try:
             await app(scope, receive, send)
         except Exception:

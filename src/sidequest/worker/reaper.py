@@ -40,6 +40,8 @@ class Reaper:
         self.client = client
         self.stopping = stopping
         self._rng = random.Random()
+        #: Members of sq:processes that are not UTF-8, already named in the log.
+        self._skipped: set[bytes] = set()
 
     def run(self) -> None:
         failing = False
@@ -58,8 +60,7 @@ class Reaper:
         # readers): the scheduler spaces its polls by that count.
         ProcessSet.cleanup()
         members = cast(set[bytes], self.client.smembers(keys.SQ_PROCESSES))
-        owners = [m.decode() for m in members]
-        owners = [o for o in owners if o != self.identity]
+        owners = [o for o in self._owners(members) if o != self.identity]
         if not owners:
             return self.bury_poison()
         pipe = self.client.pipeline(transaction=False)
@@ -72,6 +73,21 @@ class Reaper:
                 requeued += self._reap_one(owner)
         self.bury_poison()
         return requeued
+
+    def _owners(self, members: set[bytes]) -> list[str]:
+        """The identities in ``members``. One that is not UTF-8 is none a Sidequest process
+        takes (another program wrote it), and the requeue script cannot be handed its keys:
+        it is skipped, said once in the log, rather than stop every reap after it."""
+        owners = []
+        for member in sorted(members):
+            try:
+                owners.append(member.decode())
+            except UnicodeDecodeError:
+                if member not in self._skipped:
+                    self._skipped.add(member)
+                    log.warning("reaper: skipping %r in %s: not UTF-8, so no Sidequest"
+                                " process's identity", member, keys.SQ_PROCESSES)
+        return owners
 
     def recover_gone(self, owner: str) -> None:
         """Recover the jobs of ``owner``, a process known to be dead (its supervisor reaped

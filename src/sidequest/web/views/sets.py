@@ -1,8 +1,12 @@
 """The Retries, Scheduled and Dead tabs: one sorted set each, paginated or filtered, with
 actions on one row, on the selected rows, or on the whole set, and a page per job.
 
-Rows are addressed as ``<score>-<jid>``, as in Sidekiq's UI, and found again by score, so an
-action touches exactly the entry that was shown, and nothing if it moved meanwhile.
+Rows are addressed as ``<score>~<digest>-<jid>`` (``SortedEntry.ref``) and found again by
+score and the digest of the stored entry, so an action touches exactly the entry that was
+shown, even beside others with the same score and jid, and nothing if it moved meanwhile.
+Sidekiq's ``<score>-<jid>`` keys (its UI's links and forms, older bookmarks) still work: each
+names the first entry with that score and jid, as in Sidekiq's UI, never all of them (one row
+pressed acts on one entry).
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sidequest.api import DeadSet, JobSet, RetrySet, ScheduledSet, SortedEntry
+from sidequest.api.sets import parse_ref
 from sidequest.web import params, render
+from sidequest.web.rows import Row, set_row
 
 #: Rows one POST may act on (a page shows at most 100).
 MAX_KEYS = 1000
@@ -95,13 +101,10 @@ def found_note(found: int, cursor: int, next_cursor: int) -> str:
     return f"last {matches}"
 
 
-def parse_key(key: str) -> tuple[float, str] | None:
-    """``"<score>-<jid>"`` split at the first dash (a jid may contain dashes, a score not)."""
-    score, dash, jid = key.partition("-")
-    try:
-        return (float(score), jid) if dash else None
-    except ValueError:
-        return None
+def parse_key(key: str) -> tuple[float, str, str | None] | None:
+    """A row's key as ``(score, jid, digest)``: ``<score>~<digest>-<jid>``, or Sidekiq's
+    ``<score>-<jid>`` (digest None)."""
+    return parse_ref(key)
 
 
 class _Views:
@@ -115,8 +118,7 @@ class _Views:
         cursor = params.integer(request, "cursor", 0, (0, 2**63 - 1))
         next_cursor = 0
         if substr:
-            rows, next_cursor = await run_in_threadpool(
-                kind.jobset().search, substr, cursor, count, SEARCH_BUDGET)
+            rows, next_cursor = await run_in_threadpool(self._search, substr, cursor, count)
             size = len(rows)
         else:
             rows, size, page = await run_in_threadpool(self._page, page, count)
@@ -126,15 +128,21 @@ class _Views:
                            found=found_note(len(rows), cursor, next_cursor) if substr else "",
                            **self._questions())
 
-    def _page(self, page: int, count: int) -> tuple[list[SortedEntry], int, int]:
-        """One page of the set, its size, and the page's number: the last page instead of
-        one past the end (the set shrank, or a hand-made URL)."""
+    def _page(self, page: int, count: int) -> tuple[list[Row], int, int]:
+        """One page of the set as table rows (the entries themselves are dropped here, in
+        the worker thread: see rows.py), its size, and the page's number: the last page
+        instead of one past the end (the set shrank, or a hand-made URL)."""
         jobset, newest_first = self.kind.jobset(), self.kind.newest_first
-        rows, size = jobset.counted_page(page, count, newest_first)
+        entries, size = jobset.counted_page(page, count, newest_first)
         if page > params.last_page(size, count):
             page = params.last_page(size, count)
-            rows, size = jobset.counted_page(page, count, newest_first)
-        return rows, size, page
+            entries, size = jobset.counted_page(page, count, newest_first)
+        return [set_row(entry) for entry in entries], size, page
+
+    def _search(self, substr: str, cursor: int, count: int) -> tuple[list[Row], int]:
+        """A filtered page's rows, and the cursor to go on from (0 at the end)."""
+        entries, next_cursor = self.kind.jobset().search(substr, cursor, count, SEARCH_BUDGET)
+        return [set_row(entry) for entry in entries], next_cursor
 
     def _questions(self) -> dict[str, Any]:
         """The buttons' labels and the questions asked before the actions that need one."""
@@ -156,10 +164,7 @@ class _Views:
 
     def _find(self, key: str) -> SortedEntry | None:
         parsed = parse_key(key)
-        if parsed is None:
-            return None
-        found = self.kind.jobset().fetch(*parsed)
-        return found[0] if found else None
+        return self.kind.jobset().entry(*parsed) if parsed is not None else None
 
     async def act_on_one(self, request: Request) -> Response:
         action = render.form(request).get("action", "")
@@ -183,11 +188,13 @@ class _Views:
         return render.back(request, f"/{self.kind.slug}", message, **render.place(request))
 
     def _apply(self, keys: list[str], act: Callable[[SortedEntry], bool]) -> int:
+        """Act on the one entry each key names: "Deleted: 3 of 3." counts rows, never more."""
         jobset, done = self.kind.jobset(), 0
         for key in keys:
             parsed = parse_key(key)
-            if parsed is not None:
-                done += sum(act(entry) for entry in jobset.fetch(*parsed))
+            entry = jobset.entry(*parsed) if parsed is not None else None
+            if entry is not None:
+                done += act(entry)
         return done
 
     async def act_on_all(self, request: Request) -> Response:
