@@ -32,7 +32,9 @@ calls run in a thread); a plain ``with`` there would freeze the loop, so it is r
 
 A concurrent slot is held until the ``with`` block ends. While the process lives, its slots
 are renewed every third of ``lock_timeout``; a process that dies loses its slots after
-``lock_timeout``, never sooner while it is alive.
+``lock_timeout``, never sooner while it is alive. A job that enters a concurrent limiter
+again while it holds all its slots (``with one:`` inside ``with one:`` on a limiter of 1)
+would wait for itself: that raises a RuntimeError at once.
 
 One name is one limiter (limiter_names.py): the same name made again with another kind or
 other limits is refused.
@@ -141,9 +143,36 @@ class _Attempt(NamedTuple):
 
 #: The concurrent slots held in this context, innermost last: a thread's, or an asyncio
 #: task's. Per thread was wrong once coroutines share the loop's thread: one task's ``async
-#: with`` ending gave back the slot another task had taken last.
-_holding: contextvars.ContextVar[tuple[tuple[ConcurrentLimiter, str], ...]] = (
+#: with`` ending gave back the slot another task had taken last. Each with its taker
+#: (``_taker``): a context is copied into the tasks and threads started inside a block
+#: (``asyncio.run``, ``create_task``, ``to_thread``), which do not hold its slots.
+_holding: contextvars.ContextVar[tuple[tuple[ConcurrentLimiter, str, object], ...]] = (
     contextvars.ContextVar("sidequest_limiter_holding", default=()))
+
+
+def _taker() -> object:
+    """Who takes a slot now: the running asyncio task, else the thread."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no event loop runs in this thread
+        task = None
+    return task if task is not None else threading.current_thread()
+
+
+#: Set, in memory only, on the payload of a run whose OverLimit the worker turned into a
+#: reschedule: a try that found the limiter full, not a run that did the job, for the
+#: worker's log line and the run-time metrics. A key no job writes (as unique.py's mark).
+_RESCHEDULED = "\x00sq_overlimit_rescheduled"
+
+
+def mark_rescheduled(payload: dict[str, Any]) -> None:
+    """The worker put this run's job back in the schedule (or buried it) for an OverLimit."""
+    payload[_RESCHEDULED] = True
+
+
+def rescheduled(payload: dict[str, Any]) -> bool:
+    """Whether this run ended in an over-limit reschedule (``mark_rescheduled``)."""
+    return payload.get(_RESCHEDULED) is True
 
 
 class Limiter:
@@ -186,6 +215,7 @@ class Limiter:
         """Take a slot, waiting up to ``wait_timeout``; raise OverLimit after that. Returns
         when it was taken, in milliseconds on Redis's clock."""
         self._refuse_on_loop()
+        self._refuse_reentry()
         if client.pushes_are_local():
             return _untested()
         deadline = time.monotonic() + self.wait_timeout
@@ -198,6 +228,7 @@ class Limiter:
     async def aacquire(self) -> int:
         """``acquire`` for async code: waits with ``await`` and calls Redis in a thread, so
         the event loop runs other jobs (and the slot's holder) meanwhile."""
+        self._refuse_reentry()
         if client.pushes_are_local():
             return _untested()
         deadline = time.monotonic() + self.wait_timeout
@@ -242,6 +273,9 @@ class Limiter:
             f"limiter {self.name!r}: `with` (or acquire()) inside async code would block the "
             f"event loop, and every async job with it, while it waits for a slot: use "
             f"`async with` on the limiter (or `await aacquire()` and `await arelease()`)")
+
+    def _refuse_reentry(self) -> None:
+        """Only a concurrent slot is held: a rate (bucket, window) can be taken twice."""
 
     def _took(self, attempt: _Attempt) -> int:
         """Record a slot taken in this context; returns when, on Redis's clock."""
@@ -318,9 +352,30 @@ class ConcurrentLimiter(Limiter):
                                     [self.limit, self._interval_ms, token, self._member])
         return _Attempt(taken, wait, at, token if taken else None)
 
+    def _refuse_reentry(self) -> None:
+        """An acquire by the thread or task that already holds every slot (the only one, most
+        often: a ``with`` inside another on the same limiter) would wait for itself: until
+        ``wait_timeout``, then at every reschedule, the job dying after the last with a
+        message that blames some other holder. Said at once instead. By name, as one name
+        is one limiter: a second object made under it shares its slots."""
+        holding = _holding.get()
+        if not holding:  # the common case, without asking asyncio who runs
+            return
+        taker = _taker()
+        mine = sum(1 for held, _, by in holding if held.name == self.name and by is taker)
+        if mine < self.limit:
+            return
+        slots = "its only slot" if self.limit == 1 else f"all {self.limit} of its slots"
+        raise RuntimeError(
+            f"limiter {self.name!r} is already held by this same job (in this thread or "
+            f"asyncio task), which holds {slots}: a `with` on it inside another on it (or "
+            f"another acquire() before release()) would wait for a slot that only this job "
+            f"can free: re-entering a concurrent limiter is not supported. Hold it once, "
+            f"around the whole block")
+
     def _took(self, attempt: _Attempt) -> int:
         assert attempt.token is not None
-        _holding.set((*_holding.get(), (self, attempt.token)))
+        _holding.set((*_holding.get(), (self, attempt.token, _taker())))
         renewal.renewer.hold(self, attempt.token)
         return attempt.at
 

@@ -26,6 +26,7 @@ from typing import Any
 import redis
 
 from sidequest import connection, keys
+from sidequest.limiter import rescheduled
 
 log = logging.getLogger("sidequest")
 
@@ -139,6 +140,10 @@ class Recorder(Timing):
 
     def observe(self, payload: dict[str, Any], queue: str, seconds: float,
                 failed: bool) -> None:
+        if rescheduled(payload):
+            # A try that found a rate limiter full (the worker rescheduled it): not a run, nor
+            # a few ms of success in the class's times. Counted as over limit by the worker.
+            return
         self.record(job_class(payload), 0.0 if failed else seconds * 1000.0, failed)
 
     def record(self, klass: str, ms: float, failed: bool) -> None:

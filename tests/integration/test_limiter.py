@@ -1,8 +1,10 @@
 """Rate limiters across processes, on a real Redis: a bucket and a sliding window allow
 exactly their limit, a concurrent limiter is never exceeded and gets back the slots of a
 SIGKILLed holder (never those of a live one), idle state expires, OverLimit out of
-``perform`` reschedules the job without using a retry, and another process's limiter of
-another kind under the same name is a clear error."""
+``perform`` reschedules the job without using a retry, another process's limiter of
+another kind under the same name is a clear error, and so is a ``with`` on a concurrent
+limiter inside another on the same one when the job holds every slot (it would wait for
+itself)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import signal
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -191,8 +194,15 @@ def test_a_short_lock_timeout_held_beside_a_long_one_is_renewed_in_time(r: redis
         with fast:
             deadline = time.monotonic() + 2  # over three lock timeouts
             while time.monotonic() < deadline:
-                assert _full(limiter.concurrent("fast-api", 1, lock_timeout=0.6))
+                assert _full_elsewhere(limiter.concurrent("fast-api", 1, lock_timeout=0.6))
                 time.sleep(0.05)
+
+
+def _full_elsewhere(made: limiter.ConcurrentLimiter) -> bool:
+    """``_full`` asked by another thread, as another job would: this one holds the slot, so
+    its own acquire would be refused as waiting for itself."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(_full, made).result(10)
 
 
 def _hold_in_child(url: str, taken: Any, done: Any) -> None:
@@ -250,3 +260,112 @@ def test_another_process_limiter_of_another_kind_on_the_same_name_is_named(
 
     with pytest.raises(limiter.LimiterConflict, match="'mixed-too'"):
         asyncio.run(in_async_code())
+
+
+def test_a_nested_with_on_the_same_concurrent_limiter_is_refused_at_once(r: redis.Redis) -> None:
+    """The inner ``with`` would wait for the slot its own job holds: until wait_timeout, then
+    at every reschedule, the job dying after the last one with a message blaming another
+    holder. Refused at once instead, naming the limiter; the outer slot stays held."""
+    one = limiter.concurrent("nested-one", 1, wait_timeout=2)
+    started = time.monotonic()
+    with one:
+        with pytest.raises(RuntimeError) as raised, one:
+            pass
+        assert r.zcard(keys.limiter("nested-one")) == 1, "the outer slot is still held"
+    assert time.monotonic() - started < 1, "at once, not after wait_timeout"
+    message = str(raised.value)
+    assert "limiter 'nested-one' is already held by this same job" in message
+    assert "which holds its only slot" in message
+    assert "Hold it once, around the whole block" in message
+    assert r.zcard(keys.limiter("nested-one")) == 0, "given back by the outer block"
+    one.acquire()  # acquire() twice is the same mistake, and so is another object of the name
+    try:
+        with pytest.raises(RuntimeError, match="'nested-one' is already held"):
+            one.acquire()
+        with pytest.raises(RuntimeError, match="'nested-one' is already held"):
+            limiter.concurrent("nested-one", 1).acquire()
+    finally:
+        one.release()
+    assert r.zcard(keys.limiter("nested-one")) == 0
+
+
+def test_a_job_may_take_several_slots_of_one_limiter_but_not_more_than_it_has(
+    r: redis.Redis,
+) -> None:
+    """Two slots of a limiter of two, taken by one thread (a heavy call counted twice): as
+    before. A third would wait for the job itself: refused at once."""
+    pair = limiter.concurrent("nested-pair", 2, wait_timeout=2)
+    started = time.monotonic()
+    with pair, pair:
+        assert r.zcard(keys.limiter("nested-pair")) == 2
+        with pytest.raises(RuntimeError, match="which holds all 2 of its slots"), pair:
+            pass
+    assert time.monotonic() - started < 1, "at once, not after wait_timeout"
+    assert r.zcard(keys.limiter("nested-pair")) == 0
+
+
+def test_what_nests_or_repeats_legitimately_still_works(r: redis.Redis) -> None:
+    """Two limiters nested, a rate limiter taken twice, one limiter used block after block,
+    and one limiter held at once by two jobs (threads) of the same process."""
+    first, second = limiter.concurrent("nest-a", 1), limiter.concurrent("nest-b", 1)
+    rate = limiter.bucket("nest-rate", 10, "minute")
+    with first, second, rate, rate:
+        pass
+    for _ in range(3):
+        with first:
+            pass
+    pair = limiter.concurrent("nest-pair", 2)
+    both_in = threading.Barrier(3, timeout=5)
+    errors: list[BaseException] = []
+
+    def job() -> None:
+        try:
+            with pair:
+                both_in.wait()  # each holds its slot while the other takes its own
+                both_in.wait()
+        except BaseException as exc:  # reported by the test, in its own thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=job) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    both_in.wait()
+    assert r.zcard(keys.limiter("nest-pair")) == 2
+    both_in.wait()
+    for thread in threads:
+        thread.join(5)
+    assert not errors and r.zcard(keys.limiter("nest-pair")) == 0
+    with first:  # held by another job (thread): a full limiter, not re-entry
+        other = threading.Thread(target=_enter, args=(first, errors))
+        other.start()
+        other.join(5)
+    assert [type(exc) for exc in errors] == [OverLimit]
+
+
+def _enter(made: limiter.Limiter, errors: list[BaseException]) -> None:
+    try:
+        with made:
+            pass
+    except BaseException as exc:  # reported by the test, in its own thread
+        errors.append(exc)
+
+
+class Nested(Job):
+    retry = 1
+    one = limiter.concurrent("nested-job", 1, wait_timeout=2)
+
+    def perform(self) -> None:
+        with Nested.one, Nested.one:
+            pass
+
+
+def test_a_job_that_nests_one_limiter_fails_at_once_instead_of_rescheduling(
+    r: redis.Redis,
+) -> None:
+    jid = Nested.perform_async()
+    with running_worker():
+        (entry,) = wait_for(lambda: list(RetrySet()), timeout=5, what="the job's failure")
+    assert entry.jid == jid and entry.item["error_class"] == "RuntimeError"
+    assert "'nested-job' is already held by this same job" in entry.item["error_message"]
+    assert ScheduledSet().size == 0 and Stats().overlimit == 0
+    assert r.zcard(keys.limiter("nested-job")) == 0, "its slot was given back"

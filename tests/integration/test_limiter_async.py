@@ -2,7 +2,8 @@
 ``async with`` waits without blocking the event loop (the slot's holder and unrelated async
 jobs run meanwhile), each asyncio task gives back its own slot, a cancelled holder (or a task
 cancelled mid-acquire) leaves no slot taken, OverLimit reschedules the job as it does from
-``with``, and a plain ``with`` in async code is refused with an error that says what to use."""
+``with``, and a plain ``with`` in async code is refused with an error that says what to use,
+as is an ``async with`` inside another on the same concurrent limiter."""
 
 from __future__ import annotations
 
@@ -237,3 +238,45 @@ def test_a_wait_past_wait_timeout_raises_over_limit_in_async_code() -> None:
         assert 0.3 <= asyncio.run(main()) < 3
     finally:
         busy.release()
+
+
+def test_a_nested_async_with_on_the_same_concurrent_limiter_is_refused_at_once(
+    r: redis.Redis,
+) -> None:
+    """As with ``with``: the inner block would wait for its own task's slot. Other tasks are
+    other holders, even one started inside the block (its context a copy of the block's):
+    one that enters once the block has ended, two of the loop that hold a slot each."""
+    one = limiter.concurrent("async-nested", 1, wait_timeout=2)
+    pair = limiter.concurrent("async-nested-pair", 2)
+
+    async def after_the_block() -> None:
+        async with one:
+            pass
+
+    async def main() -> None:
+        async with one:
+            with pytest.raises(RuntimeError, match="'async-nested' is already held by this"):
+                async with one:
+                    pass
+            assert await asyncio.to_thread(r.zcard, keys.limiter("async-nested")) == 1
+            later = asyncio.ensure_future(after_the_block())
+        await later  # it waited for the slot, and took it once the block gave it back
+        async with one:  # block after block
+            pass
+        held: list[int] = []
+        both_in = asyncio.Event()  # not asyncio.Barrier: Python 3.10 has none
+
+        async def job() -> None:
+            async with pair:
+                held.append(1)
+                if len(held) == 2:
+                    both_in.set()
+                await both_in.wait()  # each holds its slot while the other takes its own
+
+        await asyncio.wait_for(asyncio.gather(job(), job()), 5)
+
+    started = time.monotonic()
+    asyncio.run(main())
+    assert time.monotonic() - started < 1.5, "at once, not after wait_timeout"
+    assert r.zcard(keys.limiter("async-nested")) == 0
+    assert r.zcard(keys.limiter("async-nested-pair")) == 0

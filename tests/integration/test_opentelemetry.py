@@ -1,8 +1,9 @@
 """sidequest.contrib.opentelemetry: a push inside a request's span makes a producer span and
 carries W3C ``traceparent`` in the payload; the run is a consumer span in the same trace,
 child of the push. An ``async def perform`` job's span is made on the event loop, so async jobs
-run there many at once, not one per worker thread. Real Redis, an in-process worker, the
-SDK's in-memory exporter."""
+run there many at once, not one per worker thread. A failure is an error span; a run that a
+full rate limiter sends back is not. Real Redis, an in-process worker, the SDK's in-memory
+exporter."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from helpers import running_worker, wait_for
-from sidequest import Job, keys, middleware
+from sidequest import Job, keys, limiter, middleware
+from sidequest.api import RetrySet, ScheduledSet
 from sidequest.contrib import opentelemetry as otel
 
 
@@ -71,6 +73,22 @@ class AsyncFailing(Job):
     async def perform(self) -> None:
         await asyncio.sleep(0)
         raise ValueError("no such user")
+
+
+#: Held by the test while the jobs below run: each finds it full and is rescheduled.
+obs_full = limiter.concurrent("obs-full", 1)
+
+
+class OverFull(Job):
+    def perform(self) -> None:
+        with obs_full:
+            pass
+
+
+class AsyncOverFull(Job):
+    async def perform(self) -> None:
+        async with obs_full:
+            pass
 
 
 class Gated(Job):
@@ -133,6 +151,7 @@ def test_a_failing_run_is_an_error_span_and_still_fails(r: redis.Redis) -> None:
         wait_for(lambda: spans("default process"), what="the run's span")
     (process,) = spans("default process")
     assert process.status.status_code == StatusCode.ERROR
+    assert process.status.description == "ValueError: no such user"  # as the SDK words it
     assert any(e.name == "exception" for e in process.events)
 
 
@@ -175,6 +194,26 @@ def test_a_failing_async_run_is_an_error_span_and_still_fails(r: redis.Redis) ->
     assert process.status.status_code == StatusCode.ERROR
     (event,) = [e for e in process.events if e.name == "exception"]
     assert event.attributes["exception.type"] == "ValueError"
+
+
+@pytest.mark.parametrize("job", [OverFull, AsyncOverFull])
+def test_an_over_limit_run_is_not_an_error_span(r: redis.Redis, job: type[Job]) -> None:
+    """The worker reschedules it without a retry and counts no failure: its span says over
+    limit (and which limiter), with no error status and no exception recorded."""
+    obs_full.acquire()
+    try:
+        jid = job.perform_async()
+        with running_worker():
+            wait_for(lambda: spans("default process"), what="the run's span")
+            (entry,) = wait_for(lambda: list(ScheduledSet()), what="the reschedule")
+    finally:
+        obs_full.release()
+    assert entry.jid == jid and entry.item["overlimit_count"] == 1 and RetrySet().size == 0
+    (process,) = spans("default process")
+    assert process.status.status_code == StatusCode.UNSET
+    assert not [e for e in process.events if e.name == "exception"]
+    assert process.attributes["sidequest.overlimit"] is True
+    assert process.attributes["sidequest.limiter.name"] == "obs-full"
 
 
 def test_async_runs_under_instrument_run_beyond_the_thread_count() -> None:

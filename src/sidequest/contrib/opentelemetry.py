@@ -17,13 +17,13 @@ read the other.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractContextManager
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 try:
     from opentelemetry import propagate, trace
-    from opentelemetry.trace import SpanKind
+    from opentelemetry.trace import SpanKind, Status, StatusCode
 except ImportError as exc:  # pragma: no cover - the message is the point
     raise ImportError(
         "sidequest.contrib.opentelemetry needs the OpenTelemetry API: "
@@ -31,9 +31,13 @@ except ImportError as exc:  # pragma: no cover - the message is the point
     ) from exc
 
 from sidequest import __version__, middleware
+from sidequest.limiter import OverLimit
 from sidequest.payload import Payload
 
 SYSTEM = "sidekiq"  # the value Ruby's instrumentation writes; one system, two languages
+#: Span attributes of a run that a full rate limiter sent back (OverLimit).
+OVERLIMIT = "sidequest.overlimit"
+LIMITER = "sidequest.limiter.name"
 
 
 def _tracer() -> trace.Tracer:
@@ -66,20 +70,22 @@ def client_middleware(payload: Payload, queue: str, call_next: Callable[[], Any]
 
 class ServerMiddleware:
     """A CONSUMER span around the run, continuing the trace the payload carries (if any).
-    An exception is recorded on the span and marks it as an error, then passes on. The
-    ``acall`` form does the same around an ``async def perform`` job, which then runs on the
-    event loop rather than holding a worker thread for its whole run."""
+    An exception is recorded on the span and marks it as an error, then passes on; an
+    OverLimit (a full rate limiter: the worker reschedules the job, not a failure) only
+    marks the span with ``sidequest.overlimit`` and the limiter's name. The ``acall`` form
+    does the same around an ``async def perform`` job, which then runs on the event loop
+    rather than holding a worker thread for its whole run."""
 
     def __call__(self, job: Any, payload: Payload, queue: str,
                  call_next: Callable[[], Any]) -> Any:
-        with _consumer_span(payload, queue):
+        with _consumer_span(payload, queue) as span, _outcome(span):
             return call_next()
 
     async def acall(self, job: Any, payload: Payload, queue: str,
                     call_next: Callable[[], Awaitable[Any]]) -> Any:
         # The span is current in this task's context, which the job's coroutine runs in:
         # its own spans (an HTTP call's) are children of this one.
-        with _consumer_span(payload, queue):
+        with _consumer_span(payload, queue) as span, _outcome(span):
             return await call_next()
 
 
@@ -88,10 +94,31 @@ def _consumer_span(payload: Payload, queue: str) -> AbstractContextManager[trace
     attributes = _attributes(payload, queue, "process")
     if isinstance(payload.get("retry_count"), int):
         attributes["messaging.sidekiq.retry_count"] = payload["retry_count"]
-    # record_exception and set_status_on_exception are on by default: a raise is an error.
+    # The SDK's own handling would make an OverLimit an error: _outcome says what a raise is.
     return _tracer().start_as_current_span(
         f"{queue} process", context=parent, kind=SpanKind.CONSUMER, attributes=attributes,
+        record_exception=False, set_status_on_exception=False,
     )
+
+
+@contextmanager
+def _outcome(span: trace.Span) -> Iterator[None]:
+    """What a raise out of the run says on its span. An OverLimit passes through this
+    middleware to the worker's guard outside it, which reschedules the job without a retry
+    and counts it as over limit: its span stays unset, as the metrics count no failure.
+    Any other Exception is recorded and sets the status to ERROR, as the SDK would have;
+    a BaseException (an async job's CancelledError) is not an error, as in the SDK."""
+    try:
+        yield
+    except OverLimit as exc:
+        span.set_attribute(OVERLIMIT, True)
+        if isinstance(getattr(exc, "name", None), str):
+            span.set_attribute(LIMITER, exc.name)
+        raise
+    except Exception as exc:
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        raise
 
 
 #: The one instance: instrument() and uninstrument() add and remove this very object.

@@ -3,8 +3,9 @@ doing, served over HTTP by prometheus-client for a scraper that watches each pro
 a systemd unit) rather than the whole Redis (the dashboard's ``/prometheus`` does that).
 
 Counters and a run-time histogram per job class and queue are updated by a server middleware,
-so they count from the process's start, as Prometheus counters should; the busy threads are
-read at scrape time; prometheus-client adds the process's memory, CPU and open files.
+so they count from the process's start, as Prometheus counters should (a try that a full rate
+limiter sent back is counted apart, not as a run); the busy threads are read at scrape time;
+prometheus-client adds the process's memory, CPU and open files.
 Imported only when the flag is set: the worker runs without prometheus-client otherwise.
 """
 
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sidequest.errors import ConfigError
+from sidequest.limiter import rescheduled
 from sidequest.metrics import Timing, job_class
 
 #: Run-time histogram buckets, seconds: a few ms to a few minutes.
@@ -39,6 +41,10 @@ class Exporter(Timing):
                                       "failures included", labels, registry=self.registry)
         self.failed = prom.Counter("sidequest_worker_failed", "Jobs this process ran that "
                                    "raised", labels, registry=self.registry)
+        self.overlimit = prom.Counter("sidequest_worker_overlimit", "Tries of jobs this "
+                                      "process sent back because a rate limiter was full "
+                                      "(counted here only: not processed, not timed)", labels,
+                                      registry=self.registry)
         self.duration = prom.Histogram("sidequest_worker_job_duration_seconds", "Run time of "
                                        "this process's jobs, failures included", labels,
                                        buckets=BUCKETS, registry=self.registry)
@@ -67,6 +73,11 @@ class Exporter(Timing):
     def observe(self, payload: dict[str, Any], queue: str, seconds: float,
                 failed: bool) -> None:
         labels = (job_class(payload), queue)
+        if rescheduled(payload):
+            # A few ms that found the limiter full: in the run counts and the histogram they
+            # would pass for fast successes, and hide the real run time of the class.
+            self.overlimit.labels(*labels).inc()
+            return
         self.processed.labels(*labels).inc()
         if failed:
             self.failed.labels(*labels).inc()

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sidequest import batch, expiry, status, unique
+from sidequest import batch, expiry, limiter, status, unique
 from sidequest.limiter import OverLimit
 from sidequest.payload import Payload
 from sidequest.worker import cancels, overlimit, with_ack
@@ -58,6 +58,7 @@ class _Guards:
             return await run()
         except OverLimit as exc:
             await asyncio.to_thread(overlimit.reschedule, payload, queue, exc)
+            limiter.mark_rescheduled(payload)  # after: the entry rescheduled must not carry it
             return None
 
 
@@ -110,6 +111,9 @@ def _guard(job: Any, payload: Payload, queue: str, call_next: Callable[[], Any])
             job, payload, queue, lambda: _unless_expired(job, payload, queue, run))
     except OverLimit as exc:
         overlimit.reschedule(payload, queue, exc)
+        # A try, not a run, to the timers outside and the worker's log line. Marked after the
+        # reschedule, whose copy of the payload must not carry the mark.
+        limiter.mark_rescheduled(payload)
         return None
 
 

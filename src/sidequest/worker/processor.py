@@ -21,7 +21,7 @@ from typing import Any
 import redis
 from redis.exceptions import RedisClusterException
 
-from sidequest import batch, hooks, keys, middleware, registry, retry, signatures, status
+from sidequest import batch, hooks, keys, limiter, middleware, registry, retry, signatures, status
 from sidequest.config import Config
 from sidequest.errors import TIMEOUT_MESSAGE, JobTimeout, PayloadError
 from sidequest.job import Job
@@ -146,7 +146,7 @@ class Processor:
         if watched and not self.settle(work):
             return None
         if info:
-            job_info(log, "done", {**fields, "elapsed": round(time.monotonic() - started, 3)})
+            job_info(log, _done(job), {**fields, "elapsed": round(time.monotonic() - started, 3)})
         return True
 
     def _watch(self, work: Work) -> None:
@@ -299,6 +299,13 @@ def _record_failure(pipe: Any, failed: Payload, retrying: bool) -> None:
         batch.queue_update(pipe, ancestry, str(failed.get("jid", "")), "failure")
     if not retrying and status.wanted(failed):
         status.write(pipe, failed, "dead")
+
+
+def _done(job: Payload) -> str:
+    """The end line of a run that raised nothing. One whose OverLimit the worker turned into
+    a reschedule did not do the job: a bare "done" after ``over limit (name); rescheduled``
+    reads as a success (as ``done: cancelled`` marks an async job cancelled by the API)."""
+    return "done: over limit" if limiter.rescheduled(job) else "done"
 
 
 def _safely(call: Callable[[], Any], hook: str, job: Payload) -> Any:
