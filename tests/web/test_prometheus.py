@@ -63,6 +63,14 @@ def test_queue_sets_totals_and_classes(client: Client, r: redis.Redis) -> None:
     assert found[("sidequest_job_duration_seconds_bucket", (*report, ("le", "+Inf")))] == 1
 
 
+def test_a_queue_whose_name_is_not_utf8_is_measured_by_its_own_bytes(
+        client: Client, r: redis.Redis) -> None:
+    r.sadd("queues", b"q\xff")  # written by another program
+    r.lpush(b"queue:q\xff", job("f" * 24), job("g" * 24))
+    found = samples(client.get("/prometheus").text)
+    assert found[("sidequest_queue_size", (("queue", "q\\xff"),))] == 2
+
+
 def test_a_scraper_needs_the_token(anon: Client, monkeypatch: pytest.MonkeyPatch) -> None:
     assert anon.get("/prometheus").status_code == 401
     monkeypatch.setenv(SCRAPE_TOKEN_ENV, TOKEN)

@@ -44,8 +44,8 @@ except ImportError as exc:  # pragma: no cover - the message is the point
 
 from sidequest import connection, keys
 from sidequest.api import awaiting_recovery, metrics
-from sidequest.api.lenient import as_int
-from sidequest.api.queues import latency_of
+from sidequest.api.lenient import as_int, key_of, replies, shown
+from sidequest.api.queues import latency_of, queue_names
 from sidequest.api.stats import live_stats
 from sidequest.metrics import BOUNDS_MS, BUCKETS, minute_stamp
 
@@ -105,7 +105,7 @@ class _Figures:
     def read(cls) -> _Figures:
         stats = live_stats()
         return cls(stats, sum(awaiting_recovery().values()),
-                   _queue_figures(list(stats.queues)[:MAX_QUEUES]), metrics.summary("1h"),
+                   _queue_figures(), metrics.summary("1h"),
                    _histograms())
 
 
@@ -145,19 +145,19 @@ def _totals(stats: Any) -> Iterator[Metric]:
     yield _gauge("sidequest_dead", "Jobs in the dead set.", stats.dead_size)
 
 
-def _queue_figures(names: list[str]) -> list[tuple[str, int, float]]:
-    """(queue, size, latency) of each queue: one pipelined round trip."""
-    pipe = connection.client().pipeline(transaction=False)
+def _queue_figures() -> list[tuple[str, int, float]]:
+    """(queue, size, latency) of each of the first MAX_QUEUES queues: one pipelined round
+    trip. Each is read by its name's exact bytes (one that is not UTF-8 too) and labelled
+    with its printable name."""
+    client = connection.client()
+    names = queue_names(client)[:MAX_QUEUES]
+    pipe = client.pipeline(transaction=False)
     for name in names:
-        pipe.llen(keys.queue(name))
-        pipe.lindex(keys.queue(name), -1)
-    replies = pipe.execute(raise_on_error=False)
-    out = []
-    for i, name in enumerate(names):
-        length, oldest = replies[2 * i], replies[2 * i + 1]
-        out.append((name, as_int(length),
-                    latency_of(oldest if isinstance(oldest, bytes) else None)))
-    return out
+        pipe.llen(key_of(keys.queue, name))
+        pipe.lindex(key_of(keys.queue, name), -1)
+    answers = replies(pipe)  # a key of the wrong type reads as an empty queue
+    return [(shown(name), as_int(answers[2 * i]), latency_of(answers[2 * i + 1]))
+            for i, name in enumerate(names)]
 
 
 def _queues(found: list[tuple[str, int, float]]) -> Iterator[Metric]:
