@@ -28,6 +28,8 @@ class Beat(sidequest.Job):
     def perform(self, label: str = "") -> None:
         if label == "fail":
             raise RuntimeError("failed on purpose")
+        if label == "full":  # as a full rate limiter raises it: sent back, to run later
+            raise sidequest.OverLimit("beats", 30.0)
 
 
 class UniqueBeat(sidequest.Job):
@@ -223,6 +225,16 @@ def test_outcome_of_the_last_run(r: redis.Redis) -> None:
                      what=f"{name}'s outcome")
             state = r.hgetall(keys.periodic_state(name))
             assert state["outcome"] == outcome, state
+
+
+def test_a_run_a_full_limiter_sent_back_is_no_outcome(r: redis.Redis) -> None:
+    sidequest.periodic(Beat, every=1, args=["full"], name="full", queue=QUEUE)
+    sidequest.periodic(Beat, every=1, name="ok", queue=QUEUE)
+    with running_worker(queues=((QUEUE, 0),)):
+        wait_for(lambda: r.zcard("schedule") >= 1, timeout=10, what="a try sent back")
+        wait_for(lambda: r.hget(keys.periodic_state("ok"), "outcome"), timeout=10,
+                 what="the other entry's outcome")
+    assert r.hget(keys.periodic_state("full"), "outcome") is None
 
 
 def test_definitions_lost_with_redis_data_are_written_again(r: redis.Redis) -> None:

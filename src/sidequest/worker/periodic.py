@@ -31,7 +31,7 @@ from typing import Any, cast
 
 import redis
 
-from sidequest import connection, items, keys, periodic_jobs, registry, unique
+from sidequest import connection, items, keys, limiter, periodic_jobs, registry, unique
 from sidequest.api.periodic import remove
 from sidequest.config import Config
 from sidequest.payload import Payload, dumps, new_jid
@@ -294,7 +294,8 @@ class _RecordOutcome:
         except BaseException:
             _note(name, payload, "failed")
             raise
-        _note(name, payload, "succeeded")
+        if not limiter.rescheduled(payload):  # sent back by a full limiter: it runs later
+            _note(name, payload, "succeeded")
         return result
 
     async def acall(self, job: Any, payload: Payload, queue: str,
@@ -308,7 +309,8 @@ class _RecordOutcome:
         except BaseException:
             await asyncio.to_thread(_note, name, payload, "failed")
             raise
-        await asyncio.to_thread(_note, name, payload, "succeeded")
+        if not limiter.rescheduled(payload):
+            await asyncio.to_thread(_note, name, payload, "succeeded")
         return result
 
 
