@@ -44,10 +44,10 @@ def client(redis_url: str) -> Iterator[Client]:
         yield logged_in
 
 
-def _entry_id(jobset: JobSet, jid: str) -> str:
+def _entry(jobset: JobSet, jid: str) -> Any:
     entry = wait_for(lambda: jobset.find_job(jid), what=f"{jid} in `{jobset.name}`")
     assert "\n" in entry.item["error_backtrace"]  # 6.4 writes Base64 with line breaks
-    return entry.id
+    return entry
 
 
 def test_dashboard_pages_and_retry_now_over_ruby_written_data(
@@ -60,7 +60,10 @@ def test_dashboard_pages_and_retry_now_over_ruby_written_data(
     retry_args = ["ruby retry", {"n": 2**64}]
     jids = run_ruby(PUSH_JOBS, {"retry": retry_args})
     # Ruby fails both at once; the retry is due in an hour, long after this test acts.
-    retry_id, dead_id = _entry_id(RetrySet(), jids["retry"]), _entry_id(DeadSet(), jids["dead"])
+    retry, dead = _entry(RetrySet(), jids["retry"]), _entry(DeadSet(), jids["dead"])
+    # Sidekiq's own <score>-<jid> ids open the detail pages; the list pages link each row by
+    # its exact reference (<score>~<digest>-<jid>).
+    retry_id, dead_id = retry.id, dead.id
     retry_error = f"first attempt of {jids['retry']} fails on purpose"
     expect = {
         "/busy": [identity, f":{sidekiq_process.pid}", "InteropBlock", blocked, "ruby busy"],
@@ -81,8 +84,8 @@ def test_dashboard_pages_and_retry_now_over_ruby_written_data(
         missing = [text for text in texts if text not in page.text]
         assert not missing, f"{path} lacks {missing}"
     # The list pages link each row to its detail page.
-    assert f"/retries/{retry_id}" in client.get("/retries").text
-    assert f"/morgue/{dead_id}" in client.get("/morgue").text
+    assert f"/retries/{retry.ref}" in client.get("/retries").text
+    assert f"/morgue/{dead.ref}" in client.get("/morgue").text
     # The summary bar and the real-time poll count what Ruby wrote.
     dashboard = client.get("/")
     assert dashboard.status_code == 200
