@@ -115,6 +115,15 @@ def test_retry_set_entry_actions(r: redis.Redis) -> None:
     (b_entry,) = retries.fetch(200.0, "b" * 24)
     assert b_entry.kill() and DeadSet().size == 1
     assert retries.delete(300.0, "c" * 24) == 1 and retries.size == 0
+    assert retries.delete(300.0, "c" * 24) == 0
+
+
+def test_deleting_by_score_and_jid_removes_one_entry_as_sidekiq_does(r: redis.Redis) -> None:
+    # One job scheduled twice at one time with other arguments: two entries, one score, one
+    # jid. Sidekiq's delete_by_jid removes the first; removing both would drop a job asked for.
+    r.zadd("schedule", {job_json("d" * 24, args=[1]): 500.0, job_json("d" * 24, args=[2]): 500.0})
+    assert ScheduledSet().delete(500.0, "d" * 24) == 1
+    assert ScheduledSet().size == 1
 
 
 def test_bulk_actions_page_through_and_skip_unreadable(r: redis.Redis) -> None:

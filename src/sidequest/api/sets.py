@@ -224,7 +224,10 @@ class JobSet:
         return found[0] if found else None
 
     def delete(self, score: float, jid: str) -> int:
-        return sum(entry.delete() for entry in self.fetch(score, jid))
+        """Delete the first entry with this score and jid, as Sidekiq's ``delete_by_jid``
+        does: 1, or 0 when there is none. Others sharing both (one job scheduled twice with
+        other arguments) stay; ``SortedEntry.delete`` removes a given one."""
+        return next((1 for entry in self.fetch(score, jid) if entry.delete()), 0)
 
     def clear(self) -> None:
         """Delete every entry. The schedule's and the retry set's jobs then never run: that
