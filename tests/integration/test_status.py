@@ -261,3 +261,9 @@ def test_a_result_of_a_huge_integer_is_read_in_any_process(r: redis.Redis) -> No
     text = "1" + "0" * 4999 + "7"  # str(huge) is refused here, as in any process
     r.hset(keys.status("h" * 24), mapping={"state": "succeeded", "result": text})
     assert JobStatus("h" * 24).result == huge
+
+
+def test_a_field_another_program_wrote_in_bytes_that_are_not_utf8_is_read_past(
+        r: redis.Redis) -> None:
+    r.hset(keys.status("e" * 24), mapping={"state": "running", b"odd\xff": "1"})
+    assert JobStatus("e" * 24).state == "running"

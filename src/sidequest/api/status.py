@@ -27,7 +27,9 @@ class JobStatus:
             raise RuntimeError(IN_TESTING)
         self.jid = jid
         raw, ttl = _find(jid)
-        found = {k.decode(): v.decode("utf-8", "replace") for k, v in raw.items()}
+        # Fields another program wrote may not be UTF-8: read as unknown, never a crash.
+        found = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace")
+                 for k, v in raw.items()}
         self.state: str | None = found.get("state")
         self.progress: float | None = as_float(found.get("progress"), None)
         self.message: str | None = found.get("message")
