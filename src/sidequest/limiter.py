@@ -175,6 +175,11 @@ def rescheduled(payload: dict[str, Any]) -> bool:
     return payload.get(_RESCHEDULED) is True
 
 
+def unmark(payload: dict[str, Any]) -> None:
+    """Take the mark off a payload about to be written (a run that failed after all)."""
+    payload.pop(_RESCHEDULED, None)
+
+
 class Limiter:
     """What the three kinds share: ``with limiter:`` and ``async with limiter:``, waiting up
     to ``wait_timeout``."""

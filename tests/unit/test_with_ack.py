@@ -35,3 +35,15 @@ def test_a_failure_discards_what_a_success_would_have_written() -> None:
 
 def test_a_result_ttl_past_any_number_is_the_default() -> None:
     assert status.ttl_of({"result_ttl": float("inf")}) == status.DEFAULT_TTL
+
+
+def test_a_failed_run_marked_over_limit_writes_no_mark() -> None:
+    # A run a full limiter sent back that then failed after all (a JobTimeout landing late):
+    # its retry entry must not carry the mark, or every later run would read as over limit.
+    from sidequest import limiter
+    from sidequest.payload import dumps
+
+    payload = {"class": "C", "jid": "j", "args": []}
+    limiter.mark_rescheduled(payload)
+    with_ack.discard(payload)
+    assert not limiter.rescheduled(payload) and "sq_overlimit" not in dumps(payload)

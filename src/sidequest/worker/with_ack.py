@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sidequest import unique
+from sidequest import limiter, unique
 from sidequest.payload import Payload
 
 #: One command (or several) queued on the acknowledgement's transaction.
@@ -43,4 +43,5 @@ def take(payload: Payload) -> list[Step]:
 def discard(payload: Payload) -> None:
     """A job that failed: nothing marked for a success is written (nor kept in its retry)."""
     payload.pop(_KEY, None)
+    limiter.unmark(payload)  # a run marked over limit that then failed (a late JobTimeout)
     unique.releases_with_ack(payload)
