@@ -175,6 +175,26 @@ def rescheduled(payload: dict[str, Any]) -> bool:
     return payload.get(_RESCHEDULED) is True
 
 
+def take_left() -> tuple[tuple[ConcurrentLimiter, str, object], ...]:
+    """The concurrent slots this thread's or task's job still holds once it has ended, taken
+    off its record: ones it took with ``acquire()`` and never released (it raised before
+    ``release()``). Left there, the next job of the same thread would be refused as holding
+    them, and the slots renewed for as long as the process lives."""
+    held = _holding.get()
+    if held:
+        _holding.set(())
+    return held
+
+
+def give_back(held: tuple[tuple[ConcurrentLimiter, str, object], ...]) -> None:
+    """Free the slots ``take_left`` returned (Redis I/O: off an event loop)."""
+    for made, token, _ in held:
+        log.warning("a job ended holding a slot of limiter %r (acquire() without release());"
+                    " it is given back", made.name)
+        renewal.renewer.drop(made, token)
+        made._give_back(token)
+
+
 def unmark(payload: dict[str, Any]) -> None:
     """Take the mark off a payload about to be written (a run that failed after all)."""
     payload.pop(_RESCHEDULED, None)

@@ -369,3 +369,33 @@ def test_a_job_that_nests_one_limiter_fails_at_once_instead_of_rescheduling(
     assert "'nested-job' is already held by this same job" in entry.item["error_message"]
     assert ScheduledSet().size == 0 and Stats().overlimit == 0
     assert r.zcard(keys.limiter("nested-job")) == 0, "its slot was given back"
+
+
+LEAKY = limiter.concurrent("leaky", 1, wait_timeout=0)
+LEAK_RESULTS: list[str] = []
+
+
+class LeavesItsSlot(Job):
+    retry = False
+
+    def perform(self) -> None:
+        LEAKY.acquire()
+        raise ValueError("raised before release()")
+
+
+class UsesTheSlot(Job):
+    def perform(self) -> None:
+        with LEAKY:
+            LEAK_RESULTS.append("ran")
+
+
+def test_a_slot_a_job_left_held_is_given_back_when_it_ends(r: redis.Redis) -> None:
+    # acquire() and a raise before release(): the next job of the same thread must get the
+    # slot, not be refused as holding it (nor the slot be renewed while the process lives).
+    LEAK_RESULTS.clear()
+    with running_worker(concurrency=1):
+        LeavesItsSlot.perform_async()
+        wait_for(lambda: r.get("stat:failed") == "1", what="the leaking job to fail")
+        assert r.zcard(keys.limiter("leaky")) == 0
+        UsesTheSlot.perform_async()
+        wait_for(lambda: LEAK_RESULTS == ["ran"], what="the next job to take the slot")

@@ -60,6 +60,10 @@ class _Guards:
             await asyncio.to_thread(overlimit.reschedule, payload, queue, exc)
             limiter.mark_rescheduled(payload)  # after: the entry rescheduled must not carry it
             return None
+        finally:
+            held = limiter.take_left()
+            if held:  # acquire() without release(): else renewed as long as the process lives
+                await asyncio.to_thread(limiter.give_back, held)
 
 
 def _cancelled(payload: Payload) -> bool:
@@ -115,6 +119,10 @@ def _guard(job: Any, payload: Payload, queue: str, call_next: Callable[[], Any])
         # reschedule, whose copy of the payload must not carry the mark.
         limiter.mark_rescheduled(payload)
         return None
+    finally:
+        held = limiter.take_left()
+        if held:  # acquire() without release(): not this thread's next job's to hold
+            limiter.give_back(held)
 
 
 def _unless_expired(job: Any, payload: Payload, queue: str, run: Callable[[], Any]) -> Any:
