@@ -170,10 +170,13 @@ def render_periodic() -> list[str]:
         last = f"{_when(entry.last_run)} {entry.last_jid} {entry.outcome}".strip()
         rows.append([entry.name, entry.schedule, entry.tz,
                      "paused" if entry.paused else _when(entry.next_run),
-                     last if entry.last_jid else "-"])
+                     last if entry.last_jid else "-", entry.source or "-"])
     if not rows:
         return ["No periodic entries (a worker writes them when it starts)."]
-    return _table(["NAME", "SCHEDULE", "TZ", "NEXT RUN", "LAST RUN (JID, OUTCOME)"], rows)
+    # Where each is defined: an entry no worker defines any more (its module dropped from
+    # -r) is found by its source, and removed with `PeriodicSet().remove(name)`.
+    return _table(["NAME", "SCHEDULE", "TZ", "NEXT RUN", "LAST RUN (JID, OUTCOME)",
+                   "DEFINED IN"], rows)
 
 
 def per_shard(render: Callable[[], list[str]]) -> Callable[[], Screen]:

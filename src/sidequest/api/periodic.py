@@ -52,6 +52,13 @@ class PeriodicEntry:
         return str(self.definition.get("queue", "default"))
 
     @property
+    def source(self) -> str:
+        """Where the entry is defined, as the worker that wrote it said: ``module app.cron``
+        or ``file ./pool.toml``; "" when it did not say (an older worker, another program)."""
+        value = self.definition.get("source")
+        return value if isinstance(value, str) else ""
+
+    @property
     def args(self) -> list[Any]:
         """The job's arguments; [] when the stored definition has none it can read."""
         args = self.definition.get("args")
