@@ -77,7 +77,7 @@ class _Push:
         for _ in range(ROUNDS):
             refused = [i for i, reply in enumerate(self.replies) if self.refused(reply)]
             if not refused:
-                return _raised(self.replies)
+                return wire.checked(self.replies)
             try:
                 self.resend(refused)
             except Exception as exc:
@@ -87,7 +87,7 @@ class _Push:
                 raise
         leftover = next((r for r in self.replies if self.refused(r)), None)
         if leftover is None:
-            return _raised(self.replies)
+            return wire.checked(self.replies)
         if not self.none_ran():
             raise wire.ReplyLost(f"part of the write ran; Redis kept refusing the rest: {leftover}")
         if self.cluster is not None:  # none ran: the slot moves for longer than the rounds
@@ -108,7 +108,7 @@ class _Push:
             if isinstance(refusal, redis.exceptions.NoScriptError):
                 sha = str(self.commands[index][1])
                 if (route, sha) not in loaded and sha in self.scripts:
-                    _raised(self.exchange(route, [("SCRIPT", "LOAD", self.scripts[sha])]))
+                    wire.checked(self.exchange(route, [("SCRIPT", "LOAD", self.scripts[sha])]))
                     loaded.add((route, sha))
             elif isinstance(refusal, redis.exceptions.MovedError):
                 self.routes[index] = None  # the exchange re-read the slot map on seeing it
@@ -190,13 +190,6 @@ def _not_run(reply: Any, cluster: RedisCluster | None) -> bool:
     if cluster is None:  # a single server redirects nothing
         return isinstance(reply, errors.NoScriptError)
     return isinstance(reply, (errors.NoScriptError, errors.AskError, errors.TryAgainError))
-
-
-def _raised(replies: list[Any]) -> list[Any]:
-    failure = next((r for r in replies if isinstance(r, redis.ResponseError)), None)
-    if failure is not None:
-        raise failure
-    return replies
 
 
 def _first_key(command: Command) -> Any:

@@ -53,7 +53,11 @@ class ReplyLost(redis.ConnectionError):
 def run(target: redis.Redis, commands: Sequence[Command]) -> list[Any]:
     """Send ``commands`` in one write and return their replies, in order. An error reply
     raises (as a pipeline's ``execute`` does), after every reply has been read."""
-    replies = answers(target, commands)
+    return checked(answers(target, commands))
+
+
+def checked(replies: list[Any]) -> list[Any]:
+    """``replies``, unless one is an error reply: then the first of those is raised."""
     failure = next((r for r in replies if isinstance(r, redis.ResponseError)), None)
     if failure is not None:
         raise failure
