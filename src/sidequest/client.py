@@ -289,10 +289,16 @@ def _guarded(write: Callable[[], _T], shard: str | None, jobs: Sequence[Payload]
     except (redis.AuthenticationError, redis.exceptions.InvalidResponse) as exc:
         # The URL's fault (a refused password, a server that is no Redis): no retry helps.
         raise (connection.url_problem(exc, _where(shard)) or RedisUnavailable(str(exc))) from exc
+    except wire.PartlyWritten as exc:
+        raise RedisUnavailable(
+            f"Redis at {_where(shard)} wrote part of the push and refused the rest ({exc}),"
+            f" so the jobs may be in Redis in part; check for them ({_jids(jobs)}) before"
+            " pushing them again"
+        ) from exc
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         # Sent or not: a lost reply, or a read that timed out (also behind a cluster's "no
         # node answers"), may have written the jobs; a connection never made did not.
-        message = (_maybe_enqueued(shard, exc, jobs) if _maybe_sent(exc)
+        message = (_maybe_enqueued(shard, exc, jobs) if wire.maybe_sent(exc)
                    else _unreachable(shard, exc))
         raise RedisUnavailable(message) from exc
     except redis.ReadOnlyError as exc:
@@ -317,22 +323,6 @@ def _guarded(write: Callable[[], _T], shard: str | None, jobs: Sequence[Payload]
         if problem is None:
             raise
         raise problem from exc  # the job was not enqueued
-
-
-def _maybe_sent(exc: BaseException) -> bool:
-    """Whether the commands may have reached Redis: a reply lost, or one that did not come
-    in time (a hung server, a partition), here or behind the error that wraps it; not a
-    connection that was never made."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, wire.NotSent):
-            return False
-        if isinstance(seen, wire.ReplyLost) or (
-                isinstance(seen, (redis.TimeoutError, TimeoutError))
-                and "connecting" not in str(seen)):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 def _maybe_enqueued(shard: str | None, exc: Exception, jobs: Sequence[Payload]) -> str:

@@ -76,20 +76,21 @@ class _Push:
     def settle(self) -> list[Any]:
         for _ in range(ROUNDS):
             refused = [i for i, reply in enumerate(self.replies) if self.refused(reply)]
-            if not refused:
-                return wire.checked(self.replies)
+            if not refused or self.failed():
+                # A refusal no resend cures: what already ran stays, nothing more is sent.
+                return outcome(self.replies)
             try:
                 self.resend(refused)
             except Exception as exc:
-                if not self.none_ran():
+                if self.any_ran():
                     # Part of the push ran: it may have been enqueued, so never "not enqueued".
-                    raise wire.ReplyLost(f"part of the write ran, then: {exc}") from exc
+                    raise wire.PartlyWritten(f"part of the write ran, then: {exc}") from exc
                 raise
         leftover = next((r for r in self.replies if self.refused(r)), None)
         if leftover is None:
-            return wire.checked(self.replies)
-        if not self.none_ran():
-            raise wire.ReplyLost(f"part of the write ran; Redis kept refusing the rest: {leftover}")
+            return outcome(self.replies)
+        if self.any_ran():
+            raise wire.PartlyWritten(f"Redis kept refusing part of the write: {leftover}")
         if self.cluster is not None:  # none ran: the slot moves for longer than the rounds
             raise redis.exceptions.TryAgainError(f"the slot kept redirecting the push: {leftover}")
         raise leftover
@@ -97,8 +98,13 @@ class _Push:
     def refused(self, reply: Any) -> bool:
         return _not_run(reply, self.cluster)
 
-    def none_ran(self) -> bool:
-        return all(self.refused(reply) for reply in self.replies)
+    def failed(self) -> bool:
+        """Whether Redis refused a command for good (out of memory, a wrong type, ...)."""
+        return any(isinstance(reply, redis.ResponseError) and not self.refused(reply)
+                   for reply in self.replies)
+
+    def any_ran(self) -> bool:
+        return any(not isinstance(reply, redis.ResponseError) for reply in self.replies)
 
     def resend(self, refused: list[int]) -> None:
         """Deal with why each refused command was refused, then send each along its route."""
@@ -181,7 +187,19 @@ def _pipelined(target: redis.Redis, commands: Sequence[Command],
     pipe = target.pipeline(transaction=False)
     for command in commands:
         pipe.execute_command(*command)  # type: ignore[no-untyped-call]
-    return list(pipe.execute())
+    return outcome(list(pipe.execute(raise_on_error=False)))
+
+
+def outcome(replies: list[Any]) -> list[Any]:
+    """``replies`` when all are successes. Else the first refusal raises: as it is when
+    nothing ran, as a PartlyWritten when other commands of the push did run (Redis out of
+    memory after the first of them, say), since the push is then in Redis in part."""
+    failure = next((r for r in replies if isinstance(r, redis.ResponseError)), None)
+    if failure is None:
+        return replies
+    if any(not isinstance(r, redis.ResponseError) for r in replies):
+        raise wire.PartlyWritten(f"Redis refused part of the write: {failure}") from failure
+    raise failure
 
 
 def _not_run(reply: Any, cluster: RedisCluster | None) -> bool:

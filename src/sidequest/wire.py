@@ -50,6 +50,27 @@ class ReplyLost(redis.ConnectionError):
     connection): they may have run. Not retried, so that a push is never written twice."""
 
 
+class PartlyWritten(ReplyLost):
+    """Redis ran some of the commands and refused others (out of memory part way through,
+    a slot that kept moving): part of the write is in Redis."""
+
+
+def maybe_sent(exc: BaseException) -> bool:
+    """Whether the commands behind ``exc`` may have reached Redis: a reply lost, or one that
+    did not come in time (a hung server, a partition), here or behind the error that wraps
+    it; not a connection that was never made."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, NotSent):
+            return False
+        if isinstance(seen, ReplyLost) or (
+                isinstance(seen, (redis.TimeoutError, TimeoutError))
+                and "connecting" not in str(seen)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def run(target: redis.Redis, commands: Sequence[Command]) -> list[Any]:
     """Send ``commands`` in one write and return their replies, in order. An error reply
     raises (as a pipeline's ``execute`` does), after every reply has been read."""
@@ -81,6 +102,8 @@ def answers(target: redis.Redis, commands: Sequence[Command]) -> list[Any]:
             _ready(conn.check_health)
             try:
                 return _exchange(conn, commands)
+            except ReplyLost:
+                raise
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 _drop(conn)
                 if not _refused_by_replica(exc):
@@ -110,16 +133,21 @@ def _refused_by_replica(exc: BaseException) -> bool:
 
 
 def _exchange(conn: Any, commands: Sequence[Command]) -> list[Any]:
-    conn.send_packed_command(_pack(conn, commands), check_health=False)
     replies: list[Any] = []
     try:
+        conn.send_packed_command(_pack(conn, commands), check_health=False)
         for _ in commands:
             try:
                 replies.append(conn.read_response())
             except redis.ResponseError as exc:  # the other replies are still to be read
                 replies.append(exc)
-    except BaseException:
+    except BaseException as exc:
         _drop(conn)  # replies left unread would answer the next caller's commands
+        if replies and _refused_by_replica(exc):
+            # Demoted between two commands: those before ran on the old primary, and may
+            # live on in the promoted replica. Only a refusal of the first is a clean one.
+            raise ReplyLost(f"the server became a replica part way through the write: {exc}"
+                            ) from exc
         raise
     return replies
 

@@ -8,14 +8,16 @@ import contextlib
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
+from redis.sentinel import SentinelConnectionPool
 
 import sidequest
-from sidequest import Job, RedisUnavailable, connection, wire
+from sidequest import Job, RedisUnavailable, client, connection, wire
 
 
 class Plain(Job):
@@ -205,3 +207,69 @@ def test_a_push_to_a_read_only_replica_says_it_was_not_enqueued(
         replica.replicaof("NO", "ONE")
         replica.close()
     assert r.llen("queue:wire") == 0
+
+
+def test_a_push_redis_writes_in_part_never_says_not_enqueued(r: redis.Redis) -> None:
+    # The schedule is not a sorted set (another program's key): the scheduled job's ZADD is
+    # refused, the other job's LPUSH runs. The push is in Redis in part, so "not enqueued"
+    # (and "push it again") would be wrong.
+    r.set("schedule", "not a sorted set")
+    items = [{"class": "Plain", "queue": "wire", "args": [1], "at": time.time() + 3600},
+             {"class": "Plain", "queue": "wire", "args": [2]}]
+    with pytest.raises(RedisUnavailable, match="wrote part of the push") as caught:
+        client.push_many(items)
+    assert "not enqueued" not in str(caught.value)
+    assert _wire_args(r) == [2]
+
+
+def test_a_push_stopped_part_way_by_maxmemory_says_it_may_be_in_redis(
+        r: redis.Redis) -> None:
+    # Redis checks maxmemory before each command: the first of a push's commands may grow
+    # memory past it, and the next be refused.
+    half = 500_000
+    items = [{"class": "Plain", "queue": "wire", "args": ["a" * half], "at": time.time() + 3600},
+             {"class": "Plain", "queue": "wire", "args": ["b" * half]}]
+    # The same push once without a limit: the connection's read buffer, which counts as
+    # used memory, then has the size this push needs before the limit is measured.
+    client.push_many(items)
+    r.delete("queue:wire", "schedule")
+    r.config_set("maxmemory", int(r.info("memory")["used_memory"]) + int(1.6 * half))
+    try:
+        with pytest.raises(RedisUnavailable) as caught:
+            client.push_many(items)
+    finally:
+        r.config_set("maxmemory", 0)
+    assert r.zcard("schedule") + r.llen("queue:wire") == 1  # one job of the two written
+    assert "wrote part of the push" in str(caught.value)
+    assert "not enqueued" not in str(caught.value)
+
+
+class _Primary:
+    """Sentinel's answer for the test below: the primary is at ``address``."""
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.address = address
+
+    def discover_master(self, service: str) -> tuple[str, int]:
+        return self.address
+
+
+def test_a_primary_demoted_part_way_through_a_write_is_not_written_again(
+        redis_server: Any, second_redis: Any) -> None:
+    # Through Sentinel's connection, a replica's READONLY becomes a ConnectionError. Refused
+    # at the first command, nothing ran and the write may go to the new primary; refused
+    # after one that ran, resending could write that one twice.
+    replica = second_redis.client()
+    replica.replicaof(redis_server.host, redis_server.port)
+    pool = SentinelConnectionPool("svc", _Primary((second_redis.host, second_redis.port)))
+    target = redis.Redis(connection_pool=pool)
+    try:
+        with pytest.raises(redis.ConnectionError) as first:
+            wire.answers(target, [("SET", "w:k", "1")])
+        assert not isinstance(first.value, wire.ReplyLost)
+        with pytest.raises(wire.ReplyLost, match="part way"):
+            wire.answers(target, [("GET", "w:k"), ("SET", "w:k", "1")])
+    finally:
+        target.close()
+        replica.replicaof("NO", "ONE")
+        replica.close()
