@@ -174,3 +174,42 @@ def test_outside_a_transaction_a_refused_duplicate_returns_none(
     assert job.perform_async(51) is not None
     assert job.perform_async(51) is None
     assert queued() == 1
+
+
+def test_a_push_failing_for_another_reason_at_the_commit_still_lets_the_others_run(
+        queued: Callable[[], int]) -> None:
+    # Django runs none of a commit's later callbacks after one raises: any error, not only
+    # Redis being away (a client middleware's bug, a refused setting), must not cost the
+    # other pushes, and it reaches the caller as itself.
+    from django.db import transaction
+    from shop.jobs import NotifyOnCommit
+
+    from sidequest import middleware
+
+    def broken_for_61(job: dict[str, object], queue: str,
+                      call_next: Callable[[], object]) -> object:
+        if job["args"] == [61]:
+            raise ValueError("a middleware's own bug")
+        return call_next()
+
+    middleware.client.add(broken_for_61)
+    try:
+        with pytest.raises(ValueError, match="a middleware's own bug"), transaction.atomic():
+            NotifyOnCommit.set(queue=QUEUE).perform_async(61)
+            NotifyOnCommit.set(queue=QUEUE).perform_async(62)
+            NotifyOnCommit.set(queue=QUEUE).perform_async(63)
+    finally:
+        middleware.client.remove(broken_for_61)
+    assert queued() == 2
+
+
+def test_outside_a_transaction_a_push_does_not_open_a_database_connection(
+        queued: Callable[[], int]) -> None:
+    # A web process whose database is down can still push what needs no commit.
+    from django.db import connections
+    from shop.jobs import NotifyOnCommit
+
+    connections.close_all()
+    assert NotifyOnCommit.set(queue=QUEUE).perform_async(71) is not None
+    assert queued() == 1
+    assert connections["default"].connection is None

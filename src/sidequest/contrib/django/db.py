@@ -62,6 +62,11 @@ def on_commit(push: Callable[[], object]) -> None:
     pushes still waiting for that commit, and its error names every job not enqueued."""
     alias = _open_transaction()
     if alias is None:
+        if not _connected(DEFAULT_DB_ALIAS):
+            # No transaction can be open without a connection; asking Django would connect,
+            # and a database that is down would fail a push that Redis can take.
+            push()
+            return
         # At once; under manual transaction management, Django's own error.
         transaction.on_commit(push)
         return
@@ -100,14 +105,17 @@ class _Deferred:
         others = [made for ref in getattr(connections[self.alias], _WAITING, [])
                   if _waiting(ref) and (made := ref()) is not None and made.alias == self.alias]
         failures = [failed, *(f for made in others if (f := made._run()) is not None)]
+        if not isinstance(failed[1], RedisUnavailable):
+            raise failed[1]  # not Redis's state but a bug or a setting: as it is
         raise RedisUnavailable(_committed_message(failures, self.alias)) from failed[1]
 
-    def _run(self) -> tuple[list[tuple[str, str]], RedisUnavailable] | None:
-        """Push; the jobs and the error when Redis could not take them."""
+    def _run(self) -> tuple[list[tuple[str, str]], Exception] | None:
+        """Push; the jobs and the error when they could not be pushed (any error: Django
+        runs none of the commit's later callbacks after one raises)."""
         self.ran = True
         try:
             self.push()
-        except RedisUnavailable as exc:
+        except Exception as exc:
             return _jobs_of(self.push), exc
         return None
 
@@ -121,6 +129,11 @@ _PRUNE = 64
 def _waiting(ref: weakref.ref[_Deferred]) -> bool:
     made = ref()
     return made is not None and not made.ran
+
+
+def _connected(alias: str) -> bool:
+    return any(conn.alias == alias and conn.connection is not None
+               for conn in connections.all(initialized_only=True))
 
 
 def _open_transaction() -> str | None:
@@ -139,14 +152,14 @@ _PUSH_ADVICE = re.compile(r"[;.] the job was not enqueued, so retry later or fai
                           re.IGNORECASE)
 
 
-def _committed_message(failures: list[tuple[list[tuple[str, str]], RedisUnavailable]],
+def _committed_message(failures: list[tuple[list[tuple[str, str]], Exception]],
                        alias: str) -> str:
     """The error of the pushes that failed at the commit of database ``alias``: the data is
     committed and the jobs are not in Redis, and what the caller can still do about it."""
     jobs = [job for named, _ in failures for job in named]
     first = failures[0][1]
     what, them = _named(jobs, unnamed=len(failures))
-    if any(isinstance(exc.__cause__, wire.ReplyLost) for _, exc in failures):
+    if any(wire.maybe_sent(exc) for _, exc in failures):
         outcome = f"{what} may not have been enqueued"  # sent, maybe written
         again = f"once Redis answers, look for {them} before pushing {them} again"
     else:
