@@ -95,6 +95,19 @@ class SwallowsAsync(Job):
         return "survived"
 
 
+class BlocksTheLoop(Job):
+    """Holds the event loop past its time limit (a blocking call), then returns: the
+    limit's timer never got to run."""
+
+    retry = 0
+    timeout = 0.5
+
+    async def perform(self) -> str:
+        time.sleep(1.0)
+        runs.append(self.jid)
+        return "done, late"
+
+
 @pytest.fixture(autouse=True)
 def _fresh(redis_url: str) -> None:
     runs.clear()
@@ -164,6 +177,15 @@ def test_a_thread_job_that_catches_its_timeout_and_returns_still_fails() -> None
 
 def test_an_async_job_that_catches_its_cancellation_and_returns_still_fails() -> None:
     jid = SwallowsAsync.perform_async()
+    with running_worker():
+        (entry,) = wait_for(lambda: list(DeadSet()), what="the job in the dead set")
+    assert runs == [jid]
+    assert entry.jid == jid and entry.item["error_class"].endswith("JobTimeout")
+    assert entry.item["error_message"] == "the job ran past its timeout of 0.5 s"
+
+
+def test_an_async_job_that_blocks_the_loop_past_its_limit_still_fails() -> None:
+    jid = BlocksTheLoop.perform_async()
     with running_worker():
         (entry,) = wait_for(lambda: list(DeadSet()), what="the job in the dead set")
     assert runs == [jid]

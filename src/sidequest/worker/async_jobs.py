@@ -259,7 +259,9 @@ def timed(call: Callable[[], Any], limit: float | None) -> Callable[[], Awaitabl
                 if scope.expired():
                     raise timed_out(limit, exc.__cause__ or exc.__context__) from None
                 raise
-            if scope.expired():  # it caught its cancellation and returned: still too late
+            if scope.expired() or _past(scope.when()):
+                # It caught its cancellation and returned, or it held the loop (a blocking
+                # call) past its limit, so the timer never got to run: still too late.
                 raise timed_out(limit, None)
             return result
         return await _in_this_task(coro, limit)
@@ -288,9 +290,13 @@ async def _in_this_task(coro: Awaitable[Any], limit: float) -> Any:
         raise
     finally:
         timer.cancel()
-    if expired:  # it caught its cancellation and returned: still too late
+    if expired or _past(timer.when()):  # see timed(): too late either way
         raise timed_out(limit, None)
     return result
+
+
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and asyncio.get_running_loop().time() >= deadline
 
 
 def timed_out(limit: float, cancellation: BaseException | None) -> JobTimeout:
