@@ -98,7 +98,9 @@ def set_aside(key: str | bytes, what: str, also: Callable[[Any], None] | None = 
     unrecorded. Returns the key it now has, or None when there was nothing to clear."""
     held = keys.cleared(what, secrets.token_hex(6))
     pipe = connection.client().pipeline(transaction=True)
-    pipe.rename(key, held)
+    # As a plain command: a cluster pipeline refuses its rename() method, though the held
+    # key carries the cleared key's hash tag and so shares its slot.
+    pipe.execute_command("RENAME", key, held)
     pipe.expire(held, CLEARED_KEEP)
     if also is not None:
         also(pipe)
