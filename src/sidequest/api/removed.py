@@ -100,7 +100,7 @@ def set_aside(key: str | bytes, what: str, also: Callable[[Any], None] | None = 
     pipe = connection.client().pipeline(transaction=True)
     # As a plain command: a cluster pipeline refuses its rename() method, though the held
     # key carries the cleared key's hash tag and so shares its slot.
-    pipe.execute_command("RENAME", key, held)
+    pipe.execute_command("RENAME", key, held)  # type: ignore[no-untyped-call]
     pipe.expire(held, CLEARED_KEEP)
     if also is not None:
         also(pipe)
