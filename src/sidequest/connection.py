@@ -353,7 +353,7 @@ def new_client(retries: int = 1, *, target: str | None = None,
         return url_clients.sentinel(target, options)
     if urls.is_cluster(target):
         return url_clients.cluster(target, options)
-    return redis.Redis.from_url(target, **options)
+    return url_clients.plain(target, options)
 
 
 def prepare(made: Script, pipe: Any) -> None:

@@ -1,5 +1,5 @@
-"""Clients for the URLs that name more than one server: a Sentinel service and a Redis
-Cluster (connection.py makes every client and calls these for those two kinds)."""
+"""Clients by URL kind: a plain Redis (checked not to be a Cluster node), a Sentinel service
+and a Redis Cluster (connection.py makes every client and calls these)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,33 @@ from redis.sentinel import Sentinel
 
 from sidequest import cluster as cluster_keys
 from sidequest import url_problems, urls
+
+
+def plain(target: str, options: dict[str, Any]) -> redis.Redis:
+    """A client of one server, whose every new connection first checks that the server is
+    not a Redis Cluster node: a redis:// URL at one would write keys without the hash tag
+    the cluster workers read, wherever that node serves their slots, and strand the jobs."""
+    return redis.Redis.from_url(target, redis_connect_func=_not_a_cluster_node, **options)
+
+
+def _not_a_cluster_node(conn: Any) -> None:
+    # What redis-py runs when given no connect function, without a health check: a fresh
+    # socket needs none, and one would connect again from inside this connect.
+    handshake = getattr(conn, "on_connect_check_health", None)
+    if handshake is not None:
+        handshake(check_health=False)
+    else:  # redis-py before 6
+        conn.on_connect()
+    try:
+        conn.send_command("INFO", "cluster", check_health=False)
+        info = conn.read_response()
+    except redis.ResponseError:
+        return  # INFO not allowed to this user, or a Redis-like server without it
+    text = info.decode("utf-8", "replace") if isinstance(info, bytes) else str(info)
+    if "cluster_enabled:1" in text:
+        conn.disconnect()  # else the pool would hand out the connection as ready
+        where = f"redis://{conn.host}:{conn.port}/{conn.db}"
+        raise url_problems.cluster_node(where, "cluster mode is enabled on it")
 
 
 def sentinel(target: str, options: dict[str, Any]) -> redis.Redis:

@@ -65,8 +65,12 @@ def cluster_behind_plain_url(exc: BaseException, where: str) -> ConfigError | No
     """For a plain client only: a cluster client follows MOVED and ASK itself."""
     if not isinstance(exc, _CLUSTER_REPLIES):
         return None
-    reply = _REPLY_WORDS.get(type(exc), "a cluster's redirect")
-    return ConfigError(f"Redis at {where} is a Redis Cluster node (it answered {reply}), "
+    return cluster_node(where, f"it answered {_REPLY_WORDS.get(type(exc), 'a redirect')}")
+
+
+def cluster_node(where: str, sign: str) -> ConfigError:
+    """A Redis Cluster node behind a plain URL; ``sign`` is how that showed."""
+    return ConfigError(f"Redis at {where} is a Redis Cluster node ({sign}), "
                        "which a plain redis:// URL cannot use: "
                        "use a redis+cluster:// URL naming one or more of its nodes, e.g. "
                        "redis+cluster://HOST:PORT,HOST:PORT (rediss+cluster:// for TLS, and "

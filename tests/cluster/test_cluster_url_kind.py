@@ -25,8 +25,9 @@ from web_helpers import PASSWORD, Client
 TESTS = Path(__file__).resolve().parents[1]
 #: What the error says for a cluster node behind redis://, and for a plain Redis behind
 #: redis+cluster://.
-IS_A_NODE = (r"Redis at redis://127\.0\.0\.1:\d+/0 is a Redis Cluster node \(it answered "
-             r"MOVED\), which a plain redis:// URL cannot use: use a redis\+cluster:// URL")
+IS_A_NODE = (r"Redis at redis://127\.0\.0\.1:\d+/0 is a Redis Cluster node \(cluster mode is "
+             r"enabled on it\), which a plain redis:// URL cannot use: use a redis\+cluster:// "
+             r"URL")
 IS_PLAIN = (r"Redis at redis\+cluster://127\.0\.0\.1:\d+ is not a Redis Cluster node \(cluster "
             r"mode is not enabled on it\), so a redis\+cluster:// URL cannot use it: use a "
             r"redis:// URL")
@@ -68,8 +69,21 @@ def test_a_worker_by_redis_url_at_a_cluster_node_exits_2(node_url: str,
     done = worker(node_url, *flags)
     assert done.returncode == 2, done.stdout + done.stderr
     said = done.stdout + done.stderr
-    assert "is a Redis Cluster node (it answered" in said and "redis+cluster://" in said
+    assert "is a Redis Cluster node (cluster mode" in said and "redis+cluster://" in said
     assert "Traceback" not in said and "waiting for Redis" not in said
+
+
+def test_a_push_by_redis_url_to_the_node_serving_its_keys_writes_nothing(
+        cluster: Cluster, rc: redis.RedisCluster) -> None:
+    """A node that serves the slots of the push's untagged keys answers no MOVED: without a
+    check of its own the push would land there, where no cluster worker reads."""
+    port = rc.get_node_from_key("queue:default").port
+    sidequest.configure(f"redis://127.0.0.1:{port}/0")
+    with pytest.raises(ConfigError, match=IS_A_NODE):
+        Work.perform_async(0)
+    untagged = [key for p in cluster.primaries() for key in cluster.node(p).keys("*")
+                if not key.startswith(b"{sq")]
+    assert untagged == []
 
 
 def test_a_push_by_cluster_url_to_a_plain_redis_says_so(redis_url: str) -> None:
