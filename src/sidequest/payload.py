@@ -1,8 +1,8 @@
 """The job payload: Sidekiq's JSON wire format, encoding, decoding and argument checks.
 
 Pure functions, no Redis. Writers produce exactly what Sidekiq 6.4 writes (compact JSON with
-strings as Ruby's ``JSON.generate`` writes them, float-second timestamps, a 24-hex jid);
-readers accept what Sidekiq 6.4 to 8.x write.
+strings and floats as Ruby's ``JSON.generate`` writes them, float-second timestamps, a 24-hex
+jid); readers accept what Sidekiq 6.4 to 8.x write.
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ import time
 from typing import Any
 
 from sidequest.errors import PayloadError
+from sidequest.rubyjson import encode as _ruby_encode
+from sidequest.rubyjson import needs_ruby_floats
+from sidequest.rubyjson import not_serializable as _not_serializable
 
 Payload = dict[str, Any]
 
@@ -29,15 +32,14 @@ MAX_DEPTH = 98
 _MS_THRESHOLD = 1e11
 
 
-def _not_serializable(value: Any) -> Any:
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
 # The C encoders, built once (json.JSONEncoder builds one per call, a third of the cost of a
 # small payload): compact, NaN and Infinity refused. Strings are written as Ruby's
 # JSON.generate writes them: UTF-8 as is, only '"', '\\' and control characters escaped (the
 # same short forms and lowercase \u00XX). Ruby's API finds a sorted-set entry by its
 # re-serialised text (ScheduledSet#reschedule), so any other spelling would miss ours.
+# Floats the C encoder writes as Python's repr, which Ruby's Float#to_s spells otherwise far
+# from 1 (1e+16 for 1.0e+16): a payload holding such a float is written by
+# sidequest.rubyjson instead (see _text).
 # Without circular-reference markers, which one shared dict cannot keep across threads; a
 # cycle ends in RecursionError, and check_args refuses deep nesting in job arguments first.
 _c_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
@@ -49,8 +51,10 @@ def _make_c_encoder(strings: Any) -> Any:
     return _c_encoder(None, _not_serializable, strings, None, ":", ",", False, False, False)
 
 
-_encode: Any = _make_c_encoder(json.encoder.encode_basestring)
-_encode_ascii: Any = _make_c_encoder(json.encoder.encode_basestring_ascii)
+_strings = json.encoder.encode_basestring
+_strings_ascii = json.encoder.encode_basestring_ascii
+_encode: Any = _make_c_encoder(_strings)
+_encode_ascii: Any = _make_c_encoder(_strings_ascii)
 _encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False)
 _encoder_ascii = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
@@ -91,11 +95,18 @@ def now() -> float:
     return time.time()
 
 
+def _text(obj: Any) -> str:
+    # The walk costs some 40% of the C encoding; only the rare payload it finds a float in
+    # that Python's repr may spell otherwise than Ruby is written by the slower encoder.
+    if needs_ruby_floats(obj):
+        return _ruby_encode(obj, _strings)
+    return _encoder.encode(obj) if _encode is None else "".join(_encode(obj, 0))
+
+
 def dumps(obj: Any) -> str:
     """Compact JSON with strings in raw UTF-8, byte for byte what Ruby's JSON.generate writes
-    for the same strings (floats differ only in exponent spelling: ``1e+20`` for ``1.0e+20``).
-    """
-    text = _encoder.encode(obj) if _encode is None else "".join(_encode(obj, 0))
+    for the same data, floats included (``1.0e+16`` where Python's repr writes ``1e+16``)."""
+    text = _text(obj)
     if text.isascii():  # O(1) in CPython: the common case costs nothing more
         return text
     try:
@@ -108,7 +119,7 @@ def dumps(obj: Any) -> str:
 def dumps_bytes(obj: Any) -> bytes:
     """:func:`dumps` as the UTF-8 bytes sent to Redis, encoded once (the client's hot path:
     redis-py passes bytes through instead of encoding the text again)."""
-    text = _encoder.encode(obj) if _encode is None else "".join(_encode(obj, 0))
+    text = _text(obj)
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
@@ -118,6 +129,8 @@ def dumps_bytes(obj: Any) -> bytes:
 def _dumps_ascii(obj: Any) -> str:
     # A lone surrogate (an error message built from an undecodable file name, say) has no
     # UTF-8 form: write the payload ASCII-escaped rather than fail to store it.
+    if needs_ruby_floats(obj):
+        return _ruby_encode(obj, _strings_ascii)
     return _encoder_ascii.encode(obj) if _encode_ascii is None else "".join(_encode_ascii(obj, 0))
 
 
