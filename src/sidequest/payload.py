@@ -223,6 +223,8 @@ def decode(raw: str | bytes) -> Payload:
         raise PayloadError("payload has no 'class' string")
     if not isinstance(obj.get("args"), list):
         raise PayloadError("payload 'args' is missing or not a list")
+    if obj.get(KWARGS) is not None and not isinstance(obj[KWARGS], dict):
+        raise PayloadError(f"payload {KWARGS!r} is not an object of keyword arguments")
     queue = obj.get("queue", "default")
     if not isinstance(queue, str) or not queue:
         raise PayloadError("payload 'queue' is not a non-empty string")

@@ -52,6 +52,7 @@ RAW_BAD = [
     b'{"class":"X","args":[1,',
     b'{"args":[]}',
     b'{"class":"X","args":"not a list"}',
+    b'{"class":"X","args":[1],"kwargs":[1,2]}',  # Ruby may write any JSON there
     b'{"class":7,"args":[]}',
     b'{"class":"X","args":[],"queue":""}',
     b'\xff\xfe{"class":"X"}',

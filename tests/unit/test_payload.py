@@ -200,6 +200,11 @@ def test_decode_reads_a_payload_from_str_or_bytes() -> None:
         assert job == {"class": "HardJob", "args": [1, "a"], "queue": "low", "jid": "abc"}
 
 
+def test_decode_allows_kwargs_null_or_absent() -> None:
+    assert decode('{"class":"A","args":[],"kwargs":null}')["kwargs"] is None
+    assert "kwargs" not in decode('{"class":"A","args":[]}')
+
+
 def test_decode_allows_a_missing_queue() -> None:
     assert decode('{"class":"A","args":[]}')["class"] == "A"
 
@@ -228,6 +233,8 @@ def test_decode_allows_a_missing_queue() -> None:
         ('{"class":"A","args":"1"}', "'args' is missing or not a list"),
         ('{"class":"A","args":[],"queue":""}', "'queue'"),
         ('{"class":"A","args":[],"queue":5}', "'queue'"),
+        ('{"class":"A","args":[],"kwargs":[1,2]}', "'kwargs' is not an object"),
+        ('{"class":"A","args":[],"kwargs":"x=1"}', "'kwargs' is not an object"),
     ],
 )
 def test_decode_refuses_what_is_not_a_job(raw: str | bytes, says: str) -> None:
