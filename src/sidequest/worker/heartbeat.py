@@ -7,6 +7,7 @@ Sidekiq's API and UI read, and pick up a remote signal (TSTP, TERM, TTIN).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -79,6 +80,24 @@ class Heartbeat:
 
     def beat(self) -> None:
         """One heartbeat; raises RedisError if Redis is unreachable (the caller retries)."""
+        try:
+            self._beat()
+        except (redis.ConnectionError, redis.TimeoutError):
+            raise  # unreachable: so is the lease
+        except redis.RedisError:
+            # Refused, not unreachable. On a Cluster whose slot is being moved, a transaction
+            # over keys split between the two nodes is refused (ASK, TRYAGAIN) for as long as
+            # the move lasts, which can outlast the lease: then a reaper would take this
+            # process's running jobs. The lease alone is one key, which a single command
+            # reaches wherever it is.
+            with contextlib.suppress(redis.RedisError):
+                self._renew_lease(self.client)
+            raise
+
+    def _renew_lease(self, target: Any) -> None:
+        target.set(keys.lease(self.identity), _pid(), px=int(self.config.lease_ttl * 1000))
+
+    def _beat(self) -> None:
         self._flush_stats()
         busy = self.state.busy()
         rtt_us = int(clock.measure(self.client) * 1e6)  # Redis's clock, and the round trip
@@ -96,7 +115,7 @@ class Heartbeat:
             "concurrency": self.config.concurrency,
         })
         pipe.expire(keys.process(self.identity), PROCESS_TTL)
-        pipe.set(keys.lease(self.identity), _pid(), px=int(self.config.lease_ttl * 1000))
+        self._renew_lease(pipe)
         pipe.rpop(keys.signals(self.identity))
         signal = pipe.execute()[-1]
         if signal:
