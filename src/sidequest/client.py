@@ -310,8 +310,8 @@ def _guarded(write: Callable[[], _T], shard: str | None, jobs: Sequence[Payload]
     except CLUSTER_UNAVAILABLE as exc:
         raise RedisUnavailable(
             f"Redis Cluster at {_where(shard)} cannot take the write now ({exc}): a primary"
-            " is down or failing over. The job was not enqueued, so retry later or fail the"
-            " request"
+            " is down or failing over, or the slot is being moved to another primary. The job"
+            " was not enqueued, so retry later or fail the request"
         ) from exc
     except redis.exceptions.OutOfMemoryError as exc:
         raise RedisUnavailable(

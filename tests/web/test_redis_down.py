@@ -61,6 +61,26 @@ def test_pages_say_redis_is_unreachable_and_recover(own_redis: RedisServer) -> N
     assert "hunter2" not in out
 
 
+def test_the_outage_page_names_the_settings_file_that_set_the_url(
+        own_redis: RedisServer, tmp_path: Path) -> None:
+    # The file's redis_url wins over $SIDEQUEST_REDIS_URL: pointing at the variables would
+    # send the reader to a setting that changes nothing.
+    settings = tmp_path / "sidequest.toml"
+    settings.write_text(f'redis_url = "{own_redis.url}"\n')
+    port = free_port()
+    proc = serve(["web", "--port", str(port), "-C", str(settings)],
+                 env_for("redis://127.0.0.1:1/0"))
+    try:
+        wait_for(lambda: answers(f"http://127.0.0.1:{port}/"), 20, "the dashboard")
+        own_redis.stop()
+        status, body = get(f"http://127.0.0.1:{port}/queues")
+    finally:
+        stop(proc)
+    assert status == 503 and f"127.0.0.1:{own_redis.port}" in body
+    assert f"<code>redis_url</code> in <code>{settings}</code>, which wins over" in body
+    assert "<code>SIDEQUEST_REDIS_URL</code> or" not in body
+
+
 def test_a_logged_in_user_sees_the_outage_page_not_the_login_page(
         own_redis: RedisServer) -> None:
     # Whether the login is still live is kept in Redis; not knowing, the dashboard sent a

@@ -53,6 +53,9 @@ SETTINGS_SOURCE = "sidequest_settings_source"
 #: are not SIDEQUEST's own ("redis_url", "shards"): Flask's app.config has SIDEQUEST_REDIS_URL.
 SETTINGS_KEYS = "sidequest_settings_keys"
 DEFAULT_KEYS = {"redis_url": "redis_url", "shards": "shards"}
+#: For ``sidequest web``: the settings file it read (its redis_url and [shards] win over the
+#: environment variables), or "--redis-url" when the URL was given on its command line.
+SETTINGS_FILE = "sidequest_settings_file"
 
 #: The answer to a visitor not logged in (the login form, logout) when Redis fails: nothing
 #: about the deployment (its Redis, its tabs) before the password; the log has the details.
@@ -79,6 +82,7 @@ async def redis_unreachable(request: Request, exc: Exception) -> Response:
     response = render.page(request, "unavailable.html", "Redis unreachable", status_code=503,
                            where=where, down_shard=shard, reason=reason_of(exc),
                            settings_source=getattr(state, SETTINGS_SOURCE, None),
+                           settings_file=getattr(state, SETTINGS_FILE, None),
                            settings_keys={**DEFAULT_KEYS, **getattr(state, SETTINGS_KEYS, {})})
     response.headers["retry-after"] = "5"
     return response

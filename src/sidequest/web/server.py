@@ -35,6 +35,7 @@ from sidequest import connection
 from sidequest.config import connect_as_file, default_file
 from sidequest.errors import ConfigError
 from sidequest.web.app import PASSWORD_ENV, create_app
+from sidequest.web.errors import SETTINGS_FILE
 from sidequest.web_flags import WEB_HOST, web_parser
 
 DEFAULT_HOST = WEB_HOST
@@ -73,8 +74,14 @@ def build_app(host: str, insecure: bool = False, title: str = "Sidequest",
 def main(argv: list[str]) -> int:
     args = web_parser().parse_args(argv)
     # Without -C, the settings file the worker reads without it: the same Redis.
-    connect_as_file(args.config or default_file(), redis_url_of(args))
+    file, given_url = args.config or default_file(), redis_url_of(args)
+    connect_as_file(file, given_url)
     app = build_app(args.host, args.insecure, args.title, https=args.https)
+    # Where the outage page says the URL is set: what won here, not the environment.
+    if given_url:
+        setattr(app.state, SETTINGS_FILE, "--redis-url")
+    elif file:
+        setattr(app.state, SETTINGS_FILE, file)
     sock = listening(args.host, args.port)  # before the banner: a port in use is said first
     login = "password login" if os.environ.get(PASSWORD_ENV) else "no login"
     print(f"sidequest web: {url_of(args.host, args.port)} ({login}); Redis"
