@@ -6,7 +6,9 @@
         for row in rows:
             ImportRow.perform_async(row)      # joins the batch
 
-A job of the batch adds more jobs to it with ``with self.batch.jobs(): ...``. A batch may be
+A job of the batch adds more jobs to it with ``with self.batch.jobs(): ...``; that block
+never seals the batch (the block that made it may still be filling it), and the job, pending
+until it ends, keeps the batch from finishing before the jobs it added. A batch may be
 a child of another (``parent=``): the child's callbacks are jobs of the parent (members from
 when they are pushed), so the parent's callbacks wait for them.
 
@@ -71,6 +73,8 @@ Callback = tuple[Any, list[Any]]
 
 class Batch:
     shard: str
+    #: Made by ``open`` (a job's own batch, to add jobs to), not by ``Batch(...)``.
+    _opened = False
 
     def __init__(self, description: str = "", on_success: Callback | None = None,
                  on_complete: Callback | None = None, parent: Batch | None = None,
@@ -113,40 +117,75 @@ class Batch:
 
     @classmethod
     def open(cls, ancestry: list[str]) -> Batch:
-        """An existing batch, to add jobs to it (``self.batch`` in a job)."""
+        """An existing batch, to add jobs to it (``self.batch`` in a job). Its blocks never
+        seal it: only the block of the process that made the batch knows when it is filled."""
         batch = cls.__new__(cls)
         batch.bid, batch.ancestry, batch.description = ancestry[0], list(ancestry), ""
         batch.shard = connection.current_shard()  # a job's batch is on the job's shard
+        batch._opened = True
         return batch
 
     @contextlib.contextmanager
     def jobs(self) -> Iterator[Batch]:
         """Every job pushed in the block (in this thread or task) joins the batch; at the end
         the batch is sealed: its callbacks may fire once its jobs are done. A block that
-        raises leaves it unsealed: its callbacks must not claim a batch that was not filled."""
-        token = _current.set(self)
+        raises leaves it unsealed: its callbacks must not claim a batch that was not filled.
+        A block on an opened batch (``self.batch``) only adds jobs, and seals nothing."""
+        joining = self if self._still_there() else None
+        token = _current.set(joining)
         try:
             yield self
         except BaseException:
             log.warning("a `with batch.jobs()` block of batch %s raised: the jobs pushed in it"
-                        " run and count in the batch; a batch no earlier block sealed stays"
-                        " unsealed (no callbacks) until a later block on it ends", self.bid)
+                        " run and count in the batch; %s", self.bid, self._unsealed_note())
             raise
         finally:
             _current.reset(token)
-        self._seal()
+        if joining is not None:
+            self._end()
 
-    def _seal(self) -> None:
-        if _local is not None:
-            _local.seal(self.ancestry)
-            return
+    def _unsealed_note(self) -> str:
+        if self._opened:
+            return "the batch is sealed by the block that made it, not by this one"
+        return ("a batch no earlier block sealed stays unsealed (no callbacks) until a later"
+                " block on it ends")
+
+    def _still_there(self) -> bool:
+        """Whether an opened batch still exists. One that expired (a job retried by hand days
+        after its batch ended) is left alone: the jobs of the block run outside any batch,
+        where joining it would make a batch record that never expires, of a batch whose
+        callbacks are long past."""
+        if not self._opened or _local is not None:  # the testing modes skip unknown batches
+            return True
         with connection.on_shard(self.shard), _unreachable(self.shard, (
-                "the jobs pushed in the block are enqueued, but the batch could not be sealed:"
-                " its callbacks wait until a later `with batch.jobs():` block on it ends (an"
-                " empty one will do) once Redis answers")):
-            target = connection.client()
-            target.hset(keys.batch(self.bid), "sealed", 1)
-            update(self.ancestry, "", "check", target)  # all done already, or an empty batch
+                "the block's jobs were not pushed")):
+            if connection.client().exists(keys.batch(self.bid)):
+                return True
+        log.warning("batch %s no longer exists (a batch is kept %d days, %d once it has "
+                    "succeeded): the jobs pushed in this `with batch.jobs()` block run outside"
+                    " any batch", self.bid, KEEP // 86400, KEEP_AFTER_SUCCESS // 86400)
+        return False
+
+    def _end(self) -> None:
+        """The block's end: the batch's own block seals it; a block on an opened batch only
+        checks it, which fires nothing while the batch is unsealed (its maker still filling
+        it) and, once it is sealed, nothing before the jobs just added are done."""
+        outcome = "check" if self._opened else "seal"
+        if _local is not None:
+            if outcome == "seal":
+                _local.seal(self.ancestry)
+            else:
+                _local.update(self.ancestry, "", outcome)
+            return
+        consequence = ("the jobs pushed in the block are enqueued; the batch is checked again"
+                       " as each of them ends") if self._opened else (
+            "the jobs pushed in the block are enqueued, but the batch could not be sealed:"
+            " its callbacks wait until a later `with batch.jobs():` block on it ends (an"
+            " empty one will do) once Redis answers")
+        with connection.on_shard(self.shard), _unreachable(self.shard, consequence):
+            # Sealing is in the script: on a batch that expired it writes nothing, where an
+            # HSET would make a record that never expires.
+            update(self.ancestry, "", outcome, connection.client())
 
 
 @contextlib.contextmanager
@@ -177,11 +216,13 @@ def outside() -> Iterator[None]:
 
 
 def add_member(pipe: Any, bid: str, member: str) -> None:
-    """Queue on ``pipe``: ``member`` joins batch ``bid`` (before its job is written)."""
-    pipe.sadd(keys.batch_part(bid, "pending"), member)
-    pipe.hincrby(keys.batch(bid), "total", 1)
-    for part in ("pending", "ran", "failed"):
-        pipe.expire(keys.batch_part(bid, part), KEEP)
+    """Queue on ``pipe``: ``member`` joins batch ``bid`` (before its job is written), if the
+    batch still exists (lua/batch_add.lua): joining an expired one would make a record that
+    never expires."""
+    script = connection.script("batch_add")
+    connection.prepare(script, pipe)
+    script(keys=[keys.batch(bid), keys.batch_part(bid, "pending")], args=[member, KEEP],
+           client=pipe)
 
 
 def member_keys(payload: Payload) -> list[str]:
@@ -197,8 +238,8 @@ def member_keys(payload: Payload) -> list[str]:
 
 def update(ancestry: list[str], member: str, outcome: str,
            target: Any = None) -> int:
-    """Record a member's outcome ("success", "failure", or "check" only); pushes the
-    callbacks that are due. Returns how many were pushed."""
+    """Record a member's outcome ("success", "failure"; or "check" only, or "seal" the
+    batch and check); pushes the callbacks that are due. Returns how many were pushed."""
     if _local is not None:
         return _local.update(ancestry, member, outcome)
     return int(queue_update(target or connection.client(), ancestry, member, outcome))
@@ -213,8 +254,8 @@ def queue_update(pipe: Any, ancestry: list[str], member: str, outcome: str) -> A
                        keys.batch_part(bid, "ran"), keys.batch_part(bid, "failed")]
     script = connection.script("batch_update")
     connection.prepare(script, pipe)
-    return script(keys=batch_keys, args=[member, outcome, time.time(), KEEP_AFTER_SUCCESS],
-                  client=pipe)
+    return script(keys=batch_keys,
+                  args=[member, outcome, time.time(), KEEP_AFTER_SUCCESS, KEEP], client=pipe)
 
 
 def dropped_outcome(payload: Payload) -> str:

@@ -128,3 +128,23 @@ def test_an_odd_key_in_the_index_does_not_take_the_page_down(client: Client,
     r.zadd(keys.BATCHES, {"odd": 1e12})
     page = client.get("/batches")
     assert page.status_code == 200 and _rows(page.text) == [good]
+
+
+def _state(page: str, bid: str) -> str:
+    row = page[page.index(f'data-bid="{bid}"'):]
+    row = row[:row.index("</tr>")]
+    return re.findall(r'<span class="badge[^"]*"[^>]*>([^<]*)</span>', row)[-1]
+
+
+def test_a_batch_whose_block_raised_says_it_is_not_sealed(client: Client) -> None:
+    """Its "0 of 0" would read as running forever: its callbacks wait for a block's end."""
+    raised, filling, sealed = (Batch(description=name) for name in ("raised", "open", "ok"))
+    with pytest.raises(RuntimeError), raised.jobs():
+        Step.perform_async()
+        raise RuntimeError("the rows could not be read")
+    with sealed.jobs():
+        Step.perform_async()
+    page = client.get("/batches").text
+    assert _state(page, raised.bid) == "not sealed" and _state(page, filling.bid) == "not sealed"
+    assert _state(page, sealed.bid) == "running"
+    assert "not sealed" in client.get(f"/batches?bid={raised.bid}").text

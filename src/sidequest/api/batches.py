@@ -8,16 +8,18 @@ from typing import Any, cast
 from sidequest import connection, keys
 from sidequest.api.lenient import as_float, as_int, replies
 from sidequest.api.stats import UNREACHABLE_ERRORS, ShardUnreachable
+from sidequest.batch import Batch
 
 #: Batches on one page of the dashboard's list, the newest first.
 MAX_LISTED = 100
 
 
 class BatchStatus:
-    """A snapshot of batch ``bid``, read when created; ``exists`` is False for an unknown or
-    expired batch."""
+    """A snapshot of batch ``bid`` (or of a ``Batch``), read when created; ``exists`` is False
+    for an unknown or expired batch."""
 
-    def __init__(self, bid: str) -> None:
+    def __init__(self, bid: str | Batch) -> None:
+        bid = _bid_of(bid)
         pipe: Any = connection.client().pipeline(transaction=False)
         _ask(pipe, bid)
         try:
@@ -52,6 +54,9 @@ class BatchStatus:
         self.failures = len(self.failed_jids)
         self.complete = "complete_at" in fields
         self.success = "success_at" in fields
+        #: Whether the block that made the batch has ended: until then (forever, if it
+        #: raised) no callback fires, whatever its jobs do.
+        self.sealed = fields.get("sealed") == "1"
 
     @property
     def done(self) -> int:
@@ -61,7 +66,19 @@ class BatchStatus:
         if not self.exists:  # not an empty batch: none by that id (mistyped, or expired)
             return f"BatchStatus({self.bid!r}, exists=False)"
         return (f"BatchStatus({self.bid!r}, total={self.total}, pending={self.pending}, "
-                f"failures={self.failures}, complete={self.complete}, success={self.success})")
+                f"failures={self.failures}, sealed={self.sealed}, complete={self.complete}, "
+                f"success={self.success})")
+
+
+def _bid_of(batch: object) -> str:
+    """The id to read: a bid, or a Batch's. Anything else would read as no batch (exists
+    False) and hide the slip, so it is refused."""
+    if isinstance(batch, Batch):
+        return batch.bid
+    if isinstance(batch, str):
+        return batch
+    raise TypeError(f"BatchStatus takes a batch id (str) or a Batch, got "
+                    f"{type(batch).__name__}: {batch!r}")
 
 
 def _ask(pipe: Any, bid: str) -> None:

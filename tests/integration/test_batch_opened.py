@@ -1,0 +1,176 @@
+"""A batch opened by one of its jobs (``self.batch``, ``Batch.open``) to add jobs to it: the
+job's block never seals the batch, so no callback fires while the block that made the batch
+is still filling it, or after that block raised; once the batch is sealed, the jobs the job
+added still hold its callbacks back until they are done. A batch that expired is not made
+again by a job added to it (a job retried by hand days later)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import pytest
+import redis
+
+from helpers import running_worker, wait_for
+from sidequest import Batch, Job, keys
+from sidequest.api import BatchStatus
+
+lock = threading.Lock()
+#: (callback, whether the pushing block had ended when it ran)
+calls: list[tuple[str, bool]] = []
+ran: list[int] = []
+block_ended = threading.Event()
+
+
+class BOSpawnRow(Job):
+    """The README's ImportRow: some rows add a second step to their batch."""
+
+    def perform(self, row: int, spawn: bool = False) -> None:
+        with lock:
+            ran.append(row)
+        if spawn:
+            batch = self.batch
+            assert batch is not None
+            with batch.jobs():
+                BOSpawnRow.perform_async(row + 100_000)
+
+
+class BOSlowSpawn(Job):
+    """Adds a job to its batch, then waits: it is the batch's last pending member by then."""
+
+    def perform(self) -> None:
+        batch = self.batch
+        assert batch is not None
+        with batch.jobs():
+            BOSpawnRow.perform_async(7)
+        wait_for(lambda: 7 in ran, what="the added row")  # done before this job ends
+        time.sleep(0.3)  # the scheduler's polls pass: nothing may fire while this one runs
+
+
+class BOUniqueRow(Job):
+    unique_for = 60
+
+    def perform(self, row: int) -> None:
+        pass
+
+
+class BODone(Job):
+    def perform(self, name: str) -> None:
+        with lock:
+            calls.append((name, block_ended.is_set()))
+
+
+@pytest.fixture(autouse=True)
+def _fresh(redis_url: str) -> None:
+    calls.clear()
+    ran.clear()
+    block_ended.clear()
+
+
+def _batch() -> Batch:
+    return Batch(on_success=(BODone, ["success"]), on_complete=(BODone, ["complete"]))
+
+
+def _fired(r: redis.Redis, batch: Batch) -> Any:
+    return r.hget(keys.batch(batch.bid), "complete_at") or r.hget(keys.batch(batch.bid),
+                                                                   "success_at")
+
+
+def test_a_job_adding_to_its_batch_does_not_end_a_batch_still_being_filled(
+        r: redis.Redis) -> None:
+    """The block pushes its rows one by one while a worker runs them; a row adds a job to
+    the batch and its block ends while the batch's own block still pushes."""
+    batch = _batch()
+    fired_early: list[Any] = []
+    with running_worker(concurrency=2):
+        with batch.jobs():
+            BOSpawnRow.perform_async(1, True)
+            # Everything pushed so far is done, the added job too: only the block is left.
+            wait_for(lambda: 100_001 in ran and BatchStatus(batch.bid).pending == 0,
+                     what="the first rows and the job one of them added")
+            for row in range(2, 40):
+                BOSpawnRow.perform_async(row, row % 10 == 0)
+                time.sleep(0.005)
+                fired_early.append(_fired(r, batch))
+            fired_early.append(_fired(r, batch))
+            ended = time.time()
+            block_ended.set()
+        wait_for(lambda: len(calls) >= 2, what="both callbacks")
+        time.sleep(0.3)  # a few scheduler polls more: no callback comes twice
+    assert not any(fired_early), "a callback was pushed while the block still pushed"
+    assert sorted(calls) == [("complete", True), ("success", True)]
+    assert float(r.hget(keys.batch(batch.bid), "success_at") or 0) >= ended
+    status = BatchStatus(batch.bid)
+    assert status.total == 39 + 4 and status.pending == 0 and status.sealed
+    assert sorted(ran) == sorted([*range(1, 40), *(n + 100_000 for n in (1, 10, 20, 30))])
+
+
+def test_a_job_adding_to_a_batch_whose_block_raised_does_not_seal_it(
+        r: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
+    """As the README says: a block that raised leaves the batch unsealed, with no callbacks,
+    whatever its jobs do."""
+    batch = _batch()
+    with (caplog.at_level(logging.WARNING, "sidequest"), pytest.raises(RuntimeError),
+          batch.jobs()):
+        BOSpawnRow.perform_async(1, True)
+        raise RuntimeError("the rows could not be read")
+    with running_worker():
+        wait_for(lambda: sorted(ran) == [1, 100_001] and BatchStatus(batch.bid).pending == 0,
+                 what="the row and the job it added")
+        time.sleep(0.3)  # a few scheduler polls: a callback would be pushed and run by now
+    assert calls == [] and not _fired(r, batch)
+    assert not BatchStatus(batch.bid).sealed
+
+
+def test_jobs_added_to_a_sealed_batch_hold_its_callbacks_until_they_are_done(
+        r: redis.Redis) -> None:
+    """The usual case: the block ended long before a job adds to the batch. The adding job
+    is pending while it adds, so the batch waits for it and for what it added, then fires
+    each callback once."""
+    batch = _batch()
+    with batch.jobs():
+        BOSlowSpawn.perform_async()
+    block_ended.set()
+    with running_worker(concurrency=2):
+        wait_for(lambda: 7 in ran, what="the added row")
+        assert not _fired(r, batch), "fired while the job that added a row still ran"
+        wait_for(lambda: len(calls) >= 2, what="both callbacks")
+        time.sleep(0.3)
+    assert sorted(calls) == [("complete", True), ("success", True)]
+    status = BatchStatus(batch.bid)
+    assert (status.total, status.pending, status.success) == (2, 0, True)
+
+
+def test_a_job_added_to_an_expired_batch_runs_outside_any_batch(
+        r: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
+    """A job retried by hand after its batch expired adds a job: no batch record comes back
+    (it would never expire, and read as existing), and the log says why the job is alone."""
+    batch = Batch()  # no callbacks: the schedule holds only what the job adds
+    with batch.jobs():
+        pass
+    r.delete(*r.keys(f"{keys.batch(batch.bid)}*"))  # expired
+    opened = Batch.open([batch.bid])
+    with caplog.at_level(logging.WARNING, "sidequest"), opened.jobs():
+        jid = BOSpawnRow.perform_in(600, 1)
+        unique = BOUniqueRow.perform_async(2)
+    assert jid and unique
+    assert r.keys(f"{keys.batch(batch.bid)}*") == []
+    assert not BatchStatus(batch.bid).exists
+    assert any(batch.bid in rec.getMessage() and "no longer exists" in rec.getMessage()
+               for rec in caplog.records)
+    scheduled = r.zrange(keys.SCHEDULE, 0, -1)
+    assert len(scheduled) == 1 and "sq_batch" not in scheduled[0]
+
+
+
+def test_a_child_batch_of_an_expired_batch_does_not_make_it_again(r: redis.Redis) -> None:
+    """``Batch(parent=self.batch)`` in a job whose batch expired: the child is made, the
+    parent's record is not (it would have no expiry)."""
+    parent = _batch()
+    r.delete(keys.batch(parent.bid))
+    child = Batch(parent=Batch.open([parent.bid]))
+    assert BatchStatus(child.bid).exists
+    assert not r.exists(keys.batch(parent.bid), keys.batch_part(parent.bid, "pending"))
