@@ -108,6 +108,33 @@ class BlocksTheLoop(Job):
         return "done, late"
 
 
+class Waits2(Job):
+    """Limited to 0.5 s; waits for Blocker to let it go. Blocker then holds the loop for
+    a second in the same step: this job resumes after its own limit, having done nothing
+    wrong."""
+
+    retry = 0
+    timeout = 0.5
+
+    async def perform(self) -> str:
+        handoff["waiting"].set()
+        await handoff["go"].wait()
+        runs.append(self.jid)
+        return "ok"
+
+
+class Blocker(Job):
+    retry = 0
+
+    async def perform(self) -> None:
+        await handoff["waiting"].wait()
+        handoff["go"].set()  # the other job's wake-up is queued behind this step...
+        time.sleep(1.0)  # ...which holds the loop past that job's limit
+
+
+handoff: dict[str, asyncio.Event] = {}
+
+
 @pytest.fixture(autouse=True)
 def _fresh(redis_url: str) -> None:
     runs.clear()
@@ -191,3 +218,12 @@ def test_an_async_job_that_blocks_the_loop_past_its_limit_still_fails() -> None:
     assert runs == [jid]
     assert entry.jid == jid and entry.item["error_class"].endswith("JobTimeout")
     assert entry.item["error_message"] == "the job ran past its timeout of 0.5 s"
+
+
+def test_an_async_job_held_up_by_another_jobs_blocking_call_is_not_failed() -> None:
+    handoff.update(waiting=asyncio.Event(), go=asyncio.Event())
+    waits = Waits2.perform_async()
+    Blocker.perform_async()
+    with running_worker(concurrency=4):
+        wait_for(lambda: runs == [waits], what="the waiting job to end")
+    assert DeadSet().size == 0 and RetrySet().size == 0, list(DeadSet())

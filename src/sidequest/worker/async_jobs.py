@@ -21,6 +21,7 @@ from sidequest.worker import cancels, guards, timeouts, with_ack
 from sidequest.worker.asyncio_runner import AsyncRunner
 from sidequest.worker.fetch import Work
 from sidequest.worker.logs import job_info, log_failure
+from sidequest.worker.overrun import Overrun, stepped
 from sidequest.worker.state import ProcessState
 from sidequest.worker.timeouts import Timeouts
 
@@ -252,16 +253,17 @@ def timed(call: Callable[[], Any], limit: float | None) -> Callable[[], Awaitabl
             # In the job's own task, where the middleware around it runs (a session scoped
             # to the task is the job's); wait_for ran it in another task before 3.12.
             # expired(): the job's own TimeoutError (an HTTP client's) is not ours.
+            overrun = Overrun(asyncio.get_running_loop().time() + limit)
             try:
                 async with asyncio.timeout(limit) as scope:
-                    result = await coro
+                    result = await stepped(coro, overrun)
             except TimeoutError as exc:
                 if scope.expired():
                     raise timed_out(limit, exc.__cause__ or exc.__context__) from None
                 raise
-            if scope.expired() or _past(scope.when()):
-                # It caught its cancellation and returned, or it held the loop (a blocking
-                # call) past its limit, so the timer never got to run: still too late.
+            if scope.expired() or overrun.happened:
+                # It caught its cancellation and returned, or its own code held the loop (a
+                # blocking call) past its limit, so the timer never got to run: too late.
                 raise timed_out(limit, None)
             return result
         return await _in_this_task(coro, limit)
@@ -282,21 +284,18 @@ async def _in_this_task(coro: Awaitable[Any], limit: float) -> Any:
         task.cancel()
 
     timer = asyncio.get_running_loop().call_later(limit, expire)
+    overrun = Overrun(timer.when())
     try:
-        result = await coro
+        result = await stepped(coro, overrun)
     except asyncio.CancelledError as exc:
         if expired:
             raise timed_out(limit, exc) from None
         raise
     finally:
         timer.cancel()
-    if expired or _past(timer.when()):  # see timed(): too late either way
+    if expired or overrun.happened:  # see timed(): too late either way
         raise timed_out(limit, None)
     return result
-
-
-def _past(deadline: float | None) -> bool:
-    return deadline is not None and asyncio.get_running_loop().time() >= deadline
 
 
 def timed_out(limit: float, cancellation: BaseException | None) -> JobTimeout:
