@@ -88,6 +88,8 @@ class Batch:
         if parent is not None and parent.shard != self.shard:
             raise ValueError(f"a child batch lives on its parent's shard ({parent.shard!r}),"
                              f" not {self.shard!r}; leave shard= out")
+        if parent is not None and not parent._still_there():
+            parent = None  # an expired job's batch: this one stands alone (a warning says so)
         self.bid = secrets.token_hex(12)
         self.description = str(description)
         self.ancestry: list[str] = [self.bid, *(parent.ancestry if parent else [])]
@@ -130,19 +132,23 @@ class Batch:
         """Every job pushed in the block (in this thread or task) joins the batch; at the end
         the batch is sealed: its callbacks may fire once its jobs are done. A block that
         raises leaves it unsealed: its callbacks must not claim a batch that was not filled.
-        A block on an opened batch (``self.batch``) only adds jobs, and seals nothing."""
+        A block on an opened batch (``self.batch``) only adds jobs and seals nothing: its job
+        is a member still pending, so the batch cannot end before the job and what it added
+        do, and the job's own end checks the batch."""
         joining = self if self._still_there() else None
         token = _current.set(joining)
         try:
             yield self
         except BaseException:
-            log.warning("a `with batch.jobs()` block of batch %s raised: the jobs pushed in it"
-                        " run and count in the batch; %s", self.bid, self._unsealed_note())
+            if joining is not None:
+                log.warning("a `with batch.jobs()` block of batch %s raised: the jobs pushed"
+                            " in it run and count in the batch; %s", self.bid,
+                            self._unsealed_note())
             raise
         finally:
             _current.reset(token)
-        if joining is not None:
-            self._end()
+        if not self._opened:
+            self._seal()
 
     def _unsealed_note(self) -> str:
         if self._opened:
@@ -152,40 +158,31 @@ class Batch:
 
     def _still_there(self) -> bool:
         """Whether an opened batch still exists. One that expired (a job retried by hand days
-        after its batch ended) is left alone: the jobs of the block run outside any batch,
+        after its batch ended) is left alone: what is added to it runs outside any batch,
         where joining it would make a batch record that never expires, of a batch whose
         callbacks are long past."""
         if not self._opened or _local is not None:  # the testing modes skip unknown batches
             return True
         with connection.on_shard(self.shard), _unreachable(self.shard, (
-                "the block's jobs were not pushed")):
+                "nothing was added to the batch")):
             if connection.client().exists(keys.batch(self.bid)):
                 return True
         log.warning("batch %s no longer exists (a batch is kept %d days, %d once it has "
-                    "succeeded): the jobs pushed in this `with batch.jobs()` block run outside"
-                    " any batch", self.bid, KEEP // 86400, KEEP_AFTER_SUCCESS // 86400)
+                    "succeeded): what is added to it runs outside any batch", self.bid,
+                    KEEP // 86400, KEEP_AFTER_SUCCESS // 86400)
         return False
 
-    def _end(self) -> None:
-        """The block's end: the batch's own block seals it; a block on an opened batch only
-        checks it, which fires nothing while the batch is unsealed (its maker still filling
-        it) and, once it is sealed, nothing before the jobs just added are done."""
-        outcome = "check" if self._opened else "seal"
+    def _seal(self) -> None:
         if _local is not None:
-            if outcome == "seal":
-                _local.seal(self.ancestry)
-            else:
-                _local.update(self.ancestry, "", outcome)
+            _local.seal(self.ancestry)
             return
-        consequence = ("the jobs pushed in the block are enqueued; the batch is checked again"
-                       " as each of them ends") if self._opened else (
-            "the jobs pushed in the block are enqueued, but the batch could not be sealed:"
-            " its callbacks wait until a later `with batch.jobs():` block on it ends (an"
-            " empty one will do) once Redis answers")
-        with connection.on_shard(self.shard), _unreachable(self.shard, consequence):
+        with connection.on_shard(self.shard), _unreachable(self.shard, (
+                "the jobs pushed in the block are enqueued, but the batch could not be sealed:"
+                " its callbacks wait until a later `with batch.jobs():` block on it ends (an"
+                " empty one will do) once Redis answers")):
             # Sealing is in the script: on a batch that expired it writes nothing, where an
             # HSET would make a record that never expires.
-            update(self.ancestry, "", outcome, connection.client())
+            update(self.ancestry, "", "seal", connection.client())
 
 
 @contextlib.contextmanager
@@ -216,13 +213,14 @@ def outside() -> Iterator[None]:
 
 
 def add_member(pipe: Any, bid: str, member: str) -> None:
-    """Queue on ``pipe``: ``member`` joins batch ``bid`` (before its job is written), if the
-    batch still exists (lua/batch_add.lua): joining an expired one would make a record that
-    never expires."""
-    script = connection.script("batch_add")
-    connection.prepare(script, pipe)
-    script(keys=[keys.batch(bid), keys.batch_part(bid, "pending")], args=[member, KEEP],
-           client=pipe)
+    """Queue on ``pipe``: ``member`` joins batch ``bid`` (before its job is written). Plain
+    commands, not a script: a script's call refused for not being loaded (a restarted Redis)
+    would let the job's write after it run first, and the job could end before it is a
+    member. An expired batch is not joined: ``jobs()`` checks first for a job's own batch."""
+    pipe.sadd(keys.batch_part(bid, "pending"), member)
+    pipe.hincrby(keys.batch(bid), "total", 1)
+    for part in ("pending", "ran", "failed"):
+        pipe.expire(keys.batch_part(bid, part), KEEP)
 
 
 def member_keys(payload: Payload) -> list[str]:

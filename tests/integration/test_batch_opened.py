@@ -165,7 +165,6 @@ def test_a_job_added_to_an_expired_batch_runs_outside_any_batch(
     assert len(scheduled) == 1 and "sq_batch" not in scheduled[0]
 
 
-
 def test_a_child_batch_of_an_expired_batch_does_not_make_it_again(r: redis.Redis) -> None:
     """``Batch(parent=self.batch)`` in a job whose batch expired: the child is made, the
     parent's record is not (it would have no expiry)."""
@@ -174,3 +173,18 @@ def test_a_child_batch_of_an_expired_batch_does_not_make_it_again(r: redis.Redis
     child = Batch(parent=Batch.open([parent.bid]))
     assert BatchStatus(child.bid).exists
     assert not r.exists(keys.batch(parent.bid), keys.batch_part(parent.bid, "pending"))
+
+
+def test_a_batch_push_makes_the_job_a_member_without_a_script(r: redis.Redis) -> None:
+    """Membership goes before the job's write, in plain commands: a script's call refused
+    as not loaded (after a Redis restart or failover) would let the write behind it run
+    first, and a job a worker finished in between would never count."""
+    batch = Batch()
+    r.script_flush()
+    r.config_resetstat()
+    with batch.jobs():
+        BOSpawnRow.perform_async(1)
+        BOSpawnRow.perform_bulk([[2], [3]])
+        stats = r.info("commandstats")  # the pushes' (the seal at the end is a script)
+    assert not any(name.startswith("cmdstat_eval") for name in stats), stats
+    assert BatchStatus(batch.bid).total == 3

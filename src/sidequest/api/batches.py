@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -19,15 +20,18 @@ class BatchStatus:
     for an unknown or expired batch."""
 
     def __init__(self, bid: str | Batch) -> None:
+        # A Batch is read where it lives (its shard); a bid on the current shard.
+        where = (connection.on_shard(bid.shard) if isinstance(bid, Batch)
+                 else contextlib.nullcontext())
         bid = _bid_of(bid)
-        pipe: Any = connection.client().pipeline(transaction=False)
-        _ask(pipe, bid)
-        try:
-            answers = replies(pipe)  # a key of the wrong type reads as unknown: no batch
-        except UNREACHABLE_ERRORS as exc:
-            raise ShardUnreachable(connection.current_shard(), exc,
-                                   "the batch's status was not read: ask again once it answers"
-                                   ) from exc
+        with where:
+            pipe: Any = connection.client().pipeline(transaction=False)
+            _ask(pipe, bid)
+            try:
+                answers = replies(pipe)  # a key of the wrong type reads as unknown: no batch
+            except UNREACHABLE_ERRORS as exc:
+                raise ShardUnreachable(connection.current_shard(), exc, "the batch's status"
+                                       " was not read: ask again once it answers") from exc
         self._read(bid, *answers)
 
     @classmethod

@@ -9,7 +9,9 @@
 -- ARGV[5]  the queue name                     ARGV[6]  seconds to keep a batch's sets
 -- Returns 1 if pushed, 0 if an identical job holds the lock.
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
-if #KEYS > 3 then  -- as batch.add_member does for a job pushed without a lock
+-- As batch.add_member does for a job pushed without a lock; not into a batch that expired
+-- meanwhile, whose record would come back without an expiry.
+if #KEYS > 3 and redis.call('EXISTS', KEYS[4]) == 1 then
   redis.call('SADD', KEYS[5], ARGV[1])
   redis.call('HINCRBY', KEYS[4], 'total', 1)
   redis.call('EXPIRE', KEYS[5], ARGV[6])
