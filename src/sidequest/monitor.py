@@ -81,8 +81,28 @@ def stats_screen() -> Screen:
     for stats in snapshots.values():
         for queue, size in stats.queues.items():
             queues[queue] = queues.get(queue, 0) + size
-    return Screen([*lines, _total_heading(reads.down), *_indent(_totals_lines(total, queues))],
-                  reads.down)
+    return Screen([*lines, _total_heading(reads.down), *_indent(_totals_lines(total, queues)),
+                   *_misplaced_lines(snapshots)], reads.down)
+
+
+def _misplaced_lines(snapshots: dict[str, Stats]) -> list[str]:
+    """Jobs in a queue on a shard the table does not route it to (pushed by a process
+    without the table, or before a queue moved): no worker with the table reads them there,
+    and nothing else would say so."""
+    table = connection.shard_map()
+    found = [(queue, size, shard, table.shard_of(queue))
+             for shard, stats in snapshots.items() if table is not None
+             for queue, size in sorted(stats.queues.items())
+             if size and table.shard_of(queue) != shard]
+    lines = []
+    for queue, size, shard, home in found:
+        url = connection.redacted(connection.shard_url(shard))
+        lines += ["", f"Queue {queue} has {size:,} job{'s' * (size != 1)} on shard {shard}, but"
+                  f" the shard table routes it to shard {home}: workers with the table never"
+                  f" read it there. Drain it with a worker run without the table (no [shards]"
+                  f" in its settings file, SIDEQUEST_SHARDS unset):",
+                  f"  sidequest -r <your jobs module> --redis-url {url} -q {queue}"]
+    return lines
 
 
 def _shard_parts(parts: dict[str, list[str]], down: dict[str, ShardUnreachable]) -> list[str]:

@@ -203,6 +203,29 @@ def test_sidequest_stats_shows_each_shard_and_the_total(
     assert "Shard default" in out.getvalue() and "Shard reports" in out.getvalue()
 
 
+def test_sidequest_stats_names_jobs_left_on_a_shard_their_queue_is_not_routed_to(
+        two_shards: tuple[redis.Redis, redis.Redis], second_redis: RedisServer, redis_url: str,
+        tmp_path: Path) -> None:
+    # Pushed by a process without the shard table: on the default shard, where no worker
+    # with the table looks for the reports queue.
+    first, _ = two_shards
+    first.sadd("queues", "reports")
+    first.lpush("queue:reports", json.dumps({"class": "Report", "args": [1], "jid": "s" * 24,
+                                             "queue": "reports"}))
+    Report.perform_async(2)  # where the table routes it: not misplaced
+    config = tmp_path / "sidequest.toml"
+    config.write_text(f'redis_url = "{redis_url}"\n[shards]\nreports = "{second_redis.url}"\n'
+                      '[shard_queues]\nreports = "reports"\n')
+    connection.reset()
+    out = io.StringIO()
+    assert monitor.main("stats", ["-C", str(config)], out=out) == 0
+    text = out.getvalue()
+    assert ("Queue reports has 1 job on shard default, but the shard table routes it to shard"
+            " reports") in text
+    assert f"sidequest -r <your jobs module> --redis-url {redis_url} -q reports" in text
+    assert text.count("Queue reports has") == 1
+
+
 def test_sidequest_stats_reports_a_bad_shard_table(tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "sidequest.toml"
