@@ -194,9 +194,12 @@ def outcome(replies: list[Any]) -> list[Any]:
     """``replies`` when all are successes. Else the first refusal raises: as it is when
     nothing ran, as a PartlyWritten when other commands of the push did run (Redis out of
     memory after the first of them, say), since the push is then in Redis in part."""
-    failure = next((r for r in replies if isinstance(r, redis.ResponseError)), None)
-    if failure is None:
+    failures = [r for r in replies if isinstance(r, redis.ResponseError)]
+    if not failures:
         return replies
+    # The refusal that says why: not a script missing, which is only what was left to resend.
+    failure = next((r for r in failures if not isinstance(r, redis.exceptions.NoScriptError)),
+                   failures[0])
     if any(not isinstance(r, redis.ResponseError) for r in replies):
         raise wire.PartlyWritten(f"Redis refused part of the write: {failure}") from failure
     raise failure

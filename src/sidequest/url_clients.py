@@ -3,6 +3,7 @@ and a Redis Cluster (connection.py makes every client and calls these)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -17,17 +18,22 @@ def plain(target: str, options: dict[str, Any]) -> redis.Redis:
     """A client of one server, whose every new connection first checks that the server is
     not a Redis Cluster node: a redis:// URL at one would write keys without the hash tag
     the cluster workers read, wherever that node serves their slots, and strand the jobs."""
-    return redis.Redis.from_url(target, redis_connect_func=_not_a_cluster_node, **options)
+    own = options.pop("redis_connect_func", None)  # an application's, from configure()
+    return redis.Redis.from_url(target, redis_connect_func=lambda conn: _not_a_cluster_node(
+        conn, own), **options)
 
 
-def _not_a_cluster_node(conn: Any) -> None:
-    # What redis-py runs when given no connect function, without a health check: a fresh
-    # socket needs none, and one would connect again from inside this connect.
-    handshake = getattr(conn, "on_connect_check_health", None)
-    if handshake is not None:
-        handshake(check_health=False)
-    else:  # redis-py before 6
-        conn.on_connect()
+def _not_a_cluster_node(conn: Any, own: Callable[[Any], None] | None) -> None:
+    if own is not None:
+        own(conn)
+    else:
+        # What redis-py runs when given no connect function, without a health check: a
+        # fresh socket needs none, and one would connect again from inside this connect.
+        handshake = getattr(conn, "on_connect_check_health", None)
+        if handshake is not None:
+            handshake(check_health=False)
+        else:  # redis-py before 6
+            conn.on_connect()
     try:
         conn.send_command("INFO", "cluster", check_health=False)
         info = conn.read_response()
@@ -36,7 +42,8 @@ def _not_a_cluster_node(conn: Any) -> None:
     text = info.decode("utf-8", "replace") if isinstance(info, bytes) else str(info)
     if "cluster_enabled:1" in text:
         conn.disconnect()  # else the pool would hand out the connection as ready
-        where = f"redis://{conn.host}:{conn.port}/{conn.db}"
+        where = (f"unix://{conn.path}" if hasattr(conn, "path")
+                 else f"redis://{conn.host}:{conn.port}/{conn.db}")
         raise url_problems.cluster_node(where, "cluster mode is enabled on it")
 
 

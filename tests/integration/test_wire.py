@@ -273,3 +273,20 @@ def test_a_primary_demoted_part_way_through_a_write_is_not_written_again(
         target.close()
         replica.replicaof("NO", "ONE")
         replica.close()
+
+
+def test_an_applications_connect_function_is_still_called(redis_url: str, r: redis.Redis) -> None:
+    # Sidequest checks each new connection (no Cluster node behind redis://) in a connect
+    # function of its own: one given to configure() runs in its place, not refused.
+    called: list[Any] = []
+
+    def connect(conn: Any) -> None:
+        called.append(conn)
+        conn.on_connect()
+
+    sidequest.configure(redis_url, redis_connect_func=connect)
+    try:
+        assert Plain.perform_async(9)
+    finally:
+        connection.reset()
+    assert called and _wire_args(r) == [9]
