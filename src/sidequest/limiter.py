@@ -43,10 +43,7 @@ other limits is refused.
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import difflib
 import logging
-import math
 import secrets
 import threading
 import time
@@ -55,9 +52,14 @@ from typing import Any, NamedTuple
 
 import redis
 
-from sidequest import client, connection, keys, limiter_names
+from sidequest import client, connection, keys, limiter_args, limiter_held, limiter_names
 from sidequest import limiter_renewal as renewal
 from sidequest.errors import RedisUnavailable
+from sidequest.limiter_held import give_back as give_back  # noqa: PLC0414 - kept as limiter.<name>
+from sidequest.limiter_held import mark_rescheduled as mark_rescheduled  # noqa: PLC0414 - as above
+from sidequest.limiter_held import rescheduled as rescheduled  # noqa: PLC0414 - as above
+from sidequest.limiter_held import take_left as take_left  # noqa: PLC0414 - as above
+from sidequest.limiter_held import unmark as unmark  # noqa: PLC0414 - as above
 from sidequest.limiter_names import LimiterConflict
 
 __all__ = ["BucketLimiter", "ConcurrentLimiter", "Limiter", "LimiterConflict", "OverLimit",
@@ -68,7 +70,6 @@ ASYNC_JOBS_THREAD = "sidequest-asyncio"
 #: Reschedules of one job because of a full limiter before it goes to the dead set.
 max_reschedules = 20
 
-INTERVALS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
 #: Longest sleep between two tries while waiting for a slot, in seconds.
 MAX_NAP = 0.5
 #: With several Redis servers, every limiter lives on the default one, so that jobs of every
@@ -95,43 +96,10 @@ class OverLimit(Exception):
         self.retry_in = retry_in
 
 
-def _seconds(name: str, interval: float | str | timedelta) -> float:
-    if isinstance(interval, str):
-        spoken = interval.strip().lower()  # "Minute", "HOUR": the word is what counts
-        if spoken not in INTERVALS:
-            close = difflib.get_close_matches(spoken, INTERVALS, 1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ValueError(f"limiter {name!r}: interval {interval!r}: {hint}use one of "
-                             f"{', '.join(INTERVALS)} or a number of seconds")
-        return INTERVALS[spoken]
-    return _duration(name, "interval", interval, zero=False)
-
-
 def _untested() -> int:
     """In the testing modes (sidequest.testing) a limiter lets every call through at once,
     without Redis: what is tested is the job, not the limit."""
     return int(time.time() * 1000)
-
-
-def _duration(name: str, what: str, value: object, zero: bool) -> float:
-    """A finite number of seconds (above 0, or from 0 when ``zero``), else a clear error. A
-    ``timedelta`` counts as its seconds, as ``perform_in`` takes one."""
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if (isinstance(value, bool) or not isinstance(value, (int, float))
-            or not math.isfinite(value) or value < 0 or (value == 0 and not zero)):
-        least = ">= 0" if zero else "above 0"
-        raise ValueError(f"limiter {name!r}: {what} must be a finite number of seconds {least}, "
-                         f"got {value!r}")
-    return float(value)
-
-
-def _check(name: str, limit: int) -> None:
-    if not isinstance(name, str) or not name or "|" in name:
-        raise ValueError(f"a limiter needs a non-empty name without '|', got {name!r}")
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ValueError(f"limiter {name!r}: the limit must be a whole number >= 1, got "
-                         f"{limit!r}")
 
 
 class _Attempt(NamedTuple):
@@ -141,65 +109,6 @@ class _Attempt(NamedTuple):
     token: str | None = None  # the concurrent slot taken
 
 
-#: The concurrent slots held in this context, innermost last: a thread's, or an asyncio
-#: task's. Per thread was wrong once coroutines share the loop's thread: one task's ``async
-#: with`` ending gave back the slot another task had taken last. Each with its taker
-#: (``_taker``): a context is copied into the tasks and threads started inside a block
-#: (``asyncio.run``, ``create_task``, ``to_thread``), which do not hold its slots.
-_holding: contextvars.ContextVar[tuple[tuple[ConcurrentLimiter, str, object], ...]] = (
-    contextvars.ContextVar("sidequest_limiter_holding", default=()))
-
-
-def _taker() -> object:
-    """Who takes a slot now: the running asyncio task, else the thread."""
-    try:
-        task = asyncio.current_task()
-    except RuntimeError:  # no event loop runs in this thread
-        task = None
-    return task if task is not None else threading.current_thread()
-
-
-#: Set, in memory only, on the payload of a run whose OverLimit the worker turned into a
-#: reschedule: a try that found the limiter full, not a run that did the job, for the
-#: worker's log line and the run-time metrics. A key no job writes (as unique.py's mark).
-_RESCHEDULED = "\x00sq_overlimit_rescheduled"
-
-
-def mark_rescheduled(payload: dict[str, Any]) -> None:
-    """The worker put this run's job back in the schedule (or buried it) for an OverLimit."""
-    payload[_RESCHEDULED] = True
-
-
-def rescheduled(payload: dict[str, Any]) -> bool:
-    """Whether this run ended in an over-limit reschedule (``mark_rescheduled``)."""
-    return payload.get(_RESCHEDULED) is True
-
-
-def take_left() -> tuple[tuple[ConcurrentLimiter, str, object], ...]:
-    """The concurrent slots this thread's or task's job still holds once it has ended, taken
-    off its record: ones it took with ``acquire()`` and never released (it raised before
-    ``release()``). Left there, the next job of the same thread would be refused as holding
-    them, and the slots renewed for as long as the process lives."""
-    held = _holding.get()
-    if held:
-        _holding.set(())
-    return held
-
-
-def give_back(held: tuple[tuple[ConcurrentLimiter, str, object], ...]) -> None:
-    """Free the slots ``take_left`` returned (Redis I/O: off an event loop)."""
-    for made, token, _ in held:
-        log.warning("a job ended holding a slot of limiter %r (acquire() without release());"
-                    " it is given back", made.name)
-        renewal.renewer.drop(made, token)
-        made._give_back(token)
-
-
-def unmark(payload: dict[str, Any]) -> None:
-    """Take the mark off a payload about to be written (a run that failed after all)."""
-    payload.pop(_RESCHEDULED, None)
-
-
 class Limiter:
     """What the three kinds share: ``with limiter:`` and ``async with limiter:``, waiting up
     to ``wait_timeout``."""
@@ -207,7 +116,7 @@ class Limiter:
     kind = ""
 
     def __init__(self, name: str, limit: int, interval: float, wait_timeout: float) -> None:
-        _check(name, limit)
+        limiter_args.check(name, limit)
         self.name, self.limit, self.wait_timeout = name, limit, wait_timeout
         self._interval_ms = max(1, round(interval * 1000))
         self._interval = interval
@@ -383,12 +292,7 @@ class ConcurrentLimiter(Limiter):
         ``wait_timeout``, then at every reschedule, the job dying after the last with a
         message that blames some other holder. Said at once instead. By name, as one name
         is one limiter: a second object made under it shares its slots."""
-        holding = _holding.get()
-        if not holding:  # the common case, without asking asyncio who runs
-            return
-        taker = _taker()
-        mine = sum(1 for held, _, by in holding if held.name == self.name and by is taker)
-        if mine < self.limit:
+        if limiter_held.mine(self.name) < self.limit:
             return
         slots = "its only slot" if self.limit == 1 else f"all {self.limit} of its slots"
         raise RuntimeError(
@@ -400,19 +304,16 @@ class ConcurrentLimiter(Limiter):
 
     def _took(self, attempt: _Attempt) -> int:
         assert attempt.token is not None
-        _holding.set((*_holding.get(), (self, attempt.token, _taker())))
+        limiter_held.hold(self, attempt.token)
         renewal.renewer.hold(self, attempt.token)
         return attempt.at
 
     def _untake(self) -> str | None:
         """Forget this context's innermost slot of this limiter; its token, if any."""
-        held = _holding.get()
-        for i in range(len(held) - 1, -1, -1):
-            if held[i][0] is self:
-                _holding.set(held[:i] + held[i + 1:])
-                renewal.renewer.drop(self, held[i][1])
-                return held[i][1]
-        return None
+        token = limiter_held.forget(self)
+        if token is not None:
+            renewal.renewer.drop(self, token)
+        return token
 
     def release(self) -> None:
         token = self._untake()
@@ -458,21 +359,21 @@ class WindowLimiter(Limiter):
 def concurrent(name: str, limit: int, lock_timeout: float | timedelta = 30,
                wait_timeout: float | timedelta = 0) -> ConcurrentLimiter:
     """At most ``limit`` holders at once across every process."""
-    lock = _duration(name, "lock_timeout", lock_timeout, zero=False)
-    return ConcurrentLimiter(name, limit, lock, _duration(name, "wait_timeout", wait_timeout,
-                                                          zero=True))
+    lock = limiter_args.duration(name, "lock_timeout", lock_timeout, zero=False)
+    return ConcurrentLimiter(name, limit, lock, limiter_args.duration(
+        name, "wait_timeout", wait_timeout, zero=True))
 
 
 def bucket(name: str, limit: int, interval: float | str | timedelta,
            wait_timeout: float | timedelta = 0) -> BucketLimiter:
     """At most ``limit`` calls per fixed ``interval`` ("second", "minute", "hour", "day" or
     seconds), counted from the start of each interval on Redis's clock."""
-    return BucketLimiter(name, limit, _seconds(name, interval),
-                         _duration(name, "wait_timeout", wait_timeout, zero=True))
+    return BucketLimiter(name, limit, limiter_args.seconds(name, interval),
+                         limiter_args.duration(name, "wait_timeout", wait_timeout, zero=True))
 
 
 def window(name: str, limit: int, interval: float | str | timedelta,
            wait_timeout: float | timedelta = 0) -> WindowLimiter:
     """At most ``limit`` calls in any sliding ``interval``."""
-    return WindowLimiter(name, limit, _seconds(name, interval),
-                         _duration(name, "wait_timeout", wait_timeout, zero=True))
+    return WindowLimiter(name, limit, limiter_args.seconds(name, interval),
+                         limiter_args.duration(name, "wait_timeout", wait_timeout, zero=True))
