@@ -65,6 +65,23 @@ def rows(engine: Engine) -> int:
         return session.scalar(select(func.count()).select_from(Row)) or 0
 
 
+def test_arguments_that_are_not_json_are_refused_at_after_commit(
+        engine: Engine, r: redis.Redis) -> None:
+    """A date or an object (a Celery habit) raised only at commit(), after the rows were
+    written."""
+    import datetime
+
+    with PlainSession(engine) as session:
+        session.add(Row(name="erin"))
+        with pytest.raises(TypeError, match=r"args\[0\] is .*date"):
+            after_commit(session, SendWelcome.perform_async, datetime.date(2026, 1, 2))
+        with pytest.raises(TypeError, match=r"kwargs"):
+            after_commit(session, send_receipt.perform_async, 1, copy=object())
+        after_commit(session, SendWelcome.perform_async, 12)
+        session.commit()
+    assert queued_args(r) == [[12]]
+
+
 def test_a_push_perform_cannot_take_is_refused_at_after_commit(
         engine: Engine, r: redis.Redis) -> None:
     """It raised at commit(), after the row was written, and the valid push after it was

@@ -69,6 +69,7 @@ except ImportError as exc:  # pragma: no cover - the message is the point
 from sidequest import middleware
 from sidequest.errors import ConfigError, RedisUnavailable, SidequestError
 from sidequest.job import Job, JobFunction
+from sidequest.payload import KWARGS, check_args
 from sidequest.pushcheck import check_runnable
 from sidequest.setter import _Setter
 from sidequest.signatures import check_call
@@ -312,6 +313,9 @@ def _check_push(push: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[st
         elif parameter.kind is inspect.Parameter.VAR_KEYWORD:
             job_kwargs = bound.arguments.get(parameter.name, {})
     check_call(cls, job_args, job_kwargs)
+    check_args(list(job_args))  # a date or an ORM object: refused now, not after the commit
+    if job_kwargs:
+        check_args(job_kwargs, KWARGS)
     check_runnable(cls)
 
 
