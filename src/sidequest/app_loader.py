@@ -360,5 +360,7 @@ def inside_package(targets: tuple[str, ...], cwd: str | None = None) -> str | No
     return (f"this directory is the package {here.name!r} (it holds __init__.py), so -r"
             f" {', -r '.join(top)} loads its jobs under names without {here.name + '.'!r}: jobs"
             f" your application pushes as {here.name}.{top[0]}.X will not be found. Run the"
-            f" worker from {str(here.parent)!r} instead: sidequest {dotted}")
+            f" worker from {str(here.parent)!r} instead: sidequest {dotted} (or, if your"
+            f" application imports {top[0]} without {here.name + '.'!r}, delete the stray"
+            f" {here / '__init__.py'})")
 

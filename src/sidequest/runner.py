@@ -186,7 +186,9 @@ def run_worker(config: Config, processes: int = 1, *, app_loaded: bool = False,
     _warn_if_no_jobs(config.require, loaded)
     misplaced = inside_package(config.require)
     if misplaced:
-        log.warning("%s", misplaced)
+        # Not only a warning: such a worker fails every job the application pushes (its
+        # names lack the package), and rewrites the periodic entries under the short names.
+        raise ConfigError(misplaced)
     _check_memory_limit(config.max_memory)  # before any fork: each child would start as big
     if config.redis_url:  # after the app, so the flag wins over a configure() in its code
         connection.set_url(config.redis_url)

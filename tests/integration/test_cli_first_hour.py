@@ -181,6 +181,20 @@ def test_r_naming_a_module_with_jobs_does_not_warn(project: Path, redis_url: str
     assert not any("no job classes" in line for line in out.lines)
 
 
+def test_a_worker_started_inside_its_package_exits_2(project: Path, redis_url: str) -> None:
+    # It would fail every job the application pushes (shop.jobs.X, not jobs.X) and rewrite
+    # the periodic entries under the short names.
+    package = project / "fhshop"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "jobs.py").write_text(JOBS)
+    proc = sidequest(project, "-r", "jobs", env={"REDIS_URL": redis_url}, cwd=package)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 2, out
+    assert f"Run the worker from {str(project)!r} instead: sidequest -r fhshop.jobs" in out
+    assert "Traceback" not in out
+
+
 @pytest.mark.parametrize("processes", [[], ["-P", "2"]])
 def test_a_module_that_raises_shows_its_traceback_and_exits_2(
     project: Path, redis_url: str, processes: list[str],
