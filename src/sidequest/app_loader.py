@@ -191,6 +191,10 @@ def _check_target(target: str) -> None:
         django = ("; for a Django project, run python manage.py sidequest, which loads each"
                   " installed app's jobs.py") if Path(target, "manage.py").is_file() else ""
         raise ConfigError(f"-r {target}: a directory, not a module: {example}{django}")
+    call = re.fullmatch(r"([\w.]+)\.(\w+\(.*\))", target.strip())
+    if call is not None:  # shop.create_app(): the factory joined with a dot, not a colon
+        raise ConfigError(f"-r {target}: an app factory follows the module after a colon:"
+                          f" -r '{call[1]}:{call[2]}'")
 
 
 def _module_for_file(path: Path) -> str:

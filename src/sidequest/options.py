@@ -65,6 +65,8 @@ _INSTEAD = {
     "countdown": "push with perform_in(seconds, ...) instead",
     "eta": "push with perform_at(when, ...) instead",
     "rate_limit": "limit a job's rate with a limiter (README: \"Rate limiters\")",
+    "ignore_result": "no result is kept unless the job sets store_result = True: leave"
+                     " ignore_result out",
     "priority": "Sidequest orders work by queue: give urgent jobs a queue of their own"
                 " (queue = 'critical') and list it first (-q critical -q default)",
     "retry_backoff": "define the classmethod retry_in(count, exc, payload) to choose each"

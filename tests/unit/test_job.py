@@ -110,6 +110,7 @@ def test_the_error_names_the_class() -> None:
 @pytest.mark.parametrize(("attribute", "value", "hint"), [
     ("queue_as", "mailers", "did you mean 'queue'"),  # ActiveJob
     ("rate_limit", "10/m", "limiter"),  # Celery
+    ("ignore_result", True, "unless the job sets store_result"),  # Celery: not its opposite
     ("priority", 9, "give urgent jobs a queue of their own"),
     ("retry_backoff", True, "retry_in"),
     ("default_retry_delay", 60, "retry_in"),

@@ -167,3 +167,15 @@ def test_a_package_not_of_the_working_directory_still_says_pip_install(
     (inside / "other.py").write_text("import lf_not_installed_xyz\n")
     with pytest.raises(ConfigError, match=r"pip install lf_not_installed_xyz"):
         load_app(("other",))
+
+
+@pytest.mark.parametrize(("target", "meant"), [
+    ("shop.create_app()", "shop:create_app()"),
+    ("shop.factory.make_app(debug=True)", "shop.factory:make_app(debug=True)"),
+])
+def test_a_factory_joined_with_a_dot_is_refused_with_the_colon_form(
+        target: str, meant: str) -> None:
+    # It read as a module named 'shop.create_app()', with advice to run from the root.
+    with pytest.raises(ConfigError, match=rf"follows the module after a colon: -r '{meant}'"
+                       .replace("(", r"\(").replace(")", r"\)")):
+        load_app((target,))
