@@ -17,6 +17,7 @@ import difflib
 import sys
 import threading
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any
 
 from sidequest import cron, registry
@@ -26,6 +27,9 @@ from sidequest.options import QUEUE_NAME
 from sidequest.payload import KWARGS, Payload, check_args
 from sidequest.setter import unique_identity
 from sidequest.signatures import check_call
+
+#: ``every=``: seconds, or a timedelta.
+Seconds = int | float | timedelta
 
 #: Top-level payload keys of a periodic push (Ruby Sidekiq ignores keys it does not know):
 #: the entry's name and the tick (epoch seconds) the job was pushed for.
@@ -121,7 +125,7 @@ _NOT_OPTIONS = frozenset({"class", "queue", "args", KWARGS, PAYLOAD_NAME, "uniqu
 
 
 def periodic(job: type[Job] | JobFunction[Any, Any] | str, *, cron: str | None = None,
-             every: int | None = None, args: list[Any] | tuple[Any, ...] = (),
+             every: Seconds | None = None, args: list[Any] | tuple[Any, ...] = (),
              kwargs: dict[str, Any] | None = None, tz: str | None = None,
              name: str | None = None, queue: str | None = None,
              catch_up: bool = False) -> Entry:
@@ -150,7 +154,7 @@ def add(entry: Entry) -> Entry:
 
 
 def make_entry(job: type[Job] | JobFunction[Any, Any] | str, *, cron: str | None = None,
-               every: int | None = None, args: list[Any] | tuple[Any, ...] = (),
+               every: Seconds | None = None, args: list[Any] | tuple[Any, ...] = (),
                kwargs: dict[str, Any] | None = None, tz: str | None = None,
                name: str | None = None, queue: str | None = None,
                catch_up: bool = False) -> Entry:
@@ -197,7 +201,17 @@ def _job(job: Any) -> tuple[type[Job] | None, str]:
                       f"got {job!r}")
 
 
-def _schedule(label: str, expression: str | None, every: int | None,
+def _whole_seconds(every: Seconds) -> Any:
+    """``every`` as an int when it is a whole number of seconds, however given (a timedelta,
+    30.0), as a timeout or perform_in takes it; anything else as given, for Every to refuse."""
+    if isinstance(every, timedelta):
+        every = every.total_seconds()
+    if isinstance(every, float) and every.is_integer():
+        return int(every)
+    return every
+
+
+def _schedule(label: str, expression: str | None, every: Seconds | None,
               tz: str | None) -> cron.Schedule:
     if (expression is None) == (every is None):
         raise ConfigError(f"{label}: give exactly one of cron='...' (e.g. '0 3 * * *') or "
@@ -207,7 +221,7 @@ def _schedule(label: str, expression: str | None, every: int | None,
             if tz is not None:
                 raise ConfigError("tz applies to cron schedules; every= counts seconds in "
                                   "any time zone, so leave tz out")
-            return cron.Every(every)
+            return cron.Every(_whole_seconds(every))
         assert expression is not None
         return cron.Cron(expression, cron.zone(tz))
     except ConfigError as exc:

@@ -51,6 +51,16 @@ def test_every_and_a_job_known_only_by_name() -> None:
                                     "args": [], "periodic": "cleanup"}
 
 
+def test_every_takes_a_timedelta_or_a_whole_float_as_a_timeout_does() -> None:
+    from datetime import timedelta
+
+    minute = sidequest.periodic("RubyCleanup", every=timedelta(minutes=1), name="m")
+    half = sidequest.periodic("RubyCleanup", every=30.0, name="h")
+    assert minute.schedule == Every(60) and half.schedule == Every(30)
+    with pytest.raises(ConfigError, match="every must be a whole number .*got 1.5"):
+        sidequest.periodic("RubyCleanup", every=timedelta(seconds=1.5), name="x")
+
+
 def test_registering_the_same_entry_twice_is_harmless_but_a_different_one_is_not() -> None:
     sidequest.periodic(Report, every=60, args=[1], name="r")
     sidequest.periodic(Report, every=60, args=[1], name="r")
