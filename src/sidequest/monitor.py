@@ -22,7 +22,7 @@ from typing import TextIO
 import redis
 
 from sidequest import connection, url_problems
-from sidequest.api import PeriodicSet, ProcessSet, Queue, Stats, awaiting_recovery
+from sidequest.api import PeriodicSet, Process, ProcessSet, Queue, Stats, awaiting_recovery
 from sidequest.api.stats import (
     ShardUnreachable,
     describe,
@@ -153,19 +153,35 @@ def _totals_lines(stats: dict[str, int], queues: dict[str, int]) -> list[str]:
 def render_status() -> list[str]:
     now = time.time()
     stats = Stats()
+    running = list(ProcessSet())
     procs = [[p.identity, p.tag or "-", f"{p.busy}/{p.concurrency}", f"{p.rss / 1024:.0f} MB",
               _ago(now - p.started_at), _ago(now - p.beat) + " ago",
-              "quiet" if p.stopping else "running"] for p in ProcessSet()]
+              "quiet" if p.stopping else "running"] for p in running]
     lines = [f"Processes ({len(procs)})"]
     lines += _table(["IDENTITY", "TAG", "BUSY", "RSS", "UPTIME", "BEAT", "STATE"], procs) \
         if procs else ["  none running"]
-    queues = [[q.name, f"{q.size:,}", f"{q.latency:.1f}s"] for q in Queue.all()]
+    found = Queue.all()
+    queues = [[q.name, f"{q.size:,}", f"{q.latency:.1f}s"] for q in found]
     lines += ["", f"Queues ({len(queues)})"]
     lines += _table(["NAME", "SIZE", "LATENCY"], queues) if queues else ["  none"]
+    lines += _unserved_lines(found, running)
     lines += ["", f"Retries: {stats.retry_size:,}   Scheduled: {stats.scheduled_size:,}"
                   f"   Dead: {stats.dead_size:,}   Processed: {stats.processed:,}"
                   f"   Failed: {stats.failed:,}"]
     return lines + _awaiting_lines()
+
+
+def _unserved_lines(queues: list[Queue], running: list[Process]) -> list[str]:
+    """Queues holding jobs that no running process reads: a name pushed to but never given
+    to -q (or spelt otherwise: names are case-sensitive), which nothing else would point out.
+    Said only while some process runs: with none, every queue waits, as the list shows."""
+    served = {name for process in running if not process.stopping for name in process.queues}
+    waiting = [q for q in queues if q.size and q.name not in served]
+    if not running or not waiting:
+        return []
+    named = ", ".join(f"{q.name} ({q.size:,})" for q in waiting)
+    return ["", f"No running process serves: {named}. Start a worker with -q for each, or"
+                " check the name the jobs are pushed to (queue names are case-sensitive)"]
 
 
 def _awaiting_lines() -> list[str]:

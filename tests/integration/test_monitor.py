@@ -71,6 +71,17 @@ def test_status_shows_a_busy_process(r: redis.Redis) -> None:
     assert any(ln.split()[:2] == ["mon", "1"] for ln in text.splitlines())
 
 
+def test_status_names_queues_with_jobs_that_no_running_process_serves(r: redis.Redis) -> None:
+    HOLD.set()
+    MonJob.set(queue="Emails").perform_async()  # a typo of the served queue's name
+    MonJob.perform_async()
+    with running_worker(queues=(("emails", 0),), concurrency=1) as worker:
+        wait_for(lambda: r.hget(worker.identity, "info"), what="the first heartbeat")
+        text = run("status")
+    assert "No running process serves: Emails (1), mon (1)." in text
+    assert "queue names are case-sensitive" in text
+
+
 def test_watch_redraws_until_interrupted(redis_url: str) -> None:
     env = {**os.environ, "REDIS_URL": redis_url}
     # A suite started in the background (`make test &`, nohup) passes SIGINT on as ignored,
