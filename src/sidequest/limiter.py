@@ -334,9 +334,13 @@ class ConcurrentLimiter(Limiter):
             log.warning("%s; its slot frees itself within %g s", self._unreachable(exc),
                         self._interval)
 
-    def renew(self, tokens: list[str]) -> None:
-        connection.script("limiter_renew")(keys=[self.key], args=[self._interval_ms, *tokens],
-                                           client=connection.client_for(LIMITER_SHARD))
+    def renew(self, tokens: list[str], mode: str = "renew") -> list[str]:
+        """Extend these slots (``mode`` "renew": the tokens no longer there are returned) or
+        write them back ("reclaim"): see lua/limiter_renew.lua."""
+        found = connection.script("limiter_renew")(
+            keys=[self.key], args=[self._interval_ms, mode, *tokens],
+            client=connection.client_for(LIMITER_SHARD))
+        return [t.decode() if isinstance(t, bytes) else str(t) for t in found or []]
 
 
 class BucketLimiter(Limiter):

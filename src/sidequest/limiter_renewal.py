@@ -6,18 +6,22 @@ thread per process, started at the first slot taken.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
+log = logging.getLogger("sidequest")
+
 
 class Renewable(Protocol):
     """A concurrent limiter, as the renewer sees it."""
 
+    name: str
     _interval_ms: int
 
-    def renew(self, tokens: list[str]) -> None: ...
+    def renew(self, tokens: list[str], mode: str = "renew") -> list[str]: ...
 
     def _give_back(self, token: str) -> None: ...
 
@@ -72,14 +76,34 @@ class Renewer:
                 self._period = max(shortest / 3, 0.05)
                 self._wake.clear()
             for lim, tokens in held.items():
-                quietly(lambda lim=lim, tokens=tokens: lim.renew(tokens))  # type: ignore[misc]
+                lapsed = quietly(lambda lim=lim, tokens=tokens: lim.renew(tokens))  # type: ignore[misc]
+                if lapsed:
+                    self._reclaim(lim, lapsed)
             self._wake.wait(self._period)
 
+    def _reclaim(self, limiter: Renewable, lapsed: list[str]) -> None:
+        """Write back the slots that lapsed while their jobs still run (Redis was away for
+        longer than the lock timeout, and an acquire dropped them): left out, the limiter
+        would go on admitting jobs beside them. Under the lock, so that a slot given back
+        meanwhile (``drop`` first) is not written back."""
+        with self._lock:
+            still = [t for t in lapsed if t in self._held.get(limiter, [])]
+            if still:
+                quietly(lambda: limiter.renew(still, "reclaim"))
+        if still:
+            log.warning("limiter %r: %d slot(s) of this process lapsed while Redis could not"
+                        " be reached for longer than the lock timeout, and may have been"
+                        " taken by other jobs; they are counted again, so the limiter holds"
+                        " more than its limit until enough jobs leave it", limiter.name,
+                        len(still))
 
-def quietly(call: Callable[[], Any]) -> None:
-    # Redis down: the slot's own expiry is the fallback; the next renewal tries again.
+
+def quietly(call: Callable[[], Any]) -> Any:
+    """``call()``, or None if it failed. Redis down: the slot's own expiry is the fallback;
+    the next renewal tries again."""
     with contextlib.suppress(Exception):
-        call()
+        return call()
+    return None
 
 
 renewer = Renewer()

@@ -198,6 +198,24 @@ def test_a_short_lock_timeout_held_beside_a_long_one_is_renewed_in_time(r: redis
                 time.sleep(0.05)
 
 
+def test_a_slot_that_lapsed_while_its_job_ran_is_counted_again(
+        r: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
+    """Redis away for longer than the lock timeout: the holder cannot renew, an acquire drops
+    its slot and another job takes it. Renewing only what is left, the limiter went on
+    admitting jobs beside the holder for as long as it ran; it must count it again."""
+    made = limiter.concurrent("lapsing", 1, lock_timeout=0.6)
+    with caplog.at_level("WARNING", "sidequest"), made:
+        (token,) = r.zrange(made.key, 0, -1)
+        r.zrem(made.key, token)  # what an acquire does to a slot past its expiry
+        # The lapsed slot went to another process's job meanwhile (it holds it a minute).
+        r.zadd(made.key, {"another-process": (time.time() + 60) * 1000})
+        wait_for(lambda: token in r.zrange(made.key, 0, -1), 5, "the slot counted again")
+        assert _full_elsewhere(limiter.concurrent("lapsing", 1, lock_timeout=0.6))
+    r.zrem(made.key, "another-process")
+    assert any("lapsing" in rec.getMessage() and "more than its limit" in rec.getMessage()
+               for rec in caplog.records)
+
+
 def _full_elsewhere(made: limiter.ConcurrentLimiter) -> bool:
     """``_full`` asked by another thread, as another job would: this one holds the slot, so
     its own acquire would be refused as waiting for itself."""
