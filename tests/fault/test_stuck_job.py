@@ -24,7 +24,7 @@ def test_a_stuck_job_retires_its_process_and_loses_nothing(
     # The default fetch_timeout (2 s): the stop waited that plus 2 for the stuck thread.
     victim = spawn("-c", "3", fetch_timeout=2.0)
     victim.wait_registered(r)
-    stuck = Stuck.perform_async(60.0)
+    stuck = Stuck.set(backtrace=True).perform_async(60.0)
     others = Work.perform_bulk([[5.0]] * 2)
     wait_for(lambda: len(ledger.counts("start")) == 3, what="all three jobs running")
     begun = time.monotonic()
@@ -32,6 +32,8 @@ def test_a_stuck_job_retires_its_process_and_loses_nothing(
     assert time.monotonic() - begun >= 1 + GRACE - 0.5, "not before the grace period"
     (entry,) = list(RetrySet())
     assert entry.jid == stuck and entry.item["error_class"].endswith("JobTimeout")
+    # Where it was stuck, read from its thread, as a timeout that landed would show it.
+    assert any("fault_jobs.py" in line and "perform" in line for line in entry.error_backtrace)
     # Counted as a run that failed, beside the others that ran to the end there.
     done = ledger.done_count()
     assert (r.get("stat:processed"), r.get("stat:failed")) == (b"%d" % (1 + done), b"1")
@@ -73,13 +75,14 @@ def test_an_async_job_blocking_the_loop_retires_its_process_and_loses_nothing(
     victim.wait_registered(r)
     others = AsyncWork.perform_bulk([[5.0]] * 2) + Work.perform_bulk([[5.0]])
     wait_for(lambda: len(ledger.counts("start")) == 3, what="the other jobs running")
-    blocker = AsyncBlocker.perform_async(60.0)
+    blocker = AsyncBlocker.set(backtrace=True).perform_async(60.0)
     wait_for(lambda: len(ledger.counts("start")) == 4, what="the blocking job running")
     begun = time.monotonic()
     wait_for(lambda: not victim.alive, timeout=1 + GRACE + 20, what="the process to retire")
     assert time.monotonic() - begun >= 1 + GRACE - 0.5, "not before the grace period"
     (entry,) = list(RetrySet())
     assert entry.jid == blocker and entry.item["error_class"].endswith("JobTimeout")
+    assert any("fault_jobs.py" in line and "perform" in line for line in entry.error_backtrace)
     rescuer = spawn("-c", "3")
     rescuer.wait_registered(r)
     wait_for(lambda: ledger.done_count() >= 3, timeout=30, what="the other jobs to be done")

@@ -198,6 +198,11 @@ class AsyncRunner:
         """The loop is blocked (by a sync call in a job): no async job can end now."""
         return self._loop is not None and time.monotonic() - self._beat > STUCK
 
+    @property
+    def thread_ident(self) -> int | None:
+        """The loop's thread, whose stack shows a job that blocks it."""
+        return self._thread.ident if self._thread is not None else None
+
     def blocking(self) -> str | None:
         """The jid of the job whose code holds the loop's thread now (a blocking call inside
         ``async def``), read from that thread's stack, since a blocked loop can tell nothing;

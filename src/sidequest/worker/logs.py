@@ -261,9 +261,10 @@ def setup(level: str, fmt: str, background: bool = True) -> logging.Logger:
     return logger
 
 
-def thread_id() -> str:
-    """A short id for the current thread, unique within the process (Sidekiq's tid shape)."""
-    value = (threading.get_ident() ^ os.getpid()) & 0xFFFFFFFFFFFF
+def thread_id(ident: int | None = None) -> str:
+    """A short id for the current thread (or the one of ``ident``), unique within the process
+    (Sidekiq's tid shape)."""
+    value = ((threading.get_ident() if ident is None else ident) ^ os.getpid()) & 0xFFFFFFFFFFFF
     digits = "0123456789abcdefghijklmnopqrstuvwxyz"
     out = ""
     while value:

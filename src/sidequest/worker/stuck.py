@@ -5,19 +5,39 @@ of the in-progress list, to retry like any failure) before the process retires."
 from __future__ import annotations
 
 import logging
+import sys
+from types import TracebackType
 
 from sidequest import metrics, middleware, registry
 from sidequest.errors import JobTimeout, PayloadError
 from sidequest.payload import decode, normalized
 from sidequest.worker.async_jobs import AsyncJobs
 from sidequest.worker.fetch import Work
+from sidequest.worker.logs import thread_id
 from sidequest.worker.processor import Processor
 
 log = logging.getLogger("sidequest")
 
 
-def error() -> JobTimeout:
-    return JobTimeout("the job ran past its timeout and did not stop; its process retired")
+def error(stack: TracebackType | None = None) -> JobTimeout:
+    failure = JobTimeout("the job ran past its timeout and did not stop; its process retired")
+    return failure.with_traceback(stack)
+
+
+def stack_of(ident: int | None) -> TracebackType | None:
+    """Where the thread ``ident`` is now, as a traceback (outermost call first): the failure
+    of a job stuck there then names the line it is stuck on, in its log line and its
+    backtrace, as a timeout that landed does. Read while the thread stays stuck."""
+    frame = sys._current_frames().get(ident) if ident is not None else None
+    stack = None
+    while frame is not None:  # innermost first, each linked in front of the ones inside it
+        stack = TracebackType(stack, frame, frame.f_lasti, frame.f_lineno)
+        frame = frame.f_back
+    return stack
+
+
+def _ident_of(tid: str) -> int | None:
+    return next((ident for ident in sys._current_frames() if thread_id(ident) == tid), None)
 
 
 def fail(jid: str, running: dict[str, Work], processor: Processor,
@@ -39,14 +59,16 @@ def fail(jid: str, running: dict[str, Work], processor: Processor,
                 # first, before the thread could move on to another job.
                 processor.state.finished(tid, failed=True)
                 metrics.given_up(job, work.queue, middleware.server)
-                processor.failed(work, job, error(), registry.find(job.get("class")))
+                processor.failed(work, job, error(stack_of(_ident_of(tid))),
+                                 registry.find(job.get("class")))
     culprit = _culprit(jid, async_jobs)
     given_up = async_jobs.give_up(culprit) if culprit is not None else None
     if given_up is not None:
         work, _, cls = given_up
         # A payload of its own, as for a thread's: the loop may still be marking the live
         # one (with_ack) while the failure is written from here.
-        failure = error() if culprit == jid else blocked_error()
+        stack = stack_of(async_jobs.runner.thread_ident)  # the culprit's code holds the loop
+        failure = error(stack) if culprit == jid else blocked_error().with_traceback(stack)
         processor.failed(work, normalized(decode(work.raw), work.queue), failure, cls)
 
 
