@@ -213,7 +213,7 @@ def test_a_different_definition_is_logged_and_replaced(r: redis.Redis,
     with running_worker():
         wait_for(lambda: b'"every":3600' in r.hget(keys.PERIODIC, "beat").encode(),
                  what="the definition written")
-    assert "periodic beat is defined differently by another process" in caplog.text
+    assert "periodic beat differs from its stored definition" in caplog.text
 
 
 def test_outcome_of_the_last_run(r: redis.Redis) -> None:

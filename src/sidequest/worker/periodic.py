@@ -189,9 +189,10 @@ def sync(client: redis.Redis, entries: list[Entry]) -> None:
     for entry in entries:
         old = stored.get(entry.name.encode())
         if old is not None and not _same_entry(_loads(old), entry.definition()):
-            log.warning("periodic %s is defined differently by another process: %s here, %s "
-                        "in Redis; this definition replaces it (processes that run the other "
-                        "one keep pushing theirs until they restart)", entry.name,
+            log.warning("periodic %s differs from its stored definition (an earlier deploy's,"
+                        " or another process's): %s here, %s in Redis; this definition replaces"
+                        " it (processes still running the other one keep pushing theirs until"
+                        " they restart)", entry.name,
                         json.dumps(entry.definition()), old.decode("utf-8", "replace"))
         register(client, entry, int(seconds))
     if not entries:
