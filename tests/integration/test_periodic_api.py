@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 import redis
@@ -74,6 +75,28 @@ def test_pause_resume_and_enqueue_now(r: redis.Redis, entries: int) -> None:
     assert job["jid"] == jid and job["args"] == [7] and job["class"] == "tests.Nightly"
     assert job["retry"] == 2 and job["periodic"] == "nightly"
     assert periodic.find("nightly").last_jid == jid  # type: ignore[union-attr]
+
+
+def test_enqueue_now_keeps_the_outcome_of_a_job_that_ended_at_once(
+        r: redis.Redis, entries: int) -> None:
+    """A worker may run the pushed job, and record its outcome, before enqueue_now returns:
+    the entry named the jid only after the push, so the outcome was not recorded (another
+    jid was there) or was cleared after it."""
+    from sidequest import middleware
+    from sidequest.worker import periodic as worker_periodic
+
+    def run_at_once(job: dict[str, object], queue: str, call_next: Any) -> object:
+        pushed = call_next()
+        worker_periodic._note("nightly", job, "succeeded")  # as a fast worker would
+        return pushed
+
+    middleware.client.add(run_at_once)
+    try:
+        jid = PeriodicSet().enqueue_now("nightly")
+    finally:
+        middleware.client.remove(run_at_once)
+    entry = PeriodicSet().find("nightly")
+    assert entry is not None and (entry.last_jid, entry.outcome) == (jid, "succeeded")
 
 
 def test_enqueue_now_where_the_class_is_not_loaded_keeps_its_options(

@@ -22,7 +22,7 @@ import redis
 from sidequest import client as push_client
 from sidequest import connection, cron, keys
 from sidequest.errors import ConfigError, SidequestError
-from sidequest.payload import Payload
+from sidequest.payload import Payload, new_jid
 from sidequest.periodic_jobs import OPTIONS, job_payload
 
 
@@ -126,16 +126,36 @@ class PeriodicSet:
         definition = _loads(raw)
         if not definition or not isinstance(definition.get("class"), str):
             return None
-        jid = push_client.push(_payload(name, definition))
+        # The entry's last run names the jid before the job is pushed: a worker quick enough
+        # to end it first would otherwise find another jid there and record no outcome.
+        payload = {**_payload(name, definition), "jid": new_jid()}
+        state = keys.periodic_state(name)
+        before = cast(dict[Any, Any], self.client.hgetall(state))
+        self._last_run(name, payload["jid"], {b"at": repr(time.time()).encode()})
+        jid = push_client.push(payload)
         if jid is None:  # a unique job's lock is held, or client middleware dropped it
+            if self.client.hget(state, "jid") == payload["jid"].encode():
+                self._last_run(name, None, before)  # the last run is the one before
             raise SidequestError(f"{name} was not enqueued: its job is unique and an identical"
                                  f" one is still queued or running (or a client middleware"
                                  f" dropped it)")
-        if jid and self.client.hexists(keys.PERIODIC, name):
-            self.client.hset(keys.periodic_state(name),
-                             mapping={"jid": jid, "at": time.time()})
-            self.client.hdel(keys.periodic_state(name), "outcome", "outcome_at")
         return jid
+
+    def _last_run(self, name: str, jid: str | None, fields: dict[Any, Any]) -> None:
+        """Write the entry's last run: ``jid`` with no outcome yet, or ``fields`` as they were
+        (jid None). Not for a removed entry (no definition left), which is not brought back."""
+        if not self.client.hexists(keys.PERIODIC, name):
+            return
+        state = keys.periodic_state(name)
+        pipe = self.client.pipeline(transaction=True)
+        if jid is None:
+            pipe.delete(state)
+            if fields:
+                pipe.hset(state, mapping=fields)
+        else:
+            pipe.hset(state, mapping={b"jid": jid.encode(), **fields})
+            pipe.hdel(state, "outcome", "outcome_at")
+        pipe.execute()
 
 
 def remove(client: redis.Redis, name: str, when: int) -> None:
