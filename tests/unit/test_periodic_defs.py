@@ -57,7 +57,7 @@ def test_every_takes_a_timedelta_or_a_whole_float_as_a_timeout_does() -> None:
     minute = sidequest.periodic("RubyCleanup", every=timedelta(minutes=1), name="m")
     half = sidequest.periodic("RubyCleanup", every=30.0, name="h")
     assert minute.schedule == Every(60) and half.schedule == Every(30)
-    with pytest.raises(ConfigError, match="every must be a whole number .*got 1.5"):
+    with pytest.raises(ConfigError, match=r"every must be a whole number .*got 1\.5"):
         sidequest.periodic("RubyCleanup", every=timedelta(seconds=1.5), name="x")
 
 
