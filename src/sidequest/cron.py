@@ -15,10 +15,11 @@ real time and so runs 0 or 2 times in the skipped or repeated hour, as cron's do
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from cronsim import CronSim, CronSimError
 
@@ -45,8 +46,20 @@ def zone(name: str | None) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"unknown time zone {name!r}: use an IANA name such as "
-                          f"'Europe/Paris', 'America/New_York' or 'UTC'") from None
+        raise ConfigError(f"unknown time zone {name!r}: {_zone_hint(name)}") from None
+
+
+def _zone_hint(name: str) -> str:
+    """The zone meant, when the name differs only in case ('utc', 'europe/paris') or is
+    close to one; else what a name looks like."""
+    known = available_timezones()
+    same = sorted(zone for zone in known if zone.lower() == name.strip().lower())
+    if same:
+        return f"did you mean {same[0]!r}? (names are case-sensitive)"
+    close = difflib.get_close_matches(name, known, 1, 0.8)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return "use an IANA name such as 'Europe/Paris', 'America/New_York' or 'UTC'"
 
 
 @dataclass(frozen=True)

@@ -120,8 +120,11 @@ def test_bad_expressions_say_which_field(expression: str, message: str) -> None:
 
 
 def test_bad_time_zones_and_intervals() -> None:
-    with pytest.raises(ConfigError, match=r"unknown time zone 'Europe/Pari'.*IANA"):
+    with pytest.raises(ConfigError,
+                       match=r"unknown time zone 'Europe/Pari': did you mean 'Europe/Paris'"):
         zone("Europe/Pari")
+    with pytest.raises(ConfigError, match=r"unknown time zone 'Mars/Olympus': use an IANA"):
+        zone("Mars/Olympus")
     for value in (0, -5, 1.5, True, "30"):
         with pytest.raises(ConfigError, match="every must be a whole number"):
             Every(value)  # type: ignore[arg-type]

@@ -74,6 +74,8 @@ def test_registering_the_same_entry_twice_is_harmless_but_a_different_one_is_not
     ({"cron": "* * * * *", "every": 5}, "exactly one of cron="),
     ({"cron": "61 3 * * *"}, "bad minute field"),
     ({"cron": "0 3 * * *", "tz": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
+    ({"cron": "0 3 * * *", "tz": "utc"}, r"'utc': did you mean 'UTC'\? \(names are case"),
+    ({"cron": "0 3 * * *", "tz": "Europe/Pariss"}, r"did you mean 'Europe/Paris'\?$"),
     ({"every": 10, "tz": "Europe/Paris"}, "tz applies to cron"),
     ({"every": 0}, "every must be a whole number"),
     ({"every": 5, "args": [object()]}, "JSON"),
