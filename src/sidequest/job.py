@@ -9,12 +9,29 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, Generic, ParamSpec, Protocol, TypeVar, cast, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Generic,
+    ParamSpec,
+    Protocol,
+    TypeVar,
+    cast,
+    overload,
+)
 
 from sidequest import batch as batch_module
 from sidequest import client, registry, status
 from sidequest.batch import Batch
-from sidequest.options import DURATIONS, OPTIONS, PUSH_OPTIONS, check_typos, validate_options
+from sidequest.options import (
+    DURATIONS,
+    FOREIGN_CALLS,
+    OPTIONS,
+    PUSH_OPTIONS,
+    check_typos,
+    validate_options,
+)
 from sidequest.payload import Payload
 from sidequest.setter import _off_loop, _Setter
 from sidequest.signatures import NO_PERFORM, with_self
@@ -88,6 +105,16 @@ class _JobMeta(type):
     def clear(cls) -> None:
         """Fake mode: forget this class's queued jobs."""
         _fake_mode().clear(cls)
+
+    if not TYPE_CHECKING:  # for type checkers, a job class has no attribute it lacks
+        def __getattr__(cls, name: str) -> Any:
+            """Another job system's way to push (Celery's ``delay``), missing here: say
+            which call to make instead. Reached only for attributes the class lacks."""
+            hint = FOREIGN_CALLS.get(name)
+            message = f"type object {cls.__name__!r} has no attribute {name!r}"
+            raise AttributeError(f"{message}; {hint}" if hint else message, name=name, obj=cls)
+
+
 
 
 class Job(metaclass=_JobMeta):

@@ -574,3 +574,25 @@ def test_an_option_that_does_nothing_without_another_is_pointed_out_once(
         " unique_for = <seconds>, or drop unique_until",
     ]
     assert len(pushed) == 4, "a warning, not a refusal"
+
+
+@pytest.mark.parametrize(("call", "hint"), [
+    ("delay", r"push with perform_async\(\.\.\.\) \(Celery's delay\)"),
+    ("apply_async", r"perform_in\(seconds, \.\.\.\) for a countdown"),
+    ("send", "Dramatiq's send"),
+])
+def test_another_systems_push_names_the_call_to_make(call: str, hint: str) -> None:
+    @job
+    def tj_foreign(n: int) -> None:
+        pass
+
+    class TJForeignCls(Job):
+        def perform(self, n: int) -> None:
+            pass
+
+    for target in (TJForeignCls, tj_foreign):
+        with pytest.raises(AttributeError, match=rf"has no attribute '{call}'; .*{hint}"):
+            getattr(target, call)(1)
+    assert not hasattr(TJForeignCls, "delay")  # code that sniffs for Celery tasks sees none
+    with pytest.raises(AttributeError, match=r"has no attribute 'nope'$"):
+        TJForeignCls.nope  # type: ignore[attr-defined]  # noqa: B018
