@@ -57,8 +57,9 @@ def _foreign_hint(word: str) -> str | None:
 
 #: Sidekiq flags that Sidequest has not, or has with another meaning: what to do instead.
 _SIDEKIQ_FLAGS = {
-    "-P": "-P is the number of worker processes here; a pidfile (Sidekiq's -P) is not written:"
-          " run the worker in the foreground under systemd, Docker or Kubernetes",
+    "-P": "-P is the number of worker processes here (-P 4), neither Sidekiq's pidfile (run"
+          " the worker in the foreground under systemd, Docker or Kubernetes) nor Celery's"
+          " pool (jobs run in -c threads)",
     "-d": "-d (daemonize) is not offered, as in Sidekiq 6: run the worker in the foreground"
           " under systemd, Docker or Kubernetes",
     "--daemon": "--daemon is not offered, as in Sidekiq 6: run the worker in the foreground"
@@ -74,12 +75,22 @@ _CELERY_APP = ("is Celery's app; here -r names the module that defines your jobs
 _CELERY_QUEUES = ("is Celery's queue list; here it is -q, once per queue:"
                   " -q critical -q default")
 _CELERY_LEVEL = "is Celery's log level; here it is --log-level (info, warning...) or -v"
+_CELERY_BEAT = ("is Celery's beat; here every worker runs the periodic jobs"
+                " (sidequest.periodic), with no flag and no extra process")
 
 #: Celery flags a newcomer types first: what they are called here.
 _CELERY_FLAGS = {
     "-A": f"-A {_CELERY_APP}", "--app": f"--app {_CELERY_APP}",
     "-Q": f"-Q {_CELERY_QUEUES}", "--queues": f"--queues {_CELERY_QUEUES}",
     "-l": f"-l {_CELERY_LEVEL}", "--loglevel": f"--loglevel {_CELERY_LEVEL}",
+    "--pool": "--pool is Celery's; here jobs run in -c threads, and -P N forks N processes of"
+              " them (for CPU-bound jobs)",
+    "--autoscale": "--autoscale is Celery's; here -c sets the threads of a process and -P the"
+                   " processes",
+    "-B": f"-B {_CELERY_BEAT}", "--beat": f"--beat {_CELERY_BEAT}",
+    "-n": "-n is Celery's node name; here -g (--tag) labels the process in the dashboard",
+    "--hostname": "--hostname is Celery's node name; here -g (--tag) labels the process in"
+                  " the dashboard",
 }
 
 _FOREIGN_FLAGS = {**_SIDEKIQ_FLAGS, **_CELERY_FLAGS}

@@ -35,6 +35,11 @@ def refusal(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
                          " -q critical -q default"),
     (["-l", "info"], "-l is Celery's log level; here it is --log-level"),
     (["--loglevel", "info"], "--loglevel is Celery's log level; here it is --log-level"),
+    (["-P", "prefork"], "nor Celery's pool (jobs run in -c threads)"),
+    (["--pool=threads"], "--pool is Celery's; here jobs run in -c threads"),
+    (["--autoscale", "10,3"], "--autoscale is Celery's; here -c sets the threads"),
+    (["-B"], "-B is Celery's beat; here every worker runs the periodic jobs"),
+    (["--hostname", "w1"], "--hostname is Celery's node name; here -g (--tag)"),
 ])
 def test_celery_flags_say_what_they_are_called_here(
     args: list[str], hint: str, capsys: pytest.CaptureFixture[str],
