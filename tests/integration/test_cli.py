@@ -85,7 +85,8 @@ def test_version_and_help() -> None:
                            " pass -r 'app:create_app()'"),
     (["go"], "unknown command 'go'; the commands are run, dev"),
     # Sidekiq's own flags, from a user's old command line.
-    (["-P", "tmp/pids/sidekiq.pid"], "-P is the number of worker processes here; a pidfile"),
+    (["-P", "tmp/pids/sidekiq.pid"], "-P is the number of worker processes here (-P 4), neither"
+                                      " Sidekiq's pidfile"),
     (["-d"], "-d (daemonize) is not offered, as in Sidekiq 6"),
     (["-L", "log/sidekiq.log"], "-L (logfile) is not offered, as in Sidekiq 6: logs go to"),
 ])
