@@ -106,24 +106,25 @@ class _JobMeta(type):
         _fake_mode().clear(cls)
 
 
-def _foreign(name: str) -> property:
-    """``JobClass.<name>`` for another job system's way to push (Celery's ``delay``): the
-    class's own attribute of that name if it has one, else an AttributeError saying which
-    call to make. A property of the metaclass rather than a ``__getattr__``, which would run
-    Python code on every attribute a push looks up and misses (a fifth of a bulk push)."""
-    def get(cls: type) -> Any:
-        for klass in cls.__mro__:
-            if name in vars(klass):
-                value = vars(klass)[name]
-                bind = getattr(value, "__get__", None)
-                return bind(None, cls) if bind is not None else value
-        raise AttributeError(f"type object {cls.__name__!r} has no attribute {name!r};"
-                             f" {FOREIGN_CALLS[name]}", name=name, obj=cls)
-    return property(get)
+class _Foreign:
+    """``JobClass.<name>`` for another job system's way to push (Celery's ``delay``), when the
+    class has no attribute of that name: an AttributeError saying which call to make. A
+    descriptor of the metaclass with ``__get__`` only, so that the class's own attribute of
+    that name wins, and setting one (``mock.patch.object``, ``monkeypatch``) works as on any
+    class; not a ``__getattr__``, which would run Python code on every attribute a push looks
+    up and misses (a fifth of a bulk push)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, cls: type | None, meta: type | None = None) -> Any:
+        owner = cls.__name__ if cls is not None else "Job"
+        raise AttributeError(f"type object {owner!r} has no attribute {self.name!r};"
+                             f" {FOREIGN_CALLS[self.name]}", name=self.name, obj=cls)
 
 
 for _name in FOREIGN_CALLS:  # not seen by type checkers: a job class has no such attribute
-    setattr(_JobMeta, _name, _foreign(_name))
+    setattr(_JobMeta, _name, _Foreign(_name))
 
 
 class Job(metaclass=_JobMeta):

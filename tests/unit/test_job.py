@@ -596,3 +596,24 @@ def test_another_systems_push_names_the_call_to_make(call: str, hint: str) -> No
     assert not hasattr(TJForeignCls, "delay")  # code that sniffs for Celery tasks sees none
     with pytest.raises(AttributeError, match=r"has no attribute 'nope'$"):
         TJForeignCls.nope  # type: ignore[attr-defined]  # noqa: B018
+
+
+def test_those_names_can_still_be_set_and_patched_on_a_job_class() -> None:
+    # A class's own attribute wins, and setting one works as on any class (mock.patch,
+    # monkeypatch, a shim that maps delay to perform_async).
+    from unittest import mock
+
+    class TJPatched(Job):
+        def perform(self) -> None:
+            pass
+
+        def enqueue(self) -> str:
+            return "its own"
+
+    assert TJPatched().enqueue() == "its own"
+    with mock.patch.object(TJPatched, "enqueue", lambda self: "patched"):
+        assert TJPatched().enqueue() == "patched"
+    with mock.patch.object(TJPatched, "delay", create=True) as delay:
+        TJPatched.delay(1)  # type: ignore[attr-defined]
+    delay.assert_called_once_with(1)
+    assert not hasattr(TJPatched, "delay")
