@@ -84,18 +84,21 @@ class Renewer:
     def _reclaim(self, limiter: Renewable, lapsed: list[str]) -> None:
         """Write back the slots that lapsed while their jobs still run (Redis was away for
         longer than the lock timeout, and an acquire dropped them): left out, the limiter
-        would go on admitting jobs beside them. Under the lock, so that a slot given back
-        meanwhile (``drop`` first) is not written back."""
+        would go on admitting jobs beside them. The Redis call is made outside the lock,
+        which acquires and releases (async jobs' too, on the event loop) take; a slot given
+        back meanwhile is then given back again, since the write may have come after."""
         with self._lock:
             still = [t for t in lapsed if t in self._held.get(limiter, [])]
-            if still:
-                quietly(lambda: limiter.renew(still, "reclaim"))
-        if still:
-            log.warning("limiter %r: %d slot(s) of this process lapsed while Redis could not"
-                        " be reached for longer than the lock timeout, and may have been"
-                        " taken by other jobs; they are counted again, so the limiter holds"
-                        " more than its limit until enough jobs leave it", limiter.name,
-                        len(still))
+        if not still or quietly(lambda: limiter.renew(still, "reclaim")) is None:
+            return  # nothing left to write back, or Redis failed again: the next round tries
+        with self._lock:
+            released = [t for t in still if t not in self._held.get(limiter, [])]
+        for token in released:
+            quietly(lambda token=token: limiter._give_back(token))  # type: ignore[misc]
+        log.warning("limiter %r: %d slot(s) of this process lapsed while Redis could not be"
+                    " reached for longer than the lock timeout, and may have been taken by"
+                    " other jobs; they are counted again, so the limiter holds more than its"
+                    " limit until enough jobs leave it", limiter.name, len(still))
 
 
 def quietly(call: Callable[[], Any]) -> Any:
