@@ -205,8 +205,10 @@ class Manager(Feeding):
 
     def _stuck(self, jid: str) -> None:
         """A job ignored its timeout: record its failure, then retire the process."""
-        stuck.fail(jid, self._running, self.processor, self.async_jobs)
-        self.retire()
+        try:
+            stuck.fail(jid, self._running, self.processor, self.async_jobs)
+        finally:  # whatever recording its failure met, the process must not stay
+            self.retire()
 
     def _async_acknowledge(self, raw: bytes) -> None:
         """An async job succeeded (called off the event loop): acknowledge it with the next

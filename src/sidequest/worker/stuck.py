@@ -30,9 +30,12 @@ def stack_of(ident: int | None) -> TracebackType | None:
     backtrace, as a timeout that landed does. Read while the thread stays stuck."""
     frame = sys._current_frames().get(ident) if ident is not None else None
     stack = None
-    while frame is not None:  # innermost first, each linked in front of the ones inside it
-        stack = TracebackType(stack, frame, frame.f_lasti, frame.f_lineno)
-        frame = frame.f_back
+    try:
+        while frame is not None:  # innermost first, each linked before the ones inside it
+            stack = TracebackType(stack, frame, frame.f_lasti, frame.f_lineno or 0)
+            frame = frame.f_back
+    except (TypeError, ValueError):  # a frame that cannot be shown: the failure goes on
+        return None
     return stack
 
 
@@ -67,7 +70,10 @@ def fail(jid: str, running: dict[str, Work], processor: Processor,
         work, _, cls = given_up
         # A payload of its own, as for a thread's: the loop may still be marking the live
         # one (with_ack) while the failure is written from here.
-        stack = stack_of(async_jobs.runner.thread_ident)  # the culprit's code holds the loop
+        # The culprit's code holds a stuck loop; on a loop that runs (a job that ignores its
+        # cancellation) the thread is elsewhere, at whatever runs now: no stack then.
+        runner = async_jobs.runner
+        stack = stack_of(runner.thread_ident) if runner.stuck else None
         failure = error(stack) if culprit == jid else blocked_error().with_traceback(stack)
         processor.failed(work, normalized(decode(work.raw), work.queue), failure, cls)
 
