@@ -113,7 +113,12 @@ def test_a_timed_out_async_job_names_the_line_where_it_waited(
         (entry,) = wait_for(lambda: list(RetrySet()), what="the timeout's failure")
     assert entry.item["error_class"].endswith("JobTimeout")
     where = f"{__file__}:{waiting_line()}"
-    assert f"{where}:in `perform'" in decode_backtrace(entry.item["error_backtrace"])
+    backtrace = decode_backtrace(entry.item["error_backtrace"])
+    assert f"{where}:in `perform'" in backtrace
+    # Innermost first: the job's frames before Sidequest's own, as in a thread job's.
+    assert backtrace.index(f"{where}:in `perform'") < min(
+        (i for i, line in enumerate(backtrace) if "/sidequest/" in line), default=len(backtrace)
+    ), backtrace
     failures = [record.getMessage() for record in caplog.records
                 if " fail: " in record.getMessage()]
     assert len(failures) == 1 and f"    {where} in perform\n" in failures[0], failures

@@ -11,6 +11,7 @@ ended after it: only that job has overrun.
 from __future__ import annotations
 
 import asyncio
+import sys
 import types
 from collections.abc import Awaitable, Generator
 from typing import Any
@@ -52,4 +53,9 @@ def stepped(awaitable: Awaitable[Any], overrun: Overrun) -> Generator[Any, Any, 
                 close()
             raise
         except BaseException as exc:  # a cancellation, or whatever the task throws in
+            # Thrown in here, it carries this frame's yield as its first entry; passed on
+            # with it, the backtrace would name Sidequest's line before the job's await.
+            tb = exc.__traceback__
+            if tb is not None and tb.tb_frame is sys._getframe():
+                exc.__traceback__ = tb.tb_next
             value, error = None, exc
