@@ -352,13 +352,27 @@ def _named_in_module(module: str) -> str:
     return f"-r takes a module, not a {kind}: use -r {parent}"
 
 
+def _from_dir(target: str, here: Path) -> bool:
+    """Whether ``target`` was imported from the folder ``here`` (true if not loaded yet)."""
+    module = sys.modules.get(target)
+    where = getattr(module, "__file__", None)
+    if module is None or where is None:
+        return module is None
+    return Path(where).resolve().parent == here.resolve() or (
+        Path(where).name == "__init__.py" and Path(where).resolve().parent.parent
+        == here.resolve())
+
+
 def inside_package(targets: tuple[str, ...], cwd: str | None = None) -> str | None:
     """What to say when the worker runs from inside a package (``cd app && sidequest -r
     jobs``): it loads ``jobs.SendWelcome`` while the application pushes
     ``app.jobs.SendWelcome``, a name it does not find; None when all is well."""
     here = Path(cwd or os.getcwd())
-    top = [t for t in targets if "." not in t and os.sep not in t and not t.endswith(".py")]
-    if not top or not (here / "__init__.py").is_file():
+    top = [t for t in targets if "." not in t and os.sep not in t and not t.endswith(".py")
+           and _from_dir(t, here)]
+    if not top or not (here / "__init__.py").is_file() or not here.name.isidentifier():
+        # Not a package's module (one installed, or on PYTHONPATH), or a folder no import
+        # can name (my-app): the application cannot push its jobs under another name.
         return None
     dotted = ", ".join(f"-r {here.name}.{t}" for t in top)
     return (f"this directory is the package {here.name!r} (it holds __init__.py), so -r"

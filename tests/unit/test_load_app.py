@@ -236,3 +236,29 @@ def test_a_worker_run_from_inside_its_package_is_told_where_to_run(tmp_path: Pat
     assert said.endswith(f"delete the stray {package / '__init__.py'})")
     assert inside_package(("shop.jobs",), str(tmp_path)) is None  # from the project root
     assert inside_package(("jobs",), str(tmp_path)) is None  # no package here
+
+
+def test_a_package_folder_is_no_reason_to_refuse_a_module_loaded_from_elsewhere(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An installed module (site-packages, PYTHONPATH) keeps its name wherever the worker
+    runs; and a folder no import can name (my-app) cannot be the application's package."""
+    import types
+
+    from sidequest.app_loader import inside_package
+
+    package = tmp_path / "shop"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    elsewhere = types.ModuleType("lapjobs")
+    elsewhere.__file__ = str(tmp_path / "site-packages" / "lapjobs.py")
+    monkeypatch.setitem(sys.modules, "lapjobs", elsewhere)
+    assert inside_package(("lapjobs",), str(package)) is None
+    here = types.ModuleType("lapjobs")
+    here.__file__ = str(package / "lapjobs.py")
+    monkeypatch.setitem(sys.modules, "lapjobs", here)
+    assert inside_package(("lapjobs",), str(package)) is not None
+    dashed = tmp_path / "my-app"
+    dashed.mkdir()
+    (dashed / "__init__.py").write_text("")
+    here.__file__ = str(dashed / "lapjobs.py")
+    assert inside_package(("lapjobs",), str(dashed)) is None
