@@ -70,10 +70,11 @@ def render_stats() -> list[str]:
 def stats_screen() -> Screen:
     if len(connection.shard_names()) == 1:
         return Screen(_stats_lines(live_stats()) + _awaiting_lines())
-    reads = each_reachable_shard(lambda: (live_stats(), _awaiting_lines()))
-    snapshots = {name: stats for name, (stats, _) in reads.values.items()}
+    reads = each_reachable_shard(lambda: (live_stats(), _awaiting_lines(), _served()))
+    snapshots = {name: stats for name, (stats, _, _) in reads.values.items()}
+    served = {name: queues for name, (_, _, queues) in reads.values.items()}
     lines = _shard_parts({name: _stats_lines(stats) + waiting
-                          for name, (stats, waiting) in reads.values.items()}, reads.down)
+                          for name, (stats, waiting, _) in reads.values.items()}, reads.down)
     if not snapshots:  # every shard is down: no sum to show
         return Screen(lines[:-1], reads.down)
     total = summed(s.as_dict() for s in snapshots.values())
@@ -82,18 +83,24 @@ def stats_screen() -> Screen:
         for queue, size in stats.queues.items():
             queues[queue] = queues.get(queue, 0) + size
     return Screen([*lines, _total_heading(reads.down), *_indent(_totals_lines(total, queues)),
-                   *_misplaced_lines(snapshots)], reads.down)
+                   *_misplaced_lines(snapshots, served)], reads.down)
 
 
-def _misplaced_lines(snapshots: dict[str, Stats]) -> list[str]:
+def _served() -> set[str]:
+    """The queues the running processes of the current shard read (Ruby's included)."""
+    return {name for process in ProcessSet() for name in process.queues}
+
+
+def _misplaced_lines(snapshots: dict[str, Stats], served: dict[str, set[str]]) -> list[str]:
     """Jobs in a queue on a shard the table does not route it to (pushed by a process
-    without the table, or before a queue moved): no worker with the table reads them there,
-    and nothing else would say so."""
+    without the table, or before a queue moved), which no process there reads: no worker
+    with the table reads them there, and nothing else would say so."""
     table = connection.shard_map()
     found = [(queue, size, shard, table.shard_of(queue))
              for shard, stats in snapshots.items() if table is not None
              for queue, size in sorted(stats.queues.items())
-             if size and table.shard_of(queue) != shard]
+             if size and table.shard_of(queue) != shard
+             and queue not in served.get(shard, set())]
     lines = []
     for queue, size, shard, home in found:
         url = connection.redacted(connection.shard_url(shard))
@@ -180,8 +187,9 @@ def _unserved_lines(queues: list[Queue], running: list[Process]) -> list[str]:
     if not running or not waiting:
         return []
     named = ", ".join(f"{q.name} ({q.size:,})" for q in waiting)
-    return ["", f"No running process serves: {named}. Start a worker with -q for each, or"
-                " check the name the jobs are pushed to (queue names are case-sensitive)"]
+    return ["", f"No running process serves: {named}. Start a worker with -q for each (a"
+                " quiet process fetches nothing), or check the name the jobs are pushed to"
+                " (queue names are case-sensitive)"]
 
 
 def _awaiting_lines() -> list[str]:

@@ -224,6 +224,14 @@ def test_sidequest_stats_names_jobs_left_on_a_shard_their_queue_is_not_routed_to
             " reports") in text
     assert f"sidequest -r <your jobs module> --redis-url {redis_url} -q reports" in text
     assert text.count("Queue reports has") == 1
+    # A process there reads that queue (a Ruby app of its own, say): nothing is stranded.
+    first.sadd("processes", "ruby:1:abcd")
+    first.hset("ruby:1:abcd", mapping={"info": json.dumps({"hostname": "ruby",
+                                                          "queues": "reports"}),
+                                       "beat": time.time(), "busy": 0})
+    out = io.StringIO()
+    assert monitor.main("stats", ["-C", str(config)], out=out) == 0
+    assert "Queue reports has" not in out.getvalue()
 
 
 def test_sidequest_stats_reports_a_bad_shard_table(tmp_path: Path,

@@ -54,7 +54,9 @@ class Process:
     pid = property(lambda self: as_int(self.info.get("pid")))
     tag = property(lambda self: str(self.info.get("tag") or ""))
     labels = property(lambda self: list(self.info.get("labels") or []))
-    queues = property(lambda self: list(self.info.get("queues") or []))
+    # Names only: another program may write anything there (a string, not a list).
+    queues = property(lambda self: [q for q in _as_list(self.info.get("queues")) if
+                                    isinstance(q, str)])
     started_at = property(lambda self: as_float(self.info.get("started_at")) or 0.0)
     version = property(lambda self: str(self.info.get("version") or ""))
 
@@ -257,3 +259,7 @@ def awaiting_recovery() -> dict[str, int]:
     return {shown(identity): as_int(count) for identity, live, count
             in zip(ours, answers[::2], answers[1::2], strict=True)
             if not live and as_int(count)}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value] if isinstance(value, str) else []
