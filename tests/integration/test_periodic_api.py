@@ -99,6 +99,32 @@ def test_enqueue_now_keeps_the_outcome_of_a_job_that_ended_at_once(
     assert entry is not None and (entry.last_jid, entry.outcome) == (jid, "succeeded")
 
 
+def test_an_enqueue_now_that_pushed_nothing_leaves_the_last_run_as_it_was(
+        r: redis.Redis, entries: int) -> None:
+    from sidequest import middleware
+    from sidequest.errors import SidequestError
+
+    state = keys.periodic_state("nightly")
+    r.hset(state, mapping={"jid": "b" * 24, "at": "1700000000.5", "outcome": "succeeded",
+                           "outcome_at": "1700000001.5", "paused": "1"})
+    before = r.hgetall(state)
+
+    def drop(job: dict[str, object], queue: str, call_next: Any) -> object:
+        return None
+
+    def fail(job: dict[str, object], queue: str, call_next: Any) -> object:
+        raise RuntimeError("a middleware's own bug")
+
+    for middle, raised in ((drop, SidequestError), (fail, RuntimeError)):
+        middleware.client.add(middle)
+        try:
+            with pytest.raises(raised):
+                PeriodicSet().enqueue_now("nightly")
+        finally:
+            middleware.client.remove(middle)
+        assert r.hgetall(state) == before
+
+
 def test_enqueue_now_where_the_class_is_not_loaded_keeps_its_options(
         r: redis.Redis, entries: int, monkeypatch: pytest.MonkeyPatch) -> None:
     # The dashboard runs without the app (sidequest web): the options come from the stored

@@ -132,30 +132,36 @@ class PeriodicSet:
         state = keys.periodic_state(name)
         before = cast(dict[Any, Any], self.client.hgetall(state))
         self._last_run(name, payload["jid"], {b"at": repr(time.time()).encode()})
-        jid = push_client.push(payload)
+        try:
+            jid = push_client.push(payload)
+        except BaseException:
+            self._restore(state, payload["jid"], before)
+            raise
         if jid is None:  # a unique job's lock is held, or client middleware dropped it
-            if self.client.hget(state, "jid") == payload["jid"].encode():
-                self._last_run(name, None, before)  # the last run is the one before
+            self._restore(state, payload["jid"], before)
             raise SidequestError(f"{name} was not enqueued: its job is unique and an identical"
                                  f" one is still queued or running (or a client middleware"
                                  f" dropped it)")
         return jid
 
-    def _last_run(self, name: str, jid: str | None, fields: dict[Any, Any]) -> None:
-        """Write the entry's last run: ``jid`` with no outcome yet, or ``fields`` as they were
-        (jid None). Not for a removed entry (no definition left), which is not brought back."""
+    def _last_run(self, name: str, jid: str, fields: dict[Any, Any]) -> None:
+        """Write the entry's last run: ``jid``, with no outcome yet. Not for a removed entry
+        (no definition left), which is not brought back."""
         if not self.client.hexists(keys.PERIODIC, name):
             return
         state = keys.periodic_state(name)
         pipe = self.client.pipeline(transaction=True)
-        if jid is None:
-            pipe.delete(state)
-            if fields:
-                pipe.hset(state, mapping=fields)
-        else:
-            pipe.hset(state, mapping={b"jid": jid.encode(), **fields})
-            pipe.hdel(state, "outcome", "outcome_at")
+        pipe.hset(state, mapping={b"jid": jid.encode(), **fields})
+        pipe.hdel(state, "outcome", "outcome_at")
         pipe.execute()
+
+    def _restore(self, state: str, jid: str, before: dict[Any, Any]) -> None:
+        """The last run as it was before the push of ``jid`` that did not happen, unless
+        something wrote the state meanwhile (lua/periodic_restore.lua)."""
+        kept = [part for field in (b"jid", b"at", b"outcome", b"outcome_at")
+                if field in before for part in (field, before[field])]
+        connection.script("periodic_restore")(keys=[state], args=[jid, *kept],
+                                              client=self.client)
 
 
 def remove(client: redis.Redis, name: str, when: int) -> None:
