@@ -23,9 +23,9 @@ from typing import (
 from sidequest import batch as batch_module
 from sidequest import client, registry, status
 from sidequest.batch import Batch
+from sidequest.foreign_calls import FOREIGN_CALLS, ForeignCall
 from sidequest.options import (
     DURATIONS,
-    FOREIGN_CALLS,
     OPTIONS,
     PUSH_OPTIONS,
     check_typos,
@@ -106,25 +106,8 @@ class _JobMeta(type):
         _fake_mode().clear(cls)
 
 
-class _Foreign:
-    """``JobClass.<name>`` for another job system's way to push (Celery's ``delay``), when the
-    class has no attribute of that name: an AttributeError saying which call to make. A
-    descriptor of the metaclass with ``__get__`` only, so that the class's own attribute of
-    that name wins, and setting one (``mock.patch.object``, ``monkeypatch``) works as on any
-    class; not a ``__getattr__``, which would run Python code on every attribute a push looks
-    up and misses (a fifth of a bulk push)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __get__(self, cls: type | None, meta: type | None = None) -> Any:
-        owner = cls.__name__ if cls is not None else "Job"
-        raise AttributeError(f"type object {owner!r} has no attribute {self.name!r};"
-                             f" {FOREIGN_CALLS[self.name]}", name=self.name, obj=cls)
-
-
 for _name in FOREIGN_CALLS:  # not seen by type checkers: a job class has no such attribute
-    setattr(_JobMeta, _name, _Foreign(_name))
+    setattr(_JobMeta, _name, ForeignCall(_name))
 
 
 class Job(metaclass=_JobMeta):

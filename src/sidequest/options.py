@@ -92,19 +92,6 @@ _INSTEAD = {
                   " arguments and returning what identifies the job (an @job function"
                   " cannot have one)",
 }
-#: Pushing as other job systems spell it, and what to write instead (a job class's missing
-#: attribute, job.py).
-FOREIGN_CALLS = {
-    "delay": "push with perform_async(...) (Celery's delay)",
-    "apply_async": "push with perform_async(...), perform_in(seconds, ...) for a countdown or"
-                   " perform_at(when, ...) for an eta, and .set(queue=...) for options",
-    "s": "Sidequest has no signatures: push with perform_async(...); to run a job after"
-         " others, see Batch callbacks",
-    "si": "Sidequest has no signatures: push with perform_async(...); to run a job after"
-          " others, see Batch callbacks",
-    "send": "push with perform_async(...) (Dramatiq's send)",
-    "enqueue": "push with perform_async(...), or sidequest.enqueue('module.Class', ...)",
-}
 
 #: Names that set() and enqueue() are given for what belongs to the push itself. Not
 #: checked against a class's attributes, where they may be constants of its own.
