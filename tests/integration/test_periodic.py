@@ -5,6 +5,7 @@ defined, the outcome of the last run, and recovery when Redis loses its data."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import time
@@ -83,9 +84,11 @@ def _long_gone(r: redis.Redis, name: str, seconds_ago: int) -> int:
     return now - seconds_ago
 
 
-def test_a_unique_jobs_ticks_wait_for_its_last_run(r: redis.Redis) -> None:
+def test_a_unique_jobs_ticks_wait_for_its_last_run(r: redis.Redis,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
     # unique_for on a periodic job keeps runs from overlapping, as for a push from code:
     # no worker reads the queue here, so the first tick's job stays queued holding its lock.
+    caplog.set_level(logging.INFO, logger="sidequest")
     sidequest.periodic(UniqueBeat, every=1, name="once", queue=QUEUE)
 
     def handled() -> int:
@@ -97,6 +100,8 @@ def test_a_unique_jobs_ticks_wait_for_its_last_run(r: redis.Redis) -> None:
         wait_for(lambda: handled() >= first["periodic_tick"] + 2, timeout=10,
                  what="two more ticks handled")
         assert len(pushed(r)) == 1, "a tick pushed a duplicate while the lock was held"
+        # Said once for the run that holds them back, not at every tick.
+        assert caplog.text.count("periodic once: tick") == 1, caplog.text
         lock = keys.unique_lock(first["unique_digest"])
         assert r.get(lock) == first["jid"]
         r.delete(keys.queue(QUEUE), lock)  # the job ran: its lock is released
