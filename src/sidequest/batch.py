@@ -252,8 +252,8 @@ def queue_update(pipe: Any, ancestry: list[str], member: str, outcome: str) -> A
                        keys.batch_part(bid, "ran"), keys.batch_part(bid, "failed")]
     script = connection.script("batch_update")
     connection.prepare(script, pipe)
-    return script(keys=batch_keys,
-                  args=[member, outcome, time.time(), KEEP_AFTER_SUCCESS, KEEP], client=pipe)
+    return script(keys=batch_keys, args=[member, outcome, time.time(), KEEP_AFTER_SUCCESS],
+                  client=pipe)
 
 
 def dropped_outcome(payload: Payload) -> str:

@@ -70,11 +70,10 @@ def render_stats() -> list[str]:
 def stats_screen() -> Screen:
     if len(connection.shard_names()) == 1:
         return Screen(_stats_lines(live_stats()) + _awaiting_lines())
-    reads = each_reachable_shard(lambda: (live_stats(), _awaiting_lines(), _served()))
-    snapshots = {name: stats for name, (stats, _, _) in reads.values.items()}
-    served = {name: queues for name, (_, _, queues) in reads.values.items()}
+    reads = each_reachable_shard(lambda: (live_stats(), _awaiting_lines()))
+    snapshots = {name: stats for name, (stats, _) in reads.values.items()}
     lines = _shard_parts({name: _stats_lines(stats) + waiting
-                          for name, (stats, waiting, _) in reads.values.items()}, reads.down)
+                          for name, (stats, waiting) in reads.values.items()}, reads.down)
     if not snapshots:  # every shard is down: no sum to show
         return Screen(lines[:-1], reads.down)
     total = summed(s.as_dict() for s in snapshots.values())
@@ -83,15 +82,16 @@ def stats_screen() -> Screen:
         for queue, size in stats.queues.items():
             queues[queue] = queues.get(queue, 0) + size
     return Screen([*lines, _total_heading(reads.down), *_indent(_totals_lines(total, queues)),
-                   *_misplaced_lines(snapshots, served)], reads.down)
+                   *_misplaced_lines(snapshots)], reads.down)
 
 
-def _served() -> set[str]:
-    """The queues the running processes of the current shard read (Ruby's included)."""
-    return {name for process in ProcessSet() for name in process.queues}
+def _served(shard: str) -> set[str]:
+    """The queues the running processes of ``shard`` read (Ruby's included)."""
+    with connection.on_shard(shard):
+        return {name for process in ProcessSet() for name in process.queues}
 
 
-def _misplaced_lines(snapshots: dict[str, Stats], served: dict[str, set[str]]) -> list[str]:
+def _misplaced_lines(snapshots: dict[str, Stats]) -> list[str]:
     """Jobs in a queue on a shard the table does not route it to (pushed by a process
     without the table, or before a queue moved), which no process there reads: no worker
     with the table reads them there, and nothing else would say so."""
@@ -99,8 +99,10 @@ def _misplaced_lines(snapshots: dict[str, Stats], served: dict[str, set[str]]) -
     found = [(queue, size, shard, table.shard_of(queue))
              for shard, stats in snapshots.items() if table is not None
              for queue, size in sorted(stats.queues.items())
-             if size and table.shard_of(queue) != shard
-             and queue not in served.get(shard, set())]
+             if size and table.shard_of(queue) != shard]
+    # The processes are read only for a shard that holds such jobs, and only then.
+    served = {shard: _served(shard) for shard in {shard for _, _, shard, _ in found}}
+    found = [entry for entry in found if entry[0] not in served[entry[2]]]
     lines = []
     for queue, size, shard, home in found:
         url = connection.redacted(connection.shard_url(shard))

@@ -10,22 +10,12 @@
 -- ARGV[2]  "success", "failure" or "complete" (a child batch ran every job once); with no
 --          member, "check", or "seal" (the end of the block that made the batch: it is filled)
 -- ARGV[3]  now (float seconds)    ARGV[4]  seconds to keep a batch after its success
--- ARGV[5]  seconds to keep a batch after its creation
 -- Returns the number of callbacks pushed.
 local member, outcome = ARGV[1], ARGV[2]
-local now, keep, keep_max = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local now, keep = tonumber(ARGV[3]), tonumber(ARGV[4])
 local pushed = 0
 local levels = (#KEYS - 1) / 4
 
--- Milliseconds until a batch's hash expires: `keep_max` after the batch was made, `keep` after
--- its success, as its own EXPIREs were set. A set this script adds to is given the same: SADD
--- makes :ran and :failed with no expiry, and a batch that never succeeds would keep them
--- forever. Given again at each change, so that a set an older version left is mended too.
-local function lifetime_ms(success_at, created)
-  local since, ttl = success_at, keep
-  if not since then since, ttl = created, keep_max end
-  return math.max(math.floor(((tonumber(since) or now) + ttl - now) * 1000), 1)
-end
 
 -- The callback `cb` of the batch at level `lvl` joins the batch above it, if there is one and
 -- the callback says it is a job of it (sq_batch): not one stored before callbacks joined their
@@ -43,15 +33,18 @@ for lvl = 1, levels do
   local h, p, r, f = KEYS[4 * lvl - 2], KEYS[4 * lvl - 1], KEYS[4 * lvl], KEYS[4 * lvl + 1]
   if redis.call('EXISTS', h) == 0 then break end
   if member ~= '' then
-    local left = lifetime_ms(redis.call('HGET', h, 'success_at'), redis.call('HGET', h, 'created'))
+    -- A set added to here gets its batch hash's expiry: SADD makes :ran and :failed with
+    -- none, and a batch that never succeeds would keep them forever. Given again at each
+    -- change, so that a set an older version left is mended too.
+    local left = redis.call('PTTL', h)
     redis.call('SADD', r, member)
-    redis.call('PEXPIRE', r, left)
+    if left > 0 then redis.call('PEXPIRE', r, left) end
     if outcome == 'success' then
       redis.call('SREM', p, member)
       redis.call('SREM', f, member)
     elseif outcome == 'failure' then
       redis.call('SADD', f, member)
-      redis.call('PEXPIRE', f, left)
+      if left > 0 then redis.call('PEXPIRE', f, left) end
     end
   elseif outcome == 'seal' and lvl == 1 then
     -- Here, not by an HSET of the caller's: a batch that expired gets no hash without expiry.
