@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
-from sidequest import __version__, connection, environ, registry
+from sidequest import __version__, connection, environ, load_checks, registry
 from sidequest.app_loader import factory_hint, inside_package, load_app
 from sidequest.config import (
     LOG_LEVELS,
@@ -195,6 +195,8 @@ def run_worker(config: Config, processes: int = 1, *, app_loaded: bool = False,
         log.warning("no -r given: no job classes are loaded; pass -r yourapp.jobs")
     loaded = load_app(config.require)  # once, before any fork: children share the modules
     _warn_if_no_jobs(config.require, loaded)
+    for problem in load_checks.problems(loaded):
+        log.warning("%s", problem)
     misplaced = inside_package(config.require)
     if misplaced:
         # Not only a warning: such a worker fails every job the application pushes (its

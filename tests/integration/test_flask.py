@@ -431,3 +431,24 @@ def test_redis_down_the_page_names_the_app_config_setting(redis_url: str) -> Non
     assert ('set it with <code>app.config["SIDEQUEST_REDIS_URL"]</code>, which wins over the'
             " environment variables <code>SIDEQUEST_REDIS_URL</code> and <code>REDIS_URL</code>)"
             ) in text
+
+
+def test_an_extension_never_given_its_app_is_pointed_out(factory_project: Path,
+                                                         redis_url: str) -> None:
+    # -r fsqapp.jobs loads the jobs and, through the package, makes the extension, but no
+    # create_app() runs: before, no word, and the jobs failed on current_app (or the worker
+    # watched the Redis of $REDIS_URL rather than app.config's).
+    proc, out = worker_on(factory_project, redis_url, "fsqapp.jobs")
+    line = out.wait_for("init_app(app) never ran")
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(15)
+    assert line.endswith("start the worker on the app factory: -r 'fsqapp:create_app()'"), line
+
+
+def test_an_extension_given_its_app_is_not_pointed_out(factory_project: Path,
+                                                       redis_url: str) -> None:
+    proc, out = worker_on(factory_project, redis_url, "fsqapp:create_app()")
+    out.wait_for("started: strict")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0
+    assert not any("never ran" in line for line in out.lines), out.lines

@@ -35,6 +35,8 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import sys
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -45,7 +47,8 @@ except ImportError as exc:  # pragma: no cover - the message is the point
     raise ImportError("sidequest.contrib.flask needs Flask: pip install 'sidequest[flask]'"
                       ) from exc
 
-from sidequest import connection, environ, middleware
+from sidequest import connection, environ, load_checks, middleware
+from sidequest.app_loader import FACTORY_NAMES
 from sidequest.errors import ConfigError
 
 log = logging.getLogger("sidequest")
@@ -88,6 +91,7 @@ class Sidequest:
         self.in_app_context = AppContext(self)
         self.auth = auth
         self.dashboard_options = dashboard_options
+        _made.add(self)
         if app is not None:
             self.init_app(app)
 
@@ -142,6 +146,39 @@ class Sidequest:
                 return bool(auth())
 
         return check
+
+
+#: Every extension made in this process, for the worker's check that one was given its app.
+_made: weakref.WeakSet[Sidequest] = weakref.WeakSet()
+
+
+def _never_given_an_app(loaded: list[str]) -> str | None:
+    """The worker's load check: an extension was made (``sq = Sidequest()`` beside the app
+    factory) but no app was given to it, because -r named a module that imports it and the
+    factory never ran. Jobs then run outside the app's context (``current_app`` fails) and
+    app.config's SIDEQUEST_REDIS_URL is never read: the worker may watch another Redis."""
+    if not _made or any(ext.app is not None for ext in _made):
+        return None
+    return ("the Flask extension Sidequest() was made but init_app(app) never ran in this"
+            " worker: jobs will run outside the app's context (current_app fails) and"
+            " app.config's SIDEQUEST_REDIS_URL is not read; start the worker on the app"
+            f" factory: -r '{_factory_for(loaded)}'")
+
+
+def _factory_for(loaded: list[str]) -> str:
+    """``package:create_app()`` for the first module given to -r (or a package above it)
+    that defines an app factory; a placeholder when none does."""
+    for module in loaded:
+        parts = module.split(".")
+        for end in range(len(parts), 0, -1):
+            name = ".".join(parts[:end])
+            for factory in FACTORY_NAMES:
+                if callable(getattr(sys.modules.get(name), factory, None)):
+                    return f"{name}:{factory}()"
+    return "yourapp:create_app()"
+
+
+load_checks.add(_never_given_an_app)
 
 
 def _dashboard(options: dict[str, Any]) -> Any:

@@ -137,7 +137,7 @@ class PeriodicPoller:
             self._noted[entry.name] = first
             log.info("periodic %s: the ticks from %s to %s were missed while no worker ran and"
                      " are skipped (set catch_up to run them once); %s of the last %g s"
-                     " (periodic_grace) pushed now", entry.name, _utc(first), _utc(horizon),
+                     " (periodic_grace) still due", entry.name, _utc(first), _utc(horizon),
                      counted(len(out), "tick"), self.config.periodic_grace)
         return out
 
