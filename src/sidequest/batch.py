@@ -41,7 +41,7 @@ import logging
 import secrets
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import redis
 
@@ -59,6 +59,8 @@ PAYLOAD_KEY = "sq_batch"
 #: Seconds a batch is kept after its success, and at most from its creation.
 KEEP_AFTER_SUCCESS = 3 * 86400
 KEEP = 30 * 86400
+#: Parents followed at most by Batch.find (a loop of parents written by hand stops there).
+MAX_DEPTH = 100
 #: What a callback looks like, for the errors that refuse another shape.
 CALLBACK_FORM = ("(JobClass, [args]): a Job class, an @job function or a job's name, then "
                  "the list of the arguments its perform takes")
@@ -116,6 +118,45 @@ class Batch:
             with _unreachable(self.shard, "the batch was not created (nothing was written):"
                               " retry later"):
                 pipe.execute()
+
+    @classmethod
+    def find(cls, bid: str, shard: str | None = None) -> Batch:
+        """The batch ``bid``, to finish filling it from a process other than the one that
+        made it (which died inside its block, say): a ``with batch.jobs():`` block on it
+        adds the jobs pushed in it and, at its end, seals the batch, as a block on the
+        object ``Batch(...)`` returned does. LookupError when no such batch is kept (never
+        made, expired, or on another shard: pass ``shard=``)."""
+        if not isinstance(bid, str):
+            raise TypeError(f"Batch.find takes the batch's bid (a string, batch.bid), got"
+                            f" {bid!r}")
+        batch = cls.__new__(cls)
+        batch.bid, batch.shard = bid, shard or connection.current_shard()
+        found = _local.lineage(bid) if _local is not None else batch._lineage()
+        if found is None:
+            raise LookupError(f"no batch {bid!r} on shard {batch.shard!r}: never made, or"
+                              f" expired (a batch is kept {KEEP // 86400} days,"
+                              f" {KEEP_AFTER_SUCCESS // 86400} once it has succeeded)")
+        batch.ancestry, batch.description = found
+        return batch
+
+    def _lineage(self) -> tuple[list[str], str] | None:
+        """The batch's ancestry (its bid, then each parent still kept) and description, read
+        from Redis; None when the batch is not there."""
+        ancestry: list[str] = []
+        description = ""
+        with connection.on_shard(self.shard), _unreachable(self.shard, "no batch was read"):
+            client = connection.client()
+            bid = self.bid
+            while bid and bid not in ancestry and len(ancestry) < MAX_DEPTH:
+                raw = cast(list[bytes | None],
+                           client.hmget(keys.batch(bid), ["bid", "parent", "description"]))
+                if raw[0] is None:
+                    break
+                if not ancestry:
+                    description = raw[2].decode("utf-8", "replace") if raw[2] else ""
+                ancestry.append(bid)
+                bid = raw[1].decode("utf-8", "replace") if raw[1] else ""
+        return (ancestry, description) if ancestry else None
 
     @classmethod
     def open(cls, ancestry: list[str]) -> Batch:

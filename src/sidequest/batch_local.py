@@ -63,6 +63,16 @@ class LocalBatches:
         if parent is not None:
             self.add_member(parent, f"b:{bid}")
 
+    def lineage(self, bid: str) -> tuple[list[str], str] | None:
+        """Batch.find's answer: the batch's ancestry and description, None if unknown."""
+        ancestry: list[str] = []
+        with self._lock:
+            while bid in self._batches and bid not in ancestry:
+                ancestry.append(bid)
+                bid = str(self._batches[bid].fields.get("parent") or "")
+            first = self._batches.get(ancestry[0]) if ancestry else None
+        return (ancestry, str(first.fields.get("description", ""))) if first else None
+
     def add_member(self, bid: str, member: str) -> None:
         with self._lock:
             kept = self._batches.get(bid)
