@@ -304,6 +304,8 @@ class JobFunction(Generic[P, R]):
         self.job_class = job_class
         self.__doc__ = func.__doc__
         self.__name__ = getattr(func, "__name__", "job")
+        self.__qualname__ = getattr(func, "__qualname__", self.__name__)
+        self.__module__ = getattr(func, "__module__", None) or job_class.__module__
         self.__wrapped__ = func
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -335,8 +337,15 @@ class JobFunction(Generic[P, R]):
         return _Setter(self.job_class, validate_options(options, where, PUSH_OPTIONS))
 
     def __getattr__(self, item: str) -> Any:
-        # Testing helpers (jobs, drain, perform_one, clear) live on the class.
+        # Testing helpers (jobs, drain, perform_one, clear) live on the class. Not dunders nor
+        # our fields: copy looks them up on a bare instance, where job_class recursed here.
+        if item.startswith("__") or item in ("func", "job_class"):
+            raise AttributeError(item)
         return getattr(self.job_class, item)
+
+    def __reduce__(self) -> str:
+        # Pickled by name, as the function it stands for in its module would be.
+        return self.__qualname__
 
 
 @overload
