@@ -17,9 +17,11 @@ import site
 import sys
 import sysconfig
 import traceback
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from sidequest import registry
 from sidequest.errors import ConfigError
 
 #: ``module:factory()`` (Flask's and gunicorn's way to name an app factory): the module or
@@ -352,6 +354,12 @@ def _named_in_module(module: str) -> str:
     return f"-r takes a module, not a {kind}: use -r {parent}"
 
 
+def _named_by_folder(cls: type, top: list[str]) -> bool:
+    """Whether a job's name comes from a module imported under a top-level name from here
+    (``jobs.X``, or ``jobs.sub.X`` in a package ``jobs``), rather than from ``name``."""
+    return not vars(cls).get("name") and cls.__module__.split(".")[0] in top
+
+
 def _from_dir(target: str, here: Path) -> bool:
     """Whether ``target`` was imported from the folder ``here`` (true if not loaded yet)."""
     module = sys.modules.get(target)
@@ -363,16 +371,23 @@ def _from_dir(target: str, here: Path) -> bool:
         == here.resolve())
 
 
-def inside_package(targets: tuple[str, ...], cwd: str | None = None) -> str | None:
+def inside_package(targets: tuple[str, ...], cwd: str | None = None,
+                   jobs: Iterable[type] | None = None) -> str | None:
     """What to say when the worker runs from inside a package (``cd app && sidequest -r
     jobs``): it loads ``jobs.SendWelcome`` while the application pushes
-    ``app.jobs.SendWelcome``, a name it does not find; None when all is well."""
+    ``app.jobs.SendWelcome``, a name it does not find; None when all is well. ``jobs``: the
+    job classes loaded (the registry's by default)."""
     here = Path(cwd or os.getcwd())
     top = [t for t in targets if "." not in t and os.sep not in t and not t.endswith(".py")
            and _from_dir(t, here)]
     if not top or not (here / "__init__.py").is_file() or not here.name.isidentifier():
         # Not a package's module (one installed, or on PYTHONPATH), or a folder no import
         # can name (my-app): the application cannot push its jobs under another name.
+        return None
+    if not any(_named_by_folder(cls, top) for cls in
+               (registry.all_jobs() if jobs is None else jobs)):
+        # Every job loaded keeps its name wherever the worker runs: an explicit name = ...,
+        # or a class of another package that the module only imports.
         return None
     dotted = ", ".join(f"-r {here.name}.{t}" for t in top)
     return (f"this directory is the package {here.name!r} (it holds __init__.py), so -r"

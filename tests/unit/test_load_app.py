@@ -229,13 +229,30 @@ def test_a_worker_run_from_inside_its_package_is_told_where_to_run(tmp_path: Pat
     package = tmp_path / "shop"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    said = inside_package(("jobs",), str(package))
+    loaded = [type("Report", (), {"__module__": "jobs"})]
+    said = inside_package(("jobs",), str(package), loaded)
     assert said is not None
     assert "jobs your application pushes as shop.jobs.X will not be found" in said
     assert f"Run the worker from {str(tmp_path)!r} instead: sidequest -r shop.jobs (or" in said
     assert said.endswith(f"delete the stray {package / '__init__.py'})")
-    assert inside_package(("shop.jobs",), str(tmp_path)) is None  # from the project root
-    assert inside_package(("jobs",), str(tmp_path)) is None  # no package here
+    assert inside_package(("shop.jobs",), str(tmp_path), loaded) is None  # from the root
+    assert inside_package(("jobs",), str(tmp_path), loaded) is None  # no package here
+
+
+def test_jobs_whose_names_do_not_come_from_the_folder_start_inside_a_package(
+        tmp_path: Path) -> None:
+    """A job with an explicit name, or one of another package that -r's module only
+    imports, has the same name wherever the worker starts: nothing to refuse."""
+    from sidequest.app_loader import inside_package
+
+    package = tmp_path / "shop"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    named = type("HardWorker", (), {"__module__": "jobs", "name": "HardWorker"})
+    imported = type("Report", (), {"__module__": "shoplib.jobs"})
+    assert inside_package(("jobs",), str(package), [named, imported]) is None
+    in_subpackage = type("Deep", (), {"__module__": "jobs.deep"})
+    assert inside_package(("jobs",), str(package), [named, in_subpackage]) is not None
 
 
 def test_a_package_folder_is_no_reason_to_refuse_a_module_loaded_from_elsewhere(
@@ -252,13 +269,14 @@ def test_a_package_folder_is_no_reason_to_refuse_a_module_loaded_from_elsewhere(
     elsewhere = types.ModuleType("lapjobs")
     elsewhere.__file__ = str(tmp_path / "site-packages" / "lapjobs.py")
     monkeypatch.setitem(sys.modules, "lapjobs", elsewhere)
-    assert inside_package(("lapjobs",), str(package)) is None
+    loaded = [type("Report", (), {"__module__": "lapjobs"})]
+    assert inside_package(("lapjobs",), str(package), loaded) is None
     here = types.ModuleType("lapjobs")
     here.__file__ = str(package / "lapjobs.py")
     monkeypatch.setitem(sys.modules, "lapjobs", here)
-    assert inside_package(("lapjobs",), str(package)) is not None
+    assert inside_package(("lapjobs",), str(package), loaded) is not None
     dashed = tmp_path / "my-app"
     dashed.mkdir()
     (dashed / "__init__.py").write_text("")
     here.__file__ = str(dashed / "lapjobs.py")
-    assert inside_package(("lapjobs",), str(dashed)) is None
+    assert inside_package(("lapjobs",), str(dashed), loaded) is None
