@@ -132,6 +132,29 @@ class Blocker(Job):
         time.sleep(1.0)  # ...which holds the loop past that job's limit
 
 
+class SleepsBriefly(Job):
+    """Limited to 0.5 s; sleeps 0.2 s, during which BlocksLater holds the loop for a second:
+    its sleep ended in time, it only resumed late."""
+
+    retry = 0
+    timeout = 0.5
+
+    async def perform(self) -> str:
+        handoff["waiting"].set()
+        await asyncio.sleep(0.2)
+        runs.append(self.jid)
+        return "ok"
+
+
+class BlocksLater(Job):
+    retry = 0
+
+    async def perform(self) -> None:
+        await handoff["waiting"].wait()
+        await asyncio.sleep(0.05)
+        time.sleep(1.0)  # the other job's timer and its limit's fall due in one loop pass
+
+
 handoff: dict[str, asyncio.Event] = {}
 
 
@@ -226,4 +249,14 @@ def test_an_async_job_held_up_by_another_jobs_blocking_call_is_not_failed() -> N
     Blocker.perform_async()
     with running_worker(concurrency=4):
         wait_for(lambda: runs == [waits], what="the waiting job to end")
+    assert DeadSet().size == 0 and RetrySet().size == 0, list(DeadSet())
+
+
+def test_an_async_job_whose_sleep_ended_while_the_loop_was_held_is_not_failed() -> None:
+    handoff.update(waiting=asyncio.Event(), go=asyncio.Event())
+    sleeps = SleepsBriefly.perform_async()
+    BlocksLater.perform_async()
+    with running_worker(concurrency=4):
+        wait_for(lambda: runs == [sleeps] or DeadSet().size, what="the sleeping job to end")
+    assert runs == [sleeps], list(DeadSet())
     assert DeadSet().size == 0 and RetrySet().size == 0, list(DeadSet())

@@ -244,7 +244,13 @@ def stop_of(jid: str, error: BaseException | None, closing: bool) -> str | None:
 
 
 def timed(call: Callable[[], Any], limit: float | None) -> Callable[[], Awaitable[Any]]:
-    """``call()``'s coroutine, cancelled at ``limit`` seconds with JobTimeout (if a limit)."""
+    """``call()``'s coroutine, cancelled at ``limit`` seconds with JobTimeout (if a limit).
+
+    The cancellation is made one loop pass after the deadline's timer runs. When another
+    job's blocking call held the loop past the deadline, the wake-up of this job's wait (a
+    timer or a reply that came meanwhile) runs in the same pass as the deadline's timer, and
+    the task's step it queues comes before the cancellation: a job whose wait ended in time
+    resumes and may finish, where the cancellation would have landed first and failed it."""
     async def final() -> Any:
         coro = cast("Awaitable[Any]", call())
         if limit is None:
@@ -253,10 +259,17 @@ def timed(call: Callable[[], Any], limit: float | None) -> Callable[[], Awaitabl
             # In the job's own task, where the middleware around it runs (a session scoped
             # to the task is the job's); wait_for ran it in another task before 3.12.
             # expired(): the job's own TimeoutError (an HTTP client's) is not ours.
-            overrun = Overrun(asyncio.get_running_loop().time() + limit)
+            loop = asyncio.get_running_loop()
+            overrun = Overrun(loop.time() + limit)
             try:
-                async with asyncio.timeout(limit) as scope:
-                    result = await stepped(coro, overrun)
+                async with asyncio.timeout(None) as scope:
+                    # Expired one loop pass after the deadline (a reschedule to the past is
+                    # a call_soon): see the docstring.
+                    timer = loop.call_at(overrun.deadline, scope.reschedule, 0.0)
+                    try:
+                        result = await stepped(coro, overrun)
+                    finally:
+                        timer.cancel()
             except TimeoutError as exc:
                 if scope.expired():
                     raise timed_out(limit, exc.__cause__ or exc.__context__) from None
@@ -280,10 +293,12 @@ async def _in_this_task(coro: Awaitable[Any], limit: float) -> Any:
 
     def expire() -> None:
         nonlocal expired
-        expired = True
-        task.cancel()
+        if not task.done():
+            expired = True
+            task.cancel()
 
-    timer = asyncio.get_running_loop().call_later(limit, expire)
+    loop = asyncio.get_running_loop()
+    timer = loop.call_later(limit, loop.call_soon, expire)  # a pass later: see timed()
     overrun = Overrun(timer.when())
     try:
         result = await stepped(coro, overrun)
