@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -188,3 +189,42 @@ def test_the_listing_says_where_each_entry_is_defined(r: redis.Redis) -> None:
     (sourced,) = [row for row in rows if row.startswith("sourced")]
     (bare,) = [row for row in rows if row.startswith("bare")]
     assert sourced.endswith("module app.cron") and bare.endswith("-")
+
+
+def test_a_tick_during_an_enqueue_now_that_pushed_nothing_stands(
+        r: redis.Redis, entries: int) -> None:
+    """A worker's tick lands at a random moment during each of many refused "Enqueue now"s:
+    the last run put back is never the one from before the tick (the read of the last run
+    and the write of the push's jid were two round trips: a tick between them was undone)."""
+    import random
+    import threading
+
+    from sidequest import middleware
+    from sidequest.errors import SidequestError
+
+    state = keys.periodic_state("nightly")
+    where = r.connection_pool.connection_kwargs
+    ticker = redis.Redis(host=where["host"], port=where["port"], db=where.get("db", 0))
+    wrong: list[tuple[Any, str]] = []
+
+    def drop(job: dict[str, object], queue: str, call_next: Any) -> object:
+        return None
+
+    middleware.client.add(drop)
+    try:
+        for n in range(200):
+            def tick(jid: str = f"t{n}", after: float = random.uniform(0, 0.001)) -> None:
+                time.sleep(after)  # anywhere within the enqueue's few round trips
+                ticker.hset(state, mapping={"jid": jid, "at": "1.0"})
+
+            thread = threading.Thread(target=tick)
+            thread.start()
+            with pytest.raises(SidequestError):
+                PeriodicSet().enqueue_now("nightly")
+            thread.join()
+            jid = r.hget(state, "jid")
+            if jid not in (f"t{n}", f"t{n}".encode()):
+                wrong.append((jid, f"t{n}"))
+    finally:
+        middleware.client.remove(drop)
+    assert not wrong, wrong[:5]

@@ -22,7 +22,7 @@ KEY_POSITIONS = {
     "GET": (1,), "DEL": (1,), "EXISTS": (1,), "HGET": (1,), "SET": (1,), "TIME": (),
 }
 # Periodic jobs' and the limiters' scripts.
-KEY_POSITIONS.update({"HEXISTS": (1,), "HSET": (1,), "HDEL": (1,), "ZCARD": (1,),
+KEY_POSITIONS.update({"HEXISTS": (1,), "HMGET": (1,), "HSET": (1,), "HDEL": (1,), "ZCARD": (1,),
                       "ZRANGE": (1,), "PEXPIRE": (1,), "HINCRBY": (1,), "SCARD": (1,),
                       "HSETNX": (1,), "ZSCORE": (1,), "PTTL": (1,)})
 CALL = re.compile(r"redis\.p?call\(\s*'(\w+)'\s*((?:,[^,()]*(?:\([^()]*\))?[^,()]*)*)\)")

@@ -130,8 +130,9 @@ class PeriodicSet:
         # to end it first would otherwise find another jid there and record no outcome.
         payload = {**_payload(name, definition), "jid": new_jid()}
         state = keys.periodic_state(name)
-        before = cast(dict[Any, Any], self.client.hgetall(state))
-        self._last_run(name, payload["jid"], {b"at": repr(time.time()).encode()})
+        before = connection.script("periodic_now")(
+            keys=[keys.PERIODIC, state], args=[name, payload["jid"], repr(time.time())],
+            client=self.client)
         try:
             jid = push_client.push(payload)
         except BaseException:
@@ -144,24 +145,13 @@ class PeriodicSet:
                                  f" dropped it)")
         return jid
 
-    def _last_run(self, name: str, jid: str, fields: dict[Any, Any]) -> None:
-        """Write the entry's last run: ``jid``, with no outcome yet. Not for a removed entry
-        (no definition left), which is not brought back."""
-        if not self.client.hexists(keys.PERIODIC, name):
-            return
-        state = keys.periodic_state(name)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(state, mapping={b"jid": jid.encode(), **fields})
-        pipe.hdel(state, "outcome", "outcome_at")
-        pipe.execute()
-
-    def _restore(self, state: str, jid: str, before: dict[Any, Any]) -> None:
+    def _restore(self, state: str, jid: str, before: list[Any] | None) -> None:
         """The last run as it was before the push of ``jid`` that did not happen, unless
-        something wrote the state meanwhile (lua/periodic_restore.lua)."""
-        kept = [part for field in (b"jid", b"at", b"outcome", b"outcome_at")
-                if field in before for part in (field, before[field])]
-        connection.script("periodic_restore")(keys=[state], args=[jid, *kept],
-                                              client=self.client)
+        something wrote the state meanwhile (lua/periodic_restore.lua). ``before``: what
+        lua/periodic_now.lua read, None for an entry removed meanwhile (no state written)."""
+        if before is not None:
+            connection.script("periodic_restore")(keys=[state], args=[jid, *before],
+                                                  client=self.client)
 
 
 def remove(client: redis.Redis, name: str, when: int) -> None:
