@@ -386,3 +386,31 @@ def test_a_stopping_process_pushes_no_more_ticks(r: redis.Redis) -> None:
         assert len(pushed(r)) == count
         Holds.release.set()
         stopping.join(20)
+
+
+def test_held_back_ticks_are_logged_once_per_run_whichever_process_pushed_it(
+        r: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
+    """Two processes' pollers share the ticks of a unique entry: each run that holds ticks
+    back is logged once, also when the process that sees its held-back ticks did not push
+    it (such a process stayed silent until it pushed a run itself)."""
+    from sidequest import connection
+    from sidequest.config import Config
+    from sidequest.worker.periodic import PeriodicPoller
+
+    sidequest.periodic(UniqueBeat, every=1, name="unique-beat", queue=QUEUE)
+    (entry,) = periodic_jobs.entries()
+    register(r, entry, 1000)
+    first, second = (PeriodicPoller(Config(), connection.client(), threading.Event(), [entry])
+                     for _ in range(2))
+    with caplog.at_level("INFO", logger="sidequest"):
+        first._offer(entry, 1001, 1001)  # run 1, pushed by the first process
+        second._offer(entry, 1002, 1002)
+        first._offer(entry, 1003, 1003)
+        r.delete(keys.unique_lock(pushed(r)[0]["unique_digest"]))  # run 1 ends
+        second._offer(entry, 1004, 1004)  # run 2, pushed by the second
+        for tick in range(1005, 1010):  # every tick run 2 holds back lands on the first
+            first._offer(entry, tick, tick)
+    said = [m for m in caplog.messages if "skipped: the job is unique" in m]
+    # Run 1: once by each process that met its held-back ticks; run 2: once.
+    assert len(said) == 3, said
+    assert len(pushed(r)) == 2

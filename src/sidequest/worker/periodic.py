@@ -58,7 +58,9 @@ class PeriodicPoller:
         self._last: dict[str, int] = {}  # ticks handled, kept across a Redis data loss
         self._gone: set[str] = set()  # removed by a process started later: not pushed here
         self._noted: dict[str, int] = {}  # missed spans already logged
-        self._skipping: set[str] = set()  # entries whose unique job holds its ticks back
+        #: Entries whose unique job holds their ticks back, with the holder's jid (logged once
+        #: per holder, whichever process pushed it).
+        self._skipping: dict[str, object] = {}
         self._rng = random.Random()
         self.ttl = int(2 * config.periodic_grace) + 60
 
@@ -158,17 +160,25 @@ class PeriodicPoller:
         result = int(self._push(keys=script_keys, args=script_args, client=self.client))
         self._last[entry.name] = max(self._last.get(entry.name, 0), handled)
         if result == 1:
-            self._skipping.discard(entry.name)
+            self._skipping.pop(entry.name, None)
             log.debug("periodic %s: pushed %s for tick %d", entry.name, job["jid"], tick)
-        elif result == -3 and entry.name not in self._skipping:
-            # Once per run that holds the ticks back, not at every tick while it runs.
-            self._skipping.add(entry.name)
-            log.info("periodic %s: tick %s skipped: the job is unique (unique_for) and an"
-                     " identical one is still queued or running (the ticks it holds back"
-                     " are not logged one by one)", entry.name,
-                     time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(tick)))
+        elif result == -3:
+            self._held_back(entry, tick, script_keys[-1])
         # -1: removed since this process started (or Redis lost it): _restore decides next.
         return result != -1
+
+    def _held_back(self, entry: Entry, tick: int, lock: str) -> None:
+        """A tick the entry's unique job held back: logged once per job holding them (the
+        lock names its jid), not at every tick while it runs, nor only once while other
+        processes push the later runs."""
+        holder = self.client.get(lock)
+        if self._skipping.get(entry.name) == holder:
+            return
+        self._skipping[entry.name] = holder
+        log.info("periodic %s: tick %s skipped: the job is unique (unique_for) and an"
+                 " identical one is still queued or running (the ticks it holds back"
+                 " are not logged one by one)", entry.name,
+                 time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(tick)))
 
     def _restore(self, entry: Entry, now: float) -> bool:
         """The definition is missing: removed by a process that no longer defines it (stop
