@@ -24,6 +24,7 @@ import redis
 from sidequest import connection, url_problems
 from sidequest.api import PeriodicSet, Process, ProcessSet, Queue, Stats, awaiting_recovery
 from sidequest.api.stats import (
+    UNREACHABLE_ERRORS,
     ShardUnreachable,
     describe,
     each_reachable_shard,
@@ -85,10 +86,14 @@ def stats_screen() -> Screen:
                    *_misplaced_lines(snapshots)], reads.down)
 
 
-def _served(shard: str) -> set[str]:
-    """The queues the running processes of ``shard`` read (Ruby's included)."""
-    with connection.on_shard(shard):
-        return {name for process in ProcessSet() for name in process.queues}
+def _served(shard: str) -> set[str] | None:
+    """The queues the running processes of ``shard`` read (Ruby's included); None when the
+    shard stopped answering since its figures were read (nothing is said of it then)."""
+    try:
+        with connection.on_shard(shard):
+            return {name for process in ProcessSet() for name in process.queues}
+    except UNREACHABLE_ERRORS:
+        return None
 
 
 def _misplaced_lines(snapshots: dict[str, Stats]) -> list[str]:
@@ -102,7 +107,8 @@ def _misplaced_lines(snapshots: dict[str, Stats]) -> list[str]:
              if size and table.shard_of(queue) != shard]
     # The processes are read only for a shard that holds such jobs, and only then.
     served = {shard: _served(shard) for shard in {shard for _, _, shard, _ in found}}
-    found = [entry for entry in found if entry[0] not in served[entry[2]]]
+    found = [entry for entry in found
+             if (queues := served[entry[2]]) is not None and entry[0] not in queues]
     lines = []
     for queue, size, shard, home in found:
         url = connection.redacted(connection.shard_url(shard))

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 import sidequest
-from redis_server import RedisServer
+from redis_server import RedisServer, free_port
 from sidequest import Batch, Job, client, connection, keys, limiter, monitor
 from sidequest.api.cancel import cancel
 from sidequest.api.stats import Stats, Totals, each_shard, summed
@@ -232,6 +232,21 @@ def test_sidequest_stats_names_jobs_left_on_a_shard_their_queue_is_not_routed_to
     out = io.StringIO()
     assert monitor.main("stats", ["-C", str(config)], out=out) == 0
     assert "Queue reports has" not in out.getvalue()
+
+
+def test_a_shard_that_stops_answering_between_reads_is_not_called_stranded(
+        redis_url: str) -> None:
+    """Its figures were read, then it went away before its processes were: stats says
+    nothing of its queues rather than failing (the shard table names it down elsewhere)."""
+    from types import SimpleNamespace
+
+    sidequest.configure(redis_url, shards={"far": f"redis://127.0.0.1:{free_port()}/0"},
+                        shard_queues={"reports": "default"})
+    try:
+        figures: Any = SimpleNamespace(queues={"reports": 3})
+        assert monitor._misplaced_lines({"far": figures}) == []
+    finally:
+        connection.reset()
 
 
 def test_sidequest_stats_reports_a_bad_shard_table(tmp_path: Path,
