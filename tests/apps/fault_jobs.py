@@ -130,6 +130,20 @@ class Hog(Job):
         record("done", self)
 
 
+class HogAndWait(Job):
+    """Grows past the process's max_memory at once, then runs on past the stop's deadline:
+    a job that brings every process it runs in over the limit."""
+
+    name = "fault.HogAndWait"
+    retry = False
+
+    def perform(self, mb: int, seconds: float) -> None:
+        record("start", self)
+        _hoard.append(b"x" * (mb * 1024 * 1024))
+        time.sleep(seconds)
+        record("done", self)
+
+
 class Noop(Job):
     """Records only its completion (the soak's million jobs)."""
 

@@ -1,11 +1,15 @@
 """``--max-memory``: under ``-P 2``, a child that grew past the limit finishes its jobs and
-exits, the parent starts a fresh one, and every job is done once (none lost, none twice)."""
+exits, the parent starts a fresh one, and every job is done once (none lost, none twice); a
+job that takes every process it runs in over the limit and outlasts the stop's deadline
+ends in the dead set, rather than run again and again."""
 
 from __future__ import annotations
 
+import json
+
 import redis
 
-from apps.fault_jobs import Hog
+from apps.fault_jobs import Hog, HogAndWait
 from fault.conftest import SpawnWorker
 from fault.harness import Ledger, jids
 from helpers import wait_for
@@ -28,3 +32,21 @@ def test_children_over_the_limit_are_replaced_and_nothing_is_lost(
     # crash-loop wait doubled with each one, and the group sat idle most of the time).
     # (At the log level WARNING of this worker: said as a crash, and then waited for.)
     assert "exited (exit code 0)" not in log and "starting another in" not in log
+
+
+def test_a_job_that_retires_every_process_it_runs_in_ends_in_the_dead_set(
+    spawn: SpawnWorker, sq: str, r: redis.Redis, ledger: Ledger
+) -> None:
+    # Before: pushed back at each retirement's deadline as at any stop, and run again by
+    # the next process, for good (12 starts in 45 s, never retried nor dead).
+    jid = HogAndWait.perform_async(150, 60.0)
+    parent = spawn("-P", "2", "-c", "1", "--max-memory", "90", timeout=1.0, max_deaths=2)
+    (entry,) = wait_for(lambda: r.zrange("dead", 0, -1), timeout=60,
+                        what="the job in the dead set")
+    dead = json.loads(entry)
+    assert dead["jid"] == jid and dead["error_class"] == "Sidequest::JobKilled"
+    assert "or retired over max_memory" in dead["error_message"]
+    starts = [e for e in ledger.entries() if e[0] == "start" and e[1] == jid]
+    assert len(starts) == 2, starts  # once per death allowed, then buried
+    log = parent.log(400)
+    assert f"(fault.HogAndWait jid={jid}); pushing it back (each counts as a death" in log

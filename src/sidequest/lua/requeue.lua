@@ -5,9 +5,11 @@
 -- KEYS[7]  processes                    KEYS[8]  <identity> (Sidekiq's process hash)
 -- KEYS[9]  <identity>:work              KEYS[10] <identity>:workers
 -- KEYS[9 + 2i], KEYS[10 + 2i]  queue:<name> and sq:deaths:<jid> of the i-th job
--- ARGV[1]  "reap" (the owner's lease expired), "gone" (the owner is known dead) or "stop"
---          (the owner is shutting down)
--- ARGV[2]  deaths after which a job is poison (reap only)
+-- ARGV[1]  "reap" (the owner's lease expired), "gone" (the owner is known dead), "stop"
+--          (the owner is shutting down) or "retire" (the owner is shutting down because it
+--          grew over max_memory: counted as a death, so a job that does that each time it
+--          runs ends as a poison pill instead of being run again for good)
+-- ARGV[2]  deaths after which a job is poison (reap and retire only)
 -- ARGV[3]  seconds to remember a job's death count
 -- ARGV[4]  the owner's identity         ARGV[5]  deaths from which a job is a suspect
 -- ARGV[4 + 2i], ARGV[5 + 2i]  the i-th job's payload as listed, and its queue name ("" for
@@ -26,6 +28,7 @@ local processes, process, work, workers = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 -- "gone": the owner is known dead (its supervisor reaped the process), so its lease is not
 -- waited for but deleted; otherwise as "reap".
 local reap = ARGV[1] == 'reap' or ARGV[1] == 'gone'
+local counted = reap or ARGV[1] == 'retire'
 if ARGV[1] == 'reap' and redis.call('EXISTS', lease) == 1 then return {-1, 0, 0} end
 if ARGV[1] == 'gone' then redis.call('DEL', lease) end
 if reap then
@@ -49,14 +52,14 @@ for i = 1, (#ARGV - 5) / 2 do
       poisoned = poisoned + 1
     else
       local deaths
-      if reap then
+      if counted then
         deaths = redis.call('INCR', deaths_key)
         redis.call('EXPIRE', deaths_key, ttl)
       else
         -- A graceful stop is not a death, but a suspect stays a suspect.
         deaths = tonumber(redis.call('GET', deaths_key) or '0')
       end
-      if reap and deaths >= limit then
+      if counted and deaths >= limit then
         redis.call('RPUSH', poison, job)
         poisoned = poisoned + 1
       elseif deaths >= suspect_at then

@@ -23,7 +23,7 @@ from sidequest.payload import Payload, decode, loads
 from sidequest.worker.fetch import ACK_FROM_TAIL, Work
 from sidequest.worker.logs import counted
 from sidequest.worker.processor import Processor
-from sidequest.worker.requeue import requeue_list
+from sidequest.worker.requeue import DEATHS_TTL, requeue_list
 
 log = logging.getLogger("sidequest")
 #: Seconds between looks for jobs whose fetch reply was lost.
@@ -69,13 +69,16 @@ class InProgress:
 
         self._processor.write(queue, "give fetched jobs back to their queues")
 
-    def requeue_all(self, running: Iterable[Work] = ()) -> None:
+    def requeue_all(self, running: Iterable[Work] = (), retiring: bool = False) -> None:
         """Whatever is still in the list goes back to its queue (shutdown); ``running`` are
-        the jobs known to be in it, whose queue is known even if their payload omits it."""
+        the jobs known to be in it, whose queue is known even if their payload omits it.
+        ``retiring``: the process retires over max_memory, and each job pushed back counts a
+        death, as in a crash: one that brings every process it runs in over the limit ends
+        in the dead set, rather than run again and again."""
         running = list(running)
         try:
-            requeue_list(self._client, self.identity, "stop",
-                         max_deaths=self.config.max_deaths, deaths_ttl=0,
+            requeue_list(self._client, self.identity, "retire" if retiring else "stop",
+                         max_deaths=self.config.max_deaths, deaths_ttl=DEATHS_TTL,
                          fetched_from={work.raw: work.queue for work in running})
         except redis.RedisError as exc:
             log.error("could not push unfinished jobs back (%s); the reaper of another process"

@@ -94,6 +94,9 @@ class Launcher(SignalHandling):
         self.stopping = threading.Event()
         self.stop_requested = threading.Event()
         self.retired = False  # a stuck job made the process stop
+        #: It retires over max_memory: the jobs still running at its deadline are pushed
+        #: back as deaths (which of them grew it is not known; a stuck job is, and failed).
+        self.over_memory = False
         #: Every processor thread checks the memory after its job: one of them retires.
         self._retire_lock = threading.Lock()
         self.stopped_on_request = False  # a stop from the dashboard or the API
@@ -256,6 +259,7 @@ class Launcher(SignalHandling):
                 return
             log.warning("memory %.0f MB is over max_memory %d MB: finishing the running jobs "
                         "and exiting for the supervisor to start a fresh process", used, limit)
+            self.over_memory = True
             self._retire()
 
     def _retire(self) -> None:
@@ -310,7 +314,7 @@ class Launcher(SignalHandling):
         # meanwhile, or the next to start does (periodic ticks within periodic_grace).
         self.scheduler.paused.set()
         self.periodic.paused.set()
-        clean = self.manager.stop(time.monotonic() + self.config.timeout)
+        clean = self.manager.stop(time.monotonic() + self.config.timeout, self.over_memory)
         metrics.recorder.close()  # stop its flusher thread and write the last counts
         if self.exporter is not None:
             self.exporter.close()

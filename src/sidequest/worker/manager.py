@@ -34,6 +34,8 @@ import redis
 from sidequest import connection, keys
 from sidequest import limiter_renewal as renewal
 from sidequest.config import Config
+from sidequest.errors import PayloadError
+from sidequest.payload import decode
 from sidequest.worker import stuck
 from sidequest.worker.async_jobs import AsyncJobs
 from sidequest.worker.asyncio_runner import AsyncRunner
@@ -139,8 +141,9 @@ class Manager(Feeding):
         self.asyncio.close_intake()
         self.inprogress.requeue(self._drain_jobs())
 
-    def stop(self, deadline: float) -> bool:
-        """Quiet, wait until ``deadline`` (monotonic) for running jobs, requeue the rest.
+    def stop(self, deadline: float, retiring: bool = False) -> bool:
+        """Quiet, wait until ``deadline`` (monotonic) for running jobs, requeue the rest
+        (each one a death when ``retiring``: see InProgress.requeue_all).
 
         Returns True when every processor finished in time.
         """
@@ -162,9 +165,12 @@ class Manager(Feeding):
         self.inprogress.acknowledge(self._collect()[1])
         if leftovers or late:
             count = len(leftovers) + len(late)
-            log.warning("%s still running at the shutdown deadline; pushing %s back",
-                        counted(count, "job"), "it" if count == 1 else "them")
-        self.inprogress.requeue_all(leftovers)
+            log.warning("%s still running at the shutdown deadline (%s); pushing %s back%s",
+                        counted(count, "job"), named(leftovers, late),
+                        "it" if count == 1 else "them",
+                        " (each counts as a death of its process: see max_deaths)"
+                        if retiring else "")
+        self.inprogress.requeue_all(leftovers, retiring)
         if leftovers:  # their concurrency slots, held by threads the exit abandons
             renewal.renewer.give_back_all()
         self._waker.dispose()  # only now: the fetcher may have been waiting on it
@@ -315,3 +321,18 @@ class Manager(Feeding):
     def _drain_jobs(self) -> list[Work]:
         return [work for work in drain(self._jobs) if work is not LISTEN]
 
+
+
+def named(works: list[Work], jids: list[str], most: int = 5) -> str:
+    """``Report jid=ab12..., ...``: the jobs a stop pushes back, for its log line (a job that
+    keeps a process from stopping in time is the one to look at)."""
+    names = []
+    for work in works:
+        try:
+            job = decode(work.raw)
+            names.append(f"{job.get('class')} jid={job.get('jid')}")
+        except PayloadError:
+            names.append(f"an unreadable payload from queue {work.queue}")
+    names += [f"jid={jid}" for jid in jids]
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more

@@ -24,11 +24,9 @@ from sidequest.morgue import add_dead
 from sidequest.payload import Payload, decode, dumps
 from sidequest.worker.clock import now
 from sidequest.worker.logs import counted
-from sidequest.worker.requeue import release_quarantine, requeue_list
+from sidequest.worker.requeue import DEATHS_TTL, release_quarantine, requeue_list
 
 log = logging.getLogger("sidequest")
-#: How long a job's death count is remembered.
-DEATHS_TTL = 72 * 3600
 
 
 class Reaper:
@@ -174,6 +172,7 @@ class Reaper:
 
     def _reason(self) -> JobKilled:
         return JobKilled(
-            f"the job was running when its worker process died {self.config.max_deaths} times;"
-            " it is treated as a poison pill (crash, segfault or out of memory?) and not retried"
+            f"the job was running when its worker process died {self.config.max_deaths} times"
+            " (or retired over max_memory with this job still running at the deadline); it is"
+            " treated as a poison pill (crash, segfault or out of memory?) and not retried"
         )

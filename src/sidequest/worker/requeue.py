@@ -24,6 +24,8 @@ from sidequest.payload import decode
 BATCH = 200
 #: Calls before giving up on a list that keeps growing (its owner is not dead after all).
 MAX_ROUNDS = 50
+#: Seconds a job's death count is kept (its deaths must come close together to make it poison).
+DEATHS_TTL = 72 * 3600
 
 
 def requeue_list(
@@ -31,7 +33,8 @@ def requeue_list(
     fetched_from: Mapping[bytes, str] | None = None,
 ) -> tuple[int, int]:
     """Push ``owner``'s in-progress jobs back; ``mode`` is "reap", "gone" (a reap that does
-    not wait for the lease: the owner is known dead) or "stop". Returns
+    not wait for the lease: the owner is known dead), "stop" or "retire" (a stop that counts
+    as each job's death: see lua/requeue.lua). Returns
     (requeued, poisoned), or (-1, 0) when reaping a process whose lease is back. A reap also
     takes the dead owner out of Sidekiq's process set (its hash and work hashes too).
     ``fetched_from`` maps payloads to the queue they were fetched from, for jobs that do not
