@@ -209,7 +209,8 @@ def test_graceful_stop_pushes_unfinished_jobs_back(r: redis.Redis,
         wait_for(lambda: ran("finished") == [0.01] and len(ran("started")) == 2, what="starts")
     (back,) = [json.loads(p) for p in r.lrange("queue:default", 0, -1)]
     assert back["jid"] == long_jid
-    assert "1 job still running at the shutdown deadline; pushing it back" in caplog.messages
+    assert (f"1 job still running at the shutdown deadline ({Blocks.wire_name()} jid={long_jid});"
+            " pushing it back") in caplog.messages
     assert r.keys("sq:inprogress:*") == []
     RELEASE.set()
 
