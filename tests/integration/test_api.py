@@ -137,6 +137,31 @@ def test_bulk_actions_page_through_and_skip_unreadable(r: redis.Redis) -> None:
     assert scheduled.add_all_to_queue() == 3 and r.llen("queue:api") == 153
 
 
+@pytest.mark.parametrize("how", ["retry_all", "kill_all"])
+def test_a_job_back_in_the_set_during_a_bulk_move_is_not_moved_twice(
+        r: redis.Redis, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """A job retried by "Retry now (all)" that fails again at once is back in the retry set
+    (same jid, new payload) while the loop goes on: it is not retried a second time for one
+    press of the button (it ran twice, and the count exceeded the button's)."""
+    from sidequest.api import sets
+
+    r.zadd("retry", {job_json(f"{i:024x}"): 100 + i for i in range(3)})
+    queue_move = sets.JobSet._queue_move
+    back: list[str] = []
+
+    def and_fail_again(self: Any, client: Any, entry: Any, move: str) -> Any:
+        if entry.jid not in back:  # the worker ran it and it failed: back, due first
+            back.append(entry.jid)
+            r.zadd("retry", {job_json(entry.jid, retry_count=1): 1})
+        return queue_move(self, client, entry, move)
+
+    monkeypatch.setattr(sets.JobSet, "_queue_move", and_fail_again)
+    assert getattr(RetrySet(), how)() == 3
+    assert r.zcard("retry") == 3  # the failures that came back wait for their next retry
+    moved = r.lrange("queue:api", 0, -1) if how == "retry_all" else r.zrange("dead", 0, -1)
+    assert len(moved) == 3
+
+
 def test_dead_set_newest_first_scan_and_clear(r: redis.Redis) -> None:
     dead = DeadSet()
     for i in range(120):

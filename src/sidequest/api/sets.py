@@ -284,24 +284,29 @@ class JobSet:
 
     def _bulk(self, how: str) -> int:
         """Move every entry, lowest score first, a page per round trip. Entries that move
-        out shift the rest down; entries that stay (unreadable, or raced) are skipped."""
+        out shift the rest down; entries that stay (unreadable, or raced) are skipped, and so
+        is a job moved once already: one that failed again and came back into the set while
+        the loop ran is not moved (run) a second time for one press of the button."""
         done = skipped = 0
+        moved_jids: set[str] = set()
         client = connection.client()
         while True:
             rows = client.zrange(self.name, skipped, skipped + PAGE - 1, withscores=True)
             if not rows:
                 return done
+            entries = [SortedEntry(self, raw, score) for raw, score in cast(Any, rows)]
+            fresh = [entry for entry in entries if not entry.jid or entry.jid not in moved_jids]
+            skipped += len(entries) - len(fresh)
             pipe = client.pipeline(transaction=False)
             connection.prepare(self._move, pipe)  # a cluster pipeline cannot load it
-            queued = [self._queue_move(pipe, SortedEntry(self, raw, score), how)
-                      for raw, score in cast(Any, rows)]
+            queued = [entry for entry in fresh if self._queue_move(pipe, entry, how)]
             results = pipe.execute() if len(pipe) else []
-            moved = sum(int(n) for n in results)
+            moved = [entry for entry, result in zip(queued, results, strict=True) if result]
             if how == "dead":  # killed: what kill() records, for the page's moved ones at once
-                removed.ended([JobRecord(raw).item for (raw, _), result
-                               in zip(cast(Any, rows), results, strict=False) if result], "dead")
-            done += moved
-            skipped += len(queued) - moved
+                removed.ended([entry.item for entry in moved], "dead")
+            moved_jids.update(entry.jid for entry in moved if entry.jid)
+            done += len(moved)
+            skipped += len(fresh) - len(moved)
 
     def retry_all(self) -> int:
         return self._bulk("retry")
