@@ -110,9 +110,11 @@ def _push_on_commit(items: Sequence[Payload], batch_size: int,
                     jids: list[str], uniform: bool) -> list[str | None]:
     """Check the jobs now (a bad one fails the caller, not the commit), write them when the
     transaction commits; the jids are chosen now, so the caller can keep them."""
-    if batch.current() is not None:
-        raise ValueError("enqueue_on_commit cannot be used inside `with batch.jobs():` (the "
-                         "batch closes before the commit); push the batch after the commit")
+    if batch.current() is not None and oncommit.would_wait():
+        # Outside a transaction the push is written at once and joins the batch as any does.
+        raise ValueError("enqueue_on_commit cannot be used inside `with batch.jobs():` while a"
+                         " transaction is open (the batch closes before the commit); push the"
+                         " batch after the commit")
     _normalize_all(items, None, jids, uniform)
     given = [item.get("jid") or jid for item, jid in zip(items, jids, strict=True)]
     named = [(str(item.get("class")), str(jid)) for item, jid in zip(items, given, strict=True)]

@@ -22,6 +22,9 @@ OPTION = "enqueue_on_commit"
 #: one), forget it on rollback. Set by the integration, e.g. Django's ``transaction.on_commit``.
 Defer = Callable[[Callable[[], object]], None]
 _defer: Defer | None = None
+#: ``waits()``: whether a push deferred now would wait for a commit (a transaction is open
+#: in this thread). Set with the integration; without it, any push is taken to wait.
+_waits: Callable[[], bool] | None = None
 
 
 @dataclass
@@ -41,11 +44,17 @@ class Deferred:
         return self.result
 
 
-def install(defer: Defer | None) -> Defer | None:
-    """Set the function that defers a push to the commit; returns the previous one."""
-    global _defer
-    previous, _defer = _defer, defer
+def install(defer: Defer | None, waits: Callable[[], bool] | None = None) -> Defer | None:
+    """Set the function that defers a push to the commit, and the one that says whether a
+    push would wait now; returns the previous ``defer``."""
+    global _defer, _waits
+    previous, _defer, _waits = _defer, defer, waits
     return previous
+
+
+def would_wait() -> bool:
+    """Whether a push deferred now would wait for a commit rather than be written at once."""
+    return _defer is not None and (_waits is None or _waits())
 
 
 def wanted(items: Sequence[Payload]) -> bool:

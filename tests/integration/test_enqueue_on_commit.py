@@ -89,3 +89,25 @@ def test_inside_a_batch_it_is_refused(r: redis.Redis,
     with pytest.raises(ValueError, match="batch"), batch.jobs():
         Receipt.perform_async(1)
     assert pending == [] and r.llen("queue:default") == 0
+
+
+def test_inside_a_batch_outside_a_transaction_it_is_pushed_into_the_batch(
+        r: redis.Redis) -> None:
+    """Django in autocommit (or a batch job adding to its batch): nothing to wait for, so
+    the push is written at once, into the batch, as the README says of such pushes."""
+    from sidequest import Batch, keys
+
+    def at_once(push: Callable[[], object]) -> None:
+        push()
+
+    previous = oncommit.install(at_once, waits=lambda: False)
+    try:
+        batch = Batch(description="receipts")
+        with batch.jobs():
+            jid = Receipt.perform_async(1)
+    finally:
+        oncommit.install(previous)
+    (raw,) = r.lrange("queue:default", 0, -1)
+    job = json.loads(raw)
+    assert job["jid"] == jid and job["sq_batch"] == [batch.bid]
+    assert r.hget(keys.batch(batch.bid), "total") == "1"
