@@ -18,12 +18,34 @@ import threading
 from types import FrameType
 
 _pending: list[int] = []
+#: TSTP (quiet) received before the worker's own handlers were in place.
+_quiet: list[int] = []
 
 
 def install() -> None:
     """Answer INT from now on; a no-op outside the main thread (signals go to it only)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _interrupt)
+
+
+def hold_quiet() -> None:
+    """Record TSTP from now on, for the worker to quiet itself once it runs (``take_quiet``).
+    Until then TSTP's default action stops the whole process: a deploy that quiets every
+    worker froze one still loading the app, deaf to the TERM that followed. For the worker
+    only: other commands keep the shell's Ctrl-Z."""
+    if hasattr(signal, "SIGTSTP") and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTSTP, _record_quiet)
+
+
+def _record_quiet(signum: int, frame: FrameType | None) -> None:
+    _quiet.append(signum)
+
+
+def take_quiet() -> bool:
+    """True, once, if a TSTP came before the caller's own handlers: it should quiet."""
+    came = bool(_quiet)
+    _quiet.clear()
+    return came
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

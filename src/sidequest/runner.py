@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
-from sidequest import __version__, connection, environ, load_checks, registry
+from sidequest import __version__, connection, environ, interrupts, load_checks, registry
 from sidequest.app_loader import factory_hint, inside_package, load_app
 from sidequest.config import (
     LOG_LEVELS,
@@ -183,6 +183,8 @@ def run_worker(config: Config, processes: int = 1, *, app_loaded: bool = False,
     from sidequest.worker import Launcher, sharding
     from sidequest.worker.logs import setup
     from sidequest.worker.threads import use_batch_scheduling
+
+    interrupts.hold_quiet()  # a TSTP while the app loads quiets the worker once it runs
 
     if config.batch_scheduling:  # before any thread (the log writer's too) or fork: they
         use_batch_scheduling()  # inherit the policy

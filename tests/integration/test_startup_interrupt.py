@@ -1,4 +1,5 @@
-"""A Ctrl-C during start-up stops the worker even when Python drops its KeyboardInterrupt.
+"""A Ctrl-C during start-up stops the worker even when Python drops its KeyboardInterrupt;
+a TSTP during start-up quiets the worker once it runs, rather than stop (freeze) the process.
 
 CPython prints and drops an exception raised inside a weakref callback (the import system
 runs such callbacks as a module finishes loading), so an INT that lands there ends nothing.
@@ -10,11 +11,15 @@ raising, and the worker (or the -P supervisor) stops as soon as its own handlers
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import redis
+
+from helpers import Output, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,3 +53,38 @@ def test_an_interrupt_python_dropped_while_the_app_loaded_still_stops_the_worker
     assert done.returncode == 0, out
     assert "stopped while starting" in out, out
     assert " started: " not in out, out  # no worker ran
+
+
+QUIETED_APP = """
+import os, signal
+from sidequest import Job
+
+os.kill(os.getpid(), signal.SIGTSTP)  # a deploy's quiet, while the app still loads
+
+
+class QuietedJob(Job):
+    def perform(self):
+        pass
+"""
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_quiet_signal_while_the_app_loaded_quiets_the_worker_once_it_runs(
+        redis_url: str, r: redis.Redis, tmp_path: Path, processes: str) -> None:
+    # Before: TSTP's default action stopped the process (state T), deaf to the TERM after.
+    (tmp_path / "quieted_app.py").write_text(QUIETED_APP)
+    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sidequest", "-r", "quieted_app", "-c", "1", "-P", processes],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        out = Output(proc)
+        out.wait_for("quiet: no new jobs will be fetched", timeout=30)
+        wait_for(lambda: any(r.hget(name, "quiet") == "true" for name in r.smembers("processes")),
+                 what="the process record marked quiet")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, out.lines
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

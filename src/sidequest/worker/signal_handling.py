@@ -97,3 +97,5 @@ class SignalHandling:
             signal.signal(signum, handler)
         if interrupts.take():  # a Ctrl-C during start-up that Python had to drop
             self.inbox.arrive("INT")
+        if interrupts.take_quiet():  # a TSTP while the app loaded (or the child forked)
+            self.inbox.arrive("TSTP")

@@ -121,6 +121,8 @@ class Supervisor:
         if interrupts.take():  # a Ctrl-C while the app loaded that Python had to drop
             log.info("stopped while starting")
             return 0
+        if interrupts.take_quiet():  # a TSTP while the app loaded: the children start quiet
+            self.quieted = True
         for slot in range(self.processes):
             self._fork(slot)
         log.info("supervisor %d started %d worker processes: %s", os.getpid(),
@@ -144,6 +146,7 @@ class Supervisor:
         if pid == 0:  # the child: run a worker, never return into the supervisor's loop
             for name in _FORWARDED:
                 signal.signal(getattr(signal, name), signal.SIG_DFL)
+            interrupts.hold_quiet()  # not TSTP's default (stop) until its worker runs
             for fd in (reports, *(c.reports for c in self.children.values())):
                 os.close(fd)
             _stop_with(parent)
