@@ -212,6 +212,7 @@ def run_worker(config: Config, processes: int = 1, *, app_loaded: bool = False,
     plan = sharding.plan(config)
     if processes > 1 or len(plan) > 1:
         return _supervise(config, processes, plan)
+    _warn_if_init(os.getpid())
     shard, own = plan[0]
     connection.use_shard(shard)
     if not Launcher(own).run():
@@ -221,6 +222,15 @@ def run_worker(config: Config, processes: int = 1, *, app_loaded: bool = False,
         logging.shutdown()
         os._exit(0)
     return 0
+
+
+def _warn_if_init(pid: int) -> None:
+    """A lone worker as a container's first process: the kernel hands it every orphan."""
+    if pid == 1:
+        log.warning("running as PID 1 (a container's first process): processes your jobs leave"
+                    " behind (a shell's background command) are never reaped and pile up as"
+                    " zombies, and HUP is ignored; run the worker under an init (docker run"
+                    " --init, tini) or with -P 2, whose parent reaps them")
 
 
 def _export_environment(config: Config) -> None:

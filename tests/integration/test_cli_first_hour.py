@@ -254,3 +254,22 @@ def test_a_database_that_is_not_a_number_is_refused(project: Path, redis_url: st
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 2, out
     assert "the database must be a number, got 'abc'" in out and "Traceback" not in out
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0
+                    or not Path("/usr/bin/unshare").exists(),
+                    reason="a PID namespace needs root and unshare")
+def test_a_lone_worker_as_pid_1_says_to_run_under_an_init(project: Path,
+                                                           redis_url: str) -> None:
+    # As a container's first process it never reaped its jobs' orphans: they piled up.
+    env = {**os.environ, "REDIS_URL": redis_url,
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(["/usr/bin/unshare", "--pid", "--fork", "--kill-child",
+                             sys.executable, "-m", "sidequest", "-r", "fh_jobs", "-C",
+                             "fast.toml", "-c", "1"], env=env, cwd=project,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    STARTED.append(proc)
+    out = Output(proc)
+    line = out.wait_for("running as PID 1")
+    assert "pid=1 WARNING" in line and "(docker run --init, tini) or with -P 2" in line, line
+    out.wait_for("started: ")
