@@ -54,12 +54,16 @@ def orphan(r: redis.Redis, owner: str, tags: list[str]) -> list[str]:
     return jids
 
 
-def test_running_worker_recovers_a_dead_process_jobs(r: redis.Redis) -> None:
-    orphan(r, "ghost:1:abc", ["a", "b", "c"])
-    with running_worker():
+def test_running_worker_recovers_a_dead_process_jobs(r: redis.Redis,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    jids = orphan(r, "ghost:1:abc", ["a", "b", "c"])
+    with caplog.at_level("WARNING", logger="sidequest"), running_worker():
         wait_for(lambda: sorted(seen()) == ["a", "b", "c"], what="recovered jobs to run")
     assert r.exists("sq:inprogress:ghost:1:abc") == 0
     assert not r.sismember("sq:processes", "ghost:1:abc")
+    # The jobs are named: one of them was running when the process died, perhaps its cause.
+    (said,) = [m for m in caplog.messages if "of dead process ghost:1:abc" in m]
+    assert all(f"{Tracked.wire_name()} jid={jid}" in said for jid in jids), said
 
 
 def test_live_process_is_not_reaped(r: redis.Redis) -> None:

@@ -34,8 +34,6 @@ import redis
 from sidequest import connection, keys
 from sidequest import limiter_renewal as renewal
 from sidequest.config import Config
-from sidequest.errors import PayloadError
-from sidequest.payload import decode
 from sidequest.worker import stuck
 from sidequest.worker.async_jobs import AsyncJobs
 from sidequest.worker.asyncio_runner import AsyncRunner
@@ -48,6 +46,7 @@ from sidequest.worker.inprogress import InProgress
 from sidequest.worker.ledger import Ledger
 from sidequest.worker.logs import counted, thread_id
 from sidequest.worker.processor import Processor
+from sidequest.worker.requeue import job_names
 from sidequest.worker.state import ProcessState
 from sidequest.worker.threads import spawn
 from sidequest.worker.timeouts import Timeouts
@@ -166,7 +165,7 @@ class Manager(Feeding):
         if leftovers or late:
             count = len(leftovers) + len(late)
             log.warning("%s still running at the shutdown deadline (%s); pushing %s back%s",
-                        counted(count, "job"), named(leftovers, late),
+                        counted(count, "job"), job_names((work.raw for work in leftovers), late),
                         "it" if count == 1 else "them",
                         " (each counts as a death of its process: see max_deaths)"
                         if retiring else "")
@@ -322,17 +321,3 @@ class Manager(Feeding):
         return [work for work in drain(self._jobs) if work is not LISTEN]
 
 
-
-def named(works: list[Work], jids: list[str], most: int = 5) -> str:
-    """``Report jid=ab12..., ...``: the jobs a stop pushes back, for its log line (a job that
-    keeps a process from stopping in time is the one to look at)."""
-    names = []
-    for work in works:
-        try:
-            job = decode(work.raw)
-            names.append(f"{job.get('class')} jid={job.get('jid')}")
-        except PayloadError:
-            names.append(f"an unreadable payload from queue {work.queue}")
-    names += [f"jid={jid}" for jid in jids]
-    more = f" and {len(names) - most} more" if len(names) > most else ""
-    return ", ".join(names[:most]) + more

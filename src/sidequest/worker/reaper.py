@@ -24,7 +24,7 @@ from sidequest.morgue import add_dead
 from sidequest.payload import Payload, decode, dumps
 from sidequest.worker.clock import now
 from sidequest.worker.logs import counted
-from sidequest.worker.requeue import DEATHS_TTL, release_quarantine, requeue_list
+from sidequest.worker.requeue import DEATHS_TTL, job_names, release_quarantine, requeue_list
 
 log = logging.getLogger("sidequest")
 
@@ -100,12 +100,14 @@ class Reaper:
                         " are recovered once its lease runs out", owner, exc)
 
     def _reap_one(self, owner: str, mode: str = "reap") -> int:
+        listed: list[bytes] = []
         requeued, poisoned = requeue_list(self.client, owner, mode,
                                           max_deaths=self.config.max_deaths,
-                                          deaths_ttl=DEATHS_TTL)
+                                          deaths_ttl=DEATHS_TTL, listed=listed)
         if requeued > 0 or poisoned:
-            log.warning("recovered %s of dead process %s (%s to the dead set)",
-                        counted(max(requeued, 0), "job"), owner, counted(poisoned, "poison pill"))
+            log.warning("recovered %s of dead process %s (%s to the dead set): %s",
+                        counted(max(requeued, 0), "job"), owner, counted(poisoned, "poison pill"),
+                        job_names(listed))
         return max(requeued, 0)
 
     def bury_poison(self) -> int:

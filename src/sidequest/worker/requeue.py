@@ -11,7 +11,7 @@ crash between calls leaves the rest in the list for the next reaper.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 import redis
@@ -30,7 +30,7 @@ DEATHS_TTL = 72 * 3600
 
 def requeue_list(
     client: redis.Redis, owner: str, mode: str, *, max_deaths: int, deaths_ttl: int,
-    fetched_from: Mapping[bytes, str] | None = None,
+    fetched_from: Mapping[bytes, str] | None = None, listed: list[bytes] | None = None,
 ) -> tuple[int, int]:
     """Push ``owner``'s in-progress jobs back; ``mode`` is "reap", "gone" (a reap that does
     not wait for the lease: the owner is known dead), "stop" or "retire" (a stop that counts
@@ -38,7 +38,8 @@ def requeue_list(
     (requeued, poisoned), or (-1, 0) when reaping a process whose lease is back. A reap also
     takes the dead owner out of Sidekiq's process set (its hash and work hashes too).
     ``fetched_from`` maps payloads to the queue they were fetched from, for jobs that do not
-    name their queue (otherwise "default", as Sidekiq's client assumes)."""
+    name their queue (otherwise "default", as Sidekiq's client assumes). ``listed`` gets
+    the payloads read from the list, to name them in the log."""
     script = connection.script("requeue")
     head = [keys.inprogress(owner), keys.lease(owner), keys.POISON, keys.QUEUES,
             keys.SQ_PROCESSES, keys.QUARANTINE,
@@ -49,6 +50,8 @@ def requeue_list(
     requeued = poisoned = 0
     for _ in range(MAX_ROUNDS):
         raws = cast(list[bytes], client.lrange(head[0], 0, BATCH - 1))
+        if listed is not None:
+            listed += raws
         job_keys: list[str] = []
         args = list(base)
         for raw in raws:
@@ -64,6 +67,22 @@ def requeue_list(
         if left == 0:
             break
     return requeued, poisoned
+
+
+def job_names(raws: Iterable[bytes], jids: Iterable[str] = (), most: int = 5) -> str:
+    """``Report jid=ab12..., ...``: the jobs a stop or a reap pushes back, for its log line
+    (the job that keeps a process from stopping in time, or that was running when it died,
+    is the one to look at)."""
+    names = []
+    for raw in raws:
+        try:
+            job = decode(raw)
+            names.append(f"{job.get('class')} jid={job.get('jid')}")
+        except PayloadError:
+            names.append("an unreadable payload")
+    names += [f"jid={jid}" for jid in jids]
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
 
 
 def _queue_and_jid(raw: bytes, fetched_from: Mapping[bytes, str]) -> tuple[str, str]:
