@@ -131,7 +131,7 @@ def test_quiet_and_stop_one_process_or_all(client: Client, r: redis.Redis) -> No
     assert answer.status_code == 303 and answer.headers["location"] == "/busy"
     assert r.lrange("w1:1:aaaaaaaaaaaa-signals", 0, -1) == ["TSTP"]
     assert r.llen("w2:2:bbbbbbbbbbbb-signals") == 0
-    assert "Asked the process to quiet (1); its row shows it after" in flash(
+    assert "Asked the process to quiet (1); a process does it at its next" in flash(
         client.get("/busy").text)
     client.submit("/busy", {"action": "stop"})
     assert r.lrange("w1:1:aaaaaaaaaaaa-signals", 0, -1) == ["TERM", "TSTP"]

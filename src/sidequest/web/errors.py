@@ -16,6 +16,7 @@ from sidequest.api.stats import ShardUnreachable
 from sidequest.errors import ConfigError, RedisUnavailable
 from sidequest.url_clients import CLUSTER_UNAVAILABLE
 from sidequest.web import render
+from sidequest.web.formpage import SAFE_METHODS, form_page
 from sidequest.web.render import route_path
 from sidequest.web.settings import HSTS, Settings
 
@@ -60,6 +61,16 @@ SETTINGS_FILE = "sidequest_settings_file"
 #: The answer to a visitor not logged in (the login form, logout) when Redis fails: nothing
 #: about the deployment (its Redis, its tabs) before the password; the log has the details.
 REDIS_DOWN = "Redis is not answering; try again in a moment."
+#: Seconds the outage page waits before trying again: a page asked for with a GET reloads
+#: itself; after a form (a POST, whose action was not done) it goes to the form's page with
+#: a GET, later, so that the reader has time to see that nothing was done, and never sends
+#: the form again by itself.
+RETRY_SECONDS = 5
+NOT_DONE_SECONDS = 10
+#: Set in the scope by the guard when Redis failed before any view ran: a form's action was
+#: then not begun. From a view, it failed at its first Redis call, unless Redis went away in
+#: the middle of a bulk action, which may have done part of it by then.
+BEFORE_VIEW = "sidequest.before_view"
 MISCONFIGURED_PUBLIC = "The dashboard cannot use its Redis; its server's log says why."
 
 
@@ -79,12 +90,18 @@ async def redis_unreachable(request: Request, exc: Exception) -> Response:
     if _public(request):
         return PlainTextResponse(REDIS_DOWN, status_code=503, headers={"retry-after": "5"})
     state = request.app.state
+    # A form's action was not done: the page says so and goes back to the form's page with a
+    # GET (its own URL may be an action's, and a refresh must never send the form again).
+    back = (form_page(request, route_path(request.scope))
+            if request.method not in SAFE_METHODS else None)
     response = render.page(request, "unavailable.html", "Redis unreachable", status_code=503,
-                           where=where, down_shard=shard, reason=reason_of(exc),
+                           where=where, down_shard=shard, reason=reason_of(exc), back=back,
+                           untouched=bool(request.scope.get(BEFORE_VIEW)),
+                           refresh=NOT_DONE_SECONDS if back else RETRY_SECONDS,
                            settings_source=getattr(state, SETTINGS_SOURCE, None),
                            settings_file=getattr(state, SETTINGS_FILE, None),
                            settings_keys={**DEFAULT_KEYS, **getattr(state, SETTINGS_KEYS, {})})
-    response.headers["retry-after"] = "5"
+    response.headers["retry-after"] = str(RETRY_SECONDS)
     return response
 
 

@@ -36,15 +36,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sidequest import environ
 from sidequest.web import errors
-from sidequest.web.render import path_url, route_path
+from sidequest.web.formpage import PUBLIC_PATHS, SAFE_METHODS, form_page
+from sidequest.web.render import route_path
 from sidequest.web.session import COOKIE, Session
 from sidequest.web.settings import HSTS, Settings
-from sidequest.web.shards import PREFIX as SHARD_PREFIX
-from sidequest.web.views.login import safe_next
 
-SAFE_METHODS = frozenset({"GET", "HEAD"})
-#: Paths reachable without logging in: the login form, logging out, and our own CSS/JS.
-PUBLIC_PATHS = frozenset({"/login", "/logout"})
 #: A Prometheus scraper cannot log in: with this variable set, ``/prometheus`` also answers a
 #: request carrying ``Authorization: Bearer <its value>``. ``create_app`` reads it once and
 #: refuses a token shorter than ``MIN_SCRAPE_TOKEN`` (it opens a page without the password).
@@ -99,6 +95,7 @@ class Guard:
             # The login cannot be checked: the outage page (it retries), not the login page;
             # or the page that says what is wrong with the Redis URL.
             scope["sidequest.nonce"], scope["sidequest.session"] = nonce, Session(dirty=False)
+            scope[errors.BEFORE_VIEW] = True  # a form's action was surely not done
             answer = (errors.redis_unreachable if isinstance(exc, errors.UNREACHABLE)
                       else errors.misconfigured)
             response = await answer(request, exc)
@@ -169,7 +166,7 @@ class Guard:
         if request.method == "GET":
             target = quote(root + path + ("?" + request.url.query if request.url.query else ""))
         else:
-            target = quote(_form_page(request, path))
+            target = quote(form_page(request, path))
             session.say(ACTION_NOT_DONE)
         if auth.has_login_page:
             return RedirectResponse(f"{root}/login?next={target}", status_code=303)
@@ -332,32 +329,6 @@ def _page_wanted(request: Request) -> bool:
     if request.method == "GET":
         return True
     return request.method == "POST" and cross_site(request) is None
-
-
-def _form_page(request: Request, path: str) -> str:
-    """The page a form refused for want of a login was on, as a URL path (and query) under
-    the dashboard: the Referer when it is one of our pages (our pages send it to their own
-    origin, see ``referrer-policy``), else the page of the tab the form posted to: a form's
-    own path is not always a page (the Delete on /queues posts to /queues/NAME/delete).
-    Either passes the login page's own ``safe_next``, so it never leads off the dashboard."""
-    root = str(request.scope.get("root_path", "")).rstrip("/")
-    referer = urlsplit(request.headers.get("referer", ""))
-    if referer.netloc and referer.netloc.lower() == request.headers.get("host", "").lower():
-        target = referer.path + ("?" + referer.query if referer.query else "")
-        # Not the login page itself: logging in would lead back to it.
-        if safe_next(request, target) == target and referer.path[len(root):] not in PUBLIC_PATHS:
-            return target
-    return safe_next(request, root + path_url(_tab_of(path)))
-
-
-def _tab_of(path: str) -> str:
-    """``/retries`` for ``/retries/all/delete``; ``/shards/eu/queues`` for
-    ``/shards/eu/queues/default/delete``: a page every form's path has above it."""
-    shard = ""
-    if path.startswith(SHARD_PREFIX):
-        name, _, path = path[len(SHARD_PREFIX):].partition("/")
-        shard, path = SHARD_PREFIX + name, "/" + path
-    return shard + "/" + path.split("/")[1]
 
 
 def _to_login_page(login_url: str, target: str, session: Session) -> Response:

@@ -6,8 +6,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from sidequest import connection, keys
 from sidequest.api import Process, ProcessSet, Work, WorkSet, awaiting_recovery, cancel
 from sidequest.api.cancel import cancelling
+from sidequest.api.lenient import key_of, replies
 from sidequest.web import params, render
 
 ACTIONS = ("quiet", "stop", "cancel")
@@ -15,7 +17,7 @@ ACTIONS = ("quiet", "stop", "cancel")
 
 async def busy(request: Request) -> Response:
     page, count = params.page(request), params.count(request, 50)
-    processes, works, orphans, cancelled = await run_in_threadpool(_read)
+    processes, works, orphans, cancelled, asked = await run_in_threadpool(_read)
     ours = {p.identity for p in processes if p.sidequest}
     last = params.last_page(len(works), count)
     page = min(page, last)
@@ -24,19 +26,40 @@ async def busy(request: Request) -> Response:
                        total_works=len(works), page=page, last_page=last,
                        concurrency=sum(p.concurrency for p in processes),
                        busy=sum(p.busy for p in processes), cancellable=ours,
-                       cancelled=cancelled, orphans=orphans,
+                       cancelled=cancelled, orphans=orphans, asked=asked,
                        recoverer=bool(ours))
 
 
-def _read() -> tuple[list[Process], list[Work], dict[str, int], set[str]]:
+def _read() -> tuple[list[Process], list[Work], dict[str, int], set[str], dict[str, set[str]]]:
     """The processes (only Sidequest's can cancel a running job: Ruby Sidekiq would run it
     to its end, and a cancel mark left behind would drop its retry if a Sidequest worker
     fetched that), their running jobs, the jobs of dead Sidequest processes that wait to go
     back to their queues, and which running jobs were cancelled already (their row says so
-    instead of offering Cancel again)."""
+    instead of offering Cancel again), and the signals each process has yet to read."""
     works = list(WorkSet())
     jids = [w.job.jid for w in works if w.job.jid]
-    return ProcessSet().processes(), works, awaiting_recovery(), cancelling(jids)
+    processes = ProcessSet().processes()
+    return (processes, works, awaiting_recovery(), cancelling(jids),
+            _unread_signals(processes))
+
+
+def _unread_signals(processes: list[Process]) -> dict[str, set[str]]:
+    """The signals (TSTP, TERM) each process was sent and has not read yet, by identity. A
+    process takes one from its ``<identity>-signals`` list at each heartbeat, and its record
+    tells only "quiet" afterwards: until then its row says the stop (or quiet) was asked
+    for, instead of "running" with the buttons that ask again."""
+    if not processes:
+        return {}
+    pipe = connection.client().pipeline(transaction=False)
+    for process in processes:
+        # Its exact name: one that is not UTF-8 has its list under its very bytes.
+        pipe.lrange(key_of(keys.signals, process._exact), 0, -1)
+    return {process.identity: {_text(name) for name in listed or ()}
+            for process, listed in zip(processes, replies(pipe), strict=True)}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("ascii", "replace") if isinstance(value, bytes) else value
 
 
 async def busy_action(request: Request) -> Response:
@@ -55,9 +78,9 @@ async def busy_action(request: Request) -> Response:
     identity = form.get("identity") or None
     count = await run_in_threadpool(_signal, identity, action)
     target = "every process" if identity is None else "the process"
-    # A signal is read within a second; the page shows the new state after the next beat.
-    message = (f"Asked {target} to {action} ({count}); its row shows it after the process's"
-               " next heartbeat, within a few seconds." if count
+    # The row says "requested" at once (see _unread_signals); the process reads it at a beat.
+    message = (f"Asked {target} to {action} ({count}); a process does it at its next"
+               " heartbeat, within a few seconds." if count
                else "No such process is running.")
     return render.back(request, "/busy", message)
 

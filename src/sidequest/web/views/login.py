@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import math
 import secrets
-from urllib.parse import unquote, urlsplit
 
 import redis
 from starlette.requests import Request
@@ -14,6 +13,7 @@ from starlette.responses import RedirectResponse, Response
 from sidequest import connection
 from sidequest.web import render
 from sidequest.web.errors import REDIS_DOWN
+from sidequest.web.formpage import safe_next
 from sidequest.web.session import Session
 
 NOT_HERE = "This dashboard uses the application's own login."
@@ -29,20 +29,6 @@ NOT_LOGGED_OUT = ("Redis is not answering, so this session could not be ended: y
 
 def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
-
-
-def safe_next(request: Request, target: str | None) -> str:
-    """Where to go after logging in: a path inside the dashboard, never another site."""
-    root = render.root(request)
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        parts = urlsplit(target)
-        # A browser resolves "..", "." and their %2e spellings: /sq/../../accounts leaves
-        # the dashboard for the rest of the site.
-        segments = unquote(parts.path).split("/")
-        if (not parts.scheme and not parts.netloc and parts.path.startswith(root + "/")
-                and "." not in segments and ".." not in segments):
-            return target
-    return root + "/"
 
 
 async def login_page(request: Request) -> Response:

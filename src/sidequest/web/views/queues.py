@@ -1,5 +1,6 @@
-"""The Queues tab: every queue with size and latency, one queue's jobs page by page (newest
-or oldest first), deleting a job or a whole queue."""
+"""The Queues tab: every queue with size and latency (and a mark on a queue holding jobs that
+no running process fetches from), one queue's jobs page by page (newest or oldest first),
+deleting a job or a whole queue."""
 
 from __future__ import annotations
 
@@ -9,18 +10,43 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from sidequest.api import Queue
-from sidequest.api.queues import digest_of, summaries
+from sidequest.api import Process, ProcessSet, Queue
+from sidequest.api.queues import QueueSummary, digest_of, summaries
 from sidequest.web import params, render
 from sidequest.web.rows import Row, queue_row
 
 #: Longest queue name accepted in a URL (Redis allows more; no real queue needs it).
 MAX_NAME = 512
+#: The marks on a queue whose jobs nothing fetches: none of the running processes has it
+#: among its queues, or only quiet ones do (a quiet process fetches nothing).
+UNSERVED = "no process serves it"
+ONLY_QUIET = "only quiet processes"
 
 
 async def queues(request: Request) -> Response:
-    rows = await run_in_threadpool(summaries)
-    return render.page(request, "queues.html", "Queues", queues=rows)
+    rows, unserved = await run_in_threadpool(_read)
+    return render.page(request, "queues.html", "Queues", queues=rows, unserved=unserved)
+
+
+def _read() -> tuple[list[QueueSummary], dict[str, str]]:
+    """The queues, and the process set read once (this shard's: each shard's processes
+    register on their own Redis) to mark those no running process serves."""
+    rows = summaries()
+    # Not pruned here: a GET changes nothing, and an expired entry reads as no process.
+    return rows, unserved(rows, ProcessSet(clean=False).processes())
+
+
+def unserved(rows: list[QueueSummary], processes: list[Process]) -> dict[str, str]:
+    """Each queue holding jobs that no running process fetches from, by its exact name, with
+    its mark; as ``sidequest status`` tells, where quiet processes serve nothing."""
+    fetching = {name for p in processes if not p.stopping for name in p.queues}
+    quiet = {name for p in processes if p.stopping for name in p.queues}
+    marks = {}
+    for row in rows:
+        name = row.exact or row.name
+        if row.size and name not in fetching:
+            marks[name] = ONLY_QUIET if name in quiet else UNSERVED
+    return marks
 
 
 async def queue(request: Request) -> Response:

@@ -23,12 +23,19 @@ from starlette.routing import Route
 from sidequest.api import DeadSet, JobSet, RetrySet, ScheduledSet, SortedEntry
 from sidequest.api.sets import parse_ref
 from sidequest.web import params, render
+from sidequest.web.deadroom import DeadRoom, dead_size, dropped_note, dropped_since, read_room
+from sidequest.web.render import plural
 from sidequest.web.rows import Row, set_row
 
 #: Rows one POST may act on (a page shows at most 100).
 MAX_KEYS = 1000
 #: Seconds one filtered page may spend scanning before it offers "more".
 SEARCH_BUDGET = 0.15
+#: Entries read, after "Retry now (all)" or "Add to queue (all)", to count the unreadable
+#: ones it left behind (what is left is mostly those; past this the count says "at least"),
+#: a page of SCAN_PAGE per round trip.
+UNREADABLE_SCAN = 10_000
+SCAN_PAGE = 100
 
 ROW_ACTIONS: dict[str, tuple[str, Callable[[SortedEntry], bool]]] = {
     "retry": ("Retried", SortedEntry.retry),
@@ -36,6 +43,9 @@ ROW_ACTIONS: dict[str, tuple[str, Callable[[SortedEntry], bool]]] = {
     "delete": ("Deleted", SortedEntry.delete),
     "kill": ("Killed", SortedEntry.kill),
 }
+#: Actions that rewrite the payload into a queue: an unreadable one cannot go, so its row
+#: offers only what can be done with it (kill or delete).
+NEEDS_PAYLOAD = frozenset({"retry", "add_to_queue"})
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,11 @@ class Kind:
     when: str
     row_actions: tuple[str, ...]
     all_actions: tuple[str, ...]
+
+    def unreadable_hint(self, one: bool = True) -> str:
+        """What to do with entries of this set whose payload cannot be read."""
+        them = "it" if one else "them"
+        return f"kill or delete {them}" if "kill" in self.row_actions else f"delete {them}"
 
 
 KINDS = (
@@ -122,11 +137,12 @@ class _Views:
             size = len(rows)
         else:
             rows, size, page = await run_in_threadpool(self._page, page, count)
+        room = await run_in_threadpool(read_room) if self._kills else None
         return render.page(request, "set.html", kind.title, kind=kind, rows=rows, size=size,
                            page=page, last_page=params.last_page(size, count), count=count,
                            substr=substr, cursor=cursor, next_cursor=next_cursor,
                            found=found_note(len(rows), cursor, next_cursor) if substr else "",
-                           **self._questions())
+                           **self._questions(room, len(rows), size))
 
     def _page(self, page: int, count: int) -> tuple[list[Row], int, int]:
         """One page of the set as table rows (the entries themselves are dropped here, in
@@ -144,12 +160,25 @@ class _Views:
         entries, next_cursor = self.kind.jobset().search(substr, cursor, count, SEARCH_BUDGET)
         return [set_row(entry) for entry in entries], next_cursor
 
-    def _questions(self) -> dict[str, Any]:
-        """The buttons' labels and the questions asked before the actions that need one."""
+    @property
+    def _kills(self) -> bool:
+        """Whether this set's jobs can be killed: its pages then say how full Dead is."""
+        return "kill" in self.kind.row_actions
+
+    def _questions(self, room: DeadRoom | None, selectable: int = 0,
+                   size: int = 0) -> dict[str, Any]:
+        """The buttons' labels and the questions asked before the actions that need one. A
+        Kill's question says what it deletes from a full Dead (``room``): one row, any of
+        the ``selectable`` rows shown, or the whole set of ``size``."""
         every = {action: question.format(title=self.kind.title)
                  for action, question in ALL_CONFIRMS.items()}
-        return {"labels": LABELS, "row_confirms": ROW_CONFIRMS,
-                "bulk_confirms": BULK_CONFIRMS, "all_confirms": every}
+        row, bulk = dict(ROW_CONFIRMS), dict(BULK_CONFIRMS)
+        if room is not None:
+            row["kill"] += room.kill_note(1)
+            bulk["kill"] += room.bulk_note(selectable)
+            every["kill"] += room.kill_note(size)
+        return {"labels": LABELS, "row_confirms": row, "bulk_confirms": bulk,
+                "all_confirms": every, "needs_payload": NEEDS_PAYLOAD}
 
     async def detail(self, request: Request) -> Response:
         entry = await run_in_threadpool(self._find, request.path_params["key"])
@@ -158,8 +187,9 @@ class _Views:
                                kind=self.kind)
         # Inflated once, off the event loop: a hostile entry can cost up to the size cap.
         backtrace = await run_in_threadpool(lambda: entry.error_backtrace)
+        room = await run_in_threadpool(read_room) if self._kills else None
         return render.page(request, "job.html", entry.klass, kind=self.kind, entry=entry,
-                           fields=sorted(entry.item.items()), **self._questions(),
+                           fields=sorted(entry.item.items()), **self._questions(room),
                            backtrace=backtrace)
 
     def _find(self, key: str) -> SortedEntry | None:
@@ -179,39 +209,85 @@ class _Views:
             return render.text("Unknown action", 400)
         if not keys:  # a "Selected:" button pressed with no row ticked
             return self._back(request, NOTHING_SELECTED)
-        verb, act = ROW_ACTIONS[action]
-        done = await run_in_threadpool(self._apply, keys, act)
-        return self._back(request, f"{verb}: {done} of {len(keys)}.")
+        verb = ROW_ACTIONS[action][0]
+        unreadable = dropped = 0
+        if action == "kill":
+            done, dropped = await run_in_threadpool(self._kill, keys)
+        else:
+            done, unreadable = await run_in_threadpool(self._apply, keys, action)
+        return self._back(request, f"{verb}: {done} of {len(keys)}."
+                          + self._unreadable_note(action, unreadable) + dropped_note(dropped))
 
     def _back(self, request: Request, message: str) -> Response:
         """To the list, on the page, filter and order the action was taken from."""
         return render.back(request, f"/{self.kind.slug}", message, **render.place(request))
 
-    def _apply(self, keys: list[str], act: Callable[[SortedEntry], bool]) -> int:
-        """Act on the one entry each key names: "Deleted: 3 of 3." counts rows, never more."""
-        jobset, done = self.kind.jobset(), 0
+    def _apply(self, keys: list[str], action: str) -> tuple[int, int]:
+        """Act on the one entry each key names: "Deleted: 3 of 3." counts rows, never more.
+        Also returns how many were left as they were because the action needs a payload
+        that cannot be read (the move would refuse them without a word)."""
+        jobset, act = self.kind.jobset(), ROW_ACTIONS[action][1]
+        done = unreadable = 0
         for key in keys:
             parsed = parse_key(key)
             entry = jobset.entry(*parsed) if parsed is not None else None
-            if entry is not None:
+            if entry is not None and entry.parse_error and action in NEEDS_PAYLOAD:
+                unreadable += 1
+            elif entry is not None:
                 done += act(entry)
-        return done
+        return done, unreadable
+
+    def _kill(self, keys: list[str]) -> tuple[int, int]:
+        """Kill the rows; returns how many moved, and how many jobs that deleted from Dead."""
+        before = dead_size()
+        done, _ = self._apply(keys, "kill")  # a kill needs no readable payload
+        return done, dropped_since(before, done)
+
+    def _unreadable_note(self, action: str, count: int, at_least: bool = False) -> str:
+        """The message's part on the jobs an action that needs their payload left as they
+        were, because it cannot be read."""
+        if not count:
+            return ""
+        verb, one = ROW_ACTIONS[action][0].lower(), count == 1 and not at_least
+        some = f"{'At least ' if at_least else ''}{plural(count, 'job')}"
+        what = "its payload is" if one else "their payloads are"
+        return (f" {some} {'was' if one else 'were'} not {verb}: {what} unreadable;"
+                f" {self.kind.unreadable_hint(one)}.")
 
     async def act_on_all(self, request: Request) -> Response:
         action = request.path_params["action"]
         if action not in self.kind.all_actions:
             return render.text("Unknown action", 400)
-        done = await run_in_threadpool(self._apply_all, action)
-        return self._back(request, f"{ROW_ACTIONS[action][0]}: {done}.")
+        done, note = await run_in_threadpool(self._apply_all, action)
+        return self._back(request, f"{ROW_ACTIONS[action][0]}: {done}.{note}")
 
-    def _apply_all(self, action: str) -> int:
+    def _apply_all(self, action: str) -> tuple[int, str]:
+        """How many jobs the action moved or deleted, and what its message adds: the jobs
+        a Kill deleted from Dead, the unreadable jobs a retry or an add to queue left."""
         jobset = self.kind.jobset()
         if action == "delete":
             size = jobset.size
             jobset.clear()
-            return size
+            return size, ""
         if action == "kill":
-            return jobset.kill_all()
+            before = dead_size()
+            done = jobset.kill_all()
+            return done, dropped_note(dropped_since(before, done))
         if action == "add_to_queue" and isinstance(jobset, ScheduledSet):
-            return jobset.add_all_to_queue()
-        return jobset.retry_all()
+            done = jobset.add_all_to_queue()
+        else:
+            done = jobset.retry_all()
+        return done, self._unreadable_note(action, *unreadable_left(jobset))
+
+
+def unreadable_left(jobset: JobSet) -> tuple[int, bool]:
+    """How many entries a whole-set move left behind for want of a readable payload: those
+    of the set's first ``UNREADABLE_SCAN`` entries (the bulk moved the readable ones out;
+    workers add readable ones). True when the set held more than that: "at least"."""
+    count = size = 0
+    for page in range(1, UNREADABLE_SCAN // SCAN_PAGE + 1):
+        entries, size = jobset.counted_page(page, SCAN_PAGE)
+        count += sum(1 for entry in entries if entry.parse_error)
+        if len(entries) < SCAN_PAGE:
+            return count, False
+    return count, size > UNREADABLE_SCAN

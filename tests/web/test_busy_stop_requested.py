@@ -1,0 +1,65 @@
+"""After Stop (or Quiet) on the Busy tab, the process's row says it was asked, until the
+process reads the request at its next heartbeat, instead of "running" with the buttons that
+ask again. The request waits in the process's ``<identity>-signals`` list; once read, the
+record says "quiet"."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import time
+
+import pytest
+import redis
+
+from web_helpers import Client, process
+
+pytestmark = pytest.mark.redis
+
+W1, W2 = "w1:1:aaaaaaaaaaaa", "w2:2:bbbbbbbbbbbb"
+
+
+def row(page: str, identity: str) -> tuple[str, list[str]]:
+    """A process row's state and the buttons it offers."""
+    found = re.search(rf'<tr data-identity="{re.escape(identity)}">(.*?)</tr>', page, re.S)
+    assert found, identity
+    state = re.search(r'<td class="state"><span class="badge[^"]*"[^>]*>([^<]+)<',
+                      found.group(1))
+    assert state, found.group(1)
+    return state.group(1), re.findall(r'<button type="submit"[^>]*>([^<]+)<', found.group(1))
+
+
+def test_a_process_asked_to_stop_shows_it_until_it_reads_it(client: Client,
+                                                            r: redis.Redis) -> None:
+    process(r, W1)
+    process(r, W2)
+    assert row(client.get("/busy").text, W1) == ("running", ["Quiet", "Stop"])
+    assert client.submit("/busy", {"action": "stop", "identity": W1}).status_code == 303
+    page = client.get("/busy").text
+    assert row(page, W1) == ("stop requested", [])
+    assert row(page, W2) == ("running", ["Quiet", "Stop"])
+    # The process reads it at its heartbeat, goes quiet and finishes its jobs.
+    assert r.rpop(f"{W1}-signals") == "TERM"
+    r.hset(W1, "quiet", "true")
+    assert row(client.get("/busy").text, W1) == ("quiet", ["Stop"])
+
+
+def test_a_process_asked_to_quiet_offers_only_stop(client: Client, r: redis.Redis) -> None:
+    process(r, W1)
+    client.submit("/busy", {"action": "quiet", "identity": W1})
+    assert row(client.get("/busy").text, W1) == ("quiet requested", ["Stop"])
+    client.submit("/busy", {"action": "stop"})  # Stop all: TERM behind the TSTP
+    assert row(client.get("/busy").text, W1) == ("stop requested", [])
+
+
+def test_a_stop_sent_to_an_identity_that_is_not_utf8(client: Client, r: redis.Redis) -> None:
+    identity = b"w\xff:3:cccccccccccc"
+    info = {"hostname": "w", "pid": 3, "concurrency": 5, "queues": ["default"],
+            "started_at": time.time()}
+    r.sadd("processes", identity)
+    r.hset(identity, mapping={"info": json.dumps(info), "busy": 0, "beat": time.time(),
+                              "quiet": "false"})
+    r.lpush(identity + b"-signals", "TERM")
+    page = html.unescape(client.get("/busy").text)
+    assert row(page, "w\\xff:3:cccccccccccc") == ("stop requested", [])
