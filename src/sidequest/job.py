@@ -9,28 +9,13 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import (
-    Any,
-    ClassVar,
-    Generic,
-    ParamSpec,
-    Protocol,
-    TypeVar,
-    cast,
-    overload,
-)
+from typing import Any, ClassVar, Generic, ParamSpec, Protocol, TypeVar, cast, overload
 
 from sidequest import batch as batch_module
 from sidequest import client, registry, status
 from sidequest.batch import Batch
 from sidequest.foreign_calls import FOREIGN_CALLS, ForeignCall
-from sidequest.options import (
-    DURATIONS,
-    OPTIONS,
-    PUSH_OPTIONS,
-    check_typos,
-    validate_options,
-)
+from sidequest.options import DURATIONS, OPTIONS, PUSH_OPTIONS, check_typos, validate_options
 from sidequest.payload import Payload
 from sidequest.setter import _off_loop, _Setter
 from sidequest.signatures import NO_PERFORM, with_self
@@ -177,7 +162,8 @@ class Job(metaclass=_JobMeta):
     def batch(self) -> Batch | None:
         """The batch this job belongs to, if any: ``with self.batch.jobs(): ...`` adds the
         jobs pushed in the block to it."""
-        ancestry = batch_module.ancestry_of(self.payload)
+        # No payload: perform() called directly (Job().perform(...)), of no batch.
+        ancestry = batch_module.ancestry_of(vars(self).get("payload") or {})
         return batch_module.Batch.open(ancestry) if ancestry else None
 
     def set_progress(self, fraction: float, message: str | None = None) -> None:
@@ -185,9 +171,10 @@ class Job(metaclass=_JobMeta):
         ``sidequest.api.JobStatus`` (kept ``result_ttl``, 24 hours by default). Only a class
         with ``store_result = True`` keeps a status; the testing modes keep none."""
         status.check_progress(fraction)
-        if client.pushes_are_local():
+        payload = vars(self).get("payload")  # none: perform() called directly, no status
+        if client.pushes_are_local() or payload is None:
             return
-        status.set_progress(self.payload, fraction, message)
+        status.set_progress(payload, fraction, message)
 
     def stopping(self) -> bool:
         """True once the worker is quieted or shutting down: a long job may save its

@@ -37,10 +37,8 @@ context manager that restores the previous mode on exit::
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
+import contextlib
 import contextvars
-import inspect
 import sys
 from types import TracebackType
 from typing import Any, Literal, TypeAlias
@@ -50,6 +48,7 @@ from sidequest.errors import SidequestError, UnknownJobError
 from sidequest.job import Job, JobFunction, install_testing
 from sidequest.limiter import OverLimit
 from sidequest.payload import KWARGS, Payload, dumps, loads, now
+from sidequest.testing_run import perform
 from sidequest.testing_store import Store
 
 Mode = Literal["disabled", "fake", "inline"]
@@ -214,13 +213,15 @@ def drain(job: JobRef) -> int:
     check_mode("testing.drain()")
     name = _wire_name(job)
     _check_known(name, "drain")
-    return _drain(name)
+    with _kept_here():
+        return _drain(name)
 
 
 def drain_all() -> int:
     """Run every queued job of every class, oldest first, until none is left."""
     check_mode("testing.drain_all()")
-    return _drain(None)
+    with _kept_here():
+        return _drain(None)
 
 
 def perform_one(job: JobRef) -> Payload:
@@ -231,8 +232,16 @@ def perform_one(job: JobRef) -> Payload:
     entry = _store.pop(name)
     if entry is None:
         raise EmptyQueueError(f"perform_one: no {name} job is queued (enqueue one in fake mode)")
-    _run(_as_fetched(entry[1]))
+    with _kept_here():
+        _run(_as_fetched(entry[1]))
     return entry[1]
+
+
+def _kept_here() -> contextlib.AbstractContextManager[object]:
+    """A drain after its ``with testing.fake():`` block ended runs its jobs in fake mode
+    again: their own pushes stay in memory, for the drain to run too, rather than go to the
+    Redis the mode outside tests pushes to."""
+    return fake() if _mode == "disabled" else contextlib.nullcontext()
 
 
 def _drain(name: str | None) -> int:
@@ -360,32 +369,13 @@ def _run(job: Payload) -> None:
     try:
         with batch.outside():
             server_middleware.invoke((instance, job, job["queue"]),
-                                     lambda: _perform(instance, args, kwargs))
+                                     lambda: perform(instance, args, kwargs))
     except OverLimit:
         raise  # a worker would run it again later: not an outcome for its batch yet
     except BaseException:
         _record(job, "failure")
         raise
     _record(job, "success")
-
-
-def _perform(instance: Job, args: Any, kwargs: Any) -> Any:
-    result: Any = instance.perform(*args, **kwargs)  # type: ignore[func-returns-value]
-    if inspect.iscoroutine(result):  # async def perform: run it to the end here
-        return _run_coroutine(result)
-    return result
-
-
-def _run_coroutine(coro: Any) -> Any:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    # Called from async code (a test of an async app): run it on a loop of its own.
-    # In a copy of this context, so that its own inline pushes count in its depth.
-    context = contextvars.copy_context()
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(context.run, asyncio.run, coro).result()
 
 
 def _wire_name(job: JobRef) -> str:

@@ -628,3 +628,18 @@ def test_job_function_level_helpers() -> None:
     assert [j["args"] for j in tt_clear_cache.jobs] == [["a"]]
     assert tt_clear_cache.drain() == 1
     assert runs == [("tt_clear_cache", ["a"])]
+
+
+def test_a_drain_after_the_fake_block_keeps_its_jobs_pushes_in_memory(
+        no_redis: list[str]) -> None:
+    # Before: the drain ran in the mode outside tests, and the jobs its jobs pushed went to
+    # Redis (a test's fan-out written to a real queue).
+    with testing.fake():
+        TTFanOut.perform_async(2)
+    assert testing.mode() == "disabled"
+    assert testing.drain_all() == 3  # the fan-out, then the two jobs it pushed
+    assert no_redis == [] and testing.mode() == "disabled"
+    with testing.fake():
+        TTChain.perform_async(1)
+    assert TTChain.perform_one()["args"] == [1]
+    assert TTChain.jobs[0]["args"] == [0]  # its push stayed here too

@@ -1,5 +1,5 @@
-"""An @job function is copied and pickled as the function it replaces: by name, the same
-object back (copy.copy recursed without end in __getattr__; pickle refused it)."""
+"""A job outside a worker: an @job function copies and pickles by name as the function it
+replaces (copy.copy recursed in __getattr__; pickle refused it), and perform() called directly."""
 
 from __future__ import annotations
 
@@ -34,3 +34,19 @@ def test_unknown_dunders_and_missing_attributes_still_raise() -> None:
         copied_job.no_such_thing  # noqa: B018
     with testing.fake():
         assert copied_job.jobs == []  # a testing helper still found on the class
+
+
+def test_perform_called_directly_has_no_batch_and_records_no_progress() -> None:
+    """``Export().perform(7)`` in a plain unit test, as Sidekiq's ``MyJob.new.perform``:
+    before, self.batch and set_progress failed for want of a payload."""
+    from sidequest import Job
+
+    class DirectExport(Job):
+        store_result = True
+
+        def perform(self, n: int) -> int:
+            assert self.batch is None
+            self.set_progress(0.5, "half way")
+            return n * 2
+
+    assert DirectExport().perform(7) == 14
