@@ -46,11 +46,15 @@ def digest(parts: Any) -> str:
 
 def stamp(item: Payload, key: Any = None) -> None:
     """Add the identity of a unique job to its normalized payload (in place). ``key``: what
-    the class's ``unique_key`` hook returned, standing in for the arguments."""
+    the class's ``unique_key`` hook returned, standing in for the arguments. Not the run
+    time: as in Sidekiq Enterprise, a job scheduled for later holds its identity until it
+    has run (or for its wait plus ``unique_for``), so pushing it again, now or for another
+    time, makes nothing (a debounce: ``perform_in(60, id)`` at every change runs once)."""
     if not item.get(FOR) or DIGEST in item:
         return
     what = [item["args"], item.get(KWARGS) or {}] if key is None else ["key", key]
-    item[DIGEST] = digest([item["class"], item["queue"], what, item.get("at")])
+    # The None stood for the run time: kept, so that a lock taken before is still found.
+    item[DIGEST] = digest([item["class"], item["queue"], what, None])
     item.setdefault(UNTIL, "success")
 
 

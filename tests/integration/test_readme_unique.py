@@ -31,5 +31,5 @@ def test_readme_unique_example_runs(redis_url: str, r: redis.Redis, tmp_path: Pa
     assert r.zcard("schedule") == 1
     (code,) = [p for p in queued if p["class"].endswith("SendLoginCode")]
     assert 299.5 < code["expires_at"] - code["created_at"] <= 300
-    # SyncAccount 7, 8, 7 in an hour and 9; Refresh of account 1; warm_cache of "home".
+    # SyncAccount 7, 8, 10 in an hour and 9; Refresh of account 1; warm_cache of "home".
     assert len(list(r.scan_iter("sq:unique:*"))) == 6
