@@ -67,11 +67,12 @@ def events(project: Path) -> Iterator[None]:
     yield
 
 
-def start_worker(database: Path, redis_url: str, *flags: str) -> subprocess.Popen[str]:
+def start_worker(database: Path, redis_url: str, *flags: str,
+                 settings: str = "djproject.settings") -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, str(HERE / "manage.py"), "sidequest", *flags], cwd=HERE,
-        env=project_env(redis_url, database), text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        env={**project_env(redis_url, database), "DJANGO_SETTINGS_MODULE": settings},
+        text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 def stop_worker(proc: subprocess.Popen[str]) -> str:

@@ -153,9 +153,94 @@ def test_run_is_the_worker_as_in_the_sidequest_command(project: Path,
             " include('sidequest.contrib.django.urls')) to your urls"),
     ("stat", "manage.py sidequest: unknown command 'stat'; did you mean 'python manage.py"
              " sidequest stats'? the commands are run, stats, status, periodic (none: run)"),
+    # Celery's habit: `celery -A proj worker`.
+    ("worker", "manage.py sidequest: worker is Celery's command; here python manage.py"
+               " sidequest is the worker itself, with its flags: python manage.py sidequest"
+               " -c 10 -q default"),
 ])
 def test_another_word_says_what_to_run_instead(project: Path, redis_server: RedisServer,
                                                word: str, said: str) -> None:
     done = manage(project, redis_server.url, word)
     assert done.returncode == 2
     assert said in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("args", [(), ("stats",), ("--skip-checks",)])
+def test_a_misspelt_setting_is_one_line_and_exit_2(project: Path, redis_server: RedisServer,
+                                                   args: tuple[str, ...]) -> None:
+    # Before: Django's startup raised it, a 25-line traceback and exit status 1.
+    done = manage(project, redis_server.url, *args, settings="djproject.settings_typo")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == ("manage.py sidequest: settings.SIDEQUEST: unknown setting "
+                           "'concurency'; did you mean 'concurrency'?\n")
+
+
+#: A settings module with a connection pool smaller than -c 20 needs, and than the settings'
+#: concurrency (2) needs not. Nothing connects to it: the check is made before any job.
+SMALL_POOL = """
+from djproject.settings import *  # noqa: F403
+
+DATABASES = {**DATABASES, "default": {  # noqa: F405
+    "ENGINE": "django.db.backends.postgresql", "NAME": "shop", "HOST": "127.0.0.1",
+    "PORT": "{port}", "OPTIONS": {"pool": {"max_size": 6}}}}
+"""
+
+
+def test_the_pool_is_checked_against_the_concurrency_of_the_flags(
+        project: Path, redis_server: RedisServer, tmp_path: Path) -> None:
+    (tmp_path / "small_pool.py").write_text(SMALL_POOL.replace("{port}", str(free_port())))
+    # Before: SIDEQUEST's concurrency (2) was judged, the worker started silently with 20
+    # threads, and most of its jobs failed with the pool's timeout.
+    proc, out = start(project, redis_server.url, "-c", "20", "-q", "pool-check",
+                      settings="small_pool", pythonpath=tmp_path)
+    out.wait_for("started: ", 30)
+    text = "\n".join(stopped(proc, out))
+    assert ("(sidequest.W001) DATABASES['default'] has a connection pool of at most 6 "
+            "connections, but a Sidequest worker process runs 20 jobs at once") in text, text
+    assert ("HINT: set DATABASES['default']['OPTIONS']['pool'] = {'max_size': 21} or more, or"
+            " lower the worker's -c (python manage.py sidequest -c N)") in text
+    assert text.count("sidequest.W001") == 1  # the settings' concurrency is not judged too
+
+
+def test_djangos_own_options_are_taken(project: Path, redis_server: RedisServer) -> None:
+    from conftest import HERE
+
+    # Before: "unrecognized arguments" for each.
+    proc, out = start(project, redis_server.url, "-v", "2", "--traceback", "--no-color",
+                      "--settings", "djproject.settings", "--pythonpath", str(HERE),
+                      "-q", "options-check")
+    out.wait_for("started: ", 30)
+    stopped(proc, out)
+    # --traceback: a configuration error as raised, as Django's commands show a CommandError.
+    raised = manage(project, redis_server.url, "--traceback", "-c", "0")
+    assert "Traceback" in raised.stderr
+    assert ("sidequest.errors.ConfigError: concurrency must be a whole number from 1 to 1000,"
+            " got 0") in raised.stderr
+    assert "Traceback" not in manage(project, redis_server.url, "-c", "0").stderr
+    both = manage(project, redis_server.url, "--no-color", "--force-color")
+    assert both.returncode == 2
+    assert "--no-color and --force-color options can't be used together" in both.stderr
+
+
+def test_force_color_colours_the_checks_output(project: Path, redis_server: RedisServer) -> None:
+    proc, out = start(project, redis_server.url, "--redis-url", redis_server.url,
+                      "--force-color", settings="djproject.settings_misnamed")
+    out.wait_for("started: ", 30)
+    (line,) = [line for line in stopped(proc, out) if "sidequest.W003" in line]
+    assert "\x1b[" in line  # ANSI colour, though the output is no terminal
+
+
+@pytest.mark.parametrize(("flags", "level"), [
+    ((), "INFO"), (("-v",), "DEBUG"), (("-v", "2"), "DEBUG"), (("--verbosity=3",), "DEBUG"),
+    (("-v", "1"), "INFO"), (("-v", "0"), "WARNING"), (("-v", "0", "--log-level", "info"), "INFO"),
+])
+def test_verbosity_is_the_log_level(project: object, flags: tuple[str, ...],
+                                    level: str) -> None:
+    from sidequest import runner
+    from sidequest.contrib.django import conf
+    from sidequest.contrib.django.management.commands import sidequest
+
+    args = sidequest.Command().create_parser("manage.py", "sidequest").parse_args(flags)
+    sidequest._apply_verbosity(args)
+    config = runner.config_from_args(args, base=conf.values(), base_source=conf.SOURCE)
+    assert config.log_level == level

@@ -20,12 +20,61 @@ def users(project: object) -> dict[str, object]:
             "customer": User.objects.create_user("customer")}
 
 
+#: What a browser sends when it follows a link.
+NAVIGATION = {"HTTP_ACCEPT": "text/html,application/xhtml+xml,*/*;q=0.8",
+              "HTTP_SEC_FETCH_MODE": "navigate"}
+
+
 def test_anonymous_visitors_go_to_the_login_url(users: dict[str, object]) -> None:
     from django.test import Client
 
-    response = Client().get("/ops/sidequest/queues?x=1")
+    response = Client().get("/ops/sidequest/queues?x=1", **NAVIGATION)
     assert response.status_code == 302
     assert response["Location"] == "/accounts/login/?next=/ops/sidequest/queues%3Fx%3D1"
+
+
+@pytest.mark.parametrize("headers", [
+    {"HTTP_ACCEPT": "application/json"},  # the live graph's poll
+    {"HTTP_ACCEPT": "text/html", "HTTP_SEC_FETCH_MODE": "cors"},  # any fetch()
+    {"HTTP_ACCEPT": "text/html", "HTTP_X_REQUESTED_WITH": "XMLHttpRequest"},
+    {},  # curl, a monitor
+])
+def test_a_script_gets_401_not_the_login_page(users: dict[str, object],
+                                              headers: dict[str, str]) -> None:
+    """The live graph's poll followed the redirect to the login page's HTML, could not read
+    it, and said the dashboard was not answering; a 401 makes it say to log in again."""
+    from django.test import Client
+
+    response = Client().get("/ops/sidequest/stats", **headers)
+    assert response.status_code == 401
+    assert response.content == b"Log in first"  # as the standalone dashboard answers
+
+
+def test_staff_get_the_live_graphs_figures(users: dict[str, object]) -> None:
+    from django.test import Client
+
+    client = Client()
+    client.force_login(users["staff"])
+    response = client.get("/ops/sidequest/stats", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200 and "processed" in response.json()["sidequest"]
+
+
+def test_a_bad_setting_refuses_the_dashboard(users: dict[str, object],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bad SIDEQUEST (kept by the app at startup): the dashboard would show the default
+    Redis as the project's."""
+    from django.test import Client
+
+    from sidequest.contrib.django import conf, views
+    from sidequest.errors import ConfigError
+
+    monkeypatch.setattr(views, "_app", None)
+    monkeypatch.setattr(conf, "problem", ConfigError("settings.SIDEQUEST: unknown setting"
+                                                     " 'redis_ulr'; did you mean 'redis_url'?"))
+    client = Client(raise_request_exception=True)
+    client.force_login(users["staff"])
+    with pytest.raises(ConfigError, match="did you mean 'redis_url'"):
+        client.get("/ops/sidequest/queues", **NAVIGATION)
 
 
 def test_non_staff_users_are_refused(users: dict[str, object]) -> None:
@@ -161,11 +210,12 @@ def test_a_scraper_with_the_token_reads_prometheus_only(users: dict[str, object]
     bearer = {"HTTP_AUTHORIZATION": f"Bearer {scrape_token}"}
     metrics = Client().get("/ops/sidequest/prometheus", **bearer)
     assert metrics.status_code == 200 and b"sidequest_busy" in metrics.content
-    assert Client().get("/ops/sidequest/prometheus").status_code == 302  # to the login
+    # A scraper is no browser: 401, not the login page.
+    assert Client().get("/ops/sidequest/prometheus").status_code == 401
     wrong = Client().get("/ops/sidequest/prometheus", HTTP_AUTHORIZATION="Bearer wrong")
-    assert wrong.status_code == 302
-    assert Client().get("/ops/sidequest/queues", **bearer).status_code == 302
-    assert Client().post("/ops/sidequest/prometheus", **bearer).status_code == 302
+    assert wrong.status_code == 401
+    assert Client().get("/ops/sidequest/queues", **bearer).status_code == 401
+    assert Client().post("/ops/sidequest/prometheus", **bearer).status_code == 401
 
 
 def test_a_form_from_one_process_posts_to_another(users: dict[str, object],

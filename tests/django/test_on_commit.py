@@ -213,3 +213,29 @@ def test_outside_a_transaction_a_push_does_not_open_a_database_connection(
     assert NotifyOnCommit.set(queue=QUEUE).perform_async(71) is not None
     assert queued() == 1
     assert connections["default"].connection is None
+
+
+def test_in_a_batch_block_outside_a_transaction_the_push_joins_the_batch(
+        queued: Callable[[], int]) -> None:
+    # Autocommit (or a batch job adding to its batch): nothing to wait for. Before, refused
+    # as if the push waited for a commit the batch would close before.
+    import json
+
+    import redis
+    from django.conf import settings
+    from django.db import transaction
+    from shop.jobs import NotifyOnCommit
+
+    from sidequest import Batch
+
+    batch = Batch(description="receipts")
+    with batch.jobs():
+        jid = NotifyOnCommit.set(queue=QUEUE).perform_async(72)
+    r = redis.Redis.from_url(settings.SIDEQUEST["redis_url"])
+    (raw,) = r.lrange(f"queue:{QUEUE}", 0, -1)
+    assert json.loads(raw)["jid"] == jid and json.loads(raw)["sq_batch"] == [batch.bid]
+    r.close()
+    with pytest.raises(ValueError, match="while a transaction is open"), \
+            transaction.atomic(), Batch(description="in a transaction").jobs():
+        NotifyOnCommit.set(queue=QUEUE).perform_async(73)
+    assert queued() == 1

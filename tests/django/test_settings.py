@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from redis_server import RedisServer
+from redis_server import RedisServer, free_port
 from sidequest.errors import ConfigError
 
 
@@ -24,12 +24,76 @@ def manage(project: Path, redis_server: RedisServer, *args: str,
                           capture_output=True, text=True, timeout=120, check=False)
 
 
-def test_a_misspelt_setting_fails_startup_with_the_config_files_error(
-        project: Path, redis_server: RedisServer) -> None:
+def test_a_misspelt_setting_is_a_system_check_error(project: Path,
+                                                    redis_server: RedisServer) -> None:
+    # Before: a traceback out of Django's startup, for every manage.py command.
     bad = manage(project, redis_server, "check", settings="djproject.settings_typo")
     assert bad.returncode != 0
-    assert ("settings.SIDEQUEST: unknown setting 'concurency'; did you mean 'concurrency'?"
-            in bad.stderr)
+    assert ("(sidequest.E001) settings.SIDEQUEST: unknown setting 'concurency'; did you mean "
+            "'concurrency'?") in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+#: What a web process does with Sidequest: each use, and whether it was refused.
+WEB_PROCESS = """
+from django.db import transaction
+from shop.jobs import NotifyOnCommit, RecordOrder
+from shop.tasks import add
+from sidequest.errors import ConfigError
+
+def on_commit():
+    with transaction.atomic():
+        try:
+            NotifyOnCommit.perform_async(1)
+        except ConfigError as exc:  # at the call, where the transaction can roll back
+            raise ConfigError(f"{exc} (at the call)") from None
+
+for name, use in [("push", lambda: RecordOrder.perform_async(1)),
+                  ("task", lambda: add.enqueue(1, 2)), ("on_commit", on_commit)]:
+    try:
+        use()
+        print(name, "pushed")
+    except ConfigError as exc:
+        print(name, "refused:", exc)
+"""
+
+
+@pytest.mark.parametrize("default_redis", ["up", "down"])
+def test_a_web_process_with_a_misspelt_setting_refuses_every_push(
+        project: Path, redis_server: RedisServer, default_redis: str) -> None:
+    """A web server runs no system checks: its first push fails with the error, and no job
+    goes to the default Redis (as $REDIS_URL: the suite's, or a port nothing listens on,
+    where the error would otherwise be that Redis is unreachable)."""
+    from conftest import HERE, project_env
+
+    default = redis_server.url if default_redis == "up" else (
+        f"redis://127.0.0.1:{free_port()}/0")
+    env = {**project_env(redis_server.url, project), "REDIS_URL": default,
+           "DJANGO_SETTINGS_MODULE": "djproject.settings_typo"}
+    with redis_server.client() as r:
+        r.flushall()
+        done = subprocess.run([sys.executable, str(HERE / "manage.py"), "shell", "-c",
+                               WEB_PROCESS], env=env, cwd=HERE, capture_output=True,
+                              text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        said = ("refused: settings.SIDEQUEST: unknown setting 'concurency'; did you mean "
+                "'concurrency'?")
+        lines = done.stdout.strip().splitlines()[-3:]  # after Django's auto-import note
+        assert lines == [f"push {said}", f"task {said}", f"on_commit {said} (at the call)"]
+        assert r.keys("*") == []  # nothing written, not even the task's result
+
+
+def test_a_bad_setting_is_named_by_the_check(project: object) -> None:
+    from django.test import override_settings
+
+    from sidequest.contrib.django.checks import settings_valid
+
+    with override_settings(SIDEQUEST={"redis_ulr": "redis://redis:6379/0"}):
+        (error,) = settings_valid()
+    assert error.id == "sidequest.E001" and error.is_serious()
+    assert error.msg == ("settings.SIDEQUEST: unknown setting 'redis_ulr'; did you mean "
+                         "'redis_url'?")
+    assert settings_valid() == []
 
 
 def test_values_are_checked_and_flags_win(project: object) -> None:
@@ -121,6 +185,29 @@ def test_system_check_of_pools_and_persistent_connections(project: object) -> No
     assert check_ids(default=pg) == []
 
 
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
+def test_the_worker_commands_concurrency_is_judged(project: object) -> None:
+    """Under manage.py sidequest, the concurrency it runs with (its -c), not the settings'."""
+    import dataclasses
+
+    from django.test import override_settings
+
+    from sidequest.contrib.django import conf
+    from sidequest.contrib.django.checks import connections_for_concurrency
+
+    pool = {"default": {"ENGINE": "django.db.backends.postgresql", "NAME": "shop",
+                        "OPTIONS": {"pool": {"max_size": 6}}}}
+    with override_settings(DATABASES=pool, SIDEQUEST={"concurrency": 2}):
+        assert connections_for_concurrency() == []  # 2 threads, and one for async jobs
+        try:
+            for threads, found in ((20, ["sidequest.W001"]), (5, [])):
+                config = dataclasses.replace(conf.worker_config(), concurrency=threads)
+                conf.command = conf.Command(config, "the worker's -c")
+                assert [m.id for m in connections_for_concurrency()] == found, threads
+        finally:
+            conf.command = None
+
+
 def test_manage_py_check_reports_it(project: Path, redis_server: RedisServer) -> None:
     out = manage(project, redis_server, "check", settings="djproject.settings_persistent")
     assert out.returncode == 0, out.stderr
@@ -157,3 +244,54 @@ def test_shards_set_in_code_survive_the_apps_configuration(
             env=env, cwd=HERE, capture_output=True, text=True, timeout=120, check=False)
         assert done.returncode == 0, done.stderr
         assert shard.llen("queue:reports") == 1  # not stranded on the default Redis
+
+
+def task_queue_warnings(sidequest: dict[str, Any], **backend: Any) -> list[tuple[str, str]]:
+    """sidequest.W004's (message, hint) pairs for one SidequestBackend's settings."""
+    from django.test import override_settings
+
+    from sidequest.contrib.django.checks import task_queues_served
+
+    tasks = {"default": {"BACKEND": "sidequest.contrib.django.SidequestBackend", **backend}}
+    with override_settings(SIDEQUEST=sidequest, TASKS=tasks):
+        found = task_queues_served()
+    assert {m.id for m in found} <= {"sidequest.W004"}
+    return [(m.msg, m.hint) for m in found]
+
+
+def test_a_task_queue_no_worker_serves_is_named(project: object) -> None:
+    urgent = {"OPTIONS": {"PRIORITY_QUEUES": [(50, "urgent")]}}
+    ((message, hint),) = task_queue_warnings({"queues": ["critical", "default"]}, **urgent)
+    assert message == (
+        "TASKS['default'] sends tasks to queue 'urgent' (its OPTIONS['PRIORITY_QUEUES']), but"
+        " that queue is not among SIDEQUEST['queues'] ('critical', 'default'): a worker"
+        " started with the settings' queues never runs those tasks, and they wait in Redis")
+    assert hint == (
+        "add 'urgent' to SIDEQUEST['queues'] beside the queues served now, or change"
+        " TASKS['default']'s OPTIONS['PRIORITY_QUEUES']; if a worker of its own serves it"
+        " (python manage.py sidequest -q urgent), silence this with"
+        " SILENCED_SYSTEM_CHECKS = ['sidequest.W004']")
+    # SIDEQUEST['queues'] unset: the worker serves 'default' alone.
+    ((message, _),) = task_queue_warnings({}, QUEUES=["default", "emails"])
+    assert "queue 'emails' (its QUEUES)" in message
+    assert "not among the queues the worker serves by default ('default'" in message
+    assert task_queue_warnings({"queues": ["urgent", "default,2"]}, **urgent) == []
+    assert task_queue_warnings({}, QUEUES=[]) == []  # any queue: none known in advance
+    # Not this backend's settings: Django's own backends do not use Sidequest's queues.
+    from django.test import override_settings
+
+    from sidequest.contrib.django.checks import task_queues_served
+
+    with override_settings(TASKS={"default": {
+            "BACKEND": "django.tasks.backends.immediate.ImmediateBackend",
+            "QUEUES": ["elsewhere"]}}):
+        assert task_queues_served() == []
+
+
+def test_manage_py_check_runs_the_task_queue_check(project: object) -> None:
+    from django.core.checks import run_checks
+    from django.test import override_settings
+
+    with override_settings(SIDEQUEST={"queues": ["default"]}):
+        assert "sidequest.W004" in {m.id for m in run_checks()}
+    assert "sidequest.W004" not in {m.id for m in run_checks()}  # the project's settings

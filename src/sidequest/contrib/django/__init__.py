@@ -11,8 +11,10 @@ The app reads ``SIDEQUEST`` (the keys of the TOML config file, checked the same 
 imports every installed app's ``jobs.py``, runs each job with Django's database connections
 checked before and after it (as Django does around a request), writes ``enqueue_on_commit``
 jobs when the transaction commits, and adds ``python manage.py sidequest`` (the worker, with
-the ``sidequest`` command's flags) and system checks: of the database connections against
-the worker's concurrency, and of a ``SIDEQUEST`` setting set under another name.
+the ``sidequest`` command's flags) and system checks: of ``SIDEQUEST`` itself (an error
+there is a check error, not a traceback at startup), of the database connections against
+the worker's concurrency, of a ``SIDEQUEST`` setting set under another name, and of task
+queues no worker serves.
 ``sidequest.contrib.django.urls`` serves the dashboard to staff.
 """
 

@@ -35,6 +35,7 @@ from typing import Any, cast
 from django.utils.module_loading import import_string
 
 from sidequest import Job, client, connection, keys, retry, status
+from sidequest.contrib.django import conf
 from sidequest.contrib.django.tasks_api import (
     BaseTaskBackend,
     TaskContext,
@@ -94,6 +95,7 @@ class SidequestBackend(BaseTaskBackend):
         return str(task.queue_name)
 
     def enqueue(self, task: Any, args: Any, kwargs: Any) -> Any:
+        conf.raise_problem()  # a bad SIDEQUEST: before the result is written to any Redis
         self.validate_task(task)
         result = TaskResult(
             task=task, id=os.urandom(12).hex(), status=TaskResultStatus.READY,

@@ -9,7 +9,13 @@ thread), so a process needs up to ``concurrency`` of them, plus one for ``async 
 ORM calls. A connection pool smaller than that makes jobs wait for a connection and fail
 with the pool's timeout; persistent connections (``CONN_MAX_AGE`` not 0) without
 ``CONN_HEALTH_CHECKS`` make the first job of each thread after a database restart fail on
-the dead connection (it is replaced only after that error).
+the dead connection (it is replaced only after that error). Under ``manage.py sidequest``
+the concurrency judged is the one the worker runs with (its ``-c`` flag, its ``-C`` file),
+not only the settings': each process, ``-P`` children included, has a pool of its own.
+
+A bad ``SIDEQUEST`` is an error here (the app keeps it rather than stopping Django's startup
+with a traceback); and a queue the task backend routes tasks to that the workers do not
+serve by default is a warning: those tasks would wait there for ever.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import difflib
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Warning
+from django.core.checks import CheckMessage, Error, Warning
 
 from sidequest import config
 from sidequest.contrib.django import conf
@@ -61,21 +67,40 @@ def _rename_hint(name: str) -> str:
     return f"rename {name} to SIDEQUEST"
 
 
-def connections_for_concurrency(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+def settings_valid(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """A bad SIDEQUEST (a misspelt key, a wrong value): the config file's message, with its
+    "did you mean", instead of a traceback out of Django's startup."""
     try:
-        worker = conf.worker_config()
-    except ConfigError:
-        return []  # reported by the app itself when Django starts
+        conf.worker_config()
+    except ConfigError as exc:
+        return [Error(str(exc), hint="fix settings.SIDEQUEST; until then, every push and "
+                                     "the dashboard of a process raise this error",
+                      id="sidequest.E001")]
+    return []
+
+
+#: Where the concurrency comes from when the settings set it.
+SETTING = "SIDEQUEST['concurrency']"
+
+
+def connections_for_concurrency(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    if conf.command is not None:  # manage.py sidequest: what it will run with
+        worker, source = conf.command.config, conf.command.concurrency_from
+    else:
+        try:
+            worker, source = conf.worker_config(), SETTING
+        except ConfigError:
+            return []  # sidequest.E001
     needed = worker.concurrency + 1
     messages: list[CheckMessage] = []
     for alias, database in settings.DATABASES.items():
-        messages.extend(_pool(alias, database, worker.concurrency, needed))
+        messages.extend(_pool(alias, database, worker.concurrency, needed, source))
         messages.extend(_persistent(alias, database))
     return messages
 
 
 def _pool(alias: str, database: dict[str, Any], concurrency: int,
-          needed: int) -> list[CheckMessage]:
+          needed: int, source: str = SETTING) -> list[CheckMessage]:
     pool = (database.get("OPTIONS") or {}).get("pool")
     if not pool:
         return []
@@ -89,7 +114,7 @@ def _pool(alias: str, database: dict[str, Any], concurrency: int,
         f"connection, and async jobs one more): jobs will wait for a connection and fail "
         f"with the pool's timeout",
         hint=f"set DATABASES[{alias!r}]['OPTIONS']['pool'] = {{'max_size': {needed}}} or "
-             f"more, or lower SIDEQUEST['concurrency']",
+             f"more, or lower {source}",
         id="sidequest.W001",
     )]
 
@@ -105,3 +130,62 @@ def _persistent(alias: str, database: dict[str, Any]) -> list[CheckMessage]:
         hint=f"set DATABASES[{alias!r}]['CONN_HEALTH_CHECKS'] = True, or CONN_MAX_AGE = 0",
         id="sidequest.W002",
     )]
+
+
+#: A task backend's queues when its QUEUES is not set (django.tasks' DEFAULT_TASK_QUEUE_NAME;
+#: not imported: on Django 5.2 it is the backport's, which may not be installed).
+DEFAULT_TASK_QUEUES = ("default",)
+
+
+def task_queues_served(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """A queue a SidequestBackend sends tasks to (its QUEUES, its PRIORITY_QUEUES targets)
+    that the worker does not serve with the settings' queues: its tasks would wait in Redis
+    for ever, and nothing else says so."""
+    try:
+        served = conf.worker_config().queue_names
+        listed = "queues" in conf.values()
+    except ConfigError:
+        return []  # sidequest.E001
+    where = (f"SIDEQUEST['queues'] ({', '.join(map(repr, served))})" if listed else
+             "the queues the worker serves by default ('default': SIDEQUEST['queues'] is not "
+             "set)")
+    tasks = getattr(settings, "TASKS", None)
+    messages: list[CheckMessage] = []
+    for alias, params in (tasks.items() if isinstance(tasks, dict) else ()):
+        if not isinstance(params, dict) or "sidequest.contrib.django" not in str(
+                params.get("BACKEND", "")):
+            continue
+        for queue, via in _task_queues(params).items():
+            if queue in served:
+                continue
+            messages.append(Warning(
+                f"TASKS[{alias!r}] sends tasks to queue {queue!r} (its {via}), but that queue "
+                f"is not among {where}: a worker started with the settings' queues never "
+                f"runs those tasks, and they wait in Redis",
+                hint=f"add {queue!r} to SIDEQUEST['queues'] beside the queues served now, or "
+                     f"change TASKS[{alias!r}]'s {via}; if a worker of its own serves it "
+                     f"(python manage.py sidequest -q {queue}), silence this with "
+                     f"SILENCED_SYSTEM_CHECKS = ['sidequest.W004']",
+                id="sidequest.W004",
+            ))
+    return messages
+
+
+def _task_queues(params: dict[str, Any]) -> dict[str, str]:
+    """The queues a backend's settings route tasks to, each with the setting naming it.
+    A malformed setting names none here: the backend raises its own error when used."""
+    found: dict[str, list[str]] = {}
+    queues = params.get("QUEUES", DEFAULT_TASK_QUEUES)
+    named = "QUEUES" if "QUEUES" in params else "QUEUES (not set: ['default'])"
+    # An empty QUEUES lets a task name any queue: none is known in advance.
+    for queue in queues if isinstance(queues, (list, tuple, set)) else ():
+        found.setdefault(str(queue), []).append(named)
+    options = params.get("OPTIONS") or {}
+    options = {str(k).upper(): v for k, v in options.items()} if isinstance(options, dict) else {}
+    try:
+        targets = [str(queue) for _, queue in options.get("PRIORITY_QUEUES", ())]
+    except (TypeError, ValueError):
+        targets = []
+    for queue in targets:
+        found.setdefault(queue, []).append("OPTIONS['PRIORITY_QUEUES']")
+    return {queue: " and ".join(dict.fromkeys(via)) for queue, via in found.items()}

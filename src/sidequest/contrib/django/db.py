@@ -5,6 +5,11 @@ Django checks its connections around every request (``close_old_connections`` on
 that failed, is closed and the next query opens a fresh one. A worker thread runs job after
 job with no request, so the same is done around each job, in the thread that runs it; a job
 after a database restart then gets a new connection instead of the dead one.
+
+A request also clears the query log (``request_started`` -> ``reset_queries``): with
+``DEBUG = True`` every connection keeps each query it ran in ``queries_log``, up to 9,000 a
+thread. Without the same before each job, a worker's threads would hold thousands of old
+queries each, for good (hundreds of MB).
 """
 
 from __future__ import annotations
@@ -15,22 +20,41 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections, transaction
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    close_old_connections,
+    connections,
+    reset_queries,
+    transaction,
+)
 
 from sidequest import wire
+from sidequest.contrib.django import conf
 from sidequest.errors import RedisUnavailable
 
-#: ``close_old_connections`` in the thread Django's async ORM calls run in.
+
+def _job_started() -> None:
+    """What ``request_started`` does: the query log emptied, old connections closed."""
+    reset_queries()
+    close_old_connections()
+
+
+#: In the thread Django's async ORM calls run in (connections are per thread): an
+#: ``async def`` job's queries are logged on that thread's connections.
+_started_async = sync_to_async(_job_started, thread_sensitive=True)
 _check_async = sync_to_async(close_old_connections, thread_sensitive=True)
 
 
 class CheckConnections:
-    """Server middleware: ``close_old_connections`` before and after each job, in its
-    thread (for an ``async def`` job, in the thread Django's async ORM calls use)."""
+    """Server middleware: before each job what Django does before a request (the query log
+    emptied, ``close_old_connections``), and ``close_old_connections`` after it, in its
+    thread (for an ``async def`` job, in the thread Django's async ORM calls use). The log
+    is emptied before, not after, as a request does: code around the job (a middleware, a
+    debugging tool) may still read the job's queries once it returns."""
 
     def __call__(self, job: Any, payload: dict[str, Any], queue: str,
                  call_next: Callable[[], Any]) -> Any:
-        close_old_connections()
+        _job_started()
         try:
             return call_next()
         finally:
@@ -38,7 +62,7 @@ class CheckConnections:
 
     async def acall(self, job: Any, payload: dict[str, Any], queue: str,
                     call_next: Callable[[], Awaitable[Any]]) -> Any:
-        await _check_async()
+        await _started_async()
         try:
             return await call_next()
         finally:
@@ -60,6 +84,9 @@ def on_commit(push: Callable[[], object]) -> None:
     answer success for work that never runs). Django runs none of a transaction's later
     ``on_commit`` callbacks after one raises: so the failing push first tries the other
     pushes still waiting for that commit, and its error names every job not enqueued."""
+    # A bad SIDEQUEST: raised at the call, where the transaction can still roll back, not at
+    # the commit (where the client middleware would raise it).
+    conf.raise_problem()
     alias = _open_transaction()
     if alias is None:
         if not _connected(DEFAULT_DB_ALIAS):
@@ -129,6 +156,12 @@ _PRUNE = 64
 def _waiting(ref: weakref.ref[_Deferred]) -> bool:
     made = ref()
     return made is not None and not made.ran
+
+
+def waits() -> bool:
+    """Whether an ``enqueue_on_commit`` push made now waits for a commit (a transaction is
+    open in this thread): inside ``with batch.jobs():`` only such a push is refused."""
+    return _open_transaction() is not None
 
 
 def _connected(alias: str) -> bool:

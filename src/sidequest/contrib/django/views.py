@@ -1,5 +1,6 @@
 """The dashboard as a Django view, for staff only: a logged-in user with ``is_staff`` sees
-it; an anonymous visitor is sent to ``settings.LOGIN_URL``; other users get 403. A Prometheus
+it; an anonymous visitor's browser is sent to ``settings.LOGIN_URL`` (a script, such as
+the live graph's poll, gets 401); other users get 403. A Prometheus
 scraper cannot log in: with ``$SIDEQUEST_PROMETHEUS_TOKEN`` set, ``prometheus`` (that page
 only) also answers a GET carrying ``Authorization: Bearer <the token>``.
 
@@ -37,6 +38,8 @@ NOT_INSTALLED = ("the Sidequest dashboard is mounted, but 'sidequest.contrib.dja
 
 def _dashboard() -> Any:
     global _app, _token
+    # A bad SIDEQUEST: the dashboard would show the default Redis as if it were the project's.
+    conf.raise_problem()
     with _lock:
         if _app is None:
             if not django_apps.is_installed("sidequest.contrib.django"):
@@ -77,10 +80,27 @@ def dashboard(request: HttpRequest, path: str = "") -> HttpResponse:
         return _call_wsgi(request, path)
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
+        if not _page_wanted(request):
+            return HttpResponse("Log in first", status=401,
+                                content_type="text/plain; charset=utf-8")
         return redirect_to_login(request.get_full_path())
     if not user.is_staff:
         return HttpResponseForbidden("The Sidequest dashboard is for staff users.")
     return _call_wsgi(request, path)
+
+
+def _page_wanted(request: HttpRequest) -> bool:
+    """A browser's navigation (a link, a form), which the login page can answer. A script
+    (the live graph's fetch, XHR, curl, a monitor) gets a 401 instead, as from the standalone
+    dashboard (sidequest.web.security): a redirect is followed to the login page's HTML,
+    which the graph cannot read, so it said the dashboard was not answering where a 401
+    makes it say to log in again."""
+    if "text/html" not in request.headers.get("Accept", ""):
+        return False
+    if request.headers.get("X-Requested-With") is not None:
+        return False
+    mode = request.headers.get("Sec-Fetch-Mode")
+    return mode is None or mode == "navigate"  # fetch() and XHR say cors, same-origin...
 
 
 def _call_wsgi(request: HttpRequest, path: str) -> HttpResponse:
