@@ -44,11 +44,16 @@ from types import TracebackType
 from typing import Any, Literal, TypeAlias
 
 from sidequest import batch, batch_local, client, middleware, registry
-from sidequest.errors import SidequestError, UnknownJobError
+from sidequest.errors import UnknownJobError
 from sidequest.job import Job, JobFunction, install_testing
 from sidequest.limiter import OverLimit
 from sidequest.payload import KWARGS, Payload, dumps, loads, now
-from sidequest.testing_run import perform
+from sidequest.testing_run import (
+    EmptyQueueError,
+    EndlessDrainError,
+    EndlessInlineError,
+    perform,
+)
 from sidequest.testing_store import Store
 
 Mode = Literal["disabled", "fake", "inline"]
@@ -80,18 +85,6 @@ __all__ = [
     "perform_one",
     "queued",
 ]
-
-
-class EmptyQueueError(SidequestError, RuntimeError):
-    """``perform_one`` was asked to run a job, but none of that class is queued."""
-
-
-class EndlessDrainError(SidequestError, RuntimeError):
-    """A drain ran ``MAX_ROUNDS`` rounds and jobs were still enqueueing more jobs."""
-
-
-class EndlessInlineError(SidequestError, RuntimeError):
-    """Inline mode: jobs ran ``MAX_INLINE_DEPTH`` deep, each pushed by the one running."""
 
 
 #: How many inline runs enclose this one (per context: an async job's pushes run on a thread).
@@ -232,6 +225,7 @@ def perform_one(job: JobRef) -> Payload:
     entry = _store.pop(name)
     if entry is None:
         raise EmptyQueueError(f"perform_one: no {name} job is queued (enqueue one in fake mode)")
+    _check_runnable(entry)
     with _kept_here():
         _run(_as_fetched(entry[1]))
     return entry[1]
@@ -249,6 +243,7 @@ def _drain(name: str | None) -> int:
     boundary = -1
     while (entry := _store.pop(name)) is not None:
         seq, job = entry
+        _check_runnable(entry)
         if seq > boundary:
             # Every job queued when the last round began has run; what is left was enqueued
             # by those jobs. A chain that never ends is a bug, and should fail, not hang.
@@ -262,6 +257,20 @@ def _drain(name: str | None) -> int:
         _run(_as_fetched(job))
         ran += 1
     return ran
+
+
+def _check_runnable(entry: tuple[int, Payload]) -> None:
+    """A queued job whose class is not loaded here (pushed by name for another process, or
+    through a push-only stub) cannot run: it stays queued, and the error says what to do."""
+    name = str(entry[1].get("class"))
+    if registry.find(name) is not None:
+        return
+    _store.put_back(entry)
+    why = registry.near_miss(name) or "a job for another program, pushed by name?"
+    raise UnknownJobError(f"a queued {name} job cannot run here: no class of that name is"
+                          f" loaded in this process ({why}). It stays queued: check it with"
+                          f" testing.jobs_for({name!r}) and remove it with"
+                          f" testing.clear({name!r}) before draining")
 
 
 def _check_known(name: str, helper: str) -> None:

@@ -1,5 +1,6 @@
-"""How the testing modes run a job's ``perform``: a coroutine (``async def perform``) is run to
-its end here, on a loop of its own when the caller is async code itself."""
+"""How the testing modes run a job's ``perform`` (a coroutine, ``async def perform``, is run to
+its end here, on a loop of its own when the caller is async code itself), and the errors
+their helpers raise (``sidequest.testing`` gives them their public names)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,23 @@ import contextvars
 import inspect
 from typing import TYPE_CHECKING, Any
 
+from sidequest.errors import SidequestError
+
 if TYPE_CHECKING:
     from sidequest.job import Job
+
+
+class EmptyQueueError(SidequestError, RuntimeError):
+    """``perform_one`` was asked to run a job, but none of that class is queued."""
+
+
+class EndlessDrainError(SidequestError, RuntimeError):
+    """A drain ran ``MAX_ROUNDS`` rounds and jobs were still enqueueing more jobs."""
+
+
+class EndlessInlineError(SidequestError, RuntimeError):
+    """Inline mode: jobs ran ``MAX_INLINE_DEPTH`` deep, each pushed by the one running."""
+
 
 
 def perform(instance: Job, args: Any, kwargs: Any) -> Any:

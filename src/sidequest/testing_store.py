@@ -66,6 +66,14 @@ class Store:
             job = jobs.pop(0)
             return self._seq.pop(id(job), self.last_seq + 1), job
 
+    def put_back(self, entry: Entry) -> None:
+        """Return a popped job to the head of its class's list, with its place in the order
+        (one a drain could not run stays queued for the test to look at)."""
+        seq, job = entry
+        with self._lock:
+            self._seq[id(job)] = seq
+            self._by_class.setdefault(job["class"], []).insert(0, job)
+
     def clear(self, name: str | None) -> None:
         with self._lock:
             lists = self._by_class.values() if name is None else [self._by_class.get(name, [])]

@@ -483,13 +483,14 @@ def test_job_functions_work_with_every_helper() -> None:
 
 
 def test_a_job_class_unknown_here_is_kept_but_cannot_run() -> None:
-    # A job meant for a Ruby process: stored under its wire name; draining it is an error.
+    # A job meant for a Ruby process: stored under its wire name; draining it is an error,
+    # and it stays queued.
     testing.fake()
     client.push({"class": "Billing::ChargeJob", "args": [1]})
     assert [j["args"] for j in testing.jobs_for("Billing::ChargeJob")] == [[1]]
     with pytest.raises(UnknownJobError, match="Billing::ChargeJob"):
         testing.drain_all()
-    assert testing.jobs_for("Billing::ChargeJob") == []
+    assert [j["args"] for j in testing.jobs_for("Billing::ChargeJob")] == [[1]]
 
 
 # --- inline mode --------------------------------------------------------------------------
@@ -643,3 +644,22 @@ def test_a_drain_after_the_fake_block_keeps_its_jobs_pushes_in_memory(
         TTChain.perform_async(1)
     assert TTChain.perform_one()["args"] == [1]
     assert TTChain.jobs[0]["args"] == [0]  # its push stayed here too
+
+
+def test_a_queued_job_for_another_program_stays_queued_and_the_drain_says_what_to_do(
+        no_redis: list[str]) -> None:
+    # Before: popped, then the lookup failed with a worker's message, and the job was lost.
+    from sidequest import enqueue
+
+    with testing.fake():
+        enqueue("HardJob", 1, queue="ruby")
+        TTRecorder.perform_async("after")
+        with pytest.raises(UnknownJobError, match=r"a queued HardJob job cannot run here.*"
+                                                  r"testing.clear\('HardJob'\)"):
+            testing.drain_all()
+        assert [job["args"] for job in testing.jobs_for("HardJob")] == [[1]]
+        with pytest.raises(UnknownJobError, match="stays queued"):
+            testing.drain("HardJob")
+        testing.clear("HardJob")
+        assert testing.drain_all() == 1
+        assert [payload["args"] for _, payload in recorded] == [["after"]]
