@@ -96,6 +96,11 @@ class OverLimit(Exception):
         self.retry_in = retry_in
 
 
+#: The token of a slot taken in the testing modes (no Redis): held as a real one is, so that
+#: a ``with`` nested in another on the same limiter fails in a unit test as in a worker.
+LOCAL_TOKEN = "local"
+
+
 def _untested() -> int:
     """In the testing modes (sidequest.testing) a limiter lets every call through at once,
     without Redis: what is tested is the job, not the limit."""
@@ -151,7 +156,7 @@ class Limiter:
         self._refuse_on_loop()
         self._refuse_reentry()
         if client.pushes_are_local():
-            return _untested()
+            return self._took_locally()
         deadline = time.monotonic() + self.wait_timeout
         while True:
             attempt = self._try()
@@ -164,7 +169,7 @@ class Limiter:
         the event loop runs other jobs (and the slot's holder) meanwhile."""
         self._refuse_reentry()
         if client.pushes_are_local():
-            return _untested()
+            return self._took_locally()
         deadline = time.monotonic() + self.wait_timeout
         while True:
             attempt = await self._atry()
@@ -201,7 +206,7 @@ class Limiter:
         while it waits, and every other async job (even the slot's holder) with it. Only
         there: a loop of someone else's in this thread (a notebook's, a test tool's that
         drives a browser) is theirs to block."""
-        if threading.current_thread().name != ASYNC_JOBS_THREAD:
+        if threading.current_thread().name != ASYNC_JOBS_THREAD and not limiter_held.on_job_loop():
             return
         raise RuntimeError(
             f"limiter {self.name!r}: `with` (or acquire()) inside async code would block the "
@@ -214,6 +219,10 @@ class Limiter:
     def _took(self, attempt: _Attempt) -> int:
         """Record a slot taken in this context; returns when, on Redis's clock."""
         return attempt.at
+
+    def _took_locally(self) -> int:
+        """The testing modes: every call goes through at once, without Redis."""
+        return _untested()
 
     def release(self) -> None:
         """Give back what ``acquire`` took (only a concurrent slot is given back)."""
@@ -308,6 +317,10 @@ class ConcurrentLimiter(Limiter):
         renewal.renewer.hold(self, attempt.token)
         return attempt.at
 
+    def _took_locally(self) -> int:
+        limiter_held.hold(self, LOCAL_TOKEN)  # so that a nested `with` is refused here too
+        return _untested()
+
     def _untake(self) -> str | None:
         """Forget this context's innermost slot of this limiter; its token, if any."""
         token = limiter_held.forget(self)
@@ -317,12 +330,12 @@ class ConcurrentLimiter(Limiter):
 
     def release(self) -> None:
         token = self._untake()
-        if token is not None:
+        if token is not None and token != LOCAL_TOKEN:
             self._give_back(token)
 
     async def arelease(self) -> None:
         token = self._untake()  # at once: the slot is this task's no more, even if cancelled
-        if token is not None:
+        if token is not None and token != LOCAL_TOKEN:
             await asyncio.to_thread(self._give_back, token)
 
     def _give_back(self, token: str) -> None:

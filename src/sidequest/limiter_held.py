@@ -31,6 +31,24 @@ _holding: contextvars.ContextVar[tuple[tuple[ConcurrentLimiter, str, object], ..
     contextvars.ContextVar("sidequest_limiter_holding", default=()))
 
 
+#: True while the testing modes run an ``async def perform`` (sidequest.testing_run): a plain
+#: ``with`` on a limiter there is refused as on a worker's event loop.
+job_loop: contextvars.ContextVar[bool] = contextvars.ContextVar("sidequest_job_loop",
+                                                                default=False)
+
+
+def on_job_loop() -> bool:
+    """Whether this thread runs a job's event loop in the testing modes (not a thread the
+    job handed work to, which inherits the flag but runs no loop)."""
+    if not job_loop.get():
+        return False
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 def _taker() -> object:
     """Who takes a slot now: the running asyncio task, else the thread."""
     try:

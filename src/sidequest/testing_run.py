@@ -10,6 +10,7 @@ import contextvars
 import inspect
 from typing import TYPE_CHECKING, Any
 
+from sidequest import limiter_held
 from sidequest.errors import SidequestError
 
 if TYPE_CHECKING:
@@ -37,6 +38,15 @@ def perform(instance: Job, args: Any, kwargs: Any) -> Any:
 
 
 def run_coroutine(coro: Any) -> Any:
+    # Marked as a job's loop: a plain `with` on a limiter there is refused, as on a worker's.
+    token = limiter_held.job_loop.set(True)
+    try:
+        return _run_to_end(coro)
+    finally:
+        limiter_held.job_loop.reset(token)
+
+
+def _run_to_end(coro: Any) -> Any:
     try:
         asyncio.get_running_loop()
     except RuntimeError:

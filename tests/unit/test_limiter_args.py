@@ -60,7 +60,9 @@ def test_in_the_testing_modes_a_limiter_lets_calls_through_without_redis() -> No
     import asyncio
 
     slot = limiter.concurrent("fake-slot", 1)
-    with slot, slot:  # a concurrent limit of 1, taken twice: not enforced here
+    with slot:  # a concurrent limit of 1, taken by two blocks one after the other
+        pass
+    with slot:
         pass
 
     async def in_async_code() -> None:
