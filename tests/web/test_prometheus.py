@@ -187,3 +187,26 @@ def test_an_apps_own_registry_survives_a_redis_outage(redis_url: str, r: redis.R
     only = samples(generate_latest(registry.restricted_registry(["sidequest_processed_total"]))
                    .decode())
     assert only == {("sidequest_processed_total", ()): 5}
+
+
+def test_the_duration_sum_covers_the_runs_its_buckets_count(
+        client: Client, r: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Runs 63 minutes before a "now" 5 minutes into its 10-minute slot: in the seven
+    # histogram slots (the last 65 minutes then), out of the last 60. Before, the buckets
+    # counted them and the sum, read from the 60 minutes, did not.
+    from types import SimpleNamespace
+
+    from sidequest.api import metrics as api_metrics
+
+    now = (time.time() // 600) * 600 + 300
+    monkeypatch.setattr(api_metrics, "time", SimpleNamespace(time=lambda: now))
+    then = now - 63 * 60
+    recorder = metrics.Recorder(clock=lambda: then)
+    for _ in range(4):
+        recorder.record("app.jobs.Old", 50.0, failed=False)
+    recorder.flush()
+    found = samples(client.get("/prometheus").text)
+    old = (("class", "app.jobs.Old"),)
+    assert ("sidequest_job_runs_last_hour", old) not in found  # outside the hour
+    assert found[("sidequest_job_duration_seconds_gcount", old)] == 4
+    assert found[("sidequest_job_duration_seconds_gsum", old)] == pytest.approx(0.2)

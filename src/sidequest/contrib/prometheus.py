@@ -100,13 +100,15 @@ class _Figures:
     queues: list[tuple[str, int, float]] = field(default_factory=list)
     classes: list[metrics.ClassMetrics] = field(default_factory=list)
     histograms: dict[str, list[int]] = field(default_factory=dict)
+    #: Milliseconds of the successful runs counted in ``histograms``, per class.
+    histogram_ms: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def read(cls) -> _Figures:
         stats = live_stats()
         return cls(stats, sum(awaiting_recovery().values()),
                    _queue_figures(), metrics.summary("1h"),
-                   _histograms())
+                   *_histograms())
 
 
 def _families(figures: _Figures) -> Iterator[Metric]:
@@ -115,7 +117,7 @@ def _families(figures: _Figures) -> Iterator[Metric]:
                  " put back in their queues.", figures.awaiting_recovery)
     yield from _queues(figures.queues)
     yield from _classes(figures.classes)
-    yield _durations(figures.classes, figures.histograms)
+    yield _durations(figures.histograms, figures.histogram_ms)
 
 
 def _up(value: int) -> GaugeMetricFamily:
@@ -186,30 +188,45 @@ def _classes(found: list[metrics.ClassMetrics]) -> Iterator[Metric]:
     yield failures
 
 
-def _histograms() -> dict[str, list[int]]:
+def _histograms() -> tuple[dict[str, list[int]], dict[str, int]]:
     """Bucket counts per class from the 10-minute histogram hashes covering the last hour,
-    read for every class at once (one pipelined round trip of seven HGETALLs)."""
+    and the run time they add up to, from the 10-minute totals of those same slots (the
+    hour of per-minute totals is another span: the sum would not match the counts). Read
+    for every class at once: one pipelined round trip of fourteen HGETALLs."""
+    stamps = [minute_stamp(start)[:-1]
+              for start, _ in metrics.slots("24h")[-metrics.HISTOGRAM_SLOTS["1h"]:]]
     pipe = connection.client().pipeline(transaction=False)
-    for start, _ in metrics.slots("24h")[-metrics.HISTOGRAM_SLOTS["1h"]:]:
-        pipe.hgetall(keys.metrics_histogram(minute_stamp(start)[:-1]))
+    for stamp in stamps:
+        pipe.hgetall(keys.metrics_histogram(stamp))
+        pipe.hgetall(keys.metrics_ten_minutes(stamp))
+    replies = cast(list[dict[bytes, bytes]], pipe.execute(raise_on_error=False))
     counts: dict[str, list[int]] = {}
-    for fields in cast(list[dict[bytes, bytes]], pipe.execute(raise_on_error=False)):
-        if not isinstance(fields, dict):
-            continue  # a key of the wrong type: leave it out
-        for raw, value in fields.items():
-            name, _, bucket = raw.decode("utf-8", "replace").rpartition("|")
-            if bucket.isdigit() and int(bucket) < BUCKETS:
-                counts.setdefault(name, [0] * BUCKETS)[int(bucket)] += as_int(value)
-    return counts
+    total_ms: dict[str, int] = {}
+    for buckets, totals in zip(replies[::2], replies[1::2], strict=True):
+        for name, field_name, value in _fields(buckets):
+            if field_name.isdigit() and int(field_name) < BUCKETS:
+                counts.setdefault(name, [0] * BUCKETS)[int(field_name)] += as_int(value)
+        for name, field_name, value in _fields(totals):
+            if field_name == "ms":
+                total_ms[name] = total_ms.get(name, 0) + as_int(value)
+    return counts, total_ms
 
 
-def _durations(found: list[metrics.ClassMetrics],
-               counts: dict[str, list[int]]) -> GaugeHistogramMetricFamily:
+def _fields(reply: Any) -> Iterator[tuple[str, str, bytes]]:
+    """A metrics hash's ``<class>|<field>`` entries; nothing for a key of the wrong type."""
+    if not isinstance(reply, dict):
+        return
+    for raw, value in reply.items():
+        name, _, field_name = raw.decode("utf-8", "replace").rpartition("|")
+        yield name, field_name, value
+
+
+def _durations(counts: dict[str, list[int]],
+               total_ms: dict[str, int]) -> GaugeHistogramMetricFamily:
     family = GaugeHistogramMetricFamily(
         "sidequest_job_duration_seconds",
         "Run times of the job class's successful runs in about the last hour.",
         labels=["class"])
-    total_ms = {item.name: item.total_ms for item in found}
     for name, histogram in sorted(counts.items()):
         cumulative, buckets = 0, []
         for bound_ms, count in zip([*BOUNDS_MS, None], histogram, strict=True):
