@@ -41,7 +41,13 @@ def test_a_stuck_job_retires_its_process_and_loses_nothing(
     rescuer.wait_registered(r)
     wait_for(lambda: ledger.done_count() == 2, timeout=30, what="the other jobs to be done")
     assert set(ledger.counts("done")) == set(others), victim.log()
-    assert "retiring this process" in victim.log()
+    log = victim.log()
+    assert "retiring this process" in log
+    # Its own fail line, as any failed job's, naming it and the line it was stuck on.
+    (fail,) = [line for line in log.splitlines() if f"jid={stuck}" in line and "fail:" in line]
+    assert "WARNING: fail: sidequest.errors.JobTimeout: the job ran past its timeout" in fail
+    frames = log.split(fail, 1)[1].split("(last ", 1)[0]
+    assert "fault_jobs.py" in frames and "in perform" in frames, frames
     # A retirement, as planned: exit 0 (the stop waited for the stuck thread past its hard
     # deadline, and the process ended there, exit 1, with a thread dump).
     assert victim.proc.returncode == 0, victim.log()

@@ -8,12 +8,12 @@ import logging
 import sys
 from types import TracebackType
 
-from sidequest import metrics, middleware, registry
+from sidequest import metrics, middleware, registry, retry
 from sidequest.errors import JobTimeout, PayloadError
-from sidequest.payload import decode, normalized
+from sidequest.payload import Payload, decode, normalized
 from sidequest.worker.async_jobs import AsyncJobs
 from sidequest.worker.fetch import Work
-from sidequest.worker.logs import thread_id
+from sidequest.worker.logs import log_failure, thread_id
 from sidequest.worker.processor import Processor
 
 log = logging.getLogger("sidequest")
@@ -62,8 +62,9 @@ def fail(jid: str, running: dict[str, Work], processor: Processor,
                 # first, before the thread could move on to another job.
                 processor.state.finished(tid, failed=True)
                 metrics.given_up(job, work.queue, middleware.server)
-                processor.failed(work, job, error(stack_of(_ident_of(tid))),
-                                 registry.find(job.get("class")))
+                failure = error(stack_of(_ident_of(tid)))
+                _log(failure, job, tid)
+                processor.failed(work, job, failure, registry.find(job.get("class")))
     culprit = _culprit(jid, async_jobs)
     given_up = async_jobs.give_up(culprit) if culprit is not None else None
     if given_up is not None:
@@ -75,7 +76,17 @@ def fail(jid: str, running: dict[str, Work], processor: Processor,
         runner = async_jobs.runner
         stack = stack_of(runner.thread_ident) if runner.stuck else None
         failure = error(stack) if culprit == jid else blocked_error().with_traceback(stack)
-        processor.failed(work, normalized(decode(work.raw), work.queue), failure, cls)
+        job = normalized(decode(work.raw), work.queue)
+        _log(failure, job, None)
+        processor.failed(work, job, failure, cls)
+
+
+def _log(failure: BaseException, job: Payload, tid: str | None) -> None:
+    """The job's ``fail`` line, as any failed job gets (its thread never writes one): a log
+    pipeline keyed on the jid sees it end, at the line it was stuck on."""
+    summary = f"fail: {retry.error_class(failure)}: {retry.error_message(failure)[:2000]}"
+    log_failure(log, summary, failure, {"tid": tid, "class": job.get("class"),
+                                        "jid": job.get("jid")})
 
 
 def _culprit(jid: str, async_jobs: AsyncJobs) -> str | None:

@@ -110,7 +110,7 @@ class Timeouts:
 
     def _stuck(self, jid: str, why: str) -> None:
         log.error("job %s did not stop %.0f s after its timeout (%s); retiring this process",
-                  jid, GRACE, why)
+                  jid, GRACE, why, extra={"jid": jid})
         threading.Thread(target=self._on_stuck, args=(jid,), daemon=True).start()
 
 
