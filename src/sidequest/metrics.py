@@ -132,7 +132,9 @@ class Recorder(Timing):
         self.interval = interval
         self.clock = clock
         self._lock = threading.Lock()
-        self._runs: dict[tuple[int, str], list[int]] = {}
+        #: Per (minute, class): runs, failures, milliseconds (a float: whole milliseconds per
+        #: run made sub-millisecond jobs read 0), then the histogram's buckets.
+        self._runs: dict[tuple[int, str], list[float]] = {}
         self._pending: dict[tuple[str, str], int] = {}
         self._ttls: dict[str, int] = {}
         self._wake = threading.Event()
@@ -157,12 +159,12 @@ class Recorder(Timing):
             if tally is None:
                 if len(self._runs) >= MAX_PENDING:
                     return
-                tally = self._runs[slot_key] = [0, 0, 0] + [0] * BUCKETS
+                tally = self._runs[slot_key] = [0, 0, 0.0] + [0] * BUCKETS
             tally[0] += 1
             if failed:
                 tally[1] += 1
             else:
-                tally[2] += round(ms)
+                tally[2] += ms
                 tally[3 + bucket(ms)] += 1
             if self._thread is None:
                 self._start()
@@ -172,7 +174,7 @@ class Recorder(Timing):
         for (minute_index, klass), tally in self._runs.items():
             stamp = minute_stamp(minute_index * 60.0)
             minute, ten = keys.metrics_minute(stamp), keys.metrics_ten_minutes(stamp[:-1])
-            runs, fails, total_ms = tally[0], tally[1], tally[2]
+            runs, fails, total_ms = int(tally[0]), int(tally[1]), round(tally[2])
             for key in (minute, ten):
                 self._add(key, f"{klass}|p", runs)
                 if fails:
@@ -185,7 +187,7 @@ class Recorder(Timing):
                 hist = keys.metrics_histogram(stamp[:-1])
                 for index, count in enumerate(tally[3:]):
                     if count:
-                        self._add(hist, f"{klass}|{index}", count)
+                        self._add(hist, f"{klass}|{index}", int(count))
                 self._ttls.setdefault(hist, TEN_MINUTE_TTL)
         self._runs.clear()
 

@@ -114,6 +114,16 @@ def test_reader_sums_per_period(recorder: metrics.Recorder, clock: Clock) -> Non
     assert reader.summary("1h", now=NOON + 3 * 3600) == []
 
 
+def test_sub_millisecond_runs_add_up(recorder: metrics.Recorder, clock: Clock) -> None:
+    # Each run was rounded to whole milliseconds: 1,000 runs of 0.4 ms counted 0 ms.
+    clock.now = NOON
+    for _ in range(1000):
+        recorder.record("app.Quick", 0.4, failed=False)
+    recorder.flush()
+    (quick,) = reader.summary("1h", now=NOON)
+    assert quick.total_ms == 400
+
+
 def test_reader_for_one_class(recorder: metrics.Recorder, clock: Clock) -> None:
     for ms in (5.0, 25.0, 25.0, 400.0):
         recorder.record("app.Report", ms, failed=False)

@@ -82,6 +82,12 @@ def test_a_scraper_needs_the_token(anon: Client, monkeypatch: pytest.MonkeyPatch
         assert wrong.status_code == 401
         answer = scraper.get("/prometheus", headers=bearer)
         assert answer.status_code == 200 and "sidequest_busy" in answer.text
+        # The scheme in any case, as HTTP has it; the token itself exactly.
+        lower = scraper.get("/prometheus", headers={"Authorization": f"bearer {TOKEN}"})
+        assert lower.status_code == 200
+        other = scraper.get("/prometheus", headers={"Authorization": f"Basic {TOKEN}"})
+        upper = scraper.get("/prometheus", headers={"Authorization": f"Bearer {TOKEN.upper()}"})
+        assert other.status_code == upper.status_code == 401
         # The token opens this page only.
         assert scraper.get("/queues", headers=bearer).status_code == 401
 

@@ -363,5 +363,7 @@ def _scraper(request: Request, token: str | None) -> bool:
 def bearer_matches(authorization: str, token: str | None) -> bool:
     """An Authorization header carries the scrape token (compared in constant time); never
     true without one (``create_app`` has refused a token too short to keep out guesses)."""
-    return token is not None and hmac.compare_digest(authorization.encode(),
-                                                     f"Bearer {token}".encode())
+    scheme, _, given = authorization.strip().partition(" ")
+    # The scheme is case-insensitive (RFC 9110): "bearer" is as good as "Bearer".
+    return (token is not None and scheme.lower() == "bearer"
+            and hmac.compare_digest(given.strip().encode(), token.encode()))
