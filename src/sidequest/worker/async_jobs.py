@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
-from sidequest import limiter, middleware, retry, signatures, unique
+from sidequest import joblog, limiter, middleware, retry, signatures, unique
 from sidequest.errors import TIMEOUT_MESSAGE, JobTimeout
 from sidequest.job import Job
 from sidequest.payload import KWARGS, Payload
@@ -132,6 +132,7 @@ class AsyncJobs:
                 job_info(log, "start", fields)
             if self.timeouts is not None and limit is not None:
                 self.timeouts.watch_async(jid, limit)
+            joblog.current.set((jid, job["class"], work.queue))  # this task's own context
             final = timed(lambda: signatures.call_perform(instance, args, kwargs), limit)
             return await invoke_async((instance, job, work.queue), final)
 

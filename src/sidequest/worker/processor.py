@@ -21,7 +21,18 @@ from typing import Any
 import redis
 from redis.exceptions import RedisClusterException
 
-from sidequest import batch, hooks, keys, limiter, middleware, registry, retry, signatures, status
+from sidequest import (
+    batch,
+    hooks,
+    joblog,
+    keys,
+    limiter,
+    middleware,
+    registry,
+    retry,
+    signatures,
+    status,
+)
 from sidequest.config import Config
 from sidequest.errors import TIMEOUT_MESSAGE, JobTimeout, PayloadError
 from sidequest.job import Job
@@ -175,11 +186,16 @@ class Processor:
             raise
 
     def _chain(self, work: Work, job: Payload, instance: Job, args: Any, kwargs: Any) -> None:
-        if len(middleware.server):
-            chain_args = (instance, job, work.queue)
-            middleware.server.invoke(chain_args, lambda: self._call(instance, args, kwargs))
-        else:
-            self._call(instance, args, kwargs)
+        # For the application's log lines (sidequest.joblog.JobFields).
+        token = joblog.current.set((instance.jid, job["class"], work.queue))
+        try:
+            if len(middleware.server):
+                chain_args = (instance, job, work.queue)
+                middleware.server.invoke(chain_args, lambda: self._call(instance, args, kwargs))
+            else:
+                self._call(instance, args, kwargs)
+        finally:
+            joblog.current.reset(token)
 
     def _call(self, instance: Job, args: Any, kwargs: Any) -> Any:
         result: Any = signatures.call_perform(instance, args, kwargs)
