@@ -152,7 +152,7 @@ def test_a_job_back_in_the_set_during_a_bulk_move_is_not_moved_twice(
     def and_fail_again(self: Any, client: Any, entry: Any, move: str) -> Any:
         if entry.jid not in back:  # the worker ran it and it failed: back, due first
             back.append(entry.jid)
-            r.zadd("retry", {job_json(entry.jid, retry_count=1): 1})
+            r.zadd("retry", {job_json(entry.jid, retry_count=1, retried_at=time.time()): 1})
         return queue_move(self, client, entry, move)
 
     monkeypatch.setattr(sets.JobSet, "_queue_move", and_fail_again)
@@ -160,6 +160,14 @@ def test_a_job_back_in_the_set_during_a_bulk_move_is_not_moved_twice(
     assert r.zcard("retry") == 3  # the failures that came back wait for their next retry
     moved = r.lrange("queue:api", 0, -1) if how == "retry_all" else r.zrange("dead", 0, -1)
     assert len(moved) == 3
+
+
+def test_entries_sharing_a_jid_from_before_a_bulk_move_are_each_moved(r: redis.Redis) -> None:
+    # One job scheduled twice with other arguments (same jid): both were listed when the
+    # button was pressed, so both go.
+    r.zadd("schedule", {job_json("d" * 24, args=[1]): 100, job_json("d" * 24, args=[2]): 200})
+    assert ScheduledSet().add_all_to_queue() == 2
+    assert r.llen("queue:api") == 2 and r.zcard("schedule") == 0
 
 
 def test_dead_set_newest_first_scan_and_clear(r: redis.Redis) -> None:

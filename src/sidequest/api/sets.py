@@ -289,13 +289,15 @@ class JobSet:
         the loop ran is not moved (run) a second time for one press of the button."""
         done = skipped = 0
         moved_jids: set[str] = set()
+        began = now()
         client = connection.client()
         while True:
             rows = client.zrange(self.name, skipped, skipped + PAGE - 1, withscores=True)
             if not rows:
                 return done
             entries = [SortedEntry(self, raw, score) for raw, score in cast(Any, rows)]
-            fresh = [entry for entry in entries if not entry.jid or entry.jid not in moved_jids]
+            fresh = [entry for entry in entries
+                     if entry.jid not in moved_jids or not _came_back(entry, began)]
             skipped += len(entries) - len(fresh)
             pipe = client.pipeline(transaction=False)
             connection.prepare(self._move, pipe)  # a cluster pipeline cannot load it
@@ -313,6 +315,14 @@ class JobSet:
 
     def kill_all(self) -> int:
         return self._bulk("dead")
+
+
+def _came_back(entry: SortedEntry, began: float) -> bool:
+    """Whether an entry of a jid the bulk move moved already entered the set after the move
+    began (the job failed again at once): not one of the entries the action was pressed
+    for. Entries that share a jid from before (a job scheduled twice) are each moved."""
+    stamps = [entry.item.get(name) for name in ("retried_at", "failed_at", "created_at")]
+    return max((s for s in stamps if isinstance(s, (int, float))), default=0.0) >= began
 
 
 class ScheduledSet(JobSet):
