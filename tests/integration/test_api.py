@@ -165,9 +165,13 @@ def test_a_job_back_in_the_set_during_a_bulk_move_is_not_moved_twice(
 def test_entries_sharing_a_jid_from_before_a_bulk_move_are_each_moved(r: redis.Redis) -> None:
     # One job scheduled twice with other arguments (same jid): both were listed when the
     # button was pressed, so both go.
-    r.zadd("schedule", {job_json("d" * 24, args=[1]): 100, job_json("d" * 24, args=[2]): 200})
-    assert ScheduledSet().add_all_to_queue() == 2
-    assert r.llen("queue:api") == 2 and r.zcard("schedule") == 0
+    # A page of others between them: the second is read in a later round trip.
+    from sidequest.api.sets import PAGE
+
+    r.zadd("schedule", {job_json("d" * 24, args=[1]): 1, job_json("d" * 24, args=[2]): 10**6})
+    r.zadd("schedule", {job_json(f"{i:024x}"): 10 + i for i in range(PAGE)})
+    assert ScheduledSet().add_all_to_queue() == PAGE + 2
+    assert r.llen("queue:api") == PAGE + 2 and r.zcard("schedule") == 0
 
 
 def test_dead_set_newest_first_scan_and_clear(r: redis.Redis) -> None:
