@@ -292,14 +292,21 @@ async def _in_this_task(coro: Awaitable[Any], limit: float) -> Any:
     assert task is not None
     expired = False
 
+    settled = False  # the job's coroutine has returned or raised: nothing left to cancel
+    late: asyncio.Handle | None = None
+
     def expire() -> None:
         nonlocal expired
-        if not task.done():
+        if not settled and not task.done():
             expired = True
             task.cancel()
 
+    def fire() -> None:
+        nonlocal late
+        late = loop.call_soon(expire)  # a pass later: see timed()
+
     loop = asyncio.get_running_loop()
-    timer = loop.call_later(limit, loop.call_soon, expire)  # a pass later: see timed()
+    timer = loop.call_later(limit, fire)
     overrun = Overrun(timer.when())
     try:
         result = await stepped(coro, overrun)
@@ -308,7 +315,10 @@ async def _in_this_task(coro: Awaitable[Any], limit: float) -> Any:
             raise timed_out(limit, exc) from None
         raise
     finally:
+        settled = True
         timer.cancel()
+        if late is not None:  # fired, its cancellation still queued: the job is done
+            late.cancel()
     if expired or overrun.happened:  # see timed(): too late either way
         raise timed_out(limit, None)
     return result
