@@ -144,6 +144,19 @@ class HogAndWait(Job):
         record("done", self)
 
 
+class AsyncLeak(Job):
+    """``async def``: awaits ``delay`` seconds, then keeps ``mb`` megabytes for the life of its
+    process (an async job's leak, seen by the memory check only at a heartbeat)."""
+
+    name = "fault.AsyncLeak"
+
+    async def perform(self, delay: float, mb: int) -> None:
+        record("start", self)
+        await asyncio.sleep(delay)
+        _hoard.append(b"x" * (mb * 1024 * 1024))
+        record("done", self)
+
+
 class Noop(Job):
     """Records only its completion (the soak's million jobs)."""
 

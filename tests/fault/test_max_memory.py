@@ -9,7 +9,7 @@ import json
 
 import redis
 
-from apps.fault_jobs import Hog, HogAndWait
+from apps.fault_jobs import AsyncLeak, Hog, HogAndWait, Work
 from fault.conftest import SpawnWorker
 from fault.harness import Ledger, jids
 from helpers import wait_for
@@ -50,3 +50,27 @@ def test_a_job_that_retires_every_process_it_runs_in_ends_in_the_dead_set(
     assert len(starts) == 2, starts  # once per death allowed, then buried
     log = parent.log(400)
     assert f"(fault.HogAndWait jid={jid}); pushing it back (each counts as a death" in log
+
+
+def test_a_suspect_is_not_run_in_a_process_already_over_the_limit(
+    spawn: SpawnWorker, sq: str, r: redis.Redis, ledger: Ledger
+) -> None:
+    # A job one death short of the dead set waits in the quarantine to run alone. An async
+    # job's leak takes the process over the limit just before the suspect's turn (seen by
+    # the heartbeat only, seconds later): before, the suspect was taken and the retirement
+    # that followed counted its last death, for memory it never took.
+    jid = Work.perform_async(8.0)
+    raw = r.lpop("queue:default")
+    r.lpush("sq:quarantine", raw)
+    r.set(f"sq:deaths:{jid}", 2, ex=3600)
+    # Its leak comes after the first heartbeat (4 s) began the quarantine, and it ends the
+    # wait for the suspect to run alone; the next heartbeat is 3 s later.
+    AsyncLeak.perform_async(5.0, 150)
+    worker = spawn("-c", "1", "--max-memory", "90", timeout=1.0, heartbeat_interval=4.0,
+                   lease_ttl=12.0)
+    wait_for(lambda: not worker.alive, timeout=60, what="the worker to retire")
+    log = worker.log(400)
+    assert "running quarantined jobs" in log and "over max_memory" in log, log
+    assert jid not in ledger.counts("start"), log  # never run in the bloated process
+    assert r.llen("sq:poison") == 0 and r.zcard("dead") == 0
+    assert r.get(f"sq:deaths:{jid}") == b"2"

@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -56,6 +57,8 @@ class Feeding:
     _blocking: bool
     _active: int
     _parks: list[queue.SimpleQueue[bool]]
+    #: The memory check (max_memory), if any: it retires the process when over the limit.
+    after_job: Callable[[], None] | None
 
     def _fetch_loop(self) -> None:
         acks: list[bytes] = []
@@ -185,6 +188,14 @@ class Feeding:
             self.lease_ok.clear()
         self.stopping.wait(min(0.1 * 2**failures, 2.0))
 
+    def _over_memory(self) -> bool:
+        """Check max_memory before a suspect runs (a job one death short of the dead set):
+        in a process already over it (an async job's leak, checked only at the heartbeat),
+        the retirement would count that death against it, for memory it never took."""
+        if self.after_job is not None:
+            self.after_job()  # retires the process (quiets it) when over the limit
+        return self.quieted.is_set()
+
     def _hand_over_the_wait(self) -> None:
         """Nothing queued: one idle processor waits in Redis for the next job."""
         self._blocking = True
@@ -194,9 +205,11 @@ class Feeding:
 
     def _fetch_suspect(self, owed: int, acks: list[bytes]) -> list[Work]:
         self.fetcher.fetch(0, acks)
-        # Nothing running and nothing held: every processor idle, the buffer untouched.
-        alone = owed == self.config.concurrency + self._ledger.buffer and not self._running
-        if not alone:
+        # Nothing running and nothing held: every processor idle, the buffer untouched, and
+        # no async job on the event loop (it holds no processor, but shares the process).
+        alone = (owed == self.config.concurrency + self._ledger.buffer and not self._running
+                 and not self.async_jobs.works())
+        if not alone or self._over_memory():
             return []
         work = self.fetcher.take_suspect()
         if work is None:
