@@ -354,10 +354,12 @@ def _named_in_module(module: str) -> str:
     return f"-r takes a module, not a {kind}: use -r {parent}"
 
 
-def _named_by_folder(cls: type, top: list[str]) -> bool:
-    """Whether a job's name comes from a module imported under a top-level name from here
-    (``jobs.X``, or ``jobs.sub.X`` in a package ``jobs``), rather than from ``name``."""
-    return not vars(cls).get("name") and cls.__module__.split(".")[0] in top
+def _named_by_folder(cls: type, here: Path) -> bool:
+    """Whether a job's name comes from a module imported under a top-level name from the
+    folder ``here`` (``jobs.X``, ``jobs.sub.X`` in a package ``jobs``, or ``tasks.X`` that
+    -r's module imports from beside it), rather than from ``name``."""
+    top = cls.__module__.split(".")[0]
+    return not vars(cls).get("name") and top in sys.modules and _from_dir(top, here)
 
 
 def _from_dir(target: str, here: Path) -> bool:
@@ -384,7 +386,7 @@ def inside_package(targets: tuple[str, ...], cwd: str | None = None,
         # Not a package's module (one installed, or on PYTHONPATH), or a folder no import
         # can name (my-app): the application cannot push its jobs under another name.
         return None
-    if not any(_named_by_folder(cls, top) for cls in
+    if not any(_named_by_folder(cls, here) for cls in
                (registry.all_jobs() if jobs is None else jobs)):
         # Every job loaded keeps its name wherever the worker runs: an explicit name = ...,
         # or a class of another package that the module only imports.

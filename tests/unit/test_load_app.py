@@ -222,13 +222,19 @@ def test_a_name_missing_from_the_apps_own_package_shows_where(project: Path) -> 
     assert "root directory" not in message
 
 
-def test_a_worker_run_from_inside_its_package_is_told_where_to_run(tmp_path: Path) -> None:
+def test_a_worker_run_from_inside_its_package_is_told_where_to_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`cd app && sidequest -r jobs` loads jobs.X while the app pushes app.jobs.X."""
+    import types
+
     from sidequest.app_loader import inside_package
 
     package = tmp_path / "shop"
     package.mkdir()
     (package / "__init__.py").write_text("")
+    jobs = types.ModuleType("jobs")
+    jobs.__file__ = str(package / "jobs.py")
+    monkeypatch.setitem(sys.modules, "jobs", jobs)
     loaded = [type("Report", (), {"__module__": "jobs"})]
     said = inside_package(("jobs",), str(package), loaded)
     assert said is not None
@@ -240,19 +246,42 @@ def test_a_worker_run_from_inside_its_package_is_told_where_to_run(tmp_path: Pat
 
 
 def test_jobs_whose_names_do_not_come_from_the_folder_start_inside_a_package(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A job with an explicit name, or one of another package that -r's module only
     imports, has the same name wherever the worker starts: nothing to refuse."""
+    import types
+
     from sidequest.app_loader import inside_package
 
     package = tmp_path / "shop"
     package.mkdir()
     (package / "__init__.py").write_text("")
+    here = types.ModuleType("jobs")
+    here.__file__ = str(package / "jobs" / "__init__.py")
+    monkeypatch.setitem(sys.modules, "jobs", here)
     named = type("HardWorker", (), {"__module__": "jobs", "name": "HardWorker"})
     imported = type("Report", (), {"__module__": "shoplib.jobs"})
     assert inside_package(("jobs",), str(package), [named, imported]) is None
     in_subpackage = type("Deep", (), {"__module__": "jobs.deep"})
     assert inside_package(("jobs",), str(package), [named, in_subpackage]) is not None
+
+
+def test_a_job_of_a_sibling_module_the_target_imports_is_named_by_the_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """-r jobs, whose jobs.py does `from tasks import SendWelcome` beside it: the class is
+    tasks.SendWelcome here, app.tasks.SendWelcome where the application pushes it."""
+    import types
+
+    from sidequest.app_loader import inside_package
+
+    package = tmp_path / "app"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    sibling = types.ModuleType("lapsibling")
+    sibling.__file__ = str(package / "lapsibling.py")
+    monkeypatch.setitem(sys.modules, "lapsibling", sibling)
+    from_sibling = type("SendWelcome", (), {"__module__": "lapsibling"})
+    assert inside_package(("lapjobs2",), str(package), [from_sibling]) is not None
 
 
 def test_a_package_folder_is_no_reason_to_refuse_a_module_loaded_from_elsewhere(
