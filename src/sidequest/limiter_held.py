@@ -10,9 +10,11 @@ these as ``limiter.<name>``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from sidequest import limiter_renewal as renewal
@@ -35,6 +37,19 @@ _holding: contextvars.ContextVar[tuple[tuple[ConcurrentLimiter, str, object], ..
 #: ``with`` on a limiter there is refused as on a worker's event loop.
 job_loop: contextvars.ContextVar[bool] = contextvars.ContextVar("sidequest_job_loop",
                                                                 default=False)
+
+
+@contextlib.contextmanager
+def another_job() -> Iterator[None]:
+    """A job run inside another one's context (inline mode runs a pushed job at once, in the
+    pushing job's thread or task): it holds none of that job's slots and runs on no loop of
+    its own yet, as it would in a worker."""
+    holding, loop = _holding.set(()), job_loop.set(False)
+    try:
+        yield
+    finally:
+        job_loop.reset(loop)
+        _holding.reset(holding)
 
 
 def on_job_loop() -> bool:

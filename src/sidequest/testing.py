@@ -43,7 +43,7 @@ import sys
 from types import TracebackType
 from typing import Any, Literal, TypeAlias
 
-from sidequest import batch, batch_local, client, middleware, registry
+from sidequest import batch, batch_local, client, limiter_held, middleware, registry
 from sidequest.errors import UnknownJobError
 from sidequest.job import Job, JobFunction, install_testing
 from sidequest.limiter import OverLimit
@@ -320,7 +320,8 @@ def _run_inline(job: Payload) -> None:
             " perform_one(); its next push stays queued for the test to check")
     token = _inline_depth.set(depth + 1)
     try:
-        _run(job)
+        with limiter_held.another_job():
+            _run(job)
     finally:
         _inline_depth.reset(token)
 

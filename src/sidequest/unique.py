@@ -2,8 +2,8 @@
 
 A job class (or ``@job``, or ``.set``) with ``unique_for = seconds`` is pushed with three
 top-level payload keys: ``unique_for``, ``unique_until`` ("start" or "success") and
-``unique_digest``, the identity of the job (class, queue, arguments and run time, or what the
-class's ``unique_key(*args, **kwargs)`` returns). The push takes the lock
+``unique_digest``, the identity of the job (class, queue and arguments, not the run time, or
+what the class's ``unique_key(*args, **kwargs)`` returns). The push takes the lock
 ``sq:unique:<digest>`` (value: the jid) and writes the job in one Lua step
 (lua/unique_push.lua), so a duplicate writes nothing and a lock never exists without its job.
 

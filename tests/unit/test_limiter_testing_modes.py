@@ -88,3 +88,28 @@ def test_a_plain_with_in_a_thread_an_async_job_started_is_fine() -> None:
 
     HandsToAThread.perform_async()
     assert testing.drain_all() == 1 and ran == ["thread"]
+
+
+class InlineChild(Job):
+    def perform(self) -> None:
+        with ONE:
+            ran.append("child")
+
+
+class InlineParent(Job):
+    def perform(self) -> None:
+        with ONE:
+            ran.append("parent")
+            InlineChild.perform_async()  # inline: runs now, as another job would elsewhere
+
+
+class AsyncInlineParent(Job):
+    async def perform(self) -> None:
+        InlineChild.perform_async()  # a sync push from async code: the child is a sync job
+
+
+def test_inline_a_pushed_job_holds_none_of_its_pushers_slots() -> None:
+    with testing.inline():
+        InlineParent.perform_async()
+        AsyncInlineParent.perform_async()
+    assert ran == ["parent", "child", "child"]
