@@ -77,11 +77,11 @@ def fail(jid: str, running: dict[str, Work], processor: Processor,
         stack = stack_of(runner.thread_ident) if runner.stuck else None
         failure = error(stack) if culprit == jid else blocked_error().with_traceback(stack)
         job = normalized(decode(work.raw), work.queue)
-        _log(failure, job, None)
+        _log(failure, job, f"async-{job.get('jid')}")  # as its start line names it
         processor.failed(work, job, failure, cls)
 
 
-def _log(failure: BaseException, job: Payload, tid: str | None) -> None:
+def _log(failure: BaseException, job: Payload, tid: str) -> None:
     """The job's ``fail`` line, as any failed job gets (its thread never writes one): a log
     pipeline keyed on the jid sees it end, at the line it was stuck on."""
     summary = f"fail: {retry.error_class(failure)}: {retry.error_message(failure)[:2000]}"
