@@ -16,7 +16,7 @@ import math
 import time
 from typing import Any
 
-from sidequest import connection, keys
+from sidequest import connection, keys, retry
 from sidequest.payload import Payload, dumps
 
 log = logging.getLogger("sidequest")
@@ -56,6 +56,17 @@ def write(pipe: Any, payload: Payload, state: str, **extra: Any) -> None:
     pipe.expire(key, ttl_of(payload))
 
 
+#: Characters of an error message kept in a status (the retry set keeps the whole one).
+ERROR_MESSAGE_MAX = 2000
+
+
+def failure(exc: BaseException) -> dict[str, str]:
+    """The error of a failed run, as the retry set records it, for the status of a job
+    retrying or dead (``JobStatus.error_class`` and ``error_message``)."""
+    return {"error_class": retry.error_class(exc),
+            "error_message": retry.error_message(exc)[:ERROR_MESSAGE_MAX]}
+
+
 def keep_until_retry(pipe: Any, payload: Payload, at: float) -> None:
     """Queue on ``pipe``: the status of a job that will retry at ``at`` lives ``result_ttl``
     past then, not from its failure: a retry days away must not find it expired."""
@@ -88,7 +99,7 @@ def result_text(result: Any, payload: Payload) -> str:
 def on_death(payload: Payload, exc: BaseException) -> None:
     """Death handler: a job that stores its result and will not run again is dead."""
     if wanted(payload):
-        save(payload, "dead")
+        save(payload, "dead", **failure(exc))
 
 
 def check_progress(fraction: Any) -> None:

@@ -122,6 +122,32 @@ def test_dead_after_its_last_retry(r: redis.Redis) -> None:
     jid = Doomed.set(retry=False).perform_async()
     with running_worker():
         wait_for(lambda: JobStatus(jid).state == "dead", what="the job to be dead")
+    # Its error, as RQ's exc_info shows it, without a search of the dead set.
+    dead = JobStatus(jid)
+    assert (dead.error_class, dead.error_message) == ("RuntimeError", "no disk")
+
+
+def test_a_retrying_job_says_its_error_and_a_retry_by_hand_says_queued(r: redis.Redis) -> None:
+    from sidequest.api import DeadSet, RetrySet
+
+    jid = RetriesLater.perform_async()
+    with running_worker():
+        wait_for(lambda: r.zcard("retry") == 1, what="the job in the retry set")
+    retrying = JobStatus(jid)
+    assert retrying.state == "retrying" and retrying.error_class == "RuntimeError"
+    assert retrying.error_message == "try again in an hour"
+    # "Retry now" from the dashboard or the API: queued again, with no error to show, in
+    # the move's own step (before, it still said "retrying", or "dead" below, until a worker
+    # took it: a page that stops polling at "dead" never saw the run).
+    (entry,) = list(RetrySet())
+    assert entry.retry()
+    queued = JobStatus(jid)
+    assert (queued.state, queued.error_class) == ("queued", None)
+    assert 0 < r.ttl(f"sq:status:{jid}") <= 60
+    doomed = Doomed.set(retry=0).perform_async()  # straight to the dead set
+    with running_worker():
+        wait_for(lambda: JobStatus(doomed).state == "dead", what="the job to be dead")
+    assert DeadSet().retry_all() == 1 and JobStatus(doomed).state == "queued"
 
 
 def test_jobs_that_do_not_store_results_leave_nothing(r: redis.Redis) -> None:

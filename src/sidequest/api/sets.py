@@ -13,7 +13,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from sidequest import connection, keys, unique
+from sidequest import connection, keys, status, unique
 from sidequest.api import removed
 from sidequest.api.lenient import as_int, or_empty, replies
 from sidequest.api.queues import digest_of
@@ -276,11 +276,15 @@ class JobSet:
                 job["retry_count"] -= 1
             job["enqueued_at"] = now()
             where, body, queue = "queue", dumps(job), job["queue"]
-        return self._move(
-            keys=[self.name, keys.QUEUES, keys.DEAD, keys.queue(queue or "default")],
-            args=[entry.raw, where, body, queue, repr(now()), DEAD_MAX_JOBS, DEAD_TIMEOUT],
-            client=client,
-        )
+        move_keys = [self.name, keys.QUEUES, keys.DEAD, keys.queue(queue or "default")]
+        move_args: list[Any] = [entry.raw, where, body, queue, repr(now()), DEAD_MAX_JOBS,
+                                DEAD_TIMEOUT]
+        if where == "queue" and status.wanted(entry.item):
+            # Its stored status says it is queued again (a page that stopped polling at
+            # "dead" would not see it run), in the move's own step.
+            move_keys.append(keys.status(str(entry.item.get("jid", ""))))
+            move_args += [repr(time.time()), status.ttl_of(job)]
+        return self._move(keys=move_keys, args=move_args, client=client)
 
     def _bulk(self, how: str) -> int:
         """Move every entry, lowest score first, a page per round trip. Entries that move

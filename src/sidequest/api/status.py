@@ -35,6 +35,11 @@ class JobStatus:
         self.message: str | None = found.get("message")
         self.updated_at: float | None = as_float(found.get("updated_at"), None)
         self._result = found.get("result")
+        # The last failure's, while the job waits to retry or is dead (a later run that
+        # succeeds leaves them in the hash: they are not its).
+        failing = self.state in ("retrying", "dead")
+        self.error_class: str | None = found.get("error_class") if failing else None
+        self.error_message: str | None = found.get("error_message") if failing else None
         #: Seconds until the stored status and result expire (None: nothing stored).
         self.ttl: int | None = int(ttl) if isinstance(ttl, int) and ttl >= 0 else None
 

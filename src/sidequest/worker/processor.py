@@ -238,10 +238,10 @@ class Processor:
 
         def write(pipe: Any) -> None:
             if decision.action == "retry":
-                self._to_retry(pipe, failed, body, decision.at)
+                self._to_retry(pipe, failed, body, decision.at, exc)
             elif to_morgue:
                 add_dead(pipe, body, now(), self.config.dead_max_jobs, self.config.dead_timeout)
-            _record_failure(pipe, failed, retrying=decision.action == "retry")
+            _record_failure(pipe, failed, exc, retrying=decision.action == "retry")
             pipe.lrem(self.inprogress, ACK_FROM_TAIL, work.raw)
 
         # Not written (a stop through an outage): the job is still in the in-progress list
@@ -252,10 +252,11 @@ class Processor:
                                  "queue": work.queue})
 
     @staticmethod
-    def _to_retry(pipe: Any, failed: Payload, body: str, at: float) -> None:
+    def _to_retry(pipe: Any, failed: Payload, body: str, at: float,
+                  exc: BaseException) -> None:
         pipe.zadd(keys.RETRY, {body: at})
         if status.wanted(failed):
-            status.write(pipe, failed, "retrying")
+            status.write(pipe, failed, "retrying", **status.failure(exc))
             status.keep_until_retry(pipe, failed, at)
 
     def _bury_raw(self, work: Work, exc: PayloadError) -> None:
@@ -306,7 +307,7 @@ class Processor:
         return self.stopping.is_set() or (limit is not None and time.monotonic() >= limit)
 
 
-def _record_failure(pipe: Any, failed: Payload, retrying: bool) -> None:
+def _record_failure(pipe: Any, failed: Payload, exc: BaseException, retrying: bool) -> None:
     """A failure's record in its batch (a failure, retrying or not) and, once it will not
     run again, its stored status: in the failure's own transaction, so that an outage as
     the job ends delays them rather than loses them."""
@@ -314,7 +315,7 @@ def _record_failure(pipe: Any, failed: Payload, retrying: bool) -> None:
     if ancestry:
         batch.queue_update(pipe, ancestry, str(failed.get("jid", "")), "failure")
     if not retrying and status.wanted(failed):
-        status.write(pipe, failed, "dead")
+        status.write(pipe, failed, "dead", **status.failure(exc))
 
 
 def _done(job: Payload) -> str:
