@@ -64,11 +64,20 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+#: Digits of the longest integer a payload may hold. Python refuses to convert strings of
+#: over 4,300 digits in one go, so longer ones (Ruby writes integers of any size) are
+#: assembled from chunks; but that takes time that grows with the square of the length (a
+#: million digits: seconds, in a worker's scheduler as in the dashboard), so a payload past
+#: this is refused as unreadable: it goes to the dead set, and no one waits on it.
+MAX_INT_DIGITS = 20_000
+
+
 def _parse_int(text: str) -> int:
-    """Integers of any size, as Ruby writes them: Python refuses to convert strings of over
-    4,300 digits in one go, so longer ones are assembled from chunks."""
+    """Integers of up to MAX_INT_DIGITS digits, as Ruby writes them."""
     if len(text) <= 4000:
         return int(text)
+    if len(text) > MAX_INT_DIGITS + 1:  # a sign
+        raise ValueError(f"an integer of {len(text):,} digits (at most {MAX_INT_DIGITS:,})")
     sign, digits = (-1, text[1:]) if text[0] == "-" else (1, text)
     value = 0
     for start in range(0, len(digits), 4000):

@@ -321,6 +321,19 @@ def test_decode_reads_integers_of_any_size() -> None:
     assert job["args"] == [10**9000 - 1, -int("1" * 2500) * (10**2500) - int("1" * 2500), 7]
 
 
+def test_an_integer_past_the_digit_limit_makes_the_payload_unreadable() -> None:
+    # Reading a million digits took seconds (a worker's scheduler stalled on one entry):
+    # past MAX_INT_DIGITS the payload is refused, and goes to the dead set as unreadable.
+    from sidequest.payload import MAX_INT_DIGITS
+
+    longest = decode('{"class":"X","args":[' + "9" * MAX_INT_DIGITS + "]}")
+    assert longest["args"] == [10**MAX_INT_DIGITS - 1]
+    with pytest.raises(PayloadError, match=r"an integer of 1,000,000 digits \(at most 20,000\)"):
+        decode('{"class":"X","args":[' + "9" * 1_000_000 + "]}")
+    with pytest.raises(PayloadError, match="digits"):
+        decode('{"class":"X","args":[-' + "9" * (MAX_INT_DIGITS + 1) + "]}")
+
+
 def test_normalized_fills_in_what_sidekiqs_client_push_would() -> None:
     bare = {"class": "X", "args": [1]}
     job = normalized(bare, "low")

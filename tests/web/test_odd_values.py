@@ -51,6 +51,20 @@ def in_set(name: str, payload: str, score: float = NOW) -> Callable[[redis.Redis
     return lambda r: r.zadd(name, {payload: score})
 
 
+def _big(digits: int) -> str:
+    """A payload whose argument is an integer of ``digits`` digits, as Ruby writes one
+    (Python refuses to write one of over 4,300 digits)."""
+    return job(args=[0]).replace('"args": [0]', '"args": [' + "9" * digits + "]")
+
+
+def _everywhere(r: redis.Redis, payload: str) -> None:
+    """``payload`` in a queue, the three sets and a process's work."""
+    queued(payload)(r)
+    for name in ("retry", "schedule", "dead"):
+        r.zadd(name, {payload: NOW})
+    work(r, json.dumps({"queue": "default", "payload": payload, "run_at": NOW}))
+
+
 BAD: dict[str, Callable[[redis.Redis], object]] = {
     "info not JSON": lambda r: process(r, info="{not json"),
     "info a list": lambda r: process(r, info="[1, 2]"),
@@ -81,6 +95,12 @@ BAD: dict[str, Callable[[redis.Redis], object]] = {
     "metrics counter abc": lambda r: r.hset(
         f"sq:metrics:1m:{time.strftime('%Y%m%d%H%M', time.gmtime())}",
         mapping={"Odd|p": "abc", "Odd|f": "1.5", "Odd|ms": "x"}),
+    "a 5,000-digit integer everywhere": lambda r: _everywhere(r, _big(5000)),
+    "a 5,000-digit retry_count and created_at": lambda r: _everywhere(
+        r, job(retry_count=0, created_at=0).replace('"retry_count": 0', '"retry_count": '
+                                                    + "7" * 5000).replace(
+            '"created_at": 0', '"created_at": ' + "8" * 5000)),
+    "a 30,000-digit integer (unreadable)": lambda r: _everywhere(r, _big(30_000)),
     "payload not JSON in a queue": queued("{broken"),
     "payload a JSON list in retry": in_set("retry", "[1, 2, 3]"),
 }

@@ -108,7 +108,10 @@ class JobRecord:
     @property
     def retry_count(self) -> int | None:
         value = self.item.get("retry_count")
-        return value if isinstance(value, int) else None
+        # One no retry policy could reach (an integer of thousands of digits, which Python
+        # would refuse to write on a page) reads as unknown, as a string does.
+        ok = isinstance(value, int) and not isinstance(value, bool) and value.bit_length() < 64
+        return value if ok else None
 
     @property
     def error_backtrace(self) -> list[str]:

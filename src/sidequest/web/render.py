@@ -232,14 +232,41 @@ def utc(seconds: float | None) -> str:
 
 
 def short_json(value: Any, limit: int = ARGS_IN_TABLE) -> str:
-    return cut(json.dumps(value, ensure_ascii=False), limit)
+    return cut(_dumps(value), limit)
 
 
 def full_json(value: Any) -> str:
-    text_value = json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True)
+    text_value = _dumps(value, indent=2, sort_keys=True)
     if len(text_value) <= VALUE_ON_PAGE:
         return text_value
     return text_value[:VALUE_ON_PAGE] + f"\n… ({len(text_value) - VALUE_ON_PAGE:,} more characters)"
+
+
+#: Bits of an integer shown as itself; past them (some 4,000 digits), a note of its size:
+#: Python refuses to write integers of over 4,300 digits unless the whole process lifts
+#: that limit, which the dashboard, perhaps mounted in an application, does not do.
+SHOWN_INT_BITS = 13_000
+
+
+def _dumps(value: Any, **options: Any) -> str:
+    """JSON for a page. A payload may hold an integer too long for Python to write (Ruby
+    writes any): it is shown as a note of its size rather than fail the whole page."""
+    try:
+        return json.dumps(value, ensure_ascii=False, **options)
+    except ValueError:
+        return json.dumps(_sized(value), ensure_ascii=False, **options)
+
+
+def _sized(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value.bit_length() <= SHOWN_INT_BITS:
+            return value
+        return f"<an integer of about {int(value.bit_length() * 0.30103):,} digits>"
+    if isinstance(value, dict):
+        return {key: _sized(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_sized(item) for item in value]
+    return value
 
 
 def plural(count: int, noun: str, nouns: str | None = None) -> str:
