@@ -5,6 +5,7 @@ with it before any client exists.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 from sidequest.errors import ConfigError
@@ -117,11 +118,18 @@ def _db(text: str) -> str:
     return str(int(text)) if text.isdigit() else text or "0"
 
 
+#: A password given in the query (redis-py's form for a unix socket: ``?password=...``).
+_QUERY_PASSWORD = re.compile(r"(?i)([?&]password=)[^&#]*")
+
+
 def redacted(text: str) -> str:
-    """``text`` with any password replaced, safe for logs and pages."""
-    parts = urlsplit(text)
-    if parts.password is None:
-        return text
-    user = parts.username or ""
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    """``text`` with any password replaced, safe for logs and pages: the one before the
+    host, and one given as ``?password=``."""
+    head, mark, query = text.partition("?")
+    if mark:
+        query = _QUERY_PASSWORD.sub(r"\1***", mark + query)[1:]
+    parts = urlsplit(head)
+    if parts.password is not None:
+        host = parts.netloc.rsplit("@", 1)[1]
+        head = urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    return head + mark + query
