@@ -33,6 +33,7 @@ from sidequest.api.stats import (
 )
 from sidequest.config import connect_as_file, default_file
 from sidequest.errors import ConfigError
+from sidequest.shown import printable
 
 CLEAR = "\033[2J\033[H"
 
@@ -49,6 +50,7 @@ def _ago(seconds: float) -> str:
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    rows = [[printable(cell) for cell in row] for row in rows]  # widths of what is shown
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
               for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
@@ -293,7 +295,7 @@ def main(command: str, argv: list[str], out: TextIO = sys.stdout, *,
         while True:
             screen = render()
             out.write(_frame_start(out, frames) if interval else "")
-            out.write("\n".join(screen.lines) + "\n")
+            out.write("\n".join(map(printable, screen.lines)) + "\n")
             frames += 1
             out.flush()
             _report_down(command, screen.down)

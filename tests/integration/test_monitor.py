@@ -143,3 +143,30 @@ def test_a_watch_interval_of_nothing_is_refused(seconds: str,
     assert main("stats", ["--watch", seconds], io.StringIO()) == 2
     assert ("sidequest stats: --watch takes the seconds between redraws, more than 0; got"
             f" {float(seconds):g}") in capsys.readouterr().err
+
+
+def test_control_characters_in_names_are_written_out_not_sent_to_the_terminal(
+        r: redis.Redis) -> None:
+    # A queue name another program wrote: an escape sequence would clear lines and set the
+    # window title on the operator's terminal, and a newline would forge a table row.
+    name = "ansi\x1b[2K\x1b]0;pwned\x07\nFAKE 999\u202e"
+    r.sadd("queues", name)
+    r.lpush(f"queue:{name}", json.dumps({"class": "X", "args": [], "queue": name}))
+    for command in ("stats", "status"):
+        text = run(command)
+        assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+        assert "ansi\\x1b[2K\\x1b]0;pwned\\x07\\nFAKE 999\\u202e" in text
+        assert not any(line.startswith("FAKE") for line in text.splitlines())
+
+
+def test_a_class_name_cannot_forge_a_worker_log_line() -> None:
+    import logging
+
+    from sidequest.worker.logs import TextFormatter
+
+    record = logging.LogRecord("sidequest", logging.INFO, __file__, 1, "start", (), None)
+    record.__dict__.update({"class": "Evil\x1b[31m\n2026-12-07T00:00:00.000Z pid=1 INFO: FAKE",
+                            "jid": "j" * 24, "tid": "t1"})
+    line = TextFormatter().format(record)
+    assert "\n" not in line and "\x1b" not in line
+    assert "class=Evil\\x1b[31m\\n2026-12-07T00:00:00.000Z pid=1 INFO: FAKE jid=" in line

@@ -16,6 +16,8 @@ import time
 import traceback
 from typing import IO, Any, cast
 
+from sidequest.shown import printable
+
 LOGGER = "sidequest"
 _JOB_FIELDS = ("tid", "class", "jid", "elapsed")
 
@@ -77,8 +79,8 @@ class TextFormatter(logging.Formatter):
         parts = [f"{stamp}.{int(record.msecs):03d}Z pid={record.process}"]
         for name in _JOB_FIELDS:
             value = record.__dict__.get(name)
-            if value is not None:
-                parts.append(f"{name}={value}")
+            if value is not None:  # the class is the payload's: written out if odd
+                parts.append(f"{name}={printable(str(value))}")
         line = f"{' '.join(parts)} {record.levelname}: {record.getMessage()}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
