@@ -19,6 +19,7 @@ import redis
 from sidequest import connection, keys
 from sidequest.errors import PayloadError
 from sidequest.payload import decode
+from sidequest.shown import printable
 
 #: Jobs per script call: in-progress lists hold about one process's concurrency.
 BATCH = 200
@@ -77,7 +78,7 @@ def job_names(raws: Iterable[bytes], jids: Iterable[str] = (), most: int = 5) ->
     for raw in raws:
         try:
             job = decode(raw)
-            names.append(f"{job.get('class')} jid={job.get('jid')}")
+            names.append(printable(f"{job.get('class')} jid={job.get('jid')}"))
         except PayloadError:
             names.append("an unreadable payload")
     names += [f"jid={jid}" for jid in jids]
