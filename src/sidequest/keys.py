@@ -193,6 +193,11 @@ def web_login_failures(address: str) -> str:
     return _default_tag() + "sq:web:login:" + address
 
 
+def web_login_next(address: str) -> str:
+    """When a client address that failed too often may next have a password checked."""
+    return _default_tag() + "sq:web:login-next:" + address
+
+
 # Periodic jobs (sidequest.periodic; pushed by sidequest.worker.periodic)
 #
 #     sq:periodic                  HASH entry name -> definition JSON (class, cron | every,

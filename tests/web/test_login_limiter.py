@@ -93,12 +93,30 @@ def test_failures_are_kept_for_the_window_after_the_last_one(redis_url: str,
     assert r.get(key) == "2" and r.ttl(key) > 890
 
 
-def test_a_clean_address_is_not_delayed(redis_url: str) -> None:
+@pytest.mark.parametrize(("failures", "delay"), [(0, 0.0), (4, 0.0), (5, 0.5), (6, 1.0),
+                                                  (10**9, 10.0)])
+def test_a_clean_address_is_not_delayed(redis_url: str, r: redis.Redis, failures: int,
+                                        delay: float) -> None:
+    """The delay doubles from base_delay once free_failures are spent, up to max_delay."""
     limiter = LoginLimiter()
-    assert limiter.delay(0) == limiter.delay(limiter.free_failures - 1) == 0.0
-    assert limiter.delay(limiter.free_failures) == limiter.base_delay
-    assert limiter.delay(limiter.free_failures + 1) == 2 * limiter.base_delay
-    assert limiter.delay(10**9) == limiter.max_delay
+    r.set(keys.web_login_failures("198.51.100.9"), failures)
+    assert limiter._admit("198.51.100.9").wait == pytest.approx(delay, abs=0.01)
+
+
+def test_one_flooding_address_leaves_the_queue_to_the_others(redis_url: str,
+                                                             r: redis.Redis) -> None:
+    """An address past its free failures has one attempt waiting at a time: the rest are
+    refused before they take a shared slot (before, one client's flood took every slot, and
+    the right password from another address was refused for as long as it lasted)."""
+    limiter = LoginLimiter(per_minute=30, burst=10)
+    r.set(keys.web_login_failures("198.51.100.66"), 20)
+    first = limiter._admit("198.51.100.66")
+    assert first.retry_after is None and first.wait == limiter.max_delay
+    flood = [limiter._admit("198.51.100.66") for _ in range(40)]
+    assert all(a.retry_after is not None and 0 < a.retry_after <= limiter.max_delay
+               for a in flood)
+    colleague = limiter._admit("198.51.100.7")
+    assert colleague.retry_after is None and colleague.wait == 0.0
 
 
 @pytest.mark.parametrize("per_minute", [0, -5])

@@ -13,7 +13,10 @@ Both counts live in Redis, so every process serving the dashboard shares them:
   failure starts the window again, so steady guessing never gets a fresh start) or until the
   right password logs in from it, which clears it. Nobody is locked out: the right password
   still logs in after the delay, and the address's next login is not delayed, so a
-  colleague's typos behind the same NAT cost seconds, not the day.
+  colleague's typos behind the same NAT cost seconds, not the day. Such an address has one
+  attempt waiting at a time: the others are answered 429 before they take a shared slot, so a
+  client flooding the form from one address cannot fill the queue that the other addresses
+  need to log in (lua/login_slot.lua).
 
 The address is the one uvicorn reports: the TCP peer, or a proxy's forwarded header only when
 that proxy is trusted (``sidequest web --forwarded-allow-ips``).
@@ -55,26 +58,22 @@ class LoginLimiter:
         self.window = window
         self._client = client
 
-    def delay(self, failures: int) -> float:
-        """How long an address with this many recent failures waits before each attempt."""
-        extra = failures - self.free_failures
-        if extra < 0:
-            return 0.0
-        return float(min(self.max_delay, self.base_delay * 2 ** min(extra, 32)))
-
     async def admit(self, address: str) -> Admission:
         """Raises redis.RedisError when Redis cannot be asked."""
         return await run_in_threadpool(self._admit, address)
 
     def _admit(self, address: str) -> Admission:
         script = connection.script("login_slot")
-        verdict, seconds, failures = script(
-            keys=[keys.WEB_LOGIN_SLOT, keys.web_login_failures(_bucket(address))],
-            args=[60.0 / self.per_minute, self.burst, self.max_wait], client=self._client(),
+        bucket = _bucket(address)
+        verdict, seconds, _ = script(
+            keys=[keys.WEB_LOGIN_SLOT, keys.web_login_failures(bucket),
+                  keys.web_login_next(bucket)],
+            args=[60.0 / self.per_minute, self.burst, self.max_wait, self.free_failures,
+                  self.base_delay, self.max_delay], client=self._client(),
         )
-        if verdict == b"full":
+        if verdict in (b"full", b"later"):
             return Admission(wait=0.0, retry_after=float(seconds))
-        return Admission(wait=max(float(seconds), self.delay(int(float(failures)))))
+        return Admission(wait=float(seconds))  # the slot's wait, or the address's delay
 
     async def failed(self, address: str) -> None:
         await run_in_threadpool(self._failed, address)
