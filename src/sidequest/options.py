@@ -105,6 +105,21 @@ _PUSH_INSTEAD = {
     "run_at": "push with perform_at(when, ...) instead",
     "wait_until": "push with perform_at(when, ...) instead",
     "wait": "push with perform_in(seconds, ...) instead",
+    # RQ's enqueue options (only here: a job class may hold constants of these names).
+    "depends_on": "a job that runs after others is a batch callback: push them in a"
+                  " sidequest.Batch(on_success=(NextJob, [args])) block (README: \"Batches\")",
+    "on_success": "push the follow-up from the end of perform, or make it a batch's"
+                  " on_success callback (README: \"Batches\")",
+    "on_failure": "define the classmethod retries_exhausted(payload, exc) on a Job class, or"
+                  " register sidequest.on_death(handler) for every job's death",
+    "failure_ttl": "failed jobs wait in the retry set, then 6 months in the dead set (the"
+                   " dashboard and sidequest.api manage them); there is no per-job TTL",
+    "meta": "report progress with self.set_progress(fraction, message) in a class with"
+            " store_result = True, read with sidequest.api.JobStatus(jid)",
+    "at_front": "a queue is first in, first out: give urgent jobs a queue of their own and"
+                " list it first (-q critical -q default)",
+    "job_id": "the option is jid (a string of your choosing; Sidekiq makes 24 hex"
+              " characters), as in X.set(jid='report-7').perform_async()",
 }
 
 

@@ -65,3 +65,29 @@ def test_a_class_may_still_have_constants_of_those_names() -> None:
             pass
 
     assert PHConstants.wait == 5
+
+
+@pytest.mark.parametrize("call", SETTERS.values(), ids=SETTERS.keys())
+@pytest.mark.parametrize(("option", "says"), [
+    ("depends_on", r"a batch callback: push them in a sidequest.Batch\(on_success="),
+    ("on_failure", r"retries_exhausted\(payload, exc\).*sidequest.on_death"),
+    ("meta", r"self.set_progress\(fraction, message\)"),
+    ("job_id", r"the option is jid"),
+    ("at_front", r"give urgent jobs a queue of their own"),
+])
+def test_rqs_enqueue_options_say_what_to_use_here(call: Callable[..., Any], option: str,
+                                                 says: str) -> None:
+    # Before: "did you mean 'expires_in'?" for depends_on, the option list for the others.
+    with pytest.raises(ConfigError, match=says):
+        call(**{option: 1})
+
+
+def test_a_job_class_may_hold_constants_named_as_rqs_options() -> None:
+    class Holds(Job):
+        meta = {"owner": "billing"}
+        on_success = "notify"
+
+        def perform(self) -> None:
+            pass
+
+    assert Holds.meta == {"owner": "billing"}
