@@ -24,10 +24,22 @@ from sidequest.runner import config_from_args, parser, run_worker
 from sidequest.web_flags import WEB_EXTRA, web_parser
 
 COMMANDS = ("run", "dev", "stats", "status", "periodic", "web")
-
+#: Other tools' commands that newcomers type first (rq, Celery): what to run here.
+_FOREIGN_COMMANDS = {
+    "worker": "the worker is this command itself: sidequest -r yourapp.jobs -q default",
+    "info": "'sidequest stats' shows the totals and queues, 'sidequest status' the processes"
+            " too",
+    "beat": "every worker runs the periodic jobs (sidequest.periodic): no separate process",
+    "scheduler": "every worker moves scheduled jobs and runs the periodic ones: no separate"
+                 " process",
+    "cron": "every worker runs the periodic jobs (sidequest.periodic); 'sidequest periodic'"
+            " lists them",
+}
 
 
 def _unknown_command(word: str) -> str:
+    if word in _FOREIGN_COMMANDS:
+        return f"unknown command {word!r}; {_FOREIGN_COMMANDS[word]}"
     close = difflib.get_close_matches(word, COMMANDS, n=1, cutoff=0.6)
     hint = f"did you mean 'sidequest {close[0]}'? " if close else ""
     if not close and any(mark in word for mark in "./:"):  # a module, file or app factory

@@ -40,8 +40,13 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         prefix = "unrecognized arguments: "
         if message.startswith(prefix):
+            words = message[len(prefix):].split()
             hints = [_foreign_hint(word) or _flag_hint(word, list(self._option_string_actions))
-                     for word in message[len(prefix):].split()]
+                     for word in words]
+            bare = [word for word in words if not word.startswith("-")]
+            if bare:  # `rq worker high default low`: queues named after the flags
+                hints.append("queues are given with -q, once each, in the order they are"
+                             f" served: {' '.join(f'-q {word}' for word in bare)}")
             message += "".join(f"; {hint}" for hint in hints if hint)
         elif message.startswith("argument -P/--processes: invalid int value"):
             message += f"; {_SIDEKIQ_FLAGS['-P']}"

@@ -84,6 +84,12 @@ def test_version_and_help() -> None:
     (["app:create_app()"], "unknown command 'app:create_app()'; to load your jobs from it,"
                            " pass -r 'app:create_app()'"),
     (["go"], "unknown command 'go'; the commands are run, dev"),
+    # rq's and Celery's habits.
+    (["info"], "unknown command 'info'; 'sidequest stats' shows the totals and queues"),
+    (["worker"], "unknown command 'worker'; the worker is this command itself"),
+    (["-r", "app.jobs", "high", "low"], "unrecognized arguments: high low; queues are given"
+                                        " with -q, once each, in the order they are served:"
+                                        " -q high -q low"),
     # Sidekiq's own flags, from a user's old command line.
     (["-P", "tmp/pids/sidekiq.pid"], "-P is the number of worker processes here (-P 4), neither"
                                       " Sidekiq's pidfile"),
