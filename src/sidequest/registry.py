@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import inspect
 import sys
 import threading
 from typing import TYPE_CHECKING
@@ -87,8 +88,23 @@ def _unknown(name: str) -> str:
                 f" as {here!r} (each names it from where it runs, or from its sys.path). Import"
                 " it under one name in both, from the project root, or give the class an"
                 " explicit name = '...'")
+    plain = _plain_function(name)
+    if plain:
+        return plain
     return (f"no job class named {name!r} is loaded in this process; {LOAD_HINT}, and check"
             f" that its name matches (set name = {name!r} on a class to share it with Ruby)")
+
+
+def _plain_function(name: str) -> str | None:
+    """An RQ habit: a plain function pushed by its path. Looked up only in a module this
+    process loaded already: a payload never makes it import anything."""
+    module, _, attr = name.rpartition(".")
+    found = getattr(sys.modules.get(module), attr, None) if module else None
+    if not inspect.isfunction(found):
+        return None
+    return (f"{name!r} is a plain function, not a job: decorate it with @job (from sidequest"
+            f" import job) so that a worker can run it, and push it with"
+            f" {attr}.perform_async(...)")
 
 
 def find(name: object) -> type[Job] | None:

@@ -446,6 +446,19 @@ def test_an_unknown_name_points_at_the_same_class_under_another_module() -> None
     assert "but" not in str(plain.value)
 
 
+def plain_helper(n: int) -> int:
+    """Not a job: no @job on it."""
+    return n
+
+
+def test_a_plain_function_pushed_by_its_path_says_to_decorate_it() -> None:
+    # RQ enqueues any function by its path; here the worker can run only jobs.
+    with pytest.raises(UnknownJobError, match=(
+            rf"'{__name__}.plain_helper' is a plain function, not a job: decorate it with"
+            r" @job \(from sidequest import job\)")):
+        registry.lookup(f"{__name__}.plain_helper")
+
+
 def test_a_class_without_perform_is_not_registered() -> None:
     class TJAbstractBase(Job):
         queue = "abstract"
