@@ -13,6 +13,7 @@ import difflib
 import logging
 import math
 import os
+import sys
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
@@ -26,6 +27,7 @@ from sidequest.config import (
 )
 from sidequest.errors import ConfigError
 from sidequest.queue_specs import parse_queue, warn_of_colon_weights
+from sidequest.urls import redacted
 
 log = logging.getLogger("sidequest")
 
@@ -157,6 +159,10 @@ def config_from_args(args: argparse.Namespace, base: Mapping[str, Any] | None = 
                      base_source: str = "") -> Config:
     """The flags over the config file over ``base`` (a framework's settings, see build())."""
     queues = tuple(parse_queue(q) for q in args.queue) if args.queue else None
+    if args.redis_url and redacted(args.redis_url) != args.redis_url:
+        print("sidequest: warning: the Redis password in --redis-url can be read by every user"
+              " of this machine (ps); give the URL in SIDEQUEST_REDIS_URL or in the -C file's"
+              " redis_url instead", file=sys.stderr, flush=True)
     return build(
         args.config,
         base=base,

@@ -94,6 +94,9 @@ def test_version_and_help() -> None:
     (["-P", "tmp/pids/sidekiq.pid"], "-P is the number of worker processes here (-P 4), neither"
                                       " Sidekiq's pidfile"),
     (["-d"], "-d (daemonize) is not offered, as in Sidekiq 6"),
+    # A password on the command line, seen by every user (ps); then refused as no -c 0.
+    (["--redis-url", "redis://:S3cret@127.0.0.1:1/0", "-c", "0"],
+     "the Redis password in --redis-url can be read by every user of this machine (ps)"),
     (["-L", "log/sidekiq.log"], "-L (logfile) is not offered, as in Sidekiq 6: logs go to"),
 ])
 def test_bad_flags_exit_2_with_a_clear_message(args: list[str], message: str) -> None:
