@@ -76,8 +76,9 @@ def _parse_int(text: str) -> int:
     """Integers of up to MAX_INT_DIGITS digits, as Ruby writes them."""
     if len(text) <= 4000:
         return int(text)
-    if len(text) > MAX_INT_DIGITS + 1:  # a sign
-        raise ValueError(f"an integer of {len(text):,} digits (at most {MAX_INT_DIGITS:,})")
+    length = len(text) - text.startswith("-")
+    if length > MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {length:,} digits (at most {MAX_INT_DIGITS:,})")
     sign, digits = (-1, text[1:]) if text[0] == "-" else (1, text)
     value = 0
     for start in range(0, len(digits), 4000):

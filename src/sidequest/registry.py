@@ -99,7 +99,8 @@ def _plain_function(name: str) -> str | None:
     """An RQ habit: a plain function pushed by its path. Looked up only in a module this
     process loaded already: a payload never makes it import anything."""
     module, _, attr = name.rpartition(".")
-    found = getattr(sys.modules.get(module), attr, None) if module else None
+    # vars(), not getattr: a module's own __getattr__ (lazy exports) would import things.
+    found = vars(sys.modules[module]).get(attr) if module in sys.modules else None
     if not inspect.isfunction(found):
         return None
     return (f"{name!r} is a plain function, not a job: decorate it with @job (from sidequest"

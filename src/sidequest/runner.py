@@ -13,6 +13,7 @@ import difflib
 import logging
 import math
 import os
+import re
 import sys
 from collections.abc import Mapping
 from typing import Any, NoReturn
@@ -45,7 +46,11 @@ class _Parser(argparse.ArgumentParser):
             words = message[len(prefix):].split()
             hints = [_foreign_hint(word) or _flag_hint(word, list(self._option_string_actions))
                      for word in words]
-            bare = [word for word in words if not word.startswith("-")]
+            # A bare word after an unknown flag is that flag's value (--url redis://...), not
+            # a queue; and a queue's name is a plain word.
+            bare = [word for i, word in enumerate(words) if not word.startswith("-")
+                    and not (i and words[i - 1].startswith("-") and "=" not in words[i - 1])
+                    and re.fullmatch(r"[\w.:-]+", word)]
             if bare:  # `rq worker high default low`: queues named after the flags
                 hints.append("queues are given with -q, once each, in the order they are"
                              f" served: {' '.join(f'-q {word}' for word in bare)}")
@@ -75,6 +80,13 @@ _SIDEKIQ_FLAGS = {
           " it, or let systemd or Docker keep them",
     "--logfile": "--logfile is not offered, as in Sidekiq 6: logs go to standard output;"
                  " redirect it, or let systemd or Docker keep them",
+    # rq's worker flags.
+    "--burst": "--burst (rq) is not offered: the worker runs until it is stopped; to drain"
+               " the queues and exit, see docs/coming-from-rq.md (Draining, then exiting)",
+    "--url": "--url (rq) is --redis-url here",
+    "-u": "-u (rq's Redis URL) is --redis-url here",
+    "--with-scheduler": "--with-scheduler (rq) is not needed: every worker moves scheduled"
+                        " jobs and runs the periodic ones",
 }
 
 _CELERY_APP = ("is Celery's app; here -r names the module that defines your jobs:"

@@ -31,18 +31,32 @@ def wanted(payload: Payload) -> bool:
     return payload.get(STORE) is True
 
 
+#: The longest a status is kept, seconds (ten years): an odd result_ttl or run time in a
+#: payload must make no TTL that Redis refuses.
+MAX_TTL = 10 * 365 * 86400
+
+
 def ttl_of(payload: Payload) -> int:
     """``result_ttl``, counted from when a scheduled job is due: one deferred for longer had
-    no status from then until it ran."""
-    value = payload.get(TTL)
+    no status from then until it ran. Odd values (not numbers, huge ones) read as unset."""
     ttl = DEFAULT_TTL
-    if (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-            and math.isfinite(value)):
-        ttl = max(1, int(value))
-    at = payload.get("at")
-    if isinstance(at, (int, float)) and not isinstance(at, bool) and math.isfinite(at):
-        ttl += max(0, math.ceil(at - time.time()))
-    return ttl
+    value = _finite(payload.get(TTL))
+    if value is not None and value > 0:
+        ttl = max(1, int(min(value, MAX_TTL)))
+    at = _finite(payload.get("at"))
+    if at is not None:
+        ttl += max(0, math.ceil(min(at - time.time(), MAX_TTL)))
+    return min(ttl, MAX_TTL)
+
+
+def _finite(value: Any) -> float | None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)  # an integer too large for a float: none
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def fields(state: str, **extra: Any) -> dict[str, Any]:

@@ -90,6 +90,10 @@ def test_version_and_help() -> None:
     (["-r", "app.jobs", "high", "low"], "unrecognized arguments: high low; queues are given"
                                         " with -q, once each, in the order they are served:"
                                         " -q high -q low"),
+    (["--burst"], "--burst (rq) is not offered: the worker runs until it is stopped"),
+    (["--url", "redis://localhost:6379/1"], "unrecognized arguments: --url"
+                                             " redis://localhost:6379/1; --url (rq) is"
+                                             " --redis-url here"),
     # Sidekiq's own flags, from a user's old command line.
     (["-P", "tmp/pids/sidekiq.pid"], "-P is the number of worker processes here (-P 4), neither"
                                       " Sidekiq's pidfile"),

@@ -170,3 +170,16 @@ def test_a_class_name_cannot_forge_a_worker_log_line() -> None:
     line = TextFormatter().format(record)
     assert "\n" not in line and "\x1b" not in line
     assert "class=Evil\\x1b[31m\\n2026-12-07T00:00:00.000Z pid=1 INFO: FAKE jid=" in line
+
+
+def test_a_class_name_in_a_messages_arguments_cannot_forge_a_line_either() -> None:
+    import logging
+
+    from sidequest.worker.logs import TextFormatter
+
+    evil = "Evil\n2026-12-07T00:00:00.000Z pid=1 INFO: FAKE\x1b]0;pwned\x07"
+    record = logging.LogRecord("sidequest", logging.WARNING, __file__, 1,
+                               "cancelled: %s %s was not run", (evil, "j" * 24), None)
+    line = TextFormatter().format(record)
+    assert "\n" not in line and "\x1b" not in line and "\x07" not in line
+    assert "cancelled: Evil\\n2026" in line and line.endswith(f"{'j' * 24} was not run")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -630,3 +631,17 @@ def test_those_names_can_still_be_set_and_patched_on_a_job_class() -> None:
         TJPatched.delay(1)  # type: ignore[attr-defined]
     delay.assert_called_once_with(1)
     assert not hasattr(TJPatched, "delay")
+
+
+def test_naming_an_unknown_job_runs_no_module_getattr(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A payload's class names a module's attribute: looking it up must not run the module's
+    # own __getattr__ (lazy exports import things), only read what it defines.
+    import types
+
+    called: list[str] = []
+    lazy = types.ModuleType("tj_lazy_module")
+    lazy.__getattr__ = called.append  # type: ignore[method-assign]
+    monkeypatch.setitem(sys.modules, "tj_lazy_module", lazy)
+    with pytest.raises(UnknownJobError):
+        registry.lookup("tj_lazy_module.Heavy")
+    assert called == []

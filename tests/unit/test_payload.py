@@ -352,3 +352,24 @@ def test_times_are_written_as_json_floats_even_on_a_whole_second() -> None:
     text = dumps({"created_at": 1700000000.0, "failed_at": float(1_700_000_000)})
     assert text == '{"created_at":1700000000.0,"failed_at":1700000000.0}'
     assert timestamp(loads(text)["created_at"]) == 1700000000.0
+
+
+@pytest.mark.parametrize(("ttl", "kept"), [
+    (3600, 3600), (10**500, 86400), (1e17, 10 * 365 * 86400), (float("nan"), 86400),
+    ("600", 86400), (True, 86400), (-5, 86400),
+])
+def test_a_status_ttl_is_always_one_redis_takes(ttl: object, kept: int) -> None:
+    # A 500-digit result_ttl raised OverflowError and 1e17 made Redis refuse the EXPIRE, in
+    # Retry now's move: odd values read as unset, huge ones are cut to ten years.
+    from sidequest import status
+
+    assert status.ttl_of({"result_ttl": ttl}) == kept
+    assert status.ttl_of({"result_ttl": 60, "at": 10**500}) == 60
+    assert status.ttl_of({"result_ttl": 60, "at": 1e300}) == 10 * 365 * 86400
+
+
+def test_a_positive_integer_past_the_limit_is_refused_too() -> None:
+    from sidequest.payload import MAX_INT_DIGITS
+
+    with pytest.raises(PayloadError, match="digits"):
+        decode('{"class":"X","args":[' + "9" * (MAX_INT_DIGITS + 1) + "]}")

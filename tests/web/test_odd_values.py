@@ -101,6 +101,10 @@ BAD: dict[str, Callable[[redis.Redis], object]] = {
                                                     + "7" * 5000).replace(
             '"created_at": 0', '"created_at": ' + "8" * 5000)),
     "a 30,000-digit integer (unreadable)": lambda r: _everywhere(r, _big(30_000)),
+    "5,000-digit jid, error class and message": lambda r: _everywhere(r, job(
+        jid=0, error_class=1, error_message=2).replace('"jid": 0', '"jid": ' + "1" * 5000)
+        .replace('"error_class": 1', '"error_class": ' + "2" * 5000)
+        .replace('"error_message": 2', '"error_message": ' + "3" * 5000)),
     "payload not JSON in a queue": queued("{broken"),
     "payload a JSON list in retry": in_set("retry", "[1, 2, 3]"),
 }

@@ -43,7 +43,7 @@ class JobRecord:
 
     @property
     def jid(self) -> str:
-        return str(self.item.get("jid", ""))
+        return _text(self.item.get("jid", ""))
 
     @property
     def klass(self) -> str:
@@ -98,12 +98,12 @@ class JobRecord:
     @property
     def error_class(self) -> str | None:
         value = self.item.get("error_class")
-        return str(value) if value is not None else None
+        return _text(value) if value is not None else None
 
     @property
     def error_message(self) -> str | None:
         value = self.item.get("error_message")
-        return str(value) if value is not None else None
+        return _text(value) if value is not None else None
 
     @property
     def retry_count(self) -> int | None:
@@ -137,3 +137,11 @@ class JobRecord:
 
 def utc(seconds: float | None) -> datetime | None:
     return datetime.fromtimestamp(seconds, timezone.utc) if seconds is not None else None
+
+
+def _text(value: Any) -> str:
+    """A payload field shown as text. Another program may write any JSON there: an integer
+    of thousands of digits, which Python refuses to write out, reads as a note of its size."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 13_000:
+        return f"<an integer of about {int(value.bit_length() * 0.30103):,} digits>"
+    return str(value)

@@ -81,10 +81,22 @@ class TextFormatter(logging.Formatter):
             value = record.__dict__.get(name)
             if value is not None:  # the class is the payload's: written out if odd
                 parts.append(f"{name}={printable(str(value))}")
-        line = f"{' '.join(parts)} {record.levelname}: {record.getMessage()}"
+        line = f"{' '.join(parts)} {record.levelname}: {_message(record)}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
+
+
+def _message(record: logging.LogRecord) -> str:
+    """The record's message, its string arguments (a payload's class or jid, a queue name)
+    written out if they hold control characters: the format's own newlines stay."""
+    args = record.args
+    if not args or not isinstance(args, tuple):
+        return record.getMessage()
+    try:
+        return str(record.msg) % tuple(printable(a) if isinstance(a, str) else a for a in args)
+    except (TypeError, ValueError):
+        return record.getMessage()
 
 
 class JsonFormatter(logging.Formatter):
