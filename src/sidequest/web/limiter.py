@@ -11,12 +11,13 @@ Both counts live in Redis, so every process serving the dashboard shares them:
   ``base_delay``, doubled per further failure, up to ``max_delay``, before its password is
   checked. Its count is kept until ``window`` seconds pass without a failure from it (each
   failure starts the window again, so steady guessing never gets a fresh start) or until the
-  right password logs in from it, which clears it. Nobody is locked out: the right password
+  right password logs in from it, which clears it. Failures lock nobody out: the right password
   still logs in after the delay, and the address's next login is not delayed, so a
   colleague's typos behind the same NAT cost seconds, not the day. Such an address has one
   attempt waiting at a time: the others are answered 429 before they take a shared slot, so a
   client flooding the form from one address cannot fill the queue that the other addresses
-  need to log in (lua/login_slot.lua).
+  need to log in (lua/login_slot.lua); while it keeps guessing, others behind the same
+  address rarely get that one place (docs/security.md).
 
 The address is the one uvicorn reports: the TCP peer, or a proxy's forwarded header only when
 that proxy is trusted (``sidequest web --forwarded-allow-ips``).
