@@ -261,8 +261,8 @@ def _parser(command: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"sidequest {command}", description=ABOUT[command])
     parser.add_argument("--watch", nargs="?", type=float, const=2.0, metavar="SECONDS",
                         help="redraw every SECONDS (default 2) until Ctrl-C")
-    parser.add_argument("--redis-url", help="Redis URL (default: $SIDEQUEST_REDIS_URL,"
-                        " $REDIS_URL, redis://localhost:6379/0)")
+    parser.add_argument("--redis-url", help="Redis URL (default: the -C file's redis_url,"
+                        " $SIDEQUEST_REDIS_URL, $REDIS_URL, redis://localhost:6379/0)")
     parser.add_argument("-C", "--config", metavar="FILE",
                         help="the worker's TOML file, for its redis_url and [shards]"
                              " (default: ./sidequest.toml or ./config/sidequest.toml if there)")
@@ -270,6 +270,11 @@ def _parser(command: str) -> argparse.ArgumentParser:
 
 
 def _connect(args: argparse.Namespace, settings_file: bool) -> None:
+    if args.redis_url and connection.redacted(args.redis_url) != args.redis_url:
+        print("sidequest: warning: the Redis password in --redis-url can be read by every user"
+              " of this machine (ps, for as long as --watch runs); give the URL in"
+              " SIDEQUEST_REDIS_URL or in the -C file's redis_url instead", file=sys.stderr,
+              flush=True)
     # The settings file the worker reads without -C (./sidequest.toml): the same Redis.
     connect_as_file(args.config or (default_file() if settings_file else None), args.redis_url)
 

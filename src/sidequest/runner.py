@@ -52,8 +52,8 @@ class _Parser(argparse.ArgumentParser):
                     and not (i and words[i - 1].startswith("-") and "=" not in words[i - 1])
                     and re.fullmatch(r"[\w.:-]+", word)]
             if bare:  # `rq worker high default low`: queues named after the flags
-                hints.append("queues are given with -q, once each, in the order they are"
-                             f" served: {' '.join(f'-q {word}' for word in bare)}")
+                hints.append("each queue takes a -q of its own, in the order they are served:"
+                             f" {' '.join(f'-q {word}' for word in bare)}")
             message += "".join(f"; {hint}" for hint in hints if hint)
         elif message.startswith("argument -P/--processes: invalid int value"):
             message += f"; {_SIDEKIQ_FLAGS['-P']}"

@@ -87,8 +87,8 @@ def test_version_and_help() -> None:
     # rq's and Celery's habits.
     (["info"], "unknown command 'info'; 'sidequest stats' shows the totals and queues"),
     (["worker"], "unknown command 'worker'; the worker is this command itself"),
-    (["-r", "app.jobs", "high", "low"], "unrecognized arguments: high low; queues are given"
-                                        " with -q, once each, in the order they are served:"
+    (["-r", "app.jobs", "high", "low"], "unrecognized arguments: high low; each queue takes"
+                                        " a -q of its own, in the order they are served:"
                                         " -q high -q low"),
     (["--burst"], "--burst (rq) is not offered: the worker runs until it is stopped"),
     (["--url", "redis://localhost:6379/1"], "unrecognized arguments: --url"

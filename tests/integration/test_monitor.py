@@ -183,3 +183,13 @@ def test_a_class_name_in_a_messages_arguments_cannot_forge_a_line_either() -> No
     line = TextFormatter().format(record)
     assert "\n" not in line and "\x1b" not in line and "\x07" not in line
     assert "cancelled: Evil\\n2026" in line and line.endswith(f"{'j' * 24} was not run")
+
+
+def test_a_password_on_the_command_line_is_warned_of(redis_url: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    # --watch keeps it in ps for hours; the worker warned of it, stats and status did not.
+    url = redis_url.replace("redis://", "redis://:not-needed@")
+    main("stats", ["--redis-url", url], io.StringIO())
+    assert "the Redis password in --redis-url can be read by every user" in capsys.readouterr().err
+    main("stats", ["--redis-url", redis_url], io.StringIO())
+    assert "password" not in capsys.readouterr().err
