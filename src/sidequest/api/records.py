@@ -17,6 +17,7 @@ from sidequest.api.lenient import shown, wire
 from sidequest.errors import PayloadError
 from sidequest.payload import KWARGS, Payload, decode, display_class, timestamp
 from sidequest.retry import decode_backtrace
+from sidequest.shown import huge_int
 
 
 class JobRecord:
@@ -142,6 +143,4 @@ def utc(seconds: float | None) -> datetime | None:
 def _text(value: Any) -> str:
     """A payload field shown as text. Another program may write any JSON there: an integer
     of thousands of digits, which Python refuses to write out, reads as a note of its size."""
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 13_000:
-        return f"<an integer of about {int(value.bit_length() * 0.30103):,} digits>"
-    return str(value)
+    return huge_int(value) or str(value)

@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 
 from sidequest import __version__, connection
 from sidequest.api import lenient
+from sidequest.shown import huge_int
 from sidequest.web import params
 from sidequest.web.session import Session
 from sidequest.web.settings import Settings
@@ -242,12 +243,6 @@ def full_json(value: Any) -> str:
     return text_value[:VALUE_ON_PAGE] + f"\n… ({len(text_value) - VALUE_ON_PAGE:,} more characters)"
 
 
-#: Bits of an integer shown as itself; past them (some 4,000 digits), a note of its size:
-#: Python refuses to write integers of over 4,300 digits unless the whole process lifts
-#: that limit, which the dashboard, perhaps mounted in an application, does not do.
-SHOWN_INT_BITS = 13_000
-
-
 def _dumps(value: Any, **options: Any) -> str:
     """JSON for a page. A payload may hold an integer too long for Python to write (Ruby
     writes any): it is shown as a note of its size rather than fail the whole page."""
@@ -258,10 +253,9 @@ def _dumps(value: Any, **options: Any) -> str:
 
 
 def _sized(value: Any) -> Any:
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value.bit_length() <= SHOWN_INT_BITS:
-            return value
-        return f"<an integer of about {int(value.bit_length() * 0.30103):,} digits>"
+    note = huge_int(value)
+    if note is not None:
+        return note
     if isinstance(value, dict):
         return {key: _sized(item) for key, item in value.items()}
     if isinstance(value, list):

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
-from sidequest import joblog, limiter, middleware, retry, signatures, unique
+from sidequest import joblog, limiter, middleware, signatures, unique
 from sidequest.errors import TIMEOUT_MESSAGE, JobTimeout
 from sidequest.job import Job
 from sidequest.payload import KWARGS, Payload
@@ -208,8 +208,7 @@ class AsyncJobs:
             log.warning("async job %s cancelled at shutdown; it goes back to its queue",
                         jid, extra=fields)  # still in the in-progress list: the stop pushes it back
         else:
-            summary = f"fail: {retry.error_class(error)}: {retry.error_message(error)[:2000]}"
-            log_failure(log, summary, error, fields)
+            log_failure(log, error, fields)
             await loop.run_in_executor(None, self._failed, work, job, error, cls)
 
 

@@ -16,6 +16,7 @@ import time
 import traceback
 from typing import IO, Any, cast
 
+from sidequest import retry
 from sidequest.shown import printable
 
 LOGGER = "sidequest"
@@ -226,10 +227,10 @@ def flush() -> None:
         _handler.flush()
 
 
-def log_failure(logger: logging.Logger, summary: str, exc: BaseException,
-                fields: dict[str, Any]) -> None:
-    """A failed job, once, at WARNING: its error and the last frames of its traceback, one
-    line each; the whole traceback when DEBUG (``-v``) is on."""
+def log_failure(logger: logging.Logger, exc: BaseException, fields: dict[str, Any]) -> None:
+    """A failed job, once, at WARNING: ``fail:``, its error, and the last frames of its
+    traceback, one line each; the whole traceback when DEBUG (``-v``) is on."""
+    summary = f"fail: {retry.error_class(exc)}: {retry.error_message(exc)[:2000]}"
     if not _ours(logger):
         summary = _shown(summary, fields)
     if logger.isEnabledFor(logging.DEBUG):

@@ -150,8 +150,7 @@ class Processor:
             if watched and not self.settle(work):
                 return None  # given up on as stuck: its failure is recorded already
             fields["elapsed"] = round(time.monotonic() - started, 3)
-            summary = f"fail: {retry.error_class(exc)}: {retry.error_message(exc)[:2000]}"
-            log_failure(log, summary, exc, fields)
+            log_failure(log, exc, fields)
             self.failed(work, job, exc, cls)
             return False
         if watched and not self.settle(work):

@@ -8,7 +8,7 @@ import logging
 import sys
 from types import TracebackType
 
-from sidequest import metrics, middleware, registry, retry
+from sidequest import metrics, middleware, registry
 from sidequest.errors import JobTimeout, PayloadError
 from sidequest.payload import Payload, decode, normalized
 from sidequest.worker.async_jobs import AsyncJobs
@@ -84,9 +84,7 @@ def fail(jid: str, running: dict[str, Work], processor: Processor,
 def _log(failure: BaseException, job: Payload, tid: str) -> None:
     """The job's ``fail`` line, as any failed job gets (its thread never writes one): a log
     pipeline keyed on the jid sees it end, at the line it was stuck on."""
-    summary = f"fail: {retry.error_class(failure)}: {retry.error_message(failure)[:2000]}"
-    log_failure(log, summary, failure, {"tid": tid, "class": job.get("class"),
-                                        "jid": job.get("jid")})
+    log_failure(log, failure, {"tid": tid, "class": job.get("class"), "jid": job.get("jid")})
 
 
 def _culprit(jid: str, async_jobs: AsyncJobs) -> str | None:
