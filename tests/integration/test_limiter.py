@@ -24,6 +24,7 @@ import sidequest
 from apps.limiter_load import run_load, stamps_of
 from helpers import running_worker, wait_for
 from sidequest import Job, OverLimit, hooks, keys, limiter
+from sidequest import limiter_renewal as renewal
 from sidequest.api import DeadSet, JobStatus, RetrySet, ScheduledSet, Stats
 from sidequest.monitor import render_stats
 
@@ -209,11 +210,24 @@ def test_a_slot_that_lapsed_while_its_job_ran_is_counted_again(
         r.zrem(made.key, token)  # what an acquire does to a slot past its expiry
         # The lapsed slot went to another process's job meanwhile (it holds it a minute).
         r.zadd(made.key, {"another-process": (time.time() + 60) * 1000})
-        wait_for(lambda: token in r.zrange(made.key, 0, -1), 5, "the slot counted again")
+        try:
+            wait_for(lambda: token in r.zrange(made.key, 0, -1), 10, "the slot counted again")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; {_renewer_state(r, made.key)}") from None
         assert _full_elsewhere(limiter.concurrent("lapsing", 1, lock_timeout=0.6))
     r.zrem(made.key, "another-process")
     assert any("lapsing" in rec.getMessage() and "more than its limit" in rec.getMessage()
                for rec in caplog.records)
+
+
+def _renewer_state(r: redis.Redis, key: str) -> str:
+    """What the renewing thread and the limiter's key hold: why a slot was not renewed."""
+    held = renewal.renewer
+    thread = held._thread
+    return (f"renewing thread {'alive' if thread and thread.is_alive() else thread}, "
+            f"period {held._period} s, woken {held._wake.is_set()}, holds "
+            f"{ {lim.name: tokens for lim, tokens in held._held.items()} }; "
+            f"{key} = {r.zrange(key, 0, -1, withscores=True)}, Redis time {r.time()}")
 
 
 def _full_elsewhere(made: limiter.ConcurrentLimiter) -> bool:

@@ -128,6 +128,12 @@ def signal_the_group(server: RedisServer, r: redis.Redis, tmp_path: Path,
     return code, log.read_text()
 
 
+def ended(code: int, text: str) -> str:
+    """The exit code, then the log's end, where a failed stop says why (the start of a long
+    log is cut off first where failures are shown)."""
+    return f"exit code {code}; the log's last lines:\n" + "\n".join(text.splitlines()[-40:])
+
+
 def test_one_ctrl_c_to_the_whole_group_is_one_graceful_stop(redis_server: RedisServer,
                                                            r: redis.Redis,
                                                            tmp_path: Path) -> None:
@@ -135,7 +141,7 @@ def test_one_ctrl_c_to_the_whole_group_is_one_graceful_stop(redis_server: RedisS
     it too: each worker hears it twice at once, which is still the first press, not the
     second that says how to force a stop."""
     code, text = signal_the_group(redis_server, r, tmp_path)
-    assert code == 0, text
+    assert code == 0, ended(code, text)
     assert text.count("stopping: waiting up to") == 2, text  # each worker stops gracefully
     assert "graceful stop is in progress" not in text, text
     assert not pids(r), text
@@ -147,7 +153,7 @@ def test_a_thread_dump_to_the_whole_group_prints_once_per_worker(redis_server: R
     """TTIN to the group reaches each worker from the OS and from the supervisor: one dump
     each, not two."""
     code, text = signal_the_group(redis_server, r, tmp_path, signal.SIGTTIN)
-    assert code == 0, text
+    assert code == 0, ended(code, text)
     assert text.count("thread MainThread:") == 2, text
 
 

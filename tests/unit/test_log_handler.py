@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import io
 import logging
+import subprocess
+import sys
 import threading
 import time
+
+import pytest
 
 from sidequest.worker.logs import BatchingHandler
 
@@ -49,3 +53,42 @@ def test_counts_in_log_lines_read_as_english() -> None:
 
     assert [counted(n, "job") for n in (0, 1, 2)] == ["0 jobs", "1 job", "2 jobs"]
     assert counted(1, "poison pill") == "1 poison pill"
+
+
+# A signal handler runs on the main thread between two steps of whatever it interrupted: here,
+# inside the write of a line, which holds the handler's lock and the stream's.
+_INTERRUPTED_WRITE = """
+import io, logging, signal, sys
+from sidequest.worker.logs import BatchingHandler, LineSafeStream
+
+class Interrupting(io.StringIO):
+    fired = False
+
+    def write(self, text):
+        written = super().write(text)
+        if not Interrupting.fired:
+            Interrupting.fired = True
+            signal.raise_signal(signal.SIGUSR1)  # its handler runs before this returns
+        return written
+
+out = Interrupting()
+handler = BatchingHandler(LineSafeStream(out), background=sys.argv[1] == "background")
+logger = logging.getLogger("sidequest.test")
+logger.handlers[:] = [handler]
+logger.propagate = False
+signal.signal(signal.SIGUSR1, lambda *_: logger.warning("the handler's line"))
+logger.warning("the line being written")
+handler.close()
+sys.stdout.write(out.getvalue())
+"""
+
+
+@pytest.mark.parametrize("mode", ["background", "at-once"])
+def test_a_signal_handler_that_logs_during_a_write_does_not_hang_the_process(mode: str) -> None:
+    """TTIN's thread dump, or a second Ctrl-C's warning, logged while the main thread was
+    writing a line: waiting for the lock that same thread holds hung the worker for good (its
+    stop then ended by the watchdog's kill). The handler's line is written after the other."""
+    done = subprocess.run([sys.executable, "-c", _INTERRUPTED_WRITE, mode],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "the line being written\nthe handler's line\n", done.stderr

@@ -134,7 +134,12 @@ class BatchingHandler(logging.Handler):
         self.stream = stream
         self.interval = interval
         self._queue: collections.deque[logging.LogRecord] = collections.deque()
-        self._write_lock = threading.Lock()
+        # Reentrant, and a flush inside a flush returns at once: a signal handler (TTIN's
+        # thread dump, a second Ctrl-C's warning) logs on the main thread, between two steps
+        # of whatever it was doing, writing a line included. Waiting there for the lock its
+        # own thread holds would hang the process; the interrupted flush writes the line.
+        self._write_lock = threading.RLock()
+        self._writing = False
         self._wake = threading.Event()
         self._closed = False
         self.pid = os.getpid()
@@ -166,20 +171,34 @@ class BatchingHandler(logging.Handler):
 
     def flush(self) -> None:
         with self._write_lock:
-            lines = []
-            while self._queue:
-                record = self._queue.popleft()
-                try:
-                    lines.append(self.format(record))
-                except Exception:
-                    self.handleError(record)
-            if lines:
-                text = "\n".join(lines) + "\n"
-                try:
-                    self.stream.write(text)
-                except UnicodeEncodeError:  # a lone surrogate in a job's name or error
-                    self.stream.write(text.encode("utf-8", "backslashreplace").decode("utf-8"))
-                self.stream.flush()
+            if self._writing:  # a signal handler's line, in the thread that is writing
+                return
+            self._writing = True
+            try:
+                while self._queue:  # again after a write: what a handler queued meanwhile
+                    self._write(self._take_queued())
+            finally:
+                self._writing = False
+
+    def _take_queued(self) -> list[str]:
+        lines = []
+        while self._queue:
+            record = self._queue.popleft()
+            try:
+                lines.append(self.format(record))
+            except Exception:
+                self.handleError(record)
+        return lines
+
+    def _write(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        text = "\n".join(lines) + "\n"
+        try:
+            self.stream.write(text)
+        except UnicodeEncodeError:  # a lone surrogate in a job's name or error
+            self.stream.write(text.encode("utf-8", "backslashreplace").decode("utf-8"))
+        self.stream.flush()
 
     def _run(self) -> None:
         while not self._closed:
@@ -197,7 +216,8 @@ class LineSafeStream:
 
     def __init__(self, stream: IO[str]) -> None:
         self._stream = stream
-        self._lock = threading.Lock()
+        # Reentrant: a signal handler's log line may come while its thread prints.
+        self._lock = threading.RLock()
         self._pending = threading.local()
 
     def write(self, text: str) -> int:
