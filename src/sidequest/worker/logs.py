@@ -7,6 +7,7 @@ second formatting is a real cost; ``-v`` and ``--log-level`` choose.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import logging
 import os
@@ -195,10 +196,17 @@ class BatchingHandler(logging.Handler):
             return
         text = "\n".join(lines) + "\n"
         try:
-            self.stream.write(text)
-        except UnicodeEncodeError:  # a lone surrogate in a job's name or error
-            self.stream.write(text.encode("utf-8", "backslashreplace").decode("utf-8"))
-        self.stream.flush()
+            try:
+                self.stream.write(text)
+            except UnicodeEncodeError:  # a lone surrogate in a job's name or error
+                self.stream.write(text.encode("utf-8", "backslashreplace").decode("utf-8"))
+            self.stream.flush()
+        except Exception as exc:
+            # The reader of the output is gone (a broken pipe: a log shipper that died, a
+            # `| head`) or the stream was closed. These lines are lost, but raised to the
+            # thread that logged, the error ended a processor thread at its job's failure
+            # line, and the worker went on heartbeating with nothing running its jobs.
+            _output.failed(exc, self.stream)
 
     def _run(self) -> None:
         while not self._closed:
@@ -207,6 +215,32 @@ class BatchingHandler(logging.Handler):
                 self.flush()
             except Exception:  # a closed stream at exit must not print a traceback
                 return
+
+
+class _OutputState:
+    """Whether writing the process's output failed: said once on standard error. A broken
+    pipe stays broken (its reader is gone for good), so once is enough."""
+
+    def __init__(self) -> None:
+        self._failing = False
+
+    def failed(self, exc: Exception, stream: Any) -> None:
+        if self._failing or getattr(stream, "closed", False):  # closed: the process exits
+            return
+        self._failing = True
+        stderr = sys.__stderr__
+        if stderr is None:  # no standard error at all (pythonw)
+            return
+        with contextlib.suppress(Exception):  # it may be the same broken pipe
+            stderr.write(
+                f"sidequest: pid={os.getpid()} cannot write its output ({type(exc).__name__}:"
+                f" {exc}): whatever read it has stopped. Jobs go on running; from now on their"
+                f" log lines and printed output are lost (restart the worker to reconnect its"
+                f" output)\n")
+            stderr.flush()
+
+
+_output = _OutputState()
 
 
 class LineSafeStream:
@@ -225,17 +259,27 @@ class LineSafeStream:
         head, newline, tail = pending.rpartition("\n")
         self._pending.text = tail
         if newline:
-            with self._lock:
-                self._stream.write(head + newline)
+            self._put(head + newline)
         return len(text)
 
     def flush(self) -> None:
         pending = getattr(self._pending, "text", "")
         self._pending.text = ""
-        with self._lock:
-            if pending:
-                self._stream.write(pending)
-            self._stream.flush()
+        self._put(pending, flush=True)
+
+    def _put(self, text: str, flush: bool = False) -> None:
+        try:
+            with self._lock:
+                if text:
+                    self._stream.write(text)
+                if flush:
+                    self._stream.flush()
+        except UnicodeError:
+            raise  # the log handler writes its line again with the odd characters escaped
+        except (OSError, ValueError) as exc:
+            # Nobody reads the output any more (a broken pipe) or it was closed: a job that
+            # prints must not fail for it, and be run again with its work done twice.
+            _output.failed(exc, self._stream)
 
     def __getattr__(self, name: str) -> Any:  # encoding, fileno, isatty... of the real stream
         return getattr(self._stream, name)
