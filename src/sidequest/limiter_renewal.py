@@ -70,16 +70,24 @@ class Renewer:
 
     def _run(self) -> None:
         while True:
-            with self._lock:
-                held = {lim: list(tokens) for lim, tokens in self._held.items()}
-                shortest = min((lim._interval_ms for lim in held), default=3000) / 1000
-                self._period = max(shortest / 3, 0.05)
-                self._wake.clear()
-            for lim, tokens in held.items():
-                lapsed = quietly(lambda lim=lim, tokens=tokens: lim.renew(tokens))  # type: ignore[misc]
-                if lapsed:
-                    self._reclaim(lim, lapsed)
+            try:
+                self._round()
+            except Exception:  # ended, the thread would leave every slot here to lapse
+                log.exception("limiter renewal failed; trying again")
+                self._period = min(self._period, 1.0)
             self._wake.wait(self._period)
+
+    def _round(self) -> None:
+        """Renew every slot held; write back those that lapsed."""
+        with self._lock:
+            held = {lim: list(tokens) for lim, tokens in self._held.items()}
+            shortest = min((lim._interval_ms for lim in held), default=3000) / 1000
+            self._period = max(shortest / 3, 0.05)
+            self._wake.clear()
+        for lim, tokens in held.items():
+            lapsed = quietly(lambda lim=lim, tokens=tokens: lim.renew(tokens))  # type: ignore[misc]
+            if lapsed:
+                self._reclaim(lim, lapsed)
 
     def _reclaim(self, limiter: Renewable, lapsed: list[str]) -> None:
         """Write back the slots that lapsed while their jobs still run (Redis was away for
