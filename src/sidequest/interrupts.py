@@ -1,4 +1,5 @@
-"""Ctrl-C during start-up: a KeyboardInterrupt, and a record that a stop was asked for.
+"""Signals during start-up. Ctrl-C: a KeyboardInterrupt, and a record that a stop was asked
+for; TSTP: recorded, to quiet the worker once it runs; TTIN: a thread dump on standard error.
 
 The command line installs this INT handler first thing, also where INT was inherited as
 ignored: a shell without job control (a script's ``sidequest ... &``, many CI runners) starts
@@ -13,7 +14,11 @@ the worker would start and run on. So the handler also records the signal, and t
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
+import os
 import signal
+import sys
 import threading
 from types import FrameType
 
@@ -35,6 +40,23 @@ def hold_quiet() -> None:
     only: other commands keep the shell's Ctrl-Z."""
     if hasattr(signal, "SIGTSTP") and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTSTP, _record_quiet)
+
+
+def hold_dump() -> None:
+    """Answer TTIN from now on with every thread's stack on standard error, until the worker's
+    own handler (the same dump, to its log) is in. Its default action stops the process, as
+    TSTP's does; and a start-up that hangs (an import that waits on a database) is exactly
+    when someone asks where it is."""
+    if hasattr(signal, "SIGTTIN") and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTTIN, _dump_early)
+
+
+def _dump_early(signum: int, frame: FrameType | None) -> None:
+    with contextlib.suppress(Exception):  # a closed or broken standard error: nothing to do
+        sys.stderr.write(f"sidequest: pid={os.getpid()} is still starting; where each thread"
+                         f" is (most recent call first):\n")
+        sys.stderr.flush()
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
 
 
 def _record_quiet(signum: int, frame: FrameType | None) -> None:

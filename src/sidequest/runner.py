@@ -208,6 +208,7 @@ def run_worker(config: Config, processes: int = 1, *, app_loaded: bool = False,
     from sidequest.worker.threads import use_batch_scheduling
 
     interrupts.hold_quiet()  # a TSTP while the app loads quiets the worker once it runs
+    interrupts.hold_dump()  # and a TTIN says where it is, rather than freeze it
 
     if config.batch_scheduling:  # before any thread (the log writer's too) or fork: they
         use_batch_scheduling()  # inherit the policy

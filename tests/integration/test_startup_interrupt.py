@@ -1,5 +1,6 @@
 """A Ctrl-C during start-up stops the worker even when Python drops its KeyboardInterrupt;
-a TSTP during start-up quiets the worker once it runs, rather than stop (freeze) the process.
+a TSTP during start-up quiets the worker once it runs, and a TTIN prints where it is, rather
+than stop (freeze) the process.
 
 CPython prints and drops an exception raised inside a weakref callback (the import system
 runs such callbacks as a module finishes loading), so an INT that lands there ends nothing.
@@ -88,3 +89,42 @@ def test_a_quiet_signal_while_the_app_loaded_quiets_the_worker_once_it_runs(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+DUMPED_APP = """
+import os, signal
+from sidequest import Job
+
+def where_the_app_loads():
+    os.kill(os.getpid(), signal.SIGTTIN)  # "where is it stuck?", while the app still loads
+
+where_the_app_loads()
+
+
+class DumpedJob(Job):
+    def perform(self):
+        pass
+"""
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_thread_dump_asked_while_the_app_loaded_answers_and_the_worker_starts(
+        redis_url: str, tmp_path: Path, processes: str) -> None:
+    # Before: TTIN's default action stopped the process (state T), as TSTP's did.
+    (tmp_path / "dumped_app.py").write_text(DUMPED_APP)
+    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sidequest", "-r", "dumped_app", "-c", "1", "-P", processes],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        out = Output(proc)
+        out.wait_for(" started: ", timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, out.lines
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = "\n".join(out.lines)
+    assert "is still starting; where each thread is" in text, text
+    assert "in where_the_app_loads" in text, text

@@ -146,7 +146,8 @@ class Supervisor:
         if pid == 0:  # the child: run a worker, never return into the supervisor's loop
             for name in _FORWARDED:
                 signal.signal(getattr(signal, name), signal.SIG_DFL)
-            interrupts.hold_quiet()  # not TSTP's default (stop) until its worker runs
+            interrupts.hold_quiet()  # not TSTP's nor TTIN's default (stop) until its
+            interrupts.hold_dump()  # worker runs
             for fd in (reports, *(c.reports for c in self.children.values())):
                 os.close(fd)
             _stop_with(parent)
