@@ -53,7 +53,10 @@ def test_sigkill_the_only_worker_then_restart(spawn: SpawnWorker, sq: str, r: re
           f"{recovery:.2f}s after the kill")
     assert report.lost == [] and report.dead_normal == []
     assert report.done == JOBS
-    assert len(in_flight) <= 2 * CONCURRENCY  # concurrency + prefetch (default: concurrency)
+    # Running or prefetched: concurrency + prefetch (default: concurrency). On top come the
+    # jobs that had finished while the fetcher's round trip (which carries their
+    # acknowledgements) was under way: as many as a loaded host let finish meanwhile.
+    assert len(set(in_flight) - done_before) <= 2 * CONCURRENCY
     # Only jobs that were in flight at the kill ran again, each at most once more.
     assert set(report.reruns) <= set(in_flight), set(report.reruns) - set(in_flight)
     assert set(report.duplicates) <= set(in_flight)
