@@ -17,7 +17,7 @@ import os
 import shlex
 import sys
 
-from sidequest import environ, interrupts
+from sidequest import environ, interrupts, std_streams
 from sidequest.config import default_file
 from sidequest.errors import ConfigError
 from sidequest.runner import config_from_args, parser, run_worker
@@ -62,6 +62,7 @@ def _web(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    std_streams.make_usable()
     interrupts.install()
     command = "run"
     prog = "sidequest run" if argv[:1] == ["run"] else "sidequest"  # as the user typed it

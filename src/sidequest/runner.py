@@ -18,7 +18,15 @@ import sys
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
-from sidequest import __version__, connection, environ, interrupts, load_checks, registry
+from sidequest import (
+    __version__,
+    connection,
+    environ,
+    interrupts,
+    load_checks,
+    registry,
+    std_streams,
+)
 from sidequest.app_loader import factory_hint, inside_package, load_app
 from sidequest.config import (
     LOG_LEVELS,
@@ -207,6 +215,7 @@ def run_worker(config: Config, processes: int = 1, *, app_loaded: bool = False,
     from sidequest.worker.logs import setup
     from sidequest.worker.threads import use_batch_scheduling
 
+    std_streams.make_usable()  # again: a framework's command (manage.py) comes here directly
     interrupts.hold_quiet()  # a TSTP while the app loads quiets the worker once it runs
     interrupts.hold_dump()  # and a TTIN says where it is, rather than freeze it
 

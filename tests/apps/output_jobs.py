@@ -36,3 +36,15 @@ class Nap(Job):
 
     async def perform(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+
+class Accented(Job):
+    """Prints, and fails with, what an ASCII-only output cannot encode."""
+
+    name = "tests.Accented"
+    retry = False
+
+    def perform(self, fail: bool) -> None:
+        print("printed: café 🚀")
+        if fail:
+            raise ValueError("échec 🚀")

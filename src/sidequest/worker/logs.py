@@ -198,8 +198,9 @@ class BatchingHandler(logging.Handler):
         try:
             try:
                 self.stream.write(text)
-            except UnicodeEncodeError:  # a lone surrogate in a job's name or error
-                self.stream.write(text.encode("utf-8", "backslashreplace").decode("utf-8"))
+            except UnicodeEncodeError:  # a lone surrogate, or what the encoding lacks
+                encoding = getattr(self.stream, "encoding", None) or "utf-8"
+                self.stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
             self.stream.flush()
         except Exception as exc:
             # The reader of the output is gone (a broken pipe: a log shipper that died, a
@@ -275,7 +276,7 @@ class LineSafeStream:
                 if flush:
                     self._stream.flush()
         except UnicodeError:
-            raise  # the log handler writes its line again with the odd characters escaped
+            raise  # (a stream other than the standard one) the log handler escapes its line
         except (OSError, ValueError) as exc:
             # Nobody reads the output any more (a broken pipe) or it was closed: a job that
             # prints must not fail for it, and be run again with its work done twice.

@@ -1,0 +1,37 @@
+"""Standard output and error made fit for a long-running command, before anything writes.
+
+A service manager or a script may start the worker with its output closed (``>&-``), or in a
+locale whose encoding cannot write every character of a job's arguments, its errors or a queue
+name written by another program. Left as they were, the first ``print`` in a job raised (and
+the job was run again for output nobody reads), the log dropped whole batches of lines, and
+``sidequest stats`` ended in a traceback.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+
+
+def make_usable() -> None:
+    """A closed standard stream goes to /dev/null (its descriptor too, so that no file or
+    socket opened later takes its number and receives what a library writes there); an open
+    one writes what its encoding lacks as backslash escapes instead of raising."""
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        stream = getattr(sys, name)
+        if stream is None:
+            setattr(sys, name, _to_devnull(fd))
+        elif isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+            stream.reconfigure(errors="backslashreplace")
+
+
+def _to_devnull(fd: int) -> io.TextIOWrapper:
+    try:
+        os.fstat(fd)
+    except OSError:  # closed: give the number to /dev/null
+        null = os.open(os.devnull, os.O_WRONLY)
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+    return open(fd, "w", encoding="utf-8", errors="backslashreplace", closefd=False)

@@ -1,0 +1,131 @@
+"""A worker's output in the odd states deployments leave it in: its reader gone (a log
+shipper that died, a `| head`), closed at the start (`>&-`), or an ASCII-only locale. Its log
+lines and its jobs' printed output are lost or escaped, and nothing else: no job fails, none
+is run again, and the stop is clean."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import redis
+
+from helpers import FAST, Output, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _setup(redis_url: str, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    config = tmp_path / "fast.toml"
+    config.write_text("\n".join(f"{k} = {v}" for k, v in FAST.items()) + "\n")
+    env = {**os.environ, "REDIS_URL": redis_url,
+           "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    return config, env
+
+
+def test_a_worker_whose_output_pipe_broke_goes_on_running_jobs(
+        redis_url: str, r: redis.Redis, tmp_path: Path) -> None:
+    """Raised to the thread that logged, the broken pipe ended a processor thread at its
+    job's failure line, and the worker went on heartbeating with nothing to run its jobs."""
+    config, env = _setup(redis_url, tmp_path)
+    errors = tmp_path / "stderr.txt"
+    with open(errors, "wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sidequest", "-r", "apps.output_jobs", "-c", "2",
+             "-C", str(config)], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=err)
+    try:
+        assert proc.stdout is not None
+        assert b"started" in proc.stdout.readline()
+        proc.stdout.close()  # the reader is gone: the worker's next write breaks the pipe
+        from apps.output_jobs import Chatty, Divide
+
+        for round_ in (1, 2):  # the second: the processor threads outlived the first
+            Divide.perform_bulk([[i] for i in range(20)])
+            wait_for(lambda n=round_: int(r.get("stat:failed") or 0) == 20 * n
+                     and not r.llen("queue:default"),
+                     what=f"round {round_}'s 20 failing jobs run, with every line lost")
+        # A job that prints does not fail for output nobody reads (run again, its work
+        # would be done twice).
+        Chatty.perform_bulk([[i] for i in range(5)])
+        wait_for(lambda: int(r.get("stat:processed") or 0) == 45, what="the printing jobs")
+        assert int(r.get("stat:failed") or 0) == 40 and not r.zcard("retry")
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    said = errors.read_text()
+    assert said.count("cannot write its output (BrokenPipeError") == 1, said  # not per line
+    assert "Traceback" not in said, said
+
+
+def test_a_worker_started_with_its_output_closed_runs_printing_jobs(
+        redis_url: str, r: redis.Redis, tmp_path: Path) -> None:
+    """`>&-`: Python's sys.stdout is None, and each job's print raised (the job failed, to
+    be run again with its work done twice); the stop ended with exit code 120."""
+    config, env = _setup(redis_url, tmp_path)
+    command = [sys.executable, "-m", "sidequest", "-r", "apps.output_jobs", "-c", "2",
+               "-C", str(config)]
+    proc = subprocess.Popen(["sh", "-c", 'exec "$@" >&-', "sh", *command], env=env, cwd=ROOT,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: r.smembers("processes"), what="the worker registered")
+        from apps.output_jobs import Chatty
+
+        Chatty.perform_bulk([[i] for i in range(5)])
+        wait_for(lambda: int(r.get("stat:processed") or 0) == 5, what="the printing jobs")
+        proc.send_signal(signal.SIGTERM)
+        _, said = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert not int(r.get("stat:failed") or 0) and not r.zcard("retry"), said
+    assert proc.returncode == 0, said
+
+
+def test_an_ascii_only_output_escapes_what_it_cannot_encode(
+        redis_url: str, r: redis.Redis, tmp_path: Path) -> None:
+    """Its log dropped each batch of lines with one such character, and a job that printed
+    one failed."""
+    config, env = _setup(redis_url, tmp_path)
+    env.update(PYTHONIOENCODING="ascii", PYTHONUTF8="0", LC_ALL="C")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sidequest", "-r", "apps.output_jobs", "-c", "2",
+         "-C", str(config)], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, encoding="ascii")
+    try:
+        out = Output(proc)
+        out.wait_for(" started: ")
+        from apps.output_jobs import Accented
+
+        Accented.perform_async(False)
+        Accented.perform_async(True)
+        out.wait_for("\\xe9chec \\U0001f680")  # the failure's line, escaped
+        wait_for(lambda: int(r.get("stat:processed") or 0) == 2, what="both jobs")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert int(r.get("stat:failed") or 0) == 1  # the one that raised, not the one that printed
+    assert sum("printed: caf\\xe9 \\U0001f680" in line for line in out.lines) == 2
+
+
+def test_stats_in_an_ascii_only_locale_escape_a_queue_name(redis_url: str,
+                                                           r: redis.Redis) -> None:
+    r.sadd("queues", "émoji🚀")  # written by another program (Ruby allows it)
+    r.lpush("queue:émoji🚀", '{"class":"X","args":[],"jid":"1","queue":"émoji🚀"}')
+    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONIOENCODING": "ascii",
+           "PYTHONUTF8": "0", "LC_ALL": "C"}
+    for command in ("stats", "status"):
+        done = subprocess.run([sys.executable, "-m", "sidequest", command], env=env,
+                              capture_output=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr.decode()
+        assert b"\\xe9moji" in done.stdout, done.stdout.decode()
