@@ -364,6 +364,14 @@ def prepare(made: Script, pipe: Any) -> None:
         client().script_load(made.script)
 
 
+def load_scripts() -> None:
+    """Read every Lua script now (a worker starting): its stop must not need to open a file,
+    since a job that leaked every file descriptor of the process would make it fail."""
+    for entry in resources.files("sidequest").joinpath("lua").iterdir():
+        if entry.name.endswith(".lua"):
+            script(entry.name[:-len(".lua")])
+
+
 def script(name: str) -> Script:
     """A Lua script from ``sidequest/lua/<name>.lua``, bound to no client (pass ``client=``).
     Made once per name: a limiter or a batch calls one per job, and building one hashes the

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 
 from sidequest import Job
 
@@ -48,3 +50,21 @@ class Accented(Job):
         print("printed: café 🚀")
         if fail:
             raise ValueError("échec 🚀")
+
+
+_hoard: list[int] = []
+
+
+class HoardFiles(Job):
+    """Opens files until the process has no descriptor left, then waits: what a leaking job
+    does to the worker's own stop."""
+
+    name = "tests.HoardFiles"
+
+    def perform(self, seconds: float) -> None:
+        try:
+            while True:
+                _hoard.append(os.open(os.devnull, os.O_RDONLY))
+        except OSError:
+            pass
+        time.sleep(seconds)

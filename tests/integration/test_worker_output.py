@@ -1,7 +1,7 @@
-"""A worker's output in the odd states deployments leave it in: its reader gone (a log
-shipper that died, a `| head`), closed at the start (`>&-`), or an ASCII-only locale. Its log
-lines and its jobs' printed output are lost or escaped, and nothing else: no job fails, none
-is run again, and the stop is clean."""
+"""A worker in the odd states deployments leave it in: its output's reader gone (a log
+shipper that died, a `| head`), its output closed at the start (`>&-`), an ASCII-only locale,
+no file descriptor left. Its log lines and its jobs' printed output are lost or escaped, and
+nothing else: no job fails, none is run again, and the stop is clean."""
 
 from __future__ import annotations
 
@@ -129,3 +129,59 @@ def test_stats_in_an_ascii_only_locale_escape_a_queue_name(redis_url: str,
                               capture_output=True, timeout=60, check=False)
         assert done.returncode == 0, done.stderr.decode()
         assert b"\\xe9moji" in done.stdout, done.stdout.decode()
+
+
+def test_a_stop_after_a_job_took_every_file_descriptor_puts_it_back(
+        redis_url: str, r: redis.Redis, tmp_path: Path) -> None:
+    """The stop read a script it had not needed before from its file, could not open it,
+    and ended in a traceback with the job left for a reaper (counted as a death)."""
+    config, env = _setup(redis_url, tmp_path)
+
+    command = [sys.executable, "-m", "sidequest", "-r", "apps.output_jobs", "-c", "2", "-t",
+               "1", "-C", str(config)]
+    proc = subprocess.Popen(["sh", "-c", 'ulimit -n 64 && exec "$@"', "sh", *command],
+                            env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        out = Output(proc)
+        out.wait_for(" started: ")
+        from apps.output_jobs import HoardFiles
+
+        jid = HoardFiles.perform_async(30)
+        wait_for(lambda: any(r.hlen(f"{name}:work") for name in r.smembers("processes")),
+                 what="the job running")
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert code == 0, "\n".join(out.lines[-20:])
+    assert jid in r.lrange("queue:default", 0, -1)[0], out.lines[-5:]  # pushed back
+
+
+def test_under_dev_mode_and_warnings_as_errors_a_start_and_stop_warn_of_nothing(
+        redis_url: str, r: redis.Redis, tmp_path: Path) -> None:
+    """The watchdog's process object, dropped at once, warned at every start (a traceback
+    under -W error, which reads as a crash), and would again at the exit it outlives."""
+    config, env = _setup(redis_url, tmp_path)
+    env["PYTHONWARNINGS"] = "error"
+    proc = subprocess.Popen(
+        [sys.executable, "-X", "dev", "-m", "sidequest", "-r", "apps.output_jobs", "-c", "2",
+         "-C", str(config)], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    try:
+        out = Output(proc)
+        out.wait_for(" started: ")
+        from apps.output_jobs import Chatty
+
+        Chatty.perform_async(1)
+        wait_for(lambda: int(r.get("stat:processed") or 0) == 1, what="a job")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    text = "\n".join(out.lines)
+    assert "Warning" not in text and "Exception ignored" not in text, text

@@ -134,6 +134,7 @@ class Launcher(SignalHandling):
                 hooks.on_death(handler)
         if self.start_quiet:  # a replacement in a quieted -P group: quiet from its first beat
             self.heartbeat.quiet = True
+        connection.load_scripts()
         self._first_beat()
         check_redis(self._client)
         for owner in self.gone:  # now, not when its lease runs out: it is known dead

@@ -24,7 +24,6 @@ import contextlib
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -101,15 +100,17 @@ def start(grace: float, stall: float = 0.0) -> None:
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
     try:
-        subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", _PROGRAM, str(read_fd), str(os.getpid()),
-             str(grace), str(stall)],
-            # A session of its own: a Ctrl-C at the terminal goes to the worker's process
-            # group, and one that came while this interpreter was starting (before it
-            # ignores SIGINT) printed a KeyboardInterrupt traceback. It needs no signal:
-            # the worker's exit closes the pipe, and that ends it.
-            pass_fds=(read_fd,), stdin=subprocess.DEVNULL, start_new_session=True,
-        )
+        # Spawned, not a Popen: a Popen object warns (a ResourceWarning under `python -X
+        # dev`, a traceback under `-W error`) when it goes while its process runs, and this
+        # one outlives the worker by design. A session of its own: a Ctrl-C at the terminal
+        # goes to the worker's process group, and one that came while this interpreter was
+        # starting (before it ignores SIGINT) printed a KeyboardInterrupt traceback. It needs
+        # no signal: the worker's exit closes the pipe, and that ends it.
+        os.set_inheritable(read_fd, True)
+        os.posix_spawn(
+            sys.executable, [sys.executable, "-I", "-S", "-c", _PROGRAM, str(read_fd),
+                             str(os.getpid()), str(grace), str(stall)], os.environ,
+            file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)], setsid=True)
     except OSError as exc:
         log.warning("no watchdog for this worker (%s): a job holding the GIL could delay"
                     " its shutdown", exc)
