@@ -10,10 +10,15 @@ succeeded, dead, cancelled or expired, the last two for a job dropped unrun), ``
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
+import os
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from sidequest import connection, keys, retry
@@ -128,6 +133,48 @@ def check_progress(fraction: Any) -> None:
 _told: set[str] = set()
 
 
+class _Later:
+    """Progress reported from a running event loop (an ``async def perform``): written by a
+    thread of its own, in order, as a blocking Redis call there would hold every async job
+    of the process while Redis is slow (up to the socket timeout)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._last: Future[None] | None = None
+
+    def submit(self, call: Callable[[], None]) -> None:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix="sidequest-progress")
+            self._last = self._executor.submit(call)
+
+    def wait(self) -> None:
+        """Until every write submitted so far is done (one thread: the last one is)."""
+        last = self._last
+        if last is not None:
+            last.result()
+
+    def pending(self) -> bool:
+        last = self._last
+        return last is not None and not last.done()
+
+    def forget(self) -> None:  # in a forked child: the parent's thread is not there
+        self._executor = self._last = None
+
+
+later = _Later()
+os.register_at_fork(after_in_child=later.forget)
+
+
+def on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 def set_progress(payload: Payload, fraction: float, message: str | None) -> None:
     if not wanted(payload):
         # A status without store_result would outlive the job as "running" for a day.
@@ -140,4 +187,9 @@ def set_progress(payload: Payload, fraction: float, message: str | None) -> None
     extra: dict[str, Any] = {"progress": repr(float(fraction))}
     if message is not None:
         extra["message"] = str(message)[:1000]
-    save(payload, "running", **extra)
+    if on_event_loop():
+        # Before the job's end is recorded, the end waits for these (see worker/guards.py):
+        # written after it, "running" would replace "succeeded".
+        later.submit(lambda: save(payload, "running", **extra))
+    else:
+        save(payload, "running", **extra)

@@ -293,3 +293,37 @@ def test_a_field_another_program_wrote_in_bytes_that_are_not_utf8_is_read_past(
         r: redis.Redis) -> None:
     r.hset(keys.status("e" * 24), mapping={"state": "running", b"odd\xff": "1"})
     assert JobStatus("e" * 24).state == "running"
+
+
+reported, resume = threading.Event(), threading.Event()
+progress_took: list[float] = []
+
+
+class AsyncExport(Job):
+    """Reports progress from its event loop while Redis holds every write, then ends."""
+
+    store_result = True
+
+    async def perform(self) -> str:
+        await asyncio.to_thread(resume.wait, 10)
+        started = time.monotonic()
+        self.set_progress(0.5, "halfway")
+        progress_took.append(time.monotonic() - started)
+        reported.set()
+        return "done"
+
+
+def test_progress_from_an_async_job_does_not_hold_its_event_loop(r: redis.Redis) -> None:
+    """A blocking write there held every async job of the process while Redis was slow;
+    written in the background, it must still land before the job's end, or "running"
+    would replace "succeeded"."""
+    progress_took.clear()
+    with running_worker():
+        jid = AsyncExport.perform_async()
+        wait_for(lambda: JobStatus(jid).state == "running", what="the job running")
+        r.execute_command("CLIENT", "PAUSE", 1500, "WRITE")  # Redis slow for writes
+        resume.set()
+        done = wait_for(lambda: (s := JobStatus(jid)).state == "succeeded" and s,
+                        what="the job to succeed")
+    assert reported.is_set() and progress_took[0] < 0.5, progress_took
+    assert (done.progress, done.message, done.result) == (0.5, "halfway", "done")

@@ -203,7 +203,7 @@ def _succeeded(payload: Payload, result: Any) -> None:
 async def _awith_status(payload: Payload, call_next: Callable[[], Awaitable[Any]]) -> Any:
     await asyncio.to_thread(status.save, payload, "running")
     try:
-        result = await call_next()
+        result = await _and_progress_written(call_next)
     except OverLimit:
         await asyncio.to_thread(status.save, payload, "scheduled")
         raise
@@ -218,6 +218,16 @@ async def _awith_status(payload: Payload, call_next: Callable[[], Awaitable[Any]
         raise
     _succeeded(payload, result)
     return result
+
+
+async def _and_progress_written(call_next: Callable[[], Awaitable[Any]]) -> Any:
+    """The job, then the progress it reported (written in the background from its event
+    loop) written before its end is: else its "running" could land after "succeeded"."""
+    try:
+        return await call_next()
+    finally:
+        if status.later.pending():
+            await asyncio.shield(asyncio.to_thread(status.later.wait))
 
 
 server_middleware = _Guards()
