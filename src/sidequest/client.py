@@ -185,8 +185,10 @@ def _write_to(target: redis.Redis, jobs: list[Payload], shard: str | None = None
         commands, scripts = _plain_commands(by_queue, scheduled), None
     else:
         commands, scripts = _all_commands(jobs, by_queue, scheduled, uniques, stamp)
-    # Sent once: a push whose reply is late is never written twice (sending.py).
-    answers = _guarded(lambda: sending.send(target, commands, scripts), shard, jobs)
+    # Sent once: a push whose reply is late is never written twice (sending.py). Jobs that
+    # join a batch are written with their membership or not at all.
+    atomic = any(batch.ancestry_of(job) for job in jobs)
+    answers = _guarded(lambda: sending.send(target, commands, scripts, atomic), shard, jobs)
     taken = answers[len(answers) - len(uniques):] if uniques else []
     return {job["jid"] for (job, _), ok in zip(uniques, taken, strict=True) if not ok}
 

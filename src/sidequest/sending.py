@@ -42,11 +42,14 @@ Exchange = Callable[[Route, Sequence[Command]], list[Any]]
 
 
 def send(target: redis.Redis, commands: Sequence[Command],
-         scripts: dict[str, Any] | None = None) -> list[Any]:
+         scripts: dict[str, Any] | None = None, atomic: bool = False) -> list[Any]:
     """Send ``commands`` and return their replies; an error reply raises, after the others
-    were read. ``scripts`` maps the SHA of each script called by EVALSHA to its source."""
+    were read. ``scripts`` maps the SHA of each script called by EVALSHA to its source.
+    ``atomic``: all of them run or none (not on a Redis Cluster, whose pushes span slots)."""
     if not commands:
         return []
+    if atomic and wire.usable(target):
+        return _atomic(target, commands, scripts or {})
     if wire.usable(target):  # the common push: one exchange, and every reply a success
         replies = wire.answers(target, commands)
         for reply in replies:
@@ -57,7 +60,23 @@ def send(target: redis.Redis, commands: Sequence[Command],
     if isinstance(target, RedisCluster) and _one_slot(target, commands):
         exchange = _cluster_exchange(target, _first_key(commands[0]))
         return _settled(exchange, commands, scripts or {}, exchange(None, commands), target)
-    return _pipelined(target, commands, scripts or {})
+    return _pipelined(target, commands, scripts or {}, atomic)
+
+
+def _atomic(target: redis.Redis, commands: Sequence[Command],
+            scripts: dict[str, Any]) -> list[Any]:
+    """``commands`` in one MULTI/EXEC: a push that makes jobs members of a batch must not
+    leave the membership written without the jobs (Redis stopped, or the connection cut,
+    halfway through the write), or the batch would wait for them for good. The scripts are
+    loaded first, in the same write: in a transaction, a call refused for a script not
+    loaded would let the commands around it run."""
+    head: list[Command] = [("SCRIPT", "LOAD", source) for source in scripts.values()]
+    replies = wire.answers(target, [*head, ("MULTI",), *commands, ("EXEC",)])
+    done = replies[-1]
+    if isinstance(done, redis.ResponseError):  # a command refused as it was queued: none ran
+        queued = replies[len(head) + 1:-1]
+        raise next((r for r in queued if isinstance(r, redis.ResponseError)), done)
+    return outcome(list(done))
 
 
 def _settled(exchange: Exchange, commands: Sequence[Command], scripts: dict[str, Any],
@@ -179,12 +198,13 @@ def _node_at(cluster: RedisCluster, address: tuple[str, int]) -> redis.Redis:
 
 
 def _pipelined(target: redis.Redis, commands: Sequence[Command],
-               scripts: dict[str, Any]) -> list[Any]:
+               scripts: dict[str, Any], atomic: bool = False) -> list[Any]:
     """A client ``wire`` cannot use (one holding a single connection, or a cluster command
-    set spanning slots): redis-py's pipeline, with the scripts loaded first."""
+    set spanning slots): redis-py's pipeline, with the scripts loaded first; a transaction
+    when ``atomic``, but on a cluster."""
     for source in scripts.values():
         target.script_load(source)
-    pipe = target.pipeline(transaction=False)
+    pipe = target.pipeline(transaction=atomic and not isinstance(target, RedisCluster))
     for command in commands:
         pipe.execute_command(*command)  # type: ignore[no-untyped-call]
     return outcome(list(pipe.execute(raise_on_error=False)))

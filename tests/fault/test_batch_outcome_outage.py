@@ -4,6 +4,8 @@ turns a job that succeeded into a failure (a retry, a rerun, or a batch waiting 
 
 from __future__ import annotations
 
+import json
+
 import redis
 
 import sidequest
@@ -12,8 +14,9 @@ from fault.conftest import SpawnWorker
 from fault.harness import Ledger, jids
 from fault.proxy import FaultProxy, evalsha_of
 from helpers import wait_for
-from sidequest import Batch, connection
+from sidequest import Batch, connection, keys
 from sidequest.api import BatchStatus, Queue
+from sidequest.errors import RedisUnavailable
 
 
 def test_a_cut_as_batch_outcomes_are_sent_fails_no_job(
@@ -54,3 +57,27 @@ def test_a_cut_as_a_cleared_queue_is_recorded_loses_no_record(
     status = BatchStatus(batch.bid)
     assert cut.fired == 3
     assert status.success and status.pending == 0 and not r.keys("sq:cleared:*")
+
+
+def test_a_push_cut_halfway_leaves_no_member_its_batch_would_wait_for(
+        proxy: FaultProxy, sq: str, r: redis.Redis) -> None:
+    """A batch's members and their jobs are written in one push. Cut after the membership
+    reached Redis and before the jobs did (Redis stopped halfway through the write has the
+    same effect), the batch waited for good for jobs that were never written."""
+    batch = Batch()
+    cut = proxy.cut(lambda args: args[:1] == [b"LPUSH"], "before")
+    sidequest.configure(redis_url=proxy.url())
+    try:
+        with batch.jobs():
+            try:
+                Work.perform_bulk([[0]] * 20)
+            except RedisUnavailable as exc:  # "may have been enqueued": the reply was lost
+                failed: Exception | None = exc
+            else:
+                failed = None
+    finally:
+        sidequest.configure(redis_url=sq)
+    assert cut.fired == 1 and failed is not None
+    waiting = {m.decode() for m in r.smembers(keys.batch_part(batch.bid, "pending"))}
+    queued = {json.loads(raw)["jid"] for raw in r.lrange("queue:default", 0, -1)}
+    assert waiting <= queued, f"{len(waiting - queued)} members were never written as jobs"
