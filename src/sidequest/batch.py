@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
 import logging
 import secrets
 import time
@@ -77,6 +78,10 @@ class Batch:
     shard: str
     #: Made by ``open`` (a job's own batch, to add jobs to), not by ``Batch(...)``.
     _opened = False
+    #: The jid of the job that opened it (``self.batch``), and how many child batches that
+    #: run has made of it so far.
+    _opener: str | None = None
+    _children = 0
 
     def __init__(self, description: str = "", on_success: Callback | None = None,
                  on_complete: Callback | None = None, parent: Batch | None = None,
@@ -92,19 +97,54 @@ class Batch:
                              f" not {self.shard!r}; leave shard= out")
         if parent is not None and not parent._still_there():
             parent = None  # an expired job's batch: this one stands alone (a warning says so)
-        self.bid = secrets.token_hex(12)
         self.description = str(description)
-        self.ancestry: list[str] = [self.bid, *(parent.ancestry if parent else [])]
-        fields: dict[str, Any] = {"bid": self.bid, "description": self.description,
-                                  "created": repr(time.time()), "total": 0, "sealed": 0,
-                                  "parent": parent.bid if parent else ""}
-        for name, callback in (("on_success", on_success), ("on_complete", on_complete)):
-            if callback is not None:
-                fields[name] = _callback_payload(name, callback, self, parent)
+        callbacks = {"on_success": on_success, "on_complete": on_complete}
+        derived = parent._next_child_bid() if parent is not None and _local is None else None
+        if derived is not None:
+            fields = self._fields(derived, parent, callbacks)
+            if self._make_or_find(fields, cast(Batch, parent)):
+                return
+        fields = self._fields(secrets.token_hex(12), parent, callbacks)
         if _local is not None:
             _local.create(self.bid, fields, parent.bid if parent else None)
         else:
             self._write(fields, parent)
+
+    def _fields(self, bid: str, parent: Batch | None,
+                callbacks: dict[str, Callback | None]) -> dict[str, Any]:
+        """Take ``bid``; the fields of the batch's record."""
+        self.bid = bid
+        self.ancestry: list[str] = [bid, *(parent.ancestry if parent else [])]
+        fields: dict[str, Any] = {"bid": bid, "description": self.description,
+                                  "created": repr(time.time()), "total": 0, "sealed": 0,
+                                  "parent": parent.bid if parent else ""}
+        for name, callback in callbacks.items():
+            if callback is not None:
+                fields[name] = _callback_payload(name, callback, self, parent)
+        return fields
+
+    def _next_child_bid(self) -> str | None:
+        """For a child made in a job (``Batch(parent=self.batch)``): a bid derived from the
+        job's jid and how many children this run made before, the same in a run again."""
+        if self._opener is None:
+            return None
+        made, self._children = self._children, self._children + 1
+        return hashlib.sha256(f"{self._opener}/{self.bid}/{made}".encode()).hexdigest()[:24]
+
+    def _make_or_find(self, fields: dict[str, Any], parent: Batch) -> bool:
+        """Make the child a job derives (lua/batch_child.lua); True also when an earlier run
+        of the job made it and did not seal it: this run fills it on. False when that one is
+        sealed: it ends on its own, and this run makes a child of its own."""
+        made = [keys.batch(self.bid), keys.BATCHES,
+                *(keys.batch_part(parent.bid, part) for part in ("pending", "ran", "failed")),
+                keys.batch(parent.bid)]
+        pairs = [str(item) for pair in fields.items() for item in pair]
+        with connection.on_shard(self.shard), _unreachable(self.shard, (
+                "the batch was not created (nothing was written): retry later")):
+            found = connection.script("batch_child")(
+                keys=made, args=[KEEP, repr(time.time()), self.bid, *pairs],
+                client=connection.client())
+        return (found.decode() if isinstance(found, bytes) else str(found)) != "sealed"
 
     def _write(self, fields: dict[str, Any], parent: Batch | None) -> None:
         with connection.on_shard(self.shard):  # its client, and on a cluster its keys' tag
@@ -159,13 +199,15 @@ class Batch:
         return (ancestry, description) if ancestry else None
 
     @classmethod
-    def open(cls, ancestry: list[str]) -> Batch:
-        """An existing batch, to add jobs to it (``self.batch`` in a job). Its blocks never
-        seal it: only the block of the process that made the batch knows when it is filled."""
+    def open(cls, ancestry: list[str], opener: str | None = None) -> Batch:
+        """An existing batch, to add jobs to it (``self.batch`` in a job, whose jid is
+        ``opener``). Its blocks never seal it: only the block of the process that made the
+        batch knows when it is filled."""
         batch = cls.__new__(cls)
         batch.bid, batch.ancestry, batch.description = ancestry[0], list(ancestry), ""
         batch.shard = connection.current_shard()  # a job's batch is on the job's shard
         batch._opened = True
+        batch._opener = opener
         return batch
 
     @contextlib.contextmanager

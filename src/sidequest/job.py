@@ -163,8 +163,18 @@ class Job(metaclass=_JobMeta):
         """The batch this job belongs to, if any: ``with self.batch.jobs(): ...`` adds the
         jobs pushed in the block to it."""
         # No payload: perform() called directly (Job().perform(...)), of no batch.
-        ancestry = batch_module.ancestry_of(vars(self).get("payload") or {})
-        return batch_module.Batch.open(ancestry) if ancestry else None
+        payload = vars(self).get("payload") or {}
+        ancestry = batch_module.ancestry_of(payload)
+        if not ancestry:
+            return None
+        # One object per run: it counts the child batches the run makes, whose bids are
+        # derived from the jid, so that a run again finds the children an earlier one left.
+        opened = vars(self).get("_sq_batch")
+        if opened is None:
+            jid = payload.get("jid")
+            opened = batch_module.Batch.open(ancestry, jid if isinstance(jid, str) else None)
+            vars(self)["_sq_batch"] = opened
+        return cast("Batch", opened)
 
     def set_progress(self, fraction: float, message: str | None = None) -> None:
         """Record how far the job is (0 to 1) and what it is doing, for

@@ -16,7 +16,7 @@ import redis
 
 from helpers import running_worker, wait_for
 from sidequest import Batch, Job, keys
-from sidequest.api import BatchStatus
+from sidequest.api import BatchStatus, RetrySet
 
 lock = threading.Lock()
 #: (callback, whether the pushing block had ended when it ran)
@@ -63,10 +63,30 @@ class BODone(Job):
             calls.append((name, block_ended.is_set()))
 
 
+children: list[str] = []
+
+
+class BOChildMaker(Job):
+    """Fills a child batch of its own batch, and fails inside the child's block the first
+    time, as a job whose API call drops does."""
+
+    def perform(self) -> None:
+        batch = self.batch
+        assert batch is not None
+        child = Batch(parent=batch, on_success=(BODone, ["child success"]))
+        with lock:
+            children.append(child.bid)
+        with child.jobs():
+            BOSpawnRow.perform_bulk([[1], [2], [3]])
+            if len(children) == 1:
+                raise ConnectionError("the upstream API dropped the connection")
+
+
 @pytest.fixture(autouse=True)
 def _fresh(redis_url: str) -> None:
     calls.clear()
     ran.clear()
+    children.clear()
     block_ended.clear()
 
 
@@ -188,3 +208,20 @@ def test_a_batch_push_makes_the_job_a_member_without_a_script(r: redis.Redis) ->
         stats = r.info("commandstats")  # the pushes' (the seal at the end is a script)
     assert not any(name.startswith("cmdstat_eval") for name in stats), stats
     assert BatchStatus(batch.bid).total == 3
+
+
+def test_a_child_batch_a_retried_job_made_is_the_one_its_retry_fills_and_seals(
+        r: redis.Redis) -> None:
+    """Made anew by each run, the child the first run left unsealed held its parent for
+    good: no callback of the parent ever fired."""
+    batch = _batch()
+    with batch.jobs():
+        BOChildMaker.perform_async()
+    with running_worker():
+        wait_for(lambda: RetrySet().size == 1, what="the job's failure")
+        assert RetrySet().retry_all() == 1  # Retry now, rather than wait out the backoff
+        wait_for(lambda: len(calls) == 3, what="the child's success, the parent's callbacks")
+    assert len(children) == 2 and children[0] == children[1], children  # the same child
+    assert sorted(name for name, _ in calls) == ["child success", "complete", "success"]
+    assert BatchStatus(children[0]).total == 6  # each run's three jobs
+    assert BatchStatus(batch.bid).pending == 0
