@@ -74,6 +74,17 @@ class Store:
             self._seq[id(job)] = seq
             self._by_class.setdefault(job["class"], []).insert(0, job)
 
+    def remove(self, jid: str) -> Payload | None:
+        """Take the job ``jid`` out of its class's list (cancelled); None if none has it."""
+        with self._lock:
+            for jobs in self._by_class.values():
+                for job in jobs:
+                    if job.get("jid") == jid:
+                        jobs.remove(job)
+                        self._seq.pop(id(job), None)
+                        return job
+        return None
+
     def clear(self, name: str | None) -> None:
         with self._lock:
             lists = self._by_class.values() if name is None else [self._by_class.get(name, [])]

@@ -11,7 +11,7 @@ import pytest
 
 from sidequest import Batch, Job, testing
 from sidequest import batch as batch_module
-from sidequest.api import JobStatus
+from sidequest.api import JobStatus, cancel
 
 ran: list[tuple[str, Any]] = []
 
@@ -170,3 +170,19 @@ def test_inline_a_job_pushed_by_a_member_is_not_a_member() -> None:
         assert ran[-2:] == [("complete", "inline-pusher"), ("success", "inline-pusher")]
         assert batch_module._local is not None
         assert batch_module._local._batches[batch.bid].total == 1
+
+
+def test_cancel_takes_a_queued_job_out_and_its_batch_counts_it_done() -> None:
+    """cancel() went to Redis in the testing modes (a ConnectionError in a CI without one)
+    and left the job queued, to run at the next drain."""
+    batch = _batch("cancelled")
+    with batch.jobs():
+        keep, drop = TBRow.perform_bulk([[1], [2]])
+    assert cancel(drop) is True
+    assert [job["jid"] for job in TBRow.jobs] == [keep]
+    assert cancel(drop) is False  # not queued any more
+    testing.drain_all()
+    assert ("row", 2) not in ran and ("success", "cancelled") in ran
+    with testing.inline():
+        jid = TBRow.perform_async(3)
+        assert cancel(jid) is False  # it ran already

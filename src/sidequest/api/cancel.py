@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from sidequest import connection, keys
+from sidequest import client, connection, keys
 from sidequest.api.sets import RetrySet, ScheduledSet
 from sidequest.api.stats import UNREACHABLE_ERRORS, ShardUnreachable
 
@@ -16,9 +16,14 @@ def cancel(jid: str) -> bool:
     """Cancel job ``jid``: if it waits in the schedule or the retry set it is removed now; a
     queued one is dropped when a worker fetches it; a running one sees ``self.cancelled()``
     become true within a second (an async job gets CancelledError). Returns True if the job
-    was found and removed from a set. Only Sidequest workers honour a cancellation."""
+    was found and removed from a set. Only Sidequest workers honour a cancellation. In
+    ``sidequest.testing``'s fake mode the job leaves its fake queue (True if it was there)."""
     if not isinstance(jid, str) or not jid:
         raise ValueError(f"cancel() needs a job id (jid) string, got {jid!r}")
+    if client.pushes_are_local():  # sidequest.testing's modes: the jobs are in this process
+        from sidequest import testing  # noqa: PLC0415 - loaded already when a mode is on
+
+        return testing.cancel_local(jid)
     found = False
     down: dict[str, Exception] = {}
     for shard in connection.shard_names():  # the jid does not say which shard has the job
