@@ -472,3 +472,24 @@ def test_mounted_under_a_prefix(redis_url: str, r: redis.Redis) -> None:
         assert 'href="/admin/jobs/queues/we%2Fird"' in queues
         assert client.get("/admin/jobs/queues/we%2Fird").status_code == 200
         assert client.get("/admin/jobs/static/app.css").status_code == 200
+
+
+@pytest.mark.parametrize("secret", [None, "one-secret-for-every-process-" + "x" * 8])
+def test_a_form_from_another_process_of_the_dashboard_says_what_to_set(
+        redis_url: str, monkeypatch: pytest.MonkeyPatch, secret: str | None) -> None:
+    """Two processes of one dashboard (uvicorn --workers 2): without a secret each signs
+    with a random key of its own, so a login page served by one is refused by the other,
+    and "reload the page" alone did not help."""
+    monkeypatch.delenv("SIDEQUEST_WEB_SECRET", raising=False)
+    first, second = (create_app(password=PASSWORD, secret_key=secret) for _ in range(2))
+    with Client(first) as browser:
+        token = browser.token()
+        cookies = dict(browser.cookies)
+    with Client(second, cookies=cookies) as same_browser:
+        answer = same_browser.post("/login", data={"csrf": token, "password": PASSWORD},
+                                   headers=SAME_ORIGIN, follow_redirects=False)
+    if secret is None:
+        assert answer.status_code == 403
+        assert "SIDEQUEST_WEB_SECRET, or secret_key=" in answer.text, answer.text
+    else:
+        assert answer.status_code == 303, answer.text

@@ -126,6 +126,7 @@ def create_app(
         https=https,
         allowed_hosts=frozenset(h.lower() for h in allowed_hosts) if allowed_hosts else None,
         scrape_token=token,
+        random_secret=secret_key is None and not os.environ.get(SECRET_ENV),
     )
     handlers: dict[Any, Any] = {error: errors.redis_unreachable for error in errors.UNREACHABLE}
     handlers.update({error: errors.misconfigured for error in errors.MISCONFIGURED})

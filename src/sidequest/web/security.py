@@ -145,7 +145,8 @@ class Guard:
         if request.method in SAFE_METHODS:
             return None, receive
         return await _check_form(request, session, receive,
-                                 PUBLIC_FORM_BYTES if public else MAX_FORM_BYTES)
+                                 PUBLIC_FORM_BYTES if public else MAX_FORM_BYTES,
+                                 self.settings.random_secret)
 
     def _host_allowed(self, request: Request) -> bool:
         allowed = self.settings.allowed_hosts
@@ -241,8 +242,14 @@ def cross_site(request: Request) -> str | None:
     return None
 
 
+#: Said with a refused CSRF token when this process signs with a random key of its own.
+SEVERAL_PROCESSES = (" If reloading does not help, this dashboard may run in several processes"
+                     " (uvicorn --workers, gunicorn), each signing with a random key of its own:"
+                     f" give them one secret ({environ.WEB_SECRET}, or secret_key=).")
+
+
 async def _check_form(request: Request, session: Session, receive: Receive,
-                      limit: int) -> tuple[Response | None, Receive]:
+                      limit: int, random_secret: bool = False) -> tuple[Response | None, Receive]:
     """A state-changing request: same origin, and the session's CSRF token in the form."""
     why = cross_site(request)
     if why is not None:
@@ -263,7 +270,8 @@ async def _check_form(request: Request, session: Session, receive: Receive,
         return PlainTextResponse("Too many form fields", status_code=413), receive
     token = (fields.get("csrf") or [request.headers.get("x-csrf-token", "")])[0]
     if not hmac.compare_digest(token.encode(), session.csrf.encode()):
-        return PlainTextResponse("Invalid or missing CSRF token; reload the page",
+        hint = SEVERAL_PROCESSES if random_secret else ""
+        return PlainTextResponse(f"Invalid or missing CSRF token; reload the page.{hint}",
                                  status_code=403), receive
     request.scope["sidequest.form"] = fields
     return None, _replay(body)

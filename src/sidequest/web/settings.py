@@ -38,6 +38,9 @@ class Settings:
     #: checked by ``create_app``); None: only a login opens it. Kept out of repr, and so of
     #: any log line or traceback that prints the settings.
     scrape_token: str | None = field(default=None, repr=False)
+    #: No secret was given: this process signs with a random key of its own, which another
+    #: process of the same dashboard (uvicorn --workers, gunicorn) does not know.
+    random_secret: bool = False
     stats_cache: TimedCache = field(default_factory=lambda: TimedCache(STATS_CACHE_SECONDS))
     #: The same for each other shard (several Redis servers), by name.
     shard_stats_caches: dict[str, TimedCache] = field(default_factory=dict)
