@@ -140,10 +140,29 @@ def _push_now(items: Sequence[Payload], batch_size: int, jids: list[str],
     step = max(1, batch_size)
     for start in range(0, len(normalized), step):
         chunk = [_through_middleware(job) for job in normalized[start : start + step]]
-        refused = _write([job for job in chunk if job is not None])
+        try:
+            refused = _write([job for job in chunk if job is not None])
+        except RedisUnavailable as exc:
+            if len(normalized) > step:  # a bulk push of several chunks: say which went
+                raise _bulk_failure(exc, results, normalized[start + step:]) from exc
+            raise
         results.extend(job["jid"] if job is not None and job["jid"] not in refused else None
                        for job in chunk)
     return results
+
+
+def _bulk_failure(exc: RedisUnavailable, written: list[str | None],
+                  after: list[Payload]) -> RedisUnavailable:
+    """``exc`` of one chunk of a bulk push, with the jobs written before it and the jobs
+    never sent after it, so that a caller can push exactly what is missing."""
+    enqueued = tuple(jid for jid in written if jid is not None)
+    unsent = tuple(str(job["jid"]) for job in after)
+    failure = RedisUnavailable(
+        f"{exc} (this chunk of a bulk push; before it {len(enqueued)} jobs were enqueued,"
+        f" and the {len(unsent)} after it were not sent: the exception's .enqueued and"
+        f" .unsent list their jids)")
+    failure.enqueued, failure.unsent = enqueued, unsent
+    return failure
 
 
 def _through_middleware(job: Payload) -> Payload | None:

@@ -18,7 +18,14 @@ class RedisUnavailable(SidequestError, ConnectionError):
     enqueued and the caller decides whether to retry, fail the request or buffer it. One
     case differs, and its message says so: the connection failed after the job was sent,
     so it may have been enqueued.
+
+    A ``perform_bulk`` that fails after some of its chunks were written says which jobs:
+    ``enqueued`` (written before the failure), ``unsent`` (after it: not written), and the
+    failed chunk's, in neither list, as its message says.
     """
+
+    enqueued: tuple[str, ...] = ()
+    unsent: tuple[str, ...] = ()
 
 
 class UnknownJobError(SidequestError, LookupError):

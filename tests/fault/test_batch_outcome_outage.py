@@ -81,3 +81,30 @@ def test_a_push_cut_halfway_leaves_no_member_its_batch_would_wait_for(
     waiting = {m.decode() for m in r.smembers(keys.batch_part(batch.bid, "pending"))}
     queued = {json.loads(raw)["jid"] for raw in r.lrange("queue:default", 0, -1)}
     assert waiting <= queued, f"{len(waiting - queued)} members were never written as jobs"
+
+
+def test_a_bulk_push_cut_at_a_later_chunk_says_which_jobs_went(
+        proxy: FaultProxy, sq: str, r: redis.Redis) -> None:
+    """The error named only the chunk in flight: the caller could not tell the chunks
+    written before it from those never sent, and pushing everything again ran them twice."""
+    pushes = iter(range(100))
+    cut = proxy.cut(lambda args: args[:1] == [b"LPUSH"] and next(pushes) == 1, "before")
+    batch = Batch()
+    sidequest.configure(redis_url=proxy.url())
+    try:
+        with batch.jobs():
+            try:
+                Work.perform_bulk([[i] for i in range(25)], batch_size=10)
+            except RedisUnavailable as exc:
+                failed: RedisUnavailable | None = exc
+            else:
+                failed = None
+    finally:
+        sidequest.configure(redis_url=sq)
+    assert cut.fired == 1 and failed is not None
+    queued = {json.loads(raw)["jid"] for raw in r.lrange("queue:default", 0, -1)}
+    assert len(failed.enqueued) == 10 and set(failed.enqueued) == queued, str(failed)
+    assert len(failed.unsent) == 5 and not set(failed.unsent) & queued
+    assert "10 jobs were enqueued" in str(failed) and "5 after it were not sent" in str(failed)
+    waiting = {m.decode() for m in r.smembers(keys.batch_part(batch.bid, "pending"))}
+    assert waiting == queued  # the cut chunk joined the batch no more than it was written
