@@ -102,7 +102,7 @@ def answers(target: redis.Redis, commands: Sequence[Command]) -> list[Any]:
             _ready(conn.check_health)
             try:
                 return _exchange(conn, commands)
-            except ReplyLost:
+            except (ReplyLost, NotSent):
                 raise
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 _drop(conn)
@@ -143,6 +143,11 @@ def _exchange(conn: Any, commands: Sequence[Command]) -> list[Any]:
                 replies.append(exc)
     except BaseException as exc:
         _drop(conn)  # replies left unread would answer the next caller's commands
+        if not replies and isinstance(exc, redis.BusyLoadingError):
+            # Refused as Redis reads its data set back (a restart): it runs no command
+            # until it is done, so nothing of the write ran. redis-py raises this reply as
+            # a ConnectionError, which would read as "may have been enqueued".
+            raise NotSent(f"Redis is loading its data set into memory: {exc}") from exc
         if replies and _refused_by_replica(exc):
             # Demoted between two commands: those before ran on the old primary, and may
             # live on in the promoted replica. Only a refusal of the first is a clean one.
