@@ -46,25 +46,22 @@ from typing import TYPE_CHECKING, Any, cast
 
 import redis
 
-from sidequest import connection, items, keys, registry, url_problems
+from sidequest import connection, keys, url_problems
+from sidequest.batch_callbacks import PAYLOAD_KEY, callback_payload
 from sidequest.errors import RedisUnavailable
-from sidequest.payload import Payload, dumps
-from sidequest.signatures import check_call
+from sidequest.payload import Payload
 
 if TYPE_CHECKING:
     from sidequest.batch_local import LocalBatches
 
 log = logging.getLogger("sidequest")
 
-PAYLOAD_KEY = "sq_batch"
+__all__ = ["PAYLOAD_KEY", "Batch"]  # PAYLOAD_KEY: batch_callbacks.py's, read as batch.PAYLOAD_KEY
 #: Seconds a batch is kept after its success, and at most from its creation.
 KEEP_AFTER_SUCCESS = 3 * 86400
 KEEP = 30 * 86400
 #: Parents followed at most by Batch.find (a loop of parents written by hand stops there).
 MAX_DEPTH = 100
-#: What a callback looks like, for the errors that refuse another shape.
-CALLBACK_FORM = ("(JobClass, [args]): a Job class, an @job function or a job's name, then "
-                 "the list of the arguments its perform takes")
 
 #: The batch a ``with batch.jobs():`` block is filling in this thread or task.
 _current: contextvars.ContextVar[Batch | None] = contextvars.ContextVar("sidequest_batch",
@@ -120,7 +117,8 @@ class Batch:
                                   "parent": parent.bid if parent else ""}
         for name, callback in callbacks.items():
             if callback is not None:
-                fields[name] = _callback_payload(name, callback, self, parent)
+                fields[name] = callback_payload(name, callback, bid, self.shard,
+                                                parent.ancestry if parent else None)
         return fields
 
     def _next_child_bid(self) -> str | None:
@@ -177,7 +175,22 @@ class Batch:
                               f" expired (a batch is kept {KEEP // 86400} days,"
                               f" {KEEP_AFTER_SUCCESS // 86400} once it has succeeded)")
         batch.ancestry, batch.description = found
+        if _local is None:
+            batch._warn_if_ended()
         return batch
+
+    def _warn_if_ended(self) -> None:
+        """A found batch whose callbacks fired already: what a block adds to it runs, but
+        fires none of them again. Said, rather than let a late block look like it works."""
+        with connection.on_shard(self.shard), _unreachable(self.shard, "no batch was read"):
+            ended = connection.client().hmget(keys.batch(self.bid), ["complete_at",
+                                                                     "success_at"])
+        fired = [name for name, at in zip(("on_complete", "on_success"), ended,
+                                          strict=True) if at is not None]
+        if fired:
+            log.warning("batch %s has ended (%s fired): the jobs a block on it adds run and"
+                        " count in it, but no callback fires again for them; for a new round,"
+                        " make a new Batch", self.bid, " and ".join(fired))
 
     def _lineage(self) -> tuple[list[str], str] | None:
         """The batch's ancestry (its bid, then each parent still kept) and description, read
@@ -365,65 +378,6 @@ def ancestry_of(payload: Payload) -> list[str] | None:
     if isinstance(value, list) and value and all(isinstance(b, str) for b in value):
         return value
     return None
-
-
-def _callback_payload(name: str, callback: Any, batch: Batch, parent: Batch | None) -> str:
-    """A callback's payload, pushed as it is when it fires. A child batch's callback is a job
-    of the parent: lua/batch_update.lua makes it a member as it pushes it."""
-    bid, shard = batch.bid, batch.shard
-    target, args = _callback_parts(name, callback)
-    job_class = _callback_class(name, target)
-    if job_class is None:  # a job only another process defines (a Ruby one, say)
-        base: Payload = {"class": target, "queue": "default", "retry": True}
-    else:
-        base = job_class.payload_base()
-        _check_arguments(name, job_class, args)
-    item = items.normalize({**base, "args": args, "sq_batch_callback": bid})
-    if parent is not None and job_class is not None and registry.runs_here(job_class):
-        # Not one only another process runs (a name not loaded here, a push-only stub): a
-        # Ruby process would run it uncounted, and the parent would wait for it forever.
-        item[PAYLOAD_KEY] = list(parent.ancestry)
-    table = connection.shard_map()
-    if table is not None and table.shard_of(item["queue"]) != shard:
-        # Its shard's scheduler pushes the callback into a queue of that same Redis.
-        raise ValueError(f"batch callback {item['class']} goes to queue {item['queue']!r} on "
-                         f"shard {table.shard_of(item['queue'])!r}, but the batch is kept on "
-                         f"shard {shard!r}; route the callback's queue to the batch's shard")
-    return dumps(item)
-
-
-def _callback_parts(name: str, callback: Any) -> tuple[Any, list[Any]]:
-    if not isinstance(callback, (tuple, list)) or len(callback) != 2:
-        raise TypeError(f"{name} must be {CALLBACK_FORM}; got {callback!r}")
-    target, args = callback
-    if type(args) not in (list, tuple):
-        hint = " (keyword arguments are not supported)" if isinstance(args, dict) else ""
-        raise TypeError(f"{name} must be {CALLBACK_FORM}; its arguments {args!r} are not a "
-                        f"list{hint}")
-    return target, list(args)
-
-
-def _callback_class(name: str, target: Any) -> Any:
-    """The job class of a callback's target; None for the name of a class not loaded here."""
-    target = getattr(target, "job_class", target)  # a @job function's class
-    if isinstance(target, type) and callable(getattr(target, "payload_base", None)):
-        return target
-    if isinstance(target, str) and target.strip():
-        problem = registry.near_miss(target)  # a slip in a name this process could check
-        if problem:
-            raise TypeError(f"{name}: {problem}")
-        # A push-only stub of that name gives the job's options (its queue), as its class
-        # would.
-        return registry.find(target) or registry.stub(target)
-    raise TypeError(f"{name} must be {CALLBACK_FORM}; {target!r} is not a job")
-
-
-def _check_arguments(name: str, job_class: Any, args: list[Any]) -> None:
-    """Refused now, as a push would be, not as a callback failing when the batch is done."""
-    try:
-        check_call(job_class, tuple(args), {})
-    except TypeError as exc:
-        raise TypeError(f"{name}: {exc}") from None
 
 
 def keep_locally(batches: LocalBatches | None) -> LocalBatches | None:

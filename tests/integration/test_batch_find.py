@@ -97,3 +97,18 @@ def test_a_batch_is_found_in_the_testing_modes() -> None:
         assert sorted(ran) == [1, 2] and sorted(calls) == ["complete", "success"]
         with pytest.raises(LookupError):
             Batch.find("nope")
+
+
+def test_a_found_batch_that_has_ended_says_no_callback_fires_again(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Jobs added to it ran and counted, and nothing said that its callbacks were long past."""
+    bid = _half_filled()
+    with running_worker():
+        with Batch.find(bid).jobs():
+            BFRow.perform_async(2)
+        wait_for(lambda: sorted(calls) == ["complete", "success"], what="both callbacks")
+    with caplog.at_level("WARNING", "sidequest"):
+        Batch.find(bid)
+    said = [rec.getMessage() for rec in caplog.records if "has ended" in rec.getMessage()]
+    assert said and bid in said[0] and "on_complete and on_success fired" in said[0], said
+    assert "make a new Batch" in said[0]
