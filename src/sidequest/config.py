@@ -208,7 +208,7 @@ class Config:
         seen: set[str] = set()
         for name, weight in self.queues:
             if not isinstance(name, str) or not QUEUE_NAME.fullmatch(name):
-                raise ConfigError(f"queue {name!r}: use letters, digits and _ : . - only")
+                raise ConfigError(f"queue {name!r}: use ASCII letters, digits and _ : . - only")
             if name in seen:
                 raise ConfigError(f"queue {name!r} is given twice; give it once, with a weight")
             if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0:

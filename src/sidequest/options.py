@@ -164,7 +164,7 @@ def _check_option(key: str, value: Any, where: str) -> None:
         ok = (value is None and key == "retry_queue") or (
             isinstance(value, str) and bool(QUEUE_NAME.fullmatch(value))
         )
-        expect = "a queue name of letters, digits and _ : . -"
+        expect = "a queue name of ASCII letters, digits and _ : . -"
     elif key in ("retry", "backtrace"):
         ok = isinstance(value, bool) or (isinstance(value, int) and value >= 0)
         expect = "True, False or a non-negative int"

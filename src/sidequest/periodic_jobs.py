@@ -176,10 +176,10 @@ def make_entry(job: type[Job] | JobFunction[Any, Any] | str, *, cron: str | None
             raise TypeError(f"{label}: {exc}") from None
     queue = queue if queue is not None else (cls.queue if cls is not None else "default")
     if not isinstance(queue, str) or not QUEUE_NAME.fullmatch(queue):
-        raise ConfigError(f"{label}: queue {queue!r} must be letters, digits and _ : . -")
+        raise ConfigError(f"{label}: queue {queue!r} must be ASCII letters, digits and _ : . -")
     entry_name = name if name is not None else wire
     if not isinstance(entry_name, str) or not NAME.fullmatch(entry_name):
-        raise ConfigError(f"{label}: name {entry_name!r} must be letters, digits and _ : . -")
+        raise ConfigError(f"{label}: name {entry_name!r} must be ASCII letters, digits and _ : . -")
     if not isinstance(catch_up, bool):
         raise ConfigError(f"{label}: catch_up must be true or false, got {catch_up!r}")
     return Entry(name=entry_name, job_class=wire, schedule=schedule, args=list(args),

@@ -80,7 +80,7 @@ def _urls(shards: Any, where: str) -> dict[str, str]:
     urls: dict[str, str] = {}
     for name, given in shards.items():
         if not isinstance(name, str) or not SHARD_NAME.fullmatch(name):
-            raise ConfigError(f"{where}shards: shard name {name!r}: use letters, digits and "
+            raise ConfigError(f"{where}shards: shard name {name!r}: use ASCII letters, digits and "
                               "_ . - only (at most 64)")
         if name == DEFAULT:
             raise ConfigError(f"{where}shards: the shard named {DEFAULT!r} is the ordinary "
@@ -135,7 +135,7 @@ def _routes(shard_queues: Any, urls: Mapping[str, str], where: str) -> dict[str,
     routes: dict[str, str] = {}
     for queue, shard in shard_queues.items():
         if not isinstance(queue, str) or not QUEUE_NAME.fullmatch(queue):
-            raise ConfigError(f"{where}shard_queues: queue {queue!r}: use letters, digits "
+            raise ConfigError(f"{where}shard_queues: queue {queue!r}: use ASCII letters, digits "
                               "and _ : . - only")
         if shard not in known:
             close = difflib.get_close_matches(str(shard), known, n=1)

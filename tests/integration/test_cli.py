@@ -75,7 +75,7 @@ def test_version_and_help() -> None:
 @pytest.mark.parametrize(("args", "message"), [
     (["-r", "no_such_module_xyz"], "could not import 'no_such_module_xyz'"),
     (["-c", "0"], "concurrency must be a whole number"),
-    (["-q", "bad queue!"], "use letters, digits"),
+    (["-q", "bad queue!"], "use ASCII letters, digits"),
     (["-q", "a,x"], "weight after the comma"),
     (["-C", "/nonexistent.toml"], "does not exist"),
     (["--concurency", "3"], "did you mean --concurrency (for --concurency)?"),
