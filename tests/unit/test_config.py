@@ -102,8 +102,8 @@ def test_any_weight_makes_the_order_weighted() -> None:
     [
         ((("default", 0), ("low", 0), ("default", 2)), "'default' is given twice"),
         ((), "no queues"),
-        ((("bad name", 0),), "'bad name': use letters"),
-        ((("", 0),), "queue '': use letters"),
+        ((("bad name", 0),), "'bad name': use ASCII letters"),
+        ((("", 0),), "queue '': use ASCII letters"),
         ((("low", -1),), "weight must be a whole number >= 0"),
     ],
 )

@@ -42,7 +42,7 @@ def test_no_shards_means_one_redis() -> None:
                                               r"defined; define it under shards"),
     ('[shards]\ndefault = "redis://h:1/0"\n', r"the shard named 'default' is the ordinary "
                                               r"Redis URL \(redis_url\)"),
-    ('[shards]\n"a b" = "redis://h:1/0"\n', r"shard name 'a b': use letters"),
+    ('[shards]\n"a b" = "redis://h:1/0"\n', r"shard name 'a b': use ASCII letters"),
     ('shards = ["redis://h:1/0"]\n', r"shards must map shard names to Redis URLs"),
     ('[shards]\na = "redis://:pw@h:1/0"\nb = "redis://:pw@h:1/0"\n',
      r"shards 'a' and 'b' name the same Redis \(redis://:\*\*\*@h:1/0\), where they would "
