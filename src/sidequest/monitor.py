@@ -322,8 +322,9 @@ def main(command: str, argv: list[str], out: TextIO = sys.stdout, *,
 
 def _frame_start(out: TextIO, frames: int) -> str:
     """What comes before a --watch frame: on a terminal, a cleared screen; into a pipe or a
-    file (`--watch 1 | tee`), where escape codes are noise, a blank line between frames."""
-    if out.isatty():
+    file (`--watch 1 | tee`), or a terminal that knows no escape codes (TERM unset or dumb:
+    an editor's shell, a CI log), a blank line between frames."""
+    if out.isatty() and os.environ.get("TERM", "dumb") != "dumb":
         return CLEAR
     return "\n" if frames else ""
 

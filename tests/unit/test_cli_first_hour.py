@@ -209,14 +209,22 @@ def test_the_default_settings_file(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert config.default_file() == (found and found.replace("/", os.sep))
 
 
-def test_watch_clears_the_screen_only_on_a_terminal() -> None:
+def test_watch_clears_the_screen_only_on_a_terminal_that_knows_how(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
             return True
 
+    monkeypatch.setenv("TERM", "xterm-256color")
     assert monitor._frame_start(Terminal(), 0) == monitor.CLEAR
     assert monitor._frame_start(io.StringIO(), 0) == ""
     assert monitor._frame_start(io.StringIO(), 1) == "\n"
+    for term in ("dumb", None):  # an editor's shell, a CI log: escape codes are noise there
+        if term is None:
+            monkeypatch.delenv("TERM")
+        else:
+            monkeypatch.setenv("TERM", term)
+        assert monitor._frame_start(Terminal(), 1) == "\n"
 
 
 def test_a_job_class_refused_at_import_keeps_its_own_message(
