@@ -113,6 +113,8 @@ class Output:
 
     def __init__(self, proc: subprocess.Popen[str]) -> None:
         self.lines: list[str] = []
+        #: The process's exit code, for a caller that waited for it to set.
+        self.code: int | None = None
         self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
         self._thread.start()
 

@@ -5,10 +5,12 @@ nothing else: no job fails, none is run again, and the stop is clean."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import redis
@@ -24,6 +26,30 @@ def _setup(redis_url: str, tmp_path: Path) -> tuple[Path, dict[str, str]]:
     env = {**os.environ, "REDIS_URL": redis_url,
            "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     return config, env
+
+
+@contextlib.contextmanager
+def _logging_worker(command: list[str], env: dict[str, str],
+                    encoding: str | None = None) -> Iterator[Output]:
+    """``command`` (a worker) with its output read line by line; yields once it has started,
+    and kills it at the end if the test did not stop it."""
+    proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, encoding=encoding)
+    try:
+        out = Output(proc)
+        out.wait_for(" started: ")
+        yield out
+        proc.send_signal(signal.SIGTERM)
+        out.code = proc.wait(20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def _worker(config: Path, *flags: str) -> list[str]:
+    return [sys.executable, *flags, "-m", "sidequest", "-r", "apps.output_jobs", "-c", "2",
+            "-C", str(config)]
 
 
 def test_a_worker_whose_output_pipe_broke_goes_on_running_jobs(
@@ -95,25 +121,14 @@ def test_an_ascii_only_output_escapes_what_it_cannot_encode(
     one failed."""
     config, env = _setup(redis_url, tmp_path)
     env.update(PYTHONIOENCODING="ascii", PYTHONUTF8="0", LC_ALL="C")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sidequest", "-r", "apps.output_jobs", "-c", "2",
-         "-C", str(config)], env=env, cwd=ROOT, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, encoding="ascii")
-    try:
-        out = Output(proc)
-        out.wait_for(" started: ")
+    with _logging_worker(_worker(config), env, encoding="ascii") as out:
         from apps.output_jobs import Accented
 
         Accented.perform_async(False)
         Accented.perform_async(True)
         out.wait_for("\\xe9chec \\U0001f680")  # the failure's line, escaped
         wait_for(lambda: int(r.get("stat:processed") or 0) == 2, what="both jobs")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+    assert out.code == 0
     assert int(r.get("stat:failed") or 0) == 1  # the one that raised, not the one that printed
     assert sum("printed: caf\\xe9 \\U0001f680" in line for line in out.lines) == 2
 
@@ -136,27 +151,15 @@ def test_a_stop_after_a_job_took_every_file_descriptor_puts_it_back(
     """The stop read a script it had not needed before from its file, could not open it,
     and ended in a traceback with the job left for a reaper (counted as a death)."""
     config, env = _setup(redis_url, tmp_path)
-
-    command = [sys.executable, "-m", "sidequest", "-r", "apps.output_jobs", "-c", "2", "-t",
-               "1", "-C", str(config)]
-    proc = subprocess.Popen(["sh", "-c", 'ulimit -n 64 && exec "$@"', "sh", *command],
-                            env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    try:
-        out = Output(proc)
-        out.wait_for(" started: ")
+    command = ["sh", "-c", 'ulimit -n 64 && exec "$@"', "sh", *_worker(config),
+               "-t", "1"]
+    with _logging_worker(command, env) as out:
         from apps.output_jobs import HoardFiles
 
         jid = HoardFiles.perform_async(30)
         wait_for(lambda: any(r.hlen(f"{name}:work") for name in r.smembers("processes")),
                  what="the job running")
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-    assert code == 0, "\n".join(out.lines[-20:])
+    assert out.code == 0, "\n".join(out.lines[-20:])
     assert jid in r.lrange("queue:default", 0, -1)[0], out.lines[-5:]  # pushed back
 
 
@@ -166,22 +169,11 @@ def test_under_dev_mode_and_warnings_as_errors_a_start_and_stop_warn_of_nothing(
     under -W error, which reads as a crash), and would again at the exit it outlives."""
     config, env = _setup(redis_url, tmp_path)
     env["PYTHONWARNINGS"] = "error"
-    proc = subprocess.Popen(
-        [sys.executable, "-X", "dev", "-m", "sidequest", "-r", "apps.output_jobs", "-c", "2",
-         "-C", str(config)], env=env, cwd=ROOT, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True)
-    try:
-        out = Output(proc)
-        out.wait_for(" started: ")
+    with _logging_worker(_worker(config, "-X", "dev"), env) as out:
         from apps.output_jobs import Chatty
 
         Chatty.perform_async(1)
         wait_for(lambda: int(r.get("stat:processed") or 0) == 1, what="a job")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+    assert out.code == 0
     text = "\n".join(out.lines)
     assert "Warning" not in text and "Exception ignored" not in text, text
