@@ -11,10 +11,12 @@ raising, and the worker (or the -P supervisor) stops as soon as its own handlers
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -73,23 +75,31 @@ class QuietedJob(Job):
 def test_a_quiet_signal_while_the_app_loaded_quiets_the_worker_once_it_runs(
         redis_url: str, r: redis.Redis, tmp_path: Path, processes: str) -> None:
     # Before: TSTP's default action stopped the process (state T), deaf to the TERM after.
-    (tmp_path / "quieted_app.py").write_text(QUIETED_APP)
-    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(tmp_path)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sidequest", "-r", "quieted_app", "-c", "1", "-P", processes],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        out = Output(proc)
+    with _app_worker(tmp_path, redis_url, "quieted_app", QUIETED_APP, processes) as out:
         out.wait_for("quiet: no new jobs will be fetched", timeout=30)
         wait_for(lambda: any(r.hget(name, "quiet") == "true" for name in r.smembers("processes")),
                  what="the process record marked quiet")
+
+
+@contextlib.contextmanager
+def _app_worker(tmp_path: Path, redis_url: str, module: str, source: str,
+                processes: str) -> Iterator[Output]:
+    """A worker of the app ``source`` (as module ``module``), its output read; it must stop
+    cleanly at a TERM once the ``with`` body is done."""
+    (tmp_path / f"{module}.py").write_text(source)
+    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sidequest", "-r", module, "-c", "1", "-P", processes],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        out = Output(proc)
+        yield out
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, out.lines
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-
 
 DUMPED_APP = """
 import os, signal
@@ -111,20 +121,8 @@ class DumpedJob(Job):
 def test_a_thread_dump_asked_while_the_app_loaded_answers_and_the_worker_starts(
         redis_url: str, tmp_path: Path, processes: str) -> None:
     # Before: TTIN's default action stopped the process (state T), as TSTP's did.
-    (tmp_path / "dumped_app.py").write_text(DUMPED_APP)
-    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(tmp_path)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sidequest", "-r", "dumped_app", "-c", "1", "-P", processes],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        out = Output(proc)
+    with _app_worker(tmp_path, redis_url, "dumped_app", DUMPED_APP, processes) as out:
         out.wait_for(" started: ", timeout=30)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0, out.lines
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     text = "\n".join(out.lines)
     assert "is still starting; where each thread is" in text, text
     assert "in where_the_app_loads" in text, text
