@@ -148,13 +148,21 @@ def _exchange(conn: Any, commands: Sequence[Command]) -> list[Any]:
             # until it is done, so nothing of the write ran. redis-py raises this reply as
             # a ConnectionError, which would read as "may have been enqueued".
             raise NotSent(f"Redis is loading its data set into memory: {exc}") from exc
-        if replies and _refused_by_replica(exc):
+        if replies and _refused_by_replica(exc) and not _before_exec(commands, replies):
             # Demoted between two commands: those before ran on the old primary, and may
-            # live on in the promoted replica. Only a refusal of the first is a clean one.
+            # live on in the promoted replica. Only a refusal of the first is a clean one,
+            # or one inside a transaction, which the dropped connection discarded.
             raise ReplyLost(f"the server became a replica part way through the write: {exc}"
                             ) from exc
         raise
     return replies
+
+
+def _before_exec(commands: Sequence[Command], replies: list[Any]) -> bool:
+    """Whether the reply that failed came before a transaction's EXEC (a MULTI/EXEC write,
+    sending.py): nothing of it ran, as the dropped connection discards what was queued."""
+    ends = [i for i, command in enumerate(commands) if tuple(command[:1]) == ("EXEC",)]
+    return bool(ends) and len(replies) < ends[-1]
 
 
 def _pack(conn: Any, commands: Sequence[Command]) -> Any:

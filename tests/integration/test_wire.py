@@ -269,6 +269,11 @@ def test_a_primary_demoted_part_way_through_a_write_is_not_written_again(
         assert not isinstance(first.value, wire.ReplyLost)
         with pytest.raises(wire.ReplyLost, match="part way"):
             wire.answers(target, [("GET", "w:k"), ("SET", "w:k", "1")])
+        # A batch push's transaction: refused at its first queued write, after MULTI's OK,
+        # nothing of it ran (the dropped connection discards the queue): clean, not "lost".
+        with pytest.raises(redis.ConnectionError) as queued:
+            wire.answers(target, [("MULTI",), ("SET", "w:k", "1"), ("EXEC",)])
+        assert not isinstance(queued.value, wire.ReplyLost)
     finally:
         target.close()
         replica.replicaof("NO", "ONE")

@@ -92,3 +92,48 @@ def test_a_signal_handler_that_logs_during_a_write_does_not_hang_the_process(mod
                           capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "the line being written\nthe handler's line\n", done.stderr
+
+
+# The main thread prints (holding the standard output's lock) while a job's thread flushes a
+# line (holding the handler's lock, waiting for the output's); then a signal handler on the
+# main thread logs. With a lock each, each thread waited for the other for good.
+_CROSSED_LOCKS = """
+import io, logging, signal, sys, threading, time
+from sidequest.worker.logs import BatchingHandler, LineSafeStream
+
+out = io.StringIO()
+stdout = LineSafeStream(out)
+handler = BatchingHandler(stdout, background=False)
+logger = logging.getLogger("sidequest.test")
+logger.handlers[:] = [handler]
+logger.propagate = False
+signal.signal(signal.SIGUSR1, lambda *_: logger.warning("the handler's line"))
+job = threading.Thread(target=lambda: logger.warning("a job's line"))
+
+class Printing(io.StringIO):
+    def write(self, text):
+        if job.ident is not None:  # the lines after the first: written
+            return out.write(text)
+        job.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # until the job's thread waits for the lock
+            frame = sys._current_frames().get(job.ident)
+            if frame is not None and frame.f_code.co_name in ("_put", "flush"):
+                break
+        signal.raise_signal(signal.SIGUSR1)
+        return out.write(text)
+
+stdout._stream = Printing()
+stdout.write("the main thread's print\\n")
+job.join(10)
+sys.stdout.write(out.getvalue())
+"""
+
+
+def test_a_signal_handler_that_logs_while_its_thread_prints_and_a_job_logs_does_not_hang(
+        ) -> None:
+    done = subprocess.run([sys.executable, "-c", _CROSSED_LOCKS], capture_output=True,
+                          text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.splitlines()) == ["a job's line", "the handler's line",
+                                                "the main thread's print"], done.stdout

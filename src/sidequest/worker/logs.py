@@ -139,7 +139,10 @@ class BatchingHandler(logging.Handler):
         # thread dump, a second Ctrl-C's warning) logs on the main thread, between two steps
         # of whatever it was doing, writing a line included. Waiting there for the lock its
         # own thread holds would hang the process; the interrupted flush writes the line.
-        self._write_lock = threading.RLock()
+        # The standard output's own lock when it writes there: with two locks, a thread
+        # flushing (holding this one, waiting for the stream's) and a main thread printing
+        # (holding the stream's) whose signal handler logs would wait for each other.
+        self._write_lock: threading.RLock = getattr(stream, "lock", None) or threading.RLock()
         self._writing = False
         self._wake = threading.Event()
         self._closed = False
@@ -251,8 +254,9 @@ class LineSafeStream:
 
     def __init__(self, stream: IO[str]) -> None:
         self._stream = stream
-        # Reentrant: a signal handler's log line may come while its thread prints.
-        self._lock = threading.RLock()
+        # Reentrant: a signal handler's log line may come while its thread prints. Shared
+        # with the log handler that writes here (BatchingHandler).
+        self.lock = threading.RLock()
         self._pending = threading.local()
 
     def write(self, text: str) -> int:
@@ -270,7 +274,7 @@ class LineSafeStream:
 
     def _put(self, text: str, flush: bool = False) -> None:
         try:
-            with self._lock:
+            with self.lock:
                 if text:
                     self._stream.write(text)
                 if flush:
