@@ -22,7 +22,9 @@ def make_usable() -> None:
         stream = getattr(sys, name)
         if stream is None:
             setattr(sys, name, _to_devnull(fd))
-        elif isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+        elif isinstance(stream, io.TextIOWrapper) and stream.errors in ("strict",
+                                                                        "surrogateescape"):
+            # surrogateescape: the C locale's (PYTHONUTF8=0), which still raises on "é".
             stream.reconfigure(errors="backslashreplace")
 
 
@@ -34,4 +36,6 @@ def _to_devnull(fd: int) -> io.TextIOWrapper:
         if null != fd:
             os.dup2(null, fd)
             os.close(null)
-    return open(fd, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+    # A stream of its own, not one on ``fd``: that number may belong to a file or socket
+    # the application opened since (Django's manage.py loads the app before the worker).
+    return open(os.devnull, "w", encoding="utf-8", errors="backslashreplace")

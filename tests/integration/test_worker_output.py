@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import redis
 
 from helpers import FAST, Output, wait_for
@@ -115,12 +116,16 @@ def test_a_worker_started_with_its_output_closed_runs_printing_jobs(
     assert proc.returncode == 0, said
 
 
+@pytest.mark.parametrize("encoding", ["ascii", None])  # None: the C locale's own
 def test_an_ascii_only_output_escapes_what_it_cannot_encode(
-        redis_url: str, r: redis.Redis, tmp_path: Path) -> None:
+        redis_url: str, r: redis.Redis, tmp_path: Path, encoding: str | None) -> None:
     """Its log dropped each batch of lines with one such character, and a job that printed
     one failed."""
     config, env = _setup(redis_url, tmp_path)
-    env.update(PYTHONIOENCODING="ascii", PYTHONUTF8="0", LC_ALL="C")
+    env.update(PYTHONUTF8="0", LC_ALL="C")
+    env.pop("PYTHONIOENCODING", None)
+    if encoding is not None:
+        env["PYTHONIOENCODING"] = encoding
     with _logging_worker(_worker(config), env, encoding="ascii") as out:
         from apps.output_jobs import Accented
 
