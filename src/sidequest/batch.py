@@ -183,14 +183,16 @@ class Batch:
         """A found batch whose callbacks fired already: what a block adds to it runs, but
         fires none of them again. Said, rather than let a late block look like it works."""
         with connection.on_shard(self.shard), _unreachable(self.shard, "no batch was read"):
-            ended = connection.client().hmget(keys.batch(self.bid), ["complete_at",
-                                                                     "success_at"])
-        fired = [name for name, at in zip(("on_complete", "on_success"), ended,
-                                          strict=True) if at is not None]
+            read = connection.client().hmget(keys.batch(self.bid), [
+                "complete_at", "on_complete", "success_at", "on_success"])
+        # complete_at is set with no on_complete too; on_success may still come after it.
+        fired = [name for name, at, callback in (("on_complete", read[0], read[1]),
+                                                 ("on_success", read[2], read[3]))
+                 if at is not None and callback is not None]
         if fired:
-            log.warning("batch %s has ended (%s fired): the jobs a block on it adds run and"
-                        " count in it, but no callback fires again for them; for a new round,"
-                        " make a new Batch", self.bid, " and ".join(fired))
+            log.warning("batch %s: its %s fired already and will not again: the jobs a block"
+                        " on it adds run and count in it, but for a new round make a new Batch",
+                        self.bid, " and ".join(fired))
 
     def _lineage(self) -> tuple[list[str], str] | None:
         """The batch's ancestry (its bid, then each parent still kept) and description, read

@@ -109,6 +109,6 @@ def test_a_found_batch_that_has_ended_says_no_callback_fires_again(
         wait_for(lambda: sorted(calls) == ["complete", "success"], what="both callbacks")
     with caplog.at_level("WARNING", "sidequest"):
         Batch.find(bid)
-    said = [rec.getMessage() for rec in caplog.records if "has ended" in rec.getMessage()]
+    said = [rec.getMessage() for rec in caplog.records if "fired already" in rec.getMessage()]
     assert said and bid in said[0] and "on_complete and on_success fired" in said[0], said
     assert "make a new Batch" in said[0]
