@@ -10,6 +10,8 @@ import sys
 
 import psutil
 
+from sidequest.worker import watchdog
+
 # Ctrl-C's default action, set explicitly: a test run from a background shell inherits
 # SIGINT ignored. Short naps, as the real worker takes: a signal that lands after the
 # interpreter's last check but before a sleep's system call does not cut that sleep short,
@@ -102,3 +104,19 @@ def test_a_worker_gone_while_its_child_holds_the_pipe_is_not_killed_for_a_stall(
     _, err = worker.communicate(timeout=20)  # until the child and the watchdog are gone too
     assert worker.returncode == 0
     assert "has run no Python code" not in err, err
+
+
+def test_the_watchdog_inherits_no_descriptor_but_its_pipe() -> None:
+    """Spawned without subprocess's close_fds, it held every inheritable descriptor of the
+    worker (a socket its service manager passed) until it exited."""
+    passed, other = os.pipe()
+    private = os.open(os.devnull, os.O_RDONLY)  # Python's default: not inheritable
+    try:
+        os.set_inheritable(passed, True)
+        os.set_inheritable(other, True)
+        closed = {fd for _, fd in watchdog._closed_in_child(keep=other)}
+        assert passed in closed and other not in closed and private not in closed
+        assert not closed & {0, 1, 2}
+    finally:
+        for fd in (passed, other, private):
+            os.close(fd)

@@ -110,8 +110,9 @@ def start(grace: float, stall: float = 0.0) -> None:
         os.posix_spawn(
             sys.executable, [sys.executable, "-I", "-S", "-c", _PROGRAM, str(read_fd),
                              str(os.getpid()), str(grace), str(stall)], os.environ,
-            file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)], setsid=True)
-    except OSError as exc:
+            file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                          *_closed_in_child(keep=read_fd)], setsid=True)
+    except (OSError, NotImplementedError, AttributeError) as exc:  # (no posix_spawn setsid)
         log.warning("no watchdog for this worker (%s): a job holding the GIL could delay"
                     " its shutdown", exc)
         os.close(write_fd)
@@ -123,6 +124,25 @@ def start(grace: float, stall: float = 0.0) -> None:
     if stall:
         threading.Thread(target=_pulse, args=(write_fd,), name="sidequest-pulse",
                          daemon=True).start()
+
+
+def _closed_in_child(keep: int) -> list[tuple[int, int]]:
+    """Close in the watchdog every inheritable descriptor but standard output and error and
+    ``keep`` (those the worker inherited: a socket its service manager passed, say), as
+    subprocess's close_fds does: the watchdog outlives the worker by a moment, holding them."""
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:  # no /proc: nothing to look through
+        return []
+    fds = sorted({int(name) for name in names if name.isdigit()} - {0, 1, 2, keep})
+    return [(os.POSIX_SPAWN_CLOSE, fd) for fd in fds if _inheritable(fd)]
+
+
+def _inheritable(fd: int) -> bool:
+    try:
+        return os.get_inheritable(fd)
+    except OSError:  # closed meanwhile (listdir's own descriptor)
+        return False
 
 
 def _pulse(fd: int) -> None:
