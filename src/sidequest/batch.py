@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import hashlib
+import itertools
 import logging
 import secrets
 import time
@@ -60,6 +61,8 @@ __all__ = ["PAYLOAD_KEY", "Batch"]  # PAYLOAD_KEY: batch_callbacks.py's, read as
 #: Seconds a batch is kept after its success, and at most from its creation.
 KEEP_AFTER_SUCCESS = 3 * 86400
 KEEP = 30 * 86400
+#: Derived bids a child made in a job tries, each after an earlier run sealed the one before.
+CHILD_PROBES = 20
 #: Parents followed at most by Batch.find (a loop of parents written by hand stops there).
 MAX_DEPTH = 100
 
@@ -75,10 +78,10 @@ class Batch:
     shard: str
     #: Made by ``open`` (a job's own batch, to add jobs to), not by ``Batch(...)``.
     _opened = False
-    #: The jid of the job that opened it (``self.batch``), and how many child batches that
-    #: run has made of it so far.
+    #: The jid of the job that opened it (``self.batch``) or made it as a child, and the
+    #: count of the child batches that run made of it.
     _opener: str | None = None
-    _children = 0
+    _made: itertools.count[int]
 
     def __init__(self, description: str = "", on_success: Callback | None = None,
                  on_complete: Callback | None = None, parent: Batch | None = None,
@@ -96,16 +99,23 @@ class Batch:
             parent = None  # an expired job's batch: this one stands alone (a warning says so)
         self.description = str(description)
         callbacks = {"on_success": on_success, "on_complete": on_complete}
-        derived = parent._next_child_bid() if parent is not None and _local is None else None
-        if derived is not None:
-            fields = self._fields(derived, parent, callbacks)
-            if self._make_or_find(fields, cast(Batch, parent)):
-                return
+        if parent is not None and _local is None and self._derived(parent, callbacks):
+            return
         fields = self._fields(secrets.token_hex(12), parent, callbacks)
         if _local is not None:
             _local.create(self.bid, fields, parent.bid if parent else None)
         else:
             self._write(fields, parent)
+
+    def _derived(self, parent: Batch, callbacks: dict[str, Callback | None]) -> bool:
+        """Made or found under a bid derived from the job that makes it, if one does."""
+        for bid in parent._child_bids():
+            if self._make_or_find(self._fields(bid, parent, callbacks), parent):
+                # Its own children derive their bids too: a grandchild a run again makes
+                # is found as this one is.
+                self._opener, self._made = parent._opener, itertools.count()
+                return True
+        return False
 
     def _fields(self, bid: str, parent: Batch | None,
                 callbacks: dict[str, Callback | None]) -> dict[str, Any]:
@@ -121,13 +131,16 @@ class Batch:
                                                 parent.ancestry if parent else None)
         return fields
 
-    def _next_child_bid(self) -> str | None:
-        """For a child made in a job (``Batch(parent=self.batch)``): a bid derived from the
-        job's jid and how many children this run made before, the same in a run again."""
+    def _child_bids(self) -> Iterator[str]:
+        """For a child made in a job (``Batch(parent=self.batch)``): bids derived from the
+        job's jid and how many children this run made of this batch before, the same in a
+        run again; the next of them when an earlier run sealed the one before."""
         if self._opener is None:
-            return None
-        made, self._children = self._children, self._children + 1
-        return hashlib.sha256(f"{self._opener}/{self.bid}/{made}".encode()).hexdigest()[:24]
+            return
+        made = next(self._made)  # one step, safe from two threads of the job
+        for probe in range(CHILD_PROBES):
+            key = f"{self._opener}/{self.bid}/{made}/{probe}"
+            yield hashlib.sha256(key.encode()).hexdigest()[:24]
 
     def _make_or_find(self, fields: dict[str, Any], parent: Batch) -> bool:
         """Make the child a job derives (lua/batch_child.lua); True also when an earlier run
@@ -222,7 +235,7 @@ class Batch:
         batch.bid, batch.ancestry, batch.description = ancestry[0], list(ancestry), ""
         batch.shard = connection.current_shard()  # a job's batch is on the job's shard
         batch._opened = True
-        batch._opener = opener
+        batch._opener, batch._made = opener, itertools.count()
         return batch
 
     @contextlib.contextmanager

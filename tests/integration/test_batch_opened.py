@@ -82,6 +82,24 @@ class BOChildMaker(Job):
                 raise ConnectionError("the upstream API dropped the connection")
 
 
+class BOGrandchildMaker(Job):
+    """Fills a child of its batch and a child of that child, and fails inside the
+    grandchild's block the first time."""
+
+    def perform(self) -> None:
+        batch = self.batch
+        assert batch is not None
+        child = Batch(parent=batch, on_success=(BODone, ["child success"]))
+        with child.jobs():
+            grandchild = Batch(parent=child, on_success=(BODone, ["grandchild success"]))
+            with lock:
+                children.append(grandchild.bid)
+            with grandchild.jobs():
+                BOSpawnRow.perform_bulk([[1], [2]])
+                if len(children) == 1:
+                    raise ConnectionError("the upstream API dropped the connection")
+
+
 @pytest.fixture(autouse=True)
 def _fresh(redis_url: str) -> None:
     calls.clear()
@@ -225,3 +243,16 @@ def test_a_child_batch_a_retried_job_made_is_the_one_its_retry_fills_and_seals(
     assert sorted(name for name, _ in calls) == ["child success", "complete", "success"]
     assert BatchStatus(children[0]).total == 6  # each run's three jobs
     assert BatchStatus(batch.bid).pending == 0
+
+
+def test_a_grandchild_batch_a_retried_job_made_is_found_again_too(r: redis.Redis) -> None:
+    batch = _batch()
+    with batch.jobs():
+        BOGrandchildMaker.perform_async()
+    with running_worker():
+        wait_for(lambda: RetrySet().size == 1, what="the job's failure")
+        assert RetrySet().retry_all() == 1
+        wait_for(lambda: len(calls) == 4, what="every batch's callbacks")
+    assert len(children) == 2 and children[0] == children[1], children
+    assert sorted(name for name, _ in calls) == ["child success", "complete",
+                                                 "grandchild success", "success"]
