@@ -47,7 +47,16 @@ def hold_dump() -> None:
     own handler (the same dump, to its log) is in. Its default action stops the process, as
     TSTP's does; and a start-up that hangs (an import that waits on a database) is exactly
     when someone asks where it is."""
-    if hasattr(signal, "SIGTTIN") and threading.current_thread() is threading.main_thread():
+    if not hasattr(signal, "SIGTTIN") or threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        # At the C level: it answers also while the main thread is held in C code (a
+        # database driver connecting at import), where a Python handler would wait. Taken
+        # off first: a -P child inherits its supervisor's registration, which register()
+        # would then only update, leaving the child's handler as it was (TTIN's default).
+        faulthandler.unregister(signal.SIGTTIN)
+        faulthandler.register(signal.SIGTTIN, file=sys.stderr, all_threads=True)
+    except (AttributeError, ValueError, OSError, RuntimeError):  # stderr has no descriptor
         signal.signal(signal.SIGTTIN, _dump_early)
 
 
