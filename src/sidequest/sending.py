@@ -45,25 +45,34 @@ def send(target: redis.Redis, commands: Sequence[Command],
          scripts: dict[str, Any] | None = None, atomic: bool = False) -> list[Any]:
     """Send ``commands`` and return their replies; an error reply raises, after the others
     were read. ``scripts`` maps the SHA of each script called by EVALSHA to its source.
-    ``atomic``: all of them run or none (not on a Redis Cluster, whose pushes span slots)."""
+    ``atomic``: all of them run or none (on a Redis Cluster, when they share a slot, as a
+    push's keys do)."""
     if not commands:
         return []
-    if atomic and wire.usable(target):
-        return _atomic(target, commands, scripts or {})
-    if wire.usable(target):  # the common push: one exchange, and every reply a success
-        replies = wire.answers(target, commands)
-        for reply in replies:
-            if isinstance(reply, redis.ResponseError):
-                return _settled(lambda _, batch: wire.answers(target, batch), commands,
-                                scripts or {}, replies)
-        return replies
+    scripts = scripts or {}
+    if wire.usable(target):
+        return _on_one_server(target, commands, scripts, atomic)
     if isinstance(target, RedisCluster) and _one_slot(target, commands):
         exchange = _cluster_exchange(target, _first_key(commands[0]))
-        return _settled(exchange, commands, scripts or {}, exchange(None, commands), target)
-    return _pipelined(target, commands, scripts or {}, atomic)
+        if atomic:
+            return _atomic_on_cluster(exchange, commands, scripts)
+        return _settled(exchange, commands, scripts, exchange(None, commands), target)
+    return _pipelined(target, commands, scripts, atomic)
 
 
-def _atomic(target: redis.Redis, commands: Sequence[Command],
+def _on_one_server(target: redis.Redis, commands: Sequence[Command], scripts: dict[str, Any],
+                   atomic: bool) -> list[Any]:
+    if atomic:
+        return _atomic(lambda batch: wire.answers(target, batch), commands, scripts)
+    # The common push: one exchange, and every reply a success.
+    replies = wire.answers(target, commands)
+    if any(isinstance(reply, redis.ResponseError) for reply in replies):
+        return _settled(lambda _, batch: wire.answers(target, batch), commands, scripts,
+                        replies)
+    return replies
+
+
+def _atomic(send: Callable[[Sequence[Command]], list[Any]], commands: Sequence[Command],
             scripts: dict[str, Any]) -> list[Any]:
     """``commands`` in one MULTI/EXEC: a push that makes jobs members of a batch must not
     leave the membership written without the jobs (Redis stopped, or the connection cut,
@@ -71,12 +80,29 @@ def _atomic(target: redis.Redis, commands: Sequence[Command],
     loaded first, in the same write: in a transaction, a call refused for a script not
     loaded would let the commands around it run."""
     head: list[Command] = [("SCRIPT", "LOAD", source) for source in scripts.values()]
-    replies = wire.answers(target, [*head, ("MULTI",), *commands, ("EXEC",)])
+    replies = send([*head, ("MULTI",), *commands, ("EXEC",)])
     done = replies[-1]
     if isinstance(done, redis.ResponseError):  # a command refused as it was queued: none ran
         queued = replies[len(head) + 1:-1]
         raise next((r for r in queued if isinstance(r, redis.ResponseError)), done)
     return outcome(list(done))
+
+
+def _atomic_on_cluster(exchange: Exchange, commands: Sequence[Command],
+                       scripts: dict[str, Any]) -> list[Any]:
+    """``_atomic`` on the node of the push's slot (every key of a push shares its shard's
+    tag). A transaction refused because the slot moved ran nothing: it goes again to the
+    slot's new node (the exchange re-read the map); one refused because the slot is moving
+    right now is not written, and says so."""
+    for _ in range(ROUNDS):
+        try:
+            return _atomic(lambda batch: exchange(None, batch), commands, scripts)
+        except redis.exceptions.MovedError:
+            continue
+        except redis.exceptions.AskError as exc:
+            raise redis.exceptions.TryAgainError(
+                f"the slot is moving to another node: {exc}") from exc
+    raise redis.exceptions.TryAgainError("the slot kept moving during the push")
 
 
 def _settled(exchange: Exchange, commands: Sequence[Command], scripts: dict[str, Any],

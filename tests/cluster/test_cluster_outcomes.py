@@ -100,3 +100,17 @@ def test_prometheus_reads_the_clusters_queues_totals_and_classes(
     assert found[("sidequest_job_runs_last_hour", (("class", "fault.Work"),))] == 5
     assert found[("sidequest_job_failures_last_hour", (("class", "fault.Work"),))] == 0
     assert_all_tagged(cluster)
+
+
+def test_a_batch_push_is_one_transaction_on_the_node_of_its_slot(
+        cluster: Cluster, rc: redis.RedisCluster) -> None:
+    """Its members and their jobs are written together or not at all, as on one Redis: a cut
+    halfway would otherwise leave members the batch waits for and no job to run."""
+    node = rc.get_node_from_key("{sq}queue:default")
+    batch = Batch()
+    with batch.jobs():
+        before = rc.get_redis_connection(node).info("commandstats").get("cmdstat_exec", {})
+        pushed = Work.perform_bulk([[0]] * 5)
+    after = rc.get_redis_connection(node).info("commandstats").get("cmdstat_exec", {})
+    assert after.get("calls", 0) == before.get("calls", 0) + 1, (before, after)
+    assert BatchStatus(batch.bid).total == 5 and all(pushed)
