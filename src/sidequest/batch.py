@@ -306,6 +306,13 @@ def _unreachable(shard: str, consequence: str) -> Iterator[None]:
         where = connection.redacted(connection.shard_url(shard))
         raise RedisUnavailable(f"could not reach Redis at {where}"
                                f" ({url_problems.readable(exc)}); {consequence}") from exc
+    except redis.ResponseError as exc:
+        if not url_problems.refused_for_now(exc):
+            raise
+        where = connection.redacted(connection.shard_url(shard))
+        raise RedisUnavailable(f"Redis at {where} refuses writes for now ({exc}): too few"
+                               f" replicas are in reach, as during a failover; {consequence}"
+                               ) from exc
 
 
 def current() -> Batch | None:

@@ -342,6 +342,11 @@ def _guarded(write: Callable[[], _T], shard: str | None, jobs: Sequence[Payload]
             " the job was not enqueued. Free memory or raise maxmemory."
         ) from exc
     except redis.ResponseError as exc:
+        if url_problems.refused_for_now(exc):
+            raise RedisUnavailable(
+                f"Redis at {_where(shard)} refuses writes for now ({exc}): too few replicas"
+                " are in reach (min-replicas-to-write), as during a failover. The job was not"
+                " enqueued, so retry later or fail the request") from exc
         problem = connection.url_problem(exc, _where(shard))
         if problem is None:
             raise

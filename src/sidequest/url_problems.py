@@ -108,3 +108,19 @@ def readable(exc: BaseException) -> str:
         return text
     return (f"{text.rstrip('.')}. Check that the URL names Sentinels (port 26379 by default),"
             " not Redis itself, and the service name their `sentinel monitor` line gives")
+
+
+#: Refusals of every write while a Redis cannot accept them for now: too few replicas in
+#: reach (``min-replicas-to-write``, most often during a Sentinel failover), or a replica
+#: that lost its primary (``replica-serve-stale-data no``). Nothing was written.
+_REFUSED_FOR_NOW = ("NOREPLICAS", "MASTERDOWN")
+
+
+def refused_for_now(exc: BaseException) -> bool:
+    """Whether ``exc`` is Redis refusing every write for a while (see _REFUSED_FOR_NOW),
+    also as redis-py words it for a pipeline ("Command # 1 (...) caused error: ...")."""
+    if not isinstance(exc, ResponseError):
+        return False
+    text = str(exc)
+    return text.startswith(_REFUSED_FOR_NOW) or any(f"caused error: {word}" in text
+                                                    for word in _REFUSED_FOR_NOW)

@@ -256,3 +256,18 @@ def test_a_grandchild_batch_a_retried_job_made_is_found_again_too(r: redis.Redis
     assert len(children) == 2 and children[0] == children[1], children
     assert sorted(name for name, _ in calls) == ["child success", "complete",
                                                  "grandchild success", "success"]
+
+
+def test_a_child_record_that_lost_its_bid_field_still_ends_its_parent(r: redis.Redis) -> None:
+    """A failover can keep a batch record's later writes and lose its creation's (seen with
+    Sentinel, after a split brain): the outcome's script failed on the missing bid, at every
+    retry, and the parent never ended."""
+    batch = _batch()
+    with batch.jobs():
+        child = Batch(parent=batch)
+        with child.jobs():
+            BOSpawnRow.perform_async(1)
+    r.hdel(keys.batch(child.bid), "bid")
+    with running_worker():
+        wait_for(lambda: len(calls) == 2, what="the parent's callbacks")
+    assert BatchStatus(batch.bid).success

@@ -17,7 +17,7 @@ import redis
 from redis.sentinel import SentinelConnectionPool
 
 import sidequest
-from sidequest import Job, RedisUnavailable, client, connection, wire
+from sidequest import Batch, Job, RedisUnavailable, client, connection, wire
 
 
 class Plain(Job):
@@ -206,6 +206,22 @@ def test_a_push_to_a_read_only_replica_says_it_was_not_enqueued(
         connection.reset()
         replica.replicaof("NO", "ONE")
         replica.close()
+    assert r.llen("queue:wire") == 0
+
+
+def test_writes_refused_for_too_few_replicas_say_not_enqueued(r: redis.Redis) -> None:
+    """min-replicas-to-write with its replica out of reach (a Sentinel failover): every
+    write is refused NOREPLICAS, which came out raw, saying nothing of the job."""
+    r.config_set("min-replicas-to-write", 1)
+    try:
+        for push in (lambda: Plain.perform_async(7), lambda: Once.perform_async(8),
+                     lambda: Stored.perform_async(9)):
+            with pytest.raises(RedisUnavailable, match=r"refuses writes for now .*not enqueued"):
+                push()
+        with pytest.raises(RedisUnavailable, match=r"refuses writes for now .*not created"):
+            Batch()
+    finally:
+        r.config_set("min-replicas-to-write", 0)
     assert r.llen("queue:wire") == 0
 
 

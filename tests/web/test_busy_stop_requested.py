@@ -63,3 +63,14 @@ def test_a_stop_sent_to_an_identity_that_is_not_utf8(client: Client, r: redis.Re
     r.lpush(identity + b"-signals", "TERM")
     page = html.unescape(client.get("/busy").text)
     assert row(page, "w\\xff:3:cccccccccccc") == ("stop requested", [])
+
+
+def test_busy_shows_while_redis_refuses_writes(client: Client, r: redis.Redis) -> None:
+    """Reading the page prunes dead processes, a write: refused for too few replicas (a
+    Sentinel failover with min-replicas-to-write), the page was a bare 500."""
+    r.config_set("min-replicas-to-write", 1)
+    try:
+        answer = client.get("/busy")
+    finally:
+        r.config_set("min-replicas-to-write", 0)
+    assert answer.status_code == 200, answer.text[:300]

@@ -7,7 +7,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sidequest import connection, keys
+import redis
+
+from sidequest import connection, keys, url_problems
 from sidequest.api.lenient import (
     as_float,
     as_int,
@@ -100,7 +102,15 @@ class ProcessSet:
 
     def __init__(self, clean: bool = True) -> None:
         if clean:
-            self.cleanup()
+            try:
+                self.cleanup()
+            except redis.ResponseError as exc:
+                # A write refused for now (too few replicas in reach, a read-only replica
+                # during a failover): the processes are still there to read, and the next
+                # reader prunes.
+                if not url_problems.refused_for_now(exc) and not isinstance(
+                        exc, redis.ReadOnlyError):
+                    raise
 
     @staticmethod
     def cleanup() -> int:

@@ -73,7 +73,11 @@ for lvl = 1, levels do
     redis.call('EXPIRE', f, keep)
   end
   if not (complete or success) then break end
-  member = 'b:' .. redis.call('HGET', h, 'bid')
+  -- The record's own bid, else its key's: a record that lost its first fields (a failover
+  -- that kept later writes but not the creation) still passes its outcome up.
+  local bid = redis.call('HGET', h, 'bid') or string.match(h, 'sq:batch:([^:]+)$')
+  if not bid then break end
+  member = 'b:' .. bid
   if success then outcome = 'success' else outcome = 'complete' end
 end
 return pushed
