@@ -11,7 +11,7 @@ import redis
 from redis.sentinel import Sentinel
 
 from sidequest import cluster as cluster_keys
-from sidequest import url_problems, urls
+from sidequest import sentinel_watch, url_problems, urls
 
 
 def plain(target: str, options: dict[str, Any]) -> redis.Redis:
@@ -63,6 +63,7 @@ def sentinel(target: str, options: dict[str, Any]) -> redis.Redis:
     master = sentinel.master_for(  # type: ignore[no-untyped-call,unused-ignore]
         service, db=db, password=parts.password, username=parts.username
     )
+    sentinel_watch.watch.add(master.connection_pool)
     return cast(redis.Redis, master)
 
 

@@ -165,3 +165,27 @@ def test_master_killed_clients_follow_new_master(cluster: tuple[RedisServer, Red
     finally:
         pusher.stop.set()
         sidequest.connection.reset()
+
+
+def test_after_a_planned_failover_pushes_go_to_the_new_primary_at_once(
+        cluster: tuple[RedisServer, RedisServer, Sentinels]) -> None:
+    """redis-py asked the Sentinels only when it opened a connection: a pooled one went on
+    writing to the old primary, which acknowledged pushes for the ten seconds or so until it
+    was made a replica, and the new primary never had those jobs."""
+    master, replica, sentinels = cluster
+    sidequest.configure(redis_url=sentinels.url())
+    try:
+        Work.perform_async(0)  # a pooled connection to the primary of now
+        pool = sidequest.connection.client().connection_pool
+        assert pool.master_address == ("127.0.0.1", master.port)
+        sentinels.ask(sentinels.ports[0], "SENTINEL", "FAILOVER", SERVICE)
+        wait_for(lambda: sentinels.master_port() == replica.port, timeout=30,
+                 what="the sentinels to promote the replica")
+        # No push in between: the process follows the failover by itself.
+        wait_for(lambda: pool.master_address == ("127.0.0.1", replica.port), timeout=3,
+                 what="the client to follow the new primary")
+        jid = Work.perform_async(1)
+        with replica.client() as promoted:
+            assert any(jid.encode() in raw for raw in promoted.lrange("queue:default", 0, -1))
+    finally:
+        sidequest.connection.reset()
