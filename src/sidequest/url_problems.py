@@ -106,8 +106,9 @@ def readable(exc: BaseException) -> str:
         text = _SENTINEL_REPR.sub(lambda found: f"Sentinel {found[1]}:{found[2]}", text)
     else:
         return text
-    return (f"{text.rstrip('.')}. Check that the URL names Sentinels (port 26379 by default),"
-            " not Redis itself, and the service name their `sentinel monitor` line gives")
+    return (f"{text.rstrip('.')}. During a failover this passes within seconds; if it lasts,"
+            " check that the URL names Sentinels (port 26379 by default), not Redis itself,"
+            " and the service name their `sentinel monitor` line gives")
 
 
 #: Refusals of every write while a Redis cannot accept them for now: too few replicas in
