@@ -306,7 +306,7 @@ def _unreachable(shard: str, consequence: str) -> Iterator[None]:
         where = connection.redacted(connection.shard_url(shard))
         raise RedisUnavailable(f"could not reach Redis at {where}"
                                f" ({url_problems.readable(exc)}); {consequence}") from exc
-    except redis.ResponseError as exc:
+    except redis.ResponseError as exc:  # (MasterDownError, a ClusterDownError, is one)
         if not url_problems.refused_for_now(exc):
             raise
         where = connection.redacted(connection.shard_url(shard))

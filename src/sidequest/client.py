@@ -324,33 +324,38 @@ def _guarded(write: Callable[[], _T], shard: str | None, jobs: Sequence[Payload]
         message = (_maybe_enqueued(shard, exc, jobs) if wire.maybe_sent(exc)
                    else _unreachable(shard, exc))
         raise RedisUnavailable(message) from exc
-    except redis.ReadOnlyError as exc:
-        raise RedisUnavailable(
-            f"Redis at {_where(shard)} is a read-only replica ({exc}); the job was not"
-            " enqueued. After a failover, point the URL at the new primary (or use Sentinel:"
-            " redis+sentinel://), then retry"
-        ) from exc
     except CLUSTER_UNAVAILABLE as exc:
-        raise RedisUnavailable(
+        raise _refused(shard, exc) or RedisUnavailable(
             f"Redis Cluster at {_where(shard)} cannot take the write now ({exc}): a primary"
             " is down or failing over, or the slot is being moved to another primary. The job"
             " was not enqueued, so retry later or fail the request"
         ) from exc
-    except redis.exceptions.OutOfMemoryError as exc:
-        raise RedisUnavailable(
-            f"Redis at {_where(shard)} is out of memory (maxmemory reached): {exc};"
-            " the job was not enqueued. Free memory or raise maxmemory."
-        ) from exc
     except redis.ResponseError as exc:
-        if url_problems.refused_for_now(exc):
-            raise RedisUnavailable(
-                f"Redis at {_where(shard)} refuses writes for now ({exc}): too few replicas"
-                " are in reach (min-replicas-to-write), as during a failover. The job was not"
-                " enqueued, so retry later or fail the request") from exc
-        problem = connection.url_problem(exc, _where(shard))
+        problem = _refused(shard, exc) or connection.url_problem(exc, _where(shard))
         if problem is None:
             raise
         raise problem from exc  # the job was not enqueued
+
+
+def _refused(shard: str | None, exc: Exception) -> Exception | None:
+    """The error for a write Redis refused, so that nothing was enqueued; None for a refusal
+    not known here."""
+    where = _where(shard)
+    if isinstance(exc, redis.ReadOnlyError):
+        return RedisUnavailable(
+            f"Redis at {where} is a read-only replica ({exc}); the job was not enqueued."
+            " After a failover, point the URL at the new primary (or use Sentinel:"
+            " redis+sentinel://), then retry")
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        return RedisUnavailable(
+            f"Redis at {where} is out of memory (maxmemory reached): {exc}; the job was not"
+            " enqueued. Free memory or raise maxmemory.")
+    if url_problems.refused_for_now(exc):  # (MasterDownError is a ClusterDownError too)
+        return RedisUnavailable(
+            f"Redis at {where} refuses writes for now ({exc}): too few replicas are in reach"
+            " (min-replicas-to-write), or a replica lost its primary, as during a failover."
+            " The job was not enqueued, so retry later or fail the request")
+    return None
 
 
 def _maybe_enqueued(shard: str | None, exc: Exception, jobs: Sequence[Payload]) -> str:

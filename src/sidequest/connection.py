@@ -23,7 +23,7 @@ from redis.commands.core import Script
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from sidequest import environ, keys, scope, url_clients, url_problems, urls
+from sidequest import environ, keys, scope, sentinel_watch, url_clients, url_problems, urls
 from sidequest import shards as shards_table  # its parameters are named shards here
 from sidequest.errors import ConfigError
 from sidequest.shards import ShardMap
@@ -316,6 +316,7 @@ def client() -> redis.Redis:
         with _lock:
             if _client is None:
                 _client = new_client()
+    sentinel_watch.watch.running()  # a forked process's inherited Sentinel client
     return _client
 
 

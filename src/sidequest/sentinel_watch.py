@@ -21,8 +21,9 @@ INTERVAL = 0.5
 
 
 class _Watch:
-    def __init__(self) -> None:
-        self._pools: weakref.WeakSet[Any] = weakref.WeakSet()
+    def __init__(self, pools: list[Any] | None = None) -> None:
+        # Weak: a pool its client dropped (a reset, a new URL) is no longer asked for.
+        self._pools: weakref.WeakSet[Any] = weakref.WeakSet(pools or [])
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -30,7 +31,15 @@ class _Watch:
         """Follow the primary of ``pool`` (a redis-py SentinelConnectionPool)."""
         with self._lock:
             self._pools.add(pool)
-            if self._thread is None:
+        self.running()
+
+    def running(self) -> None:
+        """Start the thread if a pool is followed and none runs (in a process forked with
+        the parent's clients: a web server's workers); one attribute read otherwise."""
+        if self._thread is not None:
+            return
+        with self._lock:
+            if self._thread is None and len(self._pools):
                 self._thread = threading.Thread(target=self._run, name="sidequest-sentinel",
                                                 daemon=True)
                 self._thread.start()
@@ -38,21 +47,31 @@ class _Watch:
     def _run(self) -> None:
         stop = threading.Event()  # never set: a daemon thread, ended with its process
         while not stop.wait(INTERVAL):
-            with self._lock:
-                pools = list(self._pools)
-            for pool in pools:
-                # The Sentinels out of reach: the next connection's own question says so.
-                with contextlib.suppress(Exception):
-                    pool.get_master_address()
+            self._round()
+
+    def _round(self) -> None:
+        # A function of its own: its list of pools goes with each round, where a loop's
+        # local would keep every pool alive (and asked) for good.
+        with self._lock:
+            pools = list(self._pools)
+        for pool in pools:
+            # The Sentinels out of reach: the next connection's own question says so.
+            with contextlib.suppress(Exception):
+                pool.get_master_address()
+
+    def pools(self) -> list[Any]:
+        with self._lock:
+            return list(self._pools)
 
 
 watch = _Watch()
 
 
 def _after_fork() -> None:
-    # A forked child (-P) has none of its parent's threads, and makes clients of its own.
+    # The child has none of its parent's threads. It keeps the pools its clients inherited
+    # (a web server forked after its app made one): followed again from its first command.
     global watch
-    watch = _Watch()
+    watch = _Watch(watch.pools())
 
 
 os.register_at_fork(after_in_child=_after_fork)

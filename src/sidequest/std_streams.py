@@ -34,8 +34,10 @@ def _to_devnull(fd: int) -> io.TextIOWrapper:
     except OSError:  # closed: give the number to /dev/null
         null = os.open(os.devnull, os.O_WRONLY)
         if null != fd:
-            os.dup2(null, fd)
+            os.dup2(null, fd)  # inheritable, as a standard stream is
             os.close(null)
+        else:  # given the number itself, close-on-exec: a job's subprocess would lack it
+            os.set_inheritable(fd, True)
     # A stream of its own, not one on ``fd``: that number may belong to a file or socket
     # the application opened since (Django's manage.py loads the app before the worker).
     return open(os.devnull, "w", encoding="utf-8", errors="backslashreplace")

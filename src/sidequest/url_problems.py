@@ -120,6 +120,8 @@ _REFUSED_FOR_NOW = ("NOREPLICAS", "MASTERDOWN")
 def refused_for_now(exc: BaseException) -> bool:
     """Whether ``exc`` is Redis refusing every write for a while (see _REFUSED_FOR_NOW),
     also as redis-py words it for a pipeline ("Command # 1 (...) caused error: ...")."""
+    if isinstance(exc, getattr(redis.exceptions, "MasterDownError", ())):
+        return True  # redis-py takes "MASTERDOWN" off its message
     if not isinstance(exc, ResponseError):
         return False
     text = str(exc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import time
 
 from sidequest import Job
@@ -68,3 +69,15 @@ class HoardFiles(Job):
         except OSError:
             pass
         time.sleep(seconds)
+
+
+class SpawnsEcho(Job):
+    """Runs a command that writes to its standard output, which it inherits."""
+
+    name = "tests.SpawnsEcho"
+    retry = False
+
+    def perform(self) -> None:
+        done = subprocess.run(["sh", "-c", "echo from a subprocess"], check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"the command failed: exit code {done.returncode}")

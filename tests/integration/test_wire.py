@@ -225,6 +225,24 @@ def test_writes_refused_for_too_few_replicas_say_not_enqueued(r: redis.Redis) ->
     assert r.llen("queue:wire") == 0
 
 
+def test_a_replica_that_lost_its_primary_is_unavailable_not_a_raw_error(
+        second_redis: Any) -> None:
+    """replica-serve-stale-data no: it answers MASTERDOWN, which redis-py raises without
+    that word (MasterDownError), so it was not recognised and came out raw."""
+    replica = second_redis.client()
+    replica.config_set("replica-serve-stale-data", "no")
+    replica.replicaof("127.0.0.1", 1)  # a primary that is not there
+    try:
+        sidequest.configure(second_redis.url)
+        with pytest.raises(RedisUnavailable, match=r"refuses writes for now"):
+            Batch.find("0" * 24)
+    finally:
+        connection.reset()
+        replica.replicaof("NO", "ONE")
+        replica.config_set("replica-serve-stale-data", "yes")
+        replica.close()
+
+
 def test_a_push_redis_writes_in_part_never_says_not_enqueued(r: redis.Redis) -> None:
     # The schedule is not a sorted set (another program's key): the scheduled job's ZADD is
     # refused, the other job's LPUSH runs. The push is in Redis in part, so "not enqueued"

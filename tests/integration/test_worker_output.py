@@ -102,10 +102,11 @@ def test_a_worker_started_with_its_output_closed_runs_printing_jobs(
                             stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: r.smembers("processes"), what="the worker registered")
-        from apps.output_jobs import Chatty
+        from apps.output_jobs import Chatty, SpawnsEcho
 
         Chatty.perform_bulk([[i] for i in range(5)])
-        wait_for(lambda: int(r.get("stat:processed") or 0) == 5, what="the printing jobs")
+        SpawnsEcho.perform_async()  # its command inherits a standard output that works
+        wait_for(lambda: int(r.get("stat:processed") or 0) == 6, what="the printing jobs")
         proc.send_signal(signal.SIGTERM)
         _, said = proc.communicate(timeout=15)
     finally:
