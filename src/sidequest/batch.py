@@ -47,8 +47,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import redis
 
-from sidequest import connection, keys, url_problems
-from sidequest.batch_callbacks import PAYLOAD_KEY, callback_payload
+from sidequest import batch_callbacks, connection, keys, url_problems
+from sidequest.batch_callbacks import callback_payload
 from sidequest.errors import RedisUnavailable
 from sidequest.payload import Payload
 
@@ -57,7 +57,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sidequest")
 
-__all__ = ["PAYLOAD_KEY", "Batch"]  # PAYLOAD_KEY: batch_callbacks.py's, read as batch.PAYLOAD_KEY
+#: The payload field of a job's batch ancestry (defined where callbacks are built).
+PAYLOAD_KEY = batch_callbacks.PAYLOAD_KEY
 #: Seconds a batch is kept after its success, and at most from its creation.
 KEEP_AFTER_SUCCESS = 3 * 86400
 KEEP = 30 * 86400

@@ -201,12 +201,12 @@ def _write_to(target: redis.Redis, jobs: list[Payload], shard: str | None = None
     by_queue, scheduled, uniques = _sort(jobs, stamp)
     if not uniques and not any(map(_has_extras, jobs)):
         # The common push, plain jobs: its few commands, built without a pipeline.
-        commands, scripts = _plain_commands(by_queue, scheduled), None
+        commands, scripts, atomic = _plain_commands(by_queue, scheduled), None, False
     else:
         commands, scripts = _all_commands(jobs, by_queue, scheduled, uniques, stamp)
-    # Sent once: a push whose reply is late is never written twice (sending.py). Jobs that
-    # join a batch are written with their membership or not at all.
-    atomic = any(batch.ancestry_of(job) for job in jobs)
+        # Jobs that join a batch are written with their membership or not at all.
+        atomic = any(batch.ancestry_of(job) for job in jobs)
+    # Sent once: a push whose reply is late is never written twice (sending.py).
     answers = _guarded(lambda: sending.send(target, commands, scripts, atomic), shard, jobs)
     taken = answers[len(answers) - len(uniques):] if uniques else []
     return {job["jid"] for (job, _), ok in zip(uniques, taken, strict=True) if not ok}

@@ -36,7 +36,7 @@ class _Watch:
     def running(self) -> None:
         """Start the thread if a pool is followed and none runs (in a process forked with
         the parent's clients: a web server's workers); one attribute read otherwise."""
-        if self._thread is not None:
+        if self._thread is not None or not self._pools:  # no lock: on every client() call
             return
         with self._lock:
             if self._thread is None and len(self._pools):

@@ -189,8 +189,7 @@ def _with_status(payload: Payload, call_next: Callable[[], Any]) -> Any:
     finally:
         # A sync job may run an event loop of its own (asyncio.run) and report progress
         # there, which goes through the background writer: written before its end is.
-        if status.later.pending():
-            status.later.wait()
+        status.later.wait()
     if cancels.is_cancelled(str(payload.get("jid", ""))):
         # Cancelled while it ran, it returned (having seen cancelled(), most often): ended
         # as an async job's CancelledError ends it, not as a success.
