@@ -127,3 +127,37 @@ def test_a_late_loop_with_no_job_running_is_not_blamed_on_a_job(
     assert "128 ms with no async job running: the host was busy" in quiet
     assert "async def perform" not in quiet
     assert "running then: app.jobs.Fetch (a blocking call inside async def perform" in busy
+
+
+class _Suspend:
+    """Yields once, as an await on a pending future does, without needing a loop."""
+
+    def __await__(self) -> Any:
+        yield
+
+
+def test_a_job_closed_with_no_loop_running_records_nothing() -> None:
+    # The garbage collector closes a job the stop left unfinished (its loop has stopped).
+    # A job whose cleanup raises then (an await in a finally) must not lead to its outcome
+    # being recorded: with no loop, that raised "no running event loop" out of close().
+    runner = AsyncRunner(limit=1)
+    runner._room.acquire()  # as submit() does before the loop gets the job
+    entry = asyncio_runner._Entry("Careless")
+    runner._running["jid-1"] = entry
+    recorded: list[BaseException | None] = []
+
+    async def work() -> None:
+        try:
+            await _Suspend()
+        finally:
+            raise RuntimeError("cleanup that needs the loop")
+
+    async def done(error: BaseException | None) -> None:
+        asyncio.get_running_loop()  # as recording an outcome does
+        recorded.append(error)
+
+    guard = runner._guard("jid-1", entry, work, done)
+    guard.send(None)  # the job starts and waits
+    guard.close()  # raised RuntimeError('no running event loop') before
+    assert recorded == [] and runner.running() == [], (recorded, runner.running())
+    assert runner._room.acquire(blocking=False), "its room on the loop was not given back"

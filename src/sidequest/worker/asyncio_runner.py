@@ -156,6 +156,12 @@ class AsyncRunner:
             self._forget(jid, entry)
             raise
         except BaseException as exc:  # a job's exception, or its cancellation at stop
+            if asyncio._get_running_loop() is None:
+                # The same close, where the job's own cleanup raised instead (an await in a
+                # finally): no outcome can be recorded either, and trying would raise out of
+                # the collector ("no running event loop").
+                self._forget(jid, entry)
+                return
             error = exc
         try:
             await done(error)
