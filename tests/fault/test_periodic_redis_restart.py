@@ -45,8 +45,10 @@ def run_across_restart(server: RedisServer, spawn: SpawnWorker, kill: bool) -> t
             wait_for(lambda: "never pushed" not in check_every_second(r, start, end)[1],
                      timeout=15, what="every tick up to the end pushed")
         except AssertionError:
-            raise AssertionError(check_every_second(r, start, end)[1] + "\n" + "\n".join(
-                w.log() for w in workers)) from None
+            state = r.hgetall(keys.periodic_state("every-second"))
+            raise AssertionError("\n".join(w.log() for w in workers) + f"\nstate {state}, judged"
+                                 f" {start}..{end}: " + check_every_second(r, start, end)[1]
+                                 ) from None
         for worker in workers:
             assert worker.alive, worker.log()
             worker.reap()

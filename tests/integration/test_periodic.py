@@ -253,6 +253,36 @@ def test_definitions_lost_with_redis_data_are_written_again(r: redis.Redis) -> N
     assert all(j["periodic_tick"] >= lost_at - 1 for j in pushed(r))
 
 
+def test_ticks_missed_while_redis_was_away_are_pushed_by_a_process_that_pushed_none(
+        r: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Redis restarted empty. The process first to notice may be one that lost every race
+    # for the ticks before (another pushed them): it still knows they were handled, and the
+    # ticks of the outage are pushed from there, not skipped from "now".
+    from sidequest import connection
+    from sidequest.config import build
+    from sidequest.worker.periodic import PeriodicPoller
+
+    entry = sidequest.periodic(Beat, every=1, name="beat", queue=QUEUE)
+    base = int(r.time()[0])
+    register(r, entry, base)
+    winner, loser = (PeriodicPoller(build(), connection.new_client(), threading.Event(), [entry])
+                     for _ in range(2))
+
+    def clock(poller: PeriodicPoller, at: float) -> None:
+        monkeypatch.setattr(poller.client, "time", lambda: (int(at), int(at % 1 * 1e6)))
+
+    clock(winner, base + 1)
+    winner.poll()
+    clock(loser, base + 1.5)
+    loser.poll()  # the tick is pushed already: nothing to offer
+    assert [j["periodic_tick"] for j in pushed(r)] == [base + 1]
+    r.flushall()  # Redis restarted empty
+    clock(loser, base + 4.2)
+    loser.poll()
+    assert r.hexists(keys.PERIODIC, "beat"), "the definition was not written again"
+    assert [j["periodic_tick"] for j in pushed(r)] == [base + 2, base + 3, base + 4]
+
+
 def test_a_tick_offered_by_many_pollers_at_once_is_pushed_once(r: redis.Redis) -> None:
     import threading
 

@@ -110,6 +110,9 @@ class PeriodicPoller:
             elif not defined and not self._restore(entry, now):
                 continue
             last = max(int(float(stored or 0)), self._last.get(entry.name, 0))
+            # Remembered though another process pushed them: should Redis lose its data, the
+            # first process to notice writes the state again from here, whichever it is.
+            self._last[entry.name] = last
             for tick, handled in self.due(entry, last, now):
                 if not self._offer(entry, tick, handled):
                     break
