@@ -47,10 +47,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 import redis
 
-from sidequest import batch_callbacks, connection, keys, url_problems
+from sidequest import batch_callbacks, connection, keys, sending, url_problems, wire
 from sidequest.batch_callbacks import callback_payload
 from sidequest.errors import RedisUnavailable
 from sidequest.payload import Payload
+from sidequest.wire import Command
 
 if TYPE_CHECKING:
     from sidequest.batch_local import LocalBatches
@@ -152,24 +153,34 @@ class Batch:
                 keys.batch(parent.bid)]
         pairs = [str(item) for pair in fields.items() for item in pair]
         with connection.on_shard(self.shard), _unreachable(self.shard, (
-                "the batch was not created (nothing was written): retry later")):
+                "the batch was not created (nothing was written): retry later"), (
+                "the batch may have been created: a retry of this job finds it (its bid comes"
+                " from the job's)")):
             found = connection.script("batch_child")(
                 keys=made, args=[KEEP, repr(time.time()), self.bid, *pairs],
                 client=connection.client())
         return (found.decode() if isinstance(found, bytes) else str(found)) != "sealed"
 
     def _write(self, fields: dict[str, Any], parent: Batch | None) -> None:
+        """Sent once, all or nothing (sending.py): a transaction redis-py resent after a
+        lost reply counted the child twice in its parent's total, which then never ended."""
         with connection.on_shard(self.shard):  # its client, and on a cluster its keys' tag
-            pipe: Any = connection.client().pipeline(transaction=True)
-            pipe.hset(keys.batch(self.bid), mapping=fields)
-            pipe.expire(keys.batch(self.bid), KEEP)
-            pipe.zadd(keys.BATCHES, {self.bid: time.time()})
-            pipe.zremrangebyscore(keys.BATCHES, "-inf", time.time() - KEEP)
-            if parent is not None:  # the parent waits for this batch like for one of its jobs
-                add_member(pipe, parent.bid, f"b:{self.bid}")
+            now, record = time.time(), keys.batch(self.bid)
+            commands: list[Command] = [
+                ("HSET", record, *(item for pair in fields.items() for item in pair)),
+                ("EXPIRE", record, KEEP), ("ZADD", keys.BATCHES, now, self.bid),
+                ("ZREMRANGEBYSCORE", keys.BATCHES, "-inf", now - KEEP)]
+            if parent is None:
+                maybe = (f"the batch may have been created (bid {self.bid}), though nothing"
+                         " waits for it: retry later")
+            else:  # the parent waits for this batch like for one of its jobs
+                commands += member_commands(parent.bid, f"b:{self.bid}")
+                maybe = (f"the batch may have been created (bid {self.bid}), and its parent"
+                         " would wait for it: once Redis answers, seal it with an empty block,"
+                         f" `with sidequest.Batch.find({self.bid!r}).jobs(): pass`")
             with _unreachable(self.shard, "the batch was not created (nothing was written):"
-                              " retry later"):
-                pipe.execute()
+                              " retry later", maybe):
+                sending.send(connection.client(), commands, atomic=True)
 
     @classmethod
     def find(cls, bid: str, shard: str | None = None) -> Batch:
@@ -298,12 +309,15 @@ class Batch:
 
 
 @contextlib.contextmanager
-def _unreachable(shard: str, consequence: str) -> Iterator[None]:
+def _unreachable(shard: str, consequence: str, maybe: str | None = None) -> Iterator[None]:
     """A connection failure as a RedisUnavailable that says what it left undone, as a push's
-    does (a caller's ``except sidequest.RedisUnavailable`` then covers batches too)."""
+    does (a caller's ``except sidequest.RedisUnavailable`` then covers batches too);
+    ``maybe`` instead when the write may have reached Redis (a reply lost or late)."""
     try:
         yield
     except (redis.ConnectionError, redis.TimeoutError) as exc:
+        if maybe is not None and wire.maybe_sent(exc):
+            consequence = maybe
         where = connection.redacted(connection.shard_url(shard))
         raise RedisUnavailable(f"could not reach Redis at {where}"
                                f" ({url_problems.readable(exc)}); {consequence}") from exc
@@ -336,10 +350,16 @@ def add_member(pipe: Any, bid: str, member: str) -> None:
     commands, not a script: a script's call refused for not being loaded (a restarted Redis)
     would let the job's write after it run first, and the job could end before it is a
     member. An expired batch is not joined: ``jobs()`` checks first for a job's own batch."""
-    pipe.sadd(keys.batch_part(bid, "pending"), member)
-    pipe.hincrby(keys.batch(bid), "total", 1)
-    for part in ("pending", "ran", "failed"):
-        pipe.expire(keys.batch_part(bid, part), KEEP)
+    for command in member_commands(bid, member):
+        pipe.execute_command(*command)
+
+
+def member_commands(bid: str, member: str) -> list[Command]:
+    """The commands of ``add_member``."""
+    return [("SADD", keys.batch_part(bid, "pending"), member),
+            ("HINCRBY", keys.batch(bid), "total", 1),
+            *(("EXPIRE", keys.batch_part(bid, part), KEEP)
+              for part in ("pending", "ran", "failed"))]
 
 
 def member_keys(payload: Payload) -> list[str]:

@@ -108,3 +108,32 @@ def test_a_bulk_push_cut_at_a_later_chunk_says_which_jobs_went(
     assert "10 jobs were enqueued" in str(failed) and "5 after it were not sent" in str(failed)
     waiting = {m.decode() for m in r.smembers(keys.batch_part(batch.bid, "pending"))}
     assert waiting == queued  # the cut chunk joined the batch no more than it was written
+
+
+def test_a_child_batch_whose_reply_was_lost_is_counted_once_in_its_parent(
+        proxy: FaultProxy, sq: str, r: redis.Redis) -> None:
+    """The child's record and its place in the parent are one transaction. Its reply lost,
+    redis-py sent it again: the parent counted two members for one child and never ended."""
+    parent = Batch()
+    cut = proxy.cut(lambda args: args[:1] == [b"EXEC"], "after")
+    sidequest.configure(redis_url=proxy.url())
+    try:
+        try:
+            Batch(parent=parent)
+        except RedisUnavailable as exc:
+            said: str | None = str(exc)
+        else:
+            said = None
+    finally:
+        sidequest.configure(redis_url=sq)
+    members = r.smembers(keys.batch_part(parent.bid, "pending"))
+    assert cut.fired == 1 and len(members) == 1
+    assert r.hget(keys.batch(parent.bid), "total") == b"1", "the child was counted twice"
+    child = next(iter(members)).decode().removeprefix("b:")
+    assert said is not None and "may have been created" in said and child in said, said
+    with parent.jobs():  # the parent's own block ends
+        pass
+    assert not BatchStatus(parent.bid).complete, "the parent did not wait for its child"
+    with Batch.find(child).jobs():  # what the error says to do: the parent then ends
+        pass
+    assert BatchStatus(parent.bid).complete, BatchStatus(parent.bid)
