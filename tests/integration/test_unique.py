@@ -16,6 +16,7 @@ from helpers import running_worker, wait_for
 from sidequest import Job, job, keys
 from sidequest.api import DeadSet, Queue, ScheduledSet, cancel
 from sidequest.errors import ConfigError
+from sidequest.payload import dumps
 
 ran: list[tuple[str, Any]] = []
 gate = threading.Event()
@@ -50,6 +51,10 @@ class Broken(Job):
 
     def perform(self, account: int) -> None:
         raise RuntimeError("always fails")
+
+
+class Dies(Broken):
+    retry = 0  # straight to the dead set
 
 
 class ByAccount(Job):
@@ -262,3 +267,31 @@ def test_kill_all_and_clear_give_identities_back(r: redis.Redis) -> None:
     Sync.perform_in(600, 3)
     ScheduledSet().clear()  # a whole set at once: each job's end recorded all the same
     assert locks(r) == []
+
+
+def test_a_dead_job_retried_takes_its_identity_again(r: redis.Redis) -> None:
+    # It gave its lock back when it died. Sent to its queue again without it, an identical
+    # push was accepted beside it and both ran.
+    from sidequest.api import RetrySet
+
+    Dies.perform_async(9)
+    with running_worker():
+        wait_for(lambda: DeadSet().size == 1 and not locks(r), what="the job to die")
+    (dead,) = list(DeadSet())
+    assert dead.retry() and Queue("default").size == 1
+    assert Dies.perform_async(9) is None, "an identical push was accepted beside it"
+    assert len(locks(r)) == 1
+    # Retried again while the identical job holds the lock: it stays in the set, said so.
+    r.delete("queue:default", *locks(r))
+    Dies.perform_async(9)
+    r.zadd("dead", {dumps({**dead.item, "jid": "a" * 24}): time.time()})
+    dead_set = DeadSet()
+    assert dead_set.retry_all() == 0 and dead_set.held == 1 and DeadSet().size == 1
+    # A scheduled or retrying job holds its own lock already: moved as before, keeping it.
+    scheduled, retrying = Sync.perform_in(600, 1), Sync.perform_in(600, 2)
+    (raw,) = [raw for raw in r.zrange("schedule", 0, -1) if retrying in raw]
+    r.zrem("schedule", raw)
+    r.zadd("retry", {raw: time.time() + 600})
+    assert next(iter(ScheduledSet())).add_to_queue() and next(iter(RetrySet())).retry()
+    holders = {r.get(lock) for lock in locks(r)}
+    assert {scheduled, retrying} <= holders, holders

@@ -107,6 +107,9 @@ class JobSet:
     def __init__(self, name: str | None = None) -> None:
         self._name = name
         self._move = connection.script("move")
+        #: Jobs this object's moves to a queue left in the set: unique jobs whose lock an
+        #: identical job holds (it is queued or running), which a second one would run beside.
+        self.held = 0
 
     @property
     def name(self) -> str:
@@ -253,7 +256,15 @@ class JobSet:
 
     def _move_now(self, entry: SortedEntry, how: str) -> bool:
         client = connection.client()
-        return bool(self._queue_move(client, entry, how) and self._move_result(client))
+        moved = self._queue_move(client, entry, how)
+        return bool(self._counted(moved) and self._move_result(client))
+
+    def _counted(self, result: Any) -> bool:
+        """Whether the move script moved the entry; counts those it left where they were
+        because an identical unique job holds the lock (``held``)."""
+        if result == -1:
+            self.held += 1
+        return bool(result) and result != -1
 
     @staticmethod
     def _move_result(client: Any) -> Any:
@@ -279,11 +290,19 @@ class JobSet:
         move_keys = [self.name, keys.QUEUES, keys.DEAD, keys.queue(queue or "default")]
         move_args: list[Any] = [entry.raw, where, body, queue, repr(now()), DEAD_MAX_JOBS,
                                 DEAD_TIMEOUT]
-        if where == "queue" and status.wanted(entry.item):
+        if where == "queue":
+            jid = str(entry.item.get("jid", ""))
             # Its stored status says it is queued again (a page that stopped polling at
             # "dead" would not see it run), in the move's own step.
-            move_keys.append(keys.status(str(entry.item.get("jid", ""))))
-            move_args += [repr(time.time()), status.ttl_of(job)]
+            wanted = status.wanted(entry.item)
+            move_keys.append(keys.status(jid))
+            move_args += [repr(time.time()) if wanted else "", status.ttl_of(job) if wanted
+                          else 0]
+            held_for = job.get(unique.FOR)
+            if (isinstance(held_for, (int, float)) and not isinstance(held_for, bool)
+                    and held_for > 0 and isinstance(job.get(unique.DIGEST), str)):
+                move_keys.append(keys.unique_lock(job[unique.DIGEST]))
+                move_args += [jid, unique.lock_ttl_ms(job, now())]
         return self._move(keys=move_keys, args=move_args, client=client)
 
     def _bulk(self, how: str) -> int:
@@ -307,7 +326,8 @@ class JobSet:
             connection.prepare(self._move, pipe)  # a cluster pipeline cannot load it
             queued = [entry for entry in fresh if self._queue_move(pipe, entry, how)]
             results = pipe.execute() if len(pipe) else []
-            moved = [entry for entry, result in zip(queued, results, strict=True) if result]
+            moved = [entry for entry, result in zip(queued, results, strict=True)
+                     if self._counted(result)]
             if how == "dead":  # killed: what kill() records, for the page's moved ones at once
                 removed.ended([entry.item for entry in moved], "dead")
             moved_jids.update(entry.jid for entry in moved if entry.jid)

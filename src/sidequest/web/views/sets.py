@@ -210,22 +210,24 @@ class _Views:
         if not keys:  # a "Selected:" button pressed with no row ticked
             return self._back(request, NOTHING_SELECTED)
         verb = ROW_ACTIONS[action][0]
-        unreadable = dropped = 0
+        unreadable = dropped = held = 0
         if action == "kill":
             done, dropped = await run_in_threadpool(self._kill, keys)
         else:
-            done, unreadable = await run_in_threadpool(self._apply, keys, action)
+            done, unreadable, held = await run_in_threadpool(self._apply, keys, action)
         return self._back(request, f"{verb}: {done} of {len(keys)}."
-                          + self._unreadable_note(action, unreadable) + dropped_note(dropped))
+                          + self._unreadable_note(action, unreadable) + dropped_note(dropped)
+                          + _held_note(action, held))
 
     def _back(self, request: Request, message: str) -> Response:
         """To the list, on the page, filter and order the action was taken from."""
         return render.back(request, f"/{self.kind.slug}", message, **render.place(request))
 
-    def _apply(self, keys: list[str], action: str) -> tuple[int, int]:
+    def _apply(self, keys: list[str], action: str) -> tuple[int, int, int]:
         """Act on the one entry each key names: "Deleted: 3 of 3." counts rows, never more.
         Also returns how many were left as they were because the action needs a payload
-        that cannot be read (the move would refuse them without a word)."""
+        that cannot be read (the move would refuse them without a word), and how many
+        because an identical unique job holds their lock."""
         jobset, act = self.kind.jobset(), ROW_ACTIONS[action][1]
         done = unreadable = 0
         for key in keys:
@@ -235,12 +237,12 @@ class _Views:
                 unreadable += 1
             elif entry is not None:
                 done += act(entry)
-        return done, unreadable
+        return done, unreadable, jobset.held
 
     def _kill(self, keys: list[str]) -> tuple[int, int]:
         """Kill the rows; returns how many moved, and how many jobs that deleted from Dead."""
         before = dead_size()
-        done, _ = self._apply(keys, "kill")  # a kill needs no readable payload
+        done, _, _ = self._apply(keys, "kill")  # a kill needs no readable payload
         return done, dropped_since(before, done)
 
     def _unreadable_note(self, action: str, count: int, at_least: bool = False) -> str:
@@ -277,7 +279,18 @@ class _Views:
             done = jobset.add_all_to_queue()
         else:
             done = jobset.retry_all()
-        return done, self._unreadable_note(action, *unreadable_left(jobset))
+        return done, (self._unreadable_note(action, *unreadable_left(jobset))
+                      + _held_note(action, jobset.held))
+
+
+def _held_note(action: str, count: int) -> str:
+    """The message's part on the unique jobs a move to a queue left where they were."""
+    if not count:
+        return ""
+    one = count == 1
+    return (f" {plural(count, 'job')} {'was' if one else 'were'} not"
+            f" {ROW_ACTIONS[action][0].lower()}: an identical job holds {'its' if one else 'their'}"
+            f" unique lock (it is queued or running, unique_for); try again once it has ended.")
 
 
 def unreadable_left(jobset: JobSet) -> tuple[int, bool]:
