@@ -215,6 +215,7 @@ def client_for(name: str) -> redis.Redis:
     """The shared client of shard ``name``, created on first use."""
     if name == "default" and not _scoping:
         return client()
+    sentinel_watch.watch.running()  # a shard's Sentinel client, inherited by a fork
     # Keyed by URL: shards on one Redis Cluster (told apart by their keys' tags) share it.
     target = shard_url(name)
     made = _shard_clients.get(target)
@@ -310,13 +311,13 @@ def client() -> redis.Redis:
     """The process-wide client with its connection pool, created on first use (with shards:
     the client of the shard chosen by ``on_shard``, else of the process's shard)."""
     global _client
+    sentinel_watch.watch.running()  # a forked process's inherited Sentinel client
     if _scoping:
         return client_for(current_shard())
     if _client is None:
         with _lock:
             if _client is None:
                 _client = new_client()
-    sentinel_watch.watch.running()  # a forked process's inherited Sentinel client
     return _client
 
 

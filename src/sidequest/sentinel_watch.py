@@ -48,20 +48,46 @@ class _Watch:
         stop = threading.Event()  # never set: a daemon thread, ended with its process
         while not stop.wait(INTERVAL):
             self._round()
+            with self._lock:
+                # Nothing left to follow (the clients were dropped, as a supervisor does
+                # before it forks its workers): end, and add() starts it again if needed.
+                if not len(self._pools):
+                    self._thread = None
+                    return
 
     def _round(self) -> None:
         # A function of its own: its list of pools goes with each round, where a loop's
         # local would keep every pool alive (and asked) for good.
         with self._lock:
             pools = list(self._pools)
+        answers: dict[Any, Any] = {}
         for pool in pools:
-            # The Sentinels out of reach: the next connection's own question says so.
+            # One question per service and set of Sentinels a round, however many clients
+            # (a worker has several) follow it: a pool whose primary is the answer already
+            # is not asked again. The Sentinels out of reach: the next connection's own
+            # question says so.
             with contextlib.suppress(Exception):
-                pool.get_master_address()
+                service = _service(pool)
+                if service in answers and answers[service] == pool.master_address:
+                    continue
+                answers[service] = pool.get_master_address()
 
     def pools(self) -> list[Any]:
         with self._lock:
             return list(self._pools)
+
+
+def _service(pool: Any) -> Any:
+    """What identifies the primary ``pool`` follows: its service's name and its Sentinels'
+    addresses (a pool of its own when they cannot be read)."""
+    try:
+        sentinels = frozenset(
+            (s.connection_pool.connection_kwargs.get("host"),
+             s.connection_pool.connection_kwargs.get("port"))
+            for s in pool.sentinel_manager.sentinels)
+        return pool.service_name, sentinels
+    except AttributeError:
+        return id(pool)
 
 
 watch = _Watch()
@@ -70,8 +96,10 @@ watch = _Watch()
 def _after_fork() -> None:
     # The child has none of its parent's threads. It keeps the pools its clients inherited
     # (a web server forked after its app made one): followed again from its first command.
+    # Read without the lock: a parent thread may have held it at the fork, and the child's
+    # copy would then stay locked for good; the child has this one thread.
     global watch
-    watch = _Watch(watch.pools())
+    watch = _Watch(list(watch._pools))
 
 
 os.register_at_fork(after_in_child=_after_fork)

@@ -46,3 +46,22 @@ def test_another_home_shard_gets_its_own_client() -> None:
         assert connection.url() == "redis://127.0.0.1:2/0"
     finally:
         connection.reset()
+
+
+def test_a_shard_client_is_followed_through_a_fork_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A forked web worker's inherited Sentinel client of a shard must start the thread that
+    # follows its failovers, as the default client's does.
+    from sidequest import sentinel_watch
+
+    asked: list[str] = []
+    monkeypatch.setattr(sentinel_watch.watch, "running", lambda: asked.append("running"))
+    connection.configure(URL, shards={"eu": "redis://127.0.0.1:2/0"}, shard_queues={"x": "eu"})
+    try:
+        with connection.on_shard("eu"):
+            connection.client()
+        assert asked, "no check that the Sentinel watcher runs"
+        asked.clear()
+        connection.client_for("eu")
+        assert asked
+    finally:
+        connection.reset()

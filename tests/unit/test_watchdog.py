@@ -72,6 +72,21 @@ def test_a_worker_frozen_in_c_past_the_stall_limit_is_killed_and_said_so() -> No
             worker.wait()
 
 
+def test_a_worker_started_with_its_input_closed_has_a_watchdog_too() -> None:
+    """Started with ``<&-``, the pipe took descriptor 0, which the watchdog's own stdin
+    (/dev/null) replaced: it read EOF, took it for the worker's exit and ended at once."""
+    worker = subprocess.Popen([sys.executable, "-c", FROZEN, "2"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True,
+                              preexec_fn=lambda: os.close(0))  # noqa: PLW1509 - no threads
+    try:
+        assert worker.stdout is not None and worker.stdout.readline() == "ready\n"
+        assert worker.wait(15) == -signal.SIGKILL  # not the 30 s its C call would take
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+
+
 def test_a_live_worker_is_not_killed_for_a_stall() -> None:
     """The pulse thread runs beside a main thread that sleeps (releasing the interpreter)."""
     worker = subprocess.Popen([sys.executable, "-c", FROZEN.replace(

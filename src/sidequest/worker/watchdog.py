@@ -21,6 +21,7 @@ recovered as after any crash, one run at a time.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import signal
@@ -94,10 +95,24 @@ def stall_limit(lease_ttl: float, heartbeat_interval: float) -> float:
     return stall if stall >= MIN_STALL else 0.0
 
 
+def _above_stdio(*fds: int) -> tuple[int, ...]:
+    """The pipe's ends moved above 2: started with a standard stream closed (``<&-``), the
+    process gets that number for the pipe, and the spawn's /dev/null for the child's stdin
+    replaced the read end (the watchdog read EOF, took it for the worker's exit, and ended
+    at once)."""
+    moved = []
+    for fd in fds:
+        above = fd if fd > 2 else fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+        if above != fd:
+            os.close(fd)
+        moved.append(above)
+    return tuple(moved)
+
+
 def start(grace: float, stall: float = 0.0) -> None:
     """Start the watchdog for this process; call from the main thread, before any signal.
     ``stall`` > 0: kill the process once it has sent no pulse for that long."""
-    read_fd, write_fd = os.pipe()
+    read_fd, write_fd = _above_stdio(*os.pipe())
     os.set_blocking(write_fd, False)
     try:
         # Spawned, not a Popen: a Popen object warns (a ResourceWarning under `python -X
