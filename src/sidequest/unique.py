@@ -22,6 +22,8 @@ import hashlib
 import json
 import logging
 import math
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -114,8 +116,48 @@ def server_middleware(job: Any, payload: Payload, queue: str,
         release(payload)
         return call_next()
     result = call_next()
+    if may_have_lapsed(payload):
+        note_lapse(payload)
     mark_success(payload)
     return result
+
+
+def may_have_lapsed(payload: Payload) -> bool:
+    """Whether the lock's TTL, counted from the push (or the scheduled time), is over now,
+    from the payload alone: no Redis call for the jobs that end in time."""
+    held, since = payload.get(FOR), payload.get("at") or payload.get("created_at")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (held, since)):
+        return False
+    return time.time() > float(since) + float(held)  # type: ignore[arg-type]
+
+
+def note_lapse(payload: Payload) -> None:
+    """Warn, once per class in this process, that a job ended after its lock lapsed (an
+    identical push was accepted meanwhile, and may run beside it): ``unique_for`` is too
+    short for how long the job waits and runs. Not when the lock is its own (taken again by
+    a move from the dead set, say)."""
+    name, jid = str(payload.get("class")), payload.get("jid")
+    if name in _lapse_told or not isinstance(payload.get(DIGEST), str):
+        return
+    try:
+        holder = connection.client().get(keys.unique_lock(str(payload[DIGEST])))
+    except redis.RedisError:
+        return
+    if (holder.decode("utf-8", "replace") if isinstance(holder, bytes) else holder) == jid:
+        return
+    with _lapse_lock:  # two threads may end such jobs at once
+        if name in _lapse_told:
+            return
+        _lapse_told.add(name)
+    log.warning("%s %s ended after its unique lock lapsed (unique_for=%s s from its push):"
+                " an identical job could be pushed meanwhile and run beside it. Make"
+                " unique_for cover how long the job can wait, run and retry (told once per"
+                " class)", name, jid, payload.get(FOR))
+
+
+#: Classes told of a lapsed lock (note_lapse).
+_lapse_told: set[str] = set()
+_lapse_lock = threading.Lock()
 
 
 def mark_success(payload: Payload) -> None:

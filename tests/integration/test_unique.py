@@ -295,3 +295,27 @@ def test_a_dead_job_retried_takes_its_identity_again(r: redis.Redis) -> None:
     assert next(iter(ScheduledSet())).add_to_queue() and next(iter(RetrySet())).retry()
     holders = {r.get(lock) for lock in locks(r)}
     assert {scheduled, retrying} <= holders, holders
+
+
+class Outlasts(Job):
+    unique_for = 0.3
+
+    def perform(self, account: int) -> None:
+        time.sleep(0.6)
+        ran.append((self.jid, account))
+
+
+def test_a_job_that_ends_after_its_lock_lapsed_is_told_once_per_class(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # An identical push was accepted while it ran, with no word: unique_for was too short.
+    from sidequest import unique
+
+    caplog.set_level("WARNING", logger="sidequest")
+    unique._lapse_told.clear()
+    Outlasts.perform_async(1)
+    Outlasts.perform_async(2)
+    Sync.perform_async(3)  # ends in time: nothing to say
+    with running_worker():
+        wait_for(lambda: len(ran) == 3, what="the three jobs")
+    said = [m for m in caplog.messages if "lapsed" in m]
+    assert len(said) == 1 and "Outlasts" in said[0] and "unique_for=0.3" in said[0], said

@@ -53,6 +53,8 @@ class _Guards:
                     await asyncio.to_thread(unique.release, payload)
                     return await run()
                 result = await run()
+                if unique.may_have_lapsed(payload):
+                    await asyncio.to_thread(unique.note_lapse, payload)
                 unique.mark_success(payload)  # released with the acknowledgement
                 return result
             return await run()
