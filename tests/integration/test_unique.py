@@ -319,3 +319,28 @@ def test_a_job_that_ends_after_its_lock_lapsed_is_told_once_per_class(
         wait_for(lambda: len(ran) == 3, what="the three jobs")
     said = [m for m in caplog.messages if "lapsed" in m]
     assert len(said) == 1 and "Outlasts" in said[0] and "unique_for=0.3" in said[0], said
+
+
+class NotUnique(Job):
+    def perform(self, account: int) -> None:
+        pass
+
+
+def test_a_lock_is_seen_and_released_by_hand(r: redis.Redis) -> None:
+    # Its job removed by hand (redis-cli), the lock dropped every identical push until
+    # unique_for ended, and only a DEL of a key named by an internal hash freed it.
+    from sidequest.api import UniqueLock
+
+    jid = Sync.perform_async(11)
+    lock = UniqueLock(Sync, [11])
+    assert lock.holder == jid and lock.ttl is not None and 0 < lock.ttl <= 60
+    assert UniqueLock(Sync, [12]).holder is None and UniqueLock(Sync, [12]).ttl is None
+    r.delete("queue:default")
+    assert Sync.perform_async(11) is None  # stranded
+    assert lock.release() and not lock.release()
+    assert Sync.perform_async(11)
+    keyed = ByAccount.perform_async(5, note="x")
+    assert UniqueLock(ByAccount, [5], {"note": "other"}).holder == keyed  # the hook's identity
+    assert UniqueLock(Sync, [11], queue="other").holder is None
+    with pytest.raises(ValueError, match="NotUnique is not a unique job"):
+        UniqueLock(NotUnique, [1])

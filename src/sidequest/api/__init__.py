@@ -20,6 +20,7 @@ from sidequest.api.records import JobRecord
 from sidequest.api.sets import DeadSet, JobSet, RetrySet, ScheduledSet, SortedEntry
 from sidequest.api.stats import Stats
 from sidequest.api.status import JobStatus
+from sidequest.api.unique_locks import UniqueLock
 
 __all__ = [
     "BatchStatus",
@@ -36,6 +37,7 @@ __all__ = [
     "ScheduledSet",
     "SortedEntry",
     "Stats",
+    "UniqueLock",
     "Work",
     "WorkSet",
     "awaiting_recovery",
