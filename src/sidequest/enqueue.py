@@ -18,7 +18,10 @@ def enqueue(job_name: str, *args: Any, queue: str = "default",
     class's ``name``) with positional ``args``; returns its jid (None: a unique job whose
     identical twin is queued, scheduled or running, or a client middleware cancelled it).
 
-    ``queue`` is where it goes (the job class's own ``queue`` is not known here), ``delay``
+    ``queue`` is where it goes (the job class's own options are not known here: its
+    ``queue``, ``unique_for``, or a ``unique_key`` hook; a ``unique_for=`` given here makes the
+    identity the name, queue and arguments, which a push from the class with a hook does not
+    share), ``delay``
     (seconds or a timedelta) or ``at`` (a datetime or epoch seconds) schedule it, and
     ``retry``, ``backtrace``, ``dead``, ``retry_queue``, ``tags`` and ``jid`` are the options
     of ``Job.set(...)``.
