@@ -315,3 +315,30 @@ def test_the_limiters_tab_shows_a_full_limiter_and_its_reschedules(
         stripe.release()
     page.reload()
     assert "full" not in page.locator("#limiters tbody tr[data-name=stripe]").inner_text()
+
+
+def test_the_poll_interval_can_be_chosen_from_the_keyboard(page: Any) -> None:
+    # Each arrow key changed the select and reloaded the page at once: past the first
+    # choice, nothing was in reach from the keyboard.
+    log_in(page, "/")
+    options = page.eval_on_selector_all("#poll option", "els => els.map(e => e.value)")
+    start = page.eval_on_selector("#poll", "el => el.selectedIndex")
+    assert len(options) >= start + 3, options
+    page.focus("#poll")
+    from playwright.sync_api import TimeoutError as NoNavigation
+
+    try:
+        with page.expect_navigation(timeout=1500):  # none must come: the deadline passes
+            page.keyboard.press("ArrowDown")
+            page.keyboard.press("ArrowDown")
+        reloaded = True
+    except NoNavigation:
+        reloaded = False
+    assert not reloaded, "an arrow key reloaded the page"
+    assert page.eval_on_selector("#poll", "el => el.selectedIndex") == start + 2
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert f"poll={options[start + 2]}" in page.url
+    with page.expect_navigation():  # with the mouse, a choice applies at once
+        page.select_option("#poll", options[start])
+    assert f"poll={options[start]}" in page.url

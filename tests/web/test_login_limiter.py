@@ -266,3 +266,14 @@ def test_sidequest_web_trusts_forwarded_headers_only_when_told(
     finally:
         stop(proc)
     assert failures(r) == {counted_as: "1"}
+
+
+def test_a_slowed_answer_says_why_it_took_long(redis_url: str) -> None:
+    # The page spun for up to 10 s, then said only "Wrong password.": it looked broken.
+    app = tuned(create_app(password=PASSWORD), free_failures=2, base_delay=0.1, max_delay=0.4)
+    with Client(app) as client:
+        first = client.login("wrong")
+        assert first.status_code == 401 and "waits longer" not in first.text
+        for _ in range(3):
+            later = client.login("wrong")
+        assert "each answer waits longer (up to 0.4 s)" in later.text, later.text

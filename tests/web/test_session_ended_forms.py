@@ -215,3 +215,47 @@ def test_with_the_apps_own_login_page_the_form_goes_there(redis_url: str,
         session = app.state.sidequest.signer.loads(client.cookies[COOKIE])
         assert session is not None and session.flash == ACTION_NOT_DONE
     assert r.zcard("retry") == 1
+
+
+def test_a_form_from_an_earlier_login_goes_back_to_its_page(
+        client: Client, r: redis.Redis) -> None:
+    # Logged out and in again in another tab: the form's token is the old session's. A bare
+    # 403 "reload the page" was a dead end: reloading sent the POST again.
+    from sidequest.web.security import STALE_FORM
+
+    _retry(r)
+    old_token = client.token("/retries")
+    assert client.submit("/logout").status_code == 303
+    assert client.login().status_code == 303  # the other tab's new login
+    answer = client.post("/retries/all/delete", data={"csrf": old_token}, follow_redirects=False,
+                         headers={**FORM_POST, "Referer": "http://testserver/retries?page=1"})
+    assert answer.status_code == 303 and answer.headers["location"] == "/retries?page=1"
+    assert html.unescape(flash(client.get("/retries").text)) == STALE_FORM
+    assert r.zcard("retry") == 1  # not done
+    script = client.post("/retries/all/delete", data={"csrf": old_token},
+                         follow_redirects=False)
+    assert script.status_code == 403  # a script keeps its plain refusal
+
+
+def test_two_dashboards_on_one_host_name_keep_their_own_sessions(
+        redis_url: str, r: redis.Redis) -> None:
+    # One at / (sidequest web), one mounted at /sidequest on another port: the browser sends
+    # both cookies of that name to the mounted one, its own first. Only the last was read,
+    # the other dashboard's, which did not verify: every request began a new session.
+    _retry(r)
+    with Client(create_app(password=PASSWORD, secret_key="a" * 40)) as other:
+        assert other.login().status_code == 303
+        foreign = other.cookies[COOKIE]
+    with Client(create_app(password=PASSWORD, secret_key="b" * 40)) as mine:
+        assert mine.login().status_code == 303
+        own = mine.cookies[COOKIE]
+        mine.cookies.clear()
+        both = {"cookie": f"{COOKIE}={own}; {COOKIE}={foreign}"}
+        page = mine.get("/retries", headers=both, follow_redirects=False)
+        assert page.status_code == 200, page.headers.get("location")
+        token = CSRF.search(page.text)
+        assert token
+        answer = mine.post("/retries/all/delete", data={"csrf": token.group(1)},
+                           headers={**both, **FORM_POST, "Referer": "http://testserver/retries"},
+                           follow_redirects=False)
+        assert answer.status_code == 303 and r.zcard("retry") == 0, answer.text

@@ -38,7 +38,7 @@ from sidequest import environ
 from sidequest.web import errors
 from sidequest.web.formpage import PUBLIC_PATHS, SAFE_METHODS, form_page
 from sidequest.web.render import route_path
-from sidequest.web.session import COOKIE, Session
+from sidequest.web.session import COOKIE, Session, cookie_values
 from sidequest.web.settings import HSTS, Settings
 
 #: A Prometheus scraper cannot log in: with this variable set, ``/prometheus`` also answers a
@@ -111,7 +111,9 @@ class Guard:
 
     async def _session(self, request: Request) -> Session:
         """The request's session, or a new one; a logged-out (revoked) login counts as none."""
-        session = self.settings.signer.loads(request.cookies.get(COOKIE))
+        session = next((found for found in map(self.settings.signer.loads,
+                                               cookie_values(request.headers.get("cookie", "")))
+                        if found), None)
         if session is None:
             return Session()
         if session.user is None:
@@ -144,9 +146,16 @@ class Guard:
                 return self._unauthenticated(request, path, session), receive
         if request.method in SAFE_METHODS:
             return None, receive
-        return await _check_form(request, session, receive,
-                                 PUBLIC_FORM_BYTES if public else MAX_FORM_BYTES,
-                                 self.settings.random_secret)
+        refusal, receive = await _check_form(request, session, receive,
+                                             PUBLIC_FORM_BYTES if public else MAX_FORM_BYTES,
+                                             self.settings.random_secret)
+        if (isinstance(refusal, TokenRefused) and session.user is not None
+                and _page_wanted(request)):
+            # A form from an earlier login (logged out and in again in another tab): a 403 that
+            # reloading only sent again. Back to its page, which has the token of this one.
+            session.say(STALE_FORM)
+            return RedirectResponse(form_page(request, path), status_code=303), receive
+        return refusal, receive
 
     def _host_allowed(self, request: Request) -> bool:
         allowed = self.settings.allowed_hosts
@@ -243,6 +252,17 @@ def cross_site(request: Request) -> str | None:
 
 
 #: Said with a refused CSRF token when this process signs with a random key of its own.
+STALE_FORM = ("That form was from an earlier login (or another tab's), so its action was not"
+              " done: do it again here.")
+
+
+class TokenRefused(PlainTextResponse):
+    """The 403 of a form whose CSRF token is not the session's."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text, status_code=403)
+
+
 SEVERAL_PROCESSES = (" If reloading does not help, this dashboard may run in several processes"
                      " (uvicorn --workers, gunicorn), each signing with a random key of its own:"
                      f" give them one secret ({environ.WEB_SECRET}, or secret_key=).")
@@ -271,8 +291,7 @@ async def _check_form(request: Request, session: Session, receive: Receive,
     token = (fields.get("csrf") or [request.headers.get("x-csrf-token", "")])[0]
     if not hmac.compare_digest(token.encode(), session.csrf.encode()):
         hint = SEVERAL_PROCESSES if random_secret else ""
-        return PlainTextResponse(f"Invalid or missing CSRF token; reload the page.{hint}",
-                                 status_code=403), receive
+        return TokenRefused(f"Invalid or missing CSRF token; reload the page.{hint}"), receive
     request.scope["sidequest.form"] = fields
     return None, _replay(body)
 

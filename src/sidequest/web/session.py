@@ -129,3 +129,17 @@ def _number(value: Any) -> float | None:
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def cookie_values(header: str) -> list[str]:
+    """Every session cookie in a Cookie ``header``, the most specific path's first. Two
+    dashboards on one host name (one at /, one mounted at /sidequest, on other ports) each
+    set one of that name; a request's parsed cookies keep only the last, the other one's,
+    which did not verify: each request then began a new session, and every form was
+    refused."""
+    found = []
+    for part in header.split(";"):
+        name, equals, value = part.strip().partition("=")
+        if equals and name.strip() == COOKIE:
+            found.append(value.strip())
+    return found

@@ -27,9 +27,41 @@
       }
       return;
     }
-    // <select data-autosubmit> submits its GET form when changed.
+    // <select data-autosubmit> submits its GET form when changed with the mouse. From the
+    // keyboard each arrow key changes it, so there it waits for Enter or for focus to leave:
+    // one ArrowDown reloading the page left 30 s or 60 s out of reach.
     if (box.hasAttribute && box.hasAttribute("data-autosubmit") && box.form) {
-      box.form.submit();
+      if (box === keyed) {
+        pending = box;
+      } else {
+        box.form.submit();
+      }
     }
+  });
+
+  var keyed = null;    // the autosubmit select an arrow key was pressed in
+  var pending = null;  // ... and that it changed, not submitted yet
+  document.addEventListener("keydown", function (event) {
+    var box = event.target;
+    if (!box.hasAttribute || !box.hasAttribute("data-autosubmit")) {
+      return;
+    }
+    if (event.key === "Enter" && pending === box && box.form) {
+      event.preventDefault();
+      box.form.submit();
+    } else if (event.key !== "Tab") {
+      keyed = box;
+    }
+  });
+  document.addEventListener("focusout", function (event) {
+    if (event.target === pending && pending.form) {
+      pending.form.submit();
+    }
+    if (event.target === keyed) {
+      keyed = pending = null;
+    }
+  });
+  document.addEventListener("mousedown", function () {
+    keyed = null;
   });
 })();

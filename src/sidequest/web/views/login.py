@@ -64,6 +64,11 @@ def login_form(request: Request, target: str, status_code: int = 200,
                        bare=True, asset_tag=ASSET_TAG, **context)
 
 
+#: Said once the answers slow down: a page that spun for 10 s looked broken.
+SLOWED = (" After a few wrong passwords each answer waits longer (up to {:g} s) to slow"
+          " guessing; the right password still logs in.")
+
+
 async def login(request: Request) -> Response:
     settings = render.settings(request)
     form = render.form(request)
@@ -80,7 +85,9 @@ async def login(request: Request) -> Response:
         await asyncio.sleep(admission.wait)
         if not settings.auth.password_ok(form.get("password", "")):
             await settings.limiter.failed(address)
-            return login_form(request, target, 401, error="Wrong password.")
+            return login_form(request, target, 401, error="Wrong password." + (
+                SLOWED.format(settings.limiter.max_delay)
+                if admission.wait >= settings.limiter.base_delay else ""))
         # The failures before it were typos: the address's next login is not delayed.
         await settings.limiter.succeeded(address)
         sid = await settings.live.start()

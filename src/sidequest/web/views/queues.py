@@ -81,8 +81,10 @@ def _rows(queue: Queue, page: int, count: int, oldest: bool) -> tuple[list[Row],
 
 async def delete_queue(request: Request) -> Response:
     queue = Queue(render.exact_param(request, "name", "/delete"))
-    await run_in_threadpool(queue.clear)
-    return render.back(request, "/queues", f"Deleted the queue {queue.name}.")
+    held = await run_in_threadpool(queue.clear)
+    return render.back(request, "/queues", f"Deleted the queue {queue.name}." if held else
+                       f"The queue {queue.name} held no jobs (empty, or deleted already by"
+                       " someone else); it is gone from the list.")
 
 
 async def delete_job(request: Request) -> Response:

@@ -215,9 +215,19 @@ class _Views:
             done, dropped = await run_in_threadpool(self._kill, keys)
         else:
             done, unreadable, held = await run_in_threadpool(self._apply, keys, action)
+        gone = len(keys) - done - unreadable - held
         return self._back(request, f"{verb}: {done} of {len(keys)}."
                           + self._unreadable_note(action, unreadable) + dropped_note(dropped)
-                          + _held_note(action, held))
+                          + _held_note(action, held) + self._gone_note(gone))
+
+    def _gone_note(self, count: int) -> str:
+        """The message's part on the rows whose job was no longer there (another operator,
+        or a worker, acted on it after the page was drawn)."""
+        if count <= 0:
+            return ""
+        was = "was" if count == 1 else "were"
+        return (f" {plural(count, 'job')} {was} no longer in {self.kind.title}: acted on"
+                " since the page was shown (by someone else, or a worker).")
 
     def _back(self, request: Request, message: str) -> Response:
         """To the list, on the page, filter and order the action was taken from."""
@@ -260,6 +270,15 @@ class _Views:
         action = request.path_params["action"]
         if action not in self.kind.all_actions:
             return render.text("Unknown action", 400)
+        shown = render.form(request).get("shown", "")
+        if action == "delete" and shown.isdigit():
+            # Jobs that failed after the page was shown, which nobody saw, are not deleted
+            # under a button that named fewer.
+            size = await run_in_threadpool(lambda: self.kind.jobset().size)
+            if size > int(shown):
+                return self._back(request, f"Nothing was deleted: {self.kind.title} holds"
+                                  f" {plural(size, 'job')} now, not the {int(shown):,} this page"
+                                  f" showed. Press Delete (all {size:,}) to delete them all.")
         done, note = await run_in_threadpool(self._apply_all, action)
         return self._back(request, f"{ROW_ACTIONS[action][0]}: {done}.{note}")
 
