@@ -344,3 +344,20 @@ def test_a_lock_is_seen_and_released_by_hand(r: redis.Redis) -> None:
     assert UniqueLock(Sync, [11], queue="other").holder is None
     with pytest.raises(ValueError, match="NotUnique is not a unique job"):
         UniqueLock(NotUnique, [1])
+
+
+def test_a_dead_job_with_an_odd_unique_for_is_retried_not_lost(r: redis.Redis) -> None:
+    # A payload written by hand or by another program: SET refused the TTL after the job had
+    # left the dead set, and it was in neither the set nor its queue.
+    from sidequest.api.sets import MAX_LOCK_MS
+
+    item = {"class": "Dies", "queue": "default", "args": [1], "jid": "b" * 24, "retry": 0,
+            "unique_for": 1e17, "unique_digest": "c" * 32, "created_at": time.time()}
+    r.zadd("dead", {dumps(item): time.time()})
+    (dead,) = list(DeadSet())
+    r.zrem("dead", dead.raw)
+    gone = DeadSet()
+    assert not gone.move_to_queue(dead, True) and gone.held == 0  # gone, not "held"
+    r.zadd("dead", {dead.raw: time.time()})
+    assert dead.retry() and Queue("default").size == 1 and DeadSet().size == 0
+    assert 0 < r.pttl(keys.unique_lock("c" * 32)) <= MAX_LOCK_MS

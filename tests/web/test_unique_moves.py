@@ -1,5 +1,5 @@
-"""Retrying a unique job from Dead (or any move to a queue) takes its lock again, as a push
-does: while an identical job holds it, the job stays where it is and the message says why.
+"""Retrying a unique job from Dead takes its lock again, as a push does (it gave the lock back
+when it died): while an identical job holds it, the job stays in Dead and the message says why.
 Before, it went back to its queue without the lock and an identical push ran beside it."""
 
 from __future__ import annotations

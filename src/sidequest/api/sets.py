@@ -19,7 +19,8 @@ from sidequest.api.lenient import as_int, or_empty, replies
 from sidequest.api.queues import digest_of
 from sidequest.api.records import JobRecord
 from sidequest.morgue import DEAD_MAX_JOBS, DEAD_TIMEOUT, add_dead
-from sidequest.payload import dumps, normalized, now
+from sidequest.options import MAX_UNIQUE_FOR
+from sidequest.payload import Payload, dumps, normalized, now
 
 PAGE = 100
 #: Entries a search reads per ZSCAN call.
@@ -85,7 +86,9 @@ class SortedEntry(JobRecord):
         return self.parent.move_to_queue(self, decrement=False)
 
     def retry(self) -> bool:
-        """Run the job again now; retry_count goes down by one so this try is not counted."""
+        """Run the job again now; retry_count goes down by one so this try is not counted.
+        False when it is gone already, or, from Dead, when an identical unique job holds its
+        lock (it stays; ``JobSet.held`` counts those)."""
         return self.parent.move_to_queue(self, decrement=True)
 
     def kill(self) -> bool:
@@ -107,8 +110,8 @@ class JobSet:
     def __init__(self, name: str | None = None) -> None:
         self._name = name
         self._move = connection.script("move")
-        #: Jobs this object's moves to a queue left in the set: unique jobs whose lock an
-        #: identical job holds (it is queued or running), which a second one would run beside.
+        #: Dead jobs this object's moves to a queue left in the set (since its last bulk
+        #: move): unique jobs whose lock an identical job holds, which they would run beside.
         self.held = 0
 
     @property
@@ -232,21 +235,24 @@ class JobSet:
         other arguments) stay; ``SortedEntry.delete`` removes a given one."""
         return next((1 for entry in self.fetch(score, jid) if entry.delete()), 0)
 
-    def clear(self) -> None:
-        """Delete every entry. The schedule's and the retry set's jobs then never run: that
-        is recorded for each (its batch, status and unique identity), read from where the
-        set was renamed aside, as for a cleared queue."""
+    def clear(self) -> int:
+        """Delete every entry; returns how many there were. The schedule's and the retry
+        set's jobs then never run: that is recorded for each (its batch, status and unique
+        identity), read from where the set was renamed aside, as for a cleared queue."""
         if self.key_name not in ("SCHEDULE", "RETRY"):
-            connection.client().unlink(self.name)
-            return
+            pipe = connection.client().pipeline(transaction=False)  # (a cluster's too)
+            pipe.zcard(self.name)
+            pipe.unlink(self.name)
+            return as_int(replies(pipe)[0])
         held = removed.set_aside(self.name, self.key_name.lower())
         if held is None:
-            return
+            return 0
         client, start = connection.client(), 0
         while rows := cast(list[bytes], client.zrange(held, start, start + PAGE * 10 - 1)):
             removed.never_run(rows, held)
             start += len(rows)
         client.unlink(held)
+        return start
 
     def move_to_queue(self, entry: SortedEntry, decrement: bool) -> bool:
         return self._move_now(entry, "retry" if decrement else "queue")
@@ -298,11 +304,10 @@ class JobSet:
             move_keys.append(keys.status(jid))
             move_args += [repr(time.time()) if wanted else "", status.ttl_of(job) if wanted
                           else 0]
-            held_for = job.get(unique.FOR)
-            if (isinstance(held_for, (int, float)) and not isinstance(held_for, bool)
-                    and held_for > 0 and isinstance(job.get(unique.DIGEST), str)):
-                move_keys.append(keys.unique_lock(job[unique.DIGEST]))
-                move_args += [jid, unique.lock_ttl_ms(job, now())]
+            lock = _lock_taken_again(job) if self.key_name == "DEAD" else None
+            if lock is not None:  # it released it when it died
+                move_keys.append(lock[0])
+                move_args += [jid, lock[1]]
         return self._move(keys=move_keys, args=move_args, client=client)
 
     def _bulk(self, how: str) -> int:
@@ -310,7 +315,7 @@ class JobSet:
         out shift the rest down; entries that stay (unreadable, or raced) are skipped, and so
         is a job moved once already: one that failed again and came back into the set while
         the loop ran is not moved (run) a second time for one press of the button."""
-        done = skipped = 0
+        done = skipped = self.held = 0
         moved_jids: set[str] = set()
         began = now()
         client = connection.client()
@@ -339,6 +344,21 @@ class JobSet:
 
     def kill_all(self) -> int:
         return self._bulk("dead")
+
+
+def _lock_taken_again(job: Payload) -> tuple[str, int] | None:
+    """The lock key and TTL (ms) a unique job moved from Dead to its queue takes, as a push
+    does; None for a job that is not unique. At most what a push allows: a payload written
+    by hand or by another program may hold any number (or an odd "at"), which SET refuses."""
+    held_for = job.get(unique.FOR)
+    if not (isinstance(held_for, (int, float)) and not isinstance(held_for, bool)
+            and 0 < held_for < math.inf and isinstance(job.get(unique.DIGEST), str)):
+        return None
+    try:
+        ttl = unique.lock_ttl_ms(job, now())
+    except (TypeError, ValueError, OverflowError):
+        ttl = math.ceil(held_for * 1000)
+    return keys.unique_lock(job[unique.DIGEST]), min(ttl, MAX_LOCK_MS)
 
 
 def _came_back(entry: SortedEntry, began: float) -> bool:
@@ -373,6 +393,8 @@ class DeadSet(JobSet):
         pipe.execute()
 
 
+#: The longest lock a move takes: a push's longest unique_for, plus a year of wait.
+MAX_LOCK_MS = (MAX_UNIQUE_FOR + 366 * 86400) * 1000
 #: ``SortedEntry.ref``: score, digest, jid (anything, dashes and slashes included).
 _REF = re.compile(r"([^~]+)~([0-9a-f]{32})-(.*)", re.DOTALL)
 

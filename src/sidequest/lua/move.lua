@@ -10,16 +10,17 @@
 --          a unique job: KEYS[6] its lock, ARGV[10] its jid, ARGV[11] the lock's TTL (ms)
 -- Returns 1 if moved, 0 if the member was no longer there (someone else acted first), -1 if
 -- not moved: a unique job whose lock another job holds (an identical one queued or running).
+-- Checked first, and every write after the last step that could fail: a script's error
+-- does not undo what it wrote before it.
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 if ARGV[2] == 'queue' and KEYS[6] then
   -- Taken again as a push takes it: a job retried from the dead set released it when it
   -- died. A retrying or scheduled job holds it already, and keeps it as it is.
   local holder = redis.call('GET', KEYS[6])
   if holder and holder ~= ARGV[10] then return -1 end
-  if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
   if not holder then redis.call('SET', KEYS[6], ARGV[10], 'PX', ARGV[11]) end
-elseif redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then
-  return 0
 end
+redis.call('ZREM', KEYS[1], ARGV[1])
 if ARGV[2] == 'queue' then
   redis.call('LPUSH', KEYS[4], ARGV[3])
   redis.call('SADD', KEYS[2], ARGV[4])

@@ -41,6 +41,8 @@ class Admission:
     wait: float
     #: Set when the attempt is refused (the queue is full): seconds until a slot frees.
     retry_after: float | None = None
+    #: Whether this address failed often enough that its attempts are delayed.
+    slowed: bool = False
 
 
 class LoginLimiter:
@@ -66,7 +68,7 @@ class LoginLimiter:
     def _admit(self, address: str) -> Admission:
         script = connection.script("login_slot")
         bucket = _bucket(address)
-        verdict, seconds, _ = script(
+        verdict, seconds, failures = script(
             keys=[keys.WEB_LOGIN_SLOT, keys.web_login_failures(bucket),
                   keys.web_login_next(bucket)],
             args=[60.0 / self.per_minute, self.burst, self.max_wait, self.free_failures,
@@ -74,7 +76,8 @@ class LoginLimiter:
         )
         if verdict in (b"full", b"later"):
             return Admission(wait=0.0, retry_after=float(seconds))
-        return Admission(wait=float(seconds))  # the slot's wait, or the address's delay
+        # The slot's wait, or the address's delay.
+        return Admission(wait=float(seconds), slowed=int(failures) >= self.free_failures)
 
     async def failed(self, address: str) -> None:
         await run_in_threadpool(self._failed, address)

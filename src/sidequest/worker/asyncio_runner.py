@@ -156,10 +156,12 @@ class AsyncRunner:
             self._forget(jid, entry)
             raise
         except BaseException as exc:  # a job's exception, or its cancellation at stop
-            if asyncio._get_running_loop() is None:
+            running = asyncio._get_running_loop()
+            if running is None or running is not self._loop:
                 # The same close, where the job's own cleanup raised instead (an await in a
                 # finally): no outcome can be recorded either, and trying would raise out of
-                # the collector ("no running event loop").
+                # the collector ("no running event loop"), or run on whatever loop the
+                # collecting thread runs.
                 self._forget(jid, entry)
                 return
             error = exc

@@ -87,7 +87,7 @@ async def login(request: Request) -> Response:
             await settings.limiter.failed(address)
             return login_form(request, target, 401, error="Wrong password." + (
                 SLOWED.format(settings.limiter.max_delay)
-                if admission.wait >= settings.limiter.base_delay else ""))
+                if admission.slowed else ""))
         # The failures before it were typos: the address's next login is not delayed.
         await settings.limiter.succeeded(address)
         sid = await settings.live.start()
