@@ -43,7 +43,7 @@ def test_every_key_of_a_batch_that_never_succeeds_expires_with_its_hash(
         wait_for(lambda: BatchStatus(batch.bid).complete, what="the batch to complete")
     ttls = _ttls(r, batch.bid)
     suffixes = {key.removeprefix(keys.batch(batch.bid)) for key in ttls}
-    assert suffixes == {"", ":pending", ":ran", ":failed"}
+    assert suffixes == {"", ":pending", ":failed"}  # :ran went when the batch completed
     hash_ttl = ttls[keys.batch(batch.bid)]
     assert 0 < hash_ttl <= KEEP
     assert all(hash_ttl - 5 <= ttl <= hash_ttl for ttl in ttls.values()), ttls
@@ -70,7 +70,7 @@ def test_a_batch_that_succeeds_keeps_every_key_as_long_as_its_hash(r: redis.Redi
     update(batch.ancestry, jid, "failure")  # :failed exists until the success
     update(batch.ancestry, jid, "success")
     ttls = _ttls(r, batch.bid)
-    assert len(ttls) == 2  # the hash and :ran; :pending and :failed are empty, so gone
+    assert len(ttls) == 1  # the hash; :ran went at completion, :pending and :failed empty
     assert all(KEEP_AFTER_SUCCESS - 5 <= ttl <= KEEP_AFTER_SUCCESS for ttl in ttls.values())
 
 

@@ -37,8 +37,10 @@ for lvl = 1, levels do
     -- none, and a batch that never succeeds would keep them forever. Given again at each
     -- change, so that a set an older version left is mended too.
     local left = redis.call('PTTL', h)
-    redis.call('SADD', r, member)
-    if left > 0 then redis.call('PEXPIRE', r, left) end
+    if redis.call('HEXISTS', h, 'complete_at') == 0 then  -- else done with (below)
+      redis.call('SADD', r, member)
+      if left > 0 then redis.call('PEXPIRE', r, left) end
+    end
     if outcome == 'success' then
       redis.call('SREM', p, member)
       redis.call('SREM', f, member)
@@ -56,6 +58,8 @@ for lvl = 1, levels do
   local complete, success = false, false
   if redis.call('SCARD', r) >= total and redis.call('HSETNX', h, 'complete_at', now) == 1 then
     complete = true
+    -- The set served this one check: gone now, not kept for days (1.5 MB for 20,000 jobs).
+    redis.call('DEL', r)
     local cb = redis.call('HGET', h, 'on_complete')
     if cb then
       redis.call('ZADD', KEYS[1], order, cb); join_parent(lvl, cb); pushed = pushed + 1
