@@ -295,3 +295,28 @@ def test_manage_py_check_runs_the_task_queue_check(project: object) -> None:
     with override_settings(SIDEQUEST={"queues": ["default"]}):
         assert "sidequest.W004" in {m.id for m in run_checks()}
     assert "sidequest.W004" not in {m.id for m in run_checks()}  # the project's settings
+
+
+def test_a_job_class_whose_queue_no_worker_serves_is_named(project: object) -> None:
+    # A Celery project's task_routes moved over with one queue left out of the settings:
+    # nothing said so, and the jobs waited in Redis.
+    from django.test import override_settings
+
+    from sidequest import Job, registry
+    from sidequest.contrib.django.checks import job_queues_served
+
+    class Mailer(Job):
+        queue = "mailers"
+
+        def perform(self) -> None: ...
+
+    try:
+        with override_settings(SIDEQUEST={"queues": ["default"]}):
+            found = [m for m in job_queues_served() if "Mailer" in m.msg]
+        assert [m.id for m in found] == ["sidequest.W005"], found
+        assert "goes to queue 'mailers', which is not among SIDEQUEST['queues'] ('default')" \
+            in found[0].msg
+        with override_settings(SIDEQUEST={"queues": ["default", "mailers"]}):
+            assert not [m for m in job_queues_served() if "Mailer" in m.msg]
+    finally:
+        registry._jobs.pop(Mailer.wire_name(), None)

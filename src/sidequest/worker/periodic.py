@@ -187,13 +187,13 @@ class PeriodicPoller:
         """The definition is missing: removed by a process that no longer defines it (stop
         pushing it here), or lost with Redis's data (write it again and carry on)."""
         if self.client.hexists(keys.PERIODIC_REMOVED, entry.name):
-            log.warning("periodic %s was removed by a process that no longer defines it; this "
-                        "process stops pushing it until a process that defines it starts",
-                        entry.name)
+            log.warning("periodic %s was removed (from the dashboard or the API, or by a process"
+                        " that no longer defines it); this process stops pushing it until a"
+                        " process that defines it starts", entry.name)
             self._gone.add(entry.name)
             return False
         log.warning("periodic %s: its definition is missing from Redis (was Redis's data "
-                    "lost?); writing it again", entry.name)
+                    "lost?); writing it again (a pause it had is lost with it)", entry.name)
         register(self.client, entry, self._last.get(entry.name) or math.floor(now))
         return True
 

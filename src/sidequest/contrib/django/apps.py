@@ -50,6 +50,7 @@ class SidequestConfig(AppConfig):
         django_checks.register(checks.settings_valid)
         django_checks.register(checks.connections_for_concurrency)
         django_checks.register(checks.task_queues_served)
+        django_checks.register(checks.job_queues_served)
         # Every app's jobs.py, so that the worker knows each job class by its name.
         autodiscover_modules("jobs")
         if _uses_backend():  # the backend's job classes, for the worker to find them

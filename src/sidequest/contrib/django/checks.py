@@ -26,7 +26,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
 
-from sidequest import config
+from sidequest import config, registry
 from sidequest.contrib.django import conf
 from sidequest.errors import ConfigError
 
@@ -169,6 +169,30 @@ def task_queues_served(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
                 id="sidequest.W004",
             ))
     return messages
+
+
+def job_queues_served(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """A job class of the project (an app's jobs.py) whose queue the worker does not serve
+    with the settings' queues: its jobs would wait in Redis for ever (a Celery project's
+    task_routes moved over, one queue left out of SIDEQUEST['queues'])."""
+    try:
+        served = conf.worker_config().queue_names
+        listed = "queues" in conf.values()
+    except ConfigError:
+        return []  # sidequest.E001
+    where = (f"SIDEQUEST['queues'] ({', '.join(map(repr, served))})" if listed else
+             "the queues the worker serves by default ('default': SIDEQUEST['queues'] is not "
+             "set)")
+    return [Warning(
+        f"job class {cls.wire_name()} goes to queue {cls.queue!r}, which is not among {where}:"
+        f" a worker started with the settings' queues never runs its jobs, and they wait in"
+        f" Redis",
+        hint=f"add {cls.queue!r} to SIDEQUEST['queues'] beside the queues served now; if a"
+             f" worker of its own serves it (python manage.py sidequest -q {cls.queue}),"
+             f" silence this with SILENCED_SYSTEM_CHECKS = ['sidequest.W005']",
+        id="sidequest.W005",
+    ) for cls in sorted(registry.all_jobs(), key=lambda c: c.wire_name())
+        if not cls.__module__.startswith("sidequest.") and cls.queue not in served]
 
 
 def _task_queues(params: dict[str, Any]) -> dict[str, str]:
