@@ -62,3 +62,17 @@ def test_app_log_lines_carry_the_running_jobs_fields(redis_url: str, collected: 
     assert f"{LogsInAThread.wire_name()}|{thread_jid}|joblog|from a thread job" in collected.lines
     assert f"{LogsOnTheLoop.wire_name()}|{async_jid}|joblog|from an async job" in collected.lines
     assert collected.lines[-1] == "|||outside any job"
+
+
+def test_a_wrapped_jobs_lines_name_the_job_it_wraps(redis_url: str, collected: Collect,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    # A django.tasks task (or an ActiveJob) runs inside a wrapper class: its lines said only
+    # the wrapper's name (sidequest.contrib.django.RunTask), as Sidekiq's do not.
+    caplog.set_level("INFO", logger="sidequest")
+    jid = LogsInAThread.set(wrapped="reports.tasks.add").perform_async()
+    with running_worker(queues=(("joblog", 1),)):
+        wait_for(lambda: any(r.__dict__.get("jid") == jid and r.getMessage().endswith("done")
+                             for r in caplog.records), what="the job's done line")
+    assert {r.__dict__.get("class") for r in caplog.records
+            if r.name == "sidequest" and r.__dict__.get("jid") == jid} == {"reports.tasks.add"}
+    assert f"reports.tasks.add|{jid}|joblog|from a thread job" in collected.lines

@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 
 from helpers import wait_for
 from sidequest import sentinel_watch
@@ -58,7 +59,9 @@ def test_a_fork_while_another_thread_holds_the_lock_leaves_the_child_usable() ->
     holder.start()
     try:
         assert held.wait(5)
-        pid = os.fork()
+        with warnings.catch_warnings():  # forking with threads is the very case under test
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
         if pid == 0:  # the child: the watch made at the fork must answer
             sentinel_watch.watch.pools()
             os._exit(0)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
-from sidequest import joblog, limiter, middleware, signatures, unique
+from sidequest import joblog, limiter, metrics, middleware, signatures, unique
 from sidequest.errors import TIMEOUT_MESSAGE, JobTimeout
 from sidequest.job import Job
 from sidequest.payload import KWARGS, Payload
@@ -117,7 +117,7 @@ class AsyncJobs:
         instance = cls()
         instance.jid, instance.payload = jid, job
         args, kwargs = job["args"], job.get(KWARGS) or {}
-        fields = {"tid": key, "class": job["class"], "jid": jid}
+        fields: dict[str, Any] = {"tid": key, "class": metrics.job_class(job), "jid": jid}
         limit = timeouts.seconds(job.get("timeout"))
         began = 0.0  # monotonic, once it has a slot
 
@@ -132,7 +132,7 @@ class AsyncJobs:
                 job_info(log, "start", fields)
             if self.timeouts is not None and limit is not None:
                 self.timeouts.watch_async(jid, limit)
-            joblog.current.set((jid, job["class"], work.queue))  # this task's own context
+            joblog.current.set((jid, fields["class"], work.queue))  # this task's own context
             final = timed(lambda: signatures.call_perform(instance, args, kwargs), limit)
             return await invoke_async((instance, job, work.queue), final)
 

@@ -27,6 +27,7 @@ from sidequest import (
     joblog,
     keys,
     limiter,
+    metrics,
     middleware,
     registry,
     retry,
@@ -125,7 +126,7 @@ class Processor:
         self.write(write)
 
     def _perform(self, work: Work, job: Payload, tid: str) -> bool | None:
-        fields = {"tid": tid, "class": job["class"], "jid": job.get("jid")}
+        fields = {"tid": tid, "class": metrics.job_class(job), "jid": job.get("jid")}
         info = log.isEnabledFor(logging.INFO)
         if info:
             job_info(log, "start", fields)
@@ -186,7 +187,7 @@ class Processor:
 
     def _chain(self, work: Work, job: Payload, instance: Job, args: Any, kwargs: Any) -> None:
         # For the application's log lines (sidequest.joblog.JobFields).
-        token = joblog.current.set((instance.jid, job["class"], work.queue))
+        token = joblog.current.set((instance.jid, metrics.job_class(job), work.queue))
         try:
             if len(middleware.server):
                 chain_args = (instance, job, work.queue)
