@@ -137,3 +137,23 @@ def test_a_child_batch_whose_reply_was_lost_is_counted_once_in_its_parent(
     with Batch.find(child).jobs():  # what the error says to do: the parent then ends
         pass
     assert BatchStatus(parent.bid).complete, BatchStatus(parent.bid)
+
+
+def test_a_queue_cleared_as_its_reply_is_lost_records_its_jobs(
+        proxy: FaultProxy, sq: str, r: redis.Redis) -> None:
+    """The clear renames the queue aside in a transaction that redis-py sent again after the
+    reply was lost: the second RENAME found no queue, the clear said "nothing there", and the
+    jobs set aside were never recorded as dropped (their batch waited for good)."""
+    batch = Batch()
+    with batch.jobs():
+        Work.perform_bulk([[0]] * 3)
+    cut = proxy.cut(lambda args: args[:1] == [b"EXEC"], "after")
+    sidequest.configure(redis_url=proxy.url())
+    try:
+        cleared = Queue("default").clear()
+    finally:
+        sidequest.configure(redis_url=sq)
+    assert cut.fired == 1 and cleared
+    assert not r.exists("queue:default")
+    status = BatchStatus(batch.bid)
+    assert status.pending == 0 and status.complete, status

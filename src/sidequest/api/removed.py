@@ -105,6 +105,8 @@ def set_aside(key: str | bytes, what: str, also: Callable[[Any], None] | None = 
     if also is not None:
         also(pipe)
     answers = pipe.execute(raise_on_error=False)
+    if isinstance(answers[0], redis.ResponseError) and connection.client().exists(held):
+        return held  # redis-py sent it again after a lost reply: the first one renamed it
     if isinstance(answers[0], redis.ResponseError):  # no such key: nothing there
         for answer in answers[1:]:
             if isinstance(answer, Exception):
