@@ -49,6 +49,7 @@ import redis
 
 from sidequest import batch_callbacks, connection, keys, sending, url_problems, wire
 from sidequest.batch_callbacks import callback_payload
+from sidequest.batch_members import KEEP, KEEP_AFTER_SUCCESS, ancestry_of, member_commands
 from sidequest.errors import RedisUnavailable
 from sidequest.payload import Payload
 from sidequest.wire import Command
@@ -60,9 +61,6 @@ log = logging.getLogger("sidequest")
 
 #: The payload field of a job's batch ancestry (defined where callbacks are built).
 PAYLOAD_KEY = batch_callbacks.PAYLOAD_KEY
-#: Seconds a batch is kept after its success, and at most from its creation.
-KEEP_AFTER_SUCCESS = 3 * 86400
-KEEP = 30 * 86400
 #: Derived bids a child made in a job tries, each after an earlier run sealed the one before.
 CHILD_PROBES = 20
 #: Parents followed at most by Batch.find (a loop of parents written by hand stops there).
@@ -345,34 +343,6 @@ def outside() -> Iterator[None]:
         _current.reset(token)
 
 
-def add_member(pipe: Any, bid: str, member: str) -> None:
-    """Queue on ``pipe``: ``member`` joins batch ``bid`` (before its job is written). Plain
-    commands, not a script: a script's call refused for not being loaded (a restarted Redis)
-    would let the job's write after it run first, and the job could end before it is a
-    member. An expired batch is not joined: ``jobs()`` checks first for a job's own batch."""
-    for command in member_commands(bid, member):
-        pipe.execute_command(*command)
-
-
-def member_commands(bid: str, member: str) -> list[Command]:
-    """The commands of ``add_member``."""
-    return [("SADD", keys.batch_part(bid, "pending"), member),
-            ("HINCRBY", keys.batch(bid), "total", 1),
-            *(("EXPIRE", keys.batch_part(bid, part), KEEP)
-              for part in ("pending", "ran", "failed"))]
-
-
-def member_keys(payload: Payload) -> list[str]:
-    """The keys a job's push adds it to as a member of its batch (none outside a batch), for
-    a push script that makes it a member only if the job is written (lua/unique_push.lua)."""
-    ancestry = ancestry_of(payload)
-    if not ancestry:
-        return []
-    bid = ancestry[0]
-    return [keys.batch(bid), *(keys.batch_part(bid, part)
-                               for part in ("pending", "ran", "failed"))]
-
-
 def update(ancestry: list[str], member: str, outcome: str,
            target: Any = None) -> int:
     """Record a member's outcome ("success", "failure"; or "check" only, or "seal" the
@@ -414,13 +384,6 @@ def dropped(payload: Payload) -> None:
     except redis.RedisError as exc:
         log.warning("batch %s: could not record that job %s was dropped (%s); the batch waits"
                     " for it", ancestry[0], payload.get("jid"), exc)
-
-
-def ancestry_of(payload: Payload) -> list[str] | None:
-    value = payload.get(PAYLOAD_KEY)
-    if isinstance(value, list) and value and all(isinstance(b, str) for b in value):
-        return value
-    return None
 
 
 def keep_locally(batches: LocalBatches | None) -> LocalBatches | None:

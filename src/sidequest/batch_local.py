@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sidequest.batch import ancestry_of
+from sidequest.batch_members import ancestry_of
 from sidequest.payload import Payload, loads
 
 

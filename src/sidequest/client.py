@@ -15,6 +15,7 @@ import redis
 
 from sidequest import (
     batch,
+    batch_members,
     connection,
     keys,
     middleware,
@@ -205,7 +206,7 @@ def _write_to(target: redis.Redis, jobs: list[Payload], shard: str | None = None
     else:
         commands, scripts = _all_commands(jobs, by_queue, scheduled, uniques, stamp)
         # Jobs that join a batch are written with their membership or not at all.
-        atomic = any(batch.ancestry_of(job) for job in jobs)
+        atomic = any(batch_members.ancestry_of(job) for job in jobs)
     # Sent once: a push whose reply is late is never written twice (sending.py).
     answers = _guarded(lambda: sending.send(target, commands, scripts, atomic), shard, jobs)
     taken = answers[len(answers) - len(uniques):] if uniques else []
@@ -219,9 +220,9 @@ def _all_commands(jobs: list[Payload], by_queue: dict[str, list[bytes]],
     on a pipeline that is never executed; and the source of each script they call."""
     pipe = _recorder().pipeline(transaction=False)
     for job in jobs:  # batch membership first: the job cannot finish before it is a member
-        ancestry = batch.ancestry_of(job)
+        ancestry = batch_members.ancestry_of(job)
         if ancestry and unique.DIGEST not in job:  # a unique push's script adds its own
-            batch.add_member(pipe, ancestry[0], job["jid"])
+            batch_members.add_member(pipe, ancestry[0], job["jid"])
     pipe.command_stack.extend((command, {}) for command in _plain_commands(by_queue, scheduled))
     for job in jobs:  # a job that stores its result is "queued" or "scheduled" from now
         if status.wanted(job):
@@ -244,7 +245,7 @@ _recording_client: redis.Redis | None = None
 
 def _has_extras(job: Payload) -> bool:
     """Whether writing the job takes more than its queue or the schedule."""
-    return bool(batch.ancestry_of(job)) or status.wanted(job)
+    return bool(batch_members.ancestry_of(job)) or status.wanted(job)
 
 
 def _plain_commands(by_queue: dict[str, list[bytes]],
@@ -295,9 +296,9 @@ def _push_unique(pipe: redis.client.Pipeline, uniques: list[tuple[Payload, bytes
         at = job.get("at")
         target = keys.SCHEDULE if at is not None else keys.queue(job["queue"])
         script(keys=[keys.unique_lock(job[unique.DIGEST]), keys.QUEUES, target,
-                     *batch.member_keys(job)],
+                     *batch_members.member_keys(job)],
                args=[job["jid"], unique.lock_ttl_ms(job, stamp), body,
-                     "" if at is None else repr(float(at)), job["queue"], batch.KEEP],
+                     "" if at is None else repr(float(at)), job["queue"], batch_members.KEEP],
                client=pipe)
 
 

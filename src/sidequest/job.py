@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar, Generic, ParamSpec, Protocol, TypeVar, cast, overload
 
 from sidequest import batch as batch_module
-from sidequest import client, registry, status
+from sidequest import batch_members, client, registry, status
 from sidequest.batch import Batch
 from sidequest.foreign_calls import FOREIGN_CALLS, ForeignCall
 from sidequest.options import DURATIONS, OPTIONS, PUSH_OPTIONS, check_typos, validate_options
@@ -164,7 +164,7 @@ class Job(metaclass=_JobMeta):
         jobs pushed in the block to it."""
         # No payload: perform() called directly (Job().perform(...)), of no batch.
         payload = vars(self).get("payload") or {}
-        ancestry = batch_module.ancestry_of(payload)
+        ancestry = batch_members.ancestry_of(payload)
         if not ancestry:
             return None
         # One object per run: it counts the child batches the run makes, whose bids are

@@ -43,7 +43,7 @@ import sys
 from types import TracebackType
 from typing import Any, Literal, TypeAlias
 
-from sidequest import batch, batch_local, client, limiter_held, middleware, registry
+from sidequest import batch, batch_local, batch_members, client, limiter_held, middleware, registry
 from sidequest.errors import UnknownJobError
 from sidequest.job import Job, JobFunction, install_testing
 from sidequest.limiter import OverLimit
@@ -342,7 +342,7 @@ _batches = batch_local.LocalBatches(_deliver)
 def _join_batches(jobs: list[Payload]) -> None:
     """A job pushed in ``with batch.jobs():`` joins the batch, as a push to Redis does."""
     for job in jobs:
-        ancestry = batch.ancestry_of(job)
+        ancestry = batch_members.ancestry_of(job)
         if ancestry:
             _batches.add_member(ancestry[0], job["jid"])
 
@@ -357,7 +357,7 @@ def cancel_local(jid: str) -> bool:
 
 
 def _record(job: Payload, outcome: str) -> None:
-    ancestry = batch.ancestry_of(job)
+    ancestry = batch_members.ancestry_of(job)
     if ancestry:
         _batches.update(ancestry, str(job.get("jid", "")), outcome)
 

@@ -12,7 +12,8 @@ import redis
 from helpers import running_worker, wait_for
 from sidequest import Batch, Job, keys
 from sidequest.api import BatchStatus
-from sidequest.batch import KEEP, KEEP_AFTER_SUCCESS, update
+from sidequest.batch import update
+from sidequest.batch_members import KEEP, KEEP_AFTER_SUCCESS
 
 
 class BKRow(Job):

@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-from sidequest import batch, connection, keys, status, unique
+from sidequest import batch, batch_members, connection, keys, status, unique
 from sidequest.errors import PayloadError, RedisUnavailable
 from sidequest.payload import Payload, decode
 
@@ -60,7 +60,7 @@ def _queue_end(pipe: Any, item: Payload, state: str) -> None:
         unique.release_in(pipe, item)
     if status.wanted(item):
         status.write(pipe, item, state)
-    ancestry = batch.ancestry_of(item)
+    ancestry = batch_members.ancestry_of(item)
     if ancestry:
         outcome = "failure" if state == "dead" else batch.dropped_outcome(item)
         batch.queue_update(pipe, ancestry, str(item.get("jid", "")), outcome)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sidequest import batch, expiry, limiter, status, unique
+from sidequest import batch, batch_members, expiry, limiter, status, unique
 from sidequest.limiter import OverLimit
 from sidequest.payload import Payload
 from sidequest.worker import cancels, overlimit, with_ack
@@ -89,7 +89,7 @@ def dropped(payload: Payload, state: str) -> None:
 
 def _record_with_ack(payload: Payload, outcome: str) -> None:
     """The member's ``outcome`` goes to its batch with the acknowledgement."""
-    ancestry = batch.ancestry_of(payload)
+    ancestry = batch_members.ancestry_of(payload)
     if ancestry:
         jid = str(payload.get("jid", ""))
         with_ack.add(payload, lambda pipe: batch.queue_update(pipe, ancestry, jid, outcome))

@@ -14,7 +14,7 @@ import random
 import time
 from typing import Any
 
-from sidequest import batch, connection, hooks, keys, limiter
+from sidequest import batch, batch_members, connection, hooks, keys, limiter
 from sidequest.limiter import OverLimit
 from sidequest.morgue import add_dead
 from sidequest.payload import Payload, dumps
@@ -66,7 +66,7 @@ def _bury(pipe: Any, item: Payload, exc: OverLimit, now: float) -> None:
     kept = item.get("dead", True) is not False  # `dead = False`: dropped, as after retries
     if kept:
         add_dead(pipe, dumps(item), now)
-    ancestry = batch.ancestry_of(item)
+    ancestry = batch_members.ancestry_of(item)
     if ancestry:  # a failure, as a job out of retries is: its batch stops waiting for it
         batch.queue_update(pipe, ancestry, str(item.get("jid", "")), "failure")
     log.warning("%s %s: over limit %d times (%s); %s", item.get("class"), item.get("jid"),

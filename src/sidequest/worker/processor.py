@@ -23,6 +23,7 @@ from redis.exceptions import RedisClusterException
 
 from sidequest import (
     batch,
+    batch_members,
     hooks,
     joblog,
     keys,
@@ -311,7 +312,7 @@ def _record_failure(pipe: Any, failed: Payload, exc: BaseException, retrying: bo
     """A failure's record in its batch (a failure, retrying or not) and, once it will not
     run again, its stored status: in the failure's own transaction, so that an outage as
     the job ends delays them rather than loses them."""
-    ancestry = batch.ancestry_of(failed)
+    ancestry = batch_members.ancestry_of(failed)
     if ancestry:
         batch.queue_update(pipe, ancestry, str(failed.get("jid", "")), "failure")
     if not retrying and status.wanted(failed):

@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import redis
 
-from sidequest import batch, hooks, keys, retry, unique
+from sidequest import batch, batch_members, hooks, keys, retry, unique
 from sidequest.api.processes import ProcessSet
 from sidequest.config import Config
 from sidequest.errors import JobKilled, PayloadError
@@ -141,7 +141,7 @@ class Reaper:
         """Move the pill from the poison list to the dead set in one transaction, if it is
         still there: WATCH makes the check and the move one step, so two reapers never both
         file it (its dead-set entry carries a time of its own, so a second would not merge)."""
-        ancestry = batch.ancestry_of(failed) if failed is not None else None
+        ancestry = batch_members.ancestry_of(failed) if failed is not None else None
         pipe: Any = self.client.pipeline(transaction=True)  # redis-py's stubs want str
         with pipe:
             while True:

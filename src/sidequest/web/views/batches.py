@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sidequest.api.batches import MAX_LISTED, BatchPage, BatchStatus, page_of
-from sidequest.batch import KEEP, KEEP_AFTER_SUCCESS
+from sidequest.batch_members import KEEP, KEEP_AFTER_SUCCESS
 from sidequest.web import params, render
 
 #: What a batch id looks like (ours are 24 hex digits): anything else is not looked up, so
