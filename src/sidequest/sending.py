@@ -240,6 +240,10 @@ def outcome(replies: list[Any]) -> list[Any]:
     """``replies`` when all are successes. Else the first refusal raises: as it is when
     nothing ran, as a PartlyWritten when other commands of the push did run (Redis out of
     memory after the first of them, say), since the push is then in Redis in part."""
+    lost = [r for r in replies
+            if isinstance(r, Exception) and not isinstance(r, redis.ResponseError)]
+    if lost:  # a cluster pipeline's connection error, as a reply: the command may have run
+        raise wire.ReplyLost(f"the reply was lost ({lost[0]})") from lost[0]
     failures = [r for r in replies if isinstance(r, redis.ResponseError)]
     if not failures:
         return replies

@@ -56,3 +56,27 @@ def _push() -> str | None:
         return Work.perform_async(0)
     except RedisUnavailable:  # the cluster may still be electing: said so, and nothing else
         return None
+
+
+def test_a_read_after_the_primary_died_raises_an_outage_not_a_type_error(
+        cluster: Cluster, cluster_url: str) -> None:
+    """A cluster pipeline hands a connection error back as a reply: read as data, the first
+    read of a warm client after the kill (the dashboard's summary) failed with a TypeError,
+    a 500 page, where the next ones said Redis was unreachable (503)."""
+    from sidequest.api import Stats
+    from sidequest.api.stats import UNREACHABLE_ERRORS, Totals
+
+    Work.perform_async(0)
+    Totals.read()  # a live connection to the {sq} primary
+    Stats()
+    old = slot_owner(cluster)
+    assert old is not None
+    cluster.procs[old].kill()  # read at once, as the dashboard's next poll may
+    for read in (Totals.read, Stats):
+        try:
+            read()
+        except UNREACHABLE_ERRORS:
+            pass  # the outage, as such
+        except Exception as exc:  # the bug's TypeError, or any other
+            raise AssertionError(f"{read.__qualname__} raised {exc!r}") from exc
+    cluster.procs[old].wait(10)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sidequest import connection, keys
-from sidequest.api.lenient import as_float, as_int, replies
+from sidequest.api.lenient import as_float, as_int, outages_raised, replies
 from sidequest.api.stats import UNREACHABLE_ERRORS, ShardUnreachable
 from sidequest.batch import Batch
 
@@ -121,7 +121,7 @@ def _statuses(bids: list[str]) -> list[BatchStatus]:
     pipe: Any = connection.client().pipeline(transaction=False)
     for bid in bids:
         _ask(pipe, bid)
-    replies = pipe.execute(raise_on_error=False)
+    replies = outages_raised(pipe.execute(raise_on_error=False))
     found = []
     for index, bid in enumerate(bids):
         raw, pending, failed = replies[3 * index: 3 * index + 3]

@@ -57,14 +57,22 @@ def json_object(text: Any) -> dict[str, Any]:
 
 
 def replies(pipe: redis.client.Pipeline) -> list[Any]:
-    """A pipeline's replies with each failed command (a key of the wrong type) as None. A
-    cluster that cannot serve (also a ResponseError) is raised: read as zeros, an outage
-    would look like empty queues."""
-    out = pipe.execute(raise_on_error=False)
-    for reply in out:
-        if isinstance(reply, CLUSTER_UNAVAILABLE):
-            raise reply
+    """A pipeline's replies with each failed command (a key of the wrong type) as None. An
+    outage is raised (``outages_raised``)."""
+    out = outages_raised(pipe.execute(raise_on_error=False))
     return [None if isinstance(r, redis.ResponseError) else r for r in out]
+
+
+def outages_raised(out: list[Any]) -> list[Any]:
+    """``out``, the replies of ``execute(raise_on_error=False)``, once none of them is an
+    outage: a cluster that cannot serve (also a ResponseError), or a connection error, which
+    a cluster pipeline returns as a reply (a primary just killed). Read as data, an outage
+    looked like empty queues, or raised a TypeError further on (a 500 page)."""
+    for reply in out:
+        if isinstance(reply, CLUSTER_UNAVAILABLE) or (
+                isinstance(reply, Exception) and not isinstance(reply, redis.ResponseError)):
+            raise reply
+    return out
 
 
 def or_empty(read: Callable[[], T], empty: T) -> T:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sidequest import connection, keys
-from sidequest.api.lenient import as_int
+from sidequest.api.lenient import as_int, outages_raised
 
 #: Most limiters listed, the most recently used first (per-user names can be many).
 MAX_LISTED = 200
@@ -51,7 +51,7 @@ def limiters(now: float | None = None) -> list[LimiterInfo]:
         else:
             pipe.zcount(key, now_ms, "+inf")
         pipe.get(keys.limiter_over(name))
-    replies = pipe.execute(raise_on_error=False)
+    replies = outages_raised(pipe.execute(raise_on_error=False))
     found = []
     for i, ((kind, limit, interval, name), used_ms) in enumerate(parsed):
         used, over = replies[2 * i], replies[2 * i + 1]

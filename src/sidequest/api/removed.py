@@ -17,6 +17,7 @@ from typing import Any
 import redis
 
 from sidequest import batch, batch_members, connection, keys, status, unique
+from sidequest.api.lenient import outages_raised
 from sidequest.errors import PayloadError, RedisUnavailable
 from sidequest.payload import Payload, decode
 
@@ -104,7 +105,7 @@ def set_aside(key: str | bytes, what: str, also: Callable[[Any], None] | None = 
     pipe.expire(held, CLEARED_KEEP)
     if also is not None:
         also(pipe)
-    answers = pipe.execute(raise_on_error=False)
+    answers = outages_raised(pipe.execute(raise_on_error=False))
     if isinstance(answers[0], redis.ResponseError) and connection.client().exists(held):
         return held  # redis-py sent it again after a lost reply: the first one renamed it
     if isinstance(answers[0], redis.ResponseError):  # no such key: nothing there

@@ -44,7 +44,7 @@ except ImportError as exc:  # pragma: no cover - the message is the point
 
 from sidequest import connection, keys
 from sidequest.api import awaiting_recovery, metrics
-from sidequest.api.lenient import as_int, key_of, replies, shown
+from sidequest.api.lenient import as_int, key_of, outages_raised, replies, shown
 from sidequest.api.queues import latency_of, queue_names
 from sidequest.api.stats import live_stats
 from sidequest.metrics import BOUNDS_MS, BUCKETS, minute_stamp
@@ -199,7 +199,7 @@ def _histograms() -> tuple[dict[str, list[int]], dict[str, int]]:
     for stamp in stamps:
         pipe.hgetall(keys.metrics_histogram(stamp))
         pipe.hgetall(keys.metrics_ten_minutes(stamp))
-    replies = cast(list[dict[bytes, bytes]], pipe.execute(raise_on_error=False))
+    replies = cast(list[dict[bytes, bytes]], outages_raised(pipe.execute(raise_on_error=False)))
     counts: dict[str, list[int]] = {}
     total_ms: dict[str, int] = {}
     for buckets, totals in zip(replies[::2], replies[1::2], strict=True):
