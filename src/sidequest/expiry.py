@@ -18,7 +18,7 @@ from typing import Any
 import redis
 
 from sidequest import connection, keys
-from sidequest.payload import Payload
+from sidequest.payload import Payload, job_class
 
 log = logging.getLogger("sidequest")
 
@@ -57,7 +57,7 @@ def server_middleware(job: Any, payload: Payload, queue: str,
         return call_next()
     late = time.time() - float(payload[AT])
     log.warning("expired: %s %s was not started by its expires_at (%.1f s late); dropped "
-                "unrun", payload.get("class"), payload.get("jid"), late)
+                "unrun", job_class(payload), payload.get("jid"), late)
     try:
         connection.client().incr(keys.STAT_EXPIRED)
     except redis.RedisError as exc:

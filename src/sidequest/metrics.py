@@ -27,6 +27,7 @@ import redis
 
 from sidequest import connection, keys
 from sidequest.limiter import rescheduled
+from sidequest.payload import job_class
 
 log = logging.getLogger("sidequest")
 
@@ -46,15 +47,6 @@ MAX_PENDING = 100_000
 def bucket(ms: float) -> int:
     """The histogram bucket of a run that took ``ms`` milliseconds."""
     return bisect.bisect_right(BOUNDS_MS, ms)
-
-
-def job_class(payload: dict[str, Any]) -> str:
-    """The name a run is counted under: the wrapped class of an ActiveJob, else ``class``."""
-    for field in ("wrapped", "class"):
-        value = payload.get(field)
-        if isinstance(value, str) and value:
-            return value
-    return "?"
 
 
 def minute_stamp(at: float) -> str:

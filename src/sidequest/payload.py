@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 from typing import Any
 
@@ -281,3 +282,19 @@ def display_class(job: Payload) -> str:
         if isinstance(value, str) and value:
             return value
     return "?"
+
+
+def job_class(payload: dict[str, Any]) -> str:
+    """The name a run is counted under and logged with: the wrapped class of an ActiveJob
+    (or a django.tasks task), else ``class``. A ``wrapped`` that is no class or function
+    name (spaces, a newline: free text from a payload) is not taken: it would forge fields
+    of a log line."""
+    wrapped = payload.get("wrapped")
+    if isinstance(wrapped, str) and _NAME.fullmatch(wrapped):
+        return wrapped
+    value = payload.get("class")
+    return value if isinstance(value, str) and value else "?"
+
+
+#: A Python or Ruby class or function name, dotted or with ``::``.
+_NAME = re.compile(r"[A-Za-z_][\w.:]{0,199}")

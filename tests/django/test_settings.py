@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -305,10 +305,9 @@ def test_a_job_class_whose_queue_no_worker_serves_is_named(project: object) -> N
     from sidequest import Job, registry
     from sidequest.contrib.django.checks import job_queues_served
 
-    class Mailer(Job):
-        queue = "mailers"
-
-        def perform(self) -> None: ...
+    # A class of an installed app's module; the test module's own classes are not checked.
+    Mailer = type("Mailer", (Job,), {"__module__": "shop.jobs", "queue": "mailers",
+                                     "perform": lambda self: None})
 
     try:
         with override_settings(SIDEQUEST={"queues": ["default"]}):
@@ -318,5 +317,22 @@ def test_a_job_class_whose_queue_no_worker_serves_is_named(project: object) -> N
             in found[0].msg
         with override_settings(SIDEQUEST={"queues": ["default", "mailers"]}):
             assert not [m for m in job_queues_served() if "Mailer" in m.msg]
+        from sidequest.contrib.django import conf
+
+        conf.command, before = cast(Any, object()), conf.command  # manage.py sidequest -q ...
+        try:
+            with override_settings(SIDEQUEST={"queues": ["default"]}):
+                assert not job_queues_served()  # it serves its own -q queues
+        finally:
+            conf.command = before
+
+        class Local(Job):  # not in an installed app (a test module, a script)
+            queue = "elsewhere"
+
+            def perform(self) -> None: ...
+
+        with override_settings(SIDEQUEST={"queues": ["default"]}):
+            assert not [m for m in job_queues_served() if "Local" in m.msg]
+        registry._jobs.pop(Local.wire_name(), None)
     finally:
         registry._jobs.pop(Mailer.wire_name(), None)

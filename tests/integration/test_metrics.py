@@ -13,6 +13,7 @@ import redis
 from helpers import running_worker, wait_for
 from sidequest import Job, metrics, middleware
 from sidequest.api import metrics as reader
+from sidequest.payload import job_class
 
 NOON = calendar.timegm((2026, 3, 14, 12, 5, 30, 0, 0, 0))  # 2026-03-14 12:05:30 UTC
 
@@ -41,8 +42,12 @@ def test_buckets_follow_sidekiqs_bounds() -> None:
     assert metrics.bucket(0) == 0 and metrics.bucket(19.9) == 0
     assert metrics.bucket(20) == 1  # the first bound greater than the duration
     assert metrics.bucket(335_000) == metrics.BUCKETS - 1 and metrics.bucket(10**9) == 25
-    assert metrics.job_class({"class": "Wrapper", "wrapped": "RealJob"}) == "RealJob"
-    assert metrics.job_class({"class": "Plain"}) == "Plain"
+    assert job_class({"class": "Wrapper", "wrapped": "RealJob"}) == "RealJob"
+    assert job_class({"class": "Plain"}) == "Plain"
+    # Free text in "wrapped" would forge a log line's fields (or a line of its own).
+    for forged in ("app.Shown jid=forged elapsed=0.001", "X]\nCRITICAL forged", ""):
+        assert job_class({"class": "Wrapper", "wrapped": forged}) == "Wrapper"
+    assert job_class({"class": "W", "wrapped": "Mailer::Deliver"}) == "Mailer::Deliver"
 
 
 def test_middleware_counts_runs_failures_and_time(recorder: metrics.Recorder,

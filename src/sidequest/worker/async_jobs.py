@@ -13,10 +13,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
-from sidequest import joblog, limiter, metrics, middleware, signatures, unique
+from sidequest import joblog, limiter, middleware, signatures, unique
 from sidequest.errors import TIMEOUT_MESSAGE, JobTimeout
 from sidequest.job import Job
-from sidequest.payload import KWARGS, Payload
+from sidequest.payload import KWARGS, Payload, job_class
 from sidequest.worker import cancels, guards, timeouts, with_ack
 from sidequest.worker.asyncio_runner import AsyncRunner
 from sidequest.worker.fetch import Work
@@ -117,7 +117,7 @@ class AsyncJobs:
         instance = cls()
         instance.jid, instance.payload = jid, job
         args, kwargs = job["args"], job.get(KWARGS) or {}
-        fields: dict[str, Any] = {"tid": key, "class": metrics.job_class(job), "jid": jid}
+        fields: dict[str, Any] = {"tid": key, "class": job_class(job), "jid": jid}
         limit = timeouts.seconds(job.get("timeout"))
         began = 0.0  # monotonic, once it has a slot
 

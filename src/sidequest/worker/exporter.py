@@ -17,7 +17,8 @@ from typing import Any
 
 from sidequest.errors import ConfigError
 from sidequest.limiter import rescheduled
-from sidequest.metrics import Timing, job_class
+from sidequest.metrics import Timing
+from sidequest.payload import job_class
 
 #: Run-time histogram buckets, seconds: a few ms to a few minutes.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)

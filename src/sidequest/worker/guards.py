@@ -15,7 +15,7 @@ from typing import Any
 
 from sidequest import batch, batch_members, expiry, limiter, status, unique
 from sidequest.limiter import OverLimit
-from sidequest.payload import Payload
+from sidequest.payload import Payload, job_class
 from sidequest.worker import cancels, overlimit, with_ack
 
 log = logging.getLogger("sidequest")
@@ -73,7 +73,7 @@ def _cancelled(payload: Payload) -> bool:
     jid = payload.get("jid")
     if not isinstance(jid, str) or not cancels.is_cancelled(jid):
         return False
-    log.warning("cancelled: %s %s was not run", payload.get("class"), jid)
+    log.warning("cancelled: %s %s was not run", job_class(payload), jid)
     return True
 
 

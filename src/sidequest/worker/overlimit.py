@@ -17,7 +17,7 @@ from typing import Any
 from sidequest import batch, batch_members, connection, hooks, keys, limiter
 from sidequest.limiter import OverLimit
 from sidequest.morgue import add_dead
-from sidequest.payload import Payload, dumps
+from sidequest.payload import Payload, dumps, job_class
 
 log = logging.getLogger("sidequest")
 #: Payload key: how many times the job was put back because a limiter was full.
@@ -51,7 +51,7 @@ def reschedule(payload: Payload, queue: str, exc: OverLimit) -> None:
         _bury(pipe, item, exc, now)
     else:
         pipe.zadd(keys.SCHEDULE, {dumps(item): now + delay(count, exc.retry_in)})
-        log.info("%s %s: over limit (%s); rescheduled, try %d", payload.get("class"),
+        log.info("%s %s: over limit (%s); rescheduled, try %d", job_class(payload),
                  payload.get("jid"), exc.name, count)
     pipe.execute()
     if dead:
@@ -69,6 +69,6 @@ def _bury(pipe: Any, item: Payload, exc: OverLimit, now: float) -> None:
     ancestry = batch_members.ancestry_of(item)
     if ancestry:  # a failure, as a job out of retries is: its batch stops waiting for it
         batch.queue_update(pipe, ancestry, str(item.get("jid", "")), "failure")
-    log.warning("%s %s: over limit %d times (%s); %s", item.get("class"), item.get("jid"),
+    log.warning("%s %s: over limit %d times (%s); %s", job_class(item), item.get("jid"),
                 item[COUNT] - 1, exc.name,
                 "moved to the dead set" if kept else "discarded (dead = False)")

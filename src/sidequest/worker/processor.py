@@ -28,7 +28,6 @@ from sidequest import (
     joblog,
     keys,
     limiter,
-    metrics,
     middleware,
     registry,
     retry,
@@ -39,7 +38,7 @@ from sidequest.config import Config
 from sidequest.errors import TIMEOUT_MESSAGE, JobTimeout, PayloadError
 from sidequest.job import Job
 from sidequest.morgue import add_dead
-from sidequest.payload import KWARGS, Payload, decode, dumps, loads, new_jid, normalized
+from sidequest.payload import KWARGS, Payload, decode, dumps, job_class, loads, new_jid, normalized
 from sidequest.worker import async_jobs, timeouts, with_ack
 from sidequest.worker.clock import now
 from sidequest.worker.fetch import ACK_FROM_TAIL, Work
@@ -127,7 +126,7 @@ class Processor:
         self.write(write)
 
     def _perform(self, work: Work, job: Payload, tid: str) -> bool | None:
-        fields = {"tid": tid, "class": metrics.job_class(job), "jid": job.get("jid")}
+        fields = {"tid": tid, "class": job_class(job), "jid": job.get("jid")}
         info = log.isEnabledFor(logging.INFO)
         if info:
             job_info(log, "start", fields)
@@ -188,7 +187,7 @@ class Processor:
 
     def _chain(self, work: Work, job: Payload, instance: Job, args: Any, kwargs: Any) -> None:
         # For the application's log lines (sidequest.joblog.JobFields).
-        token = joblog.current.set((instance.jid, metrics.job_class(job), work.queue))
+        token = joblog.current.set((instance.jid, job_class(job), work.queue))
         try:
             if len(middleware.server):
                 chain_args = (instance, job, work.queue)

@@ -10,7 +10,7 @@ from types import TracebackType
 
 from sidequest import metrics, middleware, registry
 from sidequest.errors import JobTimeout, PayloadError
-from sidequest.payload import Payload, decode, normalized
+from sidequest.payload import Payload, decode, job_class, normalized
 from sidequest.worker.async_jobs import AsyncJobs
 from sidequest.worker.fetch import Work
 from sidequest.worker.logs import log_failure, thread_id
@@ -84,7 +84,7 @@ def fail(jid: str, running: dict[str, Work], processor: Processor,
 def _log(failure: BaseException, job: Payload, tid: str) -> None:
     """The job's ``fail`` line, as any failed job gets (its thread never writes one): a log
     pipeline keyed on the jid sees it end, at the line it was stuck on."""
-    log_failure(log, failure, {"tid": tid, "class": job.get("class"), "jid": job.get("jid")})
+    log_failure(log, failure, {"tid": tid, "class": job_class(job), "jid": job.get("jid")})
 
 
 def _culprit(jid: str, async_jobs: AsyncJobs) -> str | None:

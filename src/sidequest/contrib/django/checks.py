@@ -23,6 +23,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
 
@@ -172,9 +173,12 @@ def task_queues_served(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
 
 
 def job_queues_served(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """A job class of the project (an app's jobs.py) whose queue the worker does not serve
-    with the settings' queues: its jobs would wait in Redis for ever (a Celery project's
-    task_routes moved over, one queue left out of SIDEQUEST['queues'])."""
+    """A job class of the project (a module of an installed app) whose queue the worker
+    does not serve with the settings' queues: its jobs would wait in Redis for ever (a
+    Celery project's task_routes moved over, one queue left out of SIDEQUEST['queues']).
+    Not when manage.py sidequest runs the checks: its own queues (-q) are what it serves."""
+    if conf.command is not None:
+        return []
     try:
         served = conf.worker_config().queue_names
         listed = "queues" in conf.values()
@@ -192,7 +196,8 @@ def job_queues_served(app_configs: Any = None, **kwargs: Any) -> list[CheckMessa
              f" silence this with SILENCED_SYSTEM_CHECKS = ['sidequest.W005']",
         id="sidequest.W005",
     ) for cls in sorted(registry.all_jobs(), key=lambda c: c.wire_name())
-        if not cls.__module__.startswith("sidequest.") and cls.queue not in served]
+        if cls.queue not in served and not cls.__module__.startswith("sidequest.")
+        and apps.get_containing_app_config(cls.__module__) is not None]
 
 
 def _task_queues(params: dict[str, Any]) -> dict[str, str]:
