@@ -239,6 +239,7 @@ def run_worker(config: Config, processes: int = 1, *, app_loaded: bool = False,
         raise ConfigError(misplaced)
     _check_memory_limit(config.max_memory)  # before any fork: each child would start as big
     if config.redis_url:  # after the app, so the flag wins over a configure() in its code
+        _warn_if_overriding(config.redis_url)
         connection.set_url(config.redis_url)
     if config.shards or config.shard_queues:
         connection.set_shards(config.shards, config.shard_queues)
@@ -287,6 +288,19 @@ def _warn_if_no_jobs(targets: tuple[str, ...], loaded: list[str]) -> None:
         log.warning("no job classes are loaded: no Job class or @job function is defined in"
                     " -r %s (nor in the modules it imports); pass -r the module that defines"
                     " them, e.g. -r yourapp.jobs%s", ", -r ".join(targets), factory_hint(loaded))
+
+
+def _warn_if_overriding(chosen: str) -> None:
+    """Say so when the settings file's (or --redis-url's) Redis replaces another that the
+    application configured in its code (a Flask app's SIDEQUEST_REDIS_URL) or the
+    environment named: a leftover ./sidequest.toml otherwise sent the worker to another
+    Redis than the web processes push to, and their jobs waited there unseen."""
+    named = connection.default_url()
+    if named not in (connection.DEFAULT_URL, chosen):
+        log.warning("Redis: using %s (redis_url of the settings file or --redis-url), not %s,"
+                    " which the application or the environment named; the web processes"
+                    " push there unless they read the same settings", redacted(chosen),
+                    redacted(named))
 
 
 def _check_memory_limit(limit: int | None) -> None:

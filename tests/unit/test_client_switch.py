@@ -65,3 +65,26 @@ def test_a_shard_client_is_followed_through_a_fork_too(monkeypatch: pytest.Monke
         assert asked
     finally:
         connection.reset()
+
+
+def test_a_settings_url_over_the_apps_own_is_said(monkeypatch: pytest.MonkeyPatch,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    # A leftover ./sidequest.toml sent the worker to another Redis than the Flask app (its
+    # SIDEQUEST_REDIS_URL) pushed to, without a word: the jobs waited there unseen.
+    from sidequest import runner
+
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.delenv("SIDEQUEST_REDIS_URL", raising=False)
+    caplog.set_level("WARNING", logger="sidequest")
+    try:
+        connection.reset()
+        runner._warn_if_overriding("redis://127.0.0.1:2/1")  # nothing named before: quiet
+        connection.configure("redis://127.0.0.1:1/0")  # what the application's code did
+        runner._warn_if_overriding("redis://127.0.0.1:1/0")  # the same: quiet
+        assert not caplog.messages
+        runner._warn_if_overriding("redis://127.0.0.1:2/1")
+    finally:
+        connection.reset()
+    (said,) = caplog.messages
+    assert said.startswith("Redis: using redis://127.0.0.1:2/1 (redis_url of the settings"), said
+    assert "not redis://127.0.0.1:1/0, which the application or the environment named" in said
