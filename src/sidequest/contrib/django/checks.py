@@ -138,18 +138,28 @@ def _persistent(alias: str, database: dict[str, Any]) -> list[CheckMessage]:
 DEFAULT_TASK_QUEUES = ("default",)
 
 
+def _served() -> tuple[tuple[str, ...], str] | None:
+    """The queues a worker started with the settings serves, and how a message names them;
+    None when the settings are wrong (sidequest.E001 says so)."""
+    try:
+        served = tuple(conf.worker_config().queue_names)
+        listed = "queues" in conf.values()
+    except ConfigError:
+        return None
+    where = (f"SIDEQUEST['queues'] ({', '.join(map(repr, served))})" if listed else
+             "the queues the worker serves by default ('default': SIDEQUEST['queues'] is not "
+             "set)")
+    return served, where
+
+
 def task_queues_served(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """A queue a SidequestBackend sends tasks to (its QUEUES, its PRIORITY_QUEUES targets)
     that the worker does not serve with the settings' queues: its tasks would wait in Redis
     for ever, and nothing else says so."""
-    try:
-        served = conf.worker_config().queue_names
-        listed = "queues" in conf.values()
-    except ConfigError:
+    found = _served()
+    if found is None:
         return []  # sidequest.E001
-    where = (f"SIDEQUEST['queues'] ({', '.join(map(repr, served))})" if listed else
-             "the queues the worker serves by default ('default': SIDEQUEST['queues'] is not "
-             "set)")
+    served, where = found
     tasks = getattr(settings, "TASKS", None)
     messages: list[CheckMessage] = []
     for alias, params in (tasks.items() if isinstance(tasks, dict) else ()):
@@ -179,14 +189,10 @@ def job_queues_served(app_configs: Any = None, **kwargs: Any) -> list[CheckMessa
     Not when manage.py sidequest runs the checks: its own queues (-q) are what it serves."""
     if conf.command is not None:
         return []
-    try:
-        served = conf.worker_config().queue_names
-        listed = "queues" in conf.values()
-    except ConfigError:
+    found = _served()
+    if found is None:
         return []  # sidequest.E001
-    where = (f"SIDEQUEST['queues'] ({', '.join(map(repr, served))})" if listed else
-             "the queues the worker serves by default ('default': SIDEQUEST['queues'] is not "
-             "set)")
+    served, where = found
     return [Warning(
         f"job class {cls.wire_name()} goes to queue {cls.queue!r}, which is not among {where}:"
         f" a worker started with the settings' queues never runs its jobs, and they wait in"
