@@ -104,11 +104,29 @@ def readable(exc: BaseException) -> str:
         text = f"the server at the URL is a Redis, not a Sentinel ({text.rstrip('. ')})"
     elif isinstance(exc, MasterNotFoundError):
         text = _SENTINEL_REPR.sub(lambda found: f"Sentinel {found[1]}:{found[2]}", text)
+    elif _slot_moving(exc, text):
+        return (f"{text.rstrip('. ')}: a Redis Cluster slot moved or is being migrated (a"
+                " reshard, a failover); retried until the cluster settles")
     else:
         return text
     return (f"{text.rstrip('.')}. During a failover this passes within seconds; if it lasts,"
             " check that the URL names Sentinels (port 26379 by default), not Redis itself,"
             " and the service name their `sentinel monitor` line gives")
+
+
+#: A redirect as redis-py words it without its MOVED/ASK: "<slot> <host>:<port>", alone or
+#: as the end of a pipeline's "Command # 1 (...) caused error: ...".
+_REDIRECT = re.compile(r"(^|caused error: )\d+ \S+:\d+$")
+
+
+def _slot_moving(exc: BaseException, text: str) -> bool:
+    """A Redis Cluster redirect (MOVED or ASK), or redis-py giving up after too many of them
+    ("TTL exhausted"): redis-py's text names neither the slot's move nor what happens next."""
+    if isinstance(exc, redis.exceptions.AskError):  # MovedError too
+        return True
+    if isinstance(exc, redis.exceptions.ClusterError) and "TTL exhausted" in text:
+        return True
+    return isinstance(exc, ResponseError) and bool(_REDIRECT.search(text.strip()))
 
 
 #: Refusals of every write while a Redis cannot accept them for now: too few replicas in

@@ -17,6 +17,7 @@ from typing import Any
 
 import redis
 
+from sidequest import url_problems
 from sidequest.config import Config
 from sidequest.worker.async_jobs import AsyncJobs
 from sidequest.worker.buffer import take_back
@@ -182,7 +183,8 @@ class Feeding:
 
     def _fetch_failed(self, exc: redis.RedisError, failures: int) -> None:
         if failures == 1:
-            log.warning("Redis error while fetching, backing off: %s", exc)
+            log.warning("Redis error while fetching, backing off: %s",
+                        url_problems.readable(exc))
         self.inprogress.fetch_failed()  # reconcile() will look for lost replies
         if isinstance(exc, OUTAGE):
             self.lease_ok.clear()

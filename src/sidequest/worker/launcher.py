@@ -27,6 +27,7 @@ from sidequest import (
     middleware,
     status,
     unique,
+    url_problems,
 )
 from sidequest.config import Config
 from sidequest.errors import ConfigError
@@ -223,7 +224,8 @@ class Launcher(SignalHandling):
                 failing = False
             except redis.RedisError as exc:
                 if not failing:
-                    log.warning("heartbeat: Redis error, will retry: %s", exc)
+                    log.warning("heartbeat: Redis error, will retry: %s",
+                                url_problems.readable(exc))
                 failing = True
 
     def _until_beat(self, seconds: float) -> bool:

@@ -31,7 +31,16 @@ from typing import Any, cast
 
 import redis
 
-from sidequest import connection, items, keys, limiter, periodic_jobs, registry, unique
+from sidequest import (
+    connection,
+    items,
+    keys,
+    limiter,
+    periodic_jobs,
+    registry,
+    unique,
+    url_problems,
+)
 from sidequest.api.periodic import remove
 from sidequest.config import Config
 from sidequest.payload import Payload, dumps, new_jid
@@ -82,7 +91,7 @@ class PeriodicPoller:
                 failing = False
             except redis.RedisError as exc:
                 if not failing:
-                    log.warning("periodic: Redis error, will retry: %s", exc)
+                    log.warning("periodic: Redis error, will retry: %s", url_problems.readable(exc))
                 failing, wait = True, 1.0
             # A little jitter: processes woken for the same tick do not all hit Redis at once.
             self.stopping.wait(wait + self._rng.random() * 0.02)

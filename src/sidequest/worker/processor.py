@@ -33,6 +33,7 @@ from sidequest import (
     retry,
     signatures,
     status,
+    url_problems,
 )
 from sidequest.config import Config
 from sidequest.errors import TIMEOUT_MESSAGE, JobTimeout, PayloadError
@@ -297,7 +298,7 @@ class Processor:
                     return False
                 if not said:  # once per write: an outage is one line per thread, not dozens
                     log.warning("Redis error: could not %s, retrying until it answers: %s",
-                                what, exc)
+                                what, url_problems.readable(exc))
                     said = True
                 self.stopping.wait(delay)
                 delay = min(delay * 2, 2.0)

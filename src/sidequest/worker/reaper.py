@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import redis
 
-from sidequest import batch, batch_members, hooks, keys, retry, unique
+from sidequest import batch, batch_members, hooks, keys, retry, unique, url_problems
 from sidequest.api.processes import ProcessSet
 from sidequest.config import Config
 from sidequest.errors import JobKilled, PayloadError
@@ -49,7 +49,7 @@ class Reaper:
                 failing = False
             except redis.RedisError as exc:
                 if not failing:
-                    log.warning("reaper: Redis error, will retry: %s", exc)
+                    log.warning("reaper: Redis error, will retry: %s", url_problems.readable(exc))
                 failing = True
 
     def reap(self) -> int:

@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import redis
 
-from sidequest import connection, keys
+from sidequest import connection, keys, url_problems
 from sidequest.config import Config
 from sidequest.errors import PayloadError
 from sidequest.morgue import add_dead
@@ -50,7 +50,8 @@ class Scheduler:
                 failing = False
             except redis.RedisError as exc:
                 if not failing:
-                    log.warning("scheduler: Redis error, will retry: %s", exc)
+                    log.warning("scheduler: Redis error, will retry: %s",
+                                url_problems.readable(exc))
                 failing = True
             self.stopping.wait(self._interval())
 
