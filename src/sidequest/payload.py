@@ -25,6 +25,10 @@ Payload = dict[str, Any]
 #: Ruby Sidekiq passes ``args`` alone to ``perform`` and ignores keys it does not know, and
 #: no Sidekiq feature uses this one; a job pushed from Ruby has positional arguments only.
 KWARGS = "kwargs"
+#: How many times a job was put back because a rate limiter was full, and which limiter it was
+#: at the last try: written by the worker, shown by the dashboard's Scheduled and Dead pages.
+OVERLIMIT_COUNT = "overlimit_count"
+OVERLIMIT_NAME = "overlimit_name"
 
 #: Deeper nesting of args is refused at enqueue: Ruby's JSON.parse stops at 100 levels, and
 #: the payload object and the args array take two of them.

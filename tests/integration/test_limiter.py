@@ -125,6 +125,7 @@ def test_over_limit_reschedules_without_a_retry_then_dies(
         with running_worker():
             (entry,) = wait_for(lambda: list(ScheduledSet()), what="the job to be rescheduled")
         assert entry.jid == jid and entry.item["overlimit_count"] == 1
+        assert entry.item["overlimit_name"] == "gateway", entry.item
         assert "retry_count" not in entry.item and RetrySet().size == 0
         assert entry.at - time.time() > 3, "a delay, not a hot loop"
         # The first step (5 s plus jitter), not the 30 s lease: the holder renews it while

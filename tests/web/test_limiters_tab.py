@@ -4,11 +4,12 @@ now and reschedules; a real limiter fills it, and a full one says so."""
 from __future__ import annotations
 
 import html
+import time
 
 import redis
 
 from sidequest import keys, limiter
-from web_helpers import Client
+from web_helpers import Client, job
 
 
 def test_limiters_in_use_are_listed(client: Client, r: redis.Redis) -> None:
@@ -38,3 +39,18 @@ def test_limiters_in_use_are_listed(client: Client, r: redis.Redis) -> None:
     stripe.release()
     stripe.release()
     assert ">full<" not in client.get("/limiters").text
+
+
+def test_a_job_sent_back_by_a_limiter_says_which_in_the_schedule(client: Client,
+                                                                  r: redis.Redis) -> None:
+    later = time.time() + 60
+    r.zadd("schedule", {job("a" * 24, overlimit_count=3, overlimit_name="sms <b>"): later,
+                        job("b" * 24, overlimit_count=1, overlimit_name="stripe"): later,
+                        job("c" * 24, overlimit_count="x", overlimit_name="odd"): later,
+                        job("d" * 24): later})
+    page = client.get("/scheduled")
+    assert page.status_code == 200
+    text = html.unescape(page.text)
+    assert "over limit 'sms <b>', 3 times" in text and "<b>'" not in page.text  # escaped
+    assert "over limit 'stripe', 1 time<" in text
+    assert text.count("over limit") == 2, "a malformed count or a plain job gets no note"

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidequest.api import JobRecord, SortedEntry
+from sidequest.payload import OVERLIMIT_COUNT, OVERLIMIT_NAME
 from sidequest.web.render import ARGS_IN_TABLE, cut, short_json
 
 
@@ -33,6 +34,8 @@ class Row:
     error_class: str | None = None
     error_message: str | None = None
     score: float = 0.0
+    #: Why the job waits, when the payload says (a limiter that was full).
+    note: str = ""
     #: What an action posts to name this very entry (``SortedEntry.ref``, or a queue's
     #: "<index>:<digest>").
     ref: str = ""
@@ -50,7 +53,17 @@ def set_row(entry: SortedEntry) -> Row:
     return _row(entry, queue=entry.queue, retry_count=entry.retry_count,
                 error_class=cut(entry.error_class) if entry.error_class is not None else None,
                 error_message=message[:ARGS_IN_TABLE] if message is not None else None,
-                score=entry.score, ref=entry.ref)
+                score=entry.score, ref=entry.ref, note=_note(entry))
+
+
+def _note(entry: SortedEntry) -> str:
+    """The limiter a rescheduled job waits for, as the worker recorded it."""
+    item = entry.item
+    count, name = item.get(OVERLIMIT_COUNT), item.get(OVERLIMIT_NAME)
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        return ""
+    limiter = f" {cut(name)!r}" if isinstance(name, str) and name else ""
+    return f"over limit{limiter}, {count} {'time' if count == 1 else 'times'}"
 
 
 def _row(record: JobRecord, **extra: Any) -> Row:

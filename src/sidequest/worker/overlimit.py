@@ -17,11 +17,11 @@ from typing import Any
 from sidequest import batch, batch_members, connection, hooks, keys, limiter
 from sidequest.limiter import OverLimit
 from sidequest.morgue import add_dead
+from sidequest.payload import OVERLIMIT_COUNT as COUNT
+from sidequest.payload import OVERLIMIT_NAME as NAME
 from sidequest.payload import Payload, dumps, job_class
 
 log = logging.getLogger("sidequest")
-#: Payload key: how many times the job was put back because a limiter was full.
-COUNT = "overlimit_count"
 #: Longest delay between two tries, in seconds.
 MAX_DELAY = 3600.0
 
@@ -36,6 +36,7 @@ def reschedule(payload: Payload, queue: str, exc: OverLimit) -> None:
     count = int(payload.get(COUNT) or 0) + 1
     item = {k: v for k, v in payload.items() if k != "enqueued_at"}
     item[COUNT] = count
+    item[NAME] = exc.name
     now = time.time()
     pipe: Any = connection.client().pipeline(transaction=True)
     pipe.incr(keys.STAT_OVERLIMIT)
