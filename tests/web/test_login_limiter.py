@@ -144,7 +144,8 @@ def test_a_full_queue_is_told_when_to_come_back(redis_url: str, r: redis.Redis) 
     with Client(app) as client:
         assert client.login("wrong").status_code == 401
         answer = client.login()  # the next slot is 10 s away: more than max_wait
-        assert answer.status_code == 429 and "try again" in answer.text
+        assert answer.status_code == 429 and "try again in" in answer.text
+        assert 'name="password"' in answer.text, "the form again, to send once the wait is over"
         assert 8 <= int(answer.headers["retry-after"]) <= 9
         assert r.get(keys.web_login_failures("testclient")) == "1"  # the 429 checked nothing
         assert client.get("/stats").status_code == 401

@@ -79,7 +79,7 @@ async def login(request: Request) -> Response:
     try:
         admission = await settings.limiter.admit(address)
         if admission.retry_after is not None:
-            return too_many(admission.retry_after)
+            return too_many(request, target, admission.retry_after)
         # Every attempt waits its turn before the password is checked, the right one too:
         # answering it sooner would tell a guesser which guess was right.
         await asyncio.sleep(admission.wait)
@@ -100,9 +100,12 @@ async def login(request: Request) -> Response:
     return RedirectResponse(target, status_code=303)
 
 
-def too_many(retry_after: float) -> Response:
+def too_many(request: Request, target: str, retry_after: float) -> Response:
+    """Refused before the password is checked: the form again, so that a person who pressed
+    twice reads why and can send it again (a script reads the status and Retry-After)."""
     seconds = max(1, math.ceil(retry_after))
-    answer = render.text(f"Too many login attempts; try again in {seconds} seconds.", 429)
+    answer = login_form(request, target, 429, error=f"Too many login attempts from this address;"
+                        f" try again in {seconds} seconds. The password was not checked.")
     answer.headers["retry-after"] = str(seconds)
     return answer
 
