@@ -22,7 +22,15 @@ from typing import TextIO
 import redis
 
 from sidequest import connection, url_problems
-from sidequest.api import PeriodicSet, Process, ProcessSet, Queue, Stats, awaiting_recovery
+from sidequest.api import (
+    PeriodicEntry,
+    PeriodicSet,
+    Process,
+    ProcessSet,
+    Queue,
+    Stats,
+    awaiting_recovery,
+)
 from sidequest.api.stats import (
     UNREACHABLE_ERRORS,
     ShardUnreachable,
@@ -222,8 +230,7 @@ def render_periodic() -> list[str]:
     rows = []
     for entry in PeriodicSet():
         last = f"{_when(entry.last_run)} {entry.last_jid} {entry.outcome}".strip()
-        rows.append([entry.name, entry.schedule, entry.tz,
-                     "paused" if entry.paused else _when(entry.next_run),
+        rows.append([entry.name, entry.schedule, entry.tz, _next_run(entry),
                      last if entry.last_jid else "-", entry.source or "-"])
     if not rows:
         return ["No periodic entries (a worker writes them when it starts)."]
@@ -231,6 +238,12 @@ def render_periodic() -> list[str]:
     # -r) is found by its source, and removed with `PeriodicSet().remove(name)`.
     return _table(["NAME", "SCHEDULE", "TZ", "NEXT RUN", "LAST RUN (JID, OUTCOME)",
                    "DEFINED IN"], rows)
+
+
+def _next_run(entry: PeriodicEntry) -> str:
+    if entry.overdue_since is not None:  # before "paused": a paused entry's ticks are handled too
+        return f"OVERDUE since {_when(entry.overdue_since)} (no running worker defines it)"
+    return "paused" if entry.paused else _when(entry.next_run)
 
 
 def per_shard(render: Callable[[], list[str]]) -> Callable[[], Screen]:

@@ -10,7 +10,7 @@ import json
 import pytest
 import redis
 
-from sidequest import connection, keys, periodic_jobs
+from sidequest import connection, keys, monitor, periodic_jobs
 from sidequest.worker.periodic import register
 from web_helpers import HOSTILE, SAME_ORIGIN, Client, flash
 
@@ -39,6 +39,21 @@ def test_the_tab_lists_entries(client: Client, r: redis.Redis) -> None:
     assert "Every 30 seconds" in page and "every 30s" in page and "UTC" in page
     assert "a" * 24 in page and "failed" in page and "never" in page
     assert page.count(">Pause<") == 2 and page.count(">Enqueue now<") == 2
+
+
+def test_an_entry_no_running_worker_pushes_is_overdue(client: Client, r: redis.Redis) -> None:
+    now = define(r)
+    assert "overdue" not in client.get("/periodic").text
+    # The last tick any process handled was 10 minutes ago: every-30s ticks went unpushed.
+    r.hset(keys.periodic_state("ping"), "tick", now - 600)
+    page = client.get("/periodic").text
+    row = page[page.index('data-name="ping"'):]
+    row = row[:row.index("</tr>")]
+    assert ">overdue<" in row and "since 9 min ago" in row, row
+    assert "start a worker that defines it, or Remove it" in row  # no source was written
+    other = page[page.index('data-name="nightly-report"'):]
+    assert ">overdue<" not in other[:other.index("</tr>")]  # its next tick is to come
+    assert "OVERDUE since" in "\n".join(monitor.render_periodic())
 
 
 def test_pause_resume_and_enqueue_now(client: Client, r: redis.Redis) -> None:

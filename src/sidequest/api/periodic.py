@@ -25,6 +25,10 @@ from sidequest.errors import ConfigError, SidequestError
 from sidequest.payload import Payload, new_jid
 from sidequest.periodic_jobs import OPTIONS, job_payload
 
+#: Seconds a tick may stay unhandled before the entry is said to be overdue: a running worker
+#: polls every few seconds, and a restart or a short Redis outage is within its grace.
+OVERDUE_AFTER = 120.0
+
 
 @dataclass(frozen=True)
 class PeriodicEntry:
@@ -42,6 +46,10 @@ class PeriodicEntry:
     #: "succeeded" or "failed" once the last pushed job ran; "" before that.
     outcome: str
     paused: bool
+    #: The first tick no process handled, when it is more than OVERDUE_AFTER seconds past:
+    #: no running worker defines the entry (its module is not loaded by any ``-r``, or every
+    #: worker is quiet or stopped). None while ticks are handled, paused ones included.
+    overdue_since: float | None = None
 
     @property
     def job_class(self) -> str:
@@ -207,9 +215,12 @@ def _entry(name: str, raw: bytes, state: dict[bytes, bytes], now: float) -> Peri
               for k, v in state.items()}
     schedule = schedule_of(definition)
     tick = _number(fields.get("tick"))
-    next_run = None
+    next_run = overdue = None
     if schedule is not None:
         next_run = float(schedule.next_after(max(now, tick or 0)))
+        if tick is not None:  # a worker writes it at registration and at every tick after
+            first = float(schedule.next_after(tick))
+            overdue = first if first < now - OVERDUE_AFTER else None
     written = definition.get("cron") or (
         f"every {definition['every']}s" if "every" in definition else "?")
     last_tick = _number(fields.get("last_tick"))
@@ -220,4 +231,4 @@ def _entry(name: str, raw: bytes, state: dict[bytes, bytes], now: float) -> Peri
         last_run=_number(fields.get("at")),
         last_tick=int(last_tick) if last_tick is not None else None,
         last_jid=fields.get("jid", ""), outcome=fields.get("outcome", ""),
-        paused=fields.get("paused") == "1")
+        paused=fields.get("paused") == "1", overdue_since=overdue)
