@@ -30,7 +30,7 @@ from typing import Any
 import redis
 
 from sidequest import connection, keys
-from sidequest.payload import KWARGS, Payload, loads
+from sidequest.payload import KWARGS, Payload, loads, timestamp
 
 log = logging.getLogger("sidequest")
 
@@ -125,10 +125,12 @@ def server_middleware(job: Any, payload: Payload, queue: str,
 def may_have_lapsed(payload: Payload) -> bool:
     """Whether the lock's TTL, counted from the push (or the scheduled time), is over now,
     from the payload alone: no Redis call for the jobs that end in time."""
-    held, since = payload.get(FOR), payload.get("at") or payload.get("created_at")
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (held, since)):
+    held = payload.get(FOR)
+    # Sidekiq 8 writes created_at in milliseconds: read as seconds, every lock looked fresh.
+    since = timestamp(payload.get("at") or payload.get("created_at"))
+    if since is None or isinstance(held, bool) or not isinstance(held, (int, float)):
         return False
-    return time.time() > float(since) + float(held)  # type: ignore[arg-type]
+    return time.time() > since + float(held)
 
 
 def note_lapse(payload: Payload) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from sidequest import unique
 from sidequest.errors import PayloadError
 from sidequest.payload import (
     MAX_DEPTH,
@@ -373,3 +374,12 @@ def test_a_positive_integer_past_the_limit_is_refused_too() -> None:
 
     with pytest.raises(PayloadError, match="digits"):
         decode('{"class":"X","args":[' + "9" * (MAX_INT_DIGITS + 1) + "]}")
+
+
+@pytest.mark.parametrize("created", [time.time() - 120, int((time.time() - 120) * 1000)],
+                         ids=["seconds (Sidekiq 6/7)", "milliseconds (Sidekiq 8)"])
+def test_a_unique_lock_counted_from_a_push_long_ago_has_lapsed(created: float) -> None:
+    assert unique.may_have_lapsed({"unique_for": 60, "created_at": created})
+    assert not unique.may_have_lapsed({"unique_for": 600, "created_at": created})
+    assert not unique.may_have_lapsed({"unique_for": True, "created_at": created})
+    assert not unique.may_have_lapsed({"unique_for": 60, "created_at": "yesterday"})
