@@ -157,3 +157,34 @@ def test_a_queue_cleared_as_its_reply_is_lost_records_its_jobs(
     assert not r.exists("queue:default")
     status = BatchStatus(batch.bid)
     assert status.pending == 0 and status.complete, status
+
+
+def test_a_clear_resent_after_a_push_keeps_the_jobs_set_aside_first(
+        proxy: FaultProxy, sq: str, r: redis.Redis) -> None:
+    """The same lost reply, and a job pushed before redis-py's resend: a second RENAME put the
+    new queue over the one set aside, whose jobs were gone unrecorded (their batch waited
+    for good). The resend now leaves the first one's work as it is."""
+    batch = Batch()
+    with batch.jobs():
+        Work.perform_bulk([[0]] * 3)
+    is_set_aside, sent = evalsha_of("set_aside"), []
+
+    def push_before_the_resend(args: list[bytes]) -> bool:
+        if is_set_aside(args):
+            sent.append(args)
+            if len(sent) == 2:
+                r.lpush("queue:default", json.dumps({"class": "Work", "args": [99],
+                                                     "jid": "n" * 24, "queue": "default"}))
+        return False
+
+    proxy.cut(push_before_the_resend, "before", times=100)
+    cut = proxy.cut(lambda args: args[:1] == [b"EXEC"], "after")
+    sidequest.configure(redis_url=proxy.url())
+    try:
+        cleared = Queue("default").clear()
+    finally:
+        sidequest.configure(redis_url=sq)
+    assert cut.fired == 1 and cleared and len(sent) == 2, sent
+    status = BatchStatus(batch.bid)
+    assert status.pending == 0 and status.complete, status
+    assert [json.loads(raw)["args"] for raw in r.lrange("queue:default", 0, -1)] == [[99]]

@@ -24,7 +24,7 @@ KEY_POSITIONS = {
 # Periodic jobs' and the limiters' scripts.
 KEY_POSITIONS.update({"HEXISTS": (1,), "HMGET": (1,), "HSET": (1,), "HDEL": (1,), "ZCARD": (1,),
                       "ZRANGE": (1,), "PEXPIRE": (1,), "HINCRBY": (1,), "SCARD": (1,),
-                      "HSETNX": (1,), "ZSCORE": (1,), "PTTL": (1,)})
+                      "HSETNX": (1,), "ZSCORE": (1,), "PTTL": (1,), "RENAME": (1, 2)})
 CALL = re.compile(r"redis\.p?call\(\s*'(\w+)'\s*((?:,[^,()]*(?:\([^()]*\))?[^,()]*)*)\)")
 FROM_KEYS = re.compile(r"local\s+([\w,\s]+?)\s*=\s*(KEYS\[[^\n]*)")
 

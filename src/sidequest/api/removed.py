@@ -99,21 +99,16 @@ def set_aside(key: str | bytes, what: str, also: Callable[[Any], None] | None = 
     unrecorded. Returns the key it now has, or None when there was nothing to clear."""
     held = keys.cleared(what, secrets.token_hex(6))
     pipe = connection.client().pipeline(transaction=True)
-    # As a plain command: a cluster pipeline refuses its rename() method, though the held
-    # key carries the cleared key's hash tag and so shares its slot.
-    pipe.execute_command("RENAME", key, held)  # type: ignore[no-untyped-call]
-    pipe.expire(held, CLEARED_KEEP)
+    script = connection.script("set_aside")
+    connection.prepare(script, pipe)
+    script(keys=[key, held], args=[CLEARED_KEEP], client=pipe)
     if also is not None:
         also(pipe)
     answers = outages_raised(pipe.execute(raise_on_error=False))
-    if isinstance(answers[0], redis.ResponseError) and connection.client().exists(held):
-        return held  # redis-py sent it again after a lost reply: the first one renamed it
-    if isinstance(answers[0], redis.ResponseError):  # no such key: nothing there
-        for answer in answers[1:]:
-            if isinstance(answer, Exception):
-                raise answer
-        return None
-    return held
+    for answer in answers:
+        if isinstance(answer, Exception):
+            raise answer
+    return held if answers[0] == 1 else None
 
 
 def never_run(raws: list[bytes], held: str | None = None) -> None:
