@@ -4,6 +4,7 @@ when the job is deleted; its TTL is the safety net. Real Redis, in-process worke
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -337,6 +338,8 @@ def test_a_lock_is_seen_and_released_by_hand(r: redis.Redis) -> None:
     assert UniqueLock(Sync, [12]).holder is None and UniqueLock(Sync, [12]).ttl is None
     r.delete("queue:default")
     assert Sync.perform_async(11) is None  # stranded
+    r.persist(keys.unique_lock(lock.digest))  # as a hand-written lock: no TTL, never lapses
+    assert lock.ttl == math.inf, lock.ttl
     assert lock.release() and not lock.release()
     assert Sync.perform_async(11)
     keyed = ByAccount.perform_async(5, note="x")

@@ -383,3 +383,17 @@ def test_a_unique_lock_counted_from_a_push_long_ago_has_lapsed(created: float) -
     assert not unique.may_have_lapsed({"unique_for": 600, "created_at": created})
     assert not unique.may_have_lapsed({"unique_for": True, "created_at": created})
     assert not unique.may_have_lapsed({"unique_for": 60, "created_at": "yesterday"})
+
+
+def test_the_lapse_note_never_fails_a_job_that_ended(monkeypatch: pytest.MonkeyPatch) -> None:
+    # On a Redis Cluster a slot moving raises outside RedisError; the job has already run,
+    # and an error out of this diagnostic would have retried it (and run it twice).
+    from redis.exceptions import SlotNotCoveredError
+
+    class Moving:
+        def get(self, name: str) -> None:
+            raise SlotNotCoveredError("slot 1234 is not covered")
+
+    monkeypatch.setattr(unique.connection, "client", Moving)
+    unique.note_lapse({"class": "Lapsed", "jid": "a" * 24, "unique_digest": "d" * 64})
+    assert "Lapsed" not in unique._lapse_told

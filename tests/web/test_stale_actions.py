@@ -33,6 +33,10 @@ def test_delete_all_says_how_many_more_than_the_page_showed(client: Client,
     r.zadd("dead", {failed("d" * 24): time.time()})
     answer = client.submit("/morgue/all/delete", {"shown": "1"})
     assert html.unescape(flash(client.get(answer.headers["location"]).text)) == "Deleted: 1."
+    r.zadd("dead", {failed("e" * 24): time.time()})
+    answer = client.submit("/morgue/all/delete", {"shown": "\u00b2"})  # a digit int() refuses
+    assert answer.status_code == 303, answer.text
+    assert html.unescape(flash(client.get(answer.headers["location"]).text)) == "Deleted: 1."
 
 
 def test_a_row_acted_on_meanwhile_is_said_to_be_gone(client: Client, r: redis.Redis) -> None:

@@ -11,6 +11,7 @@ every identical push until ``unique_for`` ends.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -58,9 +59,13 @@ class UniqueLock:
 
     @property
     def ttl(self) -> float | None:
-        """Seconds until the lock lapses on its own, or None when there is none."""
+        """Seconds until the lock lapses on its own; ``math.inf`` for a lock that never will
+        (written without a TTL, by hand or by another program: free it with release()),
+        None when there is no lock."""
         with connection.on_shard(self.shard):
             left = int(connection.client().pttl(keys.unique_lock(self.digest)))
+        if left == -1:
+            return math.inf
         return left / 1000 if left >= 0 else None
 
     def release(self) -> bool:

@@ -77,7 +77,7 @@ class LoginLimiter:
         if verdict in (b"full", b"later"):
             return Admission(wait=0.0, retry_after=float(seconds))
         # The slot's wait, or the address's delay.
-        return Admission(wait=float(seconds), slowed=int(failures) >= self.free_failures)
+        return Admission(wait=float(seconds), slowed=_count(failures) >= self.free_failures)
 
     async def failed(self, address: str) -> None:
         await run_in_threadpool(self._failed, address)
@@ -114,3 +114,12 @@ def _bucket(address: str) -> str:
     if ip.version == 6:
         return str(ipaddress.ip_network(f"{ip}/64", strict=False).network_address)
     return str(ip)
+
+
+def _count(reply: object) -> float:
+    """The failure count the script read: another tool may have written it as "5.5" or
+    "1e+20", which int() refuses; unreadable counts as none, as the script does."""
+    try:
+        return float(reply)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0

@@ -272,10 +272,10 @@ class _Views:
         if action not in self.kind.all_actions:
             return render.text("Unknown action", 400)
         done, note = await run_in_threadpool(self._apply_all, action)
-        shown = render.form(request).get("shown", "")
-        if shown.isdigit() and done > int(shown):
+        shown = _shown(render.form(request).get("shown", ""))
+        if shown is not None and done > shown:
             # Not refused: in a failure storm the set grows between any page and its press.
-            note = (f" That is {done - int(shown):,} more than the {int(shown):,} this page"
+            note = (f" That is {done - shown:,} more than the {shown:,} this page"
                     " showed: they came in after it was drawn." + note)
         return self._back(request, f"{ROW_ACTIONS[action][0]}: {done:,}.{note}")
 
@@ -318,3 +318,9 @@ def unreadable_left(jobset: JobSet) -> tuple[int, bool]:
         if len(entries) < SCAN_PAGE:
             return count, False
     return count, size > UNREADABLE_SCAN
+
+
+def _shown(text: str) -> int | None:
+    """The count the page showed, as its form posted it; None for anything else (read after
+    the action is done, it must not fail the answer: isdigit() takes "²", int() does not)."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 20 else None
