@@ -91,8 +91,21 @@ def _unknown(name: str) -> str:
     plain = _plain_function(name)
     if plain:
         return plain
+    module = name.rpartition(".")[0]
+    if module in sys.modules:
+        return _gone_from(name, module)
     return (f"no job class named {name!r} is loaded in this process; {LOAD_HINT}, and check"
             f" that its name matches (set name = {name!r} on a class to share it with Ruby)")
+
+
+def _gone_from(name: str, module: str) -> str:
+    """A job whose module this worker loads, without the class: renamed or removed by a
+    deploy after older code pushed it (or a slip in the pushing code)."""
+    what = near_miss(name) or f"no job {name!r} is defined"
+    return (f"{what}{' ' if what.endswith('?') else '. '}If a deploy renamed or"
+            f" removed the class after older code pushed this job, keep the old class (or set"
+            f" name = {name!r} on its replacement) until the jobs it pushed have run, or delete"
+            " them; the job retries as any failure does")
 
 
 def _plain_function(name: str) -> str | None:

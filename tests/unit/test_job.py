@@ -447,6 +447,19 @@ def test_an_unknown_name_points_at_the_same_class_under_another_module() -> None
     assert "but" not in str(plain.value)
 
 
+def test_a_class_gone_from_a_loaded_module_is_said_to_be_renamed_or_removed() -> None:
+    """A rolling deploy renamed the class after older code pushed the job: the module is
+    loaded, so 'make sure the worker imports the module' was the wrong advice."""
+    with pytest.raises(UnknownJobError) as gone:
+        registry.lookup(f"{__name__}.TJWelcomeOld")
+    said = str(gone.value)
+    assert said.startswith(f"the module '{__name__}' is loaded but defines no job"
+                           " 'TJWelcomeOld'"), said
+    assert f"did you mean '{__name__}.TJWelcome'? If a deploy renamed or removed" in said, said
+    assert f"set name = '{__name__}.TJWelcomeOld' on its replacement" in said
+    assert "sidequest -r" not in said
+
+
 def plain_helper(n: int) -> int:
     """Not a job: no @job on it."""
     return n
