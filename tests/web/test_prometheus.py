@@ -63,6 +63,24 @@ def test_queue_sets_totals_and_classes(client: Client, r: redis.Redis) -> None:
     assert found[("sidequest_job_duration_seconds_bucket", (*report, ("le", "+Inf")))] == 1
 
 
+def test_past_the_queue_cap_the_largest_queues_are_reported(
+        client: Client, r: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sidequest.contrib import prometheus
+
+    monkeypatch.setattr(prometheus, "MAX_QUEUES", 3)
+    for i in range(5):
+        enqueue(r, f"q{i}", job(f"{i:024x}", queue=f"q{i}"))
+    enqueue(r, "zz-busy", *(job(f"{n:024x}", queue="zz-busy") for n in range(10, 14)))
+    enqueue(r, "q4", job("e" * 24, queue="q4"))
+    found = samples(client.get("/prometheus").text)
+    sizes = {dict(labels)["queue"]: value for (name, labels), value in found.items()
+             if name == "sidequest_queue_size"}
+    # Named last, the busiest came first; then q4 (2 jobs), then the first of the equals.
+    assert sizes == {"zz-busy": 4, "q4": 2, "q0": 1}, sizes
+    assert found[("sidequest_queues", ())] == 6
+    assert ("sidequest_queue_latency_seconds", (("queue", "zz-busy"),)) in found
+
+
 def test_a_queue_whose_name_is_not_utf8_is_measured_by_its_own_bytes(
         client: Client, r: redis.Redis) -> None:
     r.sadd("queues", b"q\xff")  # written by another program

@@ -98,6 +98,8 @@ class _Figures:
     #: workers running nothing will, so this is what to alert on.
     awaiting_recovery: int = 0
     queues: list[tuple[str, int, float]] = field(default_factory=list)
+    #: Queues in Redis: more than ``queues`` holds when there are over MAX_QUEUES.
+    queue_count: int = 0
     classes: list[metrics.ClassMetrics] = field(default_factory=list)
     histograms: dict[str, list[int]] = field(default_factory=dict)
     #: Milliseconds of the successful runs counted in ``histograms``, per class.
@@ -106,15 +108,17 @@ class _Figures:
     @classmethod
     def read(cls) -> _Figures:
         stats = live_stats()
-        return cls(stats, sum(awaiting_recovery().values()),
-                   _queue_figures(), metrics.summary("1h"),
-                   *_histograms())
+        queues, queue_count = _queue_figures()
+        return cls(stats, sum(awaiting_recovery().values()), queues, queue_count,
+                   metrics.summary("1h"), *_histograms())
 
 
 def _families(figures: _Figures) -> Iterator[Metric]:
     yield from _totals(figures.stats)
     yield _gauge("sidequest_awaiting_recovery", "Jobs of dead Sidequest processes not yet"
                  " put back in their queues.", figures.awaiting_recovery)
+    yield _gauge("sidequest_queues", f"Queues in Redis (sidequest_queue_size reports the"
+                 f" {MAX_QUEUES} largest).", figures.queue_count)
     yield from _queues(figures.queues)
     yield from _classes(figures.classes)
     yield _durations(figures.histograms, figures.histogram_ms)
@@ -147,19 +151,25 @@ def _totals(stats: Any) -> Iterator[Metric]:
     yield _gauge("sidequest_dead", "Jobs in the dead set.", stats.dead_size)
 
 
-def _queue_figures() -> list[tuple[str, int, float]]:
-    """(queue, size, latency) of each of the first MAX_QUEUES queues: one pipelined round
-    trip. Each is read by its name's exact bytes (one that is not UTF-8 too) and labelled
-    with its printable name."""
+def _queue_figures() -> tuple[list[tuple[str, int, float]], int]:
+    """(queue, size, latency) of the MAX_QUEUES largest queues, and how many queues there
+    are: two pipelined round trips. Each is read by its name's exact bytes (one that is not
+    UTF-8 too) and labelled with its printable name."""
     client = connection.client()
-    names = queue_names(client)[:MAX_QUEUES]
+    names = queue_names(client)
     pipe = client.pipeline(transaction=False)
     for name in names:
         pipe.llen(key_of(keys.queue, name))
+    sizes = [as_int(size) for size in replies(pipe)]  # a key of another type reads as empty
+    # The largest, not the first by name: past the cap a busy queue must not be the one left
+    # out (sorted() is stable: equal sizes keep the names' order).
+    ranked = sorted(zip(names, sizes, strict=True), key=lambda pair: -pair[1])[:MAX_QUEUES]
+    pipe = client.pipeline(transaction=False)
+    for name, _ in ranked:
         pipe.lindex(key_of(keys.queue, name), -1)
-    answers = replies(pipe)  # a key of the wrong type reads as an empty queue
-    return [(shown(name), as_int(answers[2 * i]), latency_of(answers[2 * i + 1]))
-            for i, name in enumerate(names)]
+    oldest = replies(pipe)
+    return ([(shown(name), size, latency_of(oldest[i])) for i, (name, size) in enumerate(ranked)],
+            len(names))
 
 
 def _queues(found: list[tuple[str, int, float]]) -> Iterator[Metric]:
