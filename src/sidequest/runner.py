@@ -227,7 +227,12 @@ def run_worker(config: Config, processes: int = 1, *, app_loaded: bool = False,
     warn_of_colon_weights(config.queues)
     _export_environment(config)
     if not config.require and not app_loaded:
-        log.warning("no -r given: no job classes are loaded; pass -r yourapp.jobs")
+        # Not only a warning: such a worker took jobs from its queues and failed every one
+        # (started from the wrong directory, where no sidequest.toml names the app, say).
+        raise ConfigError(f"no -r given and no settings file names your jobs (require = [...]),"
+                          f" so this worker could run none of the jobs it would take from"
+                          f" {', '.join(q for q, _ in config.queues)}: pass -r yourapp.jobs,"
+                          f" from your project's root (the current directory is {os.getcwd()})")
     loaded = load_app(config.require)  # once, before any fork: children share the modules
     _warn_if_no_jobs(config.require, loaded)
     for problem in load_checks.problems(loaded):

@@ -195,6 +195,19 @@ def test_a_worker_started_inside_its_package_exits_2(project: Path, redis_url: s
     assert "Traceback" not in out
 
 
+def test_a_worker_with_nothing_to_load_exits_2(project: Path, redis_url: str,
+                                               tmp_path_factory: pytest.TempPathFactory) -> None:
+    # Started from a directory without the project's sidequest.toml, it took jobs from its
+    # queues and failed every one of them.
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    proc = sidequest(project, "-q", "mail", env={"REDIS_URL": redis_url}, cwd=elsewhere)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 2, out
+    assert "no -r given and no settings file names your jobs" in out
+    assert (f"from mail: pass -r yourapp.jobs, from your project's root (the current directory"
+            f" is {elsewhere})") in out, out
+
+
 @pytest.mark.parametrize("processes", [[], ["-P", "2"]])
 def test_a_module_that_raises_shows_its_traceback_and_exits_2(
     project: Path, redis_url: str, processes: list[str],
