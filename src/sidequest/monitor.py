@@ -181,7 +181,7 @@ def render_status() -> list[str]:
     running = list(ProcessSet())
     procs = [[p.identity, p.tag or "-", f"{p.busy}/{p.concurrency}", f"{p.rss / 1024:.0f} MB",
               _ago(now - p.started_at), _ago(now - p.beat) + " ago",
-              "quiet" if p.stopping else "running"] for p in running]
+              _state(p, now)] for p in running]
     lines = [f"Processes ({len(procs)})"]
     lines += _table(["IDENTITY", "TAG", "BUSY", "RSS", "UPTIME", "BEAT", "STATE"], procs) \
         if procs else ["  none running"]
@@ -194,6 +194,12 @@ def render_status() -> list[str]:
                   f"   Dead: {stats.dead_size:,}   Processed: {stats.processed:,}"
                   f"   Failed: {stats.failed:,}"]
     return lines + _awaiting_lines()
+
+
+def _state(process: Process, now: float) -> str:
+    if process.silent(now):
+        return "NOT RESPONDING (no heartbeat: killed or frozen)"
+    return "quiet" if process.stopping else "running"
 
 
 def _unserved_lines(queues: list[Queue], running: list[Process]) -> list[str]:

@@ -13,6 +13,7 @@ import time
 import pytest
 import redis
 
+from sidequest import monitor
 from web_helpers import Client, process
 
 pytestmark = pytest.mark.redis
@@ -43,6 +44,19 @@ def test_a_process_asked_to_stop_shows_it_until_it_reads_it(client: Client,
     assert r.rpop(f"{W1}-signals") == "TERM"
     r.hset(W1, "quiet", "true")
     assert row(client.get("/busy").text, W1) == ("quiet", ["Stop"])
+
+
+def test_a_process_without_a_recent_heartbeat_is_not_responding(client: Client,
+                                                                r: redis.Redis) -> None:
+    # Killed with kill -9: listed as "running" with its busy threads until its entry expired.
+    process(r, W1)
+    process(r, W2)
+    r.hset(W1, "beat", time.time() - 17)
+    page = client.get("/busy").text
+    assert row(page, W1)[0] == "not responding" and row(page, W2)[0] == "running"
+    assert "No heartbeat for 17 s: killed or frozen" in page
+    lines = "\n".join(monitor.render_status())
+    assert "NOT RESPONDING (no heartbeat" in lines and lines.count("NOT RESPONDING") == 1
 
 
 def test_a_process_asked_to_quiet_offers_only_stop(client: Client, r: redis.Redis) -> None:

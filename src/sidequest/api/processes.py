@@ -27,6 +27,10 @@ _FIELDS = ("info", "busy", "beat", "quiet", "rss", "rtt_us", "concurrency")
 CLEANUP_EVERY = 60
 
 
+#: Seconds without a heartbeat after which a listed process is shown as not responding.
+SILENT_AFTER = 15.0
+
+
 class Process:
     """One entry of the process set, as its last heartbeat described it. ``identity`` is
     printable: bytes that are not UTF-8 (another program's) are written out (``\\xff``),
@@ -61,6 +65,12 @@ class Process:
                                     isinstance(q, str)])
     started_at = property(lambda self: as_float(self.info.get("started_at")) or 0.0)
     version = property(lambda self: str(self.info.get("version") or ""))
+
+    def silent(self, now: float) -> bool:
+        """No heartbeat for longer than any live process leaves between two (Sidequest beats
+        every 5 s, Sidekiq every 5 or 10): killed or frozen. It stays listed until its entry
+        expires (a Sidequest process's lease, 20 s), and then its jobs are put back."""
+        return self.beat > 0 and now - self.beat > SILENT_AFTER
 
     @property
     def embedded(self) -> bool:
