@@ -21,7 +21,7 @@ from sidequest.errors import (
     SidequestError,
     UnknownJobError,
 )
-from sidequest.hooks import on_death, on_error
+from sidequest.hooks import on_death, on_error, on_quiet, on_shutdown, on_startup
 from sidequest.job import Job, JobFunction, job
 from sidequest.limiter import OverLimit
 from sidequest.periodic_jobs import periodic
@@ -54,6 +54,9 @@ __all__ = [
     "middleware",
     "on_death",
     "on_error",
+    "on_quiet",
+    "on_shutdown",
+    "on_startup",
     "periodic",
 ]
 

@@ -1,9 +1,16 @@
-"""Process-wide failure hooks, Sidekiq's ``death_handlers`` and ``error_handlers``.
+"""Process-wide hooks: failures (Sidekiq's ``death_handlers`` and ``error_handlers``) and a
+worker process's life (Sidekiq's ``on(:startup)``, ``on(:quiet)`` and ``on(:shutdown)``).
 
 ``on_error`` handlers see every exception a job raises (and errors in the job's own hooks);
 ``on_death`` handlers see every job that will not run again: retries used up, retry off, or
 discarded. A handler that raises is logged and skipped; it never changes what happens to the
 job, which is already recorded when handlers run.
+
+``on_startup``, ``on_quiet`` and ``on_shutdown`` functions run in each worker process (each
+child of ``-P``, an embedded worker too) and never in the processes that only push: to open
+what the jobs share (an HTTP client, a pool) and close it. ``async def`` ones run on the
+process's event loop for async jobs, so that what they open belongs to it. They are run by
+``sidequest.worker.lifecycle``.
 """
 
 from __future__ import annotations
@@ -24,9 +31,14 @@ ErrorHandler = Callable[[BaseException, dict[str, Any]], object]
 
 death_handlers: list[DeathHandler] = []
 error_handlers: list[ErrorHandler] = []
+#: ``hook()``, or ``async def hook()``: what it returns is ignored.
+LifeHook = Callable[[], object]
+#: The hooks of each moment of a worker process's life, in the order registered.
+life_hooks: dict[str, list[LifeHook]] = {"startup": [], "quiet": [], "shutdown": []}
 
 D = TypeVar("D", bound=DeathHandler)
 E = TypeVar("E", bound=ErrorHandler)
+L = TypeVar("L", bound=LifeHook)
 
 
 def on_death(handler: D) -> D:
@@ -45,6 +57,36 @@ def on_error(handler: E) -> E:
     """
     error_handlers.append(handler)
     return handler
+
+
+def on_startup(hook: L) -> L:
+    """Register ``hook()`` to run as each worker process starts, before it takes a job (with
+    ``-P``, in each child). One that raises stops the worker: it exits 2, saying which.
+
+    Usable as a decorator; returns the hook unchanged.
+    """
+    return _add("startup", hook)
+
+
+def on_quiet(hook: L) -> L:
+    """Register ``hook()`` to run when the worker process is quieted (``TSTP``, the
+    dashboard's Quiet, or the start of a stop): it takes no new job from then on."""
+    return _add("quiet", hook)
+
+
+def on_shutdown(hook: L) -> L:
+    """Register ``hook()`` to run as the worker process stops, once its jobs have finished
+    or been pushed back: to close what ``on_startup`` opened. One that raises is logged."""
+    return _add("shutdown", hook)
+
+
+def _add(moment: str, hook: L) -> L:
+    if not callable(hook):
+        raise TypeError(f"on_{moment} takes a function (or an async def function) called"
+                        f" with no argument; got {hook!r}")
+    if hook not in life_hooks[moment]:  # a module imported twice registers once
+        life_hooks[moment].append(hook)
+    return hook
 
 
 def report_error(exc: BaseException, context: dict[str, Any]) -> None:

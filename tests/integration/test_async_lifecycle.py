@@ -13,9 +13,11 @@ import time
 
 import pytest
 
+import sidequest
 from helpers import running_worker, wait_for
-from sidequest import Job
+from sidequest import ConfigError, Job, hooks
 from sidequest.api import JobStatus, Queue, WorkSet, metrics
+from sidequest.worker import lifecycle
 
 started = threading.Event()
 finished: list[str] = []
@@ -250,3 +252,94 @@ def test_a_stop_ends_on_time_past_an_async_job_that_ignores_its_cancellation() -
         assert launcher.stop() is False
         assert time.monotonic() - begun < 0.5 + 1.5, "past the watchdog's grace"
     assert sorted(j.jid for j in Queue("default")) == sorted([stubborn, *waiting])
+
+
+# The application's lifecycle hooks (sidequest.on_startup, on_quiet, on_shutdown).
+
+@pytest.fixture
+def life(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The hooks registered by a test only, and what they saw."""
+    for moment in hooks.life_hooks:
+        monkeypatch.setitem(hooks.life_hooks, moment, [])
+    return []
+
+
+class UsesTheClient(Job):
+    async def perform(self) -> None:
+        shared = clients["http"]
+        assert shared["loop"] is asyncio.get_running_loop(), "made on another loop"
+        finished.append(self.jid)
+
+
+clients: dict[str, dict[str, object]] = {}
+
+
+def test_hooks_run_in_order_and_async_ones_on_the_jobs_loop(life: list[str]) -> None:
+    @sidequest.on_startup
+    def first() -> None:
+        life.append("startup")
+
+    @sidequest.on_startup
+    async def open_client() -> None:
+        clients["http"] = {"loop": asyncio.get_running_loop()}
+        life.append("async startup")
+
+    @sidequest.on_quiet
+    def quieted() -> None:
+        life.append("quiet")
+
+    @sidequest.on_shutdown
+    async def close_client() -> None:
+        assert clients.pop("http")["loop"] is asyncio.get_running_loop()
+        life.append(f"async shutdown after {len(finished)} job")
+
+    sidequest.on_shutdown(first)  # one function at several moments
+    sidequest.on_startup(first)  # registered twice (a module imported twice): runs once
+    with running_worker():
+        assert life == ["startup", "async startup"]
+        jid = UsesTheClient.perform_async()
+        wait_for(lambda: jid in finished, what="the job using the hook's client")
+    assert life == ["startup", "async startup", "quiet", "async shutdown after 1 job",
+                    "startup"], life
+
+
+def test_a_startup_hook_that_raises_stops_the_worker_before_any_job(life: list[str]) -> None:
+    @sidequest.on_startup
+    def needs_a_key() -> None:
+        raise RuntimeError("API_KEY is not set")
+
+    @sidequest.on_shutdown
+    def never() -> None:
+        life.append("shutdown")
+
+    Waits.perform_async(0)
+    with pytest.raises(ConfigError, match=r"the on_startup hook .*needs_a_key raised"
+                                          r" RuntimeError: API_KEY is not set; the worker did"
+                                          r" not start"), running_worker():
+        pass
+    assert Queue("default").size == 1 and life == []
+
+
+def test_a_failing_shutdown_hook_is_logged_and_the_next_runs(
+        life: list[str], caplog: pytest.LogCaptureFixture) -> None:
+    @sidequest.on_shutdown
+    def breaks() -> None:
+        raise OSError("already closed")
+
+    @sidequest.on_shutdown
+    async def hangs() -> None:
+        await asyncio.sleep(60)
+
+    @sidequest.on_shutdown
+    def last() -> None:
+        life.append("last")
+
+    caplog.set_level(logging.ERROR, logger="sidequest")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(lifecycle, "ASYNC_LIMIT", 0.3)
+        with running_worker():
+            pass
+    assert life == ["last"]
+    said = [r.getMessage() for r in caplog.records]
+    assert any("on_shutdown hook" in m and "breaks raised" in m for m in said), said
+    assert any("hangs did not finish within 0.3 s" in m for m in said), said

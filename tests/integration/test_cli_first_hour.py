@@ -223,6 +223,22 @@ def test_a_module_that_raises_shows_its_traceback_and_exits_2(
     assert 'fh_raises.py", line 3, in <module>' in out and "importlib" not in out
 
 
+@pytest.mark.parametrize("processes", [[], ["-P", "2"]])
+def test_a_failing_startup_hook_stops_the_worker_with_exit_2(
+    project: Path, redis_url: str, processes: list[str],
+) -> None:
+    (project / "fh_hooked.py").write_text(
+        JOBS + "\nimport sidequest\n\n@sidequest.on_startup\ndef connect():\n"
+               "    raise ConnectionRefusedError('the mail server is down')\n")
+    proc = sidequest(project, "-r", "fh_hooked", "-C", "fast.toml", *processes,
+                     env={"REDIS_URL": redis_url})
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2, out
+    assert ("the on_startup hook fh_hooked.connect raised ConnectionRefusedError: the mail"
+            " server is down; the worker did not start") in out, out
+    assert "Traceback (most recent call last):" in out and "started: " not in out
+
+
 @pytest.mark.parametrize("where", ["sidequest.toml", "config/sidequest.toml"])
 def test_a_settings_file_in_the_working_directory_is_read_without_c(
     project: Path, redis_url: str, where: str,

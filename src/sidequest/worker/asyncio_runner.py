@@ -22,6 +22,7 @@ does not wait for async jobs that a blocked loop cannot finish or cancel.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import sys
 import threading
@@ -187,9 +188,16 @@ class AsyncRunner:
     def _cancel_waiting(self) -> None:
         self.cancel([jid for jid, entry in list(self._running.items()) if not entry.started])
 
-    def wait_result(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        """Run ``coro`` on the loop and wait for it here (the sync-middleware path)."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+    def wait_result(self, coro: Coroutine[Any, Any, Any], timeout: float | None = None) -> Any:
+        """Run ``coro`` on the loop and wait for it here (the sync-middleware path, the
+        lifecycle hooks); concurrent.futures.TimeoutError past ``timeout``, the coroutine
+        then cancelled."""
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise
 
     @property
     def busy(self) -> int:

@@ -37,6 +37,7 @@ from sidequest.worker import cancels, guards, identity, logs, sharding, watchdog
 from sidequest.worker.cancels import CancelWatcher
 from sidequest.worker.heartbeat import Heartbeat, rss_kb
 from sidequest.worker.inbox import Inbox
+from sidequest.worker.lifecycle import LifeEvents
 from sidequest.worker.manager import Manager
 from sidequest.worker.periodic import (
     PeriodicPoller,
@@ -104,6 +105,8 @@ class Launcher(SignalHandling):
         self.exporter: Exporter | None = None  # --metrics-port
         self._client = first_client()
         self.manager = Manager(config, self.identity, self.state)
+        self.life = LifeEvents(self.manager.asyncio)  # the application's on_startup, ...
+        self.manager.drained = self.life.shutdown
         self.embedded = embedded
         self.heartbeat = Heartbeat(config, self.identity, self._client, self.state,
                                    self.remote_signal, embedded=embedded)
@@ -124,7 +127,9 @@ class Launcher(SignalHandling):
         self.inbox = Inbox(self._os_act, supervised)
 
     def start(self) -> None:
-        """Register with Redis (waiting for it if it is down), then start every thread."""
+        """Run the on_startup hooks, register with Redis (waiting for it if it is down),
+        then start every thread."""
+        self.life.startup()  # first: one that fails leaves nothing behind to undo
         middleware.server.prepend(guards.server_middleware)  # unique locks, expiry
         if self.periodic.entries:
             middleware.server.prepend(record_outcome)
@@ -300,6 +305,7 @@ class Launcher(SignalHandling):
         self.scheduler.paused.set()
         self.periodic.paused.set()
         self.manager.quiet()
+        self.life.quiet()
 
     def stop(self) -> bool:
         """Graceful stop; returns True when no job had to be pushed back. A second call (an
@@ -345,6 +351,7 @@ class Launcher(SignalHandling):
             self.start()
         except redis.RedisError:
             log.info("stopped before Redis could be reached; nothing was fetched")
+            self.life.shutdown()  # its startup hooks ran: what they opened is closed
             return True
         while not self.stop_requested.is_set():
             time.sleep(NAP)

@@ -99,6 +99,9 @@ class Manager(Feeding):
         #: Called by a processor thread after each job it ran (the launcher's memory check,
         #: when there is a max_memory: a job that grew the process is noticed at once).
         self.after_job: Callable[[], None] | None = None
+        #: Called at a stop once the jobs are done, before the event loop closes (the
+        #: application's on_shutdown hooks, whose async ones run on that loop).
+        self.drained: Callable[[], None] | None = None
         # Strict priority across several queues: the held jobs are handed out highest queue
         # first (a plain FIFO would run a lower queue's job fetched before a new critical one).
         self._jobs: Any = (PriorityBuffer(config.queue_names, sentinels=(LISTEN,))
@@ -173,6 +176,8 @@ class Manager(Feeding):
         if leftovers:  # their concurrency slots, held by threads the exit abandons
             renewal.renewer.give_back_all()
         self._waker.dispose()  # only now: the fetcher may have been waiting on it
+        if self.drained is not None:
+            self.drained()
         self.asyncio.close()
         return not (leftovers or late)
 
