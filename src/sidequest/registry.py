@@ -62,11 +62,12 @@ def register(cls: type[Job]) -> None:
 def lookup(name: str) -> type[Job]:
     cls = _jobs.get(name)
     if cls is None:
-        raise UnknownJobError(_unknown(name))
+        raise UnknownJobError(why_unknown(name))
     return cls
 
 
-def _unknown(name: str) -> str:
+def why_unknown(name: str) -> str:
+    """What to do about a job named ``name`` that no class here defines, for its error."""
     if name in _stubs:
         return (f"{name!r} is a push-only stub in this process (a class without perform, for"
                 f" a job another process runs, Ruby's say): this worker fetched it because it"

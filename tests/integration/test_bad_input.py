@@ -3,6 +3,7 @@ byte for byte, unknown classes retry, and no exception a job raises kills its th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from typing import Any
@@ -11,7 +12,8 @@ import pytest
 import redis
 
 from helpers import running_worker, wait_for
-from sidequest import Job
+from sidequest import Job, middleware
+from sidequest.api import metrics
 
 DONE = threading.Event()
 
@@ -94,6 +96,42 @@ def test_unknown_class_is_an_ordinary_failure(r: redis.Redis) -> None:
     job = json.loads(member)
     assert job["error_class"] == "sidequest.errors.UnknownJobError"
     assert "'Missing::Job'" in job["error_message"] and "-r" in job["error_message"]
+
+
+def test_an_unknown_class_goes_through_the_server_middleware(r: redis.Redis) -> None:
+    """Its failure is counted against its class (the Metrics page, /prometheus, the process's
+    exporter, traces): a deploy that dropped a class showed only in the global total."""
+    seen: list[tuple[str, str, str]] = []
+
+    def watch(job: Any, payload: dict[str, Any], queue: str, call_next: Any) -> Any:
+        try:
+            return call_next()
+        except Exception as exc:
+            seen.append((job.jid, payload["class"], type(exc).__name__))
+            raise
+
+    def swallow(job: Any, payload: dict[str, Any], queue: str, call_next: Any) -> Any:
+        with contextlib.suppress(Exception):  # a middleware that eats errors runs nothing
+            call_next()
+
+    r.lpush("queue:default", json.dumps(
+        {"class": "app.gone.Ghost", "args": [1], "jid": "g" * 24, "queue": "default"}))
+    middleware.server.add(watch)
+    try:
+        with running_worker():
+            wait_for(lambda: r.zcard("retry") == 1, what="the ghost job in the retry set")
+            # One that a middleware's error swallowed is a failure all the same: it cannot run.
+            middleware.server.prepend(swallow)
+            r.lpush("queue:default", json.dumps(
+                {"class": "app.gone.Ghost", "args": [2], "jid": "h" * 24, "queue": "default"}))
+            wait_for(lambda: r.zcard("retry") == 2, what="the second ghost job in the retry set")
+    finally:
+        middleware.server.remove(watch)
+        middleware.server.remove(swallow)
+    assert seen == [("g" * 24, "app.gone.Ghost", "UnknownJobError"),
+                    ("h" * 24, "app.gone.Ghost", "UnknownJobError")], seen
+    recorded, _ = metrics.for_class("app.gone.Ghost")
+    assert recorded.processed == 2 and recorded.failed >= 1, recorded  # the first, at least
 
 
 @pytest.mark.parametrize("kind", ["exit", "interrupt", "badstr", "huge"])

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import redis
 from redis.exceptions import RedisClusterException
@@ -36,7 +36,7 @@ from sidequest import (
     url_problems,
 )
 from sidequest.config import Config
-from sidequest.errors import TIMEOUT_MESSAGE, JobTimeout, PayloadError
+from sidequest.errors import TIMEOUT_MESSAGE, JobTimeout, PayloadError, UnknownJobError
 from sidequest.job import Job
 from sidequest.morgue import add_dead
 from sidequest.payload import KWARGS, Payload, decode, dumps, job_class, loads, new_jid, normalized
@@ -135,7 +135,9 @@ class Processor:
         cls: type[Job] | None = None
         watched = False
         try:
-            cls = registry.lookup(job["class"])
+            cls = registry.find(job["class"])
+            if cls is None:
+                self._unknown(work, job)
             instance = cls()
             instance.jid = job.get("jid", "")
             instance.payload = job
@@ -147,7 +149,7 @@ class Processor:
                 watched = True
                 self._watched(self.timeouts, limit, (work, job, instance, args, kwargs))
             else:
-                self._chain(work, job, instance, args, kwargs)
+                self._chain(work, job, instance, lambda: self._call(instance, args, kwargs))
         except BaseException as exc:  # a job's SystemExit must not end the worker
             if watched and not self.settle(work):
                 return None  # given up on as stuck: its failure is recorded already
@@ -177,8 +179,9 @@ class Processor:
     def _watched(self, timeouts: Timeouts, limit: float,
                  chain: tuple[Work, Payload, Job, Any, Any]) -> None:
         try:
-            with timeouts.watch(str(chain[1].get("jid", "")), limit):
-                self._chain(*chain)
+            work, job, instance, args, kwargs = chain
+            with timeouts.watch(str(job.get("jid", "")), limit):
+                self._chain(work, job, instance, lambda: self._call(instance, args, kwargs))
         except JobTimeout as exc:
             # Raised into the thread as a bare class (no message can ride along): give it the
             # limit, as an async job's has, keeping the traceback of where the job was.
@@ -186,17 +189,32 @@ class Processor:
                 exc.args = (f"{TIMEOUT_MESSAGE} of {limit:g} s",)
             raise
 
-    def _chain(self, work: Work, job: Payload, instance: Job, args: Any, kwargs: Any) -> None:
+    def _chain(self, work: Work, job: Payload, instance: Job,
+               final: Callable[[], Any]) -> None:
         # For the application's log lines (sidequest.joblog.JobFields).
         token = joblog.current.set((instance.jid, job_class(job), work.queue))
         try:
             if len(middleware.server):
-                chain_args = (instance, job, work.queue)
-                middleware.server.invoke(chain_args, lambda: self._call(instance, args, kwargs))
+                middleware.server.invoke((instance, job, work.queue), final)
             else:
-                self._call(instance, args, kwargs)
+                final()
         finally:
             joblog.current.reset(token)
+
+    def _unknown(self, work: Work, job: Payload) -> NoReturn:
+        """A job whose class this worker lacks fails where its perform would run, inside the
+        server middleware: the metrics, the traces and the application's own middleware
+        count it against its class, as any failure, not only in the global total."""
+        stand_in = Job()  # the base class: the middleware reads jid and payload
+        stand_in.jid = job.get("jid", "")
+        stand_in.payload = job
+        failure = UnknownJobError(registry.why_unknown(str(job["class"])))
+
+        def fail() -> None:
+            raise failure
+
+        self._chain(work, job, stand_in, fail)
+        raise failure  # a middleware that swallowed it does not make the job run
 
     def _call(self, instance: Job, args: Any, kwargs: Any) -> Any:
         result: Any = signatures.call_perform(instance, args, kwargs)
