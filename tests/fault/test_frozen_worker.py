@@ -5,6 +5,8 @@ so the job runs again only after its first run has ended, as after any crash."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import redis
@@ -37,3 +39,24 @@ def test_a_worker_frozen_past_its_stall_limit_is_killed_before_its_lease_ends(
     runs = [entry for entry in ledger.entries() if entry[1] == jid]
     assert [entry[0] for entry in runs] == ["start", "start", "done"]
     assert runs[1][4] > runs[0][4] + killed - 1  # the second began after the first ended
+
+
+FREEZES = """
+import ctypes, time
+from sidequest.worker import watchdog
+watchdog.running = lambda: "app.jobs.Hog jid=ab12, app.jobs.Other jid=cd34 \\u00e9"
+watchdog.start(60.0, stall=1.5)
+time.sleep(2.5)  # Python runs: the pulses carry what it runs
+ctypes.PyDLL(None).sleep(20)  # then the interpreter is held in C
+"""
+
+
+def test_the_watchdog_names_the_jobs_the_frozen_worker_was_running() -> None:
+    # The worker's own start line for such a job may never be written (its log thread
+    # cannot run either): the kill message is where it is named.
+    frozen = subprocess.run([sys.executable, "-c", FREEZES], capture_output=True, text=True,
+                            timeout=30, check=False)
+    assert frozen.returncode == -9, frozen.stderr
+    assert ("has run no Python code for 1.5 s" in frozen.stderr
+            and "; running then: app.jobs.Hog jid=ab12, app.jobs.Other jid=cd34 ?"
+            in frozen.stderr), frozen.stderr

@@ -342,6 +342,7 @@ class Launcher(SignalHandling):
         """Run until TERM/INT or a remote stop; the command-line entry point."""
         if install_signals:
             self._install_signals()
+            watchdog.running = self.manager.running_names
             watchdog.start(self.config.timeout + 1.5, watchdog.stall_limit(
                 self.config.lease_ttl, self.config.heartbeat_interval))
         if self.stop_requested.is_set():

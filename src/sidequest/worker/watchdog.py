@@ -28,6 +28,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 log = logging.getLogger("sidequest")
 
@@ -46,6 +47,20 @@ def kill():
         pass  # it ended meanwhile
     sys.exit(0)
 stall = float(sys.argv[4])  # 0: no pulse is watched
+# The pipe carries signal numbers (bytes 1-31, written by Python's C handler), pulses (a
+# zero byte) and, before a pulse, what the worker runs now (printable text, bytes 32-126).
+running, text = "", bytearray()
+def take(data):
+    global running
+    for byte in data:
+        if byte >= 32:
+            text.append(byte)
+        elif byte == 0 and text:
+            running = text.decode("ascii", "replace")
+            text.clear()
+    return bool({signal.SIGTERM, signal.SIGINT} & set(data))
+def jobs():
+    return f"; running then: {running}" if running not in ("", "-") else ""
 while True:
     if not select.select([fd], [], [], stall or None)[0]:
         if os.getppid() != parent:
@@ -54,27 +69,30 @@ while True:
                          f" {stall:g} s (a job holding the interpreter in C code: a regular"
                          " expression, a huge sort); killing it before its lease runs out, so"
                          " that the worker that recovers its jobs does not run them beside it."
-                         " Raise lease_ttl for jobs that hold the interpreter this long\\n")
+                         f" Raise lease_ttl for jobs that hold the interpreter this long{jobs()}"
+                         "\\n")
         sys.stderr.flush()
         kill()
-    data = os.read(fd, 64)
+    data = os.read(fd, 4096)
     if not data:
         sys.exit(0)  # the worker exited
-    if {signal.SIGTERM, signal.SIGINT} & set(data):
+    if take(data):
         break
 deadline = time.monotonic() + grace
 os.set_blocking(fd, False)
 while time.monotonic() < deadline:
     time.sleep(0.05)
     try:
-        if os.read(fd, 64) == b"" or os.getppid() != parent:
+        data = os.read(fd, 4096)
+        if data == b"" or os.getppid() != parent:
             sys.exit(0)
+        take(data)
     except BlockingIOError:
         pass
 sys.stderr.write(f"sidequest: worker process {parent} did not stop within {grace:g} s of its"
                  " stop signal (a job holding the interpreter, or a stop that hung); killing"
                  " it: its unfinished jobs stay in progress, and another worker recovers"
-                 " them\\n")
+                 f" them{jobs()}\\n")
 sys.stderr.flush()
 kill()
 """
@@ -160,16 +178,38 @@ def _inheritable(fd: int) -> bool:
         return False
 
 
+#: Set by the worker: the jobs it runs now (``Report jid=ab12..., ...``), for the watchdog to
+#: name when it kills the process (its own log lines of them may not have been written).
+running: Callable[[], str] | None = None
+#: Longest description sent: one write of at most PIPE_BUF bytes is never split by a signal's.
+MAX_TEXT = 1000
+
+
 def _pulse(fd: int) -> None:
-    """Tell the watchdog that this process still runs Python code, once a PULSE."""
+    """Tell the watchdog that this process still runs Python code, once a PULSE, with what
+    it runs whenever that changed."""
+    told = ""
     while True:
+        now = _described()
         try:
-            os.write(fd, b"\0")
+            os.write(fd, b"\0" if now == told else now.encode("ascii") + b"\0")
+            told = now
         except BlockingIOError:
             pass  # a full pipe: the watchdog is behind, and has heard from us anyway
         except OSError:
             return  # the watchdog is gone: no one to tell
         time.sleep(PULSE)
+
+
+def _described() -> str:
+    """What ``running`` says, as printable ASCII (bytes 32 to 126: none reads as a signal's
+    number or a pulse); "-" for nothing."""
+    try:
+        text = running() if running is not None else ""
+    except Exception:  # a diagnostic: never let it stop the pulse
+        text = ""
+    clean = "".join(c if " " <= c <= "~" else "?" for c in text[:MAX_TEXT])
+    return clean or "-"
 
 
 _WRITE_FD = [-1]
