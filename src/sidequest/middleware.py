@@ -23,11 +23,13 @@ class Chain(Generic[F]):
 
     def add(self, middleware: F) -> F:
         """Append ``middleware`` (also usable as a decorator)."""
+        _check(middleware)
         if middleware not in self._entries:
             self._entries.append(middleware)
         return middleware
 
     def prepend(self, middleware: F) -> F:
+        _check(middleware)
         self.remove(middleware)
         self._entries.insert(0, middleware)
         return middleware
@@ -56,6 +58,15 @@ class Chain(Generic[F]):
         for entry in reversed(entries):
             call_next = partial(entry, *args, call_next)
         return call_next()
+
+
+def _check(middleware: object) -> None:
+    """Refused when added, not at every job: a class with only ``call`` or ``acall`` (no
+    ``__call__``) failed each plain job with "the first argument must be callable"."""
+    if not callable(middleware):
+        raise TypeError(f"a middleware is called as f(..., call_next): {middleware!r} cannot be"
+                        f" called; give its class a __call__ method (and an async acall for"
+                        f" async jobs), or add a function")
 
 
 ClientMiddleware = Callable[[dict[str, Any], str, Callable[[], Any]], Any]

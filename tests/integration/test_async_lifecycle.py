@@ -327,19 +327,48 @@ def test_a_failing_shutdown_hook_is_logged_and_the_next_runs(
         raise OSError("already closed")
 
     @sidequest.on_shutdown
+    async def times_out_itself() -> None:
+        await asyncio.wait_for(asyncio.sleep(5), 0.01)  # its own TimeoutError: a failure
+
+    @sidequest.on_shutdown
+    def runs() -> None:
+        life.append("runs")
+
+    @sidequest.on_shutdown
     async def hangs() -> None:
         await asyncio.sleep(60)
 
     @sidequest.on_shutdown
-    def last() -> None:
-        life.append("last")
+    def too_late() -> None:
+        life.append("too late")
 
     caplog.set_level(logging.ERROR, logger="sidequest")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(lifecycle, "ASYNC_LIMIT", 0.3)
+        patch.setattr(lifecycle, "BUDGET", 1.0)
         with running_worker():
             pass
-    assert life == ["last"]
+    assert life == ["runs"], life
     said = [r.getMessage() for r in caplog.records]
     assert any("on_shutdown hook" in m and "breaks raised" in m for m in said), said
-    assert any("hangs did not finish within 0.3 s" in m for m in said), said
+    assert any("times_out_itself raised" in m for m in said), said
+    assert any("hangs did not finish in time" in m for m in said), said
+    assert any("too_late skipped: the hooks' 1 s were spent" in m for m in said), said
+
+
+quiet_seen = threading.Event()
+
+
+class WaitsForTheQuietHook(Job):
+    def perform(self) -> None:
+        finished.append(f"quiet hook ran first: {quiet_seen.wait(10)}")
+
+
+def test_the_quiet_hooks_run_at_the_start_of_a_stop(life: list[str]) -> None:
+    # Not once the running jobs are done (Sidekiq's :quiet comes first): this job ends only
+    # when the quiet hook has run, or 10 s later.
+    quiet_seen.clear()
+    sidequest.on_quiet(quiet_seen.set)
+    with running_worker(timeout=15):
+        WaitsForTheQuietHook.perform_async()
+        wait_for(lambda: WorkSet().size == 1, what="the job to run")
+    assert finished == ["quiet hook ran first: True"]

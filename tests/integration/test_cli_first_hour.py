@@ -6,6 +6,7 @@ worker's own size, -r naming a module without jobs or one that raises (with and 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -109,7 +110,8 @@ def test_the_start_line_names_the_redis_without_its_password(project: Path, redi
         r.acl_deluser("firsthour")
     (banner,) = [line for line in out.lines if "started: " in line]
     shown = url.replace("sekret-pw", "***")
-    assert banner.endswith(f"started: strict, 1 thread, queues default, Redis {shown}/3")
+    assert banner.endswith(f"started: strict, 1 thread, 100 async jobs at once, queues default,"
+                           f" Redis {shown}/3")
     assert not any("sekret-pw" in line for line in out.lines)
 
 
@@ -237,6 +239,85 @@ def test_a_failing_startup_hook_stops_the_worker_with_exit_2(
     assert ("the on_startup hook fh_hooked.connect raised ConnectionRefusedError: the mail"
             " server is down; the worker did not start") in out, out
     assert "Traceback (most recent call last):" in out and "started: " not in out
+
+
+HOOKED = """
+import asyncio, os, time, redis
+import sidequest
+from sidequest import Job
+
+marks = redis.Redis.from_url(os.environ["REDIS_URL"])
+
+class Long(Job):
+    def perform(self):
+        marks.rpush("marks", "job started")
+        time.sleep(30)
+
+@sidequest.on_startup
+async def connect():
+    marks.rpush("marks", "startup")
+    if os.path.exists("slow-start"):
+        await asyncio.sleep(30)
+    if os.path.exists("fail-start"):
+        raise ConnectionRefusedError("the mail server is down")
+
+@sidequest.on_shutdown
+async def close():
+    await asyncio.sleep(2)  # past the jobs' timeout: the stop grants the hooks their share
+    marks.rpush("marks", "shutdown")
+"""
+
+
+def test_shutdown_hooks_run_after_a_job_kept_to_the_deadline(project: Path, redis_url: str,
+                                                             r: redis.Redis) -> None:
+    (project / "fh_life.py").write_text(HOOKED)
+    proc = sidequest(project, "-r", "fh_life", "-t", "1", env={"REDIS_URL": redis_url})
+    Output(proc).wait_for("started: ")
+    subprocess.run([sys.executable, "-c", "from fh_life import Long; Long.perform_async()"],
+                   cwd=project, env={**os.environ, "REDIS_URL": redis_url,
+                                     "PYTHONPATH": str(project)}, check=True, timeout=30)
+    wait_for(lambda: "job started" in r.lrange("marks", 0, -1), what="the long job")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0  # not killed (-9) by the hard deadline while the hook ran
+    assert r.lrange("marks", 0, -1) == ["startup", "job started", "shutdown"]
+    assert r.scard("processes") == 0, "the process cleared its record after the hooks"
+
+
+def test_a_stop_while_a_startup_hook_runs_starts_nothing(project: Path, redis_url: str,
+                                                        r: redis.Redis) -> None:
+    (project / "fh_life.py").write_text(HOOKED)
+    (project / "slow-start").write_text("")
+    proc = sidequest(project, "-r", "fh_life", "-t", "1", env={"REDIS_URL": redis_url})
+    wait_for(lambda: r.lrange("marks", 0, -1) == ["startup"], what="the startup hook")
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out
+    assert "stopped while its on_startup hooks ran; nothing was fetched" in out, out
+    assert r.lrange("marks", 0, -1) == ["startup", "shutdown"]
+
+
+def test_a_replacement_whose_startup_hook_fails_is_restarted_not_the_pool_stopped(
+        project: Path, redis_url: str, r: redis.Redis) -> None:
+    # A service down for a moment when -P replaces a child: the healthy sibling stays.
+    (project / "fh_life.py").write_text(HOOKED)
+    proc = sidequest(project, "-r", "fh_life", "-P", "2", "-C", "fast.toml",
+                     env={"REDIS_URL": redis_url})
+    out = Output(proc)
+
+    def starts() -> int:
+        return sum("started: " in line for line in out.lines)
+
+    wait_for(lambda: starts() == 2, what="two worker processes")
+    (project / "fail-start").write_text("")
+    victim = int(json.loads(r.hget(sorted(r.smembers("processes"))[0], "info"))["pid"])
+    os.kill(victim, signal.SIGKILL)
+    out.wait_for("the mail server is down")
+    out.wait_for("starting another in")  # a crash to retry, with the usual growing wait
+    (project / "fail-start").unlink()
+    wait_for(lambda: starts() == 3, timeout=30, what="the replacement to start")
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
 
 
 @pytest.mark.parametrize("where", ["sidequest.toml", "config/sidequest.toml"])

@@ -400,7 +400,8 @@ def test_the_worker_calls_the_app_factory_it_is_given(factory_project: Path,
     # Before: "No module named 'fsqapp:create_app()'"; with -r fsqapp, no job class and the
     # Redis of $REDIS_URL, as create_app() never ran.
     proc, out = worker_on(factory_project, redis_url, "fsqapp:create_app('worker')")
-    out.wait_for(f"started: strict, 1 thread, queues default, Redis {redis_url}")
+    out.wait_for(f"started: strict, 1 thread, 100 async jobs at once, queues default,"
+                 f" Redis {redis_url}")
     sidequest.enqueue("fsqapp.jobs.Greet")
     out.wait_for("greeted by worker")  # in the app's context, the factory's argument
     proc.send_signal(signal.SIGTERM)

@@ -91,3 +91,16 @@ def test_a_chain_that_runs_on_the_loop_says_nothing(caplog: pytest.LogCaptureFix
     middleware.server.clear()
     assert async_jobs.chain_is_async()  # an empty chain too
     assert warnings_of(caplog) == []
+
+
+def test_an_object_that_cannot_be_called_is_refused_when_added() -> None:
+    # A class with `call` (a slip) or only `acall` failed every plain job, one at a time.
+    class OnlyCall:
+        def call(self, job: object, payload: object, queue: str, call_next: object) -> None:
+            pass
+
+    with pytest.raises(TypeError, match=r"cannot be called; give its class a __call__ method"):
+        middleware.server.add(OnlyCall())
+    with pytest.raises(TypeError, match="cannot be called"):
+        middleware.client.prepend(OnlyCall())  # type: ignore[arg-type]
+    assert not any(isinstance(entry, OnlyCall) for entry in middleware.server)

@@ -57,6 +57,12 @@ def test_a_process_without_a_recent_heartbeat_is_not_responding(client: Client,
     assert "No heartbeat for 17 s: killed or frozen" in page
     lines = "\n".join(monitor.render_status())
     assert "NOT RESPONDING (no heartbeat" in lines and lines.count("NOT RESPONDING") == 1
+    # One that says it beats every 10 s is given three of them.
+    process(r, W2, beat_every=10)
+    r.hset(W2, "beat", time.time() - 25)
+    assert row(client.get("/busy").text, W2)[0] == "running"
+    r.hset(W2, "beat", time.time() - 31)
+    assert row(client.get("/busy").text, W2)[0] == "not responding"
 
 
 def test_a_process_asked_to_quiet_offers_only_stop(client: Client, r: redis.Redis) -> None:

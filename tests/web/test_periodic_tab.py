@@ -12,7 +12,7 @@ import redis
 
 from sidequest import connection, keys, monitor, periodic_jobs
 from sidequest.worker.periodic import register
-from web_helpers import HOSTILE, SAME_ORIGIN, Client, flash
+from web_helpers import HOSTILE, SAME_ORIGIN, Client, flash, process
 
 pytestmark = pytest.mark.redis
 
@@ -54,6 +54,10 @@ def test_an_entry_no_running_worker_pushes_is_overdue(client: Client, r: redis.R
     other = page[page.index('data-name="nightly-report"'):]
     assert ">overdue<" not in other[:other.index("</tr>")]  # its next tick is to come
     assert "OVERDUE since" in "\n".join(monitor.render_periodic())
+    # A live process that defines it (its record says so) only skipped the ticks of an
+    # outage longer than its grace: not overdue.
+    process(r, "w1:1:aaaaaaaaaaaa", periodic=["ping"])
+    assert ">overdue<" not in client.get("/periodic").text
 
 
 def test_pause_resume_and_enqueue_now(client: Client, r: redis.Redis) -> None:

@@ -21,6 +21,7 @@ import redis
 
 from sidequest import client as push_client
 from sidequest import connection, cron, keys
+from sidequest.api.processes import ProcessSet
 from sidequest.errors import ConfigError, SidequestError
 from sidequest.payload import Payload, new_jid
 from sidequest.periodic_jobs import OPTIONS, job_payload
@@ -46,9 +47,9 @@ class PeriodicEntry:
     #: "succeeded" or "failed" once the last pushed job ran; "" before that.
     outcome: str
     paused: bool
-    #: The first tick no process handled, when it is more than OVERDUE_AFTER seconds past:
+    #: The first tick no process handled, when it is more than OVERDUE_AFTER seconds past and
     #: no running worker defines the entry (its module is not loaded by any ``-r``, or every
-    #: worker is quiet or stopped). None while ticks are handled, paused ones included.
+    #: worker is stopped). None while ticks are handled, paused ones included.
     overdue_since: float | None = None
 
     @property
@@ -95,7 +96,8 @@ class PeriodicSet:
             pipe.hgetall(keys.periodic_state(name))
         replies = pipe.execute()
         now = seconds + micros / 1e6
-        return [_entry(name, stored[name.encode()], state, now)
+        pushed = _defined_by_live_processes() if names else set()
+        return [_entry(name, stored[name.encode()], state, now, name in pushed)
                 for name, state in zip(names, replies, strict=True)]
 
     def find(self, name: str) -> PeriodicEntry | None:
@@ -209,7 +211,14 @@ def _number(value: Any) -> float | None:
     return number if 0 < number < 1e11 else None
 
 
-def _entry(name: str, raw: bytes, state: dict[bytes, bytes], now: float) -> PeriodicEntry:
+def _defined_by_live_processes() -> set[str]:
+    """The entries that running Sidequest processes say they push (their records list them;
+    a quiet one's count too: it pushes again once resumed)."""
+    return {name for process in ProcessSet(clean=False) for name in process.periodic}
+
+
+def _entry(name: str, raw: bytes, state: dict[bytes, bytes], now: float,
+           pushed: bool = False) -> PeriodicEntry:
     definition = _loads(raw)
     fields = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace")
               for k, v in state.items()}
@@ -218,7 +227,9 @@ def _entry(name: str, raw: bytes, state: dict[bytes, bytes], now: float) -> Peri
     next_run = overdue = None
     if schedule is not None:
         next_run = float(schedule.next_after(max(now, tick or 0)))
-        if tick is not None:  # a worker writes it at registration and at every tick after
+        if tick is not None and not pushed:  # written at registration and at each tick
+            # A live process that defines it may have skipped ticks of an outage longer
+            # than its grace, leaving the tick old: only with none is it overdue.
             first = float(schedule.next_after(tick))
             overdue = first if first < now - OVERDUE_AFTER else None
     written = definition.get("cron") or (

@@ -67,10 +67,17 @@ class Process:
     version = property(lambda self: str(self.info.get("version") or ""))
 
     def silent(self, now: float) -> bool:
-        """No heartbeat for longer than any live process leaves between two (Sidequest beats
-        every 5 s, Sidekiq every 5 or 10): killed or frozen. It stays listed until its entry
-        expires (a Sidequest process's lease, 20 s), and then its jobs are put back."""
-        return self.beat > 0 and now - self.beat > SILENT_AFTER
+        """No heartbeat for longer than a live process leaves between two (Sidequest says how
+        often it beats; Sidekiq beats every 5 or 10 s): killed or frozen. It stays listed
+        until its entry expires (a Sidequest process's lease, 20 s), and then its jobs are put
+        back. Three intervals, at least SILENT_AFTER: a clock a little off is not silence."""
+        every = as_float(self.info.get("beat_every")) or 0.0
+        return self.beat > 0 and now - self.beat > max(SILENT_AFTER, 3 * every)
+
+    @property
+    def periodic(self) -> list[str]:
+        """The periodic entries this Sidequest process pushes (none for Sidekiq's)."""
+        return [name for name in _as_list(self.info.get("periodic")) if isinstance(name, str)]
 
     @property
     def embedded(self) -> bool:

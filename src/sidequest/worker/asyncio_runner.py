@@ -22,7 +22,6 @@ does not wait for async jobs that a blocked loop cannot finish or cancel.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import sys
 import threading
@@ -188,16 +187,13 @@ class AsyncRunner:
     def _cancel_waiting(self) -> None:
         self.cancel([jid for jid, entry in list(self._running.items()) if not entry.started])
 
-    def wait_result(self, coro: Coroutine[Any, Any, Any], timeout: float | None = None) -> Any:
-        """Run ``coro`` on the loop and wait for it here (the sync-middleware path, the
-        lifecycle hooks); concurrent.futures.TimeoutError past ``timeout``, the coroutine
-        then cancelled."""
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise
+    def wait_result(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Run ``coro`` on the loop and wait for it here (the sync-middleware path)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def submit_coroutine(self, coro: Coroutine[Any, Any, Any]) -> Future[Any]:
+        """Run ``coro`` on the loop; its future, to wait for in steps (the lifecycle hooks)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     @property
     def busy(self) -> int:

@@ -60,7 +60,13 @@ class Heartbeat:
         self.state = state
         self.on_signal = on_signal
         self.quiet = False
-        self.info = dumps(self._info())
+        self._fields = self._info()
+        self.info = dumps(self._fields)
+
+    def describe(self, **fields: Any) -> None:
+        """Add fields to the process record's info (before the first beat)."""
+        self._fields.update(fields)
+        self.info = dumps(self._fields)
 
     def _info(self) -> dict[str, Any]:
         cfg = self.config
@@ -76,6 +82,8 @@ class Heartbeat:
             "identity": self.identity,
             "version": __version__,
             "embedded": self.embedded,
+            # Sidequest's own: how often it beats, so that a reader can tell a silent one.
+            "beat_every": cfg.heartbeat_interval,
         }
 
     def beat(self) -> None:

@@ -37,7 +37,7 @@ from sidequest.worker import cancels, guards, identity, logs, sharding, watchdog
 from sidequest.worker.cancels import CancelWatcher
 from sidequest.worker.heartbeat import Heartbeat, rss_kb
 from sidequest.worker.inbox import Inbox
-from sidequest.worker.lifecycle import LifeEvents
+from sidequest.worker.lifecycle import LifeEvents, StoppedWhileStarting, stop_budget
 from sidequest.worker.manager import Manager
 from sidequest.worker.periodic import (
     PeriodicPoller,
@@ -118,6 +118,8 @@ class Launcher(SignalHandling):
         warn_unserved(entries, config)
         self.periodic = PeriodicPoller(config, connection.new_client(retries=0), self.stopping,
                                        entries)
+        # Named in its record: the dashboard tells an entry that no live process defines.
+        self.heartbeat.describe(periodic=sorted(entry.name for entry in entries))
         self._threads: list[threading.Thread] = []
         self._stopped = False
         self._stop_lock = threading.Lock()
@@ -129,7 +131,9 @@ class Launcher(SignalHandling):
     def start(self) -> None:
         """Run the on_startup hooks, register with Redis (waiting for it if it is down),
         then start every thread."""
-        self.life.startup()  # first: one that fails leaves nothing behind to undo
+        # First: one that fails leaves nothing behind to undo, and a stop meanwhile starts
+        # nothing (StoppedWhileStarting).
+        self.life.startup(self.stop_requested)
         middleware.server.prepend(guards.server_middleware)  # unique locks, expiry
         if self.periodic.entries:
             middleware.server.prepend(record_outcome)
@@ -175,6 +179,7 @@ class Launcher(SignalHandling):
         return (f"Sidequest {self.identity} started:"
                 f" {'strict' if self.config.strict else 'weighted'},"
                 f" {threads} thread{'' if threads == 1 else 's'},"
+                f" {self.config.async_concurrency} async jobs at once,"
                 f" queues {', '.join(self.config.queue_names)}, Redis {connection.redacted()}")
 
     def _serve_metrics(self) -> None:
@@ -280,6 +285,7 @@ class Launcher(SignalHandling):
         # Now, not when the main thread acts on the stop (up to NAP later): a process over
         # its memory limit takes no further job, and its prefetched ones go back at once.
         self.manager.quiet()
+        self.life.quiet()
         if self.embedded:
             # No run loop acts on the stop here, and no supervisor starts a fresh worker: stop
             # it now (off this thread, which may be one the stop waits for), so that it no
@@ -318,6 +324,7 @@ class Launcher(SignalHandling):
 
     def _stop(self) -> bool:
         log.info("stopping: waiting up to %gs for running jobs", self.config.timeout)
+        self.life.quiet()  # at the start of the stop, as Sidekiq's :quiet
         self.heartbeat.quiet = True
         # As when quieted, it pushes nothing more: a live process pushes what falls due
         # meanwhile, or the next to start does (periodic ticks within periodic_grace).
@@ -338,12 +345,17 @@ class Launcher(SignalHandling):
         log.info("stopped")
         return clean
 
+    def _hard_deadline(self) -> float:
+        """Seconds after a stop signal past which the process is ended whatever it does: the
+        jobs' timeout, the application's quiet and shutdown hooks' share, and a margin."""
+        return self.config.timeout + stop_budget() + 1.5
+
     def run(self, install_signals: bool = True) -> bool:
         """Run until TERM/INT or a remote stop; the command-line entry point."""
         if install_signals:
             self._install_signals()
             watchdog.running = self.manager.running_names
-            watchdog.start(self.config.timeout + 1.5, watchdog.stall_limit(
+            watchdog.start(self._hard_deadline(), watchdog.stall_limit(
                 self.config.lease_ttl, self.config.heartbeat_interval))
         if self.stop_requested.is_set():
             log.info("stopped while starting; nothing was fetched")
@@ -354,13 +366,17 @@ class Launcher(SignalHandling):
             log.info("stopped before Redis could be reached; nothing was fetched")
             self.life.shutdown()  # its startup hooks ran: what they opened is closed
             return True
+        except StoppedWhileStarting:
+            log.info("stopped while its on_startup hooks ran; nothing was fetched")
+            self.life.shutdown()
+            return True
         while not self.stop_requested.is_set():
             time.sleep(NAP)
         watchdog.notify_stop()  # no-op when a signal already told it
         # A job stuck in C code can hold the interpreter: a C-level timer ends the process
         # shortly after the deadline no matter what (its jobs stay in progress, recovered).
         try:
-            faulthandler.dump_traceback_later(self.config.timeout + 1.5, exit=True)
+            faulthandler.dump_traceback_later(self._hard_deadline(), exit=True)
         except RuntimeError as exc:  # it needs a thread; stopping matters more than the timer
             log.warning("no hard deadline for this shutdown: %s", exc)
         try:

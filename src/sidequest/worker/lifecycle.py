@@ -1,12 +1,15 @@
 """Runs the application's ``on_startup``, ``on_quiet`` and ``on_shutdown`` hooks
 (sidequest.hooks) at those moments of a worker process's life.
 
-A plain function runs in the thread that reaches the moment; an ``async def`` one on the
-process's event loop for async jobs, since a client it opens (httpx.AsyncClient, an async
-Redis or database pool) is bound to the loop it was made on and must be used and closed
-there. A startup hook that fails stops the worker, as a bad setting does: the jobs would
-otherwise run without what it was to open. A quiet or shutdown hook that fails is logged,
-and the others still run.
+A plain function runs in a thread; an ``async def`` one on the process's event loop for
+async jobs, since a client it opens (httpx.AsyncClient, an async Redis or database pool) is
+bound to the loop it was made on and must be used and closed there. A startup hook that
+fails stops the worker, as a bad setting does: the jobs would otherwise run without what it
+was to open. A quiet or shutdown hook that fails is logged, and the others still run.
+
+The quiet and shutdown hooks share ``BUDGET`` seconds at a stop, which the stop's hard
+deadline (the watchdog's) grants on top of the jobs' timeout: past it the process stops
+without waiting for them, rather than be killed before it has cleared its record.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import concurrent.futures
 import inspect
 import logging
 import threading
+import time
 from typing import Any
 
 from sidequest.errors import ConfigError
@@ -23,64 +27,112 @@ from sidequest.worker.asyncio_runner import AsyncRunner
 
 log = logging.getLogger("sidequest")
 
-#: Seconds an async quiet or shutdown hook may take: a stop has a deadline to keep.
-ASYNC_LIMIT = 10.0
+#: Seconds the quiet and shutdown hooks may take in all, at a stop.
+BUDGET = 10.0
+#: How often a startup hook's wait looks for a stop.
+STEP = 0.1
+
+
+class StartupHookError(ConfigError):
+    """An on_startup hook raised: the worker does not start."""
+
+
+class StoppedWhileStarting(Exception):
+    """A stop came while the on_startup hooks ran: the worker starts nothing."""
+
+
+def stop_budget() -> float:
+    """Seconds a stop grants the hooks beyond the jobs' timeout: none without any."""
+    return BUDGET if life_hooks["quiet"] or life_hooks["shutdown"] else 0.0
 
 
 class LifeEvents:
     """A worker process's hooks, each moment told once: quiet at the first TSTP or at the
-    stop, on a thread of its own (neither the heartbeat nor the signal thread waits for
-    the application's code), shutdown after it, once the jobs are done."""
+    stop, on a thread of its own (neither the signal handler nor the heartbeat waits for the
+    application's code), shutdown after it, once the jobs are done."""
 
     def __init__(self, runner: AsyncRunner) -> None:
         self.runner = runner
-        self._lock = threading.Lock()
+        # Taken without blocking: quiet() may run in a signal handler that interrupted the
+        # main thread inside shutdown(); whoever holds it is telling the quiet hooks anyway.
+        self._gate = threading.Lock()
         self._quiet: threading.Thread | None = None
+        self._told_quiet = False
         self._shut = False
 
-    def startup(self) -> None:
-        """Every startup hook, in order; the first that raises stops the worker."""
+    def startup(self, stop: threading.Event | None = None) -> None:
+        """Every startup hook, in order; the first that raises stops the worker, and a
+        ``stop`` set meanwhile ends the wait for an async one (StoppedWhileStarting)."""
         for hook in list(life_hooks["startup"]):
             try:
-                self._call(hook, None)
+                self._call(hook, None, stop)
+            except StoppedWhileStarting:
+                raise
             except Exception as exc:
                 log.exception("on_startup hook %s raised", name_of(hook))
-                raise ConfigError(
+                raise StartupHookError(
                     f"the on_startup hook {name_of(hook)} raised {type(exc).__name__}: {exc};"
                     f" the worker did not start (its traceback is logged above): fix it, or"
                     f" catch in the hook what may fail there") from exc
+            if stop is not None and stop.is_set():
+                raise StoppedWhileStarting
 
     def quiet(self) -> None:
-        with self._lock:
-            if self._quiet is not None or not life_hooks["quiet"]:
+        if not self._gate.acquire(blocking=False):
+            return
+        try:
+            if self._told_quiet:
                 return
-            self._quiet = threading.Thread(target=self._each, args=("quiet",),
-                                           name="sidequest-on-quiet", daemon=True)
-            self._quiet.start()
+            self._told_quiet = True
+            if life_hooks["quiet"]:
+                self._quiet = threading.Thread(target=self._each, args=("quiet",),
+                                               name="sidequest-on-quiet", daemon=True)
+                self._quiet.start()
+        finally:
+            self._gate.release()
 
     def shutdown(self) -> None:
-        self.quiet()  # a stop quiets the process first: its hooks are told so too
-        with self._lock:
-            if self._shut:
-                return
-            self._shut = True
-            told = self._quiet
-        if told is not None:
-            told.join(ASYNC_LIMIT)
-        self._each("shutdown")
+        """The quiet hooks if not told yet, then the shutdown hooks, within BUDGET."""
+        self.quiet()
+        if self._shut:  # the stop paths are serialized by the launcher's own lock
+            return
+        self._shut = True
+        if not life_hooks["shutdown"] and self._quiet is None:
+            return
+        deadline = time.monotonic() + BUDGET
+        runner = threading.Thread(target=self._after_quiet, args=(deadline,),
+                                  name="sidequest-on-shutdown", daemon=True)
+        runner.start()
+        # A moment past the deadline: an async hook is cut off there by the runner itself,
+        # which says which; only a plain one that hangs is left behind.
+        runner.join(max(0.0, deadline - time.monotonic()) + 5 * STEP)
+        if runner.is_alive():
+            log.error("the on_quiet and on_shutdown hooks did not finish within %g s; the"
+                      " worker stops without waiting for them", BUDGET)
 
-    def _each(self, moment: str) -> None:
+    def _after_quiet(self, deadline: float) -> None:
+        told = self._quiet
+        if told is not None:  # a shutdown hook may close what a quiet one still uses
+            told.join(max(0.0, deadline - time.monotonic()))
+        self._each("shutdown", deadline)
+
+    def _each(self, moment: str, deadline: float | None = None) -> None:
         for hook in list(life_hooks[moment]):
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                log.error("on_%s hook %s skipped: the hooks' %g s were spent", moment,
+                          name_of(hook), BUDGET)
+                continue
             try:
-                self._call(hook, ASYNC_LIMIT)
-            except concurrent.futures.TimeoutError:
-                log.error("on_%s hook %s did not finish within %g s; going on without it",
-                          moment, name_of(hook), ASYNC_LIMIT)
+                self._call(hook, left, None)
+            except _TooLong:
+                log.error("on_%s hook %s did not finish in time; going on without it",
+                          moment, name_of(hook))
             except Exception:
                 log.exception("on_%s hook %s raised; the other hooks still run", moment,
                               name_of(hook))
 
-    def _call(self, hook: LifeHook, limit: float | None) -> None:
+    def _call(self, hook: LifeHook, limit: float | None, stop: threading.Event | None) -> None:
         result = hook()
         if not inspect.isawaitable(result):
             return
@@ -88,7 +140,22 @@ class LifeEvents:
             _close(result)
             raise RuntimeError("the event loop of async jobs is blocked by a job, so this"
                                " async hook could not run")
-        self.runner.wait_result(_awaited(result), limit)
+        future = self.runner.submit_coroutine(_awaited(result))
+        deadline = None if limit is None else time.monotonic() + limit
+        while not future.done():
+            if stop is not None and stop.is_set():
+                future.cancel()
+                raise StoppedWhileStarting
+            if deadline is not None and time.monotonic() >= deadline:
+                future.cancel()
+                raise _TooLong
+            # Waited in steps: a stop is seen, and the hook's own TimeoutError is its own.
+            concurrent.futures.wait([future], timeout=STEP)
+        future.result()
+
+
+class _TooLong(Exception):
+    """An async hook ran past its share of the budget (not a TimeoutError it raised)."""
 
 
 async def _awaited(awaitable: Any) -> Any:
