@@ -227,12 +227,7 @@ def run_worker(config: Config, processes: int = 1, *, app_loaded: bool = False,
     warn_of_colon_weights(config.queues)
     _export_environment(config)
     if not config.require and not app_loaded:
-        # Not only a warning: such a worker took jobs from its queues and failed every one
-        # (started from the wrong directory, where no sidequest.toml names the app, say).
-        raise ConfigError(f"no -r given and no settings file names your jobs (require = [...]),"
-                          f" so this worker could run none of the jobs it would take from"
-                          f" {', '.join(q for q, _ in config.queues)}: pass -r yourapp.jobs,"
-                          f" from your project's root (the current directory is {os.getcwd()})")
+        _nothing_to_load(config)
     loaded = load_app(config.require)  # once, before any fork: children share the modules
     _warn_if_no_jobs(config.require, loaded)
     for problem in load_checks.problems(loaded):
@@ -261,6 +256,25 @@ def run_worker(config: Config, processes: int = 1, *, app_loaded: bool = False,
         logging.shutdown()
         os._exit(0)
     return 0
+
+
+def _nothing_to_load(config: Config) -> None:
+    """No -r and no settings file's require: refused (ConfigError), unless the settings file
+    has periodic entries to push."""
+    if config.periodic:
+        # Pushing a settings file's periodic entries (for a Ruby app's jobs, say) needs no
+        # job class here; the jobs it would take from its queues it cannot run.
+        log.warning("no -r given: no job classes are loaded, so this worker fails every job it"
+                    " takes from %s; to push the settings file's periodic entries only, give it"
+                    " a queue no one pushes to (-q periodic-only)",
+                    ", ".join(q for q, _ in config.queues))
+    else:
+        # Not only a warning: such a worker took jobs from its queues and failed every one
+        # (started from the wrong directory, where no sidequest.toml names the app, say).
+        raise ConfigError(f"no -r given and no settings file names your jobs (require = [...]),"
+                          f" so this worker could run none of the jobs it would take from"
+                          f" {', '.join(q for q, _ in config.queues)}: pass -r yourapp.jobs,"
+                          f" from your project's root (the current directory is {os.getcwd()})")
 
 
 def _warn_if_init(pid: int) -> None:

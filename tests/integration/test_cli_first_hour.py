@@ -210,6 +210,19 @@ def test_a_worker_with_nothing_to_load_exits_2(project: Path, redis_url: str,
             f" is {elsewhere})") in out, out
 
 
+def test_a_worker_pushing_only_a_settings_files_periodic_entries_starts(
+        project: Path, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    # For a Ruby app's jobs, say: no job class is needed to push them.
+    elsewhere = tmp_path_factory.mktemp("pusher")
+    (elsewhere / "sidequest.toml").write_text(
+        (project / "fast.toml").read_text()
+        + '\n[[periodic]]\nname = "ruby-report"\nclass = "ReportJob"\nevery = 60\n')
+    proc = sidequest(project, "-q", "periodic-only", env={"REDIS_URL": redis_url},
+                     cwd=elsewhere)
+    out = started(proc, "no -r given: no job classes are loaded")
+    assert "(-q periodic-only)" in out.wait_for("no -r given")
+
+
 @pytest.mark.parametrize("processes", [[], ["-P", "2"]])
 def test_a_module_that_raises_shows_its_traceback_and_exits_2(
     project: Path, redis_url: str, processes: list[str],
