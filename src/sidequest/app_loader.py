@@ -203,7 +203,8 @@ def _module_for_file(path: Path) -> str:
     """The dotted name under which ``-r app/jobs.py`` is imported: the same as ``-r app.jobs``,
     so that job names (``app.jobs.SendWelcome``) match what the app enqueues."""
     if not path.is_file():
-        raise ConfigError(f"-r {path}: no such file")
+        raise ConfigError(f"-r {path}: no such file in {Path.cwd()}: run the worker from your"
+                          f" project's root, or give the file's path from there")
     if path.suffix != ".py":
         raise ConfigError(f"-r {path}: not a Python file")
     resolved = path.resolve()

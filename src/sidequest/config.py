@@ -4,6 +4,7 @@ validated once and frozen. Pure: no Redis, no threads.
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import sys
@@ -235,6 +236,15 @@ def level_name(text: str) -> str:
     return _LEVEL_ALIASES.get(upper, upper)
 
 
+def settings_arg(value: str) -> str:
+    """The -C flag's value (argparse ``type=``): an empty one (``-C "$CONFIG"`` with the
+    variable unset) read no file at all, silently."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("an empty file name (an unset variable?): give the"
+                                         " settings file's path, or leave -C out")
+    return value
+
+
 def default_file() -> str | None:
     """The settings file read when no -C is given: ./sidequest.toml, else
     ./config/sidequest.toml, as written in the log; None when neither is there."""
@@ -379,4 +389,4 @@ def build(file: str | None = None, *, base: Mapping[str, Any] | None = None,
 
 
 __all__ = ["Config", "build", "default_file", "from_mapping", "level_name", "load_file",
-           "replace"]
+           "replace", "settings_arg"]

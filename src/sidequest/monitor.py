@@ -39,7 +39,7 @@ from sidequest.api.stats import (
     live_stats,
     summed,
 )
-from sidequest.config import connect_as_file, default_file
+from sidequest.config import connect_as_file, default_file, settings_arg
 from sidequest.errors import ConfigError
 from sidequest.shown import printable
 
@@ -282,7 +282,7 @@ def _parser(command: str) -> argparse.ArgumentParser:
                         help="redraw every SECONDS (default 2) until Ctrl-C")
     parser.add_argument("--redis-url", help="Redis URL (default: the -C file's redis_url,"
                         " $SIDEQUEST_REDIS_URL, $REDIS_URL, redis://localhost:6379/0)")
-    parser.add_argument("-C", "--config", metavar="FILE",
+    parser.add_argument("-C", "--config", metavar="FILE", type=settings_arg,
                         help="the worker's TOML file, for its redis_url and [shards]"
                              " (default: ./sidequest.toml or ./config/sidequest.toml if there)")
     return parser

@@ -33,6 +33,7 @@ from sidequest.config import (
     Config,
     build,
     level_name,
+    settings_arg,
 )
 from sidequest.errors import ConfigError
 from sidequest.queue_specs import parse_queue, warn_of_colon_weights
@@ -161,7 +162,8 @@ def parser(prog: str = "sidequest", epilog: str = EPILOG) -> argparse.ArgumentPa
     parser.add_argument("-q", "--queue", action="append", metavar="NAME[,WEIGHT]",
                         help="queue to work on, in priority order, optional weight; repeatable")
     parser.add_argument("-t", "--timeout", type=float, help="shutdown timeout seconds (25)")
-    parser.add_argument("-C", "--config", metavar="FILE", help="TOML configuration file")
+    parser.add_argument("-C", "--config", metavar="FILE", type=settings_arg,
+                        help="TOML configuration file")
     parser.add_argument("-e", "--environment", help="application environment name")
     parser.add_argument("-g", "--tag", help="tag shown with this process in the dashboard")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")

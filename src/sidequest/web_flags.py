@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 
 from sidequest import environ
+from sidequest.config import settings_arg
 
 #: ``sidequest web``'s defaults.
 WEB_HOST = "127.0.0.1"
@@ -48,12 +49,13 @@ def web_parser() -> argparse.ArgumentParser:
 
 def _web_redis_flags(parser: argparse.ArgumentParser) -> None:
     redis_url = parser.add_mutually_exclusive_group()
-    redis_url.add_argument("--redis-url", help="Redis URL (default: $SIDEQUEST_REDIS_URL,"
-                           " $REDIS_URL, redis://localhost:6379/0); one with a password is"
+    redis_url.add_argument("--redis-url", help="Redis URL (default: the -C file's redis_url,"
+                           " $SIDEQUEST_REDIS_URL, $REDIS_URL, redis://localhost:6379/0); one"
+                           " with a password is"
                            " better given in $SIDEQUEST_REDIS_URL or --redis-url-file, as"
                            " every user of this machine can read command lines")
     redis_url.add_argument("--redis-url-file", metavar="PATH",
                            help="read the Redis URL from this file (e.g. a mounted secret)")
-    parser.add_argument("-C", "--config", metavar="FILE",
+    parser.add_argument("-C", "--config", metavar="FILE", type=settings_arg,
                         help="the worker's TOML file, for its redis_url and shard table"
                              " (default: ./sidequest.toml or ./config/sidequest.toml if there)")

@@ -78,6 +78,8 @@ def test_version_and_help() -> None:
     (["-q", "bad queue!"], "use ASCII letters, digits"),
     (["-q", "a,x"], "weight after the comma"),
     (["-C", "/nonexistent.toml"], "does not exist"),
+    (["-C", ""], "argument -C/--config: an empty file name (an unset variable?)"),
+    (["stats", "-C", ""], "argument -C/--config: an empty file name"),
     (["--concurency", "3"], "did you mean --concurrency (for --concurency)?"),
     (["stat"], "unknown command 'stat'; did you mean 'sidequest stats'?"),
     (["app/jobs.py"], "unknown command 'app/jobs.py'; to load your jobs from it, pass -r"),

@@ -101,7 +101,8 @@ def test_a_missing_package_is_named_with_the_file_and_line(project: Path) -> Non
 def test_a_module_that_is_not_there_says_where_to_run_from(project: Path) -> None:
     with pytest.raises(ConfigError, match=r"could not import 'nothere\.jobs'.*root directory"):
         load_app(("nothere.jobs",))
-    with pytest.raises(ConfigError, match=r"-r nothere\.py: no such file"):
+    with pytest.raises(ConfigError, match=r"-r nothere\.py: no such file in .*: run the worker"
+                                          r" from your project's root"):
         load_app(("nothere.py",))
 
 
