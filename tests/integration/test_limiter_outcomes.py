@@ -72,6 +72,11 @@ def test_an_over_limit_try_is_logged_as_such(caplog: pytest.LogCaptureFixture) -
             if " done" in record.getMessage()}
     assert ends[jids[ThreadOver]].endswith(" done: over limit"), ends
     assert ends[jids[Quick]].endswith(" done"), ends
+    # The reschedule's line is a job line too: its class and jid are fields (JSON logs).
+    (line,) = [record for record in caplog.records if "rescheduled, try 1" in record.getMessage()
+               and getattr(record, "jid", None) == jids[ThreadOver]]
+    assert getattr(line, "class") == ThreadOver.wire_name()
+    assert "over limit (outcome-full); rescheduled, try 1" in line.getMessage()
 
 
 def test_an_async_over_limit_try_is_logged_as_such(caplog: pytest.LogCaptureFixture) -> None:

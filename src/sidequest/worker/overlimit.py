@@ -20,6 +20,7 @@ from sidequest.morgue import add_dead
 from sidequest.payload import OVERLIMIT_COUNT as COUNT
 from sidequest.payload import OVERLIMIT_NAME as NAME
 from sidequest.payload import Payload, dumps, job_class
+from sidequest.worker.logs import job_info
 
 log = logging.getLogger("sidequest")
 #: Longest delay between two tries, in seconds.
@@ -52,8 +53,9 @@ def reschedule(payload: Payload, queue: str, exc: OverLimit) -> None:
         _bury(pipe, item, exc, now)
     else:
         pipe.zadd(keys.SCHEDULE, {dumps(item): now + delay(count, exc.retry_in)})
-        log.info("%s %s: over limit (%s); rescheduled, try %d", job_class(payload),
-                 payload.get("jid"), exc.name, count)
+        # A job line (class and jid as fields, in JSON too), as its start and done are.
+        job_info(log, f"over limit ({exc.name}); rescheduled, try {count}",
+                 {"class": job_class(payload), "jid": payload.get("jid")})
     pipe.execute()
     if dead:
         # As for a job out of retries: its unique lock is freed, its stored status says dead,
