@@ -61,9 +61,10 @@ class Chain(Generic[F]):
 
 
 def _check(middleware: object) -> None:
-    """Refused when added, not at every job: a class with only ``call`` or ``acall`` (no
-    ``__call__``) failed each plain job with "the first argument must be callable"."""
-    if not callable(middleware):
+    """Refused when added, not at every job: an object that is neither callable nor has an
+    ``acall`` (a class with ``call``, say) failed each job with "the first argument must be
+    callable". One with ``acall`` alone serves an application whose jobs are all async."""
+    if not callable(middleware) and not callable(getattr(middleware, "acall", None)):
         raise TypeError(f"a middleware is called as f(..., call_next): {middleware!r} cannot be"
                         f" called; give its class a __call__ method (and an async acall for"
                         f" async jobs), or add a function")

@@ -263,19 +263,26 @@ def run_worker(config: Config, processes: int = 1, *, app_loaded: bool = False,
 def _nothing_to_load(config: Config) -> None:
     """No -r and no settings file's require: refused (ConfigError), unless the settings file
     has periodic entries to push."""
+    served = ", ".join(q for q, _ in config.queues)
+    pushed_to = {str(table.get("queue") or "default") for table in config.periodic}
+    if config.periodic and pushed_to & set(config.queue_names):
+        raise ConfigError(f"no -r given: this worker loads no job class, yet it would take the"
+                          f" jobs its settings file's periodic entries push to"
+                          f" {', '.join(sorted(pushed_to & set(config.queue_names)))} and fail"
+                          f" them: pass -r yourapp.jobs, or, to push the entries only (for a"
+                          f" Ruby app, say), serve a queue no one pushes to (-q periodic-only)")
     if config.periodic:
         # Pushing a settings file's periodic entries (for a Ruby app's jobs, say) needs no
         # job class here; the jobs it would take from its queues it cannot run.
         log.warning("no -r given: no job classes are loaded, so this worker fails every job it"
                     " takes from %s; to push the settings file's periodic entries only, give it"
-                    " a queue no one pushes to (-q periodic-only)",
-                    ", ".join(q for q, _ in config.queues))
+                    " a queue no one pushes to (-q periodic-only)", served)
     else:
         # Not only a warning: such a worker took jobs from its queues and failed every one
         # (started from the wrong directory, where no sidequest.toml names the app, say).
         raise ConfigError(f"no -r given and no settings file names your jobs (require = [...]),"
                           f" so this worker could run none of the jobs it would take from"
-                          f" {', '.join(q for q, _ in config.queues)}: pass -r yourapp.jobs,"
+                          f" {served}: pass -r yourapp.jobs,"
                           f" from your project's root (the current directory is {os.getcwd()})")
 
 

@@ -58,5 +58,6 @@ def test_the_watchdog_names_the_jobs_the_frozen_worker_was_running() -> None:
                             timeout=30, check=False)
     assert frozen.returncode == -9, frozen.stderr
     assert ("has run no Python code for 1.5 s" in frozen.stderr
-            and "; running then: app.jobs.Hog jid=ab12, app.jobs.Other jid=cd34 ?"
+            and "; running at its last pulse, a second or less before: app.jobs.Hog jid=ab12,"
+                " app.jobs.Other jid=cd34 ?"
             in frozen.stderr), frozen.stderr

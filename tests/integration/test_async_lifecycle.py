@@ -372,3 +372,23 @@ def test_the_quiet_hooks_run_at_the_start_of_a_stop(life: list[str]) -> None:
         WaitsForTheQuietHook.perform_async()
         wait_for(lambda: WorkSet().size == 1, what="the job to run")
     assert finished == ["quiet hook ran first: True"]
+
+
+release = threading.Event()
+
+
+class Holds(Job):
+    def perform(self) -> None:
+        release.wait(10)
+
+
+def test_the_watchdog_is_told_which_jobs_run() -> None:
+    # What it names, should it have to kill the process (worker/watchdog.py).
+    release.clear()
+    with running_worker() as launcher:
+        sync_jid = Holds.perform_async()
+        async_jid = Waits.perform_async(5)
+        wait_for(lambda: WorkSet().size == 2 and started.is_set(), what="both jobs to run")
+        named = launcher.manager.running_names()
+        release.set()
+    assert named == f"{Holds.wire_name()} jid={sync_jid}, jid={async_jid}", named

@@ -6,13 +6,14 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 from typing import Any
 
 import pytest
 import redis
 
 from helpers import running_worker, wait_for
-from sidequest import Job, middleware
+from sidequest import Job, keys, middleware
 from sidequest.api import metrics
 
 DONE = threading.Event()
@@ -215,3 +216,15 @@ class RubyStub(Job):
 def test_a_named_stub_for_another_process_needs_no_perform(r: redis.Redis) -> None:
     jid = RubyStub.perform_async(1)
     assert jid and json.loads(r.lindex("queue:default", 0))["class"] == "HardJob"
+
+
+def test_an_expired_job_of_an_unknown_class_is_dropped_not_failed(r: redis.Redis) -> None:
+    # The expiry guard drops it before its perform would run, as it drops a known one.
+    r.lpush("queue:default", json.dumps(
+        {"class": "app.gone.Ghost", "args": [1], "jid": "e" * 24, "queue": "default",
+         "expires_at": time.time() - 60}))
+    Canary.perform_async()
+    with running_worker():
+        wait_for(DONE.is_set, what="canary")
+        wait_for(lambda: r.get(keys.STAT_EXPIRED) == "1", what="the ghost job to expire")
+    assert r.zcard("retry") == 0 and r.llen("queue:default") == 0

@@ -217,6 +217,11 @@ def test_a_worker_pushing_only_a_settings_files_periodic_entries_starts(
     (elsewhere / "sidequest.toml").write_text(
         (project / "fast.toml").read_text()
         + '\n[[periodic]]\nname = "ruby-report"\nclass = "ReportJob"\nevery = 60\n')
+    # Serving the queue its entries push to, it would fail their jobs: refused.
+    refused = sidequest(project, env={"REDIS_URL": redis_url}, cwd=elsewhere)
+    said, _ = refused.communicate(timeout=30)
+    assert refused.returncode == 2, said
+    assert "would take the jobs its settings file's periodic entries push to default" in said
     proc = sidequest(project, "-q", "periodic-only", env={"REDIS_URL": redis_url},
                      cwd=elsewhere)
     out = started(proc, "no -r given: no job classes are loaded")
@@ -276,7 +281,9 @@ async def connect():
 
 @sidequest.on_shutdown
 async def close():
-    await asyncio.sleep(2)  # past the jobs' timeout: the stop grants the hooks their share
+    # Past the jobs' timeout: the stop grants the hooks their share (with -P, past the
+    # supervisor's own wait for its children, before it knew of the hooks).
+    await asyncio.sleep(6 if os.path.exists("slow-close") else 2)
     marks.rpush("marks", "shutdown")
 """
 
@@ -294,6 +301,20 @@ def test_shutdown_hooks_run_after_a_job_kept_to_the_deadline(project: Path, redi
     assert proc.wait(20) == 0  # not killed (-9) by the hard deadline while the hook ran
     assert r.lrange("marks", 0, -1) == ["startup", "job started", "shutdown"]
     assert r.scard("processes") == 0, "the process cleared its record after the hooks"
+
+
+def test_a_p_supervisor_waits_for_its_childrens_shutdown_hooks(
+        project: Path, redis_url: str, r: redis.Redis) -> None:
+    (project / "fh_life.py").write_text(HOOKED)
+    (project / "slow-close").write_text("")
+    proc = sidequest(project, "-r", "fh_life", "-P", "2", "-t", "1",
+                     env={"REDIS_URL": redis_url})
+    out = Output(proc)
+    wait_for(lambda: sum("started: " in line for line in out.lines) == 2, what="two children")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0, out.lines[-5:]
+    assert r.lrange("marks", 0, -1).count("shutdown") == 2
+    assert r.scard("processes") == 0
 
 
 def test_a_stop_while_a_startup_hook_runs_starts_nothing(project: Path, redis_url: str,

@@ -104,3 +104,12 @@ def test_an_object_that_cannot_be_called_is_refused_when_added() -> None:
     with pytest.raises(TypeError, match="cannot be called"):
         middleware.client.prepend(OnlyCall())  # type: ignore[arg-type]
     assert not any(isinstance(entry, OnlyCall) for entry in middleware.server)
+
+    class OnlyAcall:  # for an application whose jobs are all async: accepted, as before
+        async def acall(self, job: object, payload: object, queue: str,
+                        call_next: object) -> None:
+            pass
+
+    only = OnlyAcall()
+    middleware.server.add(only)  # type: ignore[arg-type]
+    middleware.server.remove(only)  # type: ignore[arg-type]

@@ -42,8 +42,9 @@ class StoppedWhileStarting(Exception):
 
 
 def stop_budget() -> float:
-    """Seconds a stop grants the hooks beyond the jobs' timeout: none without any."""
-    return BUDGET if life_hooks["quiet"] or life_hooks["shutdown"] else 0.0
+    """Seconds a stop grants the hooks beyond the jobs' timeout: none without any hook (a
+    startup hook counts: it may register the shutdown hook that closes what it opened)."""
+    return BUDGET if any(life_hooks.values()) else 0.0
 
 
 class LifeEvents:
@@ -59,6 +60,10 @@ class LifeEvents:
         self._quiet: threading.Thread | None = None
         self._told_quiet = False
         self._shut = False
+        #: The startup hooks have run: a quiet asked earlier (a TSTP while the app loaded)
+        #: waits for them, so that a quiet hook finds what they opened.
+        self._started = False
+        self._quiet_asked = False
 
     def startup(self, stop: threading.Event | None = None) -> None:
         """Every startup hook, in order; the first that raises stops the worker, and a
@@ -76,8 +81,14 @@ class LifeEvents:
                     f" catch in the hook what may fail there") from exc
             if stop is not None and stop.is_set():
                 raise StoppedWhileStarting
+        self._started = True
+        if self._quiet_asked:
+            self.quiet()
 
     def quiet(self) -> None:
+        if not self._started:
+            self._quiet_asked = True
+            return
         if not self._gate.acquire(blocking=False):
             return
         try:
@@ -93,6 +104,7 @@ class LifeEvents:
 
     def shutdown(self) -> None:
         """The quiet hooks if not told yet, then the shutdown hooks, within BUDGET."""
+        self._started = True  # a stop after a failed start still closes what was opened
         self.quiet()
         if self._shut:  # the stop paths are serialized by the launcher's own lock
             return
@@ -113,7 +125,12 @@ class LifeEvents:
     def _after_quiet(self, deadline: float) -> None:
         told = self._quiet
         if told is not None:  # a shutdown hook may close what a quiet one still uses
-            told.join(max(0.0, deadline - time.monotonic()))
+            # Half the budget at most: a quiet hook that hangs must not leave the shutdown
+            # hooks no time at all.
+            told.join(max(0.0, deadline - BUDGET / 2 - time.monotonic()))
+            if told.is_alive():
+                log.error("the on_quiet hooks have not finished; the on_shutdown hooks run"
+                          " beside them")
         self._each("shutdown", deadline)
 
     def _each(self, moment: str, deadline: float | None = None) -> None:
@@ -136,7 +153,7 @@ class LifeEvents:
         result = hook()
         if not inspect.isawaitable(result):
             return
-        if self.runner.stuck:  # a job blocks the loop: the hook would never get its turn
+        if self.runner.busy and self.runner.stuck:  # a job blocks the loop: no turn for it
             _close(result)
             raise RuntimeError("the event loop of async jobs is blocked by a job, so this"
                                " async hook could not run")

@@ -46,7 +46,7 @@ from sidequest.worker.inprogress import InProgress
 from sidequest.worker.ledger import Ledger
 from sidequest.worker.logs import counted, thread_id
 from sidequest.worker.processor import Processor
-from sidequest.worker.requeue import job_names, quick_name
+from sidequest.worker.requeue import job_names
 from sidequest.worker.state import ProcessState
 from sidequest.worker.threads import spawn
 from sidequest.worker.timeouts import Timeouts
@@ -183,10 +183,10 @@ class Manager(Feeding):
 
     def running_names(self, most: int = 5) -> str:
         """The jobs running now, for the watchdog to name if it must kill the process."""
-        works = list(self._running.values())
-        names = [quick_name(work.raw) for work in works[:most]]
+        running = list(self.processor.naming.values())
+        names = running[:most]
         names += [f"jid={jid}" for jid in self.asyncio.started()[:max(0, most - len(names))]]
-        hidden = len(works) + self.asyncio.busy - len(names)
+        hidden = len(running) + self.asyncio.busy - len(names)
         return ", ".join(names) + (f" and {hidden} more" if hidden > 0 else "")
 
     def _async_busy(self) -> bool:

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
 import redis
 from redis.exceptions import RedisClusterException
@@ -78,6 +78,8 @@ class Processor:
         #: Set by the manager's stop (monotonic): past it a write through an outage gives up,
         #: so that the stop ends on time (its jobs stay in the in-progress list).
         self.give_up_at: float | None = None
+        #: tid -> "Class jid=..." of the job each thread runs now.
+        self.naming: dict[str, str] = {}
 
     def run(self, work: Work, tid: str) -> bool | None:
         """Run one job; True means "acknowledge it" (it succeeded), False that it was handled,
@@ -99,11 +101,14 @@ class Processor:
         self.state.started(tid, {"queue": work.queue, "payload": work.raw,
                                  "run_at": int(time.time())})
         failed, counted = True, False
+        # For the watchdog, should this job freeze the process (read once a second).
+        self.naming[tid] = f"{job_class(job)} jid={job.get('jid')}"
         try:
             ran = self._perform(work, job, tid)
             # None: given up on as stuck, its failure recorded and counted (worker/stuck.py)
             failed, counted = ran is not True, ran is None
         finally:
+            self.naming.pop(tid, None)
             if not counted:
                 self.state.finished(tid, failed)
         if work.suspect:  # it ran alone without taking the process down: not a poison pill
@@ -137,19 +142,15 @@ class Processor:
         try:
             cls = registry.find(job["class"])
             if cls is None:
-                self._unknown(work, job)
-            instance = cls()
-            instance.jid = job.get("jid", "")
-            instance.payload = job
-            args, kwargs = job["args"], job.get(KWARGS) or {}
-            limit = timeouts.seconds(job.get("timeout"))
-            # An async job's limit is its coroutine's (wait_for), not this thread's watchdog.
-            if self.timeouts is not None and limit is not None and not cls.async_perform:
-                self._watch(work)
-                watched = True
-                self._watched(self.timeouts, limit, (work, job, instance, args, kwargs))
+                self._unknown(work, job)  # raises, unless a guard dropped it
             else:
-                self._chain(work, job, instance, lambda: self._call(instance, args, kwargs))
+                limit = timeouts.seconds(job.get("timeout"))
+                # An async job's limit is its coroutine's (wait_for), not the thread watchdog's.
+                watched = (self.timeouts is not None and limit is not None
+                           and not cls.async_perform)
+                if watched:
+                    self._watch(work)  # before anything can raise: the except settles it
+                self._run_known(work, job, cls, limit if watched else None)
         except BaseException as exc:  # a job's SystemExit must not end the worker
             if watched and not self.settle(work):
                 return None  # given up on as stuck: its failure is recorded already
@@ -162,6 +163,19 @@ class Processor:
         if info:
             job_info(log, _done(job), {**fields, "elapsed": round(time.monotonic() - started, 3)})
         return True
+
+    def _run_known(self, work: Work, job: Payload, cls: type[Job],
+                   limit: float | None) -> None:
+        """Run the job through the middleware, its thread watched when ``limit`` is given
+        (the caller then settles its outcome with the watchdog, whether it raised or not)."""
+        instance = cls()
+        instance.jid = job.get("jid", "")
+        instance.payload = job
+        args, kwargs = job["args"], job.get(KWARGS) or {}
+        if limit is not None and self.timeouts is not None:
+            self._watched(self.timeouts, limit, (work, job, instance, args, kwargs))
+        else:
+            self._chain(work, job, instance, lambda: self._call(instance, args, kwargs))
 
     def _watch(self, work: Work) -> None:
         with self._watched_lock:
@@ -201,7 +215,7 @@ class Processor:
         finally:
             joblog.current.reset(token)
 
-    def _unknown(self, work: Work, job: Payload) -> NoReturn:
+    def _unknown(self, work: Work, job: Payload) -> None:
         """A job whose class this worker lacks fails where its perform would run, inside the
         server middleware: the metrics, the traces and the application's own middleware
         count it against its class, as any failure, not only in the global total."""
@@ -209,12 +223,17 @@ class Processor:
         stand_in.jid = job.get("jid", "")
         stand_in.payload = job
         failure = UnknownJobError(registry.why_unknown(str(job["class"])))
+        reached: list[bool] = []
 
         def fail() -> None:
+            reached.append(True)
             raise failure
 
         self._chain(work, job, stand_in, fail)
-        raise failure  # a middleware that swallowed it does not make the job run
+        if reached:
+            raise failure  # a middleware that swallowed it does not make the job run
+        # Not reached: a guard dropped it (expired, cancelled) or a middleware skipped it,
+        # as it would a known job; done with, not failed.
 
     def _call(self, instance: Job, args: Any, kwargs: Any) -> Any:
         result: Any = signatures.call_perform(instance, args, kwargs)

@@ -11,7 +11,6 @@ crash between calls leaves the rest in the list for the next reaper.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
@@ -107,14 +106,3 @@ def release_quarantine(client: redis.Redis, holder: str) -> None:
     script = connection.script("release_lock")
     script(keys=[keys.QUARANTINE_LOCK], args=[holder], client=client)
 
-
-_CLASS = re.compile(rb'"class":"((?:[^"\\]|\\.){1,200})"')
-_JID = re.compile(rb'"jid":"([^"\\]{1,64})"')
-
-
-def quick_name(raw: bytes) -> str:
-    """``Report jid=ab12...`` read from the payload's bytes without decoding it (a running
-    job's may be megabytes, and this is asked every second): for diagnostics only."""
-    klass, jid = _CLASS.search(raw), _JID.search(raw)
-    name = klass.group(1).decode("utf-8", "replace") if klass else "?"
-    return printable(f"{name} jid={jid.group(1).decode('ascii', 'replace') if jid else '?'}")

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from sidequest import interrupts
 from sidequest.config import Config
 from sidequest.worker import identity
+from sidequest.worker.lifecycle import stop_budget
 
 log = logging.getLogger("sidequest")
 #: A child that dies sooner than this after its start counts as a crash loop.
@@ -245,7 +246,10 @@ class Supervisor:
             signal.signal(getattr(signal, name), forward)
 
     def _shutdown(self) -> int:
-        deadline = time.monotonic() + self.config.timeout + 5
+        # The children's own hard deadline (the jobs' timeout, the application's quiet and
+        # shutdown hooks' share, a margin), and a little more: killed earlier, a child would
+        # die in its hooks and leave its process record behind.
+        deadline = time.monotonic() + self.config.timeout + stop_budget() + 5
         worst = 0
         while self.children and time.monotonic() < deadline:
             pid, status = os.waitpid(-1, os.WNOHANG)

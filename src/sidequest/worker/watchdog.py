@@ -60,7 +60,8 @@ def take(data):
             text.clear()
     return bool({signal.SIGTERM, signal.SIGINT} & set(data))
 def jobs():
-    return f"; running then: {running}" if running not in ("", "-") else ""
+    return (f"; running at its last pulse, a second or less before: {running}"
+            if running not in ("", "-") else "")
 while True:
     if not select.select([fd], [], [], stall or None)[0]:
         if os.getppid() != parent:

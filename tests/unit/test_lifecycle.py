@@ -1,0 +1,65 @@
+"""The order of the application's lifecycle hooks (sidequest.worker.lifecycle), without a
+worker: a quiet asked before the startup hooks ran waits for them, and a quiet hook that
+hangs leaves the shutdown hooks their share of the stop's budget."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from sidequest import hooks
+from sidequest.worker import lifecycle
+from sidequest.worker.asyncio_runner import AsyncRunner
+
+
+@pytest.fixture
+def life(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    for moment in hooks.life_hooks:
+        monkeypatch.setitem(hooks.life_hooks, moment, [])
+    yield []
+
+
+@pytest.fixture
+def runner() -> Iterator[AsyncRunner]:
+    made = AsyncRunner(5)
+    yield made
+    made.close()
+
+
+def test_a_quiet_asked_while_starting_waits_for_the_startup_hooks(
+        life: list[str], runner: AsyncRunner) -> None:
+    # A TSTP while the application loads: its quiet hook must find what startup opened.
+    done = threading.Event()
+
+    @hooks.on_startup
+    async def opens() -> None:
+        await asyncio.sleep(0)
+        life.append("startup")
+
+    @hooks.on_quiet
+    def quiets() -> None:
+        life.append("quiet")
+        done.set()
+
+    events = lifecycle.LifeEvents(runner)
+    events.quiet()
+    assert life == []
+    events.startup()
+    assert done.wait(5) and life == ["startup", "quiet"]
+
+
+def test_a_hanging_quiet_hook_leaves_the_shutdown_hooks_time(
+        life: list[str], runner: AsyncRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lifecycle, "BUDGET", 2.0)
+    never = threading.Event()
+    hooks.on_quiet(lambda: never.wait(30))
+    hooks.on_shutdown(lambda: life.append("shutdown"))
+    events = lifecycle.LifeEvents(runner)
+    events.startup()
+    events.quiet()
+    events.shutdown()  # waits at most half the budget for the quiet hook
+    never.set()
+    assert life == ["shutdown"]
