@@ -42,7 +42,8 @@ def test_every_worker_thread_runs_under_the_configured_policy(
     config = tmp_path / "worker.toml"
     config.write_text("\n".join([*(f"{k} = {v}" for k, v in FAST.items()), setting]) + "\n")
     env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(ROOT / "tests")}
-    proc = subprocess.Popen([sys.executable, "-m", "sidequest", "-c", "3", "-C", str(config)],
+    proc = subprocess.Popen([sys.executable, "-m", "sidequest", "-r", "apps.ledger_jobs",
+                             "-c", "3", "-C", str(config)],
                             env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.STDOUT)
     try:
