@@ -124,9 +124,10 @@ def _misplaced_lines(snapshots: dict[str, Stats]) -> list[str]:
         url = connection.redacted(connection.shard_url(shard))
         lines += ["", f"Queue {queue} has {size:,} job{'s' * (size != 1)} on shard {shard}, but"
                   f" the shard table routes it to shard {home}: workers with the table never"
-                  f" read it there. Drain it with a worker run without the table (no [shards]"
-                  f" in its settings file, SIDEQUEST_SHARDS unset):",
-                  f"  sidequest -r <your jobs module> --redis-url {url} -q {queue}"]
+                  f" read it there. Drain it with a worker run without the table"
+                  f" (SIDEQUEST_SHARDS unset; -C /dev/null reads no settings file, not even"
+                  f" ./sidequest.toml):",
+                  f"  sidequest -C /dev/null -r <your jobs module> --redis-url {url} -q {queue}"]
     return lines
 
 

@@ -18,6 +18,7 @@ import redis
 import sidequest
 from redis_server import RedisServer, free_port
 from sidequest import Batch, Job, client, connection, keys, limiter, monitor
+from sidequest.api import BatchStatus
 from sidequest.api.cancel import cancel
 from sidequest.api.stats import Stats, Totals, each_shard, summed
 from sidequest.api.status import JobStatus
@@ -106,6 +107,10 @@ def test_a_batch_and_its_jobs_live_on_one_shard(two_shards: tuple[redis.Redis,
     assert not first.exists(f"sq:batch:{batch.bid}")
     (job,) = bodies(second, "queue:reports")
     assert job["sq_batch"] == [batch.bid]
+    # Its status, from its bid alone (another process, say): looked for on every shard.
+    status = BatchStatus(batch.bid)
+    assert status.exists and status.total == 1 and status.pending == 1
+    assert not BatchStatus("no-such-bid").exists
 
     default_batch = Batch("mail")
     with pytest.raises(ValueError, match="batch and its jobs live on one shard"), \
@@ -222,7 +227,8 @@ def test_sidequest_stats_names_jobs_left_on_a_shard_their_queue_is_not_routed_to
     text = out.getvalue()
     assert ("Queue reports has 1 job on shard default, but the shard table routes it to shard"
             " reports") in text
-    assert f"sidequest -r <your jobs module> --redis-url {redis_url} -q reports" in text
+    assert (f"sidequest -C /dev/null -r <your jobs module> --redis-url {redis_url} -q reports"
+            in text)
     assert text.count("Queue reports has") == 1
     # A process there reads that queue (a Ruby app of its own, say): nothing is stranded.
     first.sadd("processes", "ruby:1:abcd")

@@ -71,6 +71,7 @@ def test_a_page_of_the_shard_that_is_down_names_it(path: str, mail_down: str,
     assert page.status_code == 503
     assert "Shard mail is unreachable" in page.text
     assert f"Redis of shard <strong>mail</strong> at <code>{mail_down}</code>" in page.text
+    assert "The other shards' pages still work." in page.text
     assert "hunter2" not in page.text
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -20,18 +19,27 @@ class BatchStatus:
     for an unknown or expired batch."""
 
     def __init__(self, bid: str | Batch) -> None:
-        # A Batch is read where it lives (its shard); a bid on the current shard.
-        where = (connection.on_shard(bid.shard) if isinstance(bid, Batch)
-                 else contextlib.nullcontext())
+        # A Batch is read where it lives (its shard); a bid on the current shard, then on the
+        # others (as JobStatus does): a bid does not say which shard made it.
+        shards = ([bid.shard] if isinstance(bid, Batch) else
+                  [here := connection.current_shard(),
+                   *(name for name in connection.shard_names() if name != here)])
         bid = _bid_of(bid)
-        with where:
-            pipe: Any = connection.client().pipeline(transaction=False)
-            _ask(pipe, bid)
+        down: dict[str, Exception] = {}
+        answers: list[Any] = [None, None, None]
+        for shard in shards:
             try:
-                answers = replies(pipe)  # a key of the wrong type reads as unknown: no batch
+                answers = _read_on(shard, bid)
             except UNREACHABLE_ERRORS as exc:
-                raise ShardUnreachable(connection.current_shard(), exc, "the batch's status"
-                                       " was not read: ask again once it answers") from exc
+                down[shard] = exc
+                continue
+            if answers[0]:
+                break
+        else:
+            if down:  # "no such batch" would be a guess: it may be on a shard that is down
+                shard, error = next(iter(down.items()))
+                raise ShardUnreachable(shard, error, "the batch's status was not read: ask"
+                                       " again once it answers") from error
         self._read(bid, *answers)
 
     @classmethod
@@ -72,6 +80,13 @@ class BatchStatus:
         return (f"BatchStatus({self.bid!r}, total={self.total}, pending={self.pending}, "
                 f"failures={self.failures}, sealed={self.sealed}, complete={self.complete}, "
                 f"success={self.success})")
+
+
+def _read_on(shard: str, bid: str) -> list[Any]:
+    with connection.on_shard(shard):  # its client, and on a cluster its keys' tag
+        pipe: Any = connection.client().pipeline(transaction=False)
+        _ask(pipe, bid)
+        return list(replies(pipe))  # a key of the wrong type reads as unknown: no batch
 
 
 def _bid_of(batch: object) -> str:
