@@ -61,6 +61,7 @@ def test_the_reaper_deletes_a_dead_process_s_entries_with_its_jobs(r: redis.Redi
     live_keys, ruby_keys = keys_of(r, "live:3:cccc"), keys_of(r, "ruby:4:dddd")
     kill(r, "dead:1:aaaa")
     kill(r, "idle:2:bbbb")
+    r.set(keys.lease("me:5:eeee"), 1, px=60_000)  # the reaper's own process is alive
     assert Reaper(build(**FAST), "me:5:eeee", connection.client(), threading.Event()).reap() == 1
     assert r.lrange(keys.queue("pq"), 0, -1) == [JOB]
     # Nothing named after the dead processes is left: not in `processes`, no hash, no work.
@@ -148,3 +149,21 @@ def test_a_process_known_dead_is_recovered_with_its_quarantine_lock(r: redis.Red
     Reaper(build(**FAST), "new:2:bbbb", connection.client(), threading.Event()).recover_gone(
         "gone:1:aaaa")
     assert r.get(keys.QUARANTINE_LOCK) == "other:3:cccc"
+
+
+def test_a_reaper_whose_own_lease_lapsed_takes_no_other_process_for_dead(
+        r: redis.Redis) -> None:
+    """Redis refused every process's writes for longer than a lease (a failover waiting for a
+    replica): all leases lapsed, the live ones' with the reaper's own. Before, the first
+    reaper back took the others for dead and ran their jobs a second time."""
+    beating("peer:1:aaaa", JOB)
+    kill(r, "peer:1:aaaa")  # its lease lapsed in the outage: alive, renewing at its next beat
+    reaper = Reaper(build(**FAST), "me:5:eeee", connection.client(), threading.Event())
+    assert reaper.reap() == 0  # its own lease lapsed as well
+    r.set(keys.lease("me:5:eeee"), 1, px=60_000)  # its own heartbeat renewed it
+    assert reaper.reap() == 0, "the others are given a lease's length to renew theirs"
+    assert r.llen(keys.queue("pq")) == 0
+    assert reaper._own_lapsed is not None
+    reaper._own_lapsed -= build(**FAST).lease_ttl + 1  # a lease's length has passed
+    assert reaper.reap() == 1  # still lapsed a lease later: dead
+    assert r.lrange(keys.queue("pq"), 0, -1) == [JOB]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from typing import Any, cast
 
 import redis
@@ -40,6 +41,8 @@ class Reaper:
         self._rng = random.Random()
         #: Members of sq:processes that are not UTF-8, already named in the log.
         self._skipped: set[bytes] = set()
+        #: When this process last found its own lease lapsed (monotonic), or None.
+        self._own_lapsed: float | None = None
 
     def run(self) -> None:
         failing = False
@@ -62,15 +65,38 @@ class Reaper:
         if not owners:
             return self.bury_poison()
         pipe = self.client.pipeline(transaction=False)
+        pipe.exists(keys.lease(self.identity))
         for owner in owners:
             pipe.exists(keys.lease(owner))
-        alive = pipe.execute()
+        own, *alive = pipe.execute()
+        if not self._may_judge(bool(own)):
+            return 0
         requeued = 0
         for owner, live in zip(owners, alive, strict=True):
             if not live:
                 requeued += self._reap_one(owner)
         self.bury_poison()
         return requeued
+
+    def _may_judge(self, own_lease: bool) -> bool:
+        """Whether a lapsed lease now means a dead process. Not while this process's own
+        lease has lapsed too, nor for a lease's length after: Redis refused or lost every
+        process's writes (a failover that waits for a replica, a restart without its data),
+        so the others' leases lapsed with ours, and each renews its own at its next beat.
+        Taken for dead then, live workers' jobs were run a second time beside them."""
+        if not own_lease:
+            if self._own_lapsed is None:
+                log.warning("reaper: this process's own lease lapsed (Redis refused or lost its"
+                            " writes): other processes' lapsed leases are not taken for deaths"
+                            " until %g s after it is renewed", self.config.lease_ttl)
+            self._own_lapsed = time.monotonic()
+            return False
+        if self._own_lapsed is None:
+            return True
+        if time.monotonic() - self._own_lapsed < self.config.lease_ttl:
+            return False
+        self._own_lapsed = None
+        return True
 
     def _owners(self, members: set[bytes]) -> list[str]:
         """The identities in ``members``. One that is not UTF-8 is none a Sidequest process
