@@ -124,7 +124,7 @@ def test_connection_cut_around_fetch_and_ack(  # noqa: PLR0917 - pytest passes f
     assert report.reruns == {}
     assert worker.alive
     if rule == "fetch":
-        assert "whose fetch reply was lost" in worker.log()
+        assert "(a fetch reply, or an acknowledgement, lost with Redis)" in worker.log()
 
 
 def test_blackhole_is_detected_and_survived(proxy: FaultProxy, spawn: SpawnWorker, sq: str,

@@ -135,7 +135,8 @@ class InProgress:
         remaining = strays - orphans
         self._strays = remaining if remaining else None
         if orphans:
-            log.warning("requeueing %s whose fetch reply was lost",
+            log.warning("requeueing %s listed in progress that no thread of this process"
+                        " runs (a fetch reply, or an acknowledgement, lost with Redis)",
                         counted(sum(orphans.values()), "job"))
             self.requeue([Work(queue_of(raw), raw) for raw in orphans.elements()])
 
