@@ -143,6 +143,23 @@ REASONS = [
 ]
 
 
+def test_a_login_while_redis_refuses_writes_says_so(own_redis: RedisServer) -> None:
+    # A failover waiting for a replica (min-replicas-to-write): Redis answers, so "not
+    # answering" sent the operator looking for a server that was up.
+    from sidequest import connection
+
+    connection.set_url(own_redis.url)
+    own_redis.client().config_set("min-replicas-to-write", 1)  # and there is no replica
+    try:
+        with Client(create_app(password=PASSWORD, secret_key="s" * 32)) as client:
+            answer = client.login()
+            assert answer.status_code == 503, answer.text
+            assert answer.text.startswith("Redis refuses writes for now"), answer.text
+    finally:
+        own_redis.client().config_set("min-replicas-to-write", 0)
+        connection.reset()
+
+
 @pytest.mark.parametrize(("error", "ending"), REASONS)
 def test_the_unreachable_page_ends_its_sentence_with_one_period(error: Exception,
                                                                 ending: str) -> None:

@@ -10,7 +10,7 @@ import redis
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from sidequest import connection
+from sidequest import connection, url_problems
 from sidequest.web import render
 from sidequest.web.errors import REDIS_DOWN
 from sidequest.web.formpage import safe_next
@@ -64,6 +64,10 @@ def login_form(request: Request, target: str, status_code: int = 200,
                        bare=True, asset_tag=ASSET_TAG, **context)
 
 
+#: A login writes its session: while Redis refuses writes, none can be made.
+WRITES_REFUSED = ("Redis refuses writes for now (a failover waiting for a replica to catch up,"
+                  " say), so no session can be started; try again in a moment.")
+
 #: Said once the answers slow down: a page that spun for 10 s looked broken.
 SLOWED = (" After a few wrong passwords each answer waits longer (up to {:g} s) to slow"
           " guessing; the right password still logs in.")
@@ -94,6 +98,8 @@ async def login(request: Request) -> Response:
     except redis.RedisError as exc:
         if connection.url_problem(exc, connection.redacted()) is not None:
             raise  # the URL is wrong (MOVED: a cluster node): web/errors.misconfigured says so
+        if url_problems.refused_for_now(exc):  # answering, but refusing writes (a failover
+            return render.text(WRITES_REFUSED, 503)  # waiting for a replica): not "down"
         return render.text(REDIS_DOWN, 503)
     # A fresh session (and CSRF token) at login: a token seen before it is worth nothing.
     request.scope["sidequest.session"] = Session(user="admin", sid=sid)
