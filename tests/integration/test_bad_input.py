@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import re
 import threading
 import time
 from typing import Any
@@ -228,3 +230,20 @@ def test_an_expired_job_of_an_unknown_class_is_dropped_not_failed(r: redis.Redis
         wait_for(DONE.is_set, what="canary")
         wait_for(lambda: r.get(keys.STAT_EXPIRED) == "1", what="the ghost job to expire")
     assert r.zcard("retry") == 0 and r.llen("queue:default") == 0
+
+
+def test_a_fail_line_is_followed_by_what_comes_next(r: redis.Redis,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="sidequest")
+    retried = Raises.perform_async("badstr")
+    dropped = Raises.set(retry=False).perform_async("badstr")
+    buried = Raises.set(retry=0).perform_async("badstr")
+    with running_worker():
+        wait_for(lambda: r.zcard("retry") == 1 and r.zcard("dead") == 1,
+                 what="one retry and one dead job")
+    said = {getattr(rec, "jid", None): rec.getMessage() for rec in caplog.records
+            if getattr(rec, "jid", None) and " fail: " not in f" {rec.getMessage()}"
+            and rec.getMessage() not in ("start", "done")}
+    assert re.search(r"retry 1 in \d+ s$", said[retried]), said
+    assert said[dropped].endswith("not retried (retry = False): dropped"), said
+    assert said[buried].endswith("no retry left: moved to the dead set"), said

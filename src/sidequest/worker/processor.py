@@ -263,15 +263,7 @@ class Processor:
             max_retries=self.config.max_retries, retry_in=ask,
         )
         failed = decision.job
-        to_morgue = decision.action == "exhausted" and failed.get("dead", True) is not False
-        if decision.action == "exhausted" and cls is not None:
-            found = cls
-            answer = _safely(lambda: found.retries_exhausted(failed, exc), "retries_exhausted",
-                             failed)
-            if answer == retry.DISCARD:
-                to_morgue = False
-        if decision.action == "exhausted" and not to_morgue:
-            failed["discarded_at"] = now()
+        to_morgue = _to_morgue(decision, cls, exc)
         body = dumps(failed)
 
         def write(pipe: Any) -> None:
@@ -284,8 +276,10 @@ class Processor:
 
         # Not written (a stop through an outage): the job is still in the in-progress list
         # and runs again, so it did not die; its unique lock and status stay as they are.
-        if self.write(write) and decision.action != "retry":
-            hooks.report_death(failed, exc)
+        if self.write(write):
+            _say_next(decision, failed, to_morgue)  # after its fail line: what comes next
+            if decision.action != "retry":
+                hooks.report_death(failed, exc)
         hooks.report_error(exc, {"context": "Job raised exception", "job": job,
                                  "queue": work.queue})
 
@@ -354,6 +348,45 @@ def _record_failure(pipe: Any, failed: Payload, exc: BaseException, retrying: bo
         batch.queue_update(pipe, ancestry, str(failed.get("jid", "")), "failure")
     if not retrying and status.wanted(failed):
         status.write(pipe, failed, "dead", **status.failure(exc))
+
+
+def _to_morgue(decision: retry.Decision, cls: type[Job] | None, exc: BaseException) -> bool:
+    """Whether a job out of retries goes to the dead set: unless ``dead = False`` or its
+    class's ``retries_exhausted`` says "discard" (then it is marked discarded)."""
+    if decision.action != "exhausted":
+        return False
+    failed = decision.job
+    to_morgue = failed.get("dead", True) is not False
+    if cls is not None:
+        answer = _safely(lambda: cls.retries_exhausted(failed, exc), "retries_exhausted",
+                         failed)
+        if answer == retry.DISCARD:
+            to_morgue = False
+    if not to_morgue:
+        failed["discarded_at"] = now()
+    return to_morgue
+
+
+def _say_next(decision: retry.Decision, failed: Payload, to_morgue: bool) -> None:
+    """The line after a ``fail``: whether the job runs again, and when."""
+    if log.isEnabledFor(logging.INFO):
+        job_info(log, _next_step(decision, failed, to_morgue),
+                 {"class": job_class(failed), "jid": failed.get("jid")})
+
+
+def _next_step(decision: retry.Decision, failed: Payload, to_morgue: bool) -> str:
+    if decision.action == "retry":
+        wait = max(0.0, decision.at - now())
+        when = (f"{wait:.0f} s" if wait < 120 else f"{wait / 60:.0f} min" if wait < 7200
+                else f"{wait / 3600:.1f} h")
+        return f"retry {int(failed.get('retry_count', 0)) + 1} in {when}"
+    if decision.action == "off":
+        return "not retried (retry = False): dropped"
+    if decision.action == "discard":
+        return "not retried: discarded (retry_in said so)"
+    if to_morgue:
+        return "no retry left: moved to the dead set"
+    return "no retry left: discarded (dead = False, or retries_exhausted said so)"
 
 
 def _done(job: Payload) -> str:
