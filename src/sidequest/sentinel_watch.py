@@ -26,9 +26,6 @@ class _Watch:
         self._pools: weakref.WeakSet[Any] = weakref.WeakSet(pools or [])
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        #: Primary changes seen: a worker then looks for jobs whose acknowledgement the old
-        #: primary took and lost (it was not yet copied to its replica).
-        self.failovers = 0
 
     def add(self, pool: Any) -> None:
         """Follow the primary of ``pool`` (a redis-py SentinelConnectionPool)."""
@@ -73,10 +70,7 @@ class _Watch:
                 service = _service(pool)
                 if service in answers and answers[service] == pool.master_address:
                     continue
-                before = getattr(pool, "master_address", None)
                 answers[service] = pool.get_master_address()
-                if before is not None and answers[service] != before:
-                    self.failovers += 1
 
     def pools(self) -> list[Any]:
         with self._lock:

@@ -8,8 +8,8 @@ import threading
 
 import redis
 
-from helpers import FAST, running_worker, wait_for
-from sidequest import Job, connection, keys, sentinel_watch
+from helpers import FAST
+from sidequest import connection, keys
 from sidequest.config import build
 from sidequest.worker.fetch import Fetcher
 from sidequest.worker.requeue import requeue_list
@@ -91,26 +91,3 @@ def test_a_pill_filed_by_one_reaper_is_not_filed_again_by_another(r: redis.Redis
     assert r.llen(keys.POISON) == 0
     assert [json.loads(entry)["jid"] for entry in r.zrange(keys.DEAD, 0, -1)] == ["p" * 24]
     assert deaths == ["p" * 24]
-
-
-class Redone(Job):
-    def perform(self, n: int) -> None:
-        redone.append(n)
-
-
-redone: list[int] = []
-
-
-def test_after_a_failover_a_job_listed_in_progress_that_no_thread_runs_is_redone(
-        r: redis.Redis) -> None:
-    """The old primary took the job's acknowledgement and was demoted before its replica got
-    it: on the new one the job is still listed in progress, and no reaper looks at a live
-    process's list. Told of the failover, the worker looks for such strays."""
-    redone.clear()
-    with running_worker() as launcher:
-        stray = json.dumps({"class": Redone.wire_name(), "args": [7], "jid": "f" * 24,
-                            "queue": "default", "created_at": 1.0, "enqueued_at": 1.0})
-        r.lpush(keys.inprogress(launcher.identity), stray)
-        sentinel_watch.watch.failovers += 1  # what the Sentinel watcher counts
-        wait_for(lambda: redone == [7], timeout=15, what="the stray job to be run again")
-    assert r.llen(keys.inprogress(launcher.identity)) == 0

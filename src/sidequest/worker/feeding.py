@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from sidequest import sentinel_watch, url_problems
+from sidequest import url_problems
 from sidequest.config import Config
 from sidequest.worker.async_jobs import AsyncJobs
 from sidequest.worker.buffer import take_back
@@ -65,11 +65,7 @@ class Feeding:
         acks: list[bytes] = []
         failures = 0
         waited = False
-        failovers = sentinel_watch.watch.failovers
         while True:
-            if sentinel_watch.watch.failovers != failovers:
-                failovers = sentinel_watch.watch.failovers
-                self._after_failover()
             finished, new_acks = self._collect()
             acks += new_acks
             if new_acks:  # jobs fed one at a time through a wait in Redis open it too
@@ -111,15 +107,6 @@ class Feeding:
             if self.inprogress.suspicious:
                 self.inprogress.reconcile([*self._running.values(), *works,
                                            *self.async_jobs.works()])
-
-    def _after_failover(self) -> None:
-        """The Sentinels named a new primary. The old one may have taken acknowledgements
-        (and fetches) that its replica never got: on the new one, jobs that ended here are
-        still listed in progress, which no reaper looks at while this process lives. The
-        next fetches look for such strays and push them back (at least once)."""
-        log.warning("the Redis primary changed (a Sentinel failover): looking for jobs whose"
-                    " acknowledgement the old primary took and did not pass on")
-        self.inprogress.fetch_failed()
 
     def _hold_back(self, hungry: bool, waited: bool, acks: list[bytes]) -> bool:
         """Wait instead of fetching now: once, when no job is owed, to let acknowledgements
