@@ -143,5 +143,7 @@ def refused_for_now(exc: BaseException) -> bool:
     if not isinstance(exc, ResponseError):
         return False
     text = str(exc)
-    return text.startswith(_REFUSED_FOR_NOW) or any(f"caused error: {word}" in text
-                                                    for word in _REFUSED_FOR_NOW)
+    # Also inside a script's error, as Redis 6.2 words it ("Error running script ...
+    # -NOREPLICAS Not enough good replicas to write.").
+    return text.startswith(_REFUSED_FOR_NOW) or any(
+        f"caused error: {word}" in text or f"-{word}" in text for word in _REFUSED_FOR_NOW)

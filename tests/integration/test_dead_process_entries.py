@@ -167,3 +167,21 @@ def test_a_reaper_whose_own_lease_lapsed_takes_no_other_process_for_dead(
     reaper._own_lapsed -= build(**FAST).lease_ttl + 1  # a lease's length has passed
     assert reaper.reap() == 1  # still lapsed a lease later: dead
     assert r.lrange(keys.queue("pq"), 0, -1) == [JOB]
+
+
+def test_after_its_own_renewal_gap_a_reaper_waits_for_the_others_to_renew(
+        r: redis.Redis) -> None:
+    """Writes refused for longer than a lease, then back: the reaper may not even have run
+    while its own lease was gone (its cleanup write failed), so the heartbeat says so."""
+    me = beating("me:5:eeee")
+    beating("peer:1:aaaa", JOB)
+    kill(r, "peer:1:aaaa")  # lapsed in the outage; it renews at its next beat
+    reaper = Reaper(build(**FAST), "me:5:eeee", connection.client(), threading.Event(),
+                    in_doubt=me.leases_in_doubt)
+    assert me._last_renewal is not None
+    me._last_renewal -= 3 * build(**FAST).heartbeat_interval  # beats failed meanwhile
+    me.beat()
+    assert me.leases_in_doubt()
+    assert reaper.reap() == 0 and r.llen(keys.queue("pq")) == 0
+    me.doubt_until = 0.0  # a lease's length later
+    assert reaper.reap() == 1

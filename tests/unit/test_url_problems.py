@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import redis.exceptions as errors
 
-from sidequest.url_problems import readable
+from sidequest.url_problems import readable, refused_for_now
 
 MOVING = "a Redis Cluster slot moved or is being migrated"
 
@@ -27,3 +27,12 @@ def test_other_errors_keep_their_text() -> None:
                 errors.ConnectionError("Error 111 connecting to 127.0.0.1:7441."),
                 errors.ClusterError("Redis Cluster cannot be connected")):
         assert readable(exc) == str(exc)
+
+
+def test_a_scripts_write_refused_for_now_is_read_as_such() -> None:
+    # Redis 6.2 wraps the refusal of a write inside a script in the script's error.
+    wrapped = errors.ResponseError("Error running script (call to f_0123): @user_script:1:"
+                            " @user_script: 1: -NOREPLICAS Not enough good replicas to write.")
+    assert refused_for_now(wrapped)
+    assert refused_for_now(errors.ResponseError("NOREPLICAS Not enough good replicas to write."))
+    assert not refused_for_now(errors.ResponseError("ERR unknown command 'FOO'"))

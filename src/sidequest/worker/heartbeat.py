@@ -60,6 +60,9 @@ class Heartbeat:
         self.state = state
         self.on_signal = on_signal
         self.quiet = False
+        self._last_renewal: float | None = None
+        #: Until when (monotonic) other processes' lapsed leases are not taken for deaths.
+        self.doubt_until = 0.0
         self._fields = self._info()
         self.info = dumps(self._fields)
 
@@ -100,7 +103,23 @@ class Heartbeat:
             # reaches wherever it is.
             with contextlib.suppress(redis.RedisError):
                 self._renew_lease(self.client)
+                self._renewed()
             raise
+        self._renewed()
+
+    def _renewed(self) -> None:
+        """Note a renewal. One after a gap of more than two beats means Redis refused or
+        lost writes meanwhile: every process's lease may have lapsed, not only a dead one's,
+        and the others renew theirs within a beat or two of ours."""
+        now = time.monotonic()
+        last, self._last_renewal = self._last_renewal, now
+        if last is not None and now - last > 2 * self.config.heartbeat_interval:
+            self.doubt_until = now + self.config.lease_ttl
+
+    def leases_in_doubt(self) -> bool:
+        """Whether a lapsed lease may now be a live process's (see _renewed): the reaper
+        then takes no process for dead."""
+        return time.monotonic() < self.doubt_until
 
     def _renew_lease(self, target: Any) -> None:
         target.set(keys.lease(self.identity), _pid(), px=int(self.config.lease_ttl * 1000))

@@ -112,7 +112,7 @@ class Launcher(SignalHandling):
                                    self.remote_signal, embedded=embedded)
         self.scheduler = Scheduler(config, connection.new_client(retries=0), self.stopping)
         self.reaper = Reaper(config, self.identity, connection.new_client(retries=0),
-                             self.stopping)
+                             self.stopping, in_doubt=self.heartbeat.leases_in_doubt)
         # With shards, an entry whose queue is on another shard is that shard's process's.
         entries = sharding.own_entries(load_entries(config))
         warn_unserved(entries, config)

@@ -13,6 +13,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
 import redis
@@ -32,8 +33,11 @@ log = logging.getLogger("sidequest")
 
 class Reaper:
     def __init__(
-        self, config: Config, identity: str, client: redis.Redis, stopping: threading.Event
+        self, config: Config, identity: str, client: redis.Redis, stopping: threading.Event,
+        in_doubt: Callable[[], bool] | None = None,
     ) -> None:
+        #: The heartbeat's word that leases lapsed with Redis, not with their processes.
+        self.in_doubt = in_doubt
         self.config = config
         self.identity = identity
         self.client = client
@@ -57,6 +61,10 @@ class Reaper:
 
     def reap(self) -> int:
         """Recover every dead process's jobs; returns how many were requeued."""
+        # Its own lease first, a read: while Redis refuses writes the cleanup below fails,
+        # and the lapse must have been seen by then.
+        if not self._may_judge(bool(self.client.exists(keys.lease(self.identity)))):
+            return 0
         # Also prune `processes` of crashed members (at most once a minute across all
         # readers): the scheduler spaces its polls by that count.
         ProcessSet.cleanup()
@@ -65,12 +73,9 @@ class Reaper:
         if not owners:
             return self.bury_poison()
         pipe = self.client.pipeline(transaction=False)
-        pipe.exists(keys.lease(self.identity))
         for owner in owners:
             pipe.exists(keys.lease(owner))
-        own, *alive = pipe.execute()
-        if not self._may_judge(bool(own)):
-            return 0
+        alive = pipe.execute()
         requeued = 0
         for owner, live in zip(owners, alive, strict=True):
             if not live:
@@ -84,6 +89,8 @@ class Reaper:
         process's writes (a failover that waits for a replica, a restart without its data),
         so the others' leases lapsed with ours, and each renews its own at its next beat.
         Taken for dead then, live workers' jobs were run a second time beside them."""
+        if self.in_doubt is not None and self.in_doubt():
+            return False
         if not own_lease:
             if self._own_lapsed is None:
                 log.warning("reaper: this process's own lease lapsed (Redis refused or lost its"
