@@ -179,7 +179,7 @@ def test_after_its_own_renewal_gap_a_reaper_waits_for_the_others_to_renew(
     reaper = Reaper(build(**FAST), "me:5:eeee", connection.client(), threading.Event(),
                     in_doubt=me.leases_in_doubt)
     assert me._last_renewal is not None
-    me._last_renewal -= 3 * build(**FAST).heartbeat_interval  # beats failed meanwhile
+    me._last_renewal -= build(**FAST).lease_ttl + 1  # beats failed meanwhile
     me.beat()
     assert me.leases_in_doubt()
     assert reaper.reap() == 0 and r.llen(keys.queue("pq")) == 0

@@ -108,13 +108,16 @@ class Heartbeat:
         self._renewed()
 
     def _renewed(self) -> None:
-        """Note a renewal. One after a gap of more than two beats means Redis refused or
-        lost writes meanwhile: every process's lease may have lapsed, not only a dead one's,
+        """Note a renewal. One after a gap long enough for another process's lease to have
+        lapsed meanwhile (it may have renewed up to two beats before our last renewal) means
+        Redis refused or lost writes: every lease may have lapsed, not only a dead process's,
         and the others renew theirs within a beat or two of ours."""
+        cfg = self.config
         now = time.monotonic()
         last, self._last_renewal = self._last_renewal, now
-        if last is not None and now - last > 2 * self.config.heartbeat_interval:
-            self.doubt_until = now + self.config.lease_ttl
+        gap = max(2 * cfg.heartbeat_interval, cfg.lease_ttl - 2 * cfg.heartbeat_interval)
+        if last is not None and now - last > gap:
+            self.doubt_until = now + cfg.lease_ttl
 
     def leases_in_doubt(self) -> bool:
         """Whether a lapsed lease may now be a live process's (see _renewed): the reaper
