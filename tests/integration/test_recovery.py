@@ -200,3 +200,20 @@ def test_suspect_runs_alone_and_is_cleared(r: redis.Redis) -> None:
     assert "suspect:0" in seen()  # no other job was running in its process
     assert r.exists(f"sq:deaths:{jid}") == 0 and r.llen("sq:quarantine") == 0
     assert r.exists("sq:quarantine:lock") == 0
+
+
+def test_a_suspect_of_another_pool_is_left_for_it(r: redis.Redis) -> None:
+    """A worker that serves other queues, or lacks the job's class, leaves a quarantined job
+    alone: before, it took it and failed it as unknown, using one of its retries."""
+    other = json.dumps({"class": "app.elsewhere.Heavy", "args": [], "jid": "q" * 24,
+                        "queue": "default", "retry": True})
+    unserved = json.dumps({"class": Alone.wire_name(), "args": ["x"], "jid": "u" * 24,
+                           "queue": "reports", "retry": True})
+    r.lpush("sq:quarantine", other, unserved)
+    with running_worker(max_deaths=3) as worker:
+        Tracked.perform_async("still fetching")
+        wait_for(lambda: "still fetching" in seen(), what="a job of its own queue")
+        assert not worker.manager.isolating.is_set()
+        assert worker.manager.fetcher.take_suspect() is None  # each looked at, each left
+    assert sorted(r.lrange("sq:quarantine", 0, -1)) == sorted([other, unserved])
+    assert r.zcard("retry") == 0 and r.llen(f"sq:inprogress:{worker.identity}") == 0

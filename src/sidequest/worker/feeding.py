@@ -217,7 +217,8 @@ class Feeding:
         if work is None:
             self.isolating.clear()
             release_quarantine(self._client, self.identity)
-            log.warning("quarantine empty; fetching from the queues again")
+            log.warning("no quarantined job left that this process runs; fetching from the"
+                        " queues again")
             self._exchange.signal(WAKE)  # look at the queues now
             return []
         return [work]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, cast
 
 import redis
 
-from sidequest import connection, keys
+from sidequest import connection, keys, registry
 from sidequest.config import Config
 from sidequest.payload import loads
 
@@ -35,6 +35,13 @@ class Work:
     suspect: bool = False
 
 
+def _queue_of(raw: bytes) -> str:
+    try:
+        return str(loads(raw).get("queue") or "default")
+    except (ValueError, AttributeError):
+        return "default"  # the processor sends an unreadable payload to the dead set
+
+
 class Fetcher:
     """Builds the queue order for each fetch and runs the fetch/ack script."""
 
@@ -50,6 +57,7 @@ class Fetcher:
         ]
         self._weight = collections.Counter(self._weighted)  # per queue key
         self._script = connection.script("fetch")
+        self._served = frozenset(config.queue_names)
         self._rng = random.Random()
 
     def order(self) -> list[str]:
@@ -98,16 +106,36 @@ class Fetcher:
         return works[0] if works else None
 
     def take_suspect(self) -> Work | None:
-        """Move one job from the quarantine into the in-progress list."""
-        raw = cast("bytes | None", self.client.lmove(keys.QUARANTINE, self.inprogress,
-                                                     "RIGHT", "LEFT"))
-        if raw is None:
-            return None
+        """Move one job this process can run from the quarantine into the in-progress list;
+        None when it holds none. Another's (a queue not served here, a class not loaded
+        here) goes back to the quarantine's other end: taken here, it failed as unknown."""
+        for _ in range(max(1, int(self.client.llen(keys.QUARANTINE)))):
+            raw = cast("bytes | None", self.client.lmove(keys.QUARANTINE, self.inprogress,
+                                                         "RIGHT", "LEFT"))
+            if raw is None:
+                return None
+            if self.runs(raw):
+                return Work(_queue_of(raw), raw, suspect=True)
+            pipe = self.client.pipeline(transaction=True)  # both or neither: never lost
+            pipe.lrem(self.inprogress, 1, raw)  # type: ignore[arg-type]
+            pipe.lpush(keys.QUARANTINE, raw)
+            pipe.execute()
+        return None
+
+    def has_suspects(self) -> bool:
+        """Whether the quarantine holds a job this process can run (the first hundred)."""
+        return any(self.runs(raw) for raw in
+                   cast("list[bytes]", self.client.lrange(keys.QUARANTINE, 0, 99)))
+
+    def runs(self, raw: bytes) -> bool:
+        """A job of a queue this process serves and a class it loads; an unreadable one too
+        (the processor sends it to the dead set, whoever takes it)."""
         try:
-            queue = str(loads(raw).get("queue") or "default")
+            job = loads(raw)
+            name, queue = job.get("class"), str(job.get("queue") or "default")
         except (ValueError, AttributeError):
-            queue = "default"  # the processor sends an unreadable payload to the dead set
-        return Work(queue, raw, suspect=True)
+            return True
+        return queue in self._served and registry.find(name) is not None
 
     def wait(self, timeout: float) -> Work | None:
         """Block until a job arrives in the first queue of the order, or ``timeout`` passes."""

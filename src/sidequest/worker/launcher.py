@@ -257,6 +257,8 @@ class Launcher(SignalHandling):
             return
         if self.manager.quieted.is_set() or not self._client.llen(keys.QUARANTINE):
             return
+        if not self.manager.fetcher.has_suspects():  # another pool's jobs: not for it
+            return
         if self._client.set(keys.QUARANTINE_LOCK, self.identity, nx=True, px=ttl):
             self.manager.isolate()
 
