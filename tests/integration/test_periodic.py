@@ -17,7 +17,8 @@ import redis
 
 import sidequest
 from helpers import running_worker, wait_for
-from sidequest import keys, periodic_jobs
+from sidequest import connection, keys, periodic_jobs
+from sidequest.api import PeriodicSet
 from sidequest.worker.periodic import register, remove
 
 QUEUE = "periodic-test"  # no worker in these tests reads it, except where it says so
@@ -230,6 +231,19 @@ def test_outcome_of_the_last_run(r: redis.Redis) -> None:
                      what=f"{name}'s outcome")
             state = r.hgetall(keys.periodic_state(name))
             assert state["outcome"] == outcome, state
+
+
+def test_a_worker_without_entries_records_a_tick_jobs_outcome(r: redis.Redis) -> None:
+    # Its pool defines no periodic entry, but a tick's job landed in a queue it serves: the
+    # Periodic page said "pending" for good.
+    register(connection.client(), periodic_jobs.make_entry(
+        Beat.wire_name(), every=3600, name="elsewhere", queue=QUEUE), int(r.time()[0]))
+    with running_worker(queues=((QUEUE, 0),)) as worker:
+        assert not worker.periodic.entries
+        PeriodicSet().enqueue_now("elsewhere")
+        wait_for(lambda: r.hget(keys.periodic_state("elsewhere"), "outcome"), timeout=10,
+                 what="the outcome")
+    assert r.hget(keys.periodic_state("elsewhere"), "outcome") == "succeeded"
 
 
 def test_a_run_a_full_limiter_sent_back_is_no_outcome(r: redis.Redis) -> None:

@@ -182,3 +182,10 @@ def test_counts_and_questions_read_well(client: Client, r: redis.Redis) -> None:
 def test_what_each_part_of_a_search_says(found: int, cursor: int, next_cursor: int,
                                          said: str) -> None:
     assert found_note(found, cursor, next_cursor) == said
+
+
+def test_a_long_error_is_cut_with_an_ellipsis_in_the_list(client: Client, r: redis.Redis) -> None:
+    # Cut at 200 characters mid-sentence, it read as the whole message.
+    r.zadd("retry", {failed("l" * 24, error_message="x" * 150 + " tail " + "y" * 200): 1e9})
+    page = html.unescape(client.get("/retries").text)
+    assert "x" * 150 + " tail " + "y" * 43 + "…" in page  # 199 characters and the mark

@@ -52,7 +52,7 @@ def set_row(entry: SortedEntry) -> Row:
     # The queue is kept whole: its cell links to the queue, and a cut name would name another.
     return _row(entry, queue=entry.queue, retry_count=entry.retry_count,
                 error_class=cut(entry.error_class) if entry.error_class is not None else None,
-                error_message=message[:ARGS_IN_TABLE] if message is not None else None,
+                error_message=cut(message) if message is not None else None,
                 score=entry.score, ref=entry.ref, note=_note(entry))
 
 

@@ -135,8 +135,8 @@ class Launcher(SignalHandling):
         # nothing (StoppedWhileStarting).
         self.life.startup(self.stop_requested)
         middleware.server.prepend(guards.server_middleware)  # unique locks, expiry
-        if self.periodic.entries:
-            middleware.server.prepend(record_outcome)
+        # Whether or not this process defines entries: a tick's job may be another pool's.
+        middleware.server.prepend(record_outcome)
         middleware.server.prepend(metrics.recorder)  # outermost: times the whole chain
         self._serve_metrics()
         for handler in (unique.on_death, status.on_death):  # a job that will not run again

@@ -111,7 +111,8 @@ def too_many(request: Request, target: str, retry_after: float) -> Response:
     twice reads why and can send it again (a script reads the status and Retry-After)."""
     seconds = max(1, math.ceil(retry_after))
     answer = login_form(request, target, 429, error=f"Too many login attempts from this address;"
-                        f" try again in {seconds} seconds. The password was not checked.")
+                        f" try again in {render.plural(seconds, 'second')}. The password was not"
+                        f" checked.")
     answer.headers["retry-after"] = str(seconds)
     return answer
 
