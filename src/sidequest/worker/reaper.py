@@ -63,11 +63,12 @@ class Reaper:
         """Recover every dead process's jobs; returns how many were requeued."""
         # Its own lease first, a read: while Redis refuses writes the cleanup below fails,
         # and the lapse must have been seen by then.
-        if not self._may_judge(bool(self.client.exists(keys.lease(self.identity)))):
-            return 0
+        judge = self._may_judge(bool(self.client.exists(keys.lease(self.identity))))
         # Also prune `processes` of crashed members (at most once a minute across all
         # readers): the scheduler spaces its polls by that count.
         ProcessSet.cleanup()
+        if not judge:
+            return 0
         members = cast(set[bytes], self.client.smembers(keys.SQ_PROCESSES))
         owners = [o for o in self._owners(members) if o != self.identity]
         if not owners:
