@@ -15,6 +15,7 @@ import redis
 
 from sidequest import monitor
 from web_helpers import Client, process
+from web_helpers import job as job_payload
 
 pytestmark = pytest.mark.redis
 
@@ -49,12 +50,17 @@ def test_a_process_asked_to_stop_shows_it_until_it_reads_it(client: Client,
 def test_a_process_without_a_recent_heartbeat_is_not_responding(client: Client,
                                                                 r: redis.Redis) -> None:
     # Killed with kill -9: listed as "running" with its busy threads until its entry expired.
-    process(r, W1)
-    process(r, W2)
+    process(r, W1, work={"t1": job_payload("d" * 24)})
+    process(r, W2, work={"t2": job_payload("e" * 24)})
     r.hset(W1, "beat", time.time() - 17)
     page = client.get("/busy").text
     assert row(page, W1)[0] == "not responding" and row(page, W2)[0] == "running"
     assert "No heartbeat for 17 s: killed or frozen" in page
+    jobs = page[page.index('id="jobs"'):]
+    dead_row = jobs[jobs.index("d" * 24):]
+    assert ">process not responding<" in dead_row[:dead_row.index("</tr>")]
+    live_row = jobs[jobs.index("e" * 24):]
+    assert "not responding" not in live_row[:live_row.index("</tr>")]
     lines = "\n".join(monitor.render_status())
     assert "NOT RESPONDING (no heartbeat" in lines and lines.count("NOT RESPONDING") == 1
     # One that says it beats every 10 s is given three of them.
