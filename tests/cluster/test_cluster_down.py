@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from bench.local_cluster import cluster_port
 
 import sidequest
 from helpers import wait_for
@@ -56,7 +57,7 @@ def one_node(one_node_process: tuple[subprocess.Popen[bytes], redis.Redis]) -> r
 def _start(executable: str, directory: Path) -> tuple[subprocess.Popen[bytes], redis.Redis]:
     """A cluster-enabled node answering PING; another port if the free one was taken."""
     for attempt in range(3):
-        port = free_port()
+        port = cluster_port()  # its cluster bus port (+10000) must exist and be free too
         with open(directory / "redis.log", "ab") as log:
             proc = subprocess.Popen(
                 [executable, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled",

@@ -5,6 +5,7 @@ turns a job that succeeded into a failure (a retry, a rerun, or a batch waiting 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import redis
 
@@ -139,20 +140,31 @@ def test_a_child_batch_whose_reply_was_lost_is_counted_once_in_its_parent(
     assert BatchStatus(parent.bid).complete, BatchStatus(parent.bid)
 
 
+def three_job_batch() -> Batch:
+    batch = Batch()
+    with batch.jobs():
+        Work.perform_bulk([[0]] * 3)
+    return batch
+
+
+def clear_losing_the_reply(proxy: FaultProxy, sq: str) -> tuple[Any, bool]:
+    """Clear the default queue through the proxy, which drops the reply to its EXEC (redis-py
+    then sends the transaction again): the cut, and what clear() returned."""
+    cut = proxy.cut(lambda args: args[:1] == [b"EXEC"], "after")
+    sidequest.configure(redis_url=proxy.url())
+    try:
+        return cut, Queue("default").clear()
+    finally:
+        sidequest.configure(redis_url=sq)
+
+
 def test_a_queue_cleared_as_its_reply_is_lost_records_its_jobs(
         proxy: FaultProxy, sq: str, r: redis.Redis) -> None:
     """The clear renames the queue aside in a transaction that redis-py sent again after the
     reply was lost: the second RENAME found no queue, the clear said "nothing there", and the
     jobs set aside were never recorded as dropped (their batch waited for good)."""
-    batch = Batch()
-    with batch.jobs():
-        Work.perform_bulk([[0]] * 3)
-    cut = proxy.cut(lambda args: args[:1] == [b"EXEC"], "after")
-    sidequest.configure(redis_url=proxy.url())
-    try:
-        cleared = Queue("default").clear()
-    finally:
-        sidequest.configure(redis_url=sq)
+    batch = three_job_batch()
+    cut, cleared = clear_losing_the_reply(proxy, sq)
     assert cut.fired == 1 and cleared
     assert not r.exists("queue:default")
     status = BatchStatus(batch.bid)
@@ -164,9 +176,7 @@ def test_a_clear_resent_after_a_push_keeps_the_jobs_set_aside_first(
     """The same lost reply, and a job pushed before redis-py's resend: a second RENAME put the
     new queue over the one set aside, whose jobs were gone unrecorded (their batch waited
     for good). The resend now leaves the first one's work as it is."""
-    batch = Batch()
-    with batch.jobs():
-        Work.perform_bulk([[0]] * 3)
+    batch = three_job_batch()
     is_set_aside, sent = evalsha_of("set_aside"), []
 
     def push_before_the_resend(args: list[bytes]) -> bool:
@@ -178,12 +188,7 @@ def test_a_clear_resent_after_a_push_keeps_the_jobs_set_aside_first(
         return False
 
     proxy.cut(push_before_the_resend, "before", times=100)
-    cut = proxy.cut(lambda args: args[:1] == [b"EXEC"], "after")
-    sidequest.configure(redis_url=proxy.url())
-    try:
-        cleared = Queue("default").clear()
-    finally:
-        sidequest.configure(redis_url=sq)
+    cut, cleared = clear_losing_the_reply(proxy, sq)
     assert cut.fired == 1 and cleared and len(sent) == 2, sent
     status = BatchStatus(batch.bid)
     assert status.pending == 0 and status.complete, status

@@ -7,7 +7,7 @@ from typing import Any, cast
 
 from sidequest import connection, keys
 from sidequest.api.lenient import as_float, as_int, outages_raised, replies
-from sidequest.api.stats import UNREACHABLE_ERRORS, ShardUnreachable
+from sidequest.api.stats import first_found
 from sidequest.batch import Batch
 
 #: Batches on one page of the dashboard's list, the newest first.
@@ -21,25 +21,11 @@ class BatchStatus:
     def __init__(self, bid: str | Batch) -> None:
         # A Batch is read where it lives (its shard); a bid on the current shard, then on the
         # others (as JobStatus does): a bid does not say which shard made it.
-        shards = ([bid.shard] if isinstance(bid, Batch) else
-                  [here := connection.current_shard(),
-                   *(name for name in connection.shard_names() if name != here)])
+        shards = [bid.shard] if isinstance(bid, Batch) else None
         bid = _bid_of(bid)
-        down: dict[str, Exception] = {}
-        answers: list[Any] = [None, None, None]
-        for shard in shards:
-            try:
-                answers = _read_on(shard, bid)
-            except UNREACHABLE_ERRORS as exc:
-                down[shard] = exc
-                continue
-            if answers[0]:
-                break
-        else:
-            if down:  # "no such batch" would be a guess: it may be on a shard that is down
-                shard, error = next(iter(down.items()))
-                raise ShardUnreachable(shard, error, "the batch's status was not read: ask"
-                                       " again once it answers") from error
+        answers = first_found(lambda shard: _read_on(shard, bid), lambda found: bool(found[0]),
+                              [None, None, None], lambda _: "the batch's status was not read:"
+                              " ask again once it answers", shards)
         self._read(bid, *answers)
 
     @classmethod

@@ -203,6 +203,28 @@ class ShardUnreachable(redis.ConnectionError, RedisUnavailable):
         super().__init__(f"could not reach {describe(shard)} ({self.reason}); {advice}")
 
 
+def first_found(read: Callable[[str], T], found: Callable[[T], bool], missing: T,
+                advice: Callable[[list[str]], str], shards: list[str] | None = None) -> T:
+    """``read(shard)`` on the current shard, then on the others (or on ``shards``), until
+    ``found`` says one holds the thing (a jid or a bid does not say which shard has it). A
+    shard that is down is passed over; nothing found with one down raises ShardUnreachable
+    (``advice(down)`` says what to do), since "not there" would be a guess."""
+    here = connection.current_shard()
+    down: dict[str, Exception] = {}
+    for shard in shards or [here, *(n for n in connection.shard_names() if n != here)]:
+        try:
+            answer = read(shard)
+        except UNREACHABLE_ERRORS as exc:
+            down[shard] = exc
+            continue
+        if found(answer):
+            return answer
+    if down:
+        shard, error = next(iter(down.items()))
+        raise ShardUnreachable(shard, error, advice(list(down))) from error
+    return missing
+
+
 def describe(shard: str) -> str:
     """``shard 'mail' at redis://host:6379/0``, or only the URL with one Redis (its one shard
     has a name nobody wrote)."""

@@ -8,7 +8,7 @@ from typing import Any, cast
 
 from sidequest import client, connection, keys, payload
 from sidequest.api.lenient import as_float
-from sidequest.api.stats import UNREACHABLE_ERRORS, ShardUnreachable
+from sidequest.api.stats import first_found
 
 #: Why ``JobStatus`` refuses to read in the testing modes.
 IN_TESTING = ("JobStatus reads the status a worker stores in Redis, and in testing.fake() and "
@@ -58,23 +58,10 @@ class JobStatus:
 
 
 def _find(jid: str) -> tuple[dict[bytes, bytes], Any]:
-    """The stored status of ``jid`` and its TTL, from the first shard that has one. With
-    several shards the job's is not known from its jid: the current one first, then the
-    others; a shard that is down is passed over, since the status may be on another one."""
-    here = connection.current_shard()
-    down: dict[str, Exception] = {}
-    for shard in [here, *(name for name in connection.shard_names() if name != here)]:
-        try:
-            raw, ttl = _read(shard, jid)
-        except UNREACHABLE_ERRORS as exc:
-            down[shard] = exc
-            continue
-        if raw:
-            return raw, ttl
-    if down:  # "nothing stored" would be a guess: the status may be on a shard that is down
-        shard, error = next(iter(down.items()))
-        raise ShardUnreachable(shard, error, _advice(jid, list(down))) from error
-    return {}, -2
+    """The stored status of ``jid`` and its TTL, from the first shard that has one."""
+    nothing: tuple[dict[bytes, bytes], Any] = ({}, -2)
+    return first_found(lambda shard: _read(shard, jid), lambda answer: bool(answer[0]),
+                       nothing, lambda down: _advice(jid, down))
 
 
 def _read(shard: str, jid: str) -> tuple[dict[bytes, bytes], Any]:
