@@ -12,7 +12,8 @@ import re
 import pytest
 import redis
 
-from sidequest.api import DeadSet, sets
+from sidequest.api import DeadSet
+from sidequest.api.refs import parse_ref
 from web_helpers import Client, failed, flash, job
 
 pytestmark = pytest.mark.redis
@@ -104,10 +105,10 @@ def test_the_api_keeps_sidekiqs_id_and_adds_ref(r: redis.Redis) -> None:
     refs = [e.ref for e in entries]
     assert len(set(refs)) == 4
     for entry, ref in zip(entries, refs, strict=True):
-        found = DeadSet().entry(*sets.parse_ref(ref))  # type: ignore[misc]
+        found = DeadSet().entry(*parse_ref(ref))  # type: ignore[misc]
         assert found is not None and found.raw == entry.raw
-    assert sets.parse_ref("-1.5~" + "a" * 32 + "-x-y/z") == (-1.5, "x-y/z", "a" * 32)
-    assert sets.parse_ref("1.5-x-y") == (1.5, "x-y", None)
-    assert sets.parse_ref("garbage") is None
-    assert sets.parse_ref("1.5-a~" + "b" * 32 + "-c") == (1.5, "a~" + "b" * 32 + "-c", None)
+    assert parse_ref("-1.5~" + "a" * 32 + "-x-y/z") == (-1.5, "x-y/z", "a" * 32)
+    assert parse_ref("1.5-x-y") == (1.5, "x-y", None)
+    assert parse_ref("garbage") is None
+    assert parse_ref("1.5-a~" + "b" * 32 + "-c") == (1.5, "a~" + "b" * 32 + "-c", None)
     assert len(DeadSet().fetch(WHEN, "")) == 4  # fetch still finds every one

@@ -4,7 +4,6 @@ one entry at a time, each move atomic (it cannot be lost or doubled by a racing 
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Iterator
 from typing import Any, cast
@@ -14,7 +13,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from sidequest import connection, keys, status, unique
-from sidequest.api import removed
+from sidequest.api import refs, removed
 from sidequest.api.lenient import as_int, or_empty, replies
 from sidequest.api.queues import digest_of
 from sidequest.api.records import JobRecord
@@ -67,9 +66,8 @@ class SortedEntry(JobRecord):
     @property
     def ref(self) -> str:
         """``<score>~<digest>-<jid>``: this very entry, whatever others share its score and
-        jid; ``JobSet.entry(*parse_ref(ref))`` finds it again. The digest sits before the
-        dash, so that everything after it is the jid, as in ``id``."""
-        return f"{self.score!r}~{self.digest}-{self.jid}"
+        jid; ``JobSet.entry(*refs.parse_ref(ref))`` finds it again."""
+        return refs.ref_of(self.score, self.digest, self.jid)
 
     def delete(self) -> bool:
         deleted = bool(connection.client().zrem(self.parent.name, self.raw))
@@ -395,30 +393,5 @@ class DeadSet(JobSet):
 
 #: The longest lock a move takes: a push's longest unique_for, plus a year of wait.
 MAX_LOCK_MS = (MAX_UNIQUE_FOR + 366 * 86400) * 1000
-#: ``SortedEntry.ref``: score, digest, jid (anything, dashes and slashes included).
-_REF = re.compile(r"([^~]+)~([0-9a-f]{32})-(.*)", re.DOTALL)
-
-
-def parse_ref(key: str) -> tuple[float, str, str | None] | None:
-    """``(score, jid, digest)`` of a row's key: ``ref``'s ``<score>~<digest>-<jid>``, or
-    Sidekiq's ``<score>-<jid>`` (split at the first dash: a jid may contain dashes), whose
-    digest is None. None when it is neither."""
-    found = _REF.fullmatch(key)
-    score = _score(found.group(1)) if found else None
-    if found and score is not None:
-        return score, found.group(3), found.group(2)
-    # Sidekiq's form; also a jid that merely looks like the tail of a ref ("a~<hex>-b").
-    text, dash, jid = key.partition("-")
-    score = _score(text)
-    return (score, jid, None) if dash and score is not None else None
-
-
-def _score(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
 def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)

@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sidequest.api import DeadSet, JobSet, RetrySet, ScheduledSet, SortedEntry
-from sidequest.api.sets import parse_ref
+from sidequest.api.refs import parse_ref
 from sidequest.web import params, render
 from sidequest.web.deadroom import DeadRoom, dead_size, dropped_note, dropped_since, read_room
 from sidequest.web.render import plural
