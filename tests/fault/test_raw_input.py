@@ -21,7 +21,7 @@ from helpers import wait_for
 from sidequest import retry
 from sidequest.errors import PayloadError
 from sidequest.payload import decode
-from sidequest.worker.processor import UNREADABLE_CLASS
+from sidequest.worker.failures import UNREADABLE_CLASS
 
 MB = 1024 * 1024
 

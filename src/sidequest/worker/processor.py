@@ -22,8 +22,6 @@ import redis
 from redis.exceptions import RedisClusterException
 
 from sidequest import (
-    batch,
-    batch_members,
     hooks,
     joblog,
     keys,
@@ -39,8 +37,8 @@ from sidequest.config import Config
 from sidequest.errors import TIMEOUT_MESSAGE, JobTimeout, PayloadError, UnknownJobError
 from sidequest.job import Job
 from sidequest.morgue import add_dead
-from sidequest.payload import KWARGS, Payload, decode, dumps, job_class, loads, new_jid, normalized
-from sidequest.worker import async_jobs, timeouts, with_ack
+from sidequest.payload import KWARGS, Payload, decode, dumps, job_class, normalized
+from sidequest.worker import async_jobs, failures, timeouts, with_ack
 from sidequest.worker.clock import now
 from sidequest.worker.fetch import ACK_FROM_TAIL, Work
 from sidequest.worker.logs import job_info, log_failure
@@ -48,8 +46,6 @@ from sidequest.worker.state import ProcessState
 from sidequest.worker.timeouts import Timeouts
 
 log = logging.getLogger("sidequest")
-#: The class of a dead-set entry holding a payload that is JSON but no job (its one argument).
-UNREADABLE_CLASS = "(unreadable payload)"
 
 
 class Processor:
@@ -256,14 +252,15 @@ class Processor:
             found = cls
 
             def ask(count: int, error: BaseException, payload: Payload) -> Any:
-                return _safely(lambda: found.retry_in(count, error, payload), "retry_in", job)
+                return failures.safely(lambda: found.retry_in(count, error, payload),
+                                       "retry_in", job)
 
         decision = retry.decide(
             job, exc, now(), default_retry=cls.retry if cls else True,
             max_retries=self.config.max_retries, retry_in=ask,
         )
         failed = decision.job
-        to_morgue = _to_morgue(decision, cls, exc)
+        to_morgue = failures.to_morgue(decision, cls, exc)
         body = dumps(failed)
 
         def write(pipe: Any) -> None:
@@ -271,13 +268,13 @@ class Processor:
                 self._to_retry(pipe, failed, body, decision.at, exc)
             elif to_morgue:
                 add_dead(pipe, body, now(), self.config.dead_max_jobs, self.config.dead_timeout)
-            _record_failure(pipe, failed, exc, retrying=decision.action == "retry")
+            failures.record(pipe, failed, exc, retrying=decision.action == "retry")
             pipe.lrem(self.inprogress, ACK_FROM_TAIL, work.raw)
 
         # Not written (a stop through an outage): the job is still in the in-progress list
         # and runs again, so it did not die; its unique lock and status stay as they are.
         if self.write(write):
-            _say_next(decision, failed, to_morgue)  # after its fail line: what comes next
+            failures.say_next(decision, failed, to_morgue)  # after its fail line: what comes next
             if decision.action != "retry":
                 hooks.report_death(failed, exc)
         hooks.report_error(exc, {"context": "Job raised exception", "job": job,
@@ -294,7 +291,7 @@ class Processor:
     def _bury_raw(self, work: Work, exc: PayloadError) -> None:
         """Keep an unreadable payload in the dead set; never redeliver it."""
         log.error("unreadable payload from queue %s moved to the dead set: %s", work.queue, exc)
-        entry = _dead_entry(work, exc)
+        entry = failures.dead_entry(work, exc)
 
         def write(pipe: Any) -> None:
             add_dead(pipe, entry, now(), self.config.dead_max_jobs, self.config.dead_timeout)
@@ -339,85 +336,8 @@ class Processor:
         return self.stopping.is_set() or (limit is not None and time.monotonic() >= limit)
 
 
-def _record_failure(pipe: Any, failed: Payload, exc: BaseException, retrying: bool) -> None:
-    """A failure's record in its batch (a failure, retrying or not) and, once it will not
-    run again, its stored status: in the failure's own transaction, so that an outage as
-    the job ends delays them rather than loses them."""
-    ancestry = batch_members.ancestry_of(failed)
-    if ancestry:
-        batch.queue_update(pipe, ancestry, str(failed.get("jid", "")), "failure")
-    if not retrying and status.wanted(failed):
-        status.write(pipe, failed, "dead", **status.failure(exc))
-
-
-def _to_morgue(decision: retry.Decision, cls: type[Job] | None, exc: BaseException) -> bool:
-    """Whether a job out of retries goes to the dead set: unless ``dead = False`` or its
-    class's ``retries_exhausted`` says "discard" (then it is marked discarded)."""
-    if decision.action != "exhausted":
-        return False
-    failed = decision.job
-    to_morgue = failed.get("dead", True) is not False
-    if cls is not None:
-        answer = _safely(lambda: cls.retries_exhausted(failed, exc), "retries_exhausted",
-                         failed)
-        if answer == retry.DISCARD:
-            to_morgue = False
-    if not to_morgue:
-        failed["discarded_at"] = now()
-    return to_morgue
-
-
-def _say_next(decision: retry.Decision, failed: Payload, to_morgue: bool) -> None:
-    """The line after a ``fail``: whether the job runs again, and when."""
-    if log.isEnabledFor(logging.INFO):
-        job_info(log, _next_step(decision, failed, to_morgue),
-                 {"class": job_class(failed), "jid": failed.get("jid")})
-
-
-def _next_step(decision: retry.Decision, failed: Payload, to_morgue: bool) -> str:
-    if decision.action == "retry":
-        wait = max(0.0, decision.at - now())
-        when = (f"{wait:.0f} s" if wait < 120 else f"{wait / 60:.0f} min" if wait < 7200
-                else f"{wait / 3600:.1f} h")
-        return f"retry {int(failed.get('retry_count', 0)) + 1} in {when}"
-    if decision.action == "off":
-        return "not retried (retry = False): dropped"
-    if decision.action == "discard":
-        return "not retried: discarded (retry_in said so)"
-    if to_morgue:
-        return "no retry left: moved to the dead set"
-    return "no retry left: discarded (dead = False, or retries_exhausted said so)"
-
-
 def _done(job: Payload) -> str:
     """The end line of a run that raised nothing. One whose OverLimit the worker turned into
     a reschedule did not do the job: a bare "done" after ``over limit (name); rescheduled``
     reads as a success (as ``done: cancelled`` marks an async job cancelled by the API)."""
     return "done: over limit" if limiter.rescheduled(job) else "done"
-
-
-def _safely(call: Callable[[], Any], hook: str, job: Payload) -> Any:
-    """Run one of the job class's hooks; one that raises is logged, reported and ignored."""
-    try:
-        return call()
-    except Exception as exc:
-        log.exception("the job's %s hook raised; ignoring it", hook)
-        hooks.report_error(exc, {"context": f"Error calling {hook}", "job": job})
-        return None
-
-
-def _dead_entry(work: Work, exc: PayloadError) -> bytes | str:
-    """What the dead set keeps of an unreadable payload: byte for byte, as Sidekiq keeps text
-    that is not JSON (its Web UI shows such entries), unless it is JSON but not an object (a
-    list, null, a number), which broke Sidekiq's Dead page and API: that is kept whole as
-    the one argument of a job-shaped entry."""
-    try:  # as decode() reads it: strict UTF-8
-        text = work.raw.decode("utf-8") if isinstance(work.raw, bytes) else work.raw
-        if isinstance(loads(text), dict):
-            return work.raw
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return work.raw
-    # retry 0: a Retry from a Dead page that fails again comes back here, not dropped.
-    return dumps({"class": UNREADABLE_CLASS, "args": [text], "queue": work.queue,
-                  "jid": new_jid(), "retry": 0, "created_at": now(), "failed_at": now(),
-                  "error_class": retry.error_class(exc), "error_message": str(exc)})
