@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from sidequest import monitor
-from web_helpers import Client, process
+from web_helpers import Client, flash, process
 from web_helpers import job as job_payload
 
 pytestmark = pytest.mark.redis
@@ -100,3 +100,20 @@ def test_busy_shows_while_redis_refuses_writes(client: Client, r: redis.Redis) -
     finally:
         r.config_set("min-replicas-to-write", 0)
     assert answer.status_code == 200, answer.text[:300]
+
+
+def test_stop_on_a_process_that_is_not_responding_says_it_may_never_be_read(
+        client: Client, r: redis.Redis) -> None:
+    process(r, W1)
+    process(r, W2)
+    r.hset(W1, "beat", time.time() - 40)  # killed or frozen 40 s ago
+    client.submit("/busy", {"action": "stop", "identity": W1})
+    said = flash(client.get("/busy").text)
+    assert "Asked the process to stop (1); it is not responding" in said
+    assert "next heartbeat" not in said
+    client.submit("/busy", {"action": "quiet"})
+    said = flash(client.get("/busy").text)
+    assert "Asked every process to quiet (2); 1 of them is not responding" in said
+    client.submit("/busy", {"action": "quiet", "identity": W2})
+    said = flash(client.get("/busy").text)
+    assert "Asked the process to quiet (1); a process does it at its next heartbeat" in said

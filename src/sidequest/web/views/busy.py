@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -76,16 +78,28 @@ async def busy_action(request: Request) -> Response:
         return render.back(request, "/busy", f"Cancelling {jid}: it stops within a second if "
                                              "it checks, or is dropped before it starts.")
     identity = form.get("identity") or None
-    count = await run_in_threadpool(_signal, identity, action)
-    target = "every process" if identity is None else "the process"
+    count, silent = await run_in_threadpool(_signal, identity, action)
+    return render.back(request, "/busy", _told(identity is None, action, count, silent))
+
+
+def _told(every: bool, action: str, count: int, silent: int) -> str:
+    """What the flash says. A process that is not responding (killed, or frozen) reads the
+    request only if it comes back: "does it at its next heartbeat" would be untrue of it."""
+    if not count:
+        return "No such process is running."
+    target = "every process" if every else "the process"
     # The row says "requested" at once (see _unread_signals); the process reads it at a beat.
-    message = (f"Asked {target} to {action} ({count}); a process does it at its next"
-               " heartbeat, within a few seconds." if count
-               else "No such process is running.")
-    return render.back(request, "/busy", message)
+    told = f"Asked {target} to {action} ({count})"
+    if not silent:
+        return told + "; a process does it at its next heartbeat, within a few seconds."
+    which = ("it is" if count == 1 else f"{silent} of them {'is' if silent == 1 else 'are'}")
+    return (f"{told}; {which} not responding (no heartbeat): a frozen process reads it if it"
+            " comes back; if it died, its running jobs go back to their queues when its"
+            " entry expires.")
 
 
-def _signal(identity: str | None, action: str) -> int:
+def _signal(identity: str | None, action: str) -> tuple[int, int]:
+    """Send the request; how many processes were asked, and how many of them are silent."""
     processes = ProcessSet(clean=False).processes()
     chosen = [p for p in processes if (identity is None or p.identity == identity)
               and not p.embedded]  # an embedded worker is its application's to stop
@@ -94,4 +108,5 @@ def _signal(identity: str | None, action: str) -> int:
             process.quiet()
         else:
             process.stop()
-    return len(chosen)
+    now = time.time()
+    return len(chosen), sum(1 for p in chosen if p.silent(now))
