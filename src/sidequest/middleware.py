@@ -47,6 +47,11 @@ class Chain(Generic[F]):
     def __iter__(self) -> Any:
         return iter(list(self._entries))
 
+    def needs_loop(self) -> bool:
+        """Some entry has only the ``acall`` form: the chain can run on the event loop alone
+        (``invoke`` cannot call it)."""
+        return any(not callable(entry) for entry in self._entries)
+
     def invoke(self, args: tuple[Any, ...], final: Callable[[], Any]) -> Any:
         """Call each middleware with ``*args, call_next``; the innermost next is ``final``."""
         entries = self._entries
@@ -56,6 +61,9 @@ class Chain(Generic[F]):
         # level besides the middleware's own, on a path every job takes.
         call_next = final
         for entry in reversed(entries):
+            if not callable(entry):  # only an acall: an all-async application's
+                raise TypeError(f"the middleware {entry!r} has only an async acall, and this job"
+                                f" runs on a thread: give its class a __call__ method too")
             call_next = partial(entry, *args, call_next)
         return call_next()
 

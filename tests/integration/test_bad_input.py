@@ -247,3 +247,34 @@ def test_a_fail_line_is_followed_by_what_comes_next(r: redis.Redis,
     assert re.search(r"retry 1 in \d+ s$", said[retried]), said
     assert said[dropped].endswith("not retried (retry = False): dropped"), said
     assert said[buried].endswith("no retry left: moved to the dead set"), said
+
+
+class _AsyncOnly:
+    """A middleware with only the coroutine form, as an application whose jobs are all
+    async may write: the worker cannot call it from a thread."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+
+    async def acall(self, job: Any, payload: dict[str, Any], queue: str, call_next: Any) -> Any:
+        try:
+            return await call_next()
+        except Exception as exc:
+            self.seen.append((payload["class"], type(exc).__name__))
+            raise
+
+
+def test_an_unknown_class_passes_a_middleware_that_has_only_acall(r: redis.Redis) -> None:
+    """It ran through the chain on a thread, and failed with "the first argument must be
+    callable" instead of saying its class is unknown."""
+    watch = _AsyncOnly()
+    r.lpush("queue:default", json.dumps(
+        {"class": "app.gone.Ghost", "args": [1], "jid": "k" * 24, "queue": "default"}))
+    middleware.server.add(watch)  # type: ignore[arg-type]
+    try:
+        with running_worker():
+            (member,) = wait_for(lambda: r.zrange("retry", 0, -1), what="the retry entry")
+    finally:
+        middleware.server.remove(watch)  # type: ignore[arg-type]
+    assert json.loads(member)["error_class"] == "sidequest.errors.UnknownJobError"
+    assert watch.seen == [("app.gone.Ghost", "UnknownJobError")]

@@ -3,6 +3,7 @@ capped, and a Redis outage is survived."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -11,13 +12,14 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 from helpers import FAST, running_worker, wait_for
 from redis_server import RedisServer
-from sidequest import Job, RedisUnavailable
+from sidequest import Job, RedisUnavailable, middleware
 
 ROOT = Path(__file__).resolve().parents[2]
 SEEN: list[str] = []
@@ -217,3 +219,43 @@ def test_a_suspect_of_another_pool_is_left_for_it(r: redis.Redis) -> None:
         assert worker.manager.fetcher.take_suspect() is None  # each looked at, each left
     assert sorted(r.lrange("sq:quarantine", 0, -1)) == sorted([other, unserved])
     assert r.zcard("retry") == 0 and r.llen(f"sq:inprogress:{worker.identity}") == 0
+
+
+class AsyncAlone(Job):
+    async def perform(self, tag: str) -> None:
+        await asyncio.sleep(0)
+        with LOCK:
+            SEEN.append(tag)
+
+
+class _AsyncOnly:
+    """A middleware with only the coroutine form (an application whose jobs are all async)."""
+
+    def __init__(self) -> None:
+        self.wrapped: list[str] = []
+
+    async def acall(self, job: Any, payload: dict[str, Any], queue: str, call_next: Any) -> Any:
+        self.wrapped.append(payload["args"][0])
+        return await call_next()
+
+
+def test_an_async_suspect_runs_through_a_middleware_that_has_only_acall(
+        r: redis.Redis) -> None:
+    """A suspect runs alone, on a thread: it went through the chain there and failed with
+    "the first argument must be callable", using a retry, instead of running."""
+    (jid,) = orphan(r, "ghost:5:abc", ["placeholder"])
+    payload = {"class": AsyncAlone.wire_name(), "args": ["async suspect"], "jid": jid,
+               "queue": "default", "retry": True}
+    r.delete("sq:inprogress:ghost:5:abc")
+    r.lpush("sq:inprogress:ghost:5:abc", json.dumps(payload))
+    r.set(f"sq:deaths:{jid}", 1)
+    watch = _AsyncOnly()
+    middleware.server.add(watch)  # type: ignore[arg-type]
+    try:
+        with running_worker(max_deaths=3) as worker:
+            wait_for(lambda: "async suspect" in seen(), what="the suspect ran")
+            wait_for(lambda: not worker.manager.isolating.is_set(), what="isolation over")
+    finally:
+        middleware.server.remove(watch)  # type: ignore[arg-type]
+    assert watch.wrapped == ["async suspect"]
+    assert r.zcard("retry") == 0 and r.exists(f"sq:deaths:{jid}") == 0

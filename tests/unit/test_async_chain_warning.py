@@ -112,4 +112,11 @@ def test_an_object_that_cannot_be_called_is_refused_when_added() -> None:
 
     only = OnlyAcall()
     middleware.server.add(only)  # type: ignore[arg-type]
-    middleware.server.remove(only)  # type: ignore[arg-type]
+    try:
+        assert middleware.server.needs_loop()
+        # A sync job through it is told what is missing, not "must be callable".
+        with pytest.raises(TypeError, match=r"has only an async acall.*give its class a __call__"):
+            middleware.server.invoke((None, {}, "default"), lambda: None)
+    finally:
+        middleware.server.remove(only)  # type: ignore[arg-type]
+    assert not middleware.server.needs_loop()

@@ -15,7 +15,7 @@ import inspect
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis
@@ -170,6 +170,10 @@ class Processor:
         args, kwargs = job["args"], job.get(KWARGS) or {}
         if limit is not None and self.timeouts is not None:
             self._watched(self.timeouts, limit, (work, job, instance, args, kwargs))
+        elif cls.async_perform and self._loop_chain():  # a suspect, run alone
+            self._chain_on_loop(work, job, instance, async_jobs.timed(
+                lambda: signatures.call_perform(instance, args, kwargs),
+                timeouts.seconds(job.get("timeout"))))
         else:
             self._chain(work, job, instance, lambda: self._call(instance, args, kwargs))
 
@@ -211,6 +215,24 @@ class Processor:
         finally:
             joblog.current.reset(token)
 
+    def _loop_chain(self) -> bool:
+        """The server middleware must run on the event loop: one has only the ``acall``
+        form (an application whose jobs are all async). A job this thread runs (an async
+        suspect, an unknown class) goes through it there, this thread waiting."""
+        return (self.async_jobs is not None and middleware.server.needs_loop()
+                and async_jobs.chain_is_async())
+
+    def _chain_on_loop(self, work: Work, job: Payload, instance: Job,
+                       final: Callable[[], Awaitable[Any]]) -> None:
+        assert self.async_jobs is not None  # _loop_chain said so
+
+        async def chain() -> None:
+            # In the task's own context: the application's log lines name the job there.
+            joblog.current.set((instance.jid, job_class(job), work.queue))
+            await async_jobs.invoke_async((instance, job, work.queue), final)
+
+        self.async_jobs.runner.wait_result(chain())
+
     def _unknown(self, work: Work, job: Payload) -> None:
         """A job whose class this worker lacks fails where its perform would run, inside the
         server middleware: the metrics, the traces and the application's own middleware
@@ -225,7 +247,13 @@ class Processor:
             reached.append(True)
             raise failure
 
-        self._chain(work, job, stand_in, fail)
+        async def afail() -> None:
+            fail()
+
+        if self._loop_chain():
+            self._chain_on_loop(work, job, stand_in, afail)
+        else:
+            self._chain(work, job, stand_in, fail)
         if reached:
             raise failure  # a middleware that swallowed it does not make the job run
         # Not reached: a guard dropped it (expired, cancelled) or a middleware skipped it,
