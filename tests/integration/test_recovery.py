@@ -205,20 +205,59 @@ def test_suspect_runs_alone_and_is_cleared(r: redis.Redis) -> None:
 
 
 def test_a_suspect_of_another_pool_is_left_for_it(r: redis.Redis) -> None:
-    """A worker that serves other queues, or lacks the job's class, leaves a quarantined job
-    alone: before, it took it and failed it as unknown, using one of its retries."""
-    other = json.dumps({"class": "app.elsewhere.Heavy", "args": [], "jid": "q" * 24,
-                        "queue": "default", "retry": True})
-    unserved = json.dumps({"class": Alone.wire_name(), "args": ["x"], "jid": "u" * 24,
-                           "queue": "reports", "retry": True})
-    r.lpush("sq:quarantine", other, unserved)
+    """A worker that serves other queues leaves a quarantined job alone: before, it took it
+    and failed it as unknown, using one of its retries. One of a queue it serves it takes,
+    whatever the class, as a fetch from that queue would: a class renamed by a deploy is
+    failed as unknown, into the retry set, not left unseen in the quarantine for good."""
+    renamed = json.dumps({"class": "app.renamed.Heavy", "args": [], "jid": "q" * 24,
+                          "queue": "default", "retry": True})
+    unserved = [json.dumps({"class": Alone.wire_name(), "args": [f"x{i}"], "jid": f"u{i:023}",
+                            "queue": "reports", "retry": True}) for i in range(250)]
+    # Taken from the right: the other pool's jobs come first, more than one page of them.
+    r.lpush("sq:quarantine", renamed, *unserved)
     with running_worker(max_deaths=3) as worker:
+        (entry,) = wait_for(lambda: r.zrange("retry", 0, -1), what="the renamed job failed")
+        wait_for(lambda: not worker.manager.isolating.is_set(), what="isolation over")
         Tracked.perform_async("still fetching")
         wait_for(lambda: "still fetching" in seen(), what="a job of its own queue")
-        assert not worker.manager.isolating.is_set()
+        assert not worker.manager.fetcher.has_suspects()
         assert worker.manager.fetcher.take_suspect() is None  # each looked at, each left
-    assert sorted(r.lrange("sq:quarantine", 0, -1)) == sorted([other, unserved])
-    assert r.zcard("retry") == 0 and r.llen(f"sq:inprogress:{worker.identity}") == 0
+    assert json.loads(entry)["error_class"] == "sidequest.errors.UnknownJobError"
+    assert sorted(r.lrange("sq:quarantine", 0, -1)) == sorted(unserved)
+    assert r.llen(f"sq:inprogress:{worker.identity}") == 0
+
+
+class Holding(Job):
+    """Runs until RELEASE is set: the process is not alone, so it waits to run suspects."""
+
+    def perform(self) -> None:
+        RELEASE.wait(10)
+
+
+RELEASE = threading.Event()
+
+
+def test_a_quiet_process_gives_the_quarantine_to_another(r: redis.Redis) -> None:
+    """Quieted while it waited to run suspects, a process kept their lock for as long as it
+    stayed quiet, and no other process could run them."""
+    RELEASE.clear()
+    suspect = json.dumps({"class": Tracked.wire_name(), "args": ["held"], "jid": "h" * 24,
+                          "queue": "default", "retry": True})
+    try:
+        with running_worker(max_deaths=3) as worker:
+            Holding.perform_async()
+            wait_for(lambda: worker.manager.active and r.llen("queue:default") == 0,
+                     what="the holding job fetched")
+            r.lpush("sq:quarantine", suspect)
+            wait_for(lambda: r.get("sq:quarantine:lock") == worker.identity,
+                     what="the lock taken")
+            worker.quiet()
+            wait_for(lambda: r.exists("sq:quarantine:lock") == 0, what="the lock given up")
+            assert not worker.manager.isolating.is_set()
+            RELEASE.set()
+    finally:
+        RELEASE.set()
+    assert r.lrange("sq:quarantine", 0, -1) == [suspect] and "held" not in seen()
 
 
 class AsyncAlone(Job):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, cast
 
 import redis
 
-from sidequest import connection, keys, registry
+from sidequest import connection, keys
 from sidequest.config import Config
 from sidequest.payload import loads
 
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 #: LREM's count when a finished job leaves the in-progress list: search from the tail, where
 #: the oldest jobs are (fetch pushes at the head), so the search ends after a few entries.
 ACK_FROM_TAIL = -1
+#: Quarantined jobs read per call while looking for one this process runs.
+SUSPECT_PAGE = 200
 
 
 @dataclass(frozen=True)
@@ -106,9 +108,9 @@ class Fetcher:
         return works[0] if works else None
 
     def take_suspect(self) -> Work | None:
-        """Move one job this process can run from the quarantine into the in-progress list;
-        None when it holds none. Another's (a queue not served here, a class not loaded
-        here) goes back to the quarantine's other end: taken here, it failed as unknown."""
+        """Move one job of a queue this process serves from the quarantine into the
+        in-progress list; None when it holds none. Another pool's (a queue not served here)
+        goes back to the quarantine's other end: taken here, it failed as unknown."""
         for _ in range(max(1, int(self.client.llen(keys.QUARANTINE)))):
             raw = cast("bytes | None", self.client.lmove(keys.QUARANTINE, self.inprogress,
                                                          "RIGHT", "LEFT"))
@@ -123,19 +125,29 @@ class Fetcher:
         return None
 
     def has_suspects(self) -> bool:
-        """Whether the quarantine holds a job this process can run (the first hundred)."""
-        return any(self.runs(raw) for raw in
-                   cast("list[bytes]", self.client.lrange(keys.QUARANTINE, 0, 99)))
+        """Whether the quarantine holds a job this process can run: read from the end
+        ``take_suspect`` takes from, a page at a time, to the first (however many jobs of
+        other pools lie before it)."""
+        end = -1
+        while page := cast("list[bytes]", self.client.lrange(
+                keys.QUARANTINE, end - SUSPECT_PAGE + 1, end)):
+            if any(self.runs(raw) for raw in page):
+                return True
+            if len(page) < SUSPECT_PAGE:
+                return False
+            end -= SUSPECT_PAGE
+        return False
 
     def runs(self, raw: bytes) -> bool:
-        """A job of a queue this process serves and a class it loads; an unreadable one too
-        (the processor sends it to the dead set, whoever takes it)."""
+        """A job of a queue this process serves, whatever its class, as a fetch from that
+        queue takes it: a class no process loads any more (renamed by a deploy) fails as
+        unknown, into the retry set, rather than wait unseen in the quarantine. An unreadable
+        one too (the processor sends it to the dead set, whoever takes it)."""
         try:
-            job = loads(raw)
-            name, queue = job.get("class"), str(job.get("queue") or "default")
+            queue = str(loads(raw).get("queue") or "default")
         except (ValueError, AttributeError):
             return True
-        return queue in self._served and registry.find(name) is not None
+        return queue in self._served
 
     def wait(self, timeout: float) -> Work | None:
         """Block until a job arrives in the first queue of the order, or ``timeout`` passes."""

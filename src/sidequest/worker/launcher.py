@@ -22,7 +22,6 @@ from sidequest import (
     client,
     connection,
     hooks,
-    keys,
     metrics,
     middleware,
     status,
@@ -228,7 +227,7 @@ class Launcher(SignalHandling):
             try:
                 self.heartbeat.beat()
                 self.manager.lease_ok.set()  # a fetch held back since an outage goes on
-                self._check_quarantine()
+                self.manager.tend_quarantine(self._client)
                 if failing:
                     log.warning("heartbeat: Redis is reachable again")
                 failing = False
@@ -248,19 +247,6 @@ class Launcher(SignalHandling):
             if not self.manager.lease_ok.is_set():
                 return False
         return False
-
-    def _check_quarantine(self) -> None:
-        """One process at a time runs the suspects; the lock expires with its lease."""
-        ttl = int(self.config.lease_ttl * 1000)
-        if self.manager.isolating.is_set():
-            self._client.pexpire(keys.QUARANTINE_LOCK, ttl)
-            return
-        if self.manager.quieted.is_set() or not self._client.llen(keys.QUARANTINE):
-            return
-        if not self.manager.fetcher.has_suspects():  # another pool's jobs: not for it
-            return
-        if self._client.set(keys.QUARANTINE_LOCK, self.identity, nx=True, px=ttl):
-            self.manager.isolate()
 
     def _check_memory(self) -> None:
         limit = self.config.max_memory

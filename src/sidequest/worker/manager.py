@@ -46,7 +46,7 @@ from sidequest.worker.inprogress import InProgress
 from sidequest.worker.ledger import Ledger
 from sidequest.worker.logs import counted, thread_id
 from sidequest.worker.processor import Processor
-from sidequest.worker.requeue import job_names
+from sidequest.worker.requeue import job_names, release_quarantine
 from sidequest.worker.state import ProcessState
 from sidequest.worker.threads import spawn
 from sidequest.worker.timeouts import Timeouts
@@ -260,6 +260,26 @@ class Manager(Feeding):
         self.isolating.set()
         self._set_active(self.config.concurrency)  # "alone" counts every thread idle
         self._exchange.signal(WAKE)
+
+    def tend_quarantine(self, client: redis.Redis) -> None:
+        """At each heartbeat: one process at a time runs the suspects, under a lock that
+        expires with its lease (renewed here while it runs them)."""
+        ttl = int(self.config.lease_ttl * 1000)
+        if self.isolating.is_set():
+            if self.quieted.is_set():
+                # A quiet process takes no more suspects: held on, the lock kept every other
+                # process from running them for as long as this one stayed quiet.
+                self.isolating.clear()
+                release_quarantine(client, self.identity)
+            else:
+                client.pexpire(keys.QUARANTINE_LOCK, ttl)
+            return
+        if self.quieted.is_set() or not client.llen(keys.QUARANTINE):
+            return
+        if not self.fetcher.has_suspects():  # another pool's jobs: not for it
+            return
+        if client.set(keys.QUARANTINE_LOCK, self.identity, nx=True, px=ttl):
+            self.isolate()
 
     # -- processors --------------------------------------------------------------------
 
