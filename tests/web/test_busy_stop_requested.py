@@ -117,3 +117,15 @@ def test_stop_on_a_process_that_is_not_responding_says_it_may_never_be_read(
     client.submit("/busy", {"action": "quiet", "identity": W2})
     said = flash(client.get("/busy").text)
     assert "Asked the process to quiet (1); a process does it at its next heartbeat" in said
+
+
+def test_jobs_waiting_in_the_quarantine_are_shown(client: Client, r: redis.Redis) -> None:
+    """They were nowhere on the dashboard: not queued, not running, not in a set."""
+    assert 'id="quarantine"' not in client.get("/busy").text
+    r.lpush("sq:quarantine", job_payload("q" * 24, queue="reports"),
+            job_payload("r" * 24), "not json")
+    page = client.get("/busy").text
+    notice = page[page.index('id="quarantine"'):]
+    notice = html.unescape(re.sub(r"\s+", " ", notice[:notice.index("</p>")]))
+    assert "3 jobs wait in the quarantine (queues default, reports)" in notice
+    assert "runs alone" in notice

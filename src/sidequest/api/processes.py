@@ -288,5 +288,26 @@ def awaiting_recovery() -> dict[str, int]:
             if not live and as_int(count)}
 
 
+#: Quarantined jobs read to name their queues (the count is the whole list's).
+QUARANTINE_READ = 1000
+
+
+def quarantined() -> tuple[int, list[str]]:
+    """How many jobs wait in the quarantine (running in processes that died at least twice:
+    each runs alone, one at a time, in a process serving its queue), and their queues."""
+    client = connection.client()
+    pipe = client.pipeline(transaction=False)
+    pipe.llen(keys.QUARANTINE)
+    pipe.lrange(keys.QUARANTINE, -QUARANTINE_READ, -1)
+    count, entries = replies(pipe)
+    queues: set[str] = set()
+    for raw in entries if isinstance(entries, list) else ():
+        try:
+            queues.add(str(json.loads(raw).get("queue") or "default"))
+        except (ValueError, AttributeError, UnicodeDecodeError):
+            continue  # an unreadable one goes to the dead set when it is taken
+    return as_int(count), sorted(queues)
+
+
 def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value] if isinstance(value, str) else []

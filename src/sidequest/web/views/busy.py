@@ -12,6 +12,7 @@ from sidequest import connection, keys
 from sidequest.api import Process, ProcessSet, Work, WorkSet, awaiting_recovery, cancel
 from sidequest.api.cancel import cancelling
 from sidequest.api.lenient import key_of, replies
+from sidequest.api.processes import quarantined
 from sidequest.web import params, render
 
 ACTIONS = ("quiet", "stop", "cancel")
@@ -20,6 +21,7 @@ ACTIONS = ("quiet", "stop", "cancel")
 async def busy(request: Request) -> Response:
     page, count = params.page(request), params.count(request, 50)
     processes, works, orphans, cancelled, asked = await run_in_threadpool(_read)
+    suspects, suspect_queues = await run_in_threadpool(quarantined)
     ours = {p.identity for p in processes if p.sidequest}
     last = params.last_page(len(works), count)
     page = min(page, last)
@@ -29,6 +31,7 @@ async def busy(request: Request) -> Response:
                        concurrency=sum(p.concurrency for p in processes),
                        busy=sum(p.busy for p in processes), cancellable=ours,
                        cancelled=cancelled, orphans=orphans, asked=asked,
+                       suspects=suspects, suspect_queues=suspect_queues,
                        recoverer=bool(ours))
 
 
