@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -63,3 +64,21 @@ def test_a_hanging_quiet_hook_leaves_the_shutdown_hooks_time(
     events.shutdown()  # waits at most half the budget for the quiet hook
     never.set()
     assert life == ["shutdown"]
+
+
+def test_a_stop_that_ran_long_leaves_the_hooks_only_what_is_left_of_their_budget(
+        life: list[str], runner: AsyncRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hooks' budget counts from the stop's deadline for the jobs, not from when the
+    jobs were done: a job at its deadline, the threads' grace and the writes came first, and
+    the hard deadline (the jobs' timeout plus the budget) killed the process in its hooks,
+    before it cleared its record."""
+    monkeypatch.setattr(lifecycle, "BUDGET", 2.0)
+    never = threading.Event()
+    hooks.on_shutdown(lambda: never.wait(30))
+    events = lifecycle.LifeEvents(runner)
+    events.startup()
+    began = time.monotonic()
+    events.stop_begins(began - 1.5)  # the jobs' deadline passed 1.5 s ago
+    events.shutdown()
+    never.set()
+    assert time.monotonic() - began < 1.5  # 0.5 s left, not the whole 2 s

@@ -318,7 +318,9 @@ class Launcher(SignalHandling):
         # meanwhile, or the next to start does (periodic ticks within periodic_grace).
         self.scheduler.paused.set()
         self.periodic.paused.set()
-        clean = self.manager.stop(time.monotonic() + self.config.timeout, self.over_memory)
+        jobs_deadline = time.monotonic() + self.config.timeout
+        self.life.stop_begins(jobs_deadline)  # the hooks end within the hard deadline
+        clean = self.manager.stop(jobs_deadline, self.over_memory)
         metrics.recorder.close()  # stop its flusher thread and write the last counts
         if self.exporter is not None:
             self.exporter.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import concurrent.futures
 import inspect
 import logging
+import math
 import threading
 import time
 from typing import Any
@@ -64,6 +65,13 @@ class LifeEvents:
         #: waits for them, so that a quiet hook finds what they opened.
         self._started = False
         self._quiet_asked = False
+        #: When the hooks must be done by (monotonic), set as a stop begins: the stop's
+        #: jobs' deadline plus BUDGET, so that a stop that ran long (a job at its deadline,
+        #: the threads' grace, the writes) cannot carry the hooks past the hard deadline.
+        self.end_by = math.inf
+
+    def stop_begins(self, jobs_deadline: float) -> None:
+        self.end_by = jobs_deadline + BUDGET
 
     def startup(self, stop: threading.Event | None = None) -> None:
         """Every startup hook, in order; the first that raises stops the worker, and a
@@ -111,7 +119,7 @@ class LifeEvents:
         self._shut = True
         if not life_hooks["shutdown"] and self._quiet is None:
             return
-        deadline = time.monotonic() + BUDGET
+        deadline = min(time.monotonic() + BUDGET, self.end_by)
         runner = threading.Thread(target=self._after_quiet, args=(deadline,),
                                   name="sidequest-on-shutdown", daemon=True)
         runner.start()
