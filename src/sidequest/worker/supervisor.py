@@ -85,6 +85,9 @@ class _Running:
     nonce: str
     reports: int  # the read end of its report pipe
     quiet: bool  # started quiet: so is its replacement
+    #: The dead children whose jobs it was to recover at start: handed on to its own
+    #: replacement should it die first (an on_startup hook that fails runs before that).
+    gone: tuple[str, ...] = ()
 
     def told(self) -> bytes:
         """What the child reported before it exited (the pipe is closed here)."""
@@ -159,7 +162,7 @@ class Supervisor:
                 sys.stdout.flush()
                 os._exit(code)
         os.close(report_fd)
-        self.children[pid] = _Running(time.monotonic(), slot, nonce, reports, quiet)
+        self.children[pid] = _Running(time.monotonic(), slot, nonce, reports, quiet, gone)
         # A TERM or TSTP whose handler ran between the fork and the line above was not
         # passed on to this child: pass it now.
         if self.stopping:
@@ -197,12 +200,16 @@ class Supervisor:
         so: --max-memory, or a job stuck past its timeout, the process's plan), after a
         growing wait when children die soon after they start (the app fails at start)."""
         wait = 0.0
-        quiet = child.quiet or QUIETED in told
+        # Quieted by a TSTP the supervisor passed on, too: the child reports only a quiet
+        # asked through Redis.
+        quiet = self.quieted or child.quiet or QUIETED in told
         retired = code == 0 and RETIRED in told
+        handed_on: tuple[str, ...] = ()
         if retired:
             log.info("worker process %d retired; starting another", pid)
         elif time.monotonic() - child.started < FAST_DEATH:
             wait, self._delay = self._delay, min(self._delay * 2, 30.0)
+            handed_on = child.gone  # it may have died before it recovered them
         else:
             self._delay = 0.5
         if not retired:
@@ -211,7 +218,7 @@ class Supervisor:
                         ", quiet as it was" if quiet else "")
         # Dead for certain (reaped here): its replacement recovers its jobs at start,
         # instead of a reaper after its lease expires (the fallback, if that one fails).
-        gone = (identity.of(pid, child.nonce),) if child.nonce else ()
+        gone = ((identity.of(pid, child.nonce),) if child.nonce else ()) + handed_on
         self._due.append((time.monotonic() + wait, child.slot, gone, quiet))
 
     def _start_due(self) -> None:
