@@ -33,9 +33,9 @@ def with_self(fn: Callable[..., Any]) -> inspect.Signature | None:
 #: Added to the error when a worker's call of ``perform`` does not bind: the push was not
 #: checked against this code (an older version of the job, or another client).
 IN_WORKER = ("; the job was pushed with arguments this version of perform does not accept "
-             "(by older code, or by a client that does not check them, such as Ruby "
-             "Sidekiq). It retries as any failure does: deploy a perform that accepts them, "
-             "or delete the job")
+             "(by another version of the code, older or newer than this worker's, or by a "
+             "client that does not check them, such as Ruby Sidekiq). It retries as any "
+             "failure does: deploy a perform that accepts them, or delete the job")
 
 
 def check_call(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any],

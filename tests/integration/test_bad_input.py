@@ -185,6 +185,7 @@ def test_arguments_perform_cannot_take_are_named(r: redis.Redis, cls: type[Job])
     assert short["error_message"].startswith(
         f"{name}.perform(user_id, note) cannot take these arguments: missing a required "
         "argument: 'note'; the job was pushed with arguments")
+    assert "older or newer than this worker's" in short["error_message"]
     assert inside["error_message"] == "raised by the job itself"
 
 
