@@ -215,6 +215,28 @@ def test_graceful_stop_pushes_unfinished_jobs_back(r: redis.Redis,
     RELEASE.set()
 
 
+def test_a_quiet_says_which_fetched_jobs_it_put_back(r: redis.Redis,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """At a rolling deploy the log is how one checks that nothing was left behind: the jobs
+    a quiet or a stop gave back unstarted went back without a word."""
+    from sidequest.worker.fetch import Work
+
+    with caplog.at_level("INFO", logger="sidequest"), running_worker() as worker:
+        held = [json.dumps({"class": Echo.wire_name(), "args": [n], "jid": f"{n:024d}",
+                            "queue": "default"}).encode() for n in (1, 2)]
+        inprogress = f"sq:inprogress:{worker.identity}"
+        r.lpush(inprogress, *held)  # as a fetch leaves them: listed, and in the buffer
+        # The buffer's content, as the processors would have found it (they would have run
+        # them before the quiet could see them).
+        worker.manager._drain_jobs = lambda: [Work("default", raw) for raw in held]
+        worker.manager.quiet()
+        # A processor's wait in Redis may take one of them as it ends, and give it back too.
+        wait_for(lambda: r.llen(inprogress) == 0 and r.llen("queue:default") == 2,
+                 what="both back in their queue")
+    assert (f"2 jobs fetched but not started put back in their queues: {Echo.wire_name()}"
+            f" jid={1:024d}, {Echo.wire_name()} jid={2:024d}") in caplog.messages
+
+
 def test_server_middleware_wraps_perform(r: redis.Redis) -> None:
     def around(job: Any, payload: dict[str, Any], queue: str, call_next: Any) -> None:
         record("before", payload["jid"])

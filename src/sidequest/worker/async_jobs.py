@@ -89,7 +89,7 @@ class AsyncJobs:
                  acknowledge: Callable[[bytes], None], *,
                  acknowledge_later: Callable[[bytes], bool] | None = None,
                  acknowledge_with: Acknowledging,
-                 requeue: Callable[[list[Work]], None]) -> None:
+                 requeue: Callable[[list[Work]], object]) -> None:
         self.runner = runner
         self.state = state
         self._failed = failed

@@ -53,10 +53,11 @@ class InProgress:
 
         self._processor.write(commands, "acknowledge finished jobs")
 
-    def requeue(self, works: list[Work]) -> None:
-        """Move jobs from the list back to the front of their queues."""
+    def requeue(self, works: list[Work]) -> bool:
+        """Move jobs from the list back to the front of their queues; False when it could
+        not (a stop through an outage: they stay in the list, recovered from there)."""
         if not works:
-            return
+            return True
         args: list[Any] = []
         for work in works:
             args += [work.queue, work.raw]
@@ -67,7 +68,7 @@ class InProgress:
             connection.prepare(script, pipe)
             return script(keys=keys_, args=args, client=pipe)
 
-        self._processor.write(queue, "give fetched jobs back to their queues")
+        return self._processor.write(queue, "give fetched jobs back to their queues")
 
     def requeue_all(self, running: Iterable[Work] = (), retiring: bool = False) -> None:
         """Whatever is still in the list goes back to its queue (shutdown); ``running`` are

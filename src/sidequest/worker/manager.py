@@ -141,7 +141,7 @@ class Manager(Feeding):
         self._waker.interrupt()
         self._exchange.signal(WAKE)
         self.asyncio.close_intake()
-        self.inprogress.requeue(self._drain_jobs())
+        self._give_back_held()
 
     def stop(self, deadline: float, retiring: bool = False) -> bool:
         """Quiet, wait until ``deadline`` (monotonic) for running jobs, requeue the rest
@@ -161,7 +161,7 @@ class Manager(Feeding):
         # Those pushed back; one given up on as stuck has its failure recorded instead.
         late = [jid for jid in self.asyncio.started() if self.async_jobs.owns(jid)]
         self._cancel_late_async_jobs()
-        self.inprogress.requeue(self._drain_jobs())  # fetched while we were quieting
+        self._give_back_held()  # fetched while we were quieting
         self._end_threads(stuck, deadline + STOP_GRACE)
         self.stopping.set()
         self.inprogress.acknowledge(self._collect()[1])
@@ -180,6 +180,15 @@ class Manager(Feeding):
             self.drained()
         self.asyncio.close()
         return not (leftovers or late)
+
+    def _give_back_held(self) -> None:
+        """Prefetched jobs no thread started go back to the front of their queues, said in
+        the log: at a rolling deploy it is how one sees that nothing was left behind."""
+        held = self._drain_jobs()
+        if held and self.inprogress.requeue(held):
+            log.info("%s fetched but not started put back in %s: %s",
+                     counted(len(held), "job"), "its queue" if len(held) == 1 else "their queues",
+                     job_names(work.raw for work in held))
 
     def running_names(self, most: int = 5) -> str:
         """The jobs running now, for the watchdog to name if it must kill the process."""
