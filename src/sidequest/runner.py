@@ -350,6 +350,7 @@ def _supervise(config: Config, processes: int, plan: list[tuple[str, Config]]) -
     """Fork ``processes`` worker processes per shard of ``plan`` (slot i serves shard
     ``i // processes``)."""
     from sidequest.worker import Launcher
+    from sidequest.worker.exporter import PortInUse
     from sidequest.worker.lifecycle import StartupHookError
     from sidequest.worker.logs import flush, setup
     from sidequest.worker.supervisor import (
@@ -380,11 +381,12 @@ def _supervise(config: Config, processes: int, plan: list[tuple[str, Config]]) -
             launcher = Launcher(own, supervised=True, nonce=start.nonce, gone=start.gone,
                                 quiet=start.quiet, heard=start.heard)
             launcher.run()
-        except StartupHookError as exc:
+        except (StartupHookError, PortInUse) as exc:
             log.error("%s", exc)
             # In a replacement (the first children started), a hook that fails now (a service
-            # down for a moment) is a crash to restart after a wait, not a reason to stop the
-            # healthy processes; at the start it is a setup to fix, as a bad setting is.
+            # down for a moment) or its metrics port still taken (by what its predecessor
+            # left) is a crash to restart after a wait, not a reason to stop the healthy
+            # processes; at the start it is a setup to fix, as a bad setting is.
             return 1 if start.gone else CONFIG_ERROR
         except ConfigError as exc:
             log.error("%s", exc)

@@ -66,11 +66,11 @@ def worker(redis_server: RedisServer, tmp_path: Path) -> Iterator[Any]:
            "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(*args: str) -> subprocess.Popen[bytes]:
+    def start(*args: str, log: int = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "sidequest", "-r", "apps.ledger_jobs", "-r",
              "apps.output_jobs", "-C", str(config), "--log-level", "WARNING", *args],
-            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            env=env, cwd=ROOT, stdout=log, stderr=subprocess.PIPE)
         procs.append(proc)
         return proc
 
@@ -155,3 +155,72 @@ def test_a_port_in_use_is_refused_with_the_fix(worker: Any) -> None:
         assert proc.stderr is not None
         error = proc.stderr.read().decode()
     assert f"--metrics-port {port}: cannot listen" in error and "free port" in error, error
+
+
+def test_a_process_a_job_forks_does_not_keep_the_port() -> None:
+    """A job that starts a helper with multiprocessing (fork) handed it the listening
+    socket: after the worker process died the helper held the port, answering nothing, and
+    the process started in its place could not listen there."""
+    from sidequest.worker.exporter import Exporter
+
+    port = free_ports(1)
+    exporter = Exporter("test:1:abc", 1, lambda: 0)
+    exporter.serve("127.0.0.1", port)
+    helper = os.fork()
+    if helper == 0:  # the helper: lives on after its parent closes the port
+        signal.pause()
+        os._exit(0)
+    try:
+        exporter.close()
+        with socket.socket() as again:  # the port is free: no process holds it now
+            again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            again.bind(("127.0.0.1", port))
+    finally:
+        os.kill(helper, signal.SIGKILL)
+        os.waitpid(helper, 0)
+
+
+def test_a_replacement_whose_port_is_still_taken_is_retried(worker: Any) -> None:
+    """A -P child started in place of a dead one found its port taken (by a helper the dead
+    one had forked, or any process in the moment between): the supervisor took it for a
+    setting to fix and stopped the healthy processes with it."""
+    port = free_ports(2)
+    proc = worker("-P", "2", "-c", "1", "--metrics-port", str(port), "--metrics-host",
+                  "127.0.0.1", log=subprocess.PIPE)
+    assert proc.stdout is not None
+    os.set_blocking(proc.stdout.fileno(), False)
+    said: list[bytes] = []
+
+    def log_has(text: str) -> bool:
+        said.append(proc.stdout.read() or b"")  # type: ignore[union-attr]
+        return text in b"".join(said).decode()
+
+    both = wait_for(lambda: (a := samples(port)) and (b := samples(port + 1)) and (a, b),
+                    what="both processes' endpoints")
+    (info,) = [labels for name, labels in both[1] if name == "sidequest_worker_info"]
+    os.kill(proc.pid, signal.SIGSTOP)  # the supervisor starts no replacement meanwhile
+    with socket.socket() as squatter:
+        # As the exporter's own server does: the scrapes above left connections in TIME_WAIT.
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            os.kill(int(dict(info)["pid"]), signal.SIGKILL)
+
+            def taken() -> bool:
+                try:
+                    squatter.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    return False
+                return True
+
+            wait_for(taken, what="the dead child's port taken by another process")
+            squatter.listen()
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        wait_for(lambda: log_has(f"cannot listen on 127.0.0.1:{port + 1}"),
+                 what="the replacement refused its port")
+        wait_for(lambda: log_has("exited (exit code 1); starting another in"),
+                 what="the replacement started again after a wait")
+        assert proc.poll() is None and samples(port) is not None  # the group lives on
+    # The port is free again: a later replacement serves it.
+    wait_for(lambda: samples(port + 1), timeout=40, what="a replacement serving the port")
+    assert proc.poll() is None

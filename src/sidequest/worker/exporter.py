@@ -24,6 +24,11 @@ from sidequest.payload import job_class
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
+class PortInUse(ConfigError):
+    """The metrics port is taken. At a worker's start, a setting to fix; for a ``-P`` child
+    started in place of one that died, possibly a moment's clash (the supervisor retries)."""
+
+
 class Exporter(Timing):
     """The registry, the middleware that feeds it (``observe``, called by ``Timing`` around
     each run), and the HTTP server that serves it."""
@@ -61,10 +66,19 @@ class Exporter(Timing):
         try:
             served = self._prom.start_http_server(port, addr=host, registry=self.registry)
         except OSError as exc:
-            raise ConfigError(f"--metrics-port {port}: cannot listen on {host}:{port} ({exc}); "
-                              "choose a free port (with -P N, process i takes PORT + i)"
-                              ) from exc
+            raise PortInUse(f"--metrics-port {port}: cannot listen on {host}:{port} ({exc}); "
+                            "choose a free port (with -P N, process i takes PORT + i)"
+                            ) from exc
         self._server = served[0] if isinstance(served, tuple) else None
+        # A process a job forks (multiprocessing's default on Linux) would inherit the
+        # listening socket and keep the port after this process died, answering nothing:
+        # the process started in its place could not listen there.
+        os.register_at_fork(after_in_child=self._drop_in_child)
+
+    def _drop_in_child(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.socket.close()  # no shutdown(): its serving thread is not in this process
 
     def close(self) -> None:
         if self._server is not None:
