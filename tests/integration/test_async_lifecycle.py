@@ -392,3 +392,42 @@ def test_the_watchdog_is_told_which_jobs_run() -> None:
         named = launcher.manager.running_names()
         release.set()
     assert named == f"{Holds.wire_name()} jid={sync_jid}, jid={async_jid}", named
+
+
+RELEASE = threading.Event()
+
+
+class HoldsASlot(Job):
+    """Runs past the shutdown timeout inside a concurrency limiter of one."""
+
+    def perform(self) -> None:
+        with sidequest.limiter.concurrent("lifecycle-one", 1, lock_timeout=60):
+            started.set()
+            RELEASE.wait(10)
+
+
+def test_a_job_running_past_the_deadline_stays_ours_while_the_shutdown_hooks_run(
+        life: list[str]) -> None:
+    """It runs on in its thread until the process exits: pushed back (its slot freed) before
+    the hooks' seconds, another process ran it meanwhile, over its limiter's limit."""
+    from sidequest import connection, keys
+
+    seen: dict[str, int] = {}
+
+    @sidequest.on_shutdown
+    def look() -> None:
+        client = connection.client()
+        seen["queued"] = int(client.llen(keys.queue("default")))
+        seen["slots"] = int(client.zcard("sq:limiter:lifecycle-one"))
+
+    RELEASE.clear()
+    HoldsASlot.perform_async()
+    try:
+        with running_worker(timeout=0.3):
+            wait_for(started.is_set, what="the job holding its slot")
+        assert seen == {"queued": 0, "slots": 1}  # at the hook: still ours, slot held
+        client = connection.client()
+        assert client.llen(keys.queue("default")) == 1  # then pushed back
+        assert client.zcard("sq:limiter:lifecycle-one") == 0  # and its slot freed
+    finally:
+        RELEASE.set()

@@ -172,12 +172,16 @@ class Manager(Feeding):
                         "it" if count == 1 else "them",
                         " (each counts as a death of its process: see max_deaths)"
                         if retiring else "")
+        self._waker.dispose()  # only now: the fetcher may have been waiting on it
+        # The shutdown hooks before the jobs still running go back: those jobs run on in
+        # their threads until the process exits, and pushed back (their limiter slots freed)
+        # before the hooks' seconds, each ran in another process at the same time, over its
+        # limiter's limit. Meanwhile they are still this process's, under its live lease.
+        if self.drained is not None:
+            self.drained()
         self.inprogress.requeue_all(leftovers, retiring)
         if leftovers:  # their concurrency slots, held by threads the exit abandons
             renewal.renewer.give_back_all()
-        self._waker.dispose()  # only now: the fetcher may have been waiting on it
-        if self.drained is not None:
-            self.drained()
         self.asyncio.close()
         return not (leftovers or late)
 
