@@ -89,6 +89,11 @@ def cluster(target: str, options: dict[str, Any]) -> redis.Redis:
                                    username=parts.username, ssl=target.startswith("rediss+"),
                                    **options)
     except redis.exceptions.RedisClusterException as exc:
+        # A password missing or refused: redis-py wraps the node's AuthenticationError in the
+        # error it raises when no startup node can be used, which reads as an outage.
+        refused = url_problems.wrong_credentials(exc.__cause__, urls.redacted(target))
+        if refused is not None:
+            raise refused from exc
         # No startup node answers, or the nodes serve only part of the slots (a primary and
         # its replicas down): the outage a plain URL's unreachable server is, so that a
         # push says RedisUnavailable and a worker waits, as on a plain Redis.

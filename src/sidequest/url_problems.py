@@ -41,12 +41,15 @@ def not_redis(exc: BaseException, where: str) -> ConfigError | None:
                        " URL's host and port (Redis listens on 6379 unless told otherwise)")
 
 
-def wrong_credentials(exc: BaseException, where: str) -> ConfigError | None:
+def wrong_credentials(exc: BaseException | None, where: str) -> ConfigError | None:
     """A password missing from the URL, or refused: waiting would not help."""
     if not isinstance(exc, redis.AuthenticationError):
         return None
-    form = ("redis://:PASSWORD@HOST:PORT/DB, or redis://USER:PASSWORD@HOST:PORT/DB for an ACL"
-            " user; quote characters such as @ / : # as %40 %2F %3A %23")
+    form = ("redis+cluster://:PASSWORD@HOST:PORT,HOST:PORT, or redis+cluster://USER:PASSWORD@"
+            "HOST:PORT for an ACL user" if "+cluster://" in where else
+            "redis://:PASSWORD@HOST:PORT/DB, or redis://USER:PASSWORD@HOST:PORT/DB for an ACL"
+            " user")
+    form += "; quote characters such as @ / : # as %40 %2F %3A %23"
     if "invalid username-password" in str(exc) or "WRONGPASS" in str(exc):
         return ConfigError(f"Redis at {where} refused the user name or password in the URL"
                            f" ({str(exc).rstrip('.')}): check them; the URL's form is {form}")

@@ -127,3 +127,54 @@ def test_the_dashboard_by_redis_url_at_a_cluster_node_says_so(
     with Client(app) as client:
         page = client.login()
     said_before_login(page, caplog, IS_A_NODE.replace("MOVED", "(MOVED|CROSSSLOT)"))
+
+
+@pytest.fixture
+def locked_node(tmp_path: Path) -> Any:
+    """A one-node cluster (every slot on it) that wants the password "s3cret"."""
+    from bench.local_cluster import cluster_port
+
+    from helpers import wait_for
+
+    port = cluster_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled",
+         "yes", "--cluster-config-file", str(tmp_path / "nodes.conf"), "--save", "",
+         "--appendonly", "no", "--dir", str(tmp_path), "--requirepass", "s3cret"],
+        stdout=subprocess.DEVNULL)
+    try:
+        node = redis.Redis(port=port, password="s3cret", decode_responses=True)
+        wait_for(lambda: _answers(node), what="the node")
+        node.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        wait_for(lambda: node.cluster("info")["cluster_state"] == "ok", what="its slots")
+        yield port
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _answers(node: redis.Redis) -> bool:
+    try:
+        return bool(node.ping())
+    except redis.ConnectionError:
+        return False
+
+
+@pytest.mark.parametrize(("auth", "says"), [
+    (":wrong@", r"refused the user name or password in the URL \(invalid username-password"),
+    ("", r"requires a password, and the URL gives none: put it in the URL, as "
+         r"redis\+cluster://:PASSWORD@HOST:PORT,HOST:PORT")])
+def test_a_cluster_that_refuses_the_password_is_a_setting_to_fix(
+        locked_node: int, auth: str, says: str) -> None:
+    """It raised redis-py's RedisClusterException (no RedisError) with its traceback: from a
+    push, from the worker (exit 1), and as a bare 500 page from the dashboard."""
+    url = f"redis+cluster://{auth}127.0.0.1:{locked_node}"
+    sidequest.configure(url)
+    with pytest.raises(ConfigError, match=says):
+        Work.perform_async(0)
+    done = worker(url)
+    said = done.stdout + done.stderr
+    assert done.returncode == 2 and re.search(says, said), said
+    assert "Traceback" not in said and "wrong" not in said  # the password is not shown
+    sidequest.configure(f"redis+cluster://:s3cret@127.0.0.1:{locked_node}")
+    assert Work.perform_async(0)  # the right one works
