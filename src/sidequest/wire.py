@@ -55,6 +55,11 @@ class PartlyWritten(ReplyLost):
     a slot that kept moving): part of the write is in Redis."""
 
 
+#: A timeout's words when no connection was made, so nothing was sent: redis-py's while it
+#: connects, and the ssl module's in a TLS handshake (a rediss:// URL at a plain server).
+_NOT_CONNECTED = ("connecting", "handshake")
+
+
 def maybe_sent(exc: BaseException) -> bool:
     """Whether the commands behind ``exc`` may have reached Redis: a reply lost, or one that
     did not come in time (a hung server, a partition), here or behind the error that wraps
@@ -65,7 +70,7 @@ def maybe_sent(exc: BaseException) -> bool:
             return False
         if isinstance(seen, ReplyLost) or (
                 isinstance(seen, (redis.TimeoutError, TimeoutError))
-                and "connecting" not in str(seen)):
+                and not any(word in str(seen) for word in _NOT_CONNECTED)):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
