@@ -68,7 +68,16 @@ def _check_cluster_url(text: str) -> str:
         if not host or not 0 < port < 65536:
             raise ConfigError(f"{redacted(text)!r}: name each node as HOST:PORT with a port "
                               "from 1 to 65535, e.g. redis+cluster://10.0.0.1:7000,10.0.0.2:7000")
+        if not _HOST.fullmatch(host):
+            # Looked up, it fails as a name nobody knows: an outage a worker waited out.
+            raise ConfigError(f"{redacted(text)!r}: {host!r} is no host name or address:"
+                              " separate the nodes with commas, e.g."
+                              " redis+cluster://10.0.0.1:7000,10.0.0.2:7000")
     return text
+
+
+#: A host name, an IPv4 address, or an IPv6 one in brackets.
+_HOST = re.compile(r"\[[0-9A-Fa-f:.%]+\]|[A-Za-z0-9._-]+")
 
 
 def cluster_nodes(text: str) -> list[tuple[str, int]]:

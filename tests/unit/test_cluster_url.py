@@ -21,10 +21,11 @@ def _forget() -> Iterator[None]:
 
 
 def test_cluster_urls_are_accepted_with_their_startup_nodes() -> None:
-    url = "redis+cluster://10.0.0.1:7000,10.0.0.2:7001,node3"
+    url = "redis+cluster://10.0.0.1:7000,10.0.0.2:7001,node3,[::1]:7002,redis-2.local:7003"
     assert urls.check_url(url) == url
     assert urls.cluster_nodes(url) == [("10.0.0.1", 7000), ("10.0.0.2", 7001),
-                                              ("node3", 6379)]
+                                       ("node3", 6379), ("[::1]", 7002),
+                                       ("redis-2.local", 7003)]
     assert urls.is_cluster("rediss+cluster://:pw@h:7000")
     assert not urls.is_cluster("redis://h:7000/0")
 
@@ -35,6 +36,8 @@ def test_cluster_urls_are_accepted_with_their_startup_nodes() -> None:
     ("redis+cluster://h:99999", "port from 1 to 65535"),
     ("redis+cluster://h:x", "HOST:PORT"),
     ("redis+cluster://:7000", "HOST:PORT"),
+    # A semicolon between the nodes: looked up as one name, the worker waited for it.
+    ("redis+cluster://10.0.0.1:7000;10.0.0.2:7000", "separate the nodes with commas"),
 ])
 def test_bad_cluster_urls_are_refused_with_what_to_write(url: str, says: str) -> None:
     with pytest.raises(ConfigError, match=says) as caught:
