@@ -200,6 +200,19 @@ def test_remote_quiet_and_stop_signals(r: redis.Redis) -> None:
     assert ran("echo") == [] and r.llen("queue:default") == 1
 
 
+def test_a_quiet_read_from_redis_shows_at_once(r: redis.Redis) -> None:
+    """The process's record said quiet only at the beat after the one that read the
+    request, which took the request off its list: the dashboard read "running" meanwhile."""
+    with running_worker(embedded=False, heartbeat_interval=3, lease_ttl=10) as worker:
+        wait_for(lambda: r.hget(worker.identity, "quiet") == "false", what="its first beat")
+        r.lpush(f"{worker.identity}-signals", "TSTP")
+        wait_for(lambda: r.llen(f"{worker.identity}-signals") == 0, timeout=10,
+                 what="the request read")
+        # Well within the 3 s to the next beat.
+        wait_for(lambda: r.hget(worker.identity, "quiet") == "true", timeout=1,
+                 what="the record saying quiet")
+
+
 def test_graceful_stop_pushes_unfinished_jobs_back(r: redis.Redis,
                                                    caplog: pytest.LogCaptureFixture) -> None:
     Blocks.perform_async(0.01)

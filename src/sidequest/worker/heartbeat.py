@@ -149,7 +149,13 @@ class Heartbeat:
         pipe.rpop(keys.signals(self.identity))
         signal = pipe.execute()[-1]
         if signal:
+            was_quiet = self.quiet
             self.on_signal(signal.decode())
+            if self.quiet and not was_quiet:
+                # Now, not at the next beat: the request is gone from the signals list, so
+                # until then the dashboard read "running" for a process already quiet.
+                with contextlib.suppress(redis.RedisError):
+                    self.client.hset(keys.process(self.identity), "quiet", "true")
 
     def _work_hashes(self, pipe: Any, busy: dict[str, dict[str, Any]]) -> None:
         # Both names: Sidekiq 6.4.1 reads ":workers", later versions ":work".
