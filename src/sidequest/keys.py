@@ -45,7 +45,8 @@ Sidequest's own keys all start with ``sq:`` so that Sidekiq never trips over the
                                 had passed when they were fetched
     sq:limiter:<name>           a limiter's state: ZSET token -> expiry (concurrent), HASH
                                 w, c (bucket), ZSET call -> time (window); expires when idle
-    sq:limiter:<name>:over      STRING count of jobs rescheduled by this limiter; TTL 1 hour
+    sq:limiter:<name>:over:<n>  STRING count of jobs rescheduled by this limiter in the n-th
+                                ten minutes since the epoch; TTL 70 minutes
     sq:limiters                 ZSET "<kind>|<limit>|<interval>|<name>" -> last use (ms), the
                                 limiters used in the last hour (the newest 10,000), for the
                                 dashboard; expires an hour after the last acquire
@@ -104,8 +105,19 @@ def limiter(name: str) -> str:
     return _default_tag() + f"sq:limiter:{name}"
 
 
-def limiter_over(name: str) -> str:
-    return _default_tag() + f"sq:limiter:{name}:over"
+#: Seconds of one count of a limiter's reschedules; the last hour is the latest six.
+OVER_SPAN = 600
+
+
+def limiter_over(name: str, at: float) -> str:
+    """The count of ``name``'s reschedules in the ten minutes that hold ``at`` (seconds)."""
+    return _default_tag() + f"sq:limiter:{name}:over:{int(at // OVER_SPAN)}"
+
+
+def limiter_over_hour(name: str, now: float) -> list[str]:
+    """The counts that make up ``name``'s reschedules of the last hour (50 to 60 minutes:
+    the current ten minutes and the five before)."""
+    return [limiter_over(name, now - step * OVER_SPAN) for step in range(6)]
 
 
 def batch(bid: str) -> str:

@@ -50,11 +50,12 @@ def limiters(now: float | None = None) -> list[LimiterInfo]:
             pipe.zcount(key, now_ms - int(interval * 1000), "+inf")
         else:
             pipe.zcount(key, now_ms, "+inf")
-        pipe.get(keys.limiter_over(name))
+        pipe.mget(keys.limiter_over_hour(name, now_ms / 1000))
     replies = outages_raised(pipe.execute(raise_on_error=False))
     found = []
     for i, ((kind, limit, interval, name), used_ms) in enumerate(parsed):
-        used, over = replies[2 * i], replies[2 * i + 1]
+        used, counts = replies[2 * i], replies[2 * i + 1]
+        over = sum(as_int(count) for count in counts) if isinstance(counts, list) else 0
         if kind == "bucket":  # counted only while its interval is the current one
             window, count = used if isinstance(used, list) else (None, None)
             current = as_int(window, -1) == now_ms // max(1, int(interval * 1000))
