@@ -109,15 +109,15 @@ def limiter(name: str) -> str:
 OVER_SPAN = 600
 
 
-def limiter_over(name: str, at: float) -> str:
-    """The count of ``name``'s reschedules in the ten minutes that hold ``at`` (seconds)."""
-    return _default_tag() + f"sq:limiter:{name}:over:{int(at // OVER_SPAN)}"
+def limiter_over(name: str, span: int | str) -> str:
+    """The count of ``name``'s reschedules in ten minutes: the ``span``-th since the epoch
+    (``over_span``)."""
+    return _default_tag() + f"sq:limiter:{name}:over:{span}"
 
 
-def limiter_over_hour(name: str, now: float) -> list[str]:
-    """The counts that make up ``name``'s reschedules of the last hour (50 to 60 minutes:
-    the current ten minutes and the five before)."""
-    return [limiter_over(name, now - step * OVER_SPAN) for step in range(6)]
+def over_span(at: float) -> int:
+    """The ten minutes that hold ``at`` (Unix seconds), as ``limiter_over`` numbers them."""
+    return int(at // OVER_SPAN)
 
 
 def batch(bid: str) -> str:

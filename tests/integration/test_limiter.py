@@ -133,7 +133,7 @@ def test_over_limit_reschedules_without_a_retry_then_dies(
         assert entry.at - time.time() < 8, entry.at - time.time()
         assert entry.item.get("error_message") is None
         assert r.get(keys.STAT_OVERLIMIT) == "1"
-        assert r.get(keys.limiter_over("gateway", time.time())) == "1"
+        assert r.get(keys.limiter_over("gateway", keys.over_span(time.time()))) == "1"
         assert Stats().overlimit == 1 and "Over limit: 1" in render_stats()[1]
         monkeypatch.setattr(limiter, "max_reschedules", 1)
         assert entry.add_to_queue()

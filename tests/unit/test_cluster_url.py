@@ -101,7 +101,7 @@ def test_each_shard_of_a_cluster_has_its_own_tag_and_plain_redis_none() -> None:
             "{sq}sq:limiters", "{sq}sq:limiter:x", "{sq}sq:web:login")
     assert keys.RETRY == "{sq}retry"
     connection.use_shard("eu")  # a worker process serving shard eu
-    assert (keys.SCHEDULE, keys.limiter_over("x", 6000)) == ("{sq:eu}schedule",
+    assert (keys.SCHEDULE, keys.limiter_over("x", keys.over_span(6000))) == ("{sq:eu}schedule",
                                                              "{sq}sq:limiter:x:over:10")
     connection.configure("redis://h:6379/0", shards={"eu": "redis://h2:6379/0"})
     with connection.on_shard("eu"):

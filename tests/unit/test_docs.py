@@ -87,7 +87,8 @@ def _key_texts() -> list[str]:
         if isinstance(value, str):
             texts.append(value)
         elif (inspect.isfunction(value) and value.__module__ == keys.__name__
-              and value is not keys.use_cluster_names):  # a switch, not a key name
+              # a switch and a number, not key names
+              and value not in (keys.use_cluster_names, keys.over_span)):
             n = len(inspect.signature(value).parameters)
             built = value(*["\x00"] * n)
             texts.extend(part for part in built.split("\x00") if part)

@@ -27,9 +27,9 @@ def test_limiters_in_use_are_listed(client: Client, r: redis.Redis) -> None:
     # 2 in the current ten minutes, 1 forty minutes ago; 5 seventy minutes ago are past the
     # hour (the count was of the hour since the first reschedule, not of the last hour).
     now = time.time()
-    r.set(keys.limiter_over("stripe", now), 2)
-    r.set(keys.limiter_over("stripe", now - 2400), 1)
-    r.set(keys.limiter_over("stripe", now - 4200), 5)
+    r.set(keys.limiter_over("stripe", keys.over_span(now)), 2)
+    r.set(keys.limiter_over("stripe", keys.over_span(now - 2400)), 1)
+    r.set(keys.limiter_over("stripe", keys.over_span(now - 4200)), 5)
     page = client.get("/limiters")
     assert page.status_code == 200
     text = html.unescape(page.text)

@@ -50,7 +50,9 @@ def limiters(now: float | None = None) -> list[LimiterInfo]:
             pipe.zcount(key, now_ms - int(interval * 1000), "+inf")
         else:
             pipe.zcount(key, now_ms, "+inf")
-        pipe.mget(keys.limiter_over_hour(name, now_ms / 1000))
+        # The last hour: the current ten minutes and the five before (50 to 60 minutes).
+        span = keys.over_span(now_ms / 1000)
+        pipe.mget([keys.limiter_over(name, span - back) for back in range(6)])
     replies = outages_raised(pipe.execute(raise_on_error=False))
     found = []
     for i, ((kind, limit, interval, name), used_ms) in enumerate(parsed):

@@ -44,7 +44,7 @@ def reschedule(payload: Payload, queue: str, exc: OverLimit) -> None:
     # The limiter's own count is kept beside it, on the default shard (limiter.py).
     counts: Any = pipe if connection.current_shard() == limiter.LIMITER_SHARD else (
         connection.client_for(limiter.LIMITER_SHARD).pipeline(transaction=False))
-    over = keys.limiter_over(exc.name, now)  # ten minutes' count: the hour is a rolling one
+    over = keys.limiter_over(exc.name, keys.over_span(now))  # the hour is a rolling one
     counts.incr(over)
     counts.expire(over, 3600 + keys.OVER_SPAN, nx=True)
     if counts is not pipe:
