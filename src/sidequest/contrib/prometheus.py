@@ -11,7 +11,7 @@ app, register the collector with prometheus-client:
     REGISTRY.register(SidequestCollector())
 
 Every figure is read from Redis at scrape time, so one scrape target covers every process.
-A scrape costs at most nine round trips to Redis (seven of them pipelines) and at most
+A scrape costs at most ten round trips to Redis (eight of them pipelines) and at most
 ``MAX_QUEUES`` queues' worth of commands, however many queues and job classes exist.
 Per-class figures cover the last hour (from the per-minute execution metrics the workers
 record), so they are gauges, and the run-time histogram is a gauge histogram; the all-time
