@@ -53,6 +53,8 @@ class Reaper:
         while not self.stopping.wait(self.config.reaper_interval * (0.5 + self._rng.random())):
             try:
                 self.reap()
+                if failing:
+                    log.warning("reaper: Redis is reachable again")
                 failing = False
             except redis.RedisError as exc:
                 if not failing:

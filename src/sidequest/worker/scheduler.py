@@ -47,6 +47,8 @@ class Scheduler:
                 continue
             try:
                 self.enqueue_due()
+                if failing:  # its warning is the last word otherwise, as if still failing
+                    log.warning("scheduler: Redis is reachable again")
                 failing = False
             except redis.RedisError as exc:
                 if not failing:
