@@ -120,3 +120,22 @@ def test_the_job_blocking_the_loop_fails_not_the_one_whose_timeout_ran_out_meanw
     rescuer.wait_registered(r)
     wait_for(lambda: timed in ledger.counts("done"), timeout=30, what="the timed job to end")
     assert r.get("stat:failed") == b"1", log  # the hog's failure only
+
+
+def test_an_async_job_a_thread_waits_for_is_given_up_when_it_blocks_the_loop(
+    spawn: SpawnWorker, sq: str, r: redis.Redis, ledger: Ledger
+) -> None:
+    """Around a plain middleware (or run alone as a suspect) an async job runs on a worker
+    thread that waits for the loop. One that blocked the loop was never given up: its
+    cancellation could not land, the thread waited for good and the process went on
+    holding the job, its lease alive."""
+    victim = spawn("-c", "2", "-r", "apps.plain_middleware")
+    victim.wait_registered(r)
+    blocker = AsyncBlocker.perform_async(60.0)
+    wait_for(lambda: len(ledger.counts("start")) == 1, what="the blocking job running")
+    begun = time.monotonic()
+    wait_for(lambda: not victim.alive, timeout=1 + GRACE + 20, what="the process to retire")
+    assert time.monotonic() - begun >= 1 + GRACE - 0.5, "not before the grace period"
+    (entry,) = list(RetrySet())
+    assert entry.jid == blocker and entry.item["error_class"].endswith("JobTimeout")
+    assert "retiring this process" in victim.log(10_000)

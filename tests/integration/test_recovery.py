@@ -215,6 +215,7 @@ def test_a_suspect_of_another_pool_is_left_for_it(r: redis.Redis) -> None:
                             "queue": "reports", "retry": True}) for i in range(250)]
     # Taken from the right: the other pool's jobs come first, more than one page of them.
     r.lpush("sq:quarantine", renamed, *unserved)
+    r.set(f"sq:deaths:{'q' * 24}", 2)
     with running_worker(max_deaths=3) as worker:
         (entry,) = wait_for(lambda: r.zrange("retry", 0, -1), what="the renamed job failed")
         wait_for(lambda: not worker.manager.isolating.is_set(), what="isolation over")
@@ -223,6 +224,8 @@ def test_a_suspect_of_another_pool_is_left_for_it(r: redis.Redis) -> None:
         assert not worker.manager.fetcher.has_suspects()
         assert worker.manager.fetcher.take_suspect() is None  # each looked at, each left
     assert json.loads(entry)["error_class"] == "sidequest.errors.UnknownJobError"
+    # It did not run here: its deaths still count, for wherever its class is loaded.
+    assert r.get(f"sq:deaths:{'q' * 24}") == "2"
     assert sorted(r.lrange("sq:quarantine", 0, -1)) == sorted(unserved)
     assert r.llen(f"sq:inprogress:{worker.identity}") == 0
 

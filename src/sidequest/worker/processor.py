@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import redis
 from redis.exceptions import RedisClusterException
@@ -107,7 +107,9 @@ class Processor:
             self.naming.pop(tid, None)
             if not counted:
                 self.state.finished(tid, failed)
-        if work.suspect:  # it ran alone without taking the process down: not a poison pill
+        # It ran alone without taking the process down: not a poison pill. (One whose class
+        # this process lacks did not run: its count stands.)
+        if work.suspect and registry.find(job["class"]) is not None:
             jid = str(job.get("jid", ""))
             self.write(lambda pipe: pipe.delete(keys.deaths(jid)))
         steps = with_ack.take(job) if not failed else []
@@ -141,12 +143,13 @@ class Processor:
                 self._unknown(work, job)  # raises, unless a guard dropped it
             else:
                 limit = timeouts.seconds(job.get("timeout"))
-                # An async job's limit is its coroutine's (wait_for), not the thread watchdog's.
-                watched = (self.timeouts is not None and limit is not None
-                           and not cls.async_perform)
+                watched = self.timeouts is not None and limit is not None
                 if watched:
                     self._watch(work)  # before anything can raise: the except settles it
-                self._run_known(work, job, cls, limit if watched else None)
+                if watched and cls.async_perform:
+                    self._run_async_here(work, job, cls, cast(float, limit))
+                else:
+                    self._run_known(work, job, cls, limit if watched else None)
         except BaseException as exc:  # a job's SystemExit must not end the worker
             if watched and not self.settle(work):
                 return None  # given up on as stuck: its failure is recorded already
@@ -176,6 +179,20 @@ class Processor:
                 timeouts.seconds(job.get("timeout"))))
         else:
             self._chain(work, job, instance, lambda: self._call(instance, args, kwargs))
+
+    def _run_async_here(self, work: Work, job: Payload, cls: type[Job], limit: float) -> None:
+        """An async job this thread runs (a suspect, run alone, or one around sync
+        middleware), waiting for the loop. Its limit is its coroutine's, on the loop, not
+        the thread watchdog's; should the loop never deliver it (a blocking call in the job,
+        a cancellation ignored), the timeouts thread gives the job up as stuck, as it does a
+        job the loop runs for itself, instead of this thread waiting for good."""
+        assert self.timeouts is not None
+        jid = str(job.get("jid", ""))
+        self.timeouts.watch_async(jid, limit)
+        try:
+            self._run_known(work, job, cls, None)
+        finally:
+            self.timeouts.unwatch_async(jid)
 
     def _watch(self, work: Work) -> None:
         with self._watched_lock:
