@@ -35,6 +35,10 @@ def _parse(member: bytes) -> tuple[str, int, float, str] | None:
         return None
 
 
+#: The ten-minute counts of reschedules that make the last hour: the current one and five.
+HOUR_SPANS = 6
+
+
 def limiters(now: float | None = None) -> list[LimiterInfo]:
     client = connection.client_for("default")  # every limiter lives there (limiter.py)
     now_ms = int((now if now is not None else time.time()) * 1000)
@@ -52,12 +56,13 @@ def limiters(now: float | None = None) -> list[LimiterInfo]:
             pipe.zcount(key, now_ms, "+inf")
         # The last hour: the current ten minutes and the five before (50 to 60 minutes).
         span = keys.over_span(now_ms / 1000)
-        pipe.mget([keys.limiter_over(name, span - back) for back in range(6)])
+        for back in range(HOUR_SPANS):  # GETs: a cluster's pipeline refuses MGET
+            pipe.get(keys.limiter_over(name, span - back))
     replies = outages_raised(pipe.execute(raise_on_error=False))
     found = []
     for i, ((kind, limit, interval, name), used_ms) in enumerate(parsed):
-        used, counts = replies[2 * i], replies[2 * i + 1]
-        over = sum(as_int(count) for count in counts) if isinstance(counts, list) else 0
+        row = replies[i * (1 + HOUR_SPANS): (i + 1) * (1 + HOUR_SPANS)]
+        used, over = row[0], sum(as_int(count) for count in row[1:])
         if kind == "bucket":  # counted only while its interval is the current one
             window, count = used if isinstance(used, list) else (None, None)
             current = as_int(window, -1) == now_ms // max(1, int(interval * 1000))
