@@ -301,3 +301,19 @@ def test_an_async_suspect_runs_through_a_middleware_that_has_only_acall(
         middleware.server.remove(watch)  # type: ignore[arg-type]
     assert watch.wrapped == ["async suspect"]
     assert r.zcard("retry") == 0 and r.exists(f"sq:deaths:{jid}") == 0
+
+
+def test_a_suspect_given_back_unstarted_goes_back_to_the_quarantine(r: redis.Redis) -> None:
+    """Taken from the quarantine as a quiet came (or as the lock was given up), it went to
+    its plain queue, where any process ran it beside others."""
+    suspect = json.dumps({"class": Tracked.wire_name(), "args": ["s"], "jid": "s" * 24,
+                          "queue": "default", "retry": True})
+    with running_worker(max_deaths=3) as worker:
+        worker.quiet()  # it runs no suspect itself meanwhile
+        r.lpush("sq:quarantine", suspect)
+        work = worker.manager.fetcher.take_suspect()
+        assert work is not None and work.suspect
+        assert worker.manager.inprogress.requeue([work])
+        assert r.lrange("sq:quarantine", 0, -1) == [suspect]
+        assert r.llen("queue:default") == 0
+        assert r.llen(f"sq:inprogress:{worker.identity}") == 0

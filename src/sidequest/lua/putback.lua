@@ -1,7 +1,7 @@
 -- Return jobs from an in-progress list to the front of their queues, each only if it is
 -- still in the list (so a job acknowledged meanwhile is not run twice).
 -- KEYS[1]  sq:inprogress:<identity>    KEYS[2]  queues
--- KEYS[2 + i]  queue:<name> of the i-th job
+-- KEYS[2 + i]  queue:<name> of the i-th job (sq:quarantine for a suspect taken from there)
 -- ARGV     queue name, payload, queue name, payload, ... (the i-th pair is the i-th job)
 local moved = 0
 for i = 1, #ARGV / 2 do

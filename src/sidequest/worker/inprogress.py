@@ -54,15 +54,18 @@ class InProgress:
         self._processor.write(commands, "acknowledge finished jobs")
 
     def requeue(self, works: list[Work]) -> bool:
-        """Move jobs from the list back to the front of their queues; False when it could
-        not (a stop through an outage: they stay in the list, recovered from there)."""
+        """Move jobs from the list back to the front of their queues (a suspect, taken
+        from the quarantine, to the front of the quarantine: from its queue, any process
+        would run it beside others); False when it could not (a stop through an outage:
+        they stay in the list, recovered from there)."""
         if not works:
             return True
         args: list[Any] = []
         for work in works:
             args += [work.queue, work.raw]
         script = connection.script("putback")
-        keys_ = [self.key, keys.QUEUES, *(keys.queue(work.queue) for work in works)]
+        keys_ = [self.key, keys.QUEUES, *(keys.QUARANTINE if work.suspect
+                                          else keys.queue(work.queue) for work in works)]
 
         def queue(pipe: Any) -> Any:
             connection.prepare(script, pipe)
