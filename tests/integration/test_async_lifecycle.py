@@ -431,3 +431,23 @@ def test_a_job_running_past_the_deadline_stays_ours_while_the_shutdown_hooks_run
         assert client.zcard("sq:limiter:lifecycle-one") == 0  # and its slot freed
     finally:
         RELEASE.set()
+
+
+def test_a_worker_that_cannot_start_after_its_startup_hooks_runs_its_shutdown_hooks(
+        life: list[str]) -> None:
+    """Its metrics port taken: a -P replacement that failed so was restarted again and
+    again, each try opening what its startup hooks open, never closing it."""
+    import socket
+
+    from sidequest.config import build
+    from sidequest.worker.launcher import Launcher
+
+    sidequest.on_startup(lambda: life.append("startup"))
+    sidequest.on_shutdown(lambda: life.append("shutdown"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = build(metrics_port=taken.getsockname()[1], metrics_host="127.0.0.1")
+        with pytest.raises(ConfigError, match="cannot listen"):
+            Launcher(config).run(install_signals=False)
+    assert life == ["startup", "shutdown"]

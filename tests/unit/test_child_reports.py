@@ -12,7 +12,14 @@ import pytest
 
 from sidequest.config import build
 from sidequest.worker import identity
-from sidequest.worker.supervisor import QUIETED, STOPPED, Child, Supervisor, _Running
+from sidequest.worker.supervisor import (
+    HANDED_ON,
+    QUIETED,
+    STOPPED,
+    Child,
+    Supervisor,
+    _Running,
+)
 
 
 def test_many_quiets_then_a_stop_reach_the_supervisor() -> None:
@@ -46,6 +53,10 @@ def test_a_replacement_that_dies_at_start_hands_on_the_jobs_it_was_to_recover() 
     itself = identity.of(4242, "n" * 12)
     _, _, gone, _ = _dead(supervisor, time.monotonic(), gone=("first:1:dead",))
     assert gone == (itself, "first:1:dead")
+    # In a crash loop the list does not grow for good: the latest few.
+    many = tuple(f"old:{n}:dead" for n in range(20))
+    _, _, gone, _ = _dead(supervisor, time.monotonic(), gone=many)
+    assert gone == (itself, *many[:HANDED_ON - 1])
     # One that lived a while had recovered them: only its own identity goes on.
     _, _, gone, _ = _dead(supervisor, time.monotonic() - 3600, gone=("first:1:dead",))
     assert gone == (itself,)

@@ -36,7 +36,12 @@ from sidequest.worker import cancels, guards, identity, logs, sharding, watchdog
 from sidequest.worker.cancels import CancelWatcher
 from sidequest.worker.heartbeat import Heartbeat, rss_kb
 from sidequest.worker.inbox import Inbox
-from sidequest.worker.lifecycle import LifeEvents, StoppedWhileStarting, stop_budget
+from sidequest.worker.lifecycle import (
+    LifeEvents,
+    StartupHookError,
+    StoppedWhileStarting,
+    stop_budget,
+)
 from sidequest.worker.manager import Manager
 from sidequest.worker.periodic import (
     PeriodicPoller,
@@ -360,6 +365,13 @@ class Launcher(SignalHandling):
             log.info("stopped while its on_startup hooks ran; nothing was fetched")
             self.life.shutdown()
             return True
+        except ConfigError as exc:
+            # Found after the startup hooks ran (its metrics port taken): they are closed
+            # too, as at any stop; a replacement -P child restarted meanwhile would open
+            # them again at each try. Not when a startup hook itself raised.
+            if not isinstance(exc, StartupHookError):
+                self.life.shutdown()
+            raise
         while not self.stop_requested.is_set():
             time.sleep(NAP)
         watchdog.notify_stop()  # no-op when a signal already told it

@@ -36,6 +36,8 @@ log = logging.getLogger("sidequest")
 #: A child that dies sooner than this after its start counts as a crash loop.
 FAST_DEATH = 5.0
 _FORWARDED = ("SIGTERM", "SIGINT", "SIGTSTP", "SIGTTIN")
+#: Most dead children a replacement is given to recover at start (see _replace).
+HANDED_ON = 8
 #: A child's exit code for a configuration error: a restart would fail the same way.
 CONFIG_ERROR = 2
 #: A child's exit code after a stop asked through Redis (the dashboard's Stop): not restarted.
@@ -218,7 +220,9 @@ class Supervisor:
                         ", quiet as it was" if quiet else "")
         # Dead for certain (reaped here): its replacement recovers its jobs at start,
         # instead of a reaper after its lease expires (the fallback, if that one fails).
-        gone = ((identity.of(pid, child.nonce),) if child.nonce else ()) + handed_on
+        # The last few: in a crash loop the list would grow at each death, and the older
+        # ones' jobs a reaper recovers once their leases run out.
+        gone = (((identity.of(pid, child.nonce),) if child.nonce else ()) + handed_on)[:HANDED_ON]
         self._due.append((time.monotonic() + wait, child.slot, gone, quiet))
 
     def _start_due(self) -> None:
