@@ -76,8 +76,9 @@ def _check_cluster_url(text: str) -> str:
     return text
 
 
-#: A host name, an IPv4 address, or an IPv6 one in brackets.
-_HOST = re.compile(r"\[[0-9A-Fa-f:.%]+\]|[A-Za-z0-9._-]+")
+#: A host name (an international one too), an IPv4 address, or an IPv6 one in brackets (with
+#: a zone, "%eth0" or "%25eth0").
+_HOST = re.compile(r"\[[0-9A-Za-z:.%]+\]|[\w.-]+")
 
 
 def cluster_nodes(text: str) -> list[tuple[str, int]]:

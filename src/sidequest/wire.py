@@ -57,7 +57,8 @@ class PartlyWritten(ReplyLost):
 
 #: A timeout's words when no connection was made, so nothing was sent: redis-py's while it
 #: connects, and the ssl module's in a TLS handshake (a rediss:// URL at a plain server).
-_NOT_CONNECTED = ("connecting", "handshake")
+#: Whole phrases: a reply's timeout names the host, which could hold a shorter word.
+_NOT_CONNECTED = ("Timeout connecting", "handshake operation timed out")
 
 
 def maybe_sent(exc: BaseException) -> bool:

@@ -214,7 +214,7 @@ def test_a_suspect_of_another_pool_is_left_for_it(r: redis.Redis) -> None:
     unserved = [json.dumps({"class": Alone.wire_name(), "args": [f"x{i}"], "jid": f"u{i:023}",
                             "queue": "reports", "retry": True}) for i in range(250)]
     # Taken from the right: the other pool's jobs come first, more than one page of them.
-    r.lpush("sq:quarantine", renamed, *unserved)
+    r.lpush("sq:quarantine", *unserved, renamed)
     r.set(f"sq:deaths:{'q' * 24}", 2)
     with running_worker(max_deaths=3) as worker:
         (entry,) = wait_for(lambda: r.zrange("retry", 0, -1), what="the renamed job failed")
@@ -317,3 +317,21 @@ def test_a_suspect_given_back_unstarted_goes_back_to_the_quarantine(r: redis.Red
         assert r.lrange("sq:quarantine", 0, -1) == [suspect]
         assert r.llen("queue:default") == 0
         assert r.llen(f"sq:inprogress:{worker.identity}") == 0
+
+
+def test_a_look_for_suspects_is_bounded_and_goes_on_where_it_stopped(
+        r: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Thousands of another pool's suspects cost each heartbeat a bounded read; the next
+    look reads on, so one of this process's lying deep is found all the same."""
+    from sidequest.worker import fetch
+
+    monkeypatch.setattr(fetch, "SUSPECT_PAGES", 1)
+    mine = json.dumps({"class": Tracked.wire_name(), "args": ["deep"], "jid": "d" * 24,
+                       "queue": "default"})
+    others = [json.dumps({"class": Tracked.wire_name(), "args": [n], "jid": f"o{n:023}",
+                          "queue": "reports"}) for n in range(fetch.SUSPECT_PAGE)]
+    with running_worker(max_deaths=3) as worker:
+        worker.quiet()  # it looks only when told here
+        r.lpush("sq:quarantine", *others, mine)  # a page of others at the end read first
+        looks = [worker.manager.fetcher.has_suspects() for _ in range(3)]
+    assert looks == [False, True, True]

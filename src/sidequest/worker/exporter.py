@@ -12,6 +12,7 @@ Imported only when the flag is set: the worker runs without prometheus-client ot
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -73,7 +74,10 @@ class Exporter(Timing):
         # A process a job forks (multiprocessing's default on Linux) would inherit the
         # listening socket and keep the port after this process died, answering nothing:
         # the process started in its place could not listen there.
-        os.register_at_fork(after_in_child=self._drop_in_child)
+        # A weak reference: a fork hook cannot be removed, and would keep every exporter
+        # of a process that embeds workers one after another.
+        drop = weakref.WeakMethod(self._drop_in_child)
+        os.register_at_fork(after_in_child=lambda: (method := drop()) and method())
 
     def _drop_in_child(self) -> None:
         server, self._server = self._server, None
@@ -81,9 +85,10 @@ class Exporter(Timing):
             server.socket.close()  # no shutdown(): its serving thread is not in this process
 
     def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
 
     def observe(self, payload: dict[str, Any], queue: str, seconds: float,
                 failed: bool) -> None:

@@ -23,8 +23,11 @@ if TYPE_CHECKING:
 #: LREM's count when a finished job leaves the in-progress list: search from the tail, where
 #: the oldest jobs are (fetch pushes at the head), so the search ends after a few entries.
 ACK_FROM_TAIL = -1
-#: Quarantined jobs read per call while looking for one this process runs.
+#: Quarantined jobs read per call while looking for one this process runs, and at most how
+#: many such reads one look makes (a pool whose processes are all gone may leave
+#: thousands): the next look reads on where it stopped.
 SUSPECT_PAGE = 200
+SUSPECT_PAGES = 10
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class Fetcher:
         self._weight = collections.Counter(self._weighted)  # per queue key
         self._script = connection.script("fetch")
         self._served = frozenset(config.queue_names)
+        self._suspect_page = 0  # where has_suspects reads on (pages from the right end)
         self._rng = random.Random()
 
     def order(self) -> list[str]:
@@ -126,17 +130,19 @@ class Fetcher:
 
     def has_suspects(self) -> bool:
         """Whether the quarantine holds a job this process can run: read from the end
-        ``take_suspect`` takes from, a page at a time, to the first (however many jobs of
-        other pools lie before it)."""
-        end = -1
-        while page := cast("list[bytes]", self.client.lrange(
-                keys.QUARANTINE, end - SUSPECT_PAGE + 1, end)):
+        ``take_suspect`` takes from, a page at a time, to the first; past SUSPECT_PAGES
+        pages of other pools' jobs, the next call goes on from there."""
+        for _ in range(SUSPECT_PAGES):
+            end = -1 - self._suspect_page * SUSPECT_PAGE
+            page = cast("list[bytes]", self.client.lrange(
+                keys.QUARANTINE, end - SUSPECT_PAGE + 1, end))
             if any(self.runs(raw) for raw in page):
                 return True
-            if len(page) < SUSPECT_PAGE:
+            if len(page) < SUSPECT_PAGE:  # the whole list read: from the end next time
+                self._suspect_page = 0
                 return False
-            end -= SUSPECT_PAGE
-        return False
+            self._suspect_page += 1
+        return False  # the next call reads on from here
 
     def runs(self, raw: bytes) -> bool:
         """A job of a queue this process serves, whatever its class, as a fetch from that
