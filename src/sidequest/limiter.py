@@ -291,6 +291,8 @@ class ConcurrentLimiter(Limiter):
 
     def _try(self) -> _Attempt:
         token = secrets.token_hex(8)
+        if renewal.owner:  # its process named, to be freed at once if that one dies
+            token = f"{renewal.owner}|{token}"
         taken, wait, at = self._run("limiter_concurrent",
                                     [self.limit, self._interval_ms, token, self._member])
         return _Attempt(taken, wait, at, token if taken else None)

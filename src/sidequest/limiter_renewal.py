@@ -119,12 +119,24 @@ def quietly(call: Callable[[], Any]) -> Any:
 
 renewer = Renewer()
 
+#: The worker process whose slots this process's tokens are (its identity; "" outside a
+#: worker): a token names it, so that the slots of a process known dead can be freed at once
+#: (sidequest.worker.limiter_slots) rather than lapse at their lock timeout.
+owner = ""
+
+
+def token_owner(token: str) -> str:
+    """The process a slot's token names ("" for one taken outside a worker)."""
+    named, bar, _ = token.rpartition("|")
+    return named if bar else ""
+
 
 def _after_fork() -> None:
     # A forked child (``sidequest -P``) has none of its parent's threads: it starts its own
     # renewing thread at its first slot, and holds none of its parent's slots.
-    global renewer
+    global renewer, owner
     renewer = Renewer()
+    owner = ""  # until the child's worker names itself
 
 
 os.register_at_fork(after_in_child=_after_fork)

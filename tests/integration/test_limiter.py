@@ -433,3 +433,26 @@ def test_a_slot_a_job_left_held_is_given_back_when_it_ends(r: redis.Redis) -> No
         assert r.zcard(keys.limiter("leaky")) == 0
         UsesTheSlot.perform_async()
         wait_for(lambda: LEAK_RESULTS == ["ran"], what="the next job to take the slot")
+
+
+def test_the_slots_of_a_process_known_dead_are_freed_at_once(
+        r: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A -P child killed with kill -9 is replaced at once and its jobs recovered at once, but
+    its slots stayed taken until their lock timeout (9.6-9.9 s measured with a 10 s one),
+    the limiter running short meanwhile."""
+    partner = limiter.concurrent("slots-of-the-dead", 3, lock_timeout=60)
+    monkeypatch.setattr(renewal, "owner", "dead:1:aaaaaaaaaaaa")
+    partner.acquire()  # as the dead process took it
+    monkeypatch.setattr(renewal, "owner", "live:2:bbbbbbbbbbbb")
+    partner.acquire()
+    tokens = r.zrange(keys.limiter("slots-of-the-dead"), 0, -1)
+    (live,) = [t for t in tokens if t.startswith("live:2:bbbbbbbbbbbb|")]
+    assert len(tokens) == 2
+    try:
+        with running_worker() as worker:
+            worker.reaper.recover_gone("dead:1:aaaaaaaaaaaa")
+            # The live process's slot is left to it, the dead one's freed.
+            assert r.zrange(keys.limiter("slots-of-the-dead"), 0, -1) == [live]
+    finally:
+        partner.release()
+        partner.release()

@@ -28,6 +28,7 @@ from sidequest import (
     unique,
     url_problems,
 )
+from sidequest import limiter_renewal as renewal
 from sidequest.config import Config
 from sidequest.errors import ConfigError
 from sidequest.job import install_worker
@@ -137,6 +138,7 @@ class Launcher(SignalHandling):
         then start every thread."""
         # First: one that fails leaves nothing behind to undo, and a stop meanwhile starts
         # nothing (StoppedWhileStarting).
+        renewal.owner = self.identity  # its slots' tokens name it, freed at once if it dies
         self.life.startup(self.stop_requested)
         middleware.server.prepend(guards.server_middleware)  # unique locks, expiry
         # Whether or not this process defines entries: a tick's job may be another pool's.

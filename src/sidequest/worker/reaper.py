@@ -25,6 +25,7 @@ from sidequest.errors import JobKilled, PayloadError
 from sidequest.morgue import add_dead
 from sidequest.payload import Payload, decode, dumps
 from sidequest.worker.clock import now
+from sidequest.worker.limiter_slots import free_slots_of
 from sidequest.worker.logs import counted
 from sidequest.worker.requeue import DEATHS_TTL, job_names, release_quarantine, requeue_list
 
@@ -140,6 +141,7 @@ class Reaper:
         requeued, poisoned = requeue_list(self.client, owner, mode,
                                           max_deaths=self.config.max_deaths,
                                           deaths_ttl=DEATHS_TTL, listed=listed)
+        free_slots_of(owner)  # its jobs run again elsewhere, and want slots there
         if requeued > 0 or poisoned:
             log.warning("recovered %s of dead process %s (%s to the dead set): %s",
                         counted(max(requeued, 0), "job"), owner, counted(poisoned, "poison pill"),
