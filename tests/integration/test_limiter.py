@@ -22,11 +22,13 @@ import redis
 
 import sidequest
 from apps.limiter_load import run_load, stamps_of
-from helpers import running_worker, wait_for
-from sidequest import Job, OverLimit, hooks, keys, limiter
+from helpers import FAST, running_worker, wait_for
+from sidequest import Job, OverLimit, connection, hooks, keys, limiter
 from sidequest import limiter_renewal as renewal
 from sidequest.api import DeadSet, JobStatus, RetrySet, ScheduledSet, Stats
+from sidequest.config import build
 from sidequest.monitor import render_stats
+from sidequest.worker.reaper import Reaper
 
 
 def test_bucket_allows_its_limit_per_interval_across_processes(redis_url: str) -> None:
@@ -456,3 +458,21 @@ def test_the_slots_of_a_process_known_dead_are_freed_at_once(
     finally:
         partner.release()
         partner.release()
+
+
+def test_a_process_whose_lease_only_lapsed_keeps_its_slots(
+        r: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lapsed lease may be a paused or cut-off process, still alive: its jobs are recovered,
+    but its slots stay until their lock timeout, or on resuming it would hold slots given to
+    others (its renewer writes back the ones it finds gone)."""
+    paused = limiter.concurrent("slots-of-the-paused", 3, lock_timeout=60)
+    monkeypatch.setattr(renewal, "owner", "paused:1:aaaaaaaaaaaa")
+    paused.acquire()
+    r.sadd(keys.SQ_PROCESSES, "paused:1:aaaaaaaaaaaa")  # listed, and its lease gone
+    r.set(keys.lease("judge:2:bbbbbbbbbbbb"), 1, ex=60)
+    try:
+        Reaper(build(**FAST), "judge:2:bbbbbbbbbbbb", connection.client(), threading.Event()).reap()
+        assert not r.sismember(keys.SQ_PROCESSES, "paused:1:aaaaaaaaaaaa"), "not reaped"
+        assert r.zcard(keys.limiter("slots-of-the-paused")) == 1
+    finally:
+        paused.release()

@@ -82,3 +82,21 @@ def test_a_stop_that_ran_long_leaves_the_hooks_only_what_is_left_of_their_budget
     events.shutdown()
     never.set()
     assert time.monotonic() - began < 1.5  # 0.5 s left, not the whole 2 s
+
+
+def test_the_hooks_leave_a_moment_to_push_back_the_jobs_still_running(
+        life: list[str], runner: AsyncRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The jobs still running at the deadline go back after the hooks: hooks that used the
+    whole budget left them no time before the hard deadline, and each was recovered as a
+    death of its process instead."""
+    monkeypatch.setattr(lifecycle, "BUDGET", 4.0)
+    never = threading.Event()
+    hooks.on_shutdown(lambda: never.wait(30))
+    events = lifecycle.LifeEvents(runner)
+    events.startup()
+    began = time.monotonic()
+    events.stop_begins(began - 1.5)  # the jobs' deadline passed 1.5 s ago: 2.5 s are left
+    events.shutdown()
+    never.set()
+    took = time.monotonic() - began
+    assert took < 2.5 - lifecycle.PUSH_BACK_RESERVE + 0.6, f"{took:.2f} s: no reserve kept"

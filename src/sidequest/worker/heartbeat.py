@@ -154,8 +154,13 @@ class Heartbeat:
             if self.quiet and not was_quiet:
                 # Now, not at the next beat: the request is gone from the signals list, so
                 # until then the dashboard read "running" for a process already quiet.
+                # With its TTL: a stop that forgot the record in between must not leave a
+                # quiet-only record that never lapses.
                 with contextlib.suppress(redis.RedisError):
-                    self.client.hset(keys.process(self.identity), "quiet", "true")
+                    pipe = self.client.pipeline(transaction=True)
+                    pipe.hset(keys.process(self.identity), "quiet", "true")
+                    pipe.expire(keys.process(self.identity), PROCESS_TTL)
+                    pipe.execute()
 
     def _work_hashes(self, pipe: Any, busy: dict[str, dict[str, Any]]) -> None:
         # Both names: Sidekiq 6.4.1 reads ":workers", later versions ":work".

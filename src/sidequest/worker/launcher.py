@@ -328,6 +328,8 @@ class Launcher(SignalHandling):
         jobs_deadline = time.monotonic() + self.config.timeout
         self.life.stop_begins(jobs_deadline)  # the hooks end within the hard deadline
         clean = self.manager.stop(jobs_deadline, self.over_memory)
+        if renewal.owner == self.identity:  # slots taken in this process from now on (an
+            renewal.owner = ""              # embedding app's) are no dead worker's to free
         metrics.recorder.close()  # stop its flusher thread and write the last counts
         if self.exporter is not None:
             self.exporter.close()
@@ -395,5 +397,13 @@ def embed(config: Config) -> Launcher:
     """
     warn_of_colon_weights(config.queues)
     launcher = Launcher(config, embedded=True)
-    launcher.start()
+    try:
+        launcher.start()
+    except StartupHookError:
+        raise
+    except (ConfigError, redis.RedisError):
+        # After the startup hooks ran (its metrics port taken, Redis refusing it): what
+        # they opened is closed, as at a stop, since the application goes on running.
+        launcher.life.shutdown()
+        raise
     return launcher

@@ -30,6 +30,9 @@ log = logging.getLogger("sidequest")
 
 #: Seconds the quiet and shutdown hooks may take in all, at a stop.
 BUDGET = 10.0
+#: Seconds of the budget kept, at a stop, for pushing back the jobs still running after
+#: the hooks (the hard deadline allows 1.5 more).
+PUSH_BACK_RESERVE = 1.0
 #: How often a startup hook's wait looks for a stop.
 STEP = 0.1
 
@@ -71,7 +74,9 @@ class LifeEvents:
         self.end_by = math.inf
 
     def stop_begins(self, jobs_deadline: float) -> None:
-        self.end_by = jobs_deadline + BUDGET
+        # Less a reserve: the jobs still running go back after the hooks, and must be back
+        # before the hard deadline, or each is recovered as a death of its process instead.
+        self.end_by = jobs_deadline + BUDGET - PUSH_BACK_RESERVE
 
     def startup(self, stop: threading.Event | None = None) -> None:
         """Every startup hook, in order; the first that raises stops the worker, and a

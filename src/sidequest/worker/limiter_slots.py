@@ -1,6 +1,7 @@
-"""Freeing the concurrent-limiter slots of a worker process known to be dead, at once: its
-jobs are recovered and will want slots again, and those it held would otherwise stay taken
-until their lock timeout (the process that held them renews them no more)."""
+"""Freeing the concurrent-limiter slots of a worker process known to be dead (a -P child its
+supervisor saw exit), at once: its jobs are recovered and will want slots again, and those it
+held would otherwise stay taken until their lock timeout (the process that held them renews
+them no more). A process whose lease merely lapsed is not known dead, and keeps them."""
 
 from __future__ import annotations
 

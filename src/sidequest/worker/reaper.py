@@ -137,11 +137,16 @@ class Reaper:
                         " are recovered once its lease runs out", owner, exc)
 
     def _reap_one(self, owner: str, mode: str = "reap") -> int:
+        if mode == "gone":
+            # Its supervisor saw it exit, so its slots are free now, and first: its jobs run
+            # again at once elsewhere and want them. A process whose lease merely ran out may
+            # be paused or cut off, alive: its slots stay until their lock timeout, as the
+            # limiter promises, or a resumed process would hold slots given to others.
+            free_slots_of(owner)
         listed: list[bytes] = []
         requeued, poisoned = requeue_list(self.client, owner, mode,
                                           max_deaths=self.config.max_deaths,
                                           deaths_ttl=DEATHS_TTL, listed=listed)
-        free_slots_of(owner)  # its jobs run again elsewhere, and want slots there
         if requeued > 0 or poisoned:
             log.warning("recovered %s of dead process %s (%s to the dead set): %s",
                         counted(max(requeued, 0), "job"), owner, counted(poisoned, "poison pill"),
