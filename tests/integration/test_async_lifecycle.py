@@ -121,6 +121,29 @@ def test_a_graceful_stop_pushes_late_async_jobs_back(cls: type[Waits]) -> None:
         assert JobStatus(jid).state == "queued"
 
 
+class StoredBlocksTheLoop(Job):
+    store_result = True
+
+    async def perform(self) -> None:
+        started.set()
+        time.sleep(3)  # holds the loop past the stop's deadline
+
+
+def test_a_late_async_job_on_a_blocked_loop_is_queued_again_in_its_status(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Its "queued" was written on the loop, which the job itself held: pushed back, it
+    said "running" for as long as it waited in its queue."""
+    with caplog.at_level(logging.WARNING, logger="sidequest"), \
+            running_worker(timeout=0.5) as launcher:
+        jid = StoredBlocksTheLoop.perform_async()
+        assert started.wait(10), "the job did not start"
+        assert launcher.stop() is False, "a job had to be pushed back"
+    assert [j.jid for j in Queue("default")] == [jid]
+    assert JobStatus(jid).state == "queued"
+    pushed = [r.getMessage() for r in caplog.records if "pushing it back" in r.getMessage()]
+    assert pushed and f"StoredBlocksTheLoop jid={jid}" in pushed[0], pushed
+
+
 class Breaks(Job):
     retry = False
 

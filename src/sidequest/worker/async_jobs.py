@@ -160,6 +160,11 @@ class AsyncJobs:
         list, though no thread runs them (not strays)."""
         return [work for work, _, _ in list(self._live.values())]
 
+    def work_of(self, jid: str) -> Work | None:
+        """What the job ``jid`` was fetched as, while its outcome is still this object's."""
+        entry = self._live.get(jid)
+        return None if entry is None else entry[0]
+
     def owns(self, jid: str) -> bool:
         """The job's outcome is still this object's to record (it was not given up on)."""
         return jid in self._live

@@ -159,7 +159,8 @@ class Manager(Feeding):
         stuck = dict(self._running)
         leftovers = list(stuck.values())
         # Those pushed back; one given up on as stuck has its failure recorded instead.
-        late = [jid for jid in self.asyncio.started() if self.async_jobs.owns(jid)]
+        late = [work for jid in self.asyncio.started()
+                if (work := self.async_jobs.work_of(jid)) is not None]
         self._cancel_late_async_jobs()
         self._give_back_held()  # fetched while we were quieting
         self._end_threads(stuck, deadline + STOP_GRACE)
@@ -168,7 +169,7 @@ class Manager(Feeding):
         if leftovers or late:
             count = len(leftovers) + len(late)
             log.warning("%s still running at the shutdown deadline (%s); pushing %s back%s",
-                        counted(count, "job"), job_names((work.raw for work in leftovers), late),
+                        counted(count, "job"), job_names(work.raw for work in leftovers + late),
                         "it" if count == 1 else "them",
                         " (each counts as a death of its process: see max_deaths)"
                         if retiring else "")
@@ -179,7 +180,9 @@ class Manager(Feeding):
         # limiter's limit. Meanwhile they are still this process's, under its live lease.
         if self.drained is not None:
             self.drained()
-        self.inprogress.requeue_all(leftovers, retiring)
+        # The late async jobs too: their "queued" status is written on the loop, which a
+        # job blocking it (a sync call in async def) keeps from running.
+        self.inprogress.requeue_all(leftovers + late, retiring)
         if leftovers:  # their concurrency slots, held by threads the exit abandons
             renewal.renewer.give_back_all()
         self.asyncio.close()

@@ -70,7 +70,7 @@ def requeue_list(
     return requeued, poisoned
 
 
-def job_names(raws: Iterable[bytes], jids: Iterable[str] = (), most: int = 5) -> str:
+def job_names(raws: Iterable[bytes], most: int = 5) -> str:
     """``Report jid=ab12..., ...``: the jobs a stop or a reap pushes back, for its log line
     (the job that keeps a process from stopping in time, or that was running when it died,
     is the one to look at)."""
@@ -81,7 +81,6 @@ def job_names(raws: Iterable[bytes], jids: Iterable[str] = (), most: int = 5) ->
             names.append(printable(f"{job.get('class')} jid={job.get('jid')}"))
         except PayloadError:
             names.append("an unreadable payload")
-    names += [f"jid={jid}" for jid in jids]
     more = f" and {len(names) - most} more" if len(names) > most else ""
     return ", ".join(names[:most]) + more
 
