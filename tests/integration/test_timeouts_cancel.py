@@ -172,3 +172,33 @@ def test_stopping_turns_true_when_fetching_stops_not_before(r: redis.Redis) -> N
     assert [e for e, _ in events] == ["run"], "it ran once"
     (raw,) = r.lrange("queue:default", 0, -1)
     assert json.loads(raw)["args"] == [steps[-1] + 1], "the rest was pushed, once"
+
+
+class Dies(Job):
+    retry = 0
+    store_result = True
+
+    def perform(self, fail: bool) -> str:
+        if fail:
+            raise LookupError("no such row")
+        return "ran"
+
+
+@pytest.mark.parametrize("all_at_once", [False, True])
+def test_a_dead_job_retried_by_hand_runs_though_cancelled_while_dead(all_at_once: bool) -> None:
+    """cancel() found it dead and removed nothing, but its mark stayed for 30 days: Retry
+    now from the dead set queued it, and the worker dropped it unrun as cancelled."""
+    from sidequest.api import DeadSet, JobStatus
+
+    with running_worker() as worker:
+        jid = Dies.perform_async(True)
+        wait_for(lambda: DeadSet().find_job(jid) is not None, what="the job to die")
+        worker.quiet()
+        assert cancel(jid) is False and JobStatus(jid).state == "dead"
+        entry = DeadSet().find_job(jid)
+        assert entry is not None
+        assert (DeadSet().retry_all() == 1) if all_at_once else entry.retry()
+    with running_worker():
+        wait_for(lambda: JobStatus(jid).state in ("dead", "cancelled", "succeeded"),
+                 what="the retried job's outcome")
+    assert JobStatus(jid).state == "dead", "it ran (and failed again), not dropped unrun"

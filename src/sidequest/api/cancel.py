@@ -16,7 +16,8 @@ def cancel(jid: str) -> bool:
     """Cancel job ``jid``: if it waits in the schedule or the retry set it is removed now; a
     queued one is dropped when a worker fetches it; a running one sees ``self.cancelled()``
     become true within a second (an async job gets CancelledError). Returns True if the job
-    was found and removed from a set. Only Sidequest workers honour a cancellation. In
+    was found and removed from a set. A dead job is left as it is (retried from the dead set
+    by hand, it runs). Only Sidequest workers honour a cancellation. In
     ``sidequest.testing``'s fake mode the job leaves its fake queue (True if it was there)."""
     if not isinstance(jid, str) or not jid:
         raise ValueError(f"cancel() needs a job id (jid) string, got {jid!r}")

@@ -260,8 +260,17 @@ class JobSet:
 
     def _move_now(self, entry: SortedEntry, how: str) -> bool:
         client = connection.client()
+        self._forget_cancels(client, [entry], how)
         moved = self._queue_move(client, entry, how)
         return bool(self._counted(moved) and self._move_result(client))
+
+    def _forget_cancels(self, client: Any, entries: list[SortedEntry], how: str) -> None:
+        """A dead job sent to its queue by hand is to run: a cancel() that found it dead
+        (and so removed nothing) must not drop it unrun when a worker fetches it. First, so
+        that no worker can take it while the mark still stands."""
+        jids = [entry.jid for entry in entries if entry.jid]
+        if self.key_name == "DEAD" and how != "dead" and jids:
+            client.zrem(keys.CANCELLED, *jids)
 
     def _counted(self, result: Any) -> bool:
         """Whether the move script moved the entry; counts those it left where they were
@@ -325,6 +334,7 @@ class JobSet:
             fresh = [entry for entry in entries
                      if entry.jid not in moved_jids or not _came_back(entry, began)]
             skipped += len(entries) - len(fresh)
+            self._forget_cancels(client, fresh, how)
             pipe = client.pipeline(transaction=False)
             connection.prepare(self._move, pipe)  # a cluster pipeline cannot load it
             queued = [entry for entry in fresh if self._queue_move(pipe, entry, how)]
