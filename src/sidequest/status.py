@@ -124,7 +124,8 @@ def on_death(payload: Payload, exc: BaseException) -> None:
 def check_progress(fraction: Any) -> None:
     number = isinstance(fraction, (int, float)) and not isinstance(fraction, bool)
     if not number or not 0 <= fraction <= 1:
-        hint = f" ({fraction}% is {fraction / 100:g})" if number and 1 < fraction <= 100 else ""
+        # A percentage, most likely, from 2 up: 1.5 reads as a slip past 1 more than 1.5%.
+        hint = f" ({fraction}% is {fraction / 100:g})" if number and 2 <= fraction <= 100 else ""
         raise ValueError(f"progress is a fraction from 0 to 1, e.g. 0.5 for half way;"
                          f" got {fraction!r}{hint}")
 

@@ -171,7 +171,7 @@ def test_progress_without_store_result_is_not_kept_and_says_so(
 
 @pytest.mark.parametrize(("fraction", "says"), [
     ("half", "got 'half'"), (50, r"got 50 \(50% is 0.5\)"), (None, "got None"),
-    (True, "got True"), (-0.1, "got -0.1")])
+    (True, "got True"), (-0.1, "got -0.1"), (1.5, r"got 1.5$")])
 def test_a_progress_that_is_no_fraction_says_what_to_write(fraction: Any, says: str) -> None:
     job_object = Export()
     job_object.payload = {"class": "Export", "jid": "x" * 24, "store_result": True}
@@ -327,3 +327,9 @@ def test_progress_from_an_async_job_does_not_hold_its_event_loop(r: redis.Redis)
                         what="the job to succeed")
     assert reported.is_set() and progress_took[0] < 0.5, progress_took
     assert (done.progress, done.message, done.result) == (0.5, "halfway", "done")
+
+
+@pytest.mark.parametrize("jid", [None, 123, ""])
+def test_a_status_asked_for_no_jid_says_what_it_needs(jid: Any) -> None:
+    with pytest.raises(ValueError, match=r"JobStatus\(\) needs a job id \(jid\) string"):
+        JobStatus(jid)

@@ -25,6 +25,9 @@ class JobStatus:
     def __init__(self, jid: str) -> None:
         if client.pushes_are_local():  # else a ConnectionError, or a stale status, from Redis
             raise RuntimeError(IN_TESTING)
+        if not isinstance(jid, str) or not jid:  # as cancel() does: no status could be found
+            raise ValueError(f"JobStatus() needs a job id (jid) string, as perform_async"
+                             f" returns it; got {jid!r}")
         self.jid = jid
         raw, ttl = _find(jid)
         # Fields another program wrote may not be UTF-8: read as unknown, never a crash.
