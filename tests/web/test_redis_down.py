@@ -124,8 +124,28 @@ def test_a_visitor_not_logged_in_learns_nothing_of_a_redis_failure(
         app = create_app(password=PASSWORD, secret_key="s" * 32)
         with Client(app) as client:
             answer = client.login()
-            assert answer.status_code == 503, answer.text
-            assert answer.text == "Redis is not answering; try again in a moment."
+            assert answer.status_code == 500, answer.text
+            assert answer.text == "The dashboard cannot use its Redis; its server's log says why."
+    finally:
+        connection.reset()
+        own_redis.client(password="right-password-1").config_set("requirepass", "")
+
+
+def test_a_refused_redis_password_is_a_setting_to_fix_not_an_outage(
+        own_redis: RedisServer) -> None:
+    # redis-py raises a refused password as a ConnectionError: the page said Redis was
+    # unreachable and would be retried, though no wait mends a wrong password.
+    from sidequest import connection
+
+    own_redis.client().config_set("requirepass", "right-password-1")
+    connection.set_url(own_redis.url.replace("redis://", "redis://:wrong-password@"))
+    try:
+        app = create_app(auth=lambda request: True, secret_key="s" * 32)
+        with Client(app) as client:
+            page = client.get("/queues", headers={"Accept": "text/html"})
+            assert page.status_code == 500, page.text
+            assert "refused the user name or password in the URL" in page.text
+            assert "unreachable" not in page.text and "wrong-password" not in page.text
     finally:
         connection.reset()
         own_redis.client(password="right-password-1").config_set("requirepass", "")

@@ -82,6 +82,11 @@ async def redis_unreachable(request: Request, exc: Exception) -> Response:
     """503 with a page that says which shard's Redis the dashboard could not reach and where
     it looked (no password), and retries; a bare sentence before the login."""
     shard, where = unreachable_shard(exc)
+    wrong = exc.__cause__ if isinstance(exc, ShardUnreachable) else exc
+    if isinstance(wrong, redis.AuthenticationError):
+        # redis-py makes a refused password a ConnectionError, but no wait will mend it: the
+        # page that says what to fix in the URL.
+        return await misconfigured(request, url_problems.wrong_credentials(wrong, where) or wrong)
     now = time.monotonic()
     if now - _last_logged[0] > LOG_EVERY:
         _last_logged[0] = now
