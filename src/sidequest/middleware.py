@@ -8,7 +8,7 @@ A server middleware is ``f(job, payload, queue, call_next) -> None``: it runs ar
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, Generic, TypeVar
 
@@ -51,6 +51,21 @@ class Chain(Generic[F]):
         """Some entry has only the ``acall`` form: the chain can run on the event loop alone
         (``invoke`` cannot call it)."""
         return any(not callable(entry) for entry in self._entries)
+
+    def is_async(self) -> bool:
+        """Every entry has the ``acall`` form: ``ainvoke`` can run the chain on a loop."""
+        return all(hasattr(entry, "acall") for entry in self._entries)
+
+    async def ainvoke(self, args: tuple[Any, ...], final: Callable[[], Awaitable[Any]]) -> Any:
+        """Await each middleware's ``acall(*args, call_next)``; the innermost is ``final``."""
+        entries: list[Any] = list(self._entries)  # each with an acall (is_async)
+
+        async def step(index: int) -> Any:
+            if index == len(entries):
+                return await final()
+            return await entries[index].acall(*args, lambda: step(index + 1))
+
+        return await step(0)
 
     def invoke(self, args: tuple[Any, ...], final: Callable[[], Any]) -> Any:
         """Call each middleware with ``*args, call_next``; the innermost next is ``final``."""

@@ -47,12 +47,13 @@ from sidequest import batch, batch_local, batch_members, client, limiter_held, m
 from sidequest.errors import UnknownJobError
 from sidequest.job import Job, JobFunction, install_testing
 from sidequest.limiter import OverLimit
-from sidequest.payload import KWARGS, Payload, dumps, loads, now
+from sidequest.payload import Payload, dumps, loads, now
 from sidequest.testing_run import (
     EmptyQueueError,
     EndlessDrainError,
     EndlessInlineError,
-    perform,
+    as_fetched,
+    run_job,
 )
 from sidequest.testing_store import Store
 
@@ -198,7 +199,8 @@ def clear_all() -> None:
 
 
 def drain(job: JobRef) -> int:
-    """Run ``job``'s queued jobs, and those they enqueue, until none is left; returns how many.
+    """Run ``job``'s queued jobs, and the jobs of that class they enqueue, until none is left;
+    returns how many. Jobs of other classes they enqueue stay queued (``drain_all`` runs them).
 
     A job is removed before it runs; the first exception stops the drain and is raised here,
     leaving the jobs after it queued.
@@ -227,7 +229,7 @@ def perform_one(job: JobRef) -> Payload:
         raise EmptyQueueError(f"perform_one: no {name} job is queued (enqueue one in fake mode)")
     _check_runnable(entry)
     with _kept_here():
-        _run(_as_fetched(entry[1]))
+        _run(as_fetched(entry[1]))
     return entry[1]
 
 
@@ -254,7 +256,7 @@ def _drain(name: str | None) -> int:
                     f" the latest is {job['class']} with args {job['args']!r}"
                 )
             boundary = _store.last_seq
-        _run(_as_fetched(job))
+        _run(as_fetched(job))
         ran += 1
     return ran
 
@@ -302,7 +304,7 @@ def _inline_push(jobs: list[Payload], *, members: bool = False) -> None:
     if not members:
         _join_batches(jobs)
     for job in jobs:
-        _run_inline(_as_fetched(job))
+        _run_inline(as_fetched(job))
 
 
 def _run_inline(job: Payload) -> None:
@@ -362,15 +364,6 @@ def _record(job: Payload, outcome: str) -> None:
         _batches.update(ancestry, str(job.get("jid", "")), outcome)
 
 
-def _as_fetched(job: Payload) -> Payload:
-    """The payload as a worker reads it from its queue: a scheduled job has lost ``at`` and
-    gained ``enqueued_at`` (when the scheduler moved it), a queued one keeps its own."""
-    fetched: Payload = loads(dumps(job))
-    if fetched.pop("at", None) is not None or "enqueued_at" not in fetched:
-        fetched["enqueued_at"] = now()
-    return fetched
-
-
 #: Server middleware for jobs run by the testing modes (drain, perform_one, inline). Separate
 #: from ``sidequest.middleware.server`` and empty by default, as in Sidekiq's testing mode,
 #: so that production middleware (metrics, connections) does not run in unit tests; add to it
@@ -379,16 +372,11 @@ server_middleware: middleware.Chain[middleware.ServerMiddleware] = middleware.Ch
 
 
 def _run(job: Payload) -> None:
-    """Run one job as a worker's processor does, through the testing server chain."""
-    cls = registry.lookup(job["class"])
-    instance = cls()
-    instance.jid = job.get("jid", "")
-    instance.payload = job
-    args, kwargs = job["args"], job.get(KWARGS) or {}
+    """Run one job as a worker's processor does, through the testing server chain, and count
+    its outcome in its batch."""
     try:
         with batch.outside():
-            server_middleware.invoke((instance, job, job["queue"]),
-                                     lambda: perform(instance, args, kwargs))
+            run_job(server_middleware, job)
     except OverLimit:
         raise  # a worker would run it again later: not an outcome for its batch yet
     except BaseException:

@@ -1,6 +1,8 @@
-"""How the testing modes run a job's ``perform`` (a coroutine, ``async def perform``, is run to
-its end here, on a loop of its own when the caller is async code itself), and the errors
-their helpers raise (``sidequest.testing`` gives them their public names)."""
+"""How the testing modes run a job: on the payload a worker would read, through their server
+middleware as a worker would (an ``async def perform`` job through each middleware's
+``acall`` when all have one), its coroutine run to its end here, on a loop of its own when
+the caller is async code itself; and the errors their helpers raise (``sidequest.testing``
+gives them their public names)."""
 
 from __future__ import annotations
 
@@ -8,10 +10,12 @@ import asyncio
 import concurrent.futures
 import contextvars
 import inspect
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, cast
 
-from sidequest import limiter_held
+from sidequest import limiter_held, middleware, registry
 from sidequest.errors import SidequestError
+from sidequest.payload import KWARGS, Payload, dumps, loads, now
 
 if TYPE_CHECKING:
     from sidequest.job import Job
@@ -28,6 +32,36 @@ class EndlessDrainError(SidequestError, RuntimeError):
 class EndlessInlineError(SidequestError, RuntimeError):
     """Inline mode: jobs ran ``MAX_INLINE_DEPTH`` deep, each pushed by the one running."""
 
+
+def as_fetched(job: Payload) -> Payload:
+    """The payload as a worker reads it from its queue: a scheduled job has lost ``at`` and
+    gained ``enqueued_at`` (when the scheduler moved it), a queued one keeps its own."""
+    fetched: Payload = loads(dumps(job))
+    if fetched.pop("at", None) is not None or "enqueued_at" not in fetched:
+        fetched["enqueued_at"] = now()
+    return fetched
+
+
+def run_job(chain: middleware.Chain[middleware.ServerMiddleware], job: Payload) -> None:
+    """Run ``job`` through ``chain`` as a worker does: an async job whose middlewares all have
+    an ``acall`` goes through those, on the job's loop (a worker runs it on its event loop);
+    any other job through their ``__call__``, which refuses a middleware with only ``acall``
+    (a worker runs such a job on a thread)."""
+    cls = registry.lookup(job["class"])
+    instance = cls()
+    instance.jid = job.get("jid", "")
+    instance.payload = job
+    args, kwargs = job["args"], job.get(KWARGS) or {}
+    around = (instance, job, job["queue"])
+    if cls.async_perform and chain.is_async():
+        run_coroutine(chain.ainvoke(around, lambda: _awaited(instance, args, kwargs)))
+    else:
+        chain.invoke(around, lambda: perform(instance, args, kwargs))
+
+
+async def _awaited(instance: Job, args: Any, kwargs: Any) -> Any:
+    # Only for an ``async def perform`` (Job.async_perform): its call is a coroutine.
+    return await cast("Awaitable[Any]", instance.perform(*args, **kwargs))
 
 
 def perform(instance: Job, args: Any, kwargs: Any) -> Any:

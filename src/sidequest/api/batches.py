@@ -5,13 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sidequest import connection, keys
+from sidequest import client, connection, keys
 from sidequest.api.lenient import as_float, as_int, outages_raised, replies
 from sidequest.api.stats import first_found
 from sidequest.batch import Batch
 
 #: Batches on one page of the dashboard's list, the newest first.
 MAX_LISTED = 100
+#: Why ``BatchStatus`` refuses to read in the testing modes.
+IN_TESTING = ("BatchStatus reads the batch a worker keeps in Redis, and testing.fake() and "
+              "testing.inline() keep batches in this process instead (nothing is written to "
+              "Redis): in a test, check a batch by its callbacks (fake: once its jobs are "
+              "drained, its on_success and on_complete jobs are queued, as ImportDone.jobs; "
+              "inline: they have run), or test BatchStatus end to end against Redis with a "
+              "worker, outside the testing modes")
 
 
 class BatchStatus:
@@ -19,6 +26,8 @@ class BatchStatus:
     for an unknown or expired batch."""
 
     def __init__(self, bid: str | Batch) -> None:
+        if client.pushes_are_local():  # else exists=False, or ShardUnreachable, from Redis
+            raise RuntimeError(IN_TESTING)
         # A Batch is read where it lives (its shard); a bid on the current shard, then on the
         # others (as JobStatus does): a bid does not say which shard made it.
         shards = [bid.shard] if isinstance(bid, Batch) else None

@@ -74,14 +74,7 @@ def qualified_name(entry: Any) -> str:
 
 
 async def invoke_async(args: tuple[Any, ...], final: Callable[[], Awaitable[Any]]) -> Any:
-    entries = list(middleware.server)
-
-    async def step(index: int) -> Any:
-        if index == len(entries):
-            return await final()
-        return await entries[index].acall(*args, lambda: step(index + 1))
-
-    return await step(0)
+    return await middleware.server.ainvoke(args, final)
 
 
 class AsyncJobs:
