@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 from typing import Any
@@ -115,10 +116,17 @@ def test_a_cancelled_job_never_starts(r: redis.Redis) -> None:
     assert not started.is_set() and RetrySet().size == 0
 
 
-def test_running_jobs_see_their_cancellation_within_a_second() -> None:
+def test_running_jobs_see_their_cancellation_within_a_second(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="sidequest")
     jid = Steps.perform_async()
     async_jid = AsyncSteps.perform_async()
-    assert jid and async_jid
+    unrun = Steps.perform_async()
+    expired = Steps.set(expires_in=0.01).perform_async()
+    assert jid and async_jid and unrun and expired
+    cancel(unrun)
+    past = time.time() + 0.05  # the expiring job's deadline is behind when it is fetched
+    wait_for(lambda: time.time() > past, what="its deadline to pass")
     with running_worker():
         # Both started: an async job fetched but still waiting for the loop is not
         # cancelled there, only dropped when it gets its slot (it would never say so).
@@ -128,9 +136,17 @@ def test_running_jobs_see_their_cancellation_within_a_second() -> None:
         cancel(async_jid)
         wait_for(lambda: {"cancelled", "async cancelled"} <= {e for e, _ in events},
                  timeout=5, what="both jobs to see the cancellation")
+        wait_for(lambda: Queue("default").size == 0, what="the unrun jobs to be dropped")
     seen = dict(events)
     assert seen["cancelled"] - asked < 1.5
     assert RetrySet().size == 0, "a cancelled job is not a failure"
+    # Each end line says how it ended: a bare "done" read as a job done.
+    ends = {getattr(record, "jid", None): record.getMessage() for record in caplog.records
+            if " done" in record.getMessage()}
+    assert ends[jid].endswith(" done: cancelled"), ends
+    assert ends[async_jid].endswith(" done: cancelled"), ends
+    assert ends[unrun].endswith(" done: cancelled, not run"), ends
+    assert ends[expired].endswith(" done: expired, not run"), ends
 
 
 def test_stopping_is_true_during_a_graceful_stop() -> None:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
-from sidequest import joblog, limiter, middleware, signatures, unique
+from sidequest import joblog, middleware, signatures, unique
 from sidequest.errors import TIMEOUT_MESSAGE, JobTimeout
 from sidequest.job import Job
 from sidequest.payload import KWARGS, Payload, job_class
@@ -188,9 +188,7 @@ class AsyncJobs:
         stopped = stop_of(jid, error, self.runner.closing)
         if error is None:
             if log.isEnabledFor(logging.INFO):
-                # A try that a full limiter sent back is not done (as processor._done says).
-                job_info(log, "done: over limit" if limiter.rescheduled(job) else "done",
-                         fields)
+                job_info(log, guards.done_line(job), fields)
             steps = with_ack.take(job)
             if steps:
                 await loop.run_in_executor(None, self._acknowledge_with, work, steps)

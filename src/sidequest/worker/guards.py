@@ -77,10 +77,29 @@ def _cancelled(payload: Payload) -> bool:
     return True
 
 
+#: Marks this run's payload (in-process only) as dropped unrun, and why: its end line says so.
+_DROPPED = "\x00sq_dropped"
+
+
+def done_line(payload: Payload) -> str:
+    """The end line of a run that raised nothing: a bare "done" reads as a job done, which a
+    reschedule by a full limiter, a drop before the start, or a cancellation it heeded is not
+    (``done: cancelled`` is also an async job's that its CancelledError ended)."""
+    if limiter.rescheduled(payload):
+        return "done: over limit"
+    dropped_as = payload.get(_DROPPED)
+    if dropped_as is not None:
+        return f"done: {dropped_as}, not run"
+    if cancels.jids and cancels.is_cancelled(str(payload.get("jid", ""))):
+        return "done: cancelled"
+    return "done"
+
+
 def dropped(payload: Payload, state: str) -> None:
     """A job that will never run ("cancelled" or "expired"): a page polling its stored status
     sees that it ended, and its batch counts it as done (a failure if it failed before)
     instead of waiting. Both are written with the acknowledgement."""
+    payload[_DROPPED] = state
     if status.wanted(payload):
         with_ack.add(payload, lambda pipe: status.write(pipe, payload, state))
     if batch.PAYLOAD_KEY in payload:

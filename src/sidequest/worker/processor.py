@@ -25,7 +25,6 @@ from sidequest import (
     hooks,
     joblog,
     keys,
-    limiter,
     middleware,
     registry,
     retry,
@@ -38,7 +37,7 @@ from sidequest.errors import TIMEOUT_MESSAGE, JobTimeout, PayloadError, UnknownJ
 from sidequest.job import Job
 from sidequest.morgue import add_dead
 from sidequest.payload import KWARGS, Payload, decode, dumps, job_class, normalized
-from sidequest.worker import async_jobs, failures, timeouts, with_ack
+from sidequest.worker import async_jobs, failures, guards, timeouts, with_ack
 from sidequest.worker.clock import now
 from sidequest.worker.fetch import ACK_FROM_TAIL, Work
 from sidequest.worker.logs import job_info, log_failure
@@ -160,7 +159,8 @@ class Processor:
         if watched and not self.settle(work):
             return None
         if info:
-            job_info(log, _done(job), {**fields, "elapsed": round(time.monotonic() - started, 3)})
+            job_info(log, guards.done_line(job),
+                     {**fields, "elapsed": round(time.monotonic() - started, 3)})
         return True
 
     def _run_known(self, work: Work, job: Payload, cls: type[Job],
@@ -379,10 +379,3 @@ class Processor:
     def _giving_up(self) -> bool:
         limit = self.give_up_at
         return self.stopping.is_set() or (limit is not None and time.monotonic() >= limit)
-
-
-def _done(job: Payload) -> str:
-    """The end line of a run that raised nothing. One whose OverLimit the worker turned into
-    a reschedule did not do the job: a bare "done" after ``over limit (name); rescheduled``
-    reads as a success (as ``done: cancelled`` marks an async job cancelled by the API)."""
-    return "done: over limit" if limiter.rescheduled(job) else "done"
