@@ -245,7 +245,7 @@ def from_table(table: Any, where: str) -> Entry:
                           f"cron or every, got {table!r}")
     unknown = sorted(set(table) - set(TABLE_KEYS))
     if unknown:
-        hints = [f"{key} -> {_meant(key)}" for key in unknown if _meant(key)]
+        hints = [f"{_meant(key)} for {key}" for key in unknown if _meant(key)]
         hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
         raise ConfigError(f"{where}: [[periodic]] {table.get('name', '')!r}: unknown key(s) "
                           f"{', '.join(unknown)}{hint}; the keys are {', '.join(TABLE_KEYS)}")

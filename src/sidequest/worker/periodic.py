@@ -149,10 +149,10 @@ class PeriodicPoller:
             tick = entry.schedule.next_after(tick)
         if missed and self._noted.get(entry.name) != first:
             self._noted[entry.name] = first
-            log.info("periodic %s: the ticks from %s to %s were missed while no worker ran and"
-                     " are skipped (set catch_up to run them once); %s of the last %g s"
-                     " (periodic_grace) still due", entry.name, _utc(first), _utc(horizon),
-                     counted(len(out), "tick"), self.config.periodic_grace)
+            log.info("periodic %s: %s missed while no worker ran and skipped (set catch_up"
+                     " to run them once); %s of the last %g s (periodic_grace) still due",
+                     entry.name, _missed(entry, first, horizon), counted(len(out), "tick"),
+                     self.config.periodic_grace)
         return out
 
     def _offer(self, entry: Entry, tick: int, handled: int) -> bool:
@@ -247,6 +247,19 @@ def _stale(name: str, stored: Any, names: set[str], sources: set[str]) -> str | 
     if isinstance(source, str) and source:
         return source if source in sources else None
     return ""
+
+
+def _missed(entry: Entry, first: int, horizon: float) -> str:
+    """The ticks missed, from ``first`` to the last before ``horizon``: "the tick of T", or
+    "3 ticks, from A to B" (counted up to MAX_TICKS: a long outage of a frequent entry)."""
+    last, count, tick = first, 0, first
+    while tick <= horizon and count < MAX_TICKS:
+        last, count = tick, count + 1
+        tick = entry.schedule.next_after(tick)
+    if count == 1:
+        return f"the tick of {_utc(first)} was"
+    more = "more than " if count == MAX_TICKS else ""
+    return f"{more}{count} ticks, from {_utc(first)} to {_utc(last)}, were"
 
 
 def _utc(epoch: float) -> str:
