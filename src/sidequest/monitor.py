@@ -176,7 +176,23 @@ def _totals_lines(stats: dict[str, int], queues: dict[str, int]) -> list[str]:
     return lines + (_table(["QUEUE", "SIZE"], rows) if rows else ["No queues."])
 
 
-def render_status() -> list[str]:
+def status_screen() -> Screen:
+    """``render_status`` on each shard. A worker given the queues of some shards registers
+    on those only: whether a process runs on any shard is read first, so that a shard with
+    none still names the queues nothing serves there."""
+    if len(connection.shard_names()) == 1:
+        return Screen(render_status())
+    anywhere = any(each_reachable_shard(_any_process).values.values())
+    return per_shard(lambda: render_status(process_anywhere=anywhere))()
+
+
+def _any_process() -> bool:
+    return next(iter(ProcessSet()), None) is not None
+
+
+def render_status(*, process_anywhere: bool = False) -> list[str]:
+    """``process_anywhere``: a process runs on some shard, maybe another one (queues waiting
+    on a shard that has no process of its own are then named as unserved too)."""
     now = time.time()
     stats = Stats()
     running = list(ProcessSet())
@@ -190,7 +206,7 @@ def render_status() -> list[str]:
     queues = [[q.name, f"{q.size:,}", f"{q.latency:.1f}s"] for q in found]
     lines += ["", f"Queues ({len(queues)})"]
     lines += _table(["NAME", "SIZE", "LATENCY"], queues) if queues else ["  none"]
-    lines += _unserved_lines(found, running)
+    lines += _unserved_lines(found, running, process_anywhere)
     lines += ["", f"Retries: {stats.retry_size:,}   Scheduled: {stats.scheduled_size:,}"
                   f"   Dead: {stats.dead_size:,}   Processed: {stats.processed:,}"
                   f"   Failed: {stats.failed:,}"]
@@ -203,13 +219,15 @@ def _state(process: Process, now: float) -> str:
     return "quiet" if process.stopping else "running"
 
 
-def _unserved_lines(queues: list[Queue], running: list[Process]) -> list[str]:
+def _unserved_lines(queues: list[Queue], running: list[Process],
+                    process_anywhere: bool = False) -> list[str]:
     """Queues holding jobs that no running process reads: a name pushed to but never given
     to -q (or spelt otherwise: names are case-sensitive), which nothing else would point out.
-    Said only while some process runs: with none, every queue waits, as the list shows."""
+    Said only while some process runs, here or on another shard: with none anywhere, every
+    queue waits, as the list shows."""
     served = {name for process in running if not process.stopping for name in process.queues}
     waiting = [q for q in queues if q.size and q.name not in served]
-    if not running or not waiting:
+    if not (running or process_anywhere) or not waiting:
         return []
     named = ", ".join(f"{q.name} ({q.size:,})" for q in waiting)
     return ["", f"No running process serves: {named}. Start a worker with -q for each (a"
@@ -265,7 +283,7 @@ def per_shard(render: Callable[[], list[str]]) -> Callable[[], Screen]:
 
 
 RENDER: dict[str, Callable[[], Screen]] = {
-    "stats": stats_screen, "status": per_shard(render_status),
+    "stats": stats_screen, "status": status_screen,
     "periodic": per_shard(render_periodic)}
 
 

@@ -5,12 +5,14 @@ connections go on talking to the old primary after a failover until the Sentinel
 replica, about ten seconds later, and all that while it acknowledges pushes that the new
 primary never receives: jobs acknowledged and lost. Here one thread per process asks every
 half second; when the primary changed, the pool drops its idle connections (redis-py's
-``get_master_address`` does), so that the next command goes to the new one.
+``get_master_address`` does), so that the next command goes to the new one, and the change is
+logged once: nothing else in a worker's log would show when it switched.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import weakref
@@ -19,6 +21,8 @@ from typing import Any
 #: Seconds between two questions to the Sentinels.
 INTERVAL = 0.5
 
+log = logging.getLogger("sidequest")
+
 
 class _Watch:
     def __init__(self, pools: list[Any] | None = None) -> None:
@@ -26,6 +30,9 @@ class _Watch:
         self._pools: weakref.WeakSet[Any] = weakref.WeakSet(pools or [])
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        # The primary each service was last seen at (read by this thread alone): a failover
+        # is logged once per process, however many of its pools follow that service.
+        self._primaries: dict[Any, Any] = {}
 
     def add(self, pool: Any) -> None:
         """Follow the primary of ``pool`` (a redis-py SentinelConnectionPool)."""
@@ -70,11 +77,36 @@ class _Watch:
                 service = _service(pool)
                 if service in answers and answers[service] == pool.master_address:
                     continue
+                before = getattr(pool, "master_address", None)  # None before its first answer
                 answers[service] = pool.get_master_address()
+                self._seen(pool, service, before, answers[service])
+
+    def _seen(self, pool: Any, service: Any, before: Any, primary: Any) -> None:
+        """Log once that the primary of ``service`` moved. A service not seen yet is compared
+        with ``before``, the pool's primary before this round asked it (None at its first
+        question: nothing moved)."""
+        last = self._primaries.get(service, before)
+        # Noted before the log call: a log handler that raises is suppressed in _round, like
+        # any failure of one pool, and the move is not said again at every round.
+        self._primaries[service] = primary
+        if last is None or primary is None or last == primary:
+            return
+        log.warning("Sentinel: the primary of %s moved from %s to %s; jobs fetched from the old"
+                    " primary in the last moments before the switch may run again, and jobs"
+                    " pushed to it then may be lost, unless the primaries run with"
+                    " min-replicas-to-write", getattr(pool, "service_name", "?"),
+                    _address(last), _address(primary))
 
     def pools(self) -> list[Any]:
         with self._lock:
             return list(self._pools)
+
+
+def _address(address: Any) -> str:
+    """``host:port`` of a (host, port) pair as redis-py gives it."""
+    if isinstance(address, tuple) and len(address) == 2:
+        return f"{address[0]}:{address[1]}"
+    return str(address)
 
 
 def _service(pool: Any) -> Any:

@@ -4,6 +4,7 @@ asynchronous replication are counted."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ from fault.conftest import SpawnWorker, need_redis
 from fault.harness import Ledger, flagged_server, jids
 from helpers import wait_for
 from redis_server import NO_RETRY, RedisServer, free_port
+from sidequest import sentinel_watch
 
 SERVICE = "mymaster"
 
@@ -187,5 +189,32 @@ def test_after_a_planned_failover_pushes_go_to_the_new_primary_at_once(
         jid = Work.perform_async(1)
         with replica.client() as promoted:
             assert any(jid.encode() in raw for raw in promoted.lrange("queue:default", 0, -1))
+    finally:
+        sidequest.connection.reset()
+
+
+def test_a_planned_failover_is_logged_once_by_each_process(
+        cluster: tuple[RedisServer, RedisServer, Sentinels], spawn: SpawnWorker,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A worker switched primaries without a word: its log did not tell when, nor that jobs
+    it fetched from the old primary in the last moments may run again."""
+    master, replica, sentinels = cluster
+    moved = (f"Sentinel: the primary of {SERVICE} moved from 127.0.0.1:{master.port} to"
+             f" 127.0.0.1:{replica.port}; jobs fetched from the old primary")
+    sidequest.configure(redis_url=sentinels.url())
+    try:
+        worker = spawn("-c", "5", url=sentinels.url())
+        with master.client() as m:
+            worker.wait_registered(m)
+        Work.perform_async(0)  # this process follows the primary too
+        with caplog.at_level(logging.WARNING, logger="sidequest"):
+            sentinels.ask(sentinels.ports[0], "SENTINEL", "FAILOVER", SERVICE)
+            wait_for(lambda: moved in worker.log(10_000), timeout=30,
+                     what="the worker to log the new primary")
+            wait_for(lambda: any(moved in r.getMessage() for r in caplog.records), timeout=5,
+                     what="this process to log the new primary")
+            time.sleep(2 * sentinel_watch.INTERVAL)  # rounds after it: said once, not again
+        assert worker.log(10_000).count(moved) == 1
+        assert [moved in r.getMessage() for r in caplog.records].count(True) == 1
     finally:
         sidequest.connection.reset()

@@ -4,11 +4,14 @@ kept, each reset or new URL left one more pool asked twice a second, its sockets
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import signal
 import threading
 import time
 import warnings
+
+import pytest
 
 from helpers import wait_for
 from sidequest import sentinel_watch
@@ -113,3 +116,46 @@ def test_the_sentinels_are_asked_once_a_round_per_service() -> None:
     FollowingPool.primary = ("10.0.0.2", 6379)  # a failover: every pool learns it
     watch._round()
     assert all(p.master_address == FollowingPool.primary for p in [*pools, other])
+
+
+def _moves(caplog: pytest.LogCaptureFixture, service: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.getMessage().startswith(f"Sentinel: the primary of {service} moved")]
+
+
+def test_a_failover_is_logged_once_however_many_pools_follow_the_service(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # A worker switched primaries without a word in its log: nothing told when it did.
+    FollowingPool.primary = ("10.0.0.1", 6379)
+    pools = [FollowingPool("logged") for _ in range(4)]
+    watch = sentinel_watch._Watch(pools)
+    with caplog.at_level(logging.WARNING, logger="sidequest"):
+        watch._round()  # the first answer: nothing moved
+        assert not _moves(caplog, "logged")
+        FollowingPool.primary = ("10.0.0.2", 6380)
+        watch._round()
+        watch._round()
+    assert len(moves := _moves(caplog, "logged")) == 1
+    assert moves[0].startswith("Sentinel: the primary of logged moved from 10.0.0.1:6379 to"
+                               " 10.0.0.2:6380; jobs fetched from the old primary")
+
+
+class Failing(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        raise RuntimeError("the log is out of reach")
+
+
+def test_a_failing_log_handler_does_not_stop_the_pools_following() -> None:
+    FollowingPool.primary = ("10.0.0.1", 6379)
+    pools = [FollowingPool("unlogged") for _ in range(3)]
+    watch = sentinel_watch._Watch(pools)
+    watch._round()
+    handler = Failing()
+    logger = logging.getLogger("sidequest")
+    logger.addHandler(handler)
+    try:
+        FollowingPool.primary = ("10.0.0.3", 6379)
+        watch._round()
+    finally:
+        logger.removeHandler(handler)
+    assert all(p.master_address == ("10.0.0.3", 6379) for p in pools)
