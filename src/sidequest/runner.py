@@ -349,7 +349,7 @@ def _check_memory_limit(limit: int | None) -> None:
 def _supervise(config: Config, processes: int, plan: list[tuple[str, Config]]) -> int:
     """Fork ``processes`` worker processes per shard of ``plan`` (slot i serves shard
     ``i // processes``)."""
-    from sidequest.worker import Launcher
+    from sidequest.worker import Launcher, logs
     from sidequest.worker.exporter import PortInUse
     from sidequest.worker.lifecycle import StartupHookError
     from sidequest.worker.logs import flush, setup
@@ -374,6 +374,8 @@ def _supervise(config: Config, processes: int, plan: list[tuple[str, Config]]) -
         setup(config.log_level, config.log_format)
         shard, own = plan[start.slot // processes]
         connection.use_shard(shard)
+        if len(plan) > 1:
+            logs.shard = shard
         if config.metrics_port is not None:  # each process is a scrape target of its own
             own = dataclasses.replace(own, metrics_port=config.metrics_port + start.slot)
         launcher = None

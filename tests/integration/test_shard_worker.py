@@ -67,6 +67,9 @@ def test_one_command_serves_queues_on_two_shards(two_shards: tuple[redis.Redis, 
         assert worker.reap() == 0, worker.log()
     # A graceful stop clears the process entries on both shards.
     assert first.scard("processes") == 0 and other.scard("processes") == 0
+    # Each line says which shard's process wrote it: an outage's lines named no Redis.
+    said = [line for line in worker.log().splitlines() if failing in line]
+    assert said and all(" shard=reports " in line for line in said), said
 
 
 def test_a_worker_of_one_other_shard_is_one_process_on_it(

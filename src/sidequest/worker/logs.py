@@ -25,6 +25,9 @@ _JOB_FIELDS = ("tid", "class", "jid", "elapsed")
 
 
 _PID = os.getpid()
+#: The shard this process serves, when there are several: on each line, so that an outage's
+#: lines say which Redis (with -P, every child writes to the same output). "" with one Redis.
+shard = ""
 #: Frames of a failed job's traceback in its WARNING line.
 TRACEBACK_FRAMES = 5
 #: Set by setup(): the handler that per-job lines go to directly.
@@ -79,6 +82,8 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         parts = [f"{stamp}.{int(record.msecs):03d}Z pid={record.process}"]
+        if shard:
+            parts.append(f"shard={printable(shard)}")
         for name in _JOB_FIELDS:
             value = record.__dict__.get(name)
             if value is not None:  # the class is the payload's: written out if odd
@@ -108,6 +113,7 @@ class JsonFormatter(logging.Formatter):
         out: dict[str, Any] = {
             "ts": record.created,
             "pid": record.process,
+            **({"shard": shard} if shard else {}),
             "lvl": record.levelname,
             "msg": record.getMessage(),
         }
