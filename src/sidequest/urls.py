@@ -77,8 +77,8 @@ def _check_cluster_url(text: str) -> str:
 
 
 #: A host name (an international one too), an IPv4 address, or an IPv6 one in brackets (with
-#: a zone, "%eth0" or "%25eth0").
-_HOST = re.compile(r"\[[0-9A-Za-z:.%]+\]|[\w.-]+")
+#: a zone, "%eth0" or "%25eth0"; interface names may hold "-" and "_": "%br-lan").
+_HOST = re.compile(r"\[[0-9A-Za-z:.%_-]+\]|[\w.-]+")
 
 
 def cluster_nodes(text: str) -> list[tuple[str, int]]:

@@ -335,3 +335,23 @@ def test_a_look_for_suspects_is_bounded_and_goes_on_where_it_stopped(
         r.lpush("sq:quarantine", *others, mine)  # a page of others at the end read first
         looks = [worker.manager.fetcher.has_suspects() for _ in range(3)]
     assert looks == [False, True, True]
+
+
+def test_a_look_for_suspects_after_the_list_shrank_reads_from_its_end_at_once(
+        r: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The list shrank below the page the last look reached: an empty page sent the cursor
+    back, but this look said no suspect, and the one waiting had to wait a heartbeat more."""
+    from sidequest.worker import fetch
+
+    monkeypatch.setattr(fetch, "SUSPECT_PAGES", 1)
+    others = [json.dumps({"class": Tracked.wire_name(), "args": [n], "jid": f"o{n:023}",
+                          "queue": "reports"}) for n in range(fetch.SUSPECT_PAGE + 1)]
+    mine = json.dumps({"class": Tracked.wire_name(), "args": ["end"], "jid": "e" * 24,
+                       "queue": "default"})
+    with running_worker(max_deaths=3) as worker:
+        worker.quiet()  # it looks only when told here
+        r.lpush("sq:quarantine", *others)
+        assert not worker.manager.fetcher.has_suspects()  # one page read: the next goes on
+        r.delete("sq:quarantine")
+        r.lpush("sq:quarantine", mine)  # one suspect, this process's, far below that page
+        assert worker.manager.fetcher.has_suspects()

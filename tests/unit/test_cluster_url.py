@@ -22,12 +22,14 @@ def _forget() -> Iterator[None]:
 
 def test_cluster_urls_are_accepted_with_their_startup_nodes() -> None:
     url = ("redis+cluster://10.0.0.1:7000,10.0.0.2:7001,node3,[::1]:7002,redis-2.local:7003,"
-           "[fe80::1%25eth0]:7004,bücher.example:7005")
+           "[fe80::1%25eth0]:7004,bücher.example:7005,[fe80::2%br-lan]:7006,"
+           "[fe80::3%vlan_10]:7007")
     assert urls.check_url(url) == url
     assert urls.cluster_nodes(url) == [("10.0.0.1", 7000), ("10.0.0.2", 7001),
                                        ("node3", 6379), ("[::1]", 7002),
                                        ("redis-2.local", 7003), ("[fe80::1%25eth0]", 7004),
-                                       ("bücher.example", 7005)]
+                                       ("bücher.example", 7005), ("[fe80::2%br-lan]", 7006),
+                                       ("[fe80::3%vlan_10]", 7007)]
     assert urls.is_cluster("rediss+cluster://:pw@h:7000")
     assert not urls.is_cluster("redis://h:7000/0")
 

@@ -132,16 +132,21 @@ class Fetcher:
         """Whether the quarantine holds a job this process can run: read from the end
         ``take_suspect`` takes from, a page at a time, to the first; past SUSPECT_PAGES
         pages of other pools' jobs, the next call goes on from there."""
-        for _ in range(SUSPECT_PAGES):
+        pages = 0
+        while pages < SUSPECT_PAGES:
             end = -1 - self._suspect_page * SUSPECT_PAGE
             page = cast("list[bytes]", self.client.lrange(
                 keys.QUARANTINE, end - SUSPECT_PAGE + 1, end))
             if any(self.runs(raw) for raw in page):
                 return True
             if len(page) < SUSPECT_PAGE:  # the whole list read: from the end next time
+                shrunk = not page and self._suspect_page > 0
                 self._suspect_page = 0
-                return False
+                if not shrunk:
+                    return False
+                continue  # it shrank below the page reached: read it from its end, now
             self._suspect_page += 1
+            pages += 1
         return False  # the next call reads on from here
 
     def runs(self, raw: bytes) -> bool:
