@@ -151,8 +151,10 @@ def _routes(shard_queues: Any, urls: Mapping[str, str], where: str) -> dict[str,
 #: An example pair for each variable, for its errors.
 _EXAMPLES = {"SIDEQUEST_SHARDS": "reports=redis://h2:6379/0",
              "SIDEQUEST_SHARD_QUEUES": "reports=reports"}
-#: ",name=scheme://" inside a value: pairs joined with commas, not spaces.
-_JOINED = re.compile(r",\s*[\w.:-]+=[a-z][\w+.-]*://")
+#: Pairs joined with commas, not spaces: ",name=scheme://" inside a URL (whose own commas
+#: come between Sentinel or cluster nodes, or in a password), ",name=" inside a shard's name.
+_JOINED = {ENV_SHARDS: re.compile(r",\s*[\w.:-]+=[a-z][\w+.-]*://"),
+           ENV_SHARD_QUEUES: re.compile(r",\s*[\w.:-]+=")}
 
 
 def _pairs(text: str, variable: str) -> dict[str, str]:
@@ -163,7 +165,7 @@ def _pairs(text: str, variable: str) -> dict[str, str]:
         if not equals or not name or not value:
             raise ConfigError(f"${variable}: {item!r} is not NAME=VALUE; write space-separated "
                               f"pairs such as '{example}'")
-        if _JOINED.search(value):
+        if variable in _JOINED and _JOINED[variable].search(value):
             raise ConfigError(f"${variable}: the value of {name!r} holds several pairs joined"
                               f" by a comma; separate them with spaces, e.g. '{example}"
                               f" mail=...'")

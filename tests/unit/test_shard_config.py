@@ -73,6 +73,11 @@ def test_environment_pairs() -> None:
     # Joined with commas, the first shard's URL swallowed the rest, and mail was undefined.
     ({"SIDEQUEST_SHARDS": "reports=redis://h2:6672/0,mail=redis://h2:6672/1"},
      r"\$SIDEQUEST_SHARDS: the value of 'reports' holds several pairs joined by a comma"),
+    # Routes too: it said queue 'reports' went to a shard named 'reports,exports=reports'.
+    ({"SIDEQUEST_SHARDS": "reports=redis://h2:6379/0",
+      "SIDEQUEST_SHARD_QUEUES": "reports=reports,exports=reports"},
+     r"\$SIDEQUEST_SHARD_QUEUES: the value of 'reports' holds several pairs joined by a comma"
+     r"; separate them with spaces, e.g. 'reports=reports mail=...'"),
     # The last one silently won: the queue went to the default shard.
     ({"SIDEQUEST_SHARDS": "reports=redis://h2:6379/0",
       "SIDEQUEST_SHARD_QUEUES": "reports=reports reports=default"},
