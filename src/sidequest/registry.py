@@ -77,26 +77,30 @@ def why_unknown(name: str) -> str:
         return ("an ActiveJob job from Rails: these run only in Ruby (their arguments are"
                 " ActiveJob's serialization). Keep their queues off this worker's -q, or push"
                 " the job to Python with Sidekiq::Client.push and a class name it defines")
-    # The same class under another module path: the pusher imported the module by another
-    # name (run from inside the package: "jobs" for app/jobs.py), which the push-time check
-    # cannot always see (a package without __init__.py).
-    tail = name.rsplit(".", 1)[-1]
-    twins = [known for known in _jobs if known != name and known.rsplit(".", 1)[-1] == tail]
-    if twins:
-        pushed, here = name.rsplit(".", 1)[0], twins[0].rsplit(".", 1)[0]
-        return (f"no job class named {name!r} is loaded in this process, but {twins[0]!r} is:"
-                f" the process that pushed it imported the module as {pushed!r}, this worker"
-                f" as {here!r} (each names it from where it runs, or from its sys.path). Import"
-                " it under one name in both, from the project root, or give the class an"
-                " explicit name = '...'")
-    plain = _plain_function(name)
-    if plain:
-        return plain
+    known = _bare_name(name) or _imported_twice(name) or _plain_function(name)
+    if known:
+        return known
     module = name.rpartition(".")[0]
     if module in sys.modules:
         return _gone_from(name, module)
     return (f"no job class named {name!r} is loaded in this process; {LOAD_HINT}, and check"
             f" that its name matches (set name = {name!r} on a class to share it with Ruby)")
+
+
+def _imported_twice(name: str) -> str | None:
+    """The same class under another module path: the pusher imported the module by another
+    name (run from inside the package: "jobs" for app/jobs.py), which the push-time check
+    cannot always see (a package without __init__.py)."""
+    tail = name.rsplit(".", 1)[-1]
+    twins = [known for known in _jobs if known != name and known.rsplit(".", 1)[-1] == tail]
+    if not twins or "." not in name:
+        return None
+    pushed, here = name.rsplit(".", 1)[0], twins[0].rsplit(".", 1)[0]
+    return (f"no job class named {name!r} is loaded in this process, but {twins[0]!r} is:"
+            f" the process that pushed it imported the module as {pushed!r}, this worker"
+            f" as {here!r} (each names it from where it runs, or from its sys.path). Import"
+            " it under one name in both, from the project root, or give the class an"
+            " explicit name = '...'")
 
 
 def _gone_from(name: str, module: str) -> str:
@@ -134,7 +138,7 @@ def near_miss(name: str) -> str | None:
         return None
     module, _, attr = name.rpartition(".")
     if not module:
-        return None
+        return _bare_name(name)
     if module not in sys.modules:
         return _missing_module(name, module)
     there = [known for known in names() if known.startswith(module + ".")]
@@ -143,6 +147,18 @@ def near_miss(name: str) -> str | None:
             else f"; its job classes: {', '.join(there)}" if there else "")
     return (f"the module {module!r} is loaded but defines no job {attr!r} (a Job class or an"
             f" @job function){hint}")
+
+
+def _bare_name(name: str) -> str | None:
+    """A class's own name where its full one was meant ("Heartbeat" for a loaded
+    "app.periodic.Heartbeat"): a job's name includes its module unless its class sets one."""
+    if "." in name:
+        return None
+    full = sorted(known for known in _jobs if known.rsplit(".", 1)[-1] == name)
+    if not full:
+        return None
+    return (f"no job is named {name!r}, but {full[0]!r} is loaded here (a job's name includes"
+            f" its module, unless its class sets name = '...'); did you mean {full[0]!r}?")
 
 
 def _missing_module(name: str, module: str) -> str | None:

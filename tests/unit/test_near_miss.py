@@ -3,7 +3,10 @@ cannot judge (another process's job, a nested class) is left alone."""
 
 from __future__ import annotations
 
+import pytest
+
 from sidequest import Job, registry
+from sidequest.errors import UnknownJobError
 
 
 class NMOuter:
@@ -32,3 +35,16 @@ def test_a_nested_class_name_is_not_taken_for_a_module() -> None:
 def test_names_this_process_cannot_judge_are_left_alone() -> None:
     assert registry.near_miss("Reports::Daily") is None
     assert registry.near_miss("otherservice.jobs.Export") is None
+
+
+def test_a_class_s_bare_name_points_at_its_full_one() -> None:
+    """A [[periodic]] entry's class = "NMSync": the worker started, and every tick failed
+    saying the pushing process had imported a module named 'NMSync'."""
+    says = (f"no job is named 'NMSync', but '{__name__}.NMSync' is loaded here (a job's name"
+            f" includes its module, unless its class sets name = '...'); did you mean"
+            f" '{__name__}.NMSync'?")
+    assert registry.near_miss("NMSync") == says
+    with pytest.raises(UnknownJobError) as failed:
+        registry.lookup("NMSync")
+    assert str(failed.value).startswith(says) and "imported the module" not in str(failed.value)
+    assert registry.near_miss("HardWorker") is None  # a Ruby class's name, say
