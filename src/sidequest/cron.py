@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -122,7 +123,21 @@ class Cron:
         raise StopIteration  # pragma: no cover - cronsim ends its iteration itself
 
     def describe(self) -> str:
-        return CronSim(self.spec, datetime(2000, 1, 1)).explain()
+        return _tidy(CronSim(self.spec, datetime(2000, 1, 1)).explain())
+
+
+def _tidy(text: str) -> str:
+    """cronsim's English, mended where it misleads: ordinals ("21th", "31th"), a day of the
+    month and a day of the week, which cron takes as either ("and on Monday": or), and its
+    "Every second second" for */2 seconds."""
+    text = re.sub(r"\b(\d+)th\b", lambda m: _ordinal(int(m[1])), text)
+    text = text.replace("day of month and on", "day of month, or on")
+    return text.replace("Every second second", "Every 2nd second")
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def _resolve(local: datetime, tz: ZoneInfo) -> datetime:
