@@ -205,16 +205,16 @@ def test_a_dead_job_retried_by_hand_runs_though_cancelled_while_dead(all_at_once
     """cancel() found it dead and removed nothing, but its mark stayed for 30 days: Retry
     now from the dead set queued it, and the worker dropped it unrun as cancelled."""
     from sidequest.api import DeadSet, JobStatus
+    from sidequest.worker import cancels
 
-    with running_worker() as worker:
+    with running_worker():  # one worker throughout: it heard of the cancel, as it was made
         jid = Dies.perform_async(True)
         wait_for(lambda: DeadSet().find_job(jid) is not None, what="the job to die")
-        worker.quiet()
         assert cancel(jid) is False and JobStatus(jid).state == "dead"
+        wait_for(lambda: cancels.is_cancelled(jid), what="the worker to hear of the cancel")
         entry = DeadSet().find_job(jid)
         assert entry is not None
         assert (DeadSet().retry_all() == 1) if all_at_once else entry.retry()
-    with running_worker():
         wait_for(lambda: JobStatus(jid).state in ("dead", "cancelled", "succeeded"),
                  what="the retried job's outcome")
     assert JobStatus(jid).state == "dead", "it ran (and failed again), not dropped unrun"

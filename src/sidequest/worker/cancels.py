@@ -12,7 +12,7 @@ from typing import cast
 
 import redis
 
-from sidequest import keys
+from sidequest import connection, keys
 
 log = logging.getLogger("sidequest")
 #: Cancellations older than this are forgotten (sidequest.api.cancel trims them too).
@@ -25,6 +25,20 @@ jids: dict[str, float] = {}
 
 def is_cancelled(jid: str) -> bool:
     return jid in jids
+
+
+def confirmed(jid: str) -> bool:
+    """Whether a cancellation known here still stands in Redis, asked before a job is dropped
+    unrun: a dead job cancelled, then sent back to its queue by hand, lost its mark there
+    (api.sets), which the watcher, reading only new entries, never hears of. A mark gone is
+    forgotten here too, so that the job's ``cancelled()`` says False. Redis away: as known."""
+    try:
+        if connection.client().zscore(keys.CANCELLED, jid) is not None:
+            return True
+    except redis.RedisError:
+        return True
+    jids.pop(jid, None)
+    return False
 
 
 class CancelWatcher:

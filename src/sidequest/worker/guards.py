@@ -35,7 +35,8 @@ class _Guards:
         """The same around an ``async def perform`` job: the Redis writes (a unique lock, a
         dropped job, a full limiter, a batch's or a stored status's record) run off the
         event loop."""
-        if cancels.jids and _cancelled(payload):
+        if (cancels.jids and cancels.is_cancelled(str(payload.get("jid", "")))
+                and await asyncio.to_thread(_cancelled, payload)):  # Redis asked, off the loop
             dropped(payload, "cancelled")  # recorded with the acknowledgement: no I/O here
             unique.mark_success(payload)
             return None
@@ -71,7 +72,7 @@ class _Guards:
 def _cancelled(payload: Payload) -> bool:
     """A job cancelled before it started: dropped (acknowledged, not run)."""
     jid = payload.get("jid")
-    if not isinstance(jid, str) or not cancels.is_cancelled(jid):
+    if not isinstance(jid, str) or not cancels.is_cancelled(jid) or not cancels.confirmed(jid):
         return False
     log.warning("cancelled: %s %s was not run", job_class(payload), jid)
     return True
