@@ -77,7 +77,7 @@ def why_unknown(name: str) -> str:
         return ("an ActiveJob job from Rails: these run only in Ruby (their arguments are"
                 " ActiveJob's serialization). Keep their queues off this worker's -q, or push"
                 " the job to Python with Sidekiq::Client.push and a class name it defines")
-    known = _bare_name(name) or _imported_twice(name) or _plain_function(name)
+    known = bare_name(name) or _imported_twice(name) or _plain_function(name)
     if known:
         return known
     module = name.rpartition(".")[0]
@@ -134,11 +134,11 @@ def find(name: object) -> type[Job] | None:
 def near_miss(name: str) -> str | None:
     """For a job name this process does not define: what is wrong when its module is loaded
     here (the name is a slip, not another process's job); None otherwise."""
-    if find(name) is not None:
+    if find(name) is not None or name in _stubs:  # a stub: declared another process's job
         return None
     module, _, attr = name.rpartition(".")
-    if not module:
-        return _bare_name(name)
+    if not module:  # a Ruby class's name, say, even when a job here has it as its own
+        return None
     if module not in sys.modules:
         return _missing_module(name, module)
     there = [known for known in names() if known.startswith(module + ".")]
@@ -149,10 +149,12 @@ def near_miss(name: str) -> str | None:
             f" @job function){hint}")
 
 
-def _bare_name(name: str) -> str | None:
+def bare_name(name: str) -> str | None:
     """A class's own name where its full one was meant ("Heartbeat" for a loaded
-    "app.periodic.Heartbeat"): a job's name includes its module unless its class sets one."""
-    if "." in name:
+    "app.periodic.Heartbeat"): a job's name includes its module unless its class sets one.
+    Asked only of a job this process fetched (or would): elsewhere, such a name may well be
+    another process's (Ruby's classes have bare names)."""
+    if "." in name or name in _stubs:
         return None
     full = sorted(known for known in _jobs if known.rsplit(".", 1)[-1] == name)
     if not full:

@@ -37,14 +37,25 @@ def test_names_this_process_cannot_judge_are_left_alone() -> None:
     assert registry.near_miss("otherservice.jobs.Export") is None
 
 
-def test_a_class_s_bare_name_points_at_its_full_one() -> None:
-    """A [[periodic]] entry's class = "NMSync": the worker started, and every tick failed
-    saying the pushing process had imported a module named 'NMSync'."""
+def test_a_class_s_bare_name_points_at_its_full_one_when_fetched() -> None:
+    """A job pushed as "NMSync" (a [[periodic]] entry's class = "NMSync") failed in the
+    worker saying the pushing process had imported a module named 'NMSync'. Elsewhere a bare
+    name may be a Ruby class's, even one a job here shares: left alone."""
     says = (f"no job is named 'NMSync', but '{__name__}.NMSync' is loaded here (a job's name"
             f" includes its module, unless its class sets name = '...'); did you mean"
             f" '{__name__}.NMSync'?")
-    assert registry.near_miss("NMSync") == says
     with pytest.raises(UnknownJobError) as failed:
         registry.lookup("NMSync")
     assert str(failed.value).startswith(says) and "imported the module" not in str(failed.value)
-    assert registry.near_miss("HardWorker") is None  # a Ruby class's name, say
+    assert registry.near_miss("NMSync") is None
+    assert registry.bare_name("HardWorker") is None
+
+
+class NMRubyStub(Job):
+    name = f"{__name__}.NMRuby"  # a push-only stub: another process's job, declared so
+
+
+def test_a_declared_stub_is_no_slip() -> None:
+    """Its name points into this loaded module, which defines no such job: a slip, but for
+    the stub that says another process runs it."""
+    assert registry.near_miss(f"{__name__}.NMRuby") is None

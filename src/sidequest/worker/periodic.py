@@ -43,6 +43,7 @@ from sidequest import (
 )
 from sidequest.api.periodic import remove
 from sidequest.config import Config
+from sidequest.errors import ConfigError
 from sidequest.payload import Payload, dumps, new_jid
 from sidequest.periodic_jobs import PAYLOAD_NAME, PAYLOAD_TICK, Entry
 from sidequest.worker.logs import counted
@@ -311,6 +312,9 @@ def warn_unserved(entries: list[Entry], config: Config) -> None:
                         " (-q): its jobs wait there unless another worker does", entry.name,
                         entry.queue)
         elif registry.find(entry.job_class) is None:  # a Ruby job, say: fine if it is fetched
+            slip = registry.bare_name(entry.job_class)
+            if slip:  # every tick fetched here would fail
+                raise ConfigError(f"periodic entry {entry.name!r}: {slip}")
             log.warning("periodic %s pushes %s to queue %r, which this worker serves but"
                         " whose job it does not load: each one it fetches fails and is"
                         " retried. Give the entry a queue only the process that runs %s"
