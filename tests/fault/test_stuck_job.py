@@ -96,7 +96,7 @@ def test_an_async_job_blocking_the_loop_retires_its_process_and_loses_nothing(
     log = victim.log(10_000)
     assert "retiring this process" in log and "blocks the event loop" in log, log
     # The two async jobs on the blocked loop went back; the blocker, failed, is not counted.
-    assert "2 jobs still running at the shutdown deadline (jid=" in log, log
+    assert "2 jobs still running at the shutdown deadline (fault.AsyncWork jid=" in log, log
     assert "counts as a death" not in log, log  # the blocker is known: no one else's death
 
 
