@@ -4,11 +4,15 @@ with Sidekiq's embedded mode, only that application quiets or stops it."""
 from __future__ import annotations
 
 import json
+import shutil
+import socket
+from pathlib import Path
 
 import pytest
 import redis
 
 from helpers import running_worker, wait_for
+from redis_server import RedisServer, free_port
 from sidequest import Job, testing
 from sidequest.api import ProcessSet
 from sidequest.config import build
@@ -68,3 +72,25 @@ def test_an_embedded_worker_that_retires_stops_instead_of_idling_as_running(
         assert launcher.identity not in [p.identity for p in ProcessSet().processes()]
         assert r.hget(launcher.identity, "quiet") == "true"
         assert launcher.stop() is True  # the application's own stop, later: nothing to do
+
+
+def test_an_embedded_start_that_fails_closes_its_metrics_port(
+        redis_server: RedisServer, tmp_path: Path) -> None:
+    """Redis refused its password after the metrics port was opened: the application, which
+    goes on, fixed the URL and embedded again, and found its own port taken."""
+    from sidequest import connection
+
+    guarded = RedisServer(shutil.which("redis-server") or "redis-server", tmp_path)
+    guarded.start()
+    port = free_port()
+    try:
+        guarded.client().config_set("requirepass", "right-password-1")
+        connection.set_url(guarded.url.replace("redis://", "redis://:wrong@"))
+        with pytest.raises(ConfigError, match="refused the user name or password"):
+            embed(build(metrics_port=port, metrics_host="127.0.0.1"))
+        with socket.socket() as probe:  # free again
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(("127.0.0.1", port))
+    finally:
+        connection.reset()
+        guarded.stop()

@@ -26,7 +26,6 @@ from sidequest import (
     middleware,
     status,
     unique,
-    url_problems,
 )
 from sidequest import limiter_renewal as renewal
 from sidequest.config import Config
@@ -34,6 +33,7 @@ from sidequest.errors import ConfigError
 from sidequest.job import install_worker
 from sidequest.queue_specs import warn_of_colon_weights
 from sidequest.worker import cancels, guards, identity, logs, sharding, watchdog
+from sidequest.worker.beating import NAP, Beating
 from sidequest.worker.cancels import CancelWatcher
 from sidequest.worker.heartbeat import Heartbeat, rss_kb
 from sidequest.worker.inbox import Inbox
@@ -51,7 +51,7 @@ from sidequest.worker.periodic import (
     warn_unserved,
 )
 from sidequest.worker.reaper import Reaper
-from sidequest.worker.redis_wait import check_redis, first_client, say_waiting
+from sidequest.worker.redis_wait import check_redis, first_client
 from sidequest.worker.scheduler import Scheduler
 from sidequest.worker.signal_handling import SignalHandling
 from sidequest.worker.state import ProcessState
@@ -63,17 +63,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("sidequest")
 
 
-#: How often the main thread looks for a requested stop. It sleeps rather than waiting on
-#: the stop_requested Event: the signal handlers set that Event in this same thread, and
-#: Event.set blocks on the lock that Event.wait holds for a few steps at each wake-up, so a
-#: signal landing there would hang the process for good.
-NAP = 0.1
-#: Seconds between heartbeats while Redis fails, so that the lease is renewed, and fetching
-#: resumes, soon after it is back.
-BEAT_RETRY = 0.5
 
 
-class Launcher(SignalHandling):
+class Launcher(Beating, SignalHandling):
     def __init__(self, config: Config, embedded: bool = False,
                  supervised: bool = False, nonce: str | None = None,
                  gone: tuple[str, ...] = (), *, quiet: bool = False,
@@ -205,56 +197,6 @@ class Launcher(SignalHandling):
         log.info("Prometheus metrics of this process on http://%s:%d/metrics",
                  self.config.metrics_host, port)
 
-    def _first_beat(self) -> None:
-        delay, warned = 0.1, False
-        while True:
-            try:
-                self.heartbeat.beat()
-                return
-            except redis.RedisError as exc:
-                if self.stop_requested.is_set():
-                    raise
-                problem = connection.url_problem(exc, connection.redacted())
-                if problem is not None:  # no wait fixes a URL: say so and exit 2
-                    raise problem from exc
-                warned = warned or say_waiting(exc)
-                self._nap(delay)
-                delay = min(delay * 2, 2.0)
-
-    def _nap(self, seconds: float) -> None:
-        """Sleep up to ``seconds``, less once a stop is requested (see NAP)."""
-        end = time.monotonic() + seconds
-        while not self.stop_requested.is_set() and (left := end - time.monotonic()) > 0:
-            time.sleep(min(left, NAP))
-
-    def _beat_loop(self) -> None:
-        failing = False
-        while not self._until_beat(BEAT_RETRY if failing else self.config.heartbeat_interval):
-            self._check_memory()
-            try:
-                self.heartbeat.beat()
-                self.manager.lease_ok.set()  # a fetch held back since an outage goes on
-                self.manager.tend_quarantine(self._client)
-                if failing:
-                    log.warning("heartbeat: Redis is reachable again")
-                failing = False
-            except redis.RedisError as exc:
-                if not failing:
-                    log.warning("heartbeat: Redis error, will retry: %s",
-                                url_problems.readable(exc))
-                failing = True
-
-    def _until_beat(self, seconds: float) -> bool:
-        """Wait for the next beat; True once stopping. A failed fetch (an outage) asks for
-        one sooner: fetching waits for the lease to be renewed."""
-        end = time.monotonic() + seconds
-        while (left := end - time.monotonic()) > 0:
-            if self.stopping.wait(min(left, BEAT_RETRY)):
-                return True
-            if not self.manager.lease_ok.is_set():
-                return False
-        return False
-
     def _check_memory(self) -> None:
         limit = self.config.max_memory
         if limit is None or self.retired:
@@ -344,6 +286,18 @@ class Launcher(SignalHandling):
         log.info("stopped")
         return clean
 
+    def abandon_start(self) -> None:
+        """A start that failed past its startup hooks: close what it opened (the hooks'
+        resources, its metrics port), so that the application, an embedding one above all,
+        can start another worker in this process."""
+        if self.exporter is not None:
+            self.exporter.close()
+            middleware.server.remove(self.exporter)
+            self.exporter = None
+        if renewal.owner == self.identity:
+            renewal.owner = ""
+        self.life.shutdown()
+
     def _hard_deadline(self) -> float:
         """Seconds after a stop signal past which the process is ended whatever it does: the
         jobs' timeout, the application's quiet and shutdown hooks' share, and a margin."""
@@ -363,18 +317,18 @@ class Launcher(SignalHandling):
             self.start()
         except redis.RedisError:
             log.info("stopped before Redis could be reached; nothing was fetched")
-            self.life.shutdown()  # its startup hooks ran: what they opened is closed
+            self.abandon_start()  # its startup hooks ran: what they opened is closed
             return True
         except StoppedWhileStarting:
             log.info("stopped while its on_startup hooks ran; nothing was fetched")
-            self.life.shutdown()
+            self.abandon_start()
             return True
         except ConfigError as exc:
             # Found after the startup hooks ran (its metrics port taken): they are closed
             # too, as at any stop; a replacement -P child restarted meanwhile would open
             # them again at each try. Not when a startup hook itself raised.
             if not isinstance(exc, StartupHookError):
-                self.life.shutdown()
+                self.abandon_start()
             raise
         while not self.stop_requested.is_set():
             time.sleep(NAP)
@@ -404,6 +358,6 @@ def embed(config: Config) -> Launcher:
     except (ConfigError, redis.RedisError):
         # After the startup hooks ran (its metrics port taken, Redis refusing it): what
         # they opened is closed, as at a stop, since the application goes on running.
-        launcher.life.shutdown()
+        launcher.abandon_start()
         raise
     return launcher
