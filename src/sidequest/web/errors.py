@@ -41,6 +41,7 @@ BARE_HEADERS = {
     "cross-origin-opener-policy": "same-origin",
 }
 _last_logged = [0.0]
+_last_misconfigured = [0.0]
 #: What ends an exception's text and would double the period the page puts after it.
 TRAILING_STOPS = string.whitespace + "."
 
@@ -138,7 +139,10 @@ async def misconfigured(request: Request, exc: Exception) -> Response:
     if problem is None:
         log.error("error under %s", request.url.path, exc_info=exc)  # handled: not re-raised
         return await server_error(request, exc)
-    log.error("the dashboard cannot use Redis: %s", problem)
+    now = time.monotonic()
+    if now - _last_misconfigured[0] > LOG_EVERY:  # one line, not one per request
+        _last_misconfigured[0] = now
+        log.error("the dashboard cannot use Redis: %s", problem)
     if _public(request):
         return PlainTextResponse(MISCONFIGURED_PUBLIC, status_code=500)
     return render.page(request, "misconfigured.html", "Configuration error", status_code=500,

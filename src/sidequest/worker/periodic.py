@@ -254,13 +254,14 @@ def _missed(entry: Entry, first: int, horizon: float) -> str:
     """The ticks missed, from ``first`` to the last before ``horizon``: "the tick of T", or
     "3 ticks, from A to B" (counted up to MAX_TICKS: a long outage of a frequent entry)."""
     last, count, tick = first, 0, first
-    while tick <= horizon and count < MAX_TICKS:
+    while tick <= horizon and count <= MAX_TICKS:
         last, count = tick, count + 1
         tick = entry.schedule.next_after(tick)
     if count == 1:
         return f"the tick of {_utc(first)} was"
-    more = "more than " if count == MAX_TICKS else ""
-    return f"{more}{count} ticks, from {_utc(first)} to {_utc(last)}, were"
+    if count > MAX_TICKS:  # not counted to the end
+        return f"more than {MAX_TICKS} ticks, from {_utc(first)} on, were"
+    return f"{count} ticks, from {_utc(first)} to {_utc(last)}, were"
 
 
 def _utc(epoch: float) -> str:
