@@ -162,11 +162,34 @@ def test_a_job_back_in_the_set_during_a_bulk_move_is_not_moved_twice(
     assert len(moved) == 3
 
 
+@pytest.mark.parametrize("how", ["retry_all", "kill_all"])
+def test_a_bulk_move_leaves_nothing_when_another_removes_entries_under_it(
+        r: redis.Redis, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """Two operators pressed Retry all and Kill all at once (or one double-submitted): an
+    entry the other took was counted as staying, and each page after it stepped over a live
+    one; both pages said done, and hundreds of 2,000 entries were left."""
+    from sidequest.api import bulk, sets
+
+    r.zadd("retry", {job_json(f"{i:024x}"): i for i in range(bulk.PAGE + 50)})
+    queue_move = sets.JobSet._queue_move
+    taken: list[str] = []
+
+    def another_takes_some(self: Any, client: Any, entry: Any, move: str) -> Any:
+        if len(taken) < 5 and entry.jid not in taken:  # the other operator was first
+            taken.append(entry.jid)
+            r.zrem("retry", entry.raw.decode())
+        return queue_move(self, client, entry, move)
+
+    monkeypatch.setattr(sets.JobSet, "_queue_move", another_takes_some)
+    assert getattr(RetrySet(), how)() == bulk.PAGE + 45
+    assert r.zcard("retry") == 0, "live entries were stepped over"
+
+
 def test_entries_sharing_a_jid_from_before_a_bulk_move_are_each_moved(r: redis.Redis) -> None:
     # One job scheduled twice with other arguments (same jid): both were listed when the
     # button was pressed, so both go.
     # A page of others between them: the second is read in a later round trip.
-    from sidequest.api.sets import PAGE
+    from sidequest.api.bulk import PAGE
 
     r.zadd("schedule", {job_json("d" * 24, args=[1]): 1, job_json("d" * 24, args=[2]): 10**6})
     r.zadd("schedule", {job_json(f"{i:024x}"): 10 + i for i in range(PAGE)})

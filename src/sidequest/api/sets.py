@@ -13,7 +13,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from sidequest import connection, keys, status, unique
-from sidequest.api import refs, removed
+from sidequest.api import bulk, refs, removed
 from sidequest.api.lenient import as_int, or_empty, replies
 from sidequest.api.queues import digest_of
 from sidequest.api.records import JobRecord
@@ -317,41 +317,14 @@ class JobSet:
                 move_args += [jid, lock[1]]
         return self._move(keys=move_keys, args=move_args, client=client)
 
-    def _bulk(self, how: str) -> int:
-        """Move every entry, lowest score first, a page per round trip. Entries that move
-        out shift the rest down; entries that stay (unreadable, or raced) are skipped, and so
-        is a job moved once already: one that failed again and came back into the set while
-        the loop ran is not moved (run) a second time for one press of the button."""
-        done = skipped = self.held = 0
-        moved_jids: set[str] = set()
-        began = now()
-        client = connection.client()
-        while True:
-            rows = client.zrange(self.name, skipped, skipped + PAGE - 1, withscores=True)
-            if not rows:
-                return done
-            entries = [SortedEntry(self, raw, score) for raw, score in cast(Any, rows)]
-            fresh = [entry for entry in entries
-                     if entry.jid not in moved_jids or not _came_back(entry, began)]
-            skipped += len(entries) - len(fresh)
-            self._forget_cancels(client, fresh, how)
-            pipe = client.pipeline(transaction=False)
-            connection.prepare(self._move, pipe)  # a cluster pipeline cannot load it
-            queued = [entry for entry in fresh if self._queue_move(pipe, entry, how)]
-            results = pipe.execute() if len(pipe) else []
-            moved = [entry for entry, result in zip(queued, results, strict=True)
-                     if self._counted(result)]
-            if how == "dead":  # killed: what kill() records, for the page's moved ones at once
-                removed.ended([entry.item for entry in moved], "dead")
-            moved_jids.update(entry.jid for entry in moved if entry.jid)
-            done += len(moved)
-            skipped += len(fresh) - len(moved)
+    def _entry(self, raw: bytes, score: float) -> SortedEntry:
+        return SortedEntry(self, raw, score)
 
     def retry_all(self) -> int:
-        return self._bulk("retry")
+        return bulk.move_all(self, "retry")
 
     def kill_all(self) -> int:
-        return self._bulk("dead")
+        return bulk.move_all(self, "dead")
 
 
 def _lock_taken_again(job: Payload) -> tuple[str, int] | None:
@@ -369,19 +342,11 @@ def _lock_taken_again(job: Payload) -> tuple[str, int] | None:
     return keys.unique_lock(job[unique.DIGEST]), min(ttl, MAX_LOCK_MS)
 
 
-def _came_back(entry: SortedEntry, began: float) -> bool:
-    """Whether an entry of a jid the bulk move moved already entered the set after the move
-    began (the job failed again at once): not one of the entries the action was pressed
-    for. Entries that share a jid from before (a job scheduled twice) are each moved."""
-    stamps = [entry.item.get(name) for name in ("retried_at", "failed_at", "created_at")]
-    return max((s for s in stamps if isinstance(s, (int, float))), default=0.0) >= began
-
-
 class ScheduledSet(JobSet):
     key_name = "SCHEDULE"
 
     def add_all_to_queue(self) -> int:
-        return self._bulk("queue")
+        return bulk.move_all(self, "queue")
 
 
 class RetrySet(JobSet):

@@ -1,0 +1,97 @@
+"""The whole-set buttons (Retry all, Kill all, Add to queue for all): every entry of a
+sorted set moved, a page per round trip, once per press, whatever else acts on the set
+meanwhile (workers failing jobs back into it, another operator, a double submit)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+from sidequest import connection
+from sidequest.api import removed
+from sidequest.payload import now
+
+if TYPE_CHECKING:
+    from sidequest.api.sets import JobSet, SortedEntry
+
+#: Entries read per round trip.
+PAGE = 100
+#: Reads of the whole set one press may make: another when an entry was gone under it.
+PASSES = 3
+
+
+@dataclass
+class _Seen:
+    """What one press has done so far, across its passes."""
+
+    began: float
+    moved: set[str] = field(default_factory=set)  # jids
+    stayed: set[bytes] = field(default_factory=set)  # entries left (held, unreadable)
+
+    def fresh(self, entry: SortedEntry) -> bool:
+        """To move: not left once already, nor a job moved already that came back."""
+        if entry.raw in self.stayed:
+            return False
+        return entry.jid not in self.moved or not _came_back(entry, self.began)
+
+
+def move_all(jobset: JobSet, how: str) -> int:
+    """Move every entry of ``jobset``, lowest score first ("retry", "queue" or "dead");
+    how many moved. Entries that move out shift the rest down; entries that stay
+    (unreadable, or held by a unique lock) are stepped over, and so is a job moved once
+    already that failed again and came back while the loop ran: one press, one run. An entry
+    gone under it (removed by another) shifts the rest down unseen, so the pages after it
+    stepped over live entries: the set is then read again from its start."""
+    jobset.held = 0
+    seen = _Seen(began=now())
+    client = connection.client()
+    done = 0
+    for _ in range(PASSES):
+        moved, raced = _one_pass(jobset, client, how, seen)
+        done += moved
+        if not raced:
+            break
+    return done
+
+
+def _one_pass(jobset: JobSet, client: Any, how: str, seen: _Seen) -> tuple[int, bool]:
+    """One read of the set from its start: how many moved, and whether an entry was gone
+    before its move."""
+    done = offset = 0
+    raced = False
+    while True:
+        rows = client.zrange(jobset.name, offset, offset + PAGE - 1, withscores=True)
+        if not rows:
+            return done, raced
+        entries = [jobset._entry(raw, score) for raw, score in cast(Any, rows)]
+        fresh = [entry for entry in entries if seen.fresh(entry)]
+        offset += len(entries) - len(fresh)
+        outcome = _move_page(jobset, client, how, fresh)
+        moved = [entry for entry in fresh if jobset._counted(outcome.get(id(entry)))]
+        if how == "dead":  # killed: what kill() records, for the page's moved ones at once
+            removed.ended([entry.item for entry in moved], "dead")
+        seen.moved.update(entry.jid for entry in moved if entry.jid)
+        # Not moved: unreadable (never sent: None), or held (-1); 0 is gone, moved by another.
+        stays = [entry for entry in fresh if outcome.get(id(entry)) in (None, -1)]
+        seen.stayed.update(entry.raw for entry in stays)
+        raced = raced or any(outcome.get(id(entry)) == 0 for entry in fresh)
+        done += len(moved)
+        offset += len(stays)
+
+
+def _move_page(jobset: JobSet, client: Any, how: str, fresh: list[SortedEntry]) -> dict[int, Any]:
+    """The move script's answer for each entry sent (by id), in one round trip."""
+    jobset._forget_cancels(client, fresh, how)
+    pipe = client.pipeline(transaction=False)
+    connection.prepare(jobset._move, pipe)  # a cluster pipeline cannot load it
+    sent = [entry for entry in fresh if jobset._queue_move(pipe, entry, how)]
+    results = pipe.execute() if len(pipe) else []
+    return {id(entry): result for entry, result in zip(sent, results, strict=True)}
+
+
+def _came_back(entry: SortedEntry, began: float) -> bool:
+    """Whether an entry of a jid the bulk move moved already entered the set after the move
+    began (the job failed again at once): not one of the entries the action was pressed
+    for. Entries that share a jid from before (a job scheduled twice) are each moved."""
+    stamps = [entry.item.get(name) for name in ("retried_at", "failed_at", "created_at")]
+    return max((s for s in stamps if isinstance(s, (int, float))), default=0.0) >= began
