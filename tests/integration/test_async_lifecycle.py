@@ -12,10 +12,11 @@ import threading
 import time
 
 import pytest
+import redis
 
 import sidequest
 from helpers import running_worker, wait_for
-from sidequest import ConfigError, Job, hooks
+from sidequest import ConfigError, Job, hooks, keys
 from sidequest.api import JobStatus, Queue, WorkSet, metrics
 from sidequest.worker import lifecycle
 
@@ -474,3 +475,26 @@ def test_a_worker_that_cannot_start_after_its_startup_hooks_runs_its_shutdown_ho
         with pytest.raises(ConfigError, match="cannot listen"):
             Launcher(config).run(install_signals=False)
     assert life == ["startup", "shutdown"]
+
+
+shared_runs: list[int] = []
+
+
+class SharesAJid(Job):
+    async def perform(self, n: int) -> None:
+        await asyncio.sleep(0.3)
+        shared_runs.append(n)
+
+
+def test_async_jobs_sharing_a_jid_are_each_run_and_acknowledged(r: redis.Redis) -> None:
+    """A jid set by hand and pushed twice: both ran at once here, and the second's end, keyed
+    by the jid, found the first's gone, was taken for a job given up on and never
+    acknowledged; the stop pushed it back, to run again."""
+    shared_runs.clear()
+    with running_worker() as launcher:
+        SharesAJid.set(jid="report-7").perform_async(1)
+        SharesAJid.set(jid="report-7").perform_async(2)
+        wait_for(lambda: sorted(shared_runs) == [1, 2], what="both runs")
+        wait_for(lambda: r.llen(keys.inprogress(launcher.identity)) == 0,
+                 what="both acknowledged")
+    assert Queue("default").size == 0, "nothing to push back at the stop"

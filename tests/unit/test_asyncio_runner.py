@@ -142,7 +142,7 @@ def test_a_job_closed_with_no_loop_running_records_nothing() -> None:
     # being recorded: with no loop, that raised "no running event loop" out of close().
     runner = AsyncRunner(limit=1)
     runner._room.acquire()  # as submit() does before the loop gets the job
-    entry = asyncio_runner._Entry("Careless")
+    entry = asyncio_runner._Entry("Careless", "x")
     runner._running["jid-1"] = entry
     recorded: list[BaseException | None] = []
 

@@ -99,14 +99,19 @@ class AsyncJobs:
         self._requeue = requeue
         #: Set by the manager: keeps the deadlines, to notice a job that cannot be cancelled.
         self.timeouts: Timeouts | None = None
-        #: jid -> what ``give_up`` needs; a job not in it when it ends was given up on.
+        #: run id -> what ``give_up`` needs; a job not in it when it ends was given up on.
+        #: The run id is the jid, made unique (``_run_id``): jobs may share a jid.
         self._live: dict[str, tuple[Work, Payload, type[Job]]] = {}
+        self._ids = threading.Lock()
 
     def start(self, work: Work, job: Payload, cls: type[Job]) -> None:
         """Hand the job to the loop, where it waits for one of the ``async_concurrency``
         slots; this thread waits only while the loop has no room to hold it."""
         jid = str(job.get("jid", ""))
-        key = f"async-{jid}"  # its own entry on the Busy page: the thread moves on
+        with self._ids:
+            rid = self._run_id(jid)
+            self._live[rid] = (work, job, cls)
+        key = f"async-{rid}"  # its own entry on the Busy page: the thread moves on
         instance = cls()
         instance.jid, instance.payload = jid, job
         args, kwargs = job["args"], job.get(KWARGS) or {}
@@ -124,43 +129,48 @@ class AsyncJobs:
             if log.isEnabledFor(logging.INFO):
                 job_info(log, "start", fields)
             if self.timeouts is not None and limit is not None:
-                self.timeouts.watch_async(jid, limit)
+                self.timeouts.watch_async(rid, limit)
             joblog.current.set((jid, fields["class"], work.queue))  # this task's own context
             final = timed(lambda: signatures.call_perform(instance, args, kwargs), limit)
             return await invoke_async((instance, job, work.queue), final)
 
         async def done(error: BaseException | None) -> None:
             if not began:
-                self._live.pop(jid, None)
+                self._live.pop(rid, None)
                 await asyncio.get_running_loop().run_in_executor(None, self._requeue, [work])
                 return
             if self.timeouts is not None and limit is not None:
-                self.timeouts.unwatch_async(jid)
-            if self._live.pop(jid, None) is None:
+                self.timeouts.unwatch_async(rid)
+            if self._live.pop(rid, None) is None:
                 return  # given up on (stuck past its timeout): its failure is recorded
             fields["elapsed"] = round(time.monotonic() - began, 3)
             self._count(key, jid, error)
             await self._outcome(work, job, cls, fields, error)
 
-        self._live[jid] = (work, job, cls)
-        if not self.runner.submit(jid, cls.wire_name(), run, done):
+        if not self.runner.submit(rid, cls.wire_name(), run, done, job_jid=jid):
             # Quieted or stopping: it never started, so back to the front of its queue.
-            self._live.pop(jid, None)
+            self._live.pop(rid, None)
             self._requeue([work])
+
+    def _run_id(self, jid: str) -> str:
+        """``jid``, or ``jid#2``, ``jid#3``... while a job of that jid runs here already (a
+        jid set by hand, pushed twice): keyed by the jid alone, the second one's end found
+        no entry, was taken for a job given up on, and was never acknowledged."""
+        rid, n = jid, 1
+        while rid in self._live:
+            n += 1
+            rid = f"{jid}#{n}"
+        return rid
 
     def works(self) -> list[Work]:
         """The jobs handed to the loop whose outcome is not recorded yet: in the in-progress
         list, though no thread runs them (not strays)."""
         return [work for work, _, _ in list(self._live.values())]
 
-    def work_of(self, jid: str) -> Work | None:
-        """What the job ``jid`` was fetched as, while its outcome is still this object's."""
-        entry = self._live.get(jid)
+    def work_of(self, rid: str) -> Work | None:
+        """What the run ``rid`` was fetched as, while its outcome is still this object's."""
+        entry = self._live.get(rid)
         return None if entry is None else entry[0]
-
-    def owns(self, jid: str) -> bool:
-        """The job's outcome is still this object's to record (it was not given up on)."""
-        return jid in self._live
 
     def give_up(self, jid: str) -> tuple[Work, Payload, type[Job]] | None:
         """The job is stuck past its timeout: its outcome is no longer this object's to record

@@ -49,10 +49,11 @@ class _Entry:
     """An async job handed to the loop: its class name, its future once the loop has it,
     and whether it has a slot yet (it runs) or waits for one."""
 
-    __slots__ = ("future", "name", "started")
+    __slots__ = ("future", "jid", "name", "started")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, jid: str) -> None:
         self.name = name
+        self.jid = jid  # the job's own: runs that share it are listed under run ids
         self.future: Future[Any] | None = None
         self.started = False
 
@@ -70,7 +71,8 @@ class AsyncRunner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._started = threading.Lock()
-        #: jid -> its entry, for stop(), busy and the blocked-loop warning.
+        #: run id (the jid, or jid#n for a second run of it) -> its entry, for stop(), busy
+        #: and the blocked-loop warning.
         self._running: dict[str, _Entry] = {}
         #: Names of jobs that ended since the watchdog's last wake-up (loop thread only): a
         #: job that blocks the loop and ends in the same step is gone from _running by the
@@ -113,7 +115,8 @@ class AsyncRunner:
                 _blocked(late, names)
 
     def submit(self, jid: str, name: str, work: Callable[[], Coroutine[Any, Any, Any]],
-               done: Callable[[BaseException | None], Awaitable[None]]) -> bool:
+               done: Callable[[BaseException | None], Awaitable[None]],
+               job_jid: str | None = None) -> bool:
         """Run ``work()`` on the loop once one of its slots is free, then ``done(exception or
         None)`` there (a CancelledError if it was cancelled while it waited). Waits in the
         calling thread only while the loop has no room even to hold it. False, with nothing
@@ -127,7 +130,7 @@ class AsyncRunner:
         # Listed before the loop can see the job: a job that ends before this thread runs
         # again must find its entry to remove (listed after, it stayed "busy" for good, and
         # a stop waited its whole deadline for it).
-        entry = self._running[jid] = _Entry(name)
+        entry = self._running[jid] = _Entry(name, job_jid or jid)
         try:
             entry.future = asyncio.run_coroutine_threadsafe(
                 self._guard(jid, entry, work, done), self.loop)
@@ -248,8 +251,9 @@ class AsyncRunner:
     def cancel_started(self, jids: list[str]) -> None:
         """Cancel those of these jobs that run (sidequest.api.cancel): a waiting one is left
         to be dropped when it gets its slot, as any cancelled job is before it starts."""
-        running = set(self.started())
-        self.cancel([jid for jid in jids if jid in running])
+        wanted = set(jids)
+        self.cancel([rid for rid, entry in list(self._running.items())
+                     if entry.started and entry.jid in wanted])
 
     def close(self) -> None:
         loop = self._loop
