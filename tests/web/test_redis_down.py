@@ -132,10 +132,13 @@ def test_a_visitor_not_logged_in_learns_nothing_of_a_redis_failure(
 
 
 def test_a_refused_redis_password_is_a_setting_to_fix_not_an_outage(
-        own_redis: RedisServer) -> None:
+        own_redis: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
     # redis-py raises a refused password as a ConnectionError: the page said Redis was
     # unreachable and would be retried, though no wait mends a wrong password.
     from sidequest import connection
+    from sidequest.web import errors
+
+    errors._last_misconfigured.clear()  # another test's line for the same problem
 
     own_redis.client().config_set("requirepass", "right-password-1")
     connection.set_url(own_redis.url.replace("redis://", "redis://:wrong-password@"))
@@ -146,6 +149,9 @@ def test_a_refused_redis_password_is_a_setting_to_fix_not_an_outage(
             assert page.status_code == 500, page.text
             assert "refused the user name or password in the URL" in page.text
             assert "unreachable" not in page.text and "wrong-password" not in page.text
+            assert client.get("/queues").status_code == 500
+        said = [r for r in caplog.records if "cannot use Redis" in r.getMessage()]
+        assert len(said) == 1, "one line for the problem, not one per request"
     finally:
         connection.reset()
         own_redis.client(password="right-password-1").config_set("requirepass", "")

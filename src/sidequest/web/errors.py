@@ -41,7 +41,8 @@ BARE_HEADERS = {
     "cross-origin-opener-policy": "same-origin",
 }
 _last_logged = [0.0]
-_last_misconfigured = [0.0]
+#: Each problem's last log line (monotonic): one line per problem every LOG_EVERY seconds.
+_last_misconfigured: dict[str, float] = {}
 #: What ends an exception's text and would double the period the page puts after it.
 TRAILING_STOPS = string.whitespace + "."
 
@@ -139,9 +140,11 @@ async def misconfigured(request: Request, exc: Exception) -> Response:
     if problem is None:
         log.error("error under %s", request.url.path, exc_info=exc)  # handled: not re-raised
         return await server_error(request, exc)
-    now = time.monotonic()
-    if now - _last_misconfigured[0] > LOG_EVERY:  # one line, not one per request
-        _last_misconfigured[0] = now
+    now, said = time.monotonic(), str(problem)
+    if now - _last_misconfigured.get(said, -LOG_EVERY) >= LOG_EVERY:  # not once per request
+        if len(_last_misconfigured) > 100:
+            _last_misconfigured.clear()
+        _last_misconfigured[said] = now
         log.error("the dashboard cannot use Redis: %s", problem)
     if _public(request):
         return PlainTextResponse(MISCONFIGURED_PUBLIC, status_code=500)
