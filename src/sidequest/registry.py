@@ -159,8 +159,10 @@ def bare_name(name: str) -> str | None:
     full = sorted(known for known in _jobs if known.rsplit(".", 1)[-1] == name)
     if not full:
         return None
-    return (f"no job is named {name!r}, but {full[0]!r} is loaded here (a job's name includes"
-            f" its module, unless its class sets name = '...'); did you mean {full[0]!r}?")
+    meant = " or ".join(repr(known) for known in full[:3])
+    return (f"no job is named {name!r}, but {meant} {'is' if len(full) == 1 else 'are'} loaded"
+            f" here (a job's name includes its module, unless its class sets name = '...');"
+            f" did you mean {meant}?")
 
 
 def _missing_module(name: str, module: str) -> str | None:

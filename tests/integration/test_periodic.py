@@ -355,20 +355,25 @@ def test_a_worker_refuses_an_entry_naming_no_job_of_a_loaded_module(r: redis.Red
         wait_for(lambda: r.hexists(keys.PERIODIC, "Reports::Daily"), what="the entry")
 
 
+class BareTick(sidequest.Job):  # a class name no other test module uses
+    def perform(self) -> None:
+        pass
+
+
 def test_a_worker_refuses_an_entry_with_a_bare_class_name_on_a_queue_it_serves(
         r: redis.Redis) -> None:
-    """class = "Tick" for this module's Tick: the worker started, and every tick failed in
-    it saying the pusher had imported a module named 'Tick'. On a queue it does not serve,
+    """class = "BareTick" for this module's BareTick: the worker started, and every tick failed in
+    it saying the pusher had imported a module named 'BareTick'. On a queue it does not serve,
     the name may be a Ruby class's: accepted."""
     from sidequest.errors import ConfigError
 
-    sidequest.periodic("Tick", every=5, queue="default", name="bare")
-    refused = (rf"periodic entry 'bare': no job is named 'Tick', but '{__name__}.Tick' is"
-               rf" loaded here .*did you mean '{__name__}.Tick'\?")
+    sidequest.periodic("BareTick", every=5, queue="default", name="bare")
+    refused = (rf"periodic entry 'bare': no job is named 'BareTick', but '{__name__}.BareTick'"
+               rf" is loaded here .*did you mean '{__name__}.BareTick'\?")
     with pytest.raises(ConfigError, match=refused), running_worker(queues=(("default", 0),)):
         pass
     periodic_jobs.clear()
-    sidequest.periodic("Tick", every=5, queue=QUEUE, name="bare")
+    sidequest.periodic("BareTick", every=5, queue=QUEUE, name="bare")
     with running_worker(queues=(("default", 0),)):
         wait_for(lambda: r.hexists(keys.PERIODIC, "bare"), what="the entry")
 
