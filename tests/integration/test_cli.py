@@ -173,6 +173,9 @@ def test_ttin_dumps_threads_and_tstp_quiets(worker_env: dict[str, str], r: redis
     except AssertionError as exc:  # say what the worker did instead
         raise AssertionError(f"{exc}; exit code {proc.poll()}; its last lines:\n"
                              + "\n".join(out.lines[-30:])) from None
+    # Each frame on a line of its own: written out as one line, "\n" and all, it was unread.
+    at = next(i for i, line in enumerate(out.lines) if "thread sidequest-fetcher" in line)
+    assert "\\n" not in out.lines[at] and out.lines[at + 1].startswith("  File "), out.lines[at:]
     proc.send_signal(signal.SIGTSTP)
     wait_for(lambda: any(r.hget(m, "quiet") == "true" for m in r.smembers("processes")),
              what="quiet flag")

@@ -369,4 +369,7 @@ def dump_threads() -> None:
     for thread in threading.enumerate():
         frame = frames.get(thread.ident or 0)
         stack = "".join(traceback.format_stack(frame)) if frame else "(no frame)\n"
-        logging.getLogger(LOGGER).warning("thread %s:\n%s", thread.name, stack.rstrip())
+        # The stack in the message itself, not an argument: arguments are written out with
+        # their newlines escaped (a payload's odd name), which put each stack on one line.
+        text = f"thread {printable(thread.name)}:\n{stack.rstrip()}"
+        logging.getLogger(LOGGER).warning(text)
