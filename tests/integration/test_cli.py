@@ -175,7 +175,8 @@ def test_ttin_dumps_threads_and_tstp_quiets(worker_env: dict[str, str], r: redis
                              + "\n".join(out.lines[-30:])) from None
     # Each frame on a line of its own: written out as one line, "\n" and all, it was unread.
     at = next(i for i, line in enumerate(out.lines) if "thread sidequest-fetcher" in line)
-    assert "\\n" not in out.lines[at] and out.lines[at + 1].startswith("  File "), out.lines[at:]
+    frame = out.lines[at + 1]
+    assert frame.startswith("  File ") and "\\n" not in frame, out.lines[at:at + 3]
     proc.send_signal(signal.SIGTSTP)
     wait_for(lambda: any(r.hget(m, "quiet") == "true" for m in r.smembers("processes")),
              what="quiet flag")
