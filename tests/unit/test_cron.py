@@ -90,8 +90,7 @@ def test_descriptions() -> None:
         "At 00:00 on the first, the 21st, the 22nd, the 23rd, and the 31st day of month")
     assert Cron("0 0 11,12,13 * *").describe() == (
         "At 00:00 on the 11th, the 12th, and the 13th day of month")
-    assert Cron("0 0 31 2 1").describe() == (
-        "At 00:00 on the 31st day of month, or on Monday in February")
+    assert Cron("0 0 13 * 5").describe() == "At 00:00 on the 13th day of month, or on Friday"
     assert Cron("*/2 * * * * *").describe() == "Every 2nd second of every minute"
     assert [Every(n).describe() for n in (1, 45, 120, 3600, 86400 * 2)] == [
         "Every second", "Every 45 seconds", "Every 2 minutes", "Every hour", "Every 2 days"]
