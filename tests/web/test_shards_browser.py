@@ -52,7 +52,7 @@ def test_browse_and_act_on_each_shard(page: Any,
     assert page.locator("#queues tbody tr").count() == 1
     page.click("#queues button:has-text('Delete')")
     page.wait_for_url("**/shards/reports/queues")
-    assert page.locator(".flash").inner_text() == "Deleted the queue reports."
+    assert page.locator(".flash").inner_text() == "Deleted the queue reports and its 2 jobs."
     assert second.llen("queue:reports") == 0 and first.llen("queue:reports") == 1
     page.click("nav.shards >> text=default")
     page.wait_for_url(lambda url: url.endswith("/queues") and "/shards/" not in url)

@@ -55,7 +55,7 @@ def test_deleting_a_queue_deleted_already_says_so(client: Client, r: redis.Redis
     r.sadd("queues", "sms")
     said = html.unescape(flash(client.get(client.submit("/queues/sms/delete").headers[
         "location"]).text))
-    assert said == "Deleted the queue sms."
+    assert said == "Deleted the queue sms and its 1 job."
     again = client.submit("/queues/sms/delete")
     assert html.unescape(flash(client.get(again.headers["location"]).text)) == (
         "The queue sms held no jobs (empty, or deleted already by someone else); it is gone"

@@ -129,23 +129,23 @@ class Queue:
         data = raw if isinstance(raw, bytes) else raw.encode("utf-8")
         return _deleted(connection.client().lrem(self._key, 1, data), data)  # type: ignore[arg-type]
 
-    def clear(self) -> bool:
+    def clear(self) -> int:
         """Delete the queue and forget its name, as Sidekiq's Queue#clear does; then record
         that its jobs never run (their batches, statuses and unique identities), reading
-        them from where the list was set aside. False when it held no job (empty, or
-        deleted already)."""
+        them from where the list was set aside. How many jobs it held: 0 when none (empty,
+        or deleted already)."""
         # The member is removed by its bytes; the held key is named after the shown name,
         # which redis-py can encode (a random token keeps it apart from any other).
         held = removed.set_aside(self._key, self.name,
                                  lambda pipe: pipe.srem(keys.QUEUES, wire(self._exact)))
         if held is None:
-            return False
+            return 0
         client, start = connection.client(), 0
         while rows := cast(list[bytes], client.lrange(held, start, start + CLEAR_PAGE - 1)):
             removed.never_run(rows, held)
             start += len(rows)
         client.unlink(held)
-        return True
+        return start
 
 
 #: How far from where a page showed it a job is looked for when deleted by reference.

@@ -82,7 +82,9 @@ def _rows(queue: Queue, page: int, count: int, oldest: bool) -> tuple[list[Row],
 async def delete_queue(request: Request) -> Response:
     queue = Queue(render.exact_param(request, "name", "/delete"))
     held = await run_in_threadpool(queue.clear)
-    return render.back(request, "/queues", f"Deleted the queue {queue.name}." if held else
+    jobs = f"{held:,} job" if held == 1 else f"{held:,} jobs"
+    return render.back(request, "/queues", f"Deleted the queue {queue.name} and its {jobs}."
+                       if held else
                        f"The queue {queue.name} held no jobs (empty, or deleted already by"
                        " someone else); it is gone from the list.")
 
