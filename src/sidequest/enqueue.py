@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sidequest import client
+from sidequest.errors import ConfigError
 from sidequest.options import PUSH_OPTIONS, to_epoch, validate_options
 
 
@@ -32,7 +33,16 @@ def enqueue(job_name: str, *args: Any, queue: str = "default",
     if delay is not None and at is not None:
         raise ValueError("enqueue() takes delay= or at=, not both")
     # The queue too: a name no worker may serve (`sidequest -q` refuses it) would strand it.
-    options = validate_options({"queue": queue, **options}, "enqueue()", PUSH_OPTIONS)
+    try:
+        options = validate_options({"queue": queue, **options}, "enqueue()", PUSH_OPTIONS)
+    except ConfigError as exc:
+        if all(key in PUSH_OPTIONS for key in options) or "did you mean" in str(exc):
+            raise  # a bad value, or a misspelt option: its own message says which
+        # The job's own keyword arguments, most likely: said, since the option list alone
+        # reads as if the argument were a misspelt option.
+        raise ConfigError(f"{exc}. enqueue() passes the job's arguments by position only"
+                          f" (its keywords are push options): give them in order, after the"
+                          f" name, or as one dict") from None
     item: dict[str, Any] = {"class": job_name, **options, "args": list(args)}
     if "tags" in item:
         item["tags"] = list(item["tags"])

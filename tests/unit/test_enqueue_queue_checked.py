@@ -49,3 +49,14 @@ def test_a_cancelled_push_returns_none_not_an_empty_string(
     finally:
         middleware.client.remove(cancel)
     assert pushed == []
+
+
+def test_a_keyword_argument_for_the_job_says_arguments_go_by_position() -> None:
+    """enqueue("app.jobs.SendWelcome", 42, template="x") said only "unknown option
+    'template'; known options: (...)", as if the job's argument were a misspelt option."""
+    with pytest.raises(ConfigError, match=r"unknown option 'template'.*enqueue\(\) passes the"
+                                          r" job's arguments by position only"):
+        sidequest.enqueue("tests.EQWorker", 42, template="x")
+    with pytest.raises(ConfigError) as typo:  # a push option misspelt keeps its own hint
+        sidequest.enqueue("tests.EQWorker", 42, retries=3)
+    assert "by position" not in str(typo.value)
