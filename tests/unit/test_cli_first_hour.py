@@ -119,6 +119,15 @@ def test_a_missing_module_still_says_where_to_run_from(project: Path) -> None:
         load_app(("fhpkg.nothere",))
 
 
+def test_a_slip_in_a_module_name_names_the_module_meant(project: Path) -> None:
+    # Before: "Run sidequest from your project's root directory", from the root itself.
+    with pytest.raises(ConfigError) as caught:
+        load_app(("fhpkg.jbos",))
+    assert str(caught.value) == (
+        f"could not import 'fhpkg.jbos': package 'fhpkg' ({project / 'fhpkg'}) has no module"
+        f" 'jbos'; did you mean fhpkg.jobs?")
+
+
 def test_a_module_that_raises_shows_its_traceback_then_one_line(
     project: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
