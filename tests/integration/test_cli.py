@@ -370,6 +370,10 @@ def test_a_failure_logs_its_traceback_once(worker_env: dict[str, str], verbose: 
     # Compact at WARNING (frames one line each), the whole traceback with -v.
     assert ("Traceback (most recent call last)" in text) == verbose
     assert ("-v logs the whole traceback" in text) != verbose
+    if not verbose:  # the job's frames, not Sidequest's around them (four of five before)
+        frames = [line for line in text.splitlines() if line.startswith("    ") and " in " in line]
+        assert frames and not any("/sidequest/" in line for line in frames), frames
+        assert "frames outside Sidequest; -v logs" in text
 
 
 def test_json_logs_carry_elapsed_as_a_number(worker_env: dict[str, str]) -> None:

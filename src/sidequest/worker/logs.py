@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import traceback
+from pathlib import Path
 from typing import IO, Any, cast
 
 from sidequest import retry
@@ -30,6 +31,8 @@ _PID = os.getpid()
 shard = ""
 #: Frames of a failed job's traceback in its WARNING line.
 TRACEBACK_FRAMES = 5
+#: Sidequest's own source folder: its frames are left out of a failure's line.
+_PACKAGE = str(Path(__file__).resolve().parent.parent) + os.sep
 #: Set by setup(): the handler that per-job lines go to directly.
 _handler: BatchingHandler | None = None
 
@@ -311,10 +314,14 @@ def log_failure(logger: logging.Logger, exc: BaseException, fields: dict[str, An
     if logger.isEnabledFor(logging.DEBUG):
         logger.warning(summary, extra=fields, exc_info=(type(exc), exc, exc.__traceback__))
         return
-    frames = traceback.extract_tb(exc.__traceback__)[-TRACEBACK_FRAMES:]
+    every = traceback.extract_tb(exc.__traceback__)
+    # The job's own frames, not Sidequest's around them (for a short job, four of the five).
+    theirs = [f for f in every if not f.filename.startswith(_PACKAGE)]
+    frames = (theirs or every)[-TRACEBACK_FRAMES:]
     lines = [f"    {f.filename}:{f.lineno} in {f.name}" for f in frames]
     if lines:
-        lines.append(f"    (last {len(frames)} frames; -v logs the whole traceback)")
+        whose = " outside Sidequest" if theirs and len(theirs) < len(every) else ""
+        lines.append(f"    (last {len(frames)} frames{whose}; -v logs the whole traceback)")
     logger.warning("\n".join([summary, *lines]), extra=fields)
 
 
