@@ -223,12 +223,14 @@ def _unserved_lines(queues: list[Queue], running: list[Process],
                     process_anywhere: bool = False) -> list[str]:
     """Queues holding jobs that no running process reads: a name pushed to but never given
     to -q (or spelt otherwise: names are case-sensitive), which nothing else would point out.
-    Said only while some process runs, here or on another shard: with none anywhere, every
-    queue waits, as the list shows."""
+    With no process anywhere (here or on another shard), the line says to start one."""
     served = {name for process in running if not process.stopping for name in process.queues}
     waiting = [q for q in queues if q.size and q.name not in served]
-    if not (running or process_anywhere) or not waiting:
+    if not waiting:
         return []
+    if not (running or process_anywhere):  # the first hour: jobs pushed, no worker started
+        return ["", "No Sidequest worker is running: jobs wait in their queues until one"
+                    " starts (sidequest -r yourapp.jobs -q <queue>)"]
     named = ", ".join(f"{q.name} ({q.size:,})" for q in waiting)
     return ["", f"No running process serves: {named}. Start a worker with -q for each (a"
                 " quiet process fetches nothing), or check the name the jobs are pushed to"

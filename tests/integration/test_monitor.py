@@ -82,6 +82,14 @@ def test_status_names_queues_with_jobs_that_no_running_process_serves(r: redis.R
     assert "queue names are case-sensitive" in text
 
 
+def test_status_with_jobs_waiting_and_no_worker_says_to_start_one(r: redis.Redis) -> None:
+    # The first hour: jobs pushed, the worker forgotten; status listed them, and no more.
+    assert "No Sidequest worker is running" not in run("status")  # nothing waits
+    MonJob.perform_async()
+    assert ("No Sidequest worker is running: jobs wait in their queues until one starts"
+            " (sidequest -r yourapp.jobs -q <queue>)") in run("status")
+
+
 def test_watch_redraws_until_interrupted(redis_url: str) -> None:
     env = {**os.environ, "REDIS_URL": redis_url}
     # A suite started in the background (`make test &`, nohup) passes SIGINT on as ignored,
