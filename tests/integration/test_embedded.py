@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,32 @@ def test_an_embedded_start_that_fails_closes_its_metrics_port(
     finally:
         connection.reset()
         guarded.stop()
+
+
+class Holds(Job):
+    def perform(self) -> None:
+        HOLD.wait(10)
+
+
+HOLD = threading.Event()
+
+
+def test_a_stopping_worker_says_so_in_its_record_while_its_jobs_finish(r: redis.Redis) -> None:
+    """After Stop, the Busy page said "quiet" for up to the shutdown timeout: nothing told
+    that the process was about to exit, not merely quiet."""
+    HOLD.clear()
+    with running_worker(timeout=10) as launcher:
+        wait_for(lambda: r.hget(launcher.identity, "info"), what="the first beat")
+        assert r.hget(launcher.identity, "sq_stopping") == "false"
+        Holds.perform_async()
+        wait_for(launcher.state.busy, what="the job to start")
+        stopping = threading.Thread(target=launcher.stop)
+        stopping.start()
+        try:
+            wait_for(lambda: r.hget(launcher.identity, "sq_stopping") == "true",
+                     what="the record to say stopping")
+            (process,) = [p for p in ProcessSet().processes() if p.identity == launcher.identity]
+            assert process.shutting_down and process.stopping
+        finally:
+            HOLD.set()
+            stopping.join(15)

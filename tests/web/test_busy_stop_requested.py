@@ -43,7 +43,9 @@ def test_a_process_asked_to_stop_shows_it_until_it_reads_it(client: Client,
     assert row(page, W2) == ("running", ["Quiet", "Stop"])
     # The process reads it at its heartbeat, goes quiet and finishes its jobs.
     assert r.rpop(f"{W1}-signals") == "TERM"
-    r.hset(W1, "quiet", "true")
+    r.hset(W1, mapping={"quiet": "true", "sq_stopping": "true"})  # as a Sidequest worker does
+    assert row(client.get("/busy").text, W1) == ("stopping", ["Stop"])
+    r.hset(W1, "sq_stopping", "false")  # a quiet one (or Ruby's, which writes only quiet)
     assert row(client.get("/busy").text, W1) == ("quiet", ["Stop"])
 
 

@@ -22,7 +22,10 @@ from sidequest.api.lenient import (
 from sidequest.api.records import JobRecord
 from sidequest.errors import SidequestError
 
-_FIELDS = ("info", "busy", "beat", "quiet", "rss", "rtt_us", "concurrency")
+#: The process record's field that says a stop has begun (Sidekiq has none such: its
+#: "quiet" is true for both), written by a Sidequest worker for the Busy page.
+STOPPING_FIELD = "sq_stopping"
+_FIELDS = ("info", "busy", "beat", "quiet", "rss", "rtt_us", "concurrency", STOPPING_FIELD)
 #: Pruning the process set runs at most this often across all readers (Sidekiq 7's rule).
 CLEANUP_EVERY = 60
 
@@ -47,6 +50,8 @@ class Process:
         self.beat = as_float(fields.get("beat")) or 0.0
         #: True once the process was told to quiet or stop (Sidekiq's ``stopping?``).
         self.stopping = fields.get("quiet") == "true"
+        #: A Sidequest process whose stop has begun: it finishes its jobs, then exits.
+        self.shutting_down = fields.get(STOPPING_FIELD) == "true"
         self.rss = as_int(fields.get("rss"))
         self.rtt_us = as_int(fields.get("rtt_us"))
         hash_concurrency = fields.get("concurrency")

@@ -19,6 +19,7 @@ from typing import Any
 import redis
 
 from sidequest import __version__, keys
+from sidequest.api.processes import STOPPING_FIELD
 from sidequest.config import Config
 from sidequest.payload import dumps
 from sidequest.worker import clock
@@ -60,6 +61,9 @@ class Heartbeat:
         self.state = state
         self.on_signal = on_signal
         self.quiet = False
+        #: A stop has begun: the running jobs finish (up to the timeout), then it exits. The
+        #: record says so apart from a quiet, which Sidekiq's own field cannot tell.
+        self.shutting_down = False
         self._last_renewal: float | None = None
         #: Until when (monotonic) other processes' lapsed leases are not taken for deaths.
         self.doubt_until = 0.0
@@ -140,6 +144,7 @@ class Heartbeat:
             "busy": len(busy),
             "beat": time.time(),
             "quiet": "true" if self.quiet else "false",
+            STOPPING_FIELD: "true" if self.shutting_down else "false",
             "rss": rss_kb(),
             "rtt_us": rtt_us,
             "concurrency": self.config.concurrency,
@@ -154,13 +159,18 @@ class Heartbeat:
             if self.quiet and not was_quiet:
                 # Now, not at the next beat: the request is gone from the signals list, so
                 # until then the dashboard read "running" for a process already quiet.
-                # With its TTL: a stop that forgot the record in between must not leave a
-                # quiet-only record that never lapses.
-                with contextlib.suppress(redis.RedisError):
-                    pipe = self.client.pipeline(transaction=True)
-                    pipe.hset(keys.process(self.identity), "quiet", "true")
-                    pipe.expire(keys.process(self.identity), PROCESS_TTL)
-                    pipe.execute()
+                self.say_state()
+
+    def say_state(self) -> None:
+        """Write quiet and stopping now, not at the next beat. With the record's TTL: a stop
+        that forgot the record in between must not leave one that never lapses."""
+        with contextlib.suppress(redis.RedisError):
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hset(keys.process(self.identity), mapping={
+                "quiet": "true" if self.quiet else "false",
+                STOPPING_FIELD: "true" if self.shutting_down else "false"})
+            pipe.expire(keys.process(self.identity), PROCESS_TTL)
+            pipe.execute()
 
     def _work_hashes(self, pipe: Any, busy: dict[str, dict[str, Any]]) -> None:
         # Both names: Sidekiq 6.4.1 reads ":workers", later versions ":work".

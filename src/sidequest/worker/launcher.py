@@ -262,7 +262,8 @@ class Launcher(Beating, SignalHandling):
     def _stop(self) -> bool:
         log.info("stopping: waiting up to %gs for running jobs", self.config.timeout)
         self.life.quiet()  # at the start of the stop, as Sidekiq's :quiet
-        self.heartbeat.quiet = True
+        self.heartbeat.quiet = self.heartbeat.shutting_down = True
+        self.heartbeat.say_state()  # the Busy page says "stopping" while its jobs finish
         # As when quieted, it pushes nothing more: a live process pushes what falls due
         # meanwhile, or the next to start does (periodic ticks within periodic_grace).
         self.scheduler.paused.set()
