@@ -347,7 +347,7 @@ def _seg(text: str) -> str:
 def test_flash_message_is_shown_once(client: Client, r: redis.Redis) -> None:
     enqueue(r, "default", job(A))
     client.submit("/queues/default/delete")
-    assert "Deleted the queue default." in flash(client.get("/queues").text)
+    assert "Deleted the queue default and its 1 job." in flash(client.get("/queues").text)
     assert flash(client.get("/queues").text) == ""
 
 
