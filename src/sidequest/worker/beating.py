@@ -9,11 +9,11 @@ import time
 
 import redis
 
-from sidequest import connection, url_problems
+from sidequest import connection
 from sidequest.config import Config
 from sidequest.worker.heartbeat import Heartbeat
 from sidequest.worker.manager import Manager
-from sidequest.worker.redis_wait import say_waiting
+from sidequest.worker.redis_wait import Outage, say_waiting
 
 log = logging.getLogger("sidequest")
 
@@ -61,21 +61,17 @@ class Beating:
             time.sleep(min(left, NAP))
 
     def _beat_loop(self) -> None:
-        failing = False
-        while not self._until_beat(BEAT_RETRY if failing else self.config.heartbeat_interval):
+        outage = Outage("heartbeat")
+        while not self._until_beat(BEAT_RETRY if outage.failing
+                                   else self.config.heartbeat_interval):
             self._check_memory()
             try:
                 self.heartbeat.beat()
                 self.manager.lease_ok.set()  # a fetch held back since an outage goes on
                 self.manager.tend_quarantine(self._client)
-                if failing:
-                    log.warning("heartbeat: Redis is reachable again")
-                failing = False
+                outage.ok()
             except redis.RedisError as exc:
-                if not failing:
-                    log.warning("heartbeat: Redis error, will retry: %s",
-                                url_problems.readable(exc))
-                failing = True
+                outage.failed(exc)
 
     def _until_beat(self, seconds: float) -> bool:
         """Wait for the next beat; True once stopping. A failed fetch (an outage) asks for

@@ -39,7 +39,6 @@ from sidequest import (
     periodic_jobs,
     registry,
     unique,
-    url_problems,
 )
 from sidequest.api.periodic import remove
 from sidequest.config import Config
@@ -47,6 +46,7 @@ from sidequest.errors import ConfigError
 from sidequest.payload import Payload, dumps, new_jid
 from sidequest.periodic_jobs import PAYLOAD_NAME, PAYLOAD_TICK, Entry
 from sidequest.worker.logs import counted
+from sidequest.worker.redis_wait import Outage
 
 log = logging.getLogger("sidequest")
 #: Longest sleep between polls: how soon a re-registration after a Redis restart happens.
@@ -77,7 +77,7 @@ class PeriodicPoller:
     def run(self) -> None:
         if not self.entries:
             return
-        failing = False
+        outage = Outage("periodic")
         synced = False
         while not self.stopping.is_set():
             wait = MAX_WAIT
@@ -87,13 +87,10 @@ class PeriodicPoller:
                     synced = True
                 if not self.paused.is_set():
                     wait = self.poll()
-                if failing:
-                    log.warning("periodic: Redis is reachable again")
-                failing = False
+                outage.ok()
             except redis.RedisError as exc:
-                if not failing:
-                    log.warning("periodic: Redis error, will retry: %s", url_problems.readable(exc))
-                failing, wait = True, 1.0
+                outage.failed(exc)
+                wait = 1.0
             # A little jitter: processes woken for the same tick do not all hit Redis at once.
             self.stopping.wait(wait + self._rng.random() * 0.02)
 

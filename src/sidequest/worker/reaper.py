@@ -18,7 +18,7 @@ from typing import Any, cast
 
 import redis
 
-from sidequest import batch, batch_members, hooks, keys, retry, unique, url_problems
+from sidequest import batch, batch_members, hooks, keys, retry, unique
 from sidequest.api.processes import ProcessSet
 from sidequest.config import Config
 from sidequest.errors import JobKilled, PayloadError
@@ -27,6 +27,7 @@ from sidequest.payload import Payload, decode, dumps
 from sidequest.worker.clock import now
 from sidequest.worker.limiter_slots import free_slots_of
 from sidequest.worker.logs import counted
+from sidequest.worker.redis_wait import Outage
 from sidequest.worker.requeue import DEATHS_TTL, job_names, release_quarantine, requeue_list
 
 log = logging.getLogger("sidequest")
@@ -50,17 +51,13 @@ class Reaper:
         self._own_lapsed: float | None = None
 
     def run(self) -> None:
-        failing = False
+        outage = Outage("reaper")
         while not self.stopping.wait(self.config.reaper_interval * (0.5 + self._rng.random())):
             try:
                 self.reap()
-                if failing:
-                    log.warning("reaper: Redis is reachable again")
-                failing = False
+                outage.ok()
             except redis.RedisError as exc:
-                if not failing:
-                    log.warning("reaper: Redis error, will retry: %s", url_problems.readable(exc))
-                failing = True
+                outage.failed(exc)
 
     def reap(self) -> int:
         """Recover every dead process's jobs; returns how many were requeued."""

@@ -47,3 +47,23 @@ def say_waiting(exc: Exception) -> bool:
     """Say once that the worker waits for Redis; True, for the caller's "said" flag."""
     log.warning("waiting for Redis at %s: %s", connection.redacted(), url_problems.readable(exc))
     return True
+
+
+class Outage:
+    """A background loop's Redis trouble, said once when it starts and once when it ends:
+    a loop that retries every few seconds would otherwise log a line per try, and its last
+    warning would read as if Redis were still failing."""
+
+    def __init__(self, who: str) -> None:
+        self.who = who
+        self.failing = False
+
+    def ok(self) -> None:
+        if self.failing:
+            log.warning("%s: Redis is reachable again", self.who)
+        self.failing = False
+
+    def failed(self, exc: redis.RedisError) -> None:
+        if not self.failing:
+            log.warning("%s: Redis error, will retry: %s", self.who, url_problems.readable(exc))
+        self.failing = True

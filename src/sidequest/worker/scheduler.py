@@ -16,12 +16,13 @@ from typing import Any, cast
 
 import redis
 
-from sidequest import connection, keys, url_problems
+from sidequest import connection, keys
 from sidequest.config import Config
 from sidequest.errors import PayloadError
 from sidequest.morgue import add_dead
 from sidequest.payload import decode, dumps, normalized
 from sidequest.worker.clock import now
+from sidequest.worker.redis_wait import Outage
 
 log = logging.getLogger("sidequest")
 BATCH = 100
@@ -40,21 +41,16 @@ class Scheduler:
     def run(self) -> None:
         first = self.config.initial_poll_wait + self.config.poll_interval * self._rng.random()
         self.stopping.wait(first)
-        failing = False
+        outage = Outage("scheduler")
         while not self.stopping.is_set():
             if self.paused.is_set():
                 self.stopping.wait(self.config.poll_interval)
                 continue
             try:
                 self.enqueue_due()
-                if failing:  # its warning is the last word otherwise, as if still failing
-                    log.warning("scheduler: Redis is reachable again")
-                failing = False
+                outage.ok()
             except redis.RedisError as exc:
-                if not failing:
-                    log.warning("scheduler: Redis error, will retry: %s",
-                                url_problems.readable(exc))
-                failing = True
+                outage.failed(exc)
             self.stopping.wait(self._interval())
 
     def _interval(self) -> float:
