@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 
 #: Frames of the loader itself and of importlib: not the app's code.
-_LOADER_FILES = frozenset({__file__, str(Path(__file__).with_name("app_loader.py")),
+_LOADER_FILES = frozenset({__file__, os.path.join(os.path.dirname(__file__), "app_loader.py"),
                            importlib.__file__})
 
 

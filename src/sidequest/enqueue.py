@@ -9,7 +9,7 @@ from typing import Any
 
 from sidequest import client
 from sidequest.errors import ConfigError
-from sidequest.options import PUSH_OPTIONS, to_epoch, validate_options
+from sidequest.options import PUSH_OPTIONS, push_hint, to_epoch, validate_options
 
 
 def enqueue(job_name: str, *args: Any, queue: str = "default",
@@ -33,16 +33,15 @@ def enqueue(job_name: str, *args: Any, queue: str = "default",
     if delay is not None and at is not None:
         raise ValueError("enqueue() takes delay= or at=, not both")
     # The queue too: a name no worker may serve (`sidequest -q` refuses it) would strand it.
-    try:
-        options = validate_options({"queue": queue, **options}, "enqueue()", PUSH_OPTIONS)
-    except ConfigError as exc:
-        if all(key in PUSH_OPTIONS for key in options) or "did you mean" in str(exc):
-            raise  # a bad value, or a misspelt option: its own message says which
+    unknown = [key for key in options if key not in PUSH_OPTIONS]
+    if unknown and not any(push_hint(key) for key in unknown):
         # The job's own keyword arguments, most likely: said, since the option list alone
         # reads as if the argument were a misspelt option.
-        raise ConfigError(f"{exc}. enqueue() passes the job's arguments by position only"
-                          f" (its keywords are push options): give them in order, after the"
-                          f" name, or as one dict") from None
+        raise ConfigError(f"enqueue(): unknown option {unknown[0]!r}; enqueue() passes the"
+                          f" job's arguments by position only (its keywords are push options:"
+                          f" {', '.join(PUSH_OPTIONS)}): give them in order, after the name,"
+                          f" or as one dict")
+    options = validate_options({"queue": queue, **options}, "enqueue()", PUSH_OPTIONS)
     item: dict[str, Any] = {"class": job_name, **options, "args": list(args)}
     if "tags" in item:
         item["tags"] = list(item["tags"])

@@ -216,6 +216,8 @@ def render_status(*, process_anywhere: bool = False) -> list[str]:
 def _state(process: Process, now: float) -> str:
     if process.silent(now):
         return "NOT RESPONDING (no heartbeat: killed or frozen)"
+    if process.shutting_down:
+        return "stopping"
     return "quiet" if process.stopping else "running"
 
 

@@ -123,6 +123,11 @@ _PUSH_INSTEAD = {
 }
 
 
+def push_hint(key: str) -> str | None:
+    """What to tell a user who gave a push ``key`` that is no option (None: nothing close)."""
+    return _hint(key, PUSH_OPTIONS, 0.6, {**_INSTEAD, **_PUSH_INSTEAD})
+
+
 def _hint(key: str, known: Iterable[str], cutoff: float,
           instead: Mapping[str, str] = _INSTEAD) -> str | None:
     """What to tell a user who wrote ``key``: the option meant, or what to do instead."""

@@ -185,6 +185,27 @@ def test_a_bulk_move_leaves_nothing_when_another_removes_entries_under_it(
     assert r.zcard("retry") == 0, "live entries were stepped over"
 
 
+def test_a_bulk_move_leaves_nothing_when_an_entry_it_stepped_over_is_removed(
+        r: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unreadable entry stays where it is, and is stepped over; another operator then
+    deleted it, which no move's answer shows, and the next page stepped over a live job."""
+    from sidequest.api import bulk, sets
+
+    r.zadd("retry", {"{not json": 0.5})
+    r.zadd("retry", {job_json(f"{i:024x}"): 1 + i for i in range(bulk.PAGE + 50)})
+    queue_move = sets.JobSet._queue_move
+
+    def then_another_deletes_it(self: Any, client: Any, entry: Any, move: str) -> Any:
+        if entry.jid == f"{bulk.PAGE - 2:024x}":  # late in the first page
+            r.zrem("retry", "{not json")
+        return queue_move(self, client, entry, move)
+
+    monkeypatch.setattr(sets.JobSet, "_queue_move", then_another_deletes_it)
+    assert RetrySet().retry_all() == bulk.PAGE + 50
+    assert r.zcard("retry") == 0, "a live entry was stepped over"
+    assert DeadSet().kill_all() == 0  # its jobs are dead already: nothing, and it ends
+
+
 def test_entries_sharing_a_jid_from_before_a_bulk_move_are_each_moved(r: redis.Redis) -> None:
     # One job scheduled twice with other arguments (same jid): both were listed when the
     # button was pressed, so both go.

@@ -161,3 +161,39 @@ def test_a_job_closed_with_no_loop_running_records_nothing() -> None:
     guard.close()  # raised RuntimeError('no running event loop') before
     assert recorded == [] and runner.running() == [], (recorded, runner.running())
     assert runner._room.acquire(blocking=False), "its room on the loop was not given back"
+
+
+def test_a_run_that_ends_leaves_a_later_run_of_its_id_listed() -> None:
+    """The first run's outcome is written after it leaves its job's table; a run of the same
+    id listed meanwhile was then dropped from the runner by the first one's end: a cancel
+    or a stop no longer reached it."""
+    runner = AsyncRunner(limit=2)
+    first_done, release, second_started = threading.Event(), threading.Event(), threading.Event()
+
+    async def quick() -> None:
+        await asyncio.sleep(0)
+
+    async def slow_outcome(error: BaseException | None) -> None:
+        first_done.set()
+        await asyncio.get_running_loop().run_in_executor(None, release.wait, 10)
+
+    async def long() -> None:
+        second_started.set()
+        await asyncio.sleep(30)
+
+    async def nothing(error: BaseException | None) -> None:
+        pass
+
+    try:
+        assert runner.submit("abc", "First", quick, slow_outcome)
+        assert first_done.wait(10)
+        assert runner.submit("abc", "Second", long, nothing)
+        assert second_started.wait(10)
+        release.set()  # the first run's end now completes, and forgets its own entry only
+        deadline = time.monotonic() + 5
+        while runner._room._value < 1 and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.01)
+        assert runner.started() == ["abc"] and runner.listed("abc")
+    finally:
+        runner.cancel(["abc"])
+        runner.close()

@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 
 #: Entries read per round trip.
 PAGE = 100
-#: Reads of the whole set one press may make: another when an entry was gone under it.
-PASSES = 3
+#: Reads of the whole set one press may make: another while the last one moved something.
+PASSES = 4
 
 
 @dataclass
@@ -39,30 +39,30 @@ def move_all(jobset: JobSet, how: str) -> int:
     """Move every entry of ``jobset``, lowest score first ("retry", "queue" or "dead");
     how many moved. Entries that move out shift the rest down; entries that stay
     (unreadable, or held by a unique lock) are stepped over, and so is a job moved once
-    already that failed again and came back while the loop ran: one press, one run. An entry
-    gone under it (removed by another) shifts the rest down unseen, so the pages after it
-    stepped over live entries: the set is then read again from its start."""
+    already that failed again and came back while the loop ran: one press, one run. What
+    another actor removes meanwhile (a second operator, a double submit) shifts the rest
+    down unseen, and the pages after it step over live entries: so the set is read again
+    until a read moves nothing (up to PASSES reads; the last one, over what stays, is
+    the price of knowing nothing was left)."""
     jobset.held = 0
     seen = _Seen(began=now())
     client = connection.client()
     done = 0
     for _ in range(PASSES):
-        moved, raced = _one_pass(jobset, client, how, seen)
+        moved = _one_pass(jobset, client, how, seen)
         done += moved
-        if not raced:
+        if not moved:
             break
     return done
 
 
-def _one_pass(jobset: JobSet, client: Any, how: str, seen: _Seen) -> tuple[int, bool]:
-    """One read of the set from its start: how many moved, and whether an entry was gone
-    before its move."""
+def _one_pass(jobset: JobSet, client: Any, how: str, seen: _Seen) -> int:
+    """One read of the set from its start; how many moved."""
     done = offset = 0
-    raced = False
     while True:
         rows = client.zrange(jobset.name, offset, offset + PAGE - 1, withscores=True)
         if not rows:
-            return done, raced
+            return done
         entries = [jobset._entry(raw, score) for raw, score in cast(Any, rows)]
         fresh = [entry for entry in entries if seen.fresh(entry)]
         offset += len(entries) - len(fresh)
@@ -74,7 +74,6 @@ def _one_pass(jobset: JobSet, client: Any, how: str, seen: _Seen) -> tuple[int, 
         # Not moved: unreadable (never sent: None), or held (-1); 0 is gone, moved by another.
         stays = [entry for entry in fresh if outcome.get(id(entry)) in (None, -1)]
         seen.stayed.update(entry.raw for entry in stays)
-        raced = raced or any(outcome.get(id(entry)) == 0 for entry in fresh)
         done += len(moved)
         offset += len(stays)
 

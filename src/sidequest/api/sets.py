@@ -356,6 +356,11 @@ class RetrySet(JobSet):
 class DeadSet(JobSet):
     key_name = "DEAD"
 
+    def kill_all(self) -> int:
+        """Nothing: its jobs are dead already (killed, each went back into this very set,
+        with a new score, for ever)."""
+        return 0
+
     def each(self, newest_first: bool = True) -> Iterator[SortedEntry]:
         return super().each(newest_first)
 

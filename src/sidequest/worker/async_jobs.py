@@ -157,7 +157,9 @@ class AsyncJobs:
         jid set by hand, pushed twice): keyed by the jid alone, the second one's end found
         no entry, was taken for a job given up on, and was never acknowledged."""
         rid, n = jid, 1
-        while rid in self._live:
+        # The runner too: a run leaves _live before its outcome is written, and the runner
+        # only after that.
+        while rid in self._live or self.runner.listed(rid):
             n += 1
             rid = f"{jid}#{n}"
         return rid

@@ -135,7 +135,8 @@ class AsyncRunner:
             entry.future = asyncio.run_coroutine_threadsafe(
                 self._guard(jid, entry, work, done), self.loop)
         except BaseException:
-            self._running.pop(jid, None)
+            if self._running.get(jid) is entry:
+                del self._running[jid]
             self._room.release()
             raise
         return True
@@ -174,9 +175,17 @@ class AsyncRunner:
             self._forget(jid, entry)
 
     def _forget(self, jid: str, entry: _Entry) -> None:
-        if self._running.pop(jid, None) is not None and entry.started:
-            self._ended.add(entry.name)
+        # Its own entry only: a run of the same id listed since (its job's end is recorded
+        # after the outcome's writes) must stay listed, to be cancelled or waited for.
+        if self._running.get(jid) is entry:
+            del self._running[jid]
+            if entry.started:
+                self._ended.add(entry.name)
         self._room.release()
+
+    def listed(self, run_id: str) -> bool:
+        """A run of this id is handed to the loop and not yet forgotten."""
+        return run_id in self._running
 
     def close_intake(self) -> None:
         """A quiet or a stop: hand no more jobs to the loop, and cancel those that wait for a

@@ -76,5 +76,5 @@ class CancelWatcher:
         if fresh:
             self._on_cancel(fresh)
         horizon = time.time() - RETENTION
-        for jid in [j for j, at in jids.items() if at < horizon]:
+        for jid in [j for j, at in list(jids.items()) if at < horizon]:
             jids.pop(jid, None)

@@ -263,7 +263,10 @@ class Launcher(Beating, SignalHandling):
         log.info("stopping: waiting up to %gs for running jobs", self.config.timeout)
         self.life.quiet()  # at the start of the stop, as Sidekiq's :quiet
         self.heartbeat.quiet = self.heartbeat.shutting_down = True
-        self.heartbeat.say_state()  # the Busy page says "stopping" while its jobs finish
+        # The Busy page says "stopping" while its jobs finish; off this thread, whose
+        # deadlines a Redis that does not answer must not push back.
+        threading.Thread(target=self.heartbeat.say_state, name="sidequest-say-stopping",
+                         daemon=True).start()
         # As when quieted, it pushes nothing more: a live process pushes what falls due
         # meanwhile, or the next to start does (periodic ticks within periodic_grace).
         self.scheduler.paused.set()

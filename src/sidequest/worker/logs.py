@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 import traceback
-from pathlib import Path
 from typing import IO, Any, cast
 
 from sidequest import retry
@@ -32,7 +31,7 @@ shard = ""
 #: Frames of a failed job's traceback in its WARNING line.
 TRACEBACK_FRAMES = 5
 #: Sidequest's own source folder: its frames are left out of a failure's line.
-_PACKAGE = str(Path(__file__).resolve().parent.parent) + os.sep
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 #: Set by setup(): the handler that per-job lines go to directly.
 _handler: BatchingHandler | None = None
 
