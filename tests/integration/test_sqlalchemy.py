@@ -141,6 +141,23 @@ def test_push_happens_at_commit_and_never_on_rollback(db: None, r: redis.Redis) 
     assert r.llen("queue:default") == 1
 
 
+def test_an_async_push_or_a_push_in_a_batch_block_is_refused_at_once(
+        db: None, r: redis.Redis) -> None:
+    """aperform_async made a coroutine at the commit that was never awaited: the commit went
+    through and no job was pushed. Inside `with batch.jobs():` the block ended before the
+    commit: the batch was sealed empty (its callback run) and the jobs were no members."""
+    from sidequest import Batch
+
+    with Session() as session, session.begin():
+        with pytest.raises(TypeError, match=r"give it .*Welcome\.perform_async, not the async"
+                                            r" .*Welcome\.aperform_async"):
+            after_commit(session, Welcome.aperform_async, 1)
+        with pytest.raises(ValueError, match=r"after_commit cannot be used inside"
+                                             r" `with batch.jobs\(\):`"), Batch().jobs():
+            after_commit(session, Welcome.perform_async, 1)
+    assert r.llen("queue:default") == 0
+
+
 def test_a_savepoint_rollback_forgets_only_its_own_pushes(db: None, r: redis.Redis) -> None:
     """The get-or-create pattern (try a savepoint, roll it back on IntegrityError) must not
     lose the pushes made before it, nor keep the ones made inside it."""

@@ -52,21 +52,20 @@ from __future__ import annotations
 
 import inspect
 import logging
-import threading
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 try:
     from sqlalchemy import event
     from sqlalchemy.exc import InvalidRequestError
     from sqlalchemy.orm import Session, SessionTransaction, scoped_session
-    from sqlalchemy.util import ThreadLocalRegistry
 except ImportError as exc:  # pragma: no cover - the message is the point
     raise ImportError("sidequest.contrib.sqlalchemy needs SQLAlchemy: "
                       "pip install 'sidequest[sqlalchemy]'") from exc
 
-from sidequest import middleware
+from sidequest import batch
+from sidequest.contrib.sqlalchemy_sessions import SessionPerJob, session_per_job
 from sidequest.errors import ConfigError, RedisUnavailable, SidequestError
 from sidequest.job import Job, JobFunction
 from sidequest.payload import KWARGS, check_args
@@ -74,10 +73,10 @@ from sidequest.pushcheck import check_runnable
 from sidequest.setter import _Setter
 from sidequest.signatures import check_call
 
-if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import async_scoped_session
-
 log = logging.getLogger("sidequest")
+
+__all__ = ["AfterCommitConfigError", "AfterCommitFailed", "AfterCommitRedisUnavailable",
+           "FailedPush", "SessionPerJob", "after_commit", "session_per_job"]
 
 _PENDING = "sidequest.after_commit"
 #: The committed transaction and the AfterCommitFailed its failed pushes make, kept from the
@@ -88,102 +87,6 @@ _FAILED = "sidequest.after_commit.failed"
 _PUSHES = ("perform_async", "perform_in", "perform_at")
 #: How much of each job's arguments, and of the first error, the message shows.
 _SHOWN_ARGS, _SHOWN_JOBS, _SHOWN_ERROR = 60, 5, 200
-
-
-class SessionPerJob:
-    """The server middleware of ``session_per_job``: ``scoped``'s session is removed after
-    each job (rolling back what the job left uncommitted)."""
-
-    def __init__(self, scoped: scoped_session[Any] | async_scoped_session[Any]) -> None:
-        self.scoped = scoped
-        #: An async_scoped_session: its remove() is a coroutine, its sessions AsyncSessions.
-        self.is_async = inspect.iscoroutinefunction(scoped.remove)
-        #: Scope (what the registry keys its sessions by) -> async jobs running in it. Only
-        #: the event loop's thread touches it.
-        self._running: dict[Hashable, int] = {}
-        self._warned_shared = False
-        self._warned_thread = False
-
-    def __call__(self, job: Any, payload: dict[str, Any], queue: str,
-                 call_next: Callable[[], Any]) -> Any:
-        if getattr(job, "async_perform", False):
-            self._warn_thread_path()
-        try:
-            return call_next()
-        finally:
-            # An async_scoped_session has nothing in a worker thread's scope (its scopefunc,
-            # asyncio.current_task, even raises there), and its remove() must be awaited.
-            if not self.is_async:
-                self.scoped.remove()
-
-    async def acall(self, job: Any, payload: dict[str, Any], queue: str,
-                    call_next: Callable[[], Awaitable[Any]]) -> Any:
-        # The job's coroutine runs in this task (its time limit too), so the scope here is
-        # the job's own.
-        scope = self._scope()
-        self._running[scope] = self._running.get(scope, 0) + 1
-        try:
-            return await call_next()
-        finally:
-            await self._leave(scope)
-
-    def _scope(self) -> Hashable:
-        registry = self.scoped.registry
-        if isinstance(registry, ThreadLocalRegistry):
-            return threading.get_ident()  # the loop's thread: every async job's scope
-        return registry.scopefunc()  # type: ignore[no-any-return]
-
-    async def _leave(self, scope: Hashable) -> None:
-        """One async job of ``scope`` ended: remove its session if it was the last one in it;
-        one still running may be in the middle of using it."""
-        others = self._running[scope] - 1
-        thread_local = isinstance(self.scoped.registry, ThreadLocalRegistry)
-        if (others or thread_local) and self.scoped.registry.has():
-            self._warn_shared()
-        if others:
-            self._running[scope] = others
-            return
-        del self._running[scope]
-        if self.is_async:
-            await self.scoped.remove()  # type: ignore[misc]
-        else:
-            self.scoped.remove()  # blocks the loop as the jobs' own sync queries did
-
-    def _warn_shared(self) -> None:
-        if self._warned_shared:
-            return
-        self._warned_shared = True
-        log.warning(
-            "session_per_job: async jobs running at the same time share one session (a "
-            "thread-local scoped_session has one for the event loop's thread, where every "
-            "async job runs), so one job's commit also commits what the others have added "
-            "so far; it is removed only when none is running, which a steady stream of jobs "
-            "may never allow. For a session per async job, "
-            "pass session_per_job an async_scoped_session(async_sessionmaker(engine), "
-            "scopefunc=asyncio.current_task) and use that in async jobs")
-
-    def _warn_thread_path(self) -> None:
-        if self._warned_thread:
-            return
-        self._warned_thread = True
-        log.warning(
-            "session_per_job cannot remove the session an async job used when a worker "
-            "thread runs the job's middleware: the job itself ran on the event loop, out of "
-            "that thread's reach. This happens when a server middleware has no acall "
-            "coroutine form (a warning names it): give it one, so that async jobs run inside "
-            "this middleware's acall")
-
-
-def session_per_job(scoped: scoped_session[Any] | async_scoped_session[Any]) -> SessionPerJob:
-    """Add a server middleware that removes ``scoped``'s session after every job (rolling
-    back what the job left uncommitted); returns it, so that a test can remove it.
-
-    ``scoped`` is a ``scoped_session`` (thread-local: one session per worker thread, and one
-    shared by the async jobs on the event loop's thread) or an ``async_scoped_session``
-    with ``scopefunc=asyncio.current_task`` (a session per async job)."""
-    remove_after = SessionPerJob(scoped)
-    middleware.server.add(remove_after)
-    return remove_after
 
 
 def after_commit(session: Session | scoped_session[Any], push: Callable[..., Any], *args: Any,
@@ -200,6 +103,18 @@ def after_commit(session: Session | scoped_session[Any], push: Callable[..., Any
         raise TypeError(f"after_commit needs the push itself and its arguments, e.g."
                         f" after_commit(session, SendWelcome.perform_async, user.id), got"
                         f" {push!r}: the result of a push made already")
+    if inspect.iscoroutinefunction(push):
+        # Its coroutine, made at the commit, would never be awaited: the job never pushed.
+        raise TypeError(f"after_commit runs the push in the thread that commits: give it"
+                        f" {_push_name(push).replace('.aperform_', '.perform_')}, not the"
+                        f" async {_push_name(push)}")
+    if batch.current() is not None:
+        # The block usually ends before the commit: the batch was sealed empty (its callbacks
+        # run at once), and the jobs pushed at the commit were no members of it.
+        raise ValueError("after_commit cannot be used inside `with batch.jobs():` (the batch"
+                         " is sealed when the block ends, before the commit): commit first,"
+                         " then push the batch, or push its jobs with perform_async inside"
+                         " the block")
     _check_push(push, args, kwargs)
     _defer(session() if isinstance(session, scoped_session) else session, (push, args, kwargs))
 
@@ -270,8 +185,9 @@ def _failure_message(failed: list[FailedPush], total: int) -> str:
 
 
 def _push_name(push: Callable[..., Any]) -> str:
-    """``app.jobs.SendWelcome.perform_async`` for an enqueue method, else the callable's name."""
-    cls = _job_class(push)
+    """``app.jobs.SendWelcome.perform_async`` for a job's method (perform_bulk and the
+    async ones too), else the callable's name."""
+    cls = _owner_class(push)
     name = getattr(push, "__name__", None)
     if cls is not None and name is not None:
         return f"{cls.wire_name()}.{name}"
@@ -283,6 +199,11 @@ def _job_class(push: Callable[..., Any]) -> type[Job] | None:
     or a ``.set(...)``'s. None for anything else (a lambda, a function of the app's own)."""
     if getattr(push, "__name__", None) not in _PUSHES:
         return None
+    return _owner_class(push)
+
+
+def _owner_class(push: Callable[..., Any]) -> type[Job] | None:
+    """The job class a bound method ``push`` belongs to, if any."""
     owner = getattr(push, "__self__", None)
     if isinstance(owner, type) and issubclass(owner, Job):
         return owner
