@@ -26,7 +26,7 @@ from typing import Any
 import redis
 from redis.cluster import PRIMARY, ClusterNode, RedisCluster
 
-from sidequest import wire
+from sidequest import keys, wire
 from sidequest.wire import Command
 
 #: Rounds of resending what was refused: redirects settle in one or two; a migration's
@@ -85,7 +85,7 @@ def _atomic(send: Callable[[Sequence[Command]], list[Any]], commands: Sequence[C
     if isinstance(done, redis.ResponseError):  # a command refused as it was queued: none ran
         queued = replies[len(head) + 1:-1]
         raise next((r for r in queued if isinstance(r, redis.ResponseError)), done)
-    return outcome(list(done))
+    return outcome(list(done), commands)
 
 
 def _atomic_on_cluster(exchange: Exchange, commands: Sequence[Command],
@@ -123,7 +123,7 @@ class _Push:
             refused = [i for i, reply in enumerate(self.replies) if self.refused(reply)]
             if not refused or self.failed():
                 # A refusal no resend cures: what already ran stays, nothing more is sent.
-                return outcome(self.replies)
+                return outcome(self.replies, self.commands)
             try:
                 self.resend(refused)
             except Exception as exc:
@@ -133,7 +133,7 @@ class _Push:
                 raise
         leftover = next((r for r in self.replies if self.refused(r)), None)
         if leftover is None:
-            return outcome(self.replies)
+            return outcome(self.replies, self.commands)
         if self.any_ran():
             raise wire.PartlyWritten(f"Redis kept refusing part of the write: {leftover}")
         if self.cluster is not None:  # none ran: the slot moves for longer than the rounds
@@ -149,7 +149,7 @@ class _Push:
                    for reply in self.replies)
 
     def any_ran(self) -> bool:
-        return any(not isinstance(reply, redis.ResponseError) for reply in self.replies)
+        return _any_job_written(self.replies, self.commands)
 
     def resend(self, refused: list[int]) -> None:
         """Deal with why each refused command was refused, then send each along its route."""
@@ -233,13 +233,15 @@ def _pipelined(target: redis.Redis, commands: Sequence[Command],
     pipe = target.pipeline(transaction=atomic and not isinstance(target, RedisCluster))
     for command in commands:
         pipe.execute_command(*command)  # type: ignore[no-untyped-call]
-    return outcome(list(pipe.execute(raise_on_error=False)))
+    return outcome(list(pipe.execute(raise_on_error=False)), commands)
 
 
-def outcome(replies: list[Any]) -> list[Any]:
+def outcome(replies: list[Any], commands: Sequence[Command] | None = None) -> list[Any]:
     """``replies`` when all are successes. Else the first refusal raises: as it is when
     nothing ran, as a PartlyWritten when other commands of the push did run (Redis out of
-    memory after the first of them, say), since the push is then in Redis in part."""
+    memory after the first of them, say), since the push is then in Redis in part. Of
+    ``commands`` (the replies' own), the SADD of the queue names writes no job: it alone
+    having run, nothing was enqueued."""
     lost = [r for r in replies
             if isinstance(r, Exception) and not isinstance(r, redis.ResponseError)]
     if lost:  # a cluster pipeline's connection error, as a reply: the command may have run
@@ -250,9 +252,26 @@ def outcome(replies: list[Any]) -> list[Any]:
     # The refusal that says why: not a script missing, which is only what was left to resend.
     failure = next((r for r in failures if not isinstance(r, redis.exceptions.NoScriptError)),
                    failures[0])
-    if any(not isinstance(r, redis.ResponseError) for r in replies):
+    if _any_job_written(replies, commands):
         raise wire.PartlyWritten(f"Redis refused part of the write: {failure}") from failure
     raise failure
+
+
+def _any_job_written(replies: list[Any], commands: Sequence[Command] | None) -> bool:
+    """Whether a command that writes a job (not the queue names' SADD) succeeded."""
+    shown = commands if commands is not None and len(commands) == len(replies) else None
+    return any(not isinstance(reply, redis.ResponseError)
+               and not (shown is not None and _names_queues(shown[i]))
+               for i, reply in enumerate(replies))
+
+
+def _names_queues(command: Command) -> bool:
+    return (len(command) > 1 and str(command[0]).upper() == "SADD"
+            and _text(command[1]) == keys.QUEUES)
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _not_run(reply: Any, cluster: RedisCluster | None) -> bool:
