@@ -258,16 +258,20 @@ def outcome(replies: list[Any], commands: Sequence[Command] | None = None) -> li
 
 
 def _any_job_written(replies: list[Any], commands: Sequence[Command] | None) -> bool:
-    """Whether a command that writes a job (not the queue names' SADD) succeeded."""
+    """Whether a command that writes a job succeeded: not the bookkeeping around it (the
+    queue names' SADD, a stored status's HSET and EXPIRE, which Redis runs even when full)."""
     shown = commands if commands is not None and len(commands) == len(replies) else None
     return any(not isinstance(reply, redis.ResponseError)
-               and not (shown is not None and _names_queues(shown[i]))
+               and not (shown is not None and _bookkeeping(shown[i]))
                for i, reply in enumerate(replies))
 
 
-def _names_queues(command: Command) -> bool:
-    return (len(command) > 1 and str(command[0]).upper() == "SADD"
-            and _text(command[1]) == keys.QUEUES)
+def _bookkeeping(command: Command) -> bool:
+    name = str(command[0]).upper()
+    if name == "SADD":
+        return len(command) > 1 and _text(command[1]) == keys.QUEUES
+    return name in ("HSET", "EXPIRE") and len(command) > 1 and _text(command[1]).startswith(
+        keys.status(""))
 
 
 def _text(value: Any) -> str:

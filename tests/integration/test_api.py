@@ -206,6 +206,31 @@ def test_a_bulk_move_leaves_nothing_when_an_entry_it_stepped_over_is_removed(
     assert DeadSet().kill_all() == 0  # its jobs are dead already: nothing, and it ends
 
 
+def test_add_to_queue_for_all_moves_a_rate_limited_job_once(
+        r: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full limiter puts a job back in the schedule with its jid and its stamps: the move
+    read it again and sent it on, up to four times per press (each a step toward the dead
+    set at max_reschedules), or for ever when it came back within one read."""
+    from sidequest.api import bulk, sets
+
+    r.zadd("schedule", {job_json(f"{i:024x}"): 100 + i for i in range(3)})
+    queue_move = sets.JobSet._queue_move
+    moves: list[str] = []
+
+    def and_the_limiter_is_full(self: Any, client: Any, entry: Any, move: str) -> Any:
+        moved = queue_move(self, client, entry, move)
+        moves.append(entry.jid)
+        if len(moves) < 50:  # the worker ran it at once; over the limit, it is back, later
+            later = {**json.loads(entry.raw), "overlimit_count": 1,
+                     "overlimit_at": time.time()}
+            r.zadd("schedule", {json.dumps(later): time.time() + 5})
+        return moved
+
+    monkeypatch.setattr(sets.JobSet, "_queue_move", and_the_limiter_is_full)
+    assert ScheduledSet().add_all_to_queue() == 3
+    assert sorted(moves) == sorted(set(moves)) and len(moves) <= bulk.PASSES * 3, moves
+
+
 def test_entries_sharing_a_jid_from_before_a_bulk_move_are_each_moved(r: redis.Redis) -> None:
     # One job scheduled twice with other arguments (same jid): both were listed when the
     # button was pressed, so both go.

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from sidequest import connection
 from sidequest.api import removed
-from sidequest.payload import now
+from sidequest.payload import OVERLIMIT_AT, now
 
 if TYPE_CHECKING:
     from sidequest.api.sets import JobSet, SortedEntry
@@ -27,12 +27,17 @@ class _Seen:
     began: float
     moved: set[str] = field(default_factory=set)  # jids
     stayed: set[bytes] = field(default_factory=set)  # entries left (held, unreadable)
+    first_read: bool = True
 
     def fresh(self, entry: SortedEntry) -> bool:
-        """To move: not left once already, nor a job moved already that came back."""
+        """To move: not left once already, nor a job moved already that came back; after the
+        first read, no job moved already at all (one that came back without a new stamp, a
+        clock behind, would be moved again at each read)."""
         if entry.raw in self.stayed:
             return False
-        return entry.jid not in self.moved or not _came_back(entry, self.began)
+        if entry.jid not in self.moved:
+            return True
+        return self.first_read and not _came_back(entry, self.began)
 
 
 def move_all(jobset: JobSet, how: str) -> int:
@@ -51,6 +56,7 @@ def move_all(jobset: JobSet, how: str) -> int:
     for _ in range(PASSES):
         moved = _one_pass(jobset, client, how, seen)
         done += moved
+        seen.first_read = False
         if not moved:
             break
     return done
@@ -92,5 +98,6 @@ def _came_back(entry: SortedEntry, began: float) -> bool:
     """Whether an entry of a jid the bulk move moved already entered the set after the move
     began (the job failed again at once): not one of the entries the action was pressed
     for. Entries that share a jid from before (a job scheduled twice) are each moved."""
-    stamps = [entry.item.get(name) for name in ("retried_at", "failed_at", "created_at")]
+    stamps = [entry.item.get(name)
+              for name in ("retried_at", "failed_at", "created_at", OVERLIMIT_AT)]
     return max((s for s in stamps if isinstance(s, (int, float))), default=0.0) >= began

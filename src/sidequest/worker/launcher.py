@@ -8,6 +8,7 @@ signal handlers, blocks until TERM/INT (or a remote TERM), stops, and returns.
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import logging
 import sys
@@ -265,8 +266,9 @@ class Launcher(Beating, SignalHandling):
         self.heartbeat.quiet = self.heartbeat.shutting_down = True
         # The Busy page says "stopping" while its jobs finish; off this thread, whose
         # deadlines a Redis that does not answer must not push back.
-        threading.Thread(target=self.heartbeat.say_state, name="sidequest-say-stopping",
-                         daemon=True).start()
+        with contextlib.suppress(RuntimeError):  # no thread to be had: the next beat says it
+            threading.Thread(target=self.heartbeat.say_state, name="sidequest-say-stopping",
+                             daemon=True).start()
         # As when quieted, it pushes nothing more: a live process pushes what falls due
         # meanwhile, or the next to start does (periodic ticks within periodic_grace).
         self.scheduler.paused.set()

@@ -17,9 +17,9 @@ from typing import Any
 from sidequest import batch, batch_members, connection, hooks, keys, limiter
 from sidequest.limiter import OverLimit
 from sidequest.morgue import add_dead
+from sidequest.payload import OVERLIMIT_AT, Payload, dumps, job_class
 from sidequest.payload import OVERLIMIT_COUNT as COUNT
 from sidequest.payload import OVERLIMIT_NAME as NAME
-from sidequest.payload import Payload, dumps, job_class
 from sidequest.worker.logs import job_info
 
 log = logging.getLogger("sidequest")
@@ -39,6 +39,7 @@ def reschedule(payload: Payload, queue: str, exc: OverLimit) -> None:
     item[COUNT] = count
     item[NAME] = exc.name
     now = time.time()
+    item[OVERLIMIT_AT] = now  # a whole-set move that sent it to its queue knows it came back
     pipe: Any = connection.client().pipeline(transaction=True)
     pipe.incr(keys.STAT_OVERLIMIT)
     # The limiter's own count is kept beside it, on the default shard (limiter.py).
