@@ -5,14 +5,40 @@ meanwhile (workers failing jobs back into it, another operator, a double submit)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 from sidequest import connection
 from sidequest.api import removed
-from sidequest.payload import OVERLIMIT_AT, now
+from sidequest.payload import OVERLIMIT_AT, Payload, now
 
-if TYPE_CHECKING:
-    from sidequest.api.sets import JobSet, SortedEntry
+
+class SortedEntry(Protocol):
+    """An entry of a sorted set, as api.sets gives it (named here, not imported: the set
+    classes call this module)."""
+
+    raw: bytes
+    item: Payload
+
+    @property
+    def jid(self) -> str: ...
+
+
+class JobSet(Protocol):
+    """The schedule, retry or dead set, as api.sets gives it."""
+
+    held: int
+    _move: Any
+
+    @property
+    def name(self) -> str: ...
+
+    def _entry(self, raw: bytes, score: float) -> SortedEntry: ...
+
+    def _forget_cancels(self, client: Any, entries: list[Any], how: str) -> None: ...
+
+    def _queue_move(self, client: Any, entry: Any, how: str) -> Any: ...
+
+    def _counted(self, result: Any) -> bool: ...
 
 #: Entries read per round trip.
 PAGE = 100
