@@ -34,6 +34,11 @@ def enqueue(job_name: str, *args: Any, queue: str = "default",
         raise ValueError("enqueue() takes delay= or at=, not both")
     # The queue too: a name no worker may serve (`sidequest -q` refuses it) would strand it.
     unknown = [key for key in options if key not in PUSH_OPTIONS]
+    timing = [key for key in unknown if "perform_in" in (push_hint(key) or "")
+              or "perform_at" in (push_hint(key) or "")]
+    if timing:  # the hint names the class's methods, which enqueue() stands in for
+        raise ConfigError(f"enqueue(): unknown option {timing[0]!r}; schedule with delay="
+                          f" (seconds or a timedelta) or at= (a datetime or epoch seconds)")
     if unknown and not any(push_hint(key) for key in unknown):
         # The job's own keyword arguments, most likely: said, since the option list alone
         # reads as if the argument were a misspelt option.

@@ -60,3 +60,9 @@ def test_a_keyword_argument_for_the_job_says_arguments_go_by_position() -> None:
     with pytest.raises(ConfigError) as typo:  # a push option misspelt keeps its own hint
         sidequest.enqueue("tests.EQWorker", 42, retries=3)
     assert "by position" not in str(typo.value)
+
+
+def test_a_countdown_says_to_use_delay_not_perform_in() -> None:
+    # It said "push with perform_in(seconds, ...) instead", which enqueue() has no use for.
+    with pytest.raises(ConfigError, match=r"'countdown'; schedule with delay= .* or at="):
+        sidequest.enqueue("tests.EQWorker", 42, countdown=5)
