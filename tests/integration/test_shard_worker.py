@@ -86,6 +86,6 @@ def test_a_worker_of_one_other_shard_is_one_process_on_it(
         jids = Work.set(queue="reports").perform_bulk([[0]] * 3)
         wait_for(lambda: ledger.done_count() == 3, 30, "the shard's 3 jobs")
         assert set(ledger.counts("done")) == set(jids)
-        assert first.scard("processes") == 0 and first.dbsize() == 0
+        assert first.scard("processes") == 0 and first.dbsize() == 0, first.keys()
     finally:
         assert worker.reap() == 0, worker.log()

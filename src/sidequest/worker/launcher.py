@@ -276,8 +276,7 @@ class Launcher(Beating, SignalHandling):
         jobs_deadline = time.monotonic() + self.config.timeout
         self.life.stop_begins(jobs_deadline)  # the hooks end within the hard deadline
         clean = self.manager.stop(jobs_deadline, self.over_memory)
-        if renewal.owner == self.identity:  # slots taken in this process from now on (an
-            renewal.owner = ""              # embedding app's) are no dead worker's to free
+        self._forget_owner()
         metrics.recorder.close()  # stop its flusher thread and write the last counts
         if self.exporter is not None:
             self.exporter.close()
@@ -292,17 +291,30 @@ class Launcher(Beating, SignalHandling):
         log.info("stopped")
         return clean
 
-    def abandon_start(self) -> None:
-        """A start that failed past its startup hooks: close what it opened (the hooks'
-        resources, its metrics port), so that the application, an embedding one above all,
-        can start another worker in this process."""
-        if self.exporter is not None:
-            self.exporter.close()
-            middleware.server.remove(self.exporter)
-            self.exporter = None
+    def start_or_abandon(self) -> None:
+        """``start()``; one that fails past its startup hooks (a stop meanwhile, Redis
+        refusing it, its metrics port taken) closes what it opened, as a stop would: the
+        hooks' resources, its metrics port, so that the application, an embedding one above
+        all, can start another worker in this process (and a -P child restarted does not
+        open them again at each try). Not when a startup hook itself raised."""
+        try:
+            self.start()
+        except StartupHookError:
+            raise
+        except (ConfigError, redis.RedisError, StoppedWhileStarting):
+            if self.exporter is not None:
+                self.exporter.close()
+                middleware.server.remove(self.exporter)
+                self.exporter = None
+            self._forget_owner()
+            self.life.shutdown()
+            raise
+
+    def _forget_owner(self) -> None:
+        """Slots taken in this process from now on (an embedding app's) are no longer this
+        worker's, to be freed should it be taken for dead."""
         if renewal.owner == self.identity:
             renewal.owner = ""
-        self.life.shutdown()
 
     def _hard_deadline(self) -> float:
         """Seconds after a stop signal past which the process is ended whatever it does: the
@@ -320,22 +332,13 @@ class Launcher(Beating, SignalHandling):
             log.info("stopped while starting; nothing was fetched")
             return True
         try:
-            self.start()
+            self.start_or_abandon()
         except redis.RedisError:
             log.info("stopped before Redis could be reached; nothing was fetched")
-            self.abandon_start()  # its startup hooks ran: what they opened is closed
             return True
         except StoppedWhileStarting:
             log.info("stopped while its on_startup hooks ran; nothing was fetched")
-            self.abandon_start()
             return True
-        except ConfigError as exc:
-            # Found after the startup hooks ran (its metrics port taken): they are closed
-            # too, as at any stop; a replacement -P child restarted meanwhile would open
-            # them again at each try. Not when a startup hook itself raised.
-            if not isinstance(exc, StartupHookError):
-                self.abandon_start()
-            raise
         while not self.stop_requested.is_set():
             time.sleep(NAP)
         watchdog.notify_stop()  # no-op when a signal already told it
@@ -357,13 +360,5 @@ def embed(config: Config) -> Launcher:
     """
     warn_of_colon_weights(config.queues)
     launcher = Launcher(config, embedded=True)
-    try:
-        launcher.start()
-    except StartupHookError:
-        raise
-    except (ConfigError, redis.RedisError):
-        # After the startup hooks ran (its metrics port taken, Redis refusing it): what
-        # they opened is closed, as at a stop, since the application goes on running.
-        launcher.abandon_start()
-        raise
+    launcher.start_or_abandon()
     return launcher
