@@ -10,6 +10,7 @@ import json
 import threading
 import time
 
+import pytest
 import redis
 
 from helpers import FAST
@@ -185,3 +186,25 @@ def test_after_its_own_renewal_gap_a_reaper_waits_for_the_others_to_renew(
     assert reaper.reap() == 0 and r.llen(keys.queue("pq")) == 0
     me.doubt_until = 0.0  # a lease's length later
     assert reaper.reap() == 1
+
+
+def test_a_record_lost_between_beats_is_said_and_leases_are_doubted(
+        r: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
+    heartbeat = beating("lost:1:aaaa")
+    heartbeat.beat()
+    assert "lost this worker's process record" not in caplog.text  # an ordinary beat
+    r.flushdb()
+    heartbeat.beat()
+    assert "Redis lost this worker's process record" in caplog.text
+    assert heartbeat.leases_in_doubt()
+
+
+def test_a_record_gone_after_the_lease_s_time_is_not_taken_for_a_loss(
+        r: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
+    heartbeat = beating("slow:1:aaaa")
+    # Past the lease: a reaper may have removed the record (the process was cut off).
+    time.sleep(FAST["lease_ttl"])
+    r.delete(keys.process("slow:1:aaaa"))
+    heartbeat.beat()
+    assert "lost this worker's process record" not in caplog.text
+    assert r.exists(keys.process("slow:1:aaaa"))

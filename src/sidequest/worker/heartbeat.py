@@ -22,7 +22,7 @@ from sidequest import __version__, keys
 from sidequest.api.processes import STOPPING_FIELD
 from sidequest.config import Config
 from sidequest.payload import dumps
-from sidequest.worker import clock
+from sidequest.worker import clock, redis_loss
 from sidequest.worker.state import ProcessState
 
 log = logging.getLogger("sidequest")
@@ -65,6 +65,9 @@ class Heartbeat:
         #: record says so apart from a quiet, which Sidekiq's own field cannot tell.
         self.shutting_down = False
         self._last_renewal: float | None = None
+        #: When (monotonic) the last beat that wrote the record was sent: see _lost_record.
+        self._written_at: float | None = None
+        self._server = redis_loss.Server()
         #: Until when (monotonic) other processes' lapsed leases are not taken for deaths.
         self.doubt_until = 0.0
         self._fields = self._info()
@@ -136,9 +139,7 @@ class Heartbeat:
         busy = self.state.busy()
         rtt_us = int(clock.measure(self.client) * 1e6)  # Redis's clock, and the round trip
         pipe = self.client.pipeline(transaction=True)
-        self._work_hashes(pipe, busy)
-        pipe.sadd(keys.PROCESSES, self.identity)
-        pipe.sadd(keys.SQ_PROCESSES, self.identity)
+        # First, so that its answer (how many fields were new) is the first result.
         pipe.hset(keys.process(self.identity), mapping={
             "info": self.info,
             "busy": len(busy),
@@ -150,9 +151,15 @@ class Heartbeat:
             "concurrency": self.config.concurrency,
         })
         pipe.expire(keys.process(self.identity), PROCESS_TTL)
+        self._work_hashes(pipe, busy)
+        pipe.sadd(keys.PROCESSES, self.identity)
+        pipe.sadd(keys.SQ_PROCESSES, self.identity)
         self._renew_lease(pipe)
         pipe.rpop(keys.signals(self.identity))
-        signal = pipe.execute()[-1]
+        sent = time.monotonic()
+        results = pipe.execute()
+        self._lost_record(sent, int(results[0]))
+        signal = results[-1]
         if signal:
             was_quiet = self.quiet
             self.on_signal(signal.decode())
@@ -160,6 +167,20 @@ class Heartbeat:
                 # Now, not at the next beat: the request is gone from the signals list, so
                 # until then the dashboard read "running" for a process already quiet.
                 self.say_state()
+
+    def _lost_record(self, sent: float, new_fields: int) -> None:
+        """Say so when Redis lost the process record, written too recently to have expired
+        and its lease too, so that no reaper removed it either: Redis then lost data behind
+        the worker's back, jobs with it, and a worker that went on silently left the
+        operator to find out from missing work. Leases are in doubt for a while: those of
+        the other processes may have gone with it. A loss during an outage longer than the
+        lease goes unsaid: a reaper may have removed the record then, which is no loss."""
+        written, self._written_at = self._written_at, sent
+        if written is None:
+            self._server.remember(self.client)
+        elif new_fields and sent - written < 0.9 * min(PROCESS_TTL, self.config.lease_ttl):
+            self._server.say_lost(self.client, sent - written)
+            self.doubt_until = time.monotonic() + self.config.lease_ttl
 
     def say_state(self) -> None:
         """Write quiet and stopping now, not at the next beat. With the record's TTL: a stop
