@@ -129,7 +129,7 @@ class AsyncJobs:
             if log.isEnabledFor(logging.INFO):
                 job_info(log, "start", fields)
             if self.timeouts is not None and limit is not None:
-                self.timeouts.watch_async(rid, limit)
+                self.timeouts.watch_async(rid, limit, jid)
             joblog.current.set((jid, fields["class"], work.queue))  # this task's own context
             final = timed(lambda: signatures.call_perform(instance, args, kwargs), limit)
             return await invoke_async((instance, job, work.queue), final)

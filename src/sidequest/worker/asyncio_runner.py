@@ -240,6 +240,12 @@ class AsyncRunner:
             frame = frame.f_back
         return None
 
+    def jid_of(self, rid: str) -> str:
+        """The job's own jid of the run ``rid``, for the log (a run id is the jid made
+        unique: see AsyncJobs)."""
+        entry = self._running.get(rid)
+        return entry.jid if entry is not None else rid
+
     def running(self) -> list[str]:
         """Every job handed to the loop, started or waiting for a slot."""
         return list(self._running)

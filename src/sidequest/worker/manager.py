@@ -201,7 +201,8 @@ class Manager(Feeding):
         """The jobs running now, for the watchdog to name if it must kill the process."""
         running = list(self.processor.naming.values())
         names = running[:most]
-        names += [f"jid={jid}" for jid in self.asyncio.started()[:max(0, most - len(names))]]
+        names += [f"jid={self.asyncio.jid_of(rid)}"
+                  for rid in self.asyncio.started()[:max(0, most - len(names))]]
         hidden = len(running) + self.asyncio.busy - len(names)
         return ", ".join(names) + (f" and {hidden} more" if hidden > 0 else "")
 

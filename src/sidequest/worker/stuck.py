@@ -98,7 +98,8 @@ def _culprit(jid: str, async_jobs: AsyncJobs) -> str | None:
     culprit = runner.blocking()
     if culprit != jid:
         log.error("the event loop of async jobs is blocked by %s, not by job %s: %s",
-                  f"job {culprit}" if culprit else "no job's code", jid,
+                  f"job {runner.jid_of(culprit)}" if culprit else "no job's code",
+                  runner.jid_of(jid),
                   "it fails, and the other async jobs go back to their queues" if culprit
                   else "every async job goes back to its queue")
     return culprit

@@ -52,7 +52,7 @@ class Timeouts:
         self._lock = threading.Lock()
         self._watched: dict[int, _Watched] = {}
         #: Async jobs: jid -> when it is stuck (monotonic: its deadline plus GRACE).
-        self._async: dict[str, float] = {}
+        self._async: dict[str, tuple[float, str]] = {}  # run id -> (deadline, jid)
         self._thread: threading.Thread | None = None
 
     @contextmanager
@@ -73,15 +73,16 @@ class Timeouts:
             # ran past its limit, and that is a failure, not a success.
             raise JobTimeout(TIMEOUT_MESSAGE)
 
-    def watch_async(self, jid: str, seconds: float) -> None:
-        """An async job with a deadline of ``seconds`` started; ``unwatch_async`` when it ends."""
+    def watch_async(self, rid: str, seconds: float, jid: str | None = None) -> None:
+        """An async job with a deadline of ``seconds`` started; ``unwatch_async`` when it ends.
+        ``rid`` names its run (see AsyncJobs); ``jid``, the job's own, is what the log says."""
         with self._lock:
-            self._async[jid] = time.monotonic() + seconds + GRACE
+            self._async[rid] = (time.monotonic() + seconds + GRACE, jid or rid)
             self._start()
 
-    def unwatch_async(self, jid: str) -> None:
+    def unwatch_async(self, rid: str) -> None:
         with self._lock:
-            self._async.pop(jid, None)
+            self._async.pop(rid, None)
 
     def _start(self) -> None:  # holding the lock
         if self._thread is None:
@@ -102,16 +103,17 @@ class Timeouts:
                         del self._watched[entry.thread]
                         self._stuck(entry.jid, "stuck in C code or a system call, or it "
                                                "caught the JobTimeout and went on")
-                for jid, limit in list(self._async.items()):
+                for rid, (limit, jid) in list(self._async.items()):
                     if now >= limit:
-                        del self._async[jid]
-                        self._stuck(jid, "an async job that blocks the event loop or "
-                                         "ignores its cancellation")
+                        del self._async[rid]
+                        self._stuck(rid, "an async job that blocks the event loop or "
+                                         "ignores its cancellation", jid)
 
-    def _stuck(self, jid: str, why: str) -> None:
+    def _stuck(self, rid: str, why: str, jid: str | None = None) -> None:
+        shown = jid or rid
         log.error("job %s did not stop %.0f s after its timeout (%s); retiring this process",
-                  jid, GRACE, why, extra={"jid": jid})
-        threading.Thread(target=self._on_stuck, args=(jid,), daemon=True).start()
+                  shown, GRACE, why, extra={"jid": shown})
+        threading.Thread(target=self._on_stuck, args=(rid,), daemon=True).start()
 
 
 def _raise_in(thread: int) -> None:
