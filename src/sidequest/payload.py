@@ -29,8 +29,6 @@ KWARGS = "kwargs"
 #: at the last try: written by the worker, shown by the dashboard's Scheduled and Dead pages.
 OVERLIMIT_COUNT = "overlimit_count"
 OVERLIMIT_NAME = "overlimit_name"
-#: When a full limiter last put the job back in the schedule (epoch seconds).
-OVERLIMIT_AT = "overlimit_at"
 
 #: Deeper nesting of args is refused at enqueue: Ruby's JSON.parse stops at 100 levels, and
 #: the payload object and the args array take two of them.

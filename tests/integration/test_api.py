@@ -152,7 +152,9 @@ def test_a_job_back_in_the_set_during_a_bulk_move_is_not_moved_twice(
     def and_fail_again(self: Any, client: Any, entry: Any, move: str) -> Any:
         if entry.jid not in back:  # the worker ran it and it failed: back, due first
             back.append(entry.jid)
-            r.zadd("retry", {job_json(entry.jid, retry_count=1, retried_at=time.time()): 1})
+            # with the enqueued_at that the move stamped, kept through the failure
+            r.zadd("retry", {job_json(entry.jid, retry_count=1, retried_at=time.time(),
+                                      enqueued_at=time.time()): 1})
         return queue_move(self, client, entry, move)
 
     monkeypatch.setattr(sets.JobSet, "_queue_move", and_fail_again)
@@ -222,7 +224,7 @@ def test_add_to_queue_for_all_moves_a_rate_limited_job_once(
         moves.append(entry.jid)
         if len(moves) < 50:  # the worker ran it at once; over the limit, it is back, later
             later = {**json.loads(entry.raw), "overlimit_count": 1,
-                     "overlimit_at": time.time()}
+                     "enqueued_at": time.time()}  # the move's stamp, kept by the limiter
             r.zadd("schedule", {json.dumps(later): time.time() + 5})
         return moved
 
@@ -241,6 +243,57 @@ def test_entries_sharing_a_jid_from_before_a_bulk_move_are_each_moved(r: redis.R
     r.zadd("schedule", {job_json(f"{i:024x}"): 10 + i for i in range(PAGE)})
     assert ScheduledSet().add_all_to_queue() == PAGE + 2
     assert r.llen("queue:api") == PAGE + 2 and r.zcard("schedule") == 0
+
+
+def test_a_shared_jid_entry_after_a_page_another_shifted_is_still_moved(
+        r: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another operator deleted an entry the first read stepped over, so that read stepped
+    over the first entry of the next page too: a job scheduled twice (same jid), whose other
+    entry was moved already. The reads after the first skipped every jid moved once, and it
+    was left behind."""
+    from sidequest.api import bulk, sets
+
+    shared = "f" * 24
+    r.zadd("retry", {"{not json": 0.5, job_json(shared, args=["a"]): 1})
+    r.zadd("retry", {job_json(f"{i:024x}"): 2 + i for i in range(bulk.PAGE - 2)})
+    r.zadd("retry", {job_json(shared, args=["b"]): 500})  # the first of the second page
+    r.zadd("retry", {job_json(f"{i + 1000:024x}"): 600 + i for i in range(10)})
+    queue_move = sets.JobSet._queue_move
+
+    def then_another_deletes_it(self: Any, client: Any, entry: Any, move: str) -> Any:
+        if entry.jid == f"{bulk.PAGE - 3:024x}":
+            r.zrem("retry", "{not json")
+        return queue_move(self, client, entry, move)
+
+    monkeypatch.setattr(sets.JobSet, "_queue_move", then_another_deletes_it)
+    assert RetrySet().retry_all() == bulk.PAGE + 10
+    assert r.zcard("retry") == 0
+
+
+def test_a_job_back_with_a_worker_clock_behind_is_not_moved_again(
+        r: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The job failed again at once on a worker whose clock runs 2 s behind the dashboard's:
+    its failure stamps were older than the press, so it was taken for an entry from before
+    and moved again, at each step of the read, dozens of times for one press."""
+    from sidequest.api import bulk, sets
+
+    r.zadd("retry", {job_json(f"{i:024x}"): 100 + i for i in range(3)})
+    queue_move = sets.JobSet._queue_move
+    moves: list[str] = []
+
+    def fails_again_behind(self: Any, client: Any, entry: Any, move: str) -> Any:
+        moves.append(entry.jid)
+        if len(moves) < 30:
+            behind = time.time() - 2
+            back = {**json.loads(entry.raw), "retry_count": 1, "retried_at": behind,
+                    "failed_at": behind, "enqueued_at": time.time(), "try": len(moves)}
+            r.zadd("retry", {json.dumps(back): 1})  # due first: the read meets it at once
+        return queue_move(self, client, entry, move)
+
+    monkeypatch.setattr(sets.JobSet, "_queue_move", fails_again_behind)
+    assert RetrySet().retry_all() == 3
+    assert sorted(moves) == sorted(set(moves)), moves
+    assert len(moves) == 3 and bulk.PASSES >= 2
 
 
 def test_dead_set_newest_first_scan_and_clear(r: redis.Redis) -> None:

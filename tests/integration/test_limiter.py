@@ -9,6 +9,7 @@ itself)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import multiprocessing
 import signal
 import threading
@@ -124,9 +125,12 @@ def test_over_limit_reschedules_without_a_retry_then_dies(
     taken.wait(5)
     try:
         jid = Charge.perform_async(1)
+        (pushed,) = [json.loads(raw) for raw in r.lrange(keys.queue(Charge.queue), 0, -1)]
         with running_worker():
             (entry,) = wait_for(lambda: list(ScheduledSet()), what="the job to be rescheduled")
         assert entry.jid == jid and entry.item["overlimit_count"] == 1
+        # Kept: a whole-set move that sent it to its queue tells by it that it came back.
+        assert entry.item["enqueued_at"] == pushed["enqueued_at"]
         assert entry.item["overlimit_name"] == "gateway", entry.item
         assert "retry_count" not in entry.item and RetrySet().size == 0
         assert entry.at - time.time() > 3, "a delay, not a hot loop"

@@ -9,7 +9,7 @@ from typing import Any, Protocol, cast
 
 from sidequest import connection
 from sidequest.api import removed
-from sidequest.payload import OVERLIMIT_AT, Payload, now
+from sidequest.payload import Payload, now, timestamp
 
 
 class SortedEntry(Protocol):
@@ -53,17 +53,12 @@ class _Seen:
     began: float
     moved: set[str] = field(default_factory=set)  # jids
     stayed: set[bytes] = field(default_factory=set)  # entries left (held, unreadable)
-    first_read: bool = True
 
     def fresh(self, entry: SortedEntry) -> bool:
-        """To move: not left once already, nor a job moved already that came back; after the
-        first read, no job moved already at all (one that came back without a new stamp, a
-        clock behind, would be moved again at each read)."""
+        """To move: not left once already, nor a job moved already that came back."""
         if entry.raw in self.stayed:
             return False
-        if entry.jid not in self.moved:
-            return True
-        return self.first_read and not _came_back(entry, self.began)
+        return entry.jid not in self.moved or not _came_back(entry, self.began)
 
 
 def move_all(jobset: JobSet, how: str) -> int:
@@ -82,7 +77,6 @@ def move_all(jobset: JobSet, how: str) -> int:
     for _ in range(PASSES):
         moved = _one_pass(jobset, client, how, seen)
         done += moved
-        seen.first_read = False
         if not moved:
             break
     return done
@@ -121,9 +115,11 @@ def _move_page(jobset: JobSet, client: Any, how: str, fresh: list[SortedEntry]) 
 
 
 def _came_back(entry: SortedEntry, began: float) -> bool:
-    """Whether an entry of a jid the bulk move moved already entered the set after the move
-    began (the job failed again at once): not one of the entries the action was pressed
-    for. Entries that share a jid from before (a job scheduled twice) are each moved."""
-    stamps = [entry.item.get(name)
-              for name in ("retried_at", "failed_at", "created_at", OVERLIMIT_AT)]
-    return max((s for s in stamps if isinstance(s, (int, float))), default=0.0) >= began
+    """Whether an entry of a jid this press moved already is that move's own job, back in
+    the set (it failed again at once, or a full limiter put it back): not one of the
+    entries the action was pressed for. The move stamped ``enqueued_at`` with this clock,
+    and the job keeps it through a failure and a limiter's reschedule, so no worker's clock
+    (which may run behind) takes part. Entries that share a jid from before (a job
+    scheduled twice) are each moved."""
+    stamp = timestamp(entry.item.get("enqueued_at"))
+    return stamp is not None and stamp >= began

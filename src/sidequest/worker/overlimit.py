@@ -17,9 +17,9 @@ from typing import Any
 from sidequest import batch, batch_members, connection, hooks, keys, limiter
 from sidequest.limiter import OverLimit
 from sidequest.morgue import add_dead
-from sidequest.payload import OVERLIMIT_AT, Payload, dumps, job_class
 from sidequest.payload import OVERLIMIT_COUNT as COUNT
 from sidequest.payload import OVERLIMIT_NAME as NAME
+from sidequest.payload import Payload, dumps, job_class
 from sidequest.worker.logs import job_info
 
 log = logging.getLogger("sidequest")
@@ -35,11 +35,10 @@ def delay(count: int, hint: float) -> float:
 
 def reschedule(payload: Payload, queue: str, exc: OverLimit) -> None:
     count = int(payload.get(COUNT) or 0) + 1
-    item = {k: v for k, v in payload.items() if k != "enqueued_at"}
-    item[COUNT] = count
-    item[NAME] = exc.name
+    # With its enqueued_at (the scheduler writes a fresh one when it is due): a whole-set
+    # move that sent it to its queue, and stamped that, knows it came back (api/bulk.py).
+    item = {**payload, COUNT: count, NAME: exc.name}
     now = time.time()
-    item[OVERLIMIT_AT] = now  # a whole-set move that sent it to its queue knows it came back
     pipe: Any = connection.client().pipeline(transaction=True)
     pipe.incr(keys.STAT_OVERLIMIT)
     # The limiter's own count is kept beside it, on the default shard (limiter.py).
