@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar, cast
 
 import redis
+from redis.cluster import RedisCluster
 
 from sidequest import (
     batch,
@@ -205,8 +206,12 @@ def _write_to(target: redis.Redis, jobs: list[Payload], shard: str | None = None
         commands, scripts, atomic = _plain_commands(by_queue, scheduled), None, False
     else:
         commands, scripts = _all_commands(jobs, by_queue, scheduled, uniques, stamp)
-        # Jobs that join a batch are written with their membership or not at all.
-        atomic = any(batch_members.ancestry_of(job) for job in jobs)
+        # Jobs that join a batch are written with their membership or not at all; jobs that
+        # store their status with it too (a full Redis took the small status and refused the
+        # job, and a poller waited a day on a "queued" job that did not exist), but on a
+        # cluster, where a transaction is refused while the slot moves and a push is not.
+        atomic = any(batch_members.ancestry_of(job) for job in jobs) or (
+            not isinstance(target, RedisCluster) and any(map(status.wanted, jobs)))
     # Sent once: a push whose reply is late is never written twice (sending.py).
     answers = _guarded(lambda: sending.send(target, commands, scripts, atomic), shard, jobs)
     taken = answers[len(answers) - len(uniques):] if uniques else []

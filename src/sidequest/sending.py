@@ -259,7 +259,8 @@ def outcome(replies: list[Any], commands: Sequence[Command] | None = None) -> li
 
 def _any_job_written(replies: list[Any], commands: Sequence[Command] | None) -> bool:
     """Whether a command that writes a job succeeded: not the bookkeeping around it (the
-    queue names' SADD, a stored status's HSET and EXPIRE, which Redis runs even when full)."""
+    queue names' SADD, which a full Redis may run before it refuses the job after it; a
+    stored status's HSET and EXPIRE, in the same transaction but on a cluster)."""
     shown = commands if commands is not None and len(commands) == len(replies) else None
     return any(not isinstance(reply, redis.ResponseError)
                and not (shown is not None and _bookkeeping(shown[i]))

@@ -283,7 +283,8 @@ def test_a_push_whose_queue_name_alone_was_written_says_not_enqueued(r: redis.Re
     # written, yet the error said "in part", and the caller was sent to look for 500 jids.
     # Redis counts the pushing connection's read buffer as used memory: with a big job, the
     # first command (the SADD) runs, and the LPUSH after it is refused.
-    # A stored status adds an HSET and an EXPIRE, which Redis runs even when full.
+    # A stored status adds an HSET and an EXPIRE: in one transaction with the job, so that
+    # a refusal leaves no "queued" status for a job that is not there.
     for extra in ({}, {"store_result": True}):
         r.delete("queues")
         r.config_set("maxmemory", int(r.info("memory")["used_memory"]) + 100_000)
@@ -296,6 +297,7 @@ def test_a_push_whose_queue_name_alone_was_written_says_not_enqueued(r: redis.Re
         assert r.llen("queue:wire") == 0  # (the SADD of its name ran, on this Redis at least)
         assert "wrote part of the push" not in str(caught.value), (extra, str(caught.value))
         assert "not enqueued" in str(caught.value), str(caught.value)
+        assert r.keys("sq:status:*") == [], "a status left for a job not enqueued"
 
 
 class _Primary:
