@@ -9,11 +9,13 @@ import asyncio
 import contextlib
 import threading
 import time
+import traceback
+from typing import Any
 
 import pytest
 
 from helpers import running_worker, wait_for
-from sidequest import Job
+from sidequest import Job, JobTimeout, middleware
 from sidequest.api import DeadSet, RetrySet, cancel
 
 runs: list[str] = []
@@ -236,12 +238,35 @@ def test_an_async_jobs_own_timeout_error_is_not_taken_for_its_time_limit() -> No
 
 
 def test_a_thread_job_that_catches_its_timeout_and_returns_still_fails() -> None:
+    """...to the middleware too (metrics, traces): the failure was raised only once the
+    middleware had seen a success, and its traceback named Sidequest's lines, not where the
+    job was when its time ran out."""
+    outcomes: list[BaseException | None] = []
+
+    def record(job: Any, payload: Any, queue: str, call_next: Any) -> Any:
+        try:
+            result = call_next()
+        except BaseException as exc:
+            outcomes.append(exc)
+            raise
+        outcomes.append(None)
+        return result
+
     jid = Swallows.perform_async()
-    with running_worker():
-        (entry,) = wait_for(lambda: list(DeadSet()), what="the job in the dead set")
+    middleware.server.add(record)
+    try:
+        with running_worker():
+            (entry,) = wait_for(lambda: list(DeadSet()), what="the job in the dead set")
+    finally:
+        middleware.server.remove(record)
     assert runs == [jid], "it ran on after catching the JobTimeout"
     assert entry.jid == jid and entry.item["error_class"].endswith("JobTimeout")
     assert entry.item["error_message"] == "the job ran past its timeout of 0.5 s"
+    [seen] = outcomes
+    assert isinstance(seen, JobTimeout), "the middleware saw a success"
+    assert str(seen) == "the job ran past its timeout of 0.5 s"
+    where = traceback.extract_tb(seen.__traceback__)[-1]
+    assert where.name == "_spin" and where.filename == __file__, where
 
 
 def test_the_cleanup_around_a_call_that_ran_out_of_time_runs() -> None:

@@ -211,8 +211,12 @@ class Processor:
                  chain: tuple[Work, Payload, Job, Any, Any]) -> None:
         try:
             work, job, instance, args, kwargs = chain
-            with timeouts.watch(str(job.get("jid", "")), limit):
-                self._chain(work, job, instance, lambda: self._call(instance, args, kwargs))
+            with timeouts.watch(str(job.get("jid", "")), limit) as watched:
+                def final() -> Any:
+                    result = self._call(instance, args, kwargs)
+                    watched.raise_if_fired()  # it caught its JobTimeout: a failure still
+                    return result
+                self._chain(work, job, instance, final)
         except JobTimeout as exc:
             # Raised into the thread as a bare class (no message can ride along): give it the
             # limit, as an async job's has, keeping the traceback of where the job was.

@@ -15,6 +15,7 @@ from sidequest.worker.async_jobs import AsyncJobs
 from sidequest.worker.fetch import Work
 from sidequest.worker.logs import log_failure, thread_id
 from sidequest.worker.processor import Processor
+from sidequest.worker.timeouts import stack_of
 
 log = logging.getLogger("sidequest")
 
@@ -22,21 +23,6 @@ log = logging.getLogger("sidequest")
 def error(stack: TracebackType | None = None) -> JobTimeout:
     failure = JobTimeout("the job ran past its timeout and did not stop; its process retired")
     return failure.with_traceback(stack)
-
-
-def stack_of(ident: int | None) -> TracebackType | None:
-    """Where the thread ``ident`` is now, as a traceback (outermost call first): the failure
-    of a job stuck there then names the line it is stuck on, in its log line and its
-    backtrace, as a timeout that landed does. Read while the thread stays stuck."""
-    frame = sys._current_frames().get(ident) if ident is not None else None
-    stack = None
-    try:
-        while frame is not None:  # innermost first, each linked before the ones inside it
-            stack = TracebackType(stack, frame, frame.f_lasti, frame.f_lineno or 0)
-            frame = frame.f_back
-    except (TypeError, ValueError):  # a frame that cannot be shown: the failure goes on
-        return None
-    return stack
 
 
 def _ident_of(tid: str) -> int | None:

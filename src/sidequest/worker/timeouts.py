@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 from sidequest.errors import TIMEOUT_MESSAGE, JobTimeout
@@ -42,7 +44,21 @@ class _Watched:
     jid: str
     thread: int  # the thread's ident
     deadline: float  # monotonic
+    limit: float  # seconds
     fired: float | None = None  # when JobTimeout was raised in it
+    #: Where the job was when it fired, for the failure of a job that caught it and went on.
+    stack: TracebackType | None = None
+    told: bool = False  # that failure is raised already
+
+    def raise_if_fired(self) -> None:
+        """Fail a job that caught its JobTimeout (an `except Exception:`) and returned: it
+        still ran past its limit, and that is a failure, not a success. Raised where the job
+        returned, inside the middleware, so that what records outcomes there (metrics,
+        traces) sees the failure; with the job's stack at its deadline, which names the
+        line it was on."""
+        if self.fired is not None and not self.told:
+            self.told = True
+            raise JobTimeout(f"{TIMEOUT_MESSAGE} of {self.limit:g} s").with_traceback(self.stack)
 
 
 class Timeouts:
@@ -51,27 +67,25 @@ class Timeouts:
         self._on_stuck = on_stuck
         self._lock = threading.Lock()
         self._watched: dict[int, _Watched] = {}
-        #: Async jobs: jid -> when it is stuck (monotonic: its deadline plus GRACE).
-        self._async: dict[str, tuple[float, str]] = {}  # run id -> (deadline, jid)
+        #: Async jobs: run id -> (when it is stuck (monotonic: its deadline plus GRACE), jid).
+        self._async: dict[str, tuple[float, str]] = {}
         self._thread: threading.Thread | None = None
 
     @contextmanager
-    def watch(self, jid: str, seconds: float) -> Iterator[None]:
-        """Run the ``with`` body under a deadline of ``seconds``."""
+    def watch(self, jid: str, seconds: float) -> Iterator[_Watched]:
+        """Run the ``with`` body under a deadline of ``seconds``; the body calls the entry's
+        ``raise_if_fired`` once the job returns (and it is called here again, in case)."""
         ident = threading.get_ident()
-        entry = _Watched(jid, ident, time.monotonic() + seconds)
+        entry = _Watched(jid, ident, time.monotonic() + seconds, seconds)
         with self._lock:
             self._watched[ident] = entry
             self._start()
         try:
-            yield
+            yield entry
         finally:
             with self._lock:
                 self._watched.pop(ident, None)
-        if entry.fired is not None:
-            # The job caught its JobTimeout (an `except Exception:`) and returned: it still
-            # ran past its limit, and that is a failure, not a success.
-            raise JobTimeout(TIMEOUT_MESSAGE)
+        entry.raise_if_fired()
 
     def watch_async(self, rid: str, seconds: float, jid: str | None = None) -> None:
         """An async job with a deadline of ``seconds`` started; ``unwatch_async`` when it ends.
@@ -98,6 +112,7 @@ class Timeouts:
                 for entry in list(self._watched.values()):
                     if entry.fired is None and now >= entry.deadline:
                         entry.fired = now
+                        entry.stack = stack_of(entry.thread)
                         _raise_in(entry.thread)
                     elif entry.fired is not None and now - entry.fired > GRACE:
                         del self._watched[entry.thread]
@@ -119,3 +134,18 @@ class Timeouts:
 def _raise_in(thread: int) -> None:
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread),
                                                ctypes.py_object(JobTimeout))
+
+
+def stack_of(ident: int | None) -> TracebackType | None:
+    """Where the thread ``ident`` is now, as a traceback (outermost call first): the failure
+    of a job stuck there then names the line it is stuck on, in its log line and its
+    backtrace, as a timeout that landed does. Read while the thread stays stuck."""
+    frame = sys._current_frames().get(ident) if ident is not None else None
+    stack = None
+    try:
+        while frame is not None:  # innermost first, each linked before the ones inside it
+            stack = TracebackType(stack, frame, frame.f_lasti, frame.f_lineno or 0)
+            frame = frame.f_back
+    except (TypeError, ValueError):  # a frame that cannot be shown: the failure goes on
+        return None
+    return stack
