@@ -477,6 +477,28 @@ def test_a_worker_that_cannot_start_after_its_startup_hooks_runs_its_shutdown_ho
     assert life == ["startup", "shutdown"]
 
 
+def test_redis_failing_right_after_the_first_beat_exits_1_and_leaves_no_record(
+        life: list[str], r: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection lost after the first beat was taken for a stop during the wait for
+    Redis: the worker exited 0 (systemd's Restart=on-failure left it down), and its process
+    record stayed listed, and its lease stayed, for their TTLs."""
+    from sidequest.config import build
+    from sidequest.worker import launcher as launcher_module
+
+    def lost(client: object) -> None:
+        raise redis.ConnectionError("Connection reset by peer")
+
+    monkeypatch.setattr(launcher_module, "check_redis", lost)
+    sidequest.on_shutdown(lambda: life.append("shutdown"))
+    worker = launcher_module.Launcher(build())
+    with pytest.raises(SystemExit) as exited:
+        worker.run(install_signals=False)
+    assert exited.value.code == 1
+    assert life == ["shutdown"]
+    assert not r.exists(keys.lease(worker.identity))  # nothing for a reaper to wait on
+    assert worker.identity not in r.smembers("processes") | r.smembers(keys.SQ_PROCESSES)
+
+
 shared_runs: list[int] = []
 
 

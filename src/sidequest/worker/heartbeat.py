@@ -73,6 +73,11 @@ class Heartbeat:
         self._fields = self._info()
         self.info = dumps(self._fields)
 
+    @property
+    def registered(self) -> bool:
+        """Whether a beat has written the process record (and its lease)."""
+        return self._written_at is not None
+
     def describe(self, **fields: Any) -> None:
         """Add fields to the process record's info (before the first beat)."""
         self._fields.update(fields)

@@ -27,6 +27,7 @@ from sidequest import (
     middleware,
     status,
     unique,
+    url_problems,
 )
 from sidequest import limiter_renewal as renewal
 from sidequest.config import Config
@@ -300,6 +301,7 @@ class Launcher(Beating, SignalHandling):
         try:
             self.start()
         except StartupHookError:
+            self._forget_owner()
             raise
         except (ConfigError, redis.RedisError, StoppedWhileStarting):
             if self.exporter is not None:
@@ -308,6 +310,9 @@ class Launcher(Beating, SignalHandling):
                 self.exporter = None
             self._forget_owner()
             self.life.shutdown()
+            if self.heartbeat.registered:  # the record and lease of a worker that never ran
+                with contextlib.suppress(redis.RedisError):
+                    self.heartbeat.clear()
             raise
 
     def _forget_owner(self) -> None:
@@ -333,9 +338,15 @@ class Launcher(Beating, SignalHandling):
             return True
         try:
             self.start_or_abandon()
-        except redis.RedisError:
-            log.info("stopped before Redis could be reached; nothing was fetched")
-            return True
+        except redis.RedisError as exc:
+            if self.stop_requested.is_set():
+                log.info("stopped before Redis could be reached; nothing was fetched")
+                return True
+            # Redis answered the first beat, then failed: a crash, for the supervisor
+            # (systemd's Restart=on-failure, a -P parent) to start the worker again.
+            log.error("Redis failed while the worker started (%s); nothing was fetched:"
+                      " exiting with status 1", url_problems.readable(exc))
+            raise SystemExit(1) from exc
         except StoppedWhileStarting:
             log.info("stopped while its on_startup hooks ran; nothing was fetched")
             return True
