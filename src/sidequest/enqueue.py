@@ -9,7 +9,7 @@ from typing import Any
 
 from sidequest import client
 from sidequest.errors import ConfigError
-from sidequest.options import PUSH_OPTIONS, push_hint, to_epoch, validate_options
+from sidequest.options import PUSH_OPTIONS, TIMING, push_hint, to_epoch, validate_options
 
 
 def enqueue(job_name: str, *args: Any, queue: str = "default",
@@ -34,15 +34,15 @@ def enqueue(job_name: str, *args: Any, queue: str = "default",
         raise ValueError("enqueue() takes delay= or at=, not both")
     # The queue too: a name no worker may serve (`sidequest -q` refuses it) would strand it.
     unknown = [key for key in options if key not in PUSH_OPTIONS]
-    timing = [key for key in unknown if "perform_in" in (push_hint(key) or "")
-              or "perform_at" in (push_hint(key) or "")]
-    if timing:  # the hint names the class's methods, which enqueue() stands in for
+    timing = [key for key in unknown if key in TIMING]
+    if timing:  # not the hint, which names the class's methods that enqueue() stands in for
         raise ConfigError(f"enqueue(): unknown option {timing[0]!r}; schedule with delay="
                           f" (seconds or a timedelta) or at= (a datetime or epoch seconds)")
-    if unknown and not any(push_hint(key) for key in unknown):
-        # The job's own keyword arguments, most likely: said, since the option list alone
-        # reads as if the argument were a misspelt option.
-        raise ConfigError(f"enqueue(): unknown option {unknown[0]!r}; enqueue() passes the"
+    arguments = [key for key in unknown if push_hint(key) is None]
+    if arguments:
+        # The job's own keyword arguments, most likely (beside a misspelt option or not):
+        # said, since the option list alone reads as if each were a misspelt option.
+        raise ConfigError(f"enqueue(): unknown option {arguments[0]!r}; enqueue() passes the"
                           f" job's arguments by position only (its keywords are push options:"
                           f" {', '.join(PUSH_OPTIONS)}): give them in order, after the name,"
                           f" or as one dict")

@@ -119,8 +119,19 @@ _PUSH_INSTEAD = {
     "at_front": "a queue is first in, first out: give urgent jobs a queue of their own and"
                 " list it first (-q critical -q default)",
     "job_id": "the option is jid (a string of your choosing; Sidekiq makes 24 hex"
-              " characters), as in X.set(jid='report-7').perform_async()",
+              " characters), as in X.set(jid='report-7').perform_async() or"
+              " sidequest.enqueue('app.jobs.X', jid='report-7')",
+    "perform_in": "push with perform_in(seconds, ...) instead",
+    "perform_at": "push with perform_at(when, ...) instead",
+    "scheduled_at": "push with perform_at(when, ...) instead",
+    "schedule_at": "push with perform_at(when, ...) instead",
+    "delay_seconds": "push with perform_in(seconds, ...) instead",
 }
+#: Names of "when to run" that are no option: sidequest.enqueue() takes delay= or at= for
+#: them, the class's pushes perform_in and perform_at.
+TIMING = frozenset({"delay", "countdown", "eta", "at", "run_at", "wait", "wait_until",
+                    "perform_in", "perform_at", "scheduled_at", "schedule_at",
+                    "delay_seconds"})
 
 
 def push_hint(key: str) -> str | None:

@@ -66,3 +66,16 @@ def test_a_countdown_says_to_use_delay_not_perform_in() -> None:
     # It said "push with perform_in(seconds, ...) instead", which enqueue() has no use for.
     with pytest.raises(ConfigError, match=r"'countdown'; schedule with delay= .* or at="):
         sidequest.enqueue("tests.EQWorker", 42, countdown=5)
+
+
+@pytest.mark.parametrize("name", ["perform_in", "scheduled_at", "delay_seconds", "eta"])
+def test_every_timing_name_says_to_use_delay_or_at(name: str) -> None:
+    # perform_in= and the others had no hint, and were taken for the job's own arguments.
+    with pytest.raises(ConfigError, match=rf"'{name}'; schedule with delay= .* or at="):
+        sidequest.enqueue("tests.EQWorker", 42, **{name: 5})
+
+
+def test_a_job_argument_beside_a_misspelt_option_says_arguments_go_by_position() -> None:
+    # It reported the argument with the list of options, as if it were a misspelt one.
+    with pytest.raises(ConfigError, match=r"'user_id'; enqueue\(\) passes the job's arguments"):
+        sidequest.enqueue("tests.EQWorker", user_id=5, retries=3)
