@@ -232,11 +232,25 @@ def _unserved_lines(queues: list[Queue], running: list[Process],
         return []
     if not (running or process_anywhere):  # the first hour: jobs pushed, no worker started
         return ["", "No Sidequest worker is running: jobs wait in their queues until one"
-                    " starts (sidequest -r yourapp.jobs -q <queue>)"]
+                    f" starts ({_start_command()})"]
     named = ", ".join(f"{q.name} ({q.size:,})" for q in waiting)
     return ["", f"No running process serves: {named}. Start a worker with -q for each (a"
                 " quiet process fetches nothing), or check the name the jobs are pushed to"
                 " (queue names are case-sensitive)"]
+
+
+#: The module of ``python manage.py sidequest``, which Django imports only to run it.
+DJANGO_COMMAND = "sidequest.contrib.django.management.commands.sidequest"
+
+
+def _start_command() -> str:
+    """How to start a worker, in the words of the command that is showing the status. Under
+    ``manage.py sidequest status`` a plain ``sidequest -r`` would fail to import the
+    project's jobs (Django not set up); looked up in sys.modules, so that this module never
+    imports Django."""
+    if DJANGO_COMMAND in sys.modules:
+        return "python manage.py sidequest -q <queue>"
+    return "sidequest -r yourapp.jobs -q <queue>"
 
 
 def _awaiting_lines() -> list[str]:

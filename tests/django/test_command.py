@@ -129,6 +129,21 @@ def test_stats_and_status_read_the_redis_of_the_settings(
     assert "command-stats" in done.stdout
 
 
+def test_status_with_no_worker_says_to_start_this_command(project: Path,
+                                                          redis_server: RedisServer) -> None:
+    # Before: "(sidequest -r yourapp.jobs -q <queue>)", which fails in a Django project
+    # (its jobs import models before Django is set up).
+    import sidequest
+
+    with redis_server.client() as r:
+        r.flushall()  # no worker of an earlier test still registered
+    sidequest.enqueue("shop.jobs.RecordOrder", 1, queue="command-no-worker")
+    done = manage(project, redis_server.url, "status")
+    assert done.returncode == 0, done.stderr
+    assert ("No Sidequest worker is running: jobs wait in their queues until one starts"
+            " (python manage.py sidequest -q <queue>)") in done.stdout, done.stdout
+
+
 def test_stats_reads_no_settings_file_as_the_worker_here_reads_none(
         project: Path, redis_server: RedisServer, tmp_path: Path) -> None:
     import sidequest

@@ -87,6 +87,53 @@ def test_non_staff_users_are_refused(users: dict[str, object]) -> None:
     assert response.content == b"The Sidequest dashboard is for staff users."
 
 
+@pytest.fixture
+def permission_users(users: dict[str, object]) -> dict[str, object]:
+    """The staff user, a user (not staff) granted auth.change_user, and a superuser (not
+    staff either: has_perm alone decides)."""
+    from django.contrib.auth.models import Permission, User
+
+    User.objects.filter(username__in=["granted", "root"]).delete()
+    granted = User.objects.create_user("granted")
+    granted.user_permissions.add(Permission.objects.get(content_type__app_label="auth",
+                                                        codename="change_user"))
+    return {**users, "granted": granted,
+            "root": User.objects.create_user("root", is_superuser=True)}
+
+
+def status_with(permission: object, user: object) -> tuple[int, bytes]:
+    from django.conf import settings
+    from django.test import Client, override_settings
+
+    client = Client()
+    client.force_login(user)
+    extra = {} if permission is None else {"dashboard_permission": permission}
+    with override_settings(SIDEQUEST={**settings.SIDEQUEST, **extra}):
+        page = client.get("/ops/sidequest/stats", HTTP_ACCEPT="application/json")
+    return page.status_code, page.content
+
+
+def test_a_dashboard_permission_is_required_instead_of_staff(
+        permission_users: dict[str, object]) -> None:
+    # Before: every staff user saw the dashboard, whatever SIDEQUEST['dashboard_permission'].
+    refused = status_with("auth.change_user", permission_users["staff"])
+    assert refused == (403, b"The Sidequest dashboard needs the permission 'auth.change_user'"
+                            b" (SIDEQUEST['dashboard_permission']); ask an administrator to"
+                            b" grant it.")
+    assert status_with("auth.change_user", permission_users["granted"])[0] == 200
+    assert status_with("auth.change_user", permission_users["root"])[0] == 200
+    assert status_with("auth.change_user", permission_users["customer"])[0] == 403
+    # Not set: the staff rule, whatever permissions a user has.
+    assert status_with(None, permission_users["staff"])[0] == 200
+    assert status_with(None, permission_users["granted"]) == (
+        403, b"The Sidequest dashboard is for staff users.")
+    # A malformed one (has_perm would refuse everyone but superusers, and say nothing).
+    from sidequest.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"'app_label\.codename'"):
+        status_with("change_user", permission_users["staff"])
+
+
 def test_staff_see_the_dashboard_under_the_project_url(users: dict[str, object]) -> None:
     from django.test import Client
     from shop.jobs import RecordOrder

@@ -1,6 +1,7 @@
 """The README's Django commands run as written on a copy of examples/django_project: the
 migration, an order placed in a transaction, and `manage.py sidequest`, which sends the
-receipt (an enqueue_on_commit job) and runs the count_orders task."""
+receipt (an enqueue_on_commit job) and runs the count_orders task; and its "Testing a Django
+app" recipe, run by `manage.py test` in that copy."""
 
 from __future__ import annotations
 
@@ -69,3 +70,25 @@ def test_readme_django_commands_run(redis_server: RedisServer, tmp_path: Path) -
     finally:
         worker.terminate()
         worker.wait(30)
+
+
+def test_readme_django_testing_recipe_passes(redis_server: RedisServer, tmp_path: Path) -> None:
+    """The recipe's TestCase, as orders/tests.py, passes under Django's test runner without
+    writing to Redis (fake mode), its on-commit push run by captureOnCommitCallbacks."""
+    recipe = readme_block("readme:django-testing")
+    assert recipe.startswith("# orders/tests.py\n")
+    project = tmp_path / "django_project"
+    shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("db.sqlite3", "__pycache__"))
+    (project / "orders" / "tests.py").write_text(recipe, "utf-8")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DJANGO_SETTINGS_MODULE", "SIDEQUEST_REDIS_URL")}
+    env["REDIS_URL"] = redis_server.url
+    with redis_server.client() as r:
+        r.flushall()
+        done = subprocess.run([sys.executable, "manage.py", "test", "orders", "-v", "2"],
+                              cwd=project, env=env, capture_output=True, text=True,
+                              timeout=120, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "Ran 1 test" in done.stderr and "\nOK" in done.stderr, done.stderr
+        assert "receipt sent to ada@example.com" in done.stdout  # the job ran, drained
+        assert r.keys("*") == []  # nothing pushed to Redis

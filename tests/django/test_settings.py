@@ -96,6 +96,42 @@ def test_a_bad_setting_is_named_by_the_check(project: object) -> None:
     assert settings_valid() == []
 
 
+@pytest.mark.parametrize(("value", "said"), [
+    (42, "got 42"), ("change_user", "got 'change_user'"), ("auth.", "got 'auth.'"),
+    (["auth.change_user"], "got ['auth.change_user']"),
+])
+def test_a_bad_dashboard_permission_is_named_by_the_check(project: object, value: object,
+                                                          said: str) -> None:
+    from django.test import override_settings
+
+    from sidequest.contrib.django.checks import settings_valid
+
+    with override_settings(SIDEQUEST={"dashboard_permission": value}):
+        (error,) = settings_valid()
+    assert error.id == "sidequest.E001"
+    assert error.msg == ("settings.SIDEQUEST['dashboard_permission'] must be a permission name"
+                         " as user.has_perm() takes it, 'app_label.codename' (such as"
+                         f" 'auth.change_user'), or be left out to let every staff user in;"
+                         f" {said}")
+
+
+def test_a_dashboard_permission_is_no_setting_of_the_worker(project: object) -> None:
+    from django.test import override_settings
+
+    from sidequest.contrib.django import conf
+    from sidequest.contrib.django.checks import settings_valid
+
+    with override_settings(SIDEQUEST={"DASHBOARD_PERMISSION": "auth.change_user",
+                                      "concurrency": 3}):
+        assert settings_valid() == []
+        assert conf.values() == {"concurrency": 3}  # the worker's Config has no such field
+        assert conf.dashboard_permission() == "auth.change_user"
+    with override_settings(SIDEQUEST={"dashboard_permision": "auth.change_user"}):
+        (error,) = settings_valid()
+    assert error.msg == ("settings.SIDEQUEST: unknown setting 'dashboard_permision'; did you"
+                         " mean 'dashboard_permission'?")
+
+
 def test_values_are_checked_and_flags_win(project: object) -> None:
     from django.test import override_settings
 
@@ -186,6 +222,18 @@ def test_system_check_of_pools_and_persistent_connections(project: object) -> No
 
 
 @pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
+def test_persistent_sqlite_connections_are_not_warned_of(project: object) -> None:
+    """SQLite has no server to restart under an open connection: W002's advice (health
+    checks, or no persistent connections) was noise for every SQLite project."""
+    sqlite = {"NAME": "shop.sqlite3", "CONN_MAX_AGE": 60}
+    assert check_ids(default={**sqlite, "ENGINE": "django.db.backends.sqlite3"}) == []
+    assert check_ids(default={**sqlite, "ENGINE": "myproject.backends.sqlite3"}) == []
+    pg = {"ENGINE": "django.db.backends.postgresql", "NAME": "shop", "CONN_MAX_AGE": 60}
+    assert check_ids(default={**sqlite, "ENGINE": "django.db.backends.sqlite3"},
+                     reports=pg) == ["sidequest.W002"]
+
+
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
 def test_the_worker_commands_concurrency_is_judged(project: object) -> None:
     """Under manage.py sidequest, the concurrency it runs with (its -c), not the settings'."""
     import dataclasses
@@ -212,6 +260,8 @@ def test_manage_py_check_reports_it(project: Path, redis_server: RedisServer) ->
     out = manage(project, redis_server, "check", settings="djproject.settings_persistent")
     assert out.returncode == 0, out.stderr
     assert "sidequest.W002" in out.stderr and "CONN_HEALTH_CHECKS" in out.stderr
+    assert "DATABASES['reports'] keeps connections open" in out.stderr
+    assert "DATABASES['default']" not in out.stderr  # SQLite: nothing to restart
     assert "sidequest.W" not in manage(project, redis_server, "check").stderr
 
 

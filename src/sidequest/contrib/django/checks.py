@@ -9,9 +9,10 @@ thread), so a process needs up to ``concurrency`` of them, plus one for ``async 
 ORM calls. A connection pool smaller than that makes jobs wait for a connection and fail
 with the pool's timeout; persistent connections (``CONN_MAX_AGE`` not 0) without
 ``CONN_HEALTH_CHECKS`` make the first job of each thread after a database restart fail on
-the dead connection (it is replaced only after that error). Under ``manage.py sidequest``
-the concurrency judged is the one the worker runs with (its ``-c`` flag, its ``-C`` file),
-not only the settings': each process, ``-P`` children included, has a pool of its own.
+the dead connection (it is replaced only after that error; SQLite, a file with no server to
+restart, is left out). Under ``manage.py sidequest`` the concurrency judged is the one the
+worker runs with (its ``-c`` flag, its ``-C`` file), not only the settings': each process,
+``-P`` children included, has a pool of its own.
 
 A bad ``SIDEQUEST`` is an error here (the app keeps it rather than stopping Django's startup
 with a traceback); and a queue the task backend routes tasks to that the workers do not
@@ -122,7 +123,7 @@ def _pool(alias: str, database: dict[str, Any], concurrency: int,
 
 def _persistent(alias: str, database: dict[str, Any]) -> list[CheckMessage]:
     age = database.get("CONN_MAX_AGE", 0)
-    if age == 0 or database.get("CONN_HEALTH_CHECKS"):
+    if age == 0 or database.get("CONN_HEALTH_CHECKS") or _is_sqlite(database):
         return []
     return [Warning(
         f"DATABASES[{alias!r}] keeps connections open (CONN_MAX_AGE={age!r}) without "
@@ -131,6 +132,12 @@ def _persistent(alias: str, database: dict[str, Any]) -> list[CheckMessage]:
         hint=f"set DATABASES[{alias!r}]['CONN_HEALTH_CHECKS'] = True, or CONN_MAX_AGE = 0",
         id="sidequest.W002",
     )]
+
+
+def _is_sqlite(database: dict[str, Any]) -> bool:
+    """SQLite is a file opened by the process: no server restarts under an open connection,
+    so a persistent one never goes dead (Django's backend, or a project's own subclass)."""
+    return str(database.get("ENGINE", "")).endswith("sqlite3")
 
 
 #: A task backend's queues when its QUEUES is not set (django.tasks' DEFAULT_TASK_QUEUE_NAME;

@@ -1,5 +1,6 @@
 """The dashboard as a Django view, for staff only: a logged-in user with ``is_staff`` sees
-it; an anonymous visitor's browser is sent to ``settings.LOGIN_URL`` (a script, such as
+it (with ``SIDEQUEST['dashboard_permission']`` set, a user with that permission instead);
+an anonymous visitor's browser is sent to ``settings.LOGIN_URL`` (a script, such as
 the live graph's poll, gets 401); other users get 403. A Prometheus
 scraper cannot log in: with ``$SIDEQUEST_PROMETHEUS_TOKEN`` set, ``prometheus`` (that page
 only) also answers a GET carrying ``Authorization: Bearer <the token>``.
@@ -84,9 +85,23 @@ def dashboard(request: HttpRequest, path: str = "") -> HttpResponse:
             return HttpResponse("Log in first", status=401,
                                 content_type="text/plain; charset=utf-8")
         return redirect_to_login(request.get_full_path())
-    if not user.is_staff:
-        return HttpResponseForbidden("The Sidequest dashboard is for staff users.")
+    refused = _refusal(user)
+    if refused is not None:
+        return HttpResponseForbidden(refused)
     return _call_wsgi(request, path)
+
+
+def _refusal(user: Any) -> str | None:
+    """Why a logged-in ``user`` may not see the dashboard; None when they may."""
+    permission = conf.dashboard_permission()
+    if permission is None:
+        return None if user.is_staff else "The Sidequest dashboard is for staff users."
+    # has_perm, not is_staff as well: a project that names a permission decides alone who
+    # has it (superusers have every one, as Django makes them).
+    if user.has_perm(permission):
+        return None
+    return (f"The Sidequest dashboard needs the permission {permission!r}"
+            f" (SIDEQUEST['dashboard_permission']); ask an administrator to grant it.")
 
 
 def _page_wanted(request: HttpRequest) -> bool:
