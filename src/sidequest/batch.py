@@ -47,10 +47,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 import redis
 
-from sidequest import batch_callbacks, connection, keys, sending, url_problems, wire
+from sidequest import batch_callbacks, connection, keys, sending
 from sidequest.batch_callbacks import callback_payload
 from sidequest.batch_members import KEEP, KEEP_AFTER_SUCCESS, ancestry_of, member_commands
-from sidequest.errors import RedisUnavailable
+from sidequest.batch_unreachable import unreachable
 from sidequest.payload import Payload
 from sidequest.wire import Command
 
@@ -95,8 +95,8 @@ class Batch:
         if parent is not None and parent.shard != self.shard:
             raise ValueError(f"a child batch lives on its parent's shard ({parent.shard!r}),"
                              f" not {self.shard!r}; leave shard= out")
-        if parent is not None and not parent._still_there():
-            parent = None  # an expired job's batch: this one stands alone (a warning says so)
+        if parent is not None and not (parent._still_there() and parent._open_to_children()):
+            parent = None  # an expired or ended batch: this one stands alone (a warning says so)
         self.description = str(description)
         callbacks = {"on_success": on_success, "on_complete": on_complete}
         if parent is not None and _local is None and self._derived(parent, callbacks):
@@ -150,7 +150,7 @@ class Batch:
                 *(keys.batch_part(parent.bid, part) for part in ("pending", "ran", "failed")),
                 keys.batch(parent.bid)]
         pairs = [str(item) for pair in fields.items() for item in pair]
-        with connection.on_shard(self.shard), _unreachable(self.shard, (
+        with connection.on_shard(self.shard), unreachable(self.shard, (
                 "the batch was not created (nothing was written): retry later"), (
                 "the batch may have been created: a retry of this job finds it (its bid comes"
                 " from the job's)")):
@@ -176,7 +176,7 @@ class Batch:
                 maybe = (f"the batch may have been created (bid {self.bid}), and its parent"
                          " would wait for it: once Redis answers, seal it with an empty block,"
                          f" `with sidequest.Batch.find({self.bid!r}).jobs(): pass`")
-            with _unreachable(self.shard, "the batch was not created (nothing was written):"
+            with unreachable(self.shard, "the batch was not created (nothing was written):"
                               " retry later", maybe):
                 sending.send(connection.client(), commands, atomic=True)
 
@@ -205,9 +205,9 @@ class Batch:
     def _warn_if_ended(self) -> None:
         """A found batch whose callbacks fired already: what a block adds to it runs, but
         fires none of them again. Said, rather than let a late block look like it works."""
-        with connection.on_shard(self.shard), _unreachable(self.shard, "no batch was read"):
+        with connection.on_shard(self.shard), unreachable(self.shard, "no batch was read"):
             read = connection.client().hmget(keys.batch(self.bid), [
-                "complete_at", "on_complete", "success_at", "on_success"])
+                "complete_at", "on_complete", "success_at", "on_success", "sealed"])
         # complete_at is set with no on_complete too; on_success may still come after it.
         fired = [name for name, at, callback in (("on_complete", read[0], read[1]),
                                                  ("on_success", read[2], read[3]))
@@ -216,13 +216,18 @@ class Batch:
             log.warning("batch %s: its %s fired already and will not again: the jobs a block"
                         " on it adds run and count in it, but for a new round make a new Batch",
                         self.bid, " and ".join(fired))
+        elif read[4] not in (None, b"0", "0"):
+            log.warning("batch %s is sealed already: nothing holds it open while a block on it"
+                        " runs, so its callbacks may fire before the jobs the block adds have"
+                        " run. Add jobs to a running batch from one of its jobs (self.batch)",
+                        self.bid)
 
     def _lineage(self) -> tuple[list[str], str] | None:
         """The batch's ancestry (its bid, then each parent still kept) and description, read
         from Redis; None when the batch is not there."""
         ancestry: list[str] = []
         description = ""
-        with connection.on_shard(self.shard), _unreachable(self.shard, "no batch was read"):
+        with connection.on_shard(self.shard), unreachable(self.shard, "no batch was read"):
             client = connection.client()
             bid = self.bid
             while bid and bid not in ancestry and len(ancestry) < MAX_DEPTH:
@@ -284,7 +289,7 @@ class Batch:
         callbacks are long past."""
         if not self._opened or _local is not None:  # the testing modes skip unknown batches
             return True
-        with connection.on_shard(self.shard), _unreachable(self.shard, (
+        with connection.on_shard(self.shard), unreachable(self.shard, (
                 "nothing was added to the batch")):
             if connection.client().exists(keys.batch(self.bid)):
                 return True
@@ -293,39 +298,29 @@ class Batch:
                     KEEP // 86400, KEEP_AFTER_SUCCESS // 86400)
         return False
 
+    def _open_to_children(self) -> bool:
+        """Whether a child may still join: not once this batch has succeeded, since it fires
+        nothing again, and joining would leave it "succeeded" with a member pending."""
+        if _local is not None:
+            return True
+        with connection.on_shard(self.shard), unreachable(self.shard, "no batch was made"):
+            if connection.client().hget(keys.batch(self.bid), "success_at") is None:
+                return True
+        log.warning("batch %s has succeeded, and its callbacks fired: the child batch made"
+                    " now stands alone, with callbacks of its own", self.bid)
+        return False
+
     def _seal(self) -> None:
         if _local is not None:
             _local.seal(self.ancestry)
             return
-        with connection.on_shard(self.shard), _unreachable(self.shard, (
+        with connection.on_shard(self.shard), unreachable(self.shard, (
                 "the jobs pushed in the block are enqueued, but the batch could not be sealed:"
                 " its callbacks wait until a later `with batch.jobs():` block on it ends (an"
                 " empty one will do) once Redis answers")):
             # Sealing is in the script: on a batch that expired it writes nothing, where an
             # HSET would make a record that never expires.
             update(self.ancestry, "", "seal", connection.client())
-
-
-@contextlib.contextmanager
-def _unreachable(shard: str, consequence: str, maybe: str | None = None) -> Iterator[None]:
-    """A connection failure as a RedisUnavailable that says what it left undone, as a push's
-    does (a caller's ``except sidequest.RedisUnavailable`` then covers batches too);
-    ``maybe`` instead when the write may have reached Redis (a reply lost or late)."""
-    try:
-        yield
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        if maybe is not None and wire.maybe_sent(exc):
-            consequence = maybe
-        where = connection.redacted(connection.shard_url(shard))
-        raise RedisUnavailable(f"could not reach Redis at {where}"
-                               f" ({url_problems.readable(exc)}); {consequence}") from exc
-    except redis.ResponseError as exc:  # (MasterDownError, a ClusterDownError, is one)
-        if not url_problems.refused_for_now(exc):
-            raise
-        where = connection.redacted(connection.shard_url(shard))
-        raise RedisUnavailable(f"Redis at {where} refuses writes for now ({exc}): too few"
-                               f" replicas are in reach, as during a failover; {consequence}"
-                               ) from exc
 
 
 def current() -> Batch | None:

@@ -112,3 +112,40 @@ def test_a_found_batch_that_has_ended_says_no_callback_fires_again(
     said = [rec.getMessage() for rec in caplog.records if "fired already" in rec.getMessage()]
     assert said and bid in said[0] and "on_complete and on_success fired" in said[0], said
     assert "make a new Batch" in said[0]
+
+
+def test_a_found_batch_sealed_already_says_a_block_holds_nothing_back(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Its callbacks fired in the middle of a block on it, before the jobs the block added,
+    and nothing had said that only a job of the batch holds a running batch open."""
+    batch = Batch(on_complete=(BFDone, ["complete"]))
+    with batch.jobs():
+        BFRow.perform_async(1)  # sealed, and running (no worker yet)
+    with caplog.at_level("WARNING", "sidequest"):
+        Batch.find(batch.bid)
+    said = [rec.getMessage() for rec in caplog.records if "sealed already" in rec.getMessage()]
+    assert said and batch.bid in said[0] and "from one of its jobs (self.batch)" in said[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", "sidequest"):
+        Batch.find(_half_filled())  # left unsealed: a block on it is what finishes it
+    assert not [rec for rec in caplog.records if "sealed already" in rec.getMessage()]
+
+
+def test_a_child_made_after_its_parent_succeeded_stands_alone(
+        r: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
+    """It joined the parent: the parent said succeeded, with a member pending for good."""
+    parent = Batch(on_success=(BFDone, ["parent"]))
+    with running_worker():
+        with parent.jobs():
+            BFRow.perform_async(1)
+        wait_for(lambda: calls == ["parent"], what="the parent's on_success")
+        with caplog.at_level("WARNING", "sidequest"):
+            child = Batch(parent=parent, on_success=(BFDone, ["child"]))
+        with child.jobs():
+            BFRow.perform_async(2)
+        wait_for(lambda: sorted(calls) == ["child", "parent"], what="the child's on_success")
+    assert any("stands alone" in rec.getMessage() and parent.bid in rec.getMessage()
+               for rec in caplog.records)
+    status = BatchStatus(parent.bid)
+    assert status.total == 1 and status.pending == 0 and status.success
+    assert child.ancestry == [child.bid]

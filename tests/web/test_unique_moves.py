@@ -33,7 +33,8 @@ def test_a_dead_unique_job_is_retried_only_once_its_lock_is_free(client: Client,
     answer = client.submit("/morgue/all/retry")
     assert message(client, answer) == (
         "Retried: 0. 1 job was not retried: an identical job holds its unique lock (it is"
-        " queued or running, unique_for); try again once it has ended.")
+        " queued, scheduled, running or waiting to retry; unique_for); try again once it has"
+        " ended.")
     assert r.zcard("dead") == 1 and r.llen("queue:default") == 0
     r.delete(lock)  # the identical job ended
     assert message(client, client.submit("/morgue/all/retry")) == "Retried: 1."

@@ -304,7 +304,8 @@ def _held_note(action: str, count: int) -> str:
     one = count == 1
     return (f" {plural(count, 'job')} {'was' if one else 'were'} not"
             f" {ROW_ACTIONS[action][0].lower()}: an identical job holds {'its' if one else 'their'}"
-            f" unique lock (it is queued or running, unique_for); try again once it has ended.")
+            f" unique lock (it is queued, scheduled, running or waiting to retry;"
+            " unique_for); try again once it has ended.")
 
 
 def unreadable_left(jobset: JobSet) -> tuple[int, bool]:
