@@ -88,9 +88,11 @@ class Timing:
                 self.observe(payload, queue, time.perf_counter() - started, False)
             raise
         except BaseException:
-            self.observe(payload, queue, time.perf_counter() - started, True)
+            if not _given_up or payload.get("jid") not in _given_up:
+                self.observe(payload, queue, time.perf_counter() - started, True)
             raise
-        self.observe(payload, queue, time.perf_counter() - started, False)
+        if not _given_up or payload.get("jid") not in _given_up:
+            self.observe(payload, queue, time.perf_counter() - started, False)
         return result
 
 
@@ -100,13 +102,18 @@ class Timing:
 _given_up: set[Any] = set()
 
 
-def given_up(payload: dict[str, Any], queue: str, chain: Iterable[Any]) -> None:
+def given_up(payload: dict[str, Any], queue: str, chain: Iterable[Any],
+             error: BaseException) -> None:
     """Count a job given up on as stuck, once, as a failed run in every timer of ``chain``
-    (the server middleware: the metrics recorder, and a Prometheus exporter if serving)."""
+    (the server middleware: the metrics recorder, and a Prometheus exporter if serving),
+    and tell each other middleware that has a ``given_up(payload, queue, error)`` method
+    (the OpenTelemetry one ends the run's span): the run's own end may never come."""
     _given_up.add(payload.get("jid"))
     for entry in chain:
         if isinstance(entry, Timing):
             entry.observe(payload, queue, 0.0, True)
+        elif callable(told := getattr(entry, "given_up", None)):
+            told(payload, queue, error)
 
 
 def cancelled(job: Any) -> bool:

@@ -234,3 +234,33 @@ def test_uninstrument_takes_the_middleware_out() -> None:
     otel.instrument()
     otel.instrument()  # once only
     assert list(middleware.server).count(otel.server_middleware) == 1
+
+
+def test_a_run_given_up_as_stuck_ends_its_span_as_an_error_once(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A job stuck past its time limit (in C code, or blocking the event loop) never ends
+    its run before its process retires: its span never ended, and no trace showed the run
+    an operator looks for. The worker tells the chain it gave up (sidequest.metrics)."""
+    from sidequest import metrics
+    from sidequest.errors import JobTimeout
+
+    payload = {"class": "Stuck", "jid": "f" * 24, "args": [], "queue": "default"}
+    inside, release = threading.Event(), threading.Event()
+
+    def stuck() -> None:
+        inside.set()
+        release.wait(10)  # stuck, as far as the worker knows
+
+    run = threading.Thread(target=otel.server_middleware, args=(None, payload, "default", stuck))
+    run.start()
+    assert inside.wait(5)
+    metrics.given_up(payload, "default", [otel.server_middleware],
+                     JobTimeout("the job ran past its timeout and did not stop"))
+    (span,) = spans("default process")  # ended and exported while the call is still stuck
+    assert span.status.status_code == StatusCode.ERROR
+    assert "did not stop" in (span.status.description or "")
+    assert [event.name for event in span.events] == ["exception"]
+    release.set()  # should the call return after all, the span is not ended twice
+    run.join(5)
+    assert len(spans("default process")) == 1
+    assert not [rec for rec in caplog.records if "ended span" in rec.getMessage()]

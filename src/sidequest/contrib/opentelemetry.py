@@ -17,6 +17,7 @@ read the other.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
@@ -38,6 +39,8 @@ SYSTEM = "sidekiq"  # the value Ruby's instrumentation writes; one system, two l
 #: Span attributes of a run that a full rate limiter sent back (OverLimit).
 OVERLIMIT = "sidequest.overlimit"
 LIMITER = "sidequest.limiter.name"
+#: How long a stuck job's span may take to be exported before its process retires.
+FLUSH_MS = 2000
 
 
 def _tracer() -> trace.Tracer:
@@ -76,17 +79,55 @@ class ServerMiddleware:
     does the same around an ``async def perform`` job, which then runs on the event loop
     rather than holding a worker thread for its whole run."""
 
+    def __init__(self) -> None:
+        #: jid -> the span of its run in progress, for ``given_up``.
+        self._live: dict[str, trace.Span] = {}
+        self._lock = threading.Lock()
+
     def __call__(self, job: Any, payload: Payload, queue: str,
                  call_next: Callable[[], Any]) -> Any:
-        with _consumer_span(payload, queue) as span, _outcome(span):
+        with self._run_span(payload, queue):
             return call_next()
 
     async def acall(self, job: Any, payload: Payload, queue: str,
                     call_next: Callable[[], Awaitable[Any]]) -> Any:
         # The span is current in this task's context, which the job's coroutine runs in:
         # its own spans (an HTTP call's) are children of this one.
-        with _consumer_span(payload, queue) as span, _outcome(span):
+        with self._run_span(payload, queue):
             return await call_next()
+
+    @contextmanager
+    def _run_span(self, payload: Payload, queue: str) -> Iterator[trace.Span]:
+        """The run's span, ended when the run ends unless ``given_up`` ended it first."""
+        jid = str(payload.get("jid"))
+        with _consumer_span(payload, queue) as span:
+            with self._lock:
+                self._live[jid] = span
+            try:
+                with _outcome(span):
+                    yield span
+            finally:
+                with self._lock:
+                    mine = self._live.get(jid) is span
+                    if mine:
+                        del self._live[jid]
+                if mine:
+                    span.end()
+
+    def given_up(self, payload: Payload, queue: str, error: BaseException) -> None:
+        """The run is stuck past its time limit (sidequest.metrics.given_up): its span ends
+        now, as a failure, and is exported before the process retires. Left open, it never
+        ended, and the trace of the very job an operator looks for had no run in it."""
+        with self._lock:
+            span = self._live.pop(str(payload.get("jid")), None)
+        if span is None:
+            return
+        span.record_exception(error)
+        span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+        span.end()
+        flush = getattr(trace.get_tracer_provider(), "force_flush", None)
+        if callable(flush):  # the SDK's provider: the process exits soon, spans unsent
+            flush(FLUSH_MS)
 
 
 def _consumer_span(payload: Payload, queue: str) -> AbstractContextManager[trace.Span]:
@@ -97,7 +138,7 @@ def _consumer_span(payload: Payload, queue: str) -> AbstractContextManager[trace
     # The SDK's own handling would make an OverLimit an error: _outcome says what a raise is.
     return _tracer().start_as_current_span(
         f"{queue} process", context=parent, kind=SpanKind.CONSUMER, attributes=attributes,
-        record_exception=False, set_status_on_exception=False,
+        record_exception=False, set_status_on_exception=False, end_on_exit=False,
     )
 
 

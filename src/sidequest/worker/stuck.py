@@ -47,8 +47,8 @@ def fail(jid: str, running: dict[str, Work], processor: Processor,
                 # in the process's totals and in the metrics the chain would have timed;
                 # first, before the thread could move on to another job.
                 processor.state.finished(tid, failed=True)
-                metrics.given_up(job, work.queue, middleware.server)
                 failure = error(stack_of(_ident_of(tid)))
+                metrics.given_up(job, work.queue, middleware.server, failure)
                 _log(failure, job, tid)
                 processor.failed(work, job, failure, registry.find(job.get("class")))
     culprit = _culprit(jid, async_jobs)
@@ -63,6 +63,7 @@ def fail(jid: str, running: dict[str, Work], processor: Processor,
         stack = stack_of(runner.thread_ident) if runner.stuck else None
         failure = error(stack) if culprit == jid else blocked_error().with_traceback(stack)
         job = normalized(decode(work.raw), work.queue)
+        metrics.given_up(job, work.queue, middleware.server, failure)
         _log(failure, job, f"async-{job.get('jid')}")  # as its start line names it
         processor.failed(work, job, failure, cls)
 
