@@ -27,7 +27,7 @@ import redis
 
 from sidequest import connection, keys
 from sidequest.limiter import rescheduled
-from sidequest.payload import job_class
+from sidequest.payload import DROPPED, job_class
 
 log = logging.getLogger("sidequest")
 
@@ -141,9 +141,10 @@ class Recorder(Timing):
 
     def observe(self, payload: dict[str, Any], queue: str, seconds: float,
                 failed: bool) -> None:
-        if rescheduled(payload):
-            # A try that found a rate limiter full (the worker rescheduled it): not a run, nor
-            # a few ms of success in the class's times. Counted as over limit by the worker.
+        if rescheduled(payload) or DROPPED in payload:
+            # A try that found a rate limiter full (the worker rescheduled it), or a job
+            # dropped unrun (expired, cancelled): not a run, nor a few ms of success in the
+            # class's times. Counted as over limit, or expired, by the worker.
             return
         self.record(job_class(payload), 0.0 if failed else seconds * 1000.0, failed)
 

@@ -4,6 +4,8 @@ the reader sums them per class over 1, 8 and 24 hours."""
 from __future__ import annotations
 
 import calendar
+import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -172,3 +174,34 @@ def test_installed_in_a_worker(r: redis.Redis) -> None:
     finally:
         middleware.server.remove(metrics.recorder)
         metrics.recorder.close()
+
+
+class MetricsExpires(Job):
+    expires_in = 0.05
+
+    def perform(self) -> None:
+        pass
+
+
+class MetricsRuns(Job):
+    def perform(self) -> None:
+        pass
+
+
+def test_a_job_dropped_unrun_is_no_run_of_its_class(r: redis.Redis) -> None:
+    """An expired job counted as a run of a few microseconds: a fast success in the class's
+    counts, times and histogram, where nothing ran."""
+    MetricsExpires.perform_async()
+    wait_for(lambda: _expired(r), what="the job's deadline to pass")
+    MetricsRuns.perform_async()
+    with running_worker():
+        wait_for(lambda: int(r.get("stat:processed") or 0) == 2, what="both jobs fetched")
+    metrics.recorder.flush()
+    counted = {m.name: m.processed for m in reader.summary("1h")}
+    assert counted.get(job_class({"class": MetricsRuns.wire_name()})) == 1
+    assert job_class({"class": MetricsExpires.wire_name()}) not in counted, counted
+
+
+def _expired(r: redis.Redis) -> bool:
+    (raw,) = r.lrange("queue:default", 0, -1)
+    return time.time() > json.loads(raw)["expires_at"]

@@ -19,7 +19,7 @@ from typing import Any
 from sidequest.errors import ConfigError
 from sidequest.limiter import rescheduled
 from sidequest.metrics import Timing
-from sidequest.payload import job_class
+from sidequest.payload import DROPPED, job_class
 
 #: Run-time histogram buckets, seconds: a few ms to a few minutes.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -97,6 +97,8 @@ class Exporter(Timing):
             # A few ms that found the limiter full: in the run counts and the histogram they
             # would pass for fast successes, and hide the real run time of the class.
             self.overlimit.labels(*labels).inc()
+            return
+        if DROPPED in payload:  # expired or cancelled before it started: no run to time
             return
         self.processed.labels(*labels).inc()
         if failed:

@@ -15,7 +15,7 @@ from typing import Any
 
 from sidequest import batch, batch_members, expiry, limiter, status, unique
 from sidequest.limiter import OverLimit
-from sidequest.payload import Payload, job_class
+from sidequest.payload import DROPPED, Payload, job_class
 from sidequest.worker import cancels, overlimit, with_ack
 
 log = logging.getLogger("sidequest")
@@ -78,8 +78,7 @@ def _cancelled(payload: Payload) -> bool:
     return True
 
 
-#: Marks this run's payload (in-process only) as dropped unrun, and why: its end line says so.
-_DROPPED = "\x00sq_dropped"
+_DROPPED = DROPPED
 
 
 def done_line(payload: Payload) -> str:
