@@ -50,6 +50,26 @@ def test_dashboard_shows_totals_history_and_redis(client: Client, r: redis.Redis
     assert 'data-url="/stats"' in page and 'data-interval="5"' in page
 
 
+def test_the_dashboard_says_what_in_redis_puts_jobs_at_risk(client: Client,
+                                                           r: redis.Redis) -> None:
+    """It showed memory used, not of what: a Redis about to refuse pushes, or one that
+    deletes queues when full, looked like any other."""
+    page = client.get("/").text
+    assert "(no maxmemory)" in page and "noeviction" in page and 'data-risk="policy"' not in page
+    used = int(r.info("memory")["used_memory"])
+    r.config_set("maxmemory", int(used / 0.95))
+    r.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        page = client.get("/").text
+    finally:
+        r.config_set("maxmemory", 0)
+        r.config_set("maxmemory-policy", "noeviction")
+    assert re.search(r'data-risk="memory">\d+% of maxmemory: once full, Redis refuses pushes',
+                     page), page
+    assert 'data-risk="policy">deletes keys when memory runs out' in page
+    assert "allkeys-lru" in page and " of " in page
+
+
 def test_stats_json_for_the_real_time_graph(client: Client, r: redis.Redis) -> None:
     r.set("stat:processed", 10)
     enqueue(r, "default", job(A))

@@ -21,7 +21,10 @@ T = TypeVar("T")
 MAX_DAYS = 1825
 #: The Redis INFO fields a dashboard shows; nothing else (INFO also names files and hosts).
 REDIS_INFO_FIELDS = ("redis_version", "uptime_in_days", "connected_clients",
-                     "used_memory_human", "used_memory_peak_human")
+                     "used_memory_human", "used_memory_peak_human", "used_memory",
+                     "maxmemory", "maxmemory_human", "maxmemory_policy", "aof_enabled")
+#: Memory use, of maxmemory, past which the dashboard warns: a full Redis refuses pushes.
+MEMORY_WARNING = 0.9
 
 
 def _counters(pipe: Any) -> None:
@@ -177,6 +180,26 @@ def redis_info() -> dict[str, str]:
     else:
         info = client.info()
     return {name: str(info[name]) for name in REDIS_INFO_FIELDS if name in info}
+
+
+def redis_risks(info: dict[str, str]) -> dict[str, str]:
+    """What in ``redis_info`` puts jobs at risk, field by field, for the dashboard to say:
+    memory near maxmemory (pushes are refused once full), an eviction policy (keys, queues
+    included, are deleted when full), no append-only file (a restart loses what was written
+    since the last snapshot)."""
+    risks: dict[str, str] = {}
+    used, limit = as_int(info.get("used_memory")), as_int(info.get("maxmemory"))
+    if limit and used >= MEMORY_WARNING * limit:
+        risks["memory"] = (f"{used / limit:.0%} of maxmemory: once full, Redis refuses pushes;"
+                           " raise maxmemory or free memory")
+    policy = info.get("maxmemory_policy", "noeviction")
+    if policy != "noeviction":
+        risks["policy"] = ("deletes keys when memory runs out, queued jobs included: set"
+                           " maxmemory-policy noeviction")
+    if info.get("aof_enabled") == "0":
+        risks["aof"] = ("no append-only file: a restart loses the jobs written since the last"
+                        " snapshot, if any")
+    return risks
 
 
 #: What a shard's read raises when its Redis cannot be reached (refused, timed out, a

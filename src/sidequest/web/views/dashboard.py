@@ -12,7 +12,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from sidequest import connection
-from sidequest.api.stats import ShardReads, Stats, Totals, each_reachable_shard, redis_info, summed
+from sidequest.api.stats import (
+    ShardReads,
+    Stats,
+    Totals,
+    each_reachable_shard,
+    redis_info,
+    redis_risks,
+    summed,
+)
 from sidequest.web import charts, params, render
 from sidequest.web.settings import TimedCache
 
@@ -40,7 +48,8 @@ async def dashboard(request: Request) -> Response:
     )
     return render.page(request, "dashboard.html", "Dashboard", totals=totals, days=days,
                        day_choices=DAY_CHOICES, poll=poll, poll_choices=(2, 5, 10, 30, 60),
-                       history=chart, redis=info, **_shard_context(request, rows))
+                       history=chart, redis=info, risks=redis_risks(info),
+                       **_shard_context(request, rows))
 
 
 def _sharded() -> bool:
