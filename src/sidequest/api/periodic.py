@@ -87,8 +87,26 @@ class PeriodicSet:
         return int(self.client.hlen(keys.PERIODIC))
 
     def entries(self) -> list[PeriodicEntry]:
-        stored = cast(dict[bytes, bytes], self.client.hgetall(keys.PERIODIC))
-        names = sorted(raw.decode("utf-8", "replace") for raw in stored)
+        return self._read(self._names())
+
+    def page(self, page: int, count: int) -> tuple[list[PeriodicEntry], int]:
+        """The entries of page ``page`` (``count`` a page, by name), and how many there are:
+        only that page's definitions and states are read, however many entries there are."""
+        names = self._names()
+        start = (page - 1) * count
+        return self._read(names[start:start + count]), len(names)
+
+    def _names(self) -> list[bytes]:
+        """Every entry's name as stored, in the order of the names as shown."""
+        stored = cast(list[bytes], self.client.hkeys(keys.PERIODIC))
+        return sorted(stored, key=lambda raw: raw.decode("utf-8", "replace"))
+
+    def _read(self, stored_names: list[bytes]) -> list[PeriodicEntry]:
+        if not stored_names:
+            return []
+        definitions = cast(list[bytes | None],
+                           self.client.hmget(keys.PERIODIC, stored_names))
+        names = [raw.decode("utf-8", "replace") for raw in stored_names]
         # TIME on its own: a Redis Cluster pipeline refuses commands without a key.
         seconds, micros = self.client.time()
         pipe = self.client.pipeline(transaction=False)
@@ -96,9 +114,10 @@ class PeriodicSet:
             pipe.hgetall(keys.periodic_state(name))
         replies = pipe.execute()
         now = seconds + micros / 1e6
-        pushed = _defined_by_live_processes() if names else set()
-        return [_entry(name, stored[name.encode()], state, now, name in pushed)
-                for name, state in zip(names, replies, strict=True)]
+        pushed = _defined_by_live_processes()
+        return [_entry(name, definition, state, now, name in pushed)
+                for name, definition, state in zip(names, definitions, replies, strict=True)
+                if definition is not None]  # removed between the two reads
 
     def find(self, name: str) -> PeriodicEntry | None:
         return next((e for e in self.entries() if e.name == name), None)

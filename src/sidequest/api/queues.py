@@ -171,7 +171,19 @@ class QueueSummary:
 def summaries() -> list[QueueSummary]:
     """Every queue's size and latency, in two round trips however many queues there are."""
     client = connection.client()
+    return _summaries(client, queue_names(client))
+
+
+def summary_page(page: int, count: int) -> tuple[list[QueueSummary], int]:
+    """The queues of page ``page`` (``count`` a page, by name), and how many there are: only
+    that page's sizes and latencies are read."""
+    client = connection.client()
     names = queue_names(client)
+    start = (page - 1) * count
+    return _summaries(client, names[start:start + count]), len(names)
+
+
+def _summaries(client: Any, names: list[bytes]) -> list[QueueSummary]:
     pipe = client.pipeline(transaction=False)
     for name in names:
         pipe.llen(key_of(keys.queue, name))

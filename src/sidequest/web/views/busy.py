@@ -16,6 +16,8 @@ from sidequest.api.processes import quarantined
 from sidequest.web import params, render
 
 ACTIONS = ("quiet", "stop", "cancel")
+#: Rows of the processes table a page.
+PROCESSES_PER_PAGE = 100
 
 
 async def busy(request: Request) -> Response:
@@ -26,13 +28,25 @@ async def busy(request: Request) -> Response:
     last = params.last_page(len(works), count)
     page = min(page, last)
     shown = works[(page - 1) * count: page * count]
+    process_page, process_last = _process_page(request, len(processes))
     return render.page(request, "busy.html", "Busy", processes=processes, works=shown,
+                       shown_processes=processes[(process_page - 1) * PROCESSES_PER_PAGE:
+                                                 process_page * PROCESSES_PER_PAGE],
+                       process_page=process_page, process_last_page=process_last,
                        total_works=len(works), page=page, last_page=last,
                        concurrency=sum(p.concurrency for p in processes),
                        busy=sum(p.busy for p in processes), cancellable=ours,
                        cancelled=cancelled, orphans=orphans, asked=asked,
                        suspects=suspects, suspect_queues=suspect_queues,
                        recoverer=bool(ours))
+
+
+def _process_page(request: Request, total: int) -> tuple[int, int]:
+    """Which page of the processes table to show, and the last: a fleet of thousands (or
+    entries another program wrote) drew one page of megabytes while every other request of
+    the dashboard waited."""
+    last = params.last_page(total, PROCESSES_PER_PAGE)
+    return min(params.integer(request, "process_page", 1, (1, params.MAX_PAGE)), last), last
 
 
 def _read() -> tuple[list[Process], list[Work], dict[str, int], set[str], dict[str, set[str]]]:

@@ -7,16 +7,25 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from sidequest.api import PeriodicEntry, PeriodicSet
+from sidequest.api import PeriodicSet
 from sidequest.errors import SidequestError
-from sidequest.web import render
+from sidequest.web import params, render
 
 ACTIONS = ("pause", "resume", "enqueue", "remove")
+#: Entries a page.
+PER_PAGE = 100
 
 
 async def periodic(request: Request) -> Response:
-    entries: list[PeriodicEntry] = await run_in_threadpool(PeriodicSet().entries)
-    return render.page(request, "periodic.html", "Periodic", entries=entries)
+    """A page of the entries: however many a Redis holds, the page stays one page long."""
+    page, count = params.page(request), params.count(request, PER_PAGE)
+    entries, total = await run_in_threadpool(PeriodicSet().page, page, count)
+    last = params.last_page(total, count)
+    if page > last:  # entries removed since, or a hand-made URL
+        page = last
+        entries, total = await run_in_threadpool(PeriodicSet().page, page, count)
+    return render.page(request, "periodic.html", "Periodic", entries=entries, total=total,
+                       page=page, last_page=last)
 
 
 async def periodic_action(request: Request) -> Response:

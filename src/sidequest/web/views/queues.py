@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sidequest.api import Process, ProcessSet, Queue
-from sidequest.api.queues import QueueSummary, digest_of, summaries
+from sidequest.api.queues import QueueSummary, digest_of, summary_page
 from sidequest.web import params, render
 from sidequest.web.rows import Row, queue_row
 
@@ -21,19 +21,29 @@ MAX_NAME = 512
 #: among its queues, or only quiet ones do (a quiet process fetches nothing).
 UNSERVED = "no process serves it"
 ONLY_QUIET = "only quiet processes"
+#: Queues a page.
+PER_PAGE = 100
 
 
 async def queues(request: Request) -> Response:
-    rows, unserved = await run_in_threadpool(_read)
-    return render.page(request, "queues.html", "Queues", queues=rows, unserved=unserved)
+    page, count = params.page(request), params.count(request, PER_PAGE)
+    rows, total, unserved_marks = await run_in_threadpool(_read, page, count)
+    last = params.last_page(total, count)
+    if page > last:  # queues removed since, or a hand-made URL
+        page = last
+        rows, total, unserved_marks = await run_in_threadpool(_read, page, count)
+    return render.page(request, "queues.html", "Queues", queues=rows, unserved=unserved_marks,
+                       total=total, page=page, last_page=last)
 
 
-def _read() -> tuple[list[QueueSummary], dict[str, str]]:
-    """The queues, and the process set read once (this shard's: each shard's processes
-    register on their own Redis) to mark those no running process serves."""
-    rows = summaries()
+def _read(page: int, count: int) -> tuple[list[QueueSummary], int, dict[str, str]]:
+    """A page of the queues (however many there are, one per tenant say, the page stays one
+    page long), how many there are, and the process set read once (this shard's: each
+    shard's processes register on their own Redis) to mark those no running process
+    serves."""
+    rows, total = summary_page(page, count)
     # Not pruned here: a GET changes nothing, and an expired entry reads as no process.
-    return rows, unserved(rows, ProcessSet(clean=False).processes())
+    return rows, total, unserved(rows, ProcessSet(clean=False).processes())
 
 
 def unserved(rows: list[QueueSummary], processes: list[Process]) -> dict[str, str]:
