@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 from starlette.applications import Starlette
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -248,6 +249,23 @@ def check_scrape_token(token: str) -> None:
         )
 
 
+class AnythingConvertor(Convertor[str]):
+    """A queue's or a job class's name as a route parameter: any characters, slashes and
+    line breaks included. ``path``'s pattern stops at a line break, and a queue so named
+    (a Ruby client accepts it) could be neither opened nor deleted."""
+
+    regex = "[\\s\\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return str(value)
+
+
+register_url_convertor("anything", AnythingConvertor())
+
+
 def routes() -> list[BaseRoute]:
     return one_route_per_path([
         Route("/", dashboard.dashboard, methods=["GET"], name="dashboard"),
@@ -258,15 +276,15 @@ def routes() -> list[BaseRoute]:
         # The actions before the queue's page, whose :path matches their paths too: a method
         # no route takes is answered with the Allow of the first route whose path matched,
         # and a PUT on .../delete must hear POST. A GET or a POST still finds its own route.
-        Route("/queues/{name:path}/delete", queues.delete_queue, methods=["POST"]),
-        Route("/queues/{name:path}/delete_job", queues.delete_job, methods=["POST"]),
-        Route("/queues/{name:path}", queues.queue, methods=["GET"], name="queue"),
+        Route("/queues/{name:anything}/delete", queues.delete_queue, methods=["POST"]),
+        Route("/queues/{name:anything}/delete_job", queues.delete_job, methods=["POST"]),
+        Route("/queues/{name:anything}", queues.queue, methods=["GET"], name="queue"),
         *sets.routes(),
         Route("/metrics", metrics.overview, methods=["GET"], name="metrics"),
         Route("/prometheus", prometheus.prometheus, methods=["GET"], name="prometheus"),
         Route("/limiters", limiters.limiters, methods=["GET"], name="limiters"),
         Route("/batches", batches.batches, methods=["GET"], name="batches"),
-        Route("/metrics/{name:path}", metrics.job_class, methods=["GET"], name="metrics_class"),
+        Route("/metrics/{name:anything}", metrics.job_class, methods=["GET"], name="metrics_class"),
         Route("/periodic", periodic_view.periodic, methods=["GET"], name="periodic"),
         Route("/periodic", periodic_view.periodic_action, methods=["POST"]),
         Route("/login", login.login_page, methods=["GET"], name="login"),

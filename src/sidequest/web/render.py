@@ -348,7 +348,8 @@ ENV = jinja2.Environment(
     lstrip_blocks=True,
     finalize=visible,
 )
-ENV.filters.update(seg=segment, number=number, ago=ago, utc=utc, short_json=short_json, cut=cut,
+ENV.filters.update(seg=segment, path=path_url, number=number, ago=ago, utc=utc,
+                   short_json=short_json, cut=cut,
                    full_json=full_json, kb=kilobytes, plural=plural,
                    duration=duration, ms=milliseconds)
 ENV.globals.update(page_url=page_url)

@@ -17,6 +17,9 @@ from sidequest.web.formpage import safe_next
 from sidequest.web.session import Session
 
 NOT_HERE = "This dashboard uses the application's own login."
+#: The same page on a dashboard started with no login (no password, on the loopback).
+NO_LOGIN = ("This dashboard asks for no login: it was started without a password"
+            " (SIDEQUEST_WEB_PASSWORD sets one).")
 #: What the login page puts on its CSS and JS links to refresh browsers' copies, in place of
 #: the version the other pages use: a visitor who has not logged in is not told which
 #: Sidequest runs here. New for each process, so an upgrade (a restart) still refreshes them.
@@ -36,7 +39,7 @@ async def login_page(request: Request) -> Response:
     if not settings.auth.has_login_page:
         if settings.auth.login_url:
             return RedirectResponse(settings.auth.login_url, status_code=303)
-        return render.text(NOT_HERE, 404)
+        return render.text(NO_LOGIN if settings.auth.insecure else NOT_HERE, 404)
     target = safe_next(request, request.query_params.get("next"))
     if await _logged_in(request):  # a form is no use: on to the page
         return RedirectResponse(target, status_code=303)
@@ -78,7 +81,7 @@ async def login(request: Request) -> Response:
     form = render.form(request)
     address = client_address(request)
     if not settings.auth.has_login_page:
-        return render.text(NOT_HERE, 404)
+        return render.text(NO_LOGIN if settings.auth.insecure else NOT_HERE, 404)
     target = safe_next(request, form.get("next"))
     try:
         admission = await settings.limiter.admit(address)

@@ -16,7 +16,7 @@ from sidequest.web import params, render
 from sidequest.web.rows import Row, queue_row
 
 #: Longest queue name accepted in a URL (Redis allows more; no real queue needs it).
-MAX_NAME = 512
+MAX_NAME = 8192
 #: The marks on a queue whose jobs nothing fetches: none of the running processes has it
 #: among its queues, or only quiet ones do (a quiet process fetches nothing).
 UNSERVED = "no process serves it"
