@@ -31,7 +31,8 @@ def import_failure(target: str, module: str, exc: ImportError, spec: str) -> str
     if exc.name is None or not isinstance(exc, ModuleNotFoundError):
         # The module was found and its code ran: it, or code it imports, raised this (a
         # name missing from a module, a library that needs an extra): where and what.
-        return f"could not import {target!r}: {_where(exc)}{type(exc).__name__}: {exc}"
+        return (f"could not import {target!r}: {_where(exc)}{type(exc).__name__}: {exc}"
+                f"{_relative_import_hint(target, spec, exc)}")
     above = _run_from_above(target, spec, missing)
     if above:  # before "pip install shop", which would fetch someone else's package
         where = "" if missing.partition(".")[0] == module.partition(".")[0] else _where(exc)
@@ -72,6 +73,44 @@ def _run_from_above(target: str, spec: str, missing: str) -> str:
     return (f"the worker runs inside the package {top!r} ({package}), and Python finds a"
             f" package only from the directory that holds it. Run the worker from"
             f" {str(root)!r}: cd {shlex.quote(os.path.relpath(root, here))} && sidequest -r"
+            f" {shlex.quote(_target_from(root, here, target, spec))}")
+
+
+def _relative_import_hint(target: str, spec: str, exc: ImportError) -> str:
+    """For ``cd shop && sidequest -r jobs`` where jobs.py has ``from .models import X``: the
+    module is part of a package, imported without it, so its relative imports have no
+    package to start from. "" for any other ImportError, or with no frame of the app's."""
+    if not str(exc).startswith("attempted relative import"):
+        return ""
+    frames = [frame for frame in traceback.extract_tb(exc.__traceback__)
+              if not importing_frame(frame.filename)]
+    if not frames:
+        return ""
+    file = Path(frames[-1].filename).resolve()
+    folder = file.parent
+    if not (folder / "__init__.py").is_file():
+        return (f". {file.name} uses a relative import, which works only in a module of a"
+                f" package, and {folder} has no __init__.py: add one to make it a package,"
+                f" then run the worker from the directory above it and name the module with"
+                f" the package (-r {folder.name}.{file.stem})")
+    parts = [file.stem]
+    while (folder / "__init__.py").is_file() and folder.name.isidentifier():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    return (f". {file.name} is the module {'.'.join(parts)} of the package {parts[0]!r}, and"
+            f" its relative imports work only when it is imported under that name: run the"
+            f" worker from the directory above the package and name the module with it:"
+            f" {_command_from(folder, target, spec, '.'.join(parts))}")
+
+
+def _command_from(root: Path, target: str, spec: str, named: str) -> str:
+    """``cd ... && sidequest -r ...``, the command that imports ``target`` from ``root``, the
+    folder that holds the package; ``-r named`` when the working directory is not inside
+    it (the target's own name from there is then unknown)."""
+    here = Path.cwd().resolve()
+    if not here.is_relative_to(root) or here == root:
+        return f"-r {shlex.quote(named)}"
+    return (f"cd {shlex.quote(os.path.relpath(root, here))} && sidequest -r"
             f" {shlex.quote(_target_from(root, here, target, spec))}")
 
 

@@ -108,7 +108,17 @@ class Sidequest:
             self._mount(app, prefix)
         self.app = app
         app.extensions["sidequest"] = self
-        middleware.server.add(self.in_app_context)
+        # Outermost of the application's middleware: one added before this (session_per_job
+        # in the module that makes the app, say) runs inside the app's context, its
+        # after-part too (scoped_session.remove() of Flask-SQLAlchemy's db.session needs
+        # it). Not outermost of all: the worker prepends its own middleware (guards,
+        # record_outcome, then the metrics recorder, outermost) in Launcher.start(), which
+        # runs after -r loaded the app, so they end up ahead of this one; each start
+        # prepends them again, so an app made after an embedded worker started is put in
+        # order by the next start (until then its context is set up outside the recorder's
+        # timing, its only effect).
+        middleware.server.prepend(self.in_app_context)
+        _warn_if_environment_loses(app.config)
 
     def _mount(self, app: Flask, prefix: str) -> None:
         from sidequest.web.app import secret_from_host  # noqa: PLC0415 - only with a dashboard
@@ -194,6 +204,25 @@ def _dashboard(options: dict[str, Any]) -> Any:
     setattr(asgi.state, SETTINGS_KEYS, {"redis_url": "SIDEQUEST_REDIS_URL",
                                         "shards": "SIDEQUEST_SHARDS"})
     return WSGIDashboard(asgi)
+
+
+def _warn_if_environment_loses(config: Any) -> None:
+    """Say so when $SIDEQUEST_REDIS_URL (or $REDIS_URL) names another Redis than app.config's
+    SIDEQUEST_REDIS_URL: app.config wins, and the variable was otherwise ignored without a
+    word, while ``sidequest stats`` and ``status``, which never load the app, still use it."""
+    url = config.get("SIDEQUEST_REDIS_URL")
+    variable = next((name for name in (environ.REDIS_URL, environ.PLAIN_REDIS_URL)
+                     if os.environ.get(name)), None)
+    if not url or variable is None or os.environ[variable] == url:
+        return
+    log.warning("Sidequest(app): Redis: using %s (app.config['SIDEQUEST_REDIS_URL']), not %s"
+                " ($%s): app.config wins over the environment, in this app and in a worker"
+                " started on it with -r (unless its settings file or --redis-url names"
+                " another); `sidequest stats` and `sidequest status`, which do not load the"
+                " app, use $%s's. Set $%s to app.config's URL (or unset $%s) so that all of"
+                " them use one Redis", connection.redacted(url),
+                connection.redacted(os.environ[variable]), variable, variable,
+                environ.REDIS_URL, variable)
 
 
 def _configure(config: Any) -> None:
