@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import threading
 import time
 import traceback
+import weakref
 from typing import Any
 
 import pytest
@@ -265,8 +267,43 @@ def test_a_thread_job_that_catches_its_timeout_and_returns_still_fails() -> None
     [seen] = outcomes
     assert isinstance(seen, JobTimeout), "the middleware saw a success"
     assert str(seen) == "the job ran past its timeout of 0.5 s"
-    where = traceback.extract_tb(seen.__traceback__)[-1]
-    assert where.name == "_spin" and where.filename == __file__, where
+    frames = traceback.extract_tb(seen.__traceback__)
+    assert frames[-1].name == "_spin" and frames[-1].filename == __file__, frames[-1]
+    # Only the job's frames below the worker's: the outer ones run other jobs by now.
+    assert not [f for f in frames if f.filename.endswith("threading.py")], frames
+
+
+class SwallowsBig(Job):
+    retry = 0
+    timeout = 0.5
+
+    def perform(self) -> None:
+        big = Marker()
+        held.append(weakref.ref(big))
+        with contextlib.suppress(Exception):
+            _spin(2.0)
+
+
+class Marker:
+    pass
+
+
+held: list[weakref.ref[Marker]] = []
+
+
+def test_a_caught_timeout_keeps_no_frame_of_the_job_alive() -> None:
+    """The stack kept for the failure held the job's frames, and their locals, until another
+    timed job came along: a job's 50 MB stayed in the process."""
+    held.clear()
+    SwallowsBig.perform_async()
+    with running_worker():
+        wait_for(lambda: list(DeadSet()), what="the job in the dead set")
+
+        def freed() -> bool:
+            gc.collect()
+            return held[0]() is None
+
+        wait_for(freed, timeout=5, what="the job's locals to be freed")
 
 
 def test_the_cleanup_around_a_call_that_ran_out_of_time_runs() -> None:

@@ -211,7 +211,9 @@ class Processor:
                  chain: tuple[Work, Payload, Job, Any, Any]) -> None:
         try:
             work, job, instance, args, kwargs = chain
-            with timeouts.watch(str(job.get("jid", "")), limit) as watched:
+            # The traceback of a timeout the job caught starts inside _call, at its code.
+            with timeouts.watch(str(job.get("jid", "")), limit,
+                                Processor._call.__code__) as watched:
                 def final() -> Any:
                     result = self._call(instance, args, kwargs)
                     watched.raise_if_fired()  # it caught its JobTimeout: a failure still

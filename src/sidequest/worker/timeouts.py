@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from types import TracebackType
+from types import CodeType, TracebackType
 from typing import Any
 
 from sidequest.errors import TIMEOUT_MESSAGE, JobTimeout
@@ -45,6 +45,9 @@ class _Watched:
     thread: int  # the thread's ident
     deadline: float  # monotonic
     limit: float  # seconds
+    lock: threading.Lock  # the watchdog's, which fires under it
+    #: The frame of the call into the job's code: the failure's traceback starts below it.
+    below: CodeType | None = None
     fired: float | None = None  # when JobTimeout was raised in it
     #: Where the job was when it fired, for the failure of a job that caught it and went on.
     stack: TracebackType | None = None
@@ -55,10 +58,16 @@ class _Watched:
         still ran past its limit, and that is a failure, not a success. Raised where the job
         returned, inside the middleware, so that what records outcomes there (metrics,
         traces) sees the failure; with the job's stack at its deadline, which names the
-        line it was on."""
-        if self.fired is not None and not self.told:
+        line it was on. Under the watchdog's lock: it has fired, or it never will (the
+        caller's watch ends first); a JobTimeout it raised that has not surfaced yet (the
+        job returned at its deadline) is withdrawn, so that only this one is raised."""
+        with self.lock:
+            if self.fired is None or self.told:
+                return
             self.told = True
-            raise JobTimeout(f"{TIMEOUT_MESSAGE} of {self.limit:g} s").with_traceback(self.stack)
+            _raise_in(self.thread, None)
+            stack, self.stack = self.stack, None  # its frames stay alive no longer than it
+        raise JobTimeout(f"{TIMEOUT_MESSAGE} of {self.limit:g} s").with_traceback(stack)
 
 
 class Timeouts:
@@ -72,16 +81,22 @@ class Timeouts:
         self._thread: threading.Thread | None = None
 
     @contextmanager
-    def watch(self, jid: str, seconds: float) -> Iterator[_Watched]:
+    def watch(self, jid: str, seconds: float,
+              below: CodeType | None = None) -> Iterator[_Watched]:
         """Run the ``with`` body under a deadline of ``seconds``; the body calls the entry's
-        ``raise_if_fired`` once the job returns (and it is called here again, in case)."""
+        ``raise_if_fired`` once the job returns (and it is called here again, in case).
+        ``below``: the code of the call into the job, whose frames a caught timeout's
+        traceback keeps (see stack_of)."""
         ident = threading.get_ident()
-        entry = _Watched(jid, ident, time.monotonic() + seconds, seconds)
+        entry = _Watched(jid, ident, time.monotonic() + seconds, seconds, self._lock, below)
         with self._lock:
             self._watched[ident] = entry
             self._start()
         try:
             yield entry
+        except BaseException:
+            entry.stack = None  # the job's own raise carries where it was
+            raise
         finally:
             with self._lock:
                 self._watched.pop(ident, None)
@@ -107,22 +122,25 @@ class Timeouts:
     def _run(self) -> None:
         while True:
             time.sleep(TICK)
-            now = time.monotonic()
             with self._lock:
-                for entry in list(self._watched.values()):
-                    if entry.fired is None and now >= entry.deadline:
-                        entry.fired = now
-                        entry.stack = stack_of(entry.thread)
-                        _raise_in(entry.thread)
-                    elif entry.fired is not None and now - entry.fired > GRACE:
-                        del self._watched[entry.thread]
-                        self._stuck(entry.jid, "stuck in C code or a system call, or it "
-                                               "caught the JobTimeout and went on")
-                for rid, (limit, jid) in list(self._async.items()):
-                    if now >= limit:
-                        del self._async[rid]
-                        self._stuck(rid, "an async job that blocks the event loop or "
-                                         "ignores its cancellation", jid)
+                self._tick(time.monotonic())
+
+    def _tick(self, now: float) -> None:  # holding the lock; its locals (a fired entry,
+        # which holds the job's frames) go when it returns, not at the next tick
+        for entry in list(self._watched.values()):
+            if entry.fired is None and now >= entry.deadline:
+                entry.fired = now
+                entry.stack = stack_of(entry.thread, entry.below)
+                _raise_in(entry.thread, JobTimeout)
+            elif entry.fired is not None and now - entry.fired > GRACE:
+                del self._watched[entry.thread]
+                self._stuck(entry.jid, "stuck in C code or a system call, or it "
+                                       "caught the JobTimeout and went on")
+        for rid, (limit, jid) in list(self._async.items()):
+            if now >= limit:
+                del self._async[rid]
+                self._stuck(rid, "an async job that blocks the event loop or "
+                                 "ignores its cancellation", jid)
 
     def _stuck(self, rid: str, why: str, jid: str | None = None) -> None:
         shown = jid or rid
@@ -131,19 +149,25 @@ class Timeouts:
         threading.Thread(target=self._on_stuck, args=(rid,), daemon=True).start()
 
 
-def _raise_in(thread: int) -> None:
+def _raise_in(thread: int, exc: type[BaseException] | None) -> None:
+    """Raise ``exc`` in ``thread`` at its next Python instruction; None withdraws one raised
+    so that has not surfaced yet."""
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread),
-                                               ctypes.py_object(JobTimeout))
+                                               ctypes.py_object(exc) if exc else None)
 
 
-def stack_of(ident: int | None) -> TracebackType | None:
+def stack_of(ident: int | None, below: CodeType | None = None) -> TracebackType | None:
     """Where the thread ``ident`` is now, as a traceback (outermost call first): the failure
     of a job stuck there then names the line it is stuck on, in its log line and its
-    backtrace, as a timeout that landed does. Read while the thread stays stuck."""
+    backtrace, as a timeout that landed does. Read while the thread stays stuck. With
+    ``below``, only the frames inside the call running that code: the outer ones are the
+    worker's, which go on to run other jobs (an error reporter reading their locals would
+    see those)."""
     frame = sys._current_frames().get(ident) if ident is not None else None
     stack = None
     try:
-        while frame is not None:  # innermost first, each linked before the ones inside it
+        while frame is not None and frame.f_code is not below:  # innermost first, each
+            # linked before the ones inside it
             stack = TracebackType(stack, frame, frame.f_lasti, frame.f_lineno or 0)
             frame = frame.f_back
     except (TypeError, ValueError):  # a frame that cannot be shown: the failure goes on
