@@ -324,3 +324,11 @@ def test_a_scraper_reads_prometheus_under_a_mount_without_a_trailing_slash(
     bearer = {"HTTP_AUTHORIZATION": f"Bearer {scrape_token}"}
     metrics = Client().get("/ops-bare/sidequest/prometheus", **bearer)
     assert metrics.status_code == 200 and b"sidequest_busy" in metrics.content
+
+
+def test_a_queue_named_with_a_line_break_opens(users: dict[str, object]) -> None:
+    # The URL pattern's "." stopped at the line break: a 404 from Django, though the
+    # dashboard itself serves the queue (a Ruby client accepts the name).
+    from django.urls import resolve
+
+    assert resolve("/ops/sidequest/queues/a\nb").kwargs == {"path": "queues/a\nb"}

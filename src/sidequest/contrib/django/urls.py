@@ -8,4 +8,5 @@ from django.urls import re_path
 from sidequest.contrib.django.views import dashboard
 
 app_name = "sidequest"
-urlpatterns = [re_path(r"^(?P<path>.*)$", dashboard, name="dashboard")]
+# [\s\S], not ".": a queue named with a line break (a Ruby client takes it) opens too.
+urlpatterns = [re_path(r"^(?P<path>[\s\S]*)$", dashboard, name="dashboard")]
