@@ -113,7 +113,10 @@ def given_up(payload: dict[str, Any], queue: str, chain: Iterable[Any],
         if isinstance(entry, Timing):
             entry.observe(payload, queue, 0.0, True)
         elif callable(told := getattr(entry, "given_up", None)):
-            told(payload, queue, error)
+            try:
+                told(payload, queue, error)
+            except Exception:  # an application's middleware: the failure is recorded anyway
+                log.exception("the middleware %r raised in given_up", entry)
 
 
 def cancelled(job: Any) -> bool:

@@ -264,3 +264,31 @@ def test_a_run_given_up_as_stuck_ends_its_span_as_an_error_once(
     run.join(5)
     assert len(spans("default process")) == 1
     assert not [rec for rec in caplog.records if "ended span" in rec.getMessage()]
+
+
+def test_runs_sharing_a_jid_or_without_one_each_end_their_span() -> None:
+    """The live spans were kept by jid: a second run of the same jid (set by hand), or any
+    two payloads without a jid, took the first one's place, and the first span never
+    ended."""
+    first_in, second_in, release = threading.Event(), threading.Event(), threading.Event()
+
+    def run(payload: dict[str, Any], inside: threading.Event) -> threading.Thread:
+        def job() -> None:
+            inside.set()
+            release.wait(10)
+
+        thread = threading.Thread(target=otel.server_middleware,
+                                  args=(None, payload, "default", job))
+        thread.start()
+        assert inside.wait(5)
+        return thread
+
+    for jid in ("report-7", None):
+        EXPORTER.clear()
+        first_in.clear(), second_in.clear(), release.clear()
+        payload = {"class": "Shared", "args": [], "queue": "default", "jid": jid}
+        threads = [run(dict(payload), first_in), run(dict(payload), second_in)]
+        release.set()
+        for thread in threads:
+            thread.join(5)
+        assert len(spans("default process")) == 2, jid

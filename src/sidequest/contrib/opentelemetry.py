@@ -80,8 +80,9 @@ class ServerMiddleware:
     rather than holding a worker thread for its whole run."""
 
     def __init__(self) -> None:
-        #: jid -> the span of its run in progress, for ``given_up``.
-        self._live: dict[str, trace.Span] = {}
+        #: jid -> the spans of its runs in progress, oldest first, for ``given_up`` (runs
+        #: may share a jid: set by hand, or none at all).
+        self._live: dict[str, list[trace.Span]] = {}
         self._lock = threading.Lock()
 
     def __call__(self, job: Any, payload: Payload, queue: str,
@@ -102,24 +103,31 @@ class ServerMiddleware:
         jid = str(payload.get("jid"))
         with _consumer_span(payload, queue) as span:
             with self._lock:
-                self._live[jid] = span
+                self._live.setdefault(jid, []).append(span)
             try:
                 with _outcome(span):
                     yield span
             finally:
-                with self._lock:
-                    mine = self._live.get(jid) is span
-                    if mine:
-                        del self._live[jid]
-                if mine:
+                if self._take(jid, span) is not None:
                     span.end()
+
+    def _take(self, jid: str, span: trace.Span | None = None) -> trace.Span | None:
+        """Take ``span`` (or, with None, the oldest span) of ``jid``'s runs off the live
+        ones; None when it is not there (``given_up`` took it, and ended it)."""
+        with self._lock:
+            spans = self._live.get(jid, [])
+            found = next((i for i, live in enumerate(spans) if span is None or live is span),
+                         None)
+            taken = spans.pop(found) if found is not None else None
+            if not spans:
+                self._live.pop(jid, None)
+        return taken
 
     def given_up(self, payload: Payload, queue: str, error: BaseException) -> None:
         """The run is stuck past its time limit (sidequest.metrics.given_up): its span ends
         now, as a failure, and is exported before the process retires. Left open, it never
         ended, and the trace of the very job an operator looks for had no run in it."""
-        with self._lock:
-            span = self._live.pop(str(payload.get("jid")), None)
+        span = self._take(str(payload.get("jid")))  # runs sharing a jid: the oldest is stuck
         if span is None:
             return
         span.record_exception(error)
