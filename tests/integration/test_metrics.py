@@ -205,3 +205,23 @@ def test_a_job_dropped_unrun_is_no_run_of_its_class(r: redis.Redis) -> None:
 def _expired(r: redis.Redis) -> bool:
     (raw,) = r.lrange("queue:default", 0, -1)
     return time.time() > json.loads(raw)["expires_at"]
+
+
+def test_a_middleware_whose_given_up_raises_stops_nothing(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """An application's middleware with a given_up of its own making raised, and the stuck
+    job's failure, recorded after it, never was."""
+    told: list[str] = []
+
+    class Strict:
+        def given_up(self) -> None:  # takes none of the arguments
+            raise AssertionError("not called like this")
+
+    class Listening:
+        def given_up(self, payload: dict[str, Any], queue: str, error: BaseException) -> None:
+            told.append(queue)
+
+    metrics.given_up({"class": "X", "jid": "s" * 24}, "low", [Strict(), Listening()],
+                     RuntimeError("stuck"))
+    assert told == ["low"]
+    assert "raised in given_up" in caplog.text
