@@ -208,3 +208,12 @@ def test_a_record_gone_after_the_lease_s_time_is_not_taken_for_a_loss(
     heartbeat.beat()
     assert "lost this worker's process record" not in caplog.text
     assert r.exists(keys.process("slow:1:aaaa"))
+
+
+def test_a_stop_after_the_record_was_lost_leaves_none_that_never_lapses(
+        r: redis.Redis) -> None:
+    # clear() wrote "quiet" into a record Redis had lost, making one with no TTL at all.
+    heartbeat = beating("gone:1:aaaa")
+    r.delete(keys.process("gone:1:aaaa"))
+    heartbeat.clear()
+    assert 0 < r.ttl(keys.process("gone:1:aaaa")) <= 60

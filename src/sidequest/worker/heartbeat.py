@@ -163,7 +163,7 @@ class Heartbeat:
         pipe.rpop(keys.signals(self.identity))
         sent = time.monotonic()
         results = pipe.execute()
-        self._lost_record(sent, int(results[0]))
+        self._lost_record(sent, time.monotonic(), int(results[0]))
         signal = results[-1]
         if signal:
             was_quiet = self.quiet
@@ -173,18 +173,21 @@ class Heartbeat:
                 # until then the dashboard read "running" for a process already quiet.
                 self.say_state()
 
-    def _lost_record(self, sent: float, new_fields: int) -> None:
+    def _lost_record(self, sent: float, done: float, new_fields: int) -> None:
         """Say so when Redis lost the process record, written too recently to have expired
         and its lease too, so that no reaper removed it either: Redis then lost data behind
         the worker's back, jobs with it, and a worker that went on silently left the
         operator to find out from missing work. Leases are in doubt for a while: those of
         the other processes may have gone with it. A loss during an outage longer than the
-        lease goes unsaid: a reaper may have removed the record then, which is no loss."""
+        lease goes unsaid: a reaper may have removed the record then, which is no loss. The
+        gap is the longest the two writes can be apart: from the send of the one before
+        (it ran after that) to the answer of this one (it ran before that), so a pause
+        inside this beat (a GC, a slow network) cannot pass a reap for a loss."""
         written, self._written_at = self._written_at, sent
         if written is None:
-            self._server.remember(self.client)
-        elif new_fields and sent - written < 0.9 * min(PROCESS_TTL, self.config.lease_ttl):
-            self._server.say_lost(self.client, sent - written)
+            self._server.remember(self.client, keys.process(self.identity))
+        elif new_fields and done - written < 0.9 * min(PROCESS_TTL, self.config.lease_ttl):
+            self._server.say_lost(self.client, keys.process(self.identity), done - written)
             self.doubt_until = time.monotonic() + self.config.lease_ttl
 
     def say_state(self) -> None:
@@ -232,6 +235,9 @@ class Heartbeat:
         pipe.unlink(keys.work(self.identity), keys.workers_legacy(self.identity))
         pipe.unlink(keys.lease(self.identity))
         pipe.hset(keys.process(self.identity), "quiet", "true")
+        # With its TTL: on a record Redis lost (the stop that follows a failure), the HSET
+        # made a record that never lapsed.
+        pipe.expire(keys.process(self.identity), PROCESS_TTL)
         # Leave the reapers' list too, unless jobs are still in progress (a failed requeue):
         # then the entry stays, so that a reaper recovers them once the lease is gone.
         # execute_command: a Redis Cluster pipeline's eval() is another method.

@@ -21,11 +21,12 @@ class Server:
     def __init__(self) -> None:
         self.run_id: str | None = None
 
-    def remember(self, client: redis.Redis) -> None:
-        self.run_id = _run_id(_info(client))
+    def remember(self, client: redis.Redis, key: str) -> None:
+        """Note the server that holds ``key`` (the process record)."""
+        self.run_id = _run_id(_info(client, key))
 
-    def say_lost(self, client: redis.Redis, seconds: float) -> None:
-        info = _info(client)
+    def say_lost(self, client: redis.Redis, key: str, seconds: float) -> None:
+        info = _info(client, key)
         log.error("Redis lost this worker's process record %.0f s after writing it, well"
                   " before its expiry: Redis lost data (%s). Jobs queued, scheduled or waiting"
                   " to retry before then may be gone; those running here carry on. To keep"
@@ -36,7 +37,7 @@ class Server:
     def _cause(self, info: dict[str, Any] | None, seconds: float) -> str:
         run_id = _run_id(info)
         if info is None or run_id is None or self.run_id is None:
-            # INFO refused (managed Redis), or a Cluster client, which answers per node
+            # INFO refused (managed Redis), or no run id in its answer
             return "restarted without persistence, flushed, failed over, or evicting keys"
         uptime = int(info.get("uptime_in_seconds", 0))
         saved = "appendonly is on" if int(info.get("aof_enabled", 0)) else "appendonly is off"
@@ -48,12 +49,19 @@ class Server:
                     " lacked recent writes")
         if policy != "noeviction":
             return f"its maxmemory-policy is {policy}, which deletes keys when memory runs out"
-        return f"the same server, up {uptime} s: flushed (FLUSHALL, FLUSHDB)"
+        return (f"the same server, up {uptime} s: flushed (FLUSHALL, FLUSHDB), or its keys"
+                " deleted by another client")
 
 
-def _info(client: redis.Redis) -> dict[str, Any] | None:
+def _info(client: redis.Redis, key: str) -> dict[str, Any] | None:
+    """INFO of the server holding ``key``: on a Redis Cluster, its primary, not whichever
+    node the client asks by default."""
     try:
-        info: Any = client.info()
+        if hasattr(client, "get_node_from_key"):
+            info: Any = client.info(
+                target_nodes=client.get_node_from_key(key))
+        else:
+            info = client.info()
     except redis.RedisError:
         return None
     return info if isinstance(info, dict) else None
