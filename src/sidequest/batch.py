@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import redis
 
-from sidequest import batch_callbacks, connection, keys, sending
+from sidequest import batch_callbacks, connection, joblog, keys, sending
 from sidequest.batch_callbacks import callback_payload
 from sidequest.batch_members import KEEP, KEEP_AFTER_SUCCESS, ancestry_of, member_commands
 from sidequest.batch_unreachable import unreachable
@@ -216,11 +216,21 @@ class Batch:
             log.warning("batch %s: its %s fired already and will not again: the jobs a block"
                         " on it adds run and count in it, but for a new round make a new Batch",
                         self.bid, " and ".join(fired))
-        elif read[4] not in (None, b"0", "0"):
+        elif read[4] not in (None, b"0", "0") and not self._held_by_this_job():
             log.warning("batch %s is sealed already: nothing holds it open while a block on it"
                         " runs, so its callbacks may fire before the jobs the block adds have"
                         " run. Add jobs to a running batch from one of its jobs (self.batch)",
                         self.bid)
+
+    def _held_by_this_job(self) -> bool:
+        """Whether the job running here is a member still pending: it holds the batch open
+        (a job that finds its own batch by bid, rather than through self.batch)."""
+        running = joblog.current.get()
+        if running is None:
+            return False
+        with connection.on_shard(self.shard), unreachable(self.shard, "no batch was read"):
+            return bool(connection.client().sismember(
+                keys.batch_part(self.bid, "pending"), running[0]))
 
     def _lineage(self) -> tuple[list[str], str] | None:
         """The batch's ancestry (its bid, then each parent still kept) and description, read

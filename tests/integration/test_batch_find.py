@@ -149,3 +149,21 @@ def test_a_child_made_after_its_parent_succeeded_stands_alone(
     status = BatchStatus(parent.bid)
     assert status.total == 1 and status.pending == 0 and status.success
     assert child.ancestry == [child.bid]
+
+
+class FindsItsOwnBatch(Job):
+    def perform(self) -> None:
+        assert self.batch is not None
+        with Batch.find(self.batch.bid).jobs():
+            BFRow.perform_async(9)
+
+
+def test_a_member_job_finding_its_own_batch_is_not_warned(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # It is pending in the batch, so it holds it open: the warning said nothing did.
+    batch = Batch(on_complete=(BFDone, ["complete"]))
+    with batch.jobs():
+        FindsItsOwnBatch.perform_async()
+    with caplog.at_level("WARNING", "sidequest"), running_worker():
+        wait_for(lambda: calls == ["complete"] and 9 in ran, what="the batch to complete")
+    assert not [rec for rec in caplog.records if "sealed already" in rec.getMessage()]
