@@ -99,6 +99,7 @@ def test_a_bad_setting_is_named_by_the_check(project: object) -> None:
 @pytest.mark.parametrize(("value", "said"), [
     (42, "got 42"), ("change_user", "got 'change_user'"), ("auth.", "got 'auth.'"),
     (["auth.change_user"], "got ['auth.change_user']"),
+    ("auth.change_user ", "got 'auth.change_user '"),  # has_perm() would refuse everyone
 ])
 def test_a_bad_dashboard_permission_is_named_by_the_check(project: object, value: object,
                                                           said: str) -> None:

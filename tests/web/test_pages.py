@@ -68,6 +68,12 @@ def test_the_dashboard_says_what_in_redis_puts_jobs_at_risk(client: Client,
                      page), page
     assert 'data-risk="policy">deletes keys when memory runs out' in page
     assert "allkeys-lru" in page and " of " in page
+    r.config_set("maxmemory-policy", "volatile-lru")  # keys with a TTL only: not the queues
+    try:
+        page = client.get("/").text
+    finally:
+        r.config_set("maxmemory-policy", "noeviction")
+    assert 'data-risk="policy">deletes keys that expire when memory runs out, leases' in page
 
 
 def test_stats_json_for_the_real_time_graph(client: Client, r: redis.Redis) -> None:

@@ -193,7 +193,10 @@ def redis_risks(info: dict[str, str]) -> dict[str, str]:
         risks["memory"] = (f"{used / limit:.0%} of maxmemory: once full, Redis refuses pushes;"
                            " raise maxmemory or free memory")
     policy = info.get("maxmemory_policy", "noeviction")
-    if policy != "noeviction":
+    if policy.startswith("volatile"):
+        risks["policy"] = ("deletes keys that expire when memory runs out, leases and unique"
+                           " locks among them: set maxmemory-policy noeviction")
+    elif policy != "noeviction":
         risks["policy"] = ("deletes keys when memory runs out, queued jobs included: set"
                            " maxmemory-policy noeviction")
     if info.get("aof_enabled") == "0":

@@ -83,7 +83,7 @@ def dashboard_permission() -> str | None:
     # has_perm() takes any string and answers False to a malformed one: a user refused with
     # no word of why, where this says what to write.
     app_label, _, codename = value.partition(".") if isinstance(value, str) else ("", "", "")
-    if not (app_label.strip() and codename.strip()):
+    if not (app_label.strip() and codename.strip()) or value != value.strip():
         raise ConfigError(f"{PERMISSION_FORM}; got {value!r}")
     return str(value)
 
