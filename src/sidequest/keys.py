@@ -64,6 +64,9 @@ Sidequest's own keys all start with ``sq:`` so that Sidekiq never trips over the
     sq:batches                  ZSET bid -> created (the last 30 days), for the dashboard
     sq:cancelled                ZSET jid -> when it was cancelled (epoch s); entries older than
                                 30 days are trimmed at each cancel
+    sq:dead_limits              HASH max_jobs, timeout (s): the dead_max_jobs and dead_timeout
+                                of the last worker to start, by which the dashboard and the
+                                API trim ``dead`` (beside it: one per shard, in its slot)
 """
 
 from __future__ import annotations
@@ -95,6 +98,8 @@ LIMITERS = "sq:limiters"
 CANCELLED = "sq:cancelled"
 BATCHES = "sq:batches"
 STAT_OVERLIMIT = "sq:stat:overlimit"
+#: Tagged as ``dead`` is (not ON_DEFAULT_SHARD): each shard's limits sit beside its dead set.
+DEAD_LIMITS = "sq:dead_limits"
 
 
 def queue(name: str) -> str:

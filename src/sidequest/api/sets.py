@@ -12,12 +12,12 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from sidequest import connection, keys, status, unique
+from sidequest import connection, keys, morgue, status, unique
 from sidequest.api import bulk, refs, removed
 from sidequest.api.lenient import as_int, or_empty, replies
 from sidequest.api.queues import digest_of
 from sidequest.api.records import JobRecord
-from sidequest.morgue import DEAD_MAX_JOBS, DEAD_TIMEOUT, add_dead
+from sidequest.morgue import add_dead
 from sidequest.options import MAX_UNIQUE_FOR
 from sidequest.payload import Payload, dumps, normalized, now
 
@@ -111,6 +111,9 @@ class JobSet:
         #: Dead jobs this object's moves to a queue left in the set (since its last bulk
         #: move): unique jobs whose lock an identical job holds, which they would run beside.
         self.held = 0
+        #: The dead set's limits read once for a whole-set Kill (``kill_all``), which queues
+        #: a move per entry on a pipeline; None: each move reads them.
+        self._dead_limits: tuple[int, float] | None = None
 
     @property
     def name(self) -> str:
@@ -301,8 +304,10 @@ class JobSet:
             job["enqueued_at"] = now()
             where, body, queue = "queue", dumps(job), job["queue"]
         move_keys = [self.name, keys.QUEUES, keys.DEAD, keys.queue(queue or "default")]
-        move_args: list[Any] = [entry.raw, where, body, queue, repr(now()), DEAD_MAX_JOBS,
-                                DEAD_TIMEOUT]
+        # A move to a queue does not trim Dead: the script ignores the limits then.
+        max_jobs, timeout = (self._limits() if where == "dead"
+                             else (morgue.DEAD_MAX_JOBS, morgue.DEAD_TIMEOUT))
+        move_args: list[Any] = [entry.raw, where, body, queue, repr(now()), max_jobs, timeout]
         if where == "queue":
             jid = str(entry.item.get("jid", ""))
             # Its stored status says it is queued again (a page that stopped polling at
@@ -317,6 +322,13 @@ class JobSet:
                 move_args += [jid, lock[1]]
         return self._move(keys=move_keys, args=move_args, client=client)
 
+    def _limits(self) -> tuple[int, float]:
+        """The published limits (``morgue.limits``): the last started worker's, not the
+        defaults, so that a Kill here keeps what a worker's move to Dead keeps."""
+        if self._dead_limits is not None:
+            return self._dead_limits
+        return morgue.limits(connection.client())
+
     def _entry(self, raw: bytes, score: float) -> SortedEntry:
         return SortedEntry(self, raw, score)
 
@@ -324,7 +336,12 @@ class JobSet:
         return bulk.move_all(self, "retry")
 
     def kill_all(self) -> int:
-        return bulk.move_all(self, "dead")
+        # One read of the limits for the press, not one per entry its pages move.
+        self._dead_limits = self._limits()
+        try:
+            return bulk.move_all(self, "dead")
+        finally:
+            self._dead_limits = None
 
 
 def _lock_taken_again(job: Payload) -> tuple[str, int] | None:
@@ -365,9 +382,12 @@ class DeadSet(JobSet):
         return super().each(newest_first)
 
     def kill(self, payload: str | bytes, when: float | None = None) -> None:
-        """Add a raw payload to the dead set, trimmed by Sidekiq's rules."""
-        pipe = connection.client().pipeline(transaction=True)
-        add_dead(pipe, payload, when or now(), DEAD_MAX_JOBS, DEAD_TIMEOUT)
+        """Add a raw payload to the dead set, trimmed by Sidekiq's rules with the limits
+        the last started worker published (``morgue.limits``)."""
+        client = connection.client()
+        max_jobs, timeout = morgue.limits(client)
+        pipe = client.pipeline(transaction=True)
+        add_dead(pipe, payload, when or now(), max_jobs, timeout)
         pipe.execute()
 
 

@@ -1,8 +1,10 @@
 """What a Kill costs the dead set. Every move into ``dead`` trims it as Sidekiq does
-(``morgue.add_dead``, and the same steps in the move script): entries older than
-``DEAD_TIMEOUT`` go, then all but the newest ``DEAD_MAX_JOBS``. So a Kill on a full dead set
-silently deletes its oldest jobs; the questions before a Kill say how many it will delete,
-from the sizes read when the page is rendered, and the message after it says how many went.
+(``morgue.add_dead``, and the same steps in the move script): entries older than its age
+limit go, then all but the newest jobs up to its size limit. The dashboard's Kill uses the
+limits the last started worker published (``morgue.limits``; Sidekiq's defaults until one
+has). So a Kill on a full dead set silently deletes its oldest jobs; the questions before a
+Kill say how many it will delete, from the sizes read when the page is rendered, and the
+message after it says how many went.
 """
 
 from __future__ import annotations
@@ -10,23 +12,45 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sidequest import connection, keys
+from sidequest import connection, keys, morgue
 from sidequest.api.lenient import as_int, replies
 from sidequest.morgue import DEAD_MAX_JOBS, DEAD_TIMEOUT
 from sidequest.web.render import plural
 
-#: How the dead set's limits read in a sentence.
-KEEPS = f"keeps at most {DEAD_MAX_JOBS:,} jobs, none older than {DEAD_TIMEOUT / 86400:.0f} days"
-LIMITS = f"Dead {KEEPS}"
+
+def keeps(max_jobs: int = DEAD_MAX_JOBS, timeout: float = DEAD_TIMEOUT) -> str:
+    """How the dead set's limits read in a sentence: "keeps at most 10,000 jobs, none older
+    than 180 days"."""
+    return f"keeps at most {plural(max_jobs, 'job')}, none older than {_age(timeout)}"
+
+
+#: The units an age limit is said in, largest first.
+_UNITS = ((86400, "day"), (3600, "hour"), (60, "minute"), (1, "second"))
+
+
+def _age(seconds: float) -> str:
+    """``400 days``, ``1 day``, ``400.5 days``; ``12 hours`` for a limit under a day (any
+    number of seconds is a valid setting)."""
+    size, unit = next(((size, unit) for size, unit in _UNITS if seconds >= size), _UNITS[-1])
+    count = round(seconds / size, 1)
+    shown = f"{count:,.0f}" if count.is_integer() else f"{count:,.1f}"
+    return f"{shown} {unit if count == 1 else unit + 's'}"
 
 
 @dataclass(frozen=True)
 class DeadRoom:
-    """The dead set as a page found it: its size, and how many of its entries are past
-    its age limit (the next move into it deletes those whatever else it does)."""
+    """The dead set as a page found it: its size, how many of its entries are past its age
+    limit (the next move into it deletes those whatever else it does), and the limits a Kill
+    applies (``morgue.limits``)."""
 
     size: int
     aged: int
+    max_jobs: int = DEAD_MAX_JOBS
+    timeout: float = DEAD_TIMEOUT
+
+    @property
+    def limits(self) -> str:
+        return f"Dead {keeps(self.max_jobs, self.timeout)}"
 
     def dropped(self, kills: int) -> int:
         """How many entries ``kills`` moves into the set delete: the aged ones, then the
@@ -34,13 +58,13 @@ class DeadRoom:
         jobs killed first)."""
         if kills <= 0:
             return 0
-        return self.aged + max(0, self.size - self.aged + kills - DEAD_MAX_JOBS)
+        return self.aged + max(0, self.size - self.aged + kills - self.max_jobs)
 
     @property
     def room(self) -> int:
         """How many jobs can move in, once the aged entries are gone, before one is deleted
         for want of room."""
-        return max(0, DEAD_MAX_JOBS - (self.size - self.aged))
+        return max(0, self.max_jobs - (self.size - self.aged))
 
     def kill_note(self, kills: int) -> str:
         """What killing ``kills`` jobs deletes, to follow "They move to Dead."; "" when it
@@ -49,8 +73,8 @@ class DeadRoom:
         if not lost:
             return ""
         if lost <= self.size:
-            return f" {LIMITS}: this deletes the {_oldest(lost)} in Dead."
-        return (f" {LIMITS}: this deletes all {plural(self.size, 'job')} now in Dead and"
+            return f" {self.limits}: this deletes the {_oldest(lost)} in Dead."
+        return (f" {self.limits}: this deletes all {plural(self.size, 'job')} now in Dead and"
                 f" {lost - self.size:,} of the jobs killed.")
 
     def bulk_note(self, selectable: int) -> str:
@@ -65,7 +89,7 @@ class DeadRoom:
         elif self.room < selectable:
             parts.append(f"it has room for {self.room:,} more; each job killed past that"
                          " deletes the oldest job in Dead")
-        return f" {LIMITS}: {'; '.join(parts)}." if parts else ""
+        return f" {self.limits}: {'; '.join(parts)}." if parts else ""
 
 
 def _oldest(count: int) -> str:
@@ -73,13 +97,16 @@ def _oldest(count: int) -> str:
 
 
 def read_room() -> DeadRoom:
-    """The dead set's size and its entries past the age limit, in one round trip."""
-    pipe = connection.client().pipeline(transaction=False)
+    """The dead set's size, its limits and its entries past the age limit. Two round trips:
+    which entries are too old depends on the limit read first."""
+    client = connection.client()
+    max_jobs, timeout = morgue.limits(client)
+    pipe = client.pipeline(transaction=False)
     pipe.zcard(keys.DEAD)
     # Inclusive, as the trim's ZREMRANGEBYSCORE -inf (now - timeout) is.
-    pipe.zcount(keys.DEAD, "-inf", time.time() - DEAD_TIMEOUT)
+    pipe.zcount(keys.DEAD, "-inf", time.time() - timeout)
     size, aged = replies(pipe)  # a key of the wrong type reads as empty
-    return DeadRoom(as_int(size), as_int(aged))
+    return DeadRoom(as_int(size), as_int(aged), max_jobs, timeout)
 
 
 def dead_size() -> int:
@@ -98,8 +125,10 @@ def dropped_since(before: int, moved: int) -> int:
 
 
 def dropped_note(count: int) -> str:
-    """The message's part on the dead jobs a Kill deleted; "" for none."""
+    """The message's part on the dead jobs a Kill deleted; "" for none. It reads the limits
+    from Redis when there is something to say: call it off the event loop."""
     if not count:
         return ""
     was = "was" if count == 1 else "were"
-    return f" {plural(count, 'job')} {was} deleted from Dead, which {KEEPS}."
+    return (f" {plural(count, 'job')} {was} deleted from Dead, which"
+            f" {keeps(*morgue.limits(connection.client()))}.")

@@ -25,6 +25,7 @@ from sidequest import (
     hooks,
     metrics,
     middleware,
+    morgue,
     status,
     unique,
     url_problems,
@@ -147,6 +148,8 @@ class Launcher(Beating, SignalHandling):
         connection.load_scripts()
         self._first_beat()
         check_redis(self._client)
+        # The dashboard and the API trim Dead by these too: a Kill there keeps what this keeps.
+        morgue.publish(self._client, self.config.dead_max_jobs, self.config.dead_timeout)
         for owner in self.gone:  # now, not when its lease runs out: it is known dead
             self.reaper.recover_gone(owner)
         # The banner first, written out now: a job's own output must not precede it.

@@ -16,7 +16,7 @@ from typing import Any
 
 from sidequest import batch, batch_members, connection, hooks, keys, limiter
 from sidequest.limiter import OverLimit
-from sidequest.morgue import add_dead
+from sidequest.morgue import add_dead, limits
 from sidequest.payload import OVERLIMIT_COUNT as COUNT
 from sidequest.payload import OVERLIMIT_NAME as NAME
 from sidequest.payload import Payload, dumps, job_class
@@ -69,7 +69,8 @@ def _bury(pipe: Any, item: Payload, exc: OverLimit, now: float) -> None:
     item.update({"error_class": "OverLimit", "error_message": str(exc), "failed_at": now})
     kept = item.get("dead", True) is not False  # `dead = False`: dropped, as after retries
     if kept:
-        add_dead(pipe, dumps(item), now)
+        # The published limits (this worker's, unless another started since): not the defaults.
+        add_dead(pipe, dumps(item), now, *limits(connection.client()))
     ancestry = batch_members.ancestry_of(item)
     if ancestry:  # a failure, as a job out of retries is: its batch stops waiting for it
         batch.queue_update(pipe, ancestry, str(item.get("jid", "")), "failure")

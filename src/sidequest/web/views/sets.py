@@ -211,14 +211,15 @@ class _Views:
         if not keys:  # a "Selected:" button pressed with no row ticked
             return self._back(request, NOTHING_SELECTED)
         verb = ROW_ACTIONS[action][0]
-        unreadable = dropped = held = 0
+        unreadable = held = 0
+        dropped = ""
         if action == "kill":
             done, dropped = await run_in_threadpool(self._kill, keys)
         else:
             done, unreadable, held = await run_in_threadpool(self._apply, keys, action)
         gone = len(keys) - done - unreadable - held
         return self._back(request, f"{verb}: {done} of {len(keys)}."
-                          + self._unreadable_note(action, unreadable) + dropped_note(dropped)
+                          + self._unreadable_note(action, unreadable) + dropped
                           + _held_note(action, held) + self._gone_note(gone))
 
     def _gone_note(self, count: int) -> str:
@@ -250,11 +251,12 @@ class _Views:
                 done += act(entry)
         return done, unreadable, jobset.held
 
-    def _kill(self, keys: list[str]) -> tuple[int, int]:
-        """Kill the rows; returns how many moved, and how many jobs that deleted from Dead."""
+    def _kill(self, keys: list[str]) -> tuple[int, str]:
+        """Kill the rows; returns how many moved, and what the message says of the jobs
+        it deleted from Dead (here, off the event loop: ``dropped_note`` reads Redis)."""
         before = dead_size()
         done, _, _ = self._apply(keys, "kill")  # a kill needs no readable payload
-        return done, dropped_since(before, done)
+        return done, dropped_note(dropped_since(before, done))
 
     def _unreadable_note(self, action: str, count: int, at_least: bool = False) -> str:
         """The message's part on the jobs an action that needs their payload left as they
