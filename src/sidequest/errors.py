@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 
 class SidequestError(Exception):
     """Base class of every error Sidequest raises on purpose."""
@@ -41,10 +43,18 @@ class JobKilled(SidequestError):
 
 
 TIMEOUT_MESSAGE = "the job ran past its timeout"
+#: The time limit of the job this thread runs (``seconds``), set by the worker around it: a
+#: JobTimeout raised into the thread is made with no arguments (only its class can be), and
+#: says the limit from here, so that the middleware (metrics, traces) sees the message the
+#: log and the retry set show.
+timeout_of_thread = threading.local()
 
 
 class JobTimeout(SidequestError):
     """Raised inside a job that ran past its ``timeout``; a failure under the retry rules."""
 
-    def __init__(self, message: str = TIMEOUT_MESSAGE) -> None:
+    def __init__(self, message: str | None = None) -> None:
+        if message is None:
+            limit = getattr(timeout_of_thread, "seconds", None)
+            message = TIMEOUT_MESSAGE if limit is None else f"{TIMEOUT_MESSAGE} of {limit:g} s"
         super().__init__(message)

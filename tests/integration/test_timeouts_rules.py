@@ -307,11 +307,27 @@ def test_a_caught_timeout_keeps_no_frame_of_the_job_alive() -> None:
 
 
 def test_the_cleanup_around_a_call_that_ran_out_of_time_runs() -> None:
+    """...and the middleware sees the limit in the message, as the log and the retry set do
+    (a trace's status said only "the job ran past its timeout")."""
+    seen: list[str] = []
+
+    def record(job: Any, payload: Any, queue: str, call_next: Any) -> Any:
+        try:
+            return call_next()
+        except JobTimeout as exc:
+            seen.append(str(exc))
+            raise
+
     jid = CleansUp.perform_async()
-    with running_worker():
-        (entry,) = wait_for(lambda: list(DeadSet()), what="the job in the dead set")
+    middleware.server.add(record)
+    try:
+        with running_worker():
+            (entry,) = wait_for(lambda: list(DeadSet()), what="the job in the dead set")
+    finally:
+        middleware.server.remove(record)
     assert runs == [jid], "its finally block did not run"
     assert entry.jid == jid and entry.item["error_class"].endswith("JobTimeout")
+    assert seen == ["the job ran past its timeout of 0.5 s"]
 
 
 def test_an_async_job_that_catches_its_cancellation_and_returns_still_fails() -> None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from types import CodeType, TracebackType
 from typing import Any
 
-from sidequest.errors import TIMEOUT_MESSAGE, JobTimeout
+from sidequest.errors import TIMEOUT_MESSAGE, JobTimeout, timeout_of_thread
 
 log = logging.getLogger("sidequest")
 #: Seconds a job gets to stop after its JobTimeout before the process retires.
@@ -92,6 +92,7 @@ class Timeouts:
         with self._lock:
             self._watched[ident] = entry
             self._start()
+        timeout_of_thread.seconds = seconds  # the message of the JobTimeout raised in it
         try:
             yield entry
         except BaseException:
@@ -100,6 +101,7 @@ class Timeouts:
         finally:
             with self._lock:
                 self._watched.pop(ident, None)
+            timeout_of_thread.seconds = None
         entry.raise_if_fired()
 
     def watch_async(self, rid: str, seconds: float, jid: str | None = None) -> None:
