@@ -105,11 +105,14 @@ def test_a_bad_dashboard_permission_is_named_by_the_check(project: object, value
                                                           said: str) -> None:
     from django.test import override_settings
 
+    from sidequest.contrib.django import conf
     from sidequest.contrib.django.checks import settings_valid
 
     with override_settings(SIDEQUEST={"dashboard_permission": value}):
         (error,) = settings_valid()
-    assert error.id == "sidequest.E001"
+        # The dashboard's own setting: it stops no push and no worker.
+        assert conf.values() == {} and conf.worker_config() is not None
+    assert error.id == "sidequest.E003"
     assert error.msg == ("settings.SIDEQUEST['dashboard_permission'] must be a permission name"
                          " as user.has_perm() takes it, 'app_label.codename' (such as"
                          f" 'auth.change_user'), or be left out to let every staff user in;"

@@ -78,6 +78,12 @@ def settings_valid(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         return [Error(str(exc), hint="fix settings.SIDEQUEST; until then, every push and "
                                      "the dashboard of a process raise this error",
                       id="sidequest.E001")]
+    try:
+        conf.dashboard_permission()
+    except ConfigError as exc:
+        return [Error(str(exc), hint="until it is fixed, the dashboard answers with this"
+                                     " error; pushes and the worker are not affected",
+                      id="sidequest.E003")]
     return []
 
 

@@ -55,7 +55,8 @@ def values() -> dict[str, Any]:
     """The ``SIDEQUEST`` setting as Config field values (empty when it is not set); its
     Django-only keys are checked, and left out."""
     raw = _lowered()
-    dashboard_permission()  # a bad one is an error of the whole setting (sidequest.E001)
+    # Not dashboard_permission() here: a bad one refuses the dashboard (and check E003
+    # names it), never every push and the worker.
     known = config.SETTINGS | DJANGO_KEYS
     for key, value in raw.items():
         if key not in known:
