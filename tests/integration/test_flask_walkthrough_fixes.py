@@ -143,10 +143,10 @@ def test_the_readmes_recipe_runs_drained_jobs_in_the_apps_context(tmp_path: Path
     assert "2 passed" in result.stdout, result.stdout
 
 
-@pytest.mark.parametrize("variable", ["SIDEQUEST_REDIS_URL", "REDIS_URL"])
 def test_an_environment_url_that_app_config_overrides_is_pointed_out(
-        redis_url: str, variable: str, monkeypatch: pytest.MonkeyPatch,
+        redis_url: str, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
+    variable = "SIDEQUEST_REDIS_URL"
     # Before: the variable lost to app.config without a word, while `sidequest stats` and
     # `status` went on reading it.
     for name in ("SIDEQUEST_REDIS_URL", "REDIS_URL"):
@@ -170,3 +170,28 @@ def test_an_environment_url_that_app_config_overrides_is_pointed_out(
         ext = Sidequest(app)
     middleware.server.remove(ext.in_app_context)
     assert caplog.messages == []
+    caplog.clear()
+    assert redis_url.endswith("/0")
+    monkeypatch.setenv(variable, redis_url.removesuffix("/0"))  # no database 0: the same
+    monkeypatch.setenv("REDIS_URL", "redis://cache:6379/1")  # the app's own, for its cache
+    with caplog.at_level("WARNING", logger="sidequest"):
+        ext = Sidequest(app)
+    middleware.server.remove(ext.in_app_context)
+    assert caplog.messages == []
+
+
+def test_jobs_run_in_the_app_made_last(redis_url: str) -> None:
+    # Each Sidequest(app) went to the front: jobs ran in the context of the first app made
+    # in the process (a test suite makes one per test), with its configuration.
+    made = []
+    for name in ("first", "second"):
+        app = Flask(name)
+        app.config.update(SIDEQUEST_REDIS_URL=redis_url, SIDEQUEST_DASHBOARD=None)
+        made.append(Sidequest(app))
+    contexts = [entry for entry in middleware.server
+                if any(entry is ext.in_app_context for ext in made)]
+    try:
+        assert contexts == [made[1].in_app_context]
+    finally:
+        for entry in contexts:
+            middleware.server.remove(entry)

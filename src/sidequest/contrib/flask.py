@@ -39,6 +39,7 @@ import sys
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 try:
     from flask import Flask
@@ -117,6 +118,11 @@ class Sidequest:
         # prepends them again, so an app made after an embedded worker started is put in
         # order by the next start (until then its context is set up outside the recorder's
         # timing, its only effect).
+        # Only the newest app's: jobs run in the app made last (a test suite makes one per
+        # test), as when each was added at the end.
+        for earlier in _contexts:
+            middleware.server.remove(earlier)
+        _contexts[:] = [self.in_app_context]
         middleware.server.prepend(self.in_app_context)
         _warn_if_environment_loses(app.config)
 
@@ -206,14 +212,18 @@ def _dashboard(options: dict[str, Any]) -> Any:
     return WSGIDashboard(asgi)
 
 
+#: The app context middleware installed (the newest app's only).
+_contexts: list[Any] = []
+
+
 def _warn_if_environment_loses(config: Any) -> None:
-    """Say so when $SIDEQUEST_REDIS_URL (or $REDIS_URL) names another Redis than app.config's
+    """Say so when $SIDEQUEST_REDIS_URL names another Redis than app.config's
     SIDEQUEST_REDIS_URL: app.config wins, and the variable was otherwise ignored without a
-    word, while ``sidequest stats`` and ``status``, which never load the app, still use it."""
+    word, while ``sidequest stats`` and ``status``, which never load the app, still use it.
+    Not $REDIS_URL, which an app may well keep for its cache on another database."""
     url = config.get("SIDEQUEST_REDIS_URL")
-    variable = next((name for name in (environ.REDIS_URL, environ.PLAIN_REDIS_URL)
-                     if os.environ.get(name)), None)
-    if not url or variable is None or os.environ[variable] == url:
+    variable = environ.REDIS_URL if os.environ.get(environ.REDIS_URL) else None
+    if not url or variable is None or _same_redis(os.environ[variable], str(url)):
         return
     log.warning("Sidequest(app): Redis: using %s (app.config['SIDEQUEST_REDIS_URL']), not %s"
                 " ($%s): app.config wins over the environment, in this app and in a worker"
@@ -223,6 +233,18 @@ def _warn_if_environment_loses(config: Any) -> None:
                 " them use one Redis", connection.redacted(url),
                 connection.redacted(os.environ[variable]), variable, variable,
                 environ.REDIS_URL, variable)
+
+
+def _same_redis(one: str, other: str) -> bool:
+    """Whether two URLs name one Redis database (``redis://h:6379`` is ``redis://h:6379/0``)."""
+    def key(url: str) -> tuple[str, str, int | None, str]:
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        return (parts.scheme, parts.hostname or "", port or 6379, parts.path.strip("/") or "0")
+    return one == other or key(one) == key(other)
 
 
 def _configure(config: Any) -> None:
