@@ -41,8 +41,10 @@ def limits(client: Any) -> tuple[int, float]:
     try:
         max_jobs, timeout = client.hmget(keys.DEAD_LIMITS, ["max_jobs", "timeout"])
     except redis.ResponseError as exc:
-        if isinstance(exc, CLUSTER_UNAVAILABLE):
-            raise  # an outage, not odd data: the caller's move would fail the same way
+        # Only a key of another type is "nothing published": a refusal (an ACL without this
+        # key, an outage) trimming by the defaults would delete what the workers keep.
+        if isinstance(exc, CLUSTER_UNAVAILABLE) or not str(exc).startswith("WRONGTYPE"):
+            raise
         return DEAD_MAX_JOBS, DEAD_TIMEOUT
     return _count(max_jobs), _seconds(timeout)
 

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from helpers import running_worker
-from sidequest import limiter, morgue
+from sidequest import keys, limiter, morgue
 from sidequest.api import DeadSet, RetrySet
 from sidequest.limiter import OverLimit
 from sidequest.worker import overlimit
@@ -103,3 +103,22 @@ def test_a_job_dead_of_over_limit_reschedules_goes_by_the_published_limits(
         if i == 0:
             assert dead_jids(r) == ["old", "recent", "o0"], "200 days is within the 400"
     assert dead_jids(r) == ["recent", "o0", "o1", "o2", "o3"]
+
+
+def test_a_refused_read_of_the_limits_is_no_default(r: redis.Redis, redis_url: str) -> None:
+    """A dashboard user whose ACL leaves out sq:dead_limits read "nothing published" and
+    trimmed Dead by the defaults: the loss the published limits are there to prevent."""
+    from urllib.parse import urlsplit
+
+    r.execute_command("ACL", "SETUSER", "dashonly", "on", ">pw-dash", "~dead", "+@all")
+    try:
+        where = urlsplit(redis_url)
+        limited = redis.Redis(host=where.hostname, port=where.port, username="dashonly",
+                              password="pw-dash")
+        with pytest.raises(redis.ResponseError, match="no permissions"):
+            morgue.limits(limited)
+        limited.close()
+    finally:
+        r.execute_command("ACL", "DELUSER", "dashonly")
+    r.set(keys.DEAD_LIMITS, "not a hash")  # another program's key: nothing published
+    assert morgue.limits(r) == (morgue.DEAD_MAX_JOBS, morgue.DEAD_TIMEOUT)
