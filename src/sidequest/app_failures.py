@@ -32,7 +32,7 @@ def import_failure(target: str, module: str, exc: ImportError, spec: str) -> str
         # The module was found and its code ran: it, or code it imports, raised this (a
         # name missing from a module, a library that needs an extra): where and what.
         return (f"could not import {target!r}: {_where(exc)}{type(exc).__name__}: {exc}"
-                f"{_relative_import_hint(target, spec, exc)}")
+                f"{_relative_import_hint(target, spec, module, exc)}")
     above = _run_from_above(target, spec, missing)
     if above:  # before "pip install shop", which would fetch someone else's package
         where = "" if missing.partition(".")[0] == module.partition(".")[0] else _where(exc)
@@ -76,17 +76,25 @@ def _run_from_above(target: str, spec: str, missing: str) -> str:
             f" {shlex.quote(_target_from(root, here, target, spec))}")
 
 
-def _relative_import_hint(target: str, spec: str, exc: ImportError) -> str:
+def _relative_import_hint(target: str, spec: str, module: str, exc: ImportError) -> str:
     """For ``cd shop && sidequest -r jobs`` where jobs.py has ``from .models import X``: the
     module is part of a package, imported without it, so its relative imports have no
     package to start from. "" for any other ImportError, or with no frame of the app's."""
-    if not str(exc).startswith("attempted relative import"):
+    # Not "beyond top-level package": that one is a relative import climbing too high, which
+    # no other directory cures.
+    if "with no known parent package" not in str(exc):
         return ""
     frames = [frame for frame in traceback.extract_tb(exc.__traceback__)
               if not importing_frame(frame.filename)]
     if not frames:
         return ""
     file = Path(frames[-1].filename).resolve()
+    if file.stem != module.rpartition(".")[2]:
+        # Another module, imported by the target as a top-level one: the command that would
+        # cure it is not known from here (running the target from above breaks that import).
+        return (f". {file.name} uses a relative import but was imported as a module of no"
+                f" package: import it relatively too where it is imported (from . import"
+                f" {file.stem}), and name the target with its package")
     folder = file.parent
     if not (folder / "__init__.py").is_file():
         return (f". {file.name} uses a relative import, which works only in a module of a"

@@ -83,12 +83,25 @@ def test_the_command_keeps_an_app_factory_and_names_nested_packages(
 def test_a_module_imported_by_the_target_is_the_one_named(
         project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # -r relapp, whose module imports reljobs (beside it, in the package) without the
-    # package: the relative import fails in reljobs.py, and the target is renamed.
+    # package: the relative import fails in reljobs.py. Running relapp from above would
+    # break its own `import reljobs`, so no command is given (one was, and it failed too).
     (project / "relshop" / "relapp.py").write_text("import reljobs  # noqa\n")
     monkeypatch.chdir(project / "relshop")
     message = failure("relapp")
-    assert "reljobs.py is the module relshop.reljobs of the package 'relshop'" in message
-    assert message.endswith("cd .. && sidequest -r relshop.relapp")
+    assert message.endswith(". reljobs.py uses a relative import but was imported as a module"
+                            " of no package: import it relatively too where it is imported"
+                            " (from . import reljobs), and name the target with its package")
+    assert "sidequest -r" not in message
+
+
+def test_a_relative_import_beyond_the_package_gets_no_hint() -> None:
+    # "beyond top-level package" starts the same way; it was told to run the very command
+    # just run.
+    from sidequest.app_failures import import_failure
+
+    exc = ImportError("attempted relative import beyond top-level package")
+    assert import_failure("relshop.sub.jobs", "relshop.sub.jobs", exc, "relshop.sub.jobs") \
+        .endswith("ImportError: attempted relative import beyond top-level package")
 
 
 def test_a_folder_without_init_is_told_to_become_a_package(
