@@ -9,7 +9,7 @@ from typing import cast
 
 import redis
 
-from sidequest import connection, url_problems
+from sidequest import connection, keys, url_problems
 
 log = logging.getLogger("sidequest")
 
@@ -17,7 +17,12 @@ log = logging.getLogger("sidequest")
 def check_redis(client: redis.Redis) -> None:
     """Warn about Redis settings that can lose jobs behind our back."""
     try:
-        policy = cast(dict[str, str], client.config_get("maxmemory-policy"))
+        if hasattr(client, "get_node_from_key"):  # a Cluster: the primary of our keys, not
+            # whichever node the client asks by default
+            policy = cast(dict[str, str], client.config_get(
+                "maxmemory-policy", target_nodes=client.get_node_from_key(keys.QUEUES)))
+        else:
+            policy = cast(dict[str, str], client.config_get("maxmemory-policy"))
     except redis.ResponseError:
         return  # CONFIG is often disabled on managed Redis; nothing to check then
     value = policy.get("maxmemory-policy", "noeviction")
