@@ -72,8 +72,7 @@ def _run_from_above(target: str, spec: str, missing: str) -> str:
     root = package.parent
     return (f"the worker runs inside the package {top!r} ({package}), and Python finds a"
             f" package only from the directory that holds it. Run the worker from"
-            f" {str(root)!r}: cd {shlex.quote(os.path.relpath(root, here))} && sidequest -r"
-            f" {shlex.quote(_target_from(root, here, target, spec))}")
+            f" {str(root)!r}: {_command_from(root, target, spec, target)}")
 
 
 def _relative_import_hint(target: str, spec: str, module: str, exc: ImportError) -> str:
